@@ -1,0 +1,52 @@
+//! # weir-sql — the planner
+//!
+//! Turns weir's streaming SQL into a [`StreamPlan`]: a source with its watermark, a chain of
+//! stateless and windowed operators, and a sink. It owns the SQL dialect (DDL with
+//! `WATERMARK FOR` and `WITH (…)` options, window TVFs and group windows), the catalog, the
+//! window functions and `EXPLAIN` output.
+//!
+//! DataFusion does the SQL work: its sqlparser parses, its `SqlToRel` resolves names and
+//! types, its analyzer and optimizer simplify. This crate never depends on weir's runtime, so
+//! tools can embed it to parse, validate and inspect streaming SQL.
+//!
+//! ```
+//! use weir_sql::{Planned, Planner};
+//!
+//! let mut planner = Planner::new();
+//! let planned = planner
+//!     .plan_script(
+//!         "CREATE TABLE bids (auction BIGINT, price BIGINT, ts TIMESTAMP(3),
+//!              WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+//!          WITH (connector = 'file', path = 'bids.csv', format = 'csv');
+//!          SELECT auction, COUNT(*) AS n FROM bids
+//!          GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), auction;",
+//!     )
+//!     .unwrap();
+//! let Planned::Query(plan) = &planned[1] else { panic!() };
+//! assert!(plan.to_string().contains("WindowAggregate: window: TUMBLE(size 10s) on bids.ts"));
+//!
+//! let err = planner.plan_script("SELECT nope FROM bids").unwrap_err();
+//! assert!(err.message.contains("nope"));
+//! ```
+
+mod catalog;
+mod error;
+mod parser;
+mod plan;
+mod planner;
+mod provider;
+mod rewrite;
+mod tvf;
+pub mod window_fn;
+
+pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};
+pub use error::{ErrorKind, Result, SqlError};
+pub use parser::{parse_script, Stmt};
+pub use plan::{PlanNodeDescription, SinkNode, SourceNode, StreamOp, StreamPlan, WindowAggregate, WindowSpec};
+pub use planner::{arrow_type, Planned, Planner};
+
+/// DataFusion pieces the plan is made of, re-exported so users of the plan agree on versions.
+pub mod df {
+    pub use datafusion_common;
+    pub use datafusion_expr;
+}

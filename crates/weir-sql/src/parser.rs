@@ -1,0 +1,375 @@
+//! Parsing weir's SQL dialect: DataFusion's sqlparser with the streaming extensions Flink users
+//! know — `CREATE TABLE … (…, WATERMARK FOR ts AS ts - INTERVAL …) WITH (…)`, `CREATE SOURCE`,
+//! and the window TVF syntax `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))`.
+//!
+//! Everything that is not DDL is handed to sqlparser unchanged, so positions in errors refer
+//! to the text the user typed.
+
+use std::collections::BTreeMap;
+
+use datafusion_sql::sqlparser::ast::{DataType as SqlType, Expr as SqlExpr, Ident, ObjectName, Query, Statement};
+use datafusion_sql::sqlparser::dialect::GenericDialect;
+use datafusion_sql::sqlparser::keywords::Keyword;
+use datafusion_sql::sqlparser::parser::Parser;
+use datafusion_sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
+
+use crate::error::{Result, SqlError};
+
+/// A column of `CREATE TABLE`, still in SQL terms.
+#[derive(Debug, Clone)]
+pub struct ColumnSpec {
+    /// Column name as written (unquoted names are lower-cased).
+    pub name: String,
+    /// Declared type.
+    pub data_type: SqlType,
+    /// False for `NOT NULL`.
+    pub nullable: bool,
+    /// Where the column is declared.
+    pub location: Location,
+}
+
+/// `CREATE TABLE` / `CREATE SOURCE`, still in SQL terms.
+#[derive(Debug, Clone)]
+pub struct CreateTable {
+    /// Table name (lower-cased unless quoted).
+    pub name: String,
+    /// Declared columns; empty for a sink whose columns come from the query.
+    pub columns: Vec<ColumnSpec>,
+    /// `WATERMARK FOR column AS expr`.
+    pub watermark: Option<(Ident, SqlExpr)>,
+    /// `WITH (key = value, …)`, keys lower-cased.
+    pub options: BTreeMap<String, String>,
+    /// `CREATE OR REPLACE`.
+    pub or_replace: bool,
+    /// `IF NOT EXISTS`.
+    pub if_not_exists: bool,
+    /// Where the statement starts.
+    pub location: Location,
+}
+
+/// One parsed statement.
+#[derive(Debug, Clone)]
+pub enum Stmt {
+    /// `CREATE TABLE` or `CREATE SOURCE`.
+    CreateTable(CreateTable),
+    /// A query whose results go to the client.
+    Query(Box<Query>, Location),
+    /// `INSERT INTO table SELECT …`.
+    Insert {
+        /// Target table.
+        table: String,
+        /// The query producing the rows.
+        query: Box<Query>,
+        /// Where the statement starts.
+        location: Location,
+    },
+    /// `EXPLAIN <statement>`.
+    Explain(Box<Stmt>),
+    /// `SET key = value`.
+    Set {
+        /// Setting name, lower-cased.
+        key: String,
+        /// Value as text.
+        value: String,
+    },
+}
+
+/// Parse a script of `;`-separated statements (with `--` and `/* */` comments).
+pub fn parse_script(sql: &str) -> Result<Vec<Stmt>> {
+    let dialect = GenericDialect {};
+    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location()?;
+    let tokens = unwrap_tvf_table_args(tokens);
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let mut out = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        if parser.peek_token_ref().token == Token::EOF {
+            break;
+        }
+        out.push(parse_one(&mut parser)?);
+        let next = parser.peek_token();
+        if next.token != Token::SemiColon && next.token != Token::EOF {
+            return Err(SqlError::syntax(format!("syntax error: expected ';' or end of input, found '{}'", next.token))
+                .at(next.span.start));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_one(parser: &mut Parser) -> Result<Stmt> {
+    let start = parser.peek_token();
+    let location = start.span.start;
+    if parser.parse_keyword(Keyword::EXPLAIN) {
+        // EXPLAIN [ANALYZE] is planned by us, not sqlparser, so it can wrap any statement.
+        if parser.parse_keyword(Keyword::ANALYZE) {
+            return Err(SqlError::not_supported("EXPLAIN ANALYZE").at(location));
+        }
+        return Ok(Stmt::Explain(Box::new(parse_one(parser)?)));
+    }
+    if parser.peek_keyword(Keyword::CREATE) {
+        let mut probe = parser_clone_point(parser);
+        probe.next_token();
+        let or_replace = probe.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
+        if probe.peek_keyword(Keyword::TABLE) || is_word(&probe.peek_token().token, "SOURCE") {
+            *parser = probe;
+            return parse_create_table(parser, or_replace, location).map(Stmt::CreateTable);
+        }
+    }
+    if parser.parse_keyword(Keyword::SET) {
+        let key = parse_setting_name(parser)?;
+        if !parser.consume_token(&Token::Eq) && !parser.parse_keyword(Keyword::TO) {
+            let t = parser.peek_token();
+            return Err(SqlError::syntax(format!("syntax error: expected '=' after SET {key}, found '{}'", t.token)).at(t.span.start));
+        }
+        let value = parse_option_value(parser)?;
+        return Ok(Stmt::Set { key, value });
+    }
+    let statement = parser.parse_statement()?;
+    match statement {
+        Statement::Query(q) => Ok(Stmt::Query(q, location)),
+        Statement::Insert(insert) => {
+            let table = match &insert.table {
+                datafusion_sql::sqlparser::ast::TableObject::TableName(name) => object_name(name),
+                other => return Err(SqlError::not_supported(format!("INSERT INTO {other}")).at(location)),
+            };
+            if !insert.columns.is_empty() {
+                return Err(SqlError::not_supported("a column list in INSERT INTO")
+                    .at(location)
+                    .with_hint("select the columns in the sink's declared order instead"));
+            }
+            let Some(query) = insert.source else {
+                return Err(SqlError::not_supported("INSERT without a query").at(location));
+            };
+            Ok(Stmt::Insert { table, query, location })
+        }
+        other => {
+            let text = other.to_string();
+            let head: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            Err(SqlError::not_supported(format!("the statement '{head} …'"))
+                .at(location)
+                .with_hint("weir runs CREATE TABLE/SOURCE, SELECT, INSERT INTO … SELECT, EXPLAIN and SET"))
+        }
+    }
+}
+
+/// sqlparser's `Parser` is not `Clone`; re-create one positioned at the same token.
+fn parser_clone_point<'a>(parser: &Parser<'a>) -> Parser<'a> {
+    // Parser holds the token vector and an index; rebuilding from the remaining tokens keeps
+    // their original spans, so positions stay right.
+    let mut rest = Vec::new();
+    let mut i = 0;
+    loop {
+        let t = parser.peek_nth_token_ref(i).clone();
+        let eof = t.token == Token::EOF;
+        rest.push(t);
+        if eof {
+            break;
+        }
+        i += 1;
+    }
+    static DIALECT: GenericDialect = GenericDialect {};
+    Parser::new(&DIALECT).with_tokens_with_locations(rest)
+}
+
+fn is_word(token: &Token, word: &str) -> bool {
+    matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+fn ident_name(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+/// Normalised name of a (possibly qualified) object.
+pub fn object_name(name: &ObjectName) -> String {
+    name.0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(ident_name)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location) -> Result<CreateTable> {
+    // TABLE or SOURCE
+    parser.next_token();
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = object_name(&parser.parse_object_name(false)?);
+    let mut columns = Vec::new();
+    let mut watermark = None;
+    if parser.consume_token(&Token::LParen) {
+        loop {
+            let t = parser.peek_token();
+            if is_word(&t.token, "WATERMARK") {
+                parser.next_token();
+                parser.expect_keyword(Keyword::FOR)?;
+                let column = parser.parse_identifier()?;
+                parser.expect_keyword(Keyword::AS)?;
+                let expr = parser.parse_expr()?;
+                if watermark.is_some() {
+                    return Err(SqlError::plan("a table can have only one WATERMARK clause").at(t.span.start));
+                }
+                watermark = Some((column, expr));
+            } else if parser.peek_keyword(Keyword::PRIMARY) || parser.peek_keyword(Keyword::CONSTRAINT) {
+                return Err(SqlError::not_supported("table constraints (PRIMARY KEY, CONSTRAINT)").at(t.span.start));
+            } else {
+                let ident = parser.parse_identifier()?;
+                if parser.peek_keyword(Keyword::AS) {
+                    return Err(SqlError::not_supported(format!("computed column '{}'", ident.value)).at(t.span.start));
+                }
+                let data_type = parser.parse_data_type()?;
+                let mut nullable = true;
+                if parser.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
+                    nullable = false;
+                } else {
+                    let _ = parser.parse_keyword(Keyword::NULL);
+                }
+                columns.push(ColumnSpec { name: ident_name(&ident), data_type, nullable, location: t.span.start });
+            }
+            if parser.consume_token(&Token::Comma) {
+                // a trailing comma before ')' is tolerated
+                if parser.consume_token(&Token::RParen) {
+                    break;
+                }
+                continue;
+            }
+            parser.expect_token(&Token::RParen)?;
+            break;
+        }
+    }
+    let mut options = BTreeMap::new();
+    if parser.parse_keyword(Keyword::WITH) {
+        parser.expect_token(&Token::LParen)?;
+        if !parser.consume_token(&Token::RParen) {
+            loop {
+                let at = parser.peek_token().span.start;
+                let key = parse_option_key(parser)?;
+                parser.expect_token(&Token::Eq)?;
+                let value = parse_option_value(parser)?;
+                if options.insert(key.clone(), value).is_some() {
+                    return Err(SqlError::plan(format!("option '{key}' is given twice")).at(at));
+                }
+                if parser.consume_token(&Token::Comma) {
+                    continue;
+                }
+                parser.expect_token(&Token::RParen)?;
+                break;
+            }
+        }
+    }
+    Ok(CreateTable { name, columns, watermark, options, or_replace, if_not_exists, location })
+}
+
+/// Option keys: `'quoted.key'`, `bare_key` or `dotted.bare.key`.
+fn parse_option_key(parser: &mut Parser) -> Result<String> {
+    let t = parser.next_token();
+    let mut key = match &t.token {
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => return Ok(s.to_lowercase()),
+        Token::Word(w) => w.value.to_lowercase(),
+        other => {
+            return Err(SqlError::syntax(format!("syntax error: expected an option name, found '{other}'")).at(t.span.start))
+        }
+    };
+    while parser.consume_token(&Token::Period) {
+        let t = parser.next_token();
+        match &t.token {
+            Token::Word(w) => {
+                key.push('.');
+                key.push_str(&w.value.to_lowercase());
+            }
+            other => {
+                return Err(SqlError::syntax(format!("syntax error: expected an option name, found '{other}'")).at(t.span.start))
+            }
+        }
+    }
+    Ok(key)
+}
+
+fn parse_setting_name(parser: &mut Parser) -> Result<String> {
+    parse_option_key(parser)
+}
+
+/// Option values: strings, numbers, `true`/`false` or bare words.
+fn parse_option_value(parser: &mut Parser) -> Result<String> {
+    let t = parser.next_token();
+    match &t.token {
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Ok(s.clone()),
+        Token::Number(n, _) => Ok(n.clone()),
+        Token::Word(w) => Ok(w.value.clone()),
+        Token::Minus => {
+            let n = parser.next_token();
+            match n.token {
+                Token::Number(n, _) => Ok(format!("-{n}")),
+                other => Err(SqlError::syntax(format!("syntax error: expected a number, found '{other}'")).at(t.span.start)),
+            }
+        }
+        other => Err(SqlError::syntax(format!("syntax error: expected an option value, found '{other}'")).at(t.span.start)),
+    }
+}
+
+/// The window TVFs take `TABLE t` as their first argument, which sqlparser does not accept as
+/// a function argument. `TABLE ( TUMBLE ( TABLE t` is rewritten to `TABLE ( TUMBLE ( t` at
+/// the token level (keeping every other token's position).
+fn unwrap_tvf_table_args(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    const TVFS: [&str; 4] = ["TUMBLE", "HOP", "SESSION", "CUMULATE"];
+    let significant: Vec<usize> =
+        tokens.iter().enumerate().filter(|(_, t)| !matches!(t.token, Token::Whitespace(_))).map(|(i, _)| i).collect();
+    let mut drop = Vec::new();
+    for w in significant.windows(5) {
+        let [a, b, c, d, e] = [w[0], w[1], w[2], w[3], w[4]];
+        let kw = |i: usize, k: Keyword| matches!(&tokens[i].token, Token::Word(x) if x.keyword == k);
+        if kw(a, Keyword::TABLE)
+            && tokens[b].token == Token::LParen
+            && TVFS.iter().any(|f| is_word(&tokens[c].token, f))
+            && tokens[d].token == Token::LParen
+            && kw(e, Keyword::TABLE)
+        {
+            drop.push(e);
+        }
+    }
+    tokens.into_iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, t)| t).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ddl_with_watermark_and_options() {
+        let stmts = parse_script(
+            "-- a comment\nCREATE TABLE Events (a BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)\n\
+             WITH ('connector' = 'file', path = 'x.csv', format = 'csv'); /* c */ SELECT a FROM events;",
+        )
+        .unwrap();
+        assert_eq!(stmts.len(), 2);
+        let Stmt::CreateTable(ct) = &stmts[0] else { panic!("expected CREATE TABLE") };
+        assert_eq!(ct.name, "events");
+        assert_eq!(ct.columns.len(), 2);
+        assert_eq!(ct.options.get("connector").map(String::as_str), Some("file"));
+        assert_eq!(ct.options.get("path").map(String::as_str), Some("x.csv"));
+        assert!(ct.watermark.is_some());
+        assert!(matches!(stmts[1], Stmt::Query(..)));
+    }
+
+    #[test]
+    fn create_source_is_a_synonym() {
+        let stmts = parse_script("CREATE SOURCE s (a INT) WITH (connector = 'file')").unwrap();
+        assert!(matches!(&stmts[0], Stmt::CreateTable(ct) if ct.name == "s"));
+    }
+
+    #[test]
+    fn tvf_table_argument_is_accepted() {
+        let stmts =
+            parse_script("SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))").unwrap();
+        assert!(matches!(stmts[0], Stmt::Query(..)));
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let err = parse_script("SELECT a FROM t;\nSELEC b FROM t").unwrap_err();
+        assert_eq!(err.position.map(|p| p.0), Some(2), "{err}");
+    }
+}

@@ -1,0 +1,243 @@
+//! The streaming plan: what the runtime executes and what `EXPLAIN` prints.
+//!
+//! A plan is a linear pipeline (joins and unions come later):
+//!
+//! ```text
+//!   Source ──► [Filter | Project]* ──► [WindowAggregate ──► [Filter | Project]*] ──► Sink
+//! ```
+//!
+//! Expressions stay DataFusion logical expressions together with the schema they are
+//! evaluated against, so the runtime can turn them into physical expressions with
+//! DataFusion's own `create_physical_expr`.
+
+use std::fmt::{self, Write};
+
+use datafusion_common::DFSchemaRef;
+use datafusion_expr::Expr;
+use serde::Serialize;
+
+use crate::catalog::{sql_type_name, TableDef};
+use crate::window_fn::format_duration;
+
+/// Where a pipeline reads from.
+#[derive(Debug, Clone)]
+pub struct SourceNode {
+    /// The table read.
+    pub table: TableDef,
+    /// Columns of the table the pipeline needs (indices into the declared schema); `None` = all.
+    pub projection: Option<Vec<usize>>,
+    /// Schema of the batches the source hands to the first operator.
+    pub output_schema: DFSchemaRef,
+}
+
+/// Kind and size of an event-time window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum WindowSpec {
+    /// Fixed-size, non-overlapping windows aligned to the epoch.
+    Tumble {
+        /// Window length in nanoseconds.
+        size_nanos: i64,
+    },
+}
+
+impl WindowSpec {
+    /// The length of every window.
+    pub fn size_nanos(&self) -> i64 {
+        match self {
+            WindowSpec::Tumble { size_nanos } => *size_nanos,
+        }
+    }
+}
+
+impl fmt::Display for WindowSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WindowSpec::Tumble { size_nanos } => write!(f, "TUMBLE(size {})", format_duration(*size_nanos)),
+        }
+    }
+}
+
+/// An aggregate over event-time windows, emitted once per window when the watermark passes
+/// the window's end.
+#[derive(Debug, Clone)]
+pub struct WindowAggregate {
+    /// The window.
+    pub window: WindowSpec,
+    /// The event-time column the window is over, as `table.column`.
+    pub time_column: String,
+    /// Group expressions, including the window bound(s).
+    pub group_exprs: Vec<Expr>,
+    /// Index in `group_exprs` of the window start, if grouped by it.
+    pub window_start: Option<usize>,
+    /// Index in `group_exprs` of the window end, if grouped by it.
+    pub window_end: Option<usize>,
+    /// Aggregate expressions (DataFusion aggregate functions).
+    pub aggr_exprs: Vec<Expr>,
+    /// Schema the expressions are evaluated against.
+    pub input_schema: DFSchemaRef,
+    /// Output: group columns then aggregate columns.
+    pub output_schema: DFSchemaRef,
+}
+
+/// One operator of a pipeline.
+#[derive(Debug, Clone)]
+pub enum StreamOp {
+    /// Keep rows where the predicate is true.
+    Filter {
+        /// Boolean expression.
+        predicate: Expr,
+        /// Schema of input (and output) rows.
+        input_schema: DFSchemaRef,
+    },
+    /// Compute new columns from each row.
+    Project {
+        /// One expression per output column.
+        exprs: Vec<Expr>,
+        /// Schema of input rows.
+        input_schema: DFSchemaRef,
+        /// Schema of output rows.
+        output_schema: DFSchemaRef,
+    },
+    /// Windowed aggregation.
+    WindowAggregate(WindowAggregate),
+}
+
+impl StreamOp {
+    /// Schema of the rows this operator emits.
+    pub fn output_schema(&self) -> &DFSchemaRef {
+        match self {
+            StreamOp::Filter { input_schema, .. } => input_schema,
+            StreamOp::Project { output_schema, .. } => output_schema,
+            StreamOp::WindowAggregate(w) => &w.output_schema,
+        }
+    }
+}
+
+/// Where a pipeline's results go.
+#[derive(Debug, Clone)]
+pub enum SinkNode {
+    /// Back to whoever ran the query (stdout for `weir run`).
+    Client,
+    /// A declared table (`INSERT INTO`).
+    Table(TableDef),
+}
+
+/// A complete streaming pipeline.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    /// The source.
+    pub source: SourceNode,
+    /// Operators, in data-flow order.
+    pub ops: Vec<StreamOp>,
+    /// The sink.
+    pub sink: SinkNode,
+}
+
+impl StreamPlan {
+    /// Schema of the rows reaching the sink.
+    pub fn output_schema(&self) -> &DFSchemaRef {
+        self.ops.last().map(StreamOp::output_schema).unwrap_or(&self.source.output_schema)
+    }
+
+    /// A serialisable description of the plan (what EXPLAIN prints, as data).
+    pub fn describe(&self) -> Vec<PlanNodeDescription> {
+        let mut nodes = Vec::new();
+        let cols = |s: &DFSchemaRef| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+        nodes.push(PlanNodeDescription {
+            operator: "Sink".into(),
+            details: match &self.sink {
+                SinkNode::Client => format!("client, columns: {}", cols(self.output_schema()).join(", ")),
+                SinkNode::Table(t) => format!("table {} ({})", t.name, options_text(t)),
+            },
+        });
+        for op in self.ops.iter().rev() {
+            nodes.push(match op {
+                StreamOp::Filter { predicate, .. } => {
+                    PlanNodeDescription { operator: "Filter".into(), details: predicate.human_display().to_string() }
+                }
+                StreamOp::Project { exprs, output_schema, .. } => PlanNodeDescription {
+                    operator: "Project".into(),
+                    details: exprs
+                        .iter()
+                        .zip(output_schema.fields())
+                        .map(|(e, f)| {
+                            let shown = e.clone().unalias().human_display().to_string();
+                            if &shown == f.name() {
+                                shown
+                            } else {
+                                format!("{} := {shown}", f.name())
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                },
+                StreamOp::WindowAggregate(w) => {
+                    let keys: Vec<String> = w
+                        .group_exprs
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| Some(*i) != w.window_start && Some(*i) != w.window_end)
+                        .map(|(_, e)| e.human_display().to_string())
+                        .collect();
+                    let aggs: Vec<String> = w.aggr_exprs.iter().map(|e| e.human_display().to_string()).collect();
+                    PlanNodeDescription {
+                        operator: "WindowAggregate".into(),
+                        details: format!(
+                            "window: {} on {}, keys: [{}], aggregates: [{}], emit: once per window when the watermark passes window_end, state: open windows only",
+                            w.window,
+                            w.time_column,
+                            keys.join(", "),
+                            aggs.join(", ")
+                        ),
+                    }
+                }
+            });
+        }
+        let t = &self.source.table;
+        let watermark = match &t.watermark {
+            Some(w) if w.delay_nanos == 0 => format!("watermark: {}", w.column),
+            Some(w) => format!("watermark: {} - {}", w.column, format_duration(w.delay_nanos)),
+            None => "no watermark".to_string(),
+        };
+        nodes.push(PlanNodeDescription {
+            operator: "Source".into(),
+            details: format!(
+                "{} ({}), {watermark}, columns: [{}]",
+                t.name,
+                options_text(t),
+                self.source
+                    .output_schema
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{} {}", f.name(), sql_type_name(f.data_type())))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+        nodes
+    }
+}
+
+fn options_text(t: &TableDef) -> String {
+    t.options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// One line of EXPLAIN output.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanNodeDescription {
+    /// Operator name.
+    pub operator: String,
+    /// Its window, keys, expressions, watermark, connector options…
+    pub details: String,
+}
+
+impl fmt::Display for StreamPlan {
+    /// The plan as an indented tree, sink first (as `EXPLAIN` prints it).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        for (depth, node) in self.describe().iter().enumerate() {
+            let _ = writeln!(out, "{:indent$}{}: {}", "", node.operator, node.details, indent = depth * 2);
+        }
+        f.write_str(out.trim_end())
+    }
+}

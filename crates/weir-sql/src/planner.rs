@@ -1,0 +1,494 @@
+//! Statements to streaming plans.
+//!
+//! DataFusion does the SQL work (name resolution, type checking and coercion, expression
+//! simplification); this module checks that the resulting logical plan can run incrementally
+//! and turns it into a [`StreamPlan`]: it finds the window of each aggregate, checks that the
+//! window's time column carries a watermark, and refuses what cannot run yet with a clear error.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion_common::arrow::compute::can_cast_types;
+use datafusion_common::arrow::datatypes::{DataType, TimeUnit};
+use datafusion_common::config::ConfigOptions;
+use datafusion_common::{Column, DFSchema};
+use datafusion_expr::logical_plan::Aggregate;
+use datafusion_expr::{Expr, LogicalPlan};
+use datafusion_optimizer::analyzer::Analyzer;
+use datafusion_optimizer::optimize_projections::OptimizeProjections;
+use datafusion_optimizer::simplify_expressions::SimplifyExpressions;
+use datafusion_optimizer::{Optimizer, OptimizerContext, OptimizerRule};
+use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
+use datafusion_sql::sqlparser::ast::{
+    BinaryOperator, DataType as SqlType, Expr as SqlExpr, ExactNumberInfo, Query, Statement, TimezoneInfo,
+};
+use datafusion_sql::sqlparser::tokenizer::Location;
+
+use crate::catalog::{schema_of, Catalog, TableDef, WatermarkDef};
+use crate::error::{Result, SqlError};
+use crate::parser::{parse_script, CreateTable, Stmt};
+use crate::plan::{SinkNode, SourceNode, StreamOp, StreamPlan, WindowAggregate, WindowSpec};
+use crate::provider::{FunctionRegistry, Provider};
+use crate::rewrite::rewrite_group_windows;
+use crate::window_fn::{interval_nanos, TUMBLE_END, TUMBLE_START};
+
+/// The outcome of planning one statement.
+#[derive(Debug, Clone)]
+pub enum Planned {
+    /// A table was declared (and is now in the catalog).
+    CreatedTable(String),
+    /// A query whose rows go to the client.
+    Query(StreamPlan),
+    /// `INSERT INTO`: a pipeline writing into a declared table.
+    Insert(StreamPlan),
+    /// `EXPLAIN`: the plan, not to be run.
+    Explain(StreamPlan),
+    /// `SET key = value`.
+    Set {
+        /// Setting name.
+        key: String,
+        /// Value.
+        value: String,
+    },
+}
+
+/// Plans SQL against a catalog that DDL statements extend.
+#[derive(Debug)]
+pub struct Planner {
+    catalog: Catalog,
+    functions: FunctionRegistry,
+    options: ConfigOptions,
+    settings: BTreeMap<String, String>,
+}
+
+impl Default for Planner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Planner {
+    /// A planner with an empty catalog.
+    pub fn new() -> Self {
+        let mut options = ConfigOptions::new();
+        options.sql_parser.map_string_types_to_utf8view = false;
+        Self { catalog: Catalog::new(), functions: FunctionRegistry::default(), options, settings: BTreeMap::new() }
+    }
+
+    /// The tables declared so far.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Settings made with `SET`.
+    pub fn settings(&self) -> &BTreeMap<String, String> {
+        &self.settings
+    }
+
+    /// Parse and plan every statement of a script, in order. DDL takes effect immediately, so
+    /// later statements see the tables declared by earlier ones. Nothing is run.
+    pub fn plan_script(&mut self, sql: &str) -> Result<Vec<Planned>> {
+        let statements = parse_script(sql)?;
+        statements.into_iter().map(|s| self.plan_statement(s)).collect()
+    }
+
+    /// Plan one parsed statement.
+    pub fn plan_statement(&mut self, stmt: Stmt) -> Result<Planned> {
+        match stmt {
+            Stmt::CreateTable(ct) => self.create_table(ct),
+            Stmt::Query(q, loc) => Ok(Planned::Query(self.plan_query(q, SinkNode::Client, loc)?)),
+            Stmt::Insert { table, query, location } => {
+                let Some(def) = self.catalog.get(&table).cloned() else {
+                    return Err(SqlError::plan(format!("table '{table}' not found"))
+                        .at(location)
+                        .with_hint("declare the sink with CREATE TABLE … WITH (connector = 'file', path = …, format = …)"));
+                };
+                Ok(Planned::Insert(self.plan_query(query, SinkNode::Table(def), location)?))
+            }
+            Stmt::Explain(inner) => match self.plan_statement(*inner)? {
+                Planned::Query(p) | Planned::Insert(p) => Ok(Planned::Explain(p)),
+                _ => Err(SqlError::not_supported("EXPLAIN of a statement other than a query or INSERT")),
+            },
+            Stmt::Set { key, value } => {
+                self.settings.insert(key.clone(), value.clone());
+                Ok(Planned::Set { key, value })
+            }
+        }
+    }
+
+    fn create_table(&mut self, ct: CreateTable) -> Result<Planned> {
+        let mut columns = Vec::with_capacity(ct.columns.len());
+        for c in &ct.columns {
+            if columns.iter().any(|(n, _, _): &(String, DataType, bool)| n == &c.name) {
+                return Err(SqlError::plan(format!("column '{}' is declared twice", c.name)).at(c.location));
+            }
+            columns.push((c.name.clone(), arrow_type(&c.data_type).map_err(|e| e.at(c.location))?, c.nullable));
+        }
+        let watermark = match &ct.watermark {
+            None => None,
+            Some((ident, expr)) => {
+                let column = if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() };
+                let at = ident.span.start;
+                match columns.iter().find(|(n, _, _)| n == &column) {
+                    None => {
+                        return Err(SqlError::plan(format!("WATERMARK FOR {column}: no column named '{column}'")).at(at))
+                    }
+                    Some((_, DataType::Timestamp(_, _), _)) => {}
+                    Some((_, t, _)) => {
+                        return Err(SqlError::plan(format!(
+                            "WATERMARK FOR {column}: the column must be a TIMESTAMP, it is {}",
+                            crate::catalog::sql_type_name(t)
+                        ))
+                        .at(at))
+                    }
+                }
+                let delay_nanos = self.watermark_delay(&column, expr).map_err(|e| e.at(at))?;
+                Some(WatermarkDef { column, delay_nanos })
+            }
+        };
+        if !ct.options.contains_key("connector") {
+            return Err(SqlError::plan(format!("table '{}' has no connector", ct.name))
+                .at(ct.location)
+                .with_hint("add WITH (connector = 'file', path = '…', format = 'csv')"));
+        }
+        let schema = if columns.is_empty() { None } else { Some(schema_of(columns)) };
+        let def = TableDef { name: ct.name.clone(), schema, watermark, options: ct.options.clone() };
+        self.catalog.register(def, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;
+        Ok(Planned::CreatedTable(ct.name))
+    }
+
+    /// `ts - INTERVAL '2' SECOND` → 2 s; `ts` → 0.
+    fn watermark_delay(&self, column: &str, expr: &SqlExpr) -> Result<i64> {
+        let is_col = |e: &SqlExpr| matches!(e, SqlExpr::Identifier(i) if i.value.eq_ignore_ascii_case(column));
+        let bad = || {
+            SqlError::plan(format!("unsupported watermark expression '{expr}'")).with_hint(format!(
+                "use WATERMARK FOR {column} AS {column} - INTERVAL '5' SECOND (bounded disorder) or WATERMARK FOR {column} AS {column} (ordered)"
+            ))
+        };
+        match expr {
+            SqlExpr::Nested(inner) => self.watermark_delay(column, inner),
+            e if is_col(e) => Ok(0),
+            SqlExpr::BinaryOp { left, op: BinaryOperator::Minus, right } if is_col(left) => {
+                let provider = Provider { catalog: &self.catalog, functions: &self.functions, options: &self.options };
+                let rel = SqlToRel::new_with_options(&provider, parser_options());
+                let e = rel
+                    .sql_to_expr((**right).clone(), &DFSchema::empty(), &mut PlannerContext::new())
+                    .map_err(|_| bad())?;
+                match e {
+                    Expr::Literal(v, _) => interval_nanos(&v).map_err(|e| bad().with_hint(SqlError::from(e).message)),
+                    _ => Err(bad()),
+                }
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    fn plan_query(&self, mut query: Box<Query>, sink: SinkNode, location: Location) -> Result<StreamPlan> {
+        rewrite_group_windows(&mut query)?;
+        let provider = Provider { catalog: &self.catalog, functions: &self.functions, options: &self.options };
+        let rel = SqlToRel::new_with_options(&provider, parser_options());
+        let plan = rel.sql_statement_to_plan(Statement::Query(query)).map_err(SqlError::from)?;
+        let plan = Analyzer::new().execute_and_check(plan, &self.options, |_, _| {}).map_err(SqlError::from)?;
+        let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> =
+            vec![Arc::new(SimplifyExpressions::new()), Arc::new(OptimizeProjections::new())];
+        let plan = Optimizer::with_rules(rules)
+            .optimize(plan, &OptimizerContext::new(), |_, _| {})
+            .map_err(SqlError::from)?;
+        let mut builder = PipelineBuilder { catalog: &self.catalog, source: None, ops: Vec::new() };
+        builder.convert(&plan).map_err(|e| e.at(location))?;
+        let Some(source) = builder.source else {
+            return Err(SqlError::not_supported("a query without a table in FROM")
+                .at(location)
+                .with_hint("streaming queries read from a table declared with CREATE TABLE"));
+        };
+        let mut ops = builder.ops;
+        if let SinkNode::Table(def) = &sink {
+            let input = ops.last().map(StreamOp::output_schema).unwrap_or(&source.output_schema).clone();
+            if let Some(project) = sink_projection(def, &input).map_err(|e| e.at(location))? {
+                ops.push(project);
+            }
+        }
+        Ok(StreamPlan { source, ops, sink })
+    }
+}
+
+fn parser_options() -> ParserOptions {
+    ParserOptions {
+        parse_float_as_decimal: false,
+        enable_ident_normalization: true,
+        support_varchar_with_length: true,
+        enable_options_value_normalization: false,
+        collect_spans: true,
+        map_string_types_to_utf8view: false,
+        default_null_ordering: datafusion_sql::planner::NullOrdering::NullsMax,
+    }
+}
+
+/// SQL column types weir supports, as Arrow types.
+pub fn arrow_type(t: &SqlType) -> Result<DataType> {
+    Ok(match t {
+        SqlType::Boolean | SqlType::Bool => DataType::Boolean,
+        SqlType::TinyInt(_) => DataType::Int8,
+        SqlType::SmallInt(_) | SqlType::Int2(_) => DataType::Int16,
+        SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_) => DataType::Int32,
+        SqlType::BigInt(_) | SqlType::Int8(_) | SqlType::Int64 => DataType::Int64,
+        SqlType::Real | SqlType::Float4 | SqlType::Float(_) | SqlType::Float32 => DataType::Float32,
+        SqlType::Double(_) | SqlType::DoublePrecision | SqlType::Float8 | SqlType::Float64 => DataType::Float64,
+        SqlType::Varchar(_)
+        | SqlType::CharVarying(_)
+        | SqlType::CharacterVarying(_)
+        | SqlType::Char(_)
+        | SqlType::Character(_)
+        | SqlType::Text
+        | SqlType::String(_) => DataType::Utf8,
+        SqlType::Date => DataType::Date32,
+        SqlType::Timestamp(precision, tz) => {
+            if !matches!(tz, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) {
+                return Err(SqlError::not_supported(format!("the column type {t}"))
+                    .with_hint("use TIMESTAMP(3): weir reads times without a zone as UTC"));
+            }
+            let unit = match precision.unwrap_or(6) {
+                0 => TimeUnit::Second,
+                1..=3 => TimeUnit::Millisecond,
+                4..=6 => TimeUnit::Microsecond,
+                7..=9 => TimeUnit::Nanosecond,
+                p => return Err(SqlError::plan(format!("TIMESTAMP precision must be 0 to 9, got {p}"))),
+            };
+            DataType::Timestamp(unit, None)
+        }
+        SqlType::Decimal(ExactNumberInfo::PrecisionAndScale(_, _)) | SqlType::Numeric(_) | SqlType::Decimal(_) => {
+            return Err(SqlError::not_supported(format!("the column type {t}")).with_hint("use DOUBLE or BIGINT"))
+        }
+        other => return Err(SqlError::not_supported(format!("the column type {other}"))),
+    })
+}
+
+/// Cast/rename the query's columns to the sink's declared columns, by position.
+fn sink_projection(def: &TableDef, input: &Arc<DFSchema>) -> Result<Option<StreamOp>> {
+    let Some(target) = &def.schema else {
+        return Ok(None);
+    };
+    if target.fields().len() != input.fields().len() {
+        return Err(SqlError::plan(format!(
+            "INSERT INTO {}: the query produces {} columns but the table has {} ({})",
+            def.name,
+            input.fields().len(),
+            target.fields().len(),
+            def.columns_text()
+        )));
+    }
+    let mut exprs = Vec::new();
+    for (i, (tf, (q, f))) in target.fields().iter().zip(input.iter()).enumerate() {
+        let col = Expr::Column(Column::from((q, f)));
+        if !can_cast_types(f.data_type(), tf.data_type()) {
+            return Err(SqlError::plan(format!(
+                "INSERT INTO {}: column {} ('{}') is {} but the query gives {} ('{}')",
+                def.name,
+                i + 1,
+                tf.name(),
+                crate::catalog::sql_type_name(tf.data_type()),
+                crate::catalog::sql_type_name(f.data_type()),
+                f.name()
+            )));
+        }
+        let e = if f.data_type() == tf.data_type() { col } else { Expr::Cast(datafusion_expr::Cast::new(Box::new(col), tf.data_type().clone())) };
+        exprs.push(e.alias(tf.name()));
+    }
+    let output = DFSchema::try_from(Arc::clone(target)).map_err(SqlError::from)?;
+    Ok(Some(StreamOp::Project { exprs, input_schema: Arc::clone(input), output_schema: Arc::new(output) }))
+}
+
+struct PipelineBuilder<'a> {
+    catalog: &'a Catalog,
+    source: Option<SourceNode>,
+    ops: Vec<StreamOp>,
+}
+
+impl PipelineBuilder<'_> {
+    fn convert(&mut self, plan: &LogicalPlan) -> Result<()> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                if self.source.is_some() {
+                    return Err(SqlError::not_supported("queries over several tables (joins, UNION)"));
+                }
+                let Some(table) = self.catalog.get(scan.table_name.table()) else {
+                    return Err(SqlError::plan(format!("table '{}' not found", scan.table_name)));
+                };
+                if scan.fetch.is_some() {
+                    return Err(SqlError::not_supported("LIMIT on a streaming query"));
+                }
+                if !scan.filters.is_empty() {
+                    return Err(SqlError::not_supported("filters pushed into a source"));
+                }
+                self.source = Some(SourceNode {
+                    table: table.clone(),
+                    projection: scan.projection.clone(),
+                    output_schema: Arc::clone(&scan.projected_schema),
+                });
+                Ok(())
+            }
+            LogicalPlan::Projection(p) => {
+                self.convert(&p.input)?;
+                self.ops.push(StreamOp::Project {
+                    exprs: p.expr.clone(),
+                    input_schema: Arc::clone(p.input.schema()),
+                    output_schema: Arc::clone(&p.schema),
+                });
+                Ok(())
+            }
+            LogicalPlan::Filter(f) => {
+                self.convert(&f.input)?;
+                self.ops.push(StreamOp::Filter { predicate: f.predicate.clone(), input_schema: Arc::clone(f.input.schema()) });
+                Ok(())
+            }
+            LogicalPlan::SubqueryAlias(a) => self.convert(&a.input),
+            LogicalPlan::Aggregate(agg) => {
+                self.convert(&agg.input)?;
+                let op = self.window_aggregate(agg)?;
+                self.ops.push(op);
+                Ok(())
+            }
+            LogicalPlan::Sort(_) => Err(SqlError::not_supported("ORDER BY on a streaming query")
+                .with_hint("results of a windowed aggregate come out in window order already")),
+            LogicalPlan::Limit(_) => Err(SqlError::not_supported("LIMIT on a streaming query")),
+            LogicalPlan::Join(_) => Err(SqlError::not_supported("joins")),
+            LogicalPlan::Union(_) => Err(SqlError::not_supported("UNION")),
+            LogicalPlan::Distinct(_) => Err(SqlError::not_supported("SELECT DISTINCT on a stream")),
+            LogicalPlan::Window(_) => Err(SqlError::not_supported("OVER (…) window functions")),
+            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(SqlError::not_supported(
+                "a query without a table in FROM",
+            )
+            .with_hint("streaming queries read from a table declared with CREATE TABLE")),
+            other => Err(SqlError::not_supported(format!("the plan node {}", other.display()))),
+        }
+    }
+
+    fn window_aggregate(&self, agg: &Aggregate) -> Result<StreamOp> {
+        if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+            return Err(SqlError::not_supported("GROUPING SETS, ROLLUP and CUBE"));
+        }
+        let mut window: Option<(WindowSpec, String)> = None;
+        let (mut start, mut end) = (None, None);
+        for (i, g) in agg.group_expr.iter().enumerate() {
+            let Some(bound) = resolve_window_bound(g, &agg.input)? else { continue };
+            let time_column = self.check_time_column(&bound.time, bound.plan)?;
+            let spec = WindowSpec::Tumble { size_nanos: bound.size_nanos };
+            match &window {
+                Some((w, t)) if *w != spec || *t != time_column => {
+                    return Err(SqlError::not_supported(format!(
+                        "grouping by two different windows ({w} on {t} and {spec} on {time_column})"
+                    )))
+                }
+                _ => window = Some((spec, time_column)),
+            }
+            match bound.name {
+                TUMBLE_START => start = Some(i),
+                _ => end = Some(i),
+            }
+        }
+        let Some((window, time_column)) = window else {
+            return Err(SqlError::not_supported("aggregation without a window (an updating aggregate)").with_hint(
+                "group by a window: GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), … or \
+                 FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) … GROUP BY window_start, window_end, …",
+            ));
+        };
+        Ok(StreamOp::WindowAggregate(WindowAggregate {
+            window,
+            time_column,
+            group_exprs: agg.group_expr.clone(),
+            window_start: start,
+            window_end: end,
+            aggr_exprs: agg.aggr_expr.clone(),
+            input_schema: Arc::clone(agg.input.schema()),
+            output_schema: Arc::clone(&agg.schema),
+        }))
+    }
+
+    /// The window's time column must be a source column with a watermark.
+    fn check_time_column(&self, time: &Expr, plan: &LogicalPlan) -> Result<String> {
+        let Some((table, column)) = source_column(time, plan) else {
+            return Err(SqlError::not_supported(format!(
+                "a window over the computed time '{}'",
+                time.human_display()
+            ))
+            .with_hint("window over a TIMESTAMP column that has a WATERMARK FOR clause"));
+        };
+        let Some(def) = self.catalog.get(&table) else {
+            return Err(SqlError::plan(format!("table '{table}' not found")));
+        };
+        match &def.watermark {
+            None => Err(SqlError::plan(format!(
+                "a windowed aggregate needs a watermark, but table '{table}' has no WATERMARK FOR clause, so its windows could never close"
+            ))
+            .with_hint(format!(
+                "declare one in CREATE TABLE {table} (…, WATERMARK FOR {column} AS {column} - INTERVAL '5' SECOND)"
+            ))),
+            Some(w) if w.column != column => Err(SqlError::plan(format!(
+                "the window is over {table}.{column}, but the watermark of '{table}' is on '{}'",
+                w.column
+            ))
+            .with_hint(format!("window over {}, the table's event-time column", w.column))),
+            Some(_) => Ok(format!("{table}.{column}")),
+        }
+    }
+}
+
+struct WindowBound<'a> {
+    name: &'static str,
+    size_nanos: i64,
+    time: Expr,
+    plan: &'a LogicalPlan,
+}
+
+/// If `e` (evaluated over `plan`) is a tumbling-window bound, which one.
+fn resolve_window_bound<'a>(e: &Expr, plan: &'a LogicalPlan) -> Result<Option<WindowBound<'a>>> {
+    match e {
+        Expr::Alias(a) => resolve_window_bound(&a.expr, plan),
+        Expr::ScalarFunction(f) if f.func.name() == TUMBLE_START || f.func.name() == TUMBLE_END => {
+            let name = if f.func.name() == TUMBLE_START { TUMBLE_START } else { TUMBLE_END };
+            let [time, Expr::Literal(size, _)] = f.args.as_slice() else {
+                return Err(SqlError::plan(format!("{}: the window size must be a constant INTERVAL", name.to_uppercase())));
+            };
+            let size_nanos = interval_nanos(size).map_err(SqlError::from)?;
+            Ok(Some(WindowBound { name, size_nanos, time: time.clone(), plan }))
+        }
+        Expr::Column(c) => match trace_column(c, plan) {
+            Some((def, below)) if !matches!(def, Expr::Column(_)) => resolve_window_bound(&def, below),
+            _ => Ok(None),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// Follow a column down through projections, filters and aliases to the expression that
+/// defines it. Returns that expression and the plan it is evaluated over; a column of a
+/// table scan is returned as itself with the scan.
+fn trace_column<'a>(c: &Column, plan: &'a LogicalPlan) -> Option<(Expr, &'a LogicalPlan)> {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let i = p.schema.index_of_column(c).ok()?;
+            match p.expr.get(i)?.clone().unalias() {
+                Expr::Column(inner) => trace_column(&inner, &p.input),
+                other => Some((other, &p.input)),
+            }
+        }
+        LogicalPlan::Filter(f) => trace_column(c, &f.input),
+        LogicalPlan::SubqueryAlias(a) => {
+            let i = a.schema.index_of_column(c).ok()?;
+            let (q, f) = a.input.schema().qualified_field(i);
+            trace_column(&Column::from((q, f)), &a.input)
+        }
+        LogicalPlan::TableScan(_) => Some((Expr::Column(c.clone()), plan)),
+        _ => None,
+    }
+}
+
+/// The (table, column) a time expression reads, if it is a plain source column.
+fn source_column(e: &Expr, plan: &LogicalPlan) -> Option<(String, String)> {
+    let Expr::Column(c) = e else { return None };
+    match trace_column(c, plan)? {
+        (Expr::Column(sc), LogicalPlan::TableScan(scan)) => Some((scan.table_name.table().to_string(), sc.name)),
+        (Expr::Column(sc), below) => source_column(&Expr::Column(sc), below),
+        _ => None,
+    }
+}

@@ -1,0 +1,123 @@
+//! The bridge between weir's catalog and DataFusion's SQL planner (`ContextProvider`): tables,
+//! functions (DataFusion's built-ins plus weir's window functions) and relation planners.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion_common::arrow::datatypes::DataType;
+use datafusion_common::config::ConfigOptions;
+use datafusion_common::{plan_err, Result, TableReference};
+use datafusion_expr::logical_plan::builder::LogicalTableSource;
+use datafusion_expr::planner::{ContextProvider, ExprPlanner, RelationPlanner};
+use datafusion_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
+
+use crate::catalog::Catalog;
+
+/// Every function the SQL planner can resolve.
+#[derive(Debug)]
+pub struct FunctionRegistry {
+    scalars: HashMap<String, Arc<ScalarUDF>>,
+    aggregates: HashMap<String, Arc<AggregateUDF>>,
+    expr_planners: Vec<Arc<dyn ExprPlanner>>,
+    relation_planners: Vec<Arc<dyn RelationPlanner>>,
+}
+
+impl Default for FunctionRegistry {
+    fn default() -> Self {
+        let mut scalars = HashMap::new();
+        let all = datafusion_functions::all_default_functions().into_iter().chain(crate::window_fn::window_functions());
+        for f in all {
+            for alias in f.aliases() {
+                scalars.insert(alias.clone(), Arc::clone(&f));
+            }
+            scalars.insert(f.name().to_string(), f);
+        }
+        let mut aggregates = HashMap::new();
+        for f in datafusion_functions_aggregate::all_default_aggregate_functions() {
+            for alias in f.aliases() {
+                aggregates.insert(alias.clone(), Arc::clone(&f));
+            }
+            aggregates.insert(f.name().to_string(), f);
+        }
+        let expr_planners: Vec<Arc<dyn ExprPlanner>> = vec![
+            Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),
+            Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
+            Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
+            Arc::new(datafusion_functions_aggregate::planner::AggregateFunctionPlanner),
+        ];
+        Self { scalars, aggregates, expr_planners, relation_planners: crate::tvf::relation_planners() }
+    }
+}
+
+/// `ContextProvider` over a catalog snapshot.
+pub struct Provider<'a> {
+    pub(crate) catalog: &'a Catalog,
+    pub(crate) functions: &'a FunctionRegistry,
+    pub(crate) options: &'a ConfigOptions,
+}
+
+impl ContextProvider for Provider<'_> {
+    fn get_table_source(&self, name: TableReference) -> Result<Arc<dyn TableSource>> {
+        let Some(table) = self.catalog.get(name.table()) else {
+            let known = self.catalog.names();
+            let hint = if known.is_empty() {
+                "no tables are declared yet: declare one with CREATE TABLE".to_string()
+            } else {
+                format!("declared tables: {}", known.join(", "))
+            };
+            return plan_err!("table '{}' not found ({hint})", name.table());
+        };
+        let Some(schema) = &table.schema else {
+            return plan_err!("table '{}' was declared without columns and cannot be read", table.name);
+        };
+        Ok(Arc::new(LogicalTableSource::new(Arc::clone(schema))))
+    }
+
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        &self.functions.expr_planners
+    }
+
+    fn get_relation_planners(&self) -> &[Arc<dyn RelationPlanner>] {
+        &self.functions.relation_planners
+    }
+
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.functions.scalars.get(name).cloned()
+    }
+
+    fn get_higher_order_meta(&self, _name: &str) -> Option<Arc<HigherOrderUDF>> {
+        None
+    }
+
+    fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
+        self.functions.aggregates.get(name).cloned()
+    }
+
+    fn get_window_meta(&self, _name: &str) -> Option<Arc<WindowUDF>> {
+        None
+    }
+
+    fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {
+        None
+    }
+
+    fn options(&self) -> &ConfigOptions {
+        self.options
+    }
+
+    fn udf_names(&self) -> Vec<String> {
+        self.functions.scalars.keys().cloned().collect()
+    }
+
+    fn higher_order_function_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn udaf_names(&self) -> Vec<String> {
+        self.functions.aggregates.keys().cloned().collect()
+    }
+
+    fn udwf_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}

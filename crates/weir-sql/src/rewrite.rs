@@ -1,0 +1,106 @@
+//! Rewrites of the SQL syntax tree before DataFusion plans it.
+//!
+//! The group-window form `GROUP BY TUMBLE(ts, size), k` becomes
+//! `GROUP BY tumble_start(ts, size), tumble_end(ts, size), k`: grouping by both bounds is the
+//! same grouping (the end is a function of the start) and lets the select list use
+//! `TUMBLE_START(ts, size)` and `TUMBLE_END(ts, size)`, which are the functions of the same
+//! names. Unaliased `TUMBLE_START`/`TUMBLE_END` items are named `window_start`/`window_end`.
+
+use datafusion_sql::sqlparser::ast::{
+    Expr as SqlExpr, Function, GroupByExpr, Ident, ObjectName, Query, Select, SelectItem, SetExpr, Spanned,
+    TableFactor,
+};
+
+use crate::error::{Result, SqlError};
+
+/// Rewrite every `GROUP BY TUMBLE(…)` in `query` (including subqueries in FROM and CTEs).
+pub fn rewrite_group_windows(query: &mut Query) -> Result<()> {
+    if let Some(with) = &mut query.with {
+        for cte in &mut with.cte_tables {
+            rewrite_group_windows(&mut cte.query)?;
+        }
+    }
+    rewrite_set_expr(&mut query.body)
+}
+
+fn rewrite_set_expr(body: &mut SetExpr) -> Result<()> {
+    match body {
+        SetExpr::Select(select) => rewrite_select(select),
+        SetExpr::Query(q) => rewrite_group_windows(q),
+        SetExpr::SetOperation { left, right, .. } => {
+            rewrite_set_expr(left)?;
+            rewrite_set_expr(right)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn rewrite_table_factor(factor: &mut TableFactor) -> Result<()> {
+    match factor {
+        TableFactor::Derived { subquery, .. } => rewrite_group_windows(subquery),
+        TableFactor::NestedJoin { table_with_joins, .. } => {
+            rewrite_table_factor(&mut table_with_joins.relation)?;
+            for j in &mut table_with_joins.joins {
+                rewrite_table_factor(&mut j.relation)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn function_name(e: &SqlExpr) -> Option<(String, &Function)> {
+    match e {
+        SqlExpr::Function(f) => Some((f.name.to_string().to_uppercase(), f)),
+        _ => None,
+    }
+}
+
+fn renamed(f: &Function, name: &str) -> SqlExpr {
+    let mut f = f.clone();
+    f.name = ObjectName::from(vec![Ident::new(name)]);
+    SqlExpr::Function(f)
+}
+
+fn rewrite_select(select: &mut Select) -> Result<()> {
+    for twj in &mut select.from {
+        rewrite_table_factor(&mut twj.relation)?;
+        for j in &mut twj.joins {
+            rewrite_table_factor(&mut j.relation)?;
+        }
+    }
+    let GroupByExpr::Expressions(exprs, _) = &mut select.group_by else {
+        return Ok(());
+    };
+    let mut out = Vec::with_capacity(exprs.len() + 1);
+    let mut windowed = false;
+    for e in exprs.drain(..) {
+        match function_name(&e) {
+            Some((name, f)) if name == "TUMBLE" => {
+                out.push(renamed(f, "tumble_start"));
+                out.push(renamed(f, "tumble_end"));
+                windowed = true;
+            }
+            Some((name, _)) if name == "HOP" || name == "SESSION" => {
+                return Err(SqlError::not_supported(format!("{name} group windows"))
+                    .at_span(e.span())
+                    .with_hint("use GROUP BY TUMBLE(time_column, size) for now"));
+            }
+            _ => out.push(e),
+        }
+    }
+    *exprs = out;
+    if windowed {
+        for item in &mut select.projection {
+            if let SelectItem::UnnamedExpr(e) = item {
+                let alias = match function_name(e) {
+                    Some((n, _)) if n == "TUMBLE_START" => "window_start",
+                    Some((n, _)) if n == "TUMBLE_END" => "window_end",
+                    _ => continue,
+                };
+                *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: Ident::new(alias) };
+            }
+        }
+    }
+    Ok(())
+}

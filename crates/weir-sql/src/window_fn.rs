@@ -1,0 +1,214 @@
+//! Scalar functions that assign rows to event-time windows.
+//!
+//! `tumble_start(ts, size)` and `tumble_end(ts, size)` return the bounds of the tumbling window
+//! `[start, end)` that contains `ts`, aligned to the Unix epoch (as in Flink). They are real,
+//! vectorised functions: the window TVF `TUMBLE(TABLE t, DESCRIPTOR(ts), size)` is planned as a
+//! projection that adds `window_start`/`window_end`/`window_time` with them, and the group-window
+//! form `GROUP BY TUMBLE(ts, size)` groups by them. The streaming planner recognises them to find
+//! the window of an aggregate.
+
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{Array, ArrayRef, PrimitiveArray};
+use datafusion_common::arrow::datatypes::{
+    ArrowTimestampType, DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use datafusion_common::{exec_err, plan_err, DataFusionError, ScalarValue};
+use datafusion_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+
+/// Name of the function returning a tumbling window's start.
+pub const TUMBLE_START: &str = "tumble_start";
+/// Name of the function returning a tumbling window's end.
+pub const TUMBLE_END: &str = "tumble_end";
+
+/// Which bound of the window a function returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bound {
+    /// Inclusive start.
+    Start,
+    /// Exclusive end.
+    End,
+}
+
+/// `tumble_start` / `tumble_end`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TumbleBound {
+    bound: Bound,
+    signature: Signature,
+}
+
+impl TumbleBound {
+    /// The function returning the given bound.
+    pub fn new(bound: Bound) -> Self {
+        Self { bound, signature: Signature::any(2, Volatility::Immutable) }
+    }
+}
+
+/// All window functions weir registers with the SQL planner.
+pub fn window_functions() -> Vec<Arc<ScalarUDF>> {
+    vec![
+        Arc::new(ScalarUDF::from(TumbleBound::new(Bound::Start))),
+        Arc::new(ScalarUDF::from(TumbleBound::new(Bound::End))),
+    ]
+}
+
+/// Nanoseconds in one unit of `unit`.
+pub fn nanos_per_unit(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => 1_000_000_000,
+        TimeUnit::Millisecond => 1_000_000,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1,
+    }
+}
+
+/// The length of a fixed interval in nanoseconds. Month-based intervals have no fixed length
+/// and are refused.
+pub fn interval_nanos(value: &ScalarValue) -> Result<i64, DataFusionError> {
+    let nanos = match value {
+        ScalarValue::IntervalMonthDayNano(Some(v)) => {
+            if v.months != 0 {
+                return plan_err!("window sizes must be fixed lengths; months and years are not (got {value})");
+            }
+            (v.days as i64).checked_mul(86_400_000_000_000).and_then(|d| d.checked_add(v.nanoseconds))
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            Some(v.days as i64 * 86_400_000_000_000 + v.milliseconds as i64 * 1_000_000)
+        }
+        ScalarValue::IntervalYearMonth(_) => {
+            return plan_err!("window sizes must be fixed lengths; months and years are not (got {value})")
+        }
+        other => return plan_err!("expected an INTERVAL such as INTERVAL '10' SECOND, got {other}"),
+    };
+    match nanos {
+        Some(n) if n > 0 => Ok(n),
+        _ => plan_err!("a window size must be a positive interval, got {value}"),
+    }
+}
+
+/// Human spelling of a duration in nanoseconds ("10s", "1m30s", "250ms").
+pub fn format_duration(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = nanos.unsigned_abs();
+    if nanos < 0 {
+        out.push('-');
+    }
+    for (unit, n) in [("d", 86_400_000_000_000u64), ("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000), ("ns", 1)] {
+        if rest >= n {
+            out.push_str(&format!("{}{unit}", rest / n));
+            rest %= n;
+        }
+    }
+    out
+}
+
+fn bounds<T: ArrowTimestampType>(ts: &ArrayRef, size: i64, bound: Bound) -> Result<ArrayRef, DataFusionError> {
+    let Some(ts) = ts.as_any().downcast_ref::<PrimitiveArray<T>>() else {
+        return exec_err!("window functions need a TIMESTAMP argument");
+    };
+    let offset = if bound == Bound::End { size } else { 0 };
+    let out: PrimitiveArray<T> = ts.try_unary(|t| {
+        (t - t.rem_euclid(size)).checked_add(offset).ok_or_else(|| {
+            datafusion_common::arrow::error::ArrowError::ComputeError("window bound overflows TIMESTAMP".into())
+        })
+    })?;
+    Ok(Arc::new(out.with_timezone_opt(ts.timezone())))
+}
+
+/// Compute `[start|end]` of the tumbling window of each timestamp in `ts` (any unit).
+pub fn tumble_bounds(ts: &ArrayRef, size_nanos: i64, bound: Bound) -> Result<ArrayRef, DataFusionError> {
+    let DataType::Timestamp(unit, _) = ts.data_type() else {
+        return exec_err!("window functions need a TIMESTAMP argument, got {}", ts.data_type());
+    };
+    let per = nanos_per_unit(*unit);
+    if size_nanos % per != 0 {
+        return exec_err!(
+            "window size {} is finer than the time column's precision ({})",
+            format_duration(size_nanos),
+            format_duration(per)
+        );
+    }
+    let size = size_nanos / per;
+    match unit {
+        TimeUnit::Second => bounds::<TimestampSecondType>(ts, size, bound),
+        TimeUnit::Millisecond => bounds::<TimestampMillisecondType>(ts, size, bound),
+        TimeUnit::Microsecond => bounds::<TimestampMicrosecondType>(ts, size, bound),
+        TimeUnit::Nanosecond => bounds::<TimestampNanosecondType>(ts, size, bound),
+    }
+}
+
+impl ScalarUDFImpl for TumbleBound {
+    fn name(&self) -> &str {
+        match self.bound {
+            Bound::Start => TUMBLE_START,
+            Bound::End => TUMBLE_END,
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion_common::Result<DataType> {
+        match arg_types {
+            [t @ DataType::Timestamp(_, _), DataType::Interval(_)] => Ok(t.clone()),
+            [t, DataType::Interval(_)] => {
+                plan_err!("{}: the time column must be a TIMESTAMP, got {t}", self.name().to_uppercase())
+            }
+            [_, t] => plan_err!(
+                "{}: the window size must be an INTERVAL such as INTERVAL '10' SECOND, got {t}",
+                self.name().to_uppercase()
+            ),
+            _ => plan_err!("{} takes (time column, size)", self.name().to_uppercase()),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion_common::Result<ColumnarValue> {
+        let [ts, size] = args.args.as_slice() else {
+            return exec_err!("{} takes two arguments", self.name());
+        };
+        let ColumnarValue::Scalar(size) = size else {
+            return exec_err!("{}: the window size must be a constant", self.name());
+        };
+        let size = interval_nanos(size)?;
+        match ts {
+            ColumnarValue::Array(a) => Ok(ColumnarValue::Array(tumble_bounds(a, size, self.bound)?)),
+            ColumnarValue::Scalar(s) => {
+                let a = s.to_array()?;
+                let out = tumble_bounds(&a, size, self.bound)?;
+                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion_common::arrow::array::TimestampMillisecondArray;
+
+    #[test]
+    fn bounds_align_to_epoch_including_negative_times() {
+        let ts: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![Some(0), Some(9_999), Some(10_000), Some(-1), None]));
+        let start = tumble_bounds(&ts, 10_000_000_000, Bound::Start).unwrap();
+        let end = tumble_bounds(&ts, 10_000_000_000, Bound::End).unwrap();
+        let start = start.as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
+        let end = end.as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
+        assert_eq!(start.iter().collect::<Vec<_>>(), vec![Some(0), Some(0), Some(10_000), Some(-10_000), None]);
+        assert_eq!(end.iter().collect::<Vec<_>>(), vec![Some(10_000), Some(10_000), Some(20_000), Some(0), None]);
+    }
+
+    #[test]
+    fn sizes_are_validated() {
+        use datafusion_common::arrow::datatypes::IntervalMonthDayNano;
+        let month = ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(1, 0, 0)));
+        assert!(interval_nanos(&month).is_err());
+        let zero = ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(0, 0, 0)));
+        assert!(interval_nanos(&zero).is_err());
+        assert_eq!(format_duration(90_000_000_000), "1m30s");
+    }
+}
