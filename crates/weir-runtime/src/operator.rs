@@ -1,0 +1,26 @@
+//! The operator trait. Only `process_batch` is required; the watermark and end-of-stream
+//! hooks have no-op defaults that forward the event.
+
+use crate::error::Result;
+use crate::message::{Message, Nanos, StreamBatch};
+
+/// A streaming operator with one input. Operators are driven by one task and need not be
+/// thread-safe beyond `Send`.
+pub trait Operator: Send {
+    /// Short name, for metrics and errors.
+    fn name(&self) -> &'static str;
+
+    /// Handle a batch of rows, pushing any output onto `out`.
+    fn process_batch(&mut self, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()>;
+
+    /// The input's watermark advanced. The default forwards it.
+    fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    /// The input ended. The default does nothing (the driver forwards `EndOfStream`).
+    fn on_end_of_stream(&mut self, _out: &mut Vec<Message>) -> Result<()> {
+        Ok(())
+    }
+}

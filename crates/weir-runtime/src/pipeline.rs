@@ -1,0 +1,242 @@
+//! Turning a [`StreamPlan`] into running operators, and running them.
+//!
+//! ```text
+//!   source task (blocking)            bounded channel            operator task (blocking)
+//!   Source ─► SourceDriver ─► Vec<Message> ══════════════► Filter ─► … ─► WindowAggregate ─► Sink
+//! ```
+//!
+//! The source side parses input while the operator side aggregates, so a pipeline uses two
+//! cores; the bounded channel gives backpressure. [`Pipeline::run_blocking`] runs both sides
+//! on the calling thread instead.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use datafusion_common::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion_common::DFSchema;
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_expr::Expr;
+use datafusion_physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
+use weir_sql::{StreamOp, StreamPlan};
+
+use crate::error::{Result, RuntimeError};
+use crate::filter::FilterOp;
+use crate::message::Message;
+use crate::metrics::Metrics;
+use crate::operator::Operator;
+use crate::project::ProjectOp;
+use crate::source::{Sink, Source, SourceDriver};
+use crate::window_aggregate::{AggregateSpec, WindowAggregateOp, WindowLayout};
+
+/// Which columns of a table a pipeline's source must read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceColumns {
+    /// Indices into the table's declared columns, in the order the connector must produce them.
+    pub columns: Vec<usize>,
+    /// Position (in `columns`) of the event-time column, and the watermark delay.
+    pub watermark: Option<(usize, i64)>,
+    /// Positions (in `columns`) passed on to the first operator; `None` = all.
+    pub output: Option<Vec<usize>>,
+}
+
+/// The columns the source of `plan` must read: those the query uses plus the event-time column
+/// (which drives the watermark even when the query does not select it).
+pub fn source_columns(plan: &StreamPlan) -> Result<SourceColumns> {
+    let table = &plan.source.table;
+    let schema = table.require_schema().map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    let mut columns: Vec<usize> = match &plan.source.projection {
+        Some(p) => p.clone(),
+        None => (0..schema.fields().len()).collect(),
+    };
+    let visible = columns.len();
+    let watermark = match &table.watermark {
+        None => None,
+        Some(w) => {
+            let idx = schema
+                .index_of(&w.column)
+                .map_err(|_| RuntimeError::Internal(format!("watermark column {} missing", w.column)))?;
+            let pos = match columns.iter().position(|c| *c == idx) {
+                Some(p) => p,
+                None => {
+                    columns.push(idx);
+                    columns.len() - 1
+                }
+            };
+            Some((pos, w.delay_nanos))
+        }
+    };
+    let output = (columns.len() != visible).then(|| (0..visible).collect());
+    Ok(SourceColumns { columns, watermark, output })
+}
+
+/// A schema with every field nullable: batches inside the pipeline are checked against the
+/// plan's types, not against nullability the optimizer inferred.
+pub fn relaxed(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema.fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
+    ))
+}
+
+fn physical(expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+    Ok(create_physical_expr(expr, schema, &ExecutionProps::new(), &PhysicalPlanningContext::default())?)
+}
+
+/// Create the operators of a plan.
+pub fn build_operators(plan: &StreamPlan, metrics: &Arc<Metrics>) -> Result<Vec<Box<dyn Operator>>> {
+    let mut ops: Vec<Box<dyn Operator>> = Vec::new();
+    for op in &plan.ops {
+        match op {
+            StreamOp::Filter { predicate, input_schema } => {
+                ops.push(Box::new(FilterOp::new(physical(predicate, input_schema)?)));
+            }
+            StreamOp::Project { exprs, input_schema, output_schema } => {
+                let exprs = exprs.iter().map(|e| physical(e, input_schema)).collect::<Result<Vec<_>>>()?;
+                ops.push(Box::new(ProjectOp::new(exprs, relaxed(output_schema.as_arrow()))));
+            }
+            StreamOp::WindowAggregate(w) => {
+                let group_exprs = w.group_exprs.iter().map(|e| physical(e, &w.input_schema)).collect::<Result<Vec<_>>>()?;
+                let props = ExecutionProps::new();
+                let ctx = PhysicalPlanningContext::default();
+                let mut aggregates = Vec::new();
+                for e in &w.aggr_exprs {
+                    let lowered =
+                        LoweredAggregateBuilder::new(e, &w.input_schema, w.input_schema.as_arrow(), &props, &ctx).build()?;
+                    let args = lowered.aggregate.expressions();
+                    aggregates.push(AggregateSpec { function: lowered.aggregate, args, filter: lowered.filter });
+                }
+                let layout = WindowLayout { start: w.window_start, end: w.window_end, size_nanos: w.window.size_nanos() };
+                ops.push(Box::new(WindowAggregateOp::new(
+                    group_exprs,
+                    layout,
+                    aggregates,
+                    relaxed(w.output_schema.as_arrow()),
+                    Arc::clone(metrics),
+                )?));
+            }
+        }
+    }
+    Ok(ops)
+}
+
+/// Operators plus sink: everything downstream of the source.
+struct Chain {
+    ops: Vec<Box<dyn Operator>>,
+    sink: Box<dyn Sink>,
+    metrics: Arc<Metrics>,
+}
+
+impl Chain {
+    /// Push one message through; returns true once `EndOfStream` reached the sink.
+    fn push(&mut self, message: Message) -> Result<bool> {
+        let mut current = vec![message];
+        for op in &mut self.ops {
+            let mut next = Vec::with_capacity(current.len());
+            for m in current {
+                match m {
+                    Message::Data(b) => op.process_batch(b, &mut next)?,
+                    Message::Watermark(w) => op.on_watermark(w, &mut next)?,
+                    Message::EndOfStream => {
+                        op.on_end_of_stream(&mut next)?;
+                        next.push(Message::EndOfStream);
+                    }
+                }
+            }
+            current = next;
+        }
+        for m in current {
+            match m {
+                Message::Data(b) => {
+                    Metrics::add(&self.metrics.rows_out, b.batch.num_rows() as u64);
+                    self.sink.write(&b.batch)?;
+                }
+                Message::Watermark(_) => {}
+                Message::EndOfStream => {
+                    self.sink.finish()?;
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// A runnable pipeline.
+pub struct Pipeline {
+    driver: SourceDriver,
+    chain: Chain,
+}
+
+impl Pipeline {
+    /// Assemble a pipeline. `source` must produce the columns [`source_columns`] asks for.
+    pub fn new(plan: &StreamPlan, source: Box<dyn Source>, sink: Box<dyn Sink>, metrics: Arc<Metrics>) -> Result<Self> {
+        let cols = source_columns(plan)?;
+        let ops = build_operators(plan, &metrics)?;
+        let driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(&metrics));
+        Ok(Self { driver, chain: Chain { ops, sink, metrics } })
+    }
+
+    /// Run on the calling thread until the input ends or `cancel` is set.
+    pub fn run_blocking(mut self, cancel: &AtomicBool) -> Result<()> {
+        let mut out = Vec::new();
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                self.chain.push(Message::EndOfStream)?;
+                return Ok(());
+            }
+            let more = self.driver.poll(&mut out)?;
+            if !more {
+                out.push(Message::EndOfStream);
+            }
+            for m in out.drain(..) {
+                if self.chain.push(m)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Run with the source and the operators on two blocking tasks joined by a bounded
+    /// channel, until the input ends or `cancel` is set (then the sinks are flushed and open
+    /// windows are discarded).
+    pub async fn run(self, cancel: Arc<AtomicBool>) -> Result<()> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Message>>>(8);
+        let mut driver = self.driver;
+        let producer = tokio::task::spawn_blocking(move || loop {
+            if cancel.load(Ordering::Relaxed) {
+                let _ = tx.blocking_send(Ok(vec![Message::EndOfStream]));
+                return;
+            }
+            let mut out = Vec::new();
+            match driver.poll(&mut out) {
+                Ok(more) => {
+                    if !more {
+                        out.push(Message::EndOfStream);
+                    }
+                    if tx.blocking_send(Ok(out)).is_err() || !more {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        });
+        let mut chain = self.chain;
+        let consumer = tokio::task::spawn_blocking(move || -> Result<()> {
+            while let Some(messages) = rx.blocking_recv() {
+                for m in messages? {
+                    if chain.push(m)? {
+                        return Ok(());
+                    }
+                }
+            }
+            Err(RuntimeError::Internal("the source stopped without ending the stream".into()))
+        });
+        let result = consumer.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        producer.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        result
+    }
+}

@@ -1,0 +1,165 @@
+//! The edge between a connector and the pipeline: the `Source` and `Sink` traits connectors
+//! implement, and the watermark generator that runs at every source.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array};
+use datafusion_common::arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
+use crate::metrics::Metrics;
+use crate::window_aggregate::to_nanos;
+
+/// A connector's reader. It produces batches with exactly the columns it was opened with.
+pub trait Source: Send {
+    /// The next batch, or `None` at the end of a bounded input.
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>>;
+}
+
+/// A connector's writer.
+pub trait Sink: Send {
+    /// Write one batch of result rows.
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Flush and close. Called once, after the last batch.
+    fn finish(&mut self) -> Result<()>;
+}
+
+/// Generates watermarks at a source: `max(event time seen) - delay`, never decreasing.
+///
+/// For each row it records the watermark in force *before* that row, so the lateness of a
+/// row does not depend on how the input was cut into batches.
+#[derive(Debug, Clone)]
+pub struct WatermarkGenerator {
+    delay: Nanos,
+    max_event_time: Nanos,
+    emitted: Nanos,
+}
+
+impl WatermarkGenerator {
+    /// A generator for bounded disorder of `delay` nanoseconds.
+    pub fn new(delay: Nanos) -> Self {
+        Self { delay, max_event_time: NO_WATERMARK, emitted: NO_WATERMARK }
+    }
+
+    fn current(&self) -> Nanos {
+        if self.max_event_time == NO_WATERMARK {
+            NO_WATERMARK
+        } else {
+            self.max_event_time.saturating_sub(self.delay)
+        }
+    }
+
+    /// Per-row watermarks for a batch of event times (nanoseconds), advancing the generator.
+    pub fn observe(&mut self, event_times: &Int64Array) -> Int64Array {
+        let mut out = Vec::with_capacity(event_times.len());
+        let mut max = self.max_event_time;
+        let delay = self.delay;
+        let wm = |max: Nanos| if max == NO_WATERMARK { NO_WATERMARK } else { max.saturating_sub(delay) };
+        if event_times.null_count() == 0 {
+            for &t in event_times.values().iter() {
+                out.push(wm(max));
+                max = max.max(t);
+            }
+        } else {
+            for t in event_times.iter() {
+                out.push(wm(max));
+                if let Some(t) = t {
+                    max = max.max(t);
+                }
+            }
+        }
+        self.max_event_time = max;
+        Int64Array::from(out)
+    }
+
+    /// The watermark to announce after the rows observed so far, if it advanced.
+    pub fn advance(&mut self) -> Option<Nanos> {
+        let w = self.current();
+        if w > self.emitted {
+            self.emitted = w;
+            Some(w)
+        } else {
+            None
+        }
+    }
+}
+
+/// Wraps a connector: stamps per-row watermarks, emits watermarks, drops the columns that were
+/// read only to compute them.
+pub struct SourceDriver {
+    source: Box<dyn Source>,
+    time_column: Option<usize>,
+    generator: Option<WatermarkGenerator>,
+    output_columns: Option<Vec<usize>>,
+    metrics: Arc<Metrics>,
+}
+
+impl SourceDriver {
+    /// `time_column` is the index of the event-time column in the connector's batches and
+    /// `delay` the watermark delay; `output_columns`, if set, selects the columns passed on.
+    pub fn new(
+        source: Box<dyn Source>,
+        watermark: Option<(usize, Nanos)>,
+        output_columns: Option<Vec<usize>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            source,
+            time_column: watermark.map(|w| w.0),
+            generator: watermark.map(|w| WatermarkGenerator::new(w.1)),
+            output_columns,
+            metrics,
+        }
+    }
+
+    /// Read the next batch and turn it into messages. Returns `false` at end of input, after
+    /// pushing the final `Watermark(MAX)`.
+    pub fn poll(&mut self, out: &mut Vec<Message>) -> Result<bool> {
+        let Some(batch) = self.source.next_batch()? else {
+            if self.generator.is_some() {
+                self.metrics.watermark.store(Nanos::MAX, Ordering::Relaxed);
+                out.push(Message::Watermark(Nanos::MAX));
+            }
+            return Ok(false);
+        };
+        Metrics::add(&self.metrics.rows_in, batch.num_rows() as u64);
+        let row_watermarks = match (self.time_column, &mut self.generator) {
+            (Some(i), Some(g)) => {
+                let times: &ArrayRef = batch.column(i);
+                Some(Arc::new(g.observe(&to_nanos(times)?)))
+            }
+            _ => None,
+        };
+        let batch = match &self.output_columns {
+            Some(cols) => batch.project(cols)?,
+            None => batch,
+        };
+        if batch.num_rows() > 0 {
+            out.push(Message::Data(StreamBatch { batch, row_watermarks }));
+        }
+        if let Some(w) = self.generator.as_mut().and_then(WatermarkGenerator::advance) {
+            self.metrics.watermark.store(w, Ordering::Relaxed);
+            out.push(Message::Watermark(w));
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_watermarks_are_prefix_maxima_minus_delay() {
+        let mut g = WatermarkGenerator::new(2);
+        let a = g.observe(&Int64Array::from(vec![Some(10), Some(5), None, Some(20)]));
+        assert_eq!(a.values().to_vec(), vec![NO_WATERMARK, 8, 8, 8]);
+        assert_eq!(g.advance(), Some(18));
+        assert_eq!(g.advance(), None);
+        let b = g.observe(&Int64Array::from(vec![1, 30]));
+        assert_eq!(b.values().to_vec(), vec![18, 18]);
+        assert_eq!(g.advance(), Some(28));
+    }
+}
