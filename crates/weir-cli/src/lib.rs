@@ -1,1 +1,306 @@
-//! placeholder
+//! # weir-cli — the `weir` command
+//!
+//! `weir run FILE` runs a SQL script (DDL, queries, `INSERT INTO … SELECT`) until its sources
+//! end; `weir explain FILE` prints the streaming plans without running them. This crate owns
+//! argument parsing, statement execution order, output to the terminal, error rendering and
+//! exit codes:
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0    | success |
+//! | 1    | runtime or data error (malformed row, unreadable file, failed expression) |
+//! | 2    | bad command line (unknown flag, missing script) |
+//! | 3    | SQL error (syntax, unknown table or column, type error, unsupported construct, bad connector options) |
+
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use weir_connectors::{open_sink, open_source, validate, ConnectorContext, OutputFormat};
+use weir_runtime::{Metrics, Pipeline};
+use weir_sql::{Planned, Planner, SqlError, StreamPlan};
+
+pub use report::{peak_memory_bytes, render_sql_error};
+
+/// Exit code: runtime or data error.
+pub const EXIT_RUNTIME: u8 = 1;
+/// Exit code: bad command line.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: SQL error.
+pub const EXIT_SQL: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(name = "weir", version, about = "Streaming SQL over event time", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ScriptArgs {
+    /// SQL script to run (statements separated by ';').
+    file: Option<PathBuf>,
+    /// Run this SQL text instead of a file.
+    #[arg(short = 'e', long = "execute", value_name = "SQL", conflicts_with = "file")]
+    execute: Option<String>,
+    /// A session setting, as with SET (repeatable), e.g. --set batch.size=1000.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a SQL script until its sources end (or Ctrl-C).
+    Run {
+        #[command(flatten)]
+        script: ScriptArgs,
+        /// Output format of query results on stdout.
+        #[arg(long, default_value = "table", value_parser = parse_format)]
+        format: OutputFormat,
+        /// Rows per batch read from sources (default 8192).
+        #[arg(long, value_name = "ROWS")]
+        batch_size: Option<usize>,
+        /// Do not print the summary on stderr.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print the streaming plan of each query in a SQL script, without running it.
+    Explain {
+        #[command(flatten)]
+        script: ScriptArgs,
+    },
+}
+
+fn parse_format(s: &str) -> Result<OutputFormat, String> {
+    s.parse()
+}
+
+struct Script {
+    name: String,
+    sql: String,
+    base_dir: Option<PathBuf>,
+}
+
+fn load_script(args: &ScriptArgs) -> Result<Script, String> {
+    match (&args.file, &args.execute) {
+        (_, Some(sql)) => Ok(Script { name: "<command line>".into(), sql: sql.clone(), base_dir: None }),
+        (Some(path), None) => {
+            let sql = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Ok(Script {
+                name: path.display().to_string(),
+                sql,
+                base_dir: path.parent().map(Path::to_path_buf),
+            })
+        }
+        (None, None) => Err("give a SQL file (weir run q.sql) or SQL text (weir run -e 'SELECT …')".into()),
+    }
+}
+
+/// Session settings weir understands.
+const SETTINGS: &[&str] = &["batch.size"];
+
+fn apply_setting(settings: &mut BTreeMap<String, String>, key: &str, value: &str) -> Result<(), SqlError> {
+    let key = key.trim().to_lowercase().replace('_', ".");
+    if !SETTINGS.contains(&key.as_str()) {
+        return Err(SqlError::plan(format!("unknown setting '{key}'")).with_hint(format!("known settings: {}", SETTINGS.join(", "))));
+    }
+    if key == "batch.size" && value.trim().parse::<usize>().map(|n| n == 0).unwrap_or(true) {
+        return Err(SqlError::plan(format!("batch.size must be a positive integer, got '{value}'")));
+    }
+    settings.insert(key, value.trim().to_string());
+    Ok(())
+}
+
+/// Entry point of the `weir` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        eprintln!("weir: the interactive shell is not available yet; run a script with `weir run FILE.sql`\n");
+        eprintln!("{}", <Cli as clap::CommandFactory>::command().render_help());
+        return ExitCode::from(EXIT_USAGE);
+    };
+    match command {
+        Command::Explain { script } => explain(&script),
+        Command::Run { script, format, batch_size, quiet } => run(&script, format, batch_size, quiet),
+    }
+}
+
+fn plan_script(script: &Script, planner: &mut Planner) -> Result<Vec<Planned>, ExitCode> {
+    planner.plan_script(&script.sql).map_err(|e| {
+        eprint!("{}", render_sql_error(&e, &script.name, &script.sql));
+        ExitCode::from(EXIT_SQL)
+    })
+}
+
+fn explain(args: &ScriptArgs) -> ExitCode {
+    let script = match load_script(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut planner = Planner::new();
+    let planned = match plan_script(&script, &mut planner) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let plans: Vec<&StreamPlan> = planned
+        .iter()
+        .filter_map(|p| match p {
+            Planned::Query(p) | Planned::Insert(p) | Planned::Explain(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    if plans.is_empty() {
+        eprintln!("weir: the script has no query to explain");
+    }
+    for (i, p) in plans.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("{p}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet: bool) -> ExitCode {
+    let script = match load_script(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut settings = BTreeMap::new();
+    for kv in &args.set {
+        let Some((k, v)) = kv.split_once('=') else {
+            eprintln!("error: --set takes KEY=VALUE, got '{kv}'");
+            return ExitCode::from(EXIT_USAGE);
+        };
+        if let Err(e) = apply_setting(&mut settings, k, v) {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
+    if let Some(n) = batch_size {
+        if n == 0 {
+            eprintln!("error: --batch-size must be positive");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        settings.insert("batch.size".into(), n.to_string());
+    }
+    let mut planner = Planner::new();
+    let planned = match plan_script(&script, &mut planner) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    // Check every statement's settings and connector options before running anything.
+    let mut jobs = Vec::new();
+    let mut current = settings;
+    for p in planned {
+        match p {
+            Planned::Set { key, value } => {
+                if let Err(e) = apply_setting(&mut current, &key, &value) {
+                    eprint!("{}", render_sql_error(&e, &script.name, &script.sql));
+                    return ExitCode::from(EXIT_SQL);
+                }
+            }
+            Planned::Query(plan) | Planned::Insert(plan) => {
+                let ctx = connector_context(&current, &script);
+                if let Err(e) = validate(&plan, &ctx) {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_SQL);
+                }
+                jobs.push((plan, ctx));
+            }
+            Planned::Explain(plan) => {
+                println!("{plan}");
+            }
+            Planned::CreatedTable(_) => {}
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    runtime.spawn(watch_signals(Arc::clone(&cancel)));
+    let total = jobs.len();
+    for (i, (plan, ctx)) in jobs.into_iter().enumerate() {
+        let label = match &plan.sink {
+            weir_sql::SinkNode::Table(t) => format!("INSERT INTO {}", t.name),
+            weir_sql::SinkNode::Client => "query".to_string(),
+        };
+        let label = if total > 1 { format!("{label} ({} of {total})", i + 1) } else { label };
+        let started = Instant::now();
+        let result = runtime.block_on(run_plan(&plan, format, &ctx, Arc::clone(&cancel)));
+        if let Err(weir_runtime::RuntimeError::OutputClosed) = result {
+            // the reader of stdout went away (`weir run … | head`): stop quietly
+            return ExitCode::SUCCESS;
+        }
+        if let Err(e) = result {
+            eprintln!("error: {e}");
+            if !quiet {
+                eprintln!("{}", report::summary(&format!("{label} failed"), &ctx.metrics, started.elapsed()));
+            }
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+        if !quiet {
+            eprintln!("{}", report::summary(&label, &ctx.metrics, started.elapsed()));
+        }
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn connector_context(settings: &BTreeMap<String, String>, script: &Script) -> ConnectorContext {
+    let mut ctx = ConnectorContext::new(Arc::new(Metrics::default()));
+    if let Some(n) = settings.get("batch.size").and_then(|v| v.parse().ok()) {
+        ctx.batch_size = n;
+    }
+    ctx.base_dir = script.base_dir.clone();
+    ctx
+}
+
+async fn run_plan(
+    plan: &StreamPlan,
+    format: OutputFormat,
+    ctx: &ConnectorContext,
+    cancel: Arc<AtomicBool>,
+) -> weir_runtime::Result<()> {
+    let source = open_source(plan, ctx)?;
+    let sink = open_sink(plan, format, ctx)?;
+    Pipeline::new(plan, source, sink, Arc::clone(&ctx.metrics))?.run(cancel).await
+}
+
+/// Ctrl-C or SIGTERM: stop reading, flush the sinks, exit.
+async fn watch_signals(cancel: Arc<AtomicBool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    cancel.store(true, Ordering::Relaxed);
+}

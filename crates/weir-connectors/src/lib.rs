@@ -1,1 +1,106 @@
-//! placeholder
+//! # weir-connectors — sources and sinks
+//!
+//! The connectors a pipeline reads from and writes to: the `file` connector (CSV with a header
+//! row, newline-delimited JSON) as a source and a sink, stdout in table/csv/json form, and an
+//! in-memory collector for embedding. Files are read incrementally: memory is bounded by one
+//! batch, never by the file. Malformed rows follow the table's policy (`bad_data = 'fail'`,
+//! the default, names file, line, column and value; `'skip'` skips and counts).
+
+mod column;
+mod csv_source;
+mod json_source;
+mod options;
+mod sinks;
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weir_runtime::{relaxed, source_columns, Metrics, Result, RuntimeError, Sink, Source};
+use weir_sql::{SinkNode, StreamPlan, TableDef};
+
+pub use column::{parse_timestamp, ColumnBuffer, ColumnType, Value};
+pub use csv_source::CsvSource;
+pub use json_source::JsonSource;
+pub use options::{BadRowPolicy, FileFormat, FileOptions};
+pub use sinks::{CollectSink, FormatSink, OutputFormat};
+
+/// What connectors need to know about the run.
+#[derive(Debug, Clone)]
+pub struct ConnectorContext {
+    /// Rows per batch read from sources.
+    pub batch_size: usize,
+    /// Directory of the SQL script, to find source files named relative to it.
+    pub base_dir: Option<PathBuf>,
+    /// Counters (skipped bad rows are counted here).
+    pub metrics: Arc<Metrics>,
+}
+
+impl ConnectorContext {
+    /// Defaults: batches of 8192 rows, paths relative to the working directory.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { batch_size: 8192, base_dir: None, metrics }
+    }
+}
+
+fn check_connector(table: &TableDef) -> std::result::Result<(), String> {
+    match table.connector() {
+        Some("file") => Ok(()),
+        Some(other) => Err(format!("table '{}': unknown connector '{other}' (supported: file)", table.name)),
+        None => Err(format!("table '{}' has no connector option", table.name)),
+    }
+}
+
+/// Check the connector options of a plan's source and sink before running anything.
+pub fn validate(plan: &StreamPlan, ctx: &ConnectorContext) -> std::result::Result<(), String> {
+    let source = &plan.source.table;
+    check_connector(source)?;
+    FileOptions::from_table(source, ctx.base_dir.as_deref(), true)?;
+    let schema = source.require_schema().map_err(|e| e.to_string())?;
+    for f in schema.fields() {
+        ColumnType::new(f.data_type()).map_err(|e| format!("table '{}', column '{}': {e}", source.name, f.name()))?;
+    }
+    if let SinkNode::Table(t) = &plan.sink {
+        check_connector(t)?;
+        FileOptions::from_table(t, ctx.base_dir.as_deref(), false)?;
+    }
+    Ok(())
+}
+
+/// Open the source of `plan`, reading the columns the pipeline needs.
+pub fn open_source(plan: &StreamPlan, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
+    let table = &plan.source.table;
+    check_connector(table).map_err(RuntimeError::Source)?;
+    let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
+    let declared = table.require_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
+    let cols = source_columns(plan)?;
+    let schema = relaxed(&declared.project(&cols.columns)?);
+    Ok(match options.format {
+        FileFormat::Csv => Box::new(CsvSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),
+        FileFormat::Json => Box::new(JsonSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),
+    })
+}
+
+/// Open the sink of `plan`: the declared table, or stdout in `client_format` for a query.
+pub fn open_sink(plan: &StreamPlan, client_format: OutputFormat, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
+    let schema = relaxed(plan.output_schema().as_arrow());
+    match &plan.sink {
+        SinkNode::Client => Ok(Box::new(FormatSink::new(std::io::stdout(), client_format, schema, "stdout", true))),
+        SinkNode::Table(t) => {
+            let options = FileOptions::from_table(t, ctx.base_dir.as_deref(), false).map_err(RuntimeError::Sink)?;
+            if let Some(parent) = options.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| RuntimeError::Sink(format!("{}: {e}", parent.display())))?;
+            }
+            let file = File::create(&options.path)
+                .map_err(|e| RuntimeError::Sink(format!("{}: {e}", options.path.display())))?;
+            let format = match options.format {
+                FileFormat::Csv => OutputFormat::Csv,
+                FileFormat::Json => OutputFormat::Json,
+            };
+            let label = options.path.display().to_string();
+            Ok(Box::new(FormatSink::new(BufWriter::with_capacity(1 << 20, file), format, schema, label, false)))
+        }
+    }
+}

@@ -13,6 +13,9 @@ pub enum RuntimeError {
     /// A sink could not write.
     #[error("{0}")]
     Sink(String),
+    /// The reader of the output went away (e.g. `weir run … | head`): stop quietly.
+    #[error("output closed")]
+    OutputClosed,
     /// An error evaluating the query.
     #[error("{}", tidy(.0))]
     DataFusion(#[from] DataFusionError),

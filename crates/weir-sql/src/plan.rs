@@ -153,7 +153,7 @@ impl StreamPlan {
         for op in self.ops.iter().rev() {
             nodes.push(match op {
                 StreamOp::Filter { predicate, .. } => {
-                    PlanNodeDescription { operator: "Filter".into(), details: predicate.human_display().to_string() }
+                    PlanNodeDescription { operator: "Filter".into(), details: show(predicate) }
                 }
                 StreamOp::Project { exprs, output_schema, .. } => PlanNodeDescription {
                     operator: "Project".into(),
@@ -161,7 +161,7 @@ impl StreamPlan {
                         .iter()
                         .zip(output_schema.fields())
                         .map(|(e, f)| {
-                            let shown = e.clone().unalias().human_display().to_string();
+                            let shown = show(&e.clone().unalias());
                             if &shown == f.name() {
                                 shown
                             } else {
@@ -177,9 +177,9 @@ impl StreamPlan {
                         .iter()
                         .enumerate()
                         .filter(|(i, _)| Some(*i) != w.window_start && Some(*i) != w.window_end)
-                        .map(|(_, e)| e.human_display().to_string())
+                        .map(|(_, e)| show(e))
                         .collect();
-                    let aggs: Vec<String> = w.aggr_exprs.iter().map(|e| e.human_display().to_string()).collect();
+                    let aggs: Vec<String> = w.aggr_exprs.iter().map(show).collect();
                     PlanNodeDescription {
                         operator: "WindowAggregate".into(),
                         details: format!(
@@ -216,6 +216,34 @@ impl StreamPlan {
         });
         nodes
     }
+}
+
+/// An expression as EXPLAIN shows it: DataFusion's SQL-like display, with interval literals
+/// written as `INTERVAL '10s'` instead of their debug form.
+pub fn show(e: &Expr) -> String {
+    let text = e.human_display().to_string();
+    let open = "IntervalMonthDayNano(\"IntervalMonthDayNano { months: ";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find(open) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + open.len()..];
+        let Some(end) = after.find("}\")") else { break };
+        let body = &after[..end];
+        let nums: Vec<i64> =
+            body.split(|c: char| !c.is_ascii_digit() && c != '-').filter_map(|t| t.parse().ok()).collect();
+        match nums.as_slice() {
+            [0, days, nanos] => out.push_str(&format!(
+                "INTERVAL '{}'",
+                format_duration(days.saturating_mul(86_400_000_000_000).saturating_add(*nanos))
+            )),
+            [months, days, nanos] => out.push_str(&format!("INTERVAL '{months} months {days} days {nanos} ns'")),
+            _ => out.push_str(&rest[i..i + open.len() + end + 3]),
+        }
+        rest = &after[end + 3..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn options_text(t: &TableDef) -> String {

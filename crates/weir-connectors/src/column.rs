@@ -1,0 +1,269 @@
+//! Typed columns built from text (CSV fields, JSON values): parsing a value for a declared
+//! SQL type, and the buffers that become Arrow arrays.
+//!
+//! A row is parsed completely into [`Value`]s before anything is appended, so a malformed row
+//! can be skipped without leaving the batch half-written.
+
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{ArrayRef, BooleanBuilder, Float64Array, Int64Array, StringBuilder};
+use datafusion_common::arrow::array::NullBufferBuilder;
+use datafusion_common::arrow::compute::cast;
+use datafusion_common::arrow::compute::kernels::cast_utils::{string_to_timestamp_nanos, Parser};
+use datafusion_common::arrow::datatypes::{
+    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit,
+};
+use weir_sql::sql_type_name;
+use weir_sql::window_fn::nanos_per_unit;
+
+/// A parsed field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    /// SQL NULL (empty CSV field, JSON null or missing key).
+    Null,
+    /// Integer-like: integers, dates (days), timestamps (in the column's unit).
+    Int(i64),
+    /// Floating point.
+    Float(f64),
+    /// Boolean.
+    Bool(bool),
+    /// Text borrowed from the input.
+    Str(&'a str),
+    /// Text that had to be produced (e.g. a JSON number read into a VARCHAR column).
+    Owned(String),
+}
+
+/// What a column holds and how text is converted to it.
+#[derive(Debug, Clone)]
+pub struct ColumnType {
+    data_type: DataType,
+}
+
+impl ColumnType {
+    /// A column of the given Arrow type, if the file connectors can read it.
+    pub fn new(data_type: &DataType) -> Result<Self, String> {
+        match data_type {
+            DataType::Boolean
+            | DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Utf8
+            | DataType::Date32
+            | DataType::Timestamp(_, None) => Ok(Self { data_type: data_type.clone() }),
+            other => Err(format!("columns of type {} cannot be read from files yet", sql_type_name(other))),
+        }
+    }
+
+    /// The Arrow type.
+    pub fn data_type(&self) -> &DataType {
+        &self.data_type
+    }
+
+    /// The SQL name of the type, for messages.
+    pub fn sql_name(&self) -> String {
+        sql_type_name(&self.data_type)
+    }
+
+    /// Parse text. Empty text is NULL for every type (as DataFusion reads CSV).
+    pub fn parse_text<'a>(&self, raw: &'a str) -> Option<Value<'a>> {
+        if let DataType::Utf8 = self.data_type {
+            return Some(if raw.is_empty() { Value::Null } else { Value::Str(raw) });
+        }
+        let s = raw.trim();
+        if s.is_empty() {
+            return Some(Value::Null);
+        }
+        Some(match &self.data_type {
+            DataType::Boolean => Value::Bool(match s.to_ascii_lowercase().as_str() {
+                "true" | "t" | "1" | "yes" => true,
+                "false" | "f" | "0" | "no" => false,
+                _ => return None,
+            }),
+            DataType::Int8 => Value::Int(Int8Type::parse(s)? as i64),
+            DataType::Int16 => Value::Int(Int16Type::parse(s)? as i64),
+            DataType::Int32 => Value::Int(Int32Type::parse(s)? as i64),
+            DataType::Int64 => Value::Int(Int64Type::parse(s)?),
+            DataType::Float32 => Value::Float(Float32Type::parse(s)? as f64),
+            DataType::Float64 => Value::Float(Float64Type::parse(s)?),
+            DataType::Date32 => Value::Int(Date32Type::parse(s)? as i64),
+            DataType::Timestamp(unit, _) => Value::Int(parse_timestamp(s, *unit)?),
+            _ => return None,
+        })
+    }
+
+    /// Convert a JSON value.
+    pub fn parse_json<'a>(&self, v: &'a serde_json::Value) -> Option<Value<'a>> {
+        use serde_json::Value as J;
+        match v {
+            J::Null => Some(Value::Null),
+            J::String(s) => self.parse_text(s),
+            J::Bool(b) => match self.data_type {
+                DataType::Boolean => Some(Value::Bool(*b)),
+                DataType::Utf8 => Some(Value::Owned(b.to_string())),
+                _ => None,
+            },
+            J::Number(n) => match &self.data_type {
+                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                    let i = n.as_i64()?;
+                    let (lo, hi) = int_range(&self.data_type);
+                    (lo..=hi).contains(&i).then_some(Value::Int(i))
+                }
+                DataType::Float32 | DataType::Float64 => Some(Value::Float(n.as_f64()?)),
+                // a number in a TIMESTAMP column is epoch milliseconds
+                DataType::Timestamp(unit, _) => Some(Value::Int(millis_to_unit(n.as_i64()?, *unit)?)),
+                DataType::Utf8 => Some(Value::Owned(n.to_string())),
+                DataType::Boolean => match n.as_i64()? {
+                    0 => Some(Value::Bool(false)),
+                    1 => Some(Value::Bool(true)),
+                    _ => None,
+                },
+                _ => None,
+            },
+            J::Array(_) | J::Object(_) => match self.data_type {
+                DataType::Utf8 => Some(Value::Owned(v.to_string())),
+                _ => None,
+            },
+        }
+    }
+}
+
+fn int_range(t: &DataType) -> (i64, i64) {
+    match t {
+        DataType::Int8 => (i8::MIN as i64, i8::MAX as i64),
+        DataType::Int16 => (i16::MIN as i64, i16::MAX as i64),
+        DataType::Int32 => (i32::MIN as i64, i32::MAX as i64),
+        _ => (i64::MIN, i64::MAX),
+    }
+}
+
+fn millis_to_unit(ms: i64, unit: TimeUnit) -> Option<i64> {
+    match unit {
+        TimeUnit::Second => Some(ms.div_euclid(1000)),
+        TimeUnit::Millisecond => Some(ms),
+        TimeUnit::Microsecond => ms.checked_mul(1_000),
+        TimeUnit::Nanosecond => ms.checked_mul(1_000_000),
+    }
+}
+
+/// Timestamps: `2024-01-01 00:00:01.250`, ISO-8601 (`2024-01-01T00:00:01.250Z`, with an
+/// offset), a date alone, or an integer number of epoch milliseconds. Times without a zone are
+/// UTC.
+pub fn parse_timestamp(s: &str, unit: TimeUnit) -> Option<i64> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return millis_to_unit(s.parse::<i64>().ok()?, unit);
+    }
+    let nanos = string_to_timestamp_nanos(s).ok()?;
+    Some(nanos.div_euclid(nanos_per_unit(unit)))
+}
+
+enum Buffer {
+    Bool(BooleanBuilder),
+    Int(Vec<i64>, NullBufferBuilder),
+    Float(Vec<f64>, NullBufferBuilder),
+    Str(StringBuilder),
+}
+
+/// Accumulates one column of a batch.
+pub struct ColumnBuffer {
+    column_type: ColumnType,
+    buffer: Buffer,
+}
+
+impl ColumnBuffer {
+    /// An empty buffer for `column_type`, sized for `capacity` rows.
+    pub fn new(column_type: ColumnType, capacity: usize) -> Self {
+        let buffer = match column_type.data_type {
+            DataType::Boolean => Buffer::Bool(BooleanBuilder::with_capacity(capacity)),
+            DataType::Float32 | DataType::Float64 => {
+                Buffer::Float(Vec::with_capacity(capacity), NullBufferBuilder::new(capacity))
+            }
+            DataType::Utf8 => Buffer::Str(StringBuilder::with_capacity(capacity, capacity * 16)),
+            _ => Buffer::Int(Vec::with_capacity(capacity), NullBufferBuilder::new(capacity)),
+        };
+        Self { column_type, buffer }
+    }
+
+    /// Append a value that [`ColumnType`] produced for this column.
+    pub fn append(&mut self, v: &Value) {
+        match (&mut self.buffer, v) {
+            (Buffer::Bool(b), Value::Bool(x)) => b.append_value(*x),
+            (Buffer::Bool(b), _) => b.append_null(),
+            (Buffer::Int(vals, nulls), Value::Int(x)) => {
+                vals.push(*x);
+                nulls.append_non_null();
+            }
+            (Buffer::Int(vals, nulls), _) => {
+                vals.push(0);
+                nulls.append_null();
+            }
+            (Buffer::Float(vals, nulls), Value::Float(x)) => {
+                vals.push(*x);
+                nulls.append_non_null();
+            }
+            (Buffer::Float(vals, nulls), _) => {
+                vals.push(0.0);
+                nulls.append_null();
+            }
+            (Buffer::Str(b), Value::Str(s)) => b.append_value(s),
+            (Buffer::Str(b), Value::Owned(s)) => b.append_value(s),
+            (Buffer::Str(b), _) => b.append_null(),
+        }
+    }
+
+    /// Take the buffered values as an array of the column's type, leaving the buffer empty.
+    pub fn finish(&mut self) -> Result<ArrayRef, datafusion_common::arrow::error::ArrowError> {
+        let target = self.column_type.data_type.clone();
+        Ok(match &mut self.buffer {
+            Buffer::Bool(b) => Arc::new(b.finish()),
+            Buffer::Str(b) => Arc::new(b.finish()),
+            Buffer::Float(vals, nulls) => {
+                let a: ArrayRef = Arc::new(Float64Array::new(std::mem::take(vals).into(), nulls.finish()));
+                if target == DataType::Float64 {
+                    a
+                } else {
+                    cast(&a, &target)?
+                }
+            }
+            Buffer::Int(vals, nulls) => {
+                let a: ArrayRef = Arc::new(Int64Array::new(std::mem::take(vals).into(), nulls.finish()));
+                match &target {
+                    DataType::Int64 => a,
+                    DataType::Date32 => cast(&cast(&a, &DataType::Int32)?, &target)?,
+                    _ => cast(&a, &target)?,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_in_every_accepted_form() {
+        let ms = TimeUnit::Millisecond;
+        let want = Some(1_704_067_201_250);
+        assert_eq!(parse_timestamp("2024-01-01 00:00:01.250", ms), want);
+        assert_eq!(parse_timestamp("2024-01-01T00:00:01.250Z", ms), want);
+        assert_eq!(parse_timestamp("2024-01-01T00:00:01.250", ms), want);
+        assert_eq!(parse_timestamp("2024-01-01T01:00:01.250+01:00", ms), want);
+        assert_eq!(parse_timestamp("1704067201250", ms), want);
+        assert_eq!(parse_timestamp("1704067201250", TimeUnit::Second), Some(1_704_067_201));
+        assert_eq!(parse_timestamp("yesterday", ms), None);
+    }
+
+    #[test]
+    fn parse_failures_and_nulls() {
+        let t = ColumnType::new(&DataType::Int64).unwrap();
+        assert_eq!(t.parse_text("abc"), None);
+        assert_eq!(t.parse_text(""), Some(Value::Null));
+        assert_eq!(t.parse_text(" 42 "), Some(Value::Int(42)));
+        let small = ColumnType::new(&DataType::Int8).unwrap();
+        assert_eq!(small.parse_text("300"), None);
+    }
+}

@@ -1,0 +1,169 @@
+//! Reading CSV files (with a header row) incrementally, one batch at a time.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::sync::Arc;
+
+use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
+use datafusion_common::arrow::record_batch::RecordBatch;
+use weir_runtime::{Metrics, Result, RuntimeError, Source};
+
+use crate::column::{ColumnBuffer, ColumnType, Value};
+use crate::options::{BadRowPolicy, FileOptions};
+
+struct CsvColumn {
+    name: String,
+    field_index: usize,
+    column_type: ColumnType,
+    is_text: bool,
+}
+
+/// A CSV file read in batches of `batch_size` rows; memory is bounded by one batch.
+pub struct CsvSource {
+    reader: csv::Reader<BufReader<File>>,
+    display: String,
+    columns: Vec<CsvColumn>,
+    buffers: Vec<ColumnBuffer>,
+    schema: SchemaRef,
+    batch_size: usize,
+    policy: BadRowPolicy,
+    metrics: Arc<Metrics>,
+    record: csv::ByteRecord,
+    scratch: Vec<Value<'static>>,
+    done: bool,
+}
+
+impl CsvSource {
+    /// Open `options.path` and map the header to the columns of `schema`.
+    pub fn open(options: &FileOptions, schema: SchemaRef, batch_size: usize, metrics: Arc<Metrics>) -> Result<Self> {
+        let display = options.path.display().to_string();
+        let file = File::open(&options.path).map_err(|e| RuntimeError::Source(format!("{display}: {e}")))?;
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(options.delimiter)
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(BufReader::with_capacity(1 << 20, file));
+        let header = reader
+            .headers()
+            .map_err(|e| RuntimeError::Source(format!("{display}: cannot read the header row: {e}")))?
+            .clone();
+        let mut columns = Vec::new();
+        for field in schema.fields() {
+            let Some(field_index) = header.iter().position(|h| h.trim().eq_ignore_ascii_case(field.name())) else {
+                return Err(RuntimeError::Source(format!(
+                    "{display}: the header has no column '{}' (it has: {})",
+                    field.name(),
+                    header.iter().collect::<Vec<_>>().join(", ")
+                )));
+            };
+            let column_type = ColumnType::new(field.data_type()).map_err(|e| RuntimeError::Source(format!("{display}: {e}")))?;
+            columns.push(CsvColumn {
+                name: field.name().clone(),
+                field_index,
+                is_text: field.data_type() == &DataType::Utf8,
+                column_type,
+            });
+        }
+        let buffers = columns.iter().map(|c| ColumnBuffer::new(c.column_type.clone(), batch_size)).collect();
+        Ok(Self {
+            reader,
+            display,
+            columns,
+            buffers,
+            schema,
+            batch_size: batch_size.max(1),
+            policy: options.bad_rows,
+            metrics,
+            record: csv::ByteRecord::new(),
+            scratch: Vec::new(),
+            done: false,
+        })
+    }
+
+    /// Parse the current record into `scratch`; on failure say why.
+    fn parse_record(&mut self) -> std::result::Result<(), String> {
+        self.scratch.clear();
+        for c in &self.columns {
+            let Some(raw) = self.record.get(c.field_index) else {
+                return Err(format!(
+                    "expected at least {} fields, found {}",
+                    c.field_index + 1,
+                    self.record.len()
+                ));
+            };
+            let Ok(text) = std::str::from_utf8(raw) else {
+                return Err(format!("column '{}' is not valid UTF-8", c.name));
+            };
+            if c.is_text {
+                self.scratch.push(Value::Null);
+                continue;
+            }
+            match c.column_type.parse_text(text) {
+                Some(Value::Str(_)) | Some(Value::Owned(_)) | None => {
+                    return Err(format!("bad value '{text}' for column '{}' ({})", c.name, c.column_type.sql_name()))
+                }
+                Some(Value::Null) => self.scratch.push(Value::Null),
+                Some(Value::Int(v)) => self.scratch.push(Value::Int(v)),
+                Some(Value::Float(v)) => self.scratch.push(Value::Float(v)),
+                Some(Value::Bool(v)) => self.scratch.push(Value::Bool(v)),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source for CsvSource {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut rows = 0;
+        while rows < self.batch_size {
+            match self.reader.read_byte_record(&mut self.record) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    let line = e.position().map(|p| p.line()).unwrap_or(0);
+                    return Err(RuntimeError::Source(format!("{}:{line}: {e}", self.display)));
+                }
+            }
+            if self.record.len() == 1 && self.record.get(0).is_some_and(|f| f.is_empty()) {
+                continue; // blank line
+            }
+            match self.parse_record() {
+                Ok(()) => {
+                    for ((c, buf), v) in self.columns.iter().zip(&mut self.buffers).zip(&self.scratch) {
+                        if c.is_text {
+                            let raw = self.record.get(c.field_index).unwrap_or_default();
+                            let text = std::str::from_utf8(raw).unwrap_or_default();
+                            buf.append(&c.column_type.parse_text(text).unwrap_or(Value::Null));
+                        } else {
+                            buf.append(v);
+                        }
+                    }
+                    rows += 1;
+                }
+                Err(why) => {
+                    let line = self.record.position().map(|p| p.line()).unwrap_or(0);
+                    match self.policy {
+                        BadRowPolicy::Fail => {
+                            return Err(RuntimeError::Source(format!(
+                                "{}:{line}: {why} (set bad_data = 'skip' on the table to skip such rows)",
+                                self.display
+                            )))
+                        }
+                        BadRowPolicy::Skip => Metrics::add(&self.metrics.bad_rows_skipped, 1),
+                    }
+                }
+            }
+        }
+        if rows == 0 {
+            return Ok(None);
+        }
+        let arrays = self.buffers.iter_mut().map(ColumnBuffer::finish).collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Some(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?))
+    }
+}

@@ -1,0 +1,140 @@
+//! Reading newline-delimited JSON (one object per line) incrementally.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::sync::Arc;
+
+use datafusion_common::arrow::datatypes::SchemaRef;
+use datafusion_common::arrow::record_batch::RecordBatch;
+use weir_runtime::{Metrics, Result, RuntimeError, Source};
+
+use crate::column::{ColumnBuffer, ColumnType, Value};
+use crate::options::{BadRowPolicy, FileOptions};
+
+/// A JSON-lines file read in batches. Keys match column names exactly, or else ignoring case;
+/// a missing key is NULL.
+pub struct JsonSource {
+    reader: BufReader<File>,
+    display: String,
+    names: Vec<String>,
+    types: Vec<ColumnType>,
+    buffers: Vec<ColumnBuffer>,
+    schema: SchemaRef,
+    batch_size: usize,
+    policy: BadRowPolicy,
+    metrics: Arc<Metrics>,
+    line: String,
+    line_number: u64,
+    done: bool,
+}
+
+impl JsonSource {
+    /// Open `options.path` for the columns of `schema`.
+    pub fn open(options: &FileOptions, schema: SchemaRef, batch_size: usize, metrics: Arc<Metrics>) -> Result<Self> {
+        let display = options.path.display().to_string();
+        let file = File::open(&options.path).map_err(|e| RuntimeError::Source(format!("{display}: {e}")))?;
+        let types = schema
+            .fields()
+            .iter()
+            .map(|f| ColumnType::new(f.data_type()).map_err(|e| RuntimeError::Source(format!("{display}: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let buffers = types.iter().map(|t| ColumnBuffer::new(t.clone(), batch_size)).collect();
+        Ok(Self {
+            reader: BufReader::with_capacity(1 << 20, file),
+            display,
+            names: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            types,
+            buffers,
+            schema,
+            batch_size: batch_size.max(1),
+            policy: options.bad_rows,
+            metrics,
+            line: String::new(),
+            line_number: 0,
+            done: false,
+        })
+    }
+}
+
+fn lookup<'a>(obj: &'a serde_json::Map<String, serde_json::Value>, name: &str) -> Option<&'a serde_json::Value> {
+    obj.get(name).or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+}
+
+fn parse_line<'a>(
+    obj: &'a serde_json::Value,
+    names: &[String],
+    types: &[ColumnType],
+) -> std::result::Result<Vec<Value<'a>>, String> {
+    let Some(obj) = obj.as_object() else {
+        return Err("expected a JSON object".to_string());
+    };
+    names
+        .iter()
+        .zip(types)
+        .map(|(name, t)| match lookup(obj, name) {
+            None => Ok(Value::Null),
+            Some(v) => t.parse_json(v).ok_or_else(|| format!("bad value {v} for column '{name}' ({})", t.sql_name())),
+        })
+        .collect()
+}
+
+impl JsonSource {
+    fn bad_row(&self, why: String) -> Result<()> {
+        match self.policy {
+            BadRowPolicy::Fail => Err(RuntimeError::Source(format!(
+                "{}:{}: {why} (set bad_data = 'skip' on the table to skip such rows)",
+                self.display, self.line_number
+            ))),
+            BadRowPolicy::Skip => {
+                Metrics::add(&self.metrics.bad_rows_skipped, 1);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Source for JsonSource {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut rows = 0;
+        while rows < self.batch_size {
+            self.line.clear();
+            let n = self
+                .reader
+                .read_line(&mut self.line)
+                .map_err(|e| RuntimeError::Source(format!("{}:{}: {e}", self.display, self.line_number + 1)))?;
+            if n == 0 {
+                self.done = true;
+                break;
+            }
+            self.line_number += 1;
+            let text = self.line.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let value = match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.bad_row(format!("invalid JSON: {e}"))?;
+                    continue;
+                }
+            };
+            match parse_line(&value, &self.names, &self.types) {
+                Ok(values) => {
+                    for (buf, val) in self.buffers.iter_mut().zip(&values) {
+                        buf.append(val);
+                    }
+                    rows += 1;
+                }
+                Err(why) => self.bad_row(why)?,
+            }
+        }
+        if rows == 0 {
+            return Ok(None);
+        }
+        let arrays = self.buffers.iter_mut().map(ColumnBuffer::finish).collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Some(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?))
+    }
+}

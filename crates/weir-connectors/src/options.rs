@@ -1,0 +1,122 @@
+//! Connector options from `WITH (…)`: validated up front so a typo fails before anything runs.
+
+use std::path::{Path, PathBuf};
+
+use weir_sql::TableDef;
+
+/// File formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What to do with a malformed input row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRowPolicy {
+    /// Stop with an error naming the file, line, column and value (the default).
+    Fail,
+    /// Skip the row and count it (reported in the run summary).
+    Skip,
+}
+
+/// Options of the `file` connector.
+#[derive(Debug, Clone)]
+pub struct FileOptions {
+    /// The file, resolved against the working directory (or the script's directory).
+    pub path: PathBuf,
+    /// Its format.
+    pub format: FileFormat,
+    /// Malformed-row policy.
+    pub bad_rows: BadRowPolicy,
+    /// CSV field delimiter.
+    pub delimiter: u8,
+}
+
+const FILE_OPTIONS: &[&str] = &[
+    "connector",
+    "path",
+    "format",
+    "bad_data",
+    "csv.ignore-parse-errors",
+    "json.ignore-parse-errors",
+    "csv.field-delimiter",
+    "delimiter",
+];
+
+fn truthy(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        other => Err(format!("expected true or false, got '{other}'")),
+    }
+}
+
+impl FileOptions {
+    /// Read and check the options of `table`. A relative path is taken from the working
+    /// directory; for a source file that is not there, from `base_dir` (the directory of the
+    /// SQL script) when it exists there.
+    pub fn from_table(table: &TableDef, base_dir: Option<&Path>, is_source: bool) -> Result<Self, String> {
+        let name = &table.name;
+        for key in table.options.keys() {
+            if !FILE_OPTIONS.contains(&key.as_str()) {
+                return Err(format!(
+                    "table '{name}': unknown option '{key}' for connector 'file' (supported: {})",
+                    FILE_OPTIONS.join(", ")
+                ));
+            }
+        }
+        let Some(path) = table.option("path") else {
+            return Err(format!("table '{name}': connector 'file' needs a 'path' option"));
+        };
+        let mut path = PathBuf::from(path);
+        if is_source && path.is_relative() && !path.exists() {
+            if let Some(base) = base_dir {
+                let candidate = base.join(&path);
+                if candidate.exists() {
+                    path = candidate;
+                }
+            }
+        }
+        let format = match table.option("format").map(str::to_ascii_lowercase) {
+            Some(f) => match f.as_str() {
+                "csv" => FileFormat::Csv,
+                "json" | "ndjson" | "jsonl" => FileFormat::Json,
+                "parquet" => return Err(format!("table '{name}': format 'parquet' is not supported yet (use csv or json)")),
+                other => return Err(format!("table '{name}': unknown format '{other}' (supported: csv, json)")),
+            },
+            None => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+                Some("csv") => FileFormat::Csv,
+                Some("json" | "jsonl" | "ndjson") => FileFormat::Json,
+                _ => return Err(format!("table '{name}': add a 'format' option (csv or json)")),
+            },
+        };
+        let mut bad_rows = BadRowPolicy::Fail;
+        if let Some(v) = table.option("bad_data") {
+            bad_rows = match v.to_ascii_lowercase().as_str() {
+                "fail" => BadRowPolicy::Fail,
+                "skip" | "drop" => BadRowPolicy::Skip,
+                other => return Err(format!("table '{name}': bad_data must be 'fail' or 'skip', got '{other}'")),
+            };
+        }
+        for key in ["csv.ignore-parse-errors", "json.ignore-parse-errors"] {
+            if let Some(v) = table.option(key) {
+                if truthy(v).map_err(|e| format!("table '{name}': option '{key}': {e}"))? {
+                    bad_rows = BadRowPolicy::Skip;
+                }
+            }
+        }
+        let delimiter = match table.option("csv.field-delimiter").or(table.option("delimiter")) {
+            None => b',',
+            Some("\\t") => b'\t',
+            Some(d) if d.len() == 1 => d.as_bytes()[0],
+            Some(d) => return Err(format!("table '{name}': the CSV delimiter must be one character, got '{d}'")),
+        };
+        if is_source && !path.exists() {
+            return Err(format!("table '{name}': file '{}' not found", path.display()));
+        }
+        Ok(Self { path, format, bad_rows, delimiter })
+    }
+}
