@@ -13,6 +13,7 @@
 //! | 3    | SQL error (syntax, unknown table or column, type error, unsupported construct, bad connector options) |
 
 mod report;
+mod session;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use weir_runtime::{Metrics, Pipeline};
 use weir_sql::{Planned, Planner, SqlError, StreamPlan};
 
 pub use report::{peak_memory_bytes, render_sql_error};
+pub use session::{Session, SessionError, StatementResult};
 
 /// Exit code: runtime or data error.
 pub const EXIT_RUNTIME: u8 = 1;

@@ -196,6 +196,7 @@ impl WindowAggregateOp {
         &mut self,
         key: (Nanos, Nanos),
         rows: Option<&UInt32Array>,
+        batch_rows: usize,
         keys: &[ArrayRef],
         args: &[Vec<ArrayRef>],
         filters: &[Option<BooleanArray>],
@@ -207,7 +208,7 @@ impl WindowAggregateOp {
             }
         };
         let keys: Vec<ArrayRef> = keys.iter().map(pick).collect::<Result<_>>()?;
-        let m = rows.map(|r| r.len()).unwrap_or_else(|| keys.first().map(|k| k.len()).unwrap_or(0));
+        let m = rows.map(|r| r.len()).unwrap_or(batch_rows);
         if !self.windows.contains_key(&key) {
             let w = self.new_window(key.1, key.0)?;
             self.windows.insert(key, w);
@@ -342,10 +343,10 @@ impl Operator for WindowAggregateOp {
         }
         for (key, rows) in buckets {
             if rows.len() == n {
-                self.accumulate(key, None, &keys, &args, &filters)?;
+                self.accumulate(key, None, n, &keys, &args, &filters)?;
             } else {
                 let rows = UInt32Array::from(rows);
-                self.accumulate(key, Some(&rows), &keys, &args, &filters)?;
+                self.accumulate(key, Some(&rows), n, &keys, &args, &filters)?;
             }
         }
         Ok(())

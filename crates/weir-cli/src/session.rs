@@ -1,0 +1,132 @@
+//! A session runs SQL statements in process and returns their results as Arrow batches:
+//! what the sqllogictest runner and the tests use, and the simplest way to embed weir.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use datafusion_common::arrow::datatypes::SchemaRef;
+use datafusion_common::arrow::record_batch::RecordBatch;
+use weir_connectors::{open_sink, open_source, validate, CollectSink, ConnectorContext, OutputFormat};
+use weir_runtime::{relaxed, Metrics, Pipeline, RuntimeError};
+use weir_sql::{Planned, Planner, SinkNode, SqlError, StreamPlan};
+
+/// Why a statement failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Bad SQL (syntax, names, types, unsupported constructs).
+    #[error("{0}")]
+    Sql(#[from] SqlError),
+    /// Bad connector options.
+    #[error("{0}")]
+    Config(String),
+    /// A failure while running (bad data, I/O).
+    #[error("{0}")]
+    Runtime(#[from] RuntimeError),
+}
+
+/// The result of one statement.
+#[derive(Debug)]
+pub enum StatementResult {
+    /// DDL or SET: nothing to show.
+    Done,
+    /// A query's rows, with the pipeline's counters.
+    Rows {
+        /// Output schema.
+        schema: SchemaRef,
+        /// Result batches in emission order.
+        batches: Vec<RecordBatch>,
+        /// Rows in/out, late rows, …
+        metrics: Arc<Metrics>,
+    },
+    /// `INSERT INTO`: rows were written to the sink.
+    Inserted {
+        /// Rows in/out, late rows, …
+        metrics: Arc<Metrics>,
+    },
+    /// `EXPLAIN`: the plan as text.
+    Explain(String),
+}
+
+/// Statements sharing a catalog and settings.
+pub struct Session {
+    planner: Planner,
+    settings: BTreeMap<String, String>,
+    base_dir: Option<PathBuf>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Session {
+    /// A session with an empty catalog; relative paths resolve against the working directory.
+    pub fn new() -> Self {
+        Self { planner: Planner::new(), settings: BTreeMap::new(), base_dir: None }
+    }
+
+    /// Also look for source files relative to `dir`.
+    pub fn with_base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = Some(dir.into());
+        self
+    }
+
+    /// Set a session setting (as `SET key = value`).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SessionError> {
+        crate::apply_setting(&mut self.settings, key, value).map_err(SessionError::Sql)
+    }
+
+    /// The planner (and through it the catalog).
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+
+    /// Plan and run every statement of `sql` in order, on the calling thread.
+    pub fn execute(&mut self, sql: &str) -> Result<Vec<StatementResult>, SessionError> {
+        let planned = self.planner.plan_script(sql)?;
+        let mut out = Vec::new();
+        for p in planned {
+            out.push(match p {
+                Planned::CreatedTable(_) => StatementResult::Done,
+                Planned::Set { key, value } => {
+                    self.set(&key, &value)?;
+                    StatementResult::Done
+                }
+                Planned::Explain(plan) => StatementResult::Explain(plan.to_string()),
+                Planned::Query(plan) | Planned::Insert(plan) => self.run(&plan)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn run(&self, plan: &StreamPlan) -> Result<StatementResult, SessionError> {
+        let metrics = Arc::new(Metrics::default());
+        let mut ctx = ConnectorContext::new(Arc::clone(&metrics));
+        ctx.base_dir = self.base_dir.clone();
+        if let Some(n) = self.settings.get("batch.size").and_then(|v| v.parse().ok()) {
+            ctx.batch_size = n;
+        }
+        validate(plan, &ctx).map_err(SessionError::Config)?;
+        let source = open_source(plan, &ctx)?;
+        let cancel = AtomicBool::new(false);
+        match &plan.sink {
+            SinkNode::Client => {
+                let collector = CollectSink::new();
+                Pipeline::new(plan, source, Box::new(collector.clone()), Arc::clone(&metrics))?.run_blocking(&cancel)?;
+                Ok(StatementResult::Rows {
+                    schema: relaxed(plan.output_schema().as_arrow()),
+                    batches: collector.batches(),
+                    metrics,
+                })
+            }
+            SinkNode::Table(_) => {
+                let sink = open_sink(plan, OutputFormat::Csv, &ctx)?;
+                Pipeline::new(plan, source, sink, Arc::clone(&metrics))?.run_blocking(&cancel)?;
+                Ok(StatementResult::Inserted { metrics })
+            }
+        }
+    }
+}
