@@ -162,10 +162,11 @@ impl StreamPlan {
                         .zip(output_schema.fields())
                         .map(|(e, f)| {
                             let shown = show(&e.clone().unalias());
-                            if &shown == f.name() {
+                            let name = readable_intervals(f.name());
+                            if shown == name {
                                 shown
                             } else {
-                                format!("{} := {shown}", f.name())
+                                format!("{name} := {shown}")
                             }
                         })
                         .collect::<Vec<_>>()
@@ -221,10 +222,14 @@ impl StreamPlan {
 /// An expression as EXPLAIN shows it: DataFusion's SQL-like display, with interval literals
 /// written as `INTERVAL '10s'` instead of their debug form.
 pub fn show(e: &Expr) -> String {
-    let text = e.human_display().to_string();
+    readable_intervals(&e.human_display().to_string())
+}
+
+/// Replace DataFusion's debug form of interval literals with `INTERVAL '10s'`.
+fn readable_intervals(text: &str) -> String {
     let open = "IntervalMonthDayNano(\"IntervalMonthDayNano { months: ";
     let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
+    let mut rest = text;
     while let Some(i) = rest.find(open) {
         out.push_str(&rest[..i]);
         let after = &rest[i + open.len()..];
