@@ -30,7 +30,7 @@ use crate::parser::{parse_script, CreateTable, Stmt};
 use crate::plan::{SinkNode, SourceNode, StreamOp, StreamPlan, WindowAggregate, WindowSpec};
 use crate::provider::{FunctionRegistry, Provider};
 use crate::rewrite::rewrite_group_windows;
-use crate::window_fn::{interval_nanos, TUMBLE_END, TUMBLE_START};
+use crate::window_fn::{fixed_interval_nanos, interval_nanos, TUMBLE_END, TUMBLE_START};
 
 /// The outcome of planning one statement.
 #[derive(Debug, Clone)]
@@ -175,7 +175,11 @@ impl Planner {
                     .sql_to_expr((**right).clone(), &DFSchema::empty(), &mut PlannerContext::new())
                     .map_err(|_| bad())?;
                 match e {
-                    Expr::Literal(v, _) => interval_nanos(&v).map_err(|e| bad().with_hint(SqlError::from(e).message)),
+                    Expr::Literal(v, _) => match fixed_interval_nanos(&v) {
+                        Ok(n) if n >= 0 => Ok(n),
+                        Ok(_) => Err(SqlError::plan(format!("the watermark delay in '{expr}' must not be negative"))),
+                        Err(e) => Err(bad().with_hint(SqlError::from(e).message)),
+                    },
                     _ => Err(bad()),
                 }
             }

@@ -63,13 +63,21 @@ pub fn nanos_per_unit(unit: TimeUnit) -> i64 {
     }
 }
 
-/// The length of a fixed interval in nanoseconds. Month-based intervals have no fixed length
-/// and are refused.
+/// The length of a window: a fixed, positive interval, in nanoseconds.
 pub fn interval_nanos(value: &ScalarValue) -> Result<i64, DataFusionError> {
+    match fixed_interval_nanos(value)? {
+        n if n > 0 => Ok(n),
+        _ => plan_err!("a window size must be a positive interval, got {value}"),
+    }
+}
+
+/// The length of a fixed interval in nanoseconds (any sign). Month-based intervals have no
+/// fixed length and are refused.
+pub fn fixed_interval_nanos(value: &ScalarValue) -> Result<i64, DataFusionError> {
     let nanos = match value {
         ScalarValue::IntervalMonthDayNano(Some(v)) => {
             if v.months != 0 {
-                return plan_err!("window sizes must be fixed lengths; months and years are not (got {value})");
+                return plan_err!("intervals here must be fixed lengths; months and years are not (got {value})");
             }
             (v.days as i64).checked_mul(86_400_000_000_000).and_then(|d| d.checked_add(v.nanoseconds))
         }
@@ -77,13 +85,13 @@ pub fn interval_nanos(value: &ScalarValue) -> Result<i64, DataFusionError> {
             Some(v.days as i64 * 86_400_000_000_000 + v.milliseconds as i64 * 1_000_000)
         }
         ScalarValue::IntervalYearMonth(_) => {
-            return plan_err!("window sizes must be fixed lengths; months and years are not (got {value})")
+            return plan_err!("intervals here must be fixed lengths; months and years are not (got {value})")
         }
         other => return plan_err!("expected an INTERVAL such as INTERVAL '10' SECOND, got {other}"),
     };
     match nanos {
-        Some(n) if n > 0 => Ok(n),
-        _ => plan_err!("a window size must be a positive interval, got {value}"),
+        Some(n) => Ok(n),
+        None => plan_err!("interval {value} is too large"),
     }
 }
 

@@ -1,0 +1,257 @@
+//! weir's incremental windows against DataFusion's batch GROUP BY.
+//!
+//! Random out-of-order data (with late rows) is cut into batches at random points and run
+//! through the streaming pipeline; the reference computes, row by row, the watermark in force
+//! (`max(earlier event times) - delay`), keeps the rows whose window has not closed, and runs
+//! the same aggregation as a plain DataFusion batch query over them. A second property runs
+//! the same CSV file through the real file connector at batch sizes 1, 7, 1000 and 8192 and
+//! requires identical output.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use proptest::prelude::*;
+use weir_cli::{Session, StatementResult};
+use weir_connectors::CollectSink;
+use weir_runtime::{source_columns, Metrics, Pipeline, Source};
+use weir_sql::{Planned, Planner};
+
+#[derive(Debug, Clone)]
+struct Row {
+    key: String,
+    site: String,
+    value: i64,
+    reading: Option<f64>,
+    ts: i64,
+}
+
+const BASE_MS: i64 = 1_700_000_000_000;
+
+fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
+    // a coarse time granularity makes `window_end == watermark` (late, by definition) common
+    (0usize..250, 1i64..400, 0i64..4000, 1usize..5, prop::sample::select(vec![1i64, 250]))
+        .prop_flat_map(|(n, step, disorder, keys, grain)| {
+        prop::collection::vec(
+            (0..keys, 0..3usize, -50i64..1000, prop::option::weighted(0.9, -20i32..200), 0..=disorder, prop::bool::weighted(0.05)),
+            n,
+        )
+        .prop_map(move |cols| {
+            cols.into_iter()
+                .enumerate()
+                .map(|(i, (k, s, v, r, jitter, very_late))| Row {
+                    key: format!("k{k}"),
+                    site: format!("site{s}"),
+                    value: v,
+                    reading: r.map(|r| r as f64 / 4.0),
+                    ts: BASE_MS
+                        + (i as i64 * step - jitter - if very_late { 30_000 } else { 0 }).div_euclid(grain) * grain,
+                })
+                .collect()
+        })
+    })
+}
+
+fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Utf8, true),
+        Field::new("site", DataType::Utf8, true),
+        Field::new("v", DataType::Int64, true),
+        Field::new("r", DataType::Float64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]))
+}
+
+fn to_batch(rows: &[Row]) -> RecordBatch {
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.key.clone()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.site.clone()))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.value))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.reading))),
+        Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts))),
+    ];
+    RecordBatch::try_new(schema(), cols).expect("valid batch")
+}
+
+/// Hands out the rows in batches cut at the given points.
+struct CutSource {
+    batch: RecordBatch,
+    cuts: Vec<usize>,
+    next: usize,
+}
+
+impl Source for CutSource {
+    fn next_batch(&mut self) -> weir_runtime::Result<Option<RecordBatch>> {
+        let n = self.batch.num_rows();
+        if self.next >= n {
+            return Ok(None);
+        }
+        let end = self.cuts.iter().copied().find(|c| *c > self.next).unwrap_or(n).min(n);
+        let out = self.batch.slice(self.next, end - self.next);
+        self.next = end;
+        Ok(Some(out))
+    }
+}
+
+fn ddl(delay_ms: i64, path: &str) -> String {
+    format!(
+        "CREATE TABLE t (k VARCHAR, site VARCHAR, v BIGINT, r DOUBLE, ts TIMESTAMP(3),
+             WATERMARK FOR ts AS ts - INTERVAL '{delay_ms}' MILLISECOND)
+         WITH (connector = 'file', path = '{path}', format = 'csv');"
+    )
+}
+
+fn format_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        for i in 0..b.num_rows() {
+            let cells: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| {
+                    let f = ArrayFormatter::try_new(c.as_ref(), &options).expect("formattable");
+                    let text = f.value(i).to_string();
+                    match c.data_type() {
+                        // floats compared to rounding: 10 significant digits
+                        DataType::Float64 | DataType::Float32 => match text.parse::<f64>() {
+                            Ok(x) => format!("{x:.9e}"),
+                            Err(_) => text,
+                        },
+                        _ => text,
+                    }
+                })
+                .collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out
+}
+
+/// Rows the streaming engine must accept: those whose window has not closed under the
+/// watermark in force when they arrive.
+fn accepted(rows: &[Row], delay_ms: i64, size_ms: i64) -> Vec<Row> {
+    let mut max = i64::MIN;
+    let mut out = Vec::new();
+    for r in rows {
+        let wm = if max == i64::MIN { i64::MIN } else { max - delay_ms };
+        let end = r.ts - r.ts.rem_euclid(size_ms) + size_ms;
+        if end > wm {
+            out.push(r.clone());
+        }
+        max = max.max(r.ts);
+    }
+    out
+}
+
+fn run_weir(rows: &[Row], delay_ms: i64, sql: &str, cuts: Vec<usize>) -> Vec<String> {
+    let mut planner = Planner::new();
+    let planned = planner.plan_script(&format!("{} {sql}", ddl(delay_ms, "unused.csv"))).expect("plans");
+    let Some(Planned::Query(plan)) = planned.last() else { panic!("expected a query") };
+    let cols = source_columns(plan).expect("columns");
+    let batch = to_batch(rows).project(&cols.columns).expect("projection");
+    let source = CutSource { batch, cuts, next: 0 };
+    let sink = CollectSink::new();
+    let pipeline = Pipeline::new(plan, Box::new(source), Box::new(sink.clone()), Arc::new(Metrics::default())).expect("pipeline");
+    pipeline.run_blocking(&AtomicBool::new(false)).expect("runs");
+    format_rows(&sink.batches())
+}
+
+fn run_datafusion(rows: &[Row], sql: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        let table = MemTable::try_new(schema(), vec![vec![to_batch(rows)]]).expect("table");
+        ctx.register_table("t", Arc::new(table)).expect("register");
+        let batches = ctx.sql(sql).await.expect("plans").collect().await.expect("runs");
+        format_rows(&batches)
+    })
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn windowed_aggregates_match_batch_over_accepted_rows(
+        rows in rows_strategy(),
+        delay_ms in prop::sample::select(vec![0i64, 300, 2000]),
+        size_s in prop::sample::select(vec![1i64, 2, 5, 10]),
+        cuts in prop::collection::btree_set(0usize..260, 0..40),
+    ) {
+        let cuts: Vec<usize> = cuts.into_iter().collect();
+        let keep = accepted(&rows, delay_ms, size_s * 1000);
+        let weir = run_weir(&rows, delay_ms, &format!(
+            "SELECT k, TUMBLE_START(ts, INTERVAL '{size_s}' SECOND) AS w, COUNT(*) AS n, SUM(v) AS total,
+                    MIN(r) AS lo, MAX(r) AS hi, AVG(r) AS mean, COUNT(DISTINCT site) AS sites
+             FROM t WHERE r > 0 OR r IS NULL
+             GROUP BY TUMBLE(ts, INTERVAL '{size_s}' SECOND), k HAVING COUNT(*) > 1"), cuts.clone());
+        let batch = run_datafusion(&keep, &format!(
+            "SELECT k, date_bin(INTERVAL '{size_s}' SECOND, ts, TIMESTAMP '1970-01-01 00:00:00') AS w,
+                    COUNT(*) AS n, SUM(v) AS total, MIN(r) AS lo, MAX(r) AS hi, AVG(r) AS mean,
+                    COUNT(DISTINCT site) AS sites
+             FROM t WHERE r > 0 OR r IS NULL GROUP BY 1, 2 HAVING COUNT(*) > 1"));
+        prop_assert_eq!(sorted(weir), sorted(batch));
+
+        // keyless windows in the TVF form
+        let weir = run_weir(&rows, delay_ms, &format!(
+            "SELECT window_start, window_end, COUNT(*), SUM(v), MAX(ts)
+             FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '{size_s}' SECOND))
+             GROUP BY window_start, window_end"), cuts);
+        let batch = run_datafusion(&keep, &format!(
+            "SELECT date_bin(INTERVAL '{size_s}' SECOND, ts, TIMESTAMP '1970-01-01 00:00:00') AS ws,
+                    date_bin(INTERVAL '{size_s}' SECOND, ts, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '{size_s}' SECOND AS we,
+                    COUNT(*), SUM(v), MAX(ts)
+             FROM t GROUP BY 1, 2"));
+        prop_assert_eq!(sorted(weir), sorted(batch));
+    }
+}
+
+fn write_csv(rows: &[Row], path: &std::path::Path) {
+    let mut text = String::from("k,site,v,r,ts\n");
+    for r in rows {
+        let reading = r.reading.map(|x| x.to_string()).unwrap_or_default();
+        text.push_str(&format!("{},{},{},{},{}\n", r.key, r.site, r.value, reading, r.ts));
+    }
+    std::fs::write(path, text).expect("write csv");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn output_does_not_depend_on_batch_size(
+        rows in rows_strategy(),
+        delay_ms in prop::sample::select(vec![0i64, 500, 3000]),
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data.csv");
+        write_csv(&rows, &path);
+        let sql = format!(
+            "{} SELECT k, TUMBLE_END(ts, INTERVAL '2' SECOND) AS w, COUNT(*) AS n, SUM(v) AS total,
+                       AVG(r) AS mean, MAX(r) AS hi
+                FROM t WHERE v > 0 GROUP BY TUMBLE(ts, INTERVAL '2' SECOND), k;",
+            ddl(delay_ms, &path.display().to_string()));
+        let mut outputs = Vec::new();
+        for size in [1usize, 7, 1000, 8192] {
+            let mut session = Session::new();
+            session.set("batch.size", &size.to_string()).expect("setting");
+            let results = session.execute(&sql).expect("runs");
+            let Some(StatementResult::Rows { batches, metrics, .. }) = results.last() else { panic!("rows expected") };
+            let late = Metrics::get(&metrics.late_rows);
+            outputs.push((size, format_rows(batches), late));
+        }
+        for (size, rows_out, late) in &outputs[1..] {
+            prop_assert_eq!(rows_out, &outputs[0].1, "batch size {} differs from batch size 1", size);
+            prop_assert_eq!(late, &outputs[0].2, "late count at batch size {} differs", size);
+        }
+    }
+}
