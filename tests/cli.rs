@@ -1,0 +1,269 @@
+//! End-to-end tests of the `weir` binary: `weir run` and `weir explain`, output formats, the
+//! run summary, exit codes and error messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn weir() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const ISSUE_QUERY: &str = "
+CREATE TABLE events (
+    sensor VARCHAR, site VARCHAR, reading DOUBLE, bytes BIGINT, ts TIMESTAMP(3),
+    WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (connector = 'file', path = 'events.csv', format = 'csv');
+
+SELECT sensor,
+       TUMBLE_START(ts, INTERVAL '10' SECOND) AS w_start,
+       TUMBLE_END(ts, INTERVAL '10' SECOND)   AS w_end,
+       COUNT(*) AS n, SUM(bytes) AS total, MIN(reading) AS lo, MAX(reading) AS hi,
+       AVG(reading) AS mean, COUNT(DISTINCT site) AS sites
+FROM events
+WHERE reading > 0
+GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), sensor
+HAVING COUNT(*) > 1;
+";
+
+/// A directory holding `q.sql` and a copy of the test data as `events.csv`.
+fn workdir(sql: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(repo().join("tests/data/sensors.csv"), dir.path().join("events.csv")).expect("copy data");
+    std::fs::write(dir.path().join("q.sql"), sql).expect("write sql");
+    dir
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    weir().current_dir(dir).args(args).output().expect("weir runs")
+}
+
+#[test]
+fn runs_the_issue_query_as_csv() {
+    let dir = workdir(ISSUE_QUERY);
+    let out = run_in(dir.path(), &["run", "q.sql", "--format", "csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "sensor,w_start,w_end,n,total,lo,hi,mean,sites\n\
+         s1,2024-01-01T00:00:00,2024-01-01T00:00:10,3,1000,1.5,5.0,3.5,2\n\
+         s2,2024-01-01T00:00:10,2024-01-01T00:00:20,3,2300,3.0,11.0,7.666666666666667,3\n\
+         s1,2024-01-01T00:00:20,2024-01-01T00:00:30,2,2200,10.0,12.0,11.0,2\n"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("16 rows in"), "{err}");
+    assert!(err.contains("3 rows out"), "{err}");
+    assert!(err.contains("2 late rows dropped"), "{err}");
+}
+
+#[test]
+fn json_and_table_formats() {
+    let dir = workdir(ISSUE_QUERY);
+    let out = run_in(dir.path(), &["run", "q.sql", "--format", "json", "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        lines[0],
+        r#"{"sensor":"s1","w_start":"2024-01-01T00:00:00","w_end":"2024-01-01T00:00:10","n":3,"total":1000,"lo":1.5,"hi":5.0,"mean":3.5,"sites":2}"#
+    );
+    assert!(stderr(&out).is_empty(), "--quiet prints no summary: {}", stderr(&out));
+
+    let out = run_in(dir.path(), &["run", "q.sql"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("| sensor | w_start             |"), "{text}");
+    assert!(text.contains("| s2     | 2024-01-01T00:00:10 |"), "{text}");
+}
+
+#[test]
+fn window_tvf_form_gives_the_same_rows() {
+    let sql = ISSUE_QUERY
+        .replace(
+            "TUMBLE_START(ts, INTERVAL '10' SECOND) AS w_start",
+            "window_start AS w_start",
+        )
+        .replace("TUMBLE_END(ts, INTERVAL '10' SECOND)   AS w_end", "window_end AS w_end")
+        .replace("FROM events", "FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND))")
+        .replace("GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), sensor", "GROUP BY window_start, window_end, sensor");
+    let group = run_in(workdir(ISSUE_QUERY).path(), &["run", "q.sql", "--format", "csv"]);
+    let tvf = run_in(workdir(&sql).path(), &["run", "q.sql", "--format", "csv"]);
+    assert!(tvf.status.success(), "{}", stderr(&tvf));
+    assert_eq!(stdout(&tvf), stdout(&group));
+}
+
+#[test]
+fn results_do_not_depend_on_batch_size() {
+    let dir = workdir(ISSUE_QUERY);
+    let base = stdout(&run_in(dir.path(), &["run", "q.sql", "--format", "csv"]));
+    for size in ["1", "3", "7"] {
+        let out = run_in(dir.path(), &["run", "q.sql", "--format", "csv", "--batch-size", size]);
+        assert_eq!(stdout(&out), base, "batch size {size}");
+        assert!(stderr(&out).contains("2 late rows dropped"), "batch size {size}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn source_files_are_found_next_to_the_script() {
+    let dir = workdir(ISSUE_QUERY);
+    // run from another directory: events.csv is not in the working directory
+    let out = weir()
+        .current_dir(repo())
+        .args(["run", &dir.path().join("q.sql").display().to_string(), "--format", "csv"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 4);
+}
+
+#[test]
+fn insert_into_file_sinks_with_several_statements_and_comments() {
+    let sql = format!(
+        "{}\n-- sinks\nCREATE TABLE per_window (sensor VARCHAR, w_end TIMESTAMP(3), n BIGINT)\n\
+         WITH ('connector' = 'file', 'path' = 'out/per_window.csv', 'format' = 'csv');\n\
+         CREATE TABLE big /* json, no columns */ WITH (connector = 'file', path = 'out/big.json', format = 'json');\n\
+         INSERT INTO per_window SELECT sensor, TUMBLE_END(ts, INTERVAL '10' SECOND), COUNT(*) FROM events\n\
+           GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), sensor;\n\
+         INSERT INTO big SELECT sensor, bytes, ts FROM events WHERE bytes >= 1400;",
+        ISSUE_QUERY.split("SELECT sensor,").next().unwrap_or_default()
+    );
+    let dir = workdir(&sql);
+    let out = run_in(dir.path(), &["run", "q.sql"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "INSERT writes nothing to stdout");
+    let csv = std::fs::read_to_string(dir.path().join("out/per_window.csv")).expect("csv sink written");
+    assert_eq!(csv.lines().next(), Some("sensor,w_end,n"));
+    assert_eq!(csv.lines().count(), 8);
+    assert!(csv.contains("s2,2024-01-01T00:00:20,4\n"), "{csv}");
+    let json = std::fs::read_to_string(dir.path().join("out/big.json")).expect("json sink written");
+    assert_eq!(
+        json,
+        "{\"sensor\":\"s1\",\"bytes\":1400,\"ts\":\"2024-01-01T00:00:35\"}\n{\"sensor\":\"s2\",\"bytes\":1500,\"ts\":\"2024-01-01T00:00:30\"}\n"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("INSERT INTO per_window (1 of 2)") && err.contains("INSERT INTO big (2 of 2)"), "{err}");
+}
+
+#[test]
+fn explain_prints_the_streaming_plan() {
+    let dir = workdir(ISSUE_QUERY);
+    let out = run_in(dir.path(), &["explain", "q.sql"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("Sink: client, columns: sensor, w_start, w_end, n, total, lo, hi, mean, sites"));
+    assert!(text.contains("WindowAggregate: window: TUMBLE(size 10s) on events.ts, keys: [events.sensor]"), "{text}");
+    assert!(text.contains("Filter: count(Int64(1)) > 1"), "{text}");
+    assert!(text.contains("Filter: events.reading > 0"), "{text}");
+    assert!(lines.last().is_some_and(|l| l.trim_start().starts_with("Source: events (connector=file, format=csv, path=events.csv), watermark: ts - 2s")), "{text}");
+    // explain does not read the data
+    std::fs::remove_file(dir.path().join("events.csv")).expect("remove");
+    assert!(run_in(dir.path(), &["explain", "q.sql"]).status.success());
+}
+
+fn assert_sql_error(sql: &str, needles: &[&str]) {
+    let dir = workdir(sql);
+    let out = run_in(dir.path(), &["run", "q.sql"]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    for n in needles {
+        assert!(err.contains(n), "expected {n:?} in:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+const DDL: &str = "CREATE TABLE events (sensor VARCHAR, site VARCHAR, reading DOUBLE, bytes BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'file', path = 'events.csv', format = 'csv');\n";
+
+#[test]
+fn sql_errors_exit_3_with_position_and_hint() {
+    assert_sql_error(&format!("{DDL}SELECT sensor, nope FROM events;"), &["No field named nope", "--> q.sql:3:16", "^"]);
+    assert_sql_error(&format!("{DDL}SELECT * FROM evnts;"), &["table 'evnts' not found", "declared tables: events"]);
+    assert_sql_error(&format!("{DDL}SELECT sensor FROM events WHERE;"), &["syntax error", "q.sql:3:"]);
+    assert_sql_error(&format!("{DDL}SELECT reading + site FROM events;"), &["Cannot coerce arithmetic expression Float64 + Utf8"]);
+    assert_sql_error(
+        "CREATE TABLE events (sensor VARCHAR, ts TIMESTAMP(3)) WITH (connector = 'file', path = 'events.csv', format = 'csv');
+         SELECT COUNT(*) FROM events GROUP BY TUMBLE(ts, INTERVAL '10' SECOND);",
+        &["needs a watermark", "no WATERMARK FOR clause", "hint: declare one"],
+    );
+    assert_sql_error(&format!("{DDL}SELECT sensor, COUNT(*) FROM events GROUP BY sensor;"), &["not supported yet", "hint: group by a window"]);
+    assert_sql_error(&format!("{DDL}SELECT * FROM events e1 JOIN events e2 ON e1.sensor = e2.sensor;"), &["not supported yet: joins"]);
+    assert_sql_error(
+        "CREATE TABLE events (ts TIMESTAMP(3)) WITH (connector = 'file', path = 'events.csv', format = 'xml'); SELECT * FROM events;",
+        &["unknown format 'xml'"],
+    );
+}
+
+#[test]
+fn malformed_rows_fail_with_file_and_line_or_are_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(repo().join("tests/data/bad_bytes.csv"), dir.path().join("bad.csv")).expect("copy");
+    let ddl = |policy: &str| {
+        format!(
+            "CREATE TABLE b (sensor VARCHAR, site VARCHAR, reading DOUBLE, bytes BIGINT, ts TIMESTAMP(3),
+               WATERMARK FOR ts AS ts) WITH (connector = 'file', path = 'bad.csv', format = 'csv'{policy});
+             SELECT sensor, bytes FROM b;"
+        )
+    };
+    std::fs::write(dir.path().join("q.sql"), ddl("")).expect("write");
+    let out = run_in(dir.path(), &["run", "q.sql", "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("bad.csv:3: bad value 'abc' for column 'bytes' (BIGINT)"), "{err}");
+
+    std::fs::write(dir.path().join("q.sql"), ddl(", bad_data = 'skip'")).expect("write");
+    let out = run_in(dir.path(), &["run", "q.sql", "--format", "csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "sensor,bytes\ns1,100\ns2,7\n");
+    assert!(stderr(&out).contains("1 malformed rows skipped"), "{}", stderr(&out));
+}
+
+#[test]
+fn command_line_mistakes_exit_2() {
+    let out = weir().args(["run"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("give a SQL file"));
+    let out = weir().args(["run", "no-such-file.sql"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read no-such-file.sql"));
+    let out = weir().args(["run", "x.sql", "--format", "xml"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let out = weir().args(["run", "--frobnicate"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn execute_flag_and_settings() {
+    let dir = workdir("");
+    let sql = format!("{DDL} SET batch.size = 2; SELECT sensor, upper(site) AS s FROM events WHERE bytes > 1350;");
+    let out = run_in(dir.path(), &["run", "-e", &sql, "--format", "csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "sensor,s\ns1,C\ns2,A\n");
+    let out = run_in(dir.path(), &["run", "-e", &sql, "--set", "nope=1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown setting 'nope'"));
+}
+
+#[test]
+fn bundled_example_runs_from_the_repository_root() {
+    let out = weir()
+        .current_dir(repo())
+        .args(["run", "sql-examples/tumble_group_window.sql", "--format", "csv"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("sensor,w_start,w_end,n,total,lo,hi,mean,sites\n"));
+    assert!(stdout(&out).lines().count() > 10);
+}
