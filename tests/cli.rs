@@ -91,10 +91,7 @@ fn json_and_table_formats() {
 #[test]
 fn window_tvf_form_gives_the_same_rows() {
     let sql = ISSUE_QUERY
-        .replace(
-            "TUMBLE_START(ts, INTERVAL '10' SECOND) AS w_start",
-            "window_start AS w_start",
-        )
+        .replace("TUMBLE_START(ts, INTERVAL '10' SECOND) AS w_start", "window_start AS w_start")
         .replace("TUMBLE_END(ts, INTERVAL '10' SECOND)   AS w_end", "window_end AS w_end")
         .replace("FROM events", "FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND))")
         .replace("GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), sensor", "GROUP BY window_start, window_end, sensor");
@@ -167,7 +164,12 @@ fn explain_prints_the_streaming_plan() {
     assert!(text.contains("WindowAggregate: window: TUMBLE(size 10s) on events.ts, keys: [events.sensor]"), "{text}");
     assert!(text.contains("Filter: count(Int64(1)) > 1"), "{text}");
     assert!(text.contains("Filter: events.reading > 0"), "{text}");
-    assert!(lines.last().is_some_and(|l| l.trim_start().starts_with("Source: events (connector=file, format=csv, path=events.csv), watermark: ts - 2s")), "{text}");
+    assert!(
+        lines.last().is_some_and(|l| l
+            .trim_start()
+            .starts_with("Source: events (connector=file, format=csv, path=events.csv), watermark: ts - 2s")),
+        "{text}"
+    );
     // explain does not read the data
     std::fs::remove_file(dir.path().join("events.csv")).expect("remove");
     assert!(run_in(dir.path(), &["explain", "q.sql"]).status.success());
@@ -189,17 +191,29 @@ const DDL: &str = "CREATE TABLE events (sensor VARCHAR, site VARCHAR, reading DO
 
 #[test]
 fn sql_errors_exit_3_with_position_and_hint() {
-    assert_sql_error(&format!("{DDL}SELECT sensor, nope FROM events;"), &["No field named nope", "--> q.sql:3:16", "^"]);
+    assert_sql_error(
+        &format!("{DDL}SELECT sensor, nope FROM events;"),
+        &["No field named nope", "--> q.sql:3:16", "^"],
+    );
     assert_sql_error(&format!("{DDL}SELECT * FROM evnts;"), &["table 'evnts' not found", "declared tables: events"]);
     assert_sql_error(&format!("{DDL}SELECT sensor FROM events WHERE;"), &["syntax error", "q.sql:3:"]);
-    assert_sql_error(&format!("{DDL}SELECT reading + site FROM events;"), &["Cannot coerce arithmetic expression Float64 + Utf8"]);
+    assert_sql_error(
+        &format!("{DDL}SELECT reading + site FROM events;"),
+        &["Cannot coerce arithmetic expression Float64 + Utf8"],
+    );
     assert_sql_error(
         "CREATE TABLE events (sensor VARCHAR, ts TIMESTAMP(3)) WITH (connector = 'file', path = 'events.csv', format = 'csv');
          SELECT COUNT(*) FROM events GROUP BY TUMBLE(ts, INTERVAL '10' SECOND);",
         &["needs a watermark", "no WATERMARK FOR clause", "hint: declare one"],
     );
-    assert_sql_error(&format!("{DDL}SELECT sensor, COUNT(*) FROM events GROUP BY sensor;"), &["not supported yet", "hint: group by a window"]);
-    assert_sql_error(&format!("{DDL}SELECT * FROM events e1 JOIN events e2 ON e1.sensor = e2.sensor;"), &["not supported yet: joins"]);
+    assert_sql_error(
+        &format!("{DDL}SELECT sensor, COUNT(*) FROM events GROUP BY sensor;"),
+        &["not supported yet", "hint: group by a window"],
+    );
+    assert_sql_error(
+        &format!("{DDL}SELECT * FROM events e1 JOIN events e2 ON e1.sensor = e2.sensor;"),
+        &["not supported yet: joins"],
+    );
     assert_sql_error(
         "CREATE TABLE events (ts TIMESTAMP(3)) WITH (connector = 'file', path = 'events.csv', format = 'xml'); SELECT * FROM events;",
         &["unknown format 'xml'"],

@@ -10,7 +10,9 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::MemTable;
@@ -34,26 +36,34 @@ const BASE_MS: i64 = 1_700_000_000_000;
 
 fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
     // a coarse time granularity makes `window_end == watermark` (late, by definition) common
-    (0usize..250, 1i64..400, 0i64..4000, 1usize..5, prop::sample::select(vec![1i64, 250]))
-        .prop_flat_map(|(n, step, disorder, keys, grain)| {
-        prop::collection::vec(
-            (0..keys, 0..3usize, -50i64..1000, prop::option::weighted(0.9, -20i32..200), 0..=disorder, prop::bool::weighted(0.05)),
-            n,
-        )
-        .prop_map(move |cols| {
-            cols.into_iter()
-                .enumerate()
-                .map(|(i, (k, s, v, r, jitter, very_late))| Row {
-                    key: format!("k{k}"),
-                    site: format!("site{s}"),
-                    value: v,
-                    reading: r.map(|r| r as f64 / 4.0),
-                    ts: BASE_MS
-                        + (i as i64 * step - jitter - if very_late { 30_000 } else { 0 }).div_euclid(grain) * grain,
-                })
-                .collect()
-        })
-    })
+    (0usize..250, 1i64..400, 0i64..4000, 1usize..5, prop::sample::select(vec![1i64, 250])).prop_flat_map(
+        |(n, step, disorder, keys, grain)| {
+            prop::collection::vec(
+                (
+                    0..keys,
+                    0..3usize,
+                    -50i64..1000,
+                    prop::option::weighted(0.9, -20i32..200),
+                    0..=disorder,
+                    prop::bool::weighted(0.05),
+                ),
+                n,
+            )
+            .prop_map(move |cols| {
+                cols.into_iter()
+                    .enumerate()
+                    .map(|(i, (k, s, v, r, jitter, very_late))| Row {
+                        key: format!("k{k}"),
+                        site: format!("site{s}"),
+                        value: v,
+                        reading: r.map(|r| r as f64 / 4.0),
+                        ts: BASE_MS
+                            + (i as i64 * step - jitter - if very_late { 30_000 } else { 0 }).div_euclid(grain) * grain,
+                    })
+                    .collect()
+            })
+        },
+    )
 }
 
 fn schema() -> Arc<Schema> {
@@ -156,7 +166,8 @@ fn run_weir(rows: &[Row], delay_ms: i64, sql: &str, cuts: Vec<usize>) -> Vec<Str
     let batch = to_batch(rows).project(&cols.columns).expect("projection");
     let source = CutSource { batch, cuts, next: 0 };
     let sink = CollectSink::new();
-    let pipeline = Pipeline::new(plan, Box::new(source), Box::new(sink.clone()), Arc::new(Metrics::default())).expect("pipeline");
+    let pipeline =
+        Pipeline::new(plan, Box::new(source), Box::new(sink.clone()), Arc::new(Metrics::default())).expect("pipeline");
     pipeline.run_blocking(&AtomicBool::new(false)).expect("runs");
     format_rows(&sink.batches())
 }

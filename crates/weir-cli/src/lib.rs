@@ -94,11 +94,7 @@ fn load_script(args: &ScriptArgs) -> Result<Script, String> {
         (_, Some(sql)) => Ok(Script { name: "<command line>".into(), sql: sql.clone(), base_dir: None }),
         (Some(path), None) => {
             let sql = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            Ok(Script {
-                name: path.display().to_string(),
-                sql,
-                base_dir: path.parent().map(Path::to_path_buf),
-            })
+            Ok(Script { name: path.display().to_string(), sql, base_dir: path.parent().map(Path::to_path_buf) })
         }
         (None, None) => Err("give a SQL file (weir run q.sql) or SQL text (weir run -e 'SELECT …')".into()),
     }
@@ -110,7 +106,8 @@ const SETTINGS: &[&str] = &["batch.size"];
 fn apply_setting(settings: &mut BTreeMap<String, String>, key: &str, value: &str) -> Result<(), SqlError> {
     let key = key.trim().to_lowercase().replace('_', ".");
     if !SETTINGS.contains(&key.as_str()) {
-        return Err(SqlError::plan(format!("unknown setting '{key}'")).with_hint(format!("known settings: {}", SETTINGS.join(", "))));
+        return Err(SqlError::plan(format!("unknown setting '{key}'"))
+            .with_hint(format!("known settings: {}", SETTINGS.join(", "))));
     }
     if key == "batch.size" && value.trim().parse::<usize>().map(|n| n == 0).unwrap_or(true) {
         return Err(SqlError::plan(format!("batch.size must be a positive integer, got '{value}'")));

@@ -23,11 +23,8 @@ pub fn render_sql_error(err: &SqlError, source_name: &str, sql: &str) -> String 
         if let Some(text) = sql.lines().nth(line.saturating_sub(1) as usize) {
             let num = line.to_string();
             let pad = " ".repeat(num.len());
-            let caret_pad: String = text
-                .chars()
-                .take(col.saturating_sub(1) as usize)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
+            let caret_pad: String =
+                text.chars().take(col.saturating_sub(1) as usize).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
             out.push_str(&format!(" {pad} |\n {num} | {text}\n {pad} | {caret_pad}^\n"));
         }
     }

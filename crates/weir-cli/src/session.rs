@@ -115,7 +115,8 @@ impl Session {
         match &plan.sink {
             SinkNode::Client => {
                 let collector = CollectSink::new();
-                Pipeline::new(plan, source, Box::new(collector.clone()), Arc::clone(&metrics))?.run_blocking(&cancel)?;
+                Pipeline::new(plan, source, Box::new(collector.clone()), Arc::clone(&metrics))?
+                    .run_blocking(&cancel)?;
                 Ok(StatementResult::Rows {
                     schema: relaxed(plan.output_schema().as_arrow()),
                     batches: collector.batches(),

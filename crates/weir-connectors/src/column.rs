@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{ArrayRef, BooleanBuilder, Float64Array, Int64Array, StringBuilder};
 use datafusion_common::arrow::array::NullBufferBuilder;
+use datafusion_common::arrow::array::{ArrayRef, BooleanBuilder, Float64Array, Int64Array, StringBuilder};
 use datafusion_common::arrow::compute::cast;
 use datafusion_common::arrow::compute::kernels::cast_utils::{string_to_timestamp_nanos, Parser};
 use datafusion_common::arrow::datatypes::{

@@ -56,7 +56,8 @@ impl CsvSource {
                     header.iter().collect::<Vec<_>>().join(", ")
                 )));
             };
-            let column_type = ColumnType::new(field.data_type()).map_err(|e| RuntimeError::Source(format!("{display}: {e}")))?;
+            let column_type =
+                ColumnType::new(field.data_type()).map_err(|e| RuntimeError::Source(format!("{display}: {e}")))?;
             columns.push(CsvColumn {
                 name: field.name().clone(),
                 field_index,
@@ -85,11 +86,7 @@ impl CsvSource {
         self.scratch.clear();
         for c in &self.columns {
             let Some(raw) = self.record.get(c.field_index) else {
-                return Err(format!(
-                    "expected at least {} fields, found {}",
-                    c.field_index + 1,
-                    self.record.len()
-                ));
+                return Err(format!("expected at least {} fields, found {}", c.field_index + 1, self.record.len()));
             };
             let Ok(text) = std::str::from_utf8(raw) else {
                 return Err(format!("column '{}' is not valid UTF-8", c.name));

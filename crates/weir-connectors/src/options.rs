@@ -84,7 +84,9 @@ impl FileOptions {
             Some(f) => match f.as_str() {
                 "csv" => FileFormat::Csv,
                 "json" | "ndjson" | "jsonl" => FileFormat::Json,
-                "parquet" => return Err(format!("table '{name}': format 'parquet' is not supported yet (use csv or json)")),
+                "parquet" => {
+                    return Err(format!("table '{name}': format 'parquet' is not supported yet (use csv or json)"))
+                }
                 other => return Err(format!("table '{name}': unknown format '{other}' (supported: csv, json)")),
             },
             None => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {

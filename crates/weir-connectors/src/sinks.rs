@@ -54,7 +54,13 @@ pub struct FormatSink<W: Write + Send> {
 impl<W: Write + Send> FormatSink<W> {
     /// Write `format` to `out`. `label` names the destination in errors; with
     /// `flush_each_batch`, `out` is flushed after every batch.
-    pub fn new(out: W, format: OutputFormat, schema: SchemaRef, label: impl Into<String>, flush_each_batch: bool) -> Self {
+    pub fn new(
+        out: W,
+        format: OutputFormat,
+        schema: SchemaRef,
+        label: impl Into<String>,
+        flush_each_batch: bool,
+    ) -> Self {
         Self { out, format, schema, label: label.into(), wrote: false, flush_each_batch, scratch: Vec::new() }
     }
 
@@ -81,8 +87,8 @@ impl<W: Write + Send> FormatSink<W> {
                 w.finish().map_err(|e| EncodeError::Other(e.to_string()))?;
             }
             OutputFormat::Table => {
-                let text =
-                    pretty_format_batches(std::slice::from_ref(batch)).map_err(|e| EncodeError::Other(e.to_string()))?;
+                let text = pretty_format_batches(std::slice::from_ref(batch))
+                    .map_err(|e| EncodeError::Other(e.to_string()))?;
                 writeln!(self.scratch, "{text}").map_err(EncodeError::Io)?;
             }
         }
@@ -138,10 +144,7 @@ impl CollectSink {
 
 impl Sink for CollectSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.batches
-            .lock()
-            .map_err(|_| RuntimeError::Internal("collector lock poisoned".into()))?
-            .push(batch.clone());
+        self.batches.lock().map_err(|_| RuntimeError::Internal("collector lock poisoned".into()))?.push(batch.clone());
         Ok(())
     }
 

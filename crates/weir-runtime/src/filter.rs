@@ -44,7 +44,9 @@ impl Operator for FilterOp {
         }
         let batch = filter_record_batch(&input.batch, &mask)?;
         let row_watermarks = match input.row_watermarks {
-            Some(w) => Some(Arc::new(filter(w.as_ref(), &mask)?.as_primitive::<datafusion_common::arrow::datatypes::Int64Type>().clone())),
+            Some(w) => Some(Arc::new(
+                filter(w.as_ref(), &mask)?.as_primitive::<datafusion_common::arrow::datatypes::Int64Type>().clone(),
+            )),
             None => None,
         };
         out.push(Message::Data(StreamBatch { batch, row_watermarks }));

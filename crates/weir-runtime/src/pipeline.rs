@@ -96,17 +96,20 @@ pub fn build_operators(plan: &StreamPlan, metrics: &Arc<Metrics>) -> Result<Vec<
                 ops.push(Box::new(ProjectOp::new(exprs, relaxed(output_schema.as_arrow()))));
             }
             StreamOp::WindowAggregate(w) => {
-                let group_exprs = w.group_exprs.iter().map(|e| physical(e, &w.input_schema)).collect::<Result<Vec<_>>>()?;
+                let group_exprs =
+                    w.group_exprs.iter().map(|e| physical(e, &w.input_schema)).collect::<Result<Vec<_>>>()?;
                 let props = ExecutionProps::new();
                 let ctx = PhysicalPlanningContext::default();
                 let mut aggregates = Vec::new();
                 for e in &w.aggr_exprs {
                     let lowered =
-                        LoweredAggregateBuilder::new(e, &w.input_schema, w.input_schema.as_arrow(), &props, &ctx).build()?;
+                        LoweredAggregateBuilder::new(e, &w.input_schema, w.input_schema.as_arrow(), &props, &ctx)
+                            .build()?;
                     let args = lowered.aggregate.expressions();
                     aggregates.push(AggregateSpec { function: lowered.aggregate, args, filter: lowered.filter });
                 }
-                let layout = WindowLayout { start: w.window_start, end: w.window_end, size_nanos: w.window.size_nanos() };
+                let layout =
+                    WindowLayout { start: w.window_start, end: w.window_end, size_nanos: w.window.size_nanos() };
                 ops.push(Box::new(WindowAggregateOp::new(
                     group_exprs,
                     layout,

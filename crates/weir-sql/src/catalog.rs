@@ -111,9 +111,7 @@ impl Catalog {
 
 /// Build an Arrow schema from column definitions.
 pub fn schema_of(columns: Vec<(String, DataType, bool)>) -> SchemaRef {
-    Arc::new(Schema::new(
-        columns.into_iter().map(|(n, t, nullable)| Field::new(n, t, nullable)).collect::<Vec<_>>(),
-    ))
+    Arc::new(Schema::new(columns.into_iter().map(|(n, t, nullable)| Field::new(n, t, nullable)).collect::<Vec<_>>()))
 }
 
 /// The SQL spelling of an Arrow type, for messages and EXPLAIN.

@@ -51,7 +51,7 @@ pub struct CreateTable {
 #[derive(Debug, Clone)]
 pub enum Stmt {
     /// `CREATE TABLE` or `CREATE SOURCE`.
-    CreateTable(CreateTable),
+    CreateTable(Box<CreateTable>),
     /// A query whose results go to the client.
     Query(Box<Query>, Location),
     /// `INSERT INTO table SELECT …`.
@@ -89,8 +89,11 @@ pub fn parse_script(sql: &str) -> Result<Vec<Stmt>> {
         out.push(parse_one(&mut parser)?);
         let next = parser.peek_token();
         if next.token != Token::SemiColon && next.token != Token::EOF {
-            return Err(SqlError::syntax(format!("syntax error: expected ';' or end of input, found '{}'", next.token))
-                .at(next.span.start));
+            return Err(SqlError::syntax(format!(
+                "syntax error: expected ';' or end of input, found '{}'",
+                next.token
+            ))
+            .at(next.span.start));
         }
     }
     Ok(out)
@@ -112,14 +115,15 @@ fn parse_one(parser: &mut Parser) -> Result<Stmt> {
         let or_replace = probe.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
         if probe.peek_keyword(Keyword::TABLE) || is_word(&probe.peek_token().token, "SOURCE") {
             *parser = probe;
-            return parse_create_table(parser, or_replace, location).map(Stmt::CreateTable);
+            return parse_create_table(parser, or_replace, location).map(|c| Stmt::CreateTable(Box::new(c)));
         }
     }
     if parser.parse_keyword(Keyword::SET) {
         let key = parse_setting_name(parser)?;
         if !parser.consume_token(&Token::Eq) && !parser.parse_keyword(Keyword::TO) {
             let t = parser.peek_token();
-            return Err(SqlError::syntax(format!("syntax error: expected '=' after SET {key}, found '{}'", t.token)).at(t.span.start));
+            return Err(SqlError::syntax(format!("syntax error: expected '=' after SET {key}, found '{}'", t.token))
+                .at(t.span.start));
         }
         let value = parse_option_value(parser)?;
         return Ok(Stmt::Set { key, value });
@@ -185,12 +189,7 @@ fn ident_name(ident: &Ident) -> String {
 
 /// Normalised name of a (possibly qualified) object.
 pub fn object_name(name: &ObjectName) -> String {
-    name.0
-        .iter()
-        .filter_map(|p| p.as_ident())
-        .map(ident_name)
-        .collect::<Vec<_>>()
-        .join(".")
+    name.0.iter().filter_map(|p| p.as_ident()).map(ident_name).collect::<Vec<_>>().join(".")
 }
 
 fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location) -> Result<CreateTable> {
@@ -270,7 +269,9 @@ fn parse_option_key(parser: &mut Parser) -> Result<String> {
         Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => return Ok(s.to_lowercase()),
         Token::Word(w) => w.value.to_lowercase(),
         other => {
-            return Err(SqlError::syntax(format!("syntax error: expected an option name, found '{other}'")).at(t.span.start))
+            return Err(
+                SqlError::syntax(format!("syntax error: expected an option name, found '{other}'")).at(t.span.start)
+            )
         }
     };
     while parser.consume_token(&Token::Period) {
@@ -281,7 +282,8 @@ fn parse_option_key(parser: &mut Parser) -> Result<String> {
                 key.push_str(&w.value.to_lowercase());
             }
             other => {
-                return Err(SqlError::syntax(format!("syntax error: expected an option name, found '{other}'")).at(t.span.start))
+                return Err(SqlError::syntax(format!("syntax error: expected an option name, found '{other}'"))
+                    .at(t.span.start))
             }
         }
     }
@@ -303,10 +305,14 @@ fn parse_option_value(parser: &mut Parser) -> Result<String> {
             let n = parser.next_token();
             match n.token {
                 Token::Number(n, _) => Ok(format!("-{n}")),
-                other => Err(SqlError::syntax(format!("syntax error: expected a number, found '{other}'")).at(t.span.start)),
+                other => {
+                    Err(SqlError::syntax(format!("syntax error: expected a number, found '{other}'")).at(t.span.start))
+                }
             }
         }
-        other => Err(SqlError::syntax(format!("syntax error: expected an option value, found '{other}'")).at(t.span.start)),
+        other => {
+            Err(SqlError::syntax(format!("syntax error: expected an option value, found '{other}'")).at(t.span.start))
+        }
     }
 }
 
@@ -362,8 +368,7 @@ mod tests {
 
     #[test]
     fn tvf_table_argument_is_accepted() {
-        let stmts =
-            parse_script("SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))").unwrap();
+        let stmts = parse_script("SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))").unwrap();
         assert!(matches!(stmts[0], Stmt::Query(..)));
     }
 

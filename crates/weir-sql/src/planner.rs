@@ -20,7 +20,7 @@ use datafusion_optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion_optimizer::{Optimizer, OptimizerContext, OptimizerRule};
 use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use datafusion_sql::sqlparser::ast::{
-    BinaryOperator, DataType as SqlType, Expr as SqlExpr, ExactNumberInfo, Query, Statement, TimezoneInfo,
+    BinaryOperator, DataType as SqlType, ExactNumberInfo, Expr as SqlExpr, Query, Statement, TimezoneInfo,
 };
 use datafusion_sql::sqlparser::tokenizer::Location;
 
@@ -95,13 +95,13 @@ impl Planner {
     /// Plan one parsed statement.
     pub fn plan_statement(&mut self, stmt: Stmt) -> Result<Planned> {
         match stmt {
-            Stmt::CreateTable(ct) => self.create_table(ct),
+            Stmt::CreateTable(ct) => self.create_table(*ct),
             Stmt::Query(q, loc) => Ok(Planned::Query(self.plan_query(q, SinkNode::Client, loc)?)),
             Stmt::Insert { table, query, location } => {
                 let Some(def) = self.catalog.get(&table).cloned() else {
-                    return Err(SqlError::plan(format!("table '{table}' not found"))
-                        .at(location)
-                        .with_hint("declare the sink with CREATE TABLE … WITH (connector = 'file', path = …, format = …)"));
+                    return Err(SqlError::plan(format!("table '{table}' not found")).at(location).with_hint(
+                        "declare the sink with CREATE TABLE … WITH (connector = 'file', path = …, format = …)",
+                    ));
                 };
                 Ok(Planned::Insert(self.plan_query(query, SinkNode::Table(def), location)?))
             }
@@ -195,9 +195,8 @@ impl Planner {
         let plan = Analyzer::new().execute_and_check(plan, &self.options, |_, _| {}).map_err(SqlError::from)?;
         let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> =
             vec![Arc::new(SimplifyExpressions::new()), Arc::new(OptimizeProjections::new())];
-        let plan = Optimizer::with_rules(rules)
-            .optimize(plan, &OptimizerContext::new(), |_, _| {})
-            .map_err(SqlError::from)?;
+        let plan =
+            Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {}).map_err(SqlError::from)?;
         let mut builder = PipelineBuilder { catalog: &self.catalog, source: None, ops: Vec::new() };
         builder.convert(&plan).map_err(|e| e.at(location))?;
         let Some(source) = builder.source else {
@@ -295,7 +294,11 @@ fn sink_projection(def: &TableDef, input: &Arc<DFSchema>) -> Result<Option<Strea
                 f.name()
             )));
         }
-        let e = if f.data_type() == tf.data_type() { col } else { Expr::Cast(datafusion_expr::Cast::new(Box::new(col), tf.data_type().clone())) };
+        let e = if f.data_type() == tf.data_type() {
+            col
+        } else {
+            Expr::Cast(datafusion_expr::Cast::new(Box::new(col), tf.data_type().clone()))
+        };
         exprs.push(e.alias(tf.name()));
     }
     let output = DFSchema::try_from(Arc::clone(target)).map_err(SqlError::from)?;
@@ -342,7 +345,10 @@ impl PipelineBuilder<'_> {
             }
             LogicalPlan::Filter(f) => {
                 self.convert(&f.input)?;
-                self.ops.push(StreamOp::Filter { predicate: f.predicate.clone(), input_schema: Arc::clone(f.input.schema()) });
+                self.ops.push(StreamOp::Filter {
+                    predicate: f.predicate.clone(),
+                    input_schema: Arc::clone(f.input.schema()),
+                });
                 Ok(())
             }
             LogicalPlan::SubqueryAlias(a) => self.convert(&a.input),
@@ -359,10 +365,10 @@ impl PipelineBuilder<'_> {
             LogicalPlan::Union(_) => Err(SqlError::not_supported("UNION")),
             LogicalPlan::Distinct(_) => Err(SqlError::not_supported("SELECT DISTINCT on a stream")),
             LogicalPlan::Window(_) => Err(SqlError::not_supported("OVER (…) window functions")),
-            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(SqlError::not_supported(
-                "a query without a table in FROM",
-            )
-            .with_hint("streaming queries read from a table declared with CREATE TABLE")),
+            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
+                Err(SqlError::not_supported("a query without a table in FROM")
+                    .with_hint("streaming queries read from a table declared with CREATE TABLE"))
+            }
             other => Err(SqlError::not_supported(format!("the plan node {}", other.display()))),
         }
     }
@@ -411,11 +417,8 @@ impl PipelineBuilder<'_> {
     /// The window's time column must be a source column with a watermark.
     fn check_time_column(&self, time: &Expr, plan: &LogicalPlan) -> Result<String> {
         let Some((table, column)) = source_column(time, plan) else {
-            return Err(SqlError::not_supported(format!(
-                "a window over the computed time '{}'",
-                time.human_display()
-            ))
-            .with_hint("window over a TIMESTAMP column that has a WATERMARK FOR clause"));
+            return Err(SqlError::not_supported(format!("a window over the computed time '{}'", time.human_display()))
+                .with_hint("window over a TIMESTAMP column that has a WATERMARK FOR clause"));
         };
         let Some(def) = self.catalog.get(&table) else {
             return Err(SqlError::plan(format!("table '{table}' not found")));
@@ -451,7 +454,10 @@ fn resolve_window_bound<'a>(e: &Expr, plan: &'a LogicalPlan) -> Result<Option<Wi
         Expr::ScalarFunction(f) if f.func.name() == TUMBLE_START || f.func.name() == TUMBLE_END => {
             let name = if f.func.name() == TUMBLE_START { TUMBLE_START } else { TUMBLE_END };
             let [time, Expr::Literal(size, _)] = f.args.as_slice() else {
-                return Err(SqlError::plan(format!("{}: the window size must be a constant INTERVAL", name.to_uppercase())));
+                return Err(SqlError::plan(format!(
+                    "{}: the window size must be a constant INTERVAL",
+                    name.to_uppercase()
+                )));
             };
             let size_nanos = interval_nanos(size).map_err(SqlError::from)?;
             Ok(Some(WindowBound { name, size_nanos, time: time.clone(), plan }))

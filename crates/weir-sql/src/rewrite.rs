@@ -7,8 +7,7 @@
 //! names. Unaliased `TUMBLE_START`/`TUMBLE_END` items are named `window_start`/`window_end`.
 
 use datafusion_sql::sqlparser::ast::{
-    Expr as SqlExpr, Function, GroupByExpr, Ident, ObjectName, Query, Select, SelectItem, SetExpr, Spanned,
-    TableFactor,
+    Expr as SqlExpr, Function, GroupByExpr, Ident, ObjectName, Query, Select, SelectItem, SetExpr, Spanned, TableFactor,
 };
 
 use crate::error::{Result, SqlError};

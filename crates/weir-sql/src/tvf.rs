@@ -79,9 +79,10 @@ impl RelationPlanner for WindowTvfPlanner {
         if scan.schema().index_of_column(&time).is_err() {
             return plan_err!("DESCRIPTOR({time_col}): table '{table}' has no column '{time_col}'");
         }
-        let (Some(start_fn), Some(end_fn)) =
-            (ctx.context_provider().get_function_meta(TUMBLE_START), ctx.context_provider().get_function_meta(TUMBLE_END))
-        else {
+        let (Some(start_fn), Some(end_fn)) = (
+            ctx.context_provider().get_function_meta(TUMBLE_START),
+            ctx.context_provider().get_function_meta(TUMBLE_END),
+        ) else {
             return plan_err!("window functions are not registered");
         };
         let mut exprs: Vec<Expr> = scan.schema().columns().into_iter().map(Expr::Column).collect();

@@ -105,7 +105,15 @@ pub fn format_duration(nanos: i64) -> String {
     if nanos < 0 {
         out.push('-');
     }
-    for (unit, n) in [("d", 86_400_000_000_000u64), ("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000), ("ns", 1)] {
+    for (unit, n) in [
+        ("d", 86_400_000_000_000u64),
+        ("h", 3_600_000_000_000),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+        ("ns", 1),
+    ] {
         if rest >= n {
             out.push_str(&format!("{}{unit}", rest / n));
             rest %= n;
@@ -201,7 +209,8 @@ mod tests {
 
     #[test]
     fn bounds_align_to_epoch_including_negative_times() {
-        let ts: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![Some(0), Some(9_999), Some(10_000), Some(-1), None]));
+        let ts: ArrayRef =
+            Arc::new(TimestampMillisecondArray::from(vec![Some(0), Some(9_999), Some(10_000), Some(-1), None]));
         let start = tumble_bounds(&ts, 10_000_000_000, Bound::Start).unwrap();
         let end = tumble_bounds(&ts, 10_000_000_000, Bound::End).unwrap();
         let start = start.as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
