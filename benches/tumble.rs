@@ -15,7 +15,6 @@
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -28,7 +27,8 @@ const WINDOW_QUERY: &str = "SELECT auction, TUMBLE_START(date_time, INTERVAL '10
 FROM bids
 GROUP BY TUMBLE(date_time, INTERVAL '10' SECOND), auction;";
 
-const BATCH_QUERY: &str = "SELECT auction, date_bin(INTERVAL '10' SECOND, date_time, TIMESTAMP '1970-01-01 00:00:00') AS window_start,
+const BATCH_QUERY: &str =
+    "SELECT auction, date_bin(INTERVAL '10' SECOND, date_time, TIMESTAMP '1970-01-01 00:00:00') AS window_start,
        COUNT(*) AS bids, MAX(price) AS top, SUM(price) AS volume
 FROM bids
 GROUP BY 1, 2";
@@ -211,6 +211,9 @@ fn main() {
             rate(bin_secs),
         );
     }
-    let _ = writeln!(report, "ratio = weir (1 thread) events/s / DataFusion batch events/s; Flink does about 0.5 M ev/s on this workload");
+    let _ = writeln!(
+        report,
+        "ratio = weir (1 thread) events/s / DataFusion batch events/s; Flink does about 0.5 M ev/s on this workload"
+    );
     println!("{report}");
 }

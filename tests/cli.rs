@@ -281,3 +281,27 @@ fn bundled_example_runs_from_the_repository_root() {
     assert!(stdout(&out).starts_with("sensor,w_start,w_end,n,total,lo,hi,mean,sites\n"));
     assert!(stdout(&out).lines().count() > 10);
 }
+
+#[test]
+fn every_sql_example_runs() {
+    let dir = repo().join("sql-examples");
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let mut ran = 0;
+    for entry in std::fs::read_dir(&dir).expect("sql-examples exists") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "sql") {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            assert!(text.starts_with("--"), "{} must start with a comment saying what it shows", path.display());
+            // run from a scratch directory: sources are found next to the script, sinks land here
+            let out = weir()
+                .current_dir(out_dir.path())
+                .args(["run", &path.display().to_string(), "--format", "csv"])
+                .output()
+                .expect("runs");
+            assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
+            ran += 1;
+        }
+    }
+    assert!(ran >= 3, "expected the bundled examples, ran {ran}");
+    assert!(out_dir.path().join("out/per_minute.csv").exists());
+}
