@@ -49,7 +49,10 @@ impl CsvSource {
             .clone();
         let mut columns = Vec::new();
         for field in schema.fields() {
-            let Some(field_index) = header.iter().position(|h| h.trim().eq_ignore_ascii_case(field.name())) else {
+            let Some(field_index) = header
+                .iter()
+                .position(|h| h.trim_start_matches('\u{feff}').trim().eq_ignore_ascii_case(field.name()))
+            else {
                 return Err(RuntimeError::Source(format!(
                     "{display}: the header has no column '{}' (it has: {})",
                     field.name(),
@@ -162,5 +165,59 @@ impl Source for CsvSource {
         }
         let arrays = self.buffers.iter_mut().map(ColumnBuffer::finish).collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(Some(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion_common::arrow::array::AsArray;
+    use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use weir_runtime::{Metrics, Source};
+
+    use super::CsvSource;
+    use crate::options::{BadRowPolicy, FileFormat, FileOptions};
+
+    fn options(path: &std::path::Path, bad_rows: BadRowPolicy) -> FileOptions {
+        FileOptions { path: path.to_path_buf(), format: FileFormat::Csv, bad_rows, delimiter: b',' }
+    }
+
+    #[test]
+    fn reads_in_batches_with_bom_quotes_and_blank_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.csv");
+        std::fs::write(&path, "\u{feff}A,\"b\"\n1,\"x,y\"\n\n2,z\n3,\n").unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("b", DataType::Utf8, true),
+            Field::new("a", DataType::Int64, true),
+        ]));
+        let metrics = Arc::new(Metrics::default());
+        let mut src = CsvSource::open(&options(&path, BadRowPolicy::Fail), schema, 2, metrics).unwrap();
+        let first = src.next_batch().unwrap().unwrap();
+        assert_eq!(first.num_rows(), 2);
+        assert_eq!(first.column(0).as_string::<i32>().value(0), "x,y");
+        assert_eq!(first.column(1).as_primitive::<Int64Type>().values().to_vec(), vec![1, 2]);
+        let second = src.next_batch().unwrap().unwrap();
+        assert_eq!(second.num_rows(), 1);
+        assert!(second.column(0).is_null(0), "an empty field is NULL");
+        assert!(src.next_batch().unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_rows_fail_with_line_or_are_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.csv");
+        std::fs::write(&path, "a\n1\n2\nzz\n4\n").unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let metrics = Arc::new(Metrics::default());
+        let mut src =
+            CsvSource::open(&options(&path, BadRowPolicy::Fail), Arc::clone(&schema), 10, Arc::clone(&metrics)).unwrap();
+        let err = src.next_batch().unwrap_err().to_string();
+        assert!(err.contains("x.csv:4: bad value 'zz' for column 'a' (BIGINT)"), "{err}");
+        let mut src = CsvSource::open(&options(&path, BadRowPolicy::Skip), schema, 10, Arc::clone(&metrics)).unwrap();
+        let batch = src.next_batch().unwrap().unwrap();
+        assert_eq!(batch.column(0).as_primitive::<Int64Type>().values().to_vec(), vec![1, 2, 4]);
+        assert_eq!(Metrics::get(&metrics.bad_rows_skipped), 1);
     }
 }
