@@ -305,3 +305,26 @@ fn every_sql_example_runs() {
     assert!(ran >= 3, "expected the bundled examples, ran {ran}");
     assert!(out_dir.path().join("out/per_minute.csv").exists());
 }
+
+#[test]
+fn stdin_connector_reads_piped_rows() {
+    use std::io::Write as _;
+    let sql = "CREATE TABLE s (sensor VARCHAR, bytes BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH (connector = 'stdin', format = 'csv');
+               SELECT sensor, COUNT(*) AS n, SUM(bytes) AS b FROM s GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), sensor;";
+    let mut child = weir()
+        .args(["run", "-e", sql, "--format", "csv"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(b"sensor,bytes,ts\na,1,2024-01-01 00:00:01\nb,2,2024-01-01 00:00:02\na,3,2024-01-01 00:00:12\n")
+        .expect("write");
+    drop(input);
+    let out = child.wait_with_output().expect("waits");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "sensor,n,b\na,1,1\nb,1,2\na,1,3\n");
+}

@@ -1,7 +1,6 @@
 //! Reading CSV files (with a header row) incrementally, one batch at a time.
 
-use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::sync::Arc;
 
 use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
@@ -20,7 +19,7 @@ struct CsvColumn {
 
 /// A CSV file read in batches of `batch_size` rows; memory is bounded by one batch.
 pub struct CsvSource {
-    reader: csv::Reader<BufReader<File>>,
+    reader: csv::Reader<BufReader<Box<dyn Read + Send>>>,
     display: String,
     columns: Vec<CsvColumn>,
     buffers: Vec<ColumnBuffer>,
@@ -34,10 +33,10 @@ pub struct CsvSource {
 }
 
 impl CsvSource {
-    /// Open `options.path` and map the header to the columns of `schema`.
+    /// Open the input of `options` and map its header to the columns of `schema`.
     pub fn open(options: &FileOptions, schema: SchemaRef, batch_size: usize, metrics: Arc<Metrics>) -> Result<Self> {
-        let display = options.path.display().to_string();
-        let file = File::open(&options.path).map_err(|e| RuntimeError::Source(format!("{display}: {e}")))?;
+        let display = options.display();
+        let file = options.open_input().map_err(RuntimeError::Source)?;
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(options.delimiter)
             .has_headers(true)
@@ -49,9 +48,8 @@ impl CsvSource {
             .clone();
         let mut columns = Vec::new();
         for field in schema.fields() {
-            let Some(field_index) = header
-                .iter()
-                .position(|h| h.trim_start_matches('\u{feff}').trim().eq_ignore_ascii_case(field.name()))
+            let Some(field_index) =
+                header.iter().position(|h| h.trim_start_matches('\u{feff}').trim().eq_ignore_ascii_case(field.name()))
             else {
                 return Err(RuntimeError::Source(format!(
                     "{display}: the header has no column '{}' (it has: {})",
@@ -180,7 +178,7 @@ mod tests {
     use crate::options::{BadRowPolicy, FileFormat, FileOptions};
 
     fn options(path: &std::path::Path, bad_rows: BadRowPolicy) -> FileOptions {
-        FileOptions { path: path.to_path_buf(), format: FileFormat::Csv, bad_rows, delimiter: b',' }
+        FileOptions { path: Some(path.to_path_buf()), format: FileFormat::Csv, bad_rows, delimiter: b',' }
     }
 
     #[test]
@@ -188,10 +186,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.csv");
         std::fs::write(&path, "\u{feff}A,\"b\"\n1,\"x,y\"\n\n2,z\n3,\n").unwrap();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("b", DataType::Utf8, true),
-            Field::new("a", DataType::Int64, true),
-        ]));
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("b", DataType::Utf8, true), Field::new("a", DataType::Int64, true)]));
         let metrics = Arc::new(Metrics::default());
         let mut src = CsvSource::open(&options(&path, BadRowPolicy::Fail), schema, 2, metrics).unwrap();
         let first = src.next_batch().unwrap().unwrap();
@@ -212,7 +208,8 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
         let metrics = Arc::new(Metrics::default());
         let mut src =
-            CsvSource::open(&options(&path, BadRowPolicy::Fail), Arc::clone(&schema), 10, Arc::clone(&metrics)).unwrap();
+            CsvSource::open(&options(&path, BadRowPolicy::Fail), Arc::clone(&schema), 10, Arc::clone(&metrics))
+                .unwrap();
         let err = src.next_batch().unwrap_err().to_string();
         assert!(err.contains("x.csv:4: bad value 'zz' for column 'a' (BIGINT)"), "{err}");
         let mut src = CsvSource::open(&options(&path, BadRowPolicy::Skip), schema, 10, Arc::clone(&metrics)).unwrap();

@@ -1,7 +1,6 @@
 //! Reading newline-delimited JSON (one object per line) incrementally.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 
 use datafusion_common::arrow::datatypes::SchemaRef;
@@ -14,7 +13,7 @@ use crate::options::{BadRowPolicy, FileOptions};
 /// A JSON-lines file read in batches. Keys match column names exactly, or else ignoring case;
 /// a missing key is NULL.
 pub struct JsonSource {
-    reader: BufReader<File>,
+    reader: BufReader<Box<dyn Read + Send>>,
     display: String,
     names: Vec<String>,
     types: Vec<ColumnType>,
@@ -29,10 +28,10 @@ pub struct JsonSource {
 }
 
 impl JsonSource {
-    /// Open `options.path` for the columns of `schema`.
+    /// Open the input of `options` for the columns of `schema`.
     pub fn open(options: &FileOptions, schema: SchemaRef, batch_size: usize, metrics: Arc<Metrics>) -> Result<Self> {
-        let display = options.path.display().to_string();
-        let file = File::open(&options.path).map_err(|e| RuntimeError::Source(format!("{display}: {e}")))?;
+        let display = options.display();
+        let file = options.open_input().map_err(RuntimeError::Source)?;
         let types = schema
             .fields()
             .iter()

@@ -1,7 +1,7 @@
 //! # weir-connectors — sources and sinks
 //!
 //! The connectors a pipeline reads from and writes to: the `file` connector (CSV with a header
-//! row, newline-delimited JSON) as a source and a sink, stdout in table/csv/json form, and an
+//! row, newline-delimited JSON) as a source and a sink, `stdin` (the same formats) as a source, stdout in table/csv/json form, and an
 //! in-memory collector for embedding. Files are read incrementally: memory is bounded by one
 //! batch, never by the file. Malformed rows follow the table's policy (`bad_data = 'fail'`,
 //! the default, names file, line, column and value; `'skip'` skips and counts).
@@ -46,8 +46,8 @@ impl ConnectorContext {
 
 fn check_connector(table: &TableDef) -> std::result::Result<(), String> {
     match table.connector() {
-        Some("file") => Ok(()),
-        Some(other) => Err(format!("table '{}': unknown connector '{other}' (supported: file)", table.name)),
+        Some("file" | "stdin") => Ok(()),
+        Some(other) => Err(format!("table '{}': unknown connector '{other}' (supported: file, stdin)", table.name)),
         None => Err(format!("table '{}' has no connector option", table.name)),
     }
 }
@@ -89,17 +89,19 @@ pub fn open_sink(plan: &StreamPlan, client_format: OutputFormat, ctx: &Connector
         SinkNode::Client => Ok(Box::new(FormatSink::new(std::io::stdout(), client_format, schema, "stdout", true))),
         SinkNode::Table(t) => {
             let options = FileOptions::from_table(t, ctx.base_dir.as_deref(), false).map_err(RuntimeError::Sink)?;
-            if let Some(parent) = options.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let Some(path) = &options.path else {
+                return Err(RuntimeError::Sink(format!("table '{}' cannot be written to", t.name)));
+            };
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| RuntimeError::Sink(format!("{}: {e}", parent.display())))?;
             }
-            let file = File::create(&options.path)
-                .map_err(|e| RuntimeError::Sink(format!("{}: {e}", options.path.display())))?;
+            let file = File::create(path).map_err(|e| RuntimeError::Sink(format!("{}: {e}", path.display())))?;
             let format = match options.format {
                 FileFormat::Csv => OutputFormat::Csv,
                 FileFormat::Json => OutputFormat::Json,
             };
-            let label = options.path.display().to_string();
+            let label = options.display();
             Ok(Box::new(FormatSink::new(BufWriter::with_capacity(1 << 20, file), format, schema, label, false)))
         }
     }

@@ -22,11 +22,12 @@ pub enum BadRowPolicy {
     Skip,
 }
 
-/// Options of the `file` connector.
+/// Options of the `file` and `stdin` connectors.
 #[derive(Debug, Clone)]
 pub struct FileOptions {
-    /// The file, resolved against the working directory (or the script's directory).
-    pub path: PathBuf,
+    /// The file, resolved against the working directory (or the script's directory); `None`
+    /// for standard input.
+    pub path: Option<PathBuf>,
     /// Its format.
     pub format: FileFormat,
     /// Malformed-row policy.
@@ -34,6 +35,16 @@ pub struct FileOptions {
     /// CSV field delimiter.
     pub delimiter: u8,
 }
+
+const STDIN_OPTIONS: &[&str] = &[
+    "connector",
+    "format",
+    "bad_data",
+    "csv.ignore-parse-errors",
+    "json.ignore-parse-errors",
+    "csv.field-delimiter",
+    "delimiter",
+];
 
 const FILE_OPTIONS: &[&str] = &[
     "connector",
@@ -55,31 +66,59 @@ fn truthy(v: &str) -> Result<bool, String> {
 }
 
 impl FileOptions {
+    /// How the input is named in messages: the path, or `<stdin>`.
+    pub fn display(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "<stdin>".to_string(),
+        }
+    }
+
+    /// Open the input for reading.
+    pub fn open_input(&self) -> Result<Box<dyn std::io::Read + Send>, String> {
+        match &self.path {
+            Some(p) => std::fs::File::open(p)
+                .map(|f| Box::new(f) as Box<dyn std::io::Read + Send>)
+                .map_err(|e| format!("{}: {e}", p.display())),
+            None => Ok(Box::new(std::io::stdin())),
+        }
+    }
+
     /// Read and check the options of `table`. A relative path is taken from the working
     /// directory; for a source file that is not there, from `base_dir` (the directory of the
     /// SQL script) when it exists there.
     pub fn from_table(table: &TableDef, base_dir: Option<&Path>, is_source: bool) -> Result<Self, String> {
         let name = &table.name;
+        let stdin = table.connector() == Some("stdin");
+        if stdin && !is_source {
+            return Err(format!("table '{name}': connector 'stdin' can only be read from"));
+        }
+        let (connector, known) = if stdin { ("stdin", STDIN_OPTIONS) } else { ("file", FILE_OPTIONS) };
         for key in table.options.keys() {
-            if !FILE_OPTIONS.contains(&key.as_str()) {
+            if !known.contains(&key.as_str()) {
                 return Err(format!(
-                    "table '{name}': unknown option '{key}' for connector 'file' (supported: {})",
-                    FILE_OPTIONS.join(", ")
+                    "table '{name}': unknown option '{key}' for connector '{connector}' (supported: {})",
+                    known.join(", ")
                 ));
             }
         }
-        let Some(path) = table.option("path") else {
-            return Err(format!("table '{name}': connector 'file' needs a 'path' option"));
-        };
-        let mut path = PathBuf::from(path);
-        if is_source && path.is_relative() && !path.exists() {
-            if let Some(base) = base_dir {
-                let candidate = base.join(&path);
-                if candidate.exists() {
-                    path = candidate;
+        let path = if stdin {
+            None
+        } else {
+            let Some(path) = table.option("path") else {
+                return Err(format!("table '{name}': connector 'file' needs a 'path' option"));
+            };
+            let mut path = PathBuf::from(path);
+            if is_source && path.is_relative() && !path.exists() {
+                if let Some(base) = base_dir {
+                    let candidate = base.join(&path);
+                    if candidate.exists() {
+                        path = candidate;
+                    }
                 }
             }
-        }
+            Some(path)
+        };
         let format = match table.option("format").map(str::to_ascii_lowercase) {
             Some(f) => match f.as_str() {
                 "csv" => FileFormat::Csv,
@@ -89,7 +128,13 @@ impl FileOptions {
                 }
                 other => return Err(format!("table '{name}': unknown format '{other}' (supported: csv, json)")),
             },
-            None => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            None => match path
+                .as_ref()
+                .and_then(|p| p.extension())
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
                 Some("csv") => FileFormat::Csv,
                 Some("json" | "jsonl" | "ndjson") => FileFormat::Json,
                 _ => return Err(format!("table '{name}': add a 'format' option (csv or json)")),
@@ -116,8 +161,8 @@ impl FileOptions {
             Some(d) if d.len() == 1 => d.as_bytes()[0],
             Some(d) => return Err(format!("table '{name}': the CSV delimiter must be one character, got '{d}'")),
         };
-        if is_source && !path.exists() {
-            return Err(format!("table '{name}': file '{}' not found", path.display()));
+        if let Some(p) = path.as_ref().filter(|p| is_source && !p.exists()) {
+            return Err(format!("table '{name}': file '{}' not found", p.display()));
         }
         Ok(Self { path, format, bad_rows, delimiter })
     }

@@ -411,10 +411,15 @@ mod tests {
 
     /// Push one source batch (with its watermark) through the operators; return emitted rows
     /// as (k, n, total).
-    fn push(ops: &mut [Box<dyn Operator>], gen: &mut WatermarkGenerator, rows: &[(&str, i64, i64)]) -> Vec<(String, i64, i64)> {
+    fn push(
+        ops: &mut [Box<dyn Operator>],
+        gen: &mut WatermarkGenerator,
+        rows: &[(&str, i64, i64)],
+    ) -> Vec<(String, i64, i64)> {
         let b = batch(rows);
         let times = Int64Array::from_iter_values(rows.iter().map(|r| r.2 * SEC));
-        let mut msgs = vec![Message::Data(StreamBatch { batch: b, row_watermarks: Some(Arc::new(gen.observe(&times))) })];
+        let mut msgs =
+            vec![Message::Data(StreamBatch { batch: b, row_watermarks: Some(Arc::new(gen.observe(&times))) })];
         if let Some(w) = gen.advance() {
             msgs.push(Message::Watermark(w));
         }
