@@ -309,7 +309,8 @@ fn every_sql_example_runs() {
 #[test]
 fn stdin_connector_reads_piped_rows() {
     use std::io::Write as _;
-    let sql = "CREATE TABLE s (sensor VARCHAR, bytes BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+    let sql =
+        "CREATE TABLE s (sensor VARCHAR, bytes BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
                WITH (connector = 'stdin', format = 'csv');
                SELECT sensor, COUNT(*) AS n, SUM(bytes) AS b FROM s GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), sensor;";
     let mut child = weir()

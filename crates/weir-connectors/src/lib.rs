@@ -1,7 +1,7 @@
 //! # weir-connectors — sources and sinks
 //!
 //! The connectors a pipeline reads from and writes to: the `file` connector (CSV with a header
-//! row, newline-delimited JSON) as a source and a sink, `stdin` (the same formats) as a source, stdout in table/csv/json form, and an
+//! row, newline-delimited JSON, Parquet) as a source and a sink, `stdin` (the same formats) as a source, stdout in table/csv/json form, and an
 //! in-memory collector for embedding. Files are read incrementally: memory is bounded by one
 //! batch, never by the file. Malformed rows follow the table's policy (`bad_data = 'fail'`,
 //! the default, names file, line, column and value; `'skip'` skips and counts).
@@ -10,6 +10,7 @@ mod column;
 mod csv_source;
 mod json_source;
 mod options;
+mod parquet_source;
 mod sinks;
 
 use std::fs::File;
@@ -24,7 +25,8 @@ pub use column::{parse_timestamp, ColumnBuffer, ColumnType, Value};
 pub use csv_source::CsvSource;
 pub use json_source::JsonSource;
 pub use options::{BadRowPolicy, FileFormat, FileOptions};
-pub use sinks::{CollectSink, FormatSink, OutputFormat};
+pub use parquet_source::ParquetSource;
+pub use sinks::{CollectSink, FormatSink, OutputFormat, ParquetSink};
 
 /// What connectors need to know about the run.
 #[derive(Debug, Clone)]
@@ -79,6 +81,7 @@ pub fn open_source(plan: &StreamPlan, ctx: &ConnectorContext) -> Result<Box<dyn 
     Ok(match options.format {
         FileFormat::Csv => Box::new(CsvSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),
         FileFormat::Json => Box::new(JsonSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),
+        FileFormat::Parquet => Box::new(ParquetSource::open(&options, schema, ctx.batch_size)?),
     })
 }
 
@@ -97,11 +100,12 @@ pub fn open_sink(plan: &StreamPlan, client_format: OutputFormat, ctx: &Connector
                     .map_err(|e| RuntimeError::Sink(format!("{}: {e}", parent.display())))?;
             }
             let file = File::create(path).map_err(|e| RuntimeError::Sink(format!("{}: {e}", path.display())))?;
+            let label = options.display();
             let format = match options.format {
                 FileFormat::Csv => OutputFormat::Csv,
                 FileFormat::Json => OutputFormat::Json,
+                FileFormat::Parquet => return Ok(Box::new(ParquetSink::new(file, schema, label)?)),
             };
-            let label = options.display();
             Ok(Box::new(FormatSink::new(BufWriter::with_capacity(1 << 20, file), format, schema, label, false)))
         }
     }

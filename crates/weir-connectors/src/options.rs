@@ -11,6 +11,8 @@ pub enum FileFormat {
     Csv,
     /// One JSON object per line.
     Json,
+    /// Apache Parquet.
+    Parquet,
 }
 
 /// What to do with a malformed input row.
@@ -123,10 +125,11 @@ impl FileOptions {
             Some(f) => match f.as_str() {
                 "csv" => FileFormat::Csv,
                 "json" | "ndjson" | "jsonl" => FileFormat::Json,
-                "parquet" => {
-                    return Err(format!("table '{name}': format 'parquet' is not supported yet (use csv or json)"))
+                "parquet" if stdin => return Err(format!("table '{name}': parquet can only be read from a file")),
+                "parquet" => FileFormat::Parquet,
+                other => {
+                    return Err(format!("table '{name}': unknown format '{other}' (supported: csv, json, parquet)"))
                 }
-                other => return Err(format!("table '{name}': unknown format '{other}' (supported: csv, json)")),
             },
             None => match path
                 .as_ref()
@@ -137,7 +140,8 @@ impl FileOptions {
             {
                 Some("csv") => FileFormat::Csv,
                 Some("json" | "jsonl" | "ndjson") => FileFormat::Json,
-                _ => return Err(format!("table '{name}': add a 'format' option (csv or json)")),
+                Some("parquet") => FileFormat::Parquet,
+                _ => return Err(format!("table '{name}': add a 'format' option (csv, json or parquet)")),
             },
         };
         let mut bad_rows = BadRowPolicy::Fail;

@@ -124,6 +124,40 @@ impl<W: Write + Send> Sink for FormatSink<W> {
     }
 }
 
+/// Writes a Parquet file (snappy-compressed); the file is complete once the sink finishes.
+pub struct ParquetSink {
+    writer: Option<parquet::arrow::ArrowWriter<std::fs::File>>,
+    label: String,
+}
+
+impl ParquetSink {
+    /// Write batches of `schema` to `file`.
+    pub fn new(file: std::fs::File, schema: SchemaRef, label: String) -> Result<Self> {
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build();
+        let writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
+            .map_err(|e| RuntimeError::Sink(format!("{label}: {e}")))?;
+        Ok(Self { writer: Some(writer), label })
+    }
+}
+
+impl Sink for ParquetSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self.writer.as_mut() {
+            Some(w) => w.write(batch).map_err(|e| RuntimeError::Sink(format!("{}: {e}", self.label))),
+            None => Err(RuntimeError::Sink(format!("{}: write after finish", self.label))),
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        match self.writer.take() {
+            Some(w) => w.close().map(|_| ()).map_err(|e| RuntimeError::Sink(format!("{}: {e}", self.label))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Collects result batches in memory (for embedding and tests).
 #[derive(Clone, Default)]
 pub struct CollectSink {

@@ -1,0 +1,80 @@
+//! Reading Parquet files batch by batch, only the columns a query needs.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use datafusion_common::arrow::compute::{cast_with_options, CastOptions};
+use datafusion_common::arrow::datatypes::SchemaRef;
+use datafusion_common::arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use weir_runtime::{Result, RuntimeError, Source};
+
+use crate::options::FileOptions;
+
+/// A Parquet file read in batches. Columns are matched to the declared ones by name (ignoring
+/// case) and cast to the declared types; a value that cannot be cast is an error.
+pub struct ParquetSource {
+    reader: ParquetRecordBatchReader,
+    display: String,
+    schema: SchemaRef,
+    /// For each declared column, its position in the batches the reader returns.
+    positions: Vec<usize>,
+}
+
+impl ParquetSource {
+    /// Open the file of `options` for the columns of `schema`.
+    pub fn open(options: &FileOptions, schema: SchemaRef, batch_size: usize) -> Result<Self> {
+        let display = options.display();
+        let err = |e: &dyn std::fmt::Display| RuntimeError::Source(format!("{display}: {e}"));
+        let Some(path) = &options.path else {
+            return Err(RuntimeError::Source("parquet can only be read from a file".into()));
+        };
+        let file = File::open(path).map_err(|e| err(&e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
+        let file_schema = Arc::clone(builder.schema());
+        let mut indices = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let Some(i) = file_schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(field.name())) else {
+                let names: Vec<&str> = file_schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return Err(err(&format!("the file has no column '{}' (it has: {})", field.name(), names.join(", "))));
+            };
+            indices.push(i);
+        }
+        let mut roots = indices.clone();
+        roots.sort_unstable();
+        roots.dedup();
+        let positions = indices.iter().map(|i| roots.iter().position(|r| r == i).unwrap_or_default()).collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let reader = builder.with_projection(mask).with_batch_size(batch_size.max(1)).build().map_err(|e| err(&e))?;
+        Ok(Self { reader, display, schema, positions })
+    }
+}
+
+impl Source for ParquetSource {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let Some(batch) = self.reader.next() else {
+            return Ok(None);
+        };
+        let batch = batch.map_err(|e| RuntimeError::Source(format!("{}: {e}", self.display)))?;
+        let options = CastOptions { safe: false, ..CastOptions::default() };
+        let mut columns = Vec::with_capacity(self.positions.len());
+        for (field, &p) in self.schema.fields().iter().zip(&self.positions) {
+            let column = batch.column(p);
+            if column.data_type() == field.data_type() {
+                columns.push(Arc::clone(column));
+            } else {
+                columns.push(cast_with_options(column, field.data_type(), &options).map_err(|e| {
+                    RuntimeError::Source(format!(
+                        "{}: column '{}' is {} in the file and cannot be read as {}: {e}",
+                        self.display,
+                        field.name(),
+                        column.data_type(),
+                        weir_sql::sql_type_name(field.data_type())
+                    ))
+                })?);
+            }
+        }
+        Ok(Some(RecordBatch::try_new(Arc::clone(&self.schema), columns)?))
+    }
+}
