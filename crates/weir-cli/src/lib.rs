@@ -284,8 +284,20 @@ async fn run_plan(
     Pipeline::new(plan, source, sink, Arc::clone(&ctx.metrics))?.run(cancel).await
 }
 
-/// Ctrl-C or SIGTERM: stop reading, flush the sinks, exit.
+/// Ctrl-C or SIGTERM: stop reading, flush the sinks, exit. A source blocked waiting for input
+/// (a quiet stdin) cannot notice; a second signal, or 3 seconds, ends the process (exit 130).
 async fn watch_signals(cancel: Arc<AtomicBool>) {
+    wait_for_signal().await;
+    cancel.store(true, Ordering::Relaxed);
+    tokio::select! {
+        _ = wait_for_signal() => {},
+        _ = tokio::time::sleep(std::time::Duration::from_secs(3)) => {},
+    }
+    eprintln!("weir: the input did not stop in time; exiting");
+    std::process::exit(130);
+}
+
+async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -301,5 +313,4 @@ async fn watch_signals(cancel: Arc<AtomicBool>) {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-    cancel.store(true, Ordering::Relaxed);
 }

@@ -4,7 +4,7 @@ use std::io::{BufReader, Read};
 use std::sync::Arc;
 
 use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
-use datafusion_common::arrow::record_batch::RecordBatch;
+use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
 use crate::column::{ColumnBuffer, ColumnType, Value};
@@ -15,6 +15,7 @@ struct CsvColumn {
     field_index: usize,
     column_type: ColumnType,
     is_text: bool,
+    nullable: bool,
 }
 
 /// A CSV file read in batches of `batch_size` rows; memory is bounded by one batch.
@@ -29,6 +30,7 @@ pub struct CsvSource {
     metrics: Arc<Metrics>,
     record: csv::ByteRecord,
     scratch: Vec<Value<'static>>,
+    header_len: usize,
     done: bool,
 }
 
@@ -63,6 +65,7 @@ impl CsvSource {
                 name: field.name().clone(),
                 field_index,
                 is_text: field.data_type() == &DataType::Utf8,
+                nullable: field.is_nullable(),
                 column_type,
             });
         }
@@ -78,6 +81,7 @@ impl CsvSource {
             metrics,
             record: csv::ByteRecord::new(),
             scratch: Vec::new(),
+            header_len: header.len(),
             done: false,
         })
     }
@@ -85,6 +89,9 @@ impl CsvSource {
     /// Parse the current record into `scratch`; on failure say why.
     fn parse_record(&mut self) -> std::result::Result<(), String> {
         self.scratch.clear();
+        if self.record.len() != self.header_len {
+            return Err(format!("expected {} fields as in the header, found {}", self.header_len, self.record.len()));
+        }
         for c in &self.columns {
             let Some(raw) = self.record.get(c.field_index) else {
                 return Err(format!("expected at least {} fields, found {}", c.field_index + 1, self.record.len()));
@@ -93,12 +100,18 @@ impl CsvSource {
                 return Err(format!("column '{}' is not valid UTF-8", c.name));
             };
             if c.is_text {
+                if text.is_empty() && !c.nullable {
+                    return Err(format!("column '{}' is NOT NULL but the value is empty", c.name));
+                }
                 self.scratch.push(Value::Null);
                 continue;
             }
             match c.column_type.parse_text(text) {
                 Some(Value::Str(_)) | Some(Value::Owned(_)) | None => {
                     return Err(format!("bad value '{text}' for column '{}' ({})", c.name, c.column_type.sql_name()))
+                }
+                Some(Value::Null) if !c.nullable => {
+                    return Err(format!("column '{}' is NOT NULL but the value is empty", c.name))
                 }
                 Some(Value::Null) => self.scratch.push(Value::Null),
                 Some(Value::Int(v)) => self.scratch.push(Value::Int(v)),
@@ -162,7 +175,8 @@ impl Source for CsvSource {
             return Ok(None);
         }
         let arrays = self.buffers.iter_mut().map(ColumnBuffer::finish).collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Some(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?))
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(Some(RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &options)?))
     }
 }
 

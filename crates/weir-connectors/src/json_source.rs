@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 
 use datafusion_common::arrow::datatypes::SchemaRef;
-use datafusion_common::arrow::record_batch::RecordBatch;
+use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
 use crate::column::{ColumnBuffer, ColumnType, Value};
@@ -17,12 +17,13 @@ pub struct JsonSource {
     display: String,
     names: Vec<String>,
     types: Vec<ColumnType>,
+    nullable: Vec<bool>,
     buffers: Vec<ColumnBuffer>,
     schema: SchemaRef,
     batch_size: usize,
     policy: BadRowPolicy,
     metrics: Arc<Metrics>,
-    line: String,
+    line: Vec<u8>,
     line_number: u64,
     done: bool,
 }
@@ -42,13 +43,14 @@ impl JsonSource {
             reader: BufReader::with_capacity(1 << 20, file),
             display,
             names: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            nullable: schema.fields().iter().map(|f| f.is_nullable()).collect(),
             types,
             buffers,
             schema,
             batch_size: batch_size.max(1),
             policy: options.bad_rows,
             metrics,
-            line: String::new(),
+            line: Vec::new(),
             line_number: 0,
             done: false,
         })
@@ -63,6 +65,7 @@ fn parse_line<'a>(
     obj: &'a serde_json::Value,
     names: &[String],
     types: &[ColumnType],
+    nullable: &[bool],
 ) -> std::result::Result<Vec<Value<'a>>, String> {
     let Some(obj) = obj.as_object() else {
         return Err("expected a JSON object".to_string());
@@ -70,9 +73,18 @@ fn parse_line<'a>(
     names
         .iter()
         .zip(types)
-        .map(|(name, t)| match lookup(obj, name) {
-            None => Ok(Value::Null),
-            Some(v) => t.parse_json(v).ok_or_else(|| format!("bad value {v} for column '{name}' ({})", t.sql_name())),
+        .zip(nullable)
+        .map(|((name, t), nullable)| {
+            let value = match lookup(obj, name) {
+                None => Value::Null,
+                Some(v) => {
+                    t.parse_json(v).ok_or_else(|| format!("bad value {v} for column '{name}' ({})", t.sql_name()))?
+                }
+            };
+            if value == Value::Null && !nullable {
+                return Err(format!("column '{name}' is NOT NULL but the value is null or missing"));
+            }
+            Ok(value)
         })
         .collect()
 }
@@ -102,14 +114,18 @@ impl Source for JsonSource {
             self.line.clear();
             let n = self
                 .reader
-                .read_line(&mut self.line)
+                .read_until(b'\n', &mut self.line)
                 .map_err(|e| RuntimeError::Source(format!("{}:{}: {e}", self.display, self.line_number + 1)))?;
             if n == 0 {
                 self.done = true;
                 break;
             }
             self.line_number += 1;
-            let text = self.line.trim();
+            let Ok(text) = std::str::from_utf8(&self.line) else {
+                self.bad_row("the line is not valid UTF-8".to_string())?;
+                continue;
+            };
+            let text = text.trim();
             if text.is_empty() {
                 continue;
             }
@@ -120,7 +136,7 @@ impl Source for JsonSource {
                     continue;
                 }
             };
-            match parse_line(&value, &self.names, &self.types) {
+            match parse_line(&value, &self.names, &self.types, &self.nullable) {
                 Ok(values) => {
                     for (buf, val) in self.buffers.iter_mut().zip(&values) {
                         buf.append(val);
@@ -134,6 +150,7 @@ impl Source for JsonSource {
             return Ok(None);
         }
         let arrays = self.buffers.iter_mut().map(ColumnBuffer::finish).collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Some(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?))
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(Some(RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &options)?))
     }
 }

@@ -58,14 +58,27 @@ fn check_connector(table: &TableDef) -> std::result::Result<(), String> {
 pub fn validate(plan: &StreamPlan, ctx: &ConnectorContext) -> std::result::Result<(), String> {
     let source = &plan.source.table;
     check_connector(source)?;
-    FileOptions::from_table(source, ctx.base_dir.as_deref(), true)?;
+    let input = FileOptions::parse(source, ctx.base_dir.as_deref(), true)?;
     let schema = source.require_schema().map_err(|e| e.to_string())?;
     for f in schema.fields() {
         ColumnType::new(f.data_type()).map_err(|e| format!("table '{}', column '{}': {e}", source.name, f.name()))?;
     }
     if let SinkNode::Table(t) = &plan.sink {
         check_connector(t)?;
-        FileOptions::from_table(t, ctx.base_dir.as_deref(), false)?;
+        let output = FileOptions::parse(t, ctx.base_dir.as_deref(), false)?;
+        if let (Some(i), Some(o)) = (&input.path, &output.path) {
+            let same = match (i.canonicalize(), o.canonicalize()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => i == o,
+            };
+            if same {
+                return Err(format!(
+                    "INSERT INTO {} would overwrite '{}', the file it reads from",
+                    t.name,
+                    i.display()
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -77,7 +90,8 @@ pub fn open_source(plan: &StreamPlan, ctx: &ConnectorContext) -> Result<Box<dyn 
     let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
     let declared = table.require_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
     let cols = source_columns(plan)?;
-    let schema = relaxed(&declared.project(&cols.columns)?);
+    // declared nullability is kept: sources refuse NULLs in NOT NULL columns
+    let schema = Arc::new(declared.project(&cols.columns)?);
     Ok(match options.format {
         FileFormat::Csv => Box::new(CsvSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),
         FileFormat::Json => Box::new(JsonSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),

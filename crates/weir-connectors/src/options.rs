@@ -90,6 +90,16 @@ impl FileOptions {
     /// directory; for a source file that is not there, from `base_dir` (the directory of the
     /// SQL script) when it exists there.
     pub fn from_table(table: &TableDef, base_dir: Option<&Path>, is_source: bool) -> Result<Self, String> {
+        let options = Self::parse(table, base_dir, is_source)?;
+        if let Some(p) = options.path.as_ref().filter(|p| is_source && !p.exists()) {
+            return Err(format!("table '{}': file '{}' not found", table.name, p.display()));
+        }
+        Ok(options)
+    }
+
+    /// Like [`FileOptions::from_table`], without requiring a source file to exist yet (an
+    /// earlier statement of the same script may write it).
+    pub fn parse(table: &TableDef, base_dir: Option<&Path>, is_source: bool) -> Result<Self, String> {
         let name = &table.name;
         let stdin = table.connector() == Some("stdin");
         if stdin && !is_source {
@@ -165,9 +175,6 @@ impl FileOptions {
             Some(d) if d.len() == 1 => d.as_bytes()[0],
             Some(d) => return Err(format!("table '{name}': the CSV delimiter must be one character, got '{d}'")),
         };
-        if let Some(p) = path.as_ref().filter(|p| is_source && !p.exists()) {
-            return Err(format!("table '{name}': file '{}' not found", p.display()));
-        }
         Ok(Self { path, format, bad_rows, delimiter })
     }
 }

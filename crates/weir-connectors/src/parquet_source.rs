@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion_common::arrow::compute::{cast_with_options, CastOptions};
 use datafusion_common::arrow::datatypes::SchemaRef;
-use datafusion_common::arrow::record_batch::RecordBatch;
+use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use weir_runtime::{Result, RuntimeError, Source};
@@ -75,6 +75,16 @@ impl Source for ParquetSource {
                 })?);
             }
         }
-        Ok(Some(RecordBatch::try_new(Arc::clone(&self.schema), columns)?))
+        for (field, column) in self.schema.fields().iter().zip(&columns) {
+            if !field.is_nullable() && column.null_count() > 0 {
+                return Err(RuntimeError::Source(format!(
+                    "{}: column '{}' is NOT NULL but the file has NULLs in it",
+                    self.display,
+                    field.name()
+                )));
+            }
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        Ok(Some(RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?))
     }
 }

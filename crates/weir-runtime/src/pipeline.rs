@@ -16,6 +16,7 @@ use datafusion_common::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion_common::DFSchema;
 use datafusion_expr::execution_props::ExecutionProps;
 use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_expr::utils::AggregateOrderSensitivity;
 use datafusion_expr::Expr;
 use datafusion_physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
@@ -105,7 +106,18 @@ pub fn build_operators(plan: &StreamPlan, metrics: &Arc<Metrics>) -> Result<Vec<
                     let lowered =
                         LoweredAggregateBuilder::new(e, &w.input_schema, w.input_schema.as_arrow(), &props, &ctx)
                             .build()?;
-                    let args = lowered.aggregate.expressions();
+                    // as DataFusion does for raw input: ORDER BY columns follow the arguments, and
+                    // order-sensitive accumulators order by them themselves
+                    let mut args = lowered.aggregate.expressions();
+                    args.extend(lowered.aggregate.order_bys().iter().map(|o| Arc::clone(&o.expr)));
+                    if !lowered.aggregate.order_bys().is_empty()
+                        && lowered.aggregate.order_sensitivity() == AggregateOrderSensitivity::HardRequirement
+                    {
+                        return Err(RuntimeError::Source(format!(
+                            "not supported yet: {} with ORDER BY inside a window (it needs sorted input)",
+                            lowered.aggregate.name()
+                        )));
+                    }
                     aggregates.push(AggregateSpec { function: lowered.aggregate, args, filter: lowered.filter });
                 }
                 let layout =

@@ -93,9 +93,10 @@ impl Catalog {
         Ok(())
     }
 
-    /// Look a table up by name (case-insensitive).
+    /// Look a table up by name: exactly as given (quoted names keep their case), else in
+    /// lower case.
     pub fn get(&self, name: &str) -> Option<&TableDef> {
-        self.tables.get(&name.to_lowercase())
+        self.tables.get(name).or_else(|| self.tables.get(&name.to_lowercase()))
     }
 
     /// All tables, sorted by name.

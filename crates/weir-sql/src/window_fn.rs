@@ -81,9 +81,9 @@ pub fn fixed_interval_nanos(value: &ScalarValue) -> Result<i64, DataFusionError>
             }
             (v.days as i64).checked_mul(86_400_000_000_000).and_then(|d| d.checked_add(v.nanoseconds))
         }
-        ScalarValue::IntervalDayTime(Some(v)) => {
-            Some(v.days as i64 * 86_400_000_000_000 + v.milliseconds as i64 * 1_000_000)
-        }
+        ScalarValue::IntervalDayTime(Some(v)) => (v.days as i64)
+            .checked_mul(86_400_000_000_000)
+            .and_then(|d| d.checked_add(v.milliseconds as i64 * 1_000_000)),
         ScalarValue::IntervalYearMonth(_) => {
             return plan_err!("intervals here must be fixed lengths; months and years are not (got {value})")
         }
@@ -128,8 +128,8 @@ fn bounds<T: ArrowTimestampType>(ts: &ArrayRef, size: i64, bound: Bound) -> Resu
     };
     let offset = if bound == Bound::End { size } else { 0 };
     let out: PrimitiveArray<T> = ts.try_unary(|t| {
-        (t - t.rem_euclid(size)).checked_add(offset).ok_or_else(|| {
-            datafusion_common::arrow::error::ArrowError::ComputeError("window bound overflows TIMESTAMP".into())
+        t.checked_sub(t.rem_euclid(size)).and_then(|start| start.checked_add(offset)).ok_or_else(|| {
+            datafusion_common::arrow::error::ArrowError::ComputeError(format!("the window of time {t} is out of range"))
         })
     })?;
     Ok(Arc::new(out.with_timezone_opt(ts.timezone())))
