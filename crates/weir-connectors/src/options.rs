@@ -38,19 +38,9 @@ pub struct FileOptions {
     pub delimiter: u8,
 }
 
-const STDIN_OPTIONS: &[&str] = &[
+/// Options of `stdin`; `file` takes these plus `path`.
+const FORMAT_OPTIONS: &[&str] = &[
     "connector",
-    "format",
-    "bad_data",
-    "csv.ignore-parse-errors",
-    "json.ignore-parse-errors",
-    "csv.field-delimiter",
-    "delimiter",
-];
-
-const FILE_OPTIONS: &[&str] = &[
-    "connector",
-    "path",
     "format",
     "bad_data",
     "csv.ignore-parse-errors",
@@ -105,7 +95,11 @@ impl FileOptions {
         if stdin && !is_source {
             return Err(format!("table '{name}': connector 'stdin' can only be read from"));
         }
-        let (connector, known) = if stdin { ("stdin", STDIN_OPTIONS) } else { ("file", FILE_OPTIONS) };
+        let connector = if stdin { "stdin" } else { "file" };
+        let mut known: Vec<&str> = FORMAT_OPTIONS.to_vec();
+        if !stdin {
+            known.insert(1, "path");
+        }
         for key in table.options.keys() {
             if !known.contains(&key.as_str()) {
                 return Err(format!(
