@@ -124,32 +124,30 @@ pub fn main() -> ExitCode {
         eprintln!("{}", <Cli as clap::CommandFactory>::command().render_help());
         return ExitCode::from(EXIT_USAGE);
     };
-    match command {
+    let result = match command {
         Command::Explain { script } => explain(&script),
         Command::Run { script, format, batch_size, quiet } => run(&script, format, batch_size, quiet),
-    }
+    };
+    result.unwrap_or_else(|code| code)
 }
 
-fn plan_script(script: &Script, planner: &mut Planner) -> Result<Vec<Planned>, ExitCode> {
-    planner.plan_script(&script.sql).map_err(|e| {
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Read the script and plan all of it; errors are printed, and returned as the exit code.
+fn load_and_plan(args: &ScriptArgs) -> Result<(Script, Vec<Planned>), ExitCode> {
+    let script = load_script(args).map_err(usage_error)?;
+    let planned = Planner::new().plan_script(&script.sql).map_err(|e| {
         eprint!("{}", render_sql_error(&e, &script.name, &script.sql));
         ExitCode::from(EXIT_SQL)
-    })
+    })?;
+    Ok((script, planned))
 }
 
-fn explain(args: &ScriptArgs) -> ExitCode {
-    let script = match load_script(args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let mut planner = Planner::new();
-    let planned = match plan_script(&script, &mut planner) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+fn explain(args: &ScriptArgs) -> Result<ExitCode, ExitCode> {
+    let (_, planned) = load_and_plan(args)?;
     let plans: Vec<&StreamPlan> = planned
         .iter()
         .filter_map(|p| match p {
@@ -166,40 +164,22 @@ fn explain(args: &ScriptArgs) -> ExitCode {
         }
         println!("{p}");
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
-fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet: bool) -> ExitCode {
-    let script = match load_script(args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
+fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet: bool) -> Result<ExitCode, ExitCode> {
     let mut settings = BTreeMap::new();
     for kv in &args.set {
-        let Some((k, v)) = kv.split_once('=') else {
-            eprintln!("error: --set takes KEY=VALUE, got '{kv}'");
-            return ExitCode::from(EXIT_USAGE);
-        };
-        if let Err(e) = apply_setting(&mut settings, k, v) {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        let (k, v) = kv.split_once('=').ok_or_else(|| usage_error(format!("--set takes KEY=VALUE, got '{kv}'")))?;
+        apply_setting(&mut settings, k, v).map_err(usage_error)?;
     }
     if let Some(n) = batch_size {
         if n == 0 {
-            eprintln!("error: --batch-size must be positive");
-            return ExitCode::from(EXIT_USAGE);
+            return Err(usage_error("--batch-size must be positive"));
         }
         settings.insert("batch.size".into(), n.to_string());
     }
-    let mut planner = Planner::new();
-    let planned = match plan_script(&script, &mut planner) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let (script, planned) = load_and_plan(args)?;
     // Check every statement's settings and connector options before running anything.
     let mut jobs = Vec::new();
     let mut current = settings;
@@ -208,14 +188,14 @@ fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet
             Planned::Set { key, value } => {
                 if let Err(e) = apply_setting(&mut current, &key, &value) {
                     eprint!("{}", render_sql_error(&e, &script.name, &script.sql));
-                    return ExitCode::from(EXIT_SQL);
+                    return Err(ExitCode::from(EXIT_SQL));
                 }
             }
             Planned::Query(plan) | Planned::Insert(plan) => {
-                let ctx = connector_context(&current, &script);
+                let ctx = connector_context(&current, script.base_dir.clone());
                 if let Err(e) = validate(&plan, &ctx) {
                     eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_SQL);
+                    return Err(ExitCode::from(EXIT_SQL));
                 }
                 jobs.push((plan, ctx));
             }
@@ -229,7 +209,7 @@ fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
+            return Err(ExitCode::from(EXIT_RUNTIME));
         }
     };
     let cancel = Arc::new(AtomicBool::new(false));
@@ -245,14 +225,14 @@ fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet
         let result = runtime.block_on(run_plan(&plan, format, &ctx, Arc::clone(&cancel)));
         if let Err(weir_runtime::RuntimeError::OutputClosed) = result {
             // the reader of stdout went away (`weir run … | head`): stop quietly
-            return ExitCode::SUCCESS;
+            return Ok(ExitCode::SUCCESS);
         }
         if let Err(e) = result {
             eprintln!("error: {e}");
             if !quiet {
                 eprintln!("{}", report::summary(&format!("{label} failed"), &ctx.metrics, started.elapsed()));
             }
-            return ExitCode::from(EXIT_RUNTIME);
+            return Err(ExitCode::from(EXIT_RUNTIME));
         }
         if !quiet {
             eprintln!("{}", report::summary(&label, &ctx.metrics, started.elapsed()));
@@ -261,15 +241,16 @@ fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet
             break;
         }
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
-fn connector_context(settings: &BTreeMap<String, String>, script: &Script) -> ConnectorContext {
+/// What the connectors of one query need from the session: its settings and where the script is.
+fn connector_context(settings: &BTreeMap<String, String>, base_dir: Option<PathBuf>) -> ConnectorContext {
     let mut ctx = ConnectorContext::new(Arc::new(Metrics::default()));
     if let Some(n) = settings.get("batch.size").and_then(|v| v.parse().ok()) {
         ctx.batch_size = n;
     }
-    ctx.base_dir = script.base_dir.clone();
+    ctx.base_dir = base_dir;
     ctx
 }
 

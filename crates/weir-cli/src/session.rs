@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::RecordBatch;
-use weir_connectors::{open_sink, open_source, validate, CollectSink, ConnectorContext, OutputFormat};
+use weir_connectors::{open_sink, open_source, validate, CollectSink, OutputFormat};
 use weir_runtime::{relaxed, Metrics, Pipeline, RuntimeError};
 use weir_sql::{Planned, Planner, SinkNode, SqlError, StreamPlan};
 
@@ -103,12 +103,8 @@ impl Session {
     }
 
     fn run(&self, plan: &StreamPlan) -> Result<StatementResult, SessionError> {
-        let metrics = Arc::new(Metrics::default());
-        let mut ctx = ConnectorContext::new(Arc::clone(&metrics));
-        ctx.base_dir = self.base_dir.clone();
-        if let Some(n) = self.settings.get("batch.size").and_then(|v| v.parse().ok()) {
-            ctx.batch_size = n;
-        }
+        let ctx = crate::connector_context(&self.settings, self.base_dir.clone());
+        let metrics = Arc::clone(&ctx.metrics);
         validate(plan, &ctx).map_err(SessionError::Config)?;
         let source = open_source(plan, &ctx)?;
         let cancel = AtomicBool::new(false);

@@ -93,9 +93,8 @@ impl CsvSource {
             return Err(format!("expected {} fields as in the header, found {}", self.header_len, self.record.len()));
         }
         for c in &self.columns {
-            let Some(raw) = self.record.get(c.field_index) else {
-                return Err(format!("expected at least {} fields, found {}", c.field_index + 1, self.record.len()));
-            };
+            // every field_index is below header_len, checked just above
+            let raw = self.record.get(c.field_index).unwrap_or_default();
             let Ok(text) = std::str::from_utf8(raw) else {
                 return Err(format!("column '{}' is not valid UTF-8", c.name));
             };
@@ -148,9 +147,10 @@ impl Source for CsvSource {
                 Ok(()) => {
                     for ((c, buf), v) in self.columns.iter().zip(&mut self.buffers).zip(&self.scratch) {
                         if c.is_text {
+                            // validated by parse_record; text columns are appended from the record
                             let raw = self.record.get(c.field_index).unwrap_or_default();
                             let text = std::str::from_utf8(raw).unwrap_or_default();
-                            buf.append(&c.column_type.parse_text(text).unwrap_or(Value::Null));
+                            buf.append(&if text.is_empty() { Value::Null } else { Value::Str(text) });
                         } else {
                             buf.append(v);
                         }

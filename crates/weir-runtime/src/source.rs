@@ -90,15 +90,15 @@ impl WatermarkGenerator {
 /// read only to compute them.
 pub struct SourceDriver {
     source: Box<dyn Source>,
-    time_column: Option<usize>,
-    generator: Option<WatermarkGenerator>,
+    /// Index of the event-time column and the generator fed from it.
+    watermark: Option<(usize, WatermarkGenerator)>,
     output_columns: Option<Vec<usize>>,
     metrics: Arc<Metrics>,
 }
 
 impl SourceDriver {
-    /// `time_column` is the index of the event-time column in the connector's batches and
-    /// `delay` the watermark delay; `output_columns`, if set, selects the columns passed on.
+    /// `watermark` is the index of the event-time column in the connector's batches and the
+    /// watermark delay; `output_columns`, if set, selects the columns passed on.
     pub fn new(
         source: Box<dyn Source>,
         watermark: Option<(usize, Nanos)>,
@@ -107,8 +107,7 @@ impl SourceDriver {
     ) -> Self {
         Self {
             source,
-            time_column: watermark.map(|w| w.0),
-            generator: watermark.map(|w| WatermarkGenerator::new(w.1)),
+            watermark: watermark.map(|(column, delay)| (column, WatermarkGenerator::new(delay))),
             output_columns,
             metrics,
         }
@@ -118,19 +117,19 @@ impl SourceDriver {
     /// pushing the final `Watermark(MAX)`.
     pub fn poll(&mut self, out: &mut Vec<Message>) -> Result<bool> {
         let Some(batch) = self.source.next_batch()? else {
-            if self.generator.is_some() {
+            if self.watermark.is_some() {
                 self.metrics.watermark.store(Nanos::MAX, Ordering::Relaxed);
                 out.push(Message::Watermark(Nanos::MAX));
             }
             return Ok(false);
         };
         Metrics::add(&self.metrics.rows_in, batch.num_rows() as u64);
-        let row_watermarks = match (self.time_column, &mut self.generator) {
-            (Some(i), Some(g)) => {
-                let times: &ArrayRef = batch.column(i);
+        let row_watermarks = match &mut self.watermark {
+            Some((i, g)) => {
+                let times: &ArrayRef = batch.column(*i);
                 Some(Arc::new(g.observe(&to_nanos(times)?)))
             }
-            _ => None,
+            None => None,
         };
         let batch = match &self.output_columns {
             Some(cols) => batch.project(cols)?,
@@ -139,7 +138,7 @@ impl SourceDriver {
         if batch.num_rows() > 0 {
             out.push(Message::Data(StreamBatch { batch, row_watermarks }));
         }
-        if let Some(w) = self.generator.as_mut().and_then(WatermarkGenerator::advance) {
+        if let Some(w) = self.watermark.as_mut().and_then(|(_, g)| g.advance()) {
             self.metrics.watermark.store(w, Ordering::Relaxed);
             out.push(Message::Watermark(w));
         }

@@ -109,12 +109,15 @@ fn parse_one(parser: &mut Parser) -> Result<Stmt> {
         }
         return Ok(Stmt::Explain(Box::new(parse_one(parser)?)));
     }
-    if parser.peek_keyword(Keyword::CREATE) {
-        let mut probe = parser_clone_point(parser);
-        probe.next_token();
-        let or_replace = probe.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
-        if probe.peek_keyword(Keyword::TABLE) || is_word(&probe.peek_token().token, "SOURCE") {
-            *parser = probe;
+    // CREATE [OR REPLACE] TABLE|SOURCE is ours; any other CREATE goes to sqlparser
+    let kw = |n: usize, k: Keyword| matches!(&parser.peek_nth_token_ref(n).token, Token::Word(w) if w.keyword == k);
+    if kw(0, Keyword::CREATE) {
+        let or_replace = kw(1, Keyword::OR) && kw(2, Keyword::REPLACE);
+        let at = if or_replace { 3 } else { 1 };
+        if kw(at, Keyword::TABLE) || is_word(&parser.peek_nth_token_ref(at).token, "SOURCE") {
+            for _ in 0..at {
+                parser.next_token();
+            }
             return parse_create_table(parser, or_replace, location).map(|c| Stmt::CreateTable(Box::new(c)));
         }
     }
@@ -154,25 +157,6 @@ fn parse_one(parser: &mut Parser) -> Result<Stmt> {
                 .with_hint("weir runs CREATE TABLE/SOURCE, SELECT, INSERT INTO … SELECT, EXPLAIN and SET"))
         }
     }
-}
-
-/// sqlparser's `Parser` is not `Clone`; re-create one positioned at the same token.
-fn parser_clone_point<'a>(parser: &Parser<'a>) -> Parser<'a> {
-    // Parser holds the token vector and an index; rebuilding from the remaining tokens keeps
-    // their original spans, so positions stay right.
-    let mut rest = Vec::new();
-    let mut i = 0;
-    loop {
-        let t = parser.peek_nth_token_ref(i).clone();
-        let eof = t.token == Token::EOF;
-        rest.push(t);
-        if eof {
-            break;
-        }
-        i += 1;
-    }
-    static DIALECT: GenericDialect = GenericDialect {};
-    Parser::new(&DIALECT).with_tokens_with_locations(rest)
 }
 
 fn is_word(token: &Token, word: &str) -> bool {
