@@ -3,12 +3,14 @@
 //! Runs a [`weir_sql::StreamPlan`] incrementally over Arrow record batches. It owns the
 //! message vocabulary ([`Message`]: data, watermarks, end of stream), the [`Operator`] trait
 //! and the operators (one per file: [`FilterOp`], [`ProjectOp`], [`WindowAggregateOp`]),
-//! watermark generation at sources ([`WatermarkGenerator`]), the [`Source`]/[`Sink`] traits
+//! window assignment through slices ([`Assigner`]), partial aggregates that
+//! can be frozen and merged ([`Partial`]), watermark generation at sources ([`WatermarkGenerator`]), the [`Source`]/[`Sink`] traits
 //! connectors implement, pipeline metrics, and the [`Pipeline`] that wires them together.
 //!
 //! Expressions and aggregates are DataFusion's: physical expressions come from
 //! `create_physical_expr`, aggregation state from `GroupValues` and `GroupsAccumulator`.
 
+mod aggregate_state;
 mod error;
 mod filter;
 mod message;
@@ -18,6 +20,7 @@ mod pipeline;
 mod project;
 mod source;
 mod window_aggregate;
+mod window_assign;
 
 pub use error::{Result, RuntimeError};
 pub use filter::FilterOp;
@@ -27,4 +30,6 @@ pub use operator::Operator;
 pub use pipeline::{build_operators, relaxed, source_columns, Pipeline, SourceColumns};
 pub use project::ProjectOp;
 pub use source::{Sink, Source, SourceDriver, WatermarkGenerator};
-pub use window_aggregate::{to_nanos, AggregateSpec, WindowAggregateOp, WindowLayout};
+pub use aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
+pub use window_aggregate::{to_nanos, WindowAggregateOp, WindowLayout};
+pub use window_assign::Assigner;

@@ -20,7 +20,7 @@ use datafusion_expr::utils::AggregateOrderSensitivity;
 use datafusion_expr::Expr;
 use datafusion_physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
-use weir_sql::{StreamOp, StreamPlan};
+use weir_sql::{StreamOp, StreamPlan, WindowSpec};
 
 use crate::error::{Result, RuntimeError};
 use crate::filter::FilterOp;
@@ -29,7 +29,8 @@ use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::project::ProjectOp;
 use crate::source::{Sink, Source, SourceDriver};
-use crate::window_aggregate::{AggregateSpec, WindowAggregateOp, WindowLayout};
+use crate::aggregate_state::AggregateSpec;
+use crate::window_aggregate::{WindowAggregateOp, WindowLayout};
 
 /// Which columns of a table a pipeline's source must read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +121,15 @@ pub fn build_operators(plan: &StreamPlan, metrics: &Arc<Metrics>) -> Result<Vec<
                     }
                     aggregates.push(AggregateSpec { function: lowered.aggregate, args, filter: lowered.filter });
                 }
-                let layout =
-                    WindowLayout { start: w.window_start, end: w.window_end, size_nanos: w.window.size_nanos() };
+                if let WindowSpec::Session { .. } = w.window {
+                    return Err(RuntimeError::Source("not supported yet: SESSION windows".into()));
+                }
+                let layout = WindowLayout {
+                    time: physical(&w.time, &w.input_schema)?,
+                    time_offset: w.time_offset_nanos,
+                    window_columns: w.window_columns.clone(),
+                    window: w.window,
+                };
                 ops.push(Box::new(WindowAggregateOp::new(
                     group_exprs,
                     layout,

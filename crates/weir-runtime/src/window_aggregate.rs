@@ -1,83 +1,82 @@
-//! Tumbling-window aggregation, emitted once per window when the watermark passes its end.
+//! Aggregation over TUMBLE, HOP and CUMULATE windows, each window emitted once when the
+//! watermark passes its end.
 //!
 //! ```text
-//!            per batch                                   on Watermark(w)
-//!  rows ──► evaluate group/agg args (vectorised)        fire every open window with end <= w,
-//!       ──► drop (row, window) pairs with               in window order: emit its groups and
-//!           window_end <= row watermark  (late)         aggregate values, then free its state
-//!       ──► split rows by window
-//!       ──► per window: GroupValues::intern(keys),
-//!           GroupsAccumulator::update_batch(args)
+//!   per batch, row by row (vectorised per run of rows)
+//!     time ──► slice ──► late?  every window of the slice ended at or before the row's
+//!                               watermark: count them, drop the row; some did: count those
+//!          ──► add the row to its slice's partial aggregate (one update per row, however
+//!              many windows overlap); a new slice registers its windows as pending
+//!     before a row whose watermark reaches a pending window's end, that window fires, so a
+//!     row is never added to a window that has already ended, whatever the batch boundaries
 //!
-//!  state: BTreeMap<(window_end, window_start), WindowState>   — open windows only
-//!         WindowState = DataFusion GroupValues (keys → group ids) + one GroupsAccumulator per
-//!                       aggregate, so memory is bounded by the open windows' groups
+//!   on Watermark(w): fire pending windows with end <= w, in (end, start) order
+//!     fire(window) = merge the frozen partials of its slices, evaluate, emit;
+//!                    a TUMBLE window is its one slice: evaluated directly
+//!     then drop slices whose last window has fired
+//!
+//!   state: slices  BTreeMap<slice start, Slice { live partial, frozen partials }>
+//!          pending BTreeSet<(window end, window start)>
+//!   Both hold open windows only; memory is bounded by them.
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
-use datafusion_common::arrow::compute::{cast, take};
-use datafusion_common::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
+use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt32Array};
+use datafusion_common::arrow::compute::cast;
+use datafusion_common::arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, TimeUnit};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::ScalarValue;
-use datafusion_expr::{EmitTo, GroupsAccumulator};
-use datafusion_physical_expr::aggregate::AggregateFunctionExpr;
-use datafusion_physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
-use datafusion_physical_plan::aggregates::group_values::{new_group_values, GroupValues};
-use datafusion_physical_plan::aggregates::order::GroupOrdering;
+use datafusion_physical_expr::PhysicalExpr;
+use weir_sql::{WindowColumn, WindowSpec};
 
+use crate::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
+use crate::window_assign::Assigner;
 
-/// One aggregate: the function, its argument expressions and its optional `FILTER (WHERE …)`.
-pub struct AggregateSpec {
-    /// The physical aggregate (creates accumulators).
-    pub function: Arc<AggregateFunctionExpr>,
-    /// Argument expressions.
-    pub args: Vec<Arc<dyn PhysicalExpr>>,
-    /// `FILTER (WHERE …)`.
-    pub filter: Option<Arc<dyn PhysicalExpr>>,
-}
+const MILLI: Nanos = 1_000_000;
 
-/// Where the window bounds are among the group expressions.
+/// How the operator finds each row's window, and where the window bounds go in its output.
 pub struct WindowLayout {
-    /// Index of the window start among the group expressions.
-    pub start: Option<usize>,
-    /// Index of the window end among the group expressions.
-    pub end: Option<usize>,
-    /// Window length in nanoseconds.
-    pub size_nanos: Nanos,
+    /// Evaluates to a time inside the row's window(s) once `time_offset` is added.
+    pub time: Arc<dyn PhysicalExpr>,
+    /// Added to `time`, in nanoseconds.
+    pub time_offset: Nanos,
+    /// Group expressions that are window bounds (position among the group columns, bound).
+    pub window_columns: Vec<(usize, WindowColumn)>,
+    /// The window.
+    pub window: WindowSpec,
 }
 
-struct WindowState {
-    start: Nanos,
-    end: Nanos,
-    groups: Option<Box<dyn GroupValues>>,
-    num_groups: usize,
-    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+#[derive(Default)]
+struct Slice {
+    live: Option<Partial>,
+    frozen: Vec<Frozen>,
 }
 
-/// The window aggregate operator.
+/// The window aggregate operator for the slicing window kinds.
 pub struct WindowAggregateOp {
-    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    /// Group expressions that are keys (not window bounds).
+    key_exprs: Vec<Arc<dyn PhysicalExpr>>,
     layout: WindowLayout,
-    aggregates: Vec<AggregateSpec>,
-    key_schema: SchemaRef,
+    assigner: Assigner,
+    aggregates: Aggregates,
     output_schema: SchemaRef,
-    windows: BTreeMap<(Nanos, Nanos), WindowState>,
+    num_group_columns: usize,
+    slices: BTreeMap<Nanos, Slice>,
+    pending: BTreeSet<(Nanos, Nanos)>,
     watermark: Nanos,
     metrics: Arc<Metrics>,
     group_ids: Vec<usize>,
 }
 
 impl WindowAggregateOp {
-    /// Build the operator. `output_schema` is group columns then aggregate columns; the key
-    /// schema is derived from it (group columns that are not window bounds).
+    /// Build the operator. `output_schema` is group columns then aggregate columns.
     pub fn new(
         group_exprs: Vec<Arc<dyn PhysicalExpr>>,
         layout: WindowLayout,
@@ -85,98 +84,130 @@ impl WindowAggregateOp {
         output_schema: SchemaRef,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
-        if layout.start.is_none() && layout.end.is_none() {
+        if layout.window_columns.is_empty() {
             return Err(RuntimeError::Internal("window aggregate without window bounds".into()));
         }
-        let key_fields: Vec<_> = (0..group_exprs.len())
-            .filter(|i| Some(*i) != layout.start && Some(*i) != layout.end)
-            .map(|i| output_schema.field(i).clone())
-            .collect();
-        let key_schema = Arc::new(datafusion_common::arrow::datatypes::Schema::new(key_fields));
+        let is_bound = |i: usize| layout.window_columns.iter().any(|(c, _)| *c == i);
+        let num_group_columns = group_exprs.len();
+        let key_fields: Vec<_> =
+            (0..num_group_columns).filter(|i| !is_bound(*i)).map(|i| output_schema.field(i).clone()).collect();
+        let key_exprs =
+            group_exprs.into_iter().enumerate().filter(|(i, _)| !is_bound(*i)).map(|(_, e)| e).collect();
+        let assigner = Assigner::new(&layout.window)?;
         Ok(Self {
-            group_exprs,
+            key_exprs,
+            assigner,
             layout,
-            aggregates,
-            key_schema,
+            aggregates: Aggregates::new(Arc::new(Schema::new(key_fields)), aggregates),
             output_schema,
-            windows: BTreeMap::new(),
+            num_group_columns,
+            slices: BTreeMap::new(),
+            pending: BTreeSet::new(),
             watermark: NO_WATERMARK,
             metrics,
             group_ids: Vec::new(),
         })
     }
 
-    fn new_window(&self, start: Nanos, end: Nanos) -> Result<WindowState> {
-        let groups = if self.key_schema.fields().is_empty() {
-            None
-        } else {
-            Some(new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?)
-        };
-        let accumulators = self
-            .aggregates
-            .iter()
-            .map(|a| -> Result<Box<dyn GroupsAccumulator>> {
-                if a.function.groups_accumulator_supported() {
-                    Ok(a.function.create_groups_accumulator()?)
-                } else {
-                    let f = Arc::clone(&a.function);
-                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || f.create_accumulator())))
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(WindowState { start, end, groups, num_groups: 0, accumulators })
+    /// Event time (inside the row's window) of every row, in nanoseconds.
+    fn times(&self, batch: &RecordBatch) -> Result<Int64Array> {
+        let t = self.layout.time.evaluate(batch)?.into_array(batch.num_rows())?;
+        let ns = to_nanos(&t)?;
+        let offset = self.layout.time_offset;
+        Ok(if offset == 0 { ns } else { ns.unary(|v| v.saturating_add(offset)) })
     }
 
-    /// Window bounds of every row, in nanoseconds.
-    fn bounds(&self, groups: &[ArrayRef]) -> Result<(Int64Array, Int64Array)> {
-        let size = self.layout.size_nanos;
-        match (self.layout.start, self.layout.end) {
-            (Some(s), Some(e)) => Ok((to_nanos(&groups[s])?, to_nanos(&groups[e])?)),
-            (Some(s), None) => {
-                let start = to_nanos(&groups[s])?;
-                let end = start.unary(|v| v.saturating_add(size));
-                Ok((start, end))
+    /// Add the rows collected for each slice to its live partial.
+    fn flush(&mut self, buckets: &mut Vec<(Nanos, Vec<u32>)>, input: &AggregateInput) -> Result<()> {
+        for (start, rows) in buckets.drain(..) {
+            let slice = self.slices.entry(start).or_default();
+            let partial = match &mut slice.live {
+                Some(p) => p,
+                None => slice.live.insert(self.aggregates.partial()?),
+            };
+            if rows.len() == input.rows {
+                partial.update(input, None, &mut self.group_ids)?;
+            } else {
+                partial.update(input, Some(&UInt32Array::from(rows)), &mut self.group_ids)?;
             }
-            (None, Some(e)) => {
-                let end = to_nanos(&groups[e])?;
-                let start = end.unary(|v| v.saturating_sub(size));
-                Ok((start, end))
-            }
-            (None, None) => Err(RuntimeError::Internal("window aggregate without window bounds".into())),
         }
+        Ok(())
     }
 
+    /// Fire every pending window that ends at or before `watermark`, then drop the slices no
+    /// window needs any more.
     fn fire_until(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
-        while let Some(entry) = self.windows.first_entry() {
-            if entry.key().0 > watermark {
+        while let Some(&(end, start)) = self.pending.first() {
+            if end > watermark {
                 break;
             }
-            let window = entry.remove();
-            let batch = self.emit(window)?;
+            self.pending.pop_first();
+            let batch = self.fire(start, end)?;
             Metrics::add(&self.metrics.windows_fired, 1);
             if batch.num_rows() > 0 {
                 out.push(Message::Data(StreamBatch::new(batch)));
             }
         }
-        self.metrics.open_windows.store(self.windows.len() as u64, Ordering::Relaxed);
+        while let Some(entry) = self.slices.first_entry() {
+            match self.assigner.end_range(*entry.key()) {
+                Some((_, last)) if last > watermark => break,
+                _ => {
+                    entry.remove();
+                }
+            }
+        }
+        self.metrics.open_windows.store(self.pending.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
-    fn emit(&self, mut w: WindowState) -> Result<RecordBatch> {
-        let n = w.num_groups;
-        let mut keys = match &mut w.groups {
-            Some(g) => g.emit(EmitTo::All)?.into_iter(),
-            None => Vec::new().into_iter(),
+    fn fire(&mut self, start: Nanos, end: Nanos) -> Result<RecordBatch> {
+        let partial = if self.assigner.single_slice_windows() {
+            match self.slices.remove(&start) {
+                Some(Slice { live: Some(p), frozen }) if frozen.is_empty() => p,
+                Some(slice) => self.merged(std::iter::once(slice))?,
+                None => self.aggregates.partial()?,
+            }
+        } else {
+            for slice in self.slices.range_mut(start..end).map(|(_, s)| s) {
+                if let Some(live) = slice.live.take() {
+                    slice.frozen.push(live.freeze()?);
+                }
+            }
+            let mut partial = self.aggregates.partial()?;
+            for slice in self.slices.range(start..end).map(|(_, s)| s) {
+                for f in &slice.frozen {
+                    partial.merge(f, &mut self.group_ids)?;
+                }
+            }
+            partial
         };
+        self.emit(start, end, partial)
+    }
+
+    fn merged(&mut self, slices: impl Iterator<Item = Slice>) -> Result<Partial> {
+        let mut partial = self.aggregates.partial()?;
+        for slice in slices {
+            let frozen = slice.frozen.into_iter().chain(slice.live.map(Partial::freeze).transpose()?);
+            for f in frozen {
+                partial.merge(&f, &mut self.group_ids)?;
+            }
+        }
+        Ok(partial)
+    }
+
+    fn emit(&self, start: Nanos, end: Nanos, partial: Partial) -> Result<RecordBatch> {
+        let (keys, values, n) = partial.evaluate()?;
+        if n == 0 {
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.output_schema)));
+        }
+        let mut keys = keys.into_iter();
         let mut columns = Vec::with_capacity(self.output_schema.fields().len());
-        for i in 0..self.group_exprs.len() {
-            let bound = if Some(i) == self.layout.start {
-                Some(w.start)
-            } else if Some(i) == self.layout.end {
-                Some(w.end)
-            } else {
-                None
-            };
+        for i in 0..self.num_group_columns {
+            let bound = self.layout.window_columns.iter().find(|(c, _)| *c == i).map(|(_, b)| match b {
+                WindowColumn::Start => start,
+                WindowColumn::End => end,
+                WindowColumn::Time => end.saturating_sub(MILLI),
+            });
             match bound {
                 Some(ns) => {
                     let t = self.output_schema.field(i).data_type();
@@ -185,61 +216,20 @@ impl WindowAggregateOp {
                 None => columns.push(keys.next().ok_or_else(|| RuntimeError::Internal("missing group column".into()))?),
             }
         }
-        for acc in &mut w.accumulators {
-            columns.push(acc.evaluate(EmitTo::All)?);
-        }
+        columns.extend(values);
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         Ok(RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?)
     }
 
-    fn accumulate(
-        &mut self,
-        key: (Nanos, Nanos),
-        rows: Option<&UInt32Array>,
-        batch_rows: usize,
-        keys: &[ArrayRef],
-        args: &[Vec<ArrayRef>],
-        filters: &[Option<BooleanArray>],
-    ) -> Result<()> {
-        let pick = |a: &ArrayRef| -> Result<ArrayRef> {
-            match rows {
-                Some(r) => Ok(take(a.as_ref(), r, None)?),
-                None => Ok(Arc::clone(a)),
-            }
-        };
-        let keys: Vec<ArrayRef> = keys.iter().map(pick).collect::<Result<_>>()?;
-        let m = rows.map(|r| r.len()).unwrap_or(batch_rows);
-        if !self.windows.contains_key(&key) {
-            let w = self.new_window(key.1, key.0)?;
-            self.windows.insert(key, w);
-            self.metrics.open_windows.store(self.windows.len() as u64, Ordering::Relaxed);
-        }
-        let mut group_ids = std::mem::take(&mut self.group_ids);
-        let Some(window) = self.windows.get_mut(&key) else {
-            return Err(RuntimeError::Internal("window vanished".into()));
-        };
-        match &mut window.groups {
-            Some(g) => {
-                g.intern(&keys, &mut group_ids)?;
-                window.num_groups = g.len();
-            }
-            None => {
-                group_ids.clear();
-                group_ids.resize(m, 0);
-                window.num_groups = 1;
+    /// A slice seen for the first time: its windows that can still fire become pending.
+    fn open_slice(&mut self, start: Nanos, watermark: Nanos) {
+        self.slices.entry(start).or_default();
+        for w in self.assigner.windows(start) {
+            if w.1 > watermark {
+                self.pending.insert((w.1, w.0));
             }
         }
-        for ((acc, a), f) in window.accumulators.iter_mut().zip(args).zip(filters) {
-            let values: Vec<ArrayRef> = a.iter().map(pick).collect::<Result<_>>()?;
-            let filter = match (f, rows) {
-                (Some(f), Some(r)) => Some(take(f, r, None)?.as_boolean().clone()),
-                (Some(f), None) => Some(f.clone()),
-                (None, _) => None,
-            };
-            acc.update_batch(&values, &group_ids, filter.as_ref(), window.num_groups)?;
-        }
-        self.group_ids = group_ids;
-        Ok(())
+        self.metrics.open_windows.store(self.pending.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -271,83 +261,72 @@ impl Operator for WindowAggregateOp {
         "WindowAggregate"
     }
 
-    fn process_batch(&mut self, input: StreamBatch, _out: &mut Vec<Message>) -> Result<()> {
+    fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let batch = &input.batch;
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
         }
-        let groups = self
-            .group_exprs
+        let times = self.times(batch)?;
+        let keys = self
+            .key_exprs
             .iter()
             .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
             .collect::<datafusion_common::Result<Vec<_>>>()?;
-        let (starts, ends) = self.bounds(&groups)?;
-        let keys: Vec<ArrayRef> = groups
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| Some(*i) != self.layout.start && Some(*i) != self.layout.end)
-            .map(|(_, a)| Arc::clone(a))
-            .collect();
-        let args = self
-            .aggregates
-            .iter()
-            .map(|a| a.args.iter().map(|e| e.evaluate(batch).and_then(|v| v.into_array(n))).collect())
-            .collect::<datafusion_common::Result<Vec<Vec<_>>>>()?;
-        let filters = self
-            .aggregates
-            .iter()
-            .map(|a| match &a.filter {
-                Some(f) => {
-                    let v = f.evaluate(batch)?.into_array(n)?;
-                    Ok(Some(v.as_boolean().clone()))
-                }
-                None => Ok(None),
-            })
-            .collect::<datafusion_common::Result<Vec<_>>>()?;
+        let agg_input = self.aggregates.input(keys, batch)?;
 
-        // Assign rows to windows; a batch usually touches one or two windows, so a short list
-        // searched from the last hit beats hashing.
-        let mut buckets: Vec<((Nanos, Nanos), Vec<u32>)> = Vec::new();
+        // Rows go to per-slice buckets; a batch usually touches one or two slices, so a short
+        // list searched from the last hit beats hashing.
+        let mut buckets: Vec<(Nanos, Vec<u32>)> = Vec::new();
         let mut last = 0usize;
         let (mut late, mut null_time) = (0u64, 0u64);
         let row_wm = input.row_watermarks.as_deref();
+        let mut next_end = self.pending.first().map(|w| w.0).unwrap_or(Nanos::MAX);
         for i in 0..n {
-            if starts.is_null(i) || ends.is_null(i) {
+            if times.is_null(i) {
                 null_time += 1;
                 continue;
             }
-            let (s, e) = (starts.value(i), ends.value(i));
+            let t = times.value(i);
             let wm = row_wm.map(|w| w.value(i)).unwrap_or(NO_WATERMARK).max(self.watermark);
-            if e <= wm {
-                late += 1;
+            if wm >= next_end {
+                // windows end before this row: close them with the rows that came before it
+                self.flush(&mut buckets, &agg_input)?;
+                self.fire_until(wm, out)?;
+                next_end = self.pending.first().map(|w| w.0).unwrap_or(Nanos::MAX);
+            }
+            let s = self.assigner.slice_start(t);
+            let Some((first_end, last_end)) = self.assigner.end_range(s) else {
+                continue; // in a gap between hopping windows (size < slide): in no window
+            };
+            if last_end <= wm {
+                late += self.assigner.windows(s).len() as u64;
                 continue;
             }
-            let key = (e, s);
-            if buckets.get(last).map(|b| b.0) != Some(key) {
-                match buckets.iter().position(|b| b.0 == key) {
+            if first_end <= wm {
+                late += self.assigner.windows(s).iter().filter(|w| w.1 <= wm).count() as u64;
+            }
+            if buckets.get(last).map(|b| b.0) != Some(s) {
+                match buckets.iter().position(|b| b.0 == s) {
                     Some(p) => last = p,
                     None => {
-                        buckets.push((key, Vec::new()));
+                        if !self.slices.contains_key(&s) {
+                            self.open_slice(s, wm);
+                            next_end = self.pending.first().map(|w| w.0).unwrap_or(Nanos::MAX);
+                        }
+                        buckets.push((s, Vec::new()));
                         last = buckets.len() - 1;
                     }
                 }
             }
             buckets[last].1.push(i as u32);
         }
+        self.flush(&mut buckets, &agg_input)?;
         if late > 0 {
             Metrics::add(&self.metrics.late_rows, late);
         }
         if null_time > 0 {
             Metrics::add(&self.metrics.null_time_rows, null_time);
-        }
-        for (key, rows) in buckets {
-            if rows.len() == n {
-                self.accumulate(key, None, n, &keys, &args, &filters)?;
-            } else {
-                let rows = UInt32Array::from(rows);
-                self.accumulate(key, Some(&rows), n, &keys, &args, &filters)?;
-            }
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use datafusion_expr::Expr;
 use serde::Serialize;
 
 use crate::catalog::{sql_type_name, TableDef};
-use crate::window_fn::format_duration;
+use crate::window_fn::{format_duration, WindowKind};
 
 /// Where a pipeline reads from.
 #[derive(Debug, Clone)]
@@ -30,21 +30,54 @@ pub struct SourceNode {
     pub output_schema: DFSchemaRef,
 }
 
-/// Kind and size of an event-time window.
+/// Kind and size of an event-time window. All windows but sessions are aligned to the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum WindowSpec {
-    /// Fixed-size, non-overlapping windows aligned to the epoch.
+    /// Fixed-size, non-overlapping windows `[k·size, (k+1)·size)`.
     Tumble {
         /// Window length in nanoseconds.
         size_nanos: i64,
     },
+    /// Fixed-size windows `[k·slide, k·slide + size)`, one starting every `slide`; a row
+    /// belongs to every window containing it.
+    Hop {
+        /// Distance between window starts, in nanoseconds.
+        slide_nanos: i64,
+        /// Window length in nanoseconds.
+        size_nanos: i64,
+    },
+    /// Windows `[k·max, k·max + j·step)` for `j = 1 … max/step`: a window that grows by `step`
+    /// until it reaches `max_size`, then starts again.
+    Cumulate {
+        /// Growth step in nanoseconds.
+        step_nanos: i64,
+        /// Largest window, in nanoseconds (a multiple of the step).
+        max_size_nanos: i64,
+    },
+    /// Per key, rows less than `gap` apart form one session `[first, last + gap)`.
+    Session {
+        /// Inactivity gap in nanoseconds.
+        gap_nanos: i64,
+    },
 }
 
 impl WindowSpec {
-    /// The length of every window.
-    pub fn size_nanos(&self) -> i64 {
-        match self {
-            WindowSpec::Tumble { size_nanos } => *size_nanos,
+    /// The window of `kind` with the given interval arguments (in SQL order), checked.
+    pub fn new(kind: WindowKind, nanos: &[i64]) -> Result<Self, String> {
+        if nanos.iter().any(|n| *n <= 0) {
+            return Err("window sizes must be positive intervals".into());
+        }
+        match (kind, nanos) {
+            (WindowKind::Tumble, [size]) => Ok(WindowSpec::Tumble { size_nanos: *size }),
+            (WindowKind::Hop, [slide, size]) => Ok(WindowSpec::Hop { slide_nanos: *slide, size_nanos: *size }),
+            (WindowKind::Cumulate, [step, max]) if max % step != 0 => Err(format!(
+                "the max size ({}) must be a multiple of the step ({})",
+                format_duration(*max),
+                format_duration(*step)
+            )),
+            (WindowKind::Cumulate, [step, max]) => Ok(WindowSpec::Cumulate { step_nanos: *step, max_size_nanos: *max }),
+            (WindowKind::Session, [gap]) => Ok(WindowSpec::Session { gap_nanos: *gap }),
+            (kind, _) => Err(format!("{} takes a time column and {} intervals", kind.sql_name(), kind.interval_args())),
         }
     }
 }
@@ -53,8 +86,29 @@ impl fmt::Display for WindowSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WindowSpec::Tumble { size_nanos } => write!(f, "TUMBLE(size {})", format_duration(*size_nanos)),
+            WindowSpec::Hop { slide_nanos, size_nanos } => {
+                write!(f, "HOP(slide {}, size {})", format_duration(*slide_nanos), format_duration(*size_nanos))
+            }
+            WindowSpec::Cumulate { step_nanos, max_size_nanos } => write!(
+                f,
+                "CUMULATE(step {}, max size {})",
+                format_duration(*step_nanos),
+                format_duration(*max_size_nanos)
+            ),
+            WindowSpec::Session { gap_nanos } => write!(f, "SESSION(gap {})", format_duration(*gap_nanos)),
         }
     }
+}
+
+/// Which bound of the window a group column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum WindowColumn {
+    /// `window_start` (inclusive).
+    Start,
+    /// `window_end` (exclusive).
+    End,
+    /// `window_time`: `window_end` − 1 ms, the rowtime of the window's result.
+    Time,
 }
 
 /// An aggregate over event-time windows, emitted once per window when the watermark passes
@@ -67,10 +121,15 @@ pub struct WindowAggregate {
     pub time_column: String,
     /// Group expressions, including the window bound(s).
     pub group_exprs: Vec<Expr>,
-    /// Index in `group_exprs` of the window start, if grouped by it.
-    pub window_start: Option<usize>,
-    /// Index in `group_exprs` of the window end, if grouped by it.
-    pub window_end: Option<usize>,
+    /// Which of `group_exprs` are window bounds, and which bound each is. The window
+    /// aggregate computes their values itself; the others are the grouping keys.
+    pub window_columns: Vec<(usize, WindowColumn)>,
+    /// An expression over the input whose value, plus `time_offset_nanos`, is an event time
+    /// inside the row's window (for a tumbling window planned from a TVF it is a window bound
+    /// column; otherwise the event time itself).
+    pub time: Expr,
+    /// Added to `time` (e.g. −1 ns when `time` is a window end).
+    pub time_offset_nanos: i64,
     /// Aggregate expressions (DataFusion aggregate functions).
     pub aggr_exprs: Vec<Expr>,
     /// Schema the expressions are evaluated against.
@@ -177,7 +236,7 @@ impl StreamPlan {
                         .group_exprs
                         .iter()
                         .enumerate()
-                        .filter(|(i, _)| Some(*i) != w.window_start && Some(*i) != w.window_end)
+                        .filter(|(i, _)| !w.window_columns.iter().any(|(c, _)| c == i))
                         .map(|(_, e)| show(e))
                         .collect();
                     let aggs: Vec<String> = w.aggr_exprs.iter().map(show).collect();

@@ -13,7 +13,8 @@ use datafusion_common::arrow::datatypes::{DataType, TimeUnit};
 use datafusion_common::config::ConfigOptions;
 use datafusion_common::{Column, DFSchema};
 use datafusion_expr::logical_plan::Aggregate;
-use datafusion_expr::{Expr, LogicalPlan};
+use datafusion_common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion_expr::{Expr, LogicalPlan, Operator};
 use datafusion_optimizer::analyzer::Analyzer;
 use datafusion_optimizer::optimize_projections::OptimizeProjections;
 use datafusion_optimizer::simplify_expressions::SimplifyExpressions;
@@ -27,10 +28,10 @@ use datafusion_sql::sqlparser::tokenizer::Location;
 use crate::catalog::{schema_of, Catalog, TableDef, WatermarkDef};
 use crate::error::{Result, SqlError};
 use crate::parser::{parse_script, CreateTable, Stmt};
-use crate::plan::{SinkNode, SourceNode, StreamOp, StreamPlan, WindowAggregate, WindowSpec};
+use crate::plan::{show, SinkNode, SourceNode, StreamOp, StreamPlan, WindowAggregate, WindowColumn, WindowSpec};
 use crate::provider::{FunctionRegistry, Provider};
 use crate::rewrite::rewrite_group_windows;
-use crate::window_fn::{fixed_interval_nanos, interval_nanos, TUMBLE_END, TUMBLE_START};
+use crate::window_fn::{fixed_interval_nanos, interval_nanos, window_function, Bound, WindowKind};
 
 /// The outcome of planning one statement.
 #[derive(Debug, Clone)]
@@ -204,6 +205,16 @@ impl Planner {
                 .at(location)
                 .with_hint("streaming queries read from a table declared with CREATE TABLE"));
         };
+        for c in plan.schema().columns() {
+            if let Some((def, _)) = trace_column(&c, &plan) {
+                if let Some(name) = carried_time(&def).and(marker_name(&def)) {
+                    return Err(SqlError::not_supported(format!("{} rows without an aggregate", name)).at(location).with_hint(
+                        "a row belongs to several HOP/CUMULATE windows, and a session is known only once it closes; \
+                         aggregate them: … GROUP BY window_start, window_end, …",
+                    ));
+                }
+            }
+        }
         let mut ops = builder.ops;
         if let SinkNode::Table(def) = &sink {
             let input = ops.last().map(StreamOp::output_schema).unwrap_or(&source.output_schema).clone();
@@ -336,8 +347,19 @@ impl PipelineBuilder<'_> {
             }
             LogicalPlan::Projection(p) => {
                 self.convert(&p.input)?;
+                let mut exprs = Vec::with_capacity(p.expr.len());
+                for (e, (q, f)) in p.expr.iter().zip(p.schema.iter()) {
+                    if let Some(time) = carried_time(e) {
+                        exprs.push(time.alias_qualified(q.cloned(), f.name()));
+                    } else {
+                        if !matches!(e.clone().unalias(), Expr::Column(_)) {
+                            refuse_window_markers(e, &p.input)?;
+                        }
+                        exprs.push(e.clone());
+                    }
+                }
                 self.ops.push(StreamOp::Project {
-                    exprs: p.expr.clone(),
+                    exprs,
                     input_schema: Arc::clone(p.input.schema()),
                     output_schema: Arc::clone(&p.schema),
                 });
@@ -345,6 +367,7 @@ impl PipelineBuilder<'_> {
             }
             LogicalPlan::Filter(f) => {
                 self.convert(&f.input)?;
+                refuse_window_markers(&f.predicate, &f.input)?;
                 self.ops.push(StreamOp::Filter {
                     predicate: f.predicate.clone(),
                     input_schema: Arc::clone(f.input.schema()),
@@ -378,11 +401,15 @@ impl PipelineBuilder<'_> {
             return Err(SqlError::not_supported("GROUPING SETS, ROLLUP and CUBE"));
         }
         let mut window: Option<(WindowSpec, String)> = None;
-        let (mut start, mut end) = (None, None);
+        let mut window_columns = Vec::new();
+        let mut time: Option<(Expr, i64)> = None;
         for (i, g) in agg.group_expr.iter().enumerate() {
-            let Some(bound) = resolve_window_bound(g, &agg.input)? else { continue };
+            let Some(bound) = resolve_window_bound(g, &agg.input)? else {
+                refuse_window_markers(g, &agg.input)?;
+                continue;
+            };
             let time_column = self.check_time_column(&bound.time, bound.plan)?;
-            let spec = WindowSpec::Tumble { size_nanos: bound.size_nanos };
+            let spec = bound.spec;
             match &window {
                 Some((w, t)) if *w != spec || *t != time_column => {
                     return Err(SqlError::not_supported(format!(
@@ -391,23 +418,43 @@ impl PipelineBuilder<'_> {
                 }
                 _ => window = Some((spec, time_column)),
             }
-            match bound.name {
-                TUMBLE_START => start = Some(i),
-                _ => end = Some(i),
+            window_columns.push((i, bound.column));
+            if time.is_none() {
+                time = Some(if bound.direct {
+                    (bound.time.clone(), 0)
+                } else {
+                    // a column computed below: a tumbling window's bound, or (for the other
+                    // kinds) the event time the pipeline carries in the window column
+                    let offset = match (spec, bound.column) {
+                        (WindowSpec::Tumble { .. }, WindowColumn::Start) => 0,
+                        (WindowSpec::Tumble { .. }, WindowColumn::End) => -1,
+                        (WindowSpec::Tumble { .. }, WindowColumn::Time) => MILLI - 1,
+                        _ => 0,
+                    };
+                    (g.clone(), offset)
+                });
             }
         }
-        let Some((window, time_column)) = window else {
+        for e in &agg.aggr_expr {
+            refuse_window_markers(e, &agg.input)?;
+        }
+        let (Some((window, time_column)), Some((time, time_offset_nanos))) = (window, time) else {
             return Err(SqlError::not_supported("aggregation without a window (an updating aggregate)").with_hint(
                 "group by a window: GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), … or \
                  FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) … GROUP BY window_start, window_end, …",
             ));
         };
+        if !window_columns.iter().any(|(_, c)| *c != WindowColumn::Time) && matches!(window, WindowSpec::Session { .. })
+        {
+            return Err(SqlError::plan("a session window needs SESSION_START or SESSION_END in GROUP BY"));
+        }
         Ok(StreamOp::WindowAggregate(WindowAggregate {
             window,
             time_column,
             group_exprs: agg.group_expr.clone(),
-            window_start: start,
-            window_end: end,
+            window_columns,
+            time,
+            time_offset_nanos,
             aggr_exprs: agg.aggr_expr.clone(),
             input_schema: Arc::clone(agg.input.schema()),
             output_schema: Arc::clone(&agg.schema),
@@ -440,33 +487,142 @@ impl PipelineBuilder<'_> {
     }
 }
 
+const MILLI: i64 = 1_000_000;
+
 struct WindowBound<'a> {
-    name: &'static str,
-    size_nanos: i64,
+    spec: WindowSpec,
+    column: WindowColumn,
+    /// The event-time expression, evaluated over `plan`.
     time: Expr,
     plan: &'a LogicalPlan,
+    /// The bound function is called in the expression itself (not in a projection below).
+    direct: bool,
 }
 
-/// If `e` (evaluated over `plan`) is a tumbling-window bound, which one.
+/// A call of a window bound function: its kind, bound, time argument and window.
+fn window_call(e: &Expr) -> Result<Option<(WindowKind, Bound, Expr, WindowSpec)>> {
+    let Expr::ScalarFunction(f) = e else { return Ok(None) };
+    let Some((kind, bound)) = window_function(f.func.name()) else { return Ok(None) };
+    let name = kind.function(bound).to_uppercase();
+    let Some((time, sizes)) = f.args.split_first() else {
+        return Err(SqlError::plan(format!("{name} needs a time column")));
+    };
+    let mut nanos = Vec::with_capacity(sizes.len());
+    for s in sizes {
+        let Expr::Literal(v, _) = s else {
+            return Err(SqlError::plan(format!("{name}: window sizes must be constant INTERVALs, got {}", show(s))));
+        };
+        nanos.push(interval_nanos(v).map_err(SqlError::from)?);
+    }
+    let spec = WindowSpec::new(kind, &nanos).map_err(|m| SqlError::plan(format!("{name}: {m}")))?;
+    Ok(Some((kind, bound, time.clone(), spec)))
+}
+
+/// `window_end - INTERVAL '1' MILLISECOND`: the `window_time` column of a window TVF.
+fn window_time_call(e: &Expr) -> Result<Option<(WindowKind, Expr, WindowSpec)>> {
+    let Expr::BinaryExpr(b) = e else { return Ok(None) };
+    if b.op != Operator::Minus {
+        return Ok(None);
+    }
+    let Expr::Literal(v, _) = b.right.as_ref() else { return Ok(None) };
+    if fixed_interval_nanos(v).ok() != Some(MILLI) {
+        return Ok(None);
+    }
+    match window_call(&b.left)? {
+        Some((kind, Bound::End, time, spec)) => Ok(Some((kind, time, spec))),
+        _ => Ok(None),
+    }
+}
+
+/// If `e` (evaluated over `plan`) is a window bound, which one.
 fn resolve_window_bound<'a>(e: &Expr, plan: &'a LogicalPlan) -> Result<Option<WindowBound<'a>>> {
+    if let Expr::Alias(a) = e {
+        return resolve_window_bound(&a.expr, plan);
+    }
+    if let Some((_, bound, time, spec)) = window_call(e)? {
+        let column = if bound == Bound::Start { WindowColumn::Start } else { WindowColumn::End };
+        return Ok(Some(WindowBound { spec, column, time, plan, direct: true }));
+    }
+    if let Some((_, time, spec)) = window_time_call(e)? {
+        return Ok(Some(WindowBound { spec, column: WindowColumn::Time, time, plan, direct: true }));
+    }
     match e {
-        Expr::Alias(a) => resolve_window_bound(&a.expr, plan),
-        Expr::ScalarFunction(f) if f.func.name() == TUMBLE_START || f.func.name() == TUMBLE_END => {
-            let name = if f.func.name() == TUMBLE_START { TUMBLE_START } else { TUMBLE_END };
-            let [time, Expr::Literal(size, _)] = f.args.as_slice() else {
-                return Err(SqlError::plan(format!(
-                    "{}: the window size must be a constant INTERVAL",
-                    name.to_uppercase()
-                )));
-            };
-            let size_nanos = interval_nanos(size).map_err(SqlError::from)?;
-            Ok(Some(WindowBound { name, size_nanos, time: time.clone(), plan }))
-        }
         Expr::Column(c) => match trace_column(c, plan) {
-            Some((def, below)) if !matches!(def, Expr::Column(_)) => resolve_window_bound(&def, below),
+            Some((def, below)) if !matches!(def, Expr::Column(_)) => {
+                Ok(resolve_window_bound(&def, below)?.map(|b| WindowBound { direct: false, ..b }))
+            }
             _ => Ok(None),
         },
         _ => Ok(None),
+    }
+}
+
+/// `HOP`, `CUMULATE` or `SESSION`, for the window whose bound `e` (or `e - 1 ms`) is.
+fn marker_name(e: &Expr) -> Option<&'static str> {
+    let e = match e {
+        Expr::BinaryExpr(b) => b.left.as_ref(),
+        e => e,
+    };
+    match e {
+        Expr::ScalarFunction(f) => window_function(f.func.name()).map(|(k, _)| k.sql_name()),
+        _ => None,
+    }
+}
+
+/// A bound of a window that has no per-row value (HOP, CUMULATE, SESSION).
+fn is_marker(e: &Expr) -> bool {
+    matches!(e, Expr::ScalarFunction(f) if window_function(f.func.name()).is_some_and(|(k, _)| k != WindowKind::Tumble))
+}
+
+/// The event time a projection carries instead of a marker window column: `hop_start(ts, …)`,
+/// `hop_end(ts, …)` and `hop_end(ts, …) - 1 ms` all become `ts`. The window aggregate that
+/// groups by the column computes the real bounds from it.
+fn carried_time(e: &Expr) -> Option<Expr> {
+    let e = match e {
+        Expr::Alias(a) => a.expr.as_ref(),
+        e => e,
+    };
+    let call = match e {
+        Expr::BinaryExpr(b) if b.op == Operator::Minus && is_marker(&b.left) => b.left.as_ref(),
+        e if is_marker(e) => e,
+        _ => return None,
+    };
+    match call {
+        Expr::ScalarFunction(f) => f.args.first().cloned(),
+        _ => None,
+    }
+}
+
+/// Refuse an expression that computes with a HOP/CUMULATE/SESSION window column, which has
+/// no per-row value.
+fn refuse_window_markers(e: &Expr, input: &LogicalPlan) -> Result<()> {
+    let mut found = None;
+    let _ = e.apply(|x| {
+        if let Expr::ScalarFunction(f) = x {
+            if is_marker(x) {
+                found = Some(f.func.name().to_uppercase());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        if let Expr::Column(c) = x {
+            if let Some((def, _)) = trace_column(c, input) {
+                if carried_time(&def).is_some() {
+                    found = Some(c.name.clone());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    match found {
+        None => Ok(()),
+        Some(name) => Err(SqlError::not_supported(format!(
+            "using {name} of a HOP, CUMULATE or SESSION window before the window is aggregated"
+        ))
+        .with_hint(
+            "a row belongs to several such windows, so the bounds exist only as GROUP BY keys: \
+             GROUP BY window_start, window_end, … and compute with them in an outer query",
+        )),
     }
 }
 

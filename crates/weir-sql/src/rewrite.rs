@@ -4,7 +4,9 @@
 //! `GROUP BY tumble_start(ts, size), tumble_end(ts, size), k`: grouping by both bounds is the
 //! same grouping (the end is a function of the start) and lets the select list use
 //! `TUMBLE_START(ts, size)` and `TUMBLE_END(ts, size)`, which are the functions of the same
-//! names. Unaliased `TUMBLE_START`/`TUMBLE_END` items are named `window_start`/`window_end`.
+//! names. `HOP(ts, slide, size)` and `SESSION(ts, gap)` become `hop_start/hop_end` and
+//! `session_start/session_end` the same way. Unaliased `…_START`/`…_END` items are named
+//! `window_start`/`window_end`.
 
 use datafusion_sql::sqlparser::ast::{
     Expr as SqlExpr, Function, GroupByExpr, Ident, ObjectName, Query, Select, SelectItem, SetExpr, Spanned, TableFactor,
@@ -75,15 +77,16 @@ fn rewrite_select(select: &mut Select) -> Result<()> {
     let mut windowed = false;
     for e in exprs.drain(..) {
         match function_name(&e) {
-            Some((name, f)) if name == "TUMBLE" => {
-                out.push(renamed(f, "tumble_start"));
-                out.push(renamed(f, "tumble_end"));
+            Some((name, f)) if name == "TUMBLE" || name == "HOP" || name == "SESSION" => {
+                let lower = name.to_lowercase();
+                out.push(renamed(f, &format!("{lower}_start")));
+                out.push(renamed(f, &format!("{lower}_end")));
                 windowed = true;
             }
-            Some((name, _)) if name == "HOP" || name == "SESSION" => {
-                return Err(SqlError::not_supported(format!("{name} group windows"))
+            Some((name, _)) if name == "CUMULATE" => {
+                return Err(SqlError::not_supported("CUMULATE as a group window")
                     .at_span(e.span())
-                    .with_hint("use GROUP BY TUMBLE(time_column, size) for now"));
+                    .with_hint("use the table function: FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, max_size)) … GROUP BY window_start, window_end"));
             }
             _ => out.push(e),
         }
@@ -93,8 +96,10 @@ fn rewrite_select(select: &mut Select) -> Result<()> {
         for item in &mut select.projection {
             if let SelectItem::UnnamedExpr(e) = item {
                 let alias = match function_name(e) {
-                    Some((n, _)) if n == "TUMBLE_START" => "window_start",
-                    Some((n, _)) if n == "TUMBLE_END" => "window_end",
+                    Some((n, _)) if ["TUMBLE_START", "HOP_START", "SESSION_START"].contains(&n.as_str()) => {
+                        "window_start"
+                    }
+                    Some((n, _)) if ["TUMBLE_END", "HOP_END", "SESSION_END"].contains(&n.as_str()) => "window_end",
                     _ => continue,
                 };
                 *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: Ident::new(alias) };

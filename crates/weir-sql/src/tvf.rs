@@ -1,10 +1,12 @@
-//! The window table-valued functions (`FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))`),
-//! planned through DataFusion's `RelationPlanner` hook.
+//! The window table-valued functions (`FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))`,
+//! `HOP(…, slide, size)`, `CUMULATE(…, step, max_size)`), planned through DataFusion's
+//! `RelationPlanner` hook.
 //!
 //! A window TVF is a projection: every input column plus `window_start`, `window_end` and
 //! `window_time` (= `window_end` − 1 ms, Flink's rowtime of the window). Grouping by
 //! `window_start, window_end` over it is what the streaming planner turns into a window
-//! aggregate.
+//! aggregate. For HOP and CUMULATE the bound columns are markers (a row is in several
+//! windows), which only a window aggregate can consume.
 
 use std::sync::Arc;
 
@@ -16,62 +18,84 @@ use datafusion_sql::sqlparser::ast::{
     Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, TableFactor,
 };
 
-use crate::window_fn::{interval_nanos, TUMBLE_END, TUMBLE_START};
+use crate::window_fn::{interval_nanos, Bound, WindowKind};
 
-/// Plans `TABLE(TUMBLE(…))`; leaves every other relation to DataFusion.
+/// Plans `TABLE(TUMBLE(…))`, `TABLE(HOP(…))` and `TABLE(CUMULATE(…))`; leaves every other
+/// relation to DataFusion.
 #[derive(Debug, Default)]
 pub struct WindowTvfPlanner;
+
+/// Argument names, as Flink spells them.
+fn argument_names(kind: WindowKind) -> &'static [&'static str] {
+    match kind {
+        WindowKind::Tumble => &["DATA", "TIMECOL", "SIZE"],
+        WindowKind::Hop => &["DATA", "TIMECOL", "SLIDE", "SIZE"],
+        WindowKind::Cumulate => &["DATA", "TIMECOL", "STEP", "SIZE"],
+        WindowKind::Session => &["DATA", "TIMECOL", "GAP"],
+    }
+}
+
+fn usage(kind: WindowKind) -> String {
+    let names = argument_names(kind);
+    format!(
+        "{}(TABLE t, DESCRIPTOR(time_column), {})",
+        kind.sql_name(),
+        names[2..].iter().map(|n| n.to_lowercase()).collect::<Vec<_>>().join(", ")
+    )
+}
 
 impl RelationPlanner for WindowTvfPlanner {
     fn plan_relation(&self, relation: TableFactor, ctx: &mut dyn RelationPlannerContext) -> Result<RelationPlanning> {
         let TableFactor::TableFunction { expr: SqlExpr::Function(func), alias } = &relation else {
             return Ok(RelationPlanning::Original(Box::new(relation)));
         };
-        let name = func.name.to_string().to_uppercase();
-        match name.as_str() {
-            "TUMBLE" => {}
-            "HOP" | "SESSION" | "CUMULATE" => {
-                return datafusion_common::not_impl_err!("the {name} window table function")
-            }
+        let kind = match func.name.to_string().to_uppercase().as_str() {
+            "TUMBLE" => WindowKind::Tumble,
+            "HOP" => WindowKind::Hop,
+            "CUMULATE" => WindowKind::Cumulate,
+            "SESSION" => return datafusion_common::not_impl_err!("the SESSION window table function; use GROUP BY SESSION(time_column, gap), key"),
             _ => return Ok(RelationPlanning::Original(Box::new(relation))),
-        }
+        };
+        let name = kind.sql_name();
+        let names = argument_names(kind);
         let args = match &func.args {
             FunctionArguments::List(list) => list.args.clone(),
-            _ => return plan_err!("TUMBLE takes (TABLE t, DESCRIPTOR(time_column), size)"),
+            _ => return plan_err!("{name} takes {}", usage(kind)),
         };
         let mut table = None;
         let mut time_col = None;
-        let mut size = None;
+        let mut intervals: Vec<Option<Expr>> = vec![None; names.len() - 2];
         for (i, arg) in args.into_iter().enumerate() {
             let (slot, expr) = match arg {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => (i, e),
-                FunctionArg::Named { name, arg: FunctionArgExpr::Expr(e), .. } => {
-                    let slot = match name.value.to_uppercase().as_str() {
-                        "DATA" => 0,
-                        "TIMECOL" => 1,
-                        "SIZE" => 2,
-                        other => return plan_err!("TUMBLE has no argument named {other}"),
-                    };
-                    (slot, e)
+                FunctionArg::Named { name: arg_name, arg: FunctionArgExpr::Expr(e), .. } => {
+                    let upper = arg_name.value.to_uppercase();
+                    match names.iter().position(|n| *n == upper) {
+                        Some(slot) => (slot, e),
+                        None => return plan_err!("{name} has no argument named {upper}; it takes {}", usage(kind)),
+                    }
                 }
-                other => return plan_err!("unexpected TUMBLE argument {other}"),
+                other => return plan_err!("unexpected {name} argument {other}"),
             };
             match slot {
                 0 => table = Some(table_arg(&expr, ctx)?),
                 1 => time_col = Some(descriptor_arg(&expr, ctx)?),
-                2 => {
+                n if n < names.len() => {
                     let e = ctx.sql_to_expr(expr, &DFSchema::empty())?;
                     let Expr::Literal(v, _) = &e else {
-                        return plan_err!("the TUMBLE size must be a constant INTERVAL, got {e}");
+                        return plan_err!("the {name} {} must be a constant INTERVAL, got {e}", names[n].to_lowercase());
                     };
                     interval_nanos(v)?;
-                    size = Some(e);
+                    intervals[n - 2] = Some(e);
                 }
-                _ => return plan_err!("TUMBLE takes three arguments: (TABLE t, DESCRIPTOR(time_column), size)"),
+                _ => return plan_err!("{name} takes {} arguments: {}", names.len(), usage(kind)),
             }
         }
-        let (Some(table), Some(time_col), Some(size)) = (table, time_col, size) else {
-            return plan_err!("TUMBLE takes three arguments: (TABLE t, DESCRIPTOR(time_column), size)");
+        let (Some(table), Some(time_col)) = (table, time_col) else {
+            return plan_err!("{name} takes {} arguments: {}", names.len(), usage(kind));
+        };
+        let Some(intervals) = intervals.into_iter().collect::<Option<Vec<Expr>>>() else {
+            return plan_err!("{name} takes {} arguments: {}", names.len(), usage(kind));
         };
         let source = ctx.context_provider().get_table_source(table.clone())?;
         let scan = LogicalPlanBuilder::scan(table.clone(), source, None)?;
@@ -80,14 +104,16 @@ impl RelationPlanner for WindowTvfPlanner {
             return plan_err!("DESCRIPTOR({time_col}): table '{table}' has no column '{time_col}'");
         }
         let (Some(start_fn), Some(end_fn)) = (
-            ctx.context_provider().get_function_meta(TUMBLE_START),
-            ctx.context_provider().get_function_meta(TUMBLE_END),
+            ctx.context_provider().get_function_meta(kind.function(Bound::Start)),
+            ctx.context_provider().get_function_meta(kind.function(Bound::End)),
         ) else {
             return plan_err!("window functions are not registered");
         };
         let mut exprs: Vec<Expr> = scan.schema().columns().into_iter().map(Expr::Column).collect();
-        let start = start_fn.call(vec![Expr::Column(time.clone()), size.clone()]);
-        let end = end_fn.call(vec![Expr::Column(time), size]);
+        let mut call_args = vec![Expr::Column(time)];
+        call_args.extend(intervals);
+        let start = start_fn.call(call_args.clone());
+        let end = end_fn.call(call_args);
         let one_ms = lit(ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(0, 0, 1_000_000))));
         exprs.push(start.alias("window_start"));
         exprs.push(end.clone().alias("window_end"));

@@ -6,6 +6,12 @@
 //! projection that adds `window_start`/`window_end`/`window_time` with them, and the group-window
 //! form `GROUP BY TUMBLE(ts, size)` groups by them. The streaming planner recognises them to find
 //! the window of an aggregate.
+//!
+//! `hop_start/hop_end(ts, slide, size)`, `cumulate_start/cumulate_end(ts, step, max_size)` and
+//! `session_start/session_end(ts, gap)` are different: a row belongs to several hopping or
+//! cumulating windows, and a session's bounds depend on other rows, so no per-row value exists.
+//! They are markers the planner recognises in `GROUP BY`; the window aggregate computes the
+//! bounds itself. Evaluating one anywhere else is refused at planning time.
 
 use std::sync::Arc;
 
@@ -21,6 +27,73 @@ use datafusion_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImp
 pub const TUMBLE_START: &str = "tumble_start";
 /// Name of the function returning a tumbling window's end.
 pub const TUMBLE_END: &str = "tumble_end";
+
+/// Name of the function marking a hopping window's start.
+pub const HOP_START: &str = "hop_start";
+/// Name of the function marking a hopping window's end.
+pub const HOP_END: &str = "hop_end";
+/// Name of the function marking a cumulating window's start.
+pub const CUMULATE_START: &str = "cumulate_start";
+/// Name of the function marking a cumulating window's end.
+pub const CUMULATE_END: &str = "cumulate_end";
+/// Name of the function marking a session window's start.
+pub const SESSION_START: &str = "session_start";
+/// Name of the function marking a session window's end.
+pub const SESSION_END: &str = "session_end";
+
+/// The kinds of window a bound function belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WindowKind {
+    /// `TUMBLE(ts, size)`.
+    Tumble,
+    /// `HOP(ts, slide, size)`.
+    Hop,
+    /// `CUMULATE(ts, step, max_size)`.
+    Cumulate,
+    /// `SESSION(ts, gap)`.
+    Session,
+}
+
+impl WindowKind {
+    /// The SQL name (`TUMBLE`, `HOP`, …).
+    pub fn sql_name(&self) -> &'static str {
+        match self {
+            WindowKind::Tumble => "TUMBLE",
+            WindowKind::Hop => "HOP",
+            WindowKind::Cumulate => "CUMULATE",
+            WindowKind::Session => "SESSION",
+        }
+    }
+
+    /// Number of interval arguments after the time column.
+    pub fn interval_args(&self) -> usize {
+        match self {
+            WindowKind::Tumble | WindowKind::Session => 1,
+            WindowKind::Hop | WindowKind::Cumulate => 2,
+        }
+    }
+
+    /// The name of the function returning `bound` of this kind of window.
+    pub fn function(&self, bound: Bound) -> &'static str {
+        match (self, bound) {
+            (WindowKind::Tumble, Bound::Start) => TUMBLE_START,
+            (WindowKind::Tumble, Bound::End) => TUMBLE_END,
+            (WindowKind::Hop, Bound::Start) => HOP_START,
+            (WindowKind::Hop, Bound::End) => HOP_END,
+            (WindowKind::Cumulate, Bound::Start) => CUMULATE_START,
+            (WindowKind::Cumulate, Bound::End) => CUMULATE_END,
+            (WindowKind::Session, Bound::Start) => SESSION_START,
+            (WindowKind::Session, Bound::End) => SESSION_END,
+        }
+    }
+}
+
+/// If `name` is one of the window bound functions, which window and bound.
+pub fn window_function(name: &str) -> Option<(WindowKind, Bound)> {
+    [WindowKind::Tumble, WindowKind::Hop, WindowKind::Cumulate, WindowKind::Session].into_iter().find_map(|k| {
+        [Bound::Start, Bound::End].into_iter().find(|b| k.function(*b) == name).map(|b| (k, b))
+    })
+}
 
 /// Which bound of the window a function returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,7 +123,61 @@ pub fn window_functions() -> Vec<Arc<ScalarUDF>> {
     vec![
         Arc::new(ScalarUDF::from(TumbleBound::new(Bound::Start))),
         Arc::new(ScalarUDF::from(TumbleBound::new(Bound::End))),
+        Arc::new(ScalarUDF::from(WindowMarker::new(WindowKind::Hop, Bound::Start))),
+        Arc::new(ScalarUDF::from(WindowMarker::new(WindowKind::Hop, Bound::End))),
+        Arc::new(ScalarUDF::from(WindowMarker::new(WindowKind::Cumulate, Bound::Start))),
+        Arc::new(ScalarUDF::from(WindowMarker::new(WindowKind::Cumulate, Bound::End))),
+        Arc::new(ScalarUDF::from(WindowMarker::new(WindowKind::Session, Bound::Start))),
+        Arc::new(ScalarUDF::from(WindowMarker::new(WindowKind::Session, Bound::End))),
     ]
+}
+
+/// The bound of a hopping, cumulating or session window: a marker the planner recognises in
+/// `GROUP BY`, with no per-row value.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct WindowMarker {
+    kind: WindowKind,
+    bound: Bound,
+    signature: Signature,
+}
+
+impl WindowMarker {
+    /// The marker for `bound` of `kind` windows.
+    pub fn new(kind: WindowKind, bound: Bound) -> Self {
+        Self { kind, bound, signature: Signature::any(1 + kind.interval_args(), Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for WindowMarker {
+    fn name(&self) -> &str {
+        self.kind.function(self.bound)
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> datafusion_common::Result<DataType> {
+        let name = self.name().to_uppercase();
+        match arg_types.split_first() {
+            Some((t @ DataType::Timestamp(_, _), rest)) if rest.iter().all(|t| matches!(t, DataType::Interval(_))) => {
+                Ok(t.clone())
+            }
+            Some((DataType::Timestamp(_, _), _)) => {
+                plan_err!("{name}: the window sizes must be INTERVALs such as INTERVAL '10' SECOND")
+            }
+            Some((t, _)) => plan_err!("{name}: the time column must be a TIMESTAMP, got {t}"),
+            None => plan_err!("{name} takes a time column and {} intervals", self.kind.interval_args()),
+        }
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> datafusion_common::Result<ColumnarValue> {
+        exec_err!(
+            "{} has no value per row: {} windows are computed by the window aggregate (use it in GROUP BY)",
+            self.name().to_uppercase(),
+            self.kind.sql_name()
+        )
+    }
 }
 
 /// Nanoseconds in one unit of `unit`.

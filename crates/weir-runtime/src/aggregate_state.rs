@@ -1,0 +1,208 @@
+//! Partial aggregates: the state every aggregating operator keeps, built from DataFusion's
+//! vectorised `GroupValues` (keys → dense group ids) and `GroupsAccumulator`s.
+//!
+//! ```text
+//!   Partial ──update(rows)──► Partial ──freeze()──► Frozen (keys + intermediate state arrays)
+//!   Partial ──merge(Frozen)─► Partial ──evaluate()─► keys + final values
+//! ```
+//!
+//! A [`Frozen`] partial is immutable and can be merged into any number of partials: a slice of
+//! a hopping window is frozen once and merged into each window containing it; a session that
+//! an out-of-order row bridges into another is frozen and merged into it.
+
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{ArrayRef, AsArray, BooleanArray, UInt32Array};
+use datafusion_common::arrow::compute::take;
+use datafusion_common::arrow::datatypes::SchemaRef;
+use datafusion_common::arrow::record_batch::RecordBatch;
+use datafusion_expr::{EmitTo, GroupsAccumulator};
+use datafusion_physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion_physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
+use datafusion_physical_plan::aggregates::group_values::{new_group_values, GroupValues};
+use datafusion_physical_plan::aggregates::order::GroupOrdering;
+
+use crate::error::Result;
+
+/// One aggregate: the function, its argument expressions and its optional `FILTER (WHERE …)`.
+pub struct AggregateSpec {
+    /// The physical aggregate (creates accumulators).
+    pub function: Arc<AggregateFunctionExpr>,
+    /// Argument expressions.
+    pub args: Vec<Arc<dyn PhysicalExpr>>,
+    /// `FILTER (WHERE …)`.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+}
+
+/// The evaluated inputs of a batch: grouping keys, aggregate arguments and filters.
+pub struct AggregateInput {
+    /// Key columns.
+    pub keys: Vec<ArrayRef>,
+    /// Per aggregate, its argument columns.
+    pub args: Vec<Vec<ArrayRef>>,
+    /// Per aggregate, its filter.
+    pub filters: Vec<Option<BooleanArray>>,
+    /// Rows in the batch.
+    pub rows: usize,
+}
+
+/// Creates partials for a fixed set of keys and aggregates.
+pub struct Aggregates {
+    key_schema: SchemaRef,
+    specs: Vec<AggregateSpec>,
+}
+
+impl Aggregates {
+    /// Aggregates `specs` grouped by keys of `key_schema` (no fields: one global group).
+    pub fn new(key_schema: SchemaRef, specs: Vec<AggregateSpec>) -> Self {
+        Self { key_schema, specs }
+    }
+
+    /// Evaluate keys, arguments and filters over a batch.
+    pub fn input(&self, keys: Vec<ArrayRef>, batch: &RecordBatch) -> Result<AggregateInput> {
+        let n = batch.num_rows();
+        let args = self
+            .specs
+            .iter()
+            .map(|a| a.args.iter().map(|e| e.evaluate(batch).and_then(|v| v.into_array(n))).collect())
+            .collect::<datafusion_common::Result<Vec<Vec<_>>>>()?;
+        let filters = self
+            .specs
+            .iter()
+            .map(|a| match &a.filter {
+                Some(f) => Ok(Some(f.evaluate(batch)?.into_array(n)?.as_boolean().clone())),
+                None => Ok(None),
+            })
+            .collect::<datafusion_common::Result<Vec<_>>>()?;
+        Ok(AggregateInput { keys, args, filters, rows: n })
+    }
+
+    /// An empty partial.
+    pub fn partial(&self) -> Result<Partial> {
+        let groups = if self.key_schema.fields().is_empty() {
+            None
+        } else {
+            Some(new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?)
+        };
+        let accumulators = self
+            .specs
+            .iter()
+            .map(|a| -> Result<Box<dyn GroupsAccumulator>> {
+                if a.function.groups_accumulator_supported() {
+                    Ok(a.function.create_groups_accumulator()?)
+                } else {
+                    let f = Arc::clone(&a.function);
+                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || f.create_accumulator())))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Partial { groups, num_groups: 0, accumulators })
+    }
+}
+
+/// Groups and their accumulators, still updatable.
+pub struct Partial {
+    groups: Option<Box<dyn GroupValues>>,
+    num_groups: usize,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+}
+
+/// A partial turned into arrays: one row per group, keys then each aggregate's state columns.
+pub struct Frozen {
+    keys: Vec<ArrayRef>,
+    states: Vec<Vec<ArrayRef>>,
+    rows: usize,
+}
+
+impl Frozen {
+    /// Bytes held (approximately).
+    pub fn size(&self) -> usize {
+        let arrays = self.keys.iter().chain(self.states.iter().flatten());
+        arrays.map(|a| a.get_array_memory_size()).sum()
+    }
+}
+
+impl Partial {
+    fn intern(&mut self, keys: &[ArrayRef], rows: usize, group_ids: &mut Vec<usize>) -> Result<()> {
+        match &mut self.groups {
+            Some(g) => {
+                g.intern(keys, group_ids)?;
+                self.num_groups = g.len();
+            }
+            None => {
+                group_ids.clear();
+                group_ids.resize(rows, 0);
+                self.num_groups = 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Add the rows `rows` (all rows if `None`) of `input`.
+    pub fn update(&mut self, input: &AggregateInput, rows: Option<&UInt32Array>, group_ids: &mut Vec<usize>) -> Result<()> {
+        let pick = |a: &ArrayRef| -> Result<ArrayRef> {
+            match rows {
+                Some(r) => Ok(take(a.as_ref(), r, None)?),
+                None => Ok(Arc::clone(a)),
+            }
+        };
+        let keys: Vec<ArrayRef> = input.keys.iter().map(pick).collect::<Result<_>>()?;
+        let m = rows.map(|r| r.len()).unwrap_or(input.rows);
+        self.intern(&keys, m, group_ids)?;
+        for ((acc, a), f) in self.accumulators.iter_mut().zip(&input.args).zip(&input.filters) {
+            let values: Vec<ArrayRef> = a.iter().map(pick).collect::<Result<_>>()?;
+            let filter = match (f, rows) {
+                (Some(f), Some(r)) => Some(take(f, r, None)?.as_boolean().clone()),
+                (Some(f), None) => Some(f.clone()),
+                (None, _) => None,
+            };
+            acc.update_batch(&values, group_ids, filter.as_ref(), self.num_groups)?;
+        }
+        Ok(())
+    }
+
+    /// Merge a frozen partial into this one.
+    pub fn merge(&mut self, frozen: &Frozen, group_ids: &mut Vec<usize>) -> Result<()> {
+        if frozen.rows == 0 {
+            return Ok(());
+        }
+        self.intern(&frozen.keys, frozen.rows, group_ids)?;
+        for (acc, state) in self.accumulators.iter_mut().zip(&frozen.states) {
+            acc.merge_batch(state, group_ids, self.num_groups)?;
+        }
+        Ok(())
+    }
+
+    /// Turn into immutable intermediate state.
+    pub fn freeze(mut self) -> Result<Frozen> {
+        let rows = self.num_groups;
+        let keys = match &mut self.groups {
+            Some(g) if rows > 0 => g.emit(EmitTo::All)?,
+            _ => Vec::new(),
+        };
+        let states =
+            self.accumulators.iter_mut().map(|a| Ok(a.state(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
+        Ok(Frozen { keys, states, rows })
+    }
+
+    /// Final values: the key columns, the aggregate columns and the number of groups.
+    pub fn evaluate(mut self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>, usize)> {
+        let rows = self.num_groups;
+        let keys = match &mut self.groups {
+            Some(g) if rows > 0 => g.emit(EmitTo::All)?,
+            _ => Vec::new(),
+        };
+        let values = self.accumulators.iter_mut().map(|a| Ok(a.evaluate(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
+        Ok((keys, values, rows))
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.num_groups
+    }
+
+    /// Whether no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.num_groups == 0
+    }
+}
