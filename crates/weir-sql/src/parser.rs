@@ -301,8 +301,8 @@ fn parse_option_value(parser: &mut Parser) -> Result<String> {
 }
 
 /// The window TVFs take `TABLE t` as their first argument, which sqlparser does not accept as
-/// a function argument. `TABLE ( TUMBLE ( TABLE t` is rewritten to `TABLE ( TUMBLE ( t` at
-/// the token level (keeping every other token's position).
+/// a function argument. `TABLE ( TUMBLE ( TABLE t` is rewritten to `TABLE ( TUMBLE ( t` (and
+/// `DATA => TABLE t` to `DATA => t`) at the token level, keeping every other token's position.
 fn unwrap_tvf_table_args(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     const TVFS: [&str; 4] = ["TUMBLE", "HOP", "SESSION", "CUMULATE"];
     let significant: Vec<usize> =
@@ -318,6 +318,12 @@ fn unwrap_tvf_table_args(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             && kw(e, Keyword::TABLE)
         {
             drop.push(e);
+        }
+    }
+    for w in significant.windows(3) {
+        let kw = |i: usize, k: Keyword| matches!(&tokens[i].token, Token::Word(x) if x.keyword == k);
+        if is_word(&tokens[w[0]].token, "DATA") && tokens[w[1]].token == Token::RArrow && kw(w[2], Keyword::TABLE) {
+            drop.push(w[2]);
         }
     }
     tokens.into_iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, t)| t).collect()
