@@ -2,7 +2,8 @@
 //!
 //! Runs a [`weir_sql::StreamPlan`] incrementally over Arrow record batches. It owns the
 //! message vocabulary ([`Message`]: data, watermarks, end of stream), the [`Operator`] trait
-//! and the operators (one per file: [`FilterOp`], [`ProjectOp`], [`WindowAggregateOp`]),
+//! and the operators (one per file: [`FilterOp`], [`ProjectOp`], [`WindowAggregateOp`] for TUMBLE/HOP/CUMULATE,
+//! [`SessionAggregateOp`]),
 //! window assignment through slices ([`Assigner`]), partial aggregates that
 //! can be frozen and merged ([`Partial`]), watermark generation at sources ([`WatermarkGenerator`]), the [`Source`]/[`Sink`] traits
 //! connectors implement, pipeline metrics, and the [`Pipeline`] that wires them together.
@@ -18,6 +19,7 @@ mod metrics;
 mod operator;
 mod pipeline;
 mod project;
+mod session_aggregate;
 mod source;
 mod window_aggregate;
 mod window_assign;
@@ -29,6 +31,7 @@ pub use metrics::Metrics;
 pub use operator::Operator;
 pub use pipeline::{build_operators, relaxed, source_columns, Pipeline, SourceColumns};
 pub use project::ProjectOp;
+pub use session_aggregate::SessionAggregateOp;
 pub use source::{Sink, Source, SourceDriver, WatermarkGenerator};
 pub use aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
 pub use window_aggregate::{to_nanos, WindowAggregateOp, WindowLayout};

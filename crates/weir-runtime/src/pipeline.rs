@@ -30,6 +30,7 @@ use crate::operator::Operator;
 use crate::project::ProjectOp;
 use crate::source::{Sink, Source, SourceDriver};
 use crate::aggregate_state::AggregateSpec;
+use crate::session_aggregate::SessionAggregateOp;
 use crate::window_aggregate::{WindowAggregateOp, WindowLayout};
 
 /// Which columns of a table a pipeline's source must read.
@@ -121,22 +122,30 @@ pub fn build_operators(plan: &StreamPlan, metrics: &Arc<Metrics>) -> Result<Vec<
                     }
                     aggregates.push(AggregateSpec { function: lowered.aggregate, args, filter: lowered.filter });
                 }
-                if let WindowSpec::Session { .. } = w.window {
-                    return Err(RuntimeError::Source("not supported yet: SESSION windows".into()));
-                }
                 let layout = WindowLayout {
                     time: physical(&w.time, &w.input_schema)?,
                     time_offset: w.time_offset_nanos,
                     window_columns: w.window_columns.clone(),
                     window: w.window,
                 };
-                ops.push(Box::new(WindowAggregateOp::new(
-                    group_exprs,
-                    layout,
-                    aggregates,
-                    relaxed(w.output_schema.as_arrow()),
-                    Arc::clone(metrics),
-                )?));
+                let output = relaxed(w.output_schema.as_arrow());
+                if let WindowSpec::Session { .. } = w.window {
+                    ops.push(Box::new(SessionAggregateOp::new(
+                        group_exprs,
+                        layout,
+                        aggregates,
+                        output,
+                        Arc::clone(metrics),
+                    )?));
+                } else {
+                    ops.push(Box::new(WindowAggregateOp::new(
+                        group_exprs,
+                        layout,
+                        aggregates,
+                        output,
+                        Arc::clone(metrics),
+                    )?));
+                }
             }
         }
     }

@@ -243,7 +243,7 @@ pub fn to_nanos(a: &ArrayRef) -> Result<Int64Array> {
     Ok(cast(&ns, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
 }
 
-fn timestamp_scalar(t: &DataType, ns: Nanos) -> Result<ScalarValue> {
+pub(crate) fn timestamp_scalar(t: &DataType, ns: Nanos) -> Result<ScalarValue> {
     let DataType::Timestamp(unit, tz) = t else {
         return Err(RuntimeError::Internal(format!("window bound column is {t}")));
     };
