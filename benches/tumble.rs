@@ -12,7 +12,7 @@
 //! checks that all three agree, and prints events/second and the ratios. Then, per size, weir
 //! on one thread runs a 10 s hopping window sliding every 1 s (each row in ten windows): its
 //! throughput next to the tumbling query's shows the per-row cost does not grow with
-//! size/slide.
+//! size/slide; and a session window per auction (gap 1 s).
 //! `WEIR_BENCH_ROWS=200000 cargo bench --bench tumble` runs one smaller size.
 
 use std::fmt::Write as _;
@@ -40,6 +40,11 @@ const HOP_QUERY: &str = "SELECT auction, HOP_START(date_time, INTERVAL '1' SECON
        COUNT(*) AS bids, MAX(price) AS top, SUM(price) AS volume
 FROM bids
 GROUP BY HOP(date_time, INTERVAL '1' SECOND, INTERVAL '10' SECOND), auction;";
+
+const SESSION_QUERY: &str = "SELECT auction, SESSION_START(date_time, INTERVAL '1' SECOND) AS session_start,
+       COUNT(*) AS bids, MAX(price) AS top, SUM(price) AS volume
+FROM bids
+GROUP BY SESSION(date_time, INTERVAL '1' SECOND), auction;";
 
 fn ddl(path: &Path) -> String {
     format!(
@@ -222,16 +227,27 @@ fn main() {
         let (hop_secs, hop_sum, hop_late) = weir_in_process(&path, HOP_QUERY);
         assert_eq!(hop_late, 0, "no (row, window) pair may be late");
         assert_eq!(hop_sum.1, 10 * rows as i64, "every row must be counted in ten hopping windows");
-        hops.push((rows, rate(weir_secs), rate(hop_secs), weir_secs / hop_secs));
+        let (session_secs, session_sum, session_late) = weir_in_process(&path, SESSION_QUERY);
+        assert_eq!(session_late, 0, "no row may be late");
+        assert_eq!(session_sum.1, rows as i64, "every row must be counted in one session");
+        hops.push((rows, rate(weir_secs), rate(hop_secs), weir_secs / hop_secs, rate(session_secs)));
     }
     let _ = writeln!(
         report,
         "ratio = weir (1 thread) events/s / DataFusion batch events/s; Flink does about 0.5 M ev/s on this workload"
     );
     let _ = writeln!(report, "\n10-second HOP sliding every second (each row in 10 windows), same aggregates, weir on 1 thread");
-    let _ = writeln!(report, "{:>9} | {:>18} | {:>18} | {:>10}", "rows", "TUMBLE 10s", "HOP 1s/10s", "HOP/TUMBLE");
-    for (rows, tumble, hop, ratio) in hops {
-        let _ = writeln!(report, "{rows:>9} | {tumble:>10.2} M ev/s | {hop:>10.2} M ev/s | {ratio:>9.2}x");
+    let _ = writeln!(report, "and a SESSION window (gap 1s) per auction");
+    let _ = writeln!(
+        report,
+        "{:>9} | {:>18} | {:>18} | {:>10} | {:>18}",
+        "rows", "TUMBLE 10s", "HOP 1s/10s", "HOP/TUMBLE", "SESSION 1s"
+    );
+    for (rows, tumble, hop, ratio, session) in hops {
+        let _ = writeln!(
+            report,
+            "{rows:>9} | {tumble:>10.2} M ev/s | {hop:>10.2} M ev/s | {ratio:>9.2}x | {session:>10.2} M ev/s"
+        );
     }
     println!("{report}");
 }
