@@ -36,7 +36,8 @@ const BATCH_QUERY: &str =
 FROM bids
 GROUP BY 1, 2";
 
-const HOP_QUERY: &str = "SELECT auction, HOP_START(date_time, INTERVAL '1' SECOND, INTERVAL '10' SECOND) AS window_start,
+const HOP_QUERY: &str =
+    "SELECT auction, HOP_START(date_time, INTERVAL '1' SECOND, INTERVAL '10' SECOND) AS window_start,
        COUNT(*) AS bids, MAX(price) AS top, SUM(price) AS volume
 FROM bids
 GROUP BY HOP(date_time, INTERVAL '1' SECOND, INTERVAL '10' SECOND), auction;";
@@ -236,7 +237,10 @@ fn main() {
         report,
         "ratio = weir (1 thread) events/s / DataFusion batch events/s; Flink does about 0.5 M ev/s on this workload"
     );
-    let _ = writeln!(report, "\n10-second HOP sliding every second (each row in 10 windows), same aggregates, weir on 1 thread");
+    let _ = writeln!(
+        report,
+        "\n10-second HOP sliding every second (each row in 10 windows), same aggregates, weir on 1 thread"
+    );
     let _ = writeln!(report, "and a SESSION window (gap 1s) per auction");
     let _ = writeln!(
         report,

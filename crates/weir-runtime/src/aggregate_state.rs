@@ -139,7 +139,12 @@ impl Partial {
     }
 
     /// Add the rows `rows` (all rows if `None`) of `input`.
-    pub fn update(&mut self, input: &AggregateInput, rows: Option<&UInt32Array>, group_ids: &mut Vec<usize>) -> Result<()> {
+    pub fn update(
+        &mut self,
+        input: &AggregateInput,
+        rows: Option<&UInt32Array>,
+        group_ids: &mut Vec<usize>,
+    ) -> Result<()> {
         let pick = |a: &ArrayRef| -> Result<ArrayRef> {
             match rows {
                 Some(r) => Ok(take(a.as_ref(), r, None)?),
@@ -180,8 +185,7 @@ impl Partial {
             Some(g) if rows > 0 => g.emit(EmitTo::All)?,
             _ => Vec::new(),
         };
-        let states =
-            self.accumulators.iter_mut().map(|a| Ok(a.state(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
+        let states = self.accumulators.iter_mut().map(|a| Ok(a.state(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
         Ok(Frozen { keys, states, rows })
     }
 

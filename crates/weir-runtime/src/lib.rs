@@ -24,6 +24,7 @@ mod source;
 mod window_aggregate;
 mod window_assign;
 
+pub use aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
 pub use error::{Result, RuntimeError};
 pub use filter::FilterOp;
 pub use message::{Message, Nanos, StreamBatch, NO_WATERMARK};
@@ -33,6 +34,5 @@ pub use pipeline::{build_operators, relaxed, source_columns, Pipeline, SourceCol
 pub use project::ProjectOp;
 pub use session_aggregate::SessionAggregateOp;
 pub use source::{Sink, Source, SourceDriver, WatermarkGenerator};
-pub use aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
 pub use window_aggregate::{to_nanos, WindowAggregateOp, WindowLayout};
 pub use window_assign::Assigner;

@@ -22,15 +22,15 @@ use datafusion_physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
 use weir_sql::{StreamOp, StreamPlan, WindowSpec};
 
+use crate::aggregate_state::AggregateSpec;
 use crate::error::{Result, RuntimeError};
 use crate::filter::FilterOp;
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::project::ProjectOp;
-use crate::source::{Sink, Source, SourceDriver};
-use crate::aggregate_state::AggregateSpec;
 use crate::session_aggregate::SessionAggregateOp;
+use crate::source::{Sink, Source, SourceDriver};
 use crate::window_aggregate::{WindowAggregateOp, WindowLayout};
 
 /// Which columns of a table a pipeline's source must read.

@@ -84,8 +84,7 @@ impl SessionAggregateOp {
         } else {
             Some(RowConverter::new(key_fields.iter().map(|f| SortField::new(f.data_type().clone())).collect())?)
         };
-        let key_exprs =
-            group_exprs.into_iter().enumerate().filter(|(i, _)| !is_bound(*i)).map(|(_, e)| e).collect();
+        let key_exprs = group_exprs.into_iter().enumerate().filter(|(i, _)| !is_bound(*i)).map(|(_, e)| e).collect();
         let empty_keys = Arc::new(datafusion_common::arrow::datatypes::Schema::empty());
         Ok(Self {
             key_exprs,
@@ -106,7 +105,12 @@ impl SessionAggregateOp {
     }
 
     /// Apply the buffered (session id, row) assignments: one update per session.
-    fn flush(&mut self, assigned: &mut Vec<(u64, u32)>, redirect: &mut HashMap<u64, u64>, input: &AggregateInput) -> Result<()> {
+    fn flush(
+        &mut self,
+        assigned: &mut Vec<(u64, u32)>,
+        redirect: &mut HashMap<u64, u64>,
+        input: &AggregateInput,
+    ) -> Result<()> {
         if assigned.is_empty() {
             return Ok(());
         }

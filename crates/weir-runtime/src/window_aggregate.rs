@@ -91,8 +91,7 @@ impl WindowAggregateOp {
         let num_group_columns = group_exprs.len();
         let key_fields: Vec<_> =
             (0..num_group_columns).filter(|i| !is_bound(*i)).map(|i| output_schema.field(i).clone()).collect();
-        let key_exprs =
-            group_exprs.into_iter().enumerate().filter(|(i, _)| !is_bound(*i)).map(|(_, e)| e).collect();
+        let key_exprs = group_exprs.into_iter().enumerate().filter(|(i, _)| !is_bound(*i)).map(|(_, e)| e).collect();
         let assigner = Assigner::new(&layout.window)?;
         Ok(Self {
             key_exprs,

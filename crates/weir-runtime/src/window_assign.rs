@@ -138,9 +138,8 @@ impl Assigner {
             }
             Assigner::Hop { slide, size, slice } => {
                 let (kmin, kmax) = Self::hop_range(s, slide, size, slice);
-                (kmin <= kmax).then(|| {
-                    (clamp(kmin * slide as i128 + size as i128), clamp(kmax * slide as i128 + size as i128))
-                })
+                (kmin <= kmax)
+                    .then(|| (clamp(kmin * slide as i128 + size as i128), clamp(kmax * slide as i128 + size as i128)))
             }
             Assigner::Cumulate { step, max } => {
                 let base = s - s.rem_euclid(max);

@@ -42,7 +42,9 @@ pub mod window_fn;
 pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};
 pub use error::{ErrorKind, Result, SqlError};
 pub use parser::{parse_script, Stmt};
-pub use plan::{show, PlanNodeDescription, SinkNode, SourceNode, StreamOp, StreamPlan, WindowAggregate, WindowColumn, WindowSpec};
+pub use plan::{
+    show, PlanNodeDescription, SinkNode, SourceNode, StreamOp, StreamPlan, WindowAggregate, WindowColumn, WindowSpec,
+};
 pub use planner::{arrow_type, Planned, Planner};
 
 /// DataFusion pieces the plan is made of, re-exported so users of the plan agree on versions.

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use datafusion_common::arrow::compute::can_cast_types;
 use datafusion_common::arrow::datatypes::{DataType, TimeUnit};
 use datafusion_common::config::ConfigOptions;
+use datafusion_common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion_common::{Column, DFSchema};
 use datafusion_expr::logical_plan::Aggregate;
-use datafusion_common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion_expr::{Expr, LogicalPlan, Operator};
 use datafusion_optimizer::analyzer::Analyzer;
 use datafusion_optimizer::optimize_projections::OptimizeProjections;
@@ -208,7 +208,9 @@ impl Planner {
         for c in plan.schema().columns() {
             if let Some((def, _)) = trace_column(&c, &plan) {
                 if let Some(name) = carried_time(&def).and(marker_name(&def)) {
-                    return Err(SqlError::not_supported(format!("{} rows without an aggregate", name)).at(location).with_hint(
+                    return Err(SqlError::not_supported(format!("{} rows without an aggregate", name))
+                        .at(location)
+                        .with_hint(
                         "a row belongs to several HOP/CUMULATE windows, and a session is known only once it closes; \
                          aggregate them: … GROUP BY window_start, window_end, …",
                     ));

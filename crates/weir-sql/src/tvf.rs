@@ -53,7 +53,11 @@ impl RelationPlanner for WindowTvfPlanner {
             "TUMBLE" => WindowKind::Tumble,
             "HOP" => WindowKind::Hop,
             "CUMULATE" => WindowKind::Cumulate,
-            "SESSION" => return datafusion_common::not_impl_err!("the SESSION window table function; use GROUP BY SESSION(time_column, gap), key"),
+            "SESSION" => {
+                return datafusion_common::not_impl_err!(
+                    "the SESSION window table function; use GROUP BY SESSION(time_column, gap), key"
+                )
+            }
             _ => return Ok(RelationPlanning::Original(Box::new(relation))),
         };
         let name = kind.sql_name();
@@ -83,7 +87,10 @@ impl RelationPlanner for WindowTvfPlanner {
                 n if n < names.len() => {
                     let e = ctx.sql_to_expr(expr, &DFSchema::empty())?;
                     let Expr::Literal(v, _) = &e else {
-                        return plan_err!("the {name} {} must be a constant INTERVAL, got {e}", names[n].to_lowercase());
+                        return plan_err!(
+                            "the {name} {} must be a constant INTERVAL, got {e}",
+                            names[n].to_lowercase()
+                        );
                     };
                     interval_nanos(v)?;
                     intervals[n - 2] = Some(e);

@@ -90,9 +90,9 @@ impl WindowKind {
 
 /// If `name` is one of the window bound functions, which window and bound.
 pub fn window_function(name: &str) -> Option<(WindowKind, Bound)> {
-    [WindowKind::Tumble, WindowKind::Hop, WindowKind::Cumulate, WindowKind::Session].into_iter().find_map(|k| {
-        [Bound::Start, Bound::End].into_iter().find(|b| k.function(*b) == name).map(|b| (k, b))
-    })
+    [WindowKind::Tumble, WindowKind::Hop, WindowKind::Cumulate, WindowKind::Session]
+        .into_iter()
+        .find_map(|k| [Bound::Start, Bound::End].into_iter().find(|b| k.function(*b) == name).map(|b| (k, b)))
 }
 
 /// Which bound of the window a function returns.
