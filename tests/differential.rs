@@ -412,6 +412,12 @@ proptest! {
             "SELECT k, ws, we, COUNT(*) AS n, SUM(v) AS total, MIN(r) AS lo, AVG(r) AS mean,
                     COUNT(DISTINCT site) AS sites
              FROM tw GROUP BY k, ws, we");
+        prop_assert_eq!(sorted(weir), sorted(batch.clone()));
+        let weir = run_weir(&rows, delay_ms, &format!(
+            "SELECT k, window_start, window_end, COUNT(*) AS n, SUM(v) AS total, MIN(r) AS lo, AVG(r) AS mean,
+                    COUNT(DISTINCT site) AS sites
+             FROM TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '{gap_ms}' MILLISECOND))
+             GROUP BY k, window_start, window_end"), cuts.clone());
         prop_assert_eq!(sorted(weir), sorted(batch));
 
         // one session sequence for all rows

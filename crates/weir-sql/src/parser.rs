@@ -78,7 +78,7 @@ pub enum Stmt {
 pub fn parse_script(sql: &str) -> Result<Vec<Stmt>> {
     let dialect = GenericDialect {};
     let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location()?;
-    let tokens = unwrap_tvf_table_args(tokens);
+    let tokens = session_partition_args(unwrap_tvf_table_args(tokens));
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     loop {
@@ -329,6 +329,65 @@ fn unwrap_tvf_table_args(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     tokens.into_iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, t)| t).collect()
 }
 
+/// `SESSION(TABLE t PARTITION BY k1, k2, DESCRIPTOR(ts), gap)` (Flink's syntax) is not a
+/// function call sqlparser accepts; `PARTITION BY k1, k2` becomes the argument
+/// `partition_by(k1, k2)`, ending before the `DESCRIPTOR` (or `TIMECOL =>`) argument.
+fn session_partition_args(mut tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let significant = |tokens: &[TokenWithSpan]| -> Vec<usize> {
+        tokens.iter().enumerate().filter(|(_, t)| !matches!(t.token, Token::Whitespace(_))).map(|(i, _)| i).collect()
+    };
+    loop {
+        let sig = significant(&tokens);
+        let mut found = None;
+        for (n, w) in sig.windows(3).enumerate() {
+            let kw = |i: usize, k: Keyword| matches!(&tokens[i].token, Token::Word(x) if x.keyword == k);
+            if kw(w[0], Keyword::PARTITION) && kw(w[1], Keyword::BY) && is_session_argument(&tokens, &sig, n) {
+                // the comma at depth 0 before DESCRIPTOR / TIMECOL
+                let mut depth = 0i32;
+                let end = sig[n + 2..].windows(2).find_map(|p| {
+                    match &tokens[p[0]].token {
+                        Token::LParen => depth += 1,
+                        Token::RParen => depth -= 1,
+                        Token::Comma if depth == 0 => {
+                            let next = &tokens[p[1]].token;
+                            if is_word(next, "DESCRIPTOR") || is_word(next, "TIMECOL") {
+                                return Some(p[0]);
+                            }
+                        }
+                        _ => {}
+                    }
+                    None
+                });
+                if let Some(end) = end {
+                    found = Some((w[0], w[1], end));
+                }
+                break;
+            }
+        }
+        let Some((partition, by, comma)) = found else { return tokens };
+        let span = tokens[partition].span;
+        let at = |token: Token| TokenWithSpan { token, span };
+        tokens.insert(comma, at(Token::RParen));
+        tokens[by] = at(Token::LParen);
+        tokens[partition] = at(Token::make_word("partition_by", None));
+        tokens.insert(partition, at(Token::Comma));
+    }
+}
+
+/// Whether the significant token `n` is inside `SESSION(` (the call's first argument).
+fn is_session_argument(tokens: &[TokenWithSpan], sig: &[usize], n: usize) -> bool {
+    let mut depth = 0i32;
+    for i in (0..n).rev() {
+        match &tokens[sig[i]].token {
+            Token::RParen => depth += 1,
+            Token::LParen if depth > 0 => depth -= 1,
+            Token::LParen => return i > 0 && is_word(&tokens[sig[i - 1]].token, "SESSION"),
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,6 +419,17 @@ mod tests {
     fn tvf_table_argument_is_accepted() {
         let stmts = parse_script("SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND))").unwrap();
         assert!(matches!(stmts[0], Stmt::Query(..)));
+    }
+
+    #[test]
+    fn session_partition_by_becomes_an_argument() {
+        let stmts = parse_script(
+            "SELECT * FROM TABLE(SESSION(TABLE t PARTITION BY a, b, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+             WHERE x IN (SELECT a FROM u) ",
+        )
+        .unwrap();
+        let Stmt::Query(q, _) = &stmts[0] else { panic!("query expected") };
+        assert!(q.to_string().contains("SESSION(t, partition_by(a, b), DESCRIPTOR(ts)"), "{q}");
     }
 
     #[test]

@@ -440,6 +440,9 @@ impl PipelineBuilder<'_> {
         for e in &agg.aggr_expr {
             refuse_window_markers(e, &agg.input)?;
         }
+        if let Some((WindowSpec::Session { .. }, _)) = &window {
+            check_session_partition(agg, &window_columns)?;
+        }
         let (Some((window, time_column)), Some((time, time_offset_nanos))) = (window, time) else {
             return Err(SqlError::not_supported("aggregation without a window (an updating aggregate)").with_hint(
                 "group by a window: GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), … or \
@@ -506,9 +509,10 @@ fn window_call(e: &Expr) -> Result<Option<(WindowKind, Bound, Expr, WindowSpec)>
     let Expr::ScalarFunction(f) = e else { return Ok(None) };
     let Some((kind, bound)) = window_function(f.func.name()) else { return Ok(None) };
     let name = kind.function(bound).to_uppercase();
-    let Some((time, sizes)) = f.args.split_first() else {
+    let Some((time, rest)) = f.args.split_first() else {
         return Err(SqlError::plan(format!("{name} needs a time column")));
     };
+    let sizes = &rest[..kind.interval_args().min(rest.len())];
     let mut nanos = Vec::with_capacity(sizes.len());
     for s in sizes {
         let Expr::Literal(v, _) = s else {
@@ -518,6 +522,21 @@ fn window_call(e: &Expr) -> Result<Option<(WindowKind, Bound, Expr, WindowSpec)>
     }
     let spec = WindowSpec::new(kind, &nanos).map_err(|m| SqlError::plan(format!("{name}: {m}")))?;
     Ok(Some((kind, bound, time.clone(), spec)))
+}
+
+/// The PARTITION BY keys of a SESSION table function (extra arguments of its markers).
+fn partition_keys(e: &Expr) -> Option<&[Expr]> {
+    let e = match e {
+        Expr::Alias(a) => a.expr.as_ref(),
+        Expr::BinaryExpr(b) => b.left.as_ref(),
+        e => e,
+    };
+    match e {
+        Expr::ScalarFunction(f) if window_function(f.func.name()).is_some_and(|(k, _)| k == WindowKind::Session) => {
+            f.args.get(2..)
+        }
+        _ => None,
+    }
 }
 
 /// `window_end - INTERVAL '1' MILLISECOND`: the `window_time` column of a window TVF.
@@ -569,6 +588,51 @@ fn marker_name(e: &Expr) -> Option<&'static str> {
         Expr::ScalarFunction(f) => window_function(f.func.name()).map(|(k, _)| k.sql_name()),
         _ => None,
     }
+}
+
+/// weir groups sessions by all the GROUP BY keys; a SESSION table function's PARTITION BY
+/// must name the same columns (Flink would sessionize per partition and group inside).
+fn check_session_partition(agg: &Aggregate, window_columns: &[(usize, WindowColumn)]) -> Result<()> {
+    let mut partition: Option<Vec<String>> = None;
+    for (i, _) in window_columns {
+        // the group-window form GROUP BY SESSION(ts, gap), k has sessions per key by definition
+        let def = match agg.group_expr[*i].clone().unalias() {
+            Expr::Column(c) => trace_column(&c, &agg.input),
+            _ => None,
+        };
+        if let Some((def, below)) = def {
+            if let Some(keys) = partition_keys(&def) {
+                let mut names: Vec<String> =
+                    keys.iter().filter_map(|k| source_column(k, below)).map(|(t, c)| format!("{t}.{c}")).collect();
+                names.sort();
+                if names.len() != keys.len() {
+                    return Err(SqlError::not_supported("SESSION PARTITION BY keys that are not table columns"));
+                }
+                partition = Some(names);
+            }
+        }
+    }
+    let Some(partition) = partition else { return Ok(()) };
+    let mut keys = Vec::new();
+    for (i, g) in agg.group_expr.iter().enumerate() {
+        if window_columns.iter().any(|(c, _)| *c == i) {
+            continue;
+        }
+        match source_column(&g.clone().unalias(), &agg.input) {
+            Some((t, c)) => keys.push(format!("{t}.{c}")),
+            None => keys.push(g.human_display().to_string()),
+        }
+    }
+    keys.sort();
+    if keys != partition {
+        return Err(SqlError::not_supported(format!(
+            "a SESSION table function partitioned by [{}] grouped by [{}]",
+            partition.join(", "),
+            keys.join(", ")
+        ))
+        .with_hint("weir keeps sessions per GROUP BY key: PARTITION BY exactly the GROUP BY keys (besides window_start, window_end)"));
+    }
+    Ok(())
 }
 
 /// A bound of a window that has no per-row value (HOP, CUMULATE, SESSION).

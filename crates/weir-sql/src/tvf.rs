@@ -20,8 +20,9 @@ use datafusion_sql::sqlparser::ast::{
 
 use crate::window_fn::{interval_nanos, Bound, WindowKind};
 
-/// Plans `TABLE(TUMBLE(…))`, `TABLE(HOP(…))` and `TABLE(CUMULATE(…))`; leaves every other
-/// relation to DataFusion.
+/// Plans `TABLE(TUMBLE(…))`, `TABLE(HOP(…))`, `TABLE(CUMULATE(…))` and `TABLE(SESSION(…))`;
+/// leaves every other relation to DataFusion. SESSION's `PARTITION BY` keys become extra
+/// arguments of the session bound markers.
 #[derive(Debug, Default)]
 pub struct WindowTvfPlanner;
 
@@ -38,8 +39,9 @@ fn argument_names(kind: WindowKind) -> &'static [&'static str] {
 fn usage(kind: WindowKind) -> String {
     let names = argument_names(kind);
     format!(
-        "{}(TABLE t, DESCRIPTOR(time_column), {})",
+        "{}(TABLE t{}, DESCRIPTOR(time_column), {})",
         kind.sql_name(),
+        if kind == WindowKind::Session { " [PARTITION BY key, …]" } else { "" },
         names[2..].iter().map(|n| n.to_lowercase()).collect::<Vec<_>>().join(", ")
     )
 }
@@ -53,19 +55,38 @@ impl RelationPlanner for WindowTvfPlanner {
             "TUMBLE" => WindowKind::Tumble,
             "HOP" => WindowKind::Hop,
             "CUMULATE" => WindowKind::Cumulate,
-            "SESSION" => {
-                return datafusion_common::not_impl_err!(
-                    "the SESSION window table function; use GROUP BY SESSION(time_column, gap), key"
-                )
-            }
+            "SESSION" => WindowKind::Session,
             _ => return Ok(RelationPlanning::Original(Box::new(relation))),
         };
         let name = kind.sql_name();
         let names = argument_names(kind);
-        let args = match &func.args {
+        let mut args = match &func.args {
             FunctionArguments::List(list) => list.args.clone(),
             _ => return plan_err!("{name} takes {}", usage(kind)),
         };
+        // SESSION(TABLE t PARTITION BY k, …) arrives as SESSION(t, partition_by(k), …)
+        let mut partition_by = Vec::new();
+        if let Some(i) = args.iter().position(|a| {
+            matches!(a, FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Function(f)))
+                if f.name.to_string().eq_ignore_ascii_case("partition_by"))
+        }) {
+            if let FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Function(f))) = args.remove(i) {
+                if kind != WindowKind::Session {
+                    return plan_err!("PARTITION BY is only allowed in SESSION");
+                }
+                if let FunctionArguments::List(list) = f.args {
+                    for a in list.args {
+                        match a {
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Tuple(items))) => {
+                                partition_by.extend(items)
+                            }
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => partition_by.push(e),
+                            other => return plan_err!("SESSION: unexpected PARTITION BY key {other}"),
+                        }
+                    }
+                }
+            }
+        }
         let mut table = None;
         let mut time_col = None;
         let mut intervals: Vec<Option<Expr>> = vec![None; names.len() - 2];
@@ -119,6 +140,16 @@ impl RelationPlanner for WindowTvfPlanner {
         let mut exprs: Vec<Expr> = scan.schema().columns().into_iter().map(Expr::Column).collect();
         let mut call_args = vec![Expr::Column(time)];
         call_args.extend(intervals);
+        for key in partition_by {
+            let SqlExpr::Identifier(ident) = &key else {
+                return plan_err!("SESSION: PARTITION BY takes column names, got {key}");
+            };
+            let column = Column::new(Some(table.clone()), ctx.normalize_ident(ident.clone()));
+            if scan.schema().index_of_column(&column).is_err() {
+                return plan_err!("SESSION: PARTITION BY {ident}: table '{table}' has no such column");
+            }
+            call_args.push(Expr::Column(column));
+        }
         let start = start_fn.call(call_args.clone());
         let end = end_fn.call(call_args);
         let one_ms = lit(ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(0, 0, 1_000_000))));

@@ -144,7 +144,12 @@ pub struct WindowMarker {
 impl WindowMarker {
     /// The marker for `bound` of `kind` windows.
     pub fn new(kind: WindowKind, bound: Bound) -> Self {
-        Self { kind, bound, signature: Signature::any(1 + kind.interval_args(), Volatility::Immutable) }
+        let signature = match kind {
+            // SESSION's PARTITION BY keys follow the gap
+            WindowKind::Session => Signature::variadic_any(Volatility::Immutable),
+            _ => Signature::any(1 + kind.interval_args(), Volatility::Immutable),
+        };
+        Self { kind, bound, signature }
     }
 }
 
@@ -159,8 +164,14 @@ impl ScalarUDFImpl for WindowMarker {
 
     fn return_type(&self, arg_types: &[DataType]) -> datafusion_common::Result<DataType> {
         let name = self.name().to_uppercase();
+        let sizes = self.kind.interval_args();
         match arg_types.split_first() {
-            Some((t @ DataType::Timestamp(_, _), rest)) if rest.iter().all(|t| matches!(t, DataType::Interval(_))) => {
+            Some((_, rest)) if rest.len() < sizes => {
+                plan_err!("{name} takes a time column and {sizes} intervals")
+            }
+            Some((t @ DataType::Timestamp(_, _), rest))
+                if rest[..sizes].iter().all(|t| matches!(t, DataType::Interval(_))) =>
+            {
                 Ok(t.clone())
             }
             Some((DataType::Timestamp(_, _), _)) => {
