@@ -304,6 +304,7 @@ impl Operator for SessionAggregateOp {
             let wm = row_wm.map(|w| w.value(i)).unwrap_or(NO_WATERMARK).max(self.watermark);
             if wm >= next_end {
                 self.flush(&mut assigned, &mut redirect, &agg_input)?;
+                self.watermark = wm;
                 self.fire_until(wm, out)?;
             }
             let row = rows.as_ref().map(|r| r.row(i));

@@ -291,10 +291,14 @@ impl Operator for WindowAggregateOp {
             if wm >= next_end {
                 // windows end before this row: close them with the rows that came before it
                 self.flush(&mut buckets, &agg_input)?;
+                self.watermark = wm;
                 self.fire_until(wm, out)?;
                 next_end = self.pending.first().map(|w| w.0).unwrap_or(Nanos::MAX);
             }
-            let s = self.assigner.slice_start(t);
+            let Some(s) = self.assigner.slice_start(t) else {
+                null_time += 1; // before the nanosecond range: no window
+                continue;
+            };
             let Some((first_end, last_end)) = self.assigner.end_range(s) else {
                 continue; // in a gap between hopping windows (size < slide): in no window
             };

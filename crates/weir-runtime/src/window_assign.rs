@@ -82,9 +82,9 @@ impl Assigner {
         }
     }
 
-    /// Start of the slice containing `t`.
-    pub fn slice_start(&self, t: Nanos) -> Nanos {
-        t - t.rem_euclid(self.slice())
+    /// Start of the slice containing `t` (`None` if it lies before the nanosecond range).
+    pub fn slice_start(&self, t: Nanos) -> Option<Nanos> {
+        t.checked_sub(t.rem_euclid(self.slice()))
     }
 
     /// End of the slice starting at `s`.
@@ -116,7 +116,7 @@ impl Assigner {
                     .collect()
             }
             Assigner::Cumulate { step, max } => {
-                let base = s - s.rem_euclid(max);
+                let base = s.saturating_sub(s.rem_euclid(max));
                 let mut out = Vec::new();
                 let mut end = s as i128 + step as i128;
                 while end <= base as i128 + max as i128 {
@@ -142,7 +142,7 @@ impl Assigner {
                     .then(|| (clamp(kmin * slide as i128 + size as i128), clamp(kmax * slide as i128 + size as i128)))
             }
             Assigner::Cumulate { step, max } => {
-                let base = s - s.rem_euclid(max);
+                let base = s.saturating_sub(s.rem_euclid(max));
                 Some((s.saturating_add(step), base.saturating_add(max)))
             }
         }
@@ -206,7 +206,7 @@ mod tests {
         for spec in &specs {
             let a = Assigner::new(spec).unwrap();
             for t in -40..40 {
-                let s = a.slice_start(t);
+                let s = a.slice_start(t).unwrap();
                 assert!(s <= t && t < a.slice_end(s), "{spec:?} t={t}");
                 let expected = windows_of(spec, t);
                 assert_eq!(a.windows(s), expected, "{spec:?} t={t}");

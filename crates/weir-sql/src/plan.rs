@@ -61,15 +61,42 @@ pub enum WindowSpec {
     },
 }
 
+/// A hopping or cumulating window is merged from at most this many slices when it fires.
+pub const MAX_SLICES_PER_WINDOW: i64 = 10_000;
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 impl WindowSpec {
     /// The window of `kind` with the given interval arguments (in SQL order), checked.
     pub fn new(kind: WindowKind, nanos: &[i64]) -> Result<Self, String> {
         if nanos.iter().any(|n| *n <= 0) {
             return Err("window sizes must be positive intervals".into());
         }
+        let too_fine = |windows: i64, what: &str| {
+            Err(format!("{what} would need {windows} slices per window; at most {MAX_SLICES_PER_WINDOW} are supported"))
+        };
         match (kind, nanos) {
             (WindowKind::Tumble, [size]) => Ok(WindowSpec::Tumble { size_nanos: *size }),
+            (WindowKind::Hop, [slide, size]) if size / gcd(*slide, *size) > MAX_SLICES_PER_WINDOW => too_fine(
+                size / gcd(*slide, *size),
+                &format!(
+                    "a {} window sliding by {} (slices of {})",
+                    format_duration(*size),
+                    format_duration(*slide),
+                    format_duration(gcd(*slide, *size))
+                ),
+            ),
             (WindowKind::Hop, [slide, size]) => Ok(WindowSpec::Hop { slide_nanos: *slide, size_nanos: *size }),
+            (WindowKind::Cumulate, [step, max]) if max % step == 0 && max / step > MAX_SLICES_PER_WINDOW => too_fine(
+                max / step,
+                &format!("a max size of {} in steps of {}", format_duration(*max), format_duration(*step)),
+            ),
             (WindowKind::Cumulate, [step, max]) if max % step != 0 => Err(format!(
                 "the max size ({}) must be a multiple of the step ({})",
                 format_duration(*max),

@@ -443,6 +443,14 @@ impl PipelineBuilder<'_> {
         if let Some((WindowSpec::Session { .. }, _)) = &window {
             check_session_partition(agg, &window_columns)?;
         }
+        if let Some((WindowSpec::Cumulate { .. }, _)) = &window {
+            if window_columns.iter().all(|(_, c)| *c == WindowColumn::Start) {
+                return Err(SqlError::plan(
+                    "CUMULATE windows share their start: group by window_end (or window_time) as well as window_start",
+                )
+                .with_hint("GROUP BY window_start, window_end, …"));
+            }
+        }
         let (Some((window, time_column)), Some((time, time_offset_nanos))) = (window, time) else {
             return Err(SqlError::not_supported("aggregation without a window (an updating aggregate)").with_hint(
                 "group by a window: GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), … or \
@@ -649,7 +657,13 @@ fn carried_time(e: &Expr) -> Option<Expr> {
         e => e,
     };
     let call = match e {
-        Expr::BinaryExpr(b) if b.op == Operator::Minus && is_marker(&b.left) => b.left.as_ref(),
+        Expr::BinaryExpr(b)
+            if b.op == Operator::Minus
+                && is_marker(&b.left)
+                && matches!(b.right.as_ref(), Expr::Literal(v, _) if fixed_interval_nanos(v).ok() == Some(MILLI)) =>
+        {
+            b.left.as_ref()
+        }
         e if is_marker(e) => e,
         _ => return None,
     };
