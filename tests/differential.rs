@@ -216,12 +216,27 @@ proptest! {
         let weir = run_weir(&rows, delay_ms, &format!(
             "SELECT window_start, window_end, COUNT(*), SUM(v), MAX(ts)
              FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '{size_s}' SECOND))
-             GROUP BY window_start, window_end"), cuts);
+             GROUP BY window_start, window_end"), cuts.clone());
         let batch = run_datafusion(&keep, &format!(
             "SELECT date_bin(INTERVAL '{size_s}' SECOND, ts, TIMESTAMP '1970-01-01 00:00:00') AS ws,
                     date_bin(INTERVAL '{size_s}' SECOND, ts, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '{size_s}' SECOND AS we,
                     COUNT(*), SUM(v), MAX(ts)
              FROM t GROUP BY 1, 2"));
+        prop_assert_eq!(sorted(weir), sorted(batch));
+
+        // a window over windowed results: 10-second windows over the per-key windows
+        let weir = run_weir(&rows, delay_ms, &format!(
+            "SELECT TUMBLE_START(w, INTERVAL '10' SECOND) AS big, COUNT(*) AS windows, SUM(n) AS total, MAX(hi) AS hi
+             FROM (SELECT k, TUMBLE_START(ts, INTERVAL '{size_s}' SECOND) AS w, COUNT(*) AS n, MAX(v) AS hi
+                   FROM t GROUP BY TUMBLE(ts, INTERVAL '{size_s}' SECOND), k)
+             GROUP BY TUMBLE(w, INTERVAL '10' SECOND)"), cuts);
+        let batch = run_datafusion(&keep, &format!(
+            "SELECT date_bin(INTERVAL '10' SECOND, w, TIMESTAMP '1970-01-01 00:00:00') AS big, COUNT(*) AS windows,
+                    SUM(n) AS total, MAX(hi) AS hi
+             FROM (SELECT k, date_bin(INTERVAL '{size_s}' SECOND, ts, TIMESTAMP '1970-01-01 00:00:00') AS w,
+                          COUNT(*) AS n, MAX(v) AS hi
+                   FROM t GROUP BY 1, 2)
+             GROUP BY 1"));
         prop_assert_eq!(sorted(weir), sorted(batch));
     }
 }

@@ -476,6 +476,9 @@ impl PipelineBuilder<'_> {
 
     /// The window's time column must be a source column with a watermark.
     fn check_time_column(&self, time: &Expr, plan: &LogicalPlan) -> Result<String> {
+        if let Some(name) = inner_window_column(time, plan)? {
+            return Ok(name);
+        }
         let Some((table, column)) = source_column(time, plan) else {
             return Err(SqlError::not_supported(format!("a window over the computed time '{}'", time.human_display()))
                 .with_hint("window over a TIMESTAMP column that has a WATERMARK FOR clause"));
@@ -725,7 +728,25 @@ fn trace_column<'a>(c: &Column, plan: &'a LogicalPlan) -> Option<(Expr, &'a Logi
             trace_column(&Column::from((q, f)), &a.input)
         }
         LogicalPlan::TableScan(_) => Some((Expr::Column(c.clone()), plan)),
+        // an aggregate's output column is where tracing stops (a window bound of an inner
+        // windowed aggregate can be the time of an outer one)
+        LogicalPlan::Aggregate(_) => Some((Expr::Column(c.clone()), plan)),
         _ => None,
+    }
+}
+
+/// If `e` is a window bound column of an inner windowed aggregate (a window over windowed
+/// results), its name. Such a column carries event time: the inner aggregate emits a window's
+/// rows before it passes on the watermark that closed it.
+fn inner_window_column(e: &Expr, plan: &LogicalPlan) -> Result<Option<String>> {
+    let Expr::Column(c) = e else { return Ok(None) };
+    let Some((Expr::Column(ac), LogicalPlan::Aggregate(agg))) = trace_column(c, plan) else { return Ok(None) };
+    let Ok(i) = agg.schema.index_of_column(&ac) else { return Ok(None) };
+    match agg.group_expr.get(i) {
+        Some(g) if resolve_window_bound(g, &agg.input)?.is_some() => {
+            Ok(Some(format!("{} (a window bound of the inner aggregate)", c.name)))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -734,6 +755,7 @@ fn source_column(e: &Expr, plan: &LogicalPlan) -> Option<(String, String)> {
     let Expr::Column(c) = e else { return None };
     match trace_column(c, plan)? {
         (Expr::Column(sc), LogicalPlan::TableScan(scan)) => Some((scan.table_name.table().to_string(), sc.name)),
+        (Expr::Column(_), LogicalPlan::Aggregate(_)) => None,
         (Expr::Column(sc), below) => source_column(&Expr::Column(sc), below),
         _ => None,
     }
