@@ -48,6 +48,16 @@ impl Metrics {
     }
 
     /// Read a counter.
+    /// Count (row, window) pairs dropped as late and rows dropped for a NULL event time.
+    pub fn dropped(&self, late: u64, null_time: u64) {
+        if late > 0 {
+            Self::add(&self.late_rows, late);
+        }
+        if null_time > 0 {
+            Self::add(&self.null_time_rows, null_time);
+        }
+    }
+
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }

@@ -128,24 +128,14 @@ pub fn build_operators(plan: &StreamPlan, metrics: &Arc<Metrics>) -> Result<Vec<
                     window_columns: w.window_columns.clone(),
                     window: w.window,
                 };
-                let output = relaxed(w.output_schema.as_arrow());
-                if let WindowSpec::Session { .. } = w.window {
-                    ops.push(Box::new(SessionAggregateOp::new(
-                        group_exprs,
-                        layout,
-                        aggregates,
-                        output,
-                        Arc::clone(metrics),
-                    )?));
-                } else {
-                    ops.push(Box::new(WindowAggregateOp::new(
-                        group_exprs,
-                        layout,
-                        aggregates,
-                        output,
-                        Arc::clone(metrics),
-                    )?));
-                }
+                let (output, metrics) = (relaxed(w.output_schema.as_arrow()), Arc::clone(metrics));
+                let op: Box<dyn Operator> = match w.window {
+                    WindowSpec::Session { .. } => {
+                        Box::new(SessionAggregateOp::new(group_exprs, layout, aggregates, output, metrics)?)
+                    }
+                    _ => Box::new(WindowAggregateOp::new(group_exprs, layout, aggregates, output, metrics)?),
+                };
+                ops.push(op);
             }
         }
     }

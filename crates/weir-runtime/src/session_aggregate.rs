@@ -26,16 +26,14 @@ use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_physical_expr::PhysicalExpr;
-use weir_sql::{WindowColumn, WindowSpec};
+use weir_sql::WindowSpec;
 
 use crate::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Partial};
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
-use crate::window_aggregate::{timestamp_scalar, to_nanos, WindowLayout};
-
-const MILLI: Nanos = 1_000_000;
+use crate::window_aggregate::{to_nanos, WindowLayout};
 
 struct Session {
     id: u64,
@@ -75,16 +73,13 @@ impl SessionAggregateOp {
         let WindowSpec::Session { gap_nanos } = layout.window else {
             return Err(RuntimeError::Internal("a session aggregate needs a session window".into()));
         };
-        let is_bound = |i: usize| layout.window_columns.iter().any(|(c, _)| *c == i);
         let num_group_columns = group_exprs.len();
-        let key_fields: Vec<_> =
-            (0..num_group_columns).filter(|i| !is_bound(*i)).map(|i| output_schema.field(i).clone()).collect();
+        let (key_exprs, key_fields) = layout.keys(group_exprs, &output_schema);
         let converter = if key_fields.is_empty() {
             None
         } else {
             Some(RowConverter::new(key_fields.iter().map(|f| SortField::new(f.data_type().clone())).collect())?)
         };
-        let key_exprs = group_exprs.into_iter().enumerate().filter(|(i, _)| !is_bound(*i)).map(|(_, e)| e).collect();
         let empty_keys = Arc::new(datafusion_common::arrow::datatypes::Schema::empty());
         Ok(Self {
             key_exprs,
@@ -150,9 +145,8 @@ impl SessionAggregateOp {
             self.sessions.insert(key.into(), Vec::new());
         }
         let list = self.sessions.get_mut(key).ok_or_else(|| RuntimeError::Internal("session list vanished".into()))?;
-        let mut overlapping: Vec<usize> =
-            list.iter().enumerate().filter(|(_, s)| s.start < hi && lo < s.end).map(|(i, _)| i).collect();
-        if overlapping.is_empty() {
+        let mut overlapping = list.iter().enumerate().filter(|(_, s)| s.start < hi && lo < s.end).map(|(i, _)| i);
+        let Some(first) = overlapping.next() else {
             if hi <= wm {
                 if list.is_empty() {
                     self.sessions.remove(key);
@@ -165,11 +159,12 @@ impl SessionAggregateOp {
             self.by_end.insert((hi, id));
             self.key_of.insert(id, key.into());
             return Ok(Some(id));
-        }
-        // merge every overlapping session into the first one
-        let first = overlapping.remove(0);
+        };
+        // merge every other overlapping session into the first one (rarely any: an empty Vec
+        // does not allocate)
+        let others: Vec<usize> = overlapping.collect();
         let mut absorbed = Vec::new();
-        for i in overlapping.into_iter().rev() {
+        for i in others.into_iter().rev() {
             absorbed.push(list.remove(i));
         }
         let survivor = &mut list[first];
@@ -220,17 +215,17 @@ impl SessionAggregateOp {
 
     fn emit(&self, fired: Vec<(Box<[u8]>, Session)>) -> Result<RecordBatch> {
         let n = fired.len();
-        let mut keys = match &self.converter {
+        let keys = match &self.converter {
             Some(c) => {
                 let parser = c.parser();
-                c.convert_rows(fired.iter().map(|(k, _)| parser.parse(k)))?.into_iter()
+                c.convert_rows(fired.iter().map(|(k, _)| parser.parse(k)))?
             }
-            None => Vec::new().into_iter(),
+            None => Vec::new(),
         };
-        let mut bounds = Vec::with_capacity(n);
+        let mut windows = Vec::with_capacity(n);
         let mut values: Vec<Vec<ArrayRef>> = Vec::new();
         for (_, s) in fired {
-            bounds.push((s.start, s.end));
+            windows.push((s.start, s.end));
             let (_, v, _) = s.partial.evaluate()?;
             if values.is_empty() {
                 values = v.into_iter().map(|a| vec![a]).collect();
@@ -240,25 +235,9 @@ impl SessionAggregateOp {
                 }
             }
         }
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
-        for i in 0..self.num_group_columns {
-            let bound = self.layout.window_columns.iter().find(|(c, _)| *c == i).map(|(_, b)| *b);
-            match bound {
-                Some(b) => {
-                    let t = self.output_schema.field(i).data_type();
-                    let scalars = bounds
-                        .iter()
-                        .map(|(s, e)| match b {
-                            WindowColumn::Start => timestamp_scalar(t, *s),
-                            WindowColumn::End => timestamp_scalar(t, *e),
-                            WindowColumn::Time => timestamp_scalar(t, e.saturating_sub(MILLI)),
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    columns.push(datafusion_common::ScalarValue::iter_to_array(scalars)?);
-                }
-                None => columns.push(keys.next().ok_or_else(|| RuntimeError::Internal("missing key column".into()))?),
-            }
-        }
+        let mut columns = self.layout.group_columns(&self.output_schema, self.num_group_columns, keys, |b, t| {
+            WindowLayout::bound_array(b, t, &windows)
+        })?;
         for column in values {
             let parts: Vec<&dyn Array> = column.iter().map(|a| a.as_ref()).collect();
             columns.push(concat(&parts)?);
@@ -317,12 +296,7 @@ impl Operator for SessionAggregateOp {
         }
         self.flush(&mut assigned, &mut redirect, &agg_input)?;
         self.metrics.open_windows.store(self.by_end.len() as u64, Ordering::Relaxed);
-        if late > 0 {
-            Metrics::add(&self.metrics.late_rows, late);
-        }
-        if null_time > 0 {
-            Metrics::add(&self.metrics.null_time_rows, null_time);
-        }
+        self.metrics.dropped(late, null_time);
         Ok(())
     }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt32Array};
 use datafusion_common::arrow::compute::cast;
-use datafusion_common::arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef, TimeUnit};
+use datafusion_common::arrow::datatypes::{DataType, FieldRef, Int64Type, Schema, SchemaRef, TimeUnit};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::ScalarValue;
 use datafusion_physical_expr::PhysicalExpr;
@@ -51,6 +51,63 @@ pub struct WindowLayout {
     pub window_columns: Vec<(usize, WindowColumn)>,
     /// The window.
     pub window: WindowSpec,
+}
+
+impl WindowLayout {
+    /// Which bound group column `i` is, if it is one.
+    fn bound(&self, i: usize) -> Option<WindowColumn> {
+        self.window_columns.iter().find(|(c, _)| *c == i).map(|(_, b)| *b)
+    }
+
+    /// The value of a bound for the window `[start, end)`.
+    fn bound_value(column: WindowColumn, start: Nanos, end: Nanos) -> Nanos {
+        match column {
+            WindowColumn::Start => start,
+            WindowColumn::End => end,
+            WindowColumn::Time => end.saturating_sub(MILLI),
+        }
+    }
+
+    /// The group expressions that are keys (not window bounds), and their output fields.
+    pub(crate) fn keys(
+        &self,
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        output_schema: &Schema,
+    ) -> (Vec<Arc<dyn PhysicalExpr>>, Vec<FieldRef>) {
+        group_exprs
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| self.bound(*i).is_none())
+            .map(|(i, e)| (e, Arc::clone(&output_schema.fields()[i])))
+            .unzip()
+    }
+
+    /// The group columns of an output batch: bound column `i` from `bound(column, type)`, the
+    /// others from `keys`, in order.
+    pub(crate) fn group_columns(
+        &self,
+        output_schema: &Schema,
+        num_group_columns: usize,
+        keys: Vec<ArrayRef>,
+        bound: impl Fn(WindowColumn, &DataType) -> Result<ArrayRef>,
+    ) -> Result<Vec<ArrayRef>> {
+        let mut keys = keys.into_iter();
+        (0..num_group_columns)
+            .map(|i| match self.bound(i) {
+                Some(b) => bound(b, output_schema.field(i).data_type()),
+                None => keys.next().ok_or_else(|| RuntimeError::Internal("missing group column".into())),
+            })
+            .collect()
+    }
+
+    /// A bound of each of the windows `[start, end)`, as an array of the bound column's type.
+    pub(crate) fn bound_array(column: WindowColumn, t: &DataType, windows: &[(Nanos, Nanos)]) -> Result<ArrayRef> {
+        let values = windows
+            .iter()
+            .map(|(s, e)| timestamp_scalar(t, Self::bound_value(column, *s, *e)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ScalarValue::iter_to_array(values)?)
+    }
 }
 
 #[derive(Default)]
@@ -87,11 +144,8 @@ impl WindowAggregateOp {
         if layout.window_columns.is_empty() {
             return Err(RuntimeError::Internal("window aggregate without window bounds".into()));
         }
-        let is_bound = |i: usize| layout.window_columns.iter().any(|(c, _)| *c == i);
         let num_group_columns = group_exprs.len();
-        let key_fields: Vec<_> =
-            (0..num_group_columns).filter(|i| !is_bound(*i)).map(|i| output_schema.field(i).clone()).collect();
-        let key_exprs = group_exprs.into_iter().enumerate().filter(|(i, _)| !is_bound(*i)).map(|(_, e)| e).collect();
+        let (key_exprs, key_fields) = layout.keys(group_exprs, &output_schema);
         let assigner = Assigner::new(&layout.window)?;
         Ok(Self {
             key_exprs,
@@ -199,22 +253,9 @@ impl WindowAggregateOp {
         if n == 0 {
             return Ok(RecordBatch::new_empty(Arc::clone(&self.output_schema)));
         }
-        let mut keys = keys.into_iter();
-        let mut columns = Vec::with_capacity(self.output_schema.fields().len());
-        for i in 0..self.num_group_columns {
-            let bound = self.layout.window_columns.iter().find(|(c, _)| *c == i).map(|(_, b)| match b {
-                WindowColumn::Start => start,
-                WindowColumn::End => end,
-                WindowColumn::Time => end.saturating_sub(MILLI),
-            });
-            match bound {
-                Some(ns) => {
-                    let t = self.output_schema.field(i).data_type();
-                    columns.push(timestamp_scalar(t, ns)?.to_array_of_size(n)?);
-                }
-                None => columns.push(keys.next().ok_or_else(|| RuntimeError::Internal("missing group column".into()))?),
-            }
-        }
+        let mut columns = self.layout.group_columns(&self.output_schema, self.num_group_columns, keys, |b, t| {
+            Ok(timestamp_scalar(t, WindowLayout::bound_value(b, start, end))?.to_array_of_size(n)?)
+        })?;
         columns.extend(values);
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         Ok(RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?)
@@ -242,7 +283,7 @@ pub fn to_nanos(a: &ArrayRef) -> Result<Int64Array> {
     Ok(cast(&ns, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
 }
 
-pub(crate) fn timestamp_scalar(t: &DataType, ns: Nanos) -> Result<ScalarValue> {
+fn timestamp_scalar(t: &DataType, ns: Nanos) -> Result<ScalarValue> {
     let DataType::Timestamp(unit, tz) = t else {
         return Err(RuntimeError::Internal(format!("window bound column is {t}")));
     };
@@ -325,12 +366,7 @@ impl Operator for WindowAggregateOp {
             buckets[last].1.push(i as u32);
         }
         self.flush(&mut buckets, &agg_input)?;
-        if late > 0 {
-            Metrics::add(&self.metrics.late_rows, late);
-        }
-        if null_time > 0 {
-            Metrics::add(&self.metrics.null_time_rows, null_time);
-        }
+        self.metrics.dropped(late, null_time);
         Ok(())
     }
 

@@ -46,14 +46,6 @@ pub enum Assigner {
     },
 }
 
-fn gcd(a: i64, b: i64) -> i64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
 fn clamp(v: i128) -> Nanos {
     v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
@@ -63,9 +55,11 @@ impl Assigner {
     pub fn new(spec: &WindowSpec) -> Result<Self> {
         match *spec {
             WindowSpec::Tumble { size_nanos } => Ok(Assigner::Tumble { size: size_nanos }),
-            WindowSpec::Hop { slide_nanos, size_nanos } => {
-                Ok(Assigner::Hop { slide: slide_nanos, size: size_nanos, slice: gcd(slide_nanos, size_nanos) })
-            }
+            WindowSpec::Hop { slide_nanos, size_nanos } => Ok(Assigner::Hop {
+                slide: slide_nanos,
+                size: size_nanos,
+                slice: spec.slice_nanos().unwrap_or(slide_nanos),
+            }),
             WindowSpec::Cumulate { step_nanos, max_size_nanos } => {
                 Ok(Assigner::Cumulate { step: step_nanos, max: max_size_nanos })
             }

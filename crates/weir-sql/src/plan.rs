@@ -73,6 +73,17 @@ fn gcd(a: i64, b: i64) -> i64 {
 }
 
 impl WindowSpec {
+    /// The slice every window of this kind is made of: `gcd(slide, size)` for HOP, the step for
+    /// CUMULATE, the window for TUMBLE; `None` for sessions, which are not sliced.
+    pub fn slice_nanos(&self) -> Option<i64> {
+        match *self {
+            WindowSpec::Tumble { size_nanos } => Some(size_nanos),
+            WindowSpec::Hop { slide_nanos, size_nanos } => Some(gcd(slide_nanos, size_nanos)),
+            WindowSpec::Cumulate { step_nanos, .. } => Some(step_nanos),
+            WindowSpec::Session { .. } => None,
+        }
+    }
+
     /// The window of `kind` with the given interval arguments (in SQL order), checked.
     pub fn new(kind: WindowKind, nanos: &[i64]) -> Result<Self, String> {
         if nanos.iter().any(|n| *n <= 0) {
