@@ -100,19 +100,9 @@ fn load_script(args: &ScriptArgs) -> Result<Script, String> {
     }
 }
 
-/// Session settings weir understands.
-const SETTINGS: &[&str] = &["batch.size"];
-
 fn apply_setting(settings: &mut BTreeMap<String, String>, key: &str, value: &str) -> Result<(), SqlError> {
-    let key = key.trim().to_lowercase().replace('_', ".");
-    if !SETTINGS.contains(&key.as_str()) {
-        return Err(SqlError::plan(format!("unknown setting '{key}'"))
-            .with_hint(format!("known settings: {}", SETTINGS.join(", "))));
-    }
-    if key == "batch.size" && value.trim().parse::<usize>().map(|n| n == 0).unwrap_or(true) {
-        return Err(SqlError::plan(format!("batch.size must be a positive integer, got '{value}'")));
-    }
-    settings.insert(key, value.trim().to_string());
+    let (key, value) = weir_sql::options::check_setting(key, value)?;
+    settings.insert(key, value);
     Ok(())
 }
 
@@ -137,17 +127,30 @@ fn usage_error(message: impl std::fmt::Display) -> ExitCode {
 }
 
 /// Read the script and plan all of it; errors are printed, and returned as the exit code.
-fn load_and_plan(args: &ScriptArgs) -> Result<(Script, Vec<Planned>), ExitCode> {
+fn load_and_plan(args: &ScriptArgs, settings: &BTreeMap<String, String>) -> Result<(Script, Vec<Planned>), ExitCode> {
     let script = load_script(args).map_err(usage_error)?;
-    let planned = Planner::new().plan_script(&script.sql).map_err(|e| {
+    let mut planner = Planner::new();
+    for (k, v) in settings {
+        planner.set(k, v).map_err(usage_error)?;
+    }
+    let planned = planner.plan_script(&script.sql).map_err(|e| {
         eprint!("{}", render_sql_error(&e, &script.name, &script.sql));
         ExitCode::from(EXIT_SQL)
     })?;
     Ok((script, planned))
 }
 
+fn command_line_settings(args: &ScriptArgs) -> Result<BTreeMap<String, String>, ExitCode> {
+    let mut settings = BTreeMap::new();
+    for kv in &args.set {
+        let (k, v) = kv.split_once('=').ok_or_else(|| usage_error(format!("--set takes KEY=VALUE, got '{kv}'")))?;
+        apply_setting(&mut settings, k, v).map_err(usage_error)?;
+    }
+    Ok(settings)
+}
+
 fn explain(args: &ScriptArgs) -> Result<ExitCode, ExitCode> {
-    let (_, planned) = load_and_plan(args)?;
+    let (_, planned) = load_and_plan(args, &command_line_settings(args)?)?;
     let plans: Vec<&StreamPlan> = planned
         .iter()
         .filter_map(|p| match p {
@@ -168,18 +171,14 @@ fn explain(args: &ScriptArgs) -> Result<ExitCode, ExitCode> {
 }
 
 fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet: bool) -> Result<ExitCode, ExitCode> {
-    let mut settings = BTreeMap::new();
-    for kv in &args.set {
-        let (k, v) = kv.split_once('=').ok_or_else(|| usage_error(format!("--set takes KEY=VALUE, got '{kv}'")))?;
-        apply_setting(&mut settings, k, v).map_err(usage_error)?;
-    }
+    let mut settings = command_line_settings(args)?;
     if let Some(n) = batch_size {
         if n == 0 {
             return Err(usage_error("--batch-size must be positive"));
         }
         settings.insert("batch.size".into(), n.to_string());
     }
-    let (script, planned) = load_and_plan(args)?;
+    let (script, planned) = load_and_plan(args, &settings)?;
     // Check every statement's settings and connector options before running anything.
     let mut jobs = Vec::new();
     let mut current = settings;

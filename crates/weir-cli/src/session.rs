@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::RecordBatch;
 use weir_connectors::{open_sink, open_source, validate, CollectSink, OutputFormat};
-use weir_runtime::{relaxed, Metrics, Pipeline, RuntimeError};
+use weir_runtime::{sink_schema, Metrics, Pipeline, RuntimeError};
 use weir_sql::{Planned, Planner, SinkNode, SqlError, StreamPlan};
 
 /// Why a statement failed.
@@ -76,7 +76,8 @@ impl Session {
 
     /// Set a session setting (as `SET key = value`).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), SessionError> {
-        crate::apply_setting(&mut self.settings, key, value).map_err(SessionError::Sql)
+        crate::apply_setting(&mut self.settings, key, value).map_err(SessionError::Sql)?;
+        self.planner.set(key, value).map_err(SessionError::Sql)
     }
 
     /// The planner (and through it the catalog).
@@ -114,7 +115,7 @@ impl Session {
                 Pipeline::new(plan, source, Box::new(collector.clone()), Arc::clone(&metrics))?
                     .run_blocking(&cancel)?;
                 Ok(StatementResult::Rows {
-                    schema: relaxed(plan.output_schema().as_arrow()),
+                    schema: sink_schema(plan),
                     batches: collector.batches(),
                     metrics,
                 })

@@ -18,7 +18,7 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use weir_runtime::{relaxed, source_columns, Metrics, Result, RuntimeError, Sink, Source};
+use weir_runtime::{sink_schema, source_columns, Metrics, Result, RuntimeError, Sink, Source};
 use weir_sql::{SinkNode, StreamPlan, TableDef};
 
 pub use column::{parse_timestamp, ColumnBuffer, ColumnType, Value};
@@ -101,7 +101,7 @@ pub fn open_source(plan: &StreamPlan, ctx: &ConnectorContext) -> Result<Box<dyn 
 
 /// Open the sink of `plan`: the declared table, or stdout in `client_format` for a query.
 pub fn open_sink(plan: &StreamPlan, client_format: OutputFormat, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
-    let schema = relaxed(plan.output_schema().as_arrow());
+    let schema = sink_schema(plan);
     match &plan.sink {
         SinkNode::Client => Ok(Box::new(FormatSink::new(std::io::stdout(), client_format, schema, "stdout", true))),
         SinkNode::Table(t) => {

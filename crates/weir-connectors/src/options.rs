@@ -100,6 +100,7 @@ impl FileOptions {
         if !stdin {
             known.insert(1, "path");
         }
+        known.extend(weir_sql::options::ENGINE_OPTIONS);
         for key in table.options.keys() {
             if !known.contains(&key.as_str()) {
                 return Err(format!(

@@ -58,6 +58,11 @@ impl Aggregates {
         Self { key_schema, specs }
     }
 
+    /// The aggregates.
+    pub fn specs(&self) -> &[AggregateSpec] {
+        &self.specs
+    }
+
     /// Evaluate keys, arguments and filters over a batch.
     pub fn input(&self, keys: Vec<ArrayRef>, batch: &RecordBatch) -> Result<AggregateInput> {
         let n = batch.num_rows();

@@ -1,9 +1,12 @@
 //! `WHERE` / `HAVING`: keep the rows for which a predicate is true (NULL counts as false).
+//! Over a changelog each row is judged on its own values, whatever its kind: a `-U` whose
+//! `+U` fails the predicate retracts the row downstream.
 
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{Array, AsArray};
 use datafusion_common::arrow::compute::{filter, filter_record_batch, prep_null_mask_filter};
+use datafusion_common::arrow::datatypes::{Int64Type, Int8Type};
 use datafusion_physical_expr::PhysicalExpr;
 
 use crate::error::{Result, RuntimeError};
@@ -44,12 +47,14 @@ impl Operator for FilterOp {
         }
         let batch = filter_record_batch(&input.batch, &mask)?;
         let row_watermarks = match input.row_watermarks {
-            Some(w) => Some(Arc::new(
-                filter(w.as_ref(), &mask)?.as_primitive::<datafusion_common::arrow::datatypes::Int64Type>().clone(),
-            )),
+            Some(w) => Some(Arc::new(filter(w.as_ref(), &mask)?.as_primitive::<Int64Type>().clone())),
             None => None,
         };
-        out.push(Message::Data(StreamBatch { batch, row_watermarks }));
+        let kinds = match input.kinds {
+            Some(k) => Some(Arc::new(filter(k.as_ref(), &mask)?.as_primitive::<Int8Type>().clone())),
+            None => None,
+        };
+        out.push(Message::Data(StreamBatch { batch, row_watermarks, kinds }));
         Ok(())
     }
 }

@@ -3,7 +3,8 @@
 //! Runs a [`weir_sql::StreamPlan`] incrementally over Arrow record batches. It owns the
 //! message vocabulary ([`Message`]: data, watermarks, end of stream), the [`Operator`] trait
 //! and the operators (one per file: [`FilterOp`], [`ProjectOp`], [`WindowAggregateOp`] for TUMBLE/HOP/CUMULATE,
-//! [`SessionAggregateOp`]),
+//! [`SessionAggregateOp`], [`UpdatingAggregateOp`] for changelogs), the changelog row kinds
+//! ([`RowKind`]),
 //! window assignment through slices ([`Assigner`]), partial aggregates that
 //! can be frozen and merged ([`Partial`]), watermark generation at sources ([`WatermarkGenerator`]), the [`Source`]/[`Sink`] traits
 //! connectors implement, pipeline metrics, and the [`Pipeline`] that wires them together.
@@ -19,20 +20,24 @@ mod metrics;
 mod operator;
 mod pipeline;
 mod project;
+mod retract_min_max;
 mod session_aggregate;
 mod source;
+mod updating_aggregate;
 mod window_aggregate;
 mod window_assign;
 
 pub use aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
 pub use error::{Result, RuntimeError};
 pub use filter::FilterOp;
-pub use message::{Message, Nanos, StreamBatch, NO_WATERMARK};
+pub use message::{Message, Nanos, RowKind, StreamBatch, NO_WATERMARK};
 pub use metrics::Metrics;
 pub use operator::Operator;
-pub use pipeline::{build_operators, relaxed, source_columns, Pipeline, SourceColumns};
+pub use pipeline::{build_operators, relaxed, sink_schema, source_columns, Pipeline, SourceColumns};
 pub use project::ProjectOp;
 pub use session_aggregate::SessionAggregateOp;
+pub use retract_min_max::RetractMinMax;
 pub use source::{Sink, Source, SourceDriver, WatermarkGenerator};
+pub use updating_aggregate::UpdatingAggregateOp;
 pub use window_aggregate::{to_nanos, WindowAggregateOp, WindowLayout};
 pub use window_assign::Assigner;

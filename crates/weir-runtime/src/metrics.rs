@@ -22,6 +22,8 @@ pub struct Metrics {
     pub windows_fired: AtomicU64,
     /// Windows currently open (holding state).
     pub open_windows: AtomicU64,
+    /// Keys an updating aggregate forgot after the state TTL.
+    pub expired_keys: AtomicU64,
     /// Current source watermark, nanoseconds.
     pub watermark: AtomicI64,
 }
@@ -36,6 +38,7 @@ impl Default for Metrics {
             bad_rows_skipped: AtomicU64::new(0),
             windows_fired: AtomicU64::new(0),
             open_windows: AtomicU64::new(0),
+            expired_keys: AtomicU64::new(0),
             watermark: AtomicI64::new(NO_WATERMARK),
         }
     }

@@ -12,7 +12,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use datafusion_common::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion_common::arrow::array::{ArrayRef, StringArray};
+use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::DFSchema;
 use datafusion_expr::execution_props::ExecutionProps;
 use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
@@ -25,12 +27,13 @@ use weir_sql::{StreamOp, StreamPlan, WindowSpec};
 use crate::aggregate_state::AggregateSpec;
 use crate::error::{Result, RuntimeError};
 use crate::filter::FilterOp;
-use crate::message::Message;
+use crate::message::{Message, StreamBatch};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::project::ProjectOp;
 use crate::session_aggregate::SessionAggregateOp;
 use crate::source::{Sink, Source, SourceDriver};
+use crate::updating_aggregate::UpdatingAggregateOp;
 use crate::window_aggregate::{WindowAggregateOp, WindowLayout};
 
 /// Which columns of a table a pipeline's source must read.
@@ -101,27 +104,7 @@ pub fn build_operators(plan: &StreamPlan, metrics: &Arc<Metrics>) -> Result<Vec<
             StreamOp::WindowAggregate(w) => {
                 let group_exprs =
                     w.group_exprs.iter().map(|e| physical(e, &w.input_schema)).collect::<Result<Vec<_>>>()?;
-                let props = ExecutionProps::new();
-                let ctx = PhysicalPlanningContext::default();
-                let mut aggregates = Vec::new();
-                for e in &w.aggr_exprs {
-                    let lowered =
-                        LoweredAggregateBuilder::new(e, &w.input_schema, w.input_schema.as_arrow(), &props, &ctx)
-                            .build()?;
-                    // as DataFusion does for raw input: ORDER BY columns follow the arguments, and
-                    // order-sensitive accumulators order by them themselves
-                    let mut args = lowered.aggregate.expressions();
-                    args.extend(lowered.aggregate.order_bys().iter().map(|o| Arc::clone(&o.expr)));
-                    if !lowered.aggregate.order_bys().is_empty()
-                        && lowered.aggregate.order_sensitivity() == AggregateOrderSensitivity::HardRequirement
-                    {
-                        return Err(RuntimeError::Source(format!(
-                            "not supported yet: {} with ORDER BY inside a window (it needs sorted input)",
-                            lowered.aggregate.name()
-                        )));
-                    }
-                    aggregates.push(AggregateSpec { function: lowered.aggregate, args, filter: lowered.filter });
-                }
+                let aggregates = aggregate_specs(&w.aggr_exprs, &w.input_schema)?;
                 let layout = WindowLayout {
                     time: physical(&w.time, &w.input_schema)?,
                     time_offset: w.time_offset_nanos,
@@ -137,9 +120,68 @@ pub fn build_operators(plan: &StreamPlan, metrics: &Arc<Metrics>) -> Result<Vec<
                 };
                 ops.push(op);
             }
+            StreamOp::UpdatingAggregate(u) => {
+                let keys = u.group_exprs.iter().map(|e| physical(e, &u.input_schema)).collect::<Result<Vec<_>>>()?;
+                let aggregates = aggregate_specs(&u.aggr_exprs, &u.input_schema)?;
+                ops.push(Box::new(UpdatingAggregateOp::new(
+                    keys,
+                    aggregates,
+                    u.retracting,
+                    u.state_ttl,
+                    relaxed(u.output_schema.as_arrow()),
+                    Arc::clone(metrics),
+                )?));
+            }
         }
     }
     Ok(ops)
+}
+
+/// Lower DataFusion aggregate expressions. Operators feed rows in arrival order, so an
+/// aggregate that needs sorted input is refused.
+fn aggregate_specs(exprs: &[Expr], schema: &DFSchema) -> Result<Vec<AggregateSpec>> {
+    let props = ExecutionProps::new();
+    let ctx = PhysicalPlanningContext::default();
+    let mut aggregates = Vec::new();
+    for e in exprs {
+        let lowered = LoweredAggregateBuilder::new(e, schema, schema.as_arrow(), &props, &ctx).build()?;
+        // as DataFusion does for raw input: ORDER BY columns follow the arguments, and
+        // order-sensitive accumulators order by them themselves
+        let mut args = lowered.aggregate.expressions();
+        args.extend(lowered.aggregate.order_bys().iter().map(|o| Arc::clone(&o.expr)));
+        if !lowered.aggregate.order_bys().is_empty()
+            && lowered.aggregate.order_sensitivity() == AggregateOrderSensitivity::HardRequirement
+        {
+            return Err(RuntimeError::Source(format!(
+                "not supported yet: {} with ORDER BY inside an aggregate (it needs sorted input)",
+                lowered.aggregate.name()
+            )));
+        }
+        aggregates.push(AggregateSpec { function: lowered.aggregate, args, filter: lowered.filter });
+    }
+    Ok(aggregates)
+}
+
+/// The schema a plan's sink receives: the plan's output, led by an `op` column (`+I`, `-U`,
+/// `+U`, `-D`) when the result is a changelog.
+pub fn sink_schema(plan: &StreamPlan) -> SchemaRef {
+    let output = relaxed(plan.output_schema().as_arrow());
+    if !plan.is_updating() {
+        return output;
+    }
+    let mut fields = vec![Arc::new(Field::new("op", DataType::Utf8, false))];
+    fields.extend(output.fields().iter().cloned());
+    Arc::new(Schema::new(fields))
+}
+
+/// Prepend the `op` column to a changelog batch.
+fn with_op_column(batch: &StreamBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let n = batch.batch.num_rows();
+    let ops = StringArray::from_iter_values((0..n).map(|i| batch.kind(i).as_str()));
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(ops)];
+    columns.extend(batch.batch.columns().iter().cloned());
+    let options = RecordBatchOptions::new().with_row_count(Some(n));
+    Ok(RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?)
 }
 
 /// Operators plus sink: everything downstream of the source.
@@ -147,6 +189,8 @@ struct Chain {
     ops: Vec<Box<dyn Operator>>,
     sink: Box<dyn Sink>,
     metrics: Arc<Metrics>,
+    /// Set for a changelog: the sink's schema, with the `op` column.
+    changelog: Option<SchemaRef>,
 }
 
 impl Chain {
@@ -171,7 +215,10 @@ impl Chain {
             match m {
                 Message::Data(b) => {
                     Metrics::add(&self.metrics.rows_out, b.batch.num_rows() as u64);
-                    self.sink.write(&b.batch)?;
+                    match &self.changelog {
+                        Some(schema) => self.sink.write(&with_op_column(&b, schema)?)?,
+                        None => self.sink.write(&b.batch)?,
+                    }
                 }
                 Message::Watermark(_) => {}
                 Message::EndOfStream => {
@@ -196,7 +243,8 @@ impl Pipeline {
         let cols = source_columns(plan)?;
         let ops = build_operators(plan, &metrics)?;
         let driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(&metrics));
-        Ok(Self { driver, chain: Chain { ops, sink, metrics } })
+        let changelog = plan.is_updating().then(|| sink_schema(plan));
+        Ok(Self { driver, chain: Chain { ops, sink, metrics, changelog } })
     }
 
     /// Run on the calling thread until the input ends or `cancel` is set.

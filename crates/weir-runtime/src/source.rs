@@ -136,7 +136,7 @@ impl SourceDriver {
             None => batch,
         };
         if batch.num_rows() > 0 {
-            out.push(Message::Data(StreamBatch { batch, row_watermarks }));
+            out.push(Message::Data(StreamBatch { batch, row_watermarks, kinds: None }));
         }
         if let Some(w) = self.watermark.as_mut().and_then(|(_, g)| g.advance()) {
             self.metrics.watermark.store(w, Ordering::Relaxed);

@@ -437,7 +437,11 @@ mod tests {
         let b = batch(rows);
         let times = Int64Array::from_iter_values(rows.iter().map(|r| r.2 * SEC));
         let mut msgs =
-            vec![Message::Data(StreamBatch { batch: b, row_watermarks: Some(Arc::new(gen.observe(&times))) })];
+            vec![Message::Data(StreamBatch {
+            batch: b,
+            row_watermarks: Some(Arc::new(gen.observe(&times))),
+            kinds: None,
+        })];
         if let Some(w) = gen.advance() {
             msgs.push(Message::Watermark(w));
         }

@@ -1,7 +1,10 @@
 //! # weir-sql — the planner
 //!
 //! Turns weir's streaming SQL into a [`StreamPlan`]: a source with its watermark, a chain of
-//! stateless and windowed operators, and a sink. It owns the SQL dialect (DDL with
+//! stateless, windowed and updating operators, and a sink. It decides which results are
+//! append-only and which are changelogs (an updating aggregate), and refuses shapes the
+//! runtime cannot run correctly (a window over a changelog, a changelog into an append-only
+//! file). It owns the SQL dialect (DDL with
 //! `WATERMARK FOR` and `WITH (…)` options, window TVFs and group windows), the catalog, the
 //! window functions and `EXPLAIN` output.
 //!
@@ -31,6 +34,7 @@
 
 mod catalog;
 mod error;
+pub mod options;
 mod parser;
 mod plan;
 mod planner;
@@ -43,7 +47,8 @@ pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};
 pub use error::{ErrorKind, Result, SqlError};
 pub use parser::{parse_script, Stmt};
 pub use plan::{
-    show, PlanNodeDescription, SinkNode, SourceNode, StreamOp, StreamPlan, WindowAggregate, WindowColumn, WindowSpec,
+    show, PlanNodeDescription, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate,
+    WindowColumn, WindowSpec,
 };
 pub use planner::{arrow_type, Planned, Planner};
 

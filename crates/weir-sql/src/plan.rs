@@ -3,8 +3,12 @@
 //! A plan is a linear pipeline (joins and unions come later):
 //!
 //! ```text
-//!   Source ──► [Filter | Project]* ──► [WindowAggregate ──► [Filter | Project]*] ──► Sink
+//!   Source ──► [Filter | Project]* ──► [WindowAggregate | UpdatingAggregate ──► [Filter | Project]*]* ──► Sink
 //! ```
+//!
+//! Everything up to the first updating aggregate is append-only; from there on the rows are
+//! a changelog (`+I`, `-U`, `+U`, `-D`), which filters and projections pass through and a
+//! further updating aggregate consumes by retracting.
 //!
 //! Expressions stay DataFusion logical expressions together with the schema they are
 //! evaluated against, so the runtime can turn them into physical expressions with
@@ -176,6 +180,35 @@ pub struct WindowAggregate {
     pub output_schema: DFSchemaRef,
 }
 
+/// How long an updating aggregate keeps a key that receives no rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StateTtl {
+    /// The time to live, in nanoseconds.
+    pub nanos: i64,
+    /// Measured in event time (the watermark) when the source has a watermark; otherwise in
+    /// processing time (the wall clock).
+    pub event_time: bool,
+}
+
+/// A `GROUP BY` without a window: an updating result. Each input batch changes some groups;
+/// for each, the operator emits `+I` (new group), `-U` and `+U` (changed value) or `-D`
+/// (group emptied by retractions).
+#[derive(Debug, Clone)]
+pub struct UpdatingAggregate {
+    /// Group expressions.
+    pub group_exprs: Vec<Expr>,
+    /// Aggregate expressions (DataFusion aggregate functions).
+    pub aggr_exprs: Vec<Expr>,
+    /// The input is itself a changelog, so the aggregates must retract.
+    pub retracting: bool,
+    /// Forget keys idle for this long (`'state_ttl'` on the source table, or `SET state.ttl`).
+    pub state_ttl: Option<StateTtl>,
+    /// Schema the expressions are evaluated against.
+    pub input_schema: DFSchemaRef,
+    /// Output: group columns then aggregate columns.
+    pub output_schema: DFSchemaRef,
+}
+
 /// One operator of a pipeline.
 #[derive(Debug, Clone)]
 pub enum StreamOp {
@@ -197,6 +230,8 @@ pub enum StreamOp {
     },
     /// Windowed aggregation.
     WindowAggregate(WindowAggregate),
+    /// Non-windowed aggregation: emits a changelog.
+    UpdatingAggregate(UpdatingAggregate),
 }
 
 impl StreamOp {
@@ -206,6 +241,7 @@ impl StreamOp {
             StreamOp::Filter { input_schema, .. } => input_schema,
             StreamOp::Project { output_schema, .. } => output_schema,
             StreamOp::WindowAggregate(w) => &w.output_schema,
+            StreamOp::UpdatingAggregate(u) => &u.output_schema,
         }
     }
 }
@@ -236,6 +272,11 @@ impl StreamPlan {
         self.ops.last().map(StreamOp::output_schema).unwrap_or(&self.source.output_schema)
     }
 
+    /// Whether the sink receives a changelog (rows with an `op` column) rather than only inserts.
+    pub fn is_updating(&self) -> bool {
+        self.ops.iter().any(|op| matches!(op, StreamOp::UpdatingAggregate(_)))
+    }
+
     /// A serialisable description of the plan (what EXPLAIN prints, as data).
     pub fn describe(&self) -> Vec<PlanNodeDescription> {
         let mut nodes = Vec::new();
@@ -243,6 +284,9 @@ impl StreamPlan {
         nodes.push(PlanNodeDescription {
             operator: "Sink".into(),
             details: match &self.sink {
+                SinkNode::Client if self.is_updating() => {
+                    format!("client, changelog, columns: op, {}", cols(self.output_schema()).join(", "))
+                }
                 SinkNode::Client => format!("client, columns: {}", cols(self.output_schema()).join(", ")),
                 SinkNode::Table(t) => format!("table {} ({})", t.name, options_text(t)),
             },
@@ -286,6 +330,27 @@ impl StreamPlan {
                             w.time_column,
                             keys.join(", "),
                             aggs.join(", ")
+                        ),
+                    }
+                }
+                StreamOp::UpdatingAggregate(u) => {
+                    let keys: Vec<String> = u.group_exprs.iter().map(show).collect();
+                    let aggs: Vec<String> = u.aggr_exprs.iter().map(show).collect();
+                    let ttl = match u.state_ttl {
+                        Some(t) => format!(
+                            "keys idle for {} ({} time) are forgotten",
+                            format_duration(t.nanos),
+                            if t.event_time { "event" } else { "processing" }
+                        ),
+                        None => "one entry per key, kept forever (set 'state_ttl' to bound it)".to_string(),
+                    };
+                    PlanNodeDescription {
+                        operator: "UpdatingAggregate".into(),
+                        details: format!(
+                            "keys: [{}], aggregates: [{}], input: {}, emit: a changelog (+I, -U/+U, -D) per batch of changes, state: {ttl}",
+                            keys.join(", "),
+                            aggs.join(", "),
+                            if u.retracting { "changelog (retracts)" } else { "append-only" }
                         ),
                     }
                 }

@@ -28,7 +28,11 @@ use datafusion_sql::sqlparser::tokenizer::Location;
 use crate::catalog::{schema_of, Catalog, TableDef, WatermarkDef};
 use crate::error::{Result, SqlError};
 use crate::parser::{parse_script, CreateTable, Stmt};
-use crate::plan::{show, SinkNode, SourceNode, StreamOp, StreamPlan, WindowAggregate, WindowColumn, WindowSpec};
+use crate::options::{check_setting, check_table_options, state_ttl};
+use crate::plan::{
+    show, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn,
+    WindowSpec,
+};
 use crate::provider::{FunctionRegistry, Provider};
 use crate::rewrite::rewrite_group_windows;
 use crate::window_fn::{fixed_interval_nanos, interval_nanos, window_function, Bound, WindowKind};
@@ -86,6 +90,13 @@ impl Planner {
         &self.settings
     }
 
+    /// Apply a setting as `SET key = value` would (e.g. from the command line).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = check_setting(key, value)?;
+        self.settings.insert(key, value);
+        Ok(())
+    }
+
     /// Parse and plan every statement of a script, in order. DDL takes effect immediately, so
     /// later statements see the tables declared by earlier ones. Nothing is run.
     pub fn plan_script(&mut self, sql: &str) -> Result<Vec<Planned>> {
@@ -111,6 +122,7 @@ impl Planner {
                 _ => Err(SqlError::not_supported("EXPLAIN of a statement other than a query or INSERT")),
             },
             Stmt::Set { key, value } => {
+                let (key, value) = check_setting(&key, &value)?;
                 self.settings.insert(key.clone(), value.clone());
                 Ok(Planned::Set { key, value })
             }
@@ -154,6 +166,7 @@ impl Planner {
         }
         let schema = if columns.is_empty() { None } else { Some(schema_of(columns)) };
         let def = TableDef { name: ct.name.clone(), schema, watermark, options: ct.options.clone() };
+        check_table_options(&def).map_err(|e| e.at(ct.location))?;
         self.catalog.register(def, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;
         Ok(Planned::CreatedTable(ct.name))
     }
@@ -194,11 +207,13 @@ impl Planner {
         let rel = SqlToRel::new_with_options(&provider, parser_options());
         let plan = rel.sql_statement_to_plan(Statement::Query(query)).map_err(SqlError::from)?;
         let plan = Analyzer::new().execute_and_check(plan, &self.options, |_, _| {}).map_err(SqlError::from)?;
+        refuse_unwindowed_tvf_aggregates(&plan).map_err(|e| e.at(location))?;
         let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> =
             vec![Arc::new(SimplifyExpressions::new()), Arc::new(OptimizeProjections::new())];
         let plan =
             Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {}).map_err(SqlError::from)?;
-        let mut builder = PipelineBuilder { catalog: &self.catalog, source: None, ops: Vec::new() };
+        let mut builder =
+            PipelineBuilder { catalog: &self.catalog, settings: &self.settings, source: None, ops: Vec::new() };
         builder.convert(&plan).map_err(|e| e.at(location))?;
         let Some(source) = builder.source else {
             return Err(SqlError::not_supported("a query without a table in FROM")
@@ -218,7 +233,20 @@ impl Planner {
             }
         }
         let mut ops = builder.ops;
+        let updating = ops.iter().any(|op| matches!(op, StreamOp::UpdatingAggregate(_)));
         if let SinkNode::Table(def) = &sink {
+            if updating && !def.option("changelog").is_some_and(|v| v.eq_ignore_ascii_case("rows")) {
+                return Err(SqlError::plan(format!(
+                    "INSERT INTO {}: the query's result is updating (a changelog of +I/-U/+U/-D rows), but table '{}' is append-only",
+                    def.name, def.name
+                ))
+                .at(location)
+                .with_hint(format!(
+                    "declare the sink with 'changelog' = 'rows' to write each change as a row with an op column \
+                     ({} … WITH (…, 'changelog' = 'rows')), or aggregate over a window so each result row is final",
+                    def.name
+                )));
+            }
             let input = ops.last().map(StreamOp::output_schema).unwrap_or(&source.output_schema).clone();
             if let Some(project) = sink_projection(def, &input).map_err(|e| e.at(location))? {
                 ops.push(project);
@@ -320,6 +348,7 @@ fn sink_projection(def: &TableDef, input: &Arc<DFSchema>) -> Result<Option<Strea
 
 struct PipelineBuilder<'a> {
     catalog: &'a Catalog,
+    settings: &'a BTreeMap<String, String>,
     source: Option<SourceNode>,
     ops: Vec<StreamOp>,
 }
@@ -379,7 +408,16 @@ impl PipelineBuilder<'_> {
             LogicalPlan::SubqueryAlias(a) => self.convert(&a.input),
             LogicalPlan::Aggregate(agg) => {
                 self.convert(&agg.input)?;
-                let op = self.window_aggregate(agg)?;
+                let retracting = self.ops.iter().any(|op| matches!(op, StreamOp::UpdatingAggregate(_)));
+                let op = match self.window_aggregate(agg)? {
+                    Some(_) if retracting => {
+                        return Err(SqlError::not_supported("a window over an updating result").with_hint(
+                            "windows need append-only input: aggregate the windows first, or drop the inner GROUP BY",
+                        ))
+                    }
+                    Some(op) => op,
+                    None => self.updating_aggregate(agg, retracting)?,
+                };
                 self.ops.push(op);
                 Ok(())
             }
@@ -398,7 +436,25 @@ impl PipelineBuilder<'_> {
         }
     }
 
-    fn window_aggregate(&self, agg: &Aggregate) -> Result<StreamOp> {
+    fn updating_aggregate(&self, agg: &Aggregate, retracting: bool) -> Result<StreamOp> {
+        for e in agg.group_expr.iter().chain(&agg.aggr_expr) {
+            refuse_window_markers(e, &agg.input)?;
+        }
+        let state_ttl = self.source.as_ref().and_then(|s| {
+            state_ttl(&s.table, self.settings).map(|nanos| StateTtl { nanos, event_time: s.table.watermark.is_some() })
+        });
+        Ok(StreamOp::UpdatingAggregate(UpdatingAggregate {
+            group_exprs: agg.group_expr.clone(),
+            aggr_exprs: agg.aggr_expr.clone(),
+            retracting,
+            state_ttl,
+            input_schema: Arc::clone(agg.input.schema()),
+            output_schema: Arc::clone(&agg.schema),
+        }))
+    }
+
+    /// The aggregate's window, or `None` if it groups by no window bound.
+    fn window_aggregate(&self, agg: &Aggregate) -> Result<Option<StreamOp>> {
         if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
             return Err(SqlError::not_supported("GROUPING SETS, ROLLUP and CUBE"));
         }
@@ -452,16 +508,13 @@ impl PipelineBuilder<'_> {
             }
         }
         let (Some((window, time_column)), Some((time, time_offset_nanos))) = (window, time) else {
-            return Err(SqlError::not_supported("aggregation without a window (an updating aggregate)").with_hint(
-                "group by a window: GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), … or \
-                 FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) … GROUP BY window_start, window_end, …",
-            ));
+            return Ok(None);
         };
         if !window_columns.iter().any(|(_, c)| *c != WindowColumn::Time) && matches!(window, WindowSpec::Session { .. })
         {
             return Err(SqlError::plan("a session window needs SESSION_START or SESSION_END in GROUP BY"));
         }
-        Ok(StreamOp::WindowAggregate(WindowAggregate {
+        Ok(Some(StreamOp::WindowAggregate(WindowAggregate {
             window,
             time_column,
             group_exprs: agg.group_expr.clone(),
@@ -471,7 +524,7 @@ impl PipelineBuilder<'_> {
             aggr_exprs: agg.aggr_expr.clone(),
             input_schema: Arc::clone(agg.input.schema()),
             output_schema: Arc::clone(&agg.schema),
-        }))
+        })))
     }
 
     /// The window's time column must be a source column with a watermark.
@@ -599,6 +652,35 @@ fn marker_name(e: &Expr) -> Option<&'static str> {
         Expr::ScalarFunction(f) => window_function(f.func.name()).map(|(k, _)| k.sql_name()),
         _ => None,
     }
+}
+
+/// An aggregate over HOP/CUMULATE/SESSION table-function rows must group by the window: a row
+/// stands for one copy per window it belongs to, which only a window aggregate makes. Checked
+/// before the optimizer prunes the unused window columns.
+fn refuse_unwindowed_tvf_aggregates(plan: &LogicalPlan) -> Result<()> {
+    let mut result = Ok(());
+    plan.apply(|node| {
+        let LogicalPlan::Aggregate(agg) = node else { return Ok(TreeNodeRecursion::Continue) };
+        let windowed = agg.group_expr.iter().any(|g| matches!(resolve_window_bound(g, &agg.input), Ok(Some(_)) | Err(_)));
+        if windowed {
+            return Ok(TreeNodeRecursion::Continue);
+        }
+        for c in agg.input.schema().columns() {
+            if let Some(name) = trace_column(&c, &agg.input).and_then(|(d, _)| carried_time(&d).and(marker_name(&d))) {
+                result = Err(SqlError::not_supported(format!(
+                    "an aggregate over {name} rows that does not group by the window"
+                ))
+                .with_hint(
+                    "a row belongs to several HOP/CUMULATE windows (and a session is known only once it closes): \
+                     GROUP BY window_start, window_end, …",
+                ));
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(SqlError::from)?;
+    result
 }
 
 /// weir groups sessions by all the GROUP BY keys; a SESSION table function's PARTITION BY
