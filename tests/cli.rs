@@ -207,8 +207,11 @@ fn sql_errors_exit_3_with_position_and_hint() {
         &["needs a watermark", "no WATERMARK FOR clause", "hint: declare one"],
     );
     assert_sql_error(
-        &format!("{DDL}SELECT sensor, COUNT(*) FROM events GROUP BY sensor;"),
-        &["not supported yet", "hint: group by a window"],
+        &format!(
+            "{DDL}CREATE TABLE counts WITH (connector = 'file', path = 'counts.csv', format = 'csv');
+             INSERT INTO counts SELECT sensor, COUNT(*) FROM events GROUP BY sensor;"
+        ),
+        &["table 'counts' is append-only", "--> q.sql:4:14", "hint: declare the sink with 'changelog' = 'rows'"],
     );
     assert_sql_error(
         &format!("{DDL}SELECT * FROM events e1 JOIN events e2 ON e1.sensor = e2.sensor;"),
@@ -280,6 +283,24 @@ fn bundled_example_runs_from_the_repository_root() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("sensor,w_start,w_end,n,total,lo,hi,mean,sites\n"));
     assert!(stdout(&out).lines().count() > 10);
+}
+
+#[test]
+fn updating_results_carry_an_op_column_in_csv_and_json() {
+    let dir = workdir(&format!("{DDL}SELECT sensor, COUNT(*) AS n FROM events WHERE sensor = 's2' GROUP BY sensor;"));
+    let out = run_in(dir.path(), &["run", "q.sql", "--format", "csv", "--batch-size", "8"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "op,sensor,n\n+I,s2,3\n-U,s2,3\n+U,s2,7\n");
+    let out = run_in(dir.path(), &["run", "q.sql", "--format", "json", "--batch-size", "8"]);
+    assert_eq!(
+        stdout(&out),
+        "{\"op\":\"+I\",\"sensor\":\"s2\",\"n\":3}\n{\"op\":\"-U\",\"sensor\":\"s2\",\"n\":3}\n{\"op\":\"+U\",\"sensor\":\"s2\",\"n\":7}\n"
+    );
+    // the TTL from the command line, in the summary
+    let out = run_in(dir.path(), &["run", "q.sql", "--format", "csv", "--batch-size", "2", "--set", "state.ttl=1 s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("keys expired (state TTL)"), "{}", stderr(&out));
+    assert_eq!(run_in(dir.path(), &["run", "q.sql", "--set", "state.ttl=soon"]).status.code(), Some(2));
 }
 
 #[test]

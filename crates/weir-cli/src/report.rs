@@ -73,6 +73,10 @@ pub fn summary(label: &str, metrics: &Arc<Metrics>, elapsed: Duration) -> String
     if null_time > 0 {
         parts.push(format!("{null_time} rows with NULL event time dropped"));
     }
+    let expired = Metrics::get(&metrics.expired_keys);
+    if expired > 0 {
+        parts.push(format!("{expired} keys expired (state TTL)"));
+    }
     parts.push(format!("{:.3} s ({} rows/s)", secs, human_rate(rows_in as f64 / secs)));
     if let Some(peak) = peak_memory_bytes() {
         parts.push(format!("peak memory {} MiB", peak / (1024 * 1024)));

@@ -10,8 +10,10 @@
 //!       value unchanged                 ──► nothing
 //!       every row retracted (count = 0) ──► -D old, group freed
 //!
-//!   state TTL: a group untouched for `ttl` (watermark or wall clock) is forgotten without
-//!   output, as in Flink; a later row for its key starts again with +I.
+//!   state TTL: a group untouched for `ttl` is forgotten without output, as in Flink; a later
+//!   row for its key starts again with +I. In event time a group's clock starts at the first
+//!   watermark after its last row (the rows' own times may be projected away); in processing
+//!   time, at the wall-clock time of its last row.
 //! ```
 //!
 //! Groups hold DataFusion row accumulators (`Accumulator`), whose `evaluate` may be called
@@ -50,6 +52,8 @@ struct Group {
     emitted: Option<Vec<ScalarValue>>,
     /// When the group last received a row (the TTL clock).
     touched: Nanos,
+    /// Received rows since the last watermark (event-time TTL only).
+    pending: bool,
 }
 
 /// The updating (non-windowed) aggregate operator.
@@ -62,6 +66,8 @@ pub struct UpdatingAggregateOp {
     groups: Vec<Option<Group>>,
     free: Vec<usize>,
     ttl: Option<StateTtl>,
+    /// Groups touched since the last watermark (event-time TTL only).
+    pending: Vec<usize>,
     watermark: Nanos,
     last_sweep: Nanos,
     output_schema: SchemaRef,
@@ -98,6 +104,7 @@ impl UpdatingAggregateOp {
             groups: Vec::new(),
             free: Vec::new(),
             ttl,
+            pending: Vec::new(),
             watermark: NO_WATERMARK,
             last_sweep: NO_WATERMARK,
             output_schema,
@@ -161,6 +168,7 @@ impl UpdatingAggregateOp {
                         rows: 0,
                         emitted: None,
                         touched: now,
+                        pending: false,
                     };
                     let slot = match self.free.pop() {
                         Some(s) => {
@@ -197,7 +205,9 @@ impl UpdatingAggregateOp {
         }
         self.last_sweep = now;
         let expired: Vec<usize> = (0..self.groups.len())
-            .filter(|s| self.groups[*s].as_ref().is_some_and(|g| now.saturating_sub(g.touched) > ttl.nanos))
+            .filter(|s| {
+                self.groups[*s].as_ref().is_some_and(|g| !g.pending && now.saturating_sub(g.touched) > ttl.nanos)
+            })
             .collect();
         Metrics::add(&self.metrics.expired_keys, expired.len() as u64);
         for s in expired {
@@ -297,6 +307,10 @@ impl Operator for UpdatingAggregateOp {
             };
             group.rows += adds.len() as i64 - retracts.len() as i64;
             group.touched = now;
+            if self.ttl.is_some_and(|t| t.event_time) && !group.pending {
+                group.pending = true;
+                self.pending.push(slot);
+            }
             for (a, acc) in group.accumulators.iter_mut().enumerate() {
                 let filter = agg_input.filters[a].as_ref();
                 for (rows, add) in [(&adds, true), (&retracts, false)] {
@@ -327,15 +341,18 @@ impl Operator for UpdatingAggregateOp {
     }
 
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
-        if self.watermark == NO_WATERMARK && self.ttl.is_some_and(|t| t.event_time) {
-            // groups created before the first watermark start their TTL now
-            for g in self.groups.iter_mut().flatten() {
-                g.touched = watermark;
+        self.watermark = self.watermark.max(watermark);
+        for slot in std::mem::take(&mut self.pending) {
+            if let Some(g) = self.groups[slot].as_mut() {
+                g.touched = self.watermark;
+                g.pending = false;
             }
         }
-        self.watermark = self.watermark.max(watermark);
-        let now = self.now();
-        self.expire(now);
+        if watermark < Nanos::MAX {
+            // (the end of a bounded input is not time passing)
+            let now = self.now();
+            self.expire(now);
+        }
         out.push(Message::Watermark(watermark));
         Ok(())
     }

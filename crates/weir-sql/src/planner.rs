@@ -409,12 +409,12 @@ impl PipelineBuilder<'_> {
             LogicalPlan::Aggregate(agg) => {
                 self.convert(&agg.input)?;
                 let retracting = self.ops.iter().any(|op| matches!(op, StreamOp::UpdatingAggregate(_)));
+                if retracting && groups_by_window(agg) {
+                    return Err(SqlError::not_supported("a window over an updating result").with_hint(
+                        "windows need append-only input: aggregate the windows first, or drop the inner GROUP BY",
+                    ));
+                }
                 let op = match self.window_aggregate(agg)? {
-                    Some(_) if retracting => {
-                        return Err(SqlError::not_supported("a window over an updating result").with_hint(
-                            "windows need append-only input: aggregate the windows first, or drop the inner GROUP BY",
-                        ))
-                    }
                     Some(op) => op,
                     None => self.updating_aggregate(agg, retracting)?,
                 };
@@ -654,6 +654,11 @@ fn marker_name(e: &Expr) -> Option<&'static str> {
     }
 }
 
+/// Whether an aggregate groups by a window bound (or something that tries to be one).
+fn groups_by_window(agg: &Aggregate) -> bool {
+    agg.group_expr.iter().any(|g| matches!(resolve_window_bound(g, &agg.input), Ok(Some(_)) | Err(_)))
+}
+
 /// An aggregate over HOP/CUMULATE/SESSION table-function rows must group by the window: a row
 /// stands for one copy per window it belongs to, which only a window aggregate makes. Checked
 /// before the optimizer prunes the unused window columns.
@@ -661,8 +666,7 @@ fn refuse_unwindowed_tvf_aggregates(plan: &LogicalPlan) -> Result<()> {
     let mut result = Ok(());
     plan.apply(|node| {
         let LogicalPlan::Aggregate(agg) = node else { return Ok(TreeNodeRecursion::Continue) };
-        let windowed = agg.group_expr.iter().any(|g| matches!(resolve_window_bound(g, &agg.input), Ok(Some(_)) | Err(_)));
-        if windowed {
+        if groups_by_window(agg) {
             return Ok(TreeNodeRecursion::Continue);
         }
         for c in agg.input.schema().columns() {

@@ -1,0 +1,169 @@
+//! Helpers shared by the property tests: random out-of-order rows, a source that cuts them
+//! into batches at given points, and runners for weir and for DataFusion batch queries.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use proptest::prelude::*;
+use weir_connectors::CollectSink;
+use weir_runtime::{source_columns, Metrics, Pipeline, Source};
+use weir_sql::{Planned, Planner};
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub key: String,
+    pub site: String,
+    pub value: i64,
+    pub reading: Option<f64>,
+    pub ts: i64,
+}
+
+pub const BASE_MS: i64 = 1_700_000_000_000;
+
+pub fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
+    // a coarse time granularity makes `window_end == watermark` (late, by definition) common
+    (0usize..250, 1i64..400, 0i64..4000, 1usize..5, prop::sample::select(vec![1i64, 250])).prop_flat_map(
+        |(n, step, disorder, keys, grain)| {
+            prop::collection::vec(
+                (
+                    0..keys,
+                    0..3usize,
+                    -50i64..1000,
+                    prop::option::weighted(0.9, -20i32..200),
+                    0..=disorder,
+                    prop::bool::weighted(0.05),
+                ),
+                n,
+            )
+            .prop_map(move |cols| {
+                cols.into_iter()
+                    .enumerate()
+                    .map(|(i, (k, s, v, r, jitter, very_late))| Row {
+                        key: format!("k{k}"),
+                        site: format!("site{s}"),
+                        value: v,
+                        reading: r.map(|r| r as f64 / 4.0),
+                        ts: BASE_MS
+                            + (i as i64 * step - jitter - if very_late { 30_000 } else { 0 }).div_euclid(grain) * grain,
+                    })
+                    .collect()
+            })
+        },
+    )
+}
+
+pub fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Utf8, true),
+        Field::new("site", DataType::Utf8, true),
+        Field::new("v", DataType::Int64, true),
+        Field::new("r", DataType::Float64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]))
+}
+
+pub fn to_batch(rows: &[Row]) -> RecordBatch {
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.key.clone()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.site.clone()))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.value))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.reading))),
+        Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts))),
+    ];
+    RecordBatch::try_new(schema(), cols).expect("valid batch")
+}
+
+/// Hands out the rows in batches cut at the given points.
+pub struct CutSource {
+    batch: RecordBatch,
+    cuts: Vec<usize>,
+    next: usize,
+}
+
+impl Source for CutSource {
+    fn next_batch(&mut self) -> weir_runtime::Result<Option<RecordBatch>> {
+        let n = self.batch.num_rows();
+        if self.next >= n {
+            return Ok(None);
+        }
+        let end = self.cuts.iter().copied().find(|c| *c > self.next).unwrap_or(n).min(n);
+        let out = self.batch.slice(self.next, end - self.next);
+        self.next = end;
+        Ok(Some(out))
+    }
+}
+
+pub fn ddl(delay_ms: i64, path: &str) -> String {
+    format!(
+        "CREATE TABLE t (k VARCHAR, site VARCHAR, v BIGINT, r DOUBLE, ts TIMESTAMP(3),
+             WATERMARK FOR ts AS ts - INTERVAL '{delay_ms}' MILLISECOND)
+         WITH (connector = 'file', path = '{path}', format = 'csv');"
+    )
+}
+
+pub fn format_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        for i in 0..b.num_rows() {
+            let cells: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| {
+                    let f = ArrayFormatter::try_new(c.as_ref(), &options).expect("formattable");
+                    let text = f.value(i).to_string();
+                    match c.data_type() {
+                        // floats compared to rounding: 10 significant digits
+                        DataType::Float64 | DataType::Float32 => match text.parse::<f64>() {
+                            Ok(x) => format!("{x:.9e}"),
+                            Err(_) => text,
+                        },
+                        _ => text,
+                    }
+                })
+                .collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out
+}
+
+pub fn run_weir(rows: &[Row], delay_ms: i64, sql: &str, cuts: Vec<usize>) -> Vec<String> {
+    let mut planner = Planner::new();
+    let planned = planner.plan_script(&format!("{} {sql}", ddl(delay_ms, "unused.csv"))).expect("plans");
+    let Some(Planned::Query(plan)) = planned.last() else { panic!("expected a query") };
+    let cols = source_columns(plan).expect("columns");
+    let batch = to_batch(rows).project(&cols.columns).expect("projection");
+    let source = CutSource { batch, cuts, next: 0 };
+    let sink = CollectSink::new();
+    let pipeline =
+        Pipeline::new(plan, Box::new(source), Box::new(sink.clone()), Arc::new(Metrics::default())).expect("pipeline");
+    pipeline.run_blocking(&AtomicBool::new(false)).expect("runs");
+    format_rows(&sink.batches())
+}
+
+pub fn run_datafusion(rows: &[Row], sql: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        let table = MemTable::try_new(schema(), vec![vec![to_batch(rows)]]).expect("table");
+        ctx.register_table("t", Arc::new(table)).expect("register");
+        let batches = ctx.sql(sql).await.expect("plans").collect().await.expect("runs");
+        format_rows(&batches)
+    })
+}
+
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
