@@ -15,6 +15,7 @@
 mod aggregate_state;
 mod error;
 mod filter;
+mod keyed_state;
 mod message;
 mod metrics;
 mod operator;
@@ -30,6 +31,7 @@ mod window_assign;
 pub use aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
 pub use error::{Result, RuntimeError};
 pub use filter::FilterOp;
+pub use keyed_state::KeyedState;
 pub use message::{Message, Nanos, RowKind, StreamBatch, NO_WATERMARK};
 pub use metrics::Metrics;
 pub use operator::Operator;

@@ -10,10 +10,8 @@
 //!       value unchanged                 ──► nothing
 //!       every row retracted (count = 0) ──► -D old, group freed
 //!
-//!   state TTL: a group untouched for `ttl` is forgotten without output, as in Flink; a later
-//!   row for its key starts again with +I. In event time a group's clock starts at the first
-//!   watermark after its last row (the rows' own times may be projected away); in processing
-//!   time, at the wall-clock time of its last row.
+//!   state TTL ([`KeyedState`]): a group untouched for `ttl` is forgotten without output, as
+//!   in Flink; a later row for its key starts again with +I.
 //! ```
 //!
 //! Groups hold DataFusion row accumulators (`Accumulator`), whose `evaluate` may be called
@@ -21,9 +19,7 @@
 //! (SUM, COUNT, AVG, …) and weir's [`RetractMinMax`] do; others are refused when the operator
 //! is built.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion_common::arrow::array::{Array, ArrayRef, UInt32Array};
 use datafusion_common::arrow::compute::{cast, take};
@@ -37,23 +33,19 @@ use weir_sql::StateTtl;
 
 use crate::aggregate_state::{AggregateSpec, Aggregates};
 use crate::error::{Result, RuntimeError};
-use crate::message::{Message, Nanos, RowKind, StreamBatch, NO_WATERMARK};
+use crate::keyed_state::KeyedState;
+use crate::message::{Message, Nanos, RowKind, StreamBatch};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::retract_min_max::RetractMinMax;
 
 struct Group {
-    key: Box<[u8]>,
     key_values: Vec<ScalarValue>,
     accumulators: Vec<Box<dyn Accumulator>>,
     /// Inserts minus retractions seen.
     rows: i64,
     /// The aggregate values last emitted (`None`: nothing emitted yet).
     emitted: Option<Vec<ScalarValue>>,
-    /// When the group last received a row (the TTL clock).
-    touched: Nanos,
-    /// Received rows since the last watermark (event-time TTL only).
-    pending: bool,
 }
 
 /// The updating (non-windowed) aggregate operator.
@@ -62,20 +54,9 @@ pub struct UpdatingAggregateOp {
     aggregates: Aggregates,
     retracting: bool,
     converter: Option<RowConverter>,
-    index: HashMap<Box<[u8]>, usize>,
-    groups: Vec<Option<Group>>,
-    free: Vec<usize>,
-    ttl: Option<StateTtl>,
-    /// Groups touched since the last watermark (event-time TTL only).
-    pending: Vec<usize>,
-    watermark: Nanos,
-    last_sweep: Nanos,
+    groups: KeyedState<Group>,
     output_schema: SchemaRef,
     metrics: Arc<Metrics>,
-}
-
-fn wall_clock() -> Nanos {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 impl UpdatingAggregateOp {
@@ -100,13 +81,7 @@ impl UpdatingAggregateOp {
             aggregates: Aggregates::new(Arc::new(datafusion_common::arrow::datatypes::Schema::empty()), aggregates),
             retracting,
             converter,
-            index: HashMap::new(),
-            groups: Vec::new(),
-            free: Vec::new(),
-            ttl,
-            pending: Vec::new(),
-            watermark: NO_WATERMARK,
-            last_sweep: NO_WATERMARK,
+            groups: KeyedState::new(ttl),
             output_schema,
             metrics,
         };
@@ -140,15 +115,8 @@ impl UpdatingAggregateOp {
         Ok(out)
     }
 
-    fn now(&self) -> Nanos {
-        match self.ttl {
-            Some(StateTtl { event_time: false, .. }) => wall_clock(),
-            _ => self.watermark,
-        }
-    }
-
     /// The slot of each row's group, creating groups as needed.
-    fn slots(&mut self, keys: &[ArrayRef], rows: usize, now: Nanos) -> Result<Vec<usize>> {
+    fn slots(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<usize>> {
         let encoded = match &self.converter {
             Some(c) => Some(c.convert_columns(keys)?),
             None => None,
@@ -156,32 +124,13 @@ impl UpdatingAggregateOp {
         let mut slots = Vec::with_capacity(rows);
         for i in 0..rows {
             let key: &[u8] = encoded.as_ref().map(|e| e.row(i).data()).unwrap_or(&[]);
-            let slot = match self.index.get(key) {
-                Some(s) => *s,
+            let slot = match self.groups.slot(key) {
+                Some(s) => s,
                 None => {
                     let key_values =
                         keys.iter().map(|a| ScalarValue::try_from_array(a, i)).collect::<datafusion_common::Result<_>>()?;
-                    let group = Group {
-                        key: key.into(),
-                        key_values,
-                        accumulators: self.accumulators()?,
-                        rows: 0,
-                        emitted: None,
-                        touched: now,
-                        pending: false,
-                    };
-                    let slot = match self.free.pop() {
-                        Some(s) => {
-                            self.groups[s] = Some(group);
-                            s
-                        }
-                        None => {
-                            self.groups.push(Some(group));
-                            self.groups.len() - 1
-                        }
-                    };
-                    self.index.insert(key.into(), slot);
-                    slot
+                    let group = Group { key_values, accumulators: self.accumulators()?, rows: 0, emitted: None };
+                    self.groups.insert(key, group)
                 }
             };
             slots.push(slot);
@@ -189,37 +138,11 @@ impl UpdatingAggregateOp {
         Ok(slots)
     }
 
-    fn free_slot(&mut self, slot: usize) {
-        if let Some(g) = self.groups[slot].take() {
-            self.index.remove(&g.key);
-            self.free.push(slot);
-        }
-    }
-
-    /// Forget groups idle for longer than the TTL.
-    fn expire(&mut self, now: Nanos) {
-        let Some(ttl) = self.ttl else { return };
-        if now == NO_WATERMARK || (self.last_sweep != NO_WATERMARK && now.saturating_sub(self.last_sweep) < ttl.nanos / 8)
-        {
-            return;
-        }
-        self.last_sweep = now;
-        let expired: Vec<usize> = (0..self.groups.len())
-            .filter(|s| {
-                self.groups[*s].as_ref().is_some_and(|g| !g.pending && now.saturating_sub(g.touched) > ttl.nanos)
-            })
-            .collect();
-        Metrics::add(&self.metrics.expired_keys, expired.len() as u64);
-        for s in expired {
-            self.free_slot(s);
-        }
-    }
-
     fn emit(&mut self, touched: &[usize], out: &mut Vec<Message>) -> Result<()> {
         let mut kinds = Vec::new();
         let mut rows: Vec<(usize, Vec<ScalarValue>)> = Vec::new();
         for &slot in touched {
-            let Some(g) = self.groups[slot].as_mut() else { continue };
+            let Some(g) = self.groups.get_mut(slot) else { continue };
             if g.rows <= 0 {
                 if let Some(old) = g.emitted.take() {
                     kinds.push(RowKind::Delete);
@@ -247,7 +170,7 @@ impl UpdatingAggregateOp {
             for (c, field) in self.output_schema.fields().iter().enumerate() {
                 let values = rows.iter().map(|(slot, values)| {
                     if c < num_keys {
-                        self.groups[*slot].as_ref().map(|g| g.key_values[c].clone()).unwrap_or(ScalarValue::Null)
+                        self.groups.get(*slot).map(|g| g.key_values[c].clone()).unwrap_or(ScalarValue::Null)
                     } else {
                         values[c - num_keys].clone()
                     }
@@ -261,8 +184,8 @@ impl UpdatingAggregateOp {
             out.push(Message::Data(StreamBatch::changelog(batch, &kinds)));
         }
         for &slot in touched {
-            if self.groups[slot].as_ref().is_some_and(|g| g.rows <= 0) {
-                self.free_slot(slot);
+            if self.groups.get(slot).is_some_and(|g| g.rows <= 0) {
+                self.groups.remove(slot);
             }
         }
         Ok(())
@@ -282,15 +205,15 @@ impl Operator for UpdatingAggregateOp {
         if !self.retracting && input.has_retractions() {
             return Err(RuntimeError::Internal("an append-only aggregate received retractions".into()));
         }
-        let now = self.now();
-        self.expire(now);
+        let expired = self.groups.before_batch();
+        Metrics::add(&self.metrics.expired_keys, expired);
         let keys = self
             .key_exprs
             .iter()
             .map(|e| e.evaluate(&input.batch).and_then(|v| v.into_array(n)))
             .collect::<datafusion_common::Result<Vec<_>>>()?;
         let agg_input = self.aggregates.input(Vec::new(), &input.batch)?;
-        let slots = self.slots(&keys, n, now)?;
+        let slots = self.slots(&keys, n)?;
         // rows grouped by slot, each group's rows in arrival order
         let mut order: Vec<(usize, u32)> = slots.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
         order.sort_unstable();
@@ -302,15 +225,11 @@ impl Operator for UpdatingAggregateOp {
             touched.push((order[i].1, slot));
             let (adds, retracts): (Vec<u32>, Vec<u32>) =
                 order[i..j].iter().map(|o| o.1).partition(|r| !input.kind(*r as usize).is_retraction());
-            let Some(group) = self.groups[slot].as_mut() else {
+            self.groups.touch(slot);
+            let Some(group) = self.groups.get_mut(slot) else {
                 return Err(RuntimeError::Internal(format!("group slot {slot} is empty")));
             };
             group.rows += adds.len() as i64 - retracts.len() as i64;
-            group.touched = now;
-            if self.ttl.is_some_and(|t| t.event_time) && !group.pending {
-                group.pending = true;
-                self.pending.push(slot);
-            }
             for (a, acc) in group.accumulators.iter_mut().enumerate() {
                 let filter = agg_input.filters[a].as_ref();
                 for (rows, add) in [(&adds, true), (&retracts, false)] {
@@ -341,18 +260,8 @@ impl Operator for UpdatingAggregateOp {
     }
 
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
-        self.watermark = self.watermark.max(watermark);
-        for slot in std::mem::take(&mut self.pending) {
-            if let Some(g) = self.groups[slot].as_mut() {
-                g.touched = self.watermark;
-                g.pending = false;
-            }
-        }
-        if watermark < Nanos::MAX {
-            // (the end of a bounded input is not time passing)
-            let now = self.now();
-            self.expire(now);
-        }
+        let expired = self.groups.on_watermark(watermark);
+        Metrics::add(&self.metrics.expired_keys, expired);
         out.push(Message::Watermark(watermark));
         Ok(())
     }
