@@ -3,7 +3,8 @@
 //! Runs a [`weir_sql::StreamPlan`] incrementally over Arrow record batches. It owns the
 //! message vocabulary ([`Message`]: data, watermarks, end of stream), the [`Operator`] trait
 //! and the operators (one per file: [`FilterOp`], [`ProjectOp`], [`WindowAggregateOp`] for TUMBLE/HOP/CUMULATE,
-//! [`SessionAggregateOp`], [`UpdatingAggregateOp`] for changelogs), the changelog row kinds
+//! [`SessionAggregateOp`], [`UpdatingAggregateOp`] for changelogs, [`WindowTopNOp`],
+//! [`DeduplicateOp`]), the changelog row kinds
 //! ([`RowKind`]),
 //! window assignment through slices ([`Assigner`]), partial aggregates that
 //! can be frozen and merged ([`Partial`]), watermark generation at sources ([`WatermarkGenerator`]), the [`Source`]/[`Sink`] traits
@@ -13,6 +14,7 @@
 //! `create_physical_expr`, aggregation state from `GroupValues` and `GroupsAccumulator`.
 
 mod aggregate_state;
+mod deduplicate;
 mod error;
 mod filter;
 mod keyed_state;
@@ -21,15 +23,18 @@ mod metrics;
 mod operator;
 mod pipeline;
 mod project;
+mod rank_rows;
 mod retract_min_max;
 mod session_aggregate;
 mod source;
 mod updating_aggregate;
 mod window_aggregate;
 mod window_assign;
+mod window_top_n;
 
 pub use aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
 pub use error::{Result, RuntimeError};
+pub use deduplicate::DeduplicateOp;
 pub use filter::FilterOp;
 pub use keyed_state::KeyedState;
 pub use message::{Message, Nanos, RowKind, StreamBatch, NO_WATERMARK};
@@ -37,9 +42,11 @@ pub use metrics::Metrics;
 pub use operator::Operator;
 pub use pipeline::{build_operators, relaxed, sink_schema, source_columns, Pipeline, SourceColumns};
 pub use project::ProjectOp;
+pub use rank_rows::{EncodedBatch, RankRows};
 pub use session_aggregate::SessionAggregateOp;
 pub use retract_min_max::RetractMinMax;
 pub use source::{Sink, Source, SourceDriver, WatermarkGenerator};
 pub use updating_aggregate::UpdatingAggregateOp;
 pub use window_aggregate::{to_nanos, WindowAggregateOp, WindowLayout};
 pub use window_assign::Assigner;
+pub use window_top_n::WindowTopNOp;

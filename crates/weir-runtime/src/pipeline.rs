@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{ArrayRef, StringArray};
+use datafusion_common::arrow::compute::SortOptions;
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::DFSchema;
@@ -22,19 +23,22 @@ use datafusion_expr::utils::AggregateOrderSensitivity;
 use datafusion_expr::Expr;
 use datafusion_physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
-use weir_sql::{StreamOp, StreamPlan, WindowSpec};
+use weir_sql::{RankKind, StreamOp, StreamPlan, WindowSpec};
 
 use crate::aggregate_state::AggregateSpec;
+use crate::deduplicate::DeduplicateOp;
 use crate::error::{Result, RuntimeError};
 use crate::filter::FilterOp;
 use crate::message::{Message, StreamBatch};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::project::ProjectOp;
+use crate::rank_rows::RankRows;
 use crate::session_aggregate::SessionAggregateOp;
 use crate::source::{Sink, Source, SourceDriver};
 use crate::updating_aggregate::UpdatingAggregateOp;
 use crate::window_aggregate::{WindowAggregateOp, WindowLayout};
+use crate::window_top_n::WindowTopNOp;
 
 /// Which columns of a table a pipeline's source must read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +121,34 @@ pub fn build_operators(plan: &StreamPlan, metrics: &Arc<Metrics>) -> Result<Vec<
                         Box::new(SessionAggregateOp::new(group_exprs, layout, aggregates, output, metrics)?)
                     }
                     _ => Box::new(WindowAggregateOp::new(group_exprs, layout, aggregates, output, metrics)?),
+                };
+                ops.push(op);
+            }
+            StreamOp::Rank(r) => {
+                let partition =
+                    r.partition_by.iter().map(|e| physical(e, &r.input_schema)).collect::<Result<Vec<_>>>()?;
+                let order = r
+                    .order_by
+                    .iter()
+                    .map(|s| {
+                        let options = SortOptions { descending: !s.asc, nulls_first: s.nulls_first };
+                        Ok((physical(&s.expr, &r.input_schema)?, options))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let later_wins_ties = r.order_by.first().is_some_and(|s| !s.asc);
+                let rows =
+                    RankRows::new(partition, order, r.input_schema.as_arrow(), relaxed(r.output_schema.as_arrow()))?;
+                let op: Box<dyn Operator> = match r.kind {
+                    RankKind::WindowTopN { end_column, judge_lateness } => Box::new(WindowTopNOp::new(
+                        rows,
+                        end_column,
+                        judge_lateness,
+                        r.limit,
+                        Arc::clone(metrics),
+                    )),
+                    RankKind::Deduplicate { state_ttl } => {
+                        Box::new(DeduplicateOp::new(rows, later_wins_ties, state_ttl, Arc::clone(metrics)))
+                    }
                 };
                 ops.push(op);
             }

@@ -32,6 +32,7 @@
 //! assert!(err.message.contains("nope"));
 //! ```
 
+mod bounds;
 mod catalog;
 mod error;
 pub mod options;
@@ -39,6 +40,7 @@ mod parser;
 mod plan;
 mod planner;
 mod provider;
+mod rank;
 mod rewrite;
 mod tvf;
 pub mod window_fn;
@@ -47,7 +49,7 @@ pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};
 pub use error::{ErrorKind, Result, SqlError};
 pub use parser::{parse_script, Stmt};
 pub use plan::{
-    show, PlanNodeDescription, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate,
+    show, PlanNodeDescription, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate,
     WindowColumn, WindowSpec,
 };
 pub use planner::{arrow_type, Planned, Planner};

@@ -17,7 +17,7 @@
 use std::fmt::{self, Write};
 
 use datafusion_common::DFSchemaRef;
-use datafusion_expr::Expr;
+use datafusion_expr::{Expr, SortExpr};
 use serde::Serialize;
 
 use crate::catalog::{sql_type_name, TableDef};
@@ -209,6 +209,45 @@ pub struct UpdatingAggregate {
     pub output_schema: DFSchemaRef,
 }
 
+/// What a bounded `ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)` becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RankKind {
+    /// Partitioned by a window's end (and usually its start and keys): the top rows of each
+    /// partition, emitted once when the watermark passes the window's end (Flink's window
+    /// Top-N). Append-only.
+    WindowTopN {
+        /// Index of the input column holding `window_end`.
+        end_column: usize,
+        /// The rows come straight from a window table function (not from a window
+        /// aggregate), so each is judged late against its watermark.
+        judge_lateness: bool,
+    },
+    /// Partitioned by keys only, first row only: deduplication (Flink's keep-first with
+    /// `ORDER BY ts`, keep-last with `ORDER BY ts DESC`). A later row that ranks first
+    /// replaces the kept one, so the result is a changelog.
+    Deduplicate {
+        /// Forget keys idle for this long.
+        state_ttl: Option<StateTtl>,
+    },
+}
+
+/// `SELECT … FROM (SELECT …, ROW_NUMBER() OVER (…) AS rn FROM …) WHERE rn <= N`.
+#[derive(Debug, Clone)]
+pub struct Rank {
+    /// `PARTITION BY` expressions.
+    pub partition_by: Vec<Expr>,
+    /// `ORDER BY` of the row number.
+    pub order_by: Vec<SortExpr>,
+    /// Rows kept per partition.
+    pub limit: usize,
+    /// Window Top-N or deduplication.
+    pub kind: RankKind,
+    /// Schema the expressions are evaluated against.
+    pub input_schema: DFSchemaRef,
+    /// Output: the input columns then the row number (UInt64).
+    pub output_schema: DFSchemaRef,
+}
+
 /// One operator of a pipeline.
 #[derive(Debug, Clone)]
 pub enum StreamOp {
@@ -232,6 +271,8 @@ pub enum StreamOp {
     WindowAggregate(WindowAggregate),
     /// Non-windowed aggregation: emits a changelog.
     UpdatingAggregate(UpdatingAggregate),
+    /// Window Top-N or deduplication.
+    Rank(Rank),
 }
 
 impl StreamOp {
@@ -242,7 +283,16 @@ impl StreamOp {
             StreamOp::Project { output_schema, .. } => output_schema,
             StreamOp::WindowAggregate(w) => &w.output_schema,
             StreamOp::UpdatingAggregate(u) => &u.output_schema,
+            StreamOp::Rank(r) => &r.output_schema,
         }
+    }
+
+    /// Whether this operator turns its input into a changelog.
+    pub fn emits_changelog(&self) -> bool {
+        matches!(
+            self,
+            StreamOp::UpdatingAggregate(_) | StreamOp::Rank(Rank { kind: RankKind::Deduplicate { .. }, .. })
+        )
     }
 }
 
@@ -274,7 +324,7 @@ impl StreamPlan {
 
     /// Whether the sink receives a changelog (rows with an `op` column) rather than only inserts.
     pub fn is_updating(&self) -> bool {
-        self.ops.iter().any(|op| matches!(op, StreamOp::UpdatingAggregate(_)))
+        self.ops.iter().any(StreamOp::emits_changelog)
     }
 
     /// A serialisable description of the plan (what EXPLAIN prints, as data).
@@ -336,14 +386,7 @@ impl StreamPlan {
                 StreamOp::UpdatingAggregate(u) => {
                     let keys: Vec<String> = u.group_exprs.iter().map(show).collect();
                     let aggs: Vec<String> = u.aggr_exprs.iter().map(show).collect();
-                    let ttl = match u.state_ttl {
-                        Some(t) => format!(
-                            "keys idle for {} ({} time) are forgotten",
-                            format_duration(t.nanos),
-                            if t.event_time { "event" } else { "processing" }
-                        ),
-                        None => "one entry per key, kept forever (set 'state_ttl' to bound it)".to_string(),
-                    };
+                    let ttl = ttl_text(u.state_ttl, "one entry per key");
                     PlanNodeDescription {
                         operator: "UpdatingAggregate".into(),
                         details: format!(
@@ -352,6 +395,32 @@ impl StreamPlan {
                             aggs.join(", "),
                             if u.retracting { "changelog (retracts)" } else { "append-only" }
                         ),
+                    }
+                }
+                StreamOp::Rank(r) => {
+                    let partition: Vec<String> = r.partition_by.iter().map(show).collect();
+                    let order: Vec<String> = r.order_by.iter().map(|s| s.to_string()).collect();
+                    match r.kind {
+                        RankKind::WindowTopN { end_column, .. } => PlanNodeDescription {
+                            operator: "WindowTopN".into(),
+                            details: format!(
+                                "top {} per [{}] by [{}], emit: each window's rows once the watermark passes {}, state: {} rows per open window partition",
+                                r.limit,
+                                partition.join(", "),
+                                order.join(", "),
+                                r.input_schema.field(end_column).name(),
+                                r.limit
+                            ),
+                        },
+                        RankKind::Deduplicate { state_ttl } => PlanNodeDescription {
+                            operator: "Deduplicate".into(),
+                            details: format!(
+                                "first row per [{}] by [{}], emit: a changelog (+I, and -U/+U when a later row ranks first), state: {}",
+                                partition.join(", "),
+                                order.join(", "),
+                                ttl_text(state_ttl, "one row per key")
+                            ),
+                        },
                     }
                 }
             });
@@ -411,6 +480,17 @@ fn readable_intervals(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+fn ttl_text(ttl: Option<StateTtl>, what: &str) -> String {
+    match ttl {
+        Some(t) => format!(
+            "keys idle for {} ({} time) are forgotten",
+            format_duration(t.nanos),
+            if t.event_time { "event" } else { "processing" }
+        ),
+        None => format!("{what}, kept forever (set 'state_ttl' to bound it)"),
+    }
 }
 
 fn options_text(t: &TableDef) -> String {

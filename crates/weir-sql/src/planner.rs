@@ -11,10 +11,9 @@ use std::sync::Arc;
 use datafusion_common::arrow::compute::can_cast_types;
 use datafusion_common::arrow::datatypes::{DataType, TimeUnit};
 use datafusion_common::config::ConfigOptions;
-use datafusion_common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion_common::{Column, DFSchema};
 use datafusion_expr::logical_plan::Aggregate;
-use datafusion_expr::{Expr, LogicalPlan, Operator};
+use datafusion_expr::{Expr, LogicalPlan};
 use datafusion_optimizer::analyzer::Analyzer;
 use datafusion_optimizer::optimize_projections::OptimizeProjections;
 use datafusion_optimizer::simplify_expressions::SimplifyExpressions;
@@ -25,17 +24,22 @@ use datafusion_sql::sqlparser::ast::{
 };
 use datafusion_sql::sqlparser::tokenizer::Location;
 
+use crate::bounds::{
+    carried_time, check_session_partition, groups_by_window, inner_window_column, marker_name,
+    refuse_unwindowed_tvf_aggregates, refuse_window_markers, resolve_window_bound, source_column, trace_column, MILLI,
+};
 use crate::catalog::{schema_of, Catalog, TableDef, WatermarkDef};
 use crate::error::{Result, SqlError};
 use crate::parser::{parse_script, CreateTable, Stmt};
 use crate::options::{check_setting, check_table_options, state_ttl};
 use crate::plan::{
-    show, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn,
+    SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn,
     WindowSpec,
 };
 use crate::provider::{FunctionRegistry, Provider};
+use crate::rank::{plan_rank, row_number_bound};
 use crate::rewrite::rewrite_group_windows;
-use crate::window_fn::{fixed_interval_nanos, interval_nanos, window_function, Bound, WindowKind};
+use crate::window_fn::fixed_interval_nanos;
 
 /// The outcome of planning one statement.
 #[derive(Debug, Clone)]
@@ -213,7 +217,13 @@ impl Planner {
         let plan =
             Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {}).map_err(SqlError::from)?;
         let mut builder =
-            PipelineBuilder { catalog: &self.catalog, settings: &self.settings, source: None, ops: Vec::new() };
+            PipelineBuilder {
+            catalog: &self.catalog,
+            settings: &self.settings,
+            rank_limit: None,
+            source: None,
+            ops: Vec::new(),
+        };
         builder.convert(&plan).map_err(|e| e.at(location))?;
         let Some(source) = builder.source else {
             return Err(SqlError::not_supported("a query without a table in FROM")
@@ -233,7 +243,7 @@ impl Planner {
             }
         }
         let mut ops = builder.ops;
-        let updating = ops.iter().any(|op| matches!(op, StreamOp::UpdatingAggregate(_)));
+        let updating = ops.iter().any(StreamOp::emits_changelog);
         if let SinkNode::Table(def) = &sink {
             if updating && !def.option("changelog").is_some_and(|v| v.eq_ignore_ascii_case("rows")) {
                 return Err(SqlError::plan(format!(
@@ -349,6 +359,8 @@ fn sink_projection(def: &TableDef, input: &Arc<DFSchema>) -> Result<Option<Strea
 struct PipelineBuilder<'a> {
     catalog: &'a Catalog,
     settings: &'a BTreeMap<String, String>,
+    /// The bound a filter puts on a row number computed below it.
+    rank_limit: Option<usize>,
     source: Option<SourceNode>,
     ops: Vec<StreamOp>,
 }
@@ -397,6 +409,9 @@ impl PipelineBuilder<'_> {
                 Ok(())
             }
             LogicalPlan::Filter(f) => {
+                if let Some(limit) = row_number_bound(&f.predicate, &f.input) {
+                    self.rank_limit = Some(limit);
+                }
                 self.convert(&f.input)?;
                 refuse_window_markers(&f.predicate, &f.input)?;
                 self.ops.push(StreamOp::Filter {
@@ -408,7 +423,7 @@ impl PipelineBuilder<'_> {
             LogicalPlan::SubqueryAlias(a) => self.convert(&a.input),
             LogicalPlan::Aggregate(agg) => {
                 self.convert(&agg.input)?;
-                let retracting = self.ops.iter().any(|op| matches!(op, StreamOp::UpdatingAggregate(_)));
+                let retracting = self.ops.iter().any(StreamOp::emits_changelog);
                 if retracting && groups_by_window(agg) {
                     return Err(SqlError::not_supported("a window over an updating result").with_hint(
                         "windows need append-only input: aggregate the windows first, or drop the inner GROUP BY",
@@ -427,7 +442,14 @@ impl PipelineBuilder<'_> {
             LogicalPlan::Join(_) => Err(SqlError::not_supported("joins")),
             LogicalPlan::Union(_) => Err(SqlError::not_supported("UNION")),
             LogicalPlan::Distinct(_) => Err(SqlError::not_supported("SELECT DISTINCT on a stream")),
-            LogicalPlan::Window(_) => Err(SqlError::not_supported("OVER (…) window functions")),
+            LogicalPlan::Window(w) => {
+                let limit = self.rank_limit.take();
+                self.convert(&w.input)?;
+                let updating = self.ops.iter().any(StreamOp::emits_changelog);
+                let op = plan_rank(w, limit, updating, self.state_ttl())?;
+                self.ops.push(op);
+                Ok(())
+            }
             LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
                 Err(SqlError::not_supported("a query without a table in FROM")
                     .with_hint("streaming queries read from a table declared with CREATE TABLE"))
@@ -436,13 +458,18 @@ impl PipelineBuilder<'_> {
         }
     }
 
+    /// The state TTL of keyed operators over the source.
+    fn state_ttl(&self) -> Option<StateTtl> {
+        self.source.as_ref().and_then(|s| {
+            state_ttl(&s.table, self.settings).map(|nanos| StateTtl { nanos, event_time: s.table.watermark.is_some() })
+        })
+    }
+
     fn updating_aggregate(&self, agg: &Aggregate, retracting: bool) -> Result<StreamOp> {
         for e in agg.group_expr.iter().chain(&agg.aggr_expr) {
             refuse_window_markers(e, &agg.input)?;
         }
-        let state_ttl = self.source.as_ref().and_then(|s| {
-            state_ttl(&s.table, self.settings).map(|nanos| StateTtl { nanos, event_time: s.table.watermark.is_some() })
-        });
+        let state_ttl = self.state_ttl();
         Ok(StreamOp::UpdatingAggregate(UpdatingAggregate {
             group_exprs: agg.group_expr.clone(),
             aggr_exprs: agg.aggr_expr.clone(),
@@ -556,293 +583,3 @@ impl PipelineBuilder<'_> {
     }
 }
 
-const MILLI: i64 = 1_000_000;
-
-struct WindowBound<'a> {
-    spec: WindowSpec,
-    column: WindowColumn,
-    /// The event-time expression, evaluated over `plan`.
-    time: Expr,
-    plan: &'a LogicalPlan,
-    /// The bound function is called in the expression itself (not in a projection below).
-    direct: bool,
-}
-
-/// A call of a window bound function: its kind, bound, time argument and window.
-fn window_call(e: &Expr) -> Result<Option<(WindowKind, Bound, Expr, WindowSpec)>> {
-    let Expr::ScalarFunction(f) = e else { return Ok(None) };
-    let Some((kind, bound)) = window_function(f.func.name()) else { return Ok(None) };
-    let name = kind.function(bound).to_uppercase();
-    let Some((time, rest)) = f.args.split_first() else {
-        return Err(SqlError::plan(format!("{name} needs a time column")));
-    };
-    let sizes = &rest[..kind.interval_args().min(rest.len())];
-    let mut nanos = Vec::with_capacity(sizes.len());
-    for s in sizes {
-        let Expr::Literal(v, _) = s else {
-            return Err(SqlError::plan(format!("{name}: window sizes must be constant INTERVALs, got {}", show(s))));
-        };
-        nanos.push(interval_nanos(v).map_err(SqlError::from)?);
-    }
-    let spec = WindowSpec::new(kind, &nanos).map_err(|m| SqlError::plan(format!("{name}: {m}")))?;
-    Ok(Some((kind, bound, time.clone(), spec)))
-}
-
-/// The PARTITION BY keys of a SESSION table function (extra arguments of its markers).
-fn partition_keys(e: &Expr) -> Option<&[Expr]> {
-    let e = match e {
-        Expr::Alias(a) => a.expr.as_ref(),
-        Expr::BinaryExpr(b) => b.left.as_ref(),
-        e => e,
-    };
-    match e {
-        Expr::ScalarFunction(f) if window_function(f.func.name()).is_some_and(|(k, _)| k == WindowKind::Session) => {
-            f.args.get(2..)
-        }
-        _ => None,
-    }
-}
-
-/// `window_end - INTERVAL '1' MILLISECOND`: the `window_time` column of a window TVF.
-fn window_time_call(e: &Expr) -> Result<Option<(WindowKind, Expr, WindowSpec)>> {
-    let Expr::BinaryExpr(b) = e else { return Ok(None) };
-    if b.op != Operator::Minus {
-        return Ok(None);
-    }
-    let Expr::Literal(v, _) = b.right.as_ref() else { return Ok(None) };
-    if fixed_interval_nanos(v).ok() != Some(MILLI) {
-        return Ok(None);
-    }
-    match window_call(&b.left)? {
-        Some((kind, Bound::End, time, spec)) => Ok(Some((kind, time, spec))),
-        _ => Ok(None),
-    }
-}
-
-/// If `e` (evaluated over `plan`) is a window bound, which one.
-fn resolve_window_bound<'a>(e: &Expr, plan: &'a LogicalPlan) -> Result<Option<WindowBound<'a>>> {
-    if let Expr::Alias(a) = e {
-        return resolve_window_bound(&a.expr, plan);
-    }
-    if let Some((_, bound, time, spec)) = window_call(e)? {
-        let column = if bound == Bound::Start { WindowColumn::Start } else { WindowColumn::End };
-        return Ok(Some(WindowBound { spec, column, time, plan, direct: true }));
-    }
-    if let Some((_, time, spec)) = window_time_call(e)? {
-        return Ok(Some(WindowBound { spec, column: WindowColumn::Time, time, plan, direct: true }));
-    }
-    match e {
-        Expr::Column(c) => match trace_column(c, plan) {
-            Some((def, below)) if !matches!(def, Expr::Column(_)) => {
-                Ok(resolve_window_bound(&def, below)?.map(|b| WindowBound { direct: false, ..b }))
-            }
-            _ => Ok(None),
-        },
-        _ => Ok(None),
-    }
-}
-
-/// `HOP`, `CUMULATE` or `SESSION`, for the window whose bound `e` (or `e - 1 ms`) is.
-fn marker_name(e: &Expr) -> Option<&'static str> {
-    let e = match e {
-        Expr::BinaryExpr(b) => b.left.as_ref(),
-        e => e,
-    };
-    match e {
-        Expr::ScalarFunction(f) => window_function(f.func.name()).map(|(k, _)| k.sql_name()),
-        _ => None,
-    }
-}
-
-/// Whether an aggregate groups by a window bound (or something that tries to be one).
-fn groups_by_window(agg: &Aggregate) -> bool {
-    agg.group_expr.iter().any(|g| matches!(resolve_window_bound(g, &agg.input), Ok(Some(_)) | Err(_)))
-}
-
-/// An aggregate over HOP/CUMULATE/SESSION table-function rows must group by the window: a row
-/// stands for one copy per window it belongs to, which only a window aggregate makes. Checked
-/// before the optimizer prunes the unused window columns.
-fn refuse_unwindowed_tvf_aggregates(plan: &LogicalPlan) -> Result<()> {
-    let mut result = Ok(());
-    plan.apply(|node| {
-        let LogicalPlan::Aggregate(agg) = node else { return Ok(TreeNodeRecursion::Continue) };
-        if groups_by_window(agg) {
-            return Ok(TreeNodeRecursion::Continue);
-        }
-        for c in agg.input.schema().columns() {
-            if let Some(name) = trace_column(&c, &agg.input).and_then(|(d, _)| carried_time(&d).and(marker_name(&d))) {
-                result = Err(SqlError::not_supported(format!(
-                    "an aggregate over {name} rows that does not group by the window"
-                ))
-                .with_hint(
-                    "a row belongs to several HOP/CUMULATE windows (and a session is known only once it closes): \
-                     GROUP BY window_start, window_end, …",
-                ));
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .map_err(SqlError::from)?;
-    result
-}
-
-/// weir groups sessions by all the GROUP BY keys; a SESSION table function's PARTITION BY
-/// must name the same columns (Flink would sessionize per partition and group inside).
-fn check_session_partition(agg: &Aggregate, window_columns: &[(usize, WindowColumn)]) -> Result<()> {
-    let mut partition: Option<Vec<String>> = None;
-    for (i, _) in window_columns {
-        // the group-window form GROUP BY SESSION(ts, gap), k has sessions per key by definition
-        let def = match agg.group_expr[*i].clone().unalias() {
-            Expr::Column(c) => trace_column(&c, &agg.input),
-            _ => None,
-        };
-        if let Some((def, below)) = def {
-            if let Some(keys) = partition_keys(&def) {
-                let mut names: Vec<String> =
-                    keys.iter().filter_map(|k| source_column(k, below)).map(|(t, c)| format!("{t}.{c}")).collect();
-                names.sort();
-                if names.len() != keys.len() {
-                    return Err(SqlError::not_supported("SESSION PARTITION BY keys that are not table columns"));
-                }
-                partition = Some(names);
-            }
-        }
-    }
-    let Some(partition) = partition else { return Ok(()) };
-    let mut keys = Vec::new();
-    for (i, g) in agg.group_expr.iter().enumerate() {
-        if window_columns.iter().any(|(c, _)| *c == i) {
-            continue;
-        }
-        match source_column(&g.clone().unalias(), &agg.input) {
-            Some((t, c)) => keys.push(format!("{t}.{c}")),
-            None => keys.push(g.human_display().to_string()),
-        }
-    }
-    keys.sort();
-    if keys != partition {
-        return Err(SqlError::not_supported(format!(
-            "a SESSION table function partitioned by [{}] grouped by [{}]",
-            partition.join(", "),
-            keys.join(", ")
-        ))
-        .with_hint("weir keeps sessions per GROUP BY key: PARTITION BY exactly the GROUP BY keys (besides window_start, window_end)"));
-    }
-    Ok(())
-}
-
-/// A bound of a window that has no per-row value (HOP, CUMULATE, SESSION).
-fn is_marker(e: &Expr) -> bool {
-    matches!(e, Expr::ScalarFunction(f) if window_function(f.func.name()).is_some_and(|(k, _)| k != WindowKind::Tumble))
-}
-
-/// The event time a projection carries instead of a marker window column: `hop_start(ts, …)`,
-/// `hop_end(ts, …)` and `hop_end(ts, …) - 1 ms` all become `ts`. The window aggregate that
-/// groups by the column computes the real bounds from it.
-fn carried_time(e: &Expr) -> Option<Expr> {
-    let e = match e {
-        Expr::Alias(a) => a.expr.as_ref(),
-        e => e,
-    };
-    let call = match e {
-        Expr::BinaryExpr(b)
-            if b.op == Operator::Minus
-                && is_marker(&b.left)
-                && matches!(b.right.as_ref(), Expr::Literal(v, _) if fixed_interval_nanos(v).ok() == Some(MILLI)) =>
-        {
-            b.left.as_ref()
-        }
-        e if is_marker(e) => e,
-        _ => return None,
-    };
-    match call {
-        Expr::ScalarFunction(f) => f.args.first().cloned(),
-        _ => None,
-    }
-}
-
-/// Refuse an expression that computes with a HOP/CUMULATE/SESSION window column, which has
-/// no per-row value.
-fn refuse_window_markers(e: &Expr, input: &LogicalPlan) -> Result<()> {
-    let mut found = None;
-    let _ = e.apply(|x| {
-        if let Expr::ScalarFunction(f) = x {
-            if is_marker(x) {
-                found = Some(f.func.name().to_uppercase());
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        if let Expr::Column(c) = x {
-            if let Some((def, _)) = trace_column(c, input) {
-                if carried_time(&def).is_some() {
-                    found = Some(c.name.clone());
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    match found {
-        None => Ok(()),
-        Some(name) => Err(SqlError::not_supported(format!(
-            "using {name} of a HOP, CUMULATE or SESSION window before the window is aggregated"
-        ))
-        .with_hint(
-            "a row belongs to several such windows, so the bounds exist only as GROUP BY keys: \
-             GROUP BY window_start, window_end, … and compute with them in an outer query",
-        )),
-    }
-}
-
-/// Follow a column down through projections, filters and aliases to the expression that
-/// defines it. Returns that expression and the plan it is evaluated over; a column of a
-/// table scan is returned as itself with the scan.
-fn trace_column<'a>(c: &Column, plan: &'a LogicalPlan) -> Option<(Expr, &'a LogicalPlan)> {
-    match plan {
-        LogicalPlan::Projection(p) => {
-            let i = p.schema.index_of_column(c).ok()?;
-            match p.expr.get(i)?.clone().unalias() {
-                Expr::Column(inner) => trace_column(&inner, &p.input),
-                other => Some((other, &p.input)),
-            }
-        }
-        LogicalPlan::Filter(f) => trace_column(c, &f.input),
-        LogicalPlan::SubqueryAlias(a) => {
-            let i = a.schema.index_of_column(c).ok()?;
-            let (q, f) = a.input.schema().qualified_field(i);
-            trace_column(&Column::from((q, f)), &a.input)
-        }
-        LogicalPlan::TableScan(_) => Some((Expr::Column(c.clone()), plan)),
-        // an aggregate's output column is where tracing stops (a window bound of an inner
-        // windowed aggregate can be the time of an outer one)
-        LogicalPlan::Aggregate(_) => Some((Expr::Column(c.clone()), plan)),
-        _ => None,
-    }
-}
-
-/// If `e` is a window bound column of an inner windowed aggregate (a window over windowed
-/// results), its name. Such a column carries event time: the inner aggregate emits a window's
-/// rows before it passes on the watermark that closed it.
-fn inner_window_column(e: &Expr, plan: &LogicalPlan) -> Result<Option<String>> {
-    let Expr::Column(c) = e else { return Ok(None) };
-    let Some((Expr::Column(ac), LogicalPlan::Aggregate(agg))) = trace_column(c, plan) else { return Ok(None) };
-    let Ok(i) = agg.schema.index_of_column(&ac) else { return Ok(None) };
-    match agg.group_expr.get(i) {
-        Some(g) if resolve_window_bound(g, &agg.input)?.is_some() => {
-            Ok(Some(format!("{} (a window bound of the inner aggregate)", c.name)))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// The (table, column) a time expression reads, if it is a plain source column.
-fn source_column(e: &Expr, plan: &LogicalPlan) -> Option<(String, String)> {
-    let Expr::Column(c) = e else { return None };
-    match trace_column(c, plan)? {
-        (Expr::Column(sc), LogicalPlan::TableScan(scan)) => Some((scan.table_name.table().to_string(), sc.name)),
-        (Expr::Column(_), LogicalPlan::Aggregate(_)) => None,
-        (Expr::Column(sc), below) => source_column(&Expr::Column(sc), below),
-        _ => None,
-    }
-}

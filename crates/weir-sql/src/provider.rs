@@ -18,6 +18,7 @@ use crate::catalog::Catalog;
 pub struct FunctionRegistry {
     scalars: HashMap<String, Arc<ScalarUDF>>,
     aggregates: HashMap<String, Arc<AggregateUDF>>,
+    windows: HashMap<String, Arc<WindowUDF>>,
     expr_planners: Vec<Arc<dyn ExprPlanner>>,
     relation_planners: Vec<Arc<dyn RelationPlanner>>,
 }
@@ -39,13 +40,20 @@ impl Default for FunctionRegistry {
             }
             aggregates.insert(f.name().to_string(), f);
         }
+        let mut windows = HashMap::new();
+        for f in datafusion_functions_window::all_default_window_functions() {
+            for alias in f.aliases() {
+                windows.insert(alias.clone(), Arc::clone(&f));
+            }
+            windows.insert(f.name().to_string(), f);
+        }
         let expr_planners: Vec<Arc<dyn ExprPlanner>> = vec![
             Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),
             Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
             Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
             Arc::new(datafusion_functions_aggregate::planner::AggregateFunctionPlanner),
         ];
-        Self { scalars, aggregates, expr_planners, relation_planners: crate::tvf::relation_planners() }
+        Self { scalars, aggregates, windows, expr_planners, relation_planners: crate::tvf::relation_planners() }
     }
 }
 
@@ -93,8 +101,8 @@ impl ContextProvider for Provider<'_> {
         self.functions.aggregates.get(name).cloned()
     }
 
-    fn get_window_meta(&self, _name: &str) -> Option<Arc<WindowUDF>> {
-        None
+    fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
+        self.functions.windows.get(name).cloned()
     }
 
     fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {
