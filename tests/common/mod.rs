@@ -167,3 +167,18 @@ pub fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
+/// Rows the streaming engine must accept: those whose window has not closed under the
+/// watermark in force when they arrive.
+pub fn accepted(rows: &[Row], delay_ms: i64, size_ms: i64) -> Vec<Row> {
+    let mut max = i64::MIN;
+    let mut out = Vec::new();
+    for r in rows {
+        let wm = if max == i64::MIN { i64::MIN } else { max - delay_ms };
+        let end = r.ts - r.ts.rem_euclid(size_ms) + size_ms;
+        if end > wm {
+            out.push(r.clone());
+        }
+        max = max.max(r.ts);
+    }
+    out
+}

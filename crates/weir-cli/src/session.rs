@@ -114,11 +114,7 @@ impl Session {
                 let collector = CollectSink::new();
                 Pipeline::new(plan, source, Box::new(collector.clone()), Arc::clone(&metrics))?
                     .run_blocking(&cancel)?;
-                Ok(StatementResult::Rows {
-                    schema: sink_schema(plan),
-                    batches: collector.batches(),
-                    metrics,
-                })
+                Ok(StatementResult::Rows { schema: sink_schema(plan), batches: collector.batches(), metrics })
             }
             SinkNode::Table(_) => {
                 let sink = open_sink(plan, OutputFormat::Csv, &ctx)?;

@@ -152,7 +152,8 @@ impl<T> KeyedState<T> {
 
     fn sweep(&mut self, now: Nanos) -> u64 {
         let Some(ttl) = self.ttl else { return 0 };
-        if now == NO_WATERMARK || (self.last_sweep != NO_WATERMARK && now.saturating_sub(self.last_sweep) < ttl.nanos / 8)
+        if now == NO_WATERMARK
+            || (self.last_sweep != NO_WATERMARK && now.saturating_sub(self.last_sweep) < ttl.nanos / 8)
         {
             return 0;
         }

@@ -139,13 +139,9 @@ pub fn build_operators(plan: &StreamPlan, metrics: &Arc<Metrics>) -> Result<Vec<
                 let rows =
                     RankRows::new(partition, order, r.input_schema.as_arrow(), relaxed(r.output_schema.as_arrow()))?;
                 let op: Box<dyn Operator> = match r.kind {
-                    RankKind::WindowTopN { end_column, judge_lateness } => Box::new(WindowTopNOp::new(
-                        rows,
-                        end_column,
-                        judge_lateness,
-                        r.limit,
-                        Arc::clone(metrics),
-                    )),
+                    RankKind::WindowTopN { end_column, judge_lateness } => {
+                        Box::new(WindowTopNOp::new(rows, end_column, judge_lateness, r.limit, Arc::clone(metrics)))
+                    }
                     RankKind::Deduplicate { state_ttl } => {
                         Box::new(DeduplicateOp::new(rows, later_wins_ties, state_ttl, Arc::clone(metrics)))
                     }

@@ -35,7 +35,10 @@ pub struct EncodedBatch {
 
 fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
     let n = batch.num_rows();
-    Ok(exprs.iter().map(|e| e.evaluate(batch).and_then(|v| v.into_array(n))).collect::<datafusion_common::Result<_>>()?)
+    Ok(exprs
+        .iter()
+        .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+        .collect::<datafusion_common::Result<_>>()?)
 }
 
 impl RankRows {

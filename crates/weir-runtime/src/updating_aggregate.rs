@@ -127,8 +127,10 @@ impl UpdatingAggregateOp {
             let slot = match self.groups.slot(key) {
                 Some(s) => s,
                 None => {
-                    let key_values =
-                        keys.iter().map(|a| ScalarValue::try_from_array(a, i)).collect::<datafusion_common::Result<_>>()?;
+                    let key_values = keys
+                        .iter()
+                        .map(|a| ScalarValue::try_from_array(a, i))
+                        .collect::<datafusion_common::Result<_>>()?;
                     let group = Group { key_values, accumulators: self.accumulators()?, rows: 0, emitted: None };
                     self.groups.insert(key, group)
                 }
@@ -176,7 +178,8 @@ impl UpdatingAggregateOp {
                     }
                 });
                 let array = ScalarValue::iter_to_array(values)?;
-                let array = if array.data_type() == field.data_type() { array } else { cast(&array, field.data_type())? };
+                let array =
+                    if array.data_type() == field.data_type() { array } else { cast(&array, field.data_type())? };
                 columns.push(array);
             }
             let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));

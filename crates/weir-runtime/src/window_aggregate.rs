@@ -436,8 +436,7 @@ mod tests {
     ) -> Vec<(String, i64, i64)> {
         let b = batch(rows);
         let times = Int64Array::from_iter_values(rows.iter().map(|r| r.2 * SEC));
-        let mut msgs =
-            vec![Message::Data(StreamBatch {
+        let mut msgs = vec![Message::Data(StreamBatch {
             batch: b,
             row_watermarks: Some(Arc::new(gen.observe(&times))),
             kinds: None,

@@ -49,8 +49,8 @@ pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};
 pub use error::{ErrorKind, Result, SqlError};
 pub use parser::{parse_script, Stmt};
 pub use plan::{
-    show, PlanNodeDescription, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate,
-    WindowColumn, WindowSpec,
+    show, PlanNodeDescription, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate,
+    WindowAggregate, WindowColumn, WindowSpec,
 };
 pub use planner::{arrow_type, Planned, Planner};
 

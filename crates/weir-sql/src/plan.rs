@@ -289,10 +289,7 @@ impl StreamOp {
 
     /// Whether this operator turns its input into a changelog.
     pub fn emits_changelog(&self) -> bool {
-        matches!(
-            self,
-            StreamOp::UpdatingAggregate(_) | StreamOp::Rank(Rank { kind: RankKind::Deduplicate { .. }, .. })
-        )
+        matches!(self, StreamOp::UpdatingAggregate(_) | StreamOp::Rank(Rank { kind: RankKind::Deduplicate { .. }, .. }))
     }
 }
 

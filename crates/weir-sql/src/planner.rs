@@ -30,11 +30,10 @@ use crate::bounds::{
 };
 use crate::catalog::{schema_of, Catalog, TableDef, WatermarkDef};
 use crate::error::{Result, SqlError};
-use crate::parser::{parse_script, CreateTable, Stmt};
 use crate::options::{check_setting, check_table_options, state_ttl};
+use crate::parser::{parse_script, CreateTable, Stmt};
 use crate::plan::{
-    SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn,
-    WindowSpec,
+    SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn, WindowSpec,
 };
 use crate::provider::{FunctionRegistry, Provider};
 use crate::rank::{plan_rank, row_number_bound};
@@ -216,8 +215,7 @@ impl Planner {
             vec![Arc::new(SimplifyExpressions::new()), Arc::new(OptimizeProjections::new())];
         let plan =
             Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {}).map_err(SqlError::from)?;
-        let mut builder =
-            PipelineBuilder {
+        let mut builder = PipelineBuilder {
             catalog: &self.catalog,
             settings: &self.settings,
             rank_limit: None,
@@ -582,4 +580,3 @@ impl PipelineBuilder<'_> {
         }
     }
 }
-

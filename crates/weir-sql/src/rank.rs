@@ -130,16 +130,17 @@ pub(crate) fn plan_rank(
             break;
         }
     }
-    let kind = match end {
-        Some(k) => k,
-        None if limit == 1 => RankKind::Deduplicate { state_ttl },
-        None => {
-            return Err(SqlError::not_supported(format!(
+    let kind =
+        match end {
+            Some(k) => k,
+            None if limit == 1 => RankKind::Deduplicate { state_ttl },
+            None => return Err(SqlError::not_supported(format!(
                 "a Top-{limit} per key without a window (its state would be unbounded)"
             ))
-            .with_hint("add window_start, window_end to PARTITION BY for a window Top-N, or keep only rn = 1 to deduplicate"))
-        }
-    };
+            .with_hint(
+                "add window_start, window_end to PARTITION BY for a window Top-N, or keep only rn = 1 to deduplicate",
+            )),
+        };
     Ok(StreamOp::Rank(Rank {
         partition_by: params.partition_by.clone(),
         order_by: params.order_by.clone(),
