@@ -318,3 +318,58 @@ proptest! {
         }
     }
 }
+
+/// Runs `sql` over `t` whose dropped rows go to a side output; returns (results, dropped rows).
+fn run_weir_with_late_rows(rows: &[Row], delay_ms: i64, sql: &str, cuts: Vec<usize>) -> (Vec<String>, Vec<String>) {
+    let ddl = ddl(delay_ms, "unused.csv").replace("format = 'csv')", "format = 'csv', 'late_rows' = 'late')");
+    let script = format!("CREATE TABLE late WITH (connector = 'file', path = 'late.csv', format = 'csv'); {ddl} {sql}");
+    let planned = weir_sql::Planner::new().plan_script(&script).expect("plans");
+    let Some(weir_sql::Planned::Query(plan)) = planned.last() else { panic!("expected a query") };
+    let cols = weir_runtime::source_columns(plan).expect("columns");
+    let batch = to_batch(rows).project(&cols.columns).expect("projection");
+    let (sink, late) = (weir_connectors::CollectSink::new(), weir_connectors::CollectSink::new());
+    weir_runtime::Pipeline::new(
+        plan,
+        Box::new(CutSource { batch, cuts, next: 0 }),
+        Box::new(sink.clone()),
+        Arc::new(Metrics::default()),
+    )
+    .and_then(|p| p.with_late_rows(plan, Box::new(late.clone())))
+    .expect("pipeline")
+    .run_blocking(&std::sync::atomic::AtomicBool::new(false))
+    .expect("runs");
+    (format_rows(&sink.batches()), format_rows(&late.batches()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Every row is either aggregated or in the side output, whole, exactly once.
+    #[test]
+    fn dropped_rows_are_exactly_the_late_rows(
+        rows in rows_strategy(),
+        delay_ms in prop::sample::select(vec![0i64, 300, 2000]),
+        size_s in prop::sample::select(vec![1i64, 2, 5]),
+        cuts in prop::collection::btree_set(0usize..260, 0..40),
+    ) {
+        let (out, late) = run_weir_with_late_rows(&rows, delay_ms, &format!(
+            "SELECT COUNT(*) FROM t GROUP BY TUMBLE(ts, INTERVAL '{size_s}' SECOND)"), cuts.into_iter().collect());
+        let keep = accepted(&rows, delay_ms, size_s * 1000);
+        let counted: i64 = out.iter().map(|n| n.parse::<i64>().expect("a count")).sum();
+        prop_assert_eq!(counted as usize, keep.len());
+        // the side output has each late row whole (all five columns) plus a reason
+        let mut expected: Vec<Row> = rows.clone();
+        for k in &keep {
+            if let Some(i) = expected.iter().position(|r| r.key == k.key && r.ts == k.ts && r.value == k.value && r.site == k.site) {
+                expected.remove(i);
+            }
+        }
+        let expected = sorted(format_rows(&[to_batch(&expected)]));
+        let got: Vec<String> = late.iter().map(|l| {
+            let (row, reason) = l.rsplit_once('|').expect("a reason column");
+            assert!(reason.starts_with("late: window ["), "{reason}");
+            row.to_string()
+        }).collect();
+        prop_assert_eq!(sorted(got), expected);
+    }
+}

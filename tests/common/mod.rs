@@ -84,9 +84,9 @@ pub fn to_batch(rows: &[Row]) -> RecordBatch {
 
 /// Hands out the rows in batches cut at the given points.
 pub struct CutSource {
-    batch: RecordBatch,
-    cuts: Vec<usize>,
-    next: usize,
+    pub batch: RecordBatch,
+    pub cuts: Vec<usize>,
+    pub next: usize,
 }
 
 impl Source for CutSource {

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use weir_connectors::{open_sink, open_source, validate, ConnectorContext, OutputFormat};
-use weir_runtime::{Metrics, Pipeline};
+use weir_connectors::{build_pipeline, open_sink, validate, ConnectorContext, OutputFormat};
+use weir_runtime::Metrics;
 use weir_sql::{Planned, Planner, SqlError, StreamPlan};
 
 pub use report::{peak_memory_bytes, render_sql_error};
@@ -259,9 +259,8 @@ async fn run_plan(
     ctx: &ConnectorContext,
     cancel: Arc<AtomicBool>,
 ) -> weir_runtime::Result<()> {
-    let source = open_source(plan, ctx)?;
     let sink = open_sink(plan, format, ctx)?;
-    Pipeline::new(plan, source, sink, Arc::clone(&ctx.metrics))?.run(cancel).await
+    build_pipeline(plan, sink, ctx)?.run(cancel).await
 }
 
 /// Ctrl-C or SIGTERM: stop reading, flush the sinks, exit. A source blocked waiting for input

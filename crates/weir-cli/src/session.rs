@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::RecordBatch;
-use weir_connectors::{open_sink, open_source, validate, CollectSink, OutputFormat};
-use weir_runtime::{sink_schema, Metrics, Pipeline, RuntimeError};
+use weir_connectors::{build_pipeline, open_sink, validate, CollectSink, OutputFormat};
+use weir_runtime::{sink_schema, Metrics, RuntimeError};
 use weir_sql::{Planned, Planner, SinkNode, SqlError, StreamPlan};
 
 /// Why a statement failed.
@@ -107,18 +107,16 @@ impl Session {
         let ctx = crate::connector_context(&self.settings, self.base_dir.clone());
         let metrics = Arc::clone(&ctx.metrics);
         validate(plan, &ctx).map_err(SessionError::Config)?;
-        let source = open_source(plan, &ctx)?;
         let cancel = AtomicBool::new(false);
         match &plan.sink {
             SinkNode::Client => {
                 let collector = CollectSink::new();
-                Pipeline::new(plan, source, Box::new(collector.clone()), Arc::clone(&metrics))?
-                    .run_blocking(&cancel)?;
+                build_pipeline(plan, Box::new(collector.clone()), &ctx)?.run_blocking(&cancel)?;
                 Ok(StatementResult::Rows { schema: sink_schema(plan), batches: collector.batches(), metrics })
             }
             SinkNode::Table(_) => {
                 let sink = open_sink(plan, OutputFormat::Csv, &ctx)?;
-                Pipeline::new(plan, source, sink, Arc::clone(&metrics))?.run_blocking(&cancel)?;
+                build_pipeline(plan, sink, &ctx)?.run_blocking(&cancel)?;
                 Ok(StatementResult::Inserted { metrics })
             }
         }

@@ -18,7 +18,11 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use weir_runtime::{sink_schema, source_columns, Metrics, Result, RuntimeError, Sink, Source};
+use datafusion_common::arrow::datatypes::SchemaRef;
+
+use weir_runtime::{
+    late_rows_schema, sink_schema, source_columns, Metrics, Pipeline, Result, RuntimeError, Sink, Source,
+};
 use weir_sql::{SinkNode, StreamPlan, TableDef};
 
 pub use column::{parse_timestamp, ColumnBuffer, ColumnType, Value};
@@ -63,6 +67,10 @@ pub fn validate(plan: &StreamPlan, ctx: &ConnectorContext) -> std::result::Resul
     for f in schema.fields() {
         ColumnType::new(f.data_type()).map_err(|e| format!("table '{}', column '{}': {e}", source.name, f.name()))?;
     }
+    if let Some(t) = &plan.late_rows {
+        check_connector(t)?;
+        FileOptions::parse(t, ctx.base_dir.as_deref(), false)?;
+    }
     if let SinkNode::Table(t) = &plan.sink {
         check_connector(t)?;
         let output = FileOptions::parse(t, ctx.base_dir.as_deref(), false)?;
@@ -104,23 +112,43 @@ pub fn open_sink(plan: &StreamPlan, client_format: OutputFormat, ctx: &Connector
     let schema = sink_schema(plan);
     match &plan.sink {
         SinkNode::Client => Ok(Box::new(FormatSink::new(std::io::stdout(), client_format, schema, "stdout", true))),
-        SinkNode::Table(t) => {
-            let options = FileOptions::from_table(t, ctx.base_dir.as_deref(), false).map_err(RuntimeError::Sink)?;
-            let Some(path) = &options.path else {
-                return Err(RuntimeError::Sink(format!("table '{}' cannot be written to", t.name)));
-            };
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| RuntimeError::Sink(format!("{}: {e}", parent.display())))?;
-            }
-            let file = File::create(path).map_err(|e| RuntimeError::Sink(format!("{}: {e}", path.display())))?;
-            let label = options.display();
-            let format = match options.format {
-                FileFormat::Csv => OutputFormat::Csv,
-                FileFormat::Json => OutputFormat::Json,
-                FileFormat::Parquet => return Ok(Box::new(ParquetSink::new(file, schema, label)?)),
-            };
-            Ok(Box::new(FormatSink::new(BufWriter::with_capacity(1 << 20, file), format, schema, label, false)))
-        }
+        SinkNode::Table(t) => open_file_sink(t, schema, ctx),
     }
+}
+
+/// A runnable pipeline for `plan`: its source opened, results to `sink`, dropped rows to the
+/// source's `'late_rows'` table if it names one.
+pub fn build_pipeline(plan: &StreamPlan, sink: Box<dyn Sink>, ctx: &ConnectorContext) -> Result<Pipeline> {
+    let source = open_source(plan, ctx)?;
+    let pipeline = Pipeline::new(plan, source, sink, Arc::clone(&ctx.metrics))?;
+    match open_late_rows(plan, ctx)? {
+        Some(late) => pipeline.with_late_rows(plan, late),
+        None => Ok(pipeline),
+    }
+}
+
+/// Open the sink for the rows the operators drop, if the plan's source names one.
+pub fn open_late_rows(plan: &StreamPlan, ctx: &ConnectorContext) -> Result<Option<Box<dyn Sink>>> {
+    match &plan.late_rows {
+        None => Ok(None),
+        Some(t) => Ok(Some(open_file_sink(t, late_rows_schema(plan)?, ctx)?)),
+    }
+}
+
+fn open_file_sink(t: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
+    let options = FileOptions::from_table(t, ctx.base_dir.as_deref(), false).map_err(RuntimeError::Sink)?;
+    let Some(path) = &options.path else {
+        return Err(RuntimeError::Sink(format!("table '{}' cannot be written to", t.name)));
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| RuntimeError::Sink(format!("{}: {e}", parent.display())))?;
+    }
+    let file = File::create(path).map_err(|e| RuntimeError::Sink(format!("{}: {e}", path.display())))?;
+    let label = options.display();
+    let format = match options.format {
+        FileFormat::Csv => OutputFormat::Csv,
+        FileFormat::Json => OutputFormat::Json,
+        FileFormat::Parquet => return Ok(Box::new(ParquetSink::new(file, schema, label)?)),
+    };
+    Ok(Box::new(FormatSink::new(BufWriter::with_capacity(1 << 20, file), format, schema, label, false)))
 }

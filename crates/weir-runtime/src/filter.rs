@@ -54,7 +54,11 @@ impl Operator for FilterOp {
             Some(k) => Some(Arc::new(filter(k.as_ref(), &mask)?.as_primitive::<Int8Type>().clone())),
             None => None,
         };
-        out.push(Message::Data(StreamBatch { batch, row_watermarks, kinds }));
+        let origin = match input.origin {
+            Some(o) => Some(o.filter(&mask)?),
+            None => None,
+        };
+        out.push(Message::Data(StreamBatch { batch, row_watermarks, kinds, origin }));
         Ok(())
     }
 }

@@ -15,6 +15,7 @@
 
 mod aggregate_state;
 mod deduplicate;
+mod dropped;
 mod error;
 mod filter;
 mod keyed_state;
@@ -37,10 +38,10 @@ pub use deduplicate::DeduplicateOp;
 pub use error::{Result, RuntimeError};
 pub use filter::FilterOp;
 pub use keyed_state::KeyedState;
-pub use message::{Message, Nanos, RowKind, StreamBatch, NO_WATERMARK};
+pub use message::{DroppedRows, Message, Nanos, Origin, RowKind, StreamBatch, NO_WATERMARK};
 pub use metrics::Metrics;
 pub use operator::Operator;
-pub use pipeline::{build_operators, relaxed, sink_schema, source_columns, Pipeline, SourceColumns};
+pub use pipeline::{build_operators, late_rows_schema, relaxed, sink_schema, source_columns, Pipeline, SourceColumns};
 pub use project::ProjectOp;
 pub use rank_rows::{EncodedBatch, RankRows};
 pub use retract_min_max::RetractMinMax;

@@ -9,7 +9,9 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{Int64Array, Int8Array};
+use datafusion_common::arrow::array::{AsArray, Int64Array, Int8Array, UInt32Array};
+use datafusion_common::arrow::compute::{filter, take_record_batch};
+use datafusion_common::arrow::datatypes::UInt32Type;
 use datafusion_common::arrow::record_batch::RecordBatch;
 
 /// Event times and watermarks are nanoseconds since the Unix epoch.
@@ -74,18 +76,61 @@ pub struct StreamBatch {
     pub row_watermarks: Option<Arc<Int64Array>>,
     /// Per-row [`RowKind`] as `i8`; `None` = all inserts.
     pub kinds: Option<Arc<Int8Array>>,
+    /// Where each row came from, when the source's dropped rows go to a side output.
+    pub origin: Option<Origin>,
+}
+
+/// The source rows behind a batch's rows: row `i` of the batch was read as row `rows[i]` of
+/// `batch` (all of the table's columns). Kept only when dropped rows are routed to a sink.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The batch as the source read it.
+    pub batch: Arc<RecordBatch>,
+    /// For each row of the derived batch, its row in `batch`.
+    pub rows: Arc<UInt32Array>,
+}
+
+impl Origin {
+    /// The rows of a freshly read batch.
+    pub fn whole(batch: RecordBatch) -> Self {
+        let n = batch.num_rows() as u32;
+        Self { batch: Arc::new(batch), rows: Arc::new(UInt32Array::from_iter_values(0..n)) }
+    }
+
+    /// The origin of the rows a filter kept.
+    pub fn filter(&self, mask: &datafusion_common::arrow::array::BooleanArray) -> crate::error::Result<Self> {
+        let rows = filter(self.rows.as_ref(), mask)?;
+        let rows = rows.as_primitive::<UInt32Type>().clone();
+        Ok(Self { batch: Arc::clone(&self.batch), rows: Arc::new(rows) })
+    }
+
+    /// The source rows behind the given rows of the derived batch.
+    pub fn take(&self, rows: &[u32]) -> crate::error::Result<RecordBatch> {
+        let picked = UInt32Array::from_iter_values(rows.iter().map(|r| self.rows.value(*r as usize)));
+        Ok(take_record_batch(&self.batch, &picked)?)
+    }
+}
+
+/// Rows an operator dropped (late, or without an event time), as the source read them, each
+/// with the reason. They go to the source's `'late_rows'` sink, not downstream.
+#[derive(Debug, Clone)]
+pub struct DroppedRows {
+    /// The source rows.
+    pub rows: RecordBatch,
+    /// Why each was dropped.
+    pub reasons: Vec<String>,
 }
 
 impl StreamBatch {
     /// A batch of inserts without per-row watermarks.
     pub fn new(batch: RecordBatch) -> Self {
-        Self { batch, row_watermarks: None, kinds: None }
+        Self { batch, row_watermarks: None, kinds: None, origin: None }
     }
 
     /// A changelog batch.
     pub fn changelog(batch: RecordBatch, kinds: &[RowKind]) -> Self {
         let kinds = Int8Array::from_iter_values(kinds.iter().map(|k| *k as i8));
-        Self { batch, row_watermarks: None, kinds: Some(Arc::new(kinds)) }
+        Self { batch, row_watermarks: None, kinds: Some(Arc::new(kinds)), origin: None }
     }
 
     /// The kind of row `i`.
@@ -109,6 +154,8 @@ pub enum Message {
     Data(StreamBatch),
     /// Event time has advanced to this point (nanoseconds).
     Watermark(Nanos),
+    /// Rows dropped upstream, on their way to the side output (never to downstream operators).
+    Dropped(DroppedRows),
     /// No more messages will follow.
     EndOfStream,
 }

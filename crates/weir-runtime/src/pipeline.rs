@@ -29,7 +29,7 @@ use crate::aggregate_state::AggregateSpec;
 use crate::deduplicate::DeduplicateOp;
 use crate::error::{Result, RuntimeError};
 use crate::filter::FilterOp;
-use crate::message::{Message, StreamBatch};
+use crate::message::{DroppedRows, Message, StreamBatch};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::project::ProjectOp;
@@ -56,11 +56,12 @@ pub struct SourceColumns {
 pub fn source_columns(plan: &StreamPlan) -> Result<SourceColumns> {
     let table = &plan.source.table;
     let schema = table.require_schema().map_err(|e| RuntimeError::Internal(e.to_string()))?;
-    let mut columns: Vec<usize> = match &plan.source.projection {
+    let needed: Vec<usize> = match &plan.source.projection {
         Some(p) => p.clone(),
         None => (0..schema.fields().len()).collect(),
     };
-    let visible = columns.len();
+    // dropped rows go to their side output whole: read every column, pass on the needed ones
+    let mut columns = if plan.late_rows.is_some() { (0..schema.fields().len()).collect() } else { needed.clone() };
     let watermark = match &table.watermark {
         None => None,
         Some(w) => {
@@ -77,7 +78,10 @@ pub fn source_columns(plan: &StreamPlan) -> Result<SourceColumns> {
             Some((pos, w.delay_nanos))
         }
     };
-    let output = (columns.len() != visible).then(|| (0..visible).collect());
+    let output = match plan.late_rows {
+        None => (columns.len() != needed.len()).then(|| (0..needed.len()).collect()),
+        Some(_) => (columns != needed).then_some(needed),
+    };
     Ok(SourceColumns { columns, watermark, output })
 }
 
@@ -202,6 +206,15 @@ pub fn sink_schema(plan: &StreamPlan) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// The schema of the rows a plan's `'late_rows'` sink receives: the source table's columns and
+/// `reason`.
+pub fn late_rows_schema(plan: &StreamPlan) -> Result<SchemaRef> {
+    let table = plan.source.table.require_schema().map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    let mut fields: Vec<Field> = relaxed(&table).fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("reason", DataType::Utf8, false));
+    Ok(Arc::new(Schema::new(fields)))
+}
+
 /// Prepend the `op` column to a changelog batch.
 fn with_op_column(batch: &StreamBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let n = batch.batch.num_rows();
@@ -219,9 +232,20 @@ struct Chain {
     metrics: Arc<Metrics>,
     /// Set for a changelog: the sink's schema, with the `op` column.
     changelog: Option<SchemaRef>,
+    /// The side output for dropped rows, and its schema.
+    late_rows: Option<(Box<dyn Sink>, SchemaRef)>,
 }
 
 impl Chain {
+    /// Rows an operator dropped: to the side output, if there is one.
+    fn dropped(&mut self, d: DroppedRows) -> Result<()> {
+        let Some((sink, schema)) = &mut self.late_rows else { return Ok(()) };
+        let mut columns = d.rows.columns().to_vec();
+        columns.push(Arc::new(StringArray::from(d.reasons)));
+        let options = RecordBatchOptions::new().with_row_count(Some(d.rows.num_rows()));
+        sink.write(&RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?)
+    }
+
     /// Push one message through; returns true once `EndOfStream` reached the sink.
     fn push(&mut self, message: Message) -> Result<bool> {
         let mut current = vec![message];
@@ -229,6 +253,8 @@ impl Chain {
             let mut next = Vec::with_capacity(current.len());
             for m in current {
                 match m {
+                    // on their way to the side output, past the other operators
+                    Message::Dropped(d) => next.push(Message::Dropped(d)),
                     Message::Data(b) => op.process_batch(b, &mut next)?,
                     Message::Watermark(w) => op.on_watermark(w, &mut next)?,
                     Message::EndOfStream => {
@@ -249,7 +275,11 @@ impl Chain {
                     }
                 }
                 Message::Watermark(_) => {}
+                Message::Dropped(d) => self.dropped(d)?,
                 Message::EndOfStream => {
+                    if let Some((sink, _)) = &mut self.late_rows {
+                        sink.finish()?;
+                    }
                     self.sink.finish()?;
                     return Ok(true);
                 }
@@ -272,7 +302,19 @@ impl Pipeline {
         let ops = build_operators(plan, &metrics)?;
         let driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(&metrics));
         let changelog = plan.is_updating().then(|| sink_schema(plan));
-        Ok(Self { driver, chain: Chain { ops, sink, metrics, changelog } })
+        Ok(Self { driver, chain: Chain { ops, sink, metrics, changelog, late_rows: None } })
+    }
+
+    /// Route rows the operators drop (late, or without an event time) to `sink`, unchanged and
+    /// with a `reason` column ([`late_rows_schema`]). The plan must name a `'late_rows'` table,
+    /// so that the source reads whole rows.
+    pub fn with_late_rows(mut self, plan: &StreamPlan, sink: Box<dyn Sink>) -> Result<Self> {
+        if plan.late_rows.is_none() {
+            return Err(RuntimeError::Internal("the plan has no 'late_rows' table".into()));
+        }
+        self.chain.late_rows = Some((sink, late_rows_schema(plan)?));
+        self.driver = self.driver.keep_origin();
+        Ok(self)
     }
 
     /// Run on the calling thread until the input ends or `cancel` is set.

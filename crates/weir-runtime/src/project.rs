@@ -37,7 +37,12 @@ impl Operator for ProjectOp {
             .collect::<datafusion_common::Result<Vec<_>>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         let batch = RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?;
-        out.push(Message::Data(StreamBatch { batch, row_watermarks: input.row_watermarks, kinds: input.kinds }));
+        out.push(Message::Data(StreamBatch {
+            batch,
+            row_watermarks: input.row_watermarks,
+            kinds: input.kinds,
+            origin: input.origin,
+        }));
         Ok(())
     }
 }

@@ -29,6 +29,7 @@ use datafusion_physical_expr::PhysicalExpr;
 use weir_sql::WindowSpec;
 
 use crate::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Partial};
+use crate::dropped::{show_time, DroppedCollector};
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::metrics::Metrics;
@@ -272,12 +273,14 @@ impl Operator for SessionAggregateOp {
         let agg_input = self.aggregates.input(Vec::new(), batch)?;
         let row_wm = input.row_watermarks.as_deref();
         let (mut late, mut null_time) = (0u64, 0u64);
+        let mut dropped = DroppedCollector::new(input.origin.as_ref());
         let mut assigned: Vec<(u64, u32)> = Vec::with_capacity(n);
         let mut redirect = HashMap::new();
         let mut next_end = self.by_end.first().map(|e| e.0).unwrap_or(Nanos::MAX);
         for i in 0..n {
             if times.is_null(i) {
                 null_time += 1;
+                dropped.null_time(i);
                 continue;
             }
             let wm = row_wm.map(|w| w.value(i)).unwrap_or(NO_WATERMARK).max(self.watermark);
@@ -288,16 +291,27 @@ impl Operator for SessionAggregateOp {
             }
             let row = rows.as_ref().map(|r| r.row(i));
             let key: &[u8] = row.as_ref().map(|r| r.as_ref()).unwrap_or(&[]);
-            match self.assign(key, times.value(i), wm, &mut redirect)? {
+            let t = times.value(i);
+            match self.assign(key, t, wm, &mut redirect)? {
                 Some(id) => assigned.push((id, i as u32)),
-                None => late += 1,
+                None => {
+                    late += 1;
+                    dropped.drop_row(i, || {
+                        format!(
+                            "late: no open session to join, and its own window [{}, {}) had ended (watermark {})",
+                            show_time(t),
+                            show_time(t.saturating_add(self.gap)),
+                            show_time(wm)
+                        )
+                    });
+                }
             }
             next_end = self.by_end.first().map(|e| e.0).unwrap_or(Nanos::MAX);
         }
         self.flush(&mut assigned, &mut redirect, &agg_input)?;
         self.metrics.open_windows.store(self.by_end.len() as u64, Ordering::Relaxed);
         self.metrics.dropped(late, null_time);
-        Ok(())
+        dropped.finish(out)
     }
 
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {

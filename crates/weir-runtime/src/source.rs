@@ -8,7 +8,7 @@ use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array};
 use datafusion_common::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
-use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
+use crate::message::{Message, Nanos, Origin, StreamBatch, NO_WATERMARK};
 use crate::metrics::Metrics;
 use crate::window_aggregate::to_nanos;
 
@@ -93,6 +93,8 @@ pub struct SourceDriver {
     /// Index of the event-time column and the generator fed from it.
     watermark: Option<(usize, WatermarkGenerator)>,
     output_columns: Option<Vec<usize>>,
+    /// Attach each batch as read to the rows passed on (for the side output of dropped rows).
+    keep_origin: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -109,8 +111,16 @@ impl SourceDriver {
             source,
             watermark: watermark.map(|(column, delay)| (column, WatermarkGenerator::new(delay))),
             output_columns,
+            keep_origin: false,
             metrics,
         }
+    }
+
+    /// Pass each batch as read along with the rows, so operators can route dropped rows to a
+    /// side output unchanged.
+    pub fn keep_origin(mut self) -> Self {
+        self.keep_origin = true;
+        self
     }
 
     /// Read the next batch and turn it into messages. Returns `false` at end of input, after
@@ -131,12 +141,13 @@ impl SourceDriver {
             }
             None => None,
         };
+        let origin = self.keep_origin.then(|| Origin::whole(batch.clone()));
         let batch = match &self.output_columns {
             Some(cols) => batch.project(cols)?,
             None => batch,
         };
         if batch.num_rows() > 0 {
-            out.push(Message::Data(StreamBatch { batch, row_watermarks, kinds: None }));
+            out.push(Message::Data(StreamBatch { batch, row_watermarks, kinds: None, origin }));
         }
         if let Some(w) = self.watermark.as_mut().and_then(|(_, g)| g.advance()) {
             self.metrics.watermark.store(w, Ordering::Relaxed);

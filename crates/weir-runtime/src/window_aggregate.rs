@@ -33,6 +33,7 @@ use datafusion_physical_expr::PhysicalExpr;
 use weir_sql::{WindowColumn, WindowSpec};
 
 use crate::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
+use crate::dropped::DroppedCollector;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::metrics::Metrics;
@@ -320,11 +321,13 @@ impl Operator for WindowAggregateOp {
         let mut buckets: Vec<(Nanos, Vec<u32>)> = Vec::new();
         let mut last = 0usize;
         let (mut late, mut null_time) = (0u64, 0u64);
+        let mut dropped = DroppedCollector::new(input.origin.as_ref());
         let row_wm = input.row_watermarks.as_deref();
         let mut next_end = self.pending.first().map(|w| w.0).unwrap_or(Nanos::MAX);
         for i in 0..n {
             if times.is_null(i) {
                 null_time += 1;
+                dropped.null_time(i);
                 continue;
             }
             let t = times.value(i);
@@ -338,17 +341,20 @@ impl Operator for WindowAggregateOp {
             }
             let Some(s) = self.assigner.slice_start(t) else {
                 null_time += 1; // before the nanosecond range: no window
+                dropped.null_time(i);
                 continue;
             };
             let Some((first_end, last_end)) = self.assigner.end_range(s) else {
                 continue; // in a gap between hopping windows (size < slide): in no window
             };
-            if last_end <= wm {
-                late += self.assigner.windows(s).len() as u64;
-                continue;
-            }
             if first_end <= wm {
-                late += self.assigner.windows(s).iter().filter(|w| w.1 <= wm).count() as u64;
+                for (start, end) in self.assigner.windows(s).into_iter().filter(|w| w.1 <= wm) {
+                    late += 1;
+                    dropped.late_for_window(i, start, end, wm);
+                }
+                if last_end <= wm {
+                    continue;
+                }
             }
             if buckets.get(last).map(|b| b.0) != Some(s) {
                 match buckets.iter().position(|b| b.0 == s) {
@@ -367,7 +373,7 @@ impl Operator for WindowAggregateOp {
         }
         self.flush(&mut buckets, &agg_input)?;
         self.metrics.dropped(late, null_time);
-        Ok(())
+        dropped.finish(out)
     }
 
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
@@ -440,6 +446,7 @@ mod tests {
             batch: b,
             row_watermarks: Some(Arc::new(gen.observe(&times))),
             kinds: None,
+            origin: None,
         })];
         if let Some(w) = gen.advance() {
             msgs.push(Message::Watermark(w));
@@ -451,6 +458,7 @@ mod tests {
                     Message::Data(b) => op.process_batch(b, &mut next).unwrap(),
                     Message::Watermark(w) => op.on_watermark(w, &mut next).unwrap(),
                     Message::EndOfStream => next.push(Message::EndOfStream),
+                    Message::Dropped(_) => {}
                 }
             }
             msgs = next;

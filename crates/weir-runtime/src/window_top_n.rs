@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use datafusion_common::arrow::array::Array;
 
+use crate::dropped::{show_time, DroppedCollector};
 use crate::error::Result;
 use crate::message::{Message, Nanos, StreamBatch};
 use crate::metrics::Metrics;
@@ -50,18 +51,25 @@ impl Operator for WindowTopNOp {
         "WindowTopN"
     }
 
-    fn process_batch(&mut self, input: StreamBatch, _out: &mut Vec<Message>) -> Result<()> {
+    fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let ends = to_nanos(input.batch.column(self.end_column))?;
         let encoded = self.rows.encode(&input.batch)?;
         let (mut late, mut null_time) = (0, 0);
+        let mut dropped = DroppedCollector::new(input.origin.as_ref());
         for i in 0..input.batch.num_rows() {
             if ends.is_null(i) {
                 null_time += 1;
+                dropped.null_time(i);
                 continue;
             }
             let end = ends.value(i);
-            if self.judge_lateness && input.row_watermarks.as_ref().is_some_and(|w| end <= w.value(i)) {
+            if let Some(wm) =
+                input.row_watermarks.as_ref().map(|w| w.value(i)).filter(|w| self.judge_lateness && end <= *w)
+            {
                 late += 1;
+                dropped.drop_row(i, || {
+                    format!("late: its window ending {} had closed (watermark {})", show_time(end), show_time(wm))
+                });
                 continue;
             }
             let order: Box<[u8]> = encoded.orders.row(i).data().into();
@@ -73,7 +81,7 @@ impl Operator for WindowTopNOp {
             }
         }
         self.metrics.dropped(late, null_time);
-        Ok(())
+        dropped.finish(out)
     }
 
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {

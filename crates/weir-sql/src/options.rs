@@ -9,7 +9,7 @@ use crate::error::{Result, SqlError};
 pub const SETTINGS: &[&str] = &["batch.size", "state.ttl"];
 
 /// Table options read by the planner, accepted next to every connector's own options.
-pub const ENGINE_OPTIONS: &[&str] = &["state_ttl", "changelog"];
+pub const ENGINE_OPTIONS: &[&str] = &["state_ttl", "changelog", "late_rows"];
 
 /// A duration such as `30 s`, `10 min`, `1 h`, `500 ms` or `1h 30m`, in nanoseconds.
 pub fn parse_duration(text: &str) -> std::result::Result<i64, String> {

@@ -311,6 +311,9 @@ pub struct StreamPlan {
     pub ops: Vec<StreamOp>,
     /// The sink.
     pub sink: SinkNode,
+    /// Where rows dropped by an operator (late, or without an event time) go, unchanged, with
+    /// the reason: the table named by the source's `'late_rows'` option.
+    pub late_rows: Option<TableDef>,
 }
 
 impl StreamPlan {
@@ -338,6 +341,7 @@ impl StreamPlan {
                 SinkNode::Table(t) => format!("table {} ({})", t.name, options_text(t)),
             },
         });
+
         for op in self.ops.iter().rev() {
             nodes.push(match op {
                 StreamOp::Filter { predicate, .. } => {
@@ -427,6 +431,10 @@ impl StreamPlan {
             Some(w) if w.delay_nanos == 0 => format!("watermark: {}", w.column),
             Some(w) => format!("watermark: {} - {}", w.column, format_duration(w.delay_nanos)),
             None => "no watermark".to_string(),
+        };
+        let watermark = match &self.late_rows {
+            Some(l) => format!("{watermark}, dropped rows (with a reason) to table {}", l.name),
+            None => watermark,
         };
         nodes.push(PlanNodeDescription {
             operator: "Source".into(),

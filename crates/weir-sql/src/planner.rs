@@ -260,7 +260,48 @@ impl Planner {
                 ops.push(project);
             }
         }
-        Ok(StreamPlan { source, ops, sink })
+        let late_rows = match source.table.option("late_rows") {
+            None => None,
+            Some(name) => Some(self.late_rows_table(&source.table, name).map_err(|e| e.at(location))?),
+        };
+        Ok(StreamPlan { source, ops, sink, late_rows })
+    }
+}
+
+impl Planner {
+    /// The sink named by a source's `'late_rows'` option: declared, and (if it declares columns)
+    /// with the source's columns plus `reason`.
+    fn late_rows_table(&self, source: &TableDef, name: &str) -> Result<TableDef> {
+        let hint = format!(
+            "declare it before the query, without columns: CREATE TABLE {name} WITH (connector = 'file', path = '…', format = 'csv')"
+        );
+        let Some(def) = self.catalog.get(name) else {
+            return Err(SqlError::plan(format!(
+                "table '{}': its 'late_rows' table '{name}' is not declared",
+                source.name
+            ))
+            .with_hint(hint));
+        };
+        if def.name == source.name {
+            return Err(
+                SqlError::plan(format!("table '{}' cannot take its own late rows", source.name)).with_hint(hint)
+            );
+        }
+        if let (Some(target), Ok(input)) = (&def.schema, source.require_schema()) {
+            let expected: Vec<&str> =
+                input.fields().iter().map(|f| f.name().as_str()).chain(std::iter::once("reason")).collect();
+            let got: Vec<&str> = target.fields().iter().map(|f| f.name().as_str()).collect();
+            if got != expected {
+                return Err(SqlError::plan(format!(
+                    "late rows table '{name}' has columns ({}), but the late rows of '{}' are ({})",
+                    got.join(", "),
+                    source.name,
+                    expected.join(", ")
+                ))
+                .with_hint(hint));
+            }
+        }
+        Ok(def.clone())
     }
 }
 
