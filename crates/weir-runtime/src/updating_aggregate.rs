@@ -96,13 +96,22 @@ impl UpdatingAggregateOp {
             let name = f.fun().name();
             if !self.retracting {
                 out.push(f.create_accumulator()?);
-            } else if matches!(name, "min" | "max") && !f.is_distinct() {
+            } else if matches!(name, "min" | "max") {
+                // (DISTINCT does not change a minimum or maximum)
                 let arg = f.field();
                 out.push(Box::new(RetractMinMax::new(arg.data_type(), name == "max")?));
             } else {
+                // only aggregates whose retraction takes back exactly the given values: others
+                // (e.g. ARRAY_AGG) retract their oldest values, as a sliding window frame does
+                let retracts_any_value = match name {
+                    "count" => true,
+                    "sum" | "avg" | "mean" | "var" | "var_samp" | "var_pop" | "stddev" | "stddev_samp"
+                    | "stddev_pop" => !f.is_distinct(),
+                    _ => false,
+                };
                 match f.create_sliding_accumulator() {
-                    Ok(acc) => out.push(acc),
-                    Err(_) => {
+                    Ok(acc) if retracts_any_value => out.push(acc),
+                    _ => {
                         return Err(RuntimeError::Source(format!(
                             "not supported yet: {}{} over an updating result (it cannot take retracted rows back)",
                             name.to_uppercase(),
@@ -226,8 +235,19 @@ impl Operator for UpdatingAggregateOp {
             let slot = order[i].0;
             let j = order[i..].iter().position(|o| o.0 != slot).map(|p| i + p).unwrap_or(order.len());
             touched.push((order[i].1, slot));
-            let (adds, retracts): (Vec<u32>, Vec<u32>) =
-                order[i..j].iter().map(|o| o.1).partition(|r| !input.kind(*r as usize).is_retraction());
+            // in arrival order; a retraction of a row the group does not hold (its state expired)
+            // is ignored, as Flink does
+            let mut held = self.groups.get(slot).map(|g| g.rows).unwrap_or(0);
+            let (mut adds, mut retracts) = (Vec::new(), Vec::new());
+            for &(_, r) in &order[i..j] {
+                if !input.kind(r as usize).is_retraction() {
+                    held += 1;
+                    adds.push(r);
+                } else if held > 0 {
+                    held -= 1;
+                    retracts.push(r);
+                }
+            }
             self.groups.touch(slot);
             let Some(group) = self.groups.get_mut(slot) else {
                 return Err(RuntimeError::Internal(format!("group slot {slot} is empty")));

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use datafusion_common::arrow::compute::can_cast_types;
 use datafusion_common::arrow::datatypes::{DataType, TimeUnit};
 use datafusion_common::config::ConfigOptions;
-use datafusion_common::{Column, DFSchema};
+use datafusion_common::{Column, DFSchema, DFSchemaRef};
 use datafusion_expr::logical_plan::Aggregate;
 use datafusion_expr::{Expr, LogicalPlan};
 use datafusion_optimizer::analyzer::Analyzer;
@@ -264,6 +264,16 @@ impl Planner {
             None => None,
             Some(name) => Some(self.late_rows_table(&source.table, name).map_err(|e| e.at(location))?),
         };
+        if let (Some(l), SinkNode::Table(t)) = (&late_rows, &sink) {
+            if l.name == t.name {
+                return Err(SqlError::plan(format!(
+                    "INSERT INTO {}: the table also takes the late rows of '{}'",
+                    t.name, source.table.name
+                ))
+                .at(location)
+                .with_hint("send the late rows ('late_rows') to a table of their own"));
+            }
+        }
         Ok(StreamPlan { source, ops, sink, late_rows })
     }
 }
@@ -398,8 +408,9 @@ fn sink_projection(def: &TableDef, input: &Arc<DFSchema>) -> Result<Option<Strea
 struct PipelineBuilder<'a> {
     catalog: &'a Catalog,
     settings: &'a BTreeMap<String, String>,
-    /// The bound a filter puts on a row number computed below it.
-    rank_limit: Option<usize>,
+    /// The bound a filter puts on a row number computed below it, and the schema of the window
+    /// node computing it.
+    rank_limit: Option<(usize, DFSchemaRef)>,
     source: Option<SourceNode>,
     ops: Vec<StreamOp>,
 }
@@ -448,8 +459,8 @@ impl PipelineBuilder<'_> {
                 Ok(())
             }
             LogicalPlan::Filter(f) => {
-                if let Some(limit) = row_number_bound(&f.predicate, &f.input) {
-                    self.rank_limit = Some(limit);
+                if let Some(bound) = row_number_bound(&f.predicate, &f.input) {
+                    self.rank_limit = Some(bound);
                 }
                 self.convert(&f.input)?;
                 refuse_window_markers(&f.predicate, &f.input)?;
@@ -482,10 +493,18 @@ impl PipelineBuilder<'_> {
             LogicalPlan::Union(_) => Err(SqlError::not_supported("UNION")),
             LogicalPlan::Distinct(_) => Err(SqlError::not_supported("SELECT DISTINCT on a stream")),
             LogicalPlan::Window(w) => {
-                let limit = self.rank_limit.take();
+                // the bound of a filter above applies to the window that computes its column only
+                let limit = match self.rank_limit.take() {
+                    Some((limit, schema)) if Arc::ptr_eq(&schema, &w.schema) => Some(limit),
+                    other => {
+                        self.rank_limit = other;
+                        None
+                    }
+                };
                 self.convert(&w.input)?;
                 let updating = self.ops.iter().any(StreamOp::emits_changelog);
-                let op = plan_rank(w, limit, updating, self.state_ttl())?;
+                let check_time = |time: &Expr, plan: &LogicalPlan| self.check_time_column(time, plan);
+                let op = plan_rank(w, limit, updating, self.state_ttl(), &check_time)?;
                 self.ops.push(op);
                 Ok(())
             }

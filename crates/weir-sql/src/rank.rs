@@ -13,19 +13,21 @@
 //! The filter on the row number stays in the plan (it is always true of the operator's rows);
 //! the planner only reads its bound.
 
-use datafusion_common::ScalarValue;
+use datafusion_common::arrow::datatypes::DataType;
+use datafusion_common::{DFSchemaRef, ScalarValue};
 use datafusion_expr::logical_plan::Window;
 use datafusion_expr::utils::split_conjunction;
 use datafusion_expr::{Expr, LogicalPlan, Operator};
 
-use crate::bounds::{is_marker, marker_name, resolve_window_bound, trace_column, window_call};
+use crate::bounds::{is_marker, marker_name, refuse_window_markers, resolve_window_bound, trace_column, window_call};
 use crate::error::{Result, SqlError};
 use crate::plan::{Rank, RankKind, StateTtl, StreamOp, WindowColumn};
 use crate::window_fn::{Bound, WindowKind};
 
-/// If `predicate` (over `input`) bounds a row number computed below, the bound: `rn <= N`,
-/// `rn < N + 1`, `rn = 1`, or the same reversed.
-pub(crate) fn row_number_bound(predicate: &Expr, input: &LogicalPlan) -> Option<usize> {
+/// If `predicate` (over `input`) bounds a row number computed below, the bound (`rn <= N`,
+/// `rn < N + 1`, `rn = 1`, or the same reversed) and the schema of the `Window` node that
+/// computes it (to recognise that node).
+pub(crate) fn row_number_bound(predicate: &Expr, input: &LogicalPlan) -> Option<(usize, DFSchemaRef)> {
     split_conjunction(predicate).into_iter().find_map(|c| {
         let Expr::BinaryExpr(b) = c else { return None };
         let (column, op, value) = match (strip_cast(&b.left), strip_cast(&b.right)) {
@@ -39,15 +41,18 @@ pub(crate) fn row_number_bound(predicate: &Expr, input: &LogicalPlan) -> Option<
         if function_name(f).as_deref() != Some("row_number") {
             return None;
         }
-        let n = value.cast_to(&datafusion_common::arrow::datatypes::DataType::Int64).ok()?;
-        let ScalarValue::Int64(Some(n)) = n else { return None };
+        // an integer literal only: `rn < 2.5` is not a bound this planner reads exactly
+        if !value.data_type().is_integer() {
+            return None;
+        }
+        let ScalarValue::Int64(Some(n)) = value.cast_to(&DataType::Int64).ok()? else { return None };
         let limit = match op {
             Operator::LtEq => n,
-            Operator::Lt => n - 1,
+            Operator::Lt => n.checked_sub(1)?,
             Operator::Eq if n == 1 => 1,
             _ => return None,
         };
-        usize::try_from(limit).ok().filter(|l| *l > 0)
+        usize::try_from(limit).ok().filter(|l| *l > 0).map(|l| (l, std::sync::Arc::clone(&w.schema)))
     })
 }
 
@@ -68,11 +73,14 @@ fn function_name(e: &Expr) -> Option<String> {
 }
 
 /// Plan a `Window` node bounded by `limit`; `updating`: its input is a changelog.
+/// `check_time` checks that a window's time column has a watermark (for a Top-N straight over
+/// a table function's rows).
 pub(crate) fn plan_rank(
     w: &Window,
     limit: Option<usize>,
     updating: bool,
     state_ttl: Option<StateTtl>,
+    check_time: &dyn Fn(&Expr, &LogicalPlan) -> Result<String>,
 ) -> Result<StreamOp> {
     let hint = "ROW_NUMBER() OVER (PARTITION BY window_start, window_end[, k] ORDER BY …) <= N for a window Top-N, \
                 or ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts) = 1 to deduplicate, in a subquery filtered by the outer WHERE";
@@ -102,6 +110,11 @@ pub(crate) fn plan_rank(
         return Err(SqlError::not_supported("ROW_NUMBER() over an updating result")
             .with_hint("rank windowed results (append-only), or the rows of a table"));
     }
+    for e in params.partition_by.iter().chain(params.order_by.iter().map(|s| &s.expr)) {
+        if !matches!(e, Expr::Column(_)) {
+            refuse_window_markers(e, &w.input)?;
+        }
+    }
     let mut end = None;
     for p in &params.partition_by {
         let Expr::Column(c) = p else { continue };
@@ -113,7 +126,13 @@ pub(crate) fn plan_rank(
             ))
             .with_hint("aggregate the windows first (GROUP BY window_start, window_end, …), then rank the results"));
         }
-        let direct = matches!(window_call(&def)?, Some((WindowKind::Tumble, Bound::End, _, _)));
+        let direct = match window_call(&def)? {
+            Some((WindowKind::Tumble, Bound::End, time, _)) => {
+                check_time(&time, below)?;
+                true
+            }
+            _ => false,
+        };
         let aggregated = match (&def, below) {
             (Expr::Column(ac), LogicalPlan::Aggregate(agg)) => match agg.schema.index_of_column(ac) {
                 Ok(i) => match agg.group_expr.get(i) {
