@@ -6,32 +6,10 @@
 //! that is there. The final table must equal the batch query over all rows (an updating
 //! aggregate has no windows, so no row is late).
 
-use std::collections::BTreeMap;
-
 use proptest::prelude::*;
 
 mod common;
 use common::*;
-
-/// Replay a changelog (`op|col|col…` lines) into the multiset of rows it describes.
-fn replay(changelog: &[String]) -> Result<Vec<String>, String> {
-    let mut table: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, line) in changelog.iter().enumerate() {
-        let (op, row) = line.split_once('|').unwrap_or((line.as_str(), ""));
-        match op {
-            "+I" | "+U" => *table.entry(row.to_string()).or_insert(0) += 1,
-            "-U" | "-D" => match table.get_mut(row) {
-                Some(n) if *n > 1 => *n -= 1,
-                Some(_) => {
-                    table.remove(row);
-                }
-                None => return Err(format!("change {i} ({line}) retracts a row that is not in the result")),
-            },
-            other => return Err(format!("change {i} has op '{other}'")),
-        }
-    }
-    Ok(table.into_iter().flat_map(|(row, n)| std::iter::repeat_n(row, n)).collect())
-}
 
 fn check(rows: &[Row], cuts: &[usize], weir_sql: &str, batch_sql: &str) -> Result<(), TestCaseError> {
     let changes = run_weir(rows, 1000, weir_sql, cuts.to_vec());

@@ -323,22 +323,7 @@ proptest! {
 fn run_weir_with_late_rows(rows: &[Row], delay_ms: i64, sql: &str, cuts: Vec<usize>) -> (Vec<String>, Vec<String>) {
     let ddl = ddl(delay_ms, "unused.csv").replace("format = 'csv')", "format = 'csv', 'late_rows' = 'late')");
     let script = format!("CREATE TABLE late WITH (connector = 'file', path = 'late.csv', format = 'csv'); {ddl} {sql}");
-    let planned = weir_sql::Planner::new().plan_script(&script).expect("plans");
-    let Some(weir_sql::Planned::Query(plan)) = planned.last() else { panic!("expected a query") };
-    let cols = weir_runtime::source_columns(plan).expect("columns");
-    let batch = to_batch(rows).project(&cols.columns).expect("projection");
-    let (sink, late) = (weir_connectors::CollectSink::new(), weir_connectors::CollectSink::new());
-    weir_runtime::Pipeline::new(
-        plan,
-        Box::new(CutSource { batch, cuts, next: 0 }),
-        Box::new(sink.clone()),
-        Arc::new(Metrics::default()),
-    )
-    .and_then(|p| p.with_late_rows(plan, Box::new(late.clone())))
-    .expect("pipeline")
-    .run_blocking(&std::sync::atomic::AtomicBool::new(false))
-    .expect("runs");
-    (format_rows(&sink.batches()), format_rows(&late.batches()))
+    run_script(rows, &script, cuts)
 }
 
 proptest! {

@@ -10,21 +10,6 @@ use proptest::prelude::*;
 mod common;
 use common::*;
 
-fn replay(changelog: &[String]) -> Vec<String> {
-    let mut table: Vec<String> = Vec::new();
-    for line in changelog {
-        let (op, row) = line.split_once('|').unwrap_or((line.as_str(), ""));
-        if op.starts_with('+') {
-            table.push(row.to_string());
-        } else if let Some(i) = table.iter().position(|r| r == row) {
-            table.remove(i);
-        } else {
-            table.push(format!("retraction of a missing row: {line}"));
-        }
-    }
-    table
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -81,7 +66,8 @@ proptest! {
                    SELECT *, ROW_NUMBER() OVER (PARTITION BY k, site ORDER BY ts{direction}) AS rn FROM t)
                  WHERE rn = 1");
             let changes = run_weir(&rows, 1000, &sql, cuts.clone());
-            prop_assert_eq!(sorted(replay(&changes)), sorted(run_datafusion(&rows, &sql)), "{:?}", changes);
+            let table = replay(&changes).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(sorted(table), sorted(run_datafusion(&rows, &sql)), "{:?}", changes);
         }
     }
 }

@@ -138,17 +138,46 @@ pub fn format_rows(batches: &[RecordBatch]) -> Vec<String> {
 }
 
 pub fn run_weir(rows: &[Row], delay_ms: i64, sql: &str, cuts: Vec<usize>) -> Vec<String> {
-    let mut planner = Planner::new();
-    let planned = planner.plan_script(&format!("{} {sql}", ddl(delay_ms, "unused.csv"))).expect("plans");
+    run_script(rows, &format!("{} {sql}", ddl(delay_ms, "unused.csv")), cuts).0
+}
+
+/// Plans `script` (whose source is `t`, fed from `rows` cut at `cuts`) and runs its last
+/// query; returns its rows and, if the source names a `'late_rows'` table, the dropped rows.
+pub fn run_script(rows: &[Row], script: &str, cuts: Vec<usize>) -> (Vec<String>, Vec<String>) {
+    let planned = Planner::new().plan_script(script).expect("plans");
     let Some(Planned::Query(plan)) = planned.last() else { panic!("expected a query") };
     let cols = source_columns(plan).expect("columns");
     let batch = to_batch(rows).project(&cols.columns).expect("projection");
     let source = CutSource { batch, cuts, next: 0 };
-    let sink = CollectSink::new();
-    let pipeline =
+    let (sink, late) = (CollectSink::new(), CollectSink::new());
+    let mut pipeline =
         Pipeline::new(plan, Box::new(source), Box::new(sink.clone()), Arc::new(Metrics::default())).expect("pipeline");
+    if plan.late_rows.is_some() {
+        pipeline = pipeline.with_late_rows(plan, Box::new(late.clone())).expect("late rows");
+    }
     pipeline.run_blocking(&AtomicBool::new(false)).expect("runs");
-    format_rows(&sink.batches())
+    (format_rows(&sink.batches()), format_rows(&late.batches()))
+}
+
+/// Replay a changelog (`op|col|col…` lines) into the multiset of rows it describes; a
+/// retraction of a row that is not there is an error.
+pub fn replay(changelog: &[String]) -> Result<Vec<String>, String> {
+    let mut table: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for (i, line) in changelog.iter().enumerate() {
+        let (op, row) = line.split_once('|').unwrap_or((line.as_str(), ""));
+        match op {
+            "+I" | "+U" => *table.entry(row.to_string()).or_insert(0) += 1,
+            "-U" | "-D" => match table.get_mut(row) {
+                Some(n) if *n > 1 => *n -= 1,
+                Some(_) => {
+                    table.remove(row);
+                }
+                None => return Err(format!("change {i} ({line}) retracts a row that is not in the result")),
+            },
+            other => return Err(format!("change {i} has op '{other}'")),
+        }
+    }
+    Ok(table.into_iter().flat_map(|(row, n)| std::iter::repeat_n(row, n)).collect())
 }
 
 pub fn run_datafusion(rows: &[Row], sql: &str) -> Vec<String> {

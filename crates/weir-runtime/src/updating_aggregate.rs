@@ -253,14 +253,18 @@ impl Operator for UpdatingAggregateOp {
                 return Err(RuntimeError::Internal(format!("group slot {slot} is empty")));
             };
             group.rows += adds.len() as i64 - retracts.len() as i64;
+            let (adds, retracts) = (UInt32Array::from(adds), UInt32Array::from(retracts));
             for (a, acc) in group.accumulators.iter_mut().enumerate() {
-                let filter = agg_input.filters[a].as_ref();
                 for (rows, add) in [(&adds, true), (&retracts, false)] {
-                    let picked: UInt32Array = rows
-                        .iter()
-                        .copied()
-                        .filter(|r| filter.is_none_or(|f| f.is_valid(*r as usize) && f.value(*r as usize)))
-                        .collect();
+                    let picked = match agg_input.filters[a].as_ref() {
+                        None => rows.clone(),
+                        Some(f) => rows
+                            .values()
+                            .iter()
+                            .copied()
+                            .filter(|r| f.is_valid(*r as usize) && f.value(*r as usize))
+                            .collect(),
+                    };
                     if picked.is_empty() {
                         continue;
                     }
