@@ -73,64 +73,6 @@ proptest! {
     }
 }
 
-/// Every (row, window) pair the streaming engine must accept: the windows containing the row
-/// that had not ended under the watermark in force when it arrived.
-fn accepted_pairs(rows: &[Row], delay_ms: i64, windows_of: impl Fn(i64) -> Vec<(i64, i64)>) -> Vec<(Row, i64, i64)> {
-    let mut max = i64::MIN;
-    let mut out = Vec::new();
-    for r in rows {
-        let wm = if max == i64::MIN { i64::MIN } else { max - delay_ms };
-        for (s, e) in windows_of(r.ts) {
-            if e > wm {
-                out.push((r.clone(), s, e));
-            }
-        }
-        max = max.max(r.ts);
-    }
-    out
-}
-
-/// Windows `[k·slide, k·slide + size)` containing `t` (brute force).
-fn hop_windows(t: i64, slide: i64, size: i64) -> Vec<(i64, i64)> {
-    let mut k = (t - size).div_euclid(slide);
-    let mut out = Vec::new();
-    while k * slide <= t {
-        if t < k * slide + size {
-            out.push((k * slide, k * slide + size));
-        }
-        k += 1;
-    }
-    out
-}
-
-/// Windows `[k·max, k·max + j·step)` containing `t`.
-fn cumulate_windows(t: i64, step: i64, max: i64) -> Vec<(i64, i64)> {
-    let base = t - t.rem_euclid(max);
-    (1..=max / step).map(|j| (base, base + j * step)).filter(|w| t < w.1).collect()
-}
-
-/// The rows paired with their windows as table `tw` (the columns of `t` plus `ws`, `we`), and
-/// `sql` run over it as a batch query.
-fn run_datafusion_pairs(pairs: &[(Row, i64, i64)], sql: &str) -> Vec<String> {
-    let rows: Vec<Row> = pairs.iter().map(|p| p.0.clone()).collect();
-    let base = to_batch(&rows);
-    let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new("ws", DataType::Timestamp(TimeUnit::Millisecond, None), false));
-    fields.push(Field::new("we", DataType::Timestamp(TimeUnit::Millisecond, None), false));
-    let mut cols = base.columns().to_vec();
-    cols.push(Arc::new(TimestampMillisecondArray::from_iter_values(pairs.iter().map(|p| p.1))));
-    cols.push(Arc::new(TimestampMillisecondArray::from_iter_values(pairs.iter().map(|p| p.2))));
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("valid batch");
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    runtime.block_on(async {
-        let ctx = SessionContext::new();
-        let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).expect("table");
-        ctx.register_table("tw", Arc::new(table)).expect("register");
-        let batches = ctx.sql(sql).await.expect("plans").collect().await.expect("runs");
-        format_rows(&batches)
-    })
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -142,7 +84,7 @@ proptest! {
         cuts in prop::collection::btree_set(0usize..260, 0..40),
     ) {
         let cuts: Vec<usize> = cuts.into_iter().collect();
-        let pairs = accepted_pairs(&rows, delay_ms, |t| hop_windows(t, slide_s * 1000, size_s * 1000));
+        let pairs = accepted_pairs(&rows, delay_ms, 0, |t| hop_windows(t, slide_s * 1000, size_s * 1000));
         let weir = run_weir(&rows, delay_ms, &format!(
             "SELECT k, HOP_START(ts, INTERVAL '{slide_s}' SECOND, INTERVAL '{size_s}' SECOND) AS ws,
                     HOP_END(ts, INTERVAL '{slide_s}' SECOND, INTERVAL '{size_s}' SECOND) AS we,
@@ -174,7 +116,7 @@ proptest! {
         cuts in prop::collection::btree_set(0usize..260, 0..40),
     ) {
         let cuts: Vec<usize> = cuts.into_iter().collect();
-        let pairs = accepted_pairs(&rows, delay_ms, |t| cumulate_windows(t, step_s * 1000, max_s * 1000));
+        let pairs = accepted_pairs(&rows, delay_ms, 0, |t| cumulate_windows(t, step_s * 1000, max_s * 1000));
         let weir = run_weir(&rows, delay_ms, &format!(
             "SELECT window_start, window_end, k, COUNT(*) AS n, SUM(v) AS total, AVG(r) AS mean, MAX(ts) AS last
              FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '{step_s}' SECOND, INTERVAL '{max_s}' SECOND))

@@ -31,6 +31,7 @@ mod source;
 mod updating_aggregate;
 mod window_aggregate;
 mod window_assign;
+mod window_changes;
 mod window_top_n;
 
 pub use aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};

@@ -124,7 +124,7 @@ pub fn build_operators(plan: &StreamPlan, metrics: &Arc<Metrics>) -> Result<Vec<
                     WindowSpec::Session { .. } => {
                         Box::new(SessionAggregateOp::new(group_exprs, layout, aggregates, output, metrics)?)
                     }
-                    _ => Box::new(WindowAggregateOp::new(group_exprs, layout, aggregates, output, metrics)?),
+                    _ => Box::new(WindowAggregateOp::new(group_exprs, layout, aggregates, output, w.emit, metrics)?),
                 };
                 ops.push(op);
             }

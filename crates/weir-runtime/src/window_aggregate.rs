@@ -1,5 +1,5 @@
-//! Aggregation over TUMBLE, HOP and CUMULATE windows, each window emitted once when the
-//! watermark passes its end.
+//! Aggregation over TUMBLE, HOP and CUMULATE windows, each window emitted when the watermark
+//! passes its end: once, or (with an allowed lateness or early results) as a changelog.
 //!
 //! ```text
 //!   per batch, row by row (vectorised per run of rows)
@@ -18,11 +18,23 @@
 //!   state: slices  BTreeMap<slice start, Slice { live partial, frozen partials }>
 //!          pending BTreeSet<(window end, window start)>
 //!   Both hold open windows only; memory is bounded by them.
+//!
+//!   changelog mode (allowed lateness L > 0, or early results):
+//!     a row is late only for windows with end + L <= its watermark
+//!     a fired window moves to `retained` until the watermark passes end + L (then its state
+//!     and slices go); a row for it marks it dirty, and after the batch (or before a later
+//!     row's watermark passes another deadline) each dirty window is re-evaluated and
+//!     `WindowChanges` emits the difference: -U old row, +U new row, +I for a new key
+//!     early results: dirty pending windows are re-evaluated after each batch (or at most
+//!     once per interval), first as +I, then -U/+U; firing emits only what changed since
+//!     re-evaluating merges the slices' frozen partials, so a slice's live partial is frozen
+//!     and compacted into one each time
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt32Array};
 use datafusion_common::arrow::compute::cast;
@@ -30,7 +42,7 @@ use datafusion_common::arrow::datatypes::{DataType, FieldRef, Int64Type, Schema,
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::ScalarValue;
 use datafusion_physical_expr::PhysicalExpr;
-use weir_sql::{WindowColumn, WindowSpec};
+use weir_sql::{EarlyEmit, WindowColumn, WindowEmit, WindowSpec};
 
 use crate::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
 use crate::dropped::DroppedCollector;
@@ -39,6 +51,7 @@ use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::window_assign::Assigner;
+use crate::window_changes::{WindowChanges, WindowId};
 
 const MILLI: Nanos = 1_000_000;
 
@@ -131,6 +144,16 @@ pub struct WindowAggregateOp {
     watermark: Nanos,
     metrics: Arc<Metrics>,
     group_ids: Vec<usize>,
+    /// Allowed lateness (0: none).
+    lateness: Nanos,
+    early: EarlyEmit,
+    /// Each window's last emitted result, in changelog mode.
+    changes: Option<WindowChanges>,
+    /// Fired windows still accepting rows (until the watermark passes end + lateness).
+    retained: BTreeSet<WindowId>,
+    /// Windows whose rows changed since their result was last emitted (changelog mode).
+    dirty: BTreeSet<WindowId>,
+    last_early: Instant,
 }
 
 impl WindowAggregateOp {
@@ -140,6 +163,7 @@ impl WindowAggregateOp {
         layout: WindowLayout,
         aggregates: Vec<AggregateSpec>,
         output_schema: SchemaRef,
+        emit: WindowEmit,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
         if layout.window_columns.is_empty() {
@@ -148,7 +172,15 @@ impl WindowAggregateOp {
         let num_group_columns = group_exprs.len();
         let (key_exprs, key_fields) = layout.keys(group_exprs, &output_schema);
         let assigner = Assigner::new(&layout.window)?;
+        let changes =
+            if emit.is_changelog() { Some(WindowChanges::new(&output_schema, num_group_columns)?) } else { None };
         Ok(Self {
+            lateness: emit.allowed_lateness_nanos.max(0),
+            early: emit.early,
+            changes,
+            retained: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            last_early: Instant::now(),
             key_exprs,
             assigner,
             layout,
@@ -174,6 +206,14 @@ impl WindowAggregateOp {
     /// Add the rows collected for each slice to its live partial.
     fn flush(&mut self, buckets: &mut Vec<(Nanos, Vec<u32>)>, input: &AggregateInput) -> Result<()> {
         for (start, rows) in buckets.drain(..) {
+            if self.changes.is_some() {
+                for w in self.assigner.windows(start) {
+                    let id = (w.1, w.0);
+                    if self.retained.contains(&id) || (self.early != EarlyEmit::Off && self.pending.contains(&id)) {
+                        self.dirty.insert(id);
+                    }
+                }
+            }
             let slice = self.slices.entry(start).or_default();
             let partial = match &mut slice.live {
                 Some(p) => p,
@@ -196,26 +236,116 @@ impl WindowAggregateOp {
                 break;
             }
             self.pending.pop_first();
-            let batch = self.fire(start, end)?;
             Metrics::add(&self.metrics.windows_fired, 1);
+            if self.changes.is_some() {
+                self.refresh((end, start), out)?;
+                if self.lateness > 0 {
+                    self.retained.insert((end, start));
+                } else if let Some(c) = &mut self.changes {
+                    c.forget((end, start));
+                }
+                continue;
+            }
+            let batch = self.fire(start, end)?;
             if batch.num_rows() > 0 {
                 out.push(Message::Data(StreamBatch::new(batch)));
             }
         }
+        while let Some(&(end, start)) = self.retained.first() {
+            if end.saturating_add(self.lateness) > watermark {
+                break;
+            }
+            self.retained.pop_first();
+            if let Some(c) = &mut self.changes {
+                c.forget((end, start));
+            }
+        }
         while let Some(entry) = self.slices.first_entry() {
             match self.assigner.end_range(*entry.key()) {
-                Some((_, last)) if last > watermark => break,
+                Some((_, last)) if last.saturating_add(self.lateness) > watermark => break,
                 _ => {
                     entry.remove();
                 }
             }
         }
-        self.metrics.open_windows.store(self.pending.len() as u64, Ordering::Relaxed);
+        self.metrics.open_windows.store((self.pending.len() + self.retained.len()) as u64, Ordering::Relaxed);
         Ok(())
     }
 
+    /// The earliest watermark at which something happens: a pending window fires or a
+    /// retained one stops accepting rows.
+    fn next_deadline(&self) -> Nanos {
+        let fire = self.pending.first().map(|w| w.0).unwrap_or(Nanos::MAX);
+        let close = self.retained.first().map(|w| w.0.saturating_add(self.lateness)).unwrap_or(Nanos::MAX);
+        fire.min(close)
+    }
+
+    /// Re-evaluate one window and emit what changed since its last emission.
+    fn refresh(&mut self, (end, start): WindowId, out: &mut Vec<Message>) -> Result<()> {
+        self.dirty.remove(&(end, start));
+        let partial = self.window_partial(start, end)?;
+        let batch = self.emit(start, end, partial)?;
+        if let Some(changes) = self.changes.as_mut().map(|c| c.update((end, start), batch)).transpose()?.flatten() {
+            out.push(Message::Data(changes));
+        }
+        Ok(())
+    }
+
+    /// Emit the changes of dirty windows: those already fired (late corrections) and, if
+    /// `early`, those still pending.
+    fn refresh_dirty(&mut self, early: bool, out: &mut Vec<Message>) -> Result<()> {
+        let due: Vec<WindowId> =
+            self.dirty.iter().copied().filter(|w| self.retained.contains(w) || (early && self.pending.contains(w))).collect();
+        for w in due {
+            self.refresh(w, out)?;
+        }
+        Ok(())
+    }
+
+    /// After a batch: late corrections, and early results when they are due.
+    fn after_batch(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        if self.changes.is_none() {
+            return Ok(());
+        }
+        let early = match self.early {
+            EarlyEmit::Off => false,
+            EarlyEmit::OnUpdate => true,
+            EarlyEmit::Every(n) => self.last_early.elapsed().as_nanos() >= n as u128,
+        };
+        self.refresh_dirty(early, out)?;
+        if early {
+            self.last_early = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// The merged partial of the window `[start, end)`, leaving its slices in place (each
+    /// slice's partials compacted into one frozen partial).
+    fn window_partial(&mut self, start: Nanos, end: Nanos) -> Result<Partial> {
+        for slice in self.slices.range_mut(start..end).map(|(_, s)| s) {
+            let Some(live) = slice.live.take() else { continue };
+            let live = live.freeze()?;
+            if slice.frozen.is_empty() {
+                slice.frozen.push(live);
+            } else {
+                let mut compact = self.aggregates.partial()?;
+                for f in slice.frozen.iter().chain(std::iter::once(&live)) {
+                    compact.merge(f, &mut self.group_ids)?;
+                }
+                slice.frozen = vec![compact.freeze()?];
+            }
+        }
+        let mut partial = self.aggregates.partial()?;
+        for slice in self.slices.range(start..end).map(|(_, s)| s) {
+            for f in &slice.frozen {
+                partial.merge(f, &mut self.group_ids)?;
+            }
+        }
+        Ok(partial)
+    }
+
     fn fire(&mut self, start: Nanos, end: Nanos) -> Result<RecordBatch> {
-        let partial = if self.assigner.single_slice_windows() {
+        let partial = if self.assigner.single_slice_windows() && self.changes.is_none() {
             match self.slices.remove(&start) {
                 Some(Slice { live: Some(p), frozen }) if frozen.is_empty() => p,
                 Some(slice) => self.merged(std::iter::once(slice))?,
@@ -262,15 +392,18 @@ impl WindowAggregateOp {
         Ok(RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?)
     }
 
-    /// A slice seen for the first time: its windows that can still fire become pending.
+    /// A slice seen for the first time: its windows that can still fire become pending; those
+    /// that ended less than the allowed lateness ago are retained (they emit when corrected).
     fn open_slice(&mut self, start: Nanos, watermark: Nanos) {
         self.slices.entry(start).or_default();
         for w in self.assigner.windows(start) {
             if w.1 > watermark {
                 self.pending.insert((w.1, w.0));
+            } else if w.1.saturating_add(self.lateness) > watermark {
+                self.retained.insert((w.1, w.0));
             }
         }
-        self.metrics.open_windows.store(self.pending.len() as u64, Ordering::Relaxed);
+        self.metrics.open_windows.store((self.pending.len() + self.retained.len()) as u64, Ordering::Relaxed);
     }
 }
 
@@ -323,7 +456,7 @@ impl Operator for WindowAggregateOp {
         let (mut late, mut null_time) = (0u64, 0u64);
         let mut dropped = DroppedCollector::new(input.origin.as_ref());
         let row_wm = input.row_watermarks.as_deref();
-        let mut next_end = self.pending.first().map(|w| w.0).unwrap_or(Nanos::MAX);
+        let mut next_end = self.next_deadline();
         for i in 0..n {
             if times.is_null(i) {
                 null_time += 1;
@@ -336,8 +469,9 @@ impl Operator for WindowAggregateOp {
                 // windows end before this row: close them with the rows that came before it
                 self.flush(&mut buckets, &agg_input)?;
                 self.watermark = wm;
+                self.refresh_dirty(false, out)?;
                 self.fire_until(wm, out)?;
-                next_end = self.pending.first().map(|w| w.0).unwrap_or(Nanos::MAX);
+                next_end = self.next_deadline();
             }
             let Some(s) = self.assigner.slice_start(t) else {
                 null_time += 1; // before the nanosecond range: no window
@@ -347,12 +481,13 @@ impl Operator for WindowAggregateOp {
             let Some((first_end, last_end)) = self.assigner.end_range(s) else {
                 continue; // in a gap between hopping windows (size < slide): in no window
             };
-            if first_end <= wm {
-                for (start, end) in self.assigner.windows(s).into_iter().filter(|w| w.1 <= wm) {
+            let lateness = self.lateness;
+            if first_end.saturating_add(lateness) <= wm {
+                for (start, end) in self.assigner.windows(s).into_iter().filter(|w| w.1.saturating_add(lateness) <= wm) {
                     late += 1;
                     dropped.late_for_window(i, start, end, wm);
                 }
-                if last_end <= wm {
+                if last_end.saturating_add(lateness) <= wm {
                     continue;
                 }
             }
@@ -362,7 +497,7 @@ impl Operator for WindowAggregateOp {
                     None => {
                         if !self.slices.contains_key(&s) {
                             self.open_slice(s, wm);
-                            next_end = self.pending.first().map(|w| w.0).unwrap_or(Nanos::MAX);
+                            next_end = self.next_deadline();
                         }
                         buckets.push((s, Vec::new()));
                         last = buckets.len() - 1;
@@ -372,11 +507,13 @@ impl Operator for WindowAggregateOp {
             buckets[last].1.push(i as u32);
         }
         self.flush(&mut buckets, &agg_input)?;
+        self.after_batch(out)?;
         self.metrics.dropped(late, null_time);
         dropped.finish(out)
     }
 
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
+        self.after_batch(out)?;
         if watermark > self.watermark {
             self.watermark = watermark;
             self.fire_until(watermark, out)?;

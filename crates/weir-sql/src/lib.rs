@@ -47,9 +47,11 @@ pub mod window_fn;
 
 pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};
 pub use error::{ErrorKind, Result, SqlError};
+pub use options::EarlyEmit;
 pub use parser::{parse_script, Stmt};
 pub use plan::{
     show, PlanNodeDescription, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate,
+    WindowEmit,
     WindowAggregate, WindowColumn, WindowSpec,
 };
 pub use planner::{arrow_type, Planned, Planner};

@@ -2,14 +2,16 @@
 //! table options in `WITH (…)` that change how a query runs rather than how a connector reads
 //! (e.g. `'state_ttl'`). Values are checked when they are given, so a typo fails early.
 
+use serde::Serialize;
+
 use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
 
 /// Session settings weir understands.
-pub const SETTINGS: &[&str] = &["batch.size", "state.ttl"];
+pub const SETTINGS: &[&str] = &["batch.size", "state.ttl", "window.allowed_lateness", "window.emit_early"];
 
 /// Table options read by the planner, accepted next to every connector's own options.
-pub const ENGINE_OPTIONS: &[&str] = &["state_ttl", "changelog", "late_rows"];
+pub const ENGINE_OPTIONS: &[&str] = &["state_ttl", "changelog", "late_rows", "allowed_lateness"];
 
 /// A duration such as `30 s`, `10 min`, `1 h`, `500 ms` or `1h 30m`, in nanoseconds.
 pub fn parse_duration(text: &str) -> std::result::Result<i64, String> {
@@ -19,11 +21,25 @@ pub fn parse_duration(text: &str) -> std::result::Result<i64, String> {
     i64::try_from(d.as_nanos()).map_err(|_| format!("the duration '{t}' is too long"))
 }
 
+/// The stored name of a setting: case, `_` for `.` and the `window.` prefix do not matter
+/// (`STATE_TTL` → `state.ttl`, `allowed_lateness` → `window.allowed_lateness`).
+fn setting_name(key: &str) -> Option<&'static str> {
+    let folded = |k: &str| k.trim().to_lowercase().replace('_', ".");
+    let key = folded(key);
+    SETTINGS.iter().copied().find(|s| {
+        let s = folded(s);
+        s == key || s.strip_prefix("window.") == Some(key.as_str())
+    })
+}
+
 /// Normalise and check one setting; returns the key as stored (`state_ttl` → `state.ttl`).
 pub fn check_setting(key: &str, value: &str) -> Result<(String, String)> {
-    let key = key.trim().to_lowercase().replace('_', ".");
     let value = value.trim().to_string();
-    match key.as_str() {
+    let Some(key) = setting_name(key) else {
+        return Err(SqlError::plan(format!("unknown setting '{}'", key.trim()))
+            .with_hint(format!("known settings: {}", SETTINGS.join(", "))));
+    };
+    match key {
         "batch.size" => {
             if value.parse::<usize>().map(|n| n == 0).unwrap_or(true) {
                 return Err(SqlError::plan(format!("batch.size must be a positive integer, got '{value}'")));
@@ -32,12 +48,46 @@ pub fn check_setting(key: &str, value: &str) -> Result<(String, String)> {
         "state.ttl" => {
             positive_duration("state.ttl", &value)?;
         }
+        "window.allowed_lateness" => {
+            lateness("window.allowed_lateness", &value)?;
+        }
         _ => {
-            return Err(SqlError::plan(format!("unknown setting '{key}'"))
-                .with_hint(format!("known settings: {}", SETTINGS.join(", "))))
+            early_emit(&value)?;
         }
     }
-    Ok((key, value))
+    Ok((key.to_string(), value))
+}
+
+/// An allowed lateness: a duration, zero allowed.
+fn lateness(what: &str, value: &str) -> Result<i64> {
+    parse_duration(value).map_err(|e| SqlError::plan(format!("{what}: {e}")))
+}
+
+/// When a window emits results before it closes (`window.emit_early`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EarlyEmit {
+    /// Only when the watermark passes the window's end (the default, `'off'`).
+    Off,
+    /// After every input batch that changes the window (`'update'`).
+    OnUpdate,
+    /// At most once per this many nanoseconds of processing time (e.g. `'5 s'`), checked as
+    /// input arrives.
+    Every(i64),
+}
+
+/// Parse a `window.emit_early` value: `off`, `update`, or an interval such as `5 s`.
+pub fn early_emit(value: &str) -> Result<EarlyEmit> {
+    let v = value.trim().to_lowercase();
+    match v.as_str() {
+        "off" | "none" | "false" => Ok(EarlyEmit::Off),
+        "update" | "on update" | "every update" => Ok(EarlyEmit::OnUpdate),
+        _ => match parse_duration(&v) {
+            Ok(0) => Ok(EarlyEmit::OnUpdate),
+            Ok(n) => Ok(EarlyEmit::Every(n)),
+            Err(_) => Err(SqlError::plan(format!("window.emit_early: '{}' is not 'off', 'update' or an interval", value.trim()))
+                .with_hint("e.g. SET window.emit_early = 'update' (after every change) or '5 s' (at most every 5 seconds)")),
+        },
+    }
 }
 
 fn positive_duration(what: &str, value: &str) -> Result<i64> {
@@ -53,6 +103,9 @@ pub fn check_table_options(def: &TableDef) -> Result<()> {
     if let Some(v) = def.option("state_ttl") {
         positive_duration(&format!("table '{}': option 'state_ttl'", def.name), v)?;
     }
+    if let Some(v) = def.option("allowed_lateness") {
+        lateness(&format!("table '{}': option 'allowed_lateness'", def.name), v)?;
+    }
     if let Some(v) = def.option("changelog") {
         if !v.eq_ignore_ascii_case("rows") {
             return Err(SqlError::plan(format!(
@@ -67,6 +120,20 @@ pub fn check_table_options(def: &TableDef) -> Result<()> {
 /// The state TTL of a table: its own `'state_ttl'` option, else the session's `state.ttl`.
 pub fn state_ttl(def: &TableDef, settings: &std::collections::BTreeMap<String, String>) -> Option<i64> {
     def.option("state_ttl").or(settings.get("state.ttl").map(String::as_str)).and_then(|v| parse_duration(v).ok())
+}
+
+/// The allowed lateness of windows over a table: its own `'allowed_lateness'` option, else the
+/// session's `window.allowed_lateness`; zero when neither is set.
+pub fn allowed_lateness(def: &TableDef, settings: &std::collections::BTreeMap<String, String>) -> i64 {
+    def.option("allowed_lateness")
+        .or(settings.get("window.allowed_lateness").map(String::as_str))
+        .and_then(|v| parse_duration(v).ok())
+        .unwrap_or(0)
+}
+
+/// The session's `window.emit_early`.
+pub fn emit_early(settings: &std::collections::BTreeMap<String, String>) -> EarlyEmit {
+    settings.get("window.emit_early").and_then(|v| early_emit(v).ok()).unwrap_or(EarlyEmit::Off)
 }
 
 #[cfg(test)]
@@ -87,5 +154,11 @@ mod tests {
         assert!(check_setting("state.ttl", "0 s").unwrap_err().message.contains("longer than zero"));
         assert!(check_setting("batch.size", "0").is_err());
         assert!(check_setting("nope", "1").unwrap_err().message.contains("unknown setting 'nope'"));
+        assert_eq!(check_setting("allowed_lateness", "30 s").unwrap().0, "window.allowed_lateness");
+        assert_eq!(check_setting("window.allowed-lateness", "0 s").unwrap_err().message, "unknown setting 'window.allowed-lateness'");
+        assert_eq!(check_setting("EMIT_EARLY", "update").unwrap().0, "window.emit_early");
+        assert_eq!(early_emit("5 s").unwrap(), EarlyEmit::Every(5_000_000_000));
+        assert_eq!(early_emit("Update").unwrap(), EarlyEmit::OnUpdate);
+        assert!(check_setting("window.emit_early", "often").unwrap_err().message.contains("'often' is not"));
     }
 }

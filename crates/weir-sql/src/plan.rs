@@ -21,6 +21,7 @@ use datafusion_expr::{Expr, SortExpr};
 use serde::Serialize;
 
 use crate::catalog::{sql_type_name, TableDef};
+use crate::options::EarlyEmit;
 use crate::window_fn::{format_duration, WindowKind};
 
 /// Where a pipeline reads from.
@@ -178,6 +179,53 @@ pub struct WindowAggregate {
     pub input_schema: DFSchemaRef,
     /// Output: group columns then aggregate columns.
     pub output_schema: DFSchemaRef,
+    /// When windows emit: once, or also early and with late corrections (a changelog).
+    pub emit: WindowEmit,
+}
+
+/// When a window aggregate emits its windows.
+///
+/// By default each window emits once (`+I` rows, append-only) when the watermark passes its
+/// end. With an allowed lateness it keeps its state until `end + lateness`; a row arriving in
+/// that span updates the emitted result (`-U` old row, `+U` new row). With early emission it
+/// also emits its current value before it closes. Either makes the result a changelog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WindowEmit {
+    /// How long after its end a window still accepts rows, in nanoseconds (0: none).
+    pub allowed_lateness_nanos: i64,
+    /// Whether, and how often, a window emits before it closes.
+    pub early: EarlyEmit,
+}
+
+impl WindowEmit {
+    /// Emit once per window, drop every late row.
+    pub const ONCE: WindowEmit = WindowEmit { allowed_lateness_nanos: 0, early: EarlyEmit::Off };
+
+    /// Whether the windows' results are a changelog.
+    pub fn is_changelog(&self) -> bool {
+        self.allowed_lateness_nanos > 0 || self.early != EarlyEmit::Off
+    }
+
+    /// EXPLAIN's description.
+    fn describe(&self) -> String {
+        let early = match self.early {
+            EarlyEmit::Off => String::new(),
+            EarlyEmit::OnUpdate => "the current value (+I, then -U/+U) after each batch that changes it, ".into(),
+            EarlyEmit::Every(n) => {
+                format!("the current value (+I, then -U/+U) at most every {} of processing time, ", format_duration(n))
+            }
+        };
+        match (self.allowed_lateness_nanos, early.is_empty()) {
+            (0, true) => "once per window when the watermark passes window_end, state: open windows only".into(),
+            (0, false) => format!("{early}final when the watermark passes window_end, state: open windows only"),
+            (l, _) => format!(
+                "{early}{} when the watermark passes window_end, then -U/+U corrections for rows up to {} late, state: windows until the watermark passes window_end + {}",
+                if early.is_empty() { "+I" } else { "final" },
+                format_duration(l),
+                format_duration(l)
+            ),
+        }
+    }
 }
 
 /// How long an updating aggregate keeps a key that receives no rows.
@@ -289,7 +337,11 @@ impl StreamOp {
 
     /// Whether this operator turns its input into a changelog.
     pub fn emits_changelog(&self) -> bool {
-        matches!(self, StreamOp::UpdatingAggregate(_) | StreamOp::Rank(Rank { kind: RankKind::Deduplicate { .. }, .. }))
+        match self {
+            StreamOp::WindowAggregate(w) => w.emit.is_changelog(),
+            StreamOp::UpdatingAggregate(_) | StreamOp::Rank(Rank { kind: RankKind::Deduplicate { .. }, .. }) => true,
+            _ => false,
+        }
     }
 }
 
@@ -376,11 +428,12 @@ impl StreamPlan {
                     PlanNodeDescription {
                         operator: "WindowAggregate".into(),
                         details: format!(
-                            "window: {} on {}, keys: [{}], aggregates: [{}], emit: once per window when the watermark passes window_end, state: open windows only",
+                            "window: {} on {}, keys: [{}], aggregates: [{}], emit: {}",
                             w.window,
                             w.time_column,
                             keys.join(", "),
-                            aggs.join(", ")
+                            aggs.join(", "),
+                            w.emit.describe()
                         ),
                     }
                 }

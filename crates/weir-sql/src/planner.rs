@@ -30,10 +30,10 @@ use crate::bounds::{
 };
 use crate::catalog::{schema_of, Catalog, TableDef, WatermarkDef};
 use crate::error::{Result, SqlError};
-use crate::options::{check_setting, check_table_options, state_ttl};
+use crate::options::{allowed_lateness, check_setting, check_table_options, emit_early, state_ttl};
 use crate::parser::{parse_script, CreateTable, Stmt};
 use crate::plan::{
-    SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn, WindowSpec,
+    Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
 };
 use crate::provider::{FunctionRegistry, Provider};
 use crate::rank::{plan_rank, row_number_bound};
@@ -505,6 +505,12 @@ impl PipelineBuilder<'_> {
                 let updating = self.ops.iter().any(StreamOp::emits_changelog);
                 let check_time = |time: &Expr, plan: &LogicalPlan| self.check_time_column(time, plan);
                 let op = plan_rank(w, limit, updating, self.state_ttl(), &check_time)?;
+                if let StreamOp::Rank(Rank { kind: RankKind::WindowTopN { judge_lateness: true, .. }, .. }) = &op {
+                    if self.window_emit().allowed_lateness_nanos > 0 {
+                        return Err(SqlError::not_supported("allowed lateness for a Top-N over window table function rows")
+                            .with_hint("aggregate the windows first, or unset 'allowed_lateness' for this query"));
+                    }
+                }
                 self.ops.push(op);
                 Ok(())
             }
@@ -513,6 +519,15 @@ impl PipelineBuilder<'_> {
                     .with_hint("streaming queries read from a table declared with CREATE TABLE"))
             }
             other => Err(SqlError::not_supported(format!("the plan node {}", other.display()))),
+        }
+    }
+
+    /// When window aggregates over the source emit (its `'allowed_lateness'`, the session's
+    /// `window.allowed_lateness` and `window.emit_early`).
+    fn window_emit(&self) -> WindowEmit {
+        WindowEmit {
+            allowed_lateness_nanos: self.source.as_ref().map(|s| allowed_lateness(&s.table, self.settings)).unwrap_or(0),
+            early: emit_early(self.settings),
         }
     }
 
@@ -599,7 +614,14 @@ impl PipelineBuilder<'_> {
         {
             return Err(SqlError::plan("a session window needs SESSION_START or SESSION_END in GROUP BY"));
         }
+        let emit = self.window_emit();
+        if emit.is_changelog() && matches!(window, WindowSpec::Session { .. }) {
+            return Err(SqlError::not_supported("allowed lateness and early results for SESSION windows").with_hint(
+                "sessions emit once, when the watermark passes their end: unset 'allowed_lateness' and window.emit_early for this query",
+            ));
+        }
         Ok(Some(StreamOp::WindowAggregate(WindowAggregate {
+            emit,
             window,
             time_column,
             group_exprs: agg.group_expr.clone(),

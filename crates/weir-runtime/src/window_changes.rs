@@ -1,0 +1,157 @@
+//! The changelog of windows that emit more than once: early results before a window closes,
+//! and corrections for rows that arrive within the allowed lateness after it fired.
+//!
+//! ```text
+//!   update(window, new result)
+//!     per row of the new result, by its group key:
+//!       key not emitted before            → +I new row
+//!       emitted, and the row differs      → -U old row, +U new row
+//!       emitted, and the row is the same  → nothing
+//!     per row emitted before whose key is gone → -D old row
+//!     the new result becomes the window's emitted result
+//!   forget(window) when the window's state is dropped
+//! ```
+//!
+//! Replaying the changes of a window gives its latest result, whatever the batch boundaries.
+
+use std::collections::HashMap;
+
+use datafusion_common::arrow::compute::interleave_record_batch;
+use datafusion_common::arrow::datatypes::SchemaRef;
+use datafusion_common::arrow::record_batch::RecordBatch;
+use datafusion_common::arrow::row::{RowConverter, Rows, SortField};
+
+use crate::error::Result;
+use crate::message::{Nanos, RowKind, StreamBatch};
+
+/// A window's identity: `(end, start)`.
+pub type WindowId = (Nanos, Nanos);
+
+struct Emitted {
+    batch: RecordBatch,
+    /// Group key bytes → row of `batch`.
+    index: HashMap<Box<[u8]>, usize>,
+    /// Every row of `batch`, encoded, to compare with a new result.
+    rows: Rows,
+}
+
+/// Each open window's last emitted result.
+pub struct WindowChanges {
+    keys: RowConverter,
+    rows: RowConverter,
+    num_keys: usize,
+    emitted: HashMap<WindowId, Emitted>,
+}
+
+impl WindowChanges {
+    /// Changes of results with `schema`, whose first `num_keys` columns identify a row.
+    pub fn new(schema: &SchemaRef, num_keys: usize) -> Result<Self> {
+        let field = |f: &datafusion_common::arrow::datatypes::FieldRef| SortField::new(f.data_type().clone());
+        Ok(Self {
+            keys: RowConverter::new(schema.fields().iter().take(num_keys).map(field).collect())?,
+            rows: RowConverter::new(schema.fields().iter().map(field).collect())?,
+            num_keys,
+            emitted: HashMap::new(),
+        })
+    }
+
+    /// Record `new` as the window's result; return what changed since its last emission
+    /// (`None` if nothing did).
+    pub fn update(&mut self, window: WindowId, new: RecordBatch) -> Result<Option<StreamBatch>> {
+        let new_keys = self.keys.convert_columns(&new.columns()[..self.num_keys])?;
+        let new_rows = self.rows.convert_columns(new.columns())?;
+        let old = self.emitted.get(&window);
+        // (0, j): row j of the old result; (1, i): row i of the new one
+        let mut picks: Vec<(usize, usize)> = Vec::new();
+        let mut kinds: Vec<RowKind> = Vec::new();
+        let mut seen = vec![false; old.map(|o| o.batch.num_rows()).unwrap_or(0)];
+        let mut index = HashMap::with_capacity(new.num_rows());
+        for i in 0..new.num_rows() {
+            let key = new_keys.row(i);
+            match old.and_then(|o| o.index.get(key.as_ref()).map(|j| (o, *j))) {
+                None => {
+                    picks.push((1, i));
+                    kinds.push(RowKind::Insert);
+                }
+                Some((o, j)) => {
+                    seen[j] = true;
+                    if o.rows.row(j) != new_rows.row(i) {
+                        picks.extend([(0, j), (1, i)]);
+                        kinds.extend([RowKind::UpdateBefore, RowKind::UpdateAfter]);
+                    }
+                }
+            }
+            index.insert(Box::from(key.as_ref()), i);
+        }
+        for (j, _) in seen.iter().enumerate().filter(|(_, s)| !**s) {
+            picks.push((0, j));
+            kinds.push(RowKind::Delete);
+        }
+        let changes = if picks.is_empty() {
+            None
+        } else {
+            let old_batch = old.map(|o| &o.batch).unwrap_or(&new);
+            let batch = interleave_record_batch(&[old_batch, &new], &picks)?;
+            Some(StreamBatch::changelog(batch, &kinds))
+        };
+        self.emitted.insert(window, Emitted { batch: new, index, rows: new_rows });
+        Ok(changes)
+    }
+
+    /// Drop a window's emitted result (its state is gone; no more changes will come).
+    pub fn forget(&mut self, window: WindowId) {
+        self.emitted.remove(&window);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion_common::arrow::array::{Int64Array, StringArray};
+    use datafusion_common::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion_common::arrow::util::pretty::pretty_format_batches;
+
+    use super::*;
+
+    fn result(rows: &[(&str, i64)]) -> RecordBatch {
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true), Field::new("n", DataType::Int64, true)]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn lines(changes: Option<StreamBatch>) -> Vec<String> {
+        let Some(c) = changes else { return Vec::new() };
+        let table = pretty_format_batches(&[c.batch.clone()]).unwrap().to_string();
+        let body: Vec<&str> = table.lines().skip(3).filter(|l| !l.starts_with('+')).collect();
+        body.iter()
+            .enumerate()
+            .map(|(i, l)| format!("{} {}", c.kind(i).as_str(), l.split_whitespace().collect::<Vec<_>>().join(" ")))
+            .collect()
+    }
+
+    #[test]
+    fn a_window_emits_inserts_then_only_what_changed() {
+        let r = result(&[("a", 1)]);
+        let mut changes = WindowChanges::new(&r.schema(), 1).unwrap();
+        let w = (10, 0);
+        assert_eq!(lines(changes.update(w, r).unwrap()), ["+I | a | 1 |"]);
+        assert_eq!(
+            lines(changes.update(w, result(&[("a", 2), ("b", 1)])).unwrap()),
+            ["-U | a | 1 |", "+U | a | 2 |", "+I | b | 1 |"]
+        );
+        assert!(changes.update(w, result(&[("b", 1), ("a", 2)])).unwrap().is_none(), "same rows: no change");
+        assert_eq!(lines(changes.update(w, result(&[("b", 3)])).unwrap()), ["-U | b | 1 |", "+U | b | 3 |", "-D | a | 2 |"]);
+        // another window starts from nothing; a forgotten one too
+        assert_eq!(lines(changes.update((20, 10), result(&[("a", 1)])).unwrap()), ["+I | a | 1 |"]);
+        changes.forget(w);
+        assert_eq!(lines(changes.update(w, result(&[("b", 3)])).unwrap()), ["+I | b | 3 |"]);
+    }
+}
