@@ -37,10 +37,15 @@ impl<'a> DroppedCollector<'a> {
     }
 
     /// Row `row` was late for the window `[start, end)` under watermark `watermark`.
-    pub fn late_for_window(&mut self, row: usize, start: Nanos, end: Nanos, watermark: Nanos) {
+    pub fn late_for_window(&mut self, row: usize, start: Nanos, end: Nanos, watermark: Nanos, lateness: Nanos) {
         self.drop_row(row, || {
+            let allowed = if lateness > 0 {
+                format!(", allowed lateness {}", weir_sql::window_fn::format_duration(lateness))
+            } else {
+                String::new()
+            };
             format!(
-                "late: window [{}, {}) had closed (watermark {})",
+                "late: window [{}, {}) had closed (watermark {}{allowed})",
                 show_time(start),
                 show_time(end),
                 show_time(watermark)

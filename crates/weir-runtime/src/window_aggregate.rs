@@ -485,7 +485,7 @@ impl Operator for WindowAggregateOp {
             if first_end.saturating_add(lateness) <= wm {
                 for (start, end) in self.assigner.windows(s).into_iter().filter(|w| w.1.saturating_add(lateness) <= wm) {
                     late += 1;
-                    dropped.late_for_window(i, start, end, wm);
+                    dropped.late_for_window(i, start, end, wm, lateness);
                 }
                 if last_end.saturating_add(lateness) <= wm {
                     continue;
