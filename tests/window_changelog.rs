@@ -46,7 +46,10 @@ impl Case<'_> {
     }
 
     fn batch(&self, lateness_ms: i64) -> Vec<String> {
-        sorted(run_datafusion_pairs(&accepted_pairs(self.rows, self.delay_ms, lateness_ms, self.windows_of), self.batch_query))
+        sorted(run_datafusion_pairs(
+            &accepted_pairs(self.rows, self.delay_ms, lateness_ms, self.windows_of),
+            self.batch_query,
+        ))
     }
 
     /// Allowed lateness: replay = batch over the pairs accepted with it; first emissions =
@@ -64,9 +67,8 @@ impl Case<'_> {
 
     /// Early results on every update: replay = the final result.
     fn check_early(&self, lateness_ms: i64) -> Result<(), TestCaseError> {
-        let changes = self.run(&format!(
-            "SET window.emit_early = 'update'; SET window.allowed_lateness = '{lateness_ms} ms';"
-        ));
+        let changes =
+            self.run(&format!("SET window.emit_early = 'update'; SET window.allowed_lateness = '{lateness_ms} ms';"));
         let table = replay(&changes).map_err(TestCaseError::fail)?;
         prop_assert_eq!(sorted(table), self.batch(lateness_ms), "changelog: {:?}", changes);
         Ok(())

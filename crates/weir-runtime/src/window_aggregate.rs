@@ -294,8 +294,12 @@ impl WindowAggregateOp {
     /// Emit the changes of dirty windows: those already fired (late corrections) and, if
     /// `early`, those still pending.
     fn refresh_dirty(&mut self, early: bool, out: &mut Vec<Message>) -> Result<()> {
-        let due: Vec<WindowId> =
-            self.dirty.iter().copied().filter(|w| self.retained.contains(w) || (early && self.pending.contains(w))).collect();
+        let due: Vec<WindowId> = self
+            .dirty
+            .iter()
+            .copied()
+            .filter(|w| self.retained.contains(w) || (early && self.pending.contains(w)))
+            .collect();
         for w in due {
             self.refresh(w, out)?;
         }
@@ -483,7 +487,8 @@ impl Operator for WindowAggregateOp {
             };
             let lateness = self.lateness;
             if first_end.saturating_add(lateness) <= wm {
-                for (start, end) in self.assigner.windows(s).into_iter().filter(|w| w.1.saturating_add(lateness) <= wm) {
+                for (start, end) in self.assigner.windows(s).into_iter().filter(|w| w.1.saturating_add(lateness) <= wm)
+                {
                     late += 1;
                     dropped.late_for_window(i, start, end, wm, lateness);
                 }
@@ -679,7 +684,10 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let mut ops = operators_with(&metrics, "SET window.emit_early = 'update';");
         let mut gen = WatermarkGenerator::new(0);
-        assert_eq!(push_changes(&mut ops, &mut gen, &[("a", 1, 1), ("b", 2, 5)]), changes(&[("+I", "a", 1, 1), ("+I", "b", 1, 2)]));
+        assert_eq!(
+            push_changes(&mut ops, &mut gen, &[("a", 1, 1), ("b", 2, 5)]),
+            changes(&[("+I", "a", 1, 1), ("+I", "b", 1, 2)])
+        );
         assert_eq!(push_changes(&mut ops, &mut gen, &[("a", 3, 6)]), changes(&[("-U", "a", 1, 1), ("+U", "a", 2, 4)]));
         // closing the window emits nothing new: the last early result was final
         assert_eq!(push_changes(&mut ops, &mut gen, &[("c", 4, 12)]), changes(&[("+I", "c", 1, 4)]));

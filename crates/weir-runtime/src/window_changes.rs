@@ -148,7 +148,10 @@ mod tests {
             ["-U | a | 1 |", "+U | a | 2 |", "+I | b | 1 |"]
         );
         assert!(changes.update(w, result(&[("b", 1), ("a", 2)])).unwrap().is_none(), "same rows: no change");
-        assert_eq!(lines(changes.update(w, result(&[("b", 3)])).unwrap()), ["-U | b | 1 |", "+U | b | 3 |", "-D | a | 2 |"]);
+        assert_eq!(
+            lines(changes.update(w, result(&[("b", 3)])).unwrap()),
+            ["-U | b | 1 |", "+U | b | 3 |", "-D | a | 2 |"]
+        );
         // another window starts from nothing; a forgotten one too
         assert_eq!(lines(changes.update((20, 10), result(&[("a", 1)])).unwrap()), ["+I | a | 1 |"]);
         changes.forget(w);

@@ -51,8 +51,7 @@ pub use options::EarlyEmit;
 pub use parser::{parse_script, Stmt};
 pub use plan::{
     show, PlanNodeDescription, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate,
-    WindowEmit,
-    WindowAggregate, WindowColumn, WindowSpec,
+    WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
 };
 pub use planner::{arrow_type, Planned, Planner};
 

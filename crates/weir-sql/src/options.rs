@@ -84,8 +84,13 @@ pub fn early_emit(value: &str) -> Result<EarlyEmit> {
         _ => match parse_duration(&v) {
             Ok(0) => Ok(EarlyEmit::OnUpdate),
             Ok(n) => Ok(EarlyEmit::Every(n)),
-            Err(_) => Err(SqlError::plan(format!("window.emit_early: '{}' is not 'off', 'update' or an interval", value.trim()))
-                .with_hint("e.g. SET window.emit_early = 'update' (after every change) or '5 s' (at most every 5 seconds)")),
+            Err(_) => Err(SqlError::plan(format!(
+                "window.emit_early: '{}' is not 'off', 'update' or an interval",
+                value.trim()
+            ))
+            .with_hint(
+                "e.g. SET window.emit_early = 'update' (after every change) or '5 s' (at most every 5 seconds)",
+            )),
         },
     }
 }
@@ -155,7 +160,10 @@ mod tests {
         assert!(check_setting("batch.size", "0").is_err());
         assert!(check_setting("nope", "1").unwrap_err().message.contains("unknown setting 'nope'"));
         assert_eq!(check_setting("allowed_lateness", "30 s").unwrap().0, "window.allowed_lateness");
-        assert_eq!(check_setting("window.allowed-lateness", "0 s").unwrap_err().message, "unknown setting 'window.allowed-lateness'");
+        assert_eq!(
+            check_setting("window.allowed-lateness", "0 s").unwrap_err().message,
+            "unknown setting 'window.allowed-lateness'"
+        );
         assert_eq!(check_setting("EMIT_EARLY", "update").unwrap().0, "window.emit_early");
         assert_eq!(early_emit("5 s").unwrap(), EarlyEmit::Every(5_000_000_000));
         assert_eq!(early_emit("Update").unwrap(), EarlyEmit::OnUpdate);

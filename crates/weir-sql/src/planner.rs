@@ -33,7 +33,8 @@ use crate::error::{Result, SqlError};
 use crate::options::{allowed_lateness, check_setting, check_table_options, emit_early, state_ttl};
 use crate::parser::{parse_script, CreateTable, Stmt};
 use crate::plan::{
-    Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
+    Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate,
+    WindowColumn, WindowEmit, WindowSpec,
 };
 use crate::provider::{FunctionRegistry, Provider};
 use crate::rank::{plan_rank, row_number_bound};
@@ -507,8 +508,10 @@ impl PipelineBuilder<'_> {
                 let op = plan_rank(w, limit, updating, self.state_ttl(), &check_time)?;
                 if let StreamOp::Rank(Rank { kind: RankKind::WindowTopN { judge_lateness: true, .. }, .. }) = &op {
                     if self.window_emit().allowed_lateness_nanos > 0 {
-                        return Err(SqlError::not_supported("allowed lateness for a Top-N over window table function rows")
-                            .with_hint("aggregate the windows first, or unset 'allowed_lateness' for this query"));
+                        return Err(SqlError::not_supported(
+                            "allowed lateness for a Top-N over window table function rows",
+                        )
+                        .with_hint("aggregate the windows first, or unset 'allowed_lateness' for this query"));
                     }
                 }
                 self.ops.push(op);
@@ -526,7 +529,11 @@ impl PipelineBuilder<'_> {
     /// `window.allowed_lateness` and `window.emit_early`).
     fn window_emit(&self) -> WindowEmit {
         WindowEmit {
-            allowed_lateness_nanos: self.source.as_ref().map(|s| allowed_lateness(&s.table, self.settings)).unwrap_or(0),
+            allowed_lateness_nanos: self
+                .source
+                .as_ref()
+                .map(|s| allowed_lateness(&s.table, self.settings))
+                .unwrap_or(0),
             early: emit_early(self.settings),
         }
     }
