@@ -7,12 +7,7 @@
 //! the same CSV file through the real file connector at batch sizes 1, 7, 1000 and 8192 and
 //! requires identical output.
 
-use std::sync::Arc;
 
-use datafusion::arrow::array::{RecordBatch, TimestampMillisecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
 use proptest::prelude::*;
 use weir_cli::{Session, StatementResult};
 use weir_runtime::Metrics;

@@ -151,7 +151,8 @@ pub fn run_script(rows: &[Row], script: &str, cuts: Vec<usize>) -> (Vec<String>,
     let source = CutSource { batch, cuts, next: 0 };
     let (sink, late) = (CollectSink::new(), CollectSink::new());
     let mut pipeline =
-        Pipeline::new(plan, Box::new(source), Box::new(sink.clone()), Arc::new(Metrics::default())).expect("pipeline");
+        Pipeline::new(plan, vec![Box::new(source)], Box::new(sink.clone()), Arc::new(Metrics::default()))
+            .expect("pipeline");
     if plan.late_rows.is_some() {
         pipeline = pipeline.with_late_rows(plan, Box::new(late.clone())).expect("late rows");
     }

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use datafusion_common::arrow::datatypes::SchemaRef;
 
 use weir_runtime::{
-    late_rows_schema, sink_schema, source_columns, Metrics, Pipeline, Result, RuntimeError, Sink, Source,
+    input_columns, late_rows_schema, sink_schema, Metrics, Pipeline, Result, RuntimeError, Sink, Source,
 };
-use weir_sql::{SinkNode, StreamPlan, TableDef};
+use weir_sql::{SinkNode, SourceNode, StreamPlan, TableDef};
 
 pub use column::{parse_timestamp, ColumnBuffer, ColumnType, Value};
 pub use csv_source::CsvSource;
@@ -60,12 +60,16 @@ fn check_connector(table: &TableDef) -> std::result::Result<(), String> {
 
 /// Check the connector options of a plan's source and sink before running anything.
 pub fn validate(plan: &StreamPlan, ctx: &ConnectorContext) -> std::result::Result<(), String> {
-    let source = &plan.source.table;
-    check_connector(source)?;
-    let input = FileOptions::parse(source, ctx.base_dir.as_deref(), true)?;
-    let schema = source.require_schema().map_err(|e| e.to_string())?;
-    for f in schema.fields() {
-        ColumnType::new(f.data_type()).map_err(|e| format!("table '{}', column '{}': {e}", source.name, f.name()))?;
+    let mut inputs = Vec::new();
+    for (node, _) in plan.inputs() {
+        let source = &node.table;
+        check_connector(source)?;
+        inputs.push(FileOptions::parse(source, ctx.base_dir.as_deref(), true)?);
+        let schema = source.require_schema().map_err(|e| e.to_string())?;
+        for f in schema.fields() {
+            ColumnType::new(f.data_type())
+                .map_err(|e| format!("table '{}', column '{}': {e}", source.name, f.name()))?;
+        }
     }
     if let Some(t) = &plan.late_rows {
         check_connector(t)?;
@@ -74,7 +78,7 @@ pub fn validate(plan: &StreamPlan, ctx: &ConnectorContext) -> std::result::Resul
     if let SinkNode::Table(t) = &plan.sink {
         check_connector(t)?;
         let output = FileOptions::parse(t, ctx.base_dir.as_deref(), false)?;
-        if let (Some(i), Some(o)) = (&input.path, &output.path) {
+        for (i, o) in inputs.iter().filter_map(|input| input.path.as_ref().zip(output.path.as_ref())) {
             let same = match (i.canonicalize(), o.canonicalize()) {
                 (Ok(a), Ok(b)) => a == b,
                 _ => i == o,
@@ -91,13 +95,19 @@ pub fn validate(plan: &StreamPlan, ctx: &ConnectorContext) -> std::result::Resul
     Ok(())
 }
 
-/// Open the source of `plan`, reading the columns the pipeline needs.
-pub fn open_source(plan: &StreamPlan, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
-    let table = &plan.source.table;
+/// Open the sources of `plan` (the first source, then each `UNION ALL` input), reading the
+/// columns the pipeline needs.
+pub fn open_sources(plan: &StreamPlan, ctx: &ConnectorContext) -> Result<Vec<Box<dyn Source>>> {
+    plan.inputs().into_iter().map(|(node, _)| open_source(node, plan.late_rows.is_some(), ctx)).collect()
+}
+
+/// Open one source, reading the columns the pipeline needs (all of them if `whole_rows`).
+pub fn open_source(node: &SourceNode, whole_rows: bool, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
+    let table = &node.table;
     check_connector(table).map_err(RuntimeError::Source)?;
     let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
     let declared = table.require_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
-    let cols = source_columns(plan)?;
+    let cols = input_columns(node, whole_rows)?;
     // declared nullability is kept: sources refuse NULLs in NOT NULL columns
     let schema = Arc::new(declared.project(&cols.columns)?);
     Ok(match options.format {
@@ -119,8 +129,8 @@ pub fn open_sink(plan: &StreamPlan, client_format: OutputFormat, ctx: &Connector
 /// A runnable pipeline for `plan`: its source opened, results to `sink`, dropped rows to the
 /// source's `'late_rows'` table if it names one.
 pub fn build_pipeline(plan: &StreamPlan, sink: Box<dyn Sink>, ctx: &ConnectorContext) -> Result<Pipeline> {
-    let source = open_source(plan, ctx)?;
-    let pipeline = Pipeline::new(plan, source, sink, Arc::clone(&ctx.metrics))?;
+    let sources = open_sources(plan, ctx)?;
+    let pipeline = Pipeline::new(plan, sources, sink, Arc::clone(&ctx.metrics))?;
     match open_late_rows(plan, ctx)? {
         Some(late) => pipeline.with_late_rows(plan, late),
         None => Ok(pipeline),

@@ -7,7 +7,9 @@
 //! [`DeduplicateOp`]), the changelog row kinds
 //! ([`RowKind`]),
 //! window assignment through slices ([`Assigner`]), partial aggregates that
-//! can be frozen and merged ([`Partial`]), watermark generation at sources ([`WatermarkGenerator`]), the [`Source`]/[`Sink`] traits
+//! can be frozen and merged ([`Partial`]), watermark generation at sources ([`WatermarkGenerator`]), the watermark of a `UNION ALL`'s
+//! inputs ([`WatermarkMerge`]: their minimum, idle inputs left out), windows that emit changelogs
+//! (early results, late corrections), the [`Source`]/[`Sink`] traits
 //! connectors implement, pipeline metrics, and the [`Pipeline`] that wires them together.
 //!
 //! Expressions and aggregates are DataFusion's: physical expressions come from
@@ -29,6 +31,7 @@ mod retract_min_max;
 mod session_aggregate;
 mod source;
 mod updating_aggregate;
+mod watermark_merge;
 mod window_aggregate;
 mod window_assign;
 mod window_changes;
@@ -42,13 +45,17 @@ pub use keyed_state::KeyedState;
 pub use message::{DroppedRows, Message, Nanos, Origin, RowKind, StreamBatch, NO_WATERMARK};
 pub use metrics::Metrics;
 pub use operator::Operator;
-pub use pipeline::{build_operators, late_rows_schema, relaxed, sink_schema, source_columns, Pipeline, SourceColumns};
+pub use pipeline::{
+    build_operators, build_ops, input_columns, late_rows_schema, relaxed, sink_schema, source_columns, Pipeline,
+    SourceColumns,
+};
 pub use project::ProjectOp;
 pub use rank_rows::{EncodedBatch, RankRows};
 pub use retract_min_max::RetractMinMax;
 pub use session_aggregate::SessionAggregateOp;
 pub use source::{Sink, Source, SourceDriver, WatermarkGenerator};
 pub use updating_aggregate::UpdatingAggregateOp;
+pub use watermark_merge::WatermarkMerge;
 pub use window_aggregate::{to_nanos, WindowAggregateOp, WindowLayout};
 pub use window_assign::Assigner;
 pub use window_top_n::WindowTopNOp;

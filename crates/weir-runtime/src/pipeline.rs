@@ -3,14 +3,19 @@
 //! ```text
 //!   source task (blocking)            bounded channel            operator task (blocking)
 //!   Source ─► SourceDriver ─► Vec<Message> ══════════════► Filter ─► … ─► WindowAggregate ─► Sink
+//!
+//!   UNION ALL: one source task per input, one channel
+//!   Source 0 ─► SourceDriver ═══╗                 input 0's filters/projections ─┐
+//!   Source 1 ─► SourceDriver ═══╩══► operator task: input 1's ────────────────────┴─► WatermarkMerge ─► …
 //! ```
 //!
 //! The source side parses input while the operator side aggregates, so a pipeline uses two
 //! cores; the bounded channel gives backpressure. [`Pipeline::run_blocking`] runs both sides
-//! on the calling thread instead.
+//! on the calling thread instead (taking one batch from each input in turn).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use datafusion_common::arrow::array::{ArrayRef, StringArray};
 use datafusion_common::arrow::compute::SortOptions;
@@ -23,13 +28,13 @@ use datafusion_expr::utils::AggregateOrderSensitivity;
 use datafusion_expr::Expr;
 use datafusion_physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
-use weir_sql::{RankKind, StreamOp, StreamPlan, WindowSpec};
+use weir_sql::{RankKind, SourceNode, StreamOp, StreamPlan, WindowSpec};
 
 use crate::aggregate_state::AggregateSpec;
 use crate::deduplicate::DeduplicateOp;
 use crate::error::{Result, RuntimeError};
 use crate::filter::FilterOp;
-use crate::message::{DroppedRows, Message, StreamBatch};
+use crate::message::{DroppedRows, Message, Nanos, StreamBatch};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::project::ProjectOp;
@@ -37,6 +42,7 @@ use crate::rank_rows::RankRows;
 use crate::session_aggregate::SessionAggregateOp;
 use crate::source::{Sink, Source, SourceDriver};
 use crate::updating_aggregate::UpdatingAggregateOp;
+use crate::watermark_merge::WatermarkMerge;
 use crate::window_aggregate::{WindowAggregateOp, WindowLayout};
 use crate::window_top_n::WindowTopNOp;
 
@@ -54,14 +60,20 @@ pub struct SourceColumns {
 /// The columns the source of `plan` must read: those the query uses plus the event-time column
 /// (which drives the watermark even when the query does not select it).
 pub fn source_columns(plan: &StreamPlan) -> Result<SourceColumns> {
-    let table = &plan.source.table;
+    input_columns(&plan.source, plan.late_rows.is_some())
+}
+
+/// The columns a source must read; `whole_rows`: every column (for the side output of dropped
+/// rows), passing on only those the query uses.
+pub fn input_columns(source: &SourceNode, whole_rows: bool) -> Result<SourceColumns> {
+    let table = &source.table;
     let schema = table.require_schema().map_err(|e| RuntimeError::Internal(e.to_string()))?;
-    let needed: Vec<usize> = match &plan.source.projection {
+    let needed: Vec<usize> = match &source.projection {
         Some(p) => p.clone(),
         None => (0..schema.fields().len()).collect(),
     };
     // dropped rows go to their side output whole: read every column, pass on the needed ones
-    let mut columns = if plan.late_rows.is_some() { (0..schema.fields().len()).collect() } else { needed.clone() };
+    let mut columns = if whole_rows { (0..schema.fields().len()).collect() } else { needed.clone() };
     let watermark = match &table.watermark {
         None => None,
         Some(w) => {
@@ -78,9 +90,10 @@ pub fn source_columns(plan: &StreamPlan) -> Result<SourceColumns> {
             Some((pos, w.delay_nanos))
         }
     };
-    let output = match plan.late_rows {
-        None => (columns.len() != needed.len()).then(|| (0..needed.len()).collect()),
-        Some(_) => (columns != needed).then_some(needed),
+    let output = if whole_rows {
+        (columns != needed).then_some(needed)
+    } else {
+        (columns.len() != needed.len()).then(|| (0..needed.len()).collect())
     };
     Ok(SourceColumns { columns, watermark, output })
 }
@@ -97,10 +110,15 @@ fn physical(expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
     Ok(create_physical_expr(expr, schema, &ExecutionProps::new(), &PhysicalPlanningContext::default())?)
 }
 
-/// Create the operators of a plan.
+/// Create the operators of a plan (those after the merge of a `UNION ALL`'s inputs).
 pub fn build_operators(plan: &StreamPlan, metrics: &Arc<Metrics>) -> Result<Vec<Box<dyn Operator>>> {
+    build_ops(&plan.ops, metrics)
+}
+
+/// Create operators.
+pub fn build_ops(plan_ops: &[StreamOp], metrics: &Arc<Metrics>) -> Result<Vec<Box<dyn Operator>>> {
     let mut ops: Vec<Box<dyn Operator>> = Vec::new();
-    for op in &plan.ops {
+    for op in plan_ops {
         match op {
             StreamOp::Filter { predicate, input_schema } => {
                 ops.push(Box::new(FilterOp::new(physical(predicate, input_schema)?)));
@@ -248,23 +266,7 @@ impl Chain {
 
     /// Push one message through; returns true once `EndOfStream` reached the sink.
     fn push(&mut self, message: Message) -> Result<bool> {
-        let mut current = vec![message];
-        for op in &mut self.ops {
-            let mut next = Vec::with_capacity(current.len());
-            for m in current {
-                match m {
-                    // on their way to the side output, past the other operators
-                    Message::Dropped(d) => next.push(Message::Dropped(d)),
-                    Message::Data(b) => op.process_batch(b, &mut next)?,
-                    Message::Watermark(w) => op.on_watermark(w, &mut next)?,
-                    Message::EndOfStream => {
-                        op.on_end_of_stream(&mut next)?;
-                        next.push(Message::EndOfStream);
-                    }
-                }
-            }
-            current = next;
-        }
+        let current = through(&mut self.ops, vec![message])?;
         for m in current {
             match m {
                 Message::Data(b) => {
@@ -289,20 +291,129 @@ impl Chain {
     }
 }
 
+/// Pass messages through operators in order.
+fn through(ops: &mut [Box<dyn Operator>], messages: Vec<Message>) -> Result<Vec<Message>> {
+    let mut current = messages;
+    for op in ops {
+        let mut next = Vec::with_capacity(current.len());
+        for m in current {
+            match m {
+                // on their way to the side output, past the other operators
+                Message::Dropped(d) => next.push(Message::Dropped(d)),
+                Message::Data(b) => op.process_batch(b, &mut next)?,
+                Message::Watermark(w) => op.on_watermark(w, &mut next)?,
+                Message::EndOfStream => {
+                    op.on_end_of_stream(&mut next)?;
+                    next.push(Message::EndOfStream);
+                }
+            }
+        }
+        current = next;
+    }
+    Ok(current)
+}
+
+/// Where the inputs meet: each input's own operators, then one watermark for all.
+struct Merge {
+    /// Per input, the filters and projections before the merge.
+    ops: Vec<Vec<Box<dyn Operator>>>,
+    watermarks: WatermarkMerge,
+    metrics: Arc<Metrics>,
+}
+
+impl Merge {
+    /// Messages from input `i`, as the operators after the merge see them.
+    fn input(&mut self, i: usize, messages: Vec<Message>, now: Instant) -> Result<Vec<Message>> {
+        let messages = match self.ops.get_mut(i) {
+            Some(ops) if !ops.is_empty() => through(ops, messages)?,
+            _ => messages,
+        };
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            match m {
+                Message::Data(mut b) => {
+                    self.watermarks.active(i, now);
+                    let cap = self.watermarks.cap_for(i, now);
+                    if cap < Nanos::MAX {
+                        if let Some(w) = &b.row_watermarks {
+                            b.row_watermarks = Some(Arc::new(w.unary(|v| v.min(cap))));
+                        }
+                    }
+                    out.push(Message::Data(b));
+                }
+                Message::Watermark(w) => {
+                    let advanced = self.watermarks.watermark(i, w, now);
+                    out.extend(self.watermark(advanced));
+                }
+                Message::Dropped(d) => out.push(Message::Dropped(d)),
+                Message::EndOfStream => {
+                    let advanced = self.watermarks.end(i, now);
+                    out.extend(self.watermark(advanced));
+                    if self.watermarks.all_ended() {
+                        out.push(Message::EndOfStream);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Check idleness: a watermark message if the merged watermark advanced.
+    fn tick(&mut self, now: Instant) -> Option<Message> {
+        let advanced = self.watermarks.advance(now);
+        self.watermark(advanced)
+    }
+
+    fn watermark(&self, advanced: Option<Nanos>) -> Option<Message> {
+        let w = advanced?;
+        if self.ops.len() > 1 {
+            self.metrics.watermark.store(w, Ordering::Relaxed);
+        }
+        Some(Message::Watermark(w))
+    }
+}
+
 /// A runnable pipeline.
 pub struct Pipeline {
-    driver: SourceDriver,
+    drivers: Vec<SourceDriver>,
+    merge: Merge,
     chain: Chain,
 }
 
 impl Pipeline {
-    /// Assemble a pipeline. `source` must produce the columns [`source_columns`] asks for.
-    pub fn new(plan: &StreamPlan, source: Box<dyn Source>, sink: Box<dyn Sink>, metrics: Arc<Metrics>) -> Result<Self> {
-        let cols = source_columns(plan)?;
+    /// Assemble a pipeline. `sources` are the plan's inputs in order (the first source, then
+    /// each `UNION ALL` input); each must produce the columns [`input_columns`] asks for.
+    pub fn new(
+        plan: &StreamPlan,
+        sources: Vec<Box<dyn Source>>,
+        sink: Box<dyn Sink>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        let inputs = plan.inputs();
+        if sources.len() != inputs.len() {
+            return Err(RuntimeError::Internal(format!(
+                "the plan has {} inputs, but {} sources were given",
+                inputs.len(),
+                sources.len()
+            )));
+        }
+        let many = inputs.len() > 1;
+        let (mut drivers, mut ops, mut idle) = (Vec::new(), Vec::new(), Vec::new());
+        for ((node, input_ops), source) in inputs.into_iter().zip(sources) {
+            let cols = input_columns(node, plan.late_rows.is_some())?;
+            let mut driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(&metrics));
+            if many {
+                driver = driver.without_watermark_metric();
+            }
+            drivers.push(driver);
+            ops.push(build_ops(input_ops, &metrics)?);
+            idle.push(weir_sql::options::idle_timeout(&node.table).map(|n| Duration::from_nanos(n.max(0) as u64)));
+        }
+        let merge =
+            Merge { ops, watermarks: WatermarkMerge::new(&idle, Instant::now()), metrics: Arc::clone(&metrics) };
         let ops = build_operators(plan, &metrics)?;
-        let driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(&metrics));
         let changelog = plan.is_updating().then(|| sink_schema(plan));
-        Ok(Self { driver, chain: Chain { ops, sink, metrics, changelog, late_rows: None } })
+        Ok(Self { drivers, merge, chain: Chain { ops, sink, metrics, changelog, late_rows: None } })
     }
 
     /// Route rows the operators drop (late, or without an event time) to `sink`, unchanged and
@@ -313,70 +424,104 @@ impl Pipeline {
             return Err(RuntimeError::Internal("the plan has no 'late_rows' table".into()));
         }
         self.chain.late_rows = Some((sink, late_rows_schema(plan)?));
-        self.driver = self.driver.keep_origin();
+        self.drivers = self.drivers.into_iter().map(SourceDriver::keep_origin).collect();
         Ok(self)
     }
 
-    /// Run on the calling thread until the input ends or `cancel` is set.
+    /// Run on the calling thread until the input ends or `cancel` is set, taking one batch
+    /// from each input in turn.
     pub fn run_blocking(mut self, cancel: &AtomicBool) -> Result<()> {
-        let mut out = Vec::new();
+        let mut ended = vec![false; self.drivers.len()];
         loop {
             if cancel.load(Ordering::Relaxed) {
                 self.chain.push(Message::EndOfStream)?;
                 return Ok(());
             }
-            let more = self.driver.poll(&mut out)?;
-            if !more {
-                out.push(Message::EndOfStream);
-            }
-            for m in out.drain(..) {
-                if self.chain.push(m)? {
-                    return Ok(());
+            for (i, driver) in self.drivers.iter_mut().enumerate() {
+                if ended[i] {
+                    continue;
                 }
+                let mut out = Vec::new();
+                if !driver.poll(&mut out)? {
+                    out.push(Message::EndOfStream);
+                    ended[i] = true;
+                }
+                for m in self.merge.input(i, out, Instant::now())? {
+                    if self.chain.push(m)? {
+                        return Ok(());
+                    }
+                }
+            }
+            if let Some(w) = self.merge.tick(Instant::now()) {
+                self.chain.push(w)?;
             }
         }
     }
 
-    /// Run with the source and the operators on two blocking tasks joined by a bounded
-    /// channel, until the input ends or `cancel` is set (then the sinks are flushed and open
-    /// windows are discarded).
+    /// Run with each source and the operators on blocking tasks joined by a bounded channel,
+    /// until the inputs end or `cancel` is set (then the sinks are flushed and open windows
+    /// are discarded).
     pub async fn run(self, cancel: Arc<AtomicBool>) -> Result<()> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Message>>>(8);
-        let mut driver = self.driver;
-        let producer = tokio::task::spawn_blocking(move || loop {
-            if cancel.load(Ordering::Relaxed) {
-                let _ = tx.blocking_send(Ok(vec![Message::EndOfStream]));
-                return;
-            }
-            let mut out = Vec::new();
-            match driver.poll(&mut out) {
-                Ok(more) => {
-                    if !more {
-                        out.push(Message::EndOfStream);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Vec<Message>>)>(8 * self.drivers.len());
+        let mut producers = Vec::new();
+        for (i, mut driver) in self.drivers.into_iter().enumerate() {
+            let (tx, cancel) = (tx.clone(), Arc::clone(&cancel));
+            producers.push(tokio::task::spawn_blocking(move || loop {
+                if cancel.load(Ordering::Relaxed) {
+                    let _ = tx.send((i, Ok(vec![Message::EndOfStream])));
+                    return;
+                }
+                let mut out = Vec::new();
+                match driver.poll(&mut out) {
+                    Ok(more) => {
+                        if !more {
+                            out.push(Message::EndOfStream);
+                        }
+                        if tx.send((i, Ok(out))).is_err() || !more {
+                            return;
+                        }
                     }
-                    if tx.blocking_send(Ok(out)).is_err() || !more {
+                    Err(e) => {
+                        let _ = tx.send((i, Err(e)));
                         return;
                     }
                 }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
-        });
-        let mut chain = self.chain;
+            }));
+        }
+        drop(tx);
+        let (mut chain, mut merge) = (self.chain, self.merge);
+        // idle inputs are noticed even when no message arrives
+        let tick = merge.watermarks.shortest_idle_timeout().map(|t| (t / 4).max(Duration::from_millis(10)));
         let consumer = tokio::task::spawn_blocking(move || -> Result<()> {
-            while let Some(messages) = rx.blocking_recv() {
-                for m in messages? {
+            loop {
+                let received = match tick {
+                    Some(t) => match rx.recv_timeout(t) {
+                        Ok(m) => Some(m),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    },
+                    None => match rx.recv() {
+                        Ok(m) => Some(m),
+                        Err(_) => break,
+                    },
+                };
+                let now = Instant::now();
+                let messages = match received {
+                    Some((i, messages)) => merge.input(i, messages?, now)?,
+                    None => merge.tick(now).into_iter().collect(),
+                };
+                for m in messages {
                     if chain.push(m)? {
                         return Ok(());
                     }
                 }
             }
-            Err(RuntimeError::Internal("the source stopped without ending the stream".into()))
+            Err(RuntimeError::Internal("the sources stopped without ending the stream".into()))
         });
         let result = consumer.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
-        producer.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        for p in producers {
+            p.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        }
         result
     }
 }

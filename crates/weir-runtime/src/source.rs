@@ -95,6 +95,8 @@ pub struct SourceDriver {
     output_columns: Option<Vec<usize>>,
     /// Attach each batch as read to the rows passed on (for the side output of dropped rows).
     keep_origin: bool,
+    /// Report the watermark in the metrics (off when a merge of several inputs does).
+    report_watermark: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -112,6 +114,7 @@ impl SourceDriver {
             watermark: watermark.map(|(column, delay)| (column, WatermarkGenerator::new(delay))),
             output_columns,
             keep_origin: false,
+            report_watermark: true,
             metrics,
         }
     }
@@ -123,12 +126,20 @@ impl SourceDriver {
         self
     }
 
+    /// Leave the watermark metric to whoever merges this source's watermark with others'.
+    pub fn without_watermark_metric(mut self) -> Self {
+        self.report_watermark = false;
+        self
+    }
+
     /// Read the next batch and turn it into messages. Returns `false` at end of input, after
     /// pushing the final `Watermark(MAX)`.
     pub fn poll(&mut self, out: &mut Vec<Message>) -> Result<bool> {
         let Some(batch) = self.source.next_batch()? else {
             if self.watermark.is_some() {
-                self.metrics.watermark.store(Nanos::MAX, Ordering::Relaxed);
+                if self.report_watermark {
+                    self.metrics.watermark.store(Nanos::MAX, Ordering::Relaxed);
+                }
                 out.push(Message::Watermark(Nanos::MAX));
             }
             return Ok(false);
@@ -150,7 +161,9 @@ impl SourceDriver {
             out.push(Message::Data(StreamBatch { batch, row_watermarks, kinds: None, origin }));
         }
         if let Some(w) = self.watermark.as_mut().and_then(|(_, g)| g.advance()) {
-            self.metrics.watermark.store(w, Ordering::Relaxed);
+            if self.report_watermark {
+                self.metrics.watermark.store(w, Ordering::Relaxed);
+            }
             out.push(Message::Watermark(w));
         }
         Ok(true)

@@ -283,8 +283,27 @@ pub(crate) fn trace_column<'a>(c: &Column, plan: &'a LogicalPlan) -> Option<(Exp
         // an aggregate's output column is where tracing stops (a window bound of an inner
         // windowed aggregate can be the time of an outer one)
         LogicalPlan::Aggregate(_) => Some((Expr::Column(c.clone()), plan)),
+        // so is a UNION's: each input has its own column behind it
+        LogicalPlan::Union(_) => Some((Expr::Column(c.clone()), plan)),
         _ => None,
     }
+}
+
+/// If `e` is a column of a UNION ALL (through projections and filters), the source column
+/// behind it in each input; `None` if one of them is computed.
+pub(crate) fn union_source_columns(e: &Expr, plan: &LogicalPlan) -> Option<Vec<(String, String)>> {
+    let Expr::Column(c) = e else { return None };
+    let (Expr::Column(uc), LogicalPlan::Union(u)) = trace_column(c, plan)? else { return None };
+    let i = u.schema.index_of_column(&uc).ok()?;
+    u.inputs
+        .iter()
+        .map(|input| {
+            let (q, f) = input.schema().qualified_field(i);
+            let column = Expr::Column(Column::from((q, f)));
+            source_column(&column, input).map(|sc| vec![sc]).or_else(|| union_source_columns(&column, input))
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.into_iter().flatten().collect())
 }
 
 /// If `e` is a window bound column of an inner windowed aggregate (a window over windowed
@@ -307,7 +326,7 @@ pub(crate) fn source_column(e: &Expr, plan: &LogicalPlan) -> Option<(String, Str
     let Expr::Column(c) = e else { return None };
     match trace_column(c, plan)? {
         (Expr::Column(sc), LogicalPlan::TableScan(scan)) => Some((scan.table_name.table().to_string(), sc.name)),
-        (Expr::Column(_), LogicalPlan::Aggregate(_)) => None,
+        (Expr::Column(_), LogicalPlan::Aggregate(_) | LogicalPlan::Union(_)) => None,
         (Expr::Column(sc), below) => source_column(&Expr::Column(sc), below),
         _ => None,
     }

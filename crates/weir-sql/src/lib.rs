@@ -50,8 +50,8 @@ pub use error::{ErrorKind, Result, SqlError};
 pub use options::EarlyEmit;
 pub use parser::{parse_script, Stmt};
 pub use plan::{
-    show, PlanNodeDescription, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate,
-    WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
+    show, PlanInput, PlanNodeDescription, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan,
+    UpdatingAggregate, WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
 };
 pub use planner::{arrow_type, Planned, Planner};
 

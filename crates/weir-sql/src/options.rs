@@ -11,7 +11,7 @@ use crate::error::{Result, SqlError};
 pub const SETTINGS: &[&str] = &["batch.size", "state.ttl", "window.allowed_lateness", "window.emit_early"];
 
 /// Table options read by the planner, accepted next to every connector's own options.
-pub const ENGINE_OPTIONS: &[&str] = &["state_ttl", "changelog", "late_rows", "allowed_lateness"];
+pub const ENGINE_OPTIONS: &[&str] = &["state_ttl", "changelog", "late_rows", "allowed_lateness", "idle_timeout"];
 
 /// A duration such as `30 s`, `10 min`, `1 h`, `500 ms` or `1h 30m`, in nanoseconds.
 pub fn parse_duration(text: &str) -> std::result::Result<i64, String> {
@@ -108,6 +108,9 @@ pub fn check_table_options(def: &TableDef) -> Result<()> {
     if let Some(v) = def.option("state_ttl") {
         positive_duration(&format!("table '{}': option 'state_ttl'", def.name), v)?;
     }
+    if let Some(v) = def.option("idle_timeout") {
+        positive_duration(&format!("table '{}': option 'idle_timeout'", def.name), v)?;
+    }
     if let Some(v) = def.option("allowed_lateness") {
         lateness(&format!("table '{}': option 'allowed_lateness'", def.name), v)?;
     }
@@ -134,6 +137,12 @@ pub fn allowed_lateness(def: &TableDef, settings: &std::collections::BTreeMap<St
         .or(settings.get("window.allowed_lateness").map(String::as_str))
         .and_then(|v| parse_duration(v).ok())
         .unwrap_or(0)
+}
+
+/// How long a source may send nothing before it stops holding back the watermark of a
+/// `UNION ALL` (its `'idle_timeout'` option), in nanoseconds.
+pub fn idle_timeout(def: &TableDef) -> Option<i64> {
+    def.option("idle_timeout").and_then(|v| parse_duration(v).ok())
 }
 
 /// The session's `window.emit_early`.

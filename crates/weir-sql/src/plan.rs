@@ -354,12 +354,33 @@ pub enum SinkNode {
     Table(TableDef),
 }
 
-/// A complete streaming pipeline.
+/// An input of a `UNION ALL`: a source and the stateless operators its rows pass before they
+/// are merged with the other inputs.
 #[derive(Debug, Clone)]
-pub struct StreamPlan {
+pub struct PlanInput {
     /// The source.
     pub source: SourceNode,
-    /// Operators, in data-flow order.
+    /// Filters and projections, in data-flow order.
+    pub ops: Vec<StreamOp>,
+}
+
+/// A complete streaming pipeline.
+///
+/// ```text
+///   source ─► source_ops ─┐
+///   union[0] ─► ops ──────┼─► merge (watermark = min over inputs) ─► ops ─► sink
+///   union[1] ─► ops ──────┘
+/// ```
+/// A query over one table has no `union` and no `source_ops`.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    /// The first (or only) source.
+    pub source: SourceNode,
+    /// With `union`: the stateless operators the first source's rows pass before the merge.
+    pub source_ops: Vec<StreamOp>,
+    /// The other inputs of a `UNION ALL`.
+    pub union: Vec<PlanInput>,
+    /// Operators, in data-flow order (after the merge).
     pub ops: Vec<StreamOp>,
     /// The sink.
     pub sink: SinkNode,
@@ -371,7 +392,19 @@ pub struct StreamPlan {
 impl StreamPlan {
     /// Schema of the rows reaching the sink.
     pub fn output_schema(&self) -> &DFSchemaRef {
-        self.ops.last().map(StreamOp::output_schema).unwrap_or(&self.source.output_schema)
+        self.ops.last().map(StreamOp::output_schema).unwrap_or_else(|| self.merged_schema())
+    }
+
+    /// Schema of the rows entering `ops` (the first input's, after its `source_ops`).
+    pub fn merged_schema(&self) -> &DFSchemaRef {
+        self.source_ops.last().map(StreamOp::output_schema).unwrap_or(&self.source.output_schema)
+    }
+
+    /// Every input: the first source with its `source_ops`, then the `union` inputs.
+    pub fn inputs(&self) -> Vec<(&SourceNode, &[StreamOp])> {
+        std::iter::once((&self.source, self.source_ops.as_slice()))
+            .chain(self.union.iter().map(|u| (&u.source, u.ops.as_slice())))
+            .collect()
     }
 
     /// Whether the sink receives a changelog (rows with an `op` column) rather than only inserts.
@@ -384,6 +417,7 @@ impl StreamPlan {
         let mut nodes = Vec::new();
         let cols = |s: &DFSchemaRef| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
         nodes.push(PlanNodeDescription {
+            depth: 0,
             operator: "Sink".into(),
             details: match &self.sink {
                 SinkNode::Client if self.is_updating() => {
@@ -394,12 +428,13 @@ impl StreamPlan {
             },
         });
 
-        for op in self.ops.iter().rev() {
-            nodes.push(match op {
+        let describe_op = |op: &StreamOp| -> PlanNodeDescription {
+            match op {
                 StreamOp::Filter { predicate, .. } => {
-                    PlanNodeDescription { operator: "Filter".into(), details: show(predicate) }
+                    PlanNodeDescription { depth: 0, operator: "Filter".into(), details: show(predicate) }
                 }
                 StreamOp::Project { exprs, output_schema, .. } => PlanNodeDescription {
+                    depth: 0,
                     operator: "Project".into(),
                     details: exprs
                         .iter()
@@ -426,6 +461,7 @@ impl StreamPlan {
                         .collect();
                     let aggs: Vec<String> = w.aggr_exprs.iter().map(show).collect();
                     PlanNodeDescription {
+                        depth: 0,
                         operator: "WindowAggregate".into(),
                         details: format!(
                             "window: {} on {}, keys: [{}], aggregates: [{}], emit: {}",
@@ -442,6 +478,7 @@ impl StreamPlan {
                     let aggs: Vec<String> = u.aggr_exprs.iter().map(show).collect();
                     let ttl = ttl_text(u.state_ttl, "one entry per key");
                     PlanNodeDescription {
+                        depth: 0,
                         operator: "UpdatingAggregate".into(),
                         details: format!(
                             "keys: [{}], aggregates: [{}], input: {}, emit: a changelog (+I, -U/+U, -D) per batch of changes, state: {ttl}",
@@ -456,6 +493,7 @@ impl StreamPlan {
                     let order: Vec<String> = r.order_by.iter().map(|s| s.to_string()).collect();
                     match r.kind {
                         RankKind::WindowTopN { end_column, .. } => PlanNodeDescription {
+                            depth: 0,
                             operator: "WindowTopN".into(),
                             details: format!(
                                 "top {} per [{}] by [{}], emit: each window's rows once the watermark passes {}, state: {} rows per open window partition",
@@ -467,6 +505,7 @@ impl StreamPlan {
                             ),
                         },
                         RankKind::Deduplicate { state_ttl } => PlanNodeDescription {
+                            depth: 0,
                             operator: "Deduplicate".into(),
                             details: format!(
                                 "first row per [{}] by [{}], emit: a changelog (+I, and -U/+U when a later row ranks first), state: {}",
@@ -477,33 +516,61 @@ impl StreamPlan {
                         },
                     }
                 }
-            });
+            }
+        };
+        let describe_source = |source: &SourceNode| -> PlanNodeDescription {
+            let t = &source.table;
+            let watermark = match &t.watermark {
+                Some(w) if w.delay_nanos == 0 => format!("watermark: {}", w.column),
+                Some(w) => format!("watermark: {} - {}", w.column, format_duration(w.delay_nanos)),
+                None => "no watermark".to_string(),
+            };
+            let watermark = match &self.late_rows {
+                Some(l) => format!("{watermark}, dropped rows (with a reason) to table {}", l.name),
+                None => watermark,
+            };
+            PlanNodeDescription {
+                depth: 0,
+                operator: "Source".into(),
+                details: format!(
+                    "{} ({}), {watermark}, columns: [{}]",
+                    t.name,
+                    options_text(t),
+                    source
+                        .output_schema
+                        .fields()
+                        .iter()
+                        .map(|f| format!("{} {}", f.name(), sql_type_name(f.data_type())))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        };
+        let mut depth = 1;
+        for op in self.ops.iter().rev() {
+            nodes.push(PlanNodeDescription { depth, ..describe_op(op) });
+            depth += 1;
         }
-        let t = &self.source.table;
-        let watermark = match &t.watermark {
-            Some(w) if w.delay_nanos == 0 => format!("watermark: {}", w.column),
-            Some(w) => format!("watermark: {} - {}", w.column, format_duration(w.delay_nanos)),
-            None => "no watermark".to_string(),
-        };
-        let watermark = match &self.late_rows {
-            Some(l) => format!("{watermark}, dropped rows (with a reason) to table {}", l.name),
-            None => watermark,
-        };
-        nodes.push(PlanNodeDescription {
-            operator: "Source".into(),
-            details: format!(
-                "{} ({}), {watermark}, columns: [{}]",
-                t.name,
-                options_text(t),
-                self.source
-                    .output_schema
-                    .fields()
-                    .iter()
-                    .map(|f| format!("{} {}", f.name(), sql_type_name(f.data_type())))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
+        if !self.union.is_empty() {
+            let inputs = self.inputs();
+            nodes.push(PlanNodeDescription {
+                depth,
+                operator: "Union".into(),
+                details: format!(
+                    "{} inputs, watermark: the minimum of the inputs' (an input idle longer than its 'idle_timeout' is left out)",
+                    inputs.len()
+                ),
+            });
+            depth += 1;
+        }
+        for (source, ops) in self.inputs() {
+            let mut d = depth;
+            for op in ops.iter().rev() {
+                nodes.push(PlanNodeDescription { depth: d, ..describe_op(op) });
+                d += 1;
+            }
+            nodes.push(PlanNodeDescription { depth: d, ..describe_source(source) });
+        }
         nodes
     }
 }
@@ -558,6 +625,8 @@ fn options_text(t: &TableDef) -> String {
 /// One line of EXPLAIN output.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanNodeDescription {
+    /// How deep in the tree (the sink is 0; a node's input is one deeper).
+    pub depth: usize,
     /// Operator name.
     pub operator: String,
     /// Its window, keys, expressions, watermark, connector options…
@@ -568,8 +637,8 @@ impl fmt::Display for StreamPlan {
     /// The plan as an indented tree, sink first (as `EXPLAIN` prints it).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = String::new();
-        for (depth, node) in self.describe().iter().enumerate() {
-            let _ = writeln!(out, "{:indent$}{}: {}", "", node.operator, node.details, indent = depth * 2);
+        for node in self.describe() {
+            let _ = writeln!(out, "{:indent$}{}: {}", "", node.operator, node.details, indent = node.depth * 2);
         }
         f.write_str(out.trim_end())
     }

@@ -26,15 +26,16 @@ use datafusion_sql::sqlparser::tokenizer::Location;
 
 use crate::bounds::{
     carried_time, check_session_partition, groups_by_window, inner_window_column, marker_name,
-    refuse_unwindowed_tvf_aggregates, refuse_window_markers, resolve_window_bound, source_column, trace_column, MILLI,
+    refuse_unwindowed_tvf_aggregates, refuse_window_markers, resolve_window_bound, source_column, trace_column,
+    union_source_columns, MILLI,
 };
 use crate::catalog::{schema_of, Catalog, TableDef, WatermarkDef};
 use crate::error::{Result, SqlError};
 use crate::options::{allowed_lateness, check_setting, check_table_options, emit_early, state_ttl};
 use crate::parser::{parse_script, CreateTable, Stmt};
 use crate::plan::{
-    Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate,
-    WindowColumn, WindowEmit, WindowSpec,
+    PlanInput, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate,
+    WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
 };
 use crate::provider::{FunctionRegistry, Provider};
 use crate::rank::{plan_rank, row_number_bound};
@@ -221,9 +222,12 @@ impl Planner {
             settings: &self.settings,
             rank_limit: None,
             source: None,
+            source_ops: Vec::new(),
+            union: Vec::new(),
             ops: Vec::new(),
         };
         builder.convert(&plan).map_err(|e| e.at(location))?;
+        let (source_ops, union) = (builder.source_ops, builder.union);
         let Some(source) = builder.source else {
             return Err(SqlError::not_supported("a query without a table in FROM")
                 .at(location)
@@ -256,7 +260,8 @@ impl Planner {
                     def.name
                 )));
             }
-            let input = ops.last().map(StreamOp::output_schema).unwrap_or(&source.output_schema).clone();
+            let merged = source_ops.last().map(StreamOp::output_schema).unwrap_or(&source.output_schema);
+            let input = ops.last().map(StreamOp::output_schema).unwrap_or(merged).clone();
             if let Some(project) = sink_projection(def, &input).map_err(|e| e.at(location))? {
                 ops.push(project);
             }
@@ -275,7 +280,15 @@ impl Planner {
                 .with_hint("send the late rows ('late_rows') to a table of their own"));
             }
         }
-        Ok(StreamPlan { source, ops, sink, late_rows })
+        if late_rows.is_some() && !union.is_empty() {
+            return Err(SqlError::not_supported(format!(
+                "'late_rows' on table '{}' in a UNION ALL",
+                source.table.name
+            ))
+            .at(location)
+            .with_hint("run the query over that table alone to collect its late rows"));
+        }
+        Ok(StreamPlan { source, source_ops, union, ops, sink, late_rows })
     }
 }
 
@@ -413,7 +426,22 @@ struct PipelineBuilder<'a> {
     /// node computing it.
     rank_limit: Option<(usize, DFSchemaRef)>,
     source: Option<SourceNode>,
+    /// With `union`: the operators of the first input, before the merge.
+    source_ops: Vec<StreamOp>,
+    /// The other inputs of a `UNION ALL`.
+    union: Vec<PlanInput>,
     ops: Vec<StreamOp>,
+}
+
+/// A projection giving the rows of a UNION ALL input the union's column names and types.
+fn rename(ops: &[StreamOp], source: &Option<SourceNode>, union: &DFSchemaRef) -> StreamOp {
+    let input = match (ops.last(), source) {
+        (Some(op), _) => Arc::clone(op.output_schema()),
+        (None, Some(s)) => Arc::clone(&s.output_schema),
+        (None, None) => Arc::clone(union),
+    };
+    let exprs = input.columns().into_iter().zip(union.fields()).map(|(c, f)| Expr::Column(c).alias(f.name())).collect();
+    StreamOp::Project { exprs, input_schema: input, output_schema: Arc::clone(union) }
 }
 
 impl PipelineBuilder<'_> {
@@ -491,7 +519,65 @@ impl PipelineBuilder<'_> {
                 .with_hint("results of a windowed aggregate come out in window order already")),
             LogicalPlan::Limit(_) => Err(SqlError::not_supported("LIMIT on a streaming query")),
             LogicalPlan::Join(_) => Err(SqlError::not_supported("joins")),
-            LogicalPlan::Union(_) => Err(SqlError::not_supported("UNION")),
+            LogicalPlan::Union(u) => {
+                if self.source.is_some() {
+                    return Err(SqlError::not_supported("queries over several tables (joins, UNION inside a join)"));
+                }
+                let mut inputs = Vec::with_capacity(u.inputs.len());
+                for input in &u.inputs {
+                    let mut branch = PipelineBuilder {
+                        catalog: self.catalog,
+                        settings: self.settings,
+                        rank_limit: None,
+                        source: None,
+                        source_ops: Vec::new(),
+                        union: Vec::new(),
+                        ops: Vec::new(),
+                    };
+                    branch.convert(input)?;
+                    let Some(source) = branch.source else {
+                        return Err(SqlError::not_supported("a UNION ALL input without a table"));
+                    };
+                    if !branch.union.is_empty() {
+                        // a nested UNION ALL: its inputs join this one's
+                        inputs.push(PlanInput { source, ops: branch.source_ops });
+                        inputs.extend(branch.union);
+                        if branch.ops.is_empty() {
+                            continue;
+                        }
+                        return Err(SqlError::not_supported("operators between two UNION ALLs"));
+                    }
+                    if let Some(op) =
+                        branch.ops.iter().find(|op| !matches!(op, StreamOp::Filter { .. } | StreamOp::Project { .. }))
+                    {
+                        return Err(SqlError::not_supported(format!(
+                            "a {} inside a UNION ALL input",
+                            match op {
+                                StreamOp::WindowAggregate(_) => "windowed aggregate",
+                                StreamOp::UpdatingAggregate(_) => "GROUP BY",
+                                _ => "ROW_NUMBER()",
+                            }
+                        ))
+                        .with_hint("UNION ALL the rows first, then aggregate or rank the union"));
+                    }
+                    inputs.push(PlanInput { source, ops: branch.ops });
+                }
+                let mut inputs = inputs.into_iter();
+                let Some(first) = inputs.next() else {
+                    return Err(SqlError::not_supported("an empty UNION"));
+                };
+                // the union's schema names the columns; each input's last projection has its own
+                let mut union: Vec<PlanInput> = inputs.collect();
+                self.source = Some(first.source);
+                self.source_ops = first.ops;
+                self.source_ops.push(rename(&self.source_ops, &self.source, &u.schema));
+                for input in &mut union {
+                    let op = rename(&input.ops, &Some(input.source.clone()), &u.schema);
+                    input.ops.push(op);
+                }
+                self.union = union;
+                Ok(())
+            }
             LogicalPlan::Distinct(_) => Err(SqlError::not_supported("SELECT DISTINCT on a stream")),
             LogicalPlan::Window(w) => {
                 // the bound of a filter above applies to the window that computes its column only
@@ -646,11 +732,20 @@ impl PipelineBuilder<'_> {
         if let Some(name) = inner_window_column(time, plan)? {
             return Ok(name);
         }
+        if let Some(columns) = union_source_columns(time, plan) {
+            let names = columns.iter().map(|(t, c)| self.check_source_time(t, c)).collect::<Result<Vec<_>>>()?;
+            return Ok(names.join(" | "));
+        }
         let Some((table, column)) = source_column(time, plan) else {
             return Err(SqlError::not_supported(format!("a window over the computed time '{}'", time.human_display()))
                 .with_hint("window over a TIMESTAMP column that has a WATERMARK FOR clause"));
         };
-        let Some(def) = self.catalog.get(&table) else {
+        self.check_source_time(&table, &column)
+    }
+
+    /// `table.column` must be the table's watermark column.
+    fn check_source_time(&self, table: &str, column: &str) -> Result<String> {
+        let Some(def) = self.catalog.get(table) else {
             return Err(SqlError::plan(format!("table '{table}' not found")));
         };
         match &def.watermark {

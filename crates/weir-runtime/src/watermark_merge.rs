@@ -1,0 +1,156 @@
+//! The watermark of several inputs (a `UNION ALL`): the minimum of the inputs' watermarks,
+//! leaving out inputs idle for longer than their idle timeout (Flink's `withIdleness`).
+//!
+//! ```text
+//!   input 0 ── wm 100 ──┐
+//!   input 1 ── wm  40 ──┼─► merged = min(100, 40) = 40      (input 2 idle: left out)
+//!   input 2 ── idle ────┘
+//!
+//!   a row from input i keeps its own per-row watermark, capped by the other inputs' minimum
+//!   (it cannot be judged against more event time than the merged stream has seen)
+//! ```
+//!
+//! Invariants: the merged watermark never decreases. An input that becomes active again after
+//! being idle does not pull it back: its rows are judged against the merged watermark, so rows
+//! older than it are late (as in Flink). An input that has ended holds its last watermark
+//! (`i64::MAX` after a bounded input's end). While every input is idle the watermark stays.
+
+use std::time::{Duration, Instant};
+
+use crate::message::{Nanos, NO_WATERMARK};
+
+struct InputState {
+    watermark: Nanos,
+    idle_timeout: Option<Duration>,
+    last_active: Instant,
+    ended: bool,
+}
+
+/// Merges the watermarks of several inputs.
+pub struct WatermarkMerge {
+    inputs: Vec<InputState>,
+    merged: Nanos,
+}
+
+impl WatermarkMerge {
+    /// One input per entry, each with its idle timeout (`None`: it always holds the watermark).
+    pub fn new(idle_timeouts: &[Option<Duration>], now: Instant) -> Self {
+        let inputs = idle_timeouts
+            .iter()
+            .map(|t| InputState { watermark: NO_WATERMARK, idle_timeout: *t, last_active: now, ended: false })
+            .collect();
+        Self { inputs, merged: NO_WATERMARK }
+    }
+
+    /// The merged watermark.
+    pub fn current(&self) -> Nanos {
+        self.merged
+    }
+
+    fn idle(&self, i: usize, now: Instant) -> bool {
+        let s = &self.inputs[i];
+        !s.ended && s.idle_timeout.is_some_and(|t| now.saturating_duration_since(s.last_active) >= t)
+    }
+
+    /// Input `i` produced rows (it is not idle).
+    pub fn active(&mut self, i: usize, now: Instant) {
+        if let Some(s) = self.inputs.get_mut(i) {
+            s.last_active = now;
+        }
+    }
+
+    /// Input `i`'s watermark advanced; returns the merged watermark if it advanced.
+    pub fn watermark(&mut self, i: usize, w: Nanos, now: Instant) -> Option<Nanos> {
+        if let Some(s) = self.inputs.get_mut(i) {
+            s.watermark = s.watermark.max(w);
+            s.last_active = now;
+        }
+        self.advance(now)
+    }
+
+    /// Input `i` has ended.
+    pub fn end(&mut self, i: usize, now: Instant) -> Option<Nanos> {
+        if let Some(s) = self.inputs.get_mut(i) {
+            s.ended = true;
+        }
+        self.advance(now)
+    }
+
+    /// Whether every input has ended.
+    pub fn all_ended(&self) -> bool {
+        self.inputs.iter().all(|s| s.ended)
+    }
+
+    /// Re-evaluate which inputs are idle; returns the merged watermark if it advanced.
+    pub fn advance(&mut self, now: Instant) -> Option<Nanos> {
+        let holding = (0..self.inputs.len()).filter(|i| !self.idle(*i, now)).map(|i| self.inputs[i].watermark).min()?;
+        if holding > self.merged {
+            self.merged = holding;
+            Some(holding)
+        } else {
+            None
+        }
+    }
+
+    /// The highest watermark a row of input `i` may be judged against: the minimum of the
+    /// other inputs that hold the watermark back (`i64::MAX` if none does), but never below
+    /// the merged watermark.
+    pub fn cap_for(&self, i: usize, now: Instant) -> Nanos {
+        let others = (0..self.inputs.len())
+            .filter(|j| *j != i && !self.idle(*j, now))
+            .map(|j| self.inputs[j].watermark)
+            .min()
+            .unwrap_or(Nanos::MAX);
+        others.max(self.merged)
+    }
+
+    /// The shortest idle timeout, if any input has one (how often idleness must be checked).
+    pub fn shortest_idle_timeout(&self) -> Option<Duration> {
+        self.inputs.iter().filter_map(|s| s.idle_timeout).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_merged_watermark_is_the_minimum_and_never_goes_back() {
+        let t0 = Instant::now();
+        let mut m = WatermarkMerge::new(&[None, None], t0);
+        assert_eq!(m.watermark(0, 100, t0), None, "input 1 has no watermark yet");
+        assert_eq!(m.cap_for(1, t0), 100);
+        assert_eq!(m.cap_for(0, t0), NO_WATERMARK);
+        assert_eq!(m.watermark(1, 40, t0), Some(40));
+        assert_eq!(m.watermark(1, 70, t0), Some(70));
+        assert_eq!(m.watermark(1, 60, t0), None, "an input's watermark does not go back");
+        assert_eq!(m.watermark(1, 200, t0), Some(100));
+        assert!(!m.all_ended());
+        assert_eq!(m.watermark(0, Nanos::MAX, t0), Some(200));
+        assert_eq!(m.end(0, t0), None);
+        assert_eq!(m.watermark(1, Nanos::MAX, t0), Some(Nanos::MAX));
+        assert_eq!(m.end(1, t0), None);
+        assert!(m.all_ended());
+    }
+
+    #[test]
+    fn an_idle_input_stops_holding_the_watermark_back_until_it_is_active_again() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut m = WatermarkMerge::new(&[None, Some(5 * second)], t0);
+        assert_eq!(m.watermark(0, 100, t0 + second), None, "input 1 has seen nothing, but is not idle yet");
+        assert_eq!(m.advance(t0 + 4 * second), None);
+        assert_eq!(m.advance(t0 + 5 * second), Some(100), "idle after 5 s: left out");
+        assert_eq!(m.cap_for(0, t0 + 5 * second), 100, "nothing else holds input 0's rows back");
+        // it comes back with older rows: the merged watermark stays, its rows are judged by it
+        m.active(1, t0 + 6 * second);
+        assert_eq!(m.watermark(1, 30, t0 + 6 * second), None);
+        assert_eq!(m.current(), 100);
+        assert_eq!(m.cap_for(0, t0 + 6 * second), 100);
+        assert_eq!(m.watermark(0, 150, t0 + 6 * second), None, "input 1 holds it at 30 again");
+        assert_eq!(m.watermark(1, 120, t0 + 7 * second), Some(120));
+        // every input idle: nothing moves
+        let mut all = WatermarkMerge::new(&[Some(second)], t0);
+        assert_eq!(all.advance(t0 + 2 * second), None);
+    }
+}
