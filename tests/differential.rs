@@ -7,7 +7,6 @@
 //! the same CSV file through the real file connector at batch sizes 1, 7, 1000 and 8192 and
 //! requires identical output.
 
-
 use proptest::prelude::*;
 use weir_cli::{Session, StatementResult};
 use weir_runtime::Metrics;

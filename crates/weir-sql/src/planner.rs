@@ -433,15 +433,21 @@ struct PipelineBuilder<'a> {
     ops: Vec<StreamOp>,
 }
 
-/// A projection giving the rows of a UNION ALL input the union's column names and types.
-fn rename(ops: &[StreamOp], source: &Option<SourceNode>, union: &DFSchemaRef) -> StreamOp {
+/// A projection giving the rows of a UNION ALL input the union's column names, unless they
+/// have them already.
+fn rename(ops: &[StreamOp], source: &Option<SourceNode>, union: &DFSchemaRef) -> Option<StreamOp> {
     let input = match (ops.last(), source) {
         (Some(op), _) => Arc::clone(op.output_schema()),
         (None, Some(s)) => Arc::clone(&s.output_schema),
         (None, None) => Arc::clone(union),
     };
+    let names =
+        |s: &DFSchemaRef| s.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>();
+    if names(&input) == names(union) {
+        return None;
+    }
     let exprs = input.columns().into_iter().zip(union.fields()).map(|(c, f)| Expr::Column(c).alias(f.name())).collect();
-    StreamOp::Project { exprs, input_schema: input, output_schema: Arc::clone(union) }
+    Some(StreamOp::Project { exprs, input_schema: input, output_schema: Arc::clone(union) })
 }
 
 impl PipelineBuilder<'_> {
@@ -570,10 +576,10 @@ impl PipelineBuilder<'_> {
                 let mut union: Vec<PlanInput> = inputs.collect();
                 self.source = Some(first.source);
                 self.source_ops = first.ops;
-                self.source_ops.push(rename(&self.source_ops, &self.source, &u.schema));
+                self.source_ops.extend(rename(&self.source_ops, &self.source, &u.schema));
                 for input in &mut union {
                     let op = rename(&input.ops, &Some(input.source.clone()), &u.schema);
-                    input.ops.push(op);
+                    input.ops.extend(op);
                 }
                 self.union = union;
                 Ok(())
