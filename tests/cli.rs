@@ -350,3 +350,62 @@ fn stdin_connector_reads_piped_rows() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "sensor,n,b\na,1,1\nb,1,2\na,1,3\n");
 }
+
+#[test]
+fn an_idle_input_stops_holding_back_the_watermark_of_a_union() {
+    use std::io::BufRead as _;
+    // stdin stays open and silent: without its 'idle_timeout' no window of the union could
+    // close until it ends; with it, every window of the file fires while stdin is still open
+    let dir = workdir(
+        "CREATE TABLE events (sensor VARCHAR, site VARCHAR, reading DOUBLE, bytes BIGINT, ts TIMESTAMP(3),
+                              WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH (connector = 'file', path = 'events.csv', format = 'csv');
+         CREATE TABLE live (sensor VARCHAR, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+         WITH (connector = 'stdin', format = 'csv', 'idle_timeout' = '1 s');
+         SELECT TUMBLE_START(ts, INTERVAL '10' SECOND) AS w, COUNT(*) AS n
+         FROM (SELECT sensor, ts FROM events UNION ALL SELECT sensor, ts FROM live)
+         GROUP BY TUMBLE(ts, INTERVAL '10' SECOND);",
+    );
+    let mut child = weir()
+        .current_dir(dir.path())
+        .args(["run", "q.sql", "--format", "csv"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let mut input = child.stdin.take().expect("stdin");
+    // the header only: the source opens, then sends nothing
+    std::io::Write::write_all(&mut input, b"sensor,ts\n").expect("write");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while lines.len() < 5 {
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(l) => lines.push(l),
+            Err(_) => break,
+        }
+    }
+    drop(input);
+    let status = child.wait().expect("waits");
+    assert!(status.success());
+    // the file's rows arrive before stdin is idle, so none is late (stdin held the watermark)
+    assert_eq!(
+        lines,
+        [
+            "w,n",
+            "2024-01-01T00:00:00,6",
+            "2024-01-01T00:00:10,6",
+            "2024-01-01T00:00:20,2",
+            "2024-01-01T00:00:30,2"
+        ],
+        "windows must fire while stdin is still open"
+    );
+}
