@@ -399,13 +399,7 @@ fn an_idle_input_stops_holding_back_the_watermark_of_a_union() {
     // the file's rows arrive before stdin is idle, so none is late (stdin held the watermark)
     assert_eq!(
         lines,
-        [
-            "w,n",
-            "2024-01-01T00:00:00,6",
-            "2024-01-01T00:00:10,6",
-            "2024-01-01T00:00:20,2",
-            "2024-01-01T00:00:30,2"
-        ],
+        ["w,n", "2024-01-01T00:00:00,6", "2024-01-01T00:00:10,6", "2024-01-01T00:00:20,2", "2024-01-01T00:00:30,2"],
         "windows must fire while stdin is still open"
     );
 }

@@ -141,9 +141,8 @@ proptest! {
 
 #[test]
 fn batches_cover_every_row_once() {
-    let rows: Vec<Row> = (0..5)
-        .map(|i| Row { key: "k".into(), site: "s".into(), value: i, reading: None, ts: i })
-        .collect();
+    let rows: Vec<Row> =
+        (0..5).map(|i| Row { key: "k".into(), site: "s".into(), value: i, reading: None, ts: i }).collect();
     let cut = batches(&rows, &[0, 2, 2, 9]);
     assert_eq!(cut.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 3]);
 }

@@ -458,17 +458,24 @@ impl Pipeline {
         }
     }
 
-    /// Run with each source and the operators on blocking tasks joined by a bounded channel,
+    /// Run with each source and the operators on blocking tasks joined by bounded channels,
     /// until the inputs end or `cancel` is set (then the sinks are flushed and open windows
     /// are discarded).
+    ///
+    /// The operator task takes one batch from each input in turn, as [`Self::run_blocking`]
+    /// does, so results over files do not depend on thread timing. An input with an
+    /// `'idle_timeout'` that has sent nothing for that long loses its turns (it is checked
+    /// without waiting) until it sends again.
     pub async fn run(self, cancel: Arc<AtomicBool>) -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Vec<Message>>)>(8 * self.drivers.len());
+        let mut receivers = Vec::new();
         let mut producers = Vec::new();
-        for (i, mut driver) in self.drivers.into_iter().enumerate() {
-            let (tx, cancel) = (tx.clone(), Arc::clone(&cancel));
+        for mut driver in self.drivers {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Message>>>(4);
+            receivers.push(rx);
+            let cancel = Arc::clone(&cancel);
             producers.push(tokio::task::spawn_blocking(move || loop {
                 if cancel.load(Ordering::Relaxed) {
-                    let _ = tx.send((i, Ok(vec![Message::EndOfStream])));
+                    let _ = tx.send(Ok(vec![Message::EndOfStream]));
                     return;
                 }
                 let mut out = Vec::new();
@@ -477,38 +484,58 @@ impl Pipeline {
                         if !more {
                             out.push(Message::EndOfStream);
                         }
-                        if tx.send((i, Ok(out))).is_err() || !more {
+                        if tx.send(Ok(out)).is_err() || !more {
                             return;
                         }
                     }
                     Err(e) => {
-                        let _ = tx.send((i, Err(e)));
+                        let _ = tx.send(Err(e));
                         return;
                     }
                 }
             }));
         }
-        drop(tx);
         let (mut chain, mut merge) = (self.chain, self.merge);
-        // idle inputs are noticed even when no message arrives
-        let tick = merge.watermarks.shortest_idle_timeout().map(|t| (t / 4).max(Duration::from_millis(10)));
         let consumer = tokio::task::spawn_blocking(move || -> Result<()> {
-            loop {
-                let received = match tick {
-                    Some(t) => match rx.recv_timeout(t) {
-                        Ok(m) => Some(m),
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                    },
-                    None => match rx.recv() {
+            use std::sync::mpsc::RecvTimeoutError;
+            let n = receivers.len();
+            let mut ended = vec![false; n];
+            // turns in a row that brought nothing (only idle inputs are left to ask)
+            let mut empty_turns = 0usize;
+            for i in (0..n).cycle() {
+                if ended[i] {
+                    continue;
+                }
+                let (timeout, quiet) = merge.watermarks.idleness(i, Instant::now());
+                let received = match timeout {
+                    None => match receivers[i].recv() {
                         Ok(m) => Some(m),
                         Err(_) => break,
                     },
+                    Some(t) => {
+                        let mut wait = t.saturating_sub(quiet);
+                        if empty_turns >= n {
+                            wait = wait.max(Duration::from_millis(10));
+                        }
+                        match receivers[i].recv_timeout(wait) {
+                            Ok(m) => Some(m),
+                            Err(RecvTimeoutError::Timeout) => None,
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
                 };
                 let now = Instant::now();
                 let messages = match received {
-                    Some((i, messages)) => merge.input(i, messages?, now)?,
-                    None => merge.tick(now).into_iter().collect(),
+                    Some(messages) => {
+                        empty_turns = 0;
+                        let messages = messages?;
+                        ended[i] = messages.iter().any(|m| matches!(m, Message::EndOfStream));
+                        merge.input(i, messages, now)?
+                    }
+                    None => {
+                        empty_turns += 1;
+                        merge.tick(now).into_iter().collect()
+                    }
                 };
                 for m in messages {
                     if chain.push(m)? {
@@ -516,7 +543,7 @@ impl Pipeline {
                     }
                 }
             }
-            Err(RuntimeError::Internal("the sources stopped without ending the stream".into()))
+            Err(RuntimeError::Internal("a source stopped without ending the stream".into()))
         });
         let result = consumer.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
         for p in producers {

@@ -104,6 +104,14 @@ impl WatermarkMerge {
         others.max(self.merged)
     }
 
+    /// Input `i`'s idle timeout, and how long it has sent nothing.
+    pub fn idleness(&self, i: usize, now: Instant) -> (Option<Duration>, Duration) {
+        match self.inputs.get(i) {
+            Some(s) => (s.idle_timeout, now.saturating_duration_since(s.last_active)),
+            None => (None, Duration::ZERO),
+        }
+    }
+
     /// The shortest idle timeout, if any input has one (how often idleness must be checked).
     pub fn shortest_idle_timeout(&self) -> Option<Duration> {
         self.inputs.iter().filter_map(|s| s.idle_timeout).min()
