@@ -129,7 +129,7 @@ mod tests {
 
     fn lines(changes: Option<StreamBatch>) -> Vec<String> {
         let Some(c) = changes else { return Vec::new() };
-        let table = pretty_format_batches(&[c.batch.clone()]).unwrap().to_string();
+        let table = pretty_format_batches(std::slice::from_ref(&c.batch)).unwrap().to_string();
         let body: Vec<&str> = table.lines().skip(3).filter(|l| !l.starts_with('+')).collect();
         body.iter()
             .enumerate()
