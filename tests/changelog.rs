@@ -42,8 +42,12 @@ proptest! {
         // groups emptied by retractions are deleted; a global aggregate on top
         let q = "SELECT n, COUNT(*) AS keys FROM (SELECT k, COUNT(*) AS n FROM t GROUP BY k) GROUP BY n";
         check(&rows, &cuts, q, q)?;
-        let q = "SELECT COUNT(*), SUM(n), MAX(n) FROM (SELECT k, COUNT(*) AS n FROM t GROUP BY k)";
-        check(&rows, &cuts, q, q)?;
+        // (over no rows at all a streaming global aggregate emits nothing, as in Flink, where
+        // a batch one gives a row of zero and NULLs)
+        if !rows.is_empty() {
+            let q = "SELECT COUNT(*), SUM(n), MAX(n) FROM (SELECT k, COUNT(*) AS n FROM t GROUP BY k)";
+            check(&rows, &cuts, q, q)?;
+        }
 
         // a filter and a projection over a changelog
         let q = "SELECT k, n * 10 AS n10 FROM (SELECT k, COUNT(*) AS n FROM t GROUP BY k) WHERE n % 2 = 0";
