@@ -60,6 +60,9 @@ fn check_connector(table: &TableDef) -> std::result::Result<(), String> {
 
 /// Check the connector options of a plan's source and sink before running anything.
 pub fn validate(plan: &StreamPlan, ctx: &ConnectorContext) -> std::result::Result<(), String> {
+    if plan.inputs().iter().filter(|(node, _)| node.table.connector() == Some("stdin")).count() > 1 {
+        return Err("a UNION ALL can read standard input only once (two 'stdin' tables would split its lines)".into());
+    }
     let mut inputs = Vec::new();
     for (node, _) in plan.inputs() {
         let source = &node.table;

@@ -534,6 +534,7 @@ impl Pipeline {
                     }
                     None => {
                         empty_turns += 1;
+                        merge.watermarks.mark_idle(i, now);
                         merge.tick(now).into_iter().collect()
                     }
                 };
@@ -546,6 +547,11 @@ impl Pipeline {
             Err(RuntimeError::Internal("a source stopped without ending the stream".into()))
         });
         let result = consumer.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        if result.is_err() {
+            // a source blocked in a read (a quiet stdin) would never be joined: leave them
+            cancel.store(true, Ordering::Relaxed);
+            return result;
+        }
         for p in producers {
             p.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
         }

@@ -12,8 +12,8 @@
 //!
 //! Invariants: the merged watermark never decreases. An input that becomes active again after
 //! being idle does not pull it back: its rows are judged against the merged watermark, so rows
-//! older than it are late (as in Flink). An input that has ended holds its last watermark
-//! (`i64::MAX` after a bounded input's end). While every input is idle the watermark stays.
+//! older than it are late (as in Flink). While every input is idle the watermark stays.
+//! An ended input without a watermark no longer holds it back.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ struct InputState {
     watermark: Nanos,
     idle_timeout: Option<Duration>,
     last_active: Instant,
+    /// Found to have sent nothing for its idle timeout (see [`WatermarkMerge::mark_idle`]).
+    idle: bool,
     ended: bool,
 }
 
@@ -37,7 +39,13 @@ impl WatermarkMerge {
     pub fn new(idle_timeouts: &[Option<Duration>], now: Instant) -> Self {
         let inputs = idle_timeouts
             .iter()
-            .map(|t| InputState { watermark: NO_WATERMARK, idle_timeout: *t, last_active: now, ended: false })
+            .map(|t| InputState {
+                watermark: NO_WATERMARK,
+                idle_timeout: *t,
+                last_active: now,
+                idle: false,
+                ended: false,
+            })
             .collect();
         Self { inputs, merged: NO_WATERMARK }
     }
@@ -47,15 +55,27 @@ impl WatermarkMerge {
         self.merged
     }
 
-    fn idle(&self, i: usize, now: Instant) -> bool {
+    fn idle(&self, i: usize, _now: Instant) -> bool {
         let s = &self.inputs[i];
-        !s.ended && s.idle_timeout.is_some_and(|t| now.saturating_duration_since(s.last_active) >= t)
+        !s.ended && s.idle
     }
 
     /// Input `i` produced rows (it is not idle).
     pub fn active(&mut self, i: usize, now: Instant) {
         if let Some(s) = self.inputs.get_mut(i) {
             s.last_active = now;
+            s.idle = false;
+        }
+    }
+
+    /// Input `i` was waited for and sent nothing: if that makes its silence at least its idle
+    /// timeout, it is idle until it sends again. (Idleness is decided by the one waiting for
+    /// the input, not by the clock alone, so a slow consumer never makes an input idle.)
+    pub fn mark_idle(&mut self, i: usize, now: Instant) {
+        if let Some(s) = self.inputs.get_mut(i) {
+            if s.idle_timeout.is_some_and(|t| now.saturating_duration_since(s.last_active) >= t) {
+                s.idle = true;
+            }
         }
     }
 
@@ -64,6 +84,7 @@ impl WatermarkMerge {
         if let Some(s) = self.inputs.get_mut(i) {
             s.watermark = s.watermark.max(w);
             s.last_active = now;
+            s.idle = false;
         }
         self.advance(now)
     }
@@ -72,6 +93,14 @@ impl WatermarkMerge {
     pub fn end(&mut self, i: usize, now: Instant) -> Option<Nanos> {
         if let Some(s) = self.inputs.get_mut(i) {
             s.ended = true;
+            // an input without a watermark holds none back once it has ended (one with a
+            // watermark sent i64::MAX before a normal end; after a cancelled one, nothing fires)
+            if s.watermark == NO_WATERMARK {
+                s.watermark = Nanos::MAX;
+            }
+        }
+        if self.all_ended() {
+            return None;
         }
         self.advance(now)
     }
@@ -147,7 +176,10 @@ mod tests {
         let second = Duration::from_secs(1);
         let mut m = WatermarkMerge::new(&[None, Some(5 * second)], t0);
         assert_eq!(m.watermark(0, 100, t0 + second), None, "input 1 has seen nothing, but is not idle yet");
-        assert_eq!(m.advance(t0 + 4 * second), None);
+        m.mark_idle(1, t0 + 4 * second);
+        assert_eq!(m.advance(t0 + 4 * second), None, "silent for 4 s only");
+        assert_eq!(m.advance(t0 + 5 * second), None, "not waited for: not idle, however long");
+        m.mark_idle(1, t0 + 5 * second);
         assert_eq!(m.advance(t0 + 5 * second), Some(100), "idle after 5 s: left out");
         assert_eq!(m.cap_for(0, t0 + 5 * second), Nanos::MAX, "nothing else holds input 0's rows back");
         // it comes back with older rows: the merged watermark stays, its rows are judged by it
@@ -159,6 +191,7 @@ mod tests {
         assert_eq!(m.watermark(1, 120, t0 + 7 * second), Some(120));
         // every input idle: nothing moves
         let mut all = WatermarkMerge::new(&[Some(second)], t0);
+        all.mark_idle(0, t0 + 2 * second);
         assert_eq!(all.advance(t0 + 2 * second), None);
     }
 }

@@ -280,6 +280,21 @@ impl Planner {
                 .with_hint("send the late rows ('late_rows') to a table of their own"));
             }
         }
+        for u in &union {
+            for option in ["late_rows", "allowed_lateness", "state_ttl"] {
+                if u.source.table.option(option).is_some() {
+                    return Err(SqlError::not_supported(format!(
+                        "'{option}' on table '{}', a later input of a UNION ALL",
+                        u.source.table.name
+                    ))
+                    .at(location)
+                    .with_hint(format!(
+                        "the first input's table options apply to the union; set it there, or with SET{}",
+                        if option == "late_rows" { " (late rows of a union are not supported yet)" } else { "" }
+                    )));
+                }
+            }
+        }
         if late_rows.is_some() && !union.is_empty() {
             return Err(SqlError::not_supported(format!(
                 "'late_rows' on table '{}' in a UNION ALL",
@@ -541,6 +556,18 @@ impl PipelineBuilder<'_> {
                         ops: Vec::new(),
                     };
                     branch.convert(input)?;
+                    // window table function rows carry the event time in their window columns
+                    // until an aggregate: they cannot be regrouped after a union
+                    for c in input.schema().columns() {
+                        if let Some((def, _)) = trace_column(&c, input) {
+                            if let Some(name) = carried_time(&def).and(marker_name(&def)) {
+                                return Err(SqlError::not_supported(format!(
+                                    "{name} table function rows inside a UNION ALL"
+                                ))
+                                .with_hint("UNION ALL the tables first, then apply the window to the union"));
+                            }
+                        }
+                    }
                     let Some(source) = branch.source else {
                         return Err(SqlError::not_supported("a UNION ALL input without a table"));
                     };
@@ -633,7 +660,9 @@ impl PipelineBuilder<'_> {
     /// The state TTL of keyed operators over the source.
     fn state_ttl(&self) -> Option<StateTtl> {
         self.source.as_ref().and_then(|s| {
-            state_ttl(&s.table, self.settings).map(|nanos| StateTtl { nanos, event_time: s.table.watermark.is_some() })
+            let event_time =
+                s.table.watermark.is_some() && self.union.iter().all(|u| u.source.table.watermark.is_some());
+            state_ttl(&s.table, self.settings).map(|nanos| StateTtl { nanos, event_time })
         })
     }
 
