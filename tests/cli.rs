@@ -45,6 +45,12 @@ fn workdir(sql: &str) -> tempfile::TempDir {
     dir
 }
 
+/// Start `command` with stdin, stdout and stderr piped.
+fn spawn_piped(command: &mut Command) -> std::process::Child {
+    use std::process::Stdio;
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawns")
+}
+
 fn run_in(dir: &Path, args: &[&str]) -> Output {
     weir().current_dir(dir).args(args).output().expect("weir runs")
 }
@@ -334,13 +340,7 @@ fn stdin_connector_reads_piped_rows() {
         "CREATE TABLE s (sensor VARCHAR, bytes BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
                WITH (connector = 'stdin', format = 'csv');
                SELECT sensor, COUNT(*) AS n, SUM(bytes) AS b FROM s GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), sensor;";
-    let mut child = weir()
-        .args(["run", "-e", sql, "--format", "csv"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawns");
+    let mut child = spawn_piped(weir().args(["run", "-e", sql, "--format", "csv"]));
     let mut input = child.stdin.take().expect("stdin");
     input
         .write_all(b"sensor,bytes,ts\na,1,2024-01-01 00:00:01\nb,2,2024-01-01 00:00:02\na,3,2024-01-01 00:00:12\n")
@@ -366,14 +366,7 @@ fn an_idle_input_stops_holding_back_the_watermark_of_a_union() {
          FROM (SELECT sensor, ts FROM events UNION ALL SELECT sensor, ts FROM live)
          GROUP BY TUMBLE(ts, INTERVAL '10' SECOND);",
     );
-    let mut child = weir()
-        .current_dir(dir.path())
-        .args(["run", "q.sql", "--format", "csv"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawns");
+    let mut child = spawn_piped(weir().current_dir(dir.path()).args(["run", "q.sql", "--format", "csv"]));
     let mut input = child.stdin.take().expect("stdin");
     // the header only: the source opens, then sends nothing
     std::io::Write::write_all(&mut input, b"sensor,ts\n").expect("write");

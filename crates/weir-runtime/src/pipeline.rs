@@ -333,7 +333,7 @@ impl Merge {
             match m {
                 Message::Data(mut b) => {
                     self.watermarks.active(i, now);
-                    let cap = self.watermarks.cap_for(i, now);
+                    let cap = self.watermarks.cap_for(i);
                     if cap < Nanos::MAX {
                         if let Some(w) = &b.row_watermarks {
                             b.row_watermarks = Some(Arc::new(w.unary(|v| v.min(cap))));
@@ -347,7 +347,7 @@ impl Merge {
                 }
                 Message::Dropped(d) => out.push(Message::Dropped(d)),
                 Message::EndOfStream => {
-                    let advanced = self.watermarks.end(i, now);
+                    let advanced = self.watermarks.end(i);
                     out.extend(self.watermark(advanced));
                     if self.watermarks.all_ended() {
                         out.push(Message::EndOfStream);
@@ -359,8 +359,8 @@ impl Merge {
     }
 
     /// Check idleness: a watermark message if the merged watermark advanced.
-    fn tick(&mut self, now: Instant) -> Option<Message> {
-        let advanced = self.watermarks.advance(now);
+    fn tick(&mut self) -> Option<Message> {
+        let advanced = self.watermarks.advance();
         self.watermark(advanced)
     }
 
@@ -452,7 +452,7 @@ impl Pipeline {
                     }
                 }
             }
-            if let Some(w) = self.merge.tick(Instant::now()) {
+            if let Some(w) = self.merge.tick() {
                 self.chain.push(w)?;
             }
         }
@@ -535,7 +535,7 @@ impl Pipeline {
                     None => {
                         empty_turns += 1;
                         merge.watermarks.mark_idle(i, now);
-                        merge.tick(now).into_iter().collect()
+                        merge.tick().into_iter().collect()
                     }
                 };
                 for m in messages {

@@ -55,7 +55,7 @@ impl WatermarkMerge {
         self.merged
     }
 
-    fn idle(&self, i: usize, _now: Instant) -> bool {
+    fn idle(&self, i: usize) -> bool {
         let s = &self.inputs[i];
         !s.ended && s.idle
     }
@@ -86,11 +86,11 @@ impl WatermarkMerge {
             s.last_active = now;
             s.idle = false;
         }
-        self.advance(now)
+        self.advance()
     }
 
     /// Input `i` has ended.
-    pub fn end(&mut self, i: usize, now: Instant) -> Option<Nanos> {
+    pub fn end(&mut self, i: usize) -> Option<Nanos> {
         if let Some(s) = self.inputs.get_mut(i) {
             s.ended = true;
             // an input without a watermark holds none back once it has ended (one with a
@@ -102,7 +102,7 @@ impl WatermarkMerge {
         if self.all_ended() {
             return None;
         }
-        self.advance(now)
+        self.advance()
     }
 
     /// Whether every input has ended.
@@ -110,9 +110,9 @@ impl WatermarkMerge {
         self.inputs.iter().all(|s| s.ended)
     }
 
-    /// Re-evaluate which inputs are idle; returns the merged watermark if it advanced.
-    pub fn advance(&mut self, now: Instant) -> Option<Nanos> {
-        let holding = (0..self.inputs.len()).filter(|i| !self.idle(*i, now)).map(|i| self.inputs[i].watermark).min()?;
+    /// Re-evaluate with the inputs now idle left out; returns the merged watermark if it advanced.
+    pub fn advance(&mut self) -> Option<Nanos> {
+        let holding = (0..self.inputs.len()).filter(|i| !self.idle(*i)).map(|i| self.inputs[i].watermark).min()?;
         if holding > self.merged {
             self.merged = holding;
             Some(holding)
@@ -124,9 +124,9 @@ impl WatermarkMerge {
     /// The highest watermark a row of input `i` may be judged against: the minimum of the
     /// other inputs that hold the watermark back (`i64::MAX` if none does), but never below
     /// the merged watermark.
-    pub fn cap_for(&self, i: usize, now: Instant) -> Nanos {
+    pub fn cap_for(&self, i: usize) -> Nanos {
         let others = (0..self.inputs.len())
-            .filter(|j| *j != i && !self.idle(*j, now))
+            .filter(|j| *j != i && !self.idle(*j))
             .map(|j| self.inputs[j].watermark)
             .min()
             .unwrap_or(Nanos::MAX);
@@ -156,17 +156,17 @@ mod tests {
         let t0 = Instant::now();
         let mut m = WatermarkMerge::new(&[None, None], t0);
         assert_eq!(m.watermark(0, 100, t0), None, "input 1 has no watermark yet");
-        assert_eq!(m.cap_for(1, t0), 100);
-        assert_eq!(m.cap_for(0, t0), NO_WATERMARK);
+        assert_eq!(m.cap_for(1), 100);
+        assert_eq!(m.cap_for(0), NO_WATERMARK);
         assert_eq!(m.watermark(1, 40, t0), Some(40));
         assert_eq!(m.watermark(1, 70, t0), Some(70));
         assert_eq!(m.watermark(1, 60, t0), None, "an input's watermark does not go back");
         assert_eq!(m.watermark(1, 200, t0), Some(100));
         assert!(!m.all_ended());
         assert_eq!(m.watermark(0, Nanos::MAX, t0), Some(200));
-        assert_eq!(m.end(0, t0), None);
+        assert_eq!(m.end(0), None);
         assert_eq!(m.watermark(1, Nanos::MAX, t0), Some(Nanos::MAX));
-        assert_eq!(m.end(1, t0), None);
+        assert_eq!(m.end(1), None);
         assert!(m.all_ended());
     }
 
@@ -177,21 +177,21 @@ mod tests {
         let mut m = WatermarkMerge::new(&[None, Some(5 * second)], t0);
         assert_eq!(m.watermark(0, 100, t0 + second), None, "input 1 has seen nothing, but is not idle yet");
         m.mark_idle(1, t0 + 4 * second);
-        assert_eq!(m.advance(t0 + 4 * second), None, "silent for 4 s only");
-        assert_eq!(m.advance(t0 + 5 * second), None, "not waited for: not idle, however long");
+        assert_eq!(m.advance(), None, "silent for 4 s only");
+        assert_eq!(m.advance(), None, "not waited for: not idle, however long");
         m.mark_idle(1, t0 + 5 * second);
-        assert_eq!(m.advance(t0 + 5 * second), Some(100), "idle after 5 s: left out");
-        assert_eq!(m.cap_for(0, t0 + 5 * second), Nanos::MAX, "nothing else holds input 0's rows back");
+        assert_eq!(m.advance(), Some(100), "idle after 5 s: left out");
+        assert_eq!(m.cap_for(0), Nanos::MAX, "nothing else holds input 0's rows back");
         // it comes back with older rows: the merged watermark stays, its rows are judged by it
         m.active(1, t0 + 6 * second);
         assert_eq!(m.watermark(1, 30, t0 + 6 * second), None);
         assert_eq!(m.current(), 100);
-        assert_eq!(m.cap_for(0, t0 + 6 * second), 100);
+        assert_eq!(m.cap_for(0), 100);
         assert_eq!(m.watermark(0, 150, t0 + 6 * second), None, "input 1 holds it at 30 again");
         assert_eq!(m.watermark(1, 120, t0 + 7 * second), Some(120));
         // every input idle: nothing moves
         let mut all = WatermarkMerge::new(&[Some(second)], t0);
         all.mark_idle(0, t0 + 2 * second);
-        assert_eq!(all.advance(t0 + 2 * second), None);
+        assert_eq!(all.advance(), None);
     }
 }

@@ -348,26 +348,17 @@ impl WindowAggregateOp {
         Ok(partial)
     }
 
+    /// Evaluate a window for its one emission (not in changelog mode): a window that is one
+    /// slice takes the slice's state; others merge their slices' frozen partials.
     fn fire(&mut self, start: Nanos, end: Nanos) -> Result<RecordBatch> {
-        let partial = if self.assigner.single_slice_windows() && self.changes.is_none() {
+        let partial = if self.assigner.single_slice_windows() {
             match self.slices.remove(&start) {
                 Some(Slice { live: Some(p), frozen }) if frozen.is_empty() => p,
                 Some(slice) => self.merged(std::iter::once(slice))?,
                 None => self.aggregates.partial()?,
             }
         } else {
-            for slice in self.slices.range_mut(start..end).map(|(_, s)| s) {
-                if let Some(live) = slice.live.take() {
-                    slice.frozen.push(live.freeze()?);
-                }
-            }
-            let mut partial = self.aggregates.partial()?;
-            for slice in self.slices.range(start..end).map(|(_, s)| s) {
-                for f in &slice.frozen {
-                    partial.merge(f, &mut self.group_ids)?;
-                }
-            }
-            partial
+            self.window_partial(start, end)?
         };
         self.emit(start, end, partial)
     }

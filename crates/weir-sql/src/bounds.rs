@@ -289,6 +289,15 @@ pub(crate) fn trace_column<'a>(c: &Column, plan: &'a LogicalPlan) -> Option<(Exp
     }
 }
 
+/// If an output column of `plan` is a window column of HOP/CUMULATE/SESSION table-function
+/// rows not yet aggregated (it still carries the row's event time), the function's name.
+pub(crate) fn window_rows(plan: &LogicalPlan) -> Option<&'static str> {
+    plan.schema().columns().iter().find_map(|c| {
+        let (def, _) = trace_column(c, plan)?;
+        carried_time(&def).and(marker_name(&def))
+    })
+}
+
 /// If `e` is a column of a UNION ALL (through projections and filters), the source column
 /// behind it in each input; `None` if one of them is computed.
 pub(crate) fn union_source_columns(e: &Expr, plan: &LogicalPlan) -> Option<Vec<(String, String)>> {

@@ -43,6 +43,7 @@ mod provider;
 mod rank;
 mod rewrite;
 mod tvf;
+mod union;
 pub mod window_fn;
 
 pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};

@@ -25,9 +25,8 @@ use datafusion_sql::sqlparser::ast::{
 use datafusion_sql::sqlparser::tokenizer::Location;
 
 use crate::bounds::{
-    carried_time, check_session_partition, groups_by_window, inner_window_column, marker_name,
-    refuse_unwindowed_tvf_aggregates, refuse_window_markers, resolve_window_bound, source_column, trace_column,
-    union_source_columns, MILLI,
+    carried_time, check_session_partition, groups_by_window, inner_window_column, refuse_unwindowed_tvf_aggregates,
+    refuse_window_markers, resolve_window_bound, source_column, union_source_columns, window_rows, MILLI,
 };
 use crate::catalog::{schema_of, Catalog, TableDef, WatermarkDef};
 use crate::error::{Result, SqlError};
@@ -217,15 +216,7 @@ impl Planner {
             vec![Arc::new(SimplifyExpressions::new()), Arc::new(OptimizeProjections::new())];
         let plan =
             Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {}).map_err(SqlError::from)?;
-        let mut builder = PipelineBuilder {
-            catalog: &self.catalog,
-            settings: &self.settings,
-            rank_limit: None,
-            source: None,
-            source_ops: Vec::new(),
-            union: Vec::new(),
-            ops: Vec::new(),
-        };
+        let mut builder = PipelineBuilder::new(&self.catalog, &self.settings);
         builder.convert(&plan).map_err(|e| e.at(location))?;
         let (source_ops, union) = (builder.source_ops, builder.union);
         let Some(source) = builder.source else {
@@ -233,17 +224,11 @@ impl Planner {
                 .at(location)
                 .with_hint("streaming queries read from a table declared with CREATE TABLE"));
         };
-        for c in plan.schema().columns() {
-            if let Some((def, _)) = trace_column(&c, &plan) {
-                if let Some(name) = carried_time(&def).and(marker_name(&def)) {
-                    return Err(SqlError::not_supported(format!("{} rows without an aggregate", name))
-                        .at(location)
-                        .with_hint(
-                        "a row belongs to several HOP/CUMULATE windows, and a session is known only once it closes; \
-                         aggregate them: … GROUP BY window_start, window_end, …",
-                    ));
-                }
-            }
+        if let Some(name) = window_rows(&plan) {
+            return Err(SqlError::not_supported(format!("{} rows without an aggregate", name)).at(location).with_hint(
+                "a row belongs to several HOP/CUMULATE windows, and a session is known only once it closes; \
+                 aggregate them: … GROUP BY window_start, window_end, …",
+            ));
         }
         let mut ops = builder.ops;
         let updating = ops.iter().any(StreamOp::emits_changelog);
@@ -434,39 +419,38 @@ fn sink_projection(def: &TableDef, input: &Arc<DFSchema>) -> Result<Option<Strea
     Ok(Some(StreamOp::Project { exprs, input_schema: Arc::clone(input), output_schema: Arc::new(output) }))
 }
 
-struct PipelineBuilder<'a> {
-    catalog: &'a Catalog,
-    settings: &'a BTreeMap<String, String>,
+/// Turns a logical plan into pipeline operators, bottom up.
+pub(crate) struct PipelineBuilder<'a> {
+    pub(crate) catalog: &'a Catalog,
+    pub(crate) settings: &'a BTreeMap<String, String>,
     /// The bound a filter puts on a row number computed below it, and the schema of the window
     /// node computing it.
     rank_limit: Option<(usize, DFSchemaRef)>,
-    source: Option<SourceNode>,
+    pub(crate) source: Option<SourceNode>,
     /// With `union`: the operators of the first input, before the merge.
-    source_ops: Vec<StreamOp>,
+    pub(crate) source_ops: Vec<StreamOp>,
     /// The other inputs of a `UNION ALL`.
-    union: Vec<PlanInput>,
-    ops: Vec<StreamOp>,
+    pub(crate) union: Vec<PlanInput>,
+    pub(crate) ops: Vec<StreamOp>,
 }
 
-/// A projection giving the rows of a UNION ALL input the union's column names, unless they
-/// have them already.
-fn rename(ops: &[StreamOp], source: &Option<SourceNode>, union: &DFSchemaRef) -> Option<StreamOp> {
-    let input = match (ops.last(), source) {
-        (Some(op), _) => Arc::clone(op.output_schema()),
-        (None, Some(s)) => Arc::clone(&s.output_schema),
-        (None, None) => Arc::clone(union),
-    };
-    let names =
-        |s: &DFSchemaRef| s.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>();
-    if names(&input) == names(union) {
-        return None;
+impl<'a> PipelineBuilder<'a> {
+    /// An empty builder.
+    pub(crate) fn new(catalog: &'a Catalog, settings: &'a BTreeMap<String, String>) -> Self {
+        Self {
+            catalog,
+            settings,
+            rank_limit: None,
+            source: None,
+            source_ops: Vec::new(),
+            union: Vec::new(),
+            ops: Vec::new(),
+        }
     }
-    let exprs = input.columns().into_iter().zip(union.fields()).map(|(c, f)| Expr::Column(c).alias(f.name())).collect();
-    Some(StreamOp::Project { exprs, input_schema: input, output_schema: Arc::clone(union) })
 }
 
 impl PipelineBuilder<'_> {
-    fn convert(&mut self, plan: &LogicalPlan) -> Result<()> {
+    pub(crate) fn convert(&mut self, plan: &LogicalPlan) -> Result<()> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 if self.source.is_some() {
@@ -540,77 +524,7 @@ impl PipelineBuilder<'_> {
                 .with_hint("results of a windowed aggregate come out in window order already")),
             LogicalPlan::Limit(_) => Err(SqlError::not_supported("LIMIT on a streaming query")),
             LogicalPlan::Join(_) => Err(SqlError::not_supported("joins")),
-            LogicalPlan::Union(u) => {
-                if self.source.is_some() {
-                    return Err(SqlError::not_supported("queries over several tables (joins, UNION inside a join)"));
-                }
-                let mut inputs = Vec::with_capacity(u.inputs.len());
-                for input in &u.inputs {
-                    let mut branch = PipelineBuilder {
-                        catalog: self.catalog,
-                        settings: self.settings,
-                        rank_limit: None,
-                        source: None,
-                        source_ops: Vec::new(),
-                        union: Vec::new(),
-                        ops: Vec::new(),
-                    };
-                    branch.convert(input)?;
-                    // window table function rows carry the event time in their window columns
-                    // until an aggregate: they cannot be regrouped after a union
-                    for c in input.schema().columns() {
-                        if let Some((def, _)) = trace_column(&c, input) {
-                            if let Some(name) = carried_time(&def).and(marker_name(&def)) {
-                                return Err(SqlError::not_supported(format!(
-                                    "{name} table function rows inside a UNION ALL"
-                                ))
-                                .with_hint("UNION ALL the tables first, then apply the window to the union"));
-                            }
-                        }
-                    }
-                    let Some(source) = branch.source else {
-                        return Err(SqlError::not_supported("a UNION ALL input without a table"));
-                    };
-                    if !branch.union.is_empty() {
-                        // a nested UNION ALL: its inputs join this one's
-                        inputs.push(PlanInput { source, ops: branch.source_ops });
-                        inputs.extend(branch.union);
-                        if branch.ops.is_empty() {
-                            continue;
-                        }
-                        return Err(SqlError::not_supported("operators between two UNION ALLs"));
-                    }
-                    if let Some(op) =
-                        branch.ops.iter().find(|op| !matches!(op, StreamOp::Filter { .. } | StreamOp::Project { .. }))
-                    {
-                        return Err(SqlError::not_supported(format!(
-                            "a {} inside a UNION ALL input",
-                            match op {
-                                StreamOp::WindowAggregate(_) => "windowed aggregate",
-                                StreamOp::UpdatingAggregate(_) => "GROUP BY",
-                                _ => "ROW_NUMBER()",
-                            }
-                        ))
-                        .with_hint("UNION ALL the rows first, then aggregate or rank the union"));
-                    }
-                    inputs.push(PlanInput { source, ops: branch.ops });
-                }
-                let mut inputs = inputs.into_iter();
-                let Some(first) = inputs.next() else {
-                    return Err(SqlError::not_supported("an empty UNION"));
-                };
-                // the union's schema names the columns; each input's last projection has its own
-                let mut union: Vec<PlanInput> = inputs.collect();
-                self.source = Some(first.source);
-                self.source_ops = first.ops;
-                self.source_ops.extend(rename(&self.source_ops, &self.source, &u.schema));
-                for input in &mut union {
-                    let op = rename(&input.ops, &Some(input.source.clone()), &u.schema);
-                    input.ops.extend(op);
-                }
-                self.union = union;
-                Ok(())
-            }
+            LogicalPlan::Union(u) => self.convert_union(u),
             LogicalPlan::Distinct(_) => Err(SqlError::not_supported("SELECT DISTINCT on a stream")),
             LogicalPlan::Window(w) => {
                 // the bound of a filter above applies to the window that computes its column only
