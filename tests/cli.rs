@@ -51,6 +51,21 @@ fn spawn_piped(command: &mut Command) -> std::process::Child {
     command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawns")
 }
 
+/// The lines `child` prints on stdout, as they come.
+fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 fn run_in(dir: &Path, args: &[&str]) -> Output {
     weir().current_dir(dir).args(args).output().expect("weir runs")
 }
@@ -353,7 +368,6 @@ fn stdin_connector_reads_piped_rows() {
 
 #[test]
 fn an_idle_input_stops_holding_back_the_watermark_of_a_union() {
-    use std::io::BufRead as _;
     // stdin stays open and silent: without its 'idle_timeout' no window of the union could
     // close until it ends; with it, every window of the file fires while stdin is still open
     let dir = workdir(
@@ -370,15 +384,7 @@ fn an_idle_input_stops_holding_back_the_watermark_of_a_union() {
     let mut input = child.stdin.take().expect("stdin");
     // the header only: the source opens, then sends nothing
     std::io::Write::write_all(&mut input, b"sensor,ts\n").expect("write");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let mut lines = Vec::new();
     while lines.len() < 5 {
         match rx.recv_timeout(std::time::Duration::from_secs(30)) {
@@ -395,4 +401,93 @@ fn an_idle_input_stops_holding_back_the_watermark_of_a_union() {
         ["w,n", "2024-01-01T00:00:00,6", "2024-01-01T00:00:10,6", "2024-01-01T00:00:20,2", "2024-01-01T00:00:30,2"],
         "windows must fire while stdin is still open"
     );
+}
+
+/// Milliseconds since the epoch.
+fn wall_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+#[test]
+fn processing_time_windows_close_on_the_wall_clock() {
+    use std::io::Write;
+    // stdin stays open: a window can only close because the clock passed its end
+    let dir = workdir(
+        "CREATE TABLE live (k VARCHAR, v BIGINT, p AS PROCTIME()) WITH (connector = 'stdin', format = 'csv');
+         SELECT k, TUMBLE_START(p, INTERVAL '1' SECOND) AS w, SUM(v) AS total
+         FROM live GROUP BY TUMBLE(p, INTERVAL '1' SECOND), k;",
+    );
+    let mut child =
+        spawn_piped(weir().current_dir(dir.path()).args(["run", "q.sql", "--format", "csv", "--set", "batch.size=1"]));
+    let mut input = child.stdin.take().expect("stdin");
+    let rx = stdout_lines(&mut child);
+    let wait = std::time::Duration::from_secs(30);
+    // (key, window start in ms, total) of the rows printed, until `want` is reached per key
+    let mut seen: Vec<(String, i64, i64)> = Vec::new();
+    let read_until = |want: &[(&str, i64)], seen: &mut Vec<(String, i64, i64)>| {
+        let total =
+            |seen: &Vec<(String, i64, i64)>, k: &str| seen.iter().filter(|r| r.0 == k).map(|r| r.2).sum::<i64>();
+        while want.iter().any(|(k, n)| total(seen, k) < *n) {
+            let line = rx.recv_timeout(wait).expect("a window closes on the wall clock while stdin is still open");
+            if line == "k,w,total" {
+                continue;
+            }
+            let f: Vec<&str> = line.split(',').collect();
+            let start = chrono_free_millis(f[1]);
+            seen.push((f[0].to_string(), start, f[2].parse().expect("a total")));
+        }
+    };
+    let t0 = wall_millis();
+    input.write_all(b"k,v\na,1\na,2\nb,5\n").expect("write");
+    input.flush().expect("flush");
+    read_until(&[("a", 3), ("b", 5)], &mut seen);
+    let t1 = wall_millis();
+    input.write_all(b"a,10\n").expect("write");
+    input.flush().expect("flush");
+    read_until(&[("a", 13), ("b", 5)], &mut seen);
+    let t2 = wall_millis();
+    drop(input);
+    let status = child.wait().expect("waits");
+    assert!(status.success());
+    // windows are one second of the wall clock, aligned, and hold rows read during the run
+    for (k, start, _) in &seen {
+        assert_eq!(start % 1000, 0, "{seen:?}");
+        assert!(*start >= t0 - t0 % 1000 && *start <= t2, "{k}: window {start} outside {t0}..{t2}");
+    }
+    let last = seen.last().expect("rows");
+    assert_eq!((last.0.as_str(), last.2), ("a", 10), "{seen:?}");
+    assert!(last.1 >= t1 - t1 % 1000, "the second write is in a later window: {seen:?}");
+}
+
+/// `2026-01-02T03:04:05.678` as milliseconds since the epoch (UTC).
+fn chrono_free_millis(text: &str) -> i64 {
+    let (date, time) = text.split_once('T').expect("a timestamp");
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().expect("date")).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|x| x.parse().expect("time")).collect();
+    // days from civil (Howard Hinnant's algorithm)
+    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    let ms: i64 = format!("{frac:0<3}")[..3].parse().expect("millis");
+    ((days * 24 + t[0]) * 60 + t[1]) * 60_000 + t[2] * 1000 + ms
+}
+
+#[test]
+fn dropped_rows_of_a_table_with_a_processing_time_column_are_the_rows_read() {
+    let dir = workdir(
+        "CREATE TABLE events (sensor VARCHAR, site VARCHAR, reading DOUBLE, bytes BIGINT, p AS PROCTIME(), ts TIMESTAMP(3),
+                              WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH (connector = 'file', path = 'events.csv', format = 'csv', 'late_rows' = 'late');
+         CREATE TABLE late WITH (connector = 'file', path = 'late.csv', format = 'csv');
+         SELECT sensor, COUNT(*) AS n FROM events GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), sensor;",
+    );
+    let out = run_in(dir.path(), &["run", "q.sql", "--format", "csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let late = std::fs::read_to_string(dir.path().join("late.csv")).expect("late rows written");
+    let mut lines = late.lines();
+    assert_eq!(lines.next(), Some("sensor,site,reading,bytes,ts,reason"));
+    assert!(lines.next().is_some_and(|l| l.starts_with("s")), "{late}");
 }

@@ -4,7 +4,7 @@
 //! message vocabulary ([`Message`]: data, watermarks, end of stream), the [`Operator`] trait
 //! and the operators (one per file: [`FilterOp`], [`ProjectOp`], [`WindowAggregateOp`] for TUMBLE/HOP/CUMULATE,
 //! [`SessionAggregateOp`], [`UpdatingAggregateOp`] for changelogs, [`WindowTopNOp`],
-//! [`DeduplicateOp`]), the changelog row kinds
+//! [`DeduplicateOp`], [`ProcTimeOp`] for the `PROCTIME()` column), the changelog row kinds
 //! ([`RowKind`]),
 //! window assignment through slices ([`Assigner`]), partial aggregates that
 //! can be frozen and merged ([`Partial`]), watermark generation at sources ([`WatermarkGenerator`]), the watermark of a `UNION ALL`'s
@@ -25,6 +25,7 @@ mod message;
 mod metrics;
 mod operator;
 mod pipeline;
+mod proc_time;
 mod project;
 mod rank_rows;
 mod retract_min_max;
@@ -49,6 +50,7 @@ pub use pipeline::{
     build_operators, build_ops, input_columns, late_rows_schema, relaxed, sink_schema, source_columns, Pipeline,
     SourceColumns,
 };
+pub use proc_time::{ProcTimeOp, ProcessingClock};
 pub use project::ProjectOp;
 pub use rank_rows::{EncodedBatch, RankRows};
 pub use retract_min_max::RetractMinMax;

@@ -37,6 +37,7 @@ use crate::filter::FilterOp;
 use crate::message::{DroppedRows, Message, Nanos, StreamBatch};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
+use crate::proc_time::{ProcTimeOp, ProcessingClock};
 use crate::project::ProjectOp;
 use crate::rank_rows::RankRows;
 use crate::session_aggregate::SessionAggregateOp;
@@ -49,12 +50,16 @@ use crate::window_top_n::WindowTopNOp;
 /// Which columns of a table a pipeline's source must read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceColumns {
-    /// Indices into the table's declared columns, in the order the connector must produce them.
+    /// Indices into the table's declared columns, in the order the connector must produce them
+    /// (never the processing-time column: it is not read).
     pub columns: Vec<usize>,
-    /// Position (in `columns`) of the event-time column, and the watermark delay.
+    /// Position (in `columns`) of the event-time column, and the watermark delay; `None` when
+    /// the pipeline's watermark is the wall clock.
     pub watermark: Option<(usize, i64)>,
     /// Positions (in `columns`) passed on to the first operator; `None` = all.
     pub output: Option<Vec<usize>>,
+    /// Where the processing-time column goes among the columns passed on, if the query uses it.
+    pub proctime: Option<usize>,
 }
 
 /// The columns the source of `plan` must read: those the query uses plus the event-time column
@@ -68,15 +73,19 @@ pub fn source_columns(plan: &StreamPlan) -> Result<SourceColumns> {
 pub fn input_columns(source: &SourceNode, whole_rows: bool) -> Result<SourceColumns> {
     let table = &source.table;
     let schema = table.require_schema().map_err(|e| RuntimeError::Internal(e.to_string()))?;
-    let needed: Vec<usize> = match &source.projection {
+    let all = 0..schema.fields().len();
+    let wanted: Vec<usize> = match &source.projection {
         Some(p) => p.clone(),
-        None => (0..schema.fields().len()).collect(),
+        None => all.clone().collect(),
     };
+    // the processing-time column is filled in after reading, not read
+    let proctime_index = table.proctime_index();
+    let proctime = proctime_index.and_then(|p| wanted.iter().position(|c| *c == p));
+    let needed: Vec<usize> = wanted.into_iter().filter(|c| Some(*c) != proctime_index).collect();
     // dropped rows go to their side output whole: read every column, pass on the needed ones
-    let mut columns = if whole_rows { (0..schema.fields().len()).collect() } else { needed.clone() };
+    let mut columns = if whole_rows { all.filter(|c| Some(*c) != proctime_index).collect() } else { needed.clone() };
     let watermark = match &table.watermark {
-        None => None,
-        Some(w) => {
+        Some(w) if !source.processing_time => {
             let idx = schema
                 .index_of(&w.column)
                 .map_err(|_| RuntimeError::Internal(format!("watermark column {} missing", w.column)))?;
@@ -89,13 +98,14 @@ pub fn input_columns(source: &SourceNode, whole_rows: bool) -> Result<SourceColu
             };
             Some((pos, w.delay_nanos))
         }
+        _ => None,
     };
     let output = if whole_rows {
-        (columns != needed).then_some(needed)
+        (columns != needed).then(|| needed.iter().filter_map(|n| columns.iter().position(|c| c == n)).collect())
     } else {
         (columns.len() != needed.len()).then(|| (0..needed.len()).collect())
     };
-    Ok(SourceColumns { columns, watermark, output })
+    Ok(SourceColumns { columns, watermark, output, proctime })
 }
 
 /// A schema with every field nullable: batches inside the pipeline are checked against the
@@ -227,7 +237,7 @@ pub fn sink_schema(plan: &StreamPlan) -> SchemaRef {
 /// The schema of the rows a plan's `'late_rows'` sink receives: the source table's columns and
 /// `reason`.
 pub fn late_rows_schema(plan: &StreamPlan) -> Result<SchemaRef> {
-    let table = plan.source.table.require_schema().map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    let table = plan.source.table.physical_schema().map_err(|e| RuntimeError::Internal(e.to_string()))?;
     let mut fields: Vec<Field> = relaxed(&table).fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new("reason", DataType::Utf8, false));
     Ok(Arc::new(Schema::new(fields)))
@@ -378,6 +388,8 @@ pub struct Pipeline {
     drivers: Vec<SourceDriver>,
     merge: Merge,
     chain: Chain,
+    /// Set when the watermark is the wall clock: sent on a timer while no rows arrive.
+    clock: Option<Arc<ProcessingClock>>,
 }
 
 impl Pipeline {
@@ -398,6 +410,7 @@ impl Pipeline {
             )));
         }
         let many = inputs.len() > 1;
+        let clock = Arc::new(ProcessingClock::new());
         let (mut drivers, mut ops, mut idle) = (Vec::new(), Vec::new(), Vec::new());
         for ((node, input_ops), source) in inputs.into_iter().zip(sources) {
             let cols = input_columns(node, plan.late_rows.is_some())?;
@@ -405,15 +418,25 @@ impl Pipeline {
             if many {
                 driver = driver.without_watermark_metric();
             }
+            if node.processing_time {
+                driver = driver.with_final_watermark();
+            }
             drivers.push(driver);
-            ops.push(build_ops(input_ops, &metrics)?);
+            let mut chain = build_ops(input_ops, &metrics)?;
+            if let Some(position) = cols.proctime {
+                let schema = relaxed(node.output_schema.as_arrow());
+                let stamp = ProcTimeOp::new(position, schema, Arc::clone(&clock), node.processing_time);
+                chain.insert(0, Box::new(stamp));
+            }
+            ops.push(chain);
             idle.push(weir_sql::options::idle_timeout(&node.table).map(|n| Duration::from_nanos(n.max(0) as u64)));
         }
         let merge =
             Merge { ops, watermarks: WatermarkMerge::new(&idle, Instant::now()), metrics: Arc::clone(&metrics) };
         let ops = build_operators(plan, &metrics)?;
         let changelog = plan.is_updating().then(|| sink_schema(plan));
-        Ok(Self { drivers, merge, chain: Chain { ops, sink, metrics, changelog, late_rows: None } })
+        let clock = plan.source.processing_time.then_some(clock);
+        Ok(Self { drivers, merge, chain: Chain { ops, sink, metrics, changelog, late_rows: None }, clock })
     }
 
     /// Route rows the operators drop (late, or without an event time) to `sink`, unchanged and
@@ -495,7 +518,7 @@ impl Pipeline {
                 }
             }));
         }
-        let (mut chain, mut merge) = (self.chain, self.merge);
+        let (mut chain, mut merge, clock) = (self.chain, self.merge, self.clock);
         let consumer = tokio::task::spawn_blocking(move || -> Result<()> {
             use std::sync::mpsc::RecvTimeoutError;
             let n = receivers.len();
@@ -507,22 +530,28 @@ impl Pipeline {
                     continue;
                 }
                 let (timeout, quiet) = merge.watermarks.idleness(i, Instant::now());
-                let received = match timeout {
+                let mut wait = timeout.map(|t| {
+                    let wait = t.saturating_sub(quiet);
+                    if empty_turns >= n {
+                        wait.max(Duration::from_millis(10))
+                    } else {
+                        wait
+                    }
+                });
+                if clock.is_some() {
+                    // the wall clock is the watermark: wake up to send it
+                    wait = Some(wait.map_or(ProcessingClock::TICK, |w| w.min(ProcessingClock::TICK)));
+                }
+                let received = match wait {
                     None => match receivers[i].recv() {
                         Ok(m) => Some(m),
                         Err(_) => break,
                     },
-                    Some(t) => {
-                        let mut wait = t.saturating_sub(quiet);
-                        if empty_turns >= n {
-                            wait = wait.max(Duration::from_millis(10));
-                        }
-                        match receivers[i].recv_timeout(wait) {
-                            Ok(m) => Some(m),
-                            Err(RecvTimeoutError::Timeout) => None,
-                            Err(RecvTimeoutError::Disconnected) => break,
-                        }
-                    }
+                    Some(wait) => match receivers[i].recv_timeout(wait) {
+                        Ok(m) => Some(m),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    },
                 };
                 let now = Instant::now();
                 let messages = match received {
@@ -535,7 +564,11 @@ impl Pipeline {
                     None => {
                         empty_turns += 1;
                         merge.watermarks.mark_idle(i, now);
-                        merge.tick().into_iter().collect()
+                        let mut messages: Vec<Message> = merge.tick().into_iter().collect();
+                        if let Some(clock) = &clock {
+                            messages.extend(merge.input(i, vec![Message::Watermark(clock.watermark())], now)?);
+                        }
+                        messages
                     }
                 };
                 for m in messages {

@@ -97,6 +97,9 @@ pub struct SourceDriver {
     keep_origin: bool,
     /// Report the watermark in the metrics (off when a merge of several inputs does).
     report_watermark: bool,
+    /// End with `Watermark(MAX)` even without an event-time column (the wall clock drives
+    /// the watermark, and every window still open fires when a bounded input ends).
+    final_watermark: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -115,6 +118,7 @@ impl SourceDriver {
             output_columns,
             keep_origin: false,
             report_watermark: true,
+            final_watermark: false,
             metrics,
         }
     }
@@ -132,11 +136,18 @@ impl SourceDriver {
         self
     }
 
+    /// End with `Watermark(MAX)` even without an event-time column, so that windows over the
+    /// processing-time column fire when a bounded input ends.
+    pub fn with_final_watermark(mut self) -> Self {
+        self.final_watermark = true;
+        self
+    }
+
     /// Read the next batch and turn it into messages. Returns `false` at end of input, after
     /// pushing the final `Watermark(MAX)`.
     pub fn poll(&mut self, out: &mut Vec<Message>) -> Result<bool> {
         let Some(batch) = self.source.next_batch()? else {
-            if self.watermark.is_some() {
+            if self.watermark.is_some() || self.final_watermark {
                 if self.report_watermark {
                     self.metrics.watermark.store(Nanos::MAX, Ordering::Relaxed);
                 }

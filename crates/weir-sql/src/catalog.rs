@@ -29,6 +29,9 @@ pub struct TableDef {
     pub schema: Option<SchemaRef>,
     /// The `WATERMARK FOR` clause, if any.
     pub watermark: Option<WatermarkDef>,
+    /// The processing-time column (`name AS PROCTIME()`), if any: part of the schema, but
+    /// filled with the wall clock as rows arrive rather than read from the input.
+    pub proctime: Option<String>,
     /// The `WITH (…)` options, keys normalised to lower case, in declaration order.
     pub options: BTreeMap<String, String>,
 }
@@ -52,13 +55,33 @@ impl TableDef {
         })
     }
 
+    /// Index of the processing-time column in the declared schema.
+    pub fn proctime_index(&self) -> Option<usize> {
+        let (schema, name) = (self.schema.as_ref()?, self.proctime.as_ref()?);
+        schema.index_of(name).ok()
+    }
+
+    /// The columns read from the input: the declared ones without the processing-time column.
+    pub fn physical_schema(&self) -> Result<SchemaRef> {
+        let schema = self.require_schema()?;
+        Ok(match self.proctime_index() {
+            None => schema,
+            Some(p) => Arc::new(Schema::new(
+                schema.fields().iter().enumerate().filter(|(i, _)| *i != p).map(|(_, f)| f.clone()).collect::<Vec<_>>(),
+            )),
+        })
+    }
+
     /// Column names and types as text, for EXPLAIN.
     pub fn columns_text(&self) -> String {
         match &self.schema {
             Some(s) => s
                 .fields()
                 .iter()
-                .map(|f| format!("{} {}", f.name(), sql_type_name(f.data_type())))
+                .map(|f| match &self.proctime {
+                    Some(p) if p == f.name() => format!("{p} AS PROCTIME()"),
+                    _ => format!("{} {}", f.name(), sql_type_name(f.data_type())),
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             None => "(from the query)".to_string(),

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use datafusion_sql::sqlparser::ast::{DataType as SqlType, Expr as SqlExpr, Ident, ObjectName, Query, Statement};
+use datafusion_sql::sqlparser::ast::{
+    DataType as SqlType, Expr as SqlExpr, FunctionArguments, Ident, ObjectName, Query, Statement, TimezoneInfo,
+};
 use datafusion_sql::sqlparser::dialect::GenericDialect;
 use datafusion_sql::sqlparser::keywords::Keyword;
 use datafusion_sql::sqlparser::parser::Parser;
@@ -24,6 +26,9 @@ pub struct ColumnSpec {
     pub data_type: SqlType,
     /// False for `NOT NULL`.
     pub nullable: bool,
+    /// `name AS PROCTIME()`: a processing-time column, filled with the wall clock as rows
+    /// arrive (its type is `TIMESTAMP(3)`, not read from the input).
+    pub proctime: bool,
     /// Where the column is declared.
     pub location: Location,
 }
@@ -159,6 +164,17 @@ fn parse_one(parser: &mut Parser) -> Result<Stmt> {
     }
 }
 
+/// `PROCTIME()`, the processing-time function of Flink's DDL.
+fn is_proctime_call(expr: &SqlExpr) -> bool {
+    let SqlExpr::Function(f) = expr else { return false };
+    let no_args = match &f.args {
+        FunctionArguments::None => true,
+        FunctionArguments::List(list) => list.args.is_empty(),
+        FunctionArguments::Subquery(_) => false,
+    };
+    no_args && object_name(&f.name) == "proctime"
+}
+
 fn is_word(token: &Token, word: &str) -> bool {
     matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
 }
@@ -200,8 +216,34 @@ fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location)
                 return Err(SqlError::not_supported("table constraints (PRIMARY KEY, CONSTRAINT)").at(t.span.start));
             } else {
                 let ident = parser.parse_identifier()?;
-                if parser.peek_keyword(Keyword::AS) {
-                    return Err(SqlError::not_supported(format!("computed column '{}'", ident.value)).at(t.span.start));
+                if parser.parse_keyword(Keyword::AS) {
+                    let at = parser.peek_token().span.start;
+                    let expr = parser.parse_expr()?;
+                    if !is_proctime_call(&expr) {
+                        return Err(SqlError::not_supported(format!(
+                            "the computed column '{} AS {expr}'",
+                            ident.value
+                        ))
+                        .at(at)
+                        .with_hint(
+                            "the one computed column weir has is a processing-time column: name AS PROCTIME()",
+                        ));
+                    }
+                    columns.push(ColumnSpec {
+                        name: ident_name(&ident),
+                        data_type: SqlType::Timestamp(Some(3), TimezoneInfo::None),
+                        nullable: false,
+                        proctime: true,
+                        location: t.span.start,
+                    });
+                    if parser.consume_token(&Token::Comma) {
+                        if parser.consume_token(&Token::RParen) {
+                            break;
+                        }
+                        continue;
+                    }
+                    parser.expect_token(&Token::RParen)?;
+                    break;
                 }
                 let data_type = parser.parse_data_type()?;
                 let mut nullable = true;
@@ -210,7 +252,13 @@ fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location)
                 } else {
                     let _ = parser.parse_keyword(Keyword::NULL);
                 }
-                columns.push(ColumnSpec { name: ident_name(&ident), data_type, nullable, location: t.span.start });
+                columns.push(ColumnSpec {
+                    name: ident_name(&ident),
+                    data_type,
+                    nullable,
+                    proctime: false,
+                    location: t.span.start,
+                });
             }
             if parser.consume_token(&Token::Comma) {
                 // a trailing comma before ')' is tolerated
@@ -407,6 +455,17 @@ mod tests {
         assert_eq!(ct.options.get("path").map(String::as_str), Some("x.csv"));
         assert!(ct.watermark.is_some());
         assert!(matches!(stmts[1], Stmt::Query(..)));
+    }
+
+    #[test]
+    fn proctime_is_the_one_computed_column() {
+        let stmts = parse_script("CREATE TABLE t (a INT, p AS PROCTIME(), b INT) WITH (connector = 'stdin')").unwrap();
+        let Stmt::CreateTable(ct) = &stmts[0] else { panic!("expected CREATE TABLE") };
+        let kinds: Vec<(&str, bool)> = ct.columns.iter().map(|c| (c.name.as_str(), c.proctime)).collect();
+        assert_eq!(kinds, vec![("a", false), ("p", true), ("b", false)]);
+        let err = parse_script("CREATE TABLE t (a INT, b AS a + 1) WITH (connector = 'stdin')").unwrap_err();
+        assert!(err.to_string().contains("computed column 'b AS a + 1'"), "{err}");
+        assert!(err.hint.as_deref().is_some_and(|h| h.contains("PROCTIME()")), "{err:?}");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct SourceNode {
     pub projection: Option<Vec<usize>>,
     /// Schema of the batches the source hands to the first operator.
     pub output_schema: DFSchemaRef,
+    /// The pipeline's watermark is the wall clock (a window is over the table's `PROCTIME()`
+    /// column), not the table's event-time watermark.
+    pub processing_time: bool,
 }
 
 /// Kind and size of an event-time window. All windows but sessions are aligned to the epoch.
@@ -520,10 +523,13 @@ impl StreamPlan {
         };
         let describe_source = |source: &SourceNode| -> PlanNodeDescription {
             let t = &source.table;
-            let watermark = match &t.watermark {
-                Some(w) if w.delay_nanos == 0 => format!("watermark: {}", w.column),
-                Some(w) => format!("watermark: {} - {}", w.column, format_duration(w.delay_nanos)),
-                None => "no watermark".to_string(),
+            let watermark = match (&t.watermark, &t.proctime) {
+                (_, Some(p)) if source.processing_time => format!("watermark: the wall clock ({p} AS PROCTIME())"),
+                (w, _) => match w {
+                    Some(w) if w.delay_nanos == 0 => format!("watermark: {}", w.column),
+                    Some(w) => format!("watermark: {} - {}", w.column, format_duration(w.delay_nanos)),
+                    None => "no watermark".to_string(),
+                },
             };
             let watermark = match &self.late_rows {
                 Some(l) => format!("{watermark}, dropped rows (with a reason) to table {}", l.name),

@@ -5,6 +5,7 @@
 //! and turns it into a [`StreamPlan`]: it finds the window of each aggregate, checks that the
 //! window's time column carries a watermark, and refuses what cannot run yet with a clear error.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -135,9 +136,21 @@ impl Planner {
 
     fn create_table(&mut self, ct: CreateTable) -> Result<Planned> {
         let mut columns = Vec::with_capacity(ct.columns.len());
+        let mut proctime: Option<String> = None;
         for c in &ct.columns {
             if columns.iter().any(|(n, _, _): &(String, DataType, bool)| n == &c.name) {
                 return Err(SqlError::plan(format!("column '{}' is declared twice", c.name)).at(c.location));
+            }
+            if c.proctime {
+                if let Some(first) = &proctime {
+                    return Err(SqlError::plan(format!(
+                        "table '{}' has two PROCTIME() columns, '{first}' and '{}'",
+                        ct.name, c.name
+                    ))
+                    .at(c.location)
+                    .with_hint("declare one processing-time column"));
+                }
+                proctime = Some(c.name.clone());
             }
             columns.push((c.name.clone(), arrow_type(&c.data_type).map_err(|e| e.at(c.location))?, c.nullable));
         }
@@ -146,6 +159,15 @@ impl Planner {
             Some((ident, expr)) => {
                 let column = if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() };
                 let at = ident.span.start;
+                if proctime.as_ref() == Some(&column) {
+                    return Err(SqlError::plan(format!(
+                        "WATERMARK FOR {column}: '{column}' is a processing-time column, it needs no watermark"
+                    ))
+                    .at(at)
+                    .with_hint(format!(
+                        "windows over {column} close on the wall clock; a WATERMARK FOR clause names an event-time column read from the input"
+                    )));
+                }
                 match columns.iter().find(|(n, _, _)| n == &column) {
                     None => {
                         return Err(SqlError::plan(format!("WATERMARK FOR {column}: no column named '{column}'")).at(at))
@@ -169,7 +191,7 @@ impl Planner {
                 .with_hint("add WITH (connector = 'file', path = '…', format = 'csv')"));
         }
         let schema = if columns.is_empty() { None } else { Some(schema_of(columns)) };
-        let def = TableDef { name: ct.name.clone(), schema, watermark, options: ct.options.clone() };
+        let def = TableDef { name: ct.name.clone(), schema, watermark, proctime, options: ct.options.clone() };
         check_table_options(&def).map_err(|e| e.at(ct.location))?;
         self.catalog.register(def, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;
         Ok(Planned::CreatedTable(ct.name))
@@ -219,11 +241,12 @@ impl Planner {
         let mut builder = PipelineBuilder::new(&self.catalog, &self.settings);
         builder.convert(&plan).map_err(|e| e.at(location))?;
         let (source_ops, union) = (builder.source_ops, builder.union);
-        let Some(source) = builder.source else {
+        let Some(mut source) = builder.source else {
             return Err(SqlError::not_supported("a query without a table in FROM")
                 .at(location)
                 .with_hint("streaming queries read from a table declared with CREATE TABLE"));
         };
+        source.processing_time = builder.processing_time.get();
         if let Some(name) = window_rows(&plan) {
             return Err(SqlError::not_supported(format!("{} rows without an aggregate", name)).at(location).with_hint(
                 "a row belongs to several HOP/CUMULATE windows, and a session is known only once it closes; \
@@ -432,6 +455,9 @@ pub(crate) struct PipelineBuilder<'a> {
     /// The other inputs of a `UNION ALL`.
     pub(crate) union: Vec<PlanInput>,
     pub(crate) ops: Vec<StreamOp>,
+    /// Set when a window is over the source's processing-time column: the pipeline's
+    /// watermark is then the wall clock.
+    pub(crate) processing_time: Cell<bool>,
 }
 
 impl<'a> PipelineBuilder<'a> {
@@ -445,6 +471,7 @@ impl<'a> PipelineBuilder<'a> {
             source_ops: Vec::new(),
             union: Vec::new(),
             ops: Vec::new(),
+            processing_time: Cell::new(false),
         }
     }
 }
@@ -469,6 +496,7 @@ impl PipelineBuilder<'_> {
                     table: table.clone(),
                     projection: scan.projection.clone(),
                     output_schema: Arc::clone(&scan.projected_schema),
+                    processing_time: false,
                 });
                 Ok(())
             }
@@ -682,6 +710,14 @@ impl PipelineBuilder<'_> {
             return Ok(name);
         }
         if let Some(columns) = union_source_columns(time, plan) {
+            if let Some((t, c)) =
+                columns.iter().find(|(t, c)| self.catalog.get(t).is_some_and(|d| d.proctime.as_ref() == Some(c)))
+            {
+                return Err(SqlError::not_supported(format!(
+                    "a window over the processing-time column {t}.{c} of a UNION ALL input"
+                ))
+                .with_hint("window over the inputs' event-time columns, or over one table's PROCTIME() column without UNION ALL"));
+            }
             let names = columns.iter().map(|(t, c)| self.check_source_time(t, c)).collect::<Result<Vec<_>>>()?;
             return Ok(names.join(" | "));
         }
@@ -692,17 +728,22 @@ impl PipelineBuilder<'_> {
         self.check_source_time(&table, &column)
     }
 
-    /// `table.column` must be the table's watermark column.
+    /// `table.column` must be the table's watermark column or its processing-time column.
     fn check_source_time(&self, table: &str, column: &str) -> Result<String> {
         let Some(def) = self.catalog.get(table) else {
             return Err(SqlError::plan(format!("table '{table}' not found")));
         };
+        if def.proctime.as_deref() == Some(column) {
+            self.processing_time.set(true);
+            return Ok(format!("{table}.{column} (processing time)"));
+        }
         match &def.watermark {
             None => Err(SqlError::plan(format!(
                 "a windowed aggregate needs a watermark, but table '{table}' has no WATERMARK FOR clause, so its windows could never close"
             ))
             .with_hint(format!(
-                "declare one in CREATE TABLE {table} (…, WATERMARK FOR {column} AS {column} - INTERVAL '5' SECOND)"
+                "declare one in CREATE TABLE {table} (…, WATERMARK FOR {column} AS {column} - INTERVAL '5' SECOND), \
+                 or window over a processing-time column (…, p AS PROCTIME()) to close windows on the wall clock"
             ))),
             Some(w) if w.column != column => Err(SqlError::plan(format!(
                 "the window is over {table}.{column}, but the watermark of '{table}' is on '{}'",
