@@ -150,7 +150,7 @@ pub fn build_ops(plan_ops: &[StreamOp], metrics: &Arc<Metrics>) -> Result<Vec<Bo
                 let (output, metrics) = (relaxed(w.output_schema.as_arrow()), Arc::clone(metrics));
                 let op: Box<dyn Operator> = match w.window {
                     WindowSpec::Session { .. } => {
-                        Box::new(SessionAggregateOp::new(group_exprs, layout, aggregates, output, metrics)?)
+                        Box::new(SessionAggregateOp::new(group_exprs, layout, aggregates, output, w.emit, metrics)?)
                     }
                     _ => Box::new(WindowAggregateOp::new(group_exprs, layout, aggregates, output, w.emit, metrics)?),
                 };

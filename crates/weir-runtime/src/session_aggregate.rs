@@ -14,11 +14,25 @@
 //!   on Watermark(w): fire sessions with end <= w, in end order, and free them
 //!
 //!   state: open sessions only, HashMap<key bytes, Vec<Session>> + BTreeSet<(end, id)>
+//!
+//!   changelog mode (allowed lateness L > 0, or early results):
+//!     a row is late only if it joins no session and t + gap + L <= its watermark
+//!     a fired session moves to `retained` until the watermark passes end + L; a row that
+//!     joins it (or starts a session that has already ended) marks it dirty, and after the
+//!     batch (or before a later row's watermark passes another deadline) each dirty fired
+//!     session is re-evaluated and `WindowChanges` emits the difference: -U/+U when its bounds
+//!     did not change, else -D old row, +I new row; a session that a late row extends past
+//!     the watermark is open again and emits when it fires
+//!     merging sessions hands their emitted rows to the survivor, whose next emission deletes
+//!     them (-D), so the changelog never keeps two rows for one session
+//!     early results: dirty open sessions are re-evaluated after each batch (or at most once
+//!     per interval), their bounds growing as rows arrive
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion_common::arrow::array::{Array, ArrayRef, UInt32Array};
 use datafusion_common::arrow::compute::concat;
@@ -26,7 +40,7 @@ use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_physical_expr::PhysicalExpr;
-use weir_sql::WindowSpec;
+use weir_sql::{EarlyEmit, WindowEmit, WindowSpec};
 
 use crate::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Partial};
 use crate::dropped::{show_time, DroppedCollector};
@@ -35,13 +49,19 @@ use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::window_aggregate::{to_nanos, WindowLayout};
+use crate::window_changes::WindowChanges;
 
 struct Session {
     id: u64,
     start: Nanos,
     end: Nanos,
     partial: Partial,
+    /// Emitted, and kept for late rows (changelog mode only).
+    fired: bool,
 }
+
+/// A session's key and bounds with a partial aggregate to evaluate.
+type Evaluated = (Box<[u8]>, Nanos, Nanos, Partial);
 
 /// The session window aggregate operator.
 pub struct SessionAggregateOp {
@@ -54,12 +74,22 @@ pub struct SessionAggregateOp {
     output_schema: SchemaRef,
     num_group_columns: usize,
     sessions: HashMap<Box<[u8]>, Vec<Session>>,
+    /// Open sessions, by end.
     by_end: BTreeSet<(Nanos, u64)>,
+    /// Fired sessions still accepting rows (until the watermark passes end + lateness).
+    retained: BTreeSet<(Nanos, u64)>,
     key_of: HashMap<u64, Box<[u8]>>,
     next_id: u64,
     watermark: Nanos,
     metrics: Arc<Metrics>,
     group_ids: Vec<usize>,
+    lateness: Nanos,
+    early: EarlyEmit,
+    last_early: Instant,
+    /// Changelog mode: each session's last emitted row.
+    changes: Option<WindowChanges<u64>>,
+    /// Sessions with rows not emitted yet (changelog mode).
+    dirty: BTreeSet<u64>,
 }
 
 impl SessionAggregateOp {
@@ -69,6 +99,7 @@ impl SessionAggregateOp {
         layout: WindowLayout,
         aggregates: Vec<AggregateSpec>,
         output_schema: SchemaRef,
+        emit: WindowEmit,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let WindowSpec::Session { gap_nanos } = layout.window else {
@@ -82,6 +113,11 @@ impl SessionAggregateOp {
             Some(RowConverter::new(key_fields.iter().map(|f| SortField::new(f.data_type().clone())).collect())?)
         };
         let empty_keys = Arc::new(datafusion_common::arrow::datatypes::Schema::empty());
+        let changes = if emit.is_changelog() {
+            Some(WindowChanges::new(&output_schema, num_group_columns)?)
+        } else {
+            None
+        };
         Ok(Self {
             key_exprs,
             layout,
@@ -92,11 +128,17 @@ impl SessionAggregateOp {
             num_group_columns,
             sessions: HashMap::new(),
             by_end: BTreeSet::new(),
+            retained: BTreeSet::new(),
             key_of: HashMap::new(),
             next_id: 0,
             watermark: NO_WATERMARK,
             metrics,
             group_ids: Vec::new(),
+            lateness: emit.allowed_lateness_nanos.max(0),
+            early: emit.early,
+            last_early: Instant::now(),
+            changes,
+            dirty: BTreeSet::new(),
         })
     }
 
@@ -124,6 +166,9 @@ impl SessionAggregateOp {
             let mut group_ids = std::mem::take(&mut self.group_ids);
             self.session_mut(id)?.partial.update(input, Some(&rows), &mut group_ids)?;
             self.group_ids = group_ids;
+            if self.changes.is_some() {
+                self.dirty.insert(id);
+            }
             i = j;
         }
         assigned.clear();
@@ -148,7 +193,7 @@ impl SessionAggregateOp {
         let list = self.sessions.get_mut(key).ok_or_else(|| RuntimeError::Internal("session list vanished".into()))?;
         let mut overlapping = list.iter().enumerate().filter(|(_, s)| s.start < hi && lo < s.end).map(|(i, _)| i);
         let Some(first) = overlapping.next() else {
-            if hi <= wm {
+            if hi.saturating_add(self.lateness) <= wm {
                 if list.is_empty() {
                     self.sessions.remove(key);
                 }
@@ -156,8 +201,14 @@ impl SessionAggregateOp {
             }
             let id = self.next_id;
             self.next_id += 1;
-            list.push(Session { id, start: lo, end: hi, partial: self.aggregates.partial()? });
-            self.by_end.insert((hi, id));
+            // within the allowed lateness, a session can start after its end: it is complete
+            let fired = hi <= wm;
+            list.push(Session { id, start: lo, end: hi, partial: self.aggregates.partial()?, fired });
+            if fired {
+                self.retained.insert((hi, id));
+            } else {
+                self.by_end.insert((hi, id));
+            }
             self.key_of.insert(id, key.into());
             return Ok(Some(id));
         };
@@ -169,7 +220,7 @@ impl SessionAggregateOp {
             absorbed.push(list.remove(i));
         }
         let survivor = &mut list[first];
-        let old_end = survivor.end;
+        let (old_end, old_fired) = (survivor.end, survivor.fired);
         survivor.start = survivor.start.min(lo);
         survivor.end = survivor.end.max(hi);
         for s in absorbed {
@@ -177,57 +228,185 @@ impl SessionAggregateOp {
             survivor.end = survivor.end.max(s.end);
             let frozen = s.partial.freeze()?;
             survivor.partial.merge(&frozen, &mut self.group_ids)?;
-            self.by_end.remove(&(s.end, s.id));
+            if s.fired {
+                self.retained.remove(&(s.end, s.id));
+            } else {
+                self.by_end.remove(&(s.end, s.id));
+            }
             self.key_of.remove(&s.id);
+            self.dirty.remove(&s.id);
+            if let Some(c) = &mut self.changes {
+                c.absorb(survivor.id, s.id)?;
+            }
             redirect.insert(s.id, survivor.id);
         }
-        let (id, end) = (survivor.id, survivor.end);
-        if end != old_end {
-            self.by_end.remove(&(old_end, id));
-            self.by_end.insert((end, id));
+        // a fired session extended past the watermark is open again (it emits when it fires)
+        survivor.fired = old_fired && survivor.end <= wm;
+        let (id, end, fired) = (survivor.id, survivor.end, survivor.fired);
+        if (end, fired) != (old_end, old_fired) {
+            if old_fired {
+                self.retained.remove(&(old_end, id));
+            } else {
+                self.by_end.remove(&(old_end, id));
+            }
+            if fired {
+                self.retained.insert((end, id));
+            } else {
+                self.by_end.insert((end, id));
+            }
         }
         Ok(Some(id))
     }
 
-    /// Fire every session ending at or before `watermark`, as one batch.
+    /// Fire every session ending at or before `watermark`, as one batch; in changelog mode,
+    /// also stop retaining sessions whose end + lateness it has reached.
     fn fire_until(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
-        let mut fired: Vec<(Box<[u8]>, Session)> = Vec::new();
+        let (mut fired, mut refresh, mut gone) = (Vec::new(), BTreeSet::new(), Vec::new());
         while let Some(&(end, id)) = self.by_end.first() {
             if end > watermark {
                 break;
             }
             self.by_end.pop_first();
-            let Some(key) = self.key_of.remove(&id) else { continue };
-            let Some(list) = self.sessions.get_mut(&key) else { continue };
-            let Some(pos) = list.iter().position(|s| s.id == id) else { continue };
-            let session = list.swap_remove(pos);
-            if list.is_empty() {
-                self.sessions.remove(&key);
+            Metrics::add(&self.metrics.windows_fired, 1);
+            if self.changes.is_some() {
+                refresh.insert(id);
+                if self.lateness > 0 {
+                    self.retained.insert((end, id));
+                    if let Ok(s) = self.session_mut(id) {
+                        s.fired = true;
+                    }
+                } else {
+                    gone.push(id);
+                }
+                continue;
             }
-            fired.push((key, session));
+            if let Some(session) = self.remove(id) {
+                fired.push(session);
+            }
+        }
+        while let Some(&(end, id)) = self.retained.first() {
+            if end.saturating_add(self.lateness) > watermark {
+                break;
+            }
+            self.retained.pop_first();
+            if self.dirty.contains(&id) {
+                refresh.insert(id);
+            }
+            gone.push(id);
         }
         if !fired.is_empty() {
-            Metrics::add(&self.metrics.windows_fired, fired.len() as u64);
             out.push(Message::Data(StreamBatch::new(self.emit(fired)?)));
         }
-        self.metrics.open_windows.store(self.by_end.len() as u64, Ordering::Relaxed);
+        self.refresh(refresh, out)?;
+        for id in gone {
+            self.remove(id);
+            self.dirty.remove(&id);
+            if let Some(c) = &mut self.changes {
+                c.forget(id);
+            }
+        }
+        self.metrics.open_windows.store((self.by_end.len() + self.retained.len()) as u64, Ordering::Relaxed);
         Ok(())
     }
 
-    fn emit(&self, fired: Vec<(Box<[u8]>, Session)>) -> Result<RecordBatch> {
-        let n = fired.len();
+    /// Take a session out of the state: its key, bounds and partial aggregate.
+    fn remove(&mut self, id: u64) -> Option<Evaluated> {
+        let key = self.key_of.remove(&id)?;
+        let list = self.sessions.get_mut(&key)?;
+        let pos = list.iter().position(|s| s.id == id)?;
+        let session = list.swap_remove(pos);
+        if list.is_empty() {
+            self.sessions.remove(&key);
+        }
+        Some((key, session.start, session.end, session.partial))
+    }
+
+    /// The earliest watermark at which something happens: an open session fires or a
+    /// retained one stops accepting rows.
+    fn next_deadline(&self) -> Nanos {
+        let fire = self.by_end.first().map(|s| s.0).unwrap_or(Nanos::MAX);
+        let close = self.retained.first().map(|s| s.0.saturating_add(self.lateness)).unwrap_or(Nanos::MAX);
+        fire.min(close)
+    }
+
+    /// Re-evaluate sessions (keeping their state) and emit what changed since their last
+    /// emission.
+    fn refresh(&mut self, ids: BTreeSet<u64>, out: &mut Vec<Message>) -> Result<()> {
+        let mut evaluated = Vec::with_capacity(ids.len());
+        let mut order = Vec::with_capacity(ids.len());
+        for id in ids {
+            self.dirty.remove(&id);
+            let (keep, mut copy) = (self.aggregates.partial()?, self.aggregates.partial()?);
+            let Some(key) = self.key_of.get(&id) else { continue };
+            let Some(s) = self.sessions.get_mut(key).and_then(|l| l.iter_mut().find(|s| s.id == id)) else {
+                continue;
+            };
+            let frozen = std::mem::replace(&mut s.partial, keep).freeze()?;
+            s.partial.merge(&frozen, &mut self.group_ids)?;
+            copy.merge(&frozen, &mut self.group_ids)?;
+            evaluated.push((key.clone(), s.start, s.end, copy));
+            order.push(id);
+        }
+        if evaluated.is_empty() {
+            return Ok(());
+        }
+        let batch = self.emit(evaluated)?;
+        let results = order.into_iter().enumerate().map(|(i, id)| (id, batch.slice(i, 1))).collect();
+        if let Some(changes) = self.changes.as_mut().map(|c| c.update_all(results)).transpose()?.flatten() {
+            out.push(Message::Data(changes));
+        }
+        Ok(())
+    }
+
+    /// Emit the changes of dirty sessions: fired ones (late corrections) and, if `early`, open
+    /// ones.
+    fn refresh_dirty(&mut self, early: bool, out: &mut Vec<Message>) -> Result<()> {
+        let due: BTreeSet<u64> = self
+            .dirty
+            .iter()
+            .copied()
+            .filter(|id| early || self.session_fired(*id))
+            .collect();
+        self.refresh(due, out)
+    }
+
+    fn session_fired(&self, id: u64) -> bool {
+        let Some(key) = self.key_of.get(&id) else { return false };
+        self.sessions.get(key).and_then(|l| l.iter().find(|s| s.id == id)).is_some_and(|s| s.fired)
+    }
+
+    /// After a batch: late corrections, and early results when they are due.
+    fn after_batch(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        if self.changes.is_none() || self.dirty.is_empty() {
+            return Ok(());
+        }
+        let early = match self.early {
+            EarlyEmit::Off => false,
+            EarlyEmit::OnUpdate => true,
+            EarlyEmit::Every(n) => self.last_early.elapsed().as_nanos() >= n as u128,
+        };
+        self.refresh_dirty(early, out)?;
+        if early {
+            self.last_early = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// One row per session: keys, bounds, aggregates.
+    fn emit(&self, sessions: Vec<Evaluated>) -> Result<RecordBatch> {
+        let n = sessions.len();
         let keys = match &self.converter {
             Some(c) => {
                 let parser = c.parser();
-                c.convert_rows(fired.iter().map(|(k, _)| parser.parse(k)))?
+                c.convert_rows(sessions.iter().map(|(k, _, _, _)| parser.parse(k)))?
             }
             None => Vec::new(),
         };
         let mut windows = Vec::with_capacity(n);
         let mut values: Vec<Vec<ArrayRef>> = Vec::new();
-        for (_, s) in fired {
-            windows.push((s.start, s.end));
-            let (_, v, _) = s.partial.evaluate()?;
+        for (_, start, end, partial) in sessions {
+            windows.push((start, end));
+            let (_, v, _) = partial.evaluate()?;
             if values.is_empty() {
                 values = v.into_iter().map(|a| vec![a]).collect();
             } else {
@@ -276,7 +455,7 @@ impl Operator for SessionAggregateOp {
         let mut dropped = DroppedCollector::new(input.origin.as_ref());
         let mut assigned: Vec<(u64, u32)> = Vec::with_capacity(n);
         let mut redirect = HashMap::new();
-        let mut next_end = self.by_end.first().map(|e| e.0).unwrap_or(Nanos::MAX);
+        let mut next_end = self.next_deadline();
         for i in 0..n {
             if times.is_null(i) {
                 null_time += 1;
@@ -286,6 +465,8 @@ impl Operator for SessionAggregateOp {
             let wm = row_wm.map(|w| w.value(i)).unwrap_or(NO_WATERMARK).max(self.watermark);
             if wm >= next_end {
                 self.flush(&mut assigned, &mut redirect, &agg_input)?;
+                // corrections for the rows before this one, before a session stops taking them
+                self.refresh_dirty(false, out)?;
                 self.watermark = wm;
                 self.fire_until(wm, out)?;
             }
@@ -297,8 +478,13 @@ impl Operator for SessionAggregateOp {
                 None => {
                     late += 1;
                     dropped.drop_row(i, || {
+                        let allowed = if self.lateness > 0 {
+                            format!(", allowed lateness {}", weir_sql::window_fn::format_duration(self.lateness))
+                        } else {
+                            String::new()
+                        };
                         format!(
-                            "late: no open session to join, and its own window [{}, {}) had ended (watermark {})",
+                            "late: no open session to join, and its own window [{}, {}) had ended (watermark {}{allowed})",
                             show_time(t),
                             show_time(t.saturating_add(self.gap)),
                             show_time(wm)
@@ -306,10 +492,11 @@ impl Operator for SessionAggregateOp {
                     });
                 }
             }
-            next_end = self.by_end.first().map(|e| e.0).unwrap_or(Nanos::MAX);
+            next_end = self.next_deadline();
         }
         self.flush(&mut assigned, &mut redirect, &agg_input)?;
-        self.metrics.open_windows.store(self.by_end.len() as u64, Ordering::Relaxed);
+        self.after_batch(out)?;
+        self.metrics.open_windows.store((self.by_end.len() + self.retained.len()) as u64, Ordering::Relaxed);
         self.metrics.dropped(late, null_time);
         dropped.finish(out)
     }

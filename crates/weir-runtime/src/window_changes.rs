@@ -7,16 +7,19 @@
 //!       key not emitted before            → +I new row
 //!       emitted, and the row differs      → -U old row, +U new row
 //!       emitted, and the row is the same  → nothing
-//!     per row emitted before whose key is gone → -D old row
+//!     per row emitted before whose key is gone → -D old row (these first)
 //!     the new result becomes the window's emitted result
 //!   forget(window) when the window's state is dropped
+//!   absorb(into, from) when two sessions merge: `from`'s rows count as `into`'s, so the next
+//!     update of `into` deletes those the merged session no longer has
 //! ```
 //!
 //! Replaying the changes of a window gives its latest result, whatever the batch boundaries.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
-use datafusion_common::arrow::compute::interleave_record_batch;
+use datafusion_common::arrow::compute::{concat_batches, interleave_record_batch};
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::RecordBatch;
 use datafusion_common::arrow::row::{RowConverter, Rows, SortField};
@@ -35,15 +38,15 @@ struct Emitted {
     rows: Rows,
 }
 
-/// Each open window's last emitted result.
-pub struct WindowChanges {
+/// Each open window's last emitted result, by window (`W`: its bounds, or a session's id).
+pub struct WindowChanges<W = WindowId> {
     keys: RowConverter,
     rows: RowConverter,
     num_keys: usize,
-    emitted: HashMap<WindowId, Emitted>,
+    emitted: HashMap<W, Emitted>,
 }
 
-impl WindowChanges {
+impl<W: Hash + Eq + Copy> WindowChanges<W> {
     /// Changes of results with `schema`, whose first `num_keys` columns identify a row.
     pub fn new(schema: &SchemaRef, num_keys: usize) -> Result<Self> {
         let field = |f: &datafusion_common::arrow::datatypes::FieldRef| SortField::new(f.data_type().clone());
@@ -57,7 +60,7 @@ impl WindowChanges {
 
     /// Record `new` as the window's result; return what changed since its last emission
     /// (`None` if nothing did).
-    pub fn update(&mut self, window: WindowId, new: RecordBatch) -> Result<Option<StreamBatch>> {
+    pub fn update(&mut self, window: W, new: RecordBatch) -> Result<Option<StreamBatch>> {
         let new_keys = self.keys.convert_columns(&new.columns()[..self.num_keys])?;
         let new_rows = self.rows.convert_columns(new.columns())?;
         let old = self.emitted.get(&window);
@@ -83,9 +86,12 @@ impl WindowChanges {
             }
             index.insert(Box::from(key.as_ref()), i);
         }
-        for (j, _) in seen.iter().enumerate().filter(|(_, s)| !**s) {
-            picks.push((0, j));
-            kinds.push(RowKind::Delete);
+        // deletions first: a row whose key changed (a session's bounds) reads -D old, +I new
+        let deleted: Vec<(usize, usize)> =
+            seen.iter().enumerate().filter(|(_, s)| !**s).map(|(j, _)| (0, j)).collect();
+        if !deleted.is_empty() {
+            kinds.splice(0..0, std::iter::repeat_n(RowKind::Delete, deleted.len()));
+            picks.splice(0..0, deleted);
         }
         let changes = if picks.is_empty() {
             None
@@ -98,8 +104,46 @@ impl WindowChanges {
         Ok(changes)
     }
 
+    /// [`Self::update`] for several windows, the changes as one batch.
+    pub fn update_all(&mut self, results: Vec<(W, RecordBatch)>) -> Result<Option<StreamBatch>> {
+        let (mut batches, mut kinds) = (Vec::new(), Vec::new());
+        for (window, new) in results {
+            if let Some(c) = self.update(window, new)? {
+                kinds.extend((0..c.batch.num_rows()).map(|i| c.kind(i)));
+                batches.push(c.batch);
+            }
+        }
+        let Some(first) = batches.first() else { return Ok(None) };
+        let batch = concat_batches(&first.schema(), &batches)?;
+        Ok(Some(StreamBatch::changelog(batch, &kinds)))
+    }
+
+    /// Window `from` merged into `into`: its emitted rows become `into`'s (rows of `into`
+    /// with the same key are kept).
+    pub fn absorb(&mut self, into: W, from: W) -> Result<()> {
+        let Some(from) = self.emitted.remove(&from) else { return Ok(()) };
+        let Some(into_emitted) = self.emitted.remove(&into) else {
+            self.emitted.insert(into, from);
+            return Ok(());
+        };
+        let batch = concat_batches(&into_emitted.batch.schema(), [&into_emitted.batch, &from.batch])?;
+        let keys = self.keys.convert_columns(&batch.columns()[..self.num_keys])?;
+        let mut index = HashMap::with_capacity(batch.num_rows());
+        let mut picks = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            if !index.contains_key(keys.row(i).as_ref()) {
+                index.insert(Box::from(keys.row(i).as_ref()), picks.len());
+                picks.push((0, i));
+            }
+        }
+        let batch = interleave_record_batch(&[&batch], &picks)?;
+        let rows = self.rows.convert_columns(batch.columns())?;
+        self.emitted.insert(into, Emitted { batch, index, rows });
+        Ok(())
+    }
+
     /// Drop a window's emitted result (its state is gone; no more changes will come).
-    pub fn forget(&mut self, window: WindowId) {
+    pub fn forget(&mut self, window: W) {
         self.emitted.remove(&window);
     }
 }
@@ -150,11 +194,22 @@ mod tests {
         assert!(changes.update(w, result(&[("b", 1), ("a", 2)])).unwrap().is_none(), "same rows: no change");
         assert_eq!(
             lines(changes.update(w, result(&[("b", 3)])).unwrap()),
-            ["-U | b | 1 |", "+U | b | 3 |", "-D | a | 2 |"]
+            ["-D | a | 2 |", "-U | b | 1 |", "+U | b | 3 |"]
         );
         // another window starts from nothing; a forgotten one too
         assert_eq!(lines(changes.update((20, 10), result(&[("a", 1)])).unwrap()), ["+I | a | 1 |"]);
         changes.forget(w);
         assert_eq!(lines(changes.update(w, result(&[("b", 3)])).unwrap()), ["+I | b | 3 |"]);
+    }
+
+    #[test]
+    fn an_absorbed_window_s_rows_are_deleted_by_the_next_update_of_the_survivor() {
+        let mut changes: WindowChanges<u64> = WindowChanges::new(&result(&[]).schema(), 1).unwrap();
+        assert_eq!(lines(changes.update(1, result(&[("a", 1)])).unwrap()), ["+I | a | 1 |"]);
+        assert_eq!(lines(changes.update(2, result(&[("b", 2)])).unwrap()), ["+I | b | 2 |"]);
+        changes.absorb(1, 2).unwrap();
+        changes.absorb(1, 3).unwrap(); // never emitted: nothing to take over
+        let all = changes.update_all(vec![(1, result(&[("c", 3), ("a", 4)])), (2, result(&[("x", 1)]))]).unwrap();
+        assert_eq!(lines(all), ["-D | b | 2 |", "+I | c | 3 |", "-U | a | 1 |", "+U | a | 4 |", "+I | x | 1 |"]);
     }
 }

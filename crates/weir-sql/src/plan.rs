@@ -209,20 +209,22 @@ impl WindowEmit {
         self.allowed_lateness_nanos > 0 || self.early != EarlyEmit::Off
     }
 
-    /// EXPLAIN's description.
-    fn describe(&self) -> String {
+    /// EXPLAIN's description (`session`: bounds that move change the row, -D/+I).
+    fn describe(&self, session: bool) -> String {
+        let changes = if session { "-U/+U, or -D/+I when a session's bounds move" } else { "-U/+U" };
+        let corrections = if session { format!("corrections ({changes})") } else { format!("{changes} corrections") };
         let early = match self.early {
             EarlyEmit::Off => String::new(),
-            EarlyEmit::OnUpdate => "the current value (+I, then -U/+U) after each batch that changes it, ".into(),
+            EarlyEmit::OnUpdate => format!("the current value (+I, then {changes}) after each batch that changes it, "),
             EarlyEmit::Every(n) => {
-                format!("the current value (+I, then -U/+U) at most every {} of processing time, ", format_duration(n))
+                format!("the current value (+I, then {changes}) at most every {} of processing time, ", format_duration(n))
             }
         };
         match (self.allowed_lateness_nanos, early.is_empty()) {
             (0, true) => "once per window when the watermark passes window_end, state: open windows only".into(),
             (0, false) => format!("{early}final when the watermark passes window_end, state: open windows only"),
             (l, _) => format!(
-                "{early}{} when the watermark passes window_end, then -U/+U corrections for rows up to {} late, state: windows until the watermark passes window_end + {}",
+                "{early}{} when the watermark passes window_end, then {corrections} for rows up to {} late, state: windows until the watermark passes window_end + {}",
                 if early.is_empty() { "+I" } else { "final" },
                 format_duration(l),
                 format_duration(l)
@@ -472,7 +474,7 @@ impl StreamPlan {
                             w.time_column,
                             keys.join(", "),
                             aggs.join(", "),
-                            w.emit.describe()
+                            w.emit.describe(matches!(w.window, WindowSpec::Session { .. }))
                         ),
                     }
                 }

@@ -685,11 +685,6 @@ impl PipelineBuilder<'_> {
             return Err(SqlError::plan("a session window needs SESSION_START or SESSION_END in GROUP BY"));
         }
         let emit = self.window_emit();
-        if emit.is_changelog() && matches!(window, WindowSpec::Session { .. }) {
-            return Err(SqlError::not_supported("allowed lateness and early results for SESSION windows").with_hint(
-                "sessions emit once, when the watermark passes their end: unset 'allowed_lateness' and window.emit_early for this query",
-            ));
-        }
         Ok(Some(StreamOp::WindowAggregate(WindowAggregate {
             emit,
             window,
