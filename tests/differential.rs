@@ -123,57 +123,6 @@ proptest! {
     }
 }
 
-/// Session windows, simulated row by row: the accepted rows with the bounds of the session each
-/// one ends up in. Before a row, sessions whose end the row's watermark has reached close; the
-/// row's window `[t, t + gap)` merges with every open session of its key it overlaps, or
-/// starts a new one unless it has already ended (late).
-fn session_pairs(rows: &[Row], delay_ms: i64, gap: i64, keyed: bool) -> Vec<(Row, i64, i64)> {
-    struct Open {
-        key: String,
-        start: i64,
-        end: i64,
-        rows: Vec<Row>,
-    }
-    let mut max = i64::MIN;
-    let mut open: Vec<Open> = Vec::new();
-    let mut out = Vec::new();
-    let close = |s: Open, out: &mut Vec<(Row, i64, i64)>| {
-        for r in s.rows {
-            out.push((r, s.start, s.end));
-        }
-    };
-    for r in rows {
-        let wm = if max == i64::MIN { i64::MIN } else { max - delay_ms };
-        let (closed, still): (Vec<Open>, Vec<Open>) = open.into_iter().partition(|s| s.end <= wm);
-        open = still;
-        for s in closed {
-            close(s, &mut out);
-        }
-        let key = if keyed { r.key.clone() } else { String::new() };
-        let (lo, hi) = (r.ts, r.ts + gap);
-        let (mut touching, rest): (Vec<Open>, Vec<Open>) =
-            open.into_iter().partition(|s| s.key == key && s.start < hi && lo < s.end);
-        open = rest;
-        if touching.is_empty() && hi > wm {
-            touching.push(Open { key: key.clone(), start: lo, end: hi, rows: Vec::new() });
-        }
-        if !touching.is_empty() {
-            let mut merged = Open { key, start: lo, end: hi, rows: vec![r.clone()] };
-            for s in touching {
-                merged.start = merged.start.min(s.start);
-                merged.end = merged.end.max(s.end);
-                merged.rows.extend(s.rows);
-            }
-            open.push(merged);
-        }
-        max = max.max(r.ts);
-    }
-    for s in open {
-        close(s, &mut out);
-    }
-    out
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -185,7 +134,7 @@ proptest! {
         cuts in prop::collection::btree_set(0usize..260, 0..40),
     ) {
         let cuts: Vec<usize> = cuts.into_iter().collect();
-        let pairs = session_pairs(&rows, delay_ms, gap_ms, true);
+        let pairs = session_pairs(&rows, delay_ms, gap_ms, true, 0);
         let weir = run_weir(&rows, delay_ms, &format!(
             "SELECT k, SESSION_START(ts, INTERVAL '{gap_ms}' MILLISECOND) AS ws,
                     SESSION_END(ts, INTERVAL '{gap_ms}' MILLISECOND) AS we,
@@ -204,7 +153,7 @@ proptest! {
         prop_assert_eq!(sorted(weir), sorted(batch));
 
         // one session sequence for all rows
-        let pairs = session_pairs(&rows, delay_ms, gap_ms, false);
+        let pairs = session_pairs(&rows, delay_ms, gap_ms, false, 0);
         let weir = run_weir(&rows, delay_ms, &format!(
             "SELECT SESSION_START(ts, INTERVAL '{gap_ms}' MILLISECOND), SESSION_END(ts, INTERVAL '{gap_ms}' MILLISECOND),
                     COUNT(*), MAX(ts)

@@ -8,6 +8,9 @@
 //!
 //! With early results every batch emits the current value of the windows it changed; replaying
 //! must give the same result as the final emission.
+//!
+//! Sessions are checked the same way against a row-by-row reference of which rows join which
+//! session under the allowed lateness.
 
 use proptest::prelude::*;
 
@@ -151,6 +154,55 @@ proptest! {
                  FROM t GROUP BY HOP(ts, INTERVAL '1' SECOND, INTERVAL '3' SECOND)".into(),
             batch_query: "SELECT we, COUNT(*), AVG(v) FROM tw GROUP BY we",
         }.check_early(lateness_ms)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Sessions: a late row can join a fired session (moving its bounds: -D, +I) or start one
+    /// already ended; early results replace a growing session's row. Either way, replaying the
+    /// changelog gives the batch sessions of the rows accepted with the allowed lateness.
+    #[test]
+    fn session_changelogs_replay_to_the_batch_sessions(
+        rows in rows_strategy(),
+        delay_ms in prop::sample::select(vec![0i64, 300, 2000]),
+        lateness_ms in prop::sample::select(vec![0i64, 1, 700, 3000]),
+        gap_ms in prop::sample::select(vec![250i64, 1000, 3000]),
+        early in any::<bool>(),
+        cuts in prop::collection::btree_set(0usize..260, 0..40),
+    ) {
+        prop_assume!(early || lateness_ms > 0);
+        let cuts: Vec<usize> = cuts.into_iter().collect();
+        let settings = format!(
+            "SET window.allowed_lateness = '{lateness_ms} ms'; SET window.emit_early = '{}';",
+            if early { "update" } else { "off" }
+        );
+        let batch = |keyed| {
+            let pairs = session_pairs(&rows, delay_ms, gap_ms, keyed, lateness_ms);
+            sorted(run_datafusion_pairs(&pairs, if keyed {
+                "SELECT k, ws, we, COUNT(*) AS n, SUM(v) AS total, MIN(r) AS lo, COUNT(DISTINCT site) AS sites
+                 FROM tw GROUP BY k, ws, we"
+            } else {
+                "SELECT ws, we, COUNT(*), MAX(ts) FROM tw GROUP BY ws, we"
+            }))
+        };
+        let check = |query: String, keyed: bool| -> Result<(), TestCaseError> {
+            let script = format!("{} {settings} {query}", ddl(delay_ms, "unused.csv"));
+            let changes = run_script(&rows, &script, cuts.clone()).0;
+            let table = replay(&changes).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(sorted(table), batch(keyed), "changelog: {:?}", changes);
+            Ok(())
+        };
+        check(format!(
+            "SELECT k, SESSION_START(ts, INTERVAL '{gap_ms}' MILLISECOND) AS ws,
+                    SESSION_END(ts, INTERVAL '{gap_ms}' MILLISECOND) AS we,
+                    COUNT(*) AS n, SUM(v) AS total, MIN(r) AS lo, COUNT(DISTINCT site) AS sites
+             FROM t GROUP BY SESSION(ts, INTERVAL '{gap_ms}' MILLISECOND), k"), true)?;
+        check(format!(
+            "SELECT window_start, window_end, COUNT(*), MAX(ts)
+             FROM TABLE(SESSION(TABLE t, DESCRIPTOR(ts), INTERVAL '{gap_ms}' MILLISECOND))
+             GROUP BY window_start, window_end"), false)?;
     }
 }
 

@@ -275,3 +275,54 @@ pub fn run_datafusion_pairs(pairs: &[(Row, i64, i64)], sql: &str) -> Vec<String>
         format_rows(&batches)
     })
 }
+
+/// Session windows, simulated row by row: the accepted rows with the bounds of the session each
+/// one ends up in. Before a row, sessions whose end + `lateness` the row's watermark has
+/// reached close; the row's window `[t, t + gap)` merges with every open session of its key it
+/// overlaps, or starts a new one unless it ended `lateness` or more before the watermark (late).
+pub fn session_pairs(rows: &[Row], delay_ms: i64, gap: i64, keyed: bool, lateness: i64) -> Vec<(Row, i64, i64)> {
+    struct Open {
+        key: String,
+        start: i64,
+        end: i64,
+        rows: Vec<Row>,
+    }
+    let mut max = i64::MIN;
+    let mut open: Vec<Open> = Vec::new();
+    let mut out = Vec::new();
+    let close = |s: Open, out: &mut Vec<(Row, i64, i64)>| {
+        for r in s.rows {
+            out.push((r, s.start, s.end));
+        }
+    };
+    for r in rows {
+        let wm = if max == i64::MIN { i64::MIN } else { max - delay_ms };
+        let (closed, still): (Vec<Open>, Vec<Open>) = open.into_iter().partition(|s| s.end + lateness <= wm);
+        open = still;
+        for s in closed {
+            close(s, &mut out);
+        }
+        let key = if keyed { r.key.clone() } else { String::new() };
+        let (lo, hi) = (r.ts, r.ts + gap);
+        let (mut touching, rest): (Vec<Open>, Vec<Open>) =
+            open.into_iter().partition(|s| s.key == key && s.start < hi && lo < s.end);
+        open = rest;
+        if touching.is_empty() && hi + lateness > wm {
+            touching.push(Open { key: key.clone(), start: lo, end: hi, rows: Vec::new() });
+        }
+        if !touching.is_empty() {
+            let mut merged = Open { key, start: lo, end: hi, rows: vec![r.clone()] };
+            for s in touching {
+                merged.start = merged.start.min(s.start);
+                merged.end = merged.end.max(s.end);
+                merged.rows.extend(s.rows);
+            }
+            open.push(merged);
+        }
+        max = max.max(r.ts);
+    }
+    for s in open {
+        close(s, &mut out);
+    }
+    out
+}

@@ -113,11 +113,8 @@ impl SessionAggregateOp {
             Some(RowConverter::new(key_fields.iter().map(|f| SortField::new(f.data_type().clone())).collect())?)
         };
         let empty_keys = Arc::new(datafusion_common::arrow::datatypes::Schema::empty());
-        let changes = if emit.is_changelog() {
-            Some(WindowChanges::new(&output_schema, num_group_columns)?)
-        } else {
-            None
-        };
+        let changes =
+            if emit.is_changelog() { Some(WindowChanges::new(&output_schema, num_group_columns)?) } else { None };
         Ok(Self {
             key_exprs,
             layout,
@@ -361,12 +358,7 @@ impl SessionAggregateOp {
     /// Emit the changes of dirty sessions: fired ones (late corrections) and, if `early`, open
     /// ones.
     fn refresh_dirty(&mut self, early: bool, out: &mut Vec<Message>) -> Result<()> {
-        let due: BTreeSet<u64> = self
-            .dirty
-            .iter()
-            .copied()
-            .filter(|id| early || self.session_fired(*id))
-            .collect();
+        let due: BTreeSet<u64> = self.dirty.iter().copied().filter(|id| early || self.session_fired(*id)).collect();
         self.refresh(due, out)
     }
 

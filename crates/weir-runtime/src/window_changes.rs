@@ -87,8 +87,7 @@ impl<W: Hash + Eq + Copy> WindowChanges<W> {
             index.insert(Box::from(key.as_ref()), i);
         }
         // deletions first: a row whose key changed (a session's bounds) reads -D old, +I new
-        let deleted: Vec<(usize, usize)> =
-            seen.iter().enumerate().filter(|(_, s)| !**s).map(|(j, _)| (0, j)).collect();
+        let deleted: Vec<(usize, usize)> = seen.iter().enumerate().filter(|(_, s)| !**s).map(|(j, _)| (0, j)).collect();
         if !deleted.is_empty() {
             kinds.splice(0..0, std::iter::repeat_n(RowKind::Delete, deleted.len()));
             picks.splice(0..0, deleted);

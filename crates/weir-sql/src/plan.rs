@@ -217,7 +217,10 @@ impl WindowEmit {
             EarlyEmit::Off => String::new(),
             EarlyEmit::OnUpdate => format!("the current value (+I, then {changes}) after each batch that changes it, "),
             EarlyEmit::Every(n) => {
-                format!("the current value (+I, then {changes}) at most every {} of processing time, ", format_duration(n))
+                format!(
+                    "the current value (+I, then {changes}) at most every {} of processing time, ",
+                    format_duration(n)
+                )
             }
         };
         match (self.allowed_lateness_nanos, early.is_empty()) {
