@@ -525,6 +525,7 @@ impl Pipeline {
             let mut ended = vec![false; n];
             // turns in a row that brought nothing (only idle inputs are left to ask)
             let mut empty_turns = 0usize;
+            let mut last_tick = Instant::now();
             for i in (0..n).cycle() {
                 if ended[i] {
                     continue;
@@ -554,7 +555,7 @@ impl Pipeline {
                     },
                 };
                 let now = Instant::now();
-                let messages = match received {
+                let mut messages = match received {
                     Some(messages) => {
                         empty_turns = 0;
                         let messages = messages?;
@@ -564,13 +565,16 @@ impl Pipeline {
                     None => {
                         empty_turns += 1;
                         merge.watermarks.mark_idle(i, now);
-                        let mut messages: Vec<Message> = merge.tick().into_iter().collect();
-                        if let Some(clock) = &clock {
-                            messages.extend(merge.input(i, vec![Message::Watermark(clock.watermark())], now)?);
-                        }
-                        messages
+                        merge.tick().into_iter().collect()
                     }
                 };
+                if let Some(clock) = &clock {
+                    // on time even when input keeps coming without rows (all skipped as bad)
+                    if now.saturating_duration_since(last_tick) >= ProcessingClock::TICK {
+                        last_tick = now;
+                        messages.extend(merge.input(i, vec![Message::Watermark(clock.watermark())], now)?);
+                    }
+                }
                 for m in messages {
                     if chain.push(m)? {
                         return Ok(());

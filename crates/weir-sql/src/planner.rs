@@ -247,6 +247,14 @@ impl Planner {
                 .with_hint("streaming queries read from a table declared with CREATE TABLE"));
         };
         source.processing_time = builder.processing_time.get();
+        if source.processing_time && builder.event_time.get() {
+            return Err(SqlError::not_supported("windows over processing time and over event time in one query")
+                .at(location)
+                .with_hint(
+                    "a pipeline has one watermark: the wall clock for PROCTIME() windows, or the table's WATERMARK; \
+                     window over one of them",
+                ));
+        }
         if let Some(name) = window_rows(&plan) {
             return Err(SqlError::not_supported(format!("{} rows without an aggregate", name)).at(location).with_hint(
                 "a row belongs to several HOP/CUMULATE windows, and a session is known only once it closes; \
@@ -334,7 +342,7 @@ impl Planner {
                 SqlError::plan(format!("table '{}' cannot take its own late rows", source.name)).with_hint(hint)
             );
         }
-        if let (Some(target), Ok(input)) = (&def.schema, source.require_schema()) {
+        if let (Some(target), Ok(input)) = (&def.schema, source.physical_schema()) {
             let expected: Vec<&str> =
                 input.fields().iter().map(|f| f.name().as_str()).chain(std::iter::once("reason")).collect();
             let got: Vec<&str> = target.fields().iter().map(|f| f.name().as_str()).collect();
@@ -458,6 +466,8 @@ pub(crate) struct PipelineBuilder<'a> {
     /// Set when a window is over the source's processing-time column: the pipeline's
     /// watermark is then the wall clock.
     pub(crate) processing_time: Cell<bool>,
+    /// Set when an operator is over an event-time column (the two cannot share a pipeline).
+    pub(crate) event_time: Cell<bool>,
 }
 
 impl<'a> PipelineBuilder<'a> {
@@ -472,6 +482,7 @@ impl<'a> PipelineBuilder<'a> {
             union: Vec::new(),
             ops: Vec::new(),
             processing_time: Cell::new(false),
+            event_time: Cell::new(false),
         }
     }
 }
@@ -745,7 +756,10 @@ impl PipelineBuilder<'_> {
                 w.column
             ))
             .with_hint(format!("window over {}, the table's event-time column", w.column))),
-            Some(_) => Ok(format!("{table}.{column}")),
+            Some(_) => {
+                self.event_time.set(true);
+                Ok(format!("{table}.{column}"))
+            }
         }
     }
 }
