@@ -1,11 +1,14 @@
 //! # weir-connectors — sources and sinks
 //!
 //! The connectors a pipeline reads from and writes to: the `file` connector (CSV with a header
-//! row, newline-delimited JSON, Parquet) as a source and a sink, `stdin` (the same formats) as a source, stdout in table/csv/json form, and an
-//! in-memory collector for embedding. Files are read incrementally: memory is bounded by one
+//! row, newline-delimited JSON, Parquet) as a source and a sink, `stdin` (the same formats) as a source, stdout in table/csv/json form, and for
+//! embedding the `channel` connector (batches sent by the host program over a tokio channel,
+//! results sent back: [`ChannelSource`], [`ChannelSink`], [`build_pipeline_with`]) and an
+//! in-memory collector. Files are read incrementally: memory is bounded by one
 //! batch, never by the file. Malformed rows follow the table's policy (`bad_data = 'fail'`,
 //! the default, names file, line, column and value; `'skip'` skips and counts).
 
+mod channel;
 mod column;
 mod csv_source;
 mod json_source;
@@ -13,6 +16,7 @@ mod options;
 mod parquet_source;
 mod sinks;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
@@ -25,6 +29,7 @@ use weir_runtime::{
 };
 use weir_sql::{SinkNode, SourceNode, StreamPlan, TableDef};
 
+pub use channel::{ChannelSink, ChannelSource};
 pub use column::{parse_timestamp, ColumnBuffer, ColumnType, Value};
 pub use csv_source::CsvSource;
 pub use json_source::JsonSource;
@@ -53,19 +58,33 @@ impl ConnectorContext {
 fn check_connector(table: &TableDef) -> std::result::Result<(), String> {
     match table.connector() {
         Some("file" | "stdin") => Ok(()),
-        Some(other) => Err(format!("table '{}': unknown connector '{other}' (supported: file, stdin)", table.name)),
+        Some("channel") => Err(format!(
+            "table '{}' is read from the host program (connector 'channel'): run the query with build_pipeline_with, giving a ChannelSource for it",
+            table.name
+        )),
+        Some(other) => {
+            Err(format!("table '{}': unknown connector '{other}' (supported: file, stdin, channel)", table.name))
+        }
         None => Err(format!("table '{}' has no connector option", table.name)),
     }
 }
 
 /// Check the connector options of a plan's source and sink before running anything.
 pub fn validate(plan: &StreamPlan, ctx: &ConnectorContext) -> std::result::Result<(), String> {
+    validate_with(plan, ctx, &[])
+}
+
+/// [`validate`], where the tables named in `host` are read from the host program.
+pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -> std::result::Result<(), String> {
     if plan.inputs().iter().filter(|(node, _)| node.table.connector() == Some("stdin")).count() > 1 {
         return Err("a UNION ALL can read standard input only once (two 'stdin' tables would split its lines)".into());
     }
     let mut inputs = Vec::new();
     for (node, _) in plan.inputs() {
         let source = &node.table;
+        if source.connector() == Some("channel") && host.contains(&source.name.as_str()) {
+            continue;
+        }
         check_connector(source)?;
         inputs.push(FileOptions::parse(source, ctx.base_dir.as_deref(), true)?);
         let schema = source.require_schema().map_err(|e| e.to_string())?;
@@ -118,6 +137,42 @@ pub fn open_source(node: &SourceNode, whole_rows: bool, ctx: &ConnectorContext) 
         FileFormat::Json => Box::new(JsonSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),
         FileFormat::Parquet => Box::new(ParquetSource::open(&options, schema, ctx.batch_size)?),
     })
+}
+
+/// A runnable pipeline for `plan` whose `channel` tables are read from `host` (by table name),
+/// results to `sink` (e.g. a [`ChannelSink`]); other tables are opened as usual.
+pub fn build_pipeline_with(
+    plan: &StreamPlan,
+    sink: Box<dyn Sink>,
+    ctx: &ConnectorContext,
+    mut host: HashMap<String, ChannelSource>,
+) -> Result<Pipeline> {
+    let names: Vec<&str> = host.keys().map(String::as_str).collect();
+    validate_with(plan, ctx, &names).map_err(RuntimeError::Source)?;
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    for (node, _) in plan.inputs() {
+        let table = &node.table;
+        match host.remove(&table.name) {
+            Some(source) if table.connector() == Some("channel") => {
+                let declared = table.require_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
+                let cols = input_columns(node, plan.late_rows.is_some())?;
+                sources.push(Box::new(source.with_schema(Arc::new(declared.project(&cols.columns)?))));
+            }
+            Some(_) => {
+                return Err(RuntimeError::Source(format!(
+                    "table '{}' has connector '{}', not 'channel': it cannot be read from the host program",
+                    table.name,
+                    table.connector().unwrap_or("none")
+                )))
+            }
+            None => sources.push(open_source(node, plan.late_rows.is_some(), ctx)?),
+        }
+    }
+    let pipeline = Pipeline::new(plan, sources, sink, Arc::clone(&ctx.metrics))?;
+    match open_late_rows(plan, ctx)? {
+        Some(late) => pipeline.with_late_rows(plan, late),
+        None => Ok(pipeline),
+    }
 }
 
 /// Open the sink of `plan`: the declared table, or stdout in `client_format` for a query.
