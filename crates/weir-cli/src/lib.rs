@@ -1,9 +1,10 @@
 //! # weir-cli — the `weir` command
 //!
-//! `weir run FILE` runs a SQL script (DDL, queries, `INSERT INTO … SELECT`) until its sources
-//! end; `weir explain FILE` prints the streaming plans without running them. This crate owns
-//! argument parsing, statement execution order, output to the terminal, error rendering and
-//! exit codes:
+//! `weir` (or `weir shell`) is the interactive shell; `weir run FILE` runs a SQL script (DDL,
+//! queries, `INSERT INTO … SELECT`) until its sources end; `weir explain FILE` prints the
+//! streaming plans without running them. This crate owns argument parsing, the shell,
+//! statement execution order, output to the terminal (results, the live status line), error
+//! rendering and exit codes:
 //!
 //! | code | meaning |
 //! |------|---------|
@@ -14,6 +15,8 @@
 
 mod report;
 mod session;
+mod shell;
+mod status;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,12 +26,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use weir_connectors::{build_pipeline, open_sink, validate, ConnectorContext, OutputFormat};
-use weir_runtime::Metrics;
+use weir_connectors::{build_pipeline, open_sink, validate, ConnectorContext, FormatSink, OutputFormat};
+use weir_runtime::{sink_schema, Metrics, Sink};
 use weir_sql::{Planned, Planner, SqlError, StreamPlan};
 
 pub use report::{peak_memory_bytes, render_sql_error};
 pub use session::{Session, SessionError, StatementResult};
+pub use status::{Progress, StatusLine, StatusWriter};
 
 /// Exit code: runtime or data error.
 pub const EXIT_RUNTIME: u8 = 1;
@@ -58,6 +62,15 @@ struct ScriptArgs {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The interactive shell (also what `weir` alone starts).
+    Shell {
+        /// How query results are printed (\format changes it).
+        #[arg(long, default_value = "table", value_parser = parse_format)]
+        format: OutputFormat,
+        /// A session setting, as with SET (repeatable), e.g. --set batch.size=1000.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Run a SQL script until its sources end (or Ctrl-C).
     Run {
         #[command(flatten)]
@@ -109,16 +122,47 @@ fn apply_setting(settings: &mut BTreeMap<String, String>, key: &str, value: &str
 /// Entry point of the `weir` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(command) = cli.command else {
-        eprintln!("weir: the interactive shell is not available yet; run a script with `weir run FILE.sql`\n");
-        eprintln!("{}", <Cli as clap::CommandFactory>::command().render_help());
-        return ExitCode::from(EXIT_USAGE);
-    };
+    let command = cli.command.unwrap_or(Command::Shell { format: OutputFormat::Table, set: Vec::new() });
     let result = match command {
+        Command::Shell { format, set } => shell(format, &set),
         Command::Explain { script } => explain(&script),
         Command::Run { script, format, batch_size, quiet } => run(&script, format, batch_size, quiet),
     };
     result.unwrap_or_else(|code| code)
+}
+
+fn shell(format: OutputFormat, set: &[String]) -> Result<ExitCode, ExitCode> {
+    let mut session = Session::new();
+    for kv in set {
+        let (k, v) = kv.split_once('=').ok_or_else(|| usage_error(format!("--set takes KEY=VALUE, got '{kv}'")))?;
+        session.set(k, v).map_err(usage_error)?;
+    }
+    Ok(shell::run(session, format))
+}
+
+/// Where a query's rows go: its `INSERT INTO` table, or stdout in `format`, written around the
+/// status line on stderr.
+fn query_sink(
+    plan: &StreamPlan,
+    format: OutputFormat,
+    ctx: &ConnectorContext,
+    status: &Arc<StatusLine>,
+) -> weir_runtime::Result<Box<dyn Sink>> {
+    Ok(match &plan.sink {
+        weir_sql::SinkNode::Client => {
+            let out = StatusWriter::new(Arc::clone(status));
+            Box::new(FormatSink::new(out, format, sink_schema(plan), "stdout", true))
+        }
+        weir_sql::SinkNode::Table(_) => open_sink(plan, format, ctx)?,
+    })
+}
+
+/// How a query is named in its summary: `query`, or `INSERT INTO sink`.
+fn query_label(plan: &StreamPlan) -> String {
+    match &plan.sink {
+        weir_sql::SinkNode::Table(t) => format!("INSERT INTO {}", t.name),
+        weir_sql::SinkNode::Client => "query".to_string(),
+    }
 }
 
 fn usage_error(message: impl std::fmt::Display) -> ExitCode {
@@ -215,13 +259,13 @@ fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet
     runtime.spawn(watch_signals(Arc::clone(&cancel)));
     let total = jobs.len();
     for (i, (plan, ctx)) in jobs.into_iter().enumerate() {
-        let label = match &plan.sink {
-            weir_sql::SinkNode::Table(t) => format!("INSERT INTO {}", t.name),
-            weir_sql::SinkNode::Client => "query".to_string(),
-        };
+        let label = query_label(&plan);
         let label = if total > 1 { format!("{label} ({} of {total})", i + 1) } else { label };
         let started = Instant::now();
-        let result = runtime.block_on(run_plan(&plan, format, &ctx, Arc::clone(&cancel)));
+        let status = Arc::new(StatusLine::default());
+        let progress = Progress::start(Arc::clone(&status), Arc::clone(&ctx.metrics), !quiet);
+        let result = runtime.block_on(run_plan(&plan, format, &ctx, status, Arc::clone(&cancel)));
+        progress.stop();
         if let Err(weir_runtime::RuntimeError::OutputClosed) = result {
             // the reader of stdout went away (`weir run … | head`): stop quietly
             return Ok(ExitCode::SUCCESS);
@@ -257,9 +301,10 @@ async fn run_plan(
     plan: &StreamPlan,
     format: OutputFormat,
     ctx: &ConnectorContext,
+    status: Arc<StatusLine>,
     cancel: Arc<AtomicBool>,
 ) -> weir_runtime::Result<()> {
-    let sink = open_sink(plan, format, ctx)?;
+    let sink = query_sink(plan, format, ctx, &status)?;
     build_pipeline(plan, sink, ctx)?.run(cancel).await
 }
 

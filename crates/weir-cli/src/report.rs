@@ -42,7 +42,7 @@ pub fn peak_memory_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn human_rate(n: f64) -> String {
+pub(crate) fn human_rate(n: f64) -> String {
     if n >= 1e6 {
         format!("{:.2}M", n / 1e6)
     } else if n >= 1e3 {

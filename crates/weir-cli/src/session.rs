@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::RecordBatch;
-use weir_connectors::{build_pipeline, open_sink, validate, CollectSink, OutputFormat};
+use weir_connectors::{build_pipeline, open_sink, validate, CollectSink, ConnectorContext, OutputFormat};
 use weir_runtime::{sink_schema, Metrics, RuntimeError};
 use weir_sql::{Planned, Planner, SinkNode, SqlError, StreamPlan};
 
@@ -85,6 +85,22 @@ impl Session {
         &self.planner
     }
 
+    /// The settings given so far (`SET`, `--set`), by their stored names.
+    pub fn settings(&self) -> &BTreeMap<String, String> {
+        &self.settings
+    }
+
+    /// Plan every statement of `sql` (DDL enters the catalog now; nothing runs).
+    pub fn plan(&mut self, sql: &str) -> Result<Vec<Planned>, SqlError> {
+        self.planner.plan_script(sql)
+    }
+
+    /// What the connectors of a query need: the settings, and where to look for files
+    /// (`base_dir`, else the session's).
+    pub fn connector_context(&self, base_dir: Option<PathBuf>) -> ConnectorContext {
+        crate::connector_context(&self.settings, base_dir.or_else(|| self.base_dir.clone()))
+    }
+
     /// Plan and run every statement of `sql` in order, on the calling thread.
     pub fn execute(&mut self, sql: &str) -> Result<Vec<StatementResult>, SessionError> {
         let planned = self.planner.plan_script(sql)?;
@@ -104,7 +120,7 @@ impl Session {
     }
 
     fn run(&self, plan: &StreamPlan) -> Result<StatementResult, SessionError> {
-        let ctx = crate::connector_context(&self.settings, self.base_dir.clone());
+        let ctx = self.connector_context(None);
         let metrics = Arc::clone(&ctx.metrics);
         validate(plan, &ctx).map_err(SessionError::Config)?;
         let cancel = AtomicBool::new(false);

@@ -1,7 +1,9 @@
 //! # weir-connectors — sources and sinks
 //!
 //! The connectors a pipeline reads from and writes to: the `file` connector (CSV with a header
-//! row, newline-delimited JSON, Parquet) as a source and a sink, `stdin` (the same formats) as a source, stdout in table/csv/json form, and for
+//! row, newline-delimited JSON, Parquet) as a source and a sink, `stdin` (the same formats) as a
+//! source, `datagen` (rows made up in process, paced, for the shell and tests), stdout in
+//! table/csv/json form, and for
 //! embedding the `channel` connector (batches sent by the host program over a tokio channel,
 //! results sent back: [`ChannelSource`], [`ChannelSink`], [`build_pipeline_with`]) and an
 //! in-memory collector. Files are read incrementally: memory is bounded by one
@@ -11,6 +13,7 @@
 mod channel;
 mod column;
 mod csv_source;
+mod datagen;
 mod json_source;
 mod options;
 mod parquet_source;
@@ -32,6 +35,7 @@ use weir_sql::{SinkNode, SourceNode, StreamPlan, TableDef};
 pub use channel::{ChannelSink, ChannelSource};
 pub use column::{parse_timestamp, ColumnBuffer, ColumnType, Value};
 pub use csv_source::CsvSource;
+pub use datagen::{DatagenOptions, DatagenSource};
 pub use json_source::JsonSource;
 pub use options::{BadRowPolicy, FileFormat, FileOptions};
 pub use parquet_source::ParquetSource;
@@ -57,13 +61,13 @@ impl ConnectorContext {
 
 fn check_connector(table: &TableDef) -> std::result::Result<(), String> {
     match table.connector() {
-        Some("file" | "stdin") => Ok(()),
+        Some("file" | "stdin" | "datagen") => Ok(()),
         Some("channel") => Err(format!(
             "table '{}' is read from the host program (connector 'channel'): run the query with build_pipeline_with, giving a ChannelSource for it",
             table.name
         )),
         Some(other) => {
-            Err(format!("table '{}': unknown connector '{other}' (supported: file, stdin, channel)", table.name))
+            Err(format!("table '{}': unknown connector '{other}' (supported: file, stdin, datagen, channel)", table.name))
         }
         None => Err(format!("table '{}' has no connector option", table.name)),
     }
@@ -86,7 +90,11 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
             continue;
         }
         check_connector(source)?;
-        inputs.push(FileOptions::parse(source, ctx.base_dir.as_deref(), true)?);
+        if source.connector() == Some("datagen") {
+            DatagenOptions::parse(source)?;
+        } else {
+            inputs.push(FileOptions::parse(source, ctx.base_dir.as_deref(), true)?);
+        }
         let schema = source.require_schema().map_err(|e| e.to_string())?;
         for f in schema.fields() {
             ColumnType::new(f.data_type())
@@ -127,11 +135,14 @@ pub fn open_sources(plan: &StreamPlan, ctx: &ConnectorContext) -> Result<Vec<Box
 pub fn open_source(node: &SourceNode, whole_rows: bool, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
     let table = &node.table;
     check_connector(table).map_err(RuntimeError::Source)?;
-    let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
     let declared = table.require_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
     let cols = input_columns(node, whole_rows)?;
     // declared nullability is kept: sources refuse NULLs in NOT NULL columns
     let schema = Arc::new(declared.project(&cols.columns)?);
+    if table.connector() == Some("datagen") {
+        return Ok(Box::new(DatagenSource::open(table, schema, ctx.batch_size)?));
+    }
+    let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
     Ok(match options.format {
         FileFormat::Csv => Box::new(CsvSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),
         FileFormat::Json => Box::new(JsonSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),

@@ -49,7 +49,7 @@ pub mod window_fn;
 pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};
 pub use error::{ErrorKind, Result, SqlError};
 pub use options::EarlyEmit;
-pub use parser::{parse_script, Stmt};
+pub use parser::{ends_statement, parse_script, Stmt};
 pub use plan::{
     show, PlanInput, PlanNodeDescription, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan,
     UpdatingAggregate, WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
@@ -60,4 +60,5 @@ pub use planner::{arrow_type, Planned, Planner};
 pub mod df {
     pub use datafusion_common;
     pub use datafusion_expr;
+    pub use datafusion_sql::sqlparser;
 }

@@ -79,6 +79,20 @@ pub enum Stmt {
     },
 }
 
+/// Whether `text` is complete input for a shell: its last token, outside strings and
+/// comments, is `;`. An unterminated string, quoted name or comment is incomplete; any other
+/// text the tokenizer refuses is complete once a line ends in `;` (so the planner reports it).
+pub fn ends_statement(text: &str) -> bool {
+    match Tokenizer::new(&GenericDialect {}, text).tokenize() {
+        Ok(tokens) => tokens.iter().rev().find(|t| !matches!(t, Token::Whitespace(_))) == Some(&Token::SemiColon),
+        Err(e) => {
+            let m = e.message.to_ascii_lowercase();
+            let unterminated = m.contains("unterminated") || m.contains("eof") || m.contains("end of file");
+            !unterminated && text.trim_end().ends_with(';')
+        }
+    }
+}
+
 /// Parse a script of `;`-separated statements (with `--` and `/* */` comments).
 pub fn parse_script(sql: &str) -> Result<Vec<Stmt>> {
     let dialect = GenericDialect {};
@@ -489,6 +503,17 @@ mod tests {
         .unwrap();
         let Stmt::Query(q, _) = &stmts[0] else { panic!("query expected") };
         assert!(q.to_string().contains("SESSION(t, partition_by(a, b), DESCRIPTOR(ts)"), "{q}");
+    }
+
+    #[test]
+    fn complete_input_ends_in_a_semicolon_outside_strings_and_comments() {
+        for done in ["SELECT 1;", "SELECT 1; -- done\n", "SELECT ';' ;  ", "SELECT 1;\nSELECT 2 /* x */ ;", "SELECT ?? ;"] {
+            assert!(ends_statement(done), "{done}");
+        }
+        for open in ["", "SELECT 1", "SELECT 'a;", "SELECT 1; SELECT", "SELECT 1 /* ; */", "SELECT 1 -- ;", "SELECT \"a;", "/* ;"]
+        {
+            assert!(!ends_statement(open), "{open}");
+        }
     }
 
     #[test]

@@ -1,0 +1,210 @@
+//! The shell's backslash commands (psql and DataFusion CLI habits): `\?`, `\d`, `\i`,
+//! `\format`, `\timing`, `\set`, `\explain`, `\stats`, `\q`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion_common::arrow::array::{ArrayRef, StringArray};
+use datafusion_common::arrow::datatypes::{DataType, Field, Schema};
+use datafusion_common::arrow::record_batch::RecordBatch;
+use datafusion_common::arrow::util::pretty::pretty_format_batches;
+use weir_runtime::Metrics;
+use weir_sql::{sql_type_name, TableDef};
+
+use super::{Flow, Shell};
+use crate::status::watermark_text;
+
+/// The commands with their usage, as `\?` lists them (also what Tab completes).
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("\\?", "\\?                  list these commands"),
+    ("\\d", "\\d [NAME]           list tables, or describe one (columns, watermark, options)"),
+    ("\\i", "\\i FILE             run the statements of a SQL file"),
+    ("\\format", "\\format [table|csv|json]  show or set how results are printed"),
+    ("\\timing", "\\timing [on|off]    show how long each statement took"),
+    ("\\set", "\\set [KEY VALUE]    list the settings, or set one (as SET KEY = VALUE)"),
+    ("\\explain", "\\explain QUERY      print the streaming plan of a query"),
+    ("\\stats", "\\stats              the counters of the last query"),
+    ("\\q", "\\q                  quit (also Ctrl-D, or Ctrl-C twice at an empty prompt)"),
+];
+
+/// A table of text for people, in the same box style as query results.
+pub fn text_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let fields: Vec<Field> = headers.iter().map(|h| Field::new(*h, DataType::Utf8, false)).collect();
+    let columns: Vec<ArrayRef> = (0..headers.len())
+        .map(|i| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[i].as_str()))) as ArrayRef)
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| e.to_string())
+        .and_then(|b| pretty_format_batches(&[b]).map(|t| t.to_string()).map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| format!("(cannot show the table: {e})"))
+}
+
+fn watermark_of(t: &TableDef) -> String {
+    match &t.watermark {
+        Some(w) if w.delay_nanos == 0 => w.column.clone(),
+        Some(w) => format!("{} - {:?}", w.column, Duration::from_nanos(w.delay_nanos.max(0) as u64)),
+        None => match &t.proctime {
+            Some(p) => format!("{p} (processing time)"),
+            None => String::new(),
+        },
+    }
+}
+
+fn describe(t: &TableDef) -> String {
+    let mut out = format!("Table \"{}\"\n", t.name);
+    match &t.schema {
+        Some(schema) => {
+            let rows: Vec<Vec<String>> = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let ty = match &t.proctime {
+                        Some(p) if p == f.name() => "AS PROCTIME()".to_string(),
+                        _ => sql_type_name(f.data_type()),
+                    };
+                    vec![f.name().clone(), ty, if f.is_nullable() { "" } else { "not null" }.to_string()]
+                })
+                .collect();
+            out.push_str(&text_table(&["column", "type", "nullable"], &rows));
+            out.push('\n');
+        }
+        None => out.push_str("(columns from the query that writes to it)\n"),
+    }
+    let watermark = watermark_of(t);
+    if !watermark.is_empty() {
+        out.push_str(&format!("watermark: {watermark}\n"));
+    }
+    let options: Vec<String> = t.options.iter().map(|(k, v)| format!("{k} = '{v}'")).collect();
+    out.push_str(&format!("options: {}\n", options.join(", ")));
+    out
+}
+
+fn stats(m: &Metrics) -> String {
+    let counters = [
+        ("rows in", Metrics::get(&m.rows_in)),
+        ("rows out", Metrics::get(&m.rows_out)),
+        ("late rows dropped", Metrics::get(&m.late_rows)),
+        ("rows with NULL event time", Metrics::get(&m.null_time_rows)),
+        ("malformed rows skipped", Metrics::get(&m.bad_rows_skipped)),
+        ("windows fired", Metrics::get(&m.windows_fired)),
+        ("windows open", Metrics::get(&m.open_windows)),
+        ("keys expired (state TTL)", Metrics::get(&m.expired_keys)),
+    ];
+    let mut rows: Vec<Vec<String>> = counters.iter().map(|(k, v)| vec![k.to_string(), v.to_string()]).collect();
+    let watermark = m.watermark.load(std::sync::atomic::Ordering::Relaxed);
+    rows.push(vec!["watermark".into(), watermark_text(watermark)]);
+    text_table(&["metric", "value"], &rows)
+}
+
+impl Shell {
+    /// Run one backslash command line.
+    pub(super) fn meta(&mut self, line: &str) -> Flow {
+        let line = line.trim().trim_end_matches(';').trim();
+        let (command, arg) = match line.split_once(char::is_whitespace) {
+            Some((c, a)) => (c, a.trim()),
+            None => (line, ""),
+        };
+        match command {
+            "\\q" | "\\quit" => return Flow::Quit,
+            "\\?" | "\\h" | "\\help" => {
+                println!("{}", COMMANDS.iter().map(|(_, u)| *u).collect::<Vec<_>>().join("\n"));
+                println!("SQL statements end with ';' and may span lines. Ctrl-C stops a running query.");
+            }
+            "\\d" if arg.is_empty() => {
+                let rows: Vec<Vec<String>> = self
+                    .session
+                    .planner()
+                    .catalog()
+                    .tables()
+                    .map(|t| {
+                        let columns = t.schema.as_ref().map_or("-".to_string(), |s| s.fields().len().to_string());
+                        vec![t.name.clone(), t.connector().unwrap_or("").to_string(), columns, watermark_of(t)]
+                    })
+                    .collect();
+                if rows.is_empty() {
+                    println!("No tables yet: CREATE TABLE name (…) WITH (connector = …);");
+                } else {
+                    println!("{}", text_table(&["table", "connector", "columns", "watermark"], &rows));
+                }
+            }
+            "\\d" => match self.session.planner().catalog().get(arg) {
+                Some(t) => print!("{}", describe(t)),
+                None => eprintln!("error: no table named '{arg}' (\\d lists them)"),
+            },
+            "\\i" | "\\include" if !arg.is_empty() => {
+                let path = Path::new(arg);
+                match std::fs::read_to_string(path) {
+                    Ok(sql) => {
+                        self.run_sql(&sql, arg, path.parent().map(Path::to_path_buf));
+                    }
+                    Err(e) => eprintln!("error: cannot read {arg}: {e}"),
+                }
+            }
+            "\\format" if arg.is_empty() => println!("format: {:?}", self.format),
+            "\\format" => match arg.parse() {
+                Ok(f) => self.format = f,
+                Err(e) => eprintln!("error: {e}"),
+            },
+            "\\timing" => {
+                self.timing = match arg.to_ascii_lowercase().as_str() {
+                    "" => !self.timing,
+                    "on" => true,
+                    "off" => false,
+                    other => {
+                        eprintln!("error: \\timing takes on or off, not '{other}'");
+                        return Flow::Continue;
+                    }
+                };
+                println!("Timing is {}.", if self.timing { "on" } else { "off" });
+            }
+            "\\set" if arg.is_empty() => {
+                let rows: Vec<Vec<String>> =
+                    self.session.settings().iter().map(|(k, v)| vec![k.clone(), v.clone()]).collect();
+                println!("{}", text_table(&["setting", "value"], &rows));
+            }
+            "\\set" => {
+                let (key, value) = match arg.split_once('=') {
+                    Some((k, v)) => (k.trim(), v.trim()),
+                    None => arg.split_once(char::is_whitespace).map_or((arg, ""), |(k, v)| (k, v.trim())),
+                };
+                let value = value.trim_matches('\'');
+                match self.session.set(key, value) {
+                    Ok(()) => println!("SET"),
+                    Err(e) => eprintln!("error: {e}"),
+                }
+            }
+            "\\explain" if !arg.is_empty() => {
+                self.run_sql(&format!("EXPLAIN {arg}"), "input", None);
+            }
+            "\\stats" => match &self.last_metrics {
+                Some(m) => println!("{}", stats(m)),
+                None => println!("No query has run yet."),
+            },
+            other => eprintln!("error: unknown or incomplete command '{other}' (\\? lists the commands)"),
+        }
+        Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_shows_columns_watermark_and_options() {
+        let mut planner = weir_sql::Planner::new();
+        planner
+            .plan_script(
+                "CREATE TABLE t (k VARCHAR NOT NULL, ts TIMESTAMP(3), p AS PROCTIME(),
+                 WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'datagen')",
+            )
+            .unwrap();
+        let text = describe(planner.catalog().get("t").unwrap());
+        assert!(text.contains("| k      | VARCHAR"), "{text}");
+        assert!(text.contains("not null"), "{text}");
+        assert!(text.contains("AS PROCTIME()"), "{text}");
+        assert!(text.contains("watermark: ts - 2s"), "{text}");
+        assert!(text.contains("options: connector = 'datagen'"), "{text}");
+    }
+}

@@ -1,0 +1,298 @@
+//! The interactive shell (`weir`, `weir shell`): type DDL and continuous queries; results
+//! stream onto the screen as windows close, with a status line below them; Ctrl-C stops the
+//! running query and returns to the prompt.
+//!
+//! On a terminal the input is edited with rustyline (multi-line statements, history kept in
+//! `~/.weir_history` or `$WEIR_HISTORY`, Tab completion, Ctrl-R search). When standard input is
+//! not a terminal (`weir < script.sql`), statements are read from it as they complete, without
+//! prompts, so results on stdout stay clean.
+
+mod editor;
+mod meta;
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rustyline::error::ReadlineError;
+use rustyline::history::FileHistory;
+use rustyline::{CompletionType, Config, Editor};
+use weir_connectors::{build_pipeline, validate, OutputFormat};
+use weir_runtime::{Metrics, RuntimeError};
+use weir_sql::{Planned, StreamPlan};
+
+use crate::report::{self, render_sql_error};
+use crate::status::{Progress, StatusLine};
+use crate::{Session, EXIT_RUNTIME};
+use editor::{input_complete, is_quit, ShellHelper};
+
+/// What the shell does after a command.
+pub(crate) enum Flow {
+    /// Read the next command.
+    Continue,
+    /// Leave the shell.
+    Quit,
+}
+
+/// The shell's state: the session's catalog and settings, and how results are shown.
+pub(crate) struct Shell {
+    session: Session,
+    format: OutputFormat,
+    timing: bool,
+    runtime: tokio::runtime::Runtime,
+    /// The running query's stop flag, which Ctrl-C sets.
+    running: Arc<Mutex<Option<Arc<AtomicBool>>>>,
+    last_metrics: Option<Arc<Metrics>>,
+    status: Arc<StatusLine>,
+}
+
+/// Where input comes from: the line editor on a terminal, else plain lines of stdin.
+enum Input {
+    Editor(Box<Editor<ShellHelper, FileHistory>>, Option<PathBuf>),
+    Lines(std::io::StdinLock<'static>),
+}
+
+/// One read of the input.
+enum Read {
+    Text(String),
+    Interrupted,
+    End,
+}
+
+impl Input {
+    fn open() -> Result<Self, ReadlineError> {
+        if !std::io::stdin().is_terminal() {
+            return Ok(Self::Lines(std::io::stdin().lock()));
+        }
+        let config = Config::builder()
+            .auto_add_history(false)
+            .history_ignore_space(true)
+            .max_history_size(10_000)?
+            .completion_type(CompletionType::List)
+            .build();
+        let mut editor = Editor::with_config(config)?;
+        editor.set_helper(Some(ShellHelper::new()));
+        let history = std::env::var_os("WEIR_HISTORY")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".weir_history")));
+        if let Some(path) = &history {
+            // a missing history file is a first run, not an error
+            let _ = editor.load_history(path);
+        }
+        Ok(Self::Editor(Box::new(editor), history))
+    }
+
+    fn read(&mut self) -> Result<Read, ReadlineError> {
+        match self {
+            Self::Editor(editor, _) => match editor.readline("weir> ") {
+                Ok(text) => Ok(Read::Text(text)),
+                Err(ReadlineError::Interrupted) => Ok(Read::Interrupted),
+                Err(ReadlineError::Eof) => Ok(Read::End),
+                Err(e) => Err(e),
+            },
+            Self::Lines(stdin) => {
+                let mut text = String::new();
+                loop {
+                    let mut line = String::new();
+                    if stdin.read_line(&mut line)? == 0 {
+                        // input ended: run what is there, even without a final ';'
+                        return Ok(if text.trim().is_empty() { Read::End } else { Read::Text(text) });
+                    }
+                    text.push_str(&line);
+                    if input_complete(&text) && !text.trim().is_empty() {
+                        return Ok(Read::Text(text));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Remember `text` in the history (kept in the file at once, so a crash loses nothing).
+    fn remember(&mut self, text: &str) {
+        if let Self::Editor(editor, history) = self {
+            let _ = editor.add_history_entry(text);
+            if let Some(path) = history {
+                let _ = editor.save_history(path);
+            }
+        }
+    }
+
+    fn learn(&mut self, session: &Session) {
+        if let Self::Editor(editor, _) = self {
+            if let Some(helper) = editor.helper_mut() {
+                helper.learn(session.planner().catalog());
+            }
+        }
+    }
+}
+
+/// Run the shell until `\q`, Ctrl-D, or Ctrl-C twice at the prompt.
+pub fn run(session: Session, format: OutputFormat) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let running: Arc<Mutex<Option<Arc<AtomicBool>>>> = Arc::default();
+    runtime.spawn(stop_queries_on_ctrl_c(Arc::clone(&running)));
+    let mut shell = Shell {
+        session,
+        format,
+        timing: false,
+        runtime,
+        running,
+        last_metrics: None,
+        status: Arc::new(StatusLine::default()),
+    };
+    let mut input = match Input::open() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: cannot read the terminal: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    if let Input::Editor(..) = input {
+        println!("weir {}: streaming SQL. End statements with ';'; \\? lists commands, \\q quits.", env!("CARGO_PKG_VERSION"));
+    }
+    input.learn(&shell.session);
+    let mut interrupted = false;
+    loop {
+        let text = match input.read() {
+            Ok(Read::Text(text)) => text,
+            Ok(Read::Interrupted) if interrupted => break,
+            Ok(Read::Interrupted) => {
+                interrupted = true;
+                eprintln!("(Ctrl-C again, Ctrl-D or \\q to quit)");
+                continue;
+            }
+            Ok(Read::End) => break,
+            Err(e) => {
+                eprintln!("error: cannot read input: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        };
+        interrupted = false;
+        let t = text.trim();
+        if t.is_empty() {
+            continue;
+        }
+        input.remember(t);
+        if is_quit(t) {
+            break;
+        }
+        let flow = if t.starts_with('\\') {
+            shell.meta(t)
+        } else {
+            shell.run_sql(&text, "input", None);
+            Flow::Continue
+        };
+        input.learn(&shell.session);
+        if let Flow::Quit = flow {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Ctrl-C stops the running query, never the shell (at the prompt, the editor reads Ctrl-C
+/// as a key instead).
+async fn stop_queries_on_ctrl_c(running: Arc<Mutex<Option<Arc<AtomicBool>>>>) {
+    while tokio::signal::ctrl_c().await.is_ok() {
+        if let Some(stop) = running.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Shell {
+    /// Plan and run the statements of `sql` in order; an error is printed and stops the rest.
+    pub(crate) fn run_sql(&mut self, sql: &str, source_name: &str, base_dir: Option<PathBuf>) -> bool {
+        let started = Instant::now();
+        let ok = self.run_statements(sql, source_name, base_dir);
+        if self.timing {
+            eprintln!("Time: {:.3} s", started.elapsed().as_secs_f64());
+        }
+        ok
+    }
+
+    fn run_statements(&mut self, sql: &str, source_name: &str, base_dir: Option<PathBuf>) -> bool {
+        let planned = match self.session.plan(sql) {
+            Ok(p) => p,
+            Err(e) => {
+                eprint!("{}", render_sql_error(&e, source_name, sql));
+                return false;
+            }
+        };
+        for p in planned {
+            match p {
+                Planned::CreatedTable(name) => println!("CREATE TABLE {name}"),
+                Planned::Set { key, value } => match self.session.set(&key, &value) {
+                    Ok(()) => println!("SET"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return false;
+                    }
+                },
+                Planned::Explain(plan) => println!("{plan}"),
+                Planned::Query(plan) | Planned::Insert(plan) => {
+                    if !self.run_query(&plan, base_dir.clone()) {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Run one query until its input ends or Ctrl-C, printing results as they are emitted.
+    fn run_query(&mut self, plan: &StreamPlan, base_dir: Option<PathBuf>) -> bool {
+        if let Some((node, _)) = plan.inputs().into_iter().find(|(n, _)| n.table.connector() == Some("stdin")) {
+            eprintln!(
+                "error: table '{}' reads standard input, which is the shell's own input; run it with `weir run`",
+                node.table.name
+            );
+            return false;
+        }
+        let ctx = self.session.connector_context(base_dir);
+        if let Err(e) = validate(plan, &ctx) {
+            eprintln!("error: {e}");
+            return false;
+        }
+        let pipeline = match crate::query_sink(plan, self.format, &ctx, &self.status)
+            .and_then(|sink| build_pipeline(plan, sink, &ctx))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return false;
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&stop));
+        let progress = Progress::start(Arc::clone(&self.status), Arc::clone(&ctx.metrics), true);
+        let started = Instant::now();
+        let result = self.runtime.block_on(pipeline.run(Arc::clone(&stop)));
+        progress.stop();
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.last_metrics = Some(Arc::clone(&ctx.metrics));
+        let label = crate::query_label(plan);
+        match result {
+            Ok(()) | Err(RuntimeError::OutputClosed) => {
+                // the pipeline sets the flag itself only when it fails, so here it was Ctrl-C
+                let label = if stop.load(Ordering::Relaxed) { format!("{label} stopped (Ctrl-C)") } else { label };
+                eprintln!("{}", report::summary(&label, &ctx.metrics, started.elapsed()));
+                true
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                eprintln!("{}", report::summary(&format!("{label} failed"), &ctx.metrics, started.elapsed()));
+                false
+            }
+        }
+    }
+}

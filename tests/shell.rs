@@ -1,0 +1,130 @@
+//! The interactive shell, driven through a real pseudo-terminal: prompts, multi-line
+//! statements, Tab completion, results and the status line of a continuous query, Ctrl-C
+//! stopping the query (not the shell), SQL errors with a caret, backslash commands, history,
+//! and quitting. Also the shell reading a script from a pipe (no terminal).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use rexpect::session::{spawn_command, PtySession};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `weir` in the repository root, with its history in `history`.
+fn weir(history: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    c.current_dir(repo()).env("WEIR_HISTORY", history).env("TERM", "xterm").env_remove("RUST_LOG");
+    c
+}
+
+fn start(history: &std::path::Path) -> PtySession {
+    let mut p = spawn_command(weir(history), Some(30_000)).expect("the shell starts in a pty");
+    p.exp_string("\\? lists commands").expect("banner");
+    p.exp_string("weir> ").expect("first prompt");
+    p
+}
+
+const EVENTS: &str = "CREATE TABLE events (sensor VARCHAR, site VARCHAR, reading DOUBLE, bytes BIGINT, \
+                      ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) \
+                      WITH (connector = 'file', path = 'sql-examples/data/events.csv');";
+
+const TICKS: &str = "CREATE TABLE ticks (id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) \
+                     WITH (connector = 'datagen', 'rows-per-second' = '40', \
+                     'fields.id.kind' = 'sequence', 'fields.id.start' = '1');";
+
+#[test]
+fn a_session_in_the_shell() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history = dir.path().join("history");
+    let mut p = start(&history);
+
+    // DDL over a bundled file; a query typed over two lines runs when the ';' comes
+    p.send_line(EVENTS).unwrap();
+    p.exp_string("CREATE TABLE events").unwrap();
+    p.send_line("SELECT sensor, COUNT(*) AS n FROM events").unwrap();
+    p.send_line("GROUP BY TUMBLE(ts, INTERVAL '1' HOUR), sensor;").unwrap();
+    p.exp_string("| sensor | n ").unwrap();
+    p.exp_string("query: 400 rows in").unwrap();
+    p.exp_string("weir> ").unwrap();
+
+    // an unbounded generator: rows stream with a status line until Ctrl-C stops the query
+    p.send_line(TICKS).unwrap();
+    p.exp_string("CREATE TABLE ticks").unwrap();
+    p.send_line("SELECT id, ts FROM ticks WHERE id % 10 = 0;").unwrap();
+    p.exp_string("| 20 ").unwrap();
+    p.exp_string("rows/s · watermark ").unwrap();
+    p.exp_string("| 40 ").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("query stopped (Ctrl-C)").unwrap();
+    p.exp_string("weir> ").unwrap();
+
+    // the shell is still usable: a SQL error shows a caret, then \d lists both tables
+    p.send_line("SELECT nope FROM ticks;").unwrap();
+    p.exp_string("input:1:8").unwrap();
+    p.exp_string("^").unwrap();
+    p.exp_string("weir> ").unwrap();
+    p.send_line("\\d").unwrap();
+    p.exp_string("| events | file").unwrap();
+    p.exp_string("| ticks  | datagen").unwrap();
+    p.send_line("\\d ticks").unwrap();
+    p.exp_string("watermark: ts").unwrap();
+
+    // Tab completes a backslash command; the new format applies to the next query
+    p.send("\\for").unwrap();
+    p.send("\t").unwrap();
+    p.send_line(" csv").unwrap();
+    p.exp_string("weir> ").unwrap();
+    p.send_line("SELECT sensor FROM events WHERE reading > 99.5;").unwrap();
+    p.exp_string("sensor\r\n").unwrap();
+    p.exp_string("rows in").unwrap();
+    p.send_line("\\stats").unwrap();
+    p.exp_string("| rows in ").unwrap();
+
+    p.send_line("\\q").unwrap();
+    p.exp_eof().unwrap();
+    let kept = std::fs::read_to_string(&history).expect("history is written");
+    assert!(kept.contains("\\d ticks"), "{kept}");
+    assert!(kept.contains("\\format csv"), "Tab completed the command: {kept}");
+}
+
+#[test]
+fn ctrl_c_twice_at_the_prompt_quits_and_history_is_read_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history = dir.path().join("history");
+    std::fs::write(&history, "#V2\nSELECT 42;\n").unwrap();
+    let mut p = start(&history);
+    // Up recalls the last entry of the history file
+    p.send("\x1b[A").unwrap();
+    p.exp_string("SELECT 42;").unwrap();
+    p.send_control('u').unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("Ctrl-C again").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_eof().unwrap();
+}
+
+#[test]
+fn the_shell_reads_a_piped_script_without_prompts() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let script = format!(
+        "{EVENTS}\n\\format csv\nSELECT sensor, COUNT(*) AS n\n  FROM events WHERE reading > 99\n  GROUP BY TUMBLE(ts, INTERVAL '1' HOUR), sensor;\nSELECT oops;\n\\d events\n"
+    );
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stdout.contains("weir>"), "no prompts without a terminal: {stdout}");
+    assert!(stdout.starts_with("CREATE TABLE events\nsensor,n\n"), "{stdout}");
+    assert!(stdout.contains("Table \"events\""), "the error did not end the shell: {stdout}");
+    assert!(stderr.contains("error: ") && stderr.contains("oops"), "{stderr}");
+    assert!(stderr.contains("query: 400 rows in"), "{stderr}");
+}
