@@ -119,14 +119,16 @@ impl DatagenOptions {
         };
         let number_of_rows = table.option("number-of-rows").map(|v| positive(name, "number-of-rows", v)).transpose()?;
         let seed = match table.option("seed") {
-            Some(v) => Some(v.trim().parse::<u64>().map_err(|_| format!("table '{name}': seed must be an integer, got '{v}'"))?),
+            Some(v) => Some(
+                v.trim().parse::<u64>().map_err(|_| format!("table '{name}': seed must be an integer, got '{v}'"))?,
+            ),
             None => None,
         };
         let mut columns = BTreeMap::new();
         for f in schema.fields() {
             let spec = fields.remove(f.name().as_str()).unwrap_or_default();
-            let gen = column_gen(f.data_type(), &spec)
-                .map_err(|e| format!("table '{name}', column '{}': {e}", f.name()))?;
+            let gen =
+                column_gen(f.data_type(), &spec).map_err(|e| format!("table '{name}', column '{}': {e}", f.name()))?;
             columns.insert(f.name().clone(), gen);
         }
         Ok(Self { rows_per_second, number_of_rows, seed, columns })
@@ -418,8 +420,12 @@ mod tests {
         let mut s = DatagenSource::open(&t, schema, 1000).unwrap();
         let batches = drain(&mut s);
         assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2500);
-        let ids: Vec<i64> =
-            batches.iter().flat_map(|b| b.column(0).as_primitive::<datafusion_common::arrow::datatypes::Int64Type>().values().to_vec()).collect();
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0).as_primitive::<datafusion_common::arrow::datatypes::Int64Type>().values().to_vec()
+            })
+            .collect();
         assert_eq!(ids, (10..2510).collect::<Vec<_>>());
         for b in &batches {
             let v = b.column(1).as_primitive::<Int32Type>();

@@ -507,11 +507,21 @@ mod tests {
 
     #[test]
     fn complete_input_ends_in_a_semicolon_outside_strings_and_comments() {
-        for done in ["SELECT 1;", "SELECT 1; -- done\n", "SELECT ';' ;  ", "SELECT 1;\nSELECT 2 /* x */ ;", "SELECT ?? ;"] {
+        for done in
+            ["SELECT 1;", "SELECT 1; -- done\n", "SELECT ';' ;  ", "SELECT 1;\nSELECT 2 /* x */ ;", "SELECT ?? ;"]
+        {
             assert!(ends_statement(done), "{done}");
         }
-        for open in ["", "SELECT 1", "SELECT 'a;", "SELECT 1; SELECT", "SELECT 1 /* ; */", "SELECT 1 -- ;", "SELECT \"a;", "/* ;"]
-        {
+        for open in [
+            "",
+            "SELECT 1",
+            "SELECT 'a;",
+            "SELECT 1; SELECT",
+            "SELECT 1 /* ; */",
+            "SELECT 1 -- ;",
+            "SELECT \"a;",
+            "/* ;",
+        ] {
             assert!(!ends_statement(open), "{open}");
         }
     }

@@ -5,12 +5,12 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use weir_sql::df::sqlparser::keywords::ALL_KEYWORDS;
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
+use weir_sql::df::sqlparser::keywords::ALL_KEYWORDS;
 use weir_sql::Catalog;
 
 use super::meta::COMMANDS;
@@ -64,13 +64,15 @@ impl ShellHelper {
         }
         let lower = prefix.to_ascii_lowercase();
         let upper = prefix.chars().next().is_some_and(|c| c.is_ascii_uppercase());
-        let mut out: Vec<String> = self.names.iter().filter(|n| n.to_ascii_lowercase().starts_with(&lower)).cloned().collect();
-        out.extend(
-            ALL_KEYWORDS
-                .iter()
-                .filter(|k| k.to_ascii_lowercase().starts_with(&lower))
-                .map(|k| if upper { k.to_string() } else { k.to_ascii_lowercase() }),
-        );
+        let mut out: Vec<String> =
+            self.names.iter().filter(|n| n.to_ascii_lowercase().starts_with(&lower)).cloned().collect();
+        out.extend(ALL_KEYWORDS.iter().filter(|k| k.to_ascii_lowercase().starts_with(&lower)).map(|k| {
+            if upper {
+                k.to_string()
+            } else {
+                k.to_ascii_lowercase()
+            }
+        }));
         out
     }
 }

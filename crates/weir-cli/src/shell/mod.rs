@@ -139,7 +139,13 @@ pub fn run(session: Session, format: OutputFormat) -> ExitCode {
         }
     };
     let running: Arc<Mutex<Option<Arc<AtomicBool>>>> = Arc::default();
-    runtime.spawn(stop_queries_on_ctrl_c(Arc::clone(&running)));
+    // the handler is installed now, before the line editor first saves (and later restores)
+    // the process's SIGINT disposition
+    let ctrl_c = {
+        let _entered = runtime.enter();
+        CtrlC::install()
+    };
+    runtime.spawn(stop_queries_on_ctrl_c(ctrl_c, Arc::clone(&running)));
     let mut shell = Shell {
         session,
         format,
@@ -157,7 +163,10 @@ pub fn run(session: Session, format: OutputFormat) -> ExitCode {
         }
     };
     if let Input::Editor(..) = input {
-        println!("weir {}: streaming SQL. End statements with ';'; \\? lists commands, \\q quits.", env!("CARGO_PKG_VERSION"));
+        println!(
+            "weir {}: streaming SQL. End statements with ';'; \\? lists commands, \\q quits.",
+            env!("CARGO_PKG_VERSION")
+        );
     }
     input.learn(&shell.session);
     let mut interrupted = false;
@@ -199,10 +208,40 @@ pub fn run(session: Session, format: OutputFormat) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// SIGINT, taken from its default (ending the process) for the shell's lifetime.
+struct CtrlC {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl CtrlC {
+    /// Install the handler (inside the runtime).
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Self { signal: signal(SignalKind::interrupt()).ok() }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next Ctrl-C; false if none can come.
+    async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        match &mut self.signal {
+            Some(s) => s.recv().await.is_some(),
+            None => false,
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await.is_ok()
+    }
+}
+
 /// Ctrl-C stops the running query, never the shell (at the prompt, the editor reads Ctrl-C
 /// as a key instead).
-async fn stop_queries_on_ctrl_c(running: Arc<Mutex<Option<Arc<AtomicBool>>>>) {
-    while tokio::signal::ctrl_c().await.is_ok() {
+async fn stop_queries_on_ctrl_c(mut ctrl_c: CtrlC, running: Arc<Mutex<Option<Arc<AtomicBool>>>>) {
+    while ctrl_c.next().await {
         if let Some(stop) = running.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             stop.store(true, Ordering::Relaxed);
         }
