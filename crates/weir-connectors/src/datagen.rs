@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use datafusion_common::arrow::array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray};
 use datafusion_common::arrow::compute::cast;
 use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
-use datafusion_common::arrow::record_batch::RecordBatch;
+use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use weir_runtime::{Result, RuntimeError, Source};
 use weir_sql::window_fn::nanos_per_unit;
 use weir_sql::{sql_type_name, TableDef};
@@ -376,7 +376,9 @@ impl Source for DatagenSource {
         if let Some(r) = &mut self.remaining {
             *r -= n as u64;
         }
-        Ok(Some(RecordBatch::try_new(Arc::clone(&self.schema), arrays)?))
+        // a query may read no column at all (COUNT(*)): the batch still has its rows
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        Ok(Some(RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &options)?))
     }
 }
 
