@@ -491,3 +491,36 @@ fn dropped_rows_of_a_table_with_a_processing_time_column_are_the_rows_read() {
     assert_eq!(lines.next(), Some("sensor,site,reading,bytes,ts,reason"));
     assert!(lines.next().is_some_and(|l| l.starts_with("s")), "{late}");
 }
+
+#[test]
+fn explain_analyze_shows_each_operator_s_metrics() {
+    let dir = workdir(ISSUE_QUERY);
+    let sql = std::fs::read_to_string(dir.path().join("q.sql"))
+        .unwrap()
+        .replace("\nSELECT sensor,", "\nEXPLAIN ANALYZE SELECT sensor,");
+    std::fs::write(dir.path().join("analyze.sql"), sql).unwrap();
+    let out = run_in(dir.path(), &["run", "analyze.sql"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // no result rows, the plan with a metrics line under each source and operator
+    assert!(!text.contains("| sensor"), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let under = |node: &str| -> &str {
+        let i = lines.iter().position(|l| l.trim_start().starts_with(node)).unwrap_or_else(|| panic!("{node}: {text}"));
+        lines[i + 1].trim_start()
+    };
+    assert!(under("Source: events").starts_with("metrics: rows read 16, batches 1, time "), "{text}");
+    // 13 of the 16 readings are positive; 2 of those are late; 6 windows, 3 with n > 1
+    assert!(under("Filter: events.reading > 0").starts_with("metrics: rows in 16, rows out 13, batches 1"), "{text}");
+    let window = under("WindowAggregate:");
+    assert!(window.starts_with("metrics: rows in 13, rows out 6,"), "{text}");
+    assert!(window.contains("rows dropped (late or no event time) 2"), "{text}");
+    assert!(under("Filter: count(Int64(1)) > 1").starts_with("metrics: rows in 6, rows out 3,"), "{text}");
+    assert!(window.contains("state 0 rows / 0 B (peak "), "{text}");
+    assert!(window.ends_with("watermark end of input"), "{text}");
+    // the same metrics after the results with --explain-analyze, on stderr
+    let out = run_in(dir.path(), &["run", "q.sql", "--format", "csv", "--explain-analyze"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("sensor,w_start,"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("metrics: rows in 13, rows out 6,"), "{}", stderr(&out));
+}

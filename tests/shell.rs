@@ -91,6 +91,7 @@ fn a_session_in_the_shell() {
     p.exp_string("rows in").unwrap();
     p.send_line("\\stats").unwrap();
     p.exp_string("| rows in ").unwrap();
+    p.exp_string("| Filter ").unwrap();
 
     p.send_line("\\q").unwrap();
     p.exp_eof().unwrap();

@@ -26,11 +26,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use weir_connectors::{build_pipeline, open_sink, validate, ConnectorContext, FormatSink, OutputFormat};
+use weir_connectors::{build_pipeline, open_sink, validate, ConnectorContext, DiscardSink, FormatSink, OutputFormat};
 use weir_runtime::{sink_schema, Metrics, Sink};
 use weir_sql::{Planned, Planner, SqlError, StreamPlan};
 
-pub use report::{peak_memory_bytes, render_sql_error};
+pub use report::{explain_analyze, operator_line, peak_memory_bytes, render_sql_error};
 pub use session::{Session, SessionError, StatementResult};
 pub use status::{Progress, StatusLine, StatusWriter};
 
@@ -81,9 +81,13 @@ enum Command {
         /// Rows per batch read from sources (default 8192).
         #[arg(long, value_name = "ROWS")]
         batch_size: Option<usize>,
-        /// Do not print the summary on stderr.
+        /// Do not print the summary or the progress line on stderr.
         #[arg(short, long)]
         quiet: bool,
+        /// After each query, print its plan with each operator's metrics (rows in/out, time,
+        /// late rows, state) on stderr, as EXPLAIN ANALYZE does.
+        #[arg(long)]
+        explain_analyze: bool,
     },
     /// Print the streaming plan of each query in a SQL script, without running it.
     Explain {
@@ -126,7 +130,9 @@ pub fn main() -> ExitCode {
     let result = match command {
         Command::Shell { format, set } => shell(format, &set),
         Command::Explain { script } => explain(&script),
-        Command::Run { script, format, batch_size, quiet } => run(&script, format, batch_size, quiet),
+        Command::Run { script, format, batch_size, quiet, explain_analyze } => {
+            run(&script, format, batch_size, quiet, explain_analyze)
+        }
     };
     result.unwrap_or_else(|code| code)
 }
@@ -141,14 +147,16 @@ fn shell(format: OutputFormat, set: &[String]) -> Result<ExitCode, ExitCode> {
 }
 
 /// Where a query's rows go: its `INSERT INTO` table, or stdout in `format`, written around the
-/// status line on stderr.
+/// status line on stderr (or nowhere, with `discard`: `EXPLAIN ANALYZE` of a query).
 fn query_sink(
     plan: &StreamPlan,
     format: OutputFormat,
     ctx: &ConnectorContext,
     status: &Arc<StatusLine>,
+    discard: bool,
 ) -> weir_runtime::Result<Box<dyn Sink>> {
     Ok(match &plan.sink {
+        weir_sql::SinkNode::Client if discard => Box::new(DiscardSink),
         weir_sql::SinkNode::Client => {
             let out = StatusWriter::new(Arc::clone(status));
             Box::new(FormatSink::new(out, format, sink_schema(plan), "stdout", true))
@@ -198,7 +206,7 @@ fn explain(args: &ScriptArgs) -> Result<ExitCode, ExitCode> {
     let plans: Vec<&StreamPlan> = planned
         .iter()
         .filter_map(|p| match p {
-            Planned::Query(p) | Planned::Insert(p) | Planned::Explain(p) => Some(p),
+            Planned::Query(p) | Planned::Insert(p) | Planned::Explain(p) | Planned::ExplainAnalyze(p) => Some(p),
             _ => None,
         })
         .collect();
@@ -214,7 +222,13 @@ fn explain(args: &ScriptArgs) -> Result<ExitCode, ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet: bool) -> Result<ExitCode, ExitCode> {
+fn run(
+    args: &ScriptArgs,
+    format: OutputFormat,
+    batch_size: Option<usize>,
+    quiet: bool,
+    analyze_all: bool,
+) -> Result<ExitCode, ExitCode> {
     let mut settings = command_line_settings(args)?;
     if let Some(n) = batch_size {
         if n == 0 {
@@ -227,6 +241,11 @@ fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet
     let mut jobs = Vec::new();
     let mut current = settings;
     for p in planned {
+        let analyze = match &p {
+            Planned::ExplainAnalyze(_) => Analyze::Instead,
+            _ if analyze_all => Analyze::After,
+            _ => Analyze::No,
+        };
         match p {
             Planned::Set { key, value } => {
                 if let Err(e) = apply_setting(&mut current, &key, &value) {
@@ -234,13 +253,13 @@ fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet
                     return Err(ExitCode::from(EXIT_SQL));
                 }
             }
-            Planned::Query(plan) | Planned::Insert(plan) => {
+            Planned::Query(plan) | Planned::Insert(plan) | Planned::ExplainAnalyze(plan) => {
                 let ctx = connector_context(&current, script.base_dir.clone());
                 if let Err(e) = validate(&plan, &ctx) {
                     eprintln!("error: {e}");
                     return Err(ExitCode::from(EXIT_SQL));
                 }
-                jobs.push((plan, ctx));
+                jobs.push((plan, ctx, analyze));
             }
             Planned::Explain(plan) => {
                 println!("{plan}");
@@ -258,13 +277,14 @@ fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet
     let cancel = Arc::new(AtomicBool::new(false));
     runtime.spawn(watch_signals(Arc::clone(&cancel)));
     let total = jobs.len();
-    for (i, (plan, ctx)) in jobs.into_iter().enumerate() {
+    for (i, (plan, ctx, analyze)) in jobs.into_iter().enumerate() {
         let label = query_label(&plan);
         let label = if total > 1 { format!("{label} ({} of {total})", i + 1) } else { label };
         let started = Instant::now();
         let status = Arc::new(StatusLine::default());
         let progress = Progress::start(Arc::clone(&status), Arc::clone(&ctx.metrics), !quiet);
-        let result = runtime.block_on(run_plan(&plan, format, &ctx, status, Arc::clone(&cancel)));
+        let discard = analyze == Analyze::Instead;
+        let result = runtime.block_on(run_plan(&plan, format, &ctx, status, discard, Arc::clone(&cancel)));
         progress.stop();
         if let Err(weir_runtime::RuntimeError::OutputClosed) = result {
             // the reader of stdout went away (`weir run … | head`): stop quietly
@@ -279,6 +299,11 @@ fn run(args: &ScriptArgs, format: OutputFormat, batch_size: Option<usize>, quiet
         }
         if !quiet {
             eprintln!("{}", report::summary(&label, &ctx.metrics, started.elapsed()));
+        }
+        match analyze {
+            Analyze::Instead => println!("{}", explain_analyze(&plan, &ctx.metrics)),
+            Analyze::After => eprintln!("{}", explain_analyze(&plan, &ctx.metrics)),
+            Analyze::No => {}
         }
         if cancel.load(Ordering::Relaxed) {
             break;
@@ -297,14 +322,25 @@ fn connector_context(settings: &BTreeMap<String, String>, base_dir: Option<PathB
     ctx
 }
 
+/// Whether a query's plan is shown with its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Analyze {
+    No,
+    /// `--explain-analyze`: after the query's results and summary, on stderr.
+    After,
+    /// `EXPLAIN ANALYZE`: instead of a query's rows, on stdout.
+    Instead,
+}
+
 async fn run_plan(
     plan: &StreamPlan,
     format: OutputFormat,
     ctx: &ConnectorContext,
     status: Arc<StatusLine>,
+    discard: bool,
     cancel: Arc<AtomicBool>,
 ) -> weir_runtime::Result<()> {
-    let sink = query_sink(plan, format, ctx, &status)?;
+    let sink = query_sink(plan, format, ctx, &status, discard)?;
     build_pipeline(plan, sink, ctx)?.run(cancel).await
 }
 

@@ -1,10 +1,14 @@
-//! How the CLI shows errors (with the offending line and a caret) and the end-of-run summary.
+//! How the CLI shows errors (with the offending line and a caret), the end-of-run summary, and
+//! each operator's metrics (`EXPLAIN ANALYZE`, `\stats`).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_runtime::Metrics;
-use weir_sql::SqlError;
+use weir_runtime::{Metrics, OperatorMetrics, NO_WATERMARK};
+use weir_sql::{SqlError, StreamPlan};
+
+use crate::status::watermark_text;
 
 /// Render an SQL error against the script text:
 ///
@@ -82,4 +86,59 @@ pub fn summary(label: &str, metrics: &Arc<Metrics>, elapsed: Duration) -> String
         parts.push(format!("peak memory {} MiB", peak / (1024 * 1024)));
     }
     format!("weir: {label}: {}", parts.join(", "))
+}
+
+/// Bytes for people: `512 B`, `3.1 KiB`, `12.0 MiB`.
+pub(crate) fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// What one source or operator did: rows, batches, busy time, dropped rows, state, watermark.
+pub fn operator_line(m: &OperatorMetrics) -> String {
+    let get = Metrics::get;
+    let mut parts = match m.name {
+        "Source" => vec![format!("rows read {}", get(&m.rows_out))],
+        _ => vec![format!("rows in {}", get(&m.rows_in)), format!("rows out {}", get(&m.rows_out))],
+    };
+    parts.push(format!("batches {}", get(&m.batches)));
+    parts.push(format!("time {:.2} ms", get(&m.busy_nanos) as f64 / 1e6));
+    let late = get(&m.late_rows);
+    if late > 0 {
+        parts.push(format!("rows dropped (late or no event time) {late}"));
+    }
+    let peak = get(&m.peak_state_bytes);
+    if peak > 0 {
+        parts.push(format!(
+            "state {} rows / {} (peak {})",
+            get(&m.state_rows),
+            human_bytes(get(&m.state_bytes)),
+            human_bytes(peak)
+        ));
+    }
+    let watermark = m.watermark.load(Ordering::Relaxed);
+    if watermark != NO_WATERMARK {
+        parts.push(format!("watermark {}", watermark_text(watermark)));
+    }
+    parts.join(", ")
+}
+
+/// `EXPLAIN ANALYZE`: the plan as EXPLAIN prints it, each source and operator followed by what
+/// it did in the run that filled `metrics`.
+pub fn explain_analyze(plan: &StreamPlan, metrics: &Metrics) -> String {
+    let operators = metrics.operators();
+    let mut out = String::new();
+    for node in plan.describe() {
+        let pad = "  ".repeat(node.depth);
+        out.push_str(&format!("{pad}{}: {}\n", node.operator, node.details));
+        if let Some(m) = node.op.and_then(|place| operators.iter().find(|m| m.place == place)) {
+            out.push_str(&format!("{pad}  metrics: {}\n", operator_line(m)));
+        }
+    }
+    out.truncate(out.trim_end().len());
+    out
 }

@@ -113,6 +113,13 @@ impl Session {
                     StatementResult::Done
                 }
                 Planned::Explain(plan) => StatementResult::Explain(plan.to_string()),
+                Planned::ExplainAnalyze(plan) => {
+                    let metrics = match self.run(&plan)? {
+                        StatementResult::Rows { metrics, .. } | StatementResult::Inserted { metrics } => metrics,
+                        _ => return Err(SessionError::Config("EXPLAIN ANALYZE ran no query".into())),
+                    };
+                    StatementResult::Explain(crate::explain_analyze(&plan, &metrics))
+                }
                 Planned::Query(plan) | Planned::Insert(plan) => self.run(&plan)?,
             });
         }

@@ -39,7 +39,7 @@ pub use datagen::{DatagenOptions, DatagenSource};
 pub use json_source::JsonSource;
 pub use options::{BadRowPolicy, FileFormat, FileOptions};
 pub use parquet_source::ParquetSource;
-pub use sinks::{CollectSink, FormatSink, OutputFormat, ParquetSink};
+pub use sinks::{CollectSink, DiscardSink, FormatSink, OutputFormat, ParquetSink};
 
 /// What connectors need to know about the run.
 #[derive(Debug, Clone)]

@@ -186,3 +186,18 @@ impl Sink for CollectSink {
         Ok(())
     }
 }
+
+/// Drops every batch (`EXPLAIN ANALYZE` of a query, benchmarks): the pipeline still counts
+/// the rows out.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiscardSink;
+
+impl Sink for DiscardSink {
+    fn write(&mut self, _batch: &RecordBatch) -> Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

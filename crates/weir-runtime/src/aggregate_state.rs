@@ -125,6 +125,16 @@ impl Frozen {
         let arrays = self.keys.iter().chain(self.states.iter().flatten());
         arrays.map(|a| a.get_array_memory_size()).sum()
     }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether it holds no group.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
 }
 
 impl Partial {
@@ -208,6 +218,11 @@ impl Partial {
     /// Number of groups.
     pub fn len(&self) -> usize {
         self.num_groups
+    }
+
+    /// Bytes held (approximately): the group keys and every accumulator.
+    pub fn size(&self) -> usize {
+        self.groups.as_ref().map_or(0, |g| g.size()) + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
     }
 
     /// Whether no row was added.

@@ -18,7 +18,7 @@ use weir_sql::StateTtl;
 use crate::error::Result;
 use crate::keyed_state::KeyedState;
 use crate::message::{Message, Nanos, RowKind, StreamBatch};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StateSize};
 use crate::operator::Operator;
 use crate::rank_rows::RankRows;
 
@@ -46,6 +46,12 @@ impl DeduplicateOp {
 impl Operator for DeduplicateOp {
     fn name(&self) -> &'static str {
         "Deduplicate"
+    }
+
+    /// One kept row per key.
+    fn state_size(&self) -> StateSize {
+        let bytes: usize = self.kept.values().map(|k| k.order.len() + k.row.len()).sum();
+        StateSize { rows: self.kept.len() as u64, bytes: bytes as u64 }
     }
 
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {

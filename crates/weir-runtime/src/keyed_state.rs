@@ -120,6 +120,11 @@ impl<T> KeyedState<T> {
         self.index.len()
     }
 
+    /// The values held, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().flatten().map(|e| &e.value)
+    }
+
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()

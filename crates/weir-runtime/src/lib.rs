@@ -20,6 +20,7 @@ mod deduplicate;
 mod dropped;
 mod error;
 mod filter;
+mod instrument;
 mod keyed_state;
 mod message;
 mod metrics;
@@ -44,7 +45,7 @@ pub use error::{Result, RuntimeError};
 pub use filter::FilterOp;
 pub use keyed_state::KeyedState;
 pub use message::{DroppedRows, Message, Nanos, Origin, RowKind, StreamBatch, NO_WATERMARK};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, OperatorMetrics, StateSize};
 pub use operator::Operator;
 pub use pipeline::{
     build_operators, build_ops, input_columns, late_rows_schema, relaxed, sink_schema, source_columns, Pipeline,

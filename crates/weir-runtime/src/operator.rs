@@ -1,8 +1,9 @@
 //! The operator trait. Only `process_batch` is required; the watermark and end-of-stream
-//! hooks have no-op defaults that forward the event.
+//! hooks have no-op defaults that forward the event, and a stateless operator reports no state.
 
 use crate::error::Result;
 use crate::message::{Message, Nanos, StreamBatch};
+use crate::metrics::StateSize;
 
 /// A streaming operator with one input. Operators are driven by one task and need not be
 /// thread-safe beyond `Send`.
@@ -22,5 +23,11 @@ pub trait Operator: Send {
     /// The input ended. The default does nothing (the driver forwards `EndOfStream`).
     fn on_end_of_stream(&mut self, _out: &mut Vec<Message>) -> Result<()> {
         Ok(())
+    }
+
+    /// The state held now, for metrics. Called at most every 100 ms, so it may walk the state.
+    /// The default (a stateless operator) is none.
+    fn state_size(&self) -> StateSize {
+        StateSize::default()
     }
 }

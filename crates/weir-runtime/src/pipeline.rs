@@ -28,12 +28,13 @@ use datafusion_expr::utils::AggregateOrderSensitivity;
 use datafusion_expr::Expr;
 use datafusion_physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
-use weir_sql::{RankKind, SourceNode, StreamOp, StreamPlan, WindowSpec};
+use weir_sql::{OpRef, RankKind, SourceNode, StreamOp, StreamPlan, WindowSpec};
 
 use crate::aggregate_state::AggregateSpec;
 use crate::deduplicate::DeduplicateOp;
 use crate::error::{Result, RuntimeError};
 use crate::filter::FilterOp;
+use crate::instrument::{instrument, through, Instrumented};
 use crate::message::{DroppedRows, Message, Nanos, StreamBatch};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
@@ -255,7 +256,7 @@ fn with_op_column(batch: &StreamBatch, schema: &SchemaRef) -> Result<RecordBatch
 
 /// Operators plus sink: everything downstream of the source.
 struct Chain {
-    ops: Vec<Box<dyn Operator>>,
+    ops: Vec<Instrumented>,
     sink: Box<dyn Sink>,
     metrics: Arc<Metrics>,
     /// Set for a changelog: the sink's schema, with the `op` column.
@@ -301,32 +302,10 @@ impl Chain {
     }
 }
 
-/// Pass messages through operators in order.
-fn through(ops: &mut [Box<dyn Operator>], messages: Vec<Message>) -> Result<Vec<Message>> {
-    let mut current = messages;
-    for op in ops {
-        let mut next = Vec::with_capacity(current.len());
-        for m in current {
-            match m {
-                // on their way to the side output, past the other operators
-                Message::Dropped(d) => next.push(Message::Dropped(d)),
-                Message::Data(b) => op.process_batch(b, &mut next)?,
-                Message::Watermark(w) => op.on_watermark(w, &mut next)?,
-                Message::EndOfStream => {
-                    op.on_end_of_stream(&mut next)?;
-                    next.push(Message::EndOfStream);
-                }
-            }
-        }
-        current = next;
-    }
-    Ok(current)
-}
-
 /// Where the inputs meet: each input's own operators, then one watermark for all.
 struct Merge {
     /// Per input, the filters and projections before the merge.
-    ops: Vec<Vec<Box<dyn Operator>>>,
+    ops: Vec<Vec<Instrumented>>,
     watermarks: WatermarkMerge,
     metrics: Arc<Metrics>,
 }
@@ -412,9 +391,10 @@ impl Pipeline {
         let many = inputs.len() > 1;
         let clock = Arc::new(ProcessingClock::new());
         let (mut drivers, mut ops, mut idle) = (Vec::new(), Vec::new(), Vec::new());
-        for ((node, input_ops), source) in inputs.into_iter().zip(sources) {
+        for (input, ((node, input_ops), source)) in inputs.into_iter().zip(sources).enumerate() {
             let cols = input_columns(node, plan.late_rows.is_some())?;
-            let mut driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(&metrics));
+            let mut driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(&metrics))
+                .with_operator_metrics(metrics.register("Source", OpRef::Source(input)));
             if many {
                 driver = driver.without_watermark_metric();
             }
@@ -422,18 +402,19 @@ impl Pipeline {
                 driver = driver.with_final_watermark();
             }
             drivers.push(driver);
-            let mut chain = build_ops(input_ops, &metrics)?;
+            let mut chain =
+                instrument(build_ops(input_ops, &metrics)?, |index| OpRef::Input { input, index }, &metrics);
             if let Some(position) = cols.proctime {
                 let schema = relaxed(node.output_schema.as_arrow());
                 let stamp = ProcTimeOp::new(position, schema, Arc::clone(&clock), node.processing_time);
-                chain.insert(0, Box::new(stamp));
+                chain.insert(0, Instrumented::unregistered(Box::new(stamp), &metrics));
             }
             ops.push(chain);
             idle.push(weir_sql::options::idle_timeout(&node.table).map(|n| Duration::from_nanos(n.max(0) as u64)));
         }
         let merge =
             Merge { ops, watermarks: WatermarkMerge::new(&idle, Instant::now()), metrics: Arc::clone(&metrics) };
-        let ops = build_operators(plan, &metrics)?;
+        let ops = instrument(build_operators(plan, &metrics)?, OpRef::Op, &metrics);
         let changelog = plan.is_updating().then(|| sink_schema(plan));
         let clock = plan.source.processing_time.then_some(clock);
         Ok(Self { drivers, merge, chain: Chain { ops, sink, metrics, changelog, late_rows: None }, clock })

@@ -46,7 +46,7 @@ use crate::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Partial}
 use crate::dropped::{show_time, DroppedCollector};
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StateSize};
 use crate::operator::Operator;
 use crate::window_aggregate::{to_nanos, WindowLayout};
 use crate::window_changes::WindowChanges;
@@ -422,6 +422,16 @@ impl SessionAggregateOp {
 impl Operator for SessionAggregateOp {
     fn name(&self) -> &'static str {
         "SessionAggregate"
+    }
+
+    /// Sessions held (open, and fired ones kept for late rows), with their accumulators.
+    fn state_size(&self) -> StateSize {
+        let mut size = StateSize::default();
+        for (key, sessions) in &self.sessions {
+            size.rows += sessions.len() as u64;
+            size.bytes += (key.len() + sessions.iter().map(|s| s.partial.size()).sum::<usize>()) as u64;
+        }
+        size
     }
 
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {

@@ -3,13 +3,14 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array};
 use datafusion_common::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
 use crate::message::{Message, Nanos, Origin, StreamBatch, NO_WATERMARK};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OperatorMetrics};
 use crate::window_aggregate::to_nanos;
 
 /// A connector's reader. It produces batches with exactly the columns it was opened with.
@@ -101,6 +102,8 @@ pub struct SourceDriver {
     /// the watermark, and every window still open fires when a bounded input ends).
     final_watermark: bool,
     metrics: Arc<Metrics>,
+    /// This source's own counters, if registered.
+    own: Option<Arc<OperatorMetrics>>,
 }
 
 impl SourceDriver {
@@ -120,7 +123,14 @@ impl SourceDriver {
             report_watermark: true,
             final_watermark: false,
             metrics,
+            own: None,
         }
+    }
+
+    /// Count this source's rows, batches, read time and watermark in `own`.
+    pub fn with_operator_metrics(mut self, own: Arc<OperatorMetrics>) -> Self {
+        self.own = Some(own);
+        self
     }
 
     /// Pass each batch as read along with the rows, so operators can route dropped rows to a
@@ -146,6 +156,26 @@ impl SourceDriver {
     /// Read the next batch and turn it into messages. Returns `false` at end of input, after
     /// pushing the final `Watermark(MAX)`.
     pub fn poll(&mut self, out: &mut Vec<Message>) -> Result<bool> {
+        let started = Instant::now();
+        let first = out.len();
+        let more = self.poll_inner(out)?;
+        if let Some(own) = &self.own {
+            Metrics::add(&own.busy_nanos, started.elapsed().as_nanos() as u64);
+            for m in &out[first..] {
+                match m {
+                    Message::Data(b) => {
+                        Metrics::add(&own.rows_out, b.batch.num_rows() as u64);
+                        Metrics::add(&own.batches, 1);
+                    }
+                    Message::Watermark(w) => own.watermark.store(*w, Ordering::Relaxed),
+                    _ => {}
+                }
+            }
+        }
+        Ok(more)
+    }
+
+    fn poll_inner(&mut self, out: &mut Vec<Message>) -> Result<bool> {
         let Some(batch) = self.source.next_batch()? else {
             if self.watermark.is_some() || self.final_watermark {
                 if self.report_watermark {

@@ -35,7 +35,7 @@ use crate::aggregate_state::{AggregateSpec, Aggregates};
 use crate::error::{Result, RuntimeError};
 use crate::keyed_state::KeyedState;
 use crate::message::{Message, Nanos, RowKind, StreamBatch};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StateSize};
 use crate::operator::Operator;
 use crate::retract_min_max::RetractMinMax;
 
@@ -207,6 +207,19 @@ impl UpdatingAggregateOp {
 impl Operator for UpdatingAggregateOp {
     fn name(&self) -> &'static str {
         "UpdatingAggregate"
+    }
+
+    /// Groups, with their keys, accumulators and last emitted row.
+    fn state_size(&self) -> StateSize {
+        let bytes: usize = self
+            .groups
+            .values()
+            .map(|g| {
+                let scalars = g.key_values.iter().chain(g.emitted.iter().flatten());
+                scalars.map(ScalarValue::size).sum::<usize>() + g.accumulators.iter().map(|a| a.size()).sum::<usize>()
+            })
+            .sum();
+        StateSize { rows: self.groups.len() as u64, bytes: bytes as u64 }
     }
 
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {

@@ -48,7 +48,7 @@ use crate::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, 
 use crate::dropped::DroppedCollector;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StateSize};
 use crate::operator::Operator;
 use crate::window_assign::Assigner;
 use crate::window_changes::{WindowChanges, WindowId};
@@ -428,6 +428,22 @@ fn timestamp_scalar(t: &DataType, ns: Nanos) -> Result<ScalarValue> {
 impl Operator for WindowAggregateOp {
     fn name(&self) -> &'static str {
         "WindowAggregate"
+    }
+
+    /// Groups of the open (and retained) slices: live partials and frozen ones.
+    fn state_size(&self) -> StateSize {
+        let mut size = StateSize::default();
+        for slice in self.slices.values() {
+            if let Some(live) = &slice.live {
+                size.rows += live.len() as u64;
+                size.bytes += live.size() as u64;
+            }
+            for f in &slice.frozen {
+                size.rows += f.len() as u64;
+                size.bytes += f.size() as u64;
+            }
+        }
+        size
     }
 
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {

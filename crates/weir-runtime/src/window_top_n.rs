@@ -21,7 +21,7 @@ use datafusion_common::arrow::array::Array;
 use crate::dropped::{show_time, DroppedCollector};
 use crate::error::Result;
 use crate::message::{Message, Nanos, StreamBatch};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StateSize};
 use crate::operator::Operator;
 use crate::rank_rows::RankRows;
 use crate::window_aggregate::to_nanos;
@@ -49,6 +49,16 @@ impl WindowTopNOp {
 impl Operator for WindowTopNOp {
     fn name(&self) -> &'static str {
         "WindowTopN"
+    }
+
+    /// The rows kept per open window partition.
+    fn state_size(&self) -> StateSize {
+        let mut size = StateSize::default();
+        for ((_, key), kept) in &self.partitions {
+            size.rows += kept.len() as u64;
+            size.bytes += (key.len() + kept.iter().map(|(o, r)| o.len() + r.len()).sum::<usize>()) as u64;
+        }
+        size
     }
 
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {

@@ -51,7 +51,7 @@ pub use error::{ErrorKind, Result, SqlError};
 pub use options::EarlyEmit;
 pub use parser::{ends_statement, parse_script, Stmt};
 pub use plan::{
-    show, PlanInput, PlanNodeDescription, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan,
+    show, OpRef, PlanInput, PlanNodeDescription, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan,
     UpdatingAggregate, WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
 };
 pub use planner::{arrow_type, Planned, Planner};

@@ -70,6 +70,8 @@ pub enum Stmt {
     },
     /// `EXPLAIN <statement>`.
     Explain(Box<Stmt>),
+    /// `EXPLAIN ANALYZE <statement>`: run it, then show the plan with each operator's metrics.
+    ExplainAnalyze(Box<Stmt>),
     /// `SET key = value`.
     Set {
         /// Setting name, lower-cased.
@@ -124,7 +126,7 @@ fn parse_one(parser: &mut Parser) -> Result<Stmt> {
     if parser.parse_keyword(Keyword::EXPLAIN) {
         // EXPLAIN [ANALYZE] is planned by us, not sqlparser, so it can wrap any statement.
         if parser.parse_keyword(Keyword::ANALYZE) {
-            return Err(SqlError::not_supported("EXPLAIN ANALYZE").at(location));
+            return Ok(Stmt::ExplainAnalyze(Box::new(parse_one(parser)?)));
         }
         return Ok(Stmt::Explain(Box::new(parse_one(parser)?)));
     }

@@ -426,6 +426,7 @@ impl StreamPlan {
         let cols = |s: &DFSchemaRef| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
         nodes.push(PlanNodeDescription {
             depth: 0,
+            op: None,
             operator: "Sink".into(),
             details: match &self.sink {
                 SinkNode::Client if self.is_updating() => {
@@ -439,10 +440,11 @@ impl StreamPlan {
         let describe_op = |op: &StreamOp| -> PlanNodeDescription {
             match op {
                 StreamOp::Filter { predicate, .. } => {
-                    PlanNodeDescription { depth: 0, operator: "Filter".into(), details: show(predicate) }
+                    PlanNodeDescription { depth: 0, op: None, operator: "Filter".into(), details: show(predicate) }
                 }
                 StreamOp::Project { exprs, output_schema, .. } => PlanNodeDescription {
                     depth: 0,
+                    op: None,
                     operator: "Project".into(),
                     details: exprs
                         .iter()
@@ -470,6 +472,7 @@ impl StreamPlan {
                     let aggs: Vec<String> = w.aggr_exprs.iter().map(show).collect();
                     PlanNodeDescription {
                         depth: 0,
+                        op: None,
                         operator: "WindowAggregate".into(),
                         details: format!(
                             "window: {} on {}, keys: [{}], aggregates: [{}], emit: {}",
@@ -486,7 +489,7 @@ impl StreamPlan {
                     let aggs: Vec<String> = u.aggr_exprs.iter().map(show).collect();
                     let ttl = ttl_text(u.state_ttl, "one entry per key");
                     PlanNodeDescription {
-                        depth: 0,
+                        depth: 0, op: None,
                         operator: "UpdatingAggregate".into(),
                         details: format!(
                             "keys: [{}], aggregates: [{}], input: {}, emit: a changelog (+I, -U/+U, -D) per batch of changes, state: {ttl}",
@@ -501,7 +504,7 @@ impl StreamPlan {
                     let order: Vec<String> = r.order_by.iter().map(|s| s.to_string()).collect();
                     match r.kind {
                         RankKind::WindowTopN { end_column, .. } => PlanNodeDescription {
-                            depth: 0,
+                            depth: 0, op: None,
                             operator: "WindowTopN".into(),
                             details: format!(
                                 "top {} per [{}] by [{}], emit: each window's rows once the watermark passes {}, state: {} rows per open window partition",
@@ -513,7 +516,7 @@ impl StreamPlan {
                             ),
                         },
                         RankKind::Deduplicate { state_ttl } => PlanNodeDescription {
-                            depth: 0,
+                            depth: 0, op: None,
                             operator: "Deduplicate".into(),
                             details: format!(
                                 "first row per [{}] by [{}], emit: a changelog (+I, and -U/+U when a later row ranks first), state: {}",
@@ -542,6 +545,7 @@ impl StreamPlan {
             };
             PlanNodeDescription {
                 depth: 0,
+                op: None,
                 operator: "Source".into(),
                 details: format!(
                     "{} ({}), {watermark}, columns: [{}]",
@@ -558,14 +562,15 @@ impl StreamPlan {
             }
         };
         let mut depth = 1;
-        for op in self.ops.iter().rev() {
-            nodes.push(PlanNodeDescription { depth, ..describe_op(op) });
+        for (index, op) in self.ops.iter().enumerate().rev() {
+            nodes.push(PlanNodeDescription { depth, op: Some(OpRef::Op(index)), ..describe_op(op) });
             depth += 1;
         }
         if !self.union.is_empty() {
             let inputs = self.inputs();
             nodes.push(PlanNodeDescription {
                 depth,
+                op: None,
                 operator: "Union".into(),
                 details: format!(
                     "{} inputs, watermark: the minimum of the inputs' (an input idle longer than its 'idle_timeout' is left out)",
@@ -574,13 +579,17 @@ impl StreamPlan {
             });
             depth += 1;
         }
-        for (source, ops) in self.inputs() {
+        for (input, (source, ops)) in self.inputs().into_iter().enumerate() {
             let mut d = depth;
-            for op in ops.iter().rev() {
-                nodes.push(PlanNodeDescription { depth: d, ..describe_op(op) });
+            for (index, op) in ops.iter().enumerate().rev() {
+                nodes.push(PlanNodeDescription {
+                    depth: d,
+                    op: Some(OpRef::Input { input, index }),
+                    ..describe_op(op)
+                });
                 d += 1;
             }
-            nodes.push(PlanNodeDescription { depth: d, ..describe_source(source) });
+            nodes.push(PlanNodeDescription { depth: d, op: Some(OpRef::Source(input)), ..describe_source(source) });
         }
         nodes
     }
@@ -633,11 +642,31 @@ fn options_text(t: &TableDef) -> String {
     t.options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
 }
 
+/// Which runtime operator a plan node becomes, so run-time metrics can be shown against the
+/// plan (`EXPLAIN ANALYZE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum OpRef {
+    /// The source of input `n` ([`StreamPlan::inputs`] order: the first source, then each
+    /// `UNION ALL` input).
+    Source(usize),
+    /// Operator `index` of input `input`'s own operators (before a union's merge).
+    Input {
+        /// The input.
+        input: usize,
+        /// Position in that input's operators.
+        index: usize,
+    },
+    /// Operator `n` of [`StreamPlan::ops`] (after the merge).
+    Op(usize),
+}
+
 /// One line of EXPLAIN output.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanNodeDescription {
     /// How deep in the tree (the sink is 0; a node's input is one deeper).
     pub depth: usize,
+    /// The runtime operator this node becomes (none for the sink and a union's merge).
+    pub op: Option<OpRef>,
     /// Operator name.
     pub operator: String,
     /// Its window, keys, expressions, watermark, connector options…

@@ -53,6 +53,9 @@ pub enum Planned {
     Insert(StreamPlan),
     /// `EXPLAIN`: the plan, not to be run.
     Explain(StreamPlan),
+    /// `EXPLAIN ANALYZE`: run the plan (a query's rows are not shown, an INSERT writes), then
+    /// show it with each operator's metrics.
+    ExplainAnalyze(StreamPlan),
     /// `SET key = value`.
     Set {
         /// Setting name.
@@ -125,6 +128,10 @@ impl Planner {
             Stmt::Explain(inner) => match self.plan_statement(*inner)? {
                 Planned::Query(p) | Planned::Insert(p) => Ok(Planned::Explain(p)),
                 _ => Err(SqlError::not_supported("EXPLAIN of a statement other than a query or INSERT")),
+            },
+            Stmt::ExplainAnalyze(inner) => match self.plan_statement(*inner)? {
+                Planned::Query(p) | Planned::Insert(p) => Ok(Planned::ExplainAnalyze(p)),
+                _ => Err(SqlError::not_supported("EXPLAIN ANALYZE of a statement other than a query or INSERT")),
             },
             Stmt::Set { key, value } => {
                 let (key, value) = check_setting(&key, &value)?;

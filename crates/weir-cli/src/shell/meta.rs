@@ -13,6 +13,7 @@ use weir_runtime::Metrics;
 use weir_sql::{sql_type_name, TableDef};
 
 use super::{Flow, Shell};
+use crate::report::human_bytes;
 use crate::status::watermark_text;
 
 /// The commands with their usage, as `\?` lists them (also what Tab completes).
@@ -94,7 +95,24 @@ fn stats(m: &Metrics) -> String {
     let mut rows: Vec<Vec<String>> = counters.iter().map(|(k, v)| vec![k.to_string(), v.to_string()]).collect();
     let watermark = m.watermark.load(std::sync::atomic::Ordering::Relaxed);
     rows.push(vec!["watermark".into(), watermark_text(watermark)]);
-    text_table(&["metric", "value"], &rows)
+    let operators: Vec<Vec<String>> = m
+        .operators()
+        .iter()
+        .map(|o| {
+            let n = |c: &std::sync::atomic::AtomicU64| Metrics::get(c).to_string();
+            vec![
+                o.name.to_string(),
+                n(&o.rows_in),
+                n(&o.rows_out),
+                format!("{:.2}", Metrics::get(&o.busy_nanos) as f64 / 1e6),
+                n(&o.late_rows),
+                n(&o.state_rows),
+                human_bytes(Metrics::get(&o.peak_state_bytes)),
+            ]
+        })
+        .collect();
+    let headers = ["operator", "rows in", "rows out (read)", "time ms", "dropped", "state rows", "peak state"];
+    format!("{}\n{}", text_table(&["metric", "value"], &rows), text_table(&headers, &operators))
 }
 
 impl Shell {

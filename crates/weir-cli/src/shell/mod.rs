@@ -279,8 +279,16 @@ impl Shell {
                 },
                 Planned::Explain(plan) => println!("{plan}"),
                 Planned::Query(plan) | Planned::Insert(plan) => {
-                    if !self.run_query(&plan, base_dir.clone()) {
+                    if !self.run_query(&plan, base_dir.clone(), false) {
                         return false;
+                    }
+                }
+                Planned::ExplainAnalyze(plan) => {
+                    if !self.run_query(&plan, base_dir.clone(), true) {
+                        return false;
+                    }
+                    if let Some(m) = &self.last_metrics {
+                        println!("{}", crate::explain_analyze(&plan, m));
                     }
                 }
             }
@@ -288,8 +296,9 @@ impl Shell {
         true
     }
 
-    /// Run one query until its input ends or Ctrl-C, printing results as they are emitted.
-    fn run_query(&mut self, plan: &StreamPlan, base_dir: Option<PathBuf>) -> bool {
+    /// Run one query until its input ends or Ctrl-C, printing results as they are emitted
+    /// (with `analyze`, a query's rows are not shown: EXPLAIN ANALYZE shows the metrics).
+    fn run_query(&mut self, plan: &StreamPlan, base_dir: Option<PathBuf>, analyze: bool) -> bool {
         if let Some((node, _)) = plan.inputs().into_iter().find(|(n, _)| n.table.connector() == Some("stdin")) {
             eprintln!(
                 "error: table '{}' reads standard input, which is the shell's own input; run it with `weir run`",
@@ -302,7 +311,7 @@ impl Shell {
             eprintln!("error: {e}");
             return false;
         }
-        let pipeline = match crate::query_sink(plan, self.format, &ctx, &self.status)
+        let pipeline = match crate::query_sink(plan, self.format, &ctx, &self.status, analyze)
             .and_then(|sink| build_pipeline(plan, sink, &ctx))
         {
             Ok(p) => p,
