@@ -524,3 +524,57 @@ fn explain_analyze_shows_each_operator_s_metrics() {
     assert!(stdout(&out).starts_with("sensor,w_start,"), "{}", stdout(&out));
     assert!(stderr(&out).contains("metrics: rows in 13, rows out 6,"), "{}", stderr(&out));
 }
+
+/// `GET /metrics` over plain HTTP; `None` while nothing listens yet.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// The value of the sample `line_start` (a metric name with its labels) in a scrape.
+fn sample(text: &str, line_start: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+}
+
+#[test]
+fn the_metrics_endpoint_serves_the_running_query_in_prometheus_format() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sql = "CREATE TABLE ticks (id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+               WITH (connector = 'datagen', 'rows-per-second' = '200', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1'); \
+               SELECT COUNT(*) AS n FROM ticks GROUP BY TUMBLE(ts, INTERVAL '1' SECOND);";
+    let mut child = spawn_piped(
+        weir()
+            .args(["run", "--quiet", "--format", "csv", "--metrics-addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-e", sql]),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut last = String::new();
+    let text = loop {
+        assert!(std::time::Instant::now() < deadline, "no windows fired in time: {last}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let Some(text) = scrape(port) else { continue };
+        if sample(&text, "weir_windows_fired_total{query=\"1\"}").is_some_and(|n| n >= 1.0) {
+            break text;
+        }
+        last = text;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("# TYPE weir_rows_in_total counter"), "{text}");
+    let read = sample(&text, "weir_rows_in_total{query=\"1\"}").expect("rows in");
+    assert!(read > 0.0, "{text}");
+    let source = sample(&text, "weir_operator_rows_out_total{query=\"1\",operator=\"Source\",node=\"source 0\"}");
+    assert!(source.is_some_and(|n| n > 0.0 && n <= read), "{text}");
+    let window = "{query=\"1\",operator=\"WindowAggregate\",node=\"op 0\"}";
+    assert!(sample(&text, &format!("weir_operator_rows_in_total{window}")).is_some_and(|n| n > 0.0), "{text}");
+    assert!(sample(&text, &format!("weir_operator_state_rows{window}")).is_some(), "{text}");
+    let lag = sample(&text, "weir_watermark_lag_seconds{query=\"1\"}").expect("a watermark lag");
+    assert!((0.0..30.0).contains(&lag), "{text}");
+}

@@ -13,12 +13,14 @@
 //! | 2    | bad command line (unknown flag, missing script) |
 //! | 3    | SQL error (syntax, unknown table or column, type error, unsupported construct, bad connector options) |
 
+mod prometheus;
 mod report;
 mod session;
 mod shell;
 mod status;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +32,7 @@ use weir_connectors::{build_pipeline, open_sink, validate, ConnectorContext, Dis
 use weir_runtime::{sink_schema, Metrics, Sink};
 use weir_sql::{Planned, Planner, SqlError, StreamPlan};
 
+pub use prometheus::MetricsEndpoint;
 pub use report::{explain_analyze, operator_line, peak_memory_bytes, render_sql_error};
 pub use session::{Session, SessionError, StatementResult};
 pub use status::{Progress, StatusLine, StatusWriter};
@@ -60,6 +63,26 @@ struct ScriptArgs {
     set: Vec<String>,
 }
 
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Output format of query results on stdout.
+    #[arg(long, default_value = "table", value_parser = parse_format)]
+    format: OutputFormat,
+    /// Rows per batch read from sources (default 8192).
+    #[arg(long, value_name = "ROWS")]
+    batch_size: Option<usize>,
+    /// Do not print the summary or the progress line on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+    /// After each query, print its plan with each operator's metrics (rows in/out, time,
+    /// late rows, state) on stderr, as EXPLAIN ANALYZE does.
+    #[arg(long)]
+    explain_analyze: bool,
+    /// Serve the running query's metrics in the Prometheus text format at this address.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The interactive shell (also what `weir` alone starts).
@@ -70,24 +93,16 @@ enum Command {
         /// A session setting, as with SET (repeatable), e.g. --set batch.size=1000.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Serve the running query's metrics in the Prometheus text format at this address.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Run a SQL script until its sources end (or Ctrl-C).
     Run {
         #[command(flatten)]
         script: ScriptArgs,
-        /// Output format of query results on stdout.
-        #[arg(long, default_value = "table", value_parser = parse_format)]
-        format: OutputFormat,
-        /// Rows per batch read from sources (default 8192).
-        #[arg(long, value_name = "ROWS")]
-        batch_size: Option<usize>,
-        /// Do not print the summary or the progress line on stderr.
-        #[arg(short, long)]
-        quiet: bool,
-        /// After each query, print its plan with each operator's metrics (rows in/out, time,
-        /// late rows, state) on stderr, as EXPLAIN ANALYZE does.
-        #[arg(long)]
-        explain_analyze: bool,
+        #[command(flatten)]
+        options: RunArgs,
     },
     /// Print the streaming plan of each query in a SQL script, without running it.
     Explain {
@@ -126,24 +141,23 @@ fn apply_setting(settings: &mut BTreeMap<String, String>, key: &str, value: &str
 /// Entry point of the `weir` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Shell { format: OutputFormat::Table, set: Vec::new() });
+    let command =
+        cli.command.unwrap_or(Command::Shell { format: OutputFormat::Table, set: Vec::new(), metrics_addr: None });
     let result = match command {
-        Command::Shell { format, set } => shell(format, &set),
+        Command::Shell { format, set, metrics_addr } => shell(format, &set, metrics_addr),
         Command::Explain { script } => explain(&script),
-        Command::Run { script, format, batch_size, quiet, explain_analyze } => {
-            run(&script, format, batch_size, quiet, explain_analyze)
-        }
+        Command::Run { script, options } => run(&script, &options),
     };
     result.unwrap_or_else(|code| code)
 }
 
-fn shell(format: OutputFormat, set: &[String]) -> Result<ExitCode, ExitCode> {
+fn shell(format: OutputFormat, set: &[String], metrics_addr: Option<SocketAddr>) -> Result<ExitCode, ExitCode> {
     let mut session = Session::new();
     for kv in set {
         let (k, v) = kv.split_once('=').ok_or_else(|| usage_error(format!("--set takes KEY=VALUE, got '{kv}'")))?;
         session.set(k, v).map_err(usage_error)?;
     }
-    Ok(shell::run(session, format))
+    Ok(shell::run(session, format, metrics_addr))
 }
 
 /// Where a query's rows go: its `INSERT INTO` table, or stdout in `format`, written around the
@@ -222,13 +236,8 @@ fn explain(args: &ScriptArgs) -> Result<ExitCode, ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(
-    args: &ScriptArgs,
-    format: OutputFormat,
-    batch_size: Option<usize>,
-    quiet: bool,
-    analyze_all: bool,
-) -> Result<ExitCode, ExitCode> {
+fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
+    let RunArgs { format, batch_size, quiet, explain_analyze: analyze_all, metrics_addr } = *options;
     let mut settings = command_line_settings(args)?;
     if let Some(n) = batch_size {
         if n == 0 {
@@ -274,6 +283,13 @@ fn run(
             return Err(ExitCode::from(EXIT_RUNTIME));
         }
     };
+    let mut endpoint = match metrics_addr.map(|addr| MetricsEndpoint::start(addr, &runtime)).transpose() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(EXIT_RUNTIME));
+        }
+    };
     let cancel = Arc::new(AtomicBool::new(false));
     runtime.spawn(watch_signals(Arc::clone(&cancel)));
     let total = jobs.len();
@@ -281,11 +297,17 @@ fn run(
         let label = query_label(&plan);
         let label = if total > 1 { format!("{label} ({} of {total})", i + 1) } else { label };
         let started = Instant::now();
+        if let Some(e) = &mut endpoint {
+            e.watch(&ctx.metrics);
+        }
         let status = Arc::new(StatusLine::default());
         let progress = Progress::start(Arc::clone(&status), Arc::clone(&ctx.metrics), !quiet);
         let discard = analyze == Analyze::Instead;
         let result = runtime.block_on(run_plan(&plan, format, &ctx, status, discard, Arc::clone(&cancel)));
         progress.stop();
+        if let Some(e) = &endpoint {
+            e.refresh();
+        }
         if let Err(weir_runtime::RuntimeError::OutputClosed) = result {
             // the reader of stdout went away (`weir run … | head`): stop quietly
             return Ok(ExitCode::SUCCESS);

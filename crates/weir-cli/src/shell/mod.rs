@@ -11,6 +11,7 @@ mod editor;
 mod meta;
 
 use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +27,7 @@ use weir_sql::{Planned, StreamPlan};
 
 use crate::report::{self, render_sql_error};
 use crate::status::{Progress, StatusLine};
-use crate::{Session, EXIT_RUNTIME};
+use crate::{MetricsEndpoint, Session, EXIT_RUNTIME};
 use editor::{input_complete, is_quit, ShellHelper};
 
 /// What the shell does after a command.
@@ -47,6 +48,8 @@ pub(crate) struct Shell {
     running: Arc<Mutex<Option<Arc<AtomicBool>>>>,
     last_metrics: Option<Arc<Metrics>>,
     status: Arc<StatusLine>,
+    /// The Prometheus endpoint, if `--metrics-addr` was given.
+    endpoint: Option<MetricsEndpoint>,
 }
 
 /// Where input comes from: the line editor on a terminal, else plain lines of stdin.
@@ -130,11 +133,18 @@ impl Input {
 }
 
 /// Run the shell until `\q`, Ctrl-D, or Ctrl-C twice at the prompt.
-pub fn run(session: Session, format: OutputFormat) -> ExitCode {
+pub fn run(session: Session, format: OutputFormat, metrics_addr: Option<SocketAddr>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let endpoint = match metrics_addr.map(|addr| MetricsEndpoint::start(addr, &runtime)).transpose() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
@@ -154,6 +164,7 @@ pub fn run(session: Session, format: OutputFormat) -> ExitCode {
         running,
         last_metrics: None,
         status: Arc::new(StatusLine::default()),
+        endpoint,
     };
     let mut input = match Input::open() {
         Ok(i) => i,
@@ -322,10 +333,16 @@ impl Shell {
         };
         let stop = Arc::new(AtomicBool::new(false));
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&stop));
+        if let Some(e) = &mut self.endpoint {
+            e.watch(&ctx.metrics);
+        }
         let progress = Progress::start(Arc::clone(&self.status), Arc::clone(&ctx.metrics), true);
         let started = Instant::now();
         let result = self.runtime.block_on(pipeline.run(Arc::clone(&stop)));
         progress.stop();
+        if let Some(e) = &self.endpoint {
+            e.refresh();
+        }
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.last_metrics = Some(Arc::clone(&ctx.metrics));
         let label = crate::query_label(plan);
