@@ -194,6 +194,22 @@ fn explain_prints_the_streaming_plan() {
     // explain does not read the data
     std::fs::remove_file(dir.path().join("events.csv")).expect("remove");
     assert!(run_in(dir.path(), &["explain", "q.sql"]).status.success());
+    // the same plan as JSON, for tools
+    let out = run_in(dir.path(), &["explain", "q.sql", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout(&out);
+    assert_eq!(json.lines().count(), 1, "{json}");
+    for needle in [
+        r#""updating":false"#,
+        r#""sink":null"#,
+        r#""table":"events""#,
+        r#""watermark":{"column":"ts","delay_nanos":2000000000}"#,
+        r#"{"name":"reading","sql_type":"DOUBLE","nullable":true}"#,
+        r#"{"depth":0,"op":null,"operator":"Sink","details":"client, columns: sensor, w_start"#,
+        r#""op":{"Source":0},"operator":"Source""#,
+    ] {
+        assert!(json.contains(needle), "{needle} in {json}");
+    }
 }
 
 fn assert_sql_error(sql: &str, needles: &[&str]) {

@@ -13,6 +13,8 @@
 //! | 2    | bad command line (unknown flag, missing script) |
 //! | 3    | SQL error (syntax, unknown table or column, type error, unsupported construct, bad connector options) |
 
+#![warn(missing_docs)]
+
 mod prometheus;
 mod report;
 mod session;
@@ -108,6 +110,9 @@ enum Command {
     Explain {
         #[command(flatten)]
         script: ScriptArgs,
+        /// Print each plan as one JSON object per line (nodes, sources, sink), for tools.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -145,7 +150,7 @@ pub fn main() -> ExitCode {
         cli.command.unwrap_or(Command::Shell { format: OutputFormat::Table, set: Vec::new(), metrics_addr: None });
     let result = match command {
         Command::Shell { format, set, metrics_addr } => shell(format, &set, metrics_addr),
-        Command::Explain { script } => explain(&script),
+        Command::Explain { script, json } => explain(&script, json),
         Command::Run { script, options } => run(&script, &options),
     };
     result.unwrap_or_else(|code| code)
@@ -215,7 +220,7 @@ fn command_line_settings(args: &ScriptArgs) -> Result<BTreeMap<String, String>, 
     Ok(settings)
 }
 
-fn explain(args: &ScriptArgs) -> Result<ExitCode, ExitCode> {
+fn explain(args: &ScriptArgs, json: bool) -> Result<ExitCode, ExitCode> {
     let (_, planned) = load_and_plan(args, &command_line_settings(args)?)?;
     let plans: Vec<&StreamPlan> = planned
         .iter()
@@ -228,6 +233,16 @@ fn explain(args: &ScriptArgs) -> Result<ExitCode, ExitCode> {
         eprintln!("weir: the script has no query to explain");
     }
     for (i, p) in plans.iter().enumerate() {
+        if json {
+            match serde_json::to_string(p) {
+                Ok(line) => println!("{line}"),
+                Err(e) => {
+                    eprintln!("error: cannot write the plan as JSON: {e}");
+                    return Err(ExitCode::from(EXIT_RUNTIME));
+                }
+            }
+            continue;
+        }
         if i > 0 {
             println!();
         }

@@ -10,6 +10,8 @@
 //! batch, never by the file. Malformed rows follow the table's policy (`bad_data = 'fail'`,
 //! the default, names file, line, column and value; `'skip'` skips and counts).
 
+#![warn(missing_docs)]
+
 mod channel;
 mod column;
 mod csv_source;

@@ -15,6 +15,8 @@
 //! Expressions and aggregates are DataFusion's: physical expressions come from
 //! `create_physical_expr`, aggregation state from `GroupValues` and `GroupsAccumulator`.
 
+#![warn(missing_docs)]
+
 mod aggregate_state;
 mod deduplicate;
 mod dropped;

@@ -28,9 +28,19 @@
 //! let Planned::Query(plan) = &planned[1] else { panic!() };
 //! assert!(plan.to_string().contains("WindowAggregate: window: TUMBLE(size 10s) on bids.ts"));
 //!
+//! // the plan as data (serde), for tools that check or display plans
+//! let json = serde_json::to_value(plan).unwrap();
+//! assert_eq!(json["nodes"][0]["operator"], "Sink");
+//! assert_eq!(json["sources"][0]["watermark"]["column"], "ts");
+//! assert_eq!(json["updating"], false);
+//!
+//! // errors carry the position (line, column) and often a hint
 //! let err = planner.plan_script("SELECT nope FROM bids").unwrap_err();
 //! assert!(err.message.contains("nope"));
+//! assert_eq!(err.position, Some((1, 8)));
 //! ```
+
+#![warn(missing_docs)]
 
 mod bounds;
 mod catalog;

@@ -20,7 +20,7 @@ use datafusion_common::DFSchemaRef;
 use datafusion_expr::{Expr, SortExpr};
 use serde::Serialize;
 
-use crate::catalog::{sql_type_name, TableDef};
+use crate::catalog::{sql_type_name, TableDef, WatermarkDef};
 use crate::options::EarlyEmit;
 use crate::window_fn::{format_duration, WindowKind};
 
@@ -640,6 +640,70 @@ fn ttl_text(ttl: Option<StateTtl>, what: &str) -> String {
 
 fn options_text(t: &TableDef) -> String {
     t.options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// What a [`StreamPlan`] serialises to (serde): EXPLAIN's nodes as data, the tables read with
+/// their columns and watermarks, the sink, and whether the result is a changelog.
+#[derive(Serialize)]
+struct PlanView<'a> {
+    updating: bool,
+    /// The `INSERT INTO` table, or `None` for a query whose rows go to the client.
+    sink: Option<&'a str>,
+    sources: Vec<SourceView<'a>>,
+    late_rows: Option<&'a str>,
+    nodes: Vec<PlanNodeDescription>,
+}
+
+#[derive(Serialize)]
+struct SourceView<'a> {
+    table: &'a str,
+    columns: Vec<ColumnView>,
+    watermark: Option<&'a WatermarkDef>,
+    processing_time: bool,
+    options: &'a std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct ColumnView {
+    name: String,
+    sql_type: String,
+    nullable: bool,
+}
+
+impl Serialize for StreamPlan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let sources = self
+            .inputs()
+            .into_iter()
+            .map(|(source, _)| SourceView {
+                table: &source.table.name,
+                columns: source
+                    .output_schema
+                    .fields()
+                    .iter()
+                    .map(|f| ColumnView {
+                        name: f.name().clone(),
+                        sql_type: sql_type_name(f.data_type()),
+                        nullable: f.is_nullable(),
+                    })
+                    .collect(),
+                watermark: source.table.watermark.as_ref(),
+                processing_time: source.processing_time,
+                options: &source.table.options,
+            })
+            .collect();
+        PlanView {
+            updating: self.is_updating(),
+            sink: match &self.sink {
+                SinkNode::Table(t) => Some(&t.name),
+                SinkNode::Client => None,
+            },
+            sources,
+            late_rows: self.late_rows.as_ref().map(|t| t.name.as_str()),
+            nodes: self.describe(),
+        }
+        .serialize(serializer)
+    }
 }
 
 /// Which runtime operator a plan node becomes, so run-time metrics can be shown against the
