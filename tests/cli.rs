@@ -594,3 +594,21 @@ fn the_metrics_endpoint_serves_the_running_query_in_prometheus_format() {
     let lag = sample(&text, "weir_watermark_lag_seconds{query=\"1\"}").expect("a watermark lag");
     assert!((0.0..30.0).contains(&lag), "{text}");
 }
+
+#[test]
+fn verbose_flag_and_rust_log_turn_on_structured_logs() {
+    let dir = workdir(ISSUE_QUERY);
+    let quiet = run_in(dir.path(), &["run", "q.sql", "--format", "csv"]);
+    assert!(!stderr(&quiet).contains(" INFO "), "{}", stderr(&quiet));
+    let out = run_in(dir.path(), &["-v", "run", "q.sql", "--format", "csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("INFO weir_cli: query starting"), "{err}");
+    assert!(err.contains("INFO weir_connectors: reading table=events"), "{err}");
+    assert!(!err.contains("DEBUG"), "{err}");
+    let out =
+        weir().current_dir(dir.path()).env("RUST_LOG", "weir_runtime=debug").args(["run", "q.sql"]).output().unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("DEBUG weir_runtime::window_aggregate: window fires"), "{err}");
+    assert!(!err.contains("INFO weir_cli"), "RUST_LOG decides: {err}");
+}

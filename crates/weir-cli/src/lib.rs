@@ -22,6 +22,7 @@ mod shell;
 mod status;
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,6 +52,28 @@ pub const EXIT_SQL: u8 = 3;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Log more on stderr: -v for what each query does, -vv for debugging, -vvv for every
+    /// batch. RUST_LOG (e.g. RUST_LOG=weir_runtime=debug) overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+/// Structured logs (`tracing`) on stderr: warnings by default, more with `-v`, or as `RUST_LOG`
+/// says.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = ["warn", "info", "debug", "trace"][usize::from(verbose.min(3))];
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
+        _ => EnvFilter::new(format!(
+            "warn,weir_cli={level},weir_runtime={level},weir_connectors={level},weir_sql={level}"
+        )),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 #[derive(clap::Args, Debug)]
@@ -146,6 +169,7 @@ fn apply_setting(settings: &mut BTreeMap<String, String>, key: &str, value: &str
 /// Entry point of the `weir` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     let command =
         cli.command.unwrap_or(Command::Shell { format: OutputFormat::Table, set: Vec::new(), metrics_addr: None });
     let result = match command {
@@ -312,6 +336,7 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
         let label = query_label(&plan);
         let label = if total > 1 { format!("{label} ({} of {total})", i + 1) } else { label };
         let started = Instant::now();
+        tracing::info!(query = %label, inputs = plan.inputs().len(), operators = plan.ops.len(), "query starting");
         if let Some(e) = &mut endpoint {
             e.watch(&ctx.metrics);
         }

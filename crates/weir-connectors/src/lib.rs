@@ -142,9 +142,11 @@ pub fn open_source(node: &SourceNode, whole_rows: bool, ctx: &ConnectorContext) 
     // declared nullability is kept: sources refuse NULLs in NOT NULL columns
     let schema = Arc::new(declared.project(&cols.columns)?);
     if table.connector() == Some("datagen") {
+        tracing::info!(table = %table.name, columns = schema.fields().len(), "generating rows");
         return Ok(Box::new(DatagenSource::open(table, schema, ctx.batch_size)?));
     }
     let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
+    tracing::info!(table = %table.name, input = %options.display(), format = ?options.format, columns = schema.fields().len(), "reading");
     Ok(match options.format {
         FileFormat::Csv => Box::new(CsvSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),
         FileFormat::Json => Box::new(JsonSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),
@@ -225,6 +227,7 @@ fn open_file_sink(t: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Re
         std::fs::create_dir_all(parent).map_err(|e| RuntimeError::Sink(format!("{}: {e}", parent.display())))?;
     }
     let file = File::create(path).map_err(|e| RuntimeError::Sink(format!("{}: {e}", path.display())))?;
+    tracing::info!(table = %t.name, output = %path.display(), "writing");
     let label = options.display();
     let format = match options.format {
         FileFormat::Csv => OutputFormat::Csv,

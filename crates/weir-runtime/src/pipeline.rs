@@ -471,6 +471,7 @@ impl Pipeline {
     /// `'idle_timeout'` that has sent nothing for that long loses its turns (it is checked
     /// without waiting) until it sends again.
     pub async fn run(self, cancel: Arc<AtomicBool>) -> Result<()> {
+        tracing::debug!(inputs = self.drivers.len(), operators = self.chain.ops.len(), "pipeline starting");
         let mut receivers = Vec::new();
         let mut producers = Vec::new();
         for mut driver in self.drivers {
@@ -479,6 +480,7 @@ impl Pipeline {
             let cancel = Arc::clone(&cancel);
             producers.push(tokio::task::spawn_blocking(move || loop {
                 if cancel.load(Ordering::Relaxed) {
+                    tracing::info!("stopped: the input is no longer read");
                     let _ = tx.send(Ok(vec![Message::EndOfStream]));
                     return;
                 }
@@ -493,6 +495,7 @@ impl Pipeline {
                         }
                     }
                     Err(e) => {
+                        tracing::debug!(error = %e, "a source failed");
                         let _ = tx.send(Err(e));
                         return;
                     }
@@ -545,6 +548,7 @@ impl Pipeline {
                     }
                     None => {
                         empty_turns += 1;
+                        tracing::trace!(input = i, "no batch in time: checking idleness");
                         merge.watermarks.mark_idle(i, now);
                         merge.tick().into_iter().collect()
                     }

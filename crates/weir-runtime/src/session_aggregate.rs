@@ -265,6 +265,7 @@ impl SessionAggregateOp {
             }
             self.by_end.pop_first();
             Metrics::add(&self.metrics.windows_fired, 1);
+            tracing::debug!(session = id, end = %show_time(end), "session fires");
             if self.changes.is_some() {
                 refresh.insert(id);
                 if self.lateness > 0 {

@@ -177,6 +177,7 @@ impl SourceDriver {
 
     fn poll_inner(&mut self, out: &mut Vec<Message>) -> Result<bool> {
         let Some(batch) = self.source.next_batch()? else {
+            tracing::debug!("input ended");
             if self.watermark.is_some() || self.final_watermark {
                 if self.report_watermark {
                     self.metrics.watermark.store(Nanos::MAX, Ordering::Relaxed);
@@ -186,6 +187,7 @@ impl SourceDriver {
             return Ok(false);
         };
         Metrics::add(&self.metrics.rows_in, batch.num_rows() as u64);
+        tracing::trace!(rows = batch.num_rows(), "batch read");
         let row_watermarks = match &mut self.watermark {
             Some((i, g)) => {
                 let times: &ArrayRef = batch.column(*i);

@@ -45,7 +45,7 @@ use datafusion_physical_expr::PhysicalExpr;
 use weir_sql::{EarlyEmit, WindowColumn, WindowEmit, WindowSpec};
 
 use crate::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
-use crate::dropped::DroppedCollector;
+use crate::dropped::{show_time, DroppedCollector};
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::metrics::{Metrics, StateSize};
@@ -237,6 +237,7 @@ impl WindowAggregateOp {
             }
             self.pending.pop_first();
             Metrics::add(&self.metrics.windows_fired, 1);
+            tracing::debug!(start = %show_time(start), end = %show_time(end), watermark = %show_time(watermark), "window fires");
             if self.changes.is_some() {
                 self.refresh((end, start), out)?;
                 if self.lateness > 0 {
