@@ -81,7 +81,7 @@ struct ScriptArgs {
     /// SQL script to run (statements separated by ';').
     file: Option<PathBuf>,
     /// Run this SQL text instead of a file.
-    #[arg(short = 'e', long = "execute", value_name = "SQL", conflicts_with = "file")]
+    #[arg(short = 'e', long = "execute", value_name = "SQL", conflicts_with = "file", allow_hyphen_values = true)]
     execute: Option<String>,
     /// A session setting, as with SET (repeatable), e.g. --set batch.size=1000.
     #[arg(long = "set", value_name = "KEY=VALUE")]
