@@ -43,6 +43,41 @@ const TICKS: &str = "CREATE TABLE ticks (id BIGINT, ts TIMESTAMP(3), WATERMARK F
                      'fields.id.kind' = 'sequence', 'fields.id.start' = '1');";
 
 #[test]
+fn weir_run_keeps_a_progress_line_on_a_terminal_unless_quiet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sql = format!(
+        "{} SELECT COUNT(*) AS n FROM ticks;",
+        TICKS.replace("'fields.id.start' = '1'", "'fields.id.start' = '1', 'fields.id.end' = '60'")
+    );
+    let mut p = spawn_command(
+        {
+            let mut c = weir(&dir.path().join("h"));
+            c.args(["run", "--format", "csv", "-e", &sql]);
+            c
+        },
+        Some(30_000),
+    )
+    .unwrap();
+    p.exp_string(" rows/s ").unwrap();
+    p.exp_string(" watermark 20").unwrap();
+    p.exp_string("(lag ").unwrap();
+    p.exp_string("+U,60").unwrap();
+    p.exp_string("query: 60 rows in").unwrap();
+    p.exp_eof().unwrap();
+    let mut quiet = spawn_command(
+        {
+            let mut c = weir(&dir.path().join("h"));
+            c.args(["run", "--quiet", "--format", "csv", "-e", &sql]);
+            c
+        },
+        Some(30_000),
+    )
+    .unwrap();
+    let all = quiet.exp_eof().unwrap();
+    assert!(all.contains("+U,60") && !all.contains("rows/s") && !all.contains("rows in"), "{all}");
+}
+
+#[test]
 fn a_session_in_the_shell() {
     let dir = tempfile::tempdir().expect("tempdir");
     let history = dir.path().join("history");
@@ -60,11 +95,13 @@ fn a_session_in_the_shell() {
     // an unbounded generator: rows stream with a status line until Ctrl-C stops the query
     p.send_line(TICKS).unwrap();
     p.exp_string("CREATE TABLE ticks").unwrap();
-    p.send_line("SELECT id, ts FROM ticks WHERE id % 10 = 0;").unwrap();
-    p.exp_string("| 20 ").unwrap();
+    p.send_line("SELECT TUMBLE_END(ts, INTERVAL '1' SECOND) AS w_end, COUNT(*) AS n").unwrap();
+    p.send_line("FROM ticks GROUP BY TUMBLE(ts, INTERVAL '1' SECOND);").unwrap();
     p.exp_string(" rows/s ").unwrap();
     p.exp_string(" watermark 20").unwrap();
-    p.exp_string("| 40 ").unwrap();
+    // a window closes within about a second: its row, then the status line again below it
+    p.exp_string("| w_end ").unwrap();
+    p.exp_string(" rows/s ").unwrap();
     p.send_control('c').unwrap();
     p.exp_string("query stopped (Ctrl-C)").unwrap();
     prompt(&mut p);

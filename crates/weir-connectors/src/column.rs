@@ -130,7 +130,8 @@ impl ColumnType {
     }
 }
 
-fn int_range(t: &DataType) -> (i64, i64) {
+/// The values an integer column can hold.
+pub(crate) fn int_range(t: &DataType) -> (i64, i64) {
     match t {
         DataType::Int8 => (i8::MIN as i64, i8::MAX as i64),
         DataType::Int16 => (i16::MIN as i64, i16::MAX as i64),

@@ -37,6 +37,8 @@ use weir_runtime::{Result, RuntimeError, Source};
 use weir_sql::window_fn::nanos_per_unit;
 use weir_sql::{sql_type_name, TableDef};
 
+use crate::column::int_range;
+
 /// Options of the `datagen` connector (besides `connector` and the planner's own).
 const OPTIONS: &[&str] = &["connector", "rows-per-second", "number-of-rows", "seed"];
 /// Per-column options: `fields.<column>.<key>`.
@@ -72,15 +74,6 @@ pub struct DatagenOptions {
     pub seed: Option<u64>,
     /// Generators of the physical columns, by name.
     columns: BTreeMap<String, Gen>,
-}
-
-fn int_range(t: &DataType) -> (i64, i64) {
-    match t {
-        DataType::Int8 => (i8::MIN as i64, i8::MAX as i64),
-        DataType::Int16 => (i16::MIN as i64, i16::MAX as i64),
-        DataType::Int32 => (i32::MIN as i64, i32::MAX as i64),
-        _ => (i64::MIN, i64::MAX),
-    }
 }
 
 fn positive(name: &str, key: &str, v: &str) -> std::result::Result<u64, String> {
