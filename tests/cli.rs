@@ -530,7 +530,7 @@ fn explain_analyze_shows_each_operator_s_metrics() {
     assert!(under("Filter: events.reading > 0").starts_with("metrics: rows in 16, rows out 13, batches 1"), "{text}");
     let window = under("WindowAggregate:");
     assert!(window.starts_with("metrics: rows in 13, rows out 6,"), "{text}");
-    assert!(window.contains("rows dropped (late or no event time) 2"), "{text}");
+    assert!(window.contains("dropped 2 (late row-window pairs, or rows without an event time)"), "{text}");
     assert!(under("Filter: count(Int64(1)) > 1").starts_with("metrics: rows in 6, rows out 3,"), "{text}");
     assert!(window.contains("state 0 rows / 0 B (peak "), "{text}");
     assert!(window.ends_with("watermark end of input"), "{text}");

@@ -147,9 +147,17 @@ fn ctrl_c_twice_at_the_prompt_quits_and_history_is_read_back() {
     p.send("\x1b[A").unwrap();
     p.flush().unwrap();
     p.exp_string("SELECT 42;").unwrap();
-    p.send_control('u').unwrap();
+    // Ctrl-C on a line with text clears it; on the empty line it asks, and the shell stays
+    p.send_control('c').unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
     p.send_control('c').unwrap();
     p.exp_string("Ctrl-C again").unwrap();
+    prompt(&mut p);
+    p.send_line("\\format").unwrap();
+    p.exp_string("format: Table").unwrap();
+    prompt(&mut p);
+    p.send_control('c').unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
     p.send_control('c').unwrap();
     p.exp_eof().unwrap();
 }
@@ -164,7 +172,7 @@ fn the_shell_reads_a_piped_script_without_prompts() {
         .spawn()
         .expect("weir starts");
     let script = format!(
-        "{EVENTS}\n\\format csv\nSELECT sensor, COUNT(*) AS n\n  FROM events WHERE reading > 99\n  GROUP BY TUMBLE(ts, INTERVAL '1' HOUR), sensor;\nSELECT oops;\n\\d events\n"
+        "{EVENTS}\n\\format csv\nSELECT sensor, COUNT(*) AS n\n  FROM events WHERE reading > 99\n  GROUP BY TUMBLE(ts, INTERVAL '1' HOUR), sensor;\nSELECT oops;\n-- a comment before a backslash command\n\\d events\n"
     );
     child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();

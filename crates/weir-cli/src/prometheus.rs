@@ -3,7 +3,7 @@
 //! `metrics-exporter-prometheus`. Values are copied from the registry four times a second and
 //! when a query starts; each query is labelled with its number in the session
 //! (`query="1"`), each operator with its name and place in the plan (`operator="Filter"`,
-//! `node="op 2"`).
+//! `node="op 2"`). An earlier query's series disappear 5 s after the next query starts.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use metrics_util::MetricKindMask;
 use weir_runtime::{Metrics, OperatorMetrics, NO_WATERMARK};
 use weir_sql::OpRef;
 
@@ -38,6 +39,8 @@ impl MetricsEndpoint {
             let _entered = runtime.enter();
             PrometheusBuilder::new()
                 .with_http_listener(addr)
+                // an earlier query's series go once it is no longer refreshed
+                .idle_timeout(MetricKindMask::ALL, Some(Duration::from_secs(5)))
                 .build()
                 .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?
         };
@@ -88,7 +91,7 @@ fn describe(r: &PrometheusRecorder) {
     c("weir_operator_rows_in_total", "Rows an operator received (a source: 0)");
     c("weir_operator_rows_out_total", "Rows an operator emitted (a source: rows read)");
     c("weir_operator_batches_total", "Batches an operator received (a source: read)");
-    d("weir_operator_busy_seconds", "Time spent in the operator (a source: reading)");
+    d("weir_operator_busy_seconds", "Time spent in the operator so far (a source: reading, waiting included)");
     c("weir_operator_dropped_rows_total", "Rows an operator dropped (late, or no event time)");
     d("weir_operator_state_rows", "Rows of state an operator holds (sampled)");
     d("weir_operator_state_bytes", "Approximate bytes of state an operator holds (sampled)");

@@ -109,7 +109,7 @@ pub fn operator_line(m: &OperatorMetrics) -> String {
     parts.push(format!("time {:.2} ms", get(&m.busy_nanos) as f64 / 1e6));
     let late = get(&m.late_rows);
     if late > 0 {
-        parts.push(format!("rows dropped (late or no event time) {late}"));
+        parts.push(format!("dropped {late} (late row-window pairs, or rows without an event time)"));
     }
     let peak = get(&m.peak_state_bytes);
     if peak > 0 {

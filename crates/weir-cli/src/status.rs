@@ -27,8 +27,13 @@ impl StatusLine {
         self.shown.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Draw `text` in place of the current status.
+    /// Draw `text` in place of the current status, cut to the terminal's width (a wrapped
+    /// line could not be erased).
     pub fn show(&self, text: &str) {
+        let text: String = match terminal_size::terminal_size_of(std::io::stderr()) {
+            Some((terminal_size::Width(w), _)) if w > 1 => text.chars().take(usize::from(w) - 1).collect(),
+            _ => text.to_string(),
+        };
         let mut shown = self.lock();
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "{ERASE}{text}");

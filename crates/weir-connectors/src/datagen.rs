@@ -111,10 +111,14 @@ impl DatagenOptions {
             None => 10_000,
         };
         let number_of_rows = table.option("number-of-rows").map(|v| positive(name, "number-of-rows", v)).transpose()?;
-        let seed = match table.option("seed") {
-            Some(v) => Some(
-                v.trim().parse::<u64>().map_err(|_| format!("table '{name}': seed must be an integer, got '{v}'"))?,
-            ),
+        let seed = match table.option("seed").map(str::trim) {
+            // any integer: a negative seed is taken as its two's complement
+            Some(v) => Some(match v.parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    v.parse::<i64>().map_err(|_| format!("table '{name}': seed must be an integer, got '{v}'"))? as u64
+                }
+            }),
             None => None,
         };
         let mut columns = BTreeMap::new();
@@ -175,8 +179,8 @@ fn column_gen(t: &DataType, spec: &BTreeMap<&str, &str>) -> std::result::Result<
                 None => Ok(d),
             };
             let (min, max) = (float("min", 0.0)?, float("max", 1.0)?);
-            if !(min <= max && min.is_finite() && max.is_finite()) {
-                return Err(format!("min {min} must not be above max {max}"));
+            if !(min <= max && (max - min).is_finite()) {
+                return Err(format!("min {min} must not be above max {max}, and both must be finite"));
             }
             Ok(Gen::Float { min, max })
         }

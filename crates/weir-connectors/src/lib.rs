@@ -75,6 +75,18 @@ fn check_connector(table: &TableDef) -> std::result::Result<(), String> {
     }
 }
 
+/// A table rows are written to: a `file` table (not stdin, not generated rows).
+fn check_writable(table: &TableDef) -> std::result::Result<(), String> {
+    check_connector(table)?;
+    match table.connector() {
+        Some("datagen") => Err(format!(
+            "table '{}' has connector 'datagen': its rows are generated, it cannot be written to",
+            table.name
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Check the connector options of a plan's source and sink before running anything.
 pub fn validate(plan: &StreamPlan, ctx: &ConnectorContext) -> std::result::Result<(), String> {
     validate_with(plan, ctx, &[])
@@ -104,11 +116,11 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
         }
     }
     if let Some(t) = &plan.late_rows {
-        check_connector(t)?;
+        check_writable(t)?;
         FileOptions::parse(t, ctx.base_dir.as_deref(), false)?;
     }
     if let SinkNode::Table(t) = &plan.sink {
-        check_connector(t)?;
+        check_writable(t)?;
         let output = FileOptions::parse(t, ctx.base_dir.as_deref(), false)?;
         for (i, o) in inputs.iter().filter_map(|input| input.path.as_ref().zip(output.path.as_ref())) {
             let same = match (i.canonicalize(), o.canonicalize()) {

@@ -67,8 +67,9 @@ impl Instrumented {
             }
         }
         if self.sampled.is_none_or(|t| now.duration_since(t) >= STATE_SAMPLE) {
-            self.sampled = Some(now);
             m.state(self.op.state_size());
+            // timed after the walk, so a large state is walked at most every 100 ms of work
+            self.sampled = Some(Instant::now());
         }
         Ok(())
     }

@@ -20,7 +20,10 @@ use std::time::Instant;
 
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
-use rustyline::{CompletionType, Config, Editor};
+use rustyline::{
+    Cmd, CompletionType, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler, KeyEvent,
+    Movement, RepeatCount,
+};
 use weir_connectors::{build_pipeline, validate, OutputFormat};
 use weir_runtime::{Metrics, RuntimeError};
 use weir_sql::{Planned, StreamPlan};
@@ -50,6 +53,24 @@ pub(crate) struct Shell {
     status: Arc<StatusLine>,
     /// The Prometheus endpoint, if `--metrics-addr` was given.
     endpoint: Option<MetricsEndpoint>,
+    /// Whoever read stdout stopped: nothing more can be shown.
+    output_closed: bool,
+}
+
+/// Ctrl-C at the prompt: clears a line with text, interrupts (the first step to quitting) on
+/// an empty one.
+struct ClearOrInterrupt;
+
+impl ConditionalEventHandler for ClearOrInterrupt {
+    fn handle(&self, _evt: &Event, _n: RepeatCount, _positive: bool, ctx: &EventContext) -> Option<Cmd> {
+        (!ctx.line().is_empty()).then_some(Cmd::Kill(Movement::WholeBuffer))
+    }
+}
+
+/// A line with nothing to run: blank, or a `--` comment.
+fn is_blank_line(line: &str) -> bool {
+    let t = line.trim();
+    t.is_empty() || t.starts_with("--")
 }
 
 /// Where input comes from: the line editor on a terminal, else plain lines of stdin.
@@ -78,6 +99,8 @@ impl Input {
             .build();
         let mut editor = Editor::with_config(config)?;
         editor.set_helper(Some(ShellHelper::new()));
+        // Ctrl-C on a line with text clears it; on an empty line it is an interrupt
+        editor.bind_sequence(KeyEvent::ctrl('C'), EventHandler::Conditional(Box::new(ClearOrInterrupt)));
         let history = std::env::var_os("WEIR_HISTORY")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".weir_history")));
@@ -104,6 +127,10 @@ impl Input {
                         // input ended: run what is there, even without a final ';'
                         return Ok(if text.trim().is_empty() { Read::End } else { Read::Text(text) });
                     }
+                    // comments before a backslash command do not glue it to the next statement
+                    if line.trim_start().starts_with('\\') && text.lines().all(is_blank_line) {
+                        return Ok(Read::Text(line));
+                    }
                     text.push_str(&line);
                     if input_complete(&text) && !text.trim().is_empty() {
                         return Ok(Read::Text(text));
@@ -113,12 +140,13 @@ impl Input {
         }
     }
 
-    /// Remember `text` in the history (kept in the file at once, so a crash loses nothing).
+    /// Remember `text` in the history (appended to the file at once, so a crash loses nothing
+    /// and two shells do not overwrite each other's entries).
     fn remember(&mut self, text: &str) {
         if let Self::Editor(editor, history) = self {
             let _ = editor.add_history_entry(text);
             if let Some(path) = history {
-                let _ = editor.save_history(path);
+                let _ = editor.append_history(path);
             }
         }
     }
@@ -149,13 +177,15 @@ pub fn run(session: Session, format: OutputFormat, metrics_addr: Option<SocketAd
         }
     };
     let running: Arc<Mutex<Option<Arc<AtomicBool>>>> = Arc::default();
-    // the handler is installed now, before the line editor first saves (and later restores)
-    // the process's SIGINT disposition
-    let ctrl_c = {
-        let _entered = runtime.enter();
-        CtrlC::install()
-    };
-    runtime.spawn(stop_queries_on_ctrl_c(ctrl_c, Arc::clone(&running)));
+    if std::io::stdin().is_terminal() {
+        // the handler is installed now, before the line editor first saves (and later
+        // restores) the process's SIGINT disposition; with piped input Ctrl-C ends the process
+        let ctrl_c = {
+            let _entered = runtime.enter();
+            CtrlC::install()
+        };
+        runtime.spawn(stop_queries_on_ctrl_c(ctrl_c, Arc::clone(&running)));
+    }
     let mut shell = Shell {
         session,
         format,
@@ -165,6 +195,7 @@ pub fn run(session: Session, format: OutputFormat, metrics_addr: Option<SocketAd
         last_metrics: None,
         status: Arc::new(StatusLine::default()),
         endpoint,
+        output_closed: false,
     };
     let mut input = match Input::open() {
         Ok(i) => i,
@@ -201,7 +232,7 @@ pub fn run(session: Session, format: OutputFormat, metrics_addr: Option<SocketAd
         if t.is_empty() {
             continue;
         }
-        input.remember(t);
+        input.remember(text.trim_end());
         if is_quit(t) {
             break;
         }
@@ -212,6 +243,10 @@ pub fn run(session: Session, format: OutputFormat, metrics_addr: Option<SocketAd
             Flow::Continue
         };
         input.learn(&shell.session);
+        if shell.output_closed {
+            // the reader of stdout went away (`weir < q.sql | head`)
+            break;
+        }
         if let Flow::Quit = flow {
             break;
         }
@@ -310,6 +345,21 @@ impl Shell {
     /// Run one query until its input ends or Ctrl-C, printing results as they are emitted
     /// (with `analyze`, a query's rows are not shown: EXPLAIN ANALYZE shows the metrics).
     fn run_query(&mut self, plan: &StreamPlan, base_dir: Option<PathBuf>, analyze: bool) -> bool {
+        // Ctrl-C from here on stops this query, even before it starts running
+        let stop = Arc::new(AtomicBool::new(false));
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&stop));
+        let ok = self.run_query_until(plan, base_dir, analyze, &stop);
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        ok
+    }
+
+    fn run_query_until(
+        &mut self,
+        plan: &StreamPlan,
+        base_dir: Option<PathBuf>,
+        analyze: bool,
+        stop: &Arc<AtomicBool>,
+    ) -> bool {
         if let Some((node, _)) = plan.inputs().into_iter().find(|(n, _)| n.table.connector() == Some("stdin")) {
             eprintln!(
                 "error: table '{}' reads standard input, which is the shell's own input; run it with `weir run`",
@@ -331,19 +381,21 @@ impl Shell {
                 return false;
             }
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&stop));
+        if stop.load(Ordering::Relaxed) {
+            eprintln!("query stopped (Ctrl-C) before it started");
+            return false;
+        }
         if let Some(e) = &mut self.endpoint {
             e.watch(&ctx.metrics);
         }
         let progress = Progress::start(Arc::clone(&self.status), Arc::clone(&ctx.metrics), true);
         let started = Instant::now();
-        let result = self.runtime.block_on(pipeline.run(Arc::clone(&stop)));
+        let result = self.runtime.block_on(pipeline.run(Arc::clone(stop)));
+        self.output_closed = matches!(result, Err(RuntimeError::OutputClosed));
         progress.stop();
         if let Some(e) = &self.endpoint {
             e.refresh();
         }
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.last_metrics = Some(Arc::clone(&ctx.metrics));
         let label = crate::query_label(plan);
         match result {
