@@ -49,30 +49,19 @@ fn weir_run_keeps_a_progress_line_on_a_terminal_unless_quiet() {
         "{} SELECT COUNT(*) AS n FROM ticks;",
         TICKS.replace("'fields.id.start' = '1'", "'fields.id.start' = '1', 'fields.id.end' = '60'")
     );
-    let mut p = spawn_command(
-        {
-            let mut c = weir(&dir.path().join("h"));
-            c.args(["run", "--format", "csv", "-e", &sql]);
-            c
-        },
-        Some(30_000),
-    )
-    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut c = weir(&dir.path().join("h"));
+        c.arg("run").args(extra).args(["--format", "csv", "-e", &sql]);
+        spawn_command(c, Some(30_000)).expect("weir run starts in a pty")
+    };
+    let mut p = run(&[]);
     p.exp_string(" rows/s ").unwrap();
     p.exp_string(" watermark 20").unwrap();
     p.exp_string("(lag ").unwrap();
     p.exp_string("+U,60").unwrap();
     p.exp_string("query: 60 rows in").unwrap();
     p.exp_eof().unwrap();
-    let mut quiet = spawn_command(
-        {
-            let mut c = weir(&dir.path().join("h"));
-            c.args(["run", "--quiet", "--format", "csv", "-e", &sql]);
-            c
-        },
-        Some(30_000),
-    )
-    .unwrap();
+    let mut quiet = run(&["--quiet"]);
     let all = quiet.exp_eof().unwrap();
     assert!(all.contains("+U,60") && !all.contains("rows/s") && !all.contains("rows in"), "{all}");
 }

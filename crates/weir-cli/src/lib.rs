@@ -183,7 +183,7 @@ pub fn main() -> ExitCode {
 fn shell(format: OutputFormat, set: &[String], metrics_addr: Option<SocketAddr>) -> Result<ExitCode, ExitCode> {
     let mut session = Session::new();
     for kv in set {
-        let (k, v) = kv.split_once('=').ok_or_else(|| usage_error(format!("--set takes KEY=VALUE, got '{kv}'")))?;
+        let (k, v) = split_setting(kv)?;
         session.set(k, v).map_err(usage_error)?;
     }
     Ok(shell::run(session, format, metrics_addr))
@@ -238,10 +238,15 @@ fn load_and_plan(args: &ScriptArgs, settings: &BTreeMap<String, String>) -> Resu
 fn command_line_settings(args: &ScriptArgs) -> Result<BTreeMap<String, String>, ExitCode> {
     let mut settings = BTreeMap::new();
     for kv in &args.set {
-        let (k, v) = kv.split_once('=').ok_or_else(|| usage_error(format!("--set takes KEY=VALUE, got '{kv}'")))?;
+        let (k, v) = split_setting(kv)?;
         apply_setting(&mut settings, k, v).map_err(usage_error)?;
     }
     Ok(settings)
+}
+
+/// One `--set KEY=VALUE`.
+fn split_setting(kv: &str) -> Result<(&str, &str), ExitCode> {
+    kv.split_once('=').ok_or_else(|| usage_error(format!("--set takes KEY=VALUE, got '{kv}'")))
 }
 
 fn explain(args: &ScriptArgs, json: bool) -> Result<ExitCode, ExitCode> {
