@@ -2,7 +2,8 @@
 //!
 //! The connectors a pipeline reads from and writes to: the `file` connector (CSV with a header
 //! row, newline-delimited JSON, Parquet) as a source and a sink, `stdin` (the same formats) as a
-//! source, `datagen` (rows made up in process, paced, for the shell and tests), stdout in
+//! source, `datagen` (rows made up in process, paced, for the shell and tests), `nexmark`
+//! (the Nexmark benchmark's people, auctions and bids, generated in process), stdout in
 //! table/csv/json form, and for
 //! embedding the `channel` connector (batches sent by the host program over a tokio channel,
 //! results sent back: [`ChannelSource`], [`ChannelSink`], [`build_pipeline_with`]) and an
@@ -17,6 +18,7 @@ mod column;
 mod csv_source;
 mod datagen;
 mod json_source;
+pub mod nexmark;
 mod options;
 mod parquet_source;
 mod sinks;
@@ -63,13 +65,13 @@ impl ConnectorContext {
 
 fn check_connector(table: &TableDef) -> std::result::Result<(), String> {
     match table.connector() {
-        Some("file" | "stdin" | "datagen") => Ok(()),
+        Some("file" | "stdin" | "datagen" | "nexmark") => Ok(()),
         Some("channel") => Err(format!(
             "table '{}' is read from the host program (connector 'channel'): run the query with build_pipeline_with, giving a ChannelSource for it",
             table.name
         )),
         Some(other) => {
-            Err(format!("table '{}': unknown connector '{other}' (supported: file, stdin, datagen, channel)", table.name))
+            Err(format!("table '{}': unknown connector '{other}' (supported: file, stdin, datagen, nexmark, channel)", table.name))
         }
         None => Err(format!("table '{}' has no connector option", table.name)),
     }
@@ -79,8 +81,8 @@ fn check_connector(table: &TableDef) -> std::result::Result<(), String> {
 fn check_writable(table: &TableDef) -> std::result::Result<(), String> {
     check_connector(table)?;
     match table.connector() {
-        Some("datagen") => Err(format!(
-            "table '{}' has connector 'datagen': its rows are generated, it cannot be written to",
+        Some(c @ ("datagen" | "nexmark")) => Err(format!(
+            "table '{}' has connector '{c}': its rows are generated, it cannot be written to",
             table.name
         )),
         _ => Ok(()),
@@ -106,6 +108,8 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
         check_connector(source)?;
         if source.connector() == Some("datagen") {
             DatagenOptions::parse(source)?;
+        } else if source.connector() == Some("nexmark") {
+            weir_sql::nexmark::NexmarkOptions::parse(source)?;
         } else {
             inputs.push(FileOptions::parse(source, ctx.base_dir.as_deref(), true)?);
         }
@@ -156,6 +160,10 @@ pub fn open_source(node: &SourceNode, whole_rows: bool, ctx: &ConnectorContext) 
     if table.connector() == Some("datagen") {
         tracing::info!(table = %table.name, columns = schema.fields().len(), "generating rows");
         return Ok(Box::new(DatagenSource::open(table, schema, ctx.batch_size)?));
+    }
+    if table.connector() == Some("nexmark") {
+        tracing::info!(table = %table.name, columns = schema.fields().len(), "generating nexmark events");
+        return Ok(Box::new(nexmark::NexmarkSource::open(table, schema, ctx.batch_size)?));
     }
     let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
     tracing::info!(table = %table.name, input = %options.display(), format = ?options.format, columns = schema.fields().len(), "reading");

@@ -1,7 +1,7 @@
 //! The catalog: tables declared with `CREATE TABLE` / `CREATE SOURCE`, their schemas, watermark
 //! clauses and connector options.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -93,6 +93,8 @@ impl TableDef {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     tables: BTreeMap<String, TableDef>,
+    /// Tables weir declares itself (the Nexmark generator's), until a user table replaces them.
+    builtin: BTreeSet<String>,
 }
 
 impl Catalog {
@@ -102,7 +104,12 @@ impl Catalog {
     }
 
     /// Add a table. Fails if one with the same name exists, unless `replace`.
+    /// A built-in table counts as not there: declaring one of its name replaces it.
     pub fn register(&mut self, table: TableDef, replace: bool, if_not_exists: bool) -> Result<()> {
+        if self.builtin.remove(&table.name) {
+            self.tables.insert(table.name.clone(), table);
+            return Ok(());
+        }
         if self.tables.contains_key(&table.name) {
             if if_not_exists {
                 return Ok(());
@@ -114,6 +121,26 @@ impl Catalog {
         }
         self.tables.insert(table.name.clone(), table);
         Ok(())
+    }
+
+    /// Add a table weir declares itself.
+    pub fn register_builtin(&mut self, table: TableDef) {
+        self.builtin.insert(table.name.clone());
+        self.tables.insert(table.name.clone(), table);
+    }
+
+    /// Whether `name` is a built-in table no user table has replaced.
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.builtin.contains(name)
+    }
+
+    /// Set an option of every built-in table that has not been replaced.
+    pub fn set_builtin_option(&mut self, key: &str, value: &str) {
+        for name in &self.builtin {
+            if let Some(t) = self.tables.get_mut(name) {
+                t.options.insert(key.to_string(), value.to_string());
+            }
+        }
     }
 
     /// Look a table up by name: exactly as given (quoted names keep their case), else in

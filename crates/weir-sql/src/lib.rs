@@ -45,6 +45,7 @@
 mod bounds;
 mod catalog;
 mod error;
+pub mod nexmark;
 pub mod options;
 mod parser;
 mod plan;

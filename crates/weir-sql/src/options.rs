@@ -37,7 +37,7 @@ pub fn check_setting(key: &str, value: &str) -> Result<(String, String)> {
     let value = value.trim().to_string();
     let Some(key) = setting_name(key) else {
         return Err(SqlError::plan(format!("unknown setting '{}'", key.trim()))
-            .with_hint(format!("known settings: {}", SETTINGS.join(", "))));
+            .with_hint(format!("known settings: {}, nexmark.<option>", SETTINGS.join(", "))));
     };
     match key {
         "batch.size" => {

@@ -85,7 +85,11 @@ impl Planner {
     pub fn new() -> Self {
         let mut options = ConfigOptions::new();
         options.sql_parser.map_string_types_to_utf8view = false;
-        Self { catalog: Catalog::new(), functions: FunctionRegistry::default(), options, settings: BTreeMap::new() }
+        let mut catalog = Catalog::new();
+        for t in crate::nexmark::builtin_tables() {
+            catalog.register_builtin(t);
+        }
+        Self { catalog, functions: FunctionRegistry::default(), options, settings: BTreeMap::new() }
     }
 
     /// The tables declared so far.
@@ -100,9 +104,23 @@ impl Planner {
 
     /// Apply a setting as `SET key = value` would (e.g. from the command line).
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        let (key, value) = check_setting(key, value)?;
-        self.settings.insert(key, value);
-        Ok(())
+        self.apply_setting(key, value).map(|_| ())
+    }
+
+    /// Check and store a setting; `nexmark.<option>` also sets the option of the built-in
+    /// Nexmark tables.
+    fn apply_setting(&mut self, key: &str, value: &str) -> Result<(String, String)> {
+        let lower = key.trim().to_lowercase();
+        let (key, value) = match lower.strip_prefix("nexmark.") {
+            Some(option) => {
+                let option = crate::nexmark::check_setting(option, value)?;
+                self.catalog.set_builtin_option(&option, value.trim());
+                (format!("nexmark.{option}"), value.trim().to_string())
+            }
+            None => check_setting(key, value)?,
+        };
+        self.settings.insert(key.clone(), value.clone());
+        Ok((key, value))
     }
 
     /// Parse and plan every statement of a script, in order. DDL takes effect immediately, so
@@ -134,8 +152,7 @@ impl Planner {
                 _ => Err(SqlError::not_supported("EXPLAIN ANALYZE of a statement other than a query or INSERT")),
             },
             Stmt::Set { key, value } => {
-                let (key, value) = check_setting(&key, &value)?;
-                self.settings.insert(key.clone(), value.clone());
+                let (key, value) = self.apply_setting(&key, &value)?;
                 Ok(Planned::Set { key, value })
             }
         }
@@ -198,7 +215,10 @@ impl Planner {
                 .with_hint("add WITH (connector = 'file', path = '…', format = 'csv')"));
         }
         let schema = if columns.is_empty() { None } else { Some(schema_of(columns)) };
-        let def = TableDef { name: ct.name.clone(), schema, watermark, proctime, options: ct.options.clone() };
+        let mut def = TableDef { name: ct.name.clone(), schema, watermark, proctime, options: ct.options.clone() };
+        if def.connector() == Some("nexmark") {
+            crate::nexmark::complete_table(&mut def).map_err(|e| e.at(ct.location))?;
+        }
         check_table_options(&def).map_err(|e| e.at(ct.location))?;
         self.catalog.register(def, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;
         Ok(Planned::CreatedTable(ct.name))
