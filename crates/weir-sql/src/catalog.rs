@@ -134,15 +134,6 @@ impl Catalog {
         self.builtin.contains(name)
     }
 
-    /// Set an option of every built-in table that has not been replaced.
-    pub fn set_builtin_option(&mut self, key: &str, value: &str) {
-        for name in &self.builtin {
-            if let Some(t) = self.tables.get_mut(name) {
-                t.options.insert(key.to_string(), value.to_string());
-            }
-        }
-    }
-
     /// Look a table up by name: exactly as given (quoted names keep their case), else in
     /// lower case.
     pub fn get(&self, name: &str) -> Option<&TableDef> {

@@ -2,8 +2,10 @@
 //! connector (the benchmark's event generator). The planner knows their columns, so
 //!
 //! - every session starts with the three tables declared, reading an unbounded generator
-//!   with the default options; `SET nexmark.<option> = …` changes the options of these
-//!   built-in tables (e.g. `SET nexmark.events = 1000000` bounds them);
+//!   with the default options;
+//! - `SET nexmark.<option> = …` gives an option to every `nexmark` table of the queries
+//!   planned after it that does not set the option itself (e.g. `SET nexmark.events =
+//!   1000000` bounds the built-in tables);
 //! - `CREATE TABLE name WITH (connector = 'nexmark', 'table' = 'bid', …)` declares another
 //!   one, its columns filled in (or checked, if declared) and its watermark
 //!   `date_time - INTERVAL '4' SECOND` unless a `WATERMARK FOR` clause says otherwise.
@@ -139,17 +141,22 @@ pub fn complete_table(def: &mut TableDef) -> Result<()> {
     let kind = table_kind(def).map_err(SqlError::plan)?;
     NexmarkOptions::parse(def).map_err(SqlError::plan)?;
     let Some(full) = schema(kind) else { return Ok(()) };
-    if def.proctime.is_some() {
-        return Err(SqlError::not_supported(format!(
-            "a PROCTIME() column in the nexmark table '{}'",
-            def.name
-        ))
-        .with_hint("window the generated rows on date_time"));
+    let proctime = def.proctime.clone();
+    let is_proctime = |name: &str| proctime.as_deref() == Some(name);
+    let only_proctime = def.schema.as_ref().is_none_or(|s| s.fields().iter().all(|f| is_proctime(f.name())));
+    if only_proctime {
+        // the generator's columns, then the processing-time column if one is declared
+        let mut fields: Vec<_> = full.fields().iter().map(|f| f.as_ref().clone()).collect();
+        if let Some(s) = &def.schema {
+            fields.extend(s.fields().iter().map(|f| f.as_ref().clone()));
+        }
+        def.schema = Some(std::sync::Arc::new(datafusion_common::arrow::datatypes::Schema::new(fields)));
     }
     match &def.schema {
-        None => def.schema = Some(full.clone()),
+        _ if only_proctime => {}
+        None => {}
         Some(declared) => {
-            for f in declared.fields() {
+            for f in declared.fields().iter().filter(|f| !is_proctime(f.name())) {
                 match full.field_with_name(f.name()) {
                     Err(_) => {
                         let names: Vec<_> = full.fields().iter().map(|f| f.name().as_str()).collect();
@@ -180,6 +187,22 @@ pub fn complete_table(def: &mut TableDef) -> Result<()> {
         def.watermark = Some(WatermarkDef { column: "date_time".into(), delay_nanos: WATERMARK_DELAY_NANOS });
     }
     Ok(())
+}
+
+/// `def` with the session's `nexmark.<option>` settings added, where it does not set the
+/// option itself (only for a `nexmark` table).
+pub fn with_session_defaults(def: &TableDef, settings: &BTreeMap<String, String>) -> TableDef {
+    let mut def = def.clone();
+    if def.connector() == Some("nexmark") {
+        for (key, value) in settings {
+            if let Some(option) = key.strip_prefix("nexmark.") {
+                if !def.options.keys().any(|k| option_name(k) == option) {
+                    def.options.insert(option.to_string(), value.clone());
+                }
+            }
+        }
+    }
+    def
 }
 
 /// Check a session setting `nexmark.<option>`; returns the option's stored name.
@@ -326,5 +349,13 @@ mod tests {
         complete_table(&mut t).unwrap();
         assert_eq!(t.schema.unwrap().fields().len(), 7);
         assert_eq!(t.watermark.unwrap().delay_nanos, WATERMARK_DELAY_NANOS);
+        // a processing-time column alone: the generator's columns come first
+        let mut t = def("b", &[("table", "bid")]);
+        t.schema = Some(schema_of(vec![("p".into(), DataType::Timestamp(TimeUnit::Millisecond, None), false)]));
+        t.proctime = Some("p".into());
+        complete_table(&mut t).unwrap();
+        let names: Vec<_> = t.schema.unwrap().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names.first().map(String::as_str), Some("auction"));
+        assert_eq!(names.last().map(String::as_str), Some("p"));
     }
 }

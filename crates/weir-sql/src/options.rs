@@ -33,8 +33,12 @@ fn setting_name(key: &str) -> Option<&'static str> {
 }
 
 /// Normalise and check one setting; returns the key as stored (`state_ttl` → `state.ttl`).
+/// `nexmark.<option>` sets an option of the built-in Nexmark tables.
 pub fn check_setting(key: &str, value: &str) -> Result<(String, String)> {
     let value = value.trim().to_string();
+    if let Some(option) = key.trim().to_lowercase().strip_prefix("nexmark.") {
+        return Ok((format!("nexmark.{}", crate::nexmark::check_setting(option, &value)?), value));
+    }
     let Some(key) = setting_name(key) else {
         return Err(SqlError::plan(format!("unknown setting '{}'", key.trim()))
             .with_hint(format!("known settings: {}, nexmark.<option>", SETTINGS.join(", "))));

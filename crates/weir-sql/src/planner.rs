@@ -107,18 +107,9 @@ impl Planner {
         self.apply_setting(key, value).map(|_| ())
     }
 
-    /// Check and store a setting; `nexmark.<option>` also sets the option of the built-in
-    /// Nexmark tables.
+    /// Check and store a setting.
     fn apply_setting(&mut self, key: &str, value: &str) -> Result<(String, String)> {
-        let lower = key.trim().to_lowercase();
-        let (key, value) = match lower.strip_prefix("nexmark.") {
-            Some(option) => {
-                let option = crate::nexmark::check_setting(option, value)?;
-                self.catalog.set_builtin_option(&option, value.trim());
-                (format!("nexmark.{option}"), value.trim().to_string())
-            }
-            None => check_setting(key, value)?,
-        };
+        let (key, value) = check_setting(key, value)?;
         self.settings.insert(key.clone(), value.clone());
         Ok((key, value))
     }
@@ -256,6 +247,7 @@ impl Planner {
 
     fn plan_query(&self, mut query: Box<Query>, sink: SinkNode, location: Location) -> Result<StreamPlan> {
         rewrite_group_windows(&mut query)?;
+        crate::rewrite::rewrite_mod(&mut query);
         let provider = Provider { catalog: &self.catalog, functions: &self.functions, options: &self.options };
         let rel = SqlToRel::new_with_options(&provider, parser_options());
         let plan = rel.sql_statement_to_plan(Statement::Query(query)).map_err(SqlError::from)?;
@@ -531,7 +523,7 @@ impl PipelineBuilder<'_> {
                     return Err(SqlError::not_supported("filters pushed into a source"));
                 }
                 self.source = Some(SourceNode {
-                    table: table.clone(),
+                    table: crate::nexmark::with_session_defaults(table, self.settings),
                     projection: scan.projection.clone(),
                     output_schema: Arc::clone(&scan.projected_schema),
                     processing_time: false,

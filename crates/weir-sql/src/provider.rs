@@ -67,12 +67,16 @@ pub struct Provider<'a> {
 impl ContextProvider for Provider<'_> {
     fn get_table_source(&self, name: TableReference) -> Result<Arc<dyn TableSource>> {
         let Some(table) = self.catalog.get(name.table()) else {
-            let known = self.catalog.names();
-            let hint = if known.is_empty() {
+            let (builtin, known): (Vec<String>, Vec<String>) =
+                self.catalog.names().into_iter().partition(|n| self.catalog.is_builtin(n));
+            let mut hint = if known.is_empty() {
                 "no tables are declared yet: declare one with CREATE TABLE".to_string()
             } else {
                 format!("declared tables: {}", known.join(", "))
             };
+            if !builtin.is_empty() {
+                hint.push_str(&format!("; built in: {}", builtin.join(", ")));
+            }
             return plan_err!("table '{}' not found ({hint})", name.table());
         };
         let Some(schema) = &table.schema else {

@@ -7,12 +7,35 @@
 //! names. `HOP(ts, slide, size)` and `SESSION(ts, gap)` become `hop_start/hop_end` and
 //! `session_start/session_end` the same way. Unaliased `…_START`/`…_END` items are named
 //! `window_start`/`window_end`.
+//!
+//! `MOD(a, b)` (Flink, PostgreSQL) becomes `a % b`.
 
 use datafusion_sql::sqlparser::ast::{
     Expr as SqlExpr, Function, GroupByExpr, Ident, ObjectName, Query, Select, SelectItem, SetExpr, Spanned, TableFactor,
 };
 
 use crate::error::{Result, SqlError};
+
+/// Rewrite every `MOD(a, b)` in `query` into `a % b`.
+pub fn rewrite_mod(query: &mut Query) {
+    use datafusion_sql::sqlparser::ast::{visit_expressions_mut, BinaryOperator, FunctionArg, FunctionArgExpr};
+    use std::ops::ControlFlow;
+    let _ = visit_expressions_mut(query, |e| {
+        if let SqlExpr::Function(f) = e {
+            if f.name.to_string().eq_ignore_ascii_case("mod") {
+                if let datafusion_sql::sqlparser::ast::FunctionArguments::List(list) = &f.args {
+                    if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(a)), FunctionArg::Unnamed(FunctionArgExpr::Expr(b))] =
+                        list.args.as_slice()
+                    {
+                        let nested = |x: &SqlExpr| Box::new(SqlExpr::Nested(Box::new(x.clone())));
+                        *e = SqlExpr::BinaryOp { left: nested(a), op: BinaryOperator::Modulo, right: nested(b) };
+                    }
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
 
 /// Rewrite every `GROUP BY TUMBLE(…)` in `query` (including subqueries in FROM and CTEs).
 pub fn rewrite_group_windows(query: &mut Query) -> Result<()> {
