@@ -2,7 +2,7 @@
 //!
 //! `weir` (or `weir shell`) is the interactive shell; `weir run FILE` runs a SQL script (DDL,
 //! queries, `INSERT INTO … SELECT`) until its sources end; `weir explain FILE` prints the
-//! streaming plans without running them. This crate owns argument parsing, the shell,
+//! streaming plans without running them; `weir bench nexmark` runs the Nexmark benchmark. This crate owns argument parsing, the shell,
 //! statement execution order, output to the terminal (results, the live status line), error
 //! rendering and exit codes:
 //!
@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+mod bench;
 mod prometheus;
 mod report;
 mod session;
@@ -137,6 +138,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark weir: `weir bench nexmark` runs the Nexmark queries over the built-in
+    /// generator and prints throughput, per-core throughput, peak memory and output rows.
+    Bench(bench::BenchArgs),
 }
 
 fn parse_format(s: &str) -> Result<OutputFormat, String> {
@@ -176,6 +180,7 @@ pub fn main() -> ExitCode {
         Command::Shell { format, set, metrics_addr } => shell(format, &set, metrics_addr),
         Command::Explain { script, json } => explain(&script, json),
         Command::Run { script, options } => run(&script, &options),
+        Command::Bench(args) => bench::bench(&args),
     };
     result.unwrap_or_else(|code| code)
 }

@@ -1,0 +1,261 @@
+//! `weir bench nexmark`: runs the Nexmark queries (`sql-examples/nexmark/`, built into the
+//! binary) over the built-in generator, each in a process of its own so its peak memory is
+//! its own, results to a sink that only counts them. Prints one line per query: events per
+//! second of wall time, per core used (events over CPU time, generation included), peak
+//! resident memory and output rows; `--json FILE` writes the same as JSON for tracking.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use weir_connectors::{build_pipeline, validate, DiscardSink};
+use weir_runtime::Metrics;
+use weir_sql::{Planned, Planner};
+
+use crate::report::{human_bytes, human_rate, peak_memory_bytes};
+use crate::{connector_context, usage_error, EXIT_RUNTIME};
+
+/// The queries, as in `sql-examples/nexmark/`.
+pub const NEXMARK: &[(&str, &str)] = &[
+    ("q0", include_str!("../../../sql-examples/nexmark/q0.sql")),
+    ("q1", include_str!("../../../sql-examples/nexmark/q1.sql")),
+    ("q2", include_str!("../../../sql-examples/nexmark/q2.sql")),
+    ("q11", include_str!("../../../sql-examples/nexmark/q11.sql")),
+    ("q12", include_str!("../../../sql-examples/nexmark/q12.sql")),
+    ("q14", include_str!("../../../sql-examples/nexmark/q14.sql")),
+    ("q15", include_str!("../../../sql-examples/nexmark/q15.sql")),
+    ("q16", include_str!("../../../sql-examples/nexmark/q16.sql")),
+    ("q17", include_str!("../../../sql-examples/nexmark/q17.sql")),
+    ("q18", include_str!("../../../sql-examples/nexmark/q18.sql")),
+    ("q21", include_str!("../../../sql-examples/nexmark/q21.sql")),
+    ("q22", include_str!("../../../sql-examples/nexmark/q22.sql")),
+];
+
+/// Throughput the issue sets per query, in events per second per core.
+fn target(query: &str) -> Option<f64> {
+    match query {
+        "q0" | "q1" | "q2" => Some(2e6),
+        "q5" | "q7" | "q8" => Some(1e6),
+        "q4" | "q9" => Some(3e5),
+        _ => None,
+    }
+}
+
+/// Options of `weir bench nexmark`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// The benchmark suite (only `nexmark`).
+    #[arg(value_parser = ["nexmark"])]
+    suite: String,
+    /// Events generated per query (all kinds: people, auctions and bids).
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Run only these queries (comma-separated, e.g. q0,q1,q5).
+    #[arg(long, value_delimiter = ',')]
+    queries: Vec<String>,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// A setting for every query, as with SET (repeatable), e.g. --set nexmark.rate=100000.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Run one query in this process and print its measurement as JSON (what each query's
+    /// process does).
+    #[arg(long, hide = true)]
+    child: Option<String>,
+}
+
+/// The measurement of one query.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    /// Query name (`q0`).
+    pub query: String,
+    /// Events generated.
+    pub events: u64,
+    /// Wall-clock seconds from start to the last output row.
+    pub seconds: f64,
+    /// CPU seconds of the process (all threads, generation included).
+    pub cpu_seconds: f64,
+    /// Events per wall-clock second.
+    pub events_per_second: f64,
+    /// Events per CPU second: throughput per core used.
+    pub events_per_core_second: f64,
+    /// Peak resident memory of the process.
+    pub peak_rss_bytes: u64,
+    /// Rows that reached the sink (changelog rows count one each).
+    pub output_rows: u64,
+    /// Why the query did not run to the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// CPU time used by this process so far, in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+fn settings(args: &BenchArgs) -> Result<BTreeMap<String, String>, ExitCode> {
+    let mut settings = BTreeMap::new();
+    for kv in &args.set {
+        let (k, v) = crate::split_setting(kv)?;
+        crate::apply_setting(&mut settings, k, v).map_err(usage_error)?;
+    }
+    settings.insert("nexmark.events".into(), args.events.to_string());
+    Ok(settings)
+}
+
+/// `weir bench nexmark …`.
+pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
+    if args.events == 0 {
+        return Err(usage_error("--events must be positive"));
+    }
+    let settings = settings(args)?;
+    if let Some(q) = &args.child {
+        return child(q, args.events, &settings);
+    }
+    let unknown: Vec<&String> = args.queries.iter().filter(|q| !NEXMARK.iter().any(|(n, _)| n == q)).collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = NEXMARK.iter().map(|(n, _)| *n).collect();
+        return Err(usage_error(format!(
+            "no query {} in the suite (it has {})",
+            unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            known.join(", ")
+        )));
+    }
+    let exe = std::env::current_exe().map_err(|e| usage_error(format!("cannot find the weir binary: {e}")))?;
+    let selected: Vec<&str> =
+        NEXMARK.iter().map(|(n, _)| *n).filter(|n| args.queries.is_empty() || args.queries.iter().any(|q| q == n)).collect();
+    println!("Nexmark, {} events per query ({} cores available)", args.events, cores());
+    println!(
+        "{:<6} {:>12} {:>14} {:>7} {:>10} {:>12} {:>9}  target/core",
+        "query", "events/s", "events/s/core", "cores", "peak RSS", "output rows", "time"
+    );
+    let mut results = Vec::new();
+    let mut failed = false;
+    for q in selected {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["bench", "nexmark", "--child", q, "--events", &args.events.to_string()]);
+        for kv in &args.set {
+            cmd.args(["--set", kv]);
+        }
+        let m = match cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
+            Ok(out) => match serde_json::from_slice::<Measurement>(&out.stdout) {
+                Ok(m) => m,
+                Err(_) => failure(q, args.events, format!("the query's process ended with {}", out.status)),
+            },
+            Err(e) => failure(q, args.events, format!("cannot start the query's process: {e}")),
+        };
+        failed |= m.error.is_some();
+        print_line(&m);
+        results.push(m);
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&results).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return Err(ExitCode::from(EXIT_RUNTIME));
+        }
+    }
+    Ok(if failed { ExitCode::from(EXIT_RUNTIME) } else { ExitCode::SUCCESS })
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn failure(query: &str, events: u64, error: String) -> Measurement {
+    Measurement {
+        query: query.into(),
+        events,
+        seconds: 0.0,
+        cpu_seconds: 0.0,
+        events_per_second: 0.0,
+        events_per_core_second: 0.0,
+        peak_rss_bytes: 0,
+        output_rows: 0,
+        error: Some(error),
+    }
+}
+
+fn print_line(m: &Measurement) {
+    if let Some(e) = &m.error {
+        println!("{:<6} failed: {e}", m.query);
+        return;
+    }
+    let target = match target(&m.query) {
+        Some(t) if m.events_per_core_second >= t => format!("{} met", human_rate(t)),
+        Some(t) => format!("{} MISSED", human_rate(t)),
+        None => String::new(),
+    };
+    println!(
+        "{:<6} {:>12} {:>14} {:>7.2} {:>10} {:>12} {:>8.2}s  {target}",
+        m.query,
+        human_rate(m.events_per_second),
+        human_rate(m.events_per_core_second),
+        m.cpu_seconds / m.seconds.max(1e-9),
+        human_bytes(m.peak_rss_bytes),
+        m.output_rows,
+        m.seconds
+    );
+    let _ = std::io::stdout().flush();
+}
+
+/// Run one query here and print its measurement as one JSON line.
+fn child(query: &str, events: u64, settings: &BTreeMap<String, String>) -> Result<ExitCode, ExitCode> {
+    let Some((_, sql)) = NEXMARK.iter().find(|(n, _)| *n == query) else {
+        return Err(usage_error(format!("no query {query}")));
+    };
+    let m = measure(query, sql, events, settings).unwrap_or_else(|e| failure(query, events, e));
+    println!("{}", serde_json::to_string(&m).unwrap_or_default());
+    Ok(if m.error.is_some() { ExitCode::from(EXIT_RUNTIME) } else { ExitCode::SUCCESS })
+}
+
+fn measure(query: &str, sql: &str, events: u64, settings: &BTreeMap<String, String>) -> Result<Measurement, String> {
+    let mut planner = Planner::new();
+    for (k, v) in settings {
+        planner.set(k, v).map_err(|e| e.to_string())?;
+    }
+    let plan = planner
+        .plan_script(sql)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .rev()
+        .find_map(|p| match p {
+            Planned::Query(p) | Planned::Insert(p) => Some(p),
+            _ => None,
+        })
+        .ok_or_else(|| format!("{query} has no query"))?;
+    let ctx = connector_context(settings, None);
+    validate(&plan, &ctx)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let (cpu, started) = (cpu_seconds(), Instant::now());
+    let pipeline = build_pipeline(&plan, Box::new(DiscardSink), &ctx).map_err(|e| e.to_string())?;
+    runtime.block_on(pipeline.run(Arc::new(AtomicBool::new(false)))).map_err(|e| e.to_string())?;
+    let (seconds, cpu_seconds) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    Ok(Measurement {
+        query: query.into(),
+        events,
+        seconds,
+        cpu_seconds,
+        events_per_second: events as f64 / seconds.max(1e-9),
+        events_per_core_second: events as f64 / cpu_seconds.max(1e-9),
+        peak_rss_bytes: peak_memory_bytes().unwrap_or(0),
+        output_rows: Metrics::get(&ctx.metrics.rows_out),
+        error: None,
+    })
+}
