@@ -95,14 +95,15 @@ fn a_session_in_the_shell() {
     p.exp_string("query stopped (Ctrl-C)").unwrap();
     prompt(&mut p);
 
-    // the shell is still usable: a SQL error shows a caret, then \d lists both tables
+    // the shell is still usable: a SQL error shows a caret, then \d lists both tables and the built-in Nexmark ones
     p.send_line("SELECT nope FROM ticks;").unwrap();
     p.exp_string("input:1:8").unwrap();
     p.exp_string("^").unwrap();
     prompt(&mut p);
     p.send_line("\\d").unwrap();
-    p.exp_string("| events | file").unwrap();
-    p.exp_string("| ticks  | datagen").unwrap();
+    p.exp_string("| bid     | nexmark").unwrap();
+    p.exp_string("| events  | file").unwrap();
+    p.exp_string("| ticks   | datagen").unwrap();
     p.send_line("\\d ticks").unwrap();
     p.exp_string("watermark: ts").unwrap();
 
