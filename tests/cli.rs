@@ -252,7 +252,11 @@ fn sql_errors_exit_3_with_position_and_hint() {
     );
     assert_sql_error(
         &format!("{DDL}SELECT * FROM events e1 JOIN events e2 ON e1.sensor = e2.sensor;"),
-        &["not supported yet: joins"],
+        &[
+            "a join that keeps every row of both inputs (events and events) forever",
+            "--> q.sql:3:1",
+            "SET state.ttl = '1 h'",
+        ],
     );
     assert_sql_error(
         "CREATE TABLE events (ts TIMESTAMP(3)) WITH (connector = 'file', path = 'events.csv', format = 'xml'); SELECT * FROM events;",

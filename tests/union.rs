@@ -81,10 +81,10 @@ fn run_union(inputs: [&[Row]; 2], cuts: [&[usize]; 2], script: &str) -> Vec<Stri
     let planned = Planner::new().plan_script(script).expect("plans");
     let Some(Planned::Query(plan)) = planned.last() else { panic!("expected a query") };
     let sources: Vec<Box<dyn Source>> = plan
-        .inputs()
+        .sources()
         .into_iter()
         .enumerate()
-        .map(|(i, (node, _))| {
+        .map(|(i, node)| {
             let cols = input_columns(node, false).expect("columns");
             let cut = batches(inputs[i], cuts[i])
                 .iter()

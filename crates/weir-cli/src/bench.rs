@@ -134,8 +134,11 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
         )));
     }
     let exe = std::env::current_exe().map_err(|e| usage_error(format!("cannot find the weir binary: {e}")))?;
-    let selected: Vec<&str> =
-        NEXMARK.iter().map(|(n, _)| *n).filter(|n| args.queries.is_empty() || args.queries.iter().any(|q| q == n)).collect();
+    let selected: Vec<&str> = NEXMARK
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| args.queries.is_empty() || args.queries.iter().any(|q| q == n))
+        .collect();
     println!("Nexmark, {} events per query ({} cores available)", args.events, cores());
     println!(
         "{:<6} {:>12} {:>14} {:>7} {:>10} {:>12} {:>9}  target/core",

@@ -346,7 +346,7 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
         let label = query_label(&plan);
         let label = if total > 1 { format!("{label} ({} of {total})", i + 1) } else { label };
         let started = Instant::now();
-        tracing::info!(query = %label, inputs = plan.inputs().len(), operators = plan.ops.len(), "query starting");
+        tracing::info!(query = %label, inputs = plan.sources().len(), operators = plan.ops.len(), "query starting");
         if let Some(e) = &mut endpoint {
             e.watch(&ctx.metrics);
         }

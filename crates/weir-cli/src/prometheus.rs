@@ -103,7 +103,6 @@ fn describe(r: &PrometheusRecorder) {
 fn node_label(place: OpRef) -> String {
     match place {
         OpRef::Source(i) => format!("source {i}"),
-        OpRef::Input { input, index } => format!("input {input} op {index}"),
         OpRef::Op(i) => format!("op {i}"),
     }
 }

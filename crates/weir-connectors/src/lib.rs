@@ -81,10 +81,9 @@ fn check_connector(table: &TableDef) -> std::result::Result<(), String> {
 fn check_writable(table: &TableDef) -> std::result::Result<(), String> {
     check_connector(table)?;
     match table.connector() {
-        Some(c @ ("datagen" | "nexmark")) => Err(format!(
-            "table '{}' has connector '{c}': its rows are generated, it cannot be written to",
-            table.name
-        )),
+        Some(c @ ("datagen" | "nexmark")) => {
+            Err(format!("table '{}' has connector '{c}': its rows are generated, it cannot be written to", table.name))
+        }
         _ => Ok(()),
     }
 }
@@ -96,11 +95,11 @@ pub fn validate(plan: &StreamPlan, ctx: &ConnectorContext) -> std::result::Resul
 
 /// [`validate`], where the tables named in `host` are read from the host program.
 pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -> std::result::Result<(), String> {
-    if plan.inputs().iter().filter(|(node, _)| node.table.connector() == Some("stdin")).count() > 1 {
-        return Err("a UNION ALL can read standard input only once (two 'stdin' tables would split its lines)".into());
+    if plan.sources().iter().filter(|node| node.table.connector() == Some("stdin")).count() > 1 {
+        return Err("a query can read standard input only once (two 'stdin' tables would split its lines)".into());
     }
     let mut inputs = Vec::new();
-    for (node, _) in plan.inputs() {
+    for node in plan.sources() {
         let source = &node.table;
         if source.connector() == Some("channel") && host.contains(&source.name.as_str()) {
             continue;
@@ -143,10 +142,10 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
     Ok(())
 }
 
-/// Open the sources of `plan` (the first source, then each `UNION ALL` input), reading the
-/// columns the pipeline needs.
+/// Open the sources of `plan` (in [`StreamPlan::sources`] order), reading the columns the
+/// pipeline needs.
 pub fn open_sources(plan: &StreamPlan, ctx: &ConnectorContext) -> Result<Vec<Box<dyn Source>>> {
-    plan.inputs().into_iter().map(|(node, _)| open_source(node, plan.late_rows.is_some(), ctx)).collect()
+    plan.sources().into_iter().map(|node| open_source(node, plan.late_rows.is_some(), ctx)).collect()
 }
 
 /// Open one source, reading the columns the pipeline needs (all of them if `whole_rows`).
@@ -185,7 +184,7 @@ pub fn build_pipeline_with(
     let names: Vec<&str> = host.keys().map(String::as_str).collect();
     validate_with(plan, ctx, &names).map_err(RuntimeError::Source)?;
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
-    for (node, _) in plan.inputs() {
+    for node in plan.sources() {
         let table = &node.table;
         match host.remove(&table.name) {
             Some(source) if table.connector() == Some("channel") => {

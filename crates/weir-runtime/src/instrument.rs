@@ -44,7 +44,13 @@ impl Instrumented {
 
     /// Hand `message` to the operator, its output onto `out`.
     pub fn handle(&mut self, message: Message, out: &mut Vec<Message>) -> Result<()> {
-        let Some(m) = self.metrics.clone() else { return forward(self.op.as_mut(), message, out) };
+        self.handle_side(None, message, out)
+    }
+
+    /// Hand `message` from input `side` (of a two-input operator, `None`: the only input) to
+    /// the operator, its output onto `out`.
+    pub fn handle_side(&mut self, side: Option<usize>, message: Message, out: &mut Vec<Message>) -> Result<()> {
+        let Some(m) = self.metrics.clone() else { return forward(self.op.as_mut(), side, message, out) };
         let (first_out, dropped_before, started) = (out.len(), self.dropped_so_far(), Instant::now());
         match &message {
             Message::Data(b) => {
@@ -55,7 +61,7 @@ impl Instrumented {
             Message::EndOfStream => m.state(self.op.state_size()),
             _ => {}
         }
-        forward(self.op.as_mut(), message, out)?;
+        forward(self.op.as_mut(), side, message, out)?;
         let now = Instant::now();
         Metrics::add(&m.busy_nanos, now.duration_since(started).as_nanos() as u64);
         Metrics::add(&m.late_rows, self.dropped_so_far() - dropped_before);
@@ -75,11 +81,14 @@ impl Instrumented {
     }
 }
 
-fn forward(op: &mut dyn Operator, message: Message, out: &mut Vec<Message>) -> Result<()> {
+fn forward(op: &mut dyn Operator, side: Option<usize>, message: Message, out: &mut Vec<Message>) -> Result<()> {
     match message {
         // on their way to the side output, past the other operators
         Message::Dropped(d) => out.push(Message::Dropped(d)),
-        Message::Data(b) => op.process_batch(b, out)?,
+        Message::Data(b) => match side {
+            Some(s) => op.process_side(s, b, out)?,
+            None => op.process_batch(b, out)?,
+        },
         Message::Watermark(w) => op.on_watermark(w, out)?,
         Message::EndOfStream => {
             op.on_end_of_stream(out)?;
@@ -100,13 +109,4 @@ pub fn through(ops: &mut [Instrumented], messages: Vec<Message>) -> Result<Vec<M
         current = next;
     }
     Ok(current)
-}
-
-/// Wrap a list of operators, the `n`th at `place(n)`.
-pub fn instrument(
-    ops: Vec<Box<dyn Operator>>,
-    place: impl Fn(usize) -> OpRef,
-    totals: &Arc<Metrics>,
-) -> Vec<Instrumented> {
-    ops.into_iter().enumerate().map(|(i, op)| Instrumented::new(op, place(i), totals)).collect()
 }

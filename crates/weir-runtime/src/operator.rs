@@ -14,6 +14,13 @@ pub trait Operator: Send {
     /// Handle a batch of rows, pushing any output onto `out`.
     fn process_batch(&mut self, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()>;
 
+    /// Handle a batch of rows from input `side` of an operator with two inputs (a join: 0 is
+    /// the left input, 1 the right). The default treats it as the only input.
+    fn process_side(&mut self, side: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
+        let _ = side;
+        self.process_batch(batch, out)
+    }
+
     /// The input's watermark advanced. The default forwards it.
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
         out.push(Message::Watermark(watermark));

@@ -28,14 +28,18 @@ use datafusion_expr::utils::AggregateOrderSensitivity;
 use datafusion_expr::Expr;
 use datafusion_physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
-use weir_sql::{OpRef, RankKind, SourceNode, StreamOp, StreamPlan, WindowSpec};
+use weir_sql::{
+    Branch, JoinState, JoinType, OpCounter, PlanInput, RankKind, SourceNode, StreamJoin, StreamOp, StreamPlan,
+    WindowSpec,
+};
 
 use crate::aggregate_state::AggregateSpec;
 use crate::deduplicate::DeduplicateOp;
 use crate::error::{Result, RuntimeError};
 use crate::filter::FilterOp;
-use crate::instrument::{instrument, through, Instrumented};
-use crate::message::{DroppedRows, Message, Nanos, StreamBatch};
+use crate::instrument::{through, Instrumented};
+use crate::join::{JoinMode, JoinOp, JoinSpec};
+use crate::message::{DroppedRows, Message, StreamBatch};
 use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::proc_time::{ProcTimeOp, ProcessingClock};
@@ -43,6 +47,7 @@ use crate::project::ProjectOp;
 use crate::rank_rows::RankRows;
 use crate::session_aggregate::SessionAggregateOp;
 use crate::source::{Sink, Source, SourceDriver};
+use crate::stage::{BranchStage, JoinStage, Stage};
 use crate::updating_aggregate::UpdatingAggregateOp;
 use crate::watermark_merge::WatermarkMerge;
 use crate::window_aggregate::{WindowAggregateOp, WindowLayout};
@@ -66,7 +71,7 @@ pub struct SourceColumns {
 /// The columns the source of `plan` must read: those the query uses plus the event-time column
 /// (which drives the watermark even when the query does not select it).
 pub fn source_columns(plan: &StreamPlan) -> Result<SourceColumns> {
-    input_columns(&plan.source, plan.late_rows.is_some())
+    input_columns(plan.first_source(), plan.late_rows.is_some())
 }
 
 /// The columns a source must read; `whole_rows`: every column (for the side output of dropped
@@ -238,7 +243,7 @@ pub fn sink_schema(plan: &StreamPlan) -> SchemaRef {
 /// The schema of the rows a plan's `'late_rows'` sink receives: the source table's columns and
 /// `reason`.
 pub fn late_rows_schema(plan: &StreamPlan) -> Result<SchemaRef> {
-    let table = plan.source.table.physical_schema().map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    let table = plan.first_source().table.physical_schema().map_err(|e| RuntimeError::Internal(e.to_string()))?;
     let mut fields: Vec<Field> = relaxed(&table).fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new("reason", DataType::Utf8, false));
     Ok(Arc::new(Schema::new(fields)))
@@ -263,6 +268,8 @@ struct Chain {
     changelog: Option<SchemaRef>,
     /// The side output for dropped rows, and its schema.
     late_rows: Option<(Box<dyn Sink>, SchemaRef)>,
+    /// Report the watermark reaching the sink (the sources do not, when there are several).
+    report_watermark: bool,
 }
 
 impl Chain {
@@ -287,7 +294,11 @@ impl Chain {
                         None => self.sink.write(&b.batch)?,
                     }
                 }
-                Message::Watermark(_) => {}
+                Message::Watermark(w) => {
+                    if self.report_watermark {
+                        self.metrics.watermark.store(w, Ordering::Relaxed);
+                    }
+                }
                 Message::Dropped(d) => self.dropped(d)?,
                 Message::EndOfStream => {
                     if let Some((sink, _)) = &mut self.late_rows {
@@ -302,122 +313,166 @@ impl Chain {
     }
 }
 
-/// Where the inputs meet: each input's own operators, then one watermark for all.
-struct Merge {
-    /// Per input, the filters and projections before the merge.
-    ops: Vec<Vec<Instrumented>>,
-    watermarks: WatermarkMerge,
-    metrics: Arc<Metrics>,
-}
-
-impl Merge {
-    /// Messages from input `i`, as the operators after the merge see them.
-    fn input(&mut self, i: usize, messages: Vec<Message>, now: Instant) -> Result<Vec<Message>> {
-        let messages = match self.ops.get_mut(i) {
-            Some(ops) if !ops.is_empty() => through(ops, messages)?,
-            _ => messages,
-        };
-        let mut out = Vec::with_capacity(messages.len());
-        for m in messages {
-            match m {
-                Message::Data(mut b) => {
-                    self.watermarks.active(i, now);
-                    let cap = self.watermarks.cap_for(i);
-                    if cap < Nanos::MAX {
-                        if let Some(w) = &b.row_watermarks {
-                            b.row_watermarks = Some(Arc::new(w.unary(|v| v.min(cap))));
-                        }
-                    }
-                    out.push(Message::Data(b));
-                }
-                Message::Watermark(w) => {
-                    let advanced = self.watermarks.watermark(i, w, now);
-                    out.extend(self.watermark(advanced));
-                }
-                Message::Dropped(d) => out.push(Message::Dropped(d)),
-                Message::EndOfStream => {
-                    let advanced = self.watermarks.end(i);
-                    out.extend(self.watermark(advanced));
-                    if self.watermarks.all_ended() {
-                        out.push(Message::EndOfStream);
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Check idleness: a watermark message if the merged watermark advanced.
-    fn tick(&mut self) -> Option<Message> {
-        let advanced = self.watermarks.advance();
-        self.watermark(advanced)
-    }
-
-    fn watermark(&self, advanced: Option<Nanos>) -> Option<Message> {
-        let w = advanced?;
-        if self.ops.len() > 1 {
-            self.metrics.watermark.store(w, Ordering::Relaxed);
-        }
-        Some(Message::Watermark(w))
-    }
-}
-
 /// A runnable pipeline.
 pub struct Pipeline {
     drivers: Vec<SourceDriver>,
-    merge: Merge,
+    root: Stage,
     chain: Chain,
     /// Set when the watermark is the wall clock: sent on a timer while no rows arrive.
     clock: Option<Arc<ProcessingClock>>,
+    /// Sources read to their end before the others (the tables of lookup joins).
+    first: Vec<usize>,
+}
+
+/// Builds the operator tree, numbering sources and operators as EXPLAIN does.
+struct TreeBuilder<'a> {
+    counter: OpCounter,
+    drivers: Vec<SourceDriver>,
+    sources: std::vec::IntoIter<Box<dyn Source>>,
+    metrics: &'a Arc<Metrics>,
+    clock: &'a Arc<ProcessingClock>,
+    whole_rows: bool,
+    many: bool,
+    first: Vec<usize>,
+}
+
+impl TreeBuilder<'_> {
+    fn input(&mut self, input: &PlanInput) -> Result<(Stage, Vec<usize>)> {
+        match input {
+            PlanInput::Source(node) => {
+                // sources are numbered in the order their drivers are made
+                let (place, index) = (self.counter.source(), self.drivers.len());
+                let source = self
+                    .sources
+                    .next()
+                    .ok_or_else(|| RuntimeError::Internal("fewer sources than the plan reads".into()))?;
+                let cols = input_columns(node, self.whole_rows)?;
+                let mut driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(self.metrics))
+                    .with_operator_metrics(self.metrics.register("Source", place));
+                if self.many {
+                    driver = driver.without_watermark_metric();
+                }
+                if node.processing_time {
+                    driver = driver.with_final_watermark();
+                }
+                self.drivers.push(driver);
+                let mut stamp = Vec::new();
+                if let Some(position) = cols.proctime {
+                    let schema = relaxed(node.output_schema.as_arrow());
+                    let op = ProcTimeOp::new(position, schema, Arc::clone(self.clock), node.processing_time);
+                    stamp.push(Instrumented::unregistered(Box::new(op), self.metrics));
+                }
+                Ok((Stage::Source { stamp }, vec![index]))
+            }
+            PlanInput::Union(branches) => {
+                let mut stages = Vec::with_capacity(branches.len());
+                let mut idle = Vec::with_capacity(branches.len());
+                for b in branches {
+                    idle.push(match &b.input {
+                        PlanInput::Source(s) => {
+                            weir_sql::options::idle_timeout(&s.table).map(|n| Duration::from_nanos(n.max(0) as u64))
+                        }
+                        _ => None,
+                    });
+                    stages.push(self.branch(b)?);
+                }
+                let sources = stages.iter().flat_map(|b| b.sources.clone()).collect();
+                let watermarks = WatermarkMerge::new(&idle, Instant::now());
+                Ok((Stage::Union { branches: stages, watermarks }, sources))
+            }
+            PlanInput::Join(j) => {
+                let left = self.branch(&j.left)?;
+                let right = self.branch(&j.right)?;
+                if matches!(j.join.state, JoinState::Lookup) {
+                    self.first.extend(right.sources.iter().copied());
+                }
+                let op =
+                    Instrumented::new(Box::new(build_join(&j.join, self.metrics)?), self.counter.op(), self.metrics);
+                let sources = left.sources.iter().chain(&right.sources).copied().collect();
+                Ok((Stage::Join(Box::new(JoinStage::new(left, right, op))), sources))
+            }
+        }
+    }
+
+    fn branch(&mut self, b: &Branch) -> Result<BranchStage> {
+        let (stage, sources) = self.input(&b.input)?;
+        let ops = self.ops(&b.ops)?;
+        Ok(BranchStage { stage, ops, sources })
+    }
+
+    fn ops(&mut self, ops: &[StreamOp]) -> Result<Vec<Instrumented>> {
+        let built = build_ops(ops, self.metrics)?;
+        Ok(built.into_iter().map(|op| Instrumented::new(op, self.counter.op(), self.metrics)).collect())
+    }
+}
+
+/// The operator of a join.
+fn build_join(j: &StreamJoin, metrics: &Arc<Metrics>) -> Result<JoinOp> {
+    let keys =
+        |exprs: &[Expr], schema: &DFSchema| exprs.iter().map(|e| physical(e, schema)).collect::<Result<Vec<_>>>();
+    let mode = match &j.state {
+        JoinState::Interval { left_time, right_time, left_until, right_until, .. } => {
+            JoinMode::Interval { time: [*left_time, *right_time], until: [*left_until, *right_until] }
+        }
+        JoinState::Regular { state_ttl } => JoinMode::Regular { ttl: *state_ttl },
+        JoinState::Lookup => JoinMode::Lookup,
+    };
+    let spec = JoinSpec {
+        left_outer: j.join_type == JoinType::Left,
+        mode,
+        keys: [keys(&j.left_keys, &j.left_schema)?, keys(&j.right_keys, &j.right_schema)?],
+        filter: j.filter.as_ref().map(|f| physical(f, &j.output_schema)).transpose()?,
+        sides: [relaxed(j.left_schema.as_arrow()), relaxed(j.right_schema.as_arrow())],
+        output: relaxed(j.output_schema.as_arrow()),
+        changelog: j.emits_changelog(),
+    };
+    JoinOp::new(spec, Arc::clone(metrics))
 }
 
 impl Pipeline {
-    /// Assemble a pipeline. `sources` are the plan's inputs in order (the first source, then
-    /// each `UNION ALL` input); each must produce the columns [`input_columns`] asks for.
+    /// Assemble a pipeline. `sources` are the plan's inputs in order ([`StreamPlan::sources`]);
+    /// each must produce the columns [`input_columns`] asks for.
     pub fn new(
         plan: &StreamPlan,
         sources: Vec<Box<dyn Source>>,
         sink: Box<dyn Sink>,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
-        let inputs = plan.inputs();
-        if sources.len() != inputs.len() {
+        let expected = plan.sources().len();
+        if sources.len() != expected {
             return Err(RuntimeError::Internal(format!(
-                "the plan has {} inputs, but {} sources were given",
-                inputs.len(),
+                "the plan has {expected} inputs, but {} sources were given",
                 sources.len()
             )));
         }
-        let many = inputs.len() > 1;
         let clock = Arc::new(ProcessingClock::new());
-        let (mut drivers, mut ops, mut idle) = (Vec::new(), Vec::new(), Vec::new());
-        for (input, ((node, input_ops), source)) in inputs.into_iter().zip(sources).enumerate() {
-            let cols = input_columns(node, plan.late_rows.is_some())?;
-            let mut driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(&metrics))
-                .with_operator_metrics(metrics.register("Source", OpRef::Source(input)));
-            if many {
-                driver = driver.without_watermark_metric();
+        let mut tree = TreeBuilder {
+            counter: OpCounter::default(),
+            drivers: Vec::new(),
+            sources: sources.into_iter(),
+            metrics: &metrics,
+            clock: &clock,
+            whole_rows: plan.late_rows.is_some(),
+            many: expected > 1,
+            first: Vec::new(),
+        };
+        let (root, sources) = tree.input(&plan.input)?;
+        // one table: a union of one, so an idle timeout behaves as it always has
+        let root = match root {
+            Stage::Source { .. } => {
+                let idle = weir_sql::options::idle_timeout(&plan.first_source().table)
+                    .map(|n| Duration::from_nanos(n.max(0) as u64));
+                let watermarks = WatermarkMerge::new(&[idle], Instant::now());
+                Stage::Union { branches: vec![BranchStage { stage: root, ops: Vec::new(), sources }], watermarks }
             }
-            if node.processing_time {
-                driver = driver.with_final_watermark();
-            }
-            drivers.push(driver);
-            let mut chain =
-                instrument(build_ops(input_ops, &metrics)?, |index| OpRef::Input { input, index }, &metrics);
-            if let Some(position) = cols.proctime {
-                let schema = relaxed(node.output_schema.as_arrow());
-                let stamp = ProcTimeOp::new(position, schema, Arc::clone(&clock), node.processing_time);
-                chain.insert(0, Instrumented::unregistered(Box::new(stamp), &metrics));
-            }
-            ops.push(chain);
-            idle.push(weir_sql::options::idle_timeout(&node.table).map(|n| Duration::from_nanos(n.max(0) as u64)));
-        }
-        let merge =
-            Merge { ops, watermarks: WatermarkMerge::new(&idle, Instant::now()), metrics: Arc::clone(&metrics) };
-        let ops = instrument(build_operators(plan, &metrics)?, OpRef::Op, &metrics);
+            other => other,
+        };
+        let ops = tree.ops(&plan.ops)?;
+        let (drivers, first) = (tree.drivers, tree.first);
         let changelog = plan.is_updating().then(|| sink_schema(plan));
-        let clock = plan.source.processing_time.then_some(clock);
-        Ok(Self { drivers, merge, chain: Chain { ops, sink, metrics, changelog, late_rows: None }, clock })
+        let clock = plan.first_source().processing_time.then_some(clock);
+        let chain = Chain { ops, sink, metrics, changelog, late_rows: None, report_watermark: expected > 1 };
+        Ok(Self { drivers, root, chain, clock, first })
     }
 
     /// Route rows the operators drop (late, or without an event time) to `sink`, unchanged and
@@ -441,8 +496,9 @@ impl Pipeline {
                 self.chain.push(Message::EndOfStream)?;
                 return Ok(());
             }
+            let first_pending = self.first.iter().any(|f| !ended[*f]);
             for (i, driver) in self.drivers.iter_mut().enumerate() {
-                if ended[i] {
+                if ended[i] || (first_pending && !self.first.contains(&i)) {
                     continue;
                 }
                 let mut out = Vec::new();
@@ -450,13 +506,13 @@ impl Pipeline {
                     out.push(Message::EndOfStream);
                     ended[i] = true;
                 }
-                for m in self.merge.input(i, out, Instant::now())? {
+                for m in self.root.input(i, out, Instant::now())? {
                     if self.chain.push(m)? {
                         return Ok(());
                     }
                 }
             }
-            if let Some(w) = self.merge.tick() {
+            if let Some(w) = self.root.tick() {
                 self.chain.push(w)?;
             }
         }
@@ -502,7 +558,7 @@ impl Pipeline {
                 }
             }));
         }
-        let (mut chain, mut merge, clock) = (self.chain, self.merge, self.clock);
+        let (mut chain, mut root, clock, first) = (self.chain, self.root, self.clock, self.first);
         let consumer = tokio::task::spawn_blocking(move || -> Result<()> {
             use std::sync::mpsc::RecvTimeoutError;
             let n = receivers.len();
@@ -511,10 +567,10 @@ impl Pipeline {
             let mut empty_turns = 0usize;
             let mut last_tick = Instant::now();
             for i in (0..n).cycle() {
-                if ended[i] {
+                if ended[i] || (!first.contains(&i) && first.iter().any(|f| !ended[*f])) {
                     continue;
                 }
-                let (timeout, quiet) = merge.watermarks.idleness(i, Instant::now());
+                let (timeout, quiet) = root.idleness(i, Instant::now());
                 let mut wait = timeout.map(|t| {
                     let wait = t.saturating_sub(quiet);
                     if empty_turns >= n {
@@ -544,20 +600,20 @@ impl Pipeline {
                         empty_turns = 0;
                         let messages = messages?;
                         ended[i] = messages.iter().any(|m| matches!(m, Message::EndOfStream));
-                        merge.input(i, messages, now)?
+                        root.input(i, messages, now)?
                     }
                     None => {
                         empty_turns += 1;
                         tracing::trace!(input = i, "no batch in time: checking idleness");
-                        merge.watermarks.mark_idle(i, now);
-                        merge.tick().into_iter().collect()
+                        root.mark_idle(i, now);
+                        root.tick().into_iter().collect()
                     }
                 };
                 if let Some(clock) = &clock {
                     // on time even when input keeps coming without rows (all skipped as bad)
                     if now.saturating_duration_since(last_tick) >= ProcessingClock::TICK {
                         last_tick = now;
-                        messages.extend(merge.input(i, vec![Message::Watermark(clock.watermark())], now)?);
+                        messages.extend(root.input(i, vec![Message::Watermark(clock.watermark())], now)?);
                     }
                 }
                 for m in messages {

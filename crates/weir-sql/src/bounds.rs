@@ -9,7 +9,8 @@ use datafusion_expr::logical_plan::Aggregate;
 use datafusion_expr::{Expr, LogicalPlan, Operator};
 
 use crate::error::{Result, SqlError};
-use crate::plan::{show, WindowColumn, WindowSpec};
+use crate::explain::show;
+use crate::plan::{WindowColumn, WindowSpec};
 use crate::window_fn::{fixed_interval_nanos, interval_nanos, window_function, Bound, WindowKind};
 
 pub(crate) const MILLI: i64 = 1_000_000;

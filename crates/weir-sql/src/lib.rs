@@ -45,6 +45,8 @@
 mod bounds;
 mod catalog;
 mod error;
+mod explain;
+mod join;
 pub mod nexmark;
 pub mod options;
 mod parser;
@@ -59,11 +61,13 @@ pub mod window_fn;
 
 pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};
 pub use error::{ErrorKind, Result, SqlError};
+pub use explain::{show, PlanNodeDescription};
 pub use options::EarlyEmit;
 pub use parser::{ends_statement, parse_script, Stmt};
 pub use plan::{
-    show, OpRef, PlanInput, PlanNodeDescription, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan,
-    UpdatingAggregate, WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
+    Branch, JoinNode, JoinState, JoinType, OpCounter, OpRef, PlanInput, Rank, RankKind, RowTime, SinkNode, SourceNode,
+    StateTtl, StreamJoin, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn, WindowEmit,
+    WindowSpec,
 };
 pub use planner::{arrow_type, Planned, Planner};
 

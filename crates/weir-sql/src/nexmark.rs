@@ -260,10 +260,10 @@ impl NexmarkOptions {
         let seed = match opts.get("seed").map(|v| v.trim()) {
             Some(v) => match v.parse::<u64>() {
                 Ok(n) => n,
-                Err(_) => {
-                    v.parse::<i64>().map_err(|_| format!("table '{name}': option 'seed' must be an integer, got '{v}'"))?
-                        as u64
-                }
+                Err(_) => v
+                    .parse::<i64>()
+                    .map_err(|_| format!("table '{name}': option 'seed' must be an integer, got '{v}'"))?
+                    as u64,
             },
             None => 0,
         };
@@ -277,11 +277,8 @@ impl NexmarkOptions {
         if splits > 64 {
             return Err(format!("table '{name}': option 'splits' must be at most 64, got {splits}"));
         }
-        let out_of_order_group = opts
-            .get("out_of_order_group")
-            .map(|v| integer(name, "out_of_order_group", v, 1))
-            .transpose()?
-            .unwrap_or(1);
+        let out_of_order_group =
+            opts.get("out_of_order_group").map(|v| integer(name, "out_of_order_group", v, 1)).transpose()?.unwrap_or(1);
         let base_time_ms = match opts.get("base_time").map(|v| v.trim()) {
             Some(v) if v.eq_ignore_ascii_case("now") => None,
             Some(v) => Some(string_to_timestamp_nanos(v).map(|n| n.div_euclid(1_000_000)).map_err(|_| {

@@ -1,26 +1,31 @@
 //! The streaming plan: what the runtime executes and what `EXPLAIN` prints.
 //!
-//! A plan is a linear pipeline (joins and unions come later):
+//! A plan is a tree: sources at the leaves, each followed by a chain of operators, merged by
+//! `UNION ALL` or joined, up to the sink:
 //!
 //! ```text
 //!   Source ──► [Filter | Project]* ──► [WindowAggregate | UpdatingAggregate ──► [Filter | Project]*]* ──► Sink
+//!   Source ──► … ─┐
+//!                 ├─► Join | Union ──► … ──► Sink
+//!   Source ──► … ─┘
 //! ```
 //!
 //! Everything up to the first updating aggregate is append-only; from there on the rows are
 //! a changelog (`+I`, `-U`, `+U`, `-D`), which filters and projections pass through and a
-//! further updating aggregate consumes by retracting.
+//! further updating aggregate (or a join) consumes by retracting. `EXPLAIN` (in `explain.rs`)
+//! prints the tree.
 //!
 //! Expressions stay DataFusion logical expressions together with the schema they are
 //! evaluated against, so the runtime can turn them into physical expressions with
 //! DataFusion's own `create_physical_expr`.
 
-use std::fmt::{self, Write};
+use std::fmt;
 
 use datafusion_common::DFSchemaRef;
 use datafusion_expr::{Expr, SortExpr};
 use serde::Serialize;
 
-use crate::catalog::{sql_type_name, TableDef, WatermarkDef};
+use crate::catalog::TableDef;
 use crate::options::EarlyEmit;
 use crate::window_fn::{format_duration, WindowKind};
 
@@ -210,7 +215,7 @@ impl WindowEmit {
     }
 
     /// EXPLAIN's description (`session`: bounds that move change the row, -D/+I).
-    fn describe(&self, session: bool) -> String {
+    pub(crate) fn describe(&self, session: bool) -> String {
         let changes = if session { "-U/+U, or -D/+I when a session's bounds move" } else { "-U/+U" };
         let corrections = if session { format!("corrections ({changes})") } else { format!("{changes} corrections") };
         let early = match self.early {
@@ -304,6 +309,89 @@ pub struct Rank {
     pub output_schema: DFSchemaRef,
 }
 
+/// Which rows a join keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum JoinType {
+    /// Pairs of matching rows.
+    Inner,
+    /// Pairs of matching rows, and each left row without a match padded with NULLs.
+    Left,
+}
+
+/// A time computed from a row: a TIMESTAMP column plus a fixed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RowTime {
+    /// The column (index into the row's schema).
+    pub column: usize,
+    /// Added to the column's value, in nanoseconds.
+    pub offset_nanos: i64,
+}
+
+/// How a join bounds the rows it keeps.
+#[derive(Debug, Clone)]
+pub enum JoinState {
+    /// An interval join (a window join is one: equal window bounds). A row is kept until the
+    /// watermark passes the bound its `…_until` expression computes from it (the join's time
+    /// condition says no later row of the other side can match it); a row whose time (`…_time`)
+    /// is behind the watermark when it arrives is late (dropped and counted: its matches may be
+    /// gone).
+    Interval {
+        /// Event time of a left row.
+        left_time: RowTime,
+        /// Event time of a right row.
+        right_time: RowTime,
+        /// Until when a left row can match a right row that is not late.
+        left_until: RowTime,
+        /// Until when a right row can match a left row that is not late.
+        right_until: RowTime,
+        /// The time condition, for EXPLAIN.
+        condition: String,
+    },
+    /// A regular join: rows are kept until they are idle for the TTL (or forever).
+    Regular {
+        /// How long a row is kept.
+        state_ttl: Option<StateTtl>,
+    },
+    /// A lookup join: the right side is a bounded table, read whole before any left row; left
+    /// rows are matched against it as they come and not kept.
+    Lookup,
+}
+
+/// A join of two streams.
+#[derive(Debug, Clone)]
+pub struct StreamJoin {
+    /// Inner or left outer.
+    pub join_type: JoinType,
+    /// How the state is bounded.
+    pub state: JoinState,
+    /// Equi-join keys over the left schema…
+    pub left_keys: Vec<Expr>,
+    /// …equal to these over the right schema.
+    pub right_keys: Vec<Expr>,
+    /// The rest of the condition, over the output schema.
+    pub filter: Option<Expr>,
+    /// Whether the left input is a changelog.
+    pub left_updating: bool,
+    /// Whether the right input is a changelog.
+    pub right_updating: bool,
+    /// Schema of left rows.
+    pub left_schema: DFSchemaRef,
+    /// Schema of right rows.
+    pub right_schema: DFSchemaRef,
+    /// Output: the left columns then the right ones.
+    pub output_schema: DFSchemaRef,
+}
+
+impl StreamJoin {
+    /// Whether the join's output is a changelog: over a changelog, or a regular left join
+    /// (whose NULL-padded rows are retracted when a match arrives).
+    pub fn emits_changelog(&self) -> bool {
+        self.left_updating
+            || self.right_updating
+            || (self.join_type == JoinType::Left && matches!(self.state, JoinState::Regular { .. }))
+    }
+}
+
 /// One operator of a pipeline.
 #[derive(Debug, Clone)]
 pub enum StreamOp {
@@ -362,388 +450,184 @@ pub enum SinkNode {
     Table(TableDef),
 }
 
-/// An input of a `UNION ALL`: a source and the stateless operators its rows pass before they
-/// are merged with the other inputs.
+/// Where the rows entering a chain of operators come from.
 #[derive(Debug, Clone)]
-pub struct PlanInput {
-    /// The source.
-    pub source: SourceNode,
-    /// Filters and projections, in data-flow order.
+pub enum PlanInput {
+    /// A table.
+    Source(SourceNode),
+    /// `UNION ALL`: the branches' rows merged; the watermark is the minimum of theirs.
+    Union(Vec<Branch>),
+    /// A join of two branches.
+    Join(Box<JoinNode>),
+}
+
+/// A sub-pipeline: an input and the operators its rows pass, in data-flow order.
+#[derive(Debug, Clone)]
+pub struct Branch {
+    /// Where the rows come from.
+    pub input: PlanInput,
+    /// Operators, in data-flow order.
     pub ops: Vec<StreamOp>,
 }
 
-/// A complete streaming pipeline.
+/// A join and its two inputs.
+#[derive(Debug, Clone)]
+pub struct JoinNode {
+    /// The left input.
+    pub left: Branch,
+    /// The right input.
+    pub right: Branch,
+    /// How they are joined.
+    pub join: StreamJoin,
+}
+
+impl PlanInput {
+    /// Schema of the rows this input produces.
+    pub fn output_schema(&self) -> &DFSchemaRef {
+        match self {
+            PlanInput::Source(s) => &s.output_schema,
+            PlanInput::Union(branches) => branches[0].output_schema(),
+            PlanInput::Join(j) => &j.join.output_schema,
+        }
+    }
+
+    /// The tables read, left to right (the order of [`OpRef::Source`]).
+    pub fn sources(&self) -> Vec<&SourceNode> {
+        let mut out = Vec::new();
+        self.collect_sources(&mut out);
+        out
+    }
+
+    fn collect_sources<'a>(&'a self, out: &mut Vec<&'a SourceNode>) {
+        match self {
+            PlanInput::Source(s) => out.push(s),
+            PlanInput::Union(branches) => branches.iter().for_each(|b| b.input.collect_sources(out)),
+            PlanInput::Join(j) => {
+                j.left.input.collect_sources(out);
+                j.right.input.collect_sources(out);
+            }
+        }
+    }
+
+    /// Every source, mutably.
+    pub fn sources_mut(&mut self) -> Vec<&mut SourceNode> {
+        match self {
+            PlanInput::Source(s) => vec![s],
+            PlanInput::Union(branches) => branches.iter_mut().flat_map(|b| b.input.sources_mut()).collect(),
+            PlanInput::Join(j) => {
+                let mut v = j.left.input.sources_mut();
+                v.extend(j.right.input.sources_mut());
+                v
+            }
+        }
+    }
+
+    /// Whether any operator below emits a changelog.
+    pub fn is_updating(&self) -> bool {
+        match self {
+            PlanInput::Source(_) => false,
+            PlanInput::Union(branches) => branches.iter().any(Branch::is_updating),
+            PlanInput::Join(j) => j.join.emits_changelog() || j.left.is_updating() || j.right.is_updating(),
+        }
+    }
+}
+
+impl Branch {
+    /// Schema of the rows leaving the branch.
+    pub fn output_schema(&self) -> &DFSchemaRef {
+        self.ops.last().map(StreamOp::output_schema).unwrap_or_else(|| self.input.output_schema())
+    }
+
+    /// Whether the branch's rows are a changelog.
+    pub fn is_updating(&self) -> bool {
+        self.input.is_updating() || self.ops.iter().any(StreamOp::emits_changelog)
+    }
+}
+
+/// A complete streaming pipeline: an input tree, the operators after it, and a sink.
 ///
 /// ```text
-///   source ─► source_ops ─┐
-///   union[0] ─► ops ──────┼─► merge (watermark = min over inputs) ─► ops ─► sink
-///   union[1] ─► ops ──────┘
+///   Source ─► ops ─┐                                   ┌─► ops ─► Sink
+///   Source ─► ops ─┴─► Union (watermark = min) ─► ops ─┤
+///                                                       ...
+///   left branch ──┐
+///                 ├─► Join ─► ops ─► Sink
+///   right branch ─┘
 /// ```
-/// A query over one table has no `union` and no `source_ops`.
 #[derive(Debug, Clone)]
 pub struct StreamPlan {
-    /// The first (or only) source.
-    pub source: SourceNode,
-    /// With `union`: the stateless operators the first source's rows pass before the merge.
-    pub source_ops: Vec<StreamOp>,
-    /// The other inputs of a `UNION ALL`.
-    pub union: Vec<PlanInput>,
-    /// Operators, in data-flow order (after the merge).
+    /// Where the rows come from.
+    pub input: PlanInput,
+    /// Operators after the input, in data-flow order.
     pub ops: Vec<StreamOp>,
     /// The sink.
     pub sink: SinkNode,
     /// Where rows dropped by an operator (late, or without an event time) go, unchanged, with
-    /// the reason: the table named by the source's `'late_rows'` option.
+    /// the reason: the table named by the source's `'late_rows'` option (a query over one
+    /// table only).
     pub late_rows: Option<TableDef>,
 }
 
 impl StreamPlan {
     /// Schema of the rows reaching the sink.
     pub fn output_schema(&self) -> &DFSchemaRef {
-        self.ops.last().map(StreamOp::output_schema).unwrap_or_else(|| self.merged_schema())
+        self.ops.last().map(StreamOp::output_schema).unwrap_or_else(|| self.input.output_schema())
     }
 
-    /// Schema of the rows entering `ops` (the first input's, after its `source_ops`).
-    pub fn merged_schema(&self) -> &DFSchemaRef {
-        self.source_ops.last().map(StreamOp::output_schema).unwrap_or(&self.source.output_schema)
+    /// The tables read, left to right.
+    pub fn sources(&self) -> Vec<&SourceNode> {
+        self.input.sources()
     }
 
-    /// Every input: the first source with its `source_ops`, then the `union` inputs.
-    pub fn inputs(&self) -> Vec<(&SourceNode, &[StreamOp])> {
-        std::iter::once((&self.source, self.source_ops.as_slice()))
-            .chain(self.union.iter().map(|u| (&u.source, u.ops.as_slice())))
-            .collect()
+    /// The first table read (whose options — late rows, allowed lateness, state TTL — apply
+    /// to a query over one table or a union).
+    pub fn first_source(&self) -> &SourceNode {
+        let mut input = &self.input;
+        loop {
+            match input {
+                PlanInput::Source(s) => return s,
+                PlanInput::Union(branches) => input = &branches[0].input,
+                PlanInput::Join(j) => input = &j.left.input,
+            }
+        }
     }
 
     /// Whether the sink receives a changelog (rows with an `op` column) rather than only inserts.
     pub fn is_updating(&self) -> bool {
-        self.ops.iter().any(StreamOp::emits_changelog)
-    }
-
-    /// A serialisable description of the plan (what EXPLAIN prints, as data).
-    pub fn describe(&self) -> Vec<PlanNodeDescription> {
-        let mut nodes = Vec::new();
-        let cols = |s: &DFSchemaRef| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
-        nodes.push(PlanNodeDescription {
-            depth: 0,
-            op: None,
-            operator: "Sink".into(),
-            details: match &self.sink {
-                SinkNode::Client if self.is_updating() => {
-                    format!("client, changelog, columns: op, {}", cols(self.output_schema()).join(", "))
-                }
-                SinkNode::Client => format!("client, columns: {}", cols(self.output_schema()).join(", ")),
-                SinkNode::Table(t) => format!("table {} ({})", t.name, options_text(t)),
-            },
-        });
-
-        let describe_op = |op: &StreamOp| -> PlanNodeDescription {
-            match op {
-                StreamOp::Filter { predicate, .. } => {
-                    PlanNodeDescription { depth: 0, op: None, operator: "Filter".into(), details: show(predicate) }
-                }
-                StreamOp::Project { exprs, output_schema, .. } => PlanNodeDescription {
-                    depth: 0,
-                    op: None,
-                    operator: "Project".into(),
-                    details: exprs
-                        .iter()
-                        .zip(output_schema.fields())
-                        .map(|(e, f)| {
-                            let shown = show(&e.clone().unalias());
-                            let name = readable_intervals(f.name());
-                            if shown == name {
-                                shown
-                            } else {
-                                format!("{name} := {shown}")
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                },
-                StreamOp::WindowAggregate(w) => {
-                    let keys: Vec<String> = w
-                        .group_exprs
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| !w.window_columns.iter().any(|(c, _)| c == i))
-                        .map(|(_, e)| show(e))
-                        .collect();
-                    let aggs: Vec<String> = w.aggr_exprs.iter().map(show).collect();
-                    PlanNodeDescription {
-                        depth: 0,
-                        op: None,
-                        operator: "WindowAggregate".into(),
-                        details: format!(
-                            "window: {} on {}, keys: [{}], aggregates: [{}], emit: {}",
-                            w.window,
-                            w.time_column,
-                            keys.join(", "),
-                            aggs.join(", "),
-                            w.emit.describe(matches!(w.window, WindowSpec::Session { .. }))
-                        ),
-                    }
-                }
-                StreamOp::UpdatingAggregate(u) => {
-                    let keys: Vec<String> = u.group_exprs.iter().map(show).collect();
-                    let aggs: Vec<String> = u.aggr_exprs.iter().map(show).collect();
-                    let ttl = ttl_text(u.state_ttl, "one entry per key");
-                    PlanNodeDescription {
-                        depth: 0, op: None,
-                        operator: "UpdatingAggregate".into(),
-                        details: format!(
-                            "keys: [{}], aggregates: [{}], input: {}, emit: a changelog (+I, -U/+U, -D) per batch of changes, state: {ttl}",
-                            keys.join(", "),
-                            aggs.join(", "),
-                            if u.retracting { "changelog (retracts)" } else { "append-only" }
-                        ),
-                    }
-                }
-                StreamOp::Rank(r) => {
-                    let partition: Vec<String> = r.partition_by.iter().map(show).collect();
-                    let order: Vec<String> = r.order_by.iter().map(|s| s.to_string()).collect();
-                    match r.kind {
-                        RankKind::WindowTopN { end_column, .. } => PlanNodeDescription {
-                            depth: 0, op: None,
-                            operator: "WindowTopN".into(),
-                            details: format!(
-                                "top {} per [{}] by [{}], emit: each window's rows once the watermark passes {}, state: {} rows per open window partition",
-                                r.limit,
-                                partition.join(", "),
-                                order.join(", "),
-                                r.input_schema.field(end_column).name(),
-                                r.limit
-                            ),
-                        },
-                        RankKind::Deduplicate { state_ttl } => PlanNodeDescription {
-                            depth: 0, op: None,
-                            operator: "Deduplicate".into(),
-                            details: format!(
-                                "first row per [{}] by [{}], emit: a changelog (+I, and -U/+U when a later row ranks first), state: {}",
-                                partition.join(", "),
-                                order.join(", "),
-                                ttl_text(state_ttl, "one row per key")
-                            ),
-                        },
-                    }
-                }
-            }
-        };
-        let describe_source = |source: &SourceNode| -> PlanNodeDescription {
-            let t = &source.table;
-            let watermark = match (&t.watermark, &t.proctime) {
-                (_, Some(p)) if source.processing_time => format!("watermark: the wall clock ({p} AS PROCTIME())"),
-                (w, _) => match w {
-                    Some(w) if w.delay_nanos == 0 => format!("watermark: {}", w.column),
-                    Some(w) => format!("watermark: {} - {}", w.column, format_duration(w.delay_nanos)),
-                    None => "no watermark".to_string(),
-                },
-            };
-            let watermark = match &self.late_rows {
-                Some(l) => format!("{watermark}, dropped rows (with a reason) to table {}", l.name),
-                None => watermark,
-            };
-            PlanNodeDescription {
-                depth: 0,
-                op: None,
-                operator: "Source".into(),
-                details: format!(
-                    "{} ({}), {watermark}, columns: [{}]",
-                    t.name,
-                    options_text(t),
-                    source
-                        .output_schema
-                        .fields()
-                        .iter()
-                        .map(|f| format!("{} {}", f.name(), sql_type_name(f.data_type())))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
-        };
-        let mut depth = 1;
-        for (index, op) in self.ops.iter().enumerate().rev() {
-            nodes.push(PlanNodeDescription { depth, op: Some(OpRef::Op(index)), ..describe_op(op) });
-            depth += 1;
-        }
-        if !self.union.is_empty() {
-            let inputs = self.inputs();
-            nodes.push(PlanNodeDescription {
-                depth,
-                op: None,
-                operator: "Union".into(),
-                details: format!(
-                    "{} inputs, watermark: the minimum of the inputs' (an input idle longer than its 'idle_timeout' is left out)",
-                    inputs.len()
-                ),
-            });
-            depth += 1;
-        }
-        for (input, (source, ops)) in self.inputs().into_iter().enumerate() {
-            let mut d = depth;
-            for (index, op) in ops.iter().enumerate().rev() {
-                nodes.push(PlanNodeDescription {
-                    depth: d,
-                    op: Some(OpRef::Input { input, index }),
-                    ..describe_op(op)
-                });
-                d += 1;
-            }
-            nodes.push(PlanNodeDescription { depth: d, op: Some(OpRef::Source(input)), ..describe_source(source) });
-        }
-        nodes
-    }
-}
-
-/// An expression as EXPLAIN shows it: DataFusion's SQL-like display, with interval literals
-/// written as `INTERVAL '10s'` instead of their debug form.
-pub fn show(e: &Expr) -> String {
-    readable_intervals(&e.human_display().to_string())
-}
-
-/// Replace DataFusion's debug form of interval literals with `INTERVAL '10s'`.
-fn readable_intervals(text: &str) -> String {
-    let open = "IntervalMonthDayNano(\"IntervalMonthDayNano { months: ";
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(open) {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + open.len()..];
-        let Some(end) = after.find("}\")") else { break };
-        let body = &after[..end];
-        let nums: Vec<i64> =
-            body.split(|c: char| !c.is_ascii_digit() && c != '-').filter_map(|t| t.parse().ok()).collect();
-        match nums.as_slice() {
-            [0, days, nanos] => out.push_str(&format!(
-                "INTERVAL '{}'",
-                format_duration(days.saturating_mul(86_400_000_000_000).saturating_add(*nanos))
-            )),
-            [months, days, nanos] => out.push_str(&format!("INTERVAL '{months} months {days} days {nanos} ns'")),
-            _ => out.push_str(&rest[i..i + open.len() + end + 3]),
-        }
-        rest = &after[end + 3..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn ttl_text(ttl: Option<StateTtl>, what: &str) -> String {
-    match ttl {
-        Some(t) => format!(
-            "keys idle for {} ({} time) are forgotten",
-            format_duration(t.nanos),
-            if t.event_time { "event" } else { "processing" }
-        ),
-        None => format!("{what}, kept forever (set 'state_ttl' to bound it)"),
-    }
-}
-
-fn options_text(t: &TableDef) -> String {
-    t.options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
-}
-
-/// What a [`StreamPlan`] serialises to (serde): EXPLAIN's nodes as data, the tables read with
-/// their columns and watermarks, the sink, and whether the result is a changelog.
-#[derive(Serialize)]
-struct PlanView<'a> {
-    updating: bool,
-    /// The `INSERT INTO` table, or `None` for a query whose rows go to the client.
-    sink: Option<&'a str>,
-    sources: Vec<SourceView<'a>>,
-    late_rows: Option<&'a str>,
-    nodes: Vec<PlanNodeDescription>,
-}
-
-#[derive(Serialize)]
-struct SourceView<'a> {
-    table: &'a str,
-    columns: Vec<ColumnView>,
-    watermark: Option<&'a WatermarkDef>,
-    processing_time: bool,
-    options: &'a std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-struct ColumnView {
-    name: String,
-    sql_type: String,
-    nullable: bool,
-}
-
-impl Serialize for StreamPlan {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let sources = self
-            .inputs()
-            .into_iter()
-            .map(|(source, _)| SourceView {
-                table: &source.table.name,
-                columns: source
-                    .output_schema
-                    .fields()
-                    .iter()
-                    .map(|f| ColumnView {
-                        name: f.name().clone(),
-                        sql_type: sql_type_name(f.data_type()),
-                        nullable: f.is_nullable(),
-                    })
-                    .collect(),
-                watermark: source.table.watermark.as_ref(),
-                processing_time: source.processing_time,
-                options: &source.table.options,
-            })
-            .collect();
-        PlanView {
-            updating: self.is_updating(),
-            sink: match &self.sink {
-                SinkNode::Table(t) => Some(&t.name),
-                SinkNode::Client => None,
-            },
-            sources,
-            late_rows: self.late_rows.as_ref().map(|t| t.name.as_str()),
-            nodes: self.describe(),
-        }
-        .serialize(serializer)
+        self.input.is_updating() || self.ops.iter().any(StreamOp::emits_changelog)
     }
 }
 
 /// Which runtime operator a plan node becomes, so run-time metrics can be shown against the
-/// plan (`EXPLAIN ANALYZE`).
+/// plan (`EXPLAIN ANALYZE`). Sources and operators are numbered in data-flow order: a
+/// branch's input before its operators, a join's left branch before its right, the join
+/// after both ([`OpCounter`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum OpRef {
-    /// The source of input `n` ([`StreamPlan::inputs`] order: the first source, then each
-    /// `UNION ALL` input).
+    /// Source `n` ([`StreamPlan::sources`] order).
     Source(usize),
-    /// Operator `index` of input `input`'s own operators (before a union's merge).
-    Input {
-        /// The input.
-        input: usize,
-        /// Position in that input's operators.
-        index: usize,
-    },
-    /// Operator `n` of [`StreamPlan::ops`] (after the merge).
+    /// Operator `n` (a join counts as one).
     Op(usize),
 }
 
-/// One line of EXPLAIN output.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanNodeDescription {
-    /// How deep in the tree (the sink is 0; a node's input is one deeper).
-    pub depth: usize,
-    /// The runtime operator this node becomes (none for the sink and a union's merge).
-    pub op: Option<OpRef>,
-    /// Operator name.
-    pub operator: String,
-    /// Its window, keys, expressions, watermark, connector options…
-    pub details: String,
+/// Hands out [`OpRef`]s in data-flow order; the runtime and EXPLAIN walk the plan the same
+/// way.
+#[derive(Debug, Default)]
+pub struct OpCounter {
+    sources: usize,
+    ops: usize,
 }
 
-impl fmt::Display for StreamPlan {
-    /// The plan as an indented tree, sink first (as `EXPLAIN` prints it).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::new();
-        for node in self.describe() {
-            let _ = writeln!(out, "{:indent$}{}: {}", "", node.operator, node.details, indent = node.depth * 2);
-        }
-        f.write_str(out.trim_end())
+impl OpCounter {
+    /// The next source's reference.
+    pub fn source(&mut self) -> OpRef {
+        self.sources += 1;
+        OpRef::Source(self.sources - 1)
+    }
+
+    /// The next operator's reference.
+    pub fn op(&mut self) -> OpRef {
+        self.ops += 1;
+        OpRef::Op(self.ops - 1)
     }
 }

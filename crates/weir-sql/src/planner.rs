@@ -259,20 +259,27 @@ impl Planner {
             Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {}).map_err(SqlError::from)?;
         let mut builder = PipelineBuilder::new(&self.catalog, &self.settings);
         builder.convert(&plan).map_err(|e| e.at(location))?;
-        let (source_ops, union) = (builder.source_ops, builder.union);
-        let Some(mut source) = builder.source else {
+        let Some(mut input) = builder.input else {
             return Err(SqlError::not_supported("a query without a table in FROM")
                 .at(location)
                 .with_hint("streaming queries read from a table declared with CREATE TABLE"));
         };
-        source.processing_time = builder.processing_time.get();
-        if source.processing_time && builder.event_time.get() {
+        let processing_time = builder.processing_time.get();
+        if processing_time && builder.event_time.get() {
             return Err(SqlError::not_supported("windows over processing time and over event time in one query")
                 .at(location)
                 .with_hint(
                     "a pipeline has one watermark: the wall clock for PROCTIME() windows, or the table's WATERMARK; \
                      window over one of them",
                 ));
+        }
+        if processing_time && matches!(input, PlanInput::Join(_)) {
+            return Err(SqlError::not_supported("a processing-time window in a query with a join")
+                .at(location)
+                .with_hint("window over the tables' event-time columns"));
+        }
+        for s in input.sources_mut() {
+            s.processing_time = processing_time;
         }
         if let Some(name) = window_rows(&plan) {
             return Err(SqlError::not_supported(format!("{} rows without an aggregate", name)).at(location).with_hint(
@@ -295,32 +302,34 @@ impl Planner {
                     def.name
                 )));
             }
-            let merged = source_ops.last().map(StreamOp::output_schema).unwrap_or(&source.output_schema);
-            let input = ops.last().map(StreamOp::output_schema).unwrap_or(merged).clone();
-            if let Some(project) = sink_projection(def, &input).map_err(|e| e.at(location))? {
+            let schema = ops.last().map(StreamOp::output_schema).unwrap_or(input.output_schema()).clone();
+            if let Some(project) = sink_projection(def, &schema).map_err(|e| e.at(location))? {
                 ops.push(project);
             }
         }
-        let late_rows = match source.table.option("late_rows") {
+        let sources = input.sources();
+        let first = sources[0];
+        let late_rows = match first.table.option("late_rows") {
             None => None,
-            Some(name) => Some(self.late_rows_table(&source.table, name).map_err(|e| e.at(location))?),
+            Some(name) => Some(self.late_rows_table(&first.table, name).map_err(|e| e.at(location))?),
         };
         if let (Some(l), SinkNode::Table(t)) = (&late_rows, &sink) {
             if l.name == t.name {
                 return Err(SqlError::plan(format!(
                     "INSERT INTO {}: the table also takes the late rows of '{}'",
-                    t.name, source.table.name
+                    t.name, first.table.name
                 ))
                 .at(location)
                 .with_hint("send the late rows ('late_rows') to a table of their own"));
             }
         }
-        for u in &union {
+        let what = if matches!(input, PlanInput::Join(_)) { "a join" } else { "a UNION ALL" };
+        for later in &sources[1..] {
             for option in ["late_rows", "allowed_lateness", "state_ttl"] {
-                if u.source.table.option(option).is_some() {
+                if later.table.option(option).is_some() && !matches!(input, PlanInput::Join(_)) {
                     return Err(SqlError::not_supported(format!(
-                        "'{option}' on table '{}', a later input of a UNION ALL",
-                        u.source.table.name
+                        "'{option}' on table '{}', a later input of {what}",
+                        later.table.name
                     ))
                     .at(location)
                     .with_hint(format!(
@@ -330,15 +339,12 @@ impl Planner {
                 }
             }
         }
-        if late_rows.is_some() && !union.is_empty() {
-            return Err(SqlError::not_supported(format!(
-                "'late_rows' on table '{}' in a UNION ALL",
-                source.table.name
-            ))
-            .at(location)
-            .with_hint("run the query over that table alone to collect its late rows"));
+        if late_rows.is_some() && sources.len() > 1 {
+            return Err(SqlError::not_supported(format!("'late_rows' on table '{}' in {what}", first.table.name))
+                .at(location)
+                .with_hint("run the query over that table alone to collect its late rows"));
         }
-        Ok(StreamPlan { source, source_ops, union, ops, sink, late_rows })
+        Ok(StreamPlan { input, ops, sink, late_rows })
     }
 }
 
@@ -476,11 +482,8 @@ pub(crate) struct PipelineBuilder<'a> {
     /// The bound a filter puts on a row number computed below it, and the schema of the window
     /// node computing it.
     rank_limit: Option<(usize, DFSchemaRef)>,
-    pub(crate) source: Option<SourceNode>,
-    /// With `union`: the operators of the first input, before the merge.
-    pub(crate) source_ops: Vec<StreamOp>,
-    /// The other inputs of a `UNION ALL`.
-    pub(crate) union: Vec<PlanInput>,
+    /// The input the operators read: a table, a union or a join.
+    pub(crate) input: Option<PlanInput>,
     pub(crate) ops: Vec<StreamOp>,
     /// Set when a window is over the source's processing-time column: the pipeline's
     /// watermark is then the wall clock.
@@ -496,9 +499,7 @@ impl<'a> PipelineBuilder<'a> {
             catalog,
             settings,
             rank_limit: None,
-            source: None,
-            source_ops: Vec::new(),
-            union: Vec::new(),
+            input: None,
             ops: Vec::new(),
             processing_time: Cell::new(false),
             event_time: Cell::new(false),
@@ -510,8 +511,8 @@ impl PipelineBuilder<'_> {
     pub(crate) fn convert(&mut self, plan: &LogicalPlan) -> Result<()> {
         match plan {
             LogicalPlan::TableScan(scan) => {
-                if self.source.is_some() {
-                    return Err(SqlError::not_supported("queries over several tables (joins, UNION)"));
+                if self.input.is_some() {
+                    return Err(SqlError::not_supported("queries over several tables this way"));
                 }
                 let Some(table) = self.catalog.get(scan.table_name.table()) else {
                     return Err(SqlError::plan(format!("table '{}' not found", scan.table_name)));
@@ -522,12 +523,12 @@ impl PipelineBuilder<'_> {
                 if !scan.filters.is_empty() {
                     return Err(SqlError::not_supported("filters pushed into a source"));
                 }
-                self.source = Some(SourceNode {
+                self.input = Some(PlanInput::Source(SourceNode {
                     table: crate::nexmark::with_session_defaults(table, self.settings),
                     projection: scan.projection.clone(),
                     output_schema: Arc::clone(&scan.projected_schema),
                     processing_time: false,
-                });
+                }));
                 Ok(())
             }
             LogicalPlan::Projection(p) => {
@@ -551,6 +552,12 @@ impl PipelineBuilder<'_> {
                 Ok(())
             }
             LogicalPlan::Filter(f) => {
+                // WHERE over an inner join: part of the join's condition
+                if let LogicalPlan::Join(j) = f.input.as_ref() {
+                    if j.join_type == datafusion_expr::JoinType::Inner {
+                        return self.convert_join(j, Some(&f.predicate));
+                    }
+                }
                 if let Some(bound) = row_number_bound(&f.predicate, &f.input) {
                     self.rank_limit = Some(bound);
                 }
@@ -581,7 +588,7 @@ impl PipelineBuilder<'_> {
             LogicalPlan::Sort(_) => Err(SqlError::not_supported("ORDER BY on a streaming query")
                 .with_hint("results of a windowed aggregate come out in window order already")),
             LogicalPlan::Limit(_) => Err(SqlError::not_supported("LIMIT on a streaming query")),
-            LogicalPlan::Join(_) => Err(SqlError::not_supported("joins")),
+            LogicalPlan::Join(j) => self.convert_join(j, None),
             LogicalPlan::Union(u) => self.convert_union(u),
             LogicalPlan::Distinct(_) => Err(SqlError::not_supported("SELECT DISTINCT on a stream")),
             LogicalPlan::Window(w) => {
@@ -620,22 +627,22 @@ impl PipelineBuilder<'_> {
     /// `window.allowed_lateness` and `window.emit_early`).
     fn window_emit(&self) -> WindowEmit {
         WindowEmit {
-            allowed_lateness_nanos: self
-                .source
-                .as_ref()
-                .map(|s| allowed_lateness(&s.table, self.settings))
-                .unwrap_or(0),
+            allowed_lateness_nanos: self.first_source().map(|s| allowed_lateness(&s.table, self.settings)).unwrap_or(0),
             early: emit_early(self.settings),
         }
     }
 
+    /// The first table read below this point.
+    pub(crate) fn first_source(&self) -> Option<&SourceNode> {
+        self.input.as_ref().map(|i| i.sources()[0])
+    }
+
     /// The state TTL of keyed operators over the source.
     fn state_ttl(&self) -> Option<StateTtl> {
-        self.source.as_ref().and_then(|s| {
-            let event_time =
-                s.table.watermark.is_some() && self.union.iter().all(|u| u.source.table.watermark.is_some());
-            state_ttl(&s.table, self.settings).map(|nanos| StateTtl { nanos, event_time })
-        })
+        let sources = self.input.as_ref().map(PlanInput::sources).unwrap_or_default();
+        let first = sources.first()?;
+        let event_time = sources.iter().all(|s| s.table.watermark.is_some());
+        state_ttl(&first.table, self.settings).map(|nanos| StateTtl { nanos, event_time })
     }
 
     fn updating_aggregate(&self, agg: &Aggregate, retracting: bool) -> Result<StreamOp> {

@@ -1,5 +1,5 @@
-//! `UNION ALL`: each input becomes a source with its own filters and projections, merged in
-//! front of the operators above the union (see [`crate::StreamPlan`]).
+//! `UNION ALL`: each input becomes a branch (a source with its own filters and projections),
+//! merged in front of the operators above the union (see [`crate::StreamPlan`]).
 
 use std::sync::Arc;
 
@@ -9,13 +9,13 @@ use datafusion_expr::Expr;
 
 use crate::bounds::window_rows;
 use crate::error::{Result, SqlError};
-use crate::plan::{PlanInput, StreamOp};
+use crate::plan::{Branch, PlanInput, StreamOp};
 use crate::planner::PipelineBuilder;
 
 /// A projection giving the rows of a UNION ALL input the union's column names, unless they
 /// have them already.
-fn rename(input: &PlanInput, union: &DFSchemaRef) -> Option<StreamOp> {
-    let schema = Arc::clone(input.ops.last().map(StreamOp::output_schema).unwrap_or(&input.source.output_schema));
+fn rename(input: &Branch, union: &DFSchemaRef) -> Option<StreamOp> {
+    let schema = Arc::clone(input.output_schema());
     let names =
         |s: &DFSchemaRef| s.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>();
     if names(&schema) == names(union) {
@@ -27,10 +27,9 @@ fn rename(input: &PlanInput, union: &DFSchemaRef) -> Option<StreamOp> {
 }
 
 impl PipelineBuilder<'_> {
-    /// Plan each input of the union on its own; the first becomes the pipeline's source, the
-    /// others its `union` inputs.
+    /// Plan each input of the union on its own, as a branch.
     pub(crate) fn convert_union(&mut self, u: &Union) -> Result<()> {
-        if self.source.is_some() {
+        if self.input.is_some() {
             return Err(SqlError::not_supported("queries over several tables (joins, UNION inside a join)"));
         }
         let mut inputs = Vec::with_capacity(u.inputs.len());
@@ -43,18 +42,21 @@ impl PipelineBuilder<'_> {
                 return Err(SqlError::not_supported(format!("{name} table function rows inside a UNION ALL"))
                     .with_hint("UNION ALL the tables first, then apply the window to the union"));
             }
-            let Some(source) = branch.source else {
-                return Err(SqlError::not_supported("a UNION ALL input without a table"));
-            };
-            if !branch.union.is_empty() {
-                // a nested UNION ALL: its inputs join this one's
-                if !branch.ops.is_empty() {
-                    return Err(SqlError::not_supported("operators between two UNION ALLs"));
+            self.processing_time.set(self.processing_time.get() || branch.processing_time.get());
+            self.event_time.set(self.event_time.get() || branch.event_time.get());
+            let source = match branch.input {
+                None => return Err(SqlError::not_supported("a UNION ALL input without a table")),
+                Some(PlanInput::Join(_)) => return Err(SqlError::not_supported("a join inside a UNION ALL input")),
+                Some(PlanInput::Union(nested)) => {
+                    // a nested UNION ALL: its inputs join this one's
+                    if !branch.ops.is_empty() {
+                        return Err(SqlError::not_supported("operators between two UNION ALLs"));
+                    }
+                    inputs.extend(nested);
+                    continue;
                 }
-                inputs.push(PlanInput { source, ops: branch.source_ops });
-                inputs.extend(branch.union);
-                continue;
-            }
+                Some(source) => source,
+            };
             if let Some(op) =
                 branch.ops.iter().find(|op| !matches!(op, StreamOp::Filter { .. } | StreamOp::Project { .. }))
             {
@@ -68,19 +70,16 @@ impl PipelineBuilder<'_> {
                 ))
                 .with_hint("UNION ALL the rows first, then aggregate or rank the union"));
             }
-            inputs.push(PlanInput { source, ops: branch.ops });
+            inputs.push(Branch { input: source, ops: branch.ops });
         }
         // the union's schema names the columns; each input's last projection has its own
         for input in &mut inputs {
             input.ops.extend(rename(input, &u.schema));
         }
-        let mut inputs = inputs.into_iter();
-        let Some(first) = inputs.next() else {
+        if inputs.is_empty() {
             return Err(SqlError::not_supported("an empty UNION"));
-        };
-        self.source = Some(first.source);
-        self.source_ops = first.ops;
-        self.union = inputs.collect();
+        }
+        self.input = Some(PlanInput::Union(inputs));
         Ok(())
     }
 }

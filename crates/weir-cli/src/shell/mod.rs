@@ -360,7 +360,7 @@ impl Shell {
         analyze: bool,
         stop: &Arc<AtomicBool>,
     ) -> bool {
-        if let Some((node, _)) = plan.inputs().into_iter().find(|(n, _)| n.table.connector() == Some("stdin")) {
+        if let Some(node) = plan.sources().into_iter().find(|n| n.table.connector() == Some("stdin")) {
             eprintln!(
                 "error: table '{}' reads standard input, which is the shell's own input; run it with `weir run`",
                 node.table.name

@@ -425,7 +425,8 @@ mod tests {
             let d = 200 - size;
             assert!(extra + 1 >= d * 8 / 10 && extra <= d * 12 / 10, "extra {extra} pads {size} to about 200");
         }
-        let mut bids = Columns::new(Arc::clone(&shared), &[Field::Channel, Field::Url, Field::Price, Field::Extra], 1000);
+        let mut bids =
+            Columns::new(Arc::clone(&shared), &[Field::Channel, Field::Url, Field::Price, Field::Extra], 1000);
         for e in 0..1000 {
             bids.push(Kind::Bid, e * 50 + 4, e as u64, &t);
         }

@@ -118,7 +118,10 @@ pub struct NexmarkSource {
 enum Inner {
     One(Box<Generator>),
     /// Splits on their own threads, read in turn (so the order does not depend on timing).
-    Many { splits: Vec<Option<Receiver<Result<Option<RecordBatch>>>>>, turn: usize },
+    Many {
+        splits: Vec<Option<Receiver<Result<Option<RecordBatch>>>>>,
+        turn: usize,
+    },
 }
 
 impl NexmarkSource {

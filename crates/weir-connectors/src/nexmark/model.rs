@@ -265,11 +265,10 @@ mod tests {
 
     #[test]
     fn splits_cover_the_ids_once() {
-        assert_eq!(splits(Some(10), 3).iter().map(|s| (s.first_event_id, s.events)).collect::<Vec<_>>(), vec![
-            (0, Some(3)),
-            (3, Some(3)),
-            (6, Some(4))
-        ]);
+        assert_eq!(
+            splits(Some(10), 3).iter().map(|s| (s.first_event_id, s.events)).collect::<Vec<_>>(),
+            vec![(0, Some(3)), (3, Some(3)), (6, Some(4))]
+        );
         assert_eq!(splits(None, 1)[0].events, None);
     }
 }

@@ -61,7 +61,10 @@ fn the_same_options_give_the_same_rows_whatever_the_batch_size() {
     assert_eq!(a, read("bid", &opts, &cols, 333));
     assert_ne!(a, read("bid", &[("events", "20000"), ("seed", "43")], &cols, 8192));
     let people = read("person", &opts, &["id", "name", "email_address", "credit_card", "city", "state", "extra"], 64);
-    assert_eq!(people, read("person", &opts, &["id", "name", "email_address", "credit_card", "city", "state", "extra"], 7));
+    assert_eq!(
+        people,
+        read("person", &opts, &["id", "name", "email_address", "credit_card", "city", "state", "extra"], 7)
+    );
     let extra = people.column(6).as_string::<i32>();
     let avg = extra.iter().map(|e| e.unwrap().len()).sum::<usize>() / extra.len();
     assert!((120..180).contains(&avg), "persons pad to about 200 bytes: extra averages {avg}");

@@ -1,0 +1,172 @@
+//! The operator task's tree, mirroring the plan's input tree: messages from source `i` enter
+//! at its leaf and climb through each branch's operators, union merges and joins to the
+//! operators above.
+//!
+//! ```text
+//!   Source i ─► [stamp] ─► branch ops ─► Union (watermark = min of branches) ─► …
+//!                                     └► Join side s (watermark = min of both sides) ─► …
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::instrument::{through, Instrumented};
+use crate::message::{Message, Nanos, NO_WATERMARK};
+use crate::watermark_merge::WatermarkMerge;
+
+/// A node of the tree.
+pub(crate) enum Stage {
+    /// A source's messages (after the processing-time stamp, if any).
+    Source { stamp: Vec<Instrumented> },
+    /// Branches merged; the watermark is the minimum of theirs.
+    Union { branches: Vec<BranchStage>, watermarks: WatermarkMerge },
+    /// Two branches joined.
+    Join(Box<JoinStage>),
+}
+
+/// A sub-tree and the operators after it.
+pub(crate) struct BranchStage {
+    pub(crate) stage: Stage,
+    pub(crate) ops: Vec<Instrumented>,
+    /// The sources below, to route messages.
+    pub(crate) sources: Vec<usize>,
+}
+
+/// A join: its two branches and the operator, with each side's watermark.
+pub(crate) struct JoinStage {
+    pub(crate) sides: [BranchStage; 2],
+    pub(crate) op: Instrumented,
+    pub(crate) watermarks: [Nanos; 2],
+    pub(crate) ended: [bool; 2],
+    pub(crate) emitted: Nanos,
+}
+
+impl JoinStage {
+    pub(crate) fn new(left: BranchStage, right: BranchStage, op: Instrumented) -> Self {
+        Self { sides: [left, right], op, watermarks: [NO_WATERMARK; 2], ended: [false; 2], emitted: NO_WATERMARK }
+    }
+
+    /// The join's watermark (the lower side's) moved: tell the operator.
+    fn advance(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        let w = self.watermarks[0].min(self.watermarks[1]);
+        if w > self.emitted {
+            self.emitted = w;
+            self.op.handle(Message::Watermark(w), out)?;
+        }
+        Ok(())
+    }
+}
+
+impl BranchStage {
+    fn input(&mut self, source: usize, messages: Vec<Message>, now: Instant) -> Result<Vec<Message>> {
+        let messages = self.stage.input(source, messages, now)?;
+        if self.ops.is_empty() {
+            Ok(messages)
+        } else {
+            through(&mut self.ops, messages)
+        }
+    }
+}
+
+impl Stage {
+    /// Messages from source `source`, as the operators above this stage see them.
+    pub(crate) fn input(&mut self, source: usize, messages: Vec<Message>, now: Instant) -> Result<Vec<Message>> {
+        match self {
+            Stage::Source { stamp, .. } => {
+                if stamp.is_empty() {
+                    Ok(messages)
+                } else {
+                    through(stamp, messages)
+                }
+            }
+            Stage::Union { branches, watermarks } => {
+                let Some(i) = branches.iter().position(|b| b.sources.contains(&source)) else { return Ok(Vec::new()) };
+                let messages = branches[i].input(source, messages, now)?;
+                merge(watermarks, i, messages, now)
+            }
+            Stage::Join(j) => {
+                let Some(s) = j.sides.iter().position(|b| b.sources.contains(&source)) else { return Ok(Vec::new()) };
+                let messages = j.sides[s].input(source, messages, now)?;
+                let mut out = Vec::with_capacity(messages.len());
+                for m in messages {
+                    match m {
+                        Message::Data(b) => j.op.handle_side(Some(s), Message::Data(b), &mut out)?,
+                        Message::Watermark(w) => {
+                            j.watermarks[s] = j.watermarks[s].max(w);
+                            j.advance(&mut out)?;
+                        }
+                        Message::Dropped(d) => out.push(Message::Dropped(d)),
+                        Message::EndOfStream => {
+                            j.ended[s] = true;
+                            j.watermarks[s] = Nanos::MAX;
+                            j.advance(&mut out)?;
+                            if j.ended.iter().all(|e| *e) {
+                                j.op.handle(Message::EndOfStream, &mut out)?;
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Idle inputs of a union at the root: a watermark if leaving them out advanced it.
+    pub(crate) fn tick(&mut self) -> Option<Message> {
+        match self {
+            Stage::Union { watermarks, .. } => watermarks.advance().map(Message::Watermark),
+            _ => None,
+        }
+    }
+
+    /// How long source `source` may stay quiet before it counts as idle, and how long it has
+    /// been quiet (only a union at the root leaves idle inputs out).
+    pub(crate) fn idleness(&self, source: usize, now: Instant) -> (Option<Duration>, Duration) {
+        match self {
+            Stage::Union { branches, watermarks } => match branches.iter().position(|b| b.sources == [source]) {
+                Some(i) => watermarks.idleness(i, now),
+                None => (None, Duration::ZERO),
+            },
+            _ => (None, Duration::ZERO),
+        }
+    }
+
+    /// Source `source` sent nothing in time.
+    pub(crate) fn mark_idle(&mut self, source: usize, now: Instant) {
+        if let Stage::Union { branches, watermarks } = self {
+            if let Some(i) = branches.iter().position(|b| b.sources == [source]) {
+                watermarks.mark_idle(i, now);
+            }
+        }
+    }
+}
+
+/// Messages from branch `i` of a union, merged: rows pass (their per-row watermarks capped by
+/// what the other inputs allow), watermarks become the minimum over the branches.
+fn merge(watermarks: &mut WatermarkMerge, i: usize, messages: Vec<Message>, now: Instant) -> Result<Vec<Message>> {
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        match m {
+            Message::Data(mut b) => {
+                watermarks.active(i, now);
+                let cap = watermarks.cap_for(i);
+                if cap < Nanos::MAX {
+                    if let Some(w) = &b.row_watermarks {
+                        b.row_watermarks = Some(Arc::new(w.unary(|v| v.min(cap))));
+                    }
+                }
+                out.push(Message::Data(b));
+            }
+            Message::Watermark(w) => out.extend(watermarks.watermark(i, w, now).map(Message::Watermark)),
+            Message::Dropped(d) => out.push(Message::Dropped(d)),
+            Message::EndOfStream => {
+                out.extend(watermarks.end(i).map(Message::Watermark));
+                if watermarks.all_ended() {
+                    out.push(Message::EndOfStream);
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,292 @@
+//! Joins: each input is planned as a branch of its own, then the condition decides how the
+//! join's state is bounded (see [`JoinState`]):
+//!
+//! - **interval join** — the condition bounds each side's event time by the other's (`b.ts
+//!   BETWEEN a.ts AND a.expires`, `b.ts BETWEEN m.window_end - INTERVAL '10' SECOND AND
+//!   m.window_end`); a **window join** (two windowed results joined on their window bounds)
+//!   is one. Each row is kept until the watermark passes the last time a match can come.
+//! - **lookup join** — the right side is a bounded table without a watermark (a file):
+//!   it is read whole first, and the left rows are matched against it and not kept.
+//! - **regular join** — anything else keeps every row of both inputs, so it needs a state
+//!   TTL (`SET state.ttl`, or the table option `'state_ttl'`), or it is refused.
+//!
+//! Event times are tracked through each branch: a source's watermark column, and a window
+//! aggregate's `window_end` (or `window_start` plus the size, or `window_time` plus 1 ms),
+//! through filters and projections that keep them.
+
+use std::sync::Arc;
+
+use datafusion_common::{Column, DFSchema};
+use datafusion_expr::logical_plan::{Join, JoinType as DfJoinType};
+use datafusion_expr::utils::split_conjunction;
+use datafusion_expr::{BinaryExpr, Expr, Operator};
+
+use crate::error::{Result, SqlError};
+use crate::explain::show;
+use crate::options::state_ttl;
+use crate::plan::{
+    Branch, JoinNode, JoinState, JoinType, PlanInput, RowTime, StateTtl, StreamJoin, StreamOp, WindowColumn, WindowSpec,
+};
+use crate::planner::PipelineBuilder;
+use crate::window_fn::fixed_interval_nanos;
+
+const MILLI: i64 = 1_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Left,
+    Right,
+}
+
+/// Columns of a branch's output that hold event times, each with the offset that turns its
+/// value into the branch's time (the time the watermark is compared with).
+fn time_columns(b: &Branch) -> Vec<(usize, i64)> {
+    let mut cols: Vec<(usize, i64)> = match &b.input {
+        PlanInput::Source(s) if !s.processing_time => s
+            .table
+            .watermark
+            .as_ref()
+            .and_then(|w| s.output_schema.fields().iter().position(|f| f.name() == &w.column))
+            .map(|i| vec![(i, 0)])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    for op in &b.ops {
+        cols = match op {
+            StreamOp::Filter { .. } => cols,
+            StreamOp::Project { exprs, input_schema, .. } => exprs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| match e.clone().unalias() {
+                    Expr::Column(c) => {
+                        let j = input_schema.index_of_column(&c).ok()?;
+                        cols.iter().find(|(k, _)| *k == j).map(|(_, off)| (i, *off))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            // a window's rows come out when the watermark passes its end, never before
+            StreamOp::WindowAggregate(w) if !w.emit.is_changelog() => w
+                .window_columns
+                .iter()
+                .filter_map(|(i, c)| match (c, w.window) {
+                    (WindowColumn::End, _) => Some((*i, 0)),
+                    (WindowColumn::Time, _) => Some((*i, MILLI)),
+                    (
+                        WindowColumn::Start,
+                        WindowSpec::Tumble { size_nanos: size, .. } | WindowSpec::Hop { size_nanos: size, .. },
+                    ) => Some((*i, size)),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+    }
+    cols
+}
+
+/// A column of one side plus a constant interval: `t`, `t + INTERVAL '1' SECOND`, `t - …`.
+fn column_plus(e: &Expr, left: &DFSchema, right: &DFSchema) -> Option<(Side, usize, i64)> {
+    match e {
+        Expr::Column(c) => side_column(c, left, right).map(|(s, i)| (s, i, 0)),
+        Expr::Cast(c) => column_plus(&c.expr, left, right),
+        Expr::BinaryExpr(BinaryExpr { left: l, op: op @ (Operator::Plus | Operator::Minus), right: r }) => {
+            let (side, i, off) = column_plus(l, left, right)?;
+            let Expr::Literal(v, _) = r.as_ref() else { return None };
+            let n = fixed_interval_nanos(v).ok()?;
+            Some((side, i, if *op == Operator::Plus { off + n } else { off - n }))
+        }
+        _ => None,
+    }
+}
+
+fn side_column(c: &Column, left: &DFSchema, right: &DFSchema) -> Option<(Side, usize)> {
+    match (left.index_of_column(c), right.index_of_column(c)) {
+        (Ok(i), Err(_)) => Some((Side::Left, i)),
+        (Err(_), Ok(i)) => Some((Side::Right, i)),
+        _ => None,
+    }
+}
+
+/// Which side an expression's columns all come from (`None`: both, or neither).
+fn side_of(e: &Expr, left: &DFSchema, right: &DFSchema) -> Option<Side> {
+    let mut side = None;
+    for c in e.column_refs() {
+        let s = side_column(c, left, right)?.0;
+        if side.is_some_and(|x| x != s) {
+            return None;
+        }
+        side = Some(s);
+    }
+    side
+}
+
+/// `a <= b` facts a conjunct states (`a < b`, `a BETWEEN x AND y`, `a = b` both ways…).
+fn orderings(e: &Expr) -> Vec<(Expr, Expr)> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::Lt | Operator::LtEq => vec![(*left.clone(), *right.clone())],
+            Operator::Gt | Operator::GtEq => vec![(*right.clone(), *left.clone())],
+            Operator::Eq => vec![(*left.clone(), *right.clone()), (*right.clone(), *left.clone())],
+            _ => Vec::new(),
+        },
+        Expr::Between(b) if !b.negated => {
+            vec![(*b.low.clone(), *b.expr.clone()), (*b.expr.clone(), *b.high.clone())]
+        }
+        _ => Vec::new(),
+    }
+}
+
+impl PipelineBuilder<'_> {
+    /// A join (with the predicate of a WHERE right above an inner join).
+    pub(crate) fn convert_join(&mut self, j: &Join, above: Option<&Expr>) -> Result<()> {
+        if self.input.is_some() {
+            return Err(SqlError::not_supported("a join inside a UNION ALL input"));
+        }
+        let join_type = match j.join_type {
+            DfJoinType::Inner => JoinType::Inner,
+            DfJoinType::Left => JoinType::Left,
+            other => {
+                return Err(SqlError::not_supported(format!("{other} JOIN"))
+                    .with_hint("weir joins streams with INNER JOIN and LEFT JOIN; swap the inputs of a RIGHT JOIN"))
+            }
+        };
+        let mut branches = Vec::with_capacity(2);
+        for input in [&j.left, &j.right] {
+            let mut b = PipelineBuilder::new(self.catalog, self.settings);
+            b.convert(input)?;
+            self.processing_time.set(self.processing_time.get() || b.processing_time.get());
+            self.event_time.set(self.event_time.get() || b.event_time.get());
+            let Some(input) = b.input else {
+                return Err(SqlError::not_supported("a join input without a table"));
+            };
+            branches.push(Branch { input, ops: b.ops });
+        }
+        let right = branches.pop().expect("two inputs");
+        let left = branches.pop().expect("two inputs");
+        let (ls, rs) = (Arc::clone(j.left.schema()), Arc::clone(j.right.schema()));
+
+        // the condition: equi-keys, and the rest as a filter over the joined row
+        let mut conjuncts: Vec<Expr> = j.on.iter().map(|(l, r)| l.clone().eq(r.clone())).collect();
+        if let Some(f) = &j.filter {
+            conjuncts.extend(split_conjunction(f).into_iter().cloned());
+        }
+        if let Some(f) = above {
+            conjuncts.extend(split_conjunction(f).into_iter().cloned());
+        }
+        let (mut left_keys, mut right_keys, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        for c in &conjuncts {
+            if let Expr::BinaryExpr(BinaryExpr { left: a, op: Operator::Eq, right: b }) = c {
+                match (side_of(a, &ls, &rs), side_of(b, &ls, &rs)) {
+                    (Some(Side::Left), Some(Side::Right)) => {
+                        left_keys.push(*a.clone());
+                        right_keys.push(*b.clone());
+                        continue;
+                    }
+                    (Some(Side::Right), Some(Side::Left)) => {
+                        left_keys.push(*b.clone());
+                        right_keys.push(*a.clone());
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            rest.push(c.clone());
+        }
+        let filter = rest.into_iter().reduce(|a, b| a.and(b));
+
+        // how long each side's rows can find a match
+        let times = [time_columns(&left), time_columns(&right)];
+        let time_of =
+            |side: Side, col: usize| times[side as usize].iter().find(|(c, _)| *c == col).map(|(_, off)| *off);
+        let (mut left_until, mut right_until) = (None, None);
+        let mut time_facts = Vec::new();
+        for (a, b) in conjuncts.iter().flat_map(orderings) {
+            let (Some((sa, ca, oa)), Some((sb, cb, ob))) = (column_plus(&a, &ls, &rs), column_plus(&b, &ls, &rs))
+            else {
+                continue;
+            };
+            if sa == sb {
+                continue;
+            }
+            // a ≤ b, with a's column a time of its side: the other side's row can match
+            // rows of a's side up to the time b computes from it
+            let Some(ta) = time_of(sa, ca) else { continue };
+            let until = RowTime { column: cb, offset_nanos: ob - oa + ta };
+            let slot = if sb == Side::Left { &mut left_until } else { &mut right_until };
+            if slot.is_none() {
+                *slot = Some(until);
+                time_facts.push(format!("{} <= {}", show(&a), show(&b)));
+            }
+        }
+        let left_updating = left.is_updating();
+        let right_updating = right.is_updating();
+        let first_time = |side: Side| {
+            times[side as usize].first().map(|(column, offset)| RowTime { column: *column, offset_nanos: *offset })
+        };
+        let state = match (left_until, right_until, first_time(Side::Left), first_time(Side::Right)) {
+            (Some(lu), Some(ru), Some(lt), Some(rt)) if !left_updating && !right_updating => JoinState::Interval {
+                left_time: lt,
+                right_time: rt,
+                left_until: lu,
+                right_until: ru,
+                condition: time_facts.join(" AND "),
+            },
+            _ if is_static_table(&right) => JoinState::Lookup,
+            _ => match self.join_ttl(&left, &right) {
+                Some(ttl) => JoinState::Regular { state_ttl: Some(ttl) },
+                None => return Err(unbounded_join(&left, &right, left_until.is_some(), right_until.is_some())),
+            },
+        };
+        if matches!(state, JoinState::Lookup) && left_keys.is_empty() {
+            return Err(SqlError::not_supported("a lookup join without an equality between the two tables")
+                .with_hint("join on a key: … JOIN t ON s.k = t.k"));
+        }
+        let join = StreamJoin {
+            join_type,
+            state,
+            left_keys,
+            right_keys,
+            filter,
+            left_updating,
+            right_updating,
+            left_schema: ls,
+            right_schema: rs,
+            output_schema: Arc::clone(&j.schema),
+        };
+        self.input = Some(PlanInput::Join(Box::new(JoinNode { left, right, join })));
+        Ok(())
+    }
+
+    /// The state TTL of a regular join: a table option of either input, else the session's.
+    fn join_ttl(&self, left: &Branch, right: &Branch) -> Option<StateTtl> {
+        let sources: Vec<_> = left.input.sources().into_iter().chain(right.input.sources()).collect();
+        let event_time = sources.iter().all(|s| s.table.watermark.is_some());
+        let nanos = sources.iter().filter_map(|s| state_ttl(&s.table, self.settings)).min()?;
+        Some(StateTtl { nanos, event_time })
+    }
+}
+
+/// A bounded table read whole, without a watermark: a file (with filters and projections).
+fn is_static_table(b: &Branch) -> bool {
+    let PlanInput::Source(s) = &b.input else { return false };
+    let stateless = b.ops.iter().all(|op| matches!(op, StreamOp::Filter { .. } | StreamOp::Project { .. }));
+    stateless && s.table.connector() == Some("file") && s.table.watermark.is_none() && s.table.proctime.is_none()
+}
+
+fn unbounded_join(left: &Branch, right: &Branch, left_bounded: bool, right_bounded: bool) -> SqlError {
+    let names = |b: &Branch| b.input.sources().iter().map(|s| s.table.name.clone()).collect::<Vec<_>>().join(", ");
+    let which = match (left_bounded, right_bounded) {
+        (false, false) => format!("both inputs ({} and {})", names(left), names(right)),
+        (false, true) => format!("the left input ({})", names(left)),
+        _ => format!("the right input ({})", names(right)),
+    };
+    SqlError::not_supported(format!(
+        "a join that keeps every row of {which} forever: nothing in its condition says when a row can no longer find a match"
+    ))
+    .with_hint(
+        "bound it by time (… AND b.ts BETWEEN a.ts - INTERVAL '10' SECOND AND a.ts + INTERVAL '10' SECOND, or join \
+         windowed results on window_start and window_end), or forget idle rows after a while \
+         (SET state.ttl = '1 h', or the table option 'state_ttl')",
+    )
+}
