@@ -166,9 +166,6 @@ impl WindowAggregateOp {
         emit: WindowEmit,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
-        if layout.window_columns.is_empty() {
-            return Err(RuntimeError::Internal("window aggregate without window bounds".into()));
-        }
         let num_group_columns = group_exprs.len();
         let (key_exprs, key_fields) = layout.keys(group_exprs, &output_schema);
         let assigner = Assigner::new(&layout.window)?;

@@ -168,7 +168,7 @@ fn describe_op(op: &StreamOp) -> PlanNodeDescription {
                 operator: "WindowAggregate".into(),
                 details: format!(
                     "window: {} on {}, keys: [{}], aggregates: [{}], emit: {}",
-                    w.window,
+                    if w.is_cascaded() { "each window".to_string() } else { w.window.to_string() },
                     w.time_column,
                     keys.join(", "),
                     aggs.join(", "),
@@ -261,15 +261,20 @@ pub fn show(e: &Expr) -> String {
     readable_intervals(&e.human_display().to_string())
 }
 
-/// Replace DataFusion's debug form of interval literals with `INTERVAL '10s'`.
+/// Replace DataFusion's debug forms of interval literals (`IntervalMonthDayNano("…")` and
+/// `IntervalMonthDayNano { … }`) with `INTERVAL '10s'`.
 fn readable_intervals(text: &str) -> String {
-    let open = "IntervalMonthDayNano(\"IntervalMonthDayNano { months: ";
+    let quoted = readable_form(text, "IntervalMonthDayNano(\"IntervalMonthDayNano { months: ", "}\")");
+    readable_form(&quoted, "IntervalMonthDayNano { months: ", "}")
+}
+
+fn readable_form(text: &str, open: &str, close: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find(open) {
         out.push_str(&rest[..i]);
         let after = &rest[i + open.len()..];
-        let Some(end) = after.find("}\")") else { break };
+        let Some(end) = after.find(close) else { break };
         let body = &after[..end];
         let nums: Vec<i64> =
             body.split(|c: char| !c.is_ascii_digit() && c != '-').filter_map(|t| t.parse().ok()).collect();
@@ -279,9 +284,9 @@ fn readable_intervals(text: &str) -> String {
                 format_duration(days.saturating_mul(86_400_000_000_000).saturating_add(*nanos))
             )),
             [months, days, nanos] => out.push_str(&format!("INTERVAL '{months} months {days} days {nanos} ns'")),
-            _ => out.push_str(&rest[i..i + open.len() + end + 3]),
+            _ => out.push_str(&rest[i..i + open.len() + end + close.len()]),
         }
-        rest = &after[end + 3..];
+        rest = &after[end + close.len()..];
     }
     out.push_str(rest);
     out

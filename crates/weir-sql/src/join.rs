@@ -16,8 +16,9 @@
 
 use std::sync::Arc;
 
+use datafusion_common::tree_node::{Transformed, TreeNode};
 use datafusion_common::{Column, DFSchema};
-use datafusion_expr::logical_plan::{Join, JoinType as DfJoinType};
+use datafusion_expr::logical_plan::{Aggregate, Join, JoinType as DfJoinType, LogicalPlan};
 use datafusion_expr::utils::split_conjunction;
 use datafusion_expr::{BinaryExpr, Expr, Operator};
 
@@ -25,7 +26,8 @@ use crate::error::{Result, SqlError};
 use crate::explain::show;
 use crate::options::state_ttl;
 use crate::plan::{
-    Branch, JoinNode, JoinState, JoinType, PlanInput, RowTime, StateTtl, StreamJoin, StreamOp, WindowColumn, WindowSpec,
+    Branch, JoinNode, JoinState, JoinType, PlanInput, RowTime, StateTtl, StreamJoin, StreamOp, WindowAggregate,
+    WindowColumn, WindowEmit, WindowSpec,
 };
 use crate::planner::PipelineBuilder;
 use crate::window_fn::fixed_interval_nanos;
@@ -40,7 +42,7 @@ enum Side {
 
 /// Columns of a branch's output that hold event times, each with the offset that turns its
 /// value into the branch's time (the time the watermark is compared with).
-fn time_columns(b: &Branch) -> Vec<(usize, i64)> {
+pub(crate) fn time_columns(b: &Branch) -> Vec<(usize, i64)> {
     let mut cols: Vec<(usize, i64)> = match &b.input {
         PlanInput::Source(s) if !s.processing_time => s
             .table
@@ -65,6 +67,13 @@ fn time_columns(b: &Branch) -> Vec<(usize, i64)> {
                     _ => None,
                 })
                 .collect(),
+            // an aggregate over the input's windows: its time column stays one
+            StreamOp::WindowAggregate(w) if w.is_cascaded() => w
+                .group_exprs
+                .iter()
+                .position(|g| *g == w.time)
+                .map(|i| vec![(i, w.time_offset_nanos + 1)])
+                .unwrap_or_default(),
             // a window's rows come out when the watermark passes its end, never before
             StreamOp::WindowAggregate(w) if !w.emit.is_changelog() => w
                 .window_columns
@@ -135,6 +144,62 @@ fn orderings(e: &Expr) -> Vec<(Expr, Expr)> {
         }
         _ => Vec::new(),
     }
+}
+
+impl PipelineBuilder<'_> {
+    /// An aggregate grouping by a time column of its input (a windowed result's
+    /// `window_end`, say): a window aggregate over the input's windows. Each group closes when
+    /// the watermark passes that time, as the input's window did.
+    pub(crate) fn cascaded_window_aggregate(&self, agg: &Aggregate) -> Result<Option<StreamOp>> {
+        let Some(input) = &self.input else { return Ok(None) };
+        let branch = Branch { input: input.clone(), ops: self.ops.clone() };
+        let times = time_columns(&branch);
+        let mut found: Option<(&Expr, i64)> = None;
+        for g in &agg.group_expr {
+            let Expr::Column(c) = g else { continue };
+            let Ok(j) = agg.input.schema().index_of_column(c) else { continue };
+            if let Some((_, off)) = times.iter().find(|(k, _)| *k == j) {
+                if found.is_none_or(|(_, o)| o != 0) {
+                    found = Some((g, *off));
+                }
+            }
+        }
+        let Some((time, offset)) = found else { return Ok(None) };
+        self.event_time.set(true);
+        Ok(Some(StreamOp::WindowAggregate(WindowAggregate {
+            emit: WindowEmit::ONCE,
+            window: WindowSpec::Tumble { size_nanos: 1 },
+            time_column: format!("{} (the windows of the input)", show(time)),
+            group_exprs: agg.group_expr.clone(),
+            window_columns: Vec::new(),
+            time: time.clone(),
+            // one window per value: [t - 1 ns, t), closed when the watermark reaches t
+            time_offset_nanos: offset - 1,
+            aggr_exprs: agg.aggr_expr.clone(),
+            input_schema: Arc::clone(agg.input.schema()),
+            output_schema: Arc::clone(&agg.schema),
+        })))
+    }
+}
+
+/// A WHERE right above an inner join becomes part of the join's condition (before the
+/// optimizer moves projections between them), so its time bounds bound the join's state.
+pub(crate) fn fold_filters_into_joins(plan: LogicalPlan) -> datafusion_common::Result<LogicalPlan> {
+    plan.transform_up(|p| match p {
+        LogicalPlan::Filter(f) => match f.input.as_ref() {
+            LogicalPlan::Join(j) if j.join_type == DfJoinType::Inner => {
+                let mut j = j.clone();
+                j.filter = Some(match j.filter.take() {
+                    Some(e) => e.and(f.predicate.clone()),
+                    None => f.predicate.clone(),
+                });
+                Ok(Transformed::yes(LogicalPlan::Join(j)))
+            }
+            _ => Ok(Transformed::no(LogicalPlan::Filter(f))),
+        },
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
 }
 
 impl PipelineBuilder<'_> {

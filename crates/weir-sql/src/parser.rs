@@ -99,7 +99,7 @@ pub fn ends_statement(text: &str) -> bool {
 pub fn parse_script(sql: &str) -> Result<Vec<Stmt>> {
     let dialect = GenericDialect {};
     let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location()?;
-    let tokens = session_partition_args(unwrap_tvf_table_args(tokens));
+    let tokens = session_partition_args(unwrap_tvf_table_args(drop_system_time(tokens)));
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     loop {
@@ -362,6 +362,44 @@ fn parse_option_value(parser: &mut Parser) -> Result<String> {
             Err(SqlError::syntax(format!("syntax error: expected an option value, found '{other}'")).at(t.span.start))
         }
     }
+}
+
+/// `t FOR SYSTEM_TIME AS OF expr` (Flink's lookup join): weir takes a file table without a
+/// watermark as a lookup table whatever the time, so the clause (up to its expression, a
+/// possibly qualified name or `PROCTIME()`) is dropped at the token level.
+fn drop_system_time(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let significant: Vec<usize> =
+        tokens.iter().enumerate().filter(|(_, t)| !matches!(t.token, Token::Whitespace(_))).map(|(i, _)| i).collect();
+    let mut drop = vec![false; tokens.len()];
+    let mut k = 0;
+    while k + 4 < significant.len() {
+        let word = |j: usize, w: &str| is_word(&tokens[significant[j]].token, w);
+        if !(word(k, "FOR") && word(k + 1, "SYSTEM_TIME") && word(k + 2, "AS") && word(k + 3, "OF")) {
+            k += 1;
+            continue;
+        }
+        let mut end = k + 4;
+        if matches!(tokens[significant[end]].token, Token::Word(_)) {
+            end += 1;
+            while end + 1 < significant.len()
+                && tokens[significant[end]].token == Token::Period
+                && matches!(tokens[significant[end + 1]].token, Token::Word(_))
+            {
+                end += 2;
+            }
+            if end + 1 < significant.len()
+                && tokens[significant[end]].token == Token::LParen
+                && tokens[significant[end + 1]].token == Token::RParen
+            {
+                end += 2;
+            }
+        }
+        for i in significant[k]..significant[end - 1] + 1 {
+            drop[i] = true;
+        }
+        k = end;
+    }
+    tokens.into_iter().zip(drop).filter(|(_, d)| !d).map(|(t, _)| t).collect()
 }
 
 /// The window TVFs take `TABLE t` as their first argument, which sqlparser does not accept as

@@ -191,6 +191,14 @@ pub struct WindowAggregate {
     pub emit: WindowEmit,
 }
 
+impl WindowAggregate {
+    /// An aggregate over the windows of its input (grouped by a windowed result's bound): one
+    /// window per value of that time, closing when the watermark reaches it.
+    pub fn is_cascaded(&self) -> bool {
+        self.window_columns.is_empty() && self.window == WindowSpec::Tumble { size_nanos: 1 }
+    }
+}
+
 /// When a window aggregate emits its windows.
 ///
 /// By default each window emits once (`+I` rows, append-only) when the watermark passes its

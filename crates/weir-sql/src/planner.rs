@@ -253,6 +253,7 @@ impl Planner {
         let plan = rel.sql_statement_to_plan(Statement::Query(query)).map_err(SqlError::from)?;
         let plan = Analyzer::new().execute_and_check(plan, &self.options, |_, _| {}).map_err(SqlError::from)?;
         refuse_unwindowed_tvf_aggregates(&plan).map_err(|e| e.at(location))?;
+        let plan = crate::join::fold_filters_into_joins(plan).map_err(SqlError::from)?;
         let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> =
             vec![Arc::new(SimplifyExpressions::new()), Arc::new(OptimizeProjections::new())];
         let plan =
@@ -580,6 +581,10 @@ impl PipelineBuilder<'_> {
                 }
                 let op = match self.window_aggregate(agg)? {
                     Some(op) => op,
+                    None if !retracting => match self.cascaded_window_aggregate(agg)? {
+                        Some(op) => op,
+                        None => self.updating_aggregate(agg, retracting)?,
+                    },
                     None => self.updating_aggregate(agg, retracting)?,
                 };
                 self.ops.push(op);
