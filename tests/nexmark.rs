@@ -28,7 +28,7 @@ fn example(name: &str) -> String {
 /// Run `sql` in weir over a generator of `EVENTS` events; the rows of its last query, and
 /// whether they are a changelog.
 fn weir(sql: &str, rate: u64) -> (Vec<RecordBatch>, bool) {
-    let mut session = Session::new();
+    let mut session = Session::new().with_base_dir(format!("{}/sql-examples/nexmark", env!("CARGO_MANIFEST_DIR")));
     session.set("nexmark.events", &EVENTS.to_string()).expect("setting");
     session.set("nexmark.rate", &rate.to_string()).expect("setting");
     let mut results = session.execute(sql).unwrap_or_else(|e| panic!("weir fails on\n{sql}\n{e}"));
@@ -56,8 +56,10 @@ fn datafusion(sql: &str, rate: u64) -> Vec<String> {
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     runtime.block_on(async {
         let ctx = SessionContext::new();
-        for table in ["person", "auction", "bid"] {
-            let (batches, _) = weir(&format!("SELECT * FROM {table}"), rate);
+        let side_input = "CREATE TABLE side_input (key BIGINT, value VARCHAR)
+            WITH (connector = 'file', path = '../data/side_input.csv', format = 'csv');";
+        for (table, ddl) in [("person", ""), ("auction", ""), ("bid", ""), ("side_input", side_input)] {
+            let (batches, _) = weir(&format!("{ddl} SELECT * FROM {table}"), rate);
             let schema = batches[0].schema();
             let mem = MemTable::try_new(schema, vec![batches]).expect("table");
             ctx.register_table(table, Arc::new(mem)).expect("register");
@@ -113,6 +115,97 @@ fn q1_currency_conversion() {
 #[test]
 fn q2_selection() {
     check("q2", &example("q2"), "SELECT auction, price FROM bid WHERE auction % 123 = 0");
+}
+
+#[test]
+fn q3_local_item_suggestion() {
+    // the TTL (10 min of event time) is longer than the input: nothing is forgotten
+    same_sql("q3");
+}
+
+#[test]
+fn q4_average_price_per_category() {
+    // at 1000 events per second auctions last up to about 3 s
+    let script = example("q4");
+    check_at("q4", &script, &query_of(&script), 1000);
+}
+
+/// `date_bin` of a time to `size`-wide windows from the epoch, for DataFusion.
+fn bin(size: &str, t: &str) -> String {
+    format!("date_bin(INTERVAL '{size}', {t}, TIMESTAMP '1970-01-01 00:00:00')")
+}
+
+#[test]
+fn q5_hot_items() {
+    // a bid is in the five 10 s windows sliding by 2 s that start at most 8 s before its 2 s
+    // slice; 1000 events per second, so 50 s of event time
+    let start = format!("{} - d.back", bin("2 seconds", "date_time"));
+    check_at(
+        "q5",
+        &example("q5"),
+        &format!(
+            "WITH windowed AS (
+                 SELECT auction, {start} AS ws
+                 FROM bid CROSS JOIN (VALUES (INTERVAL '0' SECOND), (INTERVAL '2' SECOND), (INTERVAL '4' SECOND),
+                                             (INTERVAL '6' SECOND), (INTERVAL '8' SECOND)) AS d(back)),
+             counts AS (SELECT auction, COUNT(*) AS num, ws FROM windowed GROUP BY auction, ws),
+             most AS (SELECT MAX(num) AS maxn, ws FROM counts GROUP BY ws)
+             SELECT counts.auction, counts.num FROM counts JOIN most ON counts.ws = most.ws AND counts.num >= most.maxn"
+        ),
+        1000,
+    );
+}
+
+#[test]
+fn q7_highest_bid() {
+    check_at(
+        "q7",
+        &example("q7"),
+        &format!(
+            "SELECT B.auction, B.price, B.bidder, B.date_time, B.extra
+             FROM bid B
+             JOIN (SELECT MAX(price) AS maxprice, {} + INTERVAL '10' SECOND AS date_time FROM bid GROUP BY 2) B1
+             ON B.price = B1.maxprice
+             WHERE B.date_time BETWEEN B1.date_time - INTERVAL '10' SECOND AND B1.date_time",
+            bin("10 seconds", "date_time")
+        ),
+        1000,
+    );
+}
+
+#[test]
+fn q8_new_users() {
+    let w = |t: &str| bin("10 seconds", t);
+    check_at(
+        "q8",
+        &example("q8"),
+        &format!(
+            "SELECT P.id, P.name, P.starttime
+             FROM (SELECT id, name, {} AS starttime FROM person GROUP BY 1, 2, 3) P
+             JOIN (SELECT seller, {} AS starttime FROM auction GROUP BY 1, 2) A
+             ON P.id = A.seller AND P.starttime = A.starttime",
+            w("date_time"),
+            w("date_time")
+        ),
+        1000,
+    );
+}
+
+#[test]
+fn q9_winning_bids() {
+    let script = example("q9");
+    check_at("q9", &script, &query_of(&script), 1000);
+}
+
+#[test]
+fn q13_side_input() {
+    let batch = query_of(&example("q13")).replace("MOD(B.auction, 10000)", "B.auction % 10000");
+    check("q13", &example("q13"), &batch);
+}
+
+#[test]
+fn q20_expand_bid_with_auction() {
+    same_sql("q20");
 }
 
 #[test]
