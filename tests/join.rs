@@ -1,0 +1,209 @@
+//! Streaming joins against DataFusion's batch joins.
+//!
+//! Two tables get their own random out-of-order rows, cut into batches at random points; the
+//! pipeline takes one batch from each input in turn. A reference replays the same turns to
+//! find the rows an interval join accepts (a row whose time is behind the join's watermark —
+//! the lower of the two inputs' — when its batch arrives is late and dropped), and the join
+//! over them must equal DataFusion's batch join of the same rows. Regular joins (with a TTL
+//! longer than the input) and lookup joins drop nothing: they must equal the batch join of
+//! all rows, a changelog replayed first.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use proptest::prelude::*;
+use weir_connectors::CollectSink;
+use weir_runtime::{input_columns, Metrics, Pipeline, Source, NO_WATERMARK};
+use weir_sql::{Planned, Planner};
+
+mod common;
+use common::*;
+
+fn batches(rows: &[Row], cuts: &[usize]) -> Vec<Vec<Row>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &c in cuts.iter().chain(std::iter::once(&rows.len())) {
+        let c = c.min(rows.len());
+        if c > start {
+            out.push(rows[start..c].to_vec());
+            start = c;
+        }
+    }
+    out
+}
+
+/// The rows an interval join accepts: those not behind the join's watermark (the lower of
+/// the inputs' `max(time) - delay`, an ended input counting as +∞) when their batch comes.
+fn accepted(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64) -> [Vec<Row>; 2] {
+    let batches = [batches(inputs[0], cuts[0]), batches(inputs[1], cuts[1])];
+    let mut wm = [NO_WATERMARK; 2];
+    let mut out: [Vec<Row>; 2] = [Vec::new(), Vec::new()];
+    let rounds = batches[0].len().max(batches[1].len()) + 1;
+    for round in 0..rounds {
+        for i in 0..2 {
+            match batches[i].get(round) {
+                Some(batch) => {
+                    let w = wm[0].min(wm[1]);
+                    out[i].extend(batch.iter().filter(|r| r.ts >= w).cloned());
+                    if let Some(max) = batch.iter().map(|r| r.ts).max() {
+                        wm[i] = wm[i].max(max - delay_ms);
+                    }
+                }
+                None => wm[i] = i64::MAX,
+            }
+        }
+    }
+    out
+}
+
+struct Batches(std::vec::IntoIter<RecordBatch>);
+
+impl Source for Batches {
+    fn next_batch(&mut self) -> weir_runtime::Result<Option<RecordBatch>> {
+        Ok(self.0.next())
+    }
+}
+
+fn run_two(inputs: [&[Row]; 2], cuts: [&[usize]; 2], script: &str) -> Vec<String> {
+    let planned = Planner::new().plan_script(script).expect("plans");
+    let Some(Planned::Query(plan)) = planned.last() else { panic!("expected a query") };
+    let sources: Vec<Box<dyn Source>> = plan
+        .sources()
+        .into_iter()
+        .map(|node| {
+            let i = usize::from(node.table.name == "u");
+            let cols = input_columns(node, false).expect("columns");
+            let cut = batches(inputs[i], cuts[i])
+                .iter()
+                .map(|b| to_batch(b).project(&cols.columns).expect("projection"))
+                .collect::<Vec<_>>();
+            Box::new(Batches(cut.into_iter())) as Box<dyn Source>
+        })
+        .collect();
+    let sink = CollectSink::new();
+    let pipeline =
+        Pipeline::new(plan, sources, Box::new(sink.clone()), Arc::new(Metrics::default())).expect("pipeline");
+    pipeline.run_blocking(&AtomicBool::new(false)).expect("runs");
+    let rows = format_rows(&sink.batches());
+    if plan.is_updating() {
+        replay(&rows).expect("a consistent changelog")
+    } else {
+        rows
+    }
+}
+
+fn batch_join(inputs: [&[Row]; 2], sql: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        for (name, rows) in [("t", inputs[0]), ("u", inputs[1])] {
+            let table = MemTable::try_new(schema(), vec![vec![to_batch(rows)]]).expect("table");
+            ctx.register_table(name, Arc::new(table)).expect("register");
+        }
+        format_rows(&ctx.sql(sql).await.expect("plans").collect().await.expect("runs"))
+    })
+}
+
+/// `t` and `u`, both with a watermark (`u` without one when `u_watermark` is false: then it
+/// is a bounded file without a watermark, a lookup table).
+fn ddl2(delay_ms: i64, u_watermark: bool) -> String {
+    let wm = if u_watermark {
+        format!(", WATERMARK FOR ts AS ts - INTERVAL '{delay_ms}' MILLISECOND")
+    } else {
+        String::new()
+    };
+    format!(
+        "{} CREATE TABLE u (k VARCHAR, site VARCHAR, v BIGINT, r DOUBLE, ts TIMESTAMP(3){wm})
+         WITH (connector = 'file', path = 'other.csv', format = 'csv');",
+        ddl(delay_ms, "unused.csv")
+    )
+}
+
+const INTERVAL: &str = "u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts + INTERVAL '2' SECOND";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn interval_joins_match_the_batch_join_of_the_rows_on_time(
+        left in rows_strategy(),
+        right in rows_strategy(),
+        delay_ms in prop::sample::select(vec![0i64, 300, 2000]),
+        outer in any::<bool>(),
+        left_cuts in prop::collection::btree_set(0usize..260, 0..30),
+        right_cuts in prop::collection::btree_set(0usize..260, 0..30),
+    ) {
+        let (lc, rc): (Vec<usize>, Vec<usize>) = (left_cuts.into_iter().collect(), right_cuts.into_iter().collect());
+        let join = if outer { "LEFT JOIN" } else { "JOIN" };
+        let query = format!("SELECT t.k, t.v, u.v, t.ts, u.ts FROM t {join} u ON t.k = u.k AND {INTERVAL} AND t.v <> u.v");
+        let weir = run_two([&left, &right], [&lc, &rc], &format!("{} {query}", ddl2(delay_ms, true)));
+        let [l, r] = accepted([&left, &right], [&lc, &rc], delay_ms);
+        prop_assert_eq!(sorted(weir), sorted(batch_join([&l, &r], &query)));
+    }
+
+    #[test]
+    fn window_joins_match_the_batch_join_of_the_windows(
+        left in rows_strategy(),
+        right in rows_strategy(),
+        delay_ms in prop::sample::select(vec![0i64, 300, 2000]),
+        left_cuts in prop::collection::btree_set(0usize..260, 0..30),
+        right_cuts in prop::collection::btree_set(0usize..260, 0..30),
+    ) {
+        let (lc, rc): (Vec<usize>, Vec<usize>) = (left_cuts.into_iter().collect(), right_cuts.into_iter().collect());
+        let weir = run_two([&left, &right], [&lc, &rc], &format!(
+            "{} SELECT a.k, a.w, a.n, b.n FROM
+               (SELECT k, window_start AS w, window_end AS e, COUNT(*) AS n
+                FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end) a
+             JOIN
+               (SELECT k, window_start AS w, window_end AS e, COUNT(*) AS n
+                FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end) b
+             ON a.k = b.k AND a.w = b.w AND a.e = b.e",
+            ddl2(delay_ms, true)));
+        // the windows each side's aggregate accepts: rows of windows the watermark has not passed
+        let keep = |rows: &[Row], cuts: &[usize]| {
+            let mut out = Vec::new();
+            let mut max = i64::MIN;
+            for b in batches(rows, cuts) {
+                let wm = if max == i64::MIN { NO_WATERMARK } else { max - delay_ms };
+                for r in &b {
+                    let own = if max == i64::MIN { NO_WATERMARK } else { max - delay_ms };
+                    let end = r.ts - r.ts.rem_euclid(2000) + 2000;
+                    if end > own.max(wm) {
+                        out.push(r.clone());
+                    }
+                    max = max.max(r.ts);
+                }
+            }
+            out
+        };
+        let (l, r) = (keep(&left, &lc), keep(&right, &rc));
+        let bin = "date_bin(INTERVAL '2' SECOND, ts, TIMESTAMP '1970-01-01 00:00:00')";
+        let batch = batch_join([&l, &r], &format!(
+            "SELECT a.k, a.w, a.n, b.n FROM
+               (SELECT k, {bin} AS w, COUNT(*) AS n FROM t GROUP BY 1, 2) a
+             JOIN (SELECT k, {bin} AS w, COUNT(*) AS n FROM u GROUP BY 1, 2) b
+             ON a.k = b.k AND a.w = b.w"));
+        prop_assert_eq!(sorted(weir), sorted(batch));
+    }
+
+    #[test]
+    fn regular_and_lookup_joins_match_the_batch_join_of_all_rows(
+        left in rows_strategy(),
+        right in rows_strategy(),
+        outer in any::<bool>(),
+        lookup in any::<bool>(),
+        left_cuts in prop::collection::btree_set(0usize..260, 0..30),
+        right_cuts in prop::collection::btree_set(0usize..260, 0..30),
+    ) {
+        let (lc, rc): (Vec<usize>, Vec<usize>) = (left_cuts.into_iter().collect(), right_cuts.into_iter().collect());
+        let join = if outer { "LEFT JOIN" } else { "JOIN" };
+        let query = format!("SELECT t.k, t.v, u.v, u.site FROM t {join} u ON t.k = u.k AND t.v > u.v");
+        // a TTL far longer than the input: nothing is forgotten
+        let script = format!("{} SET state.ttl = '1 h'; {query}", ddl2(300, !lookup));
+        let weir = run_two([&left, &right], [&lc, &rc], &script);
+        prop_assert_eq!(sorted(weir), sorted(batch_join([&left, &right], &query)));
+    }
+}
