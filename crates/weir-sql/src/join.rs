@@ -212,7 +212,7 @@ impl PipelineBuilder<'_> {
             DfJoinType::Inner => JoinType::Inner,
             DfJoinType::Left => JoinType::Left,
             other => {
-                return Err(SqlError::not_supported(format!("{other} JOIN"))
+                return Err(SqlError::not_supported(format!("{} JOIN", other.to_string().to_uppercase()))
                     .with_hint("weir joins streams with INNER JOIN and LEFT JOIN; swap the inputs of a RIGHT JOIN"))
             }
         };
