@@ -137,14 +137,13 @@ impl JoinOp {
         if now == NO_WATERMARK {
             return Ok(());
         }
-        let expired = self.rows[LEFT].expire(now);
-        self.rows[RIGHT].expire(now);
-        if self.spec.left_outer && matches!(self.spec.mode, JoinMode::Interval { .. }) {
-            let unmatched: Vec<Kept> = expired.into_iter().filter(|k| k.matches == 0).collect();
-            if !unmatched.is_empty() {
-                let left = self.rows[LEFT].columns_of_rows(&unmatched)?;
-                out.push(Message::Data(StreamBatch::new(self.null_padded(left, unmatched.len())?)));
-            }
+        // a left outer interval join pads the left rows that found no match
+        let pad = self.spec.left_outer && matches!(self.spec.mode, JoinMode::Interval { .. });
+        let unmatched = self.rows[LEFT].expire(now, |k: &Kept| pad && k.matches == 0)?;
+        self.rows[RIGHT].expire(now, |_| false)?;
+        if let Some(left) = unmatched {
+            let n = left.first().map(|c| c.len()).unwrap_or(0);
+            out.push(Message::Data(StreamBatch::new(self.null_padded(left, n)?)));
         }
         Ok(())
     }
@@ -214,7 +213,8 @@ impl JoinOp {
         };
 
         // in input order: matches out, counts kept, rows stored or taken back
-        let own = self.rows[side].encode(batch.columns())?;
+        let stores_side = !(side == LEFT && matches!(self.spec.mode, JoinMode::Lookup));
+        let own = if stores_side { Some(self.rows[side].encode(batch.columns())?) } else { None };
         let regular = matches!(self.spec.mode, JoinMode::Regular { .. });
         let left_outer = self.spec.left_outer;
         let (mut outs, mut kinds) = (Vec::new(), Vec::new());
@@ -257,13 +257,12 @@ impl JoinOp {
                 c += 1;
             }
             let key = keys.row(i);
-            let lookup_left = side == LEFT && matches!(self.spec.mode, JoinMode::Lookup);
-            let keeps = !lookup_left && !null_key[i];
+            let keeps = stores_side && !null_key[i];
             let row_until = until.as_ref().map(|u| u[i]);
             let expired = row_until.is_some_and(|u| u < self.watermark);
             if kind.is_retraction() {
-                if keeps {
-                    if let Some(slot) = self.rows[side].find_equal(key.as_ref(), own.row(i)) {
+                if let (true, Some(own)) = (keeps, &own) {
+                    if let Some(slot) = self.rows[side].find_equal(key.as_ref(), own, i) {
                         self.rows[side].remove(slot);
                     }
                 }
@@ -278,7 +277,7 @@ impl JoinOp {
                 outs.push(Out::NullPaddedIncoming(i));
                 kinds.push(kind);
             }
-            if stores {
+            if let (true, Some(own)) = (stores, &own) {
                 let u = match (row_until, self.spec.mode) {
                     (Some(u), _) => Some(u),
                     (None, JoinMode::Regular { ttl: Some(t) }) if !t.event_time => {
@@ -286,7 +285,7 @@ impl JoinOp {
                     }
                     _ => None,
                 };
-                let slot = self.rows[side].insert(key.as_ref(), own.row(i), u);
+                let slot = self.rows[side].insert(key.as_ref(), own, i, u);
                 if let Some(k) = self.rows[side].get_mut(slot) {
                     k.matches = matches;
                 }
@@ -296,6 +295,9 @@ impl JoinOp {
                     }
                 }
             }
+        }
+        if let Some(own) = own {
+            self.rows[side].release(own);
         }
         if !outs.is_empty() {
             let batch = self.assemble(side, batch, candidates.as_ref(), &outs)?;

@@ -2,34 +2,41 @@
 //! longer match (an interval join's bound, or a TTL).
 //!
 //! ```text
-//!   key bytes ──index──► [(slot, generation)…] ──► slots[slot] = Kept { row, until, matches }
+//!   key bytes ──index──► [(slot, generation)…] ──► slots[slot] = Kept { block, row, until, matches }
+//!   blocks[block] = one input batch in Arrow's row format, freed when its last kept row goes
 //!   expiry: until ──► [(slot, generation)…]   (BTreeMap: expire(w) pops every until < w)
 //! ```
 //!
-//! Rows are stored in Arrow's row format (one allocation per row) and turned back into
-//! columns only for the rows that match. A slot freed and reused gets a new generation, so
-//! stale references in a key's list or in the expiry map are recognised and skipped; a key's
-//! list is compacted when more than half of it is stale.
+//! Rows stay in the row-format block of the batch they came in (no allocation per row; a
+//! batch's rows expire at about the same time) and are turned back into columns only when
+//! they match. Short keys are stored inline. A slot freed and reused gets a new generation,
+//! so stale references in a key's list or in the expiry map are recognised and skipped; a
+//! key's list is compacted when more than half of it is stale.
 
 use std::collections::{BTreeMap, HashMap};
 
+use ahash::RandomState;
 use datafusion_common::arrow::array::ArrayRef;
 use datafusion_common::arrow::datatypes::SchemaRef;
-use datafusion_common::arrow::row::{OwnedRow, Row, RowConverter, Rows, SortField};
+use datafusion_common::arrow::row::{Row, RowConverter, Rows, SortField};
+use smallvec::SmallVec;
 
 use crate::error::Result;
 use crate::message::Nanos;
 use crate::metrics::StateSize;
 
+/// Key bytes, inline when short.
+type Key = SmallVec<[u8; 24]>;
+
 /// A kept row.
 pub struct Kept {
-    /// The row's values.
-    pub row: OwnedRow,
+    block: u32,
+    row: u32,
     /// It can match rows of the other side until the watermark passes this time.
     pub until: Nanos,
     /// Matches so far (for a left outer join's NULL-padded row).
     pub matches: u32,
-    key: Box<[u8]>,
+    key: Key,
 }
 
 struct Slot {
@@ -39,19 +46,31 @@ struct Slot {
 
 #[derive(Default)]
 struct KeyRows {
-    refs: Vec<(u32, u32)>,
+    refs: SmallVec<[(u32, u32); 2]>,
+    live: usize,
+}
+
+struct Block {
+    rows: Rows,
     live: usize,
 }
 
 /// The kept rows of one side of a join.
 pub struct JoinRows {
     converter: RowConverter,
-    index: HashMap<Box<[u8]>, KeyRows>,
+    index: HashMap<Key, KeyRows, RandomState>,
     slots: Vec<Slot>,
     free: Vec<u32>,
+    blocks: Vec<Option<Block>>,
+    free_blocks: Vec<u32>,
     expiry: BTreeMap<Nanos, Vec<(u32, u32)>>,
     live: usize,
     bytes: usize,
+}
+
+/// A batch's rows in the stored format, to insert some of them.
+pub struct Encoded {
+    block: u32,
 }
 
 impl JoinRows {
@@ -60,24 +79,70 @@ impl JoinRows {
         let fields = schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
         Ok(Self {
             converter: RowConverter::new(fields)?,
-            index: HashMap::new(),
+            index: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
+            blocks: Vec::new(),
+            free_blocks: Vec::new(),
             expiry: BTreeMap::new(),
             live: 0,
             bytes: 0,
         })
     }
 
-    /// The rows of a batch of this side, in the stored format.
-    pub fn encode(&self, columns: &[ArrayRef]) -> Result<Rows> {
-        Ok(self.converter.convert_columns(columns)?)
+    /// Encode a batch of this side's rows, to keep some of them (a block freed again when none
+    /// are kept, by [`Self::release`]).
+    pub fn encode(&mut self, columns: &[ArrayRef]) -> Result<Encoded> {
+        let rows = self.converter.convert_columns(columns)?;
+        self.bytes += rows.size();
+        let block = Some(Block { rows, live: 0 });
+        let id = match self.free_blocks.pop() {
+            Some(b) => {
+                self.blocks[b as usize] = block;
+                b
+            }
+            None => {
+                self.blocks.push(block);
+                (self.blocks.len() - 1) as u32
+            }
+        };
+        Ok(Encoded { block: id })
     }
 
-    /// Keep `row` under `key` until `until` (`None`: until [`Self::schedule`] says).
-    pub fn insert(&mut self, key: &[u8], row: Row<'_>, until: Option<Nanos>) -> u32 {
-        let kept = Kept { row: row.owned(), until: until.unwrap_or(Nanos::MAX), matches: 0, key: key.into() };
-        self.bytes += kept.row.as_ref().len() + key.len() + 48;
+    /// Row `i` of an encoded batch.
+    pub fn encoded_row(&self, e: &Encoded, i: usize) -> Option<Row<'_>> {
+        self.blocks.get(e.block as usize)?.as_ref().map(|b| b.rows.row(i))
+    }
+
+    /// Done inserting from an encoded batch: free it if no row of it is kept.
+    pub fn release(&mut self, e: Encoded) {
+        self.unref_block(e.block, 0);
+    }
+
+    fn unref_block(&mut self, block: u32, by: usize) {
+        if let Some(Some(b)) = self.blocks.get_mut(block as usize) {
+            b.live -= by;
+            if b.live == 0 {
+                self.bytes = self.bytes.saturating_sub(b.rows.size());
+                self.blocks[block as usize] = None;
+                self.free_blocks.push(block);
+            }
+        }
+    }
+
+    /// Keep row `row` of an encoded batch under `key` until `until` (`None`: until
+    /// [`Self::schedule`] says).
+    pub fn insert(&mut self, key: &[u8], e: &Encoded, row: usize, until: Option<Nanos>) -> u32 {
+        if let Some(Some(b)) = self.blocks.get_mut(e.block as usize) {
+            b.live += 1;
+        }
+        let kept = Kept {
+            block: e.block,
+            row: row as u32,
+            until: until.unwrap_or(Nanos::MAX),
+            matches: 0,
+            key: Key::from_slice(key),
+        };
         let slot = match self.free.pop() {
             Some(s) => {
                 let slot = &mut self.slots[s as usize];
@@ -91,9 +156,18 @@ impl JoinRows {
             }
         };
         let r = (slot, self.slots[slot as usize].generation);
-        let entry = self.index.entry(key.into()).or_default();
-        entry.refs.push(r);
-        entry.live += 1;
+        match self.index.get_mut(key) {
+            Some(entry) => {
+                entry.refs.push(r);
+                entry.live += 1;
+            }
+            None => {
+                let mut entry = KeyRows::default();
+                entry.refs.push(r);
+                entry.live = 1;
+                self.index.insert(Key::from_slice(key), entry);
+            }
+        }
         if let Some(until) = until {
             self.expiry.entry(until).or_default().push(r);
         }
@@ -117,17 +191,15 @@ impl JoinRows {
 
     /// The slots of the rows kept under `key`.
     pub fn matches(&mut self, key: &[u8], out: &mut Vec<u32>) {
-        let Some(rows) = self.index.get(key) else { return };
-        let stale = rows.refs.len() - rows.live;
-        if stale > rows.live {
-            let refs: Vec<(u32, u32)> = rows.refs.iter().copied().filter(|r| self.is_live(*r)).collect();
-            if let Some(rows) = self.index.get_mut(key) {
-                rows.refs = refs;
-            }
+        let slots = &self.slots;
+        let live = |(slot, generation): &(u32, u32)| {
+            slots.get(*slot as usize).is_some_and(|s| s.generation == *generation && s.kept.is_some())
+        };
+        let Some(rows) = self.index.get_mut(key) else { return };
+        if rows.refs.len() - rows.live > rows.live {
+            rows.refs.retain(|r| live(r));
         }
-        if let Some(rows) = self.index.get(key) {
-            out.extend(rows.refs.iter().filter(|r| self.is_live(**r)).map(|(s, _)| *s));
-        }
+        out.extend(rows.refs.iter().filter(|r| live(r)).map(|(s, _)| *s));
     }
 
     /// A kept row.
@@ -140,57 +212,62 @@ impl JoinRows {
         self.slots.get_mut(slot as usize).and_then(|s| s.kept.as_mut())
     }
 
-    /// Forget a kept row.
+    fn row_of(&self, k: &Kept) -> Option<Row<'_>> {
+        self.blocks.get(k.block as usize)?.as_ref().map(|b| b.rows.row(k.row as usize))
+    }
+
+    /// Forget a kept row (its values can no longer be read).
     pub fn remove(&mut self, slot: u32) -> Option<Kept> {
         let kept = self.slots.get_mut(slot as usize)?.kept.take()?;
         self.free.push(slot);
         self.live -= 1;
-        self.bytes = self.bytes.saturating_sub(kept.row.as_ref().len() + kept.key.len() + 48);
-        if let Some(rows) = self.index.get_mut(&kept.key) {
+        if let Some(rows) = self.index.get_mut(kept.key.as_slice()) {
             rows.live -= 1;
             if rows.live == 0 {
-                self.index.remove(&kept.key);
+                self.index.remove(kept.key.as_slice());
             }
         }
+        self.unref_block(kept.block, 1);
         Some(kept)
     }
 
-    /// The slot of a kept row equal to `row` under `key` (what a retraction takes back).
-    pub fn find_equal(&mut self, key: &[u8], row: Row<'_>) -> Option<u32> {
+    /// The slot of a kept row equal to row `i` of `e` under `key` (what a retraction takes
+    /// back).
+    pub fn find_equal(&mut self, key: &[u8], e: &Encoded, i: usize) -> Option<u32> {
         let mut slots = Vec::new();
         self.matches(key, &mut slots);
-        slots.into_iter().find(|s| self.get(*s).is_some_and(|k| k.row.row() == row))
+        let row = self.encoded_row(e, i)?;
+        slots.into_iter().find(|s| self.get(*s).and_then(|k| self.row_of(k)).is_some_and(|r| r == row))
     }
 
-    /// Forget every row whose `until` is before `now`; returns them (in `until` order).
-    pub fn expire(&mut self, now: Nanos) -> Vec<Kept> {
-        let mut out = Vec::new();
+    /// Forget every row whose `until` is before `now`; `keep` picks the ones whose values are
+    /// wanted (as columns, in `until` order).
+    pub fn expire(&mut self, now: Nanos, keep: impl Fn(&Kept) -> bool) -> Result<Option<Vec<ArrayRef>>> {
+        let mut expired = Vec::new();
         while let Some(entry) = self.expiry.first_entry() {
             if *entry.key() >= now {
                 break;
             }
-            for r in entry.remove() {
-                if self.is_live(r) {
-                    out.extend(self.remove(r.0));
-                }
-            }
+            expired.extend(entry.remove().into_iter().filter(|r| self.is_live(*r)).map(|(s, _)| s));
         }
-        out
+        let wanted: Vec<u32> = expired.iter().copied().filter(|s| self.get(*s).is_some_and(&keep)).collect();
+        let columns = if wanted.is_empty() { None } else { Some(self.columns_of(&wanted)?) };
+        for s in expired {
+            self.remove(s);
+        }
+        Ok(columns)
     }
 
     /// The columns of the kept rows in `slots`.
     pub fn columns_of(&self, slots: &[u32]) -> Result<Vec<ArrayRef>> {
-        let rows: Vec<Row<'_>> = slots.iter().filter_map(|s| self.get(*s)).map(|k| k.row.row()).collect();
+        let rows: Vec<Row<'_>> = slots.iter().filter_map(|s| self.get(*s)).filter_map(|k| self.row_of(k)).collect();
         Ok(self.converter.convert_rows(rows)?)
-    }
-
-    /// The columns of rows no longer kept.
-    pub fn columns_of_rows(&self, kept: &[Kept]) -> Result<Vec<ArrayRef>> {
-        Ok(self.converter.convert_rows(kept.iter().map(|k| k.row.row()))?)
     }
 
     /// Rows kept and their approximate size.
     pub fn size(&self) -> StateSize {
-        StateSize { rows: self.live as u64, bytes: (self.bytes + self.expiry.len() * 32) as u64 }
+        let slots = self.slots.len() * std::mem::size_of::<Slot>();
+        let index = self.index.len() * (std::mem::size_of::<Key>() + std::mem::size_of::<KeyRows>() + 8);
+        StateSize { rows: self.live as u64, bytes: (self.bytes + slots + index + self.expiry.len() * 48) as u64 }
     }
 }

@@ -49,7 +49,7 @@ pub use deduplicate::DeduplicateOp;
 pub use error::{Result, RuntimeError};
 pub use filter::FilterOp;
 pub use join::{JoinMode, JoinOp, JoinSpec};
-pub use join_rows::{JoinRows, Kept};
+pub use join_rows::{Encoded, JoinRows, Kept};
 pub use keyed_state::KeyedState;
 pub use message::{DroppedRows, Message, Nanos, Origin, RowKind, StreamBatch, NO_WATERMARK};
 pub use metrics::{Metrics, OperatorMetrics, StateSize};
