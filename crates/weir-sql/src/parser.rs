@@ -394,9 +394,7 @@ fn drop_system_time(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
                 end += 2;
             }
         }
-        for i in significant[k]..significant[end - 1] + 1 {
-            drop[i] = true;
-        }
+        drop[significant[k]..=significant[end - 1]].iter_mut().for_each(|d| *d = true);
         k = end;
     }
     tokens.into_iter().zip(drop).filter(|(_, d)| !d).map(|(t, _)| t).collect()
