@@ -70,4 +70,22 @@ proptest! {
             prop_assert_eq!(sorted(table), sorted(run_datafusion(&rows, &sql)), "{:?}", changes);
         }
     }
+
+    #[test]
+    fn top_n_per_key_replays_to_the_batch_top_n(
+        rows in rows_strategy(),
+        n in 2usize..5,
+        cuts in prop::collection::btree_set(0usize..260, 0..40),
+    ) {
+        let cuts: Vec<usize> = cuts.into_iter().collect();
+        // values are distinct per row (v and ts together), so the ranking has no ties
+        let sql = format!(
+            "SELECT k, v, ts, rn FROM (
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC, ts DESC) AS rn FROM t)
+             WHERE rn <= {n}");
+        let distinct: Vec<Row> = rows.iter().enumerate().map(|(i, r)| Row { value: r.value * 1000 + i as i64, ..r.clone() }).collect();
+        let changes = run_weir(&distinct, 1000, &sql, cuts.clone());
+        let table = replay(&changes).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(sorted(table), sorted(run_datafusion(&distinct, &sql)), "{:?}", changes);
+    }
 }

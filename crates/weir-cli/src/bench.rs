@@ -39,6 +39,7 @@ pub const NEXMARK: &[(&str, &str)] = &[
     ("q16", include_str!("../../../sql-examples/nexmark/q16.sql")),
     ("q17", include_str!("../../../sql-examples/nexmark/q17.sql")),
     ("q18", include_str!("../../../sql-examples/nexmark/q18.sql")),
+    ("q19", include_str!("../../../sql-examples/nexmark/q19.sql")),
     ("q20", include_str!("../../../sql-examples/nexmark/q20.sql")),
     ("q21", include_str!("../../../sql-examples/nexmark/q21.sql")),
     ("q22", include_str!("../../../sql-examples/nexmark/q22.sql")),

@@ -4,13 +4,15 @@
 //! message vocabulary ([`Message`]: data, watermarks, end of stream), the [`Operator`] trait
 //! and the operators (one per file: [`FilterOp`], [`ProjectOp`], [`WindowAggregateOp`] for TUMBLE/HOP/CUMULATE,
 //! [`SessionAggregateOp`], [`UpdatingAggregateOp`] for changelogs, [`WindowTopNOp`],
-//! [`DeduplicateOp`], [`ProcTimeOp`] for the `PROCTIME()` column), the changelog row kinds
+//! [`DeduplicateOp`], [`TopNOp`], [`ProcTimeOp`] for the `PROCTIME()` column, [`JoinOp`] for interval,
+//! window, regular and lookup joins over [`JoinRows`]), the changelog row kinds
 //! ([`RowKind`]),
 //! window assignment through slices ([`Assigner`]), partial aggregates that
 //! can be frozen and merged ([`Partial`]), watermark generation at sources ([`WatermarkGenerator`]), the watermark of a `UNION ALL`'s
 //! inputs ([`WatermarkMerge`]: their minimum, idle inputs left out), windows that emit changelogs
 //! (early results, late corrections), the [`Source`]/[`Sink`] traits
-//! connectors implement, pipeline metrics, and the [`Pipeline`] that wires them together.
+//! connectors implement, pipeline metrics, and the [`Pipeline`] that wires them together (a
+//! tree of stages mirroring the plan: sources, unions, joins).
 //!
 //! Expressions and aggregates are DataFusion's: physical expressions come from
 //! `create_physical_expr`, aggregation state from `GroupValues` and `GroupsAccumulator`.
@@ -37,6 +39,7 @@ mod retract_min_max;
 mod session_aggregate;
 mod source;
 mod stage;
+mod top_n;
 mod updating_aggregate;
 mod watermark_merge;
 mod window_aggregate;
@@ -64,6 +67,7 @@ pub use rank_rows::{EncodedBatch, RankRows};
 pub use retract_min_max::RetractMinMax;
 pub use session_aggregate::SessionAggregateOp;
 pub use source::{Sink, Source, SourceDriver, WatermarkGenerator};
+pub use top_n::TopNOp;
 pub use updating_aggregate::UpdatingAggregateOp;
 pub use watermark_merge::WatermarkMerge;
 pub use window_aggregate::{to_nanos, WindowAggregateOp, WindowLayout};

@@ -48,6 +48,7 @@ use crate::rank_rows::RankRows;
 use crate::session_aggregate::SessionAggregateOp;
 use crate::source::{Sink, Source, SourceDriver};
 use crate::stage::{BranchStage, JoinStage, Stage};
+use crate::top_n::TopNOp;
 use crate::updating_aggregate::UpdatingAggregateOp;
 use crate::watermark_merge::WatermarkMerge;
 use crate::window_aggregate::{WindowAggregateOp, WindowLayout};
@@ -182,6 +183,9 @@ pub fn build_ops(plan_ops: &[StreamOp], metrics: &Arc<Metrics>) -> Result<Vec<Bo
                     }
                     RankKind::Deduplicate { state_ttl } => {
                         Box::new(DeduplicateOp::new(rows, later_wins_ties, state_ttl, Arc::clone(metrics)))
+                    }
+                    RankKind::TopN { state_ttl } => {
+                        Box::new(TopNOp::new(rows, r.limit, later_wins_ties, state_ttl, Arc::clone(metrics)))
                     }
                 };
                 ops.push(op);

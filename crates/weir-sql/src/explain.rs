@@ -217,6 +217,18 @@ fn describe_op(op: &StreamOp) -> PlanNodeDescription {
                         ttl_text(state_ttl, "one row per key")
                     ),
                 },
+                RankKind::TopN { state_ttl } => PlanNodeDescription {
+                    depth: 0, op: None,
+                    operator: "TopN".into(),
+                    details: format!(
+                        "top {} per [{}] by [{}], emit: a changelog (+I for a row entering the top {}, -U/+U for the rows its arrival moves down a rank, -D for the one pushed out), state: {}",
+                        r.limit,
+                        partition.join(", "),
+                        order.join(", "),
+                        r.limit,
+                        ttl_text(state_ttl, &format!("{} rows per key", r.limit))
+                    ),
+                },
             }
         }
     }

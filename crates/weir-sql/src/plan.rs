@@ -298,6 +298,13 @@ pub enum RankKind {
         /// Forget keys idle for this long.
         state_ttl: Option<StateTtl>,
     },
+    /// Partitioned by keys only, the first N rows: a Top-N per key (Flink's rank with a row
+    /// number). A row entering the top N shifts the ranks below it, so the result is a
+    /// changelog.
+    TopN {
+        /// Forget keys idle for this long.
+        state_ttl: Option<StateTtl>,
+    },
 }
 
 /// `SELECT … FROM (SELECT …, ROW_NUMBER() OVER (…) AS rn FROM …) WHERE rn <= N`.
@@ -443,7 +450,8 @@ impl StreamOp {
     pub fn emits_changelog(&self) -> bool {
         match self {
             StreamOp::WindowAggregate(w) => w.emit.is_changelog(),
-            StreamOp::UpdatingAggregate(_) | StreamOp::Rank(Rank { kind: RankKind::Deduplicate { .. }, .. }) => true,
+            StreamOp::UpdatingAggregate(_)
+            | StreamOp::Rank(Rank { kind: RankKind::Deduplicate { .. } | RankKind::TopN { .. }, .. }) => true,
             _ => false,
         }
     }

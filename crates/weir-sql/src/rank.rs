@@ -7,7 +7,7 @@
 //!   p contains a window's end ──► WindowTopN: the top N of each window partition, emitted
 //!                                 when the watermark passes the window's end (append-only)
 //!   p has no window, N = 1    ──► Deduplicate: the first row per key under o (a changelog)
-//!   otherwise                 ──► refused: the state would be unbounded
+//!   p has no window, N > 1    ──► TopN: the first N rows per key (a changelog, ranks shift)
 //! ```
 //!
 //! The filter on the row number stays in the plan (it is always true of the operator's rows);
@@ -149,17 +149,11 @@ pub(crate) fn plan_rank(
             break;
         }
     }
-    let kind =
-        match end {
-            Some(k) => k,
-            None if limit == 1 => RankKind::Deduplicate { state_ttl },
-            None => return Err(SqlError::not_supported(format!(
-                "a Top-{limit} per key without a window (its state would be unbounded)"
-            ))
-            .with_hint(
-                "add window_start, window_end to PARTITION BY for a window Top-N, or keep only rn = 1 to deduplicate",
-            )),
-        };
+    let kind = match end {
+        Some(k) => k,
+        None if limit == 1 => RankKind::Deduplicate { state_ttl },
+        None => RankKind::TopN { state_ttl },
+    };
     Ok(StreamOp::Rank(Rank {
         partition_by: params.partition_by.clone(),
         order_by: params.order_by.clone(),
