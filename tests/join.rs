@@ -1,7 +1,7 @@
 //! Streaming joins against DataFusion's batch joins.
 //!
 //! Two tables get their own random out-of-order rows, cut into batches at random points; the
-//! pipeline takes one batch from each input in turn. A reference replays the same turns to
+//! pipeline reads the input whose watermark is lowest next (in turn among equals). A reference replays the same turns to
 //! find the rows an interval join accepts (a row whose time is behind the join's watermark —
 //! the lower of the two inputs' — when its batch arrives is late and dropped), and the join
 //! over them must equal DataFusion's batch join of the same rows. Regular joins (with a TTL
@@ -37,22 +37,36 @@ fn batches(rows: &[Row], cuts: &[usize]) -> Vec<Vec<Row>> {
 
 /// The rows an interval join accepts: those not behind the join's watermark (the lower of
 /// the inputs' `max(time) - delay`, an ended input counting as +∞) when their batch comes.
+/// The inputs are read as the pipeline reads them for a join: the one with the lowest
+/// watermark next, in turn among equals; reading past the last batch ends an input.
 fn accepted(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64) -> [Vec<Row>; 2] {
     let batches = [batches(inputs[0], cuts[0]), batches(inputs[1], cuts[1])];
-    let mut wm = [NO_WATERMARK; 2];
+    let (mut next, mut ended, mut wm) = ([0usize; 2], [false; 2], [NO_WATERMARK; 2]);
+    let mut last: Option<usize> = None;
     let mut out: [Vec<Row>; 2] = [Vec::new(), Vec::new()];
-    let rounds = batches[0].len().max(batches[1].len()) + 1;
-    for round in 0..rounds {
-        for i in 0..2 {
-            match batches[i].get(round) {
-                Some(batch) => {
-                    let w = wm[0].min(wm[1]);
-                    out[i].extend(batch.iter().filter(|r| r.ts >= w).cloned());
-                    if let Some(max) = batch.iter().map(|r| r.ts).max() {
-                        wm[i] = wm[i].max(max - delay_ms);
-                    }
+    loop {
+        let start = last.map_or(0, |l| l + 1);
+        let mut best: Option<usize> = None;
+        for k in 0..2 {
+            let i = (start + k) % 2;
+            if !ended[i] && best.is_none_or(|b| wm[i] < wm[b]) {
+                best = Some(i);
+            }
+        }
+        let Some(i) = best else { break };
+        last = Some(i);
+        match batches[i].get(next[i]) {
+            Some(batch) => {
+                next[i] += 1;
+                let w = wm[0].min(wm[1]);
+                out[i].extend(batch.iter().filter(|r| r.ts >= w).cloned());
+                if let Some(max) = batch.iter().map(|r| r.ts).max() {
+                    wm[i] = wm[i].max(max - delay_ms);
                 }
-                None => wm[i] = i64::MAX,
+            }
+            None => {
+                ended[i] = true;
+                wm[i] = i64::MAX;
             }
         }
     }

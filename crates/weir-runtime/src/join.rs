@@ -47,10 +47,13 @@ pub enum JoinMode {
         /// Each side's last possible match time.
         until: [RowTime; 2],
     },
-    /// Rows kept for the TTL, or forever.
+    /// Rows kept for the TTL (in event time: after their time, or for a side without one
+    /// after the next watermark), or forever.
     Regular {
         /// How long rows are kept.
         ttl: Option<StateTtl>,
+        /// Each side's event time, if it has one.
+        times: [Option<RowTime>; 2],
     },
     /// The right side read whole first; left rows not kept.
     Lookup,
@@ -124,14 +127,18 @@ impl JoinOp {
     fn until(&self, side: usize, batch: &RecordBatch) -> Result<Option<Vec<Nanos>>> {
         Ok(match self.spec.mode {
             JoinMode::Interval { until, .. } => Some(row_times(batch, until[side])?),
+            JoinMode::Regular { ttl: Some(t), times } if t.event_time => match times[side] {
+                Some(time) => Some(row_times(batch, time)?.into_iter().map(|x| x.saturating_add(t.nanos)).collect()),
+                None => None,
+            },
             _ => None,
         })
     }
 
     fn expire_now(&mut self, out: &mut Vec<Message>) -> Result<()> {
         let now = match self.spec.mode {
-            JoinMode::Regular { ttl: Some(StateTtl { event_time: false, .. }) } => wall_clock(),
-            JoinMode::Regular { ttl: None } | JoinMode::Lookup => return Ok(()),
+            JoinMode::Regular { ttl: Some(StateTtl { event_time: false, .. }), .. } => wall_clock(),
+            JoinMode::Regular { ttl: None, .. } | JoinMode::Lookup => return Ok(()),
             _ => self.watermark,
         };
         if now == NO_WATERMARK {
@@ -280,7 +287,7 @@ impl JoinOp {
             if let (true, Some(own)) = (stores, &own) {
                 let u = match (row_until, self.spec.mode) {
                     (Some(u), _) => Some(u),
-                    (None, JoinMode::Regular { ttl: Some(t) }) if !t.event_time => {
+                    (None, JoinMode::Regular { ttl: Some(t), .. }) if !t.event_time => {
                         Some(wall_clock().saturating_add(t.nanos))
                     }
                     _ => None,
@@ -289,8 +296,8 @@ impl JoinOp {
                 if let Some(k) = self.rows[side].get_mut(slot) {
                     k.matches = matches;
                 }
-                if let JoinMode::Regular { ttl: Some(t) } = self.spec.mode {
-                    if t.event_time {
+                if let JoinMode::Regular { ttl: Some(t), .. } = self.spec.mode {
+                    if t.event_time && row_until.is_none() {
                         self.pending.push((side, slot));
                     }
                 }
@@ -307,7 +314,7 @@ impl JoinOp {
                 StreamBatch::new(batch)
             }));
         }
-        if matches!(self.spec.mode, JoinMode::Regular { ttl: Some(StateTtl { event_time: false, .. }) }) {
+        if matches!(self.spec.mode, JoinMode::Regular { ttl: Some(StateTtl { event_time: false, .. }), .. }) {
             self.expire_now(out)?;
         }
         Ok(())
@@ -391,7 +398,7 @@ impl Operator for JoinOp {
 
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
         self.watermark = watermark;
-        if let JoinMode::Regular { ttl: Some(t) } = self.spec.mode {
+        if let JoinMode::Regular { ttl: Some(t), .. } = self.spec.mode {
             // rows stored since the last watermark start their TTL now
             for (side, slot) in std::mem::take(&mut self.pending) {
                 self.rows[side].schedule(slot, watermark.saturating_add(t.nanos));

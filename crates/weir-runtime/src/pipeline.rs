@@ -47,7 +47,7 @@ use crate::project::ProjectOp;
 use crate::rank_rows::RankRows;
 use crate::session_aggregate::SessionAggregateOp;
 use crate::source::{Sink, Source, SourceDriver};
-use crate::stage::{BranchStage, JoinStage, Stage};
+use crate::stage::{BranchStage, JoinStage, Stage, Turns};
 use crate::top_n::TopNOp;
 use crate::updating_aggregate::UpdatingAggregateOp;
 use crate::watermark_merge::WatermarkMerge;
@@ -326,6 +326,8 @@ pub struct Pipeline {
     clock: Option<Arc<ProcessingClock>>,
     /// Sources read to their end before the others (the tables of lookup joins).
     first: Vec<usize>,
+    /// Read the input with the lowest watermark next (a query with a join), not in turn.
+    aligned: bool,
 }
 
 /// Builds the operator tree, numbering sources and operators as EXPLAIN does.
@@ -410,6 +412,14 @@ impl TreeBuilder<'_> {
     }
 }
 
+fn has_join(input: &PlanInput) -> bool {
+    match input {
+        PlanInput::Source(_) => false,
+        PlanInput::Union(branches) => branches.iter().any(|b| has_join(&b.input)),
+        PlanInput::Join(_) => true,
+    }
+}
+
 /// The operator of a join.
 fn build_join(j: &StreamJoin, metrics: &Arc<Metrics>) -> Result<JoinOp> {
     let keys =
@@ -418,7 +428,7 @@ fn build_join(j: &StreamJoin, metrics: &Arc<Metrics>) -> Result<JoinOp> {
         JoinState::Interval { left_time, right_time, left_until, right_until, .. } => {
             JoinMode::Interval { time: [*left_time, *right_time], until: [*left_until, *right_until] }
         }
-        JoinState::Regular { state_ttl } => JoinMode::Regular { ttl: *state_ttl },
+        JoinState::Regular { state_ttl, times } => JoinMode::Regular { ttl: *state_ttl, times: *times },
         JoinState::Lookup => JoinMode::Lookup,
     };
     let spec = JoinSpec {
@@ -476,7 +486,8 @@ impl Pipeline {
         let changelog = plan.is_updating().then(|| sink_schema(plan));
         let clock = plan.first_source().processing_time.then_some(clock);
         let chain = Chain { ops, sink, metrics, changelog, late_rows: None, report_watermark: expected > 1 };
-        Ok(Self { drivers, root, chain, clock, first })
+        let aligned = has_join(&plan.input);
+        Ok(Self { drivers, root, chain, clock, first, aligned })
     }
 
     /// Route rows the operators drop (late, or without an event time) to `sink`, unchanged and
@@ -492,42 +503,38 @@ impl Pipeline {
     }
 
     /// Run on the calling thread until the input ends or `cancel` is set, taking one batch
-    /// from each input in turn.
+    /// from each input in turn (with a join: from the input whose watermark is lowest).
     pub fn run_blocking(mut self, cancel: &AtomicBool) -> Result<()> {
-        let mut ended = vec![false; self.drivers.len()];
-        loop {
+        let mut turns = Turns::new(self.drivers.len(), std::mem::take(&mut self.first), self.aligned);
+        while let Some(i) = turns.next() {
             if cancel.load(Ordering::Relaxed) {
                 self.chain.push(Message::EndOfStream)?;
                 return Ok(());
             }
-            let first_pending = self.first.iter().any(|f| !ended[*f]);
-            for (i, driver) in self.drivers.iter_mut().enumerate() {
-                if ended[i] || (first_pending && !self.first.contains(&i)) {
-                    continue;
-                }
-                let mut out = Vec::new();
-                if !driver.poll(&mut out)? {
-                    out.push(Message::EndOfStream);
-                    ended[i] = true;
-                }
-                for m in self.root.input(i, out, Instant::now())? {
-                    if self.chain.push(m)? {
-                        return Ok(());
-                    }
+            let mut out = Vec::new();
+            if !self.drivers[i].poll(&mut out)? {
+                out.push(Message::EndOfStream);
+            }
+            turns.saw(i, &out);
+            for m in self.root.input(i, out, Instant::now())? {
+                if self.chain.push(m)? {
+                    return Ok(());
                 }
             }
             if let Some(w) = self.root.tick() {
                 self.chain.push(w)?;
             }
         }
+        Err(RuntimeError::Internal("every input ended, but the end did not reach the sink".into()))
     }
 
     /// Run with each source and the operators on blocking tasks joined by bounded channels,
     /// until the inputs end or `cancel` is set (then the sinks are flushed and open windows
     /// are discarded).
     ///
-    /// The operator task takes one batch from each input in turn, as [`Self::run_blocking`]
-    /// does, so results over files do not depend on thread timing. An input with an
+    /// The operator task takes one batch from each input in turn (with a join: from the input
+    /// whose watermark is lowest), as [`Self::run_blocking`] does, so results over files do
+    /// not depend on thread timing. An input with an
     /// `'idle_timeout'` that has sent nothing for that long loses its turns (it is checked
     /// without waiting) until it sends again.
     pub async fn run(self, cancel: Arc<AtomicBool>) -> Result<()> {
@@ -562,18 +569,15 @@ impl Pipeline {
                 }
             }));
         }
-        let (mut chain, mut root, clock, first) = (self.chain, self.root, self.clock, self.first);
+        let (mut chain, mut root, clock) = (self.chain, self.root, self.clock);
+        let mut turns = Turns::new(receivers.len(), self.first, self.aligned);
         let consumer = tokio::task::spawn_blocking(move || -> Result<()> {
             use std::sync::mpsc::RecvTimeoutError;
             let n = receivers.len();
-            let mut ended = vec![false; n];
             // turns in a row that brought nothing (only idle inputs are left to ask)
             let mut empty_turns = 0usize;
             let mut last_tick = Instant::now();
-            for i in (0..n).cycle() {
-                if ended[i] || (!first.contains(&i) && first.iter().any(|f| !ended[*f])) {
-                    continue;
-                }
+            while let Some(i) = turns.next() {
                 let (timeout, quiet) = root.idleness(i, Instant::now());
                 let mut wait = timeout.map(|t| {
                     let wait = t.saturating_sub(quiet);
@@ -603,7 +607,7 @@ impl Pipeline {
                     Some(messages) => {
                         empty_turns = 0;
                         let messages = messages?;
-                        ended[i] = messages.iter().any(|m| matches!(m, Message::EndOfStream));
+                        turns.saw(i, &messages);
                         root.input(i, messages, now)?
                     }
                     None => {

@@ -170,3 +170,56 @@ fn merge(watermarks: &mut WatermarkMerge, i: usize, messages: Vec<Message>, now:
     }
     Ok(out)
 }
+
+/// Which input the operator task reads next: in turn, one batch each; with `aligned` (a
+/// query with a join) the input whose watermark is lowest (in turn among equals), so one
+/// input cannot run far ahead in event time while the join keeps its rows waiting for the
+/// other. Tables of lookup joins (`first`) are read to their end before anything else. The
+/// choice depends only on the data, never on thread timing.
+pub(crate) struct Turns {
+    ended: Vec<bool>,
+    watermarks: Vec<Nanos>,
+    first: Vec<usize>,
+    aligned: bool,
+    last: Option<usize>,
+}
+
+impl Turns {
+    pub(crate) fn new(inputs: usize, first: Vec<usize>, aligned: bool) -> Self {
+        Self { ended: vec![false; inputs], watermarks: vec![NO_WATERMARK; inputs], first, aligned, last: None }
+    }
+
+    /// The next input to read; `None` once every input has ended.
+    pub(crate) fn next(&mut self) -> Option<usize> {
+        let n = self.ended.len();
+        let first_pending = self.first.iter().any(|f| !self.ended[*f]);
+        let start = self.last.map_or(0, |l| l + 1);
+        let mut best: Option<usize> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if self.ended[i] || (first_pending && !self.first.contains(&i)) {
+                continue;
+            }
+            if !self.aligned {
+                best = Some(i);
+                break;
+            }
+            if best.is_none_or(|b| self.watermarks[i] < self.watermarks[b]) {
+                best = Some(i);
+            }
+        }
+        self.last = best.or(self.last);
+        best
+    }
+
+    /// Messages read from input `i`.
+    pub(crate) fn saw(&mut self, i: usize, messages: &[Message]) {
+        for m in messages {
+            match m {
+                Message::Watermark(w) => self.watermarks[i] = self.watermarks[i].max(*w),
+                Message::EndOfStream => self.ended[i] = true,
+                _ => {}
+            }
+        }
+    }
+}

@@ -121,7 +121,9 @@ fn describe_join(j: &JoinNode) -> PlanNodeDescription {
             "IntervalJoin",
             format!("time: {condition}, state: each row until the watermark passes the last time a match can come; rows behind the watermark are late"),
         ),
-        JoinState::Regular { state_ttl } => ("Join", format!("state: {}", ttl_text(*state_ttl, "every row of both inputs"))),
+        JoinState::Regular { state_ttl, .. } => {
+            ("Join", format!("state: {}", ttl_text(*state_ttl, "every row of both inputs")))
+        }
         JoinState::Lookup => ("LookupJoin", "state: the right table, read whole first; left rows are not kept".to_string()),
     };
     let emit = if join.emits_changelog() { "a changelog" } else { "append-only" };

@@ -299,7 +299,10 @@ impl PipelineBuilder<'_> {
             },
             _ if is_static_table(&right) => JoinState::Lookup,
             _ => match self.join_ttl(&left, &right) {
-                Some(ttl) => JoinState::Regular { state_ttl: Some(ttl) },
+                Some(ttl) => JoinState::Regular {
+                    state_ttl: Some(ttl),
+                    times: [first_time(Side::Left), first_time(Side::Right)],
+                },
                 None => return Err(unbounded_join(&left, &right, left_until.is_some(), right_until.is_some())),
             },
         };

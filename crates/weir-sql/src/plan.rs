@@ -362,10 +362,13 @@ pub enum JoinState {
         /// The time condition, for EXPLAIN.
         condition: String,
     },
-    /// A regular join: rows are kept until they are idle for the TTL (or forever).
+    /// A regular join: rows are kept for the TTL after their event time (or, for a side
+    /// without one, after the first watermark that follows them), or forever.
     Regular {
         /// How long a row is kept.
         state_ttl: Option<StateTtl>,
+        /// Each side's event time, if it has one.
+        times: [Option<RowTime>; 2],
     },
     /// A lookup join: the right side is a bounded table, read whole before any left row; left
     /// rows are matched against it as they come and not kept.
