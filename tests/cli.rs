@@ -616,3 +616,54 @@ fn verbose_flag_and_rust_log_turn_on_structured_logs() {
     assert!(err.contains("DEBUG weir_runtime::window_aggregate: window fires"), "{err}");
     assert!(!err.contains("INFO weir_cli"), "RUST_LOG decides: {err}");
 }
+
+#[test]
+fn nexmark_tables_need_no_setup() {
+    // the built-in bid table, bounded on the command line; 100 000 events are 10 s of event time
+    let out = weir()
+        .args(["run", "--format", "csv", "--set", "nexmark.events=100000", "-e"])
+        .arg("SELECT window_start, COUNT(*) AS bids FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '5' SECOND)) GROUP BY window_start, window_end")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "window_start,bids\n2015-07-15T00:00:00,46000\n2015-07-15T00:00:05,46000\n");
+    // a Nexmark query file, joins and all
+    let out = weir()
+        .args(["run", "--quiet", "--format", "csv", "--set", "nexmark.events=50000"])
+        .arg(repo().join("sql-examples/nexmark/q8.sql"))
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("id,name,starttime\n"), "{}", stdout(&out));
+    assert!(stdout(&out).lines().count() > 10, "{}", stdout(&out));
+}
+
+#[test]
+fn bench_nexmark_prints_a_line_per_query_and_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("results.json");
+    let out = weir()
+        .args(["bench", "nexmark", "--events", "20000", "--queries", "q0,q5,q13", "--json"])
+        .arg(&json)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    for q in ["q0 ", "q5 ", "q13 "] {
+        assert!(text.lines().any(|l| l.starts_with(q)), "no line for {q} in\n{text}");
+    }
+    assert!(text.contains("events/s/core") && text.contains("peak RSS"), "{text}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid");
+    let rows = results.as_array().expect("an array");
+    assert_eq!(rows.len(), 3);
+    // q0 passes every bid through: 46 of every 50 events
+    assert_eq!(rows[0]["query"], "q0");
+    assert_eq!(rows[0]["output_rows"], 18_400);
+    assert!(rows[0]["events_per_core_second"].as_f64().expect("a number") > 0.0);
+    assert!(rows[0]["peak_rss_bytes"].as_u64().expect("a number") > 0);
+    // an unknown query is a usage error
+    let out = weir().args(["bench", "nexmark", "--queries", "q99"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no query q99"), "{}", stderr(&out));
+}

@@ -1,5 +1,6 @@
--- Nexmark q12: bids per bidder per 10 s processing-time window.
--- The bid table gets a processing-time column; its other columns are filled in.
+-- Nexmark q12: processing-time windows. Bids per bidder per 10 s window of the wall clock.
+-- Deviation: Flink adds the processing-time column in a view (SELECT *, PROCTIME() AS p_time
+-- FROM bid); weir declares it on a table over the generator (its other columns filled in).
 CREATE TABLE bid_pt (p_time AS PROCTIME()) WITH (connector = 'nexmark', 'table' = 'bid');
 
 SELECT

@@ -11,7 +11,8 @@
 //! batch's rows expire at about the same time) and are turned back into columns only when
 //! they match. Short keys are stored inline. A slot freed and reused gets a new generation,
 //! so stale references in a key's list or in the expiry map are recognised and skipped; a
-//! key's list is compacted when more than half of it is stale.
+//! key's list is compacted when more than half of it is stale (when it is probed, or when one
+//! of its rows goes), so a key that always keeps some rows does not grow its list forever.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -225,6 +226,12 @@ impl JoinRows {
             rows.live -= 1;
             if rows.live == 0 {
                 self.index.remove(kept.key.as_slice());
+            } else if rows.refs.len() > 2 * rows.live + 8 {
+                // a key that keeps rows but is never probed: drop its stale references here
+                let slots = &self.slots;
+                rows.refs.retain(|(slot, generation)| {
+                    slots.get(*slot as usize).is_some_and(|s| s.generation == *generation && s.kept.is_some())
+                });
             }
         }
         self.unref_block(kept.block, 1);
