@@ -10,9 +10,10 @@
 //! Rows stay in the row-format block of the batch they came in (no allocation per row; a
 //! batch's rows expire at about the same time) and are turned back into columns only when
 //! they match. Short keys are stored inline. A slot freed and reused gets a new generation,
-//! so stale references in a key's list or in the expiry map are recognised and skipped; a
-//! key's list is compacted when more than half of it is stale (when it is probed, or when one
-//! of its rows goes), so a key that always keeps some rows does not grow its list forever.
+//! so stale references in a key's list or in the expiry map are recognised and skipped.
+//! Forgetting a row does not touch the index (a random access per row); a key's list is
+//! compacted when a probe finds it mostly stale, and the whole index is swept (in order)
+//! once the stale references outnumber the kept rows, so it never grows beyond the state.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -37,7 +38,6 @@ pub struct Kept {
     pub until: Nanos,
     /// Matches so far (for a left outer join's NULL-padded row).
     pub matches: u32,
-    key: Key,
 }
 
 struct Slot {
@@ -45,11 +45,7 @@ struct Slot {
     kept: Option<Kept>,
 }
 
-#[derive(Default)]
-struct KeyRows {
-    refs: SmallVec<[(u32, u32); 2]>,
-    live: usize,
-}
+type KeyRows = SmallVec<[(u32, u32); 2]>;
 
 struct Block {
     rows: Rows,
@@ -66,6 +62,8 @@ pub struct JoinRows {
     free_blocks: Vec<u32>,
     expiry: BTreeMap<Nanos, Vec<(u32, u32)>>,
     live: usize,
+    /// References in the index to rows no longer kept (at most).
+    stale: usize,
     bytes: usize,
 }
 
@@ -87,6 +85,7 @@ impl JoinRows {
             free_blocks: Vec::new(),
             expiry: BTreeMap::new(),
             live: 0,
+            stale: 0,
             bytes: 0,
         })
     }
@@ -137,13 +136,7 @@ impl JoinRows {
         if let Some(Some(b)) = self.blocks.get_mut(e.block as usize) {
             b.live += 1;
         }
-        let kept = Kept {
-            block: e.block,
-            row: row as u32,
-            until: until.unwrap_or(Nanos::MAX),
-            matches: 0,
-            key: Key::from_slice(key),
-        };
+        let kept = Kept { block: e.block, row: row as u32, until: until.unwrap_or(Nanos::MAX), matches: 0 };
         let slot = match self.free.pop() {
             Some(s) => {
                 let slot = &mut self.slots[s as usize];
@@ -157,18 +150,7 @@ impl JoinRows {
             }
         };
         let r = (slot, self.slots[slot as usize].generation);
-        match self.index.get_mut(key) {
-            Some(entry) => {
-                entry.refs.push(r);
-                entry.live += 1;
-            }
-            None => {
-                let mut entry = KeyRows::default();
-                entry.refs.push(r);
-                entry.live = 1;
-                self.index.insert(Key::from_slice(key), entry);
-            }
-        }
+        self.index.entry(Key::from_slice(key)).or_default().push(r);
         if let Some(until) = until {
             self.expiry.entry(until).or_default().push(r);
         }
@@ -197,10 +179,13 @@ impl JoinRows {
             slots.get(*slot as usize).is_some_and(|s| s.generation == *generation && s.kept.is_some())
         };
         let Some(rows) = self.index.get_mut(key) else { return };
-        if rows.refs.len() - rows.live > rows.live {
-            rows.refs.retain(|r| live(r));
+        let before = out.len();
+        out.extend(rows.iter().filter(|r| live(r)).map(|(s, _)| *s));
+        let found = out.len() - before;
+        if rows.len() > 2 * found + 4 {
+            self.stale = self.stale.saturating_sub(rows.len() - found);
+            rows.retain(|r| live(r));
         }
-        out.extend(rows.refs.iter().filter(|r| live(r)).map(|(s, _)| *s));
     }
 
     /// A kept row.
@@ -222,20 +207,24 @@ impl JoinRows {
         let kept = self.slots.get_mut(slot as usize)?.kept.take()?;
         self.free.push(slot);
         self.live -= 1;
-        if let Some(rows) = self.index.get_mut(kept.key.as_slice()) {
-            rows.live -= 1;
-            if rows.live == 0 {
-                self.index.remove(kept.key.as_slice());
-            } else if rows.refs.len() > 2 * rows.live + 8 {
-                // a key that keeps rows but is never probed: drop its stale references here
-                let slots = &self.slots;
-                rows.refs.retain(|(slot, generation)| {
-                    slots.get(*slot as usize).is_some_and(|s| s.generation == *generation && s.kept.is_some())
-                });
-            }
-        }
+        self.stale += 1;
         self.unref_block(kept.block, 1);
+        if self.stale > self.live.max(4096) {
+            self.sweep();
+        }
         Some(kept)
+    }
+
+    /// Drop every stale reference from the index, and the keys left without rows.
+    fn sweep(&mut self) {
+        let slots = &self.slots;
+        self.index.retain(|_, rows| {
+            rows.retain(|(slot, generation)| {
+                slots.get(*slot as usize).is_some_and(|s| s.generation == *generation && s.kept.is_some())
+            });
+            !rows.is_empty()
+        });
+        self.stale = 0;
     }
 
     /// The slot of a kept row equal to row `i` of `e` under `key` (what a retraction takes
