@@ -231,6 +231,21 @@ impl JoinOp {
                 continue;
             }
             let kind = input.kind(i);
+            let key = keys.row(i);
+            // a retraction takes back the matches of a row this side kept; a row it no longer
+            // keeps (forgotten by the TTL) has matches nobody knows: nothing to take back
+            let mut taken = None;
+            if kind.is_retraction() && stores_side && !null_key[i] {
+                if let Some(own) = &own {
+                    taken = self.rows[side].find_equal(key.as_ref(), own, i);
+                }
+                if taken.is_none() {
+                    while c < probe.len() && probe[c] as usize == i {
+                        c += 1;
+                    }
+                    continue;
+                }
+            }
             let mut matches = 0u32;
             while c < probe.len() && probe[c] as usize == i {
                 if passed[c] {
@@ -238,12 +253,16 @@ impl JoinOp {
                     if left_outer && side == RIGHT {
                         if let Some(k) = self.rows[LEFT].get_mut(stored[c]) {
                             if kind.is_retraction() {
-                                k.matches = k.matches.saturating_sub(1);
-                                outs.push(Out::Pair(c));
-                                kinds.push(kind);
-                                if regular && k.matches == 0 {
-                                    outs.push(Out::NullPaddedCandidate(c));
-                                    kinds.push(RowKind::Insert);
+                                // a pair never emitted (the left row came after this one was
+                                // forgotten, or never matched it) is not taken back
+                                if k.matches > 0 {
+                                    k.matches -= 1;
+                                    outs.push(Out::Pair(c));
+                                    kinds.push(kind);
+                                    if regular && k.matches == 0 {
+                                        outs.push(Out::NullPaddedCandidate(c));
+                                        kinds.push(RowKind::Insert);
+                                    }
                                 }
                             } else {
                                 if regular && k.matches == 0 {
@@ -263,15 +282,12 @@ impl JoinOp {
                 }
                 c += 1;
             }
-            let key = keys.row(i);
             let keeps = stores_side && !null_key[i];
             let row_until = until.as_ref().map(|u| u[i]);
             let expired = row_until.is_some_and(|u| u < self.watermark);
             if kind.is_retraction() {
-                if let (true, Some(own)) = (keeps, &own) {
-                    if let Some(slot) = self.rows[side].find_equal(key.as_ref(), own, i) {
-                        self.rows[side].remove(slot);
-                    }
+                if let Some(slot) = taken {
+                    self.rows[side].remove(slot);
                 }
                 if left_outer && side == LEFT && matches == 0 {
                     outs.push(Out::NullPaddedIncoming(i));

@@ -95,7 +95,8 @@ impl JoinRows {
     pub fn encode(&mut self, columns: &[ArrayRef]) -> Result<Encoded> {
         let rows = self.converter.convert_columns(columns)?;
         self.bytes += rows.size();
-        let block = Some(Block { rows, live: 0 });
+        // the encoded batch holds a reference until it is released
+        let block = Some(Block { rows, live: 1 });
         let id = match self.free_blocks.pop() {
             Some(b) => {
                 self.blocks[b as usize] = block;
@@ -116,12 +117,12 @@ impl JoinRows {
 
     /// Done inserting from an encoded batch: free it if no row of it is kept.
     pub fn release(&mut self, e: Encoded) {
-        self.unref_block(e.block, 0);
+        self.unref_block(e.block);
     }
 
-    fn unref_block(&mut self, block: u32, by: usize) {
+    fn unref_block(&mut self, block: u32) {
         if let Some(Some(b)) = self.blocks.get_mut(block as usize) {
-            b.live -= by;
+            b.live = b.live.saturating_sub(1);
             if b.live == 0 {
                 self.bytes = self.bytes.saturating_sub(b.rows.size());
                 self.blocks[block as usize] = None;
@@ -208,7 +209,7 @@ impl JoinRows {
         self.free.push(slot);
         self.live -= 1;
         self.stale += 1;
-        self.unref_block(kept.block, 1);
+        self.unref_block(kept.block);
         if self.stale > self.live.max(4096) {
             self.sweep();
         }

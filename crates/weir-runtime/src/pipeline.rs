@@ -340,6 +340,8 @@ struct TreeBuilder<'a> {
     whole_rows: bool,
     many: bool,
     first: Vec<usize>,
+    /// Sources without an event-time watermark.
+    unwatermarked: Vec<usize>,
 }
 
 impl TreeBuilder<'_> {
@@ -353,6 +355,9 @@ impl TreeBuilder<'_> {
                     .next()
                     .ok_or_else(|| RuntimeError::Internal("fewer sources than the plan reads".into()))?;
                 let cols = input_columns(node, self.whole_rows)?;
+                if cols.watermark.is_none() {
+                    self.unwatermarked.push(index);
+                }
                 let mut driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(self.metrics))
                     .with_operator_metrics(self.metrics.register("Source", place));
                 if self.many {
@@ -469,6 +474,7 @@ impl Pipeline {
             whole_rows: plan.late_rows.is_some(),
             many: expected > 1,
             first: Vec::new(),
+            unwatermarked: Vec::new(),
         };
         let (root, sources) = tree.input(&plan.input)?;
         // one table: a union of one, so an idle timeout behaves as it always has
@@ -482,11 +488,13 @@ impl Pipeline {
             other => other,
         };
         let ops = tree.ops(&plan.ops)?;
+        // read the lowest watermark first only if every input read alongside has one (an input
+        // without would always look lowest, and starve the others)
+        let aligned = has_join(&plan.input) && tree.unwatermarked.iter().all(|i| tree.first.contains(i));
         let (drivers, first) = (tree.drivers, tree.first);
         let changelog = plan.is_updating().then(|| sink_schema(plan));
         let clock = plan.first_source().processing_time.then_some(clock);
         let chain = Chain { ops, sink, metrics, changelog, late_rows: None, report_watermark: expected > 1 };
-        let aligned = has_join(&plan.input);
         Ok(Self { drivers, root, chain, clock, first, aligned })
     }
 

@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 
+use datafusion_common::arrow::datatypes::{DataType, TimeUnit};
 use datafusion_common::tree_node::{Transformed, TreeNode};
 use datafusion_common::{Column, DFSchema};
 use datafusion_expr::logical_plan::{Aggregate, Join, JoinType as DfJoinType, LogicalPlan};
@@ -43,8 +44,14 @@ enum Side {
 /// Columns of a branch's output that hold event times, each with the offset that turns its
 /// value into the branch's time (the time the watermark is compared with).
 pub(crate) fn time_columns(b: &Branch) -> Vec<(usize, i64)> {
+    branch_times(b, true)
+}
+
+/// [`time_columns`]; `sources`: start from the source's watermark column (else only a window
+/// aggregate's bounds count).
+fn branch_times(b: &Branch, sources: bool) -> Vec<(usize, i64)> {
     let mut cols: Vec<(usize, i64)> = match &b.input {
-        PlanInput::Source(s) if !s.processing_time => s
+        PlanInput::Source(s) if sources && !s.processing_time => s
             .table
             .watermark
             .as_ref()
@@ -94,18 +101,42 @@ pub(crate) fn time_columns(b: &Branch) -> Vec<(usize, i64)> {
     cols
 }
 
-/// A column of one side plus a constant interval: `t`, `t + INTERVAL '1' SECOND`, `t - …`.
+/// A TIMESTAMP column of one side plus a constant interval: `t`, `t + INTERVAL '1' SECOND`,
+/// `t - …`, through casts between timestamps that lose nothing.
 fn column_plus(e: &Expr, left: &DFSchema, right: &DFSchema) -> Option<(Side, usize, i64)> {
     match e {
-        Expr::Column(c) => side_column(c, left, right).map(|(s, i)| (s, i, 0)),
-        Expr::Cast(c) => column_plus(&c.expr, left, right),
+        Expr::Column(c) => {
+            let (side, i) = side_column(c, left, right)?;
+            let schema = if side == Side::Left { left } else { right };
+            matches!(schema.field(i).data_type(), DataType::Timestamp(_, _)).then_some((side, i, 0))
+        }
+        Expr::Cast(c) => {
+            let (side, i, off) = column_plus(&c.expr, left, right)?;
+            let schema = if side == Side::Left { left } else { right };
+            match (schema.field(i).data_type(), c.field.data_type()) {
+                (DataType::Timestamp(from, _), DataType::Timestamp(to, _)) if unit_rank(to) >= unit_rank(from) => {
+                    Some((side, i, off))
+                }
+                _ => None,
+            }
+        }
         Expr::BinaryExpr(BinaryExpr { left: l, op: op @ (Operator::Plus | Operator::Minus), right: r }) => {
             let (side, i, off) = column_plus(l, left, right)?;
             let Expr::Literal(v, _) = r.as_ref() else { return None };
             let n = fixed_interval_nanos(v).ok()?;
-            Some((side, i, if *op == Operator::Plus { off + n } else { off - n }))
+            Some((side, i, if *op == Operator::Plus { off.checked_add(n)? } else { off.checked_sub(n)? }))
         }
         _ => None,
+    }
+}
+
+/// Finer units rank higher (a cast to a finer unit loses nothing).
+fn unit_rank(u: &TimeUnit) -> u8 {
+    match u {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 1,
+        TimeUnit::Microsecond => 2,
+        TimeUnit::Nanosecond => 3,
     }
 }
 
@@ -153,7 +184,9 @@ impl PipelineBuilder<'_> {
     pub(crate) fn cascaded_window_aggregate(&self, agg: &Aggregate) -> Result<Option<StreamOp>> {
         let Some(input) = &self.input else { return Ok(None) };
         let branch = Branch { input: input.clone(), ops: self.ops.clone() };
-        let times = time_columns(&branch);
+        // a window's bound (a source's own time column is no window: rows at the watermark are
+        // on time there, and would be late for a window ending at it)
+        let times = branch_times(&branch, false);
         let mut found: Option<(&Expr, i64)> = None;
         for g in &agg.group_expr {
             let Expr::Column(c) = g else { continue };
@@ -277,7 +310,8 @@ impl PipelineBuilder<'_> {
             // a ≤ b, with a's column a time of its side: the other side's row can match
             // rows of a's side up to the time b computes from it
             let Some(ta) = time_of(sa, ca) else { continue };
-            let until = RowTime { column: cb, offset_nanos: ob - oa + ta };
+            let Some(offset_nanos) = ob.checked_sub(oa).and_then(|o| o.checked_add(ta)) else { continue };
+            let until = RowTime { column: cb, offset_nanos };
             let slot = if sb == Side::Left { &mut left_until } else { &mut right_until };
             if slot.is_none() {
                 *slot = Some(until);

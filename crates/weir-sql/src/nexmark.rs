@@ -279,6 +279,12 @@ impl NexmarkOptions {
         }
         let out_of_order_group =
             opts.get("out_of_order_group").map(|v| integer(name, "out_of_order_group", v, 1)).transpose()?.unwrap_or(1);
+        // the shuffle multiplies by 953 (a prime): a multiple of it would not be a permutation
+        if out_of_order_group % 953 == 0 {
+            return Err(format!(
+                "table '{name}': option 'out_of_order_group' must not be a multiple of 953, got {out_of_order_group}"
+            ));
+        }
         let base_time_ms = match opts.get("base_time").map(|v| v.trim()) {
             Some(v) if v.eq_ignore_ascii_case("now") => None,
             Some(v) => Some(string_to_timestamp_nanos(v).map(|n| n.div_euclid(1_000_000)).map_err(|_| {
@@ -326,6 +332,7 @@ mod tests {
         assert!(err(&[("table", "bid"), ("events", "-3")]).contains("'events'"));
         assert!(err(&[("table", "bid"), ("speed", "1")]).contains("unknown option 'speed'"));
         assert!(err(&[("table", "bid"), ("base_time", "yesterday")]).contains("'base_time' must be a timestamp"));
+        assert!(err(&[("table", "bid"), ("out_of_order_group", "1906")]).contains("multiple of 953"));
         assert!(check_setting("rate", "x").unwrap_err().message.contains("nexmark.rate"));
         assert!(check_setting("table", "bid").is_err());
         assert_eq!(check_setting("max-emit-speed", "false").unwrap(), "max_emit_speed");

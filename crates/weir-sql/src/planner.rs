@@ -289,7 +289,7 @@ impl Planner {
             ));
         }
         let mut ops = builder.ops;
-        let updating = ops.iter().any(StreamOp::emits_changelog);
+        let updating = input.is_updating() || ops.iter().any(StreamOp::emits_changelog);
         if let SinkNode::Table(def) = &sink {
             if updating && !def.option("changelog").is_some_and(|v| v.eq_ignore_ascii_case("rows")) {
                 return Err(SqlError::plan(format!(
@@ -573,7 +573,7 @@ impl PipelineBuilder<'_> {
             LogicalPlan::SubqueryAlias(a) => self.convert(&a.input),
             LogicalPlan::Aggregate(agg) => {
                 self.convert(&agg.input)?;
-                let retracting = self.ops.iter().any(StreamOp::emits_changelog);
+                let retracting = self.is_updating();
                 if retracting && groups_by_window(agg) {
                     return Err(SqlError::not_supported("a window over an updating result").with_hint(
                         "windows need append-only input: aggregate the windows first, or drop the inner GROUP BY",
@@ -606,7 +606,7 @@ impl PipelineBuilder<'_> {
                     }
                 };
                 self.convert(&w.input)?;
-                let updating = self.ops.iter().any(StreamOp::emits_changelog);
+                let updating = self.is_updating();
                 let check_time = |time: &Expr, plan: &LogicalPlan| self.check_time_column(time, plan);
                 let op = plan_rank(w, limit, updating, self.state_ttl(), &check_time)?;
                 if let StreamOp::Rank(Rank { kind: RankKind::WindowTopN { judge_lateness: true, .. }, .. }) = &op {
@@ -635,6 +635,12 @@ impl PipelineBuilder<'_> {
             allowed_lateness_nanos: self.first_source().map(|s| allowed_lateness(&s.table, self.settings)).unwrap_or(0),
             early: emit_early(self.settings),
         }
+    }
+
+    /// Whether the rows at this point are a changelog (from an operator, or from the input:
+    /// a join over a changelog, or a regular left join).
+    pub(crate) fn is_updating(&self) -> bool {
+        self.input.as_ref().is_some_and(PlanInput::is_updating) || self.ops.iter().any(StreamOp::emits_changelog)
     }
 
     /// The first table read below this point.

@@ -85,7 +85,7 @@ impl Generator {
             if limit_ms != i64::MAX && t.timestamp_ms(n) >= limit_ms {
                 break;
             }
-            let adjusted = t.adjust(n);
+            let adjusted = t.adjust(n, end);
             let id = self.split.first_event_id + adjusted as i64;
             if kind_of(id) == self.kind {
                 self.columns.push(self.kind, id, adjusted, &t);

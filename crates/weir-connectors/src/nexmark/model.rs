@@ -154,13 +154,15 @@ impl Timeline {
         Self { base_ms, delay_us: 1e6 / rate as f64 * f64::from(splits), group: group.max(1) }
     }
 
-    /// The event number whose event event number `n` is: a fixed shuffle within each group.
-    pub fn adjust(&self, n: u64) -> u64 {
+    /// The event number whose event event number `n` is: a fixed shuffle within each group
+    /// (a last group cut short by `end` is left in order, so no event leaves the range).
+    pub fn adjust(&self, n: u64, end: u64) -> u64 {
         let g = self.group;
-        if g == 1 {
+        let start = (n / g) * g;
+        if g == 1 || start.saturating_add(g) > end {
             n
         } else {
-            (n / g) * g + ((n % g) * (953 % g)) % g
+            start + ((n % g) * (953 % g)) % g
         }
     }
 
@@ -253,10 +255,12 @@ mod tests {
         let two = Timeline::new(0, 10_000, 2, 1);
         assert_eq!(two.timestamp_ms(5_000), 1_000, "two generators share one timeline");
         let g = Timeline::new(0, 10_000, 1, 50);
-        let mut shuffled: Vec<u64> = (100..150).map(|n| g.adjust(n)).collect();
+        let mut shuffled: Vec<u64> = (100..150).map(|n| g.adjust(n, u64::MAX)).collect();
         assert_ne!(shuffled, (100..150).collect::<Vec<_>>());
         shuffled.sort_unstable();
         assert_eq!(shuffled, (100..150).collect::<Vec<_>>(), "a permutation within the group");
+        // a group cut short by the end of the input stays in order
+        assert_eq!((100..120).map(|n| g.adjust(n, 120)).collect::<Vec<_>>(), (100..120).collect::<Vec<_>>());
         // auctions last about the time 1666 events take: 166 ms at 10 000/s
         let mut rng = fastrand::Rng::with_seed(1);
         let lengths: Vec<i64> = (0..1000).map(|_| t.auction_length_ms(0, &mut rng)).collect();
