@@ -11,7 +11,6 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use proptest::prelude::*;
@@ -21,19 +20,6 @@ use weir_sql::{Planned, Planner};
 
 mod common;
 use common::*;
-
-fn batches(rows: &[Row], cuts: &[usize]) -> Vec<Vec<Row>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for &c in cuts.iter().chain(std::iter::once(&rows.len())) {
-        let c = c.min(rows.len());
-        if c > start {
-            out.push(rows[start..c].to_vec());
-            start = c;
-        }
-    }
-    out
-}
 
 /// The rows an interval join accepts: those not behind the join's watermark (the lower of
 /// the inputs' `max(time) - delay`, an ended input counting as +∞) when their batch comes.
@@ -71,14 +57,6 @@ fn accepted(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64) -> [Vec<Row
         }
     }
     out
-}
-
-struct Batches(std::vec::IntoIter<RecordBatch>);
-
-impl Source for Batches {
-    fn next_batch(&mut self) -> weir_runtime::Result<Option<RecordBatch>> {
-        Ok(self.0.next())
-    }
 }
 
 fn run_two(inputs: [&[Row]; 2], cuts: [&[usize]; 2], script: &str) -> Vec<String> {

@@ -18,20 +18,6 @@ use weir_sql::{Planned, Planner};
 mod common;
 use common::*;
 
-/// The rows of each input cut into batches.
-fn batches(rows: &[Row], cuts: &[usize]) -> Vec<Vec<Row>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for &c in cuts.iter().chain(std::iter::once(&rows.len())) {
-        let c = c.min(rows.len());
-        if c > start {
-            out.push(rows[start..c].to_vec());
-            start = c;
-        }
-    }
-    out
-}
-
 /// Replays the pipeline's turns (one batch of each input in turn; an exhausted input's
 /// watermark becomes +∞) and returns each input's accepted rows for tumbling windows of
 /// `size_ms`.
@@ -66,15 +52,6 @@ fn accepted_union(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64, size_
         }
     }
     accepted
-}
-
-/// Hands out pre-cut batches.
-struct Batches(std::vec::IntoIter<datafusion::arrow::array::RecordBatch>);
-
-impl Source for Batches {
-    fn next_batch(&mut self) -> weir_runtime::Result<Option<datafusion::arrow::array::RecordBatch>> {
-        Ok(self.0.next())
-    }
 }
 
 fn run_union(inputs: [&[Row]; 2], cuts: [&[usize]; 2], script: &str) -> Vec<String> {

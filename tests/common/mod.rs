@@ -326,3 +326,26 @@ pub fn session_pairs(rows: &[Row], delay_ms: i64, gap: i64, keyed: bool, latenes
     }
     out
 }
+
+/// The rows of an input cut into batches at `cuts`.
+pub fn batches(rows: &[Row], cuts: &[usize]) -> Vec<Vec<Row>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &c in cuts.iter().chain(std::iter::once(&rows.len())) {
+        let c = c.min(rows.len());
+        if c > start {
+            out.push(rows[start..c].to_vec());
+            start = c;
+        }
+    }
+    out
+}
+
+/// Hands out pre-cut batches.
+pub struct Batches(pub std::vec::IntoIter<RecordBatch>);
+
+impl Source for Batches {
+    fn next_batch(&mut self) -> weir_runtime::Result<Option<RecordBatch>> {
+        Ok(self.0.next())
+    }
+}

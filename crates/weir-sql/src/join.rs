@@ -249,19 +249,8 @@ impl PipelineBuilder<'_> {
                     .with_hint("weir joins streams with INNER JOIN and LEFT JOIN; swap the inputs of a RIGHT JOIN"))
             }
         };
-        let mut branches = Vec::with_capacity(2);
-        for input in [&j.left, &j.right] {
-            let mut b = PipelineBuilder::new(self.catalog, self.settings);
-            b.convert(input)?;
-            self.processing_time.set(self.processing_time.get() || b.processing_time.get());
-            self.event_time.set(self.event_time.get() || b.event_time.get());
-            let Some(input) = b.input else {
-                return Err(SqlError::not_supported("a join input without a table"));
-            };
-            branches.push(Branch { input, ops: b.ops });
-        }
-        let right = branches.pop().expect("two inputs");
-        let left = branches.pop().expect("two inputs");
+        let left = self.join_input(&j.left)?;
+        let right = self.join_input(&j.right)?;
         let (ls, rs) = (Arc::clone(j.left.schema()), Arc::clone(j.right.schema()));
 
         // the condition: equi-keys, and the rest as a filter over the joined row
@@ -358,6 +347,18 @@ impl PipelineBuilder<'_> {
         };
         self.input = Some(PlanInput::Join(Box::new(JoinNode { left, right, join })));
         Ok(())
+    }
+
+    /// One input of a join, planned as a branch of its own.
+    fn join_input(&self, input: &LogicalPlan) -> Result<Branch> {
+        let mut b = PipelineBuilder::new(self.catalog, self.settings);
+        b.convert(input)?;
+        self.processing_time.set(self.processing_time.get() || b.processing_time.get());
+        self.event_time.set(self.event_time.get() || b.event_time.get());
+        let Some(input) = b.input else {
+            return Err(SqlError::not_supported("a join input without a table"));
+        };
+        Ok(Branch { input, ops: b.ops })
     }
 
     /// The state TTL of a regular join: a table option of either input, else the session's.

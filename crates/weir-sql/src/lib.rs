@@ -55,6 +55,7 @@ mod planner;
 mod provider;
 mod rank;
 mod rewrite;
+mod sink;
 mod tvf;
 mod union;
 pub mod window_fn;

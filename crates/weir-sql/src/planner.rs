@@ -9,10 +9,9 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion_common::arrow::compute::can_cast_types;
 use datafusion_common::arrow::datatypes::{DataType, TimeUnit};
 use datafusion_common::config::ConfigOptions;
-use datafusion_common::{Column, DFSchema, DFSchemaRef};
+use datafusion_common::{DFSchema, DFSchemaRef};
 use datafusion_expr::logical_plan::Aggregate;
 use datafusion_expr::{Expr, LogicalPlan};
 use datafusion_optimizer::analyzer::Analyzer;
@@ -40,6 +39,7 @@ use crate::plan::{
 use crate::provider::{FunctionRegistry, Provider};
 use crate::rank::{plan_rank, row_number_bound};
 use crate::rewrite::rewrite_group_windows;
+use crate::sink::sink_projection;
 use crate::window_fn::fixed_interval_nanos;
 
 /// The outcome of planning one statement.
@@ -435,45 +435,6 @@ pub fn arrow_type(t: &SqlType) -> Result<DataType> {
         }
         other => return Err(SqlError::not_supported(format!("the column type {other}"))),
     })
-}
-
-/// Cast/rename the query's columns to the sink's declared columns, by position.
-fn sink_projection(def: &TableDef, input: &Arc<DFSchema>) -> Result<Option<StreamOp>> {
-    let Some(target) = &def.schema else {
-        return Ok(None);
-    };
-    if target.fields().len() != input.fields().len() {
-        return Err(SqlError::plan(format!(
-            "INSERT INTO {}: the query produces {} columns but the table has {} ({})",
-            def.name,
-            input.fields().len(),
-            target.fields().len(),
-            def.columns_text()
-        )));
-    }
-    let mut exprs = Vec::new();
-    for (i, (tf, (q, f))) in target.fields().iter().zip(input.iter()).enumerate() {
-        let col = Expr::Column(Column::from((q, f)));
-        if !can_cast_types(f.data_type(), tf.data_type()) {
-            return Err(SqlError::plan(format!(
-                "INSERT INTO {}: column {} ('{}') is {} but the query gives {} ('{}')",
-                def.name,
-                i + 1,
-                tf.name(),
-                crate::catalog::sql_type_name(tf.data_type()),
-                crate::catalog::sql_type_name(f.data_type()),
-                f.name()
-            )));
-        }
-        let e = if f.data_type() == tf.data_type() {
-            col
-        } else {
-            Expr::Cast(datafusion_expr::Cast::new(Box::new(col), tf.data_type().clone()))
-        };
-        exprs.push(e.alias(tf.name()));
-    }
-    let output = DFSchema::try_from(Arc::clone(target)).map_err(SqlError::from)?;
-    Ok(Some(StreamOp::Project { exprs, input_schema: Arc::clone(input), output_schema: Arc::new(output) }))
 }
 
 /// Turns a logical plan into pipeline operators, bottom up.
