@@ -17,6 +17,7 @@
 
 mod bench;
 mod prometheus;
+mod recovery;
 mod report;
 mod session;
 mod shell;
@@ -107,6 +108,8 @@ struct RunArgs {
     /// Serve the running query's metrics in the Prometheus text format at this address.
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    checkpoints: recovery::CheckpointArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -286,7 +289,7 @@ fn explain(args: &ScriptArgs, json: bool) -> Result<ExitCode, ExitCode> {
 }
 
 fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
-    let RunArgs { format, batch_size, quiet, explain_analyze: analyze_all, metrics_addr } = *options;
+    let RunArgs { format, batch_size, quiet, explain_analyze: analyze_all, metrics_addr, ref checkpoints } = *options;
     let mut settings = command_line_settings(args)?;
     if let Some(n) = batch_size {
         if n == 0 {
@@ -312,12 +315,13 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
                 }
             }
             Planned::Query(plan) | Planned::Insert(plan) | Planned::ExplainAnalyze(plan) => {
-                let ctx = connector_context(&current, script.base_dir.clone());
+                let mut ctx = connector_context(&current, script.base_dir.clone());
+                ctx.checkpointing = checkpoints.enabled() && analyze != Analyze::Instead;
                 if let Err(e) = validate(&plan, &ctx) {
                     eprintln!("error: {e}");
                     return Err(ExitCode::from(EXIT_SQL));
                 }
-                jobs.push((plan, ctx, analyze));
+                jobs.push((plan, ctx, analyze, current.clone()));
             }
             Planned::Explain(plan) => {
                 println!("{plan}");
@@ -342,9 +346,20 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
     let cancel = Arc::new(AtomicBool::new(false));
     runtime.spawn(watch_signals(Arc::clone(&cancel)));
     let total = jobs.len();
-    for (i, (plan, ctx, analyze)) in jobs.into_iter().enumerate() {
+    for (i, (plan, ctx, analyze, settings)) in jobs.into_iter().enumerate() {
         let label = query_label(&plan);
         let label = if total > 1 { format!("{label} ({} of {total})", i + 1) } else { label };
+        let checkpoint = match ctx.checkpointing {
+            true => match recovery::setup(checkpoints, &settings, &plan, i, total, &label) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Err(ExitCode::from(EXIT_RUNTIME));
+                }
+            },
+            false => None,
+        };
+        let checkpointing = checkpoint.is_some();
         let started = Instant::now();
         tracing::info!(query = %label, inputs = plan.sources().len(), operators = plan.ops.len(), "query starting");
         if let Some(e) = &mut endpoint {
@@ -353,7 +368,8 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
         let status = Arc::new(StatusLine::default());
         let progress = Progress::start(Arc::clone(&status), Arc::clone(&ctx.metrics), !quiet);
         let discard = analyze == Analyze::Instead;
-        let result = runtime.block_on(run_plan(&plan, format, &ctx, status, discard, Arc::clone(&cancel)));
+        let job = Job { plan: &plan, format, ctx: &ctx, discard, checkpoint };
+        let result = runtime.block_on(run_plan(job, status, Arc::clone(&cancel)));
         progress.stop();
         if let Some(e) = &endpoint {
             e.refresh();
@@ -378,6 +394,12 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
             Analyze::No => {}
         }
         if cancel.load(Ordering::Relaxed) {
+            if checkpointing {
+                eprintln!(
+                    "weir: stopped after checkpoint {}: run the same command to resume",
+                    Metrics::get(&ctx.metrics.checkpoint_last_id)
+                );
+            }
             break;
         }
     }
@@ -404,16 +426,24 @@ enum Analyze {
     Instead,
 }
 
-async fn run_plan(
-    plan: &StreamPlan,
+/// One query of `weir run`, ready to start.
+struct Job<'a> {
+    plan: &'a StreamPlan,
     format: OutputFormat,
-    ctx: &ConnectorContext,
-    status: Arc<StatusLine>,
+    ctx: &'a ConnectorContext,
+    /// Rows go nowhere (`EXPLAIN ANALYZE`).
     discard: bool,
-    cancel: Arc<AtomicBool>,
-) -> weir_runtime::Result<()> {
+    checkpoint: Option<weir_runtime::checkpoint::CheckpointConfig>,
+}
+
+async fn run_plan(job: Job<'_>, status: Arc<StatusLine>, cancel: Arc<AtomicBool>) -> weir_runtime::Result<()> {
+    let Job { plan, format, ctx, discard, checkpoint } = job;
     let sink = query_sink(plan, format, ctx, &status, discard)?;
-    build_pipeline(plan, sink, ctx)?.run(cancel).await
+    let mut pipeline = build_pipeline(plan, sink, ctx)?;
+    if let Some(config) = checkpoint {
+        pipeline = pipeline.with_checkpoints(config, plan.to_string())?;
+    }
+    pipeline.run(cancel).await
 }
 
 /// Ctrl-C or SIGTERM: stop reading, flush the sinks, exit. A source blocked waiting for input

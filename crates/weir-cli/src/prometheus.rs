@@ -85,6 +85,10 @@ fn describe(r: &PrometheusRecorder) {
     c("weir_bad_rows_skipped_total", "Malformed input rows skipped");
     c("weir_windows_fired_total", "Windows emitted");
     c("weir_keys_expired_total", "Keys forgotten after the state TTL");
+    c("weir_checkpoints_total", "Checkpoints completed");
+    d("weir_checkpoint_last_duration_seconds", "How long the last checkpoint took");
+    d("weir_checkpoint_last_bytes", "Bytes the last checkpoint wrote");
+    d("weir_checkpoint_last_id", "The number of the last completed checkpoint");
     d("weir_open_windows", "Windows holding state");
     d("weir_watermark_seconds", "The query's watermark (seconds since the epoch)");
     d("weir_watermark_lag_seconds", "How far the watermark trails the wall clock");
@@ -134,6 +138,10 @@ fn publish(r: &PrometheusRecorder, w: &Watched) {
     counter("weir_bad_rows_skipped_total", q, Metrics::get(&m.bad_rows_skipped));
     counter("weir_windows_fired_total", q, Metrics::get(&m.windows_fired));
     counter("weir_keys_expired_total", q, Metrics::get(&m.expired_keys));
+    counter("weir_checkpoints_total", q, Metrics::get(&m.checkpoints));
+    gauge("weir_checkpoint_last_duration_seconds", q, Metrics::get(&m.checkpoint_last_nanos) as f64 / 1e9);
+    gauge("weir_checkpoint_last_bytes", q, Metrics::get(&m.checkpoint_last_bytes) as f64);
+    gauge("weir_checkpoint_last_id", q, Metrics::get(&m.checkpoint_last_id) as f64);
     gauge("weir_open_windows", q, Metrics::get(&m.open_windows) as f64);
     if let Some((at, lag)) = watermark_seconds(m.watermark.load(Ordering::Relaxed)) {
         gauge("weir_watermark_seconds", q, at);

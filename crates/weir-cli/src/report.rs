@@ -81,6 +81,16 @@ pub fn summary(label: &str, metrics: &Arc<Metrics>, elapsed: Duration) -> String
     if expired > 0 {
         parts.push(format!("{expired} keys expired (state TTL)"));
     }
+    let checkpoints = Metrics::get(&metrics.checkpoints);
+    if checkpoints > 0 {
+        parts.push(format!(
+            "{checkpoints} checkpoints (last: #{}, {:.1} ms, {}; {:.1} ms in all)",
+            Metrics::get(&metrics.checkpoint_last_id),
+            Metrics::get(&metrics.checkpoint_last_nanos) as f64 / 1e6,
+            human_bytes(Metrics::get(&metrics.checkpoint_last_bytes)),
+            Metrics::get(&metrics.checkpoint_total_nanos) as f64 / 1e6,
+        ));
+    }
     parts.push(format!("{:.3} s ({} rows/s)", secs, human_rate(rows_in as f64 / secs)));
     if let Some(peak) = peak_memory_bytes() {
         parts.push(format!("peak memory {} MiB", peak / (1024 * 1024)));

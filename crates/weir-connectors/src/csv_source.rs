@@ -32,6 +32,18 @@ pub struct CsvSource {
     scratch: Vec<Value<'static>>,
     header_len: usize,
     done: bool,
+    /// To read the file again from a checkpoint's position.
+    options: FileOptions,
+    /// Where the current reader started (byte, line - 1), after a seek.
+    base: (u64, u64),
+}
+
+/// Where a CSV source is: the byte and line of the next record.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CsvPosition {
+    byte: u64,
+    line: u64,
+    done: bool,
 }
 
 impl CsvSource {
@@ -83,7 +95,13 @@ impl CsvSource {
             scratch: Vec::new(),
             header_len: header.len(),
             done: false,
+            options: options.clone(),
+            base: (0, 0),
         })
+    }
+
+    fn line(&self, line: u64) -> u64 {
+        self.base.1 + line
     }
 
     /// Parse the current record into `scratch`; on failure say why.
@@ -136,7 +154,7 @@ impl Source for CsvSource {
                     break;
                 }
                 Err(e) => {
-                    let line = e.position().map(|p| p.line()).unwrap_or(0);
+                    let line = self.line(e.position().map(|p| p.line()).unwrap_or(0));
                     return Err(RuntimeError::Source(format!("{}:{line}: {e}", self.display)));
                 }
             }
@@ -158,7 +176,7 @@ impl Source for CsvSource {
                     rows += 1;
                 }
                 Err(why) => {
-                    let line = self.record.position().map(|p| p.line()).unwrap_or(0);
+                    let line = self.line(self.record.position().map(|p| p.line()).unwrap_or(0));
                     match self.policy {
                         BadRowPolicy::Fail => {
                             return Err(RuntimeError::Source(format!(
@@ -177,6 +195,27 @@ impl Source for CsvSource {
         let arrays = self.buffers.iter_mut().map(ColumnBuffer::finish).collect::<std::result::Result<Vec<_>, _>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         Ok(Some(RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &options)?))
+    }
+
+    /// The byte and line of the next record (files only).
+    fn position(&self) -> Option<serde_json::Value> {
+        self.options.path.as_ref()?;
+        let p = self.reader.position();
+        let position = CsvPosition { byte: self.base.0 + p.byte(), line: self.line(p.line()), done: self.done };
+        serde_json::to_value(position).ok()
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let p: CsvPosition = weir_runtime::checkpoint::from_json(position, &self.display)?;
+        let file = self.options.open_at(p.byte).map_err(RuntimeError::Source)?;
+        self.reader = csv::ReaderBuilder::new()
+            .delimiter(self.options.delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(BufReader::with_capacity(1 << 20, file));
+        self.base = (p.byte, p.line.saturating_sub(1));
+        self.done = p.done;
+        Ok(())
     }
 }
 

@@ -25,6 +25,18 @@ pub struct JsonSource {
     metrics: Arc<Metrics>,
     line: Vec<u8>,
     line_number: u64,
+    /// Bytes read so far (where the next line starts).
+    byte: u64,
+    done: bool,
+    /// To read the file again from a checkpoint's position.
+    options: FileOptions,
+}
+
+/// Where a JSON source is: the byte where the next line starts, and that line's number - 1.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JsonPosition {
+    byte: u64,
+    line: u64,
     done: bool,
 }
 
@@ -52,7 +64,9 @@ impl JsonSource {
             metrics,
             line: Vec::new(),
             line_number: 0,
+            byte: 0,
             done: false,
+            options: options.clone(),
         })
     }
 }
@@ -120,6 +134,7 @@ impl Source for JsonSource {
                 self.done = true;
                 break;
             }
+            self.byte += n as u64;
             self.line_number += 1;
             let Ok(text) = std::str::from_utf8(&self.line) else {
                 self.bad_row("the line is not valid UTF-8".to_string())?;
@@ -152,5 +167,20 @@ impl Source for JsonSource {
         let arrays = self.buffers.iter_mut().map(ColumnBuffer::finish).collect::<std::result::Result<Vec<_>, _>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         Ok(Some(RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &options)?))
+    }
+
+    /// The byte and line where the next line starts (files only).
+    fn position(&self) -> Option<serde_json::Value> {
+        self.options.path.as_ref()?;
+        let position = JsonPosition { byte: self.byte, line: self.line_number, done: self.done };
+        serde_json::to_value(position).ok()
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let p: JsonPosition = weir_runtime::checkpoint::from_json(position, &self.display)?;
+        let file = self.options.open_at(p.byte).map_err(RuntimeError::Source)?;
+        self.reader = BufReader::with_capacity(1 << 20, file);
+        (self.byte, self.line_number, self.done) = (p.byte, p.line, p.done);
+        Ok(())
     }
 }

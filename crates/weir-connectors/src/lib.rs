@@ -21,6 +21,7 @@ mod json_source;
 pub mod nexmark;
 mod options;
 mod parquet_source;
+mod part_sink;
 mod sinks;
 
 use std::collections::HashMap;
@@ -43,6 +44,7 @@ pub use datagen::{DatagenOptions, DatagenSource};
 pub use json_source::JsonSource;
 pub use options::{BadRowPolicy, FileFormat, FileOptions};
 pub use parquet_source::ParquetSource;
+pub use part_sink::PartFileSink;
 pub use sinks::{CollectSink, DiscardSink, FormatSink, OutputFormat, ParquetSink};
 
 /// What connectors need to know about the run.
@@ -54,12 +56,15 @@ pub struct ConnectorContext {
     pub base_dir: Option<PathBuf>,
     /// Counters (skipped bad rows are counted here).
     pub metrics: Arc<Metrics>,
+    /// The query checkpoints: file tables are written as directories of part files, each
+    /// published by the checkpoint that covers it ([`PartFileSink`]).
+    pub checkpointing: bool,
 }
 
 impl ConnectorContext {
     /// Defaults: batches of 8192 rows, paths relative to the working directory.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { batch_size: 8192, base_dir: None, metrics }
+        Self { batch_size: 8192, base_dir: None, metrics, checkpointing: false }
     }
 }
 
@@ -245,9 +250,13 @@ fn open_file_sink(t: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Re
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| RuntimeError::Sink(format!("{}: {e}", parent.display())))?;
     }
+    let label = options.display();
+    if ctx.checkpointing {
+        tracing::info!(table = %t.name, output = %path.display(), "writing part files");
+        return Ok(Box::new(PartFileSink::new(path, options.format, schema, label)?));
+    }
     let file = File::create(path).map_err(|e| RuntimeError::Sink(format!("{}: {e}", path.display())))?;
     tracing::info!(table = %t.name, output = %path.display(), "writing");
-    let label = options.display();
     let format = match options.format {
         FileFormat::Csv => OutputFormat::Csv,
         FileFormat::Json => OutputFormat::Json,

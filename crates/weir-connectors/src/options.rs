@@ -76,6 +76,25 @@ impl FileOptions {
         }
     }
 
+    /// The file, opened at byte `offset` (for a source resuming from a checkpoint). Fails for
+    /// standard input, and when the file is now shorter than `offset`.
+    pub fn open_at(&self, offset: u64) -> Result<Box<dyn std::io::Read + Send>, String> {
+        use std::io::Seek;
+        let Some(p) = &self.path else {
+            return Err("standard input cannot be read again from a saved position".into());
+        };
+        let mut file = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let len = file.metadata().map_err(|e| format!("{}: {e}", p.display()))?.len();
+        if len < offset {
+            return Err(format!(
+                "{}: the checkpoint read it up to byte {offset}, but it now has {len} bytes (was it replaced?)",
+                p.display()
+            ));
+        }
+        file.seek(std::io::SeekFrom::Start(offset)).map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(Box::new(file))
+    }
+
     /// Read and check the options of `table`. A relative path is taken from the working
     /// directory; for a source file that is not there, from `base_dir` (the directory of the
     /// SQL script) when it exists there.

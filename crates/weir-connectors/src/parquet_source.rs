@@ -20,11 +20,25 @@ pub struct ParquetSource {
     schema: SchemaRef,
     /// For each declared column, its position in the batches the reader returns.
     positions: Vec<usize>,
+    /// Rows returned so far.
+    rows: u64,
+    /// To open the file again at a checkpoint's row.
+    reopen: Reopen,
+}
+
+struct Reopen {
+    options: FileOptions,
+    batch_size: usize,
 }
 
 impl ParquetSource {
     /// Open the file of `options` for the columns of `schema`.
     pub fn open(options: &FileOptions, schema: SchemaRef, batch_size: usize) -> Result<Self> {
+        Self::open_from(options, schema, batch_size, 0)
+    }
+
+    /// Open the file, skipping its first `skip` rows.
+    fn open_from(options: &FileOptions, schema: SchemaRef, batch_size: usize, skip: u64) -> Result<Self> {
         let display = options.display();
         let err = |e: &dyn std::fmt::Display| RuntimeError::Source(format!("{display}: {e}"));
         let Some(path) = &options.path else {
@@ -46,8 +60,18 @@ impl ParquetSource {
         roots.dedup();
         let positions = indices.iter().map(|i| roots.iter().position(|r| r == i).unwrap_or_default()).collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let reader = builder.with_projection(mask).with_batch_size(batch_size.max(1)).build().map_err(|e| err(&e))?;
-        Ok(Self { reader, display, schema, positions })
+        let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
+        if skip > total {
+            return Err(err(&format!("the checkpoint read {skip} rows, but the file now has {total} (was it replaced?)")));
+        }
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(batch_size.max(1))
+            .with_offset(skip as usize)
+            .build()
+            .map_err(|e| err(&e))?;
+        let reopen = Reopen { options: options.clone(), batch_size };
+        Ok(Self { reader, display, schema, positions, rows: skip, reopen })
     }
 }
 
@@ -84,7 +108,24 @@ impl Source for ParquetSource {
                 )));
             }
         }
+        self.rows += batch.num_rows() as u64;
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         Ok(Some(RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?))
+    }
+
+    /// Rows read so far.
+    fn position(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "rows": self.rows }))
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Rows {
+            rows: u64,
+        }
+        let p: Rows = weir_runtime::checkpoint::from_json(position, &self.display)?;
+        let (options, batch_size) = (self.reopen.options.clone(), self.reopen.batch_size);
+        *self = Self::open_from(&options, Arc::clone(&self.schema), batch_size, p.rows)?;
+        Ok(())
     }
 }

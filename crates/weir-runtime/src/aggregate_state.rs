@@ -12,17 +12,17 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{ArrayRef, AsArray, BooleanArray, UInt32Array};
-use datafusion_common::arrow::compute::take;
-use datafusion_common::arrow::datatypes::SchemaRef;
-use datafusion_common::arrow::record_batch::RecordBatch;
+use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
+use datafusion_common::arrow::compute::{concat, take};
+use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt32Type};
+use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_expr::{EmitTo, GroupsAccumulator};
 use datafusion_physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion_physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion_physical_plan::aggregates::group_values::{new_group_values, GroupValues};
 use datafusion_physical_plan::aggregates::order::GroupOrdering;
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 
 /// One aggregate: the function, its argument expressions and its optional `FILTER (WHERE …)`.
 pub struct AggregateSpec {
@@ -80,6 +80,83 @@ impl Aggregates {
             })
             .collect::<datafusion_common::Result<Vec<_>>>()?;
         Ok(AggregateInput { keys, args, filters, rows: n })
+    }
+
+    /// The number of key columns and of each aggregate's state columns (the columns of a
+    /// [`Frozen`] partial).
+    pub fn layout(&self) -> Result<(usize, Vec<usize>)> {
+        let states =
+            self.specs.iter().map(|a| Ok(a.function.state_fields()?.len())).collect::<Result<Vec<_>>>()?;
+        Ok((self.key_schema.fields().len(), states))
+    }
+
+    /// Frozen partials, each tagged (e.g. with its slice), as one batch for a checkpoint:
+    /// columns `tag`, `part` (which partial), the keys, then every aggregate's state.
+    /// `None` when there are none.
+    pub fn frozen_to_batch(&self, parts: &[(i64, &Frozen)]) -> Result<Option<RecordBatch>> {
+        let Some((_, first)) = parts.first() else { return Ok(None) };
+        let width = first.keys.len() + first.states.iter().map(Vec::len).sum::<usize>();
+        let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::with_capacity(parts.len()); width];
+        let (mut tags, mut part_ids) = (Vec::new(), Vec::new());
+        for (n, (tag, f)) in parts.iter().enumerate() {
+            tags.extend(std::iter::repeat_n(*tag, f.rows));
+            part_ids.extend(std::iter::repeat_n(n as u32, f.rows));
+            for (c, a) in f.keys.iter().chain(f.states.iter().flatten()).enumerate() {
+                match columns.get_mut(c) {
+                    Some(col) => col.push(Arc::clone(a)),
+                    None => return Err(RuntimeError::Internal("partials of different shapes".into())),
+                }
+            }
+        }
+        let mut fields = vec![Field::new("tag", DataType::Int64, false), Field::new("part", DataType::UInt32, false)];
+        let mut arrays: Vec<ArrayRef> =
+            vec![Arc::new(Int64Array::from(tags)), Arc::new(UInt32Array::from(part_ids))];
+        for (c, pieces) in columns.into_iter().enumerate() {
+            let refs: Vec<&dyn Array> = pieces.iter().map(|a| a.as_ref()).collect();
+            let array = concat(&refs)?;
+            fields.push(Field::new(format!("c{c}"), array.data_type().clone(), true));
+            arrays.push(array);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(arrays[0].len()));
+        Ok(Some(RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)?))
+    }
+
+    /// The tagged partials of a batch [`Aggregates::frozen_to_batch`] made, in order.
+    pub fn frozen_from_batch(&self, batch: &RecordBatch) -> Result<Vec<(i64, Frozen)>> {
+        let (keys, states) = self.layout()?;
+        let width = 2 + keys + states.iter().sum::<usize>();
+        if batch.num_columns() != width {
+            return Err(RuntimeError::Checkpoint(format!(
+                "saved partial aggregates have {} columns, this query's have {width}",
+                batch.num_columns()
+            )));
+        }
+        let tags = batch.column(0).as_primitive_opt::<Int64Type>();
+        let parts = batch.column(1).as_primitive_opt::<UInt32Type>();
+        let (Some(tags), Some(parts)) = (tags, parts) else {
+            return Err(RuntimeError::Checkpoint("saved partial aggregates lack their tag columns".into()));
+        };
+        let mut out = Vec::new();
+        let mut start = 0;
+        let n = batch.num_rows();
+        while start < n {
+            let mut end = start + 1;
+            while end < n && parts.value(end) == parts.value(start) {
+                end += 1;
+            }
+            let len = end - start;
+            let column = |c: usize| batch.column(2 + c).slice(start, len);
+            let key_columns = (0..keys).map(column).collect();
+            let mut next = keys;
+            let mut state_columns = Vec::with_capacity(states.len());
+            for count in &states {
+                state_columns.push((next..next + count).map(column).collect());
+                next += count;
+            }
+            out.push((tags.value(start), Frozen { keys: key_columns, states: state_columns, rows: len }));
+            start = end;
+        }
+        Ok(out)
     }
 
     /// An empty partial.

@@ -22,6 +22,12 @@ pub enum RuntimeError {
     /// An error in an Arrow kernel.
     #[error("{0}")]
     Arrow(#[from] ArrowError),
+    /// A checkpoint cannot be written or read back.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// Something this version cannot do yet.
+    #[error("{0}")]
+    Unsupported(String),
     /// Anything else that should not have happened.
     #[error("internal error: {0}")]
     Internal(String),

@@ -30,6 +30,11 @@ impl Operator for FilterOp {
         "Filter"
     }
 
+    /// Stateless.
+    fn snapshot(&mut self) -> Result<crate::checkpoint::OperatorSnapshot> {
+        Ok(crate::checkpoint::OperatorSnapshot::empty())
+    }
+
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let n = input.batch.num_rows();
         let mask = self.predicate.evaluate(&input.batch)?.into_array(n)?;

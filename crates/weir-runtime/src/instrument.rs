@@ -38,6 +38,21 @@ impl Instrumented {
         Self { op, metrics: None, totals: Arc::clone(totals), sampled: None }
     }
 
+    /// The operator's name.
+    pub fn name(&self) -> &'static str {
+        self.op.name()
+    }
+
+    /// The operator's state, for a checkpoint.
+    pub fn snapshot(&mut self) -> Result<crate::checkpoint::OperatorSnapshot> {
+        self.op.snapshot()
+    }
+
+    /// Take up a state [`Instrumented::snapshot`] returned.
+    pub fn restore(&mut self, snapshot: crate::checkpoint::OperatorSnapshot) -> Result<()> {
+        self.op.restore(snapshot)
+    }
+
     fn dropped_so_far(&self) -> u64 {
         Metrics::get(&self.totals.late_rows) + Metrics::get(&self.totals.null_time_rows)
     }

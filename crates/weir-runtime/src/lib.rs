@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod aggregate_state;
+pub mod checkpoint;
 mod deduplicate;
 mod dropped;
 mod error;
@@ -36,6 +37,7 @@ mod proc_time;
 mod project;
 mod rank_rows;
 mod retract_min_max;
+mod run;
 mod session_aggregate;
 mod source;
 mod stage;

@@ -92,6 +92,16 @@ pub struct Metrics {
     pub expired_keys: AtomicU64,
     /// Current source watermark, nanoseconds.
     pub watermark: AtomicI64,
+    /// Checkpoints completed.
+    pub checkpoints: AtomicU64,
+    /// How long the last checkpoint took (from the request to the committed sink), nanoseconds.
+    pub checkpoint_last_nanos: AtomicU64,
+    /// Bytes the last checkpoint wrote.
+    pub checkpoint_last_bytes: AtomicU64,
+    /// The id of the last completed checkpoint.
+    pub checkpoint_last_id: AtomicU64,
+    /// Time spent taking checkpoints, nanoseconds.
+    pub checkpoint_total_nanos: AtomicU64,
     /// Per source and operator, in the order the pipeline registered them.
     operators: Mutex<Vec<Arc<OperatorMetrics>>>,
 }
@@ -108,6 +118,11 @@ impl Default for Metrics {
             open_windows: AtomicU64::new(0),
             expired_keys: AtomicU64::new(0),
             watermark: AtomicI64::new(NO_WATERMARK),
+            checkpoints: AtomicU64::new(0),
+            checkpoint_last_nanos: AtomicU64::new(0),
+            checkpoint_last_bytes: AtomicU64::new(0),
+            checkpoint_last_id: AtomicU64::new(0),
+            checkpoint_total_nanos: AtomicU64::new(0),
             operators: Mutex::new(Vec::new()),
         }
     }

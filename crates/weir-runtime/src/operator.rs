@@ -1,6 +1,7 @@
 //! The operator trait. Only `process_batch` is required; the watermark and end-of-stream
 //! hooks have no-op defaults that forward the event, and a stateless operator reports no state.
 
+use crate::checkpoint::{unsupported, OperatorSnapshot};
 use crate::error::Result;
 use crate::message::{Message, Nanos, StreamBatch};
 use crate::metrics::StateSize;
@@ -36,5 +37,20 @@ pub trait Operator: Send {
     /// The default (a stateless operator) is none.
     fn state_size(&self) -> StateSize {
         StateSize::default()
+    }
+
+    /// The operator's state, for a checkpoint. Called between messages; the operator goes on
+    /// afterwards as if it had not been called. The default: not supported yet (a stateless
+    /// operator returns [`OperatorSnapshot::empty`]).
+    fn snapshot(&mut self) -> Result<OperatorSnapshot> {
+        Err(unsupported(self.name()))
+    }
+
+    /// Take up the state of a snapshot, in a freshly built operator of the same plan.
+    fn restore(&mut self, snapshot: OperatorSnapshot) -> Result<()> {
+        if snapshot.is_empty() {
+            return Ok(());
+        }
+        Err(unsupported(self.name()))
     }
 }

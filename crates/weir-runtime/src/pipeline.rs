@@ -13,7 +13,6 @@
 //! cores; the bounded channel gives backpressure. [`Pipeline::run_blocking`] runs both sides
 //! on the calling thread instead (taking one batch from each input in turn).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,9 +36,9 @@ use crate::aggregate_state::AggregateSpec;
 use crate::deduplicate::DeduplicateOp;
 use crate::error::{Result, RuntimeError};
 use crate::filter::FilterOp;
-use crate::instrument::{through, Instrumented};
+use crate::instrument::Instrumented;
 use crate::join::{JoinMode, JoinOp, JoinSpec};
-use crate::message::{DroppedRows, Message, StreamBatch};
+use crate::message::StreamBatch;
 use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::proc_time::{ProcTimeOp, ProcessingClock};
@@ -47,7 +46,8 @@ use crate::project::ProjectOp;
 use crate::rank_rows::RankRows;
 use crate::session_aggregate::SessionAggregateOp;
 use crate::source::{Sink, Source, SourceDriver};
-use crate::stage::{BranchStage, JoinStage, Stage, Turns};
+use crate::run::{Chain, Checkpointing};
+use crate::stage::{BranchStage, JoinStage, Stage};
 use crate::top_n::TopNOp;
 use crate::updating_aggregate::UpdatingAggregateOp;
 use crate::watermark_merge::WatermarkMerge;
@@ -254,7 +254,7 @@ pub fn late_rows_schema(plan: &StreamPlan) -> Result<SchemaRef> {
 }
 
 /// Prepend the `op` column to a changelog batch.
-fn with_op_column(batch: &StreamBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+pub(crate) fn with_op_column(batch: &StreamBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let n = batch.batch.num_rows();
     let ops = StringArray::from_iter_values((0..n).map(|i| batch.kind(i).as_str()));
     let mut columns: Vec<ArrayRef> = vec![Arc::new(ops)];
@@ -263,71 +263,22 @@ fn with_op_column(batch: &StreamBatch, schema: &SchemaRef) -> Result<RecordBatch
     Ok(RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?)
 }
 
-/// Operators plus sink: everything downstream of the source.
-struct Chain {
-    ops: Vec<Instrumented>,
-    sink: Box<dyn Sink>,
-    metrics: Arc<Metrics>,
-    /// Set for a changelog: the sink's schema, with the `op` column.
-    changelog: Option<SchemaRef>,
-    /// The side output for dropped rows, and its schema.
-    late_rows: Option<(Box<dyn Sink>, SchemaRef)>,
-    /// Report the watermark reaching the sink (the sources do not, when there are several).
-    report_watermark: bool,
-}
-
-impl Chain {
-    /// Rows an operator dropped: to the side output, if there is one.
-    fn dropped(&mut self, d: DroppedRows) -> Result<()> {
-        let Some((sink, schema)) = &mut self.late_rows else { return Ok(()) };
-        let mut columns = d.rows.columns().to_vec();
-        columns.push(Arc::new(StringArray::from(d.reasons)));
-        let options = RecordBatchOptions::new().with_row_count(Some(d.rows.num_rows()));
-        sink.write(&RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?)
-    }
-
-    /// Push one message through; returns true once `EndOfStream` reached the sink.
-    fn push(&mut self, message: Message) -> Result<bool> {
-        let current = through(&mut self.ops, vec![message])?;
-        for m in current {
-            match m {
-                Message::Data(b) => {
-                    Metrics::add(&self.metrics.rows_out, b.batch.num_rows() as u64);
-                    match &self.changelog {
-                        Some(schema) => self.sink.write(&with_op_column(&b, schema)?)?,
-                        None => self.sink.write(&b.batch)?,
-                    }
-                }
-                Message::Watermark(w) => {
-                    if self.report_watermark {
-                        self.metrics.watermark.store(w, Ordering::Relaxed);
-                    }
-                }
-                Message::Dropped(d) => self.dropped(d)?,
-                Message::EndOfStream => {
-                    if let Some((sink, _)) = &mut self.late_rows {
-                        sink.finish()?;
-                    }
-                    self.sink.finish()?;
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
-    }
-}
 
 /// A runnable pipeline.
 pub struct Pipeline {
-    drivers: Vec<SourceDriver>,
-    root: Stage,
-    chain: Chain,
+    pub(crate) drivers: Vec<SourceDriver>,
+    /// Each source's table name.
+    pub(crate) labels: Vec<String>,
+    pub(crate) root: Stage,
+    pub(crate) chain: Chain,
     /// Set when the watermark is the wall clock: sent on a timer while no rows arrive.
-    clock: Option<Arc<ProcessingClock>>,
+    pub(crate) clock: Option<Arc<ProcessingClock>>,
     /// Sources read to their end before the others (the tables of lookup joins).
-    first: Vec<usize>,
+    pub(crate) first: Vec<usize>,
     /// Read the input with the lowest watermark next (a query with a join), not in turn.
-    aligned: bool,
+    pub(crate) aligned: bool,
+    /// Checkpoints, once set up.
+    pub(crate) checkpoints: Option<Checkpointing>,
 }
 
 /// Builds the operator tree, numbering sources and operators as EXPLAIN does.
@@ -495,7 +446,8 @@ impl Pipeline {
         let changelog = plan.is_updating().then(|| sink_schema(plan));
         let clock = plan.first_source().processing_time.then_some(clock);
         let chain = Chain { ops, sink, metrics, changelog, late_rows: None, report_watermark: expected > 1 };
-        Ok(Self { drivers, root, chain, clock, first, aligned })
+        let labels = plan.sources().iter().map(|s| s.table.name.clone()).collect();
+        Ok(Self { drivers, labels, root, chain, clock, first, aligned, checkpoints: None })
     }
 
     /// Route rows the operators drop (late, or without an event time) to `sink`, unchanged and
@@ -510,145 +462,4 @@ impl Pipeline {
         Ok(self)
     }
 
-    /// Run on the calling thread until the input ends or `cancel` is set, taking one batch
-    /// from each input in turn (with a join: from the input whose watermark is lowest).
-    pub fn run_blocking(mut self, cancel: &AtomicBool) -> Result<()> {
-        let mut turns = Turns::new(self.drivers.len(), std::mem::take(&mut self.first), self.aligned);
-        while let Some(i) = turns.next() {
-            if cancel.load(Ordering::Relaxed) {
-                self.chain.push(Message::EndOfStream)?;
-                return Ok(());
-            }
-            let mut out = Vec::new();
-            if !self.drivers[i].poll(&mut out)? {
-                out.push(Message::EndOfStream);
-            }
-            turns.saw(i, &out);
-            for m in self.root.input(i, out, Instant::now())? {
-                if self.chain.push(m)? {
-                    return Ok(());
-                }
-            }
-            if let Some(w) = self.root.tick() {
-                self.chain.push(w)?;
-            }
-        }
-        Err(RuntimeError::Internal("every input ended, but the end did not reach the sink".into()))
-    }
-
-    /// Run with each source and the operators on blocking tasks joined by bounded channels,
-    /// until the inputs end or `cancel` is set (then the sinks are flushed and open windows
-    /// are discarded).
-    ///
-    /// The operator task takes one batch from each input in turn (with a join: from the input
-    /// whose watermark is lowest), as [`Self::run_blocking`] does, so results over files do
-    /// not depend on thread timing. An input with an
-    /// `'idle_timeout'` that has sent nothing for that long loses its turns (it is checked
-    /// without waiting) until it sends again.
-    pub async fn run(self, cancel: Arc<AtomicBool>) -> Result<()> {
-        tracing::debug!(inputs = self.drivers.len(), operators = self.chain.ops.len(), "pipeline starting");
-        let mut receivers = Vec::new();
-        let mut producers = Vec::new();
-        for mut driver in self.drivers {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Message>>>(4);
-            receivers.push(rx);
-            let cancel = Arc::clone(&cancel);
-            producers.push(tokio::task::spawn_blocking(move || loop {
-                if cancel.load(Ordering::Relaxed) {
-                    tracing::info!("stopped: the input is no longer read");
-                    let _ = tx.send(Ok(vec![Message::EndOfStream]));
-                    return;
-                }
-                let mut out = Vec::new();
-                match driver.poll(&mut out) {
-                    Ok(more) => {
-                        if !more {
-                            out.push(Message::EndOfStream);
-                        }
-                        if tx.send(Ok(out)).is_err() || !more {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "a source failed");
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                }
-            }));
-        }
-        let (mut chain, mut root, clock) = (self.chain, self.root, self.clock);
-        let mut turns = Turns::new(receivers.len(), self.first, self.aligned);
-        let consumer = tokio::task::spawn_blocking(move || -> Result<()> {
-            use std::sync::mpsc::RecvTimeoutError;
-            let n = receivers.len();
-            // turns in a row that brought nothing (only idle inputs are left to ask)
-            let mut empty_turns = 0usize;
-            let mut last_tick = Instant::now();
-            while let Some(i) = turns.next() {
-                let (timeout, quiet) = root.idleness(i, Instant::now());
-                let mut wait = timeout.map(|t| {
-                    let wait = t.saturating_sub(quiet);
-                    if empty_turns >= n {
-                        wait.max(Duration::from_millis(10))
-                    } else {
-                        wait
-                    }
-                });
-                if clock.is_some() {
-                    // the wall clock is the watermark: wake up to send it
-                    wait = Some(wait.map_or(ProcessingClock::TICK, |w| w.min(ProcessingClock::TICK)));
-                }
-                let received = match wait {
-                    None => match receivers[i].recv() {
-                        Ok(m) => Some(m),
-                        Err(_) => break,
-                    },
-                    Some(wait) => match receivers[i].recv_timeout(wait) {
-                        Ok(m) => Some(m),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    },
-                };
-                let now = Instant::now();
-                let mut messages = match received {
-                    Some(messages) => {
-                        empty_turns = 0;
-                        let messages = messages?;
-                        turns.saw(i, &messages);
-                        root.input(i, messages, now)?
-                    }
-                    None => {
-                        empty_turns += 1;
-                        tracing::trace!(input = i, "no batch in time: checking idleness");
-                        root.mark_idle(i, now);
-                        root.tick().into_iter().collect()
-                    }
-                };
-                if let Some(clock) = &clock {
-                    // on time even when input keeps coming without rows (all skipped as bad)
-                    if now.saturating_duration_since(last_tick) >= ProcessingClock::TICK {
-                        last_tick = now;
-                        messages.extend(root.input(i, vec![Message::Watermark(clock.watermark())], now)?);
-                    }
-                }
-                for m in messages {
-                    if chain.push(m)? {
-                        return Ok(());
-                    }
-                }
-            }
-            Err(RuntimeError::Internal("a source stopped without ending the stream".into()))
-        });
-        let result = consumer.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
-        if result.is_err() {
-            // a source blocked in a read (a quiet stdin) would never be joined: leave them
-            cancel.store(true, Ordering::Relaxed);
-            return result;
-        }
-        for p in producers {
-            p.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
-        }
-        result
-    }
 }

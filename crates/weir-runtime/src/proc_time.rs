@@ -73,6 +73,11 @@ impl Operator for ProcTimeOp {
         "ProcTime"
     }
 
+    /// Stateless.
+    fn snapshot(&mut self) -> Result<crate::checkpoint::OperatorSnapshot> {
+        Ok(crate::checkpoint::OperatorSnapshot::empty())
+    }
+
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let n = input.batch.num_rows();
         let now = self.clock.now_millis();

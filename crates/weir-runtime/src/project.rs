@@ -28,6 +28,11 @@ impl Operator for ProjectOp {
         "Project"
     }
 
+    /// Stateless.
+    fn snapshot(&mut self) -> Result<crate::checkpoint::OperatorSnapshot> {
+        Ok(crate::checkpoint::OperatorSnapshot::empty())
+    }
+
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let n = input.batch.num_rows();
         let columns = self

@@ -8,7 +8,7 @@ use std::time::Instant;
 use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array};
 use datafusion_common::arrow::record_batch::RecordBatch;
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Nanos, Origin, StreamBatch, NO_WATERMARK};
 use crate::metrics::{Metrics, OperatorMetrics};
 use crate::window_aggregate::to_nanos;
@@ -17,6 +17,19 @@ use crate::window_aggregate::to_nanos;
 pub trait Source: Send {
     /// The next batch, or `None` at the end of a bounded input.
     fn next_batch(&mut self) -> Result<Option<RecordBatch>>;
+
+    /// Where the source is, for a checkpoint: enough for [`Source::seek`] to continue right
+    /// after the last batch returned. `None`: it cannot be read again (stdin, a host program's
+    /// channel), so a query reading it cannot be checkpointed.
+    fn position(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Continue from a position [`Source::position`] returned (before the first batch).
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let _ = position;
+        Err(RuntimeError::Unsupported("this source cannot be read from a saved position".into()))
+    }
 }
 
 /// A connector's writer.
@@ -25,13 +38,40 @@ pub trait Sink: Send {
     fn write(&mut self, batch: &RecordBatch) -> Result<()>;
     /// Flush and close. Called once, after the last batch.
     fn finish(&mut self) -> Result<()>;
+
+    /// Checkpoint `id` covers every row written so far: make them durable but not yet
+    /// visible, and return what [`Sink::commit`] needs to publish them. The default (a sink
+    /// without transactions, such as stdout) has nothing to publish.
+    fn prepare_commit(&mut self, id: u64) -> Result<serde_json::Value> {
+        let _ = id;
+        Ok(serde_json::Value::Null)
+    }
+
+    /// The checkpoint completed: publish what [`Sink::prepare_commit`] returned. It may be
+    /// called again for the same checkpoint after a restart, so it must be idempotent.
+    fn commit(&mut self, prepared: &serde_json::Value) -> Result<()> {
+        let _ = prepared;
+        Ok(())
+    }
+
+    /// Before anything is written by a query that checkpoints: publish what the checkpoint it
+    /// resumes from prepared (`None` when it starts afresh), and discard rows written after it.
+    fn recover(&mut self, prepared: Option<&serde_json::Value>) -> Result<()> {
+        let _ = prepared;
+        Ok(())
+    }
+
+    /// Whether rows reach readers only through [`Sink::commit`] (so a restart repeats none).
+    fn transactional(&self) -> bool {
+        false
+    }
 }
 
 /// Generates watermarks at a source: `max(event time seen) - delay`, never decreasing.
 ///
 /// For each row it records the watermark in force *before* that row, so the lateness of a
 /// row does not depend on how the input was cut into batches.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WatermarkGenerator {
     delay: Nanos,
     max_event_time: Nanos,
@@ -87,6 +127,12 @@ impl WatermarkGenerator {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DriverState {
+    position: serde_json::Value,
+    watermark: Option<WatermarkGenerator>,
+}
+
 /// Wraps a connector: stamps per-row watermarks, emits watermarks, drops the columns that were
 /// read only to compute them.
 pub struct SourceDriver {
@@ -125,6 +171,28 @@ impl SourceDriver {
             metrics,
             own: None,
         }
+    }
+
+    /// The source's state for a checkpoint: its position and its watermark generator.
+    /// `label` names the table in the error of a source that cannot be read again.
+    pub fn checkpoint(&self, label: &str) -> Result<serde_json::Value> {
+        let Some(position) = self.source.position() else {
+            return Err(RuntimeError::Unsupported(format!(
+                "table '{label}' cannot be read again from a saved position (stdin, or a host program's channel), so this query cannot be checkpointed"
+            )));
+        };
+        let watermark = self.watermark.as_ref().map(|(_, g)| g.clone());
+        crate::checkpoint::to_json(&DriverState { position, watermark })
+    }
+
+    /// Continue from a state [`SourceDriver::checkpoint`] returned.
+    pub fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        let state: DriverState = crate::checkpoint::from_json(state, "a source")?;
+        self.source.seek(&state.position)?;
+        if let (Some((_, g)), Some(saved)) = (&mut self.watermark, state.watermark) {
+            *g = saved;
+        }
+        Ok(())
     }
 
     /// Count this source's rows, batches, read time and watermark in `own`.

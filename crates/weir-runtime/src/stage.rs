@@ -112,6 +112,70 @@ impl Stage {
         }
     }
 
+    /// Every operator below this stage, in tree order (the order checkpoints list them).
+    pub(crate) fn operators<'a>(&'a mut self, out: &mut Vec<&'a mut Instrumented>) {
+        match self {
+            Stage::Source { stamp } => out.extend(stamp.iter_mut()),
+            Stage::Union { branches, .. } => {
+                for b in branches {
+                    b.stage.operators(out);
+                    out.extend(b.ops.iter_mut());
+                }
+            }
+            Stage::Join(j) => {
+                let JoinStage { sides, op, .. } = j.as_mut();
+                for b in sides.iter_mut() {
+                    b.stage.operators(out);
+                    out.extend(b.ops.iter_mut());
+                }
+                out.push(op);
+            }
+        }
+    }
+
+    /// The watermarks of every union and join, in tree order.
+    pub(crate) fn snapshot(&self, out: &mut Vec<serde_json::Value>) {
+        match self {
+            Stage::Source { .. } => {}
+            Stage::Union { branches, watermarks } => {
+                branches.iter().for_each(|b| b.stage.snapshot(out));
+                out.push(watermarks.snapshot());
+            }
+            Stage::Join(j) => {
+                j.sides.iter().for_each(|b| b.stage.snapshot(out));
+                out.push(serde_json::json!({ "watermarks": j.watermarks, "ended": j.ended, "emitted": j.emitted }));
+            }
+        }
+    }
+
+    /// Take up what [`Stage::snapshot`] saved.
+    pub(crate) fn restore(&mut self, saved: &mut std::slice::Iter<'_, serde_json::Value>, now: Instant) -> Result<()> {
+        let missing = || crate::error::RuntimeError::Checkpoint("fewer stage states than this query has stages".into());
+        match self {
+            Stage::Source { .. } => {}
+            Stage::Union { branches, watermarks } => {
+                for b in branches.iter_mut() {
+                    b.stage.restore(saved, now)?;
+                }
+                watermarks.restore(saved.next().ok_or_else(missing)?, now)?;
+            }
+            Stage::Join(j) => {
+                for b in j.sides.iter_mut() {
+                    b.stage.restore(saved, now)?;
+                }
+                #[derive(serde::Deserialize)]
+                struct Saved {
+                    watermarks: [Nanos; 2],
+                    ended: [bool; 2],
+                    emitted: Nanos,
+                }
+                let s: Saved = crate::checkpoint::from_json(saved.next().ok_or_else(missing)?, "a join's watermarks")?;
+                (j.watermarks, j.ended, j.emitted) = (s.watermarks, s.ended, s.emitted);
+            }
+        }
+        Ok(())
+    }
+
     /// Idle inputs of a union at the root: a watermark if leaving them out advanced it.
     pub(crate) fn tick(&mut self) -> Option<Message> {
         match self {
@@ -178,6 +242,8 @@ fn merge(watermarks: &mut WatermarkMerge, i: usize, messages: Vec<Message>, now:
 /// choice depends only on the data, never on thread timing.
 pub(crate) struct Turns {
     ended: Vec<bool>,
+    /// Inputs not to be read for now (they delivered a checkpoint's barrier).
+    held: Vec<bool>,
     watermarks: Vec<Nanos>,
     first: Vec<usize>,
     aligned: bool,
@@ -186,7 +252,14 @@ pub(crate) struct Turns {
 
 impl Turns {
     pub(crate) fn new(inputs: usize, first: Vec<usize>, aligned: bool) -> Self {
-        Self { ended: vec![false; inputs], watermarks: vec![NO_WATERMARK; inputs], first, aligned, last: None }
+        Self {
+            ended: vec![false; inputs],
+            held: vec![false; inputs],
+            watermarks: vec![NO_WATERMARK; inputs],
+            first,
+            aligned,
+            last: None,
+        }
     }
 
     /// The next input to read; `None` once every input has ended.
@@ -197,7 +270,7 @@ impl Turns {
         let mut best: Option<usize> = None;
         for k in 0..n {
             let i = (start + k) % n;
-            if self.ended[i] || (first_pending && !self.first.contains(&i)) {
+            if self.ended[i] || self.held[i] || (first_pending && !self.first.contains(&i)) {
                 continue;
             }
             if !self.aligned {
@@ -210,6 +283,42 @@ impl Turns {
         }
         self.last = best.or(self.last);
         best
+    }
+
+    /// Do not read input `i` (`true`) until it is released.
+    pub(crate) fn hold(&mut self, i: usize, held: bool) {
+        self.held[i] = held;
+    }
+
+    /// Read every input again.
+    pub(crate) fn release(&mut self) {
+        self.held.iter_mut().for_each(|h| *h = false);
+    }
+
+    /// Whether input `i` has ended.
+    pub(crate) fn has_ended(&self, i: usize) -> bool {
+        self.ended[i]
+    }
+
+    /// The state for a checkpoint.
+    pub(crate) fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({ "ended": self.ended, "watermarks": self.watermarks, "last": self.last })
+    }
+
+    /// Take up what [`Turns::snapshot`] saved.
+    pub(crate) fn restore(&mut self, saved: &serde_json::Value) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            ended: Vec<bool>,
+            watermarks: Vec<Nanos>,
+            last: Option<usize>,
+        }
+        let s: Saved = crate::checkpoint::from_json(saved, "the reading order")?;
+        if s.ended.len() != self.ended.len() || s.watermarks.len() != self.watermarks.len() {
+            return Err(crate::error::RuntimeError::Checkpoint("the saved query read another number of inputs".into()));
+        }
+        (self.ended, self.watermarks, self.last) = (s.ended, s.watermarks, s.last);
+        Ok(())
     }
 
     /// Messages read from input `i`.

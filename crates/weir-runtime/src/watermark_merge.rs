@@ -141,6 +141,34 @@ impl WatermarkMerge {
         }
     }
 
+    /// The state for a checkpoint: each input's watermark, idleness and end, and the merge.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let inputs: Vec<_> = self.inputs.iter().map(|s| (s.watermark, s.idle, s.ended)).collect();
+        serde_json::json!({ "inputs": inputs, "merged": self.merged })
+    }
+
+    /// Take up a state [`WatermarkMerge::snapshot`] returned (idle clocks restart at `now`).
+    pub fn restore(&mut self, state: &serde_json::Value, now: Instant) -> crate::error::Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            inputs: Vec<(Nanos, bool, bool)>,
+            merged: Nanos,
+        }
+        let saved: Saved = crate::checkpoint::from_json(state, "a union's watermarks")?;
+        if saved.inputs.len() != self.inputs.len() {
+            return Err(crate::error::RuntimeError::Checkpoint(format!(
+                "a union of {} inputs was saved, this query has {}",
+                saved.inputs.len(),
+                self.inputs.len()
+            )));
+        }
+        for (s, (watermark, idle, ended)) in self.inputs.iter_mut().zip(saved.inputs) {
+            (s.watermark, s.idle, s.ended, s.last_active) = (watermark, idle, ended, now);
+        }
+        self.merged = saved.merged;
+        Ok(())
+    }
+
     /// The shortest idle timeout, if any input has one (how often idleness must be checked).
     pub fn shortest_idle_timeout(&self) -> Option<Duration> {
         self.inputs.iter().filter_map(|s| s.idle_timeout).min()

@@ -45,6 +45,7 @@ use datafusion_physical_expr::PhysicalExpr;
 use weir_sql::{EarlyEmit, WindowColumn, WindowEmit, WindowSpec};
 
 use crate::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
+use crate::checkpoint::OperatorSnapshot;
 use crate::dropped::{show_time, DroppedCollector};
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
@@ -531,6 +532,64 @@ impl Operator for WindowAggregateOp {
         out.push(Message::Watermark(watermark));
         Ok(())
     }
+
+    /// Open windows and their slices' partial aggregates (live partials are frozen first, as
+    /// an early result does), and in changelog mode each window's last emitted result.
+    fn snapshot(&mut self) -> Result<OperatorSnapshot> {
+        for slice in self.slices.values_mut() {
+            if let Some(live) = slice.live.take() {
+                slice.frozen.push(live.freeze()?);
+            }
+        }
+        let state = WindowState {
+            watermark: self.watermark,
+            slices: self.slices.keys().copied().collect(),
+            pending: self.pending.iter().copied().collect(),
+            retained: self.retained.iter().copied().collect(),
+            dirty: self.dirty.iter().copied().collect(),
+        };
+        let mut snapshot = OperatorSnapshot::with_meta(&state)?;
+        let parts: Vec<(Nanos, &Frozen)> =
+            self.slices.iter().flat_map(|(s, slice)| slice.frozen.iter().map(move |f| (*s, f))).collect();
+        if let Some(batch) = self.aggregates.frozen_to_batch(&parts)? {
+            snapshot.push("partials", batch);
+        }
+        if let Some(batch) = self.changes.as_ref().map(|c| c.to_batch(|w| *w)).transpose()?.flatten() {
+            snapshot.push("emitted", batch);
+        }
+        Ok(snapshot)
+    }
+
+    fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
+        let state: WindowState = snapshot.meta(self.name())?;
+        self.watermark = state.watermark;
+        self.slices = state.slices.into_iter().map(|s| (s, Slice::default())).collect();
+        self.pending = state.pending.into_iter().collect();
+        self.retained = state.retained.into_iter().collect();
+        self.dirty = state.dirty.into_iter().collect();
+        if snapshot.batches.iter().any(|(n, _)| n == "partials") {
+            for (start, frozen) in self.aggregates.frozen_from_batch(&snapshot.take("partials", self.name())?)? {
+                self.slices.entry(start).or_default().frozen.push(frozen);
+            }
+        }
+        if let Some(changes) = &mut self.changes {
+            if snapshot.batches.iter().any(|(n, _)| n == "emitted") {
+                changes.restore_batch(&snapshot.take("emitted", "WindowAggregate")?, |a, b| (a, b))?;
+            }
+        }
+        self.metrics.open_windows.store((self.pending.len() + self.retained.len()) as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// What a checkpoint keeps of a window aggregate besides its partial aggregates.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WindowState {
+    watermark: Nanos,
+    slices: Vec<Nanos>,
+    pending: Vec<WindowId>,
+    retained: Vec<WindowId>,
+    dirty: Vec<WindowId>,
 }
 
 #[cfg(test)]

@@ -19,12 +19,15 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{ArrayRef, AsArray, Int64Array};
 use datafusion_common::arrow::compute::{concat_batches, interleave_record_batch};
-use datafusion_common::arrow::datatypes::SchemaRef;
+use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion_common::arrow::record_batch::RecordBatch;
 use datafusion_common::arrow::row::{RowConverter, Rows, SortField};
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 use crate::message::{Nanos, RowKind, StreamBatch};
 
 /// A window's identity: `(end, start)`.
@@ -144,6 +147,46 @@ impl<W: Hash + Eq + Copy> WindowChanges<W> {
     /// Drop a window's emitted result (its state is gone; no more changes will come).
     pub fn forget(&mut self, window: W) {
         self.emitted.remove(&window);
+    }
+
+    /// Every window's last emitted result for a checkpoint, each row led by its window's id
+    /// as two numbers (`w0`, `w1`). `None` when nothing is kept.
+    pub fn to_batch(&self, id: impl Fn(&W) -> (i64, i64)) -> Result<Option<RecordBatch>> {
+        let Some(first) = self.emitted.values().next() else { return Ok(None) };
+        let schema = first.batch.schema();
+        let mut fields = vec![Field::new("w0", DataType::Int64, false), Field::new("w1", DataType::Int64, false)];
+        fields.extend(schema.fields().iter().map(|f| f.as_ref().clone()));
+        let mut batches = Vec::with_capacity(self.emitted.len());
+        for (w, e) in &self.emitted {
+            let (a, b) = id(w);
+            let n = e.batch.num_rows();
+            let mut columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from(vec![a; n])),
+                Arc::new(Int64Array::from(vec![b; n])),
+            ];
+            columns.extend(e.batch.columns().iter().cloned());
+            batches.push(RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), columns)?);
+        }
+        Ok(Some(concat_batches(&Arc::new(Schema::new(fields)), &batches)?))
+    }
+
+    /// Take up the results a checkpoint saved with [`WindowChanges::to_batch`].
+    pub fn restore_batch(&mut self, batch: &RecordBatch, id: impl Fn(i64, i64) -> W) -> Result<()> {
+        let bad = || RuntimeError::Checkpoint("saved window results lack their window ids".into());
+        let w0 = batch.column(0).as_primitive_opt::<Int64Type>().ok_or_else(bad)?;
+        let w1 = batch.column(1).as_primitive_opt::<Int64Type>().ok_or_else(bad)?;
+        let result = batch.project(&(2..batch.num_columns()).collect::<Vec<_>>())?;
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let key = (w0.value(start), w1.value(start));
+            let mut end = start + 1;
+            while end < batch.num_rows() && (w0.value(end), w1.value(end)) == key {
+                end += 1;
+            }
+            self.update(id(key.0, key.1), result.slice(start, end - start))?;
+            start = end;
+        }
+        Ok(())
     }
 }
 

@@ -8,7 +8,15 @@ use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
 
 /// Session settings weir understands.
-pub const SETTINGS: &[&str] = &["batch.size", "state.ttl", "window.allowed_lateness", "window.emit_early"];
+pub const SETTINGS: &[&str] = &[
+    "batch.size",
+    "state.ttl",
+    "window.allowed_lateness",
+    "window.emit_early",
+    "checkpoint.interval",
+    "checkpoint.guarantee",
+    "checkpoint.retain",
+];
 
 /// Table options read by the planner, accepted next to every connector's own options.
 pub const ENGINE_OPTIONS: &[&str] = &["state_ttl", "changelog", "late_rows", "allowed_lateness", "idle_timeout"];
@@ -54,6 +62,21 @@ pub fn check_setting(key: &str, value: &str) -> Result<(String, String)> {
         }
         "window.allowed_lateness" => {
             lateness("window.allowed_lateness", &value)?;
+        }
+        "checkpoint.interval" => {
+            positive_duration("checkpoint.interval", &value)?;
+        }
+        "checkpoint.guarantee" => {
+            let v = value.trim().to_ascii_lowercase().replace('-', "_");
+            if v != "exactly_once" && v != "at_least_once" {
+                return Err(SqlError::plan(format!("checkpoint.guarantee: '{value}' is not a delivery guarantee"))
+                    .with_hint("use 'exactly_once' (the default) or 'at_least_once'"));
+            }
+        }
+        "checkpoint.retain" => {
+            if value.parse::<usize>().map(|n| n == 0).unwrap_or(true) {
+                return Err(SqlError::plan(format!("checkpoint.retain must be a positive integer, got '{value}'")));
+            }
         }
         _ => {
             early_emit(&value)?;

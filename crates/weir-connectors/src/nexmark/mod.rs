@@ -113,14 +113,22 @@ impl Generator {
 /// Reads one of the generated tables.
 pub struct NexmarkSource {
     inner: Inner,
+    /// The event time of event 0.
+    base_ms: i64,
 }
 
 enum Inner {
     One(Box<Generator>),
-    /// Splits on their own threads, read in turn (so the order does not depend on timing).
+    /// Splits on their own threads (started at the first read), read in turn (so the order
+    /// does not depend on timing).
     Many {
-        splits: Vec<Option<Receiver<Result<Option<RecordBatch>>>>>,
+        /// The generators, until their threads start.
+        idle: Vec<Generator>,
+        splits: Vec<Option<Receiver<Generated>>>,
+        /// Each split's next event number after the last batch returned.
+        nexts: Vec<u64>,
         turn: usize,
+        name: String,
     },
 }
 
@@ -166,42 +174,78 @@ impl NexmarkSource {
         let inner = if gens.len() == 1 {
             Inner::One(Box::new(gens.remove(0)))
         } else {
-            let splits = gens
-                .into_iter()
-                .enumerate()
-                .map(|(i, mut g)| {
-                    let (tx, rx) = sync_channel(2);
-                    std::thread::Builder::new()
-                        .name(format!("nexmark-{}-{i}", options.table))
-                        .spawn(move || loop {
-                            let batch = g.next_batch();
-                            let last = !matches!(batch, Ok(Some(_)));
-                            // the reader went away (the query stopped): stop too
-                            if tx.send(batch).is_err() || last {
-                                break;
-                            }
-                        })
-                        .map(|_| Some(rx))
-                        .map_err(|e| RuntimeError::Source(format!("cannot start a generator thread: {e}")))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Inner::Many { splits, turn: 0 }
+            let n = gens.len();
+            Inner::Many { idle: gens, splits: Vec::new(), nexts: vec![0; n], turn: 0, name: options.table.to_string() }
         };
-        Ok(Self { inner })
+        Ok(Self { inner, base_ms })
     }
+}
+
+/// A split's batch and the generator's next event number after it.
+type Generated = Result<Option<(RecordBatch, u64)>>;
+
+/// Where a nexmark source is: the event time of event 0, each split's next event number, and
+/// whose turn it is.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Position {
+    base_ms: i64,
+    next: Vec<u64>,
+    turn: usize,
+}
+
+impl Generator {
+    /// Continue at event number `next` of a timeline starting at `base_ms`; when pacing, as if
+    /// event `next` were due now.
+    fn seek(&mut self, base_ms: i64, next: u64) {
+        self.timeline.base_ms = base_ms;
+        self.next = next;
+        if self.paced_from.is_some() {
+            let ahead = Duration::from_millis((self.timeline.timestamp_ms(next) - base_ms).max(0) as u64);
+            let now = Instant::now();
+            self.paced_from = Some(now.checked_sub(ahead).unwrap_or(now));
+        }
+    }
+}
+
+/// Start a generator thread per split.
+fn spawn(gens: Vec<Generator>, name: &str) -> Result<Vec<Option<Receiver<Generated>>>> {
+    gens.into_iter()
+        .enumerate()
+        .map(|(i, mut g)| {
+            let (tx, rx) = sync_channel(2);
+            std::thread::Builder::new()
+                .name(format!("nexmark-{name}-{i}"))
+                .spawn(move || loop {
+                    let batch = g.next_batch().map(|b| b.map(|b| (b, g.next)));
+                    let last = !matches!(batch, Ok(Some(_)));
+                    // the reader went away (the query stopped): stop too
+                    if tx.send(batch).is_err() || last {
+                        break;
+                    }
+                })
+                .map(|_| Some(rx))
+                .map_err(|e| RuntimeError::Source(format!("cannot start a generator thread: {e}")))
+        })
+        .collect()
 }
 
 impl Source for NexmarkSource {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         match &mut self.inner {
             Inner::One(g) => g.next_batch(),
-            Inner::Many { splits, turn } => {
+            Inner::Many { idle, splits, nexts, turn, name } => {
+                if !idle.is_empty() {
+                    *splits = spawn(std::mem::take(idle), name)?;
+                }
                 while splits.iter().any(Option::is_some) {
                     let i = *turn % splits.len();
                     *turn += 1;
                     let Some(rx) = &splits[i] else { continue };
                     match rx.recv() {
-                        Ok(Ok(Some(batch))) => return Ok(Some(batch)),
+                        Ok(Ok(Some((batch, next)))) => {
+                            nexts[i] = next;
+                            return Ok(Some(batch));
+                        }
                         Ok(Err(e)) => return Err(e),
                         Ok(Ok(None)) => splits[i] = None,
                         Err(_) => {
@@ -212,6 +256,35 @@ impl Source for NexmarkSource {
                 Ok(None)
             }
         }
+    }
+
+    /// Each split's next event number (of the batches returned, not those generated ahead).
+    fn position(&self) -> Option<serde_json::Value> {
+        let base_ms = self.base_ms;
+        let position = match &self.inner {
+            Inner::One(g) => Position { base_ms, next: vec![g.next], turn: 0 },
+            Inner::Many { nexts, turn, .. } => Position { base_ms, next: nexts.clone(), turn: *turn },
+        };
+        serde_json::to_value(position).ok()
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let p: Position = weir_runtime::checkpoint::from_json(position, "a nexmark table's position")?;
+        let bad = || RuntimeError::Checkpoint("the saved nexmark position has another number of splits".into());
+        match &mut self.inner {
+            Inner::One(g) => g.seek(p.base_ms, *p.next.first().ok_or_else(bad)?),
+            Inner::Many { idle, nexts, turn, .. } => {
+                if idle.len() != p.next.len() {
+                    return Err(bad());
+                }
+                for (g, next) in idle.iter_mut().zip(&p.next) {
+                    g.seek(p.base_ms, *next);
+                }
+                (*nexts, *turn) = (p.next, p.turn);
+            }
+        }
+        self.base_ms = p.base_ms;
+        Ok(())
     }
 }
 

@@ -1,0 +1,69 @@
+//! The manifest of a checkpoint: written last, it makes the checkpoint complete.
+
+use serde::{Deserialize, Serialize};
+
+use super::Guarantee;
+
+/// The `format` every manifest names.
+pub const FORMAT: &str = "weir-checkpoint";
+/// The version of the layout this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Everything a restart needs, except the state batches (which it lists).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The layout version ([`VERSION`]).
+    pub version: u32,
+    /// Checkpoint number, increasing from 1.
+    pub id: u64,
+    /// The fingerprint of the query that took it.
+    pub fingerprint: String,
+    /// The query, as EXPLAIN prints it (for the error when another query finds it).
+    pub query: String,
+    /// When it completed, milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// The delivery guarantee it was taken under.
+    pub guarantee: Guarantee,
+    /// The query had read all of its input: nothing is left to run.
+    pub finished: bool,
+    /// Each source's position and watermark generator, in plan order.
+    pub sources: Vec<serde_json::Value>,
+    /// Each stage's state (union watermarks, join watermarks), in tree order.
+    pub stages: Vec<serde_json::Value>,
+    /// Which input the operator task reads next.
+    pub turns: serde_json::Value,
+    /// Each operator's state, in tree order.
+    pub operators: Vec<OperatorEntry>,
+    /// What the sink prepared for this checkpoint (committed once this manifest exists).
+    pub sink: serde_json::Value,
+    /// What the sink of dropped rows prepared.
+    pub late_rows_sink: serde_json::Value,
+    /// Bytes of state files.
+    pub bytes: u64,
+}
+
+/// One operator's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperatorEntry {
+    /// The operator's name (checked at restore).
+    pub name: String,
+    /// Its small state.
+    pub meta: serde_json::Value,
+    /// Its state batches.
+    pub files: Vec<FileEntry>,
+}
+
+/// A state file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// The batch's name within the operator's state.
+    pub name: String,
+    /// The file, relative to the checkpoint's directory.
+    pub path: String,
+    /// Its length.
+    pub bytes: u64,
+    /// CRC-32 of its bytes.
+    pub crc32: u32,
+}

@@ -1,0 +1,158 @@
+//! Checkpoints: consistent snapshots of a running pipeline, and recovery from them.
+//!
+//! ```text
+//!   every interval the operator task asks every source for a barrier (a shared counter)
+//!   source task: ── batch ── batch ── Barrier(id, position) ── batch ──►
+//!   operator task: an input that delivered its barrier is not read again until every input
+//!                  has (exactly-once: aligned; at-least-once: it is read on)
+//!                  then: each operator's state, each stage's watermarks, the reading turn,
+//!                  the sources' positions ──► state files + manifest (written last)
+//!                  then the sinks commit what they prepared for this checkpoint
+//! ```
+//!
+//! All operators run on the one operator task, so the barrier never has to travel through
+//! them: the task itself is the point where the inputs meet, and aligning there is the same
+//! as aligning at every operator with several inputs.
+//!
+//! On disk (or in an object store), under the checkpoint directory:
+//!
+//! ```text
+//!   chk-0000000007/op-3-slices.arrow   Arrow IPC, one file per named batch of an operator
+//!   chk-0000000007/_manifest.json      written last, atomically: its presence completes it
+//! ```
+//!
+//! The manifest holds the plan's fingerprint (a checkpoint of another query is refused), the
+//! sources' positions, the small state of every operator as JSON, the size and CRC-32 of every
+//! state file (a truncated or altered file is detected), and what each sink prepared.
+
+mod codec;
+mod coordinator;
+mod manifest;
+mod store;
+
+use datafusion_common::arrow::record_batch::RecordBatch;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Result, RuntimeError};
+
+pub use codec::{decode_batch, encode_batch};
+pub(crate) use coordinator::{Coordinator, Input, Taken};
+pub use manifest::{FileEntry, Manifest, OperatorEntry, FORMAT, VERSION};
+pub use store::{CheckpointStore, Restored};
+
+/// What survives a crash, and at what cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Inputs are aligned at each checkpoint: after a restart every row counts once.
+    ExactlyOnce,
+    /// Inputs are not aligned (lower latency): after a restart some rows may count twice,
+    /// none is lost.
+    AtLeastOnce,
+}
+
+impl std::str::FromStr for Guarantee {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "exactly_once" => Ok(Self::ExactlyOnce),
+            "at_least_once" => Ok(Self::AtLeastOnce),
+            other => Err(format!("unknown delivery guarantee '{other}' (use exactly_once or at_least_once)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ExactlyOnce => "exactly_once",
+            Self::AtLeastOnce => "at_least_once",
+        })
+    }
+}
+
+/// How a pipeline checkpoints.
+pub struct CheckpointConfig {
+    /// Where checkpoints go.
+    pub store: CheckpointStore,
+    /// Time between the end of one checkpoint and the start of the next.
+    pub interval: std::time::Duration,
+    /// Aligned or not.
+    pub guarantee: Guarantee,
+    /// Identifies the query (a checkpoint of another query is refused).
+    pub fingerprint: String,
+    /// The checkpoint to resume from, if any.
+    pub restore: Option<Restored>,
+}
+
+/// The state of one operator: small values as JSON, large ones as Arrow batches.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorSnapshot {
+    /// Scalars and small structures (watermarks, pending windows, counters).
+    pub meta: serde_json::Value,
+    /// Named batches (groups and their partial aggregates, kept rows, …).
+    pub batches: Vec<(String, RecordBatch)>,
+}
+
+impl OperatorSnapshot {
+    /// The snapshot of an operator without state.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// A snapshot with `meta` and no batches.
+    pub fn with_meta(meta: &impl Serialize) -> Result<Self> {
+        Ok(Self { meta: to_json(meta)?, batches: Vec::new() })
+    }
+
+    /// Add a named batch.
+    pub fn push(&mut self, name: impl Into<String>, batch: RecordBatch) {
+        self.batches.push((name.into(), batch));
+    }
+
+    /// The meta value, decoded.
+    pub fn meta<T: DeserializeOwned>(&self, operator: &str) -> Result<T> {
+        from_json(&self.meta, operator)
+    }
+
+    /// Remove and return the batch `name`.
+    pub fn take(&mut self, name: &str, operator: &str) -> Result<RecordBatch> {
+        let Some(i) = self.batches.iter().position(|(n, _)| n == name) else {
+            return Err(RuntimeError::Checkpoint(format!("the state of {operator} has no '{name}' batch")));
+        };
+        Ok(self.batches.swap_remove(i).1)
+    }
+
+    /// Whether it holds nothing (an operator without state).
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_null() && self.batches.is_empty()
+    }
+}
+
+/// `value` as JSON.
+pub fn to_json(value: &impl Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| RuntimeError::Checkpoint(format!("cannot encode state: {e}")))
+}
+
+/// Decode JSON state of `what`.
+pub fn from_json<T: DeserializeOwned>(value: &serde_json::Value, what: &str) -> Result<T> {
+    T::deserialize(value).map_err(|e| RuntimeError::Checkpoint(format!("the saved state of {what} is not valid: {e}")))
+}
+
+/// The error of an operator that cannot be checkpointed yet.
+pub fn unsupported(operator: &str) -> RuntimeError {
+    RuntimeError::Unsupported(format!(
+        "checkpoints are not supported yet for the {operator} operator: run this query without --checkpoint-dir"
+    ))
+}
+
+/// A stable 64-bit FNV-1a hash, as 16 hex digits (plan fingerprints).
+pub fn fingerprint(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

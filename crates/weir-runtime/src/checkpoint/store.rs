@@ -1,0 +1,237 @@
+//! Where checkpoints are kept: a local directory (the default) or any object store the
+//! `object_store` crate reaches, by URL. Files are written whole (write then rename on a local
+//! disk, a single PUT in an object store), the manifest last.
+
+use std::sync::Arc;
+
+use futures::executor::block_on;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::codec::{checksum, decode_batch};
+use super::manifest::{Manifest, FORMAT, VERSION};
+use super::OperatorSnapshot;
+use crate::error::{Result, RuntimeError};
+
+const MANIFEST: &str = "_manifest.json";
+const PREFIX: &str = "chk-";
+
+/// A checkpoint read back: its manifest and each operator's state.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Each operator's state, in tree order.
+    pub operators: Vec<OperatorSnapshot>,
+    /// Where it was read from.
+    pub location: String,
+    /// Newer checkpoints that could not be used, and why (the restart fell back past them).
+    pub skipped: Vec<String>,
+}
+
+/// A directory of checkpoints.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    display: String,
+    retain: usize,
+}
+
+fn io(display: &str, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Checkpoint(format!("{display}: {e}"))
+}
+
+/// The directory name of checkpoint `id`.
+pub fn checkpoint_name(id: u64) -> String {
+    format!("{PREFIX}{id:010}")
+}
+
+impl CheckpointStore {
+    /// Checkpoints under `location`: a local directory (created if missing), or a URL
+    /// (`file:///…`, or an object store `object_store` supports in this build).
+    pub fn open(location: &str) -> Result<Self> {
+        let (store, root): (Arc<dyn ObjectStore>, Path) = if location.contains("://") {
+            let url = url::Url::parse(location).map_err(|e| io(location, e))?;
+            let (store, root) = object_store::parse_url(&url).map_err(|e| {
+                io(location, format!("{e} (this build of weir reaches local directories and file:// URLs)"))
+            })?;
+            (Arc::from(store), root)
+        } else {
+            std::fs::create_dir_all(location).map_err(|e| io(location, e))?;
+            let store = LocalFileSystem::new_with_prefix(location).map_err(|e| io(location, e))?;
+            (Arc::new(store.with_automatic_cleanup(true)), Path::default())
+        };
+        Ok(Self { store, root, display: location.to_string(), retain: 3 })
+    }
+
+    /// Keep at most `n` (at least 1) complete checkpoints; older ones are deleted.
+    pub fn with_retain(mut self, n: usize) -> Self {
+        self.retain = n.max(1);
+        self
+    }
+
+    /// Where the checkpoints are, as given.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    fn path(&self, rel: &str) -> Path {
+        rel.split('/').fold(self.root.clone(), |p, part| p.clone().join(part))
+    }
+
+    /// The location of checkpoint `id`, for people.
+    pub fn describe(&self, id: u64) -> String {
+        format!("{}/{}", self.display.trim_end_matches('/'), checkpoint_name(id))
+    }
+
+    /// Write checkpoint `manifest.id`: the state files, then the manifest. Returns the bytes
+    /// written.
+    pub fn write(&self, manifest: &Manifest, files: &[(String, Vec<u8>)]) -> Result<u64> {
+        let dir = checkpoint_name(manifest.id);
+        let mut bytes = 0;
+        for (name, data) in files {
+            bytes += data.len() as u64;
+            let path = self.path(&format!("{dir}/{name}"));
+            block_on(self.store.put(&path, PutPayload::from(data.clone()))).map_err(|e| io(&self.display, e))?;
+        }
+        let text = serde_json::to_vec_pretty(manifest).map_err(|e| io(&self.display, e))?;
+        bytes += text.len() as u64;
+        let path = self.path(&format!("{dir}/{MANIFEST}"));
+        block_on(self.store.put(&path, PutPayload::from(text))).map_err(|e| io(&self.display, e))?;
+        self.prune(manifest.id)?;
+        Ok(bytes)
+    }
+
+    /// Checkpoint ids present (complete or not), ascending.
+    fn ids(&self) -> Result<Vec<u64>> {
+        let prefix = (!self.root.as_ref().is_empty()).then_some(&self.root);
+        let listed = block_on(self.store.list_with_delimiter(prefix)).map_err(|e| io(&self.display, e))?;
+        let mut ids: Vec<u64> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(|f| f.strip_prefix(PREFIX)).and_then(|n| n.parse().ok()))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn has_manifest(&self, id: u64) -> bool {
+        block_on(self.store.head(&self.path(&format!("{}/{MANIFEST}", checkpoint_name(id))))).is_ok()
+    }
+
+    fn delete(&self, id: u64) -> Result<()> {
+        let prefix = self.path(&checkpoint_name(id));
+        let objects: Vec<_> = block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
+            .map_err(|e| io(&self.display, e))?;
+        // the manifest first: a half-deleted checkpoint must not look complete
+        let (manifest, rest): (Vec<_>, Vec<_>) =
+            objects.into_iter().partition(|o| o.location.filename() == Some(MANIFEST));
+        for o in manifest.into_iter().chain(rest) {
+            match block_on(self.store.delete(&o.location)) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(io(&self.display, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// After checkpoint `newest` completed: delete complete checkpoints beyond the retained
+    /// count, and incomplete ones older than it (left by a crash while writing).
+    fn prune(&self, newest: u64) -> Result<()> {
+        let ids = self.ids()?;
+        let mut kept = 0;
+        for id in ids.into_iter().rev() {
+            if id > newest {
+                continue;
+            }
+            if id < newest && !self.has_manifest(id) {
+                self.delete(id)?;
+                continue;
+            }
+            kept += 1;
+            if kept > self.retain {
+                self.delete(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest complete checkpoint, falling back past newer ones that cannot be read (each
+    /// is listed in [`Restored::skipped`]). `None` when there is none at all; an error when
+    /// there are checkpoints and none can be used.
+    pub fn latest(&self) -> Result<Option<Restored>> {
+        let ids = self.ids()?;
+        let mut skipped = Vec::new();
+        for id in ids.iter().rev().copied() {
+            if !self.has_manifest(id) {
+                // a checkpoint still being written when the process stopped: never completed
+                continue;
+            }
+            match self.load(id) {
+                Ok(mut r) => {
+                    r.skipped = skipped;
+                    return Ok(Some(r));
+                }
+                Err(e) => skipped.push(format!("{}: {e}", self.describe(id))),
+            }
+        }
+        if skipped.is_empty() {
+            Ok(None)
+        } else {
+            Err(RuntimeError::Checkpoint(format!(
+                "no usable checkpoint in {}: {}",
+                self.display,
+                skipped.join("; ")
+            )))
+        }
+    }
+
+    /// Read checkpoint `id`, checking the manifest's format and every state file's size and
+    /// checksum.
+    pub fn load(&self, id: u64) -> Result<Restored> {
+        let dir = checkpoint_name(id);
+        let get = |rel: &str| -> Result<Vec<u8>> {
+            let path = self.path(&format!("{dir}/{rel}"));
+            let got = block_on(self.store.get(&path)).map_err(|e| io(&self.display, e))?;
+            Ok(block_on(got.bytes()).map_err(|e| io(&self.display, e))?.to_vec())
+        };
+        let text = get(MANIFEST)?;
+        let manifest: Manifest = serde_json::from_slice(&text)
+            .map_err(|e| RuntimeError::Checkpoint(format!("{MANIFEST} is not a valid manifest: {e}")))?;
+        if manifest.format != FORMAT {
+            return Err(RuntimeError::Checkpoint(format!("{MANIFEST} is not a weir checkpoint manifest")));
+        }
+        if manifest.version != VERSION {
+            return Err(RuntimeError::Checkpoint(format!(
+                "written in layout version {}, this weir reads version {VERSION}",
+                manifest.version
+            )));
+        }
+        if manifest.id != id {
+            return Err(RuntimeError::Checkpoint(format!("{MANIFEST} names checkpoint {}, not {id}", manifest.id)));
+        }
+        let mut operators = Vec::with_capacity(manifest.operators.len());
+        for op in &manifest.operators {
+            let mut snapshot = OperatorSnapshot { meta: op.meta.clone(), batches: Vec::new() };
+            for f in &op.files {
+                let data = get(&f.path)?;
+                if data.len() as u64 != f.bytes || checksum(&data) != f.crc32 {
+                    return Err(RuntimeError::Checkpoint(format!(
+                        "{}: {} bytes, checksum {:08x}; the manifest says {} bytes, checksum {:08x} (damaged or truncated)",
+                        f.path,
+                        data.len(),
+                        checksum(&data),
+                        f.bytes,
+                        f.crc32
+                    )));
+                }
+                snapshot.batches.push((f.name.clone(), decode_batch(&data, &f.path)?));
+            }
+            operators.push(snapshot);
+        }
+        Ok(Restored { manifest, operators, location: self.describe(id), skipped: Vec::new() })
+    }
+}
