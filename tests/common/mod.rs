@@ -100,6 +100,16 @@ impl Source for CutSource {
         self.next = end;
         Ok(Some(out))
     }
+
+    /// The next row (so checkpoints can be taken over it).
+    fn position(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!(self.next))
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> weir_runtime::Result<()> {
+        self.next = position.as_u64().unwrap_or_default() as usize;
+        Ok(())
+    }
 }
 
 pub fn ddl(delay_ms: i64, path: &str) -> String {

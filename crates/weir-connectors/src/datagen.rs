@@ -377,6 +377,55 @@ impl Source for DatagenSource {
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         Ok(Some(RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &options)?))
     }
+
+    /// Rows made so far, each column's random state and sequence.
+    fn position(&self) -> Option<serde_json::Value> {
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| {
+                let sequence = match c.gen {
+                    Gen::Sequence { next, left } => Some((next, left)),
+                    _ => None,
+                };
+                (c.rng.get_seed(), sequence)
+            })
+            .collect();
+        serde_json::to_value(DatagenPosition { emitted: self.emitted, remaining: self.remaining, columns }).ok()
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let p: DatagenPosition = weir_runtime::checkpoint::from_json(position, &format!("table '{}'", self.table))?;
+        if p.columns.len() != self.columns.len() {
+            return Err(RuntimeError::Checkpoint(format!(
+                "table '{}': the checkpoint has {} generated columns, the table {}",
+                self.table,
+                p.columns.len(),
+                self.columns.len()
+            )));
+        }
+        for (c, (seed, sequence)) in self.columns.iter_mut().zip(p.columns) {
+            c.rng = fastrand::Rng::with_seed(seed);
+            if let (Gen::Sequence { next, left }, Some((n, l))) = (&mut c.gen, sequence) {
+                (*next, *left) = (n, l);
+            }
+        }
+        (self.emitted, self.remaining) = (p.emitted, p.remaining);
+        // paced from now on, as if the rows made so far had been made at the configured rate
+        let ahead = Duration::from_secs_f64(self.emitted as f64 / self.rows_per_second as f64);
+        let now = Instant::now();
+        self.started = Some(now.checked_sub(ahead).unwrap_or(now));
+        Ok(())
+    }
+}
+
+/// Where a `datagen` table is.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DatagenPosition {
+    emitted: u64,
+    remaining: Option<u64>,
+    /// Per column: its random state, and for a sequence its next value and how many are left.
+    columns: Vec<(u64, Option<(i64, u64)>)>,
 }
 
 #[cfg(test)]

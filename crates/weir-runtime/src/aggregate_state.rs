@@ -270,6 +270,21 @@ impl Partial {
         Ok(())
     }
 
+    /// Its state as a frozen partial, leaving it as it was (for a checkpoint: freezing
+    /// consumes the accumulators, so they are rebuilt from the frozen state).
+    pub fn snapshot(&mut self, aggregates: &Aggregates, group_ids: &mut Vec<usize>) -> Result<Frozen> {
+        let frozen = std::mem::replace(self, aggregates.partial()?).freeze()?;
+        self.merge(&frozen, group_ids)?;
+        Ok(frozen)
+    }
+
+    /// A partial holding a frozen one's groups.
+    pub fn thawed(aggregates: &Aggregates, frozen: &Frozen, group_ids: &mut Vec<usize>) -> Result<Self> {
+        let mut p = aggregates.partial()?;
+        p.merge(frozen, group_ids)?;
+        Ok(p)
+    }
+
     /// Turn into immutable intermediate state.
     pub fn freeze(mut self) -> Result<Frozen> {
         let rows = self.num_groups;

@@ -20,7 +20,8 @@ use crate::keyed_state::KeyedState;
 use crate::message::{Message, Nanos, RowKind, StreamBatch};
 use crate::metrics::{Metrics, StateSize};
 use crate::operator::Operator;
-use crate::rank_rows::RankRows;
+use crate::checkpoint::OperatorSnapshot;
+use crate::rank_rows::{RankRows, SavedRows};
 
 struct Kept {
     order: Box<[u8]>,
@@ -95,6 +96,30 @@ impl Operator for DeduplicateOp {
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
         Metrics::add(&self.metrics.expired_keys, self.kept.on_watermark(watermark));
         out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    /// The kept row of every key, with the key's TTL clock.
+    fn snapshot(&mut self) -> Result<OperatorSnapshot> {
+        let mut saved = SavedRows::default();
+        for (key, touched, pending, kept) in self.kept.entries_mut() {
+            saved.push(key, touched, pending, &kept.order, &kept.row);
+        }
+        let mut snapshot = OperatorSnapshot::with_meta(&self.kept.clocks())?;
+        if let Some(batch) = saved.into_batch()? {
+            snapshot.push("kept", batch);
+        }
+        Ok(snapshot)
+    }
+
+    fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
+        self.kept.restore_clocks(snapshot.meta(self.name())?);
+        if snapshot.batches.is_empty() {
+            return Ok(());
+        }
+        for (key, touched, pending, order, row) in SavedRows::read(&snapshot.take("kept", self.name())?)? {
+            self.kept.restore_entry(&key, touched, pending, Kept { order, row });
+        }
         Ok(())
     }
 }

@@ -27,6 +27,7 @@ use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_physical_expr::PhysicalExpr;
 use weir_sql::{RowTime, StateTtl};
 
+use crate::checkpoint::OperatorSnapshot;
 use crate::error::{Result, RuntimeError};
 use crate::join_rows::{JoinRows, Kept};
 use crate::message::{Message, Nanos, RowKind, StreamBatch, NO_WATERMARK};
@@ -422,6 +423,40 @@ impl Operator for JoinOp {
         }
         self.expire_now(out)?;
         out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    /// Each side's kept rows (with their columns, keys, bounds and match counts), the
+    /// watermark, and which rows wait for the next watermark to start their TTL.
+    fn snapshot(&mut self) -> Result<OperatorSnapshot> {
+        let pending: Vec<(usize, u32)> = self.pending.clone();
+        let mut snapshot = OperatorSnapshot::with_meta(&(self.watermark, pending))?;
+        for side in [LEFT, RIGHT] {
+            if let Some(batch) = self.rows[side].to_batch(&self.spec.sides[side])? {
+                snapshot.push(if side == LEFT { "left" } else { "right" }, batch);
+            }
+        }
+        Ok(snapshot)
+    }
+
+    fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
+        let (watermark, pending): (Nanos, Vec<(usize, u32)>) = snapshot.meta(self.name())?;
+        self.watermark = watermark;
+        for side in [LEFT, RIGHT] {
+            let name = if side == LEFT { "left" } else { "right" };
+            if !snapshot.batches.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let moved = self.rows[side].restore(&snapshot.take(name, "Join")?)?;
+            let renamed: std::collections::HashMap<u32, u32> = moved.into_iter().collect();
+            for (s, slot) in &pending {
+                if *s == side {
+                    if let Some(now) = renamed.get(slot) {
+                        self.pending.push((side, *now));
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

@@ -18,12 +18,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ahash::RandomState;
-use datafusion_common::arrow::array::ArrayRef;
-use datafusion_common::arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{ArrayRef, AsArray, BinaryArray, Int64Array, UInt32Array};
+use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt32Type};
+use datafusion_common::arrow::record_batch::RecordBatch;
 use datafusion_common::arrow::row::{Row, RowConverter, Rows, SortField};
 use smallvec::SmallVec;
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 use crate::message::Nanos;
 use crate::metrics::StateSize;
 
@@ -259,6 +262,62 @@ impl JoinRows {
     pub fn columns_of(&self, slots: &[u32]) -> Result<Vec<ArrayRef>> {
         let rows: Vec<Row<'_>> = slots.iter().filter_map(|s| self.get(*s)).filter_map(|k| self.row_of(k)).collect();
         Ok(self.converter.convert_rows(rows)?)
+    }
+
+    /// Every kept row for a checkpoint, as one batch: its key, `until`, matches and slot, then
+    /// its columns. `None` when no row is kept.
+    pub fn to_batch(&self, schema: &SchemaRef) -> Result<Option<RecordBatch>> {
+        let (mut keys, mut untils, mut matches, mut slots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (key, refs) in &self.index {
+            for r in refs.iter().filter(|r| self.is_live(**r)) {
+                let Some(k) = self.get(r.0) else { continue };
+                keys.push(&key[..]);
+                untils.push(k.until);
+                matches.push(k.matches);
+                slots.push(r.0);
+            }
+        }
+        if slots.is_empty() {
+            return Ok(None);
+        }
+        let mut fields = vec![
+            Field::new("key", DataType::Binary, false),
+            Field::new("until", DataType::Int64, false),
+            Field::new("matches", DataType::UInt32, false),
+            Field::new("slot", DataType::UInt32, false),
+        ];
+        fields.extend(schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)));
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(BinaryArray::from_iter_values(keys)),
+            Arc::new(Int64Array::from(untils)),
+            Arc::new(UInt32Array::from(matches)),
+            Arc::new(UInt32Array::from(slots.clone())),
+        ];
+        columns.extend(self.columns_of(&slots)?);
+        Ok(Some(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?))
+    }
+
+    /// Keep the rows of a batch [`Self::to_batch`] made. Returns, per row, its saved slot and
+    /// its slot now.
+    pub fn restore(&mut self, batch: &RecordBatch) -> Result<Vec<(u32, u32)>> {
+        let bad = || RuntimeError::Checkpoint("the saved rows of a join are not valid".into());
+        let column = |i: usize| batch.columns().get(i).ok_or_else(bad);
+        let keys = column(0)?.as_binary_opt::<i32>().ok_or_else(bad)?;
+        let untils = column(1)?.as_primitive_opt::<Int64Type>().ok_or_else(bad)?;
+        let matches = column(2)?.as_primitive_opt::<UInt32Type>().ok_or_else(bad)?;
+        let slots = column(3)?.as_primitive_opt::<UInt32Type>().ok_or_else(bad)?;
+        let e = self.encode(&batch.columns()[4..])?;
+        let mut out = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let until = untils.value(i);
+            let slot = self.insert(keys.value(i), &e, i, (until != Nanos::MAX).then_some(until));
+            if let Some(k) = self.get_mut(slot) {
+                k.matches = matches.value(i);
+            }
+            out.push((slots.value(i), slot));
+        }
+        self.release(e);
+        Ok(out)
     }
 
     /// Rows kept and their approximate size.

@@ -130,6 +130,31 @@ impl<T> KeyedState<T> {
         self.index.is_empty()
     }
 
+    /// Every entry with its key, TTL clock and pending flag, for a checkpoint.
+    pub fn entries_mut(&mut self) -> impl Iterator<Item = (&[u8], Nanos, bool, &mut T)> {
+        self.entries.iter_mut().flatten().map(|e| (&e.key[..], e.touched, e.pending, &mut e.value))
+    }
+
+    /// The clocks (watermark, last sweep), for a checkpoint.
+    pub fn clocks(&self) -> (Nanos, Nanos) {
+        (self.watermark, self.last_sweep)
+    }
+
+    /// Take up clocks [`KeyedState::clocks`] returned.
+    pub fn restore_clocks(&mut self, (watermark, last_sweep): (Nanos, Nanos)) {
+        (self.watermark, self.last_sweep) = (watermark, last_sweep);
+    }
+
+    /// Add an entry as a checkpoint saved it (its TTL clock as it was).
+    pub fn restore_entry(&mut self, key: &[u8], touched: Nanos, pending: bool, value: T) {
+        self.entries.push(Some(Entry { key: key.into(), touched, pending, value }));
+        let slot = self.entries.len() - 1;
+        self.index.insert(key.into(), slot);
+        if pending {
+            self.pending.push(slot);
+        }
+    }
+
     /// Before a batch: in processing time, drop idle entries. Returns how many were dropped.
     pub fn before_batch(&mut self) -> u64 {
         match self.ttl {

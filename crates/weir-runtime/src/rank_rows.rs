@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{ArrayRef, UInt64Array};
+use datafusion_common::arrow::array::{ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt64Array};
 use datafusion_common::arrow::compute::SortOptions;
-use datafusion_common::arrow::datatypes::{Schema, SchemaRef};
+use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::row::{RowConverter, Rows, SortField};
 use datafusion_physical_expr::PhysicalExpr;
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 
 /// Encodes partition keys, order keys and whole rows; decodes kept rows into output batches.
 pub struct RankRows {
@@ -85,5 +85,65 @@ impl RankRows {
         columns.push(Arc::new(UInt64Array::from(numbers)));
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         Ok(RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?)
+    }
+}
+
+/// One row a ranking operator keeps, as a checkpoint saves it: its partition key, a number
+/// (the key's TTL clock, or the window end), whether the clock is pending, and its order and
+/// row bytes.
+pub(crate) type SavedRow = (Box<[u8]>, i64, bool, Box<[u8]>, Box<[u8]>);
+
+/// The rows a ranking operator keeps, gathered into one batch for a checkpoint.
+#[derive(Default)]
+pub(crate) struct SavedRows {
+    key: Vec<Box<[u8]>>,
+    tag: Vec<i64>,
+    pending: Vec<bool>,
+    order: Vec<Box<[u8]>>,
+    row: Vec<Box<[u8]>>,
+}
+
+impl SavedRows {
+    /// Add a kept row.
+    pub(crate) fn push(&mut self, key: &[u8], tag: i64, pending: bool, order: &[u8], row: &[u8]) {
+        self.key.push(key.into());
+        self.tag.push(tag);
+        self.pending.push(pending);
+        self.order.push(order.into());
+        self.row.push(row.into());
+    }
+
+    /// The batch (`None` when no row is kept).
+    pub(crate) fn into_batch(self) -> Result<Option<RecordBatch>> {
+        if self.key.is_empty() {
+            return Ok(None);
+        }
+        let schema = Schema::new(vec![
+            Field::new("key", DataType::Binary, false),
+            Field::new("tag", DataType::Int64, false),
+            Field::new("pending", DataType::Boolean, false),
+            Field::new("order", DataType::Binary, false),
+            Field::new("row", DataType::Binary, false),
+        ]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(BinaryArray::from_iter_values(&self.key)),
+            Arc::new(Int64Array::from(self.tag)),
+            Arc::new(BooleanArray::from(self.pending)),
+            Arc::new(BinaryArray::from_iter_values(&self.order)),
+            Arc::new(BinaryArray::from_iter_values(&self.row)),
+        ];
+        Ok(Some(RecordBatch::try_new(Arc::new(schema), columns)?))
+    }
+
+    /// The rows of a batch [`SavedRows::into_batch`] made, in order.
+    pub(crate) fn read(batch: &RecordBatch) -> Result<Vec<SavedRow>> {
+        let bad = || RuntimeError::Checkpoint("saved ranked rows are not valid".into());
+        let binary = |i: usize| batch.columns().get(i).and_then(|c| c.as_binary_opt::<i32>()).ok_or_else(bad);
+        let (key, order, row) = (binary(0)?, binary(3)?, binary(4)?);
+        let tag = batch.columns().get(1).and_then(|c| c.as_primitive_opt::<Int64Type>()).ok_or_else(bad)?;
+        let pending = batch.columns().get(2).and_then(|c| c.as_boolean_opt()).ok_or_else(bad)?;
+        Ok((0..batch.num_rows())
+            .map(|i| (key.value(i).into(), tag.value(i), pending.value(i), order.value(i).into(), row.value(i).into()))
+            .collect())
     }
 }

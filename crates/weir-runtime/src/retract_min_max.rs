@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use datafusion_common::arrow::array::{Array, ArrayRef};
+use datafusion_common::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion_common::arrow::datatypes::DataType;
 use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_common::{DataFusionError, ScalarValue};
@@ -72,12 +72,37 @@ impl Accumulator for RetractMinMax {
         std::mem::size_of_val(self) + self.values.keys().map(|k| k.len() + 32).sum::<usize>()
     }
 
+    /// The multiset of live values as bytes (for checkpoints): per value, its length (u32),
+    /// its row encoding and its count (u64), little-endian.
     fn state(&mut self) -> datafusion_common::Result<Vec<ScalarValue>> {
-        Err(DataFusionError::NotImplemented("a retractable MIN/MAX is never merged".into()))
+        let mut bytes = Vec::new();
+        for (value, count) in &self.values {
+            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(value);
+            bytes.extend_from_slice(&count.to_le_bytes());
+        }
+        Ok(vec![ScalarValue::Binary(Some(bytes))])
     }
 
-    fn merge_batch(&mut self, _states: &[ArrayRef]) -> datafusion_common::Result<()> {
-        Err(DataFusionError::NotImplemented("a retractable MIN/MAX is never merged".into()))
+    /// Add the multisets of states [`Accumulator::state`] returned.
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion_common::Result<()> {
+        let bad = || DataFusionError::Execution("a saved MIN/MAX state is damaged".into());
+        let Some(states) = states.first().and_then(|a| a.as_binary_opt::<i32>()) else { return Err(bad()) };
+        for bytes in states.iter().flatten() {
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+                let len = u32::from_le_bytes(*len) as usize;
+                if tail.len() < len {
+                    return Err(bad());
+                }
+                let (value, tail) = tail.split_at(len);
+                let (count, tail) = tail.split_first_chunk::<8>().ok_or_else(bad)?;
+                *self.values.entry(value.into()).or_insert(0) += u64::from_le_bytes(*count);
+                rest = tail;
+            }
+        }
+        Ok(())
     }
 }
 

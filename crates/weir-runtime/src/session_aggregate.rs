@@ -34,15 +34,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion_common::arrow::array::{Array, ArrayRef, UInt32Array};
+use datafusion_common::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array,
+};
 use datafusion_common::arrow::compute::concat;
-use datafusion_common::arrow::datatypes::SchemaRef;
+use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_physical_expr::PhysicalExpr;
 use weir_sql::{EarlyEmit, WindowEmit, WindowSpec};
 
-use crate::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Partial};
+use crate::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
+use crate::checkpoint::OperatorSnapshot;
 use crate::dropped::{show_time, DroppedCollector};
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
@@ -512,4 +515,105 @@ impl Operator for SessionAggregateOp {
         out.push(Message::Watermark(watermark));
         Ok(())
     }
+
+    /// Every session (key, bounds, fired) with its partial aggregate, the order they fire
+    /// in, and in changelog mode each session's last emitted row.
+    fn snapshot(&mut self) -> Result<OperatorSnapshot> {
+        let state = SessionState {
+            watermark: self.watermark,
+            next_id: self.next_id,
+            by_end: self.by_end.iter().copied().collect(),
+            retained: self.retained.iter().copied().collect(),
+            dirty: self.dirty.iter().copied().collect(),
+        };
+        let mut snapshot = OperatorSnapshot::with_meta(&state)?;
+        let (mut ids, mut keys, mut starts, mut ends, mut fired) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut frozen = Vec::new();
+        for (key, list) in &mut self.sessions {
+            for s in list.iter_mut() {
+                ids.push(s.id as i64);
+                keys.push(key.clone());
+                starts.push(s.start);
+                ends.push(s.end);
+                fired.push(s.fired);
+                frozen.push((s.id as i64, s.partial.snapshot(&self.aggregates, &mut self.group_ids)?));
+            }
+        }
+        if !ids.is_empty() {
+            let schema = Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("key", DataType::Binary, false),
+                Field::new("start", DataType::Int64, false),
+                Field::new("end", DataType::Int64, false),
+                Field::new("fired", DataType::Boolean, false),
+            ]);
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(BinaryArray::from_iter_values(&keys)),
+                Arc::new(Int64Array::from(starts)),
+                Arc::new(Int64Array::from(ends)),
+                Arc::new(BooleanArray::from(fired)),
+            ];
+            snapshot.push("sessions", RecordBatch::try_new(Arc::new(schema), columns)?);
+            let parts: Vec<(i64, &Frozen)> = frozen.iter().map(|(id, f)| (*id, f)).collect();
+            if let Some(batch) = self.aggregates.frozen_to_batch(&parts)? {
+                snapshot.push("partials", batch);
+            }
+        }
+        if let Some(batch) = self.changes.as_ref().map(|c| c.to_batch(|id| (*id as i64, 0))).transpose()?.flatten() {
+            snapshot.push("emitted", batch);
+        }
+        Ok(snapshot)
+    }
+
+    fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
+        let state: SessionState = snapshot.meta(self.name())?;
+        self.watermark = state.watermark;
+        self.next_id = state.next_id;
+        self.by_end = state.by_end.into_iter().collect();
+        self.retained = state.retained.into_iter().collect();
+        self.dirty = state.dirty.into_iter().collect();
+        let has = |s: &OperatorSnapshot, name: &str| s.batches.iter().any(|(n, _)| n == name);
+        if has(&snapshot, "sessions") {
+            let sessions = snapshot.take("sessions", self.name())?;
+            let mut partials: HashMap<i64, Frozen> = match has(&snapshot, "partials") {
+                true => self.aggregates.frozen_from_batch(&snapshot.take("partials", self.name())?)?.into_iter().collect(),
+                false => HashMap::new(),
+            };
+            let bad = || RuntimeError::Checkpoint("the saved sessions are not valid".into());
+            let int = |i: usize| sessions.columns().get(i).and_then(|c| c.as_primitive_opt::<Int64Type>()).ok_or_else(bad);
+            let (ids, starts, ends) = (int(0)?, int(2)?, int(3)?);
+            let keys = sessions.columns().get(1).and_then(|c| c.as_binary_opt::<i32>()).ok_or_else(bad)?;
+            let fired = sessions.columns().get(4).and_then(|c| c.as_boolean_opt()).ok_or_else(bad)?;
+            for r in 0..sessions.num_rows() {
+                let id = ids.value(r);
+                let partial = match partials.remove(&id) {
+                    Some(f) => Partial::thawed(&self.aggregates, &f, &mut self.group_ids)?,
+                    None => self.aggregates.partial()?,
+                };
+                let key: Box<[u8]> = keys.value(r).into();
+                let session =
+                    Session { id: id as u64, start: starts.value(r), end: ends.value(r), partial, fired: fired.value(r) };
+                self.key_of.insert(id as u64, key.clone());
+                self.sessions.entry(key).or_default().push(session);
+            }
+        }
+        if let Some(changes) = &mut self.changes {
+            if has(&snapshot, "emitted") {
+                changes.restore_batch(&snapshot.take("emitted", "SessionAggregate")?, |id, _| id as u64)?;
+            }
+        }
+        self.metrics.open_windows.store((self.by_end.len() + self.retained.len()) as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// What a checkpoint keeps of a session aggregate besides its sessions.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SessionState {
+    watermark: Nanos,
+    next_id: u64,
+    by_end: Vec<(Nanos, u64)>,
+    retained: Vec<(Nanos, u64)>,
+    dirty: Vec<u64>,
 }

@@ -20,7 +20,8 @@ use crate::keyed_state::KeyedState;
 use crate::message::{Message, Nanos, RowKind, StreamBatch};
 use crate::metrics::{Metrics, StateSize};
 use crate::operator::Operator;
-use crate::rank_rows::RankRows;
+use crate::checkpoint::OperatorSnapshot;
+use crate::rank_rows::{RankRows, SavedRows};
 
 struct Ranked {
     order: Box<[u8]>,
@@ -104,6 +105,37 @@ impl Operator for TopNOp {
             let kinds: Vec<RowKind> = changes.iter().map(|c| c.0).collect();
             let batch = self.rows.output(changes.iter().map(|c| (&c.1[..], c.2)))?;
             out.push(Message::Data(StreamBatch::changelog(batch, &kinds)));
+        }
+        Ok(())
+    }
+
+    /// The ranked rows of every key, in rank order, with the key's TTL clock.
+    fn snapshot(&mut self) -> Result<OperatorSnapshot> {
+        let mut saved = SavedRows::default();
+        for (key, touched, pending, list) in self.kept.entries_mut() {
+            for r in list.iter() {
+                saved.push(key, touched, pending, &r.order, &r.row);
+            }
+        }
+        let mut snapshot = OperatorSnapshot::with_meta(&self.kept.clocks())?;
+        if let Some(batch) = saved.into_batch()? {
+            snapshot.push("kept", batch);
+        }
+        Ok(snapshot)
+    }
+
+    fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
+        self.kept.restore_clocks(snapshot.meta(self.name())?);
+        if snapshot.batches.is_empty() {
+            return Ok(());
+        }
+        let mut rows = SavedRows::read(&snapshot.take("kept", self.name())?)?.into_iter().peekable();
+        while let Some((key, touched, pending, order, row)) = rows.next() {
+            let mut list = vec![Ranked { order, row }];
+            while let Some((_, _, _, order, row)) = rows.next_if(|r| r.0 == key) {
+                list.push(Ranked { order, row });
+            }
+            self.kept.restore_entry(&key, touched, pending, list);
         }
         Ok(())
     }

@@ -21,9 +21,11 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{Array, ArrayRef, UInt32Array};
+use datafusion_common::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array,
+};
 use datafusion_common::arrow::compute::{cast, take};
-use datafusion_common::arrow::datatypes::SchemaRef;
+use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_common::ScalarValue;
@@ -32,6 +34,7 @@ use datafusion_physical_expr::PhysicalExpr;
 use weir_sql::StateTtl;
 
 use crate::aggregate_state::{AggregateSpec, Aggregates};
+use crate::checkpoint::OperatorSnapshot;
 use crate::error::{Result, RuntimeError};
 use crate::keyed_state::KeyedState;
 use crate::message::{Message, Nanos, RowKind, StreamBatch};
@@ -305,4 +308,128 @@ impl Operator for UpdatingAggregateOp {
         out.push(Message::Watermark(watermark));
         Ok(())
     }
+
+    /// Every group: its key, TTL clock, row count, last emitted values and accumulator states
+    /// (each accumulator is rebuilt from its state, which reading it consumed).
+    fn snapshot(&mut self) -> Result<OperatorSnapshot> {
+        if self.retracting && self.aggregates.specs().iter().any(|s| s.function.is_distinct() && s.function.fun().name() == "count") {
+            return Err(RuntimeError::Unsupported(
+                "checkpoints are not supported yet for COUNT(DISTINCT …) over an updating result (its saved state would lose how often each value was seen)".into(),
+            ));
+        }
+        let mut snapshot = OperatorSnapshot::with_meta(&self.groups.clocks())?;
+        let mut fresh = (0..self.groups.len()).map(|_| self.accumulators()).collect::<Result<Vec<_>>>()?;
+        let (num_keys, num_aggs) = (self.key_exprs.len(), self.aggregates.specs().len());
+        let mut cols = GroupColumns::default();
+        let mut keys: Vec<Vec<ScalarValue>> = vec![Vec::new(); num_keys];
+        let mut emitted: Vec<Vec<ScalarValue>> = vec![Vec::new(); num_aggs];
+        let mut states: Vec<Vec<Vec<ScalarValue>>> = vec![Vec::new(); num_aggs];
+        let nulls = self.output_schema.fields()[num_keys..]
+            .iter()
+            .map(|f| ScalarValue::try_from(f.data_type()))
+            .collect::<datafusion_common::Result<Vec<_>>>()?;
+        for (key, touched, pending, g) in self.groups.entries_mut() {
+            cols.key.push(key.to_vec());
+            cols.touched.push(touched);
+            cols.pending.push(pending);
+            cols.rows.push(g.rows);
+            cols.emitted.push(g.emitted.is_some());
+            for (c, v) in g.key_values.iter().enumerate() {
+                keys[c].push(v.clone());
+            }
+            for (a, null) in nulls.iter().enumerate() {
+                emitted[a].push(g.emitted.as_ref().map_or_else(|| null.clone(), |e| e[a].clone()));
+            }
+            let mut rebuilt = fresh.pop().ok_or_else(|| RuntimeError::Internal("accumulators".into()))?;
+            for (a, (acc, new)) in g.accumulators.iter_mut().zip(rebuilt.iter_mut()).enumerate() {
+                let state = acc.state()?;
+                let arrays = state.iter().map(|v| v.to_array()).collect::<datafusion_common::Result<Vec<_>>>()?;
+                new.merge_batch(&arrays)?;
+                if states[a].len() < state.len() {
+                    states[a].resize(state.len(), Vec::new());
+                }
+                for (j, v) in state.into_iter().enumerate() {
+                    states[a][j].push(v);
+                }
+            }
+            g.accumulators = rebuilt;
+        }
+        if cols.key.is_empty() {
+            return Ok(snapshot);
+        }
+        let mut fields = vec![
+            Field::new("key", DataType::Binary, false),
+            Field::new("touched", DataType::Int64, false),
+            Field::new("pending", DataType::Boolean, false),
+            Field::new("rows", DataType::Int64, false),
+            Field::new("emitted", DataType::Boolean, false),
+        ];
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(BinaryArray::from_iter_values(&cols.key)),
+            Arc::new(Int64Array::from(cols.touched)),
+            Arc::new(BooleanArray::from(cols.pending)),
+            Arc::new(Int64Array::from(cols.rows)),
+            Arc::new(BooleanArray::from(cols.emitted)),
+        ];
+        let named = keys.into_iter().enumerate().map(|(i, v)| (format!("k{i}"), v));
+        let named = named.chain(emitted.into_iter().enumerate().map(|(i, v)| (format!("e{i}"), v)));
+        let named = named.chain(
+            states.into_iter().enumerate().flat_map(|(a, s)| s.into_iter().enumerate().map(move |(j, v)| (format!("s{a}_{j}"), v))),
+        );
+        for (name, values) in named {
+            let array = ScalarValue::iter_to_array(values)?;
+            fields.push(Field::new(name, array.data_type().clone(), true));
+            arrays.push(array);
+        }
+        snapshot.push("groups", RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?);
+        Ok(snapshot)
+    }
+
+    fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
+        self.groups.restore_clocks(snapshot.meta(self.name())?);
+        if !snapshot.batches.iter().any(|(n, _)| n == "groups") {
+            return Ok(());
+        }
+        let batch = snapshot.take("groups", self.name())?;
+        let (num_keys, num_aggs) = (self.key_exprs.len(), self.aggregates.specs().len());
+        let bad = || RuntimeError::Checkpoint("the saved groups of an updating aggregate are not valid".into());
+        let column = |name: &str| batch.column_by_name(name).ok_or_else(bad);
+        let key = column("key")?.as_binary_opt::<i32>().ok_or_else(bad)?.clone();
+        let touched = column("touched")?.as_primitive_opt::<Int64Type>().ok_or_else(bad)?.clone();
+        let pending = column("pending")?.as_boolean_opt().ok_or_else(bad)?.clone();
+        let rows = column("rows")?.as_primitive_opt::<Int64Type>().ok_or_else(bad)?.clone();
+        let emitted = column("emitted")?.as_boolean_opt().ok_or_else(bad)?.clone();
+        let keys = (0..num_keys).map(|i| column(&format!("k{i}")).cloned()).collect::<Result<Vec<_>>>()?;
+        let values = (0..num_aggs).map(|i| column(&format!("e{i}")).cloned()).collect::<Result<Vec<_>>>()?;
+        let states: Vec<Vec<ArrayRef>> = (0..num_aggs)
+            .map(|a| {
+                (0..).map_while(|j| batch.column_by_name(&format!("s{a}_{j}")).cloned()).collect::<Vec<_>>()
+            })
+            .collect();
+        for r in 0..batch.num_rows() {
+            let mut accumulators = self.accumulators()?;
+            for (acc, state) in accumulators.iter_mut().zip(&states) {
+                let slices: Vec<ArrayRef> = state.iter().map(|a| a.slice(r, 1)).collect();
+                acc.merge_batch(&slices)?;
+            }
+            let key_values = keys.iter().map(|a| ScalarValue::try_from_array(a, r)).collect::<datafusion_common::Result<_>>()?;
+            let last = match emitted.value(r) {
+                true => Some(values.iter().map(|a| ScalarValue::try_from_array(a, r)).collect::<datafusion_common::Result<_>>()?),
+                false => None,
+            };
+            let group = Group { key_values, accumulators, rows: rows.value(r), emitted: last };
+            self.groups.restore_entry(key.value(r), touched.value(r), pending.value(r), group);
+        }
+        Ok(())
+    }
+}
+
+/// The fixed columns of saved groups.
+#[derive(Default)]
+struct GroupColumns {
+    key: Vec<Vec<u8>>,
+    touched: Vec<Nanos>,
+    pending: Vec<bool>,
+    rows: Vec<i64>,
+    emitted: Vec<bool>,
 }

@@ -23,7 +23,8 @@ use crate::error::Result;
 use crate::message::{Message, Nanos, StreamBatch};
 use crate::metrics::{Metrics, StateSize};
 use crate::operator::Operator;
-use crate::rank_rows::RankRows;
+use crate::checkpoint::OperatorSnapshot;
+use crate::rank_rows::{RankRows, SavedRows};
 use crate::window_aggregate::to_nanos;
 
 /// (order key, row), sorted by order key, ties in arrival order.
@@ -92,6 +93,31 @@ impl Operator for WindowTopNOp {
         }
         self.metrics.dropped(late, null_time);
         dropped.finish(out)
+    }
+
+    /// The kept rows of every open window partition, in rank order.
+    fn snapshot(&mut self) -> Result<OperatorSnapshot> {
+        let mut saved = SavedRows::default();
+        for ((end, key), list) in &self.partitions {
+            for (order, row) in list {
+                saved.push(key, *end, false, order, row);
+            }
+        }
+        let mut snapshot = OperatorSnapshot::empty();
+        if let Some(batch) = saved.into_batch()? {
+            snapshot.push("kept", batch);
+        }
+        Ok(snapshot)
+    }
+
+    fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
+        if snapshot.batches.is_empty() {
+            return Ok(());
+        }
+        for (key, end, _, order, row) in SavedRows::read(&snapshot.take("kept", self.name())?)? {
+            self.partitions.entry((end, key)).or_default().push((order, row));
+        }
+        Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {

@@ -1,0 +1,250 @@
+//! Checkpoints against uninterrupted runs: a query over random out-of-order rows at random
+//! batch cuts checkpoints after every batch, "crashes" (its source fails) at random points,
+//! and is restarted from its newest checkpoint each time, in a fresh pipeline whose operators
+//! take up the saved state. What its transactional sink committed must equal, row for row,
+//! what an uninterrupted run emits. Every stateful operator is covered this way: window
+//! aggregates (TUMBLE, HOP, CUMULATE, with lateness and early results), sessions, updating
+//! aggregates, deduplication, Top-N, window Top-N and joins.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use datafusion::arrow::record_batch::RecordBatch;
+use proptest::prelude::*;
+use weir_runtime::checkpoint::{CheckpointConfig, CheckpointStore, Guarantee};
+use weir_runtime::{input_columns, sink_schema, Metrics, Pipeline, RuntimeError, Sink, Source};
+use weir_sql::{Planned, Planner, StreamPlan};
+
+/// A sink whose rows count only once a checkpoint commits them (its state outlives the
+/// pipeline, as files on disk do; what was not committed is lost in a crash).
+#[derive(Clone, Default)]
+struct TxSink {
+    state: Arc<Mutex<TxState>>,
+}
+
+#[derive(Default)]
+struct TxState {
+    committed: Vec<RecordBatch>,
+    pending: Vec<RecordBatch>,
+    prepared: HashMap<u64, Vec<RecordBatch>>,
+}
+
+impl Sink for TxSink {
+    fn write(&mut self, batch: &RecordBatch) -> weir_runtime::Result<()> {
+        self.state.lock().unwrap().pending.push(batch.clone());
+        Ok(())
+    }
+
+    fn finish(&mut self) -> weir_runtime::Result<()> {
+        Ok(())
+    }
+
+    fn prepare_commit(&mut self, id: u64) -> weir_runtime::Result<serde_json::Value> {
+        let mut s = self.state.lock().unwrap();
+        let pending = std::mem::take(&mut s.pending);
+        s.prepared.insert(id, pending);
+        Ok(serde_json::json!(id))
+    }
+
+    fn commit(&mut self, prepared: &serde_json::Value) -> weir_runtime::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        if let Some(rows) = prepared.as_u64().and_then(|id| s.prepared.remove(&id)) {
+            s.committed.extend(rows);
+        }
+        Ok(())
+    }
+
+    fn recover(&mut self, prepared: Option<&serde_json::Value>) -> weir_runtime::Result<()> {
+        match prepared {
+            Some(p) => self.commit(p)?,
+            None => self.state.lock().unwrap().committed.clear(),
+        }
+        let mut s = self.state.lock().unwrap();
+        s.pending.clear();
+        s.prepared.clear();
+        Ok(())
+    }
+
+    fn transactional(&self) -> bool {
+        true
+    }
+}
+
+/// A source that fails after `left` batches: the crash.
+struct Crashing {
+    inner: CutSource,
+    left: Option<usize>,
+}
+
+impl Source for Crashing {
+    fn next_batch(&mut self) -> weir_runtime::Result<Option<RecordBatch>> {
+        match &mut self.left {
+            Some(0) => Err(RuntimeError::Source("crash".into())),
+            Some(n) => {
+                *n -= 1;
+                self.inner.next_batch()
+            }
+            None => self.inner.next_batch(),
+        }
+    }
+
+    fn position(&self) -> Option<serde_json::Value> {
+        self.inner.position()
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> weir_runtime::Result<()> {
+        self.inner.seek(position)
+    }
+}
+
+fn plan_of(script: &str) -> StreamPlan {
+    let planned = Planner::new().plan_script(script).expect("plans");
+    let Some(Planned::Query(plan)) = planned.last() else { panic!("expected a query") };
+    plan.clone()
+}
+
+/// One source per input of the plan, each reading `rows` cut at `cuts`; the first `crash`
+/// batches of the first input are read, then it fails.
+fn sources(plan: &StreamPlan, rows: &[Row], cuts: &[usize], crash: Option<usize>) -> Vec<Box<dyn Source>> {
+    plan.sources()
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let cols = input_columns(node, false).expect("columns");
+            let batch = to_batch(rows).project(&cols.columns).expect("projection");
+            let inner = CutSource { batch, cuts: cuts.to_vec(), next: 0 };
+            Box::new(Crashing { inner, left: if i == 0 { crash } else { None } }) as Box<dyn Source>
+        })
+        .collect()
+}
+
+/// The rows of `batches`, led by their `op` when the plan is a changelog, replayed.
+fn result(plan: &StreamPlan, batches: &[RecordBatch]) -> Vec<String> {
+    let lines = format_rows(batches);
+    if plan.is_updating() {
+        replay(&lines).expect("a valid changelog")
+    } else {
+        sorted(lines)
+    }
+}
+
+/// Run `script` to its end, crashing after each of `crashes` batches (counted from each
+/// restart), and return what the sink committed.
+fn run_with_crashes(script: &str, rows: &[Row], cuts: &[usize], crashes: &[usize], guarantee: Guarantee) -> Vec<String> {
+    let plan = plan_of(script);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = TxSink::default();
+    let mut crashes = crashes.iter().copied();
+    for attempt in 0.. {
+        assert!(attempt < 1000, "no progress");
+        let store = CheckpointStore::open(dir.path().to_str().expect("utf-8")).expect("store");
+        let restore = store.latest().expect("readable checkpoints");
+        let config = CheckpointConfig {
+            store,
+            interval: Duration::ZERO,
+            guarantee,
+            fingerprint: "test".into(),
+            restore,
+        };
+        let crash = crashes.next();
+        let pipeline = Pipeline::new(
+            &plan,
+            sources(&plan, rows, cuts, crash),
+            Box::new(sink.clone()),
+            Arc::new(Metrics::default()),
+        )
+        .expect("pipeline")
+        .with_checkpoints(config, plan.to_string())
+        .expect("checkpoints");
+        match pipeline.run_blocking(&AtomicBool::new(false)) {
+            Ok(()) => break,
+            Err(e) if e.to_string() == "crash" => continue,
+            Err(e) => panic!("failed: {e}"),
+        }
+    }
+    let committed = sink.state.lock().unwrap().committed.clone();
+    let _ = sink_schema(&plan);
+    result(&plan, &committed)
+}
+
+/// The same query, uninterrupted and without checkpoints.
+fn uninterrupted(script: &str, rows: &[Row], cuts: &[usize]) -> Vec<String> {
+    let plan = plan_of(script);
+    let sink = weir_connectors::CollectSink::new();
+    Pipeline::new(&plan, sources(&plan, rows, cuts, None), Box::new(sink.clone()), Arc::new(Metrics::default()))
+        .expect("pipeline")
+        .run_blocking(&AtomicBool::new(false))
+        .expect("runs");
+    result(&plan, &sink.batches())
+}
+
+const QUERIES: &[&str] = &[
+    // tumbling, hopping and cumulating windows
+    "SELECT k, COUNT(*) AS n, SUM(v) AS s, MAX(r) AS m FROM t GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k",
+    "SELECT window_start, window_end, k, AVG(v) AS a FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '500' MILLISECOND, INTERVAL '2' SECOND)) GROUP BY window_start, window_end, k",
+    "SELECT window_start, window_end, COUNT(DISTINCT k) AS keys, SUM(v) AS s FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '500' MILLISECOND, INTERVAL '2' SECOND)) GROUP BY window_start, window_end",
+    // changelog windows: allowed lateness, early results
+    "SET window.allowed_lateness = '2 s'; SELECT k, COUNT(*) AS n FROM t GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k",
+    "SET window.emit_early = 'update'; SELECT k, SUM(v) AS s FROM t GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k",
+    // sessions, plain and as a changelog
+    "SELECT k, SESSION_START(ts, INTERVAL '1' SECOND) AS s, COUNT(*) AS n, SUM(v) AS total FROM t GROUP BY SESSION(ts, INTERVAL '1' SECOND), k",
+    "SET window.allowed_lateness = '2 s'; SELECT k, SESSION_END(ts, INTERVAL '500' MILLISECOND) AS e, MIN(v) AS lo FROM t GROUP BY SESSION(ts, INTERVAL '500' MILLISECOND), k",
+    // updating aggregates, over an append-only input and over a changelog
+    "SELECT k, site, COUNT(*) AS n, SUM(v) AS s, MIN(r) AS lo, AVG(r) AS a, COUNT(DISTINCT v % 3) AS d FROM t GROUP BY k, site",
+    "SELECT n, COUNT(*) AS keys, MAX(n) AS hi, MIN(n) AS lo FROM (SELECT k, COUNT(*) AS n FROM t GROUP BY k) GROUP BY n",
+    // deduplication, Top-N, window Top-N
+    "SELECT k, site, ts FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k, site ORDER BY ts DESC) AS rn FROM t) WHERE rn = 1",
+    "SELECT k, v, ts, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC, ts DESC) AS rn FROM t) WHERE rn <= 3",
+    "SELECT window_start, site, total, rn FROM (
+       SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY total DESC) AS rn
+       FROM (SELECT window_start, window_end, site, SUM(v) AS total
+             FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, site))
+     WHERE rn <= 2",
+    // joins: interval (inner and left outer), window, regular with a TTL; and a union
+    "SELECT t.k, t.v, u.v, t.ts, u.ts FROM t JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts + INTERVAL '2' SECOND AND t.v <> u.v",
+    "SELECT t.k, t.v, u.v FROM t LEFT JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts AND t.site = u.site",
+    "SELECT a.k, a.w, a.n, b.n FROM
+       (SELECT k, window_start AS w, window_end AS e, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end) a
+     JOIN (SELECT k, window_start AS w, window_end AS e, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end) b
+     ON a.k = b.k AND a.w = b.w AND a.e = b.e",
+    "SET state.ttl = '1 h'; SELECT t.k, t.v, u.v, u.site FROM t LEFT JOIN u ON t.k = u.k AND t.v > u.v",
+    "SELECT k, TUMBLE_START(ts, INTERVAL '1' SECOND) AS w, COUNT(*) AS n, MAX(src) AS src
+     FROM (SELECT k, ts, 'left' AS src FROM t UNION ALL SELECT k, ts, 'right' FROM u WHERE site <> 'site0')
+     GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k",
+];
+
+fn check(query: &str, rows: &[Row], cuts: &[usize], crashes: &[usize]) -> Result<(), TestCaseError> {
+    let t = ddl(300, "unused.csv");
+    let script = format!("{t} {} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
+    let expected = uninterrupted(&script, rows, cuts);
+    let got = run_with_crashes(&script, rows, cuts, crashes, Guarantee::ExactlyOnce);
+    prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
+    Ok(())
+}
+
+fn cuts_strategy() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(0usize..250, 0..30).prop_map(|mut v| {
+        v.sort_unstable();
+        v
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn restarts_from_checkpoints_emit_what_an_uninterrupted_run_does(
+        rows in rows_strategy(),
+        cuts in cuts_strategy(),
+        crashes in prop::collection::vec(0usize..6, 1..6),
+    ) {
+        for query in QUERIES {
+            check(query, &rows, &cuts, &crashes)?;
+        }
+    }
+}
