@@ -116,8 +116,11 @@ fn sources(plan: &StreamPlan, rows: &[Row], cuts: &[usize], crash: Option<usize>
         .enumerate()
         .map(|(i, node)| {
             let cols = input_columns(node, false).expect("columns");
-            let batch = to_batch(rows).project(&cols.columns).expect("projection");
-            let inner = CutSource { batch, cuts: cuts.to_vec(), next: 0 };
+            // the second input runs 700 ms later in event time, cut elsewhere
+            let shifted: Vec<Row> = rows.iter().map(|r| Row { ts: r.ts + 700 * i as i64, ..r.clone() }).collect();
+            let batch = to_batch(&shifted).project(&cols.columns).expect("projection");
+            let cuts = cuts.iter().map(|c| c + 3 * i).collect();
+            let inner = CutSource { batch, cuts, next: 0 };
             Box::new(Crashing { inner, left: if i == 0 { crash } else { None } }) as Box<dyn Source>
         })
         .collect()
@@ -205,6 +208,10 @@ const QUERIES: &[&str] = &[
        FROM (SELECT window_start, window_end, site, SUM(v) AS total
              FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end, site))
      WHERE rn <= 2",
+    "SELECT window_start, k, r, rn FROM (
+       SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, k ORDER BY r ASC NULLS LAST) AS rn
+       FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND)))
+     WHERE rn <= 2",
     // joins: interval (inner and left outer), window, regular with a TTL; and a union
     "SELECT t.k, t.v, u.v, t.ts, u.ts FROM t JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts + INTERVAL '2' SECOND AND t.v <> u.v",
     "SELECT t.k, t.v, u.v FROM t LEFT JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts AND t.site = u.site",
@@ -212,7 +219,7 @@ const QUERIES: &[&str] = &[
        (SELECT k, window_start AS w, window_end AS e, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end) a
      JOIN (SELECT k, window_start AS w, window_end AS e, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end) b
      ON a.k = b.k AND a.w = b.w AND a.e = b.e",
-    "SET state.ttl = '1 h'; SELECT t.k, t.v, u.v, u.site FROM t LEFT JOIN u ON t.k = u.k AND t.v > u.v",
+    "SET state.ttl = '2 s'; SELECT t.k, t.v, u.v, u.site FROM t LEFT JOIN u ON t.k = u.k AND t.v > u.v",
     "SELECT k, TUMBLE_START(ts, INTERVAL '1' SECOND) AS w, COUNT(*) AS n, MAX(src) AS src
      FROM (SELECT k, ts, 'left' AS src FROM t UNION ALL SELECT k, ts, 'right' FROM u WHERE site <> 'site0')
      GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k",
