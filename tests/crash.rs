@@ -108,6 +108,7 @@ fn run_with_kills(dir: &Path, sql: &Path, seed: u64, settings: &[&str]) -> usize
                     std::io::Read::read_to_string(&mut e, &mut err).ok();
                 }
                 assert!(status.success(), "weir failed after {kills} kills (seed {seed}): {err}");
+                eprintln!("finished after {kills} kills in {:.1} s", started.elapsed().as_secs_f64());
                 if kills >= MIN_KILLS {
                     return kills;
                 }
