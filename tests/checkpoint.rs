@@ -155,13 +155,8 @@ fn run_with_crashes(
         assert!(attempt < 1000, "no progress");
         let store = CheckpointStore::open(dir.path().to_str().expect("utf-8")).expect("store");
         let restore = store.latest().expect("readable checkpoints");
-        let config = CheckpointConfig {
-            store,
-            interval: Duration::ZERO,
-            guarantee,
-            fingerprint: "test".into(),
-            restore,
-        };
+        let config =
+            CheckpointConfig { store, interval: Duration::ZERO, guarantee, fingerprint: "test".into(), restore };
         let crash = crashes.next();
         let pipeline = Pipeline::new(
             &plan,
@@ -259,7 +254,6 @@ fn script_of(query: &str) -> String {
     let t = ddl(5_000, "unused.csv");
     format!("{t} {} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1))
 }
-
 
 fn cuts_strategy() -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(0usize..250, 0..30).prop_map(|mut v| {

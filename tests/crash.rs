@@ -161,7 +161,12 @@ fn killed_with_sigkill_and_restarted_the_committed_output_equals_an_uninterrupte
     eprintln!("crash test (exactly once): seed {seed}");
     let kills = run_with_kills(dir.path(), &sql, seed, &[]);
     let got = rows(&dir.path().join("out"));
-    assert!(got == expected, "seed {seed}, {kills} kills: the committed rows differ from an uninterrupted run ({} vs {} distinct rows)", got.len(), expected.len());
+    assert!(
+        got == expected,
+        "seed {seed}, {kills} kills: the committed rows differ from an uninterrupted run ({} vs {} distinct rows)",
+        got.len(),
+        expected.len()
+    );
 }
 
 #[test]

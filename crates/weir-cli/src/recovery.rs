@@ -68,7 +68,8 @@ pub(crate) fn setup(
         },
         None => Duration::from_secs(10),
     };
-    let guarantee: Guarantee = settings.get("checkpoint.guarantee").map_or(Ok(Guarantee::ExactlyOnce), |g| g.parse())?;
+    let guarantee: Guarantee =
+        settings.get("checkpoint.guarantee").map_or(Ok(Guarantee::ExactlyOnce), |g| g.parse())?;
     let retain = settings.get("checkpoint.retain").and_then(|r| r.parse().ok()).unwrap_or(3);
     // one directory per query when a script runs several
     let sub = (total > 1).then(|| format!("query-{}", job + 1));
@@ -85,7 +86,9 @@ pub(crate) fn setup(
     };
     let store = CheckpointStore::open(&join(&dir, &sub)).map_err(|e| e.to_string())?.with_retain(retain);
     let restore = match (from, exact) {
-        (_, Some((parent, id))) => Some(CheckpointStore::open(&parent).and_then(|s| s.load(id)).map_err(|e| e.to_string())?),
+        (_, Some((parent, id))) => {
+            Some(CheckpointStore::open(&parent).and_then(|s| s.load(id)).map_err(|e| e.to_string())?)
+        }
         (Some(f), None) => {
             let found = CheckpointStore::open(&join(f, &sub)).and_then(|s| s.latest()).map_err(|e| e.to_string())?;
             Some(found.ok_or_else(|| format!("--from-checkpoint: no complete checkpoint in {}", join(f, &sub)))?)

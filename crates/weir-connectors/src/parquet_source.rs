@@ -62,7 +62,9 @@ impl ParquetSource {
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
         if skip > total {
-            return Err(err(&format!("the checkpoint read {skip} rows, but the file now has {total} (was it replaced?)")));
+            return Err(err(&format!(
+                "the checkpoint read {skip} rows, but the file now has {total} (was it replaced?)"
+            )));
         }
         let reader = builder
             .with_projection(mask)

@@ -85,8 +85,7 @@ impl Aggregates {
     /// The number of key columns and of each aggregate's state columns (the columns of a
     /// [`Frozen`] partial).
     pub fn layout(&self) -> Result<(usize, Vec<usize>)> {
-        let states =
-            self.specs.iter().map(|a| Ok(a.function.state_fields()?.len())).collect::<Result<Vec<_>>>()?;
+        let states = self.specs.iter().map(|a| Ok(a.function.state_fields()?.len())).collect::<Result<Vec<_>>>()?;
         Ok((self.key_schema.fields().len(), states))
     }
 
@@ -109,8 +108,7 @@ impl Aggregates {
             }
         }
         let mut fields = vec![Field::new("tag", DataType::Int64, false), Field::new("part", DataType::UInt32, false)];
-        let mut arrays: Vec<ArrayRef> =
-            vec![Arc::new(Int64Array::from(tags)), Arc::new(UInt32Array::from(part_ids))];
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(tags)), Arc::new(UInt32Array::from(part_ids))];
         for (c, pieces) in columns.into_iter().enumerate() {
             let refs: Vec<&dyn Array> = pieces.iter().map(|a| a.as_ref()).collect();
             let array = concat(&refs)?;

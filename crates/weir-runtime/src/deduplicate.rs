@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use weir_sql::StateTtl;
 
+use crate::checkpoint::OperatorSnapshot;
 use crate::error::Result;
 use crate::keyed_state::KeyedState;
 use crate::message::{Message, Nanos, RowKind, StreamBatch};
 use crate::metrics::{Metrics, StateSize};
 use crate::operator::Operator;
-use crate::checkpoint::OperatorSnapshot;
 use crate::rank_rows::{RankRows, SavedRows};
 
 struct Kept {

@@ -44,9 +44,9 @@ use crate::operator::Operator;
 use crate::proc_time::{ProcTimeOp, ProcessingClock};
 use crate::project::ProjectOp;
 use crate::rank_rows::RankRows;
+use crate::run::{Chain, Checkpointing};
 use crate::session_aggregate::SessionAggregateOp;
 use crate::source::{Sink, Source, SourceDriver};
-use crate::run::{Chain, Checkpointing};
 use crate::stage::{BranchStage, JoinStage, Stage};
 use crate::top_n::TopNOp;
 use crate::updating_aggregate::UpdatingAggregateOp;
@@ -263,7 +263,6 @@ pub(crate) fn with_op_column(batch: &StreamBatch, schema: &SchemaRef) -> Result<
     Ok(RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?)
 }
 
-
 /// A runnable pipeline.
 pub struct Pipeline {
     pub(crate) drivers: Vec<SourceDriver>,
@@ -461,5 +460,4 @@ impl Pipeline {
         self.drivers = self.drivers.into_iter().map(SourceDriver::keep_origin).collect();
         Ok(self)
     }
-
 }

@@ -34,9 +34,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion_common::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array,
-};
+use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array};
 use datafusion_common::arrow::compute::concat;
 use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -527,7 +525,8 @@ impl Operator for SessionAggregateOp {
             dirty: self.dirty.iter().copied().collect(),
         };
         let mut snapshot = OperatorSnapshot::with_meta(&state)?;
-        let (mut ids, mut keys, mut starts, mut ends, mut fired) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut ids, mut keys, mut starts, mut ends, mut fired) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut frozen = Vec::new();
         for (key, list) in &mut self.sessions {
             for s in list.iter_mut() {
@@ -577,11 +576,14 @@ impl Operator for SessionAggregateOp {
         if has(&snapshot, "sessions") {
             let sessions = snapshot.take("sessions", self.name())?;
             let mut partials: HashMap<i64, Frozen> = match has(&snapshot, "partials") {
-                true => self.aggregates.frozen_from_batch(&snapshot.take("partials", self.name())?)?.into_iter().collect(),
+                true => {
+                    self.aggregates.frozen_from_batch(&snapshot.take("partials", self.name())?)?.into_iter().collect()
+                }
                 false => HashMap::new(),
             };
             let bad = || RuntimeError::Checkpoint("the saved sessions are not valid".into());
-            let int = |i: usize| sessions.columns().get(i).and_then(|c| c.as_primitive_opt::<Int64Type>()).ok_or_else(bad);
+            let int =
+                |i: usize| sessions.columns().get(i).and_then(|c| c.as_primitive_opt::<Int64Type>()).ok_or_else(bad);
             let (ids, starts, ends) = (int(0)?, int(2)?, int(3)?);
             let keys = sessions.columns().get(1).and_then(|c| c.as_binary_opt::<i32>()).ok_or_else(bad)?;
             let fired = sessions.columns().get(4).and_then(|c| c.as_boolean_opt()).ok_or_else(bad)?;
@@ -592,8 +594,13 @@ impl Operator for SessionAggregateOp {
                     None => self.aggregates.partial()?,
                 };
                 let key: Box<[u8]> = keys.value(r).into();
-                let session =
-                    Session { id: id as u64, start: starts.value(r), end: ends.value(r), partial, fired: fired.value(r) };
+                let session = Session {
+                    id: id as u64,
+                    start: starts.value(r),
+                    end: ends.value(r),
+                    partial,
+                    fired: fired.value(r),
+                };
                 self.key_of.insert(id as u64, key.clone());
                 self.sessions.entry(key).or_default().push(session);
             }

@@ -21,9 +21,7 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array,
-};
+use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array};
 use datafusion_common::arrow::compute::{cast, take};
 use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -312,7 +310,9 @@ impl Operator for UpdatingAggregateOp {
     /// Every group: its key, TTL clock, row count, last emitted values and accumulator states
     /// (each accumulator is rebuilt from its state, which reading it consumed).
     fn snapshot(&mut self) -> Result<OperatorSnapshot> {
-        if self.retracting && self.aggregates.specs().iter().any(|s| s.function.is_distinct() && s.function.fun().name() == "count") {
+        if self.retracting
+            && self.aggregates.specs().iter().any(|s| s.function.is_distinct() && s.function.fun().name() == "count")
+        {
             return Err(RuntimeError::Unsupported(
                 "checkpoints are not supported yet for COUNT(DISTINCT …) over an updating result (its saved state would lose how often each value was seen)".into(),
             ));
@@ -374,7 +374,10 @@ impl Operator for UpdatingAggregateOp {
         let named = keys.into_iter().enumerate().map(|(i, v)| (format!("k{i}"), v));
         let named = named.chain(emitted.into_iter().enumerate().map(|(i, v)| (format!("e{i}"), v)));
         let named = named.chain(
-            states.into_iter().enumerate().flat_map(|(a, s)| s.into_iter().enumerate().map(move |(j, v)| (format!("s{a}_{j}"), v))),
+            states
+                .into_iter()
+                .enumerate()
+                .flat_map(|(a, s)| s.into_iter().enumerate().map(move |(j, v)| (format!("s{a}_{j}"), v))),
         );
         for (name, values) in named {
             let array = ScalarValue::iter_to_array(values)?;
@@ -402,9 +405,7 @@ impl Operator for UpdatingAggregateOp {
         let keys = (0..num_keys).map(|i| column(&format!("k{i}")).cloned()).collect::<Result<Vec<_>>>()?;
         let values = (0..num_aggs).map(|i| column(&format!("e{i}")).cloned()).collect::<Result<Vec<_>>>()?;
         let states: Vec<Vec<ArrayRef>> = (0..num_aggs)
-            .map(|a| {
-                (0..).map_while(|j| batch.column_by_name(&format!("s{a}_{j}")).cloned()).collect::<Vec<_>>()
-            })
+            .map(|a| (0..).map_while(|j| batch.column_by_name(&format!("s{a}_{j}")).cloned()).collect::<Vec<_>>())
             .collect();
         for r in 0..batch.num_rows() {
             let mut accumulators = self.accumulators()?;
@@ -412,9 +413,15 @@ impl Operator for UpdatingAggregateOp {
                 let slices: Vec<ArrayRef> = state.iter().map(|a| a.slice(r, 1)).collect();
                 acc.merge_batch(&slices)?;
             }
-            let key_values = keys.iter().map(|a| ScalarValue::try_from_array(a, r)).collect::<datafusion_common::Result<_>>()?;
+            let key_values =
+                keys.iter().map(|a| ScalarValue::try_from_array(a, r)).collect::<datafusion_common::Result<_>>()?;
             let last = match emitted.value(r) {
-                true => Some(values.iter().map(|a| ScalarValue::try_from_array(a, r)).collect::<datafusion_common::Result<_>>()?),
+                true => Some(
+                    values
+                        .iter()
+                        .map(|a| ScalarValue::try_from_array(a, r))
+                        .collect::<datafusion_common::Result<_>>()?,
+                ),
                 false => None,
             };
             let group = Group { key_values, accumulators, rows: rows.value(r), emitted: last };

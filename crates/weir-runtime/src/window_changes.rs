@@ -160,10 +160,8 @@ impl<W: Hash + Eq + Copy> WindowChanges<W> {
         for (w, e) in &self.emitted {
             let (a, b) = id(w);
             let n = e.batch.num_rows();
-            let mut columns: Vec<ArrayRef> = vec![
-                Arc::new(Int64Array::from(vec![a; n])),
-                Arc::new(Int64Array::from(vec![b; n])),
-            ];
+            let mut columns: Vec<ArrayRef> =
+                vec![Arc::new(Int64Array::from(vec![a; n])), Arc::new(Int64Array::from(vec![b; n]))];
             columns.extend(e.batch.columns().iter().cloned());
             batches.push(RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), columns)?);
         }

@@ -18,12 +18,12 @@ use std::sync::Arc;
 
 use datafusion_common::arrow::array::Array;
 
+use crate::checkpoint::OperatorSnapshot;
 use crate::dropped::{show_time, DroppedCollector};
 use crate::error::Result;
 use crate::message::{Message, Nanos, StreamBatch};
 use crate::metrics::{Metrics, StateSize};
 use crate::operator::Operator;
-use crate::checkpoint::OperatorSnapshot;
 use crate::rank_rows::{RankRows, SavedRows};
 use crate::window_aggregate::to_nanos;
 

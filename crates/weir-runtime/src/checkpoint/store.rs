@@ -124,8 +124,8 @@ impl CheckpointStore {
 
     fn delete(&self, id: u64) -> Result<()> {
         let prefix = self.path(&checkpoint_name(id));
-        let objects: Vec<_> = block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())
-            .map_err(|e| io(&self.display, e))?;
+        let objects: Vec<_> =
+            block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>()).map_err(|e| io(&self.display, e))?;
         // the manifest first: a half-deleted checkpoint must not look complete
         let (manifest, rest): (Vec<_>, Vec<_>) =
             objects.into_iter().partition(|o| o.location.filename() == Some(MANIFEST));
@@ -181,11 +181,7 @@ impl CheckpointStore {
         if skipped.is_empty() {
             Ok(None)
         } else {
-            Err(RuntimeError::Checkpoint(format!(
-                "no usable checkpoint in {}: {}",
-                self.display,
-                skipped.join("; ")
-            )))
+            Err(RuntimeError::Checkpoint(format!("no usable checkpoint in {}: {}", self.display, skipped.join("; "))))
         }
     }
 
