@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use weir_runtime::checkpoint::{fingerprint, CheckpointConfig, CheckpointStore, Guarantee, Restored};
+use weir_runtime::checkpoint::{
+    check_fingerprint, fingerprint, CheckpointConfig, CheckpointStore, Guarantee, Restored,
+};
 use weir_sql::StreamPlan;
 
 /// The checkpoint options of `weir run`.
@@ -95,10 +97,12 @@ pub(crate) fn setup(
         }
         (None, None) => store.latest().map_err(|e| e.to_string())?,
     };
+    let fingerprint = fingerprint(&plan.to_string());
     if let Some(r) = &restore {
+        check_fingerprint(r, &fingerprint).map_err(|e| e.to_string())?;
         announce(r, label, guarantee);
     }
-    Ok(Some(CheckpointConfig { store, interval, guarantee, fingerprint: fingerprint(&plan.to_string()), restore }))
+    Ok(Some(CheckpointConfig { store, interval, guarantee, fingerprint, restore }))
 }
 
 fn announce(r: &Restored, label: &str, guarantee: Guarantee) {

@@ -33,6 +33,18 @@ struct Publish {
     to: String,
 }
 
+/// What a checkpoint prepared: its number and the files it publishes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Prepared {
+    checkpoint: u64,
+    files: Vec<Publish>,
+}
+
+/// The checkpoint of a part file's name (`part-<checkpoint>-<n>.<ext>`).
+fn checkpoint_of(name: &str) -> Option<u64> {
+    name.strip_prefix(PART)?.split('-').next()?.parse().ok()
+}
+
 /// Writes part files into a directory, each published by the checkpoint that covers it.
 pub struct PartFileSink {
     dir: PathBuf,
@@ -108,13 +120,12 @@ impl PartFileSink {
         Ok(())
     }
 
-    /// Delete files whose name starts with one of `prefixes`.
-    fn delete(&self, prefixes: &[&str]) -> Result<()> {
+    /// Delete the files `doomed` picks by name.
+    fn delete(&self, doomed: impl Fn(&str) -> bool) -> Result<()> {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| self.err(e))?;
         for entry in entries {
             let entry = entry.map_err(|e| self.err(e))?;
-            let name = entry.file_name();
-            if prefixes.iter().any(|p| name.to_string_lossy().starts_with(p)) {
+            if doomed(&entry.file_name().to_string_lossy()) {
                 std::fs::remove_file(entry.path()).map_err(|e| self.err(e))?;
             }
         }
@@ -137,19 +148,20 @@ impl Sink for PartFileSink {
     fn prepare_commit(&mut self, id: u64) -> Result<serde_json::Value> {
         self.close()?;
         let ext = self.extension();
-        let publish: Vec<Publish> = std::mem::take(&mut self.closed)
+        let files: Vec<Publish> = std::mem::take(&mut self.closed)
             .into_iter()
             .enumerate()
             .map(|(n, from)| Publish { from, to: format!("{PART}{id:010}-{n:04}.{ext}") })
             .collect();
-        serde_json::to_value(publish).map_err(|e| self.err(e))
+        serde_json::to_value(Prepared { checkpoint: id, files }).map_err(|e| self.err(e))
     }
 
     fn commit(&mut self, prepared: &serde_json::Value) -> Result<()> {
         if prepared.is_null() {
             return Ok(());
         }
-        let publish: Vec<Publish> = weir_runtime::checkpoint::from_json(prepared, &self.label)?;
+        let prepared: Prepared = weir_runtime::checkpoint::from_json(prepared, &self.label)?;
+        let publish = prepared.files;
         for p in &publish {
             let (from, to) = (self.dir.join(&p.from), self.dir.join(&p.to));
             if from.exists() {
@@ -169,13 +181,15 @@ impl Sink for PartFileSink {
 
     fn recover(&mut self, prepared: Option<&serde_json::Value>) -> Result<()> {
         match prepared {
-            Some(p) => {
+            Some(p) if !p.is_null() => {
                 self.commit(p)?;
-                // rows written after the checkpoint: the restart writes them again
-                self.delete(&[IN_PROGRESS])
+                let checkpoint = weir_runtime::checkpoint::from_json::<Prepared>(p, &self.label)?.checkpoint;
+                // rows written after the checkpoint (in progress, or published by a later
+                // checkpoint that is being skipped): the restart writes them again
+                self.delete(|name| name.starts_with(IN_PROGRESS) || checkpoint_of(name).is_some_and(|c| c > checkpoint))
             }
             // a fresh start replaces the table's rows, as writing a single file does
-            None => self.delete(&[IN_PROGRESS, PART]),
+            _ => self.delete(|name| name.starts_with(IN_PROGRESS) || name.starts_with(PART)),
         }
     }
 
@@ -227,6 +241,9 @@ mod tests {
         // recovering twice is harmless
         again.recover(Some(&prepared2)).unwrap();
         assert_eq!(names(&dir).len(), 2);
+        // falling back to checkpoint 1 (2 was found damaged) takes back what 2 published
+        again.recover(Some(&prepared)).unwrap();
+        assert_eq!(names(&dir), vec!["part-0000000001-0000.csv"]);
         // a fresh start empties the directory
         again.recover(None).unwrap();
         assert!(names(&dir).is_empty());

@@ -143,16 +143,13 @@ impl Pipeline {
         for op in &mut ops {
             op.snapshot()?;
         }
-        let coordinator = Coordinator::new(&config, query, self.drivers.len(), Arc::clone(&self.chain.metrics));
+        let newest = config.store.newest_id()?;
+        let metrics = Arc::clone(&self.chain.metrics);
+        let coordinator = Coordinator::new(&config, query, self.drivers.len(), newest, metrics);
         let mut checkpointing = Checkpointing { coordinator, turns: None, finished: false };
         match &config.restore {
             Some(restored) => {
-                if restored.manifest.fingerprint != config.fingerprint {
-                    return Err(RuntimeError::Checkpoint(format!(
-                        "{} was taken by another query (fingerprint {}, this query's is {}); its query was:\n{}\nUse another checkpoint directory, or delete this one to start afresh",
-                        restored.location, restored.manifest.fingerprint, config.fingerprint, restored.manifest.query
-                    )));
-                }
+                crate::checkpoint::check_fingerprint(restored, &config.fingerprint)?;
                 checkpointing.finished = restored.manifest.finished;
                 self.restore(restored, &mut checkpointing)?;
             }

@@ -62,8 +62,15 @@ pub(crate) struct Coordinator {
 }
 
 impl Coordinator {
-    pub(crate) fn new(config: &CheckpointConfig, query: String, inputs: usize, metrics: Arc<Metrics>) -> Self {
-        let last = config.restore.as_ref().map_or(0, |r| r.manifest.id);
+    /// `newest`: the highest checkpoint number in the store (new ones come after it).
+    pub(crate) fn new(
+        config: &CheckpointConfig,
+        query: String,
+        inputs: usize,
+        newest: u64,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let last = config.restore.as_ref().map_or(0, |r| r.manifest.id).max(newest);
         Self {
             store: config.store.clone(),
             interval: config.interval,

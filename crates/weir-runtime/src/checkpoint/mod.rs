@@ -147,6 +147,17 @@ pub fn unsupported(operator: &str) -> RuntimeError {
     ))
 }
 
+/// Refuse a checkpoint another query took (its fingerprint differs from `fingerprint`).
+pub fn check_fingerprint(restored: &Restored, fingerprint: &str) -> Result<()> {
+    if restored.manifest.fingerprint == fingerprint {
+        return Ok(());
+    }
+    Err(RuntimeError::Checkpoint(format!(
+        "{} was taken by another query (fingerprint {}, this query's is {fingerprint}); its query was:\n{}\nUse another checkpoint directory, or delete this one to start afresh",
+        restored.location, restored.manifest.fingerprint, restored.manifest.query
+    )))
+}
+
 /// A stable 64-bit FNV-1a hash, as 16 hex digits (plan fingerprints).
 pub fn fingerprint(text: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -118,6 +118,12 @@ impl CheckpointStore {
         Ok(ids)
     }
 
+    /// The highest checkpoint number present (complete or not), 0 when there is none: new
+    /// checkpoints are numbered after it, even when resuming from an older one.
+    pub fn newest_id(&self) -> Result<u64> {
+        Ok(self.ids()?.last().copied().unwrap_or(0))
+    }
+
     fn has_manifest(&self, id: u64) -> bool {
         block_on(self.store.head(&self.path(&format!("{}/{MANIFEST}", checkpoint_name(id))))).is_ok()
     }

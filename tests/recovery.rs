@@ -1,0 +1,200 @@
+//! `weir run --checkpoint-dir` end to end: a graceful stop takes a last checkpoint and the same
+//! command resumes from it (saying so); a finished run is not run again; a checkpoint of
+//! another query is refused; a damaged checkpoint is skipped for the previous one, and when
+//! none is usable the run fails with a clear error; `--from-checkpoint` resumes from a chosen
+//! one. Each time, the committed output equals an uninterrupted run's.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn weir() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Bids per auction and second over 20,000 paced Nexmark events (2 s of wall-clock time), or
+/// at full speed for the reference.
+fn script(paced: bool, out: &Path) -> String {
+    format!(
+        "SET nexmark.events = '20000'; SET nexmark.rate = '10000'; SET nexmark.seed = '3';
+         SET nexmark.base_time = '2024-01-01 00:00:00'; SET nexmark.max_emit_speed = '{}';
+         CREATE TABLE out (auction BIGINT, w TIMESTAMP(3), n BIGINT, top BIGINT)
+           WITH (connector = 'file', path = '{}', format = 'csv');
+         INSERT INTO out SELECT auction, TUMBLE_START(date_time, INTERVAL '1' SECOND) AS w, COUNT(*) AS n, MAX(price) AS top
+         FROM bid GROUP BY TUMBLE(date_time, INTERVAL '1' SECOND), auction;",
+        !paced,
+        out.display()
+    )
+}
+
+/// The data lines of a CSV file or of a directory's committed part files, as a multiset.
+fn rows(path: &Path) -> BTreeMap<String, usize> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .expect("output directory")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")))
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut out = BTreeMap::new();
+    for f in files {
+        for line in std::fs::read_to_string(&f).expect("readable").lines().skip(1) {
+            *out.entry(line.to_string()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+struct Job {
+    dir: tempfile::TempDir,
+    sql: PathBuf,
+    expected: BTreeMap<String, usize>,
+}
+
+impl Job {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reference = dir.path().join("reference.sql");
+        std::fs::write(&reference, script(false, &dir.path().join("reference.csv"))).expect("write");
+        let o = weir().arg("run").arg(&reference).arg("--quiet").output().expect("runs");
+        assert!(o.status.success(), "{}", stderr(&o));
+        let expected = rows(&dir.path().join("reference.csv"));
+        assert!(expected.len() > 100);
+        let sql = dir.path().join("q.sql");
+        std::fs::write(&sql, script(true, &dir.path().join("out"))).expect("write");
+        Self { dir, sql, expected }
+    }
+
+    fn checkpoints(&self) -> PathBuf {
+        self.dir.path().join("ck")
+    }
+
+    fn command(&self) -> Command {
+        let mut c = weir();
+        c.arg("run").arg(&self.sql).arg("--checkpoint-dir").arg(self.checkpoints());
+        c.args(["--checkpoint-interval", "100ms"]);
+        c
+    }
+
+    /// Start, let it run `after`, then SIGTERM: it takes a last checkpoint and exits 0.
+    fn run_and_stop(&self, after: Duration) -> String {
+        let child = self.command().stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("starts");
+        std::thread::sleep(after);
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let o = child.wait_with_output().expect("exits");
+        let err = stderr(&o);
+        assert!(o.status.success(), "a stopped run exits 0: {err}");
+        err
+    }
+
+    fn run(&self, extra: &[&str]) -> Output {
+        self.command().args(extra).output().expect("runs")
+    }
+
+    /// Checkpoints present, oldest first.
+    fn checkpoint_dirs(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.checkpoints())
+            .expect("checkpoint directory")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("chk-")))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[test]
+fn a_stopped_run_resumes_from_its_last_checkpoint_and_a_finished_one_is_not_run_again() {
+    let job = Job::new();
+    let err = job.run_and_stop(Duration::from_millis(800));
+    assert!(err.contains("stopped after checkpoint"), "{err}");
+    assert!(rows(&job.dir.path().join("out")).len() < job.expected.len(), "stopped before the end");
+    let o = job.run(&[]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("resuming from checkpoint"), "{err}");
+    assert!(err.contains("checkpoints (last: #"), "the summary reports checkpoints: {err}");
+    assert_eq!(rows(&job.dir.path().join("out")), job.expected);
+    let o = job.run(&[]);
+    let err = stderr(&o);
+    assert!(o.status.success() && err.contains("nothing left to do"), "{err}");
+    assert_eq!(rows(&job.dir.path().join("out")), job.expected, "running a finished job again changes nothing");
+    // at most the retained number of checkpoints is kept
+    assert!(job.checkpoint_dirs().len() <= 3, "{:?}", job.checkpoint_dirs());
+}
+
+#[test]
+fn a_checkpoint_of_another_query_is_refused() {
+    let job = Job::new();
+    job.run_and_stop(Duration::from_millis(500));
+    let other = job.dir.path().join("other.sql");
+    let text = std::fs::read_to_string(&job.sql).expect("read").replace("MAX(price)", "MIN(price)");
+    std::fs::write(&other, text).expect("write");
+    let o = weir().arg("run").arg(&other).arg("--checkpoint-dir").arg(job.checkpoints()).output().expect("runs");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("was taken by another query"), "{err}");
+    assert!(err.contains("max(bid.price)"), "the error shows the checkpoint's query: {err}");
+    assert!(!err.contains("resuming"), "{err}");
+}
+
+#[test]
+fn a_damaged_checkpoint_is_skipped_for_the_previous_one_and_none_usable_is_an_error() {
+    let job = Job::new();
+    job.run_and_stop(Duration::from_millis(1000));
+    let dirs = job.checkpoint_dirs();
+    assert!(dirs.len() >= 2, "several checkpoints: {dirs:?}");
+    // the newest: its state files cut short (or, without any, its manifest)
+    let newest = dirs.last().expect("a checkpoint");
+    let mut damaged = 0;
+    for e in std::fs::read_dir(newest).expect("checkpoint") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "arrow") {
+            let bytes = std::fs::read(&p).expect("read");
+            std::fs::write(&p, &bytes[..bytes.len() / 2]).expect("truncate");
+            damaged += 1;
+        }
+    }
+    if damaged == 0 {
+        std::fs::write(newest.join("_manifest.json"), "{\"format\": ").expect("damage");
+    }
+    let o = job.run(&[]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("skipped a damaged checkpoint"), "{err}");
+    assert_eq!(rows(&job.dir.path().join("out")), job.expected, "exactly once from the previous checkpoint");
+
+    // every manifest damaged: an error naming each, not a fresh start
+    let job = Job::new();
+    job.run_and_stop(Duration::from_millis(500));
+    for d in job.checkpoint_dirs() {
+        std::fs::write(d.join("_manifest.json"), "not json").expect("damage");
+    }
+    let o = job.run(&[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("no usable checkpoint") && err.contains("not a valid manifest"), "{err}");
+}
+
+#[test]
+fn from_checkpoint_resumes_from_a_chosen_checkpoint() {
+    let job = Job::new();
+    job.run_and_stop(Duration::from_millis(1000));
+    let dirs = job.checkpoint_dirs();
+    let oldest = dirs.first().expect("a checkpoint").clone();
+    let name = oldest.file_name().expect("name").to_string_lossy().into_owned();
+    let id: u64 = name.trim_start_matches("chk-").parse().expect("numbered");
+    let o = weir().arg("run").arg(&job.sql).arg("--from-checkpoint").arg(&oldest).output().expect("runs");
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&format!("resuming from checkpoint {id} ")), "{err}");
+    assert_eq!(rows(&job.dir.path().join("out")), job.expected);
+}
