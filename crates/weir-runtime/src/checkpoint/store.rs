@@ -237,3 +237,52 @@ impl CheckpointStore {
         Ok(Restored { manifest, operators, location: self.describe(id), skipped: Vec::new() })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{Guarantee, Manifest};
+
+    fn manifest(id: u64) -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            id,
+            fingerprint: "f".into(),
+            query: "q".into(),
+            created_unix_ms: 0,
+            guarantee: Guarantee::ExactlyOnce,
+            finished: false,
+            sources: Vec::new(),
+            stages: Vec::new(),
+            turns: serde_json::Value::Null,
+            operators: Vec::new(),
+            sink: serde_json::Value::Null,
+            late_rows_sink: serde_json::Value::Null,
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn old_and_incomplete_checkpoints_are_pruned_and_a_broken_newest_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path().to_str().unwrap()).unwrap().with_retain(2);
+        assert!(store.latest().unwrap().is_none());
+        // a checkpoint that never completed (no manifest), then five that did
+        std::fs::create_dir_all(dir.path().join(checkpoint_name(1))).unwrap();
+        std::fs::write(dir.path().join(checkpoint_name(1)).join("op-0-x.arrow"), b"partial").unwrap();
+        for id in 2..=6 {
+            store.write(&manifest(id), &[]).unwrap();
+        }
+        assert_eq!(store.ids().unwrap(), vec![5, 6], "two retained, the incomplete one gone");
+        assert_eq!(store.newest_id().unwrap(), 6);
+        assert_eq!(store.latest().unwrap().unwrap().manifest.id, 6);
+        // the newest's manifest names another version: the previous one is used, with a note
+        let mut m = manifest(6);
+        m.version = VERSION + 1;
+        std::fs::write(dir.path().join(checkpoint_name(6)).join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+        let restored = store.latest().unwrap().unwrap();
+        assert_eq!(restored.manifest.id, 5);
+        assert!(restored.skipped[0].contains("layout version"), "{:?}", restored.skipped);
+    }
+}
