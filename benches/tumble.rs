@@ -167,8 +167,15 @@ fn weir_in_process(path: &Path, query: &str) -> (f64, (usize, i64, i64), u64) {
     (elapsed, checksum(batches), weir_runtime::Metrics::get(&metrics.late_rows))
 }
 
-/// Runs the binary; returns (seconds, rows/s as reported, peak MiB, output rows).
+/// Runs the binary; returns (seconds, peak MiB, output rows).
 fn weir_binary(path: &Path) -> (f64, u64, usize) {
+    let (secs, peak, rows, _) = weir_binary_with(path, &[]);
+    (secs, peak, rows)
+}
+
+/// Runs the binary with `extra` arguments; returns (seconds, peak MiB, output rows, the
+/// summary line).
+fn weir_binary_with(path: &Path, extra: &[&str]) -> (f64, u64, usize, String) {
     let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let script = dir.join("q.sql");
@@ -176,6 +183,7 @@ fn weir_binary(path: &Path) -> (f64, u64, usize) {
     let started = Instant::now();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["run", &script.display().to_string(), "--format", "csv"])
+        .args(extra.iter().map(|a| a.replace("{dir}", &dir.display().to_string())))
         .output()
         .expect("weir runs");
     let secs = started.elapsed().as_secs_f64();
@@ -189,7 +197,42 @@ fn weir_binary(path: &Path) -> (f64, u64, usize) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let rows = String::from_utf8_lossy(&out.stdout).lines().count().saturating_sub(1);
-    (secs, peak, rows)
+    let summary = stderr.lines().rfind(|l| l.starts_with("weir: ")).unwrap_or_default().to_string();
+    (secs, peak, rows, summary)
+}
+
+/// What checkpoints cost `weir run`: the same query without them, and every 10 s, 1 s and
+/// 100 ms (the best of three runs each, to keep the machine's noise out).
+fn checkpoint_cost(path: &Path, rows: u64, report: &mut String) {
+    let _ = writeln!(report, "\nweir run with checkpoints (same query, {rows} rows; best of 3 runs)");
+    let _ = writeln!(report, "{:>10} | {:>14} | {:>10} | {:>11} | last checkpoint", "interval", "events/s", "vs none", "checkpoints");
+    let mut base = 0.0;
+    for interval in ["none", "10s", "1s", "100ms"] {
+        let args: Vec<&str> = match interval {
+            "none" => Vec::new(),
+            i => vec!["--checkpoint-dir", "{dir}/ck", "--checkpoint-interval", i],
+        };
+        let (mut best, mut summary) = (f64::MAX, String::new());
+        for _ in 0..3 {
+            let (secs, _, out_rows, s) = weir_binary_with(path, &args);
+            assert!(out_rows > 0, "no output with checkpoints every {interval}");
+            if secs < best {
+                (best, summary) = (secs, s);
+            }
+        }
+        if interval == "none" {
+            base = best;
+        }
+        let checkpoints = summary.split(" checkpoints (").next().and_then(|s| s.rsplit(", ").next()).unwrap_or("0");
+        let last = summary.split("(last: ").nth(1).and_then(|s| s.split(';').next()).unwrap_or("-");
+        let _ = writeln!(
+            report,
+            "{interval:>10} | {:>8.2} M ev/s | {:>9.1}% | {:>11} | {last}",
+            rows as f64 / best / 1e6,
+            (best / base - 1.0) * 100.0,
+            if interval == "none" { "0" } else { checkpoints },
+        );
+    }
 }
 
 fn main() {
@@ -207,6 +250,7 @@ fn main() {
         "rows", "DataFusion batch", "weir, 1 thread", "ratio", "weir run, 2 threads", "peak mem"
     );
     let mut hops = Vec::new();
+    let largest = sizes.iter().copied().max().unwrap_or(0);
     for rows in sizes {
         let path = dir.join(format!("bids_{rows}.csv"));
         generate(&path, rows).expect("generate data");
@@ -253,5 +297,6 @@ fn main() {
             "{rows:>9} | {tumble:>10.2} M ev/s | {hop:>10.2} M ev/s | {ratio:>9.2}x | {session:>10.2} M ev/s"
         );
     }
+    checkpoint_cost(&dir.join(format!("bids_{largest}.csv")), largest, &mut report);
     println!("{report}");
 }
