@@ -205,7 +205,11 @@ fn weir_binary_with(path: &Path, extra: &[&str]) -> (f64, u64, usize, String) {
 /// 100 ms (the best of three runs each, to keep the machine's noise out).
 fn checkpoint_cost(path: &Path, rows: u64, report: &mut String) {
     let _ = writeln!(report, "\nweir run with checkpoints (same query, {rows} rows; best of 3 runs)");
-    let _ = writeln!(report, "{:>10} | {:>14} | {:>10} | {:>11} | last checkpoint", "interval", "events/s", "vs none", "checkpoints");
+    let _ = writeln!(
+        report,
+        "{:>10} | {:>14} | {:>10} | {:>11} | last checkpoint",
+        "interval", "events/s", "vs none", "checkpoints"
+    );
     let mut base = 0.0;
     for interval in ["none", "10s", "1s", "100ms"] {
         let args: Vec<&str> = match interval {

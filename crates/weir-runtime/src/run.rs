@@ -117,7 +117,7 @@ fn complete(root: &mut Stage, chain: &mut Chain, turns: &mut Turns, c: &mut Coor
     let id = c.finish_id();
     let taken = take(root, chain, turns, id, finished)?;
     let (sink, late) = (taken.sink.clone(), taken.late_rows_sink.clone());
-    c.write(taken)?;
+    c.write(id, taken)?;
     chain.sink.commit(&sink)?;
     if let Some((s, _)) = &mut chain.late_rows {
         s.commit(&late)?;
@@ -150,6 +150,11 @@ impl Pipeline {
         match &config.restore {
             Some(restored) => {
                 crate::checkpoint::check_fingerprint(restored, &config.fingerprint)?;
+                // checkpoints after the one resumed from are abandoned (their sink output is
+                // taken back below): a later restart must not pick them up
+                if restored.location == config.store.describe(restored.manifest.id) {
+                    config.store.discard_after(restored.manifest.id)?;
+                }
                 checkpointing.finished = restored.manifest.finished;
                 self.restore(restored, &mut checkpointing)?;
             }
@@ -207,6 +212,9 @@ impl Pipeline {
             }
             op.restore(snapshot.clone())?;
         }
+        if let Some(ended) = m.turns.get("ended").and_then(|e| serde_json::from_value::<Vec<bool>>(e.clone()).ok()) {
+            checkpointing.coordinator.restore_ended(&ended, &m.sources);
+        }
         checkpointing.turns = Some(m.turns.clone());
         Ok(())
     }
@@ -232,10 +240,18 @@ impl Pipeline {
             }
         }
         let labels = std::mem::take(&mut self.labels);
+        if let Some(c) = checkpoints.as_mut() {
+            c.coordinator.start();
+        }
         loop {
             let stop = cancel.load(Ordering::Relaxed);
             if let Some(c) = checkpoints.as_mut().map(|c| &mut c.coordinator) {
-                if c.poll(Instant::now(), stop) {
+                if turns.loading() {
+                    // no checkpoint while lookup tables load (their rows come first)
+                    if stop {
+                        return self.chain.close();
+                    }
+                } else if c.poll(Instant::now(), stop) {
                     let id = c.finish_id();
                     for (i, driver) in self.drivers.iter().enumerate() {
                         if !turns.has_ended(i) {
@@ -293,7 +309,12 @@ impl Pipeline {
         if checkpoints.as_ref().is_some_and(|c| c.finished) {
             return Ok(());
         }
+        if let Some(c) = checkpoints.as_mut() {
+            c.coordinator.start();
+        }
         let requested = checkpoints.as_ref().map(|c| c.coordinator.requested());
+        // the last checkpoint: barriers are sent for every request above it
+        let initial = requested.as_ref().map_or(0, |r| r.load(Ordering::Acquire));
         // set when the operator task is done: source tasks waiting for a last barrier give up
         let done = Arc::new(AtomicBool::new(false));
         let mut receivers = Vec::new();
@@ -307,6 +328,7 @@ impl Pipeline {
                 tx,
                 cancel: Arc::clone(&cancel),
                 requested: requested.clone(),
+                sent: initial,
                 done: Arc::clone(&done),
             };
             producers.push(tokio::task::spawn_blocking(move || task.run()));
@@ -329,7 +351,15 @@ impl Pipeline {
             loop {
                 if let Some(c) = &mut coordinator {
                     let stopping = stop.load(Ordering::Relaxed);
-                    c.poll(Instant::now(), stopping);
+                    if turns.loading() {
+                        // no checkpoint while lookup tables load (only they are read): a stop
+                        // then keeps the previous checkpoint
+                        if stopping {
+                            return chain.close();
+                        }
+                    } else {
+                        c.poll(Instant::now(), stopping);
+                    }
                     if c.aligned() {
                         complete(&mut root, &mut chain, &mut turns, c, false)?;
                         if c.stopping() {
@@ -447,12 +477,14 @@ struct SourceTask {
     cancel: Arc<AtomicBool>,
     /// The checkpoint barriers are asked for (with checkpoints).
     requested: Option<Arc<AtomicU64>>,
+    /// The last checkpoint a barrier was sent for.
+    sent: u64,
     done: Arc<AtomicBool>,
 }
 
 impl SourceTask {
     fn run(mut self) {
-        let mut sent = self.requested.as_ref().map_or(0, |r| r.load(Ordering::Acquire));
+        let mut sent = self.sent;
         loop {
             if let Some(requested) = &self.requested {
                 let id = requested.load(Ordering::Acquire);
@@ -465,15 +497,12 @@ impl SourceTask {
                     if self.tx.send(barrier).is_err() {
                         return;
                     }
-                    if self.cancel.load(Ordering::Relaxed) {
-                        // the last checkpoint's barrier: nothing more is read
-                        return;
-                    }
                 }
             }
             if self.cancel.load(Ordering::Relaxed) {
                 if self.requested.is_some() && !self.done.load(Ordering::Relaxed) {
-                    // wait for the last checkpoint's request
+                    // nothing more is read: answer checkpoint requests (the last one is taken
+                    // on stopping) until the operator task is done
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
@@ -490,11 +519,14 @@ impl SourceTask {
                 }
                 Ok(false) => {
                     out.push(Message::EndOfStream);
-                    let position = match &self.requested {
-                        Some(_) => self.driver.checkpoint(&self.label).unwrap_or_default(),
-                        None => serde_json::Value::Null,
+                    let last = match &self.requested {
+                        Some(_) => match self.driver.checkpoint(&self.label) {
+                            Ok(position) => Input::Last(out, position),
+                            Err(e) => Input::Failed(e),
+                        },
+                        None => Input::Last(out, serde_json::Value::Null),
                     };
-                    let _ = self.tx.send(Input::Last(out, position));
+                    let _ = self.tx.send(last);
                     return;
                 }
                 Err(e) => {

@@ -295,6 +295,11 @@ impl Turns {
         self.held.iter_mut().for_each(|h| *h = false);
     }
 
+    /// Whether lookup tables are still being read (before every other input).
+    pub(crate) fn loading(&self) -> bool {
+        self.first.iter().any(|f| !self.ended[*f])
+    }
+
     /// Whether input `i` has ended.
     pub(crate) fn has_ended(&self, i: usize) -> bool {
         self.ended[i]

@@ -533,12 +533,13 @@ impl Operator for WindowAggregateOp {
         Ok(())
     }
 
-    /// Open windows and their slices' partial aggregates (live partials are frozen first, as
-    /// an early result does), and in changelog mode each window's last emitted result.
+    /// Open windows and their slices' partial aggregates (each live partial saved as it is,
+    /// and left live), and in changelog mode each window's last emitted result.
     fn snapshot(&mut self) -> Result<OperatorSnapshot> {
-        for slice in self.slices.values_mut() {
-            if let Some(live) = slice.live.take() {
-                slice.frozen.push(live.freeze()?);
+        let mut live = Vec::new();
+        for (start, slice) in self.slices.iter_mut() {
+            if let Some(p) = slice.live.as_mut() {
+                live.push((*start, p.snapshot(&self.aggregates, &mut self.group_ids)?));
             }
         }
         let state = WindowState {
@@ -549,8 +550,15 @@ impl Operator for WindowAggregateOp {
             dirty: self.dirty.iter().copied().collect(),
         };
         let mut snapshot = OperatorSnapshot::with_meta(&state)?;
-        let parts: Vec<(Nanos, &Frozen)> =
-            self.slices.iter().flat_map(|(s, slice)| slice.frozen.iter().map(move |f| (*s, f))).collect();
+        // per slice: its frozen partials, then its live one (restored as frozen partials)
+        let mut parts: Vec<(Nanos, &Frozen)> = Vec::new();
+        let mut live = live.iter().peekable();
+        for (s, slice) in &self.slices {
+            parts.extend(slice.frozen.iter().map(|f| (*s, f)));
+            if let Some((_, f)) = live.next_if(|(start, _)| start == s) {
+                parts.push((*s, f));
+            }
+        }
         if let Some(batch) = self.aggregates.frozen_to_batch(&parts)? {
             snapshot.push("partials", batch);
         }

@@ -171,8 +171,8 @@ impl<W: Hash + Eq + Copy> WindowChanges<W> {
     /// Take up the results a checkpoint saved with [`WindowChanges::to_batch`].
     pub fn restore_batch(&mut self, batch: &RecordBatch, id: impl Fn(i64, i64) -> W) -> Result<()> {
         let bad = || RuntimeError::Checkpoint("saved window results lack their window ids".into());
-        let w0 = batch.column(0).as_primitive_opt::<Int64Type>().ok_or_else(bad)?;
-        let w1 = batch.column(1).as_primitive_opt::<Int64Type>().ok_or_else(bad)?;
+        let id_column = |i: usize| batch.columns().get(i).and_then(|c| c.as_primitive_opt::<Int64Type>());
+        let (w0, w1) = (id_column(0).ok_or_else(bad)?, id_column(1).ok_or_else(bad)?);
         let result = batch.project(&(2..batch.num_columns()).collect::<Vec<_>>())?;
         let mut start = 0;
         while start < batch.num_rows() {

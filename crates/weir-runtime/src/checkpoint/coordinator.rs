@@ -148,25 +148,44 @@ impl Coordinator {
         self.aligning.as_ref().is_some_and(|a| a.got.iter().all(Option::is_some))
     }
 
-    /// The id of the checkpoint a finished query records (taken without barriers: every input
-    /// has ended).
+    /// The id of the checkpoint about to be written: the one being aligned, or (for the final
+    /// checkpoint of a finished query, taken without barriers) the next.
     pub(crate) fn finish_id(&mut self) -> u64 {
         let id = self.aligning.as_ref().map_or(self.next_id, |a| a.id);
         self.next_id = self.next_id.max(id + 1);
         id
     }
 
-    /// Write the checkpoint whose barriers have all arrived (or, with `taken.finished`, the
-    /// final one). Returns its id; the caller then commits the sinks.
-    pub(crate) fn write(&mut self, taken: Taken) -> Result<u64> {
-        let (id, started, sources) = match self.aligning.take() {
-            Some(a) => (a.id, a.started, a.got.into_iter().map(Option::unwrap_or_default).collect()),
-            None if taken.finished => {
-                let id = self.finish_id();
-                (id, Instant::now(), self.ended.iter().cloned().map(Option::unwrap_or_default).collect())
+    /// Start the interval from now (when the pipeline starts running, after any restore).
+    pub(crate) fn start(&mut self) {
+        self.last_done = Instant::now();
+    }
+
+    /// The inputs that had ended when the checkpoint resumed from was taken, with their
+    /// positions: they are never read again, so later checkpoints repeat those positions.
+    pub(crate) fn restore_ended(&mut self, ended: &[bool], positions: &[serde_json::Value]) {
+        for ((slot, e), p) in self.ended.iter_mut().zip(ended).zip(positions) {
+            if *e {
+                *slot = Some(p.clone());
             }
-            None => return Err(RuntimeError::Internal("checkpoint written before it was aligned".into())),
+        }
+    }
+
+    /// Write checkpoint `id` (from [`Self::finish_id`]) whose barriers have all arrived (or,
+    /// with `taken.finished`, the final one); the caller then commits the sinks.
+    pub(crate) fn write(&mut self, id: u64, taken: Taken) -> Result<()> {
+        let (started, got) = match self.aligning.take() {
+            Some(a) if a.id == id => (a.started, a.got),
+            None if taken.finished => (Instant::now(), self.ended.clone()),
+            _ => return Err(RuntimeError::Internal(format!("checkpoint {id} written before it was aligned"))),
         };
+        let sources = got
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.ok_or_else(|| RuntimeError::Internal(format!("checkpoint {id} has no position for input {i}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut files = Vec::new();
         let mut operators = Vec::with_capacity(taken.operators.len());
         for (n, (name, snapshot)) in taken.operators.into_iter().enumerate() {
@@ -211,6 +230,6 @@ impl Coordinator {
         self.metrics.checkpoint_last_id.store(id, Ordering::Relaxed);
         tracing::info!(checkpoint = id, bytes = manifest.bytes, ms = took.as_millis() as u64, "checkpoint complete");
         self.last_done = Instant::now();
-        Ok(id)
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! `object_store` crate reaches, by URL. Files are written whole (write then rename on a local
 //! disk, a single PUT in an object store), the manifest last.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::executor::block_on;
@@ -38,10 +39,29 @@ pub struct CheckpointStore {
     root: Path,
     display: String,
     retain: usize,
+    /// The directory, when it is on the local disk (its files are fsynced).
+    local: Option<PathBuf>,
 }
 
 fn io(display: &str, e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Checkpoint(format!("{display}: {e}"))
+}
+
+/// Why a checkpoint could not be read.
+enum LoadError {
+    /// Its files are damaged, truncated or missing: an older checkpoint can be used instead.
+    Damaged(RuntimeError),
+    /// The store could not be read, or the checkpoint is of a layout this weir does not read:
+    /// stop rather than fall back (falling back takes back what newer checkpoints published).
+    Fatal(RuntimeError),
+}
+
+impl From<LoadError> for RuntimeError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Damaged(e) | LoadError::Fatal(e) => e,
+        }
+    }
 }
 
 /// The directory name of checkpoint `id`.
@@ -64,7 +84,8 @@ impl CheckpointStore {
             let store = LocalFileSystem::new_with_prefix(location).map_err(|e| io(location, e))?;
             (Arc::new(store.with_automatic_cleanup(true)), Path::default())
         };
-        Ok(Self { store, root, display: location.to_string(), retain: 3 })
+        let local = (!location.contains("://")).then(|| PathBuf::from(location));
+        Ok(Self { store, root, display: location.to_string(), retain: 3, local })
     }
 
     /// Keep at most `n` (at least 1) complete checkpoints; older ones are deleted.
@@ -97,12 +118,44 @@ impl CheckpointStore {
             let path = self.path(&format!("{dir}/{name}"));
             block_on(self.store.put(&path, PutPayload::from(data.clone()))).map_err(|e| io(&self.display, e))?;
         }
+        // on a local disk the state files reach it before the manifest names them
+        self.sync(&dir, files.iter().map(|(name, _)| name.as_str()), false)?;
         let text = serde_json::to_vec_pretty(manifest).map_err(|e| io(&self.display, e))?;
         bytes += text.len() as u64;
         let path = self.path(&format!("{dir}/{MANIFEST}"));
         block_on(self.store.put(&path, PutPayload::from(text))).map_err(|e| io(&self.display, e))?;
+        self.sync(&dir, [MANIFEST], true)?;
         self.prune(manifest.id)?;
         Ok(bytes)
+    }
+
+    /// On a local disk: fsync the files `names` of checkpoint directory `dir`, and with
+    /// `dirs` that directory and the checkpoint directory (so a power cut cannot lose a
+    /// checkpoint whose sink output was published).
+    fn sync<'a>(&self, dir: &str, names: impl IntoIterator<Item = &'a str>, dirs: bool) -> Result<()> {
+        let Some(root) = &self.local else { return Ok(()) };
+        let sync = |p: &std::path::Path| {
+            std::fs::File::open(p).and_then(|f| f.sync_all()).map_err(|e| io(&p.display().to_string(), e))
+        };
+        let dir = root.join(dir);
+        for name in names {
+            sync(&dir.join(name))?;
+        }
+        if dirs {
+            sync(&dir)?;
+            sync(root)?;
+        }
+        Ok(())
+    }
+
+    /// Delete the checkpoints after `id` (resuming from `id`, they are abandoned: a later
+    /// restart must not pick them up), each manifest first.
+    pub fn discard_after(&self, id: u64) -> Result<()> {
+        for newer in self.ids()?.into_iter().filter(|n| *n > id) {
+            tracing::info!(checkpoint = newer, "discarding a checkpoint newer than the one resumed from");
+            self.delete(newer)?;
+        }
+        Ok(())
     }
 
     /// Checkpoint ids present (complete or not), ascending.
@@ -176,12 +229,15 @@ impl CheckpointStore {
                 // a checkpoint still being written when the process stopped: never completed
                 continue;
             }
-            match self.load(id) {
+            match self.load_checked(id) {
                 Ok(mut r) => {
                     r.skipped = skipped;
                     return Ok(Some(r));
                 }
-                Err(e) => skipped.push(format!("{}: {e}", self.describe(id))),
+                Err(LoadError::Damaged(e)) => skipped.push(format!("{}: {e}", self.describe(id))),
+                Err(LoadError::Fatal(e)) => {
+                    return Err(RuntimeError::Checkpoint(format!("{}: {e}", self.describe(id))));
+                }
             }
         }
         if skipped.is_empty() {
@@ -194,26 +250,35 @@ impl CheckpointStore {
     /// Read checkpoint `id`, checking the manifest's format and every state file's size and
     /// checksum.
     pub fn load(&self, id: u64) -> Result<Restored> {
+        Ok(self.load_checked(id)?)
+    }
+
+    fn load_checked(&self, id: u64) -> std::result::Result<Restored, LoadError> {
         let dir = checkpoint_name(id);
-        let get = |rel: &str| -> Result<Vec<u8>> {
+        let damaged = |m: String| LoadError::Damaged(RuntimeError::Checkpoint(m));
+        let get = |rel: &str| -> std::result::Result<Vec<u8>, LoadError> {
             let path = self.path(&format!("{dir}/{rel}"));
-            let got = block_on(self.store.get(&path)).map_err(|e| io(&self.display, e))?;
-            Ok(block_on(got.bytes()).map_err(|e| io(&self.display, e))?.to_vec())
+            let read = block_on(async { self.store.get(&path).await?.bytes().await });
+            match read {
+                Ok(bytes) => Ok(bytes.to_vec()),
+                Err(object_store::Error::NotFound { .. }) => Err(damaged(format!("{rel} is missing"))),
+                Err(e) => Err(LoadError::Fatal(io(&self.display, e))),
+            }
         };
         let text = get(MANIFEST)?;
-        let manifest: Manifest = serde_json::from_slice(&text)
-            .map_err(|e| RuntimeError::Checkpoint(format!("{MANIFEST} is not a valid manifest: {e}")))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&text).map_err(|e| damaged(format!("{MANIFEST} is not a valid manifest: {e}")))?;
         if manifest.format != FORMAT {
-            return Err(RuntimeError::Checkpoint(format!("{MANIFEST} is not a weir checkpoint manifest")));
+            return Err(damaged(format!("{MANIFEST} is not a weir checkpoint manifest")));
         }
         if manifest.version != VERSION {
-            return Err(RuntimeError::Checkpoint(format!(
-                "written in layout version {}, this weir reads version {VERSION}",
+            return Err(LoadError::Fatal(RuntimeError::Checkpoint(format!(
+                "written in checkpoint layout version {}, and this weir reads version {VERSION}: resume it with the weir that wrote it, or use another checkpoint directory",
                 manifest.version
-            )));
+            ))));
         }
         if manifest.id != id {
-            return Err(RuntimeError::Checkpoint(format!("{MANIFEST} names checkpoint {}, not {id}", manifest.id)));
+            return Err(damaged(format!("{MANIFEST} names checkpoint {}, not {id}", manifest.id)));
         }
         let mut operators = Vec::with_capacity(manifest.operators.len());
         for op in &manifest.operators {
@@ -221,7 +286,7 @@ impl CheckpointStore {
             for f in &op.files {
                 let data = get(&f.path)?;
                 if data.len() as u64 != f.bytes || checksum(&data) != f.crc32 {
-                    return Err(RuntimeError::Checkpoint(format!(
+                    return Err(damaged(format!(
                         "{}: {} bytes, checksum {:08x}; the manifest says {} bytes, checksum {:08x} (damaged or truncated)",
                         f.path,
                         data.len(),
@@ -230,7 +295,7 @@ impl CheckpointStore {
                         f.crc32
                     )));
                 }
-                snapshot.batches.push((f.name.clone(), decode_batch(&data, &f.path)?));
+                snapshot.batches.push((f.name.clone(), decode_batch(&data, &f.path).map_err(LoadError::Damaged)?));
             }
             operators.push(snapshot);
         }
@@ -277,12 +342,21 @@ mod tests {
         assert_eq!(store.ids().unwrap(), vec![5, 6], "two retained, the incomplete one gone");
         assert_eq!(store.newest_id().unwrap(), 6);
         assert_eq!(store.latest().unwrap().unwrap().manifest.id, 6);
-        // the newest's manifest names another version: the previous one is used, with a note
-        let mut m = manifest(6);
-        m.version = VERSION + 1;
-        std::fs::write(dir.path().join(checkpoint_name(6)).join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+        // the newest's manifest cut short: the previous one is used, with a note
+        let path = dir.path().join(checkpoint_name(6)).join(MANIFEST);
+        let text = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() / 2]).unwrap();
         let restored = store.latest().unwrap().unwrap();
         assert_eq!(restored.manifest.id, 5);
-        assert!(restored.skipped[0].contains("layout version"), "{:?}", restored.skipped);
+        assert!(restored.skipped[0].contains("not a valid manifest"), "{:?}", restored.skipped);
+        // a manifest of another layout version is an error, not a reason to fall back
+        let mut m = manifest(6);
+        m.version = VERSION + 1;
+        std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        let err = store.latest().unwrap_err().to_string();
+        assert!(err.contains("layout version 2"), "{err}");
+        // resuming from 5 abandons what came after it
+        store.discard_after(5).unwrap();
+        assert_eq!(store.ids().unwrap(), vec![5]);
     }
 }
