@@ -3,8 +3,9 @@
 //! `weir` (or `weir shell`) is the interactive shell; `weir run FILE` runs a SQL script (DDL,
 //! queries, `INSERT INTO … SELECT`) until its sources end; `weir explain FILE` prints the
 //! streaming plans without running them; `weir bench nexmark` runs the Nexmark benchmark. This crate owns argument parsing, the shell,
-//! statement execution order, output to the terminal (results, the live status line), error
-//! rendering and exit codes:
+//! statement execution order, where each query's checkpoints go and which one it resumes from
+//! (`--checkpoint-dir`, `--from-checkpoint`), output to the terminal (results, the live status
+//! line), error rendering and exit codes:
 //!
 //! | code | meaning |
 //! |------|---------|

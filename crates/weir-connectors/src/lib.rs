@@ -8,7 +8,9 @@
 //! embedding the `channel` connector (batches sent by the host program over a tokio channel,
 //! results sent back: [`ChannelSource`], [`ChannelSink`], [`build_pipeline_with`]) and an
 //! in-memory collector. Files are read incrementally: memory is bounded by one
-//! batch, never by the file. Malformed rows follow the table's policy (`bad_data = 'fail'`,
+//! batch, never by the file. With checkpoints, sources report and seek to their position, and
+//! a `file` table is written as part files published by checkpoints ([`PartFileSink`]).
+//! Malformed rows follow the table's policy (`bad_data = 'fail'`,
 //! the default, names file, line, column and value; `'skip'` skips and counts).
 
 #![warn(missing_docs)]

@@ -11,8 +11,9 @@
 //! can be frozen and merged ([`Partial`]), watermark generation at sources ([`WatermarkGenerator`]), the watermark of a `UNION ALL`'s
 //! inputs ([`WatermarkMerge`]: their minimum, idle inputs left out), windows that emit changelogs
 //! (early results, late corrections), the [`Source`]/[`Sink`] traits
-//! connectors implement, pipeline metrics, and the [`Pipeline`] that wires them together (a
-//! tree of stages mirroring the plan: sources, unions, joins).
+//! connectors implement, pipeline metrics, the [`Pipeline`] that wires them together (a
+//! tree of stages mirroring the plan: sources, unions, joins), and [`checkpoint`]s: barriers,
+//! operator snapshots in Arrow IPC with a manifest, the checkpoint store, and recovery.
 //!
 //! Expressions and aggregates are DataFusion's: physical expressions come from
 //! `create_physical_expr`, aggregation state from `GroupValues` and `GroupsAccumulator`.
