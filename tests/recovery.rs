@@ -198,3 +198,80 @@ fn from_checkpoint_resumes_from_a_chosen_checkpoint() {
     assert!(err.contains(&format!("resuming from checkpoint {id} ")), "{err}");
     assert_eq!(rows(&job.dir.path().join("out")), job.expected);
 }
+
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+fn sample(text: &str, line_start: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+}
+
+#[test]
+fn checkpoints_of_a_generated_table_through_a_file_url_are_reported_in_the_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("file://{}/ck", dir.path().display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let sql = "CREATE TABLE ticks (id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+               WITH (connector = 'datagen', 'rows-per-second' = '500', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1'); \
+               SELECT COUNT(*) AS n, MAX(id) AS hi FROM ticks GROUP BY TUMBLE(ts, INTERVAL '1' SECOND);";
+    let child = weir()
+        .args(["run", "--quiet", "--format", "csv", "--checkpoint-dir", &url, "--checkpoint-interval", "200ms"])
+        .arg("--metrics-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-e", sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        assert!(std::time::Instant::now() < deadline, "no checkpoints in time");
+        std::thread::sleep(Duration::from_millis(200));
+        let Some(text) = scrape(port) else { continue };
+        if sample(&text, "weir_checkpoints_total{query=\"1\"}").is_some_and(|n| n >= 2.0) {
+            break text;
+        }
+    };
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let o = child.wait_with_output().expect("exits");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("# TYPE weir_checkpoints_total counter"), "{text}");
+    assert!(sample(&text, "weir_checkpoint_last_bytes{query=\"1\"}").is_some_and(|b| b > 0.0), "{text}");
+    assert!(sample(&text, "weir_checkpoint_last_duration_seconds{query=\"1\"}").is_some_and(|s| s > 0.0), "{text}");
+    assert!(sample(&text, "weir_checkpoint_last_id{query=\"1\"}").is_some_and(|n| n >= 2.0), "{text}");
+    // the generated table resumes where it stopped: the sequence goes on from the checkpoint
+    let ck = dir.path().join("ck");
+    let chk: Vec<_> = std::fs::read_dir(&ck).expect("checkpoints under the URL's path").collect();
+    assert!(!chk.is_empty());
+    let o = weir()
+        .args(["run", "--format", "csv", "--checkpoint-dir", &url, "-e", sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    std::thread::sleep(Duration::from_millis(2500));
+    Command::new("kill").args(["-TERM", &o.id().to_string()]).status().expect("kill");
+    let o = o.wait_with_output().expect("exits");
+    let err = stderr(&o);
+    assert!(err.contains("resuming from checkpoint"), "{err}");
+    let after = String::from_utf8_lossy(&o.stdout).into_owned();
+    // every id up to the last one emitted counted exactly once across the two runs: the
+    // windows open at the stop were saved, and the sequence went on from where it stopped
+    let windows: Vec<(i64, i64)> = before
+        .lines()
+        .chain(after.lines())
+        .filter_map(|l| l.split_once(','))
+        .filter_map(|(n, hi)| Some((n.parse().ok()?, hi.parse().ok()?)))
+        .collect();
+    let counted: i64 = windows.iter().map(|w| w.0).sum();
+    let last = windows.iter().map(|w| w.1).max().unwrap_or(0);
+    assert!(windows.len() >= 2 && counted == last, "before the stop:\n{before}\nafter:\n{after}");
+}

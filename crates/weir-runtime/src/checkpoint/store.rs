@@ -84,7 +84,11 @@ impl CheckpointStore {
             let store = LocalFileSystem::new_with_prefix(location).map_err(|e| io(location, e))?;
             (Arc::new(store.with_automatic_cleanup(true)), Path::default())
         };
-        let local = (!location.contains("://")).then(|| PathBuf::from(location));
+        let local = match url::Url::parse(location) {
+            Ok(url) if url.scheme() == "file" => url.to_file_path().ok(),
+            Ok(_) => None,
+            Err(_) => Some(PathBuf::from(location)),
+        };
         Ok(Self { store, root, display: location.to_string(), retain: 3, local })
     }
 
