@@ -317,6 +317,10 @@ impl Shell {
             match p {
                 Planned::CreatedTable(name) => println!("CREATE TABLE {name}"),
                 Planned::Set { key, value } => match self.session.set(&key, &value) {
+                    Ok(()) if key.starts_with("checkpoint.") => {
+                        println!("SET");
+                        eprintln!("note: the shell does not checkpoint; {key} applies to `weir run --checkpoint-dir`");
+                    }
                     Ok(()) => println!("SET"),
                     Err(e) => {
                         eprintln!("error: {e}");
