@@ -21,7 +21,7 @@ use crate::keyed_state::KeyedState;
 use crate::message::{Message, Nanos, RowKind, StreamBatch};
 use crate::metrics::{Metrics, StateSize};
 use crate::operator::Operator;
-use crate::rank_rows::{RankRows, SavedRows};
+use crate::rank_rows::{restore_keyed, save_keyed, RankRows};
 
 struct Kept {
     order: Box<[u8]>,
@@ -101,25 +101,13 @@ impl Operator for DeduplicateOp {
 
     /// The kept row of every key, with the key's TTL clock.
     fn snapshot(&mut self) -> Result<OperatorSnapshot> {
-        let mut saved = SavedRows::default();
-        for (key, touched, pending, kept) in self.kept.entries_mut() {
-            saved.push(key, touched, pending, &kept.order, &kept.row);
-        }
-        let mut snapshot = OperatorSnapshot::with_meta(&self.kept.clocks())?;
-        if let Some(batch) = saved.into_batch()? {
-            snapshot.push("kept", batch);
-        }
-        Ok(snapshot)
+        save_keyed(&mut self.kept, |k| vec![(&k.order[..], &k.row[..])])
     }
 
-    fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
-        self.kept.restore_clocks(snapshot.meta(self.name())?);
-        if snapshot.batches.is_empty() {
-            return Ok(());
-        }
-        for (key, touched, pending, order, row) in SavedRows::read(&snapshot.take("kept", self.name())?)? {
-            self.kept.restore_entry(&key, touched, pending, Kept { order, row });
-        }
-        Ok(())
+    fn restore(&mut self, snapshot: OperatorSnapshot) -> Result<()> {
+        restore_keyed(&mut self.kept, snapshot, "Deduplicate", |mut rows| {
+            let (order, row) = rows.swap_remove(0);
+            Kept { order, row }
+        })
     }
 }

@@ -11,7 +11,9 @@ use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::row::{RowConverter, Rows, SortField};
 use datafusion_physical_expr::PhysicalExpr;
 
+use crate::checkpoint::OperatorSnapshot;
 use crate::error::{Result, RuntimeError};
+use crate::keyed_state::KeyedState;
 
 /// Encodes partition keys, order keys and whole rows; decodes kept rows into output batches.
 pub struct RankRows {
@@ -146,4 +148,46 @@ impl SavedRows {
             .map(|i| (key.value(i).into(), tag.value(i), pending.value(i), order.value(i).into(), row.value(i).into()))
             .collect())
     }
+}
+
+/// The rows a keyed ranking operator keeps (per key, with the key's TTL clock), as a snapshot;
+/// `rows` gives a value's (order, row) bytes in order.
+pub(crate) fn save_keyed<T>(
+    kept: &mut KeyedState<T>,
+    rows: impl for<'a> Fn(&'a T) -> Vec<(&'a [u8], &'a [u8])>,
+) -> Result<OperatorSnapshot> {
+    let mut saved = SavedRows::default();
+    for (key, touched, pending, value) in kept.entries_mut() {
+        for (order, row) in rows(value) {
+            saved.push(key, touched, pending, order, row);
+        }
+    }
+    let mut snapshot = OperatorSnapshot::with_meta(&kept.clocks())?;
+    if let Some(batch) = saved.into_batch()? {
+        snapshot.push("kept", batch);
+    }
+    Ok(snapshot)
+}
+
+/// Take up what [`save_keyed`] saved; `value` makes a key's value of its (order, row) bytes
+/// (never empty).
+pub(crate) fn restore_keyed<T>(
+    kept: &mut KeyedState<T>,
+    mut snapshot: OperatorSnapshot,
+    operator: &str,
+    value: impl Fn(Vec<(Box<[u8]>, Box<[u8]>)>) -> T,
+) -> Result<()> {
+    kept.restore_clocks(snapshot.meta(operator)?);
+    if snapshot.batches.is_empty() {
+        return Ok(());
+    }
+    let mut rows = SavedRows::read(&snapshot.take("kept", operator)?)?.into_iter().peekable();
+    while let Some((key, touched, pending, order, row)) = rows.next() {
+        let mut list = vec![(order, row)];
+        while let Some((_, _, _, order, row)) = rows.next_if(|r| r.0 == key) {
+            list.push((order, row));
+        }
+        kept.restore_entry(&key, touched, pending, value(list));
+    }
+    Ok(())
 }

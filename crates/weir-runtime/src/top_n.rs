@@ -21,7 +21,7 @@ use crate::keyed_state::KeyedState;
 use crate::message::{Message, Nanos, RowKind, StreamBatch};
 use crate::metrics::{Metrics, StateSize};
 use crate::operator::Operator;
-use crate::rank_rows::{RankRows, SavedRows};
+use crate::rank_rows::{restore_keyed, save_keyed, RankRows};
 
 struct Ranked {
     order: Box<[u8]>,
@@ -111,33 +111,13 @@ impl Operator for TopNOp {
 
     /// The ranked rows of every key, in rank order, with the key's TTL clock.
     fn snapshot(&mut self) -> Result<OperatorSnapshot> {
-        let mut saved = SavedRows::default();
-        for (key, touched, pending, list) in self.kept.entries_mut() {
-            for r in list.iter() {
-                saved.push(key, touched, pending, &r.order, &r.row);
-            }
-        }
-        let mut snapshot = OperatorSnapshot::with_meta(&self.kept.clocks())?;
-        if let Some(batch) = saved.into_batch()? {
-            snapshot.push("kept", batch);
-        }
-        Ok(snapshot)
+        save_keyed(&mut self.kept, |list| list.iter().map(|r| (&r.order[..], &r.row[..])).collect())
     }
 
-    fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
-        self.kept.restore_clocks(snapshot.meta(self.name())?);
-        if snapshot.batches.is_empty() {
-            return Ok(());
-        }
-        let mut rows = SavedRows::read(&snapshot.take("kept", self.name())?)?.into_iter().peekable();
-        while let Some((key, touched, pending, order, row)) = rows.next() {
-            let mut list = vec![Ranked { order, row }];
-            while let Some((_, _, _, order, row)) = rows.next_if(|r| r.0 == key) {
-                list.push(Ranked { order, row });
-            }
-            self.kept.restore_entry(&key, touched, pending, list);
-        }
-        Ok(())
+    fn restore(&mut self, snapshot: OperatorSnapshot) -> Result<()> {
+        restore_keyed(&mut self.kept, snapshot, "TopN", |rows| {
+            rows.into_iter().map(|(order, row)| Ranked { order, row }).collect()
+        })
     }
 
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
