@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod job;
+
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 

@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::executor::block_on;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -32,10 +31,47 @@ pub struct Restored {
     pub skipped: Vec<String>,
 }
 
+/// Runs a store's requests on a runtime of its own: an object store's HTTP client needs one,
+/// whichever thread asks (the operator task, or the command line before any query runs).
+#[derive(Debug)]
+struct Requests {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Requests {
+    fn new() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("weir-checkpoints")
+            .enable_all()
+            .build()
+            .map_err(|e| RuntimeError::Checkpoint(format!("cannot start the checkpoint store's runtime: {e}")))?;
+        Ok(Self { runtime: Some(runtime) })
+    }
+
+    /// Run `f` to its end.
+    fn run<T: Send + 'static>(&self, f: impl std::future::Future<Output = T> + Send + 'static) -> Result<T> {
+        let Some(runtime) = &self.runtime else {
+            return Err(RuntimeError::Internal("the checkpoint store's runtime is gone".into()));
+        };
+        futures::executor::block_on(runtime.spawn(f)).map_err(|e| RuntimeError::Internal(e.to_string()))
+    }
+}
+
+impl Drop for Requests {
+    fn drop(&mut self) {
+        // dropped anywhere, async code included: do not wait for the runtime's thread
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// A directory of checkpoints.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     store: Arc<dyn ObjectStore>,
+    requests: Arc<Requests>,
     root: Path,
     display: String,
     retain: usize,
@@ -75,9 +111,10 @@ impl CheckpointStore {
     pub fn open(location: &str) -> Result<Self> {
         let (store, root): (Arc<dyn ObjectStore>, Path) = if location.contains("://") {
             let url = url::Url::parse(location).map_err(|e| io(location, e))?;
-            let (store, root) = object_store::parse_url(&url).map_err(|e| {
-                io(location, format!("{e} (this build of weir reaches local directories and file:// URLs)"))
-            })?;
+            // an object store's settings come from the environment (AWS_ENDPOINT, AWS_REGION,
+            // AWS_ACCESS_KEY_ID, AWS_ALLOW_HTTP, …)
+            let (store, root) = object_store::parse_url_opts(&url, std::env::vars())
+                .map_err(|e| io(location, format!("{e} (weir reaches local directories, file:// and s3:// URLs)")))?;
             (Arc::from(store), root)
         } else {
             std::fs::create_dir_all(location).map_err(|e| io(location, e))?;
@@ -89,7 +126,8 @@ impl CheckpointStore {
             Ok(_) => None,
             Err(_) => Some(PathBuf::from(location)),
         };
-        Ok(Self { store, root, display: location.to_string(), retain: 3, local })
+        let requests = Arc::new(Requests::new()?);
+        Ok(Self { store, requests, root, display: location.to_string(), retain: 3, local })
     }
 
     /// Keep at most `n` (at least 1) complete checkpoints; older ones are deleted.
@@ -101,6 +139,19 @@ impl CheckpointStore {
     /// Where the checkpoints are, as given.
     pub fn display(&self) -> &str {
         &self.display
+    }
+
+    fn put(&self, path: Path, data: Vec<u8>) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        self.requests
+            .run(async move { store.put(&path, PutPayload::from(data)).await })?
+            .map_err(|e| io(&self.display, e))?;
+        Ok(())
+    }
+
+    fn get(&self, path: Path) -> Result<std::result::Result<Vec<u8>, object_store::Error>> {
+        let store = Arc::clone(&self.store);
+        self.requests.run(async move { Ok(store.get(&path).await?.bytes().await?.to_vec()) })
     }
 
     fn path(&self, rel: &str) -> Path {
@@ -120,14 +171,14 @@ impl CheckpointStore {
         for (name, data) in files {
             bytes += data.len() as u64;
             let path = self.path(&format!("{dir}/{name}"));
-            block_on(self.store.put(&path, PutPayload::from(data.clone()))).map_err(|e| io(&self.display, e))?;
+            self.put(path, data.clone())?;
         }
         // on a local disk the state files reach it before the manifest names them
         self.sync(&dir, files.iter().map(|(name, _)| name.as_str()), false)?;
         let text = serde_json::to_vec_pretty(manifest).map_err(|e| io(&self.display, e))?;
         bytes += text.len() as u64;
         let path = self.path(&format!("{dir}/{MANIFEST}"));
-        block_on(self.store.put(&path, PutPayload::from(text))).map_err(|e| io(&self.display, e))?;
+        self.put(path, text)?;
         self.sync(&dir, [MANIFEST], true)?;
         self.prune(manifest.id)?;
         Ok(bytes)
@@ -165,7 +216,11 @@ impl CheckpointStore {
     /// Checkpoint ids present (complete or not), ascending.
     fn ids(&self) -> Result<Vec<u64>> {
         let prefix = (!self.root.as_ref().is_empty()).then_some(&self.root);
-        let listed = block_on(self.store.list_with_delimiter(prefix)).map_err(|e| io(&self.display, e))?;
+        let (store, prefix) = (Arc::clone(&self.store), prefix.cloned());
+        let listed = self
+            .requests
+            .run(async move { store.list_with_delimiter(prefix.as_ref()).await })?
+            .map_err(|e| io(&self.display, e))?;
         let mut ids: Vec<u64> = listed
             .common_prefixes
             .iter()
@@ -181,19 +236,29 @@ impl CheckpointStore {
         Ok(self.ids()?.last().copied().unwrap_or(0))
     }
 
-    fn has_manifest(&self, id: u64) -> bool {
-        block_on(self.store.head(&self.path(&format!("{}/{MANIFEST}", checkpoint_name(id))))).is_ok()
+    /// Whether checkpoint `id` completed (its manifest is there).
+    fn has_manifest(&self, id: u64) -> Result<bool> {
+        let (store, path) = (Arc::clone(&self.store), self.path(&format!("{}/{MANIFEST}", checkpoint_name(id))));
+        match self.requests.run(async move { store.head(&path).await })? {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(io(&self.display, e)),
+        }
     }
 
     fn delete(&self, id: u64) -> Result<()> {
         let prefix = self.path(&checkpoint_name(id));
-        let objects: Vec<_> =
-            block_on(self.store.list(Some(&prefix)).try_collect::<Vec<_>>()).map_err(|e| io(&self.display, e))?;
+        let store = Arc::clone(&self.store);
+        let objects: Vec<_> = self
+            .requests
+            .run(async move { store.list(Some(&prefix)).try_collect::<Vec<_>>().await })?
+            .map_err(|e| io(&self.display, e))?;
         // the manifest first: a half-deleted checkpoint must not look complete
         let (manifest, rest): (Vec<_>, Vec<_>) =
             objects.into_iter().partition(|o| o.location.filename() == Some(MANIFEST));
         for o in manifest.into_iter().chain(rest) {
-            match block_on(self.store.delete(&o.location)) {
+            let (store, location) = (Arc::clone(&self.store), o.location.clone());
+            match self.requests.run(async move { store.delete(&location).await })? {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(io(&self.display, e)),
             }
@@ -210,7 +275,7 @@ impl CheckpointStore {
             if id > newest {
                 continue;
             }
-            if id < newest && !self.has_manifest(id) {
+            if id < newest && !self.has_manifest(id)? {
                 self.delete(id)?;
                 continue;
             }
@@ -229,7 +294,7 @@ impl CheckpointStore {
         let ids = self.ids()?;
         let mut skipped = Vec::new();
         for id in ids.iter().rev().copied() {
-            if !self.has_manifest(id) {
+            if !self.has_manifest(id)? {
                 // a checkpoint still being written when the process stopped: never completed
                 continue;
             }
@@ -262,9 +327,8 @@ impl CheckpointStore {
         let damaged = |m: String| LoadError::Damaged(RuntimeError::Checkpoint(m));
         let get = |rel: &str| -> std::result::Result<Vec<u8>, LoadError> {
             let path = self.path(&format!("{dir}/{rel}"));
-            let read = block_on(async { self.store.get(&path).await?.bytes().await });
-            match read {
-                Ok(bytes) => Ok(bytes.to_vec()),
+            match self.get(path).map_err(LoadError::Fatal)? {
+                Ok(bytes) => Ok(bytes),
                 Err(object_store::Error::NotFound { .. }) => Err(damaged(format!("{rel} is missing"))),
                 Err(e) => Err(LoadError::Fatal(io(&self.display, e))),
             }
