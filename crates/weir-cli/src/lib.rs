@@ -397,8 +397,9 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
         if cancel.load(Ordering::Relaxed) {
             if checkpointing {
                 eprintln!(
-                    "weir: stopped after checkpoint {}: run the same command to resume",
-                    Metrics::get(&ctx.metrics.checkpoint_last_id)
+                    "weir: stopped after checkpoint {}: {}",
+                    Metrics::get(&ctx.metrics.checkpoint_last_id),
+                    checkpoints.resume_hint()
                 );
             }
             break;

@@ -31,6 +31,19 @@ impl CheckpointArgs {
     pub(crate) fn enabled(&self) -> bool {
         self.checkpoint_dir.is_some() || self.from_checkpoint.is_some()
     }
+
+    /// How to resume after a stop: the same command, or (after `--from-checkpoint`, which
+    /// would start from the chosen checkpoint again) with the checkpoint directory.
+    pub(crate) fn resume_hint(&self) -> String {
+        match (&self.checkpoint_dir, self.from_checkpoint.as_deref()) {
+            (None, Some(from)) => {
+                let dir = split_checkpoint(from).map_or_else(|| from.to_string(), |(dir, _)| dir);
+                format!("run with --checkpoint-dir {dir} (not --from-checkpoint) to resume")
+            }
+            (Some(dir), Some(_)) => format!("run with --checkpoint-dir {dir} (not --from-checkpoint) to resume"),
+            _ => "run the same command to resume".to_string(),
+        }
+    }
 }
 
 /// `PATH` as (checkpoint directory, checkpoint id) when its last part is `chk-N`.
@@ -124,7 +137,25 @@ fn announce(r: &Restored, label: &str, guarantee: Guarantee) {
 
 #[cfg(test)]
 mod tests {
-    use super::split_checkpoint;
+    use super::{split_checkpoint, CheckpointArgs};
+
+    #[test]
+    fn after_a_chosen_checkpoint_resuming_names_the_directory() {
+        let args = |dir: Option<&str>, from: Option<&str>| CheckpointArgs {
+            checkpoint_dir: dir.map(String::from),
+            checkpoint_interval: None,
+            from_checkpoint: from.map(String::from),
+        };
+        assert_eq!(args(Some("ck"), None).resume_hint(), "run the same command to resume");
+        assert_eq!(
+            args(None, Some("ck/chk-0000000003")).resume_hint(),
+            "run with --checkpoint-dir ck (not --from-checkpoint) to resume"
+        );
+        assert_eq!(
+            args(Some("new"), Some("ck/chk-3")).resume_hint(),
+            "run with --checkpoint-dir new (not --from-checkpoint) to resume"
+        );
+    }
 
     #[test]
     fn a_checkpoint_path_names_its_directory_and_id() {
