@@ -444,10 +444,8 @@ impl Operator for JoinOp {
         self.watermark = watermark;
         for side in [LEFT, RIGHT] {
             let name = if side == LEFT { "left" } else { "right" };
-            if !snapshot.batches.iter().any(|(n, _)| n == name) {
-                continue;
-            }
-            let moved = self.rows[side].restore(&snapshot.take(name, "Join")?)?;
+            let Some(rows) = snapshot.take(name) else { continue };
+            let moved = self.rows[side].restore(&rows)?;
             let renamed: std::collections::HashMap<u32, u32> = moved.into_iter().collect();
             for (s, slot) in &pending {
                 if *s == side {

@@ -178,10 +178,8 @@ pub(crate) fn restore_keyed<T>(
     value: impl Fn(Vec<(Box<[u8]>, Box<[u8]>)>) -> T,
 ) -> Result<()> {
     kept.restore_clocks(snapshot.meta(operator)?);
-    if snapshot.batches.is_empty() {
-        return Ok(());
-    }
-    let mut rows = SavedRows::read(&snapshot.take("kept", operator)?)?.into_iter().peekable();
+    let Some(saved) = snapshot.take("kept") else { return Ok(()) };
+    let mut rows = SavedRows::read(&saved)?.into_iter().peekable();
     while let Some((key, touched, pending, order, row)) = rows.next() {
         let mut list = vec![(order, row)];
         while let Some((_, _, _, order, row)) = rows.next_if(|r| r.0 == key) {

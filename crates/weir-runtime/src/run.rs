@@ -90,14 +90,35 @@ pub(crate) struct Checkpointing {
     finished: bool,
 }
 
+/// Every operator of the pipeline, in the order checkpoints list them.
+fn all_operators<'a>(root: &'a mut Stage, chain: &'a mut Chain) -> Vec<&'a mut Instrumented> {
+    let mut ops = Vec::new();
+    root.operators(&mut ops);
+    ops.extend(chain.ops.iter_mut());
+    ops
+}
+
+/// Before running: `None` when the checkpoint resumed from is of a finished run (nothing is
+/// left to do); else the coordinator (with checkpoints), started, and the saved reading order
+/// taken up by `turns`.
+fn resume(checkpoints: Option<Checkpointing>, turns: &mut Turns) -> Result<Option<Option<Coordinator>>> {
+    let Some(c) = checkpoints else { return Ok(Some(None)) };
+    if c.finished {
+        return Ok(None);
+    }
+    if let Some(saved) = &c.turns {
+        turns.restore(saved)?;
+    }
+    let mut coordinator = c.coordinator;
+    coordinator.start();
+    Ok(Some(Some(coordinator)))
+}
+
 /// The state of every operator, stage and the sinks, for checkpoint `id`.
 fn take(root: &mut Stage, chain: &mut Chain, turns: &Turns, id: u64, finished: bool) -> Result<Taken> {
     let mut operators = Vec::new();
     if !finished {
-        let mut ops = Vec::new();
-        root.operators(&mut ops);
-        ops.extend(chain.ops.iter_mut());
-        for op in ops {
+        for op in all_operators(root, chain) {
             operators.push((op.name(), op.snapshot()?));
         }
     }
@@ -137,10 +158,7 @@ impl Pipeline {
         for (driver, label) in self.drivers.iter().zip(&self.labels) {
             driver.checkpoint(label)?;
         }
-        let mut ops = Vec::new();
-        self.root.operators(&mut ops);
-        ops.extend(self.chain.ops.iter_mut());
-        for op in &mut ops {
+        for op in all_operators(&mut self.root, &mut self.chain) {
             op.snapshot()?;
         }
         let newest = config.store.newest_id()?;
@@ -190,9 +208,7 @@ impl Pipeline {
             driver.restore(state)?;
         }
         self.root.restore(&mut m.stages.iter(), Instant::now())?;
-        let mut ops = Vec::new();
-        self.root.operators(&mut ops);
-        ops.extend(self.chain.ops.iter_mut());
+        let ops = all_operators(&mut self.root, &mut self.chain);
         if ops.len() != restored.operators.len() {
             return Err(RuntimeError::Checkpoint(format!(
                 "{} saved {} operators, this query has {}",
@@ -212,17 +228,9 @@ impl Pipeline {
             }
             op.restore(snapshot.clone())?;
         }
-        if let Some(ended) = m.turns.get("ended").and_then(|e| serde_json::from_value::<Vec<bool>>(e.clone()).ok()) {
-            checkpointing.coordinator.restore_ended(&ended, &m.sources);
-        }
+        checkpointing.coordinator.restore_ended(&Turns::saved_ended(&m.turns)?, &m.sources);
         checkpointing.turns = Some(m.turns.clone());
         Ok(())
-    }
-
-    /// Whether the checkpoint resumed from was taken after the query had read all its input
-    /// (running it does nothing more).
-    pub fn already_finished(&self) -> bool {
-        self.checkpoints.as_ref().is_some_and(|c| c.finished)
     }
 
     /// Run on the calling thread until the input ends or `cancel` is set, taking one batch
@@ -230,22 +238,11 @@ impl Pipeline {
     /// Checkpoints, if set up, are taken between batches.
     pub fn run_blocking(mut self, cancel: &AtomicBool) -> Result<()> {
         let mut turns = Turns::new(self.drivers.len(), std::mem::take(&mut self.first), self.aligned);
-        let mut checkpoints = self.checkpoints.take();
-        if let Some(c) = &mut checkpoints {
-            if c.finished {
-                return Ok(());
-            }
-            if let Some(saved) = c.turns.take() {
-                turns.restore(&saved)?;
-            }
-        }
+        let Some(mut coordinator) = resume(self.checkpoints.take(), &mut turns)? else { return Ok(()) };
         let labels = std::mem::take(&mut self.labels);
-        if let Some(c) = checkpoints.as_mut() {
-            c.coordinator.start();
-        }
         loop {
             let stop = cancel.load(Ordering::Relaxed);
-            if let Some(c) = checkpoints.as_mut().map(|c| &mut c.coordinator) {
+            if let Some(c) = coordinator.as_mut() {
                 if turns.loading() {
                     // no checkpoint while lookup tables load (their rows come first)
                     if stop {
@@ -271,15 +268,15 @@ impl Pipeline {
             let mut out = Vec::new();
             if !self.drivers[i].poll(&mut out)? {
                 out.push(Message::EndOfStream);
-                if let Some(c) = checkpoints.as_mut() {
-                    c.coordinator.ended(i, self.drivers[i].checkpoint(&labels[i])?);
+                if let Some(c) = coordinator.as_mut() {
+                    c.ended(i, self.drivers[i].checkpoint(&labels[i])?);
                 }
             }
             turns.saw(i, &out);
             for m in self.root.input(i, out, Instant::now())? {
                 if self.chain.push(m)? {
-                    if let Some(c) = checkpoints.as_mut() {
-                        complete(&mut self.root, &mut self.chain, &mut turns, &mut c.coordinator, true)?;
+                    if let Some(c) = coordinator.as_mut() {
+                        complete(&mut self.root, &mut self.chain, &mut turns, c, true)?;
                     }
                     return Ok(());
                 }
@@ -305,14 +302,9 @@ impl Pipeline {
     /// (a shared counter); see [`crate::checkpoint`].
     pub async fn run(mut self, cancel: Arc<AtomicBool>) -> Result<()> {
         tracing::debug!(inputs = self.drivers.len(), operators = self.chain.ops.len(), "pipeline starting");
-        let mut checkpoints = self.checkpoints.take();
-        if checkpoints.as_ref().is_some_and(|c| c.finished) {
-            return Ok(());
-        }
-        if let Some(c) = checkpoints.as_mut() {
-            c.coordinator.start();
-        }
-        let requested = checkpoints.as_ref().map(|c| c.coordinator.requested());
+        let mut turns = Turns::new(self.drivers.len(), std::mem::take(&mut self.first), self.aligned);
+        let Some(mut coordinator) = resume(self.checkpoints.take(), &mut turns)? else { return Ok(()) };
+        let requested = coordinator.as_ref().map(|c| c.requested());
         // the last checkpoint: barriers are sent for every request above it
         let initial = requested.as_ref().map_or(0, |r| r.load(Ordering::Acquire));
         // set when the operator task is done: source tasks waiting for a last barrier give up
@@ -334,15 +326,10 @@ impl Pipeline {
             producers.push(tokio::task::spawn_blocking(move || task.run()));
         }
         let (mut chain, mut root, clock) = (self.chain, self.root, self.clock);
-        let mut turns = Turns::new(receivers.len(), self.first, self.aligned);
-        if let Some(saved) = checkpoints.as_mut().and_then(|c| c.turns.take()) {
-            turns.restore(&saved)?;
-        }
         let stop = Arc::clone(&cancel);
         let consumer = tokio::task::spawn_blocking(move || -> Result<()> {
             use std::sync::mpsc::RecvTimeoutError;
             let n = receivers.len();
-            let mut coordinator = checkpoints.map(|c| c.coordinator);
             // turns in a row that brought nothing (only idle inputs are left to ask)
             let mut empty_turns = 0usize;
             let mut last_tick = Instant::now();

@@ -572,14 +572,10 @@ impl Operator for SessionAggregateOp {
         self.by_end = state.by_end.into_iter().collect();
         self.retained = state.retained.into_iter().collect();
         self.dirty = state.dirty.into_iter().collect();
-        let has = |s: &OperatorSnapshot, name: &str| s.batches.iter().any(|(n, _)| n == name);
-        if has(&snapshot, "sessions") {
-            let sessions = snapshot.take("sessions", self.name())?;
-            let mut partials: HashMap<i64, Frozen> = match has(&snapshot, "partials") {
-                true => {
-                    self.aggregates.frozen_from_batch(&snapshot.take("partials", self.name())?)?.into_iter().collect()
-                }
-                false => HashMap::new(),
+        if let Some(sessions) = snapshot.take("sessions") {
+            let mut partials: HashMap<i64, Frozen> = match snapshot.take("partials") {
+                Some(p) => self.aggregates.frozen_from_batch(&p)?.into_iter().collect(),
+                None => HashMap::new(),
             };
             let bad = || RuntimeError::Checkpoint("the saved sessions are not valid".into());
             let int =
@@ -605,10 +601,8 @@ impl Operator for SessionAggregateOp {
                 self.sessions.entry(key).or_default().push(session);
             }
         }
-        if let Some(changes) = &mut self.changes {
-            if has(&snapshot, "emitted") {
-                changes.restore_batch(&snapshot.take("emitted", "SessionAggregate")?, |id, _| id as u64)?;
-            }
+        if let (Some(changes), Some(emitted)) = (&mut self.changes, snapshot.take("emitted")) {
+            changes.restore_batch(&emitted, |id, _| id as u64)?;
         }
         self.metrics.open_windows.store((self.by_end.len() + self.retained.len()) as u64, Ordering::Relaxed);
         Ok(())

@@ -235,6 +235,14 @@ fn merge(watermarks: &mut WatermarkMerge, i: usize, messages: Vec<Message>, now:
     Ok(out)
 }
 
+/// What [`Turns::snapshot`] saves.
+#[derive(serde::Deserialize)]
+struct SavedTurns {
+    ended: Vec<bool>,
+    watermarks: Vec<Nanos>,
+    last: Option<usize>,
+}
+
 /// Which input the operator task reads next: in turn, one batch each; with `aligned` (a
 /// query with a join) the input whose watermark is lowest (in turn among equals), so one
 /// input cannot run far ahead in event time while the join keeps its rows waiting for the
@@ -312,18 +320,17 @@ impl Turns {
 
     /// Take up what [`Turns::snapshot`] saved.
     pub(crate) fn restore(&mut self, saved: &serde_json::Value) -> Result<()> {
-        #[derive(serde::Deserialize)]
-        struct Saved {
-            ended: Vec<bool>,
-            watermarks: Vec<Nanos>,
-            last: Option<usize>,
-        }
-        let s: Saved = crate::checkpoint::from_json(saved, "the reading order")?;
+        let s: SavedTurns = crate::checkpoint::from_json(saved, "the reading order")?;
         if s.ended.len() != self.ended.len() || s.watermarks.len() != self.watermarks.len() {
             return Err(crate::error::RuntimeError::Checkpoint("the saved query read another number of inputs".into()));
         }
         (self.ended, self.watermarks, self.last) = (s.ended, s.watermarks, s.last);
         Ok(())
+    }
+
+    /// Which inputs had ended, in what [`Turns::snapshot`] saved.
+    pub(crate) fn saved_ended(saved: &serde_json::Value) -> Result<Vec<bool>> {
+        Ok(crate::checkpoint::from_json::<SavedTurns>(saved, "the reading order")?.ended)
     }
 
     /// Messages read from input `i`.

@@ -390,10 +390,7 @@ impl Operator for UpdatingAggregateOp {
 
     fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
         self.groups.restore_clocks(snapshot.meta(self.name())?);
-        if !snapshot.batches.iter().any(|(n, _)| n == "groups") {
-            return Ok(());
-        }
-        let batch = snapshot.take("groups", self.name())?;
+        let Some(batch) = snapshot.take("groups") else { return Ok(()) };
         let (num_keys, num_aggs) = (self.key_exprs.len(), self.aggregates.specs().len());
         let bad = || RuntimeError::Checkpoint("the saved groups of an updating aggregate are not valid".into());
         let column = |name: &str| batch.column_by_name(name).ok_or_else(bad);

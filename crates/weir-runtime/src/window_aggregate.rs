@@ -575,15 +575,13 @@ impl Operator for WindowAggregateOp {
         self.pending = state.pending.into_iter().collect();
         self.retained = state.retained.into_iter().collect();
         self.dirty = state.dirty.into_iter().collect();
-        if snapshot.batches.iter().any(|(n, _)| n == "partials") {
-            for (start, frozen) in self.aggregates.frozen_from_batch(&snapshot.take("partials", self.name())?)? {
+        if let Some(partials) = snapshot.take("partials") {
+            for (start, frozen) in self.aggregates.frozen_from_batch(&partials)? {
                 self.slices.entry(start).or_default().frozen.push(frozen);
             }
         }
-        if let Some(changes) = &mut self.changes {
-            if snapshot.batches.iter().any(|(n, _)| n == "emitted") {
-                changes.restore_batch(&snapshot.take("emitted", "WindowAggregate")?, |a, b| (a, b))?;
-            }
+        if let (Some(changes), Some(emitted)) = (&mut self.changes, snapshot.take("emitted")) {
+            changes.restore_batch(&emitted, |a, b| (a, b))?;
         }
         self.metrics.open_windows.store((self.pending.len() + self.retained.len()) as u64, Ordering::Relaxed);
         Ok(())

@@ -111,10 +111,8 @@ impl Operator for WindowTopNOp {
     }
 
     fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
-        if snapshot.batches.is_empty() {
-            return Ok(());
-        }
-        for (key, end, _, order, row) in SavedRows::read(&snapshot.take("kept", self.name())?)? {
+        let Some(kept) = snapshot.take("kept") else { return Ok(()) };
+        for (key, end, _, order, row) in SavedRows::read(&kept)? {
             self.partitions.entry((end, key)).or_default().push((order, row));
         }
         Ok(())

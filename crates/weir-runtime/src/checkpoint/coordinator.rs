@@ -204,7 +204,7 @@ impl Coordinator {
             operators.push(OperatorEntry { name: name.to_string(), meta: snapshot.meta, files: entries });
         }
         let created_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let mut manifest = Manifest {
+        let manifest = Manifest {
             format: FORMAT.into(),
             version: VERSION,
             id,
@@ -221,14 +221,14 @@ impl Coordinator {
             late_rows_sink: taken.late_rows_sink,
             bytes: files.iter().map(|(_, d)| d.len() as u64).sum(),
         };
-        manifest.bytes = self.store.write(&manifest, &files)?;
+        let written = self.store.write(&manifest, &files)?;
         let took = started.elapsed();
         Metrics::add(&self.metrics.checkpoints, 1);
         Metrics::add(&self.metrics.checkpoint_total_nanos, took.as_nanos() as u64);
         self.metrics.checkpoint_last_nanos.store(took.as_nanos() as u64, Ordering::Relaxed);
-        self.metrics.checkpoint_last_bytes.store(manifest.bytes, Ordering::Relaxed);
+        self.metrics.checkpoint_last_bytes.store(written, Ordering::Relaxed);
         self.metrics.checkpoint_last_id.store(id, Ordering::Relaxed);
-        tracing::info!(checkpoint = id, bytes = manifest.bytes, ms = took.as_millis() as u64, "checkpoint complete");
+        tracing::info!(checkpoint = id, bytes = written, ms = took.as_millis() as u64, "checkpoint complete");
         self.last_done = Instant::now();
         Ok(())
     }

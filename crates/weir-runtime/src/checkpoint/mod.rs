@@ -116,12 +116,11 @@ impl OperatorSnapshot {
         from_json(&self.meta, operator)
     }
 
-    /// Remove and return the batch `name`.
-    pub fn take(&mut self, name: &str, operator: &str) -> Result<RecordBatch> {
-        let Some(i) = self.batches.iter().position(|(n, _)| n == name) else {
-            return Err(RuntimeError::Checkpoint(format!("the state of {operator} has no '{name}' batch")));
-        };
-        Ok(self.batches.swap_remove(i).1)
+    /// Remove and return the batch `name` (`None`: the operator saved none, having no such
+    /// state).
+    pub fn take(&mut self, name: &str) -> Option<RecordBatch> {
+        let i = self.batches.iter().position(|(n, _)| n == name)?;
+        Some(self.batches.swap_remove(i).1)
     }
 
     /// Whether it holds nothing (an operator without state).
