@@ -31,6 +31,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use datafusion_common::arrow::datatypes::SchemaRef;
 
@@ -61,12 +62,32 @@ pub struct ConnectorContext {
     /// The query checkpoints: file tables are written as directories of part files, each
     /// published by the checkpoint that covers it ([`PartFileSink`]).
     pub checkpointing: bool,
+    /// When the query started, read once so that all its sources agree on it: paced
+    /// `nexmark` tables of one query (a join of `auction` and `person`) share one timeline.
+    pub started: StartTime,
 }
 
 impl ConnectorContext {
-    /// Defaults: batches of 8192 rows, paths relative to the working directory.
+    /// Defaults: batches of 8192 rows, paths relative to the working directory, started now.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { batch_size: 8192, base_dir: None, metrics, checkpointing: false }
+        Self { batch_size: 8192, base_dir: None, metrics, checkpointing: false, started: StartTime::now() }
+    }
+}
+
+/// A moment on both clocks: the wall clock (for event times) and the monotonic one (for pacing).
+#[derive(Debug, Clone, Copy)]
+pub struct StartTime {
+    /// Milliseconds since the Unix epoch.
+    pub wall_ms: i64,
+    /// The same moment on the monotonic clock.
+    pub instant: Instant,
+}
+
+impl StartTime {
+    /// The current moment.
+    pub fn now() -> Self {
+        let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        Self { wall_ms, instant: Instant::now() }
     }
 }
 
@@ -169,7 +190,7 @@ pub fn open_source(node: &SourceNode, whole_rows: bool, ctx: &ConnectorContext) 
     }
     if table.connector() == Some("nexmark") {
         tracing::info!(table = %table.name, columns = schema.fields().len(), "generating nexmark events");
-        return Ok(Box::new(nexmark::NexmarkSource::open(table, schema, ctx.batch_size)?));
+        return Ok(Box::new(nexmark::NexmarkSource::open(table, schema, ctx.batch_size, ctx.started)?));
     }
     let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
     tracing::info!(table = %table.name, input = %options.display(), format = ?options.format, columns = schema.fields().len(), "reading");

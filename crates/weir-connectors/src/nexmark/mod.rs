@@ -28,11 +28,13 @@ mod model;
 
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use weir_runtime::{Result, RuntimeError, Source};
+
+use crate::StartTime;
 use weir_sql::nexmark::NexmarkOptions;
 use weir_sql::TableDef;
 
@@ -134,7 +136,9 @@ enum Inner {
 
 impl NexmarkSource {
     /// A source generating the columns of `schema` (a projection of the table's columns).
-    pub fn open(table: &TableDef, schema: SchemaRef, batch_size: usize) -> Result<Self> {
+    /// `started` is the query's start: when pacing, event 0 is due then, and by default it is
+    /// its event time.
+    pub fn open(table: &TableDef, schema: SchemaRef, batch_size: usize, started: StartTime) -> Result<Self> {
         let options = NexmarkOptions::parse(table).map_err(RuntimeError::Source)?;
         let kind = Kind::of_table(options.table);
         let fields = schema
@@ -151,11 +155,10 @@ impl NexmarkSource {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        let base_ms = options.base_time_ms.unwrap_or(now_ms);
+        let base_ms = options.base_time_ms.unwrap_or(started.wall_ms);
         let timeline = Timeline::new(base_ms, options.rate, options.splits, options.out_of_order_group);
         let shared = Shared::new(options.seed);
-        let paced_from = (!options.max_emit_speed).then(Instant::now);
+        let paced_from = (!options.max_emit_speed).then_some(started.instant);
         let batch_size = batch_size.max(1);
         let mut gens: Vec<Generator> = splits(options.events, options.splits)
             .into_iter()

@@ -14,7 +14,7 @@ fn read(kind: &str, options: &[(&str, &str)], columns: &[&str], batch_size: usiz
     let full = t.schema.clone().unwrap();
     let idx: Vec<usize> = columns.iter().map(|c| full.index_of(c).unwrap()).collect();
     let schema = Arc::new(full.project(&idx).unwrap());
-    let mut source = NexmarkSource::open(&t, Arc::clone(&schema), batch_size).unwrap();
+    let mut source = NexmarkSource::open(&t, Arc::clone(&schema), batch_size, StartTime::now()).unwrap();
     let mut batches = Vec::new();
     while let Some(b) = source.next_batch().unwrap() {
         assert!(b.num_rows() <= batch_size);
@@ -113,11 +113,32 @@ fn pacing_follows_the_rate_on_the_wall_clock() {
 fn a_count_reads_no_column() {
     let t = table("auction", &[("events", "100")]);
     let schema = Arc::new(t.schema.as_ref().unwrap().project(&[]).unwrap());
-    let mut source = NexmarkSource::open(&t, schema, 10).unwrap();
+    let mut source = NexmarkSource::open(&t, schema, 10, StartTime::now()).unwrap();
     let mut rows = 0;
     while let Some(b) = source.next_batch().unwrap() {
         rows += b.num_rows();
     }
     assert_eq!(rows, 6);
     assert_eq!(read("auction", &[("events", "100")], &["extra"], 10).column(0).null_count(), 0);
+}
+
+#[test]
+fn paced_tables_opened_apart_share_the_query_start() {
+    // a join of person and auction opens one table after the other: both must start their
+    // timeline at the query's start, not at their own opening
+    let started = StartTime::now();
+    let open = |kind: &str| {
+        let t = table(kind, &[("events", "100"), ("max_emit_speed", "false")]);
+        let full = t.schema.clone().unwrap();
+        let schema = Arc::new(full.project(&[full.index_of("date_time").unwrap()]).unwrap());
+        NexmarkSource::open(&t, schema, 8192, started).unwrap()
+    };
+    let mut people = open("person");
+    std::thread::sleep(Duration::from_millis(60));
+    let mut auctions = open("auction");
+    let first_person = times(&people.next_batch().unwrap().unwrap(), 0)[0];
+    let first_auction = times(&auctions.next_batch().unwrap().unwrap(), 0)[0];
+    assert_eq!(first_person, started.wall_ms);
+    // event 1 is due 0.1 ms after event 0
+    assert!((first_auction - first_person).abs() <= 1, "{first_person} vs {first_auction}");
 }
