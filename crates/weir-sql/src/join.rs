@@ -23,6 +23,7 @@ use datafusion_expr::logical_plan::{Aggregate, Join, JoinType as DfJoinType, Log
 use datafusion_expr::utils::split_conjunction;
 use datafusion_expr::{BinaryExpr, Expr, Operator};
 
+use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
 use crate::explain::show;
 use crate::options::state_ttl;
@@ -372,9 +373,14 @@ impl PipelineBuilder<'_> {
 
 /// A bounded table read whole, without a watermark: a file (with filters and projections).
 fn is_static_table(b: &Branch) -> bool {
-    let PlanInput::Source(s) = &b.input else { return false };
+    file_table(b).is_some_and(|t| t.watermark.is_none())
+}
+
+/// The file table a branch reads with only filters and projections over it.
+fn file_table(b: &Branch) -> Option<&TableDef> {
+    let PlanInput::Source(s) = &b.input else { return None };
     let stateless = b.ops.iter().all(|op| matches!(op, StreamOp::Filter { .. } | StreamOp::Project { .. }));
-    stateless && s.table.connector() == Some("file") && s.table.watermark.is_none() && s.table.proctime.is_none()
+    (stateless && s.table.connector() == Some("file") && s.table.proctime.is_none()).then_some(&s.table)
 }
 
 fn unbounded_join(left: &Branch, right: &Branch, left_bounded: bool, right_bounded: bool) -> SqlError {
@@ -384,12 +390,32 @@ fn unbounded_join(left: &Branch, right: &Branch, left_bounded: bool, right_bound
         (false, true) => format!("the left input ({})", names(left)),
         _ => format!("the right input ({})", names(right)),
     };
+    // a file table could be a lookup table: say what keeps it from being one
+    let lookup = match (file_table(left), file_table(right)) {
+        (Some(t), _) if t.watermark.is_none() => format!(
+            "a file table without a WATERMARK is read whole as a lookup table only on the right of a join: write \
+             … FROM {} JOIN {} ON …; otherwise ",
+            names(right),
+            t.name
+        ),
+        (_, Some(t)) if t.watermark.is_some() => format!(
+            "to read the file table {} whole first and match every row of the other input against it (a lookup \
+             join), declare it without a WATERMARK; otherwise ",
+            t.name
+        ),
+        (Some(t), _) => format!(
+            "to join against the file table {} as a lookup table, put it on the right of the join and declare it \
+             without a WATERMARK; otherwise ",
+            t.name
+        ),
+        _ => String::new(),
+    };
     SqlError::not_supported(format!(
         "a join that keeps every row of {which} forever: nothing in its condition says when a row can no longer find a match"
     ))
-    .with_hint(
-        "bound it by time (… AND b.ts BETWEEN a.ts - INTERVAL '10' SECOND AND a.ts + INTERVAL '10' SECOND, or join \
+    .with_hint(format!(
+        "{lookup}bound it by time (… AND b.ts BETWEEN a.ts - INTERVAL '10' SECOND AND a.ts + INTERVAL '10' SECOND, or join \
          windowed results on window_start and window_end), or forget idle rows after a while \
          (SET state.ttl = '1 h', or the table option 'state_ttl')",
-    )
+    ))
 }
