@@ -6,11 +6,13 @@
 //! the lower of the two inputs' — when its batch arrives is late and dropped), and the join
 //! over them must equal DataFusion's batch join of the same rows. Regular joins (with a TTL
 //! longer than the input) and lookup joins drop nothing: they must equal the batch join of
-//! all rows, a changelog replayed first.
+//! all rows, a changelog replayed first. With a shorter TTL, a reference replays the turns to
+//! find which rows are still kept when a row of the other side comes.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use proptest::prelude::*;
@@ -57,6 +59,76 @@ fn accepted(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64) -> [Vec<Row
         }
     }
     out
+}
+
+/// The join's watermark before each read of the inputs (the reading order of [`accepted`]),
+/// and for each row of each input the read that brought it.
+fn turns(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64) -> (Vec<i64>, [Vec<usize>; 2]) {
+    let batches = [batches(inputs[0], cuts[0]), batches(inputs[1], cuts[1])];
+    let (mut next, mut ended, mut wm) = ([0usize; 2], [false; 2], [NO_WATERMARK; 2]);
+    let mut last: Option<usize> = None;
+    let (mut before, mut read): (Vec<i64>, [Vec<usize>; 2]) = (Vec::new(), [Vec::new(), Vec::new()]);
+    loop {
+        let start = last.map_or(0, |l| l + 1);
+        let mut best: Option<usize> = None;
+        for k in 0..2 {
+            let i = (start + k) % 2;
+            if !ended[i] && best.is_none_or(|b| wm[i] < wm[b]) {
+                best = Some(i);
+            }
+        }
+        let Some(i) = best else { break };
+        last = Some(i);
+        match batches[i].get(next[i]) {
+            Some(batch) => {
+                next[i] += 1;
+                read[i].extend(std::iter::repeat_n(before.len(), batch.len()));
+                before.push(wm[0].min(wm[1]));
+                if let Some(max) = batch.iter().map(|r| r.ts).max() {
+                    wm[i] = wm[i].max(max - delay_ms);
+                }
+            }
+            None => {
+                ended[i] = true;
+                wm[i] = i64::MAX;
+            }
+        }
+    }
+    (before, read)
+}
+
+/// `SELECT t.k, t.v, u.v, t.ts, u.ts FROM t [LEFT] JOIN u ON NULLIF(t.k, 'k0') = NULLIF(u.k,
+/// 'k0') AND t.v > u.v` where each row is kept `ttl_ms` past its time: a pair is joined when
+/// the row read first is still kept when the other comes (its time plus the TTL not behind
+/// the join's watermark then).
+fn ttl_join(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64, ttl_ms: i64, outer: bool) -> Vec<String> {
+    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+    let (before, read) = turns(inputs, cuts, delay_ms);
+    let key = |r: &Row| (r.key != "k0").then(|| r.key.clone());
+    let mut out: Vec<(&Row, Option<&Row>)> = Vec::new();
+    for (i, l) in inputs[0].iter().enumerate() {
+        let mut matched = false;
+        for (j, r) in inputs[1].iter().enumerate() {
+            let (first, second) = if read[0][i] < read[1][j] { (l, read[1][j]) } else { (r, read[0][i]) };
+            if key(l).is_some() && key(l) == key(r) && l.value > r.value && first.ts + ttl_ms >= before[second] {
+                out.push((l, Some(r)));
+                matched = true;
+            }
+        }
+        if outer && !matched {
+            out.push((l, None));
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(out.iter().map(|(l, _)| l.key.clone()))),
+        Arc::new(Int64Array::from_iter_values(out.iter().map(|(l, _)| l.value))),
+        Arc::new(Int64Array::from_iter(out.iter().map(|(_, r)| r.map(|r| r.value)))),
+        Arc::new(TimestampMillisecondArray::from_iter_values(out.iter().map(|(l, _)| l.ts))),
+        Arc::new(TimestampMillisecondArray::from_iter(out.iter().map(|(_, r)| r.map(|r| r.ts)))),
+    ];
+    format_rows(&[
+        RecordBatch::try_from_iter(["k", "tv", "uv", "tts", "uts"].into_iter().zip(columns)).expect("a batch")
+    ])
 }
 
 fn run_two(inputs: [&[Row]; 2], cuts: [&[usize]; 2], script: &str) -> Vec<String> {
@@ -203,16 +275,39 @@ proptest! {
     fn aggregates_over_a_join_of_a_changelog_replay_to_the_batch_result(
         left in rows_strategy(),
         right in rows_strategy(),
+        outer in any::<bool>(),
         left_cuts in prop::collection::btree_set(0usize..260, 0..30),
         right_cuts in prop::collection::btree_set(0usize..260, 0..30),
     ) {
         // the right input is the last row per key (a changelog: -U/+U as later rows come, often
         // within one batch); the join retracts its matches, the count above retracts too
         let (lc, rc): (Vec<usize>, Vec<usize>) = (left_cuts.into_iter().collect(), right_cuts.into_iter().collect());
-        let query = "SELECT t.k, COUNT(*) AS n, SUM(d.v) AS total FROM t JOIN
+        // as a left join, a row of t is NULL-padded until its key's first row of u comes, and
+        // the padded row is taken back then
+        let join = if outer { "LEFT JOIN" } else { "JOIN" };
+        let query = format!("SELECT t.k, COUNT(*) AS n, COUNT(d.v) AS matched, SUM(d.v) AS total FROM t {join}
               (SELECT k, v FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY ts DESC, v DESC) AS rn FROM u) WHERE rn = 1) d
-            ON t.k = d.k GROUP BY t.k";
+            ON t.k = d.k GROUP BY t.k");
         let weir = run_two([&left, &right], [&lc, &rc], &format!("{} SET state.ttl = '1 h'; {query}", ddl2(300, true)));
-        prop_assert_eq!(sorted(weir), sorted(batch_join([&left, &right], query)));
+        prop_assert_eq!(sorted(weir), sorted(batch_join([&left, &right], &query)));
+    }
+
+    #[test]
+    fn regular_joins_forget_each_row_its_ttl_after_its_time(
+        left in rows_strategy(),
+        right in rows_strategy(),
+        ttl_ms in prop::sample::select(vec![200i64, 1000, 5000]),
+        outer in any::<bool>(),
+        left_cuts in prop::collection::btree_set(0usize..260, 0..30),
+        right_cuts in prop::collection::btree_set(0usize..260, 0..30),
+    ) {
+        // key k0 is NULL on both sides: it matches nothing (a left row of it is padded)
+        let (lc, rc): (Vec<usize>, Vec<usize>) = (left_cuts.into_iter().collect(), right_cuts.into_iter().collect());
+        let join = if outer { "LEFT JOIN" } else { "JOIN" };
+        let query = format!("SELECT t.k, t.v, u.v, t.ts, u.ts FROM t {join} u
+            ON NULLIF(t.k, 'k0') = NULLIF(u.k, 'k0') AND t.v > u.v");
+        let script = format!("{} SET state.ttl = '{ttl_ms} ms'; {query}", ddl2(300, true));
+        let weir = run_two([&left, &right], [&lc, &rc], &script);
+        prop_assert_eq!(sorted(weir), sorted(ttl_join([&left, &right], [&lc, &rc], 300, ttl_ms, outer)));
     }
 }
