@@ -1,7 +1,7 @@
 -- Nexmark q20: expand bid with auction. Each bid with the auction it is for, for auctions
 -- of category 10: a regular join, its state bounded by a TTL.
 -- Deviation: Flink keeps every row forever; weir asks for a bound (state_ttl). A minute is
--- plenty here: auctions are sold by people of the last 5 s and bid on for about 2 s at the
+-- plenty here: auctions are sold by people of the last 5 s and open for at most 1/3 s at the
 -- default rate (10 000 events per second).
 SET state.ttl = '1 min';
 

@@ -2,7 +2,7 @@
 -- in Oregon, Idaho or California: a regular join of two unbounded inputs, whose state is
 -- bounded by a TTL (rows are forgotten a minute of event time after they arrive).
 -- Deviation: Flink keeps every row forever; weir asks for a bound (state_ttl). A minute is
--- plenty here: auctions are sold by people of the last 5 s and bid on for about 2 s at the
+-- plenty here: auctions are sold by people of the last 5 s and open for at most 1/3 s at the
 -- default rate (10 000 events per second).
 SET state.ttl = '1 min';
 
