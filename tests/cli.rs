@@ -652,7 +652,7 @@ fn bench_nexmark_prints_a_line_per_query_and_json() {
     for q in ["q0 ", "q5 ", "q13 "] {
         assert!(text.lines().any(|l| l.starts_with(q)), "no line for {q} in\n{text}");
     }
-    assert!(text.contains("events/s/core") && text.contains("peak RSS"), "{text}");
+    assert!(text.contains("events/s/core") && text.contains("peak RSS") && text.contains("rows read"), "{text}");
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid");
     let rows = results.as_array().expect("an array");
@@ -660,6 +660,9 @@ fn bench_nexmark_prints_a_line_per_query_and_json() {
     // q0 passes every bid through: 46 of every 50 events
     assert_eq!(rows[0]["query"], "q0");
     assert_eq!(rows[0]["output_rows"], 18_400);
+    // only bids are generated for it; q13 also reads its 10 000-row file
+    assert_eq!(rows[0]["rows_read"], 18_400);
+    assert_eq!(rows[2]["rows_read"], 28_400);
     assert!(rows[0]["events_per_core_second"].as_f64().expect("a number") > 0.0);
     assert!(rows[0]["peak_rss_bytes"].as_u64().expect("a number") > 0);
     // an unknown query is a usage error
