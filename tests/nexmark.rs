@@ -337,3 +337,46 @@ fn q12_processing_time_windows() {
     assert!(!batch.is_empty());
     assert_eq!(sorted(summed), sorted(batch));
 }
+
+/// The most state any operator of `name` held over `events` events at 1 000 events per
+/// second, in batches of 500 rows (a batch of people spans 25 s).
+fn peak_state(name: &str, events: u64) -> u64 {
+    let mut session = Session::new();
+    session.set("nexmark.events", &events.to_string()).expect("setting");
+    session.set("nexmark.rate", "1000").expect("setting");
+    session.set("batch.size", "500").expect("setting");
+    let Some(StatementResult::Rows { metrics, .. }) = session.execute(&example(name)).expect("runs").pop() else {
+        panic!("no rows from {name}")
+    };
+    metrics.operators().iter().map(|o| weir_runtime::Metrics::get(&o.peak_state_bytes)).max().unwrap_or(0)
+}
+
+/// Over 500 000 events (500 s, 50 windows of 10 s) and over `times` as many, the most state
+/// held must grow by less than `bound` (a state that grew with the input would grow `times`
+/// over): the windows and joins forget what can no longer match. The most state of a longer
+/// run is still a little higher, as rarer busy moments come.
+fn state_is_flat(name: &str, times: u64, bound: f64) {
+    let (small, large) = (peak_state(name, 500_000), peak_state(name, 500_000 * times));
+    assert!(small > 0, "{name}: no state measured");
+    assert!(
+        (large as f64) < small as f64 * bound,
+        "{name}: the most state grew from {small} to {large} bytes with {times} times the input"
+    );
+}
+
+#[test]
+fn q5_state_does_not_grow_with_the_input() {
+    state_is_flat("q5", 5, 1.5);
+}
+
+#[test]
+fn q7_state_does_not_grow_with_the_input() {
+    state_is_flat("q7", 5, 1.5);
+}
+
+#[test]
+fn q8_state_does_not_grow_with_the_input() {
+    // the join's most state (people and sellers of windows waiting for the other side) varies
+    // most from moment to moment: 45 KiB over 500 000 events, 100-120 KiB over 5 000 000
+    state_is_flat("q8", 10, 3.5);
+}

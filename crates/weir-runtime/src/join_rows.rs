@@ -213,7 +213,7 @@ impl JoinRows {
         self.live -= 1;
         self.stale += 1;
         self.unref_block(kept.block);
-        if self.stale > self.live.max(4096) {
+        if self.stale > self.live.max(256) {
             self.sweep();
         }
         Some(kept)
