@@ -265,7 +265,7 @@ fn sql_errors_exit_3_with_position_and_hint() {
 }
 
 #[test]
-fn malformed_rows_fail_with_file_and_line_or_are_skipped() {
+fn malformed_rows_fail_with_file_and_line_or_are_skipped_or_dead_lettered() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::copy(repo().join("tests/data/bad_bytes.csv"), dir.path().join("bad.csv")).expect("copy");
     let ddl = |policy: &str| {
@@ -286,6 +286,46 @@ fn malformed_rows_fail_with_file_and_line_or_are_skipped() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "sensor,bytes\ns1,100\ns2,7\n");
     assert!(stderr(&out).contains("1 malformed rows skipped"), "{}", stderr(&out));
+
+    // or kept in a dead-letter file, one JSON object per line, appended run after run
+    std::fs::write(dir.path().join("q.sql"), ddl(", dead_letter = 'rejects/bad.jsonl'")).expect("write");
+    for run in 1..=2 {
+        let out = run_in(dir.path(), &["run", "q.sql", "--format", "csv"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "sensor,bytes\ns1,100\ns2,7\n");
+        assert!(stderr(&out).contains("1 malformed rows sent to the dead-letter file"), "{}", stderr(&out));
+        let text = std::fs::read_to_string(dir.path().join("rejects/bad.jsonl")).expect("the dead-letter file");
+        assert_eq!(text.lines().count(), run, "{text}");
+        let entry: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or_default()).expect("json");
+        assert_eq!(entry["source"], "bad.csv");
+        assert_eq!(entry["line"], 3);
+        assert_eq!(entry["error"], "bad value 'abc' for column 'bytes' (BIGINT)");
+        assert_eq!(entry["row"], "s1,b,2.5,abc,2024-01-01 00:00:02.000");
+    }
+
+    // a JSON line that is not JSON, and one with a bad value, as read
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        "{\"sensor\": \"s1\", \"bytes\": 5}\n{\"sensor\": \n{\"sensor\": \"s2\", \"bytes\": \"x\"}\n{\"sensor\": \"s3\", \"bytes\": 6}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("j.sql"),
+        "CREATE TABLE j (sensor VARCHAR, bytes BIGINT) WITH (connector = 'file', path = 'bad.jsonl', format = 'json',
+           bad_data = 'dead_letter', dead_letter = 'bad-json.jsonl');
+         SELECT sensor, bytes FROM j;",
+    )
+    .expect("write");
+    let out = run_in(dir.path(), &["run", "j.sql", "--format", "csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "sensor,bytes\ns1,5\ns3,6\n");
+    let text = std::fs::read_to_string(dir.path().join("bad-json.jsonl")).expect("the dead-letter file");
+    let entries: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(entries.len(), 2, "{text}");
+    assert_eq!((entries[0]["line"].as_u64(), entries[0]["row"].as_str()), (Some(2), Some("{\"sensor\": ")));
+    assert!(entries[0]["error"].as_str().unwrap_or_default().starts_with("invalid JSON"), "{text}");
+    assert_eq!(entries[1]["line"], 3);
+    assert_eq!(entries[1]["row"], "{\"sensor\": \"s2\", \"bytes\": \"x\"}");
 }
 
 #[test]

@@ -83,6 +83,7 @@ fn describe(r: &PrometheusRecorder) {
     c("weir_late_rows_total", "(row, window) pairs dropped as late");
     c("weir_null_time_rows_total", "Rows dropped for a NULL event time");
     c("weir_bad_rows_skipped_total", "Malformed input rows skipped");
+    c("weir_bad_rows_dead_lettered_total", "Malformed input rows written to a dead-letter file");
     c("weir_windows_fired_total", "Windows emitted");
     c("weir_keys_expired_total", "Keys forgotten after the state TTL");
     c("weir_checkpoints_total", "Checkpoints completed");
@@ -136,6 +137,7 @@ fn publish(r: &PrometheusRecorder, w: &Watched) {
     counter("weir_late_rows_total", q, Metrics::get(&m.late_rows));
     counter("weir_null_time_rows_total", q, Metrics::get(&m.null_time_rows));
     counter("weir_bad_rows_skipped_total", q, Metrics::get(&m.bad_rows_skipped));
+    counter("weir_bad_rows_dead_lettered_total", q, Metrics::get(&m.bad_rows_dead_lettered));
     counter("weir_windows_fired_total", q, Metrics::get(&m.windows_fired));
     counter("weir_keys_expired_total", q, Metrics::get(&m.expired_keys));
     counter("weir_checkpoints_total", q, Metrics::get(&m.checkpoints));

@@ -73,6 +73,10 @@ pub fn summary(label: &str, metrics: &Arc<Metrics>, elapsed: Duration) -> String
     if skipped > 0 {
         parts.push(format!("{skipped} malformed rows skipped"));
     }
+    let dead = Metrics::get(&metrics.bad_rows_dead_lettered);
+    if dead > 0 {
+        parts.push(format!("{dead} malformed rows sent to the dead-letter file"));
+    }
     let null_time = Metrics::get(&metrics.null_time_rows);
     if null_time > 0 {
         parts.push(format!("{null_time} rows with NULL event time dropped"));

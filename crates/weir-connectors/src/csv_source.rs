@@ -8,6 +8,7 @@ use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
 use crate::column::{ColumnBuffer, ColumnType, Value};
+use crate::dead_letter::{dead_letter, DeadLetter};
 use crate::options::{BadRowPolicy, FileOptions};
 
 struct CsvColumn {
@@ -27,6 +28,7 @@ pub struct CsvSource {
     schema: SchemaRef,
     batch_size: usize,
     policy: BadRowPolicy,
+    dead_letter: Option<DeadLetter>,
     metrics: Arc<Metrics>,
     record: csv::ByteRecord,
     scratch: Vec<Value<'static>>,
@@ -90,6 +92,7 @@ impl CsvSource {
             schema,
             batch_size: batch_size.max(1),
             policy: options.bad_rows,
+            dead_letter: dead_letter(options, &metrics),
             metrics,
             record: csv::ByteRecord::new(),
             scratch: Vec::new(),
@@ -177,17 +180,25 @@ impl Source for CsvSource {
                 }
                 Err(why) => {
                     let line = self.line(self.record.position().map(|p| p.line()).unwrap_or(0));
-                    match self.policy {
-                        BadRowPolicy::Fail => {
+                    match (self.policy, &mut self.dead_letter) {
+                        (BadRowPolicy::DeadLetter, Some(dead)) => {
+                            let fields: Vec<_> = self.record.iter().map(String::from_utf8_lossy).collect();
+                            let row = fields.join(&char::from(self.options.delimiter).to_string());
+                            dead.write(&self.display, line, &why, &row)?;
+                        }
+                        (BadRowPolicy::Skip, _) => Metrics::add(&self.metrics.bad_rows_skipped, 1),
+                        _ => {
                             return Err(RuntimeError::Source(format!(
-                                "{}:{line}: {why} (set bad_data = 'skip' on the table to skip such rows)",
+                                "{}:{line}: {why} (set bad_data = 'skip' on the table to skip such rows, or 'dead_letter' = 'FILE' to keep them there)",
                                 self.display
                             )))
                         }
-                        BadRowPolicy::Skip => Metrics::add(&self.metrics.bad_rows_skipped, 1),
                     }
                 }
             }
+        }
+        if let Some(dead) = &mut self.dead_letter {
+            dead.flush()?;
         }
         if rows == 0 {
             return Ok(None);
@@ -231,7 +242,13 @@ mod tests {
     use crate::options::{BadRowPolicy, FileFormat, FileOptions};
 
     fn options(path: &std::path::Path, bad_rows: BadRowPolicy) -> FileOptions {
-        FileOptions { path: Some(path.to_path_buf()), format: FileFormat::Csv, bad_rows, delimiter: b',' }
+        FileOptions {
+            path: Some(path.to_path_buf()),
+            format: FileFormat::Csv,
+            bad_rows,
+            delimiter: b',',
+            dead_letter: None,
+        }
     }
 
     #[test]

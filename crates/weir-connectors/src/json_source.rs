@@ -8,6 +8,7 @@ use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
 use crate::column::{ColumnBuffer, ColumnType, Value};
+use crate::dead_letter::{dead_letter, DeadLetter};
 use crate::options::{BadRowPolicy, FileOptions};
 
 /// A JSON-lines file read in batches. Keys match column names exactly, or else ignoring case;
@@ -22,6 +23,7 @@ pub struct JsonSource {
     schema: SchemaRef,
     batch_size: usize,
     policy: BadRowPolicy,
+    dead_letter: Option<DeadLetter>,
     metrics: Arc<Metrics>,
     line: Vec<u8>,
     line_number: u64,
@@ -61,6 +63,7 @@ impl JsonSource {
             schema,
             batch_size: batch_size.max(1),
             policy: options.bad_rows,
+            dead_letter: dead_letter(options, &metrics),
             metrics,
             line: Vec::new(),
             line_number: 0,
@@ -104,16 +107,21 @@ fn parse_line<'a>(
 }
 
 impl JsonSource {
-    fn bad_row(&self, why: String) -> Result<()> {
-        match self.policy {
-            BadRowPolicy::Fail => Err(RuntimeError::Source(format!(
-                "{}:{}: {why} (set bad_data = 'skip' on the table to skip such rows)",
-                self.display, self.line_number
-            ))),
-            BadRowPolicy::Skip => {
+    /// The line just read is malformed for `why`.
+    fn bad_row(&mut self, why: String) -> Result<()> {
+        match (self.policy, &mut self.dead_letter) {
+            (BadRowPolicy::DeadLetter, Some(dead)) => {
+                let text = String::from_utf8_lossy(&self.line);
+                dead.write(&self.display, self.line_number, &why, text.trim_end_matches(['\n', '\r']))
+            }
+            (BadRowPolicy::Skip, _) => {
                 Metrics::add(&self.metrics.bad_rows_skipped, 1);
                 Ok(())
             }
+            _ => Err(RuntimeError::Source(format!(
+                "{}:{}: {why} (set bad_data = 'skip' on the table to skip such rows, or 'dead_letter' = 'FILE' to keep them there)",
+                self.display, self.line_number
+            ))),
         }
     }
 }
@@ -160,6 +168,9 @@ impl Source for JsonSource {
                 }
                 Err(why) => self.bad_row(why)?,
             }
+        }
+        if let Some(dead) = &mut self.dead_letter {
+            dead.flush()?;
         }
         if rows == 0 {
             return Ok(None);

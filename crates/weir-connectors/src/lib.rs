@@ -11,7 +11,8 @@
 //! batch, never by the file. With checkpoints, sources report and seek to their position, and
 //! a `file` table is written as part files published by checkpoints ([`PartFileSink`]).
 //! Malformed rows follow the table's policy (`bad_data = 'fail'`,
-//! the default, names file, line, column and value; `'skip'` skips and counts).
+//! the default, names file, line, column and value; `'skip'` skips and counts; a
+//! `dead_letter` file keeps them, with where they came from and why: [`DeadLetter`]).
 
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ mod channel;
 mod column;
 mod csv_source;
 mod datagen;
+mod dead_letter;
 mod json_source;
 pub mod nexmark;
 mod options;
@@ -44,6 +46,7 @@ pub use channel::{ChannelSink, ChannelSource};
 pub use column::{parse_timestamp, ColumnBuffer, ColumnType, Value};
 pub use csv_source::CsvSource;
 pub use datagen::{DatagenOptions, DatagenSource};
+pub use dead_letter::DeadLetter;
 pub use json_source::JsonSource;
 pub use options::{BadRowPolicy, FileFormat, FileOptions};
 pub use parquet_source::ParquetSource;
@@ -150,15 +153,27 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
         check_writable(t)?;
         FileOptions::parse(t, ctx.base_dir.as_deref(), false)?;
     }
+    // a dead-letter file is written: not over an input, nor where results go
+    let sink_path = match &plan.sink {
+        SinkNode::Table(t) => FileOptions::parse(t, ctx.base_dir.as_deref(), false).ok().and_then(|o| o.path),
+        _ => None,
+    };
+    for dead in inputs.iter().filter_map(|i| i.dead_letter.as_ref()) {
+        let clashes = inputs.iter().filter_map(|i| i.path.as_ref()).chain(sink_path.as_ref());
+        for other in clashes {
+            if same_file(dead, other) {
+                return Err(format!(
+                    "the dead-letter file '{}' is also read or written by the query: name another file",
+                    dead.display()
+                ));
+            }
+        }
+    }
     if let SinkNode::Table(t) = &plan.sink {
         check_writable(t)?;
         let output = FileOptions::parse(t, ctx.base_dir.as_deref(), false)?;
         for (i, o) in inputs.iter().filter_map(|input| input.path.as_ref().zip(output.path.as_ref())) {
-            let same = match (i.canonicalize(), o.canonicalize()) {
-                (Ok(a), Ok(b)) => a == b,
-                _ => i == o,
-            };
-            if same {
+            if same_file(i, o) {
                 return Err(format!(
                     "INSERT INTO {} would overwrite '{}', the file it reads from",
                     t.name,
@@ -168,6 +183,14 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
         }
     }
     Ok(())
+}
+
+/// Whether two paths name the same file (as given, when either does not exist).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// Open the sources of `plan` (in [`StreamPlan::sources`] order), reading the columns the

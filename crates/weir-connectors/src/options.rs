@@ -22,6 +22,9 @@ pub enum BadRowPolicy {
     Fail,
     /// Skip the row and count it (reported in the run summary).
     Skip,
+    /// Append the row, where it came from and why it was refused to the file
+    /// [`FileOptions::dead_letter`] (one JSON object per line), and count it.
+    DeadLetter,
 }
 
 /// Options of the `file` and `stdin` connectors.
@@ -36,6 +39,9 @@ pub struct FileOptions {
     pub bad_rows: BadRowPolicy,
     /// CSV field delimiter.
     pub delimiter: u8,
+    /// The dead-letter file (with [`BadRowPolicy::DeadLetter`]), relative to the working
+    /// directory.
+    pub dead_letter: Option<PathBuf>,
 }
 
 /// Options of `stdin`; `file` takes these plus `path`.
@@ -43,6 +49,7 @@ const FORMAT_OPTIONS: &[&str] = &[
     "connector",
     "format",
     "bad_data",
+    "dead_letter",
     "csv.ignore-parse-errors",
     "json.ignore-parse-errors",
     "csv.field-delimiter",
@@ -168,17 +175,36 @@ impl FileOptions {
                 _ => return Err(format!("table '{name}': add a 'format' option (csv, json or parquet)")),
             },
         };
-        let mut bad_rows = BadRowPolicy::Fail;
+        let dead_letter = table.option("dead_letter").map(PathBuf::from);
+        if dead_letter.is_some() && !is_source {
+            return Err(format!("table '{name}': 'dead_letter' is for tables read from (malformed input rows)"));
+        }
+        let mut bad_rows = if dead_letter.is_some() { BadRowPolicy::DeadLetter } else { BadRowPolicy::Fail };
         if let Some(v) = table.option("bad_data") {
-            bad_rows = match v.to_ascii_lowercase().as_str() {
-                "fail" => BadRowPolicy::Fail,
-                "skip" | "drop" => BadRowPolicy::Skip,
-                other => return Err(format!("table '{name}': bad_data must be 'fail' or 'skip', got '{other}'")),
+            bad_rows = match (v.to_ascii_lowercase().as_str(), &dead_letter) {
+                ("fail", None) => BadRowPolicy::Fail,
+                ("skip" | "drop", None) => BadRowPolicy::Skip,
+                ("dead_letter" | "dead-letter", Some(_)) => BadRowPolicy::DeadLetter,
+                ("dead_letter" | "dead-letter", None) => {
+                    return Err(format!(
+                        "table '{name}': bad_data = 'dead_letter' needs the file to write them to: add 'dead_letter' = 'bad_rows.jsonl'"
+                    ))
+                }
+                ("fail" | "skip" | "drop", Some(_)) => {
+                    return Err(format!(
+                        "table '{name}': bad_data = '{v}' and a 'dead_letter' file contradict each other (the file is for bad_data = 'dead_letter')"
+                    ))
+                }
+                (other, _) => {
+                    return Err(format!(
+                        "table '{name}': bad_data must be 'fail', 'skip' or 'dead_letter', got '{other}'"
+                    ))
+                }
             };
         }
         for key in ["csv.ignore-parse-errors", "json.ignore-parse-errors"] {
             if let Some(v) = table.option(key) {
-                if truthy(v).map_err(|e| format!("table '{name}': option '{key}': {e}"))? {
+                if truthy(v).map_err(|e| format!("table '{name}': option '{key}': {e}"))? && dead_letter.is_none() {
                     bad_rows = BadRowPolicy::Skip;
                 }
             }
@@ -189,6 +215,6 @@ impl FileOptions {
             Some(d) if d.len() == 1 => d.as_bytes()[0],
             Some(d) => return Err(format!("table '{name}': the CSV delimiter must be one character, got '{d}'")),
         };
-        Ok(Self { path, format, bad_rows, delimiter })
+        Ok(Self { path, format, bad_rows, delimiter, dead_letter })
     }
 }

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub null_time_rows: AtomicU64,
     /// Malformed input rows skipped under the `skip` error policy.
     pub bad_rows_skipped: AtomicU64,
+    /// Malformed input rows written to a dead-letter file.
+    pub bad_rows_dead_lettered: AtomicU64,
     /// Windows emitted.
     pub windows_fired: AtomicU64,
     /// Windows currently open (holding state).
@@ -114,6 +116,7 @@ impl Default for Metrics {
             late_rows: AtomicU64::new(0),
             null_time_rows: AtomicU64::new(0),
             bad_rows_skipped: AtomicU64::new(0),
+            bad_rows_dead_lettered: AtomicU64::new(0),
             windows_fired: AtomicU64::new(0),
             open_windows: AtomicU64::new(0),
             expired_keys: AtomicU64::new(0),

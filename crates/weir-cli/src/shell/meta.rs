@@ -88,6 +88,7 @@ fn stats(m: &Metrics) -> String {
         ("late rows dropped", Metrics::get(&m.late_rows)),
         ("rows with NULL event time", Metrics::get(&m.null_time_rows)),
         ("malformed rows skipped", Metrics::get(&m.bad_rows_skipped)),
+        ("malformed rows dead-lettered", Metrics::get(&m.bad_rows_dead_lettered)),
         ("windows fired", Metrics::get(&m.windows_fired)),
         ("windows open", Metrics::get(&m.open_windows)),
         ("keys expired (state TTL)", Metrics::get(&m.expired_keys)),
