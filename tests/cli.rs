@@ -676,6 +676,19 @@ fn nexmark_tables_need_no_setup() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("id,name,starttime\n"), "{}", stdout(&out));
     assert!(stdout(&out).lines().count() > 10, "{}", stdout(&out));
+    // events shuffled over more event time than the watermark delay: a warning, then late rows
+    let out = weir()
+        .args(["run", "--format", "csv", "--set", "nexmark.events=100000", "--set", "nexmark.out_of_order_group=60000"])
+        .args(["-e", "SELECT COUNT(*) AS n FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("table 'bid': its events are out of order by up to 6000 ms of event time (groups of 60000 events), more than its watermark delay (4000 ms)"),
+        "{err}"
+    );
+    assert!(!err.contains(" 0 late rows dropped"), "{err}");
 }
 
 #[test]

@@ -157,6 +157,7 @@ impl NexmarkSource {
             .collect::<Result<Vec<_>>>()?;
         let base_ms = options.base_time_ms.unwrap_or(started.wall_ms);
         let timeline = Timeline::new(base_ms, options.rate, options.splits, options.out_of_order_group);
+        warn_if_late(table, &timeline, options.out_of_order_group, options.splits);
         let shared = Shared::new(options.seed);
         let paced_from = (!options.max_emit_speed).then_some(started.instant);
         let batch_size = batch_size.max(1);
@@ -181,6 +182,30 @@ impl NexmarkSource {
             Inner::Many { idle: gens, splits: Vec::new(), nexts: vec![0; n], turn: 0, name: options.table.to_string() }
         };
         Ok(Self { inner, base_ms })
+    }
+}
+
+/// Out-of-order groups, and splits a second apart, put rows behind the watermark when the
+/// event time they span is more than the table's watermark delay: say so before they are
+/// counted late.
+fn warn_if_late(table: &TableDef, timeline: &Timeline, group: u64, splits: u32) {
+    let Some(watermark) = &table.watermark else { return };
+    let delay_ms = watermark.delay_nanos / 1_000_000;
+    let group_ms = if group > 1 { timeline.timestamp_ms(group) - timeline.timestamp_ms(0) } else { 0 };
+    let drift_ms = if splits > 1 { SLOT_MS } else { 0 };
+    if group_ms + drift_ms > delay_ms {
+        tracing::warn!(
+            "table '{}': its events are out of order by up to {} ms of event time ({}), more than its watermark \
+             delay ({delay_ms} ms): some rows will be late (counted, and dropped by windows); declare a longer \
+             WATERMARK delay, or shorten the groups",
+            table.name,
+            group_ms + drift_ms,
+            match (group_ms > 0, drift_ms > 0) {
+                (true, true) => format!("groups of {group} events, and {splits} splits up to {SLOT_MS} ms apart"),
+                (true, false) => format!("groups of {group} events"),
+                _ => format!("{splits} splits up to {SLOT_MS} ms apart"),
+            }
+        );
     }
 }
 
