@@ -28,37 +28,10 @@ use common::*;
 /// The inputs are read as the pipeline reads them for a join: the one with the lowest
 /// watermark next, in turn among equals; reading past the last batch ends an input.
 fn accepted(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64) -> [Vec<Row>; 2] {
-    let batches = [batches(inputs[0], cuts[0]), batches(inputs[1], cuts[1])];
-    let (mut next, mut ended, mut wm) = ([0usize; 2], [false; 2], [NO_WATERMARK; 2]);
-    let mut last: Option<usize> = None;
-    let mut out: [Vec<Row>; 2] = [Vec::new(), Vec::new()];
-    loop {
-        let start = last.map_or(0, |l| l + 1);
-        let mut best: Option<usize> = None;
-        for k in 0..2 {
-            let i = (start + k) % 2;
-            if !ended[i] && best.is_none_or(|b| wm[i] < wm[b]) {
-                best = Some(i);
-            }
-        }
-        let Some(i) = best else { break };
-        last = Some(i);
-        match batches[i].get(next[i]) {
-            Some(batch) => {
-                next[i] += 1;
-                let w = wm[0].min(wm[1]);
-                out[i].extend(batch.iter().filter(|r| r.ts >= w).cloned());
-                if let Some(max) = batch.iter().map(|r| r.ts).max() {
-                    wm[i] = wm[i].max(max - delay_ms);
-                }
-            }
-            None => {
-                ended[i] = true;
-                wm[i] = i64::MAX;
-            }
-        }
-    }
-    out
+    let (before, read) = turns(inputs, cuts, delay_ms);
+    [0, 1].map(|i| {
+        inputs[i].iter().zip(&read[i]).filter(|(r, step)| r.ts >= before[**step]).map(|(r, _)| r.clone()).collect()
+    })
 }
 
 /// The join's watermark before each read of the inputs (the reading order of [`accepted`]),
