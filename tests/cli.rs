@@ -685,7 +685,7 @@ fn nexmark_tables_need_no_setup() {
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("table 'bid': its events are out of order by up to 6000 ms of event time (groups of 60000 events), more than its watermark delay (4000 ms)"),
+        err.contains("table 'bid': its events are out of order by up to 5999 ms of event time (groups of 60000 events), more than its watermark delay (4000 ms)"),
         "{err}"
     );
     assert!(!err.contains(" 0 late rows dropped"), "{err}");

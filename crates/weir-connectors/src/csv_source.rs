@@ -8,8 +8,8 @@ use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
 use crate::column::{ColumnBuffer, ColumnType, Value};
-use crate::dead_letter::{dead_letter, DeadLetter};
-use crate::options::{BadRowPolicy, FileOptions};
+use crate::dead_letter::BadRows;
+use crate::options::FileOptions;
 
 struct CsvColumn {
     name: String,
@@ -27,9 +27,7 @@ pub struct CsvSource {
     buffers: Vec<ColumnBuffer>,
     schema: SchemaRef,
     batch_size: usize,
-    policy: BadRowPolicy,
-    dead_letter: Option<DeadLetter>,
-    metrics: Arc<Metrics>,
+    bad_rows: BadRows,
     record: csv::ByteRecord,
     scratch: Vec<Value<'static>>,
     header_len: usize,
@@ -38,6 +36,14 @@ pub struct CsvSource {
     options: FileOptions,
     /// Where the current reader started (byte, line - 1), after a seek.
     base: (u64, u64),
+}
+
+/// A record as CSV text again (quoted where needed), without the line end.
+fn csv_text(record: &csv::ByteRecord, delimiter: u8) -> String {
+    let mut writer = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
+    let _ = writer.write_byte_record(record);
+    let bytes = writer.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes).trim_end_matches(['\n', '\r']).to_string()
 }
 
 /// Where a CSV source is: the byte and line of the next record.
@@ -91,9 +97,7 @@ impl CsvSource {
             buffers,
             schema,
             batch_size: batch_size.max(1),
-            policy: options.bad_rows,
-            dead_letter: dead_letter(options, &metrics),
-            metrics,
+            bad_rows: BadRows::new(options, &metrics),
             record: csv::ByteRecord::new(),
             scratch: Vec::new(),
             header_len: header.len(),
@@ -180,25 +184,10 @@ impl Source for CsvSource {
                 }
                 Err(why) => {
                     let line = self.line(self.record.position().map(|p| p.line()).unwrap_or(0));
-                    match (self.policy, &mut self.dead_letter) {
-                        (BadRowPolicy::DeadLetter, Some(dead)) => {
-                            let fields: Vec<_> = self.record.iter().map(String::from_utf8_lossy).collect();
-                            let row = fields.join(&char::from(self.options.delimiter).to_string());
-                            dead.write(&self.display, line, &why, &row)?;
-                        }
-                        (BadRowPolicy::Skip, _) => Metrics::add(&self.metrics.bad_rows_skipped, 1),
-                        _ => {
-                            return Err(RuntimeError::Source(format!(
-                                "{}:{line}: {why} (set bad_data = 'skip' on the table to skip such rows, or 'dead_letter' = 'FILE' to keep them there)",
-                                self.display
-                            )))
-                        }
-                    }
+                    let (record, delimiter) = (&self.record, self.options.delimiter);
+                    self.bad_rows.handle(&self.display, line, &why, || csv_text(record, delimiter))?;
                 }
             }
-        }
-        if let Some(dead) = &mut self.dead_letter {
-            dead.flush()?;
         }
         if rows == 0 {
             return Ok(None);
@@ -286,5 +275,12 @@ mod tests {
         let batch = src.next_batch().unwrap().unwrap();
         assert_eq!(batch.column(0).as_primitive::<Int64Type>().values().to_vec(), vec![1, 2, 4]);
         assert_eq!(Metrics::get(&metrics.bad_rows_skipped), 1);
+    }
+
+    #[test]
+    fn a_bad_record_is_kept_as_csv_text_quoted_where_needed() {
+        let record = csv::ByteRecord::from(vec!["a,b", "say \"hi\"", "7"]);
+        assert_eq!(super::csv_text(&record, b','), "\"a,b\",\"say \"\"hi\"\"\",7");
+        assert_eq!(super::csv_text(&record, b';'), "a,b;\"say \"\"hi\"\"\";7");
     }
 }

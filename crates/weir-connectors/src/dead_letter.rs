@@ -1,6 +1,7 @@
-//! The dead-letter file of a source whose table says `bad_data = 'dead_letter'`: each
-//! malformed row is appended to it as one JSON object per line, with where it came from and
-//! why it was refused, instead of stopping the query or vanishing.
+//! What a source does with a malformed row, by its table's policy: stop with the file and
+//! line (`bad_data = 'fail'`), skip and count it (`'skip'`), or append it to a dead-letter
+//! file (`'dead_letter' = 'FILE'`), one JSON object per line, with where it came from and why
+//! it was refused:
 //!
 //! ```text
 //! {"source":"data/events.csv","line":4,"error":"bad value 'zz' for column 'a' (BIGINT)","row":"zz,2024-01-01 00:00:04"}
@@ -8,10 +9,11 @@
 //!
 //! The file is appended to (created on the first bad row), so it keeps the rows of earlier
 //! runs, and a run resumed from a checkpoint adds to what it wrote before; delete it to start
-//! afresh. Rows are flushed at the end of each batch read.
+//! afresh. Each row is one write of a whole line to a file opened for appending: nothing
+//! waits in a buffer, and sources on other threads writing the same file do not mix lines.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,19 +21,47 @@ use weir_runtime::{Metrics, Result, RuntimeError};
 
 use crate::options::{BadRowPolicy, FileOptions};
 
-/// The dead-letter file of a source with these options, if its policy is to keep bad rows.
-pub fn dead_letter(options: &FileOptions, metrics: &Arc<Metrics>) -> Option<DeadLetter> {
-    match (options.bad_rows, &options.dead_letter) {
-        (BadRowPolicy::DeadLetter, Some(path)) => Some(DeadLetter::new(path.clone(), Arc::clone(metrics))),
-        _ => None,
+/// A source's policy for malformed rows, and its dead-letter file if it keeps them.
+pub struct BadRows {
+    policy: BadRowPolicy,
+    dead_letter: Option<DeadLetter>,
+    metrics: Arc<Metrics>,
+}
+
+impl BadRows {
+    /// The policy of a source with these options, counting in `metrics`.
+    pub fn new(options: &FileOptions, metrics: &Arc<Metrics>) -> Self {
+        let dead_letter = match (options.bad_rows, &options.dead_letter) {
+            (BadRowPolicy::DeadLetter, Some(path)) => Some(DeadLetter { path: path.clone(), file: None }),
+            _ => None,
+        };
+        Self { policy: options.bad_rows, dead_letter, metrics: Arc::clone(metrics) }
+    }
+
+    /// Row `line` of `source` is malformed for `why`; `row` gives its text (asked only when
+    /// it is kept).
+    pub fn handle(&mut self, source: &str, line: u64, why: &str, row: impl FnOnce() -> String) -> Result<()> {
+        match (self.policy, &mut self.dead_letter) {
+            (BadRowPolicy::DeadLetter, Some(dead)) => {
+                dead.write(source, line, why, &row())?;
+                Metrics::add(&self.metrics.bad_rows_dead_lettered, 1);
+                Ok(())
+            }
+            (BadRowPolicy::Skip, _) => {
+                Metrics::add(&self.metrics.bad_rows_skipped, 1);
+                Ok(())
+            }
+            _ => Err(RuntimeError::Source(format!(
+                "{source}:{line}: {why} (set bad_data = 'skip' on the table to skip such rows, or 'dead_letter' = 'FILE' to keep them there)"
+            ))),
+        }
     }
 }
 
 /// Where a source's malformed rows go.
-pub struct DeadLetter {
+struct DeadLetter {
     path: PathBuf,
-    file: Option<BufWriter<File>>,
-    metrics: Arc<Metrics>,
+    file: Option<File>,
 }
 
 #[derive(serde::Serialize)]
@@ -43,45 +73,23 @@ struct Entry<'a> {
 }
 
 impl DeadLetter {
-    /// Rows to `path`, counted in `metrics`.
-    pub fn new(path: PathBuf, metrics: Arc<Metrics>) -> Self {
-        Self { path, file: None, metrics }
+    fn error(&self, e: impl std::fmt::Display) -> RuntimeError {
+        RuntimeError::Source(format!("dead-letter file {}: {e}", self.path.display()))
     }
 
-    /// Append the malformed row `row` (its text as read) of `source` at `line`, refused for
-    /// `error`.
-    pub fn write(&mut self, source: &str, line: u64, error: &str, row: &str) -> Result<()> {
-        let io = |e: std::io::Error| RuntimeError::Source(format!("dead-letter file {}: {e}", self.path.display()));
-        let file = match &mut self.file {
-            Some(f) => f,
-            None => {
-                if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(io)?;
-                }
-                let f = OpenOptions::new().create(true).append(true).open(&self.path).map_err(io)?;
-                self.file.insert(BufWriter::new(f))
+    fn write(&mut self, source: &str, line: u64, error: &str, row: &str) -> Result<()> {
+        let mut text = serde_json::to_string(&Entry { source, line, error, row }).map_err(|e| self.error(e))?;
+        text.push('\n');
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| self.error(e))?;
             }
-        };
-        let text = serde_json::to_string(&Entry { source, line, error, row })
-            .map_err(|e| RuntimeError::Source(format!("dead-letter file {}: {e}", self.path.display())))?;
-        writeln!(file, "{text}").map_err(io)?;
-        Metrics::add(&self.metrics.bad_rows_dead_lettered, 1);
-        Ok(())
-    }
-
-    /// Write out what is buffered.
-    pub fn flush(&mut self) -> Result<()> {
+            let file = OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| self.error(e))?;
+            self.file = Some(file);
+        }
         match &mut self.file {
-            Some(f) => {
-                f.flush().map_err(|e| RuntimeError::Source(format!("dead-letter file {}: {e}", self.path.display())))
-            }
+            Some(f) => f.write_all(text.as_bytes()).map_err(|e| self.error(e)),
             None => Ok(()),
         }
-    }
-}
-
-impl Drop for DeadLetter {
-    fn drop(&mut self) {
-        let _ = self.flush();
     }
 }

@@ -8,8 +8,8 @@ use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
 use crate::column::{ColumnBuffer, ColumnType, Value};
-use crate::dead_letter::{dead_letter, DeadLetter};
-use crate::options::{BadRowPolicy, FileOptions};
+use crate::dead_letter::BadRows;
+use crate::options::FileOptions;
 
 /// A JSON-lines file read in batches. Keys match column names exactly, or else ignoring case;
 /// a missing key is NULL.
@@ -22,9 +22,7 @@ pub struct JsonSource {
     buffers: Vec<ColumnBuffer>,
     schema: SchemaRef,
     batch_size: usize,
-    policy: BadRowPolicy,
-    dead_letter: Option<DeadLetter>,
-    metrics: Arc<Metrics>,
+    bad_rows: BadRows,
     line: Vec<u8>,
     line_number: u64,
     /// Bytes read so far (where the next line starts).
@@ -62,9 +60,7 @@ impl JsonSource {
             buffers,
             schema,
             batch_size: batch_size.max(1),
-            policy: options.bad_rows,
-            dead_letter: dead_letter(options, &metrics),
-            metrics,
+            bad_rows: BadRows::new(options, &metrics),
             line: Vec::new(),
             line_number: 0,
             byte: 0,
@@ -109,20 +105,10 @@ fn parse_line<'a>(
 impl JsonSource {
     /// The line just read is malformed for `why`.
     fn bad_row(&mut self, why: String) -> Result<()> {
-        match (self.policy, &mut self.dead_letter) {
-            (BadRowPolicy::DeadLetter, Some(dead)) => {
-                let text = String::from_utf8_lossy(&self.line);
-                dead.write(&self.display, self.line_number, &why, text.trim_end_matches(['\n', '\r']))
-            }
-            (BadRowPolicy::Skip, _) => {
-                Metrics::add(&self.metrics.bad_rows_skipped, 1);
-                Ok(())
-            }
-            _ => Err(RuntimeError::Source(format!(
-                "{}:{}: {why} (set bad_data = 'skip' on the table to skip such rows, or 'dead_letter' = 'FILE' to keep them there)",
-                self.display, self.line_number
-            ))),
-        }
+        let line = &self.line;
+        self.bad_rows.handle(&self.display, self.line_number, &why, || {
+            String::from_utf8_lossy(line).trim_end_matches(['\n', '\r']).to_string()
+        })
     }
 }
 
@@ -168,9 +154,6 @@ impl Source for JsonSource {
                 }
                 Err(why) => self.bad_row(why)?,
             }
-        }
-        if let Some(dead) = &mut self.dead_letter {
-            dead.flush()?;
         }
         if rows == 0 {
             return Ok(None);

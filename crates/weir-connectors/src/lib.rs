@@ -12,7 +12,7 @@
 //! a `file` table is written as part files published by checkpoints ([`PartFileSink`]).
 //! Malformed rows follow the table's policy (`bad_data = 'fail'`,
 //! the default, names file, line, column and value; `'skip'` skips and counts; a
-//! `dead_letter` file keeps them, with where they came from and why: [`DeadLetter`]).
+//! `dead_letter` file keeps them, with where they came from and why: [`BadRows`]).
 
 #![warn(missing_docs)]
 
@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use datafusion_common::arrow::datatypes::SchemaRef;
@@ -46,7 +46,7 @@ pub use channel::{ChannelSink, ChannelSource};
 pub use column::{parse_timestamp, ColumnBuffer, ColumnType, Value};
 pub use csv_source::CsvSource;
 pub use datagen::{DatagenOptions, DatagenSource};
-pub use dead_letter::DeadLetter;
+pub use dead_letter::BadRows;
 pub use json_source::JsonSource;
 pub use options::{BadRowPolicy, FileFormat, FileOptions};
 pub use parquet_source::ParquetSource;
@@ -65,15 +65,22 @@ pub struct ConnectorContext {
     /// The query checkpoints: file tables are written as directories of part files, each
     /// published by the checkpoint that covers it ([`PartFileSink`]).
     pub checkpointing: bool,
-    /// When the query started, read once so that all its sources agree on it: paced
-    /// `nexmark` tables of one query (a join of `auction` and `person`) share one timeline.
-    pub started: StartTime,
+    /// When the query started: read when its first source opens, so that all its sources
+    /// agree on it (paced `nexmark` tables of one query, a join of `auction` and `person`,
+    /// share one timeline). See [`ConnectorContext::start_time`].
+    pub started: Arc<OnceLock<StartTime>>,
 }
 
 impl ConnectorContext {
-    /// Defaults: batches of 8192 rows, paths relative to the working directory, started now.
+    /// Defaults: batches of 8192 rows, paths relative to the working directory.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { batch_size: 8192, base_dir: None, metrics, checkpointing: false, started: StartTime::now() }
+        Self { batch_size: 8192, base_dir: None, metrics, checkpointing: false, started: Arc::default() }
+    }
+
+    /// When the query started: now, the first time this is asked (its first source opens),
+    /// and the same moment after that.
+    pub fn start_time(&self) -> StartTime {
+        *self.started.get_or_init(StartTime::now)
     }
 }
 
@@ -153,13 +160,17 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
         check_writable(t)?;
         FileOptions::parse(t, ctx.base_dir.as_deref(), false)?;
     }
-    // a dead-letter file is written: not over an input, nor where results go
-    let sink_path = match &plan.sink {
-        SinkNode::Table(t) => FileOptions::parse(t, ctx.base_dir.as_deref(), false).ok().and_then(|o| o.path),
+    // a dead-letter file is written: not over an input, nor where results or late rows go
+    let mut written: Vec<PathBuf> = Vec::new();
+    let tables = plan.late_rows.iter().chain(match &plan.sink {
+        SinkNode::Table(t) => Some(t),
         _ => None,
-    };
+    });
+    for t in tables {
+        written.extend(FileOptions::parse(t, ctx.base_dir.as_deref(), false).ok().and_then(|o| o.path));
+    }
     for dead in inputs.iter().filter_map(|i| i.dead_letter.as_ref()) {
-        let clashes = inputs.iter().filter_map(|i| i.path.as_ref()).chain(sink_path.as_ref());
+        let clashes = inputs.iter().filter_map(|i| i.path.as_ref()).chain(&written);
         for other in clashes {
             if same_file(dead, other) {
                 return Err(format!(
@@ -185,11 +196,19 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
     Ok(())
 }
 
-/// Whether two paths name the same file (as given, when either does not exist).
+/// Whether two paths name the same file (made absolute and without `.` parts when either
+/// does not exist yet).
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
+        _ => {
+            let plain = |p: &std::path::Path| {
+                std::path::absolute(p)
+                    .map(|p| p.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect::<PathBuf>())
+                    .ok()
+            };
+            plain(a).is_some_and(|x| Some(x) == plain(b))
+        }
     }
 }
 
@@ -213,7 +232,7 @@ pub fn open_source(node: &SourceNode, whole_rows: bool, ctx: &ConnectorContext) 
     }
     if table.connector() == Some("nexmark") {
         tracing::info!(table = %table.name, columns = schema.fields().len(), "generating nexmark events");
-        return Ok(Box::new(nexmark::NexmarkSource::open(table, schema, ctx.batch_size, ctx.started)?));
+        return Ok(Box::new(nexmark::NexmarkSource::open(table, schema, ctx.batch_size, ctx.start_time())?));
     }
     let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
     tracing::info!(table = %table.name, input = %options.display(), format = ?options.format, columns = schema.fields().len(), "reading");
@@ -309,4 +328,24 @@ fn open_file_sink(t: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Re
         FileFormat::Parquet => return Ok(Box::new(ParquetSink::new(file, schema, label)?)),
     };
     Ok(Box::new(FormatSink::new(BufWriter::with_capacity(1 << 20, file), format, schema, label, false)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_starts_when_its_first_source_opens_and_every_source_agrees() {
+        // a script plans every query first and runs them one after another: a later query
+        // must not take the time it was planned as its start
+        let ctx = ConnectorContext::new(Arc::new(Metrics::default()));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let opened = StartTime::now();
+        let first = ctx.start_time();
+        assert!(first.instant >= opened.instant, "the start is read when asked, not when planned");
+        let other_source = ctx.clone();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(other_source.start_time().wall_ms, first.wall_ms);
+        assert_eq!(other_source.start_time().instant, first.instant);
+    }
 }

@@ -179,6 +179,9 @@ impl FileOptions {
         if dead_letter.is_some() && !is_source {
             return Err(format!("table '{name}': 'dead_letter' is for tables read from (malformed input rows)"));
         }
+        if dead_letter.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.is_dir()) {
+            return Err(format!("table '{name}': 'dead_letter' must name a file"));
+        }
         let mut bad_rows = if dead_letter.is_some() { BadRowPolicy::DeadLetter } else { BadRowPolicy::Fail };
         if let Some(v) = table.option("bad_data") {
             bad_rows = match (v.to_ascii_lowercase().as_str(), &dead_letter) {
@@ -204,7 +207,12 @@ impl FileOptions {
         }
         for key in ["csv.ignore-parse-errors", "json.ignore-parse-errors"] {
             if let Some(v) = table.option(key) {
-                if truthy(v).map_err(|e| format!("table '{name}': option '{key}': {e}"))? && dead_letter.is_none() {
+                if truthy(v).map_err(|e| format!("table '{name}': option '{key}': {e}"))? {
+                    if dead_letter.is_some() {
+                        return Err(format!(
+                            "table '{name}': '{key}' and a 'dead_letter' file contradict each other (skip the rows, or keep them there)"
+                        ));
+                    }
                     bad_rows = BadRowPolicy::Skip;
                 }
             }
@@ -215,6 +223,11 @@ impl FileOptions {
             Some(d) if d.len() == 1 => d.as_bytes()[0],
             Some(d) => return Err(format!("table '{name}': the CSV delimiter must be one character, got '{d}'")),
         };
+        if dead_letter.is_some() && format == FileFormat::Parquet {
+            return Err(format!(
+                "table '{name}': a parquet file has no malformed rows to keep ('dead_letter' is for csv and json)"
+            ));
+        }
         Ok(Self { path, format, bad_rows, delimiter, dead_letter })
     }
 }

@@ -327,7 +327,10 @@ impl PipelineBuilder<'_> {
                     state_ttl: Some(ttl),
                     times: [first_time(Side::Left), first_time(Side::Right)],
                 },
-                None => return Err(unbounded_join(&left, &right, left_until.is_some(), right_until.is_some())),
+                None => {
+                    let inner = matches!(join_type, JoinType::Inner);
+                    return Err(unbounded_join(&left, &right, left_until.is_some(), right_until.is_some(), inner));
+                }
             },
         };
         if matches!(state, JoinState::Lookup) && left_keys.is_empty() {
@@ -383,7 +386,9 @@ fn file_table(b: &Branch) -> Option<&TableDef> {
     (stateless && s.table.connector() == Some("file") && s.table.proctime.is_none()).then_some(&s.table)
 }
 
-fn unbounded_join(left: &Branch, right: &Branch, left_bounded: bool, right_bounded: bool) -> SqlError {
+/// The error for a join whose state nothing bounds (`inner`: an inner join, whose sides can
+/// be swapped).
+fn unbounded_join(left: &Branch, right: &Branch, left_bounded: bool, right_bounded: bool, inner: bool) -> SqlError {
     let names = |b: &Branch| b.input.sources().iter().map(|s| s.table.name.clone()).collect::<Vec<_>>().join(", ");
     let which = match (left_bounded, right_bounded) {
         (false, false) => format!("both inputs ({} and {})", names(left), names(right)),
@@ -392,7 +397,7 @@ fn unbounded_join(left: &Branch, right: &Branch, left_bounded: bool, right_bound
     };
     // a file table could be a lookup table: say what keeps it from being one
     let lookup = match (file_table(left), file_table(right)) {
-        (Some(t), _) if t.watermark.is_none() => format!(
+        (Some(t), _) if t.watermark.is_none() && inner => format!(
             "a file table without a WATERMARK is read whole as a lookup table only on the right of a join: write \
              … FROM {} JOIN {} ON …; otherwise ",
             names(right),
@@ -403,7 +408,7 @@ fn unbounded_join(left: &Branch, right: &Branch, left_bounded: bool, right_bound
              join), declare it without a WATERMARK; otherwise ",
             t.name
         ),
-        (Some(t), _) => format!(
+        (Some(t), _) if inner => format!(
             "to join against the file table {} as a lookup table, put it on the right of the join and declare it \
              without a WATERMARK; otherwise ",
             t.name

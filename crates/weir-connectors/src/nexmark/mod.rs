@@ -191,22 +191,26 @@ impl NexmarkSource {
 fn warn_if_late(table: &TableDef, timeline: &Timeline, group: u64, splits: u32) {
     let Some(watermark) = &table.watermark else { return };
     let delay_ms = watermark.delay_nanos / 1_000_000;
-    let group_ms = if group > 1 { timeline.timestamp_ms(group) - timeline.timestamp_ms(0) } else { 0 };
+    // a group's first and last events are this far apart
+    let group_ms = if group > 1 { timeline.timestamp_ms(group - 1) - timeline.timestamp_ms(0) } else { 0 };
     let drift_ms = if splits > 1 { SLOT_MS } else { 0 };
-    if group_ms + drift_ms > delay_ms {
-        tracing::warn!(
-            "table '{}': its events are out of order by up to {} ms of event time ({}), more than its watermark \
-             delay ({delay_ms} ms): some rows will be late (counted, and dropped by windows); declare a longer \
-             WATERMARK delay, or shorten the groups",
-            table.name,
-            group_ms + drift_ms,
-            match (group_ms > 0, drift_ms > 0) {
-                (true, true) => format!("groups of {group} events, and {splits} splits up to {SLOT_MS} ms apart"),
-                (true, false) => format!("groups of {group} events"),
-                _ => format!("{splits} splits up to {SLOT_MS} ms apart"),
-            }
-        );
+    if group_ms + drift_ms <= delay_ms {
+        return;
     }
+    let (why, fix) = match (group_ms > 0, drift_ms > 0) {
+        (true, true) => {
+            (format!("groups of {group} events, and {splits} splits up to {SLOT_MS} ms apart"), "shorten the groups")
+        }
+        (true, false) => (format!("groups of {group} events"), "shorten the groups"),
+        _ => (format!("{splits} splits up to {SLOT_MS} ms apart"), "use one split"),
+    };
+    tracing::warn!(
+        "table '{}': its events are out of order by up to {} ms of event time ({why}), more than its watermark delay \
+         ({delay_ms} ms): some rows will be late (counted, and dropped by windows); declare a longer WATERMARK \
+         delay, or {fix}",
+        table.name,
+        group_ms + drift_ms,
+    );
 }
 
 /// A split's batch and the generator's next event number after it.
