@@ -40,12 +40,39 @@ fn setting_name(key: &str) -> Option<&'static str> {
     })
 }
 
+/// Flink's configuration keys for what weir's settings do, with the value in weir's terms (a
+/// bare number of a duration is milliseconds, as in Flink).
+fn flink_setting(key: &str, value: &str) -> Option<(&'static str, String)> {
+    let millis = |v: &str| if v.parse::<u64>().is_ok() { format!("{v} ms") } else { v.to_string() };
+    Some(match key.trim().to_lowercase().as_str() {
+        "table.exec.state.ttl" => ("state.ttl", millis(value)),
+        "table.exec.emit.allow-lateness" => ("window.allowed_lateness", millis(value)),
+        "table.exec.emit.early-fire.delay" => ("window.emit_early", millis(value)),
+        "table.exec.emit.early-fire.enabled" => {
+            let on = matches!(value.to_lowercase().as_str(), "true" | "on" | "1");
+            ("window.emit_early", if on { "update" } else { "off" }.to_string())
+        }
+        "execution.checkpointing.interval" => ("checkpoint.interval", millis(value)),
+        "execution.checkpointing.mode" => ("checkpoint.guarantee", value.to_lowercase()),
+        "state.checkpoints.num-retained" => ("checkpoint.retain", value.to_string()),
+        _ => return None,
+    })
+}
+
 /// Normalise and check one setting; returns the key as stored (`state_ttl` → `state.ttl`).
-/// `nexmark.<option>` sets an option of the built-in Nexmark tables.
+/// `nexmark.<option>` sets an option of the built-in Nexmark tables. Flink's keys for the
+/// same things are accepted too (`'table.exec.state.ttl'`, `'execution.checkpointing.interval'`,
+/// `'table.exec.emit.allow-lateness'`, `'table.exec.emit.early-fire.enabled'`/`.delay`, …).
 pub fn check_setting(key: &str, value: &str) -> Result<(String, String)> {
     let value = value.trim().to_string();
     if let Some(option) = key.trim().to_lowercase().strip_prefix("nexmark.") {
         return Ok((format!("nexmark.{}", crate::nexmark::check_setting(option, &value)?), value));
+    }
+    if let Some((setting, value)) = flink_setting(key, &value) {
+        return check_setting(setting, &value).map_err(|mut e| {
+            e.message = format!("'{}' is weir's {setting}: {}", key.trim(), e.message);
+            e
+        });
     }
     let Some(key) = setting_name(key) else {
         return Err(SqlError::plan(format!("unknown setting '{}'", key.trim()))
@@ -196,6 +223,18 @@ mod tests {
         assert!(check_setting("batch.size", "0").is_err());
         assert!(check_setting("nope", "1").unwrap_err().message.contains("unknown setting 'nope'"));
         assert_eq!(check_setting("allowed_lateness", "30 s").unwrap().0, "window.allowed_lateness");
+        // Flink's keys
+        let flink = |k: &str, v: &str| check_setting(k, v).unwrap();
+        assert_eq!(flink("table.exec.state.ttl", "3600000"), ("state.ttl".into(), "3600000 ms".into()));
+        assert_eq!(flink("table.exec.state.ttl", "1 h"), ("state.ttl".into(), "1 h".into()));
+        assert_eq!(flink("table.exec.emit.allow-lateness", "1 min").0, "window.allowed_lateness");
+        assert_eq!(flink("table.exec.emit.early-fire.enabled", "true"), ("window.emit_early".into(), "update".into()));
+        assert_eq!(flink("table.exec.emit.early-fire.delay", "5 s"), ("window.emit_early".into(), "5 s".into()));
+        assert_eq!(flink("execution.checkpointing.interval", "10s"), ("checkpoint.interval".into(), "10s".into()));
+        assert_eq!(flink("execution.checkpointing.mode", "AT_LEAST_ONCE").1, "at_least_once");
+        assert_eq!(flink("state.checkpoints.num-retained", "5").0, "checkpoint.retain");
+        let e = check_setting("execution.checkpointing.mode", "sometimes").unwrap_err();
+        assert!(e.message.starts_with("'execution.checkpointing.mode' is weir's checkpoint.guarantee: "), "{e}");
         assert_eq!(
             check_setting("window.allowed-lateness", "0 s").unwrap_err().message,
             "unknown setting 'window.allowed-lateness'"
