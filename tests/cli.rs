@@ -428,19 +428,30 @@ fn stdin_connector_reads_piped_rows() {
 
 #[test]
 fn an_idle_input_stops_holding_back_the_watermark_of_a_union() {
-    // stdin stays open and silent: without its 'idle_timeout' no window of the union could
+    idle_stdin_in_a_union(", 'idle_timeout' = '1 s'", &[]);
+}
+
+#[test]
+fn the_session_idle_timeout_applies_to_inputs_without_their_own() {
+    idle_stdin_in_a_union("", &["--set", "source.idle_timeout=1 s"]);
+}
+
+/// A file unioned with a silent stdin whose idle timeout is `option` on its table or in
+/// `args`.
+fn idle_stdin_in_a_union(option: &str, args: &[&str]) {
+    // stdin stays open and silent: without an idle timeout no window of the union could
     // close until it ends; with it, every window of the file fires while stdin is still open
-    let dir = workdir(
+    let dir = workdir(&format!(
         "CREATE TABLE events (sensor VARCHAR, site VARCHAR, reading DOUBLE, bytes BIGINT, ts TIMESTAMP(3),
                               WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
          WITH (connector = 'file', path = 'events.csv', format = 'csv');
          CREATE TABLE live (sensor VARCHAR, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
-         WITH (connector = 'stdin', format = 'csv', 'idle_timeout' = '1 s');
+         WITH (connector = 'stdin', format = 'csv'{option});
          SELECT TUMBLE_START(ts, INTERVAL '10' SECOND) AS w, COUNT(*) AS n
          FROM (SELECT sensor, ts FROM events UNION ALL SELECT sensor, ts FROM live)
-         GROUP BY TUMBLE(ts, INTERVAL '10' SECOND);",
-    );
-    let mut child = spawn_piped(weir().current_dir(dir.path()).args(["run", "q.sql", "--format", "csv"]));
+         GROUP BY TUMBLE(ts, INTERVAL '10' SECOND);"
+    ));
+    let mut child = spawn_piped(weir().current_dir(dir.path()).args(["run", "q.sql", "--format", "csv"]).args(args));
     let mut input = child.stdin.take().expect("stdin");
     // the header only: the source opens, then sends nothing
     std::io::Write::write_all(&mut input, b"sensor,ts\n").expect("write");

@@ -13,6 +13,7 @@ pub const SETTINGS: &[&str] = &[
     "state.ttl",
     "window.allowed_lateness",
     "window.emit_early",
+    "source.idle_timeout",
     "checkpoint.interval",
     "checkpoint.guarantee",
     "checkpoint.retain",
@@ -52,6 +53,7 @@ fn flink_setting(key: &str, value: &str) -> Option<(&'static str, String)> {
             let on = matches!(value.to_lowercase().as_str(), "true" | "on" | "1");
             ("window.emit_early", if on { "update" } else { "off" }.to_string())
         }
+        "table.exec.source.idle-timeout" => ("source.idle_timeout", millis(value)),
         "execution.checkpointing.interval" => ("checkpoint.interval", millis(value)),
         "execution.checkpointing.mode" => ("checkpoint.guarantee", value.to_lowercase()),
         "state.checkpoints.num-retained" => ("checkpoint.retain", value.to_string()),
@@ -89,6 +91,10 @@ pub fn check_setting(key: &str, value: &str) -> Result<(String, String)> {
         }
         "window.allowed_lateness" => {
             lateness("window.allowed_lateness", &value)?;
+        }
+        "source.idle_timeout" => {
+            // zero: no input is ever left out (Flink's default, '0')
+            lateness("source.idle_timeout", &value)?;
         }
         "checkpoint.interval" => {
             positive_duration("checkpoint.interval", &value)?;
@@ -184,6 +190,17 @@ pub fn state_ttl(def: &TableDef, settings: &std::collections::BTreeMap<String, S
     def.option("state_ttl").or(settings.get("state.ttl").map(String::as_str)).and_then(|v| parse_duration(v).ok())
 }
 
+/// A source table with the session's `source.idle_timeout` as its `'idle_timeout'` when it
+/// has none of its own (a zero timeout sets nothing).
+pub fn with_session_idle_timeout(mut def: TableDef, settings: &std::collections::BTreeMap<String, String>) -> TableDef {
+    if let Some(v) = settings.get("source.idle_timeout") {
+        if def.option("idle_timeout").is_none() && parse_duration(v).is_ok_and(|n| n > 0) {
+            def.options.insert("idle_timeout".to_string(), v.clone());
+        }
+    }
+    def
+}
+
 /// The allowed lateness of windows over a table: its own `'allowed_lateness'` option, else the
 /// session's `window.allowed_lateness`; zero when neither is set.
 pub fn allowed_lateness(def: &TableDef, settings: &std::collections::BTreeMap<String, String>) -> i64 {
@@ -233,6 +250,7 @@ mod tests {
         assert_eq!(flink("execution.checkpointing.interval", "10s"), ("checkpoint.interval".into(), "10s".into()));
         assert_eq!(flink("execution.checkpointing.mode", "AT_LEAST_ONCE").1, "at_least_once");
         assert_eq!(flink("state.checkpoints.num-retained", "5").0, "checkpoint.retain");
+        assert_eq!(flink("table.exec.source.idle-timeout", "0"), ("source.idle_timeout".into(), "0 ms".into()));
         let e = check_setting("execution.checkpointing.mode", "sometimes").unwrap_err();
         assert!(e.message.starts_with("'execution.checkpointing.mode' is weir's checkpoint.guarantee: "), "{e}");
         assert_eq!(
