@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::job::{sample, scrape};
+
 fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
 }
@@ -597,21 +600,6 @@ fn explain_analyze_shows_each_operator_s_metrics() {
 }
 
 /// `GET /metrics` over plain HTTP; `None` while nothing listens yet.
-fn scrape(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
-/// The value of the sample `line_start` (a metric name with its labels) in a scrape.
-fn sample(text: &str, line_start: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
-}
-
 #[test]
 fn the_metrics_endpoint_serves_the_running_query_in_prometheus_format() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -99,19 +99,6 @@ fn from_checkpoint_resumes_from_a_chosen_checkpoint() {
     assert_eq!(rows(&job.dir.path().join("out")), job.expected);
 }
 
-fn scrape(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(text)
-}
-
-fn sample(text: &str, line_start: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
-}
-
 #[test]
 fn checkpoints_of_a_generated_table_through_a_file_url_are_reported_in_the_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");

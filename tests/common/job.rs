@@ -1,5 +1,6 @@
 //! A paced Nexmark job run with checkpoints through the `weir` binary, stopped, resumed and
-//! compared with an uninterrupted run (the recovery and object-store tests).
+//! compared with an uninterrupted run (the recovery and object-store tests), and the
+//! Prometheus endpoint of a running `weir` scraped.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -115,4 +116,20 @@ impl Job {
         v.sort();
         v
     }
+}
+
+/// The Prometheus text of the metrics endpoint on `port` (`None` until it answers).
+pub fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// The value of the sample `line_start` (a metric name with its labels) in a scrape.
+pub fn sample(text: &str, line_start: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
 }

@@ -231,13 +231,7 @@ mod tests {
     use crate::options::{BadRowPolicy, FileFormat, FileOptions};
 
     fn options(path: &std::path::Path, bad_rows: BadRowPolicy) -> FileOptions {
-        FileOptions {
-            path: Some(path.to_path_buf()),
-            format: FileFormat::Csv,
-            bad_rows,
-            delimiter: b',',
-            dead_letter: None,
-        }
+        FileOptions { path: Some(path.to_path_buf()), format: FileFormat::Csv, bad_rows, delimiter: b',' }
     }
 
     #[test]

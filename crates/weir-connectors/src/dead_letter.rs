@@ -21,37 +21,43 @@ use weir_runtime::{Metrics, Result, RuntimeError};
 
 use crate::options::{BadRowPolicy, FileOptions};
 
-/// A source's policy for malformed rows, and its dead-letter file if it keeps them.
+/// A source's policy for malformed rows, with its dead-letter file if it keeps them.
 pub struct BadRows {
-    policy: BadRowPolicy,
-    dead_letter: Option<DeadLetter>,
+    policy: Policy,
     metrics: Arc<Metrics>,
+}
+
+enum Policy {
+    Fail,
+    Skip,
+    DeadLetter(DeadLetter),
 }
 
 impl BadRows {
     /// The policy of a source with these options, counting in `metrics`.
     pub fn new(options: &FileOptions, metrics: &Arc<Metrics>) -> Self {
-        let dead_letter = match (options.bad_rows, &options.dead_letter) {
-            (BadRowPolicy::DeadLetter, Some(path)) => Some(DeadLetter { path: path.clone(), file: None }),
-            _ => None,
+        let policy = match &options.bad_rows {
+            BadRowPolicy::Fail => Policy::Fail,
+            BadRowPolicy::Skip => Policy::Skip,
+            BadRowPolicy::DeadLetter(path) => Policy::DeadLetter(DeadLetter { path: path.clone(), file: None }),
         };
-        Self { policy: options.bad_rows, dead_letter, metrics: Arc::clone(metrics) }
+        Self { policy, metrics: Arc::clone(metrics) }
     }
 
     /// Row `line` of `source` is malformed for `why`; `row` gives its text (asked only when
     /// it is kept).
     pub fn handle(&mut self, source: &str, line: u64, why: &str, row: impl FnOnce() -> String) -> Result<()> {
-        match (self.policy, &mut self.dead_letter) {
-            (BadRowPolicy::DeadLetter, Some(dead)) => {
+        match &mut self.policy {
+            Policy::DeadLetter(dead) => {
                 dead.write(source, line, why, &row())?;
                 Metrics::add(&self.metrics.bad_rows_dead_lettered, 1);
                 Ok(())
             }
-            (BadRowPolicy::Skip, _) => {
+            Policy::Skip => {
                 Metrics::add(&self.metrics.bad_rows_skipped, 1);
                 Ok(())
             }
-            _ => Err(RuntimeError::Source(format!(
+            Policy::Fail => Err(RuntimeError::Source(format!(
                 "{source}:{line}: {why} (set bad_data = 'skip' on the table to skip such rows, or 'dead_letter' = 'FILE' to keep them there)"
             ))),
         }

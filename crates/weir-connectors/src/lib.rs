@@ -156,29 +156,10 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
                 .map_err(|e| format!("table '{}', column '{}': {e}", source.name, f.name()))?;
         }
     }
+    let mut written: Vec<PathBuf> = Vec::new();
     if let Some(t) = &plan.late_rows {
         check_writable(t)?;
-        FileOptions::parse(t, ctx.base_dir.as_deref(), false)?;
-    }
-    // a dead-letter file is written: not over an input, nor where results or late rows go
-    let mut written: Vec<PathBuf> = Vec::new();
-    let tables = plan.late_rows.iter().chain(match &plan.sink {
-        SinkNode::Table(t) => Some(t),
-        _ => None,
-    });
-    for t in tables {
-        written.extend(FileOptions::parse(t, ctx.base_dir.as_deref(), false).ok().and_then(|o| o.path));
-    }
-    for dead in inputs.iter().filter_map(|i| i.dead_letter.as_ref()) {
-        let clashes = inputs.iter().filter_map(|i| i.path.as_ref()).chain(&written);
-        for other in clashes {
-            if same_file(dead, other) {
-                return Err(format!(
-                    "the dead-letter file '{}' is also read or written by the query: name another file",
-                    dead.display()
-                ));
-            }
-        }
+        written.extend(FileOptions::parse(t, ctx.base_dir.as_deref(), false)?.path);
     }
     if let SinkNode::Table(t) = &plan.sink {
         check_writable(t)?;
@@ -189,6 +170,19 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
                     "INSERT INTO {} would overwrite '{}', the file it reads from",
                     t.name,
                     i.display()
+                ));
+            }
+        }
+        written.extend(output.path);
+    }
+    // a dead-letter file is written: not over an input, nor where results or late rows go
+    for dead in inputs.iter().filter_map(FileOptions::dead_letter) {
+        let clashes = inputs.iter().filter_map(|i| i.path.as_ref()).chain(&written);
+        for other in clashes {
+            if same_file(dead, other) {
+                return Err(format!(
+                    "the dead-letter file '{}' is also read or written by the query: name another file",
+                    dead.display()
                 ));
             }
         }

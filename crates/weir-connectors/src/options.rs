@@ -16,15 +16,15 @@ pub enum FileFormat {
 }
 
 /// What to do with a malformed input row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BadRowPolicy {
     /// Stop with an error naming the file, line, column and value (the default).
     Fail,
     /// Skip the row and count it (reported in the run summary).
     Skip,
-    /// Append the row, where it came from and why it was refused to the file
-    /// [`FileOptions::dead_letter`] (one JSON object per line), and count it.
-    DeadLetter,
+    /// Append the row, where it came from and why it was refused to this file (one JSON
+    /// object per line, the path relative to the working directory), and count it.
+    DeadLetter(PathBuf),
 }
 
 /// Options of the `file` and `stdin` connectors.
@@ -39,9 +39,6 @@ pub struct FileOptions {
     pub bad_rows: BadRowPolicy,
     /// CSV field delimiter.
     pub delimiter: u8,
-    /// The dead-letter file (with [`BadRowPolicy::DeadLetter`]), relative to the working
-    /// directory.
-    pub dead_letter: Option<PathBuf>,
 }
 
 /// Options of `stdin`; `file` takes these plus `path`.
@@ -65,6 +62,14 @@ fn truthy(v: &str) -> Result<bool, String> {
 }
 
 impl FileOptions {
+    /// The file malformed rows are appended to, if the table keeps them.
+    pub fn dead_letter(&self) -> Option<&Path> {
+        match &self.bad_rows {
+            BadRowPolicy::DeadLetter(path) => Some(path),
+            _ => None,
+        }
+    }
+
     /// How the input is named in messages: the path, or `<stdin>`.
     pub fn display(&self) -> String {
         match &self.path {
@@ -182,12 +187,12 @@ impl FileOptions {
         if dead_letter.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.is_dir()) {
             return Err(format!("table '{name}': 'dead_letter' must name a file"));
         }
-        let mut bad_rows = if dead_letter.is_some() { BadRowPolicy::DeadLetter } else { BadRowPolicy::Fail };
+        let mut bad_rows = dead_letter.clone().map_or(BadRowPolicy::Fail, BadRowPolicy::DeadLetter);
         if let Some(v) = table.option("bad_data") {
             bad_rows = match (v.to_ascii_lowercase().as_str(), &dead_letter) {
                 ("fail", None) => BadRowPolicy::Fail,
                 ("skip" | "drop", None) => BadRowPolicy::Skip,
-                ("dead_letter" | "dead-letter", Some(_)) => BadRowPolicy::DeadLetter,
+                ("dead_letter" | "dead-letter", Some(path)) => BadRowPolicy::DeadLetter(path.clone()),
                 ("dead_letter" | "dead-letter", None) => {
                     return Err(format!(
                         "table '{name}': bad_data = 'dead_letter' needs the file to write them to: add 'dead_letter' = 'bad_rows.jsonl'"
@@ -228,6 +233,6 @@ impl FileOptions {
                 "table '{name}': a parquet file has no malformed rows to keep ('dead_letter' is for csv and json)"
             ));
         }
-        Ok(Self { path, format, bad_rows, delimiter, dead_letter })
+        Ok(Self { path, format, bad_rows, delimiter })
     }
 }

@@ -98,20 +98,27 @@ fn all_operators<'a>(root: &'a mut Stage, chain: &'a mut Chain) -> Vec<&'a mut I
     ops
 }
 
-/// Before running: `None` when the checkpoint resumed from is of a finished run (nothing is
-/// left to do); else the coordinator (with checkpoints), started, and the saved reading order
+/// What a pipeline does on starting.
+enum Resumed {
+    /// The checkpoint resumed from is of a finished run: nothing is left to do.
+    Finished,
+    /// Run, with the coordinator when it checkpoints.
+    Run(Option<Box<Coordinator>>),
+}
+
+/// Before running: the coordinator (with checkpoints) started, and the saved reading order
 /// taken up by `turns`.
-fn resume(checkpoints: Option<Checkpointing>, turns: &mut Turns) -> Result<Option<Option<Coordinator>>> {
-    let Some(c) = checkpoints else { return Ok(Some(None)) };
+fn resume(checkpoints: Option<Checkpointing>, turns: &mut Turns) -> Result<Resumed> {
+    let Some(c) = checkpoints else { return Ok(Resumed::Run(None)) };
     if c.finished {
-        return Ok(None);
+        return Ok(Resumed::Finished);
     }
     if let Some(saved) = &c.turns {
         turns.restore(saved)?;
     }
     let mut coordinator = c.coordinator;
     coordinator.start();
-    Ok(Some(Some(coordinator)))
+    Ok(Resumed::Run(Some(Box::new(coordinator))))
 }
 
 /// The state of every operator, stage and the sinks, for checkpoint `id`.
@@ -238,7 +245,7 @@ impl Pipeline {
     /// Checkpoints, if set up, are taken between batches.
     pub fn run_blocking(mut self, cancel: &AtomicBool) -> Result<()> {
         let mut turns = Turns::new(self.drivers.len(), std::mem::take(&mut self.first), self.aligned);
-        let Some(mut coordinator) = resume(self.checkpoints.take(), &mut turns)? else { return Ok(()) };
+        let Resumed::Run(mut coordinator) = resume(self.checkpoints.take(), &mut turns)? else { return Ok(()) };
         let labels = std::mem::take(&mut self.labels);
         loop {
             let stop = cancel.load(Ordering::Relaxed);
@@ -303,7 +310,7 @@ impl Pipeline {
     pub async fn run(mut self, cancel: Arc<AtomicBool>) -> Result<()> {
         tracing::debug!(inputs = self.drivers.len(), operators = self.chain.ops.len(), "pipeline starting");
         let mut turns = Turns::new(self.drivers.len(), std::mem::take(&mut self.first), self.aligned);
-        let Some(mut coordinator) = resume(self.checkpoints.take(), &mut turns)? else { return Ok(()) };
+        let Resumed::Run(mut coordinator) = resume(self.checkpoints.take(), &mut turns)? else { return Ok(()) };
         let requested = coordinator.as_ref().map(|c| c.requested());
         // the last checkpoint: barriers are sent for every request above it
         let initial = requested.as_ref().map_or(0, |r| r.load(Ordering::Acquire));
@@ -471,12 +478,11 @@ struct SourceTask {
 
 impl SourceTask {
     fn run(mut self) {
-        let mut sent = self.sent;
         loop {
             if let Some(requested) = &self.requested {
                 let id = requested.load(Ordering::Acquire);
-                if id > sent {
-                    sent = id;
+                if id > self.sent {
+                    self.sent = id;
                     let barrier = match self.driver.checkpoint(&self.label) {
                         Ok(state) => Input::Barrier(id, state),
                         Err(e) => Input::Failed(e),

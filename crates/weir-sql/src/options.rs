@@ -190,9 +190,11 @@ pub fn state_ttl(def: &TableDef, settings: &std::collections::BTreeMap<String, S
     def.option("state_ttl").or(settings.get("state.ttl").map(String::as_str)).and_then(|v| parse_duration(v).ok())
 }
 
-/// A source table with the session's `source.idle_timeout` as its `'idle_timeout'` when it
-/// has none of its own (a zero timeout sets nothing).
-pub fn with_session_idle_timeout(mut def: TableDef, settings: &std::collections::BTreeMap<String, String>) -> TableDef {
+/// A source table as a query reads it: the session's settings fill in the options it does
+/// not set itself, the runtime reading only the table (`nexmark.*` for a `nexmark` table, and
+/// `source.idle_timeout` as its `'idle_timeout'`, a zero timeout setting nothing).
+pub fn with_session_defaults(def: &TableDef, settings: &std::collections::BTreeMap<String, String>) -> TableDef {
+    let mut def = crate::nexmark::with_session_defaults(def, settings);
     if let Some(v) = settings.get("source.idle_timeout") {
         if def.option("idle_timeout").is_none() && parse_duration(v).is_ok_and(|n| n > 0) {
             def.options.insert("idle_timeout".to_string(), v.clone());

@@ -486,10 +486,7 @@ impl PipelineBuilder<'_> {
                     return Err(SqlError::not_supported("filters pushed into a source"));
                 }
                 self.input = Some(PlanInput::Source(SourceNode {
-                    table: crate::options::with_session_idle_timeout(
-                        crate::nexmark::with_session_defaults(table, self.settings),
-                        self.settings,
-                    ),
+                    table: crate::options::with_session_defaults(table, self.settings),
                     projection: scan.projection.clone(),
                     output_schema: Arc::clone(&scan.projected_schema),
                     processing_time: false,
