@@ -156,8 +156,8 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
         .map(|(n, _)| *n)
         .filter(|n| args.queries.is_empty() || args.queries.iter().any(|q| q == n))
         .collect();
-    println!("Nexmark, {} events per query ({} cores available)", args.events, cores());
-    println!(
+    outln!("Nexmark, {} events per query ({} cores available)", args.events, cores());
+    outln!(
         "{:<6} {:>12} {:>14} {:>7} {:>10} {:>12} {:>12} {:>9}  target/core",
         "query", "events/s", "events/s/core", "cores", "peak RSS", "rows read", "output rows", "time"
     );
@@ -183,7 +183,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&results).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text + "\n") {
-            eprintln!("error: cannot write {}: {e}", path.display());
+            errln!("error: cannot write {}: {e}", path.display());
             return Err(ExitCode::from(EXIT_RUNTIME));
         }
     }
@@ -211,7 +211,7 @@ fn failure(query: &str, events: u64, error: String) -> Measurement {
 
 fn print_line(m: &Measurement) {
     if let Some(e) = &m.error {
-        println!("{:<6} failed: {e}", m.query);
+        outln!("{:<6} failed: {e}", m.query);
         return;
     }
     let target = match target(&m.query) {
@@ -219,7 +219,7 @@ fn print_line(m: &Measurement) {
         Some(t) => format!("{} MISSED", human_rate(t)),
         None => String::new(),
     };
-    println!(
+    outln!(
         "{:<6} {:>12} {:>14} {:>7.2} {:>10} {:>12} {:>12} {:>8.2}s  {target}",
         m.query,
         human_rate(m.events_per_second),
@@ -239,7 +239,7 @@ fn child(query: &str, events: u64, settings: &BTreeMap<String, String>) -> Resul
         return Err(usage_error(format!("no query {query}")));
     };
     let m = measure(query, sql, events, settings).unwrap_or_else(|e| failure(query, events, e));
-    println!("{}", serde_json::to_string(&m).unwrap_or_default());
+    outln!("{}", serde_json::to_string(&m).unwrap_or_default());
     Ok(if m.error.is_some() { ExitCode::from(EXIT_RUNTIME) } else { ExitCode::SUCCESS })
 }
 

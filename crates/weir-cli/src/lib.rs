@@ -16,6 +16,8 @@
 
 #![warn(missing_docs)]
 
+#[macro_use]
+mod console;
 mod bench;
 mod prometheus;
 mod recovery;
@@ -186,7 +188,7 @@ pub fn main() -> ExitCode {
         Command::Run { script, options } => run(&script, &options),
         Command::Bench(args) => bench::bench(&args),
     };
-    result.unwrap_or_else(|code| code)
+    console::exit_code(result.unwrap_or_else(|code| code))
 }
 
 fn shell(format: OutputFormat, set: &[String], metrics_addr: Option<SocketAddr>) -> Result<ExitCode, ExitCode> {
@@ -226,7 +228,7 @@ fn query_label(plan: &StreamPlan) -> String {
 }
 
 fn usage_error(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
+    errln!("error: {message}");
     ExitCode::from(EXIT_USAGE)
 }
 
@@ -238,7 +240,7 @@ fn load_and_plan(args: &ScriptArgs, settings: &BTreeMap<String, String>) -> Resu
         planner.set(k, v).map_err(usage_error)?;
     }
     let planned = planner.plan_script(&script.sql).map_err(|e| {
-        eprint!("{}", render_sql_error(&e, &script.name, &script.sql));
+        err!("{}", render_sql_error(&e, &script.name, &script.sql));
         ExitCode::from(EXIT_SQL)
     })?;
     Ok((script, planned))
@@ -268,23 +270,23 @@ fn explain(args: &ScriptArgs, json: bool) -> Result<ExitCode, ExitCode> {
         })
         .collect();
     if plans.is_empty() {
-        eprintln!("weir: the script has no query to explain");
+        errln!("weir: the script has no query to explain");
     }
     for (i, p) in plans.iter().enumerate() {
         if json {
             match serde_json::to_string(p) {
-                Ok(line) => println!("{line}"),
+                Ok(line) => outln!("{line}"),
                 Err(e) => {
-                    eprintln!("error: cannot write the plan as JSON: {e}");
+                    errln!("error: cannot write the plan as JSON: {e}");
                     return Err(ExitCode::from(EXIT_RUNTIME));
                 }
             }
             continue;
         }
         if i > 0 {
-            println!();
+            outln!();
         }
-        println!("{p}");
+        outln!("{p}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -293,10 +295,8 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
     let RunArgs { format, batch_size, quiet, explain_analyze: analyze_all, metrics_addr, ref checkpoints } = *options;
     let mut settings = command_line_settings(args)?;
     if let Some(n) = batch_size {
-        if n == 0 {
-            return Err(usage_error("--batch-size must be positive"));
-        }
-        settings.insert("batch.size".into(), n.to_string());
+        apply_setting(&mut settings, "batch.size", &n.to_string())
+            .map_err(|e| usage_error(format!("--batch-size: {}", e.message)))?;
     }
     let (script, planned) = load_and_plan(args, &settings)?;
     // Check every statement's settings and connector options before running anything.
@@ -311,7 +311,7 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
         match p {
             Planned::Set { key, value } => {
                 if let Err(e) = apply_setting(&mut current, &key, &value) {
-                    eprint!("{}", render_sql_error(&e, &script.name, &script.sql));
+                    err!("{}", render_sql_error(&e, &script.name, &script.sql));
                     return Err(ExitCode::from(EXIT_SQL));
                 }
             }
@@ -319,13 +319,13 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
                 let mut ctx = connector_context(&current, script.base_dir.clone());
                 ctx.checkpointing = checkpoints.enabled() && analyze != Analyze::Instead;
                 if let Err(e) = validate(&plan, &ctx) {
-                    eprintln!("error: {e}");
+                    errln!("error: {}", crate::report::clip_message(&e.to_string()));
                     return Err(ExitCode::from(EXIT_SQL));
                 }
                 jobs.push((plan, ctx, analyze, current.clone()));
             }
             Planned::Explain(plan) => {
-                println!("{plan}");
+                outln!("{plan}");
             }
             Planned::CreatedTable(_) => {}
         }
@@ -333,14 +333,14 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            errln!("error: cannot start the runtime: {e}");
             return Err(ExitCode::from(EXIT_RUNTIME));
         }
     };
     let mut endpoint = match metrics_addr.map(|addr| MetricsEndpoint::start(addr, &runtime)).transpose() {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {}", crate::report::clip_message(&e.to_string()));
             return Err(ExitCode::from(EXIT_RUNTIME));
         }
     };
@@ -354,7 +354,7 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
             true => match recovery::setup(checkpoints, &settings, &plan, i, total, &label) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {}", crate::report::clip_message(&e.to_string()));
                     return Err(ExitCode::from(EXIT_RUNTIME));
                 }
             },
@@ -380,23 +380,23 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         if let Err(e) = result {
-            eprintln!("error: {e}");
+            errln!("error: {}", crate::report::clip_message(&e.to_string()));
             if !quiet {
-                eprintln!("{}", report::summary(&format!("{label} failed"), &ctx.metrics, started.elapsed()));
+                errln!("{}", report::summary(&format!("{label} failed"), &ctx.metrics, started.elapsed()));
             }
             return Err(ExitCode::from(EXIT_RUNTIME));
         }
         if !quiet {
-            eprintln!("{}", report::summary(&label, &ctx.metrics, started.elapsed()));
+            errln!("{}", report::summary(&label, &ctx.metrics, started.elapsed()));
         }
         match analyze {
-            Analyze::Instead => println!("{}", explain_analyze(&plan, &ctx.metrics)),
-            Analyze::After => eprintln!("{}", explain_analyze(&plan, &ctx.metrics)),
+            Analyze::Instead => outln!("{}", explain_analyze(&plan, &ctx.metrics)),
+            Analyze::After => errln!("{}", explain_analyze(&plan, &ctx.metrics)),
             Analyze::No => {}
         }
         if cancel.load(Ordering::Relaxed) {
             if checkpointing {
-                eprintln!(
+                errln!(
                     "weir: stopped after checkpoint {}: {}",
                     Metrics::get(&ctx.metrics.checkpoint_last_id),
                     checkpoints.resume_hint()
@@ -457,7 +457,7 @@ async fn watch_signals(cancel: Arc<AtomicBool>) {
         _ = wait_for_signal() => {},
         _ = tokio::time::sleep(std::time::Duration::from_secs(3)) => {},
     }
-    eprintln!("weir: the input did not stop in time; exiting");
+    errln!("weir: the input did not stop in time; exiting");
     std::process::exit(130);
 }
 

@@ -120,15 +120,15 @@ pub(crate) fn setup(
 
 fn announce(r: &Restored, label: &str, guarantee: Guarantee) {
     for s in &r.skipped {
-        eprintln!("weir: warning: skipped a damaged checkpoint: {s}");
+        errln!("weir: warning: skipped a damaged checkpoint: {s}");
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let age = Duration::from_millis(now.saturating_sub(r.manifest.created_unix_ms) / 1000 * 1000);
     let age = humantime::format_duration(age);
     if r.manifest.finished {
-        eprintln!("weir: {label}: {} is the checkpoint of a finished run ({age} ago); nothing left to do", r.location);
+        errln!("weir: {label}: {} is the checkpoint of a finished run ({age} ago); nothing left to do", r.location);
     } else {
-        eprintln!(
+        errln!(
             "weir: {label}: resuming from checkpoint {} ({}, taken {age} ago, {})",
             r.manifest.id, r.location, guarantee
         );

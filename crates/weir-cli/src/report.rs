@@ -21,21 +21,45 @@ use crate::status::watermark_text;
 ///   = hint: …
 /// ```
 pub fn render_sql_error(err: &SqlError, source_name: &str, sql: &str) -> String {
-    let mut out = format!("error: {}\n", err.message);
+    let mut out = format!("error: {}\n", clip_message(&err.message));
     if let Some((line, col)) = err.position {
         out.push_str(&format!("  --> {source_name}:{line}:{col}\n"));
         if let Some(text) = sql.lines().nth(line.saturating_sub(1) as usize) {
+            // a long line is shown around the caret only
+            let chars: Vec<char> = text.chars().collect();
+            let at = (col.saturating_sub(1) as usize).min(chars.len());
+            let from = at.saturating_sub(ECHO_BEFORE);
+            let to = (at + ECHO_AFTER).min(chars.len());
+            let shown: String = chars[from..to].iter().collect();
+            let (lead, tail) = (if from > 0 { "…" } else { "" }, if to < chars.len() { "…" } else { "" });
             let num = line.to_string();
             let pad = " ".repeat(num.len());
-            let caret_pad: String =
-                text.chars().take(col.saturating_sub(1) as usize).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-            out.push_str(&format!(" {pad} |\n {num} | {text}\n {pad} | {caret_pad}^\n"));
+            let caret_pad: String = std::iter::repeat_n(' ', lead.chars().count())
+                .chain(chars[from..at].iter().map(|&c| if c == '\t' { '\t' } else { ' ' }))
+                .collect();
+            out.push_str(&format!(" {pad} |\n {num} | {lead}{shown}{tail}\n {pad} | {caret_pad}^\n"));
         }
     }
     if let Some(hint) = &err.hint {
-        out.push_str(&format!("  = hint: {hint}\n"));
+        out.push_str(&format!("  = hint: {}\n", clip_message(hint)));
     }
     out
+}
+
+/// Characters of the offending line shown before and after the caret.
+const ECHO_BEFORE: usize = 60;
+const ECHO_AFTER: usize = 40;
+
+/// The longest error message shown whole, in characters.
+const MAX_MESSAGE: usize = 1000;
+
+/// An error message cut to [`MAX_MESSAGE`] characters (a message can quote a huge statement or
+/// value), saying how much was left out.
+pub fn clip_message(message: &str) -> String {
+    match message.char_indices().nth(MAX_MESSAGE) {
+        Some((i, _)) => format!("{} … ({} more characters)", &message[..i], message[i..].chars().count()),
+        None => message.to_string(),
+    }
 }
 
 /// Peak resident memory of this process, from /proc (Linux); `None` elsewhere.

@@ -95,6 +95,37 @@ impl Session {
         self.planner.plan_script(sql)
     }
 
+    /// [`Session::plan`] on a thread of its own, given up when `stop` is set (Ctrl-C): `None`
+    /// then, and the catalog is as it was (planning a huge statement can take long, and
+    /// DataFusion's planner cannot be interrupted, so it is left to finish in the background).
+    pub fn plan_until(&mut self, sql: &str, stop: &AtomicBool) -> Option<Result<Vec<Planned>, SqlError>> {
+        let mut planner = self.planner.clone();
+        let text = sql.to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new().name("weir-plan".into()).stack_size(64 << 20).spawn(move || {
+            let planned = planner.plan_script(&text);
+            let _ = tx.send((planner, planned));
+        });
+        if spawned.is_err() {
+            return Some(self.plan(sql));
+        }
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(20)) {
+                Ok((planner, planned)) => {
+                    self.planner = planner;
+                    return Some(planned);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if stop.load(std::sync::atomic::Ordering::Relaxed) => {
+                    return None
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Some(Err(SqlError::plan("the planner stopped without an answer")));
+                }
+            }
+        }
+    }
+
     /// What the connectors of a query need: the settings, and where to look for files
     /// (`base_dir`, else the session's).
     pub fn connector_context(&self, base_dir: Option<PathBuf>) -> ConnectorContext {

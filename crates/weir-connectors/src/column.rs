@@ -140,7 +140,11 @@ pub(crate) fn int_range(t: &DataType) -> (i64, i64) {
     }
 }
 
+/// Epoch milliseconds in `unit`; `None` past what a nanosecond timestamp holds (the years
+/// 1677 to 2262), the range event time is computed in, so such a value is a malformed field
+/// (under the table's bad-row policy) rather than an error later in the query.
 fn millis_to_unit(ms: i64, unit: TimeUnit) -> Option<i64> {
+    ms.checked_mul(1_000_000)?;
     match unit {
         TimeUnit::Second => Some(ms.div_euclid(1000)),
         TimeUnit::Millisecond => Some(ms),
@@ -256,6 +260,10 @@ mod tests {
         assert_eq!(parse_timestamp("1704067201250", ms), want);
         assert_eq!(parse_timestamp("1704067201250", TimeUnit::Second), Some(1_704_067_201));
         assert_eq!(parse_timestamp("yesterday", ms), None);
+        // past the years a nanosecond timestamp holds: malformed, not an overflow later
+        assert_eq!(parse_timestamp("253402300799000", ms), None);
+        assert_eq!(parse_timestamp("9999-12-31 23:59:59", ms), None);
+        assert_eq!(parse_timestamp("-9300000000000", ms), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Reading CSV files (with a header row) incrementally, one batch at a time.
 
 use std::io::{BufReader, Read};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -9,6 +11,7 @@ use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
 use crate::column::{ColumnBuffer, ColumnType, Value};
 use crate::dead_letter::BadRows;
+use crate::live::{Follow, LineGuard, Mode, Pump, Pumped, LINGER};
 use crate::options::FileOptions;
 
 struct CsvColumn {
@@ -17,25 +20,52 @@ struct CsvColumn {
     column_type: ColumnType,
     is_text: bool,
     nullable: bool,
+    /// Whether the query reads it: an unread column is checked but not kept.
+    read: bool,
 }
 
-/// A CSV file read in batches of `batch_size` rows; memory is bounded by one batch.
+/// Where records come from.
+enum Records {
+    /// A regular file, read on the source's thread.
+    Direct(csv::Reader<BufReader<Box<dyn Read + Send>>>),
+    /// An input that can block, read on a pump thread (its header first).
+    Pumped(Pump<CsvItem>),
+}
+
+/// What a pump thread reads.
+enum CsvItem {
+    /// The header, with the byte and line where the first record starts.
+    Header(csv::ByteRecord, (u64, u64)),
+    /// A record, with the byte and line where the next one starts.
+    Record(csv::ByteRecord, (u64, u64)),
+}
+
+/// A CSV file read in batches of `batch_size` rows; memory is bounded by one batch. Standard
+/// input, named pipes and followed files are read on a thread of their own and cut into
+/// batches by size or by time ([`crate::live`]).
 pub struct CsvSource {
-    reader: csv::Reader<BufReader<Box<dyn Read + Send>>>,
+    records: Records,
     display: String,
     columns: Vec<CsvColumn>,
     buffers: Vec<ColumnBuffer>,
     schema: SchemaRef,
+    /// Declared columns the query does not read: checked, not kept.
+    unread: SchemaRef,
     batch_size: usize,
     bad_rows: BadRows,
     record: csv::ByteRecord,
+    /// The line the current record starts on.
+    record_line: u64,
     scratch: Vec<Value<'static>>,
     header_len: usize,
     done: bool,
     /// To read the file again from a checkpoint's position.
     options: FileOptions,
-    /// Where the current reader started (byte, line - 1), after a seek.
+    mode: Mode,
+    /// Where the current direct reader started (byte, line - 1), after a seek.
     base: (u64, u64),
+    /// Where the next pumped record starts (byte, line).
+    next: (u64, u64),
 }
 
 /// A record as CSV text again (quoted where needed), without the line end.
@@ -54,64 +84,177 @@ struct CsvPosition {
     done: bool,
 }
 
+fn reader_builder(delimiter: u8, headers: bool) -> csv::ReaderBuilder {
+    let mut b = csv::ReaderBuilder::new();
+    b.delimiter(delimiter).has_headers(headers).flexible(true);
+    b
+}
+
+/// Whether a record is a blank or whitespace-only line (skipped, not a row).
+fn is_blank(record: &csv::ByteRecord) -> bool {
+    record.len() == 1 && record.get(0).is_some_and(|f| f.iter().all(u8::is_ascii_whitespace))
+}
+
+/// A value for messages: cut to 100 characters.
+pub(crate) fn clip(text: &str) -> String {
+    const MAX: usize = 100;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}… ({} bytes)", &text[..i], text.len()),
+        None => text.to_string(),
+    }
+}
+
 impl CsvSource {
-    /// Open the input of `options` and map its header to the columns of `schema`.
-    pub fn open(options: &FileOptions, schema: SchemaRef, batch_size: usize, metrics: Arc<Metrics>) -> Result<Self> {
+    /// Open the input of `options` and map its header to the columns of `schema`; `unread`
+    /// are the table's other columns, checked in every row (a row is malformed whichever
+    /// columns a query reads) but not returned.
+    pub fn open(
+        options: &FileOptions,
+        schema: SchemaRef,
+        unread: SchemaRef,
+        batch_size: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
         let display = options.display();
-        let file = options.open_input().map_err(RuntimeError::Source)?;
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(options.delimiter)
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(BufReader::with_capacity(1 << 20, file));
-        let header = reader
-            .headers()
-            .map_err(|e| RuntimeError::Source(format!("{display}: cannot read the header row: {e}")))?
-            .clone();
+        let mode = Mode::of(options.path.as_ref(), options.monitor);
+        let mut source = Self {
+            records: Records::Direct(reader_builder(options.delimiter, false).from_reader(BufReader::new(
+                Box::new(std::io::empty()) as Box<dyn Read + Send>,
+            ))),
+            display,
+            columns: Vec::new(),
+            buffers: Vec::new(),
+            schema,
+            unread,
+            batch_size: batch_size.max(1),
+            bad_rows: BadRows::new(options, &metrics),
+            record: csv::ByteRecord::new(),
+            record_line: 0,
+            scratch: Vec::new(),
+            header_len: 0,
+            done: false,
+            options: options.clone(),
+            mode,
+            base: (0, 0),
+            next: (0, 1),
+        };
+        source.start(0, 0)?;
+        Ok(source)
+    }
+
+    /// Start reading at byte `byte` (line `line` - 1 before it), the header from the start.
+    fn start(&mut self, byte: u64, line: u64) -> Result<()> {
+        let delimiter = self.options.delimiter;
+        if !self.mode.pumped() {
+            let mut reader = reader_builder(delimiter, true)
+                .from_reader(BufReader::with_capacity(1 << 20, self.open_input(0).map_err(RuntimeError::Source)?));
+            let header = reader
+                .byte_headers()
+                .map_err(|e| RuntimeError::Source(format!("{}: cannot read the header row: {e}", self.display)))?
+                .clone();
+            self.map_header(&header)?;
+            if byte > 0 {
+                reader = reader_builder(delimiter, false).from_reader(BufReader::with_capacity(
+                    1 << 20,
+                    self.open_input(byte).map_err(RuntimeError::Source)?,
+                ));
+            }
+            self.records = Records::Direct(reader);
+            self.base = (byte, line);
+            return Ok(());
+        }
+        // read on a thread of its own: opening a FIFO and reading its header can block too
+        let source = self.clone_for_pump();
+        let stop = Arc::new(AtomicBool::new(false));
+        let follow_stop = Arc::clone(&stop);
+        let mut reader: Option<csv::Reader<BufReader<Box<dyn Read + Send>>>> = None;
+        let mut at = (byte, line);
+        let display = self.display.clone();
+        let pump = Pump::start(&display.clone(), self.batch_size, stop, move || {
+            let Some(r) = reader.as_mut() else {
+                let input = source.open(0, &follow_stop)?;
+                let mut r = reader_builder(delimiter, true).from_reader(BufReader::with_capacity(1 << 20, input));
+                let header =
+                    r.byte_headers().map_err(|e| format!("{display}: cannot read the header row: {e}"))?.clone();
+                let first = if at.0 > 0 {
+                    let input = source.open(at.0, &follow_stop)?;
+                    r = reader_builder(delimiter, false).from_reader(BufReader::with_capacity(1 << 20, input));
+                    (at.0, at.1 + 1)
+                } else {
+                    at = (0, 0);
+                    (r.position().byte(), r.position().line())
+                };
+                reader = Some(r);
+                return Ok(Some(CsvItem::Header(header, first)));
+            };
+            let mut record = csv::ByteRecord::new();
+            match r.read_byte_record(&mut record) {
+                Ok(true) => {
+                    let p = r.position();
+                    Ok(Some(CsvItem::Record(record, (at.0 + p.byte(), at.1 + p.line()))))
+                }
+                Ok(false) => Ok(None),
+                Err(e) => Err(format!("{display}:{}: {e}", at.1 + e.position().map_or(r.position().line(), |p| p.line()))),
+            }
+        })?;
+        self.records = Records::Pumped(pump);
+        self.next = (byte, line + 1);
+        Ok(())
+    }
+
+    fn clone_for_pump(&self) -> PumpInput {
+        PumpInput { options: self.options.clone(), mode: self.mode.clone() }
+    }
+
+    fn open_input(&self, byte: u64) -> std::result::Result<Box<dyn Read + Send>, String> {
+        let input = if byte == 0 { self.options.open_input()? } else { self.options.open_at(byte)? };
+        Ok(Box::new(LineGuard::new(input)))
+    }
+
+    /// Map the header to the columns read and checked.
+    fn map_header(&mut self, header: &csv::ByteRecord) -> Result<()> {
+        let names: Vec<String> = header
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').trim().to_string())
+            .collect();
+        let find = |name: &str| names.iter().position(|h| h.eq_ignore_ascii_case(name));
         let mut columns = Vec::new();
-        for field in schema.fields() {
-            let Some(field_index) =
-                header.iter().position(|h| h.trim_start_matches('\u{feff}').trim().eq_ignore_ascii_case(field.name()))
-            else {
+        for (read, field) in
+            self.schema.fields().iter().map(|f| (true, f)).chain(self.unread.fields().iter().map(|f| (false, f)))
+        {
+            let Some(field_index) = find(field.name()) else {
+                if !read {
+                    continue; // an unread column the file does not have: nothing to check
+                }
                 return Err(RuntimeError::Source(format!(
-                    "{display}: the header has no column '{}' (it has: {})",
+                    "{}: the header has no column '{}' (it has: {})",
+                    self.display,
                     field.name(),
-                    header.iter().collect::<Vec<_>>().join(", ")
+                    clip(&names.join(", "))
                 )));
             };
             let column_type =
-                ColumnType::new(field.data_type()).map_err(|e| RuntimeError::Source(format!("{display}: {e}")))?;
+                ColumnType::new(field.data_type()).map_err(|e| RuntimeError::Source(format!("{}: {e}", self.display)))?;
             columns.push(CsvColumn {
                 name: field.name().clone(),
                 field_index,
                 is_text: field.data_type() == &DataType::Utf8,
                 nullable: field.is_nullable(),
                 column_type,
+                read,
             });
         }
-        let buffers = columns.iter().map(|c| ColumnBuffer::new(c.column_type.clone(), batch_size)).collect();
-        Ok(Self {
-            reader,
-            display,
-            columns,
-            buffers,
-            schema,
-            batch_size: batch_size.max(1),
-            bad_rows: BadRows::new(options, &metrics),
-            record: csv::ByteRecord::new(),
-            scratch: Vec::new(),
-            header_len: header.len(),
-            done: false,
-            options: options.clone(),
-            base: (0, 0),
-        })
+        self.buffers = columns
+            .iter()
+            .filter(|c| c.read)
+            .map(|c| ColumnBuffer::new(c.column_type.clone(), self.batch_size))
+            .collect();
+        self.columns = columns;
+        self.header_len = header.len();
+        Ok(())
     }
 
-    fn line(&self, line: u64) -> u64 {
-        self.base.1 + line
-    }
-
-    /// Parse the current record into `scratch`; on failure say why.
+    /// Parse the current record into `scratch` (the columns read); on failure say why.
     fn parse_record(&mut self) -> std::result::Result<(), String> {
         self.scratch.clear();
         if self.record.len() != self.header_len {
@@ -127,23 +270,96 @@ impl CsvSource {
                 if text.is_empty() && !c.nullable {
                     return Err(format!("column '{}' is NOT NULL but the value is empty", c.name));
                 }
-                self.scratch.push(Value::Null);
+                if c.read {
+                    self.scratch.push(Value::Null);
+                }
                 continue;
             }
-            match c.column_type.parse_text(text) {
+            let value = match c.column_type.parse_text(text) {
                 Some(Value::Str(_)) | Some(Value::Owned(_)) | None => {
-                    return Err(format!("bad value '{text}' for column '{}' ({})", c.name, c.column_type.sql_name()))
+                    return Err(format!(
+                        "bad value '{}' for column '{}' ({})",
+                        clip(text),
+                        c.name,
+                        c.column_type.sql_name()
+                    ))
                 }
                 Some(Value::Null) if !c.nullable => {
                     return Err(format!("column '{}' is NOT NULL but the value is empty", c.name))
                 }
-                Some(Value::Null) => self.scratch.push(Value::Null),
-                Some(Value::Int(v)) => self.scratch.push(Value::Int(v)),
-                Some(Value::Float(v)) => self.scratch.push(Value::Float(v)),
-                Some(Value::Bool(v)) => self.scratch.push(Value::Bool(v)),
+                Some(Value::Null) => Value::Null,
+                Some(Value::Int(v)) => Value::Int(v),
+                Some(Value::Float(v)) => Value::Float(v),
+                Some(Value::Bool(v)) => Value::Bool(v),
+            };
+            if c.read {
+                self.scratch.push(value);
             }
         }
         Ok(())
+    }
+
+    /// Read the next record into `record`; `Ok(false)` when none came by `deadline` (a
+    /// pumped input) or the input ended (`done` is set then).
+    fn next_record(&mut self, deadline: Instant) -> Result<bool> {
+        match &mut self.records {
+            Records::Direct(reader) => match reader.read_byte_record(&mut self.record) {
+                Ok(true) => {
+                    self.record_line = self.base.1 + self.record.position().map_or(0, |p| p.line());
+                    Ok(true)
+                }
+                Ok(false) => {
+                    self.done = true;
+                    Ok(false)
+                }
+                Err(e) => {
+                    let line = self.base.1 + e.position().map_or(reader.position().line(), |p| p.line());
+                    Err(RuntimeError::Source(format!("{}:{line}: {e}", self.display)))
+                }
+            },
+            Records::Pumped(_) => loop {
+                let Records::Pumped(pump) = &mut self.records else { return Ok(false) };
+                match pump.next_until(deadline).map_err(RuntimeError::Source)? {
+                    Pumped::Item(CsvItem::Header(header, first)) => {
+                        self.map_header(&header)?;
+                        self.next = first;
+                    }
+                    Pumped::Item(CsvItem::Record(record, next)) => {
+                        self.record = record;
+                        self.record_line = self.next.1;
+                        self.next = next;
+                        return Ok(true);
+                    }
+                    Pumped::Wait => return Ok(false),
+                    Pumped::End => {
+                        self.done = true;
+                        return Ok(false);
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// What a pump thread needs to open the input.
+struct PumpInput {
+    options: FileOptions,
+    mode: Mode,
+}
+
+impl PumpInput {
+    fn open(&self, byte: u64, stop: &Arc<AtomicBool>) -> std::result::Result<Box<dyn Read + Send>, String> {
+        let input: Box<dyn Read + Send> = match (&self.mode, &self.options.path) {
+            (Mode::Follow(interval), Some(path)) => {
+                use std::io::Seek;
+                let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                file.seek(std::io::SeekFrom::Start(byte)).map_err(|e| format!("{}: {e}", path.display()))?;
+                Box::new(Follow::new(file, *interval, Arc::clone(stop)))
+            }
+            _ if byte == 0 => self.options.open_input()?,
+            _ => self.options.open_at(byte)?,
+        };
+        Ok(Box::new(LineGuard::new(input)))
     }
 }
 
@@ -152,25 +368,20 @@ impl Source for CsvSource {
         if self.done {
             return Ok(None);
         }
+        let deadline = Instant::now() + LINGER;
         let mut rows = 0;
         while rows < self.batch_size {
-            match self.reader.read_byte_record(&mut self.record) {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.done = true;
-                    break;
-                }
-                Err(e) => {
-                    let line = self.line(e.position().map(|p| p.line()).unwrap_or(0));
-                    return Err(RuntimeError::Source(format!("{}:{line}: {e}", self.display)));
-                }
+            if !self.next_record(deadline)? {
+                break;
             }
-            if self.record.len() == 1 && self.record.get(0).is_some_and(|f| f.is_empty()) {
-                continue; // blank line
+            if is_blank(&self.record) {
+                continue;
             }
             match self.parse_record() {
                 Ok(()) => {
-                    for ((c, buf), v) in self.columns.iter().zip(&mut self.buffers).zip(&self.scratch) {
+                    let mut values = self.scratch.iter();
+                    let read = self.columns.iter().filter(|c| c.read);
+                    for ((c, buf), v) in read.zip(&mut self.buffers).zip(&mut values) {
                         if c.is_text {
                             // validated by parse_record; text columns are appended from the record
                             let raw = self.record.get(c.field_index).unwrap_or_default();
@@ -183,37 +394,40 @@ impl Source for CsvSource {
                     rows += 1;
                 }
                 Err(why) => {
-                    let line = self.line(self.record.position().map(|p| p.line()).unwrap_or(0));
                     let (record, delimiter) = (&self.record, self.options.delimiter);
-                    self.bad_rows.handle(&self.display, line, &why, || csv_text(record, delimiter))?;
+                    self.bad_rows.handle(&self.display, self.record_line, &why, || csv_text(record, delimiter))?;
                 }
             }
         }
-        if rows == 0 {
+        if rows == 0 && self.done {
             return Ok(None);
+        }
+        if rows == 0 {
+            // nothing arrived in time: an empty batch, so the caller can look up
+            return Ok(Some(RecordBatch::new_empty(Arc::clone(&self.schema))));
         }
         let arrays = self.buffers.iter_mut().map(ColumnBuffer::finish).collect::<std::result::Result<Vec<_>, _>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         Ok(Some(RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &options)?))
     }
 
-    /// The byte and line of the next record (files only).
+    /// The byte and line of the next record (files, followed or not; not pipes or stdin).
     fn position(&self) -> Option<serde_json::Value> {
         self.options.path.as_ref()?;
-        let p = self.reader.position();
-        let position = CsvPosition { byte: self.base.0 + p.byte(), line: self.line(p.line()), done: self.done };
-        serde_json::to_value(position).ok()
+        let (byte, line) = match (&self.records, &self.mode) {
+            (_, Mode::Blocking) => return None,
+            (Records::Direct(reader), _) => {
+                let p = reader.position();
+                (self.base.0 + p.byte(), self.base.1 + p.line())
+            }
+            (Records::Pumped(_), _) => self.next,
+        };
+        serde_json::to_value(CsvPosition { byte, line, done: self.done }).ok()
     }
 
     fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
         let p: CsvPosition = weir_runtime::checkpoint::from_json(position, &self.display)?;
-        let file = self.options.open_at(p.byte).map_err(RuntimeError::Source)?;
-        self.reader = csv::ReaderBuilder::new()
-            .delimiter(self.options.delimiter)
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(BufReader::with_capacity(1 << 20, file));
-        self.base = (p.byte, p.line.saturating_sub(1));
+        self.start(p.byte, p.line.saturating_sub(1))?;
         self.done = p.done;
         Ok(())
     }
@@ -230,8 +444,12 @@ mod tests {
     use super::CsvSource;
     use crate::options::{BadRowPolicy, FileFormat, FileOptions};
 
+    fn none() -> Arc<Schema> {
+        Arc::new(Schema::empty())
+    }
+
     fn options(path: &std::path::Path, bad_rows: BadRowPolicy) -> FileOptions {
-        FileOptions { path: Some(path.to_path_buf()), format: FileFormat::Csv, bad_rows, delimiter: b',' }
+        FileOptions { path: Some(path.to_path_buf()), format: FileFormat::Csv, bad_rows, delimiter: b',', monitor: None }
     }
 
     #[test]
@@ -242,7 +460,7 @@ mod tests {
         let schema =
             Arc::new(Schema::new(vec![Field::new("b", DataType::Utf8, true), Field::new("a", DataType::Int64, true)]));
         let metrics = Arc::new(Metrics::default());
-        let mut src = CsvSource::open(&options(&path, BadRowPolicy::Fail), schema, 2, metrics).unwrap();
+        let mut src = CsvSource::open(&options(&path, BadRowPolicy::Fail), schema, none(), 2, metrics).unwrap();
         let first = src.next_batch().unwrap().unwrap();
         assert_eq!(first.num_rows(), 2);
         assert_eq!(first.column(0).as_string::<i32>().value(0), "x,y");
@@ -261,11 +479,11 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
         let metrics = Arc::new(Metrics::default());
         let mut src =
-            CsvSource::open(&options(&path, BadRowPolicy::Fail), Arc::clone(&schema), 10, Arc::clone(&metrics))
+            CsvSource::open(&options(&path, BadRowPolicy::Fail), Arc::clone(&schema), none(), 10, Arc::clone(&metrics))
                 .unwrap();
         let err = src.next_batch().unwrap_err().to_string();
         assert!(err.contains("x.csv:4: bad value 'zz' for column 'a' (BIGINT)"), "{err}");
-        let mut src = CsvSource::open(&options(&path, BadRowPolicy::Skip), schema, 10, Arc::clone(&metrics)).unwrap();
+        let mut src = CsvSource::open(&options(&path, BadRowPolicy::Skip), schema, none(), 10, Arc::clone(&metrics)).unwrap();
         let batch = src.next_batch().unwrap().unwrap();
         assert_eq!(batch.column(0).as_primitive::<Int64Type>().values().to_vec(), vec![1, 2, 4]);
         assert_eq!(Metrics::get(&metrics.bad_rows_skipped), 1);

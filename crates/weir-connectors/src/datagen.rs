@@ -273,13 +273,24 @@ impl DatagenSource {
         n as usize
     }
 
-    /// Wait until `emitted` rows are due at `rows_per_second`.
-    fn pace(&mut self) {
+    /// Wait until `emitted` rows are due at `rows_per_second`, at most [`crate::live::LINGER`]
+    /// (so a stop is noticed in time however slow the pace); false if they are not due yet.
+    fn pace(&mut self) -> bool {
         let started = *self.started.get_or_insert_with(Instant::now);
-        let due = started + Duration::from_secs_f64(self.emitted as f64 / self.rows_per_second as f64);
+        let due = Duration::try_from_secs_f64(self.emitted as f64 / self.rows_per_second as f64)
+            .ok()
+            .and_then(|ahead| started.checked_add(ahead));
         let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+        match due {
+            Some(due) if due <= now => true,
+            Some(due) if due - now <= crate::live::LINGER => {
+                std::thread::sleep(due - now);
+                true
+            }
+            _ => {
+                std::thread::sleep(crate::live::LINGER);
+                false
+            }
         }
     }
 }
@@ -345,7 +356,9 @@ impl Source for DatagenSource {
         if n == 0 {
             return Ok(None);
         }
-        self.pace();
+        if !self.pace() {
+            return Ok(Some(RecordBatch::new_empty(Arc::clone(&self.schema))));
+        }
         let mut arrays: Vec<Option<ArrayRef>> = vec![None; self.schema.fields().len()];
         for c in &mut self.columns {
             match &c.output {

@@ -1,22 +1,39 @@
 //! Reading newline-delimited JSON (one object per line) incrementally.
 
 use std::io::{BufRead, BufReader, Read};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
 use crate::column::{ColumnBuffer, ColumnType, Value};
+use crate::csv_source::clip;
 use crate::dead_letter::BadRows;
+use crate::live::{Follow, LineGuard, Mode, Pump, Pumped, LINGER};
 use crate::options::FileOptions;
 
+/// Where lines come from.
+enum Lines {
+    /// A regular file, read on the source's thread.
+    Direct(BufReader<Box<dyn Read + Send>>),
+    /// An input that can block, read on a pump thread ([`crate::live`]).
+    Pumped(Pump<Vec<u8>>),
+}
+
 /// A JSON-lines file read in batches. Keys match column names exactly, or else ignoring case;
-/// a missing key is NULL.
+/// a missing key is NULL. Standard input, named pipes and followed files are read on a thread
+/// of their own and cut into batches by size or by time.
 pub struct JsonSource {
-    reader: BufReader<Box<dyn Read + Send>>,
+    lines: Lines,
+    mode: Mode,
     display: String,
+    /// The columns read, then the table's other columns (checked in every row, not kept).
     names: Vec<String>,
+    /// How many of `names` are read.
+    read: usize,
     types: Vec<ColumnType>,
     nullable: Vec<bool>,
     buffers: Vec<ColumnBuffer>,
@@ -41,21 +58,32 @@ struct JsonPosition {
 }
 
 impl JsonSource {
-    /// Open the input of `options` for the columns of `schema`.
-    pub fn open(options: &FileOptions, schema: SchemaRef, batch_size: usize, metrics: Arc<Metrics>) -> Result<Self> {
+    /// Open the input of `options` for the columns of `schema`; `unread` are the table's
+    /// other columns, checked in every row (a row is malformed whichever columns a query
+    /// reads) but not returned.
+    pub fn open(
+        options: &FileOptions,
+        schema: SchemaRef,
+        unread: SchemaRef,
+        batch_size: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
         let display = options.display();
-        let file = options.open_input().map_err(RuntimeError::Source)?;
-        let types = schema
-            .fields()
+        let fields: Vec<_> = schema.fields().iter().chain(unread.fields().iter()).cloned().collect();
+        let types = fields
             .iter()
             .map(|f| ColumnType::new(f.data_type()).map_err(|e| RuntimeError::Source(format!("{display}: {e}"))))
             .collect::<Result<Vec<_>>>()?;
-        let buffers = types.iter().map(|t| ColumnBuffer::new(t.clone(), batch_size)).collect();
-        Ok(Self {
-            reader: BufReader::with_capacity(1 << 20, file),
+        let read = schema.fields().len();
+        let buffers = types[..read].iter().map(|t| ColumnBuffer::new(t.clone(), batch_size)).collect();
+        let mode = Mode::of(options.path.as_ref(), options.monitor);
+        let mut source = Self {
+            lines: Lines::Direct(BufReader::new(Box::new(std::io::empty()))),
+            mode,
             display,
-            names: schema.fields().iter().map(|f| f.name().clone()).collect(),
-            nullable: schema.fields().iter().map(|f| f.is_nullable()).collect(),
+            names: fields.iter().map(|f| f.name().clone()).collect(),
+            read,
+            nullable: fields.iter().map(|f| f.is_nullable()).collect(),
             types,
             buffers,
             schema,
@@ -66,7 +94,77 @@ impl JsonSource {
             byte: 0,
             done: false,
             options: options.clone(),
-        })
+        };
+        source.start(0)?;
+        Ok(source)
+    }
+
+    /// Read from byte `byte` on.
+    fn start(&mut self, byte: u64) -> Result<()> {
+        if !self.mode.pumped() {
+            let input = if byte == 0 { self.options.open_input() } else { self.options.open_at(byte) };
+            let input = LineGuard::new(input.map_err(RuntimeError::Source)?);
+            self.lines = Lines::Direct(BufReader::with_capacity(1 << 20, Box::new(input)));
+            return Ok(());
+        }
+        // read on a thread of its own: opening a FIFO can block too
+        let (options, mode, display) = (self.options.clone(), self.mode.clone(), self.display.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let follow_stop = Arc::clone(&stop);
+        let mut reader: Option<BufReader<Box<dyn Read + Send>>> = None;
+        let mut line_number = self.line_number;
+        let pump = Pump::start(&self.display, self.batch_size, stop, move || {
+            let r = match reader.as_mut() {
+                Some(r) => r,
+                None => {
+                    let input: Box<dyn Read + Send> = match (&mode, &options.path) {
+                        (Mode::Follow(interval), Some(path)) => {
+                            use std::io::Seek;
+                            let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                            file.seek(std::io::SeekFrom::Start(byte)).map_err(|e| format!("{}: {e}", path.display()))?;
+                            Box::new(Follow::new(file, *interval, Arc::clone(&follow_stop)))
+                        }
+                        _ => options.open_input()?,
+                    };
+                    reader.insert(BufReader::with_capacity(1 << 20, Box::new(LineGuard::new(input))))
+                }
+            };
+            let mut line = Vec::new();
+            line_number += 1;
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) => Ok(None),
+                Ok(_) => Ok(Some(line)),
+                Err(e) => Err(format!("{display}:{line_number}: {e}")),
+            }
+        })?;
+        self.lines = Lines::Pumped(pump);
+        Ok(())
+    }
+
+    /// Read the next line into `line`: its length in bytes, or 0 when none came by
+    /// `deadline` (a pumped input) or the input ended (`done` is set then).
+    fn next_line(&mut self, deadline: Instant) -> Result<usize> {
+        self.line.clear();
+        match &mut self.lines {
+            Lines::Direct(reader) => {
+                let n = reader
+                    .read_until(b'\n', &mut self.line)
+                    .map_err(|e| RuntimeError::Source(format!("{}:{}: {e}", self.display, self.line_number + 1)))?;
+                self.done = n == 0;
+                Ok(n)
+            }
+            Lines::Pumped(pump) => match pump.next_until(deadline).map_err(RuntimeError::Source)? {
+                Pumped::Item(line) => {
+                    self.line = line;
+                    Ok(self.line.len())
+                }
+                Pumped::Wait => Ok(0),
+                Pumped::End => {
+                    self.done = true;
+                    Ok(0)
+                }
+            },
+        }
     }
 }
 
@@ -91,7 +189,7 @@ fn parse_line<'a>(
             let value = match lookup(obj, name) {
                 None => Value::Null,
                 Some(v) => {
-                    t.parse_json(v).ok_or_else(|| format!("bad value {v} for column '{name}' ({})", t.sql_name()))?
+                    t.parse_json(v).ok_or_else(|| format!("bad value {} for column '{name}' ({})", clip(&v.to_string()), t.sql_name()))?
                 }
             };
             if value == Value::Null && !nullable {
@@ -117,15 +215,11 @@ impl Source for JsonSource {
         if self.done {
             return Ok(None);
         }
+        let deadline = Instant::now() + LINGER;
         let mut rows = 0;
         while rows < self.batch_size {
-            self.line.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.line)
-                .map_err(|e| RuntimeError::Source(format!("{}:{}: {e}", self.display, self.line_number + 1)))?;
+            let n = self.next_line(deadline)?;
             if n == 0 {
-                self.done = true;
                 break;
             }
             self.byte += n as u64;
@@ -134,6 +228,8 @@ impl Source for JsonSource {
                 self.bad_row("the line is not valid UTF-8".to_string())?;
                 continue;
             };
+            // a byte-order mark before the first line is not part of the row
+            let text = if self.byte == n as u64 { text.trim_start_matches('\u{feff}') } else { text };
             let text = text.trim();
             if text.is_empty() {
                 continue;
@@ -147,7 +243,7 @@ impl Source for JsonSource {
             };
             match parse_line(&value, &self.names, &self.types, &self.nullable) {
                 Ok(values) => {
-                    for (buf, val) in self.buffers.iter_mut().zip(&values) {
+                    for (buf, val) in self.buffers.iter_mut().zip(&values[..self.read]) {
                         buf.append(val);
                     }
                     rows += 1;
@@ -155,8 +251,12 @@ impl Source for JsonSource {
                 Err(why) => self.bad_row(why)?,
             }
         }
-        if rows == 0 {
+        if rows == 0 && self.done {
             return Ok(None);
+        }
+        if rows == 0 {
+            // nothing arrived in time: an empty batch, so the caller can look up
+            return Ok(Some(RecordBatch::new_empty(Arc::clone(&self.schema))));
         }
         let arrays = self.buffers.iter_mut().map(ColumnBuffer::finish).collect::<std::result::Result<Vec<_>, _>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
@@ -166,15 +266,17 @@ impl Source for JsonSource {
     /// The byte and line where the next line starts (files only).
     fn position(&self) -> Option<serde_json::Value> {
         self.options.path.as_ref()?;
+        if self.mode == Mode::Blocking {
+            return None; // a pipe or a device cannot be read again
+        }
         let position = JsonPosition { byte: self.byte, line: self.line_number, done: self.done };
         serde_json::to_value(position).ok()
     }
 
     fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
         let p: JsonPosition = weir_runtime::checkpoint::from_json(position, &self.display)?;
-        let file = self.options.open_at(p.byte).map_err(RuntimeError::Source)?;
-        self.reader = BufReader::with_capacity(1 << 20, file);
         (self.byte, self.line_number, self.done) = (p.byte, p.line, p.done);
+        self.start(p.byte)?;
         Ok(())
     }
 }

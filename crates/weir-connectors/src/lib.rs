@@ -22,6 +22,7 @@ mod csv_source;
 mod datagen;
 mod dead_letter;
 mod json_source;
+mod live;
 pub mod nexmark;
 mod options;
 mod parquet_source;
@@ -230,9 +231,15 @@ pub fn open_source(node: &SourceNode, whole_rows: bool, ctx: &ConnectorContext) 
     }
     let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
     tracing::info!(table = %table.name, input = %options.display(), format = ?options.format, columns = schema.fields().len(), "reading");
+    // the table's other columns are checked too: a row is malformed whichever columns are read
+    let physical = table.physical_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
+    let unread = Arc::new(datafusion_common::arrow::datatypes::Schema::new(
+        physical.fields().iter().filter(|f| schema.field_with_name(f.name()).is_err()).cloned().collect::<Vec<_>>(),
+    ));
+    let metrics = Arc::clone(&ctx.metrics);
     Ok(match options.format {
-        FileFormat::Csv => Box::new(CsvSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),
-        FileFormat::Json => Box::new(JsonSource::open(&options, schema, ctx.batch_size, Arc::clone(&ctx.metrics))?),
+        FileFormat::Csv => Box::new(CsvSource::open(&options, schema, unread, ctx.batch_size, metrics)?),
+        FileFormat::Json => Box::new(JsonSource::open(&options, schema, unread, ctx.batch_size, metrics)?),
         FileFormat::Parquet => Box::new(ParquetSource::open(&options, schema, ctx.batch_size)?),
     })
 }

@@ -39,6 +39,9 @@ pub struct FileOptions {
     pub bad_rows: BadRowPolicy,
     /// CSV field delimiter.
     pub delimiter: u8,
+    /// `'source.monitor-interval'`: follow the file as it grows, looking for more this often
+    /// (Flink's option; the input never ends then).
+    pub monitor: Option<std::time::Duration>,
 }
 
 /// Options of `stdin`; `file` takes these plus `path`.
@@ -130,6 +133,7 @@ impl FileOptions {
         let mut known: Vec<&str> = FORMAT_OPTIONS.to_vec();
         if !stdin {
             known.insert(1, "path");
+            known.push("source.monitor-interval");
         }
         known.extend(weir_sql::options::ENGINE_OPTIONS);
         for key in table.options.keys() {
@@ -228,11 +232,29 @@ impl FileOptions {
             Some(d) if d.len() == 1 => d.as_bytes()[0],
             Some(d) => return Err(format!("table '{name}': the CSV delimiter must be one character, got '{d}'")),
         };
+        let monitor = match table.option("source.monitor-interval") {
+            None => None,
+            Some(v) => match weir_sql::options::parse_duration(v) {
+                Ok(n) if n > 0 => Some(std::time::Duration::from_nanos(n as u64)),
+                Ok(_) => return Err(format!("table '{name}': 'source.monitor-interval' must be longer than zero")),
+                Err(e) => return Err(format!("table '{name}': 'source.monitor-interval': {e}")),
+            },
+        };
+        if monitor.is_some() && format == FileFormat::Parquet {
+            return Err(format!(
+                "table '{name}': a parquet file cannot be followed as it grows ('source.monitor-interval' is for csv and json)"
+            ));
+        }
+        if monitor.is_some() && path.as_ref().is_some_and(|p| p.is_dir()) {
+            return Err(format!(
+                "table '{name}': reading a directory is not supported yet; 'source.monitor-interval' follows one file as it grows"
+            ));
+        }
         if dead_letter.is_some() && format == FileFormat::Parquet {
             return Err(format!(
                 "table '{name}': a parquet file has no malformed rows to keep ('dead_letter' is for csv and json)"
             ));
         }
-        Ok(Self { path, format, bad_rows, delimiter })
+        Ok(Self { path, format, bad_rows, delimiter, monitor })
     }
 }

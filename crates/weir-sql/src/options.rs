@@ -19,6 +19,10 @@ pub const SETTINGS: &[&str] = &[
     "checkpoint.retain",
 ];
 
+/// The largest `batch.size`: a batch's buffers are allocated up front, so a larger value would
+/// only risk running out of memory.
+pub const MAX_BATCH_SIZE: usize = 1 << 20;
+
 /// Table options read by the planner, accepted next to every connector's own options.
 pub const ENGINE_OPTIONS: &[&str] = &["state_ttl", "changelog", "late_rows", "allowed_lateness", "idle_timeout"];
 
@@ -82,8 +86,11 @@ pub fn check_setting(key: &str, value: &str) -> Result<(String, String)> {
     };
     match key {
         "batch.size" => {
-            if value.parse::<usize>().map(|n| n == 0).unwrap_or(true) {
-                return Err(SqlError::plan(format!("batch.size must be a positive integer, got '{value}'")));
+            if !value.parse::<usize>().is_ok_and(|n| (1..=MAX_BATCH_SIZE).contains(&n)) {
+                return Err(SqlError::plan(format!(
+                    "batch.size must be a whole number of rows from 1 to {MAX_BATCH_SIZE}, got '{value}'"
+                ))
+                .with_hint("the default, 8192, suits most queries"));
             }
         }
         "state.ttl" => {
@@ -240,6 +247,9 @@ mod tests {
         assert_eq!(check_setting("STATE_TTL", " 1 h ").unwrap(), ("state.ttl".into(), "1 h".into()));
         assert!(check_setting("state.ttl", "0 s").unwrap_err().message.contains("longer than zero"));
         assert!(check_setting("batch.size", "0").is_err());
+        let huge = check_setting("batch.size", "18446744073709551615").unwrap_err().to_string();
+        assert!(huge.contains("from 1 to 1048576"), "{huge}");
+        assert!(check_setting("batch.size", "1048576").is_ok());
         assert!(check_setting("nope", "1").unwrap_err().message.contains("unknown setting 'nope'"));
         assert_eq!(check_setting("allowed_lateness", "30 s").unwrap().0, "window.allowed_lateness");
         // Flink's keys

@@ -95,8 +95,135 @@ pub fn ends_statement(text: &str) -> bool {
     }
 }
 
+/// How deep an expression may nest (`a + b + … ` counts one level per operator). Deeper ones
+/// are refused with the position where they start: planning them recurses once per level,
+/// and twenty thousand levels would overflow the stack.
+pub const MAX_EXPR_DEPTH: usize = 200;
+
+/// The stack a script is parsed on: a refused statement may still be an expression chain
+/// thousands of levels deep, and taking it apart (dropping it) recurses once per level.
+const PARSE_STACK: usize = 256 << 20;
+
 /// Parse a script of `;`-separated statements (with `--` and `/* */` comments).
+///
+/// Expressions nested deeper than [`MAX_EXPR_DEPTH`] and a statement cut short are errors
+/// with their position (the end of the text for a statement cut short).
 pub fn parse_script(sql: &str) -> Result<Vec<Stmt>> {
+    // parsed on a thread of its own with a large stack (reserved, touched only as needed);
+    // where no thread can be started, on this one
+    let text = sql.to_string();
+    let parsed = std::thread::Builder::new()
+        .name("weir-parse".into())
+        .stack_size(PARSE_STACK)
+        .spawn(move || parse_bounded(&text))
+        .map(|t| t.join());
+    match parsed {
+        Ok(Ok(result)) => result,
+        _ => parse_bounded(sql),
+    }
+}
+
+/// [`parse_unbounded`], refusing expressions nested too deeply, and pointing at the end of the
+/// text when a statement is cut short.
+fn parse_bounded(sql: &str) -> Result<Vec<Stmt>> {
+    let stmts = parse_unbounded(sql).map_err(|e| at_end_if_cut_short(e, sql))?;
+    for stmt in &stmts {
+        check_depth(stmt)?;
+    }
+    Ok(stmts)
+}
+
+/// "found: EOF" comes without a position: point just past the last word of the text.
+fn at_end_if_cut_short(mut e: SqlError, sql: &str) -> SqlError {
+    if e.position.is_none() && e.message.contains("found: EOF") {
+        let text = sql.trim_end();
+        let line = text.lines().count().max(1) as u64;
+        let column = text.lines().last().map_or(0, |l| l.chars().count()) as u64 + 1;
+        e.position = Some((line, column));
+        e.message = e.message.replace("found: EOF", "found the end of the input");
+        if e.hint.is_none() {
+            e.hint = Some("the statement is incomplete: finish it (a missing ')', END or expression?)".into());
+        }
+    }
+    e
+}
+
+/// Refuse an expression nested deeper than [`MAX_EXPR_DEPTH`], at the position where it starts.
+fn check_depth(stmt: &Stmt) -> Result<()> {
+    use std::ops::ControlFlow;
+
+    use datafusion_sql::sqlparser::ast::{Visit, Visitor};
+
+    struct Depth {
+        depth: usize,
+        statement: Location,
+    }
+    impl Visitor for Depth {
+        type Break = Location;
+        fn pre_visit_expr(&mut self, expr: &SqlExpr) -> ControlFlow<Location> {
+            self.depth += 1;
+            // stops before going further down, so this walk never recurses past the limit
+            if self.depth > MAX_EXPR_DEPTH {
+                return ControlFlow::Break(first_location(expr).unwrap_or(self.statement));
+            }
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, _expr: &SqlExpr) -> ControlFlow<Location> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    let (query, location) = match stmt {
+        Stmt::Query(q, location) => (q, *location),
+        Stmt::Insert { query, location, .. } => (query, *location),
+        Stmt::Explain(inner) | Stmt::ExplainAnalyze(inner) => return check_depth(inner),
+        Stmt::CreateTable(_) | Stmt::Set { .. } => return Ok(()),
+    };
+    match query.visit(&mut Depth { depth: 0, statement: location }) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(at) => Err(SqlError::plan(format!(
+            "expression nested too deeply: more than {MAX_EXPR_DEPTH} levels of operators, functions or CASE"
+        ))
+        .at(at)
+        .with_hint("split it up: compute parts in a subquery or a view, or use IN (…) for long OR chains")),
+    }
+}
+
+/// Where an expression starts, found without recursion (a chain built by repeated infix or
+/// postfix operators starts at its leftmost operand); `None` when it is not found that way.
+fn first_location(mut expr: &SqlExpr) -> Option<Location> {
+    loop {
+        expr = match expr {
+            SqlExpr::BinaryOp { left, .. } | SqlExpr::IsDistinctFrom(left, _) | SqlExpr::IsNotDistinctFrom(left, _) => {
+                left
+            }
+            SqlExpr::IsNull(e)
+            | SqlExpr::IsNotNull(e)
+            | SqlExpr::IsTrue(e)
+            | SqlExpr::IsNotTrue(e)
+            | SqlExpr::IsFalse(e)
+            | SqlExpr::IsNotFalse(e)
+            | SqlExpr::IsUnknown(e)
+            | SqlExpr::IsNotUnknown(e)
+            | SqlExpr::Cast { expr: e, .. }
+            | SqlExpr::Like { expr: e, .. }
+            | SqlExpr::ILike { expr: e, .. }
+            | SqlExpr::InList { expr: e, .. }
+            | SqlExpr::Between { expr: e, .. }
+            | SqlExpr::Collate { expr: e, .. }
+            | SqlExpr::AtTimeZone { timestamp: e, .. }
+            | SqlExpr::CompoundFieldAccess { root: e, .. } => e,
+            SqlExpr::Identifier(i) => return Some(i.span.start),
+            SqlExpr::CompoundIdentifier(parts) => return parts.first().map(|i| i.span.start),
+            SqlExpr::Value(v) => return Some(v.span.start),
+            _ => return None,
+        }
+        .as_ref();
+    }
+}
+
+/// Parse a script of `;`-separated statements, however deep its expressions.
+fn parse_unbounded(sql: &str) -> Result<Vec<Stmt>> {
     let dialect = GenericDialect {};
     let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location()?;
     let tokens = session_partition_args(unwrap_tvf_table_args(drop_system_time(tokens)));

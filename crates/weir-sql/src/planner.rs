@@ -66,7 +66,7 @@ pub enum Planned {
 }
 
 /// Plans SQL against a catalog that DDL statements extend.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Planner {
     catalog: Catalog,
     functions: FunctionRegistry,

@@ -14,7 +14,7 @@ use datafusion_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, Wind
 use crate::catalog::Catalog;
 
 /// Every function the SQL planner can resolve.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FunctionRegistry {
     scalars: HashMap<String, Arc<ScalarUDF>>,
     aggregates: HashMap<String, Arc<AggregateUDF>>,

@@ -127,8 +127,8 @@ impl Shell {
         match command {
             "\\q" | "\\quit" => return Flow::Quit,
             "\\?" | "\\h" | "\\help" => {
-                println!("{}", COMMANDS.iter().map(|(_, u)| *u).collect::<Vec<_>>().join("\n"));
-                println!("SQL statements end with ';' and may span lines. Ctrl-C stops a running query.");
+                outln!("{}", COMMANDS.iter().map(|(_, u)| *u).collect::<Vec<_>>().join("\n"));
+                outln!("SQL statements end with ';' and may span lines. Ctrl-C stops a running query.");
             }
             "\\d" if arg.is_empty() => {
                 let rows: Vec<Vec<String>> = self
@@ -142,14 +142,14 @@ impl Shell {
                     })
                     .collect();
                 if rows.is_empty() {
-                    println!("No tables yet: CREATE TABLE name (…) WITH (connector = …);");
+                    outln!("No tables yet: CREATE TABLE name (…) WITH (connector = …);");
                 } else {
-                    println!("{}", text_table(&["table", "connector", "columns", "watermark"], &rows));
+                    outln!("{}", text_table(&["table", "connector", "columns", "watermark"], &rows));
                 }
             }
             "\\d" => match self.session.planner().catalog().get(arg) {
-                Some(t) => print!("{}", describe(t)),
-                None => eprintln!("error: no table named '{arg}' (\\d lists them)"),
+                Some(t) => out!("{}", describe(t)),
+                None => errln!("error: no table named '{arg}' (\\d lists them)"),
             },
             "\\i" | "\\include" if !arg.is_empty() => {
                 let path = Path::new(arg);
@@ -157,13 +157,13 @@ impl Shell {
                     Ok(sql) => {
                         self.run_sql(&sql, arg, path.parent().map(Path::to_path_buf));
                     }
-                    Err(e) => eprintln!("error: cannot read {arg}: {e}"),
+                    Err(e) => errln!("error: cannot read {arg}: {e}"),
                 }
             }
-            "\\format" if arg.is_empty() => println!("format: {:?}", self.format),
+            "\\format" if arg.is_empty() => outln!("format: {:?}", self.format),
             "\\format" => match arg.parse() {
                 Ok(f) => self.format = f,
-                Err(e) => eprintln!("error: {e}"),
+                Err(e) => errln!("error: {}", crate::report::clip_message(&e.to_string())),
             },
             "\\timing" => {
                 self.timing = match arg.to_ascii_lowercase().as_str() {
@@ -171,16 +171,16 @@ impl Shell {
                     "on" => true,
                     "off" => false,
                     other => {
-                        eprintln!("error: \\timing takes on or off, not '{other}'");
+                        errln!("error: \\timing takes on or off, not '{other}'");
                         return Flow::Continue;
                     }
                 };
-                println!("Timing is {}.", if self.timing { "on" } else { "off" });
+                outln!("Timing is {}.", if self.timing { "on" } else { "off" });
             }
             "\\set" if arg.is_empty() => {
                 let rows: Vec<Vec<String>> =
                     self.session.settings().iter().map(|(k, v)| vec![k.clone(), v.clone()]).collect();
-                println!("{}", text_table(&["setting", "value"], &rows));
+                outln!("{}", text_table(&["setting", "value"], &rows));
             }
             "\\set" => {
                 let (key, value) = match arg.split_once('=') {
@@ -189,18 +189,18 @@ impl Shell {
                 };
                 let value = value.trim_matches('\'');
                 match self.session.set(key, value) {
-                    Ok(()) => println!("SET"),
-                    Err(e) => eprintln!("error: {e}"),
+                    Ok(()) => outln!("SET"),
+                    Err(e) => errln!("error: {}", crate::report::clip_message(&e.to_string())),
                 }
             }
             "\\explain" if !arg.is_empty() => {
                 self.run_sql(&format!("EXPLAIN {arg}"), "input", None);
             }
             "\\stats" => match &self.last_metrics {
-                Some(m) => println!("{}", stats(m)),
-                None => println!("No query has run yet."),
+                Some(m) => outln!("{}", stats(m)),
+                None => outln!("No query has run yet."),
             },
-            other => eprintln!("error: unknown or incomplete command '{other}' (\\? lists the commands)"),
+            other => errln!("error: unknown or incomplete command '{other}' (\\? lists the commands)"),
         }
         Flow::Continue
     }

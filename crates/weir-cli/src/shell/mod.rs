@@ -165,14 +165,14 @@ pub fn run(session: Session, format: OutputFormat, metrics_addr: Option<SocketAd
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            errln!("error: cannot start the runtime: {e}");
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
     let endpoint = match metrics_addr.map(|addr| MetricsEndpoint::start(addr, &runtime)).transpose() {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {}", crate::report::clip_message(&e.to_string()));
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
@@ -200,12 +200,12 @@ pub fn run(session: Session, format: OutputFormat, metrics_addr: Option<SocketAd
     let mut input = match Input::open() {
         Ok(i) => i,
         Err(e) => {
-            eprintln!("error: cannot read the terminal: {e}");
+            errln!("error: cannot read the terminal: {e}");
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
     if let Input::Editor(..) = input {
-        println!(
+        outln!(
             "weir {}: streaming SQL. End statements with ';'; \\? lists commands, \\q quits.",
             env!("CARGO_PKG_VERSION")
         );
@@ -218,12 +218,12 @@ pub fn run(session: Session, format: OutputFormat, metrics_addr: Option<SocketAd
             Ok(Read::Interrupted) if interrupted => break,
             Ok(Read::Interrupted) => {
                 interrupted = true;
-                eprintln!("(Ctrl-C again, Ctrl-D or \\q to quit)");
+                errln!("(Ctrl-C again, Ctrl-D or \\q to quit)");
                 continue;
             }
             Ok(Read::End) => break,
             Err(e) => {
-                eprintln!("error: cannot read input: {e}");
+                errln!("error: cannot read input: {e}");
                 return ExitCode::from(EXIT_RUNTIME);
             }
         };
@@ -243,7 +243,7 @@ pub fn run(session: Session, format: OutputFormat, metrics_addr: Option<SocketAd
             Flow::Continue
         };
         input.learn(&shell.session);
-        if shell.output_closed {
+        if shell.output_closed || crate::console::stdout_closed() {
             // the reader of stdout went away (`weir < q.sql | head`)
             break;
         }
@@ -300,34 +300,43 @@ impl Shell {
         let started = Instant::now();
         let ok = self.run_statements(sql, source_name, base_dir);
         if self.timing {
-            eprintln!("Time: {:.3} s", started.elapsed().as_secs_f64());
+            errln!("Time: {:.3} s", started.elapsed().as_secs_f64());
         }
         ok
     }
 
     fn run_statements(&mut self, sql: &str, source_name: &str, base_dir: Option<PathBuf>) -> bool {
-        let planned = match self.session.plan(sql) {
-            Ok(p) => p,
-            Err(e) => {
-                eprint!("{}", render_sql_error(&e, source_name, sql));
+        // Ctrl-C from here on gives up planning (a huge statement can take long)
+        let stop = Arc::new(AtomicBool::new(false));
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&stop));
+        let planned = self.session.plan_until(sql, &stop);
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let planned = match planned {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                err!("{}", render_sql_error(&e, source_name, sql));
+                return false;
+            }
+            None => {
+                errln!("planning stopped (Ctrl-C); nothing of it was run or declared");
                 return false;
             }
         };
         for p in planned {
             match p {
-                Planned::CreatedTable(name) => println!("CREATE TABLE {name}"),
+                Planned::CreatedTable(name) => outln!("CREATE TABLE {name}"),
                 Planned::Set { key, value } => match self.session.set(&key, &value) {
                     Ok(()) if key.starts_with("checkpoint.") => {
-                        println!("SET");
-                        eprintln!("note: the shell does not checkpoint; {key} applies to `weir run --checkpoint-dir`");
+                        outln!("SET");
+                        errln!("note: the shell does not checkpoint; {key} applies to `weir run --checkpoint-dir`");
                     }
-                    Ok(()) => println!("SET"),
+                    Ok(()) => outln!("SET"),
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        errln!("error: {}", crate::report::clip_message(&e.to_string()));
                         return false;
                     }
                 },
-                Planned::Explain(plan) => println!("{plan}"),
+                Planned::Explain(plan) => outln!("{plan}"),
                 Planned::Query(plan) | Planned::Insert(plan) => {
                     if !self.run_query(&plan, base_dir.clone(), false) {
                         return false;
@@ -338,7 +347,7 @@ impl Shell {
                         return false;
                     }
                     if let Some(m) = &self.last_metrics {
-                        println!("{}", crate::explain_analyze(&plan, m));
+                        outln!("{}", crate::explain_analyze(&plan, m));
                     }
                 }
             }
@@ -365,7 +374,7 @@ impl Shell {
         stop: &Arc<AtomicBool>,
     ) -> bool {
         if let Some(node) = plan.sources().into_iter().find(|n| n.table.connector() == Some("stdin")) {
-            eprintln!(
+            errln!(
                 "error: table '{}' reads standard input, which is the shell's own input; run it with `weir run`",
                 node.table.name
             );
@@ -373,7 +382,7 @@ impl Shell {
         }
         let ctx = self.session.connector_context(base_dir);
         if let Err(e) = validate(plan, &ctx) {
-            eprintln!("error: {e}");
+            errln!("error: {}", crate::report::clip_message(&e.to_string()));
             return false;
         }
         let pipeline = match crate::query_sink(plan, self.format, &ctx, &self.status, analyze)
@@ -381,12 +390,12 @@ impl Shell {
         {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {}", crate::report::clip_message(&e.to_string()));
                 return false;
             }
         };
         if stop.load(Ordering::Relaxed) {
-            eprintln!("query stopped (Ctrl-C) before it started");
+            errln!("query stopped (Ctrl-C) before it started");
             return false;
         }
         if let Some(e) = &mut self.endpoint {
@@ -406,12 +415,12 @@ impl Shell {
             Ok(()) | Err(RuntimeError::OutputClosed) => {
                 // the pipeline sets the flag itself only when it fails, so here it was Ctrl-C
                 let label = if stop.load(Ordering::Relaxed) { format!("{label} stopped (Ctrl-C)") } else { label };
-                eprintln!("{}", report::summary(&label, &ctx.metrics, started.elapsed()));
+                errln!("{}", report::summary(&label, &ctx.metrics, started.elapsed()));
                 true
             }
             Err(e) => {
-                eprintln!("error: {e}");
-                eprintln!("{}", report::summary(&format!("{label} failed"), &ctx.metrics, started.elapsed()));
+                errln!("error: {}", crate::report::clip_message(&e.to_string()));
+                errln!("{}", report::summary(&format!("{label} failed"), &ctx.metrics, started.elapsed()));
                 false
             }
         }

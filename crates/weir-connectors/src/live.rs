@@ -1,0 +1,263 @@
+//! Inputs that can block: standard input, named pipes (FIFOs), devices, and files followed as
+//! they grow (`'source.monitor-interval'`). Such an input is read on a thread of its own (a
+//! [`Pump`]), which may wait in a read as long as the writer is quiet; the source takes the
+//! records it has read with a deadline, so a batch is cut when it is full *or* when
+//! [`LINGER`] has passed, rows flow as they arrive, and a stop is noticed in time even while
+//! nothing arrives. Regular files are read on the source's own thread, in full batches.
+//!
+//! ```text
+//!   FIFO / stdin ──read──▶ [pump thread] ──records (bounded)──▶ source.next_batch()
+//!                          may block for ever                    returns within LINGER
+//! ```
+//!
+//! Every input is also read through a [`LineGuard`]: a line longer than [`MAX_LINE`] bytes
+//! (`/dev/zero` as a CSV file) is an error naming where it starts, not a process that grows
+//! until it runs out of memory.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_runtime::{Result, RuntimeError};
+
+/// The longest a live source waits before returning the rows it has (maybe none).
+pub const LINGER: Duration = Duration::from_millis(100);
+
+/// The longest line an input may have: 16 MiB.
+pub const MAX_LINE: usize = 16 << 20;
+
+/// Reads through `inner`, failing once a line runs past `limit` bytes without a line end.
+pub struct LineGuard<R> {
+    inner: R,
+    since_line_end: usize,
+    limit: usize,
+}
+
+impl<R> LineGuard<R> {
+    /// Guard `inner` with the limit [`MAX_LINE`].
+    pub fn new(inner: R) -> Self {
+        Self { inner, since_line_end: 0, limit: MAX_LINE }
+    }
+}
+
+impl<R: Read> Read for LineGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match buf[..n].iter().rposition(|&b| b == b'\n') {
+            Some(i) => self.since_line_end = n - i - 1,
+            None => self.since_line_end += n,
+        }
+        if self.since_line_end > self.limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a line longer than {} MiB without a line end (is this a text file?)", self.limit >> 20),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// A regular file read on as it grows: at its end, it waits `interval` and reads again,
+/// until `stop` is set (then its end is the end of the input).
+pub struct Follow {
+    file: std::fs::File,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+impl Follow {
+    /// Follow `file` from where it is, looking for more every `interval`.
+    pub fn new(file: std::fs::File, interval: Duration, stop: Arc<AtomicBool>) -> Self {
+        Self { file, interval, stop }
+    }
+}
+
+impl Read for Follow {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.file.read(buf)?;
+            if n > 0 || buf.is_empty() || self.stop.load(Ordering::Relaxed) {
+                return Ok(n);
+            }
+            // checked often enough to stop in time, however long the interval
+            let mut waited = Duration::ZERO;
+            while waited < self.interval && !self.stop.load(Ordering::Relaxed) {
+                let step = (self.interval - waited).min(LINGER);
+                std::thread::sleep(step);
+                waited += step;
+            }
+        }
+    }
+}
+
+/// How a file input is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// A regular file, read to its end on the source's thread.
+    File,
+    /// Reads can block (stdin, a FIFO, a device): read on a [`Pump`], never again from a
+    /// saved position.
+    Blocking,
+    /// A regular file followed as it grows, every this often (`'source.monitor-interval'`).
+    Follow(Duration),
+}
+
+impl Mode {
+    /// How to read `path` (standard input when `None`), given the table's monitor interval.
+    pub fn of(path: Option<&PathBuf>, monitor: Option<Duration>) -> Self {
+        let Some(path) = path else { return Self::Blocking };
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => monitor.map_or(Self::File, Self::Follow),
+            // a FIFO, a character device, a socket
+            Ok(_) => Self::Blocking,
+            Err(_) => Self::File,
+        }
+    }
+
+    /// Whether reads happen on a [`Pump`].
+    pub fn pumped(&self) -> bool {
+        !matches!(self, Self::File)
+    }
+}
+
+/// What a pump's reader produced.
+pub enum Pumped<T> {
+    /// The next item.
+    Item(T),
+    /// Nothing arrived before the deadline.
+    Wait,
+    /// The input ended.
+    End,
+}
+
+/// A thread reading items with `read` (which may block) into a bounded channel; the reader
+/// stops when the pump is dropped (at its next item, or at once when `stop` is what it waits
+/// on, as [`Follow`] does).
+pub struct Pump<T> {
+    rx: Receiver<std::result::Result<Option<T>, String>>,
+    ended: bool,
+    stop: Arc<AtomicBool>,
+}
+
+impl<T: Send + 'static> Pump<T> {
+    /// Start reading with `read` (`Ok(None)` at the end, `Err` with a message) on a thread
+    /// named `name`; at most `capacity` items wait to be taken.
+    pub fn start<F>(name: &str, capacity: usize, stop: Arc<AtomicBool>, mut read: F) -> Result<Self>
+    where
+        F: FnMut() -> std::result::Result<Option<T>, String> + Send + 'static,
+    {
+        let (tx, rx) = sync_channel(capacity.max(1));
+        std::thread::Builder::new()
+            .name(format!("weir-read-{name}"))
+            .spawn(move || loop {
+                let item = read();
+                let last = !matches!(item, Ok(Some(_)));
+                if tx.send(item).is_err() || last {
+                    return;
+                }
+            })
+            .map_err(|e| RuntimeError::Source(format!("{name}: cannot start a reader thread: {e}")))?;
+        Ok(Self { rx, ended: false, stop })
+    }
+
+    /// The next item, or [`Pumped::Wait`] if none came by `deadline`.
+    pub fn next_until(&mut self, deadline: Instant) -> std::result::Result<Pumped<T>, String> {
+        if self.ended {
+            return Ok(Pumped::End);
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let item = match self.rx.try_recv() {
+            Ok(item) => item,
+            Err(_) if wait.is_zero() => return Ok(Pumped::Wait),
+            Err(_) => match self.rx.recv_timeout(wait) {
+                Ok(item) => item,
+                Err(RecvTimeoutError::Timeout) => return Ok(Pumped::Wait),
+                Err(RecvTimeoutError::Disconnected) => Ok(None),
+            },
+        };
+        match item {
+            Ok(Some(item)) => Ok(Pumped::Item(item)),
+            Ok(None) => {
+                self.ended = true;
+                Ok(Pumped::End)
+            }
+            Err(e) => {
+                self.ended = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<T> Drop for Pump<T> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_without_an_end_is_refused_past_the_limit() {
+        let mut guard = LineGuard { inner: std::io::repeat(b'x'), since_line_end: 0, limit: 1000 };
+        let mut buf = [0u8; 300];
+        let mut read = 0;
+        let err = loop {
+            match guard.read(&mut buf) {
+                Ok(n) => read += n,
+                Err(e) => break e,
+            }
+        };
+        assert!(read <= 1000, "{read}");
+        assert!(err.to_string().contains("without a line end"), "{err}");
+        // lines ending in time pass, however much is read in all
+        let text = "abc\n".repeat(10_000);
+        let mut guard = LineGuard { inner: text.as_bytes(), since_line_end: 0, limit: 10 };
+        let mut all = Vec::new();
+        guard.read_to_end(&mut all).unwrap();
+        assert_eq!(all.len(), text.len());
+    }
+
+    #[test]
+    fn a_pump_hands_over_items_as_they_come_and_waits_no_longer_than_asked() {
+        let (tx, rx) = std::sync::mpsc::channel::<Option<u32>>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut pump = Pump::start("test", 4, Arc::clone(&stop), move || Ok(rx.recv().ok().flatten())).unwrap();
+        let started = Instant::now();
+        assert!(matches!(pump.next_until(Instant::now() + Duration::from_millis(30)), Ok(Pumped::Wait)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tx.send(Some(7)).unwrap();
+        assert!(matches!(pump.next_until(Instant::now() + Duration::from_secs(5)), Ok(Pumped::Item(7))));
+        tx.send(None).unwrap();
+        assert!(matches!(pump.next_until(Instant::now() + Duration::from_secs(5)), Ok(Pumped::End)));
+        assert!(matches!(pump.next_until(Instant::now()), Ok(Pumped::End)));
+        drop(pump);
+        assert!(stop.load(Ordering::Relaxed), "dropping the pump stops a follower");
+    }
+
+    #[test]
+    fn a_followed_file_is_read_as_it_grows_until_stopped() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grow.txt");
+        let mut w = std::fs::File::create(&path).unwrap();
+        w.write_all(b"one\n").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut f = Follow::new(std::fs::File::open(&path).unwrap(), Duration::from_millis(5), Arc::clone(&stop));
+        let mut buf = [0u8; 64];
+        assert_eq!(&buf[..f.read(&mut buf).unwrap()], b"one\n");
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            w.write_all(b"two\n").unwrap();
+        });
+        assert_eq!(&buf[..f.read(&mut buf).unwrap()], b"two\n", "waits for the file to grow");
+        writer.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(f.read(&mut buf).unwrap(), 0, "stopped: the end of the input");
+    }
+}
