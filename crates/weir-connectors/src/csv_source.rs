@@ -71,7 +71,7 @@ pub struct CsvSource {
 /// A record as CSV text again (quoted where needed), without the line end.
 fn csv_text(record: &csv::ByteRecord, delimiter: u8) -> String {
     let mut writer = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
-    let _ = writer.write_byte_record(record);
+    let _ = writer.write_byte_record(&(0..record.len()).map(|i| field(record, i)).collect::<csv::ByteRecord>());
     let bytes = writer.into_inner().unwrap_or_default();
     String::from_utf8_lossy(&bytes).trim_end_matches(['\n', '\r']).to_string()
 }
@@ -84,10 +84,23 @@ struct CsvPosition {
     done: bool,
 }
 
+/// Records end at `\n` only: with the csv crate's default (`\r`, `\n` or `\r\n`), a record
+/// after a `\r\n` starts at its `\n`, one line too early in messages and dead letters. The
+/// `\r` of a `\r\n` is taken off the last field instead ([`field`]).
 fn reader_builder(delimiter: u8, headers: bool) -> csv::ReaderBuilder {
     let mut b = csv::ReaderBuilder::new();
-    b.delimiter(delimiter).has_headers(headers).flexible(true);
+    b.delimiter(delimiter).has_headers(headers).flexible(true).terminator(csv::Terminator::Any(b'\n'));
     b
+}
+
+/// Field `i` of `record`, without the `\r` of a `\r\n` line end.
+fn field(record: &csv::ByteRecord, i: usize) -> &[u8] {
+    let raw = record.get(i).unwrap_or_default();
+    if i + 1 == record.len() {
+        raw.strip_suffix(b"\r").unwrap_or(raw)
+    } else {
+        raw
+    }
 }
 
 /// Whether a record is a blank or whitespace-only line (skipped, not a row).
@@ -262,7 +275,7 @@ impl CsvSource {
         }
         for c in &self.columns {
             // every field_index is below header_len, checked just above
-            let raw = self.record.get(c.field_index).unwrap_or_default();
+            let raw = field(&self.record, c.field_index);
             let Ok(text) = std::str::from_utf8(raw) else {
                 return Err(format!("column '{}' is not valid UTF-8", c.name));
             };
@@ -384,7 +397,7 @@ impl Source for CsvSource {
                     for ((c, buf), v) in read.zip(&mut self.buffers).zip(&mut values) {
                         if c.is_text {
                             // validated by parse_record; text columns are appended from the record
-                            let raw = self.record.get(c.field_index).unwrap_or_default();
+                            let raw = field(&self.record, c.field_index);
                             let text = std::str::from_utf8(raw).unwrap_or_default();
                             buf.append(&if text.is_empty() { Value::Null } else { Value::Str(text) });
                         } else {

@@ -87,6 +87,9 @@ impl SqlError {
             other => (ErrorKind::Plan, other.to_string()),
         };
         let mut out = Self { kind, message: tidy(&message), position: None, hint: None };
+        if let Some((message, hint)) = no_matching_function(&out.message) {
+            (out.kind, out.message, out.hint) = (ErrorKind::Plan, message, Some(hint));
+        }
         if let Some(d) = diagnostic {
             if let Some(span) = d.span {
                 if span.start.line > 0 {
@@ -121,6 +124,30 @@ fn tidy(message: &str) -> String {
         }
     }
     m.to_string()
+}
+
+/// DataFusion's "Internal error: Function 'sum' failed to match any signature, errors: …" is a
+/// user's type error: say which call has no match, with what it takes instead.
+fn no_matching_function(message: &str) -> Option<(String, String)> {
+    const MARK: &str = "No function matches the given name and argument types '";
+    let rest = &message[message.find(MARK)? + MARK.len()..];
+    let call = &rest[..rest.find('\'')?];
+    let name = call.split('(').next().unwrap_or(call);
+    let candidates: Vec<&str> = rest
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| l.starts_with(name) && l.len() > name.len() && l[name.len()..].starts_with('('))
+        .collect();
+    let mut sql_call = call.to_string();
+    for (arrow, sql) in [("LargeUtf8", "VARCHAR"), ("Utf8View", "VARCHAR"), ("Utf8", "VARCHAR"), ("Int64", "BIGINT"), ("Int32", "INT"), ("Float64", "DOUBLE"), ("Boolean", "BOOLEAN")] {
+        sql_call = sql_call.replace(arrow, sql);
+    }
+    let mut text = format!("no function {sql_call}: the argument types do not fit {name}");
+    if !candidates.is_empty() {
+        text.push_str(&format!(" (it takes {})", candidates.join(", ")));
+    }
+    Some((text, format!("cast the argument to a type {name} takes, e.g. {name}(CAST(x AS DOUBLE))")))
 }
 
 /// sqlparser reports positions inside its message ("… at Line: 3, Column: 7").

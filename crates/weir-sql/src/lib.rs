@@ -42,6 +42,7 @@
 
 #![warn(missing_docs)]
 
+mod bounded_fn;
 mod bounds;
 mod catalog;
 mod error;

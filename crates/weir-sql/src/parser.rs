@@ -100,6 +100,11 @@ pub fn ends_statement(text: &str) -> bool {
 /// and twenty thousand levels would overflow the stack.
 pub const MAX_EXPR_DEPTH: usize = 200;
 
+/// How deep sqlparser may recurse: past [`MAX_EXPR_DEPTH`] (a nested CASE takes several of
+/// its levels per level of nesting), so that the depth check, not a misleading syntax error
+/// from sqlparser backtracking, refuses a statement too deep.
+const PARSER_RECURSION: usize = 8 * MAX_EXPR_DEPTH;
+
 /// The stack a script is parsed on: a refused statement may still be an expression chain
 /// thousands of levels deep, and taking it apart (dropping it) recurses once per level.
 const PARSE_STACK: usize = 256 << 20;
@@ -126,11 +131,40 @@ pub fn parse_script(sql: &str) -> Result<Vec<Stmt>> {
 /// [`parse_unbounded`], refusing expressions nested too deeply, and pointing at the end of the
 /// text when a statement is cut short.
 fn parse_bounded(sql: &str) -> Result<Vec<Stmt>> {
+    check_nesting(sql)?;
     let stmts = parse_unbounded(sql).map_err(|e| at_end_if_cut_short(e, sql))?;
     for stmt in &stmts {
         check_depth(stmt)?;
     }
     Ok(stmts)
+}
+
+/// Refuse parentheses or CASEs nested deeper than [`MAX_EXPR_DEPTH`] before parsing: sqlparser
+/// recurses several levels for each, and its own limit, hit inside a CASE it retries another
+/// way, would end in a misleading syntax error far from the cause.
+fn check_nesting(sql: &str) -> Result<()> {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else {
+        return Ok(()); // the parser reports it
+    };
+    let mut depth = 0usize;
+    for t in &tokens {
+        match &t.token {
+            Token::LParen => depth += 1,
+            Token::Word(w) if w.keyword == Keyword::CASE && w.quote_style.is_none() => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(w) if w.keyword == Keyword::END && w.quote_style.is_none() => depth = depth.saturating_sub(1),
+            Token::SemiColon => depth = 0,
+            _ => continue,
+        }
+        if depth > MAX_EXPR_DEPTH {
+            return Err(SqlError::plan(format!(
+                "expression nested too deeply: more than {MAX_EXPR_DEPTH} levels of parentheses or CASE"
+            ))
+            .at(t.span.start)
+            .with_hint("split it up: compute parts in a subquery or a view"));
+        }
+    }
+    Ok(())
 }
 
 /// "found: EOF" comes without a position: point just past the last word of the text.
@@ -227,7 +261,7 @@ fn parse_unbounded(sql: &str) -> Result<Vec<Stmt>> {
     let dialect = GenericDialect {};
     let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location()?;
     let tokens = session_partition_args(unwrap_tvf_table_args(drop_system_time(tokens)));
-    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let mut parser = Parser::new(&dialect).with_recursion_limit(PARSER_RECURSION).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}

@@ -27,7 +27,7 @@ impl Default for FunctionRegistry {
     fn default() -> Self {
         let mut scalars = HashMap::new();
         let all = datafusion_functions::all_default_functions().into_iter().chain(crate::window_fn::window_functions());
-        for f in all {
+        for f in all.map(crate::bounded_fn::bounded) {
             for alias in f.aliases() {
                 scalars.insert(alias.clone(), Arc::clone(&f));
             }
