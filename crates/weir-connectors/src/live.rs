@@ -250,12 +250,14 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let mut f = Follow::new(std::fs::File::open(&path).unwrap(), Duration::from_millis(5), Arc::clone(&stop));
         let mut buf = [0u8; 64];
-        assert_eq!(&buf[..f.read(&mut buf).unwrap()], b"one\n");
+        let n = f.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"one\n");
         let writer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             w.write_all(b"two\n").unwrap();
         });
-        assert_eq!(&buf[..f.read(&mut buf).unwrap()], b"two\n", "waits for the file to grow");
+        let n = f.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"two\n", "waits for the file to grow");
         writer.join().unwrap();
         stop.store(true, Ordering::Relaxed);
         assert_eq!(f.read(&mut buf).unwrap(), 0, "stopped: the end of the input");
