@@ -178,7 +178,19 @@ fn apply_setting(settings: &mut BTreeMap<String, String>, key: &str, value: &str
 
 /// Entry point of the `weir` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help, --version and usage errors, written without panicking
+            let code = ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE));
+            if e.use_stderr() {
+                err!("{e}");
+            } else {
+                out!("{e}");
+            }
+            return console::exit_code(code);
+        }
+    };
     init_logging(cli.verbose);
     let command =
         cli.command.unwrap_or(Command::Shell { format: OutputFormat::Table, set: Vec::new(), metrics_addr: None });
