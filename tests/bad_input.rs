@@ -64,26 +64,33 @@ fn limits_are_checked_where_values_are_given() {
     }
 }
 
+/// `weir explain` of `sql`, written to `q.sql` in `dir` (too long for a command line).
+fn explain_file(dir: &Path, sql: &str) -> Output {
+    std::fs::write(dir.join("q.sql"), sql).unwrap();
+    run_in(dir, &["explain", "q.sql"])
+}
+
 #[test]
 fn deep_expressions_are_refused_with_their_position() {
     let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
     // twenty thousand `+` terms overflowed the stack
     let chain = format!("SELECT {} AS x FROM bid", vec!["auction"; 20_000].join(" + "));
-    let out = run_in(dir.path(), &["explain", "-e", &chain]);
-    expect(&out, 3, &["expression nested too deeply", "<command line>:1:8", "hint:"]);
+    let out = explain_file(d, &chain);
+    expect(&out, 3, &["expression nested too deeply", "q.sql:1:8", "hint:"]);
     assert!(stderr(&out).len() < 2000, "the statement is not echoed whole: {} bytes", stderr(&out).len());
     // nested CASEs and parentheses: refused before sqlparser's own limit gives a misleading message
     let case = |n: usize| {
         let open: String = (0..n).map(|i| format!("CASE WHEN auction > {i} THEN ")).collect();
         format!("SELECT {open}1{} AS x FROM bid", " ELSE 0 END".repeat(n))
     };
-    expect(&run_in(dir.path(), &["explain", "-e", &case(3000)]), 3, &["nested too deeply", "<command line>:1:"]);
+    expect(&explain_file(d, &case(3000)), 3, &["nested too deeply", "q.sql:1:"]);
     let parens = format!("SELECT {}1{} FROM bid", "(".repeat(5000), ")".repeat(5000));
-    expect(&run_in(dir.path(), &["explain", "-e", &parens]), 3, &["nested too deeply", "<command line>:1:"]);
+    expect(&explain_file(d, &parens), 3, &["nested too deeply", "q.sql:1:"]);
     // within the limit, they plan
-    expect(&run_in(dir.path(), &["explain", "-e", &case(100)]), 0, &[]);
+    expect(&explain_file(d, &case(100)), 0, &[]);
     let chain = format!("SELECT {} AS x FROM bid", vec!["auction"; 150].join(" + "));
-    expect(&run_in(dir.path(), &["explain", "-e", &chain]), 0, &[]);
+    expect(&explain_file(d, &chain), 0, &[]);
 }
 
 #[test]

@@ -174,3 +174,37 @@ fn the_shell_reads_a_piped_script_without_prompts() {
     assert!(stderr.contains("error: ") && stderr.contains("oops"), "{stderr}");
     assert!(stderr.contains("query: 400 rows in"), "{stderr}");
 }
+
+#[test]
+fn ctrl_c_stops_a_busy_or_a_waiting_query_and_the_shell_stays_usable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = start(&dir.path().join("history"));
+    p.send_line("\\format csv").unwrap();
+    prompt(&mut p);
+    // an updating aggregate over an unbounded generator, as fast as it goes
+    p.send_line("CREATE TABLE fast (id BIGINT, v INT) WITH (connector = 'datagen', 'rows-per-second' = '100000000');")
+        .unwrap();
+    p.exp_string("CREATE TABLE fast").unwrap();
+    p.send_line("SELECT v % 4 AS k, COUNT(*) AS n FROM fast GROUP BY v % 4;").unwrap();
+    p.exp_string("+U,").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let asked = std::time::Instant::now();
+    p.send_control('c').unwrap();
+    p.exp_string("query stopped (Ctrl-C)").unwrap();
+    assert!(asked.elapsed() < std::time::Duration::from_secs(5), "stopped in {:?}", asked.elapsed());
+    prompt(&mut p);
+    // a generator whose next row is not due for a second
+    p.send_line("CREATE TABLE slow (id BIGINT) WITH (connector = 'datagen', 'rows-per-second' = '1');").unwrap();
+    p.exp_string("CREATE TABLE slow").unwrap();
+    p.send_line("SELECT COUNT(*) AS n FROM slow;").unwrap();
+    p.exp_string("+I,1").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("query stopped (Ctrl-C)").unwrap();
+    prompt(&mut p);
+    // the shell is usable, and \q quits
+    p.send_line("SELECT 1 + ;").unwrap();
+    p.exp_string("input:1:").unwrap();
+    prompt(&mut p);
+    p.send_line("\\q").unwrap();
+    p.exp_eof().unwrap();
+}

@@ -36,8 +36,9 @@ enum Records {
 enum CsvItem {
     /// The header, with the byte and line where the first record starts.
     Header(csv::ByteRecord, (u64, u64)),
-    /// A record, with the byte and line where the next one starts.
-    Record(csv::ByteRecord, (u64, u64)),
+    /// A record, with the byte and line where the next one starts, and whether the input
+    /// ended with it.
+    Record(csv::ByteRecord, (u64, u64), bool),
 }
 
 /// A CSV file read in batches of `batch_size` rows; memory is bounded by one batch. Standard
@@ -54,8 +55,9 @@ pub struct CsvSource {
     batch_size: usize,
     bad_rows: BadRows,
     record: csv::ByteRecord,
-    /// The line the current record starts on.
-    record_line: u64,
+    /// Where the current record ends: the line the reader is on after it, and whether the
+    /// input ended with it (no line end after it). See [`CsvSource::record_line`].
+    record_end: (u64, bool),
     scratch: Vec<Value<'static>>,
     header_len: usize,
     done: bool,
@@ -142,7 +144,7 @@ impl CsvSource {
             batch_size: batch_size.max(1),
             bad_rows: BadRows::new(options, &metrics),
             record: csv::ByteRecord::new(),
-            record_line: 0,
+            record_end: (0, false),
             scratch: Vec::new(),
             header_len: 0,
             done: false,
@@ -204,7 +206,7 @@ impl CsvSource {
             match r.read_byte_record(&mut record) {
                 Ok(true) => {
                     let p = r.position();
-                    Ok(Some(CsvItem::Record(record, (at.0 + p.byte(), at.1 + p.line()))))
+                    Ok(Some(CsvItem::Record(record, (at.0 + p.byte(), at.1 + p.line()), r.is_done())))
                 }
                 Ok(false) => Ok(None),
                 Err(e) => Err(format!("{display}:{}: {e}", at.1 + e.position().map_or(r.position().line(), |p| p.line()))),
@@ -312,13 +314,21 @@ impl CsvSource {
         Ok(())
     }
 
+    /// The line the current record starts on, counted back from its end: the csv crate's own
+    /// record position is where reading started, before any blank lines it skipped.
+    fn record_line(&self) -> u64 {
+        let (end, input_ended) = self.record_end;
+        let inside = self.record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+        end.saturating_sub(inside + u64::from(!input_ended)).max(1)
+    }
+
     /// Read the next record into `record`; `Ok(false)` when none came by `deadline` (a
     /// pumped input) or the input ended (`done` is set then).
     fn next_record(&mut self, deadline: Instant) -> Result<bool> {
         match &mut self.records {
             Records::Direct(reader) => match reader.read_byte_record(&mut self.record) {
                 Ok(true) => {
-                    self.record_line = self.base.1 + self.record.position().map_or(0, |p| p.line());
+                    self.record_end = (self.base.1 + reader.position().line(), reader.is_done());
                     Ok(true)
                 }
                 Ok(false) => {
@@ -337,9 +347,9 @@ impl CsvSource {
                         self.map_header(&header)?;
                         self.next = first;
                     }
-                    Pumped::Item(CsvItem::Record(record, next)) => {
+                    Pumped::Item(CsvItem::Record(record, next, ended)) => {
                         self.record = record;
-                        self.record_line = self.next.1;
+                        self.record_end = (next.1, ended);
                         self.next = next;
                         return Ok(true);
                     }
@@ -408,7 +418,8 @@ impl Source for CsvSource {
                 }
                 Err(why) => {
                     let (record, delimiter) = (&self.record, self.options.delimiter);
-                    self.bad_rows.handle(&self.display, self.record_line, &why, || csv_text(record, delimiter))?;
+                    let line = self.record_line();
+                    self.bad_rows.handle(&self.display, line, &why, || csv_text(record, delimiter))?;
                 }
             }
         }
