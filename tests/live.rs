@@ -235,3 +235,49 @@ fn sigint_and_sigterm_stop_a_query_at_every_stage() {
     let tail = count_per_second("connector = 'file', path = 'tail.csv', 'source.monitor-interval' = '1 h'");
     stops_promptly(&tail, wait, "INT", &[], dir.path());
 }
+
+#[test]
+fn a_directory_is_read_file_by_file_and_watched_for_new_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let file = |name: &str, rows: std::ops::Range<u64>| {
+        let text: String = rows.map(|i| row(i, 10)).collect();
+        // written under a hidden name, then moved in whole
+        let hidden = data.join(format!("_{name}"));
+        std::fs::write(&hidden, format!("k,ts\n{text}")).unwrap();
+        std::fs::rename(&hidden, data.join(name)).unwrap();
+    };
+    file("b.csv", 100..200);
+    file("a.csv", 0..100);
+    std::fs::write(data.join(".partial.csv"), "k,ts\nnot,a row\n").unwrap();
+    // bounded: the files there, in name order; a bad row names its file and line
+    let sql = count_per_second("connector = 'file', path = 'data'");
+    let out = weir().current_dir(dir.path()).args(["run", "-q", "--format", "csv", "-e", &sql]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "window_start,n\n2024-01-01T00:00:00,100\n2024-01-01T00:00:01,100\n");
+    std::fs::write(data.join("c.csv"), "k,ts\nk1,2024-01-01 00:00:02\nk2,soon\n").unwrap();
+    let out = weir().current_dir(dir.path()).args(["run", "-q", "-e", &sql]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("c.csv:3: bad value 'soon' for column 'ts'"), "{err}");
+    std::fs::remove_file(data.join("c.csv")).unwrap();
+    // watched: new files are read as they appear
+    let sql = count_per_second("connector = 'file', path = 'data', 'source.monitor-interval' = '50 ms'");
+    let mut child = weir()
+        .current_dir(dir.path())
+        .args(["run", "-q", "--format", "csv", "-e", &sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let got = lines(&mut child);
+    let next = |what: &str| got.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("{what}")).1;
+    assert_eq!(next("the header"), "window_start,n");
+    assert_eq!(next("the first window"), "2024-01-01T00:00:00,100");
+    file("0-late-name.csv", 200..300);
+    assert_eq!(next("a window of a file that appeared"), "2024-01-01T00:00:01,100");
+    file("z.csv", 300..350);
+    let (took, status) = stop(&mut child, "INT");
+    assert!(status.success() && took < STOP_BOUND, "{status:?} {took:?}");
+}

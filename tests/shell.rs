@@ -208,3 +208,25 @@ fn ctrl_c_stops_a_busy_or_a_waiting_query_and_the_shell_stays_usable() {
     p.send_line("\\q").unwrap();
     p.exp_eof().unwrap();
 }
+
+#[test]
+fn ctrl_c_gives_up_planning_a_huge_statement() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // twenty thousand computed columns take many seconds to plan
+    let columns: Vec<String> = (0..20_000).map(|i| format!("auction + {i} AS c{i}")).collect();
+    let script = dir.path().join("huge.sql");
+    std::fs::write(&script, format!("SELECT {} FROM bid;", columns.join(", "))).unwrap();
+    let mut p = start(&dir.path().join("history"));
+    p.send_line(&format!("\\i {}", script.display())).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let asked = std::time::Instant::now();
+    p.send_control('c').unwrap();
+    p.exp_string("planning stopped (Ctrl-C)").unwrap();
+    assert!(asked.elapsed() < std::time::Duration::from_secs(5), "gave up in {:?}", asked.elapsed());
+    prompt(&mut p);
+    // the catalog is as it was, and the shell works on
+    p.send_line("CREATE TABLE small (id BIGINT) WITH (connector = 'datagen', 'number-of-rows' = '3');").unwrap();
+    p.exp_string("CREATE TABLE small").unwrap();
+    p.send_line("\\q").unwrap();
+    p.exp_eof().unwrap();
+}

@@ -11,7 +11,7 @@ use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
 use crate::column::{ColumnBuffer, ColumnType, Value};
 use crate::dead_letter::BadRows;
-use crate::live::{Follow, LineGuard, Mode, Pump, Pumped, LINGER};
+use crate::live::{DirFiles, Follow, LineGuard, Mode, Pump, Pumped, LINGER};
 use crate::options::FileOptions;
 
 struct CsvColumn {
@@ -34,8 +34,9 @@ enum Records {
 
 /// What a pump thread reads.
 enum CsvItem {
-    /// The header, with the byte and line where the first record starts.
-    Header(csv::ByteRecord, (u64, u64)),
+    /// The header, with the byte and line where the first record starts, and the file it
+    /// is of when reading a directory.
+    Header(csv::ByteRecord, (u64, u64), Option<String>),
     /// A record, with the byte and line where the next one starts, and whether the input
     /// ended with it.
     Record(csv::ByteRecord, (u64, u64), bool),
@@ -182,12 +183,27 @@ impl CsvSource {
         let source = self.clone_for_pump();
         let stop = Arc::new(AtomicBool::new(false));
         let follow_stop = Arc::clone(&stop);
+        let mut files = match (&self.mode, &self.options.path) {
+            (Mode::Directory(monitor), Some(dir)) => Some(DirFiles::new(dir.clone(), *monitor, Arc::clone(&stop))),
+            _ => None,
+        };
         let mut reader: Option<csv::Reader<BufReader<Box<dyn Read + Send>>>> = None;
         let mut at = (byte, line);
-        let display = self.display.clone();
-        let pump = Pump::start(&display.clone(), self.batch_size, stop, move || {
+        let mut display = self.display.clone();
+        let pump = Pump::start(&display.clone(), self.batch_size, stop, move || loop {
             let Some(r) = reader.as_mut() else {
-                let input = source.open(0, &follow_stop)?;
+                // the input, or a directory's next file
+                let (input, file) = match files.as_mut() {
+                    Some(files) => match files.next_file()? {
+                        Some(path) => {
+                            let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                            display = path.display().to_string();
+                            (Box::new(LineGuard::new(file)) as Box<dyn Read + Send>, Some(display.clone()))
+                        }
+                        None => return Ok(None),
+                    },
+                    None => (source.open(0, &follow_stop)?, None),
+                };
                 let mut r = reader_builder(delimiter, true).from_reader(BufReader::with_capacity(1 << 20, input));
                 let header =
                     r.byte_headers().map_err(|e| format!("{display}: cannot read the header row: {e}"))?.clone();
@@ -200,16 +216,21 @@ impl CsvSource {
                     (r.position().byte(), r.position().line())
                 };
                 reader = Some(r);
-                return Ok(Some(CsvItem::Header(header, first)));
+                return Ok(Some(CsvItem::Header(header, first, file)));
             };
             let mut record = csv::ByteRecord::new();
             match r.read_byte_record(&mut record) {
                 Ok(true) => {
                     let p = r.position();
-                    Ok(Some(CsvItem::Record(record, (at.0 + p.byte(), at.1 + p.line()), r.is_done())))
+                    return Ok(Some(CsvItem::Record(record, (at.0 + p.byte(), at.1 + p.line()), r.is_done())));
                 }
-                Ok(false) => Ok(None),
-                Err(e) => Err(format!("{display}:{}: {e}", at.1 + e.position().map_or(r.position().line(), |p| p.line()))),
+                // a directory: on to its next file
+                Ok(false) if files.is_some() => reader = None,
+                Ok(false) => return Ok(None),
+                Err(e) => {
+                    let line = at.1 + e.position().map_or(r.position().line(), |p| p.line());
+                    return Err(format!("{display}:{line}: {e}"));
+                }
             }
         })?;
         self.records = Records::Pumped(pump);
@@ -343,7 +364,10 @@ impl CsvSource {
             Records::Pumped(_) => loop {
                 let Records::Pumped(pump) = &mut self.records else { return Ok(false) };
                 match pump.next_until(deadline).map_err(RuntimeError::Source)? {
-                    Pumped::Item(CsvItem::Header(header, first)) => {
+                    Pumped::Item(CsvItem::Header(header, first, file)) => {
+                        if let Some(file) = file {
+                            self.display = file;
+                        }
                         self.map_header(&header)?;
                         self.next = first;
                     }
@@ -439,7 +463,7 @@ impl Source for CsvSource {
     fn position(&self) -> Option<serde_json::Value> {
         self.options.path.as_ref()?;
         let (byte, line) = match (&self.records, &self.mode) {
-            (_, Mode::Blocking) => return None,
+            (_, mode) if !mode.seekable() => return None,
             (Records::Direct(reader), _) => {
                 let p = reader.position();
                 (self.base.0 + p.byte(), self.base.1 + p.line())

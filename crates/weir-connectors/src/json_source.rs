@@ -12,15 +12,22 @@ use weir_runtime::{Metrics, Result, RuntimeError, Source};
 use crate::column::{ColumnBuffer, ColumnType, Value};
 use crate::csv_source::clip;
 use crate::dead_letter::BadRows;
-use crate::live::{Follow, LineGuard, Mode, Pump, Pumped, LINGER};
+use crate::live::{DirFiles, Follow, LineGuard, Mode, Pump, Pumped, LINGER};
 use crate::options::FileOptions;
 
 /// Where lines come from.
 enum Lines {
     /// A regular file, read on the source's thread.
     Direct(BufReader<Box<dyn Read + Send>>),
-    /// An input that can block, read on a pump thread ([`crate::live`]).
-    Pumped(Pump<Vec<u8>>),
+    /// An input that can block, or a directory, read on a pump thread ([`crate::live`]).
+    Pumped(Pump<JsonItem>),
+}
+
+/// What a pump thread reads.
+enum JsonItem {
+    /// A directory's next file starts.
+    File(String),
+    Line(Vec<u8>),
 }
 
 /// A JSON-lines file read in batches. Keys match column names exactly, or else ignoring case;
@@ -108,33 +115,48 @@ impl JsonSource {
             return Ok(());
         }
         // read on a thread of its own: opening a FIFO can block too
-        let (options, mode, display) = (self.options.clone(), self.mode.clone(), self.display.clone());
+        let (options, mode, mut display) = (self.options.clone(), self.mode.clone(), self.display.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let follow_stop = Arc::clone(&stop);
+        let mut files = match (&self.mode, &self.options.path) {
+            (Mode::Directory(monitor), Some(dir)) => Some(DirFiles::new(dir.clone(), *monitor, Arc::clone(&stop))),
+            _ => None,
+        };
         let mut reader: Option<BufReader<Box<dyn Read + Send>>> = None;
         let mut line_number = self.line_number;
-        let pump = Pump::start(&self.display, self.batch_size, stop, move || {
-            let r = match reader.as_mut() {
-                Some(r) => r,
-                None => {
-                    let input: Box<dyn Read + Send> = match (&mode, &options.path) {
-                        (Mode::Follow(interval), Some(path)) => {
-                            use std::io::Seek;
-                            let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                            file.seek(std::io::SeekFrom::Start(byte)).map_err(|e| format!("{}: {e}", path.display()))?;
-                            Box::new(Follow::new(file, *interval, Arc::clone(&follow_stop)))
+        let pump = Pump::start(&self.display, self.batch_size, stop, move || loop {
+            let Some(r) = reader.as_mut() else {
+                let input: Box<dyn Read + Send> = match (&mode, &options.path, files.as_mut()) {
+                    // a directory's next file
+                    (_, _, Some(files)) => match files.next_file()? {
+                        Some(path) => {
+                            display = path.display().to_string();
+                            line_number = 0;
+                            let file = std::fs::File::open(&path).map_err(|e| format!("{display}: {e}"))?;
+                            reader = Some(BufReader::with_capacity(1 << 20, Box::new(LineGuard::new(file))));
+                            return Ok(Some(JsonItem::File(display.clone())));
                         }
-                        _ => options.open_input()?,
-                    };
-                    reader.insert(BufReader::with_capacity(1 << 20, Box::new(LineGuard::new(input))))
-                }
+                        None => return Ok(None),
+                    },
+                    (Mode::Follow(interval), Some(path), None) => {
+                        use std::io::Seek;
+                        let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                        file.seek(std::io::SeekFrom::Start(byte)).map_err(|e| format!("{}: {e}", path.display()))?;
+                        Box::new(Follow::new(file, *interval, Arc::clone(&follow_stop)))
+                    }
+                    _ => options.open_input()?,
+                };
+                reader = Some(BufReader::with_capacity(1 << 20, Box::new(LineGuard::new(input))));
+                continue;
             };
             let mut line = Vec::new();
             line_number += 1;
             match r.read_until(b'\n', &mut line) {
-                Ok(0) => Ok(None),
-                Ok(_) => Ok(Some(line)),
-                Err(e) => Err(format!("{display}:{line_number}: {e}")),
+                // a directory: on to its next file
+                Ok(0) if files.is_some() => reader = None,
+                Ok(0) => return Ok(None),
+                Ok(_) => return Ok(Some(JsonItem::Line(line))),
+                Err(e) => return Err(format!("{display}:{line_number}: {e}")),
             }
         })?;
         self.lines = Lines::Pumped(pump);
@@ -153,15 +175,21 @@ impl JsonSource {
                 self.done = n == 0;
                 Ok(n)
             }
-            Lines::Pumped(pump) => match pump.next_until(deadline).map_err(RuntimeError::Source)? {
-                Pumped::Item(line) => {
-                    self.line = line;
-                    Ok(self.line.len())
-                }
-                Pumped::Wait => Ok(0),
-                Pumped::End => {
-                    self.done = true;
-                    Ok(0)
+            Lines::Pumped(_) => loop {
+                let Lines::Pumped(pump) = &mut self.lines else { return Ok(0) };
+                match pump.next_until(deadline).map_err(RuntimeError::Source)? {
+                    Pumped::Item(JsonItem::File(name)) => {
+                        (self.display, self.line_number, self.byte) = (name, 0, 0);
+                    }
+                    Pumped::Item(JsonItem::Line(line)) => {
+                        self.line = line;
+                        return Ok(self.line.len());
+                    }
+                    Pumped::Wait => return Ok(0),
+                    Pumped::End => {
+                        self.done = true;
+                        return Ok(0);
+                    }
                 }
             },
         }
@@ -266,8 +294,8 @@ impl Source for JsonSource {
     /// The byte and line where the next line starts (files only).
     fn position(&self) -> Option<serde_json::Value> {
         self.options.path.as_ref()?;
-        if self.mode == Mode::Blocking {
-            return None; // a pipe or a device cannot be read again
+        if !self.mode.seekable() {
+            return None; // a pipe, a device or a directory cannot be read again from a position
         }
         let position = JsonPosition { byte: self.byte, line: self.line_number, done: self.done };
         serde_json::to_value(position).ok()

@@ -103,6 +103,9 @@ pub enum Mode {
     Blocking,
     /// A regular file followed as it grows, every this often (`'source.monitor-interval'`).
     Follow(Duration),
+    /// A directory: its files read in turn, and with an interval, new ones as they appear
+    /// ([`DirFiles`]); read on a [`Pump`], not from a saved position.
+    Directory(Option<Duration>),
 }
 
 impl Mode {
@@ -111,6 +114,7 @@ impl Mode {
         let Some(path) = path else { return Self::Blocking };
         match std::fs::metadata(path) {
             Ok(m) if m.is_file() => monitor.map_or(Self::File, Self::Follow),
+            Ok(m) if m.is_dir() => Self::Directory(monitor),
             // a FIFO, a character device, a socket
             Ok(_) => Self::Blocking,
             Err(_) => Self::File,
@@ -120,6 +124,77 @@ impl Mode {
     /// Whether reads happen on a [`Pump`].
     pub fn pumped(&self) -> bool {
         !matches!(self, Self::File)
+    }
+
+    /// Whether the input can be read again from a saved position (for checkpoints).
+    pub fn seekable(&self) -> bool {
+        matches!(self, Self::File | Self::Follow(_))
+    }
+}
+
+/// The files of a directory, read one after another: those there at the start in name order,
+/// then (with a monitor interval, Flink's `'source.monitor-interval'`) each new one as it
+/// appears, until `stop`. Names starting with `.` or `_` are left out (files being written,
+/// as in Flink: write a file elsewhere and move it in).
+pub struct DirFiles {
+    dir: PathBuf,
+    monitor: Option<Duration>,
+    stop: Arc<AtomicBool>,
+    seen: std::collections::HashSet<std::ffi::OsString>,
+    queue: std::collections::VecDeque<PathBuf>,
+    listed: bool,
+}
+
+impl DirFiles {
+    /// The files of `dir`, looked for again every `monitor` if set.
+    pub fn new(dir: PathBuf, monitor: Option<Duration>, stop: Arc<AtomicBool>) -> Self {
+        Self { dir, monitor, stop, seen: Default::default(), queue: Default::default(), listed: false }
+    }
+
+    fn list(&mut self) -> std::result::Result<(), String> {
+        let fail = |e: std::io::Error| format!("{}: {e}", self.dir.display());
+        let mut new = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(fail)? {
+            let entry = entry.map_err(fail)?;
+            let name = entry.file_name();
+            let text = name.to_string_lossy();
+            if text.starts_with('.') || text.starts_with('_') || !entry.path().is_file() {
+                continue;
+            }
+            if self.seen.insert(name) {
+                new.push(entry.path());
+            }
+        }
+        new.sort();
+        self.queue.extend(new);
+        self.listed = true;
+        Ok(())
+    }
+
+    /// The next file to read; `None` when there is none left (without a monitor interval)
+    /// or on `stop`.
+    pub fn next_file(&mut self) -> std::result::Result<Option<PathBuf>, String> {
+        loop {
+            if let Some(path) = self.queue.pop_front() {
+                return Ok(Some(path));
+            }
+            if self.listed {
+                let Some(interval) = self.monitor else { return Ok(None) };
+                let mut waited = Duration::ZERO;
+                while waited < interval {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                    let step = (interval - waited).min(LINGER);
+                    std::thread::sleep(step);
+                    waited += step;
+                }
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            self.list()?;
+        }
     }
 }
 
@@ -238,6 +313,28 @@ mod tests {
         assert!(matches!(pump.next_until(Instant::now()), Ok(Pumped::End)));
         drop(pump);
         assert!(stop.load(Ordering::Relaxed), "dropping the pump stops a follower");
+    }
+
+    #[test]
+    fn a_directory_s_files_come_in_name_order_then_new_ones_as_they_appear() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.csv", "a.csv", ".hidden", "_tmp"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let names = |files: &mut DirFiles, n: usize| -> Vec<String> {
+            (0..n).map(|_| files.next_file().unwrap().unwrap().file_name().unwrap().to_string_lossy().into()).collect()
+        };
+        let mut bounded = DirFiles::new(dir.path().to_path_buf(), None, Arc::clone(&stop));
+        assert_eq!(names(&mut bounded, 2), ["a.csv", "b.csv"]);
+        assert_eq!(bounded.next_file().unwrap(), None, "without an interval, the files there at the start");
+        let mut watched = DirFiles::new(dir.path().to_path_buf(), Some(Duration::from_millis(5)), Arc::clone(&stop));
+        assert_eq!(names(&mut watched, 2), ["a.csv", "b.csv"]);
+        std::fs::write(dir.path().join("0.csv"), "x").unwrap();
+        assert_eq!(names(&mut watched, 1), ["0.csv"], "a new file, whatever its name");
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(watched.next_file().unwrap(), None, "stopped");
     }
 
     #[test]

@@ -245,10 +245,8 @@ impl FileOptions {
                 "table '{name}': a parquet file cannot be followed as it grows ('source.monitor-interval' is for csv and json)"
             ));
         }
-        if monitor.is_some() && path.as_ref().is_some_and(|p| p.is_dir()) {
-            return Err(format!(
-                "table '{name}': reading a directory is not supported yet; 'source.monitor-interval' follows one file as it grows"
-            ));
+        if is_source && format == FileFormat::Parquet && path.as_ref().is_some_and(|p| p.is_dir()) {
+            return Err(format!("table '{name}': reading a directory of parquet files is not supported yet (csv and json)"));
         }
         if dead_letter.is_some() && format == FileFormat::Parquet {
             return Err(format!(
