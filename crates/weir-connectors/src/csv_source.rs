@@ -280,11 +280,15 @@ impl CsvSource {
                 read,
             });
         }
-        self.buffers = columns
-            .iter()
-            .filter(|c| c.read)
-            .map(|c| ColumnBuffer::new(c.column_type.clone(), self.batch_size))
-            .collect();
+        if self.buffers.is_empty() {
+            // a directory's next file keeps the rows buffered from the one before (the
+            // columns read are the table's, in the same order, whatever the file's header)
+            self.buffers = columns
+                .iter()
+                .filter(|c| c.read)
+                .map(|c| ColumnBuffer::new(c.column_type.clone(), self.batch_size))
+                .collect();
+        }
         self.columns = columns;
         self.header_len = header.len();
         Ok(())
