@@ -43,7 +43,11 @@ fn limits_are_checked_where_values_are_given() {
     expect(&run_in(dir.path(), &["run", "--batch-size", "99999999", "-e", q]), 2, &["from 1 to 1048576"]);
     expect(&run_in(dir.path(), &["run", "--set", &format!("batch.size={huge}"), "-e", q]), 2, &["from 1 to 1048576"]);
     let set = format!("SET batch_size = '{huge}'; {q};");
-    expect(&run_in(dir.path(), &["run", "-e", &set]), 3, &["batch.size must be a whole number of rows from 1 to 1048576"]);
+    expect(
+        &run_in(dir.path(), &["run", "-e", &set]),
+        3,
+        &["batch.size must be a whole number of rows from 1 to 1048576"],
+    );
     // a function asked for a huge string: an error, not gigabytes per row
     let lpad = "SELECT lpad(channel, 2147483647, 'é') FROM bid";
     expect(
@@ -54,13 +58,20 @@ fn limits_are_checked_where_values_are_given() {
     let repeat = "SELECT repeat(channel, 100000000) FROM bid";
     expect(&run_in(dir.path(), &["run", "--set", "nexmark.events=100", "-e", repeat]), 1, &["repeat: a result of"]);
     // small ones still work
-    let ok = run_in(dir.path(), &["run", "--format", "csv", "--set", "nexmark.events=100", "-e", "SELECT lpad('ab', 4, 'x') AS p FROM bid"]);
+    let ok = run_in(
+        dir.path(),
+        &["run", "--format", "csv", "--set", "nexmark.events=100", "-e", "SELECT lpad('ab', 4, 'x') AS p FROM bid"],
+    );
     expect(&ok, 0, &[]);
     assert!(stdout(&ok).lines().nth(1) == Some("xxab"), "{}", stdout(&ok));
     // a line that never ends
     for format in ["csv", "json"] {
         let sql = format!("CREATE TABLE z (k VARCHAR) WITH (connector = 'file', path = '/dev/zero', format = '{format}'); SELECT * FROM z;");
-        expect(&run_in(dir.path(), &["run", "-e", &sql]), 1, &["/dev/zero", "a line longer than 16 MiB without a line end"]);
+        expect(
+            &run_in(dir.path(), &["run", "-e", &sql]),
+            1,
+            &["/dev/zero", "a line longer than 16 MiB without a line end"],
+        );
     }
 }
 
@@ -123,14 +134,16 @@ fn awkward_files_read_as_people_expect() {
     let d = dir.path();
     // a JSON file starting with a byte-order mark keeps its first row
     std::fs::write(d.join("bom.json"), "\u{feff}{\"k\":\"a\",\"v\":1}\n{\"k\":\"b\",\"v\":2}\n").unwrap();
-    let out = query(d, "CREATE TABLE t (k VARCHAR, v INT) WITH (connector = 'file', path = 'bom.json');", "SELECT * FROM t;");
+    let out =
+        query(d, "CREATE TABLE t (k VARCHAR, v INT) WITH (connector = 'file', path = 'bom.json');", "SELECT * FROM t;");
     expect(&out, 0, &["2 rows in"]);
     assert_eq!(stdout(&out), "k,v\na,1\nb,2\n");
     // CRLF line ends: errors and dead letters name the right line; blank and whitespace-only
     // lines are no rows
     let crlf = "k,v\r\na,1\r\n\r\n  \t \r\n\"c\r\nd\",2\r\ne,x\r\nf,3\r\n";
     std::fs::write(d.join("crlf.csv"), crlf).unwrap();
-    let ddl = |extra: &str| format!("CREATE TABLE t (k VARCHAR, v INT) WITH (connector = 'file', path = 'crlf.csv'{extra});");
+    let ddl =
+        |extra: &str| format!("CREATE TABLE t (k VARCHAR, v INT) WITH (connector = 'file', path = 'crlf.csv'{extra});");
     expect(&query(d, &ddl(""), "SELECT * FROM t;"), 1, &["crlf.csv:7: bad value 'x' for column 'v' (INT)"]);
     let out = query(d, &ddl(", dead_letter = 'dead.jsonl'"), "SELECT k, v, length(k) AS n FROM t;");
     expect(&out, 0, &["3 rows in", "1 malformed rows sent to the dead-letter file"]);
@@ -139,7 +152,8 @@ fn awkward_files_read_as_people_expect() {
         serde_json::from_str(std::fs::read_to_string(d.join("dead.jsonl")).unwrap().trim()).unwrap();
     assert_eq!((dead["line"].as_u64(), dead["row"].as_str()), (Some(7), Some("e,x")));
     // a timestamp past what weir can compute with is a malformed value: skipped and counted
-    std::fs::write(d.join("far.csv"), "k,ts\na,2024-01-01 00:00:01\nb,9999999999999999\nc,2024-01-01 00:00:03\n").unwrap();
+    std::fs::write(d.join("far.csv"), "k,ts\na,2024-01-01 00:00:01\nb,9999999999999999\nc,2024-01-01 00:00:03\n")
+        .unwrap();
     let far = "CREATE TABLE t (k VARCHAR, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH (connector = 'file', path = 'far.csv', bad_data = 'skip');";
     let out = query(d, far, "SELECT k, COUNT(*) AS n FROM t GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k;");
     expect(&out, 0, &["2 rows in", "1 malformed rows skipped"]);
@@ -154,11 +168,9 @@ fn a_row_is_malformed_whichever_columns_the_query_reads() {
     )
     .unwrap();
     let ddl = "CREATE TABLE t (k VARCHAR, v INT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH (connector = 'file', path = 's.csv', bad_data = 'skip');";
-    for select in [
-        "SELECT * FROM t;",
-        "SELECT k FROM t;",
-        "SELECT COUNT(*) AS n FROM t GROUP BY TUMBLE(ts, INTERVAL '1' HOUR);",
-    ] {
+    for select in
+        ["SELECT * FROM t;", "SELECT k FROM t;", "SELECT COUNT(*) AS n FROM t GROUP BY TUMBLE(ts, INTERVAL '1' HOUR);"]
+    {
         let out = query(dir.path(), ddl, select);
         expect(&out, 0, &["2 rows in", "1 malformed rows skipped"]);
     }

@@ -62,7 +62,13 @@ impl Line {
             Line::BadTime { key, v, far: true } => format!("k{key},{v},99999999999999999"),
             Line::BadTime { key, v, far: false } => format!("k{key},{v},not a time"),
             Line::Fields(n) => vec!["1"; usize::from(*n)].join(","),
-            Line::Blank(spaces) => if *spaces { " \t ".to_string() } else { String::new() },
+            Line::Blank(spaces) => {
+                if *spaces {
+                    " \t ".to_string()
+                } else {
+                    String::new()
+                }
+            }
         }
     }
 }
@@ -116,7 +122,7 @@ proptest! {
             base.display()
         );
         let results = bounded("a generated file", move || Session::new().execute(&sql).map_err(|e| e.to_string()));
-        let results = results.map_err(|e| TestCaseError::fail(e))?;
+        let results = results.map_err(TestCaseError::fail)?;
         let rows: Vec<_> = results.into_iter().filter_map(|r| match r {
             StatementResult::Rows { batches, metrics, .. } => Some((batches, metrics)),
             _ => None,
@@ -156,12 +162,78 @@ const SEEDS: &[&str] = &[
 
 /// Tokens salted into generated statements.
 const SALT: &[&str] = &[
-    "(", ")", ",", "'", "\"", ";", "*", "+", "-", "/", "%", "||", "=", "<", ">", "<>", "AND", "OR", "NOT", "NULL",
-    "CASE", "WHEN", "THEN", "ELSE", "END", "SELECT", "FROM", "WHERE", "GROUP BY", "HAVING", "ORDER BY", "LIMIT",
-    "JOIN", "ON", "AS", "CAST(", "AS BIGINT)", "INTERVAL '1' SECOND", "TUMBLE(", "HOP(", "SESSION(", "TABLE",
-    "DESCRIPTOR(ts)", "k", "v", "ts", "t", "0", "-1", "9223372036854775807", "99999999999999999999", "1e308",
-    "'x'", "''", "lpad(k, 2147483647)", "repeat('a', 100000000)", "COUNT(*)", "SUM(k)", "MAX(", "ROW_NUMBER() OVER (",
-    "PARTITION BY", "EXPLAIN", "SET", "batch.size", "= '0'", "WATERMARK", "/*", "*/", "--", "\n", "é", "\u{0}",
+    "(",
+    ")",
+    ",",
+    "'",
+    "\"",
+    ";",
+    "*",
+    "+",
+    "-",
+    "/",
+    "%",
+    "||",
+    "=",
+    "<",
+    ">",
+    "<>",
+    "AND",
+    "OR",
+    "NOT",
+    "NULL",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP BY",
+    "HAVING",
+    "ORDER BY",
+    "LIMIT",
+    "JOIN",
+    "ON",
+    "AS",
+    "CAST(",
+    "AS BIGINT)",
+    "INTERVAL '1' SECOND",
+    "TUMBLE(",
+    "HOP(",
+    "SESSION(",
+    "TABLE",
+    "DESCRIPTOR(ts)",
+    "k",
+    "v",
+    "ts",
+    "t",
+    "0",
+    "-1",
+    "9223372036854775807",
+    "99999999999999999999",
+    "1e308",
+    "'x'",
+    "''",
+    "lpad(k, 2147483647)",
+    "repeat('a', 100000000)",
+    "COUNT(*)",
+    "SUM(k)",
+    "MAX(",
+    "ROW_NUMBER() OVER (",
+    "PARTITION BY",
+    "EXPLAIN",
+    "SET",
+    "batch.size",
+    "= '0'",
+    "WATERMARK",
+    "/*",
+    "*/",
+    "--",
+    "\n",
+    "é",
+    "\u{0}",
 ];
 
 fn statement() -> impl Strategy<Value = String> {

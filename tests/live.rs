@@ -75,7 +75,11 @@ fn stop(child: &mut Child, signal: &str) -> (Duration, std::process::ExitStatus)
 
 /// Rows written slowly (one every 10 ms for 2.5 s, 100 per second of event time) to `write`
 /// come out as windows while the writer is still writing.
-fn windows_flow_while_rows_arrive(mut child: Child, write: impl FnOnce(Box<dyn FnMut(&str) + Send>) + Send + 'static, sink: Box<dyn Write + Send>) {
+fn windows_flow_while_rows_arrive(
+    mut child: Child,
+    write: impl FnOnce(Box<dyn FnMut(&str) + Send>) + Send + 'static,
+    sink: Box<dyn Write + Send>,
+) {
     let got = lines(&mut child);
     let writer = std::thread::spawn(move || {
         let mut sink = sink;
@@ -255,7 +259,10 @@ fn a_directory_is_read_file_by_file_and_watched_for_new_files() {
     let sql = count_per_second("connector = 'file', path = 'data'");
     let out = weir().current_dir(dir.path()).args(["run", "-q", "--format", "csv", "-e", &sql]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "window_start,n\n2024-01-01T00:00:00,100\n2024-01-01T00:00:01,100\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "window_start,n\n2024-01-01T00:00:00,100\n2024-01-01T00:00:01,100\n"
+    );
     std::fs::write(data.join("c.csv"), "k,ts\nk1,2024-01-01 00:00:02\nk2,soon\n").unwrap();
     let out = weir().current_dir(dir.path()).args(["run", "-q", "-e", &sql]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

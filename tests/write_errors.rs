@@ -132,7 +132,8 @@ fn a_full_checkpoint_disk_fails_the_query_and_a_restart_stays_exactly_once() {
     // the same query, uninterrupted
     let clean = tempfile::tempdir().unwrap();
     std::fs::write(clean.path().join("q.sql"), sql).unwrap();
-    let out = Command::new(weir).current_dir(clean.path()).args(["run", "q.sql", "--checkpoint-dir", "ck"]).output().unwrap();
+    let out =
+        Command::new(weir).current_dir(clean.path()).args(["run", "q.sql", "--checkpoint-dir", "ck"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let expected = published(&clean.path().join("out"));
     assert!(!expected.is_empty());

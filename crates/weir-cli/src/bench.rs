@@ -159,7 +159,14 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
     outln!("Nexmark, {} events per query ({} cores available)", args.events, cores());
     outln!(
         "{:<6} {:>12} {:>14} {:>7} {:>10} {:>12} {:>12} {:>9}  target/core",
-        "query", "events/s", "events/s/core", "cores", "peak RSS", "rows read", "output rows", "time"
+        "query",
+        "events/s",
+        "events/s/core",
+        "cores",
+        "peak RSS",
+        "rows read",
+        "output rows",
+        "time"
     );
     let mut results = Vec::new();
     let mut failed = false;

@@ -130,7 +130,9 @@ fn announce(r: &Restored, label: &str, guarantee: Guarantee) {
     } else {
         errln!(
             "weir: {label}: resuming from checkpoint {} ({}, taken {age} ago, {})",
-            r.manifest.id, r.location, guarantee
+            r.manifest.id,
+            r.location,
+            guarantee
         );
     }
 }

@@ -134,9 +134,10 @@ impl CsvSource {
         let display = options.display();
         let mode = Mode::of(options.path.as_ref(), options.monitor);
         let mut source = Self {
-            records: Records::Direct(reader_builder(options.delimiter, false).from_reader(BufReader::new(
-                Box::new(std::io::empty()) as Box<dyn Read + Send>,
-            ))),
+            records: Records::Direct(
+                reader_builder(options.delimiter, false)
+                    .from_reader(BufReader::new(Box::new(std::io::empty()) as Box<dyn Read + Send>)),
+            ),
             display,
             columns: Vec::new(),
             buffers: Vec::new(),
@@ -269,8 +270,8 @@ impl CsvSource {
                     clip(&names.join(", "))
                 )));
             };
-            let column_type =
-                ColumnType::new(field.data_type()).map_err(|e| RuntimeError::Source(format!("{}: {e}", self.display)))?;
+            let column_type = ColumnType::new(field.data_type())
+                .map_err(|e| RuntimeError::Source(format!("{}: {e}", self.display)))?;
             columns.push(CsvColumn {
                 name: field.name().clone(),
                 field_index,
@@ -501,7 +502,13 @@ mod tests {
     }
 
     fn options(path: &std::path::Path, bad_rows: BadRowPolicy) -> FileOptions {
-        FileOptions { path: Some(path.to_path_buf()), format: FileFormat::Csv, bad_rows, delimiter: b',', monitor: None }
+        FileOptions {
+            path: Some(path.to_path_buf()),
+            format: FileFormat::Csv,
+            bad_rows,
+            delimiter: b',',
+            monitor: None,
+        }
     }
 
     #[test]
@@ -535,7 +542,8 @@ mod tests {
                 .unwrap();
         let err = src.next_batch().unwrap_err().to_string();
         assert!(err.contains("x.csv:4: bad value 'zz' for column 'a' (BIGINT)"), "{err}");
-        let mut src = CsvSource::open(&options(&path, BadRowPolicy::Skip), schema, none(), 10, Arc::clone(&metrics)).unwrap();
+        let mut src =
+            CsvSource::open(&options(&path, BadRowPolicy::Skip), schema, none(), 10, Arc::clone(&metrics)).unwrap();
         let batch = src.next_batch().unwrap().unwrap();
         assert_eq!(batch.column(0).as_primitive::<Int64Type>().values().to_vec(), vec![1, 2, 4]);
         assert_eq!(Metrics::get(&metrics.bad_rows_skipped), 1);

@@ -216,9 +216,9 @@ fn parse_line<'a>(
         .map(|((name, t), nullable)| {
             let value = match lookup(obj, name) {
                 None => Value::Null,
-                Some(v) => {
-                    t.parse_json(v).ok_or_else(|| format!("bad value {} for column '{name}' ({})", clip(&v.to_string()), t.sql_name()))?
-                }
+                Some(v) => t.parse_json(v).ok_or_else(|| {
+                    format!("bad value {} for column '{name}' ({})", clip(&v.to_string()), t.sql_name())
+                })?,
             };
             if value == Value::Null && !nullable {
                 return Err(format!("column '{name}' is NOT NULL but the value is null or missing"));

@@ -246,7 +246,9 @@ impl FileOptions {
             ));
         }
         if is_source && format == FileFormat::Parquet && path.as_ref().is_some_and(|p| p.is_dir()) {
-            return Err(format!("table '{name}': reading a directory of parquet files is not supported yet (csv and json)"));
+            return Err(format!(
+                "table '{name}': reading a directory of parquet files is not supported yet (csv and json)"
+            ));
         }
         if dead_letter.is_some() && format == FileFormat::Parquet {
             return Err(format!(

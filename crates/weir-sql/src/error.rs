@@ -140,7 +140,15 @@ fn no_matching_function(message: &str) -> Option<(String, String)> {
         .filter(|l| l.starts_with(name) && l.len() > name.len() && l[name.len()..].starts_with('('))
         .collect();
     let mut sql_call = call.to_string();
-    for (arrow, sql) in [("LargeUtf8", "VARCHAR"), ("Utf8View", "VARCHAR"), ("Utf8", "VARCHAR"), ("Int64", "BIGINT"), ("Int32", "INT"), ("Float64", "DOUBLE"), ("Boolean", "BOOLEAN")] {
+    for (arrow, sql) in [
+        ("LargeUtf8", "VARCHAR"),
+        ("Utf8View", "VARCHAR"),
+        ("Utf8", "VARCHAR"),
+        ("Int64", "BIGINT"),
+        ("Int32", "INT"),
+        ("Float64", "DOUBLE"),
+        ("Boolean", "BOOLEAN"),
+    ] {
         sql_call = sql_call.replace(arrow, sql);
     }
     let mut text = format!("no function {sql_call}: the argument types do not fit {name}");
