@@ -51,6 +51,19 @@ fn lines(child: &mut Child) -> Receiver<(Instant, String)> {
     rx
 }
 
+/// `weir run -q --format csv ARGS -e SQL` in `dir`, stdout and stderr piped.
+fn spawn_csv(dir: &Path, args: &[&str], sql: &str) -> Child {
+    weir()
+        .current_dir(dir)
+        .args(["run", "-q", "--format", "csv"])
+        .args(args)
+        .args(["-e", sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts")
+}
+
 fn mkfifo(path: &Path) {
     let status = Command::new("mkfifo").arg(path).status().expect("mkfifo runs");
     assert!(status.success(), "mkfifo {}", path.display());
@@ -117,13 +130,7 @@ fn rows_from_a_named_pipe_come_out_as_they_arrive() {
     let fifo = dir.path().join("rows.fifo");
     mkfifo(&fifo);
     let sql = count_per_second("connector = 'file', path = 'rows.fifo'");
-    let child = weir()
-        .current_dir(dir.path())
-        .args(["run", "-q", "--format", "csv", "-e", &sql])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("weir starts");
+    let child = spawn_csv(dir.path(), &[], &sql);
     // opening a FIFO for writing waits for its reader: weir must open it without blocking
     // anything else, and read rows as they come
     let pipe = std::fs::OpenOptions::new().write(true).open(&fifo).expect("the pipe opens");
@@ -150,13 +157,7 @@ fn a_followed_file_is_read_as_it_grows_and_checkpoints_where_it_is() {
     let path = dir.path().join("grow.csv");
     std::fs::write(&path, format!("k,ts\n{}", (0..150).map(|i| row(i, 10)).collect::<String>())).unwrap();
     let sql = count_per_second("connector = 'file', path = 'grow.csv', 'source.monitor-interval' = '20 ms'");
-    let mut child = weir()
-        .current_dir(dir.path())
-        .args(["run", "-q", "--format", "csv", "--checkpoint-dir", "ck", "--checkpoint-interval", "100ms", "-e", &sql])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("weir starts");
+    let mut child = spawn_csv(dir.path(), &["--checkpoint-dir", "ck", "--checkpoint-interval", "100ms"], &sql);
     let got = lines(&mut child);
     let next = |what: &str| got.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("{what}")).1;
     assert_eq!(next("the header"), "window_start,n");
@@ -172,13 +173,7 @@ fn a_followed_file_is_read_as_it_grows_and_checkpoints_where_it_is() {
     assert!(took < STOP_BOUND, "took {took:?}");
     // resumed, it continues after the rows it read: appended rows close the fourth window
     f.write_all((320..450).map(|i| row(i, 10)).collect::<String>().as_bytes()).unwrap();
-    let mut child = weir()
-        .current_dir(dir.path())
-        .args(["run", "-q", "--format", "csv", "--checkpoint-dir", "ck", "-e", &sql])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("weir starts again");
+    let mut child = spawn_csv(dir.path(), &["--checkpoint-dir", "ck"], &sql);
     let got = lines(&mut child);
     let mut seen = Vec::new();
     while let Ok((_, line)) = got.recv_timeout(Duration::from_secs(20)) {
@@ -271,13 +266,7 @@ fn a_directory_is_read_file_by_file_and_watched_for_new_files() {
     std::fs::remove_file(data.join("c.csv")).unwrap();
     // watched: new files are read as they appear
     let sql = count_per_second("connector = 'file', path = 'data', 'source.monitor-interval' = '50 ms'");
-    let mut child = weir()
-        .current_dir(dir.path())
-        .args(["run", "-q", "--format", "csv", "-e", &sql])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("weir starts");
+    let mut child = spawn_csv(dir.path(), &[], &sql);
     let got = lines(&mut child);
     let next = |what: &str| got.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("{what}")).1;
     assert_eq!(next("the header"), "window_start,n");

@@ -11,7 +11,7 @@ use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
 use crate::column::{ColumnBuffer, ColumnType, Value};
 use crate::dead_letter::BadRows;
-use crate::live::{DirFiles, Follow, LineGuard, Mode, Pump, Pumped, LINGER};
+use crate::live::{follow, DirFiles, LineGuard, Mode, Pump, Pumped, LINGER};
 use crate::options::FileOptions;
 
 struct CsvColumn {
@@ -402,12 +402,7 @@ struct PumpInput {
 impl PumpInput {
     fn open(&self, byte: u64, stop: &Arc<AtomicBool>) -> std::result::Result<Box<dyn Read + Send>, String> {
         let input: Box<dyn Read + Send> = match (&self.mode, &self.options.path) {
-            (Mode::Follow(interval), Some(path)) => {
-                use std::io::Seek;
-                let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                file.seek(std::io::SeekFrom::Start(byte)).map_err(|e| format!("{}: {e}", path.display()))?;
-                Box::new(Follow::new(file, *interval, Arc::clone(stop)))
-            }
+            (Mode::Follow(interval), Some(path)) => follow(path, byte, *interval, stop)?,
             _ if byte == 0 => self.options.open_input()?,
             _ => self.options.open_at(byte)?,
         };

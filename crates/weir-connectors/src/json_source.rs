@@ -12,7 +12,7 @@ use weir_runtime::{Metrics, Result, RuntimeError, Source};
 use crate::column::{ColumnBuffer, ColumnType, Value};
 use crate::csv_source::clip;
 use crate::dead_letter::BadRows;
-use crate::live::{DirFiles, Follow, LineGuard, Mode, Pump, Pumped, LINGER};
+use crate::live::{follow, DirFiles, LineGuard, Mode, Pump, Pumped, LINGER};
 use crate::options::FileOptions;
 
 /// Where lines come from.
@@ -138,12 +138,7 @@ impl JsonSource {
                         }
                         None => return Ok(None),
                     },
-                    (Mode::Follow(interval), Some(path), None) => {
-                        use std::io::Seek;
-                        let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                        file.seek(std::io::SeekFrom::Start(byte)).map_err(|e| format!("{}: {e}", path.display()))?;
-                        Box::new(Follow::new(file, *interval, Arc::clone(&follow_stop)))
-                    }
+                    (Mode::Follow(interval), Some(path), None) => follow(path, byte, *interval, &follow_stop)?,
                     _ => options.open_input()?,
                 };
                 reader = Some(BufReader::with_capacity(1 << 20, Box::new(LineGuard::new(input))));

@@ -93,6 +93,20 @@ impl Read for Follow {
     }
 }
 
+/// `path` opened at `byte` and followed as it grows, looking for more every `interval`.
+pub fn follow(
+    path: &std::path::Path,
+    byte: u64,
+    interval: Duration,
+    stop: &Arc<AtomicBool>,
+) -> std::result::Result<Box<dyn Read + Send>, String> {
+    use std::io::Seek;
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut file = std::fs::File::open(path).map_err(fail)?;
+    file.seek(std::io::SeekFrom::Start(byte)).map_err(fail)?;
+    Ok(Box::new(Follow::new(file, interval, Arc::clone(stop))))
+}
+
 /// How a file input is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
