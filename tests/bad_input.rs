@@ -151,6 +151,10 @@ fn awkward_files_read_as_people_expect() {
     let dead: serde_json::Value =
         serde_json::from_str(std::fs::read_to_string(d.join("dead.jsonl")).unwrap().trim()).unwrap();
     assert_eq!((dead["line"].as_u64(), dead["row"].as_str()), (Some(7), Some("e,x")));
+    // the last line without a line end is still counted as its own line
+    std::fs::write(d.join("noend.csv"), "k,v\na,1\n\nb,x").unwrap();
+    let noend = "CREATE TABLE t (k VARCHAR, v INT) WITH (connector = 'file', path = 'noend.csv');";
+    expect(&query(d, noend, "SELECT * FROM t;"), 1, &["noend.csv:4: bad value 'x'"]);
     // a timestamp past what weir can compute with is a malformed value: skipped and counted
     std::fs::write(d.join("far.csv"), "k,ts\na,2024-01-01 00:00:01\nb,9999999999999999\nc,2024-01-01 00:00:03\n")
         .unwrap();

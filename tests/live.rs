@@ -250,6 +250,7 @@ fn a_directory_is_read_file_by_file_and_watched_for_new_files() {
     file("b.csv", 100..200);
     file("a.csv", 0..100);
     std::fs::write(data.join(".partial.csv"), "k,ts\nnot,a row\n").unwrap();
+    std::fs::write(data.join("empty.csv"), "").unwrap();
     // bounded: the files there, in name order; a bad row names its file and line
     let sql = count_per_second("connector = 'file', path = 'data'");
     let out = weir().current_dir(dir.path()).args(["run", "-q", "--format", "csv", "-e", &sql]).output().unwrap();
@@ -264,6 +265,12 @@ fn a_directory_is_read_file_by_file_and_watched_for_new_files() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("c.csv:3: bad value 'soon' for column 'ts'"), "{err}");
     std::fs::remove_file(data.join("c.csv")).unwrap();
+    // nothing the query writes may go inside a directory it reads
+    let dead = count_per_second("connector = 'file', path = 'data', dead_letter = 'data/bad.jsonl'");
+    let out = weir().current_dir(dir.path()).args(["run", "-q", "-e", &dead]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("'data/bad.jsonl' is written inside 'data', a directory the query reads"), "{err}");
     // watched: new files are read as they appear
     let sql = count_per_second("connector = 'file', path = 'data', 'source.monitor-interval' = '50 ms'");
     let mut child = spawn_csv(dir.path(), &[], &sql);
@@ -276,4 +283,51 @@ fn a_directory_is_read_file_by_file_and_watched_for_new_files() {
     file("z.csv", 300..350);
     let (took, status) = stop(&mut child, "INT");
     assert!(status.success() && took < STOP_BOUND, "{status:?} {took:?}");
+}
+
+#[test]
+fn a_silent_live_input_goes_idle_in_a_union_while_another_flows() {
+    // a named pipe whose writer stays silent, in a union with rows arriving on stdin: with an
+    // idle timeout, the pipe stops holding back the watermark and windows fire as rows come
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("quiet.fifo");
+    mkfifo(&fifo);
+    let sql = "CREATE TABLE quiet (k VARCHAR, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+               WITH (connector = 'file', path = 'quiet.fifo', format = 'csv', idle_timeout = '300 ms');
+               CREATE TABLE busy (k VARCHAR, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+               WITH (connector = 'stdin', format = 'csv');
+               SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE
+                 (SELECT k, ts FROM quiet UNION ALL SELECT k, ts FROM busy), DESCRIPTOR(ts), INTERVAL '1' SECOND))
+               GROUP BY window_start, window_end;";
+    let mut child = weir()
+        .current_dir(dir.path())
+        .args(["run", "-q", "--format", "csv", "-e", sql])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let mut quiet = std::fs::OpenOptions::new().write(true).open(&fifo).expect("the pipe opens");
+    quiet.write_all(b"k,ts\n").unwrap();
+    let got = lines(&mut child);
+    let mut busy = child.stdin.take().expect("stdin");
+    busy.write_all(b"k,ts\n").unwrap();
+    let writer = std::thread::spawn(move || {
+        for i in 0..250 {
+            if busy.write_all(row(i, 10).as_bytes()).and_then(|_| busy.flush()).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(busy);
+    });
+    let first = got.recv_timeout(Duration::from_secs(20)).map(|(_, l)| l);
+    let window = got.recv_timeout(Duration::from_secs(20)).map(|(_, l)| l);
+    let still_writing = !writer.is_finished();
+    writer.join().unwrap();
+    drop(quiet);
+    let _ = child.wait();
+    assert_eq!(first.as_deref(), Ok("window_start,n"));
+    assert_eq!(window.as_deref(), Ok("2024-01-01T00:00:00,100"));
+    assert!(still_writing, "the window fired only when stdin ended");
 }

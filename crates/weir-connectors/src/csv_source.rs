@@ -11,7 +11,7 @@ use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
 use crate::column::{ColumnBuffer, ColumnType, Value};
 use crate::dead_letter::BadRows;
-use crate::live::{follow, DirFiles, LineGuard, Mode, Pump, Pumped, LINGER};
+use crate::live::{follow, DirFiles, LineGuard, Mode, Pump, Pumped, Tail, LINGER};
 use crate::options::FileOptions;
 
 struct CsvColumn {
@@ -26,8 +26,8 @@ struct CsvColumn {
 
 /// Where records come from.
 enum Records {
-    /// A regular file, read on the source's thread.
-    Direct(csv::Reader<BufReader<Box<dyn Read + Send>>>),
+    /// A regular file, read on the source's thread, with what its reader has read.
+    Direct(csv::Reader<BufReader<Box<dyn Read + Send>>>, Arc<Tail>),
     /// An input that can block, read on a pump thread (its header first).
     Pumped(Pump<CsvItem>),
 }
@@ -137,6 +137,7 @@ impl CsvSource {
             records: Records::Direct(
                 reader_builder(options.delimiter, false)
                     .from_reader(BufReader::new(Box::new(std::io::empty()) as Box<dyn Read + Send>)),
+                Arc::default(),
             ),
             display,
             columns: Vec::new(),
@@ -163,20 +164,19 @@ impl CsvSource {
     fn start(&mut self, byte: u64, line: u64) -> Result<()> {
         let delimiter = self.options.delimiter;
         if !self.mode.pumped() {
-            let mut reader = reader_builder(delimiter, true)
-                .from_reader(BufReader::with_capacity(1 << 20, self.open_input(0).map_err(RuntimeError::Source)?));
+            let (input, mut tail) = self.open_input(0).map_err(RuntimeError::Source)?;
+            let mut reader = reader_builder(delimiter, true).from_reader(BufReader::with_capacity(1 << 20, input));
             let header = reader
                 .byte_headers()
                 .map_err(|e| RuntimeError::Source(format!("{}: cannot read the header row: {e}", self.display)))?
                 .clone();
             self.map_header(&header)?;
             if byte > 0 {
-                reader = reader_builder(delimiter, false).from_reader(BufReader::with_capacity(
-                    1 << 20,
-                    self.open_input(byte).map_err(RuntimeError::Source)?,
-                ));
+                let (input, at) = self.open_input(byte).map_err(RuntimeError::Source)?;
+                reader = reader_builder(delimiter, false).from_reader(BufReader::with_capacity(1 << 20, input));
+                tail = at;
             }
-            self.records = Records::Direct(reader);
+            self.records = Records::Direct(reader, tail);
             self.base = (byte, line);
             return Ok(());
         }
@@ -188,18 +188,18 @@ impl CsvSource {
             (Mode::Directory(monitor), Some(dir)) => Some(DirFiles::new(dir.clone(), *monitor, Arc::clone(&stop))),
             _ => None,
         };
-        let mut reader: Option<csv::Reader<BufReader<Box<dyn Read + Send>>>> = None;
+        let mut reader: Option<(csv::Reader<BufReader<Box<dyn Read + Send>>>, Arc<Tail>)> = None;
         let mut at = (byte, line);
         let mut display = self.display.clone();
         let pump = Pump::start(&display.clone(), self.batch_size, stop, move || loop {
-            let Some(r) = reader.as_mut() else {
+            let Some((r, tail)) = reader.as_mut() else {
                 // the input, or a directory's next file
-                let (input, file) = match files.as_mut() {
+                let ((input, mut tail), file) = match files.as_mut() {
                     Some(files) => match files.next_file()? {
                         Some(path) => {
                             let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
                             display = path.display().to_string();
-                            (Box::new(LineGuard::new(file)) as Box<dyn Read + Send>, Some(display.clone()))
+                            (guarded(file), Some(display.clone()))
                         }
                         None => return Ok(None),
                     },
@@ -208,22 +208,27 @@ impl CsvSource {
                 let mut r = reader_builder(delimiter, true).from_reader(BufReader::with_capacity(1 << 20, input));
                 let header =
                     r.byte_headers().map_err(|e| format!("{display}: cannot read the header row: {e}"))?.clone();
+                if header.is_empty() && file.is_some() {
+                    continue; // an empty file of a directory: nothing to read
+                }
                 let first = if at.0 > 0 {
-                    let input = source.open(at.0, &follow_stop)?;
+                    let (input, at_tail) = source.open(at.0, &follow_stop)?;
                     r = reader_builder(delimiter, false).from_reader(BufReader::with_capacity(1 << 20, input));
+                    tail = at_tail;
                     (at.0, at.1 + 1)
                 } else {
                     at = (0, 0);
                     (r.position().byte(), r.position().line())
                 };
-                reader = Some(r);
+                reader = Some((r, tail));
                 return Ok(Some(CsvItem::Header(header, first, file)));
             };
             let mut record = csv::ByteRecord::new();
             match r.read_byte_record(&mut record) {
                 Ok(true) => {
                     let p = r.position();
-                    return Ok(Some(CsvItem::Record(record, (at.0 + p.byte(), at.1 + p.line()), r.is_done())));
+                    let unterminated = tail.unterminated_at(p.byte());
+                    return Ok(Some(CsvItem::Record(record, (at.0 + p.byte(), at.1 + p.line()), unterminated)));
                 }
                 // a directory: on to its next file
                 Ok(false) if files.is_some() => reader = None,
@@ -243,9 +248,9 @@ impl CsvSource {
         PumpInput { options: self.options.clone(), mode: self.mode.clone() }
     }
 
-    fn open_input(&self, byte: u64) -> std::result::Result<Box<dyn Read + Send>, String> {
+    fn open_input(&self, byte: u64) -> std::result::Result<(Box<dyn Read + Send>, Arc<Tail>), String> {
         let input = if byte == 0 { self.options.open_input()? } else { self.options.open_at(byte)? };
-        Ok(Box::new(LineGuard::new(input)))
+        Ok(guarded(input))
     }
 
     /// Map the header to the columns read and checked.
@@ -260,9 +265,7 @@ impl CsvSource {
             self.schema.fields().iter().map(|f| (true, f)).chain(self.unread.fields().iter().map(|f| (false, f)))
         {
             let Some(field_index) = find(field.name()) else {
-                if !read {
-                    continue; // an unread column the file does not have: nothing to check
-                }
+                // read or not, as every column is checked
                 return Err(RuntimeError::Source(format!(
                     "{}: the header has no column '{}' (it has: {})",
                     self.display,
@@ -352,9 +355,10 @@ impl CsvSource {
     /// pumped input) or the input ended (`done` is set then).
     fn next_record(&mut self, deadline: Instant) -> Result<bool> {
         match &mut self.records {
-            Records::Direct(reader) => match reader.read_byte_record(&mut self.record) {
+            Records::Direct(reader, tail) => match reader.read_byte_record(&mut self.record) {
                 Ok(true) => {
-                    self.record_end = (self.base.1 + reader.position().line(), reader.is_done());
+                    let end = reader.position();
+                    self.record_end = (self.base.1 + end.line(), tail.unterminated_at(end.byte()));
                     Ok(true)
                 }
                 Ok(false) => {
@@ -400,14 +404,21 @@ struct PumpInput {
 }
 
 impl PumpInput {
-    fn open(&self, byte: u64, stop: &Arc<AtomicBool>) -> std::result::Result<Box<dyn Read + Send>, String> {
+    fn open(&self, byte: u64, stop: &Arc<AtomicBool>) -> std::result::Result<(Box<dyn Read + Send>, Arc<Tail>), String> {
         let input: Box<dyn Read + Send> = match (&self.mode, &self.options.path) {
             (Mode::Follow(interval), Some(path)) => follow(path, byte, *interval, stop)?,
             _ if byte == 0 => self.options.open_input()?,
             _ => self.options.open_at(byte)?,
         };
-        Ok(Box::new(LineGuard::new(input)))
+        Ok(guarded(input))
     }
+}
+
+/// `input` behind a [`LineGuard`], with its [`Tail`].
+fn guarded(input: impl Read + Send + 'static) -> (Box<dyn Read + Send>, Arc<Tail>) {
+    let guard = LineGuard::new(input);
+    let tail = guard.tail();
+    (Box::new(guard), tail)
 }
 
 impl Source for CsvSource {
@@ -464,7 +475,7 @@ impl Source for CsvSource {
         self.options.path.as_ref()?;
         let (byte, line) = match (&self.records, &self.mode) {
             (_, mode) if !mode.seekable() => return None,
-            (Records::Direct(reader), _) => {
+            (Records::Direct(reader, _), _) => {
                 let p = reader.position();
                 (self.base.0 + p.byte(), self.base.1 + p.line())
             }

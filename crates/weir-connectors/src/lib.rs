@@ -176,6 +176,18 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
         }
         written.extend(output.path);
     }
+    // nothing written inside a directory read as input (its files would be read back)
+    let dead_letters = inputs.iter().filter_map(FileOptions::dead_letter).map(std::path::Path::to_path_buf);
+    let outputs: Vec<PathBuf> = written.iter().cloned().chain(dead_letters).collect();
+    for dir in inputs.iter().filter_map(|i| i.path.as_ref()).filter(|p| p.is_dir()) {
+        if let Some(inside) = outputs.iter().find(|o| within(o, dir)) {
+            return Err(format!(
+                "'{}' is written inside '{}', a directory the query reads: it would read it back; name a file elsewhere",
+                inside.display(),
+                dir.display()
+            ));
+        }
+    }
     // a dead-letter file is written: not over an input, nor where results or late rows go
     for dead in inputs.iter().filter_map(FileOptions::dead_letter) {
         let clashes = inputs.iter().filter_map(|i| i.path.as_ref()).chain(&written);
@@ -189,6 +201,18 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
         }
     }
     Ok(())
+}
+
+/// Whether `path` lies inside the directory `dir` (both made absolute, without `.` parts).
+fn within(path: &std::path::Path, dir: &std::path::Path) -> bool {
+    let plain = |p: &std::path::Path| {
+        let p = p.canonicalize().or_else(|_| std::path::absolute(p)).ok()?;
+        Some(p.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect::<PathBuf>())
+    };
+    match (plain(path), plain(dir)) {
+        (Some(p), Some(d)) => p != d && p.starts_with(d),
+        _ => false,
+    }
 }
 
 /// Whether two paths name the same file (made absolute and without `.` parts when either

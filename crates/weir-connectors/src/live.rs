@@ -16,7 +16,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,23 +29,56 @@ pub const LINGER: Duration = Duration::from_millis(100);
 /// The longest line an input may have: 16 MiB.
 pub const MAX_LINE: usize = 16 << 20;
 
-/// Reads through `inner`, failing once a line runs past `limit` bytes without a line end.
+/// Reads through `inner`, failing once a line runs past `limit` bytes without a line end, and
+/// keeping a [`Tail`] of what it read.
 pub struct LineGuard<R> {
     inner: R,
     since_line_end: usize,
     limit: usize,
+    tail: Arc<Tail>,
 }
 
 impl<R> LineGuard<R> {
     /// Guard `inner` with the limit [`MAX_LINE`].
     pub fn new(inner: R) -> Self {
-        Self { inner, since_line_end: 0, limit: MAX_LINE }
+        Self { inner, since_line_end: 0, limit: MAX_LINE, tail: Arc::default() }
+    }
+
+    /// What it has read, shared with whoever parses it.
+    pub fn tail(&self) -> Arc<Tail> {
+        Arc::clone(&self.tail)
+    }
+}
+
+/// What a [`LineGuard`] has read: how many bytes, the last one, and whether the input ended.
+/// A parser that reads ahead cannot tell otherwise whether its last record had a line end.
+#[derive(Debug, Default)]
+pub struct Tail {
+    bytes: AtomicU64,
+    last: AtomicU8,
+    ended: AtomicBool,
+}
+
+impl Tail {
+    /// Whether a record ending after `consumed` bytes ends the input without a line end.
+    pub fn unterminated_at(&self, consumed: u64) -> bool {
+        self.ended.load(Ordering::Relaxed)
+            && self.bytes.load(Ordering::Relaxed) == consumed
+            && self.last.load(Ordering::Relaxed) != b'\n'
     }
 }
 
 impl<R: Read> Read for LineGuard<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        match buf[..n].last() {
+            Some(&b) => {
+                self.tail.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                self.tail.last.store(b, Ordering::Relaxed);
+            }
+            None if !buf.is_empty() => self.tail.ended.store(true, Ordering::Relaxed),
+            None => {}
+        }
         match buf[..n].iter().rposition(|&b| b == b'\n') {
             Some(i) => self.since_line_end = n - i - 1,
             None => self.since_line_end += n,
@@ -103,6 +136,13 @@ pub fn follow(
     use std::io::Seek;
     let fail = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut file = std::fs::File::open(path).map_err(fail)?;
+    let len = file.metadata().map_err(fail)?.len();
+    if len < byte {
+        return Err(format!(
+            "{}: the checkpoint read it up to byte {byte}, but it now has {len} bytes (was it replaced?)",
+            path.display()
+        ));
+    }
     file.seek(std::io::SeekFrom::Start(byte)).map_err(fail)?;
     Ok(Box::new(Follow::new(file, interval, Arc::clone(stop))))
 }
@@ -264,7 +304,8 @@ impl<T: Send + 'static> Pump<T> {
             Err(_) => match self.rx.recv_timeout(wait) {
                 Ok(item) => item,
                 Err(RecvTimeoutError::Timeout) => return Ok(Pumped::Wait),
-                Err(RecvTimeoutError::Disconnected) => Ok(None),
+                // the reader thread ended without a last word: it failed
+                Err(RecvTimeoutError::Disconnected) => Err("the reader thread stopped unexpectedly".to_string()),
             },
         };
         match item {
@@ -293,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_line_without_an_end_is_refused_past_the_limit() {
-        let mut guard = LineGuard { inner: std::io::repeat(b'x'), since_line_end: 0, limit: 1000 };
+        let mut guard = LineGuard { limit: 1000, ..LineGuard::new(std::io::repeat(b'x')) };
         let mut buf = [0u8; 300];
         let mut read = 0;
         let err = loop {
@@ -306,10 +347,14 @@ mod tests {
         assert!(err.to_string().contains("without a line end"), "{err}");
         // lines ending in time pass, however much is read in all
         let text = "abc\n".repeat(10_000);
-        let mut guard = LineGuard { inner: text.as_bytes(), since_line_end: 0, limit: 10 };
+        let mut guard = LineGuard { limit: 10, ..LineGuard::new(text.as_bytes()) };
         let mut all = Vec::new();
         guard.read_to_end(&mut all).unwrap();
         assert_eq!(all.len(), text.len());
+        assert!(!guard.tail().unterminated_at(text.len() as u64), "the input ends with a line end");
+        let mut guard = LineGuard::new(&b"a\nb"[..]);
+        guard.read_to_end(&mut all).unwrap();
+        assert!(guard.tail().unterminated_at(3) && !guard.tail().unterminated_at(2));
     }
 
     #[test]

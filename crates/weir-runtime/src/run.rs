@@ -505,6 +505,9 @@ impl SourceTask {
             }
             let mut out = Vec::new();
             match self.driver.poll(&mut out) {
+                // nothing came in time (a quiet live input): send nothing, so that the input
+                // can be found idle; look at the stop flag and barrier requests again
+                Ok(true) if out.is_empty() => continue,
                 Ok(true) => {
                     if self.tx.send(Input::Messages(out)).is_err() {
                         return;

@@ -105,6 +105,15 @@ impl ScalarUDFImpl for Bounded {
                     "{name}: a result of {wanted} characters is over the limit of {MAX_STRING} (16 Mi) a string may have"
                 );
             }
+            // a batch's strings share one buffer with 32-bit offsets, reserved up front (up to
+            // 4 bytes a character)
+            let batch = wanted.saturating_mul(4).saturating_mul(args.number_rows as i64);
+            if batch > i64::from(i32::MAX) {
+                return exec_err!(
+                    "{name}: {} results of up to {wanted} characters are more than one batch can hold (2 GiB); lower batch.size or the length",
+                    args.number_rows
+                );
+            }
         }
         self.inner.invoke_with_args(args)
     }

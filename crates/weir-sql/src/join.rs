@@ -376,7 +376,8 @@ impl PipelineBuilder<'_> {
 
 /// A bounded table read whole, without a watermark: a file (with filters and projections).
 fn is_static_table(b: &Branch) -> bool {
-    file_table(b).is_some_and(|t| t.watermark.is_none())
+    // a followed file or a watched directory never ends: it cannot be read whole first
+    file_table(b).is_some_and(|t| t.watermark.is_none() && t.option("source.monitor-interval").is_none())
 }
 
 /// The file table a branch reads with only filters and projections over it.
