@@ -64,6 +64,12 @@ fn spawn_csv(dir: &Path, args: &[&str], sql: &str) -> Child {
         .expect("weir starts")
 }
 
+/// The writing end of a named pipe, opened read-write so that it never blocks (a plain open
+/// for writing waits for a reader, for ever if weir failed before opening its end).
+fn open_fifo(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new().read(true).write(true).open(path).expect("the pipe opens")
+}
+
 fn mkfifo(path: &Path) {
     let status = Command::new("mkfifo").arg(path).status().expect("mkfifo runs");
     assert!(status.success(), "mkfifo {}", path.display());
@@ -133,7 +139,7 @@ fn rows_from_a_named_pipe_come_out_as_they_arrive() {
     let child = spawn_csv(dir.path(), &[], &sql);
     // opening a FIFO for writing waits for its reader: weir must open it without blocking
     // anything else, and read rows as they come
-    let pipe = std::fs::OpenOptions::new().write(true).open(&fifo).expect("the pipe opens");
+    let pipe = open_fifo(&fifo);
     windows_flow_while_rows_arrive(child, slow_rows, Box::new(pipe));
 }
 
@@ -229,6 +235,14 @@ fn sigint_and_sigterm_stop_a_query_at_every_stage() {
     stops_promptly("SELECT COUNT(*) FROM bid", wait, "TERM", &paced, dir.path());
     let huge = ["--set", "nexmark.events=9223372036854775000", "--set", "nexmark.splits=4"];
     stops_promptly("SELECT COUNT(*) FROM bid", wait, "INT", &huge, dir.path());
+    // while the planner works on a huge statement (twenty thousand computed columns take many
+    // seconds to plan): the signal ends the process
+    let columns: Vec<String> = (0..20_000).map(|i| format!("auction + {i} AS c{i}")).collect();
+    std::fs::write(dir.path().join("huge.sql"), format!("SELECT {} FROM bid;", columns.join(", "))).unwrap();
+    let mut child = weir().current_dir(dir.path()).args(["run", "huge.sql"]).stdout(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (took, status) = stop(&mut child, "INT");
+    assert!(took < STOP_BOUND && !status.success(), "{took:?} {status:?}");
     // a followed file at its end
     std::fs::write(dir.path().join("tail.csv"), "k,ts\n").unwrap();
     let tail = count_per_second("connector = 'file', path = 'tail.csv', 'source.monitor-interval' = '1 h'");
@@ -296,9 +310,9 @@ fn a_silent_live_input_goes_idle_in_a_union_while_another_flows() {
                WITH (connector = 'file', path = 'quiet.fifo', format = 'csv', idle_timeout = '300 ms');
                CREATE TABLE busy (k VARCHAR, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
                WITH (connector = 'stdin', format = 'csv');
-               SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE
-                 (SELECT k, ts FROM quiet UNION ALL SELECT k, ts FROM busy), DESCRIPTOR(ts), INTERVAL '1' SECOND))
-               GROUP BY window_start, window_end;";
+               SELECT TUMBLE_START(ts, INTERVAL '1' SECOND) AS window_start, COUNT(*) AS n
+               FROM (SELECT k, ts FROM quiet UNION ALL SELECT k, ts FROM busy)
+               GROUP BY TUMBLE(ts, INTERVAL '1' SECOND);";
     let mut child = weir()
         .current_dir(dir.path())
         .args(["run", "-q", "--format", "csv", "-e", sql])
@@ -307,7 +321,7 @@ fn a_silent_live_input_goes_idle_in_a_union_while_another_flows() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("weir starts");
-    let mut quiet = std::fs::OpenOptions::new().write(true).open(&fifo).expect("the pipe opens");
+    let mut quiet = open_fifo(&fifo);
     quiet.write_all(b"k,ts\n").unwrap();
     let got = lines(&mut child);
     let mut busy = child.stdin.take().expect("stdin");

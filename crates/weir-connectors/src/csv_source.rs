@@ -404,7 +404,11 @@ struct PumpInput {
 }
 
 impl PumpInput {
-    fn open(&self, byte: u64, stop: &Arc<AtomicBool>) -> std::result::Result<(Box<dyn Read + Send>, Arc<Tail>), String> {
+    fn open(
+        &self,
+        byte: u64,
+        stop: &Arc<AtomicBool>,
+    ) -> std::result::Result<(Box<dyn Read + Send>, Arc<Tail>), String> {
         let input: Box<dyn Read + Send> = match (&self.mode, &self.options.path) {
             (Mode::Follow(interval), Some(path)) => follow(path, byte, *interval, stop)?,
             _ if byte == 0 => self.options.open_input()?,
