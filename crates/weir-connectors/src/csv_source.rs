@@ -24,10 +24,13 @@ struct CsvColumn {
     read: bool,
 }
 
+/// A CSV reader over any input.
+type CsvReader = csv::Reader<BufReader<Box<dyn Read + Send>>>;
+
 /// Where records come from.
 enum Records {
     /// A regular file, read on the source's thread, with what its reader has read.
-    Direct(csv::Reader<BufReader<Box<dyn Read + Send>>>, Arc<Tail>),
+    Direct(CsvReader, Arc<Tail>),
     /// An input that can block, read on a pump thread (its header first).
     Pumped(Pump<CsvItem>),
 }
@@ -188,7 +191,7 @@ impl CsvSource {
             (Mode::Directory(monitor), Some(dir)) => Some(DirFiles::new(dir.clone(), *monitor, Arc::clone(&stop))),
             _ => None,
         };
-        let mut reader: Option<(csv::Reader<BufReader<Box<dyn Read + Send>>>, Arc<Tail>)> = None;
+        let mut reader: Option<(CsvReader, Arc<Tail>)> = None;
         let mut at = (byte, line);
         let mut display = self.display.clone();
         let pump = Pump::start(&display.clone(), self.batch_size, stop, move || loop {
