@@ -184,7 +184,8 @@ fn ctrl_c_stops_a_busy_or_a_waiting_query_and_the_shell_stays_usable() {
     // an updating aggregate over an unbounded generator, as fast as it goes
     p.send_line("CREATE TABLE fast (id BIGINT, v INT) WITH (connector = 'datagen', 'rows-per-second' = '100000000');")
         .unwrap();
-    p.exp_string("CREATE TABLE fast").unwrap();
+    p.exp_string("CREATE TABLE fast\r\n").unwrap();
+    prompt(&mut p);
     p.send_line("SELECT v % 4 AS k, COUNT(*) AS n FROM fast GROUP BY v % 4;").unwrap();
     p.exp_string("+U,").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -195,7 +196,8 @@ fn ctrl_c_stops_a_busy_or_a_waiting_query_and_the_shell_stays_usable() {
     prompt(&mut p);
     // a generator whose next row is not due for a second
     p.send_line("CREATE TABLE slow (id BIGINT) WITH (connector = 'datagen', 'rows-per-second' = '1');").unwrap();
-    p.exp_string("CREATE TABLE slow").unwrap();
+    p.exp_string("CREATE TABLE slow\r\n").unwrap();
+    prompt(&mut p);
     p.send_line("SELECT COUNT(*) AS n FROM slow;").unwrap();
     p.exp_string("+I,1").unwrap();
     p.send_control('c').unwrap();
@@ -226,7 +228,8 @@ fn ctrl_c_gives_up_planning_a_huge_statement() {
     prompt(&mut p);
     // the catalog is as it was, and the shell works on
     p.send_line("CREATE TABLE small (id BIGINT) WITH (connector = 'datagen', 'number-of-rows' = '3');").unwrap();
-    p.exp_string("CREATE TABLE small").unwrap();
+    p.exp_string("CREATE TABLE small\r\n").unwrap();
+    prompt(&mut p);
     p.send_line("\\q").unwrap();
     p.exp_eof().unwrap();
 }
