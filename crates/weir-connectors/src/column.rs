@@ -165,6 +165,15 @@ pub fn parse_timestamp(s: &str, unit: TimeUnit) -> Option<i64> {
     Some(nanos.div_euclid(nanos_per_unit(unit)))
 }
 
+/// A value for messages: cut to 100 characters.
+pub(crate) fn clip(text: &str) -> String {
+    const MAX: usize = 100;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}… ({} bytes)", &text[..i], text.len()),
+        None => text.to_string(),
+    }
+}
+
 enum Buffer {
     Bool(BooleanBuilder),
     Int(Vec<i64>, NullBufferBuilder),

@@ -9,7 +9,7 @@ use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
-use crate::column::{ColumnBuffer, ColumnType, Value};
+use crate::column::{clip, ColumnBuffer, ColumnType, Value};
 use crate::dead_letter::BadRows;
 use crate::live::{follow, DirFiles, LineGuard, Mode, Pump, Pumped, Tail, LINGER};
 use crate::options::FileOptions;
@@ -112,15 +112,6 @@ fn field(record: &csv::ByteRecord, i: usize) -> &[u8] {
 /// Whether a record is a blank or whitespace-only line (skipped, not a row).
 fn is_blank(record: &csv::ByteRecord) -> bool {
     record.len() == 1 && record.get(0).is_some_and(|f| f.iter().all(u8::is_ascii_whitespace))
-}
-
-/// A value for messages: cut to 100 characters.
-pub(crate) fn clip(text: &str) -> String {
-    const MAX: usize = 100;
-    match text.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}… ({} bytes)", &text[..i], text.len()),
-        None => text.to_string(),
-    }
 }
 
 impl CsvSource {
@@ -251,9 +242,9 @@ impl CsvSource {
         PumpInput { options: self.options.clone(), mode: self.mode.clone() }
     }
 
+    /// The file (read directly: a regular file) from byte `byte`.
     fn open_input(&self, byte: u64) -> std::result::Result<(Box<dyn Read + Send>, Arc<Tail>), String> {
-        let input = if byte == 0 { self.options.open_input()? } else { self.options.open_at(byte)? };
-        Ok(guarded(input))
+        Ok(guarded(self.options.open_at(byte)?))
     }
 
     /// Map the header to the columns read and checked.

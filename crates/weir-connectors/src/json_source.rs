@@ -9,8 +9,7 @@ use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use weir_runtime::{Metrics, Result, RuntimeError, Source};
 
-use crate::column::{ColumnBuffer, ColumnType, Value};
-use crate::csv_source::clip;
+use crate::column::{clip, ColumnBuffer, ColumnType, Value};
 use crate::dead_letter::BadRows;
 use crate::live::{follow, DirFiles, LineGuard, Mode, Pump, Pumped, LINGER};
 use crate::options::FileOptions;
@@ -109,8 +108,8 @@ impl JsonSource {
     /// Read from byte `byte` on.
     fn start(&mut self, byte: u64) -> Result<()> {
         if !self.mode.pumped() {
-            let input = if byte == 0 { self.options.open_input() } else { self.options.open_at(byte) };
-            let input = LineGuard::new(input.map_err(RuntimeError::Source)?);
+            // a regular file
+            let input = LineGuard::new(self.options.open_at(byte).map_err(RuntimeError::Source)?);
             self.lines = Lines::Direct(BufReader::with_capacity(1 << 20, Box::new(input)));
             return Ok(());
         }
