@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use weir_connectors::{build_pipeline, validate, DiscardSink};
 use weir_runtime::Metrics;
-use weir_sql::{Planned, Planner};
+use weir_sql::Planned;
 
 use crate::report::{human_bytes, human_rate, peak_memory_bytes};
 use crate::{connector_context, usage_error, EXIT_RUNTIME};
@@ -251,7 +251,7 @@ fn child(query: &str, events: u64, settings: &BTreeMap<String, String>) -> Resul
 }
 
 fn measure(query: &str, sql: &str, events: u64, settings: &BTreeMap<String, String>) -> Result<Measurement, String> {
-    let mut planner = Planner::new();
+    let mut planner = crate::planner();
     for (k, v) in settings {
         planner.set(k, v).map_err(|e| e.to_string())?;
     }

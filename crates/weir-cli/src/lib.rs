@@ -19,6 +19,7 @@
 #[macro_use]
 mod console;
 mod bench;
+mod connectors;
 mod prometheus;
 mod recovery;
 mod report;
@@ -147,6 +148,12 @@ enum Command {
     /// Benchmark weir: `weir bench nexmark` runs the Nexmark queries over the built-in
     /// generator and prints throughput, per-core throughput, peak memory and output rows.
     Bench(bench::BenchArgs),
+    /// List the connectors tables can use, with their options (as SHOW CONNECTORS does).
+    Connectors {
+        /// Print the reference as Markdown (the tables of docs/connectors.md).
+        #[arg(long)]
+        markdown: bool,
+    },
 }
 
 fn parse_format(s: &str) -> Result<OutputFormat, String> {
@@ -199,6 +206,15 @@ pub fn main() -> ExitCode {
         Command::Explain { script, json } => explain(&script, json),
         Command::Run { script, options } => run(&script, &options),
         Command::Bench(args) => bench::bench(&args),
+        Command::Connectors { markdown } => {
+            let specs = weir_sql::ConnectorCatalog::specs(&weir_connectors::registry());
+            if markdown {
+                out!("{}", connectors::markdown(&specs));
+            } else {
+                outln!("{}", connectors::text(&specs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     };
     console::exit_code(result.unwrap_or_else(|code| code))
 }
@@ -239,6 +255,11 @@ fn query_label(plan: &StreamPlan) -> String {
     }
 }
 
+/// A planner that checks `CREATE TABLE` against the built-in connectors.
+pub fn planner() -> Planner {
+    Planner::new().with_connectors(Arc::new(weir_connectors::registry()))
+}
+
 fn usage_error(message: impl std::fmt::Display) -> ExitCode {
     errln!("error: {message}");
     ExitCode::from(EXIT_USAGE)
@@ -247,7 +268,7 @@ fn usage_error(message: impl std::fmt::Display) -> ExitCode {
 /// Read the script and plan all of it; errors are printed, and returned as the exit code.
 fn load_and_plan(args: &ScriptArgs, settings: &BTreeMap<String, String>) -> Result<(Script, Vec<Planned>), ExitCode> {
     let script = load_script(args).map_err(usage_error)?;
-    let mut planner = Planner::new();
+    let mut planner = crate::planner();
     for (k, v) in settings {
         planner.set(k, v).map_err(usage_error)?;
     }
@@ -339,6 +360,7 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
             Planned::Explain(plan) => {
                 outln!("{plan}");
             }
+            Planned::ShowConnectors(specs) => outln!("{}", connectors::text(&specs)),
             Planned::CreatedTable(_) => {}
         }
     }

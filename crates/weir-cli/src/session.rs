@@ -65,7 +65,7 @@ impl Default for Session {
 impl Session {
     /// A session with an empty catalog; relative paths resolve against the working directory.
     pub fn new() -> Self {
-        Self { planner: Planner::new(), settings: BTreeMap::new(), base_dir: None }
+        Self { planner: crate::planner(), settings: BTreeMap::new(), base_dir: None }
     }
 
     /// Also look for source files relative to `dir`.
@@ -144,6 +144,14 @@ impl Session {
                     StatementResult::Done
                 }
                 Planned::Explain(plan) => StatementResult::Explain(plan.to_string()),
+                Planned::ShowConnectors(specs) => {
+                    let batch = crate::connectors::batch(&specs).map_err(|e| SessionError::Runtime(e.into()))?;
+                    StatementResult::Rows {
+                        schema: batch.schema(),
+                        batches: vec![batch],
+                        metrics: Arc::new(Metrics::default()),
+                    }
+                }
                 Planned::ExplainAnalyze(plan) => {
                     let metrics = match self.run(&plan)? {
                         StatementResult::Rows { metrics, .. } | StatementResult::Inserted { metrics } => metrics,

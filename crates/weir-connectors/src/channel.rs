@@ -8,7 +8,8 @@ use std::sync::Arc;
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc::{Receiver, Sender};
-use weir_runtime::{Result, RuntimeError, Sink, Source};
+use weir_plan::{ConnectorSpec, TableDef};
+use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Sink, Source};
 
 /// A source fed by the host program: each batch received is a batch of the table's rows, with
 /// the table's declared columns (by name, in any order; extra columns are ignored). The input
@@ -65,6 +66,31 @@ impl ChannelSource {
         let options =
             datafusion_common::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         Ok(RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?)
+    }
+}
+
+/// The `channel` connector: a table the host program sends rows for. Declared like any other
+/// table; its rows come from a [`ChannelSource`] the program hands to the pipeline builder.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChannelConnector;
+
+impl Connector for ChannelConnector {
+    fn spec(&self) -> ConnectorSpec {
+        ConnectorSpec {
+            name: "channel",
+            doc: "rows sent by the program weir is embedded in, over a tokio channel",
+            source: true,
+            sink: false,
+            loose_keys: false,
+            options: vec![],
+        }
+    }
+
+    fn open_source(&self, table: &TableDef, _: SchemaRef, _: &ConnectorContext) -> Result<Box<dyn Source>> {
+        Err(RuntimeError::Source(format!(
+            "table '{}' is read from the host program (connector 'channel'): run the query with build_pipeline_with, giving a ChannelSource for it",
+            table.name
+        )))
     }
 }
 

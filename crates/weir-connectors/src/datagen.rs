@@ -33,9 +33,10 @@ use datafusion_common::arrow::array::{ArrayRef, BooleanArray, Date32Array, Float
 use datafusion_common::arrow::compute::cast;
 use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use weir_runtime::{Result, RuntimeError, Source};
-use weir_sql::window_fn::nanos_per_unit;
-use weir_sql::{sql_type_name, TableDef};
+use weir_plan::{ConnectorError, ConnectorSpec, OptionSpec, OptionType};
+use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Source};
+use weir_plan::duration::nanos_per_unit;
+use weir_plan::{sql_type_name, TableDef};
 
 use crate::column::int_range;
 
@@ -90,7 +91,7 @@ impl DatagenOptions {
         let schema = table.physical_schema().map_err(|e| e.to_string())?;
         let mut fields: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
         for (key, value) in &table.options {
-            if OPTIONS.contains(&key.as_str()) || weir_sql::options::ENGINE_OPTIONS.contains(&key.as_str()) {
+            if OPTIONS.contains(&key.as_str()) || weir_plan::TABLE_OPTIONS.iter().any(|o| o.name == key) {
                 continue;
             }
             let field = key.strip_prefix("fields.").and_then(|rest| rest.rsplit_once('.'));
@@ -200,7 +201,7 @@ fn column_gen(t: &DataType, spec: &BTreeMap<&str, &str>) -> std::result::Result<
         DataType::Timestamp(_, None) => {
             allow(&["kind", "max-past"])?;
             let max_past = match get("max-past") {
-                Some(v) => weir_sql::options::parse_duration(v).map_err(|e| format!("max-past: {e}"))?,
+                Some(v) => weir_plan::duration::parse_duration(v).map_err(|e| format!("max-past: {e}"))?,
                 None => 0,
             };
             Ok(Gen::Now { max_past })
@@ -439,6 +440,55 @@ struct DatagenPosition {
     remaining: Option<u64>,
     /// Per column: its random state, and for a sequence its next value and how many are left.
     columns: Vec<(u64, Option<(i64, u64)>)>,
+}
+
+/// The `datagen` connector.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DatagenConnector;
+
+impl Connector for DatagenConnector {
+    fn spec(&self) -> ConnectorSpec {
+        ConnectorSpec {
+            name: "datagen",
+            doc: "makes up rows in process, paced (Flink's datagen)",
+            source: true,
+            sink: false,
+            loose_keys: false,
+            options: vec![
+                OptionSpec::new("rows-per-second", OptionType::Positive, "rows per second of wall-clock time")
+                    .default("10000"),
+                OptionSpec::new("number-of-rows", OptionType::Positive, "rows in all (default: no end)"),
+                OptionSpec::new("seed", OptionType::Integer, "seed of the random values (default: random)"),
+                OptionSpec::new(
+                    "fields.<column>.kind",
+                    OptionType::Choice(&["random", "sequence"]),
+                    "how the column's values are made",
+                )
+                .default("random"),
+                OptionSpec::new("fields.<column>.min", OptionType::Text, "smallest random number (default: the type's)"),
+                OptionSpec::new("fields.<column>.max", OptionType::Text, "largest random number (default: the type's)"),
+                OptionSpec::new("fields.<column>.length", OptionType::Positive, "characters of random text")
+                    .default("10"),
+                OptionSpec::new("fields.<column>.start", OptionType::Integer, "first value of a sequence"),
+                OptionSpec::new("fields.<column>.end", OptionType::Integer, "last value of a sequence"),
+                OptionSpec::new(
+                    "fields.<column>.max-past",
+                    OptionType::Duration,
+                    "a timestamp is the wall clock minus up to this much",
+                )
+                .default("0 s"),
+            ],
+        }
+    }
+
+    fn check(&self, table: &TableDef) -> std::result::Result<(), ConnectorError> {
+        DatagenOptions::parse(table).map(|_| ()).map_err(ConnectorError::invalid)
+    }
+
+    fn open_source(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
+        tracing::info!(table = %table.name, columns = schema.fields().len(), "generating rows");
+        Ok(Box::new(DatagenSource::open(table, schema, ctx.batch_size)?))
+    }
 }
 
 #[cfg(test)]

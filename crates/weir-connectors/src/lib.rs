@@ -21,6 +21,7 @@ mod column;
 mod csv_source;
 mod datagen;
 mod dead_letter;
+mod file;
 mod json_source;
 mod live;
 pub mod nexmark;
@@ -28,22 +29,23 @@ mod options;
 mod parquet_source;
 mod part_sink;
 mod sinks;
+mod stdin;
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use datafusion_common::arrow::datatypes::SchemaRef;
 
-use weir_runtime::{
-    input_columns, late_rows_schema, sink_schema, Metrics, Pipeline, Result, RuntimeError, Sink, Source,
-};
-use weir_sql::{SinkNode, SourceNode, StreamPlan, TableDef};
+use weir_plan::{SinkNode, SourceNode, StreamPlan, TableDef};
+use weir_runtime::{input_columns, late_rows_schema, sink_schema, ConnectorRegistry, Pipeline, Result, RuntimeError, Sink, Source};
 
-pub use channel::{ChannelSink, ChannelSource};
+pub use channel::{ChannelConnector, ChannelSink, ChannelSource};
+pub use datagen::DatagenConnector;
+pub use file::FileConnector;
+pub use nexmark::NexmarkConnector;
+pub use stdin::StdinConnector;
+pub use weir_runtime::{ConnectorContext, StartTime};
 pub use column::{parse_timestamp, ColumnBuffer, ColumnType, Value};
 pub use csv_source::CsvSource;
 pub use datagen::{DatagenOptions, DatagenSource};
@@ -54,77 +56,40 @@ pub use parquet_source::ParquetSource;
 pub use part_sink::PartFileSink;
 pub use sinks::{CollectSink, DiscardSink, FormatSink, OutputFormat, ParquetSink};
 
-/// What connectors need to know about the run.
-#[derive(Debug, Clone)]
-pub struct ConnectorContext {
-    /// Rows per batch read from sources.
-    pub batch_size: usize,
-    /// Directory of the SQL script, to find source files named relative to it.
-    pub base_dir: Option<PathBuf>,
-    /// Counters (skipped bad rows are counted here).
-    pub metrics: Arc<Metrics>,
-    /// The query checkpoints: file tables are written as directories of part files, each
-    /// published by the checkpoint that covers it ([`PartFileSink`]).
-    pub checkpointing: bool,
-    /// When the query started: read when its first source opens, so that all its sources
-    /// agree on it (paced `nexmark` tables of one query, a join of `auction` and `person`,
-    /// share one timeline). See [`ConnectorContext::start_time`].
-    pub started: Arc<OnceLock<StartTime>>,
+/// A registry of the built-in connectors: `file`, `stdin`, `datagen`, `nexmark` and `channel`.
+/// Register more (user connectors) on it with [`ConnectorRegistry::register`].
+pub fn registry() -> ConnectorRegistry {
+    let mut registry = ConnectorRegistry::new();
+    registry.register(Arc::new(FileConnector));
+    registry.register(Arc::new(StdinConnector));
+    registry.register(Arc::new(DatagenConnector));
+    registry.register(Arc::new(NexmarkConnector));
+    registry.register(Arc::new(ChannelConnector));
+    registry
 }
 
-impl ConnectorContext {
-    /// Defaults: batches of 8192 rows, paths relative to the working directory.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { batch_size: 8192, base_dir: None, metrics, checkpointing: false, started: Arc::default() }
+/// The built-in connectors, made once.
+fn builtin() -> &'static ConnectorRegistry {
+    static BUILTIN: OnceLock<ConnectorRegistry> = OnceLock::new();
+    BUILTIN.get_or_init(registry)
+}
+
+/// A table a query reads: its connector registered and able to read, its options valid.
+fn check_readable(table: &TableDef) -> std::result::Result<(), String> {
+    let (spec, _) = builtin().lookup(table).map_err(|e| e.to_string())?;
+    if !spec.source {
+        return Err(format!("table '{}' has connector '{}': it cannot be read from", table.name, spec.name));
     }
-
-    /// When the query started: now, the first time this is asked (its first source opens),
-    /// and the same moment after that.
-    pub fn start_time(&self) -> StartTime {
-        *self.started.get_or_init(StartTime::now)
-    }
+    builtin().check(table).map_err(|e| e.to_string())
 }
 
-/// A moment on both clocks: the wall clock (for event times) and the monotonic one (for pacing).
-#[derive(Debug, Clone, Copy)]
-pub struct StartTime {
-    /// Milliseconds since the Unix epoch.
-    pub wall_ms: i64,
-    /// The same moment on the monotonic clock.
-    pub instant: Instant,
-}
-
-impl StartTime {
-    /// The current moment.
-    pub fn now() -> Self {
-        let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        Self { wall_ms, instant: Instant::now() }
-    }
-}
-
-fn check_connector(table: &TableDef) -> std::result::Result<(), String> {
-    match table.connector() {
-        Some("file" | "stdin" | "datagen" | "nexmark") => Ok(()),
-        Some("channel") => Err(format!(
-            "table '{}' is read from the host program (connector 'channel'): run the query with build_pipeline_with, giving a ChannelSource for it",
-            table.name
-        )),
-        Some(other) => {
-            Err(format!("table '{}': unknown connector '{other}' (supported: file, stdin, datagen, nexmark, channel)", table.name))
-        }
-        None => Err(format!("table '{}' has no connector option", table.name)),
-    }
-}
-
-/// A table rows are written to: a `file` table (not stdin, not generated rows).
+/// A table rows are written to: its connector registered and able to write.
 fn check_writable(table: &TableDef) -> std::result::Result<(), String> {
-    check_connector(table)?;
-    match table.connector() {
-        Some(c @ ("datagen" | "nexmark")) => {
-            Err(format!("table '{}' has connector '{c}': its rows are generated, it cannot be written to", table.name))
-        }
-        _ => Ok(()),
+    let (spec, _) = builtin().lookup(table).map_err(|e| e.to_string())?;
+    if !spec.sink {
+        return Err(format!("table '{}' has connector '{}': it cannot be written to", table.name, spec.name));
     }
+    builtin().check(table).map_err(|e| e.to_string())
 }
 
 /// Check the connector options of a plan's source and sink before running anything.
@@ -143,12 +108,14 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
         if source.connector() == Some("channel") && host.contains(&source.name.as_str()) {
             continue;
         }
-        check_connector(source)?;
-        if source.connector() == Some("datagen") {
-            DatagenOptions::parse(source)?;
-        } else if source.connector() == Some("nexmark") {
-            weir_sql::nexmark::NexmarkOptions::parse(source)?;
-        } else {
+        if source.connector() == Some("channel") {
+            return Err(format!(
+                "table '{}' is read from the host program (connector 'channel'): run the query with build_pipeline_with, giving a ChannelSource for it",
+                source.name
+            ));
+        }
+        check_readable(source)?;
+        if matches!(source.connector(), Some("file" | "stdin")) {
             inputs.push(FileOptions::parse(source, ctx.base_dir.as_deref(), true)?);
         }
         let schema = source.require_schema().map_err(|e| e.to_string())?;
@@ -239,33 +206,22 @@ pub fn open_sources(plan: &StreamPlan, ctx: &ConnectorContext) -> Result<Vec<Box
 
 /// Open one source, reading the columns the pipeline needs (all of them if `whole_rows`).
 pub fn open_source(node: &SourceNode, whole_rows: bool, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
+    open_source_in(builtin(), node, whole_rows, ctx)
+}
+
+/// [`open_source`] with the connectors of `registry`.
+pub fn open_source_in(
+    registry: &ConnectorRegistry,
+    node: &SourceNode,
+    whole_rows: bool,
+    ctx: &ConnectorContext,
+) -> Result<Box<dyn Source>> {
     let table = &node.table;
-    check_connector(table).map_err(RuntimeError::Source)?;
     let declared = table.require_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
     let cols = input_columns(node, whole_rows)?;
     // declared nullability is kept: sources refuse NULLs in NOT NULL columns
     let schema = Arc::new(declared.project(&cols.columns)?);
-    if table.connector() == Some("datagen") {
-        tracing::info!(table = %table.name, columns = schema.fields().len(), "generating rows");
-        return Ok(Box::new(DatagenSource::open(table, schema, ctx.batch_size)?));
-    }
-    if table.connector() == Some("nexmark") {
-        tracing::info!(table = %table.name, columns = schema.fields().len(), "generating nexmark events");
-        return Ok(Box::new(nexmark::NexmarkSource::open(table, schema, ctx.batch_size, ctx.start_time())?));
-    }
-    let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
-    tracing::info!(table = %table.name, input = %options.display(), format = ?options.format, columns = schema.fields().len(), "reading");
-    // the table's other columns are checked too: a row is malformed whichever columns are read
-    let physical = table.physical_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
-    let unread = Arc::new(datafusion_common::arrow::datatypes::Schema::new(
-        physical.fields().iter().filter(|f| schema.field_with_name(f.name()).is_err()).cloned().collect::<Vec<_>>(),
-    ));
-    let metrics = Arc::clone(&ctx.metrics);
-    Ok(match options.format {
-        FileFormat::Csv => Box::new(CsvSource::open(&options, schema, unread, ctx.batch_size, metrics)?),
-        FileFormat::Json => Box::new(JsonSource::open(&options, schema, unread, ctx.batch_size, metrics)?),
-        FileFormat::Parquet => Box::new(ParquetSource::open(&options, schema, ctx.batch_size)?),
-    })
+    registry.open_source(table, schema, ctx)
 }
 
 /// A runnable pipeline for `plan` whose `channel` tables are read from `host` (by table name),
@@ -333,44 +289,6 @@ pub fn open_late_rows(plan: &StreamPlan, ctx: &ConnectorContext) -> Result<Optio
 }
 
 fn open_file_sink(t: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
-    let options = FileOptions::from_table(t, ctx.base_dir.as_deref(), false).map_err(RuntimeError::Sink)?;
-    let Some(path) = &options.path else {
-        return Err(RuntimeError::Sink(format!("table '{}' cannot be written to", t.name)));
-    };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| RuntimeError::Sink(format!("{}: {e}", parent.display())))?;
-    }
-    let label = options.display();
-    if ctx.checkpointing {
-        tracing::info!(table = %t.name, output = %path.display(), "writing part files");
-        return Ok(Box::new(PartFileSink::new(path, options.format, schema, label)?));
-    }
-    let file = File::create(path).map_err(|e| RuntimeError::Sink(format!("{}: {e}", path.display())))?;
-    tracing::info!(table = %t.name, output = %path.display(), "writing");
-    let format = match options.format {
-        FileFormat::Csv => OutputFormat::Csv,
-        FileFormat::Json => OutputFormat::Json,
-        FileFormat::Parquet => return Ok(Box::new(ParquetSink::new(file, schema, label)?)),
-    };
-    Ok(Box::new(FormatSink::new(BufWriter::with_capacity(1 << 20, file), format, schema, label, false)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_query_starts_when_its_first_source_opens_and_every_source_agrees() {
-        // a script plans every query first and runs them one after another: a later query
-        // must not take the time it was planned as its start
-        let ctx = ConnectorContext::new(Arc::new(Metrics::default()));
-        std::thread::sleep(std::time::Duration::from_millis(30));
-        let opened = StartTime::now();
-        let first = ctx.start_time();
-        assert!(first.instant >= opened.instant, "the start is read when asked, not when planned");
-        let other_source = ctx.clone();
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        assert_eq!(other_source.start_time().wall_ms, first.wall_ms);
-        assert_eq!(other_source.start_time().instant, first.instant);
-    }
+    check_writable(t).map_err(RuntimeError::Sink)?;
+    builtin().open_sink(t, schema, ctx)
 }

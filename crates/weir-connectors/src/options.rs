@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use weir_sql::TableDef;
+use weir_plan::TableDef;
 
 /// File formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +124,16 @@ impl FileOptions {
     /// Like [`FileOptions::from_table`], without requiring a source file to exist yet (an
     /// earlier statement of the same script may write it).
     pub fn parse(table: &TableDef, base_dir: Option<&Path>, is_source: bool) -> Result<Self, String> {
+        Self::parse_as(table, base_dir, is_source, false)
+    }
+
+    /// The checks `CREATE TABLE` makes: the options alone, whether the table is read or
+    /// written, whatever is on disk at the time.
+    pub(crate) fn parse_declared(table: &TableDef) -> Result<Self, String> {
+        Self::parse_as(table, None, true, true)
+    }
+
+    fn parse_as(table: &TableDef, base_dir: Option<&Path>, is_source: bool, declared: bool) -> Result<Self, String> {
         let name = &table.name;
         let stdin = table.connector() == Some("stdin");
         if stdin && !is_source {
@@ -135,7 +145,7 @@ impl FileOptions {
             known.insert(1, "path");
             known.push("source.monitor-interval");
         }
-        known.extend(weir_sql::options::ENGINE_OPTIONS);
+        known.extend(weir_plan::TABLE_OPTIONS.iter().map(|o| o.name));
         for key in table.options.keys() {
             if !known.contains(&key.as_str()) {
                 return Err(format!(
@@ -234,7 +244,7 @@ impl FileOptions {
         };
         let monitor = match table.option("source.monitor-interval") {
             None => None,
-            Some(v) => match weir_sql::options::parse_duration(v) {
+            Some(v) => match weir_plan::duration::parse_duration(v) {
                 Ok(n) if n > 0 => Some(std::time::Duration::from_nanos(n as u64)),
                 Ok(_) => return Err(format!("table '{name}': 'source.monitor-interval' must be longer than zero")),
                 Err(e) => return Err(format!("table '{name}': 'source.monitor-interval': {e}")),
@@ -245,7 +255,7 @@ impl FileOptions {
                 "table '{name}': a parquet file cannot be followed as it grows ('source.monitor-interval' is for csv and json)"
             ));
         }
-        if is_source && format == FileFormat::Parquet && path.as_ref().is_some_and(|p| p.is_dir()) {
+        if is_source && !declared && format == FileFormat::Parquet && path.as_ref().is_some_and(|p| p.is_dir()) {
             return Err(format!(
                 "table '{name}': reading a directory of parquet files is not supported yet (csv and json)"
             ));

@@ -96,7 +96,7 @@ impl Source for ParquetSource {
                         self.display,
                         field.name(),
                         column.data_type(),
-                        weir_sql::sql_type_name(field.data_type())
+                        weir_plan::sql_type_name(field.data_type())
                     ))
                 })?);
             }

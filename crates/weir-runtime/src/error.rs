@@ -10,6 +10,10 @@ pub enum RuntimeError {
     /// A source could not read its input (the message names the file and line).
     #[error("{0}")]
     Source(String),
+    /// A table's connector cannot be used as declared (unknown, misconfigured, or asked to
+    /// read when it only writes).
+    #[error("{0}")]
+    Connector(#[from] weir_plan::ConnectorError),
     /// A sink could not write.
     #[error("{0}")]
     Sink(String),

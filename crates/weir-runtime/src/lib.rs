@@ -1,6 +1,6 @@
 //! # weir-runtime — streaming execution
 //!
-//! Runs a [`weir_sql::StreamPlan`] incrementally over Arrow record batches. It owns the
+//! Runs a [`weir_plan::StreamPlan`] incrementally over Arrow record batches. It owns the
 //! message vocabulary ([`Message`]: data, watermarks, end of stream), the [`Operator`] trait
 //! and the operators (one per file: [`FilterOp`], [`ProjectOp`], [`WindowAggregateOp`] for TUMBLE/HOP/CUMULATE,
 //! [`SessionAggregateOp`], [`UpdatingAggregateOp`] for changelogs, [`WindowTopNOp`],
@@ -20,59 +20,40 @@
 
 #![warn(missing_docs)]
 
-mod aggregate_state;
-pub mod checkpoint;
-mod deduplicate;
-mod dropped;
-mod error;
-mod filter;
-mod instrument;
-mod join;
-mod join_rows;
-mod keyed_state;
-mod message;
-mod metrics;
-mod operator;
-mod pipeline;
-mod proc_time;
-mod project;
-mod rank_rows;
-mod retract_min_max;
-mod run;
-mod session_aggregate;
-mod source;
-mod stage;
-mod top_n;
-mod updating_aggregate;
-mod watermark_merge;
-mod window_aggregate;
-mod window_assign;
-mod window_changes;
-mod window_top_n;
+mod exec;
+mod operators;
+mod state;
 
-pub use aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
-pub use deduplicate::DeduplicateOp;
+mod error;
+mod message;
+mod operator;
+
+pub use state::checkpoint;
+
+pub use state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
+pub use operators::deduplicate::DeduplicateOp;
 pub use error::{Result, RuntimeError};
-pub use filter::FilterOp;
-pub use join::{JoinMode, JoinOp, JoinSpec};
-pub use join_rows::{Encoded, JoinRows, Kept};
-pub use keyed_state::KeyedState;
+pub use operators::filter::FilterOp;
+pub use operators::join::{JoinMode, JoinOp, JoinSpec};
+pub use state::join_rows::{Encoded, JoinRows, Kept};
+pub use state::keyed_state::KeyedState;
 pub use message::{DroppedRows, Message, Nanos, Origin, RowKind, StreamBatch, NO_WATERMARK};
-pub use metrics::{Metrics, OperatorMetrics, StateSize};
+pub use exec::connector::{Connector, ConnectorContext, ConnectorRegistry, StartTime};
+pub use exec::metrics::{Metrics, OperatorMetrics, StateSize};
 pub use operator::Operator;
-pub use pipeline::{
+pub use exec::pipeline::{
     build_operators, build_ops, input_columns, late_rows_schema, relaxed, sink_schema, source_columns, Pipeline,
     SourceColumns,
 };
-pub use proc_time::{ProcTimeOp, ProcessingClock};
-pub use project::ProjectOp;
-pub use rank_rows::{EncodedBatch, RankRows};
-pub use retract_min_max::RetractMinMax;
-pub use session_aggregate::SessionAggregateOp;
-pub use source::{Sink, Source, SourceDriver, WatermarkGenerator};
-pub use top_n::TopNOp;
-pub use updating_aggregate::UpdatingAggregateOp;
-pub use watermark_merge::WatermarkMerge;
-pub use window_aggregate::{to_nanos, WindowAggregateOp, WindowLayout};
-pub use window_assign::Assigner;
-pub use window_top_n::WindowTopNOp;
+pub use operators::proc_time::{ProcTimeOp, ProcessingClock};
+pub use operators::project::ProjectOp;
+pub use state::rank_rows::{EncodedBatch, RankRows};
+pub use state::retract_min_max::RetractMinMax;
+pub use operators::session_aggregate::SessionAggregateOp;
+pub use exec::source::{Sink, Source, SourceDriver, WatermarkGenerator};
+pub use operators::top_n::TopNOp;
+pub use operators::updating_aggregate::UpdatingAggregateOp;
+pub use exec::watermark_merge::WatermarkMerge;
+pub use operators::window_aggregate::{to_nanos, WindowAggregateOp, WindowLayout};
+pub use operators::window_assign::Assigner;
+pub use operators::window_top_n::WindowTopNOp;

@@ -9,8 +9,8 @@ use datafusion_expr::logical_plan::Aggregate;
 use datafusion_expr::{Expr, LogicalPlan, Operator};
 
 use crate::error::{Result, SqlError};
-use crate::explain::show;
-use crate::plan::{WindowColumn, WindowSpec};
+use weir_plan::explain::show;
+use weir_plan::plan::{WindowColumn, WindowSpec};
 use crate::window_fn::{fixed_interval_nanos, interval_nanos, window_function, Bound, WindowKind};
 
 pub(crate) const MILLI: i64 = 1_000_000;
@@ -29,7 +29,7 @@ pub(crate) struct WindowBound<'a> {
 pub(crate) fn window_call(e: &Expr) -> Result<Option<(WindowKind, Bound, Expr, WindowSpec)>> {
     let Expr::ScalarFunction(f) = e else { return Ok(None) };
     let Some((kind, bound)) = window_function(f.func.name()) else { return Ok(None) };
-    let name = kind.function(bound).to_uppercase();
+    let name = crate::window_fn::bound_function(kind, bound).to_uppercase();
     let Some((time, rest)) = f.args.split_first() else {
         return Err(SqlError::plan(format!("{name} needs a time column")));
     };

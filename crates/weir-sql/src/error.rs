@@ -210,3 +210,9 @@ impl fmt::Display for SqlError {
 }
 
 impl std::error::Error for SqlError {}
+
+impl From<weir_plan::PlanError> for SqlError {
+    fn from(err: weir_plan::PlanError) -> Self {
+        Self { kind: ErrorKind::Plan, message: err.message, position: None, hint: err.hint }
+    }
+}

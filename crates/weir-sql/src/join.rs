@@ -25,9 +25,9 @@ use datafusion_expr::{BinaryExpr, Expr, Operator};
 
 use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
-use crate::explain::show;
+use weir_plan::explain::show;
 use crate::options::state_ttl;
-use crate::plan::{
+use weir_plan::plan::{
     Branch, JoinNode, JoinState, JoinType, PlanInput, RowTime, StateTtl, StreamJoin, StreamOp, WindowAggregate,
     WindowColumn, WindowEmit, WindowSpec,
 };

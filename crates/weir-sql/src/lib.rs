@@ -45,13 +45,12 @@
 mod bounded_fn;
 mod bounds;
 mod catalog;
+mod connectors;
 mod error;
-mod explain;
 mod join;
-pub mod nexmark;
+pub use weir_plan::nexmark;
 pub mod options;
 mod parser;
-mod plan;
 mod planner;
 mod provider;
 mod rank;
@@ -63,13 +62,14 @@ pub mod window_fn;
 
 pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};
 pub use error::{ErrorKind, Result, SqlError};
-pub use explain::{show, PlanNodeDescription};
-pub use options::EarlyEmit;
 pub use parser::{ends_statement, parse_script, Stmt};
-pub use plan::{
-    Branch, JoinNode, JoinState, JoinType, OpCounter, OpRef, PlanInput, Rank, RankKind, RowTime, SinkNode, SourceNode,
-    StateTtl, StreamJoin, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn, WindowEmit,
-    WindowSpec,
+/// The plan this crate produces lives in `weir-plan`, shared with the runtime; re-exported here
+/// so a user of the planner needs one dependency.
+pub use weir_plan::{ConnectorCatalog, ConnectorError, ConnectorSpec, OptionSpec, OptionType, TABLE_OPTIONS};
+pub use weir_plan::{
+    show, Branch, EarlyEmit, JoinNode, JoinState, JoinType, OpCounter, OpRef, PlanError, PlanInput,
+    PlanNodeDescription, Rank, RankKind, RowTime, SinkNode, SourceNode, StateTtl, StreamJoin, StreamOp, StreamPlan,
+    UpdatingAggregate, WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
 };
 pub use planner::{arrow_type, Planned, Planner};
 

@@ -2,8 +2,6 @@
 //! table options in `WITH (…)` that change how a query runs rather than how a connector reads
 //! (e.g. `'state_ttl'`). Values are checked when they are given, so a typo fails early.
 
-use serde::Serialize;
-
 use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
 
@@ -26,13 +24,8 @@ pub const MAX_BATCH_SIZE: usize = 1 << 20;
 /// Table options read by the planner, accepted next to every connector's own options.
 pub const ENGINE_OPTIONS: &[&str] = &["state_ttl", "changelog", "late_rows", "allowed_lateness", "idle_timeout"];
 
-/// A duration such as `30 s`, `10 min`, `1 h`, `500 ms` or `1h 30m`, in nanoseconds.
-pub fn parse_duration(text: &str) -> std::result::Result<i64, String> {
-    let t = text.trim();
-    let d = humantime::parse_duration(t)
-        .map_err(|e| format!("'{t}' is not a duration ({e}); write e.g. '30 s', '10 min' or '1 h'"))?;
-    i64::try_from(d.as_nanos()).map_err(|_| format!("the duration '{t}' is too long"))
-}
+pub use weir_plan::duration::parse_duration;
+pub use weir_plan::EarlyEmit;
 
 /// The stored name of a setting: case, `_` for `.` and the `window.` prefix do not matter
 /// (`STATE_TTL` → `state.ttl`, `allowed_lateness` → `window.allowed_lateness`).
@@ -72,7 +65,7 @@ fn flink_setting(key: &str, value: &str) -> Option<(&'static str, String)> {
 pub fn check_setting(key: &str, value: &str) -> Result<(String, String)> {
     let value = value.trim().to_string();
     if let Some(option) = key.trim().to_lowercase().strip_prefix("nexmark.") {
-        return Ok((format!("nexmark.{}", crate::nexmark::check_setting(option, &value)?), value));
+        return Ok((format!("nexmark.{}", crate::nexmark::check_setting(option, &value).map_err(SqlError::from)?), value));
     }
     if let Some((setting, value)) = flink_setting(key, &value) {
         return check_setting(setting, &value).map_err(|mut e| {
@@ -128,18 +121,6 @@ pub fn check_setting(key: &str, value: &str) -> Result<(String, String)> {
 /// An allowed lateness: a duration, zero allowed.
 fn lateness(what: &str, value: &str) -> Result<i64> {
     parse_duration(value).map_err(|e| SqlError::plan(format!("{what}: {e}")))
-}
-
-/// When a window emits results before it closes (`window.emit_early`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum EarlyEmit {
-    /// Only when the watermark passes the window's end (the default, `'off'`).
-    Off,
-    /// After every input batch that changes the window (`'update'`).
-    OnUpdate,
-    /// At most once per this many nanoseconds of processing time (e.g. `'5 s'`), checked as
-    /// input arrives.
-    Every(i64),
 }
 
 /// Parse a `window.emit_early` value: `off`, `update`, or an interval such as `5 s`.
@@ -222,7 +203,7 @@ pub fn allowed_lateness(def: &TableDef, settings: &std::collections::BTreeMap<St
 /// How long a source may send nothing before it stops holding back the watermark of a
 /// `UNION ALL` (its `'idle_timeout'` option), in nanoseconds.
 pub fn idle_timeout(def: &TableDef) -> Option<i64> {
-    def.option("idle_timeout").and_then(|v| parse_duration(v).ok())
+    def.idle_timeout()
 }
 
 /// The session's `window.emit_early`.

@@ -44,6 +44,8 @@ pub struct CreateTable {
     pub watermark: Option<(Ident, SqlExpr)>,
     /// `WITH (key = value, …)`, keys lower-cased.
     pub options: BTreeMap<String, String>,
+    /// Where each option's key is written.
+    pub option_locations: BTreeMap<String, Location>,
     /// `CREATE OR REPLACE`.
     pub or_replace: bool,
     /// `IF NOT EXISTS`.
@@ -79,6 +81,8 @@ pub enum Stmt {
         /// Value as text.
         value: String,
     },
+    /// `SHOW CONNECTORS`: the connectors tables can use, with their options.
+    ShowConnectors(Location),
 }
 
 /// Whether `text` is complete input for a shell: its last token, outside strings and
@@ -211,7 +215,7 @@ fn check_depth(stmt: &Stmt) -> Result<()> {
         Stmt::Query(q, location) => (q, *location),
         Stmt::Insert { query, location, .. } => (query, *location),
         Stmt::Explain(inner) | Stmt::ExplainAnalyze(inner) => return check_depth(inner),
-        Stmt::CreateTable(_) | Stmt::Set { .. } => return Ok(()),
+        Stmt::CreateTable(_) | Stmt::Set { .. } | Stmt::ShowConnectors(_) => return Ok(()),
     };
     match query.visit(&mut Depth { depth: 0, statement: location }) {
         ControlFlow::Continue(()) => Ok(()),
@@ -303,6 +307,11 @@ fn parse_one(parser: &mut Parser) -> Result<Stmt> {
             return parse_create_table(parser, or_replace, location).map(|c| Stmt::CreateTable(Box::new(c)));
         }
     }
+    if kw(0, Keyword::SHOW) && is_word(&parser.peek_nth_token_ref(1).token, "CONNECTORS") {
+        parser.next_token();
+        parser.next_token();
+        return Ok(Stmt::ShowConnectors(location));
+    }
     if parser.parse_keyword(Keyword::SET) {
         let key = parse_setting_name(parser)?;
         if !parser.consume_token(&Token::Eq) && !parser.parse_keyword(Keyword::TO) {
@@ -336,7 +345,7 @@ fn parse_one(parser: &mut Parser) -> Result<Stmt> {
             let head: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
             Err(SqlError::not_supported(format!("the statement '{head} …'"))
                 .at(location)
-                .with_hint("weir runs CREATE TABLE/SOURCE, SELECT, INSERT INTO … SELECT, EXPLAIN and SET"))
+                .with_hint("weir runs CREATE TABLE/SOURCE, SELECT, INSERT INTO … SELECT, EXPLAIN, SET and SHOW CONNECTORS"))
         }
     }
 }
@@ -449,6 +458,7 @@ fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location)
         }
     }
     let mut options = BTreeMap::new();
+    let mut option_locations = BTreeMap::new();
     if parser.parse_keyword(Keyword::WITH) {
         parser.expect_token(&Token::LParen)?;
         if !parser.consume_token(&Token::RParen) {
@@ -460,6 +470,7 @@ fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location)
                 if options.insert(key.clone(), value).is_some() {
                     return Err(SqlError::plan(format!("option '{key}' is given twice")).at(at));
                 }
+                option_locations.insert(key, at);
                 if parser.consume_token(&Token::Comma) {
                     continue;
                 }
@@ -468,7 +479,7 @@ fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location)
             }
         }
     }
-    Ok(CreateTable { name, columns, watermark, options, or_replace, if_not_exists, location })
+    Ok(CreateTable { name, columns, watermark, options, option_locations, or_replace, if_not_exists, location })
 }
 
 /// Option keys: `'quoted.key'`, `bare_key` or `dotted.bare.key`.

@@ -32,7 +32,7 @@ use crate::catalog::{schema_of, Catalog, TableDef, WatermarkDef};
 use crate::error::{Result, SqlError};
 use crate::options::{allowed_lateness, check_setting, check_table_options, emit_early, state_ttl};
 use crate::parser::{parse_script, CreateTable, Stmt};
-use crate::plan::{
+use weir_plan::plan::{
     PlanInput, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate,
     WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
 };
@@ -41,6 +41,7 @@ use crate::rank::{plan_rank, row_number_bound};
 use crate::rewrite::rewrite_group_windows;
 use crate::sink::sink_projection;
 use crate::window_fn::fixed_interval_nanos;
+use weir_plan::{ConnectorCatalog, ConnectorSpec};
 
 /// The outcome of planning one statement.
 #[derive(Debug, Clone)]
@@ -63,12 +64,17 @@ pub enum Planned {
         /// Value.
         value: String,
     },
+    /// `SHOW CONNECTORS`: what the planner's connectors declare, by name.
+    ShowConnectors(Vec<ConnectorSpec>),
 }
 
 /// Plans SQL against a catalog that DDL statements extend.
 #[derive(Debug, Clone)]
 pub struct Planner {
     catalog: Catalog,
+    /// The connectors `CREATE TABLE` is checked against; `None` checks only what the planner
+    /// itself reads (a planner used on its own, without a runtime).
+    connectors: Option<Arc<dyn ConnectorCatalog>>,
     functions: FunctionRegistry,
     options: ConfigOptions,
     settings: BTreeMap<String, String>,
@@ -89,7 +95,20 @@ impl Planner {
         for t in crate::nexmark::builtin_tables() {
             catalog.register_builtin(t);
         }
-        Self { catalog, functions: FunctionRegistry::default(), options, settings: BTreeMap::new() }
+        Self { catalog, connectors: None, functions: FunctionRegistry::default(), options, settings: BTreeMap::new() }
+    }
+
+    /// The same planner, checking each `CREATE TABLE` against `connectors`: an unknown
+    /// connector or option, a value of the wrong type or a missing required option is an error
+    /// there, pointing at the option, rather than when a query first reads the table.
+    pub fn with_connectors(mut self, connectors: Arc<dyn ConnectorCatalog>) -> Self {
+        self.connectors = Some(connectors);
+        self
+    }
+
+    /// The connectors tables are checked against, if any.
+    pub fn connectors(&self) -> Option<&Arc<dyn ConnectorCatalog>> {
+        self.connectors.as_ref()
     }
 
     /// The tables declared so far.
@@ -132,6 +151,7 @@ impl Planner {
                         "declare the sink with CREATE TABLE … WITH (connector = 'file', path = …, format = …)",
                     ));
                 };
+                crate::connectors::check_writable(self.connectors.as_deref(), &def).map_err(|e| e.at(location))?;
                 Ok(Planned::Insert(self.plan_query(query, SinkNode::Table(def), location)?))
             }
             Stmt::Explain(inner) => match self.plan_statement(*inner)? {
@@ -146,6 +166,11 @@ impl Planner {
                 let (key, value) = self.apply_setting(&key, &value)?;
                 Ok(Planned::Set { key, value })
             }
+            Stmt::ShowConnectors(location) => match &self.connectors {
+                Some(c) => Ok(Planned::ShowConnectors(c.specs())),
+                None => Err(SqlError::plan("this planner was made without connectors (Planner::with_connectors)")
+                    .at(location)),
+            },
         }
     }
 
@@ -208,9 +233,12 @@ impl Planner {
         let schema = if columns.is_empty() { None } else { Some(schema_of(columns)) };
         let mut def = TableDef { name: ct.name.clone(), schema, watermark, proctime, options: ct.options.clone() };
         if def.connector() == Some("nexmark") {
-            crate::nexmark::complete_table(&mut def).map_err(|e| e.at(ct.location))?;
+            crate::nexmark::complete_table(&mut def).map_err(|e| SqlError::from(e).at(ct.location))?;
         }
         check_table_options(&def).map_err(|e| e.at(ct.location))?;
+        if let Some(connectors) = &self.connectors {
+            connectors.check_table(&def).map_err(|e| crate::connectors::connector_error(e, &ct))?;
+        }
         self.catalog.register(def, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;
         Ok(Planned::CreatedTable(ct.name))
     }

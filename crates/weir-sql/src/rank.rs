@@ -21,7 +21,7 @@ use datafusion_expr::{Expr, LogicalPlan, Operator};
 
 use crate::bounds::{is_marker, marker_name, refuse_window_markers, resolve_window_bound, trace_column, window_call};
 use crate::error::{Result, SqlError};
-use crate::plan::{Rank, RankKind, StateTtl, StreamOp, WindowColumn};
+use weir_plan::plan::{Rank, RankKind, StateTtl, StreamOp, WindowColumn};
 use crate::window_fn::{Bound, WindowKind};
 
 /// If `predicate` (over `input`) bounds a row number computed below, the bound (`rn <= N`,

@@ -9,7 +9,7 @@ use datafusion_expr::Expr;
 
 use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
-use crate::plan::StreamOp;
+use weir_plan::plan::StreamOp;
 
 /// Cast/rename the query's columns to the sink's declared columns, by position.
 pub(crate) fn sink_projection(def: &TableDef, input: &Arc<DFSchema>) -> Result<Option<StreamOp>> {

@@ -132,8 +132,8 @@ impl RelationPlanner for WindowTvfPlanner {
             return plan_err!("DESCRIPTOR({time_col}): table '{table}' has no column '{time_col}'");
         }
         let (Some(start_fn), Some(end_fn)) = (
-            ctx.context_provider().get_function_meta(kind.function(Bound::Start)),
-            ctx.context_provider().get_function_meta(kind.function(Bound::End)),
+            ctx.context_provider().get_function_meta(crate::window_fn::bound_function(kind, Bound::Start)),
+            ctx.context_provider().get_function_meta(crate::window_fn::bound_function(kind, Bound::End)),
         ) else {
             return plan_err!("window functions are not registered");
         };

@@ -9,7 +9,7 @@ use datafusion_expr::Expr;
 
 use crate::bounds::window_rows;
 use crate::error::{Result, SqlError};
-use crate::plan::{Branch, PlanInput, StreamOp};
+use weir_plan::plan::{Branch, PlanInput, StreamOp};
 use crate::planner::PipelineBuilder;
 
 /// A projection giving the rows of a UNION ALL input the union's column names, unless they

@@ -41,41 +41,12 @@ pub const SESSION_START: &str = "session_start";
 /// Name of the function marking a session window's end.
 pub const SESSION_END: &str = "session_end";
 
-/// The kinds of window a bound function belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WindowKind {
-    /// `TUMBLE(ts, size)`.
-    Tumble,
-    /// `HOP(ts, slide, size)`.
-    Hop,
-    /// `CUMULATE(ts, step, max_size)`.
-    Cumulate,
-    /// `SESSION(ts, gap)`.
-    Session,
-}
+pub use weir_plan::duration::{format_duration, nanos_per_unit};
+pub use weir_plan::WindowKind;
 
-impl WindowKind {
-    /// The SQL name (`TUMBLE`, `HOP`, …).
-    pub fn sql_name(&self) -> &'static str {
-        match self {
-            WindowKind::Tumble => "TUMBLE",
-            WindowKind::Hop => "HOP",
-            WindowKind::Cumulate => "CUMULATE",
-            WindowKind::Session => "SESSION",
-        }
-    }
-
-    /// Number of interval arguments after the time column.
-    pub fn interval_args(&self) -> usize {
-        match self {
-            WindowKind::Tumble | WindowKind::Session => 1,
-            WindowKind::Hop | WindowKind::Cumulate => 2,
-        }
-    }
-
-    /// The name of the function returning `bound` of this kind of window.
-    pub fn function(&self, bound: Bound) -> &'static str {
-        match (self, bound) {
+/// The name of the function returning `bound` of a `kind` of window.
+pub fn bound_function(kind: WindowKind, bound: Bound) -> &'static str {
+        match (kind, bound) {
             (WindowKind::Tumble, Bound::Start) => TUMBLE_START,
             (WindowKind::Tumble, Bound::End) => TUMBLE_END,
             (WindowKind::Hop, Bound::Start) => HOP_START,
@@ -85,14 +56,13 @@ impl WindowKind {
             (WindowKind::Session, Bound::Start) => SESSION_START,
             (WindowKind::Session, Bound::End) => SESSION_END,
         }
-    }
 }
 
 /// If `name` is one of the window bound functions, which window and bound.
 pub fn window_function(name: &str) -> Option<(WindowKind, Bound)> {
     [WindowKind::Tumble, WindowKind::Hop, WindowKind::Cumulate, WindowKind::Session]
         .into_iter()
-        .find_map(|k| [Bound::Start, Bound::End].into_iter().find(|b| k.function(*b) == name).map(|b| (k, b)))
+        .find_map(|k| [Bound::Start, Bound::End].into_iter().find(|b| bound_function(k, *b) == name).map(|b| (k, b)))
 }
 
 /// Which bound of the window a function returns.
@@ -155,7 +125,7 @@ impl WindowMarker {
 
 impl ScalarUDFImpl for WindowMarker {
     fn name(&self) -> &str {
-        self.kind.function(self.bound)
+        bound_function(self.kind, self.bound)
     }
 
     fn signature(&self) -> &Signature {
@@ -191,16 +161,6 @@ impl ScalarUDFImpl for WindowMarker {
     }
 }
 
-/// Nanoseconds in one unit of `unit`.
-pub fn nanos_per_unit(unit: TimeUnit) -> i64 {
-    match unit {
-        TimeUnit::Second => 1_000_000_000,
-        TimeUnit::Millisecond => 1_000_000,
-        TimeUnit::Microsecond => 1_000,
-        TimeUnit::Nanosecond => 1,
-    }
-}
-
 /// The length of a window: a fixed, positive interval, in nanoseconds.
 pub fn interval_nanos(value: &ScalarValue) -> Result<i64, DataFusionError> {
     match fixed_interval_nanos(value)? {
@@ -231,33 +191,6 @@ pub fn fixed_interval_nanos(value: &ScalarValue) -> Result<i64, DataFusionError>
         Some(n) => Ok(n),
         None => plan_err!("interval {value} is too large"),
     }
-}
-
-/// Human spelling of a duration in nanoseconds ("10s", "1m30s", "250ms").
-pub fn format_duration(nanos: i64) -> String {
-    if nanos == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    let mut rest = nanos.unsigned_abs();
-    if nanos < 0 {
-        out.push('-');
-    }
-    for (unit, n) in [
-        ("d", 86_400_000_000_000u64),
-        ("h", 3_600_000_000_000),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("us", 1_000),
-        ("ns", 1),
-    ] {
-        if rest >= n {
-            out.push_str(&format!("{}{unit}", rest / n));
-            rest %= n;
-        }
-    }
-    out
 }
 
 fn bounds<T: ArrowTimestampType>(ts: &ArrayRef, size: i64, bound: Bound) -> Result<ArrayRef, DataFusionError> {

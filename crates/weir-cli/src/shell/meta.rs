@@ -20,6 +20,7 @@ use crate::status::watermark_text;
 pub const COMMANDS: &[(&str, &str)] = &[
     ("\\?", "\\?                  list these commands"),
     ("\\d", "\\d [NAME]           list tables, or describe one (columns, watermark, options)"),
+    ("\\connectors", "\\connectors         list the connectors and their options (SHOW CONNECTORS)"),
     ("\\i", "\\i FILE             run the statements of a SQL file"),
     ("\\format", "\\format [table|csv|json]  show or set how results are printed"),
     ("\\timing", "\\timing [on|off]    show how long each statement took"),
@@ -126,6 +127,10 @@ impl Shell {
         };
         match command {
             "\\q" | "\\quit" => return Flow::Quit,
+            "\\connectors" => match self.session.planner().connectors() {
+                Some(c) => outln!("{}", crate::connectors::text(&c.specs())),
+                None => errln!("error: this session has no connectors"),
+            },
             "\\?" | "\\h" | "\\help" => {
                 outln!("{}", COMMANDS.iter().map(|(_, u)| *u).collect::<Vec<_>>().join("\n"));
                 outln!("SQL statements end with ';' and may span lines. Ctrl-C stops a running query.");

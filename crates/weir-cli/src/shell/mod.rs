@@ -8,7 +8,7 @@
 //! prompts, so results on stdout stay clean.
 
 mod editor;
-mod meta;
+pub(crate) mod meta;
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -337,6 +337,7 @@ impl Shell {
                     }
                 },
                 Planned::Explain(plan) => outln!("{plan}"),
+                Planned::ShowConnectors(specs) => outln!("{}", crate::connectors::text(&specs)),
                 Planned::Query(plan) | Planned::Insert(plan) => {
                     if !self.run_query(&plan, base_dir.clone(), false) {
                         return false;

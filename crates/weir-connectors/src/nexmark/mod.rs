@@ -14,7 +14,7 @@
 //! auctions from one of the last 1000 people; event time advances `1/rate` s per event. Each
 //! table generates only its own kind of events, so two tables over the same options (a join
 //! of `auction` and `person`) see the same generator. Options (checked in
-//! `weir_sql::nexmark`): `events` (all kinds, default unbounded), `rate` (events per second of
+//! `weir_plan::nexmark`): `events` (all kinds, default unbounded), `rate` (events per second of
 //! event time, default 10 000), `seed`, `max_emit_speed` (default true; false paces the rows to
 //! `rate` on the wall clock), `splits` (generators on their own threads, on the same timeline
 //! with disjoint ids, merged in turn), `out_of_order_group`, `base_time`.
@@ -32,11 +32,9 @@ use std::time::{Duration, Instant};
 
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use weir_runtime::{Result, RuntimeError, Source};
-
-use crate::StartTime;
-use weir_sql::nexmark::NexmarkOptions;
-use weir_sql::TableDef;
+use weir_plan::nexmark::NexmarkOptions;
+use weir_plan::{ConnectorError, ConnectorSpec, OptionSpec, OptionType, TableDef};
+use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Source, StartTime};
 
 pub use fields::{Columns, Field, Shared};
 pub use model::{kind_of, splits, Kind, Split, Timeline};
@@ -259,6 +257,57 @@ fn spawn(gens: Vec<Generator>, name: &str) -> Result<Vec<Option<Receiver<Generat
                 .map_err(|e| RuntimeError::Source(format!("cannot start a generator thread: {e}")))
         })
         .collect()
+}
+
+/// The `nexmark` connector.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NexmarkConnector;
+
+impl Connector for NexmarkConnector {
+    fn spec(&self) -> ConnectorSpec {
+        ConnectorSpec {
+            name: "nexmark",
+            doc: "the Nexmark benchmark's people, auctions and bids, generated in process",
+            source: true,
+            sink: false,
+            loose_keys: true,
+            options: vec![
+                OptionSpec::new(
+                    "table",
+                    OptionType::Choice(&["person", "auction", "bid"]),
+                    "which events the table holds (default: the table's name)",
+                ),
+                OptionSpec::new("events", OptionType::Integer, "events of all three kinds in all; 0 = no end")
+                    .default("0"),
+                OptionSpec::new("rate", OptionType::Positive, "events per second of event time").default("10000"),
+                OptionSpec::new("seed", OptionType::Integer, "seed of the field values").default("0"),
+                OptionSpec::new(
+                    "max_emit_speed",
+                    OptionType::Bool,
+                    "emit as fast as possible; false paces events to 'rate' on the wall clock",
+                )
+                .default("true"),
+                OptionSpec::new("splits", OptionType::Positive, "generators side by side on one timeline (at most 64)")
+                    .default("1"),
+                OptionSpec::new("out_of_order_group", OptionType::Positive, "events are shuffled within groups of this many")
+                    .default("1"),
+                OptionSpec::new(
+                    "base_time",
+                    OptionType::Timestamp,
+                    "event time of event 0, or 'now' (default: 2015-07-15 00:00:00 at full speed, now when paced)",
+                ),
+            ],
+        }
+    }
+
+    fn check(&self, table: &TableDef) -> std::result::Result<(), ConnectorError> {
+        NexmarkOptions::parse(table).map(|_| ()).map_err(ConnectorError::invalid)
+    }
+
+    fn open_source(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
+        tracing::info!(table = %table.name, columns = schema.fields().len(), "generating nexmark events");
+        Ok(Box::new(NexmarkSource::open(table, schema, ctx.batch_size, ctx.start_time())?))
+    }
 }
 
 impl Source for NexmarkSource {

@@ -4,7 +4,7 @@ use datafusion_common::arrow::compute::concat_batches;
 use datafusion_common::arrow::datatypes::{Int64Type, TimestampMillisecondType};
 
 fn table(kind: &str, options: &[(&str, &str)]) -> TableDef {
-    let mut t = weir_sql::nexmark::builtin_tables().into_iter().find(|t| t.name == kind).unwrap();
+    let mut t = weir_plan::nexmark::builtin_tables().into_iter().find(|t| t.name == kind).unwrap();
     t.options.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     t
 }
@@ -41,7 +41,7 @@ fn a_bounded_generator_splits_its_events_one_three_forty_six() {
     assert_eq!(ints(&people, 0), (1000..1020).collect::<Vec<_>>());
     assert_eq!(ints(&auctions, 0), (1000..1060).collect::<Vec<_>>());
     // event time: 2015-07-15, 10 000 events per second; event 999 is 99 ms in
-    let base = weir_sql::nexmark::DEFAULT_BASE_TIME_MS;
+    let base = weir_plan::nexmark::DEFAULT_BASE_TIME_MS;
     assert_eq!(times(&people, 1)[0], base);
     assert_eq!(*times(&bids, 2).last().unwrap(), base + 99);
     // sellers are people, categories 10-14, auctions end after they start
@@ -78,7 +78,7 @@ fn splits_run_side_by_side_on_one_timeline() {
     assert_eq!(bids.num_rows(), one.num_rows(), "the same events, cut into three id blocks");
     // three timelines of 66 666 events each at 1000/s over three generators: 200 s, not 66
     let t = times(&bids, 1);
-    let base = weir_sql::nexmark::DEFAULT_BASE_TIME_MS;
+    let base = weir_plan::nexmark::DEFAULT_BASE_TIME_MS;
     assert!(t.iter().all(|x| *x < base + 201_000));
     // read in turn, the splits stay within the watermark delay of each other
     let mut max = t[0];

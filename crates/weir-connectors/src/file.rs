@@ -1,0 +1,116 @@
+//! The `file` connector: CSV with a header row, newline-delimited JSON or Parquet, read from a
+//! file or a directory of files (followed as they grow with `'source.monitor-interval'`), and
+//! written as one file, or as part files published by checkpoints.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::sync::Arc;
+
+use datafusion_common::arrow::datatypes::{Schema, SchemaRef};
+use weir_plan::{ConnectorError, ConnectorSpec, OptionSpec, OptionType, TableDef};
+use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Sink, Source};
+
+use crate::{CsvSource, FileFormat, FileOptions, FormatSink, JsonSource, OutputFormat, ParquetSink, ParquetSource, PartFileSink};
+
+/// The options every file-format table takes (`file` and `stdin`).
+pub(crate) fn format_options() -> Vec<OptionSpec> {
+    vec![
+        OptionSpec::new(
+            "format",
+            OptionType::Choice(&["csv", "json", "ndjson", "jsonl", "parquet"]),
+            "csv (with a header row), json (one object per line) or parquet; default: from the file's extension",
+        ),
+        OptionSpec::new(
+            "bad_data",
+            OptionType::Choice(&["fail", "skip", "drop", "dead_letter", "dead-letter"]),
+            "a malformed row: fail naming file, line and column; skip and count it; or keep it in 'dead_letter'",
+        )
+        .default("fail"),
+        OptionSpec::new("dead_letter", OptionType::Path, "append malformed rows, with where and why, to this file"),
+        OptionSpec::new("csv.ignore-parse-errors", OptionType::Bool, "skip malformed CSV rows (Flink's option)")
+            .default("false"),
+        OptionSpec::new("json.ignore-parse-errors", OptionType::Bool, "skip malformed JSON rows (Flink's option)")
+            .default("false"),
+        OptionSpec::new("csv.field-delimiter", OptionType::Char, "the CSV field delimiter ('\\t' for a tab)")
+            .default(","),
+        OptionSpec::new("delimiter", OptionType::Char, "the same as 'csv.field-delimiter'").default(","),
+    ]
+}
+
+/// Check a file-format table's options together (the path need not exist yet).
+pub(crate) fn check_options(table: &TableDef) -> Result<(), ConnectorError> {
+    FileOptions::parse_declared(table).map(|_| ()).map_err(ConnectorError::invalid)
+}
+
+/// Open a file-format source (`file` or `stdin`) for the columns of `schema`.
+pub(crate) fn open_source(table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
+    let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
+    tracing::info!(table = %table.name, input = %options.display(), format = ?options.format, columns = schema.fields().len(), "reading");
+    // the table's other columns are checked too: a row is malformed whichever columns are read
+    let physical = table.physical_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
+    let unread = Arc::new(Schema::new(
+        physical.fields().iter().filter(|f| schema.field_with_name(f.name()).is_err()).cloned().collect::<Vec<_>>(),
+    ));
+    let metrics = Arc::clone(&ctx.metrics);
+    Ok(match options.format {
+        FileFormat::Csv => Box::new(CsvSource::open(&options, schema, unread, ctx.batch_size, metrics)?),
+        FileFormat::Json => Box::new(JsonSource::open(&options, schema, unread, ctx.batch_size, metrics)?),
+        FileFormat::Parquet => Box::new(ParquetSource::open(&options, schema, ctx.batch_size)?),
+    })
+}
+
+/// The `file` connector.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileConnector;
+
+impl Connector for FileConnector {
+    fn spec(&self) -> ConnectorSpec {
+        let mut options = vec![OptionSpec::new("path", OptionType::Path, "the file, or a directory of files to read")
+            .required()];
+        options.extend(format_options());
+        options.push(OptionSpec::new(
+            "source.monitor-interval",
+            OptionType::Duration,
+            "follow the file (or directory) as it grows, looking for more this often",
+        ));
+        ConnectorSpec {
+            name: "file",
+            doc: "reads and writes CSV, JSON lines or Parquet files",
+            source: true,
+            sink: true,
+            loose_keys: false,
+            options,
+        }
+    }
+
+    fn check(&self, table: &TableDef) -> Result<(), ConnectorError> {
+        check_options(table)
+    }
+
+    fn open_source(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
+        open_source(table, schema, ctx)
+    }
+
+    fn open_sink(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
+        let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), false).map_err(RuntimeError::Sink)?;
+        let Some(path) = &options.path else {
+            return Err(RuntimeError::Sink(format!("table '{}' cannot be written to", table.name)));
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| RuntimeError::Sink(format!("{}: {e}", parent.display())))?;
+        }
+        let label = options.display();
+        if ctx.checkpointing {
+            tracing::info!(table = %table.name, output = %path.display(), "writing part files");
+            return Ok(Box::new(PartFileSink::new(path, options.format, schema, label)?));
+        }
+        let file = File::create(path).map_err(|e| RuntimeError::Sink(format!("{}: {e}", path.display())))?;
+        tracing::info!(table = %table.name, output = %path.display(), "writing");
+        let format = match options.format {
+            FileFormat::Csv => OutputFormat::Csv,
+            FileFormat::Json => OutputFormat::Json,
+            FileFormat::Parquet => return Ok(Box::new(ParquetSink::new(file, schema, label)?)),
+        };
+        Ok(Box::new(FormatSink::new(BufWriter::with_capacity(1 << 20, file), format, schema, label, false)))
+    }
+}

@@ -1,0 +1,211 @@
+//! Connectors as the runtime sees them: the [`Connector`] trait each one implements (its
+//! declared options, its own checks, and how it opens sources and sinks), the
+//! [`ConnectorRegistry`] they are registered in by name, and the [`ConnectorContext`] they open
+//! with. The registry is the planner's [`ConnectorCatalog`], so `CREATE TABLE` is checked
+//! against the same declarations the runtime opens tables with.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use datafusion_common::arrow::datatypes::SchemaRef;
+use weir_plan::connector::closest;
+use weir_plan::{ConnectorCatalog, ConnectorError, ConnectorSpec, TableDef};
+
+use crate::error::Result;
+use crate::exec::metrics::Metrics;
+use crate::exec::source::{Sink, Source};
+
+/// A kind of table: reads rows from somewhere, writes them somewhere, or both.
+///
+/// Implement [`Connector::spec`] (the name and options, which `CREATE TABLE` is checked
+/// against) and [`Connector::open_source`] and/or [`Connector::open_sink`]; then register it in
+/// a [`ConnectorRegistry`]. Options are checked against the declarations before
+/// [`Connector::check`] runs, so a connector sees only known, well-typed options.
+pub trait Connector: Send + Sync {
+    /// The name (`'connector' = '…'`), what it does, and its options.
+    fn spec(&self) -> ConnectorSpec;
+
+    /// Checks beyond each option's type: options that contradict each other, a value out of
+    /// range. Runs at `CREATE TABLE` and again before a query opens the table; files need not
+    /// exist yet. The default accepts what the declarations accept.
+    fn check(&self, table: &TableDef) -> Result<(), ConnectorError> {
+        let _ = table;
+        Ok(())
+    }
+
+    /// Open `table` for reading, producing batches of exactly `schema`'s columns (the ones the
+    /// query needs, in that order).
+    fn open_source(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
+        let _ = (schema, ctx);
+        Err(role_error(table, &self.spec(), "it cannot be read from"))
+    }
+
+    /// Open `table` for writing rows of `schema`.
+    fn open_sink(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
+        let _ = (schema, ctx);
+        Err(role_error(table, &self.spec(), "it cannot be written to"))
+    }
+}
+
+fn role_error(table: &TableDef, spec: &ConnectorSpec, message: &str) -> crate::error::RuntimeError {
+    ConnectorError::WrongRole { table: table.name.clone(), connector: spec.name.to_string(), message: message.into() }
+        .into()
+}
+
+/// Connectors by name.
+#[derive(Clone, Default)]
+pub struct ConnectorRegistry {
+    connectors: BTreeMap<String, (ConnectorSpec, Arc<dyn Connector>)>,
+}
+
+impl fmt::Debug for ConnectorRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.connectors.keys()).finish()
+    }
+}
+
+impl ConnectorRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register `connector` under the name its spec gives; it replaces one of the same name,
+    /// which is returned.
+    pub fn register(&mut self, connector: Arc<dyn Connector>) -> Option<Arc<dyn Connector>> {
+        let spec = connector.spec();
+        self.connectors.insert(spec.name.to_string(), (spec, connector)).map(|(_, c)| c)
+    }
+
+    /// The connector registered as `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Connector>> {
+        self.connectors.get(name).map(|(_, c)| c)
+    }
+
+    /// The registered names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.connectors.keys().map(String::as_str).collect()
+    }
+
+    /// The connector of `table` with its declarations, or why there is none.
+    pub fn lookup(&self, table: &TableDef) -> Result<(&ConnectorSpec, &Arc<dyn Connector>), ConnectorError> {
+        let Some(name) = table.connector() else {
+            return Err(ConnectorError::invalid(format!("table '{}' has no connector option", table.name)));
+        };
+        match self.connectors.get(name) {
+            Some((spec, connector)) => Ok((spec, connector)),
+            None => Err(ConnectorError::UnknownConnector {
+                table: table.name.clone(),
+                connector: name.to_string(),
+                suggestion: closest(name, self.names()),
+                known: self.names().into_iter().map(str::to_string).collect(),
+            }),
+        }
+    }
+
+    /// Check `table` as `CREATE TABLE` does (see [`ConnectorCatalog::check_table`]).
+    pub fn check(&self, table: &TableDef) -> Result<(), ConnectorError> {
+        let (spec, connector) = self.lookup(table)?;
+        spec.check(table)?;
+        connector.check(table)
+    }
+
+    /// Open `table` for reading the columns of `schema`.
+    pub fn open_source(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
+        let (spec, connector) = self.lookup(table)?;
+        if !spec.source {
+            return Err(role_error(table, spec, "it cannot be read from"));
+        }
+        connector.open_source(table, schema, ctx)
+    }
+
+    /// Open `table` for writing rows of `schema`.
+    pub fn open_sink(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
+        let (spec, connector) = self.lookup(table)?;
+        if !spec.sink {
+            return Err(role_error(table, spec, "it cannot be written to"));
+        }
+        connector.open_sink(table, schema, ctx)
+    }
+}
+
+impl ConnectorCatalog for ConnectorRegistry {
+    fn specs(&self) -> Vec<ConnectorSpec> {
+        self.connectors.values().map(|(spec, _)| spec.clone()).collect()
+    }
+
+    fn check_table(&self, table: &TableDef) -> Result<(), ConnectorError> {
+        self.check(table)
+    }
+}
+
+/// What connectors need to know about the run.
+#[derive(Debug, Clone)]
+pub struct ConnectorContext {
+    /// Rows per batch read from sources.
+    pub batch_size: usize,
+    /// Directory of the SQL script, to find source files named relative to it.
+    pub base_dir: Option<PathBuf>,
+    /// Counters (skipped bad rows are counted here).
+    pub metrics: Arc<Metrics>,
+    /// The query checkpoints: file tables are written as directories of part files, each
+    /// published by the checkpoint that covers it.
+    pub checkpointing: bool,
+    /// When the query started: read when its first source opens, so that all its sources
+    /// agree on it (paced generated tables of one query share one timeline). See
+    /// [`ConnectorContext::start_time`].
+    pub started: Arc<OnceLock<StartTime>>,
+}
+
+impl ConnectorContext {
+    /// Defaults: batches of 8192 rows, paths relative to the working directory.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { batch_size: 8192, base_dir: None, metrics, checkpointing: false, started: Arc::default() }
+    }
+
+    /// When the query started: now, the first time this is asked (its first source opens),
+    /// and the same moment after that.
+    pub fn start_time(&self) -> StartTime {
+        *self.started.get_or_init(StartTime::now)
+    }
+}
+
+/// A moment on both clocks: the wall clock (for event times) and the monotonic one (for pacing).
+#[derive(Debug, Clone, Copy)]
+pub struct StartTime {
+    /// Milliseconds since the Unix epoch.
+    pub wall_ms: i64,
+    /// The same moment on the monotonic clock.
+    pub instant: Instant,
+}
+
+impl StartTime {
+    /// The current moment.
+    pub fn now() -> Self {
+        let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        Self { wall_ms, instant: Instant::now() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_starts_when_its_first_source_opens_and_every_source_agrees() {
+        // a script plans every query first and runs them one after another: a later query
+        // must not take the time it was planned as its start
+        let ctx = ConnectorContext::new(Arc::new(Metrics::default()));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let opened = StartTime::now();
+        let first = ctx.start_time();
+        assert!(first.instant >= opened.instant, "the start is read when asked, not when planned");
+        let other_source = ctx.clone();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(other_source.start_time().wall_ms, first.wall_ms);
+        assert_eq!(other_source.start_time().instant, first.instant);
+    }
+}

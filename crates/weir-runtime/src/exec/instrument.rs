@@ -1,0 +1,127 @@
+//! Per-operator metrics: every operator of a pipeline runs inside an [`Instrumented`], which
+//! counts its rows in and out, batches, busy time, dropped rows and watermark, and samples the
+//! state it holds, into the operator's [`OperatorMetrics`] in the query's registry.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_plan::OpRef;
+
+use crate::error::Result;
+use crate::message::Message;
+use crate::exec::metrics::{Metrics, OperatorMetrics};
+use crate::operator::Operator;
+
+/// How often an operator's state size is sampled (also once before its input ends).
+const STATE_SAMPLE: Duration = Duration::from_millis(100);
+
+/// An operator and its counters.
+pub struct Instrumented {
+    op: Box<dyn Operator>,
+    /// Absent for helpers that are not plan nodes (the processing-time stamp).
+    metrics: Option<Arc<OperatorMetrics>>,
+    /// The query's totals, whose dropped-row counters the operators add to.
+    totals: Arc<Metrics>,
+    sampled: Option<Instant>,
+}
+
+impl Instrumented {
+    /// `op` at `place` in the plan, registered in `totals`' registry.
+    pub fn new(op: Box<dyn Operator>, place: OpRef, totals: &Arc<Metrics>) -> Self {
+        let metrics = Some(totals.register(op.name(), place));
+        Self { op, metrics, totals: Arc::clone(totals), sampled: None }
+    }
+
+    /// `op`, not counted on its own.
+    pub fn unregistered(op: Box<dyn Operator>, totals: &Arc<Metrics>) -> Self {
+        Self { op, metrics: None, totals: Arc::clone(totals), sampled: None }
+    }
+
+    /// The operator's name.
+    pub fn name(&self) -> &'static str {
+        self.op.name()
+    }
+
+    /// The operator's state, for a checkpoint.
+    pub fn snapshot(&mut self) -> Result<crate::state::checkpoint::OperatorSnapshot> {
+        self.op.snapshot()
+    }
+
+    /// Take up a state [`Instrumented::snapshot`] returned.
+    pub fn restore(&mut self, snapshot: crate::state::checkpoint::OperatorSnapshot) -> Result<()> {
+        self.op.restore(snapshot)
+    }
+
+    fn dropped_so_far(&self) -> u64 {
+        Metrics::get(&self.totals.late_rows) + Metrics::get(&self.totals.null_time_rows)
+    }
+
+    /// Hand `message` to the operator, its output onto `out`.
+    pub fn handle(&mut self, message: Message, out: &mut Vec<Message>) -> Result<()> {
+        self.handle_side(None, message, out)
+    }
+
+    /// Hand `message` from input `side` (of a two-input operator, `None`: the only input) to
+    /// the operator, its output onto `out`.
+    pub fn handle_side(&mut self, side: Option<usize>, message: Message, out: &mut Vec<Message>) -> Result<()> {
+        let Some(m) = self.metrics.clone() else { return forward(self.op.as_mut(), side, message, out) };
+        let (first_out, dropped_before, started) = (out.len(), self.dropped_so_far(), Instant::now());
+        match &message {
+            Message::Data(b) => {
+                Metrics::add(&m.rows_in, b.batch.num_rows() as u64);
+                Metrics::add(&m.batches, 1);
+            }
+            // the state at its fullest, before the end of input fires every window
+            Message::EndOfStream => m.state(self.op.state_size()),
+            _ => {}
+        }
+        forward(self.op.as_mut(), side, message, out)?;
+        let now = Instant::now();
+        Metrics::add(&m.busy_nanos, now.duration_since(started).as_nanos() as u64);
+        Metrics::add(&m.late_rows, self.dropped_so_far() - dropped_before);
+        for produced in &out[first_out..] {
+            match produced {
+                Message::Data(b) => Metrics::add(&m.rows_out, b.batch.num_rows() as u64),
+                Message::Watermark(w) => m.watermark.store(*w, Ordering::Relaxed),
+                _ => {}
+            }
+        }
+        if self.sampled.is_none_or(|t| now.duration_since(t) >= STATE_SAMPLE) {
+            m.state(self.op.state_size());
+            // timed after the walk, so a large state is walked at most every 100 ms of work
+            self.sampled = Some(Instant::now());
+        }
+        Ok(())
+    }
+}
+
+fn forward(op: &mut dyn Operator, side: Option<usize>, message: Message, out: &mut Vec<Message>) -> Result<()> {
+    match message {
+        // on their way to the side output, past the other operators
+        Message::Dropped(d) => out.push(Message::Dropped(d)),
+        Message::Data(b) => match side {
+            Some(s) => op.process_side(s, b, out)?,
+            None => op.process_batch(b, out)?,
+        },
+        Message::Watermark(w) => op.on_watermark(w, out)?,
+        Message::EndOfStream => {
+            op.on_end_of_stream(out)?;
+            out.push(Message::EndOfStream);
+        }
+    }
+    Ok(())
+}
+
+/// Pass messages through operators in order.
+pub fn through(ops: &mut [Instrumented], messages: Vec<Message>) -> Result<Vec<Message>> {
+    let mut current = messages;
+    for op in ops {
+        let mut next = Vec::with_capacity(current.len());
+        for m in current {
+            op.handle(m, &mut next)?;
+        }
+        current = next;
+    }
+    Ok(current)
+}

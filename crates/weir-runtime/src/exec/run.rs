@@ -1,0 +1,536 @@
+//! Running a [`Pipeline`]: the operator task's loop, on the calling thread
+//! ([`Pipeline::run_blocking`]) or with a task per source ([`Pipeline::run`]), and checkpoints
+//! taken and restored at the operator task ([`Pipeline::with_checkpoints`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion_common::arrow::array::StringArray;
+use datafusion_common::arrow::datatypes::SchemaRef;
+use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+
+use crate::state::checkpoint::{CheckpointConfig, Coordinator, Input, Restored, Taken};
+use crate::error::{Result, RuntimeError};
+use crate::exec::instrument::{through, Instrumented};
+use crate::message::{DroppedRows, Message};
+use crate::exec::metrics::Metrics;
+use crate::exec::pipeline::{with_op_column, Pipeline};
+use crate::operators::proc_time::ProcessingClock;
+use crate::exec::source::{Sink, SourceDriver};
+use crate::exec::stage::{Stage, Turns};
+
+/// Operators plus sink: everything downstream of the source.
+pub(crate) struct Chain {
+    pub(crate) ops: Vec<Instrumented>,
+    pub(crate) sink: Box<dyn Sink>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Set for a changelog: the sink's schema, with the `op` column.
+    pub(crate) changelog: Option<SchemaRef>,
+    /// The side output for dropped rows, and its schema.
+    pub(crate) late_rows: Option<(Box<dyn Sink>, SchemaRef)>,
+    /// Report the watermark reaching the sink (the sources do not, when there are several).
+    pub(crate) report_watermark: bool,
+}
+
+impl Chain {
+    /// Rows an operator dropped: to the side output, if there is one.
+    fn dropped(&mut self, d: DroppedRows) -> Result<()> {
+        let Some((sink, schema)) = &mut self.late_rows else { return Ok(()) };
+        let mut columns = d.rows.columns().to_vec();
+        columns.push(Arc::new(StringArray::from(d.reasons)));
+        let options = RecordBatchOptions::new().with_row_count(Some(d.rows.num_rows()));
+        sink.write(&RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?)
+    }
+
+    /// Stop without ending the stream (after a last checkpoint): flush and close the sinks.
+    fn close(&mut self) -> Result<()> {
+        if let Some((sink, _)) = &mut self.late_rows {
+            sink.finish()?;
+        }
+        self.sink.finish()
+    }
+
+    /// Push one message through; returns true once `EndOfStream` reached the sink.
+    fn push(&mut self, message: Message) -> Result<bool> {
+        let current = through(&mut self.ops, vec![message])?;
+        for m in current {
+            match m {
+                Message::Data(b) => {
+                    Metrics::add(&self.metrics.rows_out, b.batch.num_rows() as u64);
+                    match &self.changelog {
+                        Some(schema) => self.sink.write(&with_op_column(&b, schema)?)?,
+                        None => self.sink.write(&b.batch)?,
+                    }
+                }
+                Message::Watermark(w) => {
+                    if self.report_watermark {
+                        self.metrics.watermark.store(w, Ordering::Relaxed);
+                    }
+                }
+                Message::Dropped(d) => self.dropped(d)?,
+                Message::EndOfStream => {
+                    if let Some((sink, _)) = &mut self.late_rows {
+                        sink.finish()?;
+                    }
+                    self.sink.finish()?;
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+/// A pipeline's checkpointing, set up by [`Pipeline::with_checkpoints`].
+pub(crate) struct Checkpointing {
+    coordinator: Coordinator,
+    /// The reading order saved in the checkpoint resumed from.
+    turns: Option<serde_json::Value>,
+    /// The checkpoint resumed from was taken when the query had finished.
+    finished: bool,
+}
+
+/// Every operator of the pipeline, in the order checkpoints list them.
+fn all_operators<'a>(root: &'a mut Stage, chain: &'a mut Chain) -> Vec<&'a mut Instrumented> {
+    let mut ops = Vec::new();
+    root.operators(&mut ops);
+    ops.extend(chain.ops.iter_mut());
+    ops
+}
+
+/// What a pipeline does on starting.
+enum Resumed {
+    /// The checkpoint resumed from is of a finished run: nothing is left to do.
+    Finished,
+    /// Run, with the coordinator when it checkpoints.
+    Run(Option<Box<Coordinator>>),
+}
+
+/// Before running: the coordinator (with checkpoints) started, and the saved reading order
+/// taken up by `turns`.
+fn resume(checkpoints: Option<Checkpointing>, turns: &mut Turns) -> Result<Resumed> {
+    let Some(c) = checkpoints else { return Ok(Resumed::Run(None)) };
+    if c.finished {
+        return Ok(Resumed::Finished);
+    }
+    if let Some(saved) = &c.turns {
+        turns.restore(saved)?;
+    }
+    let mut coordinator = c.coordinator;
+    coordinator.start();
+    Ok(Resumed::Run(Some(Box::new(coordinator))))
+}
+
+/// The state of every operator, stage and the sinks, for checkpoint `id`.
+fn take(root: &mut Stage, chain: &mut Chain, turns: &Turns, id: u64, finished: bool) -> Result<Taken> {
+    let mut operators = Vec::new();
+    if !finished {
+        for op in all_operators(root, chain) {
+            operators.push((op.name(), op.snapshot()?));
+        }
+    }
+    let mut stages = Vec::new();
+    root.snapshot(&mut stages);
+    let sink = chain.sink.prepare_commit(id)?;
+    let late_rows_sink = match &mut chain.late_rows {
+        Some((s, _)) => s.prepare_commit(id)?,
+        None => serde_json::Value::Null,
+    };
+    Ok(Taken { stages, turns: turns.snapshot(), operators, sink, late_rows_sink, finished })
+}
+
+/// Take and write a checkpoint whose barriers have all arrived, then publish what the sinks
+/// prepared.
+fn complete(root: &mut Stage, chain: &mut Chain, turns: &mut Turns, c: &mut Coordinator, finished: bool) -> Result<()> {
+    let id = c.finish_id();
+    let taken = take(root, chain, turns, id, finished)?;
+    let (sink, late) = (taken.sink.clone(), taken.late_rows_sink.clone());
+    c.write(id, taken)?;
+    chain.sink.commit(&sink)?;
+    if let Some((s, _)) = &mut chain.late_rows {
+        s.commit(&late)?;
+    }
+    turns.release();
+    Ok(())
+}
+
+impl Pipeline {
+    /// Checkpoint this pipeline as `config` says, resuming from `config.restore` if set
+    /// (sources seek, operators and stages take up their state, sinks publish what it
+    /// prepared and drop what came after). `query` is how manifests describe the query.
+    ///
+    /// Fails up front when a source cannot be read again or an operator cannot be
+    /// checkpointed yet, and when the checkpoint resumed from was taken by another query.
+    pub fn with_checkpoints(mut self, config: CheckpointConfig, query: String) -> Result<Self> {
+        for (driver, label) in self.drivers.iter().zip(&self.labels) {
+            driver.checkpoint(label)?;
+        }
+        for op in all_operators(&mut self.root, &mut self.chain) {
+            op.snapshot()?;
+        }
+        let newest = config.store.newest_id()?;
+        let metrics = Arc::clone(&self.chain.metrics);
+        let coordinator = Coordinator::new(&config, query, self.drivers.len(), newest, metrics);
+        let mut checkpointing = Checkpointing { coordinator, turns: None, finished: false };
+        match &config.restore {
+            Some(restored) => {
+                crate::state::checkpoint::check_fingerprint(restored, &config.fingerprint)?;
+                // checkpoints after the one resumed from are abandoned (their sink output is
+                // taken back below): a later restart must not pick them up
+                if restored.location == config.store.describe(restored.manifest.id) {
+                    config.store.discard_after(restored.manifest.id)?;
+                }
+                checkpointing.finished = restored.manifest.finished;
+                self.restore(restored, &mut checkpointing)?;
+            }
+            None => {
+                self.chain.sink.recover(None)?;
+                if let Some((s, _)) = &mut self.chain.late_rows {
+                    s.recover(None)?;
+                }
+            }
+        }
+        self.checkpoints = Some(checkpointing);
+        Ok(self)
+    }
+
+    fn restore(&mut self, restored: &Restored, checkpointing: &mut Checkpointing) -> Result<()> {
+        let m = &restored.manifest;
+        self.chain.sink.recover(Some(&m.sink))?;
+        if let Some((s, _)) = &mut self.chain.late_rows {
+            s.recover(Some(&m.late_rows_sink))?;
+        }
+        if m.finished {
+            return Ok(());
+        }
+        if m.sources.len() != self.drivers.len() {
+            return Err(RuntimeError::Checkpoint(format!(
+                "{} saved {} inputs, this query reads {}",
+                restored.location,
+                m.sources.len(),
+                self.drivers.len()
+            )));
+        }
+        for (driver, state) in self.drivers.iter_mut().zip(&m.sources) {
+            driver.restore(state)?;
+        }
+        self.root.restore(&mut m.stages.iter(), Instant::now())?;
+        let ops = all_operators(&mut self.root, &mut self.chain);
+        if ops.len() != restored.operators.len() {
+            return Err(RuntimeError::Checkpoint(format!(
+                "{} saved {} operators, this query has {}",
+                restored.location,
+                restored.operators.len(),
+                ops.len()
+            )));
+        }
+        for ((op, entry), snapshot) in ops.into_iter().zip(&m.operators).zip(&restored.operators) {
+            if entry.name != op.name() {
+                return Err(RuntimeError::Checkpoint(format!(
+                    "{} saved a {} where this query has a {}",
+                    restored.location,
+                    entry.name,
+                    op.name()
+                )));
+            }
+            op.restore(snapshot.clone())?;
+        }
+        checkpointing.coordinator.restore_ended(&Turns::saved_ended(&m.turns)?, &m.sources);
+        checkpointing.turns = Some(m.turns.clone());
+        Ok(())
+    }
+
+    /// Run on the calling thread until the input ends or `cancel` is set, taking one batch
+    /// from each input in turn (with a join: from the input whose watermark is lowest).
+    /// Checkpoints, if set up, are taken between batches.
+    pub fn run_blocking(mut self, cancel: &AtomicBool) -> Result<()> {
+        let mut turns = Turns::new(self.drivers.len(), std::mem::take(&mut self.first), self.aligned);
+        let Resumed::Run(mut coordinator) = resume(self.checkpoints.take(), &mut turns)? else { return Ok(()) };
+        let labels = std::mem::take(&mut self.labels);
+        loop {
+            let stop = cancel.load(Ordering::Relaxed);
+            if let Some(c) = coordinator.as_mut() {
+                if turns.loading() {
+                    // no checkpoint while lookup tables load (their rows come first)
+                    if stop {
+                        return self.chain.close();
+                    }
+                } else if c.poll(Instant::now(), stop) {
+                    let id = c.finish_id();
+                    for (i, driver) in self.drivers.iter().enumerate() {
+                        if !turns.has_ended(i) {
+                            c.barrier(i, id, driver.checkpoint(&labels[i])?)?;
+                        }
+                    }
+                    complete(&mut self.root, &mut self.chain, &mut turns, c, false)?;
+                    if stop {
+                        return self.chain.close();
+                    }
+                }
+            } else if stop {
+                self.chain.push(Message::EndOfStream)?;
+                return Ok(());
+            }
+            let Some(i) = turns.next() else { break };
+            let mut out = Vec::new();
+            if !self.drivers[i].poll(&mut out)? {
+                out.push(Message::EndOfStream);
+                if let Some(c) = coordinator.as_mut() {
+                    c.ended(i, self.drivers[i].checkpoint(&labels[i])?);
+                }
+            }
+            turns.saw(i, &out);
+            for m in self.root.input(i, out, Instant::now())? {
+                if self.chain.push(m)? {
+                    if let Some(c) = coordinator.as_mut() {
+                        complete(&mut self.root, &mut self.chain, &mut turns, c, true)?;
+                    }
+                    return Ok(());
+                }
+            }
+            if let Some(w) = self.root.tick() {
+                self.chain.push(w)?;
+            }
+        }
+        Err(RuntimeError::Internal("every input ended, but the end did not reach the sink".into()))
+    }
+
+    /// Run with each source and the operators on blocking tasks joined by bounded channels,
+    /// until the inputs end or `cancel` is set (then the sinks are flushed and open windows
+    /// are discarded; with checkpoints, a last checkpoint keeps them instead).
+    ///
+    /// The operator task takes one batch from each input in turn (with a join: from the input
+    /// whose watermark is lowest), as [`Self::run_blocking`] does, so results over files do
+    /// not depend on thread timing. An input with an
+    /// `'idle_timeout'` that has sent nothing for that long loses its turns (it is checked
+    /// without waiting) until it sends again.
+    ///
+    /// With checkpoints, each source task sends a barrier when the operator task asks for one
+    /// (a shared counter); see [`crate::checkpoint`].
+    pub async fn run(mut self, cancel: Arc<AtomicBool>) -> Result<()> {
+        tracing::debug!(inputs = self.drivers.len(), operators = self.chain.ops.len(), "pipeline starting");
+        let mut turns = Turns::new(self.drivers.len(), std::mem::take(&mut self.first), self.aligned);
+        let Resumed::Run(mut coordinator) = resume(self.checkpoints.take(), &mut turns)? else { return Ok(()) };
+        let requested = coordinator.as_ref().map(|c| c.requested());
+        // the last checkpoint: barriers are sent for every request above it
+        let initial = requested.as_ref().map_or(0, |r| r.load(Ordering::Acquire));
+        // set when the operator task is done: source tasks waiting for a last barrier give up
+        let done = Arc::new(AtomicBool::new(false));
+        let mut receivers = Vec::new();
+        let mut producers = Vec::new();
+        for (driver, label) in self.drivers.into_iter().zip(std::mem::take(&mut self.labels)) {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Input>(4);
+            receivers.push(rx);
+            let task = SourceTask {
+                driver,
+                label,
+                tx,
+                cancel: Arc::clone(&cancel),
+                requested: requested.clone(),
+                sent: initial,
+                done: Arc::clone(&done),
+            };
+            producers.push(tokio::task::spawn_blocking(move || task.run()));
+        }
+        let (mut chain, mut root, clock) = (self.chain, self.root, self.clock);
+        let stop = Arc::clone(&cancel);
+        let consumer = tokio::task::spawn_blocking(move || -> Result<()> {
+            use std::sync::mpsc::RecvTimeoutError;
+            let n = receivers.len();
+            // turns in a row that brought nothing (only idle inputs are left to ask)
+            let mut empty_turns = 0usize;
+            let mut last_tick = Instant::now();
+            // an input waited for only to look at the checkpoint clock: asked again
+            let mut again: Option<usize> = None;
+            loop {
+                if let Some(c) = &mut coordinator {
+                    let stopping = stop.load(Ordering::Relaxed);
+                    if turns.loading() {
+                        // no checkpoint while lookup tables load (only they are read): a stop
+                        // then keeps the previous checkpoint
+                        if stopping {
+                            return chain.close();
+                        }
+                    } else {
+                        c.poll(Instant::now(), stopping);
+                    }
+                    if c.aligned() {
+                        complete(&mut root, &mut chain, &mut turns, c, false)?;
+                        if c.stopping() {
+                            return chain.close();
+                        }
+                        continue;
+                    }
+                }
+                let Some(i) = again.take().or_else(|| turns.next()) else { break };
+                let (timeout, quiet) = root.idleness(i, Instant::now());
+                let mut wait = timeout.map(|t| {
+                    let wait = t.saturating_sub(quiet);
+                    if empty_turns >= n {
+                        wait.max(Duration::from_millis(10))
+                    } else {
+                        wait
+                    }
+                });
+                if clock.is_some() {
+                    // the wall clock is the watermark: wake up to send it
+                    wait = Some(wait.map_or(ProcessingClock::TICK, |w| w.min(ProcessingClock::TICK)));
+                }
+                // with checkpoints, wake up to start one on time, or the last one when stopping
+                let poll = coordinator.is_some().then_some(CHECKPOINT_POLL);
+                // the wait ends for the idleness check (not only to look at the checkpoint clock)
+                let idle_check = wait.is_some_and(|w| poll.is_none_or(|p| w <= p));
+                let received = match (wait, poll) {
+                    (None, None) => match receivers[i].recv() {
+                        Ok(m) => Some(m),
+                        Err(_) => break,
+                    },
+                    (w, p) => match receivers[i].recv_timeout(w.into_iter().chain(p).min().unwrap_or_default()) {
+                        Ok(m) => Some(m),
+                        Err(RecvTimeoutError::Timeout) if !idle_check => {
+                            again = Some(i);
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    },
+                };
+                let now = Instant::now();
+                let mut messages = match received {
+                    Some(Input::Failed(e)) => return Err(e),
+                    Some(Input::Barrier(id, state)) => {
+                        let Some(c) = &mut coordinator else {
+                            return Err(RuntimeError::Internal("a barrier without checkpoints".into()));
+                        };
+                        if !c.barrier(i, id, state)? {
+                            turns.hold(i, c.holds(i));
+                        }
+                        continue;
+                    }
+                    Some(Input::Messages(messages)) => {
+                        empty_turns = 0;
+                        turns.saw(i, &messages);
+                        root.input(i, messages, now)?
+                    }
+                    Some(Input::Last(messages, position)) => {
+                        empty_turns = 0;
+                        if let Some(c) = &mut coordinator {
+                            c.ended(i, position);
+                        }
+                        turns.saw(i, &messages);
+                        root.input(i, messages, now)?
+                    }
+                    None => {
+                        empty_turns += 1;
+                        tracing::trace!(input = i, "no batch in time: checking idleness");
+                        root.mark_idle(i, now);
+                        root.tick().into_iter().collect()
+                    }
+                };
+                if let Some(clock) = &clock {
+                    // on time even when input keeps coming without rows (all skipped as bad)
+                    if now.saturating_duration_since(last_tick) >= ProcessingClock::TICK {
+                        last_tick = now;
+                        messages.extend(root.input(i, vec![Message::Watermark(clock.watermark())], now)?);
+                    }
+                }
+                for m in messages {
+                    if chain.push(m)? {
+                        if let Some(c) = &mut coordinator {
+                            complete(&mut root, &mut chain, &mut turns, c, true)?;
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+            Err(RuntimeError::Internal("a source stopped without ending the stream".into()))
+        });
+        let result = consumer.await.map_err(|e| RuntimeError::Internal(e.to_string()));
+        done.store(true, Ordering::Relaxed);
+        let result = result?;
+        if result.is_err() {
+            // a source blocked in a read (a quiet stdin) would never be joined: leave them
+            cancel.store(true, Ordering::Relaxed);
+            return result;
+        }
+        for p in producers {
+            p.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        }
+        result
+    }
+}
+
+/// How often the operator task looks at the checkpoint clock while it waits for input.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(50);
+
+/// A source's task: reads batches and sends them on, with barriers when asked.
+struct SourceTask {
+    driver: SourceDriver,
+    label: String,
+    tx: std::sync::mpsc::SyncSender<Input>,
+    cancel: Arc<AtomicBool>,
+    /// The checkpoint barriers are asked for (with checkpoints).
+    requested: Option<Arc<AtomicU64>>,
+    /// The last checkpoint a barrier was sent for.
+    sent: u64,
+    done: Arc<AtomicBool>,
+}
+
+impl SourceTask {
+    fn run(mut self) {
+        loop {
+            if let Some(requested) = &self.requested {
+                let id = requested.load(Ordering::Acquire);
+                if id > self.sent {
+                    self.sent = id;
+                    let barrier = match self.driver.checkpoint(&self.label) {
+                        Ok(state) => Input::Barrier(id, state),
+                        Err(e) => Input::Failed(e),
+                    };
+                    if self.tx.send(barrier).is_err() {
+                        return;
+                    }
+                }
+            }
+            if self.cancel.load(Ordering::Relaxed) {
+                if self.requested.is_some() && !self.done.load(Ordering::Relaxed) {
+                    // nothing more is read: answer checkpoint requests (the last one is taken
+                    // on stopping) until the operator task is done
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                tracing::info!("stopped: the input is no longer read");
+                let _ = self.tx.send(Input::Messages(vec![Message::EndOfStream]));
+                return;
+            }
+            let mut out = Vec::new();
+            match self.driver.poll(&mut out) {
+                // nothing came in time (a quiet live input): send nothing, so that the input
+                // can be found idle; look at the stop flag and barrier requests again
+                Ok(true) if out.is_empty() => continue,
+                Ok(true) => {
+                    if self.tx.send(Input::Messages(out)).is_err() {
+                        return;
+                    }
+                }
+                Ok(false) => {
+                    out.push(Message::EndOfStream);
+                    let last = match &self.requested {
+                        Some(_) => match self.driver.checkpoint(&self.label) {
+                            Ok(position) => Input::Last(out, position),
+                            Err(e) => Input::Failed(e),
+                        },
+                        None => Input::Last(out, serde_json::Value::Null),
+                    };
+                    let _ = self.tx.send(last);
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "a source failed");
+                    let _ = self.tx.send(Input::Failed(e));
+                    return;
+                }
+            }
+        }
+    }
+}

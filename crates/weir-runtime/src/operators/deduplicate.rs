@@ -1,0 +1,113 @@
+//! Deduplication: per key, the row that ranks first under `ORDER BY` (Flink's keep-first with
+//! `ORDER BY ts`, keep-last with `ORDER BY ts DESC`).
+//!
+//! ```text
+//!   row of key k, in arrival order
+//!     k not kept                         ──► +I row, keep it
+//!     row ranks before the kept one      ──► -U kept, +U row, keep it
+//!       (ties: a later row wins when the first ORDER BY key is DESC, as keep-last expects;
+//!        the earlier row stays when it is ASC, as keep-first expects)
+//!     otherwise                          ──► nothing
+//!   state: one row per key ([`KeyedState`], with the state TTL)
+//! ```
+
+use std::sync::Arc;
+
+use weir_plan::StateTtl;
+
+use crate::state::checkpoint::OperatorSnapshot;
+use crate::error::Result;
+use crate::state::keyed_state::KeyedState;
+use crate::message::{Message, Nanos, RowKind, StreamBatch};
+use crate::exec::metrics::{Metrics, StateSize};
+use crate::operator::Operator;
+use crate::state::rank_rows::{restore_keyed, save_keyed, RankRows};
+
+struct Kept {
+    order: Box<[u8]>,
+    row: Box<[u8]>,
+}
+
+/// The deduplication operator.
+pub struct DeduplicateOp {
+    rows: RankRows,
+    /// Ties go to the later row (the first ORDER BY key is descending).
+    later_wins_ties: bool,
+    kept: KeyedState<Kept>,
+    metrics: Arc<Metrics>,
+}
+
+impl DeduplicateOp {
+    /// Keep one row per partition key, forgetting keys idle for `ttl`.
+    pub fn new(rows: RankRows, later_wins_ties: bool, ttl: Option<StateTtl>, metrics: Arc<Metrics>) -> Self {
+        Self { rows, later_wins_ties, kept: KeyedState::new(ttl), metrics }
+    }
+}
+
+impl Operator for DeduplicateOp {
+    fn name(&self) -> &'static str {
+        "Deduplicate"
+    }
+
+    /// One kept row per key.
+    fn state_size(&self) -> StateSize {
+        let bytes: usize = self.kept.values().map(|k| k.order.len() + k.row.len()).sum();
+        StateSize { rows: self.kept.len() as u64, bytes: bytes as u64 }
+    }
+
+    fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
+        Metrics::add(&self.metrics.expired_keys, self.kept.before_batch());
+        let encoded = self.rows.encode(&input.batch)?;
+        let mut changes: Vec<(RowKind, Box<[u8]>)> = Vec::new();
+        for i in 0..input.batch.num_rows() {
+            let key = encoded.partitions.row(i);
+            let order = encoded.orders.row(i).data();
+            let row = encoded.rows.row(i).data();
+            match self.kept.slot(key.data()) {
+                None => {
+                    self.kept.insert(key.data(), Kept { order: order.into(), row: row.into() });
+                    changes.push((RowKind::Insert, row.into()));
+                }
+                Some(slot) => {
+                    self.kept.touch(slot);
+                    let Some(kept) = self.kept.get_mut(slot) else { continue };
+                    let wins = match order.cmp(&kept.order) {
+                        std::cmp::Ordering::Less => true,
+                        std::cmp::Ordering::Equal => self.later_wins_ties,
+                        std::cmp::Ordering::Greater => false,
+                    };
+                    if wins {
+                        let old = std::mem::replace(&mut kept.row, row.into());
+                        kept.order = order.into();
+                        changes.push((RowKind::UpdateBefore, old));
+                        changes.push((RowKind::UpdateAfter, row.into()));
+                    }
+                }
+            }
+        }
+        if !changes.is_empty() {
+            let kinds: Vec<RowKind> = changes.iter().map(|c| c.0).collect();
+            let batch = self.rows.output(changes.iter().map(|c| (&c.1[..], 1)))?;
+            out.push(Message::Data(StreamBatch::changelog(batch, &kinds)));
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
+        Metrics::add(&self.metrics.expired_keys, self.kept.on_watermark(watermark));
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    /// The kept row of every key, with the key's TTL clock.
+    fn snapshot(&mut self) -> Result<OperatorSnapshot> {
+        save_keyed(&mut self.kept, |k| vec![(&k.order[..], &k.row[..])])
+    }
+
+    fn restore(&mut self, snapshot: OperatorSnapshot) -> Result<()> {
+        restore_keyed(&mut self.kept, snapshot, "Deduplicate", |mut rows| {
+            let (order, row) = rows.swap_remove(0);
+            Kept { order, row }
+        })
+    }
+}

@@ -1,0 +1,465 @@
+//! The join operator: two inputs (left = side 0, right = side 1), rows matched on equi-join
+//! keys and a residual filter, each side's rows kept in a [`JoinRows`] until they can no
+//! longer match.
+//!
+//! ```text
+//!   batch of side s ─► keys ─► probe the other side's rows ─► candidate pairs ─► filter ─► matches
+//!                           └► keep the rows (until: interval bound | TTL | forever)
+//!   watermark w ─► forget rows with until < w (a left outer interval join emits the
+//!                  unmatched ones NULL-padded) ─► forward w
+//! ```
+//!
+//! Modes (`weir_plan::JoinState`): an **interval** join drops rows whose time is behind the
+//! watermark when they arrive (counted as late: their matches may be gone) and is
+//! append-only; a **regular** join keeps rows for a TTL, and over a changelog matches
+//! retractions with the rows they take back (`-U`/`-D` out for each match), and as a left
+//! outer join retracts a NULL-padded row when its first match arrives; a **lookup** join
+//! reads the right table whole first and keeps no left rows.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use datafusion_common::arrow::array::{new_null_array, Array, ArrayRef, AsArray, UInt32Array};
+use datafusion_common::arrow::compute::{cast, interleave, prep_null_mask_filter, take};
+use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
+use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion_common::arrow::row::{RowConverter, SortField};
+use datafusion_physical_expr::PhysicalExpr;
+use weir_plan::{RowTime, StateTtl};
+
+use crate::state::checkpoint::OperatorSnapshot;
+use crate::error::{Result, RuntimeError};
+use crate::state::join_rows::{JoinRows, Kept};
+use crate::message::{Message, Nanos, RowKind, StreamBatch, NO_WATERMARK};
+use crate::exec::metrics::{Metrics, StateSize};
+use crate::operator::Operator;
+use crate::operators::window_aggregate::to_nanos;
+
+const LEFT: usize = 0;
+const RIGHT: usize = 1;
+
+/// How the join bounds its state (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub enum JoinMode {
+    /// Rows kept until the watermark passes their `until`; rows behind the watermark are late.
+    Interval {
+        /// Each side's event time.
+        time: [RowTime; 2],
+        /// Each side's last possible match time.
+        until: [RowTime; 2],
+    },
+    /// Rows kept for the TTL (in event time: after their time, or for a side without one
+    /// after the next watermark), or forever.
+    Regular {
+        /// How long rows are kept.
+        ttl: Option<StateTtl>,
+        /// Each side's event time, if it has one.
+        times: [Option<RowTime>; 2],
+    },
+    /// The right side read whole first; left rows not kept.
+    Lookup,
+}
+
+/// What a join operator is built from.
+pub struct JoinSpec {
+    /// Keep unmatched left rows, NULL-padded.
+    pub left_outer: bool,
+    /// How state is bounded.
+    pub mode: JoinMode,
+    /// Equi-join keys of each side.
+    pub keys: [Vec<Arc<dyn PhysicalExpr>>; 2],
+    /// The rest of the condition, over output rows.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Schema of each side's rows.
+    pub sides: [SchemaRef; 2],
+    /// Output schema: the left columns, then the right ones.
+    pub output: SchemaRef,
+    /// Whether the output is a changelog.
+    pub changelog: bool,
+}
+
+/// A streaming join.
+pub struct JoinOp {
+    spec: JoinSpec,
+    key_types: Vec<DataType>,
+    key_converter: RowConverter,
+    rows: [JoinRows; 2],
+    watermark: Nanos,
+    /// Regular join in event time: rows waiting for the next watermark to start their TTL.
+    pending: Vec<(usize, u32)>,
+    metrics: Arc<Metrics>,
+}
+
+/// An output row: both sides from candidate row `r`, or a left row NULL-padded.
+#[derive(Clone, Copy)]
+enum Out {
+    Pair(usize),
+    /// Left values from the incoming batch's row.
+    NullPaddedIncoming(usize),
+    /// Left values from candidate row `r`.
+    NullPaddedCandidate(usize),
+}
+
+fn wall_clock() -> Nanos {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+fn row_times(batch: &RecordBatch, t: RowTime) -> Result<Vec<Nanos>> {
+    let ns = to_nanos(batch.column(t.column))?;
+    // a NULL time can never be matched by time: treat it as already past
+    Ok((0..ns.len())
+        .map(|i| if ns.is_null(i) { Nanos::MIN } else { ns.value(i).saturating_add(t.offset_nanos) })
+        .collect())
+}
+
+impl JoinOp {
+    /// A join operator.
+    pub fn new(spec: JoinSpec, metrics: Arc<Metrics>) -> Result<Self> {
+        let key_types: Vec<DataType> = spec.keys[LEFT]
+            .iter()
+            .map(|k| k.data_type(spec.sides[LEFT].as_ref()))
+            .collect::<std::result::Result<_, _>>()?;
+        let key_converter = RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?;
+        let rows = [JoinRows::new(&spec.sides[LEFT])?, JoinRows::new(&spec.sides[RIGHT])?];
+        Ok(Self { spec, key_types, key_converter, rows, watermark: NO_WATERMARK, pending: Vec::new(), metrics })
+    }
+
+    /// How long a row stored now can match: per row for an interval join.
+    fn until(&self, side: usize, batch: &RecordBatch) -> Result<Option<Vec<Nanos>>> {
+        Ok(match self.spec.mode {
+            JoinMode::Interval { until, .. } => Some(row_times(batch, until[side])?),
+            JoinMode::Regular { ttl: Some(t), times } if t.event_time => match times[side] {
+                Some(time) => Some(row_times(batch, time)?.into_iter().map(|x| x.saturating_add(t.nanos)).collect()),
+                None => None,
+            },
+            _ => None,
+        })
+    }
+
+    fn expire_now(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        let now = match self.spec.mode {
+            JoinMode::Regular { ttl: Some(StateTtl { event_time: false, .. }), .. } => wall_clock(),
+            JoinMode::Regular { ttl: None, .. } | JoinMode::Lookup => return Ok(()),
+            _ => self.watermark,
+        };
+        if now == NO_WATERMARK {
+            return Ok(());
+        }
+        // a left outer interval join pads the left rows that found no match
+        let pad = self.spec.left_outer && matches!(self.spec.mode, JoinMode::Interval { .. });
+        let unmatched = self.rows[LEFT].expire(now, |k: &Kept| pad && k.matches == 0)?;
+        self.rows[RIGHT].expire(now, |_| false)?;
+        if let Some(left) = unmatched {
+            let n = left.first().map(|c| c.len()).unwrap_or(0);
+            out.push(Message::Data(StreamBatch::new(self.null_padded(left, n)?)));
+        }
+        Ok(())
+    }
+
+    fn null_padded(&self, mut left: Vec<ArrayRef>, n: usize) -> Result<RecordBatch> {
+        left.extend(self.spec.sides[RIGHT].fields().iter().map(|f| new_null_array(f.data_type(), n)));
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.spec.output), left, &options)?)
+    }
+
+    /// Key rows of a batch, and which rows have a NULL key (they match nothing).
+    fn keys(&self, side: usize, batch: &RecordBatch) -> Result<(datafusion_common::arrow::row::Rows, Vec<bool>)> {
+        let n = batch.num_rows();
+        let mut cols = Vec::with_capacity(self.key_types.len());
+        for (k, t) in self.spec.keys[side].iter().zip(&self.key_types) {
+            let a = k.evaluate(batch)?.into_array(n)?;
+            cols.push(if a.data_type() == t { a } else { cast(&a, t)? });
+        }
+        let mut null = vec![false; n];
+        for c in &cols {
+            if c.null_count() > 0 {
+                for (i, x) in null.iter_mut().enumerate() {
+                    *x |= c.is_null(i);
+                }
+            }
+        }
+        Ok((self.key_converter.convert_columns(&cols)?, null))
+    }
+
+    fn process(&mut self, side: usize, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
+        let batch = &input.batch;
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let other = 1 - side;
+        let (keys, null_key) = self.keys(side, batch)?;
+        let late: Vec<bool> = match self.spec.mode {
+            JoinMode::Interval { time, .. } if self.watermark != NO_WATERMARK => {
+                row_times(batch, time[side])?.into_iter().map(|t| t < self.watermark).collect()
+            }
+            _ => vec![false; n],
+        };
+        let late_count = late.iter().filter(|l| **l).count();
+        if late_count > 0 {
+            Metrics::add(&self.metrics.late_rows, late_count as u64);
+        }
+        let until = self.until(side, batch)?;
+
+        // candidate pairs, in the order of the incoming rows
+        let (mut probe, mut stored, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n {
+            if late[i] || null_key[i] {
+                continue;
+            }
+            scratch.clear();
+            self.rows[other].matches(keys.row(i).as_ref(), &mut scratch);
+            for s in &scratch {
+                probe.push(i as u32);
+                stored.push(*s);
+            }
+        }
+        let candidates = if probe.is_empty() { None } else { Some(self.candidates(side, batch, &probe, &stored)?) };
+        let passed: Vec<bool> = match &candidates {
+            Some(c) => self.pass(c)?,
+            None => Vec::new(),
+        };
+
+        // in input order: matches out, counts kept, rows stored or taken back
+        let stores_side = !(side == LEFT && matches!(self.spec.mode, JoinMode::Lookup));
+        let own = if stores_side { Some(self.rows[side].encode(batch.columns())?) } else { None };
+        let regular = matches!(self.spec.mode, JoinMode::Regular { .. });
+        let left_outer = self.spec.left_outer;
+        let (mut outs, mut kinds) = (Vec::new(), Vec::new());
+        let mut c = 0;
+        for i in 0..n {
+            if late[i] {
+                continue;
+            }
+            let kind = input.kind(i);
+            let key = keys.row(i);
+            // a retraction takes back the matches of a row this side kept; a row it no longer
+            // keeps (forgotten by the TTL) has matches nobody knows: nothing to take back
+            let mut taken = None;
+            if kind.is_retraction() && stores_side && !null_key[i] {
+                if let Some(own) = &own {
+                    taken = self.rows[side].find_equal(key.as_ref(), own, i);
+                }
+                if taken.is_none() {
+                    while c < probe.len() && probe[c] as usize == i {
+                        c += 1;
+                    }
+                    continue;
+                }
+            }
+            let mut matches = 0u32;
+            while c < probe.len() && probe[c] as usize == i {
+                if passed[c] {
+                    matches += 1;
+                    if left_outer && side == RIGHT {
+                        if let Some(k) = self.rows[LEFT].get_mut(stored[c]) {
+                            if kind.is_retraction() {
+                                // a pair never emitted (the left row came after this one was
+                                // forgotten, or never matched it) is not taken back
+                                if k.matches > 0 {
+                                    k.matches -= 1;
+                                    outs.push(Out::Pair(c));
+                                    kinds.push(kind);
+                                    if regular && k.matches == 0 {
+                                        outs.push(Out::NullPaddedCandidate(c));
+                                        kinds.push(RowKind::Insert);
+                                    }
+                                }
+                            } else {
+                                if regular && k.matches == 0 {
+                                    outs.push(Out::NullPaddedCandidate(c));
+                                    kinds.push(RowKind::Delete);
+                                }
+                                k.matches += 1;
+                                outs.push(Out::Pair(c));
+                                kinds.push(kind);
+                            }
+                            c += 1;
+                            continue;
+                        }
+                    }
+                    outs.push(Out::Pair(c));
+                    kinds.push(kind);
+                }
+                c += 1;
+            }
+            let keeps = stores_side && !null_key[i];
+            let row_until = until.as_ref().map(|u| u[i]);
+            let expired = row_until.is_some_and(|u| u < self.watermark);
+            if kind.is_retraction() {
+                if let Some(slot) = taken {
+                    self.rows[side].remove(slot);
+                }
+                if left_outer && side == LEFT && matches == 0 {
+                    outs.push(Out::NullPaddedIncoming(i));
+                    kinds.push(kind);
+                }
+                continue;
+            }
+            let stores = keeps && !expired;
+            if left_outer && side == LEFT && matches == 0 && (regular || !stores || null_key[i]) {
+                outs.push(Out::NullPaddedIncoming(i));
+                kinds.push(kind);
+            }
+            if let (true, Some(own)) = (stores, &own) {
+                let u = match (row_until, self.spec.mode) {
+                    (Some(u), _) => Some(u),
+                    (None, JoinMode::Regular { ttl: Some(t), .. }) if !t.event_time => {
+                        Some(wall_clock().saturating_add(t.nanos))
+                    }
+                    _ => None,
+                };
+                let slot = self.rows[side].insert(key.as_ref(), own, i, u);
+                if let Some(k) = self.rows[side].get_mut(slot) {
+                    k.matches = matches;
+                }
+                if let JoinMode::Regular { ttl: Some(t), .. } = self.spec.mode {
+                    if t.event_time && row_until.is_none() {
+                        self.pending.push((side, slot));
+                    }
+                }
+            }
+        }
+        if let Some(own) = own {
+            self.rows[side].release(own);
+        }
+        if !outs.is_empty() {
+            let batch = self.assemble(side, batch, candidates.as_ref(), &outs)?;
+            out.push(Message::Data(if self.spec.changelog {
+                StreamBatch::changelog(batch, &kinds)
+            } else {
+                StreamBatch::new(batch)
+            }));
+        }
+        if matches!(self.spec.mode, JoinMode::Regular { ttl: Some(StateTtl { event_time: false, .. }), .. }) {
+            self.expire_now(out)?;
+        }
+        Ok(())
+    }
+
+    /// The candidate pairs as output rows.
+    fn candidates(&self, side: usize, batch: &RecordBatch, probe: &[u32], stored: &[u32]) -> Result<RecordBatch> {
+        let idx = UInt32Array::from(probe.to_vec());
+        let mine =
+            batch.columns().iter().map(|c| take(c.as_ref(), &idx, None)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let theirs = self.rows[1 - side].columns_of(stored)?;
+        let columns = if side == LEFT { [mine, theirs].concat() } else { [theirs, mine].concat() };
+        let options = RecordBatchOptions::new().with_row_count(Some(probe.len()));
+        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.spec.output), columns, &options)?)
+    }
+
+    /// Which candidate pairs meet the rest of the condition.
+    fn pass(&self, candidates: &RecordBatch) -> Result<Vec<bool>> {
+        let n = candidates.num_rows();
+        let Some(filter) = &self.spec.filter else { return Ok(vec![true; n]) };
+        let mask = filter.evaluate(candidates)?.into_array(n)?;
+        let Some(mask) = mask.as_boolean_opt() else {
+            return Err(RuntimeError::Internal(format!("join condition returned {}", mask.data_type())));
+        };
+        let mask = if mask.null_count() > 0 { prep_null_mask_filter(mask) } else { mask.clone() };
+        Ok(mask.iter().map(|b| b == Some(true)).collect())
+    }
+
+    /// The output rows `outs` as one batch.
+    fn assemble(
+        &self,
+        side: usize,
+        batch: &RecordBatch,
+        candidates: Option<&RecordBatch>,
+        outs: &[Out],
+    ) -> Result<RecordBatch> {
+        let left_width = self.spec.sides[LEFT].fields().len();
+        let n = outs.len();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.spec.output.fields().len());
+        for (col, field) in self.spec.output.fields().iter().enumerate() {
+            let is_left = col < left_width;
+            // sources: 0 = candidate rows, 1 = the incoming batch (left columns) or NULL (right)
+            let null = new_null_array(field.data_type(), 1);
+            let second: ArrayRef = if is_left && side == LEFT { Arc::clone(batch.column(col)) } else { null };
+            let first: ArrayRef = match candidates {
+                Some(c) => Arc::clone(c.column(col)),
+                None => new_null_array(field.data_type(), 0),
+            };
+            let indices: Vec<(usize, usize)> = outs
+                .iter()
+                .map(|o| match *o {
+                    Out::Pair(r) => (0, r),
+                    Out::NullPaddedCandidate(r) if is_left => (0, r),
+                    Out::NullPaddedIncoming(i) if is_left => (1, i),
+                    _ => (1, 0),
+                })
+                .collect();
+            columns.push(interleave(&[first.as_ref(), second.as_ref()], &indices)?);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.spec.output), columns, &options)?)
+    }
+}
+
+impl Operator for JoinOp {
+    fn name(&self) -> &'static str {
+        match self.spec.mode {
+            JoinMode::Interval { .. } => "IntervalJoin",
+            JoinMode::Regular { .. } => "Join",
+            JoinMode::Lookup => "LookupJoin",
+        }
+    }
+
+    fn process_batch(&mut self, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
+        self.process(LEFT, batch, out)
+    }
+
+    fn process_side(&mut self, side: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
+        self.process(side.min(RIGHT), batch, out)
+    }
+
+    fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
+        self.watermark = watermark;
+        if let JoinMode::Regular { ttl: Some(t), .. } = self.spec.mode {
+            // rows stored since the last watermark start their TTL now
+            for (side, slot) in std::mem::take(&mut self.pending) {
+                self.rows[side].schedule(slot, watermark.saturating_add(t.nanos));
+            }
+        }
+        self.expire_now(out)?;
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    /// Each side's kept rows (with their columns, keys, bounds and match counts), the
+    /// watermark, and which rows wait for the next watermark to start their TTL.
+    fn snapshot(&mut self) -> Result<OperatorSnapshot> {
+        let pending: Vec<(usize, u32)> = self.pending.clone();
+        let mut snapshot = OperatorSnapshot::with_meta(&(self.watermark, pending))?;
+        for side in [LEFT, RIGHT] {
+            if let Some(batch) = self.rows[side].to_batch(&self.spec.sides[side])? {
+                snapshot.push(if side == LEFT { "left" } else { "right" }, batch);
+            }
+        }
+        Ok(snapshot)
+    }
+
+    fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
+        let (watermark, pending): (Nanos, Vec<(usize, u32)>) = snapshot.meta(self.name())?;
+        self.watermark = watermark;
+        for side in [LEFT, RIGHT] {
+            let name = if side == LEFT { "left" } else { "right" };
+            let Some(rows) = snapshot.take(name) else { continue };
+            let moved = self.rows[side].restore(&rows)?;
+            let renamed: std::collections::HashMap<u32, u32> = moved.into_iter().collect();
+            for (s, slot) in &pending {
+                if *s == side {
+                    if let Some(now) = renamed.get(slot) {
+                        self.pending.push((side, *now));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn state_size(&self) -> StateSize {
+        let (l, r) = (self.rows[LEFT].size(), self.rows[RIGHT].size());
+        StateSize { rows: l.rows + r.rows, bytes: l.bytes + r.bytes }
+    }
+}

@@ -1,0 +1,620 @@
+//! Aggregation over session windows: per key, rows less than `gap` apart form one session
+//! `[first, last + gap)`, emitted once when the watermark passes its end.
+//!
+//! ```text
+//!   per row, in arrival order (updates are batched per session)
+//!     before a row whose watermark reaches an open session's end, that session fires
+//!     row t of key k: its own window [t, t + gap)
+//!       overlaps open sessions of k ──► they merge into one (an out-of-order row can bridge
+//!                                        two sessions: the later one's partial aggregate is
+//!                                        frozen and merged into the earlier one)
+//!       overlaps none, t + gap > row watermark ──► a new session
+//!       overlaps none, t + gap <= row watermark ──► late: counted, dropped
+//!
+//!   on Watermark(w): fire sessions with end <= w, in end order, and free them
+//!
+//!   state: open sessions only, HashMap<key bytes, Vec<Session>> + BTreeSet<(end, id)>
+//!
+//!   changelog mode (allowed lateness L > 0, or early results):
+//!     a row is late only if it joins no session and t + gap + L <= its watermark
+//!     a fired session moves to `retained` until the watermark passes end + L; a row that
+//!     joins it (or starts a session that has already ended) marks it dirty, and after the
+//!     batch (or before a later row's watermark passes another deadline) each dirty fired
+//!     session is re-evaluated and `WindowChanges` emits the difference: -U/+U when its bounds
+//!     did not change, else -D old row, +I new row; a session that a late row extends past
+//!     the watermark is open again and emits when it fires
+//!     merging sessions hands their emitted rows to the survivor, whose next emission deletes
+//!     them (-D), so the changelog never keeps two rows for one session
+//!     early results: dirty open sessions are re-evaluated after each batch (or at most once
+//!     per interval), their bounds growing as rows arrive
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array};
+use datafusion_common::arrow::compute::concat;
+use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion_common::arrow::row::{RowConverter, SortField};
+use datafusion_physical_expr::PhysicalExpr;
+use weir_plan::{EarlyEmit, WindowEmit, WindowSpec};
+
+use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
+use crate::state::checkpoint::OperatorSnapshot;
+use crate::exec::dropped::{show_time, DroppedCollector};
+use crate::error::{Result, RuntimeError};
+use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
+use crate::exec::metrics::{Metrics, StateSize};
+use crate::operator::Operator;
+use crate::operators::window_aggregate::{to_nanos, WindowLayout};
+use crate::operators::window_changes::WindowChanges;
+
+struct Session {
+    id: u64,
+    start: Nanos,
+    end: Nanos,
+    partial: Partial,
+    /// Emitted, and kept for late rows (changelog mode only).
+    fired: bool,
+}
+
+/// A session's key and bounds with a partial aggregate to evaluate.
+type Evaluated = (Box<[u8]>, Nanos, Nanos, Partial);
+
+/// The session window aggregate operator.
+pub struct SessionAggregateOp {
+    key_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    layout: WindowLayout,
+    gap: Nanos,
+    /// Encodes keys as bytes (`None` without keys: one global session sequence).
+    converter: Option<RowConverter>,
+    aggregates: Aggregates,
+    output_schema: SchemaRef,
+    num_group_columns: usize,
+    sessions: HashMap<Box<[u8]>, Vec<Session>>,
+    /// Open sessions, by end.
+    by_end: BTreeSet<(Nanos, u64)>,
+    /// Fired sessions still accepting rows (until the watermark passes end + lateness).
+    retained: BTreeSet<(Nanos, u64)>,
+    key_of: HashMap<u64, Box<[u8]>>,
+    next_id: u64,
+    watermark: Nanos,
+    metrics: Arc<Metrics>,
+    group_ids: Vec<usize>,
+    lateness: Nanos,
+    early: EarlyEmit,
+    last_early: Instant,
+    /// Changelog mode: each session's last emitted row.
+    changes: Option<WindowChanges<u64>>,
+    /// Sessions with rows not emitted yet (changelog mode).
+    dirty: BTreeSet<u64>,
+}
+
+impl SessionAggregateOp {
+    /// Build the operator. `output_schema` is group columns then aggregate columns.
+    pub fn new(
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        layout: WindowLayout,
+        aggregates: Vec<AggregateSpec>,
+        output_schema: SchemaRef,
+        emit: WindowEmit,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        let WindowSpec::Session { gap_nanos } = layout.window else {
+            return Err(RuntimeError::Internal("a session aggregate needs a session window".into()));
+        };
+        let num_group_columns = group_exprs.len();
+        let (key_exprs, key_fields) = layout.keys(group_exprs, &output_schema);
+        let converter = if key_fields.is_empty() {
+            None
+        } else {
+            Some(RowConverter::new(key_fields.iter().map(|f| SortField::new(f.data_type().clone())).collect())?)
+        };
+        let empty_keys = Arc::new(datafusion_common::arrow::datatypes::Schema::empty());
+        let changes =
+            if emit.is_changelog() { Some(WindowChanges::new(&output_schema, num_group_columns)?) } else { None };
+        Ok(Self {
+            key_exprs,
+            layout,
+            gap: gap_nanos,
+            converter,
+            aggregates: Aggregates::new(empty_keys, aggregates),
+            output_schema,
+            num_group_columns,
+            sessions: HashMap::new(),
+            by_end: BTreeSet::new(),
+            retained: BTreeSet::new(),
+            key_of: HashMap::new(),
+            next_id: 0,
+            watermark: NO_WATERMARK,
+            metrics,
+            group_ids: Vec::new(),
+            lateness: emit.allowed_lateness_nanos.max(0),
+            early: emit.early,
+            last_early: Instant::now(),
+            changes,
+            dirty: BTreeSet::new(),
+        })
+    }
+
+    /// Apply the buffered (session id, row) assignments: one update per session.
+    fn flush(
+        &mut self,
+        assigned: &mut Vec<(u64, u32)>,
+        redirect: &mut HashMap<u64, u64>,
+        input: &AggregateInput,
+    ) -> Result<()> {
+        if assigned.is_empty() {
+            return Ok(());
+        }
+        for a in assigned.iter_mut() {
+            while let Some(to) = redirect.get(&a.0) {
+                a.0 = *to;
+            }
+        }
+        assigned.sort_unstable();
+        let mut i = 0;
+        while i < assigned.len() {
+            let id = assigned[i].0;
+            let j = assigned[i..].iter().position(|a| a.0 != id).map(|p| i + p).unwrap_or(assigned.len());
+            let rows = UInt32Array::from_iter_values(assigned[i..j].iter().map(|a| a.1));
+            let mut group_ids = std::mem::take(&mut self.group_ids);
+            self.session_mut(id)?.partial.update(input, Some(&rows), &mut group_ids)?;
+            self.group_ids = group_ids;
+            if self.changes.is_some() {
+                self.dirty.insert(id);
+            }
+            i = j;
+        }
+        assigned.clear();
+        redirect.clear();
+        Ok(())
+    }
+
+    fn session_mut(&mut self, id: u64) -> Result<&mut Session> {
+        let key = self.key_of.get(&id).ok_or_else(|| RuntimeError::Internal(format!("session {id} has no key")))?;
+        self.sessions
+            .get_mut(key)
+            .and_then(|list| list.iter_mut().find(|s| s.id == id))
+            .ok_or_else(|| RuntimeError::Internal(format!("session {id} vanished")))
+    }
+
+    /// Assign the row at time `t` of `key`; returns its session, or `None` if it is late.
+    fn assign(&mut self, key: &[u8], t: Nanos, wm: Nanos, redirect: &mut HashMap<u64, u64>) -> Result<Option<u64>> {
+        let (lo, hi) = (t, t.saturating_add(self.gap));
+        if !self.sessions.contains_key(key) {
+            self.sessions.insert(key.into(), Vec::new());
+        }
+        let list = self.sessions.get_mut(key).ok_or_else(|| RuntimeError::Internal("session list vanished".into()))?;
+        let mut overlapping = list.iter().enumerate().filter(|(_, s)| s.start < hi && lo < s.end).map(|(i, _)| i);
+        let Some(first) = overlapping.next() else {
+            if hi.saturating_add(self.lateness) <= wm {
+                if list.is_empty() {
+                    self.sessions.remove(key);
+                }
+                return Ok(None);
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            // within the allowed lateness, a session can start after its end: it is complete
+            let fired = hi <= wm;
+            list.push(Session { id, start: lo, end: hi, partial: self.aggregates.partial()?, fired });
+            if fired {
+                self.retained.insert((hi, id));
+            } else {
+                self.by_end.insert((hi, id));
+            }
+            self.key_of.insert(id, key.into());
+            return Ok(Some(id));
+        };
+        // merge every other overlapping session into the first one (rarely any: an empty Vec
+        // does not allocate)
+        let others: Vec<usize> = overlapping.collect();
+        let mut absorbed = Vec::new();
+        for i in others.into_iter().rev() {
+            absorbed.push(list.remove(i));
+        }
+        let survivor = &mut list[first];
+        let (old_end, old_fired) = (survivor.end, survivor.fired);
+        survivor.start = survivor.start.min(lo);
+        survivor.end = survivor.end.max(hi);
+        for s in absorbed {
+            survivor.start = survivor.start.min(s.start);
+            survivor.end = survivor.end.max(s.end);
+            let frozen = s.partial.freeze()?;
+            survivor.partial.merge(&frozen, &mut self.group_ids)?;
+            if s.fired {
+                self.retained.remove(&(s.end, s.id));
+            } else {
+                self.by_end.remove(&(s.end, s.id));
+            }
+            self.key_of.remove(&s.id);
+            self.dirty.remove(&s.id);
+            if let Some(c) = &mut self.changes {
+                c.absorb(survivor.id, s.id)?;
+            }
+            redirect.insert(s.id, survivor.id);
+        }
+        // a fired session extended past the watermark is open again (it emits when it fires)
+        survivor.fired = old_fired && survivor.end <= wm;
+        let (id, end, fired) = (survivor.id, survivor.end, survivor.fired);
+        if (end, fired) != (old_end, old_fired) {
+            if old_fired {
+                self.retained.remove(&(old_end, id));
+            } else {
+                self.by_end.remove(&(old_end, id));
+            }
+            if fired {
+                self.retained.insert((end, id));
+            } else {
+                self.by_end.insert((end, id));
+            }
+        }
+        Ok(Some(id))
+    }
+
+    /// Fire every session ending at or before `watermark`, as one batch; in changelog mode,
+    /// also stop retaining sessions whose end + lateness it has reached.
+    fn fire_until(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
+        let (mut fired, mut refresh, mut gone) = (Vec::new(), BTreeSet::new(), Vec::new());
+        while let Some(&(end, id)) = self.by_end.first() {
+            if end > watermark {
+                break;
+            }
+            self.by_end.pop_first();
+            Metrics::add(&self.metrics.windows_fired, 1);
+            tracing::debug!(session = id, end = %show_time(end), "session fires");
+            if self.changes.is_some() {
+                refresh.insert(id);
+                if self.lateness > 0 {
+                    self.retained.insert((end, id));
+                    if let Ok(s) = self.session_mut(id) {
+                        s.fired = true;
+                    }
+                } else {
+                    gone.push(id);
+                }
+                continue;
+            }
+            if let Some(session) = self.remove(id) {
+                fired.push(session);
+            }
+        }
+        while let Some(&(end, id)) = self.retained.first() {
+            if end.saturating_add(self.lateness) > watermark {
+                break;
+            }
+            self.retained.pop_first();
+            if self.dirty.contains(&id) {
+                refresh.insert(id);
+            }
+            gone.push(id);
+        }
+        if !fired.is_empty() {
+            out.push(Message::Data(StreamBatch::new(self.emit(fired)?)));
+        }
+        self.refresh(refresh, out)?;
+        for id in gone {
+            self.remove(id);
+            self.dirty.remove(&id);
+            if let Some(c) = &mut self.changes {
+                c.forget(id);
+            }
+        }
+        self.metrics.open_windows.store((self.by_end.len() + self.retained.len()) as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Take a session out of the state: its key, bounds and partial aggregate.
+    fn remove(&mut self, id: u64) -> Option<Evaluated> {
+        let key = self.key_of.remove(&id)?;
+        let list = self.sessions.get_mut(&key)?;
+        let pos = list.iter().position(|s| s.id == id)?;
+        let session = list.swap_remove(pos);
+        if list.is_empty() {
+            self.sessions.remove(&key);
+        }
+        Some((key, session.start, session.end, session.partial))
+    }
+
+    /// The earliest watermark at which something happens: an open session fires or a
+    /// retained one stops accepting rows.
+    fn next_deadline(&self) -> Nanos {
+        let fire = self.by_end.first().map(|s| s.0).unwrap_or(Nanos::MAX);
+        let close = self.retained.first().map(|s| s.0.saturating_add(self.lateness)).unwrap_or(Nanos::MAX);
+        fire.min(close)
+    }
+
+    /// Re-evaluate sessions (keeping their state) and emit what changed since their last
+    /// emission.
+    fn refresh(&mut self, ids: BTreeSet<u64>, out: &mut Vec<Message>) -> Result<()> {
+        let mut evaluated = Vec::with_capacity(ids.len());
+        let mut order = Vec::with_capacity(ids.len());
+        for id in ids {
+            self.dirty.remove(&id);
+            let (keep, mut copy) = (self.aggregates.partial()?, self.aggregates.partial()?);
+            let Some(key) = self.key_of.get(&id) else { continue };
+            let Some(s) = self.sessions.get_mut(key).and_then(|l| l.iter_mut().find(|s| s.id == id)) else {
+                continue;
+            };
+            let frozen = std::mem::replace(&mut s.partial, keep).freeze()?;
+            s.partial.merge(&frozen, &mut self.group_ids)?;
+            copy.merge(&frozen, &mut self.group_ids)?;
+            evaluated.push((key.clone(), s.start, s.end, copy));
+            order.push(id);
+        }
+        if evaluated.is_empty() {
+            return Ok(());
+        }
+        let batch = self.emit(evaluated)?;
+        let results = order.into_iter().enumerate().map(|(i, id)| (id, batch.slice(i, 1))).collect();
+        if let Some(changes) = self.changes.as_mut().map(|c| c.update_all(results)).transpose()?.flatten() {
+            out.push(Message::Data(changes));
+        }
+        Ok(())
+    }
+
+    /// Emit the changes of dirty sessions: fired ones (late corrections) and, if `early`, open
+    /// ones.
+    fn refresh_dirty(&mut self, early: bool, out: &mut Vec<Message>) -> Result<()> {
+        let due: BTreeSet<u64> = self.dirty.iter().copied().filter(|id| early || self.session_fired(*id)).collect();
+        self.refresh(due, out)
+    }
+
+    fn session_fired(&self, id: u64) -> bool {
+        let Some(key) = self.key_of.get(&id) else { return false };
+        self.sessions.get(key).and_then(|l| l.iter().find(|s| s.id == id)).is_some_and(|s| s.fired)
+    }
+
+    /// After a batch: late corrections, and early results when they are due.
+    fn after_batch(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        if self.changes.is_none() || self.dirty.is_empty() {
+            return Ok(());
+        }
+        let early = match self.early {
+            EarlyEmit::Off => false,
+            EarlyEmit::OnUpdate => true,
+            EarlyEmit::Every(n) => self.last_early.elapsed().as_nanos() >= n as u128,
+        };
+        self.refresh_dirty(early, out)?;
+        if early {
+            self.last_early = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// One row per session: keys, bounds, aggregates.
+    fn emit(&self, sessions: Vec<Evaluated>) -> Result<RecordBatch> {
+        let n = sessions.len();
+        let keys = match &self.converter {
+            Some(c) => {
+                let parser = c.parser();
+                c.convert_rows(sessions.iter().map(|(k, _, _, _)| parser.parse(k)))?
+            }
+            None => Vec::new(),
+        };
+        let mut windows = Vec::with_capacity(n);
+        let mut values: Vec<Vec<ArrayRef>> = Vec::new();
+        for (_, start, end, partial) in sessions {
+            windows.push((start, end));
+            let (_, v, _) = partial.evaluate()?;
+            if values.is_empty() {
+                values = v.into_iter().map(|a| vec![a]).collect();
+            } else {
+                for (column, a) in values.iter_mut().zip(v) {
+                    column.push(a);
+                }
+            }
+        }
+        let mut columns = self.layout.group_columns(&self.output_schema, self.num_group_columns, keys, |b, t| {
+            WindowLayout::bound_array(b, t, &windows)
+        })?;
+        for column in values {
+            let parts: Vec<&dyn Array> = column.iter().map(|a| a.as_ref()).collect();
+            columns.push(concat(&parts)?);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?)
+    }
+}
+
+impl Operator for SessionAggregateOp {
+    fn name(&self) -> &'static str {
+        "SessionAggregate"
+    }
+
+    /// Sessions held (open, and fired ones kept for late rows), with their accumulators.
+    fn state_size(&self) -> StateSize {
+        let mut size = StateSize::default();
+        for (key, sessions) in &self.sessions {
+            size.rows += sessions.len() as u64;
+            size.bytes += (key.len() + sessions.iter().map(|s| s.partial.size()).sum::<usize>()) as u64;
+        }
+        size
+    }
+
+    fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
+        let batch = &input.batch;
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let t = self.layout.time.evaluate(batch)?.into_array(n)?;
+        let times = to_nanos(&t)?;
+        let keys = self
+            .key_exprs
+            .iter()
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+            .collect::<datafusion_common::Result<Vec<_>>>()?;
+        let rows = match &self.converter {
+            Some(c) => Some(c.convert_columns(&keys)?),
+            None => None,
+        };
+        let agg_input = self.aggregates.input(Vec::new(), batch)?;
+        let row_wm = input.row_watermarks.as_deref();
+        let (mut late, mut null_time) = (0u64, 0u64);
+        let mut dropped = DroppedCollector::new(input.origin.as_ref());
+        let mut assigned: Vec<(u64, u32)> = Vec::with_capacity(n);
+        let mut redirect = HashMap::new();
+        let mut next_end = self.next_deadline();
+        for i in 0..n {
+            if times.is_null(i) {
+                null_time += 1;
+                dropped.null_time(i);
+                continue;
+            }
+            let wm = row_wm.map(|w| w.value(i)).unwrap_or(NO_WATERMARK).max(self.watermark);
+            if wm >= next_end {
+                self.flush(&mut assigned, &mut redirect, &agg_input)?;
+                // corrections for the rows before this one, before a session stops taking them
+                self.refresh_dirty(false, out)?;
+                self.watermark = wm;
+                self.fire_until(wm, out)?;
+            }
+            let row = rows.as_ref().map(|r| r.row(i));
+            let key: &[u8] = row.as_ref().map(|r| r.as_ref()).unwrap_or(&[]);
+            let t = times.value(i);
+            match self.assign(key, t, wm, &mut redirect)? {
+                Some(id) => assigned.push((id, i as u32)),
+                None => {
+                    late += 1;
+                    dropped.drop_row(i, || {
+                        let allowed = if self.lateness > 0 {
+                            format!(", allowed lateness {}", weir_plan::duration::format_duration(self.lateness))
+                        } else {
+                            String::new()
+                        };
+                        format!(
+                            "late: no open session to join, and its own window [{}, {}) had ended (watermark {}{allowed})",
+                            show_time(t),
+                            show_time(t.saturating_add(self.gap)),
+                            show_time(wm)
+                        )
+                    });
+                }
+            }
+            next_end = self.next_deadline();
+        }
+        self.flush(&mut assigned, &mut redirect, &agg_input)?;
+        self.after_batch(out)?;
+        self.metrics.open_windows.store((self.by_end.len() + self.retained.len()) as u64, Ordering::Relaxed);
+        self.metrics.dropped(late, null_time);
+        dropped.finish(out)
+    }
+
+    fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
+        if watermark > self.watermark {
+            self.watermark = watermark;
+            self.fire_until(watermark, out)?;
+        }
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    /// Every session (key, bounds, fired) with its partial aggregate, the order they fire
+    /// in, and in changelog mode each session's last emitted row.
+    fn snapshot(&mut self) -> Result<OperatorSnapshot> {
+        let state = SessionState {
+            watermark: self.watermark,
+            next_id: self.next_id,
+            by_end: self.by_end.iter().copied().collect(),
+            retained: self.retained.iter().copied().collect(),
+            dirty: self.dirty.iter().copied().collect(),
+        };
+        let mut snapshot = OperatorSnapshot::with_meta(&state)?;
+        let (mut ids, mut keys, mut starts, mut ends, mut fired) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut frozen = Vec::new();
+        for (key, list) in &mut self.sessions {
+            for s in list.iter_mut() {
+                ids.push(s.id as i64);
+                keys.push(key.clone());
+                starts.push(s.start);
+                ends.push(s.end);
+                fired.push(s.fired);
+                frozen.push((s.id as i64, s.partial.snapshot(&self.aggregates, &mut self.group_ids)?));
+            }
+        }
+        if !ids.is_empty() {
+            let schema = Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("key", DataType::Binary, false),
+                Field::new("start", DataType::Int64, false),
+                Field::new("end", DataType::Int64, false),
+                Field::new("fired", DataType::Boolean, false),
+            ]);
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(BinaryArray::from_iter_values(&keys)),
+                Arc::new(Int64Array::from(starts)),
+                Arc::new(Int64Array::from(ends)),
+                Arc::new(BooleanArray::from(fired)),
+            ];
+            snapshot.push("sessions", RecordBatch::try_new(Arc::new(schema), columns)?);
+            let parts: Vec<(i64, &Frozen)> = frozen.iter().map(|(id, f)| (*id, f)).collect();
+            if let Some(batch) = self.aggregates.frozen_to_batch(&parts)? {
+                snapshot.push("partials", batch);
+            }
+        }
+        if let Some(batch) = self.changes.as_ref().map(|c| c.to_batch(|id| (*id as i64, 0))).transpose()?.flatten() {
+            snapshot.push("emitted", batch);
+        }
+        Ok(snapshot)
+    }
+
+    fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
+        let state: SessionState = snapshot.meta(self.name())?;
+        self.watermark = state.watermark;
+        self.next_id = state.next_id;
+        self.by_end = state.by_end.into_iter().collect();
+        self.retained = state.retained.into_iter().collect();
+        self.dirty = state.dirty.into_iter().collect();
+        if let Some(sessions) = snapshot.take("sessions") {
+            let mut partials: HashMap<i64, Frozen> = match snapshot.take("partials") {
+                Some(p) => self.aggregates.frozen_from_batch(&p)?.into_iter().collect(),
+                None => HashMap::new(),
+            };
+            let bad = || RuntimeError::Checkpoint("the saved sessions are not valid".into());
+            let int =
+                |i: usize| sessions.columns().get(i).and_then(|c| c.as_primitive_opt::<Int64Type>()).ok_or_else(bad);
+            let (ids, starts, ends) = (int(0)?, int(2)?, int(3)?);
+            let keys = sessions.columns().get(1).and_then(|c| c.as_binary_opt::<i32>()).ok_or_else(bad)?;
+            let fired = sessions.columns().get(4).and_then(|c| c.as_boolean_opt()).ok_or_else(bad)?;
+            for r in 0..sessions.num_rows() {
+                let id = ids.value(r);
+                let partial = match partials.remove(&id) {
+                    Some(f) => Partial::thawed(&self.aggregates, &f, &mut self.group_ids)?,
+                    None => self.aggregates.partial()?,
+                };
+                let key: Box<[u8]> = keys.value(r).into();
+                let session = Session {
+                    id: id as u64,
+                    start: starts.value(r),
+                    end: ends.value(r),
+                    partial,
+                    fired: fired.value(r),
+                };
+                self.key_of.insert(id as u64, key.clone());
+                self.sessions.entry(key).or_default().push(session);
+            }
+        }
+        if let (Some(changes), Some(emitted)) = (&mut self.changes, snapshot.take("emitted")) {
+            changes.restore_batch(&emitted, |id, _| id as u64)?;
+        }
+        self.metrics.open_windows.store((self.by_end.len() + self.retained.len()) as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// What a checkpoint keeps of a session aggregate besides its sessions.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SessionState {
+    watermark: Nanos,
+    next_id: u64,
+    by_end: Vec<(Nanos, u64)>,
+    retained: Vec<(Nanos, u64)>,
+    dirty: Vec<u64>,
+}

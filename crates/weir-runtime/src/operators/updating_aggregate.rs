@@ -1,0 +1,439 @@
+//! A `GROUP BY` without a window: an updating result, emitted as a changelog.
+//!
+//! ```text
+//!   per input batch
+//!     rows ──keys──► group (a HashMap from key bytes to a slot)
+//!       +I/+U rows: update_batch   -U/-D rows: retract_batch      (per group, per aggregate)
+//!     then, per group the batch touched, in order of its first row in the batch:
+//!       new group                       ──► +I new
+//!       value changed                   ──► -U old, +U new
+//!       value unchanged                 ──► nothing
+//!       every row retracted (count = 0) ──► -D old, group freed
+//!
+//!   state TTL ([`KeyedState`]): a group untouched for `ttl` is forgotten without output, as
+//!   in Flink; a later row for its key starts again with +I.
+//! ```
+//!
+//! Groups hold DataFusion row accumulators (`Accumulator`), whose `evaluate` may be called
+//! repeatedly. Over a changelog input they must retract: DataFusion's sliding accumulators
+//! (SUM, COUNT, AVG, …) and weir's [`RetractMinMax`] do; others are refused when the operator
+//! is built.
+
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array};
+use datafusion_common::arrow::compute::{cast, take};
+use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion_common::arrow::row::{RowConverter, SortField};
+use datafusion_common::ScalarValue;
+use datafusion_expr::Accumulator;
+use datafusion_physical_expr::PhysicalExpr;
+use weir_plan::StateTtl;
+
+use crate::state::aggregate_state::{AggregateSpec, Aggregates};
+use crate::state::checkpoint::OperatorSnapshot;
+use crate::error::{Result, RuntimeError};
+use crate::state::keyed_state::KeyedState;
+use crate::message::{Message, Nanos, RowKind, StreamBatch};
+use crate::exec::metrics::{Metrics, StateSize};
+use crate::operator::Operator;
+use crate::state::retract_min_max::RetractMinMax;
+
+struct Group {
+    key_values: Vec<ScalarValue>,
+    accumulators: Vec<Box<dyn Accumulator>>,
+    /// Inserts minus retractions seen.
+    rows: i64,
+    /// The aggregate values last emitted (`None`: nothing emitted yet).
+    emitted: Option<Vec<ScalarValue>>,
+}
+
+/// The updating (non-windowed) aggregate operator.
+pub struct UpdatingAggregateOp {
+    key_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    aggregates: Aggregates,
+    retracting: bool,
+    converter: Option<RowConverter>,
+    groups: KeyedState<Group>,
+    output_schema: SchemaRef,
+    metrics: Arc<Metrics>,
+}
+
+impl UpdatingAggregateOp {
+    /// Build the operator. `output_schema` is the key columns then the aggregate columns;
+    /// with `retracting`, every aggregate must be able to take values back.
+    pub fn new(
+        key_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        aggregates: Vec<AggregateSpec>,
+        retracting: bool,
+        ttl: Option<StateTtl>,
+        output_schema: SchemaRef,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        let key_fields = &output_schema.fields()[..key_exprs.len()];
+        let converter = if key_fields.is_empty() {
+            None
+        } else {
+            Some(RowConverter::new(key_fields.iter().map(|f| SortField::new(f.data_type().clone())).collect())?)
+        };
+        let op = Self {
+            key_exprs,
+            aggregates: Aggregates::new(Arc::new(datafusion_common::arrow::datatypes::Schema::empty()), aggregates),
+            retracting,
+            converter,
+            groups: KeyedState::new(ttl),
+            output_schema,
+            metrics,
+        };
+        op.accumulators()?;
+        Ok(op)
+    }
+
+    fn accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+        let mut out = Vec::new();
+        for spec in self.aggregates.specs() {
+            let f = &spec.function;
+            let name = f.fun().name();
+            if !self.retracting {
+                out.push(f.create_accumulator()?);
+            } else if matches!(name, "min" | "max") {
+                // (DISTINCT does not change a minimum or maximum)
+                let arg = f.field();
+                out.push(Box::new(RetractMinMax::new(arg.data_type(), name == "max")?));
+            } else {
+                // only aggregates whose retraction takes back exactly the given values: others
+                // (e.g. ARRAY_AGG) retract their oldest values, as a sliding window frame does
+                let retracts_any_value = match name {
+                    "count" => true,
+                    "sum" | "avg" | "mean" | "var" | "var_samp" | "var_pop" | "stddev" | "stddev_samp"
+                    | "stddev_pop" => !f.is_distinct(),
+                    _ => false,
+                };
+                match f.create_sliding_accumulator() {
+                    Ok(acc) if retracts_any_value => out.push(acc),
+                    _ => {
+                        return Err(RuntimeError::Source(format!(
+                            "not supported yet: {}{} over an updating result (it cannot take retracted rows back)",
+                            name.to_uppercase(),
+                            if f.is_distinct() { " DISTINCT" } else { "" }
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The slot of each row's group, creating groups as needed.
+    fn slots(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<usize>> {
+        let encoded = match &self.converter {
+            Some(c) => Some(c.convert_columns(keys)?),
+            None => None,
+        };
+        let mut slots = Vec::with_capacity(rows);
+        for i in 0..rows {
+            let key: &[u8] = encoded.as_ref().map(|e| e.row(i).data()).unwrap_or(&[]);
+            let slot = match self.groups.slot(key) {
+                Some(s) => s,
+                None => {
+                    let key_values = keys
+                        .iter()
+                        .map(|a| ScalarValue::try_from_array(a, i))
+                        .collect::<datafusion_common::Result<_>>()?;
+                    let group = Group { key_values, accumulators: self.accumulators()?, rows: 0, emitted: None };
+                    self.groups.insert(key, group)
+                }
+            };
+            slots.push(slot);
+        }
+        Ok(slots)
+    }
+
+    fn emit(&mut self, touched: &[usize], out: &mut Vec<Message>) -> Result<()> {
+        let mut kinds = Vec::new();
+        let mut rows: Vec<(usize, Vec<ScalarValue>)> = Vec::new();
+        for &slot in touched {
+            let Some(g) = self.groups.get_mut(slot) else { continue };
+            if g.rows <= 0 {
+                if let Some(old) = g.emitted.take() {
+                    kinds.push(RowKind::Delete);
+                    rows.push((slot, old));
+                }
+                continue;
+            }
+            let new = g.accumulators.iter_mut().map(|a| a.evaluate()).collect::<datafusion_common::Result<Vec<_>>>()?;
+            match g.emitted.replace(new.clone()) {
+                None => {
+                    kinds.push(RowKind::Insert);
+                    rows.push((slot, new));
+                }
+                Some(old) if old == new => {}
+                Some(old) => {
+                    kinds.extend([RowKind::UpdateBefore, RowKind::UpdateAfter]);
+                    rows.push((slot, old));
+                    rows.push((slot, new));
+                }
+            }
+        }
+        if !rows.is_empty() {
+            let num_keys = self.key_exprs.len();
+            let mut columns = Vec::with_capacity(self.output_schema.fields().len());
+            for (c, field) in self.output_schema.fields().iter().enumerate() {
+                let values = rows.iter().map(|(slot, values)| {
+                    if c < num_keys {
+                        self.groups.get(*slot).map(|g| g.key_values[c].clone()).unwrap_or(ScalarValue::Null)
+                    } else {
+                        values[c - num_keys].clone()
+                    }
+                });
+                let array = ScalarValue::iter_to_array(values)?;
+                let array =
+                    if array.data_type() == field.data_type() { array } else { cast(&array, field.data_type())? };
+                columns.push(array);
+            }
+            let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+            let batch = RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?;
+            out.push(Message::Data(StreamBatch::changelog(batch, &kinds)));
+        }
+        for &slot in touched {
+            if self.groups.get(slot).is_some_and(|g| g.rows <= 0) {
+                self.groups.remove(slot);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Operator for UpdatingAggregateOp {
+    fn name(&self) -> &'static str {
+        "UpdatingAggregate"
+    }
+
+    /// Groups, with their keys, accumulators and last emitted row.
+    fn state_size(&self) -> StateSize {
+        let bytes: usize = self
+            .groups
+            .values()
+            .map(|g| {
+                let scalars = g.key_values.iter().chain(g.emitted.iter().flatten());
+                scalars.map(ScalarValue::size).sum::<usize>() + g.accumulators.iter().map(|a| a.size()).sum::<usize>()
+            })
+            .sum();
+        StateSize { rows: self.groups.len() as u64, bytes: bytes as u64 }
+    }
+
+    fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
+        let n = input.batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        if !self.retracting && input.has_retractions() {
+            return Err(RuntimeError::Internal("an append-only aggregate received retractions".into()));
+        }
+        let expired = self.groups.before_batch();
+        Metrics::add(&self.metrics.expired_keys, expired);
+        let keys = self
+            .key_exprs
+            .iter()
+            .map(|e| e.evaluate(&input.batch).and_then(|v| v.into_array(n)))
+            .collect::<datafusion_common::Result<Vec<_>>>()?;
+        let agg_input = self.aggregates.input(Vec::new(), &input.batch)?;
+        let slots = self.slots(&keys, n)?;
+        // rows grouped by slot, each group's rows in arrival order
+        let mut order: Vec<(usize, u32)> = slots.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
+        order.sort_unstable();
+        let mut touched: Vec<(u32, usize)> = Vec::new();
+        let mut i = 0;
+        while i < order.len() {
+            let slot = order[i].0;
+            let j = order[i..].iter().position(|o| o.0 != slot).map(|p| i + p).unwrap_or(order.len());
+            touched.push((order[i].1, slot));
+            // in arrival order; a retraction of a row the group does not hold (its state expired)
+            // is ignored, as Flink does
+            let mut held = self.groups.get(slot).map(|g| g.rows).unwrap_or(0);
+            let (mut adds, mut retracts) = (Vec::new(), Vec::new());
+            for &(_, r) in &order[i..j] {
+                if !input.kind(r as usize).is_retraction() {
+                    held += 1;
+                    adds.push(r);
+                } else if held > 0 {
+                    held -= 1;
+                    retracts.push(r);
+                }
+            }
+            self.groups.touch(slot);
+            let Some(group) = self.groups.get_mut(slot) else {
+                return Err(RuntimeError::Internal(format!("group slot {slot} is empty")));
+            };
+            group.rows += adds.len() as i64 - retracts.len() as i64;
+            let (adds, retracts) = (UInt32Array::from(adds), UInt32Array::from(retracts));
+            for (a, acc) in group.accumulators.iter_mut().enumerate() {
+                for (rows, add) in [(&adds, true), (&retracts, false)] {
+                    let picked = match agg_input.filters[a].as_ref() {
+                        None => rows.clone(),
+                        Some(f) => rows
+                            .values()
+                            .iter()
+                            .copied()
+                            .filter(|r| f.is_valid(*r as usize) && f.value(*r as usize))
+                            .collect(),
+                    };
+                    if picked.is_empty() {
+                        continue;
+                    }
+                    let values = agg_input.args[a]
+                        .iter()
+                        .map(|c| take(c.as_ref(), &picked, None))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    if add {
+                        acc.update_batch(&values)?;
+                    } else {
+                        acc.retract_batch(&values)?;
+                    }
+                }
+            }
+            i = j;
+        }
+        touched.sort_unstable();
+        let touched: Vec<usize> = touched.into_iter().map(|(_, s)| s).collect();
+        self.emit(&touched, out)
+    }
+
+    fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
+        let expired = self.groups.on_watermark(watermark);
+        Metrics::add(&self.metrics.expired_keys, expired);
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    /// Every group: its key, TTL clock, row count, last emitted values and accumulator states
+    /// (each accumulator is rebuilt from its state, which reading it consumed).
+    fn snapshot(&mut self) -> Result<OperatorSnapshot> {
+        if self.retracting
+            && self.aggregates.specs().iter().any(|s| s.function.is_distinct() && s.function.fun().name() == "count")
+        {
+            return Err(RuntimeError::Unsupported(
+                "checkpoints are not supported yet for COUNT(DISTINCT …) over an updating result (its saved state would lose how often each value was seen)".into(),
+            ));
+        }
+        let mut snapshot = OperatorSnapshot::with_meta(&self.groups.clocks())?;
+        let mut fresh = (0..self.groups.len()).map(|_| self.accumulators()).collect::<Result<Vec<_>>>()?;
+        let (num_keys, num_aggs) = (self.key_exprs.len(), self.aggregates.specs().len());
+        let mut cols = GroupColumns::default();
+        let mut keys: Vec<Vec<ScalarValue>> = vec![Vec::new(); num_keys];
+        let mut emitted: Vec<Vec<ScalarValue>> = vec![Vec::new(); num_aggs];
+        let mut states: Vec<Vec<Vec<ScalarValue>>> = vec![Vec::new(); num_aggs];
+        let nulls = self.output_schema.fields()[num_keys..]
+            .iter()
+            .map(|f| ScalarValue::try_from(f.data_type()))
+            .collect::<datafusion_common::Result<Vec<_>>>()?;
+        for (key, touched, pending, g) in self.groups.entries_mut() {
+            cols.key.push(key.to_vec());
+            cols.touched.push(touched);
+            cols.pending.push(pending);
+            cols.rows.push(g.rows);
+            cols.emitted.push(g.emitted.is_some());
+            for (c, v) in g.key_values.iter().enumerate() {
+                keys[c].push(v.clone());
+            }
+            for (a, null) in nulls.iter().enumerate() {
+                emitted[a].push(g.emitted.as_ref().map_or_else(|| null.clone(), |e| e[a].clone()));
+            }
+            let mut rebuilt = fresh.pop().ok_or_else(|| RuntimeError::Internal("accumulators".into()))?;
+            for (a, (acc, new)) in g.accumulators.iter_mut().zip(rebuilt.iter_mut()).enumerate() {
+                let state = acc.state()?;
+                let arrays = state.iter().map(|v| v.to_array()).collect::<datafusion_common::Result<Vec<_>>>()?;
+                new.merge_batch(&arrays)?;
+                if states[a].len() < state.len() {
+                    states[a].resize(state.len(), Vec::new());
+                }
+                for (j, v) in state.into_iter().enumerate() {
+                    states[a][j].push(v);
+                }
+            }
+            g.accumulators = rebuilt;
+        }
+        if cols.key.is_empty() {
+            return Ok(snapshot);
+        }
+        let mut fields = vec![
+            Field::new("key", DataType::Binary, false),
+            Field::new("touched", DataType::Int64, false),
+            Field::new("pending", DataType::Boolean, false),
+            Field::new("rows", DataType::Int64, false),
+            Field::new("emitted", DataType::Boolean, false),
+        ];
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(BinaryArray::from_iter_values(&cols.key)),
+            Arc::new(Int64Array::from(cols.touched)),
+            Arc::new(BooleanArray::from(cols.pending)),
+            Arc::new(Int64Array::from(cols.rows)),
+            Arc::new(BooleanArray::from(cols.emitted)),
+        ];
+        let named = keys.into_iter().enumerate().map(|(i, v)| (format!("k{i}"), v));
+        let named = named.chain(emitted.into_iter().enumerate().map(|(i, v)| (format!("e{i}"), v)));
+        let named = named.chain(
+            states
+                .into_iter()
+                .enumerate()
+                .flat_map(|(a, s)| s.into_iter().enumerate().map(move |(j, v)| (format!("s{a}_{j}"), v))),
+        );
+        for (name, values) in named {
+            let array = ScalarValue::iter_to_array(values)?;
+            fields.push(Field::new(name, array.data_type().clone(), true));
+            arrays.push(array);
+        }
+        snapshot.push("groups", RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?);
+        Ok(snapshot)
+    }
+
+    fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
+        self.groups.restore_clocks(snapshot.meta(self.name())?);
+        let Some(batch) = snapshot.take("groups") else { return Ok(()) };
+        let (num_keys, num_aggs) = (self.key_exprs.len(), self.aggregates.specs().len());
+        let bad = || RuntimeError::Checkpoint("the saved groups of an updating aggregate are not valid".into());
+        let column = |name: &str| batch.column_by_name(name).ok_or_else(bad);
+        let key = column("key")?.as_binary_opt::<i32>().ok_or_else(bad)?.clone();
+        let touched = column("touched")?.as_primitive_opt::<Int64Type>().ok_or_else(bad)?.clone();
+        let pending = column("pending")?.as_boolean_opt().ok_or_else(bad)?.clone();
+        let rows = column("rows")?.as_primitive_opt::<Int64Type>().ok_or_else(bad)?.clone();
+        let emitted = column("emitted")?.as_boolean_opt().ok_or_else(bad)?.clone();
+        let keys = (0..num_keys).map(|i| column(&format!("k{i}")).cloned()).collect::<Result<Vec<_>>>()?;
+        let values = (0..num_aggs).map(|i| column(&format!("e{i}")).cloned()).collect::<Result<Vec<_>>>()?;
+        let states: Vec<Vec<ArrayRef>> = (0..num_aggs)
+            .map(|a| (0..).map_while(|j| batch.column_by_name(&format!("s{a}_{j}")).cloned()).collect::<Vec<_>>())
+            .collect();
+        for r in 0..batch.num_rows() {
+            let mut accumulators = self.accumulators()?;
+            for (acc, state) in accumulators.iter_mut().zip(&states) {
+                let slices: Vec<ArrayRef> = state.iter().map(|a| a.slice(r, 1)).collect();
+                acc.merge_batch(&slices)?;
+            }
+            let key_values =
+                keys.iter().map(|a| ScalarValue::try_from_array(a, r)).collect::<datafusion_common::Result<_>>()?;
+            let last = match emitted.value(r) {
+                true => Some(
+                    values
+                        .iter()
+                        .map(|a| ScalarValue::try_from_array(a, r))
+                        .collect::<datafusion_common::Result<_>>()?,
+                ),
+                false => None,
+            };
+            let group = Group { key_values, accumulators, rows: rows.value(r), emitted: last };
+            self.groups.restore_entry(key.value(r), touched.value(r), pending.value(r), group);
+        }
+        Ok(())
+    }
+}
+
+/// The fixed columns of saved groups.
+#[derive(Default)]
+struct GroupColumns {
+    key: Vec<Vec<u8>>,
+    touched: Vec<Nanos>,
+    pending: Vec<bool>,
+    rows: Vec<i64>,
+    emitted: Vec<bool>,
+}

@@ -1,0 +1,9 @@
+//! Operator state: keyed and aggregate state, kept join and rank rows, and checkpoints
+//! (snapshots in Arrow IPC, the manifest, the store, recovery).
+
+pub(crate) mod aggregate_state;
+pub(crate) mod keyed_state;
+pub(crate) mod join_rows;
+pub(crate) mod rank_rows;
+pub(crate) mod retract_min_max;
+pub mod checkpoint;

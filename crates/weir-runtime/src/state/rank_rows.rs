@@ -1,0 +1,191 @@
+//! Rows as the ranking operators keep them: each input row encoded once as Arrow row bytes
+//! (so state needs no batches), with its partition key and its `ORDER BY` key also encoded as
+//! bytes whose order is the SQL order (descending and NULLS FIRST/LAST included).
+
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt64Array};
+use datafusion_common::arrow::compute::SortOptions;
+use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion_common::arrow::row::{RowConverter, Rows, SortField};
+use datafusion_physical_expr::PhysicalExpr;
+
+use crate::state::checkpoint::OperatorSnapshot;
+use crate::error::{Result, RuntimeError};
+use crate::state::keyed_state::KeyedState;
+
+/// Encodes partition keys, order keys and whole rows; decodes kept rows into output batches.
+pub struct RankRows {
+    partition: Vec<Arc<dyn PhysicalExpr>>,
+    order: Vec<Arc<dyn PhysicalExpr>>,
+    partition_converter: RowConverter,
+    order_converter: RowConverter,
+    row_converter: RowConverter,
+    output_schema: SchemaRef,
+}
+
+/// One batch, encoded.
+pub struct EncodedBatch {
+    /// Partition keys.
+    pub partitions: Rows,
+    /// `ORDER BY` keys.
+    pub orders: Rows,
+    /// Whole rows.
+    pub rows: Rows,
+}
+
+fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    let n = batch.num_rows();
+    Ok(exprs
+        .iter()
+        .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+        .collect::<datafusion_common::Result<_>>()?)
+}
+
+impl RankRows {
+    /// `order` pairs each `ORDER BY` expression with its direction. `output_schema` is the
+    /// input's columns then the row number.
+    pub fn new(
+        partition: Vec<Arc<dyn PhysicalExpr>>,
+        order: Vec<(Arc<dyn PhysicalExpr>, SortOptions)>,
+        input_schema: &Schema,
+        output_schema: SchemaRef,
+    ) -> Result<Self> {
+        let field = |e: &Arc<dyn PhysicalExpr>, options: SortOptions| -> Result<SortField> {
+            Ok(SortField::new_with_options(e.data_type(input_schema)?, options))
+        };
+        let partition_fields =
+            partition.iter().map(|e| field(e, SortOptions::default())).collect::<Result<Vec<_>>>()?;
+        let order_fields = order.iter().map(|(e, o)| field(e, *o)).collect::<Result<Vec<_>>>()?;
+        let row_fields = input_schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
+        Ok(Self {
+            partition,
+            order: order.into_iter().map(|(e, _)| e).collect(),
+            partition_converter: RowConverter::new(partition_fields)?,
+            order_converter: RowConverter::new(order_fields)?,
+            row_converter: RowConverter::new(row_fields)?,
+            output_schema,
+        })
+    }
+
+    /// Encode a batch.
+    pub fn encode(&self, batch: &RecordBatch) -> Result<EncodedBatch> {
+        Ok(EncodedBatch {
+            partitions: self.partition_converter.convert_columns(&evaluate(&self.partition, batch)?)?,
+            orders: self.order_converter.convert_columns(&evaluate(&self.order, batch)?)?,
+            rows: self.row_converter.convert_columns(batch.columns())?,
+        })
+    }
+
+    /// Decode kept rows, each with its row number, into an output batch.
+    pub fn output<'a>(&self, rows: impl IntoIterator<Item = (&'a [u8], u64)>) -> Result<RecordBatch> {
+        let parser = self.row_converter.parser();
+        let (rows, numbers): (Vec<&[u8]>, Vec<u64>) = rows.into_iter().unzip();
+        let n = rows.len();
+        let mut columns = self.row_converter.convert_rows(rows.iter().map(|r| parser.parse(r)))?;
+        columns.push(Arc::new(UInt64Array::from(numbers)));
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?)
+    }
+}
+
+/// One row a ranking operator keeps, as a checkpoint saves it: its partition key, a number
+/// (the key's TTL clock, or the window end), whether the clock is pending, and its order and
+/// row bytes.
+pub(crate) type SavedRow = (Box<[u8]>, i64, bool, Box<[u8]>, Box<[u8]>);
+
+/// The rows a ranking operator keeps, gathered into one batch for a checkpoint.
+#[derive(Default)]
+pub(crate) struct SavedRows {
+    key: Vec<Box<[u8]>>,
+    tag: Vec<i64>,
+    pending: Vec<bool>,
+    order: Vec<Box<[u8]>>,
+    row: Vec<Box<[u8]>>,
+}
+
+impl SavedRows {
+    /// Add a kept row.
+    pub(crate) fn push(&mut self, key: &[u8], tag: i64, pending: bool, order: &[u8], row: &[u8]) {
+        self.key.push(key.into());
+        self.tag.push(tag);
+        self.pending.push(pending);
+        self.order.push(order.into());
+        self.row.push(row.into());
+    }
+
+    /// The batch (`None` when no row is kept).
+    pub(crate) fn into_batch(self) -> Result<Option<RecordBatch>> {
+        if self.key.is_empty() {
+            return Ok(None);
+        }
+        let schema = Schema::new(vec![
+            Field::new("key", DataType::Binary, false),
+            Field::new("tag", DataType::Int64, false),
+            Field::new("pending", DataType::Boolean, false),
+            Field::new("order", DataType::Binary, false),
+            Field::new("row", DataType::Binary, false),
+        ]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(BinaryArray::from_iter_values(&self.key)),
+            Arc::new(Int64Array::from(self.tag)),
+            Arc::new(BooleanArray::from(self.pending)),
+            Arc::new(BinaryArray::from_iter_values(&self.order)),
+            Arc::new(BinaryArray::from_iter_values(&self.row)),
+        ];
+        Ok(Some(RecordBatch::try_new(Arc::new(schema), columns)?))
+    }
+
+    /// The rows of a batch [`SavedRows::into_batch`] made, in order.
+    pub(crate) fn read(batch: &RecordBatch) -> Result<Vec<SavedRow>> {
+        let bad = || RuntimeError::Checkpoint("saved ranked rows are not valid".into());
+        let binary = |i: usize| batch.columns().get(i).and_then(|c| c.as_binary_opt::<i32>()).ok_or_else(bad);
+        let (key, order, row) = (binary(0)?, binary(3)?, binary(4)?);
+        let tag = batch.columns().get(1).and_then(|c| c.as_primitive_opt::<Int64Type>()).ok_or_else(bad)?;
+        let pending = batch.columns().get(2).and_then(|c| c.as_boolean_opt()).ok_or_else(bad)?;
+        Ok((0..batch.num_rows())
+            .map(|i| (key.value(i).into(), tag.value(i), pending.value(i), order.value(i).into(), row.value(i).into()))
+            .collect())
+    }
+}
+
+/// The rows a keyed ranking operator keeps (per key, with the key's TTL clock), as a snapshot;
+/// `rows` gives a value's (order, row) bytes in order.
+pub(crate) fn save_keyed<T>(
+    kept: &mut KeyedState<T>,
+    rows: impl for<'a> Fn(&'a T) -> Vec<(&'a [u8], &'a [u8])>,
+) -> Result<OperatorSnapshot> {
+    let mut saved = SavedRows::default();
+    for (key, touched, pending, value) in kept.entries_mut() {
+        for (order, row) in rows(value) {
+            saved.push(key, touched, pending, order, row);
+        }
+    }
+    let mut snapshot = OperatorSnapshot::with_meta(&kept.clocks())?;
+    if let Some(batch) = saved.into_batch()? {
+        snapshot.push("kept", batch);
+    }
+    Ok(snapshot)
+}
+
+/// Take up what [`save_keyed`] saved; `value` makes a key's value of its (order, row) bytes
+/// (never empty).
+pub(crate) fn restore_keyed<T>(
+    kept: &mut KeyedState<T>,
+    mut snapshot: OperatorSnapshot,
+    operator: &str,
+    value: impl Fn(Vec<(Box<[u8]>, Box<[u8]>)>) -> T,
+) -> Result<()> {
+    kept.restore_clocks(snapshot.meta(operator)?);
+    let Some(saved) = snapshot.take("kept") else { return Ok(()) };
+    let mut rows = SavedRows::read(&saved)?.into_iter().peekable();
+    while let Some((key, touched, pending, order, row)) = rows.next() {
+        let mut list = vec![(order, row)];
+        while let Some((_, _, _, order, row)) = rows.next_if(|r| r.0 == key) {
+            list.push((order, row));
+        }
+        kept.restore_entry(&key, touched, pending, value(list));
+    }
+    Ok(())
+}
