@@ -18,7 +18,8 @@ use weir_connectors::{build_pipeline, validate, DiscardSink};
 use weir_runtime::Metrics;
 use weir_sql::Planned;
 
-use crate::report::{human_bytes, human_rate, peak_memory_bytes};
+use crate::report::{human_bytes, peak_memory_bytes};
+use crate::text::human_rate;
 use crate::{connector_context, usage_error, EXIT_RUNTIME};
 
 /// The queries, as in `sql-examples/nexmark/`.

@@ -71,7 +71,7 @@ pub fn batch(specs: &[ConnectorSpec]) -> Result<RecordBatch, datafusion_common::
 /// The connectors with one line each, then their options, as text tables.
 pub fn text(specs: &[ConnectorSpec]) -> String {
     let rows: Vec<Vec<String>> = rows(specs).into_iter().map(|r| r.to_vec()).collect();
-    crate::shell::meta::text_table(&HEADERS, &rows)
+    crate::text::text_table(&HEADERS, &rows)
 }
 
 /// The reference of `docs/connectors.md`: a section per connector with a table of its options.

@@ -26,6 +26,7 @@ mod report;
 mod session;
 mod shell;
 mod status;
+mod text;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;

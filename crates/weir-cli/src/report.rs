@@ -8,7 +8,7 @@ use std::time::Duration;
 use weir_runtime::{Metrics, OperatorMetrics, NO_WATERMARK};
 use weir_sql::{SqlError, StreamPlan};
 
-use crate::status::watermark_text;
+use crate::text::{human_rate, watermark_text};
 
 /// Render an SQL error against the script text:
 ///
@@ -68,16 +68,6 @@ pub fn peak_memory_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-pub(crate) fn human_rate(n: f64) -> String {
-    if n >= 1e6 {
-        format!("{:.2}M", n / 1e6)
-    } else if n >= 1e3 {
-        format!("{:.1}k", n / 1e3)
-    } else {
-        format!("{n:.0}")
-    }
 }
 
 /// The one-line summary printed on stderr after each query.

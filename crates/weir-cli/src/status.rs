@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use datafusion_common::arrow::temporal_conversions::timestamp_ns_to_datetime;
 use weir_runtime::{Metrics, NO_WATERMARK};
 
 /// Erase the current terminal line and return to its start.
@@ -150,20 +149,6 @@ impl Drop for Progress {
     }
 }
 
-/// A watermark for people: `2024-01-01 00:00:10.000`, or `-` before the first one.
-pub fn watermark_text(nanos: i64) -> String {
-    if nanos == NO_WATERMARK {
-        return "-".into();
-    }
-    if nanos == i64::MAX {
-        return "end of input".into();
-    }
-    match timestamp_ns_to_datetime(nanos) {
-        Some(t) => t.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-        None => nanos.to_string(),
-    }
-}
-
 /// The status: rows read and the current rate, the watermark and how far it trails the wall
 /// clock, late rows, and the time the query has run.
 pub fn status_text(metrics: &Metrics, rows_per_second: f64, running: Duration) -> String {
@@ -171,8 +156,8 @@ pub fn status_text(metrics: &Metrics, rows_per_second: f64, running: Duration) -
     let mut text = format!(
         "{} rows in · {} rows/s · watermark {}",
         Metrics::get(&metrics.rows_in),
-        crate::report::human_rate(rows_per_second),
-        watermark_text(watermark)
+        crate::text::human_rate(rows_per_second),
+        crate::text::watermark_text(watermark)
     );
     if watermark != NO_WATERMARK && watermark != i64::MAX {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);

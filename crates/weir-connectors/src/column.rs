@@ -13,8 +13,8 @@ use datafusion_common::arrow::compute::kernels::cast_utils::{string_to_timestamp
 use datafusion_common::arrow::datatypes::{
     DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit,
 };
-use weir_plan::sql_type_name;
 use weir_plan::duration::nanos_per_unit;
+use weir_plan::sql_type_name;
 
 /// A parsed field.
 #[derive(Debug, Clone, PartialEq)]

@@ -33,10 +33,10 @@ use datafusion_common::arrow::array::{ArrayRef, BooleanArray, Date32Array, Float
 use datafusion_common::arrow::compute::cast;
 use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use weir_plan::{ConnectorError, ConnectorSpec, OptionSpec, OptionType};
-use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Source};
 use weir_plan::duration::nanos_per_unit;
 use weir_plan::{sql_type_name, TableDef};
+use weir_plan::{ConnectorError, ConnectorSpec, OptionSpec, OptionType};
+use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Source};
 
 use crate::column::int_range;
 
@@ -455,26 +455,26 @@ impl Connector for DatagenConnector {
             sink: false,
             loose_keys: false,
             options: vec![
-                OptionSpec::new("rows-per-second", OptionType::Positive, "rows per second of wall-clock time")
+                OptionSpec::new("rows-per-second", OptionType::Positive, "pacing on the wall clock")
                     .default("10000"),
-                OptionSpec::new("number-of-rows", OptionType::Positive, "rows in all (default: no end)"),
-                OptionSpec::new("seed", OptionType::Integer, "seed of the random values (default: random)"),
+                OptionSpec::new("number-of-rows", OptionType::Positive, "the input ends after this many rows (default: never)"),
+                OptionSpec::new("seed", OptionType::Integer, "repeatable random values (each column has its own stream)"),
                 OptionSpec::new(
                     "fields.<column>.kind",
                     OptionType::Choice(&["random", "sequence"]),
-                    "how the column's values are made",
+                    "a `sequence` counts up from `fields.<column>.start` to `fields.<column>.end` (default the type's maximum), then the input ends; integer and `VARCHAR` columns",
                 )
                 .default("random"),
-                OptionSpec::new("fields.<column>.min", OptionType::Text, "smallest random number (default: the type's)"),
-                OptionSpec::new("fields.<column>.max", OptionType::Text, "largest random number (default: the type's)"),
-                OptionSpec::new("fields.<column>.length", OptionType::Positive, "characters of random text")
+                OptionSpec::new("fields.<column>.min", OptionType::Text, "integers uniform in `[min, max]` (default the type's range), `FLOAT`/`DOUBLE` in `[min, max)` (default `[0, 1)`)"),
+                OptionSpec::new("fields.<column>.max", OptionType::Text, "see `fields.<column>.min`"),
+                OptionSpec::new("fields.<column>.length", OptionType::Positive, "random `VARCHAR`s of this many lower-case letters (Flink's default is 100)")
                     .default("10"),
-                OptionSpec::new("fields.<column>.start", OptionType::Integer, "first value of a sequence"),
+                OptionSpec::new("fields.<column>.start", OptionType::Integer, "first value of a sequence (required for one)"),
                 OptionSpec::new("fields.<column>.end", OptionType::Integer, "last value of a sequence"),
                 OptionSpec::new(
                     "fields.<column>.max-past",
                     OptionType::Duration,
-                    "a timestamp is the wall clock minus up to this much",
+                    "a `TIMESTAMP` is the wall clock when the row is made, minus up to this much (`0 s`: in order)",
                 )
                 .default("0 s"),
             ],

@@ -10,7 +10,9 @@ use datafusion_common::arrow::datatypes::{Schema, SchemaRef};
 use weir_plan::{ConnectorError, ConnectorSpec, OptionSpec, OptionType, TableDef};
 use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Sink, Source};
 
-use crate::{CsvSource, FileFormat, FileOptions, FormatSink, JsonSource, OutputFormat, ParquetSink, ParquetSource, PartFileSink};
+use crate::{
+    CsvSource, FileFormat, FileOptions, FormatSink, JsonSource, OutputFormat, ParquetSink, ParquetSource, PartFileSink,
+};
 
 /// The options every file-format table takes (`file` and `stdin`).
 pub(crate) fn format_options() -> Vec<OptionSpec> {
@@ -18,22 +20,22 @@ pub(crate) fn format_options() -> Vec<OptionSpec> {
         OptionSpec::new(
             "format",
             OptionType::Choice(&["csv", "json", "ndjson", "jsonl", "parquet"]),
-            "csv (with a header row), json (one object per line) or parquet; default: from the file's extension",
+            "`csv` (with a header row), `json` (one object per line) or `parquet`; inferred from the file's extension if omitted",
         ),
         OptionSpec::new(
             "bad_data",
             OptionType::Choice(&["fail", "skip", "drop", "dead_letter", "dead-letter"]),
-            "a malformed row: fail naming file, line and column; skip and count it; or keep it in 'dead_letter'",
+            "a malformed row: `fail` stops with file, line, column and value; `skip` skips and counts it; `dead_letter` appends it to the `dead_letter` file",
         )
         .default("fail"),
-        OptionSpec::new("dead_letter", OptionType::Path, "append malformed rows, with where and why, to this file"),
-        OptionSpec::new("csv.ignore-parse-errors", OptionType::Bool, "skip malformed CSV rows (Flink's option)")
+        OptionSpec::new("dead_letter", OptionType::Path, "csv and json: malformed rows are appended to this file (and `bad_data` defaults to `dead_letter`), one JSON object per line with the source, line, error and row text; run after run, so delete it to start afresh"),
+        OptionSpec::new("csv.ignore-parse-errors", OptionType::Bool, "`true`: skip and count malformed CSV rows (Flink's option)")
             .default("false"),
-        OptionSpec::new("json.ignore-parse-errors", OptionType::Bool, "skip malformed JSON rows (Flink's option)")
+        OptionSpec::new("json.ignore-parse-errors", OptionType::Bool, "`true`: skip and count malformed JSON rows (Flink's option)")
             .default("false"),
-        OptionSpec::new("csv.field-delimiter", OptionType::Char, "the CSV field delimiter ('\\t' for a tab)")
+        OptionSpec::new("csv.field-delimiter", OptionType::Char, "the CSV field delimiter (`'\\t'` for a tab)")
             .default(","),
-        OptionSpec::new("delimiter", OptionType::Char, "the same as 'csv.field-delimiter'").default(","),
+        OptionSpec::new("delimiter", OptionType::Char, "the same as `csv.field-delimiter`").default(","),
     ]
 }
 
@@ -65,13 +67,13 @@ pub struct FileConnector;
 
 impl Connector for FileConnector {
     fn spec(&self) -> ConnectorSpec {
-        let mut options = vec![OptionSpec::new("path", OptionType::Path, "the file, or a directory of files to read")
+        let mut options = vec![OptionSpec::new("path", OptionType::Path, "the file, or a directory (csv and json: its files are read in name order, leaving out names starting with `.` or `_`); relative to the working directory, and a source file not found there is looked up next to the SQL script")
             .required()];
         options.extend(format_options());
         options.push(OptionSpec::new(
             "source.monitor-interval",
             OptionType::Duration,
-            "follow the file (or directory) as it grows, looking for more this often",
+            "csv and json (Flink's option): the input never ends; a file is followed as it grows, like `tail -f`; a directory is watched for new files, each read once; looked at this often",
         ));
         ConnectorSpec {
             name: "file",

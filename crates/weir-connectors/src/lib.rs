@@ -38,23 +38,25 @@ use std::sync::{Arc, OnceLock};
 use datafusion_common::arrow::datatypes::SchemaRef;
 
 use weir_plan::{SinkNode, SourceNode, StreamPlan, TableDef};
-use weir_runtime::{input_columns, late_rows_schema, sink_schema, ConnectorRegistry, Pipeline, Result, RuntimeError, Sink, Source};
+use weir_runtime::{
+    input_columns, late_rows_schema, sink_schema, ConnectorRegistry, Pipeline, Result, RuntimeError, Sink, Source,
+};
 
 pub use channel::{ChannelConnector, ChannelSink, ChannelSource};
-pub use datagen::DatagenConnector;
-pub use file::FileConnector;
-pub use nexmark::NexmarkConnector;
-pub use stdin::StdinConnector;
-pub use weir_runtime::{ConnectorContext, StartTime};
 pub use column::{parse_timestamp, ColumnBuffer, ColumnType, Value};
 pub use csv_source::CsvSource;
+pub use datagen::DatagenConnector;
 pub use datagen::{DatagenOptions, DatagenSource};
 pub use dead_letter::BadRows;
+pub use file::FileConnector;
 pub use json_source::JsonSource;
+pub use nexmark::NexmarkConnector;
 pub use options::{BadRowPolicy, FileFormat, FileOptions};
 pub use parquet_source::ParquetSource;
 pub use part_sink::PartFileSink;
 pub use sinks::{CollectSink, DiscardSink, FormatSink, OutputFormat, ParquetSink};
+pub use stdin::StdinConnector;
+pub use weir_runtime::{ConnectorContext, StartTime};
 
 /// A registry of the built-in connectors: `file`, `stdin`, `datagen`, `nexmark` and `channel`.
 /// Register more (user connectors) on it with [`ConnectorRegistry::register`].

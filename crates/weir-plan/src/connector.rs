@@ -121,12 +121,28 @@ impl OptionSpec {
 
 /// Options the engine reads from every table, whatever its connector.
 pub const TABLE_OPTIONS: &[OptionSpec] = &[
-    OptionSpec::new("state_ttl", OptionType::Duration, "keys of updating state idle this long are forgotten"),
-    OptionSpec::new("allowed_lateness", OptionType::Duration, "windows over the table accept rows this late")
-        .default("0 s"),
-    OptionSpec::new("idle_timeout", OptionType::Duration, "a source silent this long stops holding back a union's watermark"),
-    OptionSpec::new("late_rows", OptionType::Text, "a table the rows dropped as late are written to"),
-    OptionSpec::new("changelog", OptionType::Choice(&["rows"]), "write a changelog as rows with an op column"),
+    OptionSpec::new("state_ttl", OptionType::Duration, "on a source: keys of updating aggregates idle this long are forgotten"),
+    OptionSpec::new(
+        "allowed_lateness",
+        OptionType::Duration,
+        "on a source: windows over it keep their state this long after they fire, and rows arriving meanwhile correct them (a changelog)",
+    )
+    .default("0 s"),
+    OptionSpec::new(
+        "idle_timeout",
+        OptionType::Duration,
+        "on a source in a `UNION ALL`: after this long without rows it stops holding back the union's watermark (`SET source.idle_timeout` gives every source one)",
+    ),
+    OptionSpec::new(
+        "late_rows",
+        OptionType::Text,
+        "on a source: a table every row an operator drops (late, or with a NULL event time) is written to, whole, with a `reason` column",
+    ),
+    OptionSpec::new(
+        "changelog",
+        OptionType::Choice(&["rows"]),
+        "on a sink: accept an updating query, writing each change as a row with an `op` column",
+    ),
 ];
 
 /// Everything the planner knows about a connector.

@@ -8,12 +8,12 @@ use datafusion_common::DFSchemaRef;
 use datafusion_expr::Expr;
 use serde::Serialize;
 
-use crate::table::{sql_type_name, TableDef, WatermarkDef};
+use crate::duration::format_duration;
 use crate::plan::{
     Branch, JoinNode, JoinState, JoinType, OpCounter, OpRef, PlanInput, RankKind, SinkNode, SourceNode, StateTtl,
     StreamOp, StreamPlan, WindowSpec,
 };
-use crate::duration::format_duration;
+use crate::table::{sql_type_name, TableDef, WatermarkDef};
 
 impl StreamPlan {
     /// A serialisable description of the plan (what EXPLAIN prints, as data).

@@ -34,8 +34,8 @@ pub use connector::{ConnectorCatalog, ConnectorError, ConnectorSpec, OptionSpec,
 pub use error::PlanError;
 pub use explain::{show, PlanNodeDescription};
 pub use plan::{
-    Branch, EarlyEmit, JoinNode, JoinState, JoinType, OpCounter, OpRef, PlanInput, Rank, RankKind, RowTime,
-    SinkNode, SourceNode, StateTtl, StreamJoin, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate,
-    WindowColumn, WindowEmit, WindowKind, WindowSpec, MAX_SLICES_PER_WINDOW,
+    Branch, EarlyEmit, JoinNode, JoinState, JoinType, OpCounter, OpRef, PlanInput, Rank, RankKind, RowTime, SinkNode,
+    SourceNode, StateTtl, StreamJoin, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn,
+    WindowEmit, WindowKind, WindowSpec, MAX_SLICES_PER_WINDOW,
 };
 pub use table::{schema_of, sql_type_name, TableDef, WatermarkDef};

@@ -30,30 +30,30 @@ mod operator;
 
 pub use state::checkpoint;
 
-pub use state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
-pub use operators::deduplicate::DeduplicateOp;
 pub use error::{Result, RuntimeError};
-pub use operators::filter::FilterOp;
-pub use operators::join::{JoinMode, JoinOp, JoinSpec};
-pub use state::join_rows::{Encoded, JoinRows, Kept};
-pub use state::keyed_state::KeyedState;
-pub use message::{DroppedRows, Message, Nanos, Origin, RowKind, StreamBatch, NO_WATERMARK};
 pub use exec::connector::{Connector, ConnectorContext, ConnectorRegistry, StartTime};
 pub use exec::metrics::{Metrics, OperatorMetrics, StateSize};
-pub use operator::Operator;
 pub use exec::pipeline::{
     build_operators, build_ops, input_columns, late_rows_schema, relaxed, sink_schema, source_columns, Pipeline,
     SourceColumns,
 };
+pub use exec::source::{Sink, Source, SourceDriver, WatermarkGenerator};
+pub use exec::watermark_merge::WatermarkMerge;
+pub use message::{DroppedRows, Message, Nanos, Origin, RowKind, StreamBatch, NO_WATERMARK};
+pub use operator::Operator;
+pub use operators::deduplicate::DeduplicateOp;
+pub use operators::filter::FilterOp;
+pub use operators::join::{JoinMode, JoinOp, JoinSpec};
 pub use operators::proc_time::{ProcTimeOp, ProcessingClock};
 pub use operators::project::ProjectOp;
-pub use state::rank_rows::{EncodedBatch, RankRows};
-pub use state::retract_min_max::RetractMinMax;
 pub use operators::session_aggregate::SessionAggregateOp;
-pub use exec::source::{Sink, Source, SourceDriver, WatermarkGenerator};
 pub use operators::top_n::TopNOp;
 pub use operators::updating_aggregate::UpdatingAggregateOp;
-pub use exec::watermark_merge::WatermarkMerge;
 pub use operators::window_aggregate::{to_nanos, WindowAggregateOp, WindowLayout};
 pub use operators::window_assign::Assigner;
 pub use operators::window_top_n::WindowTopNOp;
+pub use state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
+pub use state::join_rows::{Encoded, JoinRows, Kept};
+pub use state::keyed_state::KeyedState;
+pub use state::rank_rows::{EncodedBatch, RankRows};
+pub use state::retract_min_max::RetractMinMax;

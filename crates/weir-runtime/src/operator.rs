@@ -1,10 +1,10 @@
 //! The operator trait. Only `process_batch` is required; the watermark and end-of-stream
 //! hooks have no-op defaults that forward the event, and a stateless operator reports no state.
 
-use crate::state::checkpoint::{unsupported, OperatorSnapshot};
 use crate::error::Result;
-use crate::message::{Message, Nanos, StreamBatch};
 use crate::exec::metrics::StateSize;
+use crate::message::{Message, Nanos, StreamBatch};
+use crate::state::checkpoint::{unsupported, OperatorSnapshot};
 
 /// A streaming operator with one input. Operators are driven by one task and need not be
 /// thread-safe beyond `Send`.

@@ -9,9 +9,9 @@ use datafusion_expr::logical_plan::Aggregate;
 use datafusion_expr::{Expr, LogicalPlan, Operator};
 
 use crate::error::{Result, SqlError};
+use crate::window_fn::{fixed_interval_nanos, interval_nanos, window_function, Bound, WindowKind};
 use weir_plan::explain::show;
 use weir_plan::plan::{WindowColumn, WindowSpec};
-use crate::window_fn::{fixed_interval_nanos, interval_nanos, window_function, Bound, WindowKind};
 
 pub(crate) const MILLI: i64 = 1_000_000;
 

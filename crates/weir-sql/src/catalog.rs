@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-
 use crate::error::{Result, SqlError};
 pub use weir_plan::{schema_of, sql_type_name, TableDef, WatermarkDef};
 

@@ -12,8 +12,7 @@ pub(crate) fn check_writable(connectors: Option<&dyn ConnectorCatalog>, def: &Ta
     let Some(connectors) = connectors else { return Ok(()) };
     match connectors.specs().into_iter().find(|s| Some(s.name) == def.connector()) {
         Some(spec) if !spec.sink => {
-            let writers: Vec<&str> =
-                connectors.specs().iter().filter(|s| s.sink).map(|s| s.name).collect::<Vec<_>>();
+            let writers: Vec<&str> = connectors.specs().iter().filter(|s| s.sink).map(|s| s.name).collect::<Vec<_>>();
             Err(SqlError::plan(format!("table '{}' has connector '{}': it cannot be written to", def.name, spec.name))
                 .with_hint(format!("write to a table whose connector writes: {}", writers.join(", "))))
         }

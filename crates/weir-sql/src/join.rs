@@ -17,7 +17,6 @@
 use std::sync::Arc;
 
 use datafusion_common::arrow::datatypes::{DataType, TimeUnit};
-use datafusion_common::tree_node::{Transformed, TreeNode};
 use datafusion_common::{Column, DFSchema};
 use datafusion_expr::logical_plan::{Aggregate, Join, JoinType as DfJoinType, LogicalPlan};
 use datafusion_expr::utils::split_conjunction;
@@ -25,14 +24,14 @@ use datafusion_expr::{BinaryExpr, Expr, Operator};
 
 use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
-use weir_plan::explain::show;
 use crate::options::state_ttl;
+use crate::planner::PipelineBuilder;
+use crate::window_fn::fixed_interval_nanos;
+use weir_plan::explain::show;
 use weir_plan::plan::{
     Branch, JoinNode, JoinState, JoinType, PlanInput, RowTime, StateTtl, StreamJoin, StreamOp, WindowAggregate,
     WindowColumn, WindowEmit, WindowSpec,
 };
-use crate::planner::PipelineBuilder;
-use crate::window_fn::fixed_interval_nanos;
 
 const MILLI: i64 = 1_000_000;
 
@@ -214,26 +213,6 @@ impl PipelineBuilder<'_> {
             output_schema: Arc::clone(&agg.schema),
         })))
     }
-}
-
-/// A WHERE right above an inner join becomes part of the join's condition (before the
-/// optimizer moves projections between them), so its time bounds bound the join's state.
-pub(crate) fn fold_filters_into_joins(plan: LogicalPlan) -> datafusion_common::Result<LogicalPlan> {
-    plan.transform_up(|p| match p {
-        LogicalPlan::Filter(f) => match f.input.as_ref() {
-            LogicalPlan::Join(j) if j.join_type == DfJoinType::Inner => {
-                let mut j = j.clone();
-                j.filter = Some(match j.filter.take() {
-                    Some(e) => e.and(f.predicate.clone()),
-                    None => f.predicate.clone(),
-                });
-                Ok(Transformed::yes(LogicalPlan::Join(j)))
-            }
-            _ => Ok(Transformed::no(LogicalPlan::Filter(f))),
-        },
-        other => Ok(Transformed::no(other)),
-    })
-    .map(|t| t.data)
 }
 
 impl PipelineBuilder<'_> {

@@ -63,15 +63,15 @@ pub mod window_fn;
 pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};
 pub use error::{ErrorKind, Result, SqlError};
 pub use parser::{ends_statement, parse_script, Stmt};
-/// The plan this crate produces lives in `weir-plan`, shared with the runtime; re-exported here
-/// so a user of the planner needs one dependency.
-pub use weir_plan::{ConnectorCatalog, ConnectorError, ConnectorSpec, OptionSpec, OptionType, TABLE_OPTIONS};
+pub use planner::{arrow_type, Planned, Planner};
 pub use weir_plan::{
     show, Branch, EarlyEmit, JoinNode, JoinState, JoinType, OpCounter, OpRef, PlanError, PlanInput,
     PlanNodeDescription, Rank, RankKind, RowTime, SinkNode, SourceNode, StateTtl, StreamJoin, StreamOp, StreamPlan,
     UpdatingAggregate, WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
 };
-pub use planner::{arrow_type, Planned, Planner};
+/// The plan this crate produces lives in `weir-plan`, shared with the runtime; re-exported here
+/// so a user of the planner needs one dependency.
+pub use weir_plan::{ConnectorCatalog, ConnectorError, ConnectorSpec, OptionSpec, OptionType, TABLE_OPTIONS};
 
 /// DataFusion pieces the plan is made of, re-exported so users of the plan agree on versions.
 pub mod df {

@@ -65,7 +65,10 @@ fn flink_setting(key: &str, value: &str) -> Option<(&'static str, String)> {
 pub fn check_setting(key: &str, value: &str) -> Result<(String, String)> {
     let value = value.trim().to_string();
     if let Some(option) = key.trim().to_lowercase().strip_prefix("nexmark.") {
-        return Ok((format!("nexmark.{}", crate::nexmark::check_setting(option, &value).map_err(SqlError::from)?), value));
+        return Ok((
+            format!("nexmark.{}", crate::nexmark::check_setting(option, &value).map_err(SqlError::from)?),
+            value,
+        ));
     }
     if let Some((setting, value)) = flink_setting(key, &value) {
         return check_setting(setting, &value).map_err(|mut e| {

@@ -343,9 +343,9 @@ fn parse_one(parser: &mut Parser) -> Result<Stmt> {
         other => {
             let text = other.to_string();
             let head: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-            Err(SqlError::not_supported(format!("the statement '{head} …'"))
-                .at(location)
-                .with_hint("weir runs CREATE TABLE/SOURCE, SELECT, INSERT INTO … SELECT, EXPLAIN, SET and SHOW CONNECTORS"))
+            Err(SqlError::not_supported(format!("the statement '{head} …'")).at(location).with_hint(
+                "weir runs CREATE TABLE/SOURCE, SELECT, INSERT INTO … SELECT, EXPLAIN, SET and SHOW CONNECTORS",
+            ))
         }
     }
 }

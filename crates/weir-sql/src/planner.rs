@@ -32,15 +32,15 @@ use crate::catalog::{schema_of, Catalog, TableDef, WatermarkDef};
 use crate::error::{Result, SqlError};
 use crate::options::{allowed_lateness, check_setting, check_table_options, emit_early, state_ttl};
 use crate::parser::{parse_script, CreateTable, Stmt};
-use weir_plan::plan::{
-    PlanInput, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate,
-    WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
-};
 use crate::provider::{FunctionRegistry, Provider};
 use crate::rank::{plan_rank, row_number_bound};
 use crate::rewrite::rewrite_group_windows;
 use crate::sink::sink_projection;
 use crate::window_fn::fixed_interval_nanos;
+use weir_plan::plan::{
+    PlanInput, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate,
+    WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
+};
 use weir_plan::{ConnectorCatalog, ConnectorSpec};
 
 /// The outcome of planning one statement.
@@ -166,11 +166,13 @@ impl Planner {
                 let (key, value) = self.apply_setting(&key, &value)?;
                 Ok(Planned::Set { key, value })
             }
-            Stmt::ShowConnectors(location) => match &self.connectors {
-                Some(c) => Ok(Planned::ShowConnectors(c.specs())),
-                None => Err(SqlError::plan("this planner was made without connectors (Planner::with_connectors)")
-                    .at(location)),
-            },
+            Stmt::ShowConnectors(location) => {
+                match &self.connectors {
+                    Some(c) => Ok(Planned::ShowConnectors(c.specs())),
+                    None => Err(SqlError::plan("this planner was made without connectors (Planner::with_connectors)")
+                        .at(location)),
+                }
+            }
         }
     }
 
@@ -281,7 +283,7 @@ impl Planner {
         let plan = rel.sql_statement_to_plan(Statement::Query(query)).map_err(SqlError::from)?;
         let plan = Analyzer::new().execute_and_check(plan, &self.options, |_, _| {}).map_err(SqlError::from)?;
         refuse_unwindowed_tvf_aggregates(&plan).map_err(|e| e.at(location))?;
-        let plan = crate::join::fold_filters_into_joins(plan).map_err(SqlError::from)?;
+        let plan = crate::rewrite::fold_filters_into_joins(plan).map_err(SqlError::from)?;
         let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> =
             vec![Arc::new(SimplifyExpressions::new()), Arc::new(OptimizeProjections::new())];
         let plan =

@@ -21,8 +21,8 @@ use datafusion_expr::{Expr, LogicalPlan, Operator};
 
 use crate::bounds::{is_marker, marker_name, refuse_window_markers, resolve_window_bound, trace_column, window_call};
 use crate::error::{Result, SqlError};
-use weir_plan::plan::{Rank, RankKind, StateTtl, StreamOp, WindowColumn};
 use crate::window_fn::{Bound, WindowKind};
+use weir_plan::plan::{Rank, RankKind, StateTtl, StreamOp, WindowColumn};
 
 /// If `predicate` (over `input`) bounds a row number computed below, the bound (`rn <= N`,
 /// `rn < N + 1`, `rn = 1`, or the same reversed) and the schema of the `Window` node that

@@ -14,6 +14,9 @@ use datafusion_sql::sqlparser::ast::{
     Expr as SqlExpr, Function, GroupByExpr, Ident, ObjectName, Query, Select, SelectItem, SetExpr, Spanned, TableFactor,
 };
 
+use datafusion_common::tree_node::{Transformed, TreeNode};
+use datafusion_expr::logical_plan::{JoinType, LogicalPlan};
+
 use crate::error::{Result, SqlError};
 
 /// Rewrite every `MOD(a, b)` in `query` into `a % b`.
@@ -130,4 +133,24 @@ fn rewrite_select(select: &mut Select) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A WHERE right above an inner join becomes part of the join's condition (before the
+/// optimizer moves projections between them), so its time bounds bound the join's state.
+pub(crate) fn fold_filters_into_joins(plan: LogicalPlan) -> datafusion_common::Result<LogicalPlan> {
+    plan.transform_up(|p| match p {
+        LogicalPlan::Filter(f) => match f.input.as_ref() {
+            LogicalPlan::Join(j) if j.join_type == JoinType::Inner => {
+                let mut j = j.clone();
+                j.filter = Some(match j.filter.take() {
+                    Some(e) => e.and(f.predicate.clone()),
+                    None => f.predicate.clone(),
+                });
+                Ok(Transformed::yes(LogicalPlan::Join(j)))
+            }
+            _ => Ok(Transformed::no(LogicalPlan::Filter(f))),
+        },
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
 }

@@ -9,8 +9,8 @@ use datafusion_expr::Expr;
 
 use crate::bounds::window_rows;
 use crate::error::{Result, SqlError};
-use weir_plan::plan::{Branch, PlanInput, StreamOp};
 use crate::planner::PipelineBuilder;
+use weir_plan::plan::{Branch, PlanInput, StreamOp};
 
 /// A projection giving the rows of a UNION ALL input the union's column names, unless they
 /// have them already.

@@ -46,16 +46,16 @@ pub use weir_plan::WindowKind;
 
 /// The name of the function returning `bound` of a `kind` of window.
 pub fn bound_function(kind: WindowKind, bound: Bound) -> &'static str {
-        match (kind, bound) {
-            (WindowKind::Tumble, Bound::Start) => TUMBLE_START,
-            (WindowKind::Tumble, Bound::End) => TUMBLE_END,
-            (WindowKind::Hop, Bound::Start) => HOP_START,
-            (WindowKind::Hop, Bound::End) => HOP_END,
-            (WindowKind::Cumulate, Bound::Start) => CUMULATE_START,
-            (WindowKind::Cumulate, Bound::End) => CUMULATE_END,
-            (WindowKind::Session, Bound::Start) => SESSION_START,
-            (WindowKind::Session, Bound::End) => SESSION_END,
-        }
+    match (kind, bound) {
+        (WindowKind::Tumble, Bound::Start) => TUMBLE_START,
+        (WindowKind::Tumble, Bound::End) => TUMBLE_END,
+        (WindowKind::Hop, Bound::Start) => HOP_START,
+        (WindowKind::Hop, Bound::End) => HOP_END,
+        (WindowKind::Cumulate, Bound::Start) => CUMULATE_START,
+        (WindowKind::Cumulate, Bound::End) => CUMULATE_END,
+        (WindowKind::Session, Bound::Start) => SESSION_START,
+        (WindowKind::Session, Bound::End) => SESSION_END,
+    }
 }
 
 /// If `name` is one of the window bound functions, which window and bound.

@@ -2,19 +2,15 @@
 //! `\format`, `\timing`, `\set`, `\explain`, `\stats`, `\q`.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion_common::arrow::array::{ArrayRef, StringArray};
-use datafusion_common::arrow::datatypes::{DataType, Field, Schema};
-use datafusion_common::arrow::record_batch::RecordBatch;
-use datafusion_common::arrow::util::pretty::pretty_format_batches;
 use weir_runtime::Metrics;
 use weir_sql::{sql_type_name, TableDef};
 
 use super::{Flow, Shell};
 use crate::report::human_bytes;
-use crate::status::watermark_text;
+use crate::text::text_table;
+use crate::text::watermark_text;
 
 /// The commands with their usage, as `\?` lists them (also what Tab completes).
 pub const COMMANDS: &[(&str, &str)] = &[
@@ -29,18 +25,6 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("\\stats", "\\stats              the counters of the last query"),
     ("\\q", "\\q                  quit (also Ctrl-D, or Ctrl-C twice at an empty prompt)"),
 ];
-
-/// A table of text for people, in the same box style as query results.
-pub fn text_table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let fields: Vec<Field> = headers.iter().map(|h| Field::new(*h, DataType::Utf8, false)).collect();
-    let columns: Vec<ArrayRef> = (0..headers.len())
-        .map(|i| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[i].as_str()))) as ArrayRef)
-        .collect();
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| e.to_string())
-        .and_then(|b| pretty_format_batches(&[b]).map(|t| t.to_string()).map_err(|e| e.to_string()))
-        .unwrap_or_else(|e| format!("(cannot show the table: {e})"))
-}
 
 fn watermark_of(t: &TableDef) -> String {
     match &t.watermark {

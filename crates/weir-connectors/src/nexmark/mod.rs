@@ -275,26 +275,26 @@ impl Connector for NexmarkConnector {
                 OptionSpec::new(
                     "table",
                     OptionType::Choice(&["person", "auction", "bid"]),
-                    "which events the table holds (default: the table's name)",
+                    "which events the table holds (default: the table's name); keys may be written Flink's way (`max-emit-speed`)",
                 ),
-                OptionSpec::new("events", OptionType::Integer, "events of all three kinds in all; 0 = no end")
+                OptionSpec::new("events", OptionType::Integer, "events of all three kinds in all; `0` = unbounded (also `SET nexmark.events`, as for every option here)")
                     .default("0"),
-                OptionSpec::new("rate", OptionType::Positive, "events per second of event time").default("10000"),
-                OptionSpec::new("seed", OptionType::Integer, "seed of the field values").default("0"),
+                OptionSpec::new("rate", OptionType::Positive, "events per second of event time (the density of event time, not a speed limit)").default("10000"),
+                OptionSpec::new("seed", OptionType::Integer, "seed of the field values (ids, kinds and times do not depend on it)").default("0"),
                 OptionSpec::new(
                     "max_emit_speed",
                     OptionType::Bool,
-                    "emit as fast as possible; false paces events to 'rate' on the wall clock",
+                    "`false`: emit at `rate` events per wall-clock second (and start event time at the wall clock)",
                 )
                 .default("true"),
-                OptionSpec::new("splits", OptionType::Positive, "generators side by side on one timeline (at most 64)")
+                OptionSpec::new("splits", OptionType::Positive, "generators on threads of their own, each with a disjoint block of ids, on the same timeline (Flink's parallel sources), read in turn; at most 64")
                     .default("1"),
-                OptionSpec::new("out_of_order_group", OptionType::Positive, "events are shuffled within groups of this many")
+                OptionSpec::new("out_of_order_group", OptionType::Positive, "shuffle events within groups of this many (Beam's out-of-order groups); a group spanning more event time than the watermark delay makes rows late")
                     .default("1"),
                 OptionSpec::new(
                     "base_time",
                     OptionType::Timestamp,
-                    "event time of event 0, or 'now' (default: 2015-07-15 00:00:00 at full speed, now when paced)",
+                    "event time of the first event, or `now` for the wall clock (the default when pacing; else `2015-07-15 00:00:00`)",
                 ),
             ],
         }

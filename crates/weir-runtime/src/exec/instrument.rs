@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use weir_plan::OpRef;
 
 use crate::error::Result;
-use crate::message::Message;
 use crate::exec::metrics::{Metrics, OperatorMetrics};
+use crate::message::Message;
 use crate::operator::Operator;
 
 /// How often an operator's state size is sampled (also once before its input ends).

@@ -16,10 +16,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion_common::arrow::array::{ArrayRef, StringArray};
 use datafusion_common::arrow::compute::SortOptions;
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::DFSchema;
 use datafusion_expr::execution_props::ExecutionProps;
 use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
@@ -32,27 +30,26 @@ use weir_plan::{
     WindowSpec,
 };
 
-use crate::state::aggregate_state::AggregateSpec;
-use crate::operators::deduplicate::DeduplicateOp;
 use crate::error::{Result, RuntimeError};
-use crate::operators::filter::FilterOp;
+use crate::exec::chain::{Chain, Checkpointing};
 use crate::exec::instrument::Instrumented;
-use crate::operators::join::{JoinMode, JoinOp, JoinSpec};
-use crate::message::StreamBatch;
 use crate::exec::metrics::Metrics;
-use crate::operator::Operator;
-use crate::operators::proc_time::{ProcTimeOp, ProcessingClock};
-use crate::operators::project::ProjectOp;
-use crate::state::rank_rows::RankRows;
-use crate::exec::run::{Chain, Checkpointing};
-use crate::operators::session_aggregate::SessionAggregateOp;
 use crate::exec::source::{Sink, Source, SourceDriver};
 use crate::exec::stage::{BranchStage, JoinStage, Stage};
+use crate::exec::watermark_merge::WatermarkMerge;
+use crate::operator::Operator;
+use crate::operators::deduplicate::DeduplicateOp;
+use crate::operators::filter::FilterOp;
+use crate::operators::join::{JoinMode, JoinOp, JoinSpec};
+use crate::operators::proc_time::{ProcTimeOp, ProcessingClock};
+use crate::operators::project::ProjectOp;
+use crate::operators::session_aggregate::SessionAggregateOp;
 use crate::operators::top_n::TopNOp;
 use crate::operators::updating_aggregate::UpdatingAggregateOp;
-use crate::exec::watermark_merge::WatermarkMerge;
 use crate::operators::window_aggregate::{WindowAggregateOp, WindowLayout};
 use crate::operators::window_top_n::WindowTopNOp;
+use crate::state::aggregate_state::AggregateSpec;
+use crate::state::rank_rows::RankRows;
 
 /// Which columns of a table a pipeline's source must read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,16 +250,6 @@ pub fn late_rows_schema(plan: &StreamPlan) -> Result<SchemaRef> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
-/// Prepend the `op` column to a changelog batch.
-pub(crate) fn with_op_column(batch: &StreamBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let n = batch.batch.num_rows();
-    let ops = StringArray::from_iter_values((0..n).map(|i| batch.kind(i).as_str()));
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(ops)];
-    columns.extend(batch.batch.columns().iter().cloned());
-    let options = RecordBatchOptions::new().with_row_count(Some(n));
-    Ok(RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?)
-}
-
 /// A runnable pipeline.
 pub struct Pipeline {
     pub(crate) drivers: Vec<SourceDriver>,
@@ -330,9 +317,7 @@ impl TreeBuilder<'_> {
                 let mut idle = Vec::with_capacity(branches.len());
                 for b in branches {
                     idle.push(match &b.input {
-                        PlanInput::Source(s) => {
-                            s.table.idle_timeout().map(|n| Duration::from_nanos(n.max(0) as u64))
-                        }
+                        PlanInput::Source(s) => s.table.idle_timeout().map(|n| Duration::from_nanos(n.max(0) as u64)),
                         _ => None,
                     });
                     stages.push(self.branch(b)?);
@@ -430,8 +415,7 @@ impl Pipeline {
         // one table: a union of one, so an idle timeout behaves as it always has
         let root = match root {
             Stage::Source { .. } => {
-                let idle = plan.first_source().table.idle_timeout()
-                    .map(|n| Duration::from_nanos(n.max(0) as u64));
+                let idle = plan.first_source().table.idle_timeout().map(|n| Duration::from_nanos(n.max(0) as u64));
                 let watermarks = WatermarkMerge::new(&[idle], Instant::now());
                 Stage::Union { branches: vec![BranchStage { stage: root, ops: Vec::new(), sources }], watermarks }
             }

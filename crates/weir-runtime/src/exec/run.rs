@@ -6,89 +6,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion_common::arrow::array::StringArray;
-use datafusion_common::arrow::datatypes::SchemaRef;
-use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-
-use crate::state::checkpoint::{CheckpointConfig, Coordinator, Input, Restored, Taken};
 use crate::error::{Result, RuntimeError};
-use crate::exec::instrument::{through, Instrumented};
-use crate::message::{DroppedRows, Message};
-use crate::exec::metrics::Metrics;
-use crate::exec::pipeline::{with_op_column, Pipeline};
-use crate::operators::proc_time::ProcessingClock;
-use crate::exec::source::{Sink, SourceDriver};
+use crate::exec::chain::{Chain, Checkpointing};
+use crate::exec::instrument::Instrumented;
+use crate::exec::pipeline::Pipeline;
+use crate::exec::source::SourceDriver;
 use crate::exec::stage::{Stage, Turns};
-
-/// Operators plus sink: everything downstream of the source.
-pub(crate) struct Chain {
-    pub(crate) ops: Vec<Instrumented>,
-    pub(crate) sink: Box<dyn Sink>,
-    pub(crate) metrics: Arc<Metrics>,
-    /// Set for a changelog: the sink's schema, with the `op` column.
-    pub(crate) changelog: Option<SchemaRef>,
-    /// The side output for dropped rows, and its schema.
-    pub(crate) late_rows: Option<(Box<dyn Sink>, SchemaRef)>,
-    /// Report the watermark reaching the sink (the sources do not, when there are several).
-    pub(crate) report_watermark: bool,
-}
-
-impl Chain {
-    /// Rows an operator dropped: to the side output, if there is one.
-    fn dropped(&mut self, d: DroppedRows) -> Result<()> {
-        let Some((sink, schema)) = &mut self.late_rows else { return Ok(()) };
-        let mut columns = d.rows.columns().to_vec();
-        columns.push(Arc::new(StringArray::from(d.reasons)));
-        let options = RecordBatchOptions::new().with_row_count(Some(d.rows.num_rows()));
-        sink.write(&RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)?)
-    }
-
-    /// Stop without ending the stream (after a last checkpoint): flush and close the sinks.
-    fn close(&mut self) -> Result<()> {
-        if let Some((sink, _)) = &mut self.late_rows {
-            sink.finish()?;
-        }
-        self.sink.finish()
-    }
-
-    /// Push one message through; returns true once `EndOfStream` reached the sink.
-    fn push(&mut self, message: Message) -> Result<bool> {
-        let current = through(&mut self.ops, vec![message])?;
-        for m in current {
-            match m {
-                Message::Data(b) => {
-                    Metrics::add(&self.metrics.rows_out, b.batch.num_rows() as u64);
-                    match &self.changelog {
-                        Some(schema) => self.sink.write(&with_op_column(&b, schema)?)?,
-                        None => self.sink.write(&b.batch)?,
-                    }
-                }
-                Message::Watermark(w) => {
-                    if self.report_watermark {
-                        self.metrics.watermark.store(w, Ordering::Relaxed);
-                    }
-                }
-                Message::Dropped(d) => self.dropped(d)?,
-                Message::EndOfStream => {
-                    if let Some((sink, _)) = &mut self.late_rows {
-                        sink.finish()?;
-                    }
-                    self.sink.finish()?;
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
-    }
-}
-/// A pipeline's checkpointing, set up by [`Pipeline::with_checkpoints`].
-pub(crate) struct Checkpointing {
-    coordinator: Coordinator,
-    /// The reading order saved in the checkpoint resumed from.
-    turns: Option<serde_json::Value>,
-    /// The checkpoint resumed from was taken when the query had finished.
-    finished: bool,
-}
+use crate::message::Message;
+use crate::operators::proc_time::ProcessingClock;
+use crate::state::checkpoint::{CheckpointConfig, Coordinator, Input, Restored, Taken};
 
 /// Every operator of the pipeline, in the order checkpoints list them.
 fn all_operators<'a>(root: &'a mut Stage, chain: &'a mut Chain) -> Vec<&'a mut Instrumented> {

@@ -9,8 +9,8 @@ use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array};
 use datafusion_common::arrow::record_batch::RecordBatch;
 
 use crate::error::{Result, RuntimeError};
-use crate::message::{Message, Nanos, Origin, StreamBatch, NO_WATERMARK};
 use crate::exec::metrics::{Metrics, OperatorMetrics};
+use crate::message::{Message, Nanos, Origin, StreamBatch, NO_WATERMARK};
 use crate::operators::window_aggregate::to_nanos;
 
 /// A connector's reader. It produces batches with exactly the columns it was opened with.

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::exec::instrument::{through, Instrumented};
-use crate::message::{Message, Nanos, NO_WATERMARK};
 use crate::exec::watermark_merge::WatermarkMerge;
+use crate::message::{Message, Nanos, NO_WATERMARK};
 
 /// A node of the tree.
 pub(crate) enum Stage {
@@ -169,7 +169,8 @@ impl Stage {
                     ended: [bool; 2],
                     emitted: Nanos,
                 }
-                let s: Saved = crate::state::checkpoint::from_json(saved.next().ok_or_else(missing)?, "a join's watermarks")?;
+                let s: Saved =
+                    crate::state::checkpoint::from_json(saved.next().ok_or_else(missing)?, "a join's watermarks")?;
                 (j.watermarks, j.ended, j.emitted) = (s.watermarks, s.ended, s.emitted);
             }
         }

@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use weir_plan::StateTtl;
 
-use crate::state::checkpoint::OperatorSnapshot;
 use crate::error::Result;
-use crate::state::keyed_state::KeyedState;
-use crate::message::{Message, Nanos, RowKind, StreamBatch};
 use crate::exec::metrics::{Metrics, StateSize};
+use crate::message::{Message, Nanos, RowKind, StreamBatch};
 use crate::operator::Operator;
+use crate::state::checkpoint::OperatorSnapshot;
+use crate::state::keyed_state::KeyedState;
 use crate::state::rank_rows::{restore_keyed, save_keyed, RankRows};
 
 struct Kept {

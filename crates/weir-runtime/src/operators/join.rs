@@ -27,13 +27,13 @@ use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_physical_expr::PhysicalExpr;
 use weir_plan::{RowTime, StateTtl};
 
-use crate::state::checkpoint::OperatorSnapshot;
 use crate::error::{Result, RuntimeError};
-use crate::state::join_rows::{JoinRows, Kept};
-use crate::message::{Message, Nanos, RowKind, StreamBatch, NO_WATERMARK};
 use crate::exec::metrics::{Metrics, StateSize};
+use crate::message::{Message, Nanos, RowKind, StreamBatch, NO_WATERMARK};
 use crate::operator::Operator;
 use crate::operators::window_aggregate::to_nanos;
+use crate::state::checkpoint::OperatorSnapshot;
+use crate::state::join_rows::{JoinRows, Kept};
 
 const LEFT: usize = 0;
 const RIGHT: usize = 1;

@@ -1,14 +1,14 @@
 //! The operators, one per file: each consumes and produces [`crate::Message`]s.
 
+pub(crate) mod deduplicate;
 pub(crate) mod filter;
-pub(crate) mod project;
+pub(crate) mod join;
 pub(crate) mod proc_time;
+pub(crate) mod project;
+pub(crate) mod session_aggregate;
+pub(crate) mod top_n;
+pub(crate) mod updating_aggregate;
 pub(crate) mod window_aggregate;
 pub(crate) mod window_assign;
 pub(crate) mod window_changes;
-pub(crate) mod session_aggregate;
-pub(crate) mod updating_aggregate;
-pub(crate) mod top_n;
 pub(crate) mod window_top_n;
-pub(crate) mod deduplicate;
-pub(crate) mod join;

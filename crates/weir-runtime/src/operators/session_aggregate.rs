@@ -42,15 +42,15 @@ use datafusion_common::arrow::row::{RowConverter, SortField};
 use datafusion_physical_expr::PhysicalExpr;
 use weir_plan::{EarlyEmit, WindowEmit, WindowSpec};
 
-use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
-use crate::state::checkpoint::OperatorSnapshot;
-use crate::exec::dropped::{show_time, DroppedCollector};
 use crate::error::{Result, RuntimeError};
-use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
+use crate::exec::dropped::{show_time, DroppedCollector};
 use crate::exec::metrics::{Metrics, StateSize};
+use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::operator::Operator;
 use crate::operators::window_aggregate::{to_nanos, WindowLayout};
 use crate::operators::window_changes::WindowChanges;
+use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
+use crate::state::checkpoint::OperatorSnapshot;
 
 struct Session {
     id: u64,

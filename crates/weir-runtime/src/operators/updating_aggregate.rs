@@ -31,13 +31,13 @@ use datafusion_expr::Accumulator;
 use datafusion_physical_expr::PhysicalExpr;
 use weir_plan::StateTtl;
 
+use crate::error::{Result, RuntimeError};
+use crate::exec::metrics::{Metrics, StateSize};
+use crate::message::{Message, Nanos, RowKind, StreamBatch};
+use crate::operator::Operator;
 use crate::state::aggregate_state::{AggregateSpec, Aggregates};
 use crate::state::checkpoint::OperatorSnapshot;
-use crate::error::{Result, RuntimeError};
 use crate::state::keyed_state::KeyedState;
-use crate::message::{Message, Nanos, RowKind, StreamBatch};
-use crate::exec::metrics::{Metrics, StateSize};
-use crate::operator::Operator;
 use crate::state::retract_min_max::RetractMinMax;
 
 struct Group {

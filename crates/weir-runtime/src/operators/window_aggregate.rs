@@ -44,15 +44,15 @@ use datafusion_common::ScalarValue;
 use datafusion_physical_expr::PhysicalExpr;
 use weir_plan::{EarlyEmit, WindowColumn, WindowEmit, WindowSpec};
 
-use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
-use crate::state::checkpoint::OperatorSnapshot;
-use crate::exec::dropped::{show_time, DroppedCollector};
 use crate::error::{Result, RuntimeError};
-use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
+use crate::exec::dropped::{show_time, DroppedCollector};
 use crate::exec::metrics::{Metrics, StateSize};
+use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::operator::Operator;
 use crate::operators::window_assign::Assigner;
 use crate::operators::window_changes::{WindowChanges, WindowId};
+use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
+use crate::state::checkpoint::OperatorSnapshot;
 
 const MILLI: Nanos = 1_000_000;
 

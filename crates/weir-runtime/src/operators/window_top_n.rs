@@ -18,14 +18,14 @@ use std::sync::Arc;
 
 use datafusion_common::arrow::array::Array;
 
-use crate::state::checkpoint::OperatorSnapshot;
-use crate::exec::dropped::{show_time, DroppedCollector};
 use crate::error::Result;
-use crate::message::{Message, Nanos, StreamBatch};
+use crate::exec::dropped::{show_time, DroppedCollector};
 use crate::exec::metrics::{Metrics, StateSize};
+use crate::message::{Message, Nanos, StreamBatch};
 use crate::operator::Operator;
-use crate::state::rank_rows::{RankRows, SavedRows};
 use crate::operators::window_aggregate::to_nanos;
+use crate::state::checkpoint::OperatorSnapshot;
+use crate::state::rank_rows::{RankRows, SavedRows};
 
 /// (order key, row), sorted by order key, ties in arrival order.
 type Kept = (Box<[u8]>, Box<[u8]>);

@@ -27,8 +27,8 @@ use datafusion_common::arrow::row::{Row, RowConverter, Rows, SortField};
 use smallvec::SmallVec;
 
 use crate::error::{Result, RuntimeError};
-use crate::message::Nanos;
 use crate::exec::metrics::StateSize;
+use crate::message::Nanos;
 
 /// Key bytes, inline when short.
 type Key = SmallVec<[u8; 24]>;

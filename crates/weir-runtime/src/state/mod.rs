@@ -2,8 +2,8 @@
 //! (snapshots in Arrow IPC, the manifest, the store, recovery).
 
 pub(crate) mod aggregate_state;
-pub(crate) mod keyed_state;
+pub mod checkpoint;
 pub(crate) mod join_rows;
+pub(crate) mod keyed_state;
 pub(crate) mod rank_rows;
 pub(crate) mod retract_min_max;
-pub mod checkpoint;

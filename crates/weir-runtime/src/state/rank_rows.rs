@@ -11,8 +11,8 @@ use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::row::{RowConverter, Rows, SortField};
 use datafusion_physical_expr::PhysicalExpr;
 
-use crate::state::checkpoint::OperatorSnapshot;
 use crate::error::{Result, RuntimeError};
+use crate::state::checkpoint::OperatorSnapshot;
 use crate::state::keyed_state::KeyedState;
 
 /// Encodes partition keys, order keys and whole rows; decodes kept rows into output batches.

@@ -9,8 +9,8 @@ use super::codec::{checksum, encode_batch};
 use super::manifest::{FileEntry, Manifest, OperatorEntry, FORMAT, VERSION};
 use super::{CheckpointConfig, CheckpointStore, Guarantee, OperatorSnapshot};
 use crate::error::{Result, RuntimeError};
-use crate::message::Message;
 use crate::exec::metrics::Metrics;
+use crate::message::Message;
 
 /// What a source task sends the operator task.
 pub(crate) enum Input {
