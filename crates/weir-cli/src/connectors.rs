@@ -68,10 +68,36 @@ pub fn batch(specs: &[ConnectorSpec]) -> Result<RecordBatch, datafusion_common::
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
-/// The connectors with one line each, then their options, as text tables.
+/// The connectors and their options, as text for a terminal: a line per connector, then a
+/// line per option (name, type, default) with its description indented below.
 pub fn text(specs: &[ConnectorSpec]) -> String {
-    let rows: Vec<Vec<String>> = rows(specs).into_iter().map(|r| r.to_vec()).collect();
-    crate::text::text_table(&HEADERS, &rows)
+    let mut out = String::new();
+    let width = specs.iter().flat_map(|s| &s.options).chain(TABLE_OPTIONS).map(|o| o.name.len()).max().unwrap_or(0);
+    let options = |out: &mut String, options: &[OptionSpec]| {
+        for o in options {
+            let required = if o.required { ", required" } else { "" };
+            let default = o.default.map(|d| format!(", default '{d}'")).unwrap_or_default();
+            out.push_str(&format!("  {:width$}  {}{required}{default}\n", o.name, o.kind));
+            out.push_str(&format!("  {:width$}  {}\n", "", o.doc.replace('`', "")));
+        }
+    };
+    for spec in specs {
+        let role = match (spec.source, spec.sink) {
+            (true, true) => "reads and writes",
+            (true, false) => "reads",
+            (false, true) => "writes",
+            (false, false) => "-",
+        };
+        out.push_str(&format!("{} ({role}): {}\n", spec.name, spec.doc));
+        if spec.options.is_empty() {
+            out.push_str("  no options of its own\n");
+        }
+        options(&mut out, &spec.options);
+        out.push('\n');
+    }
+    out.push_str("every table, whatever its connector:\n");
+    options(&mut out, TABLE_OPTIONS);
+    out
 }
 
 /// The reference of `docs/connectors.md`: a section per connector with a table of its options.

@@ -234,12 +234,12 @@ impl Planner {
         }
         let schema = if columns.is_empty() { None } else { Some(schema_of(columns)) };
         let mut def = TableDef { name: ct.name.clone(), schema, watermark, proctime, options: ct.options.clone() };
-        if def.connector() == Some("nexmark") {
-            crate::nexmark::complete_table(&mut def).map_err(|e| SqlError::from(e).at(ct.location))?;
-        }
         check_table_options(&def).map_err(|e| e.at(ct.location))?;
         if let Some(connectors) = &self.connectors {
             connectors.check_table(&def).map_err(|e| crate::connectors::connector_error(e, &ct))?;
+        }
+        if def.connector() == Some("nexmark") {
+            crate::nexmark::complete_table(&mut def).map_err(|e| SqlError::from(e).at(ct.location))?;
         }
         self.catalog.register(def, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;
         Ok(Planned::CreatedTable(ct.name))
