@@ -69,8 +69,9 @@ impl ChannelSource {
     }
 }
 
-/// The `channel` connector: a table the host program sends rows for. Declared like any other
-/// table; its rows come from a [`ChannelSource`] the program hands to the pipeline builder.
+/// The `channel` connector: a table the host program sends rows for, or receives them from.
+/// Declared like any other table; its rows come from a [`ChannelSource`] (or go to a
+/// [`ChannelSink`]) the program hands to the pipeline builder.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChannelConnector;
 
@@ -80,10 +81,17 @@ impl Connector for ChannelConnector {
             name: "channel",
             doc: "rows sent by the program weir is embedded in, over a tokio channel",
             source: true,
-            sink: false,
+            sink: true,
             loose_keys: false,
             options: vec![],
         }
+    }
+
+    fn open_sink(&self, table: &TableDef, _: SchemaRef, _: &ConnectorContext) -> Result<Box<dyn Sink>> {
+        Err(RuntimeError::Sink(format!(
+            "table '{}' is written to the host program (connector 'channel'): give a ChannelSink for it",
+            table.name
+        )))
     }
 
     fn open_source(&self, table: &TableDef, _: SchemaRef, _: &ConnectorContext) -> Result<Box<dyn Source>> {

@@ -77,21 +77,26 @@ fn builtin() -> &'static ConnectorRegistry {
 }
 
 /// A table a query reads: its connector registered and able to read, its options valid.
-fn check_readable(table: &TableDef) -> std::result::Result<(), String> {
-    let (spec, _) = builtin().lookup(table).map_err(|e| e.to_string())?;
+fn check_readable(registry: &ConnectorRegistry, table: &TableDef) -> std::result::Result<(), String> {
+    let (spec, _) = registry.lookup(table).map_err(|e| e.to_string())?;
     if !spec.source {
         return Err(format!("table '{}' has connector '{}': it cannot be read from", table.name, spec.name));
     }
-    builtin().check(table).map_err(|e| e.to_string())
+    registry.check(table).map_err(|e| e.to_string())
 }
 
 /// A table rows are written to: its connector registered and able to write.
-fn check_writable(table: &TableDef) -> std::result::Result<(), String> {
-    let (spec, _) = builtin().lookup(table).map_err(|e| e.to_string())?;
+fn check_writable(registry: &ConnectorRegistry, table: &TableDef) -> std::result::Result<(), String> {
+    let (spec, _) = registry.lookup(table).map_err(|e| e.to_string())?;
     if !spec.sink {
         return Err(format!("table '{}' has connector '{}': it cannot be written to", table.name, spec.name));
     }
-    builtin().check(table).map_err(|e| e.to_string())
+    registry.check(table).map_err(|e| e.to_string())
+}
+
+/// Whether a table is read or written through [`FileOptions`] (its paths are checked for clashes).
+fn is_file_table(table: &TableDef) -> bool {
+    matches!(table.connector(), Some("file" | "stdin"))
 }
 
 /// Check the connector options of a plan's source and sink before running anything.
@@ -101,6 +106,16 @@ pub fn validate(plan: &StreamPlan, ctx: &ConnectorContext) -> std::result::Resul
 
 /// [`validate`], where the tables named in `host` are read from the host program.
 pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -> std::result::Result<(), String> {
+    validate_in(builtin(), plan, ctx, host)
+}
+
+/// [`validate_with`] against the connectors of `registry`.
+pub fn validate_in(
+    registry: &ConnectorRegistry,
+    plan: &StreamPlan,
+    ctx: &ConnectorContext,
+    host: &[&str],
+) -> std::result::Result<(), String> {
     if plan.sources().iter().filter(|node| node.table.connector() == Some("stdin")).count() > 1 {
         return Err("a query can read standard input only once (two 'stdin' tables would split its lines)".into());
     }
@@ -116,8 +131,8 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
                 source.name
             ));
         }
-        check_readable(source)?;
-        if matches!(source.connector(), Some("file" | "stdin")) {
+        check_readable(registry, source)?;
+        if is_file_table(source) {
             inputs.push(FileOptions::parse(source, ctx.base_dir.as_deref(), true)?);
         }
         let schema = source.require_schema().map_err(|e| e.to_string())?;
@@ -128,22 +143,30 @@ pub fn validate_with(plan: &StreamPlan, ctx: &ConnectorContext, host: &[&str]) -
     }
     let mut written: Vec<PathBuf> = Vec::new();
     if let Some(t) = &plan.late_rows {
-        check_writable(t)?;
-        written.extend(FileOptions::parse(t, ctx.base_dir.as_deref(), false)?.path);
+        check_writable(registry, t)?;
+        if is_file_table(t) {
+            written.extend(FileOptions::parse(t, ctx.base_dir.as_deref(), false)?.path);
+        }
     }
     if let SinkNode::Table(t) = &plan.sink {
-        check_writable(t)?;
-        let output = FileOptions::parse(t, ctx.base_dir.as_deref(), false)?;
-        for (i, o) in inputs.iter().filter_map(|input| input.path.as_ref().zip(output.path.as_ref())) {
-            if same_file(i, o) {
-                return Err(format!(
-                    "INSERT INTO {} would overwrite '{}', the file it reads from",
-                    t.name,
-                    i.display()
-                ));
-            }
+        if !host.contains(&t.name.as_str()) {
+            check_writable(registry, t)?;
         }
-        written.extend(output.path);
+    }
+    if let SinkNode::Table(t) = &plan.sink {
+        if is_file_table(t) {
+            let output = FileOptions::parse(t, ctx.base_dir.as_deref(), false)?;
+            for (i, o) in inputs.iter().filter_map(|input| input.path.as_ref().zip(output.path.as_ref())) {
+                if same_file(i, o) {
+                    return Err(format!(
+                        "INSERT INTO {} would overwrite '{}', the file it reads from",
+                        t.name,
+                        i.display()
+                    ));
+                }
+            }
+            written.extend(output.path);
+        }
     }
     // nothing written inside a directory read as input (its files would be read back)
     let dead_letters = inputs.iter().filter_map(FileOptions::dead_letter).map(std::path::Path::to_path_buf);
@@ -232,10 +255,26 @@ pub fn build_pipeline_with(
     plan: &StreamPlan,
     sink: Box<dyn Sink>,
     ctx: &ConnectorContext,
+    host: HashMap<String, ChannelSource>,
+) -> Result<Pipeline> {
+    build_pipeline_in(builtin(), plan, sink, ctx, host)
+}
+
+/// [`build_pipeline_with`] with the connectors of `registry`: the one place a plan becomes a
+/// runnable pipeline (sources opened, operators built, sinks attached).
+pub fn build_pipeline_in(
+    registry: &ConnectorRegistry,
+    plan: &StreamPlan,
+    sink: Box<dyn Sink>,
+    ctx: &ConnectorContext,
     mut host: HashMap<String, ChannelSource>,
 ) -> Result<Pipeline> {
-    let names: Vec<&str> = host.keys().map(String::as_str).collect();
-    validate_with(plan, ctx, &names).map_err(RuntimeError::Source)?;
+    let mut names: Vec<&str> = host.keys().map(String::as_str).collect();
+    if let SinkNode::Table(t) = &plan.sink {
+        // the caller gives the sink: the table's own connector does not open it
+        names.push(&t.name);
+    }
+    validate_in(registry, plan, ctx, &names).map_err(RuntimeError::Source)?;
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for node in plan.sources() {
         let table = &node.table;
@@ -252,11 +291,11 @@ pub fn build_pipeline_with(
                     table.connector().unwrap_or("none")
                 )))
             }
-            None => sources.push(open_source(node, plan.late_rows.is_some(), ctx)?),
+            None => sources.push(open_source_in(registry, node, plan.late_rows.is_some(), ctx)?),
         }
     }
     let pipeline = Pipeline::new(plan, sources, sink, Arc::clone(&ctx.metrics))?;
-    match open_late_rows(plan, ctx)? {
+    match open_late_rows_in(registry, plan, ctx)? {
         Some(late) => pipeline.with_late_rows(plan, late),
         None => Ok(pipeline),
     }
@@ -264,33 +303,51 @@ pub fn build_pipeline_with(
 
 /// Open the sink of `plan`: the declared table, or stdout in `client_format` for a query.
 pub fn open_sink(plan: &StreamPlan, client_format: OutputFormat, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
+    open_sink_in(builtin(), plan, client_format, ctx)
+}
+
+/// [`open_sink`] with the connectors of `registry`.
+pub fn open_sink_in(
+    registry: &ConnectorRegistry,
+    plan: &StreamPlan,
+    client_format: OutputFormat,
+    ctx: &ConnectorContext,
+) -> Result<Box<dyn Sink>> {
     let schema = sink_schema(plan);
     match &plan.sink {
         SinkNode::Client => Ok(Box::new(FormatSink::new(std::io::stdout(), client_format, schema, "stdout", true))),
-        SinkNode::Table(t) => open_file_sink(t, schema, ctx),
+        SinkNode::Table(t) => open_table_sink(registry, t, schema, ctx),
     }
 }
 
 /// A runnable pipeline for `plan`: its source opened, results to `sink`, dropped rows to the
 /// source's `'late_rows'` table if it names one.
 pub fn build_pipeline(plan: &StreamPlan, sink: Box<dyn Sink>, ctx: &ConnectorContext) -> Result<Pipeline> {
-    let sources = open_sources(plan, ctx)?;
-    let pipeline = Pipeline::new(plan, sources, sink, Arc::clone(&ctx.metrics))?;
-    match open_late_rows(plan, ctx)? {
-        Some(late) => pipeline.with_late_rows(plan, late),
-        None => Ok(pipeline),
-    }
+    build_pipeline_in(builtin(), plan, sink, ctx, HashMap::new())
 }
 
 /// Open the sink for the rows the operators drop, if the plan's source names one.
 pub fn open_late_rows(plan: &StreamPlan, ctx: &ConnectorContext) -> Result<Option<Box<dyn Sink>>> {
+    open_late_rows_in(builtin(), plan, ctx)
+}
+
+fn open_late_rows_in(
+    registry: &ConnectorRegistry,
+    plan: &StreamPlan,
+    ctx: &ConnectorContext,
+) -> Result<Option<Box<dyn Sink>>> {
     match &plan.late_rows {
         None => Ok(None),
-        Some(t) => Ok(Some(open_file_sink(t, late_rows_schema(plan)?, ctx)?)),
+        Some(t) => Ok(Some(open_table_sink(registry, t, late_rows_schema(plan)?, ctx)?)),
     }
 }
 
-fn open_file_sink(t: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
-    check_writable(t).map_err(RuntimeError::Sink)?;
-    builtin().open_sink(t, schema, ctx)
+fn open_table_sink(
+    registry: &ConnectorRegistry,
+    t: &TableDef,
+    schema: SchemaRef,
+    ctx: &ConnectorContext,
+) -> Result<Box<dyn Sink>> {
+    check_writable(registry, t).map_err(RuntimeError::Sink)?;
+    registry.open_sink(t, schema, ctx)
 }

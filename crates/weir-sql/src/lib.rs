@@ -46,6 +46,7 @@ mod bounded_fn;
 mod bounds;
 mod catalog;
 mod connectors;
+mod ddl;
 mod error;
 mod join;
 pub use weir_plan::nexmark;

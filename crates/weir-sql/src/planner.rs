@@ -11,32 +11,29 @@ use std::sync::Arc;
 
 use datafusion_common::arrow::datatypes::{DataType, TimeUnit};
 use datafusion_common::config::ConfigOptions;
-use datafusion_common::{DFSchema, DFSchemaRef};
+use datafusion_common::DFSchemaRef;
 use datafusion_expr::logical_plan::Aggregate;
 use datafusion_expr::{Expr, LogicalPlan};
 use datafusion_optimizer::analyzer::Analyzer;
 use datafusion_optimizer::optimize_projections::OptimizeProjections;
 use datafusion_optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion_optimizer::{Optimizer, OptimizerContext, OptimizerRule};
-use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
-use datafusion_sql::sqlparser::ast::{
-    BinaryOperator, DataType as SqlType, ExactNumberInfo, Expr as SqlExpr, Query, Statement, TimezoneInfo,
-};
+use datafusion_sql::planner::{ParserOptions, SqlToRel};
+use datafusion_sql::sqlparser::ast::{DataType as SqlType, ExactNumberInfo, Query, Statement, TimezoneInfo};
 use datafusion_sql::sqlparser::tokenizer::Location;
 
 use crate::bounds::{
     carried_time, check_session_partition, groups_by_window, inner_window_column, refuse_unwindowed_tvf_aggregates,
     refuse_window_markers, resolve_window_bound, source_column, union_source_columns, window_rows, MILLI,
 };
-use crate::catalog::{schema_of, Catalog, TableDef, WatermarkDef};
+use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, SqlError};
-use crate::options::{allowed_lateness, check_setting, check_table_options, emit_early, state_ttl};
-use crate::parser::{parse_script, CreateTable, Stmt};
+use crate::options::{allowed_lateness, check_setting, emit_early, state_ttl};
+use crate::parser::{parse_script, Stmt};
 use crate::provider::{FunctionRegistry, Provider};
 use crate::rank::{plan_rank, row_number_bound};
 use crate::rewrite::rewrite_group_windows;
 use crate::sink::sink_projection;
-use crate::window_fn::fixed_interval_nanos;
 use weir_plan::plan::{
     PlanInput, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate,
     WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
@@ -71,13 +68,13 @@ pub enum Planned {
 /// Plans SQL against a catalog that DDL statements extend.
 #[derive(Debug, Clone)]
 pub struct Planner {
-    catalog: Catalog,
+    pub(crate) catalog: Catalog,
     /// The connectors `CREATE TABLE` is checked against; `None` checks only what the planner
     /// itself reads (a planner used on its own, without a runtime).
-    connectors: Option<Arc<dyn ConnectorCatalog>>,
-    functions: FunctionRegistry,
-    options: ConfigOptions,
-    settings: BTreeMap<String, String>,
+    pub(crate) connectors: Option<Arc<dyn ConnectorCatalog>>,
+    pub(crate) functions: FunctionRegistry,
+    pub(crate) options: ConfigOptions,
+    pub(crate) settings: BTreeMap<String, String>,
 }
 
 impl Default for Planner {
@@ -104,6 +101,23 @@ impl Planner {
     pub fn with_connectors(mut self, connectors: Arc<dyn ConnectorCatalog>) -> Self {
         self.connectors = Some(connectors);
         self
+    }
+
+    /// Check tables against `connectors` from now on (see [`Planner::with_connectors`]).
+    pub fn set_connectors(&mut self, connectors: Arc<dyn ConnectorCatalog>) {
+        self.connectors = Some(connectors);
+    }
+
+    /// Make a scalar function callable from SQL (DataFusion's `ScalarUDF`): in projections,
+    /// filters, keys and inside window aggregates, like a built-in one.
+    pub fn register_udf(&mut self, f: datafusion_expr::ScalarUDF) {
+        self.functions.register_udf(Arc::new(f));
+    }
+
+    /// Make an aggregate function callable from SQL (DataFusion's `AggregateUDF`), in window
+    /// and updating aggregates.
+    pub fn register_udaf(&mut self, f: datafusion_expr::AggregateUDF) {
+        self.functions.register_udaf(Arc::new(f));
     }
 
     /// The connectors tables are checked against, if any.
@@ -173,105 +187,6 @@ impl Planner {
                         .at(location)),
                 }
             }
-        }
-    }
-
-    fn create_table(&mut self, ct: CreateTable) -> Result<Planned> {
-        let mut columns = Vec::with_capacity(ct.columns.len());
-        let mut proctime: Option<String> = None;
-        for c in &ct.columns {
-            if columns.iter().any(|(n, _, _): &(String, DataType, bool)| n == &c.name) {
-                return Err(SqlError::plan(format!("column '{}' is declared twice", c.name)).at(c.location));
-            }
-            if c.proctime {
-                if let Some(first) = &proctime {
-                    return Err(SqlError::plan(format!(
-                        "table '{}' has two PROCTIME() columns, '{first}' and '{}'",
-                        ct.name, c.name
-                    ))
-                    .at(c.location)
-                    .with_hint("declare one processing-time column"));
-                }
-                proctime = Some(c.name.clone());
-            }
-            columns.push((c.name.clone(), arrow_type(&c.data_type).map_err(|e| e.at(c.location))?, c.nullable));
-        }
-        let watermark = match &ct.watermark {
-            None => None,
-            Some((ident, expr)) => {
-                let column = if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() };
-                let at = ident.span.start;
-                if proctime.as_ref() == Some(&column) {
-                    return Err(SqlError::plan(format!(
-                        "WATERMARK FOR {column}: '{column}' is a processing-time column, it needs no watermark"
-                    ))
-                    .at(at)
-                    .with_hint(format!(
-                        "windows over {column} close on the wall clock; a WATERMARK FOR clause names an event-time column read from the input"
-                    )));
-                }
-                match columns.iter().find(|(n, _, _)| n == &column) {
-                    None => {
-                        return Err(SqlError::plan(format!("WATERMARK FOR {column}: no column named '{column}'")).at(at))
-                    }
-                    Some((_, DataType::Timestamp(_, _), _)) => {}
-                    Some((_, t, _)) => {
-                        return Err(SqlError::plan(format!(
-                            "WATERMARK FOR {column}: the column must be a TIMESTAMP, it is {}",
-                            crate::catalog::sql_type_name(t)
-                        ))
-                        .at(at))
-                    }
-                }
-                let delay_nanos = self.watermark_delay(&column, expr).map_err(|e| e.at(at))?;
-                Some(WatermarkDef { column, delay_nanos })
-            }
-        };
-        if !ct.options.contains_key("connector") {
-            return Err(SqlError::plan(format!("table '{}' has no connector", ct.name))
-                .at(ct.location)
-                .with_hint("add WITH (connector = 'file', path = '…', format = 'csv')"));
-        }
-        let schema = if columns.is_empty() { None } else { Some(schema_of(columns)) };
-        let mut def = TableDef { name: ct.name.clone(), schema, watermark, proctime, options: ct.options.clone() };
-        check_table_options(&def).map_err(|e| e.at(ct.location))?;
-        if let Some(connectors) = &self.connectors {
-            connectors.check_table(&def).map_err(|e| crate::connectors::connector_error(e, &ct))?;
-        }
-        if def.connector() == Some("nexmark") {
-            crate::nexmark::complete_table(&mut def).map_err(|e| SqlError::from(e).at(ct.location))?;
-        }
-        self.catalog.register(def, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;
-        Ok(Planned::CreatedTable(ct.name))
-    }
-
-    /// `ts - INTERVAL '2' SECOND` → 2 s; `ts` → 0.
-    fn watermark_delay(&self, column: &str, expr: &SqlExpr) -> Result<i64> {
-        let is_col = |e: &SqlExpr| matches!(e, SqlExpr::Identifier(i) if i.value.eq_ignore_ascii_case(column));
-        let bad = || {
-            SqlError::plan(format!("unsupported watermark expression '{expr}'")).with_hint(format!(
-                "use WATERMARK FOR {column} AS {column} - INTERVAL '5' SECOND (bounded disorder) or WATERMARK FOR {column} AS {column} (ordered)"
-            ))
-        };
-        match expr {
-            SqlExpr::Nested(inner) => self.watermark_delay(column, inner),
-            e if is_col(e) => Ok(0),
-            SqlExpr::BinaryOp { left, op: BinaryOperator::Minus, right } if is_col(left) => {
-                let provider = Provider { catalog: &self.catalog, functions: &self.functions, options: &self.options };
-                let rel = SqlToRel::new_with_options(&provider, parser_options());
-                let e = rel
-                    .sql_to_expr((**right).clone(), &DFSchema::empty(), &mut PlannerContext::new())
-                    .map_err(|_| bad())?;
-                match e {
-                    Expr::Literal(v, _) => match fixed_interval_nanos(&v) {
-                        Ok(n) if n >= 0 => Ok(n),
-                        Ok(_) => Err(SqlError::plan(format!("the watermark delay in '{expr}' must not be negative"))),
-                        Err(e) => Err(bad().with_hint(SqlError::from(e).message)),
-                    },
-                    _ => Err(bad()),
-                }
-            }
-            _ => Err(bad()),
         }
     }
 
@@ -416,7 +331,7 @@ impl Planner {
     }
 }
 
-fn parser_options() -> ParserOptions {
+pub(crate) fn parser_options() -> ParserOptions {
     ParserOptions {
         parse_float_as_decimal: false,
         enable_ident_normalization: true,

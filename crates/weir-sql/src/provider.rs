@@ -57,6 +57,24 @@ impl Default for FunctionRegistry {
     }
 }
 
+impl FunctionRegistry {
+    /// Add (or replace) a scalar function, under its name and aliases.
+    pub fn register_udf(&mut self, f: Arc<ScalarUDF>) {
+        for alias in f.aliases() {
+            self.scalars.insert(alias.clone(), Arc::clone(&f));
+        }
+        self.scalars.insert(f.name().to_string(), f);
+    }
+
+    /// Add (or replace) an aggregate function, under its name and aliases.
+    pub fn register_udaf(&mut self, f: Arc<AggregateUDF>) {
+        for alias in f.aliases() {
+            self.aggregates.insert(alias.clone(), Arc::clone(&f));
+        }
+        self.aggregates.insert(f.name().to_string(), f);
+    }
+}
+
 /// `ContextProvider` over a catalog snapshot.
 pub struct Provider<'a> {
     pub(crate) catalog: &'a Catalog,

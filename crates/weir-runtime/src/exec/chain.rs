@@ -59,6 +59,7 @@ impl Chain {
                     }
                 }
                 Message::Watermark(w) => {
+                    self.sink.watermark(w)?;
                     if self.report_watermark {
                         self.metrics.watermark.store(w, Ordering::Relaxed);
                     }

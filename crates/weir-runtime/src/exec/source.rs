@@ -65,6 +65,13 @@ pub trait Sink: Send {
     fn transactional(&self) -> bool {
         false
     }
+
+    /// The watermark reached the sink: no row with an earlier event time will change any
+    /// more (windows up to it have fired). Called as it advances; the default ignores it.
+    fn watermark(&mut self, nanos: Nanos) -> Result<()> {
+        let _ = nanos;
+        Ok(())
+    }
 }
 
 /// Generates watermarks at a source: `max(event time seen) - delay`, never decreasing.

@@ -1,0 +1,315 @@
+//! # weir-engine — weir inside a Rust program
+//!
+//! The way to embed weir, as DataFusion's `SessionContext` is for batch SQL: declare tables
+//! and settings with [`Engine::sql`], start a continuous query with [`Engine::query`] and read
+//! its changes as a stream, register in-memory sources and sinks, your own connectors and your
+//! own functions. The `weir` command, its shell and the project's tests run queries through
+//! this same API ([`Engine::run`]).
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use weir_engine::{Change, Engine, EngineConfig};
+//!
+//! # async fn demo() -> Result<(), weir_engine::EngineError> {
+//! let engine = Engine::new(EngineConfig::default())?;
+//! engine.sql("SET nexmark.events = 100000").await?;
+//! let mut changes = engine
+//!     .query(
+//!         "SELECT auction, COUNT(*) AS bids FROM bid
+//!          GROUP BY TUMBLE(date_time, INTERVAL '10' SECOND), auction",
+//!     )
+//!     .await?;
+//! while let Some(change) = changes.next().await {
+//!     if let Change::Rows { batch, .. } = change? {
+//!         println!("{} rows", batch.num_rows());
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What it owns: the session (catalog, settings, functions, connectors), and turning a plan
+//! into a running pipeline: sources opened through the connector registry, host channels
+//! attached, checkpoints set up, and the pipeline driven on tokio's blocking threads.
+
+#![warn(missing_docs)]
+
+mod config;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use datafusion_common::arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc::{Receiver, Sender};
+use weir_connectors::{build_pipeline_in, open_sink_in, validate_in, ChannelSink, ChannelSource, OutputFormat};
+use weir_runtime::checkpoint::{check_fingerprint, fingerprint, CheckpointConfig, CheckpointStore};
+use weir_runtime::{sink_schema, ConnectorRegistry};
+use weir_sql::{Planned, Planner, SinkNode, SqlError, StreamPlan};
+
+pub use config::{CheckpointSettings, EngineConfig};
+pub use stream::{Change, QueryStream};
+
+/// Arrow, as weir uses it (DataFusion's re-export, so versions agree).
+pub use datafusion_common::arrow;
+/// DataFusion's function types, for [`Engine::register_udf`] and [`Engine::register_udaf`].
+pub use datafusion_expr::{AggregateUDF, ScalarUDF};
+pub use weir_plan::duration::parse_duration;
+/// Writing a connector: the trait, its context, and what it declares.
+pub use weir_plan::{ConnectorError, ConnectorSpec, OptionSpec, OptionType, TableDef};
+pub use weir_runtime::checkpoint::Guarantee;
+pub use weir_runtime::{Connector, ConnectorContext, Metrics, Nanos, RowKind, RuntimeError, Sink, Source};
+
+/// The result type of connector code ([`Source::next_batch`], [`Connector::open_source`], …).
+pub type RuntimeResult<T> = std::result::Result<T, RuntimeError>;
+
+/// Why a statement or a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Bad SQL: syntax, names, types, options, or a shape weir cannot run. It carries the
+    /// position in the SQL text and often a hint.
+    #[error("{0}")]
+    Sql(#[from] SqlError),
+    /// A failure while running: bad input data, a sink that cannot be written, a checkpoint
+    /// that cannot be read.
+    #[error("{0}")]
+    Runtime(#[from] RuntimeError),
+    /// The API was used in a way it does not support (e.g. a SELECT given to [`Engine::sql`]).
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Result type of the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// A weir session inside a program: tables, settings, functions and connectors, and the
+/// queries run over them. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Engine {
+    state: Mutex<State>,
+}
+
+struct State {
+    planner: Planner,
+    registry: ConnectorRegistry,
+    /// Receivers of `channel` tables, by table name, taken by the next query reading them.
+    sources: HashMap<String, ChannelSource>,
+    /// Senders of `channel` tables, by table name, for `INSERT INTO`.
+    sinks: HashMap<String, Sender<RecordBatch>>,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// An engine with the built-in connectors (`file`, `stdin`, `datagen`, `nexmark`,
+    /// `channel`) and tables (Nexmark's `person`, `auction`, `bid`), and `config`'s settings.
+    pub fn new(config: EngineConfig) -> Result<Self> {
+        let registry = weir_connectors::registry();
+        let mut planner = Planner::new().with_connectors(Arc::new(registry.clone()));
+        for (key, value) in &config.settings {
+            planner.set(key, value)?;
+        }
+        let state = State { planner, registry, sources: HashMap::new(), sinks: HashMap::new(), config };
+        Ok(Self { state: Mutex::new(state) })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // a panic while the lock was held cannot leave the session half-changed: every
+        // change is a single assignment, so the state is usable
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Run statements: `CREATE TABLE`, `SET`, and `INSERT INTO … SELECT` (which runs until its
+    /// inputs end). A query (`SELECT`) goes to [`Engine::query`], `EXPLAIN` to
+    /// [`Engine::explain`].
+    pub async fn sql(&self, sql: &str) -> Result<()> {
+        let planned = self.plan(sql)?;
+        for p in planned {
+            match p {
+                Planned::CreatedTable(_) | Planned::Set { .. } => {}
+                Planned::Insert(plan) => {
+                    let sink = self.table_sink(&plan)?;
+                    self.run(&plan, sink, Arc::new(AtomicBool::new(false))).await?;
+                }
+                Planned::Query(_) => {
+                    return Err(EngineError::Usage("a SELECT returns rows: run it with Engine::query".into()))
+                }
+                Planned::Explain(_) | Planned::ExplainAnalyze(_) => {
+                    return Err(EngineError::Usage("EXPLAIN returns text: use Engine::explain".into()))
+                }
+                Planned::ShowConnectors(_) => {
+                    return Err(EngineError::Usage("SHOW CONNECTORS returns rows: use Engine::connectors".into()))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Parse and plan every statement of `sql` (DDL and settings take effect; nothing runs).
+    /// The lower-level half of [`Engine::sql`], for front ends that show each statement's
+    /// outcome themselves.
+    pub fn plan(&self, sql: &str) -> Result<Vec<Planned>> {
+        Ok(self.state().planner.plan_script(sql)?)
+    }
+
+    /// Start a continuous query and return its changes as a stream. The query runs on
+    /// tokio's blocking threads until its inputs end, it fails, or the stream is dropped.
+    pub async fn query(&self, sql: &str) -> Result<QueryStream> {
+        let mut planned = self.plan(sql)?;
+        let plan = match (planned.pop(), planned.is_empty()) {
+            (Some(Planned::Query(plan)), true) => plan,
+            _ => return Err(EngineError::Usage("Engine::query takes one SELECT statement".into())),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let metrics = Arc::new(Metrics::default());
+        let sink = Box::new(stream::StreamSink::new(tx.clone(), plan.is_updating()));
+        let running = self.start(&plan, sink, Arc::clone(&cancel), Arc::clone(&metrics))?;
+        let schema = sink_schema(&plan);
+        let schema = if plan.is_updating() {
+            let mut fields = schema.fields().to_vec();
+            fields.remove(0);
+            Arc::new(arrow::datatypes::Schema::new(fields))
+        } else {
+            schema
+        };
+        tokio::spawn(async move {
+            if let Err(e) = running.await {
+                if !matches!(e, RuntimeError::OutputClosed) {
+                    // the reader may have gone: then nobody is told, as intended
+                    let _ = tx.send(Err(EngineError::Runtime(e))).await;
+                }
+            }
+        });
+        Ok(QueryStream::new(rx, schema, cancel, metrics))
+    }
+
+    /// The streaming plan of a query or `INSERT`, as `EXPLAIN` prints it. Nothing is run or
+    /// declared.
+    pub fn explain(&self, sql: &str) -> Result<String> {
+        let mut planner = self.state().planner.clone();
+        match planner.plan_script(sql)?.pop() {
+            Some(Planned::Query(p) | Planned::Insert(p) | Planned::Explain(p) | Planned::ExplainAnalyze(p)) => {
+                Ok(p.to_string())
+            }
+            _ => Err(EngineError::Usage("Engine::explain takes a query or an INSERT".into())),
+        }
+    }
+
+    /// Run `plan` into `sink` until its inputs end or `cancel` is set: the one place a plan
+    /// becomes running tasks, for the command line, the shell and the tests as for
+    /// [`Engine::query`]. With [`EngineConfig::checkpoints`], the query checkpoints and
+    /// resumes from its newest checkpoint. Returns the query's counters.
+    pub async fn run(&self, plan: &StreamPlan, sink: Box<dyn Sink>, cancel: Arc<AtomicBool>) -> Result<Arc<Metrics>> {
+        let metrics = Arc::new(Metrics::default());
+        self.start(plan, sink, cancel, Arc::clone(&metrics))?.await?;
+        Ok(metrics)
+    }
+
+    /// Build the pipeline of `plan` now (so option and file errors come back at once) and
+    /// return the future that drives it.
+    fn start(
+        &self,
+        plan: &StreamPlan,
+        sink: Box<dyn Sink>,
+        cancel: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> Result<impl std::future::Future<Output = weir_runtime::Result<()>> + Send + 'static> {
+        let mut state = self.state();
+        let mut ctx = ConnectorContext::new(metrics);
+        if let Some(n) = state.planner.settings().get("batch.size").and_then(|v| v.parse().ok()) {
+            ctx.batch_size = n;
+        }
+        ctx.base_dir = state.config.base_dir.clone();
+        ctx.checkpointing = state.config.checkpoints.is_some();
+        let mut host = HashMap::new();
+        for node in plan.sources() {
+            if let Some(source) = state.sources.remove(&node.table.name) {
+                host.insert(node.table.name.clone(), source);
+            }
+        }
+        let checkpoint = match &state.config.checkpoints {
+            Some(settings) => Some(checkpoint_config(settings, plan)?),
+            None => None,
+        };
+        let mut pipeline = build_pipeline_in(&state.registry, plan, sink, &ctx, host)?;
+        if let Some(config) = checkpoint {
+            pipeline = pipeline.with_checkpoints(config, plan.to_string())?;
+        }
+        drop(state);
+        Ok(pipeline.run(cancel))
+    }
+
+    /// The sink an `INSERT INTO` writes to: a registered channel, or the table's connector.
+    fn table_sink(&self, plan: &StreamPlan) -> Result<Box<dyn Sink>> {
+        let state = self.state();
+        if let SinkNode::Table(t) = &plan.sink {
+            if let Some(sender) = state.sinks.get(&t.name) {
+                return Ok(Box::new(ChannelSink::new(sender.clone())));
+            }
+        }
+        let mut ctx = ConnectorContext::new(Arc::new(Metrics::default()));
+        ctx.base_dir = state.config.base_dir.clone();
+        ctx.checkpointing = state.config.checkpoints.is_some();
+        validate_in(&state.registry, plan, &ctx, &[]).map_err(|e| RuntimeError::Sink(e.to_string()))?;
+        Ok(open_sink_in(&state.registry, plan, OutputFormat::Csv, &ctx)?)
+    }
+
+    /// Feed the table `table` (declared `WITH (connector = 'channel')`) from `receiver`: each
+    /// batch received is a batch of its rows (columns matched by name), and its input ends
+    /// when every sender is dropped. The next query reading the table takes the receiver.
+    pub fn register_source(&self, table: &str, receiver: Receiver<RecordBatch>) {
+        self.state().sources.insert(table.to_lowercase(), ChannelSource::new(table.to_lowercase(), receiver));
+    }
+
+    /// Send the rows `INSERT INTO table` writes (a table declared `WITH (connector =
+    /// 'channel')`) to `sender`.
+    pub fn register_sink(&self, table: &str, sender: Sender<RecordBatch>) {
+        self.state().sinks.insert(table.to_lowercase(), sender);
+    }
+
+    /// Add a connector (or replace one of the same name): `CREATE TABLE … WITH (connector =
+    /// 'name', …)` is checked against its declared options from now on, and queries open its
+    /// tables through it.
+    pub fn register_connector(&self, connector: Arc<dyn Connector>) {
+        let mut state = self.state();
+        state.registry.register(connector);
+        let catalog = Arc::new(state.registry.clone());
+        state.planner.set_connectors(catalog);
+    }
+
+    /// Make a scalar function (DataFusion's [`ScalarUDF`]) callable from SQL: in projections,
+    /// filters, grouping keys and inside window aggregates.
+    pub fn register_udf(&self, f: ScalarUDF) {
+        self.state().planner.register_udf(f);
+    }
+
+    /// Make an aggregate function (DataFusion's [`AggregateUDF`]) callable from SQL, in window
+    /// and updating aggregates. Its state is checkpointed through its accumulators' `state()`.
+    pub fn register_udaf(&self, f: AggregateUDF) {
+        self.state().planner.register_udaf(f);
+    }
+
+    /// What every registered connector declares (as `SHOW CONNECTORS` lists it).
+    pub fn connectors(&self) -> Vec<ConnectorSpec> {
+        weir_plan::ConnectorCatalog::specs(&self.state().registry)
+    }
+
+    /// The session's settings (`SET key = value`), by name.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        self.state().planner.settings().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// Where a query's checkpoints go: a directory per query under the configured one, named by
+/// the query's fingerprint, so the same query resumes from its own newest checkpoint.
+fn checkpoint_config(settings: &CheckpointSettings, plan: &StreamPlan) -> Result<CheckpointConfig> {
+    let fingerprint = fingerprint(&plan.to_string());
+    let dir = format!("{}/{}", settings.dir.trim_end_matches('/'), fingerprint);
+    let store = CheckpointStore::open(&dir)?.with_retain(settings.retain);
+    let restore = store.latest()?;
+    if let Some(r) = &restore {
+        check_fingerprint(r, &fingerprint)?;
+        tracing::info!(checkpoint = r.manifest.id, location = %r.location, "resuming");
+    }
+    Ok(CheckpointConfig { store, interval: settings.interval, guarantee: settings.guarantee, fingerprint, restore })
+}

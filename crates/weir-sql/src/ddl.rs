@@ -1,0 +1,118 @@
+//! `CREATE TABLE` / `CREATE SOURCE`: columns, the processing-time column, the watermark
+//! clause and the options, checked (by the connectors when the planner has them) and
+//! registered in the catalog.
+
+use datafusion_common::arrow::datatypes::DataType;
+use datafusion_common::DFSchema;
+use datafusion_expr::Expr;
+use datafusion_sql::planner::{PlannerContext, SqlToRel};
+use datafusion_sql::sqlparser::ast::{BinaryOperator, Expr as SqlExpr};
+
+use crate::catalog::{schema_of, TableDef, WatermarkDef};
+use crate::error::{Result, SqlError};
+use crate::options::check_table_options;
+use crate::parser::CreateTable;
+use crate::planner::{arrow_type, parser_options, Planned, Planner};
+use crate::provider::Provider;
+use crate::window_fn::fixed_interval_nanos;
+
+impl Planner {
+    pub(crate) fn create_table(&mut self, ct: CreateTable) -> Result<Planned> {
+        let mut columns = Vec::with_capacity(ct.columns.len());
+        let mut proctime: Option<String> = None;
+        for c in &ct.columns {
+            if columns.iter().any(|(n, _, _): &(String, DataType, bool)| n == &c.name) {
+                return Err(SqlError::plan(format!("column '{}' is declared twice", c.name)).at(c.location));
+            }
+            if c.proctime {
+                if let Some(first) = &proctime {
+                    return Err(SqlError::plan(format!(
+                        "table '{}' has two PROCTIME() columns, '{first}' and '{}'",
+                        ct.name, c.name
+                    ))
+                    .at(c.location)
+                    .with_hint("declare one processing-time column"));
+                }
+                proctime = Some(c.name.clone());
+            }
+            columns.push((c.name.clone(), arrow_type(&c.data_type).map_err(|e| e.at(c.location))?, c.nullable));
+        }
+        let watermark = match &ct.watermark {
+            None => None,
+            Some((ident, expr)) => {
+                let column = if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() };
+                let at = ident.span.start;
+                if proctime.as_ref() == Some(&column) {
+                    return Err(SqlError::plan(format!(
+                        "WATERMARK FOR {column}: '{column}' is a processing-time column, it needs no watermark"
+                    ))
+                    .at(at)
+                    .with_hint(format!(
+                        "windows over {column} close on the wall clock; a WATERMARK FOR clause names an event-time column read from the input"
+                    )));
+                }
+                match columns.iter().find(|(n, _, _)| n == &column) {
+                    None => {
+                        return Err(SqlError::plan(format!("WATERMARK FOR {column}: no column named '{column}'")).at(at))
+                    }
+                    Some((_, DataType::Timestamp(_, _), _)) => {}
+                    Some((_, t, _)) => {
+                        return Err(SqlError::plan(format!(
+                            "WATERMARK FOR {column}: the column must be a TIMESTAMP, it is {}",
+                            crate::catalog::sql_type_name(t)
+                        ))
+                        .at(at))
+                    }
+                }
+                let delay_nanos = self.watermark_delay(&column, expr).map_err(|e| e.at(at))?;
+                Some(WatermarkDef { column, delay_nanos })
+            }
+        };
+        if !ct.options.contains_key("connector") {
+            return Err(SqlError::plan(format!("table '{}' has no connector", ct.name))
+                .at(ct.location)
+                .with_hint("add WITH (connector = 'file', path = '…', format = 'csv')"));
+        }
+        let schema = if columns.is_empty() { None } else { Some(schema_of(columns)) };
+        let mut def = TableDef { name: ct.name.clone(), schema, watermark, proctime, options: ct.options.clone() };
+        check_table_options(&def).map_err(|e| e.at(ct.location))?;
+        if let Some(connectors) = &self.connectors {
+            connectors.check_table(&def).map_err(|e| crate::connectors::connector_error(e, &ct))?;
+        }
+        if def.connector() == Some("nexmark") {
+            crate::nexmark::complete_table(&mut def).map_err(|e| SqlError::from(e).at(ct.location))?;
+        }
+        self.catalog.register(def, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;
+        Ok(Planned::CreatedTable(ct.name))
+    }
+
+    /// `ts - INTERVAL '2' SECOND` → 2 s; `ts` → 0.
+    fn watermark_delay(&self, column: &str, expr: &SqlExpr) -> Result<i64> {
+        let is_col = |e: &SqlExpr| matches!(e, SqlExpr::Identifier(i) if i.value.eq_ignore_ascii_case(column));
+        let bad = || {
+            SqlError::plan(format!("unsupported watermark expression '{expr}'")).with_hint(format!(
+                "use WATERMARK FOR {column} AS {column} - INTERVAL '5' SECOND (bounded disorder) or WATERMARK FOR {column} AS {column} (ordered)"
+            ))
+        };
+        match expr {
+            SqlExpr::Nested(inner) => self.watermark_delay(column, inner),
+            e if is_col(e) => Ok(0),
+            SqlExpr::BinaryOp { left, op: BinaryOperator::Minus, right } if is_col(left) => {
+                let provider = Provider { catalog: &self.catalog, functions: &self.functions, options: &self.options };
+                let rel = SqlToRel::new_with_options(&provider, parser_options());
+                let e = rel
+                    .sql_to_expr((**right).clone(), &DFSchema::empty(), &mut PlannerContext::new())
+                    .map_err(|_| bad())?;
+                match e {
+                    Expr::Literal(v, _) => match fixed_interval_nanos(&v) {
+                        Ok(n) if n >= 0 => Ok(n),
+                        Ok(_) => Err(SqlError::plan(format!("the watermark delay in '{expr}' must not be negative"))),
+                        Err(e) => Err(bad().with_hint(SqlError::from(e).message)),
+                    },
+                    _ => Err(bad()),
+                }
+            }
+            _ => Err(bad()),
+        }
+    }
+}
