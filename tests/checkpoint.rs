@@ -140,15 +140,13 @@ fn result(plan: &StreamPlan, batches: &[RecordBatch]) -> Vec<String> {
 }
 
 /// Run `script` to its end, crashing after each of `crashes` batches (counted from each
-/// restart), and return what the sink committed. `threads`: run with a task per source
-/// ([`Pipeline::run`], barriers through the channels), else on the calling thread.
+/// restart), and return what the sink committed.
 fn run_with_crashes(
     script: &str,
     rows: &[Row],
     cuts: &[usize],
     crashes: &[usize],
     guarantee: Guarantee,
-    threads: bool,
 ) -> Vec<String> {
     let plan = plan_of(script);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -170,12 +168,7 @@ fn run_with_crashes(
         .expect("pipeline")
         .with_checkpoints(config, plan.to_string())
         .expect("checkpoints");
-        let result = if threads {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().expect("runtime");
-            runtime.block_on(pipeline.run(Arc::new(AtomicBool::new(false))))
-        } else {
-            pipeline.run_blocking(&AtomicBool::new(false))
-        };
+        let result = pipeline.run_blocking(Arc::new(AtomicBool::new(false)));
         match result {
             Ok(()) => break,
             Err(e) if e.to_string() == "crash" => continue,
@@ -193,7 +186,7 @@ fn uninterrupted(script: &str, rows: &[Row], cuts: &[usize]) -> Vec<String> {
     let sink = weir_connectors::CollectSink::new();
     Pipeline::new(&plan, sources(&plan, rows, cuts, None), Box::new(sink.clone()), Arc::new(Metrics::default()))
         .expect("pipeline")
-        .run_blocking(&AtomicBool::new(false))
+        .run_blocking(Arc::new(AtomicBool::new(false)))
         .expect("runs");
     result(&plan, &sink.batches())
 }
@@ -242,7 +235,7 @@ fn check(query: &str, rows: &[Row], cuts: &[usize], crashes: &[usize]) -> Result
     let t = ddl(300, "unused.csv");
     let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
     let expected = uninterrupted(&script, rows, cuts);
-    let got = run_with_crashes(&script, rows, cuts, crashes, Guarantee::ExactlyOnce, false);
+    let got = run_with_crashes(&script, rows, cuts, crashes, Guarantee::ExactlyOnce);
     prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
     Ok(())
 }
@@ -295,7 +288,7 @@ proptest! {
         for query in TWO_INPUTS {
             let script = script_of(query);
             let expected = uninterrupted(&script, &rows, &cuts);
-            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, true);
+            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce);
             prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
         }
     }
@@ -309,7 +302,7 @@ proptest! {
     ) {
         let script = script_of("SELECT k, v, ts FROM t UNION ALL SELECT k, v, ts FROM u");
         let expected = uninterrupted(&script, &rows, &cuts);
-        let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::AtLeastOnce, true);
+        let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::AtLeastOnce);
         let mut left: HashMap<&String, usize> = HashMap::new();
         for r in &got {
             *left.entry(r).or_default() += 1;

@@ -123,7 +123,7 @@ fn run_two(inputs: [&[Row]; 2], cuts: [&[usize]; 2], script: &str) -> Vec<String
     let sink = CollectSink::new();
     let pipeline =
         Pipeline::new(plan, sources, Box::new(sink.clone()), Arc::new(Metrics::default())).expect("pipeline");
-    pipeline.run_blocking(&AtomicBool::new(false)).expect("runs");
+    pipeline.run_blocking(Arc::new(AtomicBool::new(false))).expect("runs");
     let rows = format_rows(&sink.batches());
     if plan.is_updating() {
         replay(&rows).expect("a consistent changelog")

@@ -139,7 +139,7 @@ fn no_module_depends_on_itself_through_others() {
     for entry in std::fs::read_dir(root().join("crates")).unwrap() {
         let src = entry.unwrap().path().join("src");
         let graph = module_graph(&src);
-        assert!(graph.len() > 3, "{}: modules not found", src.display());
+        assert!(graph.len() >= 2, "{}: modules not found", src.display());
         if let Some(cycle) = find_cycle(&graph) {
             panic!("{}: modules in a cycle: {}", src.display(), cycle.join(" → "));
         }

@@ -73,7 +73,7 @@ fn run_union(inputs: [&[Row]; 2], cuts: [&[usize]; 2], script: &str) -> Vec<Stri
     let sink = CollectSink::new();
     let pipeline =
         Pipeline::new(plan, sources, Box::new(sink.clone()), Arc::new(Metrics::default())).expect("pipeline");
-    pipeline.run_blocking(&AtomicBool::new(false)).expect("runs");
+    pipeline.run_blocking(Arc::new(AtomicBool::new(false))).expect("runs");
     format_rows(&sink.batches())
 }
 

@@ -168,7 +168,7 @@ pub fn run_script(rows: &[Row], script: &str, cuts: Vec<usize>) -> (Vec<String>,
     if plan.late_rows.is_some() {
         pipeline = pipeline.with_late_rows(plan, Box::new(late.clone())).expect("late rows");
     }
-    pipeline.run_blocking(&AtomicBool::new(false)).expect("runs");
+    pipeline.run_blocking(Arc::new(AtomicBool::new(false))).expect("runs");
     (format_rows(&sink.batches()), format_rows(&late.batches()))
 }
 

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use weir_connectors::{build_pipeline, validate, DiscardSink};
+use weir_connectors::DiscardSink;
+use weir_engine::{Engine, EngineConfig, RunOptions};
 use weir_runtime::Metrics;
 use weir_sql::Planned;
 
 use crate::report::{human_bytes, peak_memory_bytes};
 use crate::text::human_rate;
-use crate::{connector_context, usage_error, EXIT_RUNTIME};
+use crate::{usage_error, EXIT_RUNTIME};
 
 /// The queries, as in `sql-examples/nexmark/`.
 pub const NEXMARK: &[(&str, &str)] = &[
@@ -252,12 +253,15 @@ fn child(query: &str, events: u64, settings: &BTreeMap<String, String>) -> Resul
 }
 
 fn measure(query: &str, sql: &str, events: u64, settings: &BTreeMap<String, String>) -> Result<Measurement, String> {
-    let mut planner = crate::planner();
-    for (k, v) in settings {
-        planner.set(k, v).map_err(|e| e.to_string())?;
-    }
-    let plan = planner
-        .plan_script(sql)
+    let scratch = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+    let config = EngineConfig {
+        settings: settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        base_dir: Some(scratch.join("nexmark")),
+        checkpoints: None,
+    };
+    let engine = Engine::new(config).map_err(|e| e.to_string())?;
+    let plan = engine
+        .plan(sql)
         .map_err(|e| e.to_string())?
         .into_iter()
         .rev()
@@ -268,22 +272,22 @@ fn measure(query: &str, sql: &str, events: u64, settings: &BTreeMap<String, Stri
         .ok_or_else(|| format!("{query} has no query"))?;
     // the queries name files relative to sql-examples/nexmark: lay the data out in a scratch
     // directory the same way
-    let scratch = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     let data = scratch.join("data");
     for dir in [&data, &scratch.join("nexmark")] {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     std::fs::write(data.join("side_input.csv"), SIDE_INPUT).map_err(|e| format!("{}: {e}", data.display()))?;
-    let ctx = connector_context(settings, Some(scratch.join("nexmark")));
-    validate(&plan, &ctx)?;
+    let metrics = Arc::new(Metrics::default());
+    let options = RunOptions { metrics: Some(Arc::clone(&metrics)), ..RunOptions::default() };
+    engine.validate(&plan, &options).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let (cpu, started) = (cpu_seconds(), Instant::now());
-    let pipeline = build_pipeline(&plan, Box::new(DiscardSink), &ctx).map_err(|e| e.to_string())?;
-    let result = runtime.block_on(pipeline.run(Arc::new(AtomicBool::new(false))));
+    let result =
+        runtime.block_on(engine.run_with(&plan, Box::new(DiscardSink), Arc::new(AtomicBool::new(false)), options));
     let (seconds, cpu_seconds) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let _ = std::fs::remove_dir_all(&scratch);
     result.map_err(|e| e.to_string())?;
@@ -295,8 +299,8 @@ fn measure(query: &str, sql: &str, events: u64, settings: &BTreeMap<String, Stri
         events_per_second: events as f64 / seconds.max(1e-9),
         events_per_core_second: events as f64 / cpu_seconds.max(1e-9),
         peak_rss_bytes: peak_memory_bytes().unwrap_or(0),
-        output_rows: Metrics::get(&ctx.metrics.rows_out),
-        rows_read: Metrics::get(&ctx.metrics.rows_in),
+        output_rows: Metrics::get(&metrics.rows_out),
+        rows_read: Metrics::get(&metrics.rows_in),
         error: None,
     })
 }

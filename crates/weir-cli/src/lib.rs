@@ -38,9 +38,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use weir_connectors::{build_pipeline, open_sink, validate, ConnectorContext, DiscardSink, FormatSink, OutputFormat};
+use weir_connectors::{DiscardSink, FormatSink, OutputFormat};
+use weir_engine::{Engine, EngineConfig, EngineError, RunOptions};
 use weir_runtime::{sink_schema, Metrics, Sink};
-use weir_sql::{Planned, Planner, SqlError, StreamPlan};
+use weir_sql::{Planned, SqlError, StreamPlan};
 
 pub use prometheus::MetricsEndpoint;
 pub use report::{explain_analyze, operator_line, peak_memory_bytes, render_sql_error};
@@ -232,19 +233,20 @@ fn shell(format: OutputFormat, set: &[String], metrics_addr: Option<SocketAddr>)
 /// Where a query's rows go: its `INSERT INTO` table, or stdout in `format`, written around the
 /// status line on stderr (or nowhere, with `discard`: `EXPLAIN ANALYZE` of a query).
 fn query_sink(
+    engine: &Engine,
     plan: &StreamPlan,
     format: OutputFormat,
-    ctx: &ConnectorContext,
+    options: &RunOptions,
     status: &Arc<StatusLine>,
     discard: bool,
-) -> weir_runtime::Result<Box<dyn Sink>> {
+) -> Result<Box<dyn Sink>, EngineError> {
     Ok(match &plan.sink {
         weir_sql::SinkNode::Client if discard => Box::new(DiscardSink),
         weir_sql::SinkNode::Client => {
             let out = StatusWriter::new(Arc::clone(status));
             Box::new(FormatSink::new(out, format, sink_schema(plan), "stdout", true))
         }
-        weir_sql::SinkNode::Table(_) => open_sink(plan, format, ctx)?,
+        weir_sql::SinkNode::Table(_) => engine.table_sink(plan, options)?,
     })
 }
 
@@ -256,28 +258,32 @@ fn query_label(plan: &StreamPlan) -> String {
     }
 }
 
-/// A planner that checks `CREATE TABLE` against the built-in connectors.
-pub fn planner() -> Planner {
-    Planner::new().with_connectors(Arc::new(weir_connectors::registry()))
-}
-
 fn usage_error(message: impl std::fmt::Display) -> ExitCode {
     errln!("error: {message}");
     ExitCode::from(EXIT_USAGE)
 }
 
-/// Read the script and plan all of it; errors are printed, and returned as the exit code.
-fn load_and_plan(args: &ScriptArgs, settings: &BTreeMap<String, String>) -> Result<(Script, Vec<Planned>), ExitCode> {
+/// Read the script, start an engine with the settings, and plan all of it; errors are
+/// printed, and returned as the exit code.
+fn load_and_plan(
+    args: &ScriptArgs,
+    settings: &BTreeMap<String, String>,
+) -> Result<(Script, Engine, Vec<Planned>), ExitCode> {
     let script = load_script(args).map_err(usage_error)?;
-    let mut planner = crate::planner();
-    for (k, v) in settings {
-        planner.set(k, v).map_err(usage_error)?;
-    }
-    let planned = planner.plan_script(&script.sql).map_err(|e| {
-        err!("{}", render_sql_error(&e, &script.name, &script.sql));
-        ExitCode::from(EXIT_SQL)
+    let config = EngineConfig {
+        settings: settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        base_dir: script.base_dir.clone(),
+        checkpoints: None,
+    };
+    let engine = Engine::new(config).map_err(usage_error)?;
+    let planned = engine.plan(&script.sql).map_err(|e| match e {
+        EngineError::Sql(e) => {
+            err!("{}", render_sql_error(&e, &script.name, &script.sql));
+            ExitCode::from(EXIT_SQL)
+        }
+        other => usage_error(other),
     })?;
-    Ok((script, planned))
+    Ok((script, engine, planned))
 }
 
 fn command_line_settings(args: &ScriptArgs) -> Result<BTreeMap<String, String>, ExitCode> {
@@ -295,7 +301,7 @@ fn split_setting(kv: &str) -> Result<(&str, &str), ExitCode> {
 }
 
 fn explain(args: &ScriptArgs, json: bool) -> Result<ExitCode, ExitCode> {
-    let (_, planned) = load_and_plan(args, &command_line_settings(args)?)?;
+    let (_, _, planned) = load_and_plan(args, &command_line_settings(args)?)?;
     let plans: Vec<&StreamPlan> = planned
         .iter()
         .filter_map(|p| match p {
@@ -332,7 +338,7 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
         apply_setting(&mut settings, "batch.size", &n.to_string())
             .map_err(|e| usage_error(format!("--batch-size: {}", e.message)))?;
     }
-    let (script, planned) = load_and_plan(args, &settings)?;
+    let (script, engine, planned) = load_and_plan(args, &settings)?;
     // Check every statement's settings and connector options before running anything.
     let mut jobs = Vec::new();
     let mut current = settings;
@@ -350,13 +356,13 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
                 }
             }
             Planned::Query(plan) | Planned::Insert(plan) | Planned::ExplainAnalyze(plan) => {
-                let mut ctx = connector_context(&current, script.base_dir.clone());
-                ctx.checkpointing = checkpoints.enabled() && analyze != Analyze::Instead;
-                if let Err(e) = validate(&plan, &ctx) {
+                let part_files = checkpoints.enabled() && analyze != Analyze::Instead;
+                let options = job_options(&current, part_files, Arc::new(Metrics::default()));
+                if let Err(e) = engine.validate(&plan, &options) {
                     errln!("error: {}", crate::report::clip_message(&e.to_string()));
                     return Err(ExitCode::from(EXIT_SQL));
                 }
-                jobs.push((plan, ctx, analyze, current.clone()));
+                jobs.push((plan, part_files, analyze, current.clone()));
             }
             Planned::Explain(plan) => {
                 outln!("{plan}");
@@ -382,10 +388,11 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
     let cancel = Arc::new(AtomicBool::new(false));
     runtime.spawn(watch_signals(Arc::clone(&cancel)));
     let total = jobs.len();
-    for (i, (plan, ctx, analyze, settings)) in jobs.into_iter().enumerate() {
+    for (i, (plan, part_files, analyze, settings)) in jobs.into_iter().enumerate() {
+        let metrics = Arc::new(Metrics::default());
         let label = query_label(&plan);
         let label = if total > 1 { format!("{label} ({} of {total})", i + 1) } else { label };
-        let checkpoint = match ctx.checkpointing {
+        let checkpoint = match part_files {
             true => match recovery::setup(checkpoints, &settings, &plan, i, total, &label) {
                 Ok(c) => c,
                 Err(e) => {
@@ -399,12 +406,14 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
         let started = Instant::now();
         tracing::info!(query = %label, inputs = plan.sources().len(), operators = plan.ops.len(), "query starting");
         if let Some(e) = &mut endpoint {
-            e.watch(&ctx.metrics);
+            e.watch(&metrics);
         }
         let status = Arc::new(StatusLine::default());
-        let progress = Progress::start(Arc::clone(&status), Arc::clone(&ctx.metrics), !quiet);
+        let progress = Progress::start(Arc::clone(&status), Arc::clone(&metrics), !quiet);
         let discard = analyze == Analyze::Instead;
-        let job = Job { plan: &plan, format, ctx: &ctx, discard, checkpoint };
+        let mut options = job_options(&settings, part_files, Arc::clone(&metrics));
+        options.checkpoint = checkpoint;
+        let job = Job { engine: &engine, plan: &plan, format, options, discard };
         let result = runtime.block_on(run_plan(job, status, Arc::clone(&cancel)));
         progress.stop();
         if let Some(e) = &endpoint {
@@ -417,23 +426,23 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
         if let Err(e) = result {
             errln!("error: {}", crate::report::clip_message(&e.to_string()));
             if !quiet {
-                errln!("{}", report::summary(&format!("{label} failed"), &ctx.metrics, started.elapsed()));
+                errln!("{}", report::summary(&format!("{label} failed"), &metrics, started.elapsed()));
             }
             return Err(ExitCode::from(EXIT_RUNTIME));
         }
         if !quiet {
-            errln!("{}", report::summary(&label, &ctx.metrics, started.elapsed()));
+            errln!("{}", report::summary(&label, &metrics, started.elapsed()));
         }
         match analyze {
-            Analyze::Instead => outln!("{}", explain_analyze(&plan, &ctx.metrics)),
-            Analyze::After => errln!("{}", explain_analyze(&plan, &ctx.metrics)),
+            Analyze::Instead => outln!("{}", explain_analyze(&plan, &metrics)),
+            Analyze::After => errln!("{}", explain_analyze(&plan, &metrics)),
             Analyze::No => {}
         }
         if cancel.load(Ordering::Relaxed) {
             if checkpointing {
                 errln!(
                     "weir: stopped after checkpoint {}: {}",
-                    Metrics::get(&ctx.metrics.checkpoint_last_id),
+                    Metrics::get(&metrics.checkpoint_last_id),
                     checkpoints.resume_hint()
                 );
             }
@@ -443,14 +452,16 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the connectors of one query need from the session: its settings and where the script is.
-fn connector_context(settings: &BTreeMap<String, String>, base_dir: Option<PathBuf>) -> ConnectorContext {
-    let mut ctx = ConnectorContext::new(Arc::new(Metrics::default()));
-    if let Some(n) = settings.get("batch.size").and_then(|v| v.parse().ok()) {
-        ctx.batch_size = n;
+/// How one query of a script runs: the batch size its settings give, part files when it
+/// checkpoints, counting into `metrics`; its checkpoints are set up by `weir run` itself.
+fn job_options(settings: &BTreeMap<String, String>, part_files: bool, metrics: Arc<Metrics>) -> RunOptions {
+    RunOptions {
+        batch_size: settings.get("batch.size").and_then(|v| v.parse().ok()),
+        metrics: Some(metrics),
+        checkpoints_from_config: false,
+        part_files,
+        ..RunOptions::default()
     }
-    ctx.base_dir = base_dir;
-    ctx
 }
 
 /// Whether a query's plan is shown with its metrics.
@@ -465,22 +476,25 @@ enum Analyze {
 
 /// One query of `weir run`, ready to start.
 struct Job<'a> {
+    engine: &'a Engine,
     plan: &'a StreamPlan,
     format: OutputFormat,
-    ctx: &'a ConnectorContext,
+    options: RunOptions,
     /// Rows go nowhere (`EXPLAIN ANALYZE`).
     discard: bool,
-    checkpoint: Option<weir_runtime::checkpoint::CheckpointConfig>,
 }
 
 async fn run_plan(job: Job<'_>, status: Arc<StatusLine>, cancel: Arc<AtomicBool>) -> weir_runtime::Result<()> {
-    let Job { plan, format, ctx, discard, checkpoint } = job;
-    let sink = query_sink(plan, format, ctx, &status, discard)?;
-    let mut pipeline = build_pipeline(plan, sink, ctx)?;
-    if let Some(config) = checkpoint {
-        pipeline = pipeline.with_checkpoints(config, plan.to_string())?;
+    let Job { engine, plan, format, options, discard } = job;
+    let run = async {
+        let sink = query_sink(engine, plan, format, &options, &status, discard)?;
+        engine.run_with(plan, sink, cancel, options).await
+    };
+    match run.await {
+        Ok(_) => Ok(()),
+        Err(EngineError::Runtime(e)) => Err(e),
+        Err(e) => Err(weir_runtime::RuntimeError::Internal(e.to_string())),
     }
-    pipeline.run(cancel).await
 }
 
 /// Ctrl-C or SIGTERM: stop reading, flush the sinks, exit. A source blocked waiting for input

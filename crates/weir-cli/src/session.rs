@@ -1,5 +1,7 @@
-//! A session runs SQL statements in process and returns their results as Arrow batches:
-//! what the sqllogictest runner and the tests use, and the simplest way to embed weir.
+//! A session runs SQL statements one after another and returns their results as Arrow
+//! batches: the shell's session, and what the sqllogictest runner and the tests use. It is
+//! an [`Engine`] with a runtime to wait on, so statements run exactly as an embedding program
+//! runs them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,7 +10,8 @@ use std::sync::Arc;
 
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::RecordBatch;
-use weir_connectors::{build_pipeline, open_sink, validate, CollectSink, ConnectorContext, OutputFormat};
+use weir_connectors::CollectSink;
+use weir_engine::{Engine, EngineError, RunOptions};
 use weir_runtime::{sink_schema, Metrics, RuntimeError};
 use weir_sql::{Planned, Planner, SinkNode, SqlError, StreamPlan};
 
@@ -51,9 +54,9 @@ pub enum StatementResult {
 
 /// Statements sharing a catalog and settings.
 pub struct Session {
-    planner: Planner,
-    settings: BTreeMap<String, String>,
+    engine: Engine,
     base_dir: Option<PathBuf>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Default for Session {
@@ -62,10 +65,20 @@ impl Default for Session {
     }
 }
 
+impl From<EngineError> for SessionError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Sql(e) => SessionError::Sql(e),
+            EngineError::Runtime(e) => SessionError::Runtime(e),
+            EngineError::Usage(m) => SessionError::Config(m),
+        }
+    }
+}
+
 impl Session {
     /// A session with an empty catalog; relative paths resolve against the working directory.
     pub fn new() -> Self {
-        Self { planner: crate::planner(), settings: BTreeMap::new(), base_dir: None }
+        Self { engine: Engine::default(), base_dir: None, runtime: None }
     }
 
     /// Also look for source files relative to `dir`.
@@ -74,32 +87,40 @@ impl Session {
         self
     }
 
-    /// Set a session setting (as `SET key = value`).
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SessionError> {
-        crate::apply_setting(&mut self.settings, key, value).map_err(SessionError::Sql)?;
-        self.planner.set(key, value).map_err(SessionError::Sql)
+    /// The engine the session runs on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
-    /// The planner (and through it the catalog).
-    pub fn planner(&self) -> &Planner {
-        &self.planner
+    /// Set a session setting (as `SET key = value`).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SessionError> {
+        Ok(self.engine.set(key, value)?)
+    }
+
+    /// A copy of the planner (and through it the catalog) as it is now.
+    pub fn planner(&self) -> Planner {
+        self.engine.planner()
     }
 
     /// The settings given so far (`SET`, `--set`), by their stored names.
-    pub fn settings(&self) -> &BTreeMap<String, String> {
-        &self.settings
+    pub fn settings(&self) -> BTreeMap<String, String> {
+        self.engine.settings().into_iter().collect()
     }
 
     /// Plan every statement of `sql` (DDL enters the catalog now; nothing runs).
     pub fn plan(&mut self, sql: &str) -> Result<Vec<Planned>, SqlError> {
-        self.planner.plan_script(sql)
+        match self.engine.plan(sql) {
+            Ok(p) => Ok(p),
+            Err(EngineError::Sql(e)) => Err(e),
+            Err(other) => Err(SqlError::plan(other.to_string())),
+        }
     }
 
     /// [`Session::plan`] on a thread of its own, given up when `stop` is set (Ctrl-C): `None`
     /// then, and the catalog is as it was (planning a huge statement can take long, and
     /// DataFusion's planner cannot be interrupted, so it is left to finish in the background).
     pub fn plan_until(&mut self, sql: &str, stop: &AtomicBool) -> Option<Result<Vec<Planned>, SqlError>> {
-        let mut planner = self.planner.clone();
+        let mut planner = self.engine.planner();
         let text = sql.to_string();
         let (tx, rx) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new().name("weir-plan".into()).stack_size(64 << 20).spawn(move || {
@@ -112,7 +133,7 @@ impl Session {
         loop {
             match rx.recv_timeout(std::time::Duration::from_millis(20)) {
                 Ok((planner, planned)) => {
-                    self.planner = planner;
+                    self.engine.set_planner(planner);
                     return Some(planned);
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) if stop.load(std::sync::atomic::Ordering::Relaxed) => {
@@ -126,15 +147,19 @@ impl Session {
         }
     }
 
-    /// What the connectors of a query need: the settings, and where to look for files
-    /// (`base_dir`, else the session's).
-    pub fn connector_context(&self, base_dir: Option<PathBuf>) -> ConnectorContext {
-        crate::connector_context(&self.settings, base_dir.or_else(|| self.base_dir.clone()))
+    /// How a run of this session is set up: where to look for files (`base_dir`, else the
+    /// session's), counting into `metrics`.
+    pub fn run_options(&self, base_dir: Option<PathBuf>, metrics: Arc<Metrics>) -> RunOptions {
+        RunOptions {
+            base_dir: base_dir.or_else(|| self.base_dir.clone()),
+            metrics: Some(metrics),
+            ..RunOptions::default()
+        }
     }
 
-    /// Plan and run every statement of `sql` in order, on the calling thread.
+    /// Plan and run every statement of `sql` in order, waiting for each.
     pub fn execute(&mut self, sql: &str) -> Result<Vec<StatementResult>, SessionError> {
-        let planned = self.planner.plan_script(sql)?;
+        let planned = self.plan(sql)?;
         let mut out = Vec::new();
         for p in planned {
             out.push(match p {
@@ -165,22 +190,27 @@ impl Session {
         Ok(out)
     }
 
-    fn run(&self, plan: &StreamPlan) -> Result<StatementResult, SessionError> {
-        let ctx = self.connector_context(None);
-        let metrics = Arc::clone(&ctx.metrics);
-        validate(plan, &ctx).map_err(SessionError::Config)?;
-        let cancel = AtomicBool::new(false);
-        match &plan.sink {
+    fn run(&mut self, plan: &StreamPlan) -> Result<StatementResult, SessionError> {
+        let metrics = Arc::new(Metrics::default());
+        let options = self.run_options(None, Arc::clone(&metrics));
+        self.engine.validate(plan, &options)?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (sink, collected) = match &plan.sink {
             SinkNode::Client => {
                 let collector = CollectSink::new();
-                build_pipeline(plan, Box::new(collector.clone()), &ctx)?.run_blocking(&cancel)?;
-                Ok(StatementResult::Rows { schema: sink_schema(plan), batches: collector.batches(), metrics })
+                (Box::new(collector.clone()) as Box<dyn weir_runtime::Sink>, Some(collector))
             }
-            SinkNode::Table(_) => {
-                let sink = open_sink(plan, OutputFormat::Csv, &ctx)?;
-                build_pipeline(plan, sink, &ctx)?.run_blocking(&cancel)?;
-                Ok(StatementResult::Inserted { metrics })
-            }
+            SinkNode::Table(_) => (self.engine.table_sink(plan, &options)?, None),
+        };
+        if self.runtime.is_none() {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            self.runtime = Some(runtime.map_err(|e| SessionError::Config(format!("cannot start the runtime: {e}")))?);
         }
+        let Some(runtime) = &self.runtime else { return Err(SessionError::Config("no runtime".into())) };
+        runtime.block_on(self.engine.run_with(plan, sink, cancel, options))?;
+        Ok(match collected {
+            Some(c) => StatementResult::Rows { schema: sink_schema(plan), batches: c.batches(), metrics },
+            None => StatementResult::Inserted { metrics },
+        })
     }
 }

@@ -102,14 +102,22 @@ struct State {
 impl Engine {
     /// An engine with the built-in connectors (`file`, `stdin`, `datagen`, `nexmark`,
     /// `channel`) and tables (Nexmark's `person`, `auction`, `bid`), and `config`'s settings.
+    /// Fails if a setting is refused.
     pub fn new(config: EngineConfig) -> Result<Self> {
-        let registry = weir_connectors::registry();
-        let mut planner = Planner::new().with_connectors(Arc::new(registry.clone()));
-        for (key, value) in &config.settings {
-            planner.set(key, value)?;
+        let settings = config.settings.clone();
+        let engine = Self::with_config(config);
+        for (key, value) in &settings {
+            engine.set(key, value)?;
         }
+        Ok(engine)
+    }
+
+    /// [`Engine::new`] without applying `config.settings`, which cannot fail.
+    fn with_config(config: EngineConfig) -> Self {
+        let registry = weir_connectors::registry();
+        let planner = Planner::new().with_connectors(Arc::new(registry.clone()));
         let state = State { planner, registry, sources: HashMap::new(), sinks: HashMap::new(), config };
-        Ok(Self { state: Mutex::new(state) })
+        Self { state: Mutex::new(state) }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -127,7 +135,7 @@ impl Engine {
             match p {
                 Planned::CreatedTable(_) | Planned::Set { .. } => {}
                 Planned::Insert(plan) => {
-                    let sink = self.table_sink(&plan)?;
+                    let sink = self.table_sink(&plan, &RunOptions::default())?;
                     self.run(&plan, sink, Arc::new(AtomicBool::new(false))).await?;
                 }
                 Planned::Query(_) => {
@@ -163,7 +171,8 @@ impl Engine {
         let cancel = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(Metrics::default());
         let sink = Box::new(stream::StreamSink::new(tx.clone(), plan.is_updating()));
-        let running = self.start(&plan, sink, Arc::clone(&cancel), Arc::clone(&metrics))?;
+        let options = RunOptions::default().with_metrics(Arc::clone(&metrics));
+        let running = self.start(&plan, sink, Arc::clone(&cancel), options)?;
         let schema = sink_schema(&plan);
         let schema = if plan.is_updating() {
             let mut fields = schema.fields().to_vec();
@@ -200,9 +209,31 @@ impl Engine {
     /// [`Engine::query`]. With [`EngineConfig::checkpoints`], the query checkpoints and
     /// resumes from its newest checkpoint. Returns the query's counters.
     pub async fn run(&self, plan: &StreamPlan, sink: Box<dyn Sink>, cancel: Arc<AtomicBool>) -> Result<Arc<Metrics>> {
-        let metrics = Arc::new(Metrics::default());
-        self.start(plan, sink, cancel, Arc::clone(&metrics))?.await?;
+        self.run_with(plan, sink, cancel, RunOptions::default()).await
+    }
+
+    /// [`Engine::run`] with options of this run: its own checkpoints, the directory relative
+    /// paths are found in, and counters shared with the caller (a status line, a metrics
+    /// endpoint).
+    pub async fn run_with(
+        &self,
+        plan: &StreamPlan,
+        sink: Box<dyn Sink>,
+        cancel: Arc<AtomicBool>,
+        options: RunOptions,
+    ) -> Result<Arc<Metrics>> {
+        let metrics = options.metrics.clone().unwrap_or_default();
+        self.start(plan, sink, cancel, options.with_metrics(Arc::clone(&metrics)))?.await?;
         Ok(metrics)
+    }
+
+    /// Check what running `plan` needs before running anything: its tables' connectors and
+    /// options, that no file is both read and written, that its channel sources are given.
+    pub fn validate(&self, plan: &StreamPlan, options: &RunOptions) -> Result<()> {
+        let state = self.state();
+        let ctx = state.context(options);
+        let host: Vec<&str> = state.sources.keys().map(String::as_str).collect();
+        validate_in(&state.registry, plan, &ctx, &host).map_err(|e| EngineError::Runtime(RuntimeError::Source(e)))
     }
 
     /// Build the pipeline of `plan` now (so option and file errors come back at once) and
@@ -212,24 +243,20 @@ impl Engine {
         plan: &StreamPlan,
         sink: Box<dyn Sink>,
         cancel: Arc<AtomicBool>,
-        metrics: Arc<Metrics>,
+        options: RunOptions,
     ) -> Result<impl std::future::Future<Output = weir_runtime::Result<()>> + Send + 'static> {
         let mut state = self.state();
-        let mut ctx = ConnectorContext::new(metrics);
-        if let Some(n) = state.planner.settings().get("batch.size").and_then(|v| v.parse().ok()) {
-            ctx.batch_size = n;
-        }
-        ctx.base_dir = state.config.base_dir.clone();
-        ctx.checkpointing = state.config.checkpoints.is_some();
+        let ctx = state.context(&options);
         let mut host = HashMap::new();
         for node in plan.sources() {
             if let Some(source) = state.sources.remove(&node.table.name) {
                 host.insert(node.table.name.clone(), source);
             }
         }
-        let checkpoint = match &state.config.checkpoints {
-            Some(settings) => Some(checkpoint_config(settings, plan)?),
-            None => None,
+        let checkpoint = match (options.checkpoint, &state.config.checkpoints) {
+            (Some(c), _) => Some(c),
+            (None, Some(settings)) if options.checkpoints_from_config => Some(checkpoint_config(settings, plan)?),
+            (None, _) => None,
         };
         let mut pipeline = build_pipeline_in(&state.registry, plan, sink, &ctx, host)?;
         if let Some(config) = checkpoint {
@@ -240,18 +267,32 @@ impl Engine {
     }
 
     /// The sink an `INSERT INTO` writes to: a registered channel, or the table's connector.
-    fn table_sink(&self, plan: &StreamPlan) -> Result<Box<dyn Sink>> {
+    pub fn table_sink(&self, plan: &StreamPlan, options: &RunOptions) -> Result<Box<dyn Sink>> {
         let state = self.state();
         if let SinkNode::Table(t) = &plan.sink {
             if let Some(sender) = state.sinks.get(&t.name) {
                 return Ok(Box::new(ChannelSink::new(sender.clone())));
             }
         }
-        let mut ctx = ConnectorContext::new(Arc::new(Metrics::default()));
-        ctx.base_dir = state.config.base_dir.clone();
-        ctx.checkpointing = state.config.checkpoints.is_some();
-        validate_in(&state.registry, plan, &ctx, &[]).map_err(|e| RuntimeError::Sink(e.to_string()))?;
+        let ctx = state.context(options);
         Ok(open_sink_in(&state.registry, plan, OutputFormat::Csv, &ctx)?)
+    }
+
+    /// Apply a setting, as `SET key = value` would.
+    pub fn set(&self, key: &str, value: &str) -> Result<()> {
+        Ok(self.state().planner.set(key, value)?)
+    }
+
+    /// A copy of the planner: the catalog, settings and functions as they are now (for a
+    /// front end that lists tables or completes names, or plans on a thread of its own).
+    pub fn planner(&self) -> Planner {
+        self.state().planner.clone()
+    }
+
+    /// Take `planner` (one returned by [`Engine::planner`], after planning with it) as the
+    /// session's: the tables it declared and settings it made take effect.
+    pub fn set_planner(&self, planner: Planner) {
+        self.state().planner = planner;
     }
 
     /// Feed the table `table` (declared `WITH (connector = 'channel')`) from `receiver`: each
@@ -297,6 +338,67 @@ impl Engine {
     /// The session's settings (`SET key = value`), by name.
     pub fn settings(&self) -> Vec<(String, String)> {
         self.state().planner.settings().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl Default for Engine {
+    /// An engine with the default configuration (see [`EngineConfig`]).
+    fn default() -> Self {
+        Self::with_config(EngineConfig::default())
+    }
+}
+
+impl State {
+    /// What the connectors of a run need: the batch size, where files are, whether output
+    /// tables are written as part files, the counters.
+    fn context(&self, options: &RunOptions) -> ConnectorContext {
+        let mut ctx = ConnectorContext::new(options.metrics.clone().unwrap_or_default());
+        if let Some(n) = options.batch_size.or_else(|| self.planner.settings().get("batch.size")?.parse().ok()) {
+            ctx.batch_size = n;
+        }
+        ctx.base_dir = options.base_dir.clone().or_else(|| self.config.base_dir.clone());
+        ctx.checkpointing = options.checkpoint.is_some()
+            || (options.checkpoints_from_config && self.config.checkpoints.is_some())
+            || options.part_files;
+        ctx
+    }
+}
+
+/// Options of one run ([`Engine::run_with`]). The default uses the engine's configuration.
+pub struct RunOptions {
+    /// Checkpoints of this run, instead of those of [`EngineConfig::checkpoints`].
+    pub checkpoint: Option<CheckpointConfig>,
+    /// Also look up relative paths here (instead of [`EngineConfig::base_dir`]).
+    pub base_dir: Option<std::path::PathBuf>,
+    /// Count into these counters (fresh ones if `None`).
+    pub metrics: Option<Arc<Metrics>>,
+    /// Rows per batch read from sources (instead of the `batch.size` setting).
+    pub batch_size: Option<usize>,
+    /// Use [`EngineConfig::checkpoints`] when `checkpoint` is not given (the default for
+    /// [`RunOptions::default`]).
+    pub checkpoints_from_config: bool,
+    /// Write output tables as part files published by checkpoints, whether or not this run
+    /// checkpoints (a front end checking a plan before its checkpoints are set up).
+    pub part_files: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint: None,
+            base_dir: None,
+            metrics: None,
+            batch_size: None,
+            checkpoints_from_config: true,
+            part_files: false,
+        }
+    }
+}
+
+impl RunOptions {
+    fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 

@@ -24,7 +24,7 @@ use rustyline::{
     Cmd, CompletionType, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler, KeyEvent,
     Movement, RepeatCount,
 };
-use weir_connectors::{build_pipeline, validate, OutputFormat};
+use weir_connectors::OutputFormat;
 use weir_runtime::{Metrics, RuntimeError};
 use weir_sql::{Planned, StreamPlan};
 
@@ -381,15 +381,14 @@ impl Shell {
             );
             return false;
         }
-        let ctx = self.session.connector_context(base_dir);
-        if let Err(e) = validate(plan, &ctx) {
-            errln!("error: {}", crate::report::clip_message(&e.to_string()));
-            return false;
-        }
-        let pipeline = match crate::query_sink(plan, self.format, &ctx, &self.status, analyze)
-            .and_then(|sink| build_pipeline(plan, sink, &ctx))
-        {
-            Ok(p) => p,
+        let metrics = Arc::new(Metrics::default());
+        let options = self.session.run_options(base_dir, Arc::clone(&metrics));
+        let engine = self.session.engine();
+        let sink = engine
+            .validate(plan, &options)
+            .and_then(|()| crate::query_sink(engine, plan, self.format, &options, &self.status, analyze));
+        let sink = match sink {
+            Ok(s) => s,
             Err(e) => {
                 errln!("error: {}", crate::report::clip_message(&e.to_string()));
                 return false;
@@ -400,28 +399,34 @@ impl Shell {
             return false;
         }
         if let Some(e) = &mut self.endpoint {
-            e.watch(&ctx.metrics);
+            e.watch(&metrics);
         }
-        let progress = Progress::start(Arc::clone(&self.status), Arc::clone(&ctx.metrics), true);
+        let progress = Progress::start(Arc::clone(&self.status), Arc::clone(&metrics), true);
         let started = Instant::now();
-        let result = self.runtime.block_on(pipeline.run(Arc::clone(stop)));
+        let result = self.runtime.block_on(engine.run_with(plan, sink, Arc::clone(stop), options));
+        let result = match result {
+            Ok(_) => Ok(()),
+            Err(weir_engine::EngineError::Runtime(e)) => Err(e),
+            Err(e) => Err(RuntimeError::Internal(e.to_string())),
+        };
         self.output_closed = matches!(result, Err(RuntimeError::OutputClosed));
         progress.stop();
         if let Some(e) = &self.endpoint {
             e.refresh();
         }
-        self.last_metrics = Some(Arc::clone(&ctx.metrics));
+        self.last_metrics = Some(Arc::clone(&metrics));
+        let ctx_metrics = &metrics;
         let label = crate::query_label(plan);
         match result {
             Ok(()) | Err(RuntimeError::OutputClosed) => {
                 // the pipeline sets the flag itself only when it fails, so here it was Ctrl-C
                 let label = if stop.load(Ordering::Relaxed) { format!("{label} stopped (Ctrl-C)") } else { label };
-                errln!("{}", report::summary(&label, &ctx.metrics, started.elapsed()));
+                errln!("{}", report::summary(&label, ctx_metrics, started.elapsed()));
                 true
             }
             Err(e) => {
                 errln!("error: {}", crate::report::clip_message(&e.to_string()));
-                errln!("{}", report::summary(&format!("{label} failed"), &ctx.metrics, started.elapsed()));
+                errln!("{}", report::summary(&format!("{label} failed"), ctx_metrics, started.elapsed()));
                 false
             }
         }

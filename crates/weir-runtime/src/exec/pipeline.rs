@@ -10,8 +10,8 @@
 //! ```
 //!
 //! The source side parses input while the operator side aggregates, so a pipeline uses two
-//! cores; the bounded channel gives backpressure. [`Pipeline::run_blocking`] runs both sides
-//! on the calling thread instead (taking one batch from each input in turn).
+//! cores; the bounded channel gives backpressure. [`Pipeline::run`] is the one loop that
+//! drives them ([`Pipeline::run_blocking`] waits for it on the calling thread).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -166,59 +166,14 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Run on the calling thread until the input ends or `cancel` is set, taking one batch
-    /// from each input in turn (with a join: from the input whose watermark is lowest).
-    /// Checkpoints, if set up, are taken between batches.
-    pub fn run_blocking(mut self, cancel: &AtomicBool) -> Result<()> {
-        let mut turns = Turns::new(self.drivers.len(), std::mem::take(&mut self.first), self.aligned);
-        let Resumed::Run(mut coordinator) = resume(self.checkpoints.take(), &mut turns)? else { return Ok(()) };
-        let labels = std::mem::take(&mut self.labels);
-        loop {
-            let stop = cancel.load(Ordering::Relaxed);
-            if let Some(c) = coordinator.as_mut() {
-                if turns.loading() {
-                    // no checkpoint while lookup tables load (their rows come first)
-                    if stop {
-                        return self.chain.close();
-                    }
-                } else if c.poll(Instant::now(), stop) {
-                    let id = c.finish_id();
-                    for (i, driver) in self.drivers.iter().enumerate() {
-                        if !turns.has_ended(i) {
-                            c.barrier(i, id, driver.checkpoint(&labels[i])?)?;
-                        }
-                    }
-                    complete(&mut self.root, &mut self.chain, &mut turns, c, false)?;
-                    if stop {
-                        return self.chain.close();
-                    }
-                }
-            } else if stop {
-                self.chain.push(Message::EndOfStream)?;
-                return Ok(());
-            }
-            let Some(i) = turns.next() else { break };
-            let mut out = Vec::new();
-            if !self.drivers[i].poll(&mut out)? {
-                out.push(Message::EndOfStream);
-                if let Some(c) = coordinator.as_mut() {
-                    c.ended(i, self.drivers[i].checkpoint(&labels[i])?);
-                }
-            }
-            turns.saw(i, &out);
-            for m in self.root.input(i, out, Instant::now())? {
-                if self.chain.push(m)? {
-                    if let Some(c) = coordinator.as_mut() {
-                        complete(&mut self.root, &mut self.chain, &mut turns, c, true)?;
-                    }
-                    return Ok(());
-                }
-            }
-            if let Some(w) = self.root.tick() {
-                self.chain.push(w)?;
-            }
-        }
-        Err(RuntimeError::Internal("every input ended, but the end did not reach the sink".into()))
+    /// [`Pipeline::run`], waited for on the calling thread (on a runtime of its own): the
+    /// same loop, for callers without a tokio runtime. Not from inside a runtime.
+    pub fn run_blocking(self, cancel: Arc<AtomicBool>) -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RuntimeError::Internal(format!("cannot start a runtime: {e}")))?;
+        runtime.block_on(self.run(cancel))
     }
 
     /// Run with each source and the operators on blocking tasks joined by bounded channels,
@@ -226,8 +181,7 @@ impl Pipeline {
     /// are discarded; with checkpoints, a last checkpoint keeps them instead).
     ///
     /// The operator task takes one batch from each input in turn (with a join: from the input
-    /// whose watermark is lowest), as [`Self::run_blocking`] does, so results over files do
-    /// not depend on thread timing. An input with an
+    /// whose watermark is lowest), so results over files do not depend on thread timing. An input with an
     /// `'idle_timeout'` that has sent nothing for that long loses its turns (it is checked
     /// without waiting) until it sends again.
     ///

@@ -309,11 +309,6 @@ impl Turns {
         self.first.iter().any(|f| !self.ended[*f])
     }
 
-    /// Whether input `i` has ended.
-    pub(crate) fn has_ended(&self, i: usize) -> bool {
-        self.ended[i]
-    }
-
     /// The state for a checkpoint.
     pub(crate) fn snapshot(&self) -> serde_json::Value {
         serde_json::json!({ "ended": self.ended, "watermarks": self.watermarks, "last": self.last })
