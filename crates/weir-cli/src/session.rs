@@ -207,7 +207,14 @@ impl Session {
             self.runtime = Some(runtime.map_err(|e| SessionError::Config(format!("cannot start the runtime: {e}")))?);
         }
         let Some(runtime) = &self.runtime else { return Err(SessionError::Config("no runtime".into())) };
-        runtime.block_on(self.engine.run_with(plan, sink, cancel, options))?;
+        let run = || runtime.block_on(self.engine.run_with(plan, sink, cancel, options));
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // called from async code (a test, an embedding program): wait on a thread of its own
+            std::thread::scope(|s| s.spawn(run).join())
+                .map_err(|_| SessionError::Config("the query's thread failed".into()))??;
+        } else {
+            run()?;
+        }
         Ok(match collected {
             Some(c) => StatementResult::Rows { schema: sink_schema(plan), batches: c.batches(), metrics },
             None => StatementResult::Inserted { metrics },

@@ -2,7 +2,7 @@
 //! ([`Pipeline::run_blocking`]) or with a task per source ([`Pipeline::run`]), and checkpoints
 //! taken and restored at the operator task ([`Pipeline::with_checkpoints`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,7 +76,6 @@ fn complete(root: &mut Stage, chain: &mut Chain, turns: &mut Turns, c: &mut Coor
     if let Some((s, _)) = &mut chain.late_rows {
         s.commit(&late)?;
     }
-    turns.release();
     Ok(())
 }
 
@@ -185,31 +184,26 @@ impl Pipeline {
     /// `'idle_timeout'` that has sent nothing for that long loses its turns (it is checked
     /// without waiting) until it sends again.
     ///
-    /// With checkpoints, each source task sends a barrier when the operator task asks for one
-    /// (a shared counter); see [`crate::checkpoint`].
+    /// With checkpoints, each batch a source task sends carries the source's position after
+    /// it, so the operator task takes a checkpoint between any two batches, as a consistent
+    /// cut with nothing to align; see [`crate::checkpoint`].
     pub async fn run(mut self, cancel: Arc<AtomicBool>) -> Result<()> {
         tracing::debug!(inputs = self.drivers.len(), operators = self.chain.ops.len(), "pipeline starting");
         let mut turns = Turns::new(self.drivers.len(), std::mem::take(&mut self.first), self.aligned);
         let Resumed::Run(mut coordinator) = resume(self.checkpoints.take(), &mut turns)? else { return Ok(()) };
-        let requested = coordinator.as_ref().map(|c| c.requested());
-        // the last checkpoint: barriers are sent for every request above it
-        let initial = requested.as_ref().map_or(0, |r| r.load(Ordering::Acquire));
-        // set when the operator task is done: source tasks waiting for a last barrier give up
-        let done = Arc::new(AtomicBool::new(false));
+        let checkpointing = coordinator.is_some();
+        // each input's position after the last batch the operator task took from it: a
+        // checkpoint between two batches is a consistent cut, with nothing to align
+        let mut positions = Vec::with_capacity(self.drivers.len());
+        for (driver, label) in self.drivers.iter().zip(&self.labels) {
+            positions.push(if checkpointing { Some(driver.checkpoint(label)?) } else { None });
+        }
         let mut receivers = Vec::new();
         let mut producers = Vec::new();
         for (driver, label) in self.drivers.into_iter().zip(std::mem::take(&mut self.labels)) {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Input>(4);
             receivers.push(rx);
-            let task = SourceTask {
-                driver,
-                label,
-                tx,
-                cancel: Arc::clone(&cancel),
-                requested: requested.clone(),
-                sent: initial,
-                done: Arc::clone(&done),
-            };
+            let task = SourceTask { driver, label, tx, cancel: Arc::clone(&cancel), checkpointing };
             producers.push(tokio::task::spawn_blocking(move || task.run()));
         }
         let (mut chain, mut root, clock) = (self.chain, self.root, self.clock);
@@ -231,10 +225,8 @@ impl Pipeline {
                         if stopping {
                             return chain.close();
                         }
-                    } else {
-                        c.poll(Instant::now(), stopping);
-                    }
-                    if c.aligned() {
+                    } else if c.poll(Instant::now(), stopping) {
+                        c.positions(&positions)?;
                         complete(&mut root, &mut chain, &mut turns, c, false)?;
                         if c.stopping() {
                             return chain.close();
@@ -272,23 +264,23 @@ impl Pipeline {
                             continue;
                         }
                         Err(RecvTimeoutError::Timeout) => None,
+                        // a source task stopped reading (Ctrl-C): the final checkpoint is next
+                        Err(RecvTimeoutError::Disconnected)
+                            if coordinator.is_some() && stop.load(Ordering::Relaxed) =>
+                        {
+                            continue;
+                        }
                         Err(RecvTimeoutError::Disconnected) => break,
                     },
                 };
                 let now = Instant::now();
                 let mut messages = match received {
                     Some(Input::Failed(e)) => return Err(e),
-                    Some(Input::Barrier(id, state)) => {
-                        let Some(c) = &mut coordinator else {
-                            return Err(RuntimeError::Internal("a barrier without checkpoints".into()));
-                        };
-                        if !c.barrier(i, id, state)? {
-                            turns.hold(i, c.holds(i));
-                        }
-                        continue;
-                    }
-                    Some(Input::Messages(messages)) => {
+                    Some(Input::Messages(messages, position)) => {
                         empty_turns = 0;
+                        if position.is_some() {
+                            positions[i] = position;
+                        }
                         turns.saw(i, &messages);
                         root.input(i, messages, now)?
                     }
@@ -325,9 +317,7 @@ impl Pipeline {
             }
             Err(RuntimeError::Internal("a source stopped without ending the stream".into()))
         });
-        let result = consumer.await.map_err(|e| RuntimeError::Internal(e.to_string()));
-        done.store(true, Ordering::Relaxed);
-        let result = result?;
+        let result = consumer.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
         if result.is_err() {
             // a source blocked in a read (a quiet stdin) would never be joined: leave them
             cancel.store(true, Ordering::Relaxed);
@@ -343,44 +333,25 @@ impl Pipeline {
 /// How often the operator task looks at the checkpoint clock while it waits for input.
 const CHECKPOINT_POLL: Duration = Duration::from_millis(50);
 
-/// A source's task: reads batches and sends them on, with barriers when asked.
+/// A source's task: reads batches and sends them on, each with the source's position after
+/// it when the query checkpoints.
 struct SourceTask {
     driver: SourceDriver,
     label: String,
     tx: std::sync::mpsc::SyncSender<Input>,
     cancel: Arc<AtomicBool>,
-    /// The checkpoint barriers are asked for (with checkpoints).
-    requested: Option<Arc<AtomicU64>>,
-    /// The last checkpoint a barrier was sent for.
-    sent: u64,
-    done: Arc<AtomicBool>,
+    checkpointing: bool,
 }
 
 impl SourceTask {
     fn run(mut self) {
         loop {
-            if let Some(requested) = &self.requested {
-                let id = requested.load(Ordering::Acquire);
-                if id > self.sent {
-                    self.sent = id;
-                    let barrier = match self.driver.checkpoint(&self.label) {
-                        Ok(state) => Input::Barrier(id, state),
-                        Err(e) => Input::Failed(e),
-                    };
-                    if self.tx.send(barrier).is_err() {
-                        return;
-                    }
-                }
-            }
             if self.cancel.load(Ordering::Relaxed) {
-                if self.requested.is_some() && !self.done.load(Ordering::Relaxed) {
-                    // nothing more is read: answer checkpoint requests (the last one is taken
-                    // on stopping) until the operator task is done
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
                 tracing::info!("stopped: the input is no longer read");
-                let _ = self.tx.send(Input::Messages(vec![Message::EndOfStream]));
+                if !self.checkpointing {
+                    let _ = self.tx.send(Input::Messages(vec![Message::EndOfStream], None));
+                }
+                // with checkpoints, the operator task takes a last one and keeps what is open
                 return;
             }
             let mut out = Vec::new();
@@ -389,18 +360,25 @@ impl SourceTask {
                 // can be found idle; look at the stop flag and barrier requests again
                 Ok(true) if out.is_empty() => continue,
                 Ok(true) => {
-                    if self.tx.send(Input::Messages(out)).is_err() {
+                    let input = match self.checkpointing {
+                        true => match self.driver.checkpoint(&self.label) {
+                            Ok(position) => Input::Messages(out, Some(position)),
+                            Err(e) => Input::Failed(e),
+                        },
+                        false => Input::Messages(out, None),
+                    };
+                    if self.tx.send(input).is_err() {
                         return;
                     }
                 }
                 Ok(false) => {
                     out.push(Message::EndOfStream);
-                    let last = match &self.requested {
-                        Some(_) => match self.driver.checkpoint(&self.label) {
+                    let last = match self.checkpointing {
+                        true => match self.driver.checkpoint(&self.label) {
                             Ok(position) => Input::Last(out, position),
                             Err(e) => Input::Failed(e),
                         },
-                        None => Input::Last(out, serde_json::Value::Null),
+                        false => Input::Last(out, serde_json::Value::Null),
                     };
                     let _ = self.tx.send(last);
                     return;

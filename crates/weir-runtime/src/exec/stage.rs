@@ -252,7 +252,6 @@ struct SavedTurns {
 pub(crate) struct Turns {
     ended: Vec<bool>,
     /// Inputs not to be read for now (they delivered a checkpoint's barrier).
-    held: Vec<bool>,
     watermarks: Vec<Nanos>,
     first: Vec<usize>,
     aligned: bool,
@@ -261,14 +260,7 @@ pub(crate) struct Turns {
 
 impl Turns {
     pub(crate) fn new(inputs: usize, first: Vec<usize>, aligned: bool) -> Self {
-        Self {
-            ended: vec![false; inputs],
-            held: vec![false; inputs],
-            watermarks: vec![NO_WATERMARK; inputs],
-            first,
-            aligned,
-            last: None,
-        }
+        Self { ended: vec![false; inputs], watermarks: vec![NO_WATERMARK; inputs], first, aligned, last: None }
     }
 
     /// The next input to read; `None` once every input has ended.
@@ -279,7 +271,7 @@ impl Turns {
         let mut best: Option<usize> = None;
         for k in 0..n {
             let i = (start + k) % n;
-            if self.ended[i] || self.held[i] || (first_pending && !self.first.contains(&i)) {
+            if self.ended[i] || (first_pending && !self.first.contains(&i)) {
                 continue;
             }
             if !self.aligned {
@@ -292,16 +284,6 @@ impl Turns {
         }
         self.last = best.or(self.last);
         best
-    }
-
-    /// Do not read input `i` (`true`) until it is released.
-    pub(crate) fn hold(&mut self, i: usize, held: bool) {
-        self.held[i] = held;
-    }
-
-    /// Read every input again.
-    pub(crate) fn release(&mut self) {
-        self.held.iter_mut().for_each(|h| *h = false);
     }
 
     /// Whether lookup tables are still being read (before every other input).

@@ -1,7 +1,7 @@
-//! The operator task's side of checkpointing: when to ask for barriers, which inputs wait for
-//! the others, and writing what was snapshotted.
+//! The operator task's side of checkpointing: when one is due, the position of each input it
+//! covers, and writing what was snapshotted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,13 +14,11 @@ use crate::message::Message;
 
 /// What a source task sends the operator task.
 pub(crate) enum Input {
-    /// Messages read.
-    Messages(Vec<Message>),
+    /// Messages read, and (with checkpoints) the source's position after them: a checkpoint
+    /// taken once the operator task has handled them resumes the source there.
+    Messages(Vec<Message>, Option<serde_json::Value>),
     /// The last messages of an input that ended, and its position at the end.
     Last(Vec<Message>, serde_json::Value),
-    /// A barrier: every message before it is covered by checkpoint `id`; the source's state at
-    /// that point.
-    Barrier(u64, serde_json::Value),
     /// The source failed.
     Failed(RuntimeError),
 }
@@ -49,8 +47,6 @@ pub(crate) struct Coordinator {
     guarantee: Guarantee,
     fingerprint: String,
     query: String,
-    /// The id sources inject barriers for (they compare it with the last they sent).
-    requested: Arc<AtomicU64>,
     next_id: u64,
     last_done: Instant,
     aligning: Option<Aligning>,
@@ -77,7 +73,6 @@ impl Coordinator {
             guarantee: config.guarantee,
             fingerprint: config.fingerprint.clone(),
             query,
-            requested: Arc::new(AtomicU64::new(last)),
             next_id: last + 1,
             last_done: Instant::now(),
             aligning: None,
@@ -87,13 +82,7 @@ impl Coordinator {
         }
     }
 
-    /// The counter source tasks watch.
-    pub(crate) fn requested(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.requested)
-    }
-
-    /// Start a checkpoint if one is due (or `stop`: a final one). Returns whether one is being
-    /// aligned.
+    /// Start a checkpoint if one is due (or `stop`: a final one). Returns whether one is.
     pub(crate) fn poll(&mut self, now: Instant, stop: bool) -> bool {
         if stop {
             self.stopping = true;
@@ -107,20 +96,14 @@ impl Coordinator {
         let id = self.next_id;
         self.next_id += 1;
         let got = self.ended.clone();
-        tracing::debug!(checkpoint = id, "checkpoint requested");
+        tracing::debug!(checkpoint = id, "checkpoint due");
         self.aligning = Some(Aligning { id, started: now, got });
-        self.requested.store(id, Ordering::Release);
         true
     }
 
     /// Whether the last checkpoint taken was the final one of a stop.
     pub(crate) fn stopping(&self) -> bool {
         self.stopping
-    }
-
-    /// Whether input `i` must not be read until the checkpoint completes.
-    pub(crate) fn holds(&self, i: usize) -> bool {
-        self.guarantee == Guarantee::ExactlyOnce && self.aligning.as_ref().is_some_and(|a| a.got[i].is_some())
     }
 
     /// Input `i` ended at `position`.
@@ -131,21 +114,18 @@ impl Coordinator {
         self.ended[i] = Some(position);
     }
 
-    /// Input `i` delivered the barrier of checkpoint `id`. Returns whether every input has.
-    pub(crate) fn barrier(&mut self, i: usize, id: u64, state: serde_json::Value) -> Result<bool> {
+    /// The checkpoint being taken covers each input up to `positions` (its position after
+    /// the last batch the operator task took from it); inputs that ended keep their end.
+    pub(crate) fn positions(&mut self, positions: &[Option<serde_json::Value>]) -> Result<()> {
         let Some(a) = &mut self.aligning else {
-            return Err(RuntimeError::Internal(format!("barrier {id} from input {i} with no checkpoint pending")));
+            return Err(RuntimeError::Internal("source positions with no checkpoint due".into()));
         };
-        if a.id != id {
-            return Err(RuntimeError::Internal(format!("barrier {id} from input {i} during checkpoint {}", a.id)));
+        for (got, position) in a.got.iter_mut().zip(positions) {
+            if got.is_none() {
+                *got = position.clone();
+            }
         }
-        a.got[i] = Some(state);
-        Ok(self.aligned())
-    }
-
-    /// Whether every input has delivered its barrier (or ended).
-    pub(crate) fn aligned(&self) -> bool {
-        self.aligning.as_ref().is_some_and(|a| a.got.iter().all(Option::is_some))
+        Ok(())
     }
 
     /// The id of the checkpoint about to be written: the one being aligned, or (for the final

@@ -1,18 +1,19 @@
 //! Checkpoints: consistent snapshots of a running pipeline, and recovery from them.
 //!
 //! ```text
-//!   every interval the operator task asks every source for a barrier (a shared counter)
-//!   source task: ── batch ── batch ── Barrier(id, position) ── batch ──►
-//!   operator task: an input that delivered its barrier is not read again until every input
-//!                  has (exactly-once: aligned; at-least-once: it is read on)
-//!                  then: each operator's state, each stage's watermarks, the reading turn,
-//!                  the sources' positions ──► state files + manifest (written last)
+//!   source task:   ── (batch, position after it) ── (batch, position) ──►
+//!   operator task: between two batches, when the interval has passed:
+//!                  each operator's state, each stage's watermarks, the reading turn, and
+//!                  each input's position after the last batch taken from it
+//!                  ──► state files + manifest (written last)
 //!                  then the sinks commit what they prepared for this checkpoint
 //! ```
 //!
-//! All operators run on the one operator task, so the barrier never has to travel through
-//! them: the task itself is the point where the inputs meet, and aligning there is the same
-//! as aligning at every operator with several inputs.
+//! All operators run on the one operator task, where the inputs meet, and every batch it
+//! takes carries its source's position after it. So any moment between two batches is a
+//! consistent cut: nothing has to be aligned, no input waits for another, and the order the
+//! inputs are read in (in turn, or lowest watermark first) is the same with checkpoints as
+//! without. Batches still in the channels are read again after a restart.
 //!
 //! On disk (or in an object store), under the checkpoint directory:
 //!
@@ -45,10 +46,10 @@ pub use store::{CheckpointStore, Restored};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Guarantee {
-    /// Inputs are aligned at each checkpoint: after a restart every row counts once.
+    /// After a restart every row counts once (the default).
     ExactlyOnce,
-    /// Inputs are not aligned (lower latency): after a restart some rows may count twice,
-    /// none is lost.
+    /// Flink's weaker mode, accepted for its configuration: it costs nothing to give
+    /// exactly-once here (checkpoints need no alignment), so it behaves the same.
     AtLeastOnce,
 }
 
