@@ -5,7 +5,6 @@
 //! resident memory, the rows the sources produced and output rows; `--json FILE` writes the
 //! same as JSON for tracking.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -17,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use weir_connectors::DiscardSink;
 use weir_engine::{Engine, EngineConfig, RunOptions};
 use weir_runtime::Metrics;
-use weir_sql::Planned;
+use weir_sql::{Planned, Settings};
 
 use crate::report::{human_bytes, peak_memory_bytes};
 use crate::text::human_rate;
@@ -124,13 +123,13 @@ fn cpu_seconds() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
-fn settings(args: &BenchArgs) -> Result<BTreeMap<String, String>, ExitCode> {
-    let mut settings = BTreeMap::new();
+fn settings(args: &BenchArgs) -> Result<Settings, ExitCode> {
+    let mut settings = Settings::default();
     for kv in &args.set {
         let (k, v) = crate::split_setting(kv)?;
         crate::apply_setting(&mut settings, k, v).map_err(usage_error)?;
     }
-    settings.insert("nexmark.events".into(), args.events.to_string());
+    crate::apply_setting(&mut settings, "nexmark.events", &args.events.to_string()).map_err(usage_error)?;
     Ok(settings)
 }
 
@@ -243,7 +242,7 @@ fn print_line(m: &Measurement) {
 }
 
 /// Run one query here and print its measurement as one JSON line.
-fn child(query: &str, events: u64, settings: &BTreeMap<String, String>) -> Result<ExitCode, ExitCode> {
+fn child(query: &str, events: u64, settings: &Settings) -> Result<ExitCode, ExitCode> {
     let Some((_, sql)) = NEXMARK.iter().find(|(n, _)| *n == query) else {
         return Err(usage_error(format!("no query {query}")));
     };
@@ -252,13 +251,10 @@ fn child(query: &str, events: u64, settings: &BTreeMap<String, String>) -> Resul
     Ok(if m.error.is_some() { ExitCode::from(EXIT_RUNTIME) } else { ExitCode::SUCCESS })
 }
 
-fn measure(query: &str, sql: &str, events: u64, settings: &BTreeMap<String, String>) -> Result<Measurement, String> {
+fn measure(query: &str, sql: &str, events: u64, settings: &Settings) -> Result<Measurement, String> {
     let scratch = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
-    let config = EngineConfig {
-        settings: settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        base_dir: Some(scratch.join("nexmark")),
-        checkpoints: None,
-    };
+    let config =
+        EngineConfig { settings: settings.clone(), base_dir: Some(scratch.join("nexmark")), checkpoints: None };
     let engine = Engine::new(config).map_err(|e| e.to_string())?;
     let plan = engine
         .plan(sql)

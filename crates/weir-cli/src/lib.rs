@@ -28,7 +28,6 @@ mod shell;
 mod status;
 mod text;
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,7 +40,7 @@ use clap::{Parser, Subcommand};
 use weir_connectors::{DiscardSink, FormatSink, OutputFormat};
 use weir_engine::{Engine, EngineConfig, EngineError, RunOptions};
 use weir_runtime::{sink_schema, Metrics, Sink};
-use weir_sql::{Planned, SqlError, StreamPlan};
+use weir_sql::{Planned, Settings, SqlError, StreamPlan};
 
 pub use prometheus::MetricsEndpoint;
 pub use report::{explain_analyze, operator_line, peak_memory_bytes, render_sql_error};
@@ -179,10 +178,8 @@ fn load_script(args: &ScriptArgs) -> Result<Script, String> {
     }
 }
 
-fn apply_setting(settings: &mut BTreeMap<String, String>, key: &str, value: &str) -> Result<(), SqlError> {
-    let (key, value) = weir_sql::options::check_setting(key, value)?;
-    settings.insert(key, value);
-    Ok(())
+fn apply_setting(settings: &mut Settings, key: &str, value: &str) -> Result<(), SqlError> {
+    settings.set(key, value).map(|_| ()).map_err(SqlError::from)
 }
 
 /// Entry point of the `weir` binary.
@@ -265,16 +262,9 @@ fn usage_error(message: impl std::fmt::Display) -> ExitCode {
 
 /// Read the script, start an engine with the settings, and plan all of it; errors are
 /// printed, and returned as the exit code.
-fn load_and_plan(
-    args: &ScriptArgs,
-    settings: &BTreeMap<String, String>,
-) -> Result<(Script, Engine, Vec<Planned>), ExitCode> {
+fn load_and_plan(args: &ScriptArgs, settings: &Settings) -> Result<(Script, Engine, Vec<Planned>), ExitCode> {
     let script = load_script(args).map_err(usage_error)?;
-    let config = EngineConfig {
-        settings: settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        base_dir: script.base_dir.clone(),
-        checkpoints: None,
-    };
+    let config = EngineConfig { settings: settings.clone(), base_dir: script.base_dir.clone(), checkpoints: None };
     let engine = Engine::new(config).map_err(usage_error)?;
     let planned = engine.plan(&script.sql).map_err(|e| match e {
         EngineError::Sql(e) => {
@@ -286,8 +276,8 @@ fn load_and_plan(
     Ok((script, engine, planned))
 }
 
-fn command_line_settings(args: &ScriptArgs) -> Result<BTreeMap<String, String>, ExitCode> {
-    let mut settings = BTreeMap::new();
+fn command_line_settings(args: &ScriptArgs) -> Result<Settings, ExitCode> {
+    let mut settings = Settings::default();
     for kv in &args.set {
         let (k, v) = split_setting(kv)?;
         apply_setting(&mut settings, k, v).map_err(usage_error)?;
@@ -454,9 +444,9 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
 
 /// How one query of a script runs: the batch size its settings give, part files when it
 /// checkpoints, counting into `metrics`; its checkpoints are set up by `weir run` itself.
-fn job_options(settings: &BTreeMap<String, String>, part_files: bool, metrics: Arc<Metrics>) -> RunOptions {
+fn job_options(settings: &Settings, part_files: bool, metrics: Arc<Metrics>) -> RunOptions {
     RunOptions {
-        batch_size: settings.get("batch.size").and_then(|v| v.parse().ok()),
+        batch_size: Some(settings.batch_size()),
         metrics: Some(metrics),
         checkpoints_from_config: false,
         part_files,

@@ -1,13 +1,12 @@
 //! `weir run --checkpoint-dir DIR` and `--from-checkpoint PATH`: where a query's checkpoints go,
 //! which one it resumes from, and what the user is told about it.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use weir_runtime::checkpoint::{
     check_fingerprint, fingerprint, CheckpointConfig, CheckpointStore, Guarantee, Restored,
 };
-use weir_sql::StreamPlan;
+use weir_sql::{Settings, StreamPlan};
 
 /// The checkpoint options of `weir run`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -65,7 +64,7 @@ fn join(dir: &str, sub: &Option<String>) -> String {
 /// checkpoints. Says on stderr which checkpoint it resumes from.
 pub(crate) fn setup(
     args: &CheckpointArgs,
-    settings: &BTreeMap<String, String>,
+    settings: &Settings,
     plan: &StreamPlan,
     job: usize,
     total: usize,
@@ -74,18 +73,17 @@ pub(crate) fn setup(
     if !args.enabled() {
         return Ok(None);
     }
-    let interval_text = args.checkpoint_interval.as_deref().or(settings.get("checkpoint.interval").map(String::as_str));
-    let interval = match interval_text {
-        Some(t) => match weir_sql::options::parse_duration(t) {
+    let interval = match (args.checkpoint_interval.as_deref(), settings.checkpoint_interval) {
+        (Some(t), _) => match weir_sql::options::parse_duration(t) {
             Ok(n) if n > 0 => Duration::from_nanos(n as u64),
             Ok(_) => return Err("--checkpoint-interval must be longer than zero".into()),
             Err(e) => return Err(format!("--checkpoint-interval: {e}")),
         },
-        None => Duration::from_secs(10),
+        (None, Some(interval)) => interval,
+        (None, None) => Duration::from_secs(10),
     };
-    let guarantee: Guarantee =
-        settings.get("checkpoint.guarantee").map_or(Ok(Guarantee::ExactlyOnce), |g| g.parse())?;
-    let retain = settings.get("checkpoint.retain").and_then(|r| r.parse().ok()).unwrap_or(3);
+    let guarantee = settings.checkpoint_guarantee.unwrap_or(Guarantee::ExactlyOnce);
+    let retain = settings.checkpoint_retain.unwrap_or(3);
     // one directory per query when a script runs several
     let sub = (total > 1).then(|| format!("query-{}", job + 1));
     let from = args.from_checkpoint.as_deref();

@@ -56,7 +56,6 @@ pub enum StatementResult {
 pub struct Session {
     engine: Engine,
     base_dir: Option<PathBuf>,
-    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Default for Session {
@@ -78,7 +77,7 @@ impl From<EngineError> for SessionError {
 impl Session {
     /// A session with an empty catalog; relative paths resolve against the working directory.
     pub fn new() -> Self {
-        Self { engine: Engine::default(), base_dir: None, runtime: None }
+        Self { engine: Engine::default(), base_dir: None }
     }
 
     /// Also look for source files relative to `dir`.
@@ -102,7 +101,7 @@ impl Session {
         self.engine.planner()
     }
 
-    /// The settings given so far (`SET`, `--set`), by their stored names.
+    /// The settings given so far (`SET`, `--set`), by their stored names, as given.
     pub fn settings(&self) -> BTreeMap<String, String> {
         self.engine.settings().into_iter().collect()
     }
@@ -202,14 +201,16 @@ impl Session {
             }
             SinkNode::Table(_) => (self.engine.table_sink(plan, &options)?, None),
         };
-        if self.runtime.is_none() {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            self.runtime = Some(runtime.map_err(|e| SessionError::Config(format!("cannot start the runtime: {e}")))?);
-        }
-        let Some(runtime) = &self.runtime else { return Err(SessionError::Config("no runtime".into())) };
-        let run = || runtime.block_on(self.engine.run_with(plan, sink, cancel, options));
+        // on a runtime of its own, made and dropped where blocking is allowed: a thread of its
+        // own when called from async code (a test, an embedding program)
+        let run = || -> Result<Arc<Metrics>, SessionError> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| SessionError::Config(format!("cannot start the runtime: {e}")))?;
+            Ok(runtime.block_on(self.engine.run_with(plan, sink, cancel, options))?)
+        };
         if tokio::runtime::Handle::try_current().is_ok() {
-            // called from async code (a test, an embedding program): wait on a thread of its own
             std::thread::scope(|s| s.spawn(run).join())
                 .map_err(|_| SessionError::Config("the query's thread failed".into()))??;
         } else {

@@ -3,15 +3,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use weir_runtime::checkpoint::Guarantee;
+use weir_plan::{Guarantee, Settings};
+
+use crate::EngineError;
 
 /// Settings of an engine. `Default` gives batches of 8192 rows, paths from the working
 /// directory, and no checkpoints.
 #[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
-    /// Session settings applied first, as `SET key = value` would (e.g. `("batch.size",
-    /// "1024")`, `("state.ttl", "1 h")`, `("nexmark.events", "1000000")`).
-    pub settings: Vec<(String, String)>,
+    /// Session settings to start with, as `SET key = value` makes them (see
+    /// [`EngineConfig::set`]).
+    pub settings: Settings,
     /// Where relative source paths are also looked up (e.g. the directory of a SQL script).
     pub base_dir: Option<PathBuf>,
     /// Checkpoint every query, and resume each from its newest checkpoint.
@@ -19,10 +21,12 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// The same, with a setting (as `SET key = value`).
-    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.settings.push((key.into(), value.into()));
-        self
+    /// The same, with a setting, as `SET key = value` (e.g. `("batch.size", "1024")`,
+    /// `("state.ttl", "1 h")`, `("nexmark.events", "1000000")`). An unknown key or a bad value
+    /// is an error naming the known keys.
+    pub fn set(mut self, key: &str, value: &str) -> Result<Self, EngineError> {
+        self.settings.set(key, value).map_err(|e| EngineError::Sql(e.into()))?;
+        Ok(self)
     }
 
     /// The same, checkpointing into `dir` (a directory, or a `file://` or `s3://` URL).

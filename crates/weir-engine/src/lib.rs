@@ -11,8 +11,7 @@
 //! use weir_engine::{Change, Engine, EngineConfig};
 //!
 //! # async fn demo() -> Result<(), weir_engine::EngineError> {
-//! let engine = Engine::new(EngineConfig::default())?;
-//! engine.sql("SET nexmark.events = 100000").await?;
+//! let engine = Engine::new(EngineConfig::default().set("nexmark.events", "100000")?)?;
 //! let mut changes = engine
 //!     .query(
 //!         "SELECT auction, COUNT(*) AS bids FROM bid
@@ -57,7 +56,7 @@ pub use datafusion_common::arrow;
 pub use datafusion_expr::{AggregateUDF, ScalarUDF};
 pub use weir_plan::duration::parse_duration;
 /// Writing a connector: the trait, its context, and what it declares.
-pub use weir_plan::{ConnectorError, ConnectorSpec, OptionSpec, OptionType, TableDef};
+pub use weir_plan::{ConnectorError, ConnectorSpec, OptionSpec, OptionType, Settings, TableDef};
 pub use weir_runtime::checkpoint::Guarantee;
 pub use weir_runtime::{Connector, ConnectorContext, Metrics, Nanos, RowKind, RuntimeError, Sink, Source};
 
@@ -104,18 +103,12 @@ impl Engine {
     /// `channel`) and tables (Nexmark's `person`, `auction`, `bid`), and `config`'s settings.
     /// Fails if a setting is refused.
     pub fn new(config: EngineConfig) -> Result<Self> {
-        let settings = config.settings.clone();
-        let engine = Self::with_config(config);
-        for (key, value) in &settings {
-            engine.set(key, value)?;
-        }
-        Ok(engine)
+        Ok(Self::with_config(config))
     }
 
-    /// [`Engine::new`] without applying `config.settings`, which cannot fail.
     fn with_config(config: EngineConfig) -> Self {
         let registry = weir_connectors::registry();
-        let planner = Planner::new().with_connectors(Arc::new(registry.clone()));
+        let planner = Planner::new().with_connectors(Arc::new(registry.clone())).with_settings(config.settings.clone());
         let state = State { planner, registry, sources: HashMap::new(), sinks: HashMap::new(), config };
         Self { state: Mutex::new(state) }
     }
@@ -335,9 +328,14 @@ impl Engine {
         weir_plan::ConnectorCatalog::specs(&self.state().registry)
     }
 
-    /// The session's settings (`SET key = value`), by name.
+    /// The session's settings as typed values (what `SET key = value` made of them).
+    pub fn typed_settings(&self) -> Settings {
+        self.state().planner.settings().clone()
+    }
+
+    /// The session's settings (`SET key = value`), by name, as given.
     pub fn settings(&self) -> Vec<(String, String)> {
-        self.state().planner.settings().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.state().planner.settings().entries().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 }
 
@@ -353,9 +351,7 @@ impl State {
     /// tables are written as part files, the counters.
     fn context(&self, options: &RunOptions) -> ConnectorContext {
         let mut ctx = ConnectorContext::new(options.metrics.clone().unwrap_or_default());
-        if let Some(n) = options.batch_size.or_else(|| self.planner.settings().get("batch.size")?.parse().ok()) {
-            ctx.batch_size = n;
-        }
+        ctx.batch_size = options.batch_size.unwrap_or_else(|| self.planner.settings().batch_size());
         ctx.base_dir = options.base_dir.clone().or_else(|| self.config.base_dir.clone());
         ctx.checkpointing = options.checkpoint.is_some()
             || (options.checkpoints_from_config && self.config.checkpoints.is_some())

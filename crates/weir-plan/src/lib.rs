@@ -11,7 +11,8 @@
 //! - the plan's nodes ([`plan`]): sources, stateless and stateful operators, joins, unions, the
 //!   sink, with how `EXPLAIN` shows them ([`explain`]);
 //! - tables as declared in SQL ([`TableDef`]): columns, watermark clause, `WITH (…)` options;
-//! - durations as weir reads and prints them ([`duration`]);
+//! - durations as weir reads and prints them ([`duration`]), and the session's typed
+//!   [`Settings`];
 //! - what connectors declare (their options, with types and docs) and the
 //!   [`ConnectorCatalog`] the planner checks `CREATE TABLE` against ([`connector`]);
 //! - [`PlanError`], the error of reading them.
@@ -28,6 +29,7 @@ mod error;
 pub mod explain;
 pub mod nexmark;
 pub mod plan;
+pub mod settings;
 mod table;
 
 pub use connector::{ConnectorCatalog, ConnectorError, ConnectorSpec, OptionSpec, OptionType, TABLE_OPTIONS};
@@ -38,4 +40,5 @@ pub use plan::{
     SourceNode, StateTtl, StreamJoin, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn,
     WindowEmit, WindowKind, WindowSpec, MAX_SLICES_PER_WINDOW,
 };
+pub use settings::{Guarantee, Settings};
 pub use table::{schema_of, sql_type_name, TableDef, WatermarkDef};

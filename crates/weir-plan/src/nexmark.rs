@@ -191,16 +191,14 @@ pub fn complete_table(def: &mut TableDef) -> Result<()> {
     Ok(())
 }
 
-/// `def` with the session's `nexmark.<option>` settings added, where it does not set the
-/// option itself (only for a `nexmark` table).
-pub fn with_session_defaults(def: &TableDef, settings: &BTreeMap<String, String>) -> TableDef {
+/// `def` with the session's `nexmark.<option>` settings (`options`, by option name) added,
+/// where it does not set the option itself (only for a `nexmark` table).
+pub fn with_session_defaults(def: &TableDef, options: &BTreeMap<String, String>) -> TableDef {
     let mut def = def.clone();
     if def.connector() == Some("nexmark") {
-        for (key, value) in settings {
-            if let Some(option) = key.strip_prefix("nexmark.") {
-                if !def.options.keys().any(|k| option_name(k) == option) {
-                    def.options.insert(option.to_string(), value.clone());
-                }
+        for (option, value) in options {
+            if !def.options.keys().any(|k| option_name(k) == *option) {
+                def.options.insert(option.clone(), value.clone());
             }
         }
     }

@@ -72,7 +72,7 @@ pub use weir_plan::{
 };
 /// The plan this crate produces lives in `weir-plan`, shared with the runtime; re-exported here
 /// so a user of the planner needs one dependency.
-pub use weir_plan::{ConnectorCatalog, ConnectorError, ConnectorSpec, OptionSpec, OptionType, TABLE_OPTIONS};
+pub use weir_plan::{ConnectorCatalog, ConnectorError, ConnectorSpec, OptionSpec, OptionType, Settings, TABLE_OPTIONS};
 
 /// DataFusion pieces the plan is made of, re-exported so users of the plan agree on versions.
 pub mod df {

@@ -6,7 +6,6 @@
 //! window's time column carries a watermark, and refuses what cannot run yet with a clear error.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion_common::arrow::datatypes::{DataType, TimeUnit};
@@ -28,7 +27,7 @@ use crate::bounds::{
 };
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, SqlError};
-use crate::options::{allowed_lateness, check_setting, emit_early, state_ttl};
+use crate::options::{allowed_lateness, emit_early, state_ttl};
 use crate::parser::{parse_script, Stmt};
 use crate::provider::{FunctionRegistry, Provider};
 use crate::rank::{plan_rank, row_number_bound};
@@ -38,7 +37,7 @@ use weir_plan::plan::{
     PlanInput, Rank, RankKind, SinkNode, SourceNode, StateTtl, StreamOp, StreamPlan, UpdatingAggregate,
     WindowAggregate, WindowColumn, WindowEmit, WindowSpec,
 };
-use weir_plan::{ConnectorCatalog, ConnectorSpec};
+use weir_plan::{ConnectorCatalog, ConnectorSpec, Settings};
 
 /// The outcome of planning one statement.
 #[derive(Debug, Clone)]
@@ -74,7 +73,7 @@ pub struct Planner {
     pub(crate) connectors: Option<Arc<dyn ConnectorCatalog>>,
     pub(crate) functions: FunctionRegistry,
     pub(crate) options: ConfigOptions,
-    pub(crate) settings: BTreeMap<String, String>,
+    pub(crate) settings: Settings,
 }
 
 impl Default for Planner {
@@ -92,7 +91,13 @@ impl Planner {
         for t in crate::nexmark::builtin_tables() {
             catalog.register_builtin(t);
         }
-        Self { catalog, connectors: None, functions: FunctionRegistry::default(), options, settings: BTreeMap::new() }
+        Self {
+            catalog,
+            connectors: None,
+            functions: FunctionRegistry::default(),
+            options,
+            settings: Settings::default(),
+        }
     }
 
     /// The same planner, checking each `CREATE TABLE` against `connectors`: an unknown
@@ -100,6 +105,12 @@ impl Planner {
     /// there, pointing at the option, rather than when a query first reads the table.
     pub fn with_connectors(mut self, connectors: Arc<dyn ConnectorCatalog>) -> Self {
         self.connectors = Some(connectors);
+        self
+    }
+
+    /// The same planner, with `settings` as if each had been given with `SET`.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
         self
     }
 
@@ -131,7 +142,7 @@ impl Planner {
     }
 
     /// Settings made with `SET`.
-    pub fn settings(&self) -> &BTreeMap<String, String> {
+    pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
@@ -142,9 +153,7 @@ impl Planner {
 
     /// Check and store a setting.
     fn apply_setting(&mut self, key: &str, value: &str) -> Result<(String, String)> {
-        let (key, value) = check_setting(key, value)?;
-        self.settings.insert(key.clone(), value.clone());
-        Ok((key, value))
+        Ok(self.settings.set(key, value)?)
     }
 
     /// Parse and plan every statement of a script, in order. DDL takes effect immediately, so
@@ -385,7 +394,7 @@ pub fn arrow_type(t: &SqlType) -> Result<DataType> {
 /// Turns a logical plan into pipeline operators, bottom up.
 pub(crate) struct PipelineBuilder<'a> {
     pub(crate) catalog: &'a Catalog,
-    pub(crate) settings: &'a BTreeMap<String, String>,
+    pub(crate) settings: &'a Settings,
     /// The bound a filter puts on a row number computed below it, and the schema of the window
     /// node computing it.
     rank_limit: Option<(usize, DFSchemaRef)>,
@@ -401,7 +410,7 @@ pub(crate) struct PipelineBuilder<'a> {
 
 impl<'a> PipelineBuilder<'a> {
     /// An empty builder.
-    pub(crate) fn new(catalog: &'a Catalog, settings: &'a BTreeMap<String, String>) -> Self {
+    pub(crate) fn new(catalog: &'a Catalog, settings: &'a Settings) -> Self {
         Self {
             catalog,
             settings,

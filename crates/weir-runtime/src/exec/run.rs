@@ -231,7 +231,7 @@ impl Pipeline {
                         if c.stopping() {
                             return chain.close();
                         }
-                        continue;
+                        // then read on: at least one batch comes between two checkpoints
                     }
                 }
                 let Some(i) = again.take().or_else(|| turns.next()) else { break };

@@ -42,36 +42,7 @@ pub(crate) use coordinator::{Coordinator, Input, Taken};
 pub use manifest::{FileEntry, Manifest, OperatorEntry, FORMAT, VERSION};
 pub use store::{CheckpointStore, Restored};
 
-/// What survives a crash, and at what cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Guarantee {
-    /// After a restart every row counts once (the default).
-    ExactlyOnce,
-    /// Flink's weaker mode, accepted for its configuration: it costs nothing to give
-    /// exactly-once here (checkpoints need no alignment), so it behaves the same.
-    AtLeastOnce,
-}
-
-impl std::str::FromStr for Guarantee {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "exactly_once" => Ok(Self::ExactlyOnce),
-            "at_least_once" => Ok(Self::AtLeastOnce),
-            other => Err(format!("unknown delivery guarantee '{other}' (use exactly_once or at_least_once)")),
-        }
-    }
-}
-
-impl std::fmt::Display for Guarantee {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::ExactlyOnce => "exactly_once",
-            Self::AtLeastOnce => "at_least_once",
-        })
-    }
-}
+pub use weir_plan::Guarantee;
 
 /// How a pipeline checkpoints.
 pub struct CheckpointConfig {
