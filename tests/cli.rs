@@ -722,3 +722,17 @@ fn bench_nexmark_prints_a_line_per_query_and_json() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("no query q99"), "{}", stderr(&out));
 }
+
+#[test]
+fn connectors_are_listed_from_their_declarations() {
+    let out = weir().args(["connectors"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in ["file (reads and writes)", "  path ", "a path, required", "nexmark (reads)", "every table"] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+    // SHOW CONNECTORS in a script prints the same listing
+    let shown = weir().args(["run", "-e", "SHOW CONNECTORS;"]).output().unwrap();
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    assert_eq!(stdout(&shown).trim_end(), text.trim_end());
+}

@@ -106,6 +106,17 @@ fn a_session_in_the_shell() {
     p.exp_string("| ticks   | datagen").unwrap();
     p.send_line("\\d ticks").unwrap();
     p.exp_string("watermark: ts").unwrap();
+    prompt(&mut p);
+
+    // the connectors and their options; a typo in one is caught at CREATE TABLE
+    p.send_line("\\connectors").unwrap();
+    p.exp_string("datagen (reads)").unwrap();
+    p.exp_string("rows-per-second").unwrap();
+    p.exp_string("file (reads and writes)").unwrap();
+    prompt(&mut p);
+    p.send_line("CREATE TABLE typo (a INT) WITH (connector = 'datagen', 'rows-per-secnd' = '5');").unwrap();
+    p.exp_string("did you mean 'rows-per-second'?").unwrap();
+    prompt(&mut p);
 
     // Tab completes a backslash command; the new format applies to the next query
     p.send("\\for").unwrap();
