@@ -9,16 +9,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use datafusion::arrow::record_batch::RecordBatch;
 use proptest::prelude::*;
+use weir_engine::RunOptions;
 use weir_runtime::checkpoint::{CheckpointConfig, CheckpointStore, Guarantee};
-use weir_runtime::{input_columns, sink_schema, Metrics, Pipeline, RuntimeError, Sink, Source};
-use weir_sql::{Planned, Planner, StreamPlan};
+use weir_runtime::Sink;
+use weir_sql::StreamPlan;
 
 /// A sink whose rows count only once a checkpoint commits them (its state outlives the
 /// pipeline, as files on disk do; what was not committed is lost in a crash).
@@ -75,58 +75,18 @@ impl Sink for TxSink {
     }
 }
 
-/// A source that fails after `left` batches: the crash.
-struct Crashing {
-    inner: CutSource,
-    left: Option<usize>,
-}
-
-impl Source for Crashing {
-    fn next_batch(&mut self) -> weir_runtime::Result<Option<RecordBatch>> {
-        match &mut self.left {
-            Some(0) => Err(RuntimeError::Source("crash".into())),
-            Some(n) => {
-                *n -= 1;
-                self.inner.next_batch()
-            }
-            None => self.inner.next_batch(),
-        }
-    }
-
-    fn position(&self) -> Option<serde_json::Value> {
-        self.inner.position()
-    }
-
-    fn seek(&mut self, position: &serde_json::Value) -> weir_runtime::Result<()> {
-        self.inner.seek(position)
-    }
-}
-
-fn plan_of(script: &str) -> StreamPlan {
-    let planned = Planner::new().plan_script(script).expect("plans");
-    let Some(Planned::Query(plan)) = planned.last() else { panic!("expected a query") };
-    plan.clone()
-}
-
-/// One source per input of the plan, each reading `rows` cut at `cuts`; the first `crash`
-/// batches of the first input are read, then it fails.
-fn sources(plan: &StreamPlan, rows: &[Row], cuts: &[usize], crash: Option<usize>) -> Vec<Box<dyn Source>> {
-    plan.sources()
-        .iter()
-        .enumerate()
-        .map(|(i, node)| {
-            let cols = input_columns(node, false).expect("columns");
-            // the second input runs 700 ms later in event time, is cut elsewhere, and ends
-            // sooner (checkpoints are taken after it ended)
-            let keep = if i == 0 { rows.len() } else { rows.len() * 2 / 3 };
-            let shifted: Vec<Row> =
-                rows[..keep].iter().map(|r| Row { ts: r.ts + 700 * i as i64, ..r.clone() }).collect();
-            let batch = to_batch(&shifted).project(&cols.columns).expect("projection");
-            let cuts = cuts.iter().map(|c| c + 3 * i).collect();
-            let inner = CutSource { batch, cuts, next: 0 };
-            Box::new(Crashing { inner, left: if i == 0 { crash } else { None } }) as Box<dyn Source>
-        })
-        .collect()
+/// The inputs of a query: `t` reads `rows` cut at `cuts`, its first `crash` batches then a
+/// failure; the second input (`u`, or the lookup table `d`) runs 700 ms later in event time,
+/// is cut elsewhere, and ends sooner (checkpoints are taken after it ended).
+fn feed(rows: &[Row], cuts: &[usize], crash: Option<usize>) -> Arc<Feed> {
+    let keep = rows.len() * 2 / 3;
+    let shifted: Vec<Row> = rows[..keep].iter().map(|r| Row { ts: r.ts + 700, ..r.clone() }).collect();
+    let later: Vec<usize> = cuts.iter().map(|c| c + 3).collect();
+    Feed::with(vec![
+        ("t", FeedTable { crash, ..FeedTable::new(rows, cuts) }),
+        ("u", FeedTable::new(&shifted, &later)),
+        ("d", FeedTable::new(&shifted, &later)),
+    ])
 }
 
 /// The rows of `batches`, led by their `op` when the plan is a changelog, replayed.
@@ -148,46 +108,38 @@ fn run_with_crashes(
     crashes: &[usize],
     guarantee: Guarantee,
 ) -> Vec<String> {
-    let plan = plan_of(script);
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = TxSink::default();
     let mut crashes = crashes.iter().copied();
+    let mut plan = None;
     for attempt in 0.. {
         assert!(attempt < 1000, "no progress");
         let store = CheckpointStore::open(dir.path().to_str().expect("utf-8")).expect("store");
         let restore = store.latest().expect("readable checkpoints");
         let config =
             CheckpointConfig { store, interval: Duration::ZERO, guarantee, fingerprint: "test".into(), restore };
-        let crash = crashes.next();
-        let pipeline = Pipeline::new(
-            &plan,
-            sources(&plan, rows, cuts, crash),
-            Box::new(sink.clone()),
-            Arc::new(Metrics::default()),
-        )
-        .expect("pipeline")
-        .with_checkpoints(config, plan.to_string())
-        .expect("checkpoints");
-        let result = pipeline.run_blocking(Arc::new(AtomicBool::new(false)));
+        // a restart is a new engine, as a new process would be
+        let engine = feed_engine(feed(rows, cuts, crashes.next()));
+        let p = last_query(&engine, script);
+        let options = RunOptions { checkpoint: Some(config), checkpoints_from_config: false, ..RunOptions::default() };
+        let result = run_on(&engine, &p, Box::new(sink.clone()), options);
+        plan = Some(p);
         match result {
             Ok(()) => break,
-            Err(e) if e.to_string() == "crash" => continue,
+            Err(e) if e == "crash" => continue,
             Err(e) => panic!("failed: {e}"),
         }
     }
     let committed = sink.state.lock().unwrap().committed.clone();
-    let _ = sink_schema(&plan);
-    result(&plan, &committed)
+    result(&plan.expect("a run"), &committed)
 }
 
 /// The same query, uninterrupted and without checkpoints.
 fn uninterrupted(script: &str, rows: &[Row], cuts: &[usize]) -> Vec<String> {
-    let plan = plan_of(script);
+    let engine = feed_engine(feed(rows, cuts, None));
+    let plan = last_query(&engine, script);
     let sink = weir_connectors::CollectSink::new();
-    Pipeline::new(&plan, sources(&plan, rows, cuts, None), Box::new(sink.clone()), Arc::new(Metrics::default()))
-        .expect("pipeline")
-        .run_blocking(Arc::new(AtomicBool::new(false)))
-        .expect("runs");
+    run_on(&engine, &plan, Box::new(sink.clone()), RunOptions::default()).expect("runs");
     result(&plan, &sink.batches())
 }
 
@@ -232,7 +184,7 @@ const QUERIES: &[&str] = &[
 ];
 
 fn check(query: &str, rows: &[Row], cuts: &[usize], crashes: &[usize]) -> Result<(), TestCaseError> {
-    let t = ddl(300, "unused.csv");
+    let t = feed_ddl(300);
     let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
     let expected = uninterrupted(&script, rows, cuts);
     let got = run_with_crashes(&script, rows, cuts, crashes, Guarantee::ExactlyOnce);
@@ -249,13 +201,13 @@ const TWO_INPUTS: &[&str] = &[
 ];
 
 fn script_of(query: &str) -> String {
-    let t = ddl(5_000, "unused.csv");
+    let t = feed_ddl(5_000);
     format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1))
 }
 
 /// A table without a watermark: joined on the right, it is a lookup table, read whole first.
 const LOOKUP_TABLE: &str = "CREATE TABLE d (k VARCHAR, site VARCHAR, v BIGINT, r DOUBLE, ts TIMESTAMP(3))
-    WITH (connector = 'file', path = 'd.csv', format = 'csv');";
+    WITH (connector = 'feed');";
 
 fn cuts_strategy() -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(0usize..250, 0..30).prop_map(|mut v| {

@@ -206,8 +206,8 @@ proptest! {
 
 /// Runs `sql` over `t` whose dropped rows go to a side output; returns (results, dropped rows).
 fn run_weir_with_late_rows(rows: &[Row], delay_ms: i64, sql: &str, cuts: Vec<usize>) -> (Vec<String>, Vec<String>) {
-    let ddl = ddl(delay_ms, "unused.csv").replace("format = 'csv')", "format = 'csv', 'late_rows' = 'late')");
-    let script = format!("CREATE TABLE late WITH (connector = 'file', path = 'late.csv', format = 'csv'); {ddl} {sql}");
+    let ddl = feed_ddl(delay_ms).replace("connector = 'feed')", "connector = 'feed', 'late_rows' = 'late')");
+    let script = format!("CREATE TABLE late WITH (connector = 'channel'); {ddl} {sql}");
     run_script(rows, &script, cuts)
 }
 

@@ -9,7 +9,6 @@
 //! all rows, a changelog replayed first. With a shorter TTL, a reference replays the turns to
 //! find which rows are still kept when a row of the other side comes.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
@@ -17,8 +16,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use proptest::prelude::*;
 use weir_connectors::CollectSink;
-use weir_runtime::{input_columns, Metrics, Pipeline, Source, NO_WATERMARK};
-use weir_sql::{Planned, Planner};
+use weir_runtime::NO_WATERMARK;
 
 mod common;
 use common::*;
@@ -105,25 +103,11 @@ fn ttl_join(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64, ttl_ms: i64
 }
 
 fn run_two(inputs: [&[Row]; 2], cuts: [&[usize]; 2], script: &str) -> Vec<String> {
-    let planned = Planner::new().plan_script(script).expect("plans");
-    let Some(Planned::Query(plan)) = planned.last() else { panic!("expected a query") };
-    let sources: Vec<Box<dyn Source>> = plan
-        .sources()
-        .into_iter()
-        .map(|node| {
-            let i = usize::from(node.table.name == "u");
-            let cols = input_columns(node, false).expect("columns");
-            let cut = batches(inputs[i], cuts[i])
-                .iter()
-                .map(|b| to_batch(b).project(&cols.columns).expect("projection"))
-                .collect::<Vec<_>>();
-            Box::new(Batches(cut.into_iter())) as Box<dyn Source>
-        })
-        .collect();
+    let feed = Feed::with(vec![("t", FeedTable::new(inputs[0], cuts[0])), ("u", FeedTable::new(inputs[1], cuts[1]))]);
+    let engine = feed_engine(feed);
+    let plan = last_query(&engine, script);
     let sink = CollectSink::new();
-    let pipeline =
-        Pipeline::new(plan, sources, Box::new(sink.clone()), Arc::new(Metrics::default())).expect("pipeline");
-    pipeline.run_blocking(Arc::new(AtomicBool::new(false))).expect("runs");
+    run_on(&engine, &plan, Box::new(sink.clone()), Default::default()).expect("runs");
     let rows = format_rows(&sink.batches());
     if plan.is_updating() {
         replay(&rows).expect("a consistent changelog")
@@ -154,8 +138,8 @@ fn ddl2(delay_ms: i64, u_watermark: bool) -> String {
     };
     format!(
         "{} CREATE TABLE u (k VARCHAR, site VARCHAR, v BIGINT, r DOUBLE, ts TIMESTAMP(3){wm})
-         WITH (connector = 'file', path = 'other.csv', format = 'csv');",
-        ddl(delay_ms, "unused.csv")
+         WITH (connector = 'feed');",
+        feed_ddl(delay_ms)
     )
 }
 

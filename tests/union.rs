@@ -7,13 +7,9 @@
 //! find the accepted rows; the windowed aggregate over the union must equal the batch query
 //! over them.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-
 use proptest::prelude::*;
 use weir_connectors::CollectSink;
-use weir_runtime::{input_columns, Metrics, Pipeline, Source, NO_WATERMARK};
-use weir_sql::{Planned, Planner};
+use weir_runtime::NO_WATERMARK;
 
 mod common;
 use common::*;
@@ -55,25 +51,11 @@ fn accepted_union(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64, size_
 }
 
 fn run_union(inputs: [&[Row]; 2], cuts: [&[usize]; 2], script: &str) -> Vec<String> {
-    let planned = Planner::new().plan_script(script).expect("plans");
-    let Some(Planned::Query(plan)) = planned.last() else { panic!("expected a query") };
-    let sources: Vec<Box<dyn Source>> = plan
-        .sources()
-        .into_iter()
-        .enumerate()
-        .map(|(i, node)| {
-            let cols = input_columns(node, false).expect("columns");
-            let cut = batches(inputs[i], cuts[i])
-                .iter()
-                .map(|b| to_batch(b).project(&cols.columns).expect("projection"))
-                .collect::<Vec<_>>();
-            Box::new(Batches(cut.into_iter())) as Box<dyn Source>
-        })
-        .collect();
+    let feed = Feed::with(vec![("t", FeedTable::new(inputs[0], cuts[0])), ("u", FeedTable::new(inputs[1], cuts[1]))]);
+    let engine = feed_engine(feed);
+    let plan = last_query(&engine, script);
     let sink = CollectSink::new();
-    let pipeline =
-        Pipeline::new(plan, sources, Box::new(sink.clone()), Arc::new(Metrics::default())).expect("pipeline");
-    pipeline.run_blocking(Arc::new(AtomicBool::new(false))).expect("runs");
+    run_on(&engine, &plan, Box::new(sink.clone()), Default::default()).expect("runs");
     format_rows(&sink.batches())
 }
 
@@ -81,8 +63,8 @@ fn ddl2(delay_ms: i64) -> String {
     format!(
         "{} CREATE TABLE u (k VARCHAR, site VARCHAR, v BIGINT, r DOUBLE, ts TIMESTAMP(3),
              WATERMARK FOR ts AS ts - INTERVAL '{delay_ms}' MILLISECOND)
-         WITH (connector = 'file', path = 'other.csv', format = 'csv');",
-        ddl(delay_ms, "unused.csv")
+         WITH (connector = 'feed');",
+        feed_ddl(delay_ms)
     )
 }
 

@@ -44,7 +44,7 @@ struct Case<'a> {
 
 impl Case<'_> {
     fn run(&self, settings: &str) -> Vec<String> {
-        let script = format!("{} {settings} {}", ddl(self.delay_ms, "unused.csv"), self.weir_query);
+        let script = format!("{} {settings} {}", feed_ddl(self.delay_ms), self.weir_query);
         run_script(self.rows, &script, self.cuts.to_vec()).0
     }
 
@@ -188,7 +188,7 @@ proptest! {
             }))
         };
         let check = |query: String, keyed: bool| -> Result<(), TestCaseError> {
-            let script = format!("{} {settings} {query}", ddl(delay_ms, "unused.csv"));
+            let script = format!("{} {settings} {query}", feed_ddl(delay_ms));
             let changes = run_script(&rows, &script, cuts.clone()).0;
             let table = replay(&changes).map_err(TestCaseError::fail)?;
             prop_assert_eq!(sorted(table), batch(keyed), "changelog: {:?}", changes);

@@ -1,12 +1,14 @@
-//! Helpers shared by the property tests: random out-of-order rows, a source that cuts them
-//! into batches at given points, and runners for weir and for DataFusion batch queries.
+//! Helpers shared by the property tests: random out-of-order rows, the `feed` connector that
+//! hands them to a query cut into batches at given points, and runners for weir (through the
+//! `Engine`, as every front end runs queries) and for DataFusion batch queries.
 
 #![allow(dead_code)]
 
 pub mod job;
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
@@ -17,8 +19,9 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use proptest::prelude::*;
 use weir_connectors::CollectSink;
-use weir_runtime::{source_columns, Metrics, Pipeline, Source};
-use weir_sql::{Planned, Planner};
+use weir_engine::{Connector, ConnectorContext, ConnectorSpec, Engine, EngineConfig, RunOptions, TableDef};
+use weir_runtime::{RuntimeError, Sink, Source};
+use weir_sql::{Planned, StreamPlan};
 
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -84,36 +87,6 @@ pub fn to_batch(rows: &[Row]) -> RecordBatch {
     RecordBatch::try_new(schema(), cols).expect("valid batch")
 }
 
-/// Hands out the rows in batches cut at the given points.
-pub struct CutSource {
-    pub batch: RecordBatch,
-    pub cuts: Vec<usize>,
-    pub next: usize,
-}
-
-impl Source for CutSource {
-    fn next_batch(&mut self) -> weir_runtime::Result<Option<RecordBatch>> {
-        let n = self.batch.num_rows();
-        if self.next >= n {
-            return Ok(None);
-        }
-        let end = self.cuts.iter().copied().find(|c| *c > self.next).unwrap_or(n).min(n);
-        let out = self.batch.slice(self.next, end - self.next);
-        self.next = end;
-        Ok(Some(out))
-    }
-
-    /// The next row (so checkpoints can be taken over it).
-    fn position(&self) -> Option<serde_json::Value> {
-        Some(serde_json::json!(self.next))
-    }
-
-    fn seek(&mut self, position: &serde_json::Value) -> weir_runtime::Result<()> {
-        self.next = position.as_u64().unwrap_or_default() as usize;
-        Ok(())
-    }
-}
-
 pub fn ddl(delay_ms: i64, path: &str) -> String {
     format!(
         "CREATE TABLE t (k VARCHAR, site VARCHAR, v BIGINT, r DOUBLE, ts TIMESTAMP(3),
@@ -149,27 +122,146 @@ pub fn format_rows(batches: &[RecordBatch]) -> Vec<String> {
     out
 }
 
+/// The table `t` of the property tests, fed by the `feed` connector.
+pub fn feed_ddl(delay_ms: i64) -> String {
+    format!(
+        "CREATE TABLE t (k VARCHAR, site VARCHAR, v BIGINT, r DOUBLE, ts TIMESTAMP(3),
+             WATERMARK FOR ts AS ts - INTERVAL '{delay_ms}' MILLISECOND)
+         WITH (connector = 'feed');"
+    )
+}
+
+/// One table's input: its rows (every column of [`schema`]) in batches, and after how many
+/// batches the first source opened for it fails with "crash" (`None`: never).
+pub struct FeedTable {
+    pub batches: Vec<RecordBatch>,
+    pub crash: Option<usize>,
+}
+
+impl FeedTable {
+    /// `rows` cut at `cuts`.
+    pub fn new(rows: &[Row], cuts: &[usize]) -> Self {
+        Self { batches: batches(rows, cuts).iter().map(|b| to_batch(b)).collect(), crash: None }
+    }
+}
+
+/// The `feed` connector: the tests' rows, by table name, read again from any batch (so queries
+/// over them checkpoint), and possibly crashing. Its tables end: without a watermark, one is a
+/// lookup table.
+#[derive(Default)]
+pub struct Feed {
+    pub tables: Mutex<HashMap<String, FeedTable>>,
+}
+
+impl Feed {
+    pub fn with(tables: Vec<(&str, FeedTable)>) -> Arc<Self> {
+        Arc::new(Self { tables: Mutex::new(tables.into_iter().map(|(n, t)| (n.to_string(), t)).collect()) })
+    }
+}
+
+impl Connector for Feed {
+    fn spec(&self) -> ConnectorSpec {
+        ConnectorSpec { name: "feed", doc: "test rows", source: true, sink: false, loose_keys: false, options: vec![] }
+    }
+
+    fn bounded(&self, _: &TableDef) -> bool {
+        true
+    }
+
+    fn open_source(
+        &self,
+        table: &TableDef,
+        schema: datafusion::arrow::datatypes::SchemaRef,
+        _: &ConnectorContext,
+    ) -> weir_runtime::Result<Box<dyn Source>> {
+        let mut tables = self.tables.lock().unwrap();
+        let Some(feed) = tables.get_mut(&table.name) else {
+            return Err(RuntimeError::Source(format!("no rows for table '{}'", table.name)));
+        };
+        let full = self::schema();
+        let columns: Vec<usize> = schema.fields().iter().map(|f| full.index_of(f.name()).unwrap()).collect();
+        let batches = feed
+            .batches
+            .iter()
+            .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.project(&columns).unwrap().columns().to_vec()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Box::new(FeedSource { batches, next: 0, crash: feed.crash.take() }))
+    }
+}
+
+struct FeedSource {
+    batches: Vec<RecordBatch>,
+    next: usize,
+    crash: Option<usize>,
+}
+
+impl Source for FeedSource {
+    fn next_batch(&mut self) -> weir_runtime::Result<Option<RecordBatch>> {
+        match &mut self.crash {
+            Some(0) => return Err(RuntimeError::Source("crash".into())),
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        let batch = self.batches.get(self.next).cloned();
+        self.next += 1;
+        Ok(batch)
+    }
+
+    fn position(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!(self.next))
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> weir_runtime::Result<()> {
+        self.next = position.as_u64().unwrap_or_default() as usize;
+        Ok(())
+    }
+}
+
+/// An engine whose `feed` connector serves `feed`.
+pub fn feed_engine(feed: Arc<Feed>) -> Engine {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    engine.register_connector(feed);
+    engine
+}
+
+/// The last query of `script`, planned by `engine`.
+pub fn last_query(engine: &Engine, script: &str) -> StreamPlan {
+    match engine.plan(script).expect("plans").pop() {
+        Some(Planned::Query(plan)) => plan,
+        _ => panic!("expected a query"),
+    }
+}
+
+/// Run `plan` on `engine` into `sink`, as every front end does, waiting for it.
+pub fn run_on(engine: &Engine, plan: &StreamPlan, sink: Box<dyn Sink>, options: RunOptions) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime
+        .block_on(engine.run_with(plan, sink, Arc::new(AtomicBool::new(false)), options))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 pub fn run_weir(rows: &[Row], delay_ms: i64, sql: &str, cuts: Vec<usize>) -> Vec<String> {
-    run_script(rows, &format!("{} {sql}", ddl(delay_ms, "unused.csv")), cuts).0
+    run_script(rows, &format!("{} {sql}", feed_ddl(delay_ms)), cuts).0
 }
 
 /// Plans `script` (whose source is `t`, fed from `rows` cut at `cuts`) and runs its last
-/// query; returns its rows and, if the source names a `'late_rows'` table, the dropped rows.
+/// query; returns its rows and, if the source names a `'late_rows'` table (declared with the
+/// `channel` connector), the dropped rows.
 pub fn run_script(rows: &[Row], script: &str, cuts: Vec<usize>) -> (Vec<String>, Vec<String>) {
-    let planned = Planner::new().plan_script(script).expect("plans");
-    let Some(Planned::Query(plan)) = planned.last() else { panic!("expected a query") };
-    let cols = source_columns(plan).expect("columns");
-    let batch = to_batch(rows).project(&cols.columns).expect("projection");
-    let source = CutSource { batch, cuts, next: 0 };
-    let (sink, late) = (CollectSink::new(), CollectSink::new());
-    let mut pipeline =
-        Pipeline::new(plan, vec![Box::new(source)], Box::new(sink.clone()), Arc::new(Metrics::default()))
-            .expect("pipeline");
-    if plan.late_rows.is_some() {
-        pipeline = pipeline.with_late_rows(plan, Box::new(late.clone())).expect("late rows");
+    let engine = feed_engine(Feed::with(vec![("t", FeedTable::new(rows, &cuts))]));
+    let plan = last_query(&engine, script);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 20);
+    if let Some(late) = &plan.late_rows {
+        engine.register_sink(&late.name, tx);
     }
-    pipeline.run_blocking(Arc::new(AtomicBool::new(false))).expect("runs");
-    (format_rows(&sink.batches()), format_rows(&late.batches()))
+    let sink = CollectSink::new();
+    run_on(&engine, &plan, Box::new(sink.clone()), RunOptions::default()).expect("runs");
+    let mut late = Vec::new();
+    while let Ok(batch) = rx.try_recv() {
+        late.push(batch);
+    }
+    (format_rows(&sink.batches()), format_rows(&late))
 }
 
 /// Replay a changelog (`op|col|col…` lines) into the multiset of rows it describes; a
@@ -351,13 +443,4 @@ pub fn batches(rows: &[Row], cuts: &[usize]) -> Vec<Vec<Row>> {
         }
     }
     out
-}
-
-/// Hands out pre-cut batches.
-pub struct Batches(pub std::vec::IntoIter<RecordBatch>);
-
-impl Source for Batches {
-    fn next_batch(&mut self) -> weir_runtime::Result<Option<RecordBatch>> {
-        Ok(self.0.next())
-    }
 }

@@ -89,6 +89,11 @@ impl Connector for FileConnector {
         check_options(table)
     }
 
+    fn bounded(&self, table: &TableDef) -> bool {
+        // a followed file or a watched directory never ends
+        table.option("source.monitor-interval").is_none()
+    }
+
     fn open_source(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
         open_source(table, schema, ctx)
     }

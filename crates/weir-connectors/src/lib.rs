@@ -249,6 +249,22 @@ pub fn open_source_in(
     registry.open_source(table, schema, ctx)
 }
 
+/// Tables the host program feeds or collects, by table name: `channel` sources, and sinks for
+/// the table a query's dropped rows go to (its `'late_rows'` table).
+#[derive(Default)]
+pub struct Host {
+    /// Sources of tables read from the program.
+    pub sources: HashMap<String, ChannelSource>,
+    /// Sinks of tables written to the program.
+    pub sinks: HashMap<String, Box<dyn Sink>>,
+}
+
+impl From<HashMap<String, ChannelSource>> for Host {
+    fn from(sources: HashMap<String, ChannelSource>) -> Self {
+        Self { sources, sinks: HashMap::new() }
+    }
+}
+
 /// A runnable pipeline for `plan` whose `channel` tables are read from `host` (by table name),
 /// results to `sink` (e.g. a [`ChannelSink`]); other tables are opened as usual.
 pub fn build_pipeline_with(
@@ -257,7 +273,7 @@ pub fn build_pipeline_with(
     ctx: &ConnectorContext,
     host: HashMap<String, ChannelSource>,
 ) -> Result<Pipeline> {
-    build_pipeline_in(builtin(), plan, sink, ctx, host)
+    build_pipeline_in(builtin(), plan, sink, ctx, host.into())
 }
 
 /// [`build_pipeline_with`] with the connectors of `registry`: the one place a plan becomes a
@@ -267,9 +283,10 @@ pub fn build_pipeline_in(
     plan: &StreamPlan,
     sink: Box<dyn Sink>,
     ctx: &ConnectorContext,
-    mut host: HashMap<String, ChannelSource>,
+    host: Host,
 ) -> Result<Pipeline> {
-    let mut names: Vec<&str> = host.keys().map(String::as_str).collect();
+    let Host { sources: mut host, sinks: mut host_sinks } = host;
+    let mut names: Vec<&str> = host.keys().chain(host_sinks.keys()).map(String::as_str).collect();
     if let SinkNode::Table(t) = &plan.sink {
         // the caller gives the sink: the table's own connector does not open it
         names.push(&t.name);
@@ -295,7 +312,11 @@ pub fn build_pipeline_in(
         }
     }
     let pipeline = Pipeline::new(plan, sources, sink, Arc::clone(&ctx.metrics))?;
-    match open_late_rows_in(registry, plan, ctx)? {
+    let late = match plan.late_rows.as_ref().and_then(|t| host_sinks.remove(&t.name)) {
+        Some(sink) => Some(sink),
+        None => open_late_rows_in(registry, plan, ctx)?,
+    };
+    match late {
         Some(late) => pipeline.with_late_rows(plan, late),
         None => Ok(pipeline),
     }
@@ -323,7 +344,7 @@ pub fn open_sink_in(
 /// A runnable pipeline for `plan`: its source opened, results to `sink`, dropped rows to the
 /// source's `'late_rows'` table if it names one.
 pub fn build_pipeline(plan: &StreamPlan, sink: Box<dyn Sink>, ctx: &ConnectorContext) -> Result<Pipeline> {
-    build_pipeline_in(builtin(), plan, sink, ctx, HashMap::new())
+    build_pipeline_in(builtin(), plan, sink, ctx, Host::default())
 }
 
 /// Open the sink for the rows the operators drop, if the plan's source names one.

@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use datafusion_common::arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc::{Receiver, Sender};
-use weir_connectors::{build_pipeline_in, open_sink_in, validate_in, ChannelSink, ChannelSource, OutputFormat};
+use weir_connectors::{build_pipeline_in, open_sink_in, validate_in, ChannelSink, ChannelSource, Host, OutputFormat};
 use weir_runtime::checkpoint::{check_fingerprint, fingerprint, CheckpointConfig, CheckpointStore};
 use weir_runtime::{sink_schema, ConnectorRegistry};
 use weir_sql::{Planned, Planner, SinkNode, SqlError, StreamPlan};
@@ -225,7 +225,7 @@ impl Engine {
     pub fn validate(&self, plan: &StreamPlan, options: &RunOptions) -> Result<()> {
         let state = self.state();
         let ctx = state.context(options);
-        let host: Vec<&str> = state.sources.keys().map(String::as_str).collect();
+        let host: Vec<&str> = state.sources.keys().chain(state.sinks.keys()).map(String::as_str).collect();
         validate_in(&state.registry, plan, &ctx, &host).map_err(|e| EngineError::Runtime(RuntimeError::Source(e)))
     }
 
@@ -240,10 +240,15 @@ impl Engine {
     ) -> Result<impl std::future::Future<Output = weir_runtime::Result<()>> + Send + 'static> {
         let mut state = self.state();
         let ctx = state.context(&options);
-        let mut host = HashMap::new();
+        let mut host = Host::default();
         for node in plan.sources() {
             if let Some(source) = state.sources.remove(&node.table.name) {
-                host.insert(node.table.name.clone(), source);
+                host.sources.insert(node.table.name.clone(), source);
+            }
+        }
+        if let Some(late) = &plan.late_rows {
+            if let Some(sender) = state.sinks.get(&late.name) {
+                host.sinks.insert(late.name.clone(), Box::new(ChannelSink::new(sender.clone())));
             }
         }
         let checkpoint = match (options.checkpoint, &state.config.checkpoints) {
@@ -296,7 +301,8 @@ impl Engine {
     }
 
     /// Send the rows `INSERT INTO table` writes (a table declared `WITH (connector =
-    /// 'channel')`) to `sender`.
+    /// 'channel')`) to `sender`; also the rows a query drops, when `table` is the
+    /// `'late_rows'` table of its source.
     pub fn register_sink(&self, table: &str, sender: Sender<RecordBatch>) {
         self.state().sinks.insert(table.to_lowercase(), sender);
     }

@@ -340,6 +340,13 @@ pub trait ConnectorCatalog: Send + Sync + fmt::Debug {
     /// known and well-typed, and the connector's own checks pass. Files need not exist yet (a
     /// script may write one before reading it).
     fn check_table(&self, table: &TableDef) -> Result<(), ConnectorError>;
+
+    /// Whether the input of `table` ends (a file that is not followed, …): without a
+    /// watermark such a table can be read whole first, as the lookup table of a join.
+    fn bounded(&self, table: &TableDef) -> bool {
+        let _ = table;
+        false
+    }
 }
 
 #[cfg(test)]

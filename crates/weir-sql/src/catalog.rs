@@ -12,6 +12,9 @@ pub struct Catalog {
     tables: BTreeMap<String, TableDef>,
     /// Tables weir declares itself (the Nexmark generator's), until a user table replaces them.
     builtin: BTreeSet<String>,
+    /// Tables whose input ends (a file that is not followed): without a watermark, one can be
+    /// read whole first, as the lookup table of a join.
+    bounded: BTreeSet<String>,
 }
 
 impl Catalog {
@@ -20,14 +23,12 @@ impl Catalog {
         Self::default()
     }
 
-    /// Add a table. Fails if one with the same name exists, unless `replace`.
-    /// A built-in table counts as not there: declaring one of its name replaces it.
-    pub fn register(&mut self, table: TableDef, replace: bool, if_not_exists: bool) -> Result<()> {
-        if self.builtin.remove(&table.name) {
-            self.tables.insert(table.name.clone(), table);
-            return Ok(());
-        }
-        if self.tables.contains_key(&table.name) {
+    /// Add a table (`bounded`: its input ends, as its connector says). Fails if one with the
+    /// same name exists, unless `replace`. A built-in table counts as not there: declaring one
+    /// of its name replaces it.
+    pub fn register(&mut self, table: TableDef, bounded: bool, replace: bool, if_not_exists: bool) -> Result<()> {
+        let builtin = self.builtin.remove(&table.name);
+        if !builtin && self.tables.contains_key(&table.name) {
             if if_not_exists {
                 return Ok(());
             }
@@ -36,8 +37,19 @@ impl Catalog {
                     .with_hint("use CREATE OR REPLACE TABLE, or another name"));
             }
         }
+        if bounded {
+            self.bounded.insert(table.name.clone());
+        } else {
+            self.bounded.remove(&table.name);
+        }
         self.tables.insert(table.name.clone(), table);
         Ok(())
+    }
+
+    /// Whether the input of table `name` ends (so that, without a watermark, it can be read
+    /// whole first as a lookup table).
+    pub fn is_bounded(&self, name: &str) -> bool {
+        self.bounded.contains(name)
     }
 
     /// Add a table weir declares itself.

@@ -82,7 +82,12 @@ impl Planner {
         if def.connector() == Some("nexmark") {
             crate::nexmark::complete_table(&mut def).map_err(|e| SqlError::from(e).at(ct.location))?;
         }
-        self.catalog.register(def, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;
+        let bounded = match &self.connectors {
+            Some(connectors) => connectors.bounded(&def),
+            // without connectors, the planner's own knowledge: a file that is not followed
+            None => def.connector() == Some("file") && def.option("source.monitor-interval").is_none(),
+        };
+        self.catalog.register(def, bounded, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;
         Ok(Planned::CreatedTable(ct.name))
     }
 

@@ -300,7 +300,7 @@ impl PipelineBuilder<'_> {
                 right_until: ru,
                 condition: time_facts.join(" AND "),
             },
-            _ if is_static_table(&right) => JoinState::Lookup,
+            _ if self.is_static_table(&right) => JoinState::Lookup,
             _ => match self.join_ttl(&left, &right) {
                 Some(ttl) => JoinState::Regular {
                     state_ttl: Some(ttl),
@@ -308,7 +308,15 @@ impl PipelineBuilder<'_> {
                 },
                 None => {
                     let inner = matches!(join_type, JoinType::Inner);
-                    return Err(unbounded_join(&left, &right, left_until.is_some(), right_until.is_some(), inner));
+                    let lookups = [self.lookup_candidate(&left), self.lookup_candidate(&right)];
+                    return Err(unbounded_join(
+                        &left,
+                        &right,
+                        left_until.is_some(),
+                        right_until.is_some(),
+                        inner,
+                        lookups,
+                    ));
                 }
             },
         };
@@ -353,22 +361,38 @@ impl PipelineBuilder<'_> {
     }
 }
 
-/// A bounded table read whole, without a watermark: a file (with filters and projections).
-fn is_static_table(b: &Branch) -> bool {
-    // a followed file or a watched directory never ends: it cannot be read whole first
-    file_table(b).is_some_and(|t| t.watermark.is_none() && t.option("source.monitor-interval").is_none())
+impl PipelineBuilder<'_> {
+    /// A table read whole, without a watermark, with filters and projections over it: one
+    /// whose connector says its input ends (a file that is not followed).
+    fn is_static_table(&self, b: &Branch) -> bool {
+        self.lookup_candidate(b).is_some_and(|t| t.watermark.is_none())
+    }
+
+    /// The table a branch reads with only filters and projections over it, if its input ends
+    /// (so that, declared without a watermark, it could be a lookup table).
+    fn lookup_candidate<'b>(&self, b: &'b Branch) -> Option<&'b TableDef> {
+        file_table(b).filter(|t| self.catalog.is_bounded(&t.name))
+    }
 }
 
-/// The file table a branch reads with only filters and projections over it.
+/// The table a branch reads with only filters and projections over it (a candidate lookup
+/// table; whether its input ends is the catalog's to say).
 fn file_table(b: &Branch) -> Option<&TableDef> {
     let PlanInput::Source(s) = &b.input else { return None };
     let stateless = b.ops.iter().all(|op| matches!(op, StreamOp::Filter { .. } | StreamOp::Project { .. }));
-    (stateless && s.table.connector() == Some("file") && s.table.proctime.is_none()).then_some(&s.table)
+    (stateless && s.table.proctime.is_none()).then_some(&s.table)
 }
 
 /// The error for a join whose state nothing bounds (`inner`: an inner join, whose sides can
 /// be swapped).
-fn unbounded_join(left: &Branch, right: &Branch, left_bounded: bool, right_bounded: bool, inner: bool) -> SqlError {
+fn unbounded_join(
+    left: &Branch,
+    right: &Branch,
+    left_bounded: bool,
+    right_bounded: bool,
+    inner: bool,
+    lookups: [Option<&TableDef>; 2],
+) -> SqlError {
     let names = |b: &Branch| b.input.sources().iter().map(|s| s.table.name.clone()).collect::<Vec<_>>().join(", ");
     let which = match (left_bounded, right_bounded) {
         (false, false) => format!("both inputs ({} and {})", names(left), names(right)),
@@ -376,7 +400,7 @@ fn unbounded_join(left: &Branch, right: &Branch, left_bounded: bool, right_bound
         _ => format!("the right input ({})", names(right)),
     };
     // a file table could be a lookup table: say what keeps it from being one
-    let lookup = match (file_table(left), file_table(right)) {
+    let lookup = match (lookups[0], lookups[1]) {
         (Some(t), _) if t.watermark.is_none() && inner => format!(
             "a file table without a WATERMARK is read whole as a lookup table only on the right of a join: write \
              … FROM {} JOIN {} ON …; otherwise ",

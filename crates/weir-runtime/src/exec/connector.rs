@@ -36,6 +36,13 @@ pub trait Connector: Send + Sync {
         Ok(())
     }
 
+    /// Whether the input of `table` ends: without a watermark, such a table is read whole
+    /// first when it is the lookup table of a join. The default: it never ends.
+    fn bounded(&self, table: &TableDef) -> bool {
+        let _ = table;
+        false
+    }
+
     /// Open `table` for reading, producing batches of exactly `schema`'s columns (the ones the
     /// query needs, in that order).
     fn open_source(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
@@ -139,6 +146,10 @@ impl ConnectorCatalog for ConnectorRegistry {
 
     fn check_table(&self, table: &TableDef) -> Result<(), ConnectorError> {
         self.check(table)
+    }
+
+    fn bounded(&self, table: &TableDef) -> bool {
+        self.lookup(table).is_ok_and(|(_, c)| c.bounded(table))
     }
 }
 
