@@ -5,12 +5,13 @@
 //! `target/bench-data/`, then for each runs
 //!
 //! - DataFusion batch: `date_bin` + `GROUP BY`, one partition (one core);
-//! - weir in process on one thread (`Session`, one core);
+//! - weir in process (`Session`: the same loop as every front end, its source parsing on a task
+//!   of its own);
 //! - the `weir run` binary (source and operators on two threads), whose summary also gives
 //!   its peak memory, to show memory does not grow with the input;
 //!
 //! checks that all three agree, and prints events/second and the ratios. Then, per size, weir
-//! on one thread runs a 10 s hopping window sliding every 1 s (each row in ten windows): its
+//! in process runs a 10 s hopping window sliding every 1 s (each row in ten windows): its
 //! throughput next to the tumbling query's shows the per-row cost does not grow with
 //! size/slide; and a session window per auction (gap 1 s).
 //! `WEIR_BENCH_ROWS=200000 cargo bench --bench tumble` runs one smaller size.
@@ -251,7 +252,7 @@ fn main() {
     let _ = writeln!(
         report,
         "{:>9} | {:>18} | {:>18} | {:>6} | {:>22} | {:>9}",
-        "rows", "DataFusion batch", "weir, 1 thread", "ratio", "weir run, 2 threads", "peak mem"
+        "rows", "DataFusion batch", "weir in process", "ratio", "weir run", "peak mem"
     );
     let mut hops = Vec::new();
     let largest = sizes.iter().copied().max().unwrap_or(0);
@@ -283,11 +284,11 @@ fn main() {
     }
     let _ = writeln!(
         report,
-        "ratio = weir (1 thread) events/s / DataFusion batch events/s; Flink does about 0.5 M ev/s on this workload"
+        "ratio = weir in process events/s / DataFusion batch events/s; Flink does about 0.5 M ev/s on this workload"
     );
     let _ = writeln!(
         report,
-        "\n10-second HOP sliding every second (each row in 10 windows), same aggregates, weir on 1 thread"
+        "\n10-second HOP sliding every second (each row in 10 windows), same aggregates, weir in process"
     );
     let _ = writeln!(report, "and a SESSION window (gap 1s) per auction");
     let _ = writeln!(
