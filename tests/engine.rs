@@ -298,3 +298,53 @@ async fn a_user_connector_crashes_and_resumes_from_the_engines_checkpoints_exact
     assert!(insert(&ck, &out, usize::MAX).await);
     assert_eq!(published(&out), expected, "each window once, with the aggregate's state restored");
 }
+
+#[tokio::test]
+async fn a_refused_insert_leaves_its_output_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.csv");
+    std::fs::write(&path, "k,v\na,1\n").unwrap();
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let p = path.display();
+    engine
+        .sql(&format!(
+            "CREATE TABLE src (k VARCHAR, v BIGINT) WITH (connector = 'file', path = '{p}', format = 'csv');
+             CREATE TABLE dst (k VARCHAR, v BIGINT) WITH (connector = 'file', path = '{p}', format = 'csv')"
+        ))
+        .await
+        .unwrap();
+    let err = engine.sql("INSERT INTO dst SELECT k, v FROM src").await.unwrap_err();
+    assert!(err.to_string().contains("would overwrite"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "k,v\na,1\n", "checked before the file is opened");
+}
+
+#[tokio::test]
+async fn dropping_the_stream_stops_a_query_whose_program_is_quiet() {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    engine.sql(&format!("{TABLE} WITH (connector = 'channel')")).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    engine.register_source("t", rx);
+    tx.send(rows(0..10)).await.unwrap();
+    let mut changes = engine.query("SELECT k, v FROM t").await.unwrap();
+    assert!(matches!(changes.next().await, Some(Ok(Change::Rows { .. }))));
+    drop(changes);
+    // the program keeps its sender and sends nothing: the query still lets go of the channel
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while !tx.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    closed.await.expect("the cancelled query dropped its receiver");
+}
+
+#[tokio::test]
+async fn a_channel_table_is_refused_with_checkpoints_and_stays_registered() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(EngineConfig::default().with_checkpoints(dir.path().to_str().unwrap())).unwrap();
+    engine.sql(&format!("{TABLE} WITH (connector = 'channel')")).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    engine.register_source("t", rx);
+    let err = engine.query("SELECT k, v FROM t").await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("cannot be checkpointed yet"), "{err}");
+    assert!(!tx.is_closed(), "the receiver is still registered");
+}

@@ -11,6 +11,9 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use weir_plan::{ConnectorSpec, TableDef};
 use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Sink, Source};
 
+/// How long a channel source waits for the program before it hands on an empty batch.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A source fed by the host program: each batch received is a batch of the table's rows, with
 /// the table's declared columns (by name, in any order; extra columns are ignored). The input
 /// ends when every sender is dropped.
@@ -89,14 +92,14 @@ impl Connector for ChannelConnector {
 
     fn open_sink(&self, table: &TableDef, _: SchemaRef, _: &ConnectorContext) -> Result<Box<dyn Sink>> {
         Err(RuntimeError::Sink(format!(
-            "table '{}' is written to the host program (connector 'channel'): give a ChannelSink for it",
+            "table '{}' is written to the host program (connector 'channel'): give a sender with Engine::register_sink",
             table.name
         )))
     }
 
     fn open_source(&self, table: &TableDef, _: SchemaRef, _: &ConnectorContext) -> Result<Box<dyn Source>> {
         Err(RuntimeError::Source(format!(
-            "table '{}' is read from the host program (connector 'channel'): run the query with build_pipeline_with, giving a ChannelSource for it",
+            "table '{}' is read from the host program (connector 'channel'): give its rows with Engine::register_source (or a ChannelSource to build_pipeline_with)",
             table.name
         )))
     }
@@ -104,8 +107,19 @@ impl Connector for ChannelConnector {
 
 impl Source for ChannelSource {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        // the pipeline reads on a blocking thread, where waiting is allowed
-        match self.receiver.blocking_recv() {
+        // the pipeline reads on a blocking thread of a runtime, where waiting is allowed; it
+        // waits a little at a time, so a quiet program's table can go idle and a cancelled
+        // query stops reading
+        let received = match (tokio::runtime::Handle::try_current(), &self.schema) {
+            (Ok(handle), Some(schema)) => {
+                match handle.block_on(async { tokio::time::timeout(QUIET, self.receiver.recv()).await }) {
+                    Ok(received) => received,
+                    Err(_) => return Ok(Some(RecordBatch::new_empty(Arc::clone(schema)))),
+                }
+            }
+            _ => self.receiver.blocking_recv(),
+        };
+        match received {
             Some(batch) => self.select(batch).map(Some),
             None => Ok(None),
         }

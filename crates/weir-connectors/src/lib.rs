@@ -127,7 +127,7 @@ pub fn validate_in(
         }
         if source.connector() == Some("channel") {
             return Err(format!(
-                "table '{}' is read from the host program (connector 'channel'): run the query with build_pipeline_with, giving a ChannelSource for it",
+                "table '{}' is read from the host program (connector 'channel'): give its rows with Engine::register_source (or a ChannelSource to build_pipeline_with)",
                 source.name
             ));
         }

@@ -38,15 +38,18 @@ impl EngineConfig {
 
 /// Checkpoints of an engine's queries. Each query gets a directory of its own under `dir`,
 /// named by its fingerprint (the text of its plan), so running the same query again resumes
-/// it. Output tables become directories of part files, published by the checkpoint covering
-/// them (exactly-once).
+/// it; a query that had finished then has nothing left to do (delete its directory to run it
+/// afresh). Two runs of the same query at once would share the directory: run one at a time.
+/// Output tables become directories of part files, published by the checkpoint covering them
+/// (exactly-once). `SET checkpoint.interval`, `checkpoint.guarantee` and `checkpoint.retain`
+/// in the session go before these values.
 #[derive(Debug, Clone)]
 pub struct CheckpointSettings {
     /// Where checkpoints go: a directory, or a `file://` or `s3://` URL.
     pub dir: String,
     /// Time between the end of one checkpoint and the start of the next (default 10 s).
     pub interval: Duration,
-    /// Exactly-once (inputs aligned at each checkpoint, the default) or at-least-once.
+    /// Exactly-once (the default), or Flink's at-least-once (which behaves the same here).
     pub guarantee: Guarantee,
     /// How many complete checkpoints to keep (default 3).
     pub retain: usize,

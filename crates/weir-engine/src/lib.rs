@@ -114,7 +114,8 @@ impl Engine {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // a panic while the lock was held cannot leave the session half-changed: every
+        // a panic while the lock was held (in a user connector opening a table) leaves the
+        // session usable: its parts are each replaced whole
         // change is a single assignment, so the state is usable
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -128,8 +129,11 @@ impl Engine {
             match p {
                 Planned::CreatedTable(_) | Planned::Set { .. } => {}
                 Planned::Insert(plan) => {
-                    let sink = self.table_sink(&plan, &RunOptions::default())?;
-                    self.run(&plan, sink, Arc::new(AtomicBool::new(false))).await?;
+                    // checked before the sink opens: opening a file sink empties the file
+                    let options = RunOptions::default();
+                    self.validate(&plan, &options)?;
+                    let sink = self.table_sink(&plan, &options)?;
+                    self.run_with(&plan, sink, Arc::new(AtomicBool::new(false)), options).await?;
                 }
                 Planned::Query(_) => {
                     return Err(EngineError::Usage("a SELECT returns rows: run it with Engine::query".into()))
@@ -225,8 +229,9 @@ impl Engine {
     pub fn validate(&self, plan: &StreamPlan, options: &RunOptions) -> Result<()> {
         let state = self.state();
         let ctx = state.context(options);
-        let host: Vec<&str> = state.sources.keys().chain(state.sinks.keys()).map(String::as_str).collect();
-        validate_in(&state.registry, plan, &ctx, &host).map_err(|e| EngineError::Runtime(RuntimeError::Source(e)))
+        let names = state.host_tables(plan);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        validate_in(&state.registry, plan, &ctx, &names).map_err(|e| EngineError::Runtime(RuntimeError::Source(e)))
     }
 
     /// Build the pipeline of `plan` now (so option and file errors come back at once) and
@@ -240,22 +245,36 @@ impl Engine {
     ) -> Result<impl std::future::Future<Output = weir_runtime::Result<()>> + Send + 'static> {
         let mut state = self.state();
         let ctx = state.context(&options);
+        let checkpoint = match (options.checkpoint, &state.config.checkpoints) {
+            (Some(c), _) => Some(c),
+            (None, Some(settings)) if options.checkpoints_from_config => {
+                Some(checkpoint_config(settings, state.planner.settings(), plan)?)
+            }
+            (None, _) => None,
+        };
+        let fed: Vec<String> = plan.sources().iter().filter_map(|node| state.source_key(&node.table.name)).collect();
+        if checkpoint.is_some() && !fed.is_empty() {
+            // checked before the receivers are taken, so that they stay registered
+            return Err(EngineError::Usage(format!(
+                "a query reading a table fed by the program ({}) cannot be checkpointed yet: its rows cannot be read again",
+                fed.join(", ")
+            )));
+        }
+        // the checks that can fail come before the receivers are taken, so they stay registered
+        let names = state.host_tables(plan);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        validate_in(&state.registry, plan, &ctx, &names).map_err(|e| EngineError::Runtime(RuntimeError::Source(e)))?;
         let mut host = Host::default();
         for node in plan.sources() {
-            if let Some(source) = state.sources.remove(&node.table.name) {
+            if let Some(source) = state.source_key(&node.table.name).and_then(|k| state.sources.remove(&k)) {
                 host.sources.insert(node.table.name.clone(), source);
             }
         }
         if let Some(late) = &plan.late_rows {
-            if let Some(sender) = state.sinks.get(&late.name) {
+            if let Some(sender) = state.sink_key(&late.name).and_then(|k| state.sinks.get(&k)) {
                 host.sinks.insert(late.name.clone(), Box::new(ChannelSink::new(sender.clone())));
             }
         }
-        let checkpoint = match (options.checkpoint, &state.config.checkpoints) {
-            (Some(c), _) => Some(c),
-            (None, Some(settings)) if options.checkpoints_from_config => Some(checkpoint_config(settings, plan)?),
-            (None, _) => None,
-        };
         let mut pipeline = build_pipeline_in(&state.registry, plan, sink, &ctx, host)?;
         if let Some(config) = checkpoint {
             pipeline = pipeline.with_checkpoints(config, plan.to_string())?;
@@ -268,7 +287,7 @@ impl Engine {
     pub fn table_sink(&self, plan: &StreamPlan, options: &RunOptions) -> Result<Box<dyn Sink>> {
         let state = self.state();
         if let SinkNode::Table(t) = &plan.sink {
-            if let Some(sender) = state.sinks.get(&t.name) {
+            if let Some(sender) = state.sink_key(&t.name).and_then(|k| state.sinks.get(&k)) {
                 return Ok(Box::new(ChannelSink::new(sender.clone())));
             }
         }
@@ -296,15 +315,16 @@ impl Engine {
     /// Feed the table `table` (declared `WITH (connector = 'channel')`) from `receiver`: each
     /// batch received is a batch of its rows (columns matched by name), and its input ends
     /// when every sender is dropped. The next query reading the table takes the receiver.
+    /// `table` is matched as SQL does: `"Orders"` (quoted) as written, otherwise in lower case.
     pub fn register_source(&self, table: &str, receiver: Receiver<RecordBatch>) {
-        self.state().sources.insert(table.to_lowercase(), ChannelSource::new(table.to_lowercase(), receiver));
+        self.state().sources.insert(table.to_string(), ChannelSource::new(table, receiver));
     }
 
     /// Send the rows `INSERT INTO table` writes (a table declared `WITH (connector =
     /// 'channel')`) to `sender`; also the rows a query drops, when `table` is the
     /// `'late_rows'` table of its source.
     pub fn register_sink(&self, table: &str, sender: Sender<RecordBatch>) {
-        self.state().sinks.insert(table.to_lowercase(), sender);
+        self.state().sinks.insert(table.to_string(), sender);
     }
 
     /// Add a connector (or replace one of the same name): `CREATE TABLE … WITH (connector =
@@ -353,6 +373,33 @@ impl Default for Engine {
 }
 
 impl State {
+    /// The key a program registered the channel source of table `name` under: the name as
+    /// written, or one that is the same in lower case (an unquoted name).
+    fn source_key(&self, name: &str) -> Option<String> {
+        registered_key(self.sources.keys(), name)
+    }
+
+    /// The same for channel sinks.
+    fn sink_key(&self, name: &str) -> Option<String> {
+        registered_key(self.sinks.keys(), name)
+    }
+
+    /// The tables of `plan` the program feeds or collects (by their names in the plan).
+    fn host_tables(&self, plan: &StreamPlan) -> Vec<String> {
+        let mut names: Vec<String> = plan
+            .sources()
+            .iter()
+            .map(|node| node.table.name.clone())
+            .filter(|n| self.source_key(n).is_some())
+            .collect();
+        let written = plan.late_rows.iter().chain(match &plan.sink {
+            SinkNode::Table(t) => Some(t),
+            SinkNode::Client => None,
+        });
+        names.extend(written.map(|t| t.name.clone()).filter(|n| self.sink_key(n).is_some()));
+        names
+    }
+
     /// What the connectors of a run need: the batch size, where files are, whether output
     /// tables are written as part files, the counters.
     fn context(&self, options: &RunOptions) -> ConnectorContext {
@@ -404,16 +451,24 @@ impl RunOptions {
     }
 }
 
+fn registered_key<'a>(mut keys: impl Iterator<Item = &'a String>, name: &str) -> Option<String> {
+    keys.find(|k| k.as_str() == name || k.to_lowercase() == name).cloned()
+}
+
 /// Where a query's checkpoints go: a directory per query under the configured one, named by
 /// the query's fingerprint, so the same query resumes from its own newest checkpoint.
-fn checkpoint_config(settings: &CheckpointSettings, plan: &StreamPlan) -> Result<CheckpointConfig> {
+fn checkpoint_config(settings: &CheckpointSettings, session: &Settings, plan: &StreamPlan) -> Result<CheckpointConfig> {
     let fingerprint = fingerprint(&plan.to_string());
     let dir = format!("{}/{}", settings.dir.trim_end_matches('/'), fingerprint);
-    let store = CheckpointStore::open(&dir)?.with_retain(settings.retain);
+    // `SET checkpoint.*` in the session goes before the configuration's values
+    let interval = session.checkpoint_interval.unwrap_or(settings.interval);
+    let guarantee = session.checkpoint_guarantee.unwrap_or(settings.guarantee);
+    let retain = session.checkpoint_retain.unwrap_or(settings.retain);
+    let store = CheckpointStore::open(&dir)?.with_retain(retain);
     let restore = store.latest()?;
     if let Some(r) = &restore {
         check_fingerprint(r, &fingerprint)?;
         tracing::info!(checkpoint = r.manifest.id, location = %r.location, "resuming");
     }
-    Ok(CheckpointConfig { store, interval: settings.interval, guarantee: settings.guarantee, fingerprint, restore })
+    Ok(CheckpointConfig { store, interval, guarantee, fingerprint, restore })
 }
