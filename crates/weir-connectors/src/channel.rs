@@ -98,11 +98,16 @@ impl Connector for ChannelConnector {
     }
 
     fn open_source(&self, table: &TableDef, _: SchemaRef, _: &ConnectorContext) -> Result<Box<dyn Source>> {
-        Err(RuntimeError::Source(format!(
-            "table '{}' is read from the host program (connector 'channel'): give its rows with Engine::register_source (or a ChannelSource to build_pipeline_with)",
-            table.name
-        )))
+        Err(RuntimeError::Source(not_fed(table)))
     }
+}
+
+/// The error for a `channel` table read without the program feeding it.
+pub(crate) fn not_fed(table: &TableDef) -> String {
+    format!(
+        "table '{}' is read from the host program (connector 'channel'): give its rows with Engine::register_source (or a ChannelSource to build_pipeline_with)",
+        table.name
+    )
 }
 
 impl Source for ChannelSource {

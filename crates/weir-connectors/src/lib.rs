@@ -126,10 +126,7 @@ pub fn validate_in(
             continue;
         }
         if source.connector() == Some("channel") {
-            return Err(format!(
-                "table '{}' is read from the host program (connector 'channel'): give its rows with Engine::register_source (or a ChannelSource to build_pipeline_with)",
-                source.name
-            ));
+            return Err(channel::not_fed(source));
         }
         check_readable(registry, source)?;
         if is_file_table(source) {

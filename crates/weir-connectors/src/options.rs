@@ -44,18 +44,6 @@ pub struct FileOptions {
     pub monitor: Option<std::time::Duration>,
 }
 
-/// Options of `stdin`; `file` takes these plus `path`.
-const FORMAT_OPTIONS: &[&str] = &[
-    "connector",
-    "format",
-    "bad_data",
-    "dead_letter",
-    "csv.ignore-parse-errors",
-    "json.ignore-parse-errors",
-    "csv.field-delimiter",
-    "delimiter",
-];
-
 fn truthy(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" | "on" => Ok(true),
@@ -139,13 +127,11 @@ impl FileOptions {
         if stdin && !is_source {
             return Err(format!("table '{name}': connector 'stdin' can only be read from"));
         }
-        let connector = if stdin { "stdin" } else { "file" };
-        let mut known: Vec<&str> = FORMAT_OPTIONS.to_vec();
-        if !stdin {
-            known.insert(1, "path");
-            known.push("source.monitor-interval");
-        }
-        known.extend(weir_plan::TABLE_OPTIONS.iter().map(|o| o.name));
+        use weir_runtime::Connector;
+        let spec = if stdin { crate::StdinConnector.spec() } else { crate::FileConnector.spec() };
+        let connector = spec.name;
+        let mut known: Vec<&str> = vec!["connector"];
+        known.extend(spec.options.iter().chain(weir_plan::TABLE_OPTIONS).map(|o| o.name));
         for key in table.options.keys() {
             if !known.contains(&key.as_str()) {
                 return Err(format!(

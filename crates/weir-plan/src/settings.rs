@@ -223,7 +223,7 @@ pub fn check_setting(key: &str, value: &str) -> Result<(String, String), PlanErr
 }
 
 /// An allowed lateness: a duration, zero allowed.
-fn lateness(what: &str, value: &str) -> Result<i64, PlanError> {
+pub fn lateness(what: &str, value: &str) -> Result<i64, PlanError> {
     parse_duration(value).map_err(|e| PlanError::new(format!("{what}: {e}")))
 }
 
@@ -247,7 +247,8 @@ pub fn early_emit(value: &str) -> Result<EarlyEmit, PlanError> {
     }
 }
 
-fn positive_duration(what: &str, value: &str) -> Result<i64, PlanError> {
+/// A duration longer than zero; errors name `what`.
+pub fn positive_duration(what: &str, value: &str) -> Result<i64, PlanError> {
     match parse_duration(value) {
         Ok(n) if n > 0 => Ok(n),
         Ok(_) => Err(PlanError::new(format!("{what} must be longer than zero"))),

@@ -9,17 +9,12 @@ pub use weir_plan::duration::parse_duration;
 pub use weir_plan::settings::{check_setting, early_emit, MAX_BATCH_SIZE, SETTINGS};
 pub use weir_plan::{EarlyEmit, Settings, TABLE_OPTIONS};
 
-/// An allowed lateness: a duration, zero allowed.
 fn lateness(what: &str, value: &str) -> Result<i64> {
-    parse_duration(value).map_err(|e| SqlError::plan(format!("{what}: {e}")))
+    Ok(weir_plan::settings::lateness(what, value)?)
 }
 
 fn positive_duration(what: &str, value: &str) -> Result<i64> {
-    match parse_duration(value) {
-        Ok(n) if n > 0 => Ok(n),
-        Ok(_) => Err(SqlError::plan(format!("{what} must be longer than zero"))),
-        Err(e) => Err(SqlError::plan(format!("{what}: {e}"))),
-    }
+    Ok(weir_plan::settings::positive_duration(what, value)?)
 }
 
 /// Check the values of the engine options a table declares.

@@ -33,10 +33,11 @@ pub(crate) struct Taken {
     pub(crate) finished: bool,
 }
 
-struct Aligning {
+/// A checkpoint being taken.
+struct Pending {
     id: u64,
     started: Instant,
-    /// Each input's state at its barrier.
+    /// Each input's position it covers.
     got: Vec<Option<serde_json::Value>>,
 }
 
@@ -49,7 +50,7 @@ pub(crate) struct Coordinator {
     query: String,
     next_id: u64,
     last_done: Instant,
-    aligning: Option<Aligning>,
+    pending: Option<Pending>,
     /// The position of each input that ended.
     ended: Vec<Option<serde_json::Value>>,
     /// A checkpoint to take when asked to stop, then stop.
@@ -75,7 +76,7 @@ impl Coordinator {
             query,
             next_id: last + 1,
             last_done: Instant::now(),
-            aligning: None,
+            pending: None,
             ended: vec![None; inputs],
             stopping: false,
             metrics,
@@ -87,7 +88,7 @@ impl Coordinator {
         if stop {
             self.stopping = true;
         }
-        if self.aligning.is_some() {
+        if self.pending.is_some() {
             return true;
         }
         if !stop && now.saturating_duration_since(self.last_done) < self.interval {
@@ -97,7 +98,7 @@ impl Coordinator {
         self.next_id += 1;
         let got = self.ended.clone();
         tracing::debug!(checkpoint = id, "checkpoint due");
-        self.aligning = Some(Aligning { id, started: now, got });
+        self.pending = Some(Pending { id, started: now, got });
         true
     }
 
@@ -108,7 +109,7 @@ impl Coordinator {
 
     /// Input `i` ended at `position`.
     pub(crate) fn ended(&mut self, i: usize, position: serde_json::Value) {
-        if let Some(a) = &mut self.aligning {
+        if let Some(a) = &mut self.pending {
             a.got[i].get_or_insert_with(|| position.clone());
         }
         self.ended[i] = Some(position);
@@ -117,7 +118,7 @@ impl Coordinator {
     /// The checkpoint being taken covers each input up to `positions` (its position after
     /// the last batch the operator task took from it); inputs that ended keep their end.
     pub(crate) fn positions(&mut self, positions: &[Option<serde_json::Value>]) -> Result<()> {
-        let Some(a) = &mut self.aligning else {
+        let Some(a) = &mut self.pending else {
             return Err(RuntimeError::Internal("source positions with no checkpoint due".into()));
         };
         for (got, position) in a.got.iter_mut().zip(positions) {
@@ -128,10 +129,10 @@ impl Coordinator {
         Ok(())
     }
 
-    /// The id of the checkpoint about to be written: the one being aligned, or (for the final
+    /// The id of the checkpoint about to be written: the one being taken, or (for the final
     /// checkpoint of a finished query, taken without barriers) the next.
     pub(crate) fn finish_id(&mut self) -> u64 {
-        let id = self.aligning.as_ref().map_or(self.next_id, |a| a.id);
+        let id = self.pending.as_ref().map_or(self.next_id, |a| a.id);
         self.next_id = self.next_id.max(id + 1);
         id
     }
@@ -154,10 +155,10 @@ impl Coordinator {
     /// Write checkpoint `id` (from [`Self::finish_id`]) whose barriers have all arrived (or,
     /// with `taken.finished`, the final one); the caller then commits the sinks.
     pub(crate) fn write(&mut self, id: u64, taken: Taken) -> Result<()> {
-        let (started, got) = match self.aligning.take() {
+        let (started, got) = match self.pending.take() {
             Some(a) if a.id == id => (a.started, a.got),
             None if taken.finished => (Instant::now(), self.ended.clone()),
-            _ => return Err(RuntimeError::Internal(format!("checkpoint {id} written before it was aligned"))),
+            _ => return Err(RuntimeError::Internal(format!("checkpoint {id} written before it was due"))),
         };
         let sources = got
             .into_iter()
