@@ -28,6 +28,7 @@ impl Connector for Ticks {
             source: true,
             sink: false,
             loose_keys: false,
+            metadata: vec![],
             options: vec![
                 OptionSpec::new("count", OptionType::Positive, "how many ticks").required(),
                 OptionSpec::new("step", OptionType::Duration, "event time between ticks").default("1 s"),

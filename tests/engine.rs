@@ -198,6 +198,7 @@ impl Connector for RowsConnector {
             source: true,
             sink: false,
             loose_keys: false,
+            metadata: vec![],
             options: vec![weir_engine::OptionSpec::new("count", weir_engine::OptionType::Positive, "rows").required()],
         }
     }

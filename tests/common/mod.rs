@@ -161,7 +161,7 @@ impl Feed {
 
 impl Connector for Feed {
     fn spec(&self) -> ConnectorSpec {
-        ConnectorSpec { name: "feed", doc: "test rows", source: true, sink: false, loose_keys: false, options: vec![] }
+        ConnectorSpec { name: "feed", doc: "test rows", source: true, sink: false, loose_keys: false, options: vec![], metadata: vec![] }
     }
 
     fn bounded(&self, _: &TableDef) -> bool {

@@ -86,6 +86,7 @@ impl Connector for ChannelConnector {
             source: true,
             sink: true,
             loose_keys: false,
+            metadata: vec![],
             options: vec![],
         }
     }

@@ -454,6 +454,7 @@ impl Connector for DatagenConnector {
             source: true,
             sink: false,
             loose_keys: false,
+            metadata: vec![],
             options: vec![
                 OptionSpec::new("rows-per-second", OptionType::Positive, "pacing on the wall clock")
                     .default("10000"),
@@ -509,7 +510,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         opts.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        TableDef { name: "g".into(), schema: Some(schema), watermark: None, proctime: None, options: opts }
+        TableDef { name: "g".into(), schema: Some(schema), options: opts, ..TableDef::default() }
     }
 
     fn drain(source: &mut DatagenSource) -> Vec<RecordBatch> {

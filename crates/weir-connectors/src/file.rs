@@ -81,6 +81,7 @@ impl Connector for FileConnector {
             source: true,
             sink: true,
             loose_keys: false,
+            metadata: vec![],
             options,
         }
     }

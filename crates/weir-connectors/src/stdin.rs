@@ -19,6 +19,7 @@ impl Connector for StdinConnector {
             source: true,
             sink: false,
             loose_keys: false,
+            metadata: vec![],
             options: format_options(),
         }
     }

@@ -161,6 +161,22 @@ pub struct ConnectorSpec {
     pub loose_keys: bool,
     /// Its own options (the [`TABLE_OPTIONS`] are accepted too).
     pub options: Vec<OptionSpec>,
+    /// The metadata its tables can declare as columns (`col TYPE METADATA FROM 'key'`).
+    pub metadata: Vec<MetadataSpec>,
+}
+
+/// A value a connector knows about each row, which a table can declare as a metadata column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetadataSpec {
+    /// The key (`METADATA FROM 'key'`).
+    pub key: &'static str,
+    /// The SQL types a column of it may have, the first being Flink's.
+    pub types: &'static [&'static str],
+    /// Whether an `INSERT INTO` the table can set it (otherwise the column must be `VIRTUAL`
+    /// when the table is written to).
+    pub writable: bool,
+    /// One line saying what it is.
+    pub doc: &'static str,
 }
 
 impl ConnectorSpec {
@@ -197,6 +213,45 @@ impl ConnectorSpec {
                 option: key.clone(),
                 message,
             })?;
+        }
+        for m in &table.metadata {
+            let Some(spec) = self.metadata.iter().find(|s| s.key == m.key) else {
+                let keys = self.metadata.iter().map(|s| s.key);
+                return Err(ConnectorError::Invalid {
+                    option: None,
+                    message: match closest(&m.key, keys.clone()) {
+                        Some(s) => format!(
+                            "table '{}': column '{}': connector '{}' has no metadata '{}' (did you mean '{s}'?)",
+                            table.name, m.column, self.name, m.key
+                        ),
+                        None if self.metadata.is_empty() => format!(
+                            "table '{}': column '{}': connector '{}' has no metadata columns",
+                            table.name, m.column, self.name
+                        ),
+                        None => format!(
+                            "table '{}': column '{}': connector '{}' has no metadata '{}' (it has: {})",
+                            table.name,
+                            m.column,
+                            self.name,
+                            m.key,
+                            keys.collect::<Vec<_>>().join(", ")
+                        ),
+                    },
+                });
+            };
+            let field = table.schema.as_ref().and_then(|s| s.field_with_name(&m.column).ok());
+            if let Some(field) = field {
+                let got = crate::table::sql_type_name(field.data_type());
+                if !spec.types.contains(&got.as_str()) {
+                    return Err(ConnectorError::invalid(format!(
+                        "table '{}': metadata column '{}' ('{}') is {got}, but it can be {}",
+                        table.name,
+                        m.column,
+                        m.key,
+                        spec.types.join(" or ")
+                    )));
+                }
+            }
         }
         let set = |o: &OptionSpec| table.options.keys().any(|k| self.option(k).is_some_and(|s| s.name == o.name));
         if let Some(missing) = self.options.iter().find(|o| o.required && !set(o)) {
@@ -360,6 +415,7 @@ mod tests {
             watermark: None,
             proctime: None,
             options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            metadata: Vec::new(),
         }
     }
 
@@ -370,6 +426,7 @@ mod tests {
             source: true,
             sink: true,
             loose_keys: false,
+            metadata: vec![],
             options: vec![
                 OptionSpec::new("path", OptionType::Path, "the file").required(),
                 OptionSpec::new("format", OptionType::Choice(&["csv", "json"]), "the format"),

@@ -32,7 +32,7 @@ pub mod plan;
 pub mod settings;
 mod table;
 
-pub use connector::{ConnectorCatalog, ConnectorError, ConnectorSpec, OptionSpec, OptionType, TABLE_OPTIONS};
+pub use connector::{ConnectorCatalog, ConnectorError, ConnectorSpec, MetadataSpec, OptionSpec, OptionType, TABLE_OPTIONS};
 pub use error::PlanError;
 pub use explain::{show, PlanNodeDescription};
 pub use plan::{
@@ -41,4 +41,4 @@ pub use plan::{
     WindowEmit, WindowKind, WindowSpec, MAX_SLICES_PER_WINDOW,
 };
 pub use settings::{Guarantee, Settings};
-pub use table::{schema_of, sql_type_name, TableDef, WatermarkDef};
+pub use table::{schema_of, sql_type_name, MetadataColumn, TableDef, WatermarkDef};

@@ -115,6 +115,7 @@ pub fn builtin_tables() -> Vec<TableDef> {
             watermark: Some(WatermarkDef { column: "date_time".into(), delay_nanos: WATERMARK_DELAY_NANOS }),
             proctime: None,
             options: BTreeMap::from([("connector".to_string(), "nexmark".to_string())]),
+            metadata: Vec::new(),
         })
         .collect()
 }
@@ -219,6 +220,7 @@ pub fn check_setting(option: &str, value: &str) -> Result<String> {
         watermark: None,
         proctime: None,
         options: BTreeMap::from([(key.clone(), value.trim().to_string())]),
+        metadata: Vec::new(),
     };
     NexmarkOptions::parse(&probe)
         .map_err(|e| PlanError::new(format!("SET nexmark.{key}: {}", e.trim_start_matches("table 'bid': "))))?;

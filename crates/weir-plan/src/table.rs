@@ -19,8 +19,21 @@ pub struct WatermarkDef {
     pub delay_nanos: i64,
 }
 
+/// A column filled from what the connector knows about each row rather than from its payload
+/// (Flink's `col TYPE METADATA [FROM 'key'] [VIRTUAL]`): a Kafka record's partition, offset,
+/// timestamp or key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetadataColumn {
+    /// The column.
+    pub column: String,
+    /// The connector's name for the value (`FROM 'key'`; the column's name when omitted).
+    pub key: String,
+    /// `VIRTUAL`: read only; an `INSERT INTO` the table does not give it.
+    pub is_virtual: bool,
+}
+
 /// A table (source or sink) declared in SQL.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct TableDef {
     /// Table name, normalised to lower case.
     pub name: String,
@@ -35,6 +48,8 @@ pub struct TableDef {
     pub proctime: Option<String>,
     /// The `WITH (…)` options, keys normalised to lower case, in declaration order.
     pub options: BTreeMap<String, String>,
+    /// The metadata columns, in declaration order (part of the schema).
+    pub metadata: Vec<MetadataColumn>,
 }
 
 impl TableDef {
@@ -73,6 +88,22 @@ impl TableDef {
         })
     }
 
+    /// The metadata column named `column`, if it is one.
+    pub fn metadata_column(&self, column: &str) -> Option<&MetadataColumn> {
+        self.metadata.iter().find(|m| m.column == column)
+    }
+
+    /// The columns an `INSERT INTO` the table gives: the declared ones without the `VIRTUAL`
+    /// metadata columns. `None` for a table declared without columns.
+    pub fn writable_schema(&self) -> Option<SchemaRef> {
+        let schema = self.schema.as_ref()?;
+        if !self.metadata.iter().any(|m| m.is_virtual) {
+            return Some(Arc::clone(schema));
+        }
+        let keep = |f: &&Arc<Field>| !self.metadata_column(f.name()).is_some_and(|m| m.is_virtual);
+        Some(Arc::new(Schema::new(schema.fields().iter().filter(keep).cloned().collect::<Vec<_>>())))
+    }
+
     /// How long the table's source may send nothing before it stops holding back the
     /// watermark of a `UNION ALL` (its `'idle_timeout'` option), in nanoseconds.
     pub fn idle_timeout(&self) -> Option<i64> {
@@ -85,8 +116,15 @@ impl TableDef {
             Some(s) => s
                 .fields()
                 .iter()
-                .map(|f| match &self.proctime {
-                    Some(p) if p == f.name() => format!("{p} AS PROCTIME()"),
+                .map(|f| match (&self.proctime, self.metadata_column(f.name())) {
+                    (Some(p), _) if p == f.name() => format!("{p} AS PROCTIME()"),
+                    (_, Some(m)) => format!(
+                        "{} {} METADATA FROM '{}'{}",
+                        f.name(),
+                        sql_type_name(f.data_type()),
+                        m.key,
+                        if m.is_virtual { " VIRTUAL" } else { "" }
+                    ),
                     _ => format!("{} {}", f.name(), sql_type_name(f.data_type())),
                 })
                 .collect::<Vec<_>>()
@@ -113,6 +151,7 @@ pub fn sql_type_name(t: &DataType) -> String {
         DataType::Float64 => "DOUBLE".into(),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
         DataType::Date32 => "DATE".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BYTES".into(),
         DataType::Timestamp(unit, _) => format!(
             "TIMESTAMP({})",
             match unit {

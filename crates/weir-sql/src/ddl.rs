@@ -74,7 +74,16 @@ impl Planner {
                 .with_hint("add WITH (connector = 'file', path = '…', format = 'csv')"));
         }
         let schema = if columns.is_empty() { None } else { Some(schema_of(columns)) };
-        let mut def = TableDef { name: ct.name.clone(), schema, watermark, proctime, options: ct.options.clone() };
+        let metadata = ct
+            .columns
+            .iter()
+            .filter_map(|c| {
+                let (key, is_virtual) = c.metadata.clone()?;
+                Some(weir_plan::MetadataColumn { column: c.name.clone(), key, is_virtual })
+            })
+            .collect();
+        let mut def =
+            TableDef { name: ct.name.clone(), schema, watermark, proctime, options: ct.options.clone(), metadata };
         check_table_options(&def).map_err(|e| e.at(ct.location))?;
         if let Some(connectors) = &self.connectors {
             connectors.check_table(&def).map_err(|e| crate::connectors::connector_error(e, &ct))?;

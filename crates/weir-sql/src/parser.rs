@@ -29,6 +29,9 @@ pub struct ColumnSpec {
     /// `name AS PROCTIME()`: a processing-time column, filled with the wall clock as rows
     /// arrive (its type is `TIMESTAMP(3)`, not read from the input).
     pub proctime: bool,
+    /// `METADATA [FROM 'key'] [VIRTUAL]`: the key (the column's name when omitted) and
+    /// whether it is virtual.
+    pub metadata: Option<(String, bool)>,
     /// Where the column is declared.
     pub location: Location,
 }
@@ -420,6 +423,7 @@ fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location)
                         data_type: SqlType::Timestamp(Some(3), TimezoneInfo::None),
                         nullable: false,
                         proctime: true,
+                        metadata: None,
                         location: t.span.start,
                     });
                     if parser.consume_token(&Token::Comma) {
@@ -438,13 +442,33 @@ fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location)
                 } else {
                     let _ = parser.parse_keyword(Keyword::NULL);
                 }
-                columns.push(ColumnSpec {
-                    name: ident_name(&ident),
-                    data_type,
-                    nullable,
-                    proctime: false,
-                    location: t.span.start,
-                });
+                let name = ident_name(&ident);
+                let metadata = if is_word(&parser.peek_token().token, "METADATA") {
+                    parser.next_token();
+                    let key = if parser.parse_keyword(Keyword::FROM) {
+                        let at = parser.next_token();
+                        match at.token {
+                            Token::SingleQuotedString(key) | Token::DoubleQuotedString(key) => key,
+                            other => {
+                                return Err(SqlError::syntax(format!(
+                                    "syntax error: expected the metadata key as a string, found '{other}'"
+                                ))
+                                .at(at.span.start)
+                                .with_hint(format!("{name} … METADATA FROM 'partition' VIRTUAL")))
+                            }
+                        }
+                    } else {
+                        name.clone()
+                    };
+                    let is_virtual = is_word(&parser.peek_token().token, "VIRTUAL");
+                    if is_virtual {
+                        parser.next_token();
+                    }
+                    Some((key, is_virtual))
+                } else {
+                    None
+                };
+                columns.push(ColumnSpec { name, data_type, nullable, proctime: false, metadata, location: t.span.start });
             }
             if parser.consume_token(&Token::Comma) {
                 // a trailing comma before ')' is tolerated

@@ -370,6 +370,9 @@ pub fn arrow_type(t: &SqlType) -> Result<DataType> {
         | SqlType::Text
         | SqlType::String(_) => DataType::Utf8,
         SqlType::Date => DataType::Date32,
+        SqlType::Bytea | SqlType::Bytes(_) | SqlType::Varbinary(_) | SqlType::Binary(_) | SqlType::Blob(_) => {
+            DataType::Binary
+        }
         SqlType::Timestamp(precision, tz) => {
             if !matches!(tz, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) {
                 return Err(SqlError::not_supported(format!("the column type {t}"))

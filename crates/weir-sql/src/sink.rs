@@ -13,7 +13,8 @@ use weir_plan::plan::StreamOp;
 
 /// Cast/rename the query's columns to the sink's declared columns, by position.
 pub(crate) fn sink_projection(def: &TableDef, input: &Arc<DFSchema>) -> Result<Option<StreamOp>> {
-    let Some(target) = &def.schema else {
+    // a VIRTUAL metadata column (a Kafka record's offset, …) is read only
+    let Some(target) = &def.writable_schema() else {
         return Ok(None);
     };
     if target.fields().len() != input.fields().len() {
@@ -22,7 +23,7 @@ pub(crate) fn sink_projection(def: &TableDef, input: &Arc<DFSchema>) -> Result<O
             def.name,
             input.fields().len(),
             target.fields().len(),
-            def.columns_text()
+            target.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
         )));
     }
     let mut exprs = Vec::new();

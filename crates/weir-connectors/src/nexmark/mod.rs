@@ -271,6 +271,7 @@ impl Connector for NexmarkConnector {
             source: true,
             sink: false,
             loose_keys: true,
+            metadata: vec![],
             options: vec![
                 OptionSpec::new(
                     "table",

@@ -295,8 +295,10 @@ impl TreeBuilder<'_> {
                 if cols.watermark.is_none() {
                     self.unwatermarked.push(index);
                 }
+                let idle = node.table.idle_timeout().map(|n| Duration::from_nanos(n.max(0) as u64));
                 let mut driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(self.metrics))
-                    .with_operator_metrics(self.metrics.register("Source", place));
+                    .with_operator_metrics(self.metrics.register("Source", place))
+                    .with_split_idle_timeout(idle);
                 if self.many {
                     driver = driver.without_watermark_metric();
                 }

@@ -1,9 +1,10 @@
 //! The edge between a connector and the pipeline: the `Source` and `Sink` traits connectors
 //! implement, and the watermark generator that runs at every source.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array};
 use datafusion_common::arrow::record_batch::RecordBatch;
@@ -29,6 +30,20 @@ pub trait Source: Send {
     fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
         let _ = position;
         Err(RuntimeError::Unsupported("this source cannot be read from a saved position".into()))
+    }
+
+    /// For a source reading several splits whose event times advance separately (a Kafka
+    /// topic's partitions): the split the batch just returned came from. The watermark is then
+    /// kept per split, and the source's is the minimum over the splits that are not idle.
+    /// `None` (the default): one watermark for the whole input.
+    fn split(&self) -> Option<u32> {
+        None
+    }
+
+    /// Every split the source reads now, including those that have brought nothing yet (they
+    /// hold the watermark back until they bring rows or are idle). See [`Source::split`].
+    fn splits(&self) -> Vec<u32> {
+        Vec::new()
     }
 }
 
@@ -138,6 +153,50 @@ impl WatermarkGenerator {
 struct DriverState {
     position: serde_json::Value,
     watermark: Option<WatermarkGenerator>,
+    /// The watermark of each split, for a source that reads several.
+    #[serde(default)]
+    splits: BTreeMap<u32, WatermarkGenerator>,
+}
+
+/// A split's watermark and when it last brought rows.
+struct SplitWatermark {
+    generator: WatermarkGenerator,
+    last_rows: Instant,
+}
+
+/// Per-split watermarks (see [`Source::split`]): the source's watermark is the minimum over
+/// the splits that brought rows within `idle` (all of them without an idle timeout).
+struct SplitWatermarks {
+    /// The source has said it reads splits.
+    on: bool,
+    delay: Nanos,
+    idle: Option<Duration>,
+    splits: BTreeMap<u32, SplitWatermark>,
+}
+
+impl SplitWatermarks {
+    fn active(&self, now: Instant) -> impl Iterator<Item = (&u32, &SplitWatermark)> {
+        let idle = self.idle;
+        self.splits.iter().filter(move |(_, s)| idle.is_none_or(|d| now.duration_since(s.last_rows) < d))
+    }
+
+    /// The minimum over the active splits other than `except`; `Nanos::MAX` if there are none.
+    fn others(&self, except: u32, now: Instant) -> Nanos {
+        self.active(now).filter(|(id, _)| **id != except).map(|(_, s)| s.generator.current()).min().unwrap_or(Nanos::MAX)
+    }
+
+    /// The source's watermark: the minimum over the active splits (none: no watermark).
+    fn combined(&self, now: Instant) -> Nanos {
+        self.active(now).map(|(_, s)| s.generator.current()).min().unwrap_or(NO_WATERMARK)
+    }
+
+    fn known(&mut self, ids: Vec<u32>, now: Instant) {
+        for id in ids {
+            self.splits
+                .entry(id)
+                .or_insert_with(|| SplitWatermark { generator: WatermarkGenerator::new(self.delay), last_rows: now });
+        }
+    }
 }
 
 /// Wraps a connector: stamps per-row watermarks, emits watermarks, drops the columns that were
@@ -146,6 +205,8 @@ pub struct SourceDriver {
     source: Box<dyn Source>,
     /// Index of the event-time column and the generator fed from it.
     watermark: Option<(usize, WatermarkGenerator)>,
+    /// The watermarks of each split, for a source that reads several.
+    splits: SplitWatermarks,
     output_columns: Option<Vec<usize>>,
     /// Attach each batch as read to the rows passed on (for the side output of dropped rows).
     keep_origin: bool,
@@ -171,6 +232,12 @@ impl SourceDriver {
         Self {
             source,
             watermark: watermark.map(|(column, delay)| (column, WatermarkGenerator::new(delay))),
+            splits: SplitWatermarks {
+                on: false,
+                delay: watermark.map_or(0, |(_, delay)| delay),
+                idle: None,
+                splits: BTreeMap::new(),
+            },
             output_columns,
             keep_origin: false,
             report_watermark: true,
@@ -189,7 +256,8 @@ impl SourceDriver {
             )));
         };
         let watermark = self.watermark.as_ref().map(|(_, g)| g.clone());
-        crate::state::checkpoint::to_json(&DriverState { position, watermark })
+        let splits = self.splits.splits.iter().map(|(id, s)| (*id, s.generator.clone())).collect();
+        crate::state::checkpoint::to_json(&DriverState { position, watermark, splits })
     }
 
     /// Continue from a state [`SourceDriver::checkpoint`] returned.
@@ -199,7 +267,21 @@ impl SourceDriver {
         if let (Some((_, g)), Some(saved)) = (&mut self.watermark, state.watermark) {
             *g = saved;
         }
+        let now = Instant::now();
+        self.splits.on |= !state.splits.is_empty();
+        self.splits.splits = state
+            .splits
+            .into_iter()
+            .map(|(id, generator)| (id, SplitWatermark { generator, last_rows: now }))
+            .collect();
         Ok(())
+    }
+
+    /// A split of the source (see [`Source::split`]) that brings no rows for `idle` stops
+    /// holding back its watermark, until it brings rows again.
+    pub fn with_split_idle_timeout(mut self, idle: Option<Duration>) -> Self {
+        self.splits.idle = idle;
+        self
     }
 
     /// Count this source's rows, batches, read time and watermark in `own`.
@@ -263,12 +345,37 @@ impl SourceDriver {
         };
         Metrics::add(&self.metrics.rows_in, batch.num_rows() as u64);
         tracing::trace!(rows = batch.num_rows(), "batch read");
-        let row_watermarks = match &mut self.watermark {
-            Some((i, g)) => {
+        let split = self.source.split();
+        let now = Instant::now();
+        // a source that reads splits says so with its first batch of rows
+        self.splits.on |= split.is_some();
+        let row_watermarks = match (&mut self.watermark, split) {
+            (Some(_), None) if self.splits.on => {
+                if batch.num_rows() > 0 {
+                    return Err(RuntimeError::Internal("a source that reads splits returned rows of none".into()));
+                }
+                Some(Arc::new(Int64Array::from(Vec::<i64>::new())))
+            }
+            (Some((i, _)), Some(split)) => {
+                // per split: a row's watermark is its split's, or a lower one of another split
+                let times = to_nanos(batch.column(*i))?;
+                self.splits.known(self.source.splits(), now);
+                let others = self.splits.others(split, now);
+                let entry = self.splits.splits.entry(split).or_insert_with(|| SplitWatermark {
+                    generator: WatermarkGenerator::new(self.splits.delay),
+                    last_rows: now,
+                });
+                if batch.num_rows() > 0 {
+                    entry.last_rows = now;
+                }
+                let own = entry.generator.observe(&times);
+                Some(Arc::new(Int64Array::from_iter_values(own.values().iter().map(|w| (*w).min(others)))))
+            }
+            (Some((i, g)), None) => {
                 let times: &ArrayRef = batch.column(*i);
                 Some(Arc::new(g.observe(&to_nanos(times)?)))
             }
-            None => None,
+            (None, _) => None,
         };
         let origin = self.keep_origin.then(|| Origin::whole(batch.clone()));
         let batch = match &self.output_columns {
@@ -278,7 +385,19 @@ impl SourceDriver {
         if batch.num_rows() > 0 {
             out.push(Message::Data(StreamBatch { batch, row_watermarks, kinds: None, origin }));
         }
-        if let Some(w) = self.watermark.as_mut().and_then(|(_, g)| g.advance()) {
+        let advanced = match (&mut self.watermark, split) {
+            (Some((_, g)), _) if self.splits.on => {
+                // the source's generator only remembers what it announced
+                let w = self.splits.combined(now);
+                (w > g.emitted).then(|| {
+                    g.emitted = w;
+                    w
+                })
+            }
+            (Some((_, g)), _) => g.advance(),
+            (None, _) => None,
+        };
+        if let Some(w) = advanced {
             if self.report_watermark {
                 self.metrics.watermark.store(w, Ordering::Relaxed);
             }
@@ -291,6 +410,67 @@ impl SourceDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion_common::arrow::array::TimestampNanosecondArray;
+    use datafusion_common::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    /// Batches of event times, each from a split.
+    struct Splits(Vec<(u32, Vec<i64>)>, Option<u32>);
+
+    impl Source for Splits {
+        fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+            if self.0.is_empty() {
+                return Ok(None);
+            }
+            let (split, times) = self.0.remove(0);
+            self.1 = Some(split);
+            let t = DataType::Timestamp(TimeUnit::Nanosecond, None);
+            let schema = Arc::new(Schema::new(vec![Field::new("t", t, false)]));
+            Ok(Some(RecordBatch::try_new(schema, vec![Arc::new(TimestampNanosecondArray::from(times))])?))
+        }
+        fn split(&self) -> Option<u32> {
+            self.1
+        }
+        fn splits(&self) -> Vec<u32> {
+            vec![0, 1]
+        }
+    }
+
+    fn poll(driver: &mut SourceDriver) -> (Vec<i64>, Option<Nanos>) {
+        let mut out = Vec::new();
+        driver.poll(&mut out).unwrap();
+        let mut rows = Vec::new();
+        let mut watermark = None;
+        for m in out {
+            match m {
+                Message::Data(b) => rows.extend(b.row_watermarks.unwrap().values().iter().copied()),
+                Message::Watermark(w) => watermark = Some(w),
+                _ => {}
+            }
+        }
+        (rows, watermark)
+    }
+
+    #[test]
+    fn the_watermark_of_splits_is_their_minimum_and_idle_splits_stop_holding_it() {
+        let batches = vec![(0, vec![100, 110]), (1, vec![50]), (0, vec![200]), (1, vec![60, 300])];
+        let metrics = Arc::new(Metrics::default());
+        let mut d = SourceDriver::new(Box::new(Splits(batches, None)), Some((0, 10)), None, metrics);
+        // split 1 has brought nothing yet: it holds the watermark back
+        assert_eq!(poll(&mut d), (vec![NO_WATERMARK, NO_WATERMARK], None));
+        assert_eq!(poll(&mut d), (vec![NO_WATERMARK], Some(40)));
+        // split 0 is ahead: its rows see split 1's watermark
+        assert_eq!(poll(&mut d), (vec![40], None));
+        assert_eq!(poll(&mut d), (vec![40, 50], Some(190)));
+
+        // an idle split does not hold it back
+        let batches = vec![(0, vec![100]), (0, vec![200])];
+        let metrics = Arc::new(Metrics::default());
+        let mut d = SourceDriver::new(Box::new(Splits(batches, None)), Some((0, 10)), None, metrics)
+            .with_split_idle_timeout(Some(Duration::from_millis(20)));
+        assert_eq!(poll(&mut d), (vec![NO_WATERMARK], None));
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(poll(&mut d), (vec![90], Some(190)));
+    }
 
     #[test]
     fn row_watermarks_are_prefix_maxima_minus_delay() {
