@@ -21,6 +21,8 @@ use weir_runtime::{Metrics, Result, RuntimeError};
 
 use crate::options::{BadRowPolicy, FileOptions};
 
+// (a Kafka record's dead letter: {"topic":"bids","partition":0,"offset":42,"error":…,"row":…})
+
 /// A source's policy for malformed rows, with its dead-letter file if it keeps them.
 pub struct BadRows {
     policy: Policy,
@@ -36,7 +38,12 @@ enum Policy {
 impl BadRows {
     /// The policy of a source with these options, counting in `metrics`.
     pub fn new(options: &FileOptions, metrics: &Arc<Metrics>) -> Self {
-        let policy = match &options.bad_rows {
+        Self::with_policy(&options.bad_rows, metrics)
+    }
+
+    /// A source's `policy`, counting in `metrics`.
+    pub fn with_policy(policy: &BadRowPolicy, metrics: &Arc<Metrics>) -> Self {
+        let policy = match policy {
             BadRowPolicy::Fail => Policy::Fail,
             BadRowPolicy::Skip => Policy::Skip,
             BadRowPolicy::DeadLetter(path) => Policy::DeadLetter(DeadLetter { path: path.clone(), file: None }),
@@ -47,9 +54,26 @@ impl BadRows {
     /// Row `line` of `source` is malformed for `why`; `row` gives its text (asked only when
     /// it is kept).
     pub fn handle(&mut self, source: &str, line: u64, why: &str, row: impl FnOnce() -> String) -> Result<()> {
+        self.handle_at(&format!("{source}:{line}"), At::Line { source, line }, why, row)
+    }
+
+    /// The record at `offset` of `partition` of Kafka topic `topic` is malformed for `why`.
+    pub fn handle_record(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        why: &str,
+        row: impl FnOnce() -> String,
+    ) -> Result<()> {
+        let place = format!("topic '{topic}' partition {partition} offset {offset}");
+        self.handle_at(&place, At::Record { topic, partition, offset }, why, row)
+    }
+
+    fn handle_at(&mut self, place: &str, at: At<'_>, why: &str, row: impl FnOnce() -> String) -> Result<()> {
         match &mut self.policy {
             Policy::DeadLetter(dead) => {
-                dead.write(source, line, why, &row())?;
+                dead.write(at, why, &row())?;
                 Metrics::add(&self.metrics.bad_rows_dead_lettered, 1);
                 Ok(())
             }
@@ -58,7 +82,7 @@ impl BadRows {
                 Ok(())
             }
             Policy::Fail => Err(RuntimeError::Source(format!(
-                "{source}:{line}: {why} (set bad_data = 'skip' on the table to skip such rows, or 'dead_letter' = 'FILE' to keep them there)"
+                "{place}: {why} (set bad_data = 'skip' on the table to skip such rows, or 'dead_letter' = 'FILE' to keep them there)"
             ))),
         }
     }
@@ -70,10 +94,20 @@ struct DeadLetter {
     file: Option<File>,
 }
 
+/// Where a malformed row was read.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum At<'a> {
+    /// A line of a file (or of standard input).
+    Line { source: &'a str, line: u64 },
+    /// A record of a Kafka topic.
+    Record { topic: &'a str, partition: i32, offset: i64 },
+}
+
 #[derive(serde::Serialize)]
 struct Entry<'a> {
-    source: &'a str,
-    line: u64,
+    #[serde(flatten)]
+    at: At<'a>,
     error: &'a str,
     row: &'a str,
 }
@@ -83,8 +117,8 @@ impl DeadLetter {
         RuntimeError::Source(format!("dead-letter file {}: {e}", self.path.display()))
     }
 
-    fn write(&mut self, source: &str, line: u64, error: &str, row: &str) -> Result<()> {
-        let mut text = serde_json::to_string(&Entry { source, line, error, row }).map_err(|e| self.error(e))?;
+    fn write(&mut self, at: At<'_>, error: &str, row: &str) -> Result<()> {
+        let mut text = serde_json::to_string(&Entry { at, error, row }).map_err(|e| self.error(e))?;
         text.push('\n');
         if self.file.is_none() {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -194,7 +194,7 @@ fn lookup<'a>(obj: &'a serde_json::Map<String, serde_json::Value>, name: &str) -
     obj.get(name).or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
-fn parse_line<'a>(
+pub(crate) fn parse_line<'a>(
     obj: &'a serde_json::Value,
     names: &[String],
     types: &[ColumnType],

@@ -23,6 +23,7 @@ mod datagen;
 mod dead_letter;
 mod file;
 mod json_source;
+pub mod kafka;
 mod live;
 pub mod nexmark;
 mod options;
@@ -50,6 +51,7 @@ pub use datagen::{DatagenOptions, DatagenSource};
 pub use dead_letter::BadRows;
 pub use file::FileConnector;
 pub use json_source::JsonSource;
+pub use kafka::KafkaConnector;
 pub use nexmark::NexmarkConnector;
 pub use options::{BadRowPolicy, FileFormat, FileOptions};
 pub use parquet_source::ParquetSource;
@@ -58,7 +60,8 @@ pub use sinks::{CollectSink, DiscardSink, FormatSink, OutputFormat, ParquetSink}
 pub use stdin::StdinConnector;
 pub use weir_runtime::{ConnectorContext, StartTime};
 
-/// A registry of the built-in connectors: `file`, `stdin`, `datagen`, `nexmark` and `channel`.
+/// A registry of the built-in connectors: `file`, `stdin`, `datagen`, `nexmark`, `channel` and
+/// `kafka`.
 /// Register more (user connectors) on it with [`ConnectorRegistry::register`].
 pub fn registry() -> ConnectorRegistry {
     let mut registry = ConnectorRegistry::new();
@@ -67,6 +70,7 @@ pub fn registry() -> ConnectorRegistry {
     registry.register(Arc::new(DatagenConnector));
     registry.register(Arc::new(NexmarkConnector));
     registry.register(Arc::new(ChannelConnector));
+    registry.register(Arc::new(KafkaConnector));
     registry
 }
 

@@ -180,6 +180,40 @@ impl FileOptions {
                 _ => return Err(format!("table '{name}': add a 'format' option (csv, json or parquet)")),
             },
         };
+        let bad_rows = bad_row_policy(table, is_source)?;
+        let dead_letter = table.option("dead_letter");
+        let delimiter = csv_delimiter(table)?;
+        let monitor = match table.option("source.monitor-interval") {
+            None => None,
+            Some(v) => match weir_plan::duration::parse_duration(v) {
+                Ok(n) if n > 0 => Some(std::time::Duration::from_nanos(n as u64)),
+                Ok(_) => return Err(format!("table '{name}': 'source.monitor-interval' must be longer than zero")),
+                Err(e) => return Err(format!("table '{name}': 'source.monitor-interval': {e}")),
+            },
+        };
+        if monitor.is_some() && format == FileFormat::Parquet {
+            return Err(format!(
+                "table '{name}': a parquet file cannot be followed as it grows ('source.monitor-interval' is for csv and json)"
+            ));
+        }
+        if is_source && !declared && format == FileFormat::Parquet && path.as_ref().is_some_and(|p| p.is_dir()) {
+            return Err(format!(
+                "table '{name}': reading a directory of parquet files is not supported yet (csv and json)"
+            ));
+        }
+        if dead_letter.is_some() && format == FileFormat::Parquet {
+            return Err(format!(
+                "table '{name}': a parquet file has no malformed rows to keep ('dead_letter' is for csv and json)"
+            ));
+        }
+        Ok(Self { path, format, bad_rows, delimiter, monitor })
+    }
+}
+
+/// The malformed-row policy of a table read from: `bad_data`, `dead_letter` and Flink's
+/// `csv.ignore-parse-errors` / `json.ignore-parse-errors`, checked together.
+pub(crate) fn bad_row_policy(table: &TableDef, is_source: bool) -> Result<BadRowPolicy, String> {
+    let name = &table.name;
         let dead_letter = table.option("dead_letter").map(PathBuf::from);
         if dead_letter.is_some() && !is_source {
             return Err(format!("table '{name}': 'dead_letter' is for tables read from (malformed input rows)"));
@@ -222,35 +256,16 @@ impl FileOptions {
                 }
             }
         }
-        let delimiter = match table.option("csv.field-delimiter").or(table.option("delimiter")) {
-            None => b',',
-            Some("\\t") => b'\t',
-            Some(d) if d.len() == 1 => d.as_bytes()[0],
-            Some(d) => return Err(format!("table '{name}': the CSV delimiter must be one character, got '{d}'")),
-        };
-        let monitor = match table.option("source.monitor-interval") {
-            None => None,
-            Some(v) => match weir_plan::duration::parse_duration(v) {
-                Ok(n) if n > 0 => Some(std::time::Duration::from_nanos(n as u64)),
-                Ok(_) => return Err(format!("table '{name}': 'source.monitor-interval' must be longer than zero")),
-                Err(e) => return Err(format!("table '{name}': 'source.monitor-interval': {e}")),
-            },
-        };
-        if monitor.is_some() && format == FileFormat::Parquet {
-            return Err(format!(
-                "table '{name}': a parquet file cannot be followed as it grows ('source.monitor-interval' is for csv and json)"
-            ));
-        }
-        if is_source && !declared && format == FileFormat::Parquet && path.as_ref().is_some_and(|p| p.is_dir()) {
-            return Err(format!(
-                "table '{name}': reading a directory of parquet files is not supported yet (csv and json)"
-            ));
-        }
-        if dead_letter.is_some() && format == FileFormat::Parquet {
-            return Err(format!(
-                "table '{name}': a parquet file has no malformed rows to keep ('dead_letter' is for csv and json)"
-            ));
-        }
-        Ok(Self { path, format, bad_rows, delimiter, monitor })
+    Ok(bad_rows)
+}
+
+/// The CSV field delimiter (`csv.field-delimiter`, or `delimiter`).
+pub(crate) fn csv_delimiter(table: &TableDef) -> Result<u8, String> {
+    let name = &table.name;
+    match table.option("csv.field-delimiter").or(table.option("delimiter")) {
+        None => Ok(b','),
+        Some("\\t") => Ok(b'\t'),
+        Some(d) if d.len() == 1 => Ok(d.as_bytes()[0]),
+        Some(d) => Err(format!("table '{name}': the CSV delimiter must be one character, got '{d}'")),
     }
 }

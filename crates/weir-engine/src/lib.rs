@@ -228,7 +228,7 @@ impl Engine {
     /// options, that no file is both read and written, that its channel sources are given.
     pub fn validate(&self, plan: &StreamPlan, options: &RunOptions) -> Result<()> {
         let state = self.state();
-        let ctx = state.context(options);
+        let ctx = state.context(options, plan);
         let names = state.host_tables(plan);
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         validate_in(&state.registry, plan, &ctx, &names).map_err(|e| EngineError::Runtime(RuntimeError::Source(e)))
@@ -244,7 +244,7 @@ impl Engine {
         options: RunOptions,
     ) -> Result<impl std::future::Future<Output = weir_runtime::Result<()>> + Send + 'static> {
         let mut state = self.state();
-        let ctx = state.context(&options);
+        let ctx = state.context(&options, plan);
         let checkpoint = match (options.checkpoint, &state.config.checkpoints) {
             (Some(c), _) => Some(c),
             (None, Some(settings)) if options.checkpoints_from_config => {
@@ -291,7 +291,7 @@ impl Engine {
                 return Ok(Box::new(ChannelSink::new(sender.clone())));
             }
         }
-        let ctx = state.context(options);
+        let ctx = state.context(options, plan);
         Ok(open_sink_in(&state.registry, plan, OutputFormat::Csv, &ctx)?)
     }
 
@@ -402,13 +402,19 @@ impl State {
 
     /// What the connectors of a run need: the batch size, where files are, whether output
     /// tables are written as part files, the counters.
-    fn context(&self, options: &RunOptions) -> ConnectorContext {
+    fn context(&self, options: &RunOptions, plan: &StreamPlan) -> ConnectorContext {
         let mut ctx = ConnectorContext::new(options.metrics.clone().unwrap_or_default());
         ctx.batch_size = options.batch_size.unwrap_or_else(|| self.planner.settings().batch_size());
         ctx.base_dir = options.base_dir.clone().or_else(|| self.config.base_dir.clone());
         ctx.checkpointing = options.checkpoint.is_some()
             || (options.checkpoints_from_config && self.config.checkpoints.is_some())
             || options.part_files;
+        ctx.state_dir = match (&options.checkpoint, &self.config.checkpoints) {
+            (Some(c), _) => c.store.local_dir().map(std::path::Path::to_path_buf),
+            (None, Some(settings)) if options.checkpoints_from_config => local_path(&settings.dir)
+                .map(|dir| std::path::Path::new(&dir).join(fingerprint(&plan.to_string()))),
+            (None, _) => None,
+        };
         ctx
     }
 }
@@ -453,6 +459,15 @@ impl RunOptions {
 
 fn registered_key<'a>(mut keys: impl Iterator<Item = &'a String>, name: &str) -> Option<String> {
     keys.find(|k| k.as_str() == name || k.to_lowercase() == name).cloned()
+}
+
+/// The local directory a checkpoint location names (a path or a `file://` URL).
+fn local_path(location: &str) -> Option<String> {
+    match location.split_once("://") {
+        None => Some(location.to_string()),
+        Some(("file", path)) => Some(path.to_string()),
+        Some(_) => None,
+    }
 }
 
 /// Where a query's checkpoints go: a directory per query under the configured one, named by

@@ -78,7 +78,8 @@ impl fmt::Display for OptionType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OptionSpec {
     /// The key as written in `WITH (…)`. A segment in angle brackets stands for any name
-    /// without dots: `fields.<column>.min` matches `fields.price.min`.
+    /// without dots: `fields.<column>.min` matches `fields.price.min`; a last one ending in
+    /// `*` for one or more: `properties.<key*>` matches `properties.bootstrap.servers`.
     pub name: &'static str,
     /// What values it takes.
     pub kind: OptionType,
@@ -114,8 +115,11 @@ impl OptionSpec {
             return self.name == key;
         }
         let (spec, given): (Vec<&str>, Vec<&str>) = (self.name.split('.').collect(), key.split('.').collect());
-        spec.len() == given.len()
+        let rest = spec.last().is_some_and(|s| s.ends_with("*>"));
+        let lengths_fit = if rest { given.len() >= spec.len() } else { spec.len() == given.len() };
+        lengths_fit
             && spec.iter().zip(&given).all(|(s, g)| if s.starts_with('<') { !g.is_empty() } else { s == g })
+            && given[spec.len().min(given.len())..].iter().all(|g| !g.is_empty())
     }
 }
 
@@ -453,6 +457,10 @@ mod tests {
         let err = spec().check(&table(&[("format", "csv")])).unwrap_err();
         assert_eq!(err.to_string(), "table 't': connector 'file' needs a 'path' option");
         assert!(spec().check(&table(&[("path", "x"), ("fields.a.min", "-3"), ("state_ttl", "1 h")])).is_ok());
+        let props = OptionSpec::new("properties.<key*>", OptionType::Text, "passed on");
+        assert!(props.matches("properties.bootstrap.servers") && props.matches("properties.acks"));
+        assert!(!props.matches("properties") && !props.matches("properties.") && !props.matches("propertie.acks"));
+        assert!(!props.matches("properties.a..b"));
         let err = spec().check(&table(&[("path", "x"), ("fields.a.min", "low")])).unwrap_err();
         assert_eq!(err.option(), Some("fields.a.min"));
         assert!(spec().check(&table(&[("path", "x"), ("fields..min", "1")])).is_err());

@@ -165,6 +165,9 @@ pub struct ConnectorContext {
     /// The query checkpoints: file tables are written as directories of part files, each
     /// published by the checkpoint that covers it.
     pub checkpointing: bool,
+    /// A local directory of the query's checkpoints, where sinks keep what they stage until
+    /// a checkpoint commits it (`None`: no checkpoints, or not on the local disk).
+    pub state_dir: Option<PathBuf>,
     /// When the query started: read when its first source opens, so that all its sources
     /// agree on it (paced generated tables of one query share one timeline). See
     /// [`ConnectorContext::start_time`].
@@ -174,7 +177,14 @@ pub struct ConnectorContext {
 impl ConnectorContext {
     /// Defaults: batches of 8192 rows, paths relative to the working directory.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { batch_size: 8192, base_dir: None, metrics, checkpointing: false, started: Arc::default() }
+        Self {
+            batch_size: 8192,
+            base_dir: None,
+            metrics,
+            checkpointing: false,
+            state_dir: None,
+            started: Arc::default(),
+        }
     }
 
     /// When the query started: now, the first time this is asked (its first source opens),

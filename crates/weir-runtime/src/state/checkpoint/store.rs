@@ -136,6 +136,11 @@ impl CheckpointStore {
         self
     }
 
+    /// The directory, when checkpoints are on the local disk.
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        self.local.as_deref()
+    }
+
     /// Where the checkpoints are, as given.
     pub fn display(&self) -> &str {
         &self.display

@@ -1,0 +1,534 @@
+//! Reading a Kafka topic: weir assigns itself every partition (no consumer-group rebalancing),
+//! cuts what arrives into batches of one partition each (a split, with its own watermark),
+//! and keeps the offset after the last record it handed on, per partition, as its checkpoint
+//! position.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion_common::arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, RecordBatchOptions, StringBuilder,
+};
+use datafusion_common::arrow::compute::cast;
+use datafusion_common::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use weir_plan::TableDef;
+use weir_runtime::{ConnectorContext, Result, RuntimeError, Source};
+
+use crate::column::{ColumnBuffer, Value};
+use crate::dead_letter::BadRows;
+use crate::kafka::format::Decoder;
+use crate::kafka::options::{KafkaOptions, StartAt, StopAt};
+use crate::live::LINGER;
+
+/// How long the brokers have to answer when the query starts.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What fills a column of the batches.
+#[derive(Debug, Clone, Copy)]
+enum Fill {
+    /// The value's field `i` (in the decoder's order).
+    Value(usize),
+    Topic,
+    Partition,
+    Offset,
+    Timestamp,
+    Key,
+}
+
+/// A column being filled.
+enum Column {
+    Typed(ColumnBuffer),
+    Bytes(BinaryBuilder),
+    Text(StringBuilder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+}
+
+/// A partition: its rows not handed on yet, and where it is.
+struct Partition {
+    columns: Vec<Column>,
+    rows: usize,
+    /// The offset after the last record read.
+    next: i64,
+    /// Where it ends (exclusive), in a bounded mode.
+    end: Option<i64>,
+    done: bool,
+}
+
+/// A Kafka topic read in batches.
+pub struct KafkaSource {
+    consumer: BaseConsumer,
+    topic: String,
+    options: KafkaOptions,
+    schema: SchemaRef,
+    fills: Vec<Fill>,
+    decoder: Decoder,
+    batch_size: usize,
+    partitions: BTreeMap<i32, Partition>,
+    /// Batches cut but not handed on, with their partition and the offset after them.
+    ready: VecDeque<(i32, RecordBatch, i64)>,
+    /// The offset after the last record handed on, per partition (the checkpoint position).
+    handed: BTreeMap<i32, i64>,
+    /// The partition of the batch last handed on.
+    last: Option<i32>,
+    /// Whether the partitions are assigned (on the first read, after a possible seek).
+    assigned: bool,
+    /// Offsets to resume from (a checkpoint's), instead of the startup mode.
+    resume: Option<BTreeMap<i32, i64>>,
+    next_discovery: Option<Instant>,
+    bad_rows: BadRows,
+}
+
+/// The offsets a checkpoint keeps: the next record to read, per partition.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Position {
+    topic: String,
+    offsets: BTreeMap<i32, i64>,
+}
+
+fn kafka_error(servers: &str, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Source(format!("kafka ({servers}): {e}"))
+}
+
+impl KafkaSource {
+    /// Connect and look the topic up (failing within [`CONNECT_TIMEOUT`] when the brokers do
+    /// not answer); nothing is read before the first batch is asked for.
+    pub fn open(table: &TableDef, options: KafkaOptions, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Self> {
+        let consumer: BaseConsumer = options
+            .client(&[
+                ("bootstrap.servers", &options.servers),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("enable.partition.eof", "true"),
+            ])
+            .create()
+            .map_err(|e| kafka_error(&options.servers, e))?;
+        let topic = options.topic.clone();
+        // the record's fields: the table's columns that are not metadata, in its order
+        let table_schema = table.physical_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
+        let value_fields: Vec<Arc<Field>> =
+            table_schema.fields().iter().filter(|f| table.metadata_column(f.name()).is_none()).cloned().collect();
+        let decoder = Decoder::new(options.format, &value_fields, options.delimiter)
+            .map_err(|e| RuntimeError::Source(format!("table '{}': {e}", table.name)))?;
+        let fills = schema
+            .fields()
+            .iter()
+            .map(|f| match table.metadata_column(f.name()) {
+                Some(m) => Ok(match m.key.as_str() {
+                    "topic" => Fill::Topic,
+                    "partition" => Fill::Partition,
+                    "offset" => Fill::Offset,
+                    "timestamp" => Fill::Timestamp,
+                    _ => Fill::Key,
+                }),
+                None => value_fields
+                    .iter()
+                    .position(|v| v.name() == f.name())
+                    .map(Fill::Value)
+                    .ok_or_else(|| RuntimeError::Internal(format!("column {} is not in table '{}'", f.name(), table.name))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let source = Self {
+            consumer,
+            topic,
+            schema,
+            fills,
+            decoder,
+            batch_size: ctx.batch_size.max(1),
+            partitions: BTreeMap::new(),
+            ready: VecDeque::new(),
+            handed: BTreeMap::new(),
+            last: None,
+            assigned: false,
+            resume: None,
+            next_discovery: None,
+            bad_rows: BadRows::with_policy(&options.bad_rows, &ctx.metrics),
+            options,
+        };
+        // an unreachable broker or a missing topic fails now, not at the first read
+        let ids = source.partition_ids()?;
+        if ids.is_empty() {
+            return Err(kafka_error(&source.options.servers, format!("topic '{}' has no partitions", source.topic)));
+        }
+        tracing::info!(table = %table.name, topic = %source.topic, partitions = ids.len(), "reading kafka");
+        Ok(source)
+    }
+
+    /// The topic's partitions, as the brokers say now.
+    fn partition_ids(&self) -> Result<Vec<i32>> {
+        let servers = &self.options.servers;
+        let metadata = self.consumer.fetch_metadata(Some(&self.topic), CONNECT_TIMEOUT).map_err(|e| {
+            kafka_error(servers, format!("{e} (no broker answered within {} s)", CONNECT_TIMEOUT.as_secs()))
+        })?;
+        let Some(topic) = metadata.topics().iter().find(|t| t.name() == self.topic) else {
+            return Err(kafka_error(servers, format!("topic '{}' not found", self.topic)));
+        };
+        if let Some(e) = topic.error() {
+            return Err(kafka_error(servers, format!("topic '{}': {:?}", self.topic, rdkafka::types::RDKafkaErrorCode::from(e))));
+        }
+        let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> RuntimeError {
+        kafka_error(&self.options.servers, e)
+    }
+
+    /// The offset of the first record at or after `millis` in each of `ids` (the end when none).
+    fn offsets_at(&self, ids: &[i32], millis: i64) -> Result<BTreeMap<i32, i64>> {
+        let mut tpl = TopicPartitionList::new();
+        for id in ids {
+            tpl.add_partition_offset(&self.topic, *id, Offset::Offset(millis)).map_err(|e| self.err(e))?;
+        }
+        let found = self.consumer.offsets_for_times(tpl, CONNECT_TIMEOUT).map_err(|e| self.err(e))?;
+        let mut out = BTreeMap::new();
+        for id in ids {
+            let offset = match found.find_partition(&self.topic, *id).map(|p| p.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => self.watermarks(*id)?.1,
+            };
+            out.insert(*id, offset);
+        }
+        Ok(out)
+    }
+
+    fn watermarks(&self, id: i32) -> Result<(i64, i64)> {
+        self.consumer.fetch_watermarks(&self.topic, id, CONNECT_TIMEOUT).map_err(|e| self.err(e))
+    }
+
+    /// Where each of `ids` starts: a checkpoint's offset, else the startup mode's (`fresh`:
+    /// partitions added while running start at their earliest offset).
+    fn start_offsets(&self, ids: &[i32], fresh: bool) -> Result<BTreeMap<i32, i64>> {
+        let mut out = BTreeMap::new();
+        let mut rest = Vec::new();
+        for id in ids {
+            match self.resume.as_ref().and_then(|r| r.get(id)) {
+                Some(o) => {
+                    out.insert(*id, *o);
+                }
+                None => rest.push(*id),
+            }
+        }
+        let start = if fresh || self.resume.is_some() { &StartAt::Earliest } else { &self.options.start };
+        match start {
+            StartAt::Timestamp(ms) => out.extend(self.offsets_at(&rest, *ms)?),
+            StartAt::Group => {
+                let mut tpl = TopicPartitionList::new();
+                for id in &rest {
+                    tpl.add_partition(&self.topic, *id);
+                }
+                let committed = self.consumer.committed_offsets(tpl, CONNECT_TIMEOUT).map_err(|e| self.err(e))?;
+                let latest = self.options.properties.get("auto.offset.reset").is_some_and(|v| {
+                    matches!(v.to_ascii_lowercase().as_str(), "latest" | "largest" | "end")
+                });
+                for id in rest {
+                    let offset = match committed.find_partition(&self.topic, id).map(|p| p.offset()) {
+                        Some(Offset::Offset(o)) if o >= 0 => o,
+                        _ if latest => self.watermarks(id)?.1,
+                        _ => self.watermarks(id)?.0,
+                    };
+                    out.insert(id, offset);
+                }
+            }
+            other => {
+                for id in rest {
+                    let (low, high) = self.watermarks(id)?;
+                    let offset = match other {
+                        StartAt::Latest => high,
+                        StartAt::Specific(offsets) => offsets.get(&id).copied().unwrap_or(low).max(low),
+                        _ => low,
+                    };
+                    out.insert(id, offset);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where each of `ids` ends in a bounded mode.
+    fn end_offsets(&self, ids: &[i32]) -> Result<BTreeMap<i32, Option<i64>>> {
+        Ok(match &self.options.stop {
+            StopAt::Never => ids.iter().map(|id| (*id, None)).collect(),
+            StopAt::Latest => {
+                ids.iter().map(|id| Ok((*id, Some(self.watermarks(*id)?.1)))).collect::<Result<_>>()?
+            }
+            StopAt::Timestamp(ms) => self.offsets_at(ids, *ms)?.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            StopAt::Specific(offsets) => ids.iter().map(|id| (*id, Some(offsets.get(id).copied().unwrap_or(0)))).collect(),
+        })
+    }
+
+    /// Start reading `ids` (all of them at first; partitions added to the topic later).
+    fn assign(&mut self, ids: &[i32], fresh: bool) -> Result<()> {
+        let starts = self.start_offsets(ids, fresh)?;
+        let ends = self.end_offsets(ids)?;
+        let mut tpl = TopicPartitionList::new();
+        for id in ids {
+            let next = starts.get(id).copied().unwrap_or(0);
+            let end = ends.get(id).copied().flatten();
+            let done = end.is_some_and(|e| next >= e);
+            self.handed.insert(*id, next);
+            let columns = self.new_columns();
+            self.partitions.insert(*id, Partition { columns, rows: 0, next, end, done });
+            if !done {
+                tpl.add_partition_offset(&self.topic, *id, Offset::Offset(next)).map_err(|e| self.err(e))?;
+            }
+        }
+        tracing::debug!(topic = %self.topic, ?starts, ?ends, "assigning");
+        self.consumer.incremental_assign(&tpl).map_err(|e| self.err(e))
+    }
+
+    fn new_columns(&self) -> Vec<Column> {
+        let n = self.batch_size;
+        self.schema
+            .fields()
+            .iter()
+            .zip(&self.fills)
+            .map(|(f, fill)| match (fill, f.data_type()) {
+                (Fill::Value(_), DataType::Binary) | (Fill::Key, DataType::Binary) => {
+                    Column::Bytes(BinaryBuilder::with_capacity(n, n * 16))
+                }
+                (Fill::Value(_), t) => match crate::column::ColumnType::new(t) {
+                    Ok(t) => Column::Typed(ColumnBuffer::new(t, n)),
+                    Err(_) => Column::Bytes(BinaryBuilder::new()),
+                },
+                (Fill::Topic | Fill::Key, _) => Column::Text(StringBuilder::with_capacity(n, n * 8)),
+                (Fill::Partition, DataType::Int32) => Column::Int32(Int32Builder::with_capacity(n)),
+                _ => Column::Int64(Int64Builder::with_capacity(n)),
+            })
+            .collect()
+    }
+
+    /// Look for partitions added to the topic, now and then.
+    fn discover(&mut self) -> Result<()> {
+        let Some(every) = self.options.discovery else { return Ok(()) };
+        let now = Instant::now();
+        if self.next_discovery.is_some_and(|t| now < t) {
+            return Ok(());
+        }
+        self.next_discovery = Some(now + every);
+        let new: Vec<i32> = match self.partition_ids() {
+            Ok(ids) => ids.into_iter().filter(|id| !self.partitions.contains_key(id)).collect(),
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, error = %e, "looking for new partitions");
+                return Ok(());
+            }
+        };
+        if !new.is_empty() {
+            tracing::info!(topic = %self.topic, partitions = ?new, "new partitions");
+            self.assign(&new, true)?;
+        }
+        Ok(())
+    }
+
+    /// Read until a partition has a batch's worth of rows or `deadline` passes.
+    fn fill(&mut self, deadline: Instant) -> Result<()> {
+        loop {
+            let now = Instant::now();
+            if now >= deadline || self.partitions.values().all(|p| p.done) {
+                return Ok(());
+            }
+            let Some(result) = self.consumer.poll(deadline - now) else { continue };
+            let message = match result {
+                Ok(m) => m,
+                Err(KafkaError::PartitionEOF(id)) => {
+                    // reached the end: a bounded partition whose last offsets were not records
+                    // (transaction markers) is done here
+                    let position = self.consumer.position().ok().and_then(|tpl| {
+                        match tpl.find_partition(&self.topic, id).map(|p| p.offset()) {
+                            Some(Offset::Offset(o)) => Some(o),
+                            _ => None,
+                        }
+                    });
+                    if let Some(p) = self.partitions.get_mut(&id) {
+                        if p.end.is_some_and(|e| position.unwrap_or(p.next).max(p.next) >= e) {
+                            p.done = true;
+                        }
+                    }
+                    continue;
+                }
+                Err(e) if is_fatal(&e) => return Err(self.err(e)),
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "kafka");
+                    continue;
+                }
+            };
+            let (id, offset) = (message.partition(), message.offset());
+            let Some(p) = self.partitions.get_mut(&id) else { continue };
+            if p.done || p.end.is_some_and(|e| offset >= e) {
+                p.done = true;
+                continue;
+            }
+            p.next = offset + 1;
+            let full = p.end.is_some_and(|e| p.next >= e);
+            if let Some(value) = message.payload() {
+                let timestamp = message.timestamp().to_millis();
+                let key = message.key();
+                let mut appended = false;
+                let fills = &self.fills;
+                let topic = &self.topic;
+                let result = if self.decoder.is_bytes() {
+                    append(&mut p.columns, fills, &[], Some(value), topic, id, offset, timestamp, key);
+                    appended = true;
+                    Ok(())
+                } else {
+                    self.decoder.decode(value, &mut |values| {
+                        append(&mut p.columns, fills, values, None, topic, id, offset, timestamp, key);
+                        appended = true;
+                    })
+                };
+                if appended {
+                    p.rows += 1;
+                }
+                if let Err(why) = result {
+                    self.bad_rows.handle_record(&self.topic, id, offset, &why, || {
+                        String::from_utf8_lossy(value).into_owned()
+                    })?;
+                }
+            }
+            // a record without a value (a tombstone) is no row of an append-only table
+            if let Some(p) = self.partitions.get_mut(&id) {
+                if full {
+                    p.done = true;
+                }
+                if p.rows >= self.batch_size {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Cut every partition's rows into a batch, ready to be handed on.
+    fn cut(&mut self) -> Result<()> {
+        for (id, p) in &mut self.partitions {
+            if p.rows == 0 {
+                continue;
+            }
+            let arrays = p
+                .columns
+                .iter_mut()
+                .zip(self.schema.fields())
+                .map(|(c, f)| finish(c, f.data_type()))
+                .collect::<Result<Vec<_>>>()?;
+            let options = RecordBatchOptions::new().with_row_count(Some(p.rows));
+            let batch = RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &options)?;
+            self.ready.push_back((*id, batch, p.next));
+            p.rows = 0;
+        }
+        Ok(())
+    }
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::Fatal | C::TopicAuthorizationFailed | C::GroupAuthorizationFailed | C::UnknownTopic)
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn append(
+    columns: &mut [Column],
+    fills: &[Fill],
+    values: &[Value],
+    bytes: Option<&[u8]>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timestamp: Option<i64>,
+    key: Option<&[u8]>,
+) {
+    for (column, fill) in columns.iter_mut().zip(fills) {
+        match (column, fill) {
+            (Column::Typed(b), Fill::Value(i)) => b.append(values.get(*i).unwrap_or(&Value::Null)),
+            (Column::Bytes(b), Fill::Value(_)) => b.append_option(bytes),
+            (Column::Bytes(b), _) => b.append_option(key),
+            (Column::Text(b), Fill::Topic) => b.append_value(topic),
+            (Column::Text(b), _) => b.append_option(key.map(|k| String::from_utf8_lossy(k))),
+            (Column::Int32(b), _) => b.append_value(partition),
+            (Column::Int64(b), Fill::Partition) => b.append_value(i64::from(partition)),
+            (Column::Int64(b), Fill::Offset) => b.append_value(offset),
+            (Column::Int64(b), _) => b.append_option(timestamp),
+            (Column::Typed(b), _) => b.append(&Value::Null),
+        }
+    }
+}
+
+fn finish(column: &mut Column, data_type: &DataType) -> Result<ArrayRef> {
+    Ok(match column {
+        Column::Typed(b) => b.finish()?,
+        Column::Bytes(b) => Arc::new(b.finish()),
+        Column::Text(b) => Arc::new(b.finish()),
+        Column::Int32(b) => Arc::new(b.finish()),
+        Column::Int64(b) => {
+            let a: ArrayRef = Arc::new(b.finish());
+            match data_type {
+                // the record's timestamp, in milliseconds
+                DataType::Timestamp(unit, _) => {
+                    let ms = cast(&a, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+                    cast(&ms, &DataType::Timestamp(*unit, None))?
+                }
+                DataType::Int64 => a,
+                other => cast(&a, other)?,
+            }
+        }
+    })
+}
+
+impl Source for KafkaSource {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if !self.assigned {
+            self.assigned = true;
+            let ids = self.partition_ids()?;
+            self.assign(&ids, false)?;
+            self.next_discovery = self.options.discovery.map(|every| Instant::now() + every);
+        }
+        if self.ready.is_empty() {
+            self.discover()?;
+            self.fill(Instant::now() + LINGER)?;
+            self.cut()?;
+        }
+        match self.ready.pop_front() {
+            Some((id, batch, next)) => {
+                self.handed.insert(id, next);
+                self.last = Some(id);
+                Ok(Some(batch))
+            }
+            None if self.partitions.values().all(|p| p.done) => Ok(None),
+            None => {
+                self.last = None;
+                Ok(Some(RecordBatch::new_empty(Arc::clone(&self.schema))))
+            }
+        }
+    }
+
+    fn position(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(Position { topic: self.topic.clone(), offsets: self.handed.clone() }).ok()
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let p: Position = weir_runtime::checkpoint::from_json(position, &self.topic)?;
+        if p.topic != self.topic {
+            return Err(RuntimeError::Checkpoint(format!(
+                "the checkpoint read topic '{}', the table now reads '{}'",
+                p.topic, self.topic
+            )));
+        }
+        self.resume = Some(p.offsets);
+        Ok(())
+    }
+
+    fn split(&self) -> Option<u32> {
+        self.last.map(|id| id as u32)
+    }
+
+    fn splits(&self) -> Vec<u32> {
+        self.partitions.iter().filter(|(_, p)| !p.done).map(|(id, _)| *id as u32).collect()
+    }
+}
