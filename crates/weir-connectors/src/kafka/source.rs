@@ -99,9 +99,13 @@ impl KafkaSource {
     /// Connect and look the topic up (failing within [`CONNECT_TIMEOUT`] when the brokers do
     /// not answer); nothing is read before the first batch is asked for.
     pub fn open(table: &TableDef, options: KafkaOptions, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Self> {
+        // partitions are assigned, never subscribed: the group (librdkafka wants one) only
+        // names where `group-offsets` start
+        let group = options.group.clone().unwrap_or_else(|| format!("weir-{}", options.topic));
         let consumer: BaseConsumer = options
             .client(&[
                 ("bootstrap.servers", &options.servers),
+                ("group.id", &group),
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("enable.partition.eof", "true"),

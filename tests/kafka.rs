@@ -1,0 +1,512 @@
+//! The `kafka` connector against a real Apache Kafka broker (KRaft, one node, on 127.0.0.1,
+//! started by `kafka/broker.rs` and shared by these tests): records read as rows with their
+//! metadata, bounded reads that end, startup modes, malformed records under each policy,
+//! watermarks per partition, partitions added while reading, the sink's formats and
+//! guarantees, an unreachable broker, a broker restarted mid-query, and `weir run` killed with
+//! SIGKILL while writing exactly once.
+
+#[path = "kafka/broker.rs"]
+mod broker;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use broker::Broker;
+
+fn weir() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// A topic name no other test uses.
+fn topic(name: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// `weir run -e sql --format csv --quiet`.
+fn run(sql: &str) -> Output {
+    weir().args(["run", "--format", "csv", "--quiet", "-e", sql]).output().expect("weir runs")
+}
+
+fn ok(sql: &str) -> String {
+    let o = run(sql);
+    assert!(o.status.success(), "weir failed: {}\n{sql}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).expect("utf-8")
+}
+
+fn lines(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// A source table over `topic`, bounded at the offsets of when the query starts.
+fn source(name: &str, columns: &str, topic: &str, extra: &str) -> String {
+    let b = Broker::shared();
+    format!(
+        "CREATE TABLE {name} ({columns}) WITH ('connector' = 'kafka', 'topic' = '{topic}', \
+         'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset', \
+         'scan.bounded.mode' = 'latest-offset', 'format' = 'json'{extra});",
+        b.servers
+    )
+}
+
+#[test]
+fn json_records_are_rows_with_their_partition_offset_and_timestamp_and_a_bounded_read_ends() {
+    let b = Broker::shared();
+    let t = topic("bids");
+    b.create_topic(&t, 2);
+    let records: Vec<(Option<i32>, String)> = (0..6)
+        .map(|i| (Some(i % 2), format!(r#"{{"auction": {}, "price": {}, "ts": "2024-01-01 00:00:0{i}"}}"#, 100 + i, i * 10)))
+        .collect();
+    let refs: Vec<(Option<i32>, &str)> = records.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    b.produce(&t, &refs);
+    let ddl = source(
+        "bids",
+        "auction BIGINT, price BIGINT, ts TIMESTAMP(3), part INT METADATA FROM 'partition' VIRTUAL, \
+         off BIGINT METADATA FROM 'offset' VIRTUAL, kt TIMESTAMP(3) METADATA FROM 'timestamp', \
+         WATERMARK FOR ts AS ts - INTERVAL '2' SECOND",
+        &t,
+        "",
+    );
+    let out = ok(&format!("{ddl} SELECT auction, price, part, off, kt IS NOT NULL AS has_time FROM bids;"));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "100,0,0,0,true",
+            "101,10,1,0,true",
+            "102,20,0,1,true",
+            "103,30,1,1,true",
+            "104,40,0,2,true",
+            "105,50,1,2,true"
+        ]
+    );
+}
+
+#[test]
+fn windows_over_partitions_close_on_the_slowest_partition() {
+    // partition 0 runs ahead of partition 1: with one watermark for the topic, partition 1's
+    // rows would be late; with a watermark per partition none is
+    let b = Broker::shared();
+    let t = topic("events");
+    b.create_topic(&t, 2);
+    let mut records = Vec::new();
+    for s in 0..20 {
+        records.push((Some(0), format!(r#"{{"k": "a", "ts": "2024-01-01 00:00:{:02}"}}"#, s + 30)));
+    }
+    for s in 0..20 {
+        records.push((Some(1), format!(r#"{{"k": "b", "ts": "2024-01-01 00:00:{:02}"}}"#, s)));
+    }
+    let refs: Vec<(Option<i32>, &str)> = records.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    b.produce(&t, &refs);
+    let ddl = source("e", "k VARCHAR, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND", &t, "");
+    let out = ok(&format!(
+        "{ddl} SELECT k, TUMBLE_START(ts, INTERVAL '10' SECOND) AS w, COUNT(*) AS n FROM e \
+         GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), k;"
+    ));
+    assert_eq!(
+        lines(&out),
+        vec![
+            "a,2024-01-01T00:00:30,10",
+            "a,2024-01-01T00:00:40,10",
+            "b,2024-01-01T00:00:00,10",
+            "b,2024-01-01T00:00:10,10"
+        ]
+    );
+}
+
+#[test]
+fn startup_modes_choose_where_reading_starts() {
+    let b = Broker::shared();
+    let t = topic("modes");
+    b.create_topic(&t, 1);
+    let values: Vec<String> = (0..5).map(|i| format!(r#"{{"v": {i}}}"#)).collect();
+    let refs: Vec<(Option<i32>, &str)> = values.iter().map(|v| (Some(0), v.as_str())).collect();
+    b.produce(&t, &refs);
+    let read = |options: &str| {
+        let ddl = format!(
+            "CREATE TABLE t (v BIGINT) WITH ('connector' = 'kafka', 'topic' = '{t}', \
+             'properties.bootstrap.servers' = '{}', 'scan.bounded.mode' = 'latest-offset'{options});",
+            b.servers
+        );
+        lines(&ok(&format!("{ddl} SELECT v FROM t;")))
+    };
+    assert_eq!(read(", 'scan.startup.mode' = 'earliest-offset'"), vec!["0", "1", "2", "3", "4"]);
+    assert_eq!(read(", 'scan.startup.mode' = 'latest-offset'"), Vec::<String>::new());
+    assert_eq!(
+        read(", 'scan.startup.mode' = 'specific-offsets', 'scan.startup.specific-offsets' = 'partition:0,offset:3'"),
+        vec!["3", "4"]
+    );
+    assert_eq!(read(", 'scan.bounded.mode' = 'specific-offsets', 'scan.bounded.specific-offsets' = 'partition:0,offset:2', 'scan.startup.mode' = 'earliest-offset'"), vec!["0", "1"]);
+    // a group without committed offsets starts at the earliest
+    assert_eq!(read(", 'properties.group.id' = 'fresh-group'"), vec!["0", "1", "2", "3", "4"]);
+    // timestamps: every record was written before now, none after
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    assert_eq!(
+        read(&format!(", 'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '{}'", now + 60_000)),
+        Vec::<String>::new()
+    );
+    assert_eq!(read(", 'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '0'").len(), 5);
+}
+
+#[test]
+fn a_malformed_record_fails_with_its_topic_partition_and_offset_or_is_skipped_or_dead_lettered() {
+    let b = Broker::shared();
+    let t = topic("bad");
+    b.create_topic(&t, 1);
+    b.produce(&t, &[(Some(0), r#"{"v": 1}"#), (Some(0), r#"{"v": "zz"}"#), (Some(0), "not json"), (Some(0), r#"{"v": 4}"#)]);
+    let ddl = |extra: &str| source("t", "v BIGINT", &t, extra);
+    let o = run(&format!("{} SELECT v FROM t;", ddl("")));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("topic '{t}' partition 0 offset 1")), "{err}");
+    assert!(err.contains("bad value \"zz\" for column 'v' (BIGINT)"), "{err}");
+
+    assert_eq!(lines(&ok(&format!("{} SELECT v FROM t;", ddl(", 'json.ignore-parse-errors' = 'true'")))), vec!["1", "4"]);
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.jsonl");
+    let out = ok(&format!("{} SELECT v FROM t;", ddl(&format!(", 'dead_letter' = '{}'", dead.display()))));
+    assert_eq!(lines(&out), vec!["1", "4"]);
+    let kept: Vec<serde_json::Value> =
+        std::fs::read_to_string(&dead).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[0]["topic"], t.as_str());
+    assert_eq!((kept[0]["partition"].as_i64(), kept[0]["offset"].as_i64()), (Some(0), Some(1)));
+    assert_eq!(kept[1]["offset"].as_i64(), Some(2));
+    assert_eq!(kept[1]["row"], "not json");
+    assert!(kept[1]["error"].as_str().unwrap().starts_with("invalid JSON"), "{:?}", kept[1]);
+}
+
+#[test]
+fn csv_and_raw_records_and_the_sink_formats() {
+    let b = Broker::shared();
+    let (input, json_out, csv_out, raw_out) = (topic("csv-in"), topic("json-out"), topic("csv-out"), topic("raw-out"));
+    b.create_topic(&input, 1);
+    for t in [&json_out, &csv_out, &raw_out] {
+        b.create_topic(t, 3);
+    }
+    b.produce(&input, &[(None, "1,alpha,2024-01-01 00:00:01"), (None, "2,\"be,ta\",2024-01-01 00:00:02")]);
+    let sink = |name: &str, t: &str, columns: &str, extra: &str| {
+        format!(
+            "CREATE TABLE {name} ({columns}) WITH ('connector' = 'kafka', 'topic' = '{t}', \
+             'properties.bootstrap.servers' = '{}', 'sink.delivery-guarantee' = 'at-least-once'{extra});",
+            b.servers
+        )
+    };
+    let script = format!(
+        "{} {} {} {}
+         INSERT INTO j SELECT id, name, ts FROM c;
+         INSERT INTO k SELECT id, name, ts FROM c;
+         INSERT INTO r SELECT name FROM c;",
+        source("c", "id BIGINT, name VARCHAR, ts TIMESTAMP(3)", &input, ", 'format' = 'csv'").replace("'format' = 'json', ", ""),
+        sink("j", &json_out, "id BIGINT, name VARCHAR, ts TIMESTAMP(3)", ", 'format' = 'json', 'key.format' = 'raw', 'key.fields' = 'name'"),
+        sink("k", &csv_out, "id BIGINT, name VARCHAR, ts TIMESTAMP(3)", ", 'format' = 'csv', 'sink.partitioner' = 'fixed'"),
+        sink("r", &raw_out, "name VARCHAR", ", 'format' = 'raw', 'sink.partitioner' = 'round-robin'"),
+    );
+    ok(&script);
+    let mut json = b.values(&json_out, false);
+    json.sort();
+    assert_eq!(
+        json,
+        vec![
+            r#"{"id":1,"name":"alpha","ts":"2024-01-01T00:00:01"}"#,
+            r#"{"id":2,"name":"be,ta","ts":"2024-01-01T00:00:02"}"#
+        ]
+    );
+    assert_eq!(b.values(&csv_out, false), vec!["1,alpha,2024-01-01T00:00:01", "2,\"be,ta\",2024-01-01T00:00:02"]);
+    let mut raw = b.values(&raw_out, false);
+    raw.sort();
+    assert_eq!(raw, vec!["alpha", "be,ta"]);
+    // what was written reads back the same
+    let ddl = source("back", "id BIGINT, name VARCHAR, ts TIMESTAMP(3), key BYTES METADATA VIRTUAL", &json_out, "");
+    assert_eq!(
+        lines(&ok(&format!("{ddl} SELECT id, name, CAST(key AS VARCHAR) = name AS keyed FROM back;"))),
+        vec!["1,alpha,true", "2,\"be,ta\",true"]
+    );
+}
+
+#[test]
+fn partitions_added_to_the_topic_are_read() {
+    let b = Broker::shared();
+    let t = topic("grows");
+    b.create_topic(&t, 1);
+    b.produce(&t, &[(Some(0), r#"{"v": 1}"#)]);
+    let ddl = format!(
+        "CREATE TABLE t (v BIGINT) WITH ('connector' = 'kafka', 'topic' = '{t}', \
+         'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset', \
+         'scan.topic-partition-discovery.interval' = '200 ms');",
+        b.servers
+    );
+    let mut child = weir()
+        .args(["run", "--format", "csv", "--quiet", "-e", &format!("{ddl} SELECT v FROM t;")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    std::thread::sleep(Duration::from_secs(2));
+    b.add_partitions(&t, 3);
+    std::thread::sleep(Duration::from_secs(1));
+    b.produce(&t, &[(Some(1), r#"{"v": 2}"#), (Some(2), r#"{"v": 3}"#)]);
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(&mut stdout).lines().map_while(Result::ok) {
+            seen.push(line);
+            if seen.len() == 4 {
+                break;
+            }
+        }
+        seen
+    });
+    let started = Instant::now();
+    while !reader.is_finished() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let mut seen = reader.join().unwrap();
+    seen.sort();
+    assert_eq!(seen, vec!["1", "2", "3", "v"], "the rows of the new partitions were not read");
+}
+
+#[test]
+fn an_unreachable_broker_fails_fast_naming_the_servers() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let o = run(&format!(
+        "CREATE TABLE t (v BIGINT) WITH ('connector' = 'kafka', 'topic' = 'x', \
+         'properties.bootstrap.servers' = '127.0.0.1:{port}'); SELECT v FROM t;"
+    ));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn exactly_once_needs_a_prefix_and_checkpoints() {
+    let b = Broker::shared();
+    let t = topic("eo");
+    b.create_topic(&t, 1);
+    let o = run(&format!(
+        "CREATE TABLE o (v BIGINT) WITH ('connector' = 'kafka', 'topic' = '{t}', \
+         'properties.bootstrap.servers' = '{}', 'sink.delivery-guarantee' = 'exactly-once');",
+        b.servers
+    ));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("sink.transactional-id-prefix"), "{err}");
+    let o = run(&format!(
+        "CREATE TABLE o (v BIGINT) WITH ('connector' = 'kafka', 'topic' = '{t}', \
+         'properties.bootstrap.servers' = '{}', 'sink.delivery-guarantee' = 'exactly-once', \
+         'sink.transactional-id-prefix' = 'p'); INSERT INTO o VALUES (1);",
+        b.servers
+    ));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("checkpoint"), "{err}");
+}
+
+/// Records `i = 0..n` of a paced writer: key `i % 20`, value `i`, event time `i` ms after
+/// 2024-01-01 with a little disorder, alternating between two partitions.
+fn event(i: u64) -> (Option<i32>, String) {
+    let ts = i * 3 + (i * 7919) % 40;
+    let (s, ms) = (ts / 1000, ts % 1000);
+    let (m, s) = (s / 60, s % 60);
+    (Some((i % 2) as i32), format!(r#"{{"k": {}, "v": {i}, "ts": "2024-01-01 00:{m:02}:{s:02}.{ms:03}"}}"#, i % 20))
+}
+
+fn window_script(b: &Broker, input: &str, output: &str, per_partition: u64, delivery: &str) -> String {
+    format!(
+        "CREATE TABLE input (k BIGINT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+           WITH ('connector' = 'kafka', 'topic' = '{input}', 'properties.bootstrap.servers' = '{s}',
+                 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'specific-offsets',
+                 'scan.bounded.specific-offsets' = 'partition:0,offset:{per_partition};partition:1,offset:{per_partition}');
+         CREATE TABLE output (k BIGINT, w TIMESTAMP(3), n BIGINT, total BIGINT)
+           WITH ('connector' = 'kafka', 'topic' = '{output}', 'properties.bootstrap.servers' = '{s}',
+                 {delivery});
+         INSERT INTO output SELECT k, TUMBLE_START(ts, INTERVAL '1' SECOND) AS w, COUNT(*) AS n, SUM(v) AS total
+           FROM input GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k;",
+        s = b.servers
+    )
+}
+
+fn multiset(values: Vec<String>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for v in values {
+        *m.entry(v).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Write `events` records to `input` at `per_second`, on a thread of its own.
+fn paced_writer(input: String, events: u64, per_second: u64) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let b = Broker::shared();
+        let started = Instant::now();
+        let chunk = per_second / 20;
+        let mut i = 0;
+        while i < events {
+            let records: Vec<(Option<i32>, String)> = (i..(i + chunk).min(events)).map(event).collect();
+            let refs: Vec<(Option<i32>, &str)> = records.iter().map(|(p, v)| (*p, v.as_str())).collect();
+            b.produce(&input, &refs);
+            i += chunk;
+            let due = started + Duration::from_secs_f64(i as f64 / per_second as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+    })
+}
+
+/// A small xorshift generator: kill times that a seed repeats.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn kafka_to_kafka_exactly_once_across_sigkills() {
+    const EVENTS: u64 = 40_000;
+    const MIN_KILLS: usize = 5;
+    let b = Broker::shared();
+    let (input, output, reference) = (topic("eo-in"), topic("eo-out"), topic("eo-ref"));
+    b.create_topic(&input, 2);
+    b.create_topic(&output, 2);
+    b.create_topic(&reference, 2);
+    let writer = paced_writer(input.clone(), EVENTS, 5_000);
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("q.sql");
+    let delivery = "'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'crash-test'";
+    std::fs::write(&sql, window_script(b, &input, &output, EVENTS / 2, delivery)).unwrap();
+    let seed = std::env::var("WEIR_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    });
+    eprintln!("kafka crash test: seed {seed}");
+    let kills = run_with_kills(dir.path(), &sql, seed, MIN_KILLS);
+    writer.join().unwrap();
+    // the same query, uninterrupted
+    let reference_sql = dir.path().join("reference.sql");
+    std::fs::write(&reference_sql, window_script(b, &input, &reference, EVENTS / 2, "'sink.delivery-guarantee' = 'at-least-once'"))
+        .unwrap();
+    let o = weir().arg("run").arg(&reference_sql).arg("--quiet").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let expected = multiset(b.values(&reference, true));
+    assert!(expected.len() > 100, "the reference wrote {} rows", expected.len());
+    let got = multiset(b.values(&output, true));
+    assert!(
+        got == expected,
+        "seed {seed}, {kills} kills: a read_committed reader sees {} distinct rows ({} in all), the uninterrupted run {}",
+        got.len(),
+        got.values().sum::<usize>(),
+        expected.len()
+    );
+}
+
+/// Run `sql` with checkpoints in `dir`, killing it at random moments until it finishes on its
+/// own after at least `min_kills` kills; returns how many times it was killed.
+fn run_with_kills(dir: &Path, sql: &Path, seed: u64, min_kills: usize) -> usize {
+    let mut rng = Rng(seed | 1);
+    let checkpoints = dir.join("checkpoints");
+    let mut kills = 0;
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(240), "the job did not finish (seed {seed})");
+        let mut child = weir()
+            .arg("run")
+            .arg(sql)
+            .arg("--quiet")
+            .arg("--checkpoint-dir")
+            .arg(&checkpoints)
+            .args(["--checkpoint-interval", "200ms"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weir starts");
+        let wait = Duration::from_millis(400 + rng.next() % 900);
+        let deadline = Instant::now() + if kills < min_kills { wait } else { Duration::from_secs(120) };
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        match status {
+            Some(status) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    std::io::Read::read_to_string(&mut e, &mut err).ok();
+                }
+                assert!(status.success(), "weir failed after {kills} kills (seed {seed}): {err}");
+                assert!(kills >= min_kills, "the job finished after only {kills} kills (seed {seed})");
+                eprintln!("finished after {kills} kills in {:.1} s", started.elapsed().as_secs_f64());
+                return kills;
+            }
+            None => {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reaped");
+                kills += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_broker_restarted_mid_query_loses_and_repeats_nothing_under_exactly_once() {
+    const EVENTS: u64 = 20_000;
+    let mut own = Broker::start();
+    let (input, output) = ("restart-in", "restart-out");
+    own.create_topic(input, 2);
+    own.create_topic(output, 1);
+    let records: Vec<(Option<i32>, String)> = (0..EVENTS).map(event).collect();
+    let refs: Vec<(Option<i32>, &str)> = records.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    own.produce(input, &refs);
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("q.sql");
+    let delivery = "'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'restart-test'";
+    // a slow reader (small batches), so that the restart comes mid-query
+    std::fs::write(&sql, window_script(&own, input, output, EVENTS / 2, delivery)).unwrap();
+    let mut child = weir()
+        .arg("run")
+        .arg(&sql)
+        .args(["--quiet", "--batch-size", "50", "--checkpoint-interval", "100ms", "--checkpoint-dir"])
+        .arg(dir.path().join("checkpoints"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(child.try_wait().unwrap().is_none(), "the query ended before the broker restarted");
+    own.restart();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).ok();
+    assert!(status.success(), "{err}\n{}", own.log());
+    // the expected windows, computed here
+    let mut expected: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+    for i in 0..EVENTS {
+        let ts = (i * 3 + (i * 7919) % 40) as i64;
+        let e = expected.entry(((i % 20) as i64, ts / 1000)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += i as i64;
+    }
+    let got: Vec<serde_json::Value> =
+        own.values(output, true).iter().map(|v| serde_json::from_str(v).unwrap()).collect();
+    assert_eq!(got.len(), expected.len(), "rows lost or repeated");
+    for row in got {
+        let w = row["w"].as_str().unwrap();
+        let (m, s): (i64, i64) = (w[14..16].parse().unwrap(), w[17..19].parse().unwrap());
+        let key = (row["k"].as_i64().unwrap(), m * 60 + s);
+        assert_eq!(Some(&(row["n"].as_i64().unwrap(), row["total"].as_i64().unwrap())), expected.get(&key), "{row}");
+    }
+}
