@@ -127,9 +127,10 @@ fn startup_modes_choose_where_reading_starts() {
     let refs: Vec<(Option<i32>, &str)> = values.iter().map(|v| (Some(0), v.as_str())).collect();
     b.produce(&t, &refs);
     let read = |options: &str| {
+        let bounded = if options.contains("scan.bounded") { "" } else { ", 'scan.bounded.mode' = 'latest-offset'" };
         let ddl = format!(
             "CREATE TABLE t (v BIGINT) WITH ('connector' = 'kafka', 'topic' = '{t}', \
-             'properties.bootstrap.servers' = '{}', 'scan.bounded.mode' = 'latest-offset'{options});",
+             'properties.bootstrap.servers' = '{}'{bounded}{options});",
             b.servers
         );
         lines(&ok(&format!("{ddl} SELECT v FROM t;")))
@@ -298,10 +299,15 @@ fn exactly_once_needs_a_prefix_and_checkpoints() {
     ));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("sink.transactional-id-prefix"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "v\n1\n").unwrap();
     let o = run(&format!(
-        "CREATE TABLE o (v BIGINT) WITH ('connector' = 'kafka', 'topic' = '{t}', \
+        "CREATE TABLE i (v BIGINT) WITH ('connector' = 'file', 'path' = '{}', 'format' = 'csv');
+         CREATE TABLE o (v BIGINT) WITH ('connector' = 'kafka', 'topic' = '{t}', \
          'properties.bootstrap.servers' = '{}', 'sink.delivery-guarantee' = 'exactly-once', \
-         'sink.transactional-id-prefix' = 'p'); INSERT INTO o VALUES (1);",
+         'sink.transactional-id-prefix' = 'p'); INSERT INTO o SELECT v FROM i;",
+        input.display(),
         b.servers
     ));
     let err = String::from_utf8_lossy(&o.stderr);

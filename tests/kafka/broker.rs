@@ -214,8 +214,13 @@ impl Broker {
     /// Every record value of `topic` (read committed, or everything), in partition order.
     pub fn values(&self, topic: &str, committed: bool) -> Vec<String> {
         let isolation = if committed { "read_committed" } else { "read_uncommitted" };
-        let consumer: BaseConsumer =
-            self.config().set("isolation.level", isolation).set("enable.partition.eof", "true").create().expect("consumer");
+        let consumer: BaseConsumer = self
+            .config()
+            .set("isolation.level", isolation)
+            .set("enable.partition.eof", "true")
+            .set("group.id", "weir-tests")
+            .create()
+            .expect("consumer");
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
         let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
         let mut tpl = TopicPartitionList::new();

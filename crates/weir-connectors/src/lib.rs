@@ -137,7 +137,13 @@ pub fn validate_in(
             inputs.push(FileOptions::parse(source, ctx.base_dir.as_deref(), true)?);
         }
         let schema = source.require_schema().map_err(|e| e.to_string())?;
-        for f in schema.fields() {
+        // metadata columns are filled by the connector, and BYTES read whole (kafka's raw)
+        let parsed = |f: &&Arc<datafusion_common::arrow::datatypes::Field>| {
+            source.metadata_column(f.name()).is_none()
+                && !(matches!(f.data_type(), datafusion_common::arrow::datatypes::DataType::Binary)
+                    && !is_file_table(source))
+        };
+        for f in schema.fields().iter().filter(parsed) {
             ColumnType::new(f.data_type())
                 .map_err(|e| format!("table '{}', column '{}': {e}", source.name, f.name()))?;
         }

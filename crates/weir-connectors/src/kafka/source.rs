@@ -532,7 +532,13 @@ impl Source for KafkaSource {
         self.last.map(|id| id as u32)
     }
 
+    /// The partitions still read, or with rows not handed on yet, and the last one handed on.
     fn splits(&self) -> Vec<u32> {
-        self.partitions.iter().filter(|(_, p)| !p.done).map(|(id, _)| *id as u32).collect()
+        let pending = |id: &i32, p: &Partition| !p.done || p.rows > 0 || self.handed.get(id).is_some_and(|h| *h < p.next);
+        self.partitions
+            .iter()
+            .filter(|(id, p)| pending(id, p) || self.last == Some(**id))
+            .map(|(id, _)| *id as u32)
+            .collect()
     }
 }

@@ -41,7 +41,9 @@ pub trait Source: Send {
     }
 
     /// Every split the source reads now, including those that have brought nothing yet (they
-    /// hold the watermark back until they bring rows or are idle). See [`Source::split`].
+    /// hold the watermark back until they bring rows or are idle), and the one the batch just
+    /// returned came from. A split left out (finished) no longer holds it back. See
+    /// [`Source::split`].
     fn splits(&self) -> Vec<u32> {
         Vec::new()
     }
@@ -190,7 +192,9 @@ impl SplitWatermarks {
         self.active(now).map(|(_, s)| s.generator.current()).min().unwrap_or(NO_WATERMARK)
     }
 
+    /// The source reads `ids` now: splits it no longer reads stop holding the watermark back.
     fn known(&mut self, ids: Vec<u32>, now: Instant) {
+        self.splits.retain(|id, _| ids.contains(id));
         for id in ids {
             self.splits
                 .entry(id)
