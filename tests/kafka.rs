@@ -60,7 +60,9 @@ fn json_records_are_rows_with_their_partition_offset_and_timestamp_and_a_bounded
     let t = topic("bids");
     b.create_topic(&t, 2);
     let records: Vec<(Option<i32>, String)> = (0..6)
-        .map(|i| (Some(i % 2), format!(r#"{{"auction": {}, "price": {}, "ts": "2024-01-01 00:00:0{i}"}}"#, 100 + i, i * 10)))
+        .map(|i| {
+            (Some(i % 2), format!(r#"{{"auction": {}, "price": {}, "ts": "2024-01-01 00:00:0{i}"}}"#, 100 + i, i * 10))
+        })
         .collect();
     let refs: Vec<(Option<i32>, &str)> = records.iter().map(|(p, v)| (*p, v.as_str())).collect();
     b.produce(&t, &refs);
@@ -158,7 +160,10 @@ fn a_malformed_record_fails_with_its_topic_partition_and_offset_or_is_skipped_or
     let b = Broker::shared();
     let t = topic("bad");
     b.create_topic(&t, 1);
-    b.produce(&t, &[(Some(0), r#"{"v": 1}"#), (Some(0), r#"{"v": "zz"}"#), (Some(0), "not json"), (Some(0), r#"{"v": 4}"#)]);
+    b.produce(
+        &t,
+        &[(Some(0), r#"{"v": 1}"#), (Some(0), r#"{"v": "zz"}"#), (Some(0), "not json"), (Some(0), r#"{"v": 4}"#)],
+    );
     let ddl = |extra: &str| source("t", "v BIGINT", &t, extra);
     let o = run(&format!("{} SELECT v FROM t;", ddl("")));
     assert!(!o.status.success());
@@ -166,7 +171,10 @@ fn a_malformed_record_fails_with_its_topic_partition_and_offset_or_is_skipped_or
     assert!(err.contains(&format!("topic '{t}' partition 0 offset 1")), "{err}");
     assert!(err.contains("bad value \"zz\" for column 'v' (BIGINT)"), "{err}");
 
-    assert_eq!(lines(&ok(&format!("{} SELECT v FROM t;", ddl(", 'json.ignore-parse-errors' = 'true'")))), vec!["1", "4"]);
+    assert_eq!(
+        lines(&ok(&format!("{} SELECT v FROM t;", ddl(", 'json.ignore-parse-errors' = 'true'")))),
+        vec!["1", "4"]
+    );
     let dir = tempfile::tempdir().unwrap();
     let dead = dir.path().join("dead.jsonl");
     let out = ok(&format!("{} SELECT v FROM t;", ddl(&format!(", 'dead_letter' = '{}'", dead.display()))));
@@ -202,9 +210,20 @@ fn csv_and_raw_records_and_the_sink_formats() {
          INSERT INTO j SELECT id, name, ts FROM c;
          INSERT INTO k SELECT id, name, ts FROM c;
          INSERT INTO r SELECT name FROM c;",
-        source("c", "id BIGINT, name VARCHAR, ts TIMESTAMP(3)", &input, ", 'format' = 'csv'").replace("'format' = 'json', ", ""),
-        sink("j", &json_out, "id BIGINT, name VARCHAR, ts TIMESTAMP(3)", ", 'format' = 'json', 'key.format' = 'raw', 'key.fields' = 'name'"),
-        sink("k", &csv_out, "id BIGINT, name VARCHAR, ts TIMESTAMP(3)", ", 'format' = 'csv', 'sink.partitioner' = 'fixed'"),
+        source("c", "id BIGINT, name VARCHAR, ts TIMESTAMP(3)", &input, ", 'format' = 'csv'")
+            .replace("'format' = 'json', ", ""),
+        sink(
+            "j",
+            &json_out,
+            "id BIGINT, name VARCHAR, ts TIMESTAMP(3)",
+            ", 'format' = 'json', 'key.format' = 'raw', 'key.fields' = 'name'"
+        ),
+        sink(
+            "k",
+            &csv_out,
+            "id BIGINT, name VARCHAR, ts TIMESTAMP(3)",
+            ", 'format' = 'csv', 'sink.partitioner' = 'fixed'"
+        ),
         sink("r", &raw_out, "name VARCHAR", ", 'format' = 'raw', 'sink.partitioner' = 'round-robin'"),
     );
     ok(&script);
@@ -268,6 +287,7 @@ fn partitions_added_to_the_topic_are_read() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
+    let _ = child.wait();
     let mut seen = reader.join().unwrap();
     seen.sort();
     assert_eq!(seen, vec!["1", "2", "3", "v"], "the rows of the new partitions were not read");
@@ -400,8 +420,11 @@ fn kafka_to_kafka_exactly_once_across_sigkills() {
     writer.join().unwrap();
     // the same query, uninterrupted
     let reference_sql = dir.path().join("reference.sql");
-    std::fs::write(&reference_sql, window_script(b, &input, &reference, EVENTS / 2, "'sink.delivery-guarantee' = 'at-least-once'"))
-        .unwrap();
+    std::fs::write(
+        &reference_sql,
+        window_script(b, &input, &reference, EVENTS / 2, "'sink.delivery-guarantee' = 'at-least-once'"),
+    )
+    .unwrap();
     let o = weir().arg("run").arg(&reference_sql).arg("--quiet").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let expected = multiset(b.values(&reference, true));

@@ -161,7 +161,15 @@ impl Feed {
 
 impl Connector for Feed {
     fn spec(&self) -> ConnectorSpec {
-        ConnectorSpec { name: "feed", doc: "test rows", source: true, sink: false, loose_keys: false, options: vec![], metadata: vec![] }
+        ConnectorSpec {
+            name: "feed",
+            doc: "test rows",
+            source: true,
+            sink: false,
+            loose_keys: false,
+            options: vec![],
+            metadata: vec![],
+        }
     }
 
     fn bounded(&self, _: &TableDef) -> bool {

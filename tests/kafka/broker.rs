@@ -170,7 +170,11 @@ impl Broker {
         while started.elapsed() < Duration::from_secs(30) {
             if let Ok(m) = consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
                 let t = m.topics().iter().find(|t| t.name() == topic);
-                if t.is_some_and(|t| t.error().is_none() && t.partitions().len() == partitions as usize && t.partitions().iter().all(|p| p.leader() >= 0)) {
+                if t.is_some_and(|t| {
+                    t.error().is_none()
+                        && t.partitions().len() == partitions as usize
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                }) {
                     return;
                 }
             }

@@ -140,8 +140,8 @@ pub fn validate_in(
         // metadata columns are filled by the connector, and BYTES read whole (kafka's raw)
         let parsed = |f: &&Arc<datafusion_common::arrow::datatypes::Field>| {
             source.metadata_column(f.name()).is_none()
-                && !(matches!(f.data_type(), datafusion_common::arrow::datatypes::DataType::Binary)
-                    && !is_file_table(source))
+                && (is_file_table(source)
+                    || !matches!(f.data_type(), datafusion_common::arrow::datatypes::DataType::Binary))
         };
         for f in schema.fields().iter().filter(parsed) {
             ColumnType::new(f.data_type())

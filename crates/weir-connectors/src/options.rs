@@ -214,16 +214,16 @@ impl FileOptions {
 /// `csv.ignore-parse-errors` / `json.ignore-parse-errors`, checked together.
 pub(crate) fn bad_row_policy(table: &TableDef, is_source: bool) -> Result<BadRowPolicy, String> {
     let name = &table.name;
-        let dead_letter = table.option("dead_letter").map(PathBuf::from);
-        if dead_letter.is_some() && !is_source {
-            return Err(format!("table '{name}': 'dead_letter' is for tables read from (malformed input rows)"));
-        }
-        if dead_letter.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.is_dir()) {
-            return Err(format!("table '{name}': 'dead_letter' must name a file"));
-        }
-        let mut bad_rows = dead_letter.clone().map_or(BadRowPolicy::Fail, BadRowPolicy::DeadLetter);
-        if let Some(v) = table.option("bad_data") {
-            bad_rows = match (v.to_ascii_lowercase().as_str(), &dead_letter) {
+    let dead_letter = table.option("dead_letter").map(PathBuf::from);
+    if dead_letter.is_some() && !is_source {
+        return Err(format!("table '{name}': 'dead_letter' is for tables read from (malformed input rows)"));
+    }
+    if dead_letter.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.is_dir()) {
+        return Err(format!("table '{name}': 'dead_letter' must name a file"));
+    }
+    let mut bad_rows = dead_letter.clone().map_or(BadRowPolicy::Fail, BadRowPolicy::DeadLetter);
+    if let Some(v) = table.option("bad_data") {
+        bad_rows = match (v.to_ascii_lowercase().as_str(), &dead_letter) {
                 ("fail", None) => BadRowPolicy::Fail,
                 ("skip" | "drop", None) => BadRowPolicy::Skip,
                 ("dead_letter" | "dead-letter", Some(path)) => BadRowPolicy::DeadLetter(path.clone()),
@@ -243,19 +243,19 @@ pub(crate) fn bad_row_policy(table: &TableDef, is_source: bool) -> Result<BadRow
                     ))
                 }
             };
-        }
-        for key in ["csv.ignore-parse-errors", "json.ignore-parse-errors"] {
-            if let Some(v) = table.option(key) {
-                if truthy(v).map_err(|e| format!("table '{name}': option '{key}': {e}"))? {
-                    if dead_letter.is_some() {
-                        return Err(format!(
+    }
+    for key in ["csv.ignore-parse-errors", "json.ignore-parse-errors"] {
+        if let Some(v) = table.option(key) {
+            if truthy(v).map_err(|e| format!("table '{name}': option '{key}': {e}"))? {
+                if dead_letter.is_some() {
+                    return Err(format!(
                             "table '{name}': '{key}' and a 'dead_letter' file contradict each other (skip the rows, or keep them there)"
                         ));
-                    }
-                    bad_rows = BadRowPolicy::Skip;
                 }
+                bad_rows = BadRowPolicy::Skip;
             }
         }
+    }
     Ok(bad_rows)
 }
 

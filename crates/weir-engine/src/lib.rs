@@ -411,8 +411,9 @@ impl State {
             || options.part_files;
         ctx.state_dir = match (&options.checkpoint, &self.config.checkpoints) {
             (Some(c), _) => c.store.local_dir().map(std::path::Path::to_path_buf),
-            (None, Some(settings)) if options.checkpoints_from_config => local_path(&settings.dir)
-                .map(|dir| std::path::Path::new(&dir).join(fingerprint(&plan.to_string()))),
+            (None, Some(settings)) if options.checkpoints_from_config => {
+                local_path(&settings.dir).map(|dir| std::path::Path::new(&dir).join(fingerprint(&plan.to_string())))
+            }
             (None, _) => None,
         };
         ctx

@@ -32,7 +32,9 @@ pub mod plan;
 pub mod settings;
 mod table;
 
-pub use connector::{ConnectorCatalog, ConnectorError, ConnectorSpec, MetadataSpec, OptionSpec, OptionType, TABLE_OPTIONS};
+pub use connector::{
+    ConnectorCatalog, ConnectorError, ConnectorSpec, MetadataSpec, OptionSpec, OptionType, TABLE_OPTIONS,
+};
 pub use error::PlanError;
 pub use explain::{show, PlanNodeDescription};
 pub use plan::{

@@ -468,7 +468,14 @@ fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location)
                 } else {
                     None
                 };
-                columns.push(ColumnSpec { name, data_type, nullable, proctime: false, metadata, location: t.span.start });
+                columns.push(ColumnSpec {
+                    name,
+                    data_type,
+                    nullable,
+                    proctime: false,
+                    metadata,
+                    location: t.span.start,
+                });
             }
             if parser.consume_token(&Token::Comma) {
                 // a trailing comma before ')' is tolerated

@@ -55,7 +55,8 @@ impl Decoder {
     pub(crate) fn decode(&self, bytes: &[u8], take: &mut dyn FnMut(&[Value])) -> Result<(), String> {
         match self.format {
             Format::Json => {
-                let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+                let value: serde_json::Value =
+                    serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
                 let values = parse_line(&value, &self.names, &self.json_types, &self.nullable)?;
                 take(&values);
             }
@@ -78,7 +79,12 @@ impl Decoder {
                 for (i, field) in record.iter().enumerate() {
                     let Some(t) = &self.types[i] else { return Err("BYTES columns are for format 'raw'".into()) };
                     let v = t.parse_text(field).ok_or_else(|| {
-                        format!("bad value '{}' for column '{}' ({})", crate::column::clip(field), self.names[i], t.sql_name())
+                        format!(
+                            "bad value '{}' for column '{}' ({})",
+                            crate::column::clip(field),
+                            self.names[i],
+                            t.sql_name()
+                        )
                     })?;
                     values.push(self.not_null(i, v)?);
                 }
@@ -124,7 +130,8 @@ impl Encoder {
     /// The encoded rows of `batch`, one per row (`None`: a NULL raw value).
     pub(crate) fn encode(&self, batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>, String> {
         let batch = batch.project(&self.columns).map_err(|e| e.to_string())?;
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec()).map_err(|e| e.to_string())?;
+        let batch =
+            RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec()).map_err(|e| e.to_string())?;
         let n = batch.num_rows();
         match self.format {
             Format::Json => {
@@ -143,7 +150,8 @@ impl Encoder {
             Format::Csv => (0..n)
                 .map(|i| {
                     let mut out = Vec::new();
-                    let mut w = CsvWriterBuilder::new().with_header(false).with_delimiter(self.delimiter).build(&mut out);
+                    let mut w =
+                        CsvWriterBuilder::new().with_header(false).with_delimiter(self.delimiter).build(&mut out);
                     w.write(&batch.slice(i, 1)).map_err(|e| e.to_string())?;
                     drop(w);
                     while out.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -155,9 +163,7 @@ impl Encoder {
             Format::Raw => {
                 let column = batch.column(0);
                 Ok(match column.data_type() {
-                    DataType::Binary => {
-                        column.as_binary::<i32>().iter().map(|v| v.map(<[u8]>::to_vec)).collect()
-                    }
+                    DataType::Binary => column.as_binary::<i32>().iter().map(|v| v.map(<[u8]>::to_vec)).collect(),
                     _ => column.as_string::<i32>().iter().map(|v| v.map(|s| s.as_bytes().to_vec())).collect(),
                 })
             }

@@ -66,10 +66,30 @@ impl Connector for KafkaConnector {
             loose_keys: false,
             metadata: vec![
                 MetadataSpec { key: "topic", types: &["VARCHAR"], writable: false, doc: "the record's topic" },
-                MetadataSpec { key: "partition", types: &["INT", "BIGINT"], writable: false, doc: "the record's partition" },
-                MetadataSpec { key: "offset", types: &["BIGINT"], writable: false, doc: "the record's offset in its partition" },
-                MetadataSpec { key: "timestamp", types: &["TIMESTAMP(3)", "TIMESTAMP(6)", "TIMESTAMP(9)", "TIMESTAMP(0)"], writable: true, doc: "the record's timestamp (written: the record's timestamp)" },
-                MetadataSpec { key: "key", types: &["BYTES", "VARCHAR"], writable: false, doc: "the record's key, as it is" },
+                MetadataSpec {
+                    key: "partition",
+                    types: &["INT", "BIGINT"],
+                    writable: false,
+                    doc: "the record's partition",
+                },
+                MetadataSpec {
+                    key: "offset",
+                    types: &["BIGINT"],
+                    writable: false,
+                    doc: "the record's offset in its partition",
+                },
+                MetadataSpec {
+                    key: "timestamp",
+                    types: &["TIMESTAMP(3)", "TIMESTAMP(6)", "TIMESTAMP(9)", "TIMESTAMP(0)"],
+                    writable: true,
+                    doc: "the record's timestamp (written: the record's timestamp)",
+                },
+                MetadataSpec {
+                    key: "key",
+                    types: &["BYTES", "VARCHAR"],
+                    writable: false,
+                    doc: "the record's key, as it is",
+                },
             ],
             options,
         }

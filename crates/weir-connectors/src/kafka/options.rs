@@ -119,7 +119,9 @@ fn specific_offsets(table: &str, key: &str, v: &str) -> Result<BTreeMap<i32, i64
     let bad = || {
         (
             Some(key.to_string()),
-            format!("table '{table}': option '{key}': expected 'partition:0,offset:42;partition:1,offset:300', got '{v}'"),
+            format!(
+                "table '{table}': option '{key}': expected 'partition:0,offset:42;partition:1,offset:300', got '{v}'"
+            ),
         )
     };
     let mut offsets = BTreeMap::new();
@@ -150,13 +152,17 @@ impl KafkaOptions {
     pub fn parse(table: &TableDef) -> Result<Self, OptionError> {
         let name = &table.name;
         let need = |key: &str| -> Result<String, OptionError> {
-            table.option(key).map(str::to_string).ok_or_else(|| {
-                (None, format!("table '{name}': connector 'kafka' needs a '{key}' option"))
-            })
+            table
+                .option(key)
+                .map(str::to_string)
+                .ok_or_else(|| (None, format!("table '{name}': connector 'kafka' needs a '{key}' option")))
         };
         let topic = need("topic")?;
         if topic.contains(';') {
-            return Err((Some("topic".into()), format!("table '{name}': one topic per table, for now (got '{topic}')")));
+            return Err((
+                Some("topic".into()),
+                format!("table '{name}': one topic per table, for now (got '{topic}')"),
+            ));
         }
         let servers = need("properties.bootstrap.servers")?;
         let properties: BTreeMap<String, String> = table
@@ -206,7 +212,10 @@ impl KafkaOptions {
         let bad_rows = bad_row_policy(table, true).map_err(|e| (None, e))?;
         let delimiter = csv_delimiter(table).map_err(|e| (Some("csv.field-delimiter".into()), e))?;
         let millis = |key: &str| -> Result<i64, OptionError> {
-            need(key)?.trim().parse::<i64>().map_err(|_| (Some(key.to_string()), format!("table '{name}': '{key}' must be epoch milliseconds")))
+            need(key)?
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| (Some(key.to_string()), format!("table '{name}': '{key}' must be epoch milliseconds")))
         };
         let start = match table.option("scan.startup.mode").map(str::to_ascii_lowercase).as_deref() {
             Some("earliest-offset") => StartAt::Earliest,
@@ -261,9 +270,10 @@ impl KafkaOptions {
             _ => Partitioner::Default,
         };
         if format == Format::Raw {
-            let columns = table.schema.as_ref().map(|s| {
-                s.fields().iter().filter(|f| table.metadata_column(f.name()).is_none()).count()
-            });
+            let columns = table
+                .schema
+                .as_ref()
+                .map(|s| s.fields().iter().filter(|f| table.metadata_column(f.name()).is_none()).count());
             if columns.is_some_and(|n| n != 1) {
                 return Err((
                     Some("format".into()),

@@ -266,9 +266,10 @@ impl KafkaSink {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back))
-                    if Instant::now() < deadline =>
-                {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    back,
+                )) if Instant::now() < deadline => {
                     record = back;
                     self.producer.poll(Duration::from_millis(50));
                 }
@@ -320,19 +321,21 @@ impl KafkaSink {
         let group = s.group.clone();
         let metadata = s.marks.group_metadata().ok_or_else(|| self.err(format!("no metadata of group '{group}'")))?;
         let mut marks = TopicPartitionList::new();
-        marks
-            .add_partition_offset(&self.topic, 0, Offset::Offset(checkpoint as i64 + 1))
-            .map_err(|e| self.err(e))?;
+        marks.add_partition_offset(&self.topic, 0, Offset::Offset(checkpoint as i64 + 1)).map_err(|e| self.err(e))?;
         let deadline = Instant::now() + FLUSH_TIMEOUT;
         loop {
             let attempt = (|| -> std::result::Result<(), String> {
                 self.producer.begin_transaction().map_err(|e| e.to_string())?;
-                let mut reader =
-                    BufReader::with_capacity(1 << 20, File::open(file).map_err(|e| format!("{}: {e}", file.display()))?);
+                let mut reader = BufReader::with_capacity(
+                    1 << 20,
+                    File::open(file).map_err(|e| format!("{}: {e}", file.display()))?,
+                );
                 while let Some(record) = read_record(&mut reader).map_err(|e| format!("{}: {e}", file.display()))? {
                     self.produce(&record).map_err(|e| e.to_string())?;
                 }
-                self.producer.send_offsets_to_transaction(&marks, &metadata, FLUSH_TIMEOUT).map_err(|e| e.to_string())?;
+                self.producer
+                    .send_offsets_to_transaction(&marks, &metadata, FLUSH_TIMEOUT)
+                    .map_err(|e| e.to_string())?;
                 self.producer.commit_transaction(FLUSH_TIMEOUT).map_err(|e| e.to_string())?;
                 self.failed().map_err(|e| e.to_string())
             })();
@@ -510,9 +513,13 @@ impl Sink for KafkaSink {
     }
 }
 
+/// A record as a tuple, for tests.
+#[cfg(test)]
+type Fields = (Option<i32>, Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The records a staged file holds (for tests).
 #[cfg(test)]
-fn staged(bytes: &[u8]) -> Vec<(Option<i32>, Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>)> {
+fn staged(bytes: &[u8]) -> Vec<Fields> {
     let mut r = bytes;
     std::iter::from_fn(|| read_record(&mut r).ok().flatten())
         .map(|x| (x.partition, x.timestamp, x.key, x.value))
@@ -526,7 +533,12 @@ mod tests {
     #[test]
     fn staged_records_read_back_as_written() {
         let records = [
-            Record { partition: Some(2), timestamp: Some(1_700_000_000_000), key: Some(b"k".to_vec()), value: Some(b"{}".to_vec()) },
+            Record {
+                partition: Some(2),
+                timestamp: Some(1_700_000_000_000),
+                key: Some(b"k".to_vec()),
+                value: Some(b"{}".to_vec()),
+            },
             Record { partition: None, timestamp: None, key: None, value: None },
             Record { partition: Some(0), timestamp: Some(-5), key: Some(Vec::new()), value: Some(b"x".to_vec()) },
         ];

@@ -130,11 +130,9 @@ impl KafkaSource {
                     "timestamp" => Fill::Timestamp,
                     _ => Fill::Key,
                 }),
-                None => value_fields
-                    .iter()
-                    .position(|v| v.name() == f.name())
-                    .map(Fill::Value)
-                    .ok_or_else(|| RuntimeError::Internal(format!("column {} is not in table '{}'", f.name(), table.name))),
+                None => value_fields.iter().position(|v| v.name() == f.name()).map(Fill::Value).ok_or_else(|| {
+                    RuntimeError::Internal(format!("column {} is not in table '{}'", f.name(), table.name))
+                }),
             })
             .collect::<Result<Vec<_>>>()?;
         let source = Self {
@@ -173,7 +171,10 @@ impl KafkaSource {
             return Err(kafka_error(servers, format!("topic '{}' not found", self.topic)));
         };
         if let Some(e) = topic.error() {
-            return Err(kafka_error(servers, format!("topic '{}': {:?}", self.topic, rdkafka::types::RDKafkaErrorCode::from(e))));
+            return Err(kafka_error(
+                servers,
+                format!("topic '{}': {:?}", self.topic, rdkafka::types::RDKafkaErrorCode::from(e)),
+            ));
         }
         let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
         ids.sort_unstable();
@@ -228,9 +229,11 @@ impl KafkaSource {
                     tpl.add_partition(&self.topic, *id);
                 }
                 let committed = self.consumer.committed_offsets(tpl, CONNECT_TIMEOUT).map_err(|e| self.err(e))?;
-                let latest = self.options.properties.get("auto.offset.reset").is_some_and(|v| {
-                    matches!(v.to_ascii_lowercase().as_str(), "latest" | "largest" | "end")
-                });
+                let latest = self
+                    .options
+                    .properties
+                    .get("auto.offset.reset")
+                    .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "latest" | "largest" | "end"));
                 for id in rest {
                     let offset = match committed.find_partition(&self.topic, id).map(|p| p.offset()) {
                         Some(Offset::Offset(o)) if o >= 0 => o,
@@ -259,11 +262,11 @@ impl KafkaSource {
     fn end_offsets(&self, ids: &[i32]) -> Result<BTreeMap<i32, Option<i64>>> {
         Ok(match &self.options.stop {
             StopAt::Never => ids.iter().map(|id| (*id, None)).collect(),
-            StopAt::Latest => {
-                ids.iter().map(|id| Ok((*id, Some(self.watermarks(*id)?.1)))).collect::<Result<_>>()?
-            }
+            StopAt::Latest => ids.iter().map(|id| Ok((*id, Some(self.watermarks(*id)?.1)))).collect::<Result<_>>()?,
             StopAt::Timestamp(ms) => self.offsets_at(ids, *ms)?.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-            StopAt::Specific(offsets) => ids.iter().map(|id| (*id, Some(offsets.get(id).copied().unwrap_or(0)))).collect(),
+            StopAt::Specific(offsets) => {
+                ids.iter().map(|id| (*id, Some(offsets.get(id).copied().unwrap_or(0)))).collect()
+            }
         })
     }
 
@@ -390,9 +393,8 @@ impl KafkaSource {
                     p.rows += 1;
                 }
                 if let Err(why) = result {
-                    self.bad_rows.handle_record(&self.topic, id, offset, &why, || {
-                        String::from_utf8_lossy(value).into_owned()
-                    })?;
+                    self.bad_rows
+                        .handle_record(&self.topic, id, offset, &why, || String::from_utf8_lossy(value).into_owned())?;
                 }
             }
             // a record without a value (a tombstone) is no row of an append-only table
@@ -534,7 +536,8 @@ impl Source for KafkaSource {
 
     /// The partitions still read, or with rows not handed on yet, and the last one handed on.
     fn splits(&self) -> Vec<u32> {
-        let pending = |id: &i32, p: &Partition| !p.done || p.rows > 0 || self.handed.get(id).is_some_and(|h| *h < p.next);
+        let pending =
+            |id: &i32, p: &Partition| !p.done || p.rows > 0 || self.handed.get(id).is_some_and(|h| *h < p.next);
         self.partitions
             .iter()
             .filter(|(id, p)| pending(id, p) || self.last == Some(**id))

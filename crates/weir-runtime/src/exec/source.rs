@@ -184,7 +184,11 @@ impl SplitWatermarks {
 
     /// The minimum over the active splits other than `except`; `Nanos::MAX` if there are none.
     fn others(&self, except: u32, now: Instant) -> Nanos {
-        self.active(now).filter(|(id, _)| **id != except).map(|(_, s)| s.generator.current()).min().unwrap_or(Nanos::MAX)
+        self.active(now)
+            .filter(|(id, _)| **id != except)
+            .map(|(_, s)| s.generator.current())
+            .min()
+            .unwrap_or(Nanos::MAX)
     }
 
     /// The source's watermark: the minimum over the active splits (none: no watermark).
