@@ -144,15 +144,19 @@ fn startup_modes_choose_where_reading_starts() {
         vec!["3", "4"]
     );
     assert_eq!(read(", 'scan.bounded.mode' = 'specific-offsets', 'scan.bounded.specific-offsets' = 'partition:0,offset:2', 'scan.startup.mode' = 'earliest-offset'"), vec!["0", "1"]);
-    // a group without committed offsets starts at the earliest
-    assert_eq!(read(", 'properties.group.id' = 'fresh-group'"), vec!["0", "1", "2", "3", "4"]);
+    // a group without committed offsets starts at the earliest; the offsets read are
+    // committed to the group, so the next query of the group starts after them
+    let group = format!(", 'properties.group.id' = '{t}-group'");
+    assert_eq!(read(&group), vec!["0", "1", "2", "3", "4"]);
+    b.produce(&t, &[(Some(0), r#"{"v": 5}"#)]);
+    assert_eq!(read(&group), vec!["5"]);
     // timestamps: every record was written before now, none after
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
     assert_eq!(
         read(&format!(", 'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '{}'", now + 60_000)),
         Vec::<String>::new()
     );
-    assert_eq!(read(", 'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '0'").len(), 5);
+    assert_eq!(read(", 'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '0'").len(), 6);
 }
 
 #[test]
@@ -246,6 +250,36 @@ fn csv_and_raw_records_and_the_sink_formats() {
         lines(&ok(&format!("{ddl} SELECT id, name, CAST(key AS VARCHAR) = name AS keyed FROM back;"))),
         vec!["1,alpha,true", "2,\"be,ta\",true"]
     );
+}
+
+#[test]
+fn key_fields_are_written_to_and_read_from_the_key() {
+    let b = Broker::shared();
+    let t = topic("keyed");
+    b.create_topic(&t, 2);
+    let options = format!(
+        "'connector' = 'kafka', 'topic' = '{t}', 'properties.bootstrap.servers' = '{}', \
+         'key.format' = 'json', 'key.fields' = 'id', 'value.fields-include' = 'EXCEPT_KEY'",
+        b.servers
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "id,name\n1,one\n2,two\n").unwrap();
+    ok(&format!(
+        "CREATE TABLE i (id BIGINT, name VARCHAR) WITH ('connector' = 'file', 'path' = '{}');
+         CREATE TABLE o (id BIGINT, name VARCHAR) WITH ({options});
+         INSERT INTO o SELECT id, name FROM i;",
+        input.display()
+    ));
+    let mut values = b.values(&t, false);
+    values.sort();
+    assert_eq!(values, vec![r#"{"name":"one"}"#, r#"{"name":"two"}"#]);
+    let read = ok(&format!(
+        "CREATE TABLE k (name VARCHAR, id BIGINT, raw VARCHAR METADATA FROM 'key' VIRTUAL) WITH ({options}, \
+         'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');
+         SELECT id, name, raw FROM k;"
+    ));
+    assert_eq!(lines(&read), vec![r#"1,one,"{""id"":1}""#, r#"2,two,"{""id"":2}""#]);
 }
 
 #[test]

@@ -93,6 +93,12 @@ pub fn text(specs: &[ConnectorSpec]) -> String {
             out.push_str("  no options of its own\n");
         }
         options(&mut out, &spec.options);
+        for m in &spec.metadata {
+            let types = m.types.join(" or ");
+            let writable = if m.writable { ", written too" } else { "" };
+            out.push_str(&format!("  {:width$}  {types}{writable}\n", format!("METADATA '{}'", m.key)));
+            out.push_str(&format!("  {:width$}  {}\n", "", m.doc.replace('`', "")));
+        }
         out.push('\n');
     }
     out.push_str("every table, whatever its connector:\n");
@@ -129,6 +135,15 @@ pub fn markdown(specs: &[ConnectorSpec]) -> String {
             out.push_str("No options of its own.\n\n");
         } else {
             table(&mut out, &spec.options);
+            out.push('\n');
+        }
+        if !spec.metadata.is_empty() {
+            out.push_str("Metadata columns (`name TYPE METADATA FROM 'key' [VIRTUAL]`):\n\n");
+            out.push_str("| key | type | written | description |\n|---|---|---|---|\n");
+            for m in &spec.metadata {
+                let written = if m.writable { "yes" } else { "no (declare it `VIRTUAL`)" };
+                out.push_str(&format!("| `{}` | {} | {written} | {} |\n", m.key, m.types.join(" or "), cell(m.doc)));
+            }
             out.push('\n');
         }
     }

@@ -135,7 +135,7 @@ pub const TABLE_OPTIONS: &[OptionSpec] = &[
     OptionSpec::new(
         "idle_timeout",
         OptionType::Duration,
-        "on a source in a `UNION ALL`: after this long without rows it stops holding back the union's watermark (`SET source.idle_timeout` gives every source one)",
+        "on a source in a `UNION ALL`: after this long without rows it stops holding back the union's watermark; on a `kafka` source, the same for each partition (`SET source.idle_timeout` gives every source one)",
     ),
     OptionSpec::new(
         "late_rows",

@@ -104,10 +104,12 @@ impl TableDef {
         Some(Arc::new(Schema::new(schema.fields().iter().filter(keep).cloned().collect::<Vec<_>>())))
     }
 
-    /// How long the table's source may send nothing before it stops holding back the
-    /// watermark of a `UNION ALL` (its `'idle_timeout'` option), in nanoseconds.
+    /// How long the table's source (or one of its splits, a Kafka partition) may send nothing
+    /// before it stops holding back the watermark (its `'idle_timeout'` option, or Flink's
+    /// `'scan.watermark.idle-timeout'`), in nanoseconds.
     pub fn idle_timeout(&self) -> Option<i64> {
-        self.option("idle_timeout").and_then(|v| parse_duration(v).ok())
+        // `scan.watermark.idle-timeout` is Flink's name (the kafka connector's partitions)
+        self.option("idle_timeout").or(self.option("scan.watermark.idle-timeout")).and_then(|v| parse_duration(v).ok())
     }
 
     /// Column names and types as text, for EXPLAIN.

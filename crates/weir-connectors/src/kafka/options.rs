@@ -85,6 +85,9 @@ pub struct KafkaOptions {
     pub format: Format,
     /// The key's format and columns.
     pub key: Option<(Format, Vec<String>)>,
+    /// `value.fields-include` = `EXCEPT_KEY`: the value leaves out the key's columns (read
+    /// from the key instead); `ALL` (the default): the value has every column.
+    pub except_key: bool,
     /// Malformed records.
     pub bad_rows: BadRowPolicy,
     /// CSV field delimiter.
@@ -209,6 +212,13 @@ impl KafkaOptions {
                 ))
             }
         };
+        let except_key = table.option("value.fields-include").is_some_and(|v| v.eq_ignore_ascii_case("except_key"));
+        if except_key && key.is_none() {
+            return Err((
+                Some("value.fields-include".into()),
+                format!("table '{name}': 'EXCEPT_KEY' needs a key: add 'key.format' and 'key.fields'"),
+            ));
+        }
         let bad_rows = bad_row_policy(table, true).map_err(|e| (None, e))?;
         let delimiter = csv_delimiter(table).map_err(|e| (Some("csv.field-delimiter".into()), e))?;
         let millis = |key: &str| -> Result<i64, OptionError> {
@@ -270,10 +280,10 @@ impl KafkaOptions {
             _ => Partitioner::Default,
         };
         if format == Format::Raw {
-            let columns = table
-                .schema
-                .as_ref()
-                .map(|s| s.fields().iter().filter(|f| table.metadata_column(f.name()).is_none()).count());
+            let in_key = |c: &str| except_key && key.as_ref().is_some_and(|(_, k)| k.iter().any(|f| f == c));
+            let columns = table.schema.as_ref().map(|s| {
+                s.fields().iter().filter(|f| table.metadata_column(f.name()).is_none() && !in_key(f.name())).count()
+            });
             if columns.is_some_and(|n| n != 1) {
                 return Err((
                     Some("format".into()),
@@ -288,6 +298,7 @@ impl KafkaOptions {
             properties,
             format,
             key,
+            except_key,
             bad_rows,
             delimiter,
             start,

@@ -147,7 +147,8 @@ impl KafkaSink {
                 .collect::<Result<_>>()?,
             None => Vec::new(),
         };
-        let value_columns: Vec<usize> = (0..schema.fields().len()).filter(|i| Some(*i) != timestamp).collect();
+        let in_value = |i: &usize| Some(*i) != timestamp && !(options.except_key && key_columns.contains(i));
+        let value_columns: Vec<usize> = (0..schema.fields().len()).filter(in_value).collect();
         let value = Encoder::new(options.format, &schema, value_columns, options.delimiter)
             .map_err(|e| RuntimeError::Sink(format!("table '{name}': {e}")))?;
         let key = match &options.key {

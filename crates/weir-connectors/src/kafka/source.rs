@@ -33,6 +33,8 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 enum Fill {
     /// The value's field `i` (in the decoder's order).
     Value(usize),
+    /// The key's field `i` (`value.fields-include` = `EXCEPT_KEY`).
+    KeyField(usize),
     Topic,
     Partition,
     Offset,
@@ -68,6 +70,8 @@ pub struct KafkaSource {
     schema: SchemaRef,
     fills: Vec<Fill>,
     decoder: Decoder,
+    /// The key's fields, when they are read from the key.
+    key_decoder: Option<Decoder>,
     batch_size: usize,
     partitions: BTreeMap<i32, Partition>,
     /// Batches cut but not handed on, with their partition and the offset after them.
@@ -81,8 +85,13 @@ pub struct KafkaSource {
     /// Offsets to resume from (a checkpoint's), instead of the startup mode.
     resume: Option<BTreeMap<i32, i64>>,
     next_discovery: Option<Instant>,
+    /// When to commit the offsets handed on to the consumer group next (with a group).
+    next_commit: Option<Instant>,
     bad_rows: BadRows,
 }
+
+/// How often the offsets read are committed to the consumer group, for monitoring.
+const COMMIT_EVERY: Duration = Duration::from_secs(5);
 
 /// The offsets a checkpoint keeps: the next record to read, per partition.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -115,10 +124,34 @@ impl KafkaSource {
         let topic = options.topic.clone();
         // the record's fields: the table's columns that are not metadata, in its order
         let table_schema = table.physical_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
-        let value_fields: Vec<Arc<Field>> =
-            table_schema.fields().iter().filter(|f| table.metadata_column(f.name()).is_none()).cloned().collect();
+        let key_names: Vec<String> = match &options.key {
+            Some((_, fields)) if options.except_key => fields.clone(),
+            _ => Vec::new(),
+        };
+        let value_fields: Vec<Arc<Field>> = table_schema
+            .fields()
+            .iter()
+            .filter(|f| table.metadata_column(f.name()).is_none() && !key_names.contains(f.name()))
+            .cloned()
+            .collect();
         let decoder = Decoder::new(options.format, &value_fields, options.delimiter)
             .map_err(|e| RuntimeError::Source(format!("table '{}': {e}", table.name)))?;
+        let key_fields = key_names
+            .iter()
+            .map(|k| {
+                table_schema
+                    .field_with_name(k)
+                    .map(|f| Arc::new(f.clone()))
+                    .map_err(|e| RuntimeError::Source(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let key_decoder = match &options.key {
+            Some((format, _)) if options.except_key => Some(
+                Decoder::new(*format, &key_fields, options.delimiter)
+                    .map_err(|e| RuntimeError::Source(format!("table '{}': key: {e}", table.name)))?,
+            ),
+            _ => None,
+        };
         let fills = schema
             .fields()
             .iter()
@@ -130,9 +163,12 @@ impl KafkaSource {
                     "timestamp" => Fill::Timestamp,
                     _ => Fill::Key,
                 }),
-                None => value_fields.iter().position(|v| v.name() == f.name()).map(Fill::Value).ok_or_else(|| {
-                    RuntimeError::Internal(format!("column {} is not in table '{}'", f.name(), table.name))
-                }),
+                None => match key_names.iter().position(|k| k == f.name()) {
+                    Some(i) => Ok(Fill::KeyField(i)),
+                    None => value_fields.iter().position(|v| v.name() == f.name()).map(Fill::Value).ok_or_else(|| {
+                        RuntimeError::Internal(format!("column {} is not in table '{}'", f.name(), table.name))
+                    }),
+                },
             })
             .collect::<Result<Vec<_>>>()?;
         let source = Self {
@@ -141,6 +177,7 @@ impl KafkaSource {
             schema,
             fills,
             decoder,
+            key_decoder,
             batch_size: ctx.batch_size.max(1),
             partitions: BTreeMap::new(),
             ready: VecDeque::new(),
@@ -149,6 +186,7 @@ impl KafkaSource {
             assigned: false,
             resume: None,
             next_discovery: None,
+            next_commit: None,
             bad_rows: BadRows::with_policy(&options.bad_rows, &ctx.metrics),
             options,
         };
@@ -297,10 +335,10 @@ impl KafkaSource {
             .iter()
             .zip(&self.fills)
             .map(|(f, fill)| match (fill, f.data_type()) {
-                (Fill::Value(_), DataType::Binary) | (Fill::Key, DataType::Binary) => {
+                (Fill::Value(_) | Fill::KeyField(_) | Fill::Key, DataType::Binary) => {
                     Column::Bytes(BinaryBuilder::with_capacity(n, n * 16))
                 }
-                (Fill::Value(_), t) => match crate::column::ColumnType::new(t) {
+                (Fill::Value(_) | Fill::KeyField(_), t) => match crate::column::ColumnType::new(t) {
                     Ok(t) => Column::Typed(ColumnBuffer::new(t, n)),
                     Err(_) => Column::Bytes(BinaryBuilder::new()),
                 },
@@ -331,6 +369,29 @@ impl KafkaSource {
             self.assign(&new, true)?;
         }
         Ok(())
+    }
+
+    /// Now and then, commit the offsets handed on to the table's consumer group, so that
+    /// tools watching the group see how far weir has read. Only for monitoring: a restart
+    /// resumes from weir's checkpoint, never from these.
+    fn commit_offsets(&mut self) {
+        if self.options.group.is_none() || self.handed.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        if self.next_commit.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_commit = Some(now + COMMIT_EVERY);
+        let mut tpl = TopicPartitionList::new();
+        for (id, offset) in &self.handed {
+            if tpl.add_partition_offset(&self.topic, *id, Offset::Offset(*offset)).is_err() {
+                return;
+            }
+        }
+        if let Err(e) = self.consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
+            tracing::debug!(topic = %self.topic, error = %e, "committing offsets to the group");
+        }
     }
 
     /// Read until a partition has a batch's worth of rows or `deadline` passes.
@@ -374,22 +435,17 @@ impl KafkaSource {
             p.next = offset + 1;
             let full = p.end.is_some_and(|e| p.next >= e);
             if let Some(value) = message.payload() {
-                let timestamp = message.timestamp().to_millis();
-                let key = message.key();
-                let mut appended = false;
-                let fills = &self.fills;
-                let topic = &self.topic;
-                let result = if self.decoder.is_bytes() {
-                    append(&mut p.columns, fills, &[], Some(value), topic, id, offset, timestamp, key);
-                    appended = true;
-                    Ok(())
-                } else {
-                    self.decoder.decode(value, &mut |values| {
-                        append(&mut p.columns, fills, values, None, topic, id, offset, timestamp, key);
-                        appended = true;
-                    })
+                let record = Record {
+                    topic: &self.topic,
+                    partition: id,
+                    offset,
+                    timestamp: message.timestamp().to_millis(),
+                    key: message.key(),
+                    value,
                 };
-                if appended {
+                let key_decoder = self.key_decoder.as_ref();
+                let result = decode_into(&mut p.columns, &self.fills, &self.decoder, key_decoder, &record);
+                if result.is_ok() {
                     p.rows += 1;
                 }
                 if let Err(why) = result {
@@ -438,29 +494,59 @@ fn is_fatal(e: &KafkaError) -> bool {
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-fn append(
-    columns: &mut [Column],
-    fills: &[Fill],
-    values: &[Value],
-    bytes: Option<&[u8]>,
-    topic: &str,
+/// A record as read.
+struct Record<'a> {
+    topic: &'a str,
     partition: i32,
     offset: i64,
     timestamp: Option<i64>,
-    key: Option<&[u8]>,
-) {
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+}
+
+/// Decode `r` (its key too, when columns come from it) and append it as a row; nothing is
+/// appended when it is malformed.
+fn decode_into(
+    columns: &mut [Column],
+    fills: &[Fill],
+    decoder: &Decoder,
+    key_decoder: Option<&Decoder>,
+    r: &Record,
+) -> std::result::Result<(), String> {
+    let mut with_key = |key_values: &[Value]| -> std::result::Result<(), String> {
+        if decoder.is_bytes() {
+            append(columns, fills, &[], key_values, r);
+            return Ok(());
+        }
+        decoder.decode(r.value, &mut |values| append(columns, fills, values, key_values, r))
+    };
+    match key_decoder {
+        None => with_key(&[]),
+        Some(k) => {
+            let Some(key) = r.key else { return Err("the record has no key".into()) };
+            if k.is_bytes() {
+                return with_key(&[]);
+            }
+            let mut result = Ok(());
+            k.decode(key, &mut |key_values| result = with_key(key_values)).map_err(|e| format!("its key: {e}"))?;
+            result
+        }
+    }
+}
+
+fn append(columns: &mut [Column], fills: &[Fill], values: &[Value], key_values: &[Value], r: &Record) {
     for (column, fill) in columns.iter_mut().zip(fills) {
         match (column, fill) {
             (Column::Typed(b), Fill::Value(i)) => b.append(values.get(*i).unwrap_or(&Value::Null)),
-            (Column::Bytes(b), Fill::Value(_)) => b.append_option(bytes),
-            (Column::Bytes(b), _) => b.append_option(key),
-            (Column::Text(b), Fill::Topic) => b.append_value(topic),
-            (Column::Text(b), _) => b.append_option(key.map(|k| String::from_utf8_lossy(k))),
-            (Column::Int32(b), _) => b.append_value(partition),
-            (Column::Int64(b), Fill::Partition) => b.append_value(i64::from(partition)),
-            (Column::Int64(b), Fill::Offset) => b.append_value(offset),
-            (Column::Int64(b), _) => b.append_option(timestamp),
+            (Column::Typed(b), Fill::KeyField(i)) => b.append(key_values.get(*i).unwrap_or(&Value::Null)),
+            (Column::Bytes(b), Fill::Value(_)) => b.append_value(r.value),
+            (Column::Bytes(b), _) => b.append_option(r.key),
+            (Column::Text(b), Fill::Topic) => b.append_value(r.topic),
+            (Column::Text(b), _) => b.append_option(r.key.map(|k| String::from_utf8_lossy(k))),
+            (Column::Int32(b), _) => b.append_value(r.partition),
+            (Column::Int64(b), Fill::Partition) => b.append_value(i64::from(r.partition)),
+            (Column::Int64(b), Fill::Offset) => b.append_value(r.offset),
+            (Column::Int64(b), _) => b.append_option(r.timestamp),
             (Column::Typed(b), _) => b.append(&Value::Null),
         }
     }
@@ -487,6 +573,14 @@ fn finish(column: &mut Column, data_type: &DataType) -> Result<ArrayRef> {
     })
 }
 
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        // the last offsets read (the client sends them as it closes)
+        self.next_commit = None;
+        self.commit_offsets();
+    }
+}
+
 impl Source for KafkaSource {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         if !self.assigned {
@@ -496,6 +590,7 @@ impl Source for KafkaSource {
             self.next_discovery = self.options.discovery.map(|every| Instant::now() + every);
         }
         if self.ready.is_empty() {
+            self.commit_offsets();
             self.discover()?;
             self.fill(Instant::now() + LINGER)?;
             self.cut()?;
