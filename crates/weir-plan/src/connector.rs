@@ -406,6 +406,20 @@ pub trait ConnectorCatalog: Send + Sync + fmt::Debug {
         let _ = table;
         false
     }
+
+    /// Whether reading `table` gives a changelog (+I/-U/+U/-D rows) rather than only
+    /// inserts: a query over it is updating.
+    fn changelog_source(&self, table: &TableDef) -> bool {
+        let _ = table;
+        false
+    }
+
+    /// Whether `table` can be written an updating query's changes (its connector writes each
+    /// change as the format says), without `'changelog' = 'rows'`.
+    fn changelog_sink(&self, table: &TableDef) -> bool {
+        let _ = table;
+        false
+    }
 }
 
 #[cfg(test)]
@@ -420,6 +434,7 @@ mod tests {
             proctime: None,
             options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             metadata: Vec::new(),
+            primary_key: Vec::new(),
         }
     }
 

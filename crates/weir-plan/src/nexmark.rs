@@ -116,6 +116,7 @@ pub fn builtin_tables() -> Vec<TableDef> {
             proctime: None,
             options: BTreeMap::from([("connector".to_string(), "nexmark".to_string())]),
             metadata: Vec::new(),
+            primary_key: Vec::new(),
         })
         .collect()
 }
@@ -221,6 +222,7 @@ pub fn check_setting(option: &str, value: &str) -> Result<String> {
         proctime: None,
         options: BTreeMap::from([(key.clone(), value.trim().to_string())]),
         metadata: Vec::new(),
+        primary_key: Vec::new(),
     };
     NexmarkOptions::parse(&probe)
         .map_err(|e| PlanError::new(format!("SET nexmark.{key}: {}", e.trim_start_matches("table 'bid': "))))?;

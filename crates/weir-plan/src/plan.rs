@@ -40,6 +40,9 @@ pub struct SourceNode {
     /// The pipeline's watermark is the wall clock (a window is over the table's `PROCTIME()`
     /// column), not the table's event-time watermark.
     pub processing_time: bool,
+    /// The table is a changelog (its connector reads +I/-U/+U/-D rows: `debezium-json`,
+    /// `upsert-kafka`), not only inserts.
+    pub changelog: bool,
 }
 
 /// The kinds of window a bound function belongs to.
@@ -588,7 +591,7 @@ impl PlanInput {
     /// Whether any operator below emits a changelog.
     pub fn is_updating(&self) -> bool {
         match self {
-            PlanInput::Source(_) => false,
+            PlanInput::Source(s) => s.changelog,
             PlanInput::Union(branches) => branches.iter().any(Branch::is_updating),
             PlanInput::Join(j) => j.join.emits_changelog() || j.left.is_updating() || j.right.is_updating(),
         }

@@ -50,6 +50,9 @@ pub struct TableDef {
     pub options: BTreeMap<String, String>,
     /// The metadata columns, in declaration order (part of the schema).
     pub metadata: Vec<MetadataColumn>,
+    /// `PRIMARY KEY (…) NOT ENFORCED`: the columns a changelog table (`upsert-kafka`) is keyed
+    /// by. Empty without one.
+    pub primary_key: Vec<String>,
 }
 
 impl TableDef {

@@ -34,8 +34,8 @@ pub use error::{Result, RuntimeError};
 pub use exec::connector::{Connector, ConnectorContext, ConnectorRegistry, StartTime};
 pub use exec::metrics::{Metrics, OperatorMetrics, StateSize};
 pub use exec::pipeline::{
-    build_operators, build_ops, input_columns, late_rows_schema, relaxed, sink_schema, source_columns, Pipeline,
-    SourceColumns,
+    build_operators, build_ops, input_columns, is_row_kind_column, late_rows_schema, relaxed, sink_schema,
+    source_columns, Pipeline, SourceColumns, ROW_KIND_METADATA,
 };
 pub use exec::source::{Sink, Source, SourceDriver, WatermarkGenerator};
 pub use exec::watermark_merge::WatermarkMerge;

@@ -15,6 +15,17 @@ pub struct Catalog {
     /// Tables whose input ends (a file that is not followed): without a watermark, one can be
     /// read whole first, as the lookup table of a join.
     bounded: BTreeSet<String>,
+    /// Tables read as a changelog (+I/-U/+U/-D rows), as their connector says.
+    changelog: BTreeSet<String>,
+}
+
+/// What a table's connector says about it when it is declared.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Traits {
+    /// Its input ends.
+    pub bounded: bool,
+    /// Reading it gives a changelog.
+    pub changelog: bool,
 }
 
 impl Catalog {
@@ -23,10 +34,10 @@ impl Catalog {
         Self::default()
     }
 
-    /// Add a table (`bounded`: its input ends, as its connector says). Fails if one with the
-    /// same name exists, unless `replace`. A built-in table counts as not there: declaring one
-    /// of its name replaces it.
-    pub fn register(&mut self, table: TableDef, bounded: bool, replace: bool, if_not_exists: bool) -> Result<()> {
+    /// Add a table with what its connector says of it. Fails if one with the same name exists,
+    /// unless `replace`. A built-in table counts as not there: declaring one of its name
+    /// replaces it.
+    pub fn register(&mut self, table: TableDef, traits: Traits, replace: bool, if_not_exists: bool) -> Result<()> {
         let builtin = self.builtin.remove(&table.name);
         if !builtin && self.tables.contains_key(&table.name) {
             if if_not_exists {
@@ -37,10 +48,12 @@ impl Catalog {
                     .with_hint("use CREATE OR REPLACE TABLE, or another name"));
             }
         }
-        if bounded {
-            self.bounded.insert(table.name.clone());
-        } else {
-            self.bounded.remove(&table.name);
+        for (set, on) in [(&mut self.bounded, traits.bounded), (&mut self.changelog, traits.changelog)] {
+            if on {
+                set.insert(table.name.clone());
+            } else {
+                set.remove(&table.name);
+            }
         }
         self.tables.insert(table.name.clone(), table);
         Ok(())
@@ -50,6 +63,11 @@ impl Catalog {
     /// whole first as a lookup table).
     pub fn is_bounded(&self, name: &str) -> bool {
         self.bounded.contains(name)
+    }
+
+    /// Whether reading table `name` gives a changelog.
+    pub fn is_changelog(&self, name: &str) -> bool {
+        self.changelog.contains(name)
     }
 
     /// Add a table weir declares itself.

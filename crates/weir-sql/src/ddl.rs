@@ -8,7 +8,7 @@ use datafusion_expr::Expr;
 use datafusion_sql::planner::{PlannerContext, SqlToRel};
 use datafusion_sql::sqlparser::ast::{BinaryOperator, Expr as SqlExpr};
 
-use crate::catalog::{schema_of, TableDef, WatermarkDef};
+use crate::catalog::{schema_of, TableDef, Traits, WatermarkDef};
 use crate::error::{Result, SqlError};
 use crate::options::check_table_options;
 use crate::parser::CreateTable;
@@ -82,8 +82,20 @@ impl Planner {
                 Some(weir_plan::MetadataColumn { column: c.name.clone(), key, is_virtual })
             })
             .collect();
-        let mut def =
-            TableDef { name: ct.name.clone(), schema, watermark, proctime, options: ct.options.clone(), metadata };
+        for key in &ct.primary_key {
+            if !ct.columns.iter().any(|c| &c.name == key) {
+                return Err(SqlError::plan(format!("PRIMARY KEY: no column named '{key}'")).at(ct.location));
+            }
+        }
+        let mut def = TableDef {
+            name: ct.name.clone(),
+            schema,
+            watermark,
+            proctime,
+            options: ct.options.clone(),
+            metadata,
+            primary_key: ct.primary_key.clone(),
+        };
         check_table_options(&def).map_err(|e| e.at(ct.location))?;
         if let Some(connectors) = &self.connectors {
             connectors.check_table(&def).map_err(|e| crate::connectors::connector_error(e, &ct))?;
@@ -91,12 +103,17 @@ impl Planner {
         if def.connector() == Some("nexmark") {
             crate::nexmark::complete_table(&mut def).map_err(|e| SqlError::from(e).at(ct.location))?;
         }
-        let bounded = match &self.connectors {
-            Some(connectors) => connectors.bounded(&def),
+        let traits = match &self.connectors {
+            Some(connectors) => {
+                Traits { bounded: connectors.bounded(&def), changelog: connectors.changelog_source(&def) }
+            }
             // without connectors, the planner's own knowledge: a file that is not followed
-            None => def.connector() == Some("file") && def.option("source.monitor-interval").is_none(),
+            None => Traits {
+                bounded: def.connector() == Some("file") && def.option("source.monitor-interval").is_none(),
+                changelog: false,
+            },
         };
-        self.catalog.register(def, bounded, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;
+        self.catalog.register(def, traits, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;
         Ok(Planned::CreatedTable(ct.name))
     }
 

@@ -45,6 +45,8 @@ pub struct CreateTable {
     pub columns: Vec<ColumnSpec>,
     /// `WATERMARK FOR column AS expr`.
     pub watermark: Option<(Ident, SqlExpr)>,
+    /// `PRIMARY KEY (a, b) NOT ENFORCED`.
+    pub primary_key: Vec<String>,
     /// `WITH (key = value, …)`, keys lower-cased.
     pub options: BTreeMap<String, String>,
     /// Where each option's key is written.
@@ -388,6 +390,7 @@ fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location)
     let name = object_name(&parser.parse_object_name(false)?);
     let mut columns = Vec::new();
     let mut watermark = None;
+    let mut primary_key = Vec::new();
     if parser.consume_token(&Token::LParen) {
         loop {
             let t = parser.peek_token();
@@ -401,8 +404,31 @@ fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location)
                     return Err(SqlError::plan("a table can have only one WATERMARK clause").at(t.span.start));
                 }
                 watermark = Some((column, expr));
-            } else if parser.peek_keyword(Keyword::PRIMARY) || parser.peek_keyword(Keyword::CONSTRAINT) {
-                return Err(SqlError::not_supported("table constraints (PRIMARY KEY, CONSTRAINT)").at(t.span.start));
+            } else if parser.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
+                if !primary_key.is_empty() {
+                    return Err(SqlError::plan("a table can have only one PRIMARY KEY").at(t.span.start));
+                }
+                parser.expect_token(&Token::LParen)?;
+                loop {
+                    primary_key.push(ident_name(&parser.parse_identifier()?));
+                    if !parser.consume_token(&Token::Comma) {
+                        break;
+                    }
+                }
+                parser.expect_token(&Token::RParen)?;
+                // weir, as Flink, does not check that keys are unique
+                if parser.parse_keyword(Keyword::NOT) {
+                    let at = parser.peek_token();
+                    if !is_word(&at.token, "ENFORCED") {
+                        return Err(SqlError::syntax(format!("syntax error: expected ENFORCED, found '{}'", at.token))
+                            .at(at.span.start));
+                    }
+                    parser.next_token();
+                }
+            } else if parser.peek_keyword(Keyword::CONSTRAINT) {
+                return Err(SqlError::not_supported("named table constraints (CONSTRAINT)")
+                    .at(t.span.start)
+                    .with_hint("declare the key as PRIMARY KEY (col, …) NOT ENFORCED"));
             } else {
                 let ident = parser.parse_identifier()?;
                 if parser.parse_keyword(Keyword::AS) {
@@ -510,7 +536,17 @@ fn parse_create_table(parser: &mut Parser, or_replace: bool, location: Location)
             }
         }
     }
-    Ok(CreateTable { name, columns, watermark, options, option_locations, or_replace, if_not_exists, location })
+    Ok(CreateTable {
+        name,
+        columns,
+        watermark,
+        primary_key,
+        options,
+        option_locations,
+        or_replace,
+        if_not_exists,
+        location,
+    })
 }
 
 /// Option keys: `'quoted.key'`, `bare_key` or `dotted.bare.key`.

@@ -245,7 +245,8 @@ impl Planner {
         let mut ops = builder.ops;
         let updating = input.is_updating() || ops.iter().any(StreamOp::emits_changelog);
         if let SinkNode::Table(def) = &sink {
-            if updating && !def.option("changelog").is_some_and(|v| v.eq_ignore_ascii_case("rows")) {
+            let takes_changes = self.connectors.as_ref().is_some_and(|c| c.changelog_sink(def));
+            if updating && !takes_changes && !def.option("changelog").is_some_and(|v| v.eq_ignore_ascii_case("rows")) {
                 return Err(SqlError::plan(format!(
                     "INSERT INTO {}: the query's result is updating (a changelog of +I/-U/+U/-D rows), but table '{}' is append-only",
                     def.name, def.name
@@ -447,6 +448,7 @@ impl PipelineBuilder<'_> {
                     projection: scan.projection.clone(),
                     output_schema: Arc::clone(&scan.projected_schema),
                     processing_time: false,
+                    changelog: self.catalog.is_changelog(&table.name),
                 }));
                 Ok(())
             }

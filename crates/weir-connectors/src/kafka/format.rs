@@ -10,6 +10,7 @@ use datafusion_common::arrow::json::writer::LineDelimitedWriter;
 use crate::column::{ColumnType, Value};
 use crate::json_source::parse_line;
 use crate::kafka::options::Format;
+use weir_runtime::RowKind;
 
 /// Turns one record's bytes into the values of some columns, in the order given.
 pub(crate) struct Decoder {
@@ -51,14 +52,45 @@ impl Decoder {
         self.types.first().is_some_and(Option::is_none)
     }
 
-    /// Decode `bytes`, handing the values to `take` (in the order of the fields).
-    pub(crate) fn decode(&self, bytes: &[u8], take: &mut dyn FnMut(&[Value])) -> Result<(), String> {
+    /// Decode `bytes`, handing each row's kind and values (in the order of the fields) to
+    /// `take`: one insert, or for `debezium-json` the rows of the change.
+    pub(crate) fn decode(&self, bytes: &[u8], take: &mut dyn FnMut(RowKind, &[Value])) -> Result<(), String> {
         match self.format {
             Format::Json => {
                 let value: serde_json::Value =
                     serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
                 let values = parse_line(&value, &self.names, &self.json_types, &self.nullable)?;
-                take(&values);
+                take(RowKind::Insert, &values);
+            }
+            Format::DebeziumJson => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+                // with the schema included, the change is the payload
+                let change = match value.get("payload") {
+                    Some(p) if value.get("op").is_none() && p.is_object() => p,
+                    _ => &value,
+                };
+                let row = |side: &str| -> Result<Vec<Value>, String> {
+                    match change.get(side) {
+                        Some(v) if v.is_object() => parse_line(v, &self.names, &self.json_types, &self.nullable)
+                            .map_err(|e| format!("'{side}': {e}")),
+                        _ => Err(format!("the change has no '{side}' row")),
+                    }
+                };
+                match change.get("op").and_then(|o| o.as_str()) {
+                    Some("c" | "r") => take(RowKind::Insert, &row("after")?),
+                    Some("u") => {
+                        let before = row("before").map_err(|e| {
+                            format!("{e} (an update needs the old row: a PostgreSQL table needs REPLICA IDENTITY FULL)")
+                        })?;
+                        let after = row("after")?;
+                        take(RowKind::UpdateBefore, &before);
+                        take(RowKind::UpdateAfter, &after);
+                    }
+                    Some("d") => take(RowKind::Delete, &row("before")?),
+                    Some(other) => return Err(format!("unknown Debezium operation '{other}' (c, r, u or d)")),
+                    None => return Err("not a Debezium change event: no 'op'".into()),
+                }
             }
             Format::Csv => {
                 let mut reader = csv::ReaderBuilder::new()
@@ -88,11 +120,11 @@ impl Decoder {
                     })?;
                     values.push(self.not_null(i, v)?);
                 }
-                take(&values);
+                take(RowKind::Insert, &values);
             }
             Format::Raw => {
                 let text = std::str::from_utf8(bytes).map_err(|_| "the value is not valid UTF-8".to_string())?;
-                take(&[Value::Str(text)]);
+                take(RowKind::Insert, &[Value::Str(text)]);
             }
         }
         Ok(())
@@ -127,14 +159,19 @@ impl Encoder {
         Ok(Self { format, columns, schema, delimiter })
     }
 
-    /// The encoded rows of `batch`, one per row (`None`: a NULL raw value).
-    pub(crate) fn encode(&self, batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>, String> {
+    /// The encoded rows of `batch`, one per row (`None`: a NULL raw value). `kinds`: each
+    /// row's change (`debezium-json`; all inserts when `None`).
+    pub(crate) fn encode(
+        &self,
+        batch: &RecordBatch,
+        kinds: Option<&[RowKind]>,
+    ) -> Result<Vec<Option<Vec<u8>>>, String> {
         let batch = batch.project(&self.columns).map_err(|e| e.to_string())?;
         let batch =
             RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec()).map_err(|e| e.to_string())?;
         let n = batch.num_rows();
         match self.format {
-            Format::Json => {
+            Format::Json | Format::DebeziumJson => {
                 let mut out = Vec::new();
                 let mut w = LineDelimitedWriter::new(&mut out);
                 w.write(&batch).map_err(|e| e.to_string())?;
@@ -145,7 +182,27 @@ impl Encoder {
                 if rows.len() != n {
                     return Err(format!("{} rows encoded as {} JSON lines", n, rows.len()));
                 }
-                Ok(rows)
+                if self.format == Format::Json {
+                    return Ok(rows);
+                }
+                // as Flink writes them: an insert or update's new row as a create, a removed
+                // row (or an update's old one) as a delete
+                Ok(rows
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, row)| {
+                        let row = String::from_utf8_lossy(row.as_deref().unwrap_or_default()).into_owned();
+                        let kind = kinds.and_then(|k| k.get(i)).copied().unwrap_or(RowKind::Insert);
+                        Some(match kind {
+                            RowKind::Insert | RowKind::UpdateAfter => {
+                                format!(r#"{{"before":null,"after":{row},"op":"c"}}"#).into_bytes()
+                            }
+                            RowKind::UpdateBefore | RowKind::Delete => {
+                                format!(r#"{{"before":{row},"after":null,"op":"d"}}"#).into_bytes()
+                            }
+                        })
+                    })
+                    .collect())
             }
             Format::Csv => (0..n)
                 .map(|i| {

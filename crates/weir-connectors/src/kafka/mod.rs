@@ -19,7 +19,7 @@ use datafusion_common::arrow::datatypes::SchemaRef;
 use weir_plan::{ConnectorError, ConnectorSpec, MetadataSpec, OptionSpec, OptionType, TableDef};
 use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Sink, Source};
 
-pub use options::{Delivery, KafkaOptions, Partitioner, StartAt, StopAt};
+pub use options::{Delivery, Format, KafkaOptions, Partitioner, StartAt, StopAt};
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
 
@@ -27,7 +27,7 @@ pub use source::KafkaSource;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KafkaConnector;
 
-const FORMATS: &[&str] = &["json", "csv", "raw"];
+const FORMATS: &[&str] = &["json", "csv", "raw", "debezium-json"];
 
 impl Connector for KafkaConnector {
     fn spec(&self) -> ConnectorSpec {
@@ -37,7 +37,7 @@ impl Connector for KafkaConnector {
             OptionSpec::new("properties.bootstrap.servers", Text, "the brokers, `host:port[,host:port…]`").required(),
             OptionSpec::new("properties.group.id", Text, "the consumer group: where `group-offsets` start, and where read offsets are committed after each checkpoint (for monitoring; a restart resumes from weir's checkpoint)"),
             OptionSpec::new("properties.<key*>", Text, "any other client property, passed on to librdkafka (`properties.isolation.level` = `read_committed`, `properties.compression.type`, …)"),
-            OptionSpec::new("format", Choice(FORMATS), "the record value: `json` (an object per record), `csv` (a line per record, fields in column order) or `raw` (the value is the one column, VARCHAR or BYTES)").default("json"),
+            OptionSpec::new("format", Choice(FORMATS), "the record value: `json` (an object per record), `csv` (a line per record, fields in column order), `raw` (the value is the one column, VARCHAR or BYTES) or `debezium-json` (Debezium's change events: the table is a changelog, and an updating query can be written)").default("json"),
             OptionSpec::new("value.format", Choice(FORMATS), "the same as `format`"),
             OptionSpec::new("scan.startup.mode", Choice(&["earliest-offset", "latest-offset", "group-offsets", "timestamp", "specific-offsets"]), "where reading starts when the query does not resume from a checkpoint (default: `group-offsets` with a `properties.group.id`, which starts a partition without a committed offset as `properties.auto.offset.reset` says, else at the earliest offset; `earliest-offset` without a group)"),
             OptionSpec::new("scan.startup.specific-offsets", Text, "with `specific-offsets`: `partition:0,offset:42;partition:1,offset:300` (other partitions start at the earliest offset)"),
@@ -94,6 +94,14 @@ impl Connector for KafkaConnector {
             ],
             options,
         }
+    }
+
+    fn changelog_source(&self, table: &TableDef) -> bool {
+        KafkaOptions::parse(table).is_ok_and(|o| o.format == Format::DebeziumJson)
+    }
+
+    fn changelog_sink(&self, table: &TableDef) -> bool {
+        self.changelog_source(table)
     }
 
     fn check(&self, table: &TableDef) -> Result<(), ConnectorError> {

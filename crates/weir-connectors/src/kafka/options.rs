@@ -18,6 +18,8 @@ pub enum Format {
     Csv,
     /// The bytes as they are: the one column.
     Raw,
+    /// Debezium's change events (`{"before": …, "after": …, "op": "c|r|u|d"}`): a changelog.
+    DebeziumJson,
 }
 
 /// Where a partition starts being read.
@@ -104,6 +106,8 @@ pub struct KafkaOptions {
     pub transactional_id_prefix: Option<String>,
     /// `sink.partitioner`.
     pub partitioner: Partitioner,
+    /// The `upsert-kafka` connector: a changelog keyed by the table's primary key.
+    pub upsert: bool,
 }
 
 /// An error about an option (`None`: about several) and its message.
@@ -113,6 +117,7 @@ fn format_of(v: &str) -> Format {
     match v.to_ascii_lowercase().as_str() {
         "csv" => Format::Csv,
         "raw" => Format::Raw,
+        "debezium-json" => Format::DebeziumJson,
         _ => Format::Json,
     }
 }
@@ -196,6 +201,14 @@ impl KafkaOptions {
                             format!("table '{name}': 'key.fields' names '{missing}', which is not a column"),
                         ));
                     }
+                }
+                if format_of(f) == Format::DebeziumJson {
+                    return Err((
+                        Some("key.format".into()),
+                        format!(
+                            "table '{name}': 'key.format' can be json, csv or raw (debezium-json is for the value)"
+                        ),
+                    ));
                 }
                 Some((format_of(f), fields))
             }
@@ -307,6 +320,7 @@ impl KafkaOptions {
             delivery,
             transactional_id_prefix,
             partitioner,
+            upsert: false,
         })
     }
 

@@ -22,10 +22,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use weir_plan::TableDef;
-use weir_runtime::{ConnectorContext, Result, RuntimeError, Sink};
+use weir_runtime::{is_row_kind_column, ConnectorContext, Result, RowKind, RuntimeError, Sink};
 
 use crate::kafka::format::Encoder;
-use crate::kafka::options::{Delivery, KafkaOptions, Partitioner};
+use crate::kafka::options::{Delivery, Format, KafkaOptions, Partitioner};
 use crate::kafka::source::CONNECT_TIMEOUT;
 
 /// How long a flush or a transaction may take before the sink gives up.
@@ -69,6 +69,10 @@ pub struct KafkaSink {
     timestamp: Option<usize>,
     partitioner: Partitioner,
     partitions: i32,
+    /// The column of the changes' kinds (`op`), for debezium-json and upsert-kafka.
+    op: Option<usize>,
+    /// `upsert-kafka`: a key's latest row is its value; a removed key gets a tombstone.
+    upsert: bool,
     turn: i32,
     delivery: Delivery,
     staging: Option<Staging>,
@@ -139,7 +143,12 @@ impl KafkaSink {
                 )));
             }
         }
-        let timestamp = schema.fields().iter().position(|f| table.metadata_column(f.name()).is_some());
+        let timestamp =
+            schema.fields().iter().position(|f| table.metadata_column(f.name()).is_some_and(|m| m.key == "timestamp"));
+        // an updating query's changes: the `op` column first, written as the format or the
+        // upsert connector says (with 'changelog' = 'rows' it is an ordinary column)
+        let takes_changes = options.format == Format::DebeziumJson || options.upsert;
+        let op = schema.fields().first().filter(|f| takes_changes && is_row_kind_column(f)).map(|_| 0);
         let key_columns: Vec<usize> = match &options.key {
             Some((_, fields)) => fields
                 .iter()
@@ -147,7 +156,8 @@ impl KafkaSink {
                 .collect::<Result<_>>()?,
             None => Vec::new(),
         };
-        let in_value = |i: &usize| Some(*i) != timestamp && !(options.except_key && key_columns.contains(i));
+        let in_value =
+            |i: &usize| Some(*i) != timestamp && Some(*i) != op && !(options.except_key && key_columns.contains(i));
         let value_columns: Vec<usize> = (0..schema.fields().len()).filter(in_value).collect();
         let value = Encoder::new(options.format, &schema, value_columns, options.delimiter)
             .map_err(|e| RuntimeError::Sink(format!("table '{name}': {e}")))?;
@@ -209,6 +219,8 @@ impl KafkaSink {
             timestamp,
             partitioner: options.partitioner,
             partitions,
+            op,
+            upsert: options.upsert,
             turn: 0,
             delivery: options.delivery,
             staging,
@@ -220,9 +232,26 @@ impl KafkaSink {
     }
 
     fn records(&mut self, batch: &RecordBatch) -> Result<Vec<Record>> {
-        let values = self.value.encode(batch).map_err(|e| self.err(e))?;
+        let kinds: Option<Vec<RowKind>> = match self.op {
+            Some(i) => Some(
+                batch
+                    .column(i)
+                    .as_string_opt::<i32>()
+                    .ok_or_else(|| self.err("the op column is not text"))?
+                    .iter()
+                    .map(|op| match op {
+                        Some("-U") => RowKind::UpdateBefore,
+                        Some("+U") => RowKind::UpdateAfter,
+                        Some("-D") => RowKind::Delete,
+                        _ => RowKind::Insert,
+                    })
+                    .collect(),
+            ),
+            None => None,
+        };
+        let values = self.value.encode(batch, kinds.as_deref()).map_err(|e| self.err(e))?;
         let keys = match &self.key {
-            Some(k) => k.encode(batch).map_err(|e| self.err(e))?,
+            Some(k) => k.encode(batch, None).map_err(|e| self.err(e))?,
             None => vec![None; batch.num_rows()],
         };
         let times = match self.timestamp {
@@ -234,7 +263,14 @@ impl KafkaSink {
             None => vec![None; batch.num_rows()],
         };
         let mut out = Vec::with_capacity(values.len());
-        for ((value, key), timestamp) in values.into_iter().zip(keys).zip(times) {
+        for (i, ((value, key), timestamp)) in values.into_iter().zip(keys).zip(times).enumerate() {
+            // upsert: a new row is the key's value, a removed one a tombstone; an update's old
+            // row is not written (its key gets the new one)
+            let value = match kinds.as_ref().map(|k| k[i]) {
+                Some(RowKind::UpdateBefore) if self.upsert => continue,
+                Some(RowKind::Delete) if self.upsert => None,
+                _ => value,
+            };
             let partition = match self.partitioner {
                 Partitioner::Default => None,
                 Partitioner::Fixed => Some(0),

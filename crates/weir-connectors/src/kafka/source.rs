@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion_common::arrow::array::{
-    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, RecordBatchOptions, StringBuilder,
+    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, Int8Array, RecordBatch, RecordBatchOptions, StringBuilder,
 };
 use datafusion_common::arrow::compute::cast;
 use datafusion_common::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
@@ -17,7 +17,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use weir_plan::TableDef;
-use weir_runtime::{ConnectorContext, Result, RuntimeError, Source};
+use weir_runtime::{ConnectorContext, Result, RowKind, RuntimeError, Source};
 
 use crate::column::{ColumnBuffer, Value};
 use crate::dead_letter::BadRows;
@@ -54,7 +54,8 @@ enum Column {
 /// A partition: its rows not handed on yet, and where it is.
 struct Partition {
     columns: Vec<Column>,
-    rows: usize,
+    /// Each row's kind (all inserts but for a changelog format).
+    kinds: Vec<i8>,
     /// The offset after the last record read.
     next: i64,
     /// Where it ends (exclusive), in a bounded mode.
@@ -75,7 +76,11 @@ pub struct KafkaSource {
     batch_size: usize,
     partitions: BTreeMap<i32, Partition>,
     /// Batches cut but not handed on, with their partition and the offset after them.
-    ready: VecDeque<(i32, RecordBatch, i64)>,
+    ready: VecDeque<Ready>,
+    /// The format gives a changelog: batches carry their rows' kinds.
+    changelog: bool,
+    /// The kinds of the batch last handed on.
+    kinds: Option<Arc<Int8Array>>,
     /// The offset after the last record handed on, per partition (the checkpoint position).
     handed: BTreeMap<i32, i64>,
     /// The partition of the batch last handed on.
@@ -92,6 +97,15 @@ pub struct KafkaSource {
 
 /// How often the offsets read are committed to the consumer group, for monitoring.
 const COMMIT_EVERY: Duration = Duration::from_secs(5);
+
+/// A batch cut but not handed on.
+struct Ready {
+    partition: i32,
+    batch: RecordBatch,
+    kinds: Option<Arc<Int8Array>>,
+    /// The offset after its last record.
+    next: i64,
+}
 
 /// The offsets a checkpoint keeps: the next record to read, per partition.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -181,6 +195,8 @@ impl KafkaSource {
             batch_size: ctx.batch_size.max(1),
             partitions: BTreeMap::new(),
             ready: VecDeque::new(),
+            changelog: options.format == crate::kafka::options::Format::DebeziumJson,
+            kinds: None,
             handed: BTreeMap::new(),
             last: None,
             assigned: false,
@@ -319,7 +335,8 @@ impl KafkaSource {
             let done = end.is_some_and(|e| next >= e);
             self.handed.insert(*id, next);
             let columns = self.new_columns();
-            self.partitions.insert(*id, Partition { columns, rows: 0, next, end, done });
+            self.partitions
+                .insert(*id, Partition { columns, kinds: Vec::with_capacity(self.batch_size), next, end, done });
             if !done {
                 tpl.add_partition_offset(&self.topic, *id, Offset::Offset(next)).map_err(|e| self.err(e))?;
             }
@@ -444,10 +461,8 @@ impl KafkaSource {
                     value,
                 };
                 let key_decoder = self.key_decoder.as_ref();
-                let result = decode_into(&mut p.columns, &self.fills, &self.decoder, key_decoder, &record);
-                if result.is_ok() {
-                    p.rows += 1;
-                }
+                let result =
+                    decode_into(&mut p.columns, &mut p.kinds, &self.fills, &self.decoder, key_decoder, &record);
                 if let Err(why) = result {
                     self.bad_rows
                         .handle_record(&self.topic, id, offset, &why, || String::from_utf8_lossy(value).into_owned())?;
@@ -458,7 +473,7 @@ impl KafkaSource {
                 if full {
                     p.done = true;
                 }
-                if p.rows >= self.batch_size {
+                if p.kinds.len() >= self.batch_size {
                     return Ok(());
                 }
             }
@@ -468,7 +483,7 @@ impl KafkaSource {
     /// Cut every partition's rows into a batch, ready to be handed on.
     fn cut(&mut self) -> Result<()> {
         for (id, p) in &mut self.partitions {
-            if p.rows == 0 {
+            if p.kinds.is_empty() {
                 continue;
             }
             let arrays = p
@@ -477,10 +492,11 @@ impl KafkaSource {
                 .zip(self.schema.fields())
                 .map(|(c, f)| finish(c, f.data_type()))
                 .collect::<Result<Vec<_>>>()?;
-            let options = RecordBatchOptions::new().with_row_count(Some(p.rows));
+            let options = RecordBatchOptions::new().with_row_count(Some(p.kinds.len()));
             let batch = RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &options)?;
-            self.ready.push_back((*id, batch, p.next));
-            p.rows = 0;
+            let kinds = std::mem::take(&mut p.kinds);
+            let kinds = self.changelog.then(|| Arc::new(Int8Array::from(kinds)));
+            self.ready.push_back(Ready { partition: *id, batch, kinds, next: p.next });
         }
         Ok(())
     }
@@ -508,6 +524,7 @@ struct Record<'a> {
 /// appended when it is malformed.
 fn decode_into(
     columns: &mut [Column],
+    kinds: &mut Vec<i8>,
     fills: &[Fill],
     decoder: &Decoder,
     key_decoder: Option<&Decoder>,
@@ -516,9 +533,13 @@ fn decode_into(
     let mut with_key = |key_values: &[Value]| -> std::result::Result<(), String> {
         if decoder.is_bytes() {
             append(columns, fills, &[], key_values, r);
+            kinds.push(RowKind::Insert as i8);
             return Ok(());
         }
-        decoder.decode(r.value, &mut |values| append(columns, fills, values, key_values, r))
+        decoder.decode(r.value, &mut |kind, values| {
+            append(columns, fills, values, key_values, r);
+            kinds.push(kind as i8);
+        })
     };
     match key_decoder {
         None => with_key(&[]),
@@ -528,7 +549,7 @@ fn decode_into(
                 return with_key(&[]);
             }
             let mut result = Ok(());
-            k.decode(key, &mut |key_values| result = with_key(key_values)).map_err(|e| format!("its key: {e}"))?;
+            k.decode(key, &mut |_, key_values| result = with_key(key_values)).map_err(|e| format!("its key: {e}"))?;
             result
         }
     }
@@ -596,10 +617,11 @@ impl Source for KafkaSource {
             self.cut()?;
         }
         match self.ready.pop_front() {
-            Some((id, batch, next)) => {
-                self.handed.insert(id, next);
-                self.last = Some(id);
-                Ok(Some(batch))
+            Some(ready) => {
+                self.handed.insert(ready.partition, ready.next);
+                self.last = Some(ready.partition);
+                self.kinds = ready.kinds;
+                Ok(Some(ready.batch))
             }
             None if self.partitions.values().all(|p| p.done) => Ok(None),
             None => {
@@ -625,14 +647,19 @@ impl Source for KafkaSource {
         Ok(())
     }
 
+    fn row_kinds(&mut self) -> Option<Arc<Int8Array>> {
+        self.kinds.take()
+    }
+
     fn split(&self) -> Option<u32> {
         self.last.map(|id| id as u32)
     }
 
     /// The partitions still read, or with rows not handed on yet, and the last one handed on.
     fn splits(&self) -> Vec<u32> {
-        let pending =
-            |id: &i32, p: &Partition| !p.done || p.rows > 0 || self.handed.get(id).is_some_and(|h| *h < p.next);
+        let pending = |id: &i32, p: &Partition| {
+            !p.done || !p.kinds.is_empty() || self.handed.get(id).is_some_and(|h| *h < p.next)
+        };
         self.partitions
             .iter()
             .filter(|(id, p)| pending(id, p) || self.last == Some(**id))

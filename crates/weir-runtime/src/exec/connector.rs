@@ -43,6 +43,21 @@ pub trait Connector: Send + Sync {
         false
     }
 
+    /// Whether reading `table` gives a changelog (+I/-U/+U/-D rows, each batch's kinds from
+    /// [`Source::row_kinds`]) rather than only inserts. The default: inserts only.
+    fn changelog_source(&self, table: &TableDef) -> bool {
+        let _ = table;
+        false
+    }
+
+    /// Whether `table` takes an updating query's changes as they are (its sink's batches then
+    /// start with the `op` column, see [`crate::is_row_kind_column`]). The default: no, only
+    /// inserts (or `'changelog' = 'rows'`, which writes `op` as an ordinary column).
+    fn changelog_sink(&self, table: &TableDef) -> bool {
+        let _ = table;
+        false
+    }
+
     /// Open `table` for reading, producing batches of exactly `schema`'s columns (the ones the
     /// query needs, in that order).
     fn open_source(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
@@ -150,6 +165,14 @@ impl ConnectorCatalog for ConnectorRegistry {
 
     fn bounded(&self, table: &TableDef) -> bool {
         self.lookup(table).is_ok_and(|(_, c)| c.bounded(table))
+    }
+
+    fn changelog_source(&self, table: &TableDef) -> bool {
+        self.lookup(table).is_ok_and(|(_, c)| c.changelog_source(table))
+    }
+
+    fn changelog_sink(&self, table: &TableDef) -> bool {
+        self.lookup(table).is_ok_and(|(_, c)| c.changelog_sink(table))
     }
 }
 

@@ -236,9 +236,21 @@ pub fn sink_schema(plan: &StreamPlan) -> SchemaRef {
     if !plan.is_updating() {
         return output;
     }
-    let mut fields = vec![Arc::new(Field::new("op", DataType::Utf8, false))];
+    let op = Field::new("op", DataType::Utf8, false)
+        .with_metadata([(ROW_KIND_METADATA.to_string(), "op".to_string())].into_iter().collect());
+    let mut fields = vec![Arc::new(op)];
     fields.extend(output.fields().iter().cloned());
     Arc::new(Schema::new(fields))
+}
+
+/// The metadata key marking the `op` column an updating query's sink receives first (its
+/// values: `+I`, `-U`, `+U`, `-D`).
+pub const ROW_KIND_METADATA: &str = "weir.row_kind";
+
+/// Whether `field` is the `op` column of an updating query's changes (see [`sink_schema`]),
+/// rather than a column of the query that happens to be named `op`.
+pub fn is_row_kind_column(field: &Field) -> bool {
+    field.metadata().contains_key(ROW_KIND_METADATA)
 }
 
 /// The schema of the rows a plan's `'late_rows'` sink receives: the source table's columns and

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array};
+use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array, Int8Array};
 use datafusion_common::arrow::record_batch::RecordBatch;
 
 use crate::error::{Result, RuntimeError};
@@ -30,6 +30,12 @@ pub trait Source: Send {
     fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
         let _ = position;
         Err(RuntimeError::Unsupported("this source cannot be read from a saved position".into()))
+    }
+
+    /// The kinds of the rows of the batch just returned, for a changelog source (see
+    /// [`crate::Connector::changelog_source`]); `None`: all inserts.
+    fn row_kinds(&mut self) -> Option<Arc<Int8Array>> {
+        None
     }
 
     /// For a source reading several splits whose event times advance separately (a Kafka
@@ -385,13 +391,14 @@ impl SourceDriver {
             }
             (None, _) => None,
         };
+        let kinds = self.source.row_kinds();
         let origin = self.keep_origin.then(|| Origin::whole(batch.clone()));
         let batch = match &self.output_columns {
             Some(cols) => batch.project(cols)?,
             None => batch,
         };
         if batch.num_rows() > 0 {
-            out.push(Message::Data(StreamBatch { batch, row_watermarks, kinds: None, origin }));
+            out.push(Message::Data(StreamBatch { batch, row_watermarks, kinds, origin }));
         }
         let advanced = match (&mut self.watermark, split) {
             (Some((_, g)), _) if self.splits.on => {
