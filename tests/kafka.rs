@@ -340,6 +340,101 @@ fn debezium_json_is_read_as_a_changelog_and_an_updating_query_is_written_as_one(
 }
 
 #[test]
+fn the_kafka_examples_run() {
+    let b = Broker::shared();
+    for (t, partitions) in [("bids", 4), ("bid_counts", 2), ("bidder_totals", 2)] {
+        b.create_topic(t, partitions);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let example = |name: &str| {
+        let text =
+            std::fs::read_to_string(format!("{}/sql-examples/kafka/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert!(text.starts_with("--"), "{name} must start with a comment saying what it shows");
+        let path = dir.path().join(name);
+        std::fs::write(&path, text.replace("localhost:9092", &b.servers)).unwrap();
+        path
+    };
+    let run_example = |name: &str, extra: &[&str]| {
+        let o = weir()
+            .current_dir(dir.path())
+            .arg("run")
+            .arg(example(name))
+            .args(["--format", "csv", "--quiet"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    run_example("load_bids.sql", &[]);
+    assert_eq!(b.values("bids", false).len(), 200_000 * 46 / 50, "the Nexmark generator makes 46 bids in 50 events");
+    let top = run_example("top_bids.sql", &[]);
+    assert!(top.lines().count() > 10, "{top}");
+    run_example("exactly_once.sql", &["--checkpoint-dir", "ck", "--checkpoint-interval", "500ms"]);
+    let counts = b.values("bid_counts", true);
+    let total: i64 =
+        counts.iter().map(|c| serde_json::from_str::<serde_json::Value>(c).unwrap()["bids"].as_i64().unwrap()).sum();
+    assert_eq!(total, 200_000 * 46 / 50, "every bid counted once");
+    run_example("changelog.sql", &[]);
+    assert!(!b.values("bidder_totals", false).is_empty());
+}
+
+#[test]
+fn upsert_kafka_reads_the_latest_row_per_key_and_writes_an_updating_query() {
+    let b = Broker::shared();
+    let (input, output) = (topic("upsert-in"), topic("upsert-out"));
+    b.create_topic(&input, 1);
+    b.create_topic(&output, 2);
+    b.produce_keyed(
+        &input,
+        &[
+            (r#"{"id":1}"#, Some(r#"{"id":1,"name":"a","n":1}"#)),
+            (r#"{"id":2}"#, Some(r#"{"id":2,"name":"b","n":2}"#)),
+            (r#"{"id":3}"#, Some(r#"{"id":3,"name":"a","n":4}"#)),
+            (r#"{"id":1}"#, Some(r#"{"id":1,"name":"a","n":10}"#)),
+            (r#"{"id":2}"#, None),
+            (r#"{"id":9}"#, None),
+        ],
+    );
+    let table = |name: &str, t: &str, columns: &str, extra: &str| {
+        format!(
+            "CREATE TABLE {name} ({columns}) WITH ('connector' = 'upsert-kafka', 'topic' = '{t}', \
+             'properties.bootstrap.servers' = '{}', 'key.format' = 'json', 'value.format' = 'json'{extra});",
+            b.servers
+        )
+    };
+    let users = table(
+        "users",
+        &input,
+        "id BIGINT, name VARCHAR, n BIGINT, PRIMARY KEY (id) NOT ENFORCED",
+        ", 'scan.bounded.mode' = 'latest-offset'",
+    );
+    // a key's new row replaces its old one, a tombstone removes it
+    let out = ok(&format!("{users} SELECT name, SUM(n) AS total, COUNT(*) AS users FROM users GROUP BY name;"));
+    let changes: Vec<String> = out.lines().skip(1).map(str::to_string).collect();
+    assert_eq!(consolidate(&changes), vec!["a,14,2"], "{out}");
+    let out = ok(&format!("{users} SELECT id, n FROM users;"));
+    let changes: Vec<String> = out.lines().skip(1).map(str::to_string).collect();
+    assert_eq!(consolidate(&changes), vec!["1,10", "3,4"], "{out}");
+
+    // an updating query written by key: the latest value per key, tombstones for removed keys
+    let totals = table("totals", &output, "name VARCHAR, total BIGINT, PRIMARY KEY (name) NOT ENFORCED", "");
+    ok(&format!("{users} {totals} INSERT INTO totals SELECT name, SUM(n) AS total FROM users GROUP BY name;"));
+    let back = table(
+        "back",
+        &output,
+        "name VARCHAR, total BIGINT, PRIMARY KEY (name) NOT ENFORCED",
+        ", 'scan.bounded.mode' = 'latest-offset'",
+    );
+    let out = ok(&format!("{back} SELECT name, total FROM back;"));
+    let changes: Vec<String> = out.lines().skip(1).map(str::to_string).collect();
+    assert_eq!(consolidate(&changes), vec!["a,14"], "{out}");
+    // without a primary key
+    let o = run(&table("nokey", &output, "name VARCHAR, total BIGINT", ""));
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("primary key"));
+}
+
+#[test]
 fn partitions_added_to_the_topic_are_read() {
     let b = Broker::shared();
     let t = topic("grows");

@@ -215,6 +215,19 @@ impl Broker {
         producer.flush(Duration::from_secs(30)).expect("flushed");
     }
 
+    /// Write keyed records (`None`: a tombstone) to `topic`, in order.
+    pub fn produce_keyed(&self, topic: &str, records: &[(&str, Option<&str>)]) {
+        let producer: BaseProducer = self.config().create().expect("producer");
+        for (key, value) in records {
+            let mut r: BaseRecord<'_, str, str> = BaseRecord::to(topic).key(*key).partition(0);
+            if let Some(v) = value {
+                r = r.payload(*v);
+            }
+            producer.send(r).map_err(|(e, _)| e).expect("sent");
+        }
+        producer.flush(Duration::from_secs(30)).expect("flushed");
+    }
+
     /// Every record value of `topic` (read committed, or everything), in partition order.
     pub fn values(&self, topic: &str, committed: bool) -> Vec<String> {
         let isolation = if committed { "read_committed" } else { "read_uncommitted" };

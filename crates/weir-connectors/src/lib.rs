@@ -3,7 +3,8 @@
 //! The connectors a pipeline reads from and writes to: the `file` connector (CSV with a header
 //! row, newline-delimited JSON, Parquet) as a source and a sink, `stdin` (the same formats) as a
 //! source, `datagen` (rows made up in process, paced, for the shell and tests), `nexmark`
-//! (the Nexmark benchmark's people, auctions and bids, generated in process), stdout in
+//! (the Nexmark benchmark's people, auctions and bids, generated in process), `kafka` (a topic
+//! read and written through librdkafka, exactly once with checkpoints: [`kafka`]), stdout in
 //! table/csv/json form, and for
 //! embedding the `channel` connector (batches sent by the host program over a tokio channel,
 //! results sent back: [`ChannelSource`], [`ChannelSink`], [`build_pipeline_with`]) and an
@@ -60,8 +61,8 @@ pub use sinks::{CollectSink, DiscardSink, FormatSink, OutputFormat, ParquetSink}
 pub use stdin::StdinConnector;
 pub use weir_runtime::{ConnectorContext, StartTime};
 
-/// A registry of the built-in connectors: `file`, `stdin`, `datagen`, `nexmark`, `channel` and
-/// `kafka`.
+/// A registry of the built-in connectors: `file`, `stdin`, `datagen`, `nexmark`, `channel`,
+/// `kafka` and `upsert-kafka`.
 /// Register more (user connectors) on it with [`ConnectorRegistry::register`].
 pub fn registry() -> ConnectorRegistry {
     let mut registry = ConnectorRegistry::new();
@@ -71,6 +72,7 @@ pub fn registry() -> ConnectorRegistry {
     registry.register(Arc::new(NexmarkConnector));
     registry.register(Arc::new(ChannelConnector));
     registry.register(Arc::new(KafkaConnector));
+    registry.register(Arc::new(kafka::UpsertKafkaConnector));
     registry
 }
 

@@ -414,6 +414,13 @@ pub trait ConnectorCatalog: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether reading `table` gives upserts keyed by its primary key (a key's new row, or a
+    /// removal that carries only the key): the planner turns them into a changelog.
+    fn upsert_source(&self, table: &TableDef) -> bool {
+        let _ = table;
+        false
+    }
+
     /// Whether `table` can be written an updating query's changes (its connector writes each
     /// change as the format says), without `'changelog' = 'rows'`.
     fn changelog_sink(&self, table: &TableDef) -> bool {

@@ -193,6 +193,18 @@ fn describe_op(op: &StreamOp) -> PlanNodeDescription {
                 ),
             }
         }
+        StreamOp::UpsertNormalize(u) => {
+            let keys: Vec<&str> = u.key.iter().map(|i| u.schema.field(*i).name().as_str()).collect();
+            PlanNodeDescription {
+                depth: 0, op: None,
+                operator: "UpsertNormalize".into(),
+                details: format!(
+                    "key: [{}], emit: a changelog (+I for a new key, -U/+U for a key's new row, -D for a removed key), state: {}",
+                    keys.join(", "),
+                    ttl_text(u.state_ttl, "one row per key")
+                ),
+            }
+        }
         StreamOp::Rank(r) => {
             let partition: Vec<String> = r.partition_by.iter().map(show).collect();
             let order: Vec<String> = r.order_by.iter().map(|s| s.to_string()).collect();
@@ -262,7 +274,10 @@ fn describe_source(source: &SourceNode, late_rows: Option<&TableDef>) -> PlanNod
                 .output_schema
                 .fields()
                 .iter()
-                .map(|f| format!("{} {}", f.name(), sql_type_name(f.data_type())))
+                .map(|f| match t.metadata_column(f.name()) {
+                    Some(m) => format!("{} {} METADATA FROM '{}'", f.name(), sql_type_name(f.data_type()), m.key),
+                    None => format!("{} {}", f.name(), sql_type_name(f.data_type())),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -39,8 +39,8 @@ pub use error::PlanError;
 pub use explain::{show, PlanNodeDescription};
 pub use plan::{
     Branch, EarlyEmit, JoinNode, JoinState, JoinType, OpCounter, OpRef, PlanInput, Rank, RankKind, RowTime, SinkNode,
-    SourceNode, StateTtl, StreamJoin, StreamOp, StreamPlan, UpdatingAggregate, WindowAggregate, WindowColumn,
-    WindowEmit, WindowKind, WindowSpec, MAX_SLICES_PER_WINDOW,
+    SourceNode, StateTtl, StreamJoin, StreamOp, StreamPlan, UpdatingAggregate, UpsertNormalize, WindowAggregate,
+    WindowColumn, WindowEmit, WindowKind, WindowSpec, MAX_SLICES_PER_WINDOW,
 };
 pub use settings::{Guarantee, Settings};
 pub use table::{schema_of, sql_type_name, MetadataColumn, TableDef, WatermarkDef};

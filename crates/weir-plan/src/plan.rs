@@ -325,6 +325,18 @@ pub struct UpdatingAggregate {
     pub output_schema: DFSchemaRef,
 }
 
+/// After a source of upserts (`upsert-kafka`): each key's latest row, as a changelog. A new
+/// row of a key retracts its old one (`-U`/`+U`), a removal (tombstone) deletes it.
+#[derive(Debug, Clone)]
+pub struct UpsertNormalize {
+    /// The primary key's columns (indices into the schema).
+    pub key: Vec<usize>,
+    /// Forget keys idle for this long.
+    pub state_ttl: Option<StateTtl>,
+    /// Schema of input and output rows (the table's columns).
+    pub schema: DFSchemaRef,
+}
+
 /// What a bounded `ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)` becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RankKind {
@@ -482,6 +494,8 @@ pub enum StreamOp {
     UpdatingAggregate(UpdatingAggregate),
     /// Window Top-N or deduplication.
     Rank(Rank),
+    /// Upserts made a changelog.
+    UpsertNormalize(UpsertNormalize),
 }
 
 impl StreamOp {
@@ -493,6 +507,7 @@ impl StreamOp {
             StreamOp::WindowAggregate(w) => &w.output_schema,
             StreamOp::UpdatingAggregate(u) => &u.output_schema,
             StreamOp::Rank(r) => &r.output_schema,
+            StreamOp::UpsertNormalize(u) => &u.schema,
         }
     }
 
@@ -501,6 +516,7 @@ impl StreamOp {
         match self {
             StreamOp::WindowAggregate(w) => w.emit.is_changelog(),
             StreamOp::UpdatingAggregate(_)
+            | StreamOp::UpsertNormalize(_)
             | StreamOp::Rank(Rank { kind: RankKind::Deduplicate { .. } | RankKind::TopN { .. }, .. }) => true,
             _ => false,
         }

@@ -17,6 +17,8 @@ pub struct Catalog {
     bounded: BTreeSet<String>,
     /// Tables read as a changelog (+I/-U/+U/-D rows), as their connector says.
     changelog: BTreeSet<String>,
+    /// Tables read as upserts by their primary key.
+    upsert: BTreeSet<String>,
 }
 
 /// What a table's connector says about it when it is declared.
@@ -26,6 +28,8 @@ pub struct Traits {
     pub bounded: bool,
     /// Reading it gives a changelog.
     pub changelog: bool,
+    /// What it reads are upserts by its primary key.
+    pub upsert: bool,
 }
 
 impl Catalog {
@@ -48,7 +52,12 @@ impl Catalog {
                     .with_hint("use CREATE OR REPLACE TABLE, or another name"));
             }
         }
-        for (set, on) in [(&mut self.bounded, traits.bounded), (&mut self.changelog, traits.changelog)] {
+        let sets = [
+            (&mut self.bounded, traits.bounded),
+            (&mut self.changelog, traits.changelog),
+            (&mut self.upsert, traits.upsert),
+        ];
+        for (set, on) in sets {
             if on {
                 set.insert(table.name.clone());
             } else {
@@ -68,6 +77,11 @@ impl Catalog {
     /// Whether reading table `name` gives a changelog.
     pub fn is_changelog(&self, name: &str) -> bool {
         self.changelog.contains(name)
+    }
+
+    /// Whether reading table `name` gives upserts by its primary key.
+    pub fn is_upsert(&self, name: &str) -> bool {
+        self.upsert.contains(name)
     }
 
     /// Add a table weir declares itself.

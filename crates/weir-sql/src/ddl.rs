@@ -105,12 +105,23 @@ impl Planner {
         }
         let traits = match &self.connectors {
             Some(connectors) => {
-                Traits { bounded: connectors.bounded(&def), changelog: connectors.changelog_source(&def) }
+                let upsert = connectors.upsert_source(&def);
+                if upsert && def.primary_key.is_empty() {
+                    return Err(SqlError::plan(format!(
+                        "table '{}': connector '{}' needs a primary key",
+                        def.name,
+                        def.connector().unwrap_or_default()
+                    ))
+                    .at(ct.location)
+                    .with_hint("add PRIMARY KEY (col, …) NOT ENFORCED to the columns"));
+                }
+                Traits { bounded: connectors.bounded(&def), changelog: connectors.changelog_source(&def), upsert }
             }
             // without connectors, the planner's own knowledge: a file that is not followed
             None => Traits {
                 bounded: def.connector() == Some("file") && def.option("source.monitor-interval").is_none(),
                 changelog: false,
+                upsert: false,
             },
         };
         self.catalog.register(def, traits, ct.or_replace, ct.if_not_exists).map_err(|e| e.at(ct.location))?;

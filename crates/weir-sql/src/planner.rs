@@ -428,6 +428,47 @@ impl<'a> PipelineBuilder<'a> {
 }
 
 impl PipelineBuilder<'_> {
+    /// A table of upserts: read whole (the key is needed whatever the query selects), made a
+    /// changelog by key, then the columns the query reads.
+    fn upsert_scan(&mut self, scan: &datafusion_expr::TableScan, table: &TableDef) -> Result<()> {
+        let schema = table.require_schema().map_err(SqlError::from)?;
+        let full = Arc::new(
+            datafusion_common::DFSchema::try_from_qualified_schema(scan.table_name.clone(), &schema)
+                .map_err(SqlError::from)?,
+        );
+        let key = table
+            .primary_key
+            .iter()
+            .map(|k| schema.index_of(k).map_err(|_| SqlError::plan(format!("PRIMARY KEY: no column named '{k}'"))))
+            .collect::<Result<Vec<_>>>()?;
+        self.input = Some(PlanInput::Source(SourceNode {
+            table: crate::options::with_session_defaults(table, self.settings),
+            projection: None,
+            output_schema: Arc::clone(&full),
+            processing_time: false,
+            changelog: true,
+        }));
+        self.ops.push(StreamOp::UpsertNormalize(weir_plan::UpsertNormalize {
+            key,
+            state_ttl: self.state_ttl(),
+            schema: Arc::clone(&full),
+        }));
+        if let Some(projection) = &scan.projection {
+            let exprs = projection
+                .iter()
+                .map(|i| {
+                    Expr::Column(datafusion_common::Column::new(Some(scan.table_name.clone()), schema.field(*i).name()))
+                })
+                .collect();
+            self.ops.push(StreamOp::Project {
+                exprs,
+                input_schema: full,
+                output_schema: Arc::clone(&scan.projected_schema),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn convert(&mut self, plan: &LogicalPlan) -> Result<()> {
         match plan {
             LogicalPlan::TableScan(scan) => {
@@ -442,6 +483,9 @@ impl PipelineBuilder<'_> {
                 }
                 if !scan.filters.is_empty() {
                     return Err(SqlError::not_supported("filters pushed into a source"));
+                }
+                if self.catalog.is_upsert(&table.name) {
+                    return self.upsert_scan(scan, table);
                 }
                 self.input = Some(PlanInput::Source(SourceNode {
                     table: crate::options::with_session_defaults(table, self.settings),

@@ -118,3 +118,76 @@ impl Connector for KafkaConnector {
         Ok(Box::new(KafkaSink::open(table, options, schema, ctx)?))
     }
 }
+
+/// The `upsert-kafka` connector: a topic as a changelog keyed by the table's primary key. A
+/// record is the latest row of its key, a record without a value (a tombstone) the key's
+/// removal; an updating query is written the same way.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpsertKafkaConnector;
+
+impl Connector for UpsertKafkaConnector {
+    fn spec(&self) -> ConnectorSpec {
+        let kafka = KafkaConnector.spec();
+        let left_out = ["format", "key.fields", "sink.partitioner", "value.format", "key.format"];
+        let mut options: Vec<OptionSpec> = kafka
+            .options
+            .into_iter()
+            .filter(|o| !left_out.contains(&o.name) && !o.name.starts_with("scan.startup."))
+            .collect();
+        options.insert(
+            2,
+            OptionSpec::new(
+                "key.format",
+                OptionType::Choice(&["json", "csv", "raw"]),
+                "the record key: the primary key's columns in this format",
+            )
+            .required(),
+        );
+        options.insert(
+            3,
+            OptionSpec::new(
+                "value.format",
+                OptionType::Choice(&["json", "csv", "raw"]),
+                "the record value: the row (without the key's columns with `value.fields-include` = `EXCEPT_KEY`)",
+            )
+            .required(),
+        );
+        ConnectorSpec {
+            name: "upsert-kafka",
+            doc: "reads and writes an Apache Kafka topic as a changelog keyed by the table's PRIMARY KEY (a record is its key's latest row, a tombstone its removal)",
+            source: true,
+            sink: true,
+            loose_keys: false,
+            metadata: kafka.metadata,
+            options,
+        }
+    }
+
+    fn changelog_source(&self, _: &TableDef) -> bool {
+        true
+    }
+
+    fn upsert_source(&self, _: &TableDef) -> bool {
+        true
+    }
+
+    fn changelog_sink(&self, _: &TableDef) -> bool {
+        true
+    }
+
+    fn check(&self, table: &TableDef) -> Result<(), ConnectorError> {
+        KafkaOptions::parse_upsert(table)
+            .map(|_| ())
+            .map_err(|(option, message)| ConnectorError::Invalid { option, message })
+    }
+
+    fn open_source(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
+        let options = KafkaOptions::parse_upsert(table).map_err(|(_, m)| RuntimeError::Source(m))?;
+        Ok(Box::new(KafkaSource::open(table, options, schema, ctx)?))
+    }
+
+    fn open_sink(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
+        let options = KafkaOptions::parse_upsert(table).map_err(|(_, m)| RuntimeError::Sink(m))?;
+        Ok(Box::new(KafkaSink::open(table, options, schema, ctx)?))
+    }
+}

@@ -324,6 +324,26 @@ impl KafkaOptions {
         })
     }
 
+    /// Read and check an `upsert-kafka` table's options: its key is its primary key, and it
+    /// is read from the earliest offset.
+    pub fn parse_upsert(table: &TableDef) -> Result<Self, OptionError> {
+        if table.primary_key.is_empty() {
+            return Err((
+                None,
+                format!(
+                    "table '{}': connector 'upsert-kafka' needs a primary key: add PRIMARY KEY (col, …) NOT ENFORCED",
+                    table.name
+                ),
+            ));
+        }
+        let mut keyed = table.clone();
+        keyed.options.insert("key.fields".into(), table.primary_key.join(";"));
+        keyed.options.insert("scan.startup.mode".into(), "earliest-offset".into());
+        let mut options = Self::parse(&keyed)?;
+        options.upsert = true;
+        Ok(options)
+    }
+
     /// The client configuration: every `properties.*` option, and `extra` over them.
     pub fn client(&self, extra: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();

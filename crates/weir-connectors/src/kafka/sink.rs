@@ -197,18 +197,26 @@ impl KafkaSink {
         }
         let producer: BaseProducer<Reports> =
             config.create_with_context(Reports::default()).map_err(|e| fail(e.to_string()))?;
-        let metadata = producer
-            .client()
-            .fetch_metadata(Some(&options.topic), CONNECT_TIMEOUT)
-            .map_err(|e| fail(format!("{e} (no broker answered within {} s)", CONNECT_TIMEOUT.as_secs())))?;
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == options.topic && t.error().is_none())
-            .map_or(0, |t| t.partitions().len() as i32);
-        if partitions == 0 {
-            return Err(fail(format!("topic '{}' not found", options.topic)));
-        }
+        // a broker that creates topics as they are first written needs a moment for it
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let partitions = loop {
+            let metadata = producer
+                .client()
+                .fetch_metadata(Some(&options.topic), CONNECT_TIMEOUT)
+                .map_err(|e| fail(format!("{e} (no broker answered within {} s)", CONNECT_TIMEOUT.as_secs())))?;
+            let partitions = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == options.topic && t.error().is_none())
+                .map_or(0, |t| t.partitions().len() as i32);
+            if partitions > 0 {
+                break partitions;
+            }
+            if Instant::now() >= deadline {
+                return Err(fail(format!("topic '{}' not found (create it first)", options.topic)));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         tracing::info!(table = %name, topic = %options.topic, delivery = ?options.delivery, "writing kafka");
         Ok(Self {
             producer,

@@ -138,14 +138,18 @@ impl KafkaSource {
         let topic = options.topic.clone();
         // the record's fields: the table's columns that are not metadata, in its order
         let table_schema = table.physical_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
+        // the key's columns are read from the key when the value leaves them out, and always
+        // for upserts (a tombstone has only the key)
         let key_names: Vec<String> = match &options.key {
-            Some((_, fields)) if options.except_key => fields.clone(),
+            Some((_, fields)) if options.except_key || options.upsert => fields.clone(),
             _ => Vec::new(),
         };
         let value_fields: Vec<Arc<Field>> = table_schema
             .fields()
             .iter()
-            .filter(|f| table.metadata_column(f.name()).is_none() && !key_names.contains(f.name()))
+            .filter(|f| {
+                table.metadata_column(f.name()).is_none() && !(options.except_key && key_names.contains(f.name()))
+            })
             .cloned()
             .collect();
         let decoder = Decoder::new(options.format, &value_fields, options.delimiter)
@@ -160,7 +164,7 @@ impl KafkaSource {
             })
             .collect::<Result<Vec<_>>>()?;
         let key_decoder = match &options.key {
-            Some((format, _)) if options.except_key => Some(
+            Some((format, _)) if !key_names.is_empty() => Some(
                 Decoder::new(*format, &key_fields, options.delimiter)
                     .map_err(|e| RuntimeError::Source(format!("table '{}': key: {e}", table.name)))?,
             ),
@@ -195,7 +199,7 @@ impl KafkaSource {
             batch_size: ctx.batch_size.max(1),
             partitions: BTreeMap::new(),
             ready: VecDeque::new(),
-            changelog: options.format == crate::kafka::options::Format::DebeziumJson,
+            changelog: options.format == crate::kafka::options::Format::DebeziumJson || options.upsert,
             kinds: None,
             handed: BTreeMap::new(),
             last: None,
@@ -451,24 +455,26 @@ impl KafkaSource {
             }
             p.next = offset + 1;
             let full = p.end.is_some_and(|e| p.next >= e);
-            if let Some(value) = message.payload() {
+            // a record without a value (a tombstone) is no row of an append-only table, and the
+            // removal of its key from an upsert table
+            let tombstone = message.payload().is_none();
+            if !tombstone || self.options.upsert {
                 let record = Record {
                     topic: &self.topic,
                     partition: id,
                     offset,
                     timestamp: message.timestamp().to_millis(),
                     key: message.key(),
-                    value,
+                    value: message.payload(),
                 };
                 let key_decoder = self.key_decoder.as_ref();
                 let result =
                     decode_into(&mut p.columns, &mut p.kinds, &self.fills, &self.decoder, key_decoder, &record);
                 if let Err(why) = result {
-                    self.bad_rows
-                        .handle_record(&self.topic, id, offset, &why, || String::from_utf8_lossy(value).into_owned())?;
+                    let text = || String::from_utf8_lossy(record.value.or(record.key).unwrap_or_default()).into_owned();
+                    self.bad_rows.handle_record(&self.topic, id, offset, &why, text)?;
                 }
             }
-            // a record without a value (a tombstone) is no row of an append-only table
             if let Some(p) = self.partitions.get_mut(&id) {
                 if full {
                     p.done = true;
@@ -517,7 +523,8 @@ struct Record<'a> {
     offset: i64,
     timestamp: Option<i64>,
     key: Option<&'a [u8]>,
-    value: &'a [u8],
+    /// `None`: a tombstone.
+    value: Option<&'a [u8]>,
 }
 
 /// Decode `r` (its key too, when columns come from it) and append it as a row; nothing is
@@ -531,12 +538,18 @@ fn decode_into(
     r: &Record,
 ) -> std::result::Result<(), String> {
     let mut with_key = |key_values: &[Value]| -> std::result::Result<(), String> {
+        let Some(value) = r.value else {
+            // a tombstone: the key's removal (only the key's columns are set)
+            append(columns, fills, &[], key_values, r);
+            kinds.push(RowKind::Delete as i8);
+            return Ok(());
+        };
         if decoder.is_bytes() {
             append(columns, fills, &[], key_values, r);
             kinds.push(RowKind::Insert as i8);
             return Ok(());
         }
-        decoder.decode(r.value, &mut |kind, values| {
+        decoder.decode(value, &mut |kind, values| {
             append(columns, fills, values, key_values, r);
             kinds.push(kind as i8);
         })
@@ -560,7 +573,7 @@ fn append(columns: &mut [Column], fills: &[Fill], values: &[Value], key_values: 
         match (column, fill) {
             (Column::Typed(b), Fill::Value(i)) => b.append(values.get(*i).unwrap_or(&Value::Null)),
             (Column::Typed(b), Fill::KeyField(i)) => b.append(key_values.get(*i).unwrap_or(&Value::Null)),
-            (Column::Bytes(b), Fill::Value(_)) => b.append_value(r.value),
+            (Column::Bytes(b), Fill::Value(_)) => b.append_option(r.value),
             (Column::Bytes(b), _) => b.append_option(r.key),
             (Column::Text(b), Fill::Topic) => b.append_value(r.topic),
             (Column::Text(b), _) => b.append_option(r.key.map(|k| String::from_utf8_lossy(k))),

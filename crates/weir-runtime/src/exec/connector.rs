@@ -50,6 +50,14 @@ pub trait Connector: Send + Sync {
         false
     }
 
+    /// Whether what [`Connector::changelog_source`] reads are upserts keyed by the table's
+    /// primary key (a key's new row as `+I`, a removal as `-D` carrying only the key), which the
+    /// planner turns into a proper changelog. The default: no.
+    fn upsert_source(&self, table: &TableDef) -> bool {
+        let _ = table;
+        false
+    }
+
     /// Whether `table` takes an updating query's changes as they are (its sink's batches then
     /// start with the `op` column, see [`crate::is_row_kind_column`]). The default: no, only
     /// inserts (or `'changelog' = 'rows'`, which writes `op` as an ordinary column).
@@ -173,6 +181,10 @@ impl ConnectorCatalog for ConnectorRegistry {
 
     fn changelog_sink(&self, table: &TableDef) -> bool {
         self.lookup(table).is_ok_and(|(_, c)| c.changelog_sink(table))
+    }
+
+    fn upsert_source(&self, table: &TableDef) -> bool {
+        self.lookup(table).is_ok_and(|(_, c)| c.upsert_source(table))
     }
 }
 

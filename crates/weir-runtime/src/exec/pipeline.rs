@@ -46,6 +46,7 @@ use crate::operators::project::ProjectOp;
 use crate::operators::session_aggregate::SessionAggregateOp;
 use crate::operators::top_n::TopNOp;
 use crate::operators::updating_aggregate::UpdatingAggregateOp;
+use crate::operators::upsert_normalize::UpsertNormalizeOp;
 use crate::operators::window_aggregate::{WindowAggregateOp, WindowLayout};
 use crate::operators::window_top_n::WindowTopNOp;
 use crate::state::aggregate_state::AggregateSpec;
@@ -186,6 +187,10 @@ pub fn build_ops(plan_ops: &[StreamOp], metrics: &Arc<Metrics>) -> Result<Vec<Bo
                     }
                 };
                 ops.push(op);
+            }
+            StreamOp::UpsertNormalize(u) => {
+                let schema = relaxed(u.schema.as_arrow());
+                ops.push(Box::new(UpsertNormalizeOp::new(u.key.clone(), schema, u.state_ttl, Arc::clone(metrics))?));
             }
             StreamOp::UpdatingAggregate(u) => {
                 let keys = u.group_exprs.iter().map(|e| physical(e, &u.input_schema)).collect::<Result<Vec<_>>>()?;

@@ -8,6 +8,7 @@ pub(crate) mod project;
 pub(crate) mod session_aggregate;
 pub(crate) mod top_n;
 pub(crate) mod updating_aggregate;
+pub(crate) mod upsert_normalize;
 pub(crate) mod window_aggregate;
 pub(crate) mod window_assign;
 pub(crate) mod window_changes;
