@@ -435,6 +435,46 @@ fn upsert_kafka_reads_the_latest_row_per_key_and_writes_an_updating_query() {
 }
 
 #[test]
+fn the_shell_runs_a_continuous_query_over_a_topic_until_ctrl_c() {
+    use rexpect::session::spawn_command;
+    let b = Broker::shared();
+    let t = topic("shell");
+    b.create_topic(&t, 2);
+    b.produce(&t, &[(Some(0), r#"{"user": "ann", "n": 1}"#), (Some(1), r#"{"user": "bob", "n": 2}"#)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = weir();
+    cmd.env("WEIR_HISTORY", dir.path().join("history")).env("TERM", "xterm").env_remove("RUST_LOG");
+    let mut p = spawn_command(cmd, Some(30_000)).expect("the shell starts in a pty");
+    let prompt = |p: &mut rexpect::session::PtySession| {
+        p.exp_string("weir> ").expect("a prompt");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    prompt(&mut p);
+    p.send_line("\\format csv").unwrap();
+    prompt(&mut p);
+    p.send_line(&format!(
+        "CREATE TABLE clicks (user VARCHAR, n BIGINT) WITH ('connector' = 'kafka', 'topic' = '{t}', \
+         'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset');",
+        b.servers
+    ))
+    .unwrap();
+    p.exp_string("CREATE TABLE clicks").unwrap();
+    prompt(&mut p);
+    p.send_line("SELECT user, SUM(n) AS total FROM clicks GROUP BY user;").unwrap();
+    p.exp_string("+I,ann,1").unwrap();
+    // records written while the query runs come through
+    b.produce(&t, &[(Some(0), r#"{"user": "ann", "n": 40}"#)]);
+    p.exp_string("+U,ann,41").unwrap();
+    let asked = Instant::now();
+    p.send_control('c').unwrap();
+    p.exp_string("query stopped (Ctrl-C)").unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(5), "stopped in {:?}", asked.elapsed());
+    prompt(&mut p);
+    p.send_line("\\q").unwrap();
+    p.exp_eof().unwrap();
+}
+
+#[test]
 fn partitions_added_to_the_topic_are_read() {
     let b = Broker::shared();
     let t = topic("grows");

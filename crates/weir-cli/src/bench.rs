@@ -78,6 +78,17 @@ pub struct BenchArgs {
     /// A setting for every query, as with SET (repeatable), e.g. --set nexmark.rate=100000.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Where the queries read the events: `generator` (in process) or `kafka` (the generator
+    /// writes them to the topics nexmark-<events>-person, -auction and -bid first, as JSON,
+    /// unless they hold them already; then each query reads them back).
+    #[arg(long, value_parser = ["generator", "kafka"], default_value = "generator")]
+    source: String,
+    /// With `--source kafka`: the brokers.
+    #[arg(long, value_name = "HOST:PORT", default_value = "localhost:9092")]
+    bootstrap_servers: String,
+    /// With `--source kafka`: partitions of each topic created.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
     /// Run one query in this process and print its measurement as JSON (what each query's
     /// process does).
     #[arg(long, hide = true)]
@@ -139,8 +150,9 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
         return Err(usage_error("--events must be positive"));
     }
     let settings = settings(args)?;
+    let kafka = (args.source == "kafka").then_some(args.bootstrap_servers.as_str());
     if let Some(q) = &args.child {
-        return child(q, args.events, &settings);
+        return child(q, args.events, &settings, kafka);
     }
     let unknown: Vec<&String> = args.queries.iter().filter(|q| !NEXMARK.iter().any(|(n, _)| n == q)).collect();
     if !unknown.is_empty() {
@@ -157,7 +169,17 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
         .map(|(n, _)| *n)
         .filter(|n| args.queries.is_empty() || args.queries.iter().any(|q| q == n))
         .collect();
-    outln!("Nexmark, {} events per query ({} cores available)", args.events, cores());
+    match kafka {
+        Some(servers) => {
+            load_topics(servers, args, &settings)?;
+            outln!(
+                "Nexmark, {} events per query, read from Kafka at {servers} as JSON ({} cores available)",
+                args.events,
+                cores()
+            );
+        }
+        None => outln!("Nexmark, {} events per query ({} cores available)", args.events, cores()),
+    }
     outln!(
         "{:<6} {:>12} {:>14} {:>7} {:>10} {:>12} {:>12} {:>9}  target/core",
         "query",
@@ -174,6 +196,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
     for q in selected {
         let mut cmd = Command::new(&exe);
         cmd.args(["bench", "nexmark", "--child", q, "--events", &args.events.to_string()]);
+        cmd.args(["--source", &args.source, "--bootstrap-servers", &args.bootstrap_servers]);
         for kv in &args.set {
             cmd.args(["--set", kv]);
         }
@@ -241,12 +264,99 @@ fn print_line(m: &Measurement) {
     let _ = std::io::stdout().flush();
 }
 
+/// The topic of Nexmark table `table` for `events` events.
+fn topic(events: u64, table: &str) -> String {
+    format!("nexmark-{events}-{table}")
+}
+
+/// `CREATE TABLE` statements declaring the Nexmark tables over their topics (bounded at the
+/// offsets of when the query starts), in place of the generator's.
+fn kafka_tables(servers: &str, events: u64, bounded: bool) -> String {
+    let mut sql = String::new();
+    for t in weir_plan::nexmark::builtin_tables() {
+        let Some(schema) = &t.schema else { continue };
+        let columns: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), weir_plan::sql_type_name(f.data_type())))
+            .collect();
+        let watermark = match &t.watermark {
+            Some(w) => format!(
+                ", WATERMARK FOR {c} AS {c} - INTERVAL '{}' SECOND",
+                w.delay_nanos / 1_000_000_000,
+                c = w.column
+            ),
+            None => String::new(),
+        };
+        let reading = if bounded {
+            ", 'scan.bounded.mode' = 'latest-offset', 'scan.startup.mode' = 'earliest-offset'"
+        } else {
+            ""
+        };
+        sql.push_str(&format!(
+            "CREATE TABLE {name} ({}{watermark}) WITH ('connector' = 'kafka', 'topic' = '{}', \
+             'properties.bootstrap.servers' = '{servers}', 'format' = 'json'{reading});\n",
+            columns.join(", "),
+            topic(events, &t.name),
+            name = if bounded { t.name.clone() } else { format!("kafka_{}", t.name) },
+        ));
+    }
+    sql
+}
+
+/// Write the generated events to their topics, unless the topics hold them already.
+fn load_topics(servers: &str, args: &BenchArgs, settings: &Settings) -> Result<(), ExitCode> {
+    let fail = |e: String| {
+        errln!("error: {e}");
+        ExitCode::from(EXIT_RUNTIME)
+    };
+    let mut held = 0;
+    for t in weir_plan::nexmark::TABLES {
+        held += weir_connectors::kafka::topic_records(servers, &topic(args.events, t))
+            .map_err(|e| fail(e.to_string()))?
+            .unwrap_or(0);
+    }
+    if held == args.events {
+        outln!("the topics nexmark-{}-* hold the events already", args.events);
+        return Ok(());
+    }
+    outln!(
+        "writing {} events to the topics nexmark-{}-* ({} partitions each)…",
+        args.events,
+        args.events,
+        args.partitions
+    );
+    let started = Instant::now();
+    for t in weir_plan::nexmark::TABLES {
+        weir_connectors::kafka::recreate_topic(servers, &topic(args.events, t), args.partitions)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let engine = Engine::new(EngineConfig { settings: settings.clone(), ..EngineConfig::default() })
+        .map_err(|e| fail(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| fail(e.to_string()))?;
+    runtime
+        .block_on(async {
+            engine.sql(&kafka_tables(servers, args.events, false)).await?;
+            for t in weir_plan::nexmark::TABLES {
+                engine.sql(&format!("INSERT INTO kafka_{t} SELECT * FROM {t}")).await?;
+            }
+            Ok::<_, weir_engine::EngineError>(())
+        })
+        .map_err(|e| fail(e.to_string()))?;
+    outln!("written in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// Run one query here and print its measurement as one JSON line.
-fn child(query: &str, events: u64, settings: &Settings) -> Result<ExitCode, ExitCode> {
+fn child(query: &str, events: u64, settings: &Settings, kafka: Option<&str>) -> Result<ExitCode, ExitCode> {
     let Some((_, sql)) = NEXMARK.iter().find(|(n, _)| *n == query) else {
         return Err(usage_error(format!("no query {query}")));
     };
-    let m = measure(query, sql, events, settings).unwrap_or_else(|e| failure(query, events, e));
+    let sql = match kafka {
+        Some(servers) => format!("{}\n{sql}", kafka_tables(servers, events, true)),
+        None => sql.to_string(),
+    };
+    let m = measure(query, &sql, events, settings).unwrap_or_else(|e| failure(query, events, e));
     outln!("{}", serde_json::to_string(&m).unwrap_or_default());
     Ok(if m.error.is_some() { ExitCode::from(EXIT_RUNTIME) } else { ExitCode::SUCCESS })
 }

@@ -4,8 +4,8 @@
 
 use weir_plan::{ConnectorCatalog, ConnectorError, TableDef};
 
+use crate::create_table::CreateTable;
 use crate::error::{Result, SqlError};
-use crate::parser::CreateTable;
 
 /// A table `INSERT INTO` writes to: its connector, if the planner knows connectors, writes.
 pub(crate) fn check_writable(connectors: Option<&dyn ConnectorCatalog>, def: &TableDef) -> Result<()> {

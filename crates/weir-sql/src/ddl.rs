@@ -9,9 +9,9 @@ use datafusion_sql::planner::{PlannerContext, SqlToRel};
 use datafusion_sql::sqlparser::ast::{BinaryOperator, Expr as SqlExpr};
 
 use crate::catalog::{schema_of, TableDef, Traits, WatermarkDef};
+use crate::create_table::CreateTable;
 use crate::error::{Result, SqlError};
 use crate::options::check_table_options;
-use crate::parser::CreateTable;
 use crate::planner::{arrow_type, parser_options, Planned, Planner};
 use crate::provider::Provider;
 use crate::window_fn::fixed_interval_nanos;

@@ -46,6 +46,7 @@ mod bounded_fn;
 mod bounds;
 mod catalog;
 mod connectors;
+mod create_table;
 mod ddl;
 mod error;
 mod join;

@@ -10,6 +10,7 @@
 //!   written twice.
 //! - [`format`]: json, csv and raw values, with the table's policy for malformed records.
 
+mod admin;
 mod format;
 mod options;
 mod sink;
@@ -19,6 +20,7 @@ use datafusion_common::arrow::datatypes::SchemaRef;
 use weir_plan::{ConnectorError, ConnectorSpec, MetadataSpec, OptionSpec, OptionType, TableDef};
 use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Sink, Source};
 
+pub use admin::{recreate_topic, topic_records};
 pub use options::{Delivery, Format, KafkaOptions, Partitioner, StartAt, StopAt};
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
