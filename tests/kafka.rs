@@ -474,6 +474,66 @@ fn the_shell_runs_a_continuous_query_over_a_topic_until_ctrl_c() {
     p.exp_eof().unwrap();
 }
 
+/// Run `sql` (an unbounded query) for `seconds`, then kill it; its stdout.
+fn run_for(sql: &str, seconds: u64) -> String {
+    let mut child = weir()
+        .args(["run", "--format", "csv", "--quiet", "-e", sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    std::thread::sleep(Duration::from_secs(seconds));
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("waits");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_idle_partition_stops_holding_the_watermark_back() {
+    let b = Broker::shared();
+    let t = topic("idle");
+    b.create_topic(&t, 2);
+    // partition 1 never gets a record
+    let records: Vec<String> = (0..30).map(|s| format!(r#"{{"ts": "2024-01-01 00:00:{s:02}"}}"#)).collect();
+    let refs: Vec<(Option<i32>, &str)> = records.iter().map(|r| (Some(0), r.as_str())).collect();
+    b.produce(&t, &refs);
+    let query = |extra: &str| {
+        format!(
+            "CREATE TABLE e (ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ('connector' = 'kafka', 'topic' = '{t}', \
+             'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset'{extra}); \
+             SELECT TUMBLE_START(ts, INTERVAL '10' SECOND) AS w, COUNT(*) AS n FROM e GROUP BY TUMBLE(ts, INTERVAL '10' SECOND);",
+            b.servers
+        )
+    };
+    let rows = |out: &str| {
+        let mut rows: Vec<String> = out.lines().filter(|l| l.starts_with("2024")).map(str::to_string).collect();
+        rows.sort();
+        rows
+    };
+    // partition 0 keeps getting records while the query runs (as in Flink, a partition with
+    // no records for the timeout is idle; when every one is, the watermark stays)
+    let trickle = |seconds: u64| {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            for s in 0..seconds * 10 {
+                let record = format!(r#"{{"ts": "2024-01-01 00:01:{:02}"}}"#, s % 60);
+                Broker::shared().produce(&t, &[(Some(0), record.as_str())]);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    // the empty partition holds every window open
+    let writer = trickle(3);
+    assert_eq!(rows(&run_for(&query(""), 3)), Vec::<String>::new());
+    writer.join().unwrap();
+    // idle, it no longer does: the windows the watermark passed fire while the query runs
+    let writer = trickle(4);
+    let out = run_for(&query(", 'scan.watermark.idle-timeout' = '500 ms'"), 4);
+    writer.join().unwrap();
+    let fired = rows(&out);
+    assert!(fired.starts_with(&["2024-01-01T00:00:00,10".to_string(), "2024-01-01T00:00:10,10".to_string()]), "{out}");
+}
+
 #[test]
 fn partitions_added_to_the_topic_are_read() {
     let b = Broker::shared();

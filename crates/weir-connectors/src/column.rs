@@ -100,32 +100,42 @@ impl ColumnType {
         match v {
             J::Null => Some(Value::Null),
             J::String(s) => self.parse_text(s),
-            J::Bool(b) => match self.data_type {
-                DataType::Boolean => Some(Value::Bool(*b)),
-                DataType::Utf8 => Some(Value::Owned(b.to_string())),
-                _ => None,
-            },
-            J::Number(n) => match &self.data_type {
-                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
-                    let i = n.as_i64()?;
-                    let (lo, hi) = int_range(&self.data_type);
-                    (lo..=hi).contains(&i).then_some(Value::Int(i))
-                }
-                DataType::Float32 | DataType::Float64 => Some(Value::Float(n.as_f64()?)),
-                // a number in a TIMESTAMP column is epoch milliseconds
-                DataType::Timestamp(unit, _) => Some(Value::Int(millis_to_unit(n.as_i64()?, *unit)?)),
-                DataType::Utf8 => Some(Value::Owned(n.to_string())),
-                DataType::Boolean => match n.as_i64()? {
-                    0 => Some(Value::Bool(false)),
-                    1 => Some(Value::Bool(true)),
-                    _ => None,
-                },
-                _ => None,
-            },
+            J::Bool(b) => self.parse_json_bool(*b),
+            J::Number(n) => self.parse_json_number(n),
             J::Array(_) | J::Object(_) => match self.data_type {
                 DataType::Utf8 => Some(Value::Owned(v.to_string())),
                 _ => None,
             },
+        }
+    }
+
+    /// Convert a JSON boolean.
+    pub fn parse_json_bool(&self, b: bool) -> Option<Value<'static>> {
+        match self.data_type {
+            DataType::Boolean => Some(Value::Bool(b)),
+            DataType::Utf8 => Some(Value::Owned(b.to_string())),
+            _ => None,
+        }
+    }
+
+    /// Convert a JSON number.
+    pub fn parse_json_number(&self, n: &serde_json::Number) -> Option<Value<'static>> {
+        match &self.data_type {
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                let i = n.as_i64()?;
+                let (lo, hi) = int_range(&self.data_type);
+                (lo..=hi).contains(&i).then_some(Value::Int(i))
+            }
+            DataType::Float32 | DataType::Float64 => Some(Value::Float(n.as_f64()?)),
+            // a number in a TIMESTAMP column is epoch milliseconds
+            DataType::Timestamp(unit, _) => Some(Value::Int(millis_to_unit(n.as_i64()?, *unit)?)),
+            DataType::Utf8 => Some(Value::Owned(n.to_string())),
+            DataType::Boolean => match n.as_i64()? {
+                0 => Some(Value::Bool(false)),
+                1 => Some(Value::Bool(true)),
+                _ => None,
+            },
+            _ => None,
         }
     }
 }

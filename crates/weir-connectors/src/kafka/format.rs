@@ -9,6 +9,7 @@ use datafusion_common::arrow::json::writer::LineDelimitedWriter;
 
 use crate::column::{ColumnType, Value};
 use crate::json_source::parse_line;
+use crate::kafka::json_row::JsonRow;
 use crate::kafka::options::Format;
 use weir_runtime::RowKind;
 
@@ -20,6 +21,8 @@ pub(crate) struct Decoder {
     types: Vec<Option<ColumnType>>,
     /// The same, for json (which has no BYTES columns).
     json_types: Vec<ColumnType>,
+    /// Objects decoded straight into the columns.
+    json_row: JsonRow,
     nullable: Vec<bool>,
     delimiter: u8,
 }
@@ -40,6 +43,7 @@ impl Decoder {
         Ok(Self {
             format,
             json_types: types.iter().flatten().cloned().collect(),
+            json_row: JsonRow::new(&fields.iter().map(|f| f.name().clone()).collect::<Vec<_>>()),
             names: fields.iter().map(|f| f.name().clone()).collect(),
             types,
             nullable: fields.iter().map(|f| f.is_nullable()).collect(),
@@ -57,10 +61,8 @@ impl Decoder {
     pub(crate) fn decode(&self, bytes: &[u8], take: &mut dyn FnMut(RowKind, &[Value])) -> Result<(), String> {
         match self.format {
             Format::Json => {
-                let value: serde_json::Value =
-                    serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
-                let values = parse_line(&value, &self.names, &self.json_types, &self.nullable)?;
-                take(RowKind::Insert, &values);
+                self.json_row
+                    .decode(bytes, &self.json_types, &self.nullable, &mut |values| take(RowKind::Insert, values))?;
             }
             Format::DebeziumJson => {
                 let value: serde_json::Value =

@@ -346,7 +346,15 @@ impl KafkaOptions {
 
     /// The client configuration: every `properties.*` option, and `extra` over them.
     pub fn client(&self, extra: &[(&str, &str)]) -> ClientConfig {
+        self.client_with(&[], extra)
+    }
+
+    /// [`KafkaOptions::client`] with `defaults` under the table's properties.
+    pub fn client_with(&self, defaults: &[(&str, &str)], extra: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
+        for (k, v) in defaults {
+            config.set(*k, *v);
+        }
         for (k, v) in &self.properties {
             config.set(k, v);
         }

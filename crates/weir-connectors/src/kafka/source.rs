@@ -125,14 +125,21 @@ impl KafkaSource {
         // partitions are assigned, never subscribed: the group (librdkafka wants one) only
         // names where `group-offsets` start
         let group = options.group.clone().unwrap_or_else(|| format!("weir-{}", options.topic));
+        // librdkafka stops fetching a partition that has queued.min.messages waiting and looks
+        // again only after fetch.queue.backoff.ms (1 s by default): weir empties its queue
+        // far faster than that, so it would mostly wait
+        let defaults = [("fetch.queue.backoff.ms", "10"), ("queued.min.messages", "200000")];
         let consumer: BaseConsumer = options
-            .client(&[
-                ("bootstrap.servers", &options.servers),
-                ("group.id", &group),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("enable.partition.eof", "true"),
-            ])
+            .client_with(
+                &defaults,
+                &[
+                    ("bootstrap.servers", &options.servers),
+                    ("group.id", &group),
+                    ("enable.auto.commit", "false"),
+                    ("enable.auto.offset.store", "false"),
+                    ("enable.partition.eof", "true"),
+                ],
+            )
             .create()
             .map_err(|e| kafka_error(&options.servers, e))?;
         let topic = options.topic.clone();
@@ -417,12 +424,30 @@ impl KafkaSource {
 
     /// Read until a partition has a batch's worth of rows or `deadline` passes.
     fn fill(&mut self, deadline: Instant) -> Result<()> {
+        let mut polled: u64 = 0;
         loop {
-            let now = Instant::now();
-            if now >= deadline || self.partitions.values().all(|p| p.done) {
+            if self.partitions.values().all(|p| p.done) {
                 return Ok(());
             }
-            let Some(result) = self.consumer.poll(deadline - now) else { continue };
+            // records trickling into many partitions fill none: look at the clock now and then
+            polled += 1;
+            if polled.is_multiple_of(1024) && Instant::now() >= deadline {
+                return Ok(());
+            }
+            // what the client holds already, without reading the clock; else wait for more
+            let result = match self.consumer.poll(Duration::ZERO) {
+                Some(result) => result,
+                None => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Ok(());
+                    }
+                    match self.consumer.poll(deadline - now) {
+                        Some(result) => result,
+                        None => continue,
+                    }
+                }
+            };
             let message = match result {
                 Ok(m) => m,
                 Err(KafkaError::PartitionEOF(id)) => {
