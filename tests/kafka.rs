@@ -406,7 +406,7 @@ fn upsert_kafka_reads_the_latest_row_per_key_and_writes_an_updating_query() {
     let users = table(
         "users",
         &input,
-        "id BIGINT, name VARCHAR, n BIGINT, PRIMARY KEY (id) NOT ENFORCED",
+        "id BIGINT, name VARCHAR, n BIGINT NOT NULL, PRIMARY KEY (id) NOT ENFORCED",
         ", 'scan.bounded.mode' = 'latest-offset'",
     );
     // a key's new row replaces its old one, a tombstone removes it
@@ -429,6 +429,32 @@ fn upsert_kafka_reads_the_latest_row_per_key_and_writes_an_updating_query() {
     let out = ok(&format!("{back} SELECT name, total FROM back;"));
     let changes: Vec<String> = out.lines().skip(1).map(str::to_string).collect();
     assert_eq!(consolidate(&changes), vec!["a,14"], "{out}");
+    // an update whose new row a filter drops removes the key
+    let (moved, moved_out) = (topic("upsert-moved"), topic("upsert-moved-out"));
+    b.create_topic(&moved, 1);
+    b.create_topic(&moved_out, 1);
+    b.produce_keyed(
+        &moved,
+        &[
+            (r#"{"id":1}"#, Some(r#"{"id":1,"city":"x"}"#)),
+            (r#"{"id":2}"#, Some(r#"{"id":2,"city":"x"}"#)),
+            (r#"{"id":1}"#, Some(r#"{"id":1,"city":"y"}"#)),
+        ],
+    );
+    let cities = |name: &str, t: &str| {
+        table(
+            name,
+            t,
+            "id BIGINT, city VARCHAR, PRIMARY KEY (id) NOT ENFORCED",
+            ", 'scan.bounded.mode' = 'latest-offset'",
+        )
+    };
+    let in_x = table("in_x", &moved_out, "id BIGINT, city VARCHAR, PRIMARY KEY (id) NOT ENFORCED", "");
+    ok(&format!("{} {in_x} INSERT INTO in_x SELECT id, city FROM people WHERE city = 'x';", cities("people", &moved)));
+    let out = ok(&format!("{} SELECT id, city FROM back_x;", cities("back_x", &moved_out)));
+    let changes: Vec<String> = out.lines().skip(1).map(str::to_string).collect();
+    assert_eq!(consolidate(&changes), vec!["2,x"], "{out}");
+
     // without a primary key
     let o = run(&table("nokey", &output, "name VARCHAR, total BIGINT", ""));
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("primary key"));
@@ -532,6 +558,45 @@ fn an_idle_partition_stops_holding_the_watermark_back() {
     writer.join().unwrap();
     let fired = rows(&out);
     assert!(fired.starts_with(&["2024-01-01T00:00:00,10".to_string(), "2024-01-01T00:00:10,10".to_string()]), "{out}");
+}
+
+#[test]
+fn a_checkpoint_taken_before_reading_started_keeps_the_startup_mode() {
+    let b = Broker::shared();
+    let t = topic("late-start");
+    b.create_topic(&t, 1);
+    b.produce(&t, &[(Some(0), r#"{"v": 1}"#)]);
+    let dir = tempfile::tempdir().unwrap();
+    let sql = format!(
+        "CREATE TABLE t (v BIGINT) WITH ('connector' = 'kafka', 'topic' = '{t}', \
+         'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'latest-offset'); SELECT v FROM t;",
+        b.servers
+    );
+    let run_then_stop = |seconds: u64, during: &dyn Fn()| {
+        let mut child = weir()
+            .args(["run", "--format", "csv", "--quiet", "--checkpoint-interval", "200ms", "--checkpoint-dir"])
+            .arg(dir.path().join("ck"))
+            .args(["-e", &sql])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weir starts");
+        std::thread::sleep(Duration::from_secs(1));
+        during();
+        std::thread::sleep(Duration::from_secs(seconds));
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        let _ = child.wait();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        out
+    };
+    // nothing new arrives: checkpoints are taken before any record is read
+    let first = run_then_stop(1, &|| {});
+    assert!(!first.contains('1'), "{first}");
+    // resumed, it still starts at the latest offset, not at the earliest
+    let second = run_then_stop(2, &|| b.produce(&t, &[(Some(0), r#"{"v": 2}"#)]));
+    let rows: Vec<&str> = second.lines().filter(|l| *l != "v").collect();
+    assert_eq!(rows, vec!["2"], "{second}");
 }
 
 #[test]

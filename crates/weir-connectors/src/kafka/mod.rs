@@ -38,7 +38,7 @@ impl Connector for KafkaConnector {
         let options = vec![
             OptionSpec::new("topic", Text, "the topic read or written").required(),
             OptionSpec::new("properties.bootstrap.servers", Text, "the brokers, `host:port[,host:port…]`").required(),
-            OptionSpec::new("properties.group.id", Text, "the consumer group: where `group-offsets` start, and where read offsets are committed after each checkpoint (for monitoring; a restart resumes from weir's checkpoint)"),
+            OptionSpec::new("properties.group.id", Text, "the consumer group: where `group-offsets` start, and where the offsets read are committed every few seconds (for monitoring; a query resumed from a checkpoint starts at its offsets)"),
             OptionSpec::new("properties.<key*>", Text, "any other client property, passed on to librdkafka (`properties.isolation.level` = `read_committed`, `properties.compression.type`, …)"),
             OptionSpec::new("format", Choice(FORMATS), "the record value: `json` (an object per record), `csv` (a line per record, fields in column order), `raw` (the value is the one column, VARCHAR or BYTES) or `debezium-json` (Debezium's change events: the table is a changelog, and an updating query can be written)").default("json"),
             OptionSpec::new("value.format", Choice(FORMATS), "the same as `format`"),

@@ -172,6 +172,19 @@ impl KafkaOptions {
                 format!("table '{name}': one topic per table, for now (got '{topic}')"),
             ));
         }
+        // Kafka's rule for topic names
+        let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if topic.is_empty() || topic.len() > 249 || !topic.chars().all(legal) || topic == "." || topic == ".." {
+            return Err((
+                Some("topic".into()),
+                format!(
+                    "table '{name}': '{topic}' is not a Kafka topic name (up to 249 of a-z, A-Z, 0-9, '.', '_' and '-')"
+                ),
+            ));
+        }
+        if table.options.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err((None, format!("table '{name}': an option holds a NUL character")));
+        }
         let servers = need("properties.bootstrap.servers")?;
         let properties: BTreeMap<String, String> = table
             .options
@@ -192,14 +205,25 @@ impl KafkaOptions {
         let key = match (table.option("key.format"), table.option("key.fields")) {
             (None, None) => None,
             (Some(f), Some(fields)) => {
-                let fields: Vec<String> =
-                    fields.split(';').map(|f| f.trim().to_lowercase()).filter(|f| !f.is_empty()).collect();
+                let mut fields: Vec<String> =
+                    fields.split(';').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect();
                 if let Some(schema) = &table.schema {
-                    if let Some(missing) = fields.iter().find(|f| schema.field_with_name(f).is_err()) {
-                        return Err((
-                            Some("key.fields".into()),
-                            format!("table '{name}': 'key.fields' names '{missing}', which is not a column"),
-                        ));
+                    // a column by its name, or else ignoring case
+                    for f in &mut fields {
+                        let column = schema
+                            .fields()
+                            .iter()
+                            .find(|c| c.name() == f)
+                            .or_else(|| schema.fields().iter().find(|c| c.name().eq_ignore_ascii_case(f)));
+                        match column {
+                            Some(c) => *f = c.name().clone(),
+                            None => {
+                                return Err((
+                                    Some("key.fields".into()),
+                                    format!("table '{name}': 'key.fields' names '{f}', which is not a column"),
+                                ))
+                            }
+                        }
                     }
                 }
                 if format_of(f) == Format::DebeziumJson {

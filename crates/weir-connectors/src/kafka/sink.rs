@@ -28,8 +28,13 @@ use crate::kafka::format::Encoder;
 use crate::kafka::options::{Delivery, Format, KafkaOptions, Partitioner};
 use crate::kafka::source::CONNECT_TIMEOUT;
 
-/// How long a flush or a transaction may take before the sink gives up.
+/// How long a flush may take before the sink gives up.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a checkpoint's transaction may take (a big checkpoint sends many records), tries
+/// again included; the producer's `transaction.timeout.ms` is set to match, unless a table
+/// sets it.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Keeps the first delivery failure.
 #[derive(Default)]
@@ -88,6 +93,10 @@ struct Staging {
     group: String,
     /// `init_transactions` has run.
     ready: bool,
+    /// Names this query's run in the marker offsets (their metadata), so that a marker left
+    /// by an earlier run of the same prefix, whose checkpoint numbers started again, is not
+    /// taken for one of this run.
+    run: String,
 }
 
 const OPEN: &str = "open.stage";
@@ -97,6 +106,8 @@ const OPEN: &str = "open.stage";
 struct Prepared {
     checkpoint: u64,
     file: Option<String>,
+    #[serde(default)]
+    run: String,
 }
 
 fn frame(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
@@ -186,11 +197,13 @@ impl KafkaSink {
                 .map_err(|e| fail(e.to_string()))?;
             let dir = state.join("sinks").join(&table.name);
             std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
-            Some(Staging { dir, file: None, rows: 0, marks, group, ready: false })
+            let run = format!("{:016x}", fastrand::u64(..));
+            Some(Staging { dir, file: None, rows: 0, marks, group, ready: false, run })
         } else {
             None
         };
-        let mut config = options.client(&extra);
+        let defaults = [("transaction.timeout.ms", "900000")];
+        let mut config = options.client_with(if staging.is_some() { &defaults[..] } else { &[] }, &extra);
         // the client's own properties go to the consumer, not the producer
         for key in ["group.id", "isolation.level", "auto.offset.reset", "enable.auto.commit"] {
             config.remove(key);
@@ -271,11 +284,21 @@ impl KafkaSink {
             None => vec![None; batch.num_rows()],
         };
         let mut out = Vec::with_capacity(values.len());
+        let key_bytes = if self.upsert { keys.clone() } else { Vec::new() };
         for (i, ((value, key), timestamp)) in values.into_iter().zip(keys).zip(times).enumerate() {
             // upsert: a new row is the key's value, a removed one a tombstone; an update's old
             // row is not written (its key gets the new one)
             let value = match kinds.as_ref().map(|k| k[i]) {
-                Some(RowKind::UpdateBefore) if self.upsert => continue,
+                // an update's old row is replaced by its new one, which comes next; an old row
+                // without a new one of its key (a filter took it) is a removal
+                Some(RowKind::UpdateBefore)
+                    if self.upsert
+                        && kinds.as_ref().and_then(|k| k.get(i + 1)) == Some(&RowKind::UpdateAfter)
+                        && key_bytes.get(i + 1) == key_bytes.get(i) =>
+                {
+                    continue
+                }
+                Some(RowKind::UpdateBefore) if self.upsert => None,
                 Some(RowKind::Delete) if self.upsert => None,
                 _ => value,
             };
@@ -336,16 +359,28 @@ impl KafkaSink {
         }
     }
 
-    /// The checkpoint id + 1 that the last committed transaction recorded (0: none).
-    fn committed_mark(&self) -> Result<i64> {
-        let Some(s) = &self.staging else { return Ok(0) };
+    /// The checkpoint id + 1 that the last committed transaction recorded (0: none), and the
+    /// run it names.
+    fn committed_mark(&self) -> Result<(i64, String)> {
+        let Some(s) = &self.staging else { return Ok((0, String::new())) };
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.topic, 0);
         let found = s.marks.committed_offsets(tpl, CONNECT_TIMEOUT).map_err(|e| self.err(e))?;
-        Ok(match found.find_partition(&self.topic, 0).map(|p| p.offset()) {
-            Some(Offset::Offset(o)) => o,
-            _ => 0,
+        Ok(match found.find_partition(&self.topic, 0) {
+            Some(p) => match p.offset() {
+                Offset::Offset(o) => (o, p.metadata().to_string()),
+                _ => (0, String::new()),
+            },
+            None => (0, String::new()),
         })
+    }
+
+    /// Forget delivery failures (of a transaction that was aborted).
+    fn clear_failed(&self) {
+        self.producer.poll(Duration::ZERO);
+        if let Ok(mut f) = self.producer.context().failed.lock() {
+            *f = None;
+        }
     }
 
     fn init_transactions(&mut self) -> Result<()> {
@@ -367,9 +402,14 @@ impl KafkaSink {
         let metadata = s.marks.group_metadata().ok_or_else(|| self.err(format!("no metadata of group '{group}'")))?;
         let mut marks = TopicPartitionList::new();
         marks.add_partition_offset(&self.topic, 0, Offset::Offset(checkpoint as i64 + 1)).map_err(|e| self.err(e))?;
-        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        if let Some(mut mark) = marks.find_partition(&self.topic, 0) {
+            mark.set_metadata(s.run.clone());
+        }
+        let deadline = Instant::now() + TRANSACTION_TIMEOUT;
         loop {
             let attempt = (|| -> std::result::Result<(), String> {
+                // failures reported for an aborted attempt are not this one's
+                self.clear_failed();
                 self.producer.begin_transaction().map_err(|e| e.to_string())?;
                 let mut reader = BufReader::with_capacity(
                     1 << 20,
@@ -381,14 +421,16 @@ impl KafkaSink {
                 self.producer
                     .send_offsets_to_transaction(&marks, &metadata, FLUSH_TIMEOUT)
                     .map_err(|e| e.to_string())?;
-                self.producer.commit_transaction(FLUSH_TIMEOUT).map_err(|e| e.to_string())?;
-                self.failed().map_err(|e| e.to_string())
+                self.failed().map_err(|e| e.to_string())?;
+                // once this returns, the transaction is committed: never sent again
+                self.producer.commit_transaction(TRANSACTION_TIMEOUT).map_err(|e| e.to_string())
             })();
             match attempt {
                 Ok(()) => return Ok(()),
                 Err(e) if Instant::now() < deadline => {
                     tracing::warn!(topic = %self.topic, checkpoint, error = %e, "transaction failed; writing it again");
                     let _ = self.producer.abort_transaction(FLUSH_TIMEOUT);
+                    self.clear_failed();
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 Err(e) => return Err(self.err(format!("checkpoint {checkpoint}: {e}"))),
@@ -498,7 +540,8 @@ impl Sink for KafkaSink {
             Some(s) => {
                 let dir = s.dir.display().to_string();
                 let file = s.seal(id).map_err(|e| RuntimeError::Sink(format!("{dir}: {e}")))?;
-                serde_json::to_value(Prepared { checkpoint: id, file }).map_err(|e| self.err(e))
+                let run = s.run.clone();
+                serde_json::to_value(Prepared { checkpoint: id, file, run }).map_err(|e| self.err(e))
             }
             None => {
                 if self.delivery == Delivery::AtLeastOnce {
@@ -535,13 +578,18 @@ impl Sink for KafkaSink {
         };
         let keep = p.as_ref().and_then(|p| p.file.clone());
         if let Some(s) = &mut self.staging {
+            // the run goes on (a fresh start is a new run)
+            if let Some(run) = p.as_ref().map(|p| &p.run).filter(|r| !r.is_empty()) {
+                s.run = run.clone();
+            }
             let dir = s.dir.display().to_string();
             s.clear(keep.as_deref()).map_err(|e| RuntimeError::Sink(format!("{dir}: {e}")))?;
         }
         if let (Some(p), Some(name)) = (p, keep) {
             let path = self.staging.as_ref().map(|s| s.dir.join(&name));
             if let Some(path) = path.filter(|p| p.exists()) {
-                if self.committed_mark()? > p.checkpoint as i64 {
+                let (mark, run) = self.committed_mark()?;
+                if mark > p.checkpoint as i64 && (p.run.is_empty() || run == p.run) {
                     tracing::info!(topic = %self.topic, checkpoint = p.checkpoint, "its transaction was committed");
                 } else {
                     tracing::info!(topic = %self.topic, checkpoint = p.checkpoint, "writing its transaction again");

@@ -89,6 +89,8 @@ pub struct KafkaSource {
     assigned: bool,
     /// Offsets to resume from (a checkpoint's), instead of the startup mode.
     resume: Option<BTreeMap<i32, i64>>,
+    /// Where the checkpoint's partitions end, in a bounded mode.
+    resume_ends: BTreeMap<i32, i64>,
     next_discovery: Option<Instant>,
     /// When to commit the offsets handed on to the consumer group next (with a group).
     next_commit: Option<Instant>,
@@ -112,6 +114,16 @@ struct Ready {
 struct Position {
     topic: String,
     offsets: BTreeMap<i32, i64>,
+    /// Where each partition ends, in a bounded mode (fixed when reading starts).
+    #[serde(default)]
+    ends: BTreeMap<i32, i64>,
+    /// `false`: taken before reading started, so a restart starts as the startup mode says.
+    #[serde(default = "started")]
+    started: bool,
+}
+
+fn started() -> bool {
+    true
 }
 
 fn kafka_error(servers: &str, e: impl std::fmt::Display) -> RuntimeError {
@@ -128,7 +140,9 @@ impl KafkaSource {
         // librdkafka stops fetching a partition that has queued.min.messages waiting and looks
         // again only after fetch.queue.backoff.ms (1 s by default): weir empties its queue
         // far faster than that, so it would mostly wait
-        let defaults = [("fetch.queue.backoff.ms", "10"), ("queued.min.messages", "200000")];
+        // and an offset no longer there (retention) goes to the earliest one, not to the end
+        let defaults =
+            [("fetch.queue.backoff.ms", "10"), ("queued.min.messages", "200000"), ("auto.offset.reset", "earliest")];
         let consumer: BaseConsumer = options
             .client_with(
                 &defaults,
@@ -196,6 +210,8 @@ impl KafkaSource {
                 },
             })
             .collect::<Result<Vec<_>>>()?;
+        // a tombstone's row has NULLs in the columns that are not the key, NOT NULL or not
+        let schema = if options.upsert { weir_runtime::relaxed(&schema) } else { schema };
         let source = Self {
             consumer,
             topic,
@@ -212,6 +228,7 @@ impl KafkaSource {
             last: None,
             assigned: false,
             resume: None,
+            resume_ends: BTreeMap::new(),
             next_discovery: None,
             next_commit: None,
             bad_rows: BadRows::with_policy(&options.bad_rows, &ctx.metrics),
@@ -325,6 +342,10 @@ impl KafkaSource {
 
     /// Where each of `ids` ends in a bounded mode.
     fn end_offsets(&self, ids: &[i32]) -> Result<BTreeMap<i32, Option<i64>>> {
+        // a resumed bounded query ends where it was to end when it first started
+        if self.options.stop != StopAt::Never && ids.iter().all(|id| self.resume_ends.contains_key(id)) {
+            return Ok(ids.iter().map(|id| (*id, self.resume_ends.get(id).copied())).collect());
+        }
         Ok(match &self.options.stop {
             StopAt::Never => ids.iter().map(|id| (*id, None)).collect(),
             StopAt::Latest => ids.iter().map(|id| Ok((*id, Some(self.watermarks(*id)?.1)))).collect::<Result<_>>()?,
@@ -515,6 +536,8 @@ impl KafkaSource {
     fn cut(&mut self) -> Result<()> {
         for (id, p) in &mut self.partitions {
             if p.kinds.is_empty() {
+                // what it read made no rows (skipped, dead-lettered, tombstones): all handed on
+                self.handed.insert(*id, p.next);
                 continue;
             }
             let arrays = p
@@ -670,7 +693,19 @@ impl Source for KafkaSource {
     }
 
     fn position(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(Position { topic: self.topic.clone(), offsets: self.handed.clone() }).ok()
+        let position = if self.assigned {
+            let ends = self.partitions.iter().filter_map(|(id, p)| Some((*id, p.end?))).collect();
+            Position { topic: self.topic.clone(), offsets: self.handed.clone(), ends, started: true }
+        } else {
+            // not started yet: what the checkpoint resumed from, or nothing (the startup mode)
+            Position {
+                topic: self.topic.clone(),
+                offsets: self.resume.clone().unwrap_or_default(),
+                ends: self.resume_ends.clone(),
+                started: self.resume.is_some(),
+            }
+        };
+        serde_json::to_value(position).ok()
     }
 
     fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
@@ -681,7 +716,10 @@ impl Source for KafkaSource {
                 p.topic, self.topic
             )));
         }
-        self.resume = Some(p.offsets);
+        if p.started {
+            self.resume = Some(p.offsets);
+            self.resume_ends = p.ends;
+        }
         Ok(())
     }
 

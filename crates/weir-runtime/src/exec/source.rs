@@ -370,8 +370,11 @@ impl SourceDriver {
                 }
                 Some(Arc::new(Int64Array::from(Vec::<i64>::new())))
             }
-            (Some((i, _)), Some(split)) => {
-                // per split: a row's watermark is its split's, or a lower one of another split
+            (Some((i, g)), Some(split)) => {
+                // per split: a row's watermark is its split's, or a lower one of another split,
+                // but never below the one announced (a split found or back from idleness
+                // lowers the minimum, not what has fired)
+                let announced = g.emitted;
                 let times = to_nanos(batch.column(*i))?;
                 self.splits.known(self.source.splits(), now);
                 let others = self.splits.others(split, now);
@@ -383,7 +386,9 @@ impl SourceDriver {
                     entry.last_rows = now;
                 }
                 let own = entry.generator.observe(&times);
-                Some(Arc::new(Int64Array::from_iter_values(own.values().iter().map(|w| (*w).min(others)))))
+                Some(Arc::new(Int64Array::from_iter_values(
+                    own.values().iter().map(|w| (*w).min(others).max(announced)),
+                )))
             }
             (Some((i, g)), None) => {
                 let times: &ArrayRef = batch.column(*i);
@@ -485,6 +490,17 @@ mod tests {
         assert_eq!(poll(&mut d), (vec![NO_WATERMARK], None));
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(poll(&mut d), (vec![90], Some(190)));
+
+        // split 1, idle, comes back behind: its rows are judged against what was announced
+        let batches = vec![(0, vec![100]), (1, vec![50]), (0, vec![300]), (1, vec![60])];
+        let metrics = Arc::new(Metrics::default());
+        let mut d = SourceDriver::new(Box::new(Splits(batches, None)), Some((0, 10)), None, metrics)
+            .with_split_idle_timeout(Some(Duration::from_millis(20)));
+        assert_eq!(poll(&mut d), (vec![NO_WATERMARK], None));
+        assert_eq!(poll(&mut d), (vec![NO_WATERMARK], Some(40)));
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(poll(&mut d), (vec![90], Some(290)));
+        assert_eq!(poll(&mut d), (vec![290], None));
     }
 
     #[test]
