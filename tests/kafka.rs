@@ -7,52 +7,15 @@
 
 #[path = "kafka/broker.rs"]
 mod broker;
+#[path = "kafka/support.rs"]
+mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-
-fn weir() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-}
-
-/// A topic name no other test uses.
-fn topic(name: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-/// `weir run -e sql --format csv --quiet`.
-fn run(sql: &str) -> Output {
-    weir().args(["run", "--format", "csv", "--quiet", "-e", sql]).output().expect("weir runs")
-}
-
-fn ok(sql: &str) -> String {
-    let o = run(sql);
-    assert!(o.status.success(), "weir failed: {}\n{sql}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).expect("utf-8")
-}
-
-fn lines(text: &str) -> Vec<String> {
-    let mut v: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
-    v.sort();
-    v
-}
-
-/// A source table over `topic`, bounded at the offsets of when the query starts.
-fn source(name: &str, columns: &str, topic: &str, extra: &str) -> String {
-    let b = Broker::shared();
-    format!(
-        "CREATE TABLE {name} ({columns}) WITH ('connector' = 'kafka', 'topic' = '{topic}', \
-         'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset', \
-         'scan.bounded.mode' = 'latest-offset', 'format' = 'json'{extra});",
-        b.servers
-    )
-}
+use support::*;
 
 #[test]
 fn json_records_are_rows_with_their_partition_offset_and_timestamp_and_a_bounded_read_ends() {
@@ -282,17 +245,6 @@ fn key_fields_are_written_to_and_read_from_the_key() {
     assert_eq!(lines(&read), vec![r#"1,one,"{""id"":1}""#, r#"2,two,"{""id"":2}""#]);
 }
 
-/// The rows left after applying a changelog printed as `op,col,…` lines.
-fn consolidate(lines: &[String]) -> Vec<String> {
-    let mut rows: BTreeMap<String, i64> = BTreeMap::new();
-    for line in lines {
-        let (op, row) = line.split_once(',').unwrap();
-        *rows.entry(row.to_string()).or_insert(0) += if op.starts_with('-') { -1 } else { 1 };
-    }
-    assert!(rows.values().all(|n| *n >= 0), "a row retracted more often than added: {lines:?}");
-    rows.into_iter().filter(|(_, n)| *n > 0).map(|(r, _)| r).collect()
-}
-
 #[test]
 fn debezium_json_is_read_as_a_changelog_and_an_updating_query_is_written_as_one() {
     let b = Broker::shared();
@@ -500,20 +452,6 @@ fn the_shell_runs_a_continuous_query_over_a_topic_until_ctrl_c() {
     p.exp_eof().unwrap();
 }
 
-/// Run `sql` (an unbounded query) for `seconds`, then kill it; its stdout.
-fn run_for(sql: &str, seconds: u64) -> String {
-    let mut child = weir()
-        .args(["run", "--format", "csv", "--quiet", "-e", sql])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    std::thread::sleep(Duration::from_secs(seconds));
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("waits");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn an_idle_partition_stops_holding_the_watermark_back() {
     let b = Broker::shared();
@@ -685,70 +623,6 @@ fn exactly_once_needs_a_prefix_and_checkpoints() {
     assert!(!o.status.success() && err.contains("checkpoint"), "{err}");
 }
 
-/// Records `i = 0..n` of a paced writer: key `i % 20`, value `i`, event time `i` ms after
-/// 2024-01-01 with a little disorder, alternating between two partitions.
-fn event(i: u64) -> (Option<i32>, String) {
-    let ts = i * 3 + (i * 7919) % 40;
-    let (s, ms) = (ts / 1000, ts % 1000);
-    let (m, s) = (s / 60, s % 60);
-    (Some((i % 2) as i32), format!(r#"{{"k": {}, "v": {i}, "ts": "2024-01-01 00:{m:02}:{s:02}.{ms:03}"}}"#, i % 20))
-}
-
-fn window_script(b: &Broker, input: &str, output: &str, per_partition: u64, delivery: &str) -> String {
-    format!(
-        "CREATE TABLE input (k BIGINT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
-           WITH ('connector' = 'kafka', 'topic' = '{input}', 'properties.bootstrap.servers' = '{s}',
-                 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'specific-offsets',
-                 'scan.bounded.specific-offsets' = 'partition:0,offset:{per_partition};partition:1,offset:{per_partition}');
-         CREATE TABLE output (k BIGINT, w TIMESTAMP(3), n BIGINT, total BIGINT)
-           WITH ('connector' = 'kafka', 'topic' = '{output}', 'properties.bootstrap.servers' = '{s}',
-                 {delivery});
-         INSERT INTO output SELECT k, TUMBLE_START(ts, INTERVAL '1' SECOND) AS w, COUNT(*) AS n, SUM(v) AS total
-           FROM input GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k;",
-        s = b.servers
-    )
-}
-
-fn multiset(values: Vec<String>) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for v in values {
-        *m.entry(v).or_insert(0) += 1;
-    }
-    m
-}
-
-/// Write `events` records to `input` at `per_second`, on a thread of its own.
-fn paced_writer(input: String, events: u64, per_second: u64) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let b = Broker::shared();
-        let started = Instant::now();
-        let chunk = per_second / 20;
-        let mut i = 0;
-        while i < events {
-            let records: Vec<(Option<i32>, String)> = (i..(i + chunk).min(events)).map(event).collect();
-            let refs: Vec<(Option<i32>, &str)> = records.iter().map(|(p, v)| (*p, v.as_str())).collect();
-            b.produce(&input, &refs);
-            i += chunk;
-            let due = started + Duration::from_secs_f64(i as f64 / per_second as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-        }
-    })
-}
-
-/// A small xorshift generator: kill times that a seed repeats.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn kafka_to_kafka_exactly_once_across_sigkills() {
     const EVENTS: u64 = 40_000;
@@ -788,57 +662,6 @@ fn kafka_to_kafka_exactly_once_across_sigkills() {
         got.values().sum::<usize>(),
         expected.len()
     );
-}
-
-/// Run `sql` with checkpoints in `dir`, killing it at random moments until it finishes on its
-/// own after at least `min_kills` kills; returns how many times it was killed.
-fn run_with_kills(dir: &Path, sql: &Path, seed: u64, min_kills: usize) -> usize {
-    let mut rng = Rng(seed | 1);
-    let checkpoints = dir.join("checkpoints");
-    let mut kills = 0;
-    let started = Instant::now();
-    loop {
-        assert!(started.elapsed() < Duration::from_secs(240), "the job did not finish (seed {seed})");
-        let mut child = weir()
-            .arg("run")
-            .arg(sql)
-            .arg("--quiet")
-            .arg("--checkpoint-dir")
-            .arg(&checkpoints)
-            .args(["--checkpoint-interval", "200ms"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("weir starts");
-        let wait = Duration::from_millis(400 + rng.next() % 900);
-        let deadline = Instant::now() + if kills < min_kills { wait } else { Duration::from_secs(120) };
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        match status {
-            Some(status) => {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    std::io::Read::read_to_string(&mut e, &mut err).ok();
-                }
-                assert!(status.success(), "weir failed after {kills} kills (seed {seed}): {err}");
-                assert!(kills >= min_kills, "the job finished after only {kills} kills (seed {seed})");
-                eprintln!("finished after {kills} kills in {:.1} s", started.elapsed().as_secs_f64());
-                return kills;
-            }
-            None => {
-                child.kill().expect("SIGKILL");
-                child.wait().expect("reaped");
-                kills += 1;
-            }
-        }
-    }
 }
 
 #[test]
