@@ -87,7 +87,6 @@ pub struct KafkaSink {
 struct Staging {
     dir: PathBuf,
     file: Option<BufWriter<File>>,
-    rows: u64,
     /// The consumer of group `<prefix>.checkpoints` (its metadata goes into transactions).
     marks: BaseConsumer,
     group: String,
@@ -198,7 +197,7 @@ impl KafkaSink {
             let dir = state.join("sinks").join(&table.name);
             std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
             let run = format!("{:016x}", fastrand::u64(..));
-            Some(Staging { dir, file: None, rows: 0, marks, group, ready: false, run })
+            Some(Staging { dir, file: None, marks, group, ready: false, run })
         } else {
             None
         };
@@ -283,23 +282,24 @@ impl KafkaSink {
             }
             None => vec![None; batch.num_rows()],
         };
+        // upsert: an update's old row is not written when its new one, of the same key, comes
+        // next (the key gets the new one); without it (a filter took it), it is a removal
+        let replaced: Vec<bool> = match &kinds {
+            Some(k) if self.upsert => (0..k.len())
+                .map(|i| {
+                    k[i] == RowKind::UpdateBefore
+                        && k.get(i + 1) == Some(&RowKind::UpdateAfter)
+                        && keys.get(i + 1) == keys.get(i)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let mut out = Vec::with_capacity(values.len());
-        let key_bytes = if self.upsert { keys.clone() } else { Vec::new() };
         for (i, ((value, key), timestamp)) in values.into_iter().zip(keys).zip(times).enumerate() {
-            // upsert: a new row is the key's value, a removed one a tombstone; an update's old
-            // row is not written (its key gets the new one)
+            // upsert: a new row is the key's value, a removed one a tombstone
             let value = match kinds.as_ref().map(|k| k[i]) {
-                // an update's old row is replaced by its new one, which comes next; an old row
-                // without a new one of its key (a filter took it) is a removal
-                Some(RowKind::UpdateBefore)
-                    if self.upsert
-                        && kinds.as_ref().and_then(|k| k.get(i + 1)) == Some(&RowKind::UpdateAfter)
-                        && key_bytes.get(i + 1) == key_bytes.get(i) =>
-                {
-                    continue
-                }
-                Some(RowKind::UpdateBefore) if self.upsert => None,
-                Some(RowKind::Delete) if self.upsert => None,
+                _ if replaced.get(i) == Some(&true) => continue,
+                Some(RowKind::UpdateBefore | RowKind::Delete) if self.upsert => None,
                 _ => value,
             };
             let partition = match self.partitioner {
@@ -474,7 +474,6 @@ impl Staging {
         if let Some(f) = &mut self.file {
             f.write_all(&bytes)?;
         }
-        self.rows += records.len() as u64;
         Ok(())
     }
 
@@ -489,7 +488,6 @@ impl Staging {
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        self.rows = 0;
         Ok(Some(name))
     }
 
