@@ -84,6 +84,7 @@ fn a_session_in_the_shell() {
     // an unbounded generator: rows stream with a status line until Ctrl-C stops the query
     p.send_line(TICKS).unwrap();
     p.exp_string("CREATE TABLE ticks").unwrap();
+    prompt(&mut p);
     p.send_line("SELECT TUMBLE_END(ts, INTERVAL '1' SECOND) AS w_end, COUNT(*) AS n").unwrap();
     p.send_line("FROM ticks GROUP BY TUMBLE(ts, INTERVAL '1' SECOND);").unwrap();
     p.exp_string(" rows/s ").unwrap();
