@@ -162,6 +162,10 @@ impl JsonRow {
         nullable: &[bool],
         take: &mut dyn FnMut(&[Value]),
     ) -> Result<(), String> {
+        // most records take the quicker path; the rest (and every error) come here
+        if super::json_flat::scan(bytes, &self.names, types, nullable, take).is_some() {
+            return Ok(());
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let raws = de.deserialize_map(RowVisitor { row: self }).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => "expected a JSON object".to_string(),

@@ -12,6 +12,7 @@
 
 mod admin;
 mod format;
+mod json_flat;
 mod json_row;
 mod options;
 mod sink;

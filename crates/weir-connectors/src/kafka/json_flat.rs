@@ -1,0 +1,276 @@
+//! The common JSON record read without serde: one flat object whose keys are the columns'
+//! names as they are, and whose values are numbers, strings without escapes, booleans and
+//! nulls. The record is checked as UTF-8 once, keys are matched by their bytes (the column
+//! after the last one matched first, as records of a topic keep one key order), and values
+//! are converted to the columns' types straight from the record's bytes.
+//!
+//! Anything else (escapes, nested values, keys matching a column only ignoring case,
+//! fractions or exponents outside a floating-point column, any error) makes [`scan`] give up
+//! without having handed anything on, and the record is read by serde
+//! ([`super::json_row::JsonRow`]), which gives the same rows and explains any error.
+
+use memchr::memchr2;
+
+use crate::column::{int_range, millis_to_unit, ColumnType, Value};
+use datafusion_common::arrow::datatypes::DataType;
+
+/// Decode `bytes` into one value per column of `names` (of `types`), and hand them to `take`;
+/// `None` when the record needs serde (nothing has been handed on then).
+pub(crate) fn scan(
+    bytes: &[u8],
+    names: &[String],
+    types: &[ColumnType],
+    nullable: &[bool],
+    take: &mut dyn FnMut(&[Value]),
+) -> Option<()> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let b = text.as_bytes();
+    let mut values: Vec<Value> = vec![Value::Null; names.len()];
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    // the column the next key most likely names
+    let mut guess = 0;
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            // a key
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let (key, after) = string(text, i + 1)?;
+            i = skip_ws(b, after);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+            let column = match names.get(guess) {
+                Some(n) if n == key => Some(guess),
+                _ => match names.iter().position(|n| n == key) {
+                    Some(c) => Some(c),
+                    // a key that names a column only ignoring case is serde's to match
+                    None if names.iter().any(|n| n.eq_ignore_ascii_case(key)) => return None,
+                    None => None,
+                },
+            };
+            // the value
+            let (value, after) = match b.get(i)? {
+                b'"' => {
+                    let (s, after) = string(text, i + 1)?;
+                    let v = match column {
+                        Some(c) => types[c].parse_text(s)?,
+                        None => Value::Null,
+                    };
+                    (v, after)
+                }
+                b'-' | b'0'..=b'9' => {
+                    let end = i + b[i..]
+                        .iter()
+                        .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                        .unwrap_or(b.len() - i);
+                    let v = match column {
+                        Some(c) => number(&types[c], &text[i..end])?,
+                        None => Value::Null,
+                    };
+                    (v, end)
+                }
+                b't' if b[i..].starts_with(b"true") => (bool_value(column.map(|c| &types[c]), true)?, i + 4),
+                b'f' if b[i..].starts_with(b"false") => (bool_value(column.map(|c| &types[c]), false)?, i + 5),
+                b'n' if b[i..].starts_with(b"null") => (Value::Null, i + 4),
+                // objects, arrays, anything else
+                _ => return None,
+            };
+            if let Some(c) = column {
+                values[c] = value;
+                guess = c + 1;
+            }
+            i = skip_ws(b, after);
+            match b.get(i)? {
+                b',' => i = skip_ws(b, i + 1),
+                b'}' => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    if skip_ws(b, i) != b.len() {
+        return None;
+    }
+    if values.iter().zip(nullable).any(|(v, n)| *v == Value::Null && !n) {
+        return None;
+    }
+    take(&values);
+    Some(())
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The string starting at `start` (after its opening quote) and the index after its closing
+/// quote; `None` with an escape or a control character in it.
+fn string(text: &str, start: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
+    let len = memchr2(b'"', b'\\', b.get(start..)?)?;
+    let end = start + len;
+    if b[end] != b'"' {
+        return None;
+    }
+    let s = text.get(start..end)?;
+    if s.bytes().any(|c| c < 0x20) {
+        return None;
+    }
+    Some((s, end + 1))
+}
+
+/// A JSON number's text as a column of type `t` holds it: integers for every type that takes
+/// a number, fractions and exponents only for floating point.
+fn number<'a>(t: &ColumnType, s: &str) -> Option<Value<'a>> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let integer = !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit());
+    // JSON has no leading zeros
+    if digits.len() > 1 && digits.starts_with('0') && integer {
+        return None;
+    }
+    match t.data_type() {
+        DataType::Float32 | DataType::Float64 => {
+            if !integer && !valid_fraction(digits) {
+                return None;
+            }
+            s.parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::Float)
+        }
+        _ if !integer => None,
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            let v = s.parse::<i64>().ok()?;
+            let (lo, hi) = int_range(t.data_type());
+            (lo..=hi).contains(&v).then_some(Value::Int(v))
+        }
+        DataType::Timestamp(unit, _) => Some(Value::Int(millis_to_unit(s.parse::<i64>().ok()?, *unit)?)),
+        DataType::Boolean => match s {
+            "0" => Some(Value::Bool(false)),
+            "1" => Some(Value::Bool(true)),
+            _ => None,
+        },
+        DataType::Utf8 => Some(Value::Owned(s.parse::<i64>().ok()?.to_string())),
+        _ => None,
+    }
+}
+
+/// `digits` (a number without its sign) as JSON writes a fraction or an exponent.
+fn valid_fraction(digits: &str) -> bool {
+    let (mantissa, exponent) = match digits.find(['e', 'E']) {
+        Some(e) => (&digits[..e], Some(&digits[e + 1..])),
+        None => (digits, None),
+    };
+    let (int, frac) = match mantissa.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (mantissa, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    all_digits(int)
+        && !(int.len() > 1 && int.starts_with('0'))
+        && frac.is_none_or(all_digits)
+        && exponent.is_none_or(|e| all_digits(e.strip_prefix(['+', '-']).unwrap_or(e)))
+}
+
+fn bool_value<'a>(t: Option<&ColumnType>, b: bool) -> Option<Value<'a>> {
+    match t {
+        Some(t) => t.parse_json_bool(b),
+        None => Some(Value::Null),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::json_row::JsonRow;
+    use datafusion_common::arrow::datatypes::TimeUnit;
+
+    fn columns() -> (Vec<String>, Vec<ColumnType>, Vec<bool>) {
+        let types = [
+            DataType::Int64,
+            DataType::Utf8,
+            DataType::Float64,
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            DataType::Boolean,
+            DataType::Int8,
+        ];
+        let names = ["a", "s", "f", "ts", "b", "small"].iter().map(|n| n.to_string()).collect();
+        let types = types.iter().map(|t| ColumnType::new(t).unwrap()).collect();
+        (names, types, vec![true, true, true, true, true, true])
+    }
+
+    fn fast(record: &str) -> Option<Vec<String>> {
+        let (names, types, nullable) = columns();
+        let mut out = None;
+        scan(record.as_bytes(), &names, &types, &nullable, &mut |v| {
+            out = Some(v.iter().map(|v| format!("{v:?}")).collect())
+        })?;
+        out
+    }
+
+    fn slow(record: &str) -> Result<Vec<String>, String> {
+        let (names, types, nullable) = columns();
+        let mut out = Vec::new();
+        JsonRow::new(&names).decode(record.as_bytes(), &types, &nullable, &mut |v| {
+            out = v.iter().map(|v| format!("{v:?}")).collect()
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn agrees_with_serde_or_leaves_the_record_to_it() {
+        // (record, whether the fast path reads it)
+        let records = [
+            (r#"{"a":1,"s":"x","f":1.5,"ts":"2015-07-15T00:00:00.001","b":true,"small":-3}"#, true),
+            (r#" { "small" : 7 , "a" : -12 , "other" : "y", "s" : "héllo" } "#, true),
+            (r#"{"a":null,"s":null,"f":2,"ts":1700000000123,"b":false,"extra":"z"}"#, true),
+            (r#"{"f":1e3,"a":9223372036854775807,"b":0}"#, true),
+            (r#"{"f":-0.25E-2,"s":12}"#, true),
+            (r#"{}"#, true),
+            (r#"{"b":1,"a":2,"a":3}"#, true),
+            (r#"{"other":[1,{"x":2}],"a":1}"#, false),
+            (r#"{"s":{"nested":true}}"#, false),
+            (r#"{"extra":"\"quoted\""}"#, false),
+            (r#"{"s":"a\"b"}"#, false),
+            (r#"{"A":1}"#, false),
+            (r#"{"a":1.0}"#, false),
+            (r#"{"a":01}"#, false),
+            (r#"{"f":.5}"#, false),
+            (r#"{"f":1.}"#, false),
+            (r#"{"a":9223372036854775808}"#, false),
+            (r#"{"small":200}"#, false),
+            ("{\"s\":\"tab\tinside\"}", false),
+            (r#"{"a":1,}"#, false),
+            (r#"{"a":1} x"#, false),
+            (r#"{"a" 1}"#, false),
+            (r#"[1]"#, false),
+            (r#"{"a":tru}"#, false),
+            (r#"{"ts":"not a time"}"#, false),
+            ("", false),
+        ];
+        for (r, fast_path) in records {
+            let rows = fast(r);
+            assert_eq!(rows.is_some(), fast_path, "{r}");
+            if let Some(rows) = rows {
+                assert_eq!(Ok(rows), slow(r), "{r}");
+            }
+        }
+    }
+
+    #[test]
+    fn not_null_columns_missing_go_to_serde_for_the_message() {
+        let (names, types, _) = columns();
+        let nullable = vec![false, true, true, true, true, true];
+        let r = scan(br#"{"s":"x"}"#, &names, &types, &nullable, &mut |_| panic!("handed on"));
+        assert!(r.is_none());
+    }
+}
