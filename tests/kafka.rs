@@ -655,12 +655,25 @@ fn kafka_to_kafka_exactly_once_across_sigkills() {
     let expected = multiset(b.values(&reference, true));
     assert!(expected.len() > 100, "the reference wrote {} rows", expected.len());
     let got = multiset(b.values(&output, true));
+    let differ: Vec<_> = expected
+        .iter()
+        .filter(|(v, n)| got.get(*v) != Some(n))
+        .map(|(v, n)| format!("{v}: {n} expected, {} seen", got.get(v).unwrap_or(&0)))
+        .chain(
+            got.iter()
+                .filter(|(v, _)| !expected.contains_key(*v))
+                .map(|(v, n)| format!("{v}: {n} seen, none expected")),
+        )
+        .take(6)
+        .collect();
     assert!(
         got == expected,
-        "seed {seed}, {kills} kills: a read_committed reader sees {} distinct rows ({} in all), the uninterrupted run {}",
+        "seed {seed}, {kills} kills: a read_committed reader sees {} distinct rows ({} in all), the uninterrupted run {}; \
+         for example:\n{}",
         got.len(),
         got.values().sum::<usize>(),
-        expected.len()
+        expected.len(),
+        differ.join("\n")
     );
 }
 

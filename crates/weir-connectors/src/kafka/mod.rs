@@ -11,10 +11,12 @@
 //! - [`format`]: json, csv and raw values, with the table's policy for malformed records.
 
 mod admin;
+mod fetch;
 mod format;
 mod json_flat;
 mod json_row;
 mod options;
+mod rows;
 mod sink;
 mod source;
 

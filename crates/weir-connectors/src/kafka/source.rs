@@ -7,49 +7,25 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion_common::arrow::array::{
-    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, Int8Array, RecordBatch, RecordBatchOptions, StringBuilder,
-};
-use datafusion_common::arrow::compute::cast;
-use datafusion_common::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
+use datafusion_common::arrow::array::{Int8Array, RecordBatch, RecordBatchOptions};
+use datafusion_common::arrow::datatypes::{Field, SchemaRef};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use weir_plan::TableDef;
-use weir_runtime::{ConnectorContext, Result, RowKind, RuntimeError, Source};
+use weir_runtime::{ConnectorContext, Result, RuntimeError, Source};
 
-use crate::column::{ColumnBuffer, Value};
 use crate::dead_letter::BadRows;
+use crate::kafka::fetch::{Fetch, FetchQueue};
 use crate::kafka::format::Decoder;
 use crate::kafka::options::{KafkaOptions, StartAt, StopAt};
+use crate::kafka::rows::{decode_into, finish, Column, Fill, Record};
 use crate::live::LINGER;
 
 /// How long the brokers have to answer when the query starts.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What fills a column of the batches.
-#[derive(Debug, Clone, Copy)]
-enum Fill {
-    /// The value's field `i` (in the decoder's order).
-    Value(usize),
-    /// The key's field `i` (`value.fields-include` = `EXCEPT_KEY`).
-    KeyField(usize),
-    Topic,
-    Partition,
-    Offset,
-    Timestamp,
-    Key,
-}
-
-/// A column being filled.
-enum Column {
-    Typed(ColumnBuffer),
-    Bytes(BinaryBuilder),
-    Text(StringBuilder),
-    Int32(Int32Builder),
-    Int64(Int64Builder),
-}
 
 /// A partition: its rows not handed on yet, and where it is.
 struct Partition {
@@ -65,11 +41,15 @@ struct Partition {
 
 /// A Kafka topic read in batches.
 pub struct KafkaSource {
+    /// The partitions' records (dropped before the consumer, as it must be).
+    fetch: Option<FetchQueue>,
     consumer: BaseConsumer,
     topic: String,
     options: KafkaOptions,
     schema: SchemaRef,
     fills: Vec<Fill>,
+    /// A column holds the records' headers.
+    headers: bool,
     decoder: Decoder,
     /// The key's fields, when they are read from the key.
     key_decoder: Option<Decoder>,
@@ -194,14 +174,8 @@ impl KafkaSource {
         let fills = schema
             .fields()
             .iter()
-            .map(|f| match table.metadata_column(f.name()) {
-                Some(m) => Ok(match m.key.as_str() {
-                    "topic" => Fill::Topic,
-                    "partition" => Fill::Partition,
-                    "offset" => Fill::Offset,
-                    "timestamp" => Fill::Timestamp,
-                    _ => Fill::Key,
-                }),
+            .map(|f| match Fill::metadata(table, f.name()) {
+                Some(fill) => Ok(fill),
                 None => match key_names.iter().position(|k| k == f.name()) {
                     Some(i) => Ok(Fill::KeyField(i)),
                     None => value_fields.iter().position(|v| v.name() == f.name()).map(Fill::Value).ok_or_else(|| {
@@ -212,8 +186,12 @@ impl KafkaSource {
             .collect::<Result<Vec<_>>>()?;
         // a tombstone's row has NULLs in the columns that are not the key, NOT NULL or not
         let schema = if options.upsert { weir_runtime::relaxed(&schema) } else { schema };
+        let fetch = FetchQueue::new(&consumer)
+            .ok_or_else(|| kafka_error(&options.servers, "the client has no queue for the partitions"))?;
         let source = Self {
+            fetch: Some(fetch),
             consumer,
+            headers: fills.contains(&Fill::Headers),
             topic,
             schema,
             fills,
@@ -370,6 +348,10 @@ impl KafkaSource {
             self.partitions
                 .insert(*id, Partition { columns, kinds: Vec::with_capacity(self.batch_size), next, end, done });
             if !done {
+                let routed = self.fetch.as_mut().is_some_and(|f| f.route(&self.topic, *id));
+                if !routed {
+                    return Err(self.err(format!("partition {id} of '{}' has no queue", self.topic)));
+                }
                 tpl.add_partition_offset(&self.topic, *id, Offset::Offset(next)).map_err(|e| self.err(e))?;
             }
         }
@@ -378,23 +360,11 @@ impl KafkaSource {
     }
 
     fn new_columns(&self) -> Vec<Column> {
-        let n = self.batch_size;
         self.schema
             .fields()
             .iter()
             .zip(&self.fills)
-            .map(|(f, fill)| match (fill, f.data_type()) {
-                (Fill::Value(_) | Fill::KeyField(_) | Fill::Key, DataType::Binary) => {
-                    Column::Bytes(BinaryBuilder::with_capacity(n, n * 16))
-                }
-                (Fill::Value(_) | Fill::KeyField(_), t) => match crate::column::ColumnType::new(t) {
-                    Ok(t) => Column::Typed(ColumnBuffer::new(t, n)),
-                    Err(_) => Column::Bytes(BinaryBuilder::new()),
-                },
-                (Fill::Topic | Fill::Key, _) => Column::Text(StringBuilder::with_capacity(n, n * 8)),
-                (Fill::Partition, DataType::Int32) => Column::Int32(Int32Builder::with_capacity(n)),
-                _ => Column::Int64(Int64Builder::with_capacity(n)),
-            })
+            .map(|(f, fill)| Column::new(*fill, f.data_type(), self.batch_size))
             .collect()
     }
 
@@ -445,91 +415,118 @@ impl KafkaSource {
 
     /// Read until a partition has a batch's worth of rows or `deadline` passes.
     fn fill(&mut self, deadline: Instant) -> Result<()> {
-        let mut polled: u64 = 0;
+        let Some(mut fetch) = self.fetch.take() else {
+            return Err(RuntimeError::Internal("a kafka source without its queue".into()));
+        };
+        let result = self.fill_from(&mut fetch, deadline);
+        self.fetch = Some(fetch);
+        result
+    }
+
+    fn fill_from(&mut self, fetch: &mut FetchQueue, deadline: Instant) -> Result<()> {
+        let topic = self.topic.clone();
         loop {
             if self.partitions.values().all(|p| p.done) {
                 return Ok(());
             }
-            // records trickling into many partitions fill none: look at the clock now and then
-            polled += 1;
-            if polled.is_multiple_of(1024) && Instant::now() >= deadline {
+            self.serve_client()?;
+            // no partition gets more than a batch's worth
+            let fullest = self.partitions.values().map(|p| p.kinds.len()).max().unwrap_or(0);
+            let room = self.batch_size.saturating_sub(fullest).max(1);
+            let fetched = fetch.read(deadline.saturating_duration_since(Instant::now()), room);
+            for i in 0..fetched.len() {
+                match fetched.get(i) {
+                    None => {}
+                    Some(Fetch::Error { partition, offset, code }) => {
+                        self.client_error(partition, code, Some(offset))?
+                    }
+                    Some(Fetch::Record(raw)) => {
+                        let headers = if self.headers { raw.headers() } else { Vec::new() };
+                        let record = Record {
+                            topic: &topic,
+                            partition: raw.partition,
+                            offset: raw.offset,
+                            timestamp: raw.timestamp,
+                            key: raw.key,
+                            value: raw.value,
+                            headers: &headers,
+                        };
+                        self.take(&record)?;
+                    }
+                }
+            }
+            if self.partitions.values().any(|p| p.kinds.len() >= self.batch_size) || Instant::now() >= deadline {
                 return Ok(());
             }
-            // what the client holds already, without reading the clock; else wait for more
-            let result = match self.consumer.poll(Duration::ZERO) {
-                Some(result) => result,
-                None => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Ok(());
-                    }
-                    match self.consumer.poll(deadline - now) {
-                        Some(result) => result,
-                        None => continue,
-                    }
+        }
+    }
+
+    /// Serve the client's own queue (errors, commit replies, logs): the records come through
+    /// the source's queue.
+    fn serve_client(&mut self) -> Result<()> {
+        for _ in 0..64 {
+            match self.consumer.poll(Duration::ZERO) {
+                None => return Ok(()),
+                Some(Ok(m)) => {
+                    return Err(RuntimeError::Internal(format!(
+                        "kafka: a record of partition {} came outside the source's queue",
+                        m.partition()
+                    )))
                 }
-            };
-            let message = match result {
-                Ok(m) => m,
-                Err(KafkaError::PartitionEOF(id)) => {
-                    // reached the end: a bounded partition whose last offsets were not records
-                    // (transaction markers) is done here
-                    let position = self.consumer.position().ok().and_then(|tpl| {
-                        match tpl.find_partition(&self.topic, id).map(|p| p.offset()) {
-                            Some(Offset::Offset(o)) => Some(o),
-                            _ => None,
-                        }
-                    });
-                    if let Some(p) = self.partitions.get_mut(&id) {
-                        if p.end.is_some_and(|e| position.unwrap_or(p.next).max(p.next) >= e) {
-                            p.done = true;
-                        }
-                    }
-                    continue;
+                Some(Err(KafkaError::PartitionEOF(id))) => {
+                    self.client_error(id, RDKafkaErrorCode::PartitionEOF, None)?
                 }
-                Err(e) if is_fatal(&e) => return Err(self.err(e)),
-                Err(e) => {
-                    tracing::warn!(topic = %self.topic, error = %e, "kafka");
-                    continue;
-                }
-            };
-            let (id, offset) = (message.partition(), message.offset());
-            let Some(p) = self.partitions.get_mut(&id) else { continue };
-            if p.done || p.end.is_some_and(|e| offset >= e) {
-                p.done = true;
-                continue;
-            }
-            p.next = offset + 1;
-            let full = p.end.is_some_and(|e| p.next >= e);
-            // a record without a value (a tombstone) is no row of an append-only table, and the
-            // removal of its key from an upsert table
-            let tombstone = message.payload().is_none();
-            if !tombstone || self.options.upsert {
-                let record = Record {
-                    topic: &self.topic,
-                    partition: id,
-                    offset,
-                    timestamp: message.timestamp().to_millis(),
-                    key: message.key(),
-                    value: message.payload(),
-                };
-                let key_decoder = self.key_decoder.as_ref();
-                let result =
-                    decode_into(&mut p.columns, &mut p.kinds, &self.fills, &self.decoder, key_decoder, &record);
-                if let Err(why) = result {
-                    let text = || String::from_utf8_lossy(record.value.or(record.key).unwrap_or_default()).into_owned();
-                    self.bad_rows.handle_record(&self.topic, id, offset, &why, text)?;
-                }
-            }
-            if let Some(p) = self.partitions.get_mut(&id) {
-                if full {
-                    p.done = true;
-                }
-                if p.kinds.len() >= self.batch_size {
-                    return Ok(());
-                }
+                Some(Err(e)) if is_fatal(e.rdkafka_error_code()) => return Err(self.err(e)),
+                Some(Err(e)) => tracing::warn!(topic = %self.topic, error = %e, "kafka"),
             }
         }
+        Ok(())
+    }
+
+    /// An error the client reported for partition `id` (its end at `offset`, with
+    /// `enable.partition.eof`).
+    fn client_error(&mut self, id: i32, code: RDKafkaErrorCode, offset: Option<i64>) -> Result<()> {
+        if code == RDKafkaErrorCode::PartitionEOF {
+            // reached the end: a bounded partition whose last offsets were not records
+            // (transaction markers) is done here. (Not the client's position: it is already
+            // past the records of this read that come after the end was seen.)
+            if let Some(p) = self.partitions.get_mut(&id) {
+                if p.end.is_some_and(|e| offset.unwrap_or(p.next).max(p.next) >= e) {
+                    p.done = true;
+                }
+            }
+            return Ok(());
+        }
+        if is_fatal(Some(code)) {
+            return Err(self.err(format!("partition {id}: {code}")));
+        }
+        tracing::warn!(topic = %self.topic, partition = id, error = %code, "kafka");
+        Ok(())
+    }
+
+    /// Append `record` to its partition's rows (or hand it to the bad-row policy).
+    fn take(&mut self, record: &Record) -> Result<()> {
+        let (id, offset) = (record.partition, record.offset);
+        let Some(p) = self.partitions.get_mut(&id) else { return Ok(()) };
+        if p.done || p.end.is_some_and(|e| offset >= e) {
+            p.done = true;
+            return Ok(());
+        }
+        p.next = offset + 1;
+        if p.end.is_some_and(|e| p.next >= e) {
+            p.done = true;
+        }
+        // a record without a value (a tombstone) is no row of an append-only table, and the
+        // removal of its key from an upsert table
+        if record.value.is_some() || self.options.upsert {
+            let key_decoder = self.key_decoder.as_ref();
+            let result = decode_into(&mut p.columns, &mut p.kinds, &self.fills, &self.decoder, key_decoder, record);
+            if let Err(why) = result {
+                let text = || String::from_utf8_lossy(record.value.or(record.key).unwrap_or_default()).into_owned();
+                self.bad_rows.handle_record(&self.topic, id, offset, &why, text)?;
+            }
+        }
+        Ok(())
     }
 
     /// Cut every partition's rows into a batch, ready to be handed on.
@@ -556,103 +553,9 @@ impl KafkaSource {
     }
 }
 
-fn is_fatal(e: &KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode as C;
-    matches!(
-        e.rdkafka_error_code(),
-        Some(C::Fatal | C::TopicAuthorizationFailed | C::GroupAuthorizationFailed | C::UnknownTopic)
-    )
-}
-
-/// A record as read.
-struct Record<'a> {
-    topic: &'a str,
-    partition: i32,
-    offset: i64,
-    timestamp: Option<i64>,
-    key: Option<&'a [u8]>,
-    /// `None`: a tombstone.
-    value: Option<&'a [u8]>,
-}
-
-/// Decode `r` (its key too, when columns come from it) and append it as a row; nothing is
-/// appended when it is malformed.
-fn decode_into(
-    columns: &mut [Column],
-    kinds: &mut Vec<i8>,
-    fills: &[Fill],
-    decoder: &Decoder,
-    key_decoder: Option<&Decoder>,
-    r: &Record,
-) -> std::result::Result<(), String> {
-    let mut with_key = |key_values: &[Value]| -> std::result::Result<(), String> {
-        let Some(value) = r.value else {
-            // a tombstone: the key's removal (only the key's columns are set)
-            append(columns, fills, &[], key_values, r);
-            kinds.push(RowKind::Delete as i8);
-            return Ok(());
-        };
-        if decoder.is_bytes() {
-            append(columns, fills, &[], key_values, r);
-            kinds.push(RowKind::Insert as i8);
-            return Ok(());
-        }
-        decoder.decode(value, &mut |kind, values| {
-            append(columns, fills, values, key_values, r);
-            kinds.push(kind as i8);
-        })
-    };
-    match key_decoder {
-        None => with_key(&[]),
-        Some(k) => {
-            let Some(key) = r.key else { return Err("the record has no key".into()) };
-            if k.is_bytes() {
-                return with_key(&[]);
-            }
-            let mut result = Ok(());
-            k.decode(key, &mut |_, key_values| result = with_key(key_values)).map_err(|e| format!("its key: {e}"))?;
-            result
-        }
-    }
-}
-
-fn append(columns: &mut [Column], fills: &[Fill], values: &[Value], key_values: &[Value], r: &Record) {
-    for (column, fill) in columns.iter_mut().zip(fills) {
-        match (column, fill) {
-            (Column::Typed(b), Fill::Value(i)) => b.append(values.get(*i).unwrap_or(&Value::Null)),
-            (Column::Typed(b), Fill::KeyField(i)) => b.append(key_values.get(*i).unwrap_or(&Value::Null)),
-            (Column::Bytes(b), Fill::Value(_)) => b.append_option(r.value),
-            (Column::Bytes(b), _) => b.append_option(r.key),
-            (Column::Text(b), Fill::Topic) => b.append_value(r.topic),
-            (Column::Text(b), _) => b.append_option(r.key.map(|k| String::from_utf8_lossy(k))),
-            (Column::Int32(b), _) => b.append_value(r.partition),
-            (Column::Int64(b), Fill::Partition) => b.append_value(i64::from(r.partition)),
-            (Column::Int64(b), Fill::Offset) => b.append_value(r.offset),
-            (Column::Int64(b), _) => b.append_option(r.timestamp),
-            (Column::Typed(b), _) => b.append(&Value::Null),
-        }
-    }
-}
-
-fn finish(column: &mut Column, data_type: &DataType) -> Result<ArrayRef> {
-    Ok(match column {
-        Column::Typed(b) => b.finish()?,
-        Column::Bytes(b) => Arc::new(b.finish()),
-        Column::Text(b) => Arc::new(b.finish()),
-        Column::Int32(b) => Arc::new(b.finish()),
-        Column::Int64(b) => {
-            let a: ArrayRef = Arc::new(b.finish());
-            match data_type {
-                // the record's timestamp, in milliseconds
-                DataType::Timestamp(unit, _) => {
-                    let ms = cast(&a, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
-                    cast(&ms, &DataType::Timestamp(*unit, None))?
-                }
-                DataType::Int64 => a,
-                other => cast(&a, other)?,
-            }
-        }
-    })
+fn is_fatal(code: Option<RDKafkaErrorCode>) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(code, Some(C::Fatal | C::TopicAuthorizationFailed | C::GroupAuthorizationFailed | C::UnknownTopic))
 }
 
 impl Drop for KafkaSource {
