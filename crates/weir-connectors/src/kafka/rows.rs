@@ -52,7 +52,7 @@ pub(crate) enum Column {
     Int64(Int64Builder),
     /// `MAP<VARCHAR, BYTES>` (or `MAP<VARCHAR, VARCHAR>` when `text`).
     Headers {
-        map: MapBuilder<StringBuilder, BinaryBuilder>,
+        map: Box<MapBuilder<StringBuilder, BinaryBuilder>>,
         text: bool,
     },
 }
