@@ -52,6 +52,42 @@ fn json_records_are_rows_with_their_partition_offset_and_timestamp_and_a_bounded
 }
 
 #[test]
+fn headers_are_a_map_column() {
+    let b = Broker::shared();
+    let t = topic("headers");
+    b.create_topic(&t, 1);
+    let not_text: &[u8] = &[0xff, 0x00];
+    b.produce_with_headers(
+        &t,
+        &[
+            (r#"{"v": 1}"#, &[("trace", Some(b"abc".as_slice())), ("bin", Some(not_text))]),
+            (r#"{"v": 2}"#, &[]),
+            (r#"{"v": 3}"#, &[("trace", Some(b"def".as_slice())), ("empty", None)]),
+        ],
+    );
+    // as bytes, every record
+    let ddl = source("r", "v BIGINT, h MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL", &t, "");
+    let out = ok(&format!(
+        "{ddl} SELECT v, CAST(h['trace'] AS VARCHAR) AS trace, h['bin'] = X'ff00' AS bin, cardinality(h) AS n, \
+         array_to_string(map_keys(h), '|') AS names FROM r;"
+    ));
+    assert_eq!(lines(&out), vec!["1,abc,true,2,trace|bin", "2,,,0,", "3,def,,2,trace|empty"]);
+    // as text, a header that is not UTF-8 makes the record bad, under the table's policy
+    let ddl = source(
+        "r",
+        "v BIGINT, headers MAP<VARCHAR, VARCHAR> METADATA VIRTUAL",
+        &t,
+        ", 'json.ignore-parse-errors' = 'true'",
+    );
+    let out = ok(&format!("{ddl} SELECT v, headers['trace'] AS trace FROM r;"));
+    assert_eq!(lines(&out), vec!["2,", "3,def"]);
+    let ddl = source("r", "v BIGINT, headers MAP<VARCHAR, VARCHAR> METADATA", &t, "");
+    let o = run(&format!("{ddl} SELECT v, headers['trace'] FROM r;"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("header 'bin' is not UTF-8") && err.contains("offset 0"), "{err}");
+}
+
+#[test]
 fn windows_over_partitions_close_on_the_slowest_partition() {
     // partition 0 runs ahead of partition 1: with one watermark for the topic, partition 1's
     // rows would be late; with a watermark per partition none is

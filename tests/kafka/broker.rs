@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -211,6 +212,21 @@ impl Broker {
                     }
                 }
             }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flushed");
+    }
+
+    /// Write records with headers (`None`: a header without a value) to partition 0 of
+    /// `topic`, in order.
+    pub fn produce_with_headers(&self, topic: &str, records: &[(&str, &[(&str, Option<&[u8]>)])]) {
+        let producer: BaseProducer = self.config().create().expect("producer");
+        for (value, headers) in records {
+            let mut h = OwnedHeaders::new();
+            for (key, value) in *headers {
+                h = h.insert(Header { key, value: *value });
+            }
+            let r: BaseRecord<'_, [u8], str> = BaseRecord::to(topic).payload(*value).partition(0).headers(h);
+            producer.send(r).map_err(|(e, _)| e).expect("sent");
         }
         producer.flush(Duration::from_secs(30)).expect("flushed");
     }

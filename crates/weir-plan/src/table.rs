@@ -166,6 +166,12 @@ pub fn sql_type_name(t: &DataType) -> String {
                 TimeUnit::Nanosecond => 9,
             }
         ),
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(f) if f.len() == 2 => {
+                format!("MAP<{}, {}>", sql_type_name(f[0].data_type()), sql_type_name(f[1].data_type()))
+            }
+            other => other.to_string(),
+        },
         other => other.to_string(),
     }
 }

@@ -66,6 +66,21 @@ pub(crate) fn is_proctime_call(expr: &SqlExpr) -> bool {
     no_args && object_name(&f.name) == "proctime"
 }
 
+/// A column's type: sqlparser's, and Flink's `MAP<K, V>` (sqlparser reads ClickHouse's
+/// `MAP(K, V)` only).
+fn column_type(parser: &mut Parser) -> Result<SqlType> {
+    if is_word(&parser.peek_token().token, "MAP") && parser.peek_nth_token(1).token == Token::Lt {
+        parser.next_token();
+        parser.next_token();
+        let key = column_type(parser)?;
+        parser.expect_token(&Token::Comma)?;
+        let value = column_type(parser)?;
+        parser.expect_token(&Token::Gt)?;
+        return Ok(SqlType::Map(Box::new(key), Box::new(value)));
+    }
+    Ok(parser.parse_data_type()?)
+}
+
 pub(crate) fn is_word(token: &Token, word: &str) -> bool {
     matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
 }
@@ -161,7 +176,7 @@ pub(crate) fn parse_create_table(parser: &mut Parser, or_replace: bool, location
                     parser.expect_token(&Token::RParen)?;
                     break;
                 }
-                let data_type = parser.parse_data_type()?;
+                let data_type = column_type(parser)?;
                 let mut nullable = true;
                 if parser.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
                     nullable = false;

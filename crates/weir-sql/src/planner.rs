@@ -8,7 +8,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use datafusion_common::arrow::datatypes::{DataType, TimeUnit};
+use datafusion_common::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion_common::config::ConfigOptions;
 use datafusion_common::DFSchemaRef;
 use datafusion_expr::logical_plan::Aggregate;
@@ -387,6 +387,11 @@ pub fn arrow_type(t: &SqlType) -> Result<DataType> {
                 p => return Err(SqlError::plan(format!("TIMESTAMP precision must be 0 to 9, got {p}"))),
             };
             DataType::Timestamp(unit, None)
+        }
+        SqlType::Map(key, value) => {
+            let entries =
+                vec![Field::new("key", arrow_type(key)?, false), Field::new("value", arrow_type(value)?, true)];
+            DataType::Map(Arc::new(Field::new("entries", DataType::Struct(entries.into()), false)), false)
         }
         SqlType::Decimal(ExactNumberInfo::PrecisionAndScale(_, _)) | SqlType::Numeric(_) | SqlType::Decimal(_) => {
             return Err(SqlError::not_supported(format!("the column type {t}")).with_hint("use DOUBLE or BIGINT"))

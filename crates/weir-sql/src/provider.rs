@@ -26,7 +26,10 @@ pub struct FunctionRegistry {
 impl Default for FunctionRegistry {
     fn default() -> Self {
         let mut scalars = HashMap::new();
-        let all = datafusion_functions::all_default_functions().into_iter().chain(crate::window_fn::window_functions());
+        let all = datafusion_functions::all_default_functions()
+            .into_iter()
+            .chain(datafusion_functions_nested::all_default_nested_functions())
+            .chain(crate::window_fn::window_functions());
         for f in all.map(crate::bounded_fn::bounded) {
             for alias in f.aliases() {
                 scalars.insert(alias.clone(), Arc::clone(&f));
@@ -52,6 +55,9 @@ impl Default for FunctionRegistry {
             Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
             Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
             Arc::new(datafusion_functions_aggregate::planner::AggregateFunctionPlanner),
+            // arrays and maps: `[1, 2]`, `m['key']`, `a[1]`
+            Arc::new(datafusion_functions_nested::planner::NestedFunctionPlanner),
+            Arc::new(datafusion_functions_nested::planner::FieldAccessPlanner),
         ];
         Self { scalars, aggregates, windows, expr_planners, relation_planners: crate::tvf::relation_planners() }
     }

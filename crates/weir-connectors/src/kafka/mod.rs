@@ -97,6 +97,12 @@ impl Connector for KafkaConnector {
                     writable: false,
                     doc: "the record's key, as it is",
                 },
+                MetadataSpec {
+                    key: "headers",
+                    types: &["MAP<VARCHAR, BYTES>", "MAP<VARCHAR, VARCHAR>"],
+                    writable: false,
+                    doc: "the record's headers, by name (VARCHAR values: a header that is not UTF-8 is a bad record)",
+                },
             ],
             options,
         }
