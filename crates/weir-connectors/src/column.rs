@@ -167,14 +167,14 @@ pub(crate) fn millis_to_unit(ms: i64, unit: TimeUnit) -> Option<i64> {
 /// offset), a date alone, or an integer number of epoch milliseconds. Times without a zone are
 /// UTC.
 pub fn parse_timestamp(s: &str, unit: TimeUnit) -> Option<i64> {
+    if let Some(nanos) = plain_timestamp_nanos(s.as_bytes()) {
+        return Some(nanos.div_euclid(nanos_per_unit(unit)));
+    }
     let digits = s.strip_prefix('-').unwrap_or(s);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         return millis_to_unit(s.parse::<i64>().ok()?, unit);
     }
-    let nanos = match plain_timestamp_nanos(s.as_bytes()) {
-        Some(nanos) => nanos,
-        None => string_to_timestamp_nanos(s).ok()?,
-    };
+    let nanos = string_to_timestamp_nanos(s).ok()?;
     Some(nanos.div_euclid(nanos_per_unit(unit)))
 }
 
@@ -187,7 +187,15 @@ fn plain_timestamp_nanos(b: &[u8]) -> Option<i64> {
         return None;
     }
     let num = |from: usize, to: usize| -> Option<i64> {
-        b[from..to].iter().try_fold(0i64, |n, c| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0')))
+        let mut n = 0i64;
+        for c in &b[from..to] {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            n = n * 10 + i64::from(d);
+        }
+        Some(n)
     };
     let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
     let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);

@@ -9,8 +9,6 @@
 //! without having handed anything on, and the record is read by serde
 //! ([`super::json_row::JsonRow`]), which gives the same rows and explains any error.
 
-use memchr::memchr2;
-
 use crate::column::{int_range, millis_to_unit, ColumnType, Value};
 use datafusion_common::arrow::datatypes::DataType;
 
@@ -48,8 +46,8 @@ pub(crate) fn scan(
             }
             i = skip_ws(b, i + 1);
             let column = match names.get(guess) {
-                Some(n) if n == key => Some(guess),
-                _ => match names.iter().position(|n| n == key) {
+                Some(n) if same(n, key) => Some(guess),
+                _ => match names.iter().position(|n| same(n, key)) {
                     Some(c) => Some(c),
                     // a key that names a column only ignoring case is serde's to match
                     None if names.iter().any(|n| n.eq_ignore_ascii_case(key)) => return None,
@@ -108,6 +106,11 @@ pub(crate) fn scan(
     Some(())
 }
 
+/// `a == b`, for the short strings keys are (no call to `memcmp` for each).
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+}
+
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
         i += 1;
@@ -119,23 +122,55 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// quote; `None` with an escape or a control character in it.
 fn string(text: &str, start: usize) -> Option<(&str, usize)> {
     let b = text.as_bytes();
-    let len = memchr2(b'"', b'\\', b.get(start..)?)?;
-    let end = start + len;
+    let end = special(b, start)?;
     if b[end] != b'"' {
         return None;
     }
-    let s = text.get(start..end)?;
-    if s.bytes().any(|c| c < 0x20) {
-        return None;
+    Some((text.get(start..end)?, end + 1))
+}
+
+/// The index of the first `"`, `\\` or control character at or after `start`: eight bytes at a
+/// time (a byte's test sets its high bit; the lowest byte flagged is always a true match).
+fn special(b: &[u8], start: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let rest = b.get(start..)?;
+    let mut chunks = rest.chunks_exact(8);
+    let mut at = start;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+        let hit = (zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x))
+            & HIGH;
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
     }
-    Some((s, end + 1))
+    chunks.remainder().iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|i| at + i)
 }
 
 /// A JSON number's text as a column of type `t` holds it: integers for every type that takes
 /// a number, fractions and exponents only for floating point.
 fn number<'a>(t: &ColumnType, s: &str) -> Option<Value<'a>> {
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    let integer = !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit());
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    // an integer's value, read in one pass (`None`: too large), accumulated negatively so
+    // that i64::MIN fits
+    let (mut all_digits, mut n) = (!digits.is_empty(), Some(0i64));
+    for c in digits.bytes() {
+        let d = c.wrapping_sub(b'0');
+        all_digits &= d < 10;
+        n = n.and_then(|n| n.checked_mul(10)).and_then(|n| n.checked_sub(i64::from(d)));
+    }
+    let integer = all_digits;
+    let value = n.filter(|_| integer).and_then(|n| if negative { Some(n) } else { n.checked_neg() });
     // JSON has no leading zeros
     if digits.len() > 1 && digits.starts_with('0') && integer {
         return None;
@@ -149,17 +184,17 @@ fn number<'a>(t: &ColumnType, s: &str) -> Option<Value<'a>> {
         }
         _ if !integer => None,
         DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
-            let v = s.parse::<i64>().ok()?;
+            let v = value?;
             let (lo, hi) = int_range(t.data_type());
             (lo..=hi).contains(&v).then_some(Value::Int(v))
         }
-        DataType::Timestamp(unit, _) => Some(Value::Int(millis_to_unit(s.parse::<i64>().ok()?, *unit)?)),
-        DataType::Boolean => match s {
-            "0" => Some(Value::Bool(false)),
-            "1" => Some(Value::Bool(true)),
+        DataType::Timestamp(unit, _) => Some(Value::Int(millis_to_unit(value?, *unit)?)),
+        DataType::Boolean => match value? {
+            0 => Some(Value::Bool(false)),
+            1 => Some(Value::Bool(true)),
             _ => None,
         },
-        DataType::Utf8 => Some(Value::Owned(s.parse::<i64>().ok()?.to_string())),
+        DataType::Utf8 => Some(Value::Owned(value?.to_string())),
         _ => None,
     }
 }
@@ -236,6 +271,12 @@ mod tests {
             (r#"{"f":1e3,"a":9223372036854775807,"b":0}"#, true),
             (r#"{"f":-0.25E-2,"s":12}"#, true),
             (r#"{}"#, true),
+            (r#"{"s":"exactly8","a":-9223372036854775808}"#, true),
+            (r#"{"s":"sixteen chars ok","small":0}"#, true),
+            (r#"{"s":"a longer text with ünïcödé, past a few words"}"#, true),
+            (r#"{"s":"a longer text with a quote \" past eight bytes"}"#, false),
+            ("{\"s\":\"a longer text with a newline\n past eight bytes\"}", false),
+            (r#"{"a":-9223372036854775809}"#, false),
             (r#"{"b":1,"a":2,"a":3}"#, true),
             (r#"{"other":[1,{"x":2}],"a":1}"#, false),
             (r#"{"s":{"nested":true}}"#, false),
