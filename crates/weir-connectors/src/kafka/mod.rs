@@ -8,7 +8,10 @@
 //!   staged on disk until their checkpoint is durable, then written in one Kafka transaction
 //!   that also records the checkpoint, so that a restart finishes or skips it and nothing is
 //!   written twice.
-//! - [`format`]: json, csv and raw values, with the table's policy for malformed records.
+//! - [`format`]: json, csv and raw values, with the table's policy for malformed records;
+//!   [`json_flat`] reads the common flat JSON object quickly, [`json_row`] the rest.
+//! - [`fetch`]: records taken from librdkafka many at a time (the one module calling its C
+//!   API); [`rows`]: a record's value, key and metadata (headers too) appended as a row.
 
 mod admin;
 mod fetch;
