@@ -21,6 +21,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
+/// A record's headers: names and values (`None`: a header without one).
+pub type Headers<'a> = &'a [(&'a str, Option<&'a [u8]>)];
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -218,7 +221,7 @@ impl Broker {
 
     /// Write records with headers (`None`: a header without a value) to partition 0 of
     /// `topic`, in order.
-    pub fn produce_with_headers(&self, topic: &str, records: &[(&str, &[(&str, Option<&[u8]>)])]) {
+    pub fn produce_with_headers(&self, topic: &str, records: &[(&str, Headers)]) {
         let producer: BaseProducer = self.config().create().expect("producer");
         for (value, headers) in records {
             let mut h = OwnedHeaders::new();
