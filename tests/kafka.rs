@@ -85,6 +85,35 @@ fn headers_are_a_map_column() {
     let o = run(&format!("{ddl} SELECT v, headers['trace'] FROM r;"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("header 'bin' is not UTF-8") && err.contains("offset 0"), "{err}");
+    // written: copied from the records read, and made by the query
+    let (copied, made) = (topic("headers-copied"), topic("headers-made"));
+    b.create_topic(&copied, 1);
+    b.create_topic(&made, 1);
+    let sink = |name: &str, t: &str, map: &str| {
+        format!(
+            "CREATE TABLE {name} (v BIGINT, hs {map} METADATA FROM 'headers') WITH ('connector' = 'kafka', \
+             'topic' = '{t}', 'properties.bootstrap.servers' = '{}', 'format' = 'json');",
+            b.servers
+        )
+    };
+    let ddl = source("r", "v BIGINT, h MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL", &t, "");
+    ok(&format!(
+        "{ddl} {} {} INSERT INTO copied SELECT v, h FROM r; \
+         INSERT INTO made SELECT v, make_map('source', 'weir', 'v', CAST(v AS VARCHAR)) FROM r;",
+        sink("copied", &copied, "MAP<STRING, BYTES>"),
+        sink("made", &made, "MAP<VARCHAR, VARCHAR>")
+    ));
+    // the headers are not in the value
+    assert_eq!(b.values(&copied, false), vec![r#"{"v":1}"#, r#"{"v":2}"#, r#"{"v":3}"#]);
+    let back = source("back", "v BIGINT, h MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL", &copied, "");
+    let out = ok(&format!(
+        "{back} SELECT v, CAST(h['trace'] AS VARCHAR) AS trace, h['bin'] = X'ff00' AS bin, \
+         array_to_string(map_keys(h), '|') AS names FROM back;"
+    ));
+    assert_eq!(lines(&out), vec!["1,abc,true,trace|bin", "2,,,", "3,def,,trace|empty"]);
+    let back = source("back", "v BIGINT, h MAP<STRING, STRING> METADATA FROM 'headers' VIRTUAL", &made, "");
+    let out = ok(&format!("{back} SELECT v, h['source'] AS s, h['v'] AS hv FROM back;"));
+    assert_eq!(lines(&out), vec!["1,weir,1", "2,weir,2", "3,weir,3"]);
 }
 
 #[test]

@@ -23,7 +23,16 @@ pub(crate) fn scan(
 ) -> Option<()> {
     let text = std::str::from_utf8(bytes).ok()?;
     let b = text.as_bytes();
-    let mut values: Vec<Value> = vec![Value::Null; names.len()];
+    // the values, on the stack for up to 16 columns (no allocation per record)
+    let mut stack: [Value; 16] = std::array::from_fn(|_| Value::Null);
+    let mut heap = Vec::new();
+    let values: &mut [Value] = match stack.get_mut(..names.len()) {
+        Some(values) => values,
+        None => {
+            heap.resize(names.len(), Value::Null);
+            &mut heap
+        }
+    };
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
@@ -102,7 +111,7 @@ pub(crate) fn scan(
     if values.iter().zip(nullable).any(|(v, n)| *v == Value::Null && !n) {
         return None;
     }
-    take(&values);
+    take(values);
     Some(())
 }
 
@@ -305,6 +314,18 @@ mod tests {
                 assert_eq!(Ok(rows), slow(r), "{r}");
             }
         }
+    }
+
+    #[test]
+    fn many_columns() {
+        let names: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+        let types: Vec<ColumnType> = names.iter().map(|_| ColumnType::new(&DataType::Int64).unwrap()).collect();
+        let nullable = vec![true; 20];
+        let record = format!("{{{}}}", (0..20).rev().map(|i| format!(r#""c{i}":{i}"#)).collect::<Vec<_>>().join(","));
+        let mut got = Vec::new();
+        scan(record.as_bytes(), &names, &types, &nullable, &mut |v| got = v.iter().map(|v| format!("{v:?}")).collect())
+            .unwrap();
+        assert_eq!(got, (0..20).map(|i| format!("{:?}", Value::Int(i))).collect::<Vec<_>>());
     }
 
     #[test]

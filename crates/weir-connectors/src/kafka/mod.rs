@@ -103,8 +103,8 @@ impl Connector for KafkaConnector {
                 MetadataSpec {
                     key: "headers",
                     types: &["MAP<VARCHAR, BYTES>", "MAP<VARCHAR, VARCHAR>"],
-                    writable: false,
-                    doc: "the record's headers, by name (VARCHAR values: a header that is not UTF-8 is a bad record)",
+                    writable: true,
+                    doc: "the record's headers, by name (VARCHAR values: a header that is not UTF-8 is a bad record; written: the record's headers)",
                 },
             ],
             options,

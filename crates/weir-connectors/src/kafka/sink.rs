@@ -15,10 +15,11 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use datafusion_common::arrow::array::{AsArray, RecordBatch};
+use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion_common::arrow::compute::cast;
 use datafusion_common::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use weir_plan::TableDef;
@@ -55,13 +56,17 @@ impl ProducerContext for Reports {
     }
 }
 
-/// A record: its partition, timestamp, key and value.
+/// A record: its partition, timestamp, key, value and headers.
 struct Record {
     partition: Option<i32>,
     timestamp: Option<i64>,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
+    headers: Headers,
 }
+
+/// A record's headers: names and values (`None`: a header without one).
+type Headers = Vec<(String, Option<Vec<u8>>)>;
 
 /// A Kafka topic written to.
 pub struct KafkaSink {
@@ -72,6 +77,8 @@ pub struct KafkaSink {
     key: Option<Encoder>,
     /// The column of the record's timestamp (a `timestamp` metadata column).
     timestamp: Option<usize>,
+    /// The column of the record's headers (a `headers` metadata column).
+    headers: Option<usize>,
     partitioner: Partitioner,
     partitions: i32,
     /// The column of the changes' kinds (`op`), for debezium-json and upsert-kafka.
@@ -146,15 +153,17 @@ impl KafkaSink {
         let servers = options.servers.clone();
         let fail = |e: String| RuntimeError::Sink(format!("kafka ({servers}): {e}"));
         for m in &table.metadata {
-            if !m.is_virtual && m.key != "timestamp" && schema.field_with_name(&m.column).is_ok() {
+            if !m.is_virtual && !WRITABLE.contains(&m.key.as_str()) && schema.field_with_name(&m.column).is_ok() {
                 return Err(RuntimeError::Sink(format!(
                     "table '{name}': metadata column '{}' ('{}') cannot be written: declare it VIRTUAL",
                     m.column, m.key
                 )));
             }
         }
-        let timestamp =
-            schema.fields().iter().position(|f| table.metadata_column(f.name()).is_some_and(|m| m.key == "timestamp"));
+        let metadata = |key: &str| {
+            schema.fields().iter().position(|f| table.metadata_column(f.name()).is_some_and(|m| m.key == key))
+        };
+        let (timestamp, headers) = (metadata("timestamp"), metadata("headers"));
         // an updating query's changes: the `op` column first, written as the format or the
         // upsert connector says (with 'changelog' = 'rows' it is an ordinary column)
         let takes_changes = options.format == Format::DebeziumJson || options.upsert;
@@ -166,8 +175,11 @@ impl KafkaSink {
                 .collect::<Result<_>>()?,
             None => Vec::new(),
         };
-        let in_value =
-            |i: &usize| Some(*i) != timestamp && Some(*i) != op && !(options.except_key && key_columns.contains(i));
+        let in_value = |i: &usize| {
+            let metadata = [timestamp, headers, op].contains(&Some(*i));
+            let in_key_only = options.except_key && key_columns.contains(i);
+            !(metadata || in_key_only)
+        };
         let value_columns: Vec<usize> = (0..schema.fields().len()).filter(in_value).collect();
         let value = Encoder::new(options.format, &schema, value_columns, options.delimiter)
             .map_err(|e| RuntimeError::Sink(format!("table '{name}': {e}")))?;
@@ -237,6 +249,7 @@ impl KafkaSink {
             value,
             key,
             timestamp,
+            headers,
             partitioner: options.partitioner,
             partitions,
             op,
@@ -294,6 +307,10 @@ impl KafkaSink {
                 .collect(),
             _ => Vec::new(),
         };
+        let mut headers = match self.headers {
+            Some(i) => headers_of(batch.column(i)).map_err(|e| self.err(e))?,
+            None => Vec::new(),
+        };
         let mut out = Vec::with_capacity(values.len());
         for (i, ((value, key), timestamp)) in values.into_iter().zip(keys).zip(times).enumerate() {
             // upsert: a new row is the key's value, a removed one a tombstone
@@ -310,7 +327,8 @@ impl KafkaSink {
                     Some(self.turn)
                 }
             };
-            out.push(Record { partition, timestamp, key, value });
+            let headers = headers.get_mut(i).map(std::mem::take).unwrap_or_default();
+            out.push(Record { partition, timestamp, key, value, headers });
         }
         Ok(out)
     }
@@ -329,6 +347,13 @@ impl KafkaSink {
         }
         if let Some(v) = &r.value {
             record = record.payload(v.as_slice());
+        }
+        if !r.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (key, value) in &r.headers {
+                headers = headers.insert(Header { key, value: value.as_deref() });
+            }
+            record = record.headers(headers);
         }
         let deadline = Instant::now() + FLUSH_TIMEOUT;
         loop {
@@ -446,11 +471,18 @@ fn read_record(r: &mut impl Read) -> std::io::Result<Option<Record>> {
     let timestamp = i64::from_le_bytes(t);
     let key = unframe(r)?;
     let value = unframe(r)?;
+    let n = read_u32(r)?.unwrap_or(0);
+    let mut headers = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let name = String::from_utf8_lossy(&unframe(r)?.unwrap_or_default()).into_owned();
+        headers.push((name, unframe(r)?));
+    }
     Ok(Some(Record {
         partition: partition.checked_sub(1).map(|p| p as i32),
         timestamp: (timestamp != i64::MIN).then_some(timestamp),
         key,
         value,
+        headers,
     }))
 }
 
@@ -460,6 +492,35 @@ fn write_record(out: &mut Vec<u8>, r: &Record) {
     out.extend_from_slice(&r.timestamp.unwrap_or(i64::MIN).to_le_bytes());
     frame(out, r.key.as_deref());
     frame(out, r.value.as_deref());
+    out.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
+    for (name, value) in &r.headers {
+        frame(out, Some(name.as_bytes()));
+        frame(out, value.as_deref());
+    }
+}
+
+/// The metadata a sink writes.
+const WRITABLE: [&str; 2] = ["timestamp", "headers"];
+
+/// Each row's headers, from a `MAP<VARCHAR, BYTES>` (or `VARCHAR` values) column.
+fn headers_of(column: &ArrayRef) -> std::result::Result<Vec<Headers>, String> {
+    let Some(map) = column.as_map_opt() else {
+        return Err(format!("headers must be a MAP, not {}", column.data_type()));
+    };
+    let names = cast(map.keys(), &DataType::Utf8).map_err(|e| e.to_string())?;
+    let values = cast(map.values(), &DataType::Binary).map_err(|e| e.to_string())?;
+    let (names, values) = (names.as_string::<i32>(), values.as_binary::<i32>());
+    let offsets = map.value_offsets();
+    Ok((0..map.len())
+        .map(|row| {
+            let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
+            (from..to)
+                .filter(|_| map.is_valid(row))
+                .filter(|i| names.is_valid(*i))
+                .map(|i| (names.value(i).to_string(), values.is_valid(i).then(|| values.value(i).to_vec())))
+                .collect()
+        })
+        .collect())
 }
 
 impl Staging {
@@ -604,34 +665,39 @@ impl Sink for KafkaSink {
     }
 }
 
-/// A record as a tuple, for tests.
-#[cfg(test)]
-type Fields = (Option<i32>, Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
-
-/// The records a staged file holds (for tests).
-#[cfg(test)]
-fn staged(bytes: &[u8]) -> Vec<Fields> {
-    let mut r = bytes;
-    std::iter::from_fn(|| read_record(&mut r).ok().flatten())
-        .map(|x| (x.partition, x.timestamp, x.key, x.value))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    type Header = (String, Option<Vec<u8>>);
+    type Fields = (Option<i32>, Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>, Vec<Header>);
+
+    fn staged(bytes: &[u8]) -> Vec<Fields> {
+        let mut r = bytes;
+        std::iter::from_fn(|| read_record(&mut r).ok().flatten())
+            .map(|x| (x.partition, x.timestamp, x.key, x.value, x.headers))
+            .collect()
+    }
+
     #[test]
     fn staged_records_read_back_as_written() {
+        let headers = vec![("trace".to_string(), Some(b"abc".to_vec())), ("empty".to_string(), None)];
         let records = [
             Record {
                 partition: Some(2),
                 timestamp: Some(1_700_000_000_000),
                 key: Some(b"k".to_vec()),
                 value: Some(b"{}".to_vec()),
+                headers: headers.clone(),
             },
-            Record { partition: None, timestamp: None, key: None, value: None },
-            Record { partition: Some(0), timestamp: Some(-5), key: Some(Vec::new()), value: Some(b"x".to_vec()) },
+            Record { partition: None, timestamp: None, key: None, value: None, headers: Vec::new() },
+            Record {
+                partition: Some(0),
+                timestamp: Some(-5),
+                key: Some(Vec::new()),
+                value: Some(b"x".to_vec()),
+                headers: Vec::new(),
+            },
         ];
         let mut bytes = Vec::new();
         for r in &records {
@@ -641,9 +707,9 @@ mod tests {
         assert_eq!(
             back,
             vec![
-                (Some(2), Some(1_700_000_000_000), Some(b"k".to_vec()), Some(b"{}".to_vec())),
-                (None, None, None, None),
-                (Some(0), Some(-5), Some(Vec::new()), Some(b"x".to_vec())),
+                (Some(2), Some(1_700_000_000_000), Some(b"k".to_vec()), Some(b"{}".to_vec()), headers),
+                (None, None, None, None, Vec::new()),
+                (Some(0), Some(-5), Some(Vec::new()), Some(b"x".to_vec()), Vec::new()),
             ]
         );
     }
