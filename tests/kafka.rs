@@ -2,11 +2,13 @@
 //! started by `kafka/broker.rs` and shared by these tests): records read as rows with their
 //! metadata, bounded reads that end, startup modes, malformed records under each policy,
 //! watermarks per partition, partitions added while reading, the sink's formats and
-//! guarantees, an unreachable broker, a broker restarted mid-query, and `weir run` killed with
+//! guarantees (the headers column and avro in `kafka/formats.rs`), an unreachable broker, a broker restarted mid-query, and `weir run` killed with
 //! SIGKILL while writing exactly once.
 
 #[path = "kafka/broker.rs"]
 mod broker;
+#[path = "kafka/formats.rs"]
+mod formats;
 #[path = "kafka/support.rs"]
 mod support;
 
@@ -49,71 +51,6 @@ fn json_records_are_rows_with_their_partition_offset_and_timestamp_and_a_bounded
             "105,50,1,2,true"
         ]
     );
-}
-
-#[test]
-fn headers_are_a_map_column() {
-    let b = Broker::shared();
-    let t = topic("headers");
-    b.create_topic(&t, 1);
-    let not_text: &[u8] = &[0xff, 0x00];
-    b.produce_with_headers(
-        &t,
-        &[
-            (r#"{"v": 1}"#, &[("trace", Some(b"abc".as_slice())), ("bin", Some(not_text))]),
-            (r#"{"v": 2}"#, &[]),
-            (r#"{"v": 3}"#, &[("trace", Some(b"def".as_slice())), ("empty", None)]),
-        ],
-    );
-    // as bytes, every record
-    let ddl = source("r", "v BIGINT, h MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL", &t, "");
-    let out = ok(&format!(
-        "{ddl} SELECT v, CAST(h['trace'] AS VARCHAR) AS trace, h['bin'] = X'ff00' AS bin, cardinality(h) AS n, \
-         array_to_string(map_keys(h), '|') AS names FROM r;"
-    ));
-    assert_eq!(lines(&out), vec!["1,abc,true,2,trace|bin", "2,,,0,", "3,def,,2,trace|empty"]);
-    // as text, a header that is not UTF-8 makes the record bad, under the table's policy
-    let ddl = source(
-        "r",
-        "v BIGINT, headers MAP<VARCHAR, VARCHAR> METADATA VIRTUAL",
-        &t,
-        ", 'json.ignore-parse-errors' = 'true'",
-    );
-    let out = ok(&format!("{ddl} SELECT v, headers['trace'] AS trace FROM r;"));
-    assert_eq!(lines(&out), vec!["2,", "3,def"]);
-    let ddl = source("r", "v BIGINT, headers MAP<VARCHAR, VARCHAR> METADATA", &t, "");
-    let o = run(&format!("{ddl} SELECT v, headers['trace'] FROM r;"));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("header 'bin' is not UTF-8") && err.contains("offset 0"), "{err}");
-    // written: copied from the records read, and made by the query
-    let (copied, made) = (topic("headers-copied"), topic("headers-made"));
-    b.create_topic(&copied, 1);
-    b.create_topic(&made, 1);
-    let sink = |name: &str, t: &str, map: &str| {
-        format!(
-            "CREATE TABLE {name} (v BIGINT, hs {map} METADATA FROM 'headers') WITH ('connector' = 'kafka', \
-             'topic' = '{t}', 'properties.bootstrap.servers' = '{}', 'format' = 'json');",
-            b.servers
-        )
-    };
-    let ddl = source("r", "v BIGINT, h MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL", &t, "");
-    ok(&format!(
-        "{ddl} {} {} INSERT INTO copied SELECT v, h FROM r; \
-         INSERT INTO made SELECT v, make_map('source', 'weir', 'v', CAST(v AS VARCHAR)) FROM r;",
-        sink("copied", &copied, "MAP<STRING, BYTES>"),
-        sink("made", &made, "MAP<VARCHAR, VARCHAR>")
-    ));
-    // the headers are not in the value
-    assert_eq!(b.values(&copied, false), vec![r#"{"v":1}"#, r#"{"v":2}"#, r#"{"v":3}"#]);
-    let back = source("back", "v BIGINT, h MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL", &copied, "");
-    let out = ok(&format!(
-        "{back} SELECT v, CAST(h['trace'] AS VARCHAR) AS trace, h['bin'] = X'ff00' AS bin, \
-         array_to_string(map_keys(h), '|') AS names FROM back;"
-    ));
-    assert_eq!(lines(&out), vec!["1,abc,true,trace|bin", "2,,,", "3,def,,trace|empty"]);
-    let back = source("back", "v BIGINT, h MAP<STRING, STRING> METADATA FROM 'headers' VIRTUAL", &made, "");
-    let out = ok(&format!("{back} SELECT v, h['source'] AS s, h['v'] AS hv FROM back;"));
-    assert_eq!(lines(&out), vec!["1,weir,1", "2,weir,2", "3,weir,3"]);
 }
 
 #[test]

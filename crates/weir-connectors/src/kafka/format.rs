@@ -25,6 +25,8 @@ pub(crate) struct Decoder {
     json_row: JsonRow,
     nullable: Vec<bool>,
     delimiter: u8,
+    /// The columns and their Avro schema (`avro`).
+    avro: Option<(Vec<Arc<Field>>, apache_avro::Schema)>,
 }
 
 impl Decoder {
@@ -40,6 +42,10 @@ impl Decoder {
         if format == Format::Raw && fields.len() != 1 {
             return Err("format 'raw' reads one column".into());
         }
+        let avro = match format {
+            Format::Avro => Some((fields.to_vec(), crate::kafka::avro::schema_of(fields)?)),
+            _ => None,
+        };
         Ok(Self {
             format,
             json_types: types.iter().flatten().cloned().collect(),
@@ -48,6 +54,7 @@ impl Decoder {
             types,
             nullable: fields.iter().map(|f| f.is_nullable()).collect(),
             delimiter,
+            avro,
         })
     }
 
@@ -128,6 +135,10 @@ impl Decoder {
                 let text = std::str::from_utf8(bytes).map_err(|_| "the value is not valid UTF-8".to_string())?;
                 take(RowKind::Insert, &[Value::Str(text)]);
             }
+            Format::Avro => {
+                let Some((fields, schema)) = &self.avro else { return Err("no avro schema".into()) };
+                crate::kafka::avro::decode(schema, fields, bytes, &mut |values| take(RowKind::Insert, values))?;
+            }
         }
         Ok(())
     }
@@ -147,18 +158,39 @@ pub(crate) struct Encoder {
     columns: Vec<usize>,
     schema: SchemaRef,
     delimiter: u8,
+    /// The columns as declared, and their Avro schema (`avro`).
+    avro: Option<(Vec<Arc<Field>>, apache_avro::Schema)>,
 }
 
 impl Encoder {
-    /// An encoder of columns `columns` of batches of `schema`.
-    pub(crate) fn new(format: Format, schema: &SchemaRef, columns: Vec<usize>, delimiter: u8) -> Result<Self, String> {
+    /// An encoder of columns `columns` of batches of `schema`; `nullable`: whether the table
+    /// declares each column of `schema` nullable (the Avro schema follows the declaration).
+    pub(crate) fn new(
+        format: Format,
+        schema: &SchemaRef,
+        columns: Vec<usize>,
+        nullable: &[bool],
+        delimiter: u8,
+    ) -> Result<Self, String> {
         let schema = Arc::new(schema.project(&columns).map_err(|e| e.to_string())?);
         if format == Format::Raw
             && !(schema.fields().len() == 1 && matches!(schema.field(0).data_type(), DataType::Utf8 | DataType::Binary))
         {
             return Err("format 'raw' writes one VARCHAR or BYTES column".into());
         }
-        Ok(Self { format, columns, schema, delimiter })
+        let avro = match format {
+            Format::Avro => {
+                let fields: Vec<Arc<Field>> = columns
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(i, f)| Arc::new(f.as_ref().clone().with_nullable(nullable.get(*i).copied().unwrap_or(true))))
+                    .collect();
+                let avro = crate::kafka::avro::schema_of(&fields)?;
+                Some((fields, avro))
+            }
+            _ => None,
+        };
+        Ok(Self { format, columns, schema, delimiter, avro })
     }
 
     /// The encoded rows of `batch`, one per row (`None`: a NULL raw value). `kinds`: each
@@ -219,6 +251,10 @@ impl Encoder {
                     Ok(Some(out))
                 })
                 .collect(),
+            Format::Avro => match &self.avro {
+                Some((fields, schema)) => crate::kafka::avro::encode(schema, fields, &batch),
+                None => Err("no avro schema".into()),
+            },
             Format::Raw => {
                 let column = batch.column(0);
                 Ok(match column.data_type() {

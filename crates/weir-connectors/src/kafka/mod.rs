@@ -14,6 +14,7 @@
 //!   API); [`rows`]: a record's value, key and metadata (headers too) appended as a row.
 
 mod admin;
+mod avro;
 mod fetch;
 mod format;
 mod json_flat;
@@ -36,7 +37,7 @@ pub use source::KafkaSource;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KafkaConnector;
 
-const FORMATS: &[&str] = &["json", "csv", "raw", "debezium-json"];
+const FORMATS: &[&str] = &["json", "csv", "raw", "debezium-json", "avro"];
 
 impl Connector for KafkaConnector {
     fn spec(&self) -> ConnectorSpec {
@@ -46,7 +47,7 @@ impl Connector for KafkaConnector {
             OptionSpec::new("properties.bootstrap.servers", Text, "the brokers, `host:port[,host:port…]`").required(),
             OptionSpec::new("properties.group.id", Text, "the consumer group: where `group-offsets` start, and where the offsets read are committed every few seconds (for monitoring; a query resumed from a checkpoint starts at its offsets)"),
             OptionSpec::new("properties.<key*>", Text, "any other client property, passed on to librdkafka (`properties.isolation.level` = `read_committed`, `properties.compression.type`, …)"),
-            OptionSpec::new("format", Choice(FORMATS), "the record value: `json` (an object per record), `csv` (a line per record, fields in column order), `raw` (the value is the one column, VARCHAR or BYTES) or `debezium-json` (Debezium's change events: the table is a changelog, and an updating query can be written)").default("json"),
+            OptionSpec::new("format", Choice(FORMATS), "the record value: `json` (an object per record), `csv` (a line per record, fields in column order), `raw` (the value is the one column, VARCHAR or BYTES), `debezium-json` (Debezium's change events: the table is a changelog, and an updating query can be written) or `avro` (one binary Avro datum per record, with the schema Flink derives from the columns; no schema registry)").default("json"),
             OptionSpec::new("value.format", Choice(FORMATS), "the same as `format`"),
             OptionSpec::new("scan.startup.mode", Choice(&["earliest-offset", "latest-offset", "group-offsets", "timestamp", "specific-offsets"]), "where reading starts when the query does not resume from a checkpoint (default: `group-offsets` with a `properties.group.id`, which starts a partition without a committed offset as `properties.auto.offset.reset` says, else at the earliest offset; `earliest-offset` without a group)"),
             OptionSpec::new("scan.startup.specific-offsets", Text, "with `specific-offsets`: `partition:0,offset:42;partition:1,offset:300` (other partitions start at the earliest offset)"),
@@ -153,7 +154,7 @@ impl Connector for UpsertKafkaConnector {
             2,
             OptionSpec::new(
                 "key.format",
-                OptionType::Choice(&["json", "csv", "raw"]),
+                OptionType::Choice(&["json", "csv", "raw", "avro"]),
                 "the record key: the primary key's columns in this format",
             )
             .required(),
@@ -162,7 +163,7 @@ impl Connector for UpsertKafkaConnector {
             3,
             OptionSpec::new(
                 "value.format",
-                OptionType::Choice(&["json", "csv", "raw"]),
+                OptionType::Choice(&["json", "csv", "raw", "avro"]),
                 "the record value: the row (without the key's columns with `value.fields-include` = `EXCEPT_KEY`)",
             )
             .required(),

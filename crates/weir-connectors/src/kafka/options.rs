@@ -20,6 +20,8 @@ pub enum Format {
     Raw,
     /// Debezium's change events (`{"before": …, "after": …, "op": "c|r|u|d"}`): a changelog.
     DebeziumJson,
+    /// One Avro datum, binary encoded, with the schema Flink derives from the columns.
+    Avro,
 }
 
 /// Where a partition starts being read.
@@ -118,6 +120,7 @@ fn format_of(v: &str) -> Format {
         "csv" => Format::Csv,
         "raw" => Format::Raw,
         "debezium-json" => Format::DebeziumJson,
+        "avro" => Format::Avro,
         _ => Format::Json,
     }
 }
@@ -230,7 +233,7 @@ impl KafkaOptions {
                     return Err((
                         Some("key.format".into()),
                         format!(
-                            "table '{name}': 'key.format' can be json, csv or raw (debezium-json is for the value)"
+                            "table '{name}': 'key.format' can be json, csv, raw or avro (debezium-json is for the value)"
                         ),
                     ));
                 }

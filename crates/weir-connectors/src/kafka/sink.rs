@@ -12,12 +12,12 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion_common::arrow::compute::cast;
-use datafusion_common::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
+use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, SchemaRef, TimeUnit};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -181,11 +181,21 @@ impl KafkaSink {
             !(metadata || in_key_only)
         };
         let value_columns: Vec<usize> = (0..schema.fields().len()).filter(in_value).collect();
-        let value = Encoder::new(options.format, &schema, value_columns, options.delimiter)
+        // Avro's schema comes from the declared columns (NOT NULL included), not from what
+        // the query gives
+        let declared = |f: &Arc<Field>| -> bool {
+            table
+                .schema
+                .as_ref()
+                .and_then(|s| s.field_with_name(f.name()).ok())
+                .map_or(f.is_nullable(), |d| d.is_nullable())
+        };
+        let nullable: Vec<bool> = schema.fields().iter().map(declared).collect();
+        let value = Encoder::new(options.format, &schema, value_columns, &nullable, options.delimiter)
             .map_err(|e| RuntimeError::Sink(format!("table '{name}': {e}")))?;
         let key = match &options.key {
             Some((format, _)) => Some(
-                Encoder::new(*format, &schema, key_columns, options.delimiter)
+                Encoder::new(*format, &schema, key_columns, &nullable, options.delimiter)
                     .map_err(|e| RuntimeError::Sink(format!("table '{name}': key: {e}")))?,
             ),
             None => None,
