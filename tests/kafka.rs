@@ -688,11 +688,13 @@ fn a_broker_restarted_mid_query_loses_and_repeats_nothing_under_exactly_once() {
     own.create_topic(output, 1);
     let records: Vec<(Option<i32>, String)> = (0..EVENTS).map(event).collect();
     let refs: Vec<(Option<i32>, &str)> = records.iter().map(|(p, v)| (*p, v.as_str())).collect();
-    own.produce(input, &refs);
+    let (first, rest) = refs.split_at(refs.len() / 2);
+    own.produce(input, first);
     let dir = tempfile::tempdir().unwrap();
     let sql = dir.path().join("q.sql");
     let delivery = "'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'restart-test'";
-    // a slow reader (small batches), so that the restart comes mid-query
+    // the query reads up to offsets the topic reaches only once the second half is written,
+    // after the restart: it cannot end before it, however fast it reads
     std::fs::write(&sql, window_script(&own, input, output, EVENTS / 2, delivery)).unwrap();
     let mut child = weir()
         .arg("run")
@@ -706,6 +708,7 @@ fn a_broker_restarted_mid_query_loses_and_repeats_nothing_under_exactly_once() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(child.try_wait().unwrap().is_none(), "the query ended before the broker restarted");
     own.restart();
+    own.produce(input, rest);
     let status = child.wait().unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).ok();
