@@ -13,15 +13,17 @@ use crate::column::{int_range, millis_to_unit, ColumnType, Value};
 use datafusion_common::arrow::datatypes::DataType;
 
 /// Decode `bytes` into one value per column of `names` (of `types`), and hand them to `take`;
-/// `None` when the record needs serde (nothing has been handed on then).
+/// `None` when the record needs serde (nothing has been handed on then). `plain[c]`: whether
+/// `names[c]` is written in JSON as its bytes are (see [`plain`]).
 pub(crate) fn scan(
     bytes: &[u8],
     names: &[String],
+    plain: &[bool],
     types: &[ColumnType],
     nullable: &[bool],
     take: &mut dyn FnMut(&[Value]),
 ) -> Option<()> {
-    let text = std::str::from_utf8(bytes).ok()?;
+    let text = simdutf8::basic::from_utf8(bytes).ok()?;
     let b = text.as_bytes();
     // the values, on the stack for up to 16 columns (no allocation per record)
     let mut stack: [Value; 16] = std::array::from_fn(|_| Value::Null);
@@ -48,21 +50,25 @@ pub(crate) fn scan(
             if b.get(i) != Some(&b'"') {
                 return None;
             }
-            let (key, after) = string(text, i + 1)?;
+            // the key: most often the name guessed, compared in place without scanning it
+            let (column, after) = match names.get(guess) {
+                Some(n) if plain[guess] && quoted_at(b, i + 1, n.as_bytes()) => (Some(guess), i + 2 + n.len()),
+                _ => {
+                    let (key, after) = string(text, i + 1)?;
+                    let column = match names.iter().position(|n| same(n, key)) {
+                        Some(c) => Some(c),
+                        // a key that names a column only ignoring case is serde's to match
+                        None if names.iter().any(|n| n.eq_ignore_ascii_case(key)) => return None,
+                        None => None,
+                    };
+                    (column, after)
+                }
+            };
             i = skip_ws(b, after);
             if b.get(i) != Some(&b':') {
                 return None;
             }
             i = skip_ws(b, i + 1);
-            let column = match names.get(guess) {
-                Some(n) if same(n, key) => Some(guess),
-                _ => match names.iter().position(|n| same(n, key)) {
-                    Some(c) => Some(c),
-                    // a key that names a column only ignoring case is serde's to match
-                    None if names.iter().any(|n| n.eq_ignore_ascii_case(key)) => return None,
-                    None => None,
-                },
-            };
             // the value
             let (value, after) = match b.get(i)? {
                 b'"' => {
@@ -113,6 +119,21 @@ pub(crate) fn scan(
     }
     take(values);
     Some(())
+}
+
+/// Whether `name` is written in a JSON string as its bytes are (no quote, backslash or control
+/// character to escape), so that a key can be matched against it byte for byte.
+pub(crate) fn plain(name: &str) -> bool {
+    !name.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20)
+}
+
+/// Whether `b` holds `name` at `at`, followed by a closing quote (for a [`plain`] name, the
+/// key `name` exactly: no escape can end before the quote).
+fn quoted_at(b: &[u8], at: usize, name: &[u8]) -> bool {
+    match b.get(at..at + name.len() + 1) {
+        Some(rest) => rest[name.len()] == b'"' && rest.iter().zip(name).all(|(x, y)| x == y),
+        None => false,
+    }
 }
 
 /// `a == b`, for the short strings keys are (no call to `memcmp` for each).
@@ -255,7 +276,8 @@ mod tests {
     fn fast(record: &str) -> Option<Vec<String>> {
         let (names, types, nullable) = columns();
         let mut out = None;
-        scan(record.as_bytes(), &names, &types, &nullable, &mut |v| {
+        let plain: Vec<bool> = names.iter().map(|n| plain(n)).collect();
+        scan(record.as_bytes(), &names, &plain, &types, &nullable, &mut |v| {
             out = Some(v.iter().map(|v| format!("{v:?}")).collect())
         })?;
         out
@@ -287,6 +309,9 @@ mod tests {
             ("{\"s\":\"a longer text with a newline\n past eight bytes\"}", false),
             (r#"{"a":-9223372036854775809}"#, false),
             (r#"{"b":1,"a":2,"a":3}"#, true),
+            // keys the name guessed only begins
+            (r#"{"a":1,"small":7,"s":"x"}"#, true),
+            (r#"{"a":1,"sm":7}"#, true),
             (r#"{"other":[1,{"x":2}],"a":1}"#, false),
             (r#"{"s":{"nested":true}}"#, false),
             (r#"{"extra":"\"quoted\""}"#, false),
@@ -323,16 +348,35 @@ mod tests {
         let nullable = vec![true; 20];
         let record = format!("{{{}}}", (0..20).rev().map(|i| format!(r#""c{i}":{i}"#)).collect::<Vec<_>>().join(","));
         let mut got = Vec::new();
-        scan(record.as_bytes(), &names, &types, &nullable, &mut |v| got = v.iter().map(|v| format!("{v:?}")).collect())
-            .unwrap();
+        let plain = vec![true; 20];
+        scan(record.as_bytes(), &names, &plain, &types, &nullable, &mut |v| {
+            got = v.iter().map(|v| format!("{v:?}")).collect()
+        })
+        .unwrap();
         assert_eq!(got, (0..20).map(|i| format!("{:?}", Value::Int(i))).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn names_written_with_escapes_are_left_to_serde() {
+        let names = vec![r#"a"b"#.to_string(), "c".to_string()];
+        let plain: Vec<bool> = names.iter().map(|n| plain(n)).collect();
+        assert_eq!(plain, [false, true]);
+        let types = vec![ColumnType::new(&DataType::Int64).unwrap(); 2];
+        let record = br#"{"a\"b":1,"c":2}"#;
+        assert!(scan(record, &names, &plain, &types, &[true, true], &mut |_| panic!("handed on")).is_none());
+        let mut got = Vec::new();
+        JsonRow::new(&names)
+            .decode(record, &types, &[true, true], &mut |v| got = v.iter().map(|v| format!("{v:?}")).collect())
+            .unwrap();
+        assert_eq!(got, [format!("{:?}", Value::Int(1)), format!("{:?}", Value::Int(2))]);
     }
 
     #[test]
     fn not_null_columns_missing_go_to_serde_for_the_message() {
         let (names, types, _) = columns();
         let nullable = vec![false, true, true, true, true, true];
-        let r = scan(br#"{"s":"x"}"#, &names, &types, &nullable, &mut |_| panic!("handed on"));
+        let plain = vec![true; names.len()];
+        let r = scan(br#"{"s":"x"}"#, &names, &plain, &types, &nullable, &mut |_| panic!("handed on"));
         assert!(r.is_none());
     }
 }

@@ -104,6 +104,8 @@ impl<'de> DeserializeSeed<'de> for RawSeed {
 /// The columns a record's object fills, by name.
 pub(crate) struct JsonRow {
     names: Vec<String>,
+    /// Per column: whether its name can be matched against a key's bytes in place.
+    plain: Vec<bool>,
     /// With many columns, a column by name (with few, a look along them is quicker).
     by_name: Option<HashMap<String, usize>>,
 }
@@ -143,7 +145,8 @@ impl JsonRow {
     /// Objects filling columns `names`.
     pub(crate) fn new(names: &[String]) -> Self {
         let by_name = (names.len() > 16).then(|| names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect());
-        Self { names: names.to_vec(), by_name }
+        let plain = names.iter().map(|n| super::json_flat::plain(n)).collect();
+        Self { names: names.to_vec(), plain, by_name }
     }
 
     /// The column named exactly `key`.
@@ -163,7 +166,7 @@ impl JsonRow {
         take: &mut dyn FnMut(&[Value]),
     ) -> Result<(), String> {
         // most records take the quicker path; the rest (and every error) come here
-        if super::json_flat::scan(bytes, &self.names, types, nullable, take).is_some() {
+        if super::json_flat::scan(bytes, &self.names, &self.plain, types, nullable, take).is_some() {
             return Ok(());
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
