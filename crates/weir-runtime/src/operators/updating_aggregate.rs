@@ -152,47 +152,59 @@ impl UpdatingAggregateOp {
 
     fn emit(&mut self, touched: &[usize], out: &mut Vec<Message>) -> Result<()> {
         let mut kinds = Vec::new();
-        let mut rows: Vec<(usize, Vec<ScalarValue>)> = Vec::new();
+        // per output row: its group, and the values it had (`None`: the values it has now,
+        // read from the group when the columns are built, so they are not copied twice)
+        let mut rows: Vec<(usize, Option<Vec<ScalarValue>>)> = Vec::new();
         for &slot in touched {
             let Some(g) = self.groups.get_mut(slot) else { continue };
             if g.rows <= 0 {
                 if let Some(old) = g.emitted.take() {
                     kinds.push(RowKind::Delete);
-                    rows.push((slot, old));
+                    rows.push((slot, Some(old)));
                 }
                 continue;
             }
             let new = g.accumulators.iter_mut().map(|a| a.evaluate()).collect::<datafusion_common::Result<Vec<_>>>()?;
-            match g.emitted.replace(new.clone()) {
-                None => {
-                    kinds.push(RowKind::Insert);
-                    rows.push((slot, new));
-                }
-                Some(old) if old == new => {}
-                Some(old) => {
+            match &g.emitted {
+                None => kinds.push(RowKind::Insert),
+                Some(old) if *old == new => continue,
+                Some(_) => {
                     kinds.extend([RowKind::UpdateBefore, RowKind::UpdateAfter]);
-                    rows.push((slot, old));
-                    rows.push((slot, new));
+                    rows.push((slot, g.emitted.take()));
                 }
             }
+            g.emitted = Some(new);
+            rows.push((slot, None));
         }
         if !rows.is_empty() {
             let num_keys = self.key_exprs.len();
-            let mut columns = Vec::with_capacity(self.output_schema.fields().len());
-            for (c, field) in self.output_schema.fields().iter().enumerate() {
-                let values = rows.iter().map(|(slot, values)| {
-                    if c < num_keys {
-                        self.groups.get(*slot).map(|g| g.key_values[c].clone()).unwrap_or(ScalarValue::Null)
-                    } else {
-                        values[c - num_keys].clone()
-                    }
-                });
-                let array = ScalarValue::iter_to_array(values)?;
+            let fields = self.output_schema.fields();
+            let mut values: Vec<Vec<ScalarValue>> = (0..fields.len()).map(|_| Vec::with_capacity(rows.len())).collect();
+            let row_count = rows.len();
+            for (slot, old) in rows {
+                let Some(g) = self.groups.get(slot) else {
+                    return Err(RuntimeError::Internal(format!("group slot {slot} is empty")));
+                };
+                let (keys, aggregates) = values.split_at_mut(num_keys);
+                for (column, key) in keys.iter_mut().zip(&g.key_values) {
+                    column.push(key.clone());
+                }
+                match old {
+                    Some(old) => aggregates.iter_mut().zip(old).for_each(|(column, v)| column.push(v)),
+                    None => aggregates
+                        .iter_mut()
+                        .zip(g.emitted.iter().flatten())
+                        .for_each(|(column, v)| column.push(v.clone())),
+                }
+            }
+            let mut columns = Vec::with_capacity(fields.len());
+            for (column, field) in values.into_iter().zip(fields.iter()) {
+                let array = ScalarValue::iter_to_array(column)?;
                 let array =
                     if array.data_type() == field.data_type() { array } else { cast(&array, field.data_type())? };
                 columns.push(array);
             }
-            let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+            let options = RecordBatchOptions::new().with_row_count(Some(row_count));
             let batch = RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?;
             out.push(Message::Data(StreamBatch::changelog(batch, &kinds)));
         }
@@ -244,6 +256,13 @@ impl Operator for UpdatingAggregateOp {
         let mut order: Vec<(usize, u32)> = slots.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
         order.sort_unstable();
         let mut touched: Vec<(u32, usize)> = Vec::new();
+        // every group's rows to add then its rows to take back, each in arrival order, one
+        // group after another: an aggregate's arguments are then gathered once for the whole
+        // batch and each group gets a slice of them
+        let mut sequence: Vec<u32> = Vec::with_capacity(n);
+        // (slot, rows to add, rows to take back)
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        let mut retracts: Vec<u32> = Vec::new();
         let mut i = 0;
         while i < order.len() {
             let slot = order[i].0;
@@ -252,48 +271,68 @@ impl Operator for UpdatingAggregateOp {
             // in arrival order; a retraction of a row the group does not hold (its state expired)
             // is ignored, as Flink does
             let mut held = self.groups.get(slot).map(|g| g.rows).unwrap_or(0);
-            let (mut adds, mut retracts) = (Vec::new(), Vec::new());
+            let before = sequence.len();
+            retracts.clear();
             for &(_, r) in &order[i..j] {
                 if !input.kind(r as usize).is_retraction() {
                     held += 1;
-                    adds.push(r);
+                    sequence.push(r);
                 } else if held > 0 {
                     held -= 1;
                     retracts.push(r);
                 }
             }
+            let adds = sequence.len() - before;
+            sequence.extend_from_slice(&retracts);
+            spans.push((slot, adds, retracts.len()));
             self.groups.touch(slot);
             let Some(group) = self.groups.get_mut(slot) else {
                 return Err(RuntimeError::Internal(format!("group slot {slot} is empty")));
             };
-            group.rows += adds.len() as i64 - retracts.len() as i64;
-            let (adds, retracts) = (UInt32Array::from(adds), UInt32Array::from(retracts));
-            for (a, acc) in group.accumulators.iter_mut().enumerate() {
-                for (rows, add) in [(&adds, true), (&retracts, false)] {
-                    let picked = match agg_input.filters[a].as_ref() {
-                        None => rows.clone(),
-                        Some(f) => rows
-                            .values()
-                            .iter()
-                            .copied()
-                            .filter(|r| f.is_valid(*r as usize) && f.value(*r as usize))
-                            .collect(),
-                    };
-                    if picked.is_empty() {
-                        continue;
-                    }
-                    let values = agg_input.args[a]
-                        .iter()
-                        .map(|c| take(c.as_ref(), &picked, None))
-                        .collect::<std::result::Result<Vec<_>, _>>()?;
-                    if add {
-                        acc.update_batch(&values)?;
-                    } else {
-                        acc.retract_batch(&values)?;
-                    }
-                }
-            }
+            group.rows += adds as i64 - retracts.len() as i64;
             i = j;
+        }
+        for (a, args) in agg_input.args.iter().enumerate() {
+            // the rows this aggregate takes (those its FILTER keeps), and how many of each
+            // group's adds and retractions they are
+            let (picked, kept): (UInt32Array, Option<Vec<(usize, usize)>>) = match agg_input.filters[a].as_ref() {
+                None => (UInt32Array::from(sequence.clone()), None),
+                Some(f) => {
+                    let passes = |r: u32| f.is_valid(r as usize) && f.value(r as usize);
+                    let picked: Vec<u32> = sequence.iter().copied().filter(|r| passes(*r)).collect();
+                    let mut kept = Vec::with_capacity(spans.len());
+                    let mut at = 0;
+                    for &(_, adds, takes) in &spans {
+                        let count =
+                            |range: std::ops::Range<usize>| sequence[range].iter().filter(|r| passes(**r)).count();
+                        kept.push((count(at..at + adds), count(at + adds..at + adds + takes)));
+                        at += adds + takes;
+                    }
+                    (UInt32Array::from(picked), Some(kept))
+                }
+            };
+            if picked.is_empty() {
+                continue;
+            }
+            let values =
+                args.iter().map(|c| take(c.as_ref(), &picked, None)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let mut at = 0;
+            for (g, &(slot, adds, takes)) in spans.iter().enumerate() {
+                let (adds, takes) = kept.as_ref().map_or((adds, takes), |k| k[g]);
+                if adds + takes == 0 {
+                    continue;
+                }
+                let Some(acc) = self.groups.get_mut(slot).and_then(|group| group.accumulators.get_mut(a)) else {
+                    return Err(RuntimeError::Internal(format!("group slot {slot} is empty")));
+                };
+                if adds > 0 {
+                    acc.update_batch(&values.iter().map(|v| v.slice(at, adds)).collect::<Vec<_>>())?;
+                }
+                if takes > 0 {
+                    acc.retract_batch(&values.iter().map(|v| v.slice(at + adds, takes)).collect::<Vec<_>>())?;
+                }
+                at += adds + takes;
+            }
         }
         touched.sort_unstable();
         let touched: Vec<usize> = touched.into_iter().map(|(_, s)| s).collect();
