@@ -298,14 +298,16 @@ impl Operator for UpdatingAggregateOp {
             let (picked, kept): (UInt32Array, Option<Vec<(usize, usize)>>) = match agg_input.filters[a].as_ref() {
                 None => (UInt32Array::from(sequence.clone()), None),
                 Some(f) => {
-                    let passes = |r: u32| f.is_valid(r as usize) && f.value(r as usize);
-                    let picked: Vec<u32> = sequence.iter().copied().filter(|r| passes(*r)).collect();
+                    let mut picked: Vec<u32> = Vec::with_capacity(sequence.len());
                     let mut kept = Vec::with_capacity(spans.len());
                     let mut at = 0;
                     for &(_, adds, takes) in &spans {
-                        let count =
-                            |range: std::ops::Range<usize>| sequence[range].iter().filter(|r| passes(**r)).count();
-                        kept.push((count(at..at + adds), count(at + adds..at + adds + takes)));
+                        let mut keep = |rows: &[u32]| {
+                            let before = picked.len();
+                            picked.extend(rows.iter().filter(|r| f.is_valid(**r as usize) && f.value(**r as usize)));
+                            picked.len() - before
+                        };
+                        kept.push((keep(&sequence[at..at + adds]), keep(&sequence[at + adds..at + adds + takes])));
                         at += adds + takes;
                     }
                     (UInt32Array::from(picked), Some(kept))
