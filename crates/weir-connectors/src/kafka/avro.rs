@@ -127,20 +127,20 @@ pub(crate) fn encode(
 ) -> Result<Vec<Option<Vec<u8>>>, String> {
     let writer =
         apache_avro::writer::datum::GenericDatumWriter::builder(schema).build().map_err(|e| format!("avro: {e}"))?;
-    let columns: Vec<Vec<Avro>> = batch
+    // each column's values, taken in row order
+    let mut columns: Vec<std::vec::IntoIter<Avro>> = batch
         .columns()
         .iter()
         .zip(fields.iter())
-        .map(|(c, f)| column(c, f).map_err(|e| format!("column '{}': {e}", f.name())))
+        .map(|(c, f)| column(c, f).map(Vec::into_iter).map_err(|e| format!("column '{}': {e}", f.name())))
         .collect::<Result<_, _>>()?;
     (0..batch.num_rows())
-        .map(|row| {
+        .map(|_| {
             let record = fields
                 .iter()
-                .zip(&columns)
+                .zip(columns.iter_mut())
                 .map(|(f, c)| {
-                    let v = c[row].clone();
-                    let v = match v {
+                    let v = match c.next().unwrap_or(Avro::Null) {
                         Avro::Null if !f.is_nullable() => {
                             return Err(format!("column '{}' is NOT NULL but the row has NULL", f.name()))
                         }

@@ -523,9 +523,12 @@ fn headers_of(column: &ArrayRef) -> std::result::Result<Vec<Headers>, String> {
     let offsets = map.value_offsets();
     Ok((0..map.len())
         .map(|row| {
-            let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
+            // a NULL map: no headers
+            let (from, to) = match map.is_valid(row) {
+                true => (offsets[row] as usize, offsets[row + 1] as usize),
+                false => (0, 0),
+            };
             (from..to)
-                .filter(|_| map.is_valid(row))
                 .filter(|i| names.is_valid(*i))
                 .map(|i| (names.value(i).to_string(), values.is_valid(i).then(|| values.value(i).to_vec())))
                 .collect()
@@ -679,8 +682,7 @@ impl Sink for KafkaSink {
 mod tests {
     use super::*;
 
-    type Header = (String, Option<Vec<u8>>);
-    type Fields = (Option<i32>, Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>, Vec<Header>);
+    type Fields = (Option<i32>, Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>, Headers);
 
     fn staged(bytes: &[u8]) -> Vec<Fields> {
         let mut r = bytes;

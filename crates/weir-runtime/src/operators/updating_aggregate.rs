@@ -292,11 +292,12 @@ impl Operator for UpdatingAggregateOp {
             group.rows += adds as i64 - retracts.len() as i64;
             i = j;
         }
+        let all_rows = UInt32Array::from(sequence.clone());
         for (a, args) in agg_input.args.iter().enumerate() {
             // the rows this aggregate takes (those its FILTER keeps), and how many of each
             // group's adds and retractions they are
             let (picked, kept): (UInt32Array, Option<Vec<(usize, usize)>>) = match agg_input.filters[a].as_ref() {
-                None => (UInt32Array::from(sequence.clone()), None),
+                None => (all_rows.clone(), None),
                 Some(f) => {
                     let mut picked: Vec<u32> = Vec::with_capacity(sequence.len());
                     let mut kept = Vec::with_capacity(spans.len());
