@@ -1,5 +1,8 @@
 //! Runs every sqllogictest file under `tests/slt/` against weir (bounded sources, so each query
-//! runs to completion and its emitted rows are compared).
+//! runs to completion and its emitted rows are compared): once on one thread, comparing rows in
+//! order, and once at parallelism 2 (label `parallel`), comparing them as a multiset (the
+//! instances' outputs interleave in any order). Records whose text depends on the parallelism
+//! (EXPLAIN) say `skipif parallel` or `onlyif parallel`.
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +68,36 @@ impl sqllogictest::DB for WeirDb {
     }
 }
 
+/// Rows compared as a multiset: each normalized line of the expected rows, sorted, against the
+/// actual rows likewise. A changelog (rows led by `+I`, `-U`, `+U`, `-D`) is compared once
+/// consolidated: in parallel, an updating aggregate over another sees the first one's changes
+/// in another order, so its intermediate changes differ, not its result.
+fn same_multiset(normalizer: sqllogictest::Normalizer, actual: &[Vec<String>], expected: &[String]) -> bool {
+    let actual: Vec<String> = actual.iter().map(|row| normalizer(&row.join(" "))).collect();
+    let expected: Vec<String> = expected.iter().map(normalizer).collect();
+    let changelog = |rows: &[String]| {
+        !rows.is_empty() && rows.iter().all(|r| ["+I ", "-U ", "+U ", "-D "].iter().any(|op| r.starts_with(op)))
+    };
+    if changelog(&actual) && changelog(&expected) {
+        return consolidated(&actual) == consolidated(&expected);
+    }
+    let (mut actual, mut expected) = (actual, expected);
+    actual.sort();
+    expected.sort();
+    actual == expected
+}
+
+/// The rows a changelog leaves, with how many times each is there.
+fn consolidated(rows: &[String]) -> std::collections::BTreeMap<String, i64> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in rows {
+        let (op, row) = r.split_at(3);
+        *out.entry(row.to_string()).or_insert(0) += if op.starts_with('+') { 1 } else { -1 };
+    }
+    out.retain(|_, n| *n != 0);
+    out
+}
+
 fn slt_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -83,13 +116,23 @@ fn sqllogictest_files() {
     let files = slt_files();
     assert!(!files.is_empty(), "no .slt files found");
     let mut failures = Vec::new();
-    for file in &files {
-        let mut runner = sqllogictest::Runner::new(|| async { Ok(WeirDb { session: Session::new() }) });
-        match runner.run_file(file) {
-            Ok(()) => println!("ok   {}", file.display()),
-            Err(e) => {
-                println!("FAIL {}\n{e}", file.display());
-                failures.push(format!("{}: {e}", file.display()));
+    for parallelism in [1, 2] {
+        for file in &files {
+            let mut runner = sqllogictest::Runner::new(move || async move {
+                let mut session = Session::new();
+                session.execute(&format!("SET parallelism = {parallelism}"))?;
+                Ok(WeirDb { session })
+            });
+            if parallelism > 1 {
+                runner.add_label("parallel");
+                runner.with_validator(same_multiset);
+            }
+            match runner.run_file(file) {
+                Ok(()) => println!("ok   {} (parallelism {parallelism})", file.display()),
+                Err(e) => {
+                    println!("FAIL {} (parallelism {parallelism})\n{e}", file.display());
+                    failures.push(format!("{} at parallelism {parallelism}: {e}", file.display()));
+                }
             }
         }
     }

@@ -93,6 +93,10 @@ struct ScriptArgs {
     /// A session setting, as with SET (repeatable), e.g. --set batch.size=1000.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Instances of each stage that can run in parallel (default: the number of cores; 1
+    /// runs each query on one thread), as SET parallelism does.
+    #[arg(long, value_name = "N")]
+    parallelism: Option<usize>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -282,6 +286,9 @@ fn command_line_settings(args: &ScriptArgs) -> Result<Settings, ExitCode> {
         let (k, v) = split_setting(kv)?;
         apply_setting(&mut settings, k, v).map_err(usage_error)?;
     }
+    if let Some(n) = args.parallelism {
+        apply_setting(&mut settings, "parallelism", &n.to_string()).map_err(usage_error)?;
+    }
     Ok(settings)
 }
 
@@ -291,18 +298,25 @@ fn split_setting(kv: &str) -> Result<(&str, &str), ExitCode> {
 }
 
 fn explain(args: &ScriptArgs, json: bool) -> Result<ExitCode, ExitCode> {
-    let (_, _, planned) = load_and_plan(args, &command_line_settings(args)?)?;
-    let plans: Vec<&StreamPlan> = planned
-        .iter()
-        .filter_map(|p| match p {
-            Planned::Query(p) | Planned::Insert(p) | Planned::Explain(p) | Planned::ExplainAnalyze(p) => Some(p),
-            _ => None,
-        })
-        .collect();
+    let mut settings = command_line_settings(args)?;
+    let (_, engine, planned) = load_and_plan(args, &settings)?;
+    // each plan at the parallelism the script's settings give it
+    let mut plans: Vec<(&StreamPlan, usize)> = Vec::new();
+    for p in &planned {
+        match p {
+            Planned::Query(p) | Planned::Insert(p) | Planned::Explain(p) | Planned::ExplainAnalyze(p) => {
+                plans.push((p, settings.parallelism()))
+            }
+            Planned::Set { key, value } => {
+                let _ = settings.set(key, value);
+            }
+            _ => {}
+        }
+    }
     if plans.is_empty() {
         errln!("weir: the script has no query to explain");
     }
-    for (i, p) in plans.iter().enumerate() {
+    for (i, (p, n)) in plans.iter().enumerate() {
         if json {
             match serde_json::to_string(p) {
                 Ok(line) => outln!("{line}"),
@@ -316,7 +330,7 @@ fn explain(args: &ScriptArgs, json: bool) -> Result<ExitCode, ExitCode> {
         if i > 0 {
             outln!();
         }
-        outln!("{p}");
+        outln!("{}", engine.explain_plan(p, *n));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -355,7 +369,8 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
                 jobs.push((plan, part_files, analyze, current.clone()));
             }
             Planned::Explain(plan) => {
-                outln!("{plan}");
+                let n = if checkpoints.enabled() { 1 } else { current.parallelism() };
+                outln!("{}", engine.explain_plan(&plan, n));
             }
             Planned::ShowConnectors(specs) => outln!("{}", connectors::text(&specs)),
             Planned::CreatedTable(_) => {}
@@ -448,6 +463,7 @@ fn job_options(settings: &Settings, part_files: bool, metrics: Arc<Metrics>) -> 
     RunOptions {
         batch_size: Some(settings.batch_size()),
         metrics: Some(metrics),
+        parallelism: Some(settings.parallelism()),
         checkpoints_from_config: false,
         part_files,
         ..RunOptions::default()

@@ -167,7 +167,10 @@ impl Session {
                     self.set(&key, &value)?;
                     StatementResult::Done
                 }
-                Planned::Explain(plan) => StatementResult::Explain(plan.to_string()),
+                Planned::Explain(plan) => {
+                    let n = self.engine.typed_settings().parallelism();
+                    StatementResult::Explain(self.engine.explain_plan(&plan, n))
+                }
                 Planned::ShowConnectors(specs) => {
                     let batch = crate::connectors::batch(&specs).map_err(|e| SessionError::Runtime(e.into()))?;
                     StatementResult::Rows {

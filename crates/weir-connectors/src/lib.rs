@@ -301,6 +301,17 @@ pub fn build_pipeline_in(
         names.push(&t.name);
     }
     validate_in(registry, plan, ctx, &names).map_err(RuntimeError::Source)?;
+    if let Some(pipeline) = build_parallel(registry, plan, &mut host, ctx)? {
+        let pipeline = pipeline(sink)?;
+        let late = match plan.late_rows.as_ref().and_then(|t| host_sinks.remove(&t.name)) {
+            Some(sink) => Some(sink),
+            None => open_late_rows_in(registry, plan, ctx)?,
+        };
+        return match late {
+            Some(late) => pipeline.with_late_rows(plan, late),
+            None => Ok(pipeline),
+        };
+    }
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for node in plan.sources() {
         let table = &node.table;
@@ -329,6 +340,43 @@ pub fn build_pipeline_in(
         Some(late) => pipeline.with_late_rows(plan, late),
         None => Ok(pipeline),
     }
+}
+
+/// A pipeline finished with its sink.
+type WithSink = Box<dyn FnOnce(Box<dyn Sink>) -> Result<Pipeline>>;
+
+/// When `plan` runs in parallel at `ctx.parallelism` (see [`weir_runtime::parallel_layout`]):
+/// its table opened as splits (or whole, when its connector cannot split it), waiting for the
+/// sink. `None`: it runs on one thread, and nothing was opened.
+fn build_parallel(
+    registry: &ConnectorRegistry,
+    plan: &StreamPlan,
+    host: &mut HashMap<String, ChannelSource>,
+    ctx: &ConnectorContext,
+) -> Result<Option<WithSink>> {
+    let n = ctx.parallelism;
+    let node = plan.first_source();
+    if n <= 1 || plan.sources().len() != 1 || host.contains_key(&node.table.name) {
+        return Ok(None);
+    }
+    if weir_runtime::parallel_layout(plan, n, n).is_none() {
+        return Ok(None);
+    }
+    let whole_rows = plan.late_rows.is_some();
+    let declared = node.table.require_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
+    let cols = input_columns(node, whole_rows)?;
+    let schema = Arc::new(declared.project(&cols.columns)?);
+    let sources = match registry.open_splits(&node.table, schema, ctx, n)? {
+        Some(splits) if !splits.is_empty() => splits,
+        _ => vec![open_source_in(registry, node, whole_rows, ctx)?],
+    };
+    let Some(layout) = weir_runtime::parallel_layout(plan, n, sources.len()) else {
+        let (plan, metrics) = (plan.clone(), Arc::clone(&ctx.metrics));
+        return Ok(Some(Box::new(move |sink| Pipeline::new(&plan, sources, sink, metrics))));
+    };
+    tracing::info!(parallelism = n, splits = sources.len(), stages = layout.stages.len(), "running in parallel");
+    let (plan, metrics) = (plan.clone(), Arc::clone(&ctx.metrics));
+    Ok(Some(Box::new(move |sink| Pipeline::parallel(&plan, &layout, sources, sink, metrics))))
 }
 
 /// Open the sink of `plan`: the declared table, or stdout in `client_format` for a query.

@@ -195,10 +195,23 @@ impl Engine {
         let mut planner = self.state().planner.clone();
         match planner.plan_script(sql)?.pop() {
             Some(Planned::Query(p) | Planned::Insert(p) | Planned::Explain(p) | Planned::ExplainAnalyze(p)) => {
-                Ok(p.to_string())
+                Ok(self.explain_plan(&p, planner.settings().parallelism()))
             }
             _ => Err(EngineError::Usage("Engine::explain takes a query or an INSERT".into())),
         }
+    }
+
+    /// `EXPLAIN`'s text of `plan` run at `parallelism`: the plan, with the exchanges between its
+    /// stages and their instances when it runs in parallel (see [`weir_plan::parallel`]).
+    pub fn explain_plan(&self, plan: &StreamPlan, parallelism: usize) -> String {
+        let state = self.state();
+        let checkpointing = state.config.checkpoints.is_some();
+        let n = if checkpointing { 1 } else { parallelism };
+        let splits = match plan.sources().as_slice() {
+            [one] if state.registry.splittable(&one.table) && state.source_key(&one.table.name).is_none() => n,
+            _ => 1,
+        };
+        weir_plan::parallel::explain(plan, weir_runtime::parallel_layout(plan, n, splits).as_ref())
     }
 
     /// Run `plan` into `sink` until its inputs end or `cancel` is set: the one place a plan
@@ -416,6 +429,18 @@ impl State {
             }
             (None, _) => None,
         };
+        let settings = self.planner.settings();
+        let parallelism = options.parallelism.unwrap_or_else(|| settings.parallelism());
+        ctx.parallelism = if ctx.checkpointing && parallelism > 1 {
+            if options.parallelism.is_some() || settings.parallelism.is_some() {
+                tracing::warn!(
+                    "parallelism {parallelism} not used: a query that checkpoints runs on one thread for now"
+                );
+            }
+            1
+        } else {
+            parallelism
+        };
         ctx
     }
 }
@@ -436,6 +461,8 @@ pub struct RunOptions {
     /// Write output tables as part files published by checkpoints, whether or not this run
     /// checkpoints (a front end checking a plan before its checkpoints are set up).
     pub part_files: bool,
+    /// Instances per stage (instead of the `parallelism` setting; 1 runs on one thread).
+    pub parallelism: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -447,6 +474,7 @@ impl Default for RunOptions {
             batch_size: None,
             checkpoints_from_config: true,
             part_files: false,
+            parallelism: None,
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod duration;
 mod error;
 pub mod explain;
 pub mod nexmark;
+pub mod parallel;
 pub mod plan;
 pub mod settings;
 mod table;

@@ -21,7 +21,11 @@ pub const SETTINGS: &[&str] = &[
     "checkpoint.interval",
     "checkpoint.guarantee",
     "checkpoint.retain",
+    "parallelism",
 ];
+
+/// The most parallel instances a stage may have (`parallelism`).
+pub const MAX_PARALLELISM: usize = 256;
 
 /// The largest `batch.size`: a batch's buffers are allocated up front, so a larger value would
 /// only risk running out of memory.
@@ -82,6 +86,9 @@ pub struct Settings {
     pub checkpoint_guarantee: Option<Guarantee>,
     /// `checkpoint.retain`: complete checkpoints kept.
     pub checkpoint_retain: Option<usize>,
+    /// `parallelism`: instances of each stage that can run in parallel (default: the number
+    /// of cores).
+    pub parallelism: Option<usize>,
     /// `nexmark.<option>`: options given to every `nexmark` table that does not set them.
     pub nexmark: BTreeMap<String, String>,
     /// Every setting as given (stored name → value), for listing.
@@ -105,6 +112,7 @@ impl Settings {
             }
             "checkpoint.guarantee" => self.checkpoint_guarantee = Some(value.parse().map_err(PlanError::new)?),
             "checkpoint.retain" => self.checkpoint_retain = value.parse().ok(),
+            "parallelism" => self.parallelism = value.parse().ok(),
             nexmark => {
                 if let Some(option) = nexmark.strip_prefix("nexmark.") {
                     self.nexmark.insert(option.to_string(), value.clone());
@@ -118,6 +126,11 @@ impl Settings {
     /// Rows per batch (`batch.size`, default 8192).
     pub fn batch_size(&self) -> usize {
         self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE)
+    }
+
+    /// Instances per stage (`parallelism`, default the number of cores).
+    pub fn parallelism(&self) -> usize {
+        self.parallelism.unwrap_or_else(default_parallelism)
     }
 
     /// The value given for a setting (by its stored name), as text.
@@ -158,6 +171,7 @@ fn flink_setting(key: &str, value: &str) -> Option<(&'static str, String)> {
         "execution.checkpointing.interval" => ("checkpoint.interval", millis(value)),
         "execution.checkpointing.mode" => ("checkpoint.guarantee", value.to_lowercase()),
         "state.checkpoints.num-retained" => ("checkpoint.retain", value.to_string()),
+        "parallelism.default" => ("parallelism", value.to_string()),
         _ => return None,
     })
 }
@@ -210,6 +224,14 @@ pub fn check_setting(key: &str, value: &str) -> Result<(String, String), PlanErr
                     .with_hint("use 'exactly_once' (the default) or 'at_least_once'"));
             }
         }
+        "parallelism" => {
+            if !value.parse::<usize>().is_ok_and(|n| (1..=MAX_PARALLELISM).contains(&n)) {
+                return Err(PlanError::new(format!(
+                    "parallelism must be a whole number from 1 to {MAX_PARALLELISM}, got '{value}'"
+                ))
+                .with_hint("the default is the number of cores; 1 runs the query on one thread"));
+            }
+        }
         "checkpoint.retain" => {
             if value.parse::<usize>().map(|n| n == 0).unwrap_or(true) {
                 return Err(PlanError::new(format!("checkpoint.retain must be a positive integer, got '{value}'")));
@@ -220,6 +242,11 @@ pub fn check_setting(key: &str, value: &str) -> Result<(String, String), PlanErr
         }
     }
     Ok((key.to_string(), value))
+}
+
+/// The number of cores: the default `parallelism`.
+pub fn default_parallelism() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(MAX_PARALLELISM)
 }
 
 /// An allowed lateness: a duration, zero allowed.
@@ -280,6 +307,9 @@ mod tests {
         assert_eq!(flink("execution.checkpointing.interval", "10s"), ("checkpoint.interval".into(), "10s".into()));
         assert_eq!(flink("execution.checkpointing.mode", "AT_LEAST_ONCE").1, "at_least_once");
         assert_eq!(flink("state.checkpoints.num-retained", "5").0, "checkpoint.retain");
+        assert_eq!(flink("parallelism.default", "4"), ("parallelism".into(), "4".into()));
+        assert!(check_setting("parallelism", "0").unwrap_err().message.contains("from 1 to 256"));
+        assert!(check_setting("parallelism", "many").is_err());
         assert_eq!(flink("table.exec.source.idle-timeout", "0"), ("source.idle_timeout".into(), "0 ms".into()));
         let e = check_setting("execution.checkpointing.mode", "sometimes").unwrap_err();
         assert!(e.message.starts_with("'execution.checkpointing.mode' is weir's checkpoint.guarantee: "), "{e}");

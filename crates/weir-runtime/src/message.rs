@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{AsArray, Int64Array, Int8Array, UInt32Array};
-use datafusion_common::arrow::compute::{filter, take_record_batch};
-use datafusion_common::arrow::datatypes::UInt32Type;
+use datafusion_common::arrow::compute::{filter, take, take_record_batch};
+use datafusion_common::arrow::datatypes::{Int64Type, Int8Type, UInt32Type};
 use datafusion_common::arrow::record_batch::RecordBatch;
 
 /// Event times and watermarks are nanoseconds since the Unix epoch.
@@ -139,6 +139,27 @@ impl StreamBatch {
             Some(k) => RowKind::from_i8(k.value(i)),
             None => RowKind::Insert,
         }
+    }
+
+    /// The given rows, with their watermarks, kinds and origin.
+    pub fn take(&self, rows: &UInt32Array) -> crate::error::Result<Self> {
+        let batch = take_record_batch(&self.batch, rows)?;
+        let row_watermarks = match &self.row_watermarks {
+            Some(w) => Some(Arc::new(take(w.as_ref(), rows, None)?.as_primitive::<Int64Type>().clone())),
+            None => None,
+        };
+        let kinds = match &self.kinds {
+            Some(k) => Some(Arc::new(take(k.as_ref(), rows, None)?.as_primitive::<Int8Type>().clone())),
+            None => None,
+        };
+        let origin = match &self.origin {
+            Some(o) => Some(Origin {
+                batch: Arc::clone(&o.batch),
+                rows: Arc::new(take(o.rows.as_ref(), rows, None)?.as_primitive::<UInt32Type>().clone()),
+            }),
+            None => None,
+        };
+        Ok(Self { batch, row_watermarks, kinds, origin })
     }
 
     /// Whether any row retracts (`-U`/`-D`).

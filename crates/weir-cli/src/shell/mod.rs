@@ -336,7 +336,10 @@ impl Shell {
                         return false;
                     }
                 },
-                Planned::Explain(plan) => outln!("{plan}"),
+                Planned::Explain(plan) => {
+                    let engine = self.session.engine();
+                    outln!("{}", engine.explain_plan(&plan, engine.typed_settings().parallelism()))
+                }
                 Planned::ShowConnectors(specs) => outln!("{}", crate::connectors::text(&specs)),
                 Planned::Query(plan) | Planned::Insert(plan) => {
                     if !self.run_query(&plan, base_dir.clone(), false) {

@@ -56,6 +56,9 @@ struct Generator {
     slots: bool,
     /// Next event number (before the out-of-order shuffle).
     next: u64,
+    /// Event numbers advance by this much: a parallel instance `k` of `n` takes the numbers
+    /// `k, k + n, k + 2n, …` (1 on one thread).
+    stride: u64,
     /// Wall clock at event number 0, when pacing.
     paced_from: Option<Instant>,
 }
@@ -90,7 +93,7 @@ impl Generator {
             if kind_of(id) == self.kind {
                 self.columns.push(self.kind, id, adjusted, &t);
             }
-            n += 1;
+            n += self.stride;
         }
         self.next = n;
         if let Some(from) = self.paced_from {
@@ -170,6 +173,7 @@ impl NexmarkSource {
                 batch_size,
                 slots: options.splits > 1,
                 next: 0,
+                stride: 1,
                 paced_from,
             })
             .collect();
@@ -180,6 +184,16 @@ impl NexmarkSource {
             Inner::Many { idle: gens, splits: Vec::new(), nexts: vec![0; n], turn: 0, name: options.table.to_string() }
         };
         Ok(Self { inner, base_ms })
+    }
+
+    /// Instance `k` of `n` parallel ones, which together generate the events one source does:
+    /// this one those whose number is `k` modulo `n` (`None` with the `splits` option, whose
+    /// generators already run on threads of their own).
+    fn parallel(mut self, k: u64, n: u64) -> Option<Self> {
+        let Inner::One(g) = &mut self.inner else { return None };
+        g.next = k;
+        g.stride = n;
+        Some(self)
     }
 }
 
@@ -308,6 +322,41 @@ impl Connector for NexmarkConnector {
     fn open_source(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
         tracing::info!(table = %table.name, columns = schema.fields().len(), "generating nexmark events");
         Ok(Box::new(NexmarkSource::open(table, schema, ctx.batch_size, ctx.start_time())?))
+    }
+
+    fn splittable(&self, table: &TableDef) -> bool {
+        NexmarkOptions::parse(table).is_ok_and(|o| o.splits <= 1)
+    }
+
+    fn open_splits(
+        &self,
+        table: &TableDef,
+        schema: SchemaRef,
+        ctx: &ConnectorContext,
+        n: usize,
+    ) -> Result<Option<Vec<Box<dyn Source>>>> {
+        self.open_parallel(table, schema, ctx, n)
+    }
+}
+
+impl NexmarkConnector {
+    fn open_parallel(
+        &self,
+        table: &TableDef,
+        schema: SchemaRef,
+        ctx: &ConnectorContext,
+        n: usize,
+    ) -> Result<Option<Vec<Box<dyn Source>>>> {
+        let mut sources: Vec<Box<dyn Source>> = Vec::with_capacity(n);
+        for k in 0..n {
+            let source = NexmarkSource::open(table, Arc::clone(&schema), ctx.batch_size, ctx.start_time())?;
+            match source.parallel(k as u64, n as u64) {
+                Some(s) => sources.push(Box::new(s)),
+                None => return Ok(None),
+            }
+        }
+        tracing::info!(table = %table.name, splits = n, "generating nexmark events in parallel");
+        Ok(Some(sources))
     }
 }
 

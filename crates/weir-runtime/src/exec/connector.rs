@@ -73,6 +73,28 @@ pub trait Connector: Send + Sync {
         Err(role_error(table, &self.spec(), "it cannot be read from"))
     }
 
+    /// Whether [`Connector::open_splits`] can split `table` (for `EXPLAIN`, without opening it).
+    /// The default: no.
+    fn splittable(&self, table: &TableDef) -> bool {
+        let _ = table;
+        false
+    }
+
+    /// Open `table` as `n` sources that together read what [`Connector::open_source`] reads,
+    /// each rows of its own (for `n` parallel instances; each keeps its own watermark), or
+    /// `None` when the table cannot be split (it is then read whole, by one instance). The
+    /// default: it cannot.
+    fn open_splits(
+        &self,
+        table: &TableDef,
+        schema: SchemaRef,
+        ctx: &ConnectorContext,
+        n: usize,
+    ) -> Result<Option<Vec<Box<dyn Source>>>> {
+        let _ = (table, schema, ctx, n);
+        Ok(None)
+    }
+
     /// Open `table` for writing rows of `schema`.
     fn open_sink(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
         let _ = (schema, ctx);
@@ -152,6 +174,26 @@ impl ConnectorRegistry {
         connector.open_source(table, schema, ctx)
     }
 
+    /// [`Connector::splittable`] of `table`'s connector (false when it has none).
+    pub fn splittable(&self, table: &TableDef) -> bool {
+        self.lookup(table).is_ok_and(|(_, c)| c.splittable(table))
+    }
+
+    /// [`Connector::open_splits`] of `table`'s connector.
+    pub fn open_splits(
+        &self,
+        table: &TableDef,
+        schema: SchemaRef,
+        ctx: &ConnectorContext,
+        n: usize,
+    ) -> Result<Option<Vec<Box<dyn Source>>>> {
+        let (spec, connector) = self.lookup(table)?;
+        if !spec.source {
+            return Err(role_error(table, spec, "it cannot be read from"));
+        }
+        connector.open_splits(table, schema, ctx, n)
+    }
+
     /// Open `table` for writing rows of `schema`.
     pub fn open_sink(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
         let (spec, connector) = self.lookup(table)?;
@@ -207,6 +249,8 @@ pub struct ConnectorContext {
     /// agree on it (paced generated tables of one query share one timeline). See
     /// [`ConnectorContext::start_time`].
     pub started: Arc<OnceLock<StartTime>>,
+    /// Instances of each stage that can run in parallel (1: the query runs on one thread).
+    pub parallelism: usize,
 }
 
 impl ConnectorContext {
@@ -219,6 +263,7 @@ impl ConnectorContext {
             checkpointing: false,
             state_dir: None,
             started: Arc::default(),
+            parallelism: 1,
         }
     }
 

@@ -21,8 +21,6 @@ pub struct Instrumented {
     op: Box<dyn Operator>,
     /// Absent for helpers that are not plan nodes (the processing-time stamp).
     metrics: Option<Arc<OperatorMetrics>>,
-    /// The query's totals, whose dropped-row counters the operators add to.
-    totals: Arc<Metrics>,
     sampled: Option<Instant>,
 }
 
@@ -30,12 +28,13 @@ impl Instrumented {
     /// `op` at `place` in the plan, registered in `totals`' registry.
     pub fn new(op: Box<dyn Operator>, place: OpRef, totals: &Arc<Metrics>) -> Self {
         let metrics = Some(totals.register(op.name(), place));
-        Self { op, metrics, totals: Arc::clone(totals), sampled: None }
+        Self { op, metrics, sampled: None }
     }
 
     /// `op`, not counted on its own.
     pub fn unregistered(op: Box<dyn Operator>, totals: &Arc<Metrics>) -> Self {
-        Self { op, metrics: None, totals: Arc::clone(totals), sampled: None }
+        let _ = totals;
+        Self { op, metrics: None, sampled: None }
     }
 
     /// The operator's name.
@@ -53,8 +52,14 @@ impl Instrumented {
         self.op.restore(snapshot)
     }
 
+    /// `op` at `place` in the plan, as parallel instance `instance`.
+    pub fn new_instance(op: Box<dyn Operator>, place: OpRef, instance: usize, totals: &Arc<Metrics>) -> Self {
+        let metrics = Some(totals.register_instance(op.name(), place, instance));
+        Self { op, metrics, sampled: None }
+    }
+
     fn dropped_so_far(&self) -> u64 {
-        Metrics::get(&self.totals.late_rows) + Metrics::get(&self.totals.null_time_rows)
+        Metrics::dropped_on_this_thread()
     }
 
     /// Hand `message` to the operator, its output onto `out`.

@@ -26,6 +26,8 @@ pub struct OperatorMetrics {
     pub name: &'static str,
     /// Where it is in the plan.
     pub place: OpRef,
+    /// Which parallel instance of it (0 on one thread).
+    pub instance: usize,
     /// Rows received (for a source: rows read).
     pub rows_in: AtomicU64,
     /// Rows emitted.
@@ -47,10 +49,11 @@ pub struct OperatorMetrics {
 }
 
 impl OperatorMetrics {
-    fn new(name: &'static str, place: OpRef) -> Self {
+    fn new(name: &'static str, place: OpRef, instance: usize) -> Self {
         Self {
             name,
             place,
+            instance,
             rows_in: AtomicU64::new(0),
             rows_out: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -69,6 +72,11 @@ impl OperatorMetrics {
         self.state_bytes.store(size.bytes, Ordering::Relaxed);
         self.peak_state_bytes.fetch_max(size.bytes, Ordering::Relaxed);
     }
+}
+
+thread_local! {
+    /// Rows dropped by operators running on this thread.
+    static DROPPED_HERE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Pipeline counters. All are monotonic except `watermark`.
@@ -106,6 +114,9 @@ pub struct Metrics {
     pub checkpoint_total_nanos: AtomicU64,
     /// Per source and operator, in the order the pipeline registered them.
     operators: Mutex<Vec<Arc<OperatorMetrics>>>,
+    /// With parallel instances of a window aggregate: the windows (start, end) fired by one
+    /// and not yet past the sink's watermark, so the others firing them too count them once.
+    fired: Mutex<Option<std::collections::BTreeSet<(i64, i64)>>>,
 }
 
 impl Default for Metrics {
@@ -127,6 +138,7 @@ impl Default for Metrics {
             checkpoint_last_id: AtomicU64::new(0),
             checkpoint_total_nanos: AtomicU64::new(0),
             operators: Mutex::new(Vec::new()),
+            fired: Mutex::new(None),
         }
     }
 }
@@ -139,11 +151,51 @@ impl Metrics {
 
     /// Count (row, window) pairs dropped as late and rows dropped for a NULL event time.
     pub fn dropped(&self, late: u64, null_time: u64) {
+        DROPPED_HERE.with(|d| d.set(d.get() + late + null_time));
         if late > 0 {
             Self::add(&self.late_rows, late);
         }
         if null_time > 0 {
             Self::add(&self.null_time_rows, null_time);
+        }
+    }
+
+    /// Count windows fired once each, whichever parallel instances fire them (see
+    /// [`Metrics::window_fired`]).
+    pub fn count_windows_across_instances(&self) {
+        *self.fired.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::collections::BTreeSet::new());
+    }
+
+    /// A window aggregate fired window `[start, end)`: counted once, however many parallel
+    /// instances fire it.
+    pub fn window_fired(&self, start: i64, end: i64) {
+        let mut fired = self.fired.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(set) = fired.as_mut() else {
+            drop(fired);
+            return Self::add(&self.windows_fired, 1);
+        };
+        if set.insert((end, start)) {
+            Self::add(&self.windows_fired, 1);
+        }
+        // every instance has fired the windows the sink's watermark has passed
+        let passed = self.watermark.load(Ordering::Relaxed);
+        while set.first().is_some_and(|(e, _)| *e <= passed) {
+            set.pop_first();
+        }
+    }
+
+    /// Rows dropped so far by operators on this thread (see [`Metrics::dropped`]): what an
+    /// operator dropped is the difference across its call, whatever other threads do.
+    pub fn dropped_on_this_thread() -> u64 {
+        DROPPED_HERE.with(std::cell::Cell::get)
+    }
+
+    /// Change a gauge that several instances add to: from `reported` (what this one added
+    /// last) to `now`.
+    pub fn gauge(gauge: &AtomicU64, reported: &mut u64, now: u64) {
+        if now != *reported {
+            gauge.fetch_add(now.wrapping_sub(*reported), Ordering::Relaxed);
+            *reported = now;
         }
     }
 
@@ -154,7 +206,12 @@ impl Metrics {
 
     /// Add the counters of a source or operator to the registry.
     pub fn register(&self, name: &'static str, place: OpRef) -> Arc<OperatorMetrics> {
-        let m = Arc::new(OperatorMetrics::new(name, place));
+        self.register_instance(name, place, 0)
+    }
+
+    /// Add the counters of parallel instance `instance` of a source or operator.
+    pub fn register_instance(&self, name: &'static str, place: OpRef, instance: usize) -> Arc<OperatorMetrics> {
+        let m = Arc::new(OperatorMetrics::new(name, place, instance));
         self.operators.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::clone(&m));
         m
     }

@@ -4,10 +4,13 @@
 pub(crate) mod chain;
 pub(crate) mod connector;
 pub(crate) mod dropped;
+pub(crate) mod exchange;
 pub(crate) mod instrument;
 pub(crate) mod metrics;
+pub(crate) mod parallel;
 pub(crate) mod pipeline;
 pub(crate) mod run;
+pub(crate) mod sink_merge;
 pub(crate) mod source;
 pub(crate) mod stage;
 pub(crate) mod watermark_merge;

@@ -121,7 +121,7 @@ pub fn relaxed(schema: &Schema) -> SchemaRef {
     ))
 }
 
-fn physical(expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+pub(crate) fn physical(expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
     Ok(create_physical_expr(expr, schema, &ExecutionProps::new(), &PhysicalPlanningContext::default())?)
 }
 
@@ -282,6 +282,8 @@ pub struct Pipeline {
     pub(crate) aligned: bool,
     /// Checkpoints, once set up.
     pub(crate) checkpoints: Option<Checkpointing>,
+    /// The threads of a parallel run (see [`Pipeline::parallel`]): then `chain` is the sink's.
+    pub(crate) parallel: Option<Box<crate::exec::parallel::Parallel>>,
 }
 
 /// Builds the operator tree, numbering sources and operators as EXPLAIN does.
@@ -449,7 +451,7 @@ impl Pipeline {
         let clock = plan.first_source().processing_time.then_some(clock);
         let chain = Chain { ops, sink, metrics, changelog, late_rows: None, report_watermark: expected > 1 };
         let labels = plan.sources().iter().map(|s| s.table.name.clone()).collect();
-        Ok(Self { drivers, labels, root, chain, clock, first, aligned, checkpoints: None })
+        Ok(Self { drivers, labels, root, chain, clock, first, aligned, checkpoints: None, parallel: None })
     }
 
     /// Route rows the operators drop (late, or without an event time) to `sink`, unchanged and
@@ -460,6 +462,9 @@ impl Pipeline {
             return Err(RuntimeError::Internal("the plan has no 'late_rows' table".into()));
         }
         self.chain.late_rows = Some((sink, late_rows_schema(plan)?));
+        if let Some(p) = &mut self.parallel {
+            p.keep_origin();
+        }
         self.drivers = self.drivers.into_iter().map(SourceDriver::keep_origin).collect();
         Ok(self)
     }

@@ -87,6 +87,11 @@ impl Pipeline {
     /// Fails up front when a source cannot be read again or an operator cannot be
     /// checkpointed yet, and when the checkpoint resumed from was taken by another query.
     pub fn with_checkpoints(mut self, config: CheckpointConfig, query: String) -> Result<Self> {
+        if self.parallel.is_some() {
+            return Err(RuntimeError::Unsupported(
+                "checkpoints of a query running in parallel are not supported yet: SET parallelism = 1".into(),
+            ));
+        }
         for (driver, label) in self.drivers.iter().zip(&self.labels) {
             driver.checkpoint(label)?;
         }
@@ -188,6 +193,9 @@ impl Pipeline {
     /// it, so the operator task takes a checkpoint between any two batches, as a consistent
     /// cut with nothing to align; see [`crate::checkpoint`].
     pub async fn run(mut self, cancel: Arc<AtomicBool>) -> Result<()> {
+        if let Some(parallel) = self.parallel.take() {
+            return parallel.run(self.chain, cancel).await;
+        }
         tracing::debug!(inputs = self.drivers.len(), operators = self.chain.ops.len(), "pipeline starting");
         let mut turns = Turns::new(self.drivers.len(), std::mem::take(&mut self.first), self.aligned);
         let Resumed::Run(mut coordinator) = resume(self.checkpoints.take(), &mut turns)? else { return Ok(()) };

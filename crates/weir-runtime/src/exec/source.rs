@@ -311,6 +311,11 @@ impl SourceDriver {
         self
     }
 
+    /// [`SourceDriver::keep_origin`], in place.
+    pub(crate) fn set_keep_origin(&mut self) {
+        self.keep_origin = true;
+    }
+
     /// Leave the watermark metric to whoever merges this source's watermark with others'.
     pub fn without_watermark_metric(mut self) -> Self {
         self.report_watermark = false;

@@ -197,7 +197,7 @@ impl JoinOp {
         };
         let late_count = late.iter().filter(|l| **l).count();
         if late_count > 0 {
-            Metrics::add(&self.metrics.late_rows, late_count as u64);
+            self.metrics.dropped(late_count as u64, 0);
         }
         let until = self.until(side, batch)?;
 

@@ -30,7 +30,6 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -83,6 +82,8 @@ pub struct SessionAggregateOp {
     next_id: u64,
     watermark: Nanos,
     metrics: Arc<Metrics>,
+    /// What this instance last added to the open-windows gauge.
+    open_reported: u64,
     group_ids: Vec<usize>,
     lateness: Nanos,
     early: EarlyEmit,
@@ -131,6 +132,7 @@ impl SessionAggregateOp {
             next_id: 0,
             watermark: NO_WATERMARK,
             metrics,
+            open_reported: 0,
             group_ids: Vec::new(),
             lateness: emit.allowed_lateness_nanos.max(0),
             early: emit.early,
@@ -304,7 +306,8 @@ impl SessionAggregateOp {
                 c.forget(id);
             }
         }
-        self.metrics.open_windows.store((self.by_end.len() + self.retained.len()) as u64, Ordering::Relaxed);
+        let open = (self.by_end.len() + self.retained.len()) as u64;
+        Metrics::gauge(&self.metrics.open_windows, &mut self.open_reported, open);
         Ok(())
     }
 
@@ -500,7 +503,8 @@ impl Operator for SessionAggregateOp {
         }
         self.flush(&mut assigned, &mut redirect, &agg_input)?;
         self.after_batch(out)?;
-        self.metrics.open_windows.store((self.by_end.len() + self.retained.len()) as u64, Ordering::Relaxed);
+        let open = (self.by_end.len() + self.retained.len()) as u64;
+        Metrics::gauge(&self.metrics.open_windows, &mut self.open_reported, open);
         self.metrics.dropped(late, null_time);
         dropped.finish(out)
     }
@@ -604,7 +608,8 @@ impl Operator for SessionAggregateOp {
         if let (Some(changes), Some(emitted)) = (&mut self.changes, snapshot.take("emitted")) {
             changes.restore_batch(&emitted, |id, _| id as u64)?;
         }
-        self.metrics.open_windows.store((self.by_end.len() + self.retained.len()) as u64, Ordering::Relaxed);
+        let open = (self.by_end.len() + self.retained.len()) as u64;
+        Metrics::gauge(&self.metrics.open_windows, &mut self.open_reported, open);
         Ok(())
     }
 }

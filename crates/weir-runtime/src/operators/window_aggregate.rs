@@ -32,7 +32,6 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -144,6 +143,12 @@ pub struct WindowAggregateOp {
     pending: BTreeSet<(Nanos, Nanos)>,
     watermark: Nanos,
     metrics: Arc<Metrics>,
+    /// What this instance last added to the open-windows gauge.
+    open_reported: u64,
+    /// The end of the window fired last, and the last watermark sent on: a window ending
+    /// later is preceded by a watermark at that end (see [`WindowAggregateOp::fire_until`]).
+    fired_end: Option<Nanos>,
+    out_watermark: Nanos,
     group_ids: Vec<usize>,
     /// Allowed lateness (0: none).
     lateness: Nanos,
@@ -189,6 +194,9 @@ impl WindowAggregateOp {
             pending: BTreeSet::new(),
             watermark: NO_WATERMARK,
             metrics,
+            open_reported: 0,
+            fired_end: None,
+            out_watermark: NO_WATERMARK,
             group_ids: Vec::new(),
         })
     }
@@ -233,8 +241,17 @@ impl WindowAggregateOp {
             if end > watermark {
                 break;
             }
+            // windows that end later follow a watermark at the earlier end: downstream (the
+            // merge of parallel instances) can tell them apart and keep them in order
+            if self.changes.is_none() {
+                if let Some(e) = self.fired_end.filter(|e| *e < end && *e > self.out_watermark) {
+                    self.out_watermark = e;
+                    out.push(Message::Watermark(e));
+                }
+                self.fired_end = Some(end);
+            }
             self.pending.pop_first();
-            Metrics::add(&self.metrics.windows_fired, 1);
+            self.metrics.window_fired(start, end);
             tracing::debug!(start = %show_time(start), end = %show_time(end), watermark = %show_time(watermark), "window fires");
             if self.changes.is_some() {
                 self.refresh((end, start), out)?;
@@ -267,7 +284,8 @@ impl WindowAggregateOp {
                 }
             }
         }
-        self.metrics.open_windows.store((self.pending.len() + self.retained.len()) as u64, Ordering::Relaxed);
+        let open = (self.pending.len() + self.retained.len()) as u64;
+        Metrics::gauge(&self.metrics.open_windows, &mut self.open_reported, open);
         Ok(())
     }
 
@@ -397,7 +415,8 @@ impl WindowAggregateOp {
                 self.retained.insert((w.1, w.0));
             }
         }
-        self.metrics.open_windows.store((self.pending.len() + self.retained.len()) as u64, Ordering::Relaxed);
+        let open = (self.pending.len() + self.retained.len()) as u64;
+        Metrics::gauge(&self.metrics.open_windows, &mut self.open_reported, open);
     }
 }
 
@@ -529,6 +548,7 @@ impl Operator for WindowAggregateOp {
             self.watermark = watermark;
             self.fire_until(watermark, out)?;
         }
+        self.out_watermark = self.out_watermark.max(watermark);
         out.push(Message::Watermark(watermark));
         Ok(())
     }
@@ -583,7 +603,8 @@ impl Operator for WindowAggregateOp {
         if let (Some(changes), Some(emitted)) = (&mut self.changes, snapshot.take("emitted")) {
             changes.restore_batch(&emitted, |a, b| (a, b))?;
         }
-        self.metrics.open_windows.store((self.pending.len() + self.retained.len()) as u64, Ordering::Relaxed);
+        let open = (self.pending.len() + self.retained.len()) as u64;
+        Metrics::gauge(&self.metrics.open_windows, &mut self.open_reported, open);
         Ok(())
     }
 }

@@ -1,0 +1,128 @@
+//! An exchange's sending side: rows routed by key group to the instances of the next stage,
+//! watermarks and the end of the stream to all of them, in order, over bounded channels (a
+//! full channel blocks the sender: backpressure).
+//!
+//! ```text
+//!   batch ─► keys ─► hash ─► key group (of KEY_GROUPS) ─► instance = group · n / KEY_GROUPS
+//!   Watermark, EndOfStream ─► every instance        Dropped ─► instance 0 (to the side output)
+//! ```
+
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use datafusion_common::arrow::array::{ArrayRef, UInt32Array};
+use datafusion_common::hash_utils::{create_hashes, RandomState};
+use datafusion_physical_expr::PhysicalExpr;
+use weir_plan::parallel::KEY_GROUPS;
+
+use crate::error::Result;
+use crate::message::Message;
+
+/// What one sender hands an instance at a time: its index among the instance's inputs, and
+/// messages in order.
+pub(crate) type Envelope = (usize, Vec<Message>);
+
+/// The seed of the key hash: fixed, so a key's group is the same in every run and process.
+const SEED: u64 = 0x7765_6972_6b67;
+
+/// The key group of each row, from the values of its keys.
+pub(crate) fn key_groups(keys: &[ArrayRef], rows: usize) -> Result<Vec<u32>> {
+    let mut hashes = vec![0u64; rows];
+    create_hashes(keys, &RandomState::with_seed(SEED), &mut hashes)?;
+    Ok(hashes.iter().map(|h| ((u128::from(*h) * KEY_GROUPS as u128) >> 64) as u32).collect())
+}
+
+/// The instance (of `instances`) that owns key group `group`: each owns a contiguous range.
+pub(crate) fn owner(group: u32, instances: usize) -> usize {
+    group as usize * instances / KEY_GROUPS
+}
+
+/// Sends one instance's output on to the next stage.
+pub(crate) struct Router {
+    /// One channel per instance of the next stage.
+    targets: Vec<SyncSender<Envelope>>,
+    /// This sender's index among each target's inputs.
+    me: usize,
+    /// The keys to hash; `None`: everything goes to the one target.
+    keys: Option<Vec<Arc<dyn PhysicalExpr>>>,
+}
+
+impl Router {
+    pub(crate) fn new(targets: Vec<SyncSender<Envelope>>, me: usize, keys: Option<Vec<Arc<dyn PhysicalExpr>>>) -> Self {
+        Self { targets, me, keys }
+    }
+
+    /// Route `messages`; `false` once a target has gone (the query is stopping).
+    pub(crate) fn send(&mut self, messages: Vec<Message>) -> Result<bool> {
+        if messages.is_empty() {
+            return Ok(true);
+        }
+        let n = self.targets.len();
+        if n == 1 {
+            return Ok(self.targets[0].send((self.me, messages)).is_ok());
+        }
+        let mut out: Vec<Vec<Message>> = (0..n).map(|_| Vec::new()).collect();
+        for m in messages {
+            match m {
+                Message::Data(b) => {
+                    let rows = b.batch.num_rows();
+                    let groups = match &self.keys {
+                        Some(keys) => {
+                            let arrays = keys
+                                .iter()
+                                .map(|k| k.evaluate(&b.batch).and_then(|v| v.into_array(rows)))
+                                .collect::<datafusion_common::Result<Vec<_>>>()?;
+                            key_groups(&arrays, rows)?
+                        }
+                        None => vec![0; rows],
+                    };
+                    let mut picked: Vec<Vec<u32>> = vec![Vec::new(); n];
+                    for (row, g) in groups.iter().enumerate() {
+                        picked[owner(*g, n)].push(row as u32);
+                    }
+                    for (target, rows_of) in picked.into_iter().enumerate() {
+                        if rows_of.len() == rows {
+                            out[target].push(Message::Data(b));
+                            break;
+                        }
+                        if !rows_of.is_empty() {
+                            out[target].push(Message::Data(b.take(&UInt32Array::from(rows_of))?));
+                        }
+                    }
+                }
+                Message::Dropped(d) => out[0].push(Message::Dropped(d)),
+                other => out.iter_mut().for_each(|o| o.push(other.clone())),
+            }
+        }
+        for (target, messages) in out.into_iter().enumerate() {
+            if !messages.is_empty() && self.targets[target].send((self.me, messages)).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion_common::arrow::array::{Int64Array, StringArray};
+
+    #[test]
+    fn key_groups_spread_and_owners_are_contiguous() {
+        let keys: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10_000));
+        let groups = key_groups(&[keys], 10_000).unwrap();
+        let mut seen = vec![0usize; KEY_GROUPS];
+        groups.iter().for_each(|g| seen[*g as usize] += 1);
+        assert!(seen.iter().all(|n| (40..120).contains(n)), "{seen:?}");
+        assert_eq!((0..KEY_GROUPS as u32).map(|g| owner(g, 2)).filter(|o| *o == 0).count(), 64);
+        assert_eq!(owner(0, 3), 0);
+        assert_eq!(owner(KEY_GROUPS as u32 - 1, 3), 2);
+        // the same key, the same group, whatever batch it comes in
+        let a: ArrayRef = Arc::new(StringArray::from(vec!["x", "y", "x"]));
+        let g = key_groups(&[a], 3).unwrap();
+        assert_eq!(g[0], g[2]);
+        let b: ArrayRef = Arc::new(StringArray::from(vec!["x"]));
+        assert_eq!(key_groups(&[b], 1).unwrap()[0], g[0]);
+    }
+}

@@ -1,0 +1,161 @@
+//! The sink's side of a parallel run: the last stage's instances merged into one stream, in
+//! event-time order of their watermarks.
+//!
+//! Each instance's output is a sequence of epochs: the rows it sent between two of its
+//! watermarks, `(from, to]`. An epoch's rows are later than `from` (the instance had passed
+//! `from` before sending them), so they are held, once the epoch is complete, until the merged
+//! watermark (the minimum over the instances) is about to pass `from`: then every such epoch
+//! goes out, ordered by `from`, `to` and instance, before the watermark. No row is held past a
+//! watermark that would make it late downstream, windows reach the sink in about the order they
+//! end (a window aggregate sends a watermark between windows that end at different times), and
+//! when every instance sees the same watermarks (a table read whole) the output does not
+//! depend on thread timing.
+//!
+//! ```text
+//!   instance 0:  r r W5  r W9     merged 5: nothing held starts before 5 … merged 9: the epochs
+//!   instance 1:  s W5  s s W9     from 5: r (5, 9, inst 0), s s (5, 9, inst 1), then W9
+//! ```
+//!
+//! Rows whose epoch has not closed are released anyway when nothing arrives for [`STALL`] or
+//! more than [`MAX_HELD_ROWS`] are held (a watermark that stopped moving must not hold results
+//! back), and at once when the query has no event-time watermark.
+
+use std::time::{Duration, Instant};
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+
+use crate::exec::exchange::Envelope;
+use crate::exec::watermark_merge::WatermarkMerge;
+use crate::message::{Message, Nanos, NO_WATERMARK};
+
+/// How long held rows wait for their epoch to close while nothing arrives.
+pub(crate) const STALL: Duration = Duration::from_millis(100);
+/// The most rows held before they are released without waiting for their epoch.
+pub(crate) const MAX_HELD_ROWS: usize = 1 << 20;
+
+/// The merge into the sink.
+pub(crate) struct SinkMerge {
+    rx: Receiver<Envelope>,
+    watermarks: WatermarkMerge,
+    /// Per instance: what it sent since its last watermark.
+    open: Vec<Vec<Message>>,
+    /// Per instance: its last watermark (where its open epoch starts).
+    from: Vec<Nanos>,
+    /// Complete epochs: (from, to, instance, messages).
+    closed: Vec<(Nanos, Nanos, usize, Vec<Message>)>,
+    held_rows: usize,
+    /// Order by epochs (the query has an event-time watermark).
+    ordered: bool,
+}
+
+impl SinkMerge {
+    pub(crate) fn new(rx: Receiver<Envelope>, inputs: usize, ordered: bool) -> Self {
+        Self {
+            rx,
+            watermarks: WatermarkMerge::new(&vec![None; inputs], Instant::now()),
+            open: (0..inputs).map(|_| Vec::new()).collect(),
+            from: vec![NO_WATERMARK; inputs],
+            closed: Vec::new(),
+            held_rows: 0,
+            ordered,
+        }
+    }
+
+    /// The next messages for the sink (possibly none); `None` once every instance has gone.
+    pub(crate) fn next(&mut self) -> Option<Vec<Message>> {
+        let wait = if self.held_rows > 0 { STALL } else { Duration::from_secs(3600) };
+        match self.rx.recv_timeout(wait) {
+            Ok((i, messages)) => Some(self.input(i, messages)),
+            Err(RecvTimeoutError::Timeout) => Some(self.release_all()),
+            Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    fn input(&mut self, i: usize, messages: Vec<Message>) -> Vec<Message> {
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for m in messages {
+            match m {
+                Message::Data(mut b) => {
+                    self.watermarks.active(i, now);
+                    let cap = self.watermarks.cap_for(i);
+                    if cap < Nanos::MAX {
+                        if let Some(w) = &b.row_watermarks {
+                            b.row_watermarks = Some(Arc::new(w.unary(|v| v.min(cap))));
+                        }
+                    }
+                    if !self.ordered {
+                        out.push(Message::Data(b));
+                        continue;
+                    }
+                    self.held_rows += b.batch.num_rows();
+                    self.open[i].push(Message::Data(b));
+                }
+                Message::Dropped(d) if self.ordered => self.open[i].push(Message::Dropped(d)),
+                Message::Dropped(d) => out.push(Message::Dropped(d)),
+                Message::Watermark(w) => {
+                    self.close(i, w);
+                    if let Some(merged) = self.watermarks.watermark(i, w, now) {
+                        self.release(merged, &mut out);
+                        out.push(Message::Watermark(merged));
+                    }
+                }
+                Message::EndOfStream => {
+                    self.close(i, Nanos::MAX);
+                    let merged = self.watermarks.end(i);
+                    if self.watermarks.all_ended() {
+                        out.extend(self.release_all());
+                        out.extend(merged.map(Message::Watermark));
+                        out.push(Message::EndOfStream);
+                    } else if let Some(merged) = merged {
+                        self.release(merged, &mut out);
+                        out.push(Message::Watermark(merged));
+                    }
+                }
+            }
+        }
+        if self.held_rows > MAX_HELD_ROWS {
+            out.extend(self.release_all());
+        }
+        out
+    }
+
+    /// Instance `i`'s open epoch closes at watermark `w`.
+    fn close(&mut self, i: usize, w: Nanos) {
+        if !self.open[i].is_empty() {
+            self.closed.push((self.from[i], w, i, std::mem::take(&mut self.open[i])));
+        }
+        self.from[i] = self.from[i].max(w);
+    }
+
+    /// Before the merged watermark `merged` goes out: the complete epochs whose rows it could
+    /// pass (those starting before it), in order.
+    fn release(&mut self, merged: Nanos, out: &mut Vec<Message>) {
+        if self.closed.iter().all(|(from, ..)| *from >= merged) {
+            return;
+        }
+        // stable: an instance's epochs stay in the order it sent them
+        self.closed.sort_by_key(|(from, to, i, _)| (*from >= merged, *from, *to, *i));
+        let keep = self.closed.iter().position(|(from, ..)| *from >= merged).unwrap_or(self.closed.len());
+        for (_, _, _, messages) in self.closed.drain(..keep) {
+            for m in messages {
+                if let Message::Data(b) = &m {
+                    self.held_rows -= b.batch.num_rows();
+                }
+                out.push(m);
+            }
+        }
+    }
+
+    /// Everything held: the closed epochs in order, then the open ones by instance.
+    fn release_all(&mut self) -> Vec<Message> {
+        let mut out = Vec::new();
+        self.release(Nanos::MAX, &mut out);
+        for open in &mut self.open {
+            out.append(open);
+        }
+        self.held_rows = 0;
+        out
+    }
+}
