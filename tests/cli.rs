@@ -629,9 +629,10 @@ fn the_metrics_endpoint_serves_the_running_query_in_prometheus_format() {
     assert!(text.contains("# TYPE weir_rows_in_total counter"), "{text}");
     let read = sample(&text, "weir_rows_in_total{query=\"1\"}").expect("rows in");
     assert!(read > 0.0, "{text}");
-    let source = sample(&text, "weir_operator_rows_out_total{query=\"1\",operator=\"Source\",node=\"source 0\"}");
+    let source =
+        sample(&text, "weir_operator_rows_out_total{query=\"1\",operator=\"Source\",node=\"source 0\",instance=\"0\"}");
     assert!(source.is_some_and(|n| n > 0.0 && n <= read), "{text}");
-    let window = "{query=\"1\",operator=\"WindowAggregate\",node=\"op 0\"}";
+    let window = "{query=\"1\",operator=\"WindowAggregate\",node=\"op 0\",instance=\"0\"}";
     assert!(sample(&text, &format!("weir_operator_rows_in_total{window}")).is_some_and(|n| n > 0.0), "{text}");
     assert!(sample(&text, &format!("weir_operator_state_rows{window}")).is_some(), "{text}");
     let lag = sample(&text, "weir_watermark_lag_seconds{query=\"1\"}").expect("a watermark lag");

@@ -192,6 +192,8 @@ proptest! {
         for size in [1usize, 7, 1000, 8192] {
             let mut session = Session::new();
             session.set("batch.size", &size.to_string()).expect("setting");
+            // in order: on one thread (in parallel the multiset is the same: tests/parallel.rs)
+            session.set("parallelism", "1").expect("setting");
             let results = session.execute(&sql).expect("runs");
             let Some(StatementResult::Rows { batches, metrics, .. }) = results.last() else { panic!("rows expected") };
             let late = Metrics::get(&metrics.late_rows);

@@ -53,12 +53,24 @@ fn filter(text: &str) -> String {
 
 #[test]
 fn run_the_bundled_example_as_csv() {
-    insta::assert_snapshot!(weir(&["run", "sql-examples/tumble_group_window.sql", "--format", "csv"]));
+    // the parallelism is pinned: the default, the number of cores, differs between machines
+    insta::assert_snapshot!(weir(&[
+        "run",
+        "sql-examples/tumble_group_window.sql",
+        "--format",
+        "csv",
+        "--parallelism",
+        "2"
+    ]));
 }
 
 #[test]
 fn explain_the_bundled_example() {
-    insta::assert_snapshot!(weir(&["explain", "sql-examples/tumble_group_window.sql"]));
+    insta::assert_snapshot!(weir(&["explain", "sql-examples/tumble_group_window.sql", "--parallelism", "2"]));
+    insta::assert_snapshot!(
+        "explain_on_one_thread",
+        weir(&["explain", "sql-examples/tumble_group_window.sql", "--parallelism", "1"])
+    );
 }
 
 #[test]
@@ -67,7 +79,7 @@ fn explain_analyze_with_timings_filtered() {
         .expect("the example")
         .replace("\nSELECT ", "\nEXPLAIN ANALYZE SELECT ")
         .replace("'data/events.csv'", "'sql-examples/data/events.csv'");
-    insta::assert_snapshot!(weir(&["run", "-e", &sql]));
+    insta::assert_snapshot!(weir(&["run", "-e", &sql, "--parallelism", "2"]));
 }
 
 #[test]

@@ -257,6 +257,16 @@ pub fn run_weir(rows: &[Row], delay_ms: i64, sql: &str, cuts: Vec<usize>) -> Vec
 /// query; returns its rows and, if the source names a `'late_rows'` table (declared with the
 /// `channel` connector), the dropped rows.
 pub fn run_script(rows: &[Row], script: &str, cuts: Vec<usize>) -> (Vec<String>, Vec<String>) {
+    run_script_at(rows, script, cuts, None)
+}
+
+/// [`run_script`] at `parallelism` (`None`: the default, the number of cores).
+pub fn run_script_at(
+    rows: &[Row],
+    script: &str,
+    cuts: Vec<usize>,
+    parallelism: Option<usize>,
+) -> (Vec<String>, Vec<String>) {
     let engine = feed_engine(Feed::with(vec![("t", FeedTable::new(rows, &cuts))]));
     let plan = last_query(&engine, script);
     let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 20);
@@ -264,7 +274,7 @@ pub fn run_script(rows: &[Row], script: &str, cuts: Vec<usize>) -> (Vec<String>,
         engine.register_sink(&late.name, tx);
     }
     let sink = CollectSink::new();
-    run_on(&engine, &plan, Box::new(sink.clone()), RunOptions::default()).expect("runs");
+    run_on(&engine, &plan, Box::new(sink.clone()), RunOptions { parallelism, ..RunOptions::default() }).expect("runs");
     let mut late = Vec::new();
     while let Ok(batch) = rx.try_recv() {
         late.push(batch);

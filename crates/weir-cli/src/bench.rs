@@ -64,6 +64,10 @@ fn target(query: &str, kafka: bool) -> Option<f64> {
     }
 }
 
+fn one() -> usize {
+    1
+}
+
 /// Options of `weir bench nexmark`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -93,6 +97,11 @@ pub struct BenchArgs {
     /// With `--source kafka`: partitions of each topic created.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
+    /// Instances per stage (comma-separated to run each query at several, e.g. 1,2,4: each
+    /// line then shows the speed-up over the first). Default 1: one thread, as the per-core
+    /// figures in docs/performance.md are measured.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    parallelism: Vec<usize>,
     /// Run one query in this process and print its measurement as JSON (what each query's
     /// process does).
     #[arg(long, hide = true)]
@@ -118,6 +127,9 @@ pub struct Measurement {
     pub peak_rss_bytes: u64,
     /// Rows that reached the sink (changelog rows count one each).
     pub output_rows: u64,
+    /// Instances per stage it ran with.
+    #[serde(default = "one")]
+    pub parallelism: usize,
     /// Rows the query's sources produced: only the kinds of events it reads (a query over
     /// `person` and `auction` generates 8% of the events), plus q13's file.
     #[serde(default)]
@@ -145,6 +157,9 @@ fn settings(args: &BenchArgs) -> Result<Settings, ExitCode> {
         crate::apply_setting(&mut settings, k, v).map_err(usage_error)?;
     }
     crate::apply_setting(&mut settings, "nexmark.events", &args.events.to_string()).map_err(usage_error)?;
+    if let Some(n) = args.parallelism.first().filter(|_| args.child.is_some()) {
+        crate::apply_setting(&mut settings, "parallelism", &n.to_string()).map_err(usage_error)?;
+    }
     Ok(settings)
 }
 
@@ -185,35 +200,43 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
         None => outln!("Nexmark, {} events per query ({} cores available)", args.events, cores()),
     }
     outln!(
-        "{:<6} {:>12} {:>14} {:>7} {:>10} {:>12} {:>12} {:>9}  target/core",
+        "{:<6} {:>4} {:>12} {:>14} {:>7} {:>10} {:>12} {:>12} {:>9} {:>8}  target/core",
         "query",
+        "par",
         "events/s",
         "events/s/core",
         "cores",
         "peak RSS",
         "rows read",
         "output rows",
-        "time"
+        "time",
+        "speed-up"
     );
     let mut results = Vec::new();
     let mut failed = false;
     for q in selected {
-        let mut cmd = Command::new(&exe);
-        cmd.args(["bench", "nexmark", "--child", q, "--events", &args.events.to_string()]);
-        cmd.args(["--source", &args.source, "--bootstrap-servers", &args.bootstrap_servers]);
-        for kv in &args.set {
-            cmd.args(["--set", kv]);
+        let mut first: Option<f64> = None;
+        for n in &args.parallelism {
+            let mut cmd = Command::new(&exe);
+            cmd.args(["bench", "nexmark", "--child", q, "--events", &args.events.to_string()]);
+            cmd.args(["--source", &args.source, "--bootstrap-servers", &args.bootstrap_servers]);
+            for kv in &args.set {
+                cmd.args(["--set", kv]);
+            }
+            cmd.args(["--parallelism", &n.to_string()]);
+            let m = match cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
+                Ok(out) => match serde_json::from_slice::<Measurement>(&out.stdout) {
+                    Ok(m) => m,
+                    Err(_) => failure(q, args.events, format!("the query's process ended with {}", out.status)),
+                },
+                Err(e) => failure(q, args.events, format!("cannot start the query's process: {e}")),
+            };
+            failed |= m.error.is_some();
+            let speedup = first.map(|f| m.events_per_second / f.max(1e-9));
+            first = first.or((m.error.is_none()).then_some(m.events_per_second));
+            print_line(&m, kafka.is_some(), speedup);
+            results.push(m);
         }
-        let m = match cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
-            Ok(out) => match serde_json::from_slice::<Measurement>(&out.stdout) {
-                Ok(m) => m,
-                Err(_) => failure(q, args.events, format!("the query's process ended with {}", out.status)),
-            },
-            Err(e) => failure(q, args.events, format!("cannot start the query's process: {e}")),
-        };
-        failed |= m.error.is_some();
-        print_line(&m, kafka.is_some());
-        results.push(m);
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&results).unwrap_or_default();
@@ -240,11 +263,12 @@ fn failure(query: &str, events: u64, error: String) -> Measurement {
         peak_rss_bytes: 0,
         output_rows: 0,
         rows_read: 0,
+        parallelism: 1,
         error: Some(error),
     }
 }
 
-fn print_line(m: &Measurement, kafka: bool) {
+fn print_line(m: &Measurement, kafka: bool, speedup: Option<f64>) {
     if let Some(e) = &m.error {
         outln!("{:<6} failed: {e}", m.query);
         return;
@@ -254,16 +278,19 @@ fn print_line(m: &Measurement, kafka: bool) {
         Some(t) => format!("{} MISSED", human_rate(t)),
         None => String::new(),
     };
+    let speedup = speedup.map(|x| format!("{x:.2}x")).unwrap_or_default();
     outln!(
-        "{:<6} {:>12} {:>14} {:>7.2} {:>10} {:>12} {:>12} {:>8.2}s  {target}",
+        "{:<6} {:>4} {:>12} {:>14} {:>7.2} {:>10} {:>12} {:>12} {:>8.2}s {:>8}  {target}",
         m.query,
+        m.parallelism,
         human_rate(m.events_per_second),
         human_rate(m.events_per_core_second),
         m.cpu_seconds / m.seconds.max(1e-9),
         human_bytes(m.peak_rss_bytes),
         m.rows_read,
         m.output_rows,
-        m.seconds
+        m.seconds,
+        speedup
     );
     let _ = std::io::stdout().flush();
 }
@@ -411,6 +438,7 @@ fn measure(query: &str, sql: &str, events: u64, settings: &Settings) -> Result<M
         peak_rss_bytes: peak_memory_bytes().unwrap_or(0),
         output_rows: Metrics::get(&metrics.rows_out),
         rows_read: Metrics::get(&metrics.rows_in),
+        parallelism: settings.parallelism(),
         error: None,
     })
 }

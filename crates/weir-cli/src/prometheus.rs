@@ -160,7 +160,12 @@ fn publish_operator(
     query: &Label,
     o: &OperatorMetrics,
 ) {
-    let labels = [query.clone(), Label::new("operator", o.name), Label::new("node", node_label(o.place))];
+    let labels = [
+        query.clone(),
+        Label::new("operator", o.name),
+        Label::new("node", node_label(o.place)),
+        Label::new("instance", o.instance.to_string()),
+    ];
     counter("weir_operator_rows_in_total", &labels, Metrics::get(&o.rows_in));
     counter("weir_operator_rows_out_total", &labels, Metrics::get(&o.rows_out));
     counter("weir_operator_batches_total", &labels, Metrics::get(&o.batches));

@@ -163,8 +163,17 @@ pub fn explain_analyze(plan: &StreamPlan, metrics: &Metrics) -> String {
     for node in plan.describe() {
         let pad = "  ".repeat(node.depth);
         out.push_str(&format!("{pad}{}: {}\n", node.operator, node.details));
-        if let Some(m) = node.op.and_then(|place| operators.iter().find(|m| m.place == place)) {
-            out.push_str(&format!("{pad}  metrics: {}\n", operator_line(m)));
+        let Some(place) = node.op else { continue };
+        let instances: Vec<&OperatorMetrics> =
+            operators.iter().filter(|m| m.place == place).map(|m| m.as_ref()).collect();
+        if let [one] = instances.as_slice() {
+            out.push_str(&format!("{pad}  metrics: {}\n", operator_line(one)));
+        } else if let Some(total) = OperatorMetrics::total(&instances) {
+            // in parallel: the instances' sum, then each one (skew shows)
+            out.push_str(&format!("{pad}  metrics: {}\n", operator_line(&total)));
+            for m in &instances {
+                out.push_str(&format!("{pad}    instance {}: {}\n", m.instance, operator_line(m)));
+            }
         }
     }
     out.truncate(out.trim_end().len());

@@ -81,13 +81,14 @@ fn stats(m: &Metrics) -> String {
     let mut rows: Vec<Vec<String>> = counters.iter().map(|(k, v)| vec![k.to_string(), v.to_string()]).collect();
     let watermark = m.watermark.load(std::sync::atomic::Ordering::Relaxed);
     rows.push(vec!["watermark".into(), watermark_text(watermark)]);
-    let operators: Vec<Vec<String>> = m
-        .operators()
+    let all = m.operators();
+    let parallel = all.iter().any(|o| o.instance > 0);
+    let operators: Vec<Vec<String>> = all
         .iter()
         .map(|o| {
             let n = |c: &std::sync::atomic::AtomicU64| Metrics::get(c).to_string();
             vec![
-                o.name.to_string(),
+                if parallel { format!("{} [{}]", o.name, o.instance) } else { o.name.to_string() },
                 n(&o.rows_in),
                 n(&o.rows_out),
                 format!("{:.2}", Metrics::get(&o.busy_nanos) as f64 / 1e6),

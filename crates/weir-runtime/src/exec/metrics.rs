@@ -66,6 +66,24 @@ impl OperatorMetrics {
         }
     }
 
+    /// The counters of several instances of one operator added up (its watermark: the lowest).
+    pub fn total(instances: &[&OperatorMetrics]) -> Option<OperatorMetrics> {
+        let first = instances.first()?;
+        let total = OperatorMetrics::new(first.name, first.place, 0);
+        let sum = |f: fn(&OperatorMetrics) -> &AtomicU64| instances.iter().map(|m| Metrics::get(f(m))).sum::<u64>();
+        total.rows_in.store(sum(|m| &m.rows_in), Ordering::Relaxed);
+        total.rows_out.store(sum(|m| &m.rows_out), Ordering::Relaxed);
+        total.batches.store(sum(|m| &m.batches), Ordering::Relaxed);
+        total.busy_nanos.store(sum(|m| &m.busy_nanos), Ordering::Relaxed);
+        total.late_rows.store(sum(|m| &m.late_rows), Ordering::Relaxed);
+        total.state_rows.store(sum(|m| &m.state_rows), Ordering::Relaxed);
+        total.state_bytes.store(sum(|m| &m.state_bytes), Ordering::Relaxed);
+        total.peak_state_bytes.store(sum(|m| &m.peak_state_bytes), Ordering::Relaxed);
+        let watermark = instances.iter().map(|m| m.watermark.load(Ordering::Relaxed)).min().unwrap_or(NO_WATERMARK);
+        total.watermark.store(watermark, Ordering::Relaxed);
+        Some(total)
+    }
+
     /// Record a sample of the state held.
     pub fn state(&self, size: StateSize) {
         self.state_rows.store(size.rows, Ordering::Relaxed);

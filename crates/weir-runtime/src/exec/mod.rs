@@ -8,6 +8,7 @@ pub(crate) mod exchange;
 pub(crate) mod instrument;
 pub(crate) mod metrics;
 pub(crate) mod parallel;
+pub(crate) mod parallel_build;
 pub(crate) mod pipeline;
 pub(crate) mod run;
 pub(crate) mod sink_merge;
