@@ -355,27 +355,37 @@ fn build_parallel(
     ctx: &ConnectorContext,
 ) -> Result<Option<WithSink>> {
     let n = ctx.parallelism;
-    let node = plan.first_source();
-    if n <= 1 || plan.sources().len() != 1 || host.contains_key(&node.table.name) {
+    let nodes = plan.sources();
+    if n <= 1 || nodes.iter().any(|node| host.contains_key(&node.table.name)) {
         return Ok(None);
     }
-    if weir_runtime::parallel_layout(plan, n, n).is_none() {
+    let splittable: Vec<bool> = nodes.iter().map(|node| registry.splittable(&node.table)).collect();
+    let splits = |i: usize| if splittable.get(i).copied().unwrap_or(false) { n } else { 1 };
+    if weir_runtime::parallel_layout(plan, n, &splits).is_none() {
         return Ok(None);
     }
     let whole_rows = plan.late_rows.is_some();
-    let declared = node.table.require_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
-    let cols = input_columns(node, whole_rows)?;
-    let schema = Arc::new(declared.project(&cols.columns)?);
-    let sources = match registry.open_splits(&node.table, schema, ctx, n)? {
-        Some(splits) if !splits.is_empty() => splits,
-        _ => vec![open_source_in(registry, node, whole_rows, ctx)?],
-    };
-    let Some(layout) = weir_runtime::parallel_layout(plan, n, sources.len()) else {
-        let (plan, metrics) = (plan.clone(), Arc::clone(&ctx.metrics));
+    let mut sources: Vec<Vec<Box<dyn Source>>> = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let declared = node.table.require_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
+        let cols = input_columns(node, whole_rows)?;
+        let schema = Arc::new(declared.project(&cols.columns)?);
+        let split = match splittable[i] {
+            true => registry.open_splits(&node.table, schema, ctx, n)?.filter(|s| s.len() == n),
+            false => None,
+        };
+        sources.push(match split {
+            Some(splits) => splits,
+            None => vec![open_source_in(registry, node, whole_rows, ctx)?],
+        });
+    }
+    let counts: Vec<usize> = sources.iter().map(Vec::len).collect();
+    let (plan, metrics) = (plan.clone(), Arc::clone(&ctx.metrics));
+    let Some(layout) = weir_runtime::parallel_layout(&plan, n, &|i| counts.get(i).copied().unwrap_or(1)) else {
+        let sources: Vec<Box<dyn Source>> = sources.into_iter().flatten().collect();
         return Ok(Some(Box::new(move |sink| Pipeline::new(&plan, sources, sink, metrics))));
     };
-    tracing::info!(parallelism = n, splits = sources.len(), stages = layout.stages.len(), "running in parallel");
-    let (plan, metrics) = (plan.clone(), Arc::clone(&ctx.metrics));
+    tracing::info!(parallelism = n, stages = layout.stages.len(), "running in parallel");
     Ok(Some(Box::new(move |sink| Pipeline::parallel(&plan, &layout, sources, sink, metrics))))
 }
 

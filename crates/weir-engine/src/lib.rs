@@ -207,11 +207,13 @@ impl Engine {
         let state = self.state();
         let checkpointing = state.config.checkpoints.is_some();
         let n = if checkpointing { 1 } else { parallelism };
-        let splits = match plan.sources().as_slice() {
-            [one] if state.registry.splittable(&one.table) && state.source_key(&one.table.name).is_none() => n,
-            _ => 1,
-        };
-        weir_plan::parallel::explain(plan, weir_runtime::parallel_layout(plan, n, splits).as_ref())
+        let splittable: Vec<bool> = plan
+            .sources()
+            .iter()
+            .map(|s| state.registry.splittable(&s.table) && state.source_key(&s.table.name).is_none())
+            .collect();
+        let splits = |i: usize| if splittable.get(i).copied().unwrap_or(false) { n } else { 1 };
+        weir_plan::parallel::explain(plan, weir_runtime::parallel_layout(plan, n, &splits).as_ref())
     }
 
     /// Run `plan` into `sink` until its inputs end or `cancel` is set: the one place a plan

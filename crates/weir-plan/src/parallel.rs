@@ -3,25 +3,26 @@
 //! [`Layout`], and `EXPLAIN` prints it ([`explain`]), so both agree.
 //!
 //! ```text
-//!   stage 0: Source (split k of n) ─► stateless ops ─┐ hash(keys) → key group → instance
-//!   stage 1: ×n  keyed op ─► stateless ops ──────────┤ single
+//!   stage 0: ×n  Source (split k of n) ─► stateless ops ─┐ hash(keys) → key group → instance
+//!   stage 1: ×n  keyed op ─► stateless ops ──────────────┤ hash(join keys)
+//!   stage 3: ×n  join of stages 1 and 2 ─► ops ───────────┤ single
 //!   sink:    ×1  merge (watermark = min over instances) ─► Sink
 //! ```
 //!
 //! A keyed operator (window aggregate, session, updating aggregate, Top-N, deduplication, an
 //! upsert's normalisation) starts a stage: its input is hashed on its keys into
 //! [`KEY_GROUPS`] key groups, and each instance owns a contiguous range of them. An operator
-//! without keys (a global aggregate) gets a single instance. Stateless operators stay fused with
-//! the stage before them. Only plans over one table are laid out so far: joins and unions run
-//! on one thread (the caller falls back to parallelism 1, see [`layout`]).
+//! without keys (a global aggregate) gets a single instance. A join starts a stage whose two
+//! inputs are hashed on the join's keys. Stateless operators stay fused with the stage before
+//! them. Unions, lookup joins and processing time run on one thread for now (see [`layout`]).
 
 use std::fmt::Write;
 use std::ops::Range;
 
 use datafusion_common::Column;
-use datafusion_expr::Expr;
+use datafusion_expr::{Expr, ExprSchemable};
 
-use crate::plan::{PlanInput, StreamOp, StreamPlan};
+use crate::plan::{JoinNode, JoinState, OpRef, PlanInput, StreamOp, StreamPlan};
 
 /// Key groups a keyed stage's keys are hashed into: the unit of state a parallel instance owns.
 pub const KEY_GROUPS: usize = 128;
@@ -29,8 +30,8 @@ pub const KEY_GROUPS: usize = 128;
 /// How an exchange sends rows to the instances of the stage after it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Exchange {
-    /// By the hash of these expressions (over the stage's input schema): each key group to the
-    /// instance that owns it.
+    /// By the hash of these expressions (over the rows sent): each key group to the instance
+    /// that owns it.
     Hash(Vec<Expr>),
     /// Everything to one instance.
     Single,
@@ -56,29 +57,84 @@ impl Exchange {
             StreamOp::UpsertNormalize(u) => keyed(
                 u.key
                     .iter()
-                    .filter_map(|i| {
-                        u.schema.fields().get(*i).map(|_| Expr::Column(Column::from(u.schema.qualified_field(*i))))
-                    })
+                    .filter(|i| **i < u.schema.fields().len())
+                    .map(|i| Expr::Column(Column::from(u.schema.qualified_field(*i))))
                     .collect(),
             ),
         }
     }
+
+    /// The instances of the stage this exchange feeds, at `parallelism`.
+    fn instances(&self, parallelism: usize) -> usize {
+        match self {
+            Exchange::Hash(_) => parallelism,
+            Exchange::Single => 1,
+        }
+    }
+
+    fn text(&self, from: usize, to: usize) -> String {
+        match self {
+            Exchange::Hash(keys) => {
+                let keys: Vec<String> = keys.iter().map(|e| e.to_string()).collect();
+                format!("Exchange: hash [{}] over {KEY_GROUPS} key groups, {from} → {to} instances", keys.join(", "))
+            }
+            Exchange::Single => format!("Exchange: single, {from} → 1 instance"),
+        }
+    }
 }
 
-/// A stage: the plan's operators it runs, where its input comes from, and its instances.
+/// Which side of a join a branch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The left input.
+    Left,
+    /// The right input.
+    Right,
+}
+
+/// Where a stage's rows come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageInput {
+    /// A split of source `n` ([`StreamPlan::sources`] order), one per instance.
+    Source(usize),
+    /// The rows of stage `from`, through `exchange`.
+    Exchange {
+        /// The stage sending them.
+        from: usize,
+        /// How they are routed.
+        exchange: Exchange,
+    },
+    /// A join (operator `op`) of the rows of two stages, each side through its exchange.
+    Join {
+        /// The stages of the left and right inputs.
+        from: [usize; 2],
+        /// How each side is routed.
+        exchanges: [Exchange; 2],
+        /// The join's operator number ([`OpRef::Op`]).
+        op: usize,
+    },
+}
+
+/// A stage: where its input comes from, the plan's operators it runs after it, and its
+/// instances.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayoutStage {
-    /// Indices into [`StreamPlan::ops`].
+    /// Its input.
+    pub input: StageInput,
+    /// The branch its operators belong to: the sides taken from the plan's input down to it
+    /// (empty: [`StreamPlan::ops`]).
+    pub branch: Vec<Side>,
+    /// Indices into that branch's operators.
     pub ops: Range<usize>,
-    /// `None`: the stage reads the table (one instance per split); otherwise the exchange its
-    /// rows come through.
-    pub input: Option<Exchange>,
+    /// The operator number ([`OpRef::Op`]) of `ops.start`.
+    pub first_op: usize,
     /// Parallel instances.
     pub instances: usize,
 }
 
-/// A plan cut into stages, in data-flow order; the sink follows the last, through a single
-/// exchange when that stage has several instances.
+/// A plan cut into stages, in data-flow order (every stage after those it reads); the last
+/// produces the result, and the sink follows it through a single exchange when it has several
+/// instances.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
     /// The stages.
@@ -90,100 +146,215 @@ impl Layout {
     pub fn merges_into_sink(&self) -> bool {
         self.stages.last().is_some_and(|s| s.instances > 1)
     }
+
+    /// The stage reading source `n`.
+    pub fn source_stage(&self, n: usize) -> Option<&LayoutStage> {
+        self.stages.iter().find(|s| s.input == StageInput::Source(n))
+    }
 }
 
-/// The layout of `plan` at `parallelism`, its table read by `splits` instances (1 when its
-/// connector cannot split it). `Err` says why the plan runs on one thread: joins and unions,
-/// processing time, or nothing to gain (no stage would have more than one instance).
-pub fn layout(plan: &StreamPlan, parallelism: usize, splits: usize) -> Result<Layout, String> {
+/// The operators of the branch at `path` (empty: the plan's own).
+pub fn branch_ops<'a>(plan: &'a StreamPlan, path: &[Side]) -> Option<&'a [StreamOp]> {
+    let (mut input, mut ops) = (&plan.input, plan.ops.as_slice());
+    for side in path {
+        let PlanInput::Join(j) = input else { return None };
+        let b = match side {
+            Side::Left => &j.left,
+            Side::Right => &j.right,
+        };
+        (input, ops) = (&b.input, b.ops.as_slice());
+    }
+    Some(ops)
+}
+
+/// The join at the top of the branch at `path`.
+pub fn branch_join<'a>(plan: &'a StreamPlan, path: &[Side]) -> Option<&'a JoinNode> {
+    let mut input = &plan.input;
+    for side in path {
+        let PlanInput::Join(j) = input else { return None };
+        input = match side {
+            Side::Left => &j.left.input,
+            Side::Right => &j.right.input,
+        };
+    }
+    match input {
+        PlanInput::Join(j) => Some(j),
+        _ => None,
+    }
+}
+
+struct Builder<'a> {
+    parallelism: usize,
+    splits: &'a dyn Fn(usize) -> usize,
+    stages: Vec<LayoutStage>,
+    sources: usize,
+    ops: usize,
+}
+
+impl Builder<'_> {
+    /// Lay out a branch (its input, then its operators); returns its last stage.
+    fn branch(&mut self, input: &PlanInput, ops: &[StreamOp], path: Vec<Side>) -> Result<usize, String> {
+        let mut current = match input {
+            PlanInput::Source(s) => {
+                if s.processing_time {
+                    return Err("windows over processing time run on one thread for now".into());
+                }
+                let n = self.sources;
+                self.sources += 1;
+                let instances = (self.splits)(n).clamp(1, self.parallelism);
+                self.push(StageInput::Source(n), path.clone(), instances)
+            }
+            PlanInput::Union(_) => return Err("unions run on one thread for now".into()),
+            PlanInput::Join(j) => {
+                match &j.join.state {
+                    JoinState::Lookup => return Err("lookup joins run on one thread for now".into()),
+                    // which rows a TTL has forgotten when a row of the other side comes depends
+                    // on the order the sides arrive in
+                    JoinState::Regular { state_ttl: Some(_), .. } => {
+                        return Err("joins with a state TTL run on one thread for now".into())
+                    }
+                    _ => {}
+                }
+                let mut left_path = path.clone();
+                left_path.push(Side::Left);
+                let left = self.branch(&j.left.input, &j.left.ops, left_path)?;
+                let mut right_path = path.clone();
+                right_path.push(Side::Right);
+                let right = self.branch(&j.right.input, &j.right.ops, right_path)?;
+                let op = self.ops;
+                self.ops += 1;
+                let exchanges = join_exchanges(j);
+                let instances = exchanges[0].instances(self.parallelism);
+                self.push(StageInput::Join { from: [left, right], exchanges, op }, path.clone(), instances)
+            }
+        };
+        for (i, op) in ops.iter().enumerate() {
+            let number = self.ops;
+            self.ops += 1;
+            let exchange = match Exchange::of(op) {
+                // one instance into one instance: no exchange needed
+                Some(Exchange::Single) if self.stages[current].instances == 1 => None,
+                other => other,
+            };
+            match exchange {
+                None => {
+                    let stage = &mut self.stages[current];
+                    if stage.ops.is_empty() {
+                        (stage.ops, stage.first_op) = (i..i + 1, number);
+                    } else {
+                        stage.ops.end = i + 1;
+                    }
+                }
+                Some(exchange) => {
+                    let (from, instances) = (current, exchange.instances(self.parallelism));
+                    current = self.stages.len();
+                    self.stages.push(LayoutStage {
+                        input: StageInput::Exchange { from, exchange },
+                        branch: path.clone(),
+                        ops: i..i + 1,
+                        first_op: number,
+                        instances,
+                    });
+                }
+            }
+        }
+        Ok(current)
+    }
+
+    fn push(&mut self, input: StageInput, branch: Vec<Side>, instances: usize) -> usize {
+        let first_op = self.ops;
+        self.stages.push(LayoutStage { input, branch, ops: 0..0, first_op, instances });
+        self.stages.len() - 1
+    }
+}
+
+/// How a join's sides are routed: hashed on the keys, when there are keys of the same types on
+/// both sides; otherwise each side whole to one instance.
+fn join_exchanges(j: &JoinNode) -> [Exchange; 2] {
+    let join = &j.join;
+    let same_types = join.left_keys.len() == join.right_keys.len()
+        && join.left_keys.iter().zip(&join.right_keys).all(|(l, r)| {
+            match (l.get_type(&join.left_schema), r.get_type(&join.right_schema)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            }
+        });
+    if join.left_keys.is_empty() || !same_types {
+        return [Exchange::Single, Exchange::Single];
+    }
+    [Exchange::Hash(join.left_keys.clone()), Exchange::Hash(join.right_keys.clone())]
+}
+
+/// The layout of `plan` at `parallelism`, source `n` read by `splits(n)` instances (1 when its
+/// connector cannot split it). `Err` says why the plan runs on one thread: unions, lookup
+/// joins, processing time, or nothing to gain (no stage would have more than one instance).
+pub fn layout(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(usize) -> usize) -> Result<Layout, String> {
     if parallelism <= 1 {
         return Err("parallelism is 1".into());
     }
-    let PlanInput::Source(source) = &plan.input else {
-        return Err("joins and unions run on one thread for now".into());
-    };
-    if source.processing_time {
-        return Err("windows over processing time run on one thread for now".into());
-    }
-    let splits = splits.clamp(1, parallelism);
-    let mut stages = vec![LayoutStage { ops: 0..0, input: None, instances: splits }];
-    for (i, op) in plan.ops.iter().enumerate() {
-        let Some(exchange) = Exchange::of(op) else {
-            if let Some(last) = stages.last_mut() {
-                last.ops.end = i + 1;
-            }
-            continue;
-        };
-        let instances = match exchange {
-            Exchange::Hash(_) => parallelism,
-            Exchange::Single => 1,
-        };
-        match stages.last_mut() {
-            // one instance into one instance: no exchange needed
-            Some(last) if last.instances == 1 && instances == 1 => last.ops.end = i + 1,
-            _ => stages.push(LayoutStage { ops: i..i + 1, input: Some(exchange), instances }),
-        }
-    }
-    if stages.iter().all(|s| s.instances == 1) {
+    let mut b = Builder { parallelism, splits, stages: Vec::new(), sources: 0, ops: 0 };
+    b.branch(&plan.input, &plan.ops, Vec::new())?;
+    if b.stages.iter().all(|s| s.instances == 1) {
         return Err(
-            "no stage of this query can run in parallel (its table is read whole, and it has no keyed operator)".into(),
+            "no stage of this query can run in parallel (its tables are read whole, and it has no keyed operator)"
+                .into(),
         );
     }
-    Ok(Layout { stages })
+    Ok(Layout { stages: b.stages })
 }
 
 /// `EXPLAIN`'s text of `plan` (as its `Display` prints it) with the exchanges of `layout`
-/// between the operators and each stage's instances, or the plan's own text when it runs on
-/// one thread.
+/// between the operators and each source's splits, or the plan's own text when it runs on one
+/// thread.
 pub fn explain(plan: &StreamPlan, layout: Option<&Layout>) -> String {
     let Some(layout) = layout else { return plan.to_string() };
     let nodes = plan.describe();
-    // single-table plans: the sink, the operators last first, then the source
-    if nodes.len() != plan.ops.len() + 2 {
-        return plan.to_string();
+    // the exchange line above each node that is fed through one (by node index)
+    let mut above: Vec<Option<String>> = vec![None; nodes.len()];
+    if layout.merges_into_sink() && nodes.len() > 1 {
+        above[1] = Some(Exchange::Single.text(layout.stages[layout.stages.len() - 1].instances, 1));
     }
-    let mut exchanges: Vec<(usize, String)> = Vec::new();
-    let last = layout.stages.len() - 1;
-    if layout.merges_into_sink() {
-        exchanges.push((plan.ops.len(), format!("Exchange: single, {} → 1 instance", layout.stages[last].instances)));
-    }
-    for (k, stage) in layout.stages.iter().enumerate().skip(1) {
-        let from = layout.stages[k - 1].instances;
-        let text = match &stage.input {
-            Some(Exchange::Hash(keys)) => {
-                let keys: Vec<String> = keys.iter().map(|e| e.to_string()).collect();
-                format!(
-                    "Exchange: hash [{}] over {KEY_GROUPS} key groups, {from} → {} instances",
-                    keys.join(", "),
-                    stage.instances
-                )
+    for stage in &layout.stages {
+        match &stage.input {
+            StageInput::Exchange { from, exchange } => {
+                let first = OpRef::Op(stage.first_op);
+                if let Some(i) = nodes.iter().position(|n| n.op == Some(first)) {
+                    if i + 1 < nodes.len() {
+                        above[i + 1] = Some(exchange.text(layout.stages[*from].instances, stage.instances));
+                    }
+                }
             }
-            _ => format!("Exchange: single, {from} → 1 instance"),
-        };
-        exchanges.push((stage.ops.start, text));
+            StageInput::Join { from, exchanges, op } => {
+                let Some(i) = nodes.iter().position(|n| n.op == Some(OpRef::Op(*op))) else { continue };
+                let depth = nodes[i].depth;
+                let children = (i + 1..nodes.len())
+                    .take_while(|k| nodes[*k].depth > depth)
+                    .filter(|k| nodes[*k].depth == depth + 1);
+                for (side, k) in children.enumerate().take(2) {
+                    above[k] = Some(exchanges[side].text(layout.stages[from[side]].instances, stage.instances));
+                }
+            }
+            StageInput::Source(_) => {}
+        }
     }
     let mut out = String::new();
-    let mut depth = 0;
-    let _ = writeln!(out, "{}: {}", nodes[0].operator, nodes[0].details);
-    for (n, node) in nodes.iter().enumerate().skip(1) {
-        // node n is op (ops.len() - n) for n ≤ ops.len(), then the source
-        let after = plan.ops.len() + 1 - n;
-        for (_, text) in exchanges.iter().filter(|(at, _)| *at == after) {
-            depth += 1;
-            let _ = writeln!(out, "{:indent$}{text}", "", indent = depth * 2);
+    // the depths of the nodes whose subtrees are indented one more (under an exchange line)
+    let mut markers: Vec<usize> = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        markers.retain(|m| *m < node.depth);
+        if let Some(text) = &above[i] {
+            let _ = writeln!(out, "{:indent$}{text}", "", indent = (node.depth + markers.len()) * 2);
+            markers.push(node.depth);
         }
-        depth += 1;
-        let suffix = if n == nodes.len() - 1 {
-            let s = layout.stages[0].instances;
-            if s > 1 {
-                format!(" [{s} splits]")
-            } else {
-                " [read whole]".to_string()
-            }
-        } else {
-            String::new()
+        let suffix = match node.op {
+            Some(OpRef::Source(n)) => match layout.source_stage(n).map(|s| s.instances) {
+                Some(k) if k > 1 => format!(" [{k} splits]"),
+                _ => " [read whole]".to_string(),
+            },
+            _ => String::new(),
         };
-        let _ = writeln!(out, "{:indent$}{}: {}{suffix}", "", node.operator, node.details, indent = depth * 2);
+        let indent = (node.depth + markers.len()) * 2;
+        let _ = writeln!(out, "{:indent$}{}: {}{suffix}", "", node.operator, node.details);
     }
     out.trim_end().to_string()
 }

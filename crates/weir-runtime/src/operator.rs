@@ -28,6 +28,13 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Input `side` of an operator with two inputs (a join) reached watermark `watermark` (its
+    /// own, before the two are merged into the one [`Operator::on_watermark`] gets). The
+    /// default ignores it.
+    fn on_side_watermark(&mut self, side: usize, watermark: Nanos) {
+        let _ = (side, watermark);
+    }
+
     /// The input ended. The default does nothing (the driver forwards `EndOfStream`).
     fn on_end_of_stream(&mut self, _out: &mut Vec<Message>) -> Result<()> {
         Ok(())

@@ -62,6 +62,12 @@ impl Instrumented {
         Metrics::dropped_on_this_thread()
     }
 
+    /// Input `side` of a two-input operator reached `watermark` (see
+    /// [`Operator::on_side_watermark`]).
+    pub fn side_watermark(&mut self, side: usize, watermark: crate::message::Nanos) {
+        self.op.on_side_watermark(side, watermark);
+    }
+
     /// Hand `message` to the operator, its output onto `out`.
     pub fn handle(&mut self, message: Message, out: &mut Vec<Message>) -> Result<()> {
         self.handle_side(None, message, out)

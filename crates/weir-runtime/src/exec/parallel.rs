@@ -14,7 +14,7 @@
 //! judged as on one thread when the table is read whole. Parallelism 1 never comes here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,21 +27,20 @@ use crate::exec::exchange::{Envelope, Router};
 use crate::exec::instrument::{through, Instrumented};
 use crate::exec::sink_merge::SinkMerge;
 use crate::exec::source::SourceDriver;
-use crate::exec::stage::{BranchStage, Stage};
+use crate::exec::stage::{BranchStage, JoinStage, Stage};
 use crate::exec::watermark_merge::WatermarkMerge;
 use crate::message::Message;
 
-/// The layout `plan` runs with at `parallelism` when its table is read by `splits` sources, or
-/// `None` when it runs on one thread (the reason is logged).
-pub fn parallel_layout(plan: &StreamPlan, parallelism: usize, splits: usize) -> Option<Layout> {
+/// The layout `plan` runs with at `parallelism` when source `n` is read by `splits(n)` sources,
+/// or `None` when it runs on one thread (the reason is logged).
+pub fn parallel_layout(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(usize) -> usize) -> Option<Layout> {
     if parallelism <= 1 {
         return None;
     }
     let uses_proctime = plan
-        .first_source()
-        .table
-        .proctime_index()
-        .is_some_and(|p| plan.first_source().projection.as_ref().is_none_or(|cols| cols.contains(&p)));
+        .sources()
+        .iter()
+        .any(|s| s.table.proctime_index().is_some_and(|p| s.projection.as_ref().is_none_or(|cols| cols.contains(&p))));
     let layout = if uses_proctime {
         Err("a query over a PROCTIME() column runs on one thread for now".to_string())
     } else {
@@ -54,6 +53,15 @@ pub fn parallel_layout(plan: &StreamPlan, parallelism: usize, splits: usize) -> 
             None
         }
     }
+}
+
+/// A union of the senders numbered `senders`: the minimum of their watermarks.
+fn union_of(senders: std::ops::Range<usize>) -> Stage {
+    let n = senders.len();
+    let branches = senders
+        .map(|i| BranchStage { stage: Stage::Source { stamp: Vec::new() }, ops: Vec::new(), sources: vec![i] })
+        .collect();
+    Stage::Union { branches, watermarks: WatermarkMerge::new(&vec![None; n], Instant::now()) }
 }
 
 /// The threads of a parallel run, built and waiting to start.
@@ -86,13 +94,20 @@ pub(crate) struct Merge {
 }
 
 impl Merge {
-    pub(crate) fn new(senders: usize) -> (SyncSender<Envelope>, Self) {
-        let (tx, rx) = sync_channel(2 * senders + 2);
-        let branches = (0..senders)
-            .map(|i| BranchStage { stage: Stage::Source { stamp: Vec::new() }, ops: Vec::new(), sources: vec![i] })
-            .collect();
-        let watermarks = WatermarkMerge::new(&vec![None; senders], Instant::now());
-        (tx, Self { rx, root: Stage::Union { branches, watermarks } })
+    /// The rows of `senders` instances of one stage, their watermarks merged.
+    pub(crate) fn union(rx: Receiver<Envelope>, senders: usize) -> Self {
+        Self { rx, root: union_of(0..senders) }
+    }
+
+    /// The rows of two stages (`sides[0]` senders, then `sides[1]`), joined by `op`.
+    pub(crate) fn join(rx: Receiver<Envelope>, sides: [usize; 2], op: Instrumented) -> Self {
+        let side = |range: std::ops::Range<usize>| BranchStage {
+            sources: range.clone().collect(),
+            stage: union_of(range),
+            ops: Vec::new(),
+        };
+        let (left, right) = (side(0..sides[0]), side(sides[0]..sides[0] + sides[1]));
+        Self { rx, root: Stage::Join(Box::new(JoinStage::new(left, right, op))) }
     }
 
     /// The next messages, merged; `None` once every sender has gone.

@@ -2,13 +2,13 @@
 //! their operators, the exchanges' routers and channels, and the sink's merge (see
 //! [`crate::exec::parallel`] for how they run).
 
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion_common::DFSchema;
 use datafusion_physical_expr::PhysicalExpr;
-use weir_plan::parallel::{Exchange, Layout};
+use weir_plan::parallel::{branch_join, branch_ops, Exchange, Layout, LayoutStage, StageInput};
 use weir_plan::{OpRef, StreamOp, StreamPlan};
 
 use crate::error::{Result, RuntimeError};
@@ -17,7 +17,7 @@ use crate::exec::exchange::{Envelope, Router};
 use crate::exec::instrument::Instrumented;
 use crate::exec::metrics::Metrics;
 use crate::exec::parallel::{Merge, OpInstance, Parallel, SourceInstance};
-use crate::exec::pipeline::{build_ops, input_columns, physical, sink_schema, Pipeline};
+use crate::exec::pipeline::{build_join, build_ops, input_columns, physical, sink_schema, Pipeline};
 use crate::exec::sink_merge::SinkMerge;
 use crate::exec::source::{Sink, Source, SourceDriver};
 use crate::exec::stage::Stage;
@@ -31,111 +31,202 @@ fn router_keys(exchange: &Exchange, schema: &DFSchema) -> Result<Option<Vec<Arc<
     }
 }
 
-/// The schema of the rows reaching operator `i` of `ops` (the source's before the first).
-fn input_schema(plan: &StreamPlan, i: usize) -> &DFSchema {
-    match i {
-        0 => plan.input.output_schema().as_ref(),
-        _ => plan.ops[i - 1].output_schema().as_ref(),
+/// The operators of `stage`.
+fn stage_ops<'a>(plan: &'a StreamPlan, stage: &LayoutStage) -> Result<&'a [StreamOp]> {
+    branch_ops(plan, &stage.branch)
+        .and_then(|ops| ops.get(stage.ops.clone()))
+        .ok_or_else(|| RuntimeError::Internal("a parallel stage names operators the plan does not have".into()))
+}
+
+/// The schema of the rows `stage` sends on.
+fn output_schema<'a>(plan: &'a StreamPlan, stage: &LayoutStage) -> Result<&'a DFSchema> {
+    if let Some(last) = stage_ops(plan, stage)?.last() {
+        return Ok(last.output_schema().as_ref());
+    }
+    match &stage.input {
+        StageInput::Source(n) => plan
+            .sources()
+            .get(*n)
+            .map(|s| s.output_schema.as_ref())
+            .ok_or_else(|| RuntimeError::Internal("a parallel stage reads a source the plan does not have".into())),
+        StageInput::Join { .. } => branch_join(plan, &stage.branch)
+            .map(|j| j.join.output_schema.as_ref())
+            .ok_or_else(|| RuntimeError::Internal("a parallel stage joins where the plan has no join".into())),
+        StageInput::Exchange { .. } => Err(RuntimeError::Internal("a parallel stage without operators".into())),
     }
 }
 
-/// The operators `ops` of the plan, instrumented as instance `instance` at their places.
-fn instance_ops(ops: &[StreamOp], first: usize, instance: usize, metrics: &Arc<Metrics>) -> Result<Vec<Instrumented>> {
-    Ok(build_ops(ops, metrics)?
+/// The schema the keys of the exchange from stage `from` into stage `to` are written over: the
+/// join's side, or the keyed operator's input (names may differ from the sender's, the columns
+/// do not).
+fn key_schema<'a>(plan: &'a StreamPlan, layout: &Layout, to: Option<usize>, from: usize) -> Result<&'a DFSchema> {
+    let Some(stage) = to.and_then(|c| layout.stages.get(c)) else {
+        return output_schema(plan, &layout.stages[from]);
+    };
+    match &stage.input {
+        StageInput::Join { from: sides, .. } => {
+            let join = branch_join(plan, &stage.branch)
+                .ok_or_else(|| RuntimeError::Internal("a parallel join stage without its join".into()))?;
+            Ok(if sides[0] == from { join.join.left_schema.as_ref() } else { join.join.right_schema.as_ref() })
+        }
+        _ => Ok(match stage_ops(plan, stage)?.first() {
+            Some(StreamOp::Filter { input_schema, .. } | StreamOp::Project { input_schema, .. }) => {
+                input_schema.as_ref()
+            }
+            Some(StreamOp::WindowAggregate(w)) => w.input_schema.as_ref(),
+            Some(StreamOp::UpdatingAggregate(u)) => u.input_schema.as_ref(),
+            Some(StreamOp::Rank(r)) => r.input_schema.as_ref(),
+            Some(StreamOp::UpsertNormalize(u)) => u.schema.as_ref(),
+            None => output_schema(plan, &layout.stages[from])?,
+        }),
+    }
+}
+
+/// The operators of `stage`, instrumented as instance `instance` at their places.
+fn instance_ops(
+    plan: &StreamPlan,
+    stage: &LayoutStage,
+    instance: usize,
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<Instrumented>> {
+    Ok(build_ops(stage_ops(plan, stage)?, metrics)?
         .into_iter()
         .enumerate()
-        .map(|(k, op)| Instrumented::new_instance(op, OpRef::Op(first + k), instance, metrics))
+        .map(|(k, op)| Instrumented::new_instance(op, OpRef::Op(stage.first_op + k), instance, metrics))
         .collect())
 }
 
+/// Where a stage sends its rows: the stage reading them (or `None`: the sink), its index among
+/// that stage's senders for its instance 0, and the exchange.
+fn consumer(layout: &Layout, s: usize) -> (Option<usize>, usize, Exchange) {
+    for (c, stage) in layout.stages.iter().enumerate() {
+        match &stage.input {
+            StageInput::Exchange { from, exchange } if *from == s => return (Some(c), 0, exchange.clone()),
+            StageInput::Join { from, exchanges, .. } if from.contains(&s) => {
+                let side = usize::from(from[0] != s);
+                let offset = if side == 0 { 0 } else { layout.stages[from[0]].instances };
+                return (Some(c), offset, exchanges[side].clone());
+            }
+            _ => {}
+        }
+    }
+    (None, 0, Exchange::Single)
+}
+
+/// The senders of a stage's input.
+fn senders(layout: &Layout, stage: &LayoutStage) -> usize {
+    match &stage.input {
+        StageInput::Source(_) => 0,
+        StageInput::Exchange { from, .. } => layout.stages[*from].instances,
+        StageInput::Join { from, .. } => layout.stages[from[0]].instances + layout.stages[from[1]].instances,
+    }
+}
+
 impl Pipeline {
-    /// A pipeline running `plan` as `layout` says: `sources` are the table's splits, one per
-    /// instance of the first stage.
+    /// A pipeline running `plan` as `layout` says: `sources` holds, for each of the plan's
+    /// sources, its splits (one per instance of the stage reading it).
     pub fn parallel(
         plan: &StreamPlan,
         layout: &Layout,
-        sources: Vec<Box<dyn Source>>,
+        sources: Vec<Vec<Box<dyn Source>>>,
         sink: Box<dyn Sink>,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let stages = &layout.stages;
+        let Some(last) = stages.len().checked_sub(1) else {
+            return Err(RuntimeError::Internal("a parallel plan without stages".into()));
+        };
         metrics.count_windows_across_instances();
-        if stages.is_empty() || sources.len() != stages[0].instances {
-            return Err(RuntimeError::Internal("a parallel plan got another number of splits than it has".into()));
+        // the last stage runs on the sink's thread when it has one instance behind an exchange
+        let fused = stages[last].instances == 1 && matches!(stages[last].input, StageInput::Exchange { .. });
+        // each stage's channels (one per instance), but the first stages' (they read sources)
+        let mut channels: Vec<Vec<(SyncSender<Envelope>, Receiver<Envelope>)>> = Vec::new();
+        for stage in stages {
+            let n = senders(layout, stage);
+            channels.push(match n {
+                0 => Vec::new(),
+                n => (0..stage.instances).map(|_| sync_channel(2 * n + 2)).collect(),
+            });
         }
-        let last = stages.len() - 1;
-        // the last stage runs on the sink's thread when it has one instance
-        let fused = stages[last].instances == 1 && last > 0;
-        // receivers of each stage after the first, and of the sink's merge
-        let mut inputs: Vec<Vec<(SyncSender<Envelope>, Merge)>> = Vec::new();
-        for s in 1..stages.len() {
-            let senders = stages[s - 1].instances;
-            inputs.push((0..stages[s].instances).map(|_| Merge::new(senders)).collect());
-        }
-        let (sink_tx, sink_merge) = match fused {
-            true => match inputs.pop().and_then(|mut v| v.pop()) {
-                Some(pair) => pair,
+        let (sink_tx, sink_rx, sink_senders) = match fused {
+            true => match channels[last].pop() {
+                Some((tx, rx)) => (tx, rx, senders(layout, &stages[last])),
                 None => return Err(RuntimeError::Internal("a parallel plan without its last stage".into())),
             },
-            false => Merge::new(stages[last].instances),
-        };
-        let node = plan.first_source();
-        let cols = input_columns(node, plan.late_rows.is_some())?;
-        let sink_inputs = if fused { stages[last - 1].instances } else { stages[last].instances };
-        let sink_merge = SinkMerge::new(sink_merge.rx, sink_inputs, cols.watermark.is_some());
-        // where each stage's instances send: the next stage's instances, or the sink's merge
-        let targets: Vec<Vec<SyncSender<Envelope>>> = (0..stages.len())
-            .map(|s| match inputs.get(s) {
-                Some(next) => next.iter().map(|(tx, _)| tx.clone()).collect(),
-                None => vec![sink_tx.clone()],
-            })
-            .collect();
-        // the keys of the exchange after stage s (none into the sink's merge)
-        let exchange_after = |s: usize| -> Result<Option<Vec<Arc<dyn PhysicalExpr>>>> {
-            match stages.get(s + 1) {
-                Some(next) => {
-                    router_keys(next.input.as_ref().unwrap_or(&Exchange::Single), input_schema(plan, next.ops.start))
-                }
-                None => Ok(None),
+            false => {
+                let (tx, rx) = sync_channel(2 * stages[last].instances + 2);
+                (tx, rx, stages[last].instances)
             }
         };
-        let idle = node.table.idle_timeout().map(|n| Duration::from_nanos(n.max(0) as u64));
-        let mut source_instances = Vec::new();
-        for (k, source) in sources.into_iter().enumerate() {
-            let driver = SourceDriver::new(source, cols.watermark, cols.output.clone(), Arc::clone(&metrics))
-                .with_operator_metrics(metrics.register_instance("Source", OpRef::Source(0), k))
-                .with_split_idle_timeout(idle)
-                .without_watermark_metric();
-            let ops = instance_ops(&plan.ops[stages[0].ops.clone()], stages[0].ops.start, k, &metrics)?;
-            let out = Router::new(targets[0].clone(), k, exchange_after(0)?);
-            source_instances.push(SourceInstance { driver, ops, out });
-        }
-        let mut instances = Vec::new();
-        let mut receivers = inputs.into_iter();
-        for (s, stage) in stages.iter().enumerate().skip(1) {
+        let targets: Vec<Vec<SyncSender<Envelope>>> =
+            channels.iter().map(|c| c.iter().map(|(tx, _)| tx.clone()).collect()).collect();
+        let mut receivers: Vec<std::vec::IntoIter<Receiver<Envelope>>> =
+            channels.into_iter().map(|c| c.into_iter().map(|(_, rx)| rx).collect::<Vec<_>>().into_iter()).collect();
+        let mut sources: Vec<std::vec::IntoIter<Box<dyn Source>>> = sources.into_iter().map(Vec::into_iter).collect();
+        let all_sources = plan.sources();
+        let (mut source_instances, mut instances) = (Vec::new(), Vec::new());
+        for (s, stage) in stages.iter().enumerate() {
             if fused && s == last {
                 break;
             }
-            let merges = receivers.next().unwrap_or_default();
-            for (j, (_, input)) in merges.into_iter().enumerate() {
-                let ops = instance_ops(&plan.ops[stage.ops.clone()], stage.ops.start, j, &metrics)?;
-                let out = Router::new(targets[s].clone(), j, exchange_after(s)?);
-                instances.push(OpInstance { input, ops, out });
+            let (to, offset, exchange) = consumer(layout, s);
+            let targets = match to {
+                Some(c) if !(fused && c == last) => targets[c].clone(),
+                _ => vec![sink_tx.clone()],
+            };
+            let keys = router_keys(&exchange, key_schema(plan, layout, to, s)?)?;
+            for k in 0..stage.instances {
+                let ops = instance_ops(plan, stage, k, &metrics)?;
+                let out = Router::new(targets.clone(), offset + k, keys.clone());
+                match &stage.input {
+                    StageInput::Source(n) => {
+                        let node = all_sources
+                            .get(*n)
+                            .ok_or_else(|| RuntimeError::Internal("a parallel stage reads a missing source".into()))?;
+                        let source = sources
+                            .get_mut(*n)
+                            .and_then(Iterator::next)
+                            .ok_or_else(|| RuntimeError::Internal("fewer splits than instances".into()))?;
+                        let cols = input_columns(node, plan.late_rows.is_some())?;
+                        let idle = node.table.idle_timeout().map(|t| Duration::from_nanos(t.max(0) as u64));
+                        let driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(&metrics))
+                            .with_operator_metrics(metrics.register_instance("Source", OpRef::Source(*n), k))
+                            .with_split_idle_timeout(idle)
+                            .without_watermark_metric();
+                        source_instances.push(SourceInstance { driver, ops, out });
+                    }
+                    StageInput::Exchange { .. } => {
+                        let rx =
+                            receivers[s].next().ok_or_else(|| RuntimeError::Internal("a missing channel".into()))?;
+                        instances.push(OpInstance { input: Merge::union(rx, senders(layout, stage)), ops, out });
+                    }
+                    StageInput::Join { from, op, .. } => {
+                        let rx =
+                            receivers[s].next().ok_or_else(|| RuntimeError::Internal("a missing channel".into()))?;
+                        let join = branch_join(plan, &stage.branch)
+                            .ok_or_else(|| RuntimeError::Internal("a parallel join stage without its join".into()))?;
+                        let join_op = build_join(&join.join, &metrics)?;
+                        let join_op = Instrumented::new_instance(Box::new(join_op), OpRef::Op(*op), k, &metrics);
+                        let sides = [stages[from[0]].instances, stages[from[1]].instances];
+                        instances.push(OpInstance { input: Merge::join(rx, sides, join_op), ops, out });
+                    }
+                }
             }
         }
         drop((sink_tx, targets));
         let chain_ops = match fused {
-            true => instance_ops(&plan.ops[stages[last].ops.clone()], stages[last].ops.start, 0, &metrics)?,
+            true => instance_ops(plan, &stages[last], 0, &metrics)?,
             false => Vec::new(),
         };
+        let ordered = all_sources.iter().all(|s| s.table.watermark.is_some() && !s.processing_time);
+        let sink_merge = SinkMerge::new(sink_rx, sink_senders, ordered);
         let changelog = plan.is_updating().then(|| sink_schema(plan));
         let chain = Chain { ops: chain_ops, sink, metrics, changelog, late_rows: None, report_watermark: true };
         let parallel = Parallel { sources: source_instances, instances, sink: sink_merge };
         let root = Stage::Union { branches: Vec::new(), watermarks: WatermarkMerge::new(&[], Instant::now()) };
-        let labels = Vec::new();
         Ok(Self {
             drivers: Vec::new(),
-            labels,
+            labels: Vec::new(),
             root,
             chain,
             clock: None,

@@ -382,7 +382,7 @@ fn has_join(input: &PlanInput) -> bool {
 }
 
 /// The operator of a join.
-fn build_join(j: &StreamJoin, metrics: &Arc<Metrics>) -> Result<JoinOp> {
+pub(crate) fn build_join(j: &StreamJoin, metrics: &Arc<Metrics>) -> Result<JoinOp> {
     let keys =
         |exprs: &[Expr], schema: &DFSchema| exprs.iter().map(|e| physical(e, schema)).collect::<Result<Vec<_>>>();
     let mode = match &j.state {

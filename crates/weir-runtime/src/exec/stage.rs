@@ -94,12 +94,14 @@ impl Stage {
                         Message::Data(b) => j.op.handle_side(Some(s), Message::Data(b), &mut out)?,
                         Message::Watermark(w) => {
                             j.watermarks[s] = j.watermarks[s].max(w);
+                            j.op.side_watermark(s, j.watermarks[s]);
                             j.advance(&mut out)?;
                         }
                         Message::Dropped(d) => out.push(Message::Dropped(d)),
                         Message::EndOfStream => {
                             j.ended[s] = true;
                             j.watermarks[s] = Nanos::MAX;
+                            j.op.side_watermark(s, Nanos::MAX);
                             j.advance(&mut out)?;
                             if j.ended.iter().all(|e| *e) {
                                 j.op.handle(Message::EndOfStream, &mut out)?;
@@ -172,6 +174,9 @@ impl Stage {
                 let s: Saved =
                     crate::state::checkpoint::from_json(saved.next().ok_or_else(missing)?, "a join's watermarks")?;
                 (j.watermarks, j.ended, j.emitted) = (s.watermarks, s.ended, s.emitted);
+                for (side, w) in j.watermarks.iter().enumerate() {
+                    j.op.side_watermark(side, *w);
+                }
             }
         }
         Ok(())

@@ -85,6 +85,8 @@ pub struct JoinOp {
     key_converter: RowConverter,
     rows: [JoinRows; 2],
     watermark: Nanos,
+    /// Each side's own watermark (rows behind it are late).
+    side_watermarks: [Nanos; 2],
     /// Regular join in event time: rows waiting for the next watermark to start their TTL.
     pending: Vec<(usize, u32)>,
     metrics: Arc<Metrics>,
@@ -121,7 +123,16 @@ impl JoinOp {
             .collect::<std::result::Result<_, _>>()?;
         let key_converter = RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?;
         let rows = [JoinRows::new(&spec.sides[LEFT])?, JoinRows::new(&spec.sides[RIGHT])?];
-        Ok(Self { spec, key_types, key_converter, rows, watermark: NO_WATERMARK, pending: Vec::new(), metrics })
+        Ok(Self {
+            spec,
+            key_types,
+            key_converter,
+            rows,
+            watermark: NO_WATERMARK,
+            side_watermarks: [NO_WATERMARK; 2],
+            pending: Vec::new(),
+            metrics,
+        })
     }
 
     /// How long a row stored now can match: per row for an interval join.
@@ -190,8 +201,12 @@ impl JoinOp {
         let other = 1 - side;
         let (keys, null_key) = self.keys(side, batch)?;
         let late: Vec<bool> = match self.spec.mode {
-            JoinMode::Interval { time, .. } if self.watermark != NO_WATERMARK => {
-                row_times(batch, time[side])?.into_iter().map(|t| t < self.watermark).collect()
+            // behind its own side's watermark (where that side was when the batch came): with
+            // one thread reading the side whose watermark is lowest, the join's watermark then;
+            // in parallel, the same whatever order the sides' batches arrive in
+            JoinMode::Interval { time, .. } if self.side_watermarks[side] != NO_WATERMARK => {
+                let own = self.side_watermarks[side];
+                row_times(batch, time[side])?.into_iter().map(|t| t < own).collect()
             }
             _ => vec![false; n],
         };
@@ -411,6 +426,12 @@ impl Operator for JoinOp {
 
     fn process_side(&mut self, side: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         self.process(side.min(RIGHT), batch, out)
+    }
+
+    fn on_side_watermark(&mut self, side: usize, watermark: Nanos) {
+        if let Some(w) = self.side_watermarks.get_mut(side) {
+            *w = (*w).max(watermark);
+        }
     }
 
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
