@@ -220,3 +220,61 @@ proptest! {
         }
     }
 }
+
+/// A CSV file large enough to be read in ranges (16 MiB per split) gives at parallelism 2 what
+/// it gives on one thread, quoted fields with line breaks and bad rows included.
+#[test]
+fn a_large_csv_file_read_in_ranges_gives_the_result_of_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.csv");
+    let mut text = String::from("k,note,v,ts\n");
+    let mut i: i64 = 0;
+    while text.len() < 34 << 20 {
+        let note = match i % 1000 {
+            0 => "\"a note, with a comma\nand a line break\"".to_string(),
+            7 => "\"say \"\"hi\"\"\"".to_string(),
+            _ => format!("n{}", i % 13),
+        };
+        // a bad row now and then (skipped and counted); time in order but for a little jitter
+        let v = if i % 5000 == 3 { "oops".to_string() } else { (i % 97).to_string() };
+        text.push_str(&format!("k{},{note},{v},{}\n", i % 31, 1_700_000_000_000 + i * 3 - (i % 7) * 2));
+        i += 1;
+    }
+    std::fs::write(&path, &text).unwrap();
+    let sql = format!(
+        "CREATE TABLE big (k VARCHAR, note VARCHAR, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+           WITH (connector = 'file', path = '{}', format = 'csv', bad_data = 'skip');
+         SELECT k, TUMBLE_START(ts, INTERVAL '10' SECOND) AS w, COUNT(*), SUM(v), COUNT(DISTINCT note)
+         FROM big GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), k",
+        path.display()
+    );
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    engine.set("parallelism", "2").unwrap();
+    let explained = engine.explain(&sql).unwrap();
+    assert!(explained.contains("[2 splits]"), "{explained}");
+    let plan = match engine.plan(&sql).unwrap().pop() {
+        Some(Planned::Query(p)) => p,
+        _ => panic!("a query"),
+    };
+    let run = |n: usize| {
+        let sink = CollectSink::new();
+        let metrics = Arc::new(weir_runtime::Metrics::default());
+        let options = RunOptions { parallelism: Some(n), metrics: Some(Arc::clone(&metrics)), ..RunOptions::default() };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime
+            .block_on(engine.run_with(&plan, Box::new(sink.clone()), Arc::new(AtomicBool::new(false)), options))
+            .unwrap();
+        let m = |c: &std::sync::atomic::AtomicU64| weir_runtime::Metrics::get(c);
+        (sorted(format_rows(&sink.batches())), m(&metrics.rows_in), m(&metrics.bad_rows_skipped), m(&metrics.late_rows))
+    };
+    let one = run(1);
+    let two = run(2);
+    assert!(one.0.len() > 100, "{}", one.0.len());
+    assert_eq!(one.1, i as u64 - one.2, "every good row read once");
+    assert!(one.2 > 0);
+    assert_eq!(two.1, one.1, "rows read");
+    assert_eq!(two.2, one.2, "bad rows");
+    assert_eq!(two.3, 0, "late rows");
+    assert_eq!(one.3, 0, "late rows");
+    assert!(two.0 == one.0, "parallelism 2 differs from one thread");
+}

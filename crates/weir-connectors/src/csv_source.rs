@@ -72,6 +72,8 @@ pub struct CsvSource {
     base: (u64, u64),
     /// Where the next pumped record starts (byte, line).
     next: (u64, u64),
+    /// A parallel instance's range: its records end where the next range's start (a byte).
+    stop_at: Option<u64>,
 }
 
 /// A record as CSV text again (quoted where needed), without the line end.
@@ -149,8 +151,30 @@ impl CsvSource {
             mode,
             base: (0, 0),
             next: (0, 1),
+            stop_at: None,
         };
         source.start(0, 0)?;
+        Ok(source)
+    }
+
+    /// The records of a regular file in `range` only (a parallel instance's share, see
+    /// [`crate::file_splits`]); the header is read from the file's start.
+    pub fn open_range(
+        options: &FileOptions,
+        schema: SchemaRef,
+        unread: SchemaRef,
+        batch_size: usize,
+        metrics: Arc<Metrics>,
+        range: crate::file_splits::Range,
+    ) -> Result<Self> {
+        let mut source = Self::open(options, schema, unread, batch_size, metrics)?;
+        if source.mode.pumped() {
+            return Err(RuntimeError::Internal(format!("{}: only a regular file is read in ranges", source.display)));
+        }
+        if range.start > 0 {
+            source.start(range.start, range.lines_before)?;
+        }
+        source.stop_at = Some(range.end);
         Ok(source)
     }
 
@@ -349,6 +373,12 @@ impl CsvSource {
     /// pumped input) or the input ended (`done` is set then).
     fn next_record(&mut self, deadline: Instant) -> Result<bool> {
         match &mut self.records {
+            Records::Direct(reader, _)
+                if self.stop_at.is_some_and(|end| self.base.0 + reader.position().byte() >= end) =>
+            {
+                self.done = true;
+                Ok(false)
+            }
             Records::Direct(reader, tail) => match reader.read_byte_record(&mut self.record) {
                 Ok(true) => {
                     let end = reader.position();

@@ -99,6 +99,44 @@ impl Connector for FileConnector {
         open_source(table, schema, ctx)
     }
 
+    /// A CSV file (not a directory, not followed) of at least 16 MiB per split.
+    fn splittable(&self, table: &TableDef, ctx: &ConnectorContext) -> bool {
+        let Ok(options) = FileOptions::from_table(table, ctx.base_dir.as_deref(), true) else { return false };
+        let size =
+            options.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).filter(|m| m.is_file()).map(|m| m.len());
+        options.format == FileFormat::Csv
+            && options.monitor.is_none()
+            && size.is_some_and(|len| len >= crate::file_splits::MIN_SPLIT_BYTES * ctx.parallelism.max(2) as u64)
+    }
+
+    fn open_splits(
+        &self,
+        table: &TableDef,
+        schema: SchemaRef,
+        ctx: &ConnectorContext,
+        n: usize,
+    ) -> Result<Option<Vec<Box<dyn Source>>>> {
+        if !self.splittable(table, ctx) {
+            return Ok(None);
+        }
+        let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
+        let Some(path) = &options.path else { return Ok(None) };
+        let ranges = crate::file_splits::csv_ranges(path, n, crate::file_splits::MIN_SPLIT_BYTES)
+            .map_err(|e| RuntimeError::Source(format!("{}: {e}", path.display())))?;
+        let Some(ranges) = ranges else { return Ok(None) };
+        let physical = table.physical_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
+        let unread = Arc::new(Schema::new(
+            physical.fields().iter().filter(|f| schema.field_with_name(f.name()).is_err()).cloned().collect::<Vec<_>>(),
+        ));
+        tracing::info!(table = %table.name, input = %options.display(), splits = n, "reading in parallel ranges");
+        let mut sources: Vec<Box<dyn Source>> = Vec::with_capacity(n);
+        for range in ranges {
+            let (schema, unread, metrics) = (Arc::clone(&schema), Arc::clone(&unread), Arc::clone(&ctx.metrics));
+            sources.push(Box::new(CsvSource::open_range(&options, schema, unread, ctx.batch_size, metrics, range)?));
+        }
+        Ok(Some(sources))
+    }
+
     fn open_sink(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {
         let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), false).map_err(RuntimeError::Sink)?;
         let Some(path) = &options.path else {

@@ -23,6 +23,7 @@ mod csv_source;
 mod datagen;
 mod dead_letter;
 mod file;
+mod file_splits;
 mod json_source;
 pub mod kafka;
 mod live;
@@ -359,7 +360,7 @@ fn build_parallel(
     if n <= 1 || nodes.iter().any(|node| host.contains_key(&node.table.name)) {
         return Ok(None);
     }
-    let splittable: Vec<bool> = nodes.iter().map(|node| registry.splittable(&node.table)).collect();
+    let splittable: Vec<bool> = nodes.iter().map(|node| registry.splittable(&node.table, ctx)).collect();
     let splits = |i: usize| if splittable.get(i).copied().unwrap_or(false) { n } else { 1 };
     if weir_runtime::parallel_layout(plan, n, &splits).is_none() {
         return Ok(None);

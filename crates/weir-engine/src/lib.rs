@@ -207,10 +207,12 @@ impl Engine {
         let state = self.state();
         let checkpointing = state.config.checkpoints.is_some();
         let n = if checkpointing { 1 } else { parallelism };
+        let mut ctx = state.context(&RunOptions::default(), plan);
+        ctx.parallelism = n;
         let splittable: Vec<bool> = plan
             .sources()
             .iter()
-            .map(|s| state.registry.splittable(&s.table) && state.source_key(&s.table.name).is_none())
+            .map(|s| state.registry.splittable(&s.table, &ctx) && state.source_key(&s.table.name).is_none())
             .collect();
         let splits = |i: usize| if splittable.get(i).copied().unwrap_or(false) { n } else { 1 };
         weir_plan::parallel::explain(plan, weir_runtime::parallel_layout(plan, n, &splits).as_ref())

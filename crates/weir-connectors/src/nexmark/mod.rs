@@ -324,7 +324,7 @@ impl Connector for NexmarkConnector {
         Ok(Box::new(NexmarkSource::open(table, schema, ctx.batch_size, ctx.start_time())?))
     }
 
-    fn splittable(&self, table: &TableDef) -> bool {
+    fn splittable(&self, table: &TableDef, _: &ConnectorContext) -> bool {
         NexmarkOptions::parse(table).is_ok_and(|o| o.splits <= 1)
     }
 

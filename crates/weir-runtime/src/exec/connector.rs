@@ -75,8 +75,8 @@ pub trait Connector: Send + Sync {
 
     /// Whether [`Connector::open_splits`] can split `table` (for `EXPLAIN`, without opening it).
     /// The default: no.
-    fn splittable(&self, table: &TableDef) -> bool {
-        let _ = table;
+    fn splittable(&self, table: &TableDef, ctx: &ConnectorContext) -> bool {
+        let _ = (table, ctx);
         false
     }
 
@@ -175,8 +175,8 @@ impl ConnectorRegistry {
     }
 
     /// [`Connector::splittable`] of `table`'s connector (false when it has none).
-    pub fn splittable(&self, table: &TableDef) -> bool {
-        self.lookup(table).is_ok_and(|(_, c)| c.splittable(table))
+    pub fn splittable(&self, table: &TableDef, ctx: &ConnectorContext) -> bool {
+        self.lookup(table).is_ok_and(|(_, c)| c.splittable(table, ctx))
     }
 
     /// [`Connector::open_splits`] of `table`'s connector.
