@@ -9,6 +9,8 @@
 mod broker;
 #[path = "kafka/formats.rs"]
 mod formats;
+#[path = "kafka/parallel.rs"]
+mod parallel;
 #[path = "kafka/support.rs"]
 mod support;
 

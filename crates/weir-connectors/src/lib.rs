@@ -372,7 +372,7 @@ fn build_parallel(
         let cols = input_columns(node, whole_rows)?;
         let schema = Arc::new(declared.project(&cols.columns)?);
         let split = match splittable[i] {
-            true => registry.open_splits(&node.table, schema, ctx, n)?.filter(|s| s.len() == n),
+            true => registry.open_splits(&node.table, schema, ctx, n)?.filter(|s| (2..=n).contains(&s.len())),
             false => None,
         };
         sources.push(match split {

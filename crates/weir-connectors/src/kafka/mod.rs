@@ -24,6 +24,8 @@ mod rows;
 mod sink;
 mod source;
 
+use std::sync::Arc;
+
 use datafusion_common::arrow::datatypes::SchemaRef;
 use weir_plan::{ConnectorError, ConnectorSpec, MetadataSpec, OptionSpec, OptionType, TableDef};
 use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Sink, Source};
@@ -127,6 +129,39 @@ impl Connector for KafkaConnector {
     fn open_source(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
         let options = KafkaOptions::parse(table).map_err(|(_, m)| RuntimeError::Source(m))?;
         Ok(Box::new(KafkaSource::open(table, options, schema, ctx)?))
+    }
+
+    /// By partition, unless idle partitions are left out of the watermark (an instance whose
+    /// partitions are all idle would hold back the others'; one reader leaves them out).
+    fn splittable(&self, table: &TableDef, _: &ConnectorContext) -> bool {
+        table.idle_timeout().is_none()
+    }
+
+    /// Instance `k` of `m` reads the partitions whose id is `k` modulo `m`, where `m` is the
+    /// parallelism or the number of partitions, whichever is smaller.
+    fn open_splits(
+        &self,
+        table: &TableDef,
+        schema: SchemaRef,
+        ctx: &ConnectorContext,
+        n: usize,
+    ) -> Result<Option<Vec<Box<dyn Source>>>> {
+        if !self.splittable(table, ctx) {
+            return Ok(None);
+        }
+        let options = KafkaOptions::parse(table).map_err(|(_, m)| RuntimeError::Source(m))?;
+        let first = KafkaSource::open(table, options.clone(), Arc::clone(&schema), ctx)?;
+        let m = n.min(first.partition_count()?);
+        if m < 2 {
+            return Ok(None);
+        }
+        let mut sources: Vec<Box<dyn Source>> = vec![Box::new(first.share(0, m))];
+        for k in 1..m {
+            let source = KafkaSource::open(table, options.clone(), Arc::clone(&schema), ctx)?;
+            sources.push(Box::new(source.share(k, m)));
+        }
+        tracing::info!(table = %table.name, splits = m, "reading kafka partitions in parallel");
+        Ok(Some(sources))
     }
 
     fn open_sink(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Sink>> {

@@ -41,6 +41,8 @@ struct Partition {
 
 /// A Kafka topic read in batches.
 pub struct KafkaSource {
+    /// A parallel instance `k` of `n` reads the partitions whose id is `k` modulo `n`.
+    share: Option<(i32, i32)>,
     /// The partitions' records (dropped before the consumer, as it must be).
     fetch: Option<FetchQueue>,
     consumer: BaseConsumer,
@@ -189,6 +191,7 @@ impl KafkaSource {
         let fetch = FetchQueue::new(&consumer)
             .ok_or_else(|| kafka_error(&options.servers, "the client has no queue for the partitions"))?;
         let source = Self {
+            share: None,
             fetch: Some(fetch),
             consumer,
             headers: fills.contains(&Fill::Headers),
@@ -219,6 +222,23 @@ impl KafkaSource {
         }
         tracing::info!(table = %table.name, topic = %source.topic, partitions = ids.len(), "reading kafka");
         Ok(source)
+    }
+
+    /// Read only the partitions of parallel instance `k` of `n`: those whose id is `k` modulo
+    /// `n` (partitions found later too).
+    pub fn share(mut self, k: usize, n: usize) -> Self {
+        self.share = Some((k as i32, n as i32));
+        self
+    }
+
+    /// How many partitions the topic has now.
+    pub fn partition_count(&self) -> Result<usize> {
+        Ok(self.partition_ids()?.len())
+    }
+
+    /// Whether this source reads partition `id` (see [`KafkaSource::share`]).
+    fn owns(&self, id: i32) -> bool {
+        self.share.is_none_or(|(k, n)| id.rem_euclid(n.max(1)) == k)
     }
 
     /// The topic's partitions, as the brokers say now.
@@ -377,7 +397,7 @@ impl KafkaSource {
         }
         self.next_discovery = Some(now + every);
         let new: Vec<i32> = match self.partition_ids() {
-            Ok(ids) => ids.into_iter().filter(|id| !self.partitions.contains_key(id)).collect(),
+            Ok(ids) => ids.into_iter().filter(|id| !self.partitions.contains_key(id) && self.owns(*id)).collect(),
             Err(e) => {
                 tracing::warn!(topic = %self.topic, error = %e, "looking for new partitions");
                 return Ok(());
@@ -570,7 +590,7 @@ impl Source for KafkaSource {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         if !self.assigned {
             self.assigned = true;
-            let ids = self.partition_ids()?;
+            let ids: Vec<i32> = self.partition_ids()?.into_iter().filter(|id| self.owns(*id)).collect();
             self.assign(&ids, false)?;
             self.next_discovery = self.options.discovery.map(|every| Instant::now() + every);
         }
