@@ -206,7 +206,7 @@ fn weir_binary_with(path: &Path, extra: &[&str]) -> (f64, u64, usize, String) {
 }
 
 /// What checkpoints cost `weir run`: the same query without them, and every 10 s, 1 s and
-/// 100 ms (the best of three runs each, to keep the machine's noise out).
+/// 100 ms (the best of three runs each, to keep the machine's noise out), all at parallelism 1.
 fn checkpoint_cost(path: &Path, rows: u64, report: &mut String) {
     let _ = writeln!(report, "\nweir run with checkpoints (same query, {rows} rows; best of 3 runs)");
     let _ = writeln!(
@@ -216,9 +216,10 @@ fn checkpoint_cost(path: &Path, rows: u64, report: &mut String) {
     );
     let mut base = 0.0;
     for interval in ["none", "10s", "1s", "100ms"] {
+        // on one thread each time: a query that checkpoints runs on one thread for now
         let args: Vec<&str> = match interval {
-            "none" => Vec::new(),
-            i => vec!["--checkpoint-dir", "{dir}/ck", "--checkpoint-interval", i],
+            "none" => vec!["--parallelism", "1"],
+            i => vec!["--parallelism", "1", "--checkpoint-dir", "{dir}/ck", "--checkpoint-interval", i],
         };
         let (mut best, mut summary) = (f64::MAX, String::new());
         for _ in 0..3 {
