@@ -564,6 +564,43 @@ mod tests {
         assert!(src.next_batch().unwrap().is_none());
     }
 
+    /// Ranges cut where [`crate::file_splits::csv_ranges`] cuts (never after a blank line, which
+    /// the reader would skip into the next range): each record is read by exactly one range,
+    /// and a bad row in a later range names its line in the file.
+    #[test]
+    fn ranges_read_each_record_once() {
+        use crate::file_splits::Range;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.csv");
+        let text = "a\n1\n\n\n2\n3\n\nx\n4\n";
+        std::fs::write(&path, text).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let read = |range: Range, policy: BadRowPolicy| {
+            let metrics = Arc::new(Metrics::default());
+            let mut src =
+                CsvSource::open_range(&options(&path, policy), Arc::clone(&schema), none(), 100, metrics, range)?;
+            let mut out = Vec::new();
+            while let Some(b) = src.next_batch()? {
+                out.extend(b.column(0).as_primitive::<Int64Type>().values().iter().copied());
+            }
+            Ok::<_, weir_runtime::RuntimeError>(out)
+        };
+        // cut after "1" (before two blank lines) and after "3" (before one)
+        let at = |s: &str| text.find(s).unwrap() as u64 + s.len() as u64;
+        let len = text.len() as u64;
+        let ranges = [
+            Range { start: 0, lines_before: 0, end: at("1\n") },
+            Range { start: at("1\n"), lines_before: 2, end: at("3\n") },
+            Range { start: at("3\n"), lines_before: 6, end: len },
+        ];
+        let cut = crate::file_splits::csv_ranges(&path, 3, 1).unwrap().unwrap();
+        assert!(cut.iter().skip(1).all(|r| text.as_bytes()[r.start as usize - 2] != b'\n'), "{cut:?}");
+        let skip = |r| read(r, BadRowPolicy::Skip).unwrap();
+        assert_eq!((skip(ranges[0]), skip(ranges[1]), skip(ranges[2])), (vec![1], vec![2, 3], vec![4]));
+        let err = read(ranges[2], BadRowPolicy::Fail).unwrap_err().to_string();
+        assert!(err.contains(":8:"), "the bad row is on line 8: {err}");
+    }
+
     #[test]
     fn bad_rows_fail_with_line_or_are_skipped_and_counted() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! Cutting a large CSV file into byte ranges for parallel instances, each starting at the
 //! beginning of a record.
 //!
-//! A cut near `k · len / n` moves on to the next line start that is outside quotes: the file is
+//! A cut near `k · len / n` moves on to the next line start that is outside quotes and follows a
+//! line that is not blank (the reader skips blank lines at the start of a read): the file is
 //! read once from the start, counting quote characters (an even count before a line end means
 //! the line end ends a record, as `""` inside a quoted field counts twice) and line ends (so
 //! each range knows the line its first record is on, for error messages). Reading the file for
@@ -43,6 +44,8 @@ pub fn csv_ranges(path: &Path, n: usize, min: u64) -> std::io::Result<Option<Vec
     let mut cuts: Vec<(u64, u64)> = Vec::with_capacity(targets.len());
     let mut file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
     let (mut offset, mut quotes, mut lines) = (0u64, 0u64, 0u64);
+    // where the last line end was (a line end right after it ends a blank line)
+    let mut last_line_end: Option<u64> = None;
     let mut chunk = vec![0u8; 1 << 20];
     'read: loop {
         let read = file.read(&mut chunk)?;
@@ -55,9 +58,14 @@ pub fn csv_ranges(path: &Path, n: usize, min: u64) -> std::io::Result<Option<Vec
                 continue;
             }
             lines += 1;
-            let next = offset + i as u64 + 1;
-            // a line end outside quotes at or past the next target: a record starts after it
-            if quotes % 2 == 0 && targets.get(cuts.len()).is_some_and(|t| next >= *t) && next < len {
+            let at = offset + i as u64;
+            let next = at + 1;
+            let blank = at == 0 || last_line_end == Some(at - 1);
+            last_line_end = Some(at);
+            // a line end outside quotes at or past the next target, of a line that is not
+            // blank (the reader skips blank lines at the start of a read, so a cut after one
+            // would hand the next range's first record to this range too): a cut after it
+            if quotes % 2 == 0 && !blank && targets.get(cuts.len()).is_some_and(|t| next >= *t) && next < len {
                 cuts.push((next, lines));
                 if cuts.len() == targets.len() {
                     break 'read;

@@ -67,7 +67,8 @@ impl Exchange {
     /// The instances of the stage this exchange feeds, at `parallelism`.
     fn instances(&self, parallelism: usize) -> usize {
         match self {
-            Exchange::Hash(_) => parallelism,
+            // an instance owns at least one key group
+            Exchange::Hash(_) => parallelism.min(KEY_GROUPS),
             Exchange::Single => 1,
         }
     }

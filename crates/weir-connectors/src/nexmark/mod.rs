@@ -42,6 +42,9 @@ pub use model::{kind_of, splits, Kind, Split, Timeline};
 /// With several splits, batches end at whole seconds of event time, so the splits, read in
 /// turn, stay within about a second of each other (well inside the 4 s watermark delay).
 const SLOT_MS: i64 = 1000;
+/// Parallel instances take event numbers in blocks of this many: one of every kind's cycle
+/// (1 person, 3 auctions, 46 bids).
+const BLOCK: u64 = 50;
 /// When pacing, a batch holds at most this much wall-clock time of events.
 const PACE_SLICE: Duration = Duration::from_millis(100);
 
@@ -56,8 +59,8 @@ struct Generator {
     slots: bool,
     /// Next event number (before the out-of-order shuffle).
     next: u64,
-    /// Event numbers advance by this much: a parallel instance `k` of `n` takes the numbers
-    /// `k, k + n, k + 2n, …` (1 on one thread).
+    /// Parallel instances: instance `k` of `n` takes the blocks of [`BLOCK`] event numbers
+    /// whose index is `k` modulo `n` (1 on one thread: every number).
     stride: u64,
     /// Wall clock at event number 0, when pacing.
     paced_from: Option<Instant>,
@@ -93,7 +96,11 @@ impl Generator {
             if kind_of(id) == self.kind {
                 self.columns.push(self.kind, id, adjusted, &t);
             }
-            n += self.stride;
+            n += 1;
+            if self.stride > 1 && n.is_multiple_of(BLOCK) {
+                // on to this instance's next block
+                n += (self.stride - 1) * BLOCK;
+            }
         }
         self.next = n;
         if let Some(from) = self.paced_from {
@@ -187,11 +194,13 @@ impl NexmarkSource {
     }
 
     /// Instance `k` of `n` parallel ones, which together generate the events one source does:
-    /// this one those whose number is `k` modulo `n` (`None` with the `splits` option, whose
-    /// generators already run on threads of their own).
+    /// this one the blocks of [`BLOCK`] event numbers whose index is `k` modulo `n` (whole
+    /// blocks, so that every instance has each kind of event: the kind follows the id modulo
+    /// 50). `None` with the `splits` option, whose generators already run on threads of their
+    /// own.
     fn parallel(mut self, k: u64, n: u64) -> Option<Self> {
         let Inner::One(g) = &mut self.inner else { return None };
-        g.next = k;
+        g.next = k * BLOCK;
         g.stride = n;
         Some(self)
     }

@@ -142,3 +142,44 @@ fn paced_tables_opened_apart_share_the_query_start() {
     // event 1 is due 0.1 ms after event 0
     assert!((first_auction - first_person).abs() <= 1, "{first_person} vs {first_auction}");
 }
+
+/// Parallel instances take whole blocks of 50 event numbers, so each has every kind of event
+/// (the kind follows the id modulo 50: with a plain stride, instance 1 of 2 would never make a
+/// person, and an unbounded generator would look for one forever); together they make the
+/// events one generator makes.
+#[test]
+fn parallel_instances_each_make_every_kind_and_together_all_events() {
+    for kind in ["person", "auction", "bid"] {
+        let t = table(kind, &[]);
+        let full = t.schema.clone().unwrap();
+        let schema = Arc::new(full.project(&[full.index_of("date_time").unwrap()]).unwrap());
+        for n in [2u64, 3, 5, 10, 50] {
+            for k in 0..n {
+                let source = NexmarkSource::open(&t, Arc::clone(&schema), 64, StartTime::now()).unwrap();
+                let mut source = source.parallel(k, n).unwrap();
+                let batch = source.next_batch().unwrap().unwrap();
+                assert_eq!(batch.num_rows(), 64, "{kind}: instance {k} of {n}");
+            }
+        }
+    }
+    let ids = |kind: &str, column: &str, n: u64| {
+        let t = table(kind, &[("events", "5000")]);
+        let full = t.schema.clone().unwrap();
+        let schema = Arc::new(full.project(&[full.index_of(column).unwrap()]).unwrap());
+        let mut all = Vec::new();
+        for k in 0..n {
+            let source = NexmarkSource::open(&t, Arc::clone(&schema), 100, StartTime::now()).unwrap();
+            let mut source = source.parallel(k, n).unwrap();
+            while let Some(b) = source.next_batch().unwrap() {
+                all.extend(ints(&b, 0));
+            }
+        }
+        all.sort_unstable();
+        all
+    };
+    for n in [1, 2, 3, 7] {
+        assert_eq!(ids("person", "id", n), ids("person", "id", 1), "{n}");
+        assert_eq!(ids("auction", "id", n), ids("auction", "id", 1), "{n}");
+        assert_eq!(ids("bid", "auction", n), ids("bid", "auction", 1), "{n}");
+    }
+}

@@ -184,15 +184,36 @@ impl OpInstance {
     }
 }
 
-/// Run `f` on a blocking thread, recording its error.
-fn spawn(failure: &Failure, f: impl FnOnce() -> Result<()> + Send + 'static) -> tokio::task::JoinHandle<()> {
+/// Run `f` on a thread of its own (not tokio's blocking pool, whose threads are limited and
+/// queue tasks beyond the limit: a stage waiting for a thread that never starts would stall
+/// the query), recording its error, or its panic as an error.
+fn spawn(
+    name: String,
+    failure: &Failure,
+    f: impl FnOnce() -> Result<()> + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>> {
     let failure = failure.clone();
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = f() {
-            tracing::debug!(error = %e, "a parallel instance failed");
-            failure.record(e);
-        }
-    })
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "a parallel instance failed");
+                    failure.record(e);
+                }
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    failure.record(RuntimeError::Internal(format!("a parallel instance panicked: {what}")));
+                }
+            }
+        })
+        .map_err(|e| RuntimeError::Internal(format!("cannot start a thread: {e}")))
 }
 
 impl Parallel {
@@ -202,12 +223,21 @@ impl Parallel {
         let failure = Failure::default();
         tracing::debug!(sources = self.sources.len(), instances = self.instances.len(), "parallel pipeline starting");
         let mut handles = Vec::new();
-        for s in self.sources {
-            let (cancel, f) = (Arc::clone(&cancel), failure.clone());
-            handles.push(spawn(&failure, move || s.run(&cancel, &f)));
-        }
-        for i in self.instances {
-            handles.push(spawn(&failure, move || i.run()));
+        let started = (|| -> Result<()> {
+            for (k, s) in self.sources.into_iter().enumerate() {
+                let (cancel, f) = (Arc::clone(&cancel), failure.clone());
+                handles.push(spawn(format!("weir-source-{k}"), &failure, move || s.run(&cancel, &f))?);
+            }
+            for (k, i) in self.instances.into_iter().enumerate() {
+                handles.push(spawn(format!("weir-stage-{k}"), &failure, move || i.run())?);
+            }
+            Ok(())
+        })();
+        if let Err(e) = started {
+            // those started stop at their next look at the flag, or when their channels close
+            failure.record(e);
+            cancel.store(true, Ordering::Relaxed);
+            return Err(failure.take().unwrap_or_else(|| RuntimeError::Internal("cannot start".into())));
         }
         let mut merge = self.sink;
         let sink = tokio::task::spawn_blocking(move || -> Result<()> {
@@ -220,16 +250,24 @@ impl Parallel {
             }
             Err(RuntimeError::Internal("the query's threads stopped before its end".into()))
         });
-        let result = sink.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        let result = match sink.await {
+            Ok(r) => r,
+            Err(e) => Err(RuntimeError::Internal(format!("the sink's thread failed: {e}"))),
+        };
         if let Err(e) = result {
             cancel.store(true, Ordering::Relaxed);
             failure.failed.store(true, Ordering::Relaxed);
             // the error that stopped the others, rather than the sink's finding them gone
             return Err(failure.take().unwrap_or(e));
         }
-        for h in handles {
-            h.await.map_err(|e| RuntimeError::Internal(e.to_string()))?;
-        }
+        // every instance has ended its stream: their threads are ending
+        tokio::task::spawn_blocking(move || {
+            for h in handles {
+                let _ = h.join();
+            }
+        })
+        .await
+        .map_err(|e| RuntimeError::Internal(e.to_string()))?;
         match failure.take() {
             Some(e) => Err(e),
             None => Ok(()),

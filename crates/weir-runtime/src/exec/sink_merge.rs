@@ -92,7 +92,10 @@ impl SinkMerge {
                     self.held_rows += b.batch.num_rows();
                     self.open[i].push(Message::Data(b));
                 }
-                Message::Dropped(d) if self.ordered => self.open[i].push(Message::Dropped(d)),
+                Message::Dropped(d) if self.ordered => {
+                    self.held_rows += d.rows.num_rows();
+                    self.open[i].push(Message::Dropped(d));
+                }
                 Message::Dropped(d) => out.push(Message::Dropped(d)),
                 Message::Watermark(w) => {
                     self.close(i, w);
@@ -140,8 +143,10 @@ impl SinkMerge {
         let keep = self.closed.iter().position(|(from, ..)| *from >= merged).unwrap_or(self.closed.len());
         for (_, _, _, messages) in self.closed.drain(..keep) {
             for m in messages {
-                if let Message::Data(b) = &m {
-                    self.held_rows -= b.batch.num_rows();
+                match &m {
+                    Message::Data(b) => self.held_rows = self.held_rows.saturating_sub(b.batch.num_rows()),
+                    Message::Dropped(d) => self.held_rows = self.held_rows.saturating_sub(d.rows.num_rows()),
+                    _ => {}
                 }
                 out.push(m);
             }
