@@ -93,8 +93,8 @@ struct ScriptArgs {
     /// A session setting, as with SET (repeatable), e.g. --set batch.size=1000.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Instances of each stage that can run in parallel (default: the number of cores; 1
-    /// runs each query on one thread), as SET parallelism does.
+    /// Instances of each stage that can run in parallel, as SET parallelism does (unset: the
+    /// number of cores for a query reading a table in splits, one thread otherwise).
     #[arg(long, value_name = "N")]
     parallelism: Option<usize>,
 }
@@ -301,11 +301,11 @@ fn explain(args: &ScriptArgs, json: bool) -> Result<ExitCode, ExitCode> {
     let mut settings = command_line_settings(args)?;
     let (_, engine, planned) = load_and_plan(args, &settings)?;
     // each plan at the parallelism the script's settings give it
-    let mut plans: Vec<(&StreamPlan, usize)> = Vec::new();
+    let mut plans: Vec<(&StreamPlan, Option<usize>)> = Vec::new();
     for p in &planned {
         match p {
             Planned::Query(p) | Planned::Insert(p) | Planned::Explain(p) | Planned::ExplainAnalyze(p) => {
-                plans.push((p, settings.parallelism()))
+                plans.push((p, settings.parallelism))
             }
             Planned::Set { key, value } => {
                 let _ = settings.set(key, value);
@@ -369,7 +369,7 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
                 jobs.push((plan, part_files, analyze, current.clone()));
             }
             Planned::Explain(plan) => {
-                let n = if checkpoints.enabled() { 1 } else { current.parallelism() };
+                let n = if checkpoints.enabled() { Some(1) } else { current.parallelism };
                 outln!("{}", engine.explain_plan(&plan, n));
             }
             Planned::ShowConnectors(specs) => outln!("{}", connectors::text(&specs)),
@@ -463,7 +463,7 @@ fn job_options(settings: &Settings, part_files: bool, metrics: Arc<Metrics>) -> 
     RunOptions {
         batch_size: Some(settings.batch_size()),
         metrics: Some(metrics),
-        parallelism: Some(settings.parallelism()),
+        parallelism: settings.parallelism,
         checkpoints_from_config: false,
         part_files,
         ..RunOptions::default()

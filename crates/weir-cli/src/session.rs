@@ -168,7 +168,7 @@ impl Session {
                     StatementResult::Done
                 }
                 Planned::Explain(plan) => {
-                    let n = self.engine.typed_settings().parallelism();
+                    let n = self.engine.typed_settings().parallelism;
                     StatementResult::Explain(self.engine.explain_plan(&plan, n))
                 }
                 Planned::ShowConnectors(specs) => {

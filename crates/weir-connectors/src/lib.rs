@@ -360,6 +360,10 @@ fn build_parallel(
     if n <= 1 || nodes.iter().any(|node| host.contains_key(&node.table.name)) {
         return Ok(None);
     }
+    // by default, a query with a join runs on one thread (see `weir_plan::parallel::has_join`)
+    if ctx.parallelism_by_default && weir_plan::parallel::has_join(plan) {
+        return Ok(None);
+    }
     let splittable: Vec<bool> = nodes.iter().map(|node| registry.splittable(&node.table, ctx)).collect();
     let splits = |i: usize| if splittable.get(i).copied().unwrap_or(false) { n } else { 1 };
     if weir_runtime::parallel_layout(plan, n, &splits).is_none() {
@@ -382,8 +386,22 @@ fn build_parallel(
     }
     let counts: Vec<usize> = sources.iter().map(Vec::len).collect();
     let (plan, metrics) = (plan.clone(), Arc::clone(&ctx.metrics));
-    let Some(layout) = weir_runtime::parallel_layout(&plan, n, &|i| counts.get(i).copied().unwrap_or(1)) else {
-        let sources: Vec<Box<dyn Source>> = sources.into_iter().flatten().collect();
+    // by default, only a query over a table read in splits runs in parallel
+    let split = counts.iter().any(|c| *c > 1);
+    let layout = match ctx.parallelism_by_default && !split {
+        true => None,
+        false => weir_runtime::parallel_layout(&plan, n, &|i| counts.get(i).copied().unwrap_or(1)),
+    };
+    let Some(layout) = layout else {
+        // on one thread: each table read whole
+        let mut whole: Vec<Box<dyn Source>> = Vec::with_capacity(nodes.len());
+        for (node, mut opened) in nodes.iter().zip(sources) {
+            whole.push(match opened.len() {
+                1 => opened.remove(0),
+                _ => open_source_in(registry, node, whole_rows, ctx)?,
+            });
+        }
+        let sources = whole;
         return Ok(Some(Box::new(move |sink| Pipeline::new(&plan, sources, sink, metrics))));
     };
     tracing::info!(parallelism = n, stages = layout.stages.len(), "running in parallel");

@@ -195,18 +195,19 @@ impl Engine {
         let mut planner = self.state().planner.clone();
         match planner.plan_script(sql)?.pop() {
             Some(Planned::Query(p) | Planned::Insert(p) | Planned::Explain(p) | Planned::ExplainAnalyze(p)) => {
-                Ok(self.explain_plan(&p, planner.settings().parallelism()))
+                Ok(self.explain_plan(&p, planner.settings().parallelism))
             }
             _ => Err(EngineError::Usage("Engine::explain takes a query or an INSERT".into())),
         }
     }
 
-    /// `EXPLAIN`'s text of `plan` run at `parallelism`: the plan, with the exchanges between its
+    /// `EXPLAIN`'s text of `plan` run at `parallelism` (`None`: the default, the number of cores,
+    /// used only when a table is read in splits): the plan, with the exchanges between its
     /// stages and their instances when it runs in parallel (see [`weir_plan::parallel`]).
-    pub fn explain_plan(&self, plan: &StreamPlan, parallelism: usize) -> String {
+    pub fn explain_plan(&self, plan: &StreamPlan, parallelism: Option<usize>) -> String {
         let state = self.state();
         let checkpointing = state.config.checkpoints.is_some();
-        let n = if checkpointing { 1 } else { parallelism };
+        let n = if checkpointing { 1 } else { parallelism.unwrap_or_else(weir_plan::settings::default_parallelism) };
         let mut ctx = state.context(&RunOptions::default(), plan);
         ctx.parallelism = n;
         let splittable: Vec<bool> = plan
@@ -214,6 +215,9 @@ impl Engine {
             .iter()
             .map(|s| state.registry.splittable(&s.table, &ctx) && state.source_key(&s.table.name).is_none())
             .collect();
+        if parallelism.is_none() && (!splittable.contains(&true) || weir_plan::parallel::has_join(plan)) {
+            return plan.to_string();
+        }
         let splits = |i: usize| if splittable.get(i).copied().unwrap_or(false) { n } else { 1 };
         weir_plan::parallel::explain(plan, weir_runtime::parallel_layout(plan, n, &splits).as_ref())
     }
@@ -435,6 +439,7 @@ impl State {
         };
         let settings = self.planner.settings();
         let parallelism = options.parallelism.unwrap_or_else(|| settings.parallelism());
+        ctx.parallelism_by_default = options.parallelism.is_none() && settings.parallelism.is_none();
         ctx.parallelism = if ctx.checkpointing && parallelism > 1 {
             if options.parallelism.is_some() || settings.parallelism.is_some() {
                 tracing::warn!(
@@ -465,7 +470,8 @@ pub struct RunOptions {
     /// Write output tables as part files published by checkpoints, whether or not this run
     /// checkpoints (a front end checking a plan before its checkpoints are set up).
     pub part_files: bool,
-    /// Instances per stage (instead of the `parallelism` setting; 1 runs on one thread).
+    /// Instances per stage (instead of the `parallelism` setting; 1 runs on one thread; `None`
+    /// with no setting: the number of cores where a table is read in splits, else 1).
     pub parallelism: Option<usize>,
 }
 

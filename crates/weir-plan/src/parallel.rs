@@ -286,6 +286,21 @@ fn join_exchanges(j: &JoinNode) -> [Exchange; 2] {
     [Exchange::Hash(join.left_keys.clone()), Exchange::Hash(join.right_keys.clone())]
 }
 
+/// Whether `plan` joins two inputs. By default (no parallelism asked for) such a plan runs on
+/// one thread: in parallel the join's instances read its two inputs as they come, where one
+/// thread reads the input whose watermark is lowest first; the sources' watermark alignment
+/// keeps them within a second, but the join's state is still somewhat above one thread's.
+pub fn has_join(plan: &StreamPlan) -> bool {
+    fn input(i: &PlanInput) -> bool {
+        match i {
+            PlanInput::Source(_) => false,
+            PlanInput::Union(bs) => bs.iter().any(|b| input(&b.input)),
+            PlanInput::Join(_) => true,
+        }
+    }
+    input(&plan.input)
+}
+
 /// The layout of `plan` at `parallelism`, source `n` read by `splits(n)` instances (1 when its
 /// connector cannot split it). `Err` says why the plan runs on one thread: unions, lookup
 /// joins, processing time, or nothing to gain (no stage would have more than one instance).

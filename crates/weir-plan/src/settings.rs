@@ -86,8 +86,8 @@ pub struct Settings {
     pub checkpoint_guarantee: Option<Guarantee>,
     /// `checkpoint.retain`: complete checkpoints kept.
     pub checkpoint_retain: Option<usize>,
-    /// `parallelism`: instances of each stage that can run in parallel (default: the number
-    /// of cores).
+    /// `parallelism`: instances of each stage that can run in parallel (unset: the number of
+    /// cores, used only for queries that read a table in splits).
     pub parallelism: Option<usize>,
     /// `nexmark.<option>`: options given to every `nexmark` table that does not set them.
     pub nexmark: BTreeMap<String, String>,

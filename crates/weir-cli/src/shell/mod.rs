@@ -338,7 +338,7 @@ impl Shell {
                 },
                 Planned::Explain(plan) => {
                     let engine = self.session.engine();
-                    outln!("{}", engine.explain_plan(&plan, engine.typed_settings().parallelism()))
+                    outln!("{}", engine.explain_plan(&plan, engine.typed_settings().parallelism))
                 }
                 Planned::ShowConnectors(specs) => outln!("{}", crate::connectors::text(&specs)),
                 Planned::Query(plan) | Planned::Insert(plan) => {

@@ -251,6 +251,9 @@ pub struct ConnectorContext {
     pub started: Arc<OnceLock<StartTime>>,
     /// Instances of each stage that can run in parallel (1: the query runs on one thread).
     pub parallelism: usize,
+    /// `parallelism` is the default, not asked for: use it only when a table is read in splits
+    /// (a query over tables read whole runs on one thread, in its one-thread order).
+    pub parallelism_by_default: bool,
 }
 
 impl ConnectorContext {
@@ -264,6 +267,7 @@ impl ConnectorContext {
             state_dir: None,
             started: Arc::default(),
             parallelism: 1,
+            parallelism_by_default: false,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Execution: sources and their watermarks, the pipeline built from a plan, its stages,
 //! the run loop, watermark merging, metrics and instrumentation.
 
+pub(crate) mod alignment;
 pub(crate) mod chain;
 pub(crate) mod connector;
 pub(crate) mod dropped;

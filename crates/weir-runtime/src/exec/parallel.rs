@@ -22,6 +22,7 @@ use weir_plan::parallel::Layout;
 use weir_plan::StreamPlan;
 
 use crate::error::{Result, RuntimeError};
+use crate::exec::alignment::Alignment;
 use crate::exec::chain::Chain;
 use crate::exec::exchange::{Envelope, Router};
 use crate::exec::instrument::{through, Instrumented};
@@ -29,7 +30,7 @@ use crate::exec::sink_merge::SinkMerge;
 use crate::exec::source::SourceDriver;
 use crate::exec::stage::{BranchStage, JoinStage, Stage};
 use crate::exec::watermark_merge::WatermarkMerge;
-use crate::message::Message;
+use crate::message::{Message, Nanos};
 
 /// The layout `plan` runs with at `parallelism` when source `n` is read by `splits(n)` sources,
 /// or `None` when it runs on one thread (the reason is logged).
@@ -78,6 +79,8 @@ pub(crate) struct SourceInstance {
     pub(crate) driver: SourceDriver,
     pub(crate) ops: Vec<Instrumented>,
     pub(crate) out: Router,
+    /// With a join: the alignment of all source instances' watermarks, and this one's index.
+    pub(crate) align: Option<(Arc<Alignment>, usize)>,
 }
 
 /// An instance of a later stage.
@@ -145,8 +148,21 @@ impl Failure {
 }
 
 impl SourceInstance {
-    fn run(mut self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {
+    fn run(self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {
+        let align = self.align.clone();
+        let result = self.read(cancel, failure);
+        // ended or stopped: it holds nobody back any more
+        if let Some((a, me)) = &align {
+            a.publish(*me, Nanos::MAX);
+        }
+        result
+    }
+
+    fn read(mut self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {
         loop {
+            if let Some((a, me)) = &self.align {
+                a.wait(*me, || failure.happened() || cancel.load(Ordering::Relaxed));
+            }
             if failure.happened() {
                 return Ok(());
             }
@@ -157,6 +173,13 @@ impl SourceInstance {
             }
             let mut messages = Vec::new();
             let more = self.driver.poll(&mut messages)?;
+            if let Some((a, me)) = &self.align {
+                let reached =
+                    messages.iter().filter_map(|m| if let Message::Watermark(w) = m { Some(*w) } else { None }).max();
+                if let Some(w) = reached {
+                    a.publish(*me, w);
+                }
+            }
             if !more {
                 messages.push(Message::EndOfStream);
             }

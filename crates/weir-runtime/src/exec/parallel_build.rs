@@ -12,6 +12,7 @@ use weir_plan::parallel::{branch_join, branch_ops, Exchange, Layout, LayoutStage
 use weir_plan::{OpRef, StreamOp, StreamPlan};
 
 use crate::error::{Result, RuntimeError};
+use crate::exec::alignment::Alignment;
 use crate::exec::chain::Chain;
 use crate::exec::exchange::{Envelope, Router};
 use crate::exec::instrument::Instrumented;
@@ -165,6 +166,10 @@ impl Pipeline {
         let mut sources: Vec<std::vec::IntoIter<Box<dyn Source>>> = sources.into_iter().map(Vec::into_iter).collect();
         let all_sources = plan.sources();
         let (mut source_instances, mut instances) = (Vec::new(), Vec::new());
+        // with a join, source instances keep their watermarks within a drift of each other
+        let source_count: usize =
+            stages.iter().filter(|s| matches!(s.input, StageInput::Source(_))).map(|s| s.instances).sum();
+        let align = weir_plan::parallel::has_join(plan).then(|| Arc::new(Alignment::new(source_count)));
         for (s, stage) in stages.iter().enumerate() {
             if fused && s == last {
                 break;
@@ -193,7 +198,8 @@ impl Pipeline {
                             .with_operator_metrics(metrics.register_instance("Source", OpRef::Source(*n), k))
                             .with_split_idle_timeout(idle)
                             .without_watermark_metric();
-                        source_instances.push(SourceInstance { driver, ops, out });
+                        let align = align.as_ref().map(|a| (Arc::clone(a), source_instances.len()));
+                        source_instances.push(SourceInstance { driver, ops, out, align });
                     }
                     StageInput::Exchange { .. } => {
                         let rx =

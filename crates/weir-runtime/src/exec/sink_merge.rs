@@ -27,12 +27,24 @@ use std::sync::Arc;
 
 use crate::exec::exchange::Envelope;
 use crate::exec::watermark_merge::WatermarkMerge;
-use crate::message::{Message, Nanos, NO_WATERMARK};
+use datafusion_common::arrow::compute::concat_batches;
+
+use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 
 /// How long held rows wait for their epoch to close while nothing arrives.
 pub(crate) const STALL: Duration = Duration::from_millis(100);
 /// The most rows held before they are released without waiting for their epoch.
 pub(crate) const MAX_HELD_ROWS: usize = 1 << 20;
+
+/// Batches of one epoch end up to this size are joined into one (a window's rows from every
+/// instance print as one table).
+const COALESCE_ROWS: usize = 8192;
+
+/// A batch of inserts without per-row watermarks or origins (what a window emits): one that
+/// can be joined with another.
+fn plain(b: &StreamBatch) -> bool {
+    b.kinds.is_none() && b.row_watermarks.is_none() && b.origin.is_none()
+}
 
 /// The merge into the sink.
 pub(crate) struct SinkMerge {
@@ -138,15 +150,34 @@ impl SinkMerge {
         if self.closed.iter().all(|(from, ..)| *from >= merged) {
             return;
         }
-        // stable: an instance's epochs stay in the order it sent them
-        self.closed.sort_by_key(|(from, to, i, _)| (*from >= merged, *from, *to, *i));
+        // stable: an instance's epochs stay in the order it sent them; by the watermark that
+        // closed them first, so windows (a window aggregate closes an epoch at each window's
+        // end) go out in the order they end
+        self.closed.sort_by_key(|(from, to, i, _)| (*from >= merged, *to, *from, *i));
         let keep = self.closed.iter().position(|(from, ..)| *from >= merged).unwrap_or(self.closed.len());
-        for (_, _, _, messages) in self.closed.drain(..keep) {
+        // the small batches of one end (one window's rows from every instance) go out as one
+        let mut last: Option<(Nanos, usize)> = None;
+        for (_, to, _, messages) in self.closed.drain(..keep) {
             for m in messages {
                 match &m {
                     Message::Data(b) => self.held_rows = self.held_rows.saturating_sub(b.batch.num_rows()),
                     Message::Dropped(d) => self.held_rows = self.held_rows.saturating_sub(d.rows.num_rows()),
                     _ => {}
+                }
+                if let (Message::Data(b), Some((end, at))) = (&m, last) {
+                    if end == to && plain(b) {
+                        if let Some(Message::Data(prev)) = out.get_mut(at) {
+                            if plain(prev) && prev.batch.num_rows() + b.batch.num_rows() <= COALESCE_ROWS {
+                                if let Ok(joined) = concat_batches(&prev.batch.schema(), [&prev.batch, &b.batch]) {
+                                    prev.batch = joined;
+                                    continue;
+                                }
+                            }
+                        }
+                    }
+                }
+                if matches!(&m, Message::Data(b) if plain(b)) {
+                    last = Some((to, out.len()));
                 }
                 out.push(m);
             }

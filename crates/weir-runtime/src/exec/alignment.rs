@@ -1,0 +1,93 @@
+//! Watermark alignment of a parallel run's source instances, for plans with a join: an
+//! instance whose watermark is more than [`DRIFT`] ahead of the lowest waits before reading on.
+//! A join's instances read their two inputs as they come (one channel shared by all senders),
+//! so without it one input could run ahead of the other in event time and the join hold its
+//! rows until the other catches up; one thread bounds that by reading the input whose watermark
+//! is lowest first, and this does the same across threads (Flink's watermark alignment).
+//!
+//! ```text
+//!   instance 0: wm 30 s ─┐   lowest = 12 s: instance 0 (more than 1 s ahead) waits,
+//!   instance 1: wm 12 s ─┤   instances 1 and 2 read on
+//!   instance 2: wm 12.5 s┘
+//! ```
+//!
+//! An instance without a watermark yet (or ever: a table without one) does not hold the others
+//! back; an ended one counts as +∞. The lowest instance always reads, so the run always moves.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use crate::message::{Nanos, NO_WATERMARK};
+
+/// How far (in event time) an instance may run ahead of the lowest.
+pub(crate) const DRIFT: Nanos = 1_000_000_000;
+
+/// The source instances' watermarks.
+pub(crate) struct Alignment {
+    marks: Vec<AtomicI64>,
+    lock: Mutex<()>,
+    moved: Condvar,
+}
+
+impl Alignment {
+    pub(crate) fn new(instances: usize) -> Self {
+        Self {
+            marks: (0..instances).map(|_| AtomicI64::new(NO_WATERMARK)).collect(),
+            lock: Mutex::new(()),
+            moved: Condvar::new(),
+        }
+    }
+
+    /// Instance `me` reached watermark `w` (`Nanos::MAX`: it ended, or stopped).
+    pub(crate) fn publish(&self, me: usize, w: Nanos) {
+        if let Some(m) = self.marks.get(me) {
+            m.fetch_max(w, Ordering::Relaxed);
+        }
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.moved.notify_all();
+    }
+
+    /// Whether instance `me` may read on: it has no watermark yet, or is at most [`DRIFT`]
+    /// ahead of the lowest instance that has one.
+    fn may_read(&self, me: usize) -> bool {
+        let own = self.marks.get(me).map_or(NO_WATERMARK, |m| m.load(Ordering::Relaxed));
+        if own == NO_WATERMARK {
+            return true;
+        }
+        let lowest =
+            self.marks.iter().map(|m| m.load(Ordering::Relaxed)).filter(|w| *w != NO_WATERMARK).min().unwrap_or(own);
+        own <= lowest.saturating_add(DRIFT)
+    }
+
+    /// Wait until instance `me` may read on, or `stop` says to give up.
+    pub(crate) fn wait(&self, me: usize, stop: impl Fn() -> bool) {
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        while !self.may_read(me) && !stop() {
+            guard = match self.moved.wait_timeout(guard, Duration::from_millis(20)) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_ahead_waits_for_the_lowest() {
+        let a = Alignment::new(3);
+        assert!(a.may_read(0), "no watermark yet");
+        a.publish(0, 30 * DRIFT);
+        a.publish(1, 12 * DRIFT);
+        assert!(!a.may_read(0), "far ahead of instance 1");
+        assert!(a.may_read(1) && a.may_read(2));
+        a.publish(1, 29 * DRIFT);
+        assert!(a.may_read(0), "within the drift");
+        a.publish(1, Nanos::MAX);
+        a.publish(0, Nanos::MAX);
+        assert!(a.may_read(2), "ended instances hold nobody back");
+    }
+}
