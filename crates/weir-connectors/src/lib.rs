@@ -343,6 +343,28 @@ pub fn build_pipeline_in(
     }
 }
 
+/// The layout `plan` runs with under `ctx`, each table split as its connector says it can be
+/// (nothing is opened), or `None`: it runs on one thread. `fed(table)`: the host program feeds
+/// that table (then the query runs on one thread). `EXPLAIN` and the run both ask here.
+pub fn planned_layout(
+    registry: &ConnectorRegistry,
+    plan: &StreamPlan,
+    ctx: &ConnectorContext,
+    fed: &dyn Fn(&str) -> bool,
+) -> Option<weir_plan::parallel::Layout> {
+    let (n, nodes) = (ctx.parallelism, plan.sources());
+    if n <= 1 || nodes.iter().any(|node| fed(&node.table.name)) {
+        return None;
+    }
+    let splittable: Vec<bool> = nodes.iter().map(|node| registry.splittable(&node.table, ctx)).collect();
+    // by default, only a query reading a table in splits, without a join (see
+    // `weir_plan::parallel::has_join`), runs in parallel
+    if ctx.parallelism_by_default && (!splittable.contains(&true) || weir_plan::parallel::has_join(plan)) {
+        return None;
+    }
+    weir_runtime::parallel_layout(plan, n, &|i| if splittable.get(i).copied().unwrap_or(false) { n } else { 1 })
+}
+
 /// A pipeline finished with its sink.
 type WithSink = Box<dyn FnOnce(Box<dyn Sink>) -> Result<Pipeline>>;
 
@@ -355,20 +377,11 @@ fn build_parallel(
     host: &mut HashMap<String, ChannelSource>,
     ctx: &ConnectorContext,
 ) -> Result<Option<WithSink>> {
-    let n = ctx.parallelism;
-    let nodes = plan.sources();
-    if n <= 1 || nodes.iter().any(|node| host.contains_key(&node.table.name)) {
+    if planned_layout(registry, plan, ctx, &|table| host.contains_key(table)).is_none() {
         return Ok(None);
     }
-    // by default, a query with a join runs on one thread (see `weir_plan::parallel::has_join`)
-    if ctx.parallelism_by_default && weir_plan::parallel::has_join(plan) {
-        return Ok(None);
-    }
+    let (n, nodes) = (ctx.parallelism, plan.sources());
     let splittable: Vec<bool> = nodes.iter().map(|node| registry.splittable(&node.table, ctx)).collect();
-    let splits = |i: usize| if splittable.get(i).copied().unwrap_or(false) { n } else { 1 };
-    if weir_runtime::parallel_layout(plan, n, &splits).is_none() {
-        return Ok(None);
-    }
     let whole_rows = plan.late_rows.is_some();
     let mut sources: Vec<Vec<Box<dyn Source>>> = Vec::new();
     for (i, node) in nodes.iter().enumerate() {

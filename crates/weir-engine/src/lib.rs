@@ -42,7 +42,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use datafusion_common::arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc::{Receiver, Sender};
-use weir_connectors::{build_pipeline_in, open_sink_in, validate_in, ChannelSink, ChannelSource, Host, OutputFormat};
+use weir_connectors::{
+    build_pipeline_in, open_sink_in, planned_layout, validate_in, ChannelSink, ChannelSource, Host, OutputFormat,
+};
 use weir_runtime::checkpoint::{check_fingerprint, fingerprint, CheckpointConfig, CheckpointStore};
 use weir_runtime::{sink_schema, ConnectorRegistry};
 use weir_sql::{Planned, Planner, SinkNode, SqlError, StreamPlan};
@@ -209,17 +211,9 @@ impl Engine {
         let checkpointing = state.config.checkpoints.is_some();
         let n = if checkpointing { 1 } else { parallelism.unwrap_or_else(weir_plan::settings::default_parallelism) };
         let mut ctx = state.context(&RunOptions::default(), plan);
-        ctx.parallelism = n;
-        let splittable: Vec<bool> = plan
-            .sources()
-            .iter()
-            .map(|s| state.registry.splittable(&s.table, &ctx) && state.source_key(&s.table.name).is_none())
-            .collect();
-        if parallelism.is_none() && (!splittable.contains(&true) || weir_plan::parallel::has_join(plan)) {
-            return plan.to_string();
-        }
-        let splits = |i: usize| if splittable.get(i).copied().unwrap_or(false) { n } else { 1 };
-        weir_plan::parallel::explain(plan, weir_runtime::parallel_layout(plan, n, &splits).as_ref())
+        (ctx.parallelism, ctx.parallelism_by_default) = (n, parallelism.is_none());
+        let layout = planned_layout(&state.registry, plan, &ctx, &|table| state.source_key(table).is_some());
+        weir_plan::parallel::explain(plan, layout.as_ref())
     }
 
     /// Run `plan` into `sink` until its inputs end or `cancel` is set: the one place a plan

@@ -344,18 +344,6 @@ impl Connector for NexmarkConnector {
         ctx: &ConnectorContext,
         n: usize,
     ) -> Result<Option<Vec<Box<dyn Source>>>> {
-        self.open_parallel(table, schema, ctx, n)
-    }
-}
-
-impl NexmarkConnector {
-    fn open_parallel(
-        &self,
-        table: &TableDef,
-        schema: SchemaRef,
-        ctx: &ConnectorContext,
-        n: usize,
-    ) -> Result<Option<Vec<Box<dyn Source>>>> {
         let mut sources: Vec<Box<dyn Source>> = Vec::with_capacity(n);
         for k in 0..n {
             let source = NexmarkSource::open(table, Arc::clone(&schema), ctx.batch_size, ctx.start_time())?;

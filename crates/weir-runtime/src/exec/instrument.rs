@@ -32,8 +32,7 @@ impl Instrumented {
     }
 
     /// `op`, not counted on its own.
-    pub fn unregistered(op: Box<dyn Operator>, totals: &Arc<Metrics>) -> Self {
-        let _ = totals;
+    pub fn unregistered(op: Box<dyn Operator>) -> Self {
         Self { op, metrics: None, sampled: None }
     }
 

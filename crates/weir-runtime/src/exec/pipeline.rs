@@ -329,7 +329,7 @@ impl TreeBuilder<'_> {
                 if let Some(position) = cols.proctime {
                     let schema = relaxed(node.output_schema.as_arrow());
                     let op = ProcTimeOp::new(position, schema, Arc::clone(self.clock), node.processing_time);
-                    stamp.push(Instrumented::unregistered(Box::new(op), self.metrics));
+                    stamp.push(Instrumented::unregistered(Box::new(op)));
                 }
                 Ok((Stage::Source { stamp }, vec![index]))
             }
