@@ -107,6 +107,7 @@ fn run_with_crashes(
     cuts: &[usize],
     crashes: &[usize],
     guarantee: Guarantee,
+    parallelism: Option<usize>,
 ) -> Vec<String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = TxSink::default();
@@ -121,7 +122,12 @@ fn run_with_crashes(
         // a restart is a new engine, as a new process would be
         let engine = feed_engine(feed(rows, cuts, crashes.next()));
         let p = last_query(&engine, script);
-        let options = RunOptions { checkpoint: Some(config), checkpoints_from_config: false, ..RunOptions::default() };
+        let options = RunOptions {
+            checkpoint: Some(config),
+            checkpoints_from_config: false,
+            parallelism,
+            ..RunOptions::default()
+        };
         let result = run_on(&engine, &p, Box::new(sink.clone()), options);
         plan = Some(p);
         match result {
@@ -187,7 +193,7 @@ fn check(query: &str, rows: &[Row], cuts: &[usize], crashes: &[usize]) -> Result
     let t = feed_ddl(300);
     let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
     let expected = uninterrupted(&script, rows, cuts);
-    let got = run_with_crashes(&script, rows, cuts, crashes, Guarantee::ExactlyOnce);
+    let got = run_with_crashes(&script, rows, cuts, crashes, Guarantee::ExactlyOnce, None);
     prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
     Ok(())
 }
@@ -240,7 +246,7 @@ proptest! {
         for query in TWO_INPUTS {
             let script = script_of(query);
             let expected = uninterrupted(&script, &rows, &cuts);
-            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce);
+            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, None);
             prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
         }
     }
@@ -254,7 +260,7 @@ proptest! {
     ) {
         let script = script_of("SELECT k, v, ts FROM t UNION ALL SELECT k, v, ts FROM u");
         let expected = uninterrupted(&script, &rows, &cuts);
-        let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::AtLeastOnce);
+        let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::AtLeastOnce, None);
         let mut left: HashMap<&String, usize> = HashMap::new();
         for r in &got {
             *left.entry(r).or_default() += 1;
@@ -278,6 +284,33 @@ proptest! {
     ) {
         for query in QUERIES {
             check(query, &rows, &cuts, &crashes)?;
+        }
+    }
+}
+
+/// The queries of [`QUERIES`] that run in parallel (not the TTL join, the lookup join or the
+/// union).
+const PARALLEL: std::ops::RangeInclusive<usize> = 0..=15;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// At parallelism 2 (windows, sessions, updating aggregates, dedup, Top-N and joins hashed
+    /// over two instances), a checkpoint after every batch with barriers aligned at each
+    /// instance and at the sink, restarts included: what the sink committed is what one
+    /// thread emits without a stop.
+    #[test]
+    fn parallel_restarts_from_aligned_checkpoints_emit_what_one_uninterrupted_thread_does(
+        rows in rows_strategy(),
+        cuts in cuts_strategy(),
+        crashes in prop::collection::vec(0usize..6, 1..4),
+    ) {
+        for query in &QUERIES[PARALLEL] {
+            let t = feed_ddl(300);
+            let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
+            let expected = uninterrupted(&script, &rows, &cuts);
+            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, Some(2));
+            prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
         }
     }
 }

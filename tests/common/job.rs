@@ -92,7 +92,12 @@ impl Job {
 
     /// Start, let it run `after`, then SIGTERM: it takes a last checkpoint and exits 0.
     pub fn run_and_stop(&self, after: Duration) -> String {
-        let child = self.command().stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("starts");
+        self.run_and_stop_with(&[], after)
+    }
+
+    /// [`Job::run_and_stop`] with more arguments.
+    pub fn run_and_stop_with(&self, extra: &[&str], after: Duration) -> String {
+        let child = self.command().args(extra).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("starts");
         std::thread::sleep(after);
         let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
         assert!(status.success());

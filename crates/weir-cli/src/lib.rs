@@ -369,7 +369,7 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
                 jobs.push((plan, part_files, analyze, current.clone()));
             }
             Planned::Explain(plan) => {
-                let n = if checkpoints.enabled() { Some(1) } else { current.parallelism };
+                let n = current.parallelism.or(checkpoints.enabled().then_some(1));
                 outln!("{}", engine.explain_plan(&plan, n));
             }
             Planned::ShowConnectors(specs) => outln!("{}", connectors::text(&specs)),

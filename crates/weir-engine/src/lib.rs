@@ -209,7 +209,11 @@ impl Engine {
     pub fn explain_plan(&self, plan: &StreamPlan, parallelism: Option<usize>) -> String {
         let state = self.state();
         let checkpointing = state.config.checkpoints.is_some();
-        let n = if checkpointing { 1 } else { parallelism.unwrap_or_else(weir_plan::settings::default_parallelism) };
+        let n = match (parallelism, checkpointing) {
+            (Some(n), _) => n,
+            (None, true) => 1,
+            (None, false) => weir_plan::settings::default_parallelism(),
+        };
         let mut ctx = state.context(&RunOptions::default(), plan);
         (ctx.parallelism, ctx.parallelism_by_default) = (n, parallelism.is_none());
         let layout = planned_layout(&state.registry, plan, &ctx, &|table| state.source_key(table).is_some());
@@ -258,15 +262,19 @@ impl Engine {
         cancel: Arc<AtomicBool>,
         options: RunOptions,
     ) -> Result<impl std::future::Future<Output = weir_runtime::Result<()>> + Send + 'static> {
+        let mut options = options;
         let mut state = self.state();
-        let ctx = state.context(&options, plan);
-        let checkpoint = match (options.checkpoint, &state.config.checkpoints) {
+        let checkpoint = match (options.checkpoint.take(), &state.config.checkpoints) {
             (Some(c), _) => Some(c),
             (None, Some(settings)) if options.checkpoints_from_config => {
                 Some(checkpoint_config(settings, state.planner.settings(), plan)?)
             }
             (None, _) => None,
         };
+        // the context sees the checkpoint (the parallelism it was taken at)
+        options.checkpoint = checkpoint;
+        let ctx = state.context(&options, plan);
+        let checkpoint = options.checkpoint.take();
         let fed: Vec<String> = plan.sources().iter().filter_map(|node| state.source_key(&node.table.name)).collect();
         if checkpoint.is_some() && !fed.is_empty() {
             // checked before the receivers are taken, so that they stay registered
@@ -432,17 +440,22 @@ impl State {
             (None, _) => None,
         };
         let settings = self.planner.settings();
-        let parallelism = options.parallelism.unwrap_or_else(|| settings.parallelism());
-        ctx.parallelism_by_default = options.parallelism.is_none() && settings.parallelism.is_none();
-        ctx.parallelism = if ctx.checkpointing && parallelism > 1 {
-            if options.parallelism.is_some() || settings.parallelism.is_some() {
-                tracing::warn!(
-                    "parallelism {parallelism} not used: a query that checkpoints runs on one thread for now"
-                );
-            }
-            1
-        } else {
-            parallelism
+        // on resume, the parallelism the checkpoint was taken at (unless one is asked for: a
+        // different one is refused when the checkpoint is read)
+        let saved = options
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.restore.as_ref())
+            .and_then(|r| r.manifest.parallel.as_ref())
+            .map(|p| p.parallelism);
+        let asked = options.parallelism.or(settings.parallelism);
+        ctx.parallelism_by_default = asked.is_none() && saved.is_none();
+        ctx.parallelism = match (asked, saved) {
+            (Some(n), _) | (None, Some(n)) => n,
+            // a query that checkpoints runs in parallel only when asked to: its checkpoints
+            // resume at the parallelism they were taken at, not at another machine's cores
+            (None, None) if ctx.checkpointing => 1,
+            (None, None) => settings.parallelism(),
         };
         ctx
     }

@@ -1,10 +1,10 @@
 //! An exchange's sending side: rows routed by key group to the instances of the next stage,
-//! watermarks and the end of the stream to all of them, in order, over bounded channels (a
-//! full channel blocks the sender: backpressure).
+//! watermarks, checkpoint barriers and the end of the stream to all of them, in order, over
+//! bounded channels (a full channel blocks the sender: backpressure).
 //!
 //! ```text
 //!   batch ─► keys ─► hash ─► key group (of KEY_GROUPS) ─► instance = group · n / KEY_GROUPS
-//!   Watermark, EndOfStream ─► every instance        Dropped ─► instance 0 (to the side output)
+//!   Watermark, EndOfStream, Barrier ─► every instance   Dropped ─► instance 0 (the side output)
 //! ```
 
 use std::sync::mpsc::SyncSender;
@@ -19,8 +19,17 @@ use crate::error::Result;
 use crate::message::Message;
 
 /// What one sender hands an instance at a time: its index among the instance's inputs, and
-/// messages in order.
-pub(crate) type Envelope = (usize, Vec<Message>);
+/// messages in order or a checkpoint barrier.
+pub(crate) type Envelope = (usize, Packet);
+
+/// What travels on an exchange.
+pub(crate) enum Packet {
+    /// Messages, in order.
+    Messages(Vec<Message>),
+    /// Checkpoint `id`'s barrier: the sender's state for it is taken, what it sends next comes
+    /// after the checkpoint (see [`crate::exec::barrier`]).
+    Barrier(u64),
+}
 
 /// The seed of the key hash: fixed, so a key's group is the same in every run and process.
 const SEED: u64 = 0x7765_6972_6b67;
@@ -59,7 +68,7 @@ impl Router {
         }
         let n = self.targets.len();
         if n == 1 {
-            return Ok(self.targets[0].send((self.me, messages)).is_ok());
+            return Ok(self.targets[0].send((self.me, Packet::Messages(messages))).is_ok());
         }
         let mut out: Vec<Vec<Message>> = (0..n).map(|_| Vec::new()).collect();
         for m in messages {
@@ -95,11 +104,16 @@ impl Router {
             }
         }
         for (target, messages) in out.into_iter().enumerate() {
-            if !messages.is_empty() && self.targets[target].send((self.me, messages)).is_err() {
+            if !messages.is_empty() && self.targets[target].send((self.me, Packet::Messages(messages))).is_err() {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Send checkpoint `id`'s barrier to every instance; `false` once a target has gone.
+    pub(crate) fn barrier(&mut self, id: u64) -> bool {
+        self.targets.iter().all(|t| t.send((self.me, Packet::Barrier(id))).is_ok())
     }
 }
 

@@ -2,6 +2,7 @@
 //! the run loop, watermark merging, metrics and instrumentation.
 
 pub(crate) mod alignment;
+pub(crate) mod barrier;
 pub(crate) mod chain;
 pub(crate) mod connector;
 pub(crate) mod dropped;
@@ -10,6 +11,7 @@ pub(crate) mod instrument;
 pub(crate) mod metrics;
 pub(crate) mod parallel;
 pub(crate) mod parallel_build;
+pub(crate) mod parallel_checkpoint;
 pub(crate) mod pipeline;
 pub(crate) mod run;
 pub(crate) mod sink_merge;

@@ -23,9 +23,11 @@ use weir_plan::StreamPlan;
 
 use crate::error::{Result, RuntimeError};
 use crate::exec::alignment::Alignment;
+use crate::exec::barrier::{Aligner, Checkpointer, Pulled};
 use crate::exec::chain::Chain;
 use crate::exec::exchange::{Envelope, Router};
 use crate::exec::instrument::{through, Instrumented};
+use crate::exec::parallel_checkpoint::ParallelCheckpoints;
 use crate::exec::sink_merge::SinkMerge;
 use crate::exec::source::SourceDriver;
 use crate::exec::stage::{BranchStage, JoinStage, Stage};
@@ -72,15 +74,23 @@ pub(crate) struct Parallel {
     /// The sink's input: the merge of the last stage's instances (the pipeline's chain runs
     /// after it, with the last stage's operators when that stage has one instance).
     pub(crate) sink: SinkMerge,
+    /// The instances of each stage of the layout (what a checkpoint must be resumed with).
+    pub(crate) shape: crate::state::checkpoint::ParallelShape,
+    /// With checkpoints: the sink thread's side of them.
+    pub(crate) checkpoints: Option<ParallelCheckpoints>,
 }
 
 /// An instance of the first stage: a split of the table and the stateless operators after it.
 pub(crate) struct SourceInstance {
     pub(crate) driver: SourceDriver,
+    /// The table read (in errors).
+    pub(crate) label: String,
     pub(crate) ops: Vec<Instrumented>,
     pub(crate) out: Router,
     /// With a join: the alignment of all source instances' watermarks, and this one's index.
     pub(crate) align: Option<(Arc<Alignment>, usize)>,
+    /// With checkpoints: where barrier requests come from and its state goes.
+    pub(crate) checkpointer: Option<Checkpointer>,
 }
 
 /// An instance of a later stage.
@@ -88,18 +98,29 @@ pub(crate) struct OpInstance {
     pub(crate) input: Merge,
     pub(crate) ops: Vec<Instrumented>,
     pub(crate) out: Router,
+    /// With checkpoints: where its state goes.
+    pub(crate) checkpointer: Option<Checkpointer>,
 }
 
-/// One channel shared by all of an instance's senders, and the merge of their watermarks.
+/// One channel shared by all of an instance's senders (their checkpoint barriers aligned), and
+/// the merge of their watermarks.
 pub(crate) struct Merge {
-    pub(crate) rx: Receiver<Envelope>,
-    root: Stage,
+    input: Aligner,
+    pub(crate) root: Stage,
+}
+
+/// What an instance does next.
+enum Step {
+    /// Handle the messages, merged.
+    Messages(Vec<Message>),
+    /// Take its state for checkpoint `.0`, and pass the barrier on.
+    Checkpoint(u64),
 }
 
 impl Merge {
     /// The rows of `senders` instances of one stage, their watermarks merged.
     pub(crate) fn union(rx: Receiver<Envelope>, senders: usize) -> Self {
-        Self { rx, root: union_of(0..senders) }
+        Self { input: Aligner::new(rx, senders), root: union_of(0..senders) }
     }
 
     /// The rows of two stages (`sides[0]` senders, then `sides[1]`), joined by `op`.
@@ -110,14 +131,21 @@ impl Merge {
             ops: Vec::new(),
         };
         let (left, right) = (side(0..sides[0]), side(sides[0]..sides[0] + sides[1]));
-        Self { rx, root: Stage::Join(Box::new(JoinStage::new(left, right, op))) }
+        let input = Aligner::new(rx, sides[0] + sides[1]);
+        Self { input, root: Stage::Join(Box::new(JoinStage::new(left, right, op))) }
     }
 
-    /// The next messages, merged; `None` once every sender has gone.
-    fn next(&mut self) -> Result<Option<Vec<Message>>> {
-        match self.rx.recv() {
-            Ok((i, messages)) => Ok(Some(self.root.input(i, messages, Instant::now())?)),
-            Err(_) => Ok(None),
+    /// What comes next; `None` once every sender has gone.
+    fn next(&mut self) -> Result<Option<Step>> {
+        loop {
+            return Ok(match self.input.next(None)? {
+                Some(Pulled::Messages(i, messages)) => {
+                    Some(Step::Messages(self.root.input(i, messages, Instant::now())?))
+                }
+                Some(Pulled::Aligned(id)) => Some(Step::Checkpoint(id)),
+                Some(Pulled::Quiet) => continue,
+                None => None,
+            });
         }
     }
 }
@@ -158,18 +186,50 @@ impl SourceInstance {
         result
     }
 
+    /// A barrier was requested that this instance has not sent yet.
+    fn barrier_due(&self, sent: u64) -> bool {
+        self.checkpointer.as_ref().is_some_and(|c| c.barriers.requested() > sent)
+    }
+
+    /// Report its state for checkpoint `id` (`None`: at its end).
+    fn report(&mut self, id: Option<u64>) -> Result<()> {
+        let Some(c) = &self.checkpointer else { return Ok(()) };
+        let position = self.driver.checkpoint(&self.label)?;
+        let mut ops: Vec<&mut Instrumented> = self.ops.iter_mut().collect();
+        c.report(id, Some(position), Vec::new(), &mut ops)
+    }
+
     fn read(mut self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {
+        // the newest checkpoint whose barrier this instance sent
+        let mut sent = 0;
         loop {
-            if let Some((a, me)) = &self.align {
-                a.wait(*me, || failure.happened() || cancel.load(Ordering::Relaxed));
-            }
-            if failure.happened() {
+            if failure.happened() || self.checkpointer.as_ref().is_some_and(|c| c.barriers.halted()) {
                 return Ok(());
             }
+            if let Some(id) = self.checkpointer.as_ref().map(|c| c.barriers.requested()).filter(|id| *id > sent) {
+                // everything read so far is sent: the position now is the checkpoint's
+                sent = id;
+                self.report(Some(id))?;
+                if !self.out.barrier(id) {
+                    return Ok(());
+                }
+            }
             if cancel.load(Ordering::Relaxed) {
+                if self.checkpointer.is_some() {
+                    // the sink thread takes a last checkpoint (this instance sends its
+                    // barrier), then halts every thread; what is open is kept in it
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                }
                 let out = through(&mut self.ops, vec![Message::EndOfStream])?;
                 self.out.send(out)?;
                 return Ok(());
+            }
+            if let Some((a, me)) = &self.align {
+                a.wait(*me, || failure.happened() || cancel.load(Ordering::Relaxed) || self.barrier_due(sent));
+                if failure.happened() || cancel.load(Ordering::Relaxed) || self.barrier_due(sent) {
+                    continue;
+                }
             }
             let mut messages = Vec::new();
             let more = self.driver.poll(&mut messages)?;
@@ -187,6 +247,10 @@ impl SourceInstance {
                 continue;
             }
             let out = through(&mut self.ops, messages)?;
+            if !more {
+                // its state at its end, for every later checkpoint
+                self.report(None)?;
+            }
             if !self.out.send(out)? || !more {
                 return Ok(());
             }
@@ -196,14 +260,39 @@ impl SourceInstance {
 
 impl OpInstance {
     fn run(mut self) -> Result<()> {
-        while let Some(merged) = self.input.next()? {
-            let ended = merged.iter().any(|m| matches!(m, Message::EndOfStream));
-            let out = through(&mut self.ops, merged)?;
-            if !self.out.send(out)? || ended {
-                return Ok(());
+        while let Some(step) = self.input.next()? {
+            match step {
+                Step::Messages(merged) => {
+                    let ended = merged.iter().any(|m| matches!(m, Message::EndOfStream));
+                    let out = through(&mut self.ops, merged)?;
+                    if ended {
+                        self.report(None)?;
+                    }
+                    if !self.out.send(out)? || ended {
+                        return Ok(());
+                    }
+                }
+                Step::Checkpoint(id) => {
+                    self.report(Some(id))?;
+                    if !self.out.barrier(id) {
+                        return Ok(());
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// Report its state for checkpoint `id` (`None`: at its end).
+    fn report(&mut self, id: Option<u64>) -> Result<()> {
+        let Self { input, ops, checkpointer, .. } = self;
+        let Some(c) = checkpointer else { return Ok(()) };
+        let mut stages = Vec::new();
+        input.root.snapshot(&mut stages);
+        let mut all = Vec::new();
+        input.root.operators(&mut all);
+        all.extend(ops.iter_mut());
+        c.report(id, None, stages, &mut all)
     }
 }
 
@@ -243,6 +332,14 @@ impl Parallel {
     /// Run every instance and the sink's merge into `chain`, until the inputs end or `cancel`
     /// is set (then the sources end their streams: windows still open are discarded).
     pub(crate) async fn run(self, mut chain: Chain, cancel: Arc<AtomicBool>) -> Result<()> {
+        let mut checkpoints = self.checkpoints;
+        if let Some(c) = &mut checkpoints {
+            if c.finished {
+                // resumed from the checkpoint of a finished run: nothing is left to do
+                return Ok(());
+            }
+            c.coordinator.start();
+        }
         let failure = Failure::default();
         tracing::debug!(sources = self.sources.len(), instances = self.instances.len(), "parallel pipeline starting");
         let mut handles = Vec::new();
@@ -262,17 +359,9 @@ impl Parallel {
             cancel.store(true, Ordering::Relaxed);
             return Err(failure.take().unwrap_or_else(|| RuntimeError::Internal("cannot start".into())));
         }
-        let mut merge = self.sink;
-        let sink = tokio::task::spawn_blocking(move || -> Result<()> {
-            while let Some(messages) = merge.next() {
-                for m in messages {
-                    if chain.push(m)? {
-                        return Ok(());
-                    }
-                }
-            }
-            Err(RuntimeError::Internal("the query's threads stopped before its end".into()))
-        });
+        let merge = self.sink;
+        let stop = Arc::clone(&cancel);
+        let sink = tokio::task::spawn_blocking(move || sink_loop(merge, &mut chain, checkpoints, &stop));
         let result = match sink.await {
             Ok(r) => r,
             Err(e) => Err(RuntimeError::Internal(format!("the sink's thread failed: {e}"))),
@@ -283,7 +372,8 @@ impl Parallel {
             // the error that stopped the others, rather than the sink's finding them gone
             return Err(failure.take().unwrap_or(e));
         }
-        // every instance has ended its stream: their threads are ending
+        // every instance has ended its stream (or, after a last checkpoint, is halting): their
+        // threads are ending
         tokio::task::spawn_blocking(move || {
             for h in handles {
                 let _ = h.join();
@@ -304,3 +394,43 @@ impl Parallel {
         }
     }
 }
+
+/// The sink's thread: the last stage's instances merged into the chain, and (with checkpoints)
+/// barriers requested when one is due and checkpoints completed when they are aligned here.
+fn sink_loop(
+    mut merge: SinkMerge,
+    chain: &mut Chain,
+    mut checkpoints: Option<ParallelCheckpoints>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    loop {
+        let poll = match &mut checkpoints {
+            Some(c) => {
+                c.poll(stop.load(Ordering::Relaxed));
+                Some(CHECKPOINT_POLL)
+            }
+            None => None,
+        };
+        let Some((messages, aligned)) = merge.next(poll)? else {
+            return Err(RuntimeError::Internal("the query's threads stopped before its end".into()));
+        };
+        for m in messages {
+            if chain.push(m)? {
+                if let Some(c) = &mut checkpoints {
+                    c.complete(chain, &merge, true)?;
+                }
+                return Ok(());
+            }
+        }
+        if let (Some(c), Some(id)) = (&mut checkpoints, aligned) {
+            c.aligned(id, chain, &merge)?;
+            if c.coordinator.stopping() {
+                c.barriers.halt();
+                return chain.close();
+            }
+        }
+    }
+}
+
+/// How often the sink's thread looks at the checkpoint clock while it waits for input.
+const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_millis(50);

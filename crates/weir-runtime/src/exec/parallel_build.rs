@@ -23,6 +23,7 @@ use crate::exec::sink_merge::SinkMerge;
 use crate::exec::source::{Sink, Source, SourceDriver};
 use crate::exec::stage::Stage;
 use crate::exec::watermark_merge::WatermarkMerge;
+use crate::state::checkpoint::ParallelShape;
 
 /// The keys an exchange hashes, over the schema of the rows it routes.
 fn router_keys(exchange: &Exchange, schema: &DFSchema) -> Result<Option<Vec<Arc<dyn PhysicalExpr>>>> {
@@ -199,12 +200,14 @@ impl Pipeline {
                             .with_split_idle_timeout(idle)
                             .without_watermark_metric();
                         let align = align.as_ref().map(|a| (Arc::clone(a), source_instances.len()));
-                        source_instances.push(SourceInstance { driver, ops, out, align });
+                        let label = node.table.name.clone();
+                        source_instances.push(SourceInstance { driver, label, ops, out, align, checkpointer: None });
                     }
                     StageInput::Exchange { .. } => {
                         let rx =
                             receivers[s].next().ok_or_else(|| RuntimeError::Internal("a missing channel".into()))?;
-                        instances.push(OpInstance { input: Merge::union(rx, senders(layout, stage)), ops, out });
+                        let input = Merge::union(rx, senders(layout, stage));
+                        instances.push(OpInstance { input, ops, out, checkpointer: None });
                     }
                     StageInput::Join { from, op, .. } => {
                         let rx =
@@ -214,7 +217,8 @@ impl Pipeline {
                         let join_op = build_join(&join.join, &metrics)?;
                         let join_op = Instrumented::new_instance(Box::new(join_op), OpRef::Op(*op), k, &metrics);
                         let sides = [stages[from[0]].instances, stages[from[1]].instances];
-                        instances.push(OpInstance { input: Merge::join(rx, sides, join_op), ops, out });
+                        let input = Merge::join(rx, sides, join_op);
+                        instances.push(OpInstance { input, ops, out, checkpointer: None });
                     }
                 }
             }
@@ -228,7 +232,12 @@ impl Pipeline {
         let sink_merge = SinkMerge::new(sink_rx, sink_senders, ordered);
         let changelog = plan.is_updating().then(|| sink_schema(plan));
         let chain = Chain { ops: chain_ops, sink, metrics, changelog, late_rows: None, report_watermark: true };
-        let parallel = Parallel { sources: source_instances, instances, sink: sink_merge };
+        let shape = ParallelShape {
+            parallelism: stages.iter().map(|s| s.instances).max().unwrap_or(1),
+            stages: stages.iter().map(|s| s.instances).collect(),
+            key_groups: weir_plan::parallel::KEY_GROUPS,
+        };
+        let parallel = Parallel { sources: source_instances, instances, sink: sink_merge, shape, checkpoints: None };
         let root = Stage::Union { branches: Vec::new(), watermarks: WatermarkMerge::new(&[], Instant::now()) };
         Ok(Self {
             drivers: Vec::new(),

@@ -62,7 +62,7 @@ fn take(root: &mut Stage, chain: &mut Chain, turns: &Turns, id: u64, finished: b
         Some((s, _)) => s.prepare_commit(id)?,
         None => serde_json::Value::Null,
     };
-    Ok(Taken { stages, turns: turns.snapshot(), operators, sink, late_rows_sink, finished })
+    Ok(Taken { stages, turns: turns.snapshot(), operators, sink, late_rows_sink, finished, parallel: None })
 }
 
 /// Take and write a checkpoint whose barriers have all arrived, then publish what the sinks
@@ -87,10 +87,9 @@ impl Pipeline {
     /// Fails up front when a source cannot be read again or an operator cannot be
     /// checkpointed yet, and when the checkpoint resumed from was taken by another query.
     pub fn with_checkpoints(mut self, config: CheckpointConfig, query: String) -> Result<Self> {
-        if self.parallel.is_some() {
-            return Err(RuntimeError::Unsupported(
-                "checkpoints of a query running in parallel are not supported yet: SET parallelism = 1".into(),
-            ));
+        if let Some(parallel) = &mut self.parallel {
+            parallel.with_checkpoints(config, query, &mut self.chain)?;
+            return Ok(self);
         }
         for (driver, label) in self.drivers.iter().zip(&self.labels) {
             driver.checkpoint(label)?;
@@ -132,6 +131,12 @@ impl Pipeline {
         }
         if m.finished {
             return Ok(());
+        }
+        if let Some(shape) = &m.parallel {
+            return Err(RuntimeError::Checkpoint(format!(
+                "{} was taken at parallelism {}; this run has parallelism 1. Resume it with the parallelism it was taken at: changing it on resume is not supported yet",
+                restored.location, shape.parallelism
+            )));
         }
         if m.sources.len() != self.drivers.len() {
             return Err(RuntimeError::Checkpoint(format!(

@@ -22,9 +22,11 @@
 
 use std::time::{Duration, Instant};
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
+use crate::error::Result;
+use crate::exec::barrier::{Aligner, Pulled};
 use crate::exec::exchange::Envelope;
 use crate::exec::watermark_merge::WatermarkMerge;
 use datafusion_common::arrow::compute::concat_batches;
@@ -48,7 +50,9 @@ fn plain(b: &StreamBatch) -> bool {
 
 /// The merge into the sink.
 pub(crate) struct SinkMerge {
-    rx: Receiver<Envelope>,
+    input: Aligner,
+    /// When the last packet came (held rows wait at most [`STALL`] after it).
+    last_input: Instant,
     watermarks: WatermarkMerge,
     /// Per instance: what it sent since its last watermark.
     open: Vec<Vec<Message>>,
@@ -64,7 +68,8 @@ pub(crate) struct SinkMerge {
 impl SinkMerge {
     pub(crate) fn new(rx: Receiver<Envelope>, inputs: usize, ordered: bool) -> Self {
         Self {
-            rx,
+            input: Aligner::new(rx, inputs),
+            last_input: Instant::now(),
             watermarks: WatermarkMerge::new(&vec![None; inputs], Instant::now()),
             open: (0..inputs).map(|_| Vec::new()).collect(),
             from: vec![NO_WATERMARK; inputs],
@@ -74,14 +79,53 @@ impl SinkMerge {
         }
     }
 
-    /// The next messages for the sink (possibly none); `None` once every instance has gone.
-    pub(crate) fn next(&mut self) -> Option<Vec<Message>> {
-        let wait = if self.held_rows > 0 { STALL } else { Duration::from_secs(3600) };
-        match self.rx.recv_timeout(wait) {
-            Ok((i, messages)) => Some(self.input(i, messages)),
-            Err(RecvTimeoutError::Timeout) => Some(self.release_all()),
-            Err(RecvTimeoutError::Disconnected) => None,
+    /// The next messages for the sink (possibly none), and a checkpoint whose barrier every
+    /// instance has sent (after the messages: everything held is released before it); `None`
+    /// once every instance has gone. `poll`: return after at most this long.
+    pub(crate) fn next(&mut self, poll: Option<Duration>) -> Result<Option<(Vec<Message>, Option<u64>)>> {
+        let stall = STALL.saturating_sub(self.last_input.elapsed());
+        let wait = match (self.held_rows > 0, poll) {
+            (true, Some(p)) => Some(stall.min(p)),
+            (true, None) => Some(stall),
+            (false, p) => p,
+        };
+        Ok(match self.input.next(wait)? {
+            Some(Pulled::Messages(i, messages)) => {
+                self.last_input = Instant::now();
+                Some((self.input(i, messages), None))
+            }
+            Some(Pulled::Aligned(id)) => Some((self.release_all(), Some(id))),
+            Some(Pulled::Quiet) if self.held_rows > 0 && self.last_input.elapsed() >= STALL => {
+                Some((self.release_all(), None))
+            }
+            Some(Pulled::Quiet) => Some((Vec::new(), None)),
+            None => None,
+        })
+    }
+
+    /// The merge's state for a checkpoint (taken when nothing is held).
+    pub(crate) fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({ "watermarks": self.watermarks.snapshot(), "from": self.from })
+    }
+
+    /// Take up what [`SinkMerge::snapshot`] saved.
+    pub(crate) fn restore(&mut self, saved: &serde_json::Value) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            watermarks: serde_json::Value,
+            from: Vec<Nanos>,
         }
+        let s: Saved = crate::state::checkpoint::from_json(saved, "the merge into the sink")?;
+        if s.from.len() != self.from.len() {
+            return Err(crate::error::RuntimeError::Checkpoint(format!(
+                "the merge into the sink had {} inputs, it has {} now",
+                s.from.len(),
+                self.from.len()
+            )));
+        }
+        self.watermarks.restore(&s.watermarks, Instant::now())?;
+        self.from = s.from;
+        Ok(())
     }
 
     fn input(&mut self, i: usize, messages: Vec<Message>) -> Vec<Message> {

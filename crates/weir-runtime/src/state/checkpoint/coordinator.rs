@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::codec::{checksum, encode_batch};
-use super::manifest::{FileEntry, Manifest, OperatorEntry, FORMAT, VERSION};
+use super::manifest::{FileEntry, Manifest, OperatorEntry, ParallelShape, FORMAT, VERSION};
 use super::{CheckpointConfig, CheckpointStore, Guarantee, OperatorSnapshot};
 use crate::error::{Result, RuntimeError};
 use crate::exec::metrics::Metrics;
@@ -31,6 +31,8 @@ pub(crate) struct Taken {
     pub(crate) sink: serde_json::Value,
     pub(crate) late_rows_sink: serde_json::Value,
     pub(crate) finished: bool,
+    /// The shape of a parallel run.
+    pub(crate) parallel: Option<ParallelShape>,
 }
 
 /// A checkpoint being taken.
@@ -100,6 +102,11 @@ impl Coordinator {
         tracing::debug!(checkpoint = id, "checkpoint due");
         self.pending = Some(Pending { id, started: now, got });
         true
+    }
+
+    /// The checkpoint being taken, if one is.
+    pub(crate) fn pending_id(&self) -> Option<u64> {
+        self.pending.as_ref().map(|p| p.id)
     }
 
     /// Whether the last checkpoint taken was the final one of a stop.
@@ -201,6 +208,7 @@ impl Coordinator {
             sink: taken.sink,
             late_rows_sink: taken.late_rows_sink,
             bytes: files.iter().map(|(_, d)| d.len() as u64).sum(),
+            parallel: taken.parallel,
         };
         let written = self.store.write(&manifest, &files)?;
         let took = started.elapsed();

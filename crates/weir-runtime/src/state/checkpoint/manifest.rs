@@ -42,6 +42,22 @@ pub struct Manifest {
     pub late_rows_sink: serde_json::Value,
     /// Bytes of state files.
     pub bytes: u64,
+    /// Set when the query ran in parallel: its stages' instances. Then `sources` has one entry
+    /// per source instance, `stages` and `operators` one run of entries per thread (source
+    /// instances, then the instances of each later stage, then the sink's), in that order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<ParallelShape>,
+}
+
+/// The shape of a parallel run, which a checkpoint of it is resumed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParallelShape {
+    /// The parallelism it ran at.
+    pub parallelism: usize,
+    /// Each stage's instances, in data-flow order.
+    pub stages: Vec<usize>,
+    /// Key groups keys are hashed into.
+    pub key_groups: usize,
 }
 
 /// One operator's state.

@@ -39,7 +39,7 @@ use crate::error::{Result, RuntimeError};
 
 pub use codec::{decode_batch, encode_batch};
 pub(crate) use coordinator::{Coordinator, Input, Taken};
-pub use manifest::{FileEntry, Manifest, OperatorEntry, FORMAT, VERSION};
+pub use manifest::{FileEntry, Manifest, OperatorEntry, ParallelShape, FORMAT, VERSION};
 pub use store::{CheckpointStore, Restored};
 
 pub use weir_plan::Guarantee;

@@ -398,6 +398,7 @@ mod tests {
             sink: serde_json::Value::Null,
             late_rows_sink: serde_json::Value::Null,
             bytes: 0,
+            parallel: None,
         }
     }
 

@@ -1,0 +1,250 @@
+//! Checkpoint barriers of a parallel run (Chandy–Lamport, aligned as in Flink):
+//!
+//! ```text
+//!   sink thread ── request N ──► every source instance: state (position, operators) ──► report
+//!                                                        then Barrier(N) to every target
+//!   instance: Barrier(N) from sender s ─► s is held (its later packets wait in a queue, the
+//!             shared channel is still drained) … until every sender has sent Barrier(N) or
+//!             ended ─► state (watermarks, operators) ──► report, Barrier(N) on, then the held
+//!   sink thread: aligned N ─► every report of N is in ─► manifest, sinks commit
+//! ```
+//!
+//! Every instance has a path to the sink, and reports before it forwards the barrier, so once
+//! the sink has aligned checkpoint N every report of N has been sent. An instance whose senders
+//! all ended reports its state at its end (and so does a source that ended): later checkpoints
+//! take it from there. Rows a sender sent before its barrier are in the state of the checkpoint;
+//! rows after it are read again after a restart.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Result, RuntimeError};
+use crate::exec::exchange::{Envelope, Packet};
+use crate::exec::instrument::Instrumented;
+use crate::message::Message;
+use crate::state::checkpoint::OperatorSnapshot;
+
+/// What the sink thread asks of every thread: the barrier to inject, and when to stop.
+#[derive(Default)]
+pub(crate) struct Barriers {
+    /// The newest checkpoint requested (0: none yet).
+    requested: AtomicU64,
+    /// The last checkpoint of a stop is complete: every thread stops.
+    halt: AtomicBool,
+}
+
+impl Barriers {
+    pub(crate) fn request(&self, id: u64) {
+        self.requested.fetch_max(id, Ordering::SeqCst);
+    }
+
+    pub(crate) fn requested(&self) -> u64 {
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn halt(&self) {
+        self.halt.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn halted(&self) -> bool {
+        self.halt.load(Ordering::SeqCst)
+    }
+}
+
+/// One thread's state for a checkpoint.
+pub(crate) struct Report {
+    /// The thread: source instances first, then the instances of later stages, in build order.
+    pub(crate) part: usize,
+    /// The checkpoint; `None`: the state at the thread's end, for every later checkpoint.
+    pub(crate) id: Option<u64>,
+    /// A source instance's position (and watermark generator).
+    pub(crate) position: Option<serde_json::Value>,
+    /// The watermarks of the instance's merge of its senders.
+    pub(crate) stages: Vec<serde_json::Value>,
+    /// Its operators' state, in order.
+    pub(crate) operators: Vec<(&'static str, OperatorSnapshot)>,
+}
+
+/// A thread's side of checkpointing: where requests come from and reports go.
+#[derive(Clone)]
+pub(crate) struct Checkpointer {
+    pub(crate) barriers: Arc<Barriers>,
+    pub(crate) reports: Sender<Report>,
+    pub(crate) part: usize,
+}
+
+impl Checkpointer {
+    /// Send this thread's state (`id`: the checkpoint, `None`: at its end).
+    pub(crate) fn report(
+        &self,
+        id: Option<u64>,
+        position: Option<serde_json::Value>,
+        stages: Vec<serde_json::Value>,
+        ops: &mut [&mut Instrumented],
+    ) -> Result<()> {
+        let operators = snapshot_all(ops)?;
+        let report = Report { part: self.part, id, position, stages, operators };
+        // the sink thread has gone: the query is stopping, and this report is not needed
+        let _ = self.reports.send(report);
+        Ok(())
+    }
+}
+
+/// The state of each of `ops`, with its name.
+pub(crate) fn snapshot_all(ops: &mut [&mut Instrumented]) -> Result<Vec<(&'static str, OperatorSnapshot)>> {
+    ops.iter_mut().map(|op| Ok((op.name(), op.snapshot()?))).collect()
+}
+
+/// What [`Aligner::next`] found.
+pub(crate) enum Pulled {
+    /// Messages of sender `.0`.
+    Messages(usize, Vec<Message>),
+    /// Every sender has sent checkpoint `.0`'s barrier (or ended): take the state now.
+    Aligned(u64),
+    /// Nothing came within the wait.
+    Quiet,
+}
+
+/// The receiving side of an instance's channel, aligning barriers across its senders.
+pub(crate) struct Aligner {
+    rx: Receiver<Envelope>,
+    /// Per sender: it sent the barrier being aligned.
+    arrived: Vec<bool>,
+    /// Per sender: it ended its stream.
+    ended: Vec<bool>,
+    /// The checkpoint being aligned.
+    aligning: Option<u64>,
+    /// Packets of senders that sent the barrier, in arrival order, until it is aligned.
+    held: VecDeque<Envelope>,
+    /// Packets held during the last alignment, read before the channel.
+    replay: VecDeque<Envelope>,
+}
+
+impl Aligner {
+    pub(crate) fn new(rx: Receiver<Envelope>, senders: usize) -> Self {
+        Self {
+            rx,
+            arrived: vec![false; senders],
+            ended: vec![false; senders],
+            aligning: None,
+            held: VecDeque::new(),
+            replay: VecDeque::new(),
+        }
+    }
+
+    /// The next messages, or an aligned barrier; `None` once every sender has gone. `wait`:
+    /// how long to wait for a packet (`None`: until one comes).
+    pub(crate) fn next(&mut self, wait: Option<Duration>) -> Result<Option<Pulled>> {
+        loop {
+            if let Some(id) = self.aligning {
+                if self.arrived.iter().zip(&self.ended).all(|(a, e)| *a || *e) {
+                    self.aligning = None;
+                    self.arrived.iter_mut().for_each(|a| *a = false);
+                    // held packets came after what is still to replay (nothing is read from the
+                    // channel while the replay queue has packets)
+                    let mut held = std::mem::take(&mut self.held);
+                    held.append(&mut self.replay);
+                    self.replay = held;
+                    return Ok(Some(Pulled::Aligned(id)));
+                }
+            }
+            let (i, packet) = match self.replay.pop_front() {
+                Some(e) => e,
+                None => match wait {
+                    None => match self.rx.recv() {
+                        Ok(e) => e,
+                        Err(_) => return Ok(None),
+                    },
+                    Some(w) => match self.rx.recv_timeout(w) {
+                        Ok(e) => e,
+                        Err(RecvTimeoutError::Timeout) => return Ok(Some(Pulled::Quiet)),
+                        Err(RecvTimeoutError::Disconnected) => return Ok(None),
+                    },
+                },
+            };
+            if self.aligning.is_some() && self.arrived.get(i).copied().unwrap_or(false) {
+                self.held.push_back((i, packet));
+                continue;
+            }
+            match packet {
+                Packet::Messages(messages) => {
+                    if messages.iter().any(|m| matches!(m, Message::EndOfStream)) {
+                        if let Some(e) = self.ended.get_mut(i) {
+                            *e = true;
+                        }
+                    }
+                    return Ok(Some(Pulled::Messages(i, messages)));
+                }
+                Packet::Barrier(id) => {
+                    match self.aligning {
+                        None => self.aligning = Some(id),
+                        Some(current) if current != id => {
+                            return Err(RuntimeError::Internal(format!(
+                                "checkpoint barrier {id} arrived while {current} was aligned"
+                            )))
+                        }
+                        Some(_) => {}
+                    }
+                    if let Some(a) = self.arrived.get_mut(i) {
+                        *a = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::sync_channel;
+
+    fn wm(w: i64) -> Packet {
+        Packet::Messages(vec![Message::Watermark(w)])
+    }
+
+    fn pulled(a: &mut Aligner) -> String {
+        match a.next(Some(Duration::ZERO)).unwrap() {
+            Some(Pulled::Messages(i, m)) => match m.first() {
+                Some(Message::Watermark(w)) => format!("{i}:{w}"),
+                Some(Message::EndOfStream) => format!("{i}:end"),
+                _ => format!("{i}:?"),
+            },
+            Some(Pulled::Aligned(id)) => format!("aligned {id}"),
+            Some(Pulled::Quiet) => "quiet".into(),
+            None => "gone".into(),
+        }
+    }
+
+    #[test]
+    fn a_sender_past_the_barrier_waits_until_every_sender_sent_it() {
+        let (tx, rx) = sync_channel(16);
+        let mut a = Aligner::new(rx, 3);
+        for e in [
+            (0, wm(1)),
+            (0, Packet::Barrier(7)),
+            (0, wm(2)), // after the barrier: held
+            (1, wm(3)),
+            (1, Packet::Barrier(7)),
+            (2, Packet::Messages(vec![Message::EndOfStream])), // ended: not waited for
+            (1, wm(4)),
+        ] {
+            tx.send(e).unwrap();
+        }
+        let got: Vec<String> = (0..6).map(|_| pulled(&mut a)).collect();
+        assert_eq!(got, ["0:1", "1:3", "2:end", "aligned 7", "0:2", "1:4"]);
+        assert_eq!(pulled(&mut a), "quiet");
+        // the next barrier, with a held packet of one sender replayed in order
+        tx.send((1, Packet::Barrier(8))).unwrap();
+        tx.send((1, wm(5))).unwrap();
+        tx.send((0, wm(6))).unwrap();
+        tx.send((0, Packet::Barrier(8))).unwrap();
+        let got: Vec<String> = (0..3).map(|_| pulled(&mut a)).collect();
+        assert_eq!(got, ["0:6", "aligned 8", "1:5"]);
+        drop(tx);
+        assert_eq!(pulled(&mut a), "gone");
+    }
+}
