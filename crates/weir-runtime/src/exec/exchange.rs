@@ -27,7 +27,7 @@ pub(crate) enum Packet {
     /// Messages, in order.
     Messages(Vec<Message>),
     /// Checkpoint `id`'s barrier: the sender's state for it is taken, what it sends next comes
-    /// after the checkpoint (see [`crate::exec::barrier`]).
+    /// after the checkpoint (aligned by the receiving instance).
     Barrier(u64),
 }
 

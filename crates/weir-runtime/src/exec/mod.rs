@@ -14,6 +14,7 @@ pub(crate) mod parallel_build;
 pub(crate) mod parallel_checkpoint;
 pub(crate) mod pipeline;
 pub(crate) mod run;
+pub(crate) mod sink_checkpoints;
 pub(crate) mod sink_merge;
 pub(crate) mod source;
 pub(crate) mod stage;

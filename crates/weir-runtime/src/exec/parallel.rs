@@ -27,7 +27,7 @@ use crate::exec::barrier::{Aligner, Checkpointer, Pulled};
 use crate::exec::chain::Chain;
 use crate::exec::exchange::{Envelope, Router};
 use crate::exec::instrument::{through, Instrumented};
-use crate::exec::parallel_checkpoint::ParallelCheckpoints;
+use crate::exec::sink_checkpoints::ParallelCheckpoints;
 use crate::exec::sink_merge::SinkMerge;
 use crate::exec::source::SourceDriver;
 use crate::exec::stage::{BranchStage, JoinStage, Stage};
