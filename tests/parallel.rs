@@ -225,25 +225,48 @@ proptest! {
 /// it gives on one thread, quoted fields with line breaks and bad rows included.
 #[test]
 fn a_large_csv_file_read_in_ranges_gives_the_result_of_one_thread() {
+    large_file_in_ranges("csv");
+}
+
+/// The same for a JSON-lines file (cut at any line end: escaped quotes do not count).
+#[test]
+fn a_large_json_lines_file_read_in_ranges_gives_the_result_of_one_thread() {
+    large_file_in_ranges("json");
+}
+
+fn large_file_in_ranges(format: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("big.csv");
-    let mut text = String::from("k,note,v,ts\n");
+    let path = dir.path().join("big");
+    let json = format == "json";
+    let mut text = String::from(if json { "" } else { "k,note,v,ts\n" });
     let mut i: i64 = 0;
     while text.len() < 34 << 20 {
-        let note = match i % 1000 {
-            0 => "\"a note, with a comma\nand a line break\"".to_string(),
-            7 => "\"say \"\"hi\"\"\"".to_string(),
-            _ => format!("n{}", i % 13),
+        let note = match (i % 1000, json) {
+            (0, false) => "\"a note, with a comma\nand a line break\"".to_string(),
+            (7, false) => "\"say \"\"hi\"\"\"".to_string(),
+            (0, true) => "\"a note, with an escaped line break\\n\"".to_string(),
+            (7, true) => "\"say \\\"hi\"".to_string(),
+            (_, false) => format!("n{}", i % 13),
+            (_, true) => format!("\"n{}\"", i % 13),
         };
         // a bad row now and then (skipped and counted); time in order but for a little jitter
-        let v = if i % 5000 == 3 { "oops".to_string() } else { (i % 97).to_string() };
-        text.push_str(&format!("k{},{note},{v},{}\n", i % 31, 1_700_000_000_000 + i * 3 - (i % 7) * 2));
+        let v = match (i % 5000 == 3, json) {
+            (true, false) => "oops".to_string(),
+            (true, true) => "\"oops\"".to_string(),
+            _ => (i % 97).to_string(),
+        };
+        let ts = 1_700_000_000_000 + i * 3 - (i % 7) * 2;
+        let k = i % 31;
+        text.push_str(&match json {
+            false => format!("k{k},{note},{v},{ts}\n"),
+            true => format!("{{\"k\": \"k{k}\", \"note\": {note}, \"v\": {v}, \"ts\": {ts}}}\n"),
+        });
         i += 1;
     }
     std::fs::write(&path, &text).unwrap();
     let sql = format!(
         "CREATE TABLE big (k VARCHAR, note VARCHAR, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
-           WITH (connector = 'file', path = '{}', format = 'csv', bad_data = 'skip');
+           WITH (connector = 'file', path = '{}', format = '{format}', bad_data = 'skip');
          SELECT k, TUMBLE_START(ts, INTERVAL '10' SECOND) AS w, COUNT(*), SUM(v), COUNT(DISTINCT note)
          FROM big GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), k",
         path.display()

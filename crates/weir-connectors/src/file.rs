@@ -99,12 +99,12 @@ impl Connector for FileConnector {
         open_source(table, schema, ctx)
     }
 
-    /// A CSV file (not a directory, not followed) of at least 16 MiB per split.
+    /// A CSV or JSON-lines file (not a directory, not followed) of at least 16 MiB per split.
     fn splittable(&self, table: &TableDef, ctx: &ConnectorContext) -> bool {
         let Ok(options) = FileOptions::from_table(table, ctx.base_dir.as_deref(), true) else { return false };
         let size =
             options.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).filter(|m| m.is_file()).map(|m| m.len());
-        options.format == FileFormat::Csv
+        matches!(options.format, FileFormat::Csv | FileFormat::Json)
             && options.monitor.is_none()
             && size.is_some_and(|len| len >= crate::file_splits::MIN_SPLIT_BYTES * ctx.parallelism.max(2) as u64)
     }
@@ -121,7 +121,11 @@ impl Connector for FileConnector {
         }
         let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
         let Some(path) = &options.path else { return Ok(None) };
-        let ranges = crate::file_splits::csv_ranges(path, n, crate::file_splits::MIN_SPLIT_BYTES)
+        let cut = match options.format {
+            FileFormat::Json => crate::file_splits::json_ranges,
+            _ => crate::file_splits::csv_ranges,
+        };
+        let ranges = cut(path, n, crate::file_splits::MIN_SPLIT_BYTES)
             .map_err(|e| RuntimeError::Source(format!("{}: {e}", path.display())))?;
         let Some(ranges) = ranges else { return Ok(None) };
         let physical = table.physical_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
@@ -132,7 +136,12 @@ impl Connector for FileConnector {
         let mut sources: Vec<Box<dyn Source>> = Vec::with_capacity(n);
         for range in ranges {
             let (schema, unread, metrics) = (Arc::clone(&schema), Arc::clone(&unread), Arc::clone(&ctx.metrics));
-            sources.push(Box::new(CsvSource::open_range(&options, schema, unread, ctx.batch_size, metrics, range)?));
+            sources.push(match options.format {
+                FileFormat::Json => {
+                    Box::new(JsonSource::open_range(&options, schema, unread, ctx.batch_size, metrics, range)?)
+                }
+                _ => Box::new(CsvSource::open_range(&options, schema, unread, ctx.batch_size, metrics, range)?),
+            });
         }
         Ok(Some(sources))
     }

@@ -1,5 +1,6 @@
-//! Cutting a large CSV file into byte ranges for parallel instances, each starting at the
-//! beginning of a record.
+//! Cutting a large CSV or JSON-lines file into byte ranges for parallel instances, each
+//! starting at the beginning of a record (in JSON lines every line end ends one: a JSON string
+//! cannot hold a raw line break, so quotes are not counted).
 //!
 //! A cut near `k · len / n` moves on to the next line start that is outside quotes and follows a
 //! line that is not blank (the reader skips blank lines at the start of a read): the file is
@@ -36,6 +37,16 @@ pub struct Range {
 /// smaller than `min` bytes per range or cannot be cut that often (records longer than a
 /// range).
 pub fn csv_ranges(path: &Path, n: usize, min: u64) -> std::io::Result<Option<Vec<Range>>> {
+    ranges(path, n, min, true)
+}
+
+/// [`csv_ranges`] for a JSON-lines file: any line end ends a record.
+pub fn json_ranges(path: &Path, n: usize, min: u64) -> std::io::Result<Option<Vec<Range>>> {
+    ranges(path, n, min, false)
+}
+
+/// Ranges cut after line ends (outside quotes, when `quoted` fields may hold line breaks).
+fn ranges(path: &Path, n: usize, min: u64, quoted: bool) -> std::io::Result<Option<Vec<Range>>> {
     let len = std::fs::metadata(path)?.len();
     if n < 2 || len < min.saturating_mul(n as u64) {
         return Ok(None);
@@ -54,7 +65,7 @@ pub fn csv_ranges(path: &Path, n: usize, min: u64) -> std::io::Result<Option<Vec
         }
         for i in memchr::memchr2_iter(b'"', b'\n', &chunk[..read]) {
             if chunk[i] == b'"' {
-                quotes += 1;
+                quotes += u64::from(quoted);
                 continue;
             }
             lines += 1;
@@ -115,6 +126,22 @@ mod tests {
             assert!(!text[at..].starts_with("lines"), "{r:?}");
             assert_eq!(text[..at].matches('\n').count() as u64, r.lines_before);
         }
+    }
+
+    #[test]
+    fn json_lines_are_cut_at_any_line_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl");
+        // an odd number of quote characters on a line (escaped inside a string)
+        let text = "{\"a\": \"say \\\"hi\"}\n{\"a\": \"b\"}\n{\"a\": \"c\"}\n{\"a\": \"d\"}\n";
+        std::fs::write(&path, text).unwrap();
+        let ranges = json_ranges(&path, 2, 1).unwrap().unwrap();
+        assert_eq!(ranges[0].start, 0);
+        assert_eq!(ranges[1].start, text.find("{\"a\": \"c").unwrap() as u64, "{ranges:?}");
+        assert_eq!(ranges[1].lines_before, 2);
+        assert_eq!(ranges[1].end, text.len() as u64);
+        // counting quotes would have found no cut outside them
+        assert_eq!(csv_ranges(&path, 2, 1).unwrap(), None);
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct JsonSource {
     done: bool,
     /// To read the file again from a checkpoint's position.
     options: FileOptions,
+    /// Read up to this byte only (a range of the file, see [`crate::file_splits`]).
+    stop_at: Option<u64>,
 }
 
 /// Where a JSON source is: the byte where the next line starts, and that line's number - 1.
@@ -100,8 +102,30 @@ impl JsonSource {
             byte: 0,
             done: false,
             options: options.clone(),
+            stop_at: None,
         };
         source.start(0)?;
+        Ok(source)
+    }
+
+    /// The lines of a regular file in `range` only (a parallel instance's share).
+    pub fn open_range(
+        options: &FileOptions,
+        schema: SchemaRef,
+        unread: SchemaRef,
+        batch_size: usize,
+        metrics: Arc<Metrics>,
+        range: crate::file_splits::Range,
+    ) -> Result<Self> {
+        let mut source = Self::open(options, schema, unread, batch_size, metrics)?;
+        if source.mode.pumped() {
+            return Err(RuntimeError::Internal(format!("{}: only a regular file is read in ranges", source.display)));
+        }
+        if range.start > 0 {
+            (source.byte, source.line_number) = (range.start, range.lines_before);
+            source.start(range.start)?;
+        }
+        source.stop_at = Some(range.end);
         Ok(source)
     }
 
@@ -240,6 +264,11 @@ impl Source for JsonSource {
         let deadline = Instant::now() + LINGER;
         let mut rows = 0;
         while rows < self.batch_size {
+            if self.stop_at.is_some_and(|end| self.byte >= end) {
+                // the next line is the next range's
+                self.done = true;
+                break;
+            }
             let n = self.next_line(deadline)?;
             if n == 0 {
                 break;
@@ -300,5 +329,68 @@ impl Source for JsonSource {
         (self.byte, self.line_number, self.done) = (p.byte, p.line, p.done);
         self.start(p.byte)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion_common::arrow::array::AsArray;
+    use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use weir_runtime::{Metrics, Source};
+
+    use super::JsonSource;
+    use crate::file_splits::{json_ranges, Range};
+    use crate::options::{BadRowPolicy, FileFormat, FileOptions};
+
+    /// Ranges as [`json_ranges`] cuts them: each line is read by exactly one, blank lines are
+    /// skipped, a range's position resumes inside it, and a bad line in a later range names its
+    /// line in the file.
+    #[test]
+    fn ranges_read_each_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let text = "{\"a\": 1}\n{\"a\": 2}\n\n{\"a\": 3, \"s\": \"q\\\"\"}\n{\"a\": 4}\n{\"a\": \"x\"}\n{\"a\": 5}\n";
+        std::fs::write(&path, text).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let options = |bad_rows| FileOptions {
+            path: Some(path.clone()),
+            format: FileFormat::Json,
+            bad_rows,
+            delimiter: b',',
+            monitor: None,
+        };
+        let open = |range: Range, policy| {
+            let none = Arc::new(Schema::empty());
+            JsonSource::open_range(&options(policy), Arc::clone(&schema), none, 2, Arc::new(Metrics::default()), range)
+        };
+        let read = |src: &mut JsonSource| {
+            let mut out = Vec::new();
+            while let Some(b) = src.next_batch()? {
+                out.extend(b.column(0).as_primitive::<Int64Type>().values().iter().copied());
+            }
+            Ok::<_, weir_runtime::RuntimeError>(out)
+        };
+        let ranges = json_ranges(&path, 3, 1).unwrap().unwrap();
+        let mut all = Vec::new();
+        for r in &ranges {
+            all.extend(read(&mut open(*r, BadRowPolicy::Skip).unwrap()).unwrap());
+        }
+        assert_eq!(all, vec![1, 2, 3, 4, 5], "{ranges:?}");
+        // a range starting at line 4 ("a": 3), up to the end: its bad line is line 6
+        let at = |s: &str| text.find(s).unwrap() as u64;
+        let late = Range { start: at("{\"a\": 3"), lines_before: 3, end: text.len() as u64 };
+        let err = read(&mut open(late, BadRowPolicy::Fail).unwrap()).unwrap_err().to_string();
+        assert!(err.contains(":6:"), "the bad line is line 6: {err}");
+        // resumed from a position taken after its first batch, it reads on to its end only
+        let middle = Range { start: 0, lines_before: 0, end: at("{\"a\": 5") };
+        let mut src = open(middle, BadRowPolicy::Skip).unwrap();
+        let first = src.next_batch().unwrap().unwrap();
+        assert_eq!(first.num_rows(), 2);
+        let position = src.position().unwrap();
+        let mut resumed = open(middle, BadRowPolicy::Skip).unwrap();
+        resumed.seek(&position).unwrap();
+        assert_eq!(read(&mut resumed).unwrap(), vec![3, 4]);
     }
 }
