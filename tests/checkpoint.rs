@@ -107,7 +107,7 @@ fn run_with_crashes(
     cuts: &[usize],
     crashes: &[usize],
     guarantee: Guarantee,
-    parallelism: Option<usize>,
+    parallelism: &[usize],
 ) -> Vec<String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = TxSink::default();
@@ -117,6 +117,12 @@ fn run_with_crashes(
         assert!(attempt < 1000, "no progress");
         let store = CheckpointStore::open(dir.path().to_str().expect("utf-8")).expect("store");
         let restore = store.latest().expect("readable checkpoints");
+        // each restart at the next parallelism of the list (the state moves between instances);
+        // the first run at the first (one at 1 would run, and checkpoint, on one thread)
+        let parallelism = match &restore {
+            Some(_) => parallelism.get(attempt % parallelism.len().max(1)).copied(),
+            None => parallelism.first().copied(),
+        };
         let config =
             CheckpointConfig { store, interval: Duration::ZERO, guarantee, fingerprint: "test".into(), restore };
         // a restart is a new engine, as a new process would be
@@ -193,7 +199,7 @@ fn check(query: &str, rows: &[Row], cuts: &[usize], crashes: &[usize]) -> Result
     let t = feed_ddl(300);
     let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
     let expected = uninterrupted(&script, rows, cuts);
-    let got = run_with_crashes(&script, rows, cuts, crashes, Guarantee::ExactlyOnce, None);
+    let got = run_with_crashes(&script, rows, cuts, crashes, Guarantee::ExactlyOnce, &[]);
     prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
     Ok(())
 }
@@ -246,7 +252,7 @@ proptest! {
         for query in TWO_INPUTS {
             let script = script_of(query);
             let expected = uninterrupted(&script, &rows, &cuts);
-            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, None);
+            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, &[]);
             prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
         }
     }
@@ -260,7 +266,7 @@ proptest! {
     ) {
         let script = script_of("SELECT k, v, ts FROM t UNION ALL SELECT k, v, ts FROM u");
         let expected = uninterrupted(&script, &rows, &cuts);
-        let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::AtLeastOnce, None);
+        let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::AtLeastOnce, &[]);
         let mut left: HashMap<&String, usize> = HashMap::new();
         for r in &got {
             *left.entry(r).or_default() += 1;
@@ -309,7 +315,32 @@ proptest! {
             let t = feed_ddl(300);
             let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
             let expected = uninterrupted(&script, &rows, &cuts);
-            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, Some(2));
+            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, &[2]);
+            prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
+        }
+    }
+}
+
+/// The queries of [`QUERIES`] whose state moves between instances when the parallelism changes
+/// on resume: window aggregates (keyed and keyless) and updating aggregates.
+const RESCALED: &[usize] = &[0, 1, 2, 7, 8];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// Each restart at another parallelism (2, 3, 1, 4, …): keyed state taken apart and put
+    /// together by key group at every resume, still what one uninterrupted thread emits.
+    #[test]
+    fn restarts_at_another_parallelism_each_time_emit_what_one_uninterrupted_thread_does(
+        rows in rows_strategy(),
+        cuts in cuts_strategy(),
+        crashes in prop::collection::vec(0usize..6, 1..5),
+    ) {
+        for query in RESCALED.iter().map(|i| QUERIES[*i]) {
+            let t = feed_ddl(300);
+            let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
+            let expected = uninterrupted(&script, &rows, &cuts);
+            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, &[2, 3, 1, 4]);
             prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
         }
     }

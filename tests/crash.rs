@@ -75,6 +75,11 @@ impl Rng {
 /// Run `sql` with checkpoints in `dir`, killing it at random moments until it finishes on
 /// its own; returns how many times it was killed.
 fn run_with_kills(dir: &Path, sql: &Path, seed: u64, settings: &[&str]) -> usize {
+    run_with_kills_at(dir, sql, seed, settings, &[])
+}
+
+/// [`run_with_kills`], restart `i` at parallelism `parallelism[i % len]` (none: as set).
+fn run_with_kills_at(dir: &Path, sql: &Path, seed: u64, settings: &[&str], parallelism: &[usize]) -> usize {
     let mut rng = Rng(seed | 1);
     let checkpoints = dir.join("checkpoints");
     let mut kills = 0;
@@ -86,6 +91,9 @@ fn run_with_kills(dir: &Path, sql: &Path, seed: u64, settings: &[&str]) -> usize
         cmd.args(["--checkpoint-interval", "150ms"]);
         for s in settings {
             cmd.args(["--set", s]);
+        }
+        if let Some(n) = parallelism.get(kills % parallelism.len().max(1)) {
+            cmd.args(["--parallelism", &n.to_string()]);
         }
         let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("weir starts");
         // kill while there is still work left: the first kills come early, then runs are left
@@ -213,4 +221,24 @@ fn killed_with_sigkill_at_parallelism_2_the_committed_output_equals_an_uninterru
         .expect("a checkpoint");
     let manifest = std::fs::read_to_string(newest).expect("manifest");
     assert!(manifest.contains("\"parallelism\": 2") || manifest.contains("\"parallelism\":2"), "{manifest}");
+}
+
+#[test]
+fn killed_with_sigkill_and_restarted_at_another_parallelism_each_time_the_output_is_exactly_once() {
+    // keys move between 1, 2 and 3 instances at each restart (the table stays in its splits)
+    let columns = "auction BIGINT, w TIMESTAMP(3), n BIGINT, top BIGINT";
+    let insert = "INSERT INTO out
+        SELECT auction, TUMBLE_START(date_time, INTERVAL '1' SECOND) AS w, COUNT(*) AS n, MAX(price) AS top
+        FROM bid GROUP BY TUMBLE(date_time, INTERVAL '1' SECOND), auction;";
+    let (dir, sql, expected) = prepare(columns, insert);
+    let seed = seed();
+    eprintln!("crash test (rescaled at each restart): seed {seed}");
+    let kills = run_with_kills_at(dir.path(), &sql, seed, &[], &[2, 3, 1]);
+    let got = rows(&dir.path().join("out"));
+    assert!(
+        got == expected,
+        "seed {seed}, {kills} kills: the committed rows differ from an uninterrupted run ({} vs {} distinct rows)",
+        got.len(),
+        expected.len()
+    );
 }

@@ -31,27 +31,40 @@ fn a_stopped_run_resumes_from_its_last_checkpoint_and_a_finished_one_is_not_run_
     assert!(job.checkpoint_dirs().len() <= 3, "{:?}", job.checkpoint_dirs());
 }
 
-#[test]
-fn a_parallel_run_resumes_at_the_parallelism_it_was_taken_at_and_another_is_refused() {
-    let job = Job::new();
-    let err = job.run_and_stop_with(&["--parallelism", "2"], Duration::from_millis(800));
-    assert!(err.contains("stopped after checkpoint"), "{err}");
+/// The newest checkpoint's manifest.
+fn newest_manifest(job: &Job) -> serde_json::Value {
     let newest = job.checkpoint_dirs().last().expect("a checkpoint").join("_manifest.json");
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(newest).expect("manifest")).expect("json");
+    serde_json::from_str(&std::fs::read_to_string(newest).expect("manifest")).expect("json")
+}
+
+#[test]
+fn a_parallel_run_resumes_at_its_parallelism_or_rescaled_to_another() {
+    let job = Job::new();
+    let err = job.run_and_stop_with(&["--parallelism", "2"], Duration::from_millis(700));
+    assert!(err.contains("stopped after checkpoint"), "{err}");
+    let manifest = newest_manifest(&job);
     assert_eq!(manifest["parallel"]["parallelism"], 2, "{manifest}");
     assert_eq!(manifest["sources"].as_array().map(Vec::len), Some(2), "one position per split: {manifest}");
-    // another parallelism: refused, saying which one to use
-    let o = job.run(&["--parallelism", "1"]);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("was taken at parallelism 2") && err.contains("Resume it with the parallelism"), "{err}");
-    // none asked for: the checkpoint's
-    let o = job.run(&[]);
+    // rescaled to one instance per stage (the table still in its two splits), stopped again
+    let err = job.run_and_stop_with(&["--parallelism", "1"], Duration::from_millis(500));
+    assert!(err.contains("resuming from checkpoint") && err.contains("stopped after checkpoint"), "{err}");
+    let manifest = newest_manifest(&job);
+    assert_eq!(manifest["parallel"]["parallelism"], 1, "{manifest}");
+    assert_eq!(manifest["parallel"]["splits"], serde_json::json!([2]), "{manifest}");
+    // then to three, to the end
+    let o = job.run(&["--parallelism", "3"]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("resuming from checkpoint"), "{err}");
-    assert_eq!(rows(&job.dir.path().join("out")), job.expected, "exactly once across the stop");
+    assert_eq!(rows(&job.dir.path().join("out")), job.expected, "exactly once across the stops and rescales");
+
+    // none asked for: the checkpoint's parallelism
+    let job = Job::new();
+    job.run_and_stop_with(&["--parallelism", "3"], Duration::from_millis(700));
+    let o = job.run(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(newest_manifest(&job)["parallel"]["parallelism"], 3);
+    assert_eq!(rows(&job.dir.path().join("out")), job.expected);
 
     // a checkpoint taken on one thread is not resumed in parallel
     let job = Job::new();

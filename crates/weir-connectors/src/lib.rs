@@ -353,7 +353,14 @@ pub fn planned_layout(
     fed: &dyn Fn(&str) -> bool,
 ) -> Option<weir_plan::parallel::Layout> {
     let (n, nodes) = (ctx.parallelism, plan.sources());
-    if n <= 1 || nodes.iter().any(|node| fed(&node.table.name)) {
+    if nodes.iter().any(|node| fed(&node.table.name)) {
+        return None;
+    }
+    if let Some(saved) = &ctx.splits {
+        // resuming a parallel run: its tables in the splits it read them in
+        return weir_runtime::resumed_layout(plan, n, &|i| saved.get(i).copied().unwrap_or(1));
+    }
+    if n <= 1 {
         return None;
     }
     let splittable: Vec<bool> = nodes.iter().map(|node| registry.splittable(&node.table, ctx)).collect();
@@ -388,9 +395,21 @@ fn build_parallel(
         let declared = node.table.require_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
         let cols = input_columns(node, whole_rows)?;
         let schema = Arc::new(declared.project(&cols.columns)?);
-        let split = match splittable[i] {
-            true => registry.open_splits(&node.table, schema, ctx, n)?.filter(|s| (2..=n).contains(&s.len())),
-            false => None,
+        let split = match (&ctx.splits, splittable[i]) {
+            (Some(saved), _) => match saved.get(i).copied().unwrap_or(1) {
+                1 => None,
+                k => match registry.open_splits(&node.table, schema, ctx, k)? {
+                    Some(splits) if splits.len() == k => Some(splits),
+                    _ => {
+                        return Err(RuntimeError::Checkpoint(format!(
+                            "table '{}' was read in {k} splits when the checkpoint was taken, and cannot be now",
+                            node.table.name
+                        )))
+                    }
+                },
+            },
+            (None, true) => registry.open_splits(&node.table, schema, ctx, n)?.filter(|s| (2..=n).contains(&s.len())),
+            (None, false) => None,
         };
         sources.push(match split {
             Some(splits) => splits,
@@ -401,9 +420,10 @@ fn build_parallel(
     let (plan, metrics) = (plan.clone(), Arc::clone(&ctx.metrics));
     // by default, only a query over a table read in splits runs in parallel
     let split = counts.iter().any(|c| *c > 1);
-    let layout = match ctx.parallelism_by_default && !split {
-        true => None,
-        false => weir_runtime::parallel_layout(&plan, n, &|i| counts.get(i).copied().unwrap_or(1)),
+    let layout = match (&ctx.splits, ctx.parallelism_by_default && !split) {
+        (Some(_), _) => weir_runtime::resumed_layout(&plan, n, &|i| counts.get(i).copied().unwrap_or(1)),
+        (None, true) => None,
+        (None, false) => weir_runtime::parallel_layout(&plan, n, &|i| counts.get(i).copied().unwrap_or(1)),
     };
     let Some(layout) = layout else {
         // on one thread: each table read whole

@@ -440,14 +440,17 @@ impl State {
             (None, _) => None,
         };
         let settings = self.planner.settings();
-        // on resume, the parallelism the checkpoint was taken at (unless one is asked for: a
-        // different one is refused when the checkpoint is read)
+        // on resume, the parallelism the checkpoint was taken at, unless another is asked for
         let saved = options
             .checkpoint
             .as_ref()
             .and_then(|c| c.restore.as_ref())
             .and_then(|r| r.manifest.parallel.as_ref())
-            .map(|p| p.parallelism);
+            .filter(|_| ctx.checkpointing);
+        // its tables are read in the splits they were, at any parallelism (keyed stages move
+        // key groups between instances)
+        ctx.splits = saved.map(|p| p.splits.clone());
+        let saved = saved.map(|p| p.parallelism);
         let asked = options.parallelism.or(settings.parallelism);
         ctx.parallelism_by_default = asked.is_none() && saved.is_none();
         ctx.parallelism = match (asked, saved) {

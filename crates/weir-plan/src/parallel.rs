@@ -187,6 +187,9 @@ pub fn branch_join<'a>(plan: &'a StreamPlan, path: &[Side]) -> Option<&'a JoinNo
 struct Builder<'a> {
     parallelism: usize,
     splits: &'a dyn Fn(usize) -> usize,
+    /// Tables are read in exactly their splits (a resumed parallel run), not in at most
+    /// `parallelism`.
+    resumed: bool,
     stages: Vec<LayoutStage>,
     sources: usize,
     ops: usize,
@@ -202,7 +205,10 @@ impl Builder<'_> {
                 }
                 let n = self.sources;
                 self.sources += 1;
-                let instances = (self.splits)(n).clamp(1, self.parallelism);
+                let instances = match self.resumed {
+                    true => (self.splits)(n).max(1),
+                    false => (self.splits)(n).clamp(1, self.parallelism),
+                };
                 self.push(StageInput::Source(n), path.clone(), instances)
             }
             PlanInput::Union(_) => return Err("unions run on one thread for now".into()),
@@ -305,17 +311,38 @@ pub fn has_join(plan: &StreamPlan) -> bool {
 /// connector cannot split it). `Err` says why the plan runs on one thread: unions, lookup
 /// joins, processing time, or nothing to gain (no stage would have more than one instance).
 pub fn layout(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(usize) -> usize) -> Result<Layout, String> {
-    if parallelism <= 1 {
-        return Err("parallelism is 1".into());
-    }
-    let mut b = Builder { parallelism, splits, stages: Vec::new(), sources: 0, ops: 0 };
-    b.branch(&plan.input, &plan.ops, Vec::new())?;
-    if b.stages.iter().all(|s| s.instances == 1) {
+    let layout = build(plan, parallelism, splits, false)?;
+    if layout.stages.iter().all(|s| s.instances == 1) {
         return Err(
             "no stage of this query can run in parallel (its tables are read whole, and it has no keyed operator)"
                 .into(),
         );
     }
+    Ok(layout)
+}
+
+/// [`layout`] for a run resuming the checkpoint of a parallel run: its tables read in exactly
+/// `splits(n)` instances whatever the parallelism, and its threads kept even when no stage has
+/// more than one instance.
+pub fn layout_resumed(
+    plan: &StreamPlan,
+    parallelism: usize,
+    splits: &dyn Fn(usize) -> usize,
+) -> Result<Layout, String> {
+    build(plan, parallelism, splits, true)
+}
+
+fn build(
+    plan: &StreamPlan,
+    parallelism: usize,
+    splits: &dyn Fn(usize) -> usize,
+    resumed: bool,
+) -> Result<Layout, String> {
+    if parallelism == 0 {
+        return Err("parallelism is 0".into());
+    }
+    let mut b = Builder { parallelism, splits, resumed, stages: Vec::new(), sources: 0, ops: 0 };
+    b.branch(&plan.input, &plan.ops, Vec::new())?;
     Ok(Layout { stages: b.stages })
 }
 

@@ -33,7 +33,7 @@ pub use state::checkpoint;
 pub use error::{Result, RuntimeError};
 pub use exec::connector::{Connector, ConnectorContext, ConnectorRegistry, StartTime};
 pub use exec::metrics::{Metrics, OperatorMetrics, StateSize};
-pub use exec::parallel::parallel_layout;
+pub use exec::parallel::{parallel_layout, resumed_layout};
 pub use exec::pipeline::{
     build_operators, build_ops, input_columns, is_row_kind_column, late_rows_schema, relaxed, sink_schema,
     source_columns, Pipeline, SourceColumns, ROW_KIND_METADATA,

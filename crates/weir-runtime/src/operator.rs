@@ -1,10 +1,10 @@
 //! The operator trait. Only `process_batch` is required; the watermark and end-of-stream
 //! hooks have no-op defaults that forward the event, and a stateless operator reports no state.
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 use crate::exec::metrics::StateSize;
 use crate::message::{Message, Nanos, StreamBatch};
-use crate::state::checkpoint::{unsupported, OperatorSnapshot};
+use crate::state::checkpoint::{unsupported, KeyFilter, OperatorSnapshot};
 
 /// A streaming operator with one input. Operators are driven by one task and need not be
 /// thread-safe beyond `Send`.
@@ -59,5 +59,21 @@ pub trait Operator: Send {
             return Ok(());
         }
         Err(unsupported(self.name()))
+    }
+
+    /// The state of one instance of this operator made from the snapshots of all instances of
+    /// a run at another parallelism: the keys `owned` says are this instance's (it takes the
+    /// key columns of some rows, as the exchange hashes them, and says which rows to keep).
+    /// The instances of a stage were checkpointed at the same barrier, so they agree on the
+    /// watermark. The default: a stateless operator's empty state, or not supported yet.
+    fn rescale(&self, parts: Vec<OperatorSnapshot>, owned: &KeyFilter<'_>) -> Result<OperatorSnapshot> {
+        let _ = owned;
+        if parts.iter().all(OperatorSnapshot::is_empty) {
+            return Ok(OperatorSnapshot::empty());
+        }
+        Err(RuntimeError::Unsupported(format!(
+            "the state of the {} operator cannot be moved to another parallelism yet: resume at the parallelism the checkpoint was taken at",
+            self.name()
+        )))
     }
 }

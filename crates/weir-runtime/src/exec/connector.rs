@@ -254,6 +254,9 @@ pub struct ConnectorContext {
     /// `parallelism` is the default, not asked for: use it only when a table is read in splits
     /// (a query over tables read whole runs on one thread, in its one-thread order).
     pub parallelism_by_default: bool,
+    /// Resuming a parallel run's checkpoint: the splits each of the plan's sources was read in
+    /// (they are read in as many again, whatever the parallelism; keyed stages may change).
+    pub splits: Option<Vec<usize>>,
 }
 
 impl ConnectorContext {
@@ -267,6 +270,7 @@ impl ConnectorContext {
             state_dir: None,
             started: Arc::default(),
             parallelism: 1,
+            splits: None,
             parallelism_by_default: false,
         }
     }

@@ -51,6 +51,16 @@ impl Instrumented {
         self.op.restore(snapshot)
     }
 
+    /// This operator's state from the snapshots of all instances of another parallelism (see
+    /// [`Operator::rescale`]).
+    pub fn rescale(
+        &self,
+        parts: Vec<crate::state::checkpoint::OperatorSnapshot>,
+        owned: &crate::state::checkpoint::KeyFilter<'_>,
+    ) -> Result<crate::state::checkpoint::OperatorSnapshot> {
+        self.op.rescale(parts, owned)
+    }
+
     /// `op` at `place` in the plan, as parallel instance `instance`.
     pub fn new_instance(op: Box<dyn Operator>, place: OpRef, instance: usize, totals: &Arc<Metrics>) -> Self {
         let metrics = Some(totals.register_instance(op.name(), place, instance));

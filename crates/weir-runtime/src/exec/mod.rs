@@ -13,6 +13,7 @@ pub(crate) mod parallel;
 pub(crate) mod parallel_build;
 pub(crate) mod parallel_checkpoint;
 pub(crate) mod pipeline;
+pub(crate) mod rescale;
 pub(crate) mod run;
 pub(crate) mod sink_checkpoints;
 pub(crate) mod sink_merge;

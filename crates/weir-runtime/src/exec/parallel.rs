@@ -40,12 +40,24 @@ pub fn parallel_layout(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(us
     if parallelism <= 1 {
         return None;
     }
+    layout_of(plan, parallelism, splits, false)
+}
+
+/// [`parallel_layout`] for a run resuming the checkpoint of a parallel run, whose tables are
+/// read in `splits` as they were: its threads are kept at any parallelism, 1 included.
+pub fn resumed_layout(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(usize) -> usize) -> Option<Layout> {
+    layout_of(plan, parallelism, splits, true)
+}
+
+fn layout_of(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(usize) -> usize, resumed: bool) -> Option<Layout> {
     let uses_proctime = plan
         .sources()
         .iter()
         .any(|s| s.table.proctime_index().is_some_and(|p| s.projection.as_ref().is_none_or(|cols| cols.contains(&p))));
     let layout = if uses_proctime {
         Err("a query over a PROCTIME() column runs on one thread for now".to_string())
+    } else if resumed {
+        weir_plan::parallel::layout_resumed(plan, parallelism, splits)
     } else {
         weir_plan::parallel::layout(plan, parallelism, splits)
     };
@@ -76,6 +88,8 @@ pub(crate) struct Parallel {
     pub(crate) sink: SinkMerge,
     /// The instances of each stage of the layout (what a checkpoint must be resumed with).
     pub(crate) shape: crate::state::checkpoint::ParallelShape,
+    /// What kind of stage each stage is.
+    pub(crate) kinds: Vec<crate::exec::rescale::StageShape>,
     /// With checkpoints: the sink thread's side of them.
     pub(crate) checkpoints: Option<ParallelCheckpoints>,
 }

@@ -19,6 +19,7 @@ use crate::exec::instrument::Instrumented;
 use crate::exec::metrics::Metrics;
 use crate::exec::parallel::{Merge, OpInstance, Parallel, SourceInstance};
 use crate::exec::pipeline::{build_join, build_ops, input_columns, physical, sink_schema, Pipeline};
+use crate::exec::rescale::StageShape;
 use crate::exec::sink_merge::SinkMerge;
 use crate::exec::source::{Sink, Source, SourceDriver};
 use crate::exec::stage::Stage;
@@ -135,6 +136,7 @@ impl Pipeline {
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let stages = &layout.stages;
+        let splits: Vec<usize> = sources.iter().map(Vec::len).collect();
         let Some(last) = stages.len().checked_sub(1) else {
             return Err(RuntimeError::Internal("a parallel plan without stages".into()));
         };
@@ -223,6 +225,9 @@ impl Pipeline {
                 }
             }
         }
+        if sources.iter_mut().any(|left| left.next().is_some()) {
+            return Err(RuntimeError::Internal("more splits than instances reading them".into()));
+        }
         drop((sink_tx, targets));
         let chain_ops = match fused {
             true => instance_ops(plan, &stages[last], 0, &metrics)?,
@@ -233,11 +238,35 @@ impl Pipeline {
         let changelog = plan.is_updating().then(|| sink_schema(plan));
         let chain = Chain { ops: chain_ops, sink, metrics, changelog, late_rows: None, report_watermark: true };
         let shape = ParallelShape {
-            parallelism: stages.iter().map(|s| s.instances).max().unwrap_or(1),
+            // the instances of keyed stages (source stages have their tables' splits)
+            parallelism: stages
+                .iter()
+                .filter(|s| !matches!(s.input, StageInput::Source(_)))
+                .map(|s| s.instances)
+                .max()
+                .unwrap_or(1),
             stages: stages.iter().map(|s| s.instances).collect(),
             key_groups: weir_plan::parallel::KEY_GROUPS,
+            splits,
         };
-        let parallel = Parallel { sources: source_instances, instances, sink: sink_merge, shape, checkpoints: None };
+        let kinds = stages
+            .iter()
+            .map(|stage| {
+                let join = matches!(stage.input, StageInput::Join { .. });
+                Ok(StageShape {
+                    source: matches!(stage.input, StageInput::Source(_)),
+                    exchange: matches!(stage.input, StageInput::Exchange { .. }),
+                    inputs: match &stage.input {
+                        StageInput::Source(_) => Vec::new(),
+                        StageInput::Exchange { from, .. } => vec![*from],
+                        StageInput::Join { from, .. } => from.to_vec(),
+                    },
+                    ops: stage_ops(plan, stage)?.len() + usize::from(join),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let parallel =
+            Parallel { sources: source_instances, instances, sink: sink_merge, shape, kinds, checkpoints: None };
         let root = Stage::Union { branches: Vec::new(), watermarks: WatermarkMerge::new(&[], Instant::now()) };
         Ok(Self {
             drivers: Vec::new(),

@@ -8,14 +8,18 @@
 //! instances each stage had; a checkpoint is resumed only with the same shape for now.
 
 use std::sync::mpsc::channel;
+
+use datafusion_common::arrow::array::ArrayRef;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Result, RuntimeError};
 use crate::exec::barrier::{Barriers, Checkpointer};
 use crate::exec::chain::Chain;
+use crate::exec::exchange::{key_groups, owner};
 use crate::exec::instrument::Instrumented;
 use crate::exec::parallel::Parallel;
+use crate::exec::rescale::{threads, ByThread, StageShape};
 use crate::exec::sink_checkpoints::ParallelCheckpoints;
 use crate::state::checkpoint::{
     check_fingerprint, CheckpointConfig, Coordinator, OperatorSnapshot, ParallelShape, Restored,
@@ -24,12 +28,15 @@ use crate::state::checkpoint::{
 /// The error of a checkpoint taken with another layout.
 fn other_shape(restored: &Restored, saved: Option<&ParallelShape>, now: &ParallelShape) -> RuntimeError {
     let was = match saved {
-        Some(s) => format!("at parallelism {} (stages of {:?} instances)", s.parallelism, s.stages),
-        None => "on one thread (parallelism 1)".into(),
+        Some(s) => format!(
+            "at parallelism {} (stages of {:?} instances, tables in {:?} splits)",
+            s.parallelism, s.stages, s.splits
+        ),
+        None => "on one thread".into(),
     };
     RuntimeError::Checkpoint(format!(
-        "{} was taken {was}; this run has parallelism {} (stages of {:?} instances). Resume it with the parallelism it was taken at: changing it on resume is not supported yet",
-        restored.location, now.parallelism, now.stages
+        "{} was taken {was}; this run has parallelism {} (stages of {:?} instances, tables in {:?} splits), a layout it cannot be resumed in",
+        restored.location, now.parallelism, now.stages, now.splits
     ))
 }
 
@@ -66,7 +73,17 @@ impl Parallel {
             Some(restored) => {
                 check_fingerprint(restored, &config.fingerprint)?;
                 let m = &restored.manifest;
-                if m.parallel.as_ref() != Some(&self.shape) {
+                let fits = m.parallel.as_ref().is_some_and(|p| {
+                    p.stages.len() == self.shape.stages.len()
+                        && p.splits == self.shape.splits
+                        && self
+                            .kinds
+                            .iter()
+                            .zip(p.stages.iter().zip(&self.shape.stages))
+                            .all(|(k, (a, b))| !k.source || a == b)
+                        && p.key_groups == self.shape.key_groups
+                });
+                if !fits {
                     return Err(other_shape(restored, m.parallel.as_ref(), &self.shape));
                 }
                 if restored.location == config.store.describe(m.id) {
@@ -114,45 +131,91 @@ impl Parallel {
         if m.finished {
             return Ok(());
         }
-        if m.sources.len() != self.sources.len() {
-            return Err(RuntimeError::Checkpoint(format!(
-                "{} saved {} source instances, this run has {}",
-                restored.location,
-                m.sources.len(),
-                self.sources.len()
-            )));
+        let Some(saved) = &m.parallel else { return Err(other_shape(restored, None, &self.shape)) };
+        if m.operators.len() != restored.operators.len() {
+            return Err(RuntimeError::Checkpoint(format!("{} lists operators it has no state of", restored.location)));
         }
-        for (s, state) in self.sources.iter_mut().zip(&m.sources) {
-            s.driver.restore(state)?;
+        let operators = m.operators.iter().zip(&restored.operators).map(|(e, s)| (e.name.clone(), s.clone())).collect();
+        let old = ByThread::split(&self.kinds, &saved.stages, &m.sources, &m.stages, operators)
+            .map_err(|e| RuntimeError::Checkpoint(format!("{}: {e}", restored.location)))?;
+        if saved != &self.shape {
+            tracing::info!(
+                from = saved.parallelism,
+                to = self.shape.parallelism,
+                "resuming at another parallelism: key groups move between instances"
+            );
         }
-        let now = Instant::now();
-        let mut stages = m.stages.iter();
-        for i in &mut self.instances {
-            i.input.root.restore(&mut stages, now)?;
+        let now = self.shape.stages.clone();
+        let (order, fused) = threads(&self.kinds, &now);
+        let mut order = order.into_iter();
+        let mut next = || order.next().ok_or_else(|| RuntimeError::Internal("more threads than the layout has".into()));
+        let at = Instant::now();
+        for source in &mut self.sources {
+            let (s, k) = next()?;
+            let position = old.thread(s, k)?.position.clone().ok_or_else(|| {
+                RuntimeError::Checkpoint(format!("{} has no position of split {k} of stage {s}", restored.location))
+            })?;
+            source.driver.restore(&position)?;
+            restore_ops(source.ops.iter_mut().collect(), &old, &self.kinds, &now, (s, k))?;
         }
-        let merge = stages.next().ok_or_else(|| {
-            RuntimeError::Checkpoint(format!("{} has no state of the merge into the sink", restored.location))
-        })?;
-        self.sink.restore(merge)?;
-        let location = restored.location.clone();
-        let ops = self.operators(chain);
-        if ops.len() != restored.operators.len() {
-            return Err(RuntimeError::Checkpoint(format!(
-                "{location} saved {} operators, this run has {}",
-                restored.operators.len(),
-                ops.len()
-            )));
+        for instance in &mut self.instances {
+            let (s, k) = next()?;
+            let values = old.stage_values(&self.kinds, &now, s, k)?;
+            instance.input.root.restore(&mut values.iter(), at)?;
+            let mut ops = Vec::new();
+            instance.input.root.operators(&mut ops);
+            ops.extend(instance.ops.iter_mut());
+            restore_ops(ops, &old, &self.kinds, &now, (s, k))?;
         }
-        for ((op, entry), snapshot) in ops.into_iter().zip(&m.operators).zip(&restored.operators) {
-            if entry.name != op.name() {
+        if let Some(l) = fused {
+            restore_ops(chain.ops.iter_mut().collect(), &old, &self.kinds, &now, (l, 0))?;
+        }
+        let last = self.kinds.len().saturating_sub(1);
+        self.sink.restore(&old.sink_value(self.sink.inputs(), fused, last)?)
+    }
+}
+
+/// Restore the operators of instance `k` of stage `s` (`at`) of a run with `now` instances per
+/// stage: as saved when the stage has as many instances as it had, else each from the states
+/// of all its old instances, keeping the keys the instance owns now.
+fn restore_ops(
+    ops: Vec<&mut Instrumented>,
+    old: &ByThread,
+    kinds: &[StageShape],
+    now: &[usize],
+    (s, k): (usize, usize),
+) -> Result<()> {
+    if ops.len() != kinds[s].ops {
+        return Err(RuntimeError::Internal(format!(
+            "stage {s} has {} operators, its shape says {}",
+            ops.len(),
+            kinds[s].ops
+        )));
+    }
+    let (was, is) = (old.instances[s], now[s]);
+    let owned = move |keys: &[ArrayRef]| -> Result<Vec<bool>> {
+        let rows = keys.first().map_or(0, |a| a.len());
+        Ok(key_groups(keys, rows)?.into_iter().map(|g| owner(g, is) == k).collect())
+    };
+    for (j, op) in ops.into_iter().enumerate() {
+        let saved = |instance: usize| -> Result<OperatorSnapshot> {
+            let (name, snapshot) =
+                old.thread(s, instance)?.operators.get(j).ok_or_else(|| {
+                    RuntimeError::Checkpoint(format!("the checkpoint lacks operator {j} of stage {s}"))
+                })?;
+            if name != op.name() {
                 return Err(RuntimeError::Checkpoint(format!(
-                    "{location} saved a {} where this run has a {}",
-                    entry.name,
+                    "the checkpoint saved a {name} where this run has a {}",
                     op.name()
                 )));
             }
-            op.restore(OperatorSnapshot::clone(snapshot))?;
-        }
-        Ok(())
+            Ok(snapshot.clone())
+        };
+        let snapshot = match was == is {
+            true => saved(k)?,
+            false => op.rescale((0..was).map(saved).collect::<Result<Vec<_>>>()?, &owned)?,
+        };
+        op.restore(snapshot)?;
     }
+    Ok(())
 }

@@ -103,6 +103,11 @@ impl SinkMerge {
         })
     }
 
+    /// How many instances it merges.
+    pub(crate) fn inputs(&self) -> usize {
+        self.from.len()
+    }
+
     /// The merge's state for a checkpoint (taken when nothing is held).
     pub(crate) fn snapshot(&self) -> serde_json::Value {
         serde_json::json!({ "watermarks": self.watermarks.snapshot(), "from": self.from })

@@ -430,6 +430,33 @@ impl Operator for UpdatingAggregateOp {
         Ok(snapshot)
     }
 
+    /// The groups whose keys this instance owns; the clocks of any (they agree).
+    fn rescale(
+        &self,
+        parts: Vec<OperatorSnapshot>,
+        owned: &crate::state::checkpoint::KeyFilter<'_>,
+    ) -> Result<OperatorSnapshot> {
+        let mut clocks: Option<(Nanos, Nanos)> = None;
+        let mut groups = Vec::new();
+        for mut part in parts.into_iter().filter(|p| !p.is_empty()) {
+            let (w, s): (Nanos, Nanos) = part.meta(self.name())?;
+            clocks = Some(clocks.map_or((w, s), |(a, b)| (a.max(w), b.max(s))));
+            if let Some(batch) = part.take("groups") {
+                let schema = batch.schema();
+                let keys = (0..self.key_exprs.len())
+                    .map(|i| schema.index_of(&format!("k{i}")))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                groups.push(crate::state::checkpoint::owned_rows(&batch, &keys, owned)?);
+            }
+        }
+        let Some(clocks) = clocks else { return Ok(OperatorSnapshot::empty()) };
+        let mut snapshot = OperatorSnapshot::with_meta(&clocks)?;
+        if let Some(batch) = crate::state::checkpoint::concat_saved(&groups)? {
+            snapshot.push("groups", batch);
+        }
+        Ok(snapshot)
+    }
+
     fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
         self.groups.restore_clocks(snapshot.meta(self.name())?);
         let Some(batch) = snapshot.take("groups") else { return Ok(()) };

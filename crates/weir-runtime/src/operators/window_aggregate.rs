@@ -588,6 +588,65 @@ impl Operator for WindowAggregateOp {
         Ok(snapshot)
     }
 
+    /// The partials of the keys this instance owns, and every instance's windows (they agree
+    /// on the watermark; a window without keys here fires nothing).
+    fn rescale(
+        &self,
+        parts: Vec<OperatorSnapshot>,
+        owned: &crate::state::checkpoint::KeyFilter<'_>,
+    ) -> Result<OperatorSnapshot> {
+        let mut merged: Option<WindowState> = None;
+        let mut partials = Vec::new();
+        // part ids of each instance's partials follow those of the instances before it
+        let mut offset = 0u32;
+        let keys: Vec<usize> = (2..2 + self.key_exprs.len()).collect();
+        for mut part in parts.into_iter().filter(|p| !p.is_empty()) {
+            if part.take("emitted").is_some() {
+                return Err(RuntimeError::Unsupported(
+                    "window results emitted as changes (allowed lateness, early results) cannot be moved to another parallelism yet: resume at the parallelism the checkpoint was taken at".into(),
+                ));
+            }
+            let s: WindowState = part.meta(self.name())?;
+            merged = Some(match merged {
+                None => s,
+                Some(mut m) => {
+                    m.watermark = m.watermark.max(s.watermark);
+                    m.slices.extend(s.slices);
+                    m.pending.extend(s.pending);
+                    m.retained.extend(s.retained);
+                    m.dirty.extend(s.dirty);
+                    m
+                }
+            });
+            if let Some(batch) = part.take("partials") {
+                let Some(ids) = batch.column(1).as_primitive_opt::<datafusion_common::arrow::datatypes::UInt32Type>()
+                else {
+                    return Err(RuntimeError::Checkpoint("saved partial aggregates lack their part ids".into()));
+                };
+                let next = ids.values().iter().max().map_or(offset, |m| offset + m + 1);
+                let shifted: ArrayRef =
+                    Arc::new(UInt32Array::from_iter_values(ids.values().iter().map(|p| p + offset)));
+                let mut columns = batch.columns().to_vec();
+                columns[1] = shifted;
+                let batch = datafusion_common::arrow::record_batch::RecordBatch::try_new(batch.schema(), columns)?;
+                partials.push(crate::state::checkpoint::owned_rows(&batch, &keys, owned)?);
+                offset = next;
+            }
+        }
+        let Some(mut state) = merged else { return Ok(OperatorSnapshot::empty()) };
+        for set in [&mut state.pending, &mut state.retained, &mut state.dirty] {
+            set.sort_unstable();
+            set.dedup();
+        }
+        state.slices.sort_unstable();
+        state.slices.dedup();
+        let mut snapshot = OperatorSnapshot::with_meta(&state)?;
+        if let Some(batch) = crate::state::checkpoint::concat_saved(&partials)? {
+            snapshot.push("partials", batch);
+        }
+        Ok(snapshot)
+    }
+
     fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
         let state: WindowState = snapshot.meta(self.name())?;
         self.watermark = state.watermark;

@@ -58,6 +58,9 @@ pub struct ParallelShape {
     pub stages: Vec<usize>,
     /// Key groups keys are hashed into.
     pub key_groups: usize,
+    /// The splits each of the plan's sources is read in (kept when the parallelism changes).
+    #[serde(default)]
+    pub splits: Vec<usize>,
 }
 
 /// One operator's state.

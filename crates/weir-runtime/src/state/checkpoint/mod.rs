@@ -101,6 +101,33 @@ impl OperatorSnapshot {
     }
 }
 
+/// Which rows (given their key columns, as the exchange hashes them) an instance owns after a
+/// change of parallelism (an operator's `rescale`).
+pub type KeyFilter<'a> = dyn Fn(&[datafusion_common::arrow::array::ArrayRef]) -> Result<Vec<bool>> + 'a;
+
+/// The rows of a saved batch that an instance owns after a change of parallelism, by the
+/// values of its key columns `keys`.
+pub fn owned_rows(batch: &RecordBatch, keys: &[usize], owned: &KeyFilter<'_>) -> Result<RecordBatch> {
+    let columns = keys
+        .iter()
+        .map(|c| {
+            batch
+                .columns()
+                .get(*c)
+                .cloned()
+                .ok_or_else(|| RuntimeError::Checkpoint("saved state lacks its key columns".into()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let keep = datafusion_common::arrow::array::BooleanArray::from(owned(&columns)?);
+    Ok(datafusion_common::arrow::compute::filter_record_batch(batch, &keep)?)
+}
+
+/// `batches` as one (`None` when there are none).
+pub fn concat_saved(batches: &[RecordBatch]) -> Result<Option<RecordBatch>> {
+    let Some(first) = batches.first() else { return Ok(None) };
+    Ok(Some(datafusion_common::arrow::compute::concat_batches(&first.schema(), batches)?))
+}
+
 /// `value` as JSON.
 pub fn to_json(value: &impl Serialize) -> Result<serde_json::Value> {
     serde_json::to_value(value).map_err(|e| RuntimeError::Checkpoint(format!("cannot encode state: {e}")))
