@@ -190,14 +190,18 @@ impl Failure {
 }
 
 impl SourceInstance {
-    fn run(self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {
-        let align = self.align.clone();
+    fn run(mut self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {
         let result = self.read(cancel, failure);
         // ended or stopped: it holds nobody back any more
-        if let Some((a, me)) = &align {
+        if let Some((a, me)) = &self.align {
             a.publish(*me, Nanos::MAX);
         }
-        result
+        // recorded while its channels are open, so that the error is there before the others
+        // find it gone
+        if let Err(e) = result {
+            failure.record(e);
+        }
+        Ok(())
     }
 
     /// A barrier was requested that this instance has not sent yet.
@@ -213,7 +217,7 @@ impl SourceInstance {
         c.report(id, Some(position), Vec::new(), &mut ops)
     }
 
-    fn read(mut self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {
+    fn read(&mut self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {
         // the newest checkpoint whose barrier this instance sent
         let mut sent = 0;
         loop {
@@ -273,7 +277,15 @@ impl SourceInstance {
 }
 
 impl OpInstance {
-    fn run(mut self) -> Result<()> {
+    fn run(mut self, failure: &Failure) -> Result<()> {
+        // recorded while its channels are open (see `SourceInstance::run`)
+        if let Err(e) = self.pump() {
+            failure.record(e);
+        }
+        Ok(())
+    }
+
+    fn pump(&mut self) -> Result<()> {
         while let Some(step) = self.input.next()? {
             match step {
                 Step::Messages(merged) => {
@@ -363,7 +375,8 @@ impl Parallel {
                 handles.push(spawn(format!("weir-source-{k}"), &failure, move || s.run(&cancel, &f))?);
             }
             for (k, i) in self.instances.into_iter().enumerate() {
-                handles.push(spawn(format!("weir-stage-{k}"), &failure, move || i.run())?);
+                let f = failure.clone();
+                handles.push(spawn(format!("weir-stage-{k}"), &failure, move || i.run(&f))?);
             }
             Ok(())
         })();

@@ -90,6 +90,7 @@ impl Parallel {
                     config.store.discard_after(m.id)?;
                 }
                 checkpoints.finished = m.finished;
+                checkpoints.resumed = m.sources.iter().cloned().map(Some).collect();
                 self.restore(restored, chain)?;
             }
             None => {

@@ -23,6 +23,8 @@ pub(crate) struct ParallelCheckpoints {
     /// Source instances (the first threads).
     sources: usize,
     shape: ParallelShape,
+    /// Each source instance's position in the checkpoint resumed from.
+    pub(crate) resumed: Vec<Option<serde_json::Value>>,
     /// Resumed from the checkpoint of a finished run.
     pub(crate) finished: bool,
 }
@@ -44,6 +46,7 @@ impl ParallelCheckpoints {
             finals: (0..threads).map(|_| None).collect(),
             sources,
             shape,
+            resumed: Vec::new(),
             finished: false,
         }
     }
@@ -88,8 +91,17 @@ impl ParallelCheckpoints {
             let positions: Vec<_> = (0..self.sources).map(|p| source_position(now[p].as_ref())).collect();
             self.coordinator.positions(&positions)?;
         }
-        for p in 0..self.sources {
-            if let Some(position) = source_position(self.finals[p].as_ref()) {
+        for (p, got) in now.iter().enumerate().take(self.sources) {
+            // at the end of the run, a split whose side had ended when the checkpoint resumed
+            // from was taken may not have ended again yet (the run ended without it): its last
+            // position, or the one it resumed from
+            let last = match finished {
+                true => source_position(self.finals[p].as_ref())
+                    .or_else(|| source_position(got.as_ref()))
+                    .or_else(|| self.resumed.get(p).cloned().flatten()),
+                false => source_position(self.finals[p].as_ref()),
+            };
+            if let Some(position) = last {
                 self.coordinator.ended(p, position);
             }
         }

@@ -19,9 +19,10 @@ use crate::error::Result;
 use crate::exec::metrics::{Metrics, StateSize};
 use crate::message::{Message, Nanos, RowKind, StreamBatch};
 use crate::operator::Operator;
+use crate::state::checkpoint::KeyFilter;
 use crate::state::checkpoint::OperatorSnapshot;
 use crate::state::keyed_state::KeyedState;
-use crate::state::rank_rows::{restore_keyed, save_keyed, RankRows};
+use crate::state::rank_rows::{rescale_rows, restore_keyed, save_keyed, RankRows};
 
 struct Kept {
     order: Box<[u8]>,
@@ -102,6 +103,11 @@ impl Operator for DeduplicateOp {
     /// The kept row of every key, with the key's TTL clock.
     fn snapshot(&mut self) -> Result<OperatorSnapshot> {
         save_keyed(&mut self.kept, |k| vec![(&k.order[..], &k.row[..])])
+    }
+
+    /// The kept rows of the partition keys this instance owns.
+    fn rescale(&self, parts: Vec<OperatorSnapshot>, owned: &KeyFilter<'_>) -> Result<OperatorSnapshot> {
+        rescale_rows(parts, self.name(), |keys| self.rows.partition_columns(keys), owned)
     }
 
     fn restore(&mut self, snapshot: OperatorSnapshot) -> Result<()> {

@@ -32,7 +32,7 @@ use crate::exec::metrics::{Metrics, StateSize};
 use crate::message::{Message, Nanos, RowKind, StreamBatch, NO_WATERMARK};
 use crate::operator::Operator;
 use crate::operators::window_aggregate::to_nanos;
-use crate::state::checkpoint::OperatorSnapshot;
+use crate::state::checkpoint::{concat_saved, KeyFilter, OperatorSnapshot};
 use crate::state::join_rows::{JoinRows, Kept};
 
 const LEFT: usize = 0;
@@ -454,6 +454,51 @@ impl Operator for JoinOp {
         let mut snapshot = OperatorSnapshot::with_meta(&(self.watermark, pending))?;
         for side in [LEFT, RIGHT] {
             if let Some(batch) = self.rows[side].to_batch(&self.spec.sides[side])? {
+                snapshot.push(if side == LEFT { "left" } else { "right" }, batch);
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Each side's rows whose join keys this instance owns (the keys evaluated on the saved
+    /// rows, as the exchange evaluates them on the side's rows), slots numbered apart per old
+    /// instance; the watermark (they agree) and the rows waiting for their TTL.
+    fn rescale(&self, parts: Vec<OperatorSnapshot>, owned: &KeyFilter<'_>) -> Result<OperatorSnapshot> {
+        let mut watermark = None;
+        let mut pending: Vec<(usize, u32)> = Vec::new();
+        let mut sides: [Vec<RecordBatch>; 2] = [Vec::new(), Vec::new()];
+        // slots of each old instance after those of the ones before
+        let mut offset = 0u32;
+        for mut part in parts.into_iter().filter(|p| !p.is_empty()) {
+            let (w, waiting): (Nanos, Vec<(usize, u32)>) = part.meta(self.name())?;
+            watermark = Some(watermark.map_or(w, |m: Nanos| m.max(w)));
+            let mut next = offset;
+            for side in [LEFT, RIGHT] {
+                let Some(batch) = part.take(if side == LEFT { "left" } else { "right" }) else { continue };
+                let bad = || RuntimeError::Checkpoint("the saved rows of a join are not valid".into());
+                let slots = batch.column(3).as_primitive_opt::<datafusion_common::arrow::datatypes::UInt32Type>();
+                let slots = slots.ok_or_else(bad)?;
+                next = next.max(slots.values().iter().max().map_or(offset, |m| offset + m + 1));
+                let shifted: ArrayRef =
+                    Arc::new(UInt32Array::from_iter_values(slots.values().iter().map(|s| s + offset)));
+                let mut columns = batch.columns().to_vec();
+                columns[3] = shifted;
+                let batch = RecordBatch::try_new(batch.schema(), columns)?;
+                let rows = batch.project(&(4..batch.num_columns()).collect::<Vec<_>>())?;
+                let keys = self.spec.keys[side]
+                    .iter()
+                    .map(|k| k.evaluate(&rows).and_then(|v| v.into_array(rows.num_rows())))
+                    .collect::<datafusion_common::Result<Vec<_>>>()?;
+                let keep = datafusion_common::arrow::array::BooleanArray::from(owned(&keys)?);
+                sides[side].push(datafusion_common::arrow::compute::filter_record_batch(&batch, &keep)?);
+            }
+            pending.extend(waiting.into_iter().map(|(side, slot)| (side, slot + offset)));
+            offset = next;
+        }
+        let Some(watermark) = watermark else { return Ok(OperatorSnapshot::empty()) };
+        let mut snapshot = OperatorSnapshot::with_meta(&(watermark, pending))?;
+        for (side, batches) in sides.iter().enumerate() {
+            if let Some(batch) = concat_saved(batches)? {
                 snapshot.push(if side == LEFT { "left" } else { "right" }, batch);
             }
         }

@@ -49,7 +49,7 @@ use crate::operator::Operator;
 use crate::operators::window_aggregate::{to_nanos, WindowLayout};
 use crate::operators::window_changes::WindowChanges;
 use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
-use crate::state::checkpoint::OperatorSnapshot;
+use crate::state::checkpoint::{concat_saved, KeyFilter, OperatorSnapshot};
 
 struct Session {
     id: u64,
@@ -565,6 +565,82 @@ impl Operator for SessionAggregateOp {
         }
         if let Some(batch) = self.changes.as_ref().map(|c| c.to_batch(|id| (*id as i64, 0))).transpose()?.flatten() {
             snapshot.push("emitted", batch);
+        }
+        Ok(snapshot)
+    }
+
+    /// The sessions of the keys this instance owns, with their partials, ids numbered apart per
+    /// old instance (and the order they fire in, kept for those sessions).
+    fn rescale(&self, parts: Vec<OperatorSnapshot>, owned: &KeyFilter<'_>) -> Result<OperatorSnapshot> {
+        let Some(converter) = &self.converter else {
+            return Err(RuntimeError::Internal("a session window without keys has one instance".into()));
+        };
+        let mut merged: Option<SessionState> = None;
+        let (mut sessions, mut partials) = (Vec::new(), Vec::new());
+        let (mut id_offset, mut part_offset) = (0u64, 0u32);
+        let bad = || RuntimeError::Checkpoint("the saved sessions are not valid".into());
+        for mut part in parts.into_iter().filter(|p| !p.is_empty()) {
+            if part.take("emitted").is_some() {
+                return Err(RuntimeError::Unsupported(
+                    "sessions emitted as changes (allowed lateness, early results) cannot be moved to another parallelism yet: resume at the parallelism the checkpoint was taken at".into(),
+                ));
+            }
+            let state: SessionState = part.meta(self.name())?;
+            let mut kept = BTreeSet::new();
+            if let Some(batch) = part.take("sessions") {
+                let keys = batch.column(1).as_binary_opt::<i32>().ok_or_else(bad)?;
+                let keep = BooleanArray::from(owned(&crate::state::rank_rows::decode(converter, keys)?)?);
+                let batch = datafusion_common::arrow::compute::filter_record_batch(&batch, &keep)?;
+                let ids = batch.column(0).as_primitive_opt::<Int64Type>().ok_or_else(bad)?;
+                kept.extend(ids.values().iter().map(|id| *id as u64));
+                let mut columns = batch.columns().to_vec();
+                columns[0] =
+                    Arc::new(Int64Array::from_iter_values(ids.values().iter().map(|id| id + id_offset as i64)));
+                sessions.push(RecordBatch::try_new(batch.schema(), columns)?);
+            }
+            if let Some(batch) = part.take("partials") {
+                let tags = batch.column(0).as_primitive_opt::<Int64Type>().ok_or_else(bad)?;
+                let ids = batch.column(1).as_primitive_opt::<datafusion_common::arrow::datatypes::UInt32Type>();
+                let ids = ids.ok_or_else(bad)?;
+                let next = ids.values().iter().max().map_or(part_offset, |m| part_offset + m + 1);
+                let keep = BooleanArray::from_iter(tags.values().iter().map(|t| Some(kept.contains(&(*t as u64)))));
+                let mut columns = batch.columns().to_vec();
+                columns[0] = Arc::new(Int64Array::from_iter_values(tags.values().iter().map(|t| t + id_offset as i64)));
+                columns[1] = Arc::new(UInt32Array::from_iter_values(ids.values().iter().map(|p| p + part_offset)));
+                let batch = RecordBatch::try_new(batch.schema(), columns)?;
+                partials.push(datafusion_common::arrow::compute::filter_record_batch(&batch, &keep)?);
+                part_offset = next;
+            }
+            let shift = |(end, id): &(Nanos, u64)| kept.contains(id).then_some((*end, id + id_offset));
+            let this = SessionState {
+                watermark: state.watermark,
+                next_id: state.next_id + id_offset,
+                by_end: state.by_end.iter().filter_map(shift).collect(),
+                retained: state.retained.iter().filter_map(shift).collect(),
+                dirty: state.dirty.iter().filter(|id| kept.contains(id)).map(|id| id + id_offset).collect(),
+            };
+            id_offset = this.next_id;
+            merged = Some(match merged {
+                None => this,
+                Some(mut m) => {
+                    m.watermark = m.watermark.max(this.watermark);
+                    m.next_id = m.next_id.max(this.next_id);
+                    m.by_end.extend(this.by_end);
+                    m.retained.extend(this.retained);
+                    m.dirty.extend(this.dirty);
+                    m
+                }
+            });
+        }
+        let Some(mut state) = merged else { return Ok(OperatorSnapshot::empty()) };
+        state.by_end.sort_unstable();
+        state.retained.sort_unstable();
+        let mut snapshot = OperatorSnapshot::with_meta(&state)?;
+        if let Some(batch) = concat_saved(&sessions)? {
+            snapshot.push("sessions", batch);
+            if let Some(batch) = concat_saved(&partials)? {
+                snapshot.push("partials", batch);
+            }
         }
         Ok(snapshot)
     }

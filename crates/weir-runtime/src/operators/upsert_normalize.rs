@@ -115,6 +115,20 @@ impl Operator for UpsertNormalizeOp {
         save_keyed(&mut self.kept, |row| vec![(&[][..], &row[..])])
     }
 
+    /// The rows of the keys this instance owns.
+    fn rescale(
+        &self,
+        parts: Vec<OperatorSnapshot>,
+        owned: &crate::state::checkpoint::KeyFilter<'_>,
+    ) -> Result<OperatorSnapshot> {
+        crate::state::rank_rows::rescale_rows(
+            parts,
+            self.name(),
+            |keys| crate::state::rank_rows::decode(&self.keys, keys),
+            owned,
+        )
+    }
+
     fn restore(&mut self, snapshot: OperatorSnapshot) -> Result<()> {
         restore_keyed(&mut self.kept, snapshot, "UpsertNormalize", |mut rows| rows.swap_remove(0).1)
     }

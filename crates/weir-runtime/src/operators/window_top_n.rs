@@ -24,8 +24,9 @@ use crate::exec::metrics::{Metrics, StateSize};
 use crate::message::{Message, Nanos, StreamBatch};
 use crate::operator::Operator;
 use crate::operators::window_aggregate::to_nanos;
+use crate::state::checkpoint::KeyFilter;
 use crate::state::checkpoint::OperatorSnapshot;
-use crate::state::rank_rows::{RankRows, SavedRows};
+use crate::state::rank_rows::{rescale_rows, RankRows, SavedRows};
 
 /// (order key, row), sorted by order key, ties in arrival order.
 type Kept = (Box<[u8]>, Box<[u8]>);
@@ -108,6 +109,11 @@ impl Operator for WindowTopNOp {
             snapshot.push("kept", batch);
         }
         Ok(snapshot)
+    }
+
+    /// The kept rows of the partition keys this instance owns.
+    fn rescale(&self, parts: Vec<OperatorSnapshot>, owned: &KeyFilter<'_>) -> Result<OperatorSnapshot> {
+        rescale_rows(parts, self.name(), |keys| self.rows.partition_columns(keys), owned)
     }
 
     fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {

@@ -12,7 +12,8 @@ use datafusion_common::arrow::row::{RowConverter, Rows, SortField};
 use datafusion_physical_expr::PhysicalExpr;
 
 use crate::error::{Result, RuntimeError};
-use crate::state::checkpoint::OperatorSnapshot;
+use crate::message::Nanos;
+use crate::state::checkpoint::{concat_saved, KeyFilter, OperatorSnapshot};
 use crate::state::keyed_state::KeyedState;
 
 /// Encodes partition keys, order keys and whole rows; decodes kept rows into output batches.
@@ -76,6 +77,11 @@ impl RankRows {
             orders: self.order_converter.convert_columns(&evaluate(&self.order, batch)?)?,
             rows: self.row_converter.convert_columns(batch.columns())?,
         })
+    }
+
+    /// The partition keys' columns of saved keys (a checkpoint's `key` column).
+    pub(crate) fn partition_columns(&self, keys: &BinaryArray) -> Result<Vec<ArrayRef>> {
+        decode(&self.partition_converter, keys)
     }
 
     /// Decode kept rows, each with its row number, into an output batch.
@@ -148,6 +154,47 @@ impl SavedRows {
             .map(|i| (key.value(i).into(), tag.value(i), pending.value(i), order.value(i).into(), row.value(i).into()))
             .collect())
     }
+}
+
+/// The columns of keys `converter` encoded.
+pub(crate) fn decode(converter: &RowConverter, keys: &BinaryArray) -> Result<Vec<ArrayRef>> {
+    let parser = converter.parser();
+    Ok(converter.convert_rows(keys.iter().map(|k| parser.parse(k.unwrap_or_default())))?)
+}
+
+/// The saved rows (of [`save_keyed`] or a window Top-N) whose keys an instance owns after a
+/// change of parallelism, from the snapshots of every old instance; `columns` decodes keys.
+/// Their clocks (if saved) agree: the latest is kept.
+pub(crate) fn rescale_rows(
+    parts: Vec<OperatorSnapshot>,
+    operator: &str,
+    columns: impl Fn(&BinaryArray) -> Result<Vec<ArrayRef>>,
+    owned: &KeyFilter<'_>,
+) -> Result<OperatorSnapshot> {
+    let mut clocks: Option<(Nanos, Nanos)> = None;
+    let mut kept = Vec::new();
+    for mut part in parts {
+        if !part.meta.is_null() {
+            let (w, s): (Nanos, Nanos) = part.meta(operator)?;
+            clocks = Some(clocks.map_or((w, s), |(a, b)| (a.max(w), b.max(s))));
+        }
+        if let Some(batch) = part.take("kept") {
+            let keys = batch
+                .column(0)
+                .as_binary_opt::<i32>()
+                .ok_or_else(|| RuntimeError::Checkpoint("saved ranked rows are not valid".into()))?;
+            let keep = BooleanArray::from(owned(&columns(keys)?)?);
+            kept.push(datafusion_common::arrow::compute::filter_record_batch(&batch, &keep)?);
+        }
+    }
+    let mut snapshot = match clocks {
+        Some(c) => OperatorSnapshot::with_meta(&c)?,
+        None => OperatorSnapshot::empty(),
+    };
+    if let Some(batch) = concat_saved(&kept)? {
+        snapshot.push("kept", batch);
+    }
+    Ok(snapshot)
 }
 
 /// The rows a keyed ranking operator keeps (per key, with the key's TTL clock), as a snapshot;
