@@ -569,21 +569,25 @@ impl Operator for SessionAggregateOp {
         Ok(snapshot)
     }
 
-    /// The sessions of the keys this instance owns, with their partials, ids numbered apart per
-    /// old instance (and the order they fire in, kept for those sessions).
+    /// The sessions of the keys this instance owns, with their partials and emitted results,
+    /// ids numbered apart per old instance (and the order they fire in, kept for those
+    /// sessions).
     fn rescale(&self, parts: Vec<OperatorSnapshot>, owned: &KeyFilter<'_>) -> Result<OperatorSnapshot> {
         let Some(converter) = &self.converter else {
             return Err(RuntimeError::Internal("a session window without keys has one instance".into()));
         };
         let mut merged: Option<SessionState> = None;
-        let (mut sessions, mut partials) = (Vec::new(), Vec::new());
+        let (mut sessions, mut partials, mut emitted) = (Vec::new(), Vec::new(), Vec::new());
         let (mut id_offset, mut part_offset) = (0u64, 0u32);
         let bad = || RuntimeError::Checkpoint("the saved sessions are not valid".into());
         for mut part in parts.into_iter().filter(|p| !p.is_empty()) {
-            if part.take("emitted").is_some() {
-                return Err(RuntimeError::Unsupported(
-                    "sessions emitted as changes (allowed lateness, early results) cannot be moved to another parallelism yet: resume at the parallelism the checkpoint was taken at".into(),
-                ));
+            if let Some(batch) = part.take("emitted") {
+                // each result's session id (w0) numbered as its session is
+                let ids = batch.column(0).as_primitive_opt::<Int64Type>().ok_or_else(bad)?;
+                let mut columns = batch.columns().to_vec();
+                columns[0] =
+                    Arc::new(Int64Array::from_iter_values(ids.values().iter().map(|id| id + id_offset as i64)));
+                emitted.push(RecordBatch::try_new(batch.schema(), columns)?);
             }
             let state: SessionState = part.meta(self.name())?;
             let mut kept = BTreeSet::new();
@@ -641,6 +645,10 @@ impl Operator for SessionAggregateOp {
             if let Some(batch) = concat_saved(&partials)? {
                 snapshot.push("partials", batch);
             }
+        }
+        let results = self.layout.key_columns(self.num_group_columns);
+        if let Some(batch) = crate::operators::window_changes::owned_results(&emitted, &results, owned)? {
+            snapshot.push("emitted", batch);
         }
         Ok(snapshot)
     }

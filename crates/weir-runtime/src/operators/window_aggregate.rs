@@ -68,6 +68,11 @@ pub struct WindowLayout {
 }
 
 impl WindowLayout {
+    /// The group columns (of `num_group_columns`) that are keys, not window bounds.
+    pub(crate) fn key_columns(&self, num_group_columns: usize) -> Vec<usize> {
+        (0..num_group_columns).filter(|i| self.bound(*i).is_none()).collect()
+    }
+
     /// Which bound group column `i` is, if it is one.
     fn bound(&self, i: usize) -> Option<WindowColumn> {
         self.window_columns.iter().find(|(c, _)| *c == i).map(|(_, b)| *b)
@@ -588,8 +593,8 @@ impl Operator for WindowAggregateOp {
         Ok(snapshot)
     }
 
-    /// The partials of the keys this instance owns, and every instance's windows (they agree
-    /// on the watermark; a window without keys here fires nothing).
+    /// The partials and emitted results of the keys this instance owns, and every instance's
+    /// windows (they agree on the watermark; a window without keys here fires nothing).
     fn rescale(
         &self,
         parts: Vec<OperatorSnapshot>,
@@ -600,12 +605,9 @@ impl Operator for WindowAggregateOp {
         // part ids of each instance's partials follow those of the instances before it
         let mut offset = 0u32;
         let keys: Vec<usize> = (2..2 + self.key_exprs.len()).collect();
+        let mut emitted = Vec::new();
         for mut part in parts.into_iter().filter(|p| !p.is_empty()) {
-            if part.take("emitted").is_some() {
-                return Err(RuntimeError::Unsupported(
-                    "window results emitted as changes (allowed lateness, early results) cannot be moved to another parallelism yet: resume at the parallelism the checkpoint was taken at".into(),
-                ));
-            }
+            emitted.extend(part.take("emitted"));
             let s: WindowState = part.meta(self.name())?;
             merged = Some(match merged {
                 None => s,
@@ -643,6 +645,10 @@ impl Operator for WindowAggregateOp {
         let mut snapshot = OperatorSnapshot::with_meta(&state)?;
         if let Some(batch) = crate::state::checkpoint::concat_saved(&partials)? {
             snapshot.push("partials", batch);
+        }
+        let results = self.layout.key_columns(self.num_group_columns);
+        if let Some(batch) = crate::operators::window_changes::owned_results(&emitted, &results, owned)? {
+            snapshot.push("emitted", batch);
         }
         Ok(snapshot)
     }

@@ -29,6 +29,25 @@ use datafusion_common::arrow::row::{RowConverter, Rows, SortField};
 
 use crate::error::{Result, RuntimeError};
 use crate::message::{Nanos, RowKind, StreamBatch};
+use crate::state::checkpoint::{concat_saved, owned_rows, KeyFilter};
+
+/// Saved results ([`WindowChanges::to_batch`]) of the old instances of a run at another
+/// parallelism, as one batch ordered by window, with the rows whose keys (result columns
+/// `key_columns`) `owned` says are this instance's.
+pub(crate) fn owned_results(
+    batches: &[RecordBatch],
+    key_columns: &[usize],
+    owned: &KeyFilter<'_>,
+) -> Result<Option<RecordBatch>> {
+    use datafusion_common::arrow::compute::{lexsort_to_indices, take_record_batch, SortColumn};
+    let keys: Vec<usize> = key_columns.iter().map(|c| c + 2).collect();
+    let kept = batches.iter().map(|b| owned_rows(b, &keys, owned)).collect::<Result<Vec<_>>>()?;
+    let Some(all) = concat_saved(&kept)? else { return Ok(None) };
+    // one window's rows together (they came from several instances)
+    let by = |c: usize| SortColumn { values: Arc::clone(all.column(c)), options: None };
+    let order = lexsort_to_indices(&[by(0), by(1)], None)?;
+    Ok(Some(take_record_batch(&all, &order)?))
+}
 
 /// A window's identity: `(end, start)`.
 pub type WindowId = (Nanos, Nanos);
