@@ -47,3 +47,63 @@ fn a_topic_is_read_by_partition_in_parallel() {
     let idle = query.replace("'format' = 'json'", "'format' = 'json', 'scan.watermark.idle-timeout' = '5 s'");
     assert!(explain(&idle).contains("[read whole]"), "{}", explain(&idle));
 }
+
+/// Checkpointed at parallelism 2 (two instances, each reading its partitions, barriers aligned
+/// across them), then resumed from its first checkpoint at parallelism 3: the committed output
+/// equals a run on one thread without checkpoints (each instance resumes its partitions at the
+/// offsets it had reached; the windows' state moves to three instances).
+#[test]
+fn a_topic_read_in_parallel_resumes_from_a_checkpoint_at_another_parallelism() {
+    let b = Broker::shared();
+    let t = topic("parallel-ck");
+    b.create_topic(&t, 3);
+    let records: Vec<(Option<i32>, String)> = (0..6000u64).map(|i| (Some((i % 3) as i32), event(i).1)).collect();
+    let refs: Vec<(Option<i32>, &str)> = records.iter().map(|(p, v)| (*p, v.as_str())).collect();
+    b.produce(&t, &refs);
+    let dir = tempfile::tempdir().unwrap();
+    let ddl = source("r", "k BIGINT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND", &t, "");
+    let select = "SELECT k, TUMBLE_START(ts, INTERVAL '1' SECOND) AS w, COUNT(*) AS n, SUM(v) AS total
+         FROM r GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k";
+    let o = weir()
+        .args(["run", "--format", "csv", "--quiet", "--parallelism", "1", "-e", &format!("{ddl} {select};")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let expected = lines(&String::from_utf8_lossy(&o.stdout));
+    let out = dir.path().join("out");
+    let script = format!(
+        "SET 'state.checkpoints.num-retained' = '1000'; SET batch.size = '100'; {ddl}
+         CREATE TABLE out (k BIGINT, w TIMESTAMP(3), n BIGINT, total BIGINT) WITH (connector = 'file', path = '{}', format = 'csv');
+         INSERT INTO out {select};",
+        out.display()
+    );
+    let ck = dir.path().join("ck");
+    let run = |extra: &[&str]| {
+        let mut cmd = weir();
+        cmd.args(["run", "--quiet", "--checkpoint-dir"]).arg(&ck).args(["-e", &script]).args(extra);
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["--parallelism", "2", "--checkpoint-interval", "1ms"]);
+    let mut taken: Vec<std::path::PathBuf> = std::fs::read_dir(&ck)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("_manifest.json").exists())
+        .collect();
+    taken.sort();
+    assert!(taken.len() >= 3, "{taken:?}");
+    // one taken midway: not the first (before any row) nor the last (the finished run)
+    let midway = taken[taken.len() / 2].clone();
+    let manifest = std::fs::read_to_string(midway.join("_manifest.json")).unwrap();
+    assert!(manifest.contains("\"parallelism\": 2") || manifest.contains("\"parallelism\":2"), "{manifest}");
+    run(&["--parallelism", "3", "--from-checkpoint", midway.to_str().unwrap()]);
+    let mut got = Vec::new();
+    for e in std::fs::read_dir(&out).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")) {
+            got.extend(std::fs::read_to_string(&p).unwrap().lines().skip(1).map(str::to_string));
+        }
+    }
+    got.sort();
+    assert_eq!(got, expected);
+}
