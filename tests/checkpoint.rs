@@ -118,7 +118,7 @@ fn run_with_crashes(
         let store = CheckpointStore::open(dir.path().to_str().expect("utf-8")).expect("store");
         let restore = store.latest().expect("readable checkpoints");
         // each restart at the next parallelism of the list (the state moves between instances);
-        // the first run at the first (one at 1 would run, and checkpoint, on one thread)
+        // until a checkpoint exists, the first
         let parallelism = match &restore {
             Some(_) => parallelism.get(attempt % parallelism.len().max(1)).copied(),
             None => parallelism.first().copied(),
@@ -339,6 +339,28 @@ proptest! {
             let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
             let expected = uninterrupted(&script, &rows, &cuts);
             let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, &[2, 3, 1, 4]);
+            prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+
+    /// Checkpointed on one thread first (parallelism 1), then resumed in parallel: a query over
+    /// one table reads its checkpoint as a run whose stages had one instance each.
+    #[test]
+    fn one_thread_checkpoints_resume_in_parallel(
+        rows in rows_strategy(),
+        cuts in cuts_strategy(),
+        crashes in prop::collection::vec(0usize..6, 1..4),
+    ) {
+        // the queries over one table (not the joins)
+        for query in &QUERIES[0..13] {
+            let t = feed_ddl(300);
+            let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
+            let expected = uninterrupted(&script, &rows, &cuts);
+            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, &[1, 2, 3]);
             prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
         }
     }

@@ -441,14 +441,11 @@ impl State {
         };
         let settings = self.planner.settings();
         // on resume, the parallelism the checkpoint was taken at, unless another is asked for
-        let saved = options
-            .checkpoint
-            .as_ref()
-            .and_then(|c| c.restore.as_ref())
-            .and_then(|r| r.manifest.parallel.as_ref())
-            .filter(|_| ctx.checkpointing);
+        let restored = options.checkpoint.as_ref().and_then(|c| c.restore.as_ref()).filter(|_| ctx.checkpointing);
+        let saved = restored.and_then(|r| r.manifest.parallel.as_ref());
         // its tables are read in the splits they were, at any parallelism (keyed stages move
-        // key groups between instances)
+        // key groups between instances); a checkpoint taken on one thread, resumed in
+        // parallel, reads them whole
         ctx.splits = saved.map(|p| p.splits.clone());
         let saved = saved.map(|p| p.parallelism);
         let asked = options.parallelism.or(settings.parallelism);
@@ -460,6 +457,9 @@ impl State {
             (None, None) if ctx.checkpointing => 1,
             (None, None) => settings.parallelism(),
         };
+        if restored.is_some_and(|r| r.manifest.parallel.is_none() && !r.manifest.finished) && ctx.parallelism > 1 {
+            ctx.splits = Some(vec![1; plan.sources().len()]);
+        }
         ctx
     }
 }

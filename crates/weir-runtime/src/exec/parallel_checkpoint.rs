@@ -32,7 +32,7 @@ fn other_shape(restored: &Restored, saved: Option<&ParallelShape>, now: &Paralle
             "at parallelism {} (stages of {:?} instances, tables in {:?} splits)",
             s.parallelism, s.stages, s.splits
         ),
-        None => "on one thread".into(),
+        None => "on one thread (resumable in parallel only for a query over one table without a join)".into(),
     };
     RuntimeError::Checkpoint(format!(
         "{} was taken {was}; this run has parallelism {} (stages of {:?} instances, tables in {:?} splits), a layout it cannot be resumed in",
@@ -73,16 +73,19 @@ impl Parallel {
             Some(restored) => {
                 check_fingerprint(restored, &config.fingerprint)?;
                 let m = &restored.manifest;
-                let fits = m.parallel.as_ref().is_some_and(|p| {
-                    p.stages.len() == self.shape.stages.len()
-                        && p.splits == self.shape.splits
-                        && self
-                            .kinds
-                            .iter()
-                            .zip(p.stages.iter().zip(&self.shape.stages))
-                            .all(|(k, (a, b))| !k.source || a == b)
-                        && p.key_groups == self.shape.key_groups
-                });
+                // a checkpoint taken on one thread: its tables read whole (see `restore`)
+                let whole = m.parallel.is_none() && self.shape.splits.iter().all(|n| *n == 1);
+                let fits = whole
+                    || m.parallel.as_ref().is_some_and(|p| {
+                        p.stages.len() == self.shape.stages.len()
+                            && p.splits == self.shape.splits
+                            && self
+                                .kinds
+                                .iter()
+                                .zip(p.stages.iter().zip(&self.shape.stages))
+                                .all(|(k, (a, b))| !k.source || a == b)
+                            && p.key_groups == self.shape.key_groups
+                    });
                 if !fits {
                     return Err(other_shape(restored, m.parallel.as_ref(), &self.shape));
                 }
@@ -132,20 +135,32 @@ impl Parallel {
         if m.finished {
             return Ok(());
         }
-        let Some(saved) = &m.parallel else { return Err(other_shape(restored, None, &self.shape)) };
         if m.operators.len() != restored.operators.len() {
             return Err(RuntimeError::Checkpoint(format!("{} lists operators it has no state of", restored.location)));
         }
         let operators = m.operators.iter().zip(&restored.operators).map(|(e, s)| (e.name.clone(), s.clone())).collect();
-        let old = ByThread::split(&self.kinds, &saved.stages, &m.sources, &m.stages, operators)
-            .map_err(|e| RuntimeError::Checkpoint(format!("{}: {e}", restored.location)))?;
-        if saved != &self.shape {
-            tracing::info!(
-                from = saved.parallelism,
-                to = self.shape.parallelism,
-                "resuming at another parallelism: key groups move between instances"
-            );
+        let old = match &m.parallel {
+            Some(saved) => {
+                if saved != &self.shape {
+                    tracing::info!(
+                        from = saved.parallelism,
+                        to = self.shape.parallelism,
+                        "resuming at another parallelism: key groups move between instances"
+                    );
+                }
+                ByThread::split(&self.kinds, &saved.stages, &m.sources, &m.stages, operators)
+            }
+            // taken on one thread: a plan over one table without a join reads as a run whose
+            // stages had one instance each
+            None => ByThread::from_one_thread(&self.kinds, &m.sources, &m.stages, operators)?
+                .ok_or_else(|| other_shape(restored, None, &self.shape)),
         }
+        .map_err(|e| match e {
+            RuntimeError::Checkpoint(why) if !why.starts_with(&restored.location) => {
+                RuntimeError::Checkpoint(format!("{}: {why}", restored.location))
+            }
+            other => other,
+        })?;
         let now = self.shape.stages.clone();
         let (order, fused) = threads(&self.kinds, &now);
         let mut order = order.into_iter();

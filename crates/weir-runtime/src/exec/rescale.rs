@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use crate::error::{Result, RuntimeError};
-use crate::message::Nanos;
+use crate::message::{Nanos, NO_WATERMARK};
 use crate::state::checkpoint::{from_json, OperatorSnapshot};
 
 /// What kind of stage a stage of the layout is, the same at every parallelism.
@@ -117,6 +117,48 @@ impl ByThread {
             return Err(bad("states"));
         }
         Ok(Self { instances: instances.to_vec(), threads, fused, sink })
+    }
+
+    /// What a checkpoint taken on one thread lists (one position per table, the union of the
+    /// one table's watermarks, every operator in plan order), for a plan with one table and no
+    /// join, as a run whose stages each had one instance; `None` for other plans.
+    pub(crate) fn from_one_thread(
+        kinds: &[StageShape],
+        sources: &[Value],
+        stages: &[Value],
+        operators: Vec<(String, OperatorSnapshot)>,
+    ) -> Result<Option<Self>> {
+        let linear = kinds.first().is_some_and(|k| k.source)
+            && kinds.iter().skip(1).all(|k| !k.source && k.exchange)
+            && sources.len() == 1
+            && stages.len() == 1;
+        if !linear {
+            return Ok(None);
+        }
+        let bad = || RuntimeError::Checkpoint("the checkpoint's operators do not fit this plan's stages".into());
+        let last = kinds.len() - 1;
+        let mut operators = operators.into_iter();
+        let mut threads = HashMap::new();
+        // later merges start empty: they see the watermarks the operators before them send
+        let empty = || fresh_merge(NO_WATERMARK, false, 1);
+        for (s, kind) in kinds.iter().enumerate() {
+            let ops = (0..kind.ops).map(|_| operators.next().ok_or_else(bad)).collect::<Result<Vec<_>>>()?;
+            let values = match (kind.source, s) {
+                (true, _) => Vec::new(),
+                (false, 1) if s != last => vec![stages[0].clone()],
+                (false, _) if s != last => vec![empty()],
+                _ => Vec::new(),
+            };
+            let position = kind.source.then(|| sources[0].clone());
+            threads.insert((s, 0), Saved { position, stages: values, operators: ops });
+        }
+        if operators.next().is_some() {
+            return Err(bad());
+        }
+        let into_sink = if last == 1 { stages[0].clone() } else { empty() };
+        let sink = json!({ "watermarks": into_sink, "from": [merge_of(&into_sink)?.0] });
+        let fused = (last > 0).then_some(last);
+        Ok(Some(Self { instances: vec![1; kinds.len()], threads, fused, sink }))
     }
 
     pub(crate) fn thread(&self, s: usize, k: usize) -> Result<&Saved> {
