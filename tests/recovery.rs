@@ -77,6 +77,14 @@ fn a_parallel_run_resumes_at_its_parallelism_or_rescaled_to_another() {
     assert!(err.contains("resuming from checkpoint"), "{err}");
     assert_eq!(newest_manifest(&job)["parallel"]["splits"], serde_json::json!([1]));
     assert_eq!(rows(&job.dir.path().join("out")), job.expected);
+
+    // the checkpoint of a run that finished on one thread: nothing left to do, at any parallelism
+    let job = Job::new();
+    assert!(job.run(&[]).status.success());
+    let o = job.run(&["--parallelism", "2"]);
+    let err = stderr(&o);
+    assert!(o.status.success() && err.contains("nothing left to do"), "{err}");
+    assert_eq!(rows(&job.dir.path().join("out")), job.expected);
 }
 
 #[test]

@@ -75,7 +75,9 @@ impl Parallel {
                 let m = &restored.manifest;
                 // a checkpoint taken on one thread: its tables read whole (see `restore`)
                 let whole = m.parallel.is_none() && self.shape.splits.iter().all(|n| *n == 1);
+                // a finished run's checkpoint: nothing is left to run, in any layout
                 let fits = whole
+                    || m.finished
                     || m.parallel.as_ref().is_some_and(|p| {
                         p.stages.len() == self.shape.stages.len()
                             && p.splits == self.shape.splits
