@@ -32,7 +32,7 @@ use crate::exec::metrics::{Metrics, StateSize};
 use crate::message::{Message, Nanos, RowKind, StreamBatch, NO_WATERMARK};
 use crate::operator::Operator;
 use crate::operators::window_aggregate::to_nanos;
-use crate::state::checkpoint::{concat_saved, KeyFilter, OperatorSnapshot};
+use crate::state::checkpoint::{concat_saved, shift_ids, KeyFilter, OperatorSnapshot};
 use crate::state::join_rows::{JoinRows, Kept};
 
 const LEFT: usize = 0;
@@ -475,15 +475,8 @@ impl Operator for JoinOp {
             let mut next = offset;
             for side in [LEFT, RIGHT] {
                 let Some(batch) = part.take(if side == LEFT { "left" } else { "right" }) else { continue };
-                let bad = || RuntimeError::Checkpoint("the saved rows of a join are not valid".into());
-                let slots = batch.column(3).as_primitive_opt::<datafusion_common::arrow::datatypes::UInt32Type>();
-                let slots = slots.ok_or_else(bad)?;
-                next = next.max(slots.values().iter().max().map_or(offset, |m| offset + m + 1));
-                let shifted: ArrayRef =
-                    Arc::new(UInt32Array::from_iter_values(slots.values().iter().map(|s| s + offset)));
-                let mut columns = batch.columns().to_vec();
-                columns[3] = shifted;
-                let batch = RecordBatch::try_new(batch.schema(), columns)?;
+                let (batch, after) = shift_ids(&batch, 3, offset)?;
+                next = next.max(after);
                 let rows = batch.project(&(4..batch.num_columns()).collect::<Vec<_>>())?;
                 let keys = self.spec.keys[side]
                     .iter()

@@ -49,7 +49,7 @@ use crate::operator::Operator;
 use crate::operators::window_aggregate::{to_nanos, WindowLayout};
 use crate::operators::window_changes::WindowChanges;
 use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
-use crate::state::checkpoint::{concat_saved, KeyFilter, OperatorSnapshot};
+use crate::state::checkpoint::{concat_saved, shift_ids, KeyFilter, OperatorSnapshot};
 
 struct Session {
     id: u64,
@@ -603,14 +603,11 @@ impl Operator for SessionAggregateOp {
                 sessions.push(RecordBatch::try_new(batch.schema(), columns)?);
             }
             if let Some(batch) = part.take("partials") {
+                let (batch, next) = shift_ids(&batch, 1, part_offset)?;
                 let tags = batch.column(0).as_primitive_opt::<Int64Type>().ok_or_else(bad)?;
-                let ids = batch.column(1).as_primitive_opt::<datafusion_common::arrow::datatypes::UInt32Type>();
-                let ids = ids.ok_or_else(bad)?;
-                let next = ids.values().iter().max().map_or(part_offset, |m| part_offset + m + 1);
                 let keep = BooleanArray::from_iter(tags.values().iter().map(|t| Some(kept.contains(&(*t as u64)))));
                 let mut columns = batch.columns().to_vec();
                 columns[0] = Arc::new(Int64Array::from_iter_values(tags.values().iter().map(|t| t + id_offset as i64)));
-                columns[1] = Arc::new(UInt32Array::from_iter_values(ids.values().iter().map(|p| p + part_offset)));
                 let batch = RecordBatch::try_new(batch.schema(), columns)?;
                 partials.push(datafusion_common::arrow::compute::filter_record_batch(&batch, &keep)?);
                 part_offset = next;

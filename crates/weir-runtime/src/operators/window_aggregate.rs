@@ -621,16 +621,7 @@ impl Operator for WindowAggregateOp {
                 }
             });
             if let Some(batch) = part.take("partials") {
-                let Some(ids) = batch.column(1).as_primitive_opt::<datafusion_common::arrow::datatypes::UInt32Type>()
-                else {
-                    return Err(RuntimeError::Checkpoint("saved partial aggregates lack their part ids".into()));
-                };
-                let next = ids.values().iter().max().map_or(offset, |m| offset + m + 1);
-                let shifted: ArrayRef =
-                    Arc::new(UInt32Array::from_iter_values(ids.values().iter().map(|p| p + offset)));
-                let mut columns = batch.columns().to_vec();
-                columns[1] = shifted;
-                let batch = datafusion_common::arrow::record_batch::RecordBatch::try_new(batch.schema(), columns)?;
+                let (batch, next) = crate::state::checkpoint::shift_ids(&batch, 1, offset)?;
                 partials.push(crate::state::checkpoint::owned_rows(&batch, &keys, owned)?);
                 offset = next;
             }

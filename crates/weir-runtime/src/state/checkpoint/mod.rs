@@ -122,6 +122,23 @@ pub fn owned_rows(batch: &RecordBatch, keys: &[usize], owned: &KeyFilter<'_>) ->
     Ok(datafusion_common::arrow::compute::filter_record_batch(batch, &keep)?)
 }
 
+/// `batch` with the ids (`UInt32`) in column `column` moved up by `offset`, and the first id
+/// after them: the state of several old instances merged keeps their ids apart.
+pub fn shift_ids(batch: &RecordBatch, column: usize, offset: u32) -> Result<(RecordBatch, u32)> {
+    use datafusion_common::arrow::array::{AsArray, UInt32Array};
+    let Some(ids) = batch
+        .columns()
+        .get(column)
+        .and_then(|c| c.as_primitive_opt::<datafusion_common::arrow::datatypes::UInt32Type>())
+    else {
+        return Err(RuntimeError::Checkpoint("saved state lacks its ids".into()));
+    };
+    let next = ids.values().iter().max().map_or(offset, |m| offset + m + 1);
+    let mut columns = batch.columns().to_vec();
+    columns[column] = std::sync::Arc::new(UInt32Array::from_iter_values(ids.values().iter().map(|i| i + offset)));
+    Ok((RecordBatch::try_new(batch.schema(), columns)?, next))
+}
+
 /// `batches` as one (`None` when there are none).
 pub fn concat_saved(batches: &[RecordBatch]) -> Result<Option<RecordBatch>> {
     let Some(first) = batches.first() else { return Ok(None) };
