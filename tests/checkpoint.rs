@@ -195,11 +195,19 @@ const QUERIES: &[&str] = &[
      GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k",
 ];
 
-fn check(query: &str, rows: &[Row], cuts: &[usize], crashes: &[usize]) -> Result<(), TestCaseError> {
+/// `query` crashed and restarted (restart `i` at `parallelism[i % len]`; none: the default)
+/// commits what one uninterrupted thread emits.
+fn check(
+    query: &str,
+    rows: &[Row],
+    cuts: &[usize],
+    crashes: &[usize],
+    parallelism: &[usize],
+) -> Result<(), TestCaseError> {
     let t = feed_ddl(300);
     let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
     let expected = uninterrupted(&script, rows, cuts);
-    let got = run_with_crashes(&script, rows, cuts, crashes, Guarantee::ExactlyOnce, &[]);
+    let got = run_with_crashes(&script, rows, cuts, crashes, Guarantee::ExactlyOnce, parallelism);
     prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
     Ok(())
 }
@@ -289,7 +297,7 @@ proptest! {
         crashes in prop::collection::vec(0usize..6, 1..6),
     ) {
         for query in QUERIES {
-            check(query, &rows, &cuts, &crashes)?;
+            check(query, &rows, &cuts, &crashes, &[])?;
         }
     }
 }
@@ -312,11 +320,7 @@ proptest! {
         crashes in prop::collection::vec(0usize..6, 1..4),
     ) {
         for query in &QUERIES[PARALLEL] {
-            let t = feed_ddl(300);
-            let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
-            let expected = uninterrupted(&script, &rows, &cuts);
-            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, &[2]);
-            prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
+            check(query, &rows, &cuts, &crashes, &[2])?;
         }
     }
 }
@@ -335,11 +339,7 @@ proptest! {
         crashes in prop::collection::vec(0usize..6, 1..5),
     ) {
         for query in &QUERIES[PARALLEL] {
-            let t = feed_ddl(300);
-            let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
-            let expected = uninterrupted(&script, &rows, &cuts);
-            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, &[2, 3, 1, 4]);
-            prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
+            check(query, &rows, &cuts, &crashes, &[2, 3, 1, 4])?;
         }
     }
 }
@@ -357,11 +357,7 @@ proptest! {
     ) {
         // the queries over one table (not the joins)
         for query in &QUERIES[0..13] {
-            let t = feed_ddl(300);
-            let script = format!("{t} {} {LOOKUP_TABLE} {query}", t.replacen("CREATE TABLE t", "CREATE TABLE u", 1));
-            let expected = uninterrupted(&script, &rows, &cuts);
-            let got = run_with_crashes(&script, &rows, &cuts, &crashes, Guarantee::ExactlyOnce, &[1, 2, 3]);
-            prop_assert_eq!(got, expected, "query: {}; crashes after {:?} batches", query, crashes);
+            check(query, &rows, &cuts, &crashes, &[1, 2, 3])?;
         }
     }
 }
