@@ -57,7 +57,8 @@ fn a_topic_read_in_parallel_resumes_from_a_checkpoint_at_another_parallelism() {
     let b = Broker::shared();
     let t = topic("parallel-ck");
     b.create_topic(&t, 3);
-    let records: Vec<(Option<i32>, String)> = (0..6000u64).map(|i| (Some((i % 3) as i32), event(i).1)).collect();
+    // enough rows that a fast machine still takes several checkpoints while it reads them
+    let records: Vec<(Option<i32>, String)> = (0..30000u64).map(|i| (Some((i % 3) as i32), event(i).1)).collect();
     let refs: Vec<(Option<i32>, &str)> = records.iter().map(|(p, v)| (*p, v.as_str())).collect();
     b.produce(&t, &refs);
     let dir = tempfile::tempdir().unwrap();
