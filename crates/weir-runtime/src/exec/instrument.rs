@@ -13,14 +13,19 @@ use crate::exec::metrics::{Metrics, OperatorMetrics};
 use crate::message::Message;
 use crate::operator::Operator;
 
-/// How often an operator's state size is sampled (also once before its input ends).
+/// How often an operator's state size is sampled at most (also once before its input ends).
 const STATE_SAMPLE: Duration = Duration::from_millis(100);
+
+/// A sample walks the whole state: the next one waits at least this many times as long as the
+/// last walk took, so that a large state costs at most about 2% of the operator's time.
+const SAMPLE_SPACING: u32 = 50;
 
 /// An operator and its counters.
 pub struct Instrumented {
     op: Box<dyn Operator>,
     /// Absent for helpers that are not plan nodes (the processing-time stamp).
     metrics: Option<Arc<OperatorMetrics>>,
+    /// When the state size may next be sampled.
     sampled: Option<Instant>,
 }
 
@@ -107,10 +112,10 @@ impl Instrumented {
                 _ => {}
             }
         }
-        if self.sampled.is_none_or(|t| now.duration_since(t) >= STATE_SAMPLE) {
+        if self.sampled.is_none_or(|t| now >= t) {
             m.state(self.op.state_size());
-            // timed after the walk, so a large state is walked at most every 100 ms of work
-            self.sampled = Some(Instant::now());
+            let walked = now.elapsed();
+            self.sampled = Some(now + walked + (walked * SAMPLE_SPACING).max(STATE_SAMPLE));
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use crate::operator::Operator;
 use crate::state::checkpoint::KeyFilter;
 use crate::state::checkpoint::OperatorSnapshot;
 use crate::state::keyed_state::KeyedState;
-use crate::state::rank_rows::{rescale_rows, restore_keyed, save_keyed, RankRows};
+use crate::state::rank_rows::{rescale_rows, restore_keyed, save_keyed, Changes, RankRows};
 
 struct Kept {
     order: Box<[u8]>,
@@ -59,7 +59,7 @@ impl Operator for DeduplicateOp {
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         Metrics::add(&self.metrics.expired_keys, self.kept.before_batch());
         let encoded = self.rows.encode(&input.batch)?;
-        let mut changes: Vec<(RowKind, Box<[u8]>)> = Vec::new();
+        let mut changes = Changes::default();
         for i in 0..input.batch.num_rows() {
             let key = encoded.partitions.row(i);
             let order = encoded.orders.row(i).data();
@@ -67,7 +67,7 @@ impl Operator for DeduplicateOp {
             match self.kept.slot(key.data()) {
                 None => {
                     self.kept.insert(key.data(), Kept { order: order.into(), row: row.into() });
-                    changes.push((RowKind::Insert, row.into()));
+                    changes.input(RowKind::Insert, i, 1);
                 }
                 Some(slot) => {
                     self.kept.touch(slot);
@@ -80,16 +80,14 @@ impl Operator for DeduplicateOp {
                     if wins {
                         let old = std::mem::replace(&mut kept.row, row.into());
                         kept.order = order.into();
-                        changes.push((RowKind::UpdateBefore, old));
-                        changes.push((RowKind::UpdateAfter, row.into()));
+                        changes.kept(RowKind::UpdateBefore, old, 1);
+                        changes.input(RowKind::UpdateAfter, i, 1);
                     }
                 }
             }
         }
         if !changes.is_empty() {
-            let kinds: Vec<RowKind> = changes.iter().map(|c| c.0).collect();
-            let batch = self.rows.output(changes.iter().map(|c| (&c.1[..], 1)))?;
-            out.push(Message::Data(StreamBatch::changelog(batch, &kinds)));
+            out.push(Message::Data(self.rows.changes(&input.batch, changes)?));
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use crate::operator::Operator;
 use crate::state::checkpoint::KeyFilter;
 use crate::state::checkpoint::OperatorSnapshot;
 use crate::state::keyed_state::KeyedState;
-use crate::state::rank_rows::{rescale_rows, restore_keyed, save_keyed, RankRows};
+use crate::state::rank_rows::{rescale_rows, restore_keyed, save_keyed, Changes, RankRows};
 
 struct Ranked {
     order: Box<[u8]>,
@@ -69,7 +69,7 @@ impl Operator for TopNOp {
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         Metrics::add(&self.metrics.expired_keys, self.kept.before_batch());
         let encoded = self.rows.encode(&input.batch)?;
-        let mut changes: Vec<(RowKind, Box<[u8]>, u64)> = Vec::new();
+        let mut changes = Changes::default();
         for i in 0..input.batch.num_rows() {
             let key = encoded.partitions.row(i);
             let order = encoded.orders.row(i).data();
@@ -92,20 +92,18 @@ impl Operator for TopNOp {
             }
             if list.len() == self.limit {
                 if let Some(last) = list.pop() {
-                    changes.push((RowKind::Delete, last.row, self.limit as u64));
+                    changes.kept(RowKind::Delete, last.row, self.limit as u64);
                 }
             }
             for (j, r) in list.iter().enumerate().skip(p).rev() {
-                changes.push((RowKind::UpdateBefore, r.row.clone(), j as u64 + 1));
-                changes.push((RowKind::UpdateAfter, r.row.clone(), j as u64 + 2));
+                let at = changes.kept(RowKind::UpdateBefore, r.row.clone(), j as u64 + 1);
+                changes.again(RowKind::UpdateAfter, at, j as u64 + 2);
             }
             list.insert(p, Ranked { order: order.into(), row: row.into() });
-            changes.push((RowKind::Insert, row.into(), p as u64 + 1));
+            changes.input(RowKind::Insert, i, p as u64 + 1);
         }
         if !changes.is_empty() {
-            let kinds: Vec<RowKind> = changes.iter().map(|c| c.0).collect();
-            let batch = self.rows.output(changes.iter().map(|c| (&c.1[..], c.2)))?;
-            out.push(Message::Data(StreamBatch::changelog(batch, &kinds)));
+            out.push(Message::Data(self.rows.changes(&input.batch, changes)?));
         }
         Ok(())
     }

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array};
-use datafusion_common::arrow::compute::{cast, take};
+use datafusion_common::arrow::compute::{cast, interleave, take};
 use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::row::{RowConverter, SortField};
@@ -40,13 +40,13 @@ use crate::state::checkpoint::OperatorSnapshot;
 use crate::state::keyed_state::KeyedState;
 use crate::state::retract_min_max::RetractMinMax;
 
+/// One group; its key is the row-encoded key its entry is indexed by.
 struct Group {
-    key_values: Vec<ScalarValue>,
     accumulators: Vec<Box<dyn Accumulator>>,
     /// Inserts minus retractions seen.
     rows: i64,
-    /// The aggregate values last emitted (`None`: nothing emitted yet).
-    emitted: Option<Vec<ScalarValue>>,
+    /// The aggregate values last emitted, row-encoded (`None`: nothing emitted yet).
+    emitted: Option<Box<[u8]>>,
 }
 
 /// The updating (non-windowed) aggregate operator.
@@ -55,6 +55,8 @@ pub struct UpdatingAggregateOp {
     aggregates: Aggregates,
     retracting: bool,
     converter: Option<RowConverter>,
+    /// Encodes the aggregate columns' values (each group's last emitted values).
+    values: RowConverter,
     groups: KeyedState<Group>,
     output_schema: SchemaRef,
     metrics: Arc<Metrics>,
@@ -77,7 +79,11 @@ impl UpdatingAggregateOp {
         } else {
             Some(RowConverter::new(key_fields.iter().map(|f| SortField::new(f.data_type().clone())).collect())?)
         };
+        let values = RowConverter::new(
+            output_schema.fields()[key_fields.len()..].iter().map(|f| SortField::new(f.data_type().clone())).collect(),
+        )?;
         let op = Self {
+            values,
             key_exprs,
             aggregates: Aggregates::new(Arc::new(datafusion_common::arrow::datatypes::Schema::empty()), aggregates),
             retracting,
@@ -137,11 +143,7 @@ impl UpdatingAggregateOp {
             let slot = match self.groups.slot(key) {
                 Some(s) => s,
                 None => {
-                    let key_values = keys
-                        .iter()
-                        .map(|a| ScalarValue::try_from_array(a, i))
-                        .collect::<datafusion_common::Result<_>>()?;
-                    let group = Group { key_values, accumulators: self.accumulators()?, rows: 0, emitted: None };
+                    let group = Group { accumulators: self.accumulators()?, rows: 0, emitted: None };
                     self.groups.insert(key, group)
                 }
             };
@@ -150,61 +152,85 @@ impl UpdatingAggregateOp {
         Ok(slots)
     }
 
+    /// The current values of groups `live`, one array per aggregate column.
+    fn evaluate(&mut self, live: &[usize]) -> Result<Vec<ArrayRef>> {
+        let fields = &self.output_schema.fields()[self.key_exprs.len()..];
+        let mut values: Vec<Vec<ScalarValue>> = fields.iter().map(|_| Vec::with_capacity(live.len())).collect();
+        for &slot in live {
+            let Some(g) = self.groups.get_mut(slot) else {
+                return Err(RuntimeError::Internal(format!("group slot {slot} is empty")));
+            };
+            for (column, acc) in values.iter_mut().zip(g.accumulators.iter_mut()) {
+                column.push(acc.evaluate()?);
+            }
+        }
+        let mut columns = Vec::with_capacity(fields.len());
+        for (column, field) in values.into_iter().zip(fields.iter()) {
+            let array = if column.is_empty() {
+                datafusion_common::arrow::array::new_empty_array(field.data_type())
+            } else {
+                ScalarValue::iter_to_array(column)?
+            };
+            columns.push(if array.data_type() == field.data_type() { array } else { cast(&array, field.data_type())? });
+        }
+        Ok(columns)
+    }
+
     fn emit(&mut self, touched: &[usize], out: &mut Vec<Message>) -> Result<()> {
+        let live: Vec<usize> =
+            touched.iter().copied().filter(|s| self.groups.get(*s).is_some_and(|g| g.rows > 0)).collect();
+        let current = self.evaluate(&live)?;
+        let encoded = self.values.convert_columns(&current)?;
         let mut kinds = Vec::new();
-        // per output row: its group, and the values it had (`None`: the values it has now,
-        // read from the group when the columns are built, so they are not copied twice)
-        let mut rows: Vec<(usize, Option<Vec<ScalarValue>>)> = Vec::new();
+        // per output row: its group's slot, and where its values are: (0, row of `current`)
+        // or (1, index in `old`), the values emitted before
+        let mut slots = Vec::new();
+        let mut picks: Vec<(usize, usize)> = Vec::new();
+        let mut old: Vec<Box<[u8]>> = Vec::new();
+        let mut next = 0;
         for &slot in touched {
             let Some(g) = self.groups.get_mut(slot) else { continue };
             if g.rows <= 0 {
-                if let Some(old) = g.emitted.take() {
+                if let Some(before) = g.emitted.take() {
                     kinds.push(RowKind::Delete);
-                    rows.push((slot, Some(old)));
+                    slots.push(slot);
+                    picks.push((1, old.len()));
+                    old.push(before);
                 }
                 continue;
             }
-            let new = g.accumulators.iter_mut().map(|a| a.evaluate()).collect::<datafusion_common::Result<Vec<_>>>()?;
+            let (at, now) = (next, encoded.row(next).data());
+            next += 1;
             match &g.emitted {
                 None => kinds.push(RowKind::Insert),
-                Some(old) if *old == new => continue,
+                Some(before) if before[..] == *now => continue,
                 Some(_) => {
                     kinds.extend([RowKind::UpdateBefore, RowKind::UpdateAfter]);
-                    rows.push((slot, g.emitted.take()));
+                    slots.push(slot);
+                    picks.push((1, old.len()));
+                    old.extend(g.emitted.take());
                 }
             }
-            g.emitted = Some(new);
-            rows.push((slot, None));
+            g.emitted = Some(now.into());
+            slots.push(slot);
+            picks.push((0, at));
         }
-        if !rows.is_empty() {
-            let num_keys = self.key_exprs.len();
-            let fields = self.output_schema.fields();
-            let mut values: Vec<Vec<ScalarValue>> = (0..fields.len()).map(|_| Vec::with_capacity(rows.len())).collect();
-            let row_count = rows.len();
-            for (slot, old) in rows {
-                let Some(g) = self.groups.get(slot) else {
-                    return Err(RuntimeError::Internal(format!("group slot {slot} is empty")));
-                };
-                let (keys, aggregates) = values.split_at_mut(num_keys);
-                for (column, key) in keys.iter_mut().zip(&g.key_values) {
-                    column.push(key.clone());
-                }
-                match old {
-                    Some(old) => aggregates.iter_mut().zip(old).for_each(|(column, v)| column.push(v)),
-                    None => aggregates
-                        .iter_mut()
-                        .zip(g.emitted.iter().flatten())
-                        .for_each(|(column, v)| column.push(v.clone())),
-                }
+        if !kinds.is_empty() {
+            let mut columns = Vec::with_capacity(self.output_schema.fields().len());
+            if let Some(converter) = &self.converter {
+                let parser = converter.parser();
+                let keys = slots.iter().map(|s| self.groups.key(*s).map(|k| parser.parse(k)));
+                let keys = keys
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| RuntimeError::Internal("group slot is empty".into()))?;
+                columns.extend(converter.convert_rows(keys)?);
             }
-            let mut columns = Vec::with_capacity(fields.len());
-            for (column, field) in values.into_iter().zip(fields.iter()) {
-                let array = ScalarValue::iter_to_array(column)?;
-                let array =
-                    if array.data_type() == field.data_type() { array } else { cast(&array, field.data_type())? };
-                columns.push(array);
+            let parser = self.values.parser();
+            let before = self.values.convert_rows(old.iter().map(|r| parser.parse(r)))?;
+            for (now, before) in current.iter().zip(&before) {
+                columns.push(interleave(&[now.as_ref(), before.as_ref()], &picks)?);
             }
-            let options = RecordBatchOptions::new().with_row_count(Some(row_count));
+            let options = RecordBatchOptions::new().with_row_count(Some(kinds.len()));
             let batch = RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?;
             out.push(Message::Data(StreamBatch::changelog(batch, &kinds)));
         }
@@ -227,10 +253,7 @@ impl Operator for UpdatingAggregateOp {
         let bytes: usize = self
             .groups
             .values()
-            .map(|g| {
-                let scalars = g.key_values.iter().chain(g.emitted.iter().flatten());
-                scalars.map(ScalarValue::size).sum::<usize>() + g.accumulators.iter().map(|a| a.size()).sum::<usize>()
-            })
+            .map(|g| g.emitted.as_ref().map_or(0, |e| e.len()) + g.accumulators.iter().map(|a| a.size()).sum::<usize>())
             .sum();
         StateSize { rows: self.groups.len() as u64, bytes: bytes as u64 }
     }
@@ -363,24 +386,22 @@ impl Operator for UpdatingAggregateOp {
         let mut fresh = (0..self.groups.len()).map(|_| self.accumulators()).collect::<Result<Vec<_>>>()?;
         let (num_keys, num_aggs) = (self.key_exprs.len(), self.aggregates.specs().len());
         let mut cols = GroupColumns::default();
-        let mut keys: Vec<Vec<ScalarValue>> = vec![Vec::new(); num_keys];
-        let mut emitted: Vec<Vec<ScalarValue>> = vec![Vec::new(); num_aggs];
+        // (0, index in `emitted`) or (1, 0): a null
+        let mut picks: Vec<(usize, usize)> = Vec::new();
+        let mut emitted: Vec<Box<[u8]>> = Vec::new();
         let mut states: Vec<Vec<Vec<ScalarValue>>> = vec![Vec::new(); num_aggs];
-        let nulls = self.output_schema.fields()[num_keys..]
-            .iter()
-            .map(|f| ScalarValue::try_from(f.data_type()))
-            .collect::<datafusion_common::Result<Vec<_>>>()?;
         for (key, touched, pending, g) in self.groups.entries_mut() {
             cols.key.push(key.to_vec());
             cols.touched.push(touched);
             cols.pending.push(pending);
             cols.rows.push(g.rows);
             cols.emitted.push(g.emitted.is_some());
-            for (c, v) in g.key_values.iter().enumerate() {
-                keys[c].push(v.clone());
-            }
-            for (a, null) in nulls.iter().enumerate() {
-                emitted[a].push(g.emitted.as_ref().map_or_else(|| null.clone(), |e| e[a].clone()));
+            match &g.emitted {
+                Some(e) => {
+                    picks.push((0, emitted.len()));
+                    emitted.push(e.clone());
+                }
+                None => picks.push((1, 0)),
             }
             let mut rebuilt = fresh.pop().ok_or_else(|| RuntimeError::Internal("accumulators".into()))?;
             for (a, (acc, new)) in g.accumulators.iter_mut().zip(rebuilt.iter_mut()).enumerate() {
@@ -413,14 +434,26 @@ impl Operator for UpdatingAggregateOp {
             Arc::new(Int64Array::from(cols.rows)),
             Arc::new(BooleanArray::from(cols.emitted)),
         ];
-        let named = keys.into_iter().enumerate().map(|(i, v)| (format!("k{i}"), v));
-        let named = named.chain(emitted.into_iter().enumerate().map(|(i, v)| (format!("e{i}"), v)));
-        let named = named.chain(
-            states
-                .into_iter()
-                .enumerate()
-                .flat_map(|(a, s)| s.into_iter().enumerate().map(move |(j, v)| (format!("s{a}_{j}"), v))),
-        );
+        let mut saved: Vec<(String, ArrayRef)> = Vec::new();
+        if let Some(converter) = &self.converter {
+            let parser = converter.parser();
+            let keys = converter.convert_rows(cols.key.iter().map(|k| parser.parse(k)))?;
+            saved.extend(keys.into_iter().enumerate().map(|(i, a)| (format!("k{i}"), a)));
+        }
+        let parser = self.values.parser();
+        let values = self.values.convert_rows(emitted.iter().map(|r| parser.parse(r)))?;
+        for (i, (v, field)) in values.iter().zip(&self.output_schema.fields()[num_keys..]).enumerate() {
+            let null = datafusion_common::arrow::array::new_null_array(field.data_type(), 1);
+            saved.push((format!("e{i}"), interleave(&[v.as_ref(), null.as_ref()], &picks)?));
+        }
+        for (name, array) in saved {
+            fields.push(Field::new(name, array.data_type().clone(), true));
+            arrays.push(array);
+        }
+        let named = states
+            .into_iter()
+            .enumerate()
+            .flat_map(|(a, s)| s.into_iter().enumerate().map(move |(j, v)| (format!("s{a}_{j}"), v)));
         for (name, values) in named {
             let array = ScalarValue::iter_to_array(values)?;
             fields.push(Field::new(name, array.data_type().clone(), true));
@@ -468,8 +501,15 @@ impl Operator for UpdatingAggregateOp {
         let pending = column("pending")?.as_boolean_opt().ok_or_else(bad)?.clone();
         let rows = column("rows")?.as_primitive_opt::<Int64Type>().ok_or_else(bad)?.clone();
         let emitted = column("emitted")?.as_boolean_opt().ok_or_else(bad)?.clone();
-        let keys = (0..num_keys).map(|i| column(&format!("k{i}")).cloned()).collect::<Result<Vec<_>>>()?;
-        let values = (0..num_aggs).map(|i| column(&format!("e{i}")).cloned()).collect::<Result<Vec<_>>>()?;
+        let values = self.output_schema.fields()[num_keys..]
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let a = column(&format!("e{i}"))?;
+                Ok(if a.data_type() == f.data_type() { Arc::clone(a) } else { cast(a, f.data_type())? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let values = self.values.convert_columns(&values)?;
         let states: Vec<Vec<ArrayRef>> = (0..num_aggs)
             .map(|a| (0..).map_while(|j| batch.column_by_name(&format!("s{a}_{j}")).cloned()).collect::<Vec<_>>())
             .collect();
@@ -479,18 +519,8 @@ impl Operator for UpdatingAggregateOp {
                 let slices: Vec<ArrayRef> = state.iter().map(|a| a.slice(r, 1)).collect();
                 acc.merge_batch(&slices)?;
             }
-            let key_values =
-                keys.iter().map(|a| ScalarValue::try_from_array(a, r)).collect::<datafusion_common::Result<_>>()?;
-            let last = match emitted.value(r) {
-                true => Some(
-                    values
-                        .iter()
-                        .map(|a| ScalarValue::try_from_array(a, r))
-                        .collect::<datafusion_common::Result<_>>()?,
-                ),
-                false => None,
-            };
-            let group = Group { key_values, accumulators, rows: rows.value(r), emitted: last };
+            let last = emitted.value(r).then(|| values.row(r).data().into());
+            let group = Group { accumulators, rows: rows.value(r), emitted: last };
             self.groups.restore_entry(key.value(r), touched.value(r), pending.value(r), group);
         }
         Ok(())

@@ -10,9 +10,12 @@
 //!
 //! In event time an entry's clock starts at the first watermark after its last row, because
 //! the rows' own times may have been projected away before the operator.
+//!
+//! Each key's bytes are held once, in its entry: the index is a hash table of slots.
 
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use hashbrown::HashTable;
 
 use weir_plan::StateTtl;
 
@@ -27,7 +30,8 @@ struct Entry<T> {
 
 /// Entries addressed by key bytes (e.g. an Arrow row) and by a dense slot number.
 pub struct KeyedState<T> {
-    index: HashMap<Box<[u8]>, usize>,
+    index: HashTable<usize>,
+    hasher: ahash::RandomState,
     entries: Vec<Option<Entry<T>>>,
     free: Vec<usize>,
     ttl: Option<StateTtl>,
@@ -44,7 +48,8 @@ impl<T> KeyedState<T> {
     /// Empty state; entries expire after `ttl` if given.
     pub fn new(ttl: Option<StateTtl>) -> Self {
         Self {
-            index: HashMap::new(),
+            index: HashTable::new(),
+            hasher: ahash::RandomState::new(),
             entries: Vec::new(),
             free: Vec::new(),
             ttl,
@@ -63,7 +68,16 @@ impl<T> KeyedState<T> {
 
     /// The slot of `key`, if it has an entry.
     pub fn slot(&self, key: &[u8]) -> Option<usize> {
-        self.index.get(key).copied()
+        let entries = &self.entries;
+        self.index.find(self.hasher.hash_one(key), |&s| entries[s].as_ref().is_some_and(|e| &e.key[..] == key)).copied()
+    }
+
+    /// Index `slot`, whose entry holds `key`.
+    fn index_slot(&mut self, key: &[u8], slot: usize) {
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index.insert_unique(hasher.hash_one(key), slot, |&s| {
+            entries[s].as_ref().map_or(0, |e| hasher.hash_one(&e.key[..]))
+        });
     }
 
     /// Add an entry for `key` (which must not have one) and touch it.
@@ -79,7 +93,7 @@ impl<T> KeyedState<T> {
                 self.entries.len() - 1
             }
         };
-        self.index.insert(key.into(), slot);
+        self.index_slot(key, slot);
         self.touch(slot);
         slot
     }
@@ -87,6 +101,11 @@ impl<T> KeyedState<T> {
     /// The value in `slot`.
     pub fn get(&self, slot: usize) -> Option<&T> {
         self.entries.get(slot).and_then(|e| e.as_ref()).map(|e| &e.value)
+    }
+
+    /// The key of the entry in `slot`.
+    pub fn key(&self, slot: usize) -> Option<&[u8]> {
+        self.entries.get(slot).and_then(|e| e.as_ref()).map(|e| &e.key[..])
     }
 
     /// The value in `slot`, mutably.
@@ -109,8 +128,11 @@ impl<T> KeyedState<T> {
 
     /// Drop the entry in `slot`.
     pub fn remove(&mut self, slot: usize) -> Option<T> {
+        let hash = self.hasher.hash_one(&self.entries.get(slot)?.as_ref()?.key[..]);
+        if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
+            found.remove();
+        }
         let e = self.entries.get_mut(slot)?.take()?;
-        self.index.remove(&e.key);
         self.free.push(slot);
         Some(e.value)
     }
@@ -149,7 +171,7 @@ impl<T> KeyedState<T> {
     pub fn restore_entry(&mut self, key: &[u8], touched: Nanos, pending: bool, value: T) {
         self.entries.push(Some(Entry { key: key.into(), touched, pending, value }));
         let slot = self.entries.len() - 1;
-        self.index.insert(key.into(), slot);
+        self.index_slot(key, slot);
         if pending {
             self.pending.push(slot);
         }

@@ -4,15 +4,18 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt64Array};
+use datafusion_common::arrow::array::{
+    ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array, UInt64Array,
+};
 use datafusion_common::arrow::compute::SortOptions;
+use datafusion_common::arrow::compute::{interleave, take};
 use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::row::{RowConverter, Rows, SortField};
 use datafusion_physical_expr::PhysicalExpr;
 
 use crate::error::{Result, RuntimeError};
-use crate::message::Nanos;
+use crate::message::{Nanos, RowKind, StreamBatch};
 use crate::state::checkpoint::{concat_saved, KeyFilter, OperatorSnapshot};
 use crate::state::keyed_state::KeyedState;
 
@@ -93,6 +96,68 @@ impl RankRows {
         columns.push(Arc::new(UInt64Array::from(numbers)));
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         Ok(RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?)
+    }
+
+    /// The changelog batch of `changes` made while processing `input`.
+    pub fn changes(&self, input: &RecordBatch, changes: Changes) -> Result<StreamBatch> {
+        let parser = self.row_converter.parser();
+        let kept = self.row_converter.convert_rows(changes.kept.iter().map(|r| parser.parse(r)))?;
+        let mut columns = Vec::with_capacity(kept.len() + 1);
+        for (from_input, from_kept) in input.columns().iter().zip(&kept) {
+            columns.push(if changes.kept.is_empty() {
+                let rows = UInt32Array::from_iter_values(changes.picks.iter().map(|p| p.1 as u32));
+                take(from_input.as_ref(), &rows, None)?
+            } else {
+                interleave(&[from_input.as_ref(), from_kept.as_ref()], &changes.picks)?
+            });
+        }
+        columns.push(Arc::new(UInt64Array::from(changes.numbers)));
+        let options = RecordBatchOptions::new().with_row_count(Some(changes.picks.len()));
+        let batch = RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?;
+        Ok(StreamBatch::changelog(batch, &changes.kinds))
+    }
+}
+
+/// The changelog a ranking operator emits for one input batch, row by row: each row either a
+/// row of the input batch (taken from its columns) or a kept row (its bytes, decoded once
+/// however many times it is emitted), with its kind and row number.
+#[derive(Default)]
+pub struct Changes {
+    kinds: Vec<RowKind>,
+    numbers: Vec<u64>,
+    /// Per output row: (0, input row) or (1, index in `kept`).
+    picks: Vec<(usize, usize)>,
+    kept: Vec<Box<[u8]>>,
+}
+
+impl Changes {
+    /// Emit input row `row`.
+    pub fn input(&mut self, kind: RowKind, row: usize, number: u64) {
+        self.push(kind, (0, row), number);
+    }
+
+    /// Emit a kept row; returns its index for [`Changes::again`].
+    pub fn kept(&mut self, kind: RowKind, row: Box<[u8]>, number: u64) -> usize {
+        self.kept.push(row);
+        let at = self.kept.len() - 1;
+        self.push(kind, (1, at), number);
+        at
+    }
+
+    /// Emit the kept row [`Changes::kept`] returned `at` for once more.
+    pub fn again(&mut self, kind: RowKind, at: usize, number: u64) {
+        self.push(kind, (1, at), number);
+    }
+
+    fn push(&mut self, kind: RowKind, pick: (usize, usize), number: u64) {
+        self.kinds.push(kind);
+        self.picks.push(pick);
+        self.numbers.push(number);
+    }
+
+    /// Whether no row is emitted.
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
     }
 }
 
