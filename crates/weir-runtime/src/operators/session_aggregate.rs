@@ -162,13 +162,14 @@ impl SessionAggregateOp {
             }
         }
         assigned.sort_unstable();
+        // the rows of every session, one session after another: each gets a slice
+        let taken = input.take(&UInt32Array::from_iter_values(assigned.iter().map(|a| a.1)))?;
         let mut i = 0;
         while i < assigned.len() {
             let id = assigned[i].0;
             let j = assigned[i..].iter().position(|a| a.0 != id).map(|p| i + p).unwrap_or(assigned.len());
-            let rows = UInt32Array::from_iter_values(assigned[i..j].iter().map(|a| a.1));
             let mut group_ids = std::mem::take(&mut self.group_ids);
-            self.session_mut(id)?.partial.update(input, Some(&rows), &mut group_ids)?;
+            self.session_mut(id)?.partial.update(&taken.slice(i, j - i), None, &mut group_ids)?;
             self.group_ids = group_ids;
             if self.changes.is_some() {
                 self.dirty.insert(id);

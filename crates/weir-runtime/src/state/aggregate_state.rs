@@ -46,6 +46,33 @@ pub struct AggregateInput {
     pub rows: usize,
 }
 
+impl AggregateInput {
+    /// Rows `rows` of this input, in that order (one copy of each column for all of them).
+    pub fn take(&self, rows: &UInt32Array) -> Result<AggregateInput> {
+        let pick = |a: &ArrayRef| -> Result<ArrayRef> { Ok(take(a.as_ref(), rows, None)?) };
+        Ok(AggregateInput {
+            keys: self.keys.iter().map(pick).collect::<Result<_>>()?,
+            args: self.args.iter().map(|a| a.iter().map(pick).collect::<Result<_>>()).collect::<Result<_>>()?,
+            filters: self
+                .filters
+                .iter()
+                .map(|f| f.as_ref().map(|f| Ok(take(f, rows, None)?.as_boolean().clone())).transpose())
+                .collect::<Result<_>>()?,
+            rows: rows.len(),
+        })
+    }
+
+    /// Rows `offset..offset + len` of this input, without copying.
+    pub fn slice(&self, offset: usize, len: usize) -> AggregateInput {
+        AggregateInput {
+            keys: self.keys.iter().map(|a| a.slice(offset, len)).collect(),
+            args: self.args.iter().map(|a| a.iter().map(|c| c.slice(offset, len)).collect()).collect(),
+            filters: self.filters.iter().map(|f| f.as_ref().map(|f| f.slice(offset, len))).collect(),
+            rows: len,
+        }
+    }
+}
+
 /// Creates partials for a fixed set of keys and aggregates.
 pub struct Aggregates {
     key_schema: SchemaRef,
