@@ -302,9 +302,13 @@ proptest! {
     }
 }
 
-/// The queries of [`QUERIES`] that run in parallel (not the TTL join, the lookup join or the
-/// union).
+/// The queries of [`QUERIES`] that run in parallel with the result of one thread on any input
+/// (not the TTL join or the lookup join, which run on one thread, nor the union: see
+/// [`parallel_unions_restart_from_checkpoints`]).
 const PARALLEL: std::ops::RangeInclusive<usize> = 0..=15;
+
+/// The union of [`QUERIES`].
+const UNION: usize = 18;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
@@ -359,5 +363,25 @@ proptest! {
         for query in &QUERIES[0..13] {
             check(query, &rows, &cuts, &crashes, &[1, 2, 3])?;
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// A union in parallel (its inputs' stages, the union's stage hashed into the window
+    /// aggregate), checkpointed and restarted at 2, 3 and 1 instances in turn: what one
+    /// uninterrupted thread emits. The rows come in time order: which row late in its own table
+    /// a union keeps depends, in parallel, on how its inputs' rows interleave.
+    #[test]
+    fn parallel_unions_restart_from_checkpoints(
+        rows in rows_strategy(),
+        cuts in cuts_strategy(),
+        crashes in prop::collection::vec(0usize..6, 1..4),
+    ) {
+        let mut rows = rows;
+        rows.sort_by_key(|r| r.ts);
+        prop_assert!(QUERIES[UNION].contains("UNION ALL"));
+        check(QUERIES[UNION], &rows, &cuts, &crashes, &[2, 3, 1])?;
     }
 }

@@ -338,3 +338,87 @@ fn parallel_joins_keep_state_flat() {
         assert!((large as f64) < small as f64 * bound, "{name}: the most state grew from {small} to {large} bytes");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// A union's branches run in parallel and its rows go to the keyed operator after it (or to
+    /// one instance): at parallelism 2 and 3 the same result as on one thread. Each table's rows
+    /// come in time order, so no row is late in its own table; the tables' batches interleave
+    /// at random (which row is late after a union of out-of-order tables depends on how the
+    /// branches' rows interleave, on one thread as in parallel).
+    #[test]
+    fn unions_give_the_result_of_one_thread(
+        left in rows_strategy(),
+        right in rows_strategy(),
+        delay_ms in prop::sample::select(vec![0i64, 300]),
+        left_cuts in prop::collection::btree_set(0usize..260, 0..30),
+        right_cuts in prop::collection::btree_set(0usize..260, 0..30),
+    ) {
+        let in_order = |rows: &[Row]| {
+            let mut rows = rows.to_vec();
+            rows.sort_by_key(|r| r.ts);
+            rows
+        };
+        let (left, right) = (in_order(&left), in_order(&right));
+        let (lc, rc): (Vec<usize>, Vec<usize>) = (left_cuts.into_iter().collect(), right_cuts.into_iter().collect());
+        let queries = [
+            // keyed right after the union: the branches hash into its instances
+            "SELECT k, TUMBLE_START(ts, INTERVAL '2' SECOND) AS w, COUNT(*), SUM(v), MAX(r)
+             FROM (SELECT k, v, r, ts FROM t UNION ALL SELECT k, v, r, ts FROM u WHERE v > 10)
+             GROUP BY TUMBLE(ts, INTERVAL '2' SECOND), k",
+            // stateless after the union: one instance merges the branches
+            "SELECT k, v, ts FROM t WHERE v > 0 UNION ALL SELECT k, v + 1, ts FROM u",
+            // a projection, then an updating aggregate
+            "SELECT s, COUNT(*), SUM(v) FROM (SELECT concat(k, site) AS s, v
+               FROM (SELECT k, site, v FROM t UNION ALL SELECT k, site, v FROM u)) GROUP BY s",
+        ];
+        for sql in queries {
+            let one = two_tables([&left, &right], [&lc, &rc], delay_ms, sql, 1);
+            for n in [2, 3] {
+                let many = two_tables([&left, &right], [&lc, &rc], delay_ms, sql, n);
+                prop_assert_eq!(&many, &one, "parallelism {} of {}", n, sql);
+            }
+        }
+    }
+}
+
+/// `weir explain` and `weir run` of a union at parallelism 2: each branch is hashed into the
+/// window aggregate after the union, and the result is one thread's.
+#[test]
+fn a_union_runs_in_parallel_through_the_cli() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sensors.csv");
+    let table = |name: &str| {
+        format!(
+            "CREATE TABLE {name} (sensor VARCHAR, site VARCHAR, reading DOUBLE, bytes BIGINT, ts TIMESTAMP(3),
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH (connector = 'file', path = '{}', format = 'csv');",
+            data.display()
+        )
+    };
+    let sql = format!(
+        "{} {} SELECT sensor, TUMBLE_START(ts, INTERVAL '5' SECOND) AS w, COUNT(*) AS n, SUM(bytes) AS b
+         FROM (SELECT sensor, bytes, ts FROM a UNION ALL SELECT sensor, bytes * 2, ts FROM b)
+         GROUP BY TUMBLE(ts, INTERVAL '5' SECOND), sensor;",
+        table("a"),
+        table("b")
+    );
+    let weir = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_weir")).args(args).output().expect("weir runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let plan = weir(&["explain", "--parallelism", "2", "-e", &sql]);
+    assert_eq!(plan.matches("Exchange: hash [sensor] over 128 key groups, 1 → 2 instances").count(), 2, "{plan}");
+    assert!(plan.contains("Union: 2 inputs"), "{plan}");
+    let run = |n: &str| {
+        let mut rows: Vec<String> = weir(&["run", "--format", "csv", "--quiet", "--parallelism", n, "-e", &sql])
+            .lines()
+            .map(String::from)
+            .collect();
+        rows.sort();
+        rows
+    };
+    let one = run("1");
+    assert!(one.len() > 3, "{one:?}");
+    assert_eq!(run("2"), one);
+}

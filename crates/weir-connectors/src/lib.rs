@@ -364,9 +364,9 @@ pub fn planned_layout(
         return None;
     }
     let splittable: Vec<bool> = nodes.iter().map(|node| registry.splittable(&node.table, ctx)).collect();
-    // by default, only a query reading a table in splits, without a join (see
-    // `weir_plan::parallel::has_join`), runs in parallel
-    if ctx.parallelism_by_default && (!splittable.contains(&true) || weir_plan::parallel::has_join(plan)) {
+    // by default, only a query reading a table in splits, without a join or a union (see
+    // `weir_plan::parallel::merges_inputs`), runs in parallel
+    if ctx.parallelism_by_default && (!splittable.contains(&true) || weir_plan::parallel::merges_inputs(plan)) {
         return None;
     }
     weir_runtime::parallel_layout(plan, n, &|i| if splittable.get(i).copied().unwrap_or(false) { n } else { 1 })

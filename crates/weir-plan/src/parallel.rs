@@ -14,7 +14,9 @@
 //! [`KEY_GROUPS`] key groups, and each instance owns a contiguous range of them. An operator
 //! without keys (a global aggregate) gets a single instance. A join starts a stage whose two
 //! inputs are hashed on the join's keys. Stateless operators stay fused with the stage before
-//! them. Unions, lookup joins and processing time run on one thread for now (see [`layout`]).
+//! them. A union starts a stage whose inputs are its branches' last stages: hashed on the keys
+//! of the keyed operator right after it, else into one instance. Lookup joins and processing
+//! time run on one thread for now (see [`layout`]).
 
 use std::fmt::Write;
 use std::ops::Range;
@@ -84,13 +86,15 @@ impl Exchange {
     }
 }
 
-/// Which side of a join a branch is.
+/// Which input of a join or a union a branch is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
-    /// The left input.
+    /// The left input of a join.
     Left,
-    /// The right input.
+    /// The right input of a join.
     Right,
+    /// Input `n` of a union.
+    Union(usize),
 }
 
 /// Where a stage's rows come from.
@@ -113,6 +117,17 @@ pub enum StageInput {
         exchanges: [Exchange; 2],
         /// The join's operator number ([`OpRef::Op`]).
         op: usize,
+    },
+    /// A union of the rows of several stages (one per input of the union, in order), all
+    /// through the same exchange.
+    Union {
+        /// The stages of the union's inputs.
+        from: Vec<usize>,
+        /// How their rows are routed.
+        exchange: Exchange,
+        /// Which union of the plan it is: the plan's unions numbered parent before children,
+        /// left before right, as `EXPLAIN` lists them.
+        union: usize,
     },
 }
 
@@ -154,31 +169,34 @@ impl Layout {
     }
 }
 
-/// The operators of the branch at `path` (empty: the plan's own).
-pub fn branch_ops<'a>(plan: &'a StreamPlan, path: &[Side]) -> Option<&'a [StreamOp]> {
+/// The input and operators of the branch at `path` (empty: the plan's own).
+fn branch_at<'a>(plan: &'a StreamPlan, path: &[Side]) -> Option<(&'a PlanInput, &'a [StreamOp])> {
     let (mut input, mut ops) = (&plan.input, plan.ops.as_slice());
     for side in path {
-        let PlanInput::Join(j) = input else { return None };
-        let b = match side {
-            Side::Left => &j.left,
-            Side::Right => &j.right,
+        let b = match (input, side) {
+            (PlanInput::Join(j), Side::Left) => &j.left,
+            (PlanInput::Join(j), Side::Right) => &j.right,
+            (PlanInput::Union(bs), Side::Union(n)) => bs.get(*n)?,
+            _ => return None,
         };
         (input, ops) = (&b.input, b.ops.as_slice());
     }
-    Some(ops)
+    Some((input, ops))
+}
+
+/// The operators of the branch at `path` (empty: the plan's own).
+pub fn branch_ops<'a>(plan: &'a StreamPlan, path: &[Side]) -> Option<&'a [StreamOp]> {
+    branch_at(plan, path).map(|(_, ops)| ops)
+}
+
+/// The input of the branch at `path` (a join's or a union's rows: what its first operator reads).
+pub fn branch_input<'a>(plan: &'a StreamPlan, path: &[Side]) -> Option<&'a PlanInput> {
+    branch_at(plan, path).map(|(input, _)| input)
 }
 
 /// The join at the top of the branch at `path`.
 pub fn branch_join<'a>(plan: &'a StreamPlan, path: &[Side]) -> Option<&'a JoinNode> {
-    let mut input = &plan.input;
-    for side in path {
-        let PlanInput::Join(j) = input else { return None };
-        input = match side {
-            Side::Left => &j.left.input,
-            Side::Right => &j.right.input,
-        };
-    }
-    match input {
+    match branch_input(plan, path)? {
         PlanInput::Join(j) => Some(j),
         _ => None,
     }
@@ -193,12 +211,13 @@ struct Builder<'a> {
     stages: Vec<LayoutStage>,
     sources: usize,
     ops: usize,
+    unions: usize,
 }
 
 impl Builder<'_> {
     /// Lay out a branch (its input, then its operators); returns its last stage.
     fn branch(&mut self, input: &PlanInput, ops: &[StreamOp], path: Vec<Side>) -> Result<usize, String> {
-        let mut current = match input {
+        let current = match input {
             PlanInput::Source(s) => {
                 if s.processing_time {
                     return Err("windows over processing time run on one thread for now".into());
@@ -211,7 +230,34 @@ impl Builder<'_> {
                 };
                 self.push(StageInput::Source(n), path.clone(), instances)
             }
-            PlanInput::Union(_) => return Err("unions run on one thread for now".into()),
+            PlanInput::Union(branches) => {
+                let union = self.unions;
+                self.unions += 1;
+                let mut from = Vec::with_capacity(branches.len());
+                for (n, b) in branches.iter().enumerate() {
+                    if b.input.sources().iter().any(|s| s.table.idle_timeout().is_some()) {
+                        // an idle input is left out of the union's watermark, which is not
+                        // carried across threads yet
+                        return Err("unions of a table with an idle timeout run on one thread for now".into());
+                    }
+                    let mut branch_path = path.clone();
+                    branch_path.push(Side::Union(n));
+                    from.push(self.branch(&b.input, &b.ops, branch_path)?);
+                }
+                // the keyed operator right after the union, if one is, reads it directly
+                let exchange = match ops.first().and_then(Exchange::of) {
+                    Some(e) => e,
+                    None => Exchange::Single,
+                };
+                let instances = exchange.instances(self.parallelism);
+                let keyed = ops.first().is_some_and(|op| Exchange::of(op).is_some());
+                let stage = self.push(StageInput::Union { from, exchange, union }, path.clone(), instances);
+                if keyed {
+                    // its first operator is the keyed one: it joins this stage below
+                    return self.rest(stage, ops, path, true);
+                }
+                stage
+            }
             PlanInput::Join(j) => {
                 match &j.join.state {
                     JoinState::Lookup => return Err("lookup joins run on one thread for now".into()),
@@ -235,10 +281,16 @@ impl Builder<'_> {
                 self.push(StageInput::Join { from: [left, right], exchanges, op }, path.clone(), instances)
             }
         };
+        self.rest(current, ops, path, false)
+    }
+
+    /// Lay out `ops` after stage `current` (`routed`: the first is already routed to it).
+    fn rest(&mut self, mut current: usize, ops: &[StreamOp], path: Vec<Side>, routed: bool) -> Result<usize, String> {
         for (i, op) in ops.iter().enumerate() {
             let number = self.ops;
             self.ops += 1;
             let exchange = match Exchange::of(op) {
+                _ if routed && i == 0 => None,
                 // one instance into one instance: no exchange needed
                 Some(Exchange::Single) if self.stages[current].instances == 1 => None,
                 other => other,
@@ -292,24 +344,19 @@ fn join_exchanges(j: &JoinNode) -> [Exchange; 2] {
     [Exchange::Hash(join.left_keys.clone()), Exchange::Hash(join.right_keys.clone())]
 }
 
-/// Whether `plan` joins two inputs. By default (no parallelism asked for) such a plan runs on
-/// one thread: in parallel the join's instances read its two inputs as they come, where one
-/// thread reads the input whose watermark is lowest first; the sources' watermark alignment
-/// keeps them within a second, but the join's state is still somewhat above one thread's.
-pub fn has_join(plan: &StreamPlan) -> bool {
-    fn input(i: &PlanInput) -> bool {
-        match i {
-            PlanInput::Source(_) => false,
-            PlanInput::Union(bs) => bs.iter().any(|b| input(&b.input)),
-            PlanInput::Join(_) => true,
-        }
-    }
-    input(&plan.input)
+/// Whether `plan` joins two inputs or unions several. By default (no parallelism asked for)
+/// such a plan runs on one thread: in parallel the join's or the union's instances read their
+/// inputs as they come, where one thread reads the input whose watermark is lowest first; the
+/// sources' watermark alignment keeps them within a second, but the state after them is still
+/// somewhat above one thread's.
+pub fn merges_inputs(plan: &StreamPlan) -> bool {
+    !matches!(plan.input, PlanInput::Source(_))
 }
 
 /// The layout of `plan` at `parallelism`, source `n` read by `splits(n)` instances (1 when its
-/// connector cannot split it). `Err` says why the plan runs on one thread: unions, lookup
-/// joins, processing time, or nothing to gain (no stage would have more than one instance).
+/// connector cannot split it). `Err` says why the plan runs on one thread: lookup joins, joins
+/// with a TTL, processing time, unions of a table with an idle timeout, or nothing to gain (no
+/// stage would have more than one instance).
 pub fn layout(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(usize) -> usize) -> Result<Layout, String> {
     let layout = build(plan, parallelism, splits, false)?;
     if layout.stages.iter().all(|s| s.instances == 1) {
@@ -341,7 +388,7 @@ fn build(
     if parallelism == 0 {
         return Err("parallelism is 0".into());
     }
-    let mut b = Builder { parallelism, splits, resumed, stages: Vec::new(), sources: 0, ops: 0 };
+    let mut b = Builder { parallelism, splits, resumed, stages: Vec::new(), sources: 0, ops: 0, unions: 0 };
     b.branch(&plan.input, &plan.ops, Vec::new())?;
     Ok(Layout { stages: b.stages })
 }
@@ -375,6 +422,19 @@ pub fn explain(plan: &StreamPlan, layout: Option<&Layout>) -> String {
                     .filter(|k| nodes[*k].depth == depth + 1);
                 for (side, k) in children.enumerate().take(2) {
                     above[k] = Some(exchanges[side].text(layout.stages[from[side]].instances, stage.instances));
+                }
+            }
+            StageInput::Union { from, exchange, union } => {
+                let unions = nodes.iter().enumerate().filter(|(_, n)| n.op.is_none() && n.operator == "Union");
+                let Some((i, _)) = unions.clone().nth(*union) else { continue };
+                let depth = nodes[i].depth;
+                let children = (i + 1..nodes.len())
+                    .take_while(|k| nodes[*k].depth > depth)
+                    .filter(|k| nodes[*k].depth == depth + 1);
+                for (n, k) in children.enumerate() {
+                    if let Some(f) = from.get(n) {
+                        above[k] = Some(exchange.text(layout.stages[*f].instances, stage.instances));
+                    }
                 }
             }
             StageInput::Source(_) => {}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use datafusion_common::DFSchema;
 use datafusion_physical_expr::PhysicalExpr;
-use weir_plan::parallel::{branch_join, branch_ops, Exchange, Layout, LayoutStage, StageInput};
+use weir_plan::parallel::{branch_input, branch_join, branch_ops, Exchange, Layout, LayoutStage, StageInput};
 use weir_plan::{OpRef, StreamOp, StreamPlan};
 
 use crate::error::{Result, RuntimeError};
@@ -55,6 +55,9 @@ fn output_schema<'a>(plan: &'a StreamPlan, stage: &LayoutStage) -> Result<&'a DF
         StageInput::Join { .. } => branch_join(plan, &stage.branch)
             .map(|j| j.join.output_schema.as_ref())
             .ok_or_else(|| RuntimeError::Internal("a parallel stage joins where the plan has no join".into())),
+        StageInput::Union { .. } => branch_input(plan, &stage.branch)
+            .map(|i| i.output_schema().as_ref())
+            .ok_or_else(|| RuntimeError::Internal("a parallel stage unions where the plan has no union".into())),
         StageInput::Exchange { .. } => Err(RuntimeError::Internal("a parallel stage without operators".into())),
     }
 }
@@ -110,6 +113,10 @@ fn consumer(layout: &Layout, s: usize) -> (Option<usize>, usize, Exchange) {
                 let offset = if side == 0 { 0 } else { layout.stages[from[0]].instances };
                 return (Some(c), offset, exchanges[side].clone());
             }
+            StageInput::Union { from, exchange, .. } if from.contains(&s) => {
+                let offset = from.iter().take_while(|f| **f != s).map(|f| layout.stages[*f].instances).sum();
+                return (Some(c), offset, exchange.clone());
+            }
             _ => {}
         }
     }
@@ -122,6 +129,7 @@ fn senders(layout: &Layout, stage: &LayoutStage) -> usize {
         StageInput::Source(_) => 0,
         StageInput::Exchange { from, .. } => layout.stages[*from].instances,
         StageInput::Join { from, .. } => layout.stages[from[0]].instances + layout.stages[from[1]].instances,
+        StageInput::Union { from, .. } => from.iter().map(|f| layout.stages[*f].instances).sum(),
     }
 }
 
@@ -142,7 +150,8 @@ impl Pipeline {
         };
         metrics.count_windows_across_instances();
         // the last stage runs on the sink's thread when it has one instance behind an exchange
-        let fused = stages[last].instances == 1 && matches!(stages[last].input, StageInput::Exchange { .. });
+        let fused = stages[last].instances == 1
+            && matches!(stages[last].input, StageInput::Exchange { .. } | StageInput::Union { .. });
         // each stage's channels (one per instance), but the first stages' (they read sources)
         let mut channels: Vec<Vec<(SyncSender<Envelope>, Receiver<Envelope>)>> = Vec::new();
         for stage in stages {
@@ -172,7 +181,7 @@ impl Pipeline {
         // with a join, source instances keep their watermarks within a drift of each other
         let source_count: usize =
             stages.iter().filter(|s| matches!(s.input, StageInput::Source(_))).map(|s| s.instances).sum();
-        let align = weir_plan::parallel::has_join(plan).then(|| Arc::new(Alignment::new(source_count)));
+        let align = weir_plan::parallel::merges_inputs(plan).then(|| Arc::new(Alignment::new(source_count)));
         for (s, stage) in stages.iter().enumerate() {
             if fused && s == last {
                 break;
@@ -205,7 +214,7 @@ impl Pipeline {
                         let label = node.table.name.clone();
                         source_instances.push(SourceInstance { driver, label, ops, out, align, checkpointer: None });
                     }
-                    StageInput::Exchange { .. } => {
+                    StageInput::Exchange { .. } | StageInput::Union { .. } => {
                         let rx =
                             receivers[s].next().ok_or_else(|| RuntimeError::Internal("a missing channel".into()))?;
                         let input = Merge::union(rx, senders(layout, stage));
@@ -255,11 +264,12 @@ impl Pipeline {
                 let join = matches!(stage.input, StageInput::Join { .. });
                 Ok(StageShape {
                     source: matches!(stage.input, StageInput::Source(_)),
-                    exchange: matches!(stage.input, StageInput::Exchange { .. }),
+                    exchange: matches!(stage.input, StageInput::Exchange { .. } | StageInput::Union { .. }),
                     inputs: match &stage.input {
                         StageInput::Source(_) => Vec::new(),
                         StageInput::Exchange { from, .. } => vec![*from],
                         StageInput::Join { from, .. } => from.to_vec(),
+                        StageInput::Union { from, .. } => from.clone(),
                     },
                     ops: stage_ops(plan, stage)?.len() + usize::from(join),
                 })

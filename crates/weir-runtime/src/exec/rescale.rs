@@ -23,9 +23,10 @@ use crate::state::checkpoint::{from_json, OperatorSnapshot};
 pub(crate) struct StageShape {
     /// It reads a table (its instances are the table's splits).
     pub(crate) source: bool,
-    /// It reads one exchange (a last stage of one instance then runs in the sink's thread).
+    /// It reads one exchange, or a union's (a last stage of one instance then runs in the
+    /// sink's thread); neither this nor `source`: a join.
     pub(crate) exchange: bool,
-    /// The stages it reads (a join: left, then right).
+    /// The stages it reads (a join: left, then right; a union: its inputs in order).
     pub(crate) inputs: Vec<usize>,
     /// Operators per instance, a join's included.
     pub(crate) ops: usize,
@@ -35,10 +36,10 @@ impl StageShape {
     /// Watermark states an instance saves: none for a source, its union's, or a join's two
     /// sides' unions and its own.
     fn values(&self) -> usize {
-        match (self.source, self.inputs.len()) {
+        match (self.source, self.exchange) {
             (true, _) => 0,
-            (false, 2) => 3,
-            _ => 1,
+            (false, false) => 3,
+            (false, true) => 1,
         }
     }
 }
@@ -189,7 +190,7 @@ impl ByThread {
         if same {
             return Ok(self.thread(s, k.min(self.instances[s].saturating_sub(1)))?.stages.clone());
         }
-        if kinds[s].inputs.len() == 2 {
+        if !kinds[s].source && !kinds[s].exchange {
             // a join: each side's union, then the join's own (the same at every instance)
             let old = self.thread(s, 0)?;
             let side = |i: usize| -> Result<Value> {
