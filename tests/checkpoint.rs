@@ -302,10 +302,10 @@ proptest! {
     }
 }
 
-/// The queries of [`QUERIES`] that run in parallel with the result of one thread on any input
-/// (not the TTL join or the lookup join, which run on one thread, nor the union: see
-/// [`parallel_unions_restart_from_checkpoints`]).
-const PARALLEL: std::ops::RangeInclusive<usize> = 0..=15;
+/// The queries of [`QUERIES`] that run in parallel with the result of one thread on any input:
+/// all but the TTL join (on one thread) and the union (see
+/// [`parallel_unions_restart_from_checkpoints`]); the lookup join is the last.
+const PARALLEL: [usize; 17] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17];
 
 /// The union of [`QUERIES`].
 const UNION: usize = 18;
@@ -323,7 +323,7 @@ proptest! {
         cuts in cuts_strategy(),
         crashes in prop::collection::vec(0usize..6, 1..4),
     ) {
-        for query in &QUERIES[PARALLEL] {
+        for query in PARALLEL.map(|q| QUERIES[q]) {
             check(query, &rows, &cuts, &crashes, &[2])?;
         }
     }
@@ -342,7 +342,7 @@ proptest! {
         cuts in cuts_strategy(),
         crashes in prop::collection::vec(0usize..6, 1..5),
     ) {
-        for query in &QUERIES[PARALLEL] {
+        for query in PARALLEL.map(|q| QUERIES[q]) {
             check(query, &rows, &cuts, &crashes, &[2, 3, 1, 4])?;
         }
     }

@@ -15,8 +15,9 @@
 //! without keys (a global aggregate) gets a single instance. A join starts a stage whose two
 //! inputs are hashed on the join's keys. Stateless operators stay fused with the stage before
 //! them. A union starts a stage whose inputs are its branches' last stages: hashed on the keys
-//! of the keyed operator right after it, else into one instance. Lookup joins and processing
-//! time run on one thread for now (see [`layout`]).
+//! of the keyed operator right after it, else into one instance. Joins with a TTL and processing
+//! time run on one thread for now (see [`layout`]). A lookup join's table is read to its end
+//! before the other tables start (the runtime's watermark alignment holds them).
 
 use std::fmt::Write;
 use std::ops::Range;
@@ -259,14 +260,10 @@ impl Builder<'_> {
                 stage
             }
             PlanInput::Join(j) => {
-                match &j.join.state {
-                    JoinState::Lookup => return Err("lookup joins run on one thread for now".into()),
-                    // which rows a TTL has forgotten when a row of the other side comes depends
-                    // on the order the sides arrive in
-                    JoinState::Regular { state_ttl: Some(_), .. } => {
-                        return Err("joins with a state TTL run on one thread for now".into())
-                    }
-                    _ => {}
+                // which rows a TTL has forgotten when a row of the other side comes depends on the
+                // order the sides arrive in
+                if let JoinState::Regular { state_ttl: Some(_), .. } = &j.join.state {
+                    return Err("joins with a state TTL run on one thread for now".into());
                 }
                 let mut left_path = path.clone();
                 left_path.push(Side::Left);
@@ -353,9 +350,31 @@ pub fn merges_inputs(plan: &StreamPlan) -> bool {
     !matches!(plan.input, PlanInput::Source(_))
 }
 
+/// The sources (by number, [`StreamPlan::sources`] order) read whole before the others: the
+/// tables of lookup joins.
+pub fn lookup_sources(plan: &StreamPlan) -> Vec<usize> {
+    fn walk(input: &PlanInput, next: &mut usize, lookup: bool, out: &mut Vec<usize>) {
+        match input {
+            PlanInput::Source(_) => {
+                if lookup {
+                    out.push(*next);
+                }
+                *next += 1;
+            }
+            PlanInput::Union(bs) => bs.iter().for_each(|b| walk(&b.input, next, lookup, out)),
+            PlanInput::Join(j) => {
+                walk(&j.left.input, next, lookup, out);
+                walk(&j.right.input, next, lookup || matches!(j.join.state, JoinState::Lookup), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&plan.input, &mut 0, false, &mut out);
+    out
+}
+
 /// The layout of `plan` at `parallelism`, source `n` read by `splits(n)` instances (1 when its
-/// connector cannot split it). `Err` says why the plan runs on one thread: lookup joins, joins
-/// with a TTL, processing time, unions of a table with an idle timeout, or nothing to gain (no
+/// connector cannot split it). `Err` says why the plan runs on one thread: joins with a TTL, processing time, unions of a table with an idle timeout, or nothing to gain (no
 /// stage would have more than one instance).
 pub fn layout(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(usize) -> usize) -> Result<Layout, String> {
     let layout = build(plan, parallelism, splits, false)?;

@@ -13,6 +13,10 @@
 //!
 //! An instance without a watermark yet (or ever: a table without one) does not hold the others
 //! back; an ended one counts as +∞. The lowest instance always reads, so the run always moves.
+//!
+//! The instances reading a lookup join's table are read first: the others wait until every one
+//! of them has ended (so each join instance has all its share of the table before any row to
+//! look up, as on one thread).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -26,6 +30,8 @@ pub(crate) const DRIFT: Nanos = 1_000_000_000;
 /// The source instances' watermarks.
 pub(crate) struct Alignment {
     marks: Vec<AtomicI64>,
+    /// The instances read first (a lookup join's table).
+    first: Vec<bool>,
     lock: Mutex<()>,
     moved: Condvar,
 }
@@ -34,9 +40,16 @@ impl Alignment {
     pub(crate) fn new(instances: usize) -> Self {
         Self {
             marks: (0..instances).map(|_| AtomicI64::new(NO_WATERMARK)).collect(),
+            first: vec![false; instances],
             lock: Mutex::new(()),
             moved: Condvar::new(),
         }
+    }
+
+    /// Instances `first` (by index) are read to their end before the others read anything.
+    pub(crate) fn read_first(mut self, first: Vec<bool>) -> Self {
+        self.first = first;
+        self
     }
 
     /// Instance `me` reached watermark `w` (`Nanos::MAX`: it ended, or stopped).
@@ -51,6 +64,10 @@ impl Alignment {
     /// Whether instance `me` may read on: it has no watermark yet, or is at most [`DRIFT`]
     /// ahead of the lowest instance that has one.
     fn may_read(&self, me: usize) -> bool {
+        let unread_first = |(f, m): (&bool, &AtomicI64)| *f && m.load(Ordering::Relaxed) != Nanos::MAX;
+        if !self.first.get(me).copied().unwrap_or(false) && self.first.iter().zip(&self.marks).any(unread_first) {
+            return false;
+        }
         let own = self.marks.get(me).map_or(NO_WATERMARK, |m| m.load(Ordering::Relaxed));
         if own == NO_WATERMARK {
             return true;
@@ -75,6 +92,16 @@ impl Alignment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instances_read_first_are_read_to_their_end_before_the_others() {
+        let a = Alignment::new(3).read_first(vec![false, true, false]);
+        assert!(a.may_read(1) && !a.may_read(0) && !a.may_read(2));
+        a.publish(1, 5);
+        assert!(!a.may_read(0), "a watermark is not the end");
+        a.publish(1, Nanos::MAX);
+        assert!(a.may_read(0) && a.may_read(2));
+    }
 
     #[test]
     fn an_instance_ahead_waits_for_the_lowest() {

@@ -181,7 +181,16 @@ impl Pipeline {
         // with a join, source instances keep their watermarks within a drift of each other
         let source_count: usize =
             stages.iter().filter(|s| matches!(s.input, StageInput::Source(_))).map(|s| s.instances).sum();
-        let align = weir_plan::parallel::merges_inputs(plan).then(|| Arc::new(Alignment::new(source_count)));
+        let lookup = weir_plan::parallel::lookup_sources(plan);
+        let first: Vec<bool> = stages
+            .iter()
+            .flat_map(|s| match s.input {
+                StageInput::Source(n) => vec![lookup.contains(&n); s.instances],
+                _ => Vec::new(),
+            })
+            .collect();
+        let align =
+            weir_plan::parallel::merges_inputs(plan).then(|| Arc::new(Alignment::new(source_count).read_first(first)));
         for (s, stage) in stages.iter().enumerate() {
             if fused && s == last {
                 break;
