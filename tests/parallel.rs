@@ -185,6 +185,24 @@ fn two_tables(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64, sql: &str
     sorted(if plan.is_updating() { replay(&rows).unwrap_or_else(|e| vec![e]) } else { rows })
 }
 
+/// Each of `queries` over `t` and `u` gives at each of `parallelism` what it gives on one thread.
+fn agree_with_one_thread(
+    inputs: [&[Row]; 2],
+    cuts: [&[usize]; 2],
+    delay_ms: i64,
+    queries: &[&str],
+    parallelism: &[usize],
+) -> Result<(), TestCaseError> {
+    for sql in queries {
+        let one = two_tables(inputs, cuts, delay_ms, sql, 1);
+        for &n in parallelism {
+            let many = two_tables(inputs, cuts, delay_ms, sql, n);
+            prop_assert_eq!(&many, &one, "parallelism {} of {}", n, sql);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -211,13 +229,7 @@ proptest! {
                 FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end) b
              ON a.k = b.k AND a.w = b.w AND a.e = b.e",
         ];
-        for sql in queries {
-            let one = two_tables([&left, &right], [&lc, &rc], delay_ms, sql, 1);
-            for n in [2, 4] {
-                let many = two_tables([&left, &right], [&lc, &rc], delay_ms, sql, n);
-                prop_assert_eq!(&many, &one, "parallelism {} of {}", n, sql);
-            }
-        }
+        agree_with_one_thread([&left, &right], [&lc, &rc], delay_ms, &queries, &[2, 4])?;
     }
 }
 
@@ -373,13 +385,7 @@ proptest! {
             "SELECT s, COUNT(*), SUM(v) FROM (SELECT concat(k, site) AS s, v
                FROM (SELECT k, site, v FROM t UNION ALL SELECT k, site, v FROM u)) GROUP BY s",
         ];
-        for sql in queries {
-            let one = two_tables([&left, &right], [&lc, &rc], delay_ms, sql, 1);
-            for n in [2, 3] {
-                let many = two_tables([&left, &right], [&lc, &rc], delay_ms, sql, n);
-                prop_assert_eq!(&many, &one, "parallelism {} of {}", n, sql);
-            }
-        }
+        agree_with_one_thread([&left, &right], [&lc, &rc], delay_ms, &queries, &[2, 3])?;
     }
 }
 

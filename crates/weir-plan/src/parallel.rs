@@ -246,12 +246,10 @@ impl Builder<'_> {
                     from.push(self.branch(&b.input, &b.ops, branch_path)?);
                 }
                 // the keyed operator right after the union, if one is, reads it directly
-                let exchange = match ops.first().and_then(Exchange::of) {
-                    Some(e) => e,
-                    None => Exchange::Single,
-                };
+                let routed = ops.first().and_then(Exchange::of);
+                let keyed = routed.is_some();
+                let exchange = routed.unwrap_or(Exchange::Single);
                 let instances = exchange.instances(self.parallelism);
-                let keyed = ops.first().is_some_and(|op| Exchange::of(op).is_some());
                 let stage = self.push(StageInput::Union { from, exchange, union }, path.clone(), instances);
                 if keyed {
                     // its first operator is the keyed one: it joins this stage below
@@ -444,8 +442,8 @@ pub fn explain(plan: &StreamPlan, layout: Option<&Layout>) -> String {
                 }
             }
             StageInput::Union { from, exchange, union } => {
-                let unions = nodes.iter().enumerate().filter(|(_, n)| n.op.is_none() && n.operator == "Union");
-                let Some((i, _)) = unions.clone().nth(*union) else { continue };
+                let mut unions = nodes.iter().enumerate().filter(|(_, n)| n.op.is_none() && n.operator == "Union");
+                let Some((i, _)) = unions.nth(*union) else { continue };
                 let depth = nodes[i].depth;
                 let children = (i + 1..nodes.len())
                     .take_while(|k| nodes[*k].depth > depth)

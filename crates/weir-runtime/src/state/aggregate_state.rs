@@ -262,23 +262,17 @@ impl Partial {
         rows: Option<&UInt32Array>,
         group_ids: &mut Vec<usize>,
     ) -> Result<()> {
-        let pick = |a: &ArrayRef| -> Result<ArrayRef> {
-            match rows {
-                Some(r) => Ok(take(a.as_ref(), r, None)?),
-                None => Ok(Arc::clone(a)),
+        let taken;
+        let input = match rows {
+            Some(r) => {
+                taken = input.take(r)?;
+                &taken
             }
+            None => input,
         };
-        let keys: Vec<ArrayRef> = input.keys.iter().map(pick).collect::<Result<_>>()?;
-        let m = rows.map(|r| r.len()).unwrap_or(input.rows);
-        self.intern(&keys, m, group_ids)?;
-        for ((acc, a), f) in self.accumulators.iter_mut().zip(&input.args).zip(&input.filters) {
-            let values: Vec<ArrayRef> = a.iter().map(pick).collect::<Result<_>>()?;
-            let filter = match (f, rows) {
-                (Some(f), Some(r)) => Some(take(f, r, None)?.as_boolean().clone()),
-                (Some(f), None) => Some(f.clone()),
-                (None, _) => None,
-            };
-            acc.update_batch(&values, group_ids, filter.as_ref(), self.num_groups)?;
+        self.intern(&input.keys, input.rows, group_ids)?;
+        for ((acc, values), f) in self.accumulators.iter_mut().zip(&input.args).zip(&input.filters) {
+            acc.update_batch(values, group_ids, f.as_ref(), self.num_groups)?;
         }
         Ok(())
     }
