@@ -354,7 +354,8 @@ fn peak_state(name: &str, events: u64) -> u64 {
 /// Over 500 000 events (500 s, 50 windows of 10 s) and over `times` as many, the most state
 /// held must grow by less than `bound` (a state that grew with the input would grow `times`
 /// over): the windows and joins forget what can no longer match. The most state of a longer
-/// run is still a little higher, as rarer busy moments come.
+/// run is still higher, as rarer busy moments come. The state is sampled after rows counted
+/// in proportion to it, not after time, so both figures are the same on every run.
 fn state_is_flat(name: &str, times: u64, bound: f64) {
     let (small, large) = (peak_state(name, 500_000), peak_state(name, 500_000 * times));
     assert!(small > 0, "{name}: no state measured");
@@ -366,7 +367,9 @@ fn state_is_flat(name: &str, times: u64, bound: f64) {
 
 #[test]
 fn q5_state_does_not_grow_with_the_input() {
-    state_is_flat("q5", 5, 1.5);
+    // the interval join's rows swing by twice between sweeps of its stale index entries: its
+    // most state is 160 KiB over 500 000 events, 150-320 KiB over one to twenty times as many
+    state_is_flat("q5", 5, 2.5);
 }
 
 #[test]
@@ -377,6 +380,6 @@ fn q7_state_does_not_grow_with_the_input() {
 #[test]
 fn q8_state_does_not_grow_with_the_input() {
     // the join's most state (people and sellers of windows waiting for the other side) varies
-    // most from moment to moment: 45 KiB over 500 000 events, 100-120 KiB over 5 000 000
+    // most from moment to moment: 110-120 KiB over 500 000 and over 5 000 000 events
     state_is_flat("q8", 10, 3.5);
 }

@@ -40,7 +40,8 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// The state held now, for metrics. Called at most every 100 ms, so it may walk the state.
+    /// The state held now, for metrics. Called after rows several times the state's (see
+    /// `exec::instrument`), so it may walk the state.
     /// The default (a stateless operator) is none.
     fn state_size(&self) -> StateSize {
         StateSize::default()

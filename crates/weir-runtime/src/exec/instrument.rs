@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use weir_plan::OpRef;
 
@@ -13,32 +13,31 @@ use crate::exec::metrics::{Metrics, OperatorMetrics};
 use crate::message::Message;
 use crate::operator::Operator;
 
-/// How often an operator's state size is sampled at most (also once before its input ends).
-const STATE_SAMPLE: Duration = Duration::from_millis(100);
-
-/// A sample walks the whole state: the next one waits at least this many times as long as the
-/// last walk took, so that a large state costs at most about 2% of the operator's time.
-const SAMPLE_SPACING: u32 = 50;
+/// A sample walks the whole state, so the next one waits until the operator has taken in this
+/// many times as many rows as the state then held (a walk costs a few nanoseconds an entry, a
+/// row in ten to a hundred times that: at most a few per cent of the operator's time). Counted
+/// in rows, not time, the samples fall at the same points of the input on every run.
+const SAMPLE_SPACING: u64 = 4;
 
 /// An operator and its counters.
 pub struct Instrumented {
     op: Box<dyn Operator>,
     /// Absent for helpers that are not plan nodes (the processing-time stamp).
     metrics: Option<Arc<OperatorMetrics>>,
-    /// When the state size may next be sampled.
-    sampled: Option<Instant>,
+    /// Rows to take in before the state size is next sampled.
+    sample_in: u64,
 }
 
 impl Instrumented {
     /// `op` at `place` in the plan, registered in `totals`' registry.
     pub fn new(op: Box<dyn Operator>, place: OpRef, totals: &Arc<Metrics>) -> Self {
         let metrics = Some(totals.register(op.name(), place));
-        Self { op, metrics, sampled: None }
+        Self { op, metrics, sample_in: 0 }
     }
 
     /// `op`, not counted on its own.
     pub fn unregistered(op: Box<dyn Operator>) -> Self {
-        Self { op, metrics: None, sampled: None }
+        Self { op, metrics: None, sample_in: 0 }
     }
 
     /// The operator's name.
@@ -69,7 +68,7 @@ impl Instrumented {
     /// `op` at `place` in the plan, as parallel instance `instance`.
     pub fn new_instance(op: Box<dyn Operator>, place: OpRef, instance: usize, totals: &Arc<Metrics>) -> Self {
         let metrics = Some(totals.register_instance(op.name(), place, instance));
-        Self { op, metrics, sampled: None }
+        Self { op, metrics, sample_in: 0 }
     }
 
     fn dropped_so_far(&self) -> u64 {
@@ -94,7 +93,9 @@ impl Instrumented {
         let (first_out, dropped_before, started) = (out.len(), self.dropped_so_far(), Instant::now());
         match &message {
             Message::Data(b) => {
-                Metrics::add(&m.rows_in, b.batch.num_rows() as u64);
+                let rows = b.batch.num_rows() as u64;
+                self.sample_in = self.sample_in.saturating_sub(rows);
+                Metrics::add(&m.rows_in, rows);
                 Metrics::add(&m.batches, 1);
             }
             // the state at its fullest, before the end of input fires every window
@@ -112,10 +113,10 @@ impl Instrumented {
                 _ => {}
             }
         }
-        if self.sampled.is_none_or(|t| now >= t) {
-            m.state(self.op.state_size());
-            let walked = now.elapsed();
-            self.sampled = Some(now + walked + (walked * SAMPLE_SPACING).max(STATE_SAMPLE));
+        if self.sample_in == 0 {
+            let size = self.op.state_size();
+            m.state(size);
+            self.sample_in = (size.rows + 1).saturating_mul(SAMPLE_SPACING);
         }
         Ok(())
     }

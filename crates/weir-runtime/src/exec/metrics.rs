@@ -38,7 +38,7 @@ pub struct OperatorMetrics {
     pub busy_nanos: AtomicU64,
     /// Rows it dropped: late, or without an event time.
     pub late_rows: AtomicU64,
-    /// State held, sampled (at most every 100 ms, and before the input ends).
+    /// State held, sampled (after rows four times the state's, and before the input ends).
     pub state_rows: AtomicU64,
     /// Approximate bytes of state, sampled likewise.
     pub state_bytes: AtomicU64,
