@@ -99,14 +99,23 @@ impl Connector for FileConnector {
         open_source(table, schema, ctx)
     }
 
-    /// A CSV or JSON-lines file (not a directory, not followed) of at least 16 MiB per split.
+    /// A CSV or JSON-lines file (not a directory, not followed) of at least 16 MiB per split, or
+    /// a Parquet file of at least two row groups and 16 MiB for each of two splits.
     fn splittable(&self, table: &TableDef, ctx: &ConnectorContext) -> bool {
         let Ok(options) = FileOptions::from_table(table, ctx.base_dir.as_deref(), true) else { return false };
-        let size =
-            options.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).filter(|m| m.is_file()).map(|m| m.len());
-        matches!(options.format, FileFormat::Csv | FileFormat::Json)
-            && options.monitor.is_none()
-            && size.is_some_and(|len| len >= crate::file_splits::MIN_SPLIT_BYTES * ctx.parallelism.max(2) as u64)
+        let Some(path) = options.path.as_ref().filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file())) else {
+            return false;
+        };
+        let min = crate::file_splits::MIN_SPLIT_BYTES;
+        match options.format {
+            FileFormat::Parquet => {
+                crate::parquet_source::row_group_splits(path, 2, min).is_ok_and(|groups| groups.is_some())
+            }
+            _ => {
+                options.monitor.is_none()
+                    && std::fs::metadata(path).is_ok_and(|m| m.len() >= min * ctx.parallelism.max(2) as u64)
+            }
+        }
     }
 
     fn open_splits(
@@ -121,6 +130,9 @@ impl Connector for FileConnector {
         }
         let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
         let Some(path) = &options.path else { return Ok(None) };
+        if options.format == FileFormat::Parquet {
+            return self.open_row_groups(table, &options, schema, ctx, n);
+        }
         let cut = match options.format {
             FileFormat::Json => crate::file_splits::json_ranges,
             _ => crate::file_splits::csv_ranges,
@@ -167,5 +179,36 @@ impl Connector for FileConnector {
             FileFormat::Parquet => return Ok(Box::new(ParquetSink::new(file, schema, label)?)),
         };
         Ok(Box::new(FormatSink::new(BufWriter::with_capacity(1 << 20, file), format, schema, label, false)))
+    }
+}
+
+impl FileConnector {
+    /// A Parquet file in runs of consecutive row groups: as many as `n`, fewer when the file has
+    /// fewer row groups or under 16 MiB for each.
+    fn open_row_groups(
+        &self,
+        table: &TableDef,
+        options: &FileOptions,
+        schema: SchemaRef,
+        ctx: &ConnectorContext,
+        n: usize,
+    ) -> Result<Option<Vec<Box<dyn Source>>>> {
+        let Some(path) = &options.path else { return Ok(None) };
+        let min = crate::file_splits::MIN_SPLIT_BYTES;
+        let mut runs = None;
+        for k in (2..=n).rev() {
+            runs = crate::parquet_source::row_group_splits(path, k, min).map_err(RuntimeError::Source)?;
+            if runs.is_some() {
+                break;
+            }
+        }
+        let Some(runs) = runs else { return Ok(None) };
+        tracing::info!(table = %table.name, input = %options.display(), splits = runs.len(), "reading row groups in parallel");
+        let open = |groups| ParquetSource::open_row_groups(options, Arc::clone(&schema), ctx.batch_size, groups);
+        Ok(Some(
+            runs.into_iter()
+                .map(|groups| open(groups).map(|s| Box::new(s) as Box<dyn Source>))
+                .collect::<Result<_>>()?,
+        ))
     }
 }
