@@ -285,6 +285,41 @@ fn a_large_parquet_file_read_in_row_groups_gives_the_result_of_one_thread() {
     assert_eq!((rows_read, bad), (rows as u64, 0), "every row read once");
 }
 
+/// A fast `datagen` table is made by two instances at parallelism 2, each every other block
+/// of rows: the same rows as one generator (the same seed), so the same groups.
+#[test]
+fn a_datagen_table_is_generated_in_parallel() {
+    let sql = "CREATE TABLE g (id BIGINT, v INT, name VARCHAR)
+           WITH (connector = 'datagen', 'rows-per-second' = '100000000', 'number-of-rows' = '300000', seed = '11',
+                 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.v.min' = '1', 'fields.v.max' = '40',
+                 'fields.name.length' = '2');
+         SELECT v, COUNT(*), SUM(id), MIN(name), MAX(name), COUNT(DISTINCT name) FROM g GROUP BY v";
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    engine.set("parallelism", "2").unwrap();
+    let explained = engine.explain(sql).unwrap();
+    assert!(explained.contains("[2 splits]"), "{explained}");
+    let plan = match engine.plan(sql).unwrap().pop() {
+        Some(Planned::Query(p)) => p,
+        _ => panic!("a query"),
+    };
+    let run = |n: usize| {
+        let sink = CollectSink::new();
+        let metrics = Arc::new(weir_runtime::Metrics::default());
+        let options = RunOptions { parallelism: Some(n), metrics: Some(Arc::clone(&metrics)), ..RunOptions::default() };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime
+            .block_on(engine.run_with(&plan, Box::new(sink.clone()), Arc::new(AtomicBool::new(false)), options))
+            .unwrap();
+        let sources = metrics.operators().iter().filter(|o| o.name == "Source").count();
+        (sorted(replay(&format_rows(&sink.batches())).unwrap()), weir_runtime::Metrics::get(&metrics.rows_in), sources)
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one.0.len(), 40);
+    assert_eq!((one.1, two.1), (300_000, 300_000), "rows made");
+    assert_eq!((one.2, two.2), (1, 2), "source instances");
+    assert!(two.0 == one.0, "parallelism 2 differs from one thread");
+}
+
 fn large_file_in_ranges(format: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big");
