@@ -237,13 +237,26 @@ proptest! {
 /// it gives on one thread, quoted fields with line breaks and bad rows included.
 #[test]
 fn a_large_csv_file_read_in_ranges_gives_the_result_of_one_thread() {
-    large_file_in_ranges("csv");
+    large_file_in_ranges("csv", 1);
+}
+
+/// A directory of five CSV files (34 MiB in all) is read by two instances, each its share of
+/// the files (three and two), with the result of one thread.
+#[test]
+fn a_large_csv_directory_read_by_file_gives_the_result_of_one_thread() {
+    large_file_in_ranges("csv", 5);
 }
 
 /// The same for a JSON-lines file (cut at any line end: escaped quotes do not count).
 #[test]
 fn a_large_json_lines_file_read_in_ranges_gives_the_result_of_one_thread() {
-    large_file_in_ranges("json");
+    large_file_in_ranges("json", 1);
+}
+
+/// The same for a directory of JSON-lines files.
+#[test]
+fn a_large_json_lines_directory_read_by_file_gives_the_result_of_one_thread() {
+    large_file_in_ranges("json", 5);
 }
 
 /// A Parquet file of 12 row groups and over 32 MiB, read in two runs of consecutive row
@@ -320,36 +333,46 @@ fn a_datagen_table_is_generated_in_parallel() {
     assert!(two.0 == one.0, "parallelism 2 differs from one thread");
 }
 
-fn large_file_in_ranges(format: &str) {
+/// 34 MiB of rows in `format`, as one file (`files` = 1) or a directory of that many files,
+/// read at parallelism 2 against one thread (see [`file_in_splits`]).
+fn large_file_in_ranges(format: &str, files: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big");
-    let json = format == "json";
-    let mut text = String::from(if json { "" } else { "k,note,v,ts\n" });
-    let mut i: i64 = 0;
-    while text.len() < 34 << 20 {
-        let note = match (i % 1000, json) {
-            (0, false) => "\"a note, with a comma\nand a line break\"".to_string(),
-            (7, false) => "\"say \"\"hi\"\"\"".to_string(),
-            (0, true) => "\"a note, with an escaped line break\\n\"".to_string(),
-            (7, true) => "\"say \\\"hi\"".to_string(),
-            (_, false) => format!("n{}", i % 13),
-            (_, true) => format!("\"n{}\"", i % 13),
-        };
-        // a bad row now and then (skipped and counted); time in order but for a little jitter
-        let v = match (i % 5000 == 3, json) {
-            (true, false) => "oops".to_string(),
-            (true, true) => "\"oops\"".to_string(),
-            _ => (i % 97).to_string(),
-        };
-        let ts = 1_700_000_000_000 + i * 3 - (i % 7) * 2;
-        let k = i % 31;
-        text.push_str(&match json {
-            false => format!("k{k},{note},{v},{ts}\n"),
-            true => format!("{{\"k\": \"k{k}\", \"note\": {note}, \"v\": {v}, \"ts\": {ts}}}\n"),
-        });
-        i += 1;
+    if files > 1 {
+        std::fs::create_dir(&path).unwrap();
     }
-    std::fs::write(&path, &text).unwrap();
+    let json = format == "json";
+    let mut i: i64 = 0;
+    for f in 0..files {
+        let mut text = String::from(if json { "" } else { "k,note,v,ts\n" });
+        while text.len() < (34 << 20) / files {
+            let note = match (i % 1000, json) {
+                (0, false) => "\"a note, with a comma\nand a line break\"".to_string(),
+                (7, false) => "\"say \"\"hi\"\"\"".to_string(),
+                (0, true) => "\"a note, with an escaped line break\\n\"".to_string(),
+                (7, true) => "\"say \\\"hi\"".to_string(),
+                (_, false) => format!("n{}", i % 13),
+                (_, true) => format!("\"n{}\"", i % 13),
+            };
+            // a bad row now and then (skipped and counted); time in order but for a little jitter
+            let v = match (i % 5000 == 3, json) {
+                (true, false) => "oops".to_string(),
+                (true, true) => "\"oops\"".to_string(),
+                _ => (i % 97).to_string(),
+            };
+            let ts = 1_700_000_000_000 + i * 3 - (i % 7) * 2;
+            let k = i % 31;
+            text.push_str(&match json {
+                false => format!("k{k},{note},{v},{ts}\n"),
+                true => format!("{{\"k\": \"k{k}\", \"note\": {note}, \"v\": {v}, \"ts\": {ts}}}\n"),
+            });
+            i += 1;
+        }
+        match files {
+            1 => std::fs::write(&path, &text).unwrap(),
+            _ => std::fs::write(path.join(format!("part-{f}.{format}")), &text).unwrap(),
+        }
+    }
     let (rows_read, bad) = file_in_splits(&path, format);
     assert!(bad > 0);
     assert_eq!(rows_read, i as u64 - bad, "every good row read once");
@@ -383,10 +406,13 @@ fn file_in_splits(path: &std::path::Path, format: &str) -> (u64, u64) {
             .block_on(engine.run_with(&plan, Box::new(sink.clone()), Arc::new(AtomicBool::new(false)), options))
             .unwrap();
         let m = |c: &std::sync::atomic::AtomicU64| weir_runtime::Metrics::get(c);
-        (sorted(format_rows(&sink.batches())), m(&metrics.rows_in), m(&metrics.bad_rows_skipped), m(&metrics.late_rows))
+        let sources = metrics.operators().iter().filter(|o| o.name == "Source").count();
+        let rows = sorted(format_rows(&sink.batches()));
+        (rows, m(&metrics.rows_in), m(&metrics.bad_rows_skipped), m(&metrics.late_rows), sources)
     };
     let one = run(1);
     let two = run(2);
+    assert_eq!((one.4, two.4), (1, 2), "source instances");
     assert!(one.0.len() > 100, "{}", one.0.len());
     assert_eq!(two.1, one.1, "rows read");
     assert_eq!(two.2, one.2, "bad rows");

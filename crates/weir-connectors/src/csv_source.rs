@@ -203,7 +203,10 @@ impl CsvSource {
         let stop = Arc::new(AtomicBool::new(false));
         let follow_stop = Arc::clone(&stop);
         let mut files = match (&self.mode, &self.options.path) {
-            (Mode::Directory(monitor), Some(dir)) => Some(DirFiles::new(dir.clone(), *monitor, Arc::clone(&stop))),
+            (Mode::Directory(monitor), Some(dir)) => Some(match &self.options.only {
+                Some(files) => DirFiles::only(files),
+                None => DirFiles::new(dir.clone(), *monitor, Arc::clone(&stop)),
+            }),
             _ => None,
         };
         let mut reader: Option<(CsvReader, Arc<Tail>)> = None;
@@ -542,6 +545,7 @@ mod tests {
             bad_rows,
             delimiter: b',',
             monitor: None,
+            only: None,
         }
     }
 

@@ -44,15 +44,20 @@ pub(crate) fn check_options(table: &TableDef) -> Result<(), ConnectorError> {
     FileOptions::parse_declared(table).map(|_| ()).map_err(ConnectorError::invalid)
 }
 
+/// The table's columns a query does not read (`schema` holds those it reads): they are checked
+/// too, so a row is malformed whichever columns are read.
+fn unread_columns(table: &TableDef, schema: &SchemaRef) -> Result<SchemaRef> {
+    let physical = table.physical_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
+    Ok(Arc::new(Schema::new(
+        physical.fields().iter().filter(|f| schema.field_with_name(f.name()).is_err()).cloned().collect::<Vec<_>>(),
+    )))
+}
+
 /// Open a file-format source (`file` or `stdin`) for the columns of `schema`.
 pub(crate) fn open_source(table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
     let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
     tracing::info!(table = %table.name, input = %options.display(), format = ?options.format, columns = schema.fields().len(), "reading");
-    // the table's other columns are checked too: a row is malformed whichever columns are read
-    let physical = table.physical_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
-    let unread = Arc::new(Schema::new(
-        physical.fields().iter().filter(|f| schema.field_with_name(f.name()).is_err()).cloned().collect::<Vec<_>>(),
-    ));
+    let unread = unread_columns(table, &schema)?;
     let metrics = Arc::clone(&ctx.metrics);
     Ok(match options.format {
         FileFormat::Csv => Box::new(CsvSource::open(&options, schema, unread, ctx.batch_size, metrics)?),
@@ -99,14 +104,20 @@ impl Connector for FileConnector {
         open_source(table, schema, ctx)
     }
 
-    /// A CSV or JSON-lines file (not a directory, not followed) of at least 16 MiB per split, or
-    /// a Parquet file of at least two row groups and 16 MiB for each of two splits.
+    /// A CSV or JSON-lines file (not followed) of at least 16 MiB per split; a Parquet file of
+    /// at least two row groups and 16 MiB for each of two splits; a directory of CSV or
+    /// JSON-lines files (not watched) of at least two files and 16 MiB for each of two splits.
     fn splittable(&self, table: &TableDef, ctx: &ConnectorContext) -> bool {
         let Ok(options) = FileOptions::from_table(table, ctx.base_dir.as_deref(), true) else { return false };
+        let min = crate::file_splits::MIN_SPLIT_BYTES;
+        if let Some(dir) = options.path.as_ref().filter(|p| p.is_dir()) {
+            return options.monitor.is_none()
+                && options.format != FileFormat::Parquet
+                && directory_shares(dir, 2, min).is_ok_and(|s| s.is_some());
+        }
         let Some(path) = options.path.as_ref().filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file())) else {
             return false;
         };
-        let min = crate::file_splits::MIN_SPLIT_BYTES;
         match options.format {
             FileFormat::Parquet => {
                 crate::parquet_source::row_group_splits(path, 2, min).is_ok_and(|groups| groups.is_some())
@@ -133,6 +144,9 @@ impl Connector for FileConnector {
         if options.format == FileFormat::Parquet {
             return self.open_row_groups(table, &options, schema, ctx, n);
         }
+        if path.is_dir() {
+            return open_shares(table, &options, schema, ctx, n);
+        }
         let cut = match options.format {
             FileFormat::Json => crate::file_splits::json_ranges,
             _ => crate::file_splits::csv_ranges,
@@ -140,10 +154,7 @@ impl Connector for FileConnector {
         let ranges = cut(path, n, crate::file_splits::MIN_SPLIT_BYTES)
             .map_err(|e| RuntimeError::Source(format!("{}: {e}", path.display())))?;
         let Some(ranges) = ranges else { return Ok(None) };
-        let physical = table.physical_schema().map_err(|e| RuntimeError::Source(e.to_string()))?;
-        let unread = Arc::new(Schema::new(
-            physical.fields().iter().filter(|f| schema.field_with_name(f.name()).is_err()).cloned().collect::<Vec<_>>(),
-        ));
+        let unread = unread_columns(table, &schema)?;
         tracing::info!(table = %table.name, input = %options.display(), splits = n, "reading in parallel ranges");
         let mut sources: Vec<Box<dyn Source>> = Vec::with_capacity(n);
         for range in ranges {
@@ -211,4 +222,38 @@ impl FileConnector {
                 .collect::<Result<_>>()?,
         ))
     }
+}
+
+/// The files of `dir` shared among as many as `n` readers (see [`crate::live::shares`]):
+/// fewer when it has fewer files or under `min` bytes for each; `None` under two.
+fn directory_shares(dir: &std::path::Path, n: usize, min: u64) -> Result<Option<Vec<Vec<std::path::PathBuf>>>> {
+    let files = crate::live::DirFiles::listing(dir).map_err(RuntimeError::Source)?;
+    let bytes: u64 = files.iter().map(|(_, len)| len).sum();
+    let k = n.min(files.len()).min((bytes / min.max(1)).min(usize::MAX as u64) as usize);
+    Ok(crate::live::shares(&files, k))
+}
+
+/// A directory of CSV or JSON-lines files read by several instances, each its share of the
+/// files.
+fn open_shares(
+    table: &TableDef,
+    options: &FileOptions,
+    schema: SchemaRef,
+    ctx: &ConnectorContext,
+    n: usize,
+) -> Result<Option<Vec<Box<dyn Source>>>> {
+    let Some(dir) = &options.path else { return Ok(None) };
+    let Some(shares) = directory_shares(dir, n, crate::file_splits::MIN_SPLIT_BYTES)? else { return Ok(None) };
+    tracing::info!(table = %table.name, input = %options.display(), splits = shares.len(), "reading the files in parallel");
+    let unread = unread_columns(table, &schema)?;
+    let mut sources: Vec<Box<dyn Source>> = Vec::with_capacity(shares.len());
+    for share in shares {
+        let options = FileOptions { only: Some(share.into()), ..options.clone() };
+        let (schema, unread, metrics) = (Arc::clone(&schema), Arc::clone(&unread), Arc::clone(&ctx.metrics));
+        sources.push(match options.format {
+            FileFormat::Json => Box::new(JsonSource::open(&options, schema, unread, ctx.batch_size, metrics)?),
+            _ => Box::new(CsvSource::open(&options, schema, unread, ctx.batch_size, metrics)?),
+        });
+    }
+    Ok(Some(sources))
 }

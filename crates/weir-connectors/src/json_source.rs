@@ -142,7 +142,10 @@ impl JsonSource {
         let stop = Arc::new(AtomicBool::new(false));
         let follow_stop = Arc::clone(&stop);
         let mut files = match (&self.mode, &self.options.path) {
-            (Mode::Directory(monitor), Some(dir)) => Some(DirFiles::new(dir.clone(), *monitor, Arc::clone(&stop))),
+            (Mode::Directory(monitor), Some(dir)) => Some(match &self.options.only {
+                Some(files) => DirFiles::only(files),
+                None => DirFiles::new(dir.clone(), *monitor, Arc::clone(&stop)),
+            }),
             _ => None,
         };
         let mut reader: Option<BufReader<Box<dyn Read + Send>>> = None;
@@ -360,6 +363,7 @@ mod tests {
             bad_rows,
             delimiter: b',',
             monitor: None,
+            only: None,
         };
         let open = |range: Range, policy| {
             let none = Arc::new(Schema::empty());

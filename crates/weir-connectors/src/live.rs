@@ -205,6 +205,29 @@ impl DirFiles {
         Self { dir, monitor, stop, seen: Default::default(), queue: Default::default(), listed: false }
     }
 
+    /// These files of a directory (a share from [`shares`]), read in turn.
+    pub fn only(files: &[PathBuf]) -> Self {
+        Self {
+            dir: PathBuf::new(),
+            monitor: None,
+            stop: Arc::default(),
+            seen: Default::default(),
+            queue: files.iter().cloned().collect(),
+            listed: true,
+        }
+    }
+
+    /// The files of `dir` now (no monitor: their names in order), with their sizes.
+    pub fn listing(dir: &std::path::Path) -> std::result::Result<Vec<(PathBuf, u64)>, String> {
+        let mut files = Self::new(dir.to_path_buf(), None, Arc::default());
+        files.list()?;
+        let size = |p: PathBuf| match std::fs::metadata(&p) {
+            Ok(m) => Ok((p, m.len())),
+            Err(e) => Err(format!("{}: {e}", p.display())),
+        };
+        files.queue.into_iter().map(size).collect()
+    }
+
     fn list(&mut self) -> std::result::Result<(), String> {
         let fail = |e: std::io::Error| format!("{}: {e}", self.dir.display());
         let mut new = Vec::new();
@@ -328,6 +351,23 @@ impl<T> Drop for Pump<T> {
     }
 }
 
+/// `files` (in name order, with their sizes) shared out among `n` readers: each file, in turn,
+/// to the reader with the fewest bytes so far (round robin when the files are of one size), so
+/// the readers move through the files' names (often their times) side by side. `None` when
+/// there are fewer files than readers.
+pub fn shares(files: &[(PathBuf, u64)], n: usize) -> Option<Vec<Vec<PathBuf>>> {
+    if n < 2 || files.len() < n {
+        return None;
+    }
+    let mut shares: Vec<(u64, Vec<PathBuf>)> = vec![(0, Vec::new()); n];
+    for (path, len) in files {
+        let (bytes, share) = shares.iter_mut().min_by_key(|(bytes, share)| (*bytes, share.len()))?;
+        *bytes += len;
+        share.push(path.clone());
+    }
+    Some(shares.into_iter().map(|(_, share)| share).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,5 +457,23 @@ mod tests {
         writer.join().unwrap();
         stop.store(true, Ordering::Relaxed);
         assert_eq!(f.read(&mut buf).unwrap(), 0, "stopped: the end of the input");
+    }
+
+    #[test]
+    fn files_are_shared_out_by_bytes_in_name_order() {
+        let files = |sizes: &[u64]| -> Vec<(PathBuf, u64)> {
+            sizes.iter().enumerate().map(|(i, len)| (PathBuf::from(format!("f{i}")), *len)).collect()
+        };
+        let names = |shares: Vec<Vec<PathBuf>>| -> Vec<Vec<String>> {
+            shares.into_iter().map(|s| s.iter().map(|p| p.display().to_string()).collect()).collect()
+        };
+        // one size: round robin
+        let even = shares(&files(&[5, 5, 5, 5, 5]), 2).unwrap();
+        assert_eq!(names(even), vec![vec!["f0", "f2", "f4"], vec!["f1", "f3"]]);
+        // a large first file: the next go to the second reader until it has as many bytes
+        let uneven = shares(&files(&[30, 10, 10, 10, 5]), 2).unwrap();
+        assert_eq!(names(uneven), vec![vec!["f0", "f4"], vec!["f1", "f2", "f3"]]);
+        assert!(shares(&files(&[1, 1]), 3).is_none(), "fewer files than readers");
+        assert!(shares(&files(&[1, 1]), 1).is_none());
     }
 }

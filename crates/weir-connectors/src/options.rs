@@ -1,6 +1,7 @@
 //! Connector options from `WITH (…)`: validated up front so a typo fails before anything runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use weir_plan::TableDef;
 
@@ -42,6 +43,9 @@ pub struct FileOptions {
     /// `'source.monitor-interval'`: follow the file as it grows, looking for more this often
     /// (Flink's option; the input never ends then).
     pub monitor: Option<std::time::Duration>,
+    /// For a directory: the files of it to read (a parallel instance's share, see
+    /// [`crate::live::shares`]); `None`: all of them.
+    pub only: Option<Arc<[PathBuf]>>,
 }
 
 fn truthy(v: &str) -> Result<bool, String> {
@@ -206,7 +210,7 @@ impl FileOptions {
                 "table '{name}': a parquet file has no malformed rows to keep ('dead_letter' is for csv and json)"
             ));
         }
-        Ok(Self { path, format, bad_rows, delimiter, monitor })
+        Ok(Self { path, format, bad_rows, delimiter, monitor, only: None })
     }
 }
 

@@ -245,6 +245,7 @@ mod tests {
             bad_rows: crate::options::BadRowPolicy::Fail,
             delimiter: b',',
             monitor: None,
+            only: None,
         }
     }
 
