@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Result, RuntimeError};
-use crate::exec::exchange::{Envelope, Packet};
+use crate::exec::exchange::{Credits, Envelope, Inbox, Packet};
 use crate::exec::instrument::Instrumented;
 use crate::message::Message;
 use crate::state::checkpoint::OperatorSnapshot;
@@ -108,9 +108,13 @@ pub(crate) enum Pulled {
     Quiet,
 }
 
-/// The receiving side of an instance's channel, aligning barriers across its senders.
+/// The receiving side of an instance's channel, aligning barriers across its senders. A
+/// held sender's credits are given back only as its packets are taken up (see
+/// [`crate::exec::exchange`]), so it sends at most [`crate::exec::exchange::CREDITS`] packets
+/// past its barrier.
 pub(crate) struct Aligner {
     rx: Receiver<Envelope>,
+    credits: Arc<Credits>,
     /// Per sender: it sent the barrier being aligned.
     arrived: Vec<bool>,
     /// Per sender: it ended its stream.
@@ -124,9 +128,11 @@ pub(crate) struct Aligner {
 }
 
 impl Aligner {
-    pub(crate) fn new(rx: Receiver<Envelope>, senders: usize) -> Self {
+    pub(crate) fn new(inbox: Inbox, senders: usize) -> Self {
+        let Inbox { rx, credits } = inbox;
         Self {
             rx,
+            credits,
             arrived: vec![false; senders],
             ended: vec![false; senders],
             aligning: None,
@@ -176,6 +182,7 @@ impl Aligner {
                             *e = true;
                         }
                     }
+                    self.credits.release(i);
                     return Ok(Some(Pulled::Messages(i, messages)));
                 }
                 Packet::Barrier(id) => {
@@ -194,6 +201,13 @@ impl Aligner {
                 }
             }
         }
+    }
+}
+
+impl Drop for Aligner {
+    /// Senders waiting for credits give up: the instance has gone.
+    fn drop(&mut self) {
+        self.credits.close();
     }
 }
 
@@ -222,7 +236,7 @@ mod tests {
     #[test]
     fn a_sender_past_the_barrier_waits_until_every_sender_sent_it() {
         let (tx, rx) = sync_channel(16);
-        let mut a = Aligner::new(rx, 3);
+        let mut a = Aligner::new(Inbox { rx, credits: Arc::new(Credits::new(3)) }, 3);
         for e in [
             (0, wm(1)),
             (0, Packet::Barrier(7)),
@@ -246,5 +260,54 @@ mod tests {
         assert_eq!(got, ["0:6", "aligned 8", "1:5"]);
         drop(tx);
         assert_eq!(pulled(&mut a), "gone");
+    }
+
+    #[test]
+    fn a_sender_past_the_barrier_waits_once_its_credits_are_held() {
+        use crate::exec::exchange::{channel, CREDITS};
+        use std::sync::atomic::AtomicUsize;
+        let (link, inbox) = channel(2);
+        let mut a = Aligner::new(inbox, 2);
+        assert!(link.barrier(0, 1));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let (l, s) = (link.clone(), Arc::clone(&sent));
+        let sender = std::thread::spawn(move || {
+            for w in 0..5 {
+                if !l.messages(0, vec![Message::Watermark(w)]) {
+                    return;
+                }
+                s.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        // everything sender 0 sends is held: it stops after its credits
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while sent.load(Ordering::SeqCst) < CREDITS && std::time::Instant::now() < deadline {
+            assert_eq!(pulled(&mut a), "quiet");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(pulled(&mut a), "quiet");
+        assert_eq!(sent.load(Ordering::SeqCst), CREDITS, "a held sender waits");
+        // sender 1's barrier aligns the checkpoint: the held packets are taken up, the rest sent
+        assert!(link.barrier(1, 1));
+        assert_eq!(pulled(&mut a), "aligned 1");
+        let mut got = Vec::new();
+        while got.len() < 5 && std::time::Instant::now() < deadline {
+            match a.next(Some(Duration::from_millis(50))).unwrap() {
+                Some(Pulled::Messages(0, m)) => got.extend(m),
+                Some(Pulled::Quiet) => {}
+                _ => panic!("only sender 0's packets"),
+            }
+        }
+        sender.join().unwrap();
+        assert_eq!(got.len(), 5);
+        assert_eq!(sent.load(Ordering::SeqCst), 5);
+        // a sender waiting for credits of an instance that has gone gives up
+        let (link, inbox) = channel(1);
+        assert!(link.messages(0, vec![]) && link.messages(0, vec![]));
+        let waiting = std::thread::spawn(move || link.messages(0, vec![]));
+        std::thread::sleep(Duration::from_millis(50));
+        drop(Aligner::new(inbox, 1));
+        assert!(!waiting.join().unwrap());
     }
 }

@@ -6,9 +6,16 @@
 //!   batch ─► keys ─► hash ─► key group (of KEY_GROUPS) ─► instance = group · n / KEY_GROUPS
 //!   Watermark, EndOfStream, Barrier ─► every instance   Dropped ─► instance 0 (the side output)
 //! ```
+//!
+//! An instance's senders share its channel, and each holds [`CREDITS`] credits for it: a
+//! packet of messages takes one, and the instance gives it back when it takes the packet up.
+//! While a checkpoint's barrier is aligned, the packets of senders past the barrier are held
+//! (by its aligner) and their credits not given back, so such a sender
+//! waits after [`CREDITS`] packets, as a blocked channel waits in Flink: what an alignment holds
+//! is bounded by the senders and the batch size. Barriers take no credit.
 
-use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 
 use datafusion_common::arrow::array::{ArrayRef, UInt32Array};
 use datafusion_common::hash_utils::{create_hashes, RandomState};
@@ -31,6 +38,96 @@ pub(crate) enum Packet {
     Barrier(u64),
 }
 
+/// Packets of messages one sender may have on their way to an instance: in its channel, or
+/// held by its alignment of a checkpoint barrier.
+pub(crate) const CREDITS: usize = 2;
+
+/// The credits of an instance's senders.
+pub(crate) struct Credits {
+    /// Per sender, its packets on their way; and whether the instance has gone.
+    state: Mutex<(Vec<usize>, bool)>,
+    freed: Condvar,
+}
+
+impl Credits {
+    pub(crate) fn new(senders: usize) -> Self {
+        Self { state: Mutex::new((vec![0; senders], false)), freed: Condvar::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<usize>, bool)> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Take a credit for `sender`, waiting until one is given back; `false` once the instance
+    /// has gone.
+    fn acquire(&self, sender: usize) -> bool {
+        let mut state = self.lock();
+        loop {
+            if state.1 {
+                return false;
+            }
+            match state.0.get_mut(sender) {
+                Some(n) if *n >= CREDITS => {}
+                Some(n) => {
+                    *n += 1;
+                    return true;
+                }
+                None => return true,
+            }
+            state = self.freed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// The instance took up a packet of `sender`.
+    pub(crate) fn release(&self, sender: usize) {
+        let mut state = self.lock();
+        if let Some(n) = state.0.get_mut(sender) {
+            *n = n.saturating_sub(1);
+        }
+        drop(state);
+        self.freed.notify_all();
+    }
+
+    /// The instance has gone: no sender waits for it any more.
+    pub(crate) fn close(&self) {
+        self.lock().1 = true;
+        self.freed.notify_all();
+    }
+}
+
+/// The sending end of an instance's channel (every sender has a clone).
+#[derive(Clone)]
+pub(crate) struct Link {
+    tx: SyncSender<Envelope>,
+    credits: Arc<Credits>,
+}
+
+impl Link {
+    /// Send `messages` as sender `me`, with one of its credits; `false` once the instance has
+    /// gone.
+    pub(crate) fn messages(&self, me: usize, messages: Vec<Message>) -> bool {
+        self.credits.acquire(me) && self.tx.send((me, Packet::Messages(messages))).is_ok()
+    }
+
+    pub(crate) fn barrier(&self, me: usize, id: u64) -> bool {
+        self.tx.send((me, Packet::Barrier(id))).is_ok()
+    }
+}
+
+/// The receiving end of an instance's channel.
+pub(crate) struct Inbox {
+    pub(crate) rx: Receiver<Envelope>,
+    pub(crate) credits: Arc<Credits>,
+}
+
+/// A channel into an instance with `senders` senders: room for every sender's credits and a
+/// barrier each.
+pub(crate) fn channel(senders: usize) -> (Link, Inbox) {
+    let (tx, rx) = sync_channel((CREDITS + 1) * senders.max(1));
+    let credits = Arc::new(Credits::new(senders));
+    (Link { tx, credits: Arc::clone(&credits) }, Inbox { rx, credits })
+}
+
 /// The seed of the key hash: fixed, so a key's group is the same in every run and process.
 const SEED: u64 = 0x7765_6972_6b67;
 
@@ -49,7 +146,7 @@ pub(crate) fn owner(group: u32, instances: usize) -> usize {
 /// Sends one instance's output on to the next stage.
 pub(crate) struct Router {
     /// One channel per instance of the next stage.
-    targets: Vec<SyncSender<Envelope>>,
+    targets: Vec<Link>,
     /// This sender's index among each target's inputs.
     me: usize,
     /// The keys to hash; `None`: everything goes to the one target.
@@ -57,7 +154,7 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub(crate) fn new(targets: Vec<SyncSender<Envelope>>, me: usize, keys: Option<Vec<Arc<dyn PhysicalExpr>>>) -> Self {
+    pub(crate) fn new(targets: Vec<Link>, me: usize, keys: Option<Vec<Arc<dyn PhysicalExpr>>>) -> Self {
         Self { targets, me, keys }
     }
 
@@ -68,7 +165,7 @@ impl Router {
         }
         let n = self.targets.len();
         if n == 1 {
-            return Ok(self.targets[0].send((self.me, Packet::Messages(messages))).is_ok());
+            return Ok(self.targets[0].messages(self.me, messages));
         }
         let mut out: Vec<Vec<Message>> = (0..n).map(|_| Vec::new()).collect();
         for m in messages {
@@ -104,7 +201,7 @@ impl Router {
             }
         }
         for (target, messages) in out.into_iter().enumerate() {
-            if !messages.is_empty() && self.targets[target].send((self.me, Packet::Messages(messages))).is_err() {
+            if !messages.is_empty() && !self.targets[target].messages(self.me, messages) {
                 return Ok(false);
             }
         }
@@ -113,7 +210,7 @@ impl Router {
 
     /// Send checkpoint `id`'s barrier to every instance; `false` once a target has gone.
     pub(crate) fn barrier(&mut self, id: u64) -> bool {
-        self.targets.iter().all(|t| t.send((self.me, Packet::Barrier(id))).is_ok())
+        self.targets.iter().all(|t| t.barrier(self.me, id))
     }
 }
 

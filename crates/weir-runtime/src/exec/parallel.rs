@@ -14,7 +14,6 @@
 //! judged as on one thread when the table is read whole. Parallelism 1 never comes here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -25,7 +24,7 @@ use crate::error::{Result, RuntimeError};
 use crate::exec::alignment::Alignment;
 use crate::exec::barrier::{Aligner, Checkpointer, Pulled};
 use crate::exec::chain::Chain;
-use crate::exec::exchange::{Envelope, Router};
+use crate::exec::exchange::{Inbox, Router};
 use crate::exec::instrument::{through, Instrumented};
 use crate::exec::sink_checkpoints::ParallelCheckpoints;
 use crate::exec::sink_merge::SinkMerge;
@@ -133,12 +132,12 @@ enum Step {
 
 impl Merge {
     /// The rows of `senders` instances of one stage, their watermarks merged.
-    pub(crate) fn union(rx: Receiver<Envelope>, senders: usize) -> Self {
+    pub(crate) fn union(rx: Inbox, senders: usize) -> Self {
         Self { input: Aligner::new(rx, senders), root: union_of(0..senders) }
     }
 
     /// The rows of two stages (`sides[0]` senders, then `sides[1]`), joined by `op`.
-    pub(crate) fn join(rx: Receiver<Envelope>, sides: [usize; 2], op: Instrumented) -> Self {
+    pub(crate) fn join(rx: Inbox, sides: [usize; 2], op: Instrumented) -> Self {
         let side = |range: std::ops::Range<usize>| BranchStage {
             sources: range.clone().collect(),
             stage: union_of(range),

@@ -2,7 +2,6 @@
 //! their operators, the exchanges' routers and channels, and the sink's merge (see
 //! [`crate::exec::parallel`] for how they run).
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use weir_plan::{OpRef, StreamOp, StreamPlan};
 use crate::error::{Result, RuntimeError};
 use crate::exec::alignment::Alignment;
 use crate::exec::chain::Chain;
-use crate::exec::exchange::{Envelope, Router};
+use crate::exec::exchange::{channel, Inbox, Link, Router};
 use crate::exec::instrument::Instrumented;
 use crate::exec::metrics::Metrics;
 use crate::exec::parallel::{Merge, OpInstance, Parallel, SourceInstance};
@@ -153,12 +152,12 @@ impl Pipeline {
         let fused = stages[last].instances == 1
             && matches!(stages[last].input, StageInput::Exchange { .. } | StageInput::Union { .. });
         // each stage's channels (one per instance), but the first stages' (they read sources)
-        let mut channels: Vec<Vec<(SyncSender<Envelope>, Receiver<Envelope>)>> = Vec::new();
+        let mut channels: Vec<Vec<(Link, Inbox)>> = Vec::new();
         for stage in stages {
             let n = senders(layout, stage);
             channels.push(match n {
                 0 => Vec::new(),
-                n => (0..stage.instances).map(|_| sync_channel(2 * n + 2)).collect(),
+                n => (0..stage.instances).map(|_| channel(n)).collect(),
             });
         }
         let (sink_tx, sink_rx, sink_senders) = match fused {
@@ -167,13 +166,12 @@ impl Pipeline {
                 None => return Err(RuntimeError::Internal("a parallel plan without its last stage".into())),
             },
             false => {
-                let (tx, rx) = sync_channel(2 * stages[last].instances + 2);
+                let (tx, rx) = channel(stages[last].instances);
                 (tx, rx, stages[last].instances)
             }
         };
-        let targets: Vec<Vec<SyncSender<Envelope>>> =
-            channels.iter().map(|c| c.iter().map(|(tx, _)| tx.clone()).collect()).collect();
-        let mut receivers: Vec<std::vec::IntoIter<Receiver<Envelope>>> =
+        let targets: Vec<Vec<Link>> = channels.iter().map(|c| c.iter().map(|(tx, _)| tx.clone()).collect()).collect();
+        let mut receivers: Vec<std::vec::IntoIter<Inbox>> =
             channels.into_iter().map(|c| c.into_iter().map(|(_, rx)| rx).collect::<Vec<_>>().into_iter()).collect();
         let mut sources: Vec<std::vec::IntoIter<Box<dyn Source>>> = sources.into_iter().map(Vec::into_iter).collect();
         let all_sources = plan.sources();
@@ -251,7 +249,12 @@ impl Pipeline {
             true => instance_ops(plan, &stages[last], 0, &metrics)?,
             false => Vec::new(),
         };
-        let ordered = all_sources.iter().all(|s| s.table.watermark.is_some() && !s.processing_time);
+        // the merge orders what it passes by epochs: results, but not the rows a fused stage's
+        // operators still read (an input's held epoch released after another input's later
+        // rows would reach a window behind the watermark those rows carried: late); those pass
+        // in arrival order, each capped by the other senders' watermarks, as into any instance
+        let event_time = all_sources.iter().all(|s| s.table.watermark.is_some() && !s.processing_time);
+        let ordered = event_time && chain_ops.is_empty();
         let sink_merge = SinkMerge::new(sink_rx, sink_senders, ordered);
         let changelog = plan.is_updating().then(|| sink_schema(plan));
         let chain = Chain { ops: chain_ops, sink, metrics, changelog, late_rows: None, report_watermark: true };

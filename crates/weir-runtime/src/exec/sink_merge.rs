@@ -22,12 +22,11 @@
 
 use std::time::{Duration, Instant};
 
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use crate::error::Result;
 use crate::exec::barrier::{Aligner, Pulled};
-use crate::exec::exchange::Envelope;
+use crate::exec::exchange::Inbox;
 use crate::exec::watermark_merge::WatermarkMerge;
 use datafusion_common::arrow::compute::concat_batches;
 
@@ -66,7 +65,7 @@ pub(crate) struct SinkMerge {
 }
 
 impl SinkMerge {
-    pub(crate) fn new(rx: Receiver<Envelope>, inputs: usize, ordered: bool) -> Self {
+    pub(crate) fn new(rx: Inbox, inputs: usize, ordered: bool) -> Self {
         Self {
             input: Aligner::new(rx, inputs),
             last_input: Instant::now(),
