@@ -500,6 +500,13 @@ fn an_idle_partition_stops_holding_the_watermark_back() {
     writer.join().unwrap();
     let fired = rows(&out);
     assert!(fired.starts_with(&["2024-01-01T00:00:00,10".to_string(), "2024-01-01T00:00:10,10".to_string()]), "{out}");
+    // in parallel, one instance per partition: the one reading the empty partition declares
+    // itself idle, and the merge of the two leaves it out
+    let writer = trickle(4);
+    let out = run_for(&format!("SET parallelism = 2; {}", query(", 'scan.watermark.idle-timeout' = '500 ms'")), 4);
+    writer.join().unwrap();
+    let fired = rows(&out);
+    assert!(fired.starts_with(&["2024-01-01T00:00:00,10".to_string(), "2024-01-01T00:00:10,10".to_string()]), "{out}");
 }
 
 #[test]

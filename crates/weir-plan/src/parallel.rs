@@ -236,11 +236,6 @@ impl Builder<'_> {
                 self.unions += 1;
                 let mut from = Vec::with_capacity(branches.len());
                 for (n, b) in branches.iter().enumerate() {
-                    if b.input.sources().iter().any(|s| s.table.idle_timeout().is_some()) {
-                        // an idle input is left out of the union's watermark, which is not
-                        // carried across threads yet
-                        return Err("unions of a table with an idle timeout run on one thread for now".into());
-                    }
                     let mut branch_path = path.clone();
                     branch_path.push(Side::Union(n));
                     from.push(self.branch(&b.input, &b.ops, branch_path)?);
@@ -372,7 +367,7 @@ pub fn lookup_sources(plan: &StreamPlan) -> Vec<usize> {
 }
 
 /// The layout of `plan` at `parallelism`, source `n` read by `splits(n)` instances (1 when its
-/// connector cannot split it). `Err` says why the plan runs on one thread: joins with a TTL, processing time, unions of a table with an idle timeout, or nothing to gain (no
+/// connector cannot split it). `Err` says why the plan runs on one thread: joins with a TTL, processing time, or nothing to gain (no
 /// stage would have more than one instance).
 pub fn layout(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(usize) -> usize) -> Result<Layout, String> {
     let layout = build(plan, parallelism, splits, false)?;

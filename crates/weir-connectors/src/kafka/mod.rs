@@ -131,10 +131,10 @@ impl Connector for KafkaConnector {
         Ok(Box::new(KafkaSource::open(table, options, schema, ctx)?))
     }
 
-    /// By partition, unless idle partitions are left out of the watermark (an instance whose
-    /// partitions are all idle would hold back the others'; one reader leaves them out).
-    fn splittable(&self, table: &TableDef, _: &ConnectorContext) -> bool {
-        table.idle_timeout().is_none()
+    /// By partition (an instance whose partitions are all idle is left out of the watermark
+    /// by the instances it sends to, once it has sent nothing for the idle timeout).
+    fn splittable(&self, _: &TableDef, _: &ConnectorContext) -> bool {
+        true
     }
 
     /// Instance `k` of `m` reads the partitions whose id is `k` modulo `m`, where `m` is the

@@ -12,13 +12,15 @@
 //! ```
 //!
 //! An instance without a watermark yet (or ever: a table without one) does not hold the others
-//! back; an ended one counts as +∞. The lowest instance always reads, so the run always moves.
+//! back, nor does one that has declared itself idle (nothing to read for its table's idle
+//! timeout); an ended one counts as +∞. The lowest instance always reads, so the run always
+//! moves.
 //!
 //! The instances reading a lookup join's table are read first: the others wait until every one
 //! of them has ended (so each join instance has all its share of the table before any row to
 //! look up, as on one thread).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -30,6 +32,8 @@ pub(crate) const DRIFT: Nanos = 1_000_000_000;
 /// The source instances' watermarks.
 pub(crate) struct Alignment {
     marks: Vec<AtomicI64>,
+    /// Instances idle for now.
+    idle: Vec<AtomicBool>,
     /// The instances read first (a lookup join's table).
     first: Vec<bool>,
     lock: Mutex<()>,
@@ -40,6 +44,7 @@ impl Alignment {
     pub(crate) fn new(instances: usize) -> Self {
         Self {
             marks: (0..instances).map(|_| AtomicI64::new(NO_WATERMARK)).collect(),
+            idle: (0..instances).map(|_| AtomicBool::new(false)).collect(),
             first: vec![false; instances],
             lock: Mutex::new(()),
             moved: Condvar::new(),
@@ -61,6 +66,15 @@ impl Alignment {
         self.moved.notify_all();
     }
 
+    /// Instance `me` has nothing to read for now (`true`), or reads again (`false`).
+    pub(crate) fn set_idle(&self, me: usize, idle: bool) {
+        if let Some(i) = self.idle.get(me) {
+            i.store(idle, Ordering::Relaxed);
+        }
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.moved.notify_all();
+    }
+
     /// Whether instance `me` may read on: it has no watermark yet, or is at most [`DRIFT`]
     /// ahead of the lowest instance that has one.
     fn may_read(&self, me: usize) -> bool {
@@ -72,8 +86,15 @@ impl Alignment {
         if own == NO_WATERMARK {
             return true;
         }
-        let lowest =
-            self.marks.iter().map(|m| m.load(Ordering::Relaxed)).filter(|w| *w != NO_WATERMARK).min().unwrap_or(own);
+        let lowest = self
+            .marks
+            .iter()
+            .zip(&self.idle)
+            .filter(|(_, idle)| !idle.load(Ordering::Relaxed))
+            .map(|(m, _)| m.load(Ordering::Relaxed))
+            .filter(|w| *w != NO_WATERMARK)
+            .min()
+            .unwrap_or(own);
         own <= lowest.saturating_add(DRIFT)
     }
 
@@ -111,6 +132,10 @@ mod tests {
         a.publish(1, 12 * DRIFT);
         assert!(!a.may_read(0), "far ahead of instance 1");
         assert!(a.may_read(1) && a.may_read(2));
+        a.set_idle(1, true);
+        assert!(a.may_read(0), "an idle instance holds nobody back");
+        a.set_idle(1, false);
+        assert!(!a.may_read(0), "reading again, it does");
         a.publish(1, 29 * DRIFT);
         assert!(a.may_read(0), "within the drift");
         a.publish(1, Nanos::MAX);

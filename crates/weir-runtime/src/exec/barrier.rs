@@ -104,6 +104,8 @@ pub(crate) enum Pulled {
     Messages(usize, Vec<Message>),
     /// Every sender has sent checkpoint `.0`'s barrier (or ended): take the state now.
     Aligned(u64),
+    /// Sender `.0` has nothing to read for now (see [`Packet::Idle`]).
+    Idle(usize),
     /// Nothing came within the wait.
     Quiet,
 }
@@ -185,6 +187,7 @@ impl Aligner {
                     self.credits.release(i);
                     return Ok(Some(Pulled::Messages(i, messages)));
                 }
+                Packet::Idle => return Ok(Some(Pulled::Idle(i))),
                 Packet::Barrier(id) => {
                     match self.aligning {
                         None => self.aligning = Some(id),
@@ -228,6 +231,7 @@ mod tests {
                 _ => format!("{i}:?"),
             },
             Some(Pulled::Aligned(id)) => format!("aligned {id}"),
+            Some(Pulled::Idle(i)) => format!("{i}:idle"),
             Some(Pulled::Quiet) => "quiet".into(),
             None => "gone".into(),
         }
@@ -258,6 +262,13 @@ mod tests {
         tx.send((0, Packet::Barrier(8))).unwrap();
         let got: Vec<String> = (0..3).map(|_| pulled(&mut a)).collect();
         assert_eq!(got, ["0:6", "aligned 8", "1:5"]);
+        // a sender's idleness comes in its order: held after its barrier like its rows
+        tx.send((1, Packet::Barrier(9))).unwrap();
+        tx.send((1, Packet::Idle)).unwrap();
+        tx.send((0, Packet::Idle)).unwrap();
+        tx.send((0, Packet::Barrier(9))).unwrap();
+        let got: Vec<String> = (0..3).map(|_| pulled(&mut a)).collect();
+        assert_eq!(got, ["0:idle", "aligned 9", "1:idle"]);
         drop(tx);
         assert_eq!(pulled(&mut a), "gone");
     }

@@ -36,6 +36,10 @@ pub(crate) enum Packet {
     /// Checkpoint `id`'s barrier: the sender's state for it is taken, what it sends next comes
     /// after the checkpoint (aligned by the receiving instance).
     Barrier(u64),
+    /// The sender (a source instance) has had nothing to read for its table's idle timeout: it
+    /// is left out of the receiver's watermark until it sends again (Flink's idle watermark
+    /// status). Declared by the sender, so a sender slowed by backpressure never counts as idle.
+    Idle,
 }
 
 /// Packets of messages one sender may have on their way to an instance: in its channel, or
@@ -111,6 +115,10 @@ impl Link {
 
     pub(crate) fn barrier(&self, me: usize, id: u64) -> bool {
         self.tx.send((me, Packet::Barrier(id))).is_ok()
+    }
+
+    fn idle(&self, me: usize) -> bool {
+        self.tx.send((me, Packet::Idle)).is_ok()
     }
 }
 
@@ -206,6 +214,11 @@ impl Router {
             }
         }
         Ok(true)
+    }
+
+    /// Tell every instance this sender is idle; `false` once a target has gone.
+    pub(crate) fn idle(&mut self) -> bool {
+        self.targets.iter().all(|t| t.idle(self.me))
     }
 
     /// Send checkpoint `id`'s barrier to every instance; `false` once a target has gone.

@@ -102,6 +102,8 @@ pub(crate) struct SourceInstance {
     pub(crate) out: Router,
     /// With a join: the alignment of all source instances' watermarks, and this one's index.
     pub(crate) align: Option<(Arc<Alignment>, usize)>,
+    /// Its table's idle timeout: after reading nothing this long it declares itself idle.
+    pub(crate) idle_after: Option<std::time::Duration>,
     /// With checkpoints: where barrier requests come from and its state goes.
     pub(crate) checkpointer: Option<Checkpointer>,
 }
@@ -156,6 +158,13 @@ impl Merge {
                     Some(Step::Messages(self.root.input(i, messages, Instant::now())?))
                 }
                 Some(Pulled::Aligned(id)) => Some(Step::Checkpoint(id)),
+                Some(Pulled::Idle(i)) => {
+                    self.root.set_idle(i);
+                    match self.root.tick(Instant::now())? {
+                        out if out.is_empty() => continue,
+                        out => Some(Step::Messages(out)),
+                    }
+                }
                 Some(Pulled::Quiet) => continue,
                 None => None,
             });
@@ -219,6 +228,8 @@ impl SourceInstance {
     fn read(&mut self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {
         // the newest checkpoint whose barrier this instance sent
         let mut sent = 0;
+        // when it last had something to send, and whether it has declared itself idle since
+        let (mut last_read, mut idle) = (Instant::now(), false);
         loop {
             if failure.happened() || self.checkpointer.as_ref().is_some_and(|c| c.barriers.halted()) {
                 return Ok(());
@@ -261,7 +272,22 @@ impl SourceInstance {
                 messages.push(Message::EndOfStream);
             }
             if messages.is_empty() {
+                if !idle && self.idle_after.is_some_and(|t| last_read.elapsed() >= t) {
+                    idle = true;
+                    if let Some((a, me)) = &self.align {
+                        a.set_idle(*me, true);
+                    }
+                    if !self.out.idle() {
+                        return Ok(());
+                    }
+                }
                 continue;
+            }
+            last_read = Instant::now();
+            if std::mem::take(&mut idle) {
+                if let Some((a, me)) = &self.align {
+                    a.set_idle(*me, false);
+                }
             }
             let out = through(&mut self.ops, messages)?;
             if !more {

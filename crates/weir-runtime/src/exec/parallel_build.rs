@@ -219,7 +219,15 @@ impl Pipeline {
                             .without_watermark_metric();
                         let align = align.as_ref().map(|a| (Arc::clone(a), source_instances.len()));
                         let label = node.table.name.clone();
-                        source_instances.push(SourceInstance { driver, label, ops, out, align, checkpointer: None });
+                        source_instances.push(SourceInstance {
+                            driver,
+                            label,
+                            ops,
+                            out,
+                            align,
+                            idle_after: idle,
+                            checkpointer: None,
+                        });
                     }
                     StageInput::Exchange { .. } | StageInput::Union { .. } => {
                         let rx =

@@ -309,7 +309,7 @@ impl Pipeline {
                         empty_turns += 1;
                         tracing::trace!(input = i, "no batch in time: checking idleness");
                         root.mark_idle(i, now);
-                        root.tick().into_iter().collect()
+                        root.tick(now)?
                     }
                 };
                 if let Some(clock) = &clock {

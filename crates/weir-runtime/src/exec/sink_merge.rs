@@ -94,6 +94,16 @@ impl SinkMerge {
                 Some((self.input(i, messages), None))
             }
             Some(Pulled::Aligned(id)) => Some((self.release_all(), Some(id))),
+            Some(Pulled::Idle(i)) => {
+                // a source instance with nothing to read (the last stage runs here): left out
+                self.watermarks.set_idle(i);
+                let mut out = Vec::new();
+                if let Some(merged) = self.watermarks.advance() {
+                    self.release(merged, &mut out);
+                    out.push(Message::Watermark(merged));
+                }
+                Some((out, None))
+            }
             Some(Pulled::Quiet) if self.held_rows > 0 && self.last_input.elapsed() >= STALL => {
                 Some((self.release_all(), None))
             }

@@ -47,6 +47,31 @@ impl JoinStage {
         Self { sides: [left, right], op, watermarks: [NO_WATERMARK; 2], ended: [false; 2], emitted: NO_WATERMARK }
     }
 
+    /// Messages from side `s` (through its operators), as the operators above see them.
+    fn side(&mut self, s: usize, messages: Vec<Message>, out: &mut Vec<Message>) -> Result<()> {
+        for m in messages {
+            match m {
+                Message::Data(b) => self.op.handle_side(Some(s), Message::Data(b), out)?,
+                Message::Watermark(w) => {
+                    self.watermarks[s] = self.watermarks[s].max(w);
+                    self.op.side_watermark(s, self.watermarks[s]);
+                    self.advance(out)?;
+                }
+                Message::Dropped(d) => out.push(Message::Dropped(d)),
+                Message::EndOfStream => {
+                    self.ended[s] = true;
+                    self.watermarks[s] = Nanos::MAX;
+                    self.op.side_watermark(s, Nanos::MAX);
+                    self.advance(out)?;
+                    if self.ended.iter().all(|e| *e) {
+                        self.op.handle(Message::EndOfStream, out)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The join's watermark (the lower side's) moved: tell the operator.
     fn advance(&mut self, out: &mut Vec<Message>) -> Result<()> {
         let w = self.watermarks[0].min(self.watermarks[1]);
@@ -89,26 +114,7 @@ impl Stage {
                 let Some(s) = j.sides.iter().position(|b| b.sources.contains(&source)) else { return Ok(Vec::new()) };
                 let messages = j.sides[s].input(source, messages, now)?;
                 let mut out = Vec::with_capacity(messages.len());
-                for m in messages {
-                    match m {
-                        Message::Data(b) => j.op.handle_side(Some(s), Message::Data(b), &mut out)?,
-                        Message::Watermark(w) => {
-                            j.watermarks[s] = j.watermarks[s].max(w);
-                            j.op.side_watermark(s, j.watermarks[s]);
-                            j.advance(&mut out)?;
-                        }
-                        Message::Dropped(d) => out.push(Message::Dropped(d)),
-                        Message::EndOfStream => {
-                            j.ended[s] = true;
-                            j.watermarks[s] = Nanos::MAX;
-                            j.op.side_watermark(s, Nanos::MAX);
-                            j.advance(&mut out)?;
-                            if j.ended.iter().all(|e| *e) {
-                                j.op.handle(Message::EndOfStream, &mut out)?;
-                            }
-                        }
-                    }
-                }
+                j.side(s, messages, &mut out)?;
                 Ok(out)
             }
         }
@@ -182,31 +188,97 @@ impl Stage {
         Ok(())
     }
 
-    /// Idle inputs of a union at the root: a watermark if leaving them out advanced it.
-    pub(crate) fn tick(&mut self) -> Option<Message> {
+    /// Inputs found idle: what leaving them out of their unions' watermarks lets through, as
+    /// the operators above see it (watermarks, and what a join or a window fires on them).
+    pub(crate) fn tick(&mut self, now: Instant) -> Result<Vec<Message>> {
         match self {
-            Stage::Union { watermarks, .. } => watermarks.advance().map(Message::Watermark),
-            _ => None,
+            Stage::Source { .. } => Ok(Vec::new()),
+            Stage::Union { branches, watermarks } => {
+                let mut out = Vec::new();
+                for (i, b) in branches.iter_mut().enumerate() {
+                    let inner = b.stage.tick(now)?;
+                    if inner.is_empty() {
+                        continue;
+                    }
+                    let inner = if b.ops.is_empty() { inner } else { through(&mut b.ops, inner)? };
+                    out.extend(merge(watermarks, i, inner, now)?);
+                }
+                out.extend(watermarks.advance().map(Message::Watermark));
+                Ok(out)
+            }
+            Stage::Join(j) => {
+                let mut out = Vec::new();
+                for s in 0..2 {
+                    let inner = j.sides[s].stage.tick(now)?;
+                    if inner.is_empty() {
+                        continue;
+                    }
+                    let side = &mut j.sides[s];
+                    let inner = if side.ops.is_empty() { inner } else { through(&mut side.ops, inner)? };
+                    j.side(s, inner, &mut out)?;
+                }
+                Ok(out)
+            }
         }
     }
 
     /// How long source `source` may stay quiet before it counts as idle, and how long it has
-    /// been quiet (only a union at the root leaves idle inputs out).
+    /// been quiet: when it is an input of its own to a union (under joins and unions or not),
+    /// the table's idle timeout; else none.
     pub(crate) fn idleness(&self, source: usize, now: Instant) -> (Option<Duration>, Duration) {
         match self {
+            Stage::Source { .. } => (None, Duration::ZERO),
             Stage::Union { branches, watermarks } => match branches.iter().position(|b| b.sources == [source]) {
                 Some(i) => watermarks.idleness(i, now),
+                None => match branches.iter().find(|b| b.sources.contains(&source)) {
+                    Some(b) => b.stage.idleness(source, now),
+                    None => (None, Duration::ZERO),
+                },
+            },
+            Stage::Join(j) => match j.sides.iter().find(|b| b.sources.contains(&source)) {
+                Some(b) => b.stage.idleness(source, now),
                 None => (None, Duration::ZERO),
             },
-            _ => (None, Duration::ZERO),
         }
     }
 
     /// Source `source` sent nothing in time.
     pub(crate) fn mark_idle(&mut self, source: usize, now: Instant) {
-        if let Stage::Union { branches, watermarks } = self {
-            if let Some(i) = branches.iter().position(|b| b.sources == [source]) {
-                watermarks.mark_idle(i, now);
+        match self {
+            Stage::Source { .. } => {}
+            Stage::Union { branches, watermarks } => match branches.iter().position(|b| b.sources == [source]) {
+                Some(i) => watermarks.mark_idle(i, now),
+                None => {
+                    if let Some(b) = branches.iter_mut().find(|b| b.sources.contains(&source)) {
+                        b.stage.mark_idle(source, now);
+                    }
+                }
+            },
+            Stage::Join(j) => {
+                if let Some(b) = j.sides.iter_mut().find(|b| b.sources.contains(&source)) {
+                    b.stage.mark_idle(source, now);
+                }
+            }
+        }
+    }
+
+    /// Source `source` declared itself idle (it has nothing to read): its union leaves it out
+    /// of the watermark until it sends again.
+    pub(crate) fn set_idle(&mut self, source: usize) {
+        match self {
+            Stage::Source { .. } => {}
+            Stage::Union { branches, watermarks } => match branches.iter().position(|b| b.sources == [source]) {
+                Some(i) => watermarks.set_idle(i),
+                None => {
+                    if let Some(b) = branches.iter_mut().find(|b| b.sources.contains(&source)) {
+                        b.stage.set_idle(source);
+                    }
+                }
+            },
+            Stage::Join(j) => {
+                if let Some(b) = j.sides.iter_mut().find(|b| b.sources.contains(&source)) {
+                    b.stage.set_idle(source);
+                }
             }
         }
     }

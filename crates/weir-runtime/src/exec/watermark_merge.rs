@@ -79,6 +79,14 @@ impl WatermarkMerge {
         }
     }
 
+    /// Input `i` declared itself idle (a parallel source instance with nothing to read): it is
+    /// left out until it sends again, whatever its timeout.
+    pub fn set_idle(&mut self, i: usize) {
+        if let Some(s) = self.inputs.get_mut(i) {
+            s.idle = true;
+        }
+    }
+
     /// Input `i`'s watermark advanced; returns the merged watermark if it advanced.
     pub fn watermark(&mut self, i: usize, w: Nanos, now: Instant) -> Option<Nanos> {
         if let Some(s) = self.inputs.get_mut(i) {
