@@ -109,3 +109,34 @@ fn a_topic_read_in_parallel_resumes_from_a_checkpoint_at_another_parallelism() {
     got.sort();
     assert_eq!(got, expected);
 }
+
+/// A window over processing time, read by partition at parallelism 2, one partition empty: the
+/// instance reading it has nothing to stamp, and sends its clock as its watermark on a timer,
+/// so the windows close as the wall clock passes them while the other partition streams.
+#[test]
+fn processing_time_windows_close_with_an_empty_partition_in_parallel() {
+    let b = Broker::shared();
+    let t = topic("proctime");
+    b.create_topic(&t, 2);
+    let writer = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            for i in 0..40 {
+                let record = format!(r#"{{"k": {}}}"#, i % 3);
+                Broker::shared().produce(&t, &[(Some(0), record.as_str())]);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    let sql = format!(
+        "SET parallelism = 2;
+         CREATE TABLE e (k BIGINT, p AS PROCTIME()) WITH ('connector' = 'kafka', 'topic' = '{t}',
+           'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
+         SELECT COUNT(*) AS n FROM e GROUP BY TUMBLE(p, INTERVAL '1' SECOND), k;",
+        b.servers
+    );
+    let out = run_for(&sql, 5);
+    writer.join().unwrap();
+    let counts: Vec<u64> = out.lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(counts.len() >= 3, "windows closed while the query ran: {out}");
+}

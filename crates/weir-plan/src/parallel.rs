@@ -219,10 +219,7 @@ impl Builder<'_> {
     /// Lay out a branch (its input, then its operators); returns its last stage.
     fn branch(&mut self, input: &PlanInput, ops: &[StreamOp], path: Vec<Side>) -> Result<usize, String> {
         let current = match input {
-            PlanInput::Source(s) => {
-                if s.processing_time {
-                    return Err("windows over processing time run on one thread for now".into());
-                }
+            PlanInput::Source(_) => {
                 let n = self.sources;
                 self.sources += 1;
                 let instances = match self.resumed {
@@ -367,7 +364,7 @@ pub fn lookup_sources(plan: &StreamPlan) -> Vec<usize> {
 }
 
 /// The layout of `plan` at `parallelism`, source `n` read by `splits(n)` instances (1 when its
-/// connector cannot split it). `Err` says why the plan runs on one thread: joins with a TTL, processing time, or nothing to gain (no
+/// connector cannot split it). `Err` says why the plan runs on one thread: joins with a TTL, or nothing to gain (no
 /// stage would have more than one instance).
 pub fn layout(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(usize) -> usize) -> Result<Layout, String> {
     let layout = build(plan, parallelism, splits, false)?;

@@ -32,6 +32,7 @@ use crate::exec::source::SourceDriver;
 use crate::exec::stage::{BranchStage, JoinStage, Stage};
 use crate::exec::watermark_merge::WatermarkMerge;
 use crate::message::{Message, Nanos};
+use crate::operators::proc_time::ProcessingClock;
 
 /// The layout `plan` runs with at `parallelism` when source `n` is read by `splits(n)` sources,
 /// or `None` when it runs on one thread (the reason is logged).
@@ -49,13 +50,7 @@ pub fn resumed_layout(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(usi
 }
 
 fn layout_of(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(usize) -> usize, resumed: bool) -> Option<Layout> {
-    let uses_proctime = plan
-        .sources()
-        .iter()
-        .any(|s| s.table.proctime_index().is_some_and(|p| s.projection.as_ref().is_none_or(|cols| cols.contains(&p))));
-    let layout = if uses_proctime {
-        Err("a query over a PROCTIME() column runs on one thread for now".to_string())
-    } else if resumed {
+    let layout = if resumed {
         weir_plan::parallel::layout_resumed(plan, parallelism, splits)
     } else {
         weir_plan::parallel::layout(plan, parallelism, splits)
@@ -104,6 +99,11 @@ pub(crate) struct SourceInstance {
     pub(crate) align: Option<(Arc<Alignment>, usize)>,
     /// Its table's idle timeout: after reading nothing this long it declares itself idle.
     pub(crate) idle_after: Option<std::time::Duration>,
+    /// The stamp of a `PROCTIME()` column, before its operators.
+    pub(crate) stamp: Option<Instrumented>,
+    /// With a window over processing time: the clock, sent as the watermark on a timer while
+    /// nothing is read.
+    pub(crate) clock: Option<Arc<ProcessingClock>>,
     /// With checkpoints: where barrier requests come from and its state goes.
     pub(crate) checkpointer: Option<Checkpointer>,
 }
@@ -225,11 +225,21 @@ impl SourceInstance {
         c.report(id, Some(position), Vec::new(), &mut ops)
     }
 
+    /// Messages read, through the stamp (if any) and the stage's operators.
+    fn stamped(&mut self, messages: Vec<Message>) -> Result<Vec<Message>> {
+        let messages = match &mut self.stamp {
+            Some(stamp) => through(std::slice::from_mut(stamp), messages)?,
+            None => messages,
+        };
+        through(&mut self.ops, messages)
+    }
+
     fn read(&mut self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {
         // the newest checkpoint whose barrier this instance sent
         let mut sent = 0;
         // when it last had something to send, and whether it has declared itself idle since
         let (mut last_read, mut idle) = (Instant::now(), false);
+        let mut last_tick = Instant::now();
         loop {
             if failure.happened() || self.checkpointer.as_ref().is_some_and(|c| c.barriers.halted()) {
                 return Ok(());
@@ -271,6 +281,18 @@ impl SourceInstance {
             if !more {
                 messages.push(Message::EndOfStream);
             }
+            if let Some(clock) = self.clock.as_ref().filter(|_| last_tick.elapsed() >= ProcessingClock::TICK) {
+                // the wall clock is the watermark: on time while nothing is read
+                last_tick = Instant::now();
+                if messages.is_empty() {
+                    messages.push(Message::Watermark(clock.watermark()));
+                    let out = self.stamped(messages)?;
+                    if !self.out.send(out)? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
             if messages.is_empty() {
                 if !idle && self.idle_after.is_some_and(|t| last_read.elapsed() >= t) {
                     idle = true;
@@ -289,7 +311,7 @@ impl SourceInstance {
                     a.set_idle(*me, false);
                 }
             }
-            let out = through(&mut self.ops, messages)?;
+            let out = self.stamped(messages)?;
             if !more {
                 // its state at its end, for every later checkpoint
                 self.report(None)?;

@@ -23,6 +23,7 @@ use crate::exec::sink_merge::SinkMerge;
 use crate::exec::source::{Sink, Source, SourceDriver};
 use crate::exec::stage::Stage;
 use crate::exec::watermark_merge::WatermarkMerge;
+use crate::operators::proc_time::{ProcTimeOp, ProcessingClock};
 use crate::state::checkpoint::ParallelShape;
 
 /// The keys an exchange hashes, over the schema of the rows it routes.
@@ -189,6 +190,7 @@ impl Pipeline {
             .collect();
         let align =
             weir_plan::parallel::merges_inputs(plan).then(|| Arc::new(Alignment::new(source_count).read_first(first)));
+        let clock = Arc::new(ProcessingClock::new());
         for (s, stage) in stages.iter().enumerate() {
             if fused && s == last {
                 break;
@@ -213,10 +215,21 @@ impl Pipeline {
                             .ok_or_else(|| RuntimeError::Internal("fewer splits than instances".into()))?;
                         let cols = input_columns(node, plan.late_rows.is_some())?;
                         let idle = node.table.idle_timeout().map(|t| Duration::from_nanos(t.max(0) as u64));
-                        let driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(&metrics))
+                        let mut driver = SourceDriver::new(source, cols.watermark, cols.output, Arc::clone(&metrics))
                             .with_operator_metrics(metrics.register_instance("Source", OpRef::Source(*n), k))
                             .with_split_idle_timeout(idle)
                             .without_watermark_metric();
+                        if node.processing_time {
+                            driver = driver.with_final_watermark();
+                        }
+                        // the PROCTIME() column, stamped as rows are read (the clock shared by
+                        // every instance never goes back); with a window over it, the watermark
+                        let stamp = cols.proctime.map(|position| {
+                            let schema = crate::exec::pipeline::relaxed(node.output_schema.as_arrow());
+                            let op = ProcTimeOp::new(position, schema, Arc::clone(&clock), node.processing_time);
+                            Instrumented::unregistered(Box::new(op))
+                        });
+                        let clock = node.processing_time.then(|| Arc::clone(&clock));
                         let align = align.as_ref().map(|a| (Arc::clone(a), source_instances.len()));
                         let label = node.table.name.clone();
                         source_instances.push(SourceInstance {
@@ -226,6 +239,8 @@ impl Pipeline {
                             out,
                             align,
                             idle_after: idle,
+                            stamp,
+                            clock,
                             checkpointer: None,
                         });
                     }
