@@ -351,18 +351,23 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
 
-    /// Checkpointed on one thread first (parallelism 1), then resumed in parallel: a query over
-    /// one table reads its checkpoint as a run whose stages had one instance each.
+    /// Checkpointed on one thread first (parallelism 1), then resumed in parallel: a query
+    /// reads its checkpoint as a run whose stages had one instance each (each union's and
+    /// join's watermarks to the stage that runs it, each operator to its stage by number).
     #[test]
     fn one_thread_checkpoints_resume_in_parallel(
         rows in rows_strategy(),
         cuts in cuts_strategy(),
         crashes in prop::collection::vec(0usize..6, 1..4),
     ) {
-        // the queries over one table (not the joins)
-        for query in &QUERIES[0..13] {
+        // over one table, joins of two and a lookup join
+        for query in PARALLEL.map(|q| QUERIES[q]) {
             check(query, &rows, &cuts, &crashes, &[1, 2, 3])?;
         }
+        // the union, its tables' rows in time order (see `parallel_unions_restart_from_checkpoints`)
+        let mut rows = rows;
+        rows.sort_by_key(|r| r.ts);
+        check(QUERIES[UNION], &rows, &cuts, &crashes, &[1, 2, 3])?;
     }
 }
 

@@ -84,6 +84,8 @@ pub(crate) struct Parallel {
     pub(crate) shape: crate::state::checkpoint::ParallelShape,
     /// What kind of stage each stage is.
     pub(crate) kinds: Vec<crate::exec::rescale::StageShape>,
+    /// Which stage takes up each watermark state of a checkpoint taken on one thread.
+    pub(crate) one_thread: Vec<usize>,
     /// With checkpoints: the sink thread's side of them.
     pub(crate) checkpoints: Option<ParallelCheckpoints>,
 }

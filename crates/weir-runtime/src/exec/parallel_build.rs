@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use datafusion_common::DFSchema;
 use datafusion_physical_expr::PhysicalExpr;
-use weir_plan::parallel::{branch_input, branch_join, branch_ops, Exchange, Layout, LayoutStage, StageInput};
-use weir_plan::{OpRef, StreamOp, StreamPlan};
+use weir_plan::parallel::{branch_input, branch_join, branch_ops, Exchange, Layout, LayoutStage, Side, StageInput};
+use weir_plan::{OpRef, PlanInput, StreamOp, StreamPlan};
 
 use crate::error::{Result, RuntimeError};
 use crate::exec::alignment::Alignment;
@@ -131,6 +131,51 @@ fn senders(layout: &Layout, stage: &LayoutStage) -> usize {
         StageInput::Join { from, .. } => layout.stages[from[0]].instances + layout.stages[from[1]].instances,
         StageInput::Union { from, .. } => from.iter().map(|f| layout.stages[*f].instances).sum(),
     }
+}
+
+/// For each watermark state a checkpoint taken on one thread lists (its unions' and joins', in
+/// the order the operator task's tree saves them: children first), the stage that takes it up
+/// (see [`crate::exec::rescale::ByThread::from_one_thread`]).
+fn one_thread_owners(plan: &StreamPlan, layout: &Layout) -> Vec<usize> {
+    fn walk(input: &PlanInput, path: Vec<Side>, out: &mut Vec<Vec<Side>>) {
+        match input {
+            PlanInput::Source(_) => return,
+            PlanInput::Union(branches) => {
+                for (n, b) in branches.iter().enumerate() {
+                    let mut p = path.clone();
+                    p.push(Side::Union(n));
+                    walk(&b.input, p, out);
+                }
+            }
+            PlanInput::Join(j) => {
+                for (side, b) in [(Side::Left, &j.left), (Side::Right, &j.right)] {
+                    let mut p = path.clone();
+                    p.push(side);
+                    walk(&b.input, p, out);
+                }
+            }
+        }
+        out.push(path);
+    }
+    if let PlanInput::Source(_) = plan.input {
+        // one table: its watermarks' merge, taken up by the stage reading the table's stage
+        let reader = layout.stages.iter().position(|s| matches!(s.input, StageInput::Exchange { from: 0, .. }));
+        return vec![reader.unwrap_or(usize::MAX)];
+    }
+    let mut paths = Vec::new();
+    walk(&plan.input, Vec::new(), &mut paths);
+    paths
+        .iter()
+        .map(|path| {
+            layout
+                .stages
+                .iter()
+                .position(|s| {
+                    &s.branch == path && matches!(s.input, StageInput::Union { .. } | StageInput::Join { .. })
+                })
+                .unwrap_or(usize::MAX)
+        })
+        .collect()
 }
 
 impl Pipeline {
@@ -307,11 +352,28 @@ impl Pipeline {
                         StageInput::Union { from, .. } => from.clone(),
                     },
                     ops: stage_ops(plan, stage)?.len() + usize::from(join),
+                    first_op: stage.first_op,
+                    table: match stage.input {
+                        StageInput::Source(n) => Some(n),
+                        _ => None,
+                    },
+                    join_op: match stage.input {
+                        StageInput::Join { op, .. } => Some(op),
+                        _ => None,
+                    },
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let parallel =
-            Parallel { sources: source_instances, instances, sink: sink_merge, shape, kinds, checkpoints: None };
+        let one_thread = one_thread_owners(plan, layout);
+        let parallel = Parallel {
+            sources: source_instances,
+            instances,
+            sink: sink_merge,
+            shape,
+            kinds,
+            one_thread,
+            checkpoints: None,
+        };
         let root = Stage::Union { branches: Vec::new(), watermarks: WatermarkMerge::new(&[], Instant::now()) };
         Ok(Self {
             drivers: Vec::new(),

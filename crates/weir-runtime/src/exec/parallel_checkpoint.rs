@@ -32,7 +32,7 @@ fn other_shape(restored: &Restored, saved: Option<&ParallelShape>, now: &Paralle
             "at parallelism {} (stages of {:?} instances, tables in {:?} splits)",
             s.parallelism, s.stages, s.splits
         ),
-        None => "on one thread (resumable in parallel only for a query over one table without a join)".into(),
+        None => "on one thread (resumable in parallel with every table read whole)".into(),
     };
     RuntimeError::Checkpoint(format!(
         "{} was taken {was}; this run has parallelism {} (stages of {:?} instances, tables in {:?} splits), a layout it cannot be resumed in",
@@ -152,10 +152,8 @@ impl Parallel {
                 }
                 ByThread::split(&self.kinds, &saved.stages, &m.sources, &m.stages, operators)
             }
-            // taken on one thread: a plan over one table without a join reads as a run whose
-            // stages had one instance each
-            None => ByThread::from_one_thread(&self.kinds, &m.sources, &m.stages, operators)?
-                .ok_or_else(|| other_shape(restored, None, &self.shape)),
+            // taken on one thread: read as a run whose stages had one instance each
+            None => ByThread::from_one_thread(&self.kinds, &self.one_thread, &m.sources, &m.stages, operators),
         }
         .map_err(|e| match e {
             RuntimeError::Checkpoint(why) if !why.starts_with(&restored.location) => {

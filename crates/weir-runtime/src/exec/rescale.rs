@@ -30,6 +30,12 @@ pub(crate) struct StageShape {
     pub(crate) inputs: Vec<usize>,
     /// Operators per instance, a join's included.
     pub(crate) ops: usize,
+    /// The operator number ([`weir_plan::OpRef::Op`]) of its first operator after its input.
+    pub(crate) first_op: usize,
+    /// The table a source stage reads (its index among the plan's sources).
+    pub(crate) table: Option<usize>,
+    /// A join stage's operator number.
+    pub(crate) join_op: Option<usize>,
 }
 
 impl StageShape {
@@ -120,46 +126,71 @@ impl ByThread {
         Ok(Self { instances: instances.to_vec(), threads, fused, sink })
     }
 
-    /// What a checkpoint taken on one thread lists (one position per table, the union of the
-    /// one table's watermarks, every operator in plan order), for a plan with one table and no
-    /// join, as a run whose stages each had one instance; `None` for other plans.
+    /// What a checkpoint taken on one thread lists (one position per table, the watermarks of
+    /// its unions and joins in tree order, every operator in tree order), as a run whose stages
+    /// each had one instance. `owners[i]`: the stage that takes the one-thread run's `i`-th
+    /// watermark state (a union's or a join's; a plan over one table has one, its table's, which
+    /// goes to the stage reading the table's stage).
     pub(crate) fn from_one_thread(
         kinds: &[StageShape],
+        owners: &[usize],
         sources: &[Value],
         stages: &[Value],
         operators: Vec<(String, OperatorSnapshot)>,
-    ) -> Result<Option<Self>> {
-        let linear = kinds.first().is_some_and(|k| k.source)
-            && kinds.iter().skip(1).all(|k| !k.source && k.exchange)
-            && sources.len() == 1
-            && stages.len() == 1;
-        if !linear {
-            return Ok(None);
+    ) -> Result<Self> {
+        let bad =
+            |what: &str| RuntimeError::Checkpoint(format!("the checkpoint's {what} do not fit this plan's stages"));
+        if owners.len() != stages.len() {
+            return Err(bad("watermarks"));
         }
-        let bad = || RuntimeError::Checkpoint("the checkpoint's operators do not fit this plan's stages".into());
-        let last = kinds.len() - 1;
-        let mut operators = operators.into_iter();
+        // the stamps of PROCTIME() columns are listed on one thread, not numbered (stateless)
+        let ops: Vec<(String, OperatorSnapshot)> =
+            operators.into_iter().filter(|(name, _)| name != "ProcTime").collect();
+        let mut used = 0;
+        let op = |n: usize| ops.get(n).cloned().ok_or_else(|| bad("operators"));
+        let instances = vec![1; kinds.len()];
+        let (_, fused) = threads(kinds, &instances);
         let mut threads = HashMap::new();
-        // later merges start empty: they see the watermarks the operators before them send
-        let empty = || fresh_merge(NO_WATERMARK, false, 1);
+        let mut sink = json!({ "watermarks": fresh_merge(NO_WATERMARK, false, 1), "from": [NO_WATERMARK] });
         for (s, kind) in kinds.iter().enumerate() {
-            let ops = (0..kind.ops).map(|_| operators.next().ok_or_else(bad)).collect::<Result<Vec<_>>>()?;
-            let values = match (kind.source, s) {
+            let mut own = Vec::with_capacity(kind.ops);
+            own.extend(kind.join_op.map(op).transpose()?);
+            for k in 0..kind.ops - own.len() {
+                own.push(op(kind.first_op + k)?);
+            }
+            used += own.len();
+            let value = owners.iter().position(|o| *o == s).map(|i| stages[i].clone());
+            // later merges start empty: they see the watermarks the operators before them send
+            let merge = value.clone().unwrap_or_else(|| fresh_merge(NO_WATERMARK, false, 1));
+            let values = match (kind.source, kind.exchange) {
                 (true, _) => Vec::new(),
-                (false, 1) if s != last => vec![stages[0].clone()],
-                (false, _) if s != last => vec![empty()],
-                _ => Vec::new(),
+                (false, true) => vec![merge.clone()],
+                (false, false) => {
+                    #[derive(serde::Deserialize)]
+                    struct Join {
+                        watermarks: [Nanos; 2],
+                        ended: [bool; 2],
+                    }
+                    let saved = value.ok_or_else(|| bad("joins"))?;
+                    let j: Join = from_json(&saved, "a join's watermarks")?;
+                    let side = |i: usize| fresh_merge(j.watermarks[i], j.ended[i], 1);
+                    vec![side(0), side(1), saved]
+                }
             };
-            let position = kind.source.then(|| sources[0].clone());
-            threads.insert((s, 0), Saved { position, stages: values, operators: ops });
+            let position = kind.table.map(|n| sources.get(n).cloned().ok_or_else(|| bad("tables"))).transpose()?;
+            if fused == Some(s) {
+                let (w, _) = merge_of(&merge)?;
+                let inputs = merge.get("inputs").and_then(Value::as_array).map_or(1, Vec::len);
+                sink = json!({ "watermarks": merge, "from": vec![w; inputs] });
+                threads.insert((s, 0), Saved { operators: own, ..Saved::default() });
+            } else {
+                threads.insert((s, 0), Saved { position, stages: values, operators: own });
+            }
         }
-        if operators.next().is_some() {
-            return Err(bad());
+        if used != ops.len() || sources.len() != kinds.iter().filter(|k| k.source).count() {
+            return Err(bad("operators"));
         }
-        let into_sink = if last == 1 { stages[0].clone() } else { empty() };
-        let sink = json!({ "watermarks": into_sink, "from": [merge_of(&into_sink)?.0] });
-        let fused = (last > 0).then_some(last);
-        Ok(Some(Self { instances: vec![1; kinds.len()], threads, fused, sink }))
+        Ok(Self { instances, threads, fused, sink })
     }
 
     pub(crate) fn thread(&self, s: usize, k: usize) -> Result<&Saved> {
@@ -242,8 +273,24 @@ mod tests {
 
     fn kinds() -> Vec<StageShape> {
         vec![
-            StageShape { source: true, exchange: false, inputs: vec![], ops: 1 },
-            StageShape { source: false, exchange: true, inputs: vec![0], ops: 2 },
+            StageShape {
+                source: true,
+                exchange: false,
+                inputs: vec![],
+                ops: 1,
+                first_op: 0,
+                table: Some(0),
+                join_op: None,
+            },
+            StageShape {
+                source: false,
+                exchange: true,
+                inputs: vec![0],
+                ops: 2,
+                first_op: 1,
+                table: None,
+                join_op: None,
+            },
         ]
     }
 
