@@ -321,6 +321,19 @@ fn a_large_parquet_file_read_in_row_groups_gives_the_result_of_one_thread() {
     assert!(std::fs::metadata(&path).unwrap().len() > 32 << 20);
     let (rows_read, bad) = file_in_splits(&path, "parquet");
     assert_eq!((rows_read, bad), (rows as u64, 0), "every row read once");
+    // at parallelism 4, as many runs as the file has 16 MiB for (two or three), not four
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    engine.set("parallelism", "4").unwrap();
+    let sql = format!(
+        "CREATE TABLE big (k VARCHAR, note VARCHAR, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+           WITH (connector = 'file', path = '{}', format = 'parquet');
+         SELECT k, COUNT(*) FROM big GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), k",
+        path.display()
+    );
+    let runs = (std::fs::metadata(&path).unwrap().len() / (16 << 20)).min(4);
+    assert!(runs < 4);
+    let explained = engine.explain(&sql).unwrap();
+    assert!(explained.contains(&format!("[{runs} splits]")), "{explained}");
 }
 
 /// A fast `datagen` table is made by two instances at parallelism 2, each every other block

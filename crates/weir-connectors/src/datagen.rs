@@ -501,6 +501,12 @@ impl Connector for DatagenConnector {
         DatagenOptions::parse(table).is_ok_and(|o| o.rows_per_second / MIN_SPLIT_RATE >= 2)
     }
 
+    /// One instance per [`MIN_SPLIT_RATE`] rows a second, up to `n`.
+    fn split_count(&self, table: &TableDef, _: &ConnectorContext, n: usize) -> usize {
+        DatagenOptions::parse(table)
+            .map_or(1, |o| (o.rows_per_second / MIN_SPLIT_RATE).clamp(1, n.max(1) as u64) as usize)
+    }
+
     /// Up to `n` instances, each making every `n`-th block of rows, paced at its share.
     fn open_splits(
         &self,
@@ -677,6 +683,8 @@ mod tests {
         assert!(DatagenConnector.splittable(&t, &ctx));
         let schema = t.physical_schema().unwrap();
         assert_eq!(DatagenConnector.open_splits(&t, Arc::clone(&schema), &ctx, 8).unwrap().map(|s| s.len()), Some(3));
+        assert_eq!(DatagenConnector.split_count(&t, &ctx, 8), 3, "what EXPLAIN shows");
+        assert_eq!(DatagenConnector.split_count(&t, &ctx, 2), 2);
         assert!(DatagenConnector.open_splits(&t, schema, &ctx, 1).unwrap().is_none());
     }
 

@@ -129,6 +129,25 @@ impl Connector for FileConnector {
         }
     }
 
+    /// A Parquet file: as many runs of row groups as it has row groups and 16 MiB for (up to
+    /// `n`); a directory: as many shares as it has files and 16 MiB for; a CSV or JSON-lines
+    /// file: `n`.
+    fn split_count(&self, table: &TableDef, ctx: &ConnectorContext, n: usize) -> usize {
+        if !self.splittable(table, ctx) {
+            return 1;
+        }
+        let Ok(options) = FileOptions::from_table(table, ctx.base_dir.as_deref(), true) else { return 1 };
+        let Some(path) = &options.path else { return 1 };
+        let min = crate::file_splits::MIN_SPLIT_BYTES;
+        if path.is_dir() {
+            return directory_shares(path, n, min).ok().flatten().map_or(1, |s| s.len());
+        }
+        if options.format == FileFormat::Parquet {
+            return parquet_runs(path, n, min).ok().flatten().map_or(1, |r| r.len());
+        }
+        n
+    }
+
     fn open_splits(
         &self,
         table: &TableDef,
@@ -205,15 +224,7 @@ impl FileConnector {
         n: usize,
     ) -> Result<Option<Vec<Box<dyn Source>>>> {
         let Some(path) = &options.path else { return Ok(None) };
-        let min = crate::file_splits::MIN_SPLIT_BYTES;
-        let mut runs = None;
-        for k in (2..=n).rev() {
-            runs = crate::parquet_source::row_group_splits(path, k, min).map_err(RuntimeError::Source)?;
-            if runs.is_some() {
-                break;
-            }
-        }
-        let Some(runs) = runs else { return Ok(None) };
+        let Some(runs) = parquet_runs(path, n, crate::file_splits::MIN_SPLIT_BYTES)? else { return Ok(None) };
         tracing::info!(table = %table.name, input = %options.display(), splits = runs.len(), "reading row groups in parallel");
         let open = |groups| ParquetSource::open_row_groups(options, Arc::clone(&schema), ctx.batch_size, groups);
         Ok(Some(
@@ -222,6 +233,17 @@ impl FileConnector {
                 .collect::<Result<_>>()?,
         ))
     }
+}
+
+/// The most runs of row groups, up to `n`, the Parquet file at `path` can be read in (see
+/// [`crate::parquet_source::row_group_splits`]); `None` under two.
+fn parquet_runs(path: &std::path::Path, n: usize, min: u64) -> Result<Option<Vec<Vec<usize>>>> {
+    for k in (2..=n).rev() {
+        if let Some(runs) = crate::parquet_source::row_group_splits(path, k, min).map_err(RuntimeError::Source)? {
+            return Ok(Some(runs));
+        }
+    }
+    Ok(None)
 }
 
 /// The files of `dir` shared among as many as `n` readers (see [`crate::live::shares`]):

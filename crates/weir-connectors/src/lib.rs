@@ -363,13 +363,13 @@ pub fn planned_layout(
     if n <= 1 {
         return None;
     }
-    let splittable: Vec<bool> = nodes.iter().map(|node| registry.splittable(&node.table, ctx)).collect();
+    let counts: Vec<usize> = nodes.iter().map(|node| registry.split_count(&node.table, ctx, n)).collect();
     // by default, only a query reading a table in splits, without a join or a union (see
     // `weir_plan::parallel::merges_inputs`), runs in parallel
-    if ctx.parallelism_by_default && (!splittable.contains(&true) || weir_plan::parallel::merges_inputs(plan)) {
+    if ctx.parallelism_by_default && (counts.iter().all(|c| *c <= 1) || weir_plan::parallel::merges_inputs(plan)) {
         return None;
     }
-    weir_runtime::parallel_layout(plan, n, &|i| if splittable.get(i).copied().unwrap_or(false) { n } else { 1 })
+    weir_runtime::parallel_layout(plan, n, &|i| counts.get(i).copied().unwrap_or(1))
 }
 
 /// A pipeline finished with its sink.
@@ -388,7 +388,7 @@ fn build_parallel(
         return Ok(None);
     }
     let (n, nodes) = (ctx.parallelism, plan.sources());
-    let splittable: Vec<bool> = nodes.iter().map(|node| registry.splittable(&node.table, ctx)).collect();
+    let splittable: Vec<bool> = nodes.iter().map(|node| registry.split_count(&node.table, ctx, n) > 1).collect();
     let whole_rows = plan.late_rows.is_some();
     let mut sources: Vec<Vec<Box<dyn Source>>> = Vec::new();
     for (i, node) in nodes.iter().enumerate() {

@@ -80,6 +80,17 @@ pub trait Connector: Send + Sync {
         false
     }
 
+    /// How many splits [`Connector::open_splits`] would open for `n` instances (for `EXPLAIN`
+    /// and the layout, without opening anything; 1: read whole). The default: `n` when
+    /// [`Connector::splittable`], else 1.
+    fn split_count(&self, table: &TableDef, ctx: &ConnectorContext, n: usize) -> usize {
+        if self.splittable(table, ctx) {
+            n
+        } else {
+            1
+        }
+    }
+
     /// Open `table` as `n` sources that together read what [`Connector::open_source`] reads,
     /// each rows of its own (for `n` parallel instances; each keeps its own watermark), or
     /// `None` when the table cannot be split (it is then read whole, by one instance). The
@@ -177,6 +188,11 @@ impl ConnectorRegistry {
     /// [`Connector::splittable`] of `table`'s connector (false when it has none).
     pub fn splittable(&self, table: &TableDef, ctx: &ConnectorContext) -> bool {
         self.lookup(table).is_ok_and(|(_, c)| c.splittable(table, ctx))
+    }
+
+    /// [`Connector::split_count`] of `table`'s connector (1 when it has none), at most `n`.
+    pub fn split_count(&self, table: &TableDef, ctx: &ConnectorContext, n: usize) -> usize {
+        self.lookup(table).map_or(1, |(_, c)| c.split_count(table, ctx, n).clamp(1, n.max(1)))
     }
 
     /// [`Connector::open_splits`] of `table`'s connector.
