@@ -127,6 +127,9 @@ pub(crate) struct Aligner {
     held: VecDeque<Envelope>,
     /// Packets held during the last alignment, read before the channel.
     replay: VecDeque<Envelope>,
+    /// Whether a sender's rows after its barrier wait for the alignment (exactly-once); under
+    /// at-least-once they go on (only its next barrier waits), and a restart reads them again.
+    hold: bool,
 }
 
 impl Aligner {
@@ -140,7 +143,13 @@ impl Aligner {
             aligning: None,
             held: VecDeque::new(),
             replay: VecDeque::new(),
+            hold: true,
         }
+    }
+
+    /// At-least-once: rows after a barrier are not held (see [`Aligner::hold`]).
+    pub(crate) fn unaligned(&mut self) {
+        self.hold = false;
     }
 
     /// The next messages, or an aligned barrier; `None` once every sender has gone. `wait`:
@@ -173,7 +182,10 @@ impl Aligner {
                     },
                 },
             };
-            if self.aligning.is_some() && self.arrived.get(i).copied().unwrap_or(false) {
+            if self.aligning.is_some()
+                && self.arrived.get(i).copied().unwrap_or(false)
+                && (self.hold || matches!(packet, Packet::Barrier(_)))
+            {
                 self.held.push_back((i, packet));
                 continue;
             }
@@ -271,6 +283,20 @@ mod tests {
         assert_eq!(got, ["0:idle", "aligned 9", "1:idle"]);
         drop(tx);
         assert_eq!(pulled(&mut a), "gone");
+    }
+
+    #[test]
+    fn unaligned_a_sender_past_the_barrier_goes_on_and_only_its_next_barrier_waits() {
+        let (tx, rx) = sync_channel(16);
+        let mut a = Aligner::new(Inbox { rx, credits: Arc::new(Credits::new(2)) }, 2);
+        a.unaligned();
+        for e in [(0, Packet::Barrier(7)), (0, wm(1)), (0, Packet::Barrier(8)), (0, wm(2)), (1, Packet::Barrier(7))] {
+            tx.send(e).unwrap();
+        }
+        let got: Vec<String> = (0..4).map(|_| pulled(&mut a)).collect();
+        assert_eq!(got, ["0:1", "0:2", "aligned 7", "quiet"]);
+        tx.send((1, Packet::Barrier(8))).unwrap();
+        assert_eq!(pulled(&mut a), "aligned 8");
     }
 
     #[test]

@@ -152,6 +152,11 @@ impl Merge {
         Self { input, root: Stage::Join(Box::new(JoinStage::new(left, right, op))) }
     }
 
+    /// At-least-once: no sender's rows wait for a checkpoint's alignment.
+    pub(crate) fn unaligned(&mut self) {
+        self.input.unaligned();
+    }
+
     /// What comes next; `None` once every sender has gone.
     fn next(&mut self) -> Result<Option<Step>> {
         loop {

@@ -55,6 +55,13 @@ impl Parallel {
         for op in self.operators(chain) {
             op.snapshot()?;
         }
+        if config.guarantee == weir_plan::Guarantee::AtLeastOnce {
+            // Flink's at-least-once: barriers are counted, not aligned (no sender waits)
+            for i in &mut self.instances {
+                i.input.unaligned();
+            }
+            self.sink.unaligned();
+        }
         let newest = config.store.newest_id()?;
         let metrics = Arc::clone(&chain.metrics);
         let coordinator = Coordinator::new(&config, query, self.sources.len(), newest, metrics);

@@ -112,6 +112,11 @@ impl SinkMerge {
         })
     }
 
+    /// At-least-once: no instance's rows wait for a checkpoint's alignment.
+    pub(crate) fn unaligned(&mut self) {
+        self.input.unaligned();
+    }
+
     /// How many instances it merges.
     pub(crate) fn inputs(&self) -> usize {
         self.from.len()
