@@ -336,6 +336,32 @@ fn a_large_parquet_file_read_in_row_groups_gives_the_result_of_one_thread() {
     assert!(explained.contains(&format!("[{runs} splits]")), "{explained}");
 }
 
+/// `sql`'s query planned at parallelism 2, where EXPLAIN shows its table in two splits.
+fn in_two_splits(sql: &str) -> (Engine, weir_sql::StreamPlan) {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    engine.set("parallelism", "2").unwrap();
+    let explained = engine.explain(sql).unwrap();
+    assert!(explained.contains("[2 splits]"), "{explained}");
+    match engine.plan(sql).unwrap().pop() {
+        Some(Planned::Query(p)) => (engine, p),
+        _ => panic!("a query"),
+    }
+}
+
+/// `plan` run at parallelism `n`: what it emitted, and the run's metrics.
+fn run_plan(
+    engine: &Engine,
+    plan: &weir_sql::StreamPlan,
+    n: usize,
+) -> (Vec<datafusion::arrow::record_batch::RecordBatch>, Arc<weir_runtime::Metrics>) {
+    let sink = CollectSink::new();
+    let metrics = Arc::new(weir_runtime::Metrics::default());
+    let options = RunOptions { parallelism: Some(n), metrics: Some(Arc::clone(&metrics)), ..RunOptions::default() };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(engine.run_with(plan, Box::new(sink.clone()), Arc::new(AtomicBool::new(false)), options)).unwrap();
+    (sink.batches(), metrics)
+}
+
 /// A fast `datagen` table is made by two instances at parallelism 2, each every other block
 /// of rows: the same rows as one generator (the same seed), so the same groups.
 #[test]
@@ -345,24 +371,11 @@ fn a_datagen_table_is_generated_in_parallel() {
                  'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.v.min' = '1', 'fields.v.max' = '40',
                  'fields.name.length' = '2');
          SELECT v, COUNT(*), SUM(id), MIN(name), MAX(name), COUNT(DISTINCT name) FROM g GROUP BY v";
-    let engine = Engine::new(EngineConfig::default()).unwrap();
-    engine.set("parallelism", "2").unwrap();
-    let explained = engine.explain(sql).unwrap();
-    assert!(explained.contains("[2 splits]"), "{explained}");
-    let plan = match engine.plan(sql).unwrap().pop() {
-        Some(Planned::Query(p)) => p,
-        _ => panic!("a query"),
-    };
+    let (engine, plan) = in_two_splits(sql);
     let run = |n: usize| {
-        let sink = CollectSink::new();
-        let metrics = Arc::new(weir_runtime::Metrics::default());
-        let options = RunOptions { parallelism: Some(n), metrics: Some(Arc::clone(&metrics)), ..RunOptions::default() };
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime
-            .block_on(engine.run_with(&plan, Box::new(sink.clone()), Arc::new(AtomicBool::new(false)), options))
-            .unwrap();
+        let (batches, metrics) = run_plan(&engine, &plan, n);
         let sources = metrics.operators().iter().filter(|o| o.name == "Source").count();
-        (sorted(replay(&format_rows(&sink.batches())).unwrap()), weir_runtime::Metrics::get(&metrics.rows_in), sources)
+        (sorted(replay(&format_rows(&batches)).unwrap()), weir_runtime::Metrics::get(&metrics.rows_in), sources)
     };
     let (one, two) = (run(1), run(2));
     assert_eq!(one.0.len(), 40);
@@ -427,25 +440,12 @@ fn file_in_splits(path: &std::path::Path, format: &str) -> (u64, u64) {
          FROM big GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), k",
         path.display()
     );
-    let engine = Engine::new(EngineConfig::default()).unwrap();
-    engine.set("parallelism", "2").unwrap();
-    let explained = engine.explain(&sql).unwrap();
-    assert!(explained.contains("[2 splits]"), "{explained}");
-    let plan = match engine.plan(&sql).unwrap().pop() {
-        Some(Planned::Query(p)) => p,
-        _ => panic!("a query"),
-    };
+    let (engine, plan) = in_two_splits(&sql);
     let run = |n: usize| {
-        let sink = CollectSink::new();
-        let metrics = Arc::new(weir_runtime::Metrics::default());
-        let options = RunOptions { parallelism: Some(n), metrics: Some(Arc::clone(&metrics)), ..RunOptions::default() };
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime
-            .block_on(engine.run_with(&plan, Box::new(sink.clone()), Arc::new(AtomicBool::new(false)), options))
-            .unwrap();
+        let (batches, metrics) = run_plan(&engine, &plan, n);
         let m = |c: &std::sync::atomic::AtomicU64| weir_runtime::Metrics::get(c);
         let sources = metrics.operators().iter().filter(|o| o.name == "Source").count();
-        let rows = sorted(format_rows(&sink.batches()));
+        let rows = sorted(format_rows(&batches));
         (rows, m(&metrics.rows_in), m(&metrics.bad_rows_skipped), m(&metrics.late_rows), sources)
     };
     let one = run(1);
