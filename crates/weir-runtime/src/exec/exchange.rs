@@ -44,21 +44,30 @@ pub(crate) enum Packet {
 
 /// Packets of messages one sender may have on their way to an instance: in its channel, or
 /// held by its alignment of a checkpoint barrier.
-pub(crate) const CREDITS: usize = 2;
+pub(crate) const CREDITS: usize = 4;
 
 /// The credits of an instance's senders.
 pub(crate) struct Credits {
-    /// Per sender, its packets on their way; and whether the instance has gone.
-    state: Mutex<(Vec<usize>, bool)>,
+    state: Mutex<CreditState>,
     freed: Condvar,
+}
+
+struct CreditState {
+    /// Per sender, its packets on their way.
+    in_flight: Vec<usize>,
+    /// Senders waiting for a credit (only then is a given-back credit announced).
+    waiting: usize,
+    /// The instance has gone.
+    closed: bool,
 }
 
 impl Credits {
     pub(crate) fn new(senders: usize) -> Self {
-        Self { state: Mutex::new((vec![0; senders], false)), freed: Condvar::new() }
+        let state = CreditState { in_flight: vec![0; senders], waiting: 0, closed: false };
+        Self { state: Mutex::new(state), freed: Condvar::new() }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<usize>, bool)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CreditState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -67,10 +76,10 @@ impl Credits {
     fn acquire(&self, sender: usize) -> bool {
         let mut state = self.lock();
         loop {
-            if state.1 {
+            if state.closed {
                 return false;
             }
-            match state.0.get_mut(sender) {
+            match state.in_flight.get_mut(sender) {
                 Some(n) if *n >= CREDITS => {}
                 Some(n) => {
                     *n += 1;
@@ -78,23 +87,28 @@ impl Credits {
                 }
                 None => return true,
             }
+            state.waiting += 1;
             state = self.freed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.waiting -= 1;
         }
     }
 
     /// The instance took up a packet of `sender`.
     pub(crate) fn release(&self, sender: usize) {
         let mut state = self.lock();
-        if let Some(n) = state.0.get_mut(sender) {
+        if let Some(n) = state.in_flight.get_mut(sender) {
             *n = n.saturating_sub(1);
         }
+        let waiting = state.waiting > 0;
         drop(state);
-        self.freed.notify_all();
+        if waiting {
+            self.freed.notify_all();
+        }
     }
 
     /// The instance has gone: no sender waits for it any more.
     pub(crate) fn close(&self) {
-        self.lock().1 = true;
+        self.lock().closed = true;
         self.freed.notify_all();
     }
 }
