@@ -218,3 +218,44 @@ fn checkpoints_of_a_generated_table_through_a_file_url_are_reported_in_the_metri
     let last = windows.iter().map(|w| w.1).max().unwrap_or(0);
     assert!(windows.len() >= 2 && counted == last, "before the stop:\n{before}\nafter:\n{after}");
 }
+
+/// A query over processing time, checkpointed on one thread (the `PROCTIME()` stamp is then
+/// among the checkpoint's operators, unnumbered) and resumed at parallelism 2 (the table read
+/// whole, the windows' keys over two instances): every generated row is counted once across
+/// the stop, whichever wall-clock window it fell in.
+#[test]
+fn a_processing_time_checkpoint_taken_on_one_thread_resumes_in_parallel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sql = dir.path().join("q.sql");
+    let out = dir.path().join("out");
+    std::fs::write(
+        &sql,
+        format!(
+            "CREATE TABLE g (v INT, p AS PROCTIME()) WITH (connector = 'datagen', 'rows-per-second' = '1000000',
+               'number-of-rows' = '3000000', 'fields.v.min' = '1', 'fields.v.max' = '3');
+             CREATE TABLE out (v INT, n BIGINT) WITH (connector = 'file', path = '{}', format = 'csv');
+             INSERT INTO out SELECT v, COUNT(*) FROM TABLE(TUMBLE(TABLE g, DESCRIPTOR(p), INTERVAL '1' SECOND))
+             GROUP BY v, window_start, window_end;",
+            out.display()
+        ),
+    )
+    .expect("write");
+    let job = Job { dir, sql, expected: Default::default(), location: None, envs: Vec::new() };
+    let err = job.run_and_stop_with(&["--parallelism", "1"], Duration::from_millis(1200));
+    assert!(err.contains("stopped after checkpoint"), "{err}");
+    let manifest = newest_manifest(&job);
+    assert!(manifest.get("parallel").is_none(), "{manifest}");
+    assert!(
+        manifest["operators"].as_array().is_some_and(|ops| ops.iter().any(|o| o["name"] == "ProcTime")),
+        "{manifest}"
+    );
+    let o = job.run(&["--parallelism", "2"]);
+    let err = stderr(&o);
+    assert!(o.status.success() && err.contains("resuming from checkpoint"), "{err}");
+    assert_eq!(newest_manifest(&job)["parallel"]["parallelism"], 2);
+    let counted: usize = rows(&out)
+        .iter()
+        .map(|(line, times)| line.split(',').nth(1).and_then(|n| n.parse::<usize>().ok()).expect("a count") * times)
+        .sum();
+    assert_eq!(counted, 3_000_000, "every row once");
+}
