@@ -79,6 +79,14 @@ pub struct DatagenOptions {
     columns: BTreeMap<String, Gen>,
 }
 
+impl DatagenOptions {
+    /// The instances that make the table at parallelism `n`: one per [`MIN_SPLIT_RATE`] rows a
+    /// second, at most `n`.
+    fn instances(&self, n: usize) -> u64 {
+        (self.rows_per_second / MIN_SPLIT_RATE).min(n as u64)
+    }
+}
+
 fn positive(name: &str, key: &str, v: &str) -> std::result::Result<u64, String> {
     match v.trim().parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
@@ -496,15 +504,13 @@ impl Connector for DatagenConnector {
     }
 
     /// A table paced at [`MIN_SPLIT_RATE`] rows a second for each of two instances or more.
-    fn splittable(&self, table: &TableDef, ctx: &ConnectorContext) -> bool {
-        let _ = ctx;
-        DatagenOptions::parse(table).is_ok_and(|o| o.rows_per_second / MIN_SPLIT_RATE >= 2)
+    fn splittable(&self, table: &TableDef, _: &ConnectorContext) -> bool {
+        DatagenOptions::parse(table).is_ok_and(|o| o.instances(usize::MAX) >= 2)
     }
 
     /// One instance per [`MIN_SPLIT_RATE`] rows a second, up to `n`.
     fn split_count(&self, table: &TableDef, _: &ConnectorContext, n: usize) -> usize {
-        DatagenOptions::parse(table)
-            .map_or(1, |o| (o.rows_per_second / MIN_SPLIT_RATE).clamp(1, n.max(1) as u64) as usize)
+        DatagenOptions::parse(table).map_or(1, |o| o.instances(n).max(1) as usize)
     }
 
     /// Up to `n` instances, each making every `n`-th block of rows, paced at its share.
@@ -516,7 +522,7 @@ impl Connector for DatagenConnector {
         n: usize,
     ) -> Result<Option<Vec<Box<dyn Source>>>> {
         let options = DatagenOptions::parse(table).map_err(RuntimeError::Source)?;
-        let k = (n as u64).min(options.rows_per_second / MIN_SPLIT_RATE);
+        let k = options.instances(n);
         if k < 2 {
             return Ok(None);
         }

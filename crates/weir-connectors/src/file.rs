@@ -104,48 +104,30 @@ impl Connector for FileConnector {
         open_source(table, schema, ctx)
     }
 
-    /// A CSV or JSON-lines file (not followed) of at least 16 MiB per split; a Parquet file of
-    /// at least two row groups and 16 MiB for each of two splits; a directory of CSV or
-    /// JSON-lines files (not watched) of at least two files and 16 MiB for each of two splits.
+    /// A file [`Connector::split_count`] opens in two splits or more at the parallelism.
     fn splittable(&self, table: &TableDef, ctx: &ConnectorContext) -> bool {
-        let Ok(options) = FileOptions::from_table(table, ctx.base_dir.as_deref(), true) else { return false };
-        let min = crate::file_splits::MIN_SPLIT_BYTES;
-        if let Some(dir) = options.path.as_ref().filter(|p| p.is_dir()) {
-            return options.monitor.is_none()
-                && options.format != FileFormat::Parquet
-                && directory_shares(dir, 2, min).is_ok_and(|s| s.is_some());
-        }
-        let Some(path) = options.path.as_ref().filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file())) else {
-            return false;
-        };
-        match options.format {
-            FileFormat::Parquet => {
-                crate::parquet_source::row_group_splits(path, 2, min).is_ok_and(|groups| groups.is_some())
-            }
-            _ => {
-                options.monitor.is_none()
-                    && std::fs::metadata(path).is_ok_and(|m| m.len() >= min * ctx.parallelism.max(2) as u64)
-            }
-        }
+        self.split_count(table, ctx, ctx.parallelism.max(2)) > 1
     }
 
-    /// A Parquet file: as many runs of row groups as it has row groups and 16 MiB for (up to
-    /// `n`); a directory: as many shares as it has files and 16 MiB for; a CSV or JSON-lines
-    /// file: `n`.
+    /// A CSV or JSON-lines file (not followed) of at least 16 MiB per split: `n`; a Parquet file:
+    /// as many runs of row groups as it has row groups and 16 MiB for (up to `n`); a directory
+    /// of CSV or JSON-lines files (not watched): as many shares as it has files and 16 MiB for.
     fn split_count(&self, table: &TableDef, ctx: &ConnectorContext, n: usize) -> usize {
-        if !self.splittable(table, ctx) {
-            return 1;
-        }
         let Ok(options) = FileOptions::from_table(table, ctx.base_dir.as_deref(), true) else { return 1 };
         let Some(path) = &options.path else { return 1 };
+        let Ok(meta) = std::fs::metadata(path) else { return 1 };
         let min = crate::file_splits::MIN_SPLIT_BYTES;
-        if path.is_dir() {
-            return directory_shares(path, n, min).ok().flatten().map_or(1, |s| s.len());
-        }
-        if options.format == FileFormat::Parquet {
-            return parquet_runs(path, n, min).ok().flatten().map_or(1, |r| r.len());
-        }
-        n
+        let count = if meta.is_dir() {
+            let fixed = options.monitor.is_none() && options.format != FileFormat::Parquet;
+            fixed.then(|| directory_shares(path, n, min).ok().flatten().map(|s| s.len())).flatten()
+        } else if !meta.is_file() {
+            None
+        } else if options.format == FileFormat::Parquet {
+            crate::parquet_source::most_row_group_runs(path, n, min).ok().flatten().map(|r| r.len())
+        } else {
+            (options.monitor.is_none() && meta.len() >= min * ctx.parallelism.max(2) as u64).then_some(n)
+        };
+        count.unwrap_or(1)
     }
 
     fn open_splits(
@@ -161,7 +143,7 @@ impl Connector for FileConnector {
         let options = FileOptions::from_table(table, ctx.base_dir.as_deref(), true).map_err(RuntimeError::Source)?;
         let Some(path) = &options.path else { return Ok(None) };
         if options.format == FileFormat::Parquet {
-            return self.open_row_groups(table, &options, schema, ctx, n);
+            return open_row_groups(table, &options, schema, ctx, n);
         }
         if path.is_dir() {
             return open_shares(table, &options, schema, ctx, n);
@@ -212,38 +194,24 @@ impl Connector for FileConnector {
     }
 }
 
-impl FileConnector {
-    /// A Parquet file in runs of consecutive row groups: as many as `n`, fewer when the file has
-    /// fewer row groups or under 16 MiB for each.
-    fn open_row_groups(
-        &self,
-        table: &TableDef,
-        options: &FileOptions,
-        schema: SchemaRef,
-        ctx: &ConnectorContext,
-        n: usize,
-    ) -> Result<Option<Vec<Box<dyn Source>>>> {
-        let Some(path) = &options.path else { return Ok(None) };
-        let Some(runs) = parquet_runs(path, n, crate::file_splits::MIN_SPLIT_BYTES)? else { return Ok(None) };
-        tracing::info!(table = %table.name, input = %options.display(), splits = runs.len(), "reading row groups in parallel");
-        let open = |groups| ParquetSource::open_row_groups(options, Arc::clone(&schema), ctx.batch_size, groups);
-        Ok(Some(
-            runs.into_iter()
-                .map(|groups| open(groups).map(|s| Box::new(s) as Box<dyn Source>))
-                .collect::<Result<_>>()?,
-        ))
-    }
-}
-
-/// The most runs of row groups, up to `n`, the Parquet file at `path` can be read in (see
-/// [`crate::parquet_source::row_group_splits`]); `None` under two.
-fn parquet_runs(path: &std::path::Path, n: usize, min: u64) -> Result<Option<Vec<Vec<usize>>>> {
-    for k in (2..=n).rev() {
-        if let Some(runs) = crate::parquet_source::row_group_splits(path, k, min).map_err(RuntimeError::Source)? {
-            return Ok(Some(runs));
-        }
-    }
-    Ok(None)
+/// A Parquet file in runs of consecutive row groups: as many as `n`, fewer when the file has
+/// fewer row groups or under 16 MiB for each.
+fn open_row_groups(
+    table: &TableDef,
+    options: &FileOptions,
+    schema: SchemaRef,
+    ctx: &ConnectorContext,
+    n: usize,
+) -> Result<Option<Vec<Box<dyn Source>>>> {
+    let Some(path) = &options.path else { return Ok(None) };
+    let runs = crate::parquet_source::most_row_group_runs(path, n, crate::file_splits::MIN_SPLIT_BYTES)
+        .map_err(RuntimeError::Source)?;
+    let Some(runs) = runs else { return Ok(None) };
+    tracing::info!(table = %table.name, input = %options.display(), splits = runs.len(), "reading row groups in parallel");
+    let open = |groups| ParquetSource::open_row_groups(options, Arc::clone(&schema), ctx.batch_size, groups);
+    Ok(Some(
+        runs.into_iter().map(|groups| open(groups).map(|s| Box::new(s) as Box<dyn Source>)).collect::<Result<_>>()?,
+    ))
 }
 
 /// The files of `dir` shared among as many as `n` readers (see [`crate::live::shares`]):

@@ -352,13 +352,25 @@ pub fn planned_layout(
     ctx: &ConnectorContext,
     fed: &dyn Fn(&str) -> bool,
 ) -> Option<weir_plan::parallel::Layout> {
+    planned(registry, plan, ctx, fed).map(|(layout, _)| layout)
+}
+
+/// [`planned_layout`], with the splits each table would be opened in.
+fn planned(
+    registry: &ConnectorRegistry,
+    plan: &StreamPlan,
+    ctx: &ConnectorContext,
+    fed: &dyn Fn(&str) -> bool,
+) -> Option<(weir_plan::parallel::Layout, Vec<usize>)> {
     let (n, nodes) = (ctx.parallelism, plan.sources());
     if nodes.iter().any(|node| fed(&node.table.name)) {
         return None;
     }
     if let Some(saved) = &ctx.splits {
         // resuming a parallel run: its tables in the splits it read them in
-        return weir_runtime::resumed_layout(plan, n, &|i| saved.get(i).copied().unwrap_or(1));
+        let counts: Vec<usize> = (0..nodes.len()).map(|i| saved.get(i).copied().unwrap_or(1)).collect();
+        let layout = weir_runtime::resumed_layout(plan, n, &|i| counts.get(i).copied().unwrap_or(1))?;
+        return Some((layout, counts));
     }
     if n <= 1 {
         return None;
@@ -369,7 +381,8 @@ pub fn planned_layout(
     if ctx.parallelism_by_default && (counts.iter().all(|c| *c <= 1) || weir_plan::parallel::merges_inputs(plan)) {
         return None;
     }
-    weir_runtime::parallel_layout(plan, n, &|i| counts.get(i).copied().unwrap_or(1))
+    let layout = weir_runtime::parallel_layout(plan, n, &|i| counts.get(i).copied().unwrap_or(1))?;
+    Some((layout, counts))
 }
 
 /// A pipeline finished with its sink.
@@ -384,11 +397,11 @@ fn build_parallel(
     host: &mut HashMap<String, ChannelSource>,
     ctx: &ConnectorContext,
 ) -> Result<Option<WithSink>> {
-    if planned_layout(registry, plan, ctx, &|table| host.contains_key(table)).is_none() {
+    let Some((_, counts)) = planned(registry, plan, ctx, &|table| host.contains_key(table)) else {
         return Ok(None);
-    }
+    };
     let (n, nodes) = (ctx.parallelism, plan.sources());
-    let splittable: Vec<bool> = nodes.iter().map(|node| registry.split_count(&node.table, ctx, n) > 1).collect();
+    let splittable: Vec<bool> = counts.iter().map(|c| *c > 1).collect();
     let whole_rows = plan.late_rows.is_some();
     let mut sources: Vec<Vec<Box<dyn Source>>> = Vec::new();
     for (i, node) in nodes.iter().enumerate() {

@@ -38,16 +38,38 @@ struct Reopen {
 /// `n` runs of consecutive row groups of the Parquet file at `path`, each with about its share
 /// of the file's bytes, or `None` when the file has fewer than `n` row groups or fewer than
 /// `min` bytes per run. The runs depend only on the file and `n`, so a checkpoint's position in
-/// run `k` means the same rows when the file is opened again in `n` runs.
-pub fn row_group_splits(path: &Path, n: usize, min: u64) -> std::result::Result<Option<Vec<Vec<usize>>>, String> {
-    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let file = File::open(path).map_err(|e| fail(&e))?;
-    let len = file.metadata().map_err(|e| fail(&e))?.len();
-    let metadata = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fail(&e))?.metadata().clone();
-    let sizes: Vec<u64> = metadata.row_groups().iter().map(|g| g.compressed_size().max(1) as u64).collect();
+/// run `k` means the same rows when the file is opened again in `n` runs (what
+/// [`most_row_group_runs`] returns for the number of runs it picks).
+#[cfg(test)]
+fn row_group_splits(path: &Path, n: usize, min: u64) -> std::result::Result<Option<Vec<Vec<usize>>>, String> {
+    let (len, sizes) = row_group_sizes(path)?;
     if n < 2 || sizes.len() < n || len < min.saturating_mul(n as u64) {
         return Ok(None);
     }
+    Ok(Some(runs(&sizes, n)))
+}
+
+/// The most runs, up to `n`, of consecutive row groups of about equal bytes that the Parquet
+/// file at `path` can be read in, each with a row group and `min` bytes or more (`None` under
+/// two). The runs depend only on the file and their number, so a checkpoint's position in run
+/// `k` means the same rows when the file is opened again in as many runs.
+pub fn most_row_group_runs(path: &Path, n: usize, min: u64) -> std::result::Result<Option<Vec<Vec<usize>>>, String> {
+    let (len, sizes) = row_group_sizes(path)?;
+    let k = n.min(sizes.len()).min(len.checked_div(min).unwrap_or(u64::MAX).min(usize::MAX as u64) as usize);
+    Ok((k >= 2).then(|| runs(&sizes, k)))
+}
+
+/// The file's length and the compressed bytes of each of its row groups (from its footer).
+fn row_group_sizes(path: &Path) -> std::result::Result<(u64, Vec<u64>), String> {
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let file = File::open(path).map_err(|e| fail(&e))?;
+    let len = file.metadata().map_err(|e| fail(&e))?.len();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| fail(&e))?;
+    Ok((len, builder.metadata().row_groups().iter().map(|g| g.compressed_size().max(1) as u64).collect()))
+}
+
+/// `sizes` (at least `n` row groups) cut into `n` runs of consecutive groups of about equal bytes.
+fn runs(sizes: &[u64], n: usize) -> Vec<Vec<usize>> {
     let total: u64 = sizes.iter().sum();
     // run j starts at the first group whose bytes before it reach j/n of the total, and every
     // run keeps at least one group
@@ -66,7 +88,7 @@ pub fn row_group_splits(path: &Path, n: usize, min: u64) -> std::result::Result<
         starts.push(start);
     }
     starts.push(sizes.len());
-    Ok(Some(starts.windows(2).map(|w| (w[0]..w[1]).collect()).collect()))
+    starts.windows(2).map(|w| (w[0]..w[1]).collect()).collect()
 }
 
 impl ParquetSource {

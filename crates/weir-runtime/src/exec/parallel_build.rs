@@ -343,7 +343,6 @@ impl Pipeline {
             .map(|stage| {
                 let join = matches!(stage.input, StageInput::Join { .. });
                 Ok(StageShape {
-                    source: matches!(stage.input, StageInput::Source(_)),
                     exchange: matches!(stage.input, StageInput::Exchange { .. } | StageInput::Union { .. }),
                     inputs: match &stage.input {
                         StageInput::Source(_) => Vec::new(),

@@ -92,7 +92,7 @@ impl Parallel {
                                 .kinds
                                 .iter()
                                 .zip(p.stages.iter().zip(&self.shape.stages))
-                                .all(|(k, (a, b))| !k.source || a == b)
+                                .all(|(k, (a, b))| !k.source() || a == b)
                             && p.key_groups == self.shape.key_groups
                     });
                 if !fits {

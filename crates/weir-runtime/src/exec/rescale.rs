@@ -21,8 +21,6 @@ use crate::state::checkpoint::{from_json, OperatorSnapshot};
 /// What kind of stage a stage of the layout is, the same at every parallelism.
 #[derive(Debug, Clone)]
 pub(crate) struct StageShape {
-    /// It reads a table (its instances are the table's splits).
-    pub(crate) source: bool,
     /// It reads one exchange, or a union's (a last stage of one instance then runs in the
     /// sink's thread); neither this nor `source`: a join.
     pub(crate) exchange: bool,
@@ -32,17 +30,23 @@ pub(crate) struct StageShape {
     pub(crate) ops: usize,
     /// The operator number ([`weir_plan::OpRef::Op`]) of its first operator after its input.
     pub(crate) first_op: usize,
-    /// The table a source stage reads (its index among the plan's sources).
+    /// The table it reads, when it is a source stage (its instances are the table's splits):
+    /// its index among the plan's sources.
     pub(crate) table: Option<usize>,
     /// A join stage's operator number.
     pub(crate) join_op: Option<usize>,
 }
 
 impl StageShape {
+    /// It reads a table.
+    pub(crate) fn source(&self) -> bool {
+        self.table.is_some()
+    }
+
     /// Watermark states an instance saves: none for a source, its union's, or a join's two
     /// sides' unions and its own.
     fn values(&self) -> usize {
-        match (self.source, self.exchange) {
+        match (self.source(), self.exchange) {
             (true, _) => 0,
             (false, false) => 3,
             (false, true) => 1,
@@ -66,7 +70,7 @@ pub(crate) fn threads(kinds: &[StageShape], instances: &[usize]) -> (Vec<(usize,
     let mut out = Vec::new();
     for source in [true, false] {
         for (s, kind) in kinds.iter().enumerate() {
-            if kind.source == source && Some(s) != fused {
+            if kind.source() == source && Some(s) != fused {
                 out.extend((0..instances.get(s).copied().unwrap_or(0)).map(|k| (s, k)));
             }
         }
@@ -103,7 +107,7 @@ impl ByThread {
         for (s, k) in order {
             let kind = &kinds[s];
             let mut saved = Saved::default();
-            if kind.source {
+            if kind.source() {
                 saved.position = Some(sources.next().ok_or_else(|| bad("source positions"))?.clone());
             }
             for _ in 0..kind.values() {
@@ -162,7 +166,7 @@ impl ByThread {
             let value = owners.iter().position(|o| *o == s).map(|i| stages[i].clone());
             // later merges start empty: they see the watermarks the operators before them send
             let merge = value.clone().unwrap_or_else(|| fresh_merge(NO_WATERMARK, false, 1));
-            let values = match (kind.source, kind.exchange) {
+            let values = match (kind.source(), kind.exchange) {
                 (true, _) => Vec::new(),
                 (false, true) => vec![merge.clone()],
                 (false, false) => {
@@ -187,7 +191,7 @@ impl ByThread {
                 threads.insert((s, 0), Saved { position, stages: values, operators: own });
             }
         }
-        if used != ops.len() || sources.len() != kinds.iter().filter(|k| k.source).count() {
+        if used != ops.len() || sources.len() != kinds.iter().filter(|k| k.source()).count() {
             return Err(bad("operators"));
         }
         Ok(Self { instances, threads, fused, sink })
@@ -221,7 +225,7 @@ impl ByThread {
         if same {
             return Ok(self.thread(s, k.min(self.instances[s].saturating_sub(1)))?.stages.clone());
         }
-        if !kinds[s].source && !kinds[s].exchange {
+        if !kinds[s].source() && !kinds[s].exchange {
             // a join: each side's union, then the join's own (the same at every instance)
             let old = self.thread(s, 0)?;
             let side = |i: usize| -> Result<Value> {
@@ -273,24 +277,8 @@ mod tests {
 
     fn kinds() -> Vec<StageShape> {
         vec![
-            StageShape {
-                source: true,
-                exchange: false,
-                inputs: vec![],
-                ops: 1,
-                first_op: 0,
-                table: Some(0),
-                join_op: None,
-            },
-            StageShape {
-                source: false,
-                exchange: true,
-                inputs: vec![0],
-                ops: 2,
-                first_op: 1,
-                table: None,
-                join_op: None,
-            },
+            StageShape { exchange: false, inputs: vec![], ops: 1, first_op: 0, table: Some(0), join_op: None },
+            StageShape { exchange: true, inputs: vec![0], ops: 2, first_op: 1, table: None, join_op: None },
         ]
     }
 

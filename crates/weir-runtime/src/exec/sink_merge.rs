@@ -98,10 +98,8 @@ impl SinkMerge {
                 // a source instance with nothing to read (the last stage runs here): left out
                 self.watermarks.set_idle(i);
                 let mut out = Vec::new();
-                if let Some(merged) = self.watermarks.advance() {
-                    self.release(merged, &mut out);
-                    out.push(Message::Watermark(merged));
-                }
+                let merged = self.watermarks.advance();
+                self.pass(merged, &mut out);
                 Some((out, None))
             }
             Some(Pulled::Quiet) if self.held_rows > 0 && self.last_input.elapsed() >= STALL => {
@@ -174,10 +172,8 @@ impl SinkMerge {
                 Message::Dropped(d) => out.push(Message::Dropped(d)),
                 Message::Watermark(w) => {
                     self.close(i, w);
-                    if let Some(merged) = self.watermarks.watermark(i, w, now) {
-                        self.release(merged, &mut out);
-                        out.push(Message::Watermark(merged));
-                    }
+                    let merged = self.watermarks.watermark(i, w, now);
+                    self.pass(merged, &mut out);
                 }
                 Message::EndOfStream => {
                     self.close(i, Nanos::MAX);
@@ -186,9 +182,8 @@ impl SinkMerge {
                         out.extend(self.release_all());
                         out.extend(merged.map(Message::Watermark));
                         out.push(Message::EndOfStream);
-                    } else if let Some(merged) = merged {
-                        self.release(merged, &mut out);
-                        out.push(Message::Watermark(merged));
+                    } else {
+                        self.pass(merged, &mut out);
                     }
                 }
             }
@@ -197,6 +192,14 @@ impl SinkMerge {
             out.extend(self.release_all());
         }
         out
+    }
+
+    /// The merged watermark moved to `merged` (if it did): what it lets out, then it.
+    fn pass(&mut self, merged: Option<Nanos>, out: &mut Vec<Message>) {
+        if let Some(merged) = merged {
+            self.release(merged, out);
+            out.push(Message::Watermark(merged));
+        }
     }
 
     /// Instance `i`'s open epoch closes at watermark `w`.

@@ -84,6 +84,16 @@ impl JoinStage {
 }
 
 impl BranchStage {
+    /// [`Stage::tick`] of its stage, through its operators.
+    fn tick(&mut self, now: Instant) -> Result<Vec<Message>> {
+        let messages = self.stage.tick(now)?;
+        if self.ops.is_empty() || messages.is_empty() {
+            Ok(messages)
+        } else {
+            through(&mut self.ops, messages)
+        }
+    }
+
     fn input(&mut self, source: usize, messages: Vec<Message>, now: Instant) -> Result<Vec<Message>> {
         let messages = self.stage.input(source, messages, now)?;
         if self.ops.is_empty() {
@@ -191,95 +201,61 @@ impl Stage {
     /// Inputs found idle: what leaving them out of their unions' watermarks lets through, as
     /// the operators above see it (watermarks, and what a join or a window fires on them).
     pub(crate) fn tick(&mut self, now: Instant) -> Result<Vec<Message>> {
+        let mut out = Vec::new();
         match self {
-            Stage::Source { .. } => Ok(Vec::new()),
+            Stage::Source { .. } => {}
             Stage::Union { branches, watermarks } => {
-                let mut out = Vec::new();
                 for (i, b) in branches.iter_mut().enumerate() {
-                    let inner = b.stage.tick(now)?;
-                    if inner.is_empty() {
-                        continue;
+                    let inner = b.tick(now)?;
+                    if !inner.is_empty() {
+                        out.extend(merge(watermarks, i, inner, now)?);
                     }
-                    let inner = if b.ops.is_empty() { inner } else { through(&mut b.ops, inner)? };
-                    out.extend(merge(watermarks, i, inner, now)?);
                 }
                 out.extend(watermarks.advance().map(Message::Watermark));
-                Ok(out)
             }
             Stage::Join(j) => {
-                let mut out = Vec::new();
                 for s in 0..2 {
-                    let inner = j.sides[s].stage.tick(now)?;
-                    if inner.is_empty() {
-                        continue;
-                    }
-                    let side = &mut j.sides[s];
-                    let inner = if side.ops.is_empty() { inner } else { through(&mut side.ops, inner)? };
+                    let inner = j.sides[s].tick(now)?;
                     j.side(s, inner, &mut out)?;
                 }
-                Ok(out)
             }
         }
+        Ok(out)
+    }
+
+    /// The union that has source `source` as an input of its own (under joins and unions or
+    /// not), and that input's index.
+    fn union_input(&mut self, source: usize) -> Option<(&mut WatermarkMerge, usize)> {
+        let sides: &mut [BranchStage] = match self {
+            Stage::Source { .. } => return None,
+            Stage::Union { branches, watermarks } => match branches.iter().position(|b| b.sources == [source]) {
+                Some(i) => return Some((watermarks, i)),
+                None => branches,
+            },
+            Stage::Join(j) => &mut j.sides,
+        };
+        sides.iter_mut().find(|b| b.sources.contains(&source))?.stage.union_input(source)
     }
 
     /// How long source `source` may stay quiet before it counts as idle, and how long it has
     /// been quiet: when it is an input of its own to a union (under joins and unions or not),
     /// the table's idle timeout; else none.
-    pub(crate) fn idleness(&self, source: usize, now: Instant) -> (Option<Duration>, Duration) {
-        match self {
-            Stage::Source { .. } => (None, Duration::ZERO),
-            Stage::Union { branches, watermarks } => match branches.iter().position(|b| b.sources == [source]) {
-                Some(i) => watermarks.idleness(i, now),
-                None => match branches.iter().find(|b| b.sources.contains(&source)) {
-                    Some(b) => b.stage.idleness(source, now),
-                    None => (None, Duration::ZERO),
-                },
-            },
-            Stage::Join(j) => match j.sides.iter().find(|b| b.sources.contains(&source)) {
-                Some(b) => b.stage.idleness(source, now),
-                None => (None, Duration::ZERO),
-            },
-        }
+    pub(crate) fn idleness(&mut self, source: usize, now: Instant) -> (Option<Duration>, Duration) {
+        self.union_input(source).map_or((None, Duration::ZERO), |(w, i)| w.idleness(i, now))
     }
 
     /// Source `source` sent nothing in time.
     pub(crate) fn mark_idle(&mut self, source: usize, now: Instant) {
-        match self {
-            Stage::Source { .. } => {}
-            Stage::Union { branches, watermarks } => match branches.iter().position(|b| b.sources == [source]) {
-                Some(i) => watermarks.mark_idle(i, now),
-                None => {
-                    if let Some(b) = branches.iter_mut().find(|b| b.sources.contains(&source)) {
-                        b.stage.mark_idle(source, now);
-                    }
-                }
-            },
-            Stage::Join(j) => {
-                if let Some(b) = j.sides.iter_mut().find(|b| b.sources.contains(&source)) {
-                    b.stage.mark_idle(source, now);
-                }
-            }
+        if let Some((w, i)) = self.union_input(source) {
+            w.mark_idle(i, now);
         }
     }
 
     /// Source `source` declared itself idle (it has nothing to read): its union leaves it out
     /// of the watermark until it sends again.
     pub(crate) fn set_idle(&mut self, source: usize) {
-        match self {
-            Stage::Source { .. } => {}
-            Stage::Union { branches, watermarks } => match branches.iter().position(|b| b.sources == [source]) {
-                Some(i) => watermarks.set_idle(i),
-                None => {
-                    if let Some(b) = branches.iter_mut().find(|b| b.sources.contains(&source)) {
-                        b.stage.set_idle(source);
-                    }
-                }
-            },
-            Stage::Join(j) => {
-                if let Some(b) = j.sides.iter_mut().find(|b| b.sources.contains(&source)) {
-                    b.stage.set_idle(source);
-                }
-            }
+        if let Some((w, i)) = self.union_input(source) {
+            w.set_idle(i);
         }
     }
 }
