@@ -326,9 +326,15 @@ proptest! {
 }
 
 /// The queries of [`QUERIES`] that run in parallel with the result of one thread on any input:
-/// all but the TTL join (on one thread) and the union (see
-/// [`parallel_unions_restart_from_checkpoints`]); the lookup join is the last.
-const PARALLEL: [usize; 17] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17];
+/// all but the union (see [`parallel_unions_restart_from_checkpoints`]), the TTL join's TTL
+/// longer than the input (which pairs further apart than its TTL a join still matches depends
+/// on when each instance's watermark moves); the lookup join is the last.
+fn parallel_queries() -> Vec<String> {
+    let ttl_join = QUERIES.iter().position(|q| q.contains("state.ttl")).expect("a TTL join");
+    let mut queries: Vec<String> = QUERIES[..UNION].iter().map(|q| q.to_string()).collect();
+    queries[ttl_join] = queries[ttl_join].replace("state.ttl = '2 s'", "state.ttl = '1 h'");
+    queries
+}
 
 /// The union of [`QUERIES`].
 const UNION: usize = 18;
@@ -346,7 +352,7 @@ proptest! {
         cuts in cuts_strategy(),
         crashes in prop::collection::vec(0usize..6, 1..4),
     ) {
-        for query in PARALLEL.map(|q| QUERIES[q]) {
+        for query in &parallel_queries() {
             check(query, &rows, &cuts, &crashes, &[2])?;
         }
     }
@@ -365,7 +371,7 @@ proptest! {
         cuts in cuts_strategy(),
         crashes in prop::collection::vec(0usize..6, 1..5),
     ) {
-        for query in PARALLEL.map(|q| QUERIES[q]) {
+        for query in &parallel_queries() {
             check(query, &rows, &cuts, &crashes, &[2, 3, 1, 4])?;
         }
     }
@@ -384,7 +390,7 @@ proptest! {
         crashes in prop::collection::vec(0usize..6, 1..4),
     ) {
         // over one table, joins of two and a lookup join
-        for query in PARALLEL.map(|q| QUERIES[q]) {
+        for query in &parallel_queries() {
             check(query, &rows, &cuts, &crashes, &[1, 2, 3])?;
         }
         // the union, its tables' rows in time order (see `parallel_unions_restart_from_checkpoints`)

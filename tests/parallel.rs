@@ -233,7 +233,8 @@ proptest! {
 
     /// Interval joins (rows behind their own side's watermark are late, so the late rows do not
     /// depend on the order the sides arrive in) and joins of windows give at parallelism 2 and 4
-    /// what they give on one thread. (Joins with a state TTL run on one thread.)
+    /// what they give on one thread, and so does a regular join (left outer, a changelog) with a
+    /// TTL longer than the input.
     #[test]
     fn joins_give_the_result_of_one_thread(
         left in rows_strategy(),
@@ -253,9 +254,110 @@ proptest! {
                (SELECT k, window_start AS w, window_end AS e, COUNT(*) AS n
                 FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end) b
              ON a.k = b.k AND a.w = b.w AND a.e = b.e",
+            "SET state.ttl = '1 h'; SELECT t.k, t.v, u.v, t.ts, u.ts FROM t LEFT JOIN u ON t.k = u.k AND t.v > u.v",
         ];
         agree_with_one_thread([&left, &right], [&lc, &rc], delay_ms, &queries, &[2, 4])?;
     }
+
+    /// A regular join with a TTL shorter than the input, at parallelism 1, 2 and 4: every pair
+    /// whose rows are each within the TTL of the other's side's watermark when it comes is
+    /// joined, whichever comes first (neither can have been forgotten), and nothing else but
+    /// pairs of the condition, each at most once. Which pairs further apart are still joined
+    /// depends on when each instance's watermark moves, on one thread as in parallel.
+    #[test]
+    fn regular_joins_with_a_ttl_join_every_pair_within_it(
+        left in rows_strategy(),
+        right in rows_strategy(),
+        ttl_ms in prop::sample::select(vec![200i64, 1000, 5000]),
+        left_cuts in prop::collection::btree_set(0usize..260, 0..30),
+        right_cuts in prop::collection::btree_set(0usize..260, 0..30),
+    ) {
+        let (lc, rc): (Vec<usize>, Vec<usize>) = (left_cuts.into_iter().collect(), right_cuts.into_iter().collect());
+        let delay_ms = 300;
+        let sql = format!("SET state.ttl = '{ttl_ms} ms';
+            SELECT t.k, t.v, u.v, t.ts, u.ts FROM t JOIN u ON NULLIF(t.k, 'k0') = NULLIF(u.k, 'k0') AND t.v > u.v");
+        let (sure, possible) = ttl_bounds([&left, &right], delay_ms, ttl_ms);
+        for n in [1, 2, 4] {
+            let out = two_tables([&left, &right], [&lc, &rc], delay_ms, &sql, n);
+            let missing = multiset_minus(&sure, &out);
+            prop_assert!(missing.is_empty(), "parallelism {}: pairs within the TTL not joined: {:?}", n, missing);
+            let extra = multiset_minus(&out, &possible);
+            prop_assert!(extra.is_empty(), "parallelism {}: rows that are no pair of the join: {:?}", n, extra);
+        }
+    }
+}
+
+/// A regular join with a TTL is cut at the join like any other: both inputs hashed on its keys.
+#[test]
+fn a_join_with_a_ttl_is_hashed_on_its_keys() {
+    let engine = feed_engine(Feed::with(vec![("t", FeedTable::new(&[], &[])), ("u", FeedTable::new(&[], &[]))]));
+    engine.set("parallelism", "2").unwrap();
+    let ddl = feed_ddl(300);
+    let script = format!(
+        "{ddl} {} SET state.ttl = '1 s'; EXPLAIN SELECT t.k, t.v, u.v FROM t JOIN u ON t.k = u.k AND t.v > u.v",
+        ddl.replace("CREATE TABLE t ", "CREATE TABLE u ")
+    );
+    let explained = engine.explain(&script).unwrap();
+    assert_eq!(explained.matches("Exchange: hash [").count(), 2, "{explained}");
+}
+
+/// The pairs of `t JOIN u ON NULLIF(t.k, 'k0') = NULLIF(u.k, 'k0') AND t.v > u.v` (as `k|tv|uv|tts|uts`)
+/// that a join keeping each row `ttl_ms` past its time must join, and those it may. A row is
+/// forgotten once the join's watermark passes its time plus the TTL; that watermark is never
+/// ahead of a table's own (the latest time read before a row, less `delay_ms`): so a pair is
+/// sure when each row's time plus the TTL is not behind either row's table's watermark then.
+fn ttl_bounds(inputs: [&[Row]; 2], delay_ms: i64, ttl_ms: i64) -> (Vec<String>, Vec<String>) {
+    use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+    // the table's watermark before each row, whatever batches it comes in
+    let before = inputs.map(|rows| {
+        let mut latest = i64::MIN;
+        rows.iter()
+            .map(|r| {
+                let w = latest.saturating_sub(delay_ms);
+                latest = latest.max(r.ts);
+                w
+            })
+            .collect::<Vec<i64>>()
+    });
+    let key = |r: &Row| (r.key != "k0").then(|| r.key.clone());
+    let (mut sure, mut possible) = (Vec::new(), Vec::new());
+    for (i, l) in inputs[0].iter().enumerate() {
+        for (j, r) in inputs[1].iter().enumerate() {
+            if key(l).is_none() || key(l) != key(r) || l.value <= r.value {
+                continue;
+            }
+            possible.push((l, r));
+            let latest = before[0][i].max(before[1][j]);
+            if l.ts.saturating_add(ttl_ms) >= latest && r.ts.saturating_add(ttl_ms) >= latest {
+                sure.push((l, r));
+            }
+        }
+    }
+    let rows = |pairs: &[(&Row, &Row)]| {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(pairs.iter().map(|(l, _)| l.key.clone()))),
+            Arc::new(Int64Array::from_iter_values(pairs.iter().map(|(l, _)| l.value))),
+            Arc::new(Int64Array::from_iter_values(pairs.iter().map(|(_, r)| r.value))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(pairs.iter().map(|(l, _)| l.ts))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(pairs.iter().map(|(_, r)| r.ts))),
+        ];
+        let names = ["k", "tv", "uv", "tts", "uts"];
+        sorted(format_rows(&[RecordBatch::try_from_iter(names.into_iter().zip(columns)).expect("a batch")]))
+    };
+    (rows(&sure), rows(&possible))
+}
+
+/// The rows of sorted `a` left after taking away, one for one, those of sorted `b`.
+fn multiset_minus(a: &[String], b: &[String]) -> Vec<String> {
+    let mut left = Vec::new();
+    let mut rest = b.iter().peekable();
+    for x in a {
+        while rest.next_if(|y| *y < x).is_some() {}
+        if rest.next_if(|y| *y == x).is_none() {
+            left.push(x.clone());
+        }
+    }
+    left
 }
 
 /// A CSV file large enough to be read in ranges (16 MiB per split) gives at parallelism 2 what

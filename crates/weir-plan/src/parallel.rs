@@ -15,8 +15,7 @@
 //! without keys (a global aggregate) gets a single instance. A join starts a stage whose two
 //! inputs are hashed on the join's keys. Stateless operators stay fused with the stage before
 //! them. A union starts a stage whose inputs are its branches' last stages: hashed on the keys
-//! of the keyed operator right after it, else into one instance. Joins with a TTL and processing
-//! time run on one thread for now (see [`layout`]). A lookup join's table is read to its end
+//! of the keyed operator right after it, else into one instance. A lookup join's table is read to its end
 //! before the other tables start (the runtime's watermark alignment holds them).
 
 use std::fmt::Write;
@@ -250,11 +249,6 @@ impl Builder<'_> {
                 stage
             }
             PlanInput::Join(j) => {
-                // which rows a TTL has forgotten when a row of the other side comes depends on the
-                // order the sides arrive in
-                if let JoinState::Regular { state_ttl: Some(_), .. } = &j.join.state {
-                    return Err("joins with a state TTL run on one thread for now".into());
-                }
                 let mut left_path = path.clone();
                 left_path.push(Side::Left);
                 let left = self.branch(&j.left.input, &j.left.ops, left_path)?;
@@ -364,8 +358,8 @@ pub fn lookup_sources(plan: &StreamPlan) -> Vec<usize> {
 }
 
 /// The layout of `plan` at `parallelism`, source `n` read by `splits(n)` instances (1 when its
-/// connector cannot split it). `Err` says why the plan runs on one thread: joins with a TTL, or nothing to gain (no
-/// stage would have more than one instance).
+/// connector cannot split it). `Err` says why the plan runs on one thread: nothing to gain (no stage would have
+/// more than one instance).
 pub fn layout(plan: &StreamPlan, parallelism: usize, splits: &dyn Fn(usize) -> usize) -> Result<Layout, String> {
     let layout = build(plan, parallelism, splits, false)?;
     if layout.stages.iter().all(|s| s.instances == 1) {
