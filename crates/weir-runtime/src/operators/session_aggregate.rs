@@ -13,7 +13,11 @@
 //!
 //!   on Watermark(w): fire sessions with end <= w, in end order, and free them
 //!
-//!   state: open sessions only, HashMap<key bytes, Vec<Session>> + BTreeSet<(end, id)>
+//!   state: open sessions only, HashMap<key bytes, Vec<Session>> + BTreeSet<(end, id)>; their
+//!   partial aggregates in shared slots (one `update_batch` per aggregate per batch for all
+//!   sessions; see state/slots.rs). Without a changelog, a session's entry by end is not moved
+//!   as rows extend it: firing finds it early and puts it back at its end; the sessions that
+//!   fire within a batch are evaluated together after it.
 //!
 //!   changelog mode (allowed lateness L > 0, or early results):
 //!     a row is late only if it joins no session and t + gap + L <= its watermark
@@ -34,7 +38,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, UInt32Array};
-use datafusion_common::arrow::compute::concat;
 use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::row::{RowConverter, SortField};
@@ -48,14 +51,16 @@ use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::operator::Operator;
 use crate::operators::window_aggregate::{to_nanos, WindowLayout};
 use crate::operators::window_changes::WindowChanges;
-use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
+use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen};
 use crate::state::checkpoint::{concat_saved, shift_ids, KeyFilter, OperatorSnapshot};
+use crate::state::slots::Slots;
 
 struct Session {
     id: u64,
     start: Nanos,
     end: Nanos,
-    partial: Partial,
+    /// Its slots in [`Slots`]: the first takes its rows; more after it absorbed sessions.
+    slots: Vec<u64>,
     /// Emitted, and kept for late rows (changelog mode only).
     fired: bool,
 }
@@ -64,8 +69,8 @@ struct Session {
 /// std's SipHash on row bytes and ids.
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
-/// A session's key and bounds with a partial aggregate to evaluate.
-type Evaluated = (Box<[u8]>, Nanos, Nanos, Partial);
+/// A session taken out of the state: its id, key, bounds and slots.
+type Taken = (u64, Box<[u8]>, Nanos, Nanos, Vec<u64>);
 
 /// The session window aggregate operator.
 pub struct SessionAggregateOp {
@@ -75,6 +80,12 @@ pub struct SessionAggregateOp {
     /// Encodes keys as bytes (`None` without keys: one global session sequence).
     converter: Option<RowConverter>,
     aggregates: Aggregates,
+    /// Every session's partial aggregates.
+    slots: Slots,
+    /// Sessions that fired within the batch, evaluated after it (without a changelog).
+    fired: Vec<Taken>,
+    /// The rows of the batch assigned since the last flush, and their slots.
+    assigned: (Vec<u32>, Vec<u64>),
     output_schema: SchemaRef,
     num_group_columns: usize,
     sessions: HashMap<Box<[u8]>, Vec<Session>>,
@@ -88,7 +99,6 @@ pub struct SessionAggregateOp {
     metrics: Arc<Metrics>,
     /// What this instance last added to the open-windows gauge.
     open_reported: u64,
-    group_ids: Vec<usize>,
     lateness: Nanos,
     early: EarlyEmit,
     last_early: Instant,
@@ -121,12 +131,16 @@ impl SessionAggregateOp {
         let empty_keys = Arc::new(datafusion_common::arrow::datatypes::Schema::empty());
         let changes =
             if emit.is_changelog() { Some(WindowChanges::new(&output_schema, num_group_columns)?) } else { None };
+        let aggregates = Aggregates::new(empty_keys, aggregates);
         Ok(Self {
             key_exprs,
             layout,
             gap: gap_nanos,
             converter,
-            aggregates: Aggregates::new(empty_keys, aggregates),
+            slots: Slots::new(&aggregates)?,
+            aggregates,
+            fired: Vec::new(),
+            assigned: (Vec::new(), Vec::new()),
             output_schema,
             num_group_columns,
             sessions: HashMap::default(),
@@ -137,7 +151,6 @@ impl SessionAggregateOp {
             watermark: NO_WATERMARK,
             metrics,
             open_reported: 0,
-            group_ids: Vec::new(),
             lateness: emit.allowed_lateness_nanos.max(0),
             early: emit.early,
             last_early: Instant::now(),
@@ -146,51 +159,42 @@ impl SessionAggregateOp {
         })
     }
 
-    /// Apply the buffered (session id, row) assignments: one update per session.
-    fn flush(
-        &mut self,
-        assigned: &mut Vec<(u64, u32)>,
-        redirect: &mut HashMap<u64, u64>,
-        input: &AggregateInput,
-    ) -> Result<()> {
-        if assigned.is_empty() {
-            return Ok(());
-        }
-        for a in assigned.iter_mut() {
-            while let Some(to) = redirect.get(&a.0) {
-                a.0 = *to;
-            }
-        }
-        assigned.sort_unstable();
-        // the rows of every session, one session after another: each gets a slice
-        let taken = input.take(&UInt32Array::from_iter_values(assigned.iter().map(|a| a.1)))?;
-        let mut i = 0;
-        while i < assigned.len() {
-            let id = assigned[i].0;
-            let j = assigned[i..].iter().position(|a| a.0 != id).map(|p| i + p).unwrap_or(assigned.len());
-            let mut group_ids = std::mem::take(&mut self.group_ids);
-            self.session_mut(id)?.partial.update(&taken.slice(i, j - i), None, &mut group_ids)?;
-            self.group_ids = group_ids;
-            if self.changes.is_some() {
-                self.dirty.insert(id);
-            }
-            i = j;
-        }
-        assigned.clear();
-        redirect.clear();
+    /// Add the rows assigned since the last flush to their sessions' slots: one update per
+    /// aggregate.
+    fn flush(&mut self, input: &AggregateInput) -> Result<()> {
+        let (rows, slots) = &mut self.assigned;
+        let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else { return Ok(()) };
+        // usually every row since the last flush (none late): a slice, else a copy of those rows
+        let picked = if (last - first) as usize + 1 == rows.len() {
+            input.slice(first as usize, rows.len())
+        } else {
+            input.take(&UInt32Array::from(rows.clone()))?
+        };
+        self.slots.update(&picked, slots)?;
+        rows.clear();
+        slots.clear();
         Ok(())
     }
 
-    fn session_mut(&mut self, id: u64) -> Result<&mut Session> {
-        let key = self.key_of.get(&id).ok_or_else(|| RuntimeError::Internal(format!("session {id} has no key")))?;
-        self.sessions
-            .get_mut(key)
-            .and_then(|list| list.iter_mut().find(|s| s.id == id))
-            .ok_or_else(|| RuntimeError::Internal(format!("session {id} vanished")))
+    /// A session's id's current end, if it is held.
+    fn session_end(&self, id: u64) -> Option<Nanos> {
+        let key = self.key_of.get(&id)?;
+        self.sessions.get(key)?.iter().find(|s| s.id == id).map(|s| s.end)
     }
 
-    /// Assign the row at time `t` of `key`; returns its session, or `None` if it is late.
-    fn assign(&mut self, key: &[u8], t: Nanos, wm: Nanos, redirect: &mut HashMap<u64, u64>) -> Result<Option<u64>> {
+    /// Sessions whose slots moved (see [`Slots`]) take their new slot.
+    fn moved(&mut self, moved: Vec<(u64, u64)>) {
+        for (id, slot) in moved {
+            let Some(key) = self.key_of.get(&id) else { continue };
+            if let Some(s) = self.sessions.get_mut(key).and_then(|l| l.iter_mut().find(|s| s.id == id)) {
+                s.slots.clear();
+                s.slots.push(slot);
+            }
+        }
+    }
+
+    /// Assign the row at time `t` of `key`; returns its session's slot, or `None` if it is late.
+    fn assign(&mut self, key: &[u8], t: Nanos, wm: Nanos) -> Result<Option<u64>> {
         let (lo, hi) = (t, t.saturating_add(self.gap));
         if !self.sessions.contains_key(key) {
             self.sessions.insert(key.into(), Vec::new());
@@ -208,14 +212,18 @@ impl SessionAggregateOp {
             self.next_id += 1;
             // within the allowed lateness, a session can start after its end: it is complete
             let fired = hi <= wm;
-            list.push(Session { id, start: lo, end: hi, partial: self.aggregates.partial()?, fired });
+            let slot = self.slots.alloc(id);
+            list.push(Session { id, start: lo, end: hi, slots: vec![slot], fired });
             if fired {
                 self.retained.insert((hi, id));
             } else {
                 self.by_end.insert((hi, id));
             }
             self.key_of.insert(id, key.into());
-            return Ok(Some(id));
+            if self.changes.is_some() {
+                self.dirty.insert(id);
+            }
+            return Ok(Some(slot));
         };
         // merge every other overlapping session into the first one (rarely any: an empty Vec
         // does not allocate)
@@ -231,8 +239,10 @@ impl SessionAggregateOp {
         for s in absorbed {
             survivor.start = survivor.start.min(s.start);
             survivor.end = survivor.end.max(s.end);
-            let frozen = s.partial.freeze()?;
-            survivor.partial.merge(&frozen, &mut self.group_ids)?;
+            for slot in &s.slots {
+                self.slots.give(*slot, survivor.id);
+            }
+            survivor.slots.extend(s.slots);
             if s.fired {
                 self.retained.remove(&(s.end, s.id));
             } else {
@@ -243,12 +253,17 @@ impl SessionAggregateOp {
             if let Some(c) = &mut self.changes {
                 c.absorb(survivor.id, s.id)?;
             }
-            redirect.insert(s.id, survivor.id);
         }
         // a fired session extended past the watermark is open again (it emits when it fires)
         survivor.fired = old_fired && survivor.end <= wm;
         let (id, end, fired) = (survivor.id, survivor.end, survivor.fired);
-        if (end, fired) != (old_end, old_fired) {
+        let slot =
+            survivor.slots.first().copied().ok_or_else(|| RuntimeError::Internal("a session without slots".into()))?;
+        if self.changes.is_some() {
+            self.dirty.insert(id);
+        }
+        // without a changelog, its entry by end stays where it was (see `fire_until`)
+        if (end, fired) != (old_end, old_fired) && self.changes.is_some() {
             if old_fired {
                 self.retained.remove(&(old_end, id));
             } else {
@@ -260,18 +275,30 @@ impl SessionAggregateOp {
                 self.by_end.insert((end, id));
             }
         }
-        Ok(Some(id))
+        Ok(Some(slot))
     }
 
-    /// Fire every session ending at or before `watermark`, as one batch; in changelog mode,
-    /// also stop retaining sessions whose end + lateness it has reached.
-    fn fire_until(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
-        let (mut fired, mut refresh, mut gone) = (Vec::new(), BTreeSet::new(), Vec::new());
+    /// Fire every session ending at or before `watermark`, as one batch (`defer`: after the
+    /// batch being read, with those that fire later in it); in changelog mode, also stop
+    /// retaining sessions whose end + lateness it has reached.
+    fn fire_until(&mut self, watermark: Nanos, defer: bool, out: &mut Vec<Message>) -> Result<()> {
+        let (mut refresh, mut gone) = (BTreeSet::new(), Vec::new());
         while let Some(&(end, id)) = self.by_end.first() {
             if end > watermark {
                 break;
             }
             self.by_end.pop_first();
+            if self.changes.is_none() {
+                // the entry may be stale: the session absorbed, or extended since
+                match self.session_end(id) {
+                    None => continue,
+                    Some(now) if now > end => {
+                        self.by_end.insert((now, id));
+                        continue;
+                    }
+                    Some(_) => {}
+                }
+            }
             Metrics::add(&self.metrics.windows_fired, 1);
             tracing::debug!(session = id, end = %show_time(end), "session fires");
             if self.changes.is_some() {
@@ -287,7 +314,7 @@ impl SessionAggregateOp {
                 continue;
             }
             if let Some(session) = self.remove(id) {
-                fired.push(session);
+                self.fired.push(session);
             }
         }
         while let Some(&(end, id)) = self.retained.first() {
@@ -300,24 +327,50 @@ impl SessionAggregateOp {
             }
             gone.push(id);
         }
-        if !fired.is_empty() {
-            out.push(Message::Data(StreamBatch::new(self.emit(fired)?)));
+        if !defer {
+            self.emit_fired(out)?;
         }
         self.refresh(refresh, out)?;
         for id in gone {
-            self.remove(id);
+            if let Some((_, _, _, _, slots)) = self.remove(id) {
+                self.slots.free(&slots);
+            }
             self.dirty.remove(&id);
             if let Some(c) = &mut self.changes {
                 c.forget(id);
             }
         }
-        let open = (self.by_end.len() + self.retained.len()) as u64;
-        Metrics::gauge(&self.metrics.open_windows, &mut self.open_reported, open);
+        self.report_open();
         Ok(())
     }
 
-    /// Take a session out of the state: its key, bounds and partial aggregate.
-    fn remove(&mut self, id: u64) -> Option<Evaluated> {
+    /// Emit the sessions that fired, as one batch, and free their slots.
+    fn emit_fired(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        if self.fired.is_empty() {
+            return Ok(());
+        }
+        let fired = std::mem::take(&mut self.fired);
+        let wanted: Vec<(u64, &[u64])> = fired.iter().map(|(id, _, _, _, slots)| (*id, slots.as_slice())).collect();
+        let evaluated = self.slots.evaluate(&self.aggregates, &wanted, false)?;
+        self.moved(evaluated.moved);
+        out.push(Message::Data(StreamBatch::new(self.emit(&fired, evaluated.values)?)));
+        Ok(())
+    }
+
+    fn report_open(&mut self) {
+        Metrics::gauge(&self.metrics.open_windows, &mut self.open_reported, self.key_of.len() as u64);
+    }
+
+    fn session_mut(&mut self, id: u64) -> Result<&mut Session> {
+        let key = self.key_of.get(&id).ok_or_else(|| RuntimeError::Internal(format!("session {id} has no key")))?;
+        self.sessions
+            .get_mut(key)
+            .and_then(|list| list.iter_mut().find(|s| s.id == id))
+            .ok_or_else(|| RuntimeError::Internal(format!("session {id} vanished")))
+    }
+
+    /// Take a session out of the state.
+    fn remove(&mut self, id: u64) -> Option<Taken> {
         let key = self.key_of.remove(&id)?;
         let list = self.sessions.get_mut(&key)?;
         let pos = list.iter().position(|s| s.id == id)?;
@@ -325,7 +378,7 @@ impl SessionAggregateOp {
         if list.is_empty() {
             self.sessions.remove(&key);
         }
-        Some((key, session.start, session.end, session.partial))
+        Some((id, key, session.start, session.end, session.slots))
     }
 
     /// The earliest watermark at which something happens: an open session fires or a
@@ -339,26 +392,21 @@ impl SessionAggregateOp {
     /// Re-evaluate sessions (keeping their state) and emit what changed since their last
     /// emission.
     fn refresh(&mut self, ids: BTreeSet<u64>, out: &mut Vec<Message>) -> Result<()> {
-        let mut evaluated = Vec::with_capacity(ids.len());
-        let mut order = Vec::with_capacity(ids.len());
+        let mut sessions: Vec<Taken> = Vec::with_capacity(ids.len());
         for id in ids {
             self.dirty.remove(&id);
-            let (keep, mut copy) = (self.aggregates.partial()?, self.aggregates.partial()?);
             let Some(key) = self.key_of.get(&id) else { continue };
-            let Some(s) = self.sessions.get_mut(key).and_then(|l| l.iter_mut().find(|s| s.id == id)) else {
-                continue;
-            };
-            let frozen = std::mem::replace(&mut s.partial, keep).freeze()?;
-            s.partial.merge(&frozen, &mut self.group_ids)?;
-            copy.merge(&frozen, &mut self.group_ids)?;
-            evaluated.push((key.clone(), s.start, s.end, copy));
-            order.push(id);
+            let Some(s) = self.sessions.get(key).and_then(|l| l.iter().find(|s| s.id == id)) else { continue };
+            sessions.push((id, key.clone(), s.start, s.end, s.slots.clone()));
         }
-        if evaluated.is_empty() {
+        if sessions.is_empty() {
             return Ok(());
         }
-        let batch = self.emit(evaluated)?;
-        let results = order.into_iter().enumerate().map(|(i, id)| (id, batch.slice(i, 1))).collect();
+        let wanted: Vec<(u64, &[u64])> = sessions.iter().map(|(id, _, _, _, slots)| (*id, slots.as_slice())).collect();
+        let evaluated = self.slots.evaluate(&self.aggregates, &wanted, true)?;
+        self.moved(evaluated.moved);
+        let batch = self.emit(&sessions, evaluated.values)?;
+        let results = sessions.iter().enumerate().map(|(i, (id, ..))| (*id, batch.slice(i, 1))).collect();
         if let Some(changes) = self.changes.as_mut().map(|c| c.update_all(results)).transpose()?.flatten() {
             out.push(Message::Data(changes));
         }
@@ -394,36 +442,21 @@ impl SessionAggregateOp {
         Ok(())
     }
 
-    /// One row per session: keys, bounds, aggregates.
-    fn emit(&self, sessions: Vec<Evaluated>) -> Result<RecordBatch> {
+    /// One row per session: keys, bounds, aggregates (`values`: a row per session).
+    fn emit(&self, sessions: &[Taken], values: Vec<ArrayRef>) -> Result<RecordBatch> {
         let n = sessions.len();
         let keys = match &self.converter {
             Some(c) => {
                 let parser = c.parser();
-                c.convert_rows(sessions.iter().map(|(k, _, _, _)| parser.parse(k)))?
+                c.convert_rows(sessions.iter().map(|(_, k, ..)| parser.parse(k)))?
             }
             None => Vec::new(),
         };
-        let mut windows = Vec::with_capacity(n);
-        let mut values: Vec<Vec<ArrayRef>> = Vec::new();
-        for (_, start, end, partial) in sessions {
-            windows.push((start, end));
-            let (_, v, _) = partial.evaluate()?;
-            if values.is_empty() {
-                values = v.into_iter().map(|a| vec![a]).collect();
-            } else {
-                for (column, a) in values.iter_mut().zip(v) {
-                    column.push(a);
-                }
-            }
-        }
+        let windows: Vec<(Nanos, Nanos)> = sessions.iter().map(|(_, _, start, end, _)| (*start, *end)).collect();
         let mut columns = self.layout.group_columns(&self.output_schema, self.num_group_columns, keys, |b, t| {
             WindowLayout::bound_array(b, t, &windows)
         })?;
-        for column in values {
-            let parts: Vec<&dyn Array> = column.iter().map(|a| a.as_ref()).collect();
-            columns.push(concat(&parts)?);
-        }
+        columns.extend(values);
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         Ok(RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?)
     }
@@ -436,12 +469,8 @@ impl Operator for SessionAggregateOp {
 
     /// Sessions held (open, and fired ones kept for late rows), with their accumulators.
     fn state_size(&self) -> StateSize {
-        let mut size = StateSize::default();
-        for (key, sessions) in &self.sessions {
-            size.rows += sessions.len() as u64;
-            size.bytes += (key.len() + sessions.iter().map(|s| s.partial.size()).sum::<usize>()) as u64;
-        }
-        size
+        let keys: usize = self.sessions.iter().map(|(k, l)| k.len() + l.len() * std::mem::size_of::<Session>()).sum();
+        StateSize { rows: self.key_of.len() as u64, bytes: (keys + self.slots.size()) as u64 }
     }
 
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
@@ -465,8 +494,7 @@ impl Operator for SessionAggregateOp {
         let row_wm = input.row_watermarks.as_deref();
         let (mut late, mut null_time) = (0u64, 0u64);
         let mut dropped = DroppedCollector::new(input.origin.as_ref());
-        let mut assigned: Vec<(u64, u32)> = Vec::with_capacity(n);
-        let mut redirect = HashMap::default();
+        let changelog = self.changes.is_some();
         let mut next_end = self.next_deadline();
         for i in 0..n {
             if times.is_null(i) {
@@ -476,17 +504,23 @@ impl Operator for SessionAggregateOp {
             }
             let wm = row_wm.map(|w| w.value(i)).unwrap_or(NO_WATERMARK).max(self.watermark);
             if wm >= next_end {
-                self.flush(&mut assigned, &mut redirect, &agg_input)?;
-                // corrections for the rows before this one, before a session stops taking them
-                self.refresh_dirty(false, out)?;
+                if changelog {
+                    self.flush(&agg_input)?;
+                    // corrections for the rows before this one, before a session stops taking them
+                    self.refresh_dirty(false, out)?;
+                }
                 self.watermark = wm;
-                self.fire_until(wm, out)?;
+                // without a changelog, what fires is evaluated after the batch's rows are in
+                self.fire_until(wm, !changelog, out)?;
             }
             let row = rows.as_ref().map(|r| r.row(i));
             let key: &[u8] = row.as_ref().map(|r| r.as_ref()).unwrap_or(&[]);
             let t = times.value(i);
-            match self.assign(key, t, wm, &mut redirect)? {
-                Some(id) => assigned.push((id, i as u32)),
+            match self.assign(key, t, wm)? {
+                Some(slot) => {
+                    self.assigned.0.push(i as u32);
+                    self.assigned.1.push(slot);
+                }
                 None => {
                     late += 1;
                     dropped.drop_row(i, || {
@@ -506,10 +540,10 @@ impl Operator for SessionAggregateOp {
             }
             next_end = self.next_deadline();
         }
-        self.flush(&mut assigned, &mut redirect, &agg_input)?;
+        self.flush(&agg_input)?;
+        self.emit_fired(out)?;
         self.after_batch(out)?;
-        let open = (self.by_end.len() + self.retained.len()) as u64;
-        Metrics::gauge(&self.metrics.open_windows, &mut self.open_reported, open);
+        self.report_open();
         self.metrics.dropped(late, null_time);
         dropped.finish(out)
     }
@@ -517,7 +551,7 @@ impl Operator for SessionAggregateOp {
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
         if watermark > self.watermark {
             self.watermark = watermark;
-            self.fire_until(watermark, out)?;
+            self.fire_until(watermark, false, out)?;
         }
         out.push(Message::Watermark(watermark));
         Ok(())
@@ -536,18 +570,30 @@ impl Operator for SessionAggregateOp {
         let mut snapshot = OperatorSnapshot::with_meta(&state)?;
         let (mut ids, mut keys, mut starts, mut ends, mut fired) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut frozen = Vec::new();
-        for (key, list) in &mut self.sessions {
-            for s in list.iter_mut() {
+        let mut slots: Vec<(u64, Vec<u64>)> = Vec::new();
+        for (key, list) in &self.sessions {
+            for s in list {
                 ids.push(s.id as i64);
                 keys.push(key.clone());
                 starts.push(s.start);
                 ends.push(s.end);
                 fired.push(s.fired);
-                frozen.push((s.id as i64, s.partial.snapshot(&self.aggregates, &mut self.group_ids)?));
+                slots.push((s.id, s.slots.clone()));
             }
         }
         if !ids.is_empty() {
+            // each session's partial aggregate, one row of state columns each
+            let wanted: Vec<(u64, &[u64])> = slots.iter().map(|(id, s)| (*id, s.as_slice())).collect();
+            let (states, moved) = self.slots.states(&self.aggregates, &wanted)?;
+            self.moved(moved);
+            let frozen: Vec<(i64, Frozen)> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let row = states.iter().map(|s| s.iter().map(|c| c.slice(i, 1)).collect()).collect();
+                    (*id, Frozen::of_states(row, 1))
+                })
+                .collect();
             let schema = Schema::new(vec![
                 Field::new("id", DataType::Int64, false),
                 Field::new("key", DataType::Binary, false),
@@ -670,21 +716,20 @@ impl Operator for SessionAggregateOp {
             let bad = || RuntimeError::Checkpoint("the saved sessions are not valid".into());
             let int =
                 |i: usize| sessions.columns().get(i).and_then(|c| c.as_primitive_opt::<Int64Type>()).ok_or_else(bad);
+            let no_partial = |id: i64| RuntimeError::Checkpoint(format!("saved session {id} has no partial aggregate"));
             let (ids, starts, ends) = (int(0)?, int(2)?, int(3)?);
             let keys = sessions.columns().get(1).and_then(|c| c.as_binary_opt::<i32>()).ok_or_else(bad)?;
             let fired = sessions.columns().get(4).and_then(|c| c.as_boolean_opt()).ok_or_else(bad)?;
             for r in 0..sessions.num_rows() {
                 let id = ids.value(r);
-                let partial = match partials.remove(&id) {
-                    Some(f) => Partial::thawed(&self.aggregates, &f, &mut self.group_ids)?,
-                    None => self.aggregates.partial()?,
-                };
+                let partial = partials.remove(&id).ok_or_else(|| no_partial(id))?;
+                let slot = self.slots.restore(id as u64, partial.states())?;
                 let key: Box<[u8]> = keys.value(r).into();
                 let session = Session {
                     id: id as u64,
                     start: starts.value(r),
                     end: ends.value(r),
-                    partial,
+                    slots: vec![slot],
                     fired: fired.value(r),
                 };
                 self.key_of.insert(id as u64, key.clone());
@@ -694,8 +739,7 @@ impl Operator for SessionAggregateOp {
         if let (Some(changes), Some(emitted)) = (&mut self.changes, snapshot.take("emitted")) {
             changes.restore_batch(&emitted, |id, _| id as u64)?;
         }
-        let open = (self.by_end.len() + self.retained.len()) as u64;
-        Metrics::gauge(&self.metrics.open_windows, &mut self.open_reported, open);
+        self.report_open();
         Ok(())
     }
 }

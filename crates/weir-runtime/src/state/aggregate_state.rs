@@ -191,8 +191,13 @@ impl Aggregates {
         } else {
             Some(new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?)
         };
-        let accumulators = self
-            .specs
+        Ok(Partial { groups, num_groups: 0, accumulators: self.accumulators()? })
+    }
+
+    /// One empty accumulator per aggregate (DataFusion's vectorised one, or its adapter over
+    /// the row accumulator where there is none).
+    pub fn accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+        self.specs
             .iter()
             .map(|a| -> Result<Box<dyn GroupsAccumulator>> {
                 if a.function.groups_accumulator_supported() {
@@ -202,8 +207,7 @@ impl Aggregates {
                     Ok(Box::new(GroupsAccumulatorAdapter::new(move || f.create_accumulator())))
                 }
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Partial { groups, num_groups: 0, accumulators })
+            .collect()
     }
 }
 
@@ -222,6 +226,16 @@ pub struct Frozen {
 }
 
 impl Frozen {
+    /// Keyless groups from each aggregate's state columns (`rows` rows).
+    pub fn of_states(states: Vec<Vec<ArrayRef>>, rows: usize) -> Self {
+        Self { keys: Vec::new(), states, rows }
+    }
+
+    /// Each aggregate's state columns.
+    pub fn states(&self) -> &[Vec<ArrayRef>] {
+        &self.states
+    }
+
     /// Bytes held (approximately).
     pub fn size(&self) -> usize {
         let arrays = self.keys.iter().chain(self.states.iter().flatten());
