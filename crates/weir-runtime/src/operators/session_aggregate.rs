@@ -178,16 +178,16 @@ impl SessionAggregateOp {
 
     /// A session's id's current end, if it is held.
     fn session_end(&self, id: u64) -> Option<Nanos> {
-        let key = self.key_of.get(&id)?;
-        self.sessions.get(key)?.iter().find(|s| s.id == id).map(|s| s.end)
+        end_of(&self.key_of, &self.sessions, id)
     }
 
-    /// Sessions whose slots moved (see [`Slots`]) take their new slot.
+    /// Sessions whose slots moved (see [`Slots`]) take their new slot in place of those taken
+    /// from the front (a session that absorbed another may hold slots further on too).
     fn moved(&mut self, moved: Vec<(u64, u64)>) {
         for (id, slot) in moved {
             let Some(key) = self.key_of.get(&id) else { continue };
             if let Some(s) = self.sessions.get_mut(key).and_then(|l| l.iter_mut().find(|s| s.id == id)) {
-                s.slots.clear();
+                s.slots.retain(|x| self.slots.held(*x));
                 s.slots.push(slot);
             }
         }
@@ -351,7 +351,9 @@ impl SessionAggregateOp {
         }
         let fired = std::mem::take(&mut self.fired);
         let wanted: Vec<(u64, &[u64])> = fired.iter().map(|(id, _, _, _, slots)| (*id, slots.as_slice())).collect();
-        let evaluated = self.slots.evaluate(&self.aggregates, &wanted, false)?;
+        let (key_of, sessions) = (&self.key_of, &self.sessions);
+        let order = |id| end_of(key_of, sessions, id).unwrap_or(Nanos::MAX);
+        let evaluated = self.slots.evaluate(&self.aggregates, &wanted, false, &order)?;
         self.moved(evaluated.moved);
         out.push(Message::Data(StreamBatch::new(self.emit(&fired, evaluated.values)?)));
         Ok(())
@@ -403,7 +405,9 @@ impl SessionAggregateOp {
             return Ok(());
         }
         let wanted: Vec<(u64, &[u64])> = sessions.iter().map(|(id, _, _, _, slots)| (*id, slots.as_slice())).collect();
-        let evaluated = self.slots.evaluate(&self.aggregates, &wanted, true)?;
+        let (key_of, held) = (&self.key_of, &self.sessions);
+        let order = |id| end_of(key_of, held, id).unwrap_or(Nanos::MAX);
+        let evaluated = self.slots.evaluate(&self.aggregates, &wanted, true, &order)?;
         self.moved(evaluated.moved);
         let batch = self.emit(&sessions, evaluated.values)?;
         let results = sessions.iter().enumerate().map(|(i, (id, ..))| (*id, batch.slice(i, 1))).collect();
@@ -584,7 +588,9 @@ impl Operator for SessionAggregateOp {
         if !ids.is_empty() {
             // each session's partial aggregate, one row of state columns each
             let wanted: Vec<(u64, &[u64])> = slots.iter().map(|(id, s)| (*id, s.as_slice())).collect();
-            let (states, moved) = self.slots.states(&self.aggregates, &wanted)?;
+            let (key_of, sessions) = (&self.key_of, &self.sessions);
+            let order = |id| end_of(key_of, sessions, id).unwrap_or(Nanos::MAX);
+            let (states, moved) = self.slots.states(&self.aggregates, &wanted, &order)?;
             self.moved(moved);
             let frozen: Vec<(i64, Frozen)> = ids
                 .iter()
@@ -742,6 +748,11 @@ impl Operator for SessionAggregateOp {
         self.report_open();
         Ok(())
     }
+}
+
+/// The current end of session `id`, if it is held.
+fn end_of(key_of: &HashMap<u64, Box<[u8]>>, sessions: &HashMap<Box<[u8]>, Vec<Session>>, id: u64) -> Option<Nanos> {
+    sessions.get(key_of.get(&id)?)?.iter().find(|s| s.id == id).map(|s| s.end)
 }
 
 /// What a checkpoint keeps of a session aggregate besides its sessions.

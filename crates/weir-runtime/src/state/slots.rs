@@ -13,10 +13,11 @@
 //! ```
 //!
 //! A window merged into another (an out-of-order row bridging two sessions) gives its slots to
-//! the survivor, which then owns several until it is next taken from the front. Windows close
-//! roughly in the order they open, so the front holds few live windows.
+//! the survivor, which then owns several until it is next taken from the front. Windows that
+//! move go back in the order they will close (the caller says when), and new ones open in
+//! about that order too, so the front holds few live windows when some close.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use datafusion_common::arrow::array::{ArrayRef, UInt32Array};
 use datafusion_common::arrow::compute::take;
@@ -24,6 +25,8 @@ use datafusion_expr::{EmitTo, GroupsAccumulator};
 
 use crate::error::{Result, RuntimeError};
 use crate::state::aggregate_state::{AggregateInput, Aggregates};
+
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 /// A freed slot's owner.
 const FREE: u64 = u64::MAX;
@@ -41,7 +44,8 @@ pub struct Slots {
     groups: Vec<usize>,
 }
 
-/// Windows whose slots moved, each with its one new slot.
+/// Windows whose slots moved, each with its one new slot (its slots after the front taken
+/// stay where they are).
 pub type Moved = Vec<(u64, u64)>;
 
 /// What [`Slots::evaluate`] gives: each wanted window's final values (one array per aggregate,
@@ -67,6 +71,11 @@ impl Slots {
     pub fn alloc(&mut self, owner: u64) -> u64 {
         self.owners.push_back(owner);
         self.base + self.owners.len() as u64 - 1
+    }
+
+    /// Whether slot `slot` is still held (not taken from the front).
+    pub fn held(&self, slot: u64) -> bool {
+        slot >= self.base
     }
 
     /// Slot `slot` now belongs to window `owner` (a window merged into it).
@@ -105,10 +114,17 @@ impl Slots {
 
     /// The final values of windows `wanted` (each with its slots), one row each in that order.
     /// Their state is kept (each in one new slot) when `keep`, else dropped. Live windows that
-    /// held slots before the last wanted one move to one new slot each.
-    pub fn evaluate(&mut self, aggregates: &Aggregates, wanted: &[(u64, &[u64])], keep: bool) -> Result<Evaluated> {
+    /// held slots before the last wanted one move to one new slot each, in `order` (when each
+    /// will close).
+    pub fn evaluate(
+        &mut self,
+        aggregates: &Aggregates,
+        wanted: &[(u64, &[u64])],
+        keep: bool,
+        order: &dyn Fn(u64) -> i64,
+    ) -> Result<Evaluated> {
         let mut out = aggregates.accumulators()?;
-        let moved = self.take_front(wanted, keep, &mut out)?;
+        let moved = self.take_front(wanted, keep, order, &mut out)?;
         let values = out.iter_mut().map(|a| Ok(a.evaluate(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
         Ok(Evaluated { values, moved })
     }
@@ -116,9 +132,14 @@ impl Slots {
     /// The intermediate state of windows `wanted`, one row each (each aggregate's state
     /// columns), for a checkpoint; their state stays, and windows move as in
     /// [`Slots::evaluate`].
-    pub fn states(&mut self, aggregates: &Aggregates, wanted: &[(u64, &[u64])]) -> Result<(Vec<Vec<ArrayRef>>, Moved)> {
+    pub fn states(
+        &mut self,
+        aggregates: &Aggregates,
+        wanted: &[(u64, &[u64])],
+        order: &dyn Fn(u64) -> i64,
+    ) -> Result<(Vec<Vec<ArrayRef>>, Moved)> {
         let mut out = aggregates.accumulators()?;
-        let moved = self.take_front(wanted, true, &mut out)?;
+        let moved = self.take_front(wanted, true, order, &mut out)?;
         let states = out.iter_mut().map(|a| Ok(a.state(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
         Ok((states, moved))
     }
@@ -142,6 +163,7 @@ impl Slots {
         &mut self,
         wanted: &[(u64, &[u64])],
         keep: bool,
+        order: &dyn Fn(u64) -> i64,
         out: &mut [Box<dyn GroupsAccumulator>],
     ) -> Result<Moved> {
         let Some(last) = wanted.iter().flat_map(|(_, s)| s.iter()).max() else { return Ok(Vec::new()) };
@@ -156,10 +178,9 @@ impl Slots {
         self.base += front as u64;
         self.sized -= front;
         let row_of: HashMap<u64, usize> = wanted.iter().enumerate().map(|(i, (w, _))| (*w, i)).collect();
-        // which front rows go to `out` (as which row) and which go back (as which slot)
-        let (mut out_rows, mut out_groups, mut back_rows, mut back_groups) =
+        // which front rows go to `out` (as which row) and which go back (for which window)
+        let (mut out_rows, mut out_groups, mut back_rows, mut back_owners) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut back_slot: HashMap<u64, usize> = HashMap::new();
         for (i, owner) in owners.iter().enumerate() {
             if *owner == FREE {
                 continue;
@@ -170,14 +191,20 @@ impl Slots {
                 out_groups.push(*r);
             }
             if wanted_row.is_none() || keep {
-                let at = *back_slot.entry(*owner).or_insert_with(|| {
-                    self.owners.push_back(*owner);
-                    self.owners.len() - 1
-                });
                 back_rows.push(i as u32);
-                back_groups.push(at);
+                back_owners.push(*owner);
             }
         }
+        // the windows put back in the order they will close, so that the next ones to close
+        // are at the front again
+        let mut back: Vec<u64> = back_owners.clone();
+        back.sort_unstable();
+        back.dedup();
+        back.sort_by_cached_key(|w| order(*w));
+        let back_slot: HashMap<u64, usize> =
+            back.iter().enumerate().map(|(j, w)| (*w, self.owners.len() + j)).collect();
+        self.owners.extend(back);
+        let back_groups: Vec<usize> = back_owners.iter().filter_map(|w| back_slot.get(w).copied()).collect();
         let pick = |rows: &[u32]| -> Result<Vec<Vec<ArrayRef>>> {
             let idx = UInt32Array::from(rows.to_vec());
             states
