@@ -350,13 +350,20 @@ impl SessionAggregateOp {
             return Ok(());
         }
         let fired = std::mem::take(&mut self.fired);
-        let wanted: Vec<(u64, &[u64])> = fired.iter().map(|(id, _, _, _, slots)| (*id, slots.as_slice())).collect();
-        let (key_of, sessions) = (&self.key_of, &self.sessions);
-        let order = |id| end_of(key_of, sessions, id).unwrap_or(Nanos::MAX);
-        let evaluated = self.slots.evaluate(&self.aggregates, &wanted, false, &order)?;
-        self.moved(evaluated.moved);
-        out.push(Message::Data(StreamBatch::new(self.emit(&fired, evaluated.values)?)));
+        let values = self.values(&fired, false)?;
+        out.push(Message::Data(StreamBatch::new(self.emit(&fired, values)?)));
         Ok(())
+    }
+
+    /// The aggregate values of `sessions` (a row each), their state kept when `keep`; the
+    /// sessions whose slots moved meanwhile take their new ones.
+    fn values(&mut self, sessions: &[Taken], keep: bool) -> Result<Vec<ArrayRef>> {
+        let wanted: Vec<(u64, &[u64])> = sessions.iter().map(|(id, _, _, _, slots)| (*id, slots.as_slice())).collect();
+        let (key_of, held) = (&self.key_of, &self.sessions);
+        let order = |id| end_of(key_of, held, id).unwrap_or(Nanos::MAX);
+        let evaluated = self.slots.evaluate(&self.aggregates, &wanted, keep, &order)?;
+        self.moved(evaluated.moved);
+        Ok(evaluated.values)
     }
 
     fn report_open(&mut self) {
@@ -404,12 +411,8 @@ impl SessionAggregateOp {
         if sessions.is_empty() {
             return Ok(());
         }
-        let wanted: Vec<(u64, &[u64])> = sessions.iter().map(|(id, _, _, _, slots)| (*id, slots.as_slice())).collect();
-        let (key_of, held) = (&self.key_of, &self.sessions);
-        let order = |id| end_of(key_of, held, id).unwrap_or(Nanos::MAX);
-        let evaluated = self.slots.evaluate(&self.aggregates, &wanted, true, &order)?;
-        self.moved(evaluated.moved);
-        let batch = self.emit(&sessions, evaluated.values)?;
+        let values = self.values(&sessions, true)?;
+        let batch = self.emit(&sessions, values)?;
         let results = sessions.iter().enumerate().map(|(i, (id, ..))| (*id, batch.slice(i, 1))).collect();
         if let Some(changes) = self.changes.as_mut().map(|c| c.update_all(results)).transpose()?.flatten() {
             out.push(Message::Data(changes));
