@@ -27,6 +27,9 @@ use crate::state::rank_rows::{rescale_rows, restore_keyed, save_keyed, Changes, 
 struct Kept {
     order: Box<[u8]>,
     row: Box<[u8]>,
+    /// While a batch is processed: 1 + the batch's row this key keeps now (its bytes are
+    /// encoded after the batch, only for the rows still kept then); 0 otherwise.
+    fresh: u32,
 }
 
 /// The deduplication operator.
@@ -58,15 +61,19 @@ impl Operator for DeduplicateOp {
 
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         Metrics::add(&self.metrics.expired_keys, self.kept.before_batch());
-        let encoded = self.rows.encode(&input.batch)?;
+        let (partitions, orders) = self.rows.encode_keys(&input.batch)?;
         let mut changes = Changes::default();
+        // the keys whose kept row is now one of this batch's
+        let mut fresh: Vec<usize> = Vec::new();
         for i in 0..input.batch.num_rows() {
-            let key = encoded.partitions.row(i);
-            let order = encoded.orders.row(i).data();
-            let row = encoded.rows.row(i).data();
+            let key = partitions.row(i);
+            let order = orders.row(i).data();
             match self.kept.slot(key.data()) {
                 None => {
-                    self.kept.insert(key.data(), Kept { order: order.into(), row: row.into() });
+                    let slot = self
+                        .kept
+                        .insert(key.data(), Kept { order: order.into(), row: Box::default(), fresh: i as u32 + 1 });
+                    fresh.push(slot);
                     changes.input(RowKind::Insert, i, 1);
                 }
                 Some(slot) => {
@@ -78,11 +85,28 @@ impl Operator for DeduplicateOp {
                         std::cmp::Ordering::Greater => false,
                     };
                     if wins {
-                        let old = std::mem::replace(&mut kept.row, row.into());
                         kept.order = order.into();
-                        changes.kept(RowKind::UpdateBefore, old, 1);
+                        match std::mem::replace(&mut kept.fresh, i as u32 + 1) {
+                            0 => {
+                                fresh.push(slot);
+                                changes.kept(RowKind::UpdateBefore, std::mem::take(&mut kept.row), 1);
+                            }
+                            earlier => changes.input(RowKind::UpdateBefore, earlier as usize - 1, 1),
+                        }
                         changes.input(RowKind::UpdateAfter, i, 1);
                     }
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            let picked: Vec<(usize, u32)> =
+                fresh.iter().filter_map(|s| self.kept.get(*s).map(|k| (*s, k.fresh.saturating_sub(1)))).collect();
+            let rows: Vec<u32> = picked.iter().map(|(_, row)| *row).collect();
+            let encoded = self.rows.encode_rows(&input.batch, &rows)?;
+            for (j, (slot, _)) in picked.into_iter().enumerate() {
+                if let Some(kept) = self.kept.get_mut(slot) {
+                    kept.row = encoded.row(j).data().into();
+                    kept.fresh = 0;
                 }
             }
         }
@@ -111,7 +135,7 @@ impl Operator for DeduplicateOp {
     fn restore(&mut self, snapshot: OperatorSnapshot) -> Result<()> {
         restore_keyed(&mut self.kept, snapshot, "Deduplicate", |mut rows| {
             let (order, row) = rows.swap_remove(0);
-            Kept { order, row }
+            Kept { order, row, fresh: 0 }
         })
     }
 }

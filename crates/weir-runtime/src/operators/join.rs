@@ -20,10 +20,13 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion_common::arrow::array::{new_null_array, Array, ArrayRef, AsArray, UInt32Array};
-use datafusion_common::arrow::compute::{cast, interleave, prep_null_mask_filter, take};
+use datafusion_common::arrow::compute::{cast, interleave, prep_null_mask_filter, take, take_record_batch};
 use datafusion_common::arrow::datatypes::{DataType, SchemaRef};
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::row::{RowConverter, SortField};
+use datafusion_common::tree_node::{Transformed, TreeNode};
+use datafusion_physical_expr::expressions::Column;
+use datafusion_physical_expr::utils::collect_columns;
 use datafusion_physical_expr::PhysicalExpr;
 use weir_plan::{RowTime, StateTtl};
 
@@ -78,9 +81,35 @@ pub struct JoinSpec {
     pub changelog: bool,
 }
 
+/// The rest of a join's condition, over the output columns it reads only.
+struct Residual {
+    expr: Arc<dyn PhysicalExpr>,
+    /// The output columns it reads, in order.
+    columns: Vec<usize>,
+    /// Their schema (`expr`'s columns are numbered in it).
+    schema: SchemaRef,
+}
+
+impl Residual {
+    fn new(expr: &Arc<dyn PhysicalExpr>, output: &SchemaRef) -> Result<Self> {
+        let mut columns: Vec<usize> = collect_columns(expr).iter().map(|c| c.index()).collect();
+        columns.sort_unstable();
+        let expr = Arc::clone(expr)
+            .transform(|e| {
+                let Some(c) = e.downcast_ref::<Column>() else { return Ok(Transformed::no(e)) };
+                let at = columns.binary_search(&c.index()).unwrap_or_default();
+                Ok(Transformed::yes(Arc::new(Column::new(c.name(), at)) as Arc<dyn PhysicalExpr>))
+            })?
+            .data;
+        let schema = Arc::new(output.project(&columns)?);
+        Ok(Self { expr, columns, schema })
+    }
+}
+
 /// A streaming join.
 pub struct JoinOp {
     spec: JoinSpec,
+    filter: Option<Residual>,
     key_types: Vec<DataType>,
     key_converter: RowConverter,
     rows: [JoinRows; 2],
@@ -123,8 +152,10 @@ impl JoinOp {
             .collect::<std::result::Result<_, _>>()?;
         let key_converter = RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?;
         let rows = [JoinRows::new(&spec.sides[LEFT])?, JoinRows::new(&spec.sides[RIGHT])?];
+        let filter = spec.filter.as_ref().map(|f| Residual::new(f, &spec.output)).transpose()?;
         Ok(Self {
             spec,
+            filter,
             key_types,
             key_converter,
             rows,
@@ -229,15 +260,26 @@ impl JoinOp {
                 stored.push(*s);
             }
         }
-        let candidates = if probe.is_empty() { None } else { Some(self.candidates(side, batch, &probe, &stored)?) };
-        let passed: Vec<bool> = match &candidates {
-            Some(c) => self.pass(c)?,
-            None => Vec::new(),
+        // the rest of the condition on the columns it reads, then the pairs that pass as
+        // output rows (`compact[c]`: candidate `c`'s row among them)
+        let passed = self.pass(side, batch, &probe, &stored)?;
+        let (mut compact, mut passing) = (Vec::with_capacity(passed.len()), 0u32);
+        for p in &passed {
+            compact.push(passing);
+            passing += u32::from(*p);
+        }
+        let candidates = if passing == 0 {
+            None
+        } else if passing as usize == probe.len() {
+            Some(self.candidates(side, batch, &probe, &stored)?)
+        } else {
+            let picked = |v: &[u32]| v.iter().zip(&passed).filter(|(_, p)| **p).map(|(x, _)| *x).collect::<Vec<_>>();
+            Some(self.candidates(side, batch, &picked(&probe), &picked(&stored))?)
         };
 
         // in input order: matches out, counts kept, rows stored or taken back
         let stores_side = !(side == LEFT && matches!(self.spec.mode, JoinMode::Lookup));
-        let own = if stores_side { Some(self.rows[side].encode(batch.columns())?) } else { None };
+        let own = if stores_side { Some(self.rows[side].hold(batch.columns())?) } else { None };
         let regular = matches!(self.spec.mode, JoinMode::Regular { .. });
         let left_outer = self.spec.left_outer;
         let (mut outs, mut kinds) = (Vec::new(), Vec::new());
@@ -253,7 +295,7 @@ impl JoinOp {
             let mut taken = None;
             if kind.is_retraction() && stores_side && !null_key[i] {
                 if let Some(own) = &own {
-                    taken = self.rows[side].find_equal(key.as_ref(), own, i);
+                    taken = self.rows[side].find_equal(key.as_ref(), own, i)?;
                 }
                 if taken.is_none() {
                     while c < probe.len() && probe[c] as usize == i {
@@ -273,27 +315,27 @@ impl JoinOp {
                                 // forgotten, or never matched it) is not taken back
                                 if k.matches > 0 {
                                     k.matches -= 1;
-                                    outs.push(Out::Pair(c));
+                                    outs.push(Out::Pair(compact[c] as usize));
                                     kinds.push(kind);
                                     if regular && k.matches == 0 {
-                                        outs.push(Out::NullPaddedCandidate(c));
+                                        outs.push(Out::NullPaddedCandidate(compact[c] as usize));
                                         kinds.push(RowKind::Insert);
                                     }
                                 }
                             } else {
                                 if regular && k.matches == 0 {
-                                    outs.push(Out::NullPaddedCandidate(c));
+                                    outs.push(Out::NullPaddedCandidate(compact[c] as usize));
                                     kinds.push(RowKind::Delete);
                                 }
                                 k.matches += 1;
-                                outs.push(Out::Pair(c));
+                                outs.push(Out::Pair(compact[c] as usize));
                                 kinds.push(kind);
                             }
                             c += 1;
                             continue;
                         }
                     }
-                    outs.push(Out::Pair(c));
+                    outs.push(Out::Pair(compact[c] as usize));
                     kinds.push(kind);
                 }
                 c += 1;
@@ -363,16 +405,35 @@ impl JoinOp {
         Ok(RecordBatch::try_new_with_options(Arc::clone(&self.spec.output), columns, &options)?)
     }
 
-    /// Which candidate pairs meet the rest of the condition.
-    fn pass(&self, candidates: &RecordBatch) -> Result<Vec<bool>> {
-        let n = candidates.num_rows();
-        let Some(filter) = &self.spec.filter else { return Ok(vec![true; n]) };
-        let mask = filter.evaluate(candidates)?.into_array(n)?;
+    /// Which candidate pairs (row `probe[c]` of the batch with kept row `stored[c]`) meet the
+    /// rest of the condition, evaluated on the columns it reads only.
+    fn pass(&self, side: usize, batch: &RecordBatch, probe: &[u32], stored: &[u32]) -> Result<Vec<bool>> {
+        let n = probe.len();
+        let Some(filter) = &self.filter else { return Ok(vec![true; n]) };
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let left_width = self.spec.sides[LEFT].fields().len();
+        let idx = UInt32Array::from(probe.to_vec());
+        let mine = |c: usize| (c < left_width) == (side == LEFT);
+        let at = |c: usize| if c < left_width { c } else { c - left_width };
+        let theirs: Vec<usize> = filter.columns.iter().filter(|c| !mine(**c)).map(|c| at(*c)).collect();
+        let mut theirs = self.rows[1 - side].some_columns_of(stored, &theirs)?.into_iter();
+        let mut columns = Vec::with_capacity(filter.columns.len());
+        for &c in &filter.columns {
+            columns.push(match mine(c) {
+                true => take(batch.column(at(c)).as_ref(), &idx, None)?,
+                false => theirs.next().ok_or_else(|| RuntimeError::Internal("a join column is missing".into()))?,
+            });
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
+        let input = RecordBatch::try_new_with_options(Arc::clone(&filter.schema), columns, &options)?;
+        let mask = filter.expr.evaluate(&input)?.into_array(n)?;
         let Some(mask) = mask.as_boolean_opt() else {
             return Err(RuntimeError::Internal(format!("join condition returned {}", mask.data_type())));
         };
         let mask = if mask.null_count() > 0 { prep_null_mask_filter(mask) } else { mask.clone() };
-        Ok(mask.iter().map(|b| b == Some(true)).collect())
+        Ok(mask.values().iter().collect())
     }
 
     /// The output rows `outs` as one batch.
@@ -383,8 +444,20 @@ impl JoinOp {
         candidates: Option<&RecordBatch>,
         outs: &[Out],
     ) -> Result<RecordBatch> {
-        let left_width = self.spec.sides[LEFT].fields().len();
         let n = outs.len();
+        if let Some(c) = candidates {
+            // only pairs: each candidate at most once, in order (the usual case)
+            let pairs: Option<Vec<u32>> =
+                outs.iter().map(|o| if let Out::Pair(r) = *o { Some(r as u32) } else { None }).collect();
+            if let Some(pairs) = pairs {
+                return Ok(if n == c.num_rows() {
+                    c.clone()
+                } else {
+                    take_record_batch(c, &UInt32Array::from(pairs))?
+                });
+            }
+        }
+        let left_width = self.spec.sides[LEFT].fields().len();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.spec.output.fields().len());
         for (col, field) in self.spec.output.fields().iter().enumerate() {
             let is_left = col < left_width;

@@ -3,27 +3,32 @@
 //!
 //! ```text
 //!   key bytes ──index──► [(slot, generation)…] ──► slots[slot] = Kept { block, row, until, matches }
-//!   blocks[block] = one input batch in Arrow's row format, freed when its last kept row goes
-//!   expiry: until ──► [(slot, generation)…]   (BTreeMap: expire(w) pops every until < w)
+//!   blocks[block] = one input batch's columns as they came (shared, not copied), freed when
+//!                   its last kept row goes
+//!   expiry: until / ~1 ms ──► [(until, slot, generation)…]   (BTreeMap of buckets: expire(w)
+//!           takes every bucket before w's, and the rows before w from w's)
 //! ```
 //!
-//! Rows stay in the row-format block of the batch they came in (no allocation per row; a
-//! batch's rows expire at about the same time) and are turned back into columns only when
-//! they match. Short keys are stored inline. A slot freed and reused gets a new generation,
-//! so stale references in a key's list or in the expiry map are recognised and skipped.
-//! Forgetting a row does not touch the index (a random access per row); a key's list is
-//! compacted when a probe finds it mostly stale, and the whole index is swept (in order)
-//! once the stale references outnumber the kept rows, so it never grows beyond the state.
+//! Rows stay in the columns of the batch they came in: keeping a batch's rows copies nothing
+//! (the batch's arrays are shared), and a batch's rows expire at about the same time. Matched
+//! rows are gathered from their blocks with Arrow's `interleave`, column by column. Short keys
+//! are stored inline. A slot freed and reused gets a new generation, so stale references in a
+//! key's list or in the expiry buckets are recognised and skipped. Forgetting a row does not
+//! touch the index (a random access per row); a key's list is compacted when a probe finds it
+//! mostly stale, and the whole index is swept (in order) once the stale references outnumber
+//! the kept rows, so it never grows beyond the state.
 
 use std::collections::{BTreeMap, HashMap};
 
 use ahash::RandomState;
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{ArrayRef, AsArray, BinaryArray, Int64Array, UInt32Array};
+use datafusion_common::arrow::array::{
+    make_comparator, new_empty_array, Array, ArrayRef, AsArray, BinaryArray, Int64Array, UInt32Array,
+};
+use datafusion_common::arrow::compute::{interleave, take, SortOptions};
 use datafusion_common::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt32Type};
 use datafusion_common::arrow::record_batch::RecordBatch;
-use datafusion_common::arrow::row::{Row, RowConverter, Rows, SortField};
 use smallvec::SmallVec;
 
 use crate::error::{Result, RuntimeError};
@@ -50,56 +55,88 @@ struct Slot {
 
 type KeyRows = SmallVec<[(u32, u32); 2]>;
 
+/// An input batch some of whose rows are kept.
 struct Block {
-    rows: Rows,
+    columns: Vec<ArrayRef>,
+    /// Rows kept, plus one while the batch is being inserted from.
     live: usize,
+    bytes: usize,
+}
+
+/// When a row expires: `(until, slot, generation)`, in a bucket of rows expiring within the
+/// same 2^[`BUCKET_BITS`] ns.
+type Expiry = (Nanos, u32, u32);
+
+/// Expiry buckets are 2^20 ns (about 1 ms) wide: one entry per bucket in the ordered map, not
+/// one per row.
+const BUCKET_BITS: u32 = 20;
+
+/// An array to hold, copied when it is a small slice of larger buffers (which holding it would
+/// keep whole), shared otherwise.
+fn own_buffers(array: &ArrayRef) -> Result<ArrayRef> {
+    let whole = array.get_buffer_memory_size();
+    let used = array.to_data().get_slice_memory_size().unwrap_or(whole);
+    if whole <= 2 * used + (64 << 10) {
+        return Ok(Arc::clone(array));
+    }
+    Ok(take(array.as_ref(), &UInt32Array::from_iter_values(0..array.len() as u32), None)?)
 }
 
 /// The kept rows of one side of a join.
 pub struct JoinRows {
-    converter: RowConverter,
+    schema: SchemaRef,
     index: HashMap<Key, KeyRows, RandomState>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     blocks: Vec<Option<Block>>,
     free_blocks: Vec<u32>,
-    expiry: BTreeMap<Nanos, Vec<(u32, u32)>>,
+    expiry: BTreeMap<i64, Vec<Expiry>>,
+    /// Entries in `expiry`.
+    scheduled: usize,
     live: usize,
     /// References in the index to rows no longer kept (at most).
     stale: usize,
     bytes: usize,
 }
 
-/// A batch's rows in the stored format, to insert some of them.
-pub struct Encoded {
+/// A batch of this side's rows, held to keep some of them.
+pub struct Held {
     block: u32,
 }
 
 impl JoinRows {
     /// Empty state for rows of `schema`.
     pub fn new(schema: &SchemaRef) -> Result<Self> {
-        let fields = schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
         Ok(Self {
-            converter: RowConverter::new(fields)?,
+            schema: Arc::clone(schema),
             index: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             blocks: Vec::new(),
             free_blocks: Vec::new(),
             expiry: BTreeMap::new(),
+            scheduled: 0,
             live: 0,
             stale: 0,
             bytes: 0,
         })
     }
 
-    /// Encode a batch of this side's rows, to keep some of them (a block freed again when none
-    /// are kept, by [`Self::release`]).
-    pub fn encode(&mut self, columns: &[ArrayRef]) -> Result<Encoded> {
-        let rows = self.converter.convert_columns(columns)?;
-        self.bytes += rows.size();
-        // the encoded batch holds a reference until it is released
-        let block = Some(Block { rows, live: 1 });
+    /// Hold a batch of this side's rows (its columns, shared), to keep some of them; it is
+    /// freed again when none are kept, by [`Self::release`].
+    pub fn hold(&mut self, columns: &[ArrayRef]) -> Result<Held> {
+        if columns.len() != self.schema.fields().len() {
+            return Err(RuntimeError::Internal(format!(
+                "a join side of {} columns was given a batch of {}",
+                self.schema.fields().len(),
+                columns.len()
+            )));
+        }
+        let columns = columns.iter().map(own_buffers).collect::<Result<Vec<_>>>()?;
+        let bytes = columns.iter().map(|c| c.get_array_memory_size()).sum();
+        self.bytes += bytes;
+        // the held batch counts as a reference until it is released
+        let block = Some(Block { columns, live: 1, bytes });
         let id = match self.free_blocks.pop() {
             Some(b) => {
                 self.blocks[b as usize] = block;
@@ -110,37 +147,37 @@ impl JoinRows {
                 (self.blocks.len() - 1) as u32
             }
         };
-        Ok(Encoded { block: id })
+        Ok(Held { block: id })
     }
 
-    /// Row `i` of an encoded batch.
-    pub fn encoded_row(&self, e: &Encoded, i: usize) -> Option<Row<'_>> {
-        self.blocks.get(e.block as usize)?.as_ref().map(|b| b.rows.row(i))
-    }
-
-    /// Done inserting from an encoded batch: free it if no row of it is kept.
-    pub fn release(&mut self, e: Encoded) {
-        self.unref_block(e.block);
+    /// Done inserting from a held batch: free it if no row of it is kept.
+    pub fn release(&mut self, h: Held) {
+        self.unref_block(h.block);
     }
 
     fn unref_block(&mut self, block: u32) {
         if let Some(Some(b)) = self.blocks.get_mut(block as usize) {
             b.live = b.live.saturating_sub(1);
             if b.live == 0 {
-                self.bytes = self.bytes.saturating_sub(b.rows.size());
+                self.bytes = self.bytes.saturating_sub(b.bytes);
                 self.blocks[block as usize] = None;
                 self.free_blocks.push(block);
             }
         }
     }
 
-    /// Keep row `row` of an encoded batch under `key` until `until` (`None`: until
+    fn push_expiry(&mut self, until: Nanos, (slot, generation): (u32, u32)) {
+        self.scheduled += 1;
+        self.expiry.entry(until >> BUCKET_BITS).or_default().push((until, slot, generation));
+    }
+
+    /// Keep row `row` of a held batch under `key` until `until` (`None`: until
     /// [`Self::schedule`] says).
-    pub fn insert(&mut self, key: &[u8], e: &Encoded, row: usize, until: Option<Nanos>) -> u32 {
-        if let Some(Some(b)) = self.blocks.get_mut(e.block as usize) {
+    pub fn insert(&mut self, key: &[u8], h: &Held, row: usize, until: Option<Nanos>) -> u32 {
+        if let Some(Some(b)) = self.blocks.get_mut(h.block as usize) {
             b.live += 1;
         }
-        let kept = Kept { block: e.block, row: row as u32, until: until.unwrap_or(Nanos::MAX), matches: 0 };
+        let kept = Kept { block: h.block, row: row as u32, until: until.unwrap_or(Nanos::MAX), matches: 0 };
         let slot = match self.free.pop() {
             Some(s) => {
                 let slot = &mut self.slots[s as usize];
@@ -156,7 +193,7 @@ impl JoinRows {
         let r = (slot, self.slots[slot as usize].generation);
         self.index.entry(Key::from_slice(key)).or_default().push(r);
         if let Some(until) = until {
-            self.expiry.entry(until).or_default().push(r);
+            self.push_expiry(until, r);
         }
         self.live += 1;
         slot
@@ -168,7 +205,7 @@ impl JoinRows {
         let generation = s.generation;
         if let Some(k) = s.kept.as_mut() {
             k.until = until;
-            self.expiry.entry(until).or_default().push((slot, generation));
+            self.push_expiry(until, (slot, generation));
         }
     }
 
@@ -202,10 +239,6 @@ impl JoinRows {
         self.slots.get_mut(slot as usize).and_then(|s| s.kept.as_mut())
     }
 
-    fn row_of(&self, k: &Kept) -> Option<Row<'_>> {
-        self.blocks.get(k.block as usize)?.as_ref().map(|b| b.rows.row(k.row as usize))
-    }
-
     /// Forget a kept row (its values can no longer be read).
     pub fn remove(&mut self, slot: u32) -> Option<Kept> {
         let kept = self.slots.get_mut(slot as usize)?.kept.take()?;
@@ -231,26 +264,60 @@ impl JoinRows {
         self.stale = 0;
     }
 
-    /// The slot of a kept row equal to row `i` of `e` under `key` (what a retraction takes
-    /// back).
-    pub fn find_equal(&mut self, key: &[u8], e: &Encoded, i: usize) -> Option<u32> {
+    /// The slot of a kept row equal to row `i` of `h` under `key` (what a retraction takes
+    /// back): equal in every column, NULL equal to NULL.
+    pub fn find_equal(&mut self, key: &[u8], h: &Held, i: usize) -> Result<Option<u32>> {
         let mut slots = Vec::new();
         self.matches(key, &mut slots);
-        let row = self.encoded_row(e, i)?;
-        slots.into_iter().find(|s| self.get(*s).and_then(|k| self.row_of(k)).is_some_and(|r| r == row))
+        let Some(Some(incoming)) = self.blocks.get(h.block as usize) else { return Ok(None) };
+        for s in slots {
+            let Some(k) = self.get(s) else { continue };
+            let Some(Some(block)) = self.blocks.get(k.block as usize) else { continue };
+            let mut equal = true;
+            for (kept, theirs) in block.columns.iter().zip(&incoming.columns) {
+                let cmp = make_comparator(kept.as_ref(), theirs.as_ref(), SortOptions::default())?;
+                if !cmp(k.row as usize, i).is_eq() {
+                    equal = false;
+                    break;
+                }
+            }
+            if equal {
+                return Ok(Some(s));
+            }
+        }
+        Ok(None)
     }
 
     /// Forget every row whose `until` is before `now`; `keep` picks the ones whose values are
     /// wanted (as columns, in `until` order).
     pub fn expire(&mut self, now: Nanos, keep: impl Fn(&Kept) -> bool) -> Result<Option<Vec<ArrayRef>>> {
-        let mut expired = Vec::new();
-        while let Some(entry) = self.expiry.first_entry() {
-            if *entry.key() >= now {
+        let mut due: Vec<Expiry> = Vec::new();
+        let current = now >> BUCKET_BITS;
+        while let Some(mut entry) = self.expiry.first_entry() {
+            let bucket = *entry.key();
+            if bucket < current {
+                due.append(&mut entry.remove());
+            } else {
+                if bucket == current {
+                    // the bucket `now` falls in: its rows before `now`
+                    let rows = entry.get_mut();
+                    due.extend(rows.iter().filter(|(until, ..)| *until < now));
+                    rows.retain(|(until, ..)| *until >= now);
+                    if rows.is_empty() {
+                        entry.remove();
+                    }
+                }
                 break;
             }
-            expired.extend(entry.remove().into_iter().filter(|r| self.is_live(*r)).map(|(s, _)| s));
         }
-        let wanted: Vec<u32> = expired.iter().copied().filter(|s| self.get(*s).is_some_and(&keep)).collect();
+        self.scheduled -= due.len();
+        due.retain(|(_, s, g)| self.is_live((*s, *g)));
+        let mut wanted: Vec<(Nanos, u32)> =
+            due.iter().filter(|(_, s, _)| self.get(*s).is_some_and(&keep)).map(|(until, s, _)| (*until, *s)).collect();
+        // in `until` order (a bucket's rows are in the order they were scheduled: a stable sort)
+        wanted.sort_by_key(|(until, _)| *until);
+        let wanted: Vec<u32> = wanted.into_iter().map(|(_, s)| s).collect();
+        let expired = due.into_iter().map(|(_, s, _)| s);
         let columns = if wanted.is_empty() { None } else { Some(self.columns_of(&wanted)?) };
         for s in expired {
             self.remove(s);
@@ -258,10 +325,43 @@ impl JoinRows {
         Ok(columns)
     }
 
-    /// The columns of the kept rows in `slots`.
+    /// The columns of the kept rows in `slots`, gathered from the batches they came in.
     pub fn columns_of(&self, slots: &[u32]) -> Result<Vec<ArrayRef>> {
-        let rows: Vec<Row<'_>> = slots.iter().filter_map(|s| self.get(*s)).filter_map(|k| self.row_of(k)).collect();
-        Ok(self.converter.convert_rows(rows)?)
+        self.some_columns_of(slots, &(0..self.schema.fields().len()).collect::<Vec<_>>())
+    }
+
+    /// Columns `which` (by position) of the kept rows in `slots`.
+    pub fn some_columns_of(&self, slots: &[u32], which: &[usize]) -> Result<Vec<ArrayRef>> {
+        // each block used, numbered in order of first use
+        let mut used: Vec<&Block> = Vec::new();
+        let mut number: HashMap<u32, usize, RandomState> = HashMap::default();
+        let mut indices: Vec<(usize, usize)> = Vec::with_capacity(slots.len());
+        for k in slots.iter().filter_map(|s| self.get(*s)) {
+            let Some(Some(block)) = self.blocks.get(k.block as usize) else { continue };
+            let n = *number.entry(k.block).or_insert_with(|| {
+                used.push(block);
+                used.len() - 1
+            });
+            indices.push((n, k.row as usize));
+        }
+        let mut columns = Vec::with_capacity(which.len());
+        for &c in which {
+            let Some(field) = self.schema.fields().get(c) else {
+                return Err(RuntimeError::Internal(format!("a join side has no column {c}")));
+            };
+            columns.push(match used.as_slice() {
+                [] => new_empty_array(field.data_type()),
+                [only] => {
+                    let rows = UInt32Array::from_iter_values(indices.iter().map(|(_, r)| *r as u32));
+                    take(only.columns[c].as_ref(), &rows, None)?
+                }
+                blocks => {
+                    let arrays: Vec<&dyn Array> = blocks.iter().map(|b| b.columns[c].as_ref()).collect();
+                    interleave(&arrays, &indices)?
+                }
+            });
+        }
+        Ok(columns)
     }
 
     /// Every kept row for a checkpoint, as one batch: its key, `until`, matches and slot, then
@@ -306,17 +406,17 @@ impl JoinRows {
         let untils = column(1)?.as_primitive_opt::<Int64Type>().ok_or_else(bad)?;
         let matches = column(2)?.as_primitive_opt::<UInt32Type>().ok_or_else(bad)?;
         let slots = column(3)?.as_primitive_opt::<UInt32Type>().ok_or_else(bad)?;
-        let e = self.encode(&batch.columns()[4..])?;
+        let h = self.hold(&batch.columns()[4..])?;
         let mut out = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let until = untils.value(i);
-            let slot = self.insert(keys.value(i), &e, i, (until != Nanos::MAX).then_some(until));
+            let slot = self.insert(keys.value(i), &h, i, (until != Nanos::MAX).then_some(until));
             if let Some(k) = self.get_mut(slot) {
                 k.matches = matches.value(i);
             }
             out.push((slots.value(i), slot));
         }
-        self.release(e);
+        self.release(h);
         Ok(out)
     }
 
@@ -324,6 +424,13 @@ impl JoinRows {
     pub fn size(&self) -> StateSize {
         let slots = self.slots.len() * std::mem::size_of::<Slot>();
         let index = self.index.len() * (std::mem::size_of::<Key>() + std::mem::size_of::<KeyRows>() + 8);
-        StateSize { rows: self.live as u64, bytes: (self.bytes + slots + index + self.expiry.len() * 48) as u64 }
+        StateSize {
+            rows: self.live as u64,
+            bytes: (self.bytes
+                + slots
+                + index
+                + self.scheduled * std::mem::size_of::<Expiry>()
+                + self.expiry.len() * 48) as u64,
+        }
     }
 }

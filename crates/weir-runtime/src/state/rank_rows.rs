@@ -82,6 +82,26 @@ impl RankRows {
         })
     }
 
+    /// A batch's partition and `ORDER BY` keys only (whole rows are encoded by
+    /// [`Self::encode_rows`], for the rows kept).
+    pub fn encode_keys(&self, batch: &RecordBatch) -> Result<(Rows, Rows)> {
+        Ok((
+            self.partition_converter.convert_columns(&evaluate(&self.partition, batch)?)?,
+            self.order_converter.convert_columns(&evaluate(&self.order, batch)?)?,
+        ))
+    }
+
+    /// Rows `rows` of a batch, encoded whole (row `j` of the result is row `rows[j]`).
+    pub fn encode_rows(&self, batch: &RecordBatch, rows: &[u32]) -> Result<Rows> {
+        let rows = UInt32Array::from(rows.to_vec());
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &rows, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(self.row_converter.convert_columns(&columns)?)
+    }
+
     /// The partition keys' columns of saved keys (a checkpoint's `key` column).
     pub(crate) fn partition_columns(&self, keys: &BinaryArray) -> Result<Vec<ArrayRef>> {
         decode(&self.partition_converter, keys)
