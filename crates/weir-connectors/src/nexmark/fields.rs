@@ -280,16 +280,22 @@ impl Columns {
         }
     }
 
-    /// The columns built, in the order of the fields; the builders start over.
+    /// The columns built, in the order of the fields; the builders start over, sized as this
+    /// batch was (so that the next one does not grow them again from nothing).
     pub fn finish(&mut self) -> Vec<ArrayRef> {
-        self.rows = 0;
+        let rows = std::mem::take(&mut self.rows);
         self.fields
             .iter_mut()
             .map(|(_, b)| -> ArrayRef {
                 match b {
-                    Builder::Int(v) => Arc::new(Int64Array::from(std::mem::take(v))),
-                    Builder::Time(v) => Arc::new(TimestampMillisecondArray::from(std::mem::take(v))),
-                    Builder::Text(b) => Arc::new(b.finish()),
+                    Builder::Int(v) => Arc::new(Int64Array::from(std::mem::replace(v, Vec::with_capacity(rows)))),
+                    Builder::Time(v) => {
+                        Arc::new(TimestampMillisecondArray::from(std::mem::replace(v, Vec::with_capacity(rows))))
+                    }
+                    Builder::Text(b) => {
+                        let bytes = b.values_slice().len();
+                        Arc::new(std::mem::replace(b, StringBuilder::with_capacity(rows, bytes)).finish())
+                    }
                 }
             })
             .collect()

@@ -91,6 +91,10 @@ pub struct JoinRows {
     blocks: Vec<Option<Block>>,
     free_blocks: Vec<u32>,
     expiry: BTreeMap<i64, Vec<Expiry>>,
+    /// The bucket rows were last scheduled in, filled here and moved into `expiry` when a row
+    /// goes to another bucket or rows expire (rows come in about time order: most go to the
+    /// bucket the row before went to).
+    open: (i64, Vec<Expiry>),
     /// Entries in `expiry`.
     scheduled: usize,
     live: usize,
@@ -115,6 +119,7 @@ impl JoinRows {
             blocks: Vec::new(),
             free_blocks: Vec::new(),
             expiry: BTreeMap::new(),
+            open: (0, Vec::new()),
             scheduled: 0,
             live: 0,
             stale: 0,
@@ -168,7 +173,21 @@ impl JoinRows {
 
     fn push_expiry(&mut self, until: Nanos, (slot, generation): (u32, u32)) {
         self.scheduled += 1;
-        self.expiry.entry(until >> BUCKET_BITS).or_default().push((until, slot, generation));
+        let bucket = until >> BUCKET_BITS;
+        if bucket != self.open.0 {
+            self.close_bucket();
+            self.open.0 = bucket;
+        }
+        self.open.1.push((until, slot, generation));
+    }
+
+    /// Move the open bucket's rows into the map.
+    fn close_bucket(&mut self) {
+        let (bucket, rows) = &mut self.open;
+        if !rows.is_empty() {
+            // copied, so that the open bucket keeps its buffer
+            self.expiry.entry(*bucket).or_default().append(rows);
+        }
     }
 
     /// Keep row `row` of a held batch under `key` until `until` (`None`: until
@@ -291,6 +310,7 @@ impl JoinRows {
     /// Forget every row whose `until` is before `now`; `keep` picks the ones whose values are
     /// wanted (as columns, in `until` order).
     pub fn expire(&mut self, now: Nanos, keep: impl Fn(&Kept) -> bool) -> Result<Option<Vec<ArrayRef>>> {
+        self.close_bucket();
         let mut due: Vec<Expiry> = Vec::new();
         let current = now >> BUCKET_BITS;
         while let Some(mut entry) = self.expiry.first_entry() {
