@@ -24,8 +24,11 @@ use crate::state::checkpoint::OperatorSnapshot;
 use crate::state::keyed_state::KeyedState;
 use crate::state::rank_rows::{rescale_rows, restore_keyed, save_keyed, Changes, RankRows};
 
+/// `ORDER BY` key bytes, inline when short (compared for every row of the key).
+type Order = smallvec::SmallVec<[u8; 24]>;
+
 struct Kept {
-    order: Box<[u8]>,
+    order: Order,
     row: Box<[u8]>,
     /// While a batch is processed: 1 + the batch's row this key keeps now (its bytes are
     /// encoded after the batch, only for the rows still kept then); 0 otherwise.
@@ -70,22 +73,24 @@ impl Operator for DeduplicateOp {
             let order = orders.row(i).data();
             match self.kept.slot(key.data()) {
                 None => {
-                    let slot = self
-                        .kept
-                        .insert(key.data(), Kept { order: order.into(), row: Box::default(), fresh: i as u32 + 1 });
+                    let slot = self.kept.insert(
+                        key.data(),
+                        Kept { order: Order::from_slice(order), row: Box::default(), fresh: i as u32 + 1 },
+                    );
                     fresh.push(slot);
                     changes.input(RowKind::Insert, i, 1);
                 }
                 Some(slot) => {
                     self.kept.touch(slot);
                     let Some(kept) = self.kept.get_mut(slot) else { continue };
-                    let wins = match order.cmp(&kept.order) {
+                    let wins = match order.cmp(&kept.order[..]) {
                         std::cmp::Ordering::Less => true,
                         std::cmp::Ordering::Equal => self.later_wins_ties,
                         std::cmp::Ordering::Greater => false,
                     };
                     if wins {
-                        kept.order = order.into();
+                        kept.order.clear();
+                        kept.order.extend_from_slice(order);
                         match std::mem::replace(&mut kept.fresh, i as u32 + 1) {
                             0 => {
                                 fresh.push(slot);
@@ -135,7 +140,7 @@ impl Operator for DeduplicateOp {
     fn restore(&mut self, snapshot: OperatorSnapshot) -> Result<()> {
         restore_keyed(&mut self.kept, snapshot, "Deduplicate", |mut rows| {
             let (order, row) = rows.swap_remove(0);
-            Kept { order, row, fresh: 0 }
+            Kept { order: Order::from_slice(&order), row, fresh: 0 }
         })
     }
 }
