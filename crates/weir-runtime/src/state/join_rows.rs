@@ -454,3 +454,81 @@ impl JoinRows {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion_common::arrow::array::{Int64Array, StringArray};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false), Field::new("s", DataType::Utf8, true)]))
+    }
+
+    fn batch(from: i64, n: usize) -> Vec<ArrayRef> {
+        let keys: Vec<i64> = (from..from + n as i64).collect();
+        let text: Vec<Option<String>> = keys.iter().map(|k| (k % 3 != 0).then(|| format!("row {k}"))).collect();
+        vec![Arc::new(Int64Array::from(keys)), Arc::new(StringArray::from(text))]
+    }
+
+    fn values(columns: &[ArrayRef]) -> Vec<(i64, Option<String>)> {
+        let (k, s) = (columns[0].as_primitive::<Int64Type>(), columns[1].as_string::<i32>());
+        (0..k.len()).map(|i| (k.value(i), s.is_valid(i).then(|| s.value(i).to_string()))).collect()
+    }
+
+    #[test]
+    fn kept_rows_are_gathered_from_the_batches_they_came_in() -> Result<()> {
+        let mut rows = JoinRows::new(&schema())?;
+        let mut slots = Vec::new();
+        for (from, picks) in [(0, [1usize, 3]), (100, [0, 2]), (200, [4, 1])] {
+            let h = rows.hold(&batch(from, 5))?;
+            for i in picks {
+                slots.push(rows.insert(&(from + i as i64).to_le_bytes(), &h, i, Some(from)));
+            }
+            rows.release(h);
+        }
+        // rows of several batches, in the order asked for, NULLs kept
+        let order = [slots[5], slots[0], slots[2], slots[1], slots[4]];
+        let expected = vec![
+            (201, None),
+            (1, Some("row 1".to_string())),
+            (100, Some("row 100".to_string())),
+            (3, None),
+            (204, None),
+        ];
+        assert_eq!(values(&rows.columns_of(&order)?), expected);
+        // rows of one batch, and one column of them
+        assert_eq!(values(&rows.columns_of(&[slots[3], slots[2]])?), vec![(102, None), (100, Some("row 100".into()))]);
+        let one = rows.some_columns_of(&[slots[3], slots[0]], &[1])?;
+        assert_eq!((one.len(), one[0].is_null(0), one[0].as_string::<i32>().value(1)), (1, true, "row 1"));
+        // the first batch's rows expire first (before 100), and its block goes with them
+        let blocks = rows.blocks.iter().flatten().count();
+        assert!(rows.expire(100, |_| false)?.is_none());
+        assert_eq!((rows.size().rows, rows.blocks.iter().flatten().count()), (4, blocks - 1));
+        // a retraction finds the kept row equal to its own, NULLs equal
+        let h = rows.hold(&batch(100, 5))?;
+        assert_eq!(rows.find_equal(&102i64.to_le_bytes(), &h, 2)?, Some(slots[3]));
+        assert_eq!(rows.find_equal(&102i64.to_le_bytes(), &h, 1)?, None);
+        rows.release(h);
+        Ok(())
+    }
+
+    #[test]
+    fn a_small_slice_of_a_large_batch_is_copied_before_it_is_held() -> Result<()> {
+        let mut rows = JoinRows::new(&schema())?;
+        let big = batch(0, 100_000);
+        let slice: Vec<ArrayRef> = big.iter().map(|c| c.slice(500, 10)).collect();
+        let h = rows.hold(&slice)?;
+        rows.insert(&507i64.to_le_bytes(), &h, 7, None);
+        rows.insert(&508i64.to_le_bytes(), &h, 8, None);
+        rows.release(h);
+        let whole: usize = big.iter().map(|c| c.get_array_memory_size()).sum();
+        assert!(rows.size().bytes < whole as u64 / 10, "{} bytes held for 10 rows", rows.size().bytes);
+        assert_eq!(values(&rows.columns_of(&[0, 1])?), vec![(507, None), (508, Some("row 508".to_string()))]);
+        // a batch as it came (not a slice) is shared, not copied
+        let h = rows.hold(&big)?;
+        let held = rows.blocks[h.block as usize].as_ref().map(|b| Arc::ptr_eq(&b.columns[1], &big[1]));
+        rows.release(h);
+        assert_eq!(held, Some(true));
+        Ok(())
+    }
+}
