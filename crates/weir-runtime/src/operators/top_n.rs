@@ -27,6 +27,22 @@ use crate::state::rank_rows::{rescale_rows, restore_keyed, save_keyed, Changes, 
 struct Ranked {
     order: Box<[u8]>,
     row: Box<[u8]>,
+    /// While a batch is processed: 1 + the batch's row this is (its bytes are encoded after
+    /// the batch, for the rows still kept then); 0 otherwise.
+    fresh: u32,
+}
+
+impl Ranked {
+    /// Emit this row: its bytes, or the batch's row it is.
+    fn emit(&self, changes: &mut Changes, kind: RowKind, number: u64) -> Option<usize> {
+        match self.fresh {
+            0 => Some(changes.kept(kind, self.row.clone(), number)),
+            f => {
+                changes.input(kind, f as usize - 1, number);
+                None
+            }
+        }
+    }
 }
 
 /// The Top-N operator.
@@ -51,6 +67,38 @@ impl TopNOp {
     }
 }
 
+impl TopNOp {
+    /// Encode the rows of `batch` that the keys in `slots` keep after it.
+    fn encode_fresh(
+        &mut self,
+        batch: &datafusion_common::arrow::record_batch::RecordBatch,
+        mut slots: Vec<usize>,
+    ) -> Result<()> {
+        slots.sort_unstable();
+        slots.dedup();
+        let mut rows = Vec::new();
+        for slot in &slots {
+            if let Some(list) = self.kept.get(*slot) {
+                rows.extend(list.iter().filter(|r| r.fresh != 0).map(|r| r.fresh - 1));
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let encoded = self.rows.encode_rows(batch, &rows)?;
+        let mut j = 0;
+        for slot in slots {
+            let Some(list) = self.kept.get_mut(slot) else { continue };
+            for r in list.iter_mut().filter(|r| r.fresh != 0) {
+                r.row = encoded.row(j).data().into();
+                r.fresh = 0;
+                j += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Operator for TopNOp {
     fn name(&self) -> &'static str {
         "TopN"
@@ -68,12 +116,13 @@ impl Operator for TopNOp {
 
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         Metrics::add(&self.metrics.expired_keys, self.kept.before_batch());
-        let encoded = self.rows.encode(&input.batch)?;
+        let (partitions, orders) = self.rows.encode_keys(&input.batch)?;
         let mut changes = Changes::default();
+        // the keys that keep rows of this batch (with repeats)
+        let mut fresh: Vec<usize> = Vec::new();
         for i in 0..input.batch.num_rows() {
-            let key = encoded.partitions.row(i);
-            let order = encoded.orders.row(i).data();
-            let row = encoded.rows.row(i).data();
+            let key = partitions.row(i);
+            let order = orders.row(i).data();
             let slot = match self.kept.slot(key.data()) {
                 Some(slot) => {
                     self.kept.touch(slot);
@@ -92,16 +141,23 @@ impl Operator for TopNOp {
             }
             if list.len() == self.limit {
                 if let Some(last) = list.pop() {
-                    changes.kept(RowKind::Delete, last.row, self.limit as u64);
+                    match last.fresh {
+                        0 => _ = changes.kept(RowKind::Delete, last.row, self.limit as u64),
+                        f => changes.input(RowKind::Delete, f as usize - 1, self.limit as u64),
+                    }
                 }
             }
             for (j, r) in list.iter().enumerate().skip(p).rev() {
-                let at = changes.kept(RowKind::UpdateBefore, r.row.clone(), j as u64 + 1);
-                changes.again(RowKind::UpdateAfter, at, j as u64 + 2);
+                match r.emit(&mut changes, RowKind::UpdateBefore, j as u64 + 1) {
+                    Some(at) => changes.again(RowKind::UpdateAfter, at, j as u64 + 2),
+                    None => _ = r.emit(&mut changes, RowKind::UpdateAfter, j as u64 + 2),
+                }
             }
-            list.insert(p, Ranked { order: order.into(), row: row.into() });
+            list.insert(p, Ranked { order: order.into(), row: Box::default(), fresh: i as u32 + 1 });
+            fresh.push(slot);
             changes.input(RowKind::Insert, i, p as u64 + 1);
         }
+        self.encode_fresh(&input.batch, fresh)?;
         if !changes.is_empty() {
             out.push(Message::Data(self.rows.changes(&input.batch, changes)?));
         }
@@ -120,7 +176,7 @@ impl Operator for TopNOp {
 
     fn restore(&mut self, snapshot: OperatorSnapshot) -> Result<()> {
         restore_keyed(&mut self.kept, snapshot, "TopN", |rows| {
-            rows.into_iter().map(|(order, row)| Ranked { order, row }).collect()
+            rows.into_iter().map(|(order, row)| Ranked { order, row, fresh: 0 }).collect()
         })
     }
 
