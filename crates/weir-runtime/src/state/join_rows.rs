@@ -137,6 +137,16 @@ impl JoinRows {
                 columns.len()
             )));
         }
+        if let Some((c, f)) =
+            columns.iter().zip(self.schema.fields()).find(|(c, f)| !c.data_type().equals_datatype(f.data_type()))
+        {
+            return Err(RuntimeError::Internal(format!(
+                "a join side's column {} is {}, given {}",
+                f.name(),
+                f.data_type(),
+                c.data_type()
+            )));
+        }
         let columns = columns.iter().map(own_buffers).collect::<Result<Vec<_>>>()?;
         let bytes = columns.iter().map(|c| c.get_array_memory_size()).sum();
         self.bytes += bytes;
@@ -529,6 +539,9 @@ mod tests {
         let held = rows.blocks[h.block as usize].as_ref().map(|b| Arc::ptr_eq(&b.columns[1], &big[1]));
         rows.release(h);
         assert_eq!(held, Some(true));
+        // columns of other types (a checkpoint of another schema) are refused, not held
+        let other: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec!["1"])), Arc::new(StringArray::from(vec!["a"]))];
+        assert!(rows.hold(&other).is_err());
         Ok(())
     }
 }
