@@ -106,6 +106,25 @@ impl Residual {
     }
 }
 
+/// What a join's checkpoint saves besides its rows: the watermark, the rows waiting for their
+/// TTL to start, and each side's own watermark (which judges the side's late rows).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Meta {
+    Sides(Nanos, Vec<(usize, u32)>, [Nanos; 2]),
+    /// Checkpoints written before the sides' watermarks were saved.
+    Before(Nanos, Vec<(usize, u32)>),
+}
+
+impl Meta {
+    fn parts(self) -> (Nanos, Vec<(usize, u32)>, [Nanos; 2]) {
+        match self {
+            Meta::Sides(w, pending, sides) => (w, pending, sides),
+            Meta::Before(w, pending) => (w, pending, [NO_WATERMARK; 2]),
+        }
+    }
+}
+
 /// A streaming join.
 pub struct JoinOp {
     spec: JoinSpec,
@@ -524,7 +543,7 @@ impl Operator for JoinOp {
     /// watermark, and which rows wait for the next watermark to start their TTL.
     fn snapshot(&mut self) -> Result<OperatorSnapshot> {
         let pending: Vec<(usize, u32)> = self.pending.clone();
-        let mut snapshot = OperatorSnapshot::with_meta(&(self.watermark, pending))?;
+        let mut snapshot = OperatorSnapshot::with_meta(&Meta::Sides(self.watermark, pending, self.side_watermarks))?;
         for side in [LEFT, RIGHT] {
             if let Some(batch) = self.rows[side].to_batch(&self.spec.sides[side])? {
                 snapshot.push(if side == LEFT { "left" } else { "right" }, batch);
@@ -538,13 +557,15 @@ impl Operator for JoinOp {
     /// instance; the watermark (they agree) and the rows waiting for their TTL.
     fn rescale(&self, parts: Vec<OperatorSnapshot>, owned: &KeyFilter<'_>) -> Result<OperatorSnapshot> {
         let mut watermark = None;
+        let mut sides_seen = [NO_WATERMARK; 2];
         let mut pending: Vec<(usize, u32)> = Vec::new();
         let mut sides: [Vec<RecordBatch>; 2] = [Vec::new(), Vec::new()];
         // slots of each old instance after those of the ones before
         let mut offset = 0u32;
         for mut part in parts.into_iter().filter(|p| !p.is_empty()) {
-            let (w, waiting): (Nanos, Vec<(usize, u32)>) = part.meta(self.name())?;
+            let (w, waiting, own) = part.meta::<Meta>(self.name())?.parts();
             watermark = Some(watermark.map_or(w, |m: Nanos| m.max(w)));
+            sides_seen = [sides_seen[0].max(own[0]), sides_seen[1].max(own[1])];
             let mut next = offset;
             for side in [LEFT, RIGHT] {
                 let Some(batch) = part.take(if side == LEFT { "left" } else { "right" }) else { continue };
@@ -562,7 +583,7 @@ impl Operator for JoinOp {
             offset = next;
         }
         let Some(watermark) = watermark else { return Ok(OperatorSnapshot::empty()) };
-        let mut snapshot = OperatorSnapshot::with_meta(&(watermark, pending))?;
+        let mut snapshot = OperatorSnapshot::with_meta(&Meta::Sides(watermark, pending, sides_seen))?;
         for (side, batches) in sides.iter().enumerate() {
             if let Some(batch) = concat_saved(batches)? {
                 snapshot.push(if side == LEFT { "left" } else { "right" }, batch);
@@ -572,8 +593,9 @@ impl Operator for JoinOp {
     }
 
     fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
-        let (watermark, pending): (Nanos, Vec<(usize, u32)>) = snapshot.meta(self.name())?;
+        let (watermark, pending, sides) = snapshot.meta::<Meta>(self.name())?.parts();
         self.watermark = watermark;
+        self.side_watermarks = sides;
         for side in [LEFT, RIGHT] {
             let name = if side == LEFT { "left" } else { "right" };
             let Some(rows) = snapshot.take(name) else { continue };
@@ -593,5 +615,74 @@ impl Operator for JoinOp {
     fn state_size(&self) -> StateSize {
         let (l, r) = (self.rows[LEFT].size(), self.rows[RIGHT].size());
         StateSize { rows: l.rows + r.rows, bytes: l.bytes + r.bytes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion_common::arrow::array::{Int64Array, TimestampMillisecondArray};
+    use datafusion_common::arrow::datatypes::{Field, Schema, TimeUnit};
+
+    /// `a JOIN b ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts` (an interval join on equal times).
+    fn join() -> Result<JoinOp> {
+        let side = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        ]));
+        let output = Arc::new(Schema::new([side.fields().to_vec(), side.fields().to_vec()].concat()));
+        let time = RowTime { column: 1, offset_nanos: 0 };
+        let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
+        let spec = JoinSpec {
+            left_outer: false,
+            mode: JoinMode::Interval { time: [time; 2], until: [time; 2] },
+            keys: [vec![Arc::clone(&key)], vec![key]],
+            filter: None,
+            sides: [Arc::clone(&side), side],
+            output,
+            changelog: false,
+        };
+        JoinOp::new(spec, Arc::new(Metrics::default()))
+    }
+
+    fn rows(k: i64, ms: i64) -> Result<StreamBatch> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        ]));
+        let columns: Vec<ArrayRef> =
+            vec![Arc::new(Int64Array::from(vec![k])), Arc::new(TimestampMillisecondArray::from(vec![ms]))];
+        Ok(StreamBatch::new(RecordBatch::try_new(schema, columns)?))
+    }
+
+    fn joined(out: &[Message]) -> usize {
+        out.iter().map(|m| if let Message::Data(b) = m { b.batch.num_rows() } else { 0 }).sum()
+    }
+
+    #[test]
+    fn a_restored_join_judges_late_rows_by_the_watermarks_its_sides_had() -> Result<()> {
+        let mut first = join()?;
+        first.on_side_watermark(LEFT, 5_000_000_000);
+        first.on_side_watermark(RIGHT, 5_000_000_000);
+        let mut out = Vec::new();
+        first.process(RIGHT, rows(1, 1_000)?, &mut out)?;
+        assert_eq!(joined(&out), 0, "a right row behind its side's watermark is late");
+        let saved = first.snapshot()?;
+        let mut restored = join()?;
+        restored.restore(saved)?;
+        // before either side sends a watermark again: the left row is still late, so the right
+        // row arriving next has nothing to join
+        restored.process(LEFT, rows(1, 1_000)?, &mut out)?;
+        restored.process(RIGHT, rows(1, 1_000)?, &mut out)?;
+        assert_eq!(joined(&out), 0);
+        assert_eq!(restored.metrics.late_rows.load(std::sync::atomic::Ordering::Relaxed), 2);
+        // a checkpoint written without the sides' watermarks still restores
+        let mut old = OperatorSnapshot::with_meta(&(NO_WATERMARK, Vec::<(usize, u32)>::new()))?;
+        let mut fresh = join()?;
+        fresh.restore(std::mem::replace(&mut old, OperatorSnapshot::empty()))?;
+        fresh.process(LEFT, rows(1, 1_000)?, &mut out)?;
+        fresh.process(RIGHT, rows(1, 1_000)?, &mut out)?;
+        assert_eq!(joined(&out), 1);
+        Ok(())
     }
 }
