@@ -624,12 +624,17 @@ mod tests {
     use datafusion_common::arrow::array::{Int64Array, TimestampMillisecondArray};
     use datafusion_common::arrow::datatypes::{Field, Schema, TimeUnit};
 
-    /// `a JOIN b ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts` (an interval join on equal times).
-    fn join() -> Result<JoinOp> {
-        let side = Arc::new(Schema::new(vec![
+    /// Each side's rows: a key and a time.
+    fn side() -> SchemaRef {
+        Arc::new(Schema::new(vec![
             Field::new("k", DataType::Int64, false),
             Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
-        ]));
+        ]))
+    }
+
+    /// `a JOIN b ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts` (an interval join on equal times).
+    fn join() -> Result<JoinOp> {
+        let side = side();
         let output = Arc::new(Schema::new([side.fields().to_vec(), side.fields().to_vec()].concat()));
         let time = RowTime { column: 1, offset_nanos: 0 };
         let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
@@ -646,13 +651,9 @@ mod tests {
     }
 
     fn rows(k: i64, ms: i64) -> Result<StreamBatch> {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, false),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
-        ]));
         let columns: Vec<ArrayRef> =
             vec![Arc::new(Int64Array::from(vec![k])), Arc::new(TimestampMillisecondArray::from(vec![ms]))];
-        Ok(StreamBatch::new(RecordBatch::try_new(schema, columns)?))
+        Ok(StreamBatch::new(RecordBatch::try_new(side(), columns)?))
     }
 
     fn joined(out: &[Message]) -> usize {

@@ -374,18 +374,17 @@ impl JoinRows {
             });
             indices.push((n, k.row as usize));
         }
+        // all from one batch: its row numbers, taken once for every column
+        let rows = (used.len() == 1).then(|| UInt32Array::from_iter_values(indices.iter().map(|(_, r)| *r as u32)));
         let mut columns = Vec::with_capacity(which.len());
         for &c in which {
             let Some(field) = self.schema.fields().get(c) else {
                 return Err(RuntimeError::Internal(format!("a join side has no column {c}")));
             };
-            columns.push(match used.as_slice() {
-                [] => new_empty_array(field.data_type()),
-                [only] => {
-                    let rows = UInt32Array::from_iter_values(indices.iter().map(|(_, r)| *r as u32));
-                    take(only.columns[c].as_ref(), &rows, None)?
-                }
-                blocks => {
+            columns.push(match (used.as_slice(), &rows) {
+                ([], _) => new_empty_array(field.data_type()),
+                ([only], Some(rows)) => take(only.columns[c].as_ref(), rows, None)?,
+                (blocks, _) => {
                     let arrays: Vec<&dyn Array> = blocks.iter().map(|b| b.columns[c].as_ref()).collect();
                     interleave(&arrays, &indices)?
                 }
