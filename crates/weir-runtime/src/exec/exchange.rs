@@ -134,6 +134,11 @@ impl Link {
     fn idle(&self, me: usize) -> bool {
         self.tx.send((me, Packet::Idle)).is_ok()
     }
+
+    /// The credits of the instance it sends to.
+    pub(crate) fn credits(&self) -> Arc<Credits> {
+        Arc::clone(&self.credits)
+    }
 }
 
 /// The receiving end of an instance's channel.

@@ -24,7 +24,7 @@ use crate::error::{Result, RuntimeError};
 use crate::exec::alignment::Alignment;
 use crate::exec::barrier::{Aligner, Checkpointer, Pulled};
 use crate::exec::chain::Chain;
-use crate::exec::exchange::{Inbox, Router};
+use crate::exec::exchange::{Credits, Inbox, Router};
 use crate::exec::instrument::{through, Instrumented};
 use crate::exec::sink_checkpoints::ParallelCheckpoints;
 use crate::exec::sink_merge::SinkMerge;
@@ -88,6 +88,8 @@ pub(crate) struct Parallel {
     pub(crate) one_thread: Vec<usize>,
     /// With checkpoints: the sink thread's side of them.
     pub(crate) checkpoints: Option<ParallelCheckpoints>,
+    /// The credits of every instance's channel and of the sink's.
+    pub(crate) credits: Vec<Arc<Credits>>,
 }
 
 /// An instance of the first stage: a split of the table and the stateless operators after it.
@@ -184,15 +186,25 @@ impl Merge {
 struct Failure {
     failed: Arc<AtomicBool>,
     first: Arc<Mutex<Option<RuntimeError>>>,
+    /// Every instance's credits, closed when a thread fails.
+    credits: Arc<Vec<Arc<Credits>>>,
 }
 
 impl Failure {
+    /// A thread failed with `e`: the query stops. Senders waiting for credits give up, so that
+    /// no thread waits for another that will not go on (an instance aligning a barrier holds
+    /// the credits of the senders past it until a sender that may have stopped sends it too);
+    /// each thread then ends as its channels close.
     fn record(&self, e: RuntimeError) {
         let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
         if first.is_none() {
             *first = Some(e);
         }
+        drop(first);
         self.failed.store(true, Ordering::Relaxed);
+        for c in self.credits.iter() {
+            c.close();
+        }
     }
 
     fn take(&self) -> Option<RuntimeError> {
@@ -420,7 +432,7 @@ impl Parallel {
             }
             c.coordinator.start();
         }
-        let failure = Failure::default();
+        let failure = Failure { credits: Arc::new(self.credits), ..Failure::default() };
         tracing::debug!(sources = self.sources.len(), instances = self.instances.len(), "parallel pipeline starting");
         let mut handles = Vec::new();
         let started = (|| -> Result<()> {
@@ -515,3 +527,37 @@ fn sink_loop(
 
 /// How often the sink's thread looks at the checkpoint clock while it waits for input.
 const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::barrier::{Aligner, Pulled};
+    use crate::exec::exchange::{channel, CREDITS};
+    use std::time::Duration;
+
+    /// A sender past a barrier, its credits held by an instance that waits for another
+    /// sender's barrier (one that stopped when a source failed): the failure frees it.
+    #[test]
+    fn a_failure_frees_a_sender_held_by_an_alignment_that_cannot_end() {
+        let (link, inbox) = channel(2);
+        let mut aligner = Aligner::new(inbox, 2);
+        assert!(link.barrier(0, 1));
+        let l = link.clone();
+        let sender =
+            std::thread::spawn(move || (0..=CREDITS).all(|w| l.messages(0, vec![Message::Watermark(w as i64)])));
+        // the instance reads sender 0's packets and holds them: sender 1 never sends its barrier
+        for _ in 0..10 {
+            assert!(matches!(aligner.next(Some(Duration::from_millis(20))), Ok(Some(Pulled::Quiet))));
+        }
+        assert!(!sender.is_finished(), "a sender past the barrier waits for its credits");
+        let failure = Failure { credits: Arc::new(vec![link.credits()]), ..Failure::default() };
+        failure.record(RuntimeError::Source("crash".into()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sender.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(sender.is_finished(), "the failure did not free the waiting sender");
+        assert_eq!(sender.join().ok(), Some(false));
+        drop(aligner);
+    }
+}

@@ -216,6 +216,7 @@ impl Pipeline {
                 (tx, rx, stages[last].instances)
             }
         };
+        let credits = channels.iter().flatten().map(|(tx, _)| tx.credits()).chain([sink_tx.credits()]).collect();
         let targets: Vec<Vec<Link>> = channels.iter().map(|c| c.iter().map(|(tx, _)| tx.clone()).collect()).collect();
         let mut receivers: Vec<std::vec::IntoIter<Inbox>> =
             channels.into_iter().map(|c| c.into_iter().map(|(_, rx)| rx).collect::<Vec<_>>().into_iter()).collect();
@@ -372,6 +373,7 @@ impl Pipeline {
             kinds,
             one_thread,
             checkpoints: None,
+            credits,
         };
         let root = Stage::Union { branches: Vec::new(), watermarks: WatermarkMerge::new(&[], Instant::now()) };
         Ok(Self {

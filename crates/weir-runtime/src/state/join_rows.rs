@@ -2,7 +2,8 @@
 //! longer match (an interval join's bound, or a TTL).
 //!
 //! ```text
-//!   key bytes ──index──► [(slot, generation)…] ──► slots[slot] = Kept { block, row, until, matches }
+//!   key bytes ──index──► keys[k] = { key, head, tail } ──► slots[head] ⇄ slots[next] ⇄ … (in
+//!                                    the order they came)   each Kept { block, row, until, matches }
 //!   blocks[block] = one input batch's columns as they came (shared, not copied), freed when
 //!                   its last kept row goes
 //!   expiry: until / ~1 ms ──► [(until, slot, generation)…]   (BTreeMap of buckets: expire(w)
@@ -11,16 +12,17 @@
 //!
 //! Rows stay in the columns of the batch they came in: keeping a batch's rows copies nothing
 //! (the batch's arrays are shared), and a batch's rows expire at about the same time. Matched
-//! rows are gathered from their blocks with Arrow's `interleave`, column by column. Short keys
-//! are stored inline. A slot freed and reused gets a new generation, so stale references in a
-//! key's list or in the expiry buckets are recognised and skipped. Forgetting a row does not
-//! touch the index (a random access per row); a key's list is compacted when a probe finds it
-//! mostly stale, and the whole index is swept (in order) once the stale references outnumber
-//! the kept rows, so it never grows beyond the state.
+//! rows are gathered from their blocks with Arrow's `interleave`, column by column. The index
+//! is a hash table of key numbers (4 bytes a key, so that it stays in the cache), each key's
+//! bytes (inline when short) and its first and last row are in `keys`, and a key's rows are
+//! linked through their slots: forgetting a row unlinks it (and drops its key from the index
+//! when it was the last). A slot freed and reused gets a new generation, so stale references
+//! in the expiry buckets are recognised and skipped.
 
 use std::collections::{BTreeMap, HashMap};
 
 use ahash::RandomState;
+use hashbrown::HashTable;
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{
@@ -48,12 +50,25 @@ pub struct Kept {
     pub matches: u32,
 }
 
+/// No slot or key.
+const NONE: u32 = u32::MAX;
+
 struct Slot {
     generation: u32,
     kept: Option<Kept>,
+    /// Its key (in `keys`) and its neighbours among the key's rows.
+    key: u32,
+    prev: u32,
+    next: u32,
 }
 
-type KeyRows = SmallVec<[(u32, u32); 2]>;
+/// A key with rows kept.
+struct KeyRows {
+    key: Key,
+    hash: u64,
+    head: u32,
+    tail: u32,
+}
 
 /// An input batch some of whose rows are kept.
 struct Block {
@@ -85,7 +100,11 @@ fn own_buffers(array: &ArrayRef) -> Result<ArrayRef> {
 /// The kept rows of one side of a join.
 pub struct JoinRows {
     schema: SchemaRef,
-    index: HashMap<Key, KeyRows, RandomState>,
+    /// Numbers of the keys in `keys`, by their hash.
+    index: HashTable<u32>,
+    hasher: RandomState,
+    keys: Vec<Option<KeyRows>>,
+    free_keys: Vec<u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     blocks: Vec<Option<Block>>,
@@ -98,8 +117,6 @@ pub struct JoinRows {
     /// Entries in `expiry`.
     scheduled: usize,
     live: usize,
-    /// References in the index to rows no longer kept (at most).
-    stale: usize,
     bytes: usize,
 }
 
@@ -113,7 +130,10 @@ impl JoinRows {
     pub fn new(schema: &SchemaRef) -> Result<Self> {
         Ok(Self {
             schema: Arc::clone(schema),
-            index: HashMap::default(),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
+            keys: Vec::new(),
+            free_keys: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
             blocks: Vec::new(),
@@ -122,7 +142,6 @@ impl JoinRows {
             open: (0, Vec::new()),
             scheduled: 0,
             live: 0,
-            stale: 0,
             bytes: 0,
         })
     }
@@ -200,29 +219,71 @@ impl JoinRows {
         }
     }
 
+    /// The number of `key` in `keys`, if it has rows.
+    fn find_key(&self, key: &[u8]) -> Option<u32> {
+        let keys = &self.keys;
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&k| keys[k as usize].as_ref().is_some_and(|r| r.hash == hash && &r.key[..] == key))
+            .copied()
+    }
+
+    /// The number of `key` in `keys`, added (without rows) if it has none.
+    fn key_number(&mut self, key: &[u8]) -> u32 {
+        if let Some(k) = self.find_key(key) {
+            return k;
+        }
+        let rows = KeyRows { key: Key::from_slice(key), hash: self.hasher.hash_one(key), head: NONE, tail: NONE };
+        let hash = rows.hash;
+        let k = match self.free_keys.pop() {
+            Some(k) => {
+                self.keys[k as usize] = Some(rows);
+                k
+            }
+            None => {
+                self.keys.push(Some(rows));
+                (self.keys.len() - 1) as u32
+            }
+        };
+        let keys = &self.keys;
+        self.index.insert_unique(hash, k, |&k| keys[k as usize].as_ref().map_or(0, |r| r.hash));
+        k
+    }
+
     /// Keep row `row` of a held batch under `key` until `until` (`None`: until
     /// [`Self::schedule`] says).
     pub fn insert(&mut self, key: &[u8], h: &Held, row: usize, until: Option<Nanos>) -> u32 {
         if let Some(Some(b)) = self.blocks.get_mut(h.block as usize) {
             b.live += 1;
         }
+        let k = self.key_number(key);
+        let tail = self.keys[k as usize].as_ref().map_or(NONE, |r| r.tail);
         let kept = Kept { block: h.block, row: row as u32, until: until.unwrap_or(Nanos::MAX), matches: 0 };
         let slot = match self.free.pop() {
             Some(s) => {
                 let slot = &mut self.slots[s as usize];
                 slot.generation = slot.generation.wrapping_add(1);
                 slot.kept = Some(kept);
+                (slot.key, slot.prev, slot.next) = (k, tail, NONE);
                 s
             }
             None => {
-                self.slots.push(Slot { generation: 0, kept: Some(kept) });
+                self.slots.push(Slot { generation: 0, kept: Some(kept), key: k, prev: tail, next: NONE });
                 (self.slots.len() - 1) as u32
             }
         };
-        let r = (slot, self.slots[slot as usize].generation);
-        self.index.entry(Key::from_slice(key)).or_default().push(r);
+        // at the end of its key's rows
+        if let Some(t) = self.slots.get_mut(tail as usize) {
+            t.next = slot;
+        }
+        if let Some(r) = self.keys[k as usize].as_mut() {
+            if r.head == NONE {
+                r.head = slot;
+            }
+            r.tail = slot;
+        }
         if let Some(until) = until {
-            self.push_expiry(until, r);
+            self.push_expiry(until, (slot, self.slots[slot as usize].generation));
         }
         self.live += 1;
         slot
@@ -242,19 +303,13 @@ impl JoinRows {
         self.slots.get(slot as usize).is_some_and(|s| s.generation == generation && s.kept.is_some())
     }
 
-    /// The slots of the rows kept under `key`.
-    pub fn matches(&mut self, key: &[u8], out: &mut Vec<u32>) {
-        let slots = &self.slots;
-        let live = |(slot, generation): &(u32, u32)| {
-            slots.get(*slot as usize).is_some_and(|s| s.generation == *generation && s.kept.is_some())
-        };
-        let Some(rows) = self.index.get_mut(key) else { return };
-        let before = out.len();
-        out.extend(rows.iter().filter(|r| live(r)).map(|(s, _)| *s));
-        let found = out.len() - before;
-        if rows.len() > 2 * found + 4 {
-            self.stale = self.stale.saturating_sub(rows.len() - found);
-            rows.retain(|r| live(r));
+    /// The slots of the rows kept under `key`, in the order they came.
+    pub fn matches(&self, key: &[u8], out: &mut Vec<u32>) {
+        let Some(k) = self.find_key(key) else { return };
+        let mut s = self.keys[k as usize].as_ref().map_or(NONE, |r| r.head);
+        while let Some(slot) = self.slots.get(s as usize) {
+            out.push(s);
+            s = slot.next;
         }
     }
 
@@ -270,32 +325,41 @@ impl JoinRows {
 
     /// Forget a kept row (its values can no longer be read).
     pub fn remove(&mut self, slot: u32) -> Option<Kept> {
-        let kept = self.slots.get_mut(slot as usize)?.kept.take()?;
+        let s = self.slots.get_mut(slot as usize)?;
+        let kept = s.kept.take()?;
+        let (k, prev, next) = (s.key, s.prev, s.next);
+        (s.prev, s.next) = (NONE, NONE);
         self.free.push(slot);
         self.live -= 1;
-        self.stale += 1;
         self.unref_block(kept.block);
-        if self.stale > self.live.max(256) {
-            self.sweep();
+        // unlink it from its key's rows, and drop the key when it was its last
+        if let Some(p) = self.slots.get_mut(prev as usize) {
+            p.next = next;
+        }
+        if let Some(n) = self.slots.get_mut(next as usize) {
+            n.prev = prev;
+        }
+        let Some(Some(r)) = self.keys.get_mut(k as usize) else { return Some(kept) };
+        if r.head == slot {
+            r.head = next;
+        }
+        if r.tail == slot {
+            r.tail = prev;
+        }
+        if r.head == NONE {
+            let hash = r.hash;
+            self.keys[k as usize] = None;
+            self.free_keys.push(k);
+            if let Ok(entry) = self.index.find_entry(hash, |&x| x == k) {
+                entry.remove();
+            }
         }
         Some(kept)
     }
 
-    /// Drop every stale reference from the index, and the keys left without rows.
-    fn sweep(&mut self) {
-        let slots = &self.slots;
-        self.index.retain(|_, rows| {
-            rows.retain(|(slot, generation)| {
-                slots.get(*slot as usize).is_some_and(|s| s.generation == *generation && s.kept.is_some())
-            });
-            !rows.is_empty()
-        });
-        self.stale = 0;
-    }
-
     /// The slot of a kept row equal to row `i` of `h` under `key` (what a retraction takes
     /// back): equal in every column, NULL equal to NULL.
-    pub fn find_equal(&mut self, key: &[u8], h: &Held, i: usize) -> Result<Option<u32>> {
+    pub fn find_equal(&self, key: &[u8], h: &Held, i: usize) -> Result<Option<u32>> {
         let mut slots = Vec::new();
         self.matches(key, &mut slots);
         let Some(Some(incoming)) = self.blocks.get(h.block as usize) else { return Ok(None) };
@@ -397,13 +461,16 @@ impl JoinRows {
     /// its columns. `None` when no row is kept.
     pub fn to_batch(&self, schema: &SchemaRef) -> Result<Option<RecordBatch>> {
         let (mut keys, mut untils, mut matches, mut slots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (key, refs) in &self.index {
-            for r in refs.iter().filter(|r| self.is_live(**r)) {
-                let Some(k) = self.get(r.0) else { continue };
-                keys.push(&key[..]);
+        let mut of_key = Vec::new();
+        for r in self.keys.iter().flatten() {
+            of_key.clear();
+            self.matches(&r.key, &mut of_key);
+            for s in &of_key {
+                let Some(k) = self.get(*s) else { continue };
+                keys.push(&r.key[..]);
                 untils.push(k.until);
                 matches.push(k.matches);
-                slots.push(r.0);
+                slots.push(*s);
             }
         }
         if slots.is_empty() {
@@ -452,7 +519,8 @@ impl JoinRows {
     /// Rows kept and their approximate size.
     pub fn size(&self) -> StateSize {
         let slots = self.slots.len() * std::mem::size_of::<Slot>();
-        let index = self.index.len() * (std::mem::size_of::<Key>() + std::mem::size_of::<KeyRows>() + 8);
+        let spilled: usize = self.keys.iter().flatten().filter(|r| r.key.spilled()).map(|r| r.key.len()).sum();
+        let index = self.index.capacity() * 5 + self.keys.len() * std::mem::size_of::<Option<KeyRows>>() + spilled;
         StateSize {
             rows: self.live as u64,
             bytes: (self.bytes
@@ -518,6 +586,42 @@ mod tests {
         assert_eq!(rows.find_equal(&102i64.to_le_bytes(), &h, 2)?, Some(slots[3]));
         assert_eq!(rows.find_equal(&102i64.to_le_bytes(), &h, 1)?, None);
         rows.release(h);
+        Ok(())
+    }
+
+    #[test]
+    fn a_keys_rows_are_found_in_the_order_they_came_until_each_is_forgotten() -> Result<()> {
+        let mut rows = JoinRows::new(&schema())?;
+        let h = rows.hold(&batch(0, 6))?;
+        // two keys, one long enough to be stored out of line, rows of each interleaved
+        let (a, b) = (b"a".to_vec(), vec![7u8; 40]);
+        let slots: Vec<u32> = (0..6).map(|i| rows.insert(if i % 2 == 0 { &a } else { &b }, &h, i, None)).collect();
+        rows.release(h);
+        let of = |rows: &JoinRows, key: &[u8]| {
+            let mut out = Vec::new();
+            rows.matches(key, &mut out);
+            out
+        };
+        assert_eq!(of(&rows, &a), vec![slots[0], slots[2], slots[4]]);
+        assert_eq!(of(&rows, &b), vec![slots[1], slots[3], slots[5]]);
+        assert!(of(&rows, b"c").is_empty());
+        // forgetting the middle, the first and the last row of a key keeps the others in order
+        rows.remove(slots[2]);
+        assert_eq!(of(&rows, &a), vec![slots[0], slots[4]]);
+        rows.remove(slots[1]);
+        rows.remove(slots[5]);
+        assert_eq!(of(&rows, &b), vec![slots[3]]);
+        // a key's last row takes the key out of the index; it comes back with a new row, whose
+        // freed slot is reused
+        rows.remove(slots[3]);
+        assert!(of(&rows, &b).is_empty());
+        assert_eq!((rows.index.len(), rows.size().rows), (1, 2));
+        let h = rows.hold(&batch(10, 1))?;
+        let again = rows.insert(&b, &h, 0, None);
+        let next = rows.insert(&a, &h, 0, None);
+        rows.release(h);
+        assert_eq!((of(&rows, &b), of(&rows, &a)), (vec![again], vec![slots[0], slots[4], next]));
+        assert_eq!(values(&rows.columns_of(&of(&rows, &a))?)[2], (10, Some("row 10".to_string())));
         Ok(())
     }
 
