@@ -190,6 +190,11 @@ const QUERIES: &[&str] = &[
      ON a.k = b.k AND a.w = b.w AND a.e = b.e",
     "SET state.ttl = '2 s'; SELECT t.k, t.v, u.v, u.site FROM t LEFT JOIN u ON t.k = u.k AND t.v > u.v",
     "SELECT t.k, t.v, d.v, d.site FROM t LEFT JOIN d ON t.k = d.k AND t.v > d.v",
+    // a deduplication on a join's key (in the join's instances, in parallel)
+    "SELECT k, tv, uv, tts, uts FROM (SELECT t.k, t.v AS tv, u.v AS uv, t.ts AS tts, u.ts AS uts,
+       ROW_NUMBER() OVER (PARTITION BY t.k ORDER BY u.v DESC, t.v, t.ts, u.ts) AS rn
+       FROM t JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts + INTERVAL '1' SECOND)
+     WHERE rn = 1",
     "SELECT k, TUMBLE_START(ts, INTERVAL '1' SECOND) AS w, COUNT(*) AS n, MAX(src) AS src
      FROM (SELECT k, ts, 'left' AS src FROM t UNION ALL SELECT k, ts, 'right' FROM u WHERE site <> 'site0')
      GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k",
@@ -337,7 +342,7 @@ fn parallel_queries() -> Vec<String> {
 }
 
 /// The union of [`QUERIES`].
-const UNION: usize = 18;
+const UNION: usize = 19;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]

@@ -257,6 +257,9 @@ proptest! {
             "SET state.ttl = '1 h'; SELECT t.k, t.v, u.v, t.ts, u.ts FROM t LEFT JOIN u ON t.k = u.k AND t.v > u.v",
         ];
         agree_with_one_thread([&left, &right], [&lc, &rc], delay_ms, &queries, &[2, 4])?;
+        // keyed operators on a join's keys: in the join's instances (see
+        // `a_keyed_operator_on_a_joins_keys_runs_in_its_instances`), or after an exchange
+        agree_with_one_thread([&left, &right], [&lc, &rc], delay_ms, &KEYED_AFTER_JOINS, &[2, 4])?;
     }
 
     /// A regular join with a TTL shorter than the input, at parallelism 1, 2 and 4: every pair
@@ -284,6 +287,43 @@ proptest! {
             let extra = multiset_minus(&out, &possible);
             prop_assert!(extra.is_empty(), "parallelism {}: rows that are no pair of the join: {:?}", n, extra);
         }
+    }
+}
+
+/// A deduplication on an inner join's left key, a Top-N on its right key, and a deduplication
+/// on a left outer join's right key (its unmatched rows have it NULL): each ranks by every column
+/// it outputs, so that ties cannot tell one thread from several.
+const KEYED_AFTER_JOINS: [&str; 3] = [
+    "SELECT k, tv, uv, tts, uts FROM (SELECT t.k, t.v AS tv, u.v AS uv, t.ts AS tts, u.ts AS uts,
+       ROW_NUMBER() OVER (PARTITION BY t.k ORDER BY u.v DESC, t.v, t.ts, u.ts) AS rn
+       FROM t JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts + INTERVAL '1' SECOND)
+     WHERE rn = 1",
+    "SELECT k, tv, uv, tts, uts, rn FROM (SELECT u.k, t.v AS tv, u.v AS uv, t.ts AS tts, u.ts AS uts,
+       ROW_NUMBER() OVER (PARTITION BY u.k ORDER BY t.v DESC, u.v DESC, t.ts, u.ts) AS rn
+       FROM t JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts)
+     WHERE rn <= 2",
+    "SELECT k, tv, uv, tts, uts FROM (SELECT u.k, t.v AS tv, u.v AS uv, t.ts AS tts, u.ts AS uts,
+       ROW_NUMBER() OVER (PARTITION BY u.k ORDER BY t.v DESC, u.v DESC, t.ts, u.ts) AS rn
+       FROM t LEFT JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts)
+     WHERE rn = 1",
+];
+
+/// A keyed operator whose keys are those a join's rows were hashed on runs in the join's
+/// instances, without an exchange: an inner join's left or right keys, a left outer join's left
+/// keys only (its unmatched rows have NULL right keys).
+#[test]
+fn a_keyed_operator_on_a_joins_keys_runs_in_its_instances() {
+    let engine = feed_engine(Feed::with(vec![("t", FeedTable::new(&[], &[])), ("u", FeedTable::new(&[], &[]))]));
+    engine.set("parallelism", "2").unwrap();
+    let ddl = feed_ddl(300);
+    let ddl = format!("{ddl} {}", ddl.replace("CREATE TABLE t ", "CREATE TABLE u "));
+    let exchanges = |sql: &str| {
+        let explained = engine.explain(&format!("{ddl} EXPLAIN {sql}")).unwrap();
+        (explained.matches("Exchange: hash [").count(), explained)
+    };
+    for (sql, expected) in KEYED_AFTER_JOINS.iter().zip([2, 2, 3]) {
+        let (n, explained) = exchanges(sql);
+        assert_eq!(n, expected, "{explained}");
     }
 }
 

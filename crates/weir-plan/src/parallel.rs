@@ -13,8 +13,9 @@
 //! upsert's normalisation) starts a stage: its input is hashed on its keys into
 //! [`KEY_GROUPS`] key groups, and each instance owns a contiguous range of them. An operator
 //! without keys (a global aggregate) gets a single instance. A join starts a stage whose two
-//! inputs are hashed on the join's keys. Stateless operators stay fused with the stage before
-//! them. A union starts a stage whose inputs are its branches' last stages: hashed on the keys
+//! inputs are hashed on the join's keys; a keyed operator after it whose keys are the join's
+//! left keys (or an inner join's right keys) stays in the join's stage, its rows already where
+//! they would be sent. Stateless operators stay fused with the stage before them. A union starts a stage whose inputs are its branches' last stages: hashed on the keys
 //! of the keyed operator right after it, else into one instance. A lookup join's table is read to its end
 //! before the other tables start (the runtime's watermark alignment holds them).
 
@@ -24,7 +25,7 @@ use std::ops::Range;
 use datafusion_common::Column;
 use datafusion_expr::{Expr, ExprSchemable};
 
-use crate::plan::{JoinNode, JoinState, OpRef, PlanInput, StreamOp, StreamPlan};
+use crate::plan::{JoinNode, JoinState, JoinType, OpRef, PlanInput, StreamOp, StreamPlan};
 
 /// Key groups a keyed stage's keys are hashed into: the unit of state a parallel instance owns.
 pub const KEY_GROUPS: usize = 128;
@@ -209,9 +210,33 @@ struct Builder<'a> {
     /// `parallelism`.
     resumed: bool,
     stages: Vec<LayoutStage>,
+    /// Per stage, the key lists its rows are hashed on as they leave it, as far as known (a
+    /// join's keys, while the operators after it keep them): a keyed operator hashed on one of
+    /// them reads its rows where they are, without an exchange.
+    partitioned: Vec<Vec<Vec<Expr>>>,
     sources: usize,
     ops: usize,
     unions: usize,
+}
+
+/// The key lists of `partitioned` still valid after `op` (a stateless operator): all of them
+/// after a filter; after a projection, those whose every key is a column it passes on
+/// unchanged, under the same name.
+fn still_partitioned(partitioned: Vec<Vec<Expr>>, op: &StreamOp) -> Vec<Vec<Expr>> {
+    match op {
+        StreamOp::Filter { .. } => partitioned,
+        StreamOp::Project { exprs, output_schema, .. } => {
+            let passed = |key: &Expr| match key {
+                Expr::Column(c) => exprs.iter().enumerate().any(|(i, e)| {
+                    let (qualifier, field) = output_schema.qualified_field(i);
+                    e == key && field.name() == &c.name && qualifier == c.relation.as_ref()
+                }),
+                _ => false,
+            };
+            partitioned.into_iter().filter(|keys| keys.iter().all(passed)).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 impl Builder<'_> {
@@ -259,7 +284,18 @@ impl Builder<'_> {
                 self.ops += 1;
                 let exchanges = join_exchanges(j);
                 let instances = exchanges[0].instances(self.parallelism);
-                self.push(StageInput::Join { from: [left, right], exchanges, op }, path.clone(), instances)
+                // each output row's left keys hash as its left row did (an inner join's right
+                // keys are equal to them; a left outer join's unmatched rows have them NULL)
+                let partitioned = match &exchanges {
+                    [Exchange::Hash(left), Exchange::Hash(right)] => match j.join.join_type {
+                        JoinType::Inner => vec![left.clone(), right.clone()],
+                        _ => vec![left.clone()],
+                    },
+                    _ => Vec::new(),
+                };
+                let stage = self.push(StageInput::Join { from: [left, right], exchanges, op }, path.clone(), instances);
+                self.partitioned[stage] = partitioned;
+                stage
             }
         };
         self.rest(current, ops, path, false)
@@ -270,11 +306,24 @@ impl Builder<'_> {
         for (i, op) in ops.iter().enumerate() {
             let number = self.ops;
             self.ops += 1;
+            let instances = self.stages[current].instances;
             let exchange = match Exchange::of(op) {
                 _ if routed && i == 0 => None,
                 // one instance into one instance: no exchange needed
-                Some(Exchange::Single) if self.stages[current].instances == 1 => None,
+                Some(Exchange::Single) if instances == 1 => None,
+                // the rows are already where this operator's keys would send them
+                Some(Exchange::Hash(keys))
+                    if instances == Exchange::Hash(Vec::new()).instances(self.parallelism)
+                        && self.partitioned[current].contains(&keys) =>
+                {
+                    None
+                }
                 other => other,
+            };
+            let partitioned = std::mem::take(&mut self.partitioned[current]);
+            self.partitioned[current] = match exchange.is_none() && Exchange::of(op).is_none() {
+                true => still_partitioned(partitioned, op),
+                false => Vec::new(),
             };
             match exchange {
                 None => {
@@ -295,6 +344,7 @@ impl Builder<'_> {
                         first_op: number,
                         instances,
                     });
+                    self.partitioned.push(Vec::new());
                 }
             }
         }
@@ -304,6 +354,7 @@ impl Builder<'_> {
     fn push(&mut self, input: StageInput, branch: Vec<Side>, instances: usize) -> usize {
         let first_op = self.ops;
         self.stages.push(LayoutStage { input, branch, ops: 0..0, first_op, instances });
+        self.partitioned.push(Vec::new());
         self.stages.len() - 1
     }
 }
@@ -391,7 +442,16 @@ fn build(
     if parallelism == 0 {
         return Err("parallelism is 0".into());
     }
-    let mut b = Builder { parallelism, splits, resumed, stages: Vec::new(), sources: 0, ops: 0, unions: 0 };
+    let mut b = Builder {
+        parallelism,
+        splits,
+        resumed,
+        stages: Vec::new(),
+        partitioned: Vec::new(),
+        sources: 0,
+        ops: 0,
+        unions: 0,
+    };
     b.branch(&plan.input, &plan.ops, Vec::new())?;
     Ok(Layout { stages: b.stages })
 }

@@ -106,6 +106,10 @@ pub struct SessionAggregateOp {
     changes: Option<WindowChanges<u64>>,
     /// Sessions with rows not emitted yet (changelog mode).
     dirty: BTreeSet<u64>,
+    /// The sessions marked dirty while fired (by a late row) since the last refresh of the
+    /// dirty fired ones: all there is to look at for late corrections, where `dirty` also
+    /// holds every open session a row reached (with early results).
+    late: Vec<u64>,
 }
 
 impl SessionAggregateOp {
@@ -156,6 +160,7 @@ impl SessionAggregateOp {
             last_early: Instant::now(),
             changes,
             dirty: BTreeSet::new(),
+            late: Vec::new(),
         })
     }
 
@@ -222,6 +227,9 @@ impl SessionAggregateOp {
             self.key_of.insert(id, key.into());
             if self.changes.is_some() {
                 self.dirty.insert(id);
+                if fired {
+                    self.late.push(id);
+                }
             }
             return Ok(Some(slot));
         };
@@ -261,6 +269,9 @@ impl SessionAggregateOp {
             survivor.slots.first().copied().ok_or_else(|| RuntimeError::Internal("a session without slots".into()))?;
         if self.changes.is_some() {
             self.dirty.insert(id);
+            if fired {
+                self.late.push(id);
+            }
         }
         // without a changelog, its entry by end stays where it was (see `fire_until`)
         if (end, fired) != (old_end, old_fired) && self.changes.is_some() {
@@ -413,8 +424,8 @@ impl SessionAggregateOp {
         }
         let values = self.values(&sessions, true)?;
         let batch = self.emit(&sessions, values)?;
-        let results = sessions.iter().enumerate().map(|(i, (id, ..))| (*id, batch.slice(i, 1))).collect();
-        if let Some(changes) = self.changes.as_mut().map(|c| c.update_all(results)).transpose()?.flatten() {
+        let windows: Vec<_> = sessions.iter().enumerate().map(|(i, (id, ..))| (*id, i..i + 1)).collect();
+        if let Some(changes) = self.changes.as_mut().map(|c| c.update_rows(&windows, &batch)).transpose()?.flatten() {
             out.push(Message::Data(changes));
         }
         Ok(())
@@ -423,7 +434,12 @@ impl SessionAggregateOp {
     /// Emit the changes of dirty sessions: fired ones (late corrections) and, if `early`, open
     /// ones.
     fn refresh_dirty(&mut self, early: bool, out: &mut Vec<Message>) -> Result<()> {
-        let due: BTreeSet<u64> = self.dirty.iter().copied().filter(|id| early || self.session_fired(*id)).collect();
+        let late = std::mem::take(&mut self.late);
+        let due: BTreeSet<u64> = match early {
+            true => self.dirty.iter().copied().collect(),
+            // a session dirty and fired was marked while fired: it is among `late`
+            false => late.into_iter().filter(|id| self.dirty.contains(id) && self.session_fired(*id)).collect(),
+        };
         self.refresh(due, out)
     }
 
@@ -717,6 +733,8 @@ impl Operator for SessionAggregateOp {
         self.by_end = state.by_end.into_iter().collect();
         self.retained = state.retained.into_iter().collect();
         self.dirty = state.dirty.into_iter().collect();
+        // any of them may be fired
+        self.late = self.dirty.iter().copied().collect();
         if let Some(sessions) = snapshot.take("sessions") {
             let mut partials: HashMap<i64, Frozen> = match snapshot.take("partials") {
                 Some(p) => self.aggregates.frozen_from_batch(&p)?.into_iter().collect(),

@@ -20,6 +20,7 @@
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 use std::hash::Hash;
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{ArrayRef, AsArray, Int64Array};
@@ -53,12 +54,36 @@ pub(crate) fn owned_results(
 /// A window's identity: `(end, start)`.
 pub type WindowId = (Nanos, Nanos);
 
+/// A window's last emitted rows. Its rows' key and row bytes are rows `offset..` of
+/// encodings shared by the windows updated together.
 struct Emitted {
     batch: RecordBatch,
-    /// Group key bytes → row of `batch`.
-    index: HashMap<Box<[u8]>, usize>,
+    keys: Arc<Rows>,
     /// Every row of `batch`, encoded, to compare with a new result.
-    rows: Rows,
+    rows: Arc<Rows>,
+    offset: usize,
+    /// Group key bytes → row of `batch`, for a window of more than [`SCAN`] rows.
+    index: Option<HashMap<Box<[u8]>, usize>>,
+}
+
+/// A window of at most this many rows finds a key by comparing each row's.
+const SCAN: usize = 8;
+
+impl Emitted {
+    fn new(batch: RecordBatch, keys: Arc<Rows>, rows: Arc<Rows>, offset: usize) -> Self {
+        let n = batch.num_rows();
+        let index = (n > SCAN)
+            .then(|| (0..n).map(|j| (Box::from(keys.row(offset + j).as_ref()), j)).collect::<HashMap<_, _>>());
+        Self { batch, keys, rows, offset, index }
+    }
+
+    /// The row of `batch` with group key `key`.
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => (0..self.batch.num_rows()).rev().find(|j| self.keys.row(self.offset + j).as_ref() == key),
+        }
+    }
 }
 
 /// Each open window's last emitted result, by window (`W`: its bounds, or a session's id).
@@ -84,59 +109,58 @@ impl<W: Hash + Eq + Copy> WindowChanges<W> {
     /// Record `new` as the window's result; return what changed since its last emission
     /// (`None` if nothing did).
     pub fn update(&mut self, window: W, new: RecordBatch) -> Result<Option<StreamBatch>> {
-        let new_keys = self.keys.convert_columns(&new.columns()[..self.num_keys])?;
-        let new_rows = self.rows.convert_columns(new.columns())?;
-        let old = self.emitted.get(&window);
-        // (0, j): row j of the old result; (1, i): row i of the new one
-        let mut picks: Vec<(usize, usize)> = Vec::new();
-        let mut kinds: Vec<RowKind> = Vec::new();
-        let mut seen = vec![false; old.map(|o| o.batch.num_rows()).unwrap_or(0)];
-        let mut index = HashMap::with_capacity_and_hasher(new.num_rows(), Default::default());
-        for i in 0..new.num_rows() {
-            let key = new_keys.row(i);
-            match old.and_then(|o| o.index.get(key.as_ref()).map(|j| (o, *j))) {
-                None => {
-                    picks.push((1, i));
-                    kinds.push(RowKind::Insert);
-                }
-                Some((o, j)) => {
-                    seen[j] = true;
-                    if o.rows.row(j) != new_rows.row(i) {
-                        picks.extend([(0, j), (1, i)]);
-                        kinds.extend([RowKind::UpdateBefore, RowKind::UpdateAfter]);
+        let n = new.num_rows();
+        self.update_rows(&[(window, 0..n)], &new)
+    }
+
+    /// [`Self::update`] of several windows at once, window `w`'s new result the rows `range`
+    /// of `new`: one changelog batch, each window's changes together, in the order given.
+    pub fn update_rows(&mut self, windows: &[(W, Range<usize>)], new: &RecordBatch) -> Result<Option<StreamBatch>> {
+        let keys = Arc::new(self.keys.convert_columns(&new.columns()[..self.num_keys])?);
+        let rows = Arc::new(self.rows.convert_columns(new.columns())?);
+        // (0, i): row i of `new`; (s, j): row j of the old result in `olds[s - 1]`
+        let mut olds: Vec<RecordBatch> = Vec::new();
+        let (mut picks, mut kinds): (Vec<(usize, usize)>, Vec<RowKind>) = (Vec::new(), Vec::new());
+        for (window, range) in windows {
+            let old = self.emitted.remove(window);
+            let source = old.as_ref().map(|o| {
+                olds.push(o.batch.clone());
+                olds.len()
+            });
+            let mut seen = vec![false; old.as_ref().map(|o| o.batch.num_rows()).unwrap_or(0)];
+            let (mut window_picks, mut window_kinds) = (Vec::new(), Vec::new());
+            for i in range.clone() {
+                match old.as_ref().zip(source).and_then(|(o, s)| o.find(keys.row(i).as_ref()).map(|j| (o, s, j))) {
+                    None => {
+                        window_picks.push((0, i));
+                        window_kinds.push(RowKind::Insert);
+                    }
+                    Some((o, s, j)) => {
+                        seen[j] = true;
+                        if o.rows.row(o.offset + j) != rows.row(i) {
+                            window_picks.extend([(s, j), (0, i)]);
+                            window_kinds.extend([RowKind::UpdateBefore, RowKind::UpdateAfter]);
+                        }
                     }
                 }
             }
-            index.insert(Box::from(key.as_ref()), i);
-        }
-        // deletions first: a row whose key changed (a session's bounds) reads -D old, +I new
-        let deleted: Vec<(usize, usize)> = seen.iter().enumerate().filter(|(_, s)| !**s).map(|(j, _)| (0, j)).collect();
-        if !deleted.is_empty() {
-            kinds.splice(0..0, std::iter::repeat_n(RowKind::Delete, deleted.len()));
-            picks.splice(0..0, deleted);
-        }
-        let changes = if picks.is_empty() {
-            None
-        } else {
-            let old_batch = old.map(|o| &o.batch).unwrap_or(&new);
-            let batch = interleave_record_batch(&[old_batch, &new], &picks)?;
-            Some(StreamBatch::changelog(batch, &kinds))
-        };
-        self.emitted.insert(window, Emitted { batch: new, index, rows: new_rows });
-        Ok(changes)
-    }
-
-    /// [`Self::update`] for several windows, the changes as one batch.
-    pub fn update_all(&mut self, results: Vec<(W, RecordBatch)>) -> Result<Option<StreamBatch>> {
-        let (mut batches, mut kinds) = (Vec::new(), Vec::new());
-        for (window, new) in results {
-            if let Some(c) = self.update(window, new)? {
-                kinds.extend((0..c.batch.num_rows()).map(|i| c.kind(i)));
-                batches.push(c.batch);
+            // deletions first: a row whose key changed (a session's bounds) reads -D old, +I new
+            if let Some(s) = source {
+                for (j, _) in seen.iter().enumerate().filter(|(_, seen)| !**seen) {
+                    picks.push((s, j));
+                    kinds.push(RowKind::Delete);
+                }
             }
+            picks.extend(window_picks);
+            kinds.extend(window_kinds);
+            let batch = new.slice(range.start, range.len());
+            self.emitted.insert(*window, Emitted::new(batch, Arc::clone(&keys), Arc::clone(&rows), range.start));
         }
-        let Some(first) = batches.first() else { return Ok(None) };
-        let batch = concat_batches(&first.schema(), &batches)?;
+        if picks.is_empty() {
+            return Ok(None);
+        }
+        let sources: Vec<&RecordBatch> = std::iter::once(new).chain(olds.iter()).collect();
+        let batch = interleave_record_batch(&sources, &picks)?;
         Ok(Some(StreamBatch::changelog(batch, &kinds)))
     }
 
@@ -150,17 +174,17 @@ impl<W: Hash + Eq + Copy> WindowChanges<W> {
         };
         let batch = concat_batches(&into_emitted.batch.schema(), [&into_emitted.batch, &from.batch])?;
         let keys = self.keys.convert_columns(&batch.columns()[..self.num_keys])?;
-        let mut index = HashMap::with_capacity_and_hasher(batch.num_rows(), Default::default());
+        let mut index: HashMap<&[u8], ()> = HashMap::with_capacity_and_hasher(batch.num_rows(), Default::default());
         let mut picks = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
-            if !index.contains_key(keys.row(i).as_ref()) {
-                index.insert(Box::from(keys.row(i).as_ref()), picks.len());
+            if index.insert(keys.row(i).data(), ()).is_none() {
                 picks.push((0, i));
             }
         }
         let batch = interleave_record_batch(&[&batch], &picks)?;
-        let rows = self.rows.convert_columns(batch.columns())?;
-        self.emitted.insert(into, Emitted { batch, index, rows });
+        let keys = Arc::new(self.keys.convert_columns(&batch.columns()[..self.num_keys])?);
+        let rows = Arc::new(self.rows.convert_columns(batch.columns())?);
+        self.emitted.insert(into, Emitted::new(batch, keys, rows, 0));
         Ok(())
     }
 
@@ -269,7 +293,8 @@ mod tests {
         assert_eq!(lines(changes.update(2, result(&[("b", 2)])).unwrap()), ["+I | b | 2 |"]);
         changes.absorb(1, 2).unwrap();
         changes.absorb(1, 3).unwrap(); // never emitted: nothing to take over
-        let all = changes.update_all(vec![(1, result(&[("c", 3), ("a", 4)])), (2, result(&[("x", 1)]))]).unwrap();
+        let both = result(&[("c", 3), ("a", 4), ("x", 1)]);
+        let all = changes.update_rows(&[(1, 0..2), (2, 2..3)], &both).unwrap();
         assert_eq!(lines(all), ["-D | b | 2 |", "+I | c | 3 |", "-U | a | 1 |", "+U | a | 4 |", "+I | x | 1 |"]);
     }
 }
