@@ -190,7 +190,11 @@ const QUERIES: &[&str] = &[
      ON a.k = b.k AND a.w = b.w AND a.e = b.e",
     "SET state.ttl = '2 s'; SELECT t.k, t.v, u.v, u.site FROM t LEFT JOIN u ON t.k = u.k AND t.v > u.v",
     "SELECT t.k, t.v, d.v, d.site FROM t LEFT JOIN d ON t.k = d.k AND t.v > d.v",
-    // a deduplication on a join's key (in the join's instances, in parallel)
+    // an aggregate on a join's key and another column, and a deduplication on a join's key
+    // (each in the join's instances, in parallel)
+    "SELECT u.site, t.k, COUNT(*) AS n, MAX(t.v - u.v) AS d FROM t JOIN u
+       ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts + INTERVAL '1' SECOND
+     GROUP BY u.site, t.k",
     "SELECT k, tv, uv, tts, uts FROM (SELECT t.k, t.v AS tv, u.v AS uv, t.ts AS tts, u.ts AS uts,
        ROW_NUMBER() OVER (PARTITION BY t.k ORDER BY u.v DESC, t.v, t.ts, u.ts) AS rn
        FROM t JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts + INTERVAL '1' SECOND)
@@ -342,7 +346,7 @@ fn parallel_queries() -> Vec<String> {
 }
 
 /// The union of [`QUERIES`].
-const UNION: usize = 19;
+const UNION: usize = 20;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]

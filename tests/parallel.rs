@@ -290,10 +290,11 @@ proptest! {
     }
 }
 
-/// A deduplication on an inner join's left key, a Top-N on its right key, and a deduplication
-/// on a left outer join's right key (its unmatched rows have it NULL): each ranks by every column
-/// it outputs, so that ties cannot tell one thread from several.
-const KEYED_AFTER_JOINS: [&str; 3] = [
+/// A deduplication on an inner join's left key, a Top-N on its right key, a deduplication on a
+/// left outer join's right key (its unmatched rows have it NULL), and an aggregate on a join's
+/// key and another column: each ranks by every column it outputs, so that ties cannot tell one
+/// thread from several.
+const KEYED_AFTER_JOINS: [&str; 4] = [
     "SELECT k, tv, uv, tts, uts FROM (SELECT t.k, t.v AS tv, u.v AS uv, t.ts AS tts, u.ts AS uts,
        ROW_NUMBER() OVER (PARTITION BY t.k ORDER BY u.v DESC, t.v, t.ts, u.ts) AS rn
        FROM t JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts + INTERVAL '1' SECOND)
@@ -306,11 +307,14 @@ const KEYED_AFTER_JOINS: [&str; 3] = [
        ROW_NUMBER() OVER (PARTITION BY u.k ORDER BY t.v DESC, u.v DESC, t.ts, u.ts) AS rn
        FROM t LEFT JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts)
      WHERE rn = 1",
+    "SELECT u.site, t.k, COUNT(*) AS n, MAX(t.v - u.v) AS d FROM t JOIN u
+       ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts + INTERVAL '1' SECOND
+     GROUP BY u.site, t.k",
 ];
 
-/// A keyed operator whose keys are those a join's rows were hashed on runs in the join's
-/// instances, without an exchange: an inner join's left or right keys, a left outer join's left
-/// keys only (its unmatched rows have NULL right keys).
+/// A keyed operator whose keys are those a join's rows were hashed on, or include them, runs in
+/// the join's instances, without an exchange: an inner join's left or right keys, a left outer
+/// join's left keys only (its unmatched rows have NULL right keys).
 #[test]
 fn a_keyed_operator_on_a_joins_keys_runs_in_its_instances() {
     let engine = feed_engine(Feed::with(vec![("t", FeedTable::new(&[], &[])), ("u", FeedTable::new(&[], &[]))]));
@@ -321,7 +325,7 @@ fn a_keyed_operator_on_a_joins_keys_runs_in_its_instances() {
         let explained = engine.explain(&format!("{ddl} EXPLAIN {sql}")).unwrap();
         (explained.matches("Exchange: hash [").count(), explained)
     };
-    for (sql, expected) in KEYED_AFTER_JOINS.iter().zip([2, 2, 3]) {
+    for (sql, expected) in KEYED_AFTER_JOINS.iter().zip([2, 2, 3, 2]) {
         let (n, explained) = exchanges(sql);
         assert_eq!(n, expected, "{explained}");
     }

@@ -13,9 +13,9 @@
 //! upsert's normalisation) starts a stage: its input is hashed on its keys into
 //! [`KEY_GROUPS`] key groups, and each instance owns a contiguous range of them. An operator
 //! without keys (a global aggregate) gets a single instance. A join starts a stage whose two
-//! inputs are hashed on the join's keys; a keyed operator after it whose keys are the join's
-//! left keys (or an inner join's right keys) stays in the join's stage, its rows already where
-//! they would be sent. Stateless operators stay fused with the stage before them. A union starts a stage whose inputs are its branches' last stages: hashed on the keys
+//! inputs are hashed on the join's keys; a keyed operator after it whose keys include all of
+//! the join's left keys (or of an inner join's right keys) stays in the join's stage, its rows
+//! already together. Stateless operators stay fused with the stage before them. A union starts a stage whose inputs are its branches' last stages: hashed on the keys
 //! of the keyed operator right after it, else into one instance. A lookup join's table is read to its end
 //! before the other tables start (the runtime's watermark alignment holds them).
 
@@ -147,6 +147,11 @@ pub struct LayoutStage {
     pub first_op: usize,
     /// Parallel instances.
     pub instances: usize,
+    /// Keyed operators of the stage that read its rows where they are, though hashed on only
+    /// some of their keys: the operator (an index into `ops`' branch operators) and the
+    /// positions of those keys among its own (in the order they were hashed), which is how its
+    /// state's keys are hashed when it moves to another parallelism.
+    pub hashed_on: Vec<(usize, Vec<usize>)>,
 }
 
 /// A plan cut into stages, in data-flow order (every stage after those it reads); the last
@@ -311,12 +316,21 @@ impl Builder<'_> {
                 _ if routed && i == 0 => None,
                 // one instance into one instance: no exchange needed
                 Some(Exchange::Single) if instances == 1 => None,
-                // the rows are already where this operator's keys would send them
-                Some(Exchange::Hash(keys))
-                    if instances == Exchange::Hash(Vec::new()).instances(self.parallelism)
-                        && self.partitioned[current].contains(&keys) =>
-                {
-                    None
+                // the rows are already where this operator's keys would send them: hashed on
+                // all of them, or on some (rows with equal keys have equal parts)
+                Some(Exchange::Hash(keys)) if instances == Exchange::Hash(Vec::new()).instances(self.parallelism) => {
+                    let positions = |part: &Vec<Expr>| -> Option<Vec<usize>> {
+                        part.iter().map(|e| keys.iter().position(|k| k == e)).collect()
+                    };
+                    match self.partitioned[current].iter().find_map(positions) {
+                        Some(p) => {
+                            if p != (0..keys.len()).collect::<Vec<_>>() {
+                                self.stages[current].hashed_on.push((i, p));
+                            }
+                            None
+                        }
+                        None => Some(Exchange::Hash(keys)),
+                    }
                 }
                 other => other,
             };
@@ -343,6 +357,7 @@ impl Builder<'_> {
                         ops: i..i + 1,
                         first_op: number,
                         instances,
+                        hashed_on: Vec::new(),
                     });
                     self.partitioned.push(Vec::new());
                 }
@@ -353,7 +368,7 @@ impl Builder<'_> {
 
     fn push(&mut self, input: StageInput, branch: Vec<Side>, instances: usize) -> usize {
         let first_op = self.ops;
-        self.stages.push(LayoutStage { input, branch, ops: 0..0, first_op, instances });
+        self.stages.push(LayoutStage { input, branch, ops: 0..0, first_op, instances, hashed_on: Vec::new() });
         self.partitioned.push(Vec::new());
         self.stages.len() - 1
     }

@@ -361,6 +361,12 @@ impl Pipeline {
                         StageInput::Join { op, .. } => Some(op),
                         _ => None,
                     },
+                    // a join stage's own operator comes first
+                    hashed_on: stage
+                        .hashed_on
+                        .iter()
+                        .map(|(i, at)| (i - stage.ops.start + usize::from(join), at.clone()))
+                        .collect(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;

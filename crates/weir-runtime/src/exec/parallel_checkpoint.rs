@@ -216,11 +216,21 @@ fn restore_ops(
         )));
     }
     let (was, is) = (old.instances[s], now[s]);
-    let owned = move |keys: &[ArrayRef]| -> Result<Vec<bool>> {
-        let rows = keys.first().map_or(0, |a| a.len());
-        Ok(key_groups(keys, rows)?.into_iter().map(|g| owner(g, is) == k).collect())
-    };
     for (j, op) in ops.into_iter().enumerate() {
+        // the keys its rows are hashed on: all it gives, or some of them
+        let hashed_on = kinds[s].hashed_on.iter().find(|(o, _)| *o == j).map(|(_, at)| at.as_slice());
+        let owned = move |keys: &[ArrayRef]| -> Result<Vec<bool>> {
+            let rows = keys.first().map_or(0, |a| a.len());
+            let keys = match hashed_on {
+                Some(at) => at
+                    .iter()
+                    .map(|p| keys.get(*p).cloned())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| RuntimeError::Internal(format!("operator {j} of stage {s} lacks a key")))?,
+                None => keys.to_vec(),
+            };
+            Ok(key_groups(&keys, rows)?.into_iter().map(|g| owner(g, is) == k).collect())
+        };
         let saved = |instance: usize| -> Result<OperatorSnapshot> {
             let (name, snapshot) =
                 old.thread(s, instance)?.operators.get(j).ok_or_else(|| {

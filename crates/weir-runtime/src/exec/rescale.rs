@@ -35,6 +35,9 @@ pub(crate) struct StageShape {
     pub(crate) table: Option<usize>,
     /// A join stage's operator number.
     pub(crate) join_op: Option<usize>,
+    /// Operators (by their place among `ops`) whose rows are hashed on only some of their
+    /// keys: the positions of those among the keys they give a [`crate::state::checkpoint::KeyFilter`].
+    pub(crate) hashed_on: Vec<(usize, Vec<usize>)>,
 }
 
 impl StageShape {
@@ -277,8 +280,24 @@ mod tests {
 
     fn kinds() -> Vec<StageShape> {
         vec![
-            StageShape { exchange: false, inputs: vec![], ops: 1, first_op: 0, table: Some(0), join_op: None },
-            StageShape { exchange: true, inputs: vec![0], ops: 2, first_op: 1, table: None, join_op: None },
+            StageShape {
+                exchange: false,
+                inputs: vec![],
+                ops: 1,
+                first_op: 0,
+                table: Some(0),
+                join_op: None,
+                hashed_on: vec![],
+            },
+            StageShape {
+                exchange: true,
+                inputs: vec![0],
+                ops: 2,
+                first_op: 1,
+                table: None,
+                join_op: None,
+                hashed_on: vec![],
+            },
         ]
     }
 
