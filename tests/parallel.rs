@@ -323,12 +323,15 @@ fn a_keyed_operator_on_a_joins_keys_runs_in_its_instances() {
     let ddl = format!("{ddl} {}", ddl.replace("CREATE TABLE t ", "CREATE TABLE u "));
     let exchanges = |sql: &str| {
         let explained = engine.explain(&format!("{ddl} EXPLAIN {sql}")).unwrap();
-        (explained.matches("Exchange: hash [").count(), explained)
+        let count = |what: &str| explained.matches(what).count();
+        ((count("Exchange: hash ["), count("Exchange: forward (rows already hashed on [")), explained)
     };
-    for (sql, expected) in KEYED_AFTER_JOINS.iter().zip([2, 2, 3, 2]) {
+    for (sql, expected) in KEYED_AFTER_JOINS.iter().zip([(2, 1), (2, 1), (3, 0), (2, 1)]) {
         let (n, explained) = exchanges(sql);
         assert_eq!(n, expected, "{explained}");
     }
+    let (_, explained) = exchanges(KEYED_AFTER_JOINS[1]);
+    assert!(explained.contains("Exchange: forward (rows already hashed on [u.k]), 2 → 2 instances"), "{explained}");
 }
 
 /// A regular join with a TTL is cut at the join like any other: both inputs hashed on its keys.

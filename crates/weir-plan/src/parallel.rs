@@ -152,6 +152,10 @@ pub struct LayoutStage {
     /// positions of those keys among its own (in the order they were hashed), which is how its
     /// state's keys are hashed when it moves to another parallelism.
     pub hashed_on: Vec<(usize, Vec<usize>)>,
+    /// Keyed operators that read the stage's rows where they are (all of those above among
+    /// them): the operator's number ([`OpRef::Op`]) and the keys the rows are hashed on, for
+    /// `EXPLAIN`.
+    pub forwarded: Vec<(usize, Vec<Expr>)>,
 }
 
 /// A plan cut into stages, in data-flow order (every stage after those it reads); the last
@@ -322,11 +326,15 @@ impl Builder<'_> {
                     let positions = |part: &Vec<Expr>| -> Option<Vec<usize>> {
                         part.iter().map(|e| keys.iter().position(|k| k == e)).collect()
                     };
-                    match self.partitioned[current].iter().find_map(positions) {
-                        Some(p) => {
+                    let found =
+                        self.partitioned[current].iter().find_map(|part| Some((part.clone(), positions(part)?)));
+                    match found {
+                        Some((part, p)) => {
+                            let stage = &mut self.stages[current];
                             if p != (0..keys.len()).collect::<Vec<_>>() {
-                                self.stages[current].hashed_on.push((i, p));
+                                stage.hashed_on.push((i, p));
                             }
+                            stage.forwarded.push((number, part));
                             None
                         }
                         None => Some(Exchange::Hash(keys)),
@@ -358,6 +366,7 @@ impl Builder<'_> {
                         first_op: number,
                         instances,
                         hashed_on: Vec::new(),
+                        forwarded: Vec::new(),
                     });
                     self.partitioned.push(Vec::new());
                 }
@@ -368,7 +377,8 @@ impl Builder<'_> {
 
     fn push(&mut self, input: StageInput, branch: Vec<Side>, instances: usize) -> usize {
         let first_op = self.ops;
-        self.stages.push(LayoutStage { input, branch, ops: 0..0, first_op, instances, hashed_on: Vec::new() });
+        let (hashed_on, forwarded) = (Vec::new(), Vec::new());
+        self.stages.push(LayoutStage { input, branch, ops: 0..0, first_op, instances, hashed_on, forwarded });
         self.partitioned.push(Vec::new());
         self.stages.len() - 1
     }
@@ -483,6 +493,19 @@ pub fn explain(plan: &StreamPlan, layout: Option<&Layout>) -> String {
         above[1] = Some(Exchange::Single.text(layout.stages[layout.stages.len() - 1].instances, 1));
     }
     for stage in &layout.stages {
+        // keyed operators reading the rows where they are
+        for (op, keys) in &stage.forwarded {
+            if let Some(i) = nodes.iter().position(|n| n.op == Some(OpRef::Op(*op))) {
+                if i + 1 < nodes.len() {
+                    let keys: Vec<String> = keys.iter().map(|e| e.to_string()).collect();
+                    above[i + 1] = Some(format!(
+                        "Exchange: forward (rows already hashed on [{}]), {n} → {n} instances",
+                        keys.join(", "),
+                        n = stage.instances
+                    ));
+                }
+            }
+        }
         match &stage.input {
             StageInput::Exchange { from, exchange } => {
                 let first = OpRef::Op(stage.first_op);
