@@ -56,5 +56,5 @@ pub use operators::window_top_n::WindowTopNOp;
 pub use state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
 pub use state::join_rows::{Held, JoinRows, Kept};
 pub use state::keyed_state::KeyedState;
-pub use state::rank_rows::{EncodedBatch, RankRows};
+pub use state::rank_rows::RankRows;
 pub use state::retract_min_max::RetractMinMax;

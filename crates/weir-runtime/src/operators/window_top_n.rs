@@ -8,6 +8,9 @@
 //!                 rows numbered 1..; then freed
 //! ```
 //!
+//! A batch's partition and order keys are encoded for every row, whole rows only for those
+//! still kept after it.
+//!
 //! Input from a window aggregate arrives just before the watermark that closes its window.
 //! Input straight from a TUMBLE table function is judged late like a window aggregate's: a
 //! row whose window has ended under its watermark is counted and dropped. Ties in `ORDER BY`
@@ -16,7 +19,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::Array;
+use datafusion_common::arrow::array::{Array, Int64Array};
+use datafusion_common::arrow::row::Rows;
 
 use crate::error::Result;
 use crate::exec::dropped::{show_time, DroppedCollector};
@@ -28,8 +32,18 @@ use crate::state::checkpoint::KeyFilter;
 use crate::state::checkpoint::OperatorSnapshot;
 use crate::state::rank_rows::{rescale_rows, RankRows, SavedRows};
 
-/// (order key, row), sorted by order key, ties in arrival order.
-type Kept = (Box<[u8]>, Box<[u8]>);
+/// A kept row: its order key and bytes; a partition's are sorted by order key, ties in arrival
+/// order.
+struct Kept {
+    order: Box<[u8]>,
+    row: Box<[u8]>,
+    /// While a batch is processed: 1 + the batch's row this is (its bytes are encoded after the
+    /// batch, if it is still kept then); 0 otherwise.
+    fresh: u32,
+}
+
+/// Kept rows by window end, then partition key.
+type Partitions = BTreeMap<Nanos, BTreeMap<Box<[u8]>, Vec<Kept>>>;
 
 /// The window Top-N operator.
 pub struct WindowTopNOp {
@@ -37,7 +51,7 @@ pub struct WindowTopNOp {
     end_column: usize,
     judge_lateness: bool,
     limit: usize,
-    partitions: BTreeMap<(Nanos, Box<[u8]>), Vec<Kept>>,
+    partitions: Partitions,
     metrics: Arc<Metrics>,
 }
 
@@ -45,6 +59,42 @@ impl WindowTopNOp {
     /// Keep `limit` rows per partition; `end_column` holds each row's window end.
     pub fn new(rows: RankRows, end_column: usize, judge_lateness: bool, limit: usize, metrics: Arc<Metrics>) -> Self {
         Self { rows, end_column, judge_lateness, limit, partitions: BTreeMap::new(), metrics }
+    }
+}
+
+impl WindowTopNOp {
+    /// Encode the rows of `batch` still kept after it, in the partitions rows `touched` went to.
+    fn encode_fresh(
+        &mut self,
+        batch: &datafusion_common::arrow::record_batch::RecordBatch,
+        partitions: &Rows,
+        ends: &Int64Array,
+        touched: Vec<u32>,
+    ) -> Result<()> {
+        let mut lists: Vec<(Nanos, &[u8])> =
+            touched.iter().map(|i| (ends.value(*i as usize), partitions.row(*i as usize).data())).collect();
+        lists.sort_unstable();
+        lists.dedup();
+        let mut rows = Vec::new();
+        for (end, key) in &lists {
+            if let Some(kept) = self.partitions.get(end).and_then(|w| w.get(*key)) {
+                rows.extend(kept.iter().filter(|k| k.fresh != 0).map(|k| k.fresh - 1));
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let encoded = self.rows.encode_rows(batch, &rows)?;
+        let mut j = 0;
+        for (end, key) in lists {
+            let Some(kept) = self.partitions.get_mut(&end).and_then(|w| w.get_mut(key)) else { continue };
+            for k in kept.iter_mut().filter(|k| k.fresh != 0) {
+                k.row = encoded.row(j).data().into();
+                k.fresh = 0;
+                j += 1;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -56,16 +106,18 @@ impl Operator for WindowTopNOp {
     /// The rows kept per open window partition.
     fn state_size(&self) -> StateSize {
         let mut size = StateSize::default();
-        for ((_, key), kept) in &self.partitions {
+        for (key, kept) in self.partitions.values().flatten() {
             size.rows += kept.len() as u64;
-            size.bytes += (key.len() + kept.iter().map(|(o, r)| o.len() + r.len()).sum::<usize>()) as u64;
+            size.bytes += (key.len() + kept.iter().map(|k| k.order.len() + k.row.len()).sum::<usize>()) as u64;
         }
         size
     }
 
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let ends = to_nanos(input.batch.column(self.end_column))?;
-        let encoded = self.rows.encode(&input.batch)?;
+        let (partitions, orders) = self.rows.encode_keys(&input.batch)?;
+        // a row of each partition that took a row of the batch
+        let mut touched: Vec<u32> = Vec::new();
         let (mut late, mut null_time) = (0, 0);
         let mut dropped = DroppedCollector::new(input.origin.as_ref());
         for i in 0..input.batch.num_rows() {
@@ -84,14 +136,20 @@ impl Operator for WindowTopNOp {
                 });
                 continue;
             }
-            let order: Box<[u8]> = encoded.orders.row(i).data().into();
-            let kept = self.partitions.entry((end, encoded.partitions.row(i).data().into())).or_default();
-            let at = kept.partition_point(|k| k.0 <= order);
+            let (key, order) = (partitions.row(i), orders.row(i));
+            let window = self.partitions.entry(end).or_default();
+            let kept = match window.get_mut(key.data()) {
+                Some(kept) => kept,
+                None => window.entry(key.data().into()).or_default(),
+            };
+            let at = kept.partition_point(|k| &k.order[..] <= order.data());
             if at < self.limit {
-                kept.insert(at, (order, encoded.rows.row(i).data().into()));
+                kept.insert(at, Kept { order: order.data().into(), row: Box::default(), fresh: i as u32 + 1 });
                 kept.truncate(self.limit);
+                touched.push(i as u32);
             }
         }
+        self.encode_fresh(&input.batch, &partitions, &ends, touched)?;
         self.metrics.dropped(late, null_time);
         dropped.finish(out)
     }
@@ -99,9 +157,11 @@ impl Operator for WindowTopNOp {
     /// The kept rows of every open window partition, in rank order.
     fn snapshot(&mut self) -> Result<OperatorSnapshot> {
         let mut saved = SavedRows::default();
-        for ((end, key), list) in &self.partitions {
-            for (order, row) in list {
-                saved.push(key, *end, false, order, row);
+        for (end, window) in &self.partitions {
+            for (key, list) in window {
+                for k in list {
+                    saved.push(key, *end, false, &k.order, &k.row);
+                }
             }
         }
         let mut snapshot = OperatorSnapshot::empty();
@@ -119,7 +179,7 @@ impl Operator for WindowTopNOp {
     fn restore(&mut self, mut snapshot: OperatorSnapshot) -> Result<()> {
         let Some(kept) = snapshot.take("kept") else { return Ok(()) };
         for (key, end, _, order, row) in SavedRows::read(&kept)? {
-            self.partitions.entry((end, key)).or_default().push((order, row));
+            self.partitions.entry(end).or_default().entry(key).or_default().push(Kept { order, row, fresh: 0 });
         }
         Ok(())
     }
@@ -127,13 +187,13 @@ impl Operator for WindowTopNOp {
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
         let mut closed = Vec::new();
         while let Some(entry) = self.partitions.first_entry() {
-            if entry.key().0 > watermark {
+            if *entry.key() > watermark {
                 break;
             }
-            closed.push(entry.remove());
+            closed.extend(entry.remove().into_values());
         }
         if !closed.is_empty() {
-            let rows = closed.iter().flat_map(|kept| kept.iter().zip(1u64..).map(|(k, n)| (&k.1[..], n)));
+            let rows = closed.iter().flat_map(|kept| kept.iter().zip(1u64..).map(|(k, n)| (&k.row[..], n)));
             out.push(Message::Data(StreamBatch::new(self.rows.output(rows)?)));
         }
         out.push(Message::Watermark(watermark));

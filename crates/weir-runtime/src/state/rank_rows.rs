@@ -29,16 +29,6 @@ pub struct RankRows {
     output_schema: SchemaRef,
 }
 
-/// One batch, encoded.
-pub struct EncodedBatch {
-    /// Partition keys.
-    pub partitions: Rows,
-    /// `ORDER BY` keys.
-    pub orders: Rows,
-    /// Whole rows.
-    pub rows: Rows,
-}
-
 fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
     let n = batch.num_rows();
     Ok(exprs
@@ -70,15 +60,6 @@ impl RankRows {
             order_converter: RowConverter::new(order_fields)?,
             row_converter: RowConverter::new(row_fields)?,
             output_schema,
-        })
-    }
-
-    /// Encode a batch.
-    pub fn encode(&self, batch: &RecordBatch) -> Result<EncodedBatch> {
-        Ok(EncodedBatch {
-            partitions: self.partition_converter.convert_columns(&evaluate(&self.partition, batch)?)?,
-            orders: self.order_converter.convert_columns(&evaluate(&self.order, batch)?)?,
-            rows: self.row_converter.convert_columns(batch.columns())?,
         })
     }
 
