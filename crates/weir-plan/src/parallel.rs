@@ -15,8 +15,9 @@
 //! without keys (a global aggregate) gets a single instance. A join starts a stage whose two
 //! inputs are hashed on the join's keys; a keyed operator after it whose keys include all of
 //! the join's left keys (or of an inner join's right keys) stays in the join's stage, its rows
-//! already together. Stateless operators stay fused with the stage before them. A union starts a stage whose inputs are its branches' last stages: hashed on the keys
-//! of the keyed operator right after it, else into one instance. A lookup join's table is read to its end
+//! already together. Stateless operators stay fused with the stage before them. A union starts
+//! a stage whose inputs are its branches' last stages: hashed on the keys of the keyed operator
+//! right after it, else into one instance. A lookup join's table is read to its end
 //! before the other tables start (the runtime's watermark alignment holds them).
 
 use std::fmt::Write;
@@ -147,15 +148,22 @@ pub struct LayoutStage {
     pub first_op: usize,
     /// Parallel instances.
     pub instances: usize,
-    /// Keyed operators of the stage that read its rows where they are, though hashed on only
-    /// some of their keys: the operator (an index into `ops`' branch operators) and the
-    /// positions of those keys among its own (in the order they were hashed), which is how its
-    /// state's keys are hashed when it moves to another parallelism.
-    pub hashed_on: Vec<(usize, Vec<usize>)>,
-    /// Keyed operators that read the stage's rows where they are (all of those above among
-    /// them): the operator's number ([`OpRef::Op`]) and the keys the rows are hashed on, for
-    /// `EXPLAIN`.
-    pub forwarded: Vec<(usize, Vec<Expr>)>,
+    /// Keyed operators of the stage that read its rows where they are (after a join).
+    pub forwarded: Vec<Forwarded>,
+}
+
+/// A keyed operator reading its rows where a join left them, hashed on the join's keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forwarded {
+    /// Its index among its branch's operators.
+    pub index: usize,
+    /// Its number ([`OpRef::Op`]).
+    pub op: usize,
+    /// The keys its rows are hashed on (for `EXPLAIN`).
+    pub keys: Vec<Expr>,
+    /// Where those keys are among its own, in the order they were hashed: how its state's keys
+    /// are hashed when it moves to another parallelism.
+    pub positions: Vec<usize>,
 }
 
 /// A plan cut into stages, in data-flow order (every stage after those it reads); the last
@@ -329,12 +337,8 @@ impl Builder<'_> {
                     let found =
                         self.partitioned[current].iter().find_map(|part| Some((part.clone(), positions(part)?)));
                     match found {
-                        Some((part, p)) => {
-                            let stage = &mut self.stages[current];
-                            if p != (0..keys.len()).collect::<Vec<_>>() {
-                                stage.hashed_on.push((i, p));
-                            }
-                            stage.forwarded.push((number, part));
+                        Some((keys, positions)) => {
+                            self.stages[current].forwarded.push(Forwarded { index: i, op: number, keys, positions });
                             None
                         }
                         None => Some(Exchange::Hash(keys)),
@@ -365,7 +369,6 @@ impl Builder<'_> {
                         ops: i..i + 1,
                         first_op: number,
                         instances,
-                        hashed_on: Vec::new(),
                         forwarded: Vec::new(),
                     });
                     self.partitioned.push(Vec::new());
@@ -377,8 +380,7 @@ impl Builder<'_> {
 
     fn push(&mut self, input: StageInput, branch: Vec<Side>, instances: usize) -> usize {
         let first_op = self.ops;
-        let (hashed_on, forwarded) = (Vec::new(), Vec::new());
-        self.stages.push(LayoutStage { input, branch, ops: 0..0, first_op, instances, hashed_on, forwarded });
+        self.stages.push(LayoutStage { input, branch, ops: 0..0, first_op, instances, forwarded: Vec::new() });
         self.partitioned.push(Vec::new());
         self.stages.len() - 1
     }
@@ -494,10 +496,10 @@ pub fn explain(plan: &StreamPlan, layout: Option<&Layout>) -> String {
     }
     for stage in &layout.stages {
         // keyed operators reading the rows where they are
-        for (op, keys) in &stage.forwarded {
-            if let Some(i) = nodes.iter().position(|n| n.op == Some(OpRef::Op(*op))) {
+        for f in &stage.forwarded {
+            if let Some(i) = nodes.iter().position(|n| n.op == Some(OpRef::Op(f.op))) {
                 if i + 1 < nodes.len() {
-                    let keys: Vec<String> = keys.iter().map(|e| e.to_string()).collect();
+                    let keys: Vec<String> = f.keys.iter().map(|e| e.to_string()).collect();
                     above[i + 1] = Some(format!(
                         "Exchange: forward (rows already hashed on [{}]), {n} → {n} instances",
                         keys.join(", "),

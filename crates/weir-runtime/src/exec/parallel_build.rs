@@ -363,9 +363,9 @@ impl Pipeline {
                     },
                     // a join stage's own operator comes first
                     hashed_on: stage
-                        .hashed_on
+                        .forwarded
                         .iter()
-                        .map(|(i, at)| (i - stage.ops.start + usize::from(join), at.clone()))
+                        .map(|f| (f.index - stage.ops.start + usize::from(join), f.positions.clone()))
                         .collect(),
                 })
             })

@@ -35,8 +35,9 @@ pub(crate) struct StageShape {
     pub(crate) table: Option<usize>,
     /// A join stage's operator number.
     pub(crate) join_op: Option<usize>,
-    /// Operators (by their place among `ops`) whose rows are hashed on only some of their
-    /// keys: the positions of those among the keys they give a [`crate::state::checkpoint::KeyFilter`].
+    /// Operators (by their place among `ops`) whose rows are hashed on the keys a join left them
+    /// on: the positions of those among the keys they give a
+    /// [`crate::state::checkpoint::KeyFilter`].
     pub(crate) hashed_on: Vec<(usize, Vec<usize>)>,
 }
 
