@@ -718,6 +718,21 @@ fn bench_nexmark_prints_a_line_per_query_and_json() {
     assert_eq!(rows[2]["rows_read"], 28_400);
     assert!(rows[0]["events_per_core_second"].as_f64().expect("a number") > 0.0);
     assert!(rows[0]["peak_rss_bytes"].as_u64().expect("a number") > 0);
+    let cores = rows[0]["cores_allowed"].as_u64().expect("a number");
+    assert!(cores >= 1, "{results}");
+    // --pin-cores runs parallelism N on N cores (at most the cores there are)
+    let out = weir()
+        .args(["bench", "nexmark", "--events", "20000", "--queries", "q1", "--parallelism", "1,2", "--pin-cores"])
+        .args(["--json"])
+        .arg(&json)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid");
+    assert_eq!(results[0]["cores_allowed"], 1, "{results}");
+    assert_eq!(results[1]["cores_allowed"], cores.min(2), "{results}");
+    assert_eq!(results[0]["output_rows"], results[1]["output_rows"], "{results}");
     // an unknown query is a usage error
     let out = weir().args(["bench", "nexmark", "--queries", "q99"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

@@ -102,6 +102,12 @@ pub struct BenchArgs {
     /// figures in docs/performance.md are measured.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     parallelism: Vec<usize>,
+    /// Run parallelism N on N cores only (the process's CPU affinity: the first N of the cores
+    /// it may use), so that the speed-up is per added core. Without it each run may use every
+    /// core, and a parallelism-1 run whose sources read on threads of their own already uses
+    /// more than one.
+    #[arg(long)]
+    pin_cores: bool,
     /// Run one query in this process and print its measurement as JSON (what each query's
     /// process does).
     #[arg(long, hide = true)]
@@ -130,6 +136,10 @@ pub struct Measurement {
     /// Instances per stage it ran with.
     #[serde(default = "one")]
     pub parallelism: usize,
+    /// Cores the query's process was allowed to run on (fewer than the machine's with
+    /// `--pin-cores`).
+    #[serde(default)]
+    pub cores_allowed: usize,
     /// Rows the query's sources produced: only the kinds of events it reads (a query over
     /// `person` and `auction` generates 8% of the events), plus q13's file.
     #[serde(default)]
@@ -224,6 +234,9 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
                 cmd.args(["--set", kv]);
             }
             cmd.args(["--parallelism", &n.to_string()]);
+            if args.pin_cores {
+                pin(&mut cmd, *n);
+            }
             let m = match cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
                 Ok(out) => match serde_json::from_slice::<Measurement>(&out.stdout) {
                     Ok(m) => m,
@@ -248,6 +261,44 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
     Ok(if failed { ExitCode::from(EXIT_RUNTIME) } else { ExitCode::SUCCESS })
 }
 
+/// Let the query's process run on the first `n` of the cores this one may use.
+fn pin(cmd: &mut Command, n: usize) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the set is a plain bitmask; sched_getaffinity only writes into it.
+    let mut mine: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut mine) } != 0 {
+        errln!("warning: cannot read this process's cores; the runs are not pinned");
+        return;
+    }
+    // SAFETY: as above.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let mut taken = 0;
+    for cpu in 0..libc::CPU_SETSIZE as usize {
+        if taken == n {
+            break;
+        }
+        // SAFETY: cpu is below CPU_SETSIZE, the set's size.
+        if unsafe { libc::CPU_ISSET(cpu, &mine) } {
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+            taken += 1;
+        }
+    }
+    if taken < n {
+        errln!("warning: parallelism {n} pinned to the {taken} cores this process may use");
+    }
+    // SAFETY: sched_setaffinity is a system call, safe between fork and exec; the set is
+    // copied into the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The cores this process may run on (its CPU affinity).
 fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
@@ -264,6 +315,7 @@ fn failure(query: &str, events: u64, error: String) -> Measurement {
         output_rows: 0,
         rows_read: 0,
         parallelism: 1,
+        cores_allowed: 0,
         error: Some(error),
     }
 }
@@ -439,6 +491,7 @@ fn measure(query: &str, sql: &str, events: u64, settings: &Settings) -> Result<M
         output_rows: Metrics::get(&metrics.rows_out),
         rows_read: Metrics::get(&metrics.rows_in),
         parallelism: settings.parallelism(),
+        cores_allowed: cores(),
         error: None,
     })
 }
