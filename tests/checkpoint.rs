@@ -199,6 +199,10 @@ const QUERIES: &[&str] = &[
        ROW_NUMBER() OVER (PARTITION BY t.k ORDER BY u.v DESC, t.v, t.ts, u.ts) AS rn
        FROM t JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts + INTERVAL '1' SECOND)
      WHERE rn = 1",
+    // a join of two updating aggregates on one of their keys (in parallel: each side hashed
+    // on it before its aggregate, which runs in the join's instances)
+    "SET state.ttl = '1 h'; SELECT a.site, a.k, a.n, b.n FROM (SELECT k, site, COUNT(*) AS n FROM t GROUP BY k, site) a
+     JOIN (SELECT site, COUNT(*) AS n FROM u GROUP BY site) b ON a.site = b.site",
     "SELECT k, TUMBLE_START(ts, INTERVAL '1' SECOND) AS w, COUNT(*) AS n, MAX(src) AS src
      FROM (SELECT k, ts, 'left' AS src FROM t UNION ALL SELECT k, ts, 'right' FROM u WHERE site <> 'site0')
      GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k",
@@ -346,7 +350,7 @@ fn parallel_queries() -> Vec<String> {
 }
 
 /// The union of [`QUERIES`].
-const UNION: usize = 20;
+const UNION: usize = 21;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]

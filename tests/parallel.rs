@@ -247,13 +247,8 @@ proptest! {
         let queries = [
             "SELECT t.k, t.v, u.v, t.ts, u.ts FROM t LEFT JOIN u ON t.k = u.k
                AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts + INTERVAL '1' SECOND AND t.v <> u.v",
-            "SELECT a.k, a.w, a.n, b.n FROM
-               (SELECT k, window_start AS w, window_end AS e, COUNT(*) AS n
-                FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end) a
-             JOIN
-               (SELECT k, window_start AS w, window_end AS e, COUNT(*) AS n
-                FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end) b
-             ON a.k = b.k AND a.w = b.w AND a.e = b.e",
+            WINDOW_JOIN,
+            UPDATING_JOIN,
             "SET state.ttl = '1 h'; SELECT t.k, t.v, u.v, t.ts, u.ts FROM t LEFT JOIN u ON t.k = u.k AND t.v > u.v",
         ];
         agree_with_one_thread([&left, &right], [&lc, &rc], delay_ms, &queries, &[2, 4])?;
@@ -333,6 +328,54 @@ fn a_keyed_operator_on_a_joins_keys_runs_in_its_instances() {
     let (_, explained) = exchanges(KEYED_AFTER_JOINS[1]);
     assert!(explained.contains("Exchange: forward (rows already hashed on [u.k]), 2 → 2 instances"), "{explained}");
 }
+
+/// A join of two aggregates, each keyed on one of its keys (a window join, keyed on `k`; an
+/// updating aggregate's key and a window's): each side is hashed on that key before its
+/// aggregate, which runs in the join's instances (no exchange between it and the join). Joined
+/// on keys no aggregate has, the join hashes its sides after them.
+#[test]
+fn aggregates_keyed_on_a_joins_keys_run_in_its_instances() {
+    let engine = feed_engine(Feed::with(vec![("t", FeedTable::new(&[], &[])), ("u", FeedTable::new(&[], &[]))]));
+    engine.set("parallelism", "2").unwrap();
+    let ddl = feed_ddl(300);
+    let ddl = format!("{ddl} {}", ddl.replace("CREATE TABLE t ", "CREATE TABLE u "));
+    let explain = |sql: &str| engine.explain(&format!("{ddl} EXPLAIN {sql}")).unwrap();
+    let window_join = explain(WINDOW_JOIN);
+    for line in [
+        "Exchange: forward (rows already hashed on [a.k]), 2 → 2 instances",
+        "Exchange: forward (rows already hashed on [b.k]), 2 → 2 instances",
+        "Exchange: hash [t.k] over 128 key groups, 1 → 2 instances",
+        "Exchange: hash [u.k] over 128 key groups, 1 → 2 instances",
+    ] {
+        assert!(window_join.contains(line), "{line}: {window_join}");
+    }
+    assert_eq!(window_join.matches("Exchange: hash [").count(), 2, "{window_join}");
+    // an updating aggregate keyed on (k, site), joined on site: hashed on site before it
+    engine.set("state.ttl", "1 h").unwrap();
+    let updating = explain(UPDATING_JOIN.trim_start_matches("SET state.ttl = '1 h'; "));
+    assert!(updating.contains("Exchange: hash [t.site] over 128 key groups"), "{updating}");
+    assert_eq!(updating.matches("Exchange: forward (rows already hashed on [").count(), 2, "{updating}");
+    // joined on the windows' bounds only: each side's window is hashed on its own keys, the
+    // join's sides on the bounds
+    let bounds = explain(&WINDOW_JOIN.replace("a.k = b.k AND ", ""));
+    assert_eq!(bounds.matches("Exchange: hash [").count(), 4, "{bounds}");
+    assert!(!bounds.contains("Exchange: forward"), "{bounds}");
+}
+
+/// A join of two updating aggregates (changelogs), one keyed on `k` and `site`, the other on
+/// `site`, on `site`.
+const UPDATING_JOIN: &str = "SET state.ttl = '1 h'; SELECT a.site, a.k, a.n, b.n
+     FROM (SELECT k, site, COUNT(*) AS n FROM t GROUP BY k, site) a
+     JOIN (SELECT site, COUNT(*) AS n FROM u GROUP BY site) b ON a.site = b.site";
+
+/// A join of two tumbling windows, each keyed on `k`, on `k` and the windows' bounds.
+const WINDOW_JOIN: &str = "SELECT a.k, a.w, a.n, b.n FROM
+       (SELECT k, window_start AS w, window_end AS e, COUNT(*) AS n
+        FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end) a
+     JOIN
+       (SELECT k, window_start AS w, window_end AS e, COUNT(*) AS n
+        FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end) b
+     ON a.k = b.k AND a.w = b.w AND a.e = b.e";
 
 /// A regular join with a TTL is cut at the join like any other: both inputs hashed on its keys.
 #[test]

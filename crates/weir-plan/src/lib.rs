@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+mod co_partition;
 pub mod connector;
 pub mod duration;
 mod error;

@@ -15,7 +15,9 @@
 //! without keys (a global aggregate) gets a single instance. A join starts a stage whose two
 //! inputs are hashed on the join's keys; a keyed operator after it whose keys include all of
 //! the join's left keys (or of an inner join's right keys) stays in the join's stage, its rows
-//! already together. Stateless operators stay fused with the stage before them. A union starts
+//! already together. When both sides of a join end in keyed operators keyed on some of its keys
+//! ([`CoPartition`]), the sides are hashed on those keys before their keyed operators, which
+//! then run in the join's stage. Stateless operators stay fused with the stage before them. A union starts
 //! a stage whose inputs are its branches' last stages: hashed on the keys of the keyed operator
 //! right after it, else into one instance. A lookup join's table is read to its end
 //! before the other tables start (the runtime's watermark alignment holds them).
@@ -26,6 +28,8 @@ use std::ops::Range;
 use datafusion_common::Column;
 use datafusion_expr::{Expr, ExprSchemable};
 
+use crate::co_partition::co_partition;
+pub use crate::co_partition::{CoPartition, SideOps};
 use crate::plan::{JoinNode, JoinState, JoinType, OpRef, PlanInput, StreamOp, StreamPlan};
 
 /// Key groups a keyed stage's keys are hashed into: the unit of state a parallel instance owns.
@@ -119,6 +123,9 @@ pub enum StageInput {
         exchanges: [Exchange; 2],
         /// The join's operator number ([`OpRef::Op`]).
         op: usize,
+        /// When the sides are hashed before their keyed operators: those operators (and the
+        /// stateless ones after them), run in this stage before the join.
+        co: Option<CoPartition>,
     },
     /// A union of the rows of several stages (one per input of the union, in order), all
     /// through the same exchange.
@@ -291,26 +298,44 @@ impl Builder<'_> {
                 stage
             }
             PlanInput::Join(j) => {
-                let mut left_path = path.clone();
-                left_path.push(Side::Left);
-                let left = self.branch(&j.left.input, &j.left.ops, left_path)?;
-                let mut right_path = path.clone();
-                right_path.push(Side::Right);
-                let right = self.branch(&j.right.input, &j.right.ops, right_path)?;
+                let mut exchanges = join_exchanges(j);
+                let hashed = matches!(exchanges, [Exchange::Hash(_), Exchange::Hash(_)]);
+                let mut co = co_partition(j).filter(|_| hashed);
+                let mut from = [0; 2];
+                for (side, (s, b)) in [(Side::Left, &j.left), (Side::Right, &j.right)].into_iter().enumerate() {
+                    let mut side_path = path.clone();
+                    side_path.push(s);
+                    // with its sides co-partitioned, each side's keyed operator and those after
+                    // it run in the join's stage
+                    let end = co.as_ref().map_or(b.ops.len(), |c| c.sides[side].ops.start);
+                    from[side] = self.branch(&b.input, &b.ops[..end], side_path)?;
+                    if let Some(c) = &mut co {
+                        c.sides[side].first_op = self.ops;
+                        self.ops += b.ops.len() - end;
+                    }
+                }
                 let op = self.ops;
                 self.ops += 1;
-                let exchanges = join_exchanges(j);
-                let instances = exchanges[0].instances(self.parallelism);
                 // each output row's left keys hash as its left row did (an inner join's right
                 // keys are equal to them; a left outer join's unmatched rows have them NULL)
-                let partitioned = match &exchanges {
+                let mut partitioned = match &exchanges {
                     [Exchange::Hash(left), Exchange::Hash(right)] => match j.join.join_type {
                         JoinType::Inner => vec![left.clone(), right.clone()],
                         _ => vec![left.clone()],
                     },
                     _ => Vec::new(),
                 };
-                let stage = self.push(StageInput::Join { from: [left, right], exchanges, op }, path.clone(), instances);
+                if let Some(c) = &co {
+                    // hashed on some of the join's keys, before the sides' keyed operators
+                    let pick = |keys: &[Expr]| c.join_positions.iter().map(|p| keys[*p].clone()).collect::<Vec<_>>();
+                    partitioned = match j.join.join_type {
+                        JoinType::Inner => vec![pick(&j.join.left_keys), pick(&j.join.right_keys)],
+                        _ => vec![pick(&j.join.left_keys)],
+                    };
+                    exchanges = [Exchange::Hash(c.keys[0].clone()), Exchange::Hash(c.keys[1].clone())];
+                }
+                let instances = exchanges[0].instances(self.parallelism);
+                let stage = self.push(StageInput::Join { from, exchanges, op, co }, path.clone(), instances);
                 self.partitioned[stage] = partitioned;
                 stage
             }
@@ -483,6 +508,19 @@ fn build(
     Ok(Layout { stages: b.stages })
 }
 
+/// `EXPLAIN`'s line for rows read where they are, hashed on `keys`, in `n` instances.
+fn forward_text(keys: &[String], n: usize) -> String {
+    format!("Exchange: forward (rows already hashed on [{}]), {n} → {n} instances", keys.join(", "))
+}
+
+/// The keys of side `side` of the join at the top of the branch at `path`.
+fn join_side_keys(plan: &StreamPlan, path: &[Side], side: usize) -> Vec<Expr> {
+    branch_join(plan, path).map_or(Vec::new(), |j| match side {
+        0 => j.join.left_keys.clone(),
+        _ => j.join.right_keys.clone(),
+    })
+}
+
 /// `EXPLAIN`'s text of `plan` (as its `Display` prints it) with the exchanges of `layout`
 /// between the operators and each source's splits, or the plan's own text when it runs on one
 /// thread.
@@ -500,11 +538,7 @@ pub fn explain(plan: &StreamPlan, layout: Option<&Layout>) -> String {
             if let Some(i) = nodes.iter().position(|n| n.op == Some(OpRef::Op(f.op))) {
                 if i + 1 < nodes.len() {
                     let keys: Vec<String> = f.keys.iter().map(|e| e.to_string()).collect();
-                    above[i + 1] = Some(format!(
-                        "Exchange: forward (rows already hashed on [{}]), {n} → {n} instances",
-                        keys.join(", "),
-                        n = stage.instances
-                    ));
+                    above[i + 1] = Some(forward_text(&keys, stage.instances));
                 }
             }
         }
@@ -517,14 +551,28 @@ pub fn explain(plan: &StreamPlan, layout: Option<&Layout>) -> String {
                     }
                 }
             }
-            StageInput::Join { from, exchanges, op } => {
+            StageInput::Join { from, exchanges, op, co } => {
                 let Some(i) = nodes.iter().position(|n| n.op == Some(OpRef::Op(*op))) else { continue };
                 let depth = nodes[i].depth;
                 let children = (i + 1..nodes.len())
                     .take_while(|k| nodes[*k].depth > depth)
                     .filter(|k| nodes[*k].depth == depth + 1);
                 for (side, k) in children.enumerate().take(2) {
-                    above[k] = Some(exchanges[side].text(layout.stages[from[side]].instances, stage.instances));
+                    let text = exchanges[side].text(layout.stages[from[side]].instances, stage.instances);
+                    // co-partitioned: above the input of the side's keyed operator
+                    let keyed = co
+                        .as_ref()
+                        .and_then(|c| nodes.iter().position(|n| n.op == Some(OpRef::Op(c.sides[side].first_op))));
+                    match (keyed, co) {
+                        (Some(at), Some(c)) if at + 1 < nodes.len() => {
+                            above[at + 1] = Some(text);
+                            let join = &join_side_keys(plan, &stage.branch, side);
+                            let keys: Vec<String> =
+                                c.join_positions.iter().filter_map(|p| join.get(*p)).map(|e| e.to_string()).collect();
+                            above[k] = Some(forward_text(&keys, stage.instances));
+                        }
+                        _ => above[k] = Some(text),
+                    }
                 }
             }
             StageInput::Union { from, exchange, union } => {

@@ -142,14 +142,16 @@ impl Merge {
         Self { input: Aligner::new(rx, senders), root: union_of(0..senders) }
     }
 
-    /// The rows of two stages (`sides[0]` senders, then `sides[1]`), joined by `op`.
-    pub(crate) fn join(rx: Inbox, sides: [usize; 2], op: Instrumented) -> Self {
-        let side = |range: std::ops::Range<usize>| BranchStage {
+    /// The rows of two stages (`sides[0]` senders, then `sides[1]`), each through its side's
+    /// operators (`side_ops`), joined by `op`.
+    pub(crate) fn join(rx: Inbox, sides: [usize; 2], op: Instrumented, side_ops: [Vec<Instrumented>; 2]) -> Self {
+        let side = |range: std::ops::Range<usize>, ops: Vec<Instrumented>| BranchStage {
             sources: range.clone().collect(),
             stage: union_of(range),
-            ops: Vec::new(),
+            ops,
         };
-        let (left, right) = (side(0..sides[0]), side(sides[0]..sides[0] + sides[1]));
+        let [left_ops, right_ops] = side_ops;
+        let (left, right) = (side(0..sides[0], left_ops), side(sides[0]..sides[0] + sides[1], right_ops));
         let input = Aligner::new(rx, sides[0] + sides[1]);
         Self { input, root: Stage::Join(Box::new(JoinStage::new(left, right, op))) }
     }

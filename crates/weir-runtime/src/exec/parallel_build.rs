@@ -41,6 +41,28 @@ fn stage_ops<'a>(plan: &'a StreamPlan, stage: &LayoutStage) -> Result<&'a [Strea
         .ok_or_else(|| RuntimeError::Internal("a parallel stage names operators the plan does not have".into()))
 }
 
+/// The operators of side `side` of join stage `stage` that run in its instances (see
+/// [`weir_plan::parallel::CoPartition`]), if any.
+fn side_ops<'a>(plan: &'a StreamPlan, stage: &LayoutStage, side: usize) -> Result<&'a [StreamOp]> {
+    let StageInput::Join { co: Some(co), .. } = &stage.input else { return Ok(&[]) };
+    let mut path = stage.branch.clone();
+    path.push(if side == 0 { Side::Left } else { Side::Right });
+    branch_ops(plan, &path)
+        .and_then(|ops| ops.get(co.sides[side].ops.clone()))
+        .ok_or_else(|| RuntimeError::Internal("a parallel join stage names operators its sides do not have".into()))
+}
+
+/// The schema the rows `op` reads have.
+fn input_schema(op: &StreamOp) -> &DFSchema {
+    match op {
+        StreamOp::Filter { input_schema, .. } | StreamOp::Project { input_schema, .. } => input_schema.as_ref(),
+        StreamOp::WindowAggregate(w) => w.input_schema.as_ref(),
+        StreamOp::UpdatingAggregate(u) => u.input_schema.as_ref(),
+        StreamOp::Rank(r) => r.input_schema.as_ref(),
+        StreamOp::UpsertNormalize(u) => u.schema.as_ref(),
+    }
+}
+
 /// The schema of the rows `stage` sends on.
 fn output_schema<'a>(plan: &'a StreamPlan, stage: &LayoutStage) -> Result<&'a DFSchema> {
     if let Some(last) = stage_ops(plan, stage)?.last() {
@@ -71,20 +93,18 @@ fn key_schema<'a>(plan: &'a StreamPlan, layout: &Layout, to: Option<usize>, from
     };
     match &stage.input {
         StageInput::Join { from: sides, .. } => {
+            let side = usize::from(sides[0] != from);
+            if let Some(first) = side_ops(plan, stage, side)?.first() {
+                return Ok(input_schema(first));
+            }
             let join = branch_join(plan, &stage.branch)
                 .ok_or_else(|| RuntimeError::Internal("a parallel join stage without its join".into()))?;
-            Ok(if sides[0] == from { join.join.left_schema.as_ref() } else { join.join.right_schema.as_ref() })
+            Ok(if side == 0 { join.join.left_schema.as_ref() } else { join.join.right_schema.as_ref() })
         }
-        _ => Ok(match stage_ops(plan, stage)?.first() {
-            Some(StreamOp::Filter { input_schema, .. } | StreamOp::Project { input_schema, .. }) => {
-                input_schema.as_ref()
-            }
-            Some(StreamOp::WindowAggregate(w)) => w.input_schema.as_ref(),
-            Some(StreamOp::UpdatingAggregate(u)) => u.input_schema.as_ref(),
-            Some(StreamOp::Rank(r)) => r.input_schema.as_ref(),
-            Some(StreamOp::UpsertNormalize(u)) => u.schema.as_ref(),
-            None => output_schema(plan, &layout.stages[from])?,
-        }),
+        _ => match stage_ops(plan, stage)?.first() {
+            Some(op) => Ok(input_schema(op)),
+            None => output_schema(plan, &layout.stages[from]),
+        },
     }
 }
 
@@ -296,7 +316,7 @@ impl Pipeline {
                         let input = Merge::union(rx, senders(layout, stage));
                         instances.push(OpInstance { input, ops, out, checkpointer: None });
                     }
-                    StageInput::Join { from, op, .. } => {
+                    StageInput::Join { from, op, co, .. } => {
                         let rx =
                             receivers[s].next().ok_or_else(|| RuntimeError::Internal("a missing channel".into()))?;
                         let join = branch_join(plan, &stage.branch)
@@ -304,7 +324,16 @@ impl Pipeline {
                         let join_op = build_join(&join.join, &metrics)?;
                         let join_op = Instrumented::new_instance(Box::new(join_op), OpRef::Op(*op), k, &metrics);
                         let sides = [stages[from[0]].instances, stages[from[1]].instances];
-                        let input = Merge::join(rx, sides, join_op);
+                        let mut side_instances = [Vec::new(), Vec::new()];
+                        for (side, built) in side_instances.iter_mut().enumerate() {
+                            let first_op = co.as_ref().map_or(0, |c| c.sides[side].first_op);
+                            *built = build_ops(side_ops(plan, stage, side)?, &metrics)?
+                                .into_iter()
+                                .enumerate()
+                                .map(|(n, op)| Instrumented::new_instance(op, OpRef::Op(first_op + n), k, &metrics))
+                                .collect();
+                        }
+                        let input = Merge::join(rx, sides, join_op, side_instances);
                         instances.push(OpInstance { input, ops, out, checkpointer: None });
                     }
                 }
@@ -342,7 +371,22 @@ impl Pipeline {
         let kinds = stages
             .iter()
             .map(|stage| {
-                let join = matches!(stage.input, StageInput::Join { .. });
+                // a join stage's operators: each side's, the join, then those after it
+                let (mut ops, mut hashed_on) = (Vec::new(), Vec::new());
+                if let StageInput::Join { op, co, .. } = &stage.input {
+                    if let Some(co) = co {
+                        for side in &co.sides {
+                            hashed_on.push((ops.len(), side.positions.clone()));
+                            ops.extend(side.first_op..side.first_op + side.ops.len());
+                        }
+                        hashed_on.push((ops.len(), co.join_positions.clone()));
+                    }
+                    ops.push(*op);
+                }
+                let before = ops.len();
+                ops.extend(stage.first_op..stage.first_op + stage_ops(plan, stage)?.len());
+                hashed_on
+                    .extend(stage.forwarded.iter().map(|f| (f.index - stage.ops.start + before, f.positions.clone())));
                 Ok(StageShape {
                     exchange: matches!(stage.input, StageInput::Exchange { .. } | StageInput::Union { .. }),
                     inputs: match &stage.input {
@@ -351,22 +395,12 @@ impl Pipeline {
                         StageInput::Join { from, .. } => from.to_vec(),
                         StageInput::Union { from, .. } => from.clone(),
                     },
-                    ops: stage_ops(plan, stage)?.len() + usize::from(join),
-                    first_op: stage.first_op,
+                    ops,
                     table: match stage.input {
                         StageInput::Source(n) => Some(n),
                         _ => None,
                     },
-                    join_op: match stage.input {
-                        StageInput::Join { op, .. } => Some(op),
-                        _ => None,
-                    },
-                    // a join stage's own operator comes first
-                    hashed_on: stage
-                        .forwarded
-                        .iter()
-                        .map(|f| (f.index - stage.ops.start + usize::from(join), f.positions.clone()))
-                        .collect(),
+                    hashed_on,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -208,11 +208,11 @@ fn restore_ops(
     now: &[usize],
     (s, k): (usize, usize),
 ) -> Result<()> {
-    if ops.len() != kinds[s].ops {
+    if ops.len() != kinds[s].ops.len() {
         return Err(RuntimeError::Internal(format!(
             "stage {s} has {} operators, its shape says {}",
             ops.len(),
-            kinds[s].ops
+            kinds[s].ops.len()
         )));
     }
     let (was, is) = (old.instances[s], now[s]);

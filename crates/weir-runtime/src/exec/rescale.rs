@@ -26,15 +26,12 @@ pub(crate) struct StageShape {
     pub(crate) exchange: bool,
     /// The stages it reads (a join: left, then right; a union: its inputs in order).
     pub(crate) inputs: Vec<usize>,
-    /// Operators per instance, a join's included.
-    pub(crate) ops: usize,
-    /// The operator number ([`weir_plan::OpRef::Op`]) of its first operator after its input.
-    pub(crate) first_op: usize,
+    /// The operator numbers ([`weir_plan::OpRef::Op`]) of an instance's operators, in the
+    /// order it saves them (a join stage: its sides' operators, the join, those after it).
+    pub(crate) ops: Vec<usize>,
     /// The table it reads, when it is a source stage (its instances are the table's splits):
     /// its index among the plan's sources.
     pub(crate) table: Option<usize>,
-    /// A join stage's operator number.
-    pub(crate) join_op: Option<usize>,
     /// Operators (by their place among `ops`) whose rows are hashed on the keys a join left them
     /// on: the positions of those among the keys they give a
     /// [`crate::state::checkpoint::KeyFilter`].
@@ -117,15 +114,16 @@ impl ByThread {
             for _ in 0..kind.values() {
                 saved.stages.push(stages.next().ok_or_else(|| bad("watermarks"))?.clone());
             }
-            for _ in 0..kind.ops {
+            for _ in 0..kind.ops.len() {
                 saved.operators.push(operators.next().ok_or_else(|| bad("operators"))?);
             }
             threads.insert((s, k), saved);
         }
         let sink = stages.next().ok_or_else(|| bad("watermarks"))?.clone();
         if let Some(l) = fused {
-            let chain =
-                (0..kinds[l].ops).map(|_| operators.next().ok_or_else(|| bad("operators"))).collect::<Result<_>>()?;
+            let chain = (0..kinds[l].ops.len())
+                .map(|_| operators.next().ok_or_else(|| bad("operators")))
+                .collect::<Result<_>>()?;
             threads.insert((l, 0), Saved { operators: chain, ..Saved::default() });
         }
         if sources.next().is_some() || stages.next().is_some() || operators.next().is_some() {
@@ -161,11 +159,7 @@ impl ByThread {
         let mut threads = HashMap::new();
         let mut sink = json!({ "watermarks": fresh_merge(NO_WATERMARK, false, 1), "from": [NO_WATERMARK] });
         for (s, kind) in kinds.iter().enumerate() {
-            let mut own = Vec::with_capacity(kind.ops);
-            own.extend(kind.join_op.map(op).transpose()?);
-            for k in 0..kind.ops - own.len() {
-                own.push(op(kind.first_op + k)?);
-            }
+            let own = kind.ops.iter().map(|n| op(*n)).collect::<Result<Vec<_>>>()?;
             used += own.len();
             let value = owners.iter().position(|o| *o == s).map(|i| stages[i].clone());
             // later merges start empty: they see the watermarks the operators before them send
@@ -281,24 +275,8 @@ mod tests {
 
     fn kinds() -> Vec<StageShape> {
         vec![
-            StageShape {
-                exchange: false,
-                inputs: vec![],
-                ops: 1,
-                first_op: 0,
-                table: Some(0),
-                join_op: None,
-                hashed_on: vec![],
-            },
-            StageShape {
-                exchange: true,
-                inputs: vec![0],
-                ops: 2,
-                first_op: 1,
-                table: None,
-                join_op: None,
-                hashed_on: vec![],
-            },
+            StageShape { exchange: false, inputs: vec![], ops: vec![0], table: Some(0), hashed_on: vec![] },
+            StageShape { exchange: true, inputs: vec![0], ops: vec![1, 2], table: None, hashed_on: vec![] },
         ]
     }
 
