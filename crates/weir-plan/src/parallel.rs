@@ -43,6 +43,12 @@ pub enum Exchange {
     Hash(Vec<Expr>),
     /// Everything to one instance.
     Single,
+    /// Each instance's rows to the instance of the same number (as many on both sides): a
+    /// join's large side, joined where it was read (see [`Exchange::Broadcast`]).
+    Forward,
+    /// Every row to every instance: a join's side that comes from one instance (the results
+    /// of a window without keys), so that the other side need not be hashed.
+    Broadcast,
 }
 
 impl Exchange {
@@ -78,6 +84,8 @@ impl Exchange {
             // an instance owns at least one key group
             Exchange::Hash(_) => parallelism.min(KEY_GROUPS),
             Exchange::Single => 1,
+            // set by the stage that reads them
+            Exchange::Forward | Exchange::Broadcast => parallelism,
         }
     }
 
@@ -88,6 +96,12 @@ impl Exchange {
                 format!("Exchange: hash [{}] over {KEY_GROUPS} key groups, {from} → {to} instances", keys.join(", "))
             }
             Exchange::Single => format!("Exchange: single, {from} → 1 instance"),
+            Exchange::Forward => {
+                format!("Exchange: forward (each split's rows to its own instance), {from} → {to} instances")
+            }
+            Exchange::Broadcast => {
+                format!("Exchange: broadcast (every row to every instance), {from} → {to} instances")
+            }
         }
     }
 }
@@ -334,7 +348,12 @@ impl Builder<'_> {
                     };
                     exchanges = [Exchange::Hash(c.keys[0].clone()), Exchange::Hash(c.keys[1].clone())];
                 }
-                let instances = exchanges[0].instances(self.parallelism);
+                let mut instances = exchanges[0].instances(self.parallelism);
+                if let Some((forward, n)) = co.is_none().then(|| self.broadcast(j, from)).flatten() {
+                    exchanges = [Exchange::Broadcast, Exchange::Broadcast];
+                    exchanges[forward] = Exchange::Forward;
+                    (instances, partitioned) = (n, Vec::new());
+                }
                 let stage = self.push(StageInput::Join { from, exchanges, op, co }, path.clone(), instances);
                 self.partitioned[stage] = partitioned;
                 stage
@@ -401,6 +420,35 @@ impl Builder<'_> {
             }
         }
         Ok(current)
+    }
+
+    /// Whether join `j` of the stages `from` broadcasts one side and joins the other where it
+    /// was read: when that side comes from one instance because of an operator without keys
+    /// (a window without keys: one row per window), and the other is a table read in several
+    /// splits. Each row of the large side is then in one instance, with every row of the
+    /// small one: an inner join finds each pair once, and so does a left outer join whose
+    /// right side is broadcast (its unmatched left rows are in one instance). The join runs in
+    /// as many instances as the table has splits, which a resumed run keeps, so its state
+    /// never moves between instances. Returns the forwarded side and the instances.
+    fn broadcast(&self, j: &JoinNode, from: [usize; 2]) -> Option<(usize, usize)> {
+        if matches!(j.join.state, JoinState::Lookup) {
+            return None;
+        }
+        let single = |s: usize| {
+            let stage = &self.stages[s];
+            stage.instances == 1 && matches!(stage.input, StageInput::Exchange { exchange: Exchange::Single, .. })
+        };
+        let split = |s: usize| {
+            let stage = &self.stages[s];
+            stage.instances > 1 && matches!(stage.input, StageInput::Source(_))
+        };
+        let broadcast_right = single(from[1]) && split(from[0]);
+        let broadcast_left = single(from[0]) && split(from[1]) && j.join.join_type == JoinType::Inner;
+        match (broadcast_right, broadcast_left) {
+            (true, _) => Some((0, self.stages[from[0]].instances)),
+            (false, true) => Some((1, self.stages[from[1]].instances)),
+            _ => None,
+        }
     }
 
     fn push(&mut self, input: StageInput, branch: Vec<Side>, instances: usize) -> usize {

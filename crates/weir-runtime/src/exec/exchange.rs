@@ -178,11 +178,18 @@ pub(crate) struct Router {
     me: usize,
     /// The keys to hash; `None`: everything goes to the one target.
     keys: Option<Vec<Arc<dyn PhysicalExpr>>>,
+    /// Every batch goes to every target (the keys unused).
+    broadcast: bool,
 }
 
 impl Router {
     pub(crate) fn new(targets: Vec<Link>, me: usize, keys: Option<Vec<Arc<dyn PhysicalExpr>>>) -> Self {
-        Self { targets, me, keys }
+        Self { targets, me, keys, broadcast: false }
+    }
+
+    /// A router sending every batch to every target.
+    pub(crate) fn broadcast(targets: Vec<Link>, me: usize) -> Self {
+        Self { targets, me, keys: None, broadcast: true }
     }
 
     /// Route `messages`; `false` once a target has gone (the query is stopping).
@@ -197,6 +204,8 @@ impl Router {
         let mut out: Vec<Vec<Message>> = (0..n).map(|_| Vec::new()).collect();
         for m in messages {
             match m {
+                // batches share their buffers: a copy is a few reference counts
+                Message::Data(b) if self.broadcast => out.iter_mut().for_each(|o| o.push(Message::Data(b.clone()))),
                 Message::Data(b) => {
                     let rows = b.batch.num_rows();
                     let groups = match &self.keys {

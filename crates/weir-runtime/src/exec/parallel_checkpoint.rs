@@ -216,6 +216,11 @@ fn restore_ops(
         )));
     }
     let (was, is) = (old.instances[s], now[s]);
+    if was != is && kinds[s].split_bound {
+        return Err(RuntimeError::Checkpoint(format!(
+            "stage {s} joins a table's rows in the instance that read them, and the checkpoint read it in {was} splits, this run in {is}"
+        )));
+    }
     for (j, op) in ops.into_iter().enumerate() {
         // the keys its rows are hashed on: all it gives, or some of them
         let hashed_on = kinds[s].hashed_on.iter().find(|(o, _)| *o == j).map(|(_, at)| at.as_slice());

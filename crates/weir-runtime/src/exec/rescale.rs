@@ -36,6 +36,9 @@ pub(crate) struct StageShape {
     /// on: the positions of those among the keys they give a
     /// [`crate::state::checkpoint::KeyFilter`].
     pub(crate) hashed_on: Vec<(usize, Vec<usize>)>,
+    /// Its instances are a table's splits (a join reading that table's rows where they were
+    /// read, the other side broadcast): its state stays in the instance it was saved by.
+    pub(crate) split_bound: bool,
 }
 
 impl StageShape {
