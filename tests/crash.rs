@@ -242,3 +242,30 @@ fn killed_with_sigkill_and_restarted_at_another_parallelism_each_time_the_output
         expected.len()
     );
 }
+
+#[test]
+fn a_broadcast_join_killed_and_restarted_at_another_parallelism_is_exactly_once() {
+    // every bid, with the end of its 1 s window when it is the window's highest: the window
+    // (no keys, one instance) broadcast to the join's instances, each joining the bids of its
+    // own split; restarted at 2, 3 and 1, the join keeps the table's two splits
+    let columns = "auction BIGINT, price BIGINT, date_time TIMESTAMP(3), w TIMESTAMP(3)";
+    let insert = "INSERT INTO out
+        SELECT x.auction, x.price, x.date_time, hi.w FROM bid x LEFT JOIN
+          (SELECT MAX(price) AS maxprice, window_end AS w
+           FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND)) GROUP BY window_start, window_end) hi
+        ON x.price = hi.maxprice AND x.date_time BETWEEN hi.w - INTERVAL '1' SECOND AND hi.w;";
+    let (dir, sql, expected) = prepare(columns, insert);
+    let seed = seed();
+    eprintln!("crash test (broadcast join, rescaled at each restart): seed {seed}");
+    let kills = run_with_kills_at(dir.path(), &sql, seed, &[], &[2, 3, 1]);
+    let got = rows(&dir.path().join("out"));
+    assert!(
+        got == expected,
+        "seed {seed}, {kills} kills: the committed rows differ from an uninterrupted run ({} vs {} distinct rows)",
+        got.len(),
+        expected.len()
+    );
+    let explained = weir().args(["explain", "--parallelism", "2"]).arg(&sql).output().expect("weir explains");
+    let explained = String::from_utf8_lossy(&explained.stdout);
+    assert!(explained.contains("Exchange: broadcast"), "{explained}");
+}

@@ -22,6 +22,9 @@ use weir_sql::Planned;
 mod common;
 use common::*;
 
+#[path = "parallel/broadcast.rs"]
+mod broadcast;
+
 /// What a query gave: its rows (a changelog replayed into its result) and its dropped rows.
 fn outcome(rows: &[Row], cuts: &[usize], delay_ms: i64, sql: &str, parallelism: usize) -> (Vec<String>, Vec<String>) {
     let ddl = feed_ddl(delay_ms).replace("connector = 'feed')", "connector = 'feed', 'late_rows' = 'late')");

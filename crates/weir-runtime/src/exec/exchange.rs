@@ -180,16 +180,24 @@ pub(crate) struct Router {
     keys: Option<Vec<Arc<dyn PhysicalExpr>>>,
     /// Every batch goes to every target (the keys unused).
     broadcast: bool,
+    /// Every batch goes to this target (the keys unused); watermarks, idleness and barriers
+    /// still go to all, so that each target's watermark is the minimum over every sender.
+    forward: Option<usize>,
 }
 
 impl Router {
     pub(crate) fn new(targets: Vec<Link>, me: usize, keys: Option<Vec<Arc<dyn PhysicalExpr>>>) -> Self {
-        Self { targets, me, keys, broadcast: false }
+        Self { targets, me, keys, broadcast: false, forward: None }
     }
 
     /// A router sending every batch to every target.
     pub(crate) fn broadcast(targets: Vec<Link>, me: usize) -> Self {
-        Self { targets, me, keys: None, broadcast: true }
+        Self { targets, me, keys: None, broadcast: true, forward: None }
+    }
+
+    /// A router sending every batch to target `to` only (the rest of what it sends to all).
+    pub(crate) fn forward(targets: Vec<Link>, me: usize, to: usize) -> Self {
+        Self { targets, me, keys: None, broadcast: false, forward: Some(to) }
     }
 
     /// Route `messages`; `false` once a target has gone (the query is stopping).
@@ -206,6 +214,9 @@ impl Router {
             match m {
                 // batches share their buffers: a copy is a few reference counts
                 Message::Data(b) if self.broadcast => out.iter_mut().for_each(|o| o.push(Message::Data(b.clone()))),
+                Message::Data(b) if self.forward.is_some_and(|t| t < n) => {
+                    out[self.forward.unwrap_or(0)].push(Message::Data(b))
+                }
                 Message::Data(b) => {
                     let rows = b.batch.num_rows();
                     let groups = match &self.keys {

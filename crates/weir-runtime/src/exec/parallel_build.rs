@@ -130,7 +130,7 @@ fn consumer(layout: &Layout, s: usize) -> (Option<usize>, usize, Exchange) {
             StageInput::Exchange { from, exchange } if *from == s => return (Some(c), 0, exchange.clone()),
             StageInput::Join { from, exchanges, .. } if from.contains(&s) => {
                 let side = usize::from(from[0] != s);
-                let offset = if side == 0 { 0 } else { side_senders(layout, from[0], &exchanges[0]) };
+                let offset = if side == 0 { 0 } else { layout.stages[from[0]].instances };
                 return (Some(c), offset, exchanges[side].clone());
             }
             StageInput::Union { from, exchange, .. } if from.contains(&s) => {
@@ -143,23 +143,12 @@ fn consumer(layout: &Layout, s: usize) -> (Option<usize>, usize, Exchange) {
     (None, 0, Exchange::Single)
 }
 
-/// The senders of each instance of a join's side: each of the stage's instances, or (forwarded)
-/// the one of the same number.
-fn side_senders(layout: &Layout, from: usize, exchange: &Exchange) -> usize {
-    match exchange {
-        Exchange::Forward => 1,
-        _ => layout.stages[from].instances,
-    }
-}
-
-/// The senders of each instance of a stage's input.
+/// The senders of a stage's input.
 fn senders(layout: &Layout, stage: &LayoutStage) -> usize {
     match &stage.input {
         StageInput::Source(_) => 0,
         StageInput::Exchange { from, .. } => layout.stages[*from].instances,
-        StageInput::Join { from, exchanges, .. } => {
-            side_senders(layout, from[0], &exchanges[0]) + side_senders(layout, from[1], &exchanges[1])
-        }
+        StageInput::Join { from, .. } => layout.stages[from[0]].instances + layout.stages[from[1]].instances,
         StageInput::Union { from, .. } => from.iter().map(|f| layout.stages[*f].instances).sum(),
     }
 }
@@ -281,13 +270,8 @@ impl Pipeline {
             for k in 0..stage.instances {
                 let ops = instance_ops(plan, stage, k, &metrics)?;
                 let out = match exchange {
-                    // to the instance of its own number only, as its one sender of this side
-                    Exchange::Forward => {
-                        let target = targets.get(k).cloned().ok_or_else(|| {
-                            RuntimeError::Internal("a forwarding stage has more instances than its reader".into())
-                        })?;
-                        Router::new(vec![target], offset, None)
-                    }
+                    // its rows to the instance of its own number only
+                    Exchange::Forward => Router::forward(targets.clone(), offset + k, k),
                     Exchange::Broadcast => Router::broadcast(targets.clone(), offset + k),
                     _ => Router::new(targets.clone(), offset + k, keys.clone()),
                 };
@@ -337,14 +321,14 @@ impl Pipeline {
                         let input = Merge::union(rx, senders(layout, stage));
                         instances.push(OpInstance { input, ops, out, checkpointer: None });
                     }
-                    StageInput::Join { from, op, co, exchanges } => {
+                    StageInput::Join { from, op, co, .. } => {
                         let rx =
                             receivers[s].next().ok_or_else(|| RuntimeError::Internal("a missing channel".into()))?;
                         let join = branch_join(plan, &stage.branch)
                             .ok_or_else(|| RuntimeError::Internal("a parallel join stage without its join".into()))?;
                         let join_op = build_join(&join.join, &metrics)?;
                         let join_op = Instrumented::new_instance(Box::new(join_op), OpRef::Op(*op), k, &metrics);
-                        let sides = [0, 1].map(|i| side_senders(layout, from[i], &exchanges[i]));
+                        let sides = [stages[from[0]].instances, stages[from[1]].instances];
                         let mut side_instances = [Vec::new(), Vec::new()];
                         for (side, built) in side_instances.iter_mut().enumerate() {
                             let first_op = co.as_ref().map_or(0, |c| c.sides[side].first_op);
