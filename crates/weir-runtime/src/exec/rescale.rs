@@ -278,8 +278,22 @@ mod tests {
 
     fn kinds() -> Vec<StageShape> {
         vec![
-            StageShape { exchange: false, inputs: vec![], ops: vec![0], table: Some(0), hashed_on: vec![] },
-            StageShape { exchange: true, inputs: vec![0], ops: vec![1, 2], table: None, hashed_on: vec![] },
+            StageShape {
+                exchange: false,
+                inputs: vec![],
+                ops: vec![0],
+                table: Some(0),
+                hashed_on: vec![],
+                split_bound: false,
+            },
+            StageShape {
+                exchange: true,
+                inputs: vec![0],
+                ops: vec![1, 2],
+                table: None,
+                hashed_on: vec![],
+                split_bound: false,
+            },
         ]
     }
 
