@@ -60,9 +60,7 @@ impl WindowTopNOp {
     pub fn new(rows: RankRows, end_column: usize, judge_lateness: bool, limit: usize, metrics: Arc<Metrics>) -> Self {
         Self { rows, end_column, judge_lateness, limit, partitions: BTreeMap::new(), metrics }
     }
-}
 
-impl WindowTopNOp {
     /// Encode the rows of `batch` still kept after it, in the partitions rows `touched` went to.
     fn encode_fresh(
         &mut self,
