@@ -372,6 +372,22 @@ impl Pipeline {
             stages: stages.iter().map(|s| s.instances).collect(),
             key_groups: weir_plan::parallel::KEY_GROUPS,
             splits,
+            inputs: stages
+                .iter()
+                .map(|s| {
+                    match &s.input {
+                        StageInput::Source(_) => "source",
+                        StageInput::Exchange { .. } => "exchange",
+                        StageInput::Union { .. } => "union",
+                        StageInput::Join { co: Some(_), .. } => "join co-partitioned",
+                        StageInput::Join { exchanges, .. } if exchanges.contains(&Exchange::Broadcast) => {
+                            "join broadcast"
+                        }
+                        StageInput::Join { .. } => "join",
+                    }
+                    .to_string()
+                })
+                .collect(),
         };
         let kinds = stages
             .iter()

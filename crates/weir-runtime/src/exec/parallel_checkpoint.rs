@@ -150,6 +150,9 @@ impl Parallel {
         let operators = m.operators.iter().zip(&restored.operators).map(|(e, s)| (e.name.clone(), s.clone())).collect();
         let old = match &m.parallel {
             Some(saved) => {
+                if let Some(why) = self.shape.cannot_resume(saved) {
+                    return Err(RuntimeError::Checkpoint(format!("{}: {why}", restored.location)));
+                }
                 if saved != &self.shape {
                     tracing::info!(
                         from = saved.parallelism,

@@ -61,6 +61,32 @@ pub struct ParallelShape {
     /// The splits each of the plan's sources is read in (kept when the parallelism changes).
     #[serde(default)]
     pub splits: Vec<usize>,
+    /// How each stage reads its input (`source`, `exchange`, `union`, `join`, `join
+    /// co-partitioned`, `join broadcast`): a checkpoint is resumed only by a run whose stages
+    /// read theirs the same way. Empty in checkpoints taken before it was recorded (when no
+    /// join was co-partitioned or broadcast).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
+}
+
+impl ParallelShape {
+    /// Why a run of this shape cannot resume a checkpoint of shape `saved`, if it cannot.
+    pub fn cannot_resume(&self, saved: &ParallelShape) -> Option<String> {
+        let legacy = saved.inputs.is_empty() && self.inputs.iter().all(|i| !i.starts_with("join "));
+        if legacy || saved.inputs == self.inputs {
+            return None;
+        }
+        let show = |inputs: &[String]| match inputs.is_empty() {
+            true => "a layout of an earlier weir".to_string(),
+            false => inputs.join(", "),
+        };
+        Some(format!(
+            "the checkpoint was taken by a run whose stages read their inputs as [{}], this run's read them as [{}] \
+             (a newer weir runs such joins differently): run the query from its start without the checkpoint",
+            show(&saved.inputs),
+            show(&self.inputs)
+        ))
+    }
 }
 
 /// One operator's state.
@@ -85,4 +111,25 @@ pub struct FileEntry {
     pub bytes: u64,
     /// CRC-32 of its bytes.
     pub crc32: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(inputs: &[&str]) -> ParallelShape {
+        let inputs = inputs.iter().map(|i| i.to_string()).collect();
+        ParallelShape { parallelism: 2, stages: vec![2, 2, 2], key_groups: 128, splits: vec![2, 2], inputs }
+    }
+
+    #[test]
+    fn a_checkpoint_resumes_only_where_its_stages_read_their_inputs_the_same_way() {
+        let broadcast = shape(&["source", "source", "join broadcast"]);
+        let hashed = shape(&["source", "source", "join"]);
+        assert_eq!(broadcast.cannot_resume(&broadcast.clone()), None);
+        assert!(broadcast.cannot_resume(&hashed).is_some_and(|why| why.contains("[source, source, join]")));
+        // taken before the inputs were recorded: fine where no join is laid out differently
+        assert_eq!(hashed.cannot_resume(&shape(&[])), None);
+        assert!(broadcast.cannot_resume(&shape(&[])).is_some_and(|why| why.contains("an earlier weir")));
+    }
 }
