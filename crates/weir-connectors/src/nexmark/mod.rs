@@ -37,7 +37,7 @@ use weir_plan::{ConnectorError, ConnectorSpec, OptionSpec, OptionType, TableDef}
 use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Source, StartTime};
 
 pub use fields::{Columns, Field, Shared};
-pub use model::{kind_of, splits, Kind, Split, Timeline};
+pub use model::{kind_of, next_of_kind, splits, Kind, Split, Timeline};
 
 /// With several splits, batches end at whole seconds of event time, so the splits, read in
 /// turn, stay within about a second of each other (well inside the 4 s watermark delay).
@@ -88,6 +88,13 @@ impl Generator {
         }
         let mut n = self.next;
         while self.columns.rows() < self.batch_size && n < end {
+            if t.group == 1 {
+                // events in order: straight to the next one of this table's kind
+                n = next_of_kind(self.kind, self.split.first_event_id, n, end, BLOCK, self.stride);
+                if n >= end {
+                    break;
+                }
+            }
             if limit_ms != i64::MAX && t.timestamp_ms(n) >= limit_ms {
                 break;
             }

@@ -72,6 +72,36 @@ pub fn kind_of(event_id: i64) -> Kind {
     }
 }
 
+/// The first event number from `n` on whose event (id `first_id + n`, events in order: no
+/// out-of-order shuffle) is of `kind`, stepping as an instance that takes one block of `block`
+/// numbers in every `stride` does (from the end of one of its blocks to the start of its
+/// next); past `end`, some number at or past it.
+pub fn next_of_kind(kind: Kind, first_id: i64, mut n: u64, end: u64, block: u64, stride: u64) -> u64 {
+    let (lo, hi) = match kind {
+        Kind::Person => (0, PERSON_PROPORTION),
+        Kind::Auction => (PERSON_PROPORTION, PERSON_PROPORTION + AUCTION_PROPORTION),
+        Kind::Bid => (PERSON_PROPORTION + AUCTION_PROPORTION, TOTAL),
+    };
+    let block = block.max(1);
+    while n < end {
+        let r = (first_id + n as i64).rem_euclid(TOTAL);
+        let ahead = match r {
+            r if r < lo => lo - r,
+            r if r < hi => 0,
+            r => TOTAL - r + lo,
+        } as u64;
+        let left = block - n % block;
+        if ahead < left {
+            return n + ahead;
+        }
+        n += left;
+        if stride > 1 {
+            n += (stride - 1) * block;
+        }
+    }
+    n
+}
+
 /// The id (base 0) of the most recent person at this event.
 pub fn last_base0_person_id(event_id: i64) -> i64 {
     let (epoch, offset) = (event_id / TOTAL, event_id % TOTAL);

@@ -183,3 +183,39 @@ fn parallel_instances_each_make_every_kind_and_together_all_events() {
         assert_eq!(ids("bid", "auction", n), ids("bid", "auction", 1), "{n}");
     }
 }
+
+/// [`next_of_kind`] lands where stepping one event at a time (one block in every `stride`)
+/// first meets an event of the kind.
+#[test]
+fn the_next_event_of_a_kind_is_found_without_visiting_the_others() {
+    fn stepping(kind: Kind, first: i64, mut n: u64, end: u64, stride: u64) -> u64 {
+        while n < end {
+            if kind_of(first + n as i64) == kind {
+                return n;
+            }
+            n += 1;
+            if stride > 1 && n.is_multiple_of(BLOCK) {
+                n += (stride - 1) * BLOCK;
+            }
+        }
+        n
+    }
+    for kind in [Kind::Person, Kind::Auction, Kind::Bid] {
+        for first in [0, 1, 3, 4, 37, 49, 50, 1000, 66_667] {
+            for stride in 1..=3 {
+                for n in 0..260 {
+                    for end in [n, n + 1, n + 7, 300, 10_000] {
+                        let expected = stepping(kind, first, n, end, stride);
+                        let got = next_of_kind(kind, first, n, end, BLOCK, stride);
+                        assert_eq!(
+                            (got < end).then_some(got),
+                            (expected < end).then_some(expected),
+                            "{kind:?} from {n} (first id {first}, stride {stride}, end {end})"
+                        );
+                        assert!(got >= n && (got < end) == (expected < end));
+                    }
+                }
+            }
+        }
+    }
+}
