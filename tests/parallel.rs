@@ -310,15 +310,21 @@ const KEYED_AFTER_JOINS: [&str; 4] = [
      GROUP BY u.site, t.k",
 ];
 
+/// An engine at parallelism 2 over empty tables `t` and `u`, and the DDL that declares them.
+fn two_tables_at_parallelism_2() -> (Engine, String) {
+    let engine = feed_engine(Feed::with(vec![("t", FeedTable::new(&[], &[])), ("u", FeedTable::new(&[], &[]))]));
+    engine.set("parallelism", "2").unwrap();
+    let ddl = feed_ddl(300);
+    let ddl = format!("{ddl} {}", ddl.replace("CREATE TABLE t ", "CREATE TABLE u "));
+    (engine, ddl)
+}
+
 /// A keyed operator whose keys are those a join's rows were hashed on, or include them, runs in
 /// the join's instances, without an exchange: an inner join's left or right keys, a left outer
 /// join's left keys only (its unmatched rows have NULL right keys).
 #[test]
 fn a_keyed_operator_on_a_joins_keys_runs_in_its_instances() {
-    let engine = feed_engine(Feed::with(vec![("t", FeedTable::new(&[], &[])), ("u", FeedTable::new(&[], &[]))]));
-    engine.set("parallelism", "2").unwrap();
-    let ddl = feed_ddl(300);
-    let ddl = format!("{ddl} {}", ddl.replace("CREATE TABLE t ", "CREATE TABLE u "));
+    let (engine, ddl) = two_tables_at_parallelism_2();
     let exchanges = |sql: &str| {
         let explained = engine.explain(&format!("{ddl} EXPLAIN {sql}")).unwrap();
         let count = |what: &str| explained.matches(what).count();
@@ -338,10 +344,7 @@ fn a_keyed_operator_on_a_joins_keys_runs_in_its_instances() {
 /// on keys no aggregate has, the join hashes its sides after them.
 #[test]
 fn aggregates_keyed_on_a_joins_keys_run_in_its_instances() {
-    let engine = feed_engine(Feed::with(vec![("t", FeedTable::new(&[], &[])), ("u", FeedTable::new(&[], &[]))]));
-    engine.set("parallelism", "2").unwrap();
-    let ddl = feed_ddl(300);
-    let ddl = format!("{ddl} {}", ddl.replace("CREATE TABLE t ", "CREATE TABLE u "));
+    let (engine, ddl) = two_tables_at_parallelism_2();
     let explain = |sql: &str| engine.explain(&format!("{ddl} EXPLAIN {sql}")).unwrap();
     let window_join = explain(WINDOW_JOIN);
     for line in [
@@ -383,13 +386,9 @@ const WINDOW_JOIN: &str = "SELECT a.k, a.w, a.n, b.n FROM
 /// A regular join with a TTL is cut at the join like any other: both inputs hashed on its keys.
 #[test]
 fn a_join_with_a_ttl_is_hashed_on_its_keys() {
-    let engine = feed_engine(Feed::with(vec![("t", FeedTable::new(&[], &[])), ("u", FeedTable::new(&[], &[]))]));
-    engine.set("parallelism", "2").unwrap();
-    let ddl = feed_ddl(300);
-    let script = format!(
-        "{ddl} {} SET state.ttl = '1 s'; EXPLAIN SELECT t.k, t.v, u.v FROM t JOIN u ON t.k = u.k AND t.v > u.v",
-        ddl.replace("CREATE TABLE t ", "CREATE TABLE u ")
-    );
+    let (engine, ddl) = two_tables_at_parallelism_2();
+    let script =
+        format!("{ddl} SET state.ttl = '1 s'; EXPLAIN SELECT t.k, t.v, u.v FROM t JOIN u ON t.k = u.k AND t.v > u.v");
     let explained = engine.explain(&script).unwrap();
     assert_eq!(explained.matches("Exchange: hash [").count(), 2, "{explained}");
 }

@@ -45,14 +45,7 @@ pub struct CoPartition {
 /// column among the operator's output columns.
 fn output_keys(op: &StreamOp) -> Option<Vec<(usize, Expr)>> {
     match op {
-        StreamOp::WindowAggregate(w) => Some(
-            w.group_exprs
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !w.window_columns.iter().any(|(c, _)| c == i))
-                .map(|(i, e)| (i, e.clone()))
-                .collect(),
-        ),
+        StreamOp::WindowAggregate(w) => Some(w.keys().map(|(i, e)| (i, e.clone())).collect()),
         StreamOp::UpdatingAggregate(u) => Some(u.group_exprs.iter().cloned().enumerate().collect()),
         _ => None,
     }

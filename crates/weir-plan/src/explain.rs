@@ -156,13 +156,7 @@ fn describe_op(op: &StreamOp) -> PlanNodeDescription {
                 .join(", "),
         },
         StreamOp::WindowAggregate(w) => {
-            let keys: Vec<String> = w
-                .group_exprs
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !w.window_columns.iter().any(|(c, _)| c == i))
-                .map(|(_, e)| show(e))
-                .collect();
+            let keys: Vec<String> = w.keys().map(|(_, e)| show(e)).collect();
             let aggs: Vec<String> = w.aggr_exprs.iter().map(show).collect();
             PlanNodeDescription {
                 depth: 0,

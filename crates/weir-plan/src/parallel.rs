@@ -17,8 +17,10 @@
 //! the join's left keys (or of an inner join's right keys) stays in the join's stage, its rows
 //! already together. When both sides of a join end in keyed operators keyed on some of its keys
 //! ([`CoPartition`]), the sides are hashed on those keys before their keyed operators, which
-//! then run in the join's stage. Stateless operators stay fused with the stage before them. A union starts
-//! a stage whose inputs are its branches' last stages: hashed on the keys of the keyed operator
+//! then run in the join's stage. A join of a table read in splits with the output of one
+//! instance (a window without keys) broadcasts that output to every instance and joins each of
+//! the table's rows where it was read. Stateless operators stay fused with the stage before
+//! them. A union starts a stage whose inputs are its branches' last stages: hashed on the keys of the keyed operator
 //! right after it, else into one instance. A lookup join's table is read to its end
 //! before the other tables start (the runtime's watermark alignment holds them).
 
@@ -58,14 +60,7 @@ impl Exchange {
         let keyed = |keys: Vec<Expr>| Some(if keys.is_empty() { Exchange::Single } else { Exchange::Hash(keys) });
         match op {
             StreamOp::Filter { .. } | StreamOp::Project { .. } => None,
-            StreamOp::WindowAggregate(w) => keyed(
-                w.group_exprs
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| !w.window_columns.iter().any(|(c, _)| c == i))
-                    .map(|(_, e)| e.clone())
-                    .collect(),
-            ),
+            StreamOp::WindowAggregate(w) => keyed(w.keys().map(|(_, e)| e.clone()).collect()),
             StreamOp::UpdatingAggregate(u) => keyed(u.group_exprs.clone()),
             StreamOp::Rank(r) => keyed(r.partition_by.clone()),
             StreamOp::UpsertNormalize(u) => keyed(

@@ -239,6 +239,12 @@ pub struct WindowAggregate {
 }
 
 impl WindowAggregate {
+    /// Its grouping keys (the group expressions that are not window bounds), each with its
+    /// position among the group expressions (and so among the output's columns).
+    pub fn keys(&self) -> impl Iterator<Item = (usize, &Expr)> {
+        self.group_exprs.iter().enumerate().filter(|(i, _)| !self.window_columns.iter().any(|(c, _)| c == i))
+    }
+
     /// An aggregate over the windows of its input (grouped by a windowed result's bound): one
     /// window per value of that time, closing when the watermark reaches it.
     pub fn is_cascaded(&self) -> bool {

@@ -22,7 +22,7 @@ use datafusion_common::hash_utils::{create_hashes, RandomState};
 use datafusion_physical_expr::PhysicalExpr;
 use weir_plan::parallel::KEY_GROUPS;
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 use crate::message::Message;
 
 /// What one sender hands an instance at a time: its index among the instance's inputs, and
@@ -176,28 +176,34 @@ pub(crate) struct Router {
     targets: Vec<Link>,
     /// This sender's index among each target's inputs.
     me: usize,
-    /// The keys to hash; `None`: everything goes to the one target.
-    keys: Option<Vec<Arc<dyn PhysicalExpr>>>,
-    /// Every batch goes to every target (the keys unused).
-    broadcast: bool,
-    /// Every batch goes to this target (the keys unused); watermarks, idleness and barriers
-    /// still go to all, so that each target's watermark is the minimum over every sender.
-    forward: Option<usize>,
+    /// Where its batches go.
+    route: Route,
+}
+
+/// Where a router sends its batches (watermarks, idleness and barriers go to every target).
+enum Route {
+    /// By the hash of these keys.
+    Hash(Vec<Arc<dyn PhysicalExpr>>),
+    /// To this target (the first, when there is one target): so each target's watermark is
+    /// still the minimum over every sender.
+    To(usize),
+    /// To every target.
+    Every,
 }
 
 impl Router {
     pub(crate) fn new(targets: Vec<Link>, me: usize, keys: Option<Vec<Arc<dyn PhysicalExpr>>>) -> Self {
-        Self { targets, me, keys, broadcast: false, forward: None }
+        Self { targets, me, route: keys.map_or(Route::To(0), Route::Hash) }
     }
 
     /// A router sending every batch to every target.
     pub(crate) fn broadcast(targets: Vec<Link>, me: usize) -> Self {
-        Self { targets, me, keys: None, broadcast: true, forward: None }
+        Self { targets, me, route: Route::Every }
     }
 
     /// A router sending every batch to target `to` only (the rest of what it sends to all).
     pub(crate) fn forward(targets: Vec<Link>, me: usize, to: usize) -> Self {
-        Self { targets, me, keys: None, broadcast: false, forward: Some(to) }
+        Self { targets, me, route: Route::To(to) }
     }
 
     /// Route `messages`; `false` once a target has gone (the query is stopping).
@@ -212,37 +218,36 @@ impl Router {
         let mut out: Vec<Vec<Message>> = (0..n).map(|_| Vec::new()).collect();
         for m in messages {
             match m {
-                // batches share their buffers: a copy is a few reference counts
-                Message::Data(b) if self.broadcast => out.iter_mut().for_each(|o| o.push(Message::Data(b.clone()))),
-                Message::Data(b) if self.forward.is_some_and(|t| t < n) => {
-                    out[self.forward.unwrap_or(0)].push(Message::Data(b))
-                }
-                Message::Data(b) => {
-                    let rows = b.batch.num_rows();
-                    let groups = match &self.keys {
-                        Some(keys) => {
-                            let arrays = keys
-                                .iter()
-                                .map(|k| k.evaluate(&b.batch).and_then(|v| v.into_array(rows)))
-                                .collect::<datafusion_common::Result<Vec<_>>>()?;
-                            key_groups(&arrays, rows)?
+                Message::Data(b) => match &self.route {
+                    // batches share their buffers: a copy is a few reference counts
+                    Route::Every => out.iter_mut().for_each(|o| o.push(Message::Data(b.clone()))),
+                    Route::To(t) => match out.get_mut(*t) {
+                        Some(to) => to.push(Message::Data(b)),
+                        None => {
+                            return Err(RuntimeError::Internal("a router's target is not among its targets".into()))
                         }
-                        None => vec![0; rows],
-                    };
-                    let mut picked: Vec<Vec<u32>> = vec![Vec::new(); n];
-                    for (row, g) in groups.iter().enumerate() {
-                        picked[owner(*g, n)].push(row as u32);
+                    },
+                    Route::Hash(keys) => {
+                        let rows = b.batch.num_rows();
+                        let arrays = keys
+                            .iter()
+                            .map(|k| k.evaluate(&b.batch).and_then(|v| v.into_array(rows)))
+                            .collect::<datafusion_common::Result<Vec<_>>>()?;
+                        let mut picked: Vec<Vec<u32>> = vec![Vec::new(); n];
+                        for (row, g) in key_groups(&arrays, rows)?.iter().enumerate() {
+                            picked[owner(*g, n)].push(row as u32);
+                        }
+                        for (target, rows_of) in picked.into_iter().enumerate() {
+                            if rows_of.len() == rows {
+                                out[target].push(Message::Data(b));
+                                break;
+                            }
+                            if !rows_of.is_empty() {
+                                out[target].push(Message::Data(b.take(&UInt32Array::from(rows_of))?));
+                            }
+                        }
                     }
-                    for (target, rows_of) in picked.into_iter().enumerate() {
-                        if rows_of.len() == rows {
-                            out[target].push(Message::Data(b));
-                            break;
-                        }
-                        if !rows_of.is_empty() {
-                            out[target].push(Message::Data(b.take(&UInt32Array::from(rows_of))?));
-                        }
-                    }
-                }
+                },
                 Message::Dropped(d) => out[0].push(Message::Dropped(d)),
                 other => out.iter_mut().for_each(|o| o.push(other.clone())),
             }

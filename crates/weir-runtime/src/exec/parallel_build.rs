@@ -108,6 +108,20 @@ fn key_schema<'a>(plan: &'a StreamPlan, layout: &Layout, to: Option<usize>, from
     }
 }
 
+/// `ops` (numbered from `first_op`), instrumented as instance `instance` at their places.
+fn instrumented(
+    ops: &[StreamOp],
+    first_op: usize,
+    instance: usize,
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<Instrumented>> {
+    Ok(build_ops(ops, metrics)?
+        .into_iter()
+        .enumerate()
+        .map(|(k, op)| Instrumented::new_instance(op, OpRef::Op(first_op + k), instance, metrics))
+        .collect())
+}
+
 /// The operators of `stage`, instrumented as instance `instance` at their places.
 fn instance_ops(
     plan: &StreamPlan,
@@ -115,11 +129,7 @@ fn instance_ops(
     instance: usize,
     metrics: &Arc<Metrics>,
 ) -> Result<Vec<Instrumented>> {
-    Ok(build_ops(stage_ops(plan, stage)?, metrics)?
-        .into_iter()
-        .enumerate()
-        .map(|(k, op)| Instrumented::new_instance(op, OpRef::Op(stage.first_op + k), instance, metrics))
-        .collect())
+    instrumented(stage_ops(plan, stage)?, stage.first_op, instance, metrics)
 }
 
 /// Where a stage sends its rows: the stage reading them (or `None`: the sink), its index among
@@ -332,11 +342,7 @@ impl Pipeline {
                         let mut side_instances = [Vec::new(), Vec::new()];
                         for (side, built) in side_instances.iter_mut().enumerate() {
                             let first_op = co.as_ref().map_or(0, |c| c.sides[side].first_op);
-                            *built = build_ops(side_ops(plan, stage, side)?, &metrics)?
-                                .into_iter()
-                                .enumerate()
-                                .map(|(n, op)| Instrumented::new_instance(op, OpRef::Op(first_op + n), k, &metrics))
-                                .collect();
+                            *built = instrumented(side_ops(plan, stage, side)?, first_op, k, &metrics)?;
                         }
                         let input = Merge::join(rx, sides, join_op, side_instances);
                         instances.push(OpInstance { input, ops, out, checkpointer: None });
