@@ -30,7 +30,7 @@ pub struct SideOps {
     pub positions: Vec<usize>,
 }
 
-/// How a join's sides are partitioned when they are the join's way ([`co_partition`]).
+/// How a join's sides are partitioned when they are the join's way (`co_partition`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoPartition {
     /// Per side, the operators run in the join's instances.
