@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{AsArray, Int64Array, Int8Array, UInt32Array};
-use datafusion_common::arrow::compute::{filter, take, take_record_batch};
+use datafusion_common::arrow::compute::{filter, max, take, take_record_batch};
 use datafusion_common::arrow::datatypes::{Int64Type, Int8Type, UInt32Type};
 use datafusion_common::arrow::record_batch::RecordBatch;
 
@@ -141,6 +141,19 @@ impl StreamBatch {
         }
     }
 
+    /// Lower every per-row watermark above `cap` to it (a merge of inputs: a row is judged by
+    /// the watermark all of them allow). A batch none of whose watermarks is above is kept.
+    pub fn cap_watermarks(&mut self, cap: Nanos) {
+        if cap == Nanos::MAX {
+            return;
+        }
+        if let Some(w) = &self.row_watermarks {
+            if max(w.as_ref()).is_some_and(|m| m > cap) {
+                self.row_watermarks = Some(Arc::new(w.unary(|v| v.min(cap))));
+            }
+        }
+    }
+
     /// The given rows, with their watermarks, kinds and origin.
     pub fn take(&self, rows: &UInt32Array) -> crate::error::Result<Self> {
         let batch = take_record_batch(&self.batch, rows)?;
@@ -179,4 +192,24 @@ pub enum Message {
     Dropped(DroppedRows),
     /// No more messages will follow.
     EndOfStream,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion_common::arrow::array::ArrayRef;
+
+    #[test]
+    fn capped_watermarks_are_lowered_and_a_batch_below_the_cap_is_kept() {
+        let batch = RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef)]).unwrap();
+        let mut b = StreamBatch::new(batch);
+        b.row_watermarks = Some(Arc::new(Int64Array::from(vec![1, 5, 9])));
+        let before = b.row_watermarks.clone().unwrap();
+        b.cap_watermarks(9);
+        assert!(Arc::ptr_eq(&before, b.row_watermarks.as_ref().unwrap()), "nothing above the cap: not copied");
+        b.cap_watermarks(Nanos::MAX);
+        assert!(Arc::ptr_eq(&before, b.row_watermarks.as_ref().unwrap()));
+        b.cap_watermarks(6);
+        assert_eq!(b.row_watermarks.unwrap().values().to_vec(), vec![1, 5, 6]);
+    }
 }

@@ -160,9 +160,22 @@ const SEED: u64 = 0x7765_6972_6b67;
 
 /// The key group of each row, from the values of its keys.
 pub(crate) fn key_groups(keys: &[ArrayRef], rows: usize) -> Result<Vec<u32>> {
-    let mut hashes = vec![0u64; rows];
-    create_hashes(keys, &RandomState::with_seed(SEED), &mut hashes)?;
-    Ok(hashes.iter().map(|h| ((u128::from(*h) * KEY_GROUPS as u128) >> 64) as u32).collect())
+    let mut hashes = Vec::new();
+    hash_keys(keys, rows, &mut hashes)?;
+    Ok(hashes.iter().map(|h| group_of(*h)).collect())
+}
+
+/// The hash of each row's keys, into `hashes` (cleared first).
+fn hash_keys(keys: &[ArrayRef], rows: usize, hashes: &mut Vec<u64>) -> Result<()> {
+    hashes.clear();
+    hashes.resize(rows, 0);
+    create_hashes(keys, &RandomState::with_seed(SEED), hashes)?;
+    Ok(())
+}
+
+/// The key group of a key hash.
+fn group_of(hash: u64) -> u32 {
+    ((u128::from(hash) * KEY_GROUPS as u128) >> 64) as u32
 }
 
 /// The instance (of `instances`) that owns key group `group`: each owns a contiguous range.
@@ -178,6 +191,11 @@ pub(crate) struct Router {
     me: usize,
     /// Where its batches go.
     route: Route,
+    /// The target of each key group (hashed routes).
+    owners: Vec<u16>,
+    /// Buffers reused from batch to batch: the rows' hashes, then their targets.
+    hashes: Vec<u64>,
+    targets_of: Vec<u16>,
 }
 
 /// Where a router sends its batches (watermarks, idleness and barriers go to every target).
@@ -193,17 +211,23 @@ enum Route {
 
 impl Router {
     pub(crate) fn new(targets: Vec<Link>, me: usize, keys: Option<Vec<Arc<dyn PhysicalExpr>>>) -> Self {
-        Self { targets, me, route: keys.map_or(Route::To(0), Route::Hash) }
+        Self::routing(targets, me, keys.map_or(Route::To(0), Route::Hash))
     }
 
     /// A router sending every batch to every target.
     pub(crate) fn broadcast(targets: Vec<Link>, me: usize) -> Self {
-        Self { targets, me, route: Route::Every }
+        Self::routing(targets, me, Route::Every)
     }
 
     /// A router sending every batch to target `to` only (the rest of what it sends to all).
     pub(crate) fn forward(targets: Vec<Link>, me: usize, to: usize) -> Self {
-        Self { targets, me, route: Route::To(to) }
+        Self::routing(targets, me, Route::To(to))
+    }
+
+    fn routing(targets: Vec<Link>, me: usize, route: Route) -> Self {
+        let n = targets.len();
+        let owners = (0..KEY_GROUPS as u32).map(|g| owner(g, n) as u16).collect();
+        Self { targets, me, route, owners, hashes: Vec::new(), targets_of: Vec::new() }
     }
 
     /// Route `messages`; `false` once a target has gone (the query is stopping).
@@ -233,15 +257,21 @@ impl Router {
                             .iter()
                             .map(|k| k.evaluate(&b.batch).and_then(|v| v.into_array(rows)))
                             .collect::<datafusion_common::Result<Vec<_>>>()?;
-                        let mut picked: Vec<Vec<u32>> = vec![Vec::new(); n];
-                        for (row, g) in key_groups(&arrays, rows)?.iter().enumerate() {
-                            picked[owner(*g, n)].push(row as u32);
+                        hash_keys(&arrays, rows, &mut self.hashes)?;
+                        let owners = &self.owners;
+                        self.targets_of.clear();
+                        self.targets_of.extend(self.hashes.iter().map(|h| owners[group_of(*h) as usize]));
+                        let mut counts = vec![0usize; n];
+                        self.targets_of.iter().for_each(|t| counts[*t as usize] += 1);
+                        if let Some(all) = counts.iter().position(|c| *c == rows) {
+                            out[all].push(Message::Data(b));
+                            continue;
+                        }
+                        let mut picked: Vec<Vec<u32>> = counts.iter().map(|c| Vec::with_capacity(*c)).collect();
+                        for (row, t) in self.targets_of.iter().enumerate() {
+                            picked[*t as usize].push(row as u32);
                         }
                         for (target, rows_of) in picked.into_iter().enumerate() {
-                            if rows_of.len() == rows {
-                                out[target].push(Message::Data(b));
-                                break;
-                            }
                             if !rows_of.is_empty() {
                                 out[target].push(Message::Data(b.take(&UInt32Array::from(rows_of))?));
                             }
@@ -292,5 +322,41 @@ mod tests {
         assert_eq!(g[0], g[2]);
         let b: ArrayRef = Arc::new(StringArray::from(vec!["x"]));
         assert_eq!(key_groups(&[b], 1).unwrap()[0], g[0]);
+    }
+
+    #[test]
+    fn a_router_sends_each_row_once_to_the_owner_of_its_key_group() {
+        use crate::message::StreamBatch;
+        use datafusion_common::arrow::record_batch::RecordBatch;
+        use datafusion_physical_expr::expressions::Column;
+        let (links, inboxes): (Vec<_>, Vec<_>) = (0..3).map(|_| channel(1)).unzip();
+        let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
+        let mut router = Router::new(links, 0, Some(vec![key]));
+        let keys: ArrayRef = Arc::new(Int64Array::from_iter_values((0..10_000).map(|i| i % 5000)));
+        let batch = RecordBatch::try_from_iter([("k", keys)]).unwrap();
+        let groups = key_groups(&[Arc::clone(batch.column(0))], 10_000).unwrap();
+        assert!(router.send(vec![Message::Data(StreamBatch::new(batch)), Message::Watermark(7)]).unwrap());
+        let mut seen = 0;
+        for (target, inbox) in inboxes.iter().enumerate() {
+            let Ok((0, Packet::Messages(messages))) = inbox.rx.try_recv() else {
+                panic!("target {target} got nothing")
+            };
+            let [Message::Data(b), Message::Watermark(7)] = &messages[..] else { panic!("rows, then the watermark") };
+            let k = b.batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            for g in key_groups(&[Arc::clone(b.batch.column(0))], k.len()).unwrap() {
+                assert_eq!(owner(g, 3), target);
+            }
+            seen += k.len();
+        }
+        assert_eq!(seen, 10_000);
+        assert!(groups.iter().any(|g| owner(*g, 3) == 0) && groups.iter().any(|g| owner(*g, 3) == 2));
+        // a batch whose rows all belong to one target goes to it whole
+        let one: ArrayRef = Arc::new(Int64Array::from(vec![5, 5, 5]));
+        let batch = RecordBatch::try_from_iter([("k", one)]).unwrap();
+        let to = owner(key_groups(&[Arc::clone(batch.column(0))], 3).unwrap()[0], 3);
+        assert!(router.send(vec![Message::Data(StreamBatch::new(batch))]).unwrap());
+        let Ok((0, Packet::Messages(messages))) = inboxes[to].rx.try_recv() else { panic!("the owner got nothing") };
+        assert!(matches!(&messages[..], [Message::Data(b)] if b.batch.num_rows() == 3));
+        assert!(inboxes.iter().enumerate().all(|(t, i)| t == to || i.rx.try_recv().is_err()));
     }
 }

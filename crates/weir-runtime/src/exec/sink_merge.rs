@@ -22,8 +22,6 @@
 
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
 use crate::error::Result;
 use crate::exec::barrier::{Aligner, Pulled};
 use crate::exec::exchange::Inbox;
@@ -153,11 +151,7 @@ impl SinkMerge {
                 Message::Data(mut b) => {
                     self.watermarks.active(i, now);
                     let cap = self.watermarks.cap_for(i);
-                    if cap < Nanos::MAX {
-                        if let Some(w) = &b.row_watermarks {
-                            b.row_watermarks = Some(Arc::new(w.unary(|v| v.min(cap))));
-                        }
-                    }
+                    b.cap_watermarks(cap);
                     if !self.ordered {
                         out.push(Message::Data(b));
                         continue;

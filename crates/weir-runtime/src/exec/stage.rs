@@ -7,7 +7,6 @@
 //!                                     └► Join side s (watermark = min of both sides) ─► …
 //! ```
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
@@ -269,11 +268,7 @@ fn merge(watermarks: &mut WatermarkMerge, i: usize, messages: Vec<Message>, now:
             Message::Data(mut b) => {
                 watermarks.active(i, now);
                 let cap = watermarks.cap_for(i);
-                if cap < Nanos::MAX {
-                    if let Some(w) = &b.row_watermarks {
-                        b.row_watermarks = Some(Arc::new(w.unary(|v| v.min(cap))));
-                    }
-                }
+                b.cap_watermarks(cap);
                 out.push(Message::Data(b));
             }
             Message::Watermark(w) => out.extend(watermarks.watermark(i, w, now).map(Message::Watermark)),
