@@ -401,7 +401,7 @@ pub fn run_datafusion_pairs(pairs: &[(Row, i64, i64)], sql: &str) -> Vec<String>
 /// Session windows, simulated row by row: the accepted rows with the bounds of the session each
 /// one ends up in. Before a row, sessions whose end + `lateness` the row's watermark has
 /// reached close; the row's window `[t, t + gap)` merges with every open session of its key it
-/// overlaps, or starts a new one unless it ended `lateness` or more before the watermark (late).
+/// overlaps or touches (as in Flink), or starts a new one unless it ended `lateness` or more before the watermark (late).
 pub fn session_pairs(rows: &[Row], delay_ms: i64, gap: i64, keyed: bool, lateness: i64) -> Vec<(Row, i64, i64)> {
     struct Open {
         key: String,
@@ -427,7 +427,7 @@ pub fn session_pairs(rows: &[Row], delay_ms: i64, gap: i64, keyed: bool, latenes
         let key = if keyed { r.key.clone() } else { String::new() };
         let (lo, hi) = (r.ts, r.ts + gap);
         let (mut touching, rest): (Vec<Open>, Vec<Open>) =
-            open.into_iter().partition(|s| s.key == key && s.start < hi && lo < s.end);
+            open.into_iter().partition(|s| s.key == key && s.start <= hi && lo <= s.end);
         open = rest;
         if touching.is_empty() && hi + lateness > wm {
             touching.push(Open { key: key.clone(), start: lo, end: hi, rows: Vec::new() });

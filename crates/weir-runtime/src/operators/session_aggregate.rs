@@ -1,15 +1,16 @@
-//! Aggregation over session windows: per key, rows less than `gap` apart form one session
-//! `[first, last + gap)`, emitted once when the watermark passes its end.
+//! Aggregation over session windows: per key, rows at most `gap` apart form one session
+//! `[first, last + gap)`, emitted once when the watermark passes its end. Windows that touch
+//! merge, as in Flink: a row exactly `gap` after the last one of an open session extends it.
 //!
 //! ```text
 //!   per row, in arrival order (updates are batched per session)
 //!     before a row whose watermark reaches an open session's end, that session fires
 //!     row t of key k: its own window [t, t + gap)
-//!       overlaps open sessions of k ──► they merge into one (an out-of-order row can bridge
+//!       overlaps or touches open sessions of k ──► they merge into one (a row can bridge
 //!                                        two sessions: the later one's partial aggregate is
 //!                                        frozen and merged into the earlier one)
-//!       overlaps none, t + gap > row watermark ──► a new session
-//!       overlaps none, t + gap <= row watermark ──► late: counted, dropped
+//!       touches none, t + gap > row watermark ──► a new session
+//!       touches none, t + gap <= row watermark ──► late: counted, dropped
 //!
 //!   on Watermark(w): fire sessions with end <= w, in end order, and free them
 //!
@@ -205,7 +206,7 @@ impl SessionAggregateOp {
             self.sessions.insert(key.into(), Vec::new());
         }
         let list = self.sessions.get_mut(key).ok_or_else(|| RuntimeError::Internal("session list vanished".into()))?;
-        let mut overlapping = list.iter().enumerate().filter(|(_, s)| s.start < hi && lo < s.end).map(|(i, _)| i);
+        let mut overlapping = list.iter().enumerate().filter(|(_, s)| s.start <= hi && lo <= s.end).map(|(i, _)| i);
         let Some(first) = overlapping.next() else {
             if hi.saturating_add(self.lateness) <= wm {
                 if list.is_empty() {
