@@ -68,6 +68,8 @@ fn datafusion(sql: &str, rate: u64, settings: &[(&str, &str)]) -> Vec<String> {
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     runtime.block_on(async {
         let ctx = SessionContext::new();
+        // Flink's DATE_FORMAT (Java patterns), as weir has it, in place of DataFusion's to_char alias
+        ctx.register_udf(weir_sql::date_format().as_ref().clone());
         let side_input = "CREATE TABLE side_input (key BIGINT, value VARCHAR)
             WITH (connector = 'file', path = '../data/side_input.csv', format = 'csv');";
         for (table, ddl) in [("person", ""), ("auction", ""), ("bid", ""), ("side_input", side_input)] {

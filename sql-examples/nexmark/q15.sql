@@ -1,8 +1,7 @@
 -- Nexmark q15: bidding statistics per day: bids, bidders and auctions, in all and by price
 -- range. An updating aggregate: each day's row is updated as bids arrive.
--- Deviation: Flink's DATE_FORMAT(dateTime, 'yyyy-MM-dd') is to_char(date_time, '%Y-%m-%d').
 SELECT
-    to_char(date_time, '%Y-%m-%d') AS day,
+    DATE_FORMAT(date_time, 'yyyy-MM-dd') AS day,
     COUNT(*) AS total_bids,
     COUNT(*) FILTER (WHERE price < 10000) AS rank1_bids,
     COUNT(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
@@ -16,4 +15,4 @@ SELECT
     COUNT(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions,
     COUNT(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions
 FROM bid
-GROUP BY to_char(date_time, '%Y-%m-%d');
+GROUP BY DATE_FORMAT(date_time, 'yyyy-MM-dd');

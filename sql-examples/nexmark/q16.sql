@@ -1,9 +1,8 @@
 -- Nexmark q16: channel statistics per day. An updating aggregate.
--- Deviation: Flink's DATE_FORMAT is to_char with strftime patterns.
 SELECT
     channel,
-    to_char(date_time, '%Y-%m-%d') AS day,
-    MAX(to_char(date_time, '%H:%M')) AS minute,
+    DATE_FORMAT(date_time, 'yyyy-MM-dd') AS day,
+    MAX(DATE_FORMAT(date_time, 'HH:mm')) AS minute,
     COUNT(*) AS total_bids,
     COUNT(*) FILTER (WHERE price < 10000) AS rank1_bids,
     COUNT(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
@@ -17,4 +16,4 @@ SELECT
     COUNT(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions,
     COUNT(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions
 FROM bid
-GROUP BY channel, to_char(date_time, '%Y-%m-%d');
+GROUP BY channel, DATE_FORMAT(date_time, 'yyyy-MM-dd');

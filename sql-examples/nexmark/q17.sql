@@ -1,8 +1,7 @@
 -- Nexmark q17: auction statistics per day. An updating aggregate.
--- Deviation: Flink's DATE_FORMAT is to_char with strftime patterns.
 SELECT
     auction,
-    to_char(date_time, '%Y-%m-%d') AS day,
+    DATE_FORMAT(date_time, 'yyyy-MM-dd') AS day,
     COUNT(*) AS total_bids,
     COUNT(*) FILTER (WHERE price < 10000) AS rank1_bids,
     COUNT(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
@@ -12,4 +11,4 @@ SELECT
     AVG(price) AS avg_price,
     SUM(price) AS sum_price
 FROM bid
-GROUP BY auction, to_char(date_time, '%Y-%m-%d');
+GROUP BY auction, DATE_FORMAT(date_time, 'yyyy-MM-dd');

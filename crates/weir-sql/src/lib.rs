@@ -47,6 +47,7 @@ mod bounds;
 mod catalog;
 mod connectors;
 mod create_table;
+mod date_format;
 mod ddl;
 mod error;
 mod join;
@@ -63,6 +64,7 @@ mod union;
 pub mod window_fn;
 
 pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};
+pub use date_format::date_format;
 pub use error::{ErrorKind, Result, SqlError};
 pub use parser::{ends_statement, parse_script, Stmt};
 pub use planner::{arrow_type, Planned, Planner};

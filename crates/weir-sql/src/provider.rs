@@ -36,6 +36,9 @@ impl Default for FunctionRegistry {
             }
             scalars.insert(f.name().to_string(), f);
         }
+        // Flink's DATE_FORMAT (Java patterns), in place of DataFusion's alias of to_char
+        let f = crate::date_format::date_format();
+        scalars.insert(f.name().to_string(), f);
         let mut aggregates = HashMap::new();
         for f in datafusion_functions_aggregate::all_default_aggregate_functions() {
             for alias in f.aliases() {
