@@ -81,6 +81,16 @@ fn a_session_in_the_shell() {
     p.exp_string("query: 400 rows in").unwrap();
     prompt(&mut p);
 
+    // a view, read as the table is
+    p.send_line("CREATE VIEW heavy AS SELECT sensor, ts FROM events WHERE bytes > 1000;").unwrap();
+    p.exp_string("CREATE VIEW heavy").unwrap();
+    prompt(&mut p);
+    p.send_line("SELECT sensor, COUNT(*) AS heavy_n FROM heavy GROUP BY TUMBLE(ts, INTERVAL '1' HOUR), sensor;")
+        .unwrap();
+    p.exp_string("| sensor | heavy_n ").unwrap();
+    p.exp_string("query: 400 rows in").unwrap();
+    prompt(&mut p);
+
     // an unbounded generator: rows stream with a status line until Ctrl-C stops the query
     p.send_line(TICKS).unwrap();
     p.exp_string("CREATE TABLE ticks").unwrap();

@@ -373,7 +373,7 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
                 outln!("{}", engine.explain_plan(&plan, n));
             }
             Planned::ShowConnectors(specs) => outln!("{}", connectors::text(&specs)),
-            Planned::CreatedTable(_) => {}
+            Planned::CreatedTable(_) | Planned::CreatedView(_) => {}
         }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {

@@ -162,7 +162,7 @@ impl Session {
         let mut out = Vec::new();
         for p in planned {
             out.push(match p {
-                Planned::CreatedTable(_) => StatementResult::Done,
+                Planned::CreatedTable(_) | Planned::CreatedView(_) => StatementResult::Done,
                 Planned::Set { key, value } => {
                     self.set(&key, &value)?;
                     StatementResult::Done

@@ -122,14 +122,14 @@ impl Engine {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Run statements: `CREATE TABLE`, `SET`, and `INSERT INTO … SELECT` (which runs until its
+    /// Run statements: `CREATE TABLE`, `CREATE VIEW`, `SET`, and `INSERT INTO … SELECT` (which runs until its
     /// inputs end). A query (`SELECT`) goes to [`Engine::query`], `EXPLAIN` to
     /// [`Engine::explain`].
     pub async fn sql(&self, sql: &str) -> Result<()> {
         let planned = self.plan(sql)?;
         for p in planned {
             match p {
-                Planned::CreatedTable(_) | Planned::Set { .. } => {}
+                Planned::CreatedTable(_) | Planned::CreatedView(_) | Planned::Set { .. } => {}
                 Planned::Insert(plan) => {
                     // checked before the sink opens: opening a file sink empties the file
                     let options = RunOptions::default();

@@ -1,12 +1,13 @@
 //! `CREATE TABLE` / `CREATE SOURCE`: columns, the processing-time column, the watermark
 //! clause and the options, checked (by the connectors when the planner has them) and
-//! registered in the catalog.
+//! registered in the catalog. `CREATE VIEW`: its query planned, then kept (see view.rs).
 
 use datafusion_common::arrow::datatypes::DataType;
 use datafusion_common::DFSchema;
 use datafusion_expr::Expr;
 use datafusion_sql::planner::{PlannerContext, SqlToRel};
-use datafusion_sql::sqlparser::ast::{BinaryOperator, Expr as SqlExpr};
+use datafusion_sql::sqlparser::ast::{BinaryOperator, Expr as SqlExpr, Ident, Query};
+use datafusion_sql::sqlparser::tokenizer::Location;
 
 use crate::catalog::{schema_of, TableDef, Traits, WatermarkDef};
 use crate::create_table::CreateTable;
@@ -17,7 +18,34 @@ use crate::provider::Provider;
 use crate::window_fn::fixed_interval_nanos;
 
 impl Planner {
+    /// Declare a view: its query (views it reads expanded) must plan as a query of its own.
+    pub(crate) fn create_view(
+        &mut self,
+        name: String,
+        columns: Vec<Ident>,
+        mut query: Box<Query>,
+        or_replace: bool,
+        if_not_exists: bool,
+        location: Location,
+    ) -> Result<Planned> {
+        if self.catalog.get(&name).is_some() {
+            return Err(SqlError::plan(format!("a table is called '{name}'"))
+                .at(location)
+                .with_hint("give the view another name"));
+        }
+        self.views.expand(&mut query);
+        let view = crate::view::View::new((*query).clone(), columns);
+        self.plan_query(query, weir_plan::SinkNode::Client, location)?;
+        self.views.define(name.clone(), view, or_replace, if_not_exists).map_err(|e| e.at(location))?;
+        Ok(Planned::CreatedView(name))
+    }
+
     pub(crate) fn create_table(&mut self, ct: CreateTable) -> Result<Planned> {
+        if self.views.contains(&ct.name) || self.views.contains(&ct.name.to_lowercase()) {
+            return Err(SqlError::plan(format!("a view is called '{}'", ct.name))
+                .at(ct.location)
+                .with_hint("give the table another name"));
+        }
         let mut columns = Vec::with_capacity(ct.columns.len());
         let mut proctime: Option<String> = None;
         for c in &ct.columns {

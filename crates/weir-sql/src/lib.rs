@@ -61,6 +61,7 @@ mod rewrite;
 mod sink;
 mod tvf;
 mod union;
+mod view;
 pub mod window_fn;
 
 pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};

@@ -5,7 +5,7 @@
 //! Everything that is not DDL is handed to sqlparser unchanged, so positions in errors refer
 //! to the text the user typed.
 
-use datafusion_sql::sqlparser::ast::{Expr as SqlExpr, Query, Statement};
+use datafusion_sql::sqlparser::ast::{Expr as SqlExpr, Ident, Query, Statement};
 use datafusion_sql::sqlparser::dialect::GenericDialect;
 use datafusion_sql::sqlparser::keywords::Keyword;
 use datafusion_sql::sqlparser::parser::Parser;
@@ -44,6 +44,21 @@ pub enum Stmt {
     },
     /// `SHOW CONNECTORS`: the connectors tables can use, with their options.
     ShowConnectors(Location),
+    /// `CREATE [OR REPLACE] [TEMPORARY] VIEW [IF NOT EXISTS] name [(columns)] AS query`.
+    CreateView {
+        /// The view's name (unquoted: lower-cased).
+        name: String,
+        /// The names given to its columns, if any.
+        columns: Vec<Ident>,
+        /// Its query.
+        query: Box<Query>,
+        /// `OR REPLACE`.
+        or_replace: bool,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+        /// Where the statement starts.
+        location: Location,
+    },
 }
 
 /// Whether `text` is complete input for a shell: its last token, outside strings and
@@ -174,7 +189,7 @@ fn check_depth(stmt: &Stmt) -> Result<()> {
     }
     let (query, location) = match stmt {
         Stmt::Query(q, location) => (q, *location),
-        Stmt::Insert { query, location, .. } => (query, *location),
+        Stmt::Insert { query, location, .. } | Stmt::CreateView { query, location, .. } => (query, *location),
         Stmt::Explain(inner) | Stmt::ExplainAnalyze(inner) => return check_depth(inner),
         Stmt::CreateTable(_) | Stmt::Set { .. } | Stmt::ShowConnectors(_) => return Ok(()),
     };
@@ -246,6 +261,15 @@ fn parse_unbounded(sql: &str) -> Result<Vec<Stmt>> {
     Ok(out)
 }
 
+/// The name a table reference stands for: an unquoted name in lower case.
+pub(crate) fn normalized(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
 fn parse_one(parser: &mut Parser) -> Result<Stmt> {
     let start = parser.peek_token();
     let location = start.span.start;
@@ -301,11 +325,36 @@ fn parse_one(parser: &mut Parser) -> Result<Stmt> {
             };
             Ok(Stmt::Insert { table, query, location })
         }
+        Statement::CreateView(view) => {
+            if view.materialized {
+                return Err(SqlError::not_supported("CREATE MATERIALIZED VIEW")
+                    .at(location)
+                    .with_hint("CREATE VIEW names a query; INSERT INTO a table keeps its results"));
+            }
+            let name = match view.name.0.as_slice() {
+                [part] => part.as_ident().map(normalized),
+                _ => None,
+            };
+            let Some(name) = name else {
+                return Err(
+                    SqlError::not_supported(format!("the view name '{}' (a name in one part)", view.name)).at(location)
+                );
+            };
+            let columns = view.columns.iter().map(|c| c.name.clone()).collect();
+            Ok(Stmt::CreateView {
+                name,
+                columns,
+                query: view.query,
+                or_replace: view.or_replace,
+                if_not_exists: view.if_not_exists,
+                location,
+            })
+        }
         other => {
             let text = other.to_string();
             let head: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
             Err(SqlError::not_supported(format!("the statement '{head} …'")).at(location).with_hint(
-                "weir runs CREATE TABLE/SOURCE, SELECT, INSERT INTO … SELECT, EXPLAIN, SET and SHOW CONNECTORS",
+                "weir runs CREATE TABLE/SOURCE, CREATE VIEW, SELECT, INSERT INTO … SELECT, EXPLAIN, SET and SHOW CONNECTORS",
             ))
         }
     }

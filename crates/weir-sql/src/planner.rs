@@ -44,6 +44,8 @@ use weir_plan::{ConnectorCatalog, ConnectorSpec, Settings};
 pub enum Planned {
     /// A table was declared (and is now in the catalog).
     CreatedTable(String),
+    /// A view was declared.
+    CreatedView(String),
     /// A query whose rows go to the client.
     Query(StreamPlan),
     /// `INSERT INTO`: a pipeline writing into a declared table.
@@ -74,6 +76,7 @@ pub struct Planner {
     pub(crate) functions: FunctionRegistry,
     pub(crate) options: ConfigOptions,
     pub(crate) settings: Settings,
+    pub(crate) views: crate::view::Views,
 }
 
 impl Default for Planner {
@@ -97,6 +100,7 @@ impl Planner {
             functions: FunctionRegistry::default(),
             options,
             settings: Settings::default(),
+            views: crate::view::Views::default(),
         }
     }
 
@@ -189,6 +193,9 @@ impl Planner {
                 let (key, value) = self.apply_setting(&key, &value)?;
                 Ok(Planned::Set { key, value })
             }
+            Stmt::CreateView { name, columns, query, or_replace, if_not_exists, location } => {
+                self.create_view(name, columns, query, or_replace, if_not_exists, location)
+            }
             Stmt::ShowConnectors(location) => {
                 match &self.connectors {
                     Some(c) => Ok(Planned::ShowConnectors(c.specs())),
@@ -199,7 +206,8 @@ impl Planner {
         }
     }
 
-    fn plan_query(&self, mut query: Box<Query>, sink: SinkNode, location: Location) -> Result<StreamPlan> {
+    pub(crate) fn plan_query(&self, mut query: Box<Query>, sink: SinkNode, location: Location) -> Result<StreamPlan> {
+        self.views.expand(&mut query);
         rewrite_group_windows(&mut query)?;
         crate::rewrite::rewrite_mod(&mut query);
         let provider = Provider { catalog: &self.catalog, functions: &self.functions, options: &self.options };

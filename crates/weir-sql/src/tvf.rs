@@ -125,12 +125,24 @@ impl RelationPlanner for WindowTvfPlanner {
         let Some(intervals) = intervals.into_iter().collect::<Option<Vec<Expr>>>() else {
             return plan_err!("{name} takes {} arguments: {}", names.len(), usage(kind));
         };
-        let source = ctx.context_provider().get_table_source(table.clone())?;
-        let scan = LogicalPlanBuilder::scan(table.clone(), source, None)?;
-        let time = Column::new(Some(table.clone()), time_col.clone());
-        if scan.schema().index_of_column(&time).is_err() {
-            return plan_err!("DESCRIPTOR({time_col}): table '{table}' has no column '{time_col}'");
-        }
+        let scan = match table {
+            TableArg::Table(table) => {
+                let source = ctx.context_provider().get_table_source(table.clone())?;
+                LogicalPlanBuilder::scan(table, source, None)?
+            }
+            // a view, expanded into `(SELECT * FROM (<its query>) AS name)`
+            TableArg::Query(query) => {
+                let derived = TableFactor::Derived { lateral: false, subquery: query, alias: None, sample: None };
+                LogicalPlanBuilder::from(ctx.plan(derived)?)
+            }
+        };
+        // the table's name, or the view's
+        let label = scan.schema().iter().find_map(|(q, _)| q.map(|q| q.to_string())).unwrap_or_default();
+        let Ok((qualifier, _)) = scan.schema().qualified_field_with_unqualified_name(&time_col) else {
+            return plan_err!("DESCRIPTOR({time_col}): table '{label}' has no column '{time_col}'");
+        };
+        let table = qualifier.cloned();
+        let time = Column::new(table.clone(), time_col.clone());
         let (Some(start_fn), Some(end_fn)) = (
             ctx.context_provider().get_function_meta(crate::window_fn::bound_function(kind, Bound::Start)),
             ctx.context_provider().get_function_meta(crate::window_fn::bound_function(kind, Bound::End)),
@@ -144,9 +156,9 @@ impl RelationPlanner for WindowTvfPlanner {
             let SqlExpr::Identifier(ident) = &key else {
                 return plan_err!("SESSION: PARTITION BY takes column names, got {key}");
             };
-            let column = Column::new(Some(table.clone()), ctx.normalize_ident(ident.clone()));
+            let column = Column::new(table.clone(), ctx.normalize_ident(ident.clone()));
             if scan.schema().index_of_column(&column).is_err() {
-                return plan_err!("SESSION: PARTITION BY {ident}: table '{table}' has no such column");
+                return plan_err!("SESSION: PARTITION BY {ident}: table '{label}' has no such column");
             }
             call_args.push(Expr::Column(column));
         }
@@ -161,10 +173,21 @@ impl RelationPlanner for WindowTvfPlanner {
     }
 }
 
-fn table_arg(expr: &SqlExpr, ctx: &mut dyn RelationPlannerContext) -> Result<TableReference> {
+/// What a window function reads: a table, or a view's rows.
+enum TableArg {
+    Table(TableReference),
+    Query(Box<datafusion_sql::sqlparser::ast::Query>),
+}
+
+fn table_arg(expr: &SqlExpr, ctx: &mut dyn RelationPlannerContext) -> Result<TableArg> {
     match expr {
-        SqlExpr::Identifier(i) => ctx.object_name_to_table_reference(ObjectName::from(vec![i.clone()])),
-        SqlExpr::CompoundIdentifier(parts) => ctx.object_name_to_table_reference(ObjectName::from(parts.clone())),
+        SqlExpr::Identifier(i) => {
+            ctx.object_name_to_table_reference(ObjectName::from(vec![i.clone()])).map(TableArg::Table)
+        }
+        SqlExpr::CompoundIdentifier(parts) => {
+            ctx.object_name_to_table_reference(ObjectName::from(parts.clone())).map(TableArg::Table)
+        }
+        SqlExpr::Subquery(q) => Ok(TableArg::Query(q.clone())),
         other => plan_err!("the first argument of a window function must be TABLE name, got {other}"),
     }
 }

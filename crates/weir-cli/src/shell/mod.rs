@@ -325,6 +325,7 @@ impl Shell {
         for p in planned {
             match p {
                 Planned::CreatedTable(name) => outln!("CREATE TABLE {name}"),
+                Planned::CreatedView(name) => outln!("CREATE VIEW {name}"),
                 Planned::Set { key, value } => match self.session.set(&key, &value) {
                     Ok(()) if key.starts_with("checkpoint.") => {
                         outln!("SET");

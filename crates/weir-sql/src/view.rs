@@ -1,0 +1,181 @@
+//! Views: `CREATE [OR REPLACE] [TEMPORARY] VIEW [IF NOT EXISTS] name [(columns)] AS query`, a
+//! named query read as a table (Flink SQL users write them often: Flink's Nexmark declares its
+//! three tables as views over one source). A view is expanded where it is read, before
+//! DataFusion plans the query:
+//!
+//! ```text
+//!   FROM v [AS a]                      ─►  FROM (<v's query>) AS v (or a) [(v's columns)]
+//!   TABLE(TUMBLE(TABLE v, …))          ─►  TABLE(TUMBLE((SELECT * FROM (<v's query>) AS v), …))
+//! ```
+//!
+//! A view's query is stored with the views it reads already expanded (so replacing a view later
+//! leaves the views defined over it as they were, and no expansion can loop). A view cannot take
+//! the name of a table, nor a table that of a view. A `WITH` name hides a view of the same name
+//! in the whole query.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+
+use datafusion_sql::sqlparser::ast::{
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query, SetExpr, Statement,
+    TableAlias, TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
+};
+
+use crate::error::{Result, SqlError};
+use crate::parser::normalized;
+
+/// A view's query, its views expanded, and the names it gives its columns (if any).
+#[derive(Debug, Clone)]
+pub struct View {
+    query: Query,
+    columns: Vec<Ident>,
+}
+
+impl View {
+    pub fn new(query: Query, columns: Vec<Ident>) -> Self {
+        Self { query, columns }
+    }
+}
+
+/// The views declared so far, by name (unquoted names in lower case, as tables).
+#[derive(Debug, Clone, Default)]
+pub struct Views {
+    views: HashMap<String, View>,
+}
+
+impl Views {
+    /// Whether a view is called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.views.contains_key(name)
+    }
+
+    /// Declare view `name`; `false` if it exists and `if_not_exists` keeps it.
+    pub fn define(&mut self, name: String, view: View, or_replace: bool, if_not_exists: bool) -> Result<bool> {
+        if self.views.contains_key(&name) {
+            if if_not_exists {
+                return Ok(false);
+            }
+            if !or_replace {
+                return Err(SqlError::plan(format!("view '{name}' already exists"))
+                    .with_hint("use CREATE OR REPLACE VIEW, or another name"));
+            }
+        }
+        self.views.insert(name, view);
+        Ok(true)
+    }
+
+    /// Replace every view `query` reads by its query.
+    pub fn expand(&self, query: &mut Query) {
+        if self.views.is_empty() {
+            return;
+        }
+        let mut ctes = CteNames(HashSet::new());
+        let _ = query.visit(&mut ctes);
+        let _ = query.visit(&mut Expand { views: self, hidden: ctes.0 });
+    }
+}
+
+/// The names `WITH` clauses give, anywhere in a query.
+struct CteNames(HashSet<String>);
+
+impl VisitorMut for CteNames {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            self.0.extend(with.cte_tables.iter().map(|c| normalized(&c.alias.name)));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+struct Expand<'a> {
+    views: &'a Views,
+    hidden: HashSet<String>,
+}
+
+impl Expand<'_> {
+    fn view_of(&self, name: &ObjectName) -> Option<(String, &View)> {
+        let [part] = name.0.as_slice() else { return None };
+        let name = normalized(part.as_ident()?);
+        if self.hidden.contains(&name) {
+            return None;
+        }
+        self.views.views.get(&name).map(|v| (name, v))
+    }
+
+    fn view_of_ident(&self, ident: &Ident) -> Option<(String, &View)> {
+        self.view_of(&ObjectName::from(vec![ident.clone()]))
+    }
+}
+
+/// `alias`, or the view's name, with the view's column names unless the alias gives its own.
+fn alias_of(name: &str, view: &View, alias: Option<TableAlias>) -> TableAlias {
+    let mut alias =
+        alias.unwrap_or(TableAlias { explicit: true, name: Ident::new(name), columns: Vec::new(), at: None });
+    if alias.columns.is_empty() {
+        alias.columns = view.columns.iter().map(|c| TableAliasColumnDef::from_name(c.value.clone())).collect();
+    }
+    alias
+}
+
+impl VisitorMut for Expand<'_> {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        match factor {
+            TableFactor::Table { name, alias, args: None, .. } => {
+                if let Some((view_name, view)) = self.view_of(name) {
+                    let alias = alias_of(&view_name, view, alias.take());
+                    *factor = TableFactor::Derived {
+                        lateral: false,
+                        subquery: Box::new(view.query.clone()),
+                        alias: Some(alias),
+                        sample: None,
+                    };
+                }
+            }
+            TableFactor::TableFunction { expr: SqlExpr::Function(f), .. }
+                if ["tumble", "hop", "cumulate", "session"].contains(&f.name.to_string().to_lowercase().as_str()) =>
+            {
+                let FunctionArguments::List(list) = &mut f.args else { return ControlFlow::Continue(()) };
+                let table = list.args.iter_mut().enumerate().find_map(|(i, a)| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if i == 0 => Some(e),
+                    FunctionArg::Named { name, arg: FunctionArgExpr::Expr(e), .. }
+                        if name.value.eq_ignore_ascii_case("data") =>
+                    {
+                        Some(e)
+                    }
+                    _ => None,
+                });
+                if let Some(arg) = table {
+                    if let SqlExpr::Identifier(ident) = &*arg {
+                        if let Some((view_name, view)) = self.view_of_ident(ident) {
+                            if let Some(q) = select_all_from(&view_name, view) {
+                                *arg = SqlExpr::Subquery(Box::new(q));
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `SELECT * FROM (<view's query>) AS name`: the view's rows, their columns named by the view.
+fn select_all_from(name: &str, view: &View) -> Option<Query> {
+    let dialect = datafusion_sql::sqlparser::dialect::GenericDialect {};
+    let mut parsed = datafusion_sql::sqlparser::parser::Parser::parse_sql(&dialect, "SELECT * FROM v").ok()?;
+    let Some(Statement::Query(mut query)) = parsed.pop() else { return None };
+    let SetExpr::Select(select) = query.body.as_mut() else { return None };
+    let from = select.from.first_mut()?;
+    from.relation = TableFactor::Derived {
+        lateral: false,
+        subquery: Box::new(view.query.clone()),
+        alias: Some(alias_of(name, view, None)),
+        sample: None,
+    };
+    Some(*query)
+}
