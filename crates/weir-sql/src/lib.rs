@@ -50,6 +50,7 @@ mod create_table;
 mod date_format;
 mod ddl;
 mod error;
+mod flink_fn;
 mod join;
 pub use weir_plan::nexmark;
 pub mod options;

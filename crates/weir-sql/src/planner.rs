@@ -210,6 +210,7 @@ impl Planner {
         self.views.expand(&mut query);
         rewrite_group_windows(&mut query)?;
         crate::rewrite::rewrite_mod(&mut query);
+        crate::flink_fn::rewrite_flink_functions(&mut query, &|name| self.functions.has_scalar(name));
         let provider = Provider { catalog: &self.catalog, functions: &self.functions, options: &self.options };
         let rel = SqlToRel::new_with_options(&provider, parser_options());
         let plan = rel.sql_statement_to_plan(Statement::Query(query)).map_err(SqlError::from)?;

@@ -67,6 +67,11 @@ impl Default for FunctionRegistry {
 }
 
 impl FunctionRegistry {
+    /// Whether a scalar function is called `name` (lower case).
+    pub fn has_scalar(&self, name: &str) -> bool {
+        self.scalars.contains_key(name)
+    }
+
     /// Add (or replace) a scalar function, under its name and aliases.
     pub fn register_udf(&mut self, f: Arc<ScalarUDF>) {
         for alias in f.aliases() {
