@@ -3,6 +3,9 @@
 //!
 //! ```text
 //!   IF(c, a, b)                ─►  CASE WHEN c THEN a ELSE b END      (only the branch taken runs)
+//!   LOCATE(sub, s)             ─►  strpos(s, sub)
+//!   SPLIT_INDEX(s, sep, i)     ─►  string_to_array(s, sep)[i + 1]       (NULL out of range, from 0)
+//!   TIMESTAMPDIFF(SECOND, a, b)─►  whole seconds (MINUTE, HOUR, DAY: whole units) from a to b, an INT
 //!   HOUR(ts), MINUTE, SECOND,  ─►  CAST(EXTRACT(HOUR FROM ts) AS BIGINT), …
 //!   YEAR, QUARTER, MONTH, WEEK, DAYOFYEAR, DAYOFMONTH
 //!   DAYOFWEEK(ts)              ─►  CAST(EXTRACT(DOW FROM ts) AS BIGINT) + 1   (1 = Sunday, as in Flink)
@@ -68,6 +71,20 @@ fn rewritten(e: &SqlExpr, registered: &dyn Fn(&str) -> bool) -> Option<String> {
                 .collect::<Option<_>>()?;
             match (name.as_str(), args.as_slice()) {
                 ("if", [c, a, b]) => Some(format!("CASE WHEN {c} THEN {a} ELSE {b} END")),
+                ("locate", [sub, s]) => Some(format!("strpos({s}, {sub})")),
+                ("split_index", [s, sep, i]) => {
+                    Some(format!("CASE WHEN ({i}) >= 0 THEN string_to_array({s}, {sep})[({i}) + 1] END"))
+                }
+                ("timestampdiff", [SqlExpr::Identifier(unit), a, b]) => {
+                    let seconds = match unit.value.to_uppercase().as_str() {
+                        "SECOND" => 1,
+                        "MINUTE" => 60,
+                        "HOUR" => 3600,
+                        "DAY" => 86400,
+                        _ => return None,
+                    };
+                    Some(format!("CAST((EXTRACT(EPOCH FROM ({b})) - EXTRACT(EPOCH FROM ({a}))) / {seconds} AS INT)"))
+                }
                 ("dayofweek", [ts]) => Some(format!("CAST(EXTRACT(DOW FROM ({ts})) AS BIGINT) + 1")),
                 (part, [ts]) => {
                     let field = match part {
@@ -119,6 +136,10 @@ mod tests {
     #[test]
     fn flink_functions_become_datafusion_expressions() {
         assert_eq!(rewrite("SELECT IF(a > 1, 'x', 'y') FROM t"), "SELECT CASE WHEN a > 1 THEN 'x' ELSE 'y' END FROM t");
+        assert_eq!(rewrite("SELECT LOCATE('x', s) FROM t"), "SELECT strpos(s, 'x') FROM t");
+        assert!(rewrite("SELECT SPLIT_INDEX(s, '/', 1) FROM t").contains("string_to_array(s, '/')[(1) + 1]"));
+        assert!(rewrite("SELECT TIMESTAMPDIFF(MINUTE, a, b) FROM t").contains("/ 60 AS INT)"));
+        assert_eq!(rewrite("SELECT TIMESTAMPDIFF(MONTH, a, b) FROM t"), "SELECT TIMESTAMPDIFF(MONTH, a, b) FROM t");
         assert_eq!(rewrite("SELECT HOUR(ts) FROM t"), "SELECT CAST(EXTRACT(HOUR FROM (ts)) AS BIGINT) FROM t");
         assert_eq!(rewrite("SELECT dayofmonth(ts) FROM t"), "SELECT CAST(EXTRACT(DAY FROM (ts)) AS BIGINT) FROM t");
         assert_eq!(rewrite("SELECT FLOOR(ts TO HOUR) FROM t"), "SELECT date_trunc('hour', (ts)) FROM t");
