@@ -251,11 +251,16 @@ fn parse_unbounded(sql: &str) -> Result<Vec<Stmt>> {
         out.push(parse_one(&mut parser)?);
         let next = parser.peek_token();
         if next.token != Token::SemiColon && next.token != Token::EOF {
-            return Err(SqlError::syntax(format!(
-                "syntax error: expected ';' or end of input, found '{}'",
-                next.token
-            ))
-            .at(next.span.start));
+            let err = SqlError::syntax(format!("syntax error: expected ';' or end of input, found '{}'", next.token))
+                .at(next.span.start);
+            // a keyword where a name was meant (`FROM (…) top`: TOP is T-SQL's)
+            return Err(match &next.token {
+                Token::Word(w) if w.keyword != Keyword::NoKeyword && w.quote_style.is_none() => err.with_hint(format!(
+                    "'{0}' is a keyword: to use it as a name, write AS {0} or quote it (\"{0}\")",
+                    w.value
+                )),
+                _ => err,
+            });
         }
     }
     Ok(out)
