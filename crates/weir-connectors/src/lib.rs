@@ -400,15 +400,17 @@ fn build_parallel(
     host: &mut HashMap<String, ChannelSource>,
     ctx: &ConnectorContext,
 ) -> Result<Option<WithSink>> {
-    let Some((_, counts)) = planned(registry, plan, ctx, &|table| host.contains_key(table)) else {
+    let Some((expected, counts)) = planned(registry, plan, ctx, &|table| host.contains_key(table)) else {
         return Ok(None);
     };
     let (n, nodes) = (ctx.parallelism, plan.sources());
-    // a hash exchange shares each batch a split reads among n instances: splits read n times
-    // the batch size, so each instance still takes batches of about batch.size rows (half-size
-    // batches cost a parallel run of Nexmark q5 6%: packets, wake-ups, watermark merges)
+    // a hash exchange shares each batch a split reads among n instances: such splits read n
+    // times the batch size, so each instance still takes batches of about batch.size rows
+    // (half-size batches cost a parallel run of Nexmark q5 6%: packets, wake-ups, watermark
+    // merges); a split whose batches go on whole (a broadcast join's table) reads batch.size
     let batch_size = ctx.batch_size.saturating_mul(n).clamp(1, MAX_READ_BATCH.max(ctx.batch_size));
-    let split_ctx = &ConnectorContext { batch_size, ..ctx.clone() };
+    let hashed_ctx = ConnectorContext { batch_size, ..ctx.clone() };
+    let split_ctx = |i: usize| if expected.hashes_source(i) { &hashed_ctx } else { ctx };
     let splittable: Vec<bool> = counts.iter().map(|c| *c > 1).collect();
     let whole_rows = plan.late_rows.is_some();
     let mut sources: Vec<Vec<Box<dyn Source>>> = Vec::new();
@@ -419,7 +421,7 @@ fn build_parallel(
         let split = match (&ctx.splits, splittable[i]) {
             (Some(saved), _) => match saved.get(i).copied().unwrap_or(1) {
                 1 => None,
-                k => match registry.open_splits(&node.table, schema, split_ctx, k)? {
+                k => match registry.open_splits(&node.table, schema, split_ctx(i), k)? {
                     Some(splits) if splits.len() == k => Some(splits),
                     _ => {
                         return Err(RuntimeError::Checkpoint(format!(
@@ -430,7 +432,7 @@ fn build_parallel(
                 },
             },
             (None, true) => {
-                registry.open_splits(&node.table, schema, split_ctx, n)?.filter(|s| (2..=n).contains(&s.len()))
+                registry.open_splits(&node.table, schema, split_ctx(i), n)?.filter(|s| (2..=n).contains(&s.len()))
             }
             (None, false) => None,
         };

@@ -201,6 +201,21 @@ impl Layout {
     pub fn source_stage(&self, n: usize) -> Option<&LayoutStage> {
         self.stages.iter().find(|s| s.input == StageInput::Source(n))
     }
+
+    /// Whether the rows of source `n` are hashed among the instances of the stage after it
+    /// (each of its batches shared among them), rather than sent whole.
+    pub fn hashes_source(&self, n: usize) -> bool {
+        let Some(from) = self.stages.iter().position(|s| s.input == StageInput::Source(n)) else { return false };
+        let hashed = |e: &Exchange| matches!(e, Exchange::Hash(_));
+        self.stages.iter().any(|s| match &s.input {
+            StageInput::Source(_) => false,
+            StageInput::Exchange { from: f, exchange } => *f == from && hashed(exchange),
+            StageInput::Join { from: f, exchanges, .. } => {
+                f.iter().zip(exchanges).any(|(f, e)| *f == from && hashed(e))
+            }
+            StageInput::Union { from: f, exchange, .. } => f.contains(&from) && hashed(exchange),
+        })
+    }
 }
 
 /// The input and operators of the branch at `path` (empty: the plan's own).
@@ -654,4 +669,47 @@ pub fn explain(plan: &StreamPlan, layout: Option<&Layout>) -> String {
         let _ = writeln!(out, "{:indent$}{}: {}{suffix}", "", node.operator, node.details);
     }
     out.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(input: StageInput) -> LayoutStage {
+        LayoutStage { input, branch: Vec::new(), ops: 0..0, first_op: 0, instances: 2, forwarded: Vec::new() }
+    }
+
+    #[test]
+    fn a_source_is_hashed_when_a_stage_after_it_takes_its_rows_by_key() {
+        // q7's shape: bids joined where they are read with a window's results broadcast to them
+        let broadcast = Layout {
+            stages: vec![
+                stage(StageInput::Source(0)),
+                stage(StageInput::Source(1)),
+                stage(StageInput::Exchange { from: 1, exchange: Exchange::Single }),
+                stage(StageInput::Join {
+                    from: [0, 2],
+                    exchanges: [Exchange::Forward, Exchange::Broadcast],
+                    op: 3,
+                    co: None,
+                }),
+            ],
+        };
+        assert!(!broadcast.hashes_source(0) && !broadcast.hashes_source(1) && !broadcast.hashes_source(7));
+        let hashed = Layout {
+            stages: vec![
+                stage(StageInput::Source(0)),
+                stage(StageInput::Source(1)),
+                stage(StageInput::Join {
+                    from: [0, 1],
+                    exchanges: [Exchange::Forward, Exchange::Hash(Vec::new())],
+                    op: 2,
+                    co: None,
+                }),
+                stage(StageInput::Union { from: vec![2, 0], exchange: Exchange::Hash(Vec::new()), union: 0 }),
+            ],
+        };
+        assert!(hashed.hashes_source(1), "hashed into the join");
+        assert!(hashed.hashes_source(0), "hashed into the union, whatever the join does");
+    }
 }
