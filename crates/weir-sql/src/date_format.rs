@@ -1,4 +1,5 @@
-//! Flink's `DATE_FORMAT(timestamp, pattern)`, whose pattern is Java's (`'yyyy-MM-dd HH:mm'`).
+//! Flink's `DATE_FORMAT(timestamp, pattern)`, whose pattern is Java's `DateTimeFormatter`'s
+//! (`'yyyy-MM-dd HH:mm'`).
 //! DataFusion's `date_format` is an alias of `to_char`, which takes a strftime format
 //! (`'%Y-%m-%d %H:%M'`) and copies a Java pattern through as literal text: a Flink query would
 //! print `yyyy-MM-dd` on every row. weir's `date_format` translates the pattern and runs
@@ -7,9 +8,9 @@
 //! keeps strftime formats.
 //!
 //! ```text
-//!   yyyy yy  MM M MMM MMMM  dd d  HH H  hh h  mm m  ss s  SSS SSSSSS SSSSSSSSS  a   EEE EEEE  DDD D  u   Z
-//!   %Y   %y  %m %-m %b %B   %d %-d %H %-H %I %-I %M %-M %S %-S %3f %6f %9f    %p  %a  %A    %j %-j %u  %z
-//!   'text' literal, '' a quote, any other character as itself
+//!   yyyy yy  uuuu uu  MM M MMM MMMM  dd d  HH H  hh h  mm m  ss s  SSS SSSSSS SSSSSSSSS  a   EEE EEEE  DDD D
+//!   %Y   %y  %Y   %y  %m %-m %b %B   %d %-d %H %-H %I %-I %M %-M %S %-S %3f %6f %9f    %p  %a  %A    %j %-j
+//!   'text' literal, '' a quote, any other character but [ ] { } # as itself
 //! ```
 
 use std::sync::Arc;
@@ -65,6 +66,12 @@ pub fn strftime_of(pattern: &str) -> std::result::Result<String, String> {
             }
             continue;
         }
+        if matches!(c, '[' | ']' | '{' | '}' | '#') {
+            return Err(format!(
+                "'{c}' in '{pattern}' is reserved in Java's date patterns (optional sections are not supported); quote it \
+                 ('{c}') to print it"
+            ));
+        }
         if !c.is_ascii_alphabetic() {
             push_literal(&mut out, c);
             i += 1;
@@ -72,12 +79,12 @@ pub fn strftime_of(pattern: &str) -> std::result::Result<String, String> {
         }
         let run = chars[i..].iter().take_while(|d| **d == c).count();
         let field = match (c, run) {
-            ('y', 2) => "%y",
-            ('y', 1 | 3 | 4) => "%Y",
+            ('y' | 'u', 2) => "%y",
+            ('y' | 'u', 1 | 3 | 4) => "%Y",
             ('M', 1) => "%-m",
             ('M', 2) => "%m",
             ('M', 3) => "%b",
-            ('M', _) => "%B",
+            ('M', 4) => "%B",
             ('d', 1) => "%-d",
             ('d', 2) => "%d",
             ('H', 1) => "%-H",
@@ -93,16 +100,14 @@ pub fn strftime_of(pattern: &str) -> std::result::Result<String, String> {
             ('S', 9) => "%9f",
             ('a', 1) => "%p",
             ('E', 1..=3) => "%a",
-            ('E', _) => "%A",
-            ('D', 1 | 2) => "%-j",
+            ('E', 4) => "%A",
+            ('D', 1) => "%-j",
             ('D', 3) => "%j",
-            ('u', 1) => "%u",
-            ('Z', 1..=3) => "%z",
             _ => {
                 let letters: String = std::iter::repeat_n(c, run).collect();
                 return Err(format!(
                     "the pattern letters '{letters}' in '{pattern}' are not supported (supported: yyyy yy MM M MMM MMMM \
-                     dd d HH H hh h mm m ss s SSS SSSSSS SSSSSSSSS a E EEEE D DDD u Z); quote literal text ('T'), or \
+                     uuuu uu dd d HH H hh h mm m ss s SSS SSSSSS SSSSSSSSS a E EEEE D DDD); quote literal text ('T'), or \
                      write to_char(ts, '<strftime format>')"
                 ));
             }
@@ -187,7 +192,13 @@ mod tests {
         assert_eq!(strftime_of("yyyy-MM-dd HH:mm:ss.SSS").unwrap(), "%Y-%m-%d %H:%M:%S.%3f");
         assert_eq!(strftime_of("yy/M/d h:m:s a").unwrap(), "%y/%-m/%-d %-I:%-M:%-S %p");
         assert_eq!(strftime_of("EEE, d MMM yyyy").unwrap(), "%a, %-d %b %Y");
-        assert_eq!(strftime_of("EEEE MMMM DDD u Z").unwrap(), "%A %B %j %u %z");
+        assert_eq!(strftime_of("EEEE MMMM DDD uuuu uu D").unwrap(), "%A %B %j %Y %y %-j");
+        // as Java's DateTimeFormatter (Flink's): u is the year; DD pads to two digits, which
+        // strftime cannot say; a zone needs a zoned timestamp; [ ] are optional sections
+        assert!(strftime_of("DD").is_err());
+        assert!(strftime_of("Z").is_err());
+        assert!(strftime_of("yyyy[-MM]").unwrap_err().contains("reserved"));
+        assert!(strftime_of("MMMMM").is_err());
         assert_eq!(strftime_of("yyyy-MM-dd'T'HH 'o''clock' 100%").unwrap(), "%Y-%m-%dT%H o'clock 100%%");
         assert_eq!(strftime_of("''").unwrap(), "'");
         assert!(strftime_of("ww").unwrap_err().contains("'ww'"));

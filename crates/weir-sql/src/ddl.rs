@@ -33,15 +33,28 @@ impl Planner {
                 .at(location)
                 .with_hint("give the view another name"));
         }
+        if if_not_exists && self.views.contains(&name) {
+            return Ok(Planned::CreatedView(name));
+        }
         self.views.expand(&mut query);
         let view = crate::view::View::new((*query).clone(), columns);
-        self.plan_query(query, weir_plan::SinkNode::Client, location)?;
-        self.views.define(name.clone(), view, or_replace, if_not_exists).map_err(|e| e.at(location))?;
+        if query.to_string().len() > crate::view::MAX_VIEW_SQL {
+            return Err(SqlError::plan(format!(
+                "view '{name}': its query, with the views it reads written out, is over {} characters of SQL",
+                crate::view::MAX_VIEW_SQL
+            ))
+            .at(location)
+            .with_hint("read the views it repeats once, in a WITH clause, or write the query out"));
+        }
+        // planned as it will be read: its rows under its name and column names
+        let read = view.as_select(&name).map(Box::new).unwrap_or(query);
+        self.plan_query(read, weir_plan::SinkNode::Client, location)?;
+        self.views.define(name.clone(), view, or_replace, false).map_err(|e| e.at(location))?;
         Ok(Planned::CreatedView(name))
     }
 
     pub(crate) fn create_table(&mut self, ct: CreateTable) -> Result<Planned> {
-        if self.views.contains(&ct.name) || self.views.contains(&ct.name.to_lowercase()) {
+        if self.views.contains(&ct.name) {
             return Err(SqlError::plan(format!("a view is called '{}'", ct.name))
                 .at(ct.location)
                 .with_hint("give the table another name"));

@@ -28,7 +28,8 @@ use datafusion_sql::sqlparser::parser::Parser;
 pub fn rewrite_flink_functions(query: &mut Query, registered: &dyn Fn(&str) -> bool) {
     let _ = visit_expressions_mut(query, |e| {
         if let Some(text) = rewritten(e, registered) {
-            if let Some(new) = parse_expr(&text) {
+            // in parentheses: an expression around it keeps its grouping when it is rewritten
+            if let Some(new) = parse_expr(&format!("({text})")) {
                 *e = new;
             }
         }
@@ -72,9 +73,9 @@ fn rewritten(e: &SqlExpr, registered: &dyn Fn(&str) -> bool) -> Option<String> {
             match (name.as_str(), args.as_slice()) {
                 ("if", [c, a, b]) => Some(format!("CASE WHEN {c} THEN {a} ELSE {b} END")),
                 ("locate", [sub, s]) => Some(format!("strpos({s}, {sub})")),
-                ("split_index", [s, sep, i]) => {
-                    Some(format!("CASE WHEN ({i}) >= 0 THEN string_to_array({s}, {sep})[({i}) + 1] END"))
-                }
+                ("split_index", [s, sep, i]) => Some(format!(
+                    "CASE WHEN ({i}) >= 0 AND ({sep}) IS NOT NULL THEN string_to_array({s}, {sep})[({i}) + 1] END"
+                )),
                 ("timestampdiff", [SqlExpr::Identifier(unit), a, b]) => {
                     let seconds = match unit.value.to_uppercase().as_str() {
                         "SECOND" => 1,
@@ -83,7 +84,9 @@ fn rewritten(e: &SqlExpr, registered: &dyn Fn(&str) -> bool) -> Option<String> {
                         "DAY" => 86400,
                         _ => return None,
                     };
-                    Some(format!("CAST((EXTRACT(EPOCH FROM ({b})) - EXTRACT(EPOCH FROM ({a}))) / {seconds} AS INT)"))
+                    // whole milliseconds, subtracted as integers, then whole units (toward zero)
+                    let ms = |t: &SqlExpr| format!("CAST(arrow_cast(({t}), 'Timestamp(Millisecond, None)') AS BIGINT)");
+                    Some(format!("CAST(({} - {}) / {} AS INT)", ms(b), ms(a), seconds * 1000))
                 }
                 ("dayofweek", [ts]) => Some(format!("CAST(EXTRACT(DOW FROM ({ts})) AS BIGINT) + 1")),
                 (part, [ts]) => {
@@ -135,19 +138,25 @@ mod tests {
 
     #[test]
     fn flink_functions_become_datafusion_expressions() {
-        assert_eq!(rewrite("SELECT IF(a > 1, 'x', 'y') FROM t"), "SELECT CASE WHEN a > 1 THEN 'x' ELSE 'y' END FROM t");
-        assert_eq!(rewrite("SELECT LOCATE('x', s) FROM t"), "SELECT strpos(s, 'x') FROM t");
+        assert_eq!(
+            rewrite("SELECT IF(a > 1, 'x', 'y') FROM t"),
+            "SELECT (CASE WHEN a > 1 THEN 'x' ELSE 'y' END) FROM t"
+        );
+        assert_eq!(rewrite("SELECT LOCATE('x', s) FROM t"), "SELECT (strpos(s, 'x')) FROM t");
         assert!(rewrite("SELECT SPLIT_INDEX(s, '/', 1) FROM t").contains("string_to_array(s, '/')[(1) + 1]"));
-        assert!(rewrite("SELECT TIMESTAMPDIFF(MINUTE, a, b) FROM t").contains("/ 60 AS INT)"));
+        assert!(rewrite("SELECT TIMESTAMPDIFF(MINUTE, a, b) FROM t").contains("/ 60000 AS INT)"));
         assert_eq!(rewrite("SELECT TIMESTAMPDIFF(MONTH, a, b) FROM t"), "SELECT TIMESTAMPDIFF(MONTH, a, b) FROM t");
-        assert_eq!(rewrite("SELECT HOUR(ts) FROM t"), "SELECT CAST(EXTRACT(HOUR FROM (ts)) AS BIGINT) FROM t");
-        assert_eq!(rewrite("SELECT dayofmonth(ts) FROM t"), "SELECT CAST(EXTRACT(DAY FROM (ts)) AS BIGINT) FROM t");
-        assert_eq!(rewrite("SELECT FLOOR(ts TO HOUR) FROM t"), "SELECT date_trunc('hour', (ts)) FROM t");
+        assert_eq!(rewrite("SELECT HOUR(ts) FROM t"), "SELECT (CAST(EXTRACT(HOUR FROM (ts)) AS BIGINT)) FROM t");
+        assert_eq!(rewrite("SELECT dayofmonth(ts) FROM t"), "SELECT (CAST(EXTRACT(DAY FROM (ts)) AS BIGINT)) FROM t");
+        assert_eq!(rewrite("SELECT FLOOR(ts TO HOUR) FROM t"), "SELECT (date_trunc('hour', (ts))) FROM t");
+        // a rewritten call keeps its grouping inside another: (DOW + 1) * 10, not DOW + 10
+        assert!(rewrite("SELECT DAYOFWEEK(ts) * 10 FROM t").contains("AS BIGINT) + 1) * 10"));
+        assert!(rewrite("SELECT SPLIT_INDEX(s, NULL, 0) FROM t").contains("(NULL) IS NOT NULL"));
         assert!(rewrite("SELECT CEIL(ts TO MINUTE) FROM t").contains("+ INTERVAL '1' MINUTE"));
         // nested: the inner call first
         assert_eq!(
             rewrite("SELECT IF(HOUR(ts) > 12, 1, 0) FROM t"),
-            "SELECT CASE WHEN CAST(EXTRACT(HOUR FROM (ts)) AS BIGINT) > 12 THEN 1 ELSE 0 END FROM t"
+            "SELECT (CASE WHEN (CAST(EXTRACT(HOUR FROM (ts)) AS BIGINT)) > 12 THEN 1 ELSE 0 END) FROM t"
         );
         // left alone: other arities, WEEK boundaries, numbers, a function registered by that name
         assert_eq!(rewrite("SELECT IF(a, b) FROM t"), "SELECT IF(a, b) FROM t");

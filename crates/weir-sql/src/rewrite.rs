@@ -31,7 +31,10 @@ pub fn rewrite_mod(query: &mut Query) {
                         list.args.as_slice()
                     {
                         let nested = |x: &SqlExpr| Box::new(SqlExpr::Nested(Box::new(x.clone())));
-                        *e = SqlExpr::BinaryOp { left: nested(a), op: BinaryOperator::Modulo, right: nested(b) };
+                        // nested: printed and read again (by a later rewrite) it keeps its grouping
+                        let modulo =
+                            SqlExpr::BinaryOp { left: nested(a), op: BinaryOperator::Modulo, right: nested(b) };
+                        *e = SqlExpr::Nested(Box::new(modulo));
                     }
                 }
             }

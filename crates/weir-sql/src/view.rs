@@ -11,9 +11,9 @@
 //! A view's query is stored with the views it reads already expanded (so replacing a view later
 //! leaves the views defined over it as they were, and no expansion can loop). A view cannot take
 //! the name of a table, nor a table that of a view. A `WITH` name hides a view of the same name
-//! in the whole query.
+//! in the query that declares it (its subqueries and `WITH` definitions included).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion_sql::sqlparser::ast::{
@@ -35,7 +35,16 @@ impl View {
     pub fn new(query: Query, columns: Vec<Ident>) -> Self {
         Self { query, columns }
     }
+
+    /// `SELECT * FROM (<its query>) AS name [(columns)]`: what reading it as `name` plans.
+    pub fn as_select(&self, name: &str) -> Option<Query> {
+        select_all_from(name, self)
+    }
 }
+
+/// The longest a view's query may be once the views it reads are expanded, in characters of
+/// SQL (a view read twice by each of a chain of views doubles at each step).
+pub const MAX_VIEW_SQL: usize = 1 << 20;
 
 /// The views declared so far, by name (unquoted names in lower case, as tables).
 #[derive(Debug, Clone, Default)]
@@ -64,41 +73,28 @@ impl Views {
         Ok(true)
     }
 
-    /// Replace every view `query` reads by its query.
+    /// Replace every view `query` reads by its query (each view's query was stored expanded,
+    /// so what is put in is not looked into again: no expansion can loop).
     pub fn expand(&self, query: &mut Query) {
         if self.views.is_empty() {
             return;
         }
-        let mut ctes = CteNames(HashSet::new());
-        let _ = query.visit(&mut ctes);
-        let _ = query.visit(&mut Expand { views: self, hidden: ctes.0 });
-    }
-}
-
-/// The names `WITH` clauses give, anywhere in a query.
-struct CteNames(HashSet<String>);
-
-impl VisitorMut for CteNames {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        if let Some(with) = &query.with {
-            self.0.extend(with.cte_tables.iter().map(|c| normalized(&c.alias.name)));
-        }
-        ControlFlow::Continue(())
+        let _ = query.visit(&mut Expand { views: self, scopes: Vec::new() });
     }
 }
 
 struct Expand<'a> {
     views: &'a Views,
-    hidden: HashSet<String>,
+    /// The `WITH` names of each query being visited, outermost first: each hides a view of its
+    /// name in that query (its body, its subqueries and its `WITH` definitions).
+    scopes: Vec<Vec<String>>,
 }
 
 impl Expand<'_> {
     fn view_of(&self, name: &ObjectName) -> Option<(String, &View)> {
         let [part] = name.0.as_slice() else { return None };
         let name = normalized(part.as_ident()?);
-        if self.hidden.contains(&name) {
+        if self.scopes.iter().any(|names| names.contains(&name)) {
             return None;
         }
         self.views.views.get(&name).map(|v| (name, v))
@@ -111,8 +107,9 @@ impl Expand<'_> {
 
 /// `alias`, or the view's name, with the view's column names unless the alias gives its own.
 fn alias_of(name: &str, view: &View, alias: Option<TableAlias>) -> TableAlias {
-    let mut alias =
-        alias.unwrap_or(TableAlias { explicit: true, name: Ident::new(name), columns: Vec::new(), at: None });
+    // the view's name as it reads: quoted when it is not in lower case
+    let ident = if name == name.to_lowercase() { Ident::new(name) } else { Ident::with_quote('"', name) };
+    let mut alias = alias.unwrap_or(TableAlias { explicit: true, name: ident, columns: Vec::new(), at: None });
     if alias.columns.is_empty() {
         alias.columns = view.columns.iter().map(|c| TableAliasColumnDef::from_name(c.value.clone())).collect();
     }
@@ -122,7 +119,19 @@ fn alias_of(name: &str, view: &View, alias: Option<TableAlias>) -> TableAlias {
 impl VisitorMut for Expand<'_> {
     type Break = ();
 
-    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let names = query.with.iter().flat_map(|w| &w.cte_tables).map(|c| normalized(&c.alias.name)).collect();
+        self.scopes.push(names);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.scopes.pop();
+        ControlFlow::Continue(())
+    }
+
+    // after the factor's own parts are visited: what replaces it is not visited
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
         match factor {
             TableFactor::Table { name, alias, args: None, .. } => {
                 if let Some((view_name, view)) = self.view_of(name) {
