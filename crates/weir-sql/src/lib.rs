@@ -5,8 +5,9 @@
 //! append-only and which are changelogs (an updating aggregate), and refuses shapes the
 //! runtime cannot run correctly (a window over a changelog, a changelog into an append-only
 //! file). It owns the SQL dialect (DDL with
-//! `WATERMARK FOR` and `WITH (…)` options, window TVFs and group windows), the catalog, the
-//! window functions and `EXPLAIN` output.
+//! `WATERMARK FOR` and `WITH (…)` options, views, window TVFs and group windows, Flink's
+//! functions DataFusion lacks or names otherwise), the catalog, the window functions and
+//! `EXPLAIN` output.
 //!
 //! DataFusion does the SQL work: its sqlparser parses, its `SqlToRel` resolves names and
 //! types, its analyzer and optimizer simplify. This crate never depends on weir's runtime, so
