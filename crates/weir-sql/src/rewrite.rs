@@ -8,7 +8,8 @@
 //! `session_start/session_end` the same way. Unaliased `…_START`/`…_END` items are named
 //! `window_start`/`window_end`.
 //!
-//! `MOD(a, b)` (Flink, PostgreSQL) becomes `a % b`.
+//! `MOD(a, b)` (Flink, PostgreSQL) becomes `a % b`. A subquery inside an expression is refused
+//! here, before the plan is built.
 
 use datafusion_sql::sqlparser::ast::{
     Expr as SqlExpr, Function, GroupByExpr, Ident, ObjectName, Query, Select, SelectItem, SetExpr, Spanned, TableFactor,
@@ -156,4 +157,21 @@ pub(crate) fn fold_filters_into_joins(plan: LogicalPlan) -> datafusion_common::R
         other => Ok(Transformed::no(other)),
     })
     .map(|t| t.data)
+}
+
+/// A subquery inside an expression (`IN (SELECT …)`, `EXISTS (…)`, a scalar subquery: Flink
+/// runs the first two as semi and anti joins) is not run on streams yet: say so when the query
+/// is planned, with the join to write instead.
+pub(crate) fn refuse_subquery_expressions(plan: &LogicalPlan) -> Result<()> {
+    use datafusion_common::tree_node::TreeNode;
+    use datafusion_expr::Expr;
+    let subquery = |e: &Expr| matches!(e, Expr::InSubquery(_) | Expr::Exists(_) | Expr::ScalarSubquery(_));
+    let found = plan
+        .exists(|node| Ok(node.expressions().iter().any(|e| e.exists(|x| Ok(subquery(x))).unwrap_or(false))))
+        .unwrap_or(false);
+    if found {
+        return Err(SqlError::not_supported("a subquery in an expression (IN (SELECT …), EXISTS, a scalar subquery)")
+            .with_hint("write it as a JOIN: x IN (SELECT k …) as a join on k with SELECT DISTINCT k …"));
+    }
+    Ok(())
 }

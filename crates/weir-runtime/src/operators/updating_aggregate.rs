@@ -199,7 +199,10 @@ impl UpdatingAggregateOp {
                 }
                 continue;
             }
-            let (at, now) = (next, encoded.row(next).data());
+            // without aggregates (`SELECT k … GROUP BY k`) a group's values are empty: the
+            // encoding has no rows to index
+            let now: &[u8] = if current.is_empty() { &[] } else { encoded.row(next).data() };
+            let at = next;
             next += 1;
             match &g.emitted {
                 None => kinds.push(RowKind::Insert),
