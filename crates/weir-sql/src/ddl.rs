@@ -49,7 +49,7 @@ impl Planner {
         // planned as it will be read: its rows under its name and column names
         let read = view.as_select(&name).map(Box::new).unwrap_or(query);
         self.plan_query(read, weir_plan::SinkNode::Client, location)?;
-        self.views.define(name.clone(), view, or_replace, false).map_err(|e| e.at(location))?;
+        self.views.define(name.clone(), view, or_replace).map_err(|e| e.at(location))?;
         Ok(Planned::CreatedView(name))
     }
 

@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion_sql::sqlparser::ast::{
-    Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query, SetExpr, Statement,
-    TableAlias, TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Query, SetExpr, Statement, TableAlias,
+    TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
 };
 
 use crate::error::{Result, SqlError};
@@ -58,19 +58,14 @@ impl Views {
         self.views.contains_key(name)
     }
 
-    /// Declare view `name`; `false` if it exists and `if_not_exists` keeps it.
-    pub fn define(&mut self, name: String, view: View, or_replace: bool, if_not_exists: bool) -> Result<bool> {
-        if self.views.contains_key(&name) {
-            if if_not_exists {
-                return Ok(false);
-            }
-            if !or_replace {
-                return Err(SqlError::plan(format!("view '{name}' already exists"))
-                    .with_hint("use CREATE OR REPLACE VIEW, or another name"));
-            }
+    /// Declare view `name` (`IF NOT EXISTS` is the caller's: it need not plan the query).
+    pub fn define(&mut self, name: String, view: View, or_replace: bool) -> Result<()> {
+        if self.views.contains_key(&name) && !or_replace {
+            return Err(SqlError::plan(format!("view '{name}' already exists"))
+                .with_hint("use CREATE OR REPLACE VIEW, or another name"));
         }
         self.views.insert(name, view);
-        Ok(true)
+        Ok(())
     }
 
     /// Replace every view `query` reads by its query (each view's query was stored expanded,
@@ -91,17 +86,13 @@ struct Expand<'a> {
 }
 
 impl Expand<'_> {
-    fn view_of(&self, name: &ObjectName) -> Option<(String, &View)> {
-        let [part] = name.0.as_slice() else { return None };
-        let name = normalized(part.as_ident()?);
+    /// The view a name in one part reads, unless a `WITH` name in scope hides it.
+    fn view_of(&self, ident: &Ident) -> Option<(String, &View)> {
+        let name = normalized(ident);
         if self.scopes.iter().any(|names| names.contains(&name)) {
             return None;
         }
         self.views.views.get(&name).map(|v| (name, v))
-    }
-
-    fn view_of_ident(&self, ident: &Ident) -> Option<(String, &View)> {
-        self.view_of(&ObjectName::from(vec![ident.clone()]))
     }
 }
 
@@ -134,7 +125,11 @@ impl VisitorMut for Expand<'_> {
     fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
         match factor {
             TableFactor::Table { name, alias, args: None, .. } => {
-                if let Some((view_name, view)) = self.view_of(name) {
+                let ident = match name.0.as_slice() {
+                    [part] => part.as_ident(),
+                    _ => None,
+                };
+                if let Some((view_name, view)) = ident.and_then(|i| self.view_of(i)) {
                     let alias = alias_of(&view_name, view, alias.take());
                     *factor = TableFactor::Derived {
                         lateral: false,
@@ -159,7 +154,7 @@ impl VisitorMut for Expand<'_> {
                 });
                 if let Some(arg) = table {
                     if let SqlExpr::Identifier(ident) = &*arg {
-                        if let Some((view_name, view)) = self.view_of_ident(ident) {
+                        if let Some((view_name, view)) = self.view_of(ident) {
                             if let Some(q) = select_all_from(&view_name, view) {
                                 *arg = SqlExpr::Subquery(Box::new(q));
                             }
