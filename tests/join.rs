@@ -26,10 +26,63 @@ use common::*;
 /// The inputs are read as the pipeline reads them for a join: the one with the lowest
 /// watermark next, in turn among equals; reading past the last batch ends an input.
 fn accepted(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64) -> [Vec<Row>; 2] {
+    accepted_by(inputs, cuts, delay_ms, |r| r.ts)
+}
+
+/// [`accepted`], with `time` the time a row has for the join (its window's end, say).
+fn accepted_by(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64, time: impl Fn(&Row) -> i64) -> [Vec<Row>; 2] {
     let (before, read) = turns(inputs, cuts, delay_ms);
     [0, 1].map(|i| {
-        inputs[i].iter().zip(&read[i]).filter(|(r, step)| r.ts >= before[**step]).map(|(r, _)| r.clone()).collect()
+        inputs[i].iter().zip(&read[i]).filter(|(r, step)| time(r) >= before[**step]).map(|(r, _)| r.clone()).collect()
     })
+}
+
+/// Flink's window joins of windowed rows, as weir runs them (`.0`) and as a batch join of the
+/// same windows (`.1`, `w` the window's start): each kind of join on the key and the window,
+/// and a condition on the values.
+const WINDOW_ROW_JOINS: [(&str, &str); 7] = [
+    ("SELECT a.k, a.v, b.v, a.window_start FROM {a} JOIN {b} ON {on}", "SELECT a.k, a.v, b.v, a.w FROM {a} JOIN {b} ON {on}"),
+    (
+        "SELECT a.k, a.v, b.v, a.window_start, a.window_end FROM {a} LEFT JOIN {b} ON {on}",
+        "SELECT a.k, a.v, b.v, a.w, a.w + INTERVAL '2' SECOND FROM {a} LEFT JOIN {b} ON {on}",
+    ),
+    (
+        "SELECT a.v, b.k, b.v, b.window_start FROM {a} RIGHT JOIN {b} ON {on}",
+        "SELECT a.v, b.k, b.v, b.w FROM {a} RIGHT JOIN {b} ON {on}",
+    ),
+    (
+        "SELECT a.k, a.v, b.k, b.v, a.window_start, b.window_end FROM {a} FULL JOIN {b} ON {on}",
+        "SELECT a.k, a.v, b.k, b.v, a.w, b.w + INTERVAL '2' SECOND FROM {a} FULL JOIN {b} ON {on}",
+    ),
+    (
+        "SELECT a.k, a.v, a.window_start FROM {a} WHERE EXISTS (SELECT * FROM {b} WHERE {on})",
+        "SELECT a.k, a.v, a.w FROM {a} WHERE EXISTS (SELECT * FROM {b} WHERE {on})",
+    ),
+    (
+        "SELECT a.k, a.v, a.window_time FROM {a} WHERE NOT EXISTS (SELECT * FROM {b} WHERE {on})",
+        "SELECT a.k, a.v, a.w + INTERVAL '1999' MILLISECOND FROM {a} WHERE NOT EXISTS (SELECT * FROM {b} WHERE {on})",
+    ),
+    (
+        "SELECT a.k, a.v FROM {a} WHERE a.k IN (SELECT b.k FROM {b} WHERE a.window_start = b.window_start AND a.window_end = b.window_end AND a.v > b.v)",
+        "SELECT a.k, a.v FROM {a} WHERE a.k IN (SELECT b.k FROM {b} WHERE a.w = b.w AND a.v > b.v)",
+    ),
+];
+
+/// A [`WINDOW_ROW_JOINS`] query for weir (`streaming`) or for the batch reference.
+fn window_row_join(template: &str, streaming: bool) -> String {
+    let (a, b, on) = match streaming {
+        true => (
+            "TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) a",
+            "TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) b",
+            "a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end AND a.v <> b.v",
+        ),
+        false => (
+            "(SELECT *, date_bin(INTERVAL '2' SECOND, ts, TIMESTAMP '1970-01-01 00:00:00') AS w FROM t) a",
+            "(SELECT *, date_bin(INTERVAL '2' SECOND, ts, TIMESTAMP '1970-01-01 00:00:00') AS w FROM u) b",
+            "a.k = b.k AND a.w = b.w AND a.v <> b.v",
+        ),
+    };
+    template.replace("{a}", a).replace("{b}", b).replace("{on}", on)
 }
 
 /// The join's watermark before each read of the inputs (the reading order of [`accepted`]),
@@ -208,6 +261,25 @@ proptest! {
              JOIN (SELECT k, {bin} AS w, COUNT(*) AS n FROM u GROUP BY 1, 2) b
              ON a.k = b.k AND a.w = b.w"));
         prop_assert_eq!(sorted(weir), sorted(batch));
+    }
+
+    /// Rows of a window whose end is behind the join's watermark when they come are late;
+    /// the rest are joined with the rows of the same window as a batch join would.
+    #[test]
+    fn window_joins_of_rows_match_the_batch_join_of_the_windows(
+        left in rows_strategy(),
+        right in rows_strategy(),
+        delay_ms in prop::sample::select(vec![0i64, 300, 2000]),
+        which in 0..WINDOW_ROW_JOINS.len(),
+        left_cuts in prop::collection::btree_set(0usize..260, 0..30),
+        right_cuts in prop::collection::btree_set(0usize..260, 0..30),
+    ) {
+        let (lc, rc): (Vec<usize>, Vec<usize>) = (left_cuts.into_iter().collect(), right_cuts.into_iter().collect());
+        let (streaming, batch) = WINDOW_ROW_JOINS[which];
+        let script = format!("{} {}", ddl2(delay_ms, true), window_row_join(streaming, true));
+        let weir = run_two([&left, &right], [&lc, &rc], &script);
+        let [l, r] = accepted_by([&left, &right], [&lc, &rc], delay_ms, |r| r.ts - r.ts.rem_euclid(2000) + 2000);
+        prop_assert_eq!(sorted(weir), sorted(batch_join([&l, &r], &window_row_join(batch, false))));
     }
 
     #[test]

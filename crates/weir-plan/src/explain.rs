@@ -110,6 +110,9 @@ fn describe_join(j: &JoinNode) -> PlanNodeDescription {
         match join.join_type {
             JoinType::Inner => "inner",
             JoinType::Left => "left outer",
+            JoinType::Full => "full outer",
+            JoinType::Semi => "semi",
+            JoinType::Anti => "anti",
         },
         keys.join(", ")
     );

@@ -341,10 +341,12 @@ impl Builder<'_> {
                 let op = self.ops;
                 self.ops += 1;
                 // each output row's left keys hash as its left row did (an inner join's right
-                // keys are equal to them; a left outer join's unmatched rows have them NULL)
+                // keys are equal to them; a left outer join's unmatched rows have them NULL; a
+                // full outer join's unmatched right rows have NULL left keys in every instance)
                 let mut partitioned = match &exchanges {
                     [Exchange::Hash(left), Exchange::Hash(right)] => match j.join.join_type {
                         JoinType::Inner => vec![left.clone(), right.clone()],
+                        JoinType::Full => Vec::new(),
                         _ => vec![left.clone()],
                     },
                     _ => Vec::new(),
@@ -354,6 +356,7 @@ impl Builder<'_> {
                     let pick = |keys: &[Expr]| c.join_positions.iter().map(|p| keys[*p].clone()).collect::<Vec<_>>();
                     partitioned = match j.join.join_type {
                         JoinType::Inner => vec![pick(&j.join.left_keys), pick(&j.join.right_keys)],
+                        JoinType::Full => Vec::new(),
                         _ => vec![pick(&j.join.left_keys)],
                     };
                     exchanges = [Exchange::Hash(c.keys[0].clone()), Exchange::Hash(c.keys[1].clone())];
@@ -452,7 +455,8 @@ impl Builder<'_> {
             let stage = &self.stages[s];
             stage.instances > 1 && matches!(stage.input, StageInput::Source(_))
         };
-        let broadcast_right = single(from[1]) && split(from[0]);
+        // (a full outer join pads its unmatched right rows: once, not in every instance)
+        let broadcast_right = single(from[1]) && split(from[0]) && j.join.join_type != JoinType::Full;
         let broadcast_left = single(from[0]) && split(from[1]) && j.join.join_type == JoinType::Inner;
         match (broadcast_right, broadcast_left) {
             (true, _) => Some((0, self.stages[from[0]].instances)),

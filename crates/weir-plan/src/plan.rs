@@ -396,6 +396,12 @@ pub enum JoinType {
     Inner,
     /// Pairs of matching rows, and each left row without a match padded with NULLs.
     Left,
+    /// Pairs of matching rows, and each row of either side without a match padded with NULLs.
+    Full,
+    /// Each left row with a match, once (`IN`, `EXISTS`): the left columns only.
+    Semi,
+    /// Each left row without a match (`NOT EXISTS`): the left columns only.
+    Anti,
 }
 
 /// A time computed from a row: a TIMESTAMP column plus a fixed offset.

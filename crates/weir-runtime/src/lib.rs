@@ -44,7 +44,7 @@ pub use message::{DroppedRows, Message, Nanos, Origin, RowKind, StreamBatch, NO_
 pub use operator::Operator;
 pub use operators::deduplicate::DeduplicateOp;
 pub use operators::filter::FilterOp;
-pub use operators::join::{JoinMode, JoinOp, JoinSpec};
+pub use operators::join::{JoinMode, JoinOp, JoinOutput, JoinSpec};
 pub use operators::proc_time::{ProcTimeOp, ProcessingClock};
 pub use operators::project::ProjectOp;
 pub use operators::session_aggregate::SessionAggregateOp;

@@ -20,13 +20,13 @@ use datafusion_common::arrow::datatypes::{DataType, TimeUnit};
 use datafusion_common::{Column, DFSchema};
 use datafusion_expr::logical_plan::{Aggregate, Join, JoinType as DfJoinType, LogicalPlan};
 use datafusion_expr::utils::split_conjunction;
-use datafusion_expr::{BinaryExpr, Expr, Operator};
+use datafusion_expr::{BinaryExpr, Expr, ExprSchemable, Operator};
 
 use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
 use crate::options::state_ttl;
 use crate::planner::PipelineBuilder;
-use crate::window_fn::fixed_interval_nanos;
+use crate::window_fn::{fixed_interval_nanos, Bound, WindowKind};
 use weir_plan::explain::show;
 use weir_plan::plan::{
     Branch, JoinNode, JoinState, JoinType, PlanInput, RowTime, StateTtl, StreamJoin, StreamOp, WindowAggregate,
@@ -71,7 +71,9 @@ fn branch_times(b: &Branch, sources: bool) -> Vec<(usize, i64)> {
                         let j = input_schema.index_of_column(&c).ok()?;
                         cols.iter().find(|(k, _)| *k == j).map(|(_, off)| (i, *off))
                     }
-                    _ => None,
+                    // a tumbling window's bound of a row (the window TVF's columns): the row's
+                    // window closes when the watermark passes its end
+                    e => tumble_bound(&e, input_schema, &cols).map(|off| (i, off)),
                 })
                 .collect(),
             // an aggregate over the input's windows: its time column stays one
@@ -101,6 +103,38 @@ fn branch_times(b: &Branch, sources: bool) -> Vec<(usize, i64)> {
     cols
 }
 
+/// `tumble_end(t, size)`, `tumble_start(t, size)` or either plus or minus a constant interval,
+/// over a time column `t` of the input that is the row's own time (offset 0): the offset that
+/// turns the value into the window's end (`window_end` 0, `window_start` the size,
+/// `window_time` 1 ms).
+fn tumble_bound(e: &Expr, input: &DFSchema, times: &[(usize, i64)]) -> Option<i64> {
+    match e {
+        Expr::ScalarFunction(f) => {
+            let (kind, bound) = crate::window_fn::window_function(f.name())?;
+            let [Expr::Column(c), Expr::Literal(size, _)] = f.args.as_slice() else { return None };
+            let j = input.index_of_column(c).ok()?;
+            if kind != WindowKind::Tumble || !times.contains(&(j, 0)) {
+                return None;
+            }
+            match bound {
+                Bound::End => Some(0),
+                Bound::Start => fixed_interval_nanos(size).ok(),
+            }
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right }) => {
+            let off = tumble_bound(left, input, times)?;
+            let Expr::Literal(v, _) = right.as_ref() else { return None };
+            let n = fixed_interval_nanos(v).ok()?;
+            if *op == Operator::Plus {
+                off.checked_sub(n)
+            } else {
+                off.checked_add(n)
+            }
+        }
+        _ => None,
+    }
+}
+
 /// A TIMESTAMP column of one side plus a constant interval: `t`, `t + INTERVAL '1' SECOND`,
 /// `t - …`, through casts between timestamps that lose nothing.
 fn column_plus(e: &Expr, left: &DFSchema, right: &DFSchema) -> Option<(Side, usize, i64)> {
@@ -127,6 +161,52 @@ fn column_plus(e: &Expr, left: &DFSchema, right: &DFSchema) -> Option<(Side, usi
             Some((side, i, if *op == Operator::Plus { off.checked_add(n)? } else { off.checked_sub(n)? }))
         }
         _ => None,
+    }
+}
+
+/// `schema` (the left input's columns, then the right's) with the last `tail` columns first.
+fn swap_columns(schema: &DFSchema, tail: usize) -> Result<DFSchema> {
+    let fields: Vec<_> = schema.iter().map(|(q, f)| (q.cloned(), Arc::clone(f))).collect();
+    let (head, last) = fields.split_at(fields.len() - tail);
+    let swapped = [last, head].concat();
+    Ok(DFSchema::new_with_metadata(swapped, schema.metadata().clone())?)
+}
+
+/// The joins a state bound allows: a full outer join pads its unmatched rows once no match
+/// can come (an interval join), an anti join emits its unmatched left rows then (or at once,
+/// against a lookup table); semi and anti joins read append-only inputs.
+fn check_join_kind(
+    j: &Join,
+    join_type: JoinType,
+    state: &JoinState,
+    updating: bool,
+    right_keys: &[Expr],
+    right: &DFSchema,
+) -> Result<()> {
+    let interval = matches!(state, JoinState::Interval { .. });
+    let lookup = matches!(state, JoinState::Lookup);
+    let bound = "a time condition that says when a row can no longer find a match (a window join: \
+                 equal window_start and window_end of two window TVFs; or b.ts BETWEEN a.ts AND a.ts + \
+                 INTERVAL …)";
+    match join_type {
+        JoinType::Full if !interval => Err(SqlError::not_supported("a FULL OUTER JOIN without a time bound")
+            .with_hint(format!("a full outer join of streams needs {bound}"))),
+        JoinType::Semi | JoinType::Anti if updating => {
+            Err(SqlError::not_supported("IN or EXISTS over an updating result (a subquery with GROUP BY …)")
+                .with_hint("aggregate windows instead, or join the updating result with JOIN"))
+        }
+        JoinType::Anti if !interval && !lookup => {
+            Err(SqlError::not_supported("NOT IN or NOT EXISTS without a time bound")
+                .with_hint(format!("a row is emitted once no match can come: correlate the subquery with {bound}")))
+        }
+        JoinType::Anti if j.null_aware && right_keys.iter().any(|k| k.nullable(right).unwrap_or(true)) => {
+            Err(SqlError::not_supported(
+                "NOT IN over a subquery column that can be NULL (one NULL would make every \
+                 NOT IN unknown)",
+            )
+            .with_hint("write NOT EXISTS (SELECT … WHERE r.k = l.k …), or declare the column NOT NULL"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -221,17 +301,23 @@ impl PipelineBuilder<'_> {
         if self.input.is_some() {
             return Err(SqlError::not_supported("a join inside a UNION ALL input"));
         }
-        let join_type = match j.join_type {
-            DfJoinType::Inner => JoinType::Inner,
-            DfJoinType::Left => JoinType::Left,
-            other => {
-                return Err(SqlError::not_supported(format!("{} JOIN", other.to_string().to_uppercase()))
-                    .with_hint("weir joins streams with INNER JOIN and LEFT JOIN; swap the inputs of a RIGHT JOIN"))
-            }
+        // a right join is a left join with its inputs swapped (then its columns put back in
+        // order); `IN`/`EXISTS` subqueries are semi and anti joins
+        let (join_type, swapped) = match j.join_type {
+            DfJoinType::Inner => (JoinType::Inner, false),
+            DfJoinType::Left => (JoinType::Left, false),
+            DfJoinType::Right => (JoinType::Left, true),
+            DfJoinType::Full => (JoinType::Full, false),
+            DfJoinType::LeftSemi => (JoinType::Semi, false),
+            DfJoinType::RightSemi => (JoinType::Semi, true),
+            DfJoinType::LeftAnti => (JoinType::Anti, false),
+            DfJoinType::RightAnti => (JoinType::Anti, true),
+            other => return Err(SqlError::not_supported(format!("{} JOIN", other.to_string().to_uppercase()))),
         };
-        let left = self.join_input(&j.left)?;
-        let right = self.join_input(&j.right)?;
-        let (ls, rs) = (Arc::clone(j.left.schema()), Arc::clone(j.right.schema()));
+        let (jl, jr) = if swapped { (&j.right, &j.left) } else { (&j.left, &j.right) };
+        let left = self.join_input(jl)?;
+        let right = self.join_input(jr)?;
+        let (ls, rs) = (Arc::clone(jl.schema()), Arc::clone(jr.schema()));
 
         // the condition: equi-keys, and the rest as a filter over the joined row
         let mut conjuncts: Vec<Expr> = j.on.iter().map(|(l, r)| l.clone().eq(r.clone())).collect();
@@ -324,6 +410,12 @@ impl PipelineBuilder<'_> {
             return Err(SqlError::not_supported("a lookup join without an equality between the two tables")
                 .with_hint("join on a key: … JOIN t ON s.k = t.k"));
         }
+        check_join_kind(j, join_type, &state, left_updating || right_updating, &right_keys, &rs)?;
+        // the output columns in the order the join computes them
+        let output_schema = match (swapped, join_type) {
+            (true, JoinType::Left) => Arc::new(swap_columns(&j.schema, ls.fields().len())?),
+            _ => Arc::clone(&j.schema),
+        };
         let join = StreamJoin {
             join_type,
             state,
@@ -334,9 +426,17 @@ impl PipelineBuilder<'_> {
             right_updating,
             left_schema: ls,
             right_schema: rs,
-            output_schema: Arc::clone(&j.schema),
+            output_schema: Arc::clone(&output_schema),
         };
         self.input = Some(PlanInput::Join(Box::new(JoinNode { left, right, join })));
+        if !Arc::ptr_eq(&output_schema, &j.schema) {
+            // a right join's columns back in the order of its inputs
+            self.ops.push(StreamOp::Project {
+                exprs: j.schema.columns().into_iter().map(Expr::Column).collect(),
+                input_schema: output_schema,
+                output_schema: Arc::clone(&j.schema),
+            });
+        }
         Ok(())
     }
 

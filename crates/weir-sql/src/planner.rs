@@ -14,6 +14,7 @@ use datafusion_common::DFSchemaRef;
 use datafusion_expr::logical_plan::{Aggregate, Distinct};
 use datafusion_expr::{Expr, LogicalPlan};
 use datafusion_optimizer::analyzer::Analyzer;
+use datafusion_optimizer::decorrelate_predicate_subquery::DecorrelatePredicateSubquery;
 use datafusion_optimizer::optimize_projections::OptimizeProjections;
 use datafusion_optimizer::replace_distinct_aggregate::ReplaceDistinctWithAggregate;
 use datafusion_optimizer::simplify_expressions::SimplifyExpressions;
@@ -218,21 +219,23 @@ impl Planner {
         let plan = Analyzer::new().execute_and_check(plan, &self.options, |_, _| {}).map_err(SqlError::from)?;
         refuse_unwindowed_tvf_aggregates(&plan).map_err(|e| e.at(location))?;
         let plan = crate::rewrite::fold_filters_into_joins(plan).map_err(SqlError::from)?;
-        crate::rewrite::refuse_subquery_expressions(&plan).map_err(|e| e.at(location))?;
         let distinct_on = |n: &LogicalPlan| Ok(matches!(n, LogicalPlan::Distinct(Distinct::On(_))));
         if datafusion_common::tree_node::TreeNode::exists(&plan, distinct_on).unwrap_or(false) {
             return Err(SqlError::not_supported("SELECT DISTINCT ON").at(location).with_hint(
                 "keep one row per key with ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) AS rn … WHERE rn = 1",
             ));
         }
-        // SELECT DISTINCT becomes a GROUP BY of its columns (an updating aggregate, as in Flink)
+        // SELECT DISTINCT becomes a GROUP BY of its columns (an updating aggregate, as in Flink),
+        // IN and EXISTS in WHERE semi and anti joins
         let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
+            Arc::new(DecorrelatePredicateSubquery::new()),
             Arc::new(ReplaceDistinctWithAggregate::new()),
             Arc::new(SimplifyExpressions::new()),
             Arc::new(OptimizeProjections::new()),
         ];
         let plan =
             Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {}).map_err(SqlError::from)?;
+        crate::rewrite::refuse_subquery_expressions(&plan).map_err(|e| e.at(location))?;
         let mut builder = PipelineBuilder::new(&self.catalog, &self.settings);
         builder.convert(&plan).map_err(|e| e.at(location))?;
         let Some(mut input) = builder.input else {

@@ -159,9 +159,9 @@ pub(crate) fn fold_filters_into_joins(plan: LogicalPlan) -> datafusion_common::R
     .map(|t| t.data)
 }
 
-/// A subquery inside an expression (`IN (SELECT …)`, `EXISTS (…)`, a scalar subquery: Flink
-/// runs the first two as semi and anti joins) is not run on streams yet: say so when the query
-/// is planned, with the join to write instead.
+/// A subquery left inside an expression once `IN`/`EXISTS` conditions of `WHERE` became semi
+/// and anti joins (a scalar subquery, `IN` in a select list or under `OR`) is not run on
+/// streams: say so when the query is planned, with the join to write instead.
 pub(crate) fn refuse_subquery_expressions(plan: &LogicalPlan) -> Result<()> {
     use datafusion_common::tree_node::TreeNode;
     use datafusion_expr::Expr;
@@ -170,8 +170,10 @@ pub(crate) fn refuse_subquery_expressions(plan: &LogicalPlan) -> Result<()> {
         .exists(|node| Ok(node.expressions().iter().any(|e| e.exists(|x| Ok(subquery(x))).unwrap_or(false))))
         .unwrap_or(false);
     if found {
-        return Err(SqlError::not_supported("a subquery in an expression (IN (SELECT …), EXISTS, a scalar subquery)")
-            .with_hint("write it as a JOIN: x IN (SELECT k …) as a join on k with SELECT DISTINCT k …"));
+        return Err(SqlError::not_supported(
+            "a subquery in an expression (a scalar subquery, or IN (SELECT …) / EXISTS other than as a condition of WHERE)",
+        )
+        .with_hint("write it as a JOIN, or as WHERE x IN (SELECT …) AND …"));
     }
     Ok(())
 }

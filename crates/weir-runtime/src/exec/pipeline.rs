@@ -40,7 +40,7 @@ use crate::exec::watermark_merge::WatermarkMerge;
 use crate::operator::Operator;
 use crate::operators::deduplicate::DeduplicateOp;
 use crate::operators::filter::FilterOp;
-use crate::operators::join::{JoinMode, JoinOp, JoinSpec};
+use crate::operators::join::{JoinMode, JoinOp, JoinOutput, JoinSpec};
 use crate::operators::proc_time::{ProcTimeOp, ProcessingClock};
 use crate::operators::project::ProjectOp;
 use crate::operators::session_aggregate::SessionAggregateOp;
@@ -392,12 +392,26 @@ pub(crate) fn build_join(j: &StreamJoin, metrics: &Arc<Metrics>) -> Result<JoinO
         JoinState::Regular { state_ttl, times } => JoinMode::Regular { ttl: *state_ttl, times: *times },
         JoinState::Lookup => JoinMode::Lookup,
     };
+    let (outer, output_rows) = match j.join_type {
+        JoinType::Inner => ([false, false], JoinOutput::Pairs),
+        JoinType::Left => ([true, false], JoinOutput::Pairs),
+        JoinType::Full => ([true, true], JoinOutput::Pairs),
+        JoinType::Semi => ([false, false], JoinOutput::Semi),
+        JoinType::Anti => ([false, false], JoinOutput::Anti),
+    };
+    // the pairs the filter reads: the left columns then the right ones
+    let pairs = match output_rows {
+        JoinOutput::Pairs => Arc::clone(&j.output_schema),
+        _ => Arc::new(j.left_schema.join(&j.right_schema)?),
+    };
     let spec = JoinSpec {
-        left_outer: j.join_type == JoinType::Left,
+        outer,
+        output_rows,
         mode,
         keys: [keys(&j.left_keys, &j.left_schema)?, keys(&j.right_keys, &j.right_schema)?],
-        filter: j.filter.as_ref().map(|f| physical(f, &j.output_schema)).transpose()?,
+        filter: j.filter.as_ref().map(|f| physical(f, &pairs)).transpose()?,
         sides: [relaxed(j.left_schema.as_arrow()), relaxed(j.right_schema.as_arrow())],
+        pairs: relaxed(pairs.as_arrow()),
         output: relaxed(j.output_schema.as_arrow()),
         changelog: j.emits_changelog(),
     };

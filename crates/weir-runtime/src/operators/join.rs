@@ -63,10 +63,25 @@ pub enum JoinMode {
     Lookup,
 }
 
+/// What a join emits for its matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutput {
+    /// The pairs of matching rows (inner and outer joins).
+    Pairs,
+    /// Each left row once, when its first match comes (`IN`, `EXISTS`).
+    Semi,
+    /// Each left row that never found a match, once nothing can match it any more (`NOT
+    /// EXISTS`).
+    Anti,
+}
+
 /// What a join operator is built from.
 pub struct JoinSpec {
-    /// Keep unmatched left rows, NULL-padded.
-    pub left_outer: bool,
+    /// Keep each side's unmatched rows, NULL-padded (left outer: the left side's; full outer:
+    /// both).
+    pub outer: [bool; 2],
+    /// Pairs, or left rows only.
+    pub output_rows: JoinOutput,
     /// How state is bounded.
     pub mode: JoinMode,
     /// Equi-join keys of each side.
@@ -75,7 +90,9 @@ pub struct JoinSpec {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
     /// Schema of each side's rows.
     pub sides: [SchemaRef; 2],
-    /// Output schema: the left columns, then the right ones.
+    /// The left columns, then the right ones: the pairs the filter is evaluated on.
+    pub pairs: SchemaRef,
+    /// Output schema: `pairs`, or the left columns of a semi or anti join.
     pub output: SchemaRef,
     /// Whether the output is a changelog.
     pub changelog: bool,
@@ -140,14 +157,15 @@ pub struct JoinOp {
     metrics: Arc<Metrics>,
 }
 
-/// An output row: both sides from candidate row `r`, or a left row NULL-padded.
+/// An output row: both sides from candidate row `r`, or one side's row with the other's
+/// columns NULL.
 #[derive(Clone, Copy)]
 enum Out {
     Pair(usize),
-    /// Left values from the incoming batch's row.
-    NullPaddedIncoming(usize),
-    /// Left values from candidate row `r`.
-    NullPaddedCandidate(usize),
+    /// The incoming batch's row `i`.
+    Incoming(usize),
+    /// The kept row (the other side's) of candidate `r`.
+    Candidate(usize),
 }
 
 fn wall_clock() -> Nanos {
@@ -171,7 +189,7 @@ impl JoinOp {
             .collect::<std::result::Result<_, _>>()?;
         let key_converter = RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?;
         let rows = [JoinRows::new(&spec.sides[LEFT])?, JoinRows::new(&spec.sides[RIGHT])?];
-        let filter = spec.filter.as_ref().map(|f| Residual::new(f, &spec.output)).transpose()?;
+        let filter = spec.filter.as_ref().map(|f| Residual::new(f, &spec.pairs)).transpose()?;
         Ok(Self {
             spec,
             filter,
@@ -206,21 +224,31 @@ impl JoinOp {
         if now == NO_WATERMARK {
             return Ok(());
         }
-        // a left outer interval join pads the left rows that found no match
-        let pad = self.spec.left_outer && matches!(self.spec.mode, JoinMode::Interval { .. });
-        let unmatched = self.rows[LEFT].expire(now, |k: &Kept| pad && k.matches == 0)?;
-        self.rows[RIGHT].expire(now, |_| false)?;
-        if let Some(left) = unmatched {
-            let n = left.first().map(|c| c.len()).unwrap_or(0);
-            out.push(Message::Data(StreamBatch::new(self.null_padded(left, n)?)));
+        // an outer interval join pads the rows of its outer sides that found no match; an
+        // anti join emits its left rows that found none
+        let interval = matches!(self.spec.mode, JoinMode::Interval { .. });
+        let anti = self.spec.output_rows == JoinOutput::Anti;
+        let pad = [(self.spec.outer[LEFT] || anti) && interval, self.spec.outer[RIGHT] && interval];
+        for side in [LEFT, RIGHT] {
+            if let Some(rows) = self.rows[side].expire(now, |k: &Kept| pad[side] && k.matches == 0)? {
+                let n = rows.first().map(|c| c.len()).unwrap_or(0);
+                out.push(Message::Data(StreamBatch::new(self.unmatched(side, rows, n)?)));
+            }
         }
         Ok(())
     }
 
-    fn null_padded(&self, mut left: Vec<ArrayRef>, n: usize) -> Result<RecordBatch> {
-        left.extend(self.spec.sides[RIGHT].fields().iter().map(|f| new_null_array(f.data_type(), n)));
+    /// Rows of one side that found no match, as output rows: NULL-padded, or (left rows of a
+    /// semi or anti join) as they are.
+    fn unmatched(&self, side: usize, rows: Vec<ArrayRef>, n: usize) -> Result<RecordBatch> {
+        let nulls = |s: usize| self.spec.sides[s].fields().iter().map(|f| new_null_array(f.data_type(), n));
+        let columns: Vec<ArrayRef> = match (side, self.spec.output_rows) {
+            (LEFT, JoinOutput::Pairs) => rows.into_iter().chain(nulls(RIGHT)).collect(),
+            (LEFT, _) => rows,
+            _ => nulls(LEFT).chain(rows).collect(),
+        };
         let options = RecordBatchOptions::new().with_row_count(Some(n));
-        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.spec.output), left, &options)?)
+        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.spec.output), columns, &options)?)
     }
 
     /// Key rows of a batch, and which rows have a NULL key (they match nothing).
@@ -300,7 +328,11 @@ impl JoinOp {
         let stores_side = !(side == LEFT && matches!(self.spec.mode, JoinMode::Lookup));
         let own = if stores_side { Some(self.rows[side].hold(batch.columns())?) } else { None };
         let regular = matches!(self.spec.mode, JoinMode::Regular { .. });
-        let left_outer = self.spec.left_outer;
+        let output_rows = self.spec.output_rows;
+        let pairs = output_rows == JoinOutput::Pairs;
+        // whether the kept rows of the other side count their matches (to be padded, or
+        // emitted by a semi join at the first, or by an anti join if there is none)
+        let counts_other = self.spec.outer[other] || (other == LEFT && !pairs);
         let (mut outs, mut kinds) = (Vec::new(), Vec::new());
         let mut c = 0;
         for i in 0..n {
@@ -327,35 +359,44 @@ impl JoinOp {
             while c < probe.len() && probe[c] as usize == i {
                 if passed[c] {
                     matches += 1;
-                    if left_outer && side == RIGHT {
-                        if let Some(k) = self.rows[LEFT].get_mut(stored[c]) {
-                            if kind.is_retraction() {
-                                // a pair never emitted (the left row came after this one was
-                                // forgotten, or never matched it) is not taken back
-                                if k.matches > 0 {
-                                    k.matches -= 1;
-                                    outs.push(Out::Pair(compact[c] as usize));
-                                    kinds.push(kind);
-                                    if regular && k.matches == 0 {
-                                        outs.push(Out::NullPaddedCandidate(compact[c] as usize));
-                                        kinds.push(RowKind::Insert);
-                                    }
-                                }
-                            } else {
+                    let r = compact[c] as usize;
+                    let kept = if counts_other { self.rows[other].get_mut(stored[c]) } else { None };
+                    match kept {
+                        // a retraction (a regular left join over a changelog): a pair never
+                        // emitted (the left row came after this one was forgotten, or never
+                        // matched it) is not taken back
+                        Some(k) if kind.is_retraction() => {
+                            if k.matches > 0 {
+                                k.matches -= 1;
+                                outs.push(Out::Pair(r));
+                                kinds.push(kind);
                                 if regular && k.matches == 0 {
-                                    outs.push(Out::NullPaddedCandidate(compact[c] as usize));
+                                    outs.push(Out::Candidate(r));
+                                    kinds.push(RowKind::Insert);
+                                }
+                            }
+                        }
+                        Some(k) => {
+                            let first = k.matches == 0;
+                            k.matches += 1;
+                            if pairs {
+                                if regular && first {
+                                    outs.push(Out::Candidate(r));
                                     kinds.push(RowKind::Delete);
                                 }
-                                k.matches += 1;
-                                outs.push(Out::Pair(compact[c] as usize));
+                                outs.push(Out::Pair(r));
+                                kinds.push(kind);
+                            } else if first && output_rows == JoinOutput::Semi {
+                                outs.push(Out::Candidate(r));
                                 kinds.push(kind);
                             }
-                            c += 1;
-                            continue;
                         }
+                        None if pairs => {
+                            outs.push(Out::Pair(r));
+                            kinds.push(kind);
+                        }
+                        None => {}
                     }
-                    outs.push(Out::Pair(compact[c] as usize));
-                    kinds.push(kind);
                 }
                 c += 1;
             }
@@ -366,15 +407,23 @@ impl JoinOp {
                 if let Some(slot) = taken {
                     self.rows[side].remove(slot);
                 }
-                if left_outer && side == LEFT && matches == 0 {
-                    outs.push(Out::NullPaddedIncoming(i));
+                if self.spec.outer[side] && matches == 0 {
+                    outs.push(Out::Incoming(i));
                     kinds.push(kind);
                 }
                 continue;
             }
             let stores = keeps && !expired;
-            if left_outer && side == LEFT && matches == 0 && (regular || !stores || null_key[i]) {
-                outs.push(Out::NullPaddedIncoming(i));
+            // a row alone for good: padded by an outer join, emitted by an anti join; a left
+            // row with a match already: emitted by a semi join
+            let alone = matches == 0 && (regular || !stores || null_key[i]);
+            let emits = match output_rows {
+                JoinOutput::Pairs => self.spec.outer[side] && alone,
+                JoinOutput::Semi => side == LEFT && matches > 0,
+                JoinOutput::Anti => side == LEFT && alone,
+            };
+            if emits {
+                outs.push(Out::Incoming(i));
                 kinds.push(kind);
             }
             if let (true, Some(own)) = (stores, &own) {
@@ -421,7 +470,7 @@ impl JoinOp {
         let theirs = self.rows[1 - side].columns_of(stored)?;
         let columns = if side == LEFT { [mine, theirs].concat() } else { [theirs, mine].concat() };
         let options = RecordBatchOptions::new().with_row_count(Some(probe.len()));
-        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.spec.output), columns, &options)?)
+        Ok(RecordBatch::try_new_with_options(Arc::clone(&self.spec.pairs), columns, &options)?)
     }
 
     /// Which candidate pairs (row `probe[c]` of the batch with kept row `stored[c]`) meet the
@@ -477,26 +526,31 @@ impl JoinOp {
             }
         }
         let left_width = self.spec.sides[LEFT].fields().len();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.spec.output.fields().len());
-        for (col, field) in self.spec.output.fields().iter().enumerate() {
-            let is_left = col < left_width;
-            // sources: 0 = candidate rows, 1 = the incoming batch (left columns) or NULL (right)
-            let null = new_null_array(field.data_type(), 1);
-            let second: ArrayRef = if is_left && side == LEFT { Arc::clone(batch.column(col)) } else { null };
+        let width =
+            if self.spec.output_rows == JoinOutput::Pairs { self.spec.pairs.fields().len() } else { left_width };
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(width);
+        for (col, field) in self.spec.pairs.fields().iter().enumerate().take(width) {
+            let incoming_side = (col < left_width) == (side == LEFT);
+            // sources: 0 = candidate rows, 1 = the incoming batch, 2 = NULL
             let first: ArrayRef = match candidates {
                 Some(c) => Arc::clone(c.column(col)),
                 None => new_null_array(field.data_type(), 0),
             };
+            let second: ArrayRef = match incoming_side {
+                true => Arc::clone(batch.column(if side == LEFT { col } else { col - left_width })),
+                false => new_null_array(field.data_type(), 0),
+            };
+            let null = new_null_array(field.data_type(), 1);
             let indices: Vec<(usize, usize)> = outs
                 .iter()
                 .map(|o| match *o {
                     Out::Pair(r) => (0, r),
-                    Out::NullPaddedCandidate(r) if is_left => (0, r),
-                    Out::NullPaddedIncoming(i) if is_left => (1, i),
-                    _ => (1, 0),
+                    Out::Candidate(r) if !incoming_side => (0, r),
+                    Out::Incoming(i) if incoming_side => (1, i),
+                    _ => (2, 0),
                 })
                 .collect();
-            columns.push(interleave(&[first.as_ref(), second.as_ref()], &indices)?);
+            columns.push(interleave(&[first.as_ref(), second.as_ref(), null.as_ref()], &indices)?);
         }
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         Ok(RecordBatch::try_new_with_options(Arc::clone(&self.spec.output), columns, &options)?)
@@ -639,11 +693,13 @@ mod tests {
         let time = RowTime { column: 1, offset_nanos: 0 };
         let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
         let spec = JoinSpec {
-            left_outer: false,
+            outer: [false; 2],
+            output_rows: JoinOutput::Pairs,
             mode: JoinMode::Interval { time: [time; 2], until: [time; 2] },
             keys: [vec![Arc::clone(&key)], vec![key]],
             filter: None,
             sides: [Arc::clone(&side), side],
+            pairs: Arc::clone(&output),
             output,
             changelog: false,
         };
