@@ -253,6 +253,17 @@ proptest! {
             WINDOW_JOIN,
             UPDATING_JOIN,
             "SET state.ttl = '1 h'; SELECT t.k, t.v, u.v, t.ts, u.ts FROM t LEFT JOIN u ON t.k = u.k AND t.v > u.v",
+            // window joins of windowed rows: full outer, semi, anti
+            "SELECT a.k, a.v, b.k, b.v, a.window_start, b.window_start
+             FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) a
+             FULL JOIN TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) b
+             ON a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end AND a.v <> b.v",
+            "SELECT a.k, a.v, a.ts FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) a
+             WHERE a.k IN (SELECT b.k FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) b
+               WHERE a.window_start = b.window_start AND a.window_end = b.window_end AND a.v > b.v)",
+            "SELECT a.k, a.v, a.ts FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) a
+             WHERE NOT EXISTS (SELECT * FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) b
+               WHERE a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end)",
         ];
         agree_with_one_thread([&left, &right], [&lc, &rc], delay_ms, &queries, &[2, 4])?;
         // keyed operators on a join's keys: in the join's instances (see

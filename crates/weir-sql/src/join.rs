@@ -175,14 +175,7 @@ fn swap_columns(schema: &DFSchema, tail: usize) -> Result<DFSchema> {
 /// The joins a state bound allows: a full outer join pads its unmatched rows once no match
 /// can come (an interval join), an anti join emits its unmatched left rows then (or at once,
 /// against a lookup table); semi and anti joins read append-only inputs.
-fn check_join_kind(
-    j: &Join,
-    join_type: JoinType,
-    state: &JoinState,
-    updating: bool,
-    right_keys: &[Expr],
-    right: &DFSchema,
-) -> Result<()> {
+fn check_join_kind(j: &Join, join_type: JoinType, state: &JoinState, updating: bool) -> Result<()> {
     let interval = matches!(state, JoinState::Interval { .. });
     let lookup = matches!(state, JoinState::Lookup);
     let bound = "a time condition that says when a row can no longer find a match (a window join: \
@@ -199,14 +192,30 @@ fn check_join_kind(
             Err(SqlError::not_supported("NOT IN or NOT EXISTS without a time bound")
                 .with_hint(format!("a row is emitted once no match can come: correlate the subquery with {bound}")))
         }
-        JoinType::Anti if j.null_aware && right_keys.iter().any(|k| k.nullable(right).unwrap_or(true)) => {
-            Err(SqlError::not_supported(
-                "NOT IN over a subquery column that can be NULL (one NULL would make every \
-                 NOT IN unknown)",
-            )
-            .with_hint("write NOT EXISTS (SELECT … WHERE r.k = l.k …), or declare the column NOT NULL"))
+        JoinType::Anti if j.null_aware && not_in_may_be_null(j) => {
+            Err(SqlError::not_supported("NOT IN over columns that can be NULL (one NULL makes NOT IN unknown)")
+                .with_hint("write NOT EXISTS (SELECT … WHERE r.k = l.k …), or declare the column NOT NULL"))
         }
         _ => Ok(()),
+    }
+}
+
+/// Whether a `NOT IN` (a null-aware anti join, whose filter starts with `x = subquery column`)
+/// compares values that may be NULL.
+fn not_in_may_be_null(j: &Join) -> bool {
+    let Some(filter) = &j.filter else { return true };
+    let schema = |e: &Expr| {
+        if side_of(e, j.left.schema(), j.right.schema()) == Some(Side::Left) {
+            j.left.schema()
+        } else {
+            j.right.schema()
+        }
+    };
+    match split_conjunction(filter).first() {
+        Some(Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right })) => {
+            [left, right].iter().any(|e| e.nullable(schema(e)).unwrap_or(true))
+        }
+        _ => true,
     }
 }
 
@@ -410,7 +419,7 @@ impl PipelineBuilder<'_> {
             return Err(SqlError::not_supported("a lookup join without an equality between the two tables")
                 .with_hint("join on a key: … JOIN t ON s.k = t.k"));
         }
-        check_join_kind(j, join_type, &state, left_updating || right_updating, &right_keys, &rs)?;
+        check_join_kind(j, join_type, &state, left_updating || right_updating)?;
         // the output columns in the order the join computes them
         let output_schema = match (swapped, join_type) {
             (true, JoinType::Left) => Arc::new(swap_columns(&j.schema, ls.fields().len())?),

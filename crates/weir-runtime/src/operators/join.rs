@@ -365,17 +365,16 @@ impl JoinOp {
                         // a retraction (a regular left join over a changelog): a pair never
                         // emitted (the left row came after this one was forgotten, or never
                         // matched it) is not taken back
-                        Some(k) if kind.is_retraction() => {
-                            if k.matches > 0 {
-                                k.matches -= 1;
-                                outs.push(Out::Pair(r));
-                                kinds.push(kind);
-                                if regular && k.matches == 0 {
-                                    outs.push(Out::Candidate(r));
-                                    kinds.push(RowKind::Insert);
-                                }
+                        Some(k) if kind.is_retraction() && k.matches > 0 => {
+                            k.matches -= 1;
+                            outs.push(Out::Pair(r));
+                            kinds.push(kind);
+                            if regular && k.matches == 0 {
+                                outs.push(Out::Candidate(r));
+                                kinds.push(RowKind::Insert);
                             }
                         }
+                        Some(_) if kind.is_retraction() => {}
                         Some(k) => {
                             let first = k.matches == 0;
                             k.matches += 1;
