@@ -22,6 +22,7 @@ use datafusion_expr::logical_plan::{Aggregate, Join, JoinType as DfJoinType, Log
 use datafusion_expr::utils::split_conjunction;
 use datafusion_expr::{BinaryExpr, Expr, ExprSchemable, Operator};
 
+use crate::bounds::refuse_window_markers;
 use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
 use crate::options::state_ttl;
@@ -335,6 +336,11 @@ impl PipelineBuilder<'_> {
         }
         if let Some(f) = above {
             conjuncts.extend(split_conjunction(f).into_iter().cloned());
+        }
+        // a HOP/CUMULATE/SESSION row's window bounds exist only once it is aggregated
+        for c in &conjuncts {
+            refuse_window_markers(c, jl)?;
+            refuse_window_markers(c, jr)?;
         }
         let (mut left_keys, mut right_keys, mut rest) = (Vec::new(), Vec::new(), Vec::new());
         for c in &conjuncts {
