@@ -181,6 +181,20 @@ const QUERIES: &[&str] = &[
        SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end, k ORDER BY r ASC NULLS LAST) AS rn
        FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND)))
      WHERE rn <= 2",
+    // OVER aggregates: a range and a number of rows before each row
+    "SELECT k, v, ts, SUM(v) OVER w AS s, COUNT(*) OVER w AS n, MAX(r) OVER w AS m FROM t
+     WINDOW w AS (PARTITION BY k ORDER BY ts RANGE BETWEEN INTERVAL '1' SECOND PRECEDING AND CURRENT ROW)",
+    "SELECT k, v, ts, AVG(v) OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS a FROM t",
+    "SELECT k, v, ts, SUM(v) OVER w AS s, COUNT(DISTINCT site) OVER w AS sites, MIN(r) OVER w AS lo FROM t
+     WINDOW w AS (PARTITION BY k ORDER BY ts)",
+    // window joins of windowed rows: full outer and anti
+    "SELECT a.k, a.v, b.k, b.v, a.window_start, b.window_end
+     FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND)) a
+     FULL JOIN TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '1' SECOND)) b
+     ON a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end AND a.v < b.v",
+    "SELECT a.k, a.v, a.ts FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND)) a
+     WHERE NOT EXISTS (SELECT * FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '1' SECOND)) b
+       WHERE a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end AND b.site = a.site)",
     // joins: interval (inner and left outer), window, regular with a TTL; and a union
     "SELECT t.k, t.v, u.v, t.ts, u.ts FROM t JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts + INTERVAL '2' SECOND AND t.v <> u.v",
     "SELECT t.k, t.v, u.v FROM t LEFT JOIN u ON t.k = u.k AND u.ts BETWEEN t.ts - INTERVAL '1' SECOND AND t.ts AND t.site = u.site",
@@ -350,7 +364,7 @@ fn parallel_queries() -> Vec<String> {
 }
 
 /// The union of [`QUERIES`].
-const UNION: usize = 21;
+const UNION: usize = 26;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]

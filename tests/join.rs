@@ -41,7 +41,11 @@ fn accepted_by(inputs: [&[Row]; 2], cuts: [&[usize]; 2], delay_ms: i64, time: im
 /// same windows (`.1`, `w` the window's start): each kind of join on the key and the window,
 /// and a condition on the values.
 const WINDOW_ROW_JOINS: [(&str, &str); 7] = [
-    ("SELECT a.k, a.v, b.v, a.window_start FROM {a} JOIN {b} ON {on}", "SELECT a.k, a.v, b.v, a.w FROM {a} JOIN {b} ON {on}"),
+    // (a row's own time selected too: lateness is still by its window's end)
+    (
+        "SELECT a.ts, a.k, a.v, b.v, a.window_start FROM {a} JOIN {b} ON {on}",
+        "SELECT a.ts, a.k, a.v, b.v, a.w FROM {a} JOIN {b} ON {on}",
+    ),
     (
         "SELECT a.k, a.v, b.v, a.window_start, a.window_end FROM {a} LEFT JOIN {b} ON {on}",
         "SELECT a.k, a.v, b.v, a.w, a.w + INTERVAL '2' SECOND FROM {a} LEFT JOIN {b} ON {on}",
@@ -51,8 +55,8 @@ const WINDOW_ROW_JOINS: [(&str, &str); 7] = [
         "SELECT a.v, b.k, b.v, b.w FROM {a} RIGHT JOIN {b} ON {on}",
     ),
     (
-        "SELECT a.k, a.v, b.k, b.v, a.window_start, b.window_end FROM {a} FULL JOIN {b} ON {on}",
-        "SELECT a.k, a.v, b.k, b.v, a.w, b.w + INTERVAL '2' SECOND FROM {a} FULL JOIN {b} ON {on}",
+        "SELECT b.ts, a.k, a.v, b.k, b.v, a.window_start, b.window_end, a.ts FROM {a} FULL JOIN {b} ON {on}",
+        "SELECT b.ts, a.k, a.v, b.k, b.v, a.w, b.w + INTERVAL '2' SECOND, a.ts FROM {a} FULL JOIN {b} ON {on}",
     ),
     (
         "SELECT a.k, a.v, a.window_start FROM {a} WHERE EXISTS (SELECT * FROM {b} WHERE {on})",

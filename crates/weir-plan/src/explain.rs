@@ -202,6 +202,33 @@ fn describe_op(op: &StreamOp) -> PlanNodeDescription {
                 ),
             }
         }
+        StreamOp::OverAggregate(o) => {
+            let partition: Vec<String> = o.partition_by.iter().map(show).collect();
+            let aggs: Vec<String> = o.window_exprs.iter().map(over_function).collect();
+            let (frame, state) = match o.frame {
+                crate::over::OverFrame::Rows(n) => {
+                    (format!("ROWS {n} PRECEDING"), format!("the last {n} rows per partition"))
+                }
+                crate::over::OverFrame::Range(r) => (
+                    format!("RANGE {} PRECEDING", crate::duration::format_duration(r)),
+                    format!("the rows of the last {} per partition", crate::duration::format_duration(r)),
+                ),
+                crate::over::OverFrame::Unbounded { range } => (
+                    format!("{} UNBOUNDED PRECEDING", if range { "RANGE" } else { "ROWS" }),
+                    "the running aggregates per partition (kept forever)".to_string(),
+                ),
+            };
+            PlanNodeDescription {
+                depth: 0, op: None,
+                operator: "OverAggregate".into(),
+                details: format!(
+                    "[{}] per [{}] ordered by {}, frame: {frame} to the current row, emit: each row once the watermark passes its time (append-only), state: the rows not yet emitted and {state}",
+                    aggs.join(", "),
+                    partition.join(", "),
+                    o.time_column
+                ),
+            }
+        }
         StreamOp::Rank(r) => {
             let partition: Vec<String> = r.partition_by.iter().map(show).collect();
             let order: Vec<String> = r.order_by.iter().map(|s| s.to_string()).collect();
@@ -316,6 +343,19 @@ fn readable_form(text: &str, open: &str, close: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// An OVER aggregate's function and arguments (its window is shown apart).
+fn over_function(e: &Expr) -> String {
+    match e {
+        Expr::Alias(a) => over_function(&a.expr),
+        Expr::WindowFunction(f) => {
+            let args: Vec<String> = f.params.args.iter().map(show).collect();
+            let distinct = if f.params.distinct { "DISTINCT " } else { "" };
+            format!("{}({distinct}{})", f.fun, args.join(", "))
+        }
+        e => show(e),
+    }
 }
 
 fn ttl_text(ttl: Option<StateTtl>, what: &str) -> String {

@@ -29,6 +29,7 @@ pub mod duration;
 mod error;
 pub mod explain;
 pub mod nexmark;
+pub mod over;
 pub mod parallel;
 pub mod plan;
 pub mod settings;
@@ -39,6 +40,7 @@ pub use connector::{
 };
 pub use error::PlanError;
 pub use explain::{show, PlanNodeDescription};
+pub use over::{OverAggregate, OverFrame};
 pub use plan::{
     Branch, EarlyEmit, JoinNode, JoinState, JoinType, OpCounter, OpRef, PlanInput, Rank, RankKind, RowTime, SinkNode,
     SourceNode, StateTtl, StreamJoin, StreamOp, StreamPlan, UpdatingAggregate, UpsertNormalize, WindowAggregate,

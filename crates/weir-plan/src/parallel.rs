@@ -63,6 +63,7 @@ impl Exchange {
             StreamOp::WindowAggregate(w) => keyed(w.keys().map(|(_, e)| e.clone()).collect()),
             StreamOp::UpdatingAggregate(u) => keyed(u.group_exprs.clone()),
             StreamOp::Rank(r) => keyed(r.partition_by.clone()),
+            StreamOp::OverAggregate(o) => keyed(o.partition_by.clone()),
             StreamOp::UpsertNormalize(u) => keyed(
                 u.key
                     .iter()

@@ -508,6 +508,8 @@ pub enum StreamOp {
     Rank(Rank),
     /// Upserts made a changelog.
     UpsertNormalize(UpsertNormalize),
+    /// Aggregates over each row's preceding rows (`OVER`).
+    OverAggregate(crate::over::OverAggregate),
 }
 
 impl StreamOp {
@@ -520,6 +522,7 @@ impl StreamOp {
             StreamOp::UpdatingAggregate(u) => &u.output_schema,
             StreamOp::Rank(r) => &r.output_schema,
             StreamOp::UpsertNormalize(u) => &u.schema,
+            StreamOp::OverAggregate(o) => &o.output_schema,
         }
     }
 

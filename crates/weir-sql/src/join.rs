@@ -22,7 +22,7 @@ use datafusion_expr::logical_plan::{Aggregate, Join, JoinType as DfJoinType, Log
 use datafusion_expr::utils::split_conjunction;
 use datafusion_expr::{BinaryExpr, Expr, ExprSchemable, Operator};
 
-use crate::bounds::refuse_window_markers;
+use crate::bounds::{refuse_window_markers, window_rows};
 use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
 use crate::options::state_ttl;
@@ -185,10 +185,10 @@ fn check_join_kind(j: &Join, join_type: JoinType, state: &JoinState, updating: b
     match join_type {
         JoinType::Full if !interval => Err(SqlError::not_supported("a FULL OUTER JOIN without a time bound")
             .with_hint(format!("a full outer join of streams needs {bound}"))),
-        JoinType::Semi | JoinType::Anti if updating => {
-            Err(SqlError::not_supported("IN or EXISTS over an updating result (a subquery with GROUP BY …)")
-                .with_hint("aggregate windows instead, or join the updating result with JOIN"))
-        }
+        JoinType::Semi | JoinType::Anti if updating => Err(SqlError::not_supported(
+            "IN or EXISTS with an updating result (a GROUP BY without windows) on either side",
+        )
+        .with_hint("aggregate windows instead, or join the updating result with JOIN")),
         JoinType::Anti if !interval && !lookup => {
             Err(SqlError::not_supported("NOT IN or NOT EXISTS without a time bound")
                 .with_hint(format!("a row is emitted once no match can come: correlate the subquery with {bound}")))
@@ -322,8 +322,30 @@ impl PipelineBuilder<'_> {
             DfJoinType::RightSemi => (JoinType::Semi, true),
             DfJoinType::LeftAnti => (JoinType::Anti, false),
             DfJoinType::RightAnti => (JoinType::Anti, true),
-            other => return Err(SqlError::not_supported(format!("{} JOIN", other.to_string().to_uppercase()))),
+            DfJoinType::LeftMark | DfJoinType::RightMark => {
+                return Err(SqlError::not_supported("IN (SELECT …) or EXISTS under OR or NOT (…)")
+                    .with_hint("make each IN or EXISTS a condition of WHERE joined by AND (NOT EXISTS is one)"))
+            }
         };
+        // USING (k) keeps one k: the left input's, NULL in a right or full join's padded rows
+        if matches!(j.join_type, DfJoinType::Right | DfJoinType::Full)
+            && j.join_constraint == datafusion_expr::logical_plan::JoinConstraint::Using
+        {
+            return Err(SqlError::not_supported("RIGHT or FULL JOIN … USING (…)")
+                .with_hint("write ON a.k = b.k, and COALESCE(a.k, b.k) for the key"));
+        }
+        // a HOP/CUMULATE/SESSION row's window columns exist only once it is aggregated
+        for input in [&j.left, &j.right] {
+            if let Some(kind) = window_rows(input) {
+                return Err(SqlError::not_supported(format!(
+                    "a join of {kind} table function rows (a row is in several windows, whose bounds exist only \
+                     once aggregated)"
+                ))
+                .with_hint(
+                    "aggregate the windows first (GROUP BY window_start, window_end, …), then join the results",
+                ));
+            }
+        }
         let (jl, jr) = if swapped { (&j.right, &j.left) } else { (&j.left, &j.right) };
         let left = self.join_input(jl)?;
         let right = self.join_input(jr)?;
@@ -368,6 +390,9 @@ impl PipelineBuilder<'_> {
         let time_of =
             |side: Side, col: usize| times[side as usize].iter().find(|(c, _)| *c == col).map(|(_, off)| *off);
         let (mut left_until, mut right_until) = (None, None);
+        // each side's time for lateness: the time its fact bounds the other side's rows by (a
+        // row on time by it finds every row of the other side that can match it still kept)
+        let mut fact_times: [Option<RowTime>; 2] = [None, None];
         let mut time_facts = Vec::new();
         for (a, b) in conjuncts.iter().flat_map(orderings) {
             let (Some((sa, ca, oa)), Some((sb, cb, ob))) = (column_plus(&a, &ls, &rs), column_plus(&b, &ls, &rs))
@@ -385,6 +410,7 @@ impl PipelineBuilder<'_> {
             let slot = if sb == Side::Left { &mut left_until } else { &mut right_until };
             if slot.is_none() {
                 *slot = Some(until);
+                fact_times[sa as usize] = Some(RowTime { column: ca, offset_nanos: ta });
                 time_facts.push(format!("{} <= {}", show(&a), show(&b)));
             }
         }
@@ -393,7 +419,7 @@ impl PipelineBuilder<'_> {
         let first_time = |side: Side| {
             times[side as usize].first().map(|(column, offset)| RowTime { column: *column, offset_nanos: *offset })
         };
-        let state = match (left_until, right_until, first_time(Side::Left), first_time(Side::Right)) {
+        let state = match (left_until, right_until, fact_times[0], fact_times[1]) {
             (Some(lu), Some(ru), Some(lt), Some(rt)) if !left_updating && !right_updating => JoinState::Interval {
                 left_time: lt,
                 right_time: rt,
@@ -408,6 +434,9 @@ impl PipelineBuilder<'_> {
                     times: [first_time(Side::Left), first_time(Side::Right)],
                 },
                 None => {
+                    // a full or anti join needs a time bound, whatever the TTL: say that first
+                    let unbounded = JoinState::Regular { state_ttl: None, times: [None, None] };
+                    check_join_kind(j, join_type, &unbounded, left_updating || right_updating)?;
                     let inner = matches!(join_type, JoinType::Inner);
                     let lookups = [self.lookup_candidate(&left), self.lookup_candidate(&right)];
                     return Err(unbounded_join(

@@ -55,6 +55,7 @@ mod flink_fn;
 mod join;
 pub use weir_plan::nexmark;
 pub mod options;
+mod over;
 mod parser;
 mod planner;
 mod provider;

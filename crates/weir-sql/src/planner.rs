@@ -218,6 +218,7 @@ impl Planner {
         let plan = rel.sql_statement_to_plan(Statement::Query(query)).map_err(SqlError::from)?;
         let plan = Analyzer::new().execute_and_check(plan, &self.options, |_, _| {}).map_err(SqlError::from)?;
         refuse_unwindowed_tvf_aggregates(&plan).map_err(|e| e.at(location))?;
+        crate::rewrite::refuse_exists_over_global_aggregates(&plan).map_err(|e| e.at(location))?;
         let plan = crate::rewrite::fold_filters_into_joins(plan).map_err(SqlError::from)?;
         let distinct_on = |n: &LogicalPlan| Ok(matches!(n, LogicalPlan::Distinct(Distinct::On(_))));
         if datafusion_common::tree_node::TreeNode::exists(&plan, distinct_on).unwrap_or(false) {
@@ -599,6 +600,10 @@ impl PipelineBuilder<'_> {
                     }
                 };
                 self.convert(&w.input)?;
+                if let Some(op) = self.over_aggregate(w)? {
+                    self.ops.push(op);
+                    return Ok(());
+                }
                 let updating = self.is_updating();
                 let check_time = |time: &Expr, plan: &LogicalPlan| self.check_time_column(time, plan);
                 let op = plan_rank(w, limit, updating, self.state_ttl(), &check_time)?;

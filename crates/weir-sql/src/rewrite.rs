@@ -141,22 +141,71 @@ fn rewrite_select(select: &mut Select) -> Result<()> {
 
 /// A WHERE right above an inner join becomes part of the join's condition (before the
 /// optimizer moves projections between them), so its time bounds bound the join's state.
+/// (Conditions with a subquery, `IN`/`EXISTS`, stay in the WHERE: they become joins of their
+/// own.)
 pub(crate) fn fold_filters_into_joins(plan: LogicalPlan) -> datafusion_common::Result<LogicalPlan> {
+    use datafusion_expr::utils::{conjunction, split_conjunction_owned};
     plan.transform_up(|p| match p {
         LogicalPlan::Filter(f) => match f.input.as_ref() {
             LogicalPlan::Join(j) if j.join_type == JoinType::Inner => {
+                let (sub, plain): (Vec<_>, Vec<_>) = split_conjunction_owned(f.predicate.clone())
+                    .into_iter()
+                    .partition(|e| e.contains_outer() || has_subquery(e));
+                let Some(plain) = conjunction(plain) else { return Ok(Transformed::no(LogicalPlan::Filter(f))) };
                 let mut j = j.clone();
                 j.filter = Some(match j.filter.take() {
-                    Some(e) => e.and(f.predicate.clone()),
-                    None => f.predicate.clone(),
+                    Some(e) => e.and(plain),
+                    None => plain,
                 });
-                Ok(Transformed::yes(LogicalPlan::Join(j)))
+                let joined = LogicalPlan::Join(j);
+                match conjunction(sub) {
+                    None => Ok(Transformed::yes(joined)),
+                    Some(rest) => Ok(Transformed::yes(LogicalPlan::Filter(
+                        datafusion_expr::logical_plan::Filter::try_new(rest, std::sync::Arc::new(joined))?,
+                    ))),
+                }
             }
             _ => Ok(Transformed::no(LogicalPlan::Filter(f))),
         },
         other => Ok(Transformed::no(other)),
     })
     .map(|t| t.data)
+}
+
+fn has_subquery(e: &datafusion_expr::Expr) -> bool {
+    use datafusion_common::tree_node::TreeNode;
+    use datafusion_expr::Expr;
+    e.exists(|x| Ok(matches!(x, Expr::InSubquery(_) | Expr::Exists(_) | Expr::ScalarSubquery(_)))).unwrap_or(false)
+}
+
+/// `EXISTS (SELECT COUNT(*) …)`: an aggregate without GROUP BY always has a row, but its
+/// decorrelated join would find none where no row matches (the "count bug"). Refused, with the
+/// condition to write instead.
+pub(crate) fn refuse_exists_over_global_aggregates(plan: &LogicalPlan) -> Result<()> {
+    use datafusion_common::tree_node::TreeNode;
+    use datafusion_expr::Expr;
+    fn global_aggregate(plan: &LogicalPlan) -> bool {
+        match plan {
+            LogicalPlan::Aggregate(a) => a.group_expr.is_empty(),
+            LogicalPlan::Projection(p) => global_aggregate(&p.input),
+            LogicalPlan::SubqueryAlias(a) => global_aggregate(&a.input),
+            LogicalPlan::Filter(f) => global_aggregate(&f.input),
+            _ => false,
+        }
+    }
+    let refused = |e: &Expr| match e {
+        Expr::Exists(x) => global_aggregate(&x.subquery.subquery),
+        Expr::InSubquery(x) => global_aggregate(&x.subquery.subquery),
+        _ => false,
+    };
+    let found = plan
+        .exists(|node| Ok(node.expressions().iter().any(|e| e.exists(|x| Ok(refused(x))).unwrap_or(false))))
+        .unwrap_or(false);
+    if found {
+        return Err(SqlError::not_supported("IN or EXISTS over an aggregate without GROUP BY (it always has one row)")
+            .with_hint("EXISTS (SELECT COUNT(*) …) is always true: compare the count instead, in a join with the aggregated rows"));
+    }
+    Ok(())
 }
 
 /// A subquery left inside an expression once `IN`/`EXISTS` conditions of `WHERE` became semi

@@ -60,6 +60,7 @@ fn input_schema(op: &StreamOp) -> &DFSchema {
         StreamOp::UpdatingAggregate(u) => u.input_schema.as_ref(),
         StreamOp::Rank(r) => r.input_schema.as_ref(),
         StreamOp::UpsertNormalize(u) => u.schema.as_ref(),
+        StreamOp::OverAggregate(o) => o.input_schema.as_ref(),
     }
 }
 

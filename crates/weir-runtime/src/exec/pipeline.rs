@@ -20,11 +20,14 @@ use datafusion_common::arrow::compute::SortOptions;
 use datafusion_common::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion_common::DFSchema;
 use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::expr::AggregateFunction;
 use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_expr::utils::AggregateOrderSensitivity;
-use datafusion_expr::Expr;
+use datafusion_expr::{Expr, WindowFunctionDefinition};
 use datafusion_physical_expr::aggregate::LoweredAggregateBuilder;
-use datafusion_physical_expr::{create_physical_expr, PhysicalExpr};
+use datafusion_physical_expr::{create_physical_expr, PhysicalExpr, PhysicalSortExpr};
+use datafusion_physical_plan::windows::create_window_expr;
+use datafusion_physical_plan::WindowExpr;
 use weir_plan::{
     Branch, JoinState, JoinType, OpCounter, PlanInput, RankKind, SourceNode, StreamJoin, StreamOp, StreamPlan,
     WindowSpec,
@@ -41,6 +44,7 @@ use crate::operator::Operator;
 use crate::operators::deduplicate::DeduplicateOp;
 use crate::operators::filter::FilterOp;
 use crate::operators::join::{JoinMode, JoinOp, JoinOutput, JoinSpec};
+use crate::operators::over_aggregate::{OverAggregateOp, OverParts};
 use crate::operators::proc_time::{ProcTimeOp, ProcessingClock};
 use crate::operators::project::ProjectOp;
 use crate::operators::session_aggregate::SessionAggregateOp;
@@ -188,6 +192,9 @@ pub fn build_ops(plan_ops: &[StreamOp], metrics: &Arc<Metrics>) -> Result<Vec<Bo
                 };
                 ops.push(op);
             }
+            StreamOp::OverAggregate(o) => {
+                ops.push(Box::new(OverAggregateOp::new(o, over_parts(o)?, Arc::clone(metrics))?))
+            }
             StreamOp::UpsertNormalize(u) => {
                 let schema = relaxed(u.schema.as_arrow());
                 ops.push(Box::new(UpsertNormalizeOp::new(u.key.clone(), schema, u.state_ttl, Arc::clone(metrics))?));
@@ -211,7 +218,7 @@ pub fn build_ops(plan_ops: &[StreamOp], metrics: &Arc<Metrics>) -> Result<Vec<Bo
 
 /// Lower DataFusion aggregate expressions. Operators feed rows in arrival order, so an
 /// aggregate that needs sorted input is refused.
-fn aggregate_specs(exprs: &[Expr], schema: &DFSchema) -> Result<Vec<AggregateSpec>> {
+pub(crate) fn aggregate_specs(exprs: &[Expr], schema: &DFSchema) -> Result<Vec<AggregateSpec>> {
     let props = ExecutionProps::new();
     let ctx = PhysicalPlanningContext::default();
     let mut aggregates = Vec::new();
@@ -482,4 +489,84 @@ impl Pipeline {
         self.drivers = self.drivers.into_iter().map(SourceDriver::keep_origin).collect();
         Ok(self)
     }
+}
+
+/// The physical parts of an OVER aggregate.
+fn over_parts(o: &weir_plan::OverAggregate) -> Result<OverParts> {
+    let input_schema = relaxed(o.input_schema.as_arrow());
+    let partition_by = o.partition_by.iter().map(|e| physical(e, &o.input_schema)).collect::<Result<Vec<_>>>()?;
+    let time = physical(&o.time, &o.input_schema)?;
+    let (mut windows, mut aggregates) = (Vec::new(), Vec::new());
+    for e in &o.window_exprs {
+        let (w, a) = window_expr(e, &time, &o.input_schema, &input_schema)?;
+        windows.push(w);
+        aggregates.push(a);
+    }
+    let running = match o.frame {
+        weir_plan::OverFrame::Unbounded { .. } => Some(aggregate_specs(&aggregates, &o.input_schema)?),
+        _ => None,
+    };
+    Ok(OverParts {
+        partition_by,
+        time,
+        windows,
+        running,
+        input_schema,
+        output_schema: relaxed(o.output_schema.as_arrow()),
+    })
+}
+
+/// DataFusion's window expression for `e` over rows sorted by `time` (one partition at a time:
+/// the operator splits the partitions itself), and the aggregate it computes.
+fn window_expr(
+    e: &Expr,
+    time: &Arc<dyn PhysicalExpr>,
+    logical: &datafusion_common::DFSchema,
+    schema: &SchemaRef,
+) -> Result<(Arc<dyn WindowExpr>, Expr)> {
+    let (name, f) = match e {
+        Expr::Alias(a) => match a.expr.as_ref() {
+            Expr::WindowFunction(f) => (a.name.clone(), f),
+            _ => return Err(RuntimeError::Internal(format!("not an OVER aggregate: {e}"))),
+        },
+        Expr::WindowFunction(f) => (e.schema_name().to_string(), f),
+        _ => return Err(RuntimeError::Internal(format!("not an OVER aggregate: {e}"))),
+    };
+    let p = &f.params;
+    // COUNT(*) counts rows: COUNT(1)
+    #[allow(deprecated)]
+    let one = |a: &Expr| match a {
+        Expr::Wildcard { .. } => datafusion_expr::lit(1i64),
+        a => a.clone(),
+    };
+    let logical_args: Vec<Expr> = p.args.iter().map(one).collect();
+    let args = logical_args.iter().map(|a| physical(a, logical)).collect::<Result<Vec<_>>>()?;
+    let WindowFunctionDefinition::AggregateUDF(udf) = &f.fun else {
+        return Err(RuntimeError::Internal(format!("not an aggregate: {e}")));
+    };
+    let aggregate = Expr::AggregateFunction(AggregateFunction::new_udf(
+        Arc::clone(udf),
+        logical_args,
+        p.distinct,
+        p.filter.clone(),
+        Vec::new(),
+        p.null_treatment,
+    ))
+    .alias(name.clone());
+    let filter = p.filter.as_ref().map(|x| physical(x, logical)).transpose()?;
+    let order = [PhysicalSortExpr { expr: Arc::clone(time), options: SortOptions::default() }];
+    let ignore_nulls = p.null_treatment == Some(datafusion_expr::expr::NullTreatment::IgnoreNulls);
+    let window = create_window_expr(
+        &f.fun,
+        name,
+        &args,
+        &[],
+        &order,
+        Arc::new(p.window_frame.clone()),
+        Arc::clone(schema),
+        ignore_nulls,
+        p.distinct,
+        filter,
+    )?;
+    Ok((window, aggregate))
 }

@@ -187,7 +187,12 @@ impl JoinOp {
             .iter()
             .map(|k| k.data_type(spec.sides[LEFT].as_ref()))
             .collect::<std::result::Result<_, _>>()?;
-        let key_converter = RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?;
+        // a join without equality keys matches every row with every row: one constant key
+        let key_fields = match key_types.is_empty() {
+            true => vec![SortField::new(DataType::Boolean)],
+            false => key_types.iter().map(|t| SortField::new(t.clone())).collect(),
+        };
+        let key_converter = RowConverter::new(key_fields)?;
         let rows = [JoinRows::new(&spec.sides[LEFT])?, JoinRows::new(&spec.sides[RIGHT])?];
         let filter = spec.filter.as_ref().map(|f| Residual::new(f, &spec.pairs)).transpose()?;
         Ok(Self {
@@ -258,6 +263,9 @@ impl JoinOp {
         for (k, t) in self.spec.keys[side].iter().zip(&self.key_types) {
             let a = k.evaluate(batch)?.into_array(n)?;
             cols.push(if a.data_type() == t { a } else { cast(&a, t)? });
+        }
+        if cols.is_empty() {
+            cols.push(Arc::new(datafusion_common::arrow::array::BooleanArray::from(vec![true; n])));
         }
         let mut null = vec![false; n];
         for c in &cols {
