@@ -386,3 +386,51 @@ fn q8_state_does_not_grow_with_the_input() {
     // most from moment to moment: 110-120 KiB over 500 000 and over 5 000 000 events
     state_is_flat("q8", 10, 3.5);
 }
+
+/// q10 writes every bid into `dt=<day>/hm=<HH:mm>/` part files: each file's rows are of its
+/// directory's minute, and the files hold every bid (compared with `SELECT … FROM bid`).
+#[test]
+fn q10_log_to_file_system() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("q10");
+    let sql = example("q10").replace("'out/nexmark-q10'", &format!("'{}'", out.display()));
+    // 1 000 events per second: 150 s of event time, three minutes' directories
+    let mut session = Session::new();
+    for (k, v) in [("nexmark.events", "150000"), ("nexmark.rate", "1000")] {
+        session.set(k, v).expect("setting");
+    }
+    session.execute(&sql).unwrap_or_else(|e| panic!("q10 fails: {e}"));
+    let mut written = Vec::new();
+    let mut minutes = std::collections::BTreeSet::new();
+    for day in std::fs::read_dir(&out).expect("the output directory") {
+        let day = day.expect("entry").path();
+        let dt = day.file_name().unwrap().to_string_lossy().strip_prefix("dt=").expect("a dt= directory").to_string();
+        for minute in std::fs::read_dir(&day).expect("a day directory") {
+            let minute = minute.expect("entry").path();
+            let name = minute.file_name().unwrap().to_string_lossy().into_owned();
+            let hm = name.strip_prefix("hm=").expect("an hm= directory").replace("%3A", ":");
+            minutes.insert(format!("{dt} {hm}"));
+            for file in std::fs::read_dir(&minute).expect("a minute directory") {
+                let file = file.expect("entry").path();
+                assert!(file.file_name().unwrap().to_string_lossy().starts_with("part-"), "{}", file.display());
+                let text = std::fs::read_to_string(&file).expect("a part file");
+                let mut lines = text.lines();
+                assert_eq!(
+                    lines.next(),
+                    Some("auction,bidder,price,date_time,extra"),
+                    "the partition columns are not in the files"
+                );
+                for line in lines {
+                    let time = line.split(',').nth(3).expect("a date_time");
+                    assert_eq!(&time.replace('T', " ")[..16], format!("{dt} {hm}"), "{line} in {}", file.display());
+                    written.push(line.to_string());
+                }
+            }
+        }
+    }
+    assert!(minutes.len() >= 3, "{minutes:?}");
+    let (bids, _) =
+        weir("SELECT auction, bidder, price, date_time, extra FROM bid", 1000, &[("nexmark.events", "150000")]);
+    let bids: Vec<String> = format_rows(&bids).into_iter().map(|r| r.replace('|', ",")).collect();
+    assert_eq!(written.len(), bids.len());
+}

@@ -1,6 +1,7 @@
 //! The `file` connector: CSV with a header row, newline-delimited JSON or Parquet, read from a
 //! file or a directory of files (followed as they grow with `'source.monitor-interval'`), and
-//! written as one file, or as part files published by checkpoints.
+//! written as one file, or as part files (in `PARTITIONED BY` directories, rolled by size and
+//! age) published by checkpoints.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -12,6 +13,7 @@ use weir_runtime::{Connector, ConnectorContext, Result, RuntimeError, Sink, Sour
 
 use crate::{
     CsvSource, FileFormat, FileOptions, FormatSink, JsonSource, OutputFormat, ParquetSink, ParquetSource, PartFileSink,
+    PartOptions,
 };
 
 /// The options every file-format table takes (`file` and `stdin`).
@@ -75,6 +77,30 @@ impl Connector for FileConnector {
         let mut options = vec![OptionSpec::new("path", OptionType::Path, "the file, or a directory (csv and json: its files are read in name order, leaving out names starting with `.` or `_`); relative to the working directory, and a source file not found there is looked up next to the SQL script")
             .required()];
         options.extend(format_options());
+        options.push(
+            OptionSpec::new(
+                "sink.rolling-policy.file-size",
+                OptionType::MemorySize,
+                "written as part files (a directory): a file is closed and the next one started once it has this many bytes (Flink's option)",
+            )
+            .default("128MB"),
+        );
+        options.push(
+            OptionSpec::new(
+                "sink.rolling-policy.rollover-interval",
+                OptionType::Duration,
+                "written as part files: … or once it has been open this long (wall clock; checked as rows are written)",
+            )
+            .default("30 min"),
+        );
+        options.push(
+            OptionSpec::new(
+                "partition.default-name",
+                OptionType::Text,
+                "`PARTITIONED BY` tables: the directory of a NULL or empty partition value",
+            )
+            .default("__DEFAULT_PARTITION__"),
+        );
         options.push(OptionSpec::new(
             "source.monitor-interval",
             OptionType::Duration,
@@ -101,6 +127,12 @@ impl Connector for FileConnector {
     }
 
     fn open_source(&self, table: &TableDef, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Box<dyn Source>> {
+        if !table.partition_by.is_empty() {
+            return Err(RuntimeError::Source(format!(
+                "table '{}' is PARTITIONED BY (…): reading its partition directories is not supported yet (it can be written)",
+                table.name
+            )));
+        }
         open_source(table, schema, ctx)
     }
 
@@ -179,9 +211,11 @@ impl Connector for FileConnector {
             std::fs::create_dir_all(parent).map_err(|e| RuntimeError::Sink(format!("{}: {e}", parent.display())))?;
         }
         let label = options.display();
-        if ctx.checkpointing {
+        let rolling = ["sink.rolling-policy.file-size", "sink.rolling-policy.rollover-interval"];
+        if ctx.checkpointing || !table.partition_by.is_empty() || rolling.iter().any(|k| table.option(k).is_some()) {
             tracing::info!(table = %table.name, output = %path.display(), "writing part files");
-            return Ok(Box::new(PartFileSink::new(path, options.format, schema, label)?));
+            let parts = part_options(table, &schema, ctx.checkpointing)?;
+            return Ok(Box::new(PartFileSink::new(path, options.format, schema, label, parts)?));
         }
         let file = File::create(path).map_err(|e| RuntimeError::Sink(format!("{}: {e}", path.display())))?;
         tracing::info!(table = %table.name, output = %path.display(), "writing");
@@ -192,6 +226,27 @@ impl Connector for FileConnector {
         };
         Ok(Box::new(FormatSink::new(BufWriter::with_capacity(1 << 20, file), format, schema, label, false)))
     }
+}
+
+/// How a table's part files are cut: its `PARTITIONED BY` columns, Flink's rolling policy.
+fn part_options(table: &TableDef, schema: &SchemaRef, transactional: bool) -> Result<PartOptions> {
+    let bad = |e: String| RuntimeError::Sink(format!("table '{}': {e}", table.name));
+    let mut parts = PartOptions { transactional, ..PartOptions::default() };
+    for column in &table.partition_by {
+        let i = schema.index_of(column).map_err(|_| bad(format!("PARTITIONED BY: no column named '{column}'")))?;
+        parts.partition_by.push(i);
+    }
+    if let Some(v) = table.option("sink.rolling-policy.file-size") {
+        parts.file_size = weir_plan::connector::parse_memory_size(v).map_err(bad)?;
+    }
+    if let Some(v) = table.option("sink.rolling-policy.rollover-interval") {
+        let nanos = weir_plan::duration::parse_duration(v).map_err(bad)?;
+        parts.rollover = std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
+    }
+    if let Some(v) = table.option("partition.default-name") {
+        parts.default_partition = v.to_string();
+    }
+    Ok(parts)
 }
 
 /// A Parquet file in runs of consecutive row groups: as many as `n`, fewer when the file has

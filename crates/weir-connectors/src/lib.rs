@@ -57,7 +57,7 @@ pub use kafka::KafkaConnector;
 pub use nexmark::NexmarkConnector;
 pub use options::{BadRowPolicy, FileFormat, FileOptions};
 pub use parquet_source::ParquetSource;
-pub use part_sink::PartFileSink;
+pub use part_sink::{PartFileSink, PartOptions};
 pub use sinks::{CollectSink, DiscardSink, FormatSink, OutputFormat, ParquetSink};
 pub use stdin::StdinConnector;
 pub use weir_runtime::{ConnectorContext, StartTime};

@@ -125,27 +125,43 @@ impl<W: Write + Send> Sink for FormatSink<W> {
 }
 
 /// Writes a Parquet file (snappy-compressed); the file is complete once the sink finishes.
-pub struct ParquetSink {
-    writer: Option<parquet::arrow::ArrowWriter<std::fs::File>>,
+pub struct ParquetSink<W: Write + Send = std::fs::File> {
+    writer: Option<parquet::arrow::ArrowWriter<W>>,
     label: String,
+    /// Where the file's size so far (written, and buffered for the row group in progress) is
+    /// reported after each batch.
+    size: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
-impl ParquetSink {
-    /// Write batches of `schema` to `file`.
-    pub fn new(file: std::fs::File, schema: SchemaRef, label: String) -> Result<Self> {
+impl<W: Write + Send> ParquetSink<W> {
+    /// Write batches of `schema` to `out` (a file).
+    pub fn new(out: W, schema: SchemaRef, label: String) -> Result<Self> {
         let props = parquet::file::properties::WriterProperties::builder()
             .set_compression(parquet::basic::Compression::SNAPPY)
             .build();
-        let writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
+        let writer = parquet::arrow::ArrowWriter::try_new(out, schema, Some(props))
             .map_err(|e| RuntimeError::Sink(format!("{label}: {e}")))?;
-        Ok(Self { writer: Some(writer), label })
+        Ok(Self { writer: Some(writer), label, size: None })
+    }
+
+    /// Report the file's size so far into `size` after each batch (to roll files by size).
+    pub fn reporting_size(mut self, size: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        self.size = Some(size);
+        self
     }
 }
 
-impl Sink for ParquetSink {
+impl<W: Write + Send> Sink for ParquetSink<W> {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         match self.writer.as_mut() {
-            Some(w) => w.write(batch).map_err(|e| RuntimeError::Sink(format!("{}: {e}", self.label))),
+            Some(w) => {
+                w.write(batch).map_err(|e| RuntimeError::Sink(format!("{}: {e}", self.label)))?;
+                if let Some(size) = &self.size {
+                    let bytes = w.bytes_written() + w.in_progress_size();
+                    size.store(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(())
+            }
             None => Err(RuntimeError::Sink(format!("{}: write after finish", self.label))),
         }
     }

@@ -27,6 +27,9 @@ pub enum OptionType {
     Positive,
     /// A duration such as `'30 s'`, `'10 min'`, `'1h 30m'`.
     Duration,
+    /// A size in bytes such as `'128MB'`, `'64 kb'`, `'1000'` (Flink's memory sizes: a
+    /// kilobyte is 1024 bytes).
+    MemorySize,
     /// A timestamp such as `'2015-07-15 00:00:00'`.
     Timestamp,
     /// One character (`'\t'` for a tab).
@@ -47,6 +50,7 @@ impl OptionType {
             OptionType::Integer => v.parse::<i64>().is_ok() || v.parse::<u64>().is_ok(),
             OptionType::Positive => v.parse::<u64>().is_ok_and(|n| n >= 1),
             OptionType::Duration => return parse_duration(v).map(|_| ()),
+            OptionType::MemorySize => return parse_memory_size(v).map(|_| ()),
             OptionType::Char => value == "\\t" || value.chars().count() == 1,
             OptionType::Choice(words) => words.iter().any(|w| w.eq_ignore_ascii_case(v)),
         };
@@ -67,11 +71,31 @@ impl fmt::Display for OptionType {
             OptionType::Integer => write!(f, "an integer"),
             OptionType::Positive => write!(f, "a whole number of at least 1"),
             OptionType::Duration => write!(f, "a duration such as '30 s'"),
+            OptionType::MemorySize => write!(f, "a size such as '128MB'"),
             OptionType::Timestamp => write!(f, "a timestamp"),
             OptionType::Char => write!(f, "one character"),
             OptionType::Choice(words) => write!(f, "one of {}", words.join(", ")),
         }
     }
+}
+
+/// A size in bytes: a whole number and an optional unit (`b`, `kb`/`k`, `mb`/`m`, `gb`/`g`,
+/// `tb`/`t`, any case, 1024 apart), as Flink reads memory sizes.
+pub fn parse_memory_size(value: &str) -> Result<u64, String> {
+    let v = value.trim();
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (number, unit) = v.split_at(digits);
+    let bad = || format!("expected a size such as '128MB', got '{value}'");
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" | "bytes" => 0,
+        "k" | "kb" | "kibibytes" => 10,
+        "m" | "mb" | "mebibytes" => 20,
+        "g" | "gb" | "gibibytes" => 30,
+        "t" | "tb" | "tebibytes" => 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1u64 << shift).ok_or_else(bad)
 }
 
 /// One option a connector understands.
@@ -442,6 +466,7 @@ mod tests {
             options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             metadata: Vec::new(),
             primary_key: Vec::new(),
+            partition_by: Vec::new(),
         }
     }
 
@@ -459,6 +484,17 @@ mod tests {
                 OptionSpec::new("fields.<column>.min", OptionType::Integer, "smallest value"),
             ],
         }
+    }
+
+    #[test]
+    fn memory_sizes_read_as_flink_reads_them() {
+        assert_eq!(parse_memory_size("128MB"), Ok(128 << 20));
+        assert_eq!(parse_memory_size(" 64 kb "), Ok(64 << 10));
+        assert_eq!(parse_memory_size("1000"), Ok(1000));
+        assert_eq!(parse_memory_size("2g"), Ok(2 << 30));
+        assert!(parse_memory_size("1.5mb").is_err());
+        assert!(parse_memory_size("mb").is_err());
+        assert!(parse_memory_size("99999999999tb").is_err());
     }
 
     #[test]

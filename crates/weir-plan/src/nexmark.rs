@@ -117,6 +117,7 @@ pub fn builtin_tables() -> Vec<TableDef> {
             options: BTreeMap::from([("connector".to_string(), "nexmark".to_string())]),
             metadata: Vec::new(),
             primary_key: Vec::new(),
+            partition_by: Vec::new(),
         })
         .collect()
 }
@@ -223,6 +224,7 @@ pub fn check_setting(option: &str, value: &str) -> Result<String> {
         options: BTreeMap::from([(key.clone(), value.trim().to_string())]),
         metadata: Vec::new(),
         primary_key: Vec::new(),
+        partition_by: Vec::new(),
     };
     NexmarkOptions::parse(&probe)
         .map_err(|e| PlanError::new(format!("SET nexmark.{key}: {}", e.trim_start_matches("table 'bid': "))))?;

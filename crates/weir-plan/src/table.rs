@@ -53,6 +53,10 @@ pub struct TableDef {
     /// `PRIMARY KEY (…) NOT ENFORCED`: the columns a changelog table (`upsert-kafka`) is keyed
     /// by. Empty without one.
     pub primary_key: Vec<String>,
+    /// `PARTITIONED BY (…)`: the columns a file table's rows are written under, as
+    /// `col=value/` directories. Empty without one.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
 }
 
 impl TableDef {

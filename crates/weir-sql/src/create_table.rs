@@ -43,6 +43,8 @@ pub struct CreateTable {
     pub watermark: Option<(Ident, SqlExpr)>,
     /// `PRIMARY KEY (a, b) NOT ENFORCED`.
     pub primary_key: Vec<String>,
+    /// `PARTITIONED BY (a, b)`, and where it is written.
+    pub partitioned_by: (Vec<String>, Option<Location>),
     /// `WITH (key = value, …)`, keys lower-cased.
     pub options: BTreeMap<String, String>,
     /// Where each option's key is written.
@@ -229,6 +231,22 @@ pub(crate) fn parse_create_table(parser: &mut Parser, or_replace: bool, location
             break;
         }
     }
+    // Flink's `PARTITIONED BY (col, …)` (a file table's directories)
+    let mut partitioned_by = (Vec::new(), None);
+    if is_word(&parser.peek_token().token, "PARTITIONED") {
+        partitioned_by.1 = Some(parser.next_token().span.start);
+        parser.expect_keyword(Keyword::BY)?;
+        parser.expect_token(&Token::LParen)?;
+        loop {
+            let ident = parser.parse_identifier()?;
+            partitioned_by.0.push(if ident.quote_style.is_some() { ident.value } else { ident.value.to_lowercase() });
+            if parser.consume_token(&Token::Comma) {
+                continue;
+            }
+            parser.expect_token(&Token::RParen)?;
+            break;
+        }
+    }
     let mut options = BTreeMap::new();
     let mut option_locations = BTreeMap::new();
     if parser.parse_keyword(Keyword::WITH) {
@@ -256,6 +274,7 @@ pub(crate) fn parse_create_table(parser: &mut Parser, or_replace: bool, location
         columns,
         watermark,
         primary_key,
+        partitioned_by,
         options,
         option_locations,
         or_replace,

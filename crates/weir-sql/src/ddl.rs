@@ -128,6 +128,19 @@ impl Planner {
                 return Err(SqlError::plan(format!("PRIMARY KEY: no column named '{key}'")).at(ct.location));
             }
         }
+        let (partition_by, partition_at) = &ct.partitioned_by;
+        let at = partition_at.unwrap_or(ct.location);
+        for key in partition_by {
+            if !ct.columns.iter().any(|c| &c.name == key) {
+                return Err(SqlError::plan(format!("PARTITIONED BY: no column named '{key}'")).at(at));
+            }
+            if partition_by.iter().filter(|k| *k == key).count() > 1 {
+                return Err(SqlError::plan(format!("PARTITIONED BY: column '{key}' is named twice")).at(at));
+            }
+        }
+        if !partition_by.is_empty() && partition_by.len() == ct.columns.len() {
+            return Err(SqlError::plan("PARTITIONED BY every column: the files would have none").at(at));
+        }
         let mut def = TableDef {
             name: ct.name.clone(),
             schema,
@@ -136,7 +149,16 @@ impl Planner {
             options: ct.options.clone(),
             metadata,
             primary_key: ct.primary_key.clone(),
+            partition_by: partition_by.clone(),
         };
+        if !def.partition_by.is_empty() && def.connector() != Some("file") {
+            return Err(SqlError::not_supported(format!(
+                "PARTITIONED BY on a '{}' table",
+                def.connector().unwrap_or_default()
+            ))
+            .at(at)
+            .with_hint("file tables are written in col=value/ directories: 'connector' = 'file'"));
+        }
         check_table_options(&def).map_err(|e| e.at(ct.location))?;
         if let Some(connectors) = &self.connectors {
             connectors.check_table(&def).map_err(|e| crate::connectors::connector_error(e, &ct))?;
