@@ -151,6 +151,10 @@ impl Planner {
             primary_key: ct.primary_key.clone(),
             partition_by: partition_by.clone(),
         };
+        // Flink's name for the file connector
+        if def.connector().is_some_and(|c| c.eq_ignore_ascii_case("filesystem")) {
+            def.options.insert("connector".into(), "file".into());
+        }
         if !def.partition_by.is_empty() && def.connector() != Some("file") {
             return Err(SqlError::not_supported(format!(
                 "PARTITIONED BY on a '{}' table",
