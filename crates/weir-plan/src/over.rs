@@ -31,6 +31,9 @@ pub struct OverAggregate {
     pub time: Expr,
     /// The time column, for EXPLAIN.
     pub time_column: String,
+    /// Added to `time` to get the time the watermark is compared with (a windowed result's
+    /// `window_time` is 1 ms before the time its row comes out at; a source's own time: 0).
+    pub time_offset_nanos: i64,
     /// The frame.
     pub frame: OverFrame,
     /// The aggregates, as DataFusion planned them (`Expr::WindowFunction`, maybe aliased).

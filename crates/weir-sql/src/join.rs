@@ -48,6 +48,12 @@ pub(crate) fn time_columns(b: &Branch) -> Vec<(usize, i64)> {
     branch_times(b, true)
 }
 
+/// [`time_columns`] of results (a window aggregate's bounds, an interval join's bounds), not a
+/// source's own time: each row comes out no earlier than the watermark reaches its time.
+pub(crate) fn result_times(b: &Branch) -> Vec<(usize, i64)> {
+    branch_times(b, false)
+}
+
 /// [`time_columns`]; `sources`: start from the source's watermark column (else only a window
 /// aggregate's bounds count).
 fn branch_times(b: &Branch, sources: bool) -> Vec<(usize, i64)> {
@@ -59,6 +65,7 @@ fn branch_times(b: &Branch, sources: bool) -> Vec<(usize, i64)> {
             .and_then(|w| s.output_schema.fields().iter().position(|f| f.name() == &w.column))
             .map(|i| vec![(i, 0)])
             .unwrap_or_default(),
+        PlanInput::Join(j) => join_times(&j.join),
         _ => Vec::new(),
     };
     for op in &b.ops {
@@ -102,6 +109,30 @@ fn branch_times(b: &Branch, sources: bool) -> Vec<(usize, i64)> {
         };
     }
     cols
+}
+
+/// The output columns of an inner interval join that are times (see [`time_columns`]): a
+/// side's `until` column (the last time a row of the other side can match it), where the other
+/// side's `until` is that side's own time. A pair comes out when its later row comes, on time:
+/// if that is the other side's row, this side's `until` is at least its time (the condition);
+/// if it is this side's, its `until` is at least the other row's time, which is at least its
+/// own (the condition again). Either way the column is not behind the watermark. (Bid rows
+/// matched to an auction until its `expires`: `expires` is a time of the pairs.)
+fn join_times(j: &StreamJoin) -> Vec<(usize, i64)> {
+    let JoinState::Interval { left_time, right_time, left_until, right_until, .. } = &j.state else {
+        return Vec::new();
+    };
+    if j.join_type != JoinType::Inner || j.left_updating || j.right_updating {
+        return Vec::new();
+    }
+    let mut times = Vec::new();
+    if right_until == right_time {
+        times.push((left_until.column, left_until.offset_nanos));
+    }
+    if left_until == left_time {
+        times.push((j.left_schema.fields().len() + right_until.column, right_until.offset_nanos));
+    }
+    times
 }
 
 /// `tumble_end(t, size)`, `tumble_start(t, size)` or either plus or minus a constant interval,
@@ -276,7 +307,7 @@ impl PipelineBuilder<'_> {
         let branch = Branch { input: input.clone(), ops: self.ops.clone() };
         // a window's bound (a source's own time column is no window: rows at the watermark are
         // on time there, and would be late for a window ending at it)
-        let times = branch_times(&branch, false);
+        let times = result_times(&branch);
         let mut found: Option<(&Expr, i64)> = None;
         for g in &agg.group_expr {
             let Expr::Column(c) = g else { continue };

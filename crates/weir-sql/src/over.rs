@@ -7,17 +7,19 @@
 //!   in time order: the n before it, or those within the interval before it)
 //! ```
 //!
-//! `ORDER BY` must be the table's event-time column (the watermark says when a row's frame is
-//! complete) and the frame bounded, so the rows kept per partition are too.
+//! `ORDER BY` is a table's event-time column (the watermark says when a row's frame is
+//! complete), or a time of results (a windowed result's `window_end`, an interval join's
+//! bound), whose rows come out no earlier than the watermark reaches it.
 
 use datafusion_expr::logical_plan::Window;
 use datafusion_expr::{Expr, WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition};
 
 use crate::bounds::{refuse_window_markers, source_column};
 use crate::error::{Result, SqlError};
+use crate::join::result_times;
 use crate::planner::PipelineBuilder;
 use crate::window_fn::fixed_interval_nanos;
-use weir_plan::{OverAggregate, OverFrame, StreamOp};
+use weir_plan::{Branch, OverAggregate, OverFrame, StreamOp};
 
 const FRAME_HINT: &str =
     "bound the frame: OVER (PARTITION BY k ORDER BY ts ROWS BETWEEN 10 PRECEDING AND CURRENT ROW), \
@@ -60,35 +62,24 @@ impl PipelineBuilder<'_> {
                 .with_hint("order by the table's event-time column: OVER (PARTITION BY k ORDER BY ts …)"));
         };
         let time = &order.expr;
-        let Some((table, column)) = source_column(time, &w.input) else {
-            return Err(SqlError::not_supported(format!(
-                "an OVER aggregate ordered by '{}', which is not a table's event-time column",
-                time.human_display()
-            ))
-            .with_hint("order by the column of the table's WATERMARK FOR clause"));
-        };
-        let def = self.catalog.get(&table).ok_or_else(|| SqlError::plan(format!("table '{table}' not found")))?;
-        match def.watermark.as_ref().map(|w| &w.column) {
-            Some(w) if *w == column => {}
-            Some(w) => {
-                return Err(SqlError::not_supported(format!(
-                    "an OVER aggregate ordered by {table}.{column}, which is not the table's event time ({w})"
-                ))
-                .with_hint(format!("ORDER BY {w}: a row's frame is the rows before it in event time")))
-            }
-            None => {
-                return Err(SqlError::not_supported(format!(
-                    "an OVER aggregate ordered by {table}.{column}: table '{table}' has no watermark"
-                ))
-                .with_hint(format!(
-                    "declare one on its event-time column in CREATE TABLE {table} (…, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)"
-                )))
-            }
-        }
         if !order.asc {
             return Err(SqlError::not_supported("an OVER aggregate ordered by time descending")
-                .with_hint(format!("ORDER BY {column} (ascending): a row's frame is the rows before it in time")));
+                .with_hint("ORDER BY the time ascending: a row's frame is the rows before it in time"));
         }
+        // a time of results (a window's bound, an interval join's): each row comes out no
+        // earlier than the watermark reaches it
+        let result_time = match (time, &self.input) {
+            (Expr::Column(c), Some(input)) => {
+                let branch = Branch { input: input.clone(), ops: self.ops.clone() };
+                let i = w.input.schema().index_of_column(c).ok();
+                result_times(&branch).into_iter().find(|(k, _)| Some(*k) == i).map(|(_, off)| off)
+            }
+            _ => None,
+        };
+        let (time_column, time_offset_nanos) = match result_time {
+            Some(off) => (format!("{} (a time of the input's results)", time.human_display()), off),
+            None => (self.over_source_time(time, w)?, 0),
+        };
         self.event_time.set(true);
         let frame = &first.window_frame;
         if !matches!(frame.end_bound, WindowFrameBound::CurrentRow) {
@@ -128,11 +119,37 @@ impl PipelineBuilder<'_> {
         Ok(Some(StreamOp::OverAggregate(OverAggregate {
             partition_by: first.partition_by.clone(),
             time: time.clone(),
-            time_column: format!("{table}.{column}"),
+            time_column,
+            time_offset_nanos,
             frame,
             window_exprs: w.window_expr.clone(),
             input_schema: std::sync::Arc::clone(w.input.schema()),
             output_schema: std::sync::Arc::clone(&w.schema),
         })))
+    }
+
+    /// `time`, a table's own event-time column (the one its watermark is on): its name.
+    fn over_source_time(&self, time: &Expr, w: &Window) -> Result<String> {
+        let Some((table, column)) = source_column(time, &w.input) else {
+            return Err(SqlError::not_supported(format!(
+                "an OVER aggregate ordered by '{}', which is not a table's event-time column",
+                time.human_display()
+            ))
+            .with_hint("order by the column of the table's WATERMARK FOR clause, or a windowed result's window_end"));
+        };
+        let def = self.catalog.get(&table).ok_or_else(|| SqlError::plan(format!("table '{table}' not found")))?;
+        match def.watermark.as_ref().map(|w| &w.column) {
+            Some(w) if *w == column => Ok(format!("{table}.{column}")),
+            Some(w) => Err(SqlError::not_supported(format!(
+                "an OVER aggregate ordered by {table}.{column}, which is not the table's event time ({w})"
+            ))
+            .with_hint(format!("ORDER BY {w}: a row's frame is the rows before it in event time"))),
+            None => Err(SqlError::not_supported(format!(
+                "an OVER aggregate ordered by {table}.{column}: table '{table}' has no watermark"
+            ))
+            .with_hint(format!(
+                "declare one on its event-time column in CREATE TABLE {table} (…, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)"
+            ))),
+        }
     }
 }

@@ -66,6 +66,8 @@ pub struct OverAggregateOp {
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
     time: Arc<dyn PhysicalExpr>,
     frame: OverFrame,
+    /// Added to a row's time to get the time the watermark is compared with.
+    offset: Nanos,
     windows: Vec<Arc<dyn WindowExpr>>,
     /// Encodes partition keys (`None`: one partition).
     converter: Option<RowConverter>,
@@ -103,6 +105,7 @@ impl OverAggregateOp {
             partition_by,
             time,
             frame: o.frame,
+            offset: o.time_offset_nanos,
             windows,
             converter,
             input_schema,
@@ -141,7 +144,9 @@ impl OverAggregateOp {
         let (mut ready, mut rest) = (Vec::new(), Vec::new());
         for batch in std::mem::take(&mut self.pending) {
             let times = self.times(&batch)?;
-            let before: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t < watermark))).collect();
+            let off = self.offset;
+            let before: BooleanArray =
+                times.iter().map(|t| Some(t.is_some_and(|t| t.saturating_add(off) < watermark))).collect();
             match before.true_count() {
                 0 => rest.push(batch),
                 n if n == batch.num_rows() => ready.push(batch),
@@ -176,7 +181,7 @@ impl OverAggregateOp {
         // a range's histories end when the watermark has moved a range past them
         if let OverFrame::Range(range) = self.frame {
             if self.swept == NO_WATERMARK || watermark.saturating_sub(self.swept) >= range {
-                let cut = watermark.saturating_sub(range);
+                let cut = watermark.saturating_sub(self.offset).saturating_sub(range);
                 let keys: Vec<Box<[u8]>> = self.history.keys().cloned().collect();
                 for key in keys {
                     let Some(h) = self.history.remove(&key) else { continue };
@@ -223,7 +228,10 @@ impl OverAggregateOp {
                 let k = usize::try_from(k).unwrap_or(usize::MAX).min(len);
                 combined.slice(len - k, k)
             }
-            OverFrame::Range(range) => self.cut(combined, watermark.saturating_sub(range))?,
+            OverFrame::Range(range) => {
+                let cut = watermark.saturating_sub(self.offset).saturating_sub(range);
+                self.cut(combined, cut)?
+            }
         };
         if kept.num_rows() > 0 {
             self.history.insert(key.into(), kept);
@@ -270,7 +278,7 @@ impl Operator for OverAggregateOp {
             }
             // (a row before the operator's watermark would precede rows already emitted)
             let wm = input.row_watermarks.as_ref().map_or(self.watermark, |w| w.value(i).max(self.watermark));
-            let t = times.value(i);
+            let t = times.value(i).saturating_add(self.offset);
             if t < wm {
                 late += 1;
                 dropped.drop_row(i, || {
