@@ -247,7 +247,11 @@ fn q6_average_selling_price_by_seller() {
         let extra: Vec<_> = got.iter().filter(|r| !closed.contains(r)).take(5).collect();
         assert!(got == closed, "{settings:?}: weir {} closed auctions, DataFusion {}; only in DataFusion {missing:?}, only in weir {extra:?}", got.len(), closed.len());
         let mut last: std::collections::HashMap<&str, Vec<f64>> = std::collections::HashMap::new();
+        let mut expired: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
         for c in &cols {
+            // each seller's auctions in the order they closed
+            let before = expired.insert(c[0], c[1]).unwrap_or_default();
+            assert!(before <= c[1], "seller {}: {} after {before}", c[0], c[1]);
             let prices = last.entry(c[0]).or_default();
             prices.push(c[2].parse().expect("a price"));
             let frame = &prices[prices.len().saturating_sub(11)..];
@@ -465,4 +469,5 @@ fn q10_log_to_file_system() {
         weir("SELECT auction, bidder, price, date_time, extra FROM bid", 1000, &[("nexmark.events", "150000")]);
     let bids: Vec<String> = format_rows(&bids).into_iter().map(|r| r.replace('|', ",")).collect();
     assert_eq!(written.len(), bids.len());
+    assert!(sorted(written) == sorted(bids), "the files hold every bid, once");
 }

@@ -1,7 +1,7 @@
 -- Nexmark q10: log to file system. Every bid written as CSV part files into dt=<day>/hm=<HH:mm>
 -- directories (the partition columns name the directories and are not in the files), a new file
--- at least every minute (Flink's 1 min rolling policy). Run with a checkpoint directory and the
--- files are published exactly once, by checkpoints. The path is relative to the working
+-- every minute (Flink's 1 min rolling policy) and at every checkpoint. Run with a checkpoint
+-- directory and the files are published exactly once, by checkpoints. The path is relative to the working
 -- directory (here: out/nexmark-q10/).
 CREATE TABLE fs_sink (
     auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3), extra VARCHAR,

@@ -38,6 +38,10 @@ use crate::sinks::{FormatSink, OutputFormat, ParquetSink};
 
 const IN_PROGRESS: &str = ".inprogress-";
 const PART: &str = "part-";
+/// Files open at once: past this, the one written to longest ago is closed (rolled).
+const MAX_OPEN_FILES: usize = 128;
+/// Each open file's write buffer.
+const BUFFER_BYTES: usize = 64 << 10;
 
 /// How part files are cut and published.
 #[derive(Debug, Clone)]
@@ -112,6 +116,7 @@ struct OpenFile {
     sink: Box<dyn Sink>,
     bytes: Arc<AtomicU64>,
     opened: Instant,
+    written: Instant,
 }
 
 /// `value` as a partition directory names it: the characters special in paths (and `%`, `=`)
@@ -151,6 +156,9 @@ pub struct PartFileSink {
     open: HashMap<String, OpenFile>,
     /// Files closed since the last checkpoint prepared.
     closed: Vec<String>,
+    /// Directories whose entries changed since (new files, new partition directories): made
+    /// durable before a checkpoint names their files.
+    changed: std::collections::BTreeSet<PathBuf>,
     /// Distinguishes this run's in-progress files from a crashed run's.
     run: String,
     files: u64,
@@ -182,6 +190,7 @@ impl PartFileSink {
             label,
             open: HashMap::new(),
             closed: Vec::new(),
+            changed: std::collections::BTreeSet::new(),
             run,
             files: 0,
         };
@@ -224,15 +233,29 @@ impl PartFileSink {
     /// The open file of partition `partition`, opened if there is none.
     fn file(&mut self, partition: &str) -> Result<&mut OpenFile> {
         if !self.open.contains_key(partition) {
+            if self.open.len() >= MAX_OPEN_FILES {
+                let idle = self.open.iter().min_by_key(|(_, f)| f.written).map(|(p, _)| p.clone());
+                if let Some(idle) = idle {
+                    self.close(&idle)?;
+                }
+            }
             self.files += 1;
             let name = format!("{partition}{IN_PROGRESS}{}-{}.{}", self.run, self.files, self.extension());
             let path = self.dir.join(&name);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| self.err(e))?;
+                // the file's directory, and each partition directory up to the table's
+                let mut dir = parent.to_path_buf();
+                while dir.starts_with(&self.dir) && self.changed.insert(dir.clone()) {
+                    match dir.parent() {
+                        Some(up) => dir = up.to_path_buf(),
+                        None => break,
+                    }
+                }
             }
             let file = File::create(&path).map_err(|e| self.err(e))?;
             let bytes = Arc::new(AtomicU64::new(0));
-            let out = Counted { inner: BufWriter::with_capacity(1 << 20, file), bytes: Arc::clone(&bytes) };
+            let out = Counted { inner: BufWriter::with_capacity(BUFFER_BYTES, file), bytes: Arc::clone(&bytes) };
             let (schema, label) = (Arc::clone(&self.file_schema), format!("{} ({name})", self.label));
             let sink: Box<dyn Sink> = match self.format {
                 // (a Parquet file holds its row group in memory: it reports its size itself)
@@ -244,7 +267,8 @@ impl PartFileSink {
                 FileFormat::Json => Box::new(FormatSink::new(out, OutputFormat::Json, schema, label, false)),
             };
             let number = self.files;
-            self.open.insert(partition.to_string(), OpenFile { name, number, sink, bytes, opened: Instant::now() });
+            let now = Instant::now();
+            self.open.insert(partition.to_string(), OpenFile { name, number, sink, bytes, opened: now, written: now });
         }
         self.open.get_mut(partition).ok_or_else(|| RuntimeError::Internal("no part file open".into()))
     }
@@ -330,6 +354,7 @@ impl Sink for PartFileSink {
             let part = if whole { rows.clone() } else { take_record_batch(&rows, &UInt32Array::from(indices))? };
             let file = self.file(&partition)?;
             file.sink.write(&part)?;
+            file.written = Instant::now();
             if file.bytes.load(Ordering::Relaxed) >= self.options.file_size {
                 self.close(&partition)?;
             }
@@ -350,6 +375,11 @@ impl Sink for PartFileSink {
 
     fn prepare_commit(&mut self, id: u64) -> Result<serde_json::Value> {
         self.close_all()?;
+        // the in-progress files' names (and new partition directories) made durable before
+        // the checkpoint's manifest names them
+        for dir in std::mem::take(&mut self.changed).iter().rev() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| self.err(e))?;
+        }
         let files: Vec<Publish> = std::mem::take(&mut self.closed)
             .into_iter()
             .enumerate()
@@ -533,5 +563,21 @@ mod tests {
         let prepared = sink.prepare_commit(1).unwrap();
         sink.commit(&prepared).unwrap();
         assert_eq!(all_files(&dir), vec!["part-0000000001-0000.parquet", "part-0000000001-0001.parquet"]);
+    }
+
+    #[test]
+    fn at_most_so_many_files_are_open_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("out");
+        let days: Vec<String> = (0..200).map(|i| format!("d{i}")).collect();
+        let batch = rows(&days.iter().map(|d| Some(d.as_str())).collect::<Vec<_>>(), &[7; 200]);
+        let options = PartOptions { partition_by: vec![1], transactional: false, ..PartOptions::default() };
+        let mut sink = PartFileSink::new(&dir, FileFormat::Csv, batch.schema(), "t".into(), options).unwrap();
+        sink.write(&batch).unwrap();
+        assert_eq!(sink.open.len(), MAX_OPEN_FILES);
+        assert_eq!(all_files(&dir).iter().filter(|f| f.contains("/part-")).count(), 200 - MAX_OPEN_FILES);
+        sink.finish().unwrap();
+        assert_eq!(all_files(&dir).len(), 200);
+        assert!(all_files(&dir).iter().all(|f| f.contains("/part-")));
     }
 }

@@ -130,6 +130,11 @@ impl Planner {
         }
         let (partition_by, partition_at) = &ct.partitioned_by;
         let at = partition_at.unwrap_or(ct.location);
+        if ct.columns.is_empty() && !partition_by.is_empty() {
+            return Err(SqlError::not_supported("PARTITIONED BY on a table declared without columns")
+                .at(at)
+                .with_hint("declare the columns: CREATE TABLE name (col TYPE, …) PARTITIONED BY (col) WITH (…)"));
+        }
         for key in partition_by {
             if !ct.columns.iter().any(|c| &c.name == key) {
                 return Err(SqlError::plan(format!("PARTITIONED BY: no column named '{key}'")).at(at));

@@ -116,8 +116,9 @@ fn branch_times(b: &Branch, sources: bool) -> Vec<(usize, i64)> {
 /// side's `until` is that side's own time. A pair comes out when its later row comes, on time:
 /// if that is the other side's row, this side's `until` is at least its time (the condition);
 /// if it is this side's, its `until` is at least the other row's time, which is at least its
-/// own (the condition again). Either way the column is not behind the watermark. (Bid rows
-/// matched to an auction until its `expires`: `expires` is a time of the pairs.)
+/// own (the condition again). Either way the column is not behind the watermark, but it may be
+/// at it (a row on time at the watermark): its time is the column plus 1 ns, which is ahead of
+/// it. (Bid rows matched to an auction until its `expires`: `expires` is a time of the pairs.)
 fn join_times(j: &StreamJoin) -> Vec<(usize, i64)> {
     let JoinState::Interval { left_time, right_time, left_until, right_until, .. } = &j.state else {
         return Vec::new();
@@ -127,10 +128,10 @@ fn join_times(j: &StreamJoin) -> Vec<(usize, i64)> {
     }
     let mut times = Vec::new();
     if right_until == right_time {
-        times.push((left_until.column, left_until.offset_nanos));
+        times.push((left_until.column, left_until.offset_nanos.saturating_add(1)));
     }
     if left_until == left_time {
-        times.push((j.left_schema.fields().len() + right_until.column, right_until.offset_nanos));
+        times.push((j.left_schema.fields().len() + right_until.column, right_until.offset_nanos.saturating_add(1)));
     }
     times
 }

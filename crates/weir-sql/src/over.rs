@@ -43,9 +43,15 @@ impl PipelineBuilder<'_> {
         if aggregates == 0 {
             return Ok(None);
         }
-        if aggregates != w.window_expr.len() {
-            return Err(SqlError::not_supported("ROW_NUMBER() and aggregates OVER (…) in one SELECT")
-                .with_hint("compute them in two nested queries"));
+        if let Some(other) = functions.iter().find(|f| !matches!(f.fun, WindowFunctionDefinition::AggregateUDF(_))) {
+            return Err(SqlError::not_supported(format!(
+                "{}() OVER (…) beside aggregates OVER (…)",
+                other.fun.name().to_uppercase()
+            ))
+            .with_hint(
+                "aggregates (SUM, COUNT, AVG, MIN, MAX, …) run OVER a frame; ROW_NUMBER() ranks in a query of its own \
+                 (FIRST_VALUE, LAST_VALUE, LAG, LEAD are not supported on streams yet)",
+            ));
         }
         let first = &functions[0].params;
         if functions.iter().any(|f| f.params.window_frame != first.window_frame) {

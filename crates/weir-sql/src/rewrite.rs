@@ -180,7 +180,8 @@ fn has_subquery(e: &datafusion_expr::Expr) -> bool {
 
 /// `EXISTS (SELECT COUNT(*) …)`: an aggregate without GROUP BY always has a row, but its
 /// decorrelated join would find none where no row matches (the "count bug"). Refused, with the
-/// condition to write instead.
+/// condition to write instead. (`x IN (SELECT MAX(…) …)` is no such case: the maximum of no
+/// rows is NULL, which no `x` equals, as a semi join finds.)
 pub(crate) fn refuse_exists_over_global_aggregates(plan: &LogicalPlan) -> Result<()> {
     use datafusion_common::tree_node::TreeNode;
     use datafusion_expr::Expr;
@@ -195,15 +196,16 @@ pub(crate) fn refuse_exists_over_global_aggregates(plan: &LogicalPlan) -> Result
     }
     let refused = |e: &Expr| match e {
         Expr::Exists(x) => global_aggregate(&x.subquery.subquery),
-        Expr::InSubquery(x) => global_aggregate(&x.subquery.subquery),
         _ => false,
     };
     let found = plan
         .exists(|node| Ok(node.expressions().iter().any(|e| e.exists(|x| Ok(refused(x))).unwrap_or(false))))
         .unwrap_or(false);
     if found {
-        return Err(SqlError::not_supported("IN or EXISTS over an aggregate without GROUP BY (it always has one row)")
-            .with_hint("EXISTS (SELECT COUNT(*) …) is always true: compare the count instead, in a join with the aggregated rows"));
+        return Err(SqlError::not_supported("EXISTS over an aggregate without GROUP BY (it always has one row)")
+            .with_hint(
+            "EXISTS (SELECT COUNT(*) …) is always true: compare the count instead, in a join with the aggregated rows",
+        ));
     }
     Ok(())
 }

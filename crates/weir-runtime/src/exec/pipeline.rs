@@ -553,6 +553,19 @@ fn window_expr(
         p.null_treatment,
     ))
     .alias(name.clone());
+    // a frame that slides takes rows back out of its aggregates
+    let slides =
+        !matches!(p.window_frame.start_bound, datafusion_expr::WindowFrameBound::Preceding(ref v) if v.is_null());
+    if slides {
+        for spec in aggregate_specs(std::slice::from_ref(&aggregate), logical)? {
+            if !spec.function.create_sliding_accumulator().is_ok_and(|a| a.supports_retract_batch()) {
+                return Err(RuntimeError::Unsupported(format!(
+                    "{} OVER a frame of rows or a range before the current row (it cannot take rows back out): use ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW",
+                    udf.name().to_uppercase()
+                )));
+            }
+        }
+    }
     let filter = p.filter.as_ref().map(|x| physical(x, logical)).transpose()?;
     let order = [PhysicalSortExpr { expr: Arc::clone(time), options: SortOptions::default() }];
     let ignore_nulls = p.null_treatment == Some(datafusion_expr::expr::NullTreatment::IgnoreNulls);

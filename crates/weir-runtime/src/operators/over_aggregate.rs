@@ -221,6 +221,7 @@ impl OverAggregateOp {
         }
         let options = RecordBatchOptions::new().with_row_count(Some(n));
         let batch = RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?;
+        let combined_rows = combined.num_rows();
         let kept = match self.frame {
             OverFrame::Unbounded { .. } => return Ok(batch),
             OverFrame::Rows(k) => {
@@ -234,6 +235,11 @@ impl OverAggregateOp {
             }
         };
         if kept.num_rows() > 0 {
+            // a part of the batch just made: copied, so that it does not keep the rest alive
+            let kept = match kept.num_rows() < combined_rows {
+                true => take_record_batch(&kept, &UInt32Array::from_iter_values(0..kept.num_rows() as u32))?,
+                false => kept,
+            };
             self.history.insert(key.into(), kept);
         }
         Ok(batch)

@@ -92,7 +92,12 @@ impl Running {
             start = end;
         }
         if n > 0 {
-            self.parts.insert(key.into(), Part { accumulators, last: rows.slice(n - 1, 1) });
+            // the last row, copied (a slice would keep the whole batch alive)
+            let last = datafusion_common::arrow::compute::take_record_batch(
+                rows,
+                &datafusion_common::arrow::array::UInt32Array::from(vec![(n - 1) as u32]),
+            )?;
+            self.parts.insert(key.into(), Part { accumulators, last });
         }
         values.into_iter().map(|v| Ok(ScalarValue::iter_to_array(v)?)).collect()
     }
