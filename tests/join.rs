@@ -72,6 +72,51 @@ const WINDOW_ROW_JOINS: [(&str, &str); 7] = [
     ),
 ];
 
+/// The (row, window) pairs of each input a window join accepts: those whose window's end is
+/// not behind the join's watermark when the row comes (see [`accepted`]).
+fn accepted_windows(
+    inputs: [&[Row]; 2],
+    cuts: [&[usize]; 2],
+    delay_ms: i64,
+    windows: impl Fn(i64) -> Vec<(i64, i64)>,
+) -> [Vec<(Row, i64, i64)>; 2] {
+    let (before, read) = turns(inputs, cuts, delay_ms);
+    [0, 1].map(|i| {
+        let mut pairs = Vec::new();
+        for (r, step) in inputs[i].iter().zip(&read[i]) {
+            for (ws, we) in windows(r.ts) {
+                if we >= before[*step] {
+                    pairs.push((r.clone(), ws, we));
+                }
+            }
+        }
+        pairs
+    })
+}
+
+/// `sql` over tables `t` and `u` of (row, window) pairs: the columns of a row, then `ws`, `we`.
+fn batch_join_windows(pairs: [&[(Row, i64, i64)]; 2], sql: &str) -> Vec<String> {
+    use datafusion::arrow::array::TimestampMillisecondArray;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        for (name, pairs) in [("t", pairs[0]), ("u", pairs[1])] {
+            let rows: Vec<Row> = pairs.iter().map(|p| p.0.clone()).collect();
+            let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new("ws", DataType::Timestamp(TimeUnit::Millisecond, None), false));
+            fields.push(Field::new("we", DataType::Timestamp(TimeUnit::Millisecond, None), false));
+            let mut columns = to_batch(&rows).columns().to_vec();
+            columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(pairs.iter().map(|p| p.1))));
+            columns.push(Arc::new(TimestampMillisecondArray::from_iter_values(pairs.iter().map(|p| p.2))));
+            let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("a batch");
+            let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).expect("table");
+            ctx.register_table(name, Arc::new(table)).expect("register");
+        }
+        format_rows(&ctx.sql(sql).await.expect("plans").collect().await.expect("runs"))
+    })
+}
+
 /// A [`WINDOW_ROW_JOINS`] query for weir (`streaming`) or for the batch reference.
 fn window_row_join(template: &str, streaming: bool) -> String {
     let (a, b, on) = match streaming {
@@ -284,6 +329,33 @@ proptest! {
         let weir = run_two([&left, &right], [&lc, &rc], &script);
         let [l, r] = accepted_by([&left, &right], [&lc, &rc], delay_ms, |r| r.ts - r.ts.rem_euclid(2000) + 2000);
         prop_assert_eq!(sorted(weir), sorted(batch_join([&l, &r], &window_row_join(batch, false))));
+    }
+
+    /// The same over HOP and CUMULATE rows: each row joined once per window it is in.
+    #[test]
+    fn window_joins_of_hopping_and_cumulating_rows_match_the_batch_join_of_the_windows(
+        left in rows_strategy(),
+        right in rows_strategy(),
+        delay_ms in prop::sample::select(vec![0i64, 300, 2000]),
+        hop in any::<bool>(),
+        kind in prop::sample::select(vec!["JOIN", "LEFT JOIN", "FULL JOIN"]),
+        left_cuts in prop::collection::btree_set(0usize..260, 0..30),
+        right_cuts in prop::collection::btree_set(0usize..260, 0..30),
+    ) {
+        let (lc, rc): (Vec<usize>, Vec<usize>) = (left_cuts.into_iter().collect(), right_cuts.into_iter().collect());
+        let tvf = if hop { "HOP" } else { "CUMULATE" };
+        let streaming = format!(
+            "SELECT a.k, a.v, b.k, b.v, a.window_start, a.window_end, b.window_end
+             FROM TABLE({tvf}(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '2' SECOND)) a
+             {kind} TABLE({tvf}(TABLE u, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '2' SECOND)) b
+             ON a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end AND a.v <> b.v");
+        let weir = run_two([&left, &right], [&lc, &rc], &format!("{} {streaming}", ddl2(delay_ms, true)));
+        let windows = |t: i64| if hop { hop_windows(t, 1000, 2000) } else { cumulate_windows(t, 1000, 2000) };
+        let [l, r] = accepted_windows([&left, &right], [&lc, &rc], delay_ms, windows);
+        let batch = batch_join_windows([&l, &r], &format!(
+            "SELECT a.k, a.v, b.k, b.v, a.ws, a.we, b.we FROM t a {kind} u b
+             ON a.k = b.k AND a.ws = b.ws AND a.we = b.we AND a.v <> b.v"));
+        prop_assert_eq!(sorted(weir), sorted(batch));
     }
 
     #[test]

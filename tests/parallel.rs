@@ -266,6 +266,10 @@ proptest! {
             "SELECT a.k, a.v, a.ts FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) a
              WHERE NOT EXISTS (SELECT * FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) b
                WHERE a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end)",
+            "SELECT a.k, a.v, b.v, a.window_start, b.window_end
+             FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)) a
+             LEFT JOIN TABLE(CUMULATE(TABLE u, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)) b
+             ON a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end AND a.v < b.v",
         ];
         agree_with_one_thread([&left, &right], [&lc, &rc], delay_ms, &queries, &[2, 4])?;
         // keyed operators on a join's keys: in the join's instances (see

@@ -202,6 +202,16 @@ fn describe_op(op: &StreamOp) -> PlanNodeDescription {
                 ),
             }
         }
+        StreamOp::WindowRows(w) => PlanNodeDescription {
+            depth: 0,
+            op: None,
+            operator: "WindowRows".into(),
+            details: format!(
+                "{} on {}: each row once per window it is in, with window_start and window_end",
+                w.window,
+                show(&w.time)
+            ),
+        },
         StreamOp::OverAggregate(o) => {
             let partition: Vec<String> = o.partition_by.iter().map(show).collect();
             let aggs: Vec<String> = o.window_exprs.iter().map(over_function).collect();

@@ -44,7 +44,7 @@ pub use over::{OverAggregate, OverFrame};
 pub use plan::{
     Branch, EarlyEmit, JoinNode, JoinState, JoinType, OpCounter, OpRef, PlanInput, Rank, RankKind, RowTime, SinkNode,
     SourceNode, StateTtl, StreamJoin, StreamOp, StreamPlan, UpdatingAggregate, UpsertNormalize, WindowAggregate,
-    WindowColumn, WindowEmit, WindowKind, WindowSpec, MAX_SLICES_PER_WINDOW,
+    WindowColumn, WindowEmit, WindowKind, WindowRows, WindowSpec, MAX_SLICES_PER_WINDOW,
 };
 pub use settings::{Guarantee, Settings};
 pub use table::{schema_of, sql_type_name, MetadataColumn, TableDef, WatermarkDef};

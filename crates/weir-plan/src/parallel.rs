@@ -59,7 +59,7 @@ impl Exchange {
     pub fn of(op: &StreamOp) -> Option<Exchange> {
         let keyed = |keys: Vec<Expr>| Some(if keys.is_empty() { Exchange::Single } else { Exchange::Hash(keys) });
         match op {
-            StreamOp::Filter { .. } | StreamOp::Project { .. } => None,
+            StreamOp::Filter { .. } | StreamOp::Project { .. } | StreamOp::WindowRows(_) => None,
             StreamOp::WindowAggregate(w) => keyed(w.keys().map(|(_, e)| e.clone()).collect()),
             StreamOp::UpdatingAggregate(u) => keyed(u.group_exprs.clone()),
             StreamOp::Rank(r) => keyed(r.partition_by.clone()),
@@ -273,7 +273,8 @@ struct Builder<'a> {
 /// unchanged, under the same name.
 fn still_partitioned(partitioned: Vec<Vec<Expr>>, op: &StreamOp) -> Vec<Vec<Expr>> {
     match op {
-        StreamOp::Filter { .. } => partitioned,
+        // (a row's copies keep its columns)
+        StreamOp::Filter { .. } | StreamOp::WindowRows(_) => partitioned,
         StreamOp::Project { exprs, output_schema, .. } => {
             let passed = |key: &Expr| match key {
                 Expr::Column(c) => exprs.iter().enumerate().any(|(i, e)| {

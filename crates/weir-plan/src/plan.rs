@@ -481,6 +481,21 @@ impl StreamJoin {
     }
 }
 
+/// The rows of a HOP or CUMULATE table function, one per window a row is in (a join's input:
+/// aggregates read the markers instead): the input columns, then `window_start` and
+/// `window_end`.
+#[derive(Debug, Clone)]
+pub struct WindowRows {
+    /// The windows.
+    pub window: WindowSpec,
+    /// The rows' time.
+    pub time: Expr,
+    /// Schema of the input rows.
+    pub input_schema: DFSchemaRef,
+    /// The input columns, then the window's start and end.
+    pub output_schema: DFSchemaRef,
+}
+
 /// One operator of a pipeline.
 #[derive(Debug, Clone)]
 pub enum StreamOp {
@@ -510,6 +525,8 @@ pub enum StreamOp {
     UpsertNormalize(UpsertNormalize),
     /// Aggregates over each row's preceding rows (`OVER`).
     OverAggregate(crate::over::OverAggregate),
+    /// A HOP or CUMULATE table function's rows, one per window.
+    WindowRows(WindowRows),
 }
 
 impl StreamOp {
@@ -523,6 +540,7 @@ impl StreamOp {
             StreamOp::Rank(r) => &r.output_schema,
             StreamOp::UpsertNormalize(u) => &u.schema,
             StreamOp::OverAggregate(o) => &o.output_schema,
+            StreamOp::WindowRows(w) => &w.output_schema,
         }
     }
 

@@ -22,7 +22,7 @@ use datafusion_expr::logical_plan::{Aggregate, Join, JoinType as DfJoinType, Log
 use datafusion_expr::utils::split_conjunction;
 use datafusion_expr::{BinaryExpr, Expr, ExprSchemable, Operator};
 
-use crate::bounds::{refuse_window_markers, window_rows};
+use crate::bounds::window_rows;
 use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
 use crate::options::state_ttl;
@@ -81,7 +81,9 @@ fn branch_times(b: &Branch, sources: bool) -> Vec<(usize, i64)> {
                     }
                     // a tumbling window's bound of a row (the window TVF's columns): the row's
                     // window closes when the watermark passes its end
-                    e => tumble_bound(&e, input_schema, &cols).map(|off| (i, off)),
+                    e => tumble_bound(&e, input_schema, &cols)
+                        .or_else(|| shifted_time(&e, input_schema, &cols))
+                        .map(|off| (i, off)),
                 })
                 .collect(),
             // an aggregate over the input's windows: its time column stays one
@@ -91,6 +93,17 @@ fn branch_times(b: &Branch, sources: bool) -> Vec<(usize, i64)> {
                 .position(|g| *g == w.time)
                 .map(|i| vec![(i, w.time_offset_nanos + 1)])
                 .unwrap_or_default(),
+            // a HOP/CUMULATE row's copy for a window: the window closes when the watermark
+            // passes its end
+            StreamOp::WindowRows(w) => {
+                let n = w.input_schema.fields().len();
+                let mut times = cols;
+                if let WindowSpec::Hop { size_nanos, .. } = w.window {
+                    times.push((n, size_nanos));
+                }
+                times.push((n + 1, 0));
+                times
+            }
             // a window's rows come out when the watermark passes its end, never before
             StreamOp::WindowAggregate(w) if !w.emit.is_changelog() => w
                 .window_columns
@@ -134,6 +147,24 @@ fn join_times(j: &StreamJoin) -> Vec<(usize, i64)> {
         times.push((j.left_schema.fields().len() + right_until.column, right_until.offset_nanos.saturating_add(1)));
     }
     times
+}
+
+/// A time column plus or minus a constant interval (`window_end - INTERVAL '0.001' SECOND`, a
+/// window's `window_time`): its offset moved by the interval.
+fn shifted_time(e: &Expr, input: &DFSchema, times: &[(usize, i64)]) -> Option<i64> {
+    let Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right }) = e else {
+        return None;
+    };
+    let Expr::Column(c) = left.as_ref() else { return None };
+    let j = input.index_of_column(c).ok()?;
+    let off = times.iter().find(|(k, _)| *k == j)?.1;
+    let Expr::Literal(v, _) = right.as_ref() else { return None };
+    let n = fixed_interval_nanos(v).ok()?;
+    if *op == Operator::Plus {
+        off.checked_sub(n)
+    } else {
+        off.checked_add(n)
+    }
 }
 
 /// `tumble_end(t, size)`, `tumble_start(t, size)` or either plus or minus a constant interval,
@@ -366,15 +397,15 @@ impl PipelineBuilder<'_> {
             return Err(SqlError::not_supported("RIGHT or FULL JOIN … USING (…)")
                 .with_hint("write ON a.k = b.k, and COALESCE(a.k, b.k) for the key"));
         }
-        // a HOP/CUMULATE/SESSION row's window columns exist only once it is aggregated
+        // a SESSION row's window exists only once its session is aggregated (HOP and CUMULATE
+        // rows are expanded, one per window)
         for input in [&j.left, &j.right] {
-            if let Some(kind) = window_rows(input) {
-                return Err(SqlError::not_supported(format!(
-                    "a join of {kind} table function rows (a row is in several windows, whose bounds exist only \
-                     once aggregated)"
-                ))
+            if window_rows(input) == Some("SESSION") {
+                return Err(SqlError::not_supported(
+                    "a join of SESSION table function rows (a session's bounds exist only once aggregated)",
+                )
                 .with_hint(
-                    "aggregate the windows first (GROUP BY window_start, window_end, …), then join the results",
+                    "aggregate the sessions first (GROUP BY window_start, window_end, …), then join the results",
                 ));
             }
         }
@@ -390,11 +421,6 @@ impl PipelineBuilder<'_> {
         }
         if let Some(f) = above {
             conjuncts.extend(split_conjunction(f).into_iter().cloned());
-        }
-        // a HOP/CUMULATE/SESSION row's window bounds exist only once it is aggregated
-        for c in &conjuncts {
-            refuse_window_markers(c, jl)?;
-            refuse_window_markers(c, jr)?;
         }
         let (mut left_keys, mut right_keys, mut rest) = (Vec::new(), Vec::new(), Vec::new());
         for c in &conjuncts {
@@ -519,6 +545,7 @@ impl PipelineBuilder<'_> {
     /// One input of a join, planned as a branch of its own.
     fn join_input(&self, input: &LogicalPlan) -> Result<Branch> {
         let mut b = PipelineBuilder::new(self.catalog, self.settings);
+        b.expand_window_rows = window_rows(input).is_some();
         b.convert(input)?;
         self.processing_time.set(self.processing_time.get() || b.processing_time.get());
         self.event_time.set(self.event_time.get() || b.event_time.get());

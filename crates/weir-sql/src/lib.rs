@@ -62,10 +62,12 @@ mod provider;
 mod rank;
 mod rewrite;
 mod sink;
+mod time_column;
 mod tvf;
 mod union;
 mod view;
 pub mod window_fn;
+mod window_rows;
 
 pub use catalog::{sql_type_name, Catalog, TableDef, WatermarkDef};
 pub use date_format::date_format;

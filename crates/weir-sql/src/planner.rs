@@ -24,8 +24,8 @@ use datafusion_sql::sqlparser::ast::{DataType as SqlType, ExactNumberInfo, Query
 use datafusion_sql::sqlparser::tokenizer::Location;
 
 use crate::bounds::{
-    carried_time, check_session_partition, groups_by_window, inner_window_column, refuse_unwindowed_tvf_aggregates,
-    refuse_window_markers, resolve_window_bound, source_column, union_source_columns, window_rows, MILLI,
+    carried_time, check_session_partition, groups_by_window, refuse_unwindowed_tvf_aggregates, refuse_window_markers,
+    resolve_window_bound, window_rows, MILLI,
 };
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, SqlError};
@@ -440,6 +440,9 @@ pub(crate) struct PipelineBuilder<'a> {
     pub(crate) processing_time: Cell<bool>,
     /// Set when an operator is over an event-time column (the two cannot share a pipeline).
     pub(crate) event_time: Cell<bool>,
+    /// A join's input whose HOP/CUMULATE table function rows are read as rows: they are
+    /// expanded, one per window, unless an aggregate reads them.
+    pub(crate) expand_window_rows: bool,
 }
 
 impl<'a> PipelineBuilder<'a> {
@@ -449,6 +452,7 @@ impl<'a> PipelineBuilder<'a> {
             catalog,
             settings,
             rank_limit: None,
+            expand_window_rows: false,
             input: None,
             ops: Vec::new(),
             processing_time: Cell::new(false),
@@ -527,6 +531,9 @@ impl PipelineBuilder<'_> {
                 Ok(())
             }
             LogicalPlan::Projection(p) => {
+                if self.expand_window_rows && self.expand_window_rows(p)? {
+                    return Ok(());
+                }
                 self.convert(&p.input)?;
                 let mut exprs = Vec::with_capacity(p.expr.len());
                 for (e, (q, f)) in p.expr.iter().zip(p.schema.iter()) {
@@ -566,6 +573,8 @@ impl PipelineBuilder<'_> {
             }
             LogicalPlan::SubqueryAlias(a) => self.convert(&a.input),
             LogicalPlan::Aggregate(agg) => {
+                // (an aggregate reads a window table function's markers)
+                self.expand_window_rows = false;
                 self.convert(&agg.input)?;
                 let retracting = self.is_updating();
                 if retracting && groups_by_window(agg) {
@@ -599,6 +608,7 @@ impl PipelineBuilder<'_> {
                         None
                     }
                 };
+                self.expand_window_rows = false;
                 self.convert(&w.input)?;
                 if let Some(op) = self.over_aggregate(w)? {
                     self.ops.push(op);
@@ -743,58 +753,5 @@ impl PipelineBuilder<'_> {
             input_schema: Arc::clone(agg.input.schema()),
             output_schema: Arc::clone(&agg.schema),
         })))
-    }
-
-    /// The window's time column must be a source column with a watermark.
-    fn check_time_column(&self, time: &Expr, plan: &LogicalPlan) -> Result<String> {
-        if let Some(name) = inner_window_column(time, plan)? {
-            return Ok(name);
-        }
-        if let Some(columns) = union_source_columns(time, plan) {
-            if let Some((t, c)) =
-                columns.iter().find(|(t, c)| self.catalog.get(t).is_some_and(|d| d.proctime.as_ref() == Some(c)))
-            {
-                return Err(SqlError::not_supported(format!(
-                    "a window over the processing-time column {t}.{c} of a UNION ALL input"
-                ))
-                .with_hint("window over the inputs' event-time columns, or over one table's PROCTIME() column without UNION ALL"));
-            }
-            let names = columns.iter().map(|(t, c)| self.check_source_time(t, c)).collect::<Result<Vec<_>>>()?;
-            return Ok(names.join(" | "));
-        }
-        let Some((table, column)) = source_column(time, plan) else {
-            return Err(SqlError::not_supported(format!("a window over the computed time '{}'", time.human_display()))
-                .with_hint("window over a TIMESTAMP column that has a WATERMARK FOR clause"));
-        };
-        self.check_source_time(&table, &column)
-    }
-
-    /// `table.column` must be the table's watermark column or its processing-time column.
-    fn check_source_time(&self, table: &str, column: &str) -> Result<String> {
-        let Some(def) = self.catalog.get(table) else {
-            return Err(SqlError::plan(format!("table '{table}' not found")));
-        };
-        if def.proctime.as_deref() == Some(column) {
-            self.processing_time.set(true);
-            return Ok(format!("{table}.{column} (processing time)"));
-        }
-        match &def.watermark {
-            None => Err(SqlError::plan(format!(
-                "a windowed aggregate needs a watermark, but table '{table}' has no WATERMARK FOR clause, so its windows could never close"
-            ))
-            .with_hint(format!(
-                "declare one in CREATE TABLE {table} (…, WATERMARK FOR {column} AS {column} - INTERVAL '5' SECOND), \
-                 or window over a processing-time column (…, p AS PROCTIME()) to close windows on the wall clock"
-            ))),
-            Some(w) if w.column != column => Err(SqlError::plan(format!(
-                "the window is over {table}.{column}, but the watermark of '{table}' is on '{}'",
-                w.column
-            ))
-            .with_hint(format!("window over {}, the table's event-time column", w.column))),
-            Some(_) => {
-                self.event_time.set(true);
-                Ok(format!("{table}.{column}"))
-            }
-        }
     }
 }

@@ -61,6 +61,7 @@ fn input_schema(op: &StreamOp) -> &DFSchema {
         StreamOp::Rank(r) => r.input_schema.as_ref(),
         StreamOp::UpsertNormalize(u) => u.schema.as_ref(),
         StreamOp::OverAggregate(o) => o.input_schema.as_ref(),
+        StreamOp::WindowRows(w) => w.input_schema.as_ref(),
     }
 }
 

@@ -52,6 +52,7 @@ use crate::operators::top_n::TopNOp;
 use crate::operators::updating_aggregate::UpdatingAggregateOp;
 use crate::operators::upsert_normalize::UpsertNormalizeOp;
 use crate::operators::window_aggregate::{WindowAggregateOp, WindowLayout};
+use crate::operators::window_rows::WindowRowsOp;
 use crate::operators::window_top_n::WindowTopNOp;
 use crate::state::aggregate_state::AggregateSpec;
 use crate::state::rank_rows::RankRows;
@@ -192,6 +193,12 @@ pub fn build_ops(plan_ops: &[StreamOp], metrics: &Arc<Metrics>) -> Result<Vec<Bo
                 };
                 ops.push(op);
             }
+            StreamOp::WindowRows(w) => ops.push(Box::new(WindowRowsOp::new(
+                &w.window,
+                physical(&w.time, &w.input_schema)?,
+                relaxed(w.output_schema.as_arrow()),
+                Arc::clone(metrics),
+            )?)),
             StreamOp::OverAggregate(o) => {
                 ops.push(Box::new(OverAggregateOp::new(o, over_parts(o)?, Arc::clone(metrics))?))
             }

@@ -13,4 +13,5 @@ pub(crate) mod upsert_normalize;
 pub(crate) mod window_aggregate;
 pub(crate) mod window_assign;
 pub(crate) mod window_changes;
+pub(crate) mod window_rows;
 pub(crate) mod window_top_n;

@@ -1,0 +1,78 @@
+//! The rows of a HOP or CUMULATE table function read by a join (Flink's window join of
+//! windowed rows): each row once per window it is in.
+//!
+//! Elsewhere the table function's `window_start`/`window_end` are markers an aggregate reads
+//! (a row is in several windows, so they have no value of their own); a join reads rows, so
+//! the rows are expanded: a `WindowRows` operator adds each window's bounds to a copy of its
+//! row, and the table function's projection reads them.
+
+use std::sync::Arc;
+
+use datafusion_common::arrow::datatypes::Field;
+use datafusion_common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion_common::{Column, DFSchema};
+use datafusion_expr::logical_plan::Projection;
+use datafusion_expr::{Expr, ExprSchemable};
+
+use crate::bounds::window_call;
+use crate::error::{Result, SqlError};
+use crate::planner::PipelineBuilder;
+use crate::window_fn::{Bound, WindowKind};
+use weir_plan::{StreamOp, WindowRows, WindowSpec};
+
+const START: &str = "__window_start";
+const END: &str = "__window_end";
+
+impl PipelineBuilder<'_> {
+    /// Plan projection `p` as the rows of the HOP or CUMULATE table function whose markers it
+    /// computes, one per window (false: it computes none; SESSION rows stay markers).
+    pub(crate) fn expand_window_rows(&mut self, p: &Projection) -> Result<bool> {
+        let mut found: Option<(Expr, WindowSpec)> = None;
+        let mut mixed = false;
+        for e in &p.expr {
+            e.apply(|x| {
+                if let Some((kind, _, time, spec)) = window_call(x).ok().flatten() {
+                    if matches!(kind, WindowKind::Hop | WindowKind::Cumulate) {
+                        mixed |= found.as_ref().is_some_and(|(t, s)| *t != time || *s != spec);
+                        found = Some((time, spec));
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        let Some((time, window)) = found else { return Ok(false) };
+        if mixed {
+            return Err(SqlError::not_supported("the rows of two different window table functions in one projection"));
+        }
+        self.convert(&p.input)?;
+        self.event_time.set(true);
+        let input = Arc::clone(p.input.schema());
+        let time_type = time.get_type(input.as_ref())?;
+        let mut fields: Vec<_> = input.iter().map(|(q, f)| (q.cloned(), Arc::clone(f))).collect();
+        fields.push((None, Arc::new(Field::new(START, time_type.clone(), true))));
+        fields.push((None, Arc::new(Field::new(END, time_type, true))));
+        let rows = Arc::new(DFSchema::new_with_metadata(fields, input.metadata().clone())?);
+        // the markers read the window columns
+        let exprs = p
+            .expr
+            .iter()
+            .map(|e| {
+                e.clone()
+                    .transform(|x| match window_call(&x).ok().flatten() {
+                        Some((_, Bound::Start, ..)) => Ok(Transformed::yes(Expr::Column(Column::from_name(START)))),
+                        Some((_, Bound::End, ..)) => Ok(Transformed::yes(Expr::Column(Column::from_name(END)))),
+                        None => Ok(Transformed::no(x)),
+                    })
+                    .map(|t| t.data)
+            })
+            .collect::<datafusion_common::Result<Vec<_>>>()?;
+        self.ops.push(StreamOp::WindowRows(WindowRows {
+            window,
+            time,
+            input_schema: input,
+            output_schema: Arc::clone(&rows),
+        }));
+        self.ops.push(StreamOp::Project { exprs, input_schema: rows, output_schema: Arc::clone(&p.schema) });
+        Ok(true)
+    }
+}
