@@ -95,6 +95,14 @@ impl Connector for FileConnector {
         );
         options.push(
             OptionSpec::new(
+                "sink.rolling-policy.inactivity-interval",
+                OptionType::Duration,
+                "written as part files: … or once nothing has been written to it for this long (checked as rows are written)",
+            )
+            .default("30 min"),
+        );
+        options.push(
+            OptionSpec::new(
                 "partition.default-name",
                 OptionType::Text,
                 "`PARTITIONED BY` tables: the directory of a NULL or empty partition value",
@@ -211,7 +219,11 @@ impl Connector for FileConnector {
             std::fs::create_dir_all(parent).map_err(|e| RuntimeError::Sink(format!("{}: {e}", parent.display())))?;
         }
         let label = options.display();
-        let rolling = ["sink.rolling-policy.file-size", "sink.rolling-policy.rollover-interval"];
+        let rolling = [
+            "sink.rolling-policy.file-size",
+            "sink.rolling-policy.rollover-interval",
+            "sink.rolling-policy.inactivity-interval",
+        ];
         if ctx.checkpointing || !table.partition_by.is_empty() || rolling.iter().any(|k| table.option(k).is_some()) {
             tracing::info!(table = %table.name, output = %path.display(), "writing part files");
             let parts = part_options(table, &schema, ctx.checkpointing)?;
@@ -242,6 +254,10 @@ fn part_options(table: &TableDef, schema: &SchemaRef, transactional: bool) -> Re
     if let Some(v) = table.option("sink.rolling-policy.rollover-interval") {
         let nanos = weir_plan::duration::parse_duration(v).map_err(bad)?;
         parts.rollover = std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
+    }
+    if let Some(v) = table.option("sink.rolling-policy.inactivity-interval") {
+        let nanos = weir_plan::duration::parse_duration(v).map_err(bad)?;
+        parts.inactivity = std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
     }
     if let Some(v) = table.option("partition.default-name") {
         parts.default_partition = v.to_string();

@@ -52,6 +52,8 @@ pub struct PartOptions {
     pub file_size: u64,
     /// … or once it has been open this long.
     pub rollover: Duration,
+    /// … or once nothing has been written to it for this long.
+    pub inactivity: Duration,
     /// The directory name of a NULL or empty partition value.
     pub default_partition: String,
     /// Files published by checkpoints (exactly-once); otherwise each as soon as it is closed.
@@ -59,12 +61,14 @@ pub struct PartOptions {
 }
 
 impl Default for PartOptions {
-    /// Flink's defaults: 128 MiB, 30 minutes, `__DEFAULT_PARTITION__`; published by checkpoints.
+    /// Flink's defaults: 128 MiB, 30 minutes open or idle, `__DEFAULT_PARTITION__`; published
+    /// by checkpoints.
     fn default() -> Self {
         Self {
             partition_by: Vec::new(),
             file_size: 128 << 20,
             rollover: Duration::from_secs(30 * 60),
+            inactivity: Duration::from_secs(30 * 60),
             default_partition: "__DEFAULT_PARTITION__".into(),
             transactional: true,
         }
@@ -359,10 +363,14 @@ impl Sink for PartFileSink {
                 self.close(&partition)?;
             }
         }
-        // files open longer than the rollover interval
-        let rollover = self.options.rollover;
-        let old: Vec<String> =
-            self.open.iter().filter(|(_, f)| f.opened.elapsed() >= rollover).map(|(p, _)| p.clone()).collect();
+        // files open longer than the rollover interval, or idle longer than the inactivity one
+        let (rollover, inactivity) = (self.options.rollover, self.options.inactivity);
+        let old: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.opened.elapsed() >= rollover || f.written.elapsed() >= inactivity)
+            .map(|(p, _)| p.clone())
+            .collect();
         for p in old {
             self.close(&p)?;
         }
@@ -553,6 +561,20 @@ mod tests {
         sink.write(&batch).unwrap();
         sink.finish().unwrap();
         assert_eq!(all_files(&dir).len(), 2);
+        // a file idle for the inactivity interval is closed at the next write, to any partition
+        let options = PartOptions {
+            partition_by: vec![1],
+            inactivity: Duration::from_millis(50),
+            transactional: false,
+            ..PartOptions::default()
+        };
+        let mut sink = PartFileSink::new(&dir, FileFormat::Csv, batch.schema(), "t".into(), options).unwrap();
+        sink.write(&rows(&[Some("idle")], &[1])).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        sink.write(&rows(&[Some("busy")], &[2])).unwrap();
+        assert_eq!(sink.open.len(), 1, "the idle partition's file is closed");
+        assert!(all_files(&dir).iter().any(|f| f.starts_with("dt=idle/part-")), "{:?}", all_files(&dir));
+        sink.finish().unwrap();
         // with checkpoints, rolled files wait for the checkpoint
         let options = PartOptions { file_size: 8, ..PartOptions::default() };
         let mut sink = PartFileSink::new(&dir, FileFormat::Parquet, batch.schema(), "t".into(), options).unwrap();
