@@ -11,7 +11,7 @@ use datafusion_expr::{Expr, LogicalPlan, Operator};
 use crate::error::{Result, SqlError};
 use crate::window_fn::{fixed_interval_nanos, interval_nanos, window_function, Bound, WindowKind};
 use weir_plan::explain::show;
-use weir_plan::plan::{WindowColumn, WindowSpec};
+use weir_plan::plan::{PlanInput, StreamOp, WindowColumn, WindowSpec};
 
 pub(crate) const MILLI: i64 = 1_000_000;
 
@@ -340,4 +340,96 @@ pub(crate) fn source_column(e: &Expr, plan: &LogicalPlan) -> Option<(String, Str
         (Expr::Column(sc), below) => source_column(&Expr::Column(sc), below),
         _ => None,
     }
+}
+
+/// A window function (OVER) over the rows of a HOP/CUMULATE table function read by a join: not
+/// run (the rows would have to be expanded first).
+pub(crate) fn refuse_window_rows_under(w: &datafusion_expr::logical_plan::Window) -> Result<()> {
+    match window_rows(&w.input) {
+        Some(kind) => Err(not_expanded(kind)),
+        None => Ok(()),
+    }
+}
+
+/// The rows of a `kind` table function reach a join other than as one row per window.
+pub(crate) fn not_expanded(kind: &str) -> SqlError {
+    SqlError::not_supported(format!(
+        "a join input computing with the window columns of {kind} table function rows (OVER, or an expression of \
+         window_start or window_end)"
+    ))
+    .with_hint(
+        "join the table function's rows as they are (FROM TABLE(HOP(…)) a JOIN … ON a.window_start = b.window_start \
+                AND a.window_end = b.window_end …), and compute above the join",
+    )
+}
+
+/// How many join inputs (and `IN`/`EXISTS` subqueries, joins to be) read the rows of a HOP or
+/// CUMULATE table function, before the optimizer prunes the columns nobody reads.
+pub(crate) fn windowed_join_inputs(plan: &LogicalPlan) -> usize {
+    let mut n = 0;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Join(j) = node {
+            n += table_function_rows(&j.left) + table_function_rows(&j.right);
+        }
+        for e in node.expressions() {
+            let _ = e.apply(|x| {
+                match x {
+                    Expr::InSubquery(s) => n += table_function_rows(&s.subquery.subquery),
+                    Expr::Exists(s) => n += table_function_rows(&s.subquery.subquery),
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    n
+}
+
+/// The HOP/CUMULATE table functions whose rows `plan` passes on (no aggregate between).
+fn table_function_rows(plan: &LogicalPlan) -> usize {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let marks = p.expr.iter().any(|e| {
+                e.exists(|x| {
+                    Ok(window_call(x)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|(kind, ..)| matches!(kind, WindowKind::Hop | WindowKind::Cumulate)))
+                })
+                .unwrap_or(false)
+            });
+            usize::from(marks) + table_function_rows(&p.input)
+        }
+        LogicalPlan::Filter(f) => table_function_rows(&f.input),
+        LogicalPlan::SubqueryAlias(a) => table_function_rows(&a.input),
+        // (an OVER passes its rows on, one for one)
+        LogicalPlan::Window(w) => table_function_rows(&w.input),
+        _ => 0,
+    }
+}
+
+/// Every HOP/CUMULATE table function read by a join reaches it as its rows, one per window: a
+/// join that reads none of a function's window columns would otherwise join each row once.
+pub(crate) fn check_expanded(expected: usize, input: Option<&PlanInput>, ops: &[StreamOp]) -> Result<()> {
+    fn count(input: Option<&PlanInput>, ops: &[StreamOp]) -> usize {
+        let here = ops.iter().filter(|op| matches!(op, StreamOp::WindowRows(_))).count();
+        here + match input {
+            Some(PlanInput::Join(j)) => {
+                count(Some(&j.left.input), &j.left.ops) + count(Some(&j.right.input), &j.right.ops)
+            }
+            Some(PlanInput::Union(branches)) => branches.iter().map(|b| count(Some(&b.input), &b.ops)).sum(),
+            _ => 0,
+        }
+    }
+    if count(input, ops) < expected {
+        return Err(SqlError::not_supported(
+            "a join of HOP or CUMULATE table function rows that reads neither window_start nor window_end",
+        )
+        .with_hint(
+            "each row is joined once per window it is in: join on the window columns (a.window_start = b.window_start \
+             AND a.window_end = b.window_end), or join the table itself",
+        ));
+    }
+    Ok(())
 }

@@ -97,12 +97,22 @@ fn branch_times(b: &Branch, sources: bool) -> Vec<(usize, i64)> {
             // passes its end
             StreamOp::WindowRows(w) => {
                 let n = w.input_schema.fields().len();
-                let mut times = cols;
-                if let WindowSpec::Hop { size_nanos, .. } = w.window {
-                    times.push((n, size_nanos));
+                let time = match &w.time {
+                    Expr::Column(c) => w.input_schema.index_of_column(c).ok(),
+                    _ => None,
+                };
+                // the windows of a row's own time (offset o): their bounds are times too
+                match time.and_then(|j| cols.iter().find(|(k, _)| *k == j)).map(|(_, o)| *o) {
+                    Some(o) => {
+                        let mut times = cols;
+                        if let WindowSpec::Hop { size_nanos, .. } = w.window {
+                            times.extend(size_nanos.checked_add(o).map(|s| (n, s)));
+                        }
+                        times.push((n + 1, o));
+                        times
+                    }
+                    None => cols,
                 }
-                times.push((n + 1, 0));
-                times
             }
             // a window's rows come out when the watermark passes its end, never before
             StreamOp::WindowAggregate(w) if !w.emit.is_changelog() => w
@@ -149,6 +159,19 @@ fn join_times(j: &StreamJoin) -> Vec<(usize, i64)> {
     times
 }
 
+/// `nanos`, if it is a whole number of `t`'s units (a smaller part would be cut off when added
+/// to a value of `t`: the time would be off by it).
+fn whole_units(nanos: i64, t: &DataType) -> Option<i64> {
+    let unit = match t {
+        DataType::Timestamp(TimeUnit::Second, _) => 1_000_000_000,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000_000,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => 1,
+        _ => return None,
+    };
+    (nanos % unit == 0).then_some(nanos)
+}
+
 /// A time column plus or minus a constant interval (`window_end - INTERVAL '0.001' SECOND`, a
 /// window's `window_time`): its offset moved by the interval.
 fn shifted_time(e: &Expr, input: &DFSchema, times: &[(usize, i64)]) -> Option<i64> {
@@ -159,7 +182,7 @@ fn shifted_time(e: &Expr, input: &DFSchema, times: &[(usize, i64)]) -> Option<i6
     let j = input.index_of_column(c).ok()?;
     let off = times.iter().find(|(k, _)| *k == j)?.1;
     let Expr::Literal(v, _) = right.as_ref() else { return None };
-    let n = fixed_interval_nanos(v).ok()?;
+    let n = whole_units(fixed_interval_nanos(v).ok()?, input.field(j).data_type())?;
     if *op == Operator::Plus {
         off.checked_sub(n)
     } else {
@@ -188,7 +211,7 @@ fn tumble_bound(e: &Expr, input: &DFSchema, times: &[(usize, i64)]) -> Option<i6
         Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right }) => {
             let off = tumble_bound(left, input, times)?;
             let Expr::Literal(v, _) = right.as_ref() else { return None };
-            let n = fixed_interval_nanos(v).ok()?;
+            let n = whole_units(fixed_interval_nanos(v).ok()?, &left.get_type(input).ok()?)?;
             if *op == Operator::Plus {
                 off.checked_sub(n)
             } else {
@@ -547,6 +570,10 @@ impl PipelineBuilder<'_> {
         let mut b = PipelineBuilder::new(self.catalog, self.settings);
         b.expand_window_rows = window_rows(input).is_some();
         b.convert(input)?;
+        // HOP/CUMULATE rows reach the join expanded, one per window, or not at all
+        if b.expand_window_rows && !b.ops.iter().any(|op| matches!(op, StreamOp::WindowRows(_))) {
+            return Err(crate::bounds::not_expanded(window_rows(input).unwrap_or("HOP")));
+        }
         self.processing_time.set(self.processing_time.get() || b.processing_time.get());
         self.event_time.set(self.event_time.get() || b.event_time.get());
         let Some(input) = b.input else {

@@ -219,6 +219,7 @@ impl Planner {
         let plan = Analyzer::new().execute_and_check(plan, &self.options, |_, _| {}).map_err(SqlError::from)?;
         refuse_unwindowed_tvf_aggregates(&plan).map_err(|e| e.at(location))?;
         crate::rewrite::refuse_exists_over_global_aggregates(&plan).map_err(|e| e.at(location))?;
+        let windowed_join_inputs = crate::bounds::windowed_join_inputs(&plan);
         let plan = crate::rewrite::fold_filters_into_joins(plan).map_err(SqlError::from)?;
         let distinct_on = |n: &LogicalPlan| Ok(matches!(n, LogicalPlan::Distinct(Distinct::On(_))));
         if datafusion_common::tree_node::TreeNode::exists(&plan, distinct_on).unwrap_or(false) {
@@ -239,6 +240,8 @@ impl Planner {
         crate::rewrite::refuse_subquery_expressions(&plan).map_err(|e| e.at(location))?;
         let mut builder = PipelineBuilder::new(&self.catalog, &self.settings);
         builder.convert(&plan).map_err(|e| e.at(location))?;
+        crate::bounds::check_expanded(windowed_join_inputs, builder.input.as_ref(), &builder.ops)
+            .map_err(|e| e.at(location))?;
         let Some(mut input) = builder.input else {
             return Err(SqlError::not_supported("a query without a table in FROM")
                 .at(location)
@@ -608,6 +611,9 @@ impl PipelineBuilder<'_> {
                         None
                     }
                 };
+                if self.expand_window_rows {
+                    crate::bounds::refuse_window_rows_under(w)?;
+                }
                 self.expand_window_rows = false;
                 self.convert(&w.input)?;
                 if let Some(op) = self.over_aggregate(w)? {

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::datatypes::Field;
+use datafusion_common::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion_common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion_common::{Column, DFSchema};
 use datafusion_expr::logical_plan::Projection;
@@ -43,6 +43,27 @@ impl PipelineBuilder<'_> {
         let Some((time, window)) = found else { return Ok(false) };
         if mixed {
             return Err(SqlError::not_supported("the rows of two different window table functions in one projection"));
+        }
+        // over a table's event time (as a window aggregate is), in whole units of it
+        let column = self.check_time_column(&time, &p.input)?;
+        if self.processing_time.get() {
+            return Err(SqlError::not_supported(format!("a window join of rows over processing time ({column})"))
+                .with_hint("join rows of windows over the tables' event-time columns"));
+        }
+        let unit = match time.get_type(p.input.schema().as_ref())? {
+            DataType::Timestamp(TimeUnit::Second, _) => 1_000_000_000,
+            DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000_000,
+            DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
+            _ => 1,
+        };
+        let sizes = match window {
+            WindowSpec::Hop { slide_nanos, size_nanos } => [slide_nanos, size_nanos],
+            WindowSpec::Cumulate { step_nanos, max_size_nanos } => [step_nanos, max_size_nanos],
+            _ => [unit, unit],
+        };
+        if sizes.iter().any(|s| s % unit != 0) {
+            return Err(SqlError::not_supported(format!("{window} over {column}, whose values are in coarser units"))
+                .with_hint("give the window's sizes in whole units of the time column"));
         }
         self.convert(&p.input)?;
         self.event_time.set(true);
