@@ -369,13 +369,13 @@ pub(crate) fn windowed_join_inputs(plan: &LogicalPlan) -> usize {
     let mut n = 0;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::Join(j) = node {
-            n += table_function_rows(&j.left) + table_function_rows(&j.right);
+            n += table_function_rows(&j.left, true) + table_function_rows(&j.right, true);
         }
         for e in node.expressions() {
             let _ = e.apply(|x| {
                 match x {
-                    Expr::InSubquery(s) => n += table_function_rows(&s.subquery.subquery),
-                    Expr::Exists(s) => n += table_function_rows(&s.subquery.subquery),
+                    Expr::InSubquery(s) => n += table_function_rows(&s.subquery.subquery, true),
+                    Expr::Exists(s) => n += table_function_rows(&s.subquery.subquery, true),
                     _ => {}
                 }
                 Ok(TreeNodeRecursion::Continue)
@@ -386,25 +386,36 @@ pub(crate) fn windowed_join_inputs(plan: &LogicalPlan) -> usize {
     n
 }
 
-/// The HOP/CUMULATE table functions whose rows `plan` passes on (no aggregate between).
-fn table_function_rows(plan: &LogicalPlan) -> usize {
+/// How many HOP/CUMULATE table functions' rows a query's result is (no aggregate, join or OVER
+/// between): they are expanded, one per window, as a join's input's are.
+pub(crate) fn result_table_function_rows(plan: &LogicalPlan) -> usize {
+    table_function_rows(plan, false)
+}
+
+/// The HOP/CUMULATE table functions whose rows `plan` passes on (no aggregate between; an
+/// OVER when `through_windows`: a ranking function over them is refused on its own).
+fn table_function_rows(plan: &LogicalPlan, through_windows: bool) -> usize {
     match plan {
         LogicalPlan::Projection(p) => {
+            // the table function's own columns (a HOP_START(…) call is no table function)
             let marks = p.expr.iter().any(|e| {
-                e.exists(|x| {
-                    Ok(window_call(x)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|(kind, ..)| matches!(kind, WindowKind::Hop | WindowKind::Cumulate)))
-                })
-                .unwrap_or(false)
+                let Expr::Alias(a) = e else { return false };
+                ["window_start", "window_end", "window_time"].contains(&a.name.as_str())
+                    && a.expr
+                        .exists(|x| {
+                            Ok(window_call(x)
+                                .ok()
+                                .flatten()
+                                .is_some_and(|(kind, ..)| matches!(kind, WindowKind::Hop | WindowKind::Cumulate)))
+                        })
+                        .unwrap_or(false)
             });
-            usize::from(marks) + table_function_rows(&p.input)
+            usize::from(marks) + table_function_rows(&p.input, through_windows)
         }
-        LogicalPlan::Filter(f) => table_function_rows(&f.input),
-        LogicalPlan::SubqueryAlias(a) => table_function_rows(&a.input),
+        LogicalPlan::Filter(f) => table_function_rows(&f.input, through_windows),
+        LogicalPlan::SubqueryAlias(a) => table_function_rows(&a.input, through_windows),
         // (an OVER passes its rows on, one for one)
-        LogicalPlan::Window(w) => table_function_rows(&w.input),
+        LogicalPlan::Window(w) if through_windows => table_function_rows(&w.input, true),
         _ => 0,
     }
 }
@@ -424,11 +435,11 @@ pub(crate) fn check_expanded(expected: usize, input: Option<&PlanInput>, ops: &[
     }
     if count(input, ops) < expected {
         return Err(SqlError::not_supported(
-            "a join of HOP or CUMULATE table function rows that reads neither window_start nor window_end",
+            "HOP or CUMULATE table function rows read without window_start or window_end",
         )
         .with_hint(
-            "each row is joined once per window it is in: join on the window columns (a.window_start = b.window_start \
-             AND a.window_end = b.window_end), or join the table itself",
+            "a row comes once per window it is in: select window_start and window_end (in a join: a.window_start = \
+             b.window_start AND a.window_end = b.window_end), or read the table itself",
         ));
     }
     Ok(())

@@ -219,7 +219,8 @@ impl Planner {
         let plan = Analyzer::new().execute_and_check(plan, &self.options, |_, _| {}).map_err(SqlError::from)?;
         refuse_unwindowed_tvf_aggregates(&plan).map_err(|e| e.at(location))?;
         crate::rewrite::refuse_exists_over_global_aggregates(&plan).map_err(|e| e.at(location))?;
-        let windowed_join_inputs = crate::bounds::windowed_join_inputs(&plan);
+        let top_rows = crate::bounds::result_table_function_rows(&plan);
+        let windowed_join_inputs = crate::bounds::windowed_join_inputs(&plan) + top_rows;
         let plan = crate::rewrite::fold_filters_into_joins(plan).map_err(SqlError::from)?;
         let distinct_on = |n: &LogicalPlan| Ok(matches!(n, LogicalPlan::Distinct(Distinct::On(_))));
         if datafusion_common::tree_node::TreeNode::exists(&plan, distinct_on).unwrap_or(false) {
@@ -239,6 +240,7 @@ impl Planner {
             Optimizer::with_rules(rules).optimize(plan, &OptimizerContext::new(), |_, _| {}).map_err(SqlError::from)?;
         crate::rewrite::refuse_subquery_expressions(&plan).map_err(|e| e.at(location))?;
         let mut builder = PipelineBuilder::new(&self.catalog, &self.settings);
+        builder.expand_window_rows = top_rows > 0;
         builder.convert(&plan).map_err(|e| e.at(location))?;
         crate::bounds::check_expanded(windowed_join_inputs, builder.input.as_ref(), &builder.ops)
             .map_err(|e| e.at(location))?;
@@ -264,7 +266,7 @@ impl Planner {
         for s in input.sources_mut() {
             s.processing_time = processing_time;
         }
-        if let Some(name) = window_rows(&plan) {
+        if let Some(name) = window_rows(&plan).filter(|name| *name == "SESSION" || top_rows == 0) {
             return Err(SqlError::not_supported(format!("{} rows without an aggregate", name)).at(location).with_hint(
                 "a row belongs to several HOP/CUMULATE windows, and a session is known only once it closes; \
                  aggregate them: … GROUP BY window_start, window_end, …",
