@@ -392,25 +392,46 @@ pub(crate) fn result_table_function_rows(plan: &LogicalPlan) -> usize {
     table_function_rows(plan, false)
 }
 
+/// How many HOP/CUMULATE table functions' rows reach a query's result, an OVER or a UNION ALL
+/// input without an aggregate: each must reach it expanded (see [`check_expanded`]); those
+/// that are not (an OVER's, a union's) are refused.
+pub(crate) fn unaggregated_table_function_rows(plan: &LogicalPlan) -> usize {
+    match plan {
+        LogicalPlan::Union(u) => u.inputs.iter().map(|i| unaggregated_table_function_rows(i)).sum(),
+        LogicalPlan::Projection(p) => usize::from(is_table_function(p)) + unaggregated_table_function_rows(&p.input),
+        LogicalPlan::Filter(f) => unaggregated_table_function_rows(&f.input),
+        LogicalPlan::SubqueryAlias(a) => unaggregated_table_function_rows(&a.input),
+        LogicalPlan::Window(w) => unaggregated_table_function_rows(&w.input),
+        _ => 0,
+    }
+}
+
+/// Whether `p` is a HOP or CUMULATE table function's projection: the three window columns it
+/// adds, computed with its markers (a `HOP_START(…)` call of one's own is not one).
+fn is_table_function(p: &datafusion_expr::logical_plan::Projection) -> bool {
+    let marked = |name: &str| {
+        p.expr.iter().any(|e| {
+            let Expr::Alias(a) = e else { return false };
+            a.name == name
+                && a.expr
+                    .exists(|x| {
+                        Ok(window_call(x)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|(kind, ..)| matches!(kind, WindowKind::Hop | WindowKind::Cumulate)))
+                    })
+                    .unwrap_or(false)
+        })
+    };
+    marked("window_start") && marked("window_end") && marked("window_time")
+}
+
 /// The HOP/CUMULATE table functions whose rows `plan` passes on (no aggregate between; an
 /// OVER when `through_windows`: a ranking function over them is refused on its own).
 fn table_function_rows(plan: &LogicalPlan, through_windows: bool) -> usize {
     match plan {
         LogicalPlan::Projection(p) => {
-            // the table function's own columns (a HOP_START(…) call is no table function)
-            let marks = p.expr.iter().any(|e| {
-                let Expr::Alias(a) = e else { return false };
-                ["window_start", "window_end", "window_time"].contains(&a.name.as_str())
-                    && a.expr
-                        .exists(|x| {
-                            Ok(window_call(x)
-                                .ok()
-                                .flatten()
-                                .is_some_and(|(kind, ..)| matches!(kind, WindowKind::Hop | WindowKind::Cumulate)))
-                        })
-                        .unwrap_or(false)
-            });
-            usize::from(marks) + table_function_rows(&p.input, through_windows)
+            usize::from(is_table_function(p)) + table_function_rows(&p.input, through_windows)
         }
         LogicalPlan::Filter(f) => table_function_rows(&f.input, through_windows),
         LogicalPlan::SubqueryAlias(a) => table_function_rows(&a.input, through_windows),
@@ -418,6 +439,15 @@ fn table_function_rows(plan: &LogicalPlan, through_windows: bool) -> usize {
         LogicalPlan::Window(w) if through_windows => table_function_rows(&w.input, true),
         _ => 0,
     }
+}
+
+/// Whether an output column of `plan` is a window column of SESSION table-function rows not
+/// yet aggregated.
+pub(crate) fn session_rows(plan: &LogicalPlan) -> bool {
+    plan.schema().columns().iter().any(|c| {
+        trace_column(c, plan)
+            .is_some_and(|(def, _)| carried_time(&def).is_some() && marker_name(&def) == Some("SESSION"))
+    })
 }
 
 /// Every HOP/CUMULATE table function read by a join reaches it as its rows, one per window: a

@@ -220,7 +220,8 @@ impl Planner {
         refuse_unwindowed_tvf_aggregates(&plan).map_err(|e| e.at(location))?;
         crate::rewrite::refuse_exists_over_global_aggregates(&plan).map_err(|e| e.at(location))?;
         let top_rows = crate::bounds::result_table_function_rows(&plan);
-        let windowed_join_inputs = crate::bounds::windowed_join_inputs(&plan) + top_rows;
+        let windowed_join_inputs =
+            crate::bounds::windowed_join_inputs(&plan) + crate::bounds::unaggregated_table_function_rows(&plan);
         let plan = crate::rewrite::fold_filters_into_joins(plan).map_err(SqlError::from)?;
         let distinct_on = |n: &LogicalPlan| Ok(matches!(n, LogicalPlan::Distinct(Distinct::On(_))));
         if datafusion_common::tree_node::TreeNode::exists(&plan, distinct_on).unwrap_or(false) {
@@ -266,7 +267,8 @@ impl Planner {
         for s in input.sources_mut() {
             s.processing_time = processing_time;
         }
-        if let Some(name) = window_rows(&plan).filter(|name| *name == "SESSION" || top_rows == 0) {
+        let session = crate::bounds::session_rows(&plan).then_some("SESSION");
+        if let Some(name) = session.or(window_rows(&plan).filter(|_| top_rows == 0)) {
             return Err(SqlError::not_supported(format!("{} rows without an aggregate", name)).at(location).with_hint(
                 "a row belongs to several HOP/CUMULATE windows, and a session is known only once it closes; \
                  aggregate them: … GROUP BY window_start, window_end, …",

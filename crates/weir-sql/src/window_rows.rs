@@ -28,27 +28,34 @@ impl PipelineBuilder<'_> {
     /// computes, one per window (false: it computes none; SESSION rows stay markers).
     pub(crate) fn expand_window_rows(&mut self, p: &Projection) -> Result<bool> {
         let mut found: Option<(Expr, WindowSpec)> = None;
-        let mut mixed = false;
+        let (mut mixed, mut session) = (false, false);
         for e in &p.expr {
             e.apply(|x| {
-                if let Some((kind, _, time, spec)) = window_call(x).ok().flatten() {
-                    if matches!(kind, WindowKind::Hop | WindowKind::Cumulate) {
+                match window_call(x).ok().flatten() {
+                    Some((WindowKind::Hop | WindowKind::Cumulate, _, time, spec)) => {
                         mixed |= found.as_ref().is_some_and(|(t, s)| *t != time || *s != spec);
                         found = Some((time, spec));
                     }
+                    Some((WindowKind::Session, ..)) => session = true,
+                    _ => {}
                 }
                 Ok(TreeNodeRecursion::Continue)
             })?;
         }
         let Some((time, window)) = found else { return Ok(false) };
-        if mixed {
-            return Err(SqlError::not_supported("the rows of two different window table functions in one projection"));
+        if mixed || session || crate::bounds::window_rows(&p.input).is_some() {
+            return Err(SqlError::not_supported(
+                "the rows of one window table function over another's rows (or beside them)",
+            )
+            .with_hint("aggregate the inner windows first (GROUP BY window_start, window_end, …)"));
         }
+        // one expansion per input: whatever is below is rows of a table
+        self.expand_window_rows = false;
         // over a table's event time (as a window aggregate is), in whole units of it
         let column = self.check_time_column(&time, &p.input)?;
         if self.processing_time.get() {
-            return Err(SqlError::not_supported(format!("a window join of rows over processing time ({column})"))
-                .with_hint("join rows of windows over the tables' event-time columns"));
+            return Err(SqlError::not_supported(format!("{window} rows over processing time ({column})"))
+                .with_hint("read the rows of windows over the tables' event-time columns, or aggregate them"));
         }
         let unit = match time.get_type(p.input.schema().as_ref())? {
             DataType::Timestamp(TimeUnit::Second, _) => 1_000_000_000,
@@ -66,6 +73,10 @@ impl PipelineBuilder<'_> {
                 .with_hint("give the window's sizes in whole units of the time column"));
         }
         self.convert(&p.input)?;
+        if self.is_updating() {
+            return Err(SqlError::not_supported(format!("{window} rows over an updating result"))
+                .with_hint("window table functions read append-only rows: a table, or windowed results"));
+        }
         self.event_time.set(true);
         let input = Arc::clone(p.input.schema());
         let time_type = time.get_type(input.as_ref())?;
@@ -79,10 +90,14 @@ impl PipelineBuilder<'_> {
             .iter()
             .map(|e| {
                 e.clone()
+                    // (only this function's markers: a TUMBLE bound merged into the projection is
+                    // a value of its own)
                     .transform(|x| match window_call(&x).ok().flatten() {
-                        Some((_, Bound::Start, ..)) => Ok(Transformed::yes(Expr::Column(Column::from_name(START)))),
-                        Some((_, Bound::End, ..)) => Ok(Transformed::yes(Expr::Column(Column::from_name(END)))),
-                        None => Ok(Transformed::no(x)),
+                        Some((_, bound, t, s)) if t == time && s == window => {
+                            let name = if bound == Bound::Start { START } else { END };
+                            Ok(Transformed::yes(Expr::Column(Column::from_name(name))))
+                        }
+                        _ => Ok(Transformed::no(x)),
                     })
                     .map(|t| t.data)
             })
