@@ -148,6 +148,17 @@ fn run_with_kills_at(dir: &Path, sql: &Path, seed: u64, settings: &[&str], paral
     }
 }
 
+/// What `dir/out` committed equals the uninterrupted run's rows `expected`.
+fn assert_committed(dir: &Path, expected: &BTreeMap<String, usize>, seed: u64, kills: usize) {
+    let got = rows(&dir.join("out"));
+    assert!(
+        got == *expected,
+        "seed {seed}, {kills} kills: the committed rows differ from an uninterrupted run ({} vs {} distinct rows)",
+        got.len(),
+        expected.len()
+    );
+}
+
 fn seed() -> u64 {
     match std::env::var("WEIR_CRASH_SEED") {
         Ok(s) => s.parse().expect("WEIR_CRASH_SEED is a number"),
@@ -185,13 +196,7 @@ fn killed_with_sigkill_and_restarted_the_committed_output_equals_an_uninterrupte
     let seed = seed();
     eprintln!("crash test (exactly once): seed {seed}");
     let kills = run_with_kills(dir.path(), &sql, seed, &[]);
-    let got = rows(&dir.path().join("out"));
-    assert!(
-        got == expected,
-        "seed {seed}, {kills} kills: the committed rows differ from an uninterrupted run ({} vs {} distinct rows)",
-        got.len(),
-        expected.len()
-    );
+    assert_committed(dir.path(), &expected, seed, kills);
 }
 
 #[test]
@@ -222,13 +227,7 @@ fn killed_with_sigkill_at_parallelism_2_the_committed_output_equals_an_uninterru
     let seed = seed();
     eprintln!("crash test (exactly once, parallelism 2): seed {seed}");
     let kills = run_with_kills(dir.path(), &sql, seed, &["parallelism=2"]);
-    let got = rows(&dir.path().join("out"));
-    assert!(
-        got == expected,
-        "seed {seed}, {kills} kills: the committed rows differ from an uninterrupted run ({} vs {} distinct rows)",
-        got.len(),
-        expected.len()
-    );
+    assert_committed(dir.path(), &expected, seed, kills);
     // it ran in parallel: the checkpoints say so
     let newest = std::fs::read_dir(dir.path().join("checkpoints"))
         .expect("checkpoints")
@@ -256,13 +255,7 @@ fn a_partitioned_table_of_rolled_files_killed_and_restarted_is_exactly_once() {
     let seed = seed();
     eprintln!("crash test (partitioned, rolled files): seed {seed}");
     let kills = run_with_kills(dir.path(), &sql, seed, &[]);
-    let got = rows(&dir.path().join("out"));
-    assert!(
-        got == expected,
-        "seed {seed}, {kills} kills: the committed rows differ from an uninterrupted run ({} vs {} distinct rows)",
-        got.len(),
-        expected.len()
-    );
+    assert_committed(dir.path(), &expected, seed, kills);
 }
 
 #[test]
@@ -299,12 +292,6 @@ fn rescaled_at_each_restart(label: &str, columns: &str, insert: &str) -> (tempfi
     let seed = seed();
     eprintln!("crash test ({label}): seed {seed}");
     let kills = run_with_kills_at(dir.path(), &sql, seed, &[], &[2, 3, 1]);
-    let got = rows(&dir.path().join("out"));
-    assert!(
-        got == expected,
-        "seed {seed}, {kills} kills: the committed rows differ from an uninterrupted run ({} vs {} distinct rows)",
-        got.len(),
-        expected.len()
-    );
+    assert_committed(dir.path(), &expected, seed, kills);
     (dir, sql)
 }

@@ -251,14 +251,14 @@ fn part_options(table: &TableDef, schema: &SchemaRef, transactional: bool) -> Re
     if let Some(v) = table.option("sink.rolling-policy.file-size") {
         parts.file_size = weir_plan::connector::parse_memory_size(v).map_err(bad)?;
     }
-    if let Some(v) = table.option("sink.rolling-policy.rollover-interval") {
-        let nanos = weir_plan::duration::parse_duration(v).map_err(bad)?;
-        parts.rollover = std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
-    }
-    if let Some(v) = table.option("sink.rolling-policy.inactivity-interval") {
-        let nanos = weir_plan::duration::parse_duration(v).map_err(bad)?;
-        parts.inactivity = std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
-    }
+    let duration = |key: &str, default: std::time::Duration| match table.option(key) {
+        Some(v) => weir_plan::duration::parse_duration(v)
+            .map(|nanos| std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(0)))
+            .map_err(bad),
+        None => Ok(default),
+    };
+    parts.rollover = duration("sink.rolling-policy.rollover-interval", parts.rollover)?;
+    parts.inactivity = duration("sink.rolling-policy.inactivity-interval", parts.inactivity)?;
     if let Some(v) = table.option("partition.default-name") {
         parts.default_partition = v.to_string();
     }

@@ -369,13 +369,13 @@ pub(crate) fn windowed_join_inputs(plan: &LogicalPlan) -> usize {
     let mut n = 0;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::Join(j) = node {
-            n += table_function_rows(&j.left, true) + table_function_rows(&j.right, true);
+            n += table_function_rows(&j.left, true, false) + table_function_rows(&j.right, true, false);
         }
         for e in node.expressions() {
             let _ = e.apply(|x| {
                 match x {
-                    Expr::InSubquery(s) => n += table_function_rows(&s.subquery.subquery, true),
-                    Expr::Exists(s) => n += table_function_rows(&s.subquery.subquery, true),
+                    Expr::InSubquery(s) => n += table_function_rows(&s.subquery.subquery, true, false),
+                    Expr::Exists(s) => n += table_function_rows(&s.subquery.subquery, true, false),
                     _ => {}
                 }
                 Ok(TreeNodeRecursion::Continue)
@@ -389,21 +389,14 @@ pub(crate) fn windowed_join_inputs(plan: &LogicalPlan) -> usize {
 /// How many HOP/CUMULATE table functions' rows a query's result is (no aggregate, join or OVER
 /// between): they are expanded, one per window, as a join's input's are.
 pub(crate) fn result_table_function_rows(plan: &LogicalPlan) -> usize {
-    table_function_rows(plan, false)
+    table_function_rows(plan, false, false)
 }
 
 /// How many HOP/CUMULATE table functions' rows reach a query's result, an OVER or a UNION ALL
 /// input without an aggregate: each must reach it expanded (see [`check_expanded`]); those
 /// that are not (an OVER's, a union's) are refused.
 pub(crate) fn unaggregated_table_function_rows(plan: &LogicalPlan) -> usize {
-    match plan {
-        LogicalPlan::Union(u) => u.inputs.iter().map(|i| unaggregated_table_function_rows(i)).sum(),
-        LogicalPlan::Projection(p) => usize::from(is_table_function(p)) + unaggregated_table_function_rows(&p.input),
-        LogicalPlan::Filter(f) => unaggregated_table_function_rows(&f.input),
-        LogicalPlan::SubqueryAlias(a) => unaggregated_table_function_rows(&a.input),
-        LogicalPlan::Window(w) => unaggregated_table_function_rows(&w.input),
-        _ => 0,
-    }
+    table_function_rows(plan, true, true)
 }
 
 /// Whether `p` is a HOP or CUMULATE table function's projection: the three window columns it
@@ -427,16 +420,17 @@ fn is_table_function(p: &datafusion_expr::logical_plan::Projection) -> bool {
 }
 
 /// The HOP/CUMULATE table functions whose rows `plan` passes on (no aggregate between; an
-/// OVER when `through_windows`: a ranking function over them is refused on its own).
-fn table_function_rows(plan: &LogicalPlan, through_windows: bool) -> usize {
+/// OVER when `windows`: a ranking function over them is refused on its own; the inputs of a
+/// UNION ALL when `unions`).
+fn table_function_rows(plan: &LogicalPlan, windows: bool, unions: bool) -> usize {
+    let below = |p: &LogicalPlan| table_function_rows(p, windows, unions);
     match plan {
-        LogicalPlan::Projection(p) => {
-            usize::from(is_table_function(p)) + table_function_rows(&p.input, through_windows)
-        }
-        LogicalPlan::Filter(f) => table_function_rows(&f.input, through_windows),
-        LogicalPlan::SubqueryAlias(a) => table_function_rows(&a.input, through_windows),
+        LogicalPlan::Projection(p) => usize::from(is_table_function(p)) + below(&p.input),
+        LogicalPlan::Filter(f) => below(&f.input),
+        LogicalPlan::SubqueryAlias(a) => below(&a.input),
         // (an OVER passes its rows on, one for one)
-        LogicalPlan::Window(w) if through_windows => table_function_rows(&w.input, true),
+        LogicalPlan::Window(w) if windows => below(&w.input),
+        LogicalPlan::Union(u) if unions => u.inputs.iter().map(|i| below(i)).sum(),
         _ => 0,
     }
 }

@@ -27,7 +27,7 @@ use crate::catalog::TableDef;
 use crate::error::{Result, SqlError};
 use crate::options::state_ttl;
 use crate::planner::PipelineBuilder;
-use crate::window_fn::{fixed_interval_nanos, Bound, WindowKind};
+use crate::window_fn::{fixed_interval_nanos, unit_nanos, Bound, WindowKind};
 use weir_plan::explain::show;
 use weir_plan::plan::{
     Branch, JoinNode, JoinState, JoinType, PlanInput, RowTime, StateTtl, StreamJoin, StreamOp, WindowAggregate,
@@ -74,17 +74,7 @@ fn branch_times(b: &Branch, sources: bool) -> Vec<(usize, i64)> {
             StreamOp::Project { exprs, input_schema, .. } => exprs
                 .iter()
                 .enumerate()
-                .filter_map(|(i, e)| match e.clone().unalias() {
-                    Expr::Column(c) => {
-                        let j = input_schema.index_of_column(&c).ok()?;
-                        cols.iter().find(|(k, _)| *k == j).map(|(_, off)| (i, *off))
-                    }
-                    // a tumbling window's bound of a row (the window TVF's columns): the row's
-                    // window closes when the watermark passes its end
-                    e => tumble_bound(&e, input_schema, &cols)
-                        .or_else(|| shifted_time(&e, input_schema, &cols))
-                        .map(|off| (i, off)),
-                })
+                .filter_map(|(i, e)| row_time(&e.clone().unalias(), input_schema, &cols).map(|off| (i, off)))
                 .collect(),
             // an aggregate over the input's windows: its time column stays one
             StreamOp::WindowAggregate(w) if w.is_cascaded() => w
@@ -159,43 +149,18 @@ fn join_times(j: &StreamJoin) -> Vec<(usize, i64)> {
     times
 }
 
-/// `nanos`, if it is a whole number of `t`'s units (a smaller part would be cut off when added
-/// to a value of `t`: the time would be off by it).
-fn whole_units(nanos: i64, t: &DataType) -> Option<i64> {
-    let unit = match t {
-        DataType::Timestamp(TimeUnit::Second, _) => 1_000_000_000,
-        DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000_000,
-        DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => 1,
-        _ => return None,
-    };
-    (nanos % unit == 0).then_some(nanos)
-}
-
-/// A time column plus or minus a constant interval (`window_end - INTERVAL '0.001' SECOND`, a
-/// window's `window_time`): its offset moved by the interval.
-fn shifted_time(e: &Expr, input: &DFSchema, times: &[(usize, i64)]) -> Option<i64> {
-    let Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right }) = e else {
-        return None;
-    };
-    let Expr::Column(c) = left.as_ref() else { return None };
-    let j = input.index_of_column(c).ok()?;
-    let off = times.iter().find(|(k, _)| *k == j)?.1;
-    let Expr::Literal(v, _) = right.as_ref() else { return None };
-    let n = whole_units(fixed_interval_nanos(v).ok()?, input.field(j).data_type())?;
-    if *op == Operator::Plus {
-        off.checked_sub(n)
-    } else {
-        off.checked_add(n)
-    }
-}
-
-/// `tumble_end(t, size)`, `tumble_start(t, size)` or either plus or minus a constant interval,
-/// over a time column `t` of the input that is the row's own time (offset 0): the offset that
-/// turns the value into the window's end (`window_end` 0, `window_start` the size,
-/// `window_time` 1 ms).
-fn tumble_bound(e: &Expr, input: &DFSchema, times: &[(usize, i64)]) -> Option<i64> {
+/// The offset that turns the value of `e` (over `input`, whose time columns are `times`) into
+/// a time: a time column; a tumbling window's bound of a row, over its own time (offset 0):
+/// the window TVF's columns, whose row's window closes when the watermark passes its end
+/// (`window_end` 0, `window_start` the size); either of them plus or minus a whole number of
+/// the value's units (`window_time` = `window_end` - 1 ms: 1 ms; a smaller part would be cut
+/// off when added, and the time would be off by it).
+fn row_time(e: &Expr, input: &DFSchema, times: &[(usize, i64)]) -> Option<i64> {
     match e {
+        Expr::Column(c) => {
+            let j = input.index_of_column(c).ok()?;
+            times.iter().find(|(k, _)| *k == j).map(|(_, off)| *off)
+        }
         Expr::ScalarFunction(f) => {
             let (kind, bound) = crate::window_fn::window_function(f.name())?;
             let [Expr::Column(c), Expr::Literal(size, _)] = f.args.as_slice() else { return None };
@@ -209,9 +174,12 @@ fn tumble_bound(e: &Expr, input: &DFSchema, times: &[(usize, i64)]) -> Option<i6
             }
         }
         Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right }) => {
-            let off = tumble_bound(left, input, times)?;
+            let off = row_time(left, input, times)?;
             let Expr::Literal(v, _) = right.as_ref() else { return None };
-            let n = whole_units(fixed_interval_nanos(v).ok()?, &left.get_type(input).ok()?)?;
+            let n = fixed_interval_nanos(v).ok()?;
+            if n % unit_nanos(&left.get_type(input).ok()?)? != 0 {
+                return None;
+            }
             if *op == Operator::Plus {
                 off.checked_sub(n)
             } else {

@@ -65,6 +65,17 @@ pub fn window_function(name: &str) -> Option<(WindowKind, Bound)> {
         .find_map(|k| [Bound::Start, Bound::End].into_iter().find(|b| bound_function(k, *b) == name).map(|b| (k, b)))
 }
 
+/// Nanoseconds in one unit of a TIMESTAMP type (`None`: not a timestamp).
+pub(crate) fn unit_nanos(t: &DataType) -> Option<i64> {
+    match t {
+        DataType::Timestamp(TimeUnit::Second, _) => Some(1_000_000_000),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => Some(1_000_000),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => Some(1_000),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => Some(1),
+        _ => None,
+    }
+}
+
 /// Which bound of the window a function returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Bound {

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion_common::arrow::datatypes::Field;
 use datafusion_common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion_common::{Column, DFSchema};
 use datafusion_expr::logical_plan::Projection;
@@ -57,12 +57,7 @@ impl PipelineBuilder<'_> {
             return Err(SqlError::not_supported(format!("{window} rows over processing time ({column})"))
                 .with_hint("read the rows of windows over the tables' event-time columns, or aggregate them"));
         }
-        let unit = match time.get_type(p.input.schema().as_ref())? {
-            DataType::Timestamp(TimeUnit::Second, _) => 1_000_000_000,
-            DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000_000,
-            DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
-            _ => 1,
-        };
+        let unit = crate::window_fn::unit_nanos(&time.get_type(p.input.schema().as_ref())?).unwrap_or(1);
         let sizes = match window {
             WindowSpec::Hop { slide_nanos, size_nanos } => [slide_nanos, size_nanos],
             WindowSpec::Cumulate { step_nanos, max_size_nanos } => [step_nanos, max_size_nanos],

@@ -18,8 +18,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use datafusion_common::arrow::array::AsArray;
 use datafusion_common::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, UInt32Array};
-use datafusion_common::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
+use datafusion_common::arrow::compute::{concat, concat_batches, filter, filter_record_batch, take_record_batch};
+use datafusion_common::arrow::datatypes::Int64Type;
 use datafusion_common::arrow::datatypes::SchemaRef;
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::arrow::row::{RowConverter, SortField};
@@ -61,6 +63,12 @@ pub struct OverParts {
     pub output_schema: SchemaRef,
 }
 
+/// Rows not emitted yet, with their times (not evaluated again at each watermark).
+struct Pending {
+    rows: RecordBatch,
+    times: Int64Array,
+}
+
 /// The OVER aggregate operator.
 pub struct OverAggregateOp {
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
@@ -74,7 +82,7 @@ pub struct OverAggregateOp {
     input_schema: SchemaRef,
     output_schema: SchemaRef,
     /// Rows not emitted yet, in arrival order.
-    pending: Vec<RecordBatch>,
+    pending: Vec<Pending>,
     /// Per partition key, its emitted rows later frames can still read, in time order.
     history: HashMap<Box<[u8]>, RecordBatch>,
     /// A frame from UNBOUNDED PRECEDING: each partition's running aggregates instead.
@@ -141,26 +149,32 @@ impl OverAggregateOp {
 
     /// Emit the pending rows whose time is before `watermark`.
     fn emit(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
-        let (mut ready, mut rest) = (Vec::new(), Vec::new());
-        for batch in std::mem::take(&mut self.pending) {
-            let times = self.times(&batch)?;
+        let (mut ready, mut ready_times, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        for p in std::mem::take(&mut self.pending) {
             let off = self.offset;
             let before: BooleanArray =
-                times.iter().map(|t| Some(t.is_some_and(|t| t.saturating_add(off) < watermark))).collect();
+                p.times.iter().map(|t| Some(t.is_some_and(|t| t.saturating_add(off) < watermark))).collect();
             match before.true_count() {
-                0 => rest.push(batch),
-                n if n == batch.num_rows() => ready.push(batch),
+                0 => rest.push(p),
+                n if n == p.rows.num_rows() => {
+                    ready.push(p.rows);
+                    ready_times.push(p.times);
+                }
                 _ => {
-                    ready.push(filter_record_batch(&batch, &before)?);
                     let after = datafusion_common::arrow::compute::not(&before)?;
-                    rest.push(filter_record_batch(&batch, &after)?);
+                    ready.push(filter_record_batch(&p.rows, &before)?);
+                    ready_times.push(filter(&p.times, &before)?.as_primitive::<Int64Type>().clone());
+                    let times = filter(&p.times, &after)?.as_primitive::<Int64Type>().clone();
+                    rest.push(Pending { rows: filter_record_batch(&p.rows, &after)?, times });
                 }
             }
         }
         self.pending = rest;
         if !ready.is_empty() {
             let ready = self.concat(&ready)?;
-            let (keys, times) = (self.keys(&ready)?, self.times(&ready)?);
+            let times: Vec<&dyn Array> = ready_times.iter().map(|t| t as &dyn Array).collect();
+            let times = concat(&times)?.as_primitive::<Int64Type>().clone();
+            let keys = self.keys(&ready)?;
             // by partition, then time; arrival order among equals (a stable sort)
             let mut order: Vec<u32> = (0..ready.num_rows() as u32).collect();
             order.sort_by(|a, b| {
@@ -296,9 +310,11 @@ impl Operator for OverAggregateOp {
             keep.push(true);
         }
         if late + null_time == 0 {
-            self.pending.push(batch.clone());
+            self.pending.push(Pending { rows: batch.clone(), times });
         } else if late + null_time < batch.num_rows() as u64 {
-            self.pending.push(filter_record_batch(batch, &BooleanArray::from(keep))?);
+            let keep = BooleanArray::from(keep);
+            let times = filter(&times, &keep)?.as_primitive::<Int64Type>().clone();
+            self.pending.push(Pending { rows: filter_record_batch(batch, &keep)?, times });
         }
         self.metrics.dropped(late, null_time);
         dropped.finish(out)
@@ -312,7 +328,7 @@ impl Operator for OverAggregateOp {
     }
 
     fn state_size(&self) -> StateSize {
-        let batches = self.pending.iter().chain(self.history.values());
+        let batches = self.pending.iter().map(|p| &p.rows).chain(self.history.values());
         let (mut rows, mut bytes) = (self.running.as_ref().map_or(0, |r| r.partitions() as u64), 0u64);
         for b in batches {
             rows += b.num_rows() as u64;
@@ -325,7 +341,8 @@ impl Operator for OverAggregateOp {
     fn snapshot(&mut self) -> Result<OperatorSnapshot> {
         let mut snapshot = OperatorSnapshot::with_meta(&Meta { watermark: self.watermark, swept: self.swept })?;
         if !self.pending.is_empty() {
-            snapshot.push("pending", self.concat(&self.pending)?);
+            let pending: Vec<RecordBatch> = self.pending.iter().map(|p| p.rows.clone()).collect();
+            snapshot.push("pending", self.concat(&pending)?);
         }
         if !self.history.is_empty() {
             let history: Vec<RecordBatch> = self.history.values().cloned().collect();
@@ -343,8 +360,9 @@ impl Operator for OverAggregateOp {
         }
         let meta: Meta = snapshot.meta(self.name())?;
         (self.watermark, self.swept) = (meta.watermark, meta.swept);
-        if let Some(pending) = snapshot.take("pending") {
-            self.pending = vec![pending];
+        if let Some(rows) = snapshot.take("pending") {
+            let times = self.times(&rows)?;
+            self.pending = vec![Pending { rows, times }];
         }
         if let Some(history) = snapshot.take("history") {
             self.history = self.split(&history)?.into_iter().collect();

@@ -64,13 +64,18 @@ impl Operator for WindowRowsOp {
         let (mut rows, mut starts, mut ends) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         let mut dropped = DroppedCollector::new(input.origin.as_ref());
         let mut null_time = 0;
+        // the windows of the last slice seen (rows of one slice come together)
+        let mut last: Option<(i64, Vec<(i64, i64)>)> = None;
         for (i, t) in times.iter().enumerate() {
             let Some(slice) = t.and_then(|t| self.assigner.slice_start(t)) else {
                 null_time += 1;
                 dropped.null_time(i);
                 continue;
             };
-            for (start, end) in self.assigner.windows(slice) {
+            if last.as_ref().is_none_or(|(s, _)| *s != slice) {
+                last = Some((slice, self.assigner.windows(slice)));
+            }
+            for &(start, end) in last.as_ref().map_or(&[][..], |(_, w)| w.as_slice()) {
                 rows.push(i as u32);
                 starts.push(start);
                 ends.push(end);
