@@ -34,6 +34,7 @@ pub mod parallel;
 pub mod plan;
 pub mod settings;
 mod table;
+mod two_phase;
 
 pub use connector::{
     ConnectorCatalog, ConnectorError, ConnectorSpec, MetadataSpec, OptionSpec, OptionType, TABLE_OPTIONS,

@@ -167,6 +167,9 @@ pub struct LayoutStage {
     pub instances: usize,
     /// Keyed operators of the stage that read its rows where they are (after a join).
     pub forwarded: Vec<Forwarded>,
+    /// Its first operator, a window aggregate, merges partial aggregates of the rows that
+    /// the stage before it (reading a table) computed per batch ([`crate::two_phase`]).
+    pub pre_aggregated: bool,
 }
 
 /// A keyed operator reading its rows where a join left them, hashed on the join's keys.
@@ -429,6 +432,7 @@ impl Builder<'_> {
                         first_op: number,
                         instances,
                         forwarded: Vec::new(),
+                        pre_aggregated: false,
                     });
                     self.partitioned.push(Vec::new());
                 }
@@ -469,7 +473,16 @@ impl Builder<'_> {
 
     fn push(&mut self, input: StageInput, branch: Vec<Side>, instances: usize) -> usize {
         let first_op = self.ops;
-        self.stages.push(LayoutStage { input, branch, ops: 0..0, first_op, instances, forwarded: Vec::new() });
+        let forwarded = Vec::new();
+        self.stages.push(LayoutStage {
+            input,
+            branch,
+            ops: 0..0,
+            first_op,
+            instances,
+            forwarded,
+            pre_aggregated: false,
+        });
         self.partitioned.push(Vec::new());
         self.stages.len() - 1
     }
@@ -569,7 +582,24 @@ fn build(
         unions: 0,
     };
     b.branch(&plan.input, &plan.ops, Vec::new())?;
-    Ok(Layout { stages: b.stages })
+    let mut stages = b.stages;
+    for s in 0..stages.len() {
+        stages[s].pre_aggregated = pre_aggregates(plan, &stages, s);
+    }
+    Ok(Layout { stages })
+}
+
+/// Whether stage `s` of `stages` takes its window aggregate's input as partial aggregates from
+/// the stage reading a table in several splits ([`crate::two_phase`]).
+fn pre_aggregates(plan: &StreamPlan, stages: &[LayoutStage], s: usize) -> bool {
+    let Some(stage) = stages.get(s) else { return false };
+    let StageInput::Exchange { from, exchange: Exchange::Hash(_) } = &stage.input else { return false };
+    // (a table read whole would aggregate every row on its one reading thread)
+    let Some(StageInput::Source(table)) = stages.get(*from).filter(|f| f.instances > 1).map(|f| &f.input) else {
+        return false;
+    };
+    let first = branch_ops(plan, &stage.branch).and_then(|ops| ops.get(stage.ops.start));
+    first.is_some_and(|op| crate::two_phase::two_phases(plan, *table, op))
 }
 
 /// `EXPLAIN`'s line for rows read where they are, hashed on `keys`, in `n` instances.
@@ -611,7 +641,11 @@ pub fn explain(plan: &StreamPlan, layout: Option<&Layout>) -> String {
                 let first = OpRef::Op(stage.first_op);
                 if let Some(i) = nodes.iter().position(|n| n.op == Some(first)) {
                     if i + 1 < nodes.len() {
-                        above[i + 1] = Some(exchange.text(layout.stages[*from].instances, stage.instances));
+                        let mut text = exchange.text(layout.stages[*from].instances, stage.instances);
+                        if stage.pre_aggregated {
+                            text.push_str(", of partial aggregates (each split's batches aggregated per key and slice where it is read)");
+                        }
+                        above[i + 1] = Some(text);
                     }
                 }
             }
@@ -682,7 +716,16 @@ mod tests {
     use super::*;
 
     fn stage(input: StageInput) -> LayoutStage {
-        LayoutStage { input, branch: Vec::new(), ops: 0..0, first_op: 0, instances: 2, forwarded: Vec::new() }
+        let forwarded = Vec::new();
+        LayoutStage {
+            input,
+            branch: Vec::new(),
+            ops: 0..0,
+            first_op: 0,
+            instances: 2,
+            forwarded,
+            pre_aggregated: false,
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub use exec::metrics::{Metrics, OperatorMetrics, StateSize};
 pub use exec::parallel::{parallel_layout, resumed_layout};
 pub use exec::pipeline::{
     build_operators, build_ops, input_columns, is_row_kind_column, late_rows_schema, relaxed, sink_schema,
-    source_columns, Pipeline, SourceColumns, ROW_KIND_METADATA,
+    source_columns, two_phase_window_operators, Pipeline, SourceColumns, ROW_KIND_METADATA,
 };
 pub use exec::source::{Sink, Source, SourceDriver, WatermarkGenerator};
 pub use exec::watermark_merge::WatermarkMerge;

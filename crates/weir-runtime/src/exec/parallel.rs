@@ -105,6 +105,9 @@ pub(crate) struct SourceInstance {
     pub(crate) idle_after: Option<std::time::Duration>,
     /// The stamp of a `PROCTIME()` column, before its operators.
     pub(crate) stamp: Option<Instrumented>,
+    /// The first phase of the window aggregate after it, after its operators (see
+    /// [`crate::operators::local_window_aggregate`]).
+    pub(crate) pre_aggregate: Option<Instrumented>,
     /// With a window over processing time: the clock, sent as the watermark on a timer while
     /// nothing is read.
     pub(crate) clock: Option<Arc<ProcessingClock>>,
@@ -252,7 +255,11 @@ impl SourceInstance {
             Some(stamp) => through(std::slice::from_mut(stamp), messages)?,
             None => messages,
         };
-        through(&mut self.ops, messages)
+        let messages = through(&mut self.ops, messages)?;
+        match &mut self.pre_aggregate {
+            Some(local) => through(std::slice::from_mut(local), messages),
+            None => Ok(messages),
+        }
     }
 
     fn read(&mut self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {

@@ -17,7 +17,7 @@ use crate::exec::exchange::{channel, Inbox, Link, Router};
 use crate::exec::instrument::Instrumented;
 use crate::exec::metrics::Metrics;
 use crate::exec::parallel::{Merge, OpInstance, Parallel, SourceInstance};
-use crate::exec::pipeline::{build_join, build_ops, input_columns, physical, sink_schema, Pipeline};
+use crate::exec::pipeline::{build_join, build_ops, input_columns, physical, sink_schema, two_phase_window, Pipeline};
 use crate::exec::rescale::StageShape;
 use crate::exec::sink_merge::SinkMerge;
 use crate::exec::source::{Sink, Source, SourceDriver};
@@ -132,6 +132,33 @@ fn instance_ops(
     metrics: &Arc<Metrics>,
 ) -> Result<Vec<Instrumented>> {
     instrumented(stage_ops(plan, stage)?, stage.first_op, instance, metrics)
+}
+
+/// The window aggregate stage `stage` starts with, when it merges partial aggregates its
+/// senders made ([`LayoutStage::pre_aggregated`]).
+fn pre_aggregated<'a>(plan: &'a StreamPlan, stage: &LayoutStage) -> Result<Option<&'a weir_plan::WindowAggregate>> {
+    if !stage.pre_aggregated {
+        return Ok(None);
+    }
+    match stage_ops(plan, stage)?.first() {
+        Some(StreamOp::WindowAggregate(w)) => Ok(Some(w)),
+        _ => Err(RuntimeError::Internal("a stage merging partial aggregates without its window aggregate".into())),
+    }
+}
+
+/// The operators of `stage` as instance `instance`, its window aggregate merging partial
+/// aggregates when it is [`LayoutStage::pre_aggregated`].
+fn instance_ops_merging(
+    plan: &StreamPlan,
+    stage: &LayoutStage,
+    instance: usize,
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<Instrumented>> {
+    let Some(w) = pre_aggregated(plan, stage)? else { return instance_ops(plan, stage, instance, metrics) };
+    let (_, merge) = two_phase_window(w, metrics)?;
+    let mut ops = vec![Instrumented::new_instance(Box::new(merge), OpRef::Op(stage.first_op), instance, metrics)];
+    ops.extend(instrumented(&stage_ops(plan, stage)?[1..], stage.first_op + 1, instance, metrics)?);
+    Ok(ops)
 }
 
 /// Where a stage sends its rows: the stage reading them (or `None`: the sink), its index among
@@ -278,9 +305,17 @@ impl Pipeline {
                 Some(c) if !(fused && c == last) => targets[c].clone(),
                 _ => vec![sink_tx.clone()],
             };
-            let keys = router_keys(&exchange, key_schema(plan, layout, to, s)?)?;
+            // a window aggregate in two phases: this stage sends it partial aggregates
+            let local = match to.and_then(|c| stages.get(c)) {
+                Some(c) => pre_aggregated(plan, c)?,
+                None => None,
+            };
+            let keys = match local {
+                Some(w) => Some(two_phase_window(w, &metrics)?.0.partial_layout().key_exprs()),
+                None => router_keys(&exchange, key_schema(plan, layout, to, s)?)?,
+            };
             for k in 0..stage.instances {
-                let ops = instance_ops(plan, stage, k, &metrics)?;
+                let ops = instance_ops_merging(plan, stage, k, &metrics)?;
                 let out = match exchange {
                     // its rows to the instance of its own number only
                     Exchange::Forward => Router::forward(targets.clone(), offset + k, k),
@@ -315,6 +350,10 @@ impl Pipeline {
                         let clock = node.processing_time.then(|| Arc::clone(&clock));
                         let align = align.as_ref().map(|a| (Arc::clone(a), source_instances.len()));
                         let label = node.table.name.clone();
+                        let pre_aggregate = match local {
+                            Some(w) => Some(Instrumented::unregistered(Box::new(two_phase_window(w, &metrics)?.0))),
+                            None => None,
+                        };
                         source_instances.push(SourceInstance {
                             driver,
                             label,
@@ -323,6 +362,7 @@ impl Pipeline {
                             align,
                             idle_after: idle,
                             stamp,
+                            pre_aggregate,
                             clock,
                             checkpointer: None,
                         });
@@ -357,7 +397,7 @@ impl Pipeline {
         }
         drop((sink_tx, targets));
         let chain_ops = match fused {
-            true => instance_ops(plan, &stages[last], 0, &metrics)?,
+            true => instance_ops_merging(plan, &stages[last], 0, &metrics)?,
             false => Vec::new(),
         };
         // the merge orders what it passes by epochs: results, but not the rows a fused stage's

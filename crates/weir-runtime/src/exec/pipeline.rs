@@ -44,6 +44,7 @@ use crate::operator::Operator;
 use crate::operators::deduplicate::DeduplicateOp;
 use crate::operators::filter::FilterOp;
 use crate::operators::join::{JoinMode, JoinOp, JoinOutput, JoinSpec};
+use crate::operators::local_window_aggregate::LocalWindowAggregateOp;
 use crate::operators::over_aggregate::{OverAggregateOp, OverParts};
 use crate::operators::proc_time::{ProcTimeOp, ProcessingClock};
 use crate::operators::project::ProjectOp;
@@ -148,16 +149,8 @@ pub fn build_ops(plan_ops: &[StreamOp], metrics: &Arc<Metrics>) -> Result<Vec<Bo
                 ops.push(Box::new(ProjectOp::new(exprs, relaxed(output_schema.as_arrow()))));
             }
             StreamOp::WindowAggregate(w) => {
-                let group_exprs =
-                    w.group_exprs.iter().map(|e| physical(e, &w.input_schema)).collect::<Result<Vec<_>>>()?;
-                let aggregates = aggregate_specs(&w.aggr_exprs, &w.input_schema)?;
-                let layout = WindowLayout {
-                    time: physical(&w.time, &w.input_schema)?,
-                    time_offset: w.time_offset_nanos,
-                    window_columns: w.window_columns.clone(),
-                    window: w.window,
-                };
-                let (output, metrics) = (relaxed(w.output_schema.as_arrow()), Arc::clone(metrics));
+                let (group_exprs, layout, aggregates, output) = window_parts(w)?;
+                let metrics = Arc::clone(metrics);
                 let op: Box<dyn Operator> = match w.window {
                     WindowSpec::Session { .. } => {
                         Box::new(SessionAggregateOp::new(group_exprs, layout, aggregates, output, w.emit, metrics)?)
@@ -221,6 +214,60 @@ pub fn build_ops(plan_ops: &[StreamOp], metrics: &Arc<Metrics>) -> Result<Vec<Bo
         }
     }
     Ok(ops)
+}
+
+/// A window aggregate's group expressions, window, aggregates and output schema.
+type WindowParts = (Vec<Arc<dyn PhysicalExpr>>, WindowLayout, Vec<AggregateSpec>, SchemaRef);
+
+fn window_parts(w: &weir_plan::WindowAggregate) -> Result<WindowParts> {
+    let group_exprs = w.group_exprs.iter().map(|e| physical(e, &w.input_schema)).collect::<Result<Vec<_>>>()?;
+    let aggregates = aggregate_specs(&w.aggr_exprs, &w.input_schema)?;
+    let layout = WindowLayout {
+        time: physical(&w.time, &w.input_schema)?,
+        time_offset: w.time_offset_nanos,
+        window_columns: w.window_columns.clone(),
+        window: w.window,
+    };
+    Ok((group_exprs, layout, aggregates, relaxed(w.output_schema.as_arrow())))
+}
+
+/// A window aggregate's two phases (see `weir_plan`'s `two_phase`): the partial aggregates of
+/// each batch where a split is read, and the window aggregate merging them.
+pub(crate) fn two_phase_window(
+    w: &weir_plan::WindowAggregate,
+    metrics: &Arc<Metrics>,
+) -> Result<(LocalWindowAggregateOp, WindowAggregateOp)> {
+    let (group_exprs, layout, aggregates, output) = window_parts(w)?;
+    let local = LocalWindowAggregateOp::new(group_exprs.clone(), layout, aggregates, &output, Arc::clone(metrics))?;
+    let (_, layout, aggregates, _) = window_parts(w)?;
+    let partial = local.partial_layout();
+    // the merge reads the partials' keys, slice and state columns by position
+    let keys = partial.key_exprs();
+    let mut keys_iter = keys.into_iter();
+    let group_exprs = group_exprs
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| match layout.window_columns.iter().any(|(c, _)| *c == i) {
+            true => Ok(e),
+            false => keys_iter.next().ok_or_else(|| RuntimeError::Internal("a partial without its keys".into())),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let layout = WindowLayout { time: partial.slice_expr(), time_offset: 0, ..layout };
+    let specs = partial.merging_specs(&aggregates);
+    let rows = partial.rows_column();
+    let merge = WindowAggregateOp::new(group_exprs, layout, specs, output, w.emit, Arc::clone(metrics))?.merging(rows);
+    Ok((local, merge))
+}
+
+/// A window aggregate's two phases as operators, as a parallel run builds them for a window
+/// aggregate over a table read in splits: the partial aggregates of each batch, then the
+/// window aggregate merging them.
+pub fn two_phase_window_operators(
+    w: &weir_plan::WindowAggregate,
+    metrics: &Arc<Metrics>,
+) -> Result<[Box<dyn Operator>; 2]> {
+    let (local, merge) = two_phase_window(w, metrics)?;
+    Ok([Box::new(local), Box::new(merge)])
 }
 
 /// Lower DataFusion aggregate expressions. Operators feed rows in arrival order, so an

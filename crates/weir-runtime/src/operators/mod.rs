@@ -3,6 +3,7 @@
 pub(crate) mod deduplicate;
 pub(crate) mod filter;
 pub(crate) mod join;
+pub(crate) mod local_window_aggregate;
 pub(crate) mod over_aggregate;
 pub(crate) mod proc_time;
 pub(crate) mod project;

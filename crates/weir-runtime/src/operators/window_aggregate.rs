@@ -165,6 +165,8 @@ pub struct WindowAggregateOp {
     /// Windows whose rows changed since their result was last emitted (changelog mode).
     dirty: BTreeSet<WindowId>,
     last_early: Instant,
+    /// Merging partial aggregates (two phases): the column of the rows each holds.
+    merging: Option<usize>,
 }
 
 impl WindowAggregateOp {
@@ -203,7 +205,16 @@ impl WindowAggregateOp {
             fired_end: None,
             out_watermark: NO_WATERMARK,
             group_ids: Vec::new(),
+            merging: None,
         })
+    }
+
+    /// The second phase of a window aggregate run in two phases: its input rows are partial
+    /// aggregates (made by the local window aggregate where a split is read), each holding the rows counted
+    /// in column `rows_column`, its arguments each aggregate's state columns, its time a slice.
+    pub fn merging(mut self, rows_column: usize) -> Self {
+        self.merging = Some(rows_column);
+        self
     }
 
     /// Event time (inside the row's window) of every row, in nanoseconds.
@@ -230,10 +241,10 @@ impl WindowAggregateOp {
                 Some(p) => p,
                 None => slice.live.insert(self.aggregates.partial()?),
             };
-            if rows.len() == input.rows {
-                partial.update(input, None, &mut self.group_ids)?;
-            } else {
-                partial.update(input, Some(&UInt32Array::from(rows)), &mut self.group_ids)?;
+            let rows = (rows.len() != input.rows).then(|| UInt32Array::from(rows));
+            match self.merging {
+                Some(_) => partial.merge_rows(input, rows.as_ref(), &mut self.group_ids)?,
+                None => partial.update(input, rows.as_ref(), &mut self.group_ids)?,
             }
         }
         Ok(())
@@ -490,6 +501,16 @@ impl Operator for WindowAggregateOp {
         let (mut late, mut null_time) = (0u64, 0u64);
         let mut dropped = DroppedCollector::new(input.origin.as_ref());
         let row_wm = input.row_watermarks.as_deref();
+        // the rows a partial aggregate holds (each counts as late)
+        let held = match self.merging {
+            Some(c) => Some(
+                batch
+                    .column(c)
+                    .as_primitive_opt::<Int64Type>()
+                    .ok_or_else(|| RuntimeError::Internal("partial aggregates without their row counts".into()))?,
+            ),
+            None => None,
+        };
         let mut next_end = self.next_deadline();
         for i in 0..n {
             if times.is_null(i) {
@@ -519,7 +540,7 @@ impl Operator for WindowAggregateOp {
             if first_end.saturating_add(lateness) <= wm {
                 for (start, end) in self.assigner.windows(s).into_iter().filter(|w| w.1.saturating_add(lateness) <= wm)
                 {
-                    late += 1;
+                    late += held.map_or(1, |h| h.value(i).max(0) as u64);
                     dropped.late_for_window(i, start, end, wm, lateness);
                 }
                 if last_end.saturating_add(lateness) <= wm {

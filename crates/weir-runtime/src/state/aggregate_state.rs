@@ -231,6 +231,11 @@ impl Frozen {
         Self { keys: Vec::new(), states, rows }
     }
 
+    /// The key columns.
+    pub fn keys(&self) -> &[ArrayRef] {
+        &self.keys
+    }
+
     /// Each aggregate's state columns.
     pub fn states(&self) -> &[Vec<ArrayRef>] {
         &self.states
@@ -276,6 +281,27 @@ impl Partial {
         rows: Option<&UInt32Array>,
         group_ids: &mut Vec<usize>,
     ) -> Result<()> {
+        self.add(input, rows, group_ids, false)
+    }
+
+    /// Merge the rows `rows` (all rows if `None`) of `input`, whose arguments are each
+    /// aggregate's state columns (partial aggregates made elsewhere).
+    pub fn merge_rows(
+        &mut self,
+        input: &AggregateInput,
+        rows: Option<&UInt32Array>,
+        group_ids: &mut Vec<usize>,
+    ) -> Result<()> {
+        self.add(input, rows, group_ids, true)
+    }
+
+    fn add(
+        &mut self,
+        input: &AggregateInput,
+        rows: Option<&UInt32Array>,
+        group_ids: &mut Vec<usize>,
+        merge: bool,
+    ) -> Result<()> {
         let taken;
         let input = match rows {
             Some(r) => {
@@ -286,7 +312,10 @@ impl Partial {
         };
         self.intern(&input.keys, input.rows, group_ids)?;
         for ((acc, values), f) in self.accumulators.iter_mut().zip(&input.args).zip(&input.filters) {
-            acc.update_batch(values, group_ids, f.as_ref(), self.num_groups)?;
+            match merge {
+                true => acc.merge_batch(values, group_ids, self.num_groups)?,
+                false => acc.update_batch(values, group_ids, f.as_ref(), self.num_groups)?,
+            }
         }
         Ok(())
     }

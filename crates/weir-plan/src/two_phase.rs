@@ -1,0 +1,45 @@
+//! Window aggregates run in two phases (Flink's local-global aggregation): in a parallel run,
+//! a window aggregate whose rows come straight from a table read in splits is first
+//! aggregated where each split is read, batch by batch, per key and slice of time; the
+//! exchange then hashes those partial aggregates, not the rows, to the window aggregate's
+//! instances, which merge them.
+//!
+//! ```text
+//!   split k ─► stateless ops ─► partial per (keys, slice) of each batch ═ hash(keys) ═► merge into windows
+//!   (a batch of 16K bids over ~100 auctions and 1–2 slices becomes ~200 partial rows)
+//! ```
+//!
+//! Only when the table is read in several splits (the partials are computed by as many
+//! threads), and only where it cannot change a result: windows that emit once (no allowed lateness, no early
+//! results; a partial's rows cannot be told apart any more), aggregates without an ordering of
+//! their own, a table that is no changelog, and no `'late_rows'` side output (a partial cannot
+//! be written there as the rows it holds). Lateness is judged as with the rows: each partial
+//! holds rows of one slice whose watermarks fall between the same two of the slice's window
+//! ends, and carries the first one's watermark, so the window aggregate drops or keeps it for
+//! the same windows as each of its rows (and counts one late row per row it holds).
+
+use datafusion_expr::Expr;
+
+use crate::plan::{StreamOp, StreamPlan, WindowSpec};
+
+/// Whether `op`, reading the rows of source `table` of `plan` (read in several splits), may
+/// run in two phases.
+pub(crate) fn two_phases(plan: &StreamPlan, table: usize, op: &StreamOp) -> bool {
+    if plan.late_rows.is_some() || plan.sources().get(table).is_none_or(|t| t.changelog) {
+        return false;
+    }
+    let StreamOp::WindowAggregate(w) = op else { return false };
+    !matches!(w.window, WindowSpec::Session { .. })
+        && !w.emit.is_changelog()
+        && w.keys().next().is_some()
+        && w.aggr_exprs.iter().all(mergeable)
+}
+
+/// An aggregate whose partial states merge whatever order its rows came in.
+fn mergeable(e: &Expr) -> bool {
+    match e {
+        Expr::Alias(a) => mergeable(&a.expr),
+        Expr::AggregateFunction(f) => f.params.order_by.is_empty(),
+        _ => false,
+    }
+}

@@ -1,0 +1,154 @@
+//! Window aggregates in two phases: the partial aggregates of each batch (made where a split of
+//! a table is read) merged by the window aggregate, as a parallel run does for a window
+//! aggregate over a table read in splits, against the window aggregate on its own. Random
+//! out-of-order rows, cut into batches at random points, late ones included (tight watermarks,
+//! rows late for some of their hopping windows only): the same windows with the same values,
+//! and the same number of late rows counted.
+
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use proptest::prelude::*;
+use weir_engine::{Engine, EngineConfig};
+use weir_runtime::{
+    build_ops, two_phase_window_operators, Message, Metrics, Operator, StreamBatch, WatermarkGenerator,
+};
+use weir_sql::{StreamOp, StreamPlan};
+
+mod common;
+use common::*;
+
+const MS: i64 = 1_000_000;
+
+fn plan(delay_ms: i64, sql: &str) -> StreamPlan {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    last_query(&engine, &format!("{} {sql}", ddl(delay_ms, "x.csv")))
+}
+
+/// The plan's operators, each window aggregate in two phases if `two_phase`.
+fn operators(plan: &StreamPlan, two_phase: bool, metrics: &Arc<Metrics>) -> Vec<Box<dyn Operator>> {
+    let mut ops: Vec<Box<dyn Operator>> = Vec::new();
+    for op in &plan.ops {
+        match op {
+            StreamOp::WindowAggregate(w) if two_phase => ops.extend(two_phase_window_operators(w, metrics).unwrap()),
+            _ => ops.extend(build_ops(std::slice::from_ref(op), metrics).unwrap()),
+        }
+    }
+    ops
+}
+
+/// The results and the late rows counted, the rows read in `batches` as a source does (each
+/// row's watermark stamped, the watermark after each batch).
+fn run(plan: &StreamPlan, two_phase: bool, batches: &[Vec<Row>], delay_ms: i64) -> (Vec<String>, u64) {
+    let metrics = Arc::new(Metrics::default());
+    let mut ops = operators(plan, two_phase, &metrics);
+    let columns = plan.sources()[0].output_schema.as_arrow().clone();
+    let mut gen = WatermarkGenerator::new(delay_ms * MS);
+    let mut results: Vec<RecordBatch> = Vec::new();
+    let mut feed = |msgs: Vec<Message>, results: &mut Vec<RecordBatch>| {
+        let mut msgs = msgs;
+        for op in ops.iter_mut() {
+            let mut next = Vec::new();
+            for m in msgs {
+                match m {
+                    Message::Data(b) => op.process_batch(b, &mut next).unwrap(),
+                    Message::Watermark(w) => op.on_watermark(w, &mut next).unwrap(),
+                    other => next.push(other),
+                }
+            }
+            msgs = next;
+        }
+        results.extend(msgs.into_iter().filter_map(|m| match m {
+            Message::Data(b) => Some(b.batch),
+            _ => None,
+        }));
+    };
+    for rows in batches {
+        let all = to_batch(rows);
+        let picked = columns.fields().iter().map(|f| all.schema().index_of(f.name()).unwrap()).collect::<Vec<_>>();
+        let batch = all.project(&picked).unwrap();
+        let times = datafusion::arrow::array::Int64Array::from_iter_values(rows.iter().map(|r| r.ts * MS));
+        let row_watermarks = Some(Arc::new(gen.observe(&times)));
+        let mut msgs = vec![Message::Data(StreamBatch { batch, row_watermarks, kinds: None, origin: None })];
+        msgs.extend(gen.advance().map(Message::Watermark));
+        feed(msgs, &mut results);
+    }
+    feed(vec![Message::Watermark(i64::MAX), Message::EndOfStream], &mut results);
+    (sorted(format_rows(&results)), Metrics::get(&metrics.late_rows))
+}
+
+fn queries(size_s: i64) -> Vec<String> {
+    vec![
+        format!(
+            "SELECT k, TUMBLE_START(ts, INTERVAL '{size_s}' SECOND) AS w, COUNT(*), SUM(v), MIN(r), MAX(r), AVG(r),
+                    COUNT(DISTINCT site), COUNT(*) FILTER (WHERE v > 500)
+             FROM t GROUP BY TUMBLE(ts, INTERVAL '{size_s}' SECOND), k"
+        ),
+        format!(
+            "SELECT window_start, window_end, site, COUNT(*), AVG(r), SUM(v)
+             FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '{size_s}' SECOND))
+             GROUP BY window_start, window_end, site"
+        ),
+        "SELECT window_start, window_end, k, SUM(v), MAX(r)
+         FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '4' SECOND))
+         GROUP BY window_start, window_end, k"
+            .to_string(),
+        // hopping windows with gaps between them (size < slide)
+        "SELECT window_start, k, COUNT(*)
+         FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '3' SECOND, INTERVAL '1' SECOND))
+         GROUP BY window_start, window_end, k"
+            .to_string(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn two_phases_give_the_windows_and_late_rows_of_one(
+        rows in rows_strategy(),
+        delay_ms in prop::sample::select(vec![0i64, 300, 2000]),
+        size_s in prop::sample::select(vec![1i64, 2, 5]),
+        cuts in prop::collection::btree_set(0usize..260, 0..40),
+    ) {
+        let cuts: Vec<usize> = cuts.into_iter().collect();
+        let batches = batches(&rows, &cuts);
+        for sql in queries(size_s) {
+            let plan = plan(delay_ms, &sql);
+            prop_assert!(plan.ops.iter().any(|op| matches!(op, StreamOp::WindowAggregate(_))), "{}", sql);
+            let one = run(&plan, false, &batches, delay_ms);
+            let two = run(&plan, true, &batches, delay_ms);
+            prop_assert_eq!(two, one, "{}", sql);
+        }
+    }
+}
+
+/// A parallel run pre-aggregates a window aggregate over a table read in splits, and only
+/// then: not over a table read whole, not with a side output for late rows, not for windows
+/// that emit corrections.
+#[test]
+fn explain_shows_which_window_aggregates_run_in_two_phases() {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    engine.set("parallelism", "2").unwrap();
+    let q5 = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql-examples/nexmark/q5.sql")).unwrap();
+    let explained = engine.explain(&q5).unwrap();
+    let partial = "Exchange: hash [bid.auction] over 128 key groups, 2 → 2 instances, of partial aggregates";
+    assert_eq!(explained.matches(partial).count(), 2, "{explained}");
+    let count = |setting: &str, sql: &str| {
+        let engine = Engine::new(EngineConfig::default()).unwrap();
+        engine.set("parallelism", "2").unwrap();
+        let explained = engine.explain(&format!("{setting} {sql}")).unwrap();
+        assert!(explained.contains("Exchange: hash"), "{explained}");
+        explained.matches("of partial aggregates").count()
+    };
+    let per_auction = "SELECT auction, COUNT(*) FROM bid GROUP BY TUMBLE(date_time, INTERVAL '10' SECOND), auction";
+    assert_eq!(count("", per_auction), 1);
+    assert_eq!(count("SET window.allowed_lateness = '30 s';", per_auction), 0, "windows with corrections");
+    let late = "CREATE TABLE late WITH (connector = 'channel');
+                CREATE TABLE b WITH (connector = 'nexmark', 'table' = 'bid', 'late_rows' = 'late');";
+    let per_auction_of_b = per_auction.replace("FROM bid", "FROM b");
+    assert_eq!(count(late, &per_auction_of_b), 0, "late rows to a side output");
+    assert_eq!(count(&late.replace(", 'late_rows' = 'late'", ""), &per_auction_of_b), 1);
+    let whole = format!("{} SELECT k, COUNT(*) FROM t GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k", ddl(0, "x.csv"));
+    assert_eq!(count("", &whole), 0, "a table read whole");
+}
