@@ -152,6 +152,9 @@ impl LocalWindowAggregateOp {
         // the slice of the last row, its first window's end (rows of a batch mostly share one)
         let mut cached: Option<(Nanos, Nanos, Nanos)> = None;
         let mut last = 0usize;
+        // a row's watermark is never taken below an earlier row's (sources stamp a running
+        // maximum; this keeps a class from holding a row the window aggregate would find late)
+        let mut running = self.watermark;
         for i in 0..times.len() {
             if times.is_null(i) {
                 null_time += 1;
@@ -172,7 +175,8 @@ impl LocalWindowAggregateOp {
                     (s, first_end)
                 }
             };
-            let wm = row_wm.map(|w| w.value(i)).unwrap_or(NO_WATERMARK).max(self.watermark);
+            let wm = row_wm.map(|w| w.value(i)).unwrap_or(NO_WATERMARK).max(running);
+            running = wm;
             let ended = match wm < first_end {
                 true => 0,
                 false => self.assigner.windows(slice).iter().filter(|w| w.1 <= wm).count(),
@@ -226,8 +230,13 @@ impl LocalWindowAggregateOp {
                 Ok(concat(&refs)?)
             })
             .collect::<Result<Vec<_>>>()?;
+        // the states' types as the accumulators made them (a list's item field may be named
+        // otherwise than its declared state field)
+        let fields: Vec<Field> = (self.partial.schema.fields().iter().zip(&columns))
+            .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), f.is_nullable()))
+            .collect();
         let options = RecordBatchOptions::new().with_row_count(Some(watermarks.len()));
-        let batch = RecordBatch::try_new_with_options(Arc::clone(&self.partial.schema), columns, &options)?;
+        let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)?;
         Ok((batch, Int64Array::from(watermarks)))
     }
 }
