@@ -9,10 +9,10 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{AsArray, Int64Array, Int8Array, UInt32Array};
+use datafusion_common::arrow::array::{ArrayRef, AsArray, Int64Array, Int8Array, UInt32Array};
 use datafusion_common::arrow::compute::{filter, max, take, take_record_batch};
 use datafusion_common::arrow::datatypes::{Int64Type, Int8Type, UInt32Type};
-use datafusion_common::arrow::record_batch::RecordBatch;
+use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 /// Event times and watermarks are nanoseconds since the Unix epoch.
 pub type Nanos = i64;
@@ -156,7 +156,18 @@ impl StreamBatch {
 
     /// The given rows, with their watermarks, kinds and origin.
     pub fn take(&self, rows: &UInt32Array) -> crate::error::Result<Self> {
-        let batch = take_record_batch(&self.batch, rows)?;
+        // a column that is another's (a projection's copies, e.g. a window's markers) is
+        // taken once
+        let all = self.batch.columns();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(all.len());
+        for (i, c) in all.iter().enumerate() {
+            match all[..i].iter().position(|p| Arc::ptr_eq(p, c)) {
+                Some(j) => columns.push(Arc::clone(&columns[j])),
+                None => columns.push(take(c.as_ref(), rows, None)?),
+            }
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        let batch = RecordBatch::try_new_with_options(self.batch.schema(), columns, &options)?;
         let row_watermarks = match &self.row_watermarks {
             Some(w) => Some(Arc::new(take(w.as_ref(), rows, None)?.as_primitive::<Int64Type>().clone())),
             None => None,
@@ -197,7 +208,21 @@ pub enum Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion_common::arrow::array::ArrayRef;
+
+    #[test]
+    fn taken_rows_keep_their_watermarks_and_a_column_repeated_is_taken_once() {
+        let x: ArrayRef = Arc::new(Int64Array::from(vec![10, 20, 30, 40]));
+        let y: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3, 4]));
+        let batch = RecordBatch::try_from_iter([("x", Arc::clone(&x)), ("y", y), ("x2", x)]).unwrap();
+        let mut b = StreamBatch::new(batch);
+        b.row_watermarks = Some(Arc::new(Int64Array::from(vec![5, 6, 7, 8])));
+        let t = b.take(&UInt32Array::from(vec![3, 1])).unwrap();
+        let column = |i: usize| t.batch.column(i).as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!((column(0), column(1), column(2)), (vec![40, 20], vec![4, 2], vec![40, 20]));
+        assert!(Arc::ptr_eq(t.batch.column(0), t.batch.column(2)), "one copy for both");
+        assert_eq!(t.row_watermarks.unwrap().values().to_vec(), vec![8, 6]);
+        assert_eq!(t.batch.schema(), b.batch.schema());
+    }
 
     #[test]
     fn capped_watermarks_are_lowered_and_a_batch_below_the_cap_is_kept() {

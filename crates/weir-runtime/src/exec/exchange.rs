@@ -193,9 +193,8 @@ pub(crate) struct Router {
     route: Route,
     /// The target of each key group (hashed routes).
     owners: Vec<u16>,
-    /// Buffers reused from batch to batch: the rows' hashes, then their targets.
+    /// The rows' hashes (a buffer reused from batch to batch).
     hashes: Vec<u64>,
-    targets_of: Vec<u16>,
 }
 
 /// Where a router sends its batches (watermarks, idleness and barriers go to every target).
@@ -227,7 +226,7 @@ impl Router {
     fn routing(targets: Vec<Link>, me: usize, route: Route) -> Self {
         let n = targets.len();
         let owners = (0..KEY_GROUPS as u32).map(|g| owner(g, n) as u16).collect();
-        Self { targets, me, route, owners, hashes: Vec::new(), targets_of: Vec::new() }
+        Self { targets, me, route, owners, hashes: Vec::new() }
     }
 
     /// Route `messages`; `false` once a target has gone (the query is stopping).
@@ -258,18 +257,15 @@ impl Router {
                             .map(|k| k.evaluate(&b.batch).and_then(|v| v.into_array(rows)))
                             .collect::<datafusion_common::Result<Vec<_>>>()?;
                         hash_keys(&arrays, rows, &mut self.hashes)?;
-                        let owners = &self.owners;
-                        self.targets_of.clear();
-                        self.targets_of.extend(self.hashes.iter().map(|h| owners[group_of(*h) as usize]));
-                        let mut counts = vec![0usize; n];
-                        self.targets_of.iter().for_each(|t| counts[*t as usize] += 1);
-                        if let Some(all) = counts.iter().position(|c| *c == rows) {
+                        // each row's index to its target's list, in one pass
+                        let room = rows / n + rows / 8 + 1;
+                        let mut picked: Vec<Vec<u32>> = (0..n).map(|_| Vec::with_capacity(room)).collect();
+                        for (row, h) in self.hashes.iter().enumerate() {
+                            picked[self.owners[group_of(*h) as usize] as usize].push(row as u32);
+                        }
+                        if let Some(all) = picked.iter().position(|p| p.len() == rows) {
                             out[all].push(Message::Data(b));
                             continue;
-                        }
-                        let mut picked: Vec<Vec<u32>> = counts.iter().map(|c| Vec::with_capacity(*c)).collect();
-                        for (row, t) in self.targets_of.iter().enumerate() {
-                            picked[*t as usize].push(row as u32);
                         }
                         for (target, rows_of) in picked.into_iter().enumerate() {
                             if !rows_of.is_empty() {

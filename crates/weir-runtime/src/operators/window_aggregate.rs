@@ -129,6 +129,9 @@ impl WindowLayout {
     }
 }
 
+/// A slice's start and end, and the first and last end of its windows (`None`: in none).
+type CachedSlice = (Nanos, Nanos, Option<(Nanos, Nanos)>);
+
 #[derive(Default)]
 struct Slice {
     live: Option<Partial>,
@@ -512,6 +515,7 @@ impl Operator for WindowAggregateOp {
             None => None,
         };
         let mut next_end = self.next_deadline();
+        let mut cached: Option<CachedSlice> = None;
         for i in 0..n {
             if times.is_null(i) {
                 null_time += 1;
@@ -528,12 +532,21 @@ impl Operator for WindowAggregateOp {
                 self.fire_until(wm, out)?;
                 next_end = self.next_deadline();
             }
-            let Some(s) = self.assigner.slice_start(t) else {
-                null_time += 1; // before the nanosecond range: no window
-                dropped.null_time(i);
-                continue;
+            // the slice and its windows' ends, computed once per run of rows in one slice
+            let (s, ends) = match cached {
+                Some((s, end, ends)) if s <= t && t < end => (s, ends),
+                _ => {
+                    let Some(s) = self.assigner.slice_start(t) else {
+                        null_time += 1; // before the nanosecond range: no window
+                        dropped.null_time(i);
+                        continue;
+                    };
+                    let ends = self.assigner.end_range(s);
+                    cached = Some((s, self.assigner.slice_end(s), ends));
+                    (s, ends)
+                }
             };
-            let Some((first_end, last_end)) = self.assigner.end_range(s) else {
+            let Some((first_end, last_end)) = ends else {
                 continue; // in a gap between hopping windows (size < slide): in no window
             };
             let lateness = self.lateness;
