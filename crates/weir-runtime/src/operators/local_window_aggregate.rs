@@ -30,7 +30,7 @@ use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::operator::Operator;
 use crate::operators::window_aggregate::{to_nanos, WindowLayout};
 use crate::operators::window_assign::Assigner;
-use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates};
+use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Partial};
 use crate::state::checkpoint::OperatorSnapshot;
 
 /// Where the parts of a partial aggregate are in the batches [`LocalWindowAggregateOp`] sends.
@@ -102,6 +102,9 @@ pub struct LocalWindowAggregateOp {
     watermark: Nanos,
     metrics: Arc<Metrics>,
     group_ids: Vec<usize>,
+    /// Partials emptied after each batch and refilled by the next (their hash tables keep
+    /// their room), one per class of a batch.
+    pool: Vec<Partial>,
 }
 
 /// The rows of one slice and lateness class in a batch.
@@ -136,6 +139,7 @@ impl LocalWindowAggregateOp {
             watermark: NO_WATERMARK,
             metrics,
             group_ids: Vec::new(),
+            pool: Vec::new(),
         })
     }
 
@@ -201,16 +205,18 @@ impl LocalWindowAggregateOp {
         let width = self.partial.schema.fields().len();
         let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::with_capacity(classes.len()); width];
         let mut watermarks = Vec::new();
-        for class in classes {
-            let mut partial = self.aggregates.partial()?;
-            let all = class.rows.len() == input.rows;
-            let rows = (!all).then(|| UInt32Array::from(class.rows.clone()));
+        for (n, class) in classes.into_iter().enumerate() {
+            if self.pool.len() <= n {
+                self.pool.push(self.aggregates.partial()?);
+            }
+            let partial = &mut self.pool[n];
+            let rows = (class.rows.len() != input.rows).then(|| UInt32Array::from(class.rows));
             partial.update(input, rows.as_ref(), &mut self.group_ids)?;
             // each group's row count, from the group ids of the rows just added
             let groups = partial.len();
             let mut held = vec![0i64; groups];
             self.group_ids.iter().for_each(|g| held[*g] += 1);
-            let frozen = partial.freeze()?;
+            let frozen = partial.drain()?;
             let mut parts: Vec<ArrayRef> = frozen.keys().to_vec();
             parts.push(Arc::new(TimestampNanosecondArray::from(vec![class.slice; groups])));
             parts.push(Arc::new(Int64Array::from(held)));

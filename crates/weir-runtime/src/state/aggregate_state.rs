@@ -211,6 +211,11 @@ impl Aggregates {
     }
 }
 
+/// Whether `rows` are consecutive row numbers, in order.
+fn consecutive(rows: &[u32]) -> bool {
+    rows.windows(2).all(|w| w[1] == w[0].wrapping_add(1))
+}
+
 /// Groups and their accumulators, still updatable.
 pub struct Partial {
     groups: Option<Box<dyn GroupValues>>,
@@ -304,6 +309,11 @@ impl Partial {
     ) -> Result<()> {
         let taken;
         let input = match rows {
+            // a run of consecutive rows (a batch's rows of one slice, mostly) is sliced, not copied
+            Some(r) if r.null_count() == 0 && consecutive(r.values()) => {
+                taken = input.slice(r.values().first().map_or(0, |f| *f as usize), r.len());
+                &taken
+            }
             Some(r) => {
                 taken = input.take(r)?;
                 &taken
@@ -350,6 +360,18 @@ impl Partial {
     /// Turn into immutable intermediate state.
     pub fn freeze(mut self) -> Result<Frozen> {
         let rows = self.num_groups;
+        let keys = match &mut self.groups {
+            Some(g) if rows > 0 => g.emit(EmitTo::All)?,
+            _ => Vec::new(),
+        };
+        let states = self.accumulators.iter_mut().map(|a| Ok(a.state(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
+        Ok(Frozen { keys, states, rows })
+    }
+
+    /// Its groups as a frozen partial, leaving it empty and ready for more rows (its hash
+    /// table keeps its room: for a partial refilled batch after batch).
+    pub fn drain(&mut self) -> Result<Frozen> {
+        let rows = std::mem::take(&mut self.num_groups);
         let keys = match &mut self.groups {
             Some(g) if rows > 0 => g.emit(EmitTo::All)?,
             _ => Vec::new(),
