@@ -89,9 +89,10 @@ fn queries(size_s: i64) -> Vec<String> {
              FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '{size_s}' SECOND))
              GROUP BY window_start, window_end, site"
         ),
-        "SELECT window_start, window_end, k, SUM(v), MAX(r)
+        // two keys (a multi-column group table, refilled batch after batch)
+        "SELECT window_start, window_end, k, site, SUM(v), MAX(r)
          FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '4' SECOND))
-         GROUP BY window_start, window_end, k"
+         GROUP BY window_start, window_end, k, site"
             .to_string(),
         // hopping windows with gaps between them (size < slide)
         "SELECT window_start, k, COUNT(*)

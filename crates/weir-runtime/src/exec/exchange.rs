@@ -258,7 +258,7 @@ impl Router {
                             .collect::<datafusion_common::Result<Vec<_>>>()?;
                         hash_keys(&arrays, rows, &mut self.hashes)?;
                         // each row's index to its target's list, in one pass
-                        let room = rows / n + rows / 8 + 1;
+                        let room = rows / n + rows / (8 * n) + 64;
                         let mut picked: Vec<Vec<u32>> = (0..n).map(|_| Vec::with_capacity(room)).collect();
                         for (row, h) in self.hashes.iter().enumerate() {
                             picked[self.owners[group_of(*h) as usize] as usize].push(row as u32);

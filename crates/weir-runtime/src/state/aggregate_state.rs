@@ -373,7 +373,12 @@ impl Partial {
     pub fn drain(&mut self) -> Result<Frozen> {
         let rows = std::mem::take(&mut self.num_groups);
         let keys = match &mut self.groups {
-            Some(g) if rows > 0 => g.emit(EmitTo::All)?,
+            Some(g) if rows > 0 => {
+                let keys = g.emit(EmitTo::All)?;
+                // (emitting all leaves some kinds' hash tables, multi-column ones, full)
+                g.clear_shrink(rows);
+                keys
+            }
             _ => Vec::new(),
         };
         let states = self.accumulators.iter_mut().map(|a| Ok(a.state(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
