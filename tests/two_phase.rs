@@ -126,7 +126,7 @@ proptest! {
 
 /// A parallel run pre-aggregates a window aggregate over a table read in splits, and only
 /// then: not over a table read whole, not with a side output for late rows, not for windows
-/// that emit corrections.
+/// that emit corrections, not when the setting `aggregate.phases` says one.
 #[test]
 fn explain_shows_which_window_aggregates_run_in_two_phases() {
     let engine = Engine::new(EngineConfig::default()).unwrap();
@@ -150,6 +150,10 @@ fn explain_shows_which_window_aggregates_run_in_two_phases() {
     let per_auction_of_b = per_auction.replace("FROM bid", "FROM b");
     assert_eq!(count(late, &per_auction_of_b), 0, "late rows to a side output");
     assert_eq!(count(&late.replace(", 'late_rows' = 'late'", ""), &per_auction_of_b), 1);
+    // turned off by the setting (or Flink's key for it)
+    assert_eq!(count("SET aggregate.phases = 'one';", per_auction), 0, "one phase asked for");
+    assert_eq!(count("SET 'table.optimizer.agg-phase-strategy' = 'ONE_PHASE';", per_auction), 0);
+    assert_eq!(count("SET 'table.optimizer.agg-phase-strategy' = 'TWO_PHASE';", per_auction), 1);
     let whole = format!("{} SELECT k, COUNT(*) FROM t GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k", ddl(0, "x.csv"));
     assert_eq!(count("", &whole), 0, "a table read whole");
 }

@@ -236,6 +236,8 @@ pub struct WindowAggregate {
     pub output_schema: DFSchemaRef,
     /// When windows emit: once, or also early and with late corrections (a changelog).
     pub emit: WindowEmit,
+    /// Whether it may run in two phases in a parallel run (the setting `aggregate.phases`).
+    pub two_phase: bool,
 }
 
 impl WindowAggregate {

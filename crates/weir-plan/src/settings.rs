@@ -22,6 +22,7 @@ pub const SETTINGS: &[&str] = &[
     "checkpoint.guarantee",
     "checkpoint.retain",
     "parallelism",
+    "aggregate.phases",
 ];
 
 /// The most parallel instances a stage may have (`parallelism`).
@@ -89,6 +90,9 @@ pub struct Settings {
     /// `parallelism`: instances of each stage that can run in parallel (unset: the number of
     /// cores, used only for queries that read a table in splits).
     pub parallelism: Option<usize>,
+    /// `aggregate.phases`: `false` (`'one'`) keeps window aggregates in one phase in parallel
+    /// runs; unset or `true` (`'auto'`): two phases wherever they give the same result.
+    pub two_phase: Option<bool>,
     /// `nexmark.<option>`: options given to every `nexmark` table that does not set them.
     pub nexmark: BTreeMap<String, String>,
     /// Every setting as given (stored name → value), for listing.
@@ -113,6 +117,7 @@ impl Settings {
             "checkpoint.guarantee" => self.checkpoint_guarantee = Some(value.parse().map_err(PlanError::new)?),
             "checkpoint.retain" => self.checkpoint_retain = value.parse().ok(),
             "parallelism" => self.parallelism = value.parse().ok(),
+            "aggregate.phases" => self.two_phase = Some(phases(&value)?),
             nexmark => {
                 if let Some(option) = nexmark.strip_prefix("nexmark.") {
                     self.nexmark.insert(option.to_string(), value.clone());
@@ -131,6 +136,12 @@ impl Settings {
     /// Instances per stage (`parallelism`, default the number of cores).
     pub fn parallelism(&self) -> usize {
         self.parallelism.unwrap_or_else(default_parallelism)
+    }
+
+    /// Whether window aggregates may run in two phases in parallel (`aggregate.phases`,
+    /// default `auto`: yes).
+    pub fn two_phase(&self) -> bool {
+        self.two_phase.unwrap_or(true)
     }
 
     /// The value given for a setting (by its stored name), as text.
@@ -172,6 +183,7 @@ fn flink_setting(key: &str, value: &str) -> Option<(&'static str, String)> {
         "execution.checkpointing.mode" => ("checkpoint.guarantee", value.to_lowercase()),
         "state.checkpoints.num-retained" => ("checkpoint.retain", value.to_string()),
         "parallelism.default" => ("parallelism", value.to_string()),
+        "table.optimizer.agg-phase-strategy" => ("aggregate.phases", value.to_string()),
         _ => return None,
     })
 }
@@ -232,6 +244,9 @@ pub fn check_setting(key: &str, value: &str) -> Result<(String, String), PlanErr
                 .with_hint("the default is the number of cores; 1 runs the query on one thread"));
             }
         }
+        "aggregate.phases" => {
+            phases(&value)?;
+        }
         "checkpoint.retain" => {
             if value.parse::<usize>().map(|n| n == 0).unwrap_or(true) {
                 return Err(PlanError::new(format!("checkpoint.retain must be a positive integer, got '{value}'")));
@@ -242,6 +257,18 @@ pub fn check_setting(key: &str, value: &str) -> Result<(String, String), PlanErr
         }
     }
     Ok((key.to_string(), value))
+}
+
+/// `aggregate.phases`: whether window aggregates may run in two phases. Flink's values
+/// (`AUTO`, `ONE_PHASE`, `TWO_PHASE`) are accepted; weir uses two phases only where they give
+/// the same result, so `two_phase` is `auto`.
+fn phases(value: &str) -> Result<bool, PlanError> {
+    match value.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+        "auto" | "two" | "two_phase" => Ok(true),
+        "one" | "one_phase" => Ok(false),
+        _ => Err(PlanError::new(format!("aggregate.phases: '{value}' is not a strategy"))
+            .with_hint("use 'auto' (the default: two phases where they give the same result) or 'one'")),
+    }
 }
 
 /// The number of cores: the default `parallelism`.
@@ -308,6 +335,13 @@ mod tests {
         assert_eq!(flink("execution.checkpointing.mode", "AT_LEAST_ONCE").1, "at_least_once");
         assert_eq!(flink("state.checkpoints.num-retained", "5").0, "checkpoint.retain");
         assert_eq!(flink("parallelism.default", "4"), ("parallelism".into(), "4".into()));
+        let mut s = Settings::default();
+        assert!(s.two_phase());
+        s.set("table.optimizer.agg-phase-strategy", "ONE_PHASE").unwrap();
+        assert!(!s.two_phase());
+        s.set("aggregate.phases", "auto").unwrap();
+        assert!(s.two_phase());
+        assert!(check_setting("aggregate.phases", "three").unwrap_err().hint.is_some());
         assert!(check_setting("parallelism", "0").unwrap_err().message.contains("from 1 to 256"));
         assert!(check_setting("parallelism", "many").is_err());
         assert_eq!(flink("table.exec.source.idle-timeout", "0"), ("source.idle_timeout".into(), "0 ms".into()));

@@ -9,7 +9,8 @@
 //!   (a batch of 16K bids over ~100 auctions and 1–2 slices becomes ~200 partial rows)
 //! ```
 //!
-//! Only when the table is read in several splits (the partials are computed by as many
+//! Only with the setting `aggregate.phases` at `auto` (the default; `one` turns it off), only
+//! when the table is read in several splits (the partials are computed by as many
 //! threads), and only where it cannot change a result: windows that emit once (no allowed lateness, no early
 //! results; a partial's rows cannot be told apart any more), aggregates without an ordering of
 //! their own, a table that is no changelog, and no `'late_rows'` side output (a partial cannot
@@ -29,7 +30,8 @@ pub(crate) fn two_phases(plan: &StreamPlan, table: usize, op: &StreamOp) -> bool
         return false;
     }
     let StreamOp::WindowAggregate(w) = op else { return false };
-    !matches!(w.window, WindowSpec::Session { .. })
+    w.two_phase
+        && !matches!(w.window, WindowSpec::Session { .. })
         && !w.emit.is_changelog()
         && w.keys().next().is_some()
         && w.aggr_exprs.iter().all(mergeable)

@@ -762,6 +762,7 @@ impl PipelineBuilder<'_> {
             aggr_exprs: agg.aggr_expr.clone(),
             input_schema: Arc::clone(agg.input.schema()),
             output_schema: Arc::clone(&agg.schema),
+            two_phase: self.settings.two_phase(),
         })))
     }
 }
