@@ -28,7 +28,7 @@ use crate::error::{Result, RuntimeError};
 use crate::exec::metrics::Metrics;
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::operator::Operator;
-use crate::operators::window_aggregate::{to_nanos, WindowLayout};
+use crate::operators::window_aggregate::WindowLayout;
 use crate::operators::window_assign::Assigner;
 use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Partial};
 use crate::state::checkpoint::OperatorSnapshot;
@@ -263,12 +263,7 @@ impl Operator for LocalWindowAggregateOp {
         if n == 0 {
             return Ok(());
         }
-        let t = self.layout.time.evaluate(batch)?.into_array(n)?;
-        let mut times = to_nanos(&t)?;
-        if self.layout.time_offset != 0 {
-            let offset = self.layout.time_offset;
-            times = times.unary(|v| v.saturating_add(offset));
-        }
+        let times = self.layout.times(batch)?;
         let (classes, null_time) = self.classes(&input, &times);
         self.metrics.dropped(0, null_time);
         if classes.is_empty() {

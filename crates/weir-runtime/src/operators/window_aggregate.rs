@@ -68,6 +68,14 @@ pub struct WindowLayout {
 }
 
 impl WindowLayout {
+    /// Event time (inside the row's window) of every row of `batch`, in nanoseconds.
+    pub(crate) fn times(&self, batch: &RecordBatch) -> Result<Int64Array> {
+        let t = self.time.evaluate(batch)?.into_array(batch.num_rows())?;
+        let ns = to_nanos(&t)?;
+        let offset = self.time_offset;
+        Ok(if offset == 0 { ns } else { ns.unary(|v| v.saturating_add(offset)) })
+    }
+
     /// The group columns (of `num_group_columns`) that are keys, not window bounds.
     pub(crate) fn key_columns(&self, num_group_columns: usize) -> Vec<usize> {
         (0..num_group_columns).filter(|i| self.bound(*i).is_none()).collect()
@@ -218,14 +226,6 @@ impl WindowAggregateOp {
     pub fn merging(mut self, rows_column: usize) -> Self {
         self.merging = Some(rows_column);
         self
-    }
-
-    /// Event time (inside the row's window) of every row, in nanoseconds.
-    fn times(&self, batch: &RecordBatch) -> Result<Int64Array> {
-        let t = self.layout.time.evaluate(batch)?.into_array(batch.num_rows())?;
-        let ns = to_nanos(&t)?;
-        let offset = self.layout.time_offset;
-        Ok(if offset == 0 { ns } else { ns.unary(|v| v.saturating_add(offset)) })
     }
 
     /// Add the rows collected for each slice to its live partial.
@@ -489,7 +489,7 @@ impl Operator for WindowAggregateOp {
         if n == 0 {
             return Ok(());
         }
-        let times = self.times(batch)?;
+        let times = self.layout.times(batch)?;
         let keys = self
             .key_exprs
             .iter()
