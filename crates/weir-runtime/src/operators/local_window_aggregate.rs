@@ -29,7 +29,7 @@ use crate::exec::metrics::Metrics;
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::operator::Operator;
 use crate::operators::window_aggregate::WindowLayout;
-use crate::operators::window_assign::Assigner;
+use crate::operators::window_assign::{Assigner, SliceCache};
 use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Partial};
 use crate::state::checkpoint::OperatorSnapshot;
 
@@ -153,8 +153,7 @@ impl LocalWindowAggregateOp {
         let mut classes: Vec<Class> = Vec::new();
         let mut null_time = 0u64;
         let row_wm = input.row_watermarks.as_deref();
-        // the slice of the last row, its first window's end (rows of a batch mostly share one)
-        let mut cached: Option<(Nanos, Nanos, Nanos)> = None;
+        let mut slices = SliceCache::default();
         let mut last = 0usize;
         // a row's watermark is never taken below an earlier row's (sources stamp a running
         // maximum; this keeps a class from holding a row the window aggregate would find late)
@@ -165,19 +164,12 @@ impl LocalWindowAggregateOp {
                 continue;
             }
             let t = times.value(i);
-            let (slice, first_end) = match cached {
-                Some((s, end, first_end)) if s <= t && t < end => (s, first_end),
-                _ => {
-                    let Some(s) = self.assigner.slice_start(t) else {
-                        null_time += 1; // before the nanosecond range: no window
-                        continue;
-                    };
-                    let Some((first_end, _)) = self.assigner.end_range(s) else {
-                        continue; // in a gap between hopping windows: in no window
-                    };
-                    cached = Some((s, self.assigner.slice_end(s), first_end));
-                    (s, first_end)
-                }
+            let Some((slice, ends)) = slices.locate(&self.assigner, t) else {
+                null_time += 1; // before the nanosecond range: no window
+                continue;
+            };
+            let Some((first_end, _)) = ends else {
+                continue; // in a gap between hopping windows: in no window
             };
             let wm = row_wm.map(|w| w.value(i)).unwrap_or(NO_WATERMARK).max(running);
             running = wm;

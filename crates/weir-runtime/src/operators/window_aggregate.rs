@@ -48,7 +48,7 @@ use crate::exec::dropped::{show_time, DroppedCollector};
 use crate::exec::metrics::{Metrics, StateSize};
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::operator::Operator;
-use crate::operators::window_assign::Assigner;
+use crate::operators::window_assign::{Assigner, SliceCache};
 use crate::operators::window_changes::{WindowChanges, WindowId};
 use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
 use crate::state::checkpoint::OperatorSnapshot;
@@ -136,9 +136,6 @@ impl WindowLayout {
         Ok(ScalarValue::iter_to_array(values)?)
     }
 }
-
-/// A slice's start and end, and the first and last end of its windows (`None`: in none).
-type CachedSlice = (Nanos, Nanos, Option<(Nanos, Nanos)>);
 
 #[derive(Default)]
 struct Slice {
@@ -515,7 +512,7 @@ impl Operator for WindowAggregateOp {
             None => None,
         };
         let mut next_end = self.next_deadline();
-        let mut cached: Option<CachedSlice> = None;
+        let mut slices = SliceCache::default();
         for i in 0..n {
             if times.is_null(i) {
                 null_time += 1;
@@ -532,19 +529,10 @@ impl Operator for WindowAggregateOp {
                 self.fire_until(wm, out)?;
                 next_end = self.next_deadline();
             }
-            // the slice and its windows' ends, computed once per run of rows in one slice
-            let (s, ends) = match cached {
-                Some((s, end, ends)) if s <= t && t < end => (s, ends),
-                _ => {
-                    let Some(s) = self.assigner.slice_start(t) else {
-                        null_time += 1; // before the nanosecond range: no window
-                        dropped.null_time(i);
-                        continue;
-                    };
-                    let ends = self.assigner.end_range(s);
-                    cached = Some((s, self.assigner.slice_end(s), ends));
-                    (s, ends)
-                }
+            let Some((s, ends)) = slices.locate(&self.assigner, t) else {
+                null_time += 1; // before the nanosecond range: no window
+                dropped.null_time(i);
+                continue;
             };
             let Some((first_end, last_end)) = ends else {
                 continue; // in a gap between hopping windows (size < slide): in no window

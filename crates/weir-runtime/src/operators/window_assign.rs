@@ -153,6 +153,31 @@ impl Assigner {
     }
 }
 
+/// The slice of the last time looked up and its windows' ends: a batch's rows mostly fall in
+/// one slice, so each run of them computes its slice (and the divisions of a hopping window's
+/// ends) once.
+#[derive(Debug, Default)]
+pub(crate) struct SliceCache(Option<CachedSlice>);
+
+/// A slice's start and end, and the first and last end of its windows (`None`: in none).
+type CachedSlice = (Nanos, Nanos, Option<(Nanos, Nanos)>);
+
+impl SliceCache {
+    /// The start of the slice containing `t` and the earliest and latest end of its windows
+    /// (`None` in a gap between windows); `None` when `t` lies before the nanosecond range.
+    pub(crate) fn locate(&mut self, assigner: &Assigner, t: Nanos) -> Option<(Nanos, Option<(Nanos, Nanos)>)> {
+        match self.0 {
+            Some((s, end, ends)) if s <= t && t < end => Some((s, ends)),
+            _ => {
+                let s = assigner.slice_start(t)?;
+                let ends = assigner.end_range(s);
+                self.0 = Some((s, assigner.slice_end(s), ends));
+                Some((s, ends))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

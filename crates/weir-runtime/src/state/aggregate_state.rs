@@ -359,13 +359,7 @@ impl Partial {
 
     /// Turn into immutable intermediate state.
     pub fn freeze(mut self) -> Result<Frozen> {
-        let rows = self.num_groups;
-        let keys = match &mut self.groups {
-            Some(g) if rows > 0 => g.emit(EmitTo::All)?,
-            _ => Vec::new(),
-        };
-        let states = self.accumulators.iter_mut().map(|a| Ok(a.state(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
-        Ok(Frozen { keys, states, rows })
+        self.drain()
     }
 
     /// Its groups as a frozen partial, leaving it empty and ready for more rows (its hash
