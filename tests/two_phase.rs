@@ -1,9 +1,10 @@
-//! Window aggregates in two phases: the partial aggregates of each batch (made where a split of
-//! a table is read) merged by the window aggregate, as a parallel run does for a window
-//! aggregate over a table read in splits, against the window aggregate on its own. Random
-//! out-of-order rows, cut into batches at random points, late ones included (tight watermarks,
-//! rows late for some of their hopping windows only): the same windows with the same values,
-//! and the same number of late rows counted.
+//! Window aggregates in two phases: the partial aggregates of the rows (made where a split of
+//! a table is read, held over batches until the watermark could close one of their windows or
+//! until released, as before a checkpoint's barrier) merged by the window aggregate, as a
+//! parallel run does for a window aggregate over a table read in splits, against the window
+//! aggregate on its own. Random out-of-order rows, cut into batches at random points, late ones
+//! included (tight watermarks, rows late for some of their hopping windows only): the same
+//! windows with the same values, and the same number of late rows counted.
 
 use std::sync::Arc;
 
@@ -39,13 +40,21 @@ fn operators(plan: &StreamPlan, two_phase: bool, metrics: &Arc<Metrics>) -> Vec<
 
 /// The results and the late rows counted, the rows read in `batches` as a source does (each
 /// row's watermark stamped, the watermark after each batch).
-fn run(plan: &StreamPlan, two_phase: bool, batches: &[Vec<Row>], delay_ms: i64) -> (Vec<String>, u64) {
+/// With `releases`, the operators send what they hold back (as before a checkpoint's barrier
+/// or an idle input) after the batches numbered there.
+fn run(
+    plan: &StreamPlan,
+    two_phase: bool,
+    batches: &[Vec<Row>],
+    delay_ms: i64,
+    releases: &[usize],
+) -> (Vec<String>, u64) {
     let metrics = Arc::new(Metrics::default());
     let mut ops = operators(plan, two_phase, &metrics);
     let columns = plan.sources()[0].output_schema.as_arrow().clone();
     let mut gen = WatermarkGenerator::new(delay_ms * MS);
     let mut results: Vec<RecordBatch> = Vec::new();
-    let mut feed = |msgs: Vec<Message>, results: &mut Vec<RecordBatch>| {
+    let mut feed = |msgs: Vec<Message>, release: bool, results: &mut Vec<RecordBatch>| {
         let mut msgs = msgs;
         for op in ops.iter_mut() {
             let mut next = Vec::new();
@@ -53,8 +62,15 @@ fn run(plan: &StreamPlan, two_phase: bool, batches: &[Vec<Row>], delay_ms: i64) 
                 match m {
                     Message::Data(b) => op.process_batch(b, &mut next).unwrap(),
                     Message::Watermark(w) => op.on_watermark(w, &mut next).unwrap(),
+                    Message::EndOfStream => {
+                        op.on_end_of_stream(&mut next).unwrap();
+                        next.push(Message::EndOfStream);
+                    }
                     other => next.push(other),
                 }
+            }
+            if release {
+                op.release(&mut next).unwrap();
             }
             msgs = next;
         }
@@ -63,7 +79,7 @@ fn run(plan: &StreamPlan, two_phase: bool, batches: &[Vec<Row>], delay_ms: i64) 
             _ => None,
         }));
     };
-    for rows in batches {
+    for (n, rows) in batches.iter().enumerate() {
         let all = to_batch(rows);
         let picked = columns.fields().iter().map(|f| all.schema().index_of(f.name()).unwrap()).collect::<Vec<_>>();
         let batch = all.project(&picked).unwrap();
@@ -71,9 +87,9 @@ fn run(plan: &StreamPlan, two_phase: bool, batches: &[Vec<Row>], delay_ms: i64) 
         let row_watermarks = Some(Arc::new(gen.observe(&times)));
         let mut msgs = vec![Message::Data(StreamBatch { batch, row_watermarks, kinds: None, origin: None })];
         msgs.extend(gen.advance().map(Message::Watermark));
-        feed(msgs, &mut results);
+        feed(msgs, releases.contains(&n), &mut results);
     }
-    feed(vec![Message::Watermark(i64::MAX), Message::EndOfStream], &mut results);
+    feed(vec![Message::Watermark(i64::MAX), Message::EndOfStream], false, &mut results);
     (sorted(format_rows(&results)), Metrics::get(&metrics.late_rows))
 }
 
@@ -111,14 +127,15 @@ proptest! {
         delay_ms in prop::sample::select(vec![0i64, 300, 2000]),
         size_s in prop::sample::select(vec![1i64, 2, 5]),
         cuts in prop::collection::btree_set(0usize..260, 0..40),
+        releases in prop::collection::vec(0usize..40, 0..4),
     ) {
         let cuts: Vec<usize> = cuts.into_iter().collect();
         let batches = batches(&rows, &cuts);
         for sql in queries(size_s) {
             let plan = plan(delay_ms, &sql);
             prop_assert!(plan.ops.iter().any(|op| matches!(op, StreamOp::WindowAggregate(_))), "{}", sql);
-            let one = run(&plan, false, &batches, delay_ms);
-            let two = run(&plan, true, &batches, delay_ms);
+            let one = run(&plan, false, &batches, delay_ms, &[]);
+            let two = run(&plan, true, &batches, delay_ms, &releases);
             prop_assert_eq!(two, one, "{}", sql);
         }
     }

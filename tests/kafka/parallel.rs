@@ -140,3 +140,42 @@ fn processing_time_windows_close_with_an_empty_partition_in_parallel() {
     let counts: Vec<u64> = out.lines().filter_map(|l| l.parse().ok()).collect();
     assert!(counts.len() >= 3, "windows closed while the query ran: {out}");
 }
+
+/// At parallelism 2 a keyed window aggregate runs in two phases: each instance reading a
+/// partition holds its partial aggregates until the watermark could close their windows. One
+/// partition gets a few rows and then nothing: when it is declared idle it sends what it holds
+/// first, so the other partition's watermark closes the window with those rows in it.
+#[test]
+fn a_partition_going_idle_first_sends_the_partial_aggregates_it_holds() {
+    let b = Broker::shared();
+    let t = topic("idle-held");
+    b.create_topic(&t, 2);
+    let early: Vec<String> = (0..6).map(|s| format!(r#"{{"k": "a", "ts": "2024-01-01 00:00:0{s}"}}"#)).collect();
+    let refs: Vec<(Option<i32>, &str)> = early.iter().map(|r| (Some(0), r.as_str())).collect();
+    b.produce(&t, &refs);
+    // partition 1 keeps getting rows of later windows while the query runs
+    let writer = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            for s in 0..40 {
+                let record = format!(r#"{{"k": "b", "ts": "2024-01-01 00:00:{:02}"}}"#, 10 + s);
+                Broker::shared().produce(&t, &[(Some(1), record.as_str())]);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    let sql = format!(
+        "SET parallelism = 2;
+         CREATE TABLE e (k STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ('connector' = 'kafka',
+           'topic' = '{t}', 'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset',
+           'format' = 'json', 'scan.watermark.idle-timeout' = '500 ms');
+         SELECT k, TUMBLE_START(ts, INTERVAL '10' SECOND) AS w, COUNT(*) AS n FROM e GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), k;",
+        b.servers
+    );
+    let out = run_for(&sql, 4);
+    writer.join().unwrap();
+    assert!(out.lines().any(|l| l == "a,2024-01-01T00:00:00,6"), "{out}");
+    let o = weir().args(["explain", "-e", &sql]).output().unwrap();
+    let plan = String::from_utf8_lossy(&o.stdout);
+    assert!(plan.contains("of partial aggregates"), "{plan}");
+}

@@ -40,6 +40,14 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Send what it holds back only to send less (a partial aggregate gathering more rows):
+    /// called before a checkpoint's barrier, so that the snapshot need not keep it, and before
+    /// its input is declared idle, so that no watermark passes it by. The default holds
+    /// nothing back.
+    fn release(&mut self, _out: &mut Vec<Message>) -> Result<()> {
+        Ok(())
+    }
+
     /// The state held now, for metrics. Called after rows several times the state's (see
     /// `exec::instrument`), so it may walk the state.
     /// The default (a stateless operator) is none.

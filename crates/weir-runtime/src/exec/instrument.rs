@@ -75,6 +75,20 @@ impl Instrumented {
         Metrics::dropped_on_this_thread()
     }
 
+    /// What the operator holds back, sent (see [`Operator::release`]), counted as its output.
+    pub fn release(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        let first_out = out.len();
+        self.op.release(out)?;
+        if let Some(m) = &self.metrics {
+            for produced in &out[first_out..] {
+                if let Message::Data(b) = produced {
+                    Metrics::add(&m.rows_out, b.batch.num_rows() as u64);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Input `side` of a two-input operator reached `watermark` (see
     /// [`Operator::on_side_watermark`]).
     pub fn side_watermark(&mut self, side: usize, watermark: crate::message::Nanos) {

@@ -256,10 +256,30 @@ impl SourceInstance {
             None => messages,
         };
         let messages = through(&mut self.ops, messages)?;
+        self.pre_aggregated(messages)
+    }
+
+    /// Messages after its operators, through the first phase of an aggregate (if any).
+    fn pre_aggregated(&mut self, messages: Vec<Message>) -> Result<Vec<Message>> {
         match &mut self.pre_aggregate {
             Some(local) => through(std::slice::from_mut(local), messages),
             None => Ok(messages),
         }
+    }
+
+    /// Send what its operators hold back (before a barrier or idleness); `false` once a
+    /// target has gone.
+    fn release(&mut self) -> Result<bool> {
+        let mut out = Vec::new();
+        for op in self.ops.iter_mut().chain(self.pre_aggregate.as_mut()) {
+            let mut next = Vec::new();
+            for m in std::mem::take(&mut out) {
+                op.handle(m, &mut next)?;
+            }
+            op.release(&mut next)?;
+            out = next;
+        }
+        self.out.send(out)
     }
 
     fn read(&mut self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {
@@ -275,6 +295,9 @@ impl SourceInstance {
             if let Some(id) = self.checkpointer.as_ref().map(|c| c.barriers.requested()).filter(|id| *id > sent) {
                 // everything read so far is sent: the position now is the checkpoint's
                 sent = id;
+                if !self.release()? {
+                    return Ok(());
+                }
                 self.report(Some(id))?;
                 if !self.out.barrier(id) {
                     return Ok(());
@@ -288,6 +311,7 @@ impl SourceInstance {
                     continue;
                 }
                 let out = through(&mut self.ops, vec![Message::EndOfStream])?;
+                let out = self.pre_aggregated(out)?;
                 self.out.send(out)?;
                 return Ok(());
             }
@@ -324,6 +348,9 @@ impl SourceInstance {
             if messages.is_empty() {
                 if !idle && self.idle_after.is_some_and(|t| last_read.elapsed() >= t) {
                     idle = true;
+                    if !self.release()? {
+                        return Ok(());
+                    }
                     if let Some((a, me)) = &self.align {
                         a.set_idle(*me, true);
                     }

@@ -1,20 +1,27 @@
 //! The first phase of a window aggregate run in two phases (see `weir_plan`'s `two_phase`):
-//! where a table's split is read, each batch's rows become partial aggregates, one per key,
-//! slice and lateness class, which the exchange hashes to the window aggregate's instances
-//! in place of the rows; there [`WindowAggregateOp::merging`] merges them into its slices.
+//! where a table's split is read, its rows become partial aggregates, one per key, slice and
+//! lateness class, which the exchange hashes to the window aggregate's instances in place of
+//! the rows; there [`WindowAggregateOp::merging`] merges them into its slices.
 //!
 //! ```text
 //!   batch ─► time ─► slice ─► class = how many of the slice's windows end at or before the
 //!                              row's watermark (rows of one class are late for the same windows)
-//!         ─► one Partial per (slice, class), in order of first row ─► freeze ─► one batch:
-//!            keys | slice (TIMESTAMP ns) | rows (held) | each aggregate's state columns
-//!            row watermark of each partial: its class's first row's
+//!     class 0 (on time for every window of the slice) ─► the slice's held Partial, batch after
+//!            batch, until the watermark reaches the end of the slice's first window
+//!     other classes ─► a Partial of this batch's rows
+//!   ─► out, in order of watermark: keys | slice (TIMESTAMP ns) | rows (held) | state columns
+//!            row watermark of each partial: its first row's
 //! ```
 //!
-//! Nothing is kept between batches: a checkpoint's barrier finds no state here.
+//! Holding a slice's on-time rows over several batches sends fewer partials: a slice spans a
+//! few batches. Nothing that could close one of a held slice's windows goes out before it: a
+//! watermark, or a row whose watermark reaches the slice's first window end, is sent after the
+//! slice's partial. What is held goes out before a checkpoint's barrier and at the end of the
+//! input, so a checkpoint finds no state here.
 //!
 //! [`WindowAggregateOp::merging`]: crate::operators::window_aggregate::WindowAggregateOp::merging
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{Array, ArrayRef, Int64Array, TimestampNanosecondArray, UInt32Array};
@@ -25,12 +32,12 @@ use datafusion_physical_expr::expressions::Column;
 use datafusion_physical_expr::PhysicalExpr;
 
 use crate::error::{Result, RuntimeError};
-use crate::exec::metrics::Metrics;
+use crate::exec::metrics::{Metrics, StateSize};
 use crate::message::{Message, Nanos, StreamBatch, NO_WATERMARK};
 use crate::operator::Operator;
 use crate::operators::window_aggregate::WindowLayout;
 use crate::operators::window_assign::{Assigner, SliceCache};
-use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Partial};
+use crate::state::aggregate_state::{AggregateInput, AggregateSpec, Aggregates, Frozen, Partial};
 use crate::state::checkpoint::OperatorSnapshot;
 
 /// Where the parts of a partial aggregate are in the batches [`LocalWindowAggregateOp`] sends.
@@ -92,27 +99,52 @@ impl PartialLayout {
     }
 }
 
-/// Partial aggregates of each batch, per key, slice and lateness class.
+/// Partial aggregates per key, slice and lateness class.
 pub struct LocalWindowAggregateOp {
     key_exprs: Vec<Arc<dyn PhysicalExpr>>,
     layout: WindowLayout,
     assigner: Assigner,
     aggregates: Aggregates,
     partial: PartialLayout,
+    /// The highest watermark seen, of a row or of the input.
     watermark: Nanos,
+    /// Whether the input's rows carry their watermarks (then so do the partials).
+    row_watermarks: bool,
     metrics: Arc<Metrics>,
     group_ids: Vec<usize>,
-    /// Partials emptied after each batch and refilled by the next (their hash tables keep
-    /// their room), one per class of a batch.
+    /// Per slice (by start), the partial of its rows on time for all its windows, held from
+    /// batch to batch until the watermark reaches the end of the slice's first window.
+    held: BTreeMap<Nanos, Held>,
+    /// Emptied partials, refilled by later rows (their hash tables keep their room).
     pool: Vec<Partial>,
+}
+
+/// A slice's partial held back, while no window of the slice can close.
+struct Held {
+    partial: Partial,
+    /// The end of the slice's first window: sent before the watermark reaches it.
+    first_end: Nanos,
+    /// Its first row's watermark.
+    watermark: Nanos,
+    /// Rows held per group.
+    rows: Vec<i64>,
 }
 
 /// The rows of one slice and lateness class in a batch.
 struct Class {
     slice: Nanos,
+    first_end: Nanos,
     ended: usize,
     watermark: Nanos,
     rows: Vec<u32>,
+}
+
+/// A partial on its way out: its watermark, slice, groups and the rows each holds.
+struct Piece {
+    watermark: Nanos,
+    slice: Nanos,
+    frozen: Frozen,
+    rows: Vec<i64>,
 }
 
 impl LocalWindowAggregateOp {
@@ -137,8 +169,10 @@ impl LocalWindowAggregateOp {
             aggregates,
             partial,
             watermark: NO_WATERMARK,
+            row_watermarks: false,
             metrics,
             group_ids: Vec::new(),
+            held: BTreeMap::new(),
             pool: Vec::new(),
         })
     }
@@ -149,7 +183,7 @@ impl LocalWindowAggregateOp {
     }
 
     /// The rows of each slice and lateness class, in order of their first rows.
-    fn classes(&self, input: &StreamBatch, times: &Int64Array) -> (Vec<Class>, u64) {
+    fn classes(&mut self, input: &StreamBatch, times: &Int64Array) -> (Vec<Class>, u64) {
         let mut classes: Vec<Class> = Vec::new();
         let mut null_time = 0u64;
         let row_wm = input.row_watermarks.as_deref();
@@ -182,44 +216,98 @@ impl LocalWindowAggregateOp {
                 match classes.iter().position(same) {
                     Some(p) => last = p,
                     None => {
-                        classes.push(Class { slice, ended, watermark: wm, rows: Vec::new() });
+                        classes.push(Class { slice, first_end, ended, watermark: wm, rows: Vec::new() });
                         last = classes.len() - 1;
                     }
                 }
             }
             classes[last].rows.push(i as u32);
         }
+        self.watermark = running;
         (classes, null_time)
     }
 
-    /// One partial per class, as one batch.
-    fn partials(&mut self, classes: Vec<Class>, input: &AggregateInput) -> Result<(RecordBatch, Int64Array)> {
-        let width = self.partial.schema.fields().len();
-        let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::with_capacity(classes.len()); width];
-        let mut watermarks = Vec::new();
-        for (n, class) in classes.into_iter().enumerate() {
-            if self.pool.len() <= n {
-                self.pool.push(self.aggregates.partial()?);
+    fn take_partial(&mut self) -> Result<Partial> {
+        match self.pool.pop() {
+            Some(p) => Ok(p),
+            None => self.aggregates.partial(),
+        }
+    }
+
+    /// Add `rows` of `input` to `partial`, counting each group's rows in `held`.
+    fn add(
+        partial: &mut Partial,
+        held: &mut Vec<i64>,
+        input: &AggregateInput,
+        rows: Vec<u32>,
+        group_ids: &mut Vec<usize>,
+    ) -> Result<()> {
+        let rows = (rows.len() != input.rows).then(|| UInt32Array::from(rows));
+        partial.update(input, rows.as_ref(), group_ids)?;
+        held.resize(partial.len(), 0);
+        group_ids.iter().for_each(|g| held[*g] += 1);
+        Ok(())
+    }
+
+    /// The partials of the rows of `classes`: those late for a window of their slice now,
+    /// the others held with their slice's.
+    fn split(&mut self, classes: Vec<Class>, input: &AggregateInput, pieces: &mut Vec<Piece>) -> Result<()> {
+        for class in classes {
+            if class.ended > 0 {
+                let mut partial = self.take_partial()?;
+                let mut rows = Vec::new();
+                Self::add(&mut partial, &mut rows, input, class.rows, &mut self.group_ids)?;
+                let frozen = partial.drain()?;
+                self.pool.push(partial);
+                pieces.push(Piece { watermark: class.watermark, slice: class.slice, frozen, rows });
+                continue;
             }
-            let partial = &mut self.pool[n];
-            let rows = (class.rows.len() != input.rows).then(|| UInt32Array::from(class.rows));
-            partial.update(input, rows.as_ref(), &mut self.group_ids)?;
-            // each group's row count, from the group ids of the rows just added
-            let groups = partial.len();
-            let mut held = vec![0i64; groups];
-            self.group_ids.iter().for_each(|g| held[*g] += 1);
-            let frozen = partial.drain()?;
-            let mut parts: Vec<ArrayRef> = frozen.keys().to_vec();
-            parts.push(Arc::new(TimestampNanosecondArray::from(vec![class.slice; groups])));
-            parts.push(Arc::new(Int64Array::from(held)));
-            parts.extend(frozen.states().iter().flatten().cloned());
+            if !self.held.contains_key(&class.slice) {
+                let partial = self.take_partial()?;
+                let held = Held { partial, first_end: class.first_end, watermark: class.watermark, rows: Vec::new() };
+                self.held.insert(class.slice, held);
+            }
+            let Some(held) = self.held.get_mut(&class.slice) else { continue };
+            Self::add(&mut held.partial, &mut held.rows, input, class.rows, &mut self.group_ids)?;
+        }
+        Ok(())
+    }
+
+    /// Let go of the partials held for slices whose first window ends at or before `until`.
+    fn release(&mut self, until: Nanos, pieces: &mut Vec<Piece>) -> Result<()> {
+        let due: Vec<Nanos> = self.held.iter().filter(|(_, h)| h.first_end <= until).map(|(s, _)| *s).collect();
+        for slice in due {
+            let Some(mut held) = self.held.remove(&slice) else { continue };
+            let frozen = held.partial.drain()?;
+            self.pool.push(held.partial);
+            pieces.push(Piece { watermark: held.watermark, slice, frozen, rows: held.rows });
+        }
+        Ok(())
+    }
+
+    /// The pieces as one batch, in order of their watermarks (a held partial goes before the
+    /// rows whose watermark closes one of its windows).
+    fn emit(&self, mut pieces: Vec<Piece>, out: &mut Vec<Message>) -> Result<()> {
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        pieces.sort_by_key(|p| p.watermark);
+        let width = self.partial.schema.fields().len();
+        let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::with_capacity(pieces.len()); width];
+        let mut watermarks = Vec::new();
+        for piece in pieces {
+            let groups = piece.frozen.len();
+            let mut parts: Vec<ArrayRef> = piece.frozen.keys().to_vec();
+            parts.push(Arc::new(TimestampNanosecondArray::from(vec![piece.slice; groups])));
+            parts.push(Arc::new(Int64Array::from(piece.rows)));
+            parts.extend(piece.frozen.states().iter().flatten().cloned());
             if parts.len() != width {
                 return Err(RuntimeError::Internal("a partial aggregate of another shape".into()));
             }
             for (c, a) in parts.into_iter().enumerate() {
                 columns[c].push(a);
             }
-            watermarks.extend(std::iter::repeat_n(class.watermark, groups));
+            watermarks.extend(std::iter::repeat_n(piece.watermark, groups));
         }
         let columns = columns
             .into_iter()
@@ -235,7 +323,16 @@ impl LocalWindowAggregateOp {
             .collect();
         let options = RecordBatchOptions::new().with_row_count(Some(watermarks.len()));
         let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)?;
-        Ok((batch, Int64Array::from(watermarks)))
+        let row_watermarks = self.row_watermarks.then(|| Arc::new(Int64Array::from(watermarks)));
+        out.push(Message::Data(StreamBatch { batch, row_watermarks, kinds: None, origin: None }));
+        Ok(())
+    }
+
+    /// Send every partial held (before a checkpoint's barrier, its input's idleness or its end).
+    fn release_all(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        let mut pieces = Vec::new();
+        self.release(Nanos::MAX, &mut pieces)?;
+        self.emit(pieces, out)
     }
 }
 
@@ -244,9 +341,15 @@ impl Operator for LocalWindowAggregateOp {
         "LocalWindowAggregate"
     }
 
-    /// Nothing is kept between batches.
+    /// Nothing is kept past a checkpoint's barrier: what it holds goes out before it (see
+    /// [`Operator::release`]).
     fn snapshot(&mut self) -> Result<OperatorSnapshot> {
-        Ok(OperatorSnapshot::empty())
+        match self.held.is_empty() {
+            true => Ok(OperatorSnapshot::empty()),
+            false => {
+                Err(RuntimeError::Internal("a window aggregate's first phase holds partials at a checkpoint".into()))
+            }
+        }
     }
 
     fn process_batch(&mut self, input: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
@@ -255,27 +358,45 @@ impl Operator for LocalWindowAggregateOp {
         if n == 0 {
             return Ok(());
         }
+        self.row_watermarks = input.row_watermarks.is_some();
         let times = self.layout.times(batch)?;
         let (classes, null_time) = self.classes(&input, &times);
         self.metrics.dropped(0, null_time);
-        if classes.is_empty() {
-            return Ok(());
+        let mut pieces = Vec::new();
+        if !classes.is_empty() {
+            let keys = self
+                .key_exprs
+                .iter()
+                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+                .collect::<datafusion_common::Result<Vec<_>>>()?;
+            let agg_input = self.aggregates.input(keys, batch)?;
+            self.split(classes, &agg_input, &mut pieces)?;
         }
-        let keys = self
-            .key_exprs
-            .iter()
-            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
-            .collect::<datafusion_common::Result<Vec<_>>>()?;
-        let agg_input = self.aggregates.input(keys, batch)?;
-        let (partials, watermarks) = self.partials(classes, &agg_input)?;
-        let row_watermarks = input.row_watermarks.is_some().then(|| Arc::new(watermarks));
-        out.push(Message::Data(StreamBatch { batch: partials, row_watermarks, kinds: None, origin: None }));
-        Ok(())
+        // the rows sent reach this watermark: no slice whose window it closes is held back
+        self.release(self.watermark, &mut pieces)?;
+        self.emit(pieces, out)
     }
 
     fn on_watermark(&mut self, watermark: Nanos, out: &mut Vec<Message>) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
+        let mut pieces = Vec::new();
+        self.release(self.watermark, &mut pieces)?;
+        self.emit(pieces, out)?;
         out.push(Message::Watermark(watermark));
         Ok(())
+    }
+
+    fn on_end_of_stream(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        self.release_all(out)
+    }
+
+    fn release(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        self.release_all(out)
+    }
+
+    fn state_size(&self) -> StateSize {
+        let held = self.held.values();
+        let rows = held.clone().map(|h| h.partial.len() as u64).sum();
+        StateSize { rows, bytes: held.map(|h| h.partial.size() as u64).sum() }
     }
 }
