@@ -174,3 +174,33 @@ fn explain_shows_which_window_aggregates_run_in_two_phases() {
     let whole = format!("{} SELECT k, COUNT(*) FROM t GROUP BY TUMBLE(ts, INTERVAL '1' SECOND), k", ddl(0, "x.csv"));
     assert_eq!(count("", &whole), 0, "a table read whole");
 }
+
+/// Nexmark q5 (two window aggregates over the same windows, each in two phases at parallelism
+/// 2, and a third over their results) counts as many windows fired at parallelism 2 as on one
+/// thread: each plan node's window once, however many of its instances fire it.
+#[test]
+fn windows_fired_are_counted_once_per_window_aggregate_in_parallel() {
+    let q5 = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql-examples/nexmark/q5.sql")).unwrap();
+    let fired = |parallelism: usize| {
+        let engine = Engine::new(EngineConfig::default()).unwrap();
+        engine.set("nexmark.events", "50000").unwrap();
+        let Some(weir_sql::Planned::Query(plan)) = engine.plan(&q5).unwrap().pop() else { panic!("a query") };
+        let metrics = Arc::new(Metrics::default());
+        let options = weir_engine::RunOptions {
+            parallelism: Some(parallelism),
+            metrics: Some(Arc::clone(&metrics)),
+            ..weir_engine::RunOptions::default()
+        };
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sink = Box::new(weir_connectors::CollectSink::new());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(engine.run_with(&plan, sink, stop, options)).unwrap();
+        let instances = metrics.operators().iter().filter(|o| o.name == "WindowAggregate").count();
+        (Metrics::get(&metrics.windows_fired), instances)
+    };
+    let (one, two) = (fired(1), fired(2));
+    assert_eq!((one.1, two.1), (3, 6), "window aggregate instances");
+    // 5 s of event time: ~7 windows of each HOP aggregate, and the third's of their results
+    assert!(one.0 >= 15, "{one:?}");
+    assert_eq!(two.0, one.0);
+}

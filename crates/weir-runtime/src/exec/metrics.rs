@@ -132,9 +132,10 @@ pub struct Metrics {
     pub checkpoint_total_nanos: AtomicU64,
     /// Per source and operator, in the order the pipeline registered them.
     operators: Mutex<Vec<Arc<OperatorMetrics>>>,
-    /// With parallel instances of a window aggregate: the windows (start, end) fired by one
-    /// and not yet past the sink's watermark, so the others firing them too count them once.
-    fired: Mutex<Option<std::collections::BTreeSet<(i64, i64)>>>,
+    /// With parallel instances of a window aggregate: the windows (end, start, plan node)
+    /// fired by one and not yet past the sink's watermark, so the others firing them too count
+    /// them once.
+    fired: Mutex<Option<std::collections::BTreeSet<(i64, i64, usize)>>>,
 }
 
 impl Default for Metrics {
@@ -184,20 +185,20 @@ impl Metrics {
         *self.fired.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::collections::BTreeSet::new());
     }
 
-    /// A window aggregate fired window `[start, end)`: counted once, however many parallel
-    /// instances fire it.
-    pub fn window_fired(&self, start: i64, end: i64) {
+    /// The window aggregate of plan node `node` fired window `[start, end)`: counted once per
+    /// node, however many parallel instances fire it.
+    pub fn window_fired(&self, node: usize, start: i64, end: i64) {
         let mut fired = self.fired.lock().unwrap_or_else(|e| e.into_inner());
         let Some(set) = fired.as_mut() else {
             drop(fired);
             return Self::add(&self.windows_fired, 1);
         };
-        if set.insert((end, start)) {
+        if set.insert((end, start, node)) {
             Self::add(&self.windows_fired, 1);
         }
         // every instance has fired the windows the sink's watermark has passed
         let passed = self.watermark.load(Ordering::Relaxed);
-        while set.first().is_some_and(|(e, _)| *e <= passed) {
+        while set.first().is_some_and(|(e, _, _)| *e <= passed) {
             set.pop_first();
         }
     }

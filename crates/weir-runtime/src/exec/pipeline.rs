@@ -155,7 +155,10 @@ pub fn build_ops(plan_ops: &[StreamOp], metrics: &Arc<Metrics>) -> Result<Vec<Bo
                     WindowSpec::Session { .. } => {
                         Box::new(SessionAggregateOp::new(group_exprs, layout, aggregates, output, w.emit, metrics)?)
                     }
-                    _ => Box::new(WindowAggregateOp::new(group_exprs, layout, aggregates, output, w.emit, metrics)?),
+                    _ => Box::new(
+                        WindowAggregateOp::new(group_exprs, layout, aggregates, output, w.emit, metrics)?
+                            .of_node(plan_node(w)),
+                    ),
                 };
                 ops.push(op);
             }
@@ -231,6 +234,12 @@ fn window_parts(w: &weir_plan::WindowAggregate) -> Result<WindowParts> {
     Ok((group_exprs, layout, aggregates, relaxed(w.output_schema.as_arrow())))
 }
 
+/// A number for plan node `w` that every parallel instance built from the plan shares: its
+/// address (see [`WindowAggregateOp::of_node`]).
+fn plan_node(w: &weir_plan::WindowAggregate) -> usize {
+    std::ptr::from_ref(w) as usize
+}
+
 /// A window aggregate's two phases (see `weir_plan`'s `two_phase`): the partial aggregates of
 /// each batch where a split is read, and the window aggregate merging them.
 pub(crate) fn two_phase_window(
@@ -255,7 +264,9 @@ pub(crate) fn two_phase_window(
     let layout = WindowLayout { time: partial.slice_expr(), time_offset: 0, ..layout };
     let specs = partial.merging_specs(&aggregates);
     let rows = partial.rows_column();
-    let merge = WindowAggregateOp::new(group_exprs, layout, specs, output, w.emit, Arc::clone(metrics))?.merging(rows);
+    let merge = WindowAggregateOp::new(group_exprs, layout, specs, output, w.emit, Arc::clone(metrics))?
+        .merging(rows)
+        .of_node(plan_node(w));
     Ok((local, merge))
 }
 

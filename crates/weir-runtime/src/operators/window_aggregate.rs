@@ -175,6 +175,8 @@ pub struct WindowAggregateOp {
     last_early: Instant,
     /// Merging partial aggregates (two phases): the column of the rows each holds.
     merging: Option<usize>,
+    /// The plan node it runs (see [`WindowAggregateOp::of_node`]).
+    node: usize,
 }
 
 impl WindowAggregateOp {
@@ -214,7 +216,16 @@ impl WindowAggregateOp {
             out_watermark: NO_WATERMARK,
             group_ids: Vec::new(),
             merging: None,
+            node: 0,
         })
+    }
+
+    /// Which plan node it runs (any number the same for every parallel instance of one node
+    /// and different for another): the windows it fires are counted once per node, however
+    /// many instances fire them.
+    pub fn of_node(mut self, node: usize) -> Self {
+        self.node = node;
+        self
     }
 
     /// The second phase of a window aggregate run in two phases: its input rows are partial
@@ -267,7 +278,7 @@ impl WindowAggregateOp {
                 self.fired_end = Some(end);
             }
             self.pending.pop_first();
-            self.metrics.window_fired(start, end);
+            self.metrics.window_fired(self.node, start, end);
             tracing::debug!(start = %show_time(start), end = %show_time(end), watermark = %show_time(watermark), "window fires");
             if self.changes.is_some() {
                 self.refresh((end, start), out)?;
