@@ -723,16 +723,23 @@ fn bench_nexmark_prints_a_line_per_query_and_json() {
     // --pin-cores runs parallelism N on N cores (at most the cores there are)
     let out = weir()
         .args(["bench", "nexmark", "--events", "20000", "--queries", "q1", "--parallelism", "1,2", "--pin-cores"])
-        .args(["--json"])
+        .args(["--repeat", "3", "--json"])
         .arg(&json)
         .output()
         .expect("runs");
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("valid");
+    // three rounds, each at 1 then 2, then the median round of each
+    let pars: Vec<u64> = (0..6).map(|i| results[i]["parallelism"].as_u64().expect("a number")).collect();
+    assert_eq!(pars, [1, 2, 1, 2, 1, 2], "{results}");
     assert_eq!(results[0]["cores_allowed"], 1, "{results}");
     assert_eq!(results[1]["cores_allowed"], cores.min(2), "{results}");
     assert_eq!(results[0]["output_rows"], results[1]["output_rows"], "{results}");
+    let text = stdout(&out);
+    let after: Vec<&str> = text.lines().skip_while(|l| *l != "q1: the median of 3 rounds").collect();
+    assert_eq!(after.len(), 3, "{text}");
+    assert!(after[1].starts_with("q1 ") && after[2].contains('x'), "{text}");
     // an unknown query is a usage error
     let out = weir().args(["bench", "nexmark", "--queries", "q99"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

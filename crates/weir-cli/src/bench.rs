@@ -109,6 +109,11 @@ pub struct BenchArgs {
     /// more than one.
     #[arg(long)]
     pin_cores: bool,
+    /// Run each query this many rounds, each round at every parallelism in turn (so that a
+    /// machine's drift falls on all of them), and then print the median round of each
+    /// parallelism: its events/s and the median of the rounds' speed-ups.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
     /// Run one query in this process and print its measurement as JSON (what each query's
     /// process does).
     #[arg(long, hide = true)]
@@ -226,30 +231,43 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
     let mut results = Vec::new();
     let mut failed = false;
     for q in selected {
-        let mut first: Option<f64> = None;
-        for n in &args.parallelism {
-            let mut cmd = Command::new(&exe);
-            cmd.args(["bench", "nexmark", "--child", q, "--events", &args.events.to_string()]);
-            cmd.args(["--source", &args.source, "--bootstrap-servers", &args.bootstrap_servers]);
-            for kv in &args.set {
-                cmd.args(["--set", kv]);
+        // per parallelism, each round's measurement and speed-up
+        let mut rounds: Vec<Vec<(Measurement, Option<f64>)>> = vec![Vec::new(); args.parallelism.len()];
+        for _ in 0..args.repeat {
+            let mut first: Option<f64> = None;
+            for (i, n) in args.parallelism.iter().enumerate() {
+                let mut cmd = Command::new(&exe);
+                cmd.args(["bench", "nexmark", "--child", q, "--events", &args.events.to_string()]);
+                cmd.args(["--source", &args.source, "--bootstrap-servers", &args.bootstrap_servers]);
+                for kv in &args.set {
+                    cmd.args(["--set", kv]);
+                }
+                cmd.args(["--parallelism", &n.to_string()]);
+                if args.pin_cores {
+                    pin(&mut cmd, *n);
+                }
+                let m = match cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
+                    Ok(out) => match serde_json::from_slice::<Measurement>(&out.stdout) {
+                        Ok(m) => m,
+                        Err(_) => failure(q, args.events, format!("the query's process ended with {}", out.status)),
+                    },
+                    Err(e) => failure(q, args.events, format!("cannot start the query's process: {e}")),
+                };
+                failed |= m.error.is_some();
+                let speedup = first.map(|f| m.events_per_second / f.max(1e-9));
+                first = first.or((m.error.is_none()).then_some(m.events_per_second));
+                print_line(&m, kafka.is_some(), speedup);
+                rounds[i].push((m.clone(), speedup));
+                results.push(m);
             }
-            cmd.args(["--parallelism", &n.to_string()]);
-            if args.pin_cores {
-                pin(&mut cmd, *n);
+        }
+        if args.repeat > 1 {
+            outln!("{q}: the median of {} rounds", args.repeat);
+            for runs in &rounds {
+                if let Some((m, speedup)) = median(runs) {
+                    print_line(&m, kafka.is_some(), speedup);
+                }
             }
-            let m = match cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
-                Ok(out) => match serde_json::from_slice::<Measurement>(&out.stdout) {
-                    Ok(m) => m,
-                    Err(_) => failure(q, args.events, format!("the query's process ended with {}", out.status)),
-                },
-                Err(e) => failure(q, args.events, format!("cannot start the query's process: {e}")),
-            };
-            failed |= m.error.is_some();
-            let speedup = first.map(|f| m.events_per_second / f.max(1e-9));
-            first = first.or((m.error.is_none()).then_some(m.events_per_second));
-            print_line(&m, kafka.is_some(), speedup);
-            results.push(m);
         }
     }
     if let Some(path) = &args.json {
@@ -260,6 +278,17 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
         }
     }
     Ok(if failed { ExitCode::from(EXIT_RUNTIME) } else { ExitCode::SUCCESS })
+}
+
+/// The run of median events/s among `runs` that did not fail, with the median of their
+/// speed-ups; `None` when every one failed.
+fn median(runs: &[(Measurement, Option<f64>)]) -> Option<(Measurement, Option<f64>)> {
+    let mut ok: Vec<&(Measurement, Option<f64>)> = runs.iter().filter(|(m, _)| m.error.is_none()).collect();
+    ok.sort_by(|a, b| a.0.events_per_second.total_cmp(&b.0.events_per_second));
+    let middle = ok.get(ok.len() / 2)?;
+    let mut speedups: Vec<f64> = ok.iter().filter_map(|(_, s)| *s).collect();
+    speedups.sort_by(f64::total_cmp);
+    Some((middle.0.clone(), speedups.get(speedups.len() / 2).copied()))
 }
 
 /// Let the query's process run on the first `n` of the cores this one may use.
