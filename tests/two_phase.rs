@@ -110,6 +110,12 @@ fn queries(size_s: i64) -> Vec<String> {
          FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '4' SECOND))
          GROUP BY window_start, window_end, k, site"
             .to_string(),
+        // no keys (in parallel: one instance merging every split's partials)
+        format!(
+            "SELECT window_start, COUNT(*), SUM(v), MIN(r), COUNT(DISTINCT k)
+             FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '{size_s}' SECOND))
+             GROUP BY window_start, window_end"
+        ),
         // hopping windows with gaps between them (size < slide)
         "SELECT window_start, k, COUNT(*)
          FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '3' SECOND, INTERVAL '1' SECOND))
@@ -161,6 +167,12 @@ fn explain_shows_which_window_aggregates_run_in_two_phases() {
     };
     let per_auction = "SELECT auction, COUNT(*) FROM bid GROUP BY TUMBLE(date_time, INTERVAL '10' SECOND), auction";
     assert_eq!(count("", per_auction), 1);
+    // without keys: the partials go to the window aggregate's one instance
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    engine.set("parallelism", "2").unwrap();
+    let keyless =
+        engine.explain("SELECT MAX(price) FROM bid GROUP BY TUMBLE(date_time, INTERVAL '10' SECOND)").unwrap();
+    assert!(keyless.contains("Exchange: single, 2 → 1 instance, of partial aggregates"), "{keyless}");
     assert_eq!(count("SET window.allowed_lateness = '30 s';", per_auction), 0, "windows with corrections");
     let late = "CREATE TABLE late WITH (connector = 'channel');
                 CREATE TABLE b WITH (connector = 'nexmark', 'table' = 'bid', 'late_rows' = 'late');";

@@ -593,7 +593,10 @@ fn build(
 /// the stage reading a table in several splits ([`crate::two_phase`]).
 fn pre_aggregates(plan: &StreamPlan, stages: &[LayoutStage], s: usize) -> bool {
     let Some(stage) = stages.get(s) else { return false };
-    let StageInput::Exchange { from, exchange: Exchange::Hash(_) } = &stage.input else { return false };
+    // hashed on the keys, or to the one instance of a window aggregate without keys
+    let StageInput::Exchange { from, exchange: Exchange::Hash(_) | Exchange::Single } = &stage.input else {
+        return false;
+    };
     // (a table read whole would aggregate every row on its one reading thread)
     let Some(StageInput::Source(table)) = stages.get(*from).filter(|f| f.instances > 1).map(|f| &f.input) else {
         return false;
@@ -643,7 +646,7 @@ pub fn explain(plan: &StreamPlan, layout: Option<&Layout>) -> String {
                     if i + 1 < nodes.len() {
                         let mut text = exchange.text(layout.stages[*from].instances, stage.instances);
                         if stage.pre_aggregated {
-                            text.push_str(", of partial aggregates (each split's batches aggregated per key and slice where it is read)");
+                            text.push_str(", of partial aggregates (each split's rows aggregated per key and slice where it is read)");
                         }
                         above[i + 1] = Some(text);
                     }

@@ -311,7 +311,10 @@ impl Pipeline {
                 None => None,
             };
             let keys = match local {
-                Some(w) => Some(two_phase_window(w, &metrics)?.0.partial_layout().key_exprs()),
+                // (none: to the one instance of a window aggregate without keys)
+                Some(w) => {
+                    Some(two_phase_window(w, &metrics)?.0.partial_layout().key_exprs()).filter(|k| !k.is_empty())
+                }
                 None => router_keys(&exchange, key_schema(plan, layout, to, s)?)?,
             };
             for k in 0..stage.instances {
