@@ -179,3 +179,41 @@ fn a_partition_going_idle_first_sends_the_partial_aggregates_it_holds() {
     let plan = String::from_utf8_lossy(&o.stdout);
     assert!(plan.contains("of partial aggregates"), "{plan}");
 }
+
+/// A partition declared idle that reads again holds the other's watermark back once more,
+/// even when its rows are held in partial aggregates and move no watermark: its first batch
+/// back goes out at once (the instances reading it take it into their watermarks again), so
+/// the other partition cannot close a window those rows belong in.
+#[test]
+fn a_partition_back_from_idle_holds_the_watermark_back_again() {
+    let b = Broker::shared();
+    let t = topic("idle-back");
+    b.create_topic(&t, 2);
+    let early: Vec<String> = (10..20).map(|s| format!(r#"{{"k": "b", "ts": "2024-01-01 00:00:{s}"}}"#)).collect();
+    let refs: Vec<(Option<i32>, &str)> = early.iter().map(|r| (Some(1), r.as_str())).collect();
+    b.produce(&t, &refs);
+    let sql = format!(
+        "SET parallelism = 2;
+         CREATE TABLE e (k STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ('connector' = 'kafka',
+           'topic' = '{t}', 'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset',
+           'format' = 'json', 'scan.watermark.idle-timeout' = '500 ms');
+         SELECT k, TUMBLE_START(ts, INTERVAL '10' SECOND) AS w, COUNT(*) AS n FROM e GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), k;",
+        b.servers
+    );
+    let query = std::thread::spawn(move || run_for(&sql, 14));
+    // partition 1 has been read (watermark 19 s) and declared idle, partition 0 not read yet
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // partition 1 reads again: rows behind its watermark, on time for [10 s, 20 s), while
+    // partition 0 goes from 5 s past 20 s
+    for i in 0..15 {
+        let a = format!(r#"{{"k": "a", "ts": "2024-01-01 00:00:{:02}"}}"#, 5 + 2 * i);
+        b.produce(&t, &[(Some(1), r#"{"k": "b", "ts": "2024-01-01 00:00:17"}"#), (Some(0), a.as_str())]);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = query.join().unwrap();
+    // [10 s, 20 s) closed only once partition 1 was idle again, with all its rows
+    assert!(out.lines().any(|l| l == "b,2024-01-01T00:00:10,25"), "{out}");
+    // (partition 0 read nothing before: its first rows, behind the watermark of partition 1
+    // alone, were late for [0 s, 10 s))
+    assert!(out.lines().any(|l| l == "a,2024-01-01T00:00:10,5"), "{out}");
+}

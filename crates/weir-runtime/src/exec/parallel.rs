@@ -270,6 +270,14 @@ impl SourceInstance {
     /// Send what its operators hold back (before a barrier or idleness); `false` once a
     /// target has gone.
     fn release(&mut self) -> Result<bool> {
+        let out = self.held_back()?;
+        self.out.send(out)
+    }
+
+    /// What its operators hold back, let go (see [`Operator::release`]).
+    ///
+    /// [`Operator::release`]: crate::operator::Operator::release
+    fn held_back(&mut self) -> Result<Vec<Message>> {
         let mut out = Vec::new();
         for op in self.ops.iter_mut().chain(self.pre_aggregate.as_mut()) {
             let mut next = Vec::new();
@@ -279,7 +287,7 @@ impl SourceInstance {
             op.release(&mut next)?;
             out = next;
         }
-        self.out.send(out)
+        Ok(out)
     }
 
     fn read(&mut self, cancel: &AtomicBool, failure: &Failure) -> Result<()> {
@@ -361,12 +369,19 @@ impl SourceInstance {
                 continue;
             }
             last_read = Instant::now();
-            if std::mem::take(&mut idle) {
+            let back = std::mem::take(&mut idle);
+            if back {
                 if let Some((a, me)) = &self.align {
                     a.set_idle(*me, false);
                 }
             }
-            let out = self.stamped(messages)?;
+            let mut out = self.stamped(messages)?;
+            if back {
+                // the instances reading it left it out of their watermarks while it was idle,
+                // until a row or a watermark comes from it again: rows held back (on time for
+                // their windows) would leave it out on, and the others close their windows
+                out.extend(self.held_back()?);
+            }
             if !more {
                 // its state at its end, for every later checkpoint
                 self.report(None)?;
