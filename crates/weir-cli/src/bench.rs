@@ -254,8 +254,11 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
                     Err(e) => failure(q, args.events, format!("cannot start the query's process: {e}")),
                 };
                 failed |= m.error.is_some();
-                let speedup = first.map(|f| m.events_per_second / f.max(1e-9));
-                first = first.or((m.error.is_none()).then_some(m.events_per_second));
+                // over the round's run at the first parallelism (none when that one failed)
+                let speedup = first.filter(|_| i > 0 && m.error.is_none()).map(|f| m.events_per_second / f.max(1e-9));
+                if i == 0 {
+                    first = m.error.is_none().then_some(m.events_per_second);
+                }
                 print_line(&m, kafka.is_some(), speedup);
                 rounds[i].push((m.clone(), speedup));
                 results.push(m);
