@@ -208,11 +208,29 @@ fn windows_fired_are_counted_once_per_window_aggregate_in_parallel() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(engine.run_with(&plan, sink, stop, options)).unwrap();
         let instances = metrics.operators().iter().filter(|o| o.name == "WindowAggregate").count();
-        (Metrics::get(&metrics.windows_fired), instances)
+        (Metrics::get(&metrics.windows_fired), instances, weir_cli::explain_analyze(&plan, &metrics))
     };
     let (one, two) = (fired(1), fired(2));
     assert_eq!((one.1, two.1), (3, 6), "window aggregate instances");
     // 5 s of event time: ~7 windows of each HOP aggregate, and the third's of their results
-    assert!(one.0 >= 15, "{one:?}");
+    assert!(one.0 >= 15, "{}", one.2);
     assert_eq!(two.0, one.0);
+    // EXPLAIN ANALYZE shows each HOP aggregate's first phase under it, per split: every bid in,
+    // fewer partials out, and those partials are what the window aggregate takes in
+    let numbers = |line: &str, what: &str| -> u64 {
+        let at = line.find(what).unwrap_or_else(|| panic!("{what} in {line}")) + what.len();
+        line[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    let lines: Vec<&str> = two.2.lines().collect();
+    let firsts: Vec<usize> =
+        (0..lines.len()).filter(|i| lines[*i].contains("metrics of its LocalWindowAggregate")).collect();
+    assert_eq!(firsts.len(), 2, "{}", two.2);
+    for i in firsts {
+        let (bids, partials) = (numbers(lines[i], "rows in "), numbers(lines[i], "rows out "));
+        assert!(partials > 0 && partials < bids, "{}", lines[i]);
+        assert!(lines[i + 1].contains("instance 0: ") && lines[i + 2].contains("instance 1: "), "{}", two.2);
+        // the aggregate's own line, just above its instances', takes in those partials
+        assert_eq!(numbers(lines[i - 3], "rows in "), partials, "{}", two.2);
+        assert!(lines[i - 4].contains("WindowAggregate: window: HOP"), "{}", two.2);
+    }
 }

@@ -164,15 +164,30 @@ pub fn explain_analyze(plan: &StreamPlan, metrics: &Metrics) -> String {
         let pad = "  ".repeat(node.depth);
         out.push_str(&format!("{pad}{}: {}\n", node.operator, node.details));
         let Some(place) = node.op else { continue };
-        let instances: Vec<&OperatorMetrics> =
-            operators.iter().filter(|m| m.place == place).map(|m| m.as_ref()).collect();
-        if let [one] = instances.as_slice() {
-            out.push_str(&format!("{pad}  metrics: {}\n", operator_line(one)));
-        } else if let Some(total) = OperatorMetrics::total(&instances) {
-            // in parallel: the instances' sum, then each one (skew shows)
-            out.push_str(&format!("{pad}  metrics: {}\n", operator_line(&total)));
-            for m in &instances {
-                out.push_str(&format!("{pad}    instance {}: {}\n", m.instance, operator_line(m)));
+        let here: Vec<&OperatorMetrics> = operators.iter().filter(|m| m.place == place).map(|m| m.as_ref()).collect();
+        // the node's operator, then any part of it run elsewhere under another name (the first
+        // phase of a window aggregate, where each split is read)
+        let mut names: Vec<&'static str> = Vec::new();
+        for m in &here {
+            if !names.contains(&m.name) {
+                names.push(m.name);
+            }
+        }
+        names.sort_by_key(|n| *n != node.operator);
+        for (i, name) in names.iter().enumerate() {
+            let label = match i {
+                0 => "metrics".to_string(),
+                _ => format!("metrics of its {name}"),
+            };
+            let instances: Vec<&OperatorMetrics> = here.iter().filter(|m| m.name == *name).copied().collect();
+            if let [one] = instances.as_slice() {
+                out.push_str(&format!("{pad}  {label}: {}\n", operator_line(one)));
+            } else if let Some(total) = OperatorMetrics::total(&instances) {
+                // in parallel: the instances' sum, then each one (skew shows)
+                out.push_str(&format!("{pad}  {label}: {}\n", operator_line(&total)));
+                for m in &instances {
+                    out.push_str(&format!("{pad}    instance {}: {}\n", m.instance, operator_line(m)));
+                }
             }
         }
     }

@@ -305,14 +305,15 @@ impl Pipeline {
                 Some(c) if !(fused && c == last) => targets[c].clone(),
                 _ => vec![sink_tx.clone()],
             };
-            // a window aggregate in two phases: this stage sends it partial aggregates
+            // a window aggregate in two phases: this stage sends it partial aggregates (its
+            // first phase counted as that plan node's, under its own name)
             let local = match to.and_then(|c| stages.get(c)) {
-                Some(c) => pre_aggregated(plan, c)?,
+                Some(c) => pre_aggregated(plan, c)?.map(|w| (w, OpRef::Op(c.first_op))),
                 None => None,
             };
             let keys = match local {
                 // (none: to the one instance of a window aggregate without keys)
-                Some(w) => {
+                Some((w, _)) => {
                     Some(two_phase_window(w, &metrics)?.0.partial_layout().key_exprs()).filter(|k| !k.is_empty())
                 }
                 None => router_keys(&exchange, key_schema(plan, layout, to, s)?)?,
@@ -354,7 +355,10 @@ impl Pipeline {
                         let align = align.as_ref().map(|a| (Arc::clone(a), source_instances.len()));
                         let label = node.table.name.clone();
                         let pre_aggregate = match local {
-                            Some(w) => Some(Instrumented::unregistered(Box::new(two_phase_window(w, &metrics)?.0))),
+                            Some((w, place)) => {
+                                let op = Box::new(two_phase_window(w, &metrics)?.0);
+                                Some(Instrumented::new_instance(op, place, k, &metrics))
+                            }
                             None => None,
                         };
                         source_instances.push(SourceInstance {
