@@ -180,10 +180,10 @@ fn a_partition_going_idle_first_sends_the_partial_aggregates_it_holds() {
     assert!(plan.contains("of partial aggregates"), "{plan}");
 }
 
-/// A partition declared idle that reads again holds the other's watermark back once more,
-/// even when its rows are held in partial aggregates and move no watermark: its first batch
-/// back goes out at once (the instances reading it take it into their watermarks again), so
-/// the other partition cannot close a window those rows belong in.
+/// A partition declared idle that reads again holds the other's watermark back once more in
+/// every instance, even when its rows are held in partial aggregates (or go to some instances
+/// only) and move no watermark: its watermark goes to all of them again, so the other
+/// partition cannot close a window those rows belong in.
 #[test]
 fn a_partition_back_from_idle_holds_the_watermark_back_again() {
     let b = Broker::shared();
@@ -205,14 +205,24 @@ fn a_partition_back_from_idle_holds_the_watermark_back_again() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     // partition 1 reads again: rows behind its watermark, on time for [10 s, 20 s), while
     // partition 0 goes from 5 s past 20 s
+    // (its first rows back of key b only, the next also of keys c, d and e: some of those
+    // belong to the other instance)
     for i in 0..15 {
         let a = format!(r#"{{"k": "a", "ts": "2024-01-01 00:00:{:02}"}}"#, 5 + 2 * i);
-        b.produce(&t, &[(Some(1), r#"{"k": "b", "ts": "2024-01-01 00:00:17"}"#), (Some(0), a.as_str())]);
+        let keys: &[&str] = if i == 0 { &["b"] } else { &["b", "c", "d", "e"] };
+        let back: Vec<String> =
+            keys.iter().map(|k| format!(r#"{{"k": "{k}", "ts": "2024-01-01 00:00:17"}}"#)).collect();
+        let mut records: Vec<(Option<i32>, &str)> = back.iter().map(|r| (Some(1), r.as_str())).collect();
+        records.push((Some(0), a.as_str()));
+        b.produce(&t, &records);
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let out = query.join().unwrap();
     // [10 s, 20 s) closed only once partition 1 was idle again, with all its rows
     assert!(out.lines().any(|l| l == "b,2024-01-01T00:00:10,25"), "{out}");
+    for k in ["c", "d", "e"] {
+        assert!(out.lines().any(|l| l == format!("{k},2024-01-01T00:00:10,14")), "{out}");
+    }
     // (partition 0 read nothing before: its first rows, behind the watermark of partition 1
     // alone, were late for [0 s, 10 s))
     assert!(out.lines().any(|l| l == "a,2024-01-01T00:00:10,5"), "{out}");

@@ -31,7 +31,7 @@ use crate::exec::sink_merge::SinkMerge;
 use crate::exec::source::SourceDriver;
 use crate::exec::stage::{BranchStage, JoinStage, Stage};
 use crate::exec::watermark_merge::WatermarkMerge;
-use crate::message::{Message, Nanos};
+use crate::message::{Message, Nanos, NO_WATERMARK};
 use crate::operators::proc_time::ProcessingClock;
 
 /// The layout `plan` runs with at `parallelism` when source `n` is read by `splits(n)` sources,
@@ -295,6 +295,8 @@ impl SourceInstance {
         let mut sent = 0;
         // when it last had something to send, and whether it has declared itself idle since
         let (mut last_read, mut idle) = (Instant::now(), false);
+        // the highest watermark it has sent
+        let mut announced = NO_WATERMARK;
         let mut last_tick = Instant::now();
         loop {
             if failure.happened() || self.checkpointer.as_ref().is_some_and(|c| c.barriers.halted()) {
@@ -331,10 +333,12 @@ impl SourceInstance {
             }
             let mut messages = Vec::new();
             let more = self.driver.poll(&mut messages)?;
-            if let Some((a, me)) = &self.align {
-                let reached =
-                    messages.iter().filter_map(|m| if let Message::Watermark(w) = m { Some(*w) } else { None }).max();
-                if let Some(w) = reached {
+            let before = announced;
+            let reached =
+                messages.iter().filter_map(|m| if let Message::Watermark(w) = m { Some(*w) } else { None }).max();
+            if let Some(w) = reached {
+                announced = announced.max(w);
+                if let Some((a, me)) = &self.align {
                     a.publish(*me, w);
                 }
             }
@@ -369,19 +373,19 @@ impl SourceInstance {
                 continue;
             }
             last_read = Instant::now();
-            let back = std::mem::take(&mut idle);
-            if back {
+            if std::mem::take(&mut idle) {
                 if let Some((a, me)) = &self.align {
                     a.set_idle(*me, false);
                 }
-            }
-            let mut out = self.stamped(messages)?;
-            if back {
                 // the instances reading it left it out of their watermarks while it was idle,
-                // until a row or a watermark comes from it again: rows held back (on time for
-                // their windows) would leave it out on, and the others close their windows
-                out.extend(self.held_back()?);
+                // each until a row or a watermark comes from it again: its rows may go to some
+                // of them only, or be held back in partial aggregates, so the watermark it had
+                // goes to all of them first
+                if before != NO_WATERMARK {
+                    messages.insert(0, Message::Watermark(before));
+                }
             }
+            let out = self.stamped(messages)?;
             if !more {
                 // its state at its end, for every later checkpoint
                 self.report(None)?;
