@@ -164,14 +164,7 @@ fn a_partition_going_idle_first_sends_the_partial_aggregates_it_holds() {
             }
         })
     };
-    let sql = format!(
-        "SET parallelism = 2;
-         CREATE TABLE e (k STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ('connector' = 'kafka',
-           'topic' = '{t}', 'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset',
-           'format' = 'json', 'scan.watermark.idle-timeout' = '500 ms');
-         SELECT k, TUMBLE_START(ts, INTERVAL '10' SECOND) AS w, COUNT(*) AS n FROM e GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), k;",
-        b.servers
-    );
+    let sql = counts_per_key_at_parallelism_2(&t);
     let out = run_for(&sql, 4);
     writer.join().unwrap();
     assert!(out.lines().any(|l| l == "a,2024-01-01T00:00:00,6"), "{out}");
@@ -192,14 +185,7 @@ fn a_partition_back_from_idle_holds_the_watermark_back_again() {
     let early: Vec<String> = (10..20).map(|s| format!(r#"{{"k": "b", "ts": "2024-01-01 00:00:{s}"}}"#)).collect();
     let refs: Vec<(Option<i32>, &str)> = early.iter().map(|r| (Some(1), r.as_str())).collect();
     b.produce(&t, &refs);
-    let sql = format!(
-        "SET parallelism = 2;
-         CREATE TABLE e (k STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ('connector' = 'kafka',
-           'topic' = '{t}', 'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset',
-           'format' = 'json', 'scan.watermark.idle-timeout' = '500 ms');
-         SELECT k, TUMBLE_START(ts, INTERVAL '10' SECOND) AS w, COUNT(*) AS n FROM e GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), k;",
-        b.servers
-    );
+    let sql = counts_per_key_at_parallelism_2(&t);
     let query = std::thread::spawn(move || run_for(&sql, 14));
     // partition 1 has been read (watermark 19 s) and declared idle, partition 0 not read yet
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -226,4 +212,17 @@ fn a_partition_back_from_idle_holds_the_watermark_back_again() {
     // (partition 0 read nothing before: its first rows, behind the watermark of partition 1
     // alone, were late for [0 s, 10 s))
     assert!(out.lines().any(|l| l == "a,2024-01-01T00:00:10,5"), "{out}");
+}
+
+/// Rows per key in windows of 10 s at parallelism 2, over `topic` with the watermark at the
+/// newest row and partitions idle after 500 ms.
+fn counts_per_key_at_parallelism_2(topic: &str) -> String {
+    format!(
+        "SET parallelism = 2;
+         CREATE TABLE e (k STRING, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ('connector' = 'kafka',
+           'topic' = '{topic}', 'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset',
+           'format' = 'json', 'scan.watermark.idle-timeout' = '500 ms');
+         SELECT k, TUMBLE_START(ts, INTERVAL '10' SECOND) AS w, COUNT(*) AS n FROM e GROUP BY TUMBLE(ts, INTERVAL '10' SECOND), k;",
+        Broker::shared().servers
+    )
 }
