@@ -16,11 +16,12 @@
 //! Holding a slice's on-time rows over several batches sends fewer partials: a slice spans a
 //! few batches. Nothing that could close one of a held slice's windows goes out before it: a
 //! watermark, or a row whose watermark reaches the slice's first window end, is sent after the
-//! slice's partial. What is held goes out before a checkpoint's barrier and at the end of the
-//! input, so a checkpoint finds no state here.
+//! slice's partial. What is held goes out before a checkpoint's barrier (so a checkpoint finds
+//! no state here), before its source is declared idle, and at the end of the input.
 //!
 //! [`WindowAggregateOp::merging`]: crate::operators::window_aggregate::WindowAggregateOp::merging
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -262,12 +263,16 @@ impl LocalWindowAggregateOp {
                 pieces.push(Piece { watermark: class.watermark, slice: class.slice, frozen, rows });
                 continue;
             }
-            if !self.held.contains_key(&class.slice) {
-                let partial = self.take_partial()?;
-                let held = Held { partial, first_end: class.first_end, watermark: class.watermark, rows: Vec::new() };
-                self.held.insert(class.slice, held);
-            }
-            let Some(held) = self.held.get_mut(&class.slice) else { continue };
+            let held = match self.held.entry(class.slice) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let partial = match self.pool.pop() {
+                        Some(p) => p,
+                        None => self.aggregates.partial()?,
+                    };
+                    e.insert(Held { partial, first_end: class.first_end, watermark: class.watermark, rows: Vec::new() })
+                }
+            };
             Self::add(&mut held.partial, &mut held.rows, input, class.rows, &mut self.group_ids)?;
         }
         Ok(())
@@ -364,12 +369,7 @@ impl Operator for LocalWindowAggregateOp {
         self.metrics.dropped(0, null_time);
         let mut pieces = Vec::new();
         if !classes.is_empty() {
-            let keys = self
-                .key_exprs
-                .iter()
-                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
-                .collect::<datafusion_common::Result<Vec<_>>>()?;
-            let agg_input = self.aggregates.input(keys, batch)?;
+            let agg_input = self.aggregates.keyed_input(&self.key_exprs, batch)?;
             self.split(classes, &agg_input, &mut pieces)?;
         }
         // the rows sent reach this watermark: no slice whose window it closes is held back

@@ -498,12 +498,7 @@ impl Operator for WindowAggregateOp {
             return Ok(());
         }
         let times = self.layout.times(batch)?;
-        let keys = self
-            .key_exprs
-            .iter()
-            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
-            .collect::<datafusion_common::Result<Vec<_>>>()?;
-        let agg_input = self.aggregates.input(keys, batch)?;
+        let agg_input = self.aggregates.keyed_input(&self.key_exprs, batch)?;
 
         // Rows go to per-slice buckets; a batch usually touches one or two slices, so a short
         // list searched from the last hit beats hashing.

@@ -90,6 +90,16 @@ impl Aggregates {
         &self.specs
     }
 
+    /// Evaluate the key expressions `keys`, the arguments and the filters over a batch.
+    pub fn keyed_input(&self, keys: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<AggregateInput> {
+        let n = batch.num_rows();
+        let keys = keys
+            .iter()
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+            .collect::<datafusion_common::Result<Vec<_>>>()?;
+        self.input(keys, batch)
+    }
+
     /// Evaluate keys, arguments and filters over a batch.
     pub fn input(&self, keys: Vec<ArrayRef>, batch: &RecordBatch) -> Result<AggregateInput> {
         let n = batch.num_rows();
