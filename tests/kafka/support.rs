@@ -72,6 +72,41 @@ pub fn run_for(sql: &str, seconds: u64) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Run `sql` (an unbounded query) until its stdout so far satisfies `done`, or for at most
+/// `seconds` (a busy machine may take long), then kill it; its stdout.
+pub fn run_until(sql: &str, seconds: u64, done: impl Fn(&str) -> bool) -> String {
+    use std::io::Read;
+    let mut child = weir()
+        .args(["run", "--format", "csv", "--quiet", "-e", sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let mut stdout = child.stdout.take().expect("piped");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline && !done(&seen.lock().unwrap()) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    reader.join().expect("reads");
+    let out = seen.lock().unwrap().clone();
+    out
+}
+
 /// Records `i = 0..n` of a paced writer: key `i % 20`, value `i`, event time `i` ms after
 /// 2024-01-01 with a little disorder, alternating between two partitions.
 pub fn event(i: u64) -> (Option<i32>, String) {
