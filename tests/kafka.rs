@@ -714,8 +714,20 @@ fn a_broker_restarted_mid_query_loses_and_repeats_nothing_under_exactly_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // restart the broker once the query is reading (its first checkpoint is complete), however
+    // long a busy machine takes to start it
+    let checkpoints = dir.path().join("checkpoints");
+    let started = std::time::Instant::now();
+    let reading = || {
+        std::fs::read_dir(&checkpoints)
+            .map(|d| d.flatten().any(|e| e.path().join("_manifest.json").exists()))
+            .unwrap_or(false)
+    };
+    while !reading() && started.elapsed() < Duration::from_secs(60) && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(child.try_wait().unwrap().is_none(), "the query ended before the broker restarted");
+    assert!(reading(), "no checkpoint within a minute");
     own.restart();
     own.produce(input, rest);
     let status = child.wait().unwrap();

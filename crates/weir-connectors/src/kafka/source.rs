@@ -108,6 +108,19 @@ fn started() -> bool {
     true
 }
 
+/// How long a query waits for a partition that has no leader for now.
+const LEADER_WAIT: Duration = Duration::from_secs(60);
+
+/// Whether `e` says a partition has no leader for now (a broker restarting, a leader
+/// election), which passes, unlike an unreachable broker or a missing topic.
+fn leaderless(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::UnknownPartition | C::LeaderNotAvailable | C::NotLeaderForPartition | C::FencedLeaderEpoch)
+    )
+}
+
 fn kafka_error(servers: &str, e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Source(format!("kafka ({servers}): {e}"))
 }
@@ -216,7 +229,7 @@ impl KafkaSource {
             options,
         };
         // an unreachable broker or a missing topic fails now, not at the first read
-        let ids = source.partition_ids()?;
+        let ids = source.partition_ids(LEADER_WAIT)?;
         if ids.is_empty() {
             return Err(kafka_error(&source.options.servers, format!("topic '{}' has no partitions", source.topic)));
         }
@@ -233,7 +246,7 @@ impl KafkaSource {
 
     /// How many partitions the topic has now.
     pub fn partition_count(&self) -> Result<usize> {
-        Ok(self.partition_ids()?.len())
+        Ok(self.partition_ids(LEADER_WAIT)?.len())
     }
 
     /// Whether this source reads partition `id` (see [`KafkaSource::share`]).
@@ -241,24 +254,32 @@ impl KafkaSource {
         self.share.is_none_or(|(k, n)| id.rem_euclid(n.max(1)) == k)
     }
 
-    /// The topic's partitions, as the brokers say now.
-    fn partition_ids(&self) -> Result<Vec<i32>> {
+    /// The topic's partitions, as the brokers say now (waiting up to `wait` while the topic
+    /// has no leader).
+    fn partition_ids(&self, wait: Duration) -> Result<Vec<i32>> {
         let servers = &self.options.servers;
-        let metadata = self.consumer.fetch_metadata(Some(&self.topic), CONNECT_TIMEOUT).map_err(|e| {
-            kafka_error(servers, format!("{e} (no broker answered within {} s)", CONNECT_TIMEOUT.as_secs()))
-        })?;
-        let Some(topic) = metadata.topics().iter().find(|t| t.name() == self.topic) else {
-            return Err(kafka_error(servers, format!("topic '{}' not found", self.topic)));
-        };
-        if let Some(e) = topic.error() {
-            return Err(kafka_error(
-                servers,
-                format!("topic '{}': {:?}", self.topic, rdkafka::types::RDKafkaErrorCode::from(e)),
-            ));
+        let deadline = Instant::now() + wait;
+        loop {
+            let metadata = self.consumer.fetch_metadata(Some(&self.topic), CONNECT_TIMEOUT).map_err(|e| {
+                kafka_error(servers, format!("{e} (no broker answered within {} s)", CONNECT_TIMEOUT.as_secs()))
+            })?;
+            let Some(topic) = metadata.topics().iter().find(|t| t.name() == self.topic) else {
+                return Err(kafka_error(servers, format!("topic '{}' not found", self.topic)));
+            };
+            match topic.error().map(RDKafkaErrorCode::from) {
+                None => {
+                    let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+                    ids.sort_unstable();
+                    return Ok(ids);
+                }
+                // a broker that has just started
+                Some(RDKafkaErrorCode::LeaderNotAvailable) if Instant::now() < deadline => {
+                    tracing::info!(topic = %self.topic, "waiting for a leader");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Some(code) => return Err(kafka_error(servers, format!("topic '{}': {code:?}", self.topic))),
+            }
         }
-        let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
-        ids.sort_unstable();
-        Ok(ids)
     }
 
     fn err(&self, e: impl std::fmt::Display) -> RuntimeError {
@@ -271,7 +292,17 @@ impl KafkaSource {
         for id in ids {
             tpl.add_partition_offset(&self.topic, *id, Offset::Offset(millis)).map_err(|e| self.err(e))?;
         }
-        let found = self.consumer.offsets_for_times(tpl, CONNECT_TIMEOUT).map_err(|e| self.err(e))?;
+        let deadline = Instant::now() + LEADER_WAIT;
+        let found = loop {
+            match self.consumer.offsets_for_times(tpl.clone(), CONNECT_TIMEOUT) {
+                Ok(found) => break found,
+                Err(e) if leaderless(&e) && Instant::now() < deadline => {
+                    tracing::info!(topic = %self.topic, error = %e, "waiting for a leader");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        };
         let mut out = BTreeMap::new();
         for id in ids {
             let offset = match found.find_partition(&self.topic, *id).map(|p| p.offset()) {
@@ -283,8 +314,21 @@ impl KafkaSource {
         Ok(out)
     }
 
+    /// The low and high offsets of partition `id`. A partition without a leader for now (a
+    /// broker restarting, a leader election) is asked again until [`LEADER_WAIT`] has passed,
+    /// as Kafka's Java clients wait for metadata, rather than failing the query.
     fn watermarks(&self, id: i32) -> Result<(i64, i64)> {
-        self.consumer.fetch_watermarks(&self.topic, id, CONNECT_TIMEOUT).map_err(|e| self.err(e))
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            match self.consumer.fetch_watermarks(&self.topic, id, CONNECT_TIMEOUT) {
+                Ok(w) => return Ok(w),
+                Err(e) if leaderless(&e) && Instant::now() < deadline => {
+                    tracing::info!(topic = %self.topic, partition = id, error = %e, "waiting for a leader");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        }
     }
 
     /// Where each of `ids` starts: a checkpoint's offset, else the startup mode's (`fresh`:
@@ -396,7 +440,7 @@ impl KafkaSource {
             return Ok(());
         }
         self.next_discovery = Some(now + every);
-        let new: Vec<i32> = match self.partition_ids() {
+        let new: Vec<i32> = match self.partition_ids(Duration::ZERO) {
             Ok(ids) => ids.into_iter().filter(|id| !self.partitions.contains_key(id) && self.owns(*id)).collect(),
             Err(e) => {
                 tracing::warn!(topic = %self.topic, error = %e, "looking for new partitions");
@@ -590,7 +634,7 @@ impl Source for KafkaSource {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         if !self.assigned {
             self.assigned = true;
-            let ids: Vec<i32> = self.partition_ids()?.into_iter().filter(|id| self.owns(*id)).collect();
+            let ids: Vec<i32> = self.partition_ids(LEADER_WAIT)?.into_iter().filter(|id| self.owns(*id)).collect();
             self.assign(&ids, false)?;
             self.next_discovery = self.options.discovery.map(|every| Instant::now() + every);
         }
