@@ -9,9 +9,10 @@
 
 use std::sync::Arc;
 
-use datafusion_common::arrow::array::{ArrayRef, AsArray, Int64Array, Int8Array, UInt32Array};
-use datafusion_common::arrow::compute::{filter, max, take, take_record_batch};
+use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, Int64Array, Int8Array, UInt32Array};
+use datafusion_common::arrow::compute::{filter, max, take, take_record_batch, FilterPredicate};
 use datafusion_common::arrow::datatypes::{Int64Type, Int8Type, UInt32Type};
+use datafusion_common::arrow::error::ArrowError;
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 /// Event times and watermarks are nanoseconds since the Unix epoch.
@@ -156,30 +157,44 @@ impl StreamBatch {
 
     /// The given rows, with their watermarks, kinds and origin.
     pub fn take(&self, rows: &UInt32Array) -> crate::error::Result<Self> {
+        self.select(rows.len(), |a| take(a, rows, None))
+    }
+
+    /// The rows `predicate` selects, with their watermarks, kinds and origin.
+    pub fn filter(&self, predicate: &FilterPredicate) -> crate::error::Result<Self> {
+        self.select(predicate.count(), |a| predicate.filter(a))
+    }
+
+    /// The `n` rows `pick` picks from each column, with their watermarks, kinds and origin.
+    fn select(
+        &self,
+        n: usize,
+        pick: impl Fn(&dyn Array) -> std::result::Result<ArrayRef, ArrowError>,
+    ) -> crate::error::Result<Self> {
         // a column that is another's (a projection's copies, e.g. a window's markers) is
-        // taken once
+        // picked from once
         let all = self.batch.columns();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(all.len());
         for (i, c) in all.iter().enumerate() {
             match all[..i].iter().position(|p| Arc::ptr_eq(p, c)) {
                 Some(j) => columns.push(Arc::clone(&columns[j])),
-                None => columns.push(take(c.as_ref(), rows, None)?),
+                None => columns.push(pick(c.as_ref())?),
             }
         }
-        let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+        let options = RecordBatchOptions::new().with_row_count(Some(n));
         let batch = RecordBatch::try_new_with_options(self.batch.schema(), columns, &options)?;
         let row_watermarks = match &self.row_watermarks {
-            Some(w) => Some(Arc::new(take(w.as_ref(), rows, None)?.as_primitive::<Int64Type>().clone())),
+            Some(w) => Some(Arc::new(pick(w.as_ref())?.as_primitive::<Int64Type>().clone())),
             None => None,
         };
         let kinds = match &self.kinds {
-            Some(k) => Some(Arc::new(take(k.as_ref(), rows, None)?.as_primitive::<Int8Type>().clone())),
+            Some(k) => Some(Arc::new(pick(k.as_ref())?.as_primitive::<Int8Type>().clone())),
             None => None,
         };
         let origin = match &self.origin {
             Some(o) => Some(Origin {
                 batch: Arc::clone(&o.batch),
-                rows: Arc::new(take(o.rows.as_ref(), rows, None)?.as_primitive::<UInt32Type>().clone()),
+                rows: Arc::new(pick(o.rows.as_ref())?.as_primitive::<UInt32Type>().clone()),
             }),
             None => None,
         };
@@ -222,6 +237,23 @@ mod tests {
         assert!(Arc::ptr_eq(t.batch.column(0), t.batch.column(2)), "one copy for both");
         assert_eq!(t.row_watermarks.unwrap().values().to_vec(), vec![8, 6]);
         assert_eq!(t.batch.schema(), b.batch.schema());
+    }
+
+    #[test]
+    fn filtered_rows_keep_their_watermarks_and_kinds_and_a_column_repeated_is_filtered_once() {
+        use datafusion_common::arrow::array::BooleanArray;
+        use datafusion_common::arrow::compute::FilterBuilder;
+        let x: ArrayRef = Arc::new(Int64Array::from(vec![10, 20, 30, 40]));
+        let batch = RecordBatch::try_from_iter([("x", Arc::clone(&x)), ("x2", x)]).unwrap();
+        let mut b = StreamBatch::new(batch);
+        b.row_watermarks = Some(Arc::new(Int64Array::from(vec![5, 6, 7, 8])));
+        b.kinds = Some(Arc::new(Int8Array::from(vec![0, 1, 2, 3])));
+        let predicate = FilterBuilder::new(&BooleanArray::from(vec![false, true, false, true])).build();
+        let f = b.filter(&predicate).unwrap();
+        assert_eq!(f.batch.column(0).as_primitive::<Int64Type>().values().to_vec(), vec![20, 40]);
+        assert!(Arc::ptr_eq(f.batch.column(0), f.batch.column(1)), "one copy for both");
+        assert_eq!(f.row_watermarks.unwrap().values().to_vec(), vec![6, 8]);
+        assert_eq!(f.kinds.unwrap().values().to_vec(), vec![1, 3]);
     }
 
     #[test]

@@ -17,7 +17,9 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 
-use datafusion_common::arrow::array::{ArrayRef, UInt32Array};
+use datafusion_common::arrow::array::{ArrayRef, BooleanArray};
+use datafusion_common::arrow::buffer::BooleanBuffer;
+use datafusion_common::arrow::compute::FilterBuilder;
 use datafusion_common::hash_utils::{create_hashes, RandomState};
 use datafusion_physical_expr::PhysicalExpr;
 use weir_plan::parallel::KEY_GROUPS;
@@ -195,6 +197,8 @@ pub(crate) struct Router {
     owners: Vec<u16>,
     /// The rows' hashes (a buffer reused from batch to batch).
     hashes: Vec<u64>,
+    /// The rows' targets (reused likewise).
+    dests: Vec<u16>,
 }
 
 /// Where a router sends its batches (watermarks, idleness and barriers go to every target).
@@ -226,7 +230,7 @@ impl Router {
     fn routing(targets: Vec<Link>, me: usize, route: Route) -> Self {
         let n = targets.len();
         let owners = (0..KEY_GROUPS as u32).map(|g| owner(g, n) as u16).collect();
-        Self { targets, me, route, owners, hashes: Vec::new() }
+        Self { targets, me, route, owners, hashes: Vec::new(), dests: Vec::new() }
     }
 
     /// Route `messages`; `false` once a target has gone (the query is stopping).
@@ -257,19 +261,20 @@ impl Router {
                             .map(|k| k.evaluate(&b.batch).and_then(|v| v.into_array(rows)))
                             .collect::<datafusion_common::Result<Vec<_>>>()?;
                         hash_keys(&arrays, rows, &mut self.hashes)?;
-                        // each row's index to its target's list, in one pass
-                        let room = rows / n + rows / (8 * n) + 64;
-                        let mut picked: Vec<Vec<u32>> = (0..n).map(|_| Vec::with_capacity(room)).collect();
-                        for (row, h) in self.hashes.iter().enumerate() {
-                            picked[self.owners[group_of(*h) as usize] as usize].push(row as u32);
-                        }
-                        if let Some(all) = picked.iter().position(|p| p.len() == rows) {
-                            out[all].push(Message::Data(b));
-                            continue;
-                        }
-                        for (target, rows_of) in picked.into_iter().enumerate() {
-                            if !rows_of.is_empty() {
-                                out[target].push(Message::Data(b.take(&UInt32Array::from(rows_of))?));
+                        // each row's target, then each target's rows selected from the batch
+                        self.dests.clear();
+                        self.dests.extend(self.hashes.iter().map(|h| self.owners[group_of(*h) as usize]));
+                        for (target, to) in out.iter_mut().enumerate() {
+                            let t = target as u16;
+                            let mask = BooleanBuffer::collect_bool(rows, |i| self.dests[i] == t);
+                            match mask.count_set_bits() {
+                                0 => {}
+                                all if all == rows => to.push(Message::Data(b.clone())),
+                                _ => {
+                                    let predicate =
+                                        FilterBuilder::new(&BooleanArray::new(mask, None)).optimize().build();
+                                    to.push(Message::Data(b.filter(&predicate)?));
+                                }
                             }
                         }
                     }

@@ -193,7 +193,8 @@ impl JoinOp {
             false => key_types.iter().map(|t| SortField::new(t.clone())).collect(),
         };
         let key_converter = RowConverter::new(key_fields)?;
-        let rows = [JoinRows::new(&spec.sides[LEFT])?, JoinRows::new(&spec.sides[RIGHT])?];
+        let hasher = ahash::RandomState::new();
+        let rows = [JoinRows::new(&spec.sides[LEFT], hasher.clone())?, JoinRows::new(&spec.sides[RIGHT], hasher)?];
         let filter = spec.filter.as_ref().map(|f| Residual::new(f, &spec.pairs)).transpose()?;
         Ok(Self {
             spec,
@@ -303,13 +304,15 @@ impl JoinOp {
         let until = self.until(side, batch)?;
 
         // candidate pairs, in the order of the incoming rows
+        // each key hashed once, for the other side's rows and its own (they share a hasher)
+        let hashes: Vec<u64> = (0..n).map(|i| self.rows[side].hash(keys.row(i).as_ref())).collect();
         let (mut probe, mut stored, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..n {
             if late[i] || null_key[i] {
                 continue;
             }
             scratch.clear();
-            self.rows[other].matches(keys.row(i).as_ref(), &mut scratch);
+            self.rows[other].matches(keys.row(i).as_ref(), hashes[i], &mut scratch);
             for s in &scratch {
                 probe.push(i as u32);
                 stored.push(*s);
@@ -441,7 +444,7 @@ impl JoinOp {
                     }
                     _ => None,
                 };
-                let slot = self.rows[side].insert(key.as_ref(), own, i, u);
+                let slot = self.rows[side].insert(key.as_ref(), hashes[i], own, i, u);
                 if let Some(k) = self.rows[side].get_mut(slot) {
                     k.matches = matches;
                 }

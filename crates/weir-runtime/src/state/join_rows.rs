@@ -37,8 +37,8 @@ use crate::error::{Result, RuntimeError};
 use crate::exec::metrics::StateSize;
 use crate::message::Nanos;
 
-/// Key bytes, inline when short.
-type Key = SmallVec<[u8; 24]>;
+/// Key bytes, inline when short (three 64-bit columns in the row format take 27).
+type Key = SmallVec<[u8; 32]>;
 
 /// A kept row.
 pub struct Kept {
@@ -126,12 +126,13 @@ pub struct Held {
 }
 
 impl JoinRows {
-    /// Empty state for rows of `schema`.
-    pub fn new(schema: &SchemaRef) -> Result<Self> {
+    /// Empty state for rows of `schema`, its keys hashed by `hasher` (both sides of a join
+    /// share one, so that a row's key is hashed once for both).
+    pub fn new(schema: &SchemaRef, hasher: RandomState) -> Result<Self> {
         Ok(Self {
             schema: Arc::clone(schema),
             index: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher,
             keys: Vec::new(),
             free_keys: Vec::new(),
             slots: Vec::new(),
@@ -219,22 +220,25 @@ impl JoinRows {
         }
     }
 
-    /// The number of `key` in `keys`, if it has rows.
-    fn find_key(&self, key: &[u8]) -> Option<u32> {
+    /// The hash of `key` that [`Self::matches`] and [`Self::insert`] take.
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The number of `key` (of hash `hash`) in `keys`, if it has rows.
+    fn find_key(&self, key: &[u8], hash: u64) -> Option<u32> {
         let keys = &self.keys;
-        let hash = self.hasher.hash_one(key);
         self.index
             .find(hash, |&k| keys[k as usize].as_ref().is_some_and(|r| r.hash == hash && &r.key[..] == key))
             .copied()
     }
 
-    /// The number of `key` in `keys`, added (without rows) if it has none.
-    fn key_number(&mut self, key: &[u8]) -> u32 {
-        if let Some(k) = self.find_key(key) {
+    /// The number of `key` (of hash `hash`) in `keys`, added (without rows) if it has none.
+    fn key_number(&mut self, key: &[u8], hash: u64) -> u32 {
+        if let Some(k) = self.find_key(key, hash) {
             return k;
         }
-        let rows = KeyRows { key: Key::from_slice(key), hash: self.hasher.hash_one(key), head: NONE, tail: NONE };
-        let hash = rows.hash;
+        let rows = KeyRows { key: Key::from_slice(key), hash, head: NONE, tail: NONE };
         let k = match self.free_keys.pop() {
             Some(k) => {
                 self.keys[k as usize] = Some(rows);
@@ -250,13 +254,13 @@ impl JoinRows {
         k
     }
 
-    /// Keep row `row` of a held batch under `key` until `until` (`None`: until
-    /// [`Self::schedule`] says).
-    pub fn insert(&mut self, key: &[u8], h: &Held, row: usize, until: Option<Nanos>) -> u32 {
+    /// Keep row `row` of a held batch under `key` (of [`Self::hash`] `hash`) until `until`
+    /// (`None`: until [`Self::schedule`] says).
+    pub fn insert(&mut self, key: &[u8], hash: u64, h: &Held, row: usize, until: Option<Nanos>) -> u32 {
         if let Some(Some(b)) = self.blocks.get_mut(h.block as usize) {
             b.live += 1;
         }
-        let k = self.key_number(key);
+        let k = self.key_number(key, hash);
         let tail = self.keys[k as usize].as_ref().map_or(NONE, |r| r.tail);
         let kept = Kept { block: h.block, row: row as u32, until: until.unwrap_or(Nanos::MAX), matches: 0 };
         let slot = match self.free.pop() {
@@ -303,9 +307,10 @@ impl JoinRows {
         self.slots.get(slot as usize).is_some_and(|s| s.generation == generation && s.kept.is_some())
     }
 
-    /// The slots of the rows kept under `key`, in the order they came.
-    pub fn matches(&self, key: &[u8], out: &mut Vec<u32>) {
-        let Some(k) = self.find_key(key) else { return };
+    /// The slots of the rows kept under `key` (of [`Self::hash`] `hash`), in the order they
+    /// came.
+    pub fn matches(&self, key: &[u8], hash: u64, out: &mut Vec<u32>) {
+        let Some(k) = self.find_key(key, hash) else { return };
         let mut s = self.keys[k as usize].as_ref().map_or(NONE, |r| r.head);
         while let Some(slot) = self.slots.get(s as usize) {
             out.push(s);
@@ -361,7 +366,7 @@ impl JoinRows {
     /// back): equal in every column, NULL equal to NULL.
     pub fn find_equal(&self, key: &[u8], h: &Held, i: usize) -> Result<Option<u32>> {
         let mut slots = Vec::new();
-        self.matches(key, &mut slots);
+        self.matches(key, self.hash(key), &mut slots);
         let Some(Some(incoming)) = self.blocks.get(h.block as usize) else { return Ok(None) };
         for s in slots {
             let Some(k) = self.get(s) else { continue };
@@ -464,7 +469,7 @@ impl JoinRows {
         let mut of_key = Vec::new();
         for r in self.keys.iter().flatten() {
             of_key.clear();
-            self.matches(&r.key, &mut of_key);
+            self.matches(&r.key, r.hash, &mut of_key);
             for s in &of_key {
                 let Some(k) = self.get(*s) else { continue };
                 keys.push(&r.key[..]);
@@ -506,7 +511,8 @@ impl JoinRows {
         let mut out = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let until = untils.value(i);
-            let slot = self.insert(keys.value(i), &h, i, (until != Nanos::MAX).then_some(until));
+            let key = keys.value(i);
+            let slot = self.insert(key, self.hash(key), &h, i, (until != Nanos::MAX).then_some(until));
             if let Some(k) = self.get_mut(slot) {
                 k.matches = matches.value(i);
             }
@@ -554,12 +560,13 @@ mod tests {
 
     #[test]
     fn kept_rows_are_gathered_from_the_batches_they_came_in() -> Result<()> {
-        let mut rows = JoinRows::new(&schema())?;
+        let mut rows = JoinRows::new(&schema(), RandomState::new())?;
         let mut slots = Vec::new();
         for (from, picks) in [(0, [1usize, 3]), (100, [0, 2]), (200, [4, 1])] {
             let h = rows.hold(&batch(from, 5))?;
             for i in picks {
-                slots.push(rows.insert(&(from + i as i64).to_le_bytes(), &h, i, Some(from)));
+                let key = (from + i as i64).to_le_bytes();
+                slots.push(rows.insert(&key, rows.hash(&key), &h, i, Some(from)));
             }
             rows.release(h);
         }
@@ -591,15 +598,20 @@ mod tests {
 
     #[test]
     fn a_keys_rows_are_found_in_the_order_they_came_until_each_is_forgotten() -> Result<()> {
-        let mut rows = JoinRows::new(&schema())?;
+        let mut rows = JoinRows::new(&schema(), RandomState::new())?;
         let h = rows.hold(&batch(0, 6))?;
         // two keys, one long enough to be stored out of line, rows of each interleaved
         let (a, b) = (b"a".to_vec(), vec![7u8; 40]);
-        let slots: Vec<u32> = (0..6).map(|i| rows.insert(if i % 2 == 0 { &a } else { &b }, &h, i, None)).collect();
+        let slots: Vec<u32> = (0..6)
+            .map(|i| {
+                let key = if i % 2 == 0 { &a } else { &b };
+                rows.insert(key, rows.hash(key), &h, i, None)
+            })
+            .collect();
         rows.release(h);
         let of = |rows: &JoinRows, key: &[u8]| {
             let mut out = Vec::new();
-            rows.matches(key, &mut out);
+            rows.matches(key, rows.hash(key), &mut out);
             out
         };
         assert_eq!(of(&rows, &a), vec![slots[0], slots[2], slots[4]]);
@@ -617,8 +629,8 @@ mod tests {
         assert!(of(&rows, &b).is_empty());
         assert_eq!((rows.index.len(), rows.size().rows), (1, 2));
         let h = rows.hold(&batch(10, 1))?;
-        let again = rows.insert(&b, &h, 0, None);
-        let next = rows.insert(&a, &h, 0, None);
+        let again = rows.insert(&b, rows.hash(&b), &h, 0, None);
+        let next = rows.insert(&a, rows.hash(&a), &h, 0, None);
         rows.release(h);
         assert_eq!((of(&rows, &b), of(&rows, &a)), (vec![again], vec![slots[0], slots[4], next]));
         assert_eq!(values(&rows.columns_of(&of(&rows, &a))?)[2], (10, Some("row 10".to_string())));
@@ -627,12 +639,13 @@ mod tests {
 
     #[test]
     fn a_small_slice_of_a_large_batch_is_copied_before_it_is_held() -> Result<()> {
-        let mut rows = JoinRows::new(&schema())?;
+        let mut rows = JoinRows::new(&schema(), RandomState::new())?;
         let big = batch(0, 100_000);
         let slice: Vec<ArrayRef> = big.iter().map(|c| c.slice(500, 10)).collect();
         let h = rows.hold(&slice)?;
-        rows.insert(&507i64.to_le_bytes(), &h, 7, None);
-        rows.insert(&508i64.to_le_bytes(), &h, 8, None);
+        for (key, row) in [(507i64, 7), (508, 8)] {
+            rows.insert(&key.to_le_bytes(), rows.hash(&key.to_le_bytes()), &h, row, None);
+        }
         rows.release(h);
         let whole: usize = big.iter().map(|c| c.get_array_memory_size()).sum();
         assert!(rows.size().bytes < whole as u64 / 10, "{} bytes held for 10 rows", rows.size().bytes);
