@@ -17,7 +17,7 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 
-use datafusion_common::arrow::array::{ArrayRef, BooleanArray};
+use datafusion_common::arrow::array::{ArrayRef, BooleanArray, UInt32Array};
 use datafusion_common::arrow::buffer::BooleanBuffer;
 use datafusion_common::arrow::compute::FilterBuilder;
 use datafusion_common::hash_utils::{create_hashes, RandomState};
@@ -25,7 +25,7 @@ use datafusion_physical_expr::PhysicalExpr;
 use weir_plan::parallel::KEY_GROUPS;
 
 use crate::error::{Result, RuntimeError};
-use crate::message::Message;
+use crate::message::{Message, StreamBatch};
 
 /// What one sender hands an instance at a time: its index among the instance's inputs, and
 /// messages in order or a checkpoint barrier.
@@ -185,6 +185,57 @@ pub(crate) fn owner(group: u32, instances: usize) -> usize {
     group as usize * instances / KEY_GROUPS
 }
 
+/// Up to this many targets, a hashed batch's rows are selected for each by a bit mask (one
+/// pass over the rows' targets per target, then a filter); with more, by the list of each
+/// target's rows (one pass, then a take).
+const MASKED_TARGETS: usize = 4;
+
+/// `b`'s rows to the targets `dests` names (one per row), each target's as one batch in `out`.
+fn split_by_masks(b: &StreamBatch, dests: &[u16], out: &mut [Vec<Message>]) -> Result<()> {
+    let rows = dests.len();
+    for (target, to) in out.iter_mut().enumerate() {
+        let t = target as u16;
+        let mask = BooleanBuffer::collect_bool(rows, |i| dests[i] == t);
+        match mask.count_set_bits() {
+            0 => {}
+            all if all == rows => to.push(Message::Data(b.clone())),
+            _ => {
+                let predicate = FilterBuilder::new(&BooleanArray::new(mask, None)).optimize().build();
+                to.push(Message::Data(b.filter(&predicate)?));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// As [`split_by_masks`], through the rows of each target listed in one pass.
+fn split_by_indices(b: &StreamBatch, dests: &[u16], out: &mut [Vec<Message>]) -> Result<()> {
+    let rows = dests.len();
+    // where each target's rows start in `order` (rows in order within a target)
+    let mut start = vec![0usize; out.len() + 1];
+    for d in dests {
+        start[*d as usize + 1] += 1;
+    }
+    for t in 1..start.len() {
+        start[t] += start[t - 1];
+    }
+    let mut next = start.clone();
+    let mut order = vec![0u32; rows];
+    for (row, d) in dests.iter().enumerate() {
+        order[next[*d as usize]] = row as u32;
+        next[*d as usize] += 1;
+    }
+    for (target, to) in out.iter_mut().enumerate() {
+        let mine = &order[start[target]..start[target + 1]];
+        match mine.len() {
+            0 => {}
+            all if all == rows => to.push(Message::Data(b.clone())),
+            _ => to.push(Message::Data(b.take(&UInt32Array::from_iter_values(mine.iter().copied()))?)),
+        }
+    }
+    Ok(())
+}
+
 /// Sends one instance's output on to the next stage.
 pub(crate) struct Router {
     /// One channel per instance of the next stage.
@@ -261,21 +312,12 @@ impl Router {
                             .map(|k| k.evaluate(&b.batch).and_then(|v| v.into_array(rows)))
                             .collect::<datafusion_common::Result<Vec<_>>>()?;
                         hash_keys(&arrays, rows, &mut self.hashes)?;
-                        // each row's target, then each target's rows selected from the batch
                         self.dests.clear();
                         self.dests.extend(self.hashes.iter().map(|h| self.owners[group_of(*h) as usize]));
-                        for (target, to) in out.iter_mut().enumerate() {
-                            let t = target as u16;
-                            let mask = BooleanBuffer::collect_bool(rows, |i| self.dests[i] == t);
-                            match mask.count_set_bits() {
-                                0 => {}
-                                all if all == rows => to.push(Message::Data(b.clone())),
-                                _ => {
-                                    let predicate =
-                                        FilterBuilder::new(&BooleanArray::new(mask, None)).optimize().build();
-                                    to.push(Message::Data(b.filter(&predicate)?));
-                                }
-                            }
+                        if n <= MASKED_TARGETS {
+                            split_by_masks(&b, &self.dests, &mut out)?;
+                        } else {
+                            split_by_indices(&b, &self.dests, &mut out)?;
                         }
                     }
                 },
@@ -327,37 +369,55 @@ mod tests {
 
     #[test]
     fn a_router_sends_each_row_once_to_the_owner_of_its_key_group() {
-        use crate::message::StreamBatch;
+        // (by masks up to MASKED_TARGETS targets, by row lists above)
+        for n in [2, 3, MASKED_TARGETS + 1, 7] {
+            routes_to_owners(n);
+        }
+    }
+
+    fn routes_to_owners(n: usize) {
         use datafusion_common::arrow::record_batch::RecordBatch;
         use datafusion_physical_expr::expressions::Column;
-        let (links, inboxes): (Vec<_>, Vec<_>) = (0..3).map(|_| channel(1)).unzip();
+        let (links, inboxes): (Vec<_>, Vec<_>) = (0..n).map(|_| channel(1)).unzip();
         let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
         let mut router = Router::new(links, 0, Some(vec![key]));
         let keys: ArrayRef = Arc::new(Int64Array::from_iter_values((0..10_000).map(|i| i % 5000)));
-        let batch = RecordBatch::try_from_iter([("k", keys)]).unwrap();
-        let groups = key_groups(&[Arc::clone(batch.column(0))], 10_000).unwrap();
-        assert!(router.send(vec![Message::Data(StreamBatch::new(batch)), Message::Watermark(7)]).unwrap());
-        let mut seen = 0;
+        let rows: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10_000));
+        let batch = RecordBatch::try_from_iter([("k", keys), ("row", rows)]).unwrap();
+        let mut b = StreamBatch::new(batch);
+        b.row_watermarks = Some(Arc::new(Int64Array::from_iter_values((0..10_000).map(|i| 2 * i))));
+        let groups = key_groups(&[Arc::clone(b.batch.column(0))], 10_000).unwrap();
+        assert!(router.send(vec![Message::Data(b), Message::Watermark(7)]).unwrap());
+        let mut seen = Vec::new();
         for (target, inbox) in inboxes.iter().enumerate() {
             let Ok((0, Packet::Messages(messages))) = inbox.rx.try_recv() else {
-                panic!("target {target} got nothing")
+                panic!("target {target} of {n} got nothing")
             };
             let [Message::Data(b), Message::Watermark(7)] = &messages[..] else { panic!("rows, then the watermark") };
             let k = b.batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
             for g in key_groups(&[Arc::clone(b.batch.column(0))], k.len()).unwrap() {
-                assert_eq!(owner(g, 3), target);
+                assert_eq!(owner(g, n), target);
             }
-            seen += k.len();
+            // each row with its own watermark, in the order they came
+            let row = b.batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+            let w = b.row_watermarks.as_ref().unwrap();
+            assert!(
+                (0..row.len()).all(|i| w.value(i) == 2 * row.value(i) && (i == 0 || row.value(i - 1) < row.value(i)))
+            );
+            seen.extend(row.values().iter().copied());
         }
-        assert_eq!(seen, 10_000);
-        assert!(groups.iter().any(|g| owner(*g, 3) == 0) && groups.iter().any(|g| owner(*g, 3) == 2));
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10_000).collect::<Vec<_>>(), "every row once");
+        assert!(groups.iter().any(|g| owner(*g, n) == 0) && groups.iter().any(|g| owner(*g, n) == n - 1));
         // a batch whose rows all belong to one target goes to it whole
         let one: ArrayRef = Arc::new(Int64Array::from(vec![5, 5, 5]));
         let batch = RecordBatch::try_from_iter([("k", one)]).unwrap();
-        let to = owner(key_groups(&[Arc::clone(batch.column(0))], 3).unwrap()[0], 3);
-        assert!(router.send(vec![Message::Data(StreamBatch::new(batch))]).unwrap());
+        let to = owner(key_groups(&[Arc::clone(batch.column(0))], 3).unwrap()[0], n);
+        let b = StreamBatch::new(batch);
+        let column = Arc::clone(b.batch.column(0));
+        assert!(router.send(vec![Message::Data(b)]).unwrap());
         let Ok((0, Packet::Messages(messages))) = inboxes[to].rx.try_recv() else { panic!("the owner got nothing") };
-        assert!(matches!(&messages[..], [Message::Data(b)] if b.batch.num_rows() == 3));
+        assert!(matches!(&messages[..], [Message::Data(b)] if Arc::ptr_eq(b.batch.column(0), &column)), "not copied");
         assert!(inboxes.iter().enumerate().all(|(t, i)| t == to || i.rx.try_recv().is_err()));
     }
 }
