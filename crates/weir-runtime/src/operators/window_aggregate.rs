@@ -41,6 +41,7 @@ use datafusion_common::arrow::datatypes::{DataType, FieldRef, Int64Type, Schema,
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion_common::ScalarValue;
 use datafusion_physical_expr::PhysicalExpr;
+use datafusion_physical_plan::aggregates::group_values::GroupValues;
 use weir_plan::{EarlyEmit, WindowColumn, WindowEmit, WindowSpec};
 
 use crate::error::{Result, RuntimeError};
@@ -163,6 +164,8 @@ pub struct WindowAggregateOp {
     fired_end: Option<Nanos>,
     out_watermark: Nanos,
     group_ids: Vec<usize>,
+    /// The groups of the window emitted last, emptied, for the next slice's partial.
+    spare_groups: Option<Box<dyn GroupValues>>,
     /// Allowed lateness (0: none).
     lateness: Nanos,
     early: EarlyEmit,
@@ -215,6 +218,7 @@ impl WindowAggregateOp {
             fired_end: None,
             out_watermark: NO_WATERMARK,
             group_ids: Vec::new(),
+            spare_groups: None,
             merging: None,
             node: 0,
         })
@@ -250,7 +254,7 @@ impl WindowAggregateOp {
             let slice = self.slices.entry(start).or_default();
             let partial = match &mut slice.live {
                 Some(p) => p,
-                None => slice.live.insert(self.aggregates.partial()?),
+                None => slice.live.insert(self.aggregates.partial_reusing(self.spare_groups.take())?),
             };
             let rows = (rows.len() != input.rows).then(|| UInt32Array::from(rows));
             match self.merging {
@@ -418,8 +422,9 @@ impl WindowAggregateOp {
         Ok(partial)
     }
 
-    fn emit(&self, start: Nanos, end: Nanos, partial: Partial) -> Result<RecordBatch> {
-        let (keys, values, n) = partial.evaluate()?;
+    fn emit(&mut self, start: Nanos, end: Nanos, partial: Partial) -> Result<RecordBatch> {
+        let (keys, values, n, groups) = partial.evaluate_keeping()?;
+        self.spare_groups = groups.or(self.spare_groups.take());
         if n == 0 {
             return Ok(RecordBatch::new_empty(Arc::clone(&self.output_schema)));
         }

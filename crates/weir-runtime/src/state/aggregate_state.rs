@@ -196,10 +196,16 @@ impl Aggregates {
 
     /// An empty partial.
     pub fn partial(&self) -> Result<Partial> {
-        let groups = if self.key_schema.fields().is_empty() {
-            None
-        } else {
-            Some(new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?)
+        self.partial_reusing(None)
+    }
+
+    /// An empty partial, its groups kept in `spare` when there is one (from
+    /// [`Partial::evaluate_keeping`]: emptied, its hash table the size the last one needed).
+    pub fn partial_reusing(&self, spare: Option<Box<dyn GroupValues>>) -> Result<Partial> {
+        let groups = match (self.key_schema.fields().is_empty(), spare) {
+            (true, _) => None,
+            (false, Some(spare)) => Some(spare),
+            (false, None) => Some(new_group_values(Arc::clone(&self.key_schema), &GroupOrdering::None)?),
         };
         Ok(Partial { groups, num_groups: 0, accumulators: self.accumulators()? })
     }
@@ -225,6 +231,10 @@ impl Aggregates {
 fn consecutive(rows: &[u32]) -> bool {
     rows.windows(2).all(|w| w[1] == w[0].wrapping_add(1))
 }
+
+/// A partial's final values: the key columns, the aggregate columns, the number of groups,
+/// and its groups emptied for reuse ([`Partial::evaluate_keeping`]).
+pub type Evaluated = (Vec<ArrayRef>, Vec<ArrayRef>, usize, Option<Box<dyn GroupValues>>);
 
 /// Groups and their accumulators, still updatable.
 pub struct Partial {
@@ -389,15 +399,34 @@ impl Partial {
         Ok(Frozen { keys, states, rows })
     }
 
+    /// As [`Self::evaluate`], also handing back its groups emptied, for the next partial of
+    /// about as many groups ([`Aggregates::partial_reusing`]: its hash table does not grow
+    /// again from nothing).
+    pub fn evaluate_keeping(self) -> Result<Evaluated> {
+        self.evaluated(true)
+    }
+
     /// Final values: the key columns, the aggregate columns and the number of groups.
-    pub fn evaluate(mut self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>, usize)> {
-        let rows = self.num_groups;
-        let keys = match &mut self.groups {
-            Some(g) if rows > 0 => g.emit(EmitTo::All)?,
+    pub fn evaluate(self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>, usize)> {
+        let (keys, values, rows, _) = self.evaluated(false)?;
+        Ok((keys, values, rows))
+    }
+
+    /// Final values, and its groups (emptied for reuse when `keep`).
+    fn evaluated(self, keep: bool) -> Result<Evaluated> {
+        let Self { mut groups, num_groups: rows, mut accumulators } = self;
+        let keys = match &mut groups {
+            Some(g) if rows > 0 => {
+                let keys = g.emit(EmitTo::All)?;
+                if keep {
+                    g.clear_shrink(rows);
+                }
+                keys
+            }
             _ => Vec::new(),
         };
-        let values = self.accumulators.iter_mut().map(|a| Ok(a.evaluate(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
-        Ok((keys, values, rows))
+        let values = accumulators.iter_mut().map(|a| Ok(a.evaluate(EmitTo::All)?)).collect::<Result<Vec<_>>>()?;
+        Ok((keys, values, rows, groups.filter(|_| keep)))
     }
 
     /// Number of groups.
