@@ -74,6 +74,9 @@ pub struct KafkaSource {
     /// Where the checkpoint's partitions end, in a bounded mode.
     resume_ends: BTreeMap<i32, i64>,
     next_discovery: Option<Instant>,
+    /// Until when reading partitions may wait for their leaders ([`LEADER_WAIT`] from when
+    /// their reading starts).
+    leader_deadline: std::cell::Cell<Instant>,
     /// When to commit the offsets handed on to the consumer group next (with a group).
     next_commit: Option<Instant>,
     bad_rows: BadRows,
@@ -108,16 +111,26 @@ fn started() -> bool {
     true
 }
 
-/// How long a query waits for a partition that has no leader for now.
+/// How long a query waits, when it starts reading, for partitions that have no leader for now.
 const LEADER_WAIT: Duration = Duration::from_secs(60);
 
-/// Whether `e` says a partition has no leader for now (a broker restarting, a leader
-/// election), which passes, unlike an unreachable broker or a missing topic.
-fn leaderless(e: &KafkaError) -> bool {
+/// Whether `code` says a partition has no leader for now, or its leader did not answer (a
+/// broker restarting, a leader election): it passes, unlike a broker that never answered
+/// (the topic's metadata fails first, within [`CONNECT_TIMEOUT`]) or a missing topic.
+fn leaderless(code: Option<RDKafkaErrorCode>) -> bool {
     use RDKafkaErrorCode as C;
     matches!(
-        e.rdkafka_error_code(),
-        Some(C::UnknownPartition | C::LeaderNotAvailable | C::NotLeaderForPartition | C::FencedLeaderEpoch)
+        code,
+        Some(
+            C::UnknownPartition
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::FencedLeaderEpoch
+                | C::AllBrokersDown
+                | C::BrokerTransportFailure
+                | C::OperationTimedOut
+                | C::RequestTimedOut
+        )
     )
 }
 
@@ -224,6 +237,7 @@ impl KafkaSource {
             resume: None,
             resume_ends: BTreeMap::new(),
             next_discovery: None,
+            leader_deadline: std::cell::Cell::new(Instant::now() + LEADER_WAIT),
             next_commit: None,
             bad_rows: BadRows::with_policy(&options.bad_rows, &ctx.metrics),
             options,
@@ -288,20 +302,28 @@ impl KafkaSource {
 
     /// The offset of the first record at or after `millis` in each of `ids` (the end when none).
     fn offsets_at(&self, ids: &[i32], millis: i64) -> Result<BTreeMap<i32, i64>> {
+        // (an instance of a parallel run may own none of the partitions: nothing to ask)
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         let mut tpl = TopicPartitionList::new();
         for id in ids {
             tpl.add_partition_offset(&self.topic, *id, Offset::Offset(millis)).map_err(|e| self.err(e))?;
         }
-        let deadline = Instant::now() + LEADER_WAIT;
         let found = loop {
-            match self.consumer.offsets_for_times(tpl.clone(), CONNECT_TIMEOUT) {
-                Ok(found) => break found,
-                Err(e) if leaderless(&e) && Instant::now() < deadline => {
-                    tracing::info!(topic = %self.topic, error = %e, "waiting for a leader");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => return Err(self.err(e)),
+            // (a partition without a leader fails the whole request when none has one, else
+            // only its own entry, which keeps the time asked for)
+            let waiting = match self.consumer.offsets_for_times(tpl.clone(), CONNECT_TIMEOUT) {
+                Ok(found) => match found.elements().iter().find_map(|p| p.error().err()) {
+                    None => break found,
+                    Some(e) => e,
+                },
+                Err(e) => e,
+            };
+            if !(leaderless(waiting.rdkafka_error_code()) && self.may_wait()) {
+                return Err(self.err(waiting));
             }
+            tracing::info!(topic = %self.topic, error = %waiting, "waiting for a leader");
         };
         let mut out = BTreeMap::new();
         for id in ids {
@@ -315,20 +337,28 @@ impl KafkaSource {
     }
 
     /// The low and high offsets of partition `id`. A partition without a leader for now (a
-    /// broker restarting, a leader election) is asked again until [`LEADER_WAIT`] has passed,
-    /// as Kafka's Java clients wait for metadata, rather than failing the query.
+    /// broker restarting, a leader election) is asked again until the reading's
+    /// [`LEADER_WAIT`] has passed, as Kafka's Java clients wait for metadata, rather than
+    /// failing the query.
     fn watermarks(&self, id: i32) -> Result<(i64, i64)> {
-        let deadline = Instant::now() + LEADER_WAIT;
         loop {
             match self.consumer.fetch_watermarks(&self.topic, id, CONNECT_TIMEOUT) {
                 Ok(w) => return Ok(w),
-                Err(e) if leaderless(&e) && Instant::now() < deadline => {
+                Err(e) if leaderless(e.rdkafka_error_code()) && self.may_wait() => {
                     tracing::info!(topic = %self.topic, partition = id, error = %e, "waiting for a leader");
-                    std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(e) => return Err(self.err(e)),
             }
         }
+    }
+
+    /// Whether reading may still wait for partitions without a leader (after a pause).
+    fn may_wait(&self) -> bool {
+        if Instant::now() >= self.leader_deadline.get() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        true
     }
 
     /// Where each of `ids` starts: a checkpoint's offset, else the startup mode's (`fresh`:
@@ -400,6 +430,7 @@ impl KafkaSource {
 
     /// Start reading `ids` (all of them at first; partitions added to the topic later).
     fn assign(&mut self, ids: &[i32], fresh: bool) -> Result<()> {
+        self.leader_deadline.set(Instant::now() + LEADER_WAIT);
         let starts = self.start_offsets(ids, fresh)?;
         let ends = self.end_offsets(ids)?;
         let mut tpl = TopicPartitionList::new();

@@ -305,6 +305,8 @@ impl Router {
                             return Err(RuntimeError::Internal("a router's target is not among its targets".into()))
                         }
                     },
+                    // (an empty batch to the first, as before rows are hashed)
+                    Route::Hash(_) if b.batch.num_rows() == 0 => out[0].push(Message::Data(b)),
                     Route::Hash(keys) => {
                         let rows = b.batch.num_rows();
                         let arrays = keys
