@@ -209,11 +209,26 @@ fn bounds<T: ArrowTimestampType>(ts: &ArrayRef, size: i64, bound: Bound) -> Resu
         return exec_err!("window functions need a TIMESTAMP argument");
     };
     let offset = if bound == Bound::End { size } else { 0 };
-    let out: PrimitiveArray<T> = ts.try_unary(|t| {
-        t.checked_sub(t.rem_euclid(size)).and_then(|start| start.checked_add(offset)).ok_or_else(|| {
-            datafusion_common::arrow::error::ArrowError::ComputeError(format!("the window of time {t} is out of range"))
-        })
-    })?;
+    let out_of_range = |t: i64| DataFusionError::Execution(format!("the window of time {t} is out of range"));
+    // times come about in order: a time in the window of the row before takes its bound
+    // without dividing again; `[lo, hi)` is that window (empty at first)
+    let (mut lo, mut hi, mut last) = (i64::MAX, i64::MIN, 0);
+    let mut out = Vec::with_capacity(ts.len());
+    for (i, &t) in ts.values().iter().enumerate() {
+        if lo <= t && t < hi {
+            out.push(last);
+            continue;
+        }
+        if ts.is_null(i) {
+            out.push(0);
+            continue;
+        }
+        let start = t.checked_sub(t.rem_euclid(size)).ok_or_else(|| out_of_range(t))?;
+        last = start.checked_add(offset).ok_or_else(|| out_of_range(t))?;
+        (lo, hi) = (start, start.saturating_add(size));
+        out.push(last);
+    }
+    let out = PrimitiveArray::<T>::new(out.into(), ts.nulls().cloned());
     Ok(Arc::new(out.with_timezone_opt(ts.timezone())))
 }
 
@@ -299,6 +314,38 @@ mod tests {
         let end = end.as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
         assert_eq!(start.iter().collect::<Vec<_>>(), vec![Some(0), Some(0), Some(10_000), Some(-10_000), None]);
         assert_eq!(end.iter().collect::<Vec<_>>(), vec![Some(10_000), Some(10_000), Some(20_000), Some(0), None]);
+    }
+
+    #[test]
+    fn bounds_of_times_in_any_order_are_each_times_window() {
+        // runs of times in one window, out of order, around zero, NULLs between
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let times: Vec<Option<i64>> = (0..5000)
+            .map(|i| match next() % 10 {
+                0 => None,
+                1 => Some((next() % 2_000_000) as i64 - 1_000_000),
+                _ => Some(i * 37 - 90_000),
+            })
+            .collect();
+        let ts: ArrayRef = Arc::new(TimestampMillisecondArray::from(times.clone()));
+        for (bound, offset) in [(Bound::Start, 0), (Bound::End, 10_000)] {
+            let got = tumble_bounds(&ts, 10_000_000_000, bound).unwrap();
+            let got = got.as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
+            let expected: Vec<Option<i64>> =
+                times.iter().map(|t| t.map(|t| t - t.rem_euclid(10_000) + offset)).collect();
+            assert_eq!(got.iter().collect::<Vec<_>>(), expected);
+        }
+        // a window past the end of time is an error, not a wrong bound
+        let edge: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![Some(i64::MAX - 5), Some(i64::MAX)]));
+        assert!(tumble_bounds(&edge, 10_000_000_000, Bound::End).is_err());
+        let low: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![Some(i64::MIN + 5)]));
+        assert!(tumble_bounds(&low, 10_000_000_000, Bound::Start).is_err());
     }
 
     #[test]

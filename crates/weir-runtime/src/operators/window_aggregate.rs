@@ -164,8 +164,11 @@ pub struct WindowAggregateOp {
     fired_end: Option<Nanos>,
     out_watermark: Nanos,
     group_ids: Vec<usize>,
-    /// The groups of the window emitted last, emptied, for the next slice's partial.
-    spare_groups: Option<Box<dyn GroupValues>>,
+    /// The groups of the windows emitted last, emptied, for the next slices' partials: as
+    /// many as keep the slices open and these at most at the most slices open so far (a batch
+    /// may span many windows), so they hold no more than the state held at its peak.
+    spare_groups: Vec<Box<dyn GroupValues>>,
+    most_slices: usize,
     /// Allowed lateness (0: none).
     lateness: Nanos,
     early: EarlyEmit,
@@ -218,7 +221,8 @@ impl WindowAggregateOp {
             fired_end: None,
             out_watermark: NO_WATERMARK,
             group_ids: Vec::new(),
-            spare_groups: None,
+            spare_groups: Vec::new(),
+            most_slices: 0,
             merging: None,
             node: 0,
         })
@@ -254,7 +258,7 @@ impl WindowAggregateOp {
             let slice = self.slices.entry(start).or_default();
             let partial = match &mut slice.live {
                 Some(p) => p,
-                None => slice.live.insert(self.aggregates.partial_reusing(self.spare_groups.take())?),
+                None => slice.live.insert(self.aggregates.partial_reusing(self.spare_groups.pop())?),
             };
             let rows = (rows.len() != input.rows).then(|| UInt32Array::from(rows));
             match self.merging {
@@ -424,7 +428,9 @@ impl WindowAggregateOp {
 
     fn emit(&mut self, start: Nanos, end: Nanos, partial: Partial) -> Result<RecordBatch> {
         let (keys, values, n, groups) = partial.evaluate_keeping()?;
-        self.spare_groups = groups.or(self.spare_groups.take());
+        if let Some(groups) = groups.filter(|_| self.spare_groups.len() + self.slices.len() < self.most_slices) {
+            self.spare_groups.push(groups);
+        }
         if n == 0 {
             return Ok(RecordBatch::new_empty(Arc::clone(&self.output_schema)));
         }
@@ -440,6 +446,7 @@ impl WindowAggregateOp {
     /// that ended less than the allowed lateness ago are retained (they emit when corrected).
     fn open_slice(&mut self, start: Nanos, watermark: Nanos) {
         self.slices.entry(start).or_default();
+        self.most_slices = self.most_slices.max(self.slices.len());
         for w in self.assigner.windows(start) {
             if w.1 > watermark {
                 self.pending.insert((w.1, w.0));
@@ -493,6 +500,7 @@ impl Operator for WindowAggregateOp {
                 size.bytes += f.size() as u64;
             }
         }
+        size.bytes += self.spare_groups.iter().map(|g| g.size() as u64).sum::<u64>();
         size
     }
 

@@ -419,7 +419,8 @@ impl Partial {
             Some(g) if rows > 0 => {
                 let keys = g.emit(EmitTo::All)?;
                 if keep {
-                    g.clear_shrink(rows);
+                    // (room for a quarter more groups: the next window's count varies)
+                    g.clear_shrink(rows + rows / 4);
                 }
                 keys
             }
