@@ -56,6 +56,9 @@ use crate::state::checkpoint::OperatorSnapshot;
 
 const MILLI: Nanos = 1_000_000;
 
+/// The most emptied group sets a window aggregate keeps for its next slices.
+const SPARE_GROUPS: usize = 32;
+
 /// How the operator finds each row's window, and where the window bounds go in its output.
 pub struct WindowLayout {
     /// Evaluates to a time inside the row's window(s) once `time_offset` is added.
@@ -164,9 +167,9 @@ pub struct WindowAggregateOp {
     fired_end: Option<Nanos>,
     out_watermark: Nanos,
     group_ids: Vec<usize>,
-    /// The groups of the windows emitted last, emptied, for the next slices' partials: as
-    /// many as keep the slices open and these at most at the most slices open so far (a batch
-    /// may span many windows), so they hold no more than the state held at its peak.
+    /// The groups of the one-slice windows emitted last, emptied, for the next slices'
+    /// partials: as many as keep the slices open and these at most at the most slices open so
+    /// far (a batch may span many windows), and at most [`SPARE_GROUPS`].
     spare_groups: Vec<Box<dyn GroupValues>>,
     most_slices: usize,
     /// Allowed lateness (0: none).
@@ -336,7 +339,7 @@ impl WindowAggregateOp {
     fn refresh(&mut self, (end, start): WindowId, out: &mut Vec<Message>) -> Result<()> {
         self.dirty.remove(&(end, start));
         let partial = self.window_partial(start, end)?;
-        let batch = self.emit(start, end, partial)?;
+        let batch = self.emit(start, end, partial, false)?;
         if let Some(changes) = self.changes.as_mut().map(|c| c.update((end, start), batch)).transpose()?.flatten() {
             out.push(Message::Data(changes));
         }
@@ -403,16 +406,18 @@ impl WindowAggregateOp {
     /// Evaluate a window for its one emission (not in changelog mode): a window that is one
     /// slice takes the slice's state; others merge their slices' frozen partials.
     fn fire(&mut self, start: Nanos, end: Nanos) -> Result<RecordBatch> {
-        let partial = if self.assigner.single_slice_windows() {
+        // (only a slice's own groups are kept for the next slices: a window merged from
+        // several holds theirs all)
+        let (partial, keep) = if self.assigner.single_slice_windows() {
             match self.slices.remove(&start) {
-                Some(Slice { live: Some(p), frozen }) if frozen.is_empty() => p,
-                Some(slice) => self.merged(std::iter::once(slice))?,
-                None => self.aggregates.partial()?,
+                Some(Slice { live: Some(p), frozen }) if frozen.is_empty() => (p, true),
+                Some(slice) => (self.merged(std::iter::once(slice))?, false),
+                None => (self.aggregates.partial()?, false),
             }
         } else {
-            self.window_partial(start, end)?
+            (self.window_partial(start, end)?, false)
         };
-        self.emit(start, end, partial)
+        self.emit(start, end, partial, keep)
     }
 
     fn merged(&mut self, slices: impl Iterator<Item = Slice>) -> Result<Partial> {
@@ -426,11 +431,19 @@ impl WindowAggregateOp {
         Ok(partial)
     }
 
-    fn emit(&mut self, start: Nanos, end: Nanos, partial: Partial) -> Result<RecordBatch> {
-        let (keys, values, n, groups) = partial.evaluate_keeping()?;
-        if let Some(groups) = groups.filter(|_| self.spare_groups.len() + self.slices.len() < self.most_slices) {
-            self.spare_groups.push(groups);
-        }
+    /// The window's result; its groups, emptied, kept for the next slices when `keep`.
+    fn emit(&mut self, start: Nanos, end: Nanos, partial: Partial, keep: bool) -> Result<RecordBatch> {
+        let (keys, values, n) = if keep {
+            let (keys, values, n, groups) = partial.evaluate_keeping()?;
+            let spares = self.spare_groups.len();
+            let room = spares < SPARE_GROUPS && spares + self.slices.len() < self.most_slices;
+            if let Some(groups) = groups.filter(|_| room) {
+                self.spare_groups.push(groups);
+            }
+            (keys, values, n)
+        } else {
+            partial.evaluate()?
+        };
         if n == 0 {
             return Ok(RecordBatch::new_empty(Arc::clone(&self.output_schema)));
         }
@@ -697,6 +710,7 @@ impl Operator for WindowAggregateOp {
                 self.slices.entry(start).or_default().frozen.push(frozen);
             }
         }
+        self.most_slices = self.most_slices.max(self.slices.len());
         if let (Some(changes), Some(emitted)) = (&mut self.changes, snapshot.take("emitted")) {
             changes.restore_batch(&emitted, |a, b| (a, b))?;
         }
