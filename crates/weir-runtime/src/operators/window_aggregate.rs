@@ -322,6 +322,10 @@ impl WindowAggregateOp {
                 }
             }
         }
+        if watermark == Nanos::MAX {
+            // the end of the input: no slice comes any more
+            self.spare_groups.clear();
+        }
         let open = (self.pending.len() + self.retained.len()) as u64;
         Metrics::gauge(&self.metrics.open_windows, &mut self.open_reported, open);
         Ok(())
