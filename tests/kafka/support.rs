@@ -58,14 +58,19 @@ pub fn consolidate(lines: &[String]) -> Vec<String> {
     rows.into_iter().filter(|(_, n)| *n > 0).map(|(r, _)| r).collect()
 }
 
-/// Run `sql` (an unbounded query) for `seconds`, then kill it; its stdout.
-pub fn run_for(sql: &str, seconds: u64) -> String {
-    let mut child = weir()
+/// `sql` (an unbounded query) started, its CSV on a pipe.
+fn start(sql: &str) -> std::process::Child {
+    weir()
         .args(["run", "--format", "csv", "--quiet", "-e", sql])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("weir starts");
+        .expect("weir starts")
+}
+
+/// Run `sql` (an unbounded query) for `seconds`, then kill it; its stdout.
+pub fn run_for(sql: &str, seconds: u64) -> String {
+    let mut child = start(sql);
     std::thread::sleep(Duration::from_secs(seconds));
     let _ = child.kill();
     let out = child.wait_with_output().expect("waits");
@@ -76,12 +81,7 @@ pub fn run_for(sql: &str, seconds: u64) -> String {
 /// `seconds` (a busy machine may take long), then kill it; its stdout.
 pub fn run_until(sql: &str, seconds: u64, done: impl Fn(&str) -> bool) -> String {
     use std::io::Read;
-    let mut child = weir()
-        .args(["run", "--format", "csv", "--quiet", "-e", sql])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
+    let mut child = start(sql);
     let mut stdout = child.stdout.take().expect("piped");
     let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let reader = {

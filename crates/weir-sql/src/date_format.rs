@@ -262,8 +262,8 @@ fn format_with<T: ArrowTimestampType>(times: &dyn Array, items: &[Item<'_>], wid
     // times in the same day (minute, …) as the row before print the same text, copied: event
     // times come about in order
     let period = granularity(items).map(|g| g / unit);
-    let mut last: Option<(i64, String)> = None;
-    let mut text = String::new();
+    // the period of the row before, and its text
+    let (mut last, mut text) = (None, String::new());
     // (each value written straight into the builder's buffer, then committed as one)
     let mut out = StringBuilder::with_capacity(times.len(), times.len() * (width + 10));
     for (i, t) in times.values().iter().enumerate() {
@@ -278,16 +278,13 @@ fn format_with<T: ArrowTimestampType>(times: &dyn Array, items: &[Item<'_>], wid
             continue;
         };
         let at = t.div_euclid(period);
-        match &mut last {
-            Some((p, s)) if *p == at => out.append_value(s.as_str()),
-            _ => {
-                let time = as_datetime::<T>(*t)?;
-                text.clear();
-                write!(text, "{}", time.format_with_items(items.iter())).ok()?;
-                out.append_value(&text);
-                last = Some((at, text.clone()));
-            }
+        if last != Some(at) {
+            let time = as_datetime::<T>(*t)?;
+            text.clear();
+            write!(text, "{}", time.format_with_items(items.iter())).ok()?;
+            last = Some(at);
         }
+        out.append_value(&text);
     }
     Some(Arc::new(out.finish()))
 }
