@@ -736,6 +736,18 @@ fn bench_nexmark_prints_a_line_per_query_and_json() {
     assert_eq!(results[0]["cores_allowed"], 1, "{results}");
     assert_eq!(results[1]["cores_allowed"], cores.min(2), "{results}");
     assert_eq!(results[0]["output_rows"], results[1]["output_rows"], "{results}");
+    let rounds: Vec<u64> = (0..6).map(|i| results[i]["round"].as_u64().expect("a round")).collect();
+    assert_eq!(rounds, [1, 1, 2, 2, 3, 3], "{results}");
+    assert!(results[0].get("speedup").is_none() && results[1]["speedup"].as_f64().is_some(), "{results}");
+    let medians = results.as_array().expect("an array")[6..].to_vec();
+    assert_eq!(medians.len(), 2, "{results}");
+    for (m, par) in medians.iter().zip([1, 2]) {
+        assert_eq!((m["median_of"].as_u64(), m["parallelism"].as_u64()), (Some(3), Some(par)), "{results}");
+        // the median round's own run
+        let r = m["round"].as_u64().expect("its round") as usize;
+        assert_eq!(m["events_per_second"], results[2 * (r - 1) + par as usize - 1]["events_per_second"], "{results}");
+    }
+    assert!(medians[1]["speedup"].as_f64().is_some_and(|s| s > 0.0), "{results}");
     let text = stdout(&out);
     let after: Vec<&str> = text.lines().skip_while(|l| *l != "q1: the median of 3 rounds").collect();
     assert_eq!(after.len(), 3, "{text}");

@@ -3,7 +3,8 @@
 //! its own, results to a sink that only counts them. Prints one line per query: events per
 //! second of wall time, per core used (events over CPU time, generation included), peak
 //! resident memory, the rows the sources produced and output rows; `--json FILE` writes the
-//! same as JSON for tracking.
+//! same as JSON for tracking (every run with its round and speed-up, then with `--repeat` each
+//! parallelism's median round).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -153,6 +154,17 @@ pub struct Measurement {
     /// Why the query did not run to the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The round it ran in, from 1 (`--repeat`: each round runs every parallelism in turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
+    /// Its events/s over those of its round's run at the first parallelism asked for; on a
+    /// median entry, the median of the rounds' speed-ups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speedup: Option<f64>,
+    /// On the entries after a query's rounds (`--repeat N`, N > 1), one per parallelism: N.
+    /// The entry is that parallelism's median round (by events/s; `round` says which).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_of: Option<u32>,
 }
 
 /// CPU time used by this process so far, in seconds.
@@ -233,7 +245,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
     for q in selected {
         // per parallelism, each round's measurement and speed-up
         let mut rounds: Vec<Vec<(Measurement, Option<f64>)>> = vec![Vec::new(); args.parallelism.len()];
-        for _ in 0..args.repeat {
+        for round in 1..=args.repeat {
             let mut first: Option<f64> = None;
             for (i, n) in args.parallelism.iter().enumerate() {
                 let mut cmd = Command::new(&exe);
@@ -246,7 +258,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
                 if args.pin_cores {
                     pin(&mut cmd, *n);
                 }
-                let m = match cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
+                let mut m = match cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output() {
                     Ok(out) => match serde_json::from_slice::<Measurement>(&out.stdout) {
                         Ok(m) => m,
                         Err(_) => failure(q, args.events, format!("the query's process ended with {}", out.status)),
@@ -260,6 +272,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
                     first = m.error.is_none().then_some(m.events_per_second);
                 }
                 print_line(&m, kafka.is_some(), speedup);
+                (m.round, m.speedup) = (Some(round), speedup);
                 rounds[i].push((m.clone(), speedup));
                 results.push(m);
             }
@@ -267,8 +280,10 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
         if args.repeat > 1 {
             outln!("{q}: the median of {} rounds", args.repeat);
             for runs in &rounds {
-                if let Some((m, speedup)) = median(runs) {
+                if let Some((mut m, speedup)) = median(runs) {
                     print_line(&m, kafka.is_some(), speedup);
+                    (m.speedup, m.median_of) = (speedup, Some(args.repeat));
+                    results.push(m);
                 }
             }
         }
@@ -350,6 +365,9 @@ fn failure(query: &str, events: u64, error: String) -> Measurement {
         parallelism: 1,
         cores_allowed: 0,
         error: Some(error),
+        round: None,
+        speedup: None,
+        median_of: None,
     }
 }
 
@@ -526,5 +544,8 @@ fn measure(query: &str, sql: &str, events: u64, settings: &Settings) -> Result<M
         parallelism: settings.parallelism(),
         cores_allowed: cores(),
         error: None,
+        round: None,
+        speedup: None,
+        median_of: None,
     })
 }
