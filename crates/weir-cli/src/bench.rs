@@ -243,8 +243,8 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
     let mut results = Vec::new();
     let mut failed = false;
     for q in selected {
-        // per parallelism, each round's measurement and speed-up
-        let mut rounds: Vec<Vec<(Measurement, Option<f64>)>> = vec![Vec::new(); args.parallelism.len()];
+        // per parallelism, each round's measurement (with its speed-up)
+        let mut rounds: Vec<Vec<Measurement>> = vec![Vec::new(); args.parallelism.len()];
         for round in 1..=args.repeat {
             let mut first: Option<f64> = None;
             for (i, n) in args.parallelism.iter().enumerate() {
@@ -271,18 +271,18 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
                 if i == 0 {
                     first = m.error.is_none().then_some(m.events_per_second);
                 }
-                print_line(&m, kafka.is_some(), speedup);
                 (m.round, m.speedup) = (Some(round), speedup);
-                rounds[i].push((m.clone(), speedup));
+                print_line(&m, kafka.is_some());
+                rounds[i].push(m.clone());
                 results.push(m);
             }
         }
         if args.repeat > 1 {
             outln!("{q}: the median of {} rounds", args.repeat);
             for runs in &rounds {
-                if let Some((mut m, speedup)) = median(runs) {
-                    print_line(&m, kafka.is_some(), speedup);
-                    (m.speedup, m.median_of) = (speedup, Some(args.repeat));
+                if let Some(mut m) = median(runs) {
+                    m.median_of = Some(args.repeat);
+                    print_line(&m, kafka.is_some());
                     results.push(m);
                 }
             }
@@ -298,15 +298,16 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, ExitCode> {
     Ok(if failed { ExitCode::from(EXIT_RUNTIME) } else { ExitCode::SUCCESS })
 }
 
-/// The run of median events/s among `runs` that did not fail, with the median of their
-/// speed-ups; `None` when every one failed.
-fn median(runs: &[(Measurement, Option<f64>)]) -> Option<(Measurement, Option<f64>)> {
-    let mut ok: Vec<&(Measurement, Option<f64>)> = runs.iter().filter(|(m, _)| m.error.is_none()).collect();
-    ok.sort_by(|a, b| a.0.events_per_second.total_cmp(&b.0.events_per_second));
-    let middle = ok.get(ok.len() / 2)?;
-    let mut speedups: Vec<f64> = ok.iter().filter_map(|(_, s)| *s).collect();
+/// The run of median events/s among `runs` that did not fail, its speed-up the median of
+/// theirs; `None` when every one failed.
+fn median(runs: &[Measurement]) -> Option<Measurement> {
+    let mut ok: Vec<&Measurement> = runs.iter().filter(|m| m.error.is_none()).collect();
+    ok.sort_by(|a, b| a.events_per_second.total_cmp(&b.events_per_second));
+    let mut middle = (*ok.get(ok.len() / 2)?).clone();
+    let mut speedups: Vec<f64> = ok.iter().filter_map(|m| m.speedup).collect();
     speedups.sort_by(f64::total_cmp);
-    Some((middle.0.clone(), speedups.get(speedups.len() / 2).copied()))
+    middle.speedup = speedups.get(speedups.len() / 2).copied();
+    Some(middle)
 }
 
 /// Let the query's process run on the first `n` of the cores this one may use.
@@ -371,7 +372,7 @@ fn failure(query: &str, events: u64, error: String) -> Measurement {
     }
 }
 
-fn print_line(m: &Measurement, kafka: bool, speedup: Option<f64>) {
+fn print_line(m: &Measurement, kafka: bool) {
     if let Some(e) = &m.error {
         outln!("{:<6} failed: {e}", m.query);
         return;
@@ -381,7 +382,7 @@ fn print_line(m: &Measurement, kafka: bool, speedup: Option<f64>) {
         Some(t) => format!("{} MISSED", human_rate(t)),
         None => String::new(),
     };
-    let speedup = speedup.map(|x| format!("{x:.2}x")).unwrap_or_default();
+    let speedup = m.speedup.map(|x| format!("{x:.2}x")).unwrap_or_default();
     outln!(
         "{:<6} {:>4} {:>12} {:>14} {:>7.2} {:>10} {:>12} {:>12} {:>8.2}s {:>8}  {target}",
         m.query,
