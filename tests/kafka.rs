@@ -479,7 +479,7 @@ fn an_idle_partition_stops_holding_the_watermark_back() {
         rows
     };
     // partition 0 keeps getting records while the query runs (as in Flink, a partition with
-    // no records for the timeout is idle; when every one is, the watermark stays)
+    // no records for the timeout is idle)
     let trickle = |seconds: u64| {
         let t = t.clone();
         std::thread::spawn(move || {

@@ -173,7 +173,8 @@ struct SplitWatermark {
 }
 
 /// Per-split watermarks (see [`Source::split`]): the source's watermark is the minimum over
-/// the splits that brought rows within `idle` (all of them without an idle timeout).
+/// the splits that brought rows within `idle` (all of them without an idle timeout), or the
+/// highest of all while every split is idle.
 struct SplitWatermarks {
     /// The source has said it reads splits.
     on: bool,
@@ -197,9 +198,12 @@ impl SplitWatermarks {
             .unwrap_or(Nanos::MAX)
     }
 
-    /// The source's watermark: the minimum over the active splits (none: no watermark).
+    /// The source's watermark: the minimum over the active splits; every split idle, the
+    /// highest of theirs (as a merge of inputs, see [`crate::exec::watermark_merge`]), so it
+    /// does not matter which split fell quiet last.
     fn combined(&self, now: Instant) -> Nanos {
-        self.active(now).map(|(_, s)| s.generator.current()).min().unwrap_or(NO_WATERMARK)
+        let active = self.active(now).map(|(_, s)| s.generator.current()).min();
+        active.unwrap_or_else(|| self.splits.values().map(|s| s.generator.current()).max().unwrap_or(NO_WATERMARK))
     }
 
     /// The source reads `ids` now: splits it no longer reads stop holding the watermark back.
@@ -438,8 +442,11 @@ mod tests {
     use datafusion_common::arrow::array::TimestampNanosecondArray;
     use datafusion_common::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
-    /// Batches of event times, each from a split.
+    /// Batches of event times, each from a split ([`NONE`]: an empty batch of none, as a
+    /// source with nothing to read returns).
     struct Splits(Vec<(u32, Vec<i64>)>, Option<u32>);
+
+    const NONE: u32 = u32::MAX;
 
     impl Source for Splits {
         fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
@@ -447,7 +454,7 @@ mod tests {
                 return Ok(None);
             }
             let (split, times) = self.0.remove(0);
-            self.1 = Some(split);
+            self.1 = (split != NONE).then_some(split);
             let t = DataType::Timestamp(TimeUnit::Nanosecond, None);
             let schema = Arc::new(Schema::new(vec![Field::new("t", t, false)]));
             Ok(Some(RecordBatch::try_new(schema, vec![Arc::new(TimestampNanosecondArray::from(times))])?))
@@ -506,6 +513,22 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(poll(&mut d), (vec![90], Some(290)));
         assert_eq!(poll(&mut d), (vec![290], None));
+
+        // every split idle: the highest of their watermarks, whichever fell quiet last
+        for quiet_last in [0, 1] {
+            let again = if quiet_last == 0 { 100 } else { 300 };
+            let batches = vec![(0, vec![100]), (1, vec![300]), (quiet_last, vec![again]), (NONE, vec![])];
+            let metrics = Arc::new(Metrics::default());
+            let mut d = SourceDriver::new(Box::new(Splits(batches, None)), Some((0, 10)), None, metrics)
+                .with_split_idle_timeout(Some(Duration::from_millis(20)));
+            assert_eq!(poll(&mut d), (vec![NO_WATERMARK], None));
+            assert_eq!(poll(&mut d).1, Some(90));
+            std::thread::sleep(Duration::from_millis(30));
+            // split `quiet_last` alone brings rows: its watermark alone counts
+            assert_eq!(poll(&mut d).1, (quiet_last == 1).then_some(290));
+            std::thread::sleep(Duration::from_millis(30));
+            assert_eq!(poll(&mut d).1, (quiet_last == 0).then_some(290), "split {quiet_last} fell quiet last");
+        }
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //!
 //! Invariants: the merged watermark never decreases. An input that becomes active again after
 //! being idle does not pull it back: its rows are judged against the merged watermark, so rows
-//! older than it are late (as in Flink). While every input is idle the watermark stays.
+//! older than it are late (as in Flink). While every input is idle, the watermark is the
+//! highest any input reached (as Flink's operators take their inputs'): every row read so far is
+//! then on time for it, and the result does not depend on which input fell quiet last.
 //! An ended input without a watermark no longer holds it back.
 
 use std::time::{Duration, Instant};
@@ -118,9 +120,14 @@ impl WatermarkMerge {
         self.inputs.iter().all(|s| s.ended)
     }
 
-    /// Re-evaluate with the inputs now idle left out; returns the merged watermark if it advanced.
+    /// Re-evaluate with the inputs now idle left out (all of them idle: the highest of their
+    /// watermarks); returns the merged watermark if it advanced.
     pub fn advance(&mut self) -> Option<Nanos> {
-        let holding = (0..self.inputs.len()).filter(|i| !self.idle(*i)).map(|i| self.inputs[i].watermark).min()?;
+        let holding = (0..self.inputs.len()).filter(|i| !self.idle(*i)).map(|i| self.inputs[i].watermark).min();
+        let holding = match holding {
+            Some(w) => w,
+            None => self.inputs.iter().map(|s| s.watermark).max()?,
+        };
         if holding > self.merged {
             self.merged = holding;
             Some(holding)
@@ -225,9 +232,30 @@ mod tests {
         assert_eq!(m.cap_for(0), 100);
         assert_eq!(m.watermark(0, 150, t0 + 6 * second), None, "input 1 holds it at 30 again");
         assert_eq!(m.watermark(1, 120, t0 + 7 * second), Some(120));
-        // every input idle: nothing moves
+        // an idle input without a watermark moves nothing
         let mut all = WatermarkMerge::new(&[Some(second)], t0);
         all.mark_idle(0, t0 + 2 * second);
         assert_eq!(all.advance(), None);
+    }
+
+    #[test]
+    fn every_input_idle_gives_the_highest_watermark_whichever_fell_quiet_last() {
+        let t0 = Instant::now();
+        for last in [0, 1] {
+            let mut m = WatermarkMerge::new(&[None, None], t0);
+            m.watermark(0, 190, t0);
+            assert_eq!(m.watermark(1, 330, t0), Some(190));
+            // the first to fall quiet: input 0 (behind) lets input 1's through, input 1
+            // (ahead) leaves input 0 holding it
+            let first = 1 - last;
+            m.set_idle(first);
+            assert_eq!(m.advance(), (first == 0).then_some(330));
+            m.set_idle(last);
+            assert_eq!(m.advance(), (last == 0).then_some(330), "input {last} fell quiet last");
+            assert_eq!(m.current(), 330);
+            // back with older rows: the watermark does not go back
+            assert_eq!(m.watermark(last, 200, t0), None);
+            assert_eq!(m.current(), 330);
+        }
     }
 }
