@@ -342,6 +342,22 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
         apply_setting(&mut settings, "batch.size", &n.to_string())
             .map_err(|e| usage_error(format!("--batch-size: {}", e.message)))?;
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            errln!("error: cannot start the runtime: {e}");
+            return Err(ExitCode::from(EXIT_RUNTIME));
+        }
+    };
+    // listening from now on, before planning (which can take long), so that a signal is
+    // handled the same way whenever it comes and whatever disposition the process inherited
+    let signals = {
+        let _entered = runtime.enter();
+        Signals::listen()
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    runtime.spawn(watch_signals(signals, Arc::clone(&cancel), Arc::clone(&started)));
     let (script, engine, planned) = load_and_plan(args, &settings)?;
     // Check every statement's settings and connector options before running anything.
     let mut jobs = Vec::new();
@@ -376,13 +392,6 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
             Planned::CreatedTable(_) | Planned::CreatedView(_) => {}
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            errln!("error: cannot start the runtime: {e}");
-            return Err(ExitCode::from(EXIT_RUNTIME));
-        }
-    };
     let mut endpoint = match metrics_addr.map(|addr| MetricsEndpoint::start(addr, &runtime)).transpose() {
         Ok(e) => e,
         Err(e) => {
@@ -390,8 +399,7 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
             return Err(ExitCode::from(EXIT_RUNTIME));
         }
     };
-    let cancel = Arc::new(AtomicBool::new(false));
-    runtime.spawn(watch_signals(Arc::clone(&cancel)));
+    started.store(true, Ordering::Relaxed);
     let total = jobs.len();
     for (i, (plan, part_files, analyze, settings)) in jobs.into_iter().enumerate() {
         let metrics = Arc::new(Metrics::default());
@@ -505,31 +513,58 @@ async fn run_plan(job: Job<'_>, status: Arc<StatusLine>, cancel: Arc<AtomicBool>
 
 /// Ctrl-C or SIGTERM: stop reading, flush the sinks, exit. A source blocked waiting for input
 /// (a quiet stdin) cannot notice; a second signal, or 3 seconds, ends the process (exit 130).
-async fn watch_signals(cancel: Arc<AtomicBool>) {
-    wait_for_signal().await;
+/// Before a query has `started` (while the script is planned), the first signal ends it.
+async fn watch_signals(mut signals: Signals, cancel: Arc<AtomicBool>, started: Arc<AtomicBool>) {
+    if !signals.next().await {
+        return;
+    }
+    if !started.load(Ordering::Relaxed) {
+        errln!("weir: stopped before the query started");
+        std::process::exit(130);
+    }
     cancel.store(true, Ordering::Relaxed);
     tokio::select! {
-        _ = wait_for_signal() => {},
+        _ = signals.next() => {},
         _ = tokio::time::sleep(std::time::Duration::from_secs(3)) => {},
     }
     errln!("weir: the input did not stop in time; exiting");
     std::process::exit(130);
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, handled by weir from the moment they are listened for (also when the
+/// process started with SIGINT ignored, as a shell starts a script's background jobs).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+    both: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    /// Install the handlers (inside the runtime).
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let both = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => None,
+            };
+            Self { both }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// The next signal; false if none can come.
+    async fn next(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            let Some((term, int)) = &mut self.both else { return false };
+            tokio::select! {
+                t = term.recv() => t.is_some(),
+                i = int.recv() => i.is_some(),
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await.is_ok()
     }
 }
