@@ -302,6 +302,14 @@ impl JoinOp {
             self.metrics.dropped(late_count as u64, 0);
         }
         let until = self.until(side, batch)?;
+        // a row is kept while a later row of the other side can still match it: in an interval
+        // join, one not late on its side (at or past that side's watermark, not only the
+        // join's), as Flink's time-interval join keeps only such rows; a window join thus
+        // keeps only the rows of the side that closes a window first (the other's probe them)
+        let horizon = match self.spec.mode {
+            JoinMode::Interval { .. } => self.watermark.max(self.side_watermarks[other]),
+            _ => self.watermark,
+        };
 
         // candidate pairs, in the order of the incoming rows
         // each key hashed once, for the other side's rows and its own (they share a hasher)
@@ -412,7 +420,7 @@ impl JoinOp {
             }
             let keeps = stores_side && !null_key[i];
             let row_until = until.as_ref().map(|u| u[i]);
-            let expired = row_until.is_some_and(|u| u < self.watermark);
+            let expired = row_until.is_some_and(|u| u < horizon);
             if kind.is_retraction() {
                 if let Some(slot) = taken {
                     self.rows[side].remove(slot);
@@ -698,12 +706,18 @@ mod tests {
 
     /// `a JOIN b ON a.k = b.k AND b.ts BETWEEN a.ts AND a.ts` (an interval join on equal times).
     fn join() -> Result<JoinOp> {
+        join_outer([false; 2])
+    }
+
+    /// [`join`], outer on the sides `outer` says (the output's columns nullable).
+    fn join_outer(outer: [bool; 2]) -> Result<JoinOp> {
         let side = side();
-        let output = Arc::new(Schema::new([side.fields().to_vec(), side.fields().to_vec()].concat()));
+        let nullable: Vec<Field> = side.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        let output = Arc::new(Schema::new([nullable.clone(), nullable].concat()));
         let time = RowTime { column: 1, offset_nanos: 0 };
         let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
         let spec = JoinSpec {
-            outer: [false; 2],
+            outer,
             output_rows: JoinOutput::Pairs,
             mode: JoinMode::Interval { time: [time; 2], until: [time; 2] },
             keys: [vec![Arc::clone(&key)], vec![key]],
@@ -724,6 +738,28 @@ mod tests {
 
     fn joined(out: &[Message]) -> usize {
         out.iter().map(|m| if let Message::Data(b) = m { b.batch.num_rows() } else { 0 }).sum()
+    }
+
+    #[test]
+    fn a_row_no_later_row_of_the_other_side_can_match_is_not_kept() -> Result<()> {
+        for outer in [false, true] {
+            let mut j = join_outer([false, outer])?;
+            // the left side has closed 5 s; the right side (and so the join) has no watermark
+            j.on_side_watermark(LEFT, 5_000_000_000);
+            let mut out = Vec::new();
+            j.process(RIGHT, rows(1, 2_000)?, &mut out)?;
+            assert_eq!(j.state_size().rows, 0, "a left row of 2 s would be late: nothing can match");
+            // a right outer join pads it at once (before: when the join's watermark passed it)
+            assert_eq!(joined(&out), usize::from(outer));
+            assert_eq!(j.metrics.late_rows.load(std::sync::atomic::Ordering::Relaxed), 0, "not late itself");
+            // one at the left side's watermark is kept, and joins
+            out.clear();
+            j.process(RIGHT, rows(1, 5_000)?, &mut out)?;
+            assert_eq!(j.state_size().rows, 1);
+            j.process(LEFT, rows(1, 5_000)?, &mut out)?;
+            assert_eq!(joined(&out), 1);
+        }
+        Ok(())
     }
 
     #[test]
