@@ -520,13 +520,13 @@ mod tests {
             let batches = vec![(0, vec![100]), (1, vec![300]), (quiet_last, vec![again]), (NONE, vec![])];
             let metrics = Arc::new(Metrics::default());
             let mut d = SourceDriver::new(Box::new(Splits(batches, None)), Some((0, 10)), None, metrics)
-                .with_split_idle_timeout(Some(Duration::from_millis(20)));
+                .with_split_idle_timeout(Some(Duration::from_millis(300)));
             assert_eq!(poll(&mut d), (vec![NO_WATERMARK], None));
             assert_eq!(poll(&mut d).1, Some(90));
-            std::thread::sleep(Duration::from_millis(30));
+            std::thread::sleep(Duration::from_millis(400));
             // split `quiet_last` alone brings rows: its watermark alone counts
             assert_eq!(poll(&mut d).1, (quiet_last == 1).then_some(290));
-            std::thread::sleep(Duration::from_millis(30));
+            std::thread::sleep(Duration::from_millis(400));
             assert_eq!(poll(&mut d).1, (quiet_last == 0).then_some(290), "split {quiet_last} fell quiet last");
         }
     }

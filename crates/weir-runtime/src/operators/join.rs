@@ -303,9 +303,10 @@ impl JoinOp {
         }
         let until = self.until(side, batch)?;
         // a row is kept while a later row of the other side can still match it: in an interval
-        // join, one not late on its side (at or past that side's watermark, not only the
-        // join's), as Flink's time-interval join keeps only such rows; a window join thus
-        // keeps only the rows of the side that closes a window first (the other's probe them)
+        // join, one not late on its side (at or past that side's watermark, which is what the
+        // late check above judges it by; Flink's time-interval join uses the lower of the two
+        // watermarks); a window join thus keeps only the rows of the side that closes a window
+        // first (the other's probe them)
         let horizon = match self.spec.mode {
             JoinMode::Interval { .. } => self.watermark.max(self.side_watermarks[other]),
             _ => self.watermark,
