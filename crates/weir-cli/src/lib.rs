@@ -25,6 +25,7 @@ mod recovery;
 mod report;
 mod session;
 mod shell;
+mod signals;
 mod status;
 mod text;
 
@@ -41,6 +42,8 @@ use weir_connectors::{DiscardSink, FormatSink, OutputFormat};
 use weir_engine::{Engine, EngineConfig, EngineError, RunOptions};
 use weir_runtime::{sink_schema, Metrics, Sink};
 use weir_sql::{Planned, Settings, SqlError, StreamPlan};
+
+use crate::signals::Signals;
 
 pub use prometheus::MetricsEndpoint;
 pub use report::{explain_analyze, operator_line, peak_memory_bytes, render_sql_error};
@@ -353,7 +356,7 @@ fn run(args: &ScriptArgs, options: &RunArgs) -> Result<ExitCode, ExitCode> {
     // handled the same way whenever it comes and whatever disposition the process inherited
     let signals = {
         let _entered = runtime.enter();
-        Signals::listen()
+        Signals::interrupt_or_terminate()
     };
     let cancel = Arc::new(AtomicBool::new(false));
     let started = Arc::new(AtomicBool::new(false));
@@ -529,42 +532,4 @@ async fn watch_signals(mut signals: Signals, cancel: Arc<AtomicBool>, started: A
     }
     errln!("weir: the input did not stop in time; exiting");
     std::process::exit(130);
-}
-
-/// SIGINT and SIGTERM, handled by weir from the moment they are listened for (also when the
-/// process started with SIGINT ignored, as a shell starts a script's background jobs).
-struct Signals {
-    #[cfg(unix)]
-    both: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
-}
-
-impl Signals {
-    /// Install the handlers (inside the runtime).
-    fn listen() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let both = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-                (Ok(term), Ok(int)) => Some((term, int)),
-                _ => None,
-            };
-            Self { both }
-        }
-        #[cfg(not(unix))]
-        Self {}
-    }
-
-    /// The next signal; false if none can come.
-    async fn next(&mut self) -> bool {
-        #[cfg(unix)]
-        {
-            let Some((term, int)) = &mut self.both else { return false };
-            tokio::select! {
-                t = term.recv() => t.is_some(),
-                i = int.recv() => i.is_some(),
-            }
-        }
-        #[cfg(not(unix))]
-        tokio::signal::ctrl_c().await.is_ok()
-    }
 }

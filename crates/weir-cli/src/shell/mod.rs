@@ -29,6 +29,7 @@ use weir_runtime::{Metrics, RuntimeError};
 use weir_sql::{Planned, StreamPlan};
 
 use crate::report::{self, render_sql_error};
+use crate::signals::Signals;
 use crate::status::{Progress, StatusLine};
 use crate::{MetricsEndpoint, Session, EXIT_RUNTIME};
 use editor::{input_complete, is_quit, ShellHelper};
@@ -182,7 +183,7 @@ pub fn run(session: Session, format: OutputFormat, metrics_addr: Option<SocketAd
         // restores) the process's SIGINT disposition; with piped input Ctrl-C ends the process
         let ctrl_c = {
             let _entered = runtime.enter();
-            CtrlC::install()
+            Signals::interrupt()
         };
         runtime.spawn(stop_queries_on_ctrl_c(ctrl_c, Arc::clone(&running)));
     }
@@ -254,39 +255,9 @@ pub fn run(session: Session, format: OutputFormat, metrics_addr: Option<SocketAd
     ExitCode::SUCCESS
 }
 
-/// SIGINT, taken from its default (ending the process) for the shell's lifetime.
-struct CtrlC {
-    #[cfg(unix)]
-    signal: Option<tokio::signal::unix::Signal>,
-}
-
-impl CtrlC {
-    /// Install the handler (inside the runtime).
-    fn install() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            Self { signal: signal(SignalKind::interrupt()).ok() }
-        }
-        #[cfg(not(unix))]
-        Self {}
-    }
-
-    /// The next Ctrl-C; false if none can come.
-    async fn next(&mut self) -> bool {
-        #[cfg(unix)]
-        match &mut self.signal {
-            Some(s) => s.recv().await.is_some(),
-            None => false,
-        }
-        #[cfg(not(unix))]
-        tokio::signal::ctrl_c().await.is_ok()
-    }
-}
-
 /// Ctrl-C stops the running query, never the shell (at the prompt, the editor reads Ctrl-C
 /// as a key instead).
-async fn stop_queries_on_ctrl_c(mut ctrl_c: CtrlC, running: Arc<Mutex<Option<Arc<AtomicBool>>>>) {
+async fn stop_queries_on_ctrl_c(mut ctrl_c: Signals, running: Arc<Mutex<Option<Arc<AtomicBool>>>>) {
     while ctrl_c.next().await {
         if let Some(stop) = running.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             stop.store(true, Ordering::Relaxed);
