@@ -24,6 +24,8 @@ use common::*;
 
 #[path = "parallel/broadcast.rs"]
 mod broadcast;
+#[path = "parallel/state.rs"]
+mod state;
 
 /// What a query gave: its rows (a changelog replayed into its result) and its dropped rows.
 fn outcome(rows: &[Row], cuts: &[usize], delay_ms: i64, sql: &str, parallelism: usize) -> (Vec<String>, Vec<String>) {
@@ -669,43 +671,6 @@ fn file_in_splits(path: &std::path::Path, format: &str) -> (u64, u64) {
     assert_eq!(one.3, 0, "late rows");
     assert!(two.0 == one.0, "parallelism 2 differs from one thread");
     (one.1, one.2)
-}
-
-/// The most state any operator instance of Nexmark query `name` held over `events` events at
-/// parallelism 2 (1 000 events per second, batches of 500 rows).
-fn peak_state_in_parallel(name: &str, events: u64) -> u64 {
-    let sql =
-        std::fs::read_to_string(format!("{}/sql-examples/nexmark/{name}.sql", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let engine = Engine::new(EngineConfig::default()).unwrap();
-    for (k, v) in
-        [("nexmark.events", events.to_string()), ("nexmark.rate", "1000".into()), ("batch.size", "500".into())]
-    {
-        engine.set(k, &v).unwrap();
-    }
-    let plan = match engine.plan(&sql).unwrap().pop() {
-        Some(Planned::Query(p)) => p,
-        _ => panic!("a query"),
-    };
-    let metrics = Arc::new(weir_runtime::Metrics::default());
-    let options = RunOptions { parallelism: Some(2), metrics: Some(Arc::clone(&metrics)), ..RunOptions::default() };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime
-        .block_on(engine.run_with(&plan, Box::new(CollectSink::new()), Arc::new(AtomicBool::new(false)), options))
-        .unwrap();
-    metrics.operators().iter().map(|o| weir_runtime::Metrics::get(&o.peak_state_bytes)).max().unwrap_or(0)
-}
-
-/// The joins of q5, q7 and q8 at parallelism 2 hold no more state over five times the input:
-/// the source instances keep their watermarks within a second of each other, so neither input
-/// of a join runs ahead of the other.
-#[test]
-fn parallel_joins_keep_state_flat() {
-    // without the alignment q7 grew about 5 times and q8 about 12 times here
-    for (name, bound) in [("q5", 2.5), ("q7", 2.5), ("q8", 6.0)] {
-        let (small, large) = (peak_state_in_parallel(name, 500_000), peak_state_in_parallel(name, 2_500_000));
-        assert!(small > 0, "{name}: no state measured");
-        assert!((large as f64) < small as f64 * bound, "{name}: the most state grew from {small} to {large} bytes");
-    }
 }
 
 proptest! {

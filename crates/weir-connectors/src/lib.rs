@@ -407,10 +407,26 @@ fn build_parallel(
     // a hash exchange shares each batch a split reads among n instances: such splits read n
     // times the batch size, so each instance still takes batches of about batch.size rows
     // (half-size batches cost a parallel run of Nexmark q5 6%: packets, wake-ups, watermark
-    // merges); a split whose batches go on whole (a broadcast join's table) reads batch.size
-    let batch_size = ctx.batch_size.saturating_mul(n).clamp(1, MAX_READ_BATCH.max(ctx.batch_size));
-    let hashed_ctx = ConnectorContext { batch_size, ..ctx.clone() };
-    let split_ctx = |i: usize| if expected.hashes_source(i) { &hashed_ctx } else { ctx };
+    // merges); but in a plan that joins its inputs, splits that interleave in event time (the
+    // generator's) read batch.size / n rows, so that a batch spans as much event time as one
+    // reader's: a join keeps each side's rows until the other side's watermark passes them,
+    // and one side runs a batch's span ahead of the other (q8 and q7 at parallelism 2 kept 2.6
+    // times one thread's join state per instance); a split whose batches go on whole (a
+    // broadcast join's table) reads batch.size
+    let joins = weir_plan::parallel::merges_inputs(plan);
+    let read_ctx: Vec<ConnectorContext> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let batch_size = match (expected.hashes_source(i), joins && registry.splits_interleave(&node.table)) {
+                (false, _) => ctx.batch_size,
+                (true, true) => (ctx.batch_size / n).max(1),
+                (true, false) => ctx.batch_size.saturating_mul(n).clamp(1, MAX_READ_BATCH.max(ctx.batch_size)),
+            };
+            ConnectorContext { batch_size, ..ctx.clone() }
+        })
+        .collect();
+    let split_ctx = |i: usize| read_ctx.get(i).unwrap_or(ctx);
     let splittable: Vec<bool> = counts.iter().map(|c| *c > 1).collect();
     let whole_rows = plan.late_rows.is_some();
     let mut sources: Vec<Vec<Box<dyn Source>>> = Vec::new();
@@ -442,7 +458,7 @@ fn build_parallel(
         });
     }
     let counts: Vec<usize> = sources.iter().map(Vec::len).collect();
-    let (plan, metrics) = (plan.clone(), Arc::clone(&ctx.metrics));
+    let (plan, metrics, batch_size) = (plan.clone(), Arc::clone(&ctx.metrics), ctx.batch_size);
     // by default, only a query over a table read in splits runs in parallel
     let split = counts.iter().any(|c| *c > 1);
     let layout = match (&ctx.splits, ctx.parallelism_by_default && !split) {
@@ -463,7 +479,7 @@ fn build_parallel(
         return Ok(Some(Box::new(move |sink| Pipeline::new(&plan, sources, sink, metrics))));
     };
     tracing::info!(parallelism = n, stages = layout.stages.len(), "running in parallel");
-    Ok(Some(Box::new(move |sink| Pipeline::parallel(&plan, &layout, sources, sink, metrics))))
+    Ok(Some(Box::new(move |sink| Pipeline::parallel(&plan, &layout, sources, sink, metrics, batch_size))))
 }
 
 /// Open the sink of `plan`: the declared table, or stdout in `client_format` for a query.

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use datafusion_common::arrow::array::{Array, ArrayRef, AsArray, Int64Array, Int8Array, UInt32Array};
-use datafusion_common::arrow::compute::{filter, max, take, take_record_batch, FilterPredicate};
+use datafusion_common::arrow::compute::{filter, take, take_record_batch, FilterPredicate};
 use datafusion_common::arrow::datatypes::{Int64Type, Int8Type, UInt32Type};
 use datafusion_common::arrow::error::ArrowError;
 use datafusion_common::arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -149,7 +149,7 @@ impl StreamBatch {
             return;
         }
         if let Some(w) = &self.row_watermarks {
-            if max(w.as_ref()).is_some_and(|m| m > cap) {
+            if w.values().iter().any(|v| *v > cap) {
                 self.row_watermarks = Some(Arc::new(w.unary(|v| v.min(cap))));
             }
         }

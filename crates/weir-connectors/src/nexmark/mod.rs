@@ -344,6 +344,11 @@ impl Connector for NexmarkConnector {
         NexmarkOptions::parse(table).is_ok_and(|o| o.splits <= 1)
     }
 
+    fn splits_interleave(&self, _: &TableDef) -> bool {
+        // split k of n takes every nth block of event numbers
+        true
+    }
+
     fn open_splits(
         &self,
         table: &TableDef,

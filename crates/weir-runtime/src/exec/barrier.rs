@@ -196,7 +196,7 @@ impl Aligner {
                             *e = true;
                         }
                     }
-                    self.credits.release(i);
+                    self.credits.release(i, crate::exec::exchange::rows_of(&messages));
                     return Ok(Some(Pulled::Messages(i, messages)));
                 }
                 Packet::Idle => return Ok(Some(Pulled::Idle(i))),
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn a_sender_past_the_barrier_waits_until_every_sender_sent_it() {
         let (tx, rx) = sync_channel(16);
-        let mut a = Aligner::new(Inbox { rx, credits: Arc::new(Credits::new(3)) }, 3);
+        let mut a = Aligner::new(Inbox { rx, credits: Arc::new(Credits::new(3, 8192)) }, 3);
         for e in [
             (0, wm(1)),
             (0, Packet::Barrier(7)),
@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn unaligned_a_sender_past_the_barrier_goes_on_and_only_its_next_barrier_waits() {
         let (tx, rx) = sync_channel(16);
-        let mut a = Aligner::new(Inbox { rx, credits: Arc::new(Credits::new(2)) }, 2);
+        let mut a = Aligner::new(Inbox { rx, credits: Arc::new(Credits::new(2, 8192)) }, 2);
         a.unaligned();
         for e in [(0, Packet::Barrier(7)), (0, wm(1)), (0, Packet::Barrier(8)), (0, wm(2)), (1, Packet::Barrier(7))] {
             tx.send(e).unwrap();
@@ -303,14 +303,15 @@ mod tests {
     fn a_sender_past_the_barrier_waits_once_its_credits_are_held() {
         use crate::exec::exchange::{channel, CREDITS};
         use std::sync::atomic::AtomicUsize;
-        let (link, inbox) = channel(2);
+        let total = CREDITS + 1;
+        let (link, inbox) = channel(2, 8192);
         let mut a = Aligner::new(inbox, 2);
         assert!(link.barrier(0, 1));
         let sent = Arc::new(AtomicUsize::new(0));
         let (l, s) = (link.clone(), Arc::clone(&sent));
         let sender = std::thread::spawn(move || {
-            for w in 0..5 {
-                if !l.messages(0, vec![Message::Watermark(w)]) {
+            for w in 0..total {
+                if !l.messages(0, vec![Message::Watermark(w as i64)]) {
                     return;
                 }
                 s.fetch_add(1, Ordering::SeqCst);
@@ -329,7 +330,7 @@ mod tests {
         assert!(link.barrier(1, 1));
         assert_eq!(pulled(&mut a), "aligned 1");
         let mut got = Vec::new();
-        while got.len() < 5 && std::time::Instant::now() < deadline {
+        while got.len() < total && std::time::Instant::now() < deadline {
             match a.next(Some(Duration::from_millis(50))).unwrap() {
                 Some(Pulled::Messages(0, m)) => got.extend(m),
                 Some(Pulled::Quiet) => {}
@@ -337,14 +338,56 @@ mod tests {
             }
         }
         sender.join().unwrap();
-        assert_eq!(got.len(), 5);
-        assert_eq!(sent.load(Ordering::SeqCst), 5);
+        assert_eq!(got.len(), total);
+        assert_eq!(sent.load(Ordering::SeqCst), total);
         // a sender waiting for credits of an instance that has gone gives up
-        let (link, inbox) = channel(1);
+        let (link, inbox) = channel(1, 8192);
         assert!((0..CREDITS).all(|_| link.messages(0, vec![])));
         let waiting = std::thread::spawn(move || link.messages(0, vec![]));
         std::thread::sleep(Duration::from_millis(50));
         drop(Aligner::new(inbox, 1));
         assert!(!waiting.join().unwrap());
+    }
+
+    /// A batch of `rows` rows of one column.
+    fn rows(rows: usize) -> Message {
+        use datafusion_common::arrow::array::Int64Array;
+        use datafusion_common::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion_common::arrow::record_batch::RecordBatch;
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let column = Arc::new(Int64Array::from_iter_values(0..rows as i64));
+        Message::Data(crate::message::StreamBatch::new(RecordBatch::try_new(schema, vec![column]).unwrap()))
+    }
+
+    #[test]
+    fn a_sender_has_as_many_rows_on_their_way_as_its_credits_allow_whatever_its_packets() {
+        use crate::exec::exchange::{channel, CREDIT_BATCHES};
+        use std::sync::atomic::AtomicUsize;
+        // batches of 100 rows: a sender of 50-row packets has 2 × CREDIT_BATCHES on their way,
+        // one of 100-row packets CREDIT_BATCHES, one of a larger packet that one alone
+        for (packet, expected) in [(50, 2 * CREDIT_BATCHES), (100, CREDIT_BATCHES), (1000, 1)] {
+            let (link, inbox) = channel(1, 100);
+            let mut a = Aligner::new(inbox, 1);
+            let sent = Arc::new(AtomicUsize::new(0));
+            let (l, s) = (link.clone(), Arc::clone(&sent));
+            let sender = std::thread::spawn(move || {
+                for _ in 0..=expected {
+                    if !l.messages(0, vec![rows(packet)]) {
+                        return;
+                    }
+                    s.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while sent.load(Ordering::SeqCst) < expected && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(sent.load(Ordering::SeqCst), expected, "packets of {packet} rows on their way");
+            // taking one packet up lets the next go
+            assert!(matches!(a.next(Some(Duration::from_millis(50))).unwrap(), Some(Pulled::Messages(0, _))));
+            sender.join().unwrap();
+            assert_eq!(sent.load(Ordering::SeqCst), expected + 1);
+        }
     }
 }

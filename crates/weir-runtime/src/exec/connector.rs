@@ -91,6 +91,17 @@ pub trait Connector: Send + Sync {
         }
     }
 
+    /// Whether each split [`Connector::open_splits`] opens holds rows from the whole of the
+    /// table's event time, interleaved with the other splits' (the generator's event numbers;
+    /// not a file's byte ranges, each a stretch of the file). A batch of such a split spans n
+    /// times the event time of a batch of the same rows read whole, and the state windows and
+    /// joins keep between watermarks grows with that span: where such splits are hashed to
+    /// keyed instances, each reads `batch.size / n` rows at a time. The default: no.
+    fn splits_interleave(&self, table: &TableDef) -> bool {
+        let _ = table;
+        false
+    }
+
     /// Open `table` as `n` sources that together read what [`Connector::open_source`] reads,
     /// each rows of its own (for `n` parallel instances; each keeps its own watermark), or
     /// `None` when the table cannot be split (it is then read whole, by one instance). The
@@ -193,6 +204,11 @@ impl ConnectorRegistry {
     /// [`Connector::split_count`] of `table`'s connector (1 when it has none), at most `n`.
     pub fn split_count(&self, table: &TableDef, ctx: &ConnectorContext, n: usize) -> usize {
         self.lookup(table).map_or(1, |(_, c)| c.split_count(table, ctx, n).clamp(1, n.max(1)))
+    }
+
+    /// [`Connector::splits_interleave`] of `table`'s connector (false when it has none).
+    pub fn splits_interleave(&self, table: &TableDef) -> bool {
+        self.lookup(table).is_ok_and(|(_, c)| c.splits_interleave(table))
     }
 
     /// [`Connector::open_splits`] of `table`'s connector.

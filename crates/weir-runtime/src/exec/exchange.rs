@@ -7,12 +7,15 @@
 //!   Watermark, EndOfStream, Barrier ─► every instance   Dropped ─► instance 0 (the side output)
 //! ```
 //!
-//! An instance's senders share its channel, and each holds [`CREDITS`] credits for it: a
-//! packet of messages takes one, and the instance gives it back when it takes the packet up.
-//! While a checkpoint's barrier is aligned, the packets of senders past the barrier are held
-//! (by its aligner) and their credits not given back, so such a sender
-//! waits after [`CREDITS`] packets, as a blocked channel waits in Flink: what an alignment holds
-//! is bounded by the senders and the batch size. Barriers take no credit.
+//! An instance's senders share its channel, and each holds credits for it: it may have up to
+//! [`CREDIT_BATCHES`] × `batch.size` rows (and at most [`CREDITS`] packets) on their way to the
+//! instance, and the instance gives a packet's credit back when it takes the packet up. Rows,
+//! not packets, so that a sender of small packets (a split of a generated table reading
+//! `batch.size / n` rows at a time, a window's few results) runs as far ahead as a sender of
+//! full ones. While a checkpoint's barrier is aligned, the packets of senders past the barrier
+//! are held (by its aligner) and their credits not given back, so such a sender waits once its
+//! credits are spent, as a blocked channel waits in Flink: what an alignment holds is bounded
+//! by the senders and the batch size. Barriers take no credit.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -45,46 +48,59 @@ pub(crate) enum Packet {
 }
 
 /// Packets of messages one sender may have on their way to an instance: in its channel, or
-/// held by its alignment of a checkpoint barrier.
-pub(crate) const CREDITS: usize = 4;
+/// held by its alignment of a checkpoint barrier (whatever their rows).
+pub(crate) const CREDITS: usize = 16;
+
+/// Rows one sender may have on their way to an instance, in batches of `batch.size` rows (a
+/// first packet goes whatever its rows).
+pub(crate) const CREDIT_BATCHES: usize = 4;
 
 /// The credits of an instance's senders.
 pub(crate) struct Credits {
     state: Mutex<CreditState>,
     freed: Condvar,
+    /// Rows a sender may have on their way.
+    rows: usize,
 }
 
 struct CreditState {
-    /// Per sender, its packets on their way.
-    in_flight: Vec<usize>,
+    /// Per sender, its packets on their way, and their rows.
+    in_flight: Vec<(usize, usize)>,
     /// Senders waiting for a credit (only then is a given-back credit announced).
     waiting: usize,
     /// The instance has gone.
     closed: bool,
 }
 
+/// The rows of a packet's batches.
+pub(crate) fn rows_of(messages: &[Message]) -> usize {
+    messages.iter().map(|m| if let Message::Data(b) = m { b.batch.num_rows() } else { 0 }).sum()
+}
+
 impl Credits {
-    pub(crate) fn new(senders: usize) -> Self {
-        let state = CreditState { in_flight: vec![0; senders], waiting: 0, closed: false };
-        Self { state: Mutex::new(state), freed: Condvar::new() }
+    /// Credits for `senders`, each with room for `rows` rows.
+    pub(crate) fn new(senders: usize, rows: usize) -> Self {
+        let state = CreditState { in_flight: vec![(0, 0); senders], waiting: 0, closed: false };
+        Self { state: Mutex::new(state), freed: Condvar::new(), rows }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CreditState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Take a credit for `sender`, waiting until one is given back; `false` once the instance
-    /// has gone.
-    fn acquire(&self, sender: usize) -> bool {
+    /// Take a credit for a packet of `rows` rows from `sender`, waiting until enough are given
+    /// back; `false` once the instance has gone.
+    fn acquire(&self, sender: usize, rows: usize) -> bool {
         let mut state = self.lock();
         loop {
             if state.closed {
                 return false;
             }
             match state.in_flight.get_mut(sender) {
-                Some(n) if *n >= CREDITS => {}
-                Some(n) => {
-                    *n += 1;
+                Some((packets, held)) if *packets > 0 && (*packets >= CREDITS || *held + rows > self.rows) => {}
+                Some((packets, held)) => {
+                    *packets += 1;
+                    *held += rows;
                     return true;
                 }
                 None => return true,
@@ -95,11 +111,12 @@ impl Credits {
         }
     }
 
-    /// The instance took up a packet of `sender`.
-    pub(crate) fn release(&self, sender: usize) {
+    /// The instance took up a packet of `rows` rows from `sender`.
+    pub(crate) fn release(&self, sender: usize, rows: usize) {
         let mut state = self.lock();
-        if let Some(n) = state.in_flight.get_mut(sender) {
-            *n = n.saturating_sub(1);
+        if let Some((packets, held)) = state.in_flight.get_mut(sender) {
+            *packets = packets.saturating_sub(1);
+            *held = held.saturating_sub(rows);
         }
         let waiting = state.waiting > 0;
         drop(state);
@@ -123,10 +140,10 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Send `messages` as sender `me`, with one of its credits; `false` once the instance has
-    /// gone.
+    /// Send `messages` as sender `me`, with its credits for their rows; `false` once the
+    /// instance has gone.
     pub(crate) fn messages(&self, me: usize, messages: Vec<Message>) -> bool {
-        self.credits.acquire(me) && self.tx.send((me, Packet::Messages(messages))).is_ok()
+        self.credits.acquire(me, rows_of(&messages)) && self.tx.send((me, Packet::Messages(messages))).is_ok()
     }
 
     pub(crate) fn barrier(&self, me: usize, id: u64) -> bool {
@@ -149,11 +166,11 @@ pub(crate) struct Inbox {
     pub(crate) credits: Arc<Credits>,
 }
 
-/// A channel into an instance with `senders` senders: room for every sender's credits and a
-/// barrier each.
-pub(crate) fn channel(senders: usize) -> (Link, Inbox) {
+/// A channel into an instance with `senders` senders, whose batches have about `batch_size`
+/// rows: room for every sender's credits and a barrier each.
+pub(crate) fn channel(senders: usize, batch_size: usize) -> (Link, Inbox) {
     let (tx, rx) = sync_channel((CREDITS + 1) * senders.max(1));
-    let credits = Arc::new(Credits::new(senders));
+    let credits = Arc::new(Credits::new(senders, CREDIT_BATCHES * batch_size.max(1)));
     (Link { tx, credits: Arc::clone(&credits) }, Inbox { rx, credits })
 }
 
@@ -380,7 +397,7 @@ mod tests {
     fn routes_to_owners(n: usize) {
         use datafusion_common::arrow::record_batch::RecordBatch;
         use datafusion_physical_expr::expressions::Column;
-        let (links, inboxes): (Vec<_>, Vec<_>) = (0..n).map(|_| channel(1)).unzip();
+        let (links, inboxes): (Vec<_>, Vec<_>) = (0..n).map(|_| channel(1, 8192)).unzip();
         let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
         let mut router = Router::new(links, 0, Some(vec![key]));
         let keys: ArrayRef = Arc::new(Int64Array::from_iter_values((0..10_000).map(|i| i % 5000)));

@@ -594,7 +594,7 @@ mod tests {
     /// sender's barrier (one that stopped when a source failed): the failure frees it.
     #[test]
     fn a_failure_frees_a_sender_held_by_an_alignment_that_cannot_end() {
-        let (link, inbox) = channel(2);
+        let (link, inbox) = channel(2, 8192);
         let mut aligner = Aligner::new(inbox, 2);
         assert!(link.barrier(0, 1));
         let l = link.clone();

@@ -239,13 +239,15 @@ fn one_thread_owners(plan: &StreamPlan, layout: &Layout) -> Vec<usize> {
 
 impl Pipeline {
     /// A pipeline running `plan` as `layout` says: `sources` holds, for each of the plan's
-    /// sources, its splits (one per instance of the stage reading it).
+    /// sources, its splits (one per instance of the stage reading it); `batch_size`, the rows
+    /// a batch has (`batch.size`: the exchanges' credits are counted in them).
     pub fn parallel(
         plan: &StreamPlan,
         layout: &Layout,
         sources: Vec<Vec<Box<dyn Source>>>,
         sink: Box<dyn Sink>,
         metrics: Arc<Metrics>,
+        batch_size: usize,
     ) -> Result<Self> {
         let stages = &layout.stages;
         let splits: Vec<usize> = sources.iter().map(Vec::len).collect();
@@ -262,7 +264,7 @@ impl Pipeline {
             let n = senders(layout, stage);
             channels.push(match n {
                 0 => Vec::new(),
-                n => (0..stage.instances).map(|_| channel(n)).collect(),
+                n => (0..stage.instances).map(|_| channel(n, batch_size)).collect(),
             });
         }
         let (sink_tx, sink_rx, sink_senders) = match fused {
@@ -271,7 +273,7 @@ impl Pipeline {
                 None => return Err(RuntimeError::Internal("a parallel plan without its last stage".into())),
             },
             false => {
-                let (tx, rx) = channel(stages[last].instances);
+                let (tx, rx) = channel(stages[last].instances, batch_size);
                 (tx, rx, stages[last].instances)
             }
         };
