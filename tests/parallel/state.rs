@@ -54,26 +54,34 @@ fn parallel_joins_keep_state_flat() {
     }
 }
 
-/// The splits of a generated table (whose rows interleave in event time) read half a batch at
-/// a time at parallelism 2 when their rows are hashed into a join, so that a batch spans as
-/// much event time as one reader's (a join keeps one side's rows until the other side's
-/// watermark passes them), and twice a batch when hashed into a plan without one (each
-/// instance then takes batches of about `batch.size` rows).
+/// The k splits of a generated table (whose rows interleave in event time) read batch.size / k
+/// rows at a time (at least a quarter batch) when their rows are hashed into a join, so that a
+/// batch spans no more event time than one reader's (a join keeps one side's rows until the
+/// other side's watermark passes them), and n × batch.size when hashed into a plan without one
+/// (each of the n instances then takes batches of about `batch.size` rows).
 #[test]
 fn generated_splits_read_batches_spanning_one_readers_event_time_into_a_join() {
     let q8 = std::fs::read_to_string(format!("{}/sql-examples/nexmark/q8.sql", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let counts = "SELECT auction, COUNT(*) AS bids \
         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) \
         GROUP BY auction, window_start, window_end";
-    // (query, the rows a split reads at a time at batch.size 500)
-    for (name, sql, rows) in [("q8", q8.as_str(), 250), ("bids per auction", counts, 1000)] {
-        let metrics = run_over_nexmark(sql, 200_000, 2);
-        let sources: Vec<_> = metrics.operators().into_iter().filter(|o| o.name == "Source").collect();
-        assert!(sources.len() >= 2, "{name}: a source per split");
-        for s in sources {
-            let (read, batches) = (weir_runtime::Metrics::get(&s.rows_out), weir_runtime::Metrics::get(&s.batches));
-            // every batch full but the last
-            assert_eq!(batches, read.div_ceil(rows), "{name}: {read} rows in {batches} batches, not of {rows}");
+    for parallelism in [2, 4, 8] {
+        // (query, the rows a split reads at a time at batch.size 500)
+        for (name, sql, rows) in
+            [("q8", q8.as_str(), (500 / parallelism).max(125)), ("bids", counts, 500 * parallelism)]
+        {
+            let metrics = run_over_nexmark(sql, 200_000, parallelism as usize);
+            let sources: Vec<_> = metrics.operators().into_iter().filter(|o| o.name == "Source").collect();
+            assert!(sources.len() >= parallelism as usize, "{name}: a source per split");
+            for s in sources {
+                let (read, batches) = (weir_runtime::Metrics::get(&s.rows_out), weir_runtime::Metrics::get(&s.batches));
+                // every batch full but the last
+                assert_eq!(
+                    batches,
+                    read.div_ceil(rows),
+                    "{name} at parallelism {parallelism}: {read} rows in {batches} batches, not of {rows}"
+                );
+            }
         }
     }
 }

@@ -407,20 +407,22 @@ fn build_parallel(
     // a hash exchange shares each batch a split reads among n instances: such splits read n
     // times the batch size, so each instance still takes batches of about batch.size rows
     // (half-size batches cost a parallel run of Nexmark q5 6%: packets, wake-ups, watermark
-    // merges); but in a plan that joins its inputs, splits that interleave in event time (the
-    // generator's) read batch.size / n rows, so that a batch spans as much event time as one
-    // reader's: a join keeps each side's rows until the other side's watermark passes them,
-    // and one side runs a batch's span ahead of the other (q8 and q7 at parallelism 2 kept 2.6
-    // times one thread's join state per instance); a split whose batches go on whole (a
-    // broadcast join's table) reads batch.size
+    // merges); but in a plan that joins or unions its inputs, the k splits of a table whose
+    // rows interleave in event time (the generator's) read batch.size / k rows (at least a
+    // quarter batch), so that a batch spans no more event time than one reader's: a join keeps
+    // each side's rows until the other side's watermark passes them, and one side runs a
+    // batch's span ahead of the other (q8 at parallelism 2 kept 2.6 times one thread's join
+    // state per instance); a split whose batches go on whole (a broadcast join's table) reads
+    // batch.size
     let joins = weir_plan::parallel::merges_inputs(plan);
     let read_ctx: Vec<ConnectorContext> = nodes
         .iter()
         .enumerate()
         .map(|(i, node)| {
+            let k = counts.get(i).copied().unwrap_or(1).max(1);
             let batch_size = match (expected.hashes_source(i), joins && registry.splits_interleave(&node.table)) {
                 (false, _) => ctx.batch_size,
-                (true, true) => (ctx.batch_size / n).max(1),
+                (true, true) => (ctx.batch_size / k).max(ctx.batch_size / 4).max(1),
                 (true, false) => ctx.batch_size.saturating_mul(n).clamp(1, MAX_READ_BATCH.max(ctx.batch_size)),
             };
             ConnectorContext { batch_size, ..ctx.clone() }

@@ -112,8 +112,8 @@ pub(crate) enum Pulled {
 
 /// The receiving side of an instance's channel, aligning barriers across its senders. A
 /// held sender's credits are given back only as its packets are taken up (see
-/// [`crate::exec::exchange`]), so it sends at most [`crate::exec::exchange::CREDITS`] packets
-/// past its barrier.
+/// [`crate::exec::exchange`]), so it sends at most [`crate::exec::exchange::CREDITS`] packets,
+/// and [`crate::exec::exchange::CREDIT_BATCHES`] × `batch.size` rows, past its barrier.
 pub(crate) struct Aligner {
     rx: Receiver<Envelope>,
     credits: Arc<Credits>,
@@ -349,8 +349,49 @@ mod tests {
         assert!(!waiting.join().unwrap());
     }
 
+    /// Start sending `count` packets of `rows` rows as sender `me`: how many it has sent so far,
+    /// and the thread.
+    fn send_rows(
+        link: &crate::exec::exchange::Link,
+        me: usize,
+        rows: usize,
+        count: usize,
+    ) -> (Arc<std::sync::atomic::AtomicUsize>, std::thread::JoinHandle<()>) {
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (l, s) = (link.clone(), Arc::clone(&sent));
+        let sender = std::thread::spawn(move || {
+            for _ in 0..count {
+                if !l.messages(me, vec![batch_of(rows)]) {
+                    return;
+                }
+                s.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        (sent, sender)
+    }
+
+    /// Wait (up to 20 s) until `sent` reaches `expected`, then a moment more: it must stay.
+    fn sent_stays_at(sent: &std::sync::atomic::AtomicUsize, expected: usize, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while sent.load(Ordering::SeqCst) < expected && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(sent.load(Ordering::SeqCst), expected, "{what}");
+    }
+
+    /// Join `sender`, failing (not hanging) when it does not end within 20 s.
+    fn ends(sender: std::thread::JoinHandle<()>) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !sender.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(sender.is_finished(), "the sender still waits for credits");
+        sender.join().unwrap();
+    }
+
     /// A batch of `rows` rows of one column.
-    fn rows(rows: usize) -> Message {
+    fn batch_of(rows: usize) -> Message {
         use datafusion_common::arrow::array::Int64Array;
         use datafusion_common::arrow::datatypes::{DataType, Field, Schema};
         use datafusion_common::arrow::record_batch::RecordBatch;
@@ -362,32 +403,46 @@ mod tests {
     #[test]
     fn a_sender_has_as_many_rows_on_their_way_as_its_credits_allow_whatever_its_packets() {
         use crate::exec::exchange::{channel, CREDIT_BATCHES};
-        use std::sync::atomic::AtomicUsize;
         // batches of 100 rows: a sender of 50-row packets has 2 × CREDIT_BATCHES on their way,
         // one of 100-row packets CREDIT_BATCHES, one of a larger packet that one alone
         for (packet, expected) in [(50, 2 * CREDIT_BATCHES), (100, CREDIT_BATCHES), (1000, 1)] {
             let (link, inbox) = channel(1, 100);
             let mut a = Aligner::new(inbox, 1);
-            let sent = Arc::new(AtomicUsize::new(0));
-            let (l, s) = (link.clone(), Arc::clone(&sent));
-            let sender = std::thread::spawn(move || {
-                for _ in 0..=expected {
-                    if !l.messages(0, vec![rows(packet)]) {
-                        return;
-                    }
-                    s.fetch_add(1, Ordering::SeqCst);
-                }
-            });
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while sent.load(Ordering::SeqCst) < expected && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            assert_eq!(sent.load(Ordering::SeqCst), expected, "packets of {packet} rows on their way");
+            let (sent, sender) = send_rows(&link, 0, packet, expected + 1);
+            sent_stays_at(&sent, expected, &format!("packets of {packet} rows on their way"));
             // taking one packet up lets the next go
             assert!(matches!(a.next(Some(Duration::from_millis(50))).unwrap(), Some(Pulled::Messages(0, _))));
-            sender.join().unwrap();
+            ends(sender);
             assert_eq!(sent.load(Ordering::SeqCst), expected + 1);
         }
+    }
+
+    #[test]
+    fn the_rows_an_alignment_holds_keep_their_credits_until_they_are_taken_up() {
+        use crate::exec::exchange::{channel, CREDIT_BATCHES};
+        let (link, inbox) = channel(2, 100);
+        let mut a = Aligner::new(inbox, 2);
+        assert!(link.barrier(0, 1));
+        // sender 0 is past the barrier: its packets are held, and it stops once its rows are
+        let (sent, sender) = send_rows(&link, 0, 100, CREDIT_BATCHES + 2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while sent.load(Ordering::SeqCst) < CREDIT_BATCHES && std::time::Instant::now() < deadline {
+            assert_eq!(pulled(&mut a), "quiet");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(pulled(&mut a), "quiet");
+        assert_eq!(sent.load(Ordering::SeqCst), CREDIT_BATCHES, "a held sender waits once its rows are held");
+        // sender 1's barrier aligns the checkpoint: the held packets are taken up, the rest sent
+        assert!(link.barrier(1, 1));
+        assert_eq!(pulled(&mut a), "aligned 1");
+        let mut rows = 0;
+        while rows < 100 * (CREDIT_BATCHES + 2) && std::time::Instant::now() < deadline {
+            if let Some(Pulled::Messages(0, m)) = a.next(Some(Duration::from_millis(50))).unwrap() {
+                rows += crate::exec::exchange::rows_of(&m);
+            }
+        }
+        ends(sender);
+        assert_eq!(rows, 100 * (CREDIT_BATCHES + 2));
     }
 }

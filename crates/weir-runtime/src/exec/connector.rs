@@ -93,10 +93,11 @@ pub trait Connector: Send + Sync {
 
     /// Whether each split [`Connector::open_splits`] opens holds rows from the whole of the
     /// table's event time, interleaved with the other splits' (the generator's event numbers;
-    /// not a file's byte ranges, each a stretch of the file). A batch of such a split spans n
-    /// times the event time of a batch of the same rows read whole, and the state windows and
-    /// joins keep between watermarks grows with that span: where such splits are hashed to
-    /// keyed instances, each reads `batch.size / n` rows at a time. The default: no.
+    /// not a file's byte ranges, each a stretch of the file). A batch of such a split spans k
+    /// times the event time of a batch of the same rows read whole (k splits), and the state
+    /// a join keeps between watermarks grows with that span: in a plan that joins or unions
+    /// its inputs, where such splits are hashed to keyed instances, each reads `batch.size / k`
+    /// rows at a time (at least a quarter batch). The default: no.
     fn splits_interleave(&self, table: &TableDef) -> bool {
         let _ = table;
         false

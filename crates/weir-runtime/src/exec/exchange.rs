@@ -10,9 +10,9 @@
 //! An instance's senders share its channel, and each holds credits for it: it may have up to
 //! [`CREDIT_BATCHES`] × `batch.size` rows (and at most [`CREDITS`] packets) on their way to the
 //! instance, and the instance gives a packet's credit back when it takes the packet up. Rows,
-//! not packets, so that a sender of small packets (a split of a generated table reading
-//! `batch.size / n` rows at a time, a window's few results) runs as far ahead as a sender of
-//! full ones. While a checkpoint's barrier is aligned, the packets of senders past the barrier
+//! not packets, so that small packets (a split of a generated table reading part of a batch,
+//! shared among the instances; a window's few results) do not stop a sender after four of
+//! them. While a checkpoint's barrier is aligned, the packets of senders past the barrier
 //! are held (by its aligner) and their credits not given back, so such a sender waits once its
 //! credits are spent, as a blocked channel waits in Flink: what an alignment holds is bounded
 //! by the senders and the batch size. Barriers take no credit.
@@ -72,9 +72,16 @@ struct CreditState {
     closed: bool,
 }
 
-/// The rows of a packet's batches.
+/// The rows of a packet's batches (dropped rows too).
 pub(crate) fn rows_of(messages: &[Message]) -> usize {
-    messages.iter().map(|m| if let Message::Data(b) = m { b.batch.num_rows() } else { 0 }).sum()
+    messages
+        .iter()
+        .map(|m| match m {
+            Message::Data(b) => b.batch.num_rows(),
+            Message::Dropped(d) => d.rows.num_rows(),
+            _ => 0,
+        })
+        .sum()
 }
 
 impl Credits {
@@ -170,7 +177,7 @@ pub(crate) struct Inbox {
 /// rows: room for every sender's credits and a barrier each.
 pub(crate) fn channel(senders: usize, batch_size: usize) -> (Link, Inbox) {
     let (tx, rx) = sync_channel((CREDITS + 1) * senders.max(1));
-    let credits = Arc::new(Credits::new(senders, CREDIT_BATCHES * batch_size.max(1)));
+    let credits = Arc::new(Credits::new(senders, CREDIT_BATCHES.saturating_mul(batch_size.max(1))));
     (Link { tx, credits: Arc::clone(&credits) }, Inbox { rx, credits })
 }
 
