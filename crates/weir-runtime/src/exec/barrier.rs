@@ -299,6 +299,19 @@ mod tests {
         assert_eq!(pulled(&mut a), "aligned 8");
     }
 
+    /// Wait (up to 20 s) until a sender whose packets the aligner `a` holds has sent `expected`
+    /// packets, `a` taking nothing up meanwhile, then a moment more: it must stay there.
+    fn held_sender_stops_at(a: &mut Aligner, sent: &std::sync::atomic::AtomicUsize, expected: usize, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while sent.load(Ordering::SeqCst) < expected && std::time::Instant::now() < deadline {
+            assert_eq!(pulled(a), "quiet");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(pulled(a), "quiet");
+        assert_eq!(sent.load(Ordering::SeqCst), expected, "{what}");
+    }
+
     #[test]
     fn a_sender_past_the_barrier_waits_once_its_credits_are_held() {
         use crate::exec::exchange::{channel, CREDITS};
@@ -319,13 +332,7 @@ mod tests {
         });
         // everything sender 0 sends is held: it stops after its credits
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while sent.load(Ordering::SeqCst) < CREDITS && std::time::Instant::now() < deadline {
-            assert_eq!(pulled(&mut a), "quiet");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(pulled(&mut a), "quiet");
-        assert_eq!(sent.load(Ordering::SeqCst), CREDITS, "a held sender waits");
+        held_sender_stops_at(&mut a, &sent, CREDITS, "a held sender waits");
         // sender 1's barrier aligns the checkpoint: the held packets are taken up, the rest sent
         assert!(link.barrier(1, 1));
         assert_eq!(pulled(&mut a), "aligned 1");
@@ -426,13 +433,7 @@ mod tests {
         // sender 0 is past the barrier: its packets are held, and it stops once its rows are
         let (sent, sender) = send_rows(&link, 0, 100, CREDIT_BATCHES + 2);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while sent.load(Ordering::SeqCst) < CREDIT_BATCHES && std::time::Instant::now() < deadline {
-            assert_eq!(pulled(&mut a), "quiet");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(pulled(&mut a), "quiet");
-        assert_eq!(sent.load(Ordering::SeqCst), CREDIT_BATCHES, "a held sender waits once its rows are held");
+        held_sender_stops_at(&mut a, &sent, CREDIT_BATCHES, "a held sender waits once its rows are held");
         // sender 1's barrier aligns the checkpoint: the held packets are taken up, the rest sent
         assert!(link.barrier(1, 1));
         assert_eq!(pulled(&mut a), "aligned 1");
