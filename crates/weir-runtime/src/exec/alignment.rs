@@ -83,7 +83,7 @@ impl Alignment {
 
     /// Whether instance `me` may read on: it has no watermark yet, or one at most [`DRIFT`]
     /// ahead of the lowest instance's.
-    fn may_read(&self, me: usize) -> bool {
+    pub(crate) fn may_read(&self, me: usize) -> bool {
         let unread_first = |(f, m): (&bool, &AtomicI64)| *f && m.load(Ordering::Relaxed) != Nanos::MAX;
         if !self.first.get(me).copied().unwrap_or(false) && self.first.iter().zip(&self.marks).any(unread_first) {
             return false;

@@ -7,6 +7,9 @@
 //!   Watermark, EndOfStream, Barrier ─► every instance   Dropped ─► instance 0 (the side output)
 //! ```
 //!
+//! A packet holding nothing but a watermark goes to an instance at most once every
+//! [`WATERMARK_EVERY`] (the later ones wait, and go ahead of the sender's next packet to it).
+//!
 //! An instance's senders share its channel, and each holds credits for it: it may have up to
 //! [`CREDIT_BATCHES`] × `batch.size` rows (and at most [`CREDITS`] packets) on their way to the
 //! instance, and the instance gives a packet's credit back when it takes the packet up. Rows,
@@ -19,6 +22,7 @@
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use datafusion_common::arrow::array::{ArrayRef, BooleanArray, UInt32Array};
 use datafusion_common::arrow::buffer::BooleanBuffer;
@@ -28,7 +32,7 @@ use datafusion_physical_expr::PhysicalExpr;
 use weir_plan::parallel::KEY_GROUPS;
 
 use crate::error::{Result, RuntimeError};
-use crate::message::{Message, StreamBatch};
+use crate::message::{Message, Nanos, StreamBatch};
 
 /// What one sender hands an instance at a time: its index among the instance's inputs, and
 /// messages in order or a checkpoint barrier.
@@ -274,6 +278,28 @@ pub(crate) struct Router {
     hashes: Vec<u64>,
     /// The rows' targets (reused likewise).
     dests: Vec<u16>,
+    /// Per target: when a packet last went to it, and the watermark held back since (see
+    /// [`WATERMARK_EVERY`]).
+    last_sent: Vec<Option<Instant>>,
+    held: Vec<Option<Nanos>>,
+}
+
+/// A packet holding nothing but a watermark goes to an instance at most once in this long: the
+/// sender's later watermarks wait (the newest standing for the ones before it) and go with its
+/// next packet to that instance, or on their own once this much time has passed since its last
+/// one. An instance that is fed often is woken that much less often (in a hashed exchange,
+/// every batch read or pre-aggregated without rows for an instance would wake it with a
+/// watermark); one fed rarely gets each watermark at once; the order of what a sender sends is
+/// unchanged, and a checkpoint's barrier, an idleness notice or the end of the stream takes
+/// whatever waits with it.
+pub(crate) const WATERMARK_EVERY: Duration = Duration::from_millis(10);
+
+/// The highest watermark in `messages` if that is all they hold.
+fn only_watermark(messages: &[Message]) -> Option<Nanos> {
+    messages.iter().try_fold(None, |top: Option<Nanos>, m| match m {
+        Message::Watermark(w) => Some(Some(top.map_or(*w, |t| t.max(*w)))),
+        _ => None,
+    })?
 }
 
 /// Where a router sends its batches (watermarks, idleness and barriers go to every target).
@@ -305,17 +331,31 @@ impl Router {
     fn routing(targets: Vec<Link>, me: usize, route: Route) -> Self {
         let n = targets.len();
         let owners = (0..KEY_GROUPS as u32).map(|g| owner(g, n) as u16).collect();
-        Self { targets, me, route, owners, hashes: Vec::new(), dests: Vec::new() }
+        Self {
+            targets,
+            me,
+            route,
+            owners,
+            hashes: Vec::new(),
+            dests: Vec::new(),
+            last_sent: vec![None; n],
+            held: vec![None; n],
+        }
     }
 
     /// Route `messages`; `false` once a target has gone (the query is stopping).
     pub(crate) fn send(&mut self, messages: Vec<Message>) -> Result<bool> {
+        self.send_at(messages, Instant::now())
+    }
+
+    /// [`Router::send`] at time `now`.
+    fn send_at(&mut self, messages: Vec<Message>, now: Instant) -> Result<bool> {
         if messages.is_empty() {
             return Ok(true);
         }
         let n = self.targets.len();
         if n == 1 {
-            return Ok(self.targets[0].messages(self.me, messages));
+            return Ok(self.deliver(0, messages, now) && self.flush_due(now));
         }
         let mut out: Vec<Vec<Message>> = (0..n).map(|_| Vec::new()).collect();
         for m in messages {
@@ -352,28 +392,81 @@ impl Router {
             }
         }
         for (target, messages) in out.into_iter().enumerate() {
-            if !messages.is_empty() && !self.targets[target].messages(self.me, messages) {
+            if !messages.is_empty() && !self.deliver(target, messages, now) {
                 return Ok(false);
             }
         }
-        Ok(true)
+        Ok(self.flush_due(now))
+    }
+
+    /// Send `messages` to `target`, after the watermark held back for it, or hold them back
+    /// if they are a watermark and one went less than [`WATERMARK_EVERY`] ago; `false` once the
+    /// target has gone.
+    fn deliver(&mut self, target: usize, mut messages: Vec<Message>, now: Instant) -> bool {
+        let recent = self.last_sent[target].is_some_and(|t| now.saturating_duration_since(t) < WATERMARK_EVERY);
+        if recent {
+            if let Some(w) = only_watermark(&messages) {
+                let held = &mut self.held[target];
+                *held = Some(held.map_or(w, |h| h.max(w)));
+                return true;
+            }
+        }
+        if let Some(w) = self.held[target].take() {
+            messages.insert(0, Message::Watermark(w));
+        }
+        self.last_sent[target] = Some(now);
+        self.targets[target].messages(self.me, messages)
+    }
+
+    /// When the first watermark held back is due (`None`: none is held back).
+    pub(crate) fn due(&self) -> Option<Instant> {
+        (0..self.targets.len())
+            .filter(|t| self.held[*t].is_some())
+            .filter_map(|t| self.last_sent[t].map(|l| l + WATERMARK_EVERY))
+            .min()
+    }
+
+    /// Send the watermarks held back whose time has come by `now`; `false` once a target has
+    /// gone.
+    pub(crate) fn flush_due(&mut self, now: Instant) -> bool {
+        (0..self.targets.len()).all(|t| {
+            let due = self.last_sent[t].is_none_or(|l| now.saturating_duration_since(l) >= WATERMARK_EVERY);
+            !due || self.flush_target(t, now)
+        })
+    }
+
+    /// Send every watermark held back (before the sender waits for something else than its
+    /// input); `false` once a target has gone.
+    pub(crate) fn flush(&mut self) -> bool {
+        let now = Instant::now();
+        (0..self.targets.len()).all(|t| self.flush_target(t, now))
+    }
+
+    fn flush_target(&mut self, target: usize, now: Instant) -> bool {
+        match self.held[target].take() {
+            Some(w) => {
+                self.last_sent[target] = Some(now);
+                self.targets[target].messages(self.me, vec![Message::Watermark(w)])
+            }
+            None => true,
+        }
     }
 
     /// Tell every instance this sender is idle; `false` once a target has gone.
     pub(crate) fn idle(&mut self) -> bool {
-        self.targets.iter().all(|t| t.idle(self.me))
+        self.flush() && self.targets.iter().all(|t| t.idle(self.me))
     }
 
     /// Send checkpoint `id`'s barrier to every instance; `false` once a target has gone.
     pub(crate) fn barrier(&mut self, id: u64) -> bool {
-        self.targets.iter().all(|t| t.barrier(self.me, id))
+        self.flush() && self.targets.iter().all(|t| t.barrier(self.me, id))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion_common::arrow::array::{Int64Array, StringArray};
+    use datafusion_common::arrow::array::{Array, Int64Array, StringArray};
 
     #[test]
     fn key_groups_spread_and_owners_are_contiguous() {
@@ -401,6 +494,65 @@ mod tests {
         }
     }
 
+    /// The watermarks a sender's packets to an instance carry, in order, packet by packet.
+    fn watermarks(inbox: &Inbox) -> Vec<Vec<String>> {
+        std::iter::from_fn(|| inbox.rx.try_recv().ok())
+            .map(|(_, p)| match p {
+                Packet::Messages(m) => m
+                    .iter()
+                    .map(|m| match m {
+                        Message::Watermark(w) => w.to_string(),
+                        Message::Data(b) => format!("{} rows", b.batch.num_rows()),
+                        _ => "other".into(),
+                    })
+                    .collect(),
+                Packet::Barrier(id) => vec![format!("barrier {id}")],
+                Packet::Idle => vec!["idle".into()],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn watermarks_alone_go_to_an_instance_at_most_once_in_a_while_and_in_order() {
+        use datafusion_common::arrow::record_batch::RecordBatch;
+        let (links, inboxes): (Vec<_>, Vec<_>) = (0..2).map(|_| channel(1, 8192)).unzip();
+        let mut router = Router::forward(links, 0, 1);
+        let rows = || {
+            let a: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+            Message::Data(StreamBatch::new(RecordBatch::try_from_iter([("a", a)]).unwrap()))
+        };
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert!(router.send_at(vec![rows(), Message::Watermark(1)], t0).unwrap());
+        // soon after: held back (the newest standing for the others), rows to target 1 take it along
+        assert!(router.send_at(vec![Message::Watermark(2)], at(1)).unwrap());
+        assert!(router.send_at(vec![Message::Watermark(3)], at(2)).unwrap());
+        assert_eq!(router.due(), Some(t0 + WATERMARK_EVERY));
+        assert_eq!(watermarks(&inboxes[0]), [vec!["1"]]);
+        assert!(router.send_at(vec![rows(), Message::Watermark(4)], at(3)).unwrap());
+        assert_eq!(watermarks(&inboxes[0]), Vec::<Vec<String>>::new(), "held back");
+        assert_eq!(watermarks(&inboxes[1]), [vec!["2 rows", "1"], vec!["3", "2 rows", "4"]]);
+        // one held back goes when it is due, whether or not anything else is sent
+        let due = router.due().expect("watermark 4 to target 0 is held back");
+        assert_eq!(due, t0 + WATERMARK_EVERY);
+        assert!(router.flush_due(due - Duration::from_millis(1)));
+        assert!(watermarks(&inboxes[0]).is_empty(), "not yet due");
+        assert!(router.flush_due(due));
+        assert_eq!(watermarks(&inboxes[0]), [vec!["4"]]);
+        assert_eq!(router.due(), None);
+        // a barrier, idleness and the end of the stream take what is held back first
+        assert!(router.send_at(vec![Message::Watermark(5)], due).unwrap());
+        assert!(router.barrier(7));
+        assert!(router.send_at(vec![Message::Watermark(6)], due).unwrap());
+        assert!(router.idle());
+        assert!(router.send_at(vec![Message::Watermark(8)], due).unwrap());
+        assert!(router.send_at(vec![Message::EndOfStream], due).unwrap());
+        let expect = [vec!["5"], vec!["barrier 7"], vec!["6"], vec!["idle"], vec!["8", "other"]];
+        assert_eq!(watermarks(&inboxes[0]), expect);
+        assert_eq!(watermarks(&inboxes[1]), expect);
+        assert_eq!(router.due(), None);
+    }
+
     fn routes_to_owners(n: usize) {
         use datafusion_common::arrow::record_batch::RecordBatch;
         use datafusion_physical_expr::expressions::Column;
@@ -409,7 +561,10 @@ mod tests {
         let mut router = Router::new(links, 0, Some(vec![key]));
         let keys: ArrayRef = Arc::new(Int64Array::from_iter_values((0..10_000).map(|i| i % 5000)));
         let rows: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10_000));
-        let batch = RecordBatch::try_from_iter([("k", keys), ("row", rows)]).unwrap();
+        // (columns with NULLs and of variable width go through each target's list of rows)
+        let maybe: ArrayRef = Arc::new(Int64Array::from_iter((0..10_000).map(|i| (i % 3 != 0).then_some(i))));
+        let text: ArrayRef = Arc::new(StringArray::from_iter_values((0..10_000).map(|i| format!("r{i}"))));
+        let batch = RecordBatch::try_from_iter([("k", keys), ("row", rows), ("maybe", maybe), ("text", text)]).unwrap();
         let mut b = StreamBatch::new(batch);
         b.row_watermarks = Some(Arc::new(Int64Array::from_iter_values((0..10_000).map(|i| 2 * i))));
         let groups = key_groups(&[Arc::clone(b.batch.column(0))], 10_000).unwrap();
@@ -430,6 +585,14 @@ mod tests {
             assert!(
                 (0..row.len()).all(|i| w.value(i) == 2 * row.value(i) && (i == 0 || row.value(i - 1) < row.value(i)))
             );
+            let maybe = b.batch.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+            let text = b.batch.column(3).as_any().downcast_ref::<StringArray>().unwrap();
+            assert!((0..row.len()).all(|i| {
+                let r = row.value(i);
+                maybe.is_valid(i) == (r % 3 != 0)
+                    && (maybe.is_null(i) || maybe.value(i) == r)
+                    && text.value(i) == format!("r{r}")
+            }));
             seen.extend(row.values().iter().copied());
         }
         seen.sort_unstable();

@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use weir_plan::parallel::Layout;
 use weir_plan::StreamPlan;
@@ -137,6 +137,8 @@ enum Step {
     Messages(Vec<Message>),
     /// Take its state for checkpoint `.0`, and pass the barrier on.
     Checkpoint(u64),
+    /// Nothing came in the time it was given.
+    Quiet,
 }
 
 impl Merge {
@@ -164,10 +166,11 @@ impl Merge {
         self.input.unaligned();
     }
 
-    /// What comes next; `None` once every sender has gone.
-    fn next(&mut self) -> Result<Option<Step>> {
+    /// What comes next; `None` once every sender has gone. `wait`: how long to wait for it
+    /// (`None`: until it comes).
+    fn next(&mut self, wait: Option<Duration>) -> Result<Option<Step>> {
         loop {
-            return Ok(match self.input.next(None)? {
+            return Ok(match self.input.next(wait)? {
                 Some(Pulled::Messages(i, messages)) => {
                     Some(Step::Messages(self.root.input(i, messages, Instant::now())?))
                 }
@@ -179,7 +182,7 @@ impl Merge {
                         out => Some(Step::Messages(out)),
                     }
                 }
-                Some(Pulled::Quiet) => continue,
+                Some(Pulled::Quiet) => Some(Step::Quiet),
                 None => None,
             });
         }
@@ -326,6 +329,10 @@ impl SourceInstance {
                 return Ok(());
             }
             if let Some((a, me)) = &self.align {
+                // (what it holds back goes before it waits for the others)
+                if !a.may_read(*me) && !self.out.flush() {
+                    return Ok(());
+                }
                 a.wait(*me, || failure.happened() || cancel.load(Ordering::Relaxed) || self.barrier_due(sent));
                 if failure.happened() || cancel.load(Ordering::Relaxed) || self.barrier_due(sent) {
                     continue;
@@ -358,6 +365,9 @@ impl SourceInstance {
                 }
             }
             if messages.is_empty() {
+                if !self.out.flush_due(Instant::now()) {
+                    return Ok(());
+                }
                 if !idle && self.idle_after.is_some_and(|t| last_read.elapsed() >= t) {
                     idle = true;
                     if !self.release()? {
@@ -407,8 +417,16 @@ impl OpInstance {
     }
 
     fn pump(&mut self) -> Result<()> {
-        while let Some(step) = self.input.next()? {
+        loop {
+            // watermarks held back go when due, whether or not more comes in
+            let wait = self.out.due().map(|d| d.saturating_duration_since(Instant::now()));
+            let Some(step) = self.input.next(wait)? else { break };
             match step {
+                Step::Quiet => {
+                    if !self.out.flush_due(Instant::now()) {
+                        return Ok(());
+                    }
+                }
                 Step::Messages(merged) => {
                     let ended = merged.iter().any(|m| matches!(m, Message::EndOfStream));
                     let out = through(&mut self.ops, merged)?;
@@ -587,8 +605,112 @@ const CHECKPOINT_POLL: std::time::Duration = std::time::Duration::from_millis(50
 mod tests {
     use super::*;
     use crate::exec::barrier::{Aligner, Pulled};
-    use crate::exec::exchange::{channel, CREDITS};
+    use crate::exec::exchange::{channel, Packet, CREDITS};
+    use datafusion_common::arrow::datatypes::SchemaRef;
+    use datafusion_common::arrow::record_batch::RecordBatch;
     use std::time::Duration;
+
+    /// An instance whose input goes quiet still sends the watermark it held back (a packet of
+    /// nothing but a watermark soon after another, see [`crate::exec::exchange::WATERMARK_EVERY`])
+    /// when it is due, while its senders are still there.
+    #[test]
+    fn an_instance_sends_a_held_back_watermark_though_nothing_more_comes() {
+        let (link, inbox) = channel(1, 8192);
+        let (out, next) = channel(1, 8192);
+        let instance = OpInstance {
+            input: Merge::union(inbox, 1),
+            ops: Vec::new(),
+            out: Router::new(vec![out], 0, None),
+            checkpointer: None,
+        };
+        // two watermarks at once: the second is held back by the instance's router
+        assert!(link.messages(0, vec![Message::Watermark(1)]));
+        assert!(link.messages(0, vec![Message::Watermark(2)]));
+        let running = std::thread::spawn(move || instance.run(&Failure::default()));
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.last() != Some(&2) && Instant::now() < deadline {
+            if let Ok((_, Packet::Messages(m))) = next.rx.recv_timeout(Duration::from_millis(50)) {
+                got.extend(m.iter().filter_map(|m| if let Message::Watermark(w) = m { Some(*w) } else { None }));
+            }
+        }
+        assert_eq!(got.last(), Some(&2), "the held-back watermark never came: {got:?}");
+        drop(link);
+        assert!(running.join().is_ok());
+    }
+
+    /// A table's rows: two batches, then nothing (for ever, until the query stops).
+    struct Scripted(Vec<RecordBatch>, SchemaRef);
+
+    impl crate::exec::source::Source for Scripted {
+        fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+            if self.0.is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+                return Ok(Some(RecordBatch::new_empty(Arc::clone(&self.1))));
+            }
+            Ok(Some(self.0.remove(0)))
+        }
+    }
+
+    /// A split that has nothing more to read for a while still sends the watermark its router
+    /// held back for an instance its last rows did not go to.
+    #[test]
+    fn a_source_with_nothing_to_read_sends_a_held_back_watermark() {
+        use datafusion_common::arrow::array::{Int64Array, TimestampNanosecondArray};
+        use datafusion_common::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        use datafusion_physical_expr::expressions::Column;
+        use datafusion_physical_expr::PhysicalExpr;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+        ]));
+        // a key of each instance
+        let owner = |k: i64| {
+            let g = crate::exec::exchange::key_groups(&[Arc::new(Int64Array::from(vec![k]))], 1).unwrap()[0];
+            crate::exec::exchange::owner(g, 2)
+        };
+        let (a, b) = ((0..).find(|k| owner(*k) == 0).unwrap(), (0..).find(|k| owner(*k) == 1).unwrap());
+        let batch = |keys: Vec<i64>, t: i64| {
+            let times = TimestampNanosecondArray::from(vec![t; keys.len()]);
+            RecordBatch::try_new(
+                Arc::clone(&schema) as SchemaRef,
+                vec![Arc::new(Int64Array::from(keys)), Arc::new(times)],
+            )
+            .unwrap()
+        };
+        // rows for both instances, then at once a row for instance 0 only: instance 1 gets
+        // the new watermark alone, soon after the last packet, so it is held back
+        let source = Scripted(vec![batch(vec![a, b], 1), batch(vec![a], 100)], Arc::clone(&schema) as SchemaRef);
+        let metrics = Arc::new(crate::exec::metrics::Metrics::default());
+        let (links, inboxes): (Vec<_>, Vec<_>) = (0..2).map(|_| channel(1, 8192)).unzip();
+        let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
+        let instance = SourceInstance {
+            driver: SourceDriver::new(Box::new(source), Some((1, 0)), None, metrics),
+            label: "t".into(),
+            ops: Vec::new(),
+            out: Router::new(links, 0, Some(vec![key])),
+            align: None,
+            idle_after: None,
+            stamp: None,
+            pre_aggregate: None,
+            clock: None,
+            checkpointer: None,
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&cancel);
+        let running = std::thread::spawn(move || instance.run(&stop, &Failure::default()));
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !got.contains(&100) && Instant::now() < deadline {
+            if let Ok((_, Packet::Messages(m))) = inboxes[1].rx.recv_timeout(Duration::from_millis(50)) {
+                got.extend(m.iter().filter_map(|m| if let Message::Watermark(w) = m { Some(*w) } else { None }));
+            }
+        }
+        assert!(!running.is_finished(), "the source is still reading");
+        assert!(got.contains(&100), "instance 1 never got the watermark: {got:?}");
+        cancel.store(true, Ordering::Relaxed);
+        assert!(running.join().is_ok());
+    }
 
     /// A sender past a barrier, its credits held by an instance that waits for another
     /// sender's barrier (one that stopped when a source failed): the failure frees it.

@@ -105,6 +105,8 @@ pub struct JoinRows {
     hasher: RandomState,
     keys: Vec<Option<KeyRows>>,
     free_keys: Vec<u32>,
+    /// Bytes of the keys too long to be kept inline.
+    spilled: usize,
     slots: Vec<Slot>,
     free: Vec<u32>,
     blocks: Vec<Option<Block>>,
@@ -135,6 +137,7 @@ impl JoinRows {
             hasher,
             keys: Vec::new(),
             free_keys: Vec::new(),
+            spilled: 0,
             slots: Vec::new(),
             free: Vec::new(),
             blocks: Vec::new(),
@@ -239,6 +242,9 @@ impl JoinRows {
             return k;
         }
         let rows = KeyRows { key: Key::from_slice(key), hash, head: NONE, tail: NONE };
+        if rows.key.spilled() {
+            self.spilled += key.len();
+        }
         let k = match self.free_keys.pop() {
             Some(k) => {
                 self.keys[k as usize] = Some(rows);
@@ -353,6 +359,9 @@ impl JoinRows {
         }
         if r.head == NONE {
             let hash = r.hash;
+            if r.key.spilled() {
+                self.spilled -= r.key.len();
+            }
             self.keys[k as usize] = None;
             self.free_keys.push(k);
             if let Ok(entry) = self.index.find_entry(hash, |&x| x == k) {
@@ -525,8 +534,7 @@ impl JoinRows {
     /// Rows kept and their approximate size.
     pub fn size(&self) -> StateSize {
         let slots = self.slots.len() * std::mem::size_of::<Slot>();
-        let spilled: usize = self.keys.iter().flatten().filter(|r| r.key.spilled()).map(|r| r.key.len()).sum();
-        let index = self.index.capacity() * 5 + self.keys.len() * std::mem::size_of::<Option<KeyRows>>() + spilled;
+        let index = self.index.capacity() * 5 + self.keys.len() * std::mem::size_of::<Option<KeyRows>>() + self.spilled;
         StateSize {
             rows: self.live as u64,
             bytes: (self.bytes
@@ -625,11 +633,15 @@ mod tests {
         assert_eq!(of(&rows, &b), vec![slots[3]]);
         // a key's last row takes the key out of the index; it comes back with a new row, whose
         // freed slot is reused
+        let with_long_key = rows.size().bytes;
         rows.remove(slots[3]);
         assert!(of(&rows, &b).is_empty());
         assert_eq!((rows.index.len(), rows.size().rows), (1, 2));
+        // the long key's bytes were counted until it went
+        assert_eq!(rows.size().bytes + 40, with_long_key, "{:?}", rows.size());
         let h = rows.hold(&batch(10, 1))?;
         let again = rows.insert(&b, rows.hash(&b), &h, 0, None);
+        assert_eq!(rows.spilled, 40);
         let next = rows.insert(&a, rows.hash(&a), &h, 0, None);
         rows.release(h);
         assert_eq!((of(&rows, &b), of(&rows, &a)), (vec![again], vec![slots[0], slots[4], next]));
