@@ -169,23 +169,18 @@ impl Merge {
     /// What comes next; `None` once every sender has gone. `wait`: how long to wait for it
     /// (`None`: until it comes).
     fn next(&mut self, wait: Option<Duration>) -> Result<Option<Step>> {
-        loop {
-            return Ok(match self.input.next(wait)? {
-                Some(Pulled::Messages(i, messages)) => {
-                    Some(Step::Messages(self.root.input(i, messages, Instant::now())?))
-                }
-                Some(Pulled::Aligned(id)) => Some(Step::Checkpoint(id)),
-                Some(Pulled::Idle(i)) => {
-                    self.root.set_idle(i);
-                    match self.root.tick(Instant::now())? {
-                        out if out.is_empty() => continue,
-                        out => Some(Step::Messages(out)),
-                    }
-                }
-                Some(Pulled::Quiet) => Some(Step::Quiet),
-                None => None,
-            });
-        }
+        Ok(match self.input.next(wait)? {
+            Some(Pulled::Messages(i, messages)) => {
+                Some(Step::Messages(self.root.input(i, messages, Instant::now())?))
+            }
+            Some(Pulled::Aligned(id)) => Some(Step::Checkpoint(id)),
+            Some(Pulled::Idle(i)) => {
+                self.root.set_idle(i);
+                Some(Step::Messages(self.root.tick(Instant::now())?))
+            }
+            Some(Pulled::Quiet) => Some(Step::Quiet),
+            None => None,
+        })
     }
 }
 
