@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Result, RuntimeError};
 use crate::exec::exchange::{Credits, Envelope, Inbox, Packet};
@@ -155,6 +155,8 @@ impl Aligner {
     /// The next messages, or an aligned barrier; `None` once every sender has gone. `wait`:
     /// how long to wait for a packet (`None`: until one comes).
     pub(crate) fn next(&mut self, wait: Option<Duration>) -> Result<Option<Pulled>> {
+        // (one deadline for the whole call: packets held by an alignment do not restart it)
+        let deadline = wait.map(|w| Instant::now() + w);
         loop {
             if let Some(id) = self.aligning {
                 if self.arrived.iter().zip(&self.ended).all(|(a, e)| *a || *e) {
@@ -170,12 +172,12 @@ impl Aligner {
             }
             let (i, packet) = match self.replay.pop_front() {
                 Some(e) => e,
-                None => match wait {
+                None => match deadline {
                     None => match self.rx.recv() {
                         Ok(e) => e,
                         Err(_) => return Ok(None),
                     },
-                    Some(w) => match self.rx.recv_timeout(w) {
+                    Some(d) => match self.rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
                         Ok(e) => e,
                         Err(RecvTimeoutError::Timeout) => return Ok(Some(Pulled::Quiet)),
                         Err(RecvTimeoutError::Disconnected) => return Ok(None),
@@ -310,6 +312,35 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(pulled(a), "quiet");
         assert_eq!(sent.load(Ordering::SeqCst), expected, "{what}");
+    }
+
+    #[test]
+    fn packets_held_by_an_alignment_do_not_stretch_the_wait() {
+        use crate::exec::exchange::{channel, CREDITS};
+        use std::sync::atomic::AtomicUsize;
+        let (link, inbox) = channel(2, 8192);
+        let mut a = Aligner::new(inbox, 2);
+        assert!(link.barrier(0, 1));
+        // sender 0, past the barrier, sends a packet every 30 ms: each is held
+        let sent = Arc::new(AtomicUsize::new(0));
+        let (l, s) = (link.clone(), Arc::clone(&sent));
+        let sender = std::thread::spawn(move || {
+            for w in 0..CREDITS {
+                std::thread::sleep(Duration::from_millis(30));
+                if !l.messages(0, vec![Message::Watermark(w as i64)]) {
+                    return;
+                }
+                s.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        // the wait ends when its time is up, not 50 ms after the last held packet
+        let started = std::time::Instant::now();
+        assert!(matches!(a.next(Some(Duration::from_millis(50))).unwrap(), Some(Pulled::Quiet)));
+        let (waited, by_then) = (started.elapsed(), sent.load(Ordering::SeqCst));
+        assert!(by_then < CREDITS, "the wait lasted {waited:?}, until every held packet ({by_then}) had come");
+        assert!(link.barrier(1, 1));
+        assert_eq!(pulled(&mut a), "aligned 1");
+        sender.join().unwrap();
     }
 
     #[test]
