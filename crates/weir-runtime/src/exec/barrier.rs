@@ -314,25 +314,35 @@ mod tests {
         assert_eq!(sent.load(Ordering::SeqCst), expected, "{what}");
     }
 
-    #[test]
-    fn packets_held_by_an_alignment_do_not_stretch_the_wait() {
-        use crate::exec::exchange::{channel, CREDITS};
-        use std::sync::atomic::AtomicUsize;
-        let (link, inbox) = channel(2, 8192);
-        let mut a = Aligner::new(inbox, 2);
-        assert!(link.barrier(0, 1));
-        // sender 0, past the barrier, sends a packet every 30 ms: each is held
-        let sent = Arc::new(AtomicUsize::new(0));
+    /// Start sending `count` packets of one watermark each as sender 0, `pause` before each:
+    /// how many it has sent so far, and the thread.
+    fn send_watermarks(
+        link: &crate::exec::exchange::Link,
+        count: usize,
+        pause: Duration,
+    ) -> (Arc<std::sync::atomic::AtomicUsize>, std::thread::JoinHandle<()>) {
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (l, s) = (link.clone(), Arc::clone(&sent));
         let sender = std::thread::spawn(move || {
-            for w in 0..CREDITS {
-                std::thread::sleep(Duration::from_millis(30));
+            for w in 0..count {
+                std::thread::sleep(pause);
                 if !l.messages(0, vec![Message::Watermark(w as i64)]) {
                     return;
                 }
                 s.fetch_add(1, Ordering::SeqCst);
             }
         });
+        (sent, sender)
+    }
+
+    #[test]
+    fn packets_held_by_an_alignment_do_not_stretch_the_wait() {
+        use crate::exec::exchange::{channel, CREDITS};
+        let (link, inbox) = channel(2, 8192);
+        let mut a = Aligner::new(inbox, 2);
+        assert!(link.barrier(0, 1));
+        // sender 0, past the barrier, sends a packet every 30 ms: each is held
+        let (sent, sender) = send_watermarks(&link, CREDITS, Duration::from_millis(30));
         // the wait ends when its time is up, not 50 ms after the last held packet
         let started = std::time::Instant::now();
         assert!(matches!(a.next(Some(Duration::from_millis(50))).unwrap(), Some(Pulled::Quiet)));
@@ -346,21 +356,11 @@ mod tests {
     #[test]
     fn a_sender_past_the_barrier_waits_once_its_credits_are_held() {
         use crate::exec::exchange::{channel, CREDITS};
-        use std::sync::atomic::AtomicUsize;
         let total = CREDITS + 1;
         let (link, inbox) = channel(2, 8192);
         let mut a = Aligner::new(inbox, 2);
         assert!(link.barrier(0, 1));
-        let sent = Arc::new(AtomicUsize::new(0));
-        let (l, s) = (link.clone(), Arc::clone(&sent));
-        let sender = std::thread::spawn(move || {
-            for w in 0..total {
-                if !l.messages(0, vec![Message::Watermark(w as i64)]) {
-                    return;
-                }
-                s.fetch_add(1, Ordering::SeqCst);
-            }
-        });
+        let (sent, sender) = send_watermarks(&link, total, Duration::ZERO);
         // everything sender 0 sends is held: it stops after its credits
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         held_sender_stops_at(&mut a, &sent, CREDITS, "a held sender waits");

@@ -419,21 +419,20 @@ impl Router {
         self.targets[target].messages(self.me, messages)
     }
 
+    /// When the watermark held back for `target` is due (`None`: none is held back).
+    fn due_for(&self, target: usize) -> Option<Instant> {
+        self.held[target].and(self.last_sent[target]).map(|l| l + WATERMARK_EVERY)
+    }
+
     /// When the first watermark held back is due (`None`: none is held back).
     pub(crate) fn due(&self) -> Option<Instant> {
-        (0..self.targets.len())
-            .filter(|t| self.held[*t].is_some())
-            .filter_map(|t| self.last_sent[t].map(|l| l + WATERMARK_EVERY))
-            .min()
+        (0..self.targets.len()).filter_map(|t| self.due_for(t)).min()
     }
 
     /// Send the watermarks held back whose time has come by `now`; `false` once a target has
     /// gone.
     pub(crate) fn flush_due(&mut self, now: Instant) -> bool {
-        (0..self.targets.len()).all(|t| {
-            let due = self.last_sent[t].is_none_or(|l| now.saturating_duration_since(l) >= WATERMARK_EVERY);
-            !due || self.flush_target(t, now)
-        })
+        (0..self.targets.len()).all(|t| self.due_for(t).is_none_or(|d| now < d) || self.flush_target(t, now))
     }
 
     /// Send every watermark held back (before the sender waits for something else than its
