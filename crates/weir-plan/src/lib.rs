@@ -33,6 +33,7 @@ pub mod over;
 pub mod parallel;
 pub mod plan;
 pub mod settings;
+mod source_alignment;
 mod table;
 mod two_phase;
 

@@ -33,6 +33,7 @@ use datafusion_expr::{Expr, ExprSchemable};
 use crate::co_partition::co_partition;
 pub use crate::co_partition::{CoPartition, SideOps};
 use crate::plan::{JoinNode, JoinState, JoinType, OpRef, PlanInput, StreamOp, StreamPlan};
+pub use crate::source_alignment::{alignment_drift, ALIGNMENT_DRIFT_NANOS};
 
 /// Key groups a keyed stage's keys are hashed into: the unit of state a parallel instance owns.
 pub const KEY_GROUPS: usize = 128;

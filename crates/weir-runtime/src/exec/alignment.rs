@@ -17,6 +17,12 @@
 //!   instance 2: wm 12.5 s┘
 //! ```
 //!
+//! The drift is [`DRIFT`], or the smallest window of the window aggregates whose outputs are
+//! all the join takes in, when it takes in nothing else
+//! ([`weir_plan::parallel::alignment_drift`]): those rows reach the join a window at a time
+//! whatever the drift, and a drift smaller than what one read spans makes every instance wait
+//! for the others after each read.
+//!
 //! An instance without a watermark yet (or ever: a table without one) does not hold the others
 //! back, nor does one that has declared itself idle (nothing to read for its table's idle
 //! timeout); an ended one counts as +∞. The lowest instance always reads, so the run always
@@ -32,8 +38,9 @@ use std::time::Duration;
 
 use crate::message::{Nanos, NO_WATERMARK};
 
-/// How far (in event time) an instance may run ahead of the lowest.
-pub(crate) const DRIFT: Nanos = 1_000_000_000;
+/// How far (in event time) an instance may run ahead of the lowest, unless the plan allows
+/// more ([`weir_plan::parallel::alignment_drift`]).
+pub(crate) const DRIFT: Nanos = weir_plan::parallel::ALIGNMENT_DRIFT_NANOS;
 
 /// The source instances' watermarks.
 pub(crate) struct Alignment {
@@ -42,6 +49,8 @@ pub(crate) struct Alignment {
     idle: Vec<AtomicBool>,
     /// The instances read first (a lookup join's table).
     first: Vec<bool>,
+    /// How far an instance may run ahead of the lowest.
+    drift: Nanos,
     lock: Mutex<()>,
     moved: Condvar,
 }
@@ -52,6 +61,7 @@ impl Alignment {
             marks: (0..instances).map(|_| AtomicI64::new(NO_WATERMARK)).collect(),
             idle: (0..instances).map(|_| AtomicBool::new(false)).collect(),
             first: vec![false; instances],
+            drift: DRIFT,
             lock: Mutex::new(()),
             moved: Condvar::new(),
         }
@@ -60,6 +70,12 @@ impl Alignment {
     /// Instances `first` (by index) are read to their end before the others read anything.
     pub(crate) fn read_first(mut self, first: Vec<bool>) -> Self {
         self.first = first;
+        self
+    }
+
+    /// Instances may run up to `drift` ahead of the lowest (never less than [`DRIFT`]).
+    pub(crate) fn drift(mut self, drift: Nanos) -> Self {
+        self.drift = drift.max(DRIFT);
         self
     }
 
@@ -81,7 +97,7 @@ impl Alignment {
         self.moved.notify_all();
     }
 
-    /// Whether instance `me` may read on: it has no watermark yet, or one at most [`DRIFT`]
+    /// Whether instance `me` may read on: it has no watermark yet, or one at most the drift
     /// ahead of the lowest instance's.
     pub(crate) fn may_read(&self, me: usize) -> bool {
         let unread_first = |(f, m): (&bool, &AtomicI64)| *f && m.load(Ordering::Relaxed) != Nanos::MAX;
@@ -101,7 +117,7 @@ impl Alignment {
             .filter(|w| *w != NO_WATERMARK)
             .min()
             .unwrap_or(own);
-        own <= lowest.saturating_add(DRIFT)
+        own <= lowest.saturating_add(self.drift)
     }
 
     /// Wait until instance `me` may read on, or `stop` says to give up.
@@ -155,5 +171,19 @@ mod tests {
         a.publish(1, Nanos::MAX);
         a.publish(0, Nanos::MAX);
         assert!(a.may_read(2), "ended instances hold nobody back");
+    }
+
+    #[test]
+    fn a_plan_may_let_instances_run_further_apart_but_never_closer() {
+        let a = Alignment::new(2).drift(10 * DRIFT);
+        a.publish(0, 0);
+        a.publish(1, 10 * DRIFT);
+        assert!(a.may_read(1), "within the plan's drift");
+        a.publish(1, 10 * DRIFT + 1);
+        assert!(!a.may_read(1), "past it");
+        let b = Alignment::new(2).drift(DRIFT / 2);
+        b.publish(0, 0);
+        b.publish(1, DRIFT);
+        assert!(b.may_read(1), "never less than the default drift");
     }
 }

@@ -295,8 +295,10 @@ impl Pipeline {
                 _ => Vec::new(),
             })
             .collect();
-        let align =
-            weir_plan::parallel::merges_inputs(plan).then(|| Arc::new(Alignment::new(source_count).read_first(first)));
+        let align = weir_plan::parallel::merges_inputs(plan).then(|| {
+            let drift = weir_plan::parallel::alignment_drift(plan);
+            Arc::new(Alignment::new(source_count).read_first(first).drift(drift))
+        });
         let clock = Arc::new(ProcessingClock::new());
         for (s, stage) in stages.iter().enumerate() {
             if fused && s == last {
