@@ -178,6 +178,11 @@ fn sources_of_a_join_of_windows_may_run_a_window_apart() {
     };
     assert_eq!(drift(&windows("'30' SECOND", "'1' MINUTE")), 30, "the smaller window");
     assert_eq!(drift(&windows("'30' SECOND", "'500' MILLISECOND")), 1, "never below a second");
+    let late = format!(
+        "SET 'window.allowed_lateness' = '5s'; SET 'state.ttl' = '1 h'; {}",
+        windows("'30' SECOND", "'1' MINUTE")
+    );
+    assert_eq!(drift(&late), 1, "windows corrected later: their results do not come a window at a time");
     let union = "SELECT auction FROM bid UNION ALL SELECT auction FROM bid";
     assert_eq!(drift(union), 1, "a union of rows");
 }

@@ -11,8 +11,9 @@ pub const ALIGNMENT_DRIFT_NANOS: i64 = 1_000_000_000;
 
 /// How far apart (in event time) the source instances of `plan` may read: where every input of
 /// every join and union in it comes out of window aggregates, the smallest of the inputs'
-/// windows (an input's window: the largest of its aggregates' windows, or a session's gap),
-/// else [`ALIGNMENT_DRIFT_NANOS`] (never less).
+/// windows (an input's window: the largest of its aggregates' windows, or a session's gap;
+/// aggregates that emit a changelog, early or late results, do not count), else
+/// [`ALIGNMENT_DRIFT_NANOS`] (never less).
 ///
 /// Such a join's inputs move a window at a time: a window's rows reach it together, when the
 /// watermark passes the window's end. Sources that run a window apart make the join hold a
@@ -24,16 +25,25 @@ pub const ALIGNMENT_DRIFT_NANOS: i64 = 1_000_000_000;
 /// An input's aggregates over the windows of an aggregate before them (q5's highest count per
 /// window) move with those windows: the largest of its windows is the input's.
 pub fn alignment_drift(plan: &StreamPlan) -> i64 {
-    /// The largest window of the window aggregates among `ops`.
+    /// The largest window of the window aggregates among `ops`; `None` without one, or with
+    /// one that emits before its window closes or again after (a changelog).
     fn window_of(ops: &[StreamOp]) -> Option<i64> {
-        ops.iter()
+        let windows: Vec<&crate::plan::WindowAggregate> = ops
+            .iter()
             .filter_map(|op| match op {
-                StreamOp::WindowAggregate(w) => Some(match w.window {
-                    WindowSpec::Tumble { size_nanos } | WindowSpec::Hop { size_nanos, .. } => size_nanos,
-                    WindowSpec::Cumulate { max_size_nanos, .. } => max_size_nanos,
-                    WindowSpec::Session { gap_nanos } => gap_nanos,
-                }),
+                StreamOp::WindowAggregate(w) => Some(w),
                 _ => None,
+            })
+            .collect();
+        if windows.iter().any(|w| w.emit.is_changelog()) {
+            return None;
+        }
+        windows
+            .iter()
+            .map(|w| match w.window {
+                WindowSpec::Tumble { size_nanos } | WindowSpec::Hop { size_nanos, .. } => size_nanos,
+                WindowSpec::Cumulate { max_size_nanos, .. } => max_size_nanos,
+                WindowSpec::Session { gap_nanos } => gap_nanos,
             })
             .max()
     }
