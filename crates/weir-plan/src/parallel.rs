@@ -17,7 +17,8 @@
 //! the join's left keys (or of an inner join's right keys) stays in the join's stage, its rows
 //! already together. When both sides of a join end in keyed operators keyed on some of its keys
 //! ([`CoPartition`]), the sides are hashed on those keys before their keyed operators, which
-//! then run in the join's stage. A join of a table read in splits with the output of one
+//! then run in the join's stage (when one side does, that side's, the other hashed on the join's
+//! keys). A join of a table read in splits with the output of one
 //! instance (a window without keys) broadcasts that output to every instance and joins each of
 //! the table's rows where it was read. Stateless operators stay fused with the stage before
 //! them. A union starts a stage whose inputs are its branches' last stages: hashed on the keys of the keyed operator
@@ -33,7 +34,7 @@ use datafusion_expr::{Expr, ExprSchemable};
 use crate::co_partition::co_partition;
 pub use crate::co_partition::{CoPartition, SideOps};
 use crate::plan::{JoinNode, JoinState, JoinType, OpRef, PlanInput, StreamOp, StreamPlan};
-pub use crate::source_alignment::{alignment_drift, ALIGNMENT_DRIFT_NANOS};
+pub use crate::source_alignment::{alignment_drift, ALIGNMENT_DRIFT_NANOS, MAX_ALIGNMENT_DRIFT_NANOS};
 
 /// Key groups a keyed stage's keys are hashed into: the unit of state a parallel instance owns.
 pub const KEY_GROUPS: usize = 128;
@@ -666,7 +667,7 @@ pub fn explain(plan: &StreamPlan, layout: Option<&Layout>) -> String {
                         .as_ref()
                         .and_then(|c| nodes.iter().position(|n| n.op == Some(OpRef::Op(c.sides[side].first_op))));
                     match (keyed, co) {
-                        (Some(at), Some(c)) if at + 1 < nodes.len() => {
+                        (Some(at), Some(c)) if at + 1 < nodes.len() && !c.sides[side].ops.is_empty() => {
                             above[at + 1] = Some(text);
                             let join = &join_side_keys(plan, &stage.branch, side);
                             let keys: Vec<String> =

@@ -1,7 +1,8 @@
-//! Watermark alignment of a parallel run's source instances, for plans with a join: an
-//! instance whose watermark is more than [`DRIFT`] ahead of the lowest waits before reading on
-//! (a batch is read whole, so an instance whose batches each span a minute of event time runs
-//! up to a minute and [`DRIFT`] ahead, then waits for the others to catch up).
+//! Watermark alignment of a parallel run's source instances, for plans with a join or a union:
+//! an instance whose watermark is more than the drift (a second, [`DRIFT`], unless the plan
+//! allows more) ahead of the lowest waits before reading on (a batch is read whole, so an
+//! instance whose batches each span a minute of event time runs up to a minute and the drift
+//! ahead, then waits for the others to catch up).
 //! A join's instances read their two inputs as they come (one channel shared by all senders),
 //! so without it one input could run ahead of the other in event time and the join hold its
 //! rows until the other catches up; one thread bounds that by reading the input whose watermark
@@ -17,11 +18,10 @@
 //!   instance 2: wm 12.5 s┘
 //! ```
 //!
-//! The drift is [`DRIFT`], or the smallest window of the window aggregates whose outputs are
-//! all the join takes in, when it takes in nothing else
-//! ([`weir_plan::parallel::alignment_drift`]): those rows reach the join a window at a time
-//! whatever the drift, and a drift smaller than what one read spans makes every instance wait
-//! for the others after each read.
+//! The plan allows more ([`weir_plan::parallel::alignment_drift`]) where every input of its
+//! joins and unions is windows' results emitted once per window: the smallest of those windows,
+//! up to a minute. Those rows reach the join a window at a time whatever the drift, and a drift
+//! shorter than what one read spans makes every instance wait for the others after each read.
 //!
 //! An instance without a watermark yet (or ever: a table without one) does not hold the others
 //! back, nor does one that has declared itself idle (nothing to read for its table's idle
@@ -56,12 +56,14 @@ pub(crate) struct Alignment {
 }
 
 impl Alignment {
-    pub(crate) fn new(instances: usize) -> Self {
+    /// Alignment of `instances` source instances within `drift` of the lowest (never less than
+    /// [`DRIFT`]).
+    pub(crate) fn new(instances: usize, drift: Nanos) -> Self {
         Self {
             marks: (0..instances).map(|_| AtomicI64::new(NO_WATERMARK)).collect(),
             idle: (0..instances).map(|_| AtomicBool::new(false)).collect(),
             first: vec![false; instances],
-            drift: DRIFT,
+            drift: drift.max(DRIFT),
             lock: Mutex::new(()),
             moved: Condvar::new(),
         }
@@ -70,12 +72,6 @@ impl Alignment {
     /// Instances `first` (by index) are read to their end before the others read anything.
     pub(crate) fn read_first(mut self, first: Vec<bool>) -> Self {
         self.first = first;
-        self
-    }
-
-    /// Instances may run up to `drift` ahead of the lowest (never less than [`DRIFT`]).
-    pub(crate) fn drift(mut self, drift: Nanos) -> Self {
-        self.drift = drift.max(DRIFT);
         self
     }
 
@@ -138,7 +134,7 @@ mod tests {
 
     #[test]
     fn instances_read_first_are_read_to_their_end_before_the_others() {
-        let a = Alignment::new(3).read_first(vec![false, true, false]);
+        let a = Alignment::new(3, DRIFT).read_first(vec![false, true, false]);
         assert!(a.may_read(1) && !a.may_read(0) && !a.may_read(2));
         a.publish(1, 5);
         assert!(!a.may_read(0), "a watermark is not the end");
@@ -148,7 +144,7 @@ mod tests {
 
     #[test]
     fn an_instance_ahead_waits_for_the_lowest() {
-        let a = Alignment::new(3);
+        let a = Alignment::new(3, DRIFT);
         assert!(a.may_read(0), "no watermark yet");
         a.publish(0, 2 * DRIFT);
         a.publish(1, 12 * DRIFT);
@@ -175,13 +171,13 @@ mod tests {
 
     #[test]
     fn a_plan_may_let_instances_run_further_apart_but_never_closer() {
-        let a = Alignment::new(2).drift(10 * DRIFT);
+        let a = Alignment::new(2, 10 * DRIFT);
         a.publish(0, 0);
         a.publish(1, 10 * DRIFT);
         assert!(a.may_read(1), "within the plan's drift");
         a.publish(1, 10 * DRIFT + 1);
         assert!(!a.may_read(1), "past it");
-        let b = Alignment::new(2).drift(DRIFT / 2);
+        let b = Alignment::new(2, DRIFT / 2);
         b.publish(0, 0);
         b.publish(1, DRIFT);
         assert!(b.may_read(1), "never less than the default drift");

@@ -297,7 +297,7 @@ impl Pipeline {
             .collect();
         let align = weir_plan::parallel::merges_inputs(plan).then(|| {
             let drift = weir_plan::parallel::alignment_drift(plan);
-            Arc::new(Alignment::new(source_count).read_first(first).drift(drift))
+            Arc::new(Alignment::new(source_count, drift).read_first(first))
         });
         let clock = Arc::new(ProcessingClock::new());
         for (s, stage) in stages.iter().enumerate() {
@@ -455,7 +455,8 @@ impl Pipeline {
                 let (mut ops, mut hashed_on) = (Vec::new(), Vec::new());
                 if let StageInput::Join { op, co, .. } = &stage.input {
                     if let Some(co) = co {
-                        for side in &co.sides {
+                        // (a side with no operators here has no state here)
+                        for side in co.sides.iter().filter(|side| !side.ops.is_empty()) {
                             hashed_on.push((ops.len(), side.positions.clone()));
                             ops.extend(side.first_op..side.first_op + side.ops.len());
                         }
