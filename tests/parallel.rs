@@ -24,6 +24,8 @@ use common::*;
 
 #[path = "parallel/broadcast.rs"]
 mod broadcast;
+#[path = "parallel/plans.rs"]
+mod plans;
 #[path = "parallel/state.rs"]
 mod state;
 
@@ -150,55 +152,6 @@ fn nexmark(sql: &str, events: u64, parallelism: usize) -> Vec<String> {
         .unwrap();
     let out = format_rows(&sink.batches());
     sorted(if plan.is_updating() { replay(&out).unwrap() } else { out })
-}
-
-/// Watermark alignment: the sources of a join (or union) of windows' results only (q5, q8) may
-/// run the smallest of the inputs' windows apart, up to a minute (their rows reach the join a
-/// window at a time); a join that takes rows themselves (q7's bids), sessions, windows with
-/// late results and a union of rows keep a second.
-#[test]
-fn sources_of_a_join_of_windows_may_run_a_window_apart() {
-    let engine = Engine::new(EngineConfig::default()).unwrap();
-    let drift = |sql: &str| match engine.plan(sql).unwrap().pop() {
-        Some(Planned::Query(p)) => weir_plan::parallel::alignment_drift(&p) / 1_000_000_000,
-        _ => panic!("expected a query"),
-    };
-    let q = |n: &str| std::fs::read_to_string(format!("{}/sql-examples/nexmark/{n}.sql", env!("CARGO_MANIFEST_DIR")));
-    assert_eq!(drift(&q("q5").unwrap()), 10, "q5: hopping windows of 10 s on both sides");
-    assert_eq!(drift(&q("q8").unwrap()), 10, "q8: tumbling windows of 10 s on both sides");
-    assert_eq!(drift(&q("q7").unwrap()), 1, "q7: bids joined with their window's highest price");
-    let window = |tvf: &str, args: &str| {
-        format!(
-            "SELECT auction, window_start AS s, window_end AS e FROM TABLE({tvf}(TABLE bid, DESCRIPTOR(date_time), {args}))
-             GROUP BY auction, window_start, window_end"
-        )
-    };
-    let join = |a: String, b: String| {
-        format!("SELECT x.auction FROM ({a}) x JOIN ({b}) y ON x.auction = y.auction AND x.s = y.s AND x.e = y.e")
-    };
-    let tumble = |size: &str| window("TUMBLE", &format!("INTERVAL {size}"));
-    assert_eq!(drift(&join(tumble("'30' SECOND"), tumble("'1' MINUTE"))), 30, "the smaller window");
-    assert_eq!(drift(&join(tumble("'30' SECOND"), tumble("'500' MILLISECOND"))), 1, "never below a second");
-    assert_eq!(drift(&join(tumble("'2' MINUTE"), tumble("'5' MINUTE"))), 60, "never above a minute");
-    let cumulate = window("CUMULATE", "INTERVAL '5' SECOND, INTERVAL '1' MINUTE");
-    assert_eq!(drift(&join(cumulate.clone(), cumulate)), 5, "a cumulating window emits at each step");
-    let union = |a: &str, b: &str| format!("SELECT auction FROM ({a}) UNION ALL SELECT auction FROM ({b})");
-    let sessions = "SELECT auction, SESSION_START(date_time, INTERVAL '30' SECOND) AS s FROM bid
-                    GROUP BY SESSION(date_time, INTERVAL '30' SECOND), auction";
-    let union_of_rows = union("SELECT auction FROM bid", "SELECT auction FROM bid");
-    assert_eq!(drift(&union_of_rows), 1, "a union of rows (a union of windows' results is not planned)");
-    let session_join = format!(
-        "SET 'state.ttl' = '1 h'; SELECT x.auction FROM ({sessions}) x JOIN (SELECT auction, window_start AS s, window_end AS e FROM \
-         TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '30' SECOND)) GROUP BY auction, window_start, window_end) y \
-         ON x.auction = y.auction AND x.s BETWEEN y.s AND y.e"
-    );
-    assert_eq!(drift(&session_join), 1, "sessions close at any time");
-    // (last: the settings stay with the engine)
-    let late = format!(
-        "SET 'window.allowed_lateness' = '5s'; SET 'state.ttl' = '1 h'; {}",
-        join(tumble("'30' SECOND"), tumble("'1' MINUTE"))
-    );
-    assert_eq!(drift(&late), 1, "windows corrected later: their results do not come a window at a time");
 }
 
 /// Every Nexmark query whose result is defined (q18 and q19 rank rows that tie on their order,
