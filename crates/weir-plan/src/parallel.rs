@@ -510,8 +510,8 @@ fn join_exchanges(j: &JoinNode) -> [Exchange; 2] {
 /// Whether `plan` joins two inputs or unions several. By default (no parallelism asked for)
 /// such a plan runs on one thread: in parallel the join's or the union's instances read their
 /// inputs as they come, where one thread reads the input whose watermark is lowest first; the
-/// sources' watermark alignment keeps them within a second, but the state after them is still
-/// somewhat above one thread's.
+/// sources' watermark alignment keeps them within a second (or a window:
+/// [`alignment_drift`]), but the state after them is still somewhat above one thread's.
 pub fn merges_inputs(plan: &StreamPlan) -> bool {
     !matches!(plan.input, PlanInput::Source(_))
 }
