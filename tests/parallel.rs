@@ -340,6 +340,13 @@ fn two_tables_at_parallelism_2() -> (Engine, String) {
     (engine, ddl)
 }
 
+/// Each of `lines` is in `explained` (an EXPLAIN's text).
+fn assert_explains(explained: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(explained.contains(line), "{line}: {explained}");
+    }
+}
+
 /// A keyed operator whose keys are those a join's rows were hashed on, or include them, runs in
 /// the join's instances, without an exchange: an inner join's left or right keys, a left outer
 /// join's left keys only (its unmatched rows have NULL right keys).
@@ -368,14 +375,15 @@ fn aggregates_keyed_on_a_joins_keys_run_in_its_instances() {
     let (engine, ddl) = two_tables_at_parallelism_2();
     let explain = |sql: &str| engine.explain(&format!("{ddl} EXPLAIN {sql}")).unwrap();
     let window_join = explain(WINDOW_JOIN);
-    for line in [
-        "Exchange: forward (rows already hashed on [a.k]), 2 → 2 instances",
-        "Exchange: forward (rows already hashed on [b.k]), 2 → 2 instances",
-        "Exchange: hash [t.k] over 128 key groups, 1 → 2 instances",
-        "Exchange: hash [u.k] over 128 key groups, 1 → 2 instances",
-    ] {
-        assert!(window_join.contains(line), "{line}: {window_join}");
-    }
+    assert_explains(
+        &window_join,
+        &[
+            "Exchange: forward (rows already hashed on [a.k]), 2 → 2 instances",
+            "Exchange: forward (rows already hashed on [b.k]), 2 → 2 instances",
+            "Exchange: hash [t.k] over 128 key groups, 1 → 2 instances",
+            "Exchange: hash [u.k] over 128 key groups, 1 → 2 instances",
+        ],
+    );
     assert_eq!(window_join.matches("Exchange: hash [").count(), 2, "{window_join}");
     // an updating aggregate keyed on (k, site), joined on site: hashed on site before it
     engine.set("state.ttl", "1 h").unwrap();

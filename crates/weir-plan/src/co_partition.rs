@@ -145,8 +145,7 @@ fn partitioned(j: &JoinNode, sides: [Option<Traced<'_>>; 2]) -> Option<CoPartiti
         keys: [Vec::new(), Vec::new()],
         join_positions: Vec::new(),
     };
-    for (i, right_key) in join_keys[1].iter().enumerate() {
-        let stays = [join_keys[0].get(i), Some(right_key)];
+    for i in 0..join_keys[0].len() {
         let traced: Vec<Option<Option<&(usize, Expr)>>> =
             sides.iter().map(|s| s.map(|(_, keys)| keys.get(i).and_then(Option::as_ref))).collect();
         if traced.iter().any(|t| matches!(t, Some(None))) {
@@ -159,7 +158,7 @@ fn partitioned(j: &JoinNode, sides: [Option<Traced<'_>>; 2]) -> Option<CoPartiti
                     out.keys[side].push(key.clone());
                 }
                 // a side that stays: hashed on the join key where it ends
-                _ => out.keys[side].extend(stays[side].cloned()),
+                _ => out.keys[side].extend(join_keys[side].get(i).cloned()),
             }
         }
         out.join_positions.push(i);
