@@ -52,7 +52,14 @@ pub(crate) struct Alignment {
     /// How far an instance may run ahead of the lowest.
     drift: Nanos,
     lock: Mutex<()>,
-    moved: Condvar,
+    /// Per instance: whether it waits, and what wakes it (only once it may read on: an
+    /// instance woken whenever another reads would mostly wait again, a switch of threads for
+    /// nothing).
+    waiting: Vec<AtomicBool>,
+    moved: Vec<Condvar>,
+    /// Wake-ups sent (for the tests).
+    #[cfg(test)]
+    woken: std::sync::atomic::AtomicUsize,
 }
 
 impl Alignment {
@@ -65,7 +72,10 @@ impl Alignment {
             first: vec![false; instances],
             drift: drift.max(DRIFT),
             lock: Mutex::new(()),
-            moved: Condvar::new(),
+            waiting: (0..instances).map(|_| AtomicBool::new(false)).collect(),
+            moved: (0..instances).map(|_| Condvar::new()).collect(),
+            #[cfg(test)]
+            woken: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -78,29 +88,43 @@ impl Alignment {
     /// Instance `me` reached watermark `w` (`Nanos::MAX`: it ended, or stopped).
     pub(crate) fn publish(&self, me: usize, w: Nanos) {
         if let Some(m) = self.marks.get(me) {
-            m.fetch_max(w, Ordering::Relaxed);
+            m.fetch_max(w, Ordering::SeqCst);
         }
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.moved.notify_all();
+        self.wake();
     }
 
     /// Instance `me` has nothing to read for now (`true`), or reads again (`false`).
     pub(crate) fn set_idle(&self, me: usize, idle: bool) {
         if let Some(i) = self.idle.get(me) {
-            i.store(idle, Ordering::Relaxed);
+            i.store(idle, Ordering::SeqCst);
         }
+        self.wake();
+    }
+
+    /// Wake the waiting instances that may read on now. (Each mark is set before the waiting
+    /// flags are read, and a flag before its instance reads the marks, all sequentially
+    /// consistent: an instance that starts waiting after the flags were read sees the new mark.
+    /// It waits a short while at most in any case.)
+    fn wake(&self) {
+        let mut ready =
+            (0..self.waiting.len()).filter(|i| self.waiting[*i].load(Ordering::SeqCst) && self.may_read(*i));
+        let Some(first) = ready.next() else { return };
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.moved.notify_all();
+        for i in std::iter::once(first).chain(ready) {
+            self.moved[i].notify_one();
+            #[cfg(test)]
+            self.woken.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     /// Whether instance `me` may read on: it has no watermark yet, or one at most the drift
     /// ahead of the lowest instance's.
     pub(crate) fn may_read(&self, me: usize) -> bool {
-        let unread_first = |(f, m): (&bool, &AtomicI64)| *f && m.load(Ordering::Relaxed) != Nanos::MAX;
+        let unread_first = |(f, m): (&bool, &AtomicI64)| *f && m.load(Ordering::SeqCst) != Nanos::MAX;
         if !self.first.get(me).copied().unwrap_or(false) && self.first.iter().zip(&self.marks).any(unread_first) {
             return false;
         }
-        let own = self.marks.get(me).map_or(NO_WATERMARK, |m| m.load(Ordering::Relaxed));
+        let own = self.marks.get(me).map_or(NO_WATERMARK, |m| m.load(Ordering::SeqCst));
         if own == NO_WATERMARK {
             return true;
         }
@@ -108,8 +132,8 @@ impl Alignment {
             .marks
             .iter()
             .zip(&self.idle)
-            .filter(|(_, idle)| !idle.load(Ordering::Relaxed))
-            .map(|(m, _)| m.load(Ordering::Relaxed))
+            .filter(|(_, idle)| !idle.load(Ordering::SeqCst))
+            .map(|(m, _)| m.load(Ordering::SeqCst))
             .filter(|w| *w != NO_WATERMARK)
             .min()
             .unwrap_or(own);
@@ -118,13 +142,17 @@ impl Alignment {
 
     /// Wait until instance `me` may read on, or `stop` says to give up.
     pub(crate) fn wait(&self, me: usize, stop: impl Fn() -> bool) {
+        let (Some(waiting), Some(moved)) = (self.waiting.get(me), self.moved.get(me)) else { return };
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.store(true, Ordering::SeqCst);
+        // (what `stop` watches wakes nobody: it is looked at every 20 ms)
         while !self.may_read(me) && !stop() {
-            guard = match self.moved.wait_timeout(guard, Duration::from_millis(20)) {
+            guard = match moved.wait_timeout(guard, Duration::from_millis(20)) {
                 Ok((g, _)) => g,
                 Err(e) => e.into_inner().0,
             };
         }
+        waiting.store(false, Ordering::SeqCst);
     }
 }
 
@@ -181,5 +209,31 @@ mod tests {
         b.publish(0, 0);
         b.publish(1, DRIFT);
         assert!(b.may_read(1), "never less than the default drift");
+    }
+
+    #[test]
+    fn a_waiting_instance_is_woken_once_it_may_read_and_not_before() {
+        let a = std::sync::Arc::new(Alignment::new(3, DRIFT));
+        a.publish(0, 10 * DRIFT);
+        a.publish(1, 0);
+        a.publish(2, DRIFT);
+        let waiter = {
+            let a = std::sync::Arc::clone(&a);
+            // (a guard against a test that would never end, not a timing: woken or not is
+            // what it checks)
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            std::thread::spawn(move || a.wait(0, || std::time::Instant::now() > deadline))
+        };
+        while !a.waiting[0].load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        a.publish(2, 5 * DRIFT);
+        a.publish(1, 8 * DRIFT);
+        a.publish(2, 9 * DRIFT);
+        assert_eq!(a.woken.load(Ordering::SeqCst), 0, "still more than the drift ahead of the lowest");
+        a.publish(1, 9 * DRIFT);
+        waiter.join().unwrap();
+        assert_eq!(a.woken.load(Ordering::SeqCst), 1, "woken once, when the lowest came within the drift");
+        assert!(!a.waiting[0].load(Ordering::SeqCst));
     }
 }
