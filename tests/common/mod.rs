@@ -7,7 +7,7 @@
 pub mod job;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{
@@ -136,12 +136,22 @@ pub fn feed_ddl(delay_ms: i64) -> String {
 pub struct FeedTable {
     pub batches: Vec<RecordBatch>,
     pub crash: Option<usize>,
+    /// A count of the checkpoints committed (the tests' sink counts them): when it is given,
+    /// the crash waits until one was committed since the source opened (nothing to read
+    /// meanwhile), so that a restart resumes from a checkpoint this run took rather than from
+    /// the one before (a parallel run's sources read on before the sink's first checkpoint
+    /// completes). It waits a few seconds at most.
+    pub crash_after_commit: Option<Arc<AtomicUsize>>,
 }
 
 impl FeedTable {
     /// `rows` cut at `cuts`.
     pub fn new(rows: &[Row], cuts: &[usize]) -> Self {
-        Self { batches: batches(rows, cuts).iter().map(|b| to_batch(b)).collect(), crash: None }
+        Self {
+            batches: batches(rows, cuts).iter().map(|b| to_batch(b)).collect(),
+            crash: None,
+            crash_after_commit: None,
+        }
     }
 }
 
@@ -193,20 +203,41 @@ impl Connector for Feed {
             .iter()
             .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.project(&columns).unwrap().columns().to_vec()))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Box::new(FeedSource { batches, next: 0, crash: feed.crash.take() }))
+        let crash = feed.crash.take();
+        let commits = feed.crash_after_commit.clone().filter(|_| crash.is_some()).map(|c| {
+            let opened = c.load(Ordering::SeqCst);
+            (c, opened)
+        });
+        Ok(Box::new(FeedSource { batches, schema, next: 0, crash, commits, waited: 0 }))
     }
 }
 
 struct FeedSource {
     batches: Vec<RecordBatch>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
     next: usize,
     crash: Option<usize>,
+    /// The sink's count of committed checkpoints, and its value when this source opened.
+    commits: Option<(Arc<AtomicUsize>, usize)>,
+    /// Empty reads while the crash waits for a checkpoint.
+    waited: usize,
 }
+
+/// The most empty reads (a millisecond each) a crash waits for a checkpoint.
+const CRASH_WAIT: usize = 5_000;
 
 impl Source for FeedSource {
     fn next_batch(&mut self) -> weir_runtime::Result<Option<RecordBatch>> {
         match &mut self.crash {
-            Some(0) => return Err(RuntimeError::Source("crash".into())),
+            Some(0) => {
+                let committed = self.commits.as_ref().is_none_or(|(c, opened)| c.load(Ordering::SeqCst) > *opened);
+                if committed || self.waited >= CRASH_WAIT {
+                    return Err(RuntimeError::Source("crash".into()));
+                }
+                self.waited += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                return Ok(Some(RecordBatch::new_empty(Arc::clone(&self.schema))));
+            }
             Some(n) => *n -= 1,
             None => {}
         }
