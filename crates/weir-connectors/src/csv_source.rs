@@ -47,7 +47,7 @@ enum CsvItem {
 
 /// A CSV file read in batches of `batch_size` rows; memory is bounded by one batch. Standard
 /// input, named pipes and followed files are read on a thread of their own and cut into
-/// batches by size or by time ([`crate::live`]).
+/// batches by size or by time (`crate::live`).
 pub struct CsvSource {
     records: Records,
     display: String,
@@ -158,7 +158,7 @@ impl CsvSource {
     }
 
     /// The records of a regular file in `range` only (a parallel instance's share, see
-    /// [`crate::file_splits`]); the header is read from the file's start.
+    /// `crate::file_splits`); the header is read from the file's start.
     pub fn open_range(
         options: &FileOptions,
         schema: SchemaRef,

@@ -503,12 +503,12 @@ impl Connector for DatagenConnector {
         Ok(Box::new(DatagenSource::open(table, schema, ctx.batch_size)?))
     }
 
-    /// A table paced at [`MIN_SPLIT_RATE`] rows a second for each of two instances or more.
+    /// A table paced at `MIN_SPLIT_RATE` rows a second for each of two instances or more.
     fn splittable(&self, table: &TableDef, _: &ConnectorContext) -> bool {
         DatagenOptions::parse(table).is_ok_and(|o| o.instances(usize::MAX) >= 2)
     }
 
-    /// One instance per [`MIN_SPLIT_RATE`] rows a second, up to `n`.
+    /// One instance per `MIN_SPLIT_RATE` rows a second, up to `n`.
     fn split_count(&self, table: &TableDef, _: &ConnectorContext, n: usize) -> usize {
         DatagenOptions::parse(table).map_or(1, |o| o.instances(n).max(1) as usize)
     }

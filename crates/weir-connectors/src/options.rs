@@ -44,7 +44,7 @@ pub struct FileOptions {
     /// (Flink's option; the input never ends then).
     pub monitor: Option<std::time::Duration>,
     /// For a directory: the files of it to read (a parallel instance's share, see
-    /// [`crate::live::shares`]); `None`: all of them.
+    /// `crate::live::shares`); `None`: all of them.
     pub only: Option<Arc<[PathBuf]>>,
 }
 

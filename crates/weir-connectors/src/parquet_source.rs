@@ -97,7 +97,7 @@ impl ParquetSource {
         Self::open_from(options, schema, batch_size, None, 0)
     }
 
-    /// Open the row groups `groups` of the file (one of [`row_group_splits`]).
+    /// Open the row groups `groups` of the file (one of the splits `row_group_splits` makes).
     pub fn open_row_groups(
         options: &FileOptions,
         schema: SchemaRef,

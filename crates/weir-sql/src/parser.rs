@@ -91,7 +91,7 @@ const PARSE_STACK: usize = 256 << 20;
 
 /// Parse a script of `;`-separated statements (with `--` and `/* */` comments).
 ///
-/// Expressions nested deeper than [`MAX_EXPR_DEPTH`] and a statement cut short are errors
+/// Expressions nested deeper than `MAX_EXPR_DEPTH` and a statement cut short are errors
 /// with their position (the end of the text for a statement cut short).
 pub fn parse_script(sql: &str) -> Result<Vec<Stmt>> {
     // parsed on a thread of its own with a large stack (reserved, touched only as needed);

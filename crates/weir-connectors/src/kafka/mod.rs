@@ -1,17 +1,17 @@
 //! The `kafka` connector: a topic read as a table and written by `INSERT INTO`, with Flink
 //! SQL's option names, so that a Flink user's DDL runs unchanged.
 //!
-//! - [`source`]: partitions assigned by weir (no consumer-group rebalancing), each a split with
+//! - `source`: partitions assigned by weir (no consumer-group rebalancing), each a split with
 //!   its own watermark; offsets are the source's checkpoint position; a bounded mode ends at
 //!   the offsets of a moment; new partitions are picked up.
-//! - [`sink`]: `none`, `at-least-once` (flushed at each checkpoint) and `exactly-once`: rows are
+//! - `sink`: `none`, `at-least-once` (flushed at each checkpoint) and `exactly-once`: rows are
 //!   staged on disk until their checkpoint is durable, then written in one Kafka transaction
 //!   that also records the checkpoint, so that a restart finishes or skips it and nothing is
 //!   written twice.
 //! - [`format`]: json, csv and raw values, with the table's policy for malformed records;
-//!   [`json_flat`] reads the common flat JSON object quickly, [`json_row`] the rest.
-//! - [`fetch`]: records taken from librdkafka many at a time (the one module calling its C
-//!   API); [`rows`]: a record's value, key and metadata (headers too) appended as a row.
+//!   `json_flat` reads the common flat JSON object quickly, `json_row` the rest.
+//! - `fetch`: records taken from librdkafka many at a time (the one module calling its C
+//!   API); `rows`: a record's value, key and metadata (headers too) appended as a row.
 
 mod admin;
 mod avro;

@@ -139,7 +139,7 @@ fn kafka_error(servers: &str, e: impl std::fmt::Display) -> RuntimeError {
 }
 
 impl KafkaSource {
-    /// Connect and look the topic up (failing within [`CONNECT_TIMEOUT`] when the brokers do
+    /// Connect and look the topic up (failing within `CONNECT_TIMEOUT` when the brokers do
     /// not answer); nothing is read before the first batch is asked for.
     pub fn open(table: &TableDef, options: KafkaOptions, schema: SchemaRef, ctx: &ConnectorContext) -> Result<Self> {
         // partitions are assigned, never subscribed: the group (librdkafka wants one) only
