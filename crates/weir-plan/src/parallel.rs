@@ -170,7 +170,8 @@ pub struct LayoutStage {
     /// Keyed operators of the stage that read its rows where they are (after a join).
     pub forwarded: Vec<Forwarded>,
     /// Its first operator, a window aggregate, merges partial aggregates of the rows that
-    /// the stage before it (reading a table) computed per batch (the module `two_phase`: a window aggregate in two phases).
+    /// the stage before it (reading a table) computed per batch (the crate's `two_phase`
+    /// module: a window aggregate in two phases).
     pub pre_aggregated: bool,
 }
 
