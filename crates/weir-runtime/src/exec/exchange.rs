@@ -7,8 +7,10 @@
 //!   Watermark, EndOfStream, Barrier ─► every instance   Dropped ─► instance 0 (the side output)
 //! ```
 //!
-//! A packet holding nothing but a watermark goes to an instance at most once every
-//! [`WATERMARK_EVERY`] (the later ones wait, and go ahead of the sender's next packet to it).
+//! A small packet (nothing but a watermark, or batches of fewer than a quarter of the batch
+//! size's rows) goes to an instance at most once every [`WATERMARK_EVERY`]: the later ones wait,
+//! and go with the sender's next packet to it that is not small, or together when the time is
+//! up.
 //!
 //! An instance's senders share its channel, and each holds credits for it: it may have up to
 //! [`CREDIT_BATCHES`] × `batch.size` rows (and at most [`CREDITS`] packets) on their way to the
@@ -32,7 +34,7 @@ use datafusion_physical_expr::PhysicalExpr;
 use weir_plan::parallel::KEY_GROUPS;
 
 use crate::error::{Result, RuntimeError};
-use crate::message::{Message, Nanos, StreamBatch};
+use crate::message::{Message, StreamBatch};
 
 /// What one sender hands an instance at a time: its index among the instance's inputs, and
 /// messages in order or a checkpoint barrier.
@@ -278,29 +280,31 @@ pub(crate) struct Router {
     hashes: Vec<u64>,
     /// The rows' targets (reused likewise).
     dests: Vec<u16>,
-    /// Per target: when a packet last went to it, and the watermark held back since (see
-    /// [`WATERMARK_EVERY`]).
+    /// Per target: when a packet last went to it, and what is held back since (see
+    /// [`WATERMARK_EVERY`]), in order, with the rows of its batches.
     last_sent: Vec<Option<Instant>>,
-    held: Vec<Option<Nanos>>,
+    held: Vec<Vec<Message>>,
+    held_rows: Vec<usize>,
+    /// Packets of fewer rows than this wait like watermarks (see [`SMALL_PACKET`]).
+    small: usize,
 }
 
-/// A packet holding nothing but a watermark goes to an instance at most once in this long: the
-/// sender's later watermarks wait (the newest standing for the ones before it) and go with its
-/// next packet to that instance, or on their own once this much time has passed since its last
-/// one. An instance that is fed often is woken that much less often (in a hashed exchange,
-/// every batch read or pre-aggregated without rows for an instance would wake it with a
-/// watermark); one fed rarely gets each watermark at once; the order of what a sender sends is
-/// unchanged, and a checkpoint's barrier, an idleness notice or the end of the stream takes
-/// whatever waits with it.
+/// A packet holding nothing but a watermark, or only watermarks and fewer than
+/// [`SMALL_PACKET`] of the batch size's rows, goes to an instance at most once in this long:
+/// the sender's later packets wait (the newest watermark standing for the ones before it) and
+/// go with its next packet that is not small to that instance, or together once this much time
+/// has passed since its last one (as a network buffer waits for Flink's
+/// `execution.buffer-timeout`, 100 ms by default). An instance that is fed often is woken that
+/// much less often (in a hashed exchange, every batch read or pre-aggregated without rows for
+/// an instance would wake it with a watermark; a window's results, a few hundred rows per
+/// instance and window, would wake the next stage or the sink once per window); one fed rarely
+/// gets each packet at once; the order of what a sender sends is unchanged, and a checkpoint's
+/// barrier, an idleness notice or the end of the stream takes whatever waits with it.
 pub(crate) const WATERMARK_EVERY: Duration = Duration::from_millis(10);
 
-/// The highest watermark in `messages` if that is all they hold.
-fn only_watermark(messages: &[Message]) -> Option<Nanos> {
-    messages.iter().try_fold(None, |top: Option<Nanos>, m| match m {
-        Message::Watermark(w) => Some(Some(top.map_or(*w, |t| t.max(*w)))),
-        _ => None,
-    })?
-}
+/// A packet is small, and may wait ([`WATERMARK_EVERY`]), below this share of the batch size
+/// (1/4: a split's share of its read, about a batch, never waits).
+pub(crate) const SMALL_PACKET: usize = 4;
 
 /// Where a router sends its batches (watermarks, idleness and barriers go to every target).
 enum Route {
@@ -331,6 +335,7 @@ impl Router {
     fn routing(targets: Vec<Link>, me: usize, route: Route) -> Self {
         let n = targets.len();
         let owners = (0..KEY_GROUPS as u32).map(|g| owner(g, n) as u16).collect();
+        let small = targets.first().map_or(0, |t| t.credits.rows / CREDIT_BATCHES / SMALL_PACKET);
         Self {
             targets,
             me,
@@ -339,7 +344,9 @@ impl Router {
             hashes: Vec::new(),
             dests: Vec::new(),
             last_sent: vec![None; n],
-            held: vec![None; n],
+            held: (0..n).map(|_| Vec::new()).collect(),
+            held_rows: vec![0; n],
+            small,
         }
     }
 
@@ -400,42 +407,61 @@ impl Router {
         Ok(self.flush_due(now))
     }
 
-    /// Send `messages` to `target`, after the watermark held back for it, or hold them back
-    /// if they are a watermark and one went less than [`WATERMARK_EVERY`] ago; `false` once the
-    /// target has gone.
+    /// Send `messages` to `target`, after what is held back for it, or hold them back if they
+    /// are small (a watermark, or batches of few rows) and a packet went less than
+    /// [`WATERMARK_EVERY`] ago; `false` once the target has gone.
     fn deliver(&mut self, target: usize, mut messages: Vec<Message>, now: Instant) -> bool {
         let recent = self.last_sent[target].is_some_and(|t| now.saturating_duration_since(t) < WATERMARK_EVERY);
         if recent {
-            if let Some(w) = only_watermark(&messages) {
-                let held = &mut self.held[target];
-                *held = Some(held.map_or(w, |h| h.max(w)));
+            let rows = rows_of(&messages);
+            let waits = messages.iter().all(|m| matches!(m, Message::Data(_) | Message::Watermark(_)));
+            if waits && (rows == 0 || self.held_rows[target] + rows < self.small) {
+                self.hold(target, messages, rows);
                 return true;
             }
         }
-        if let Some(w) = self.held[target].take() {
-            messages.insert(0, Message::Watermark(w));
+        if !self.held[target].is_empty() {
+            let mut all = std::mem::take(&mut self.held[target]);
+            all.append(&mut messages);
+            messages = all;
+            self.held_rows[target] = 0;
         }
         self.last_sent[target] = Some(now);
         self.targets[target].messages(self.me, messages)
     }
 
-    /// When the watermark held back for `target` is due (`None`: none is held back).
-    fn due_for(&self, target: usize) -> Option<Instant> {
-        self.held[target].and(self.last_sent[target]).map(|l| l + WATERMARK_EVERY)
+    /// Keep `messages` (of `rows` rows) for `target`, after what it holds: a watermark after a
+    /// watermark stands for it.
+    fn hold(&mut self, target: usize, messages: Vec<Message>, rows: usize) {
+        let held = &mut self.held[target];
+        for m in messages {
+            match (held.last_mut(), m) {
+                (Some(Message::Watermark(last)), Message::Watermark(w)) => *last = (*last).max(w),
+                (_, m) => held.push(m),
+            }
+        }
+        self.held_rows[target] += rows;
     }
 
-    /// When the first watermark held back is due (`None`: none is held back).
+    /// When what is held back for `target` is due (`None`: nothing is held back).
+    fn due_for(&self, target: usize) -> Option<Instant> {
+        match self.held[target].is_empty() {
+            true => None,
+            false => self.last_sent[target].map(|l| l + WATERMARK_EVERY),
+        }
+    }
+
+    /// When the first packet held back is due (`None`: nothing is held back).
     pub(crate) fn due(&self) -> Option<Instant> {
         (0..self.targets.len()).filter_map(|t| self.due_for(t)).min()
     }
 
-    /// Send the watermarks held back whose time has come by `now`; `false` once a target has
-    /// gone.
+    /// Send what is held back whose time has come by `now`; `false` once a target has gone.
     pub(crate) fn flush_due(&mut self, now: Instant) -> bool {
         (0..self.targets.len()).all(|t| self.due_for(t).is_none_or(|d| now < d) || self.flush_target(t, now))
     }
 
-    /// Send every watermark held back (before the sender waits for something else than its
+    /// Send everything held back (before the sender waits for something else than its
     /// input); `false` once a target has gone.
     pub(crate) fn flush(&mut self) -> bool {
         let now = Instant::now();
@@ -443,13 +469,13 @@ impl Router {
     }
 
     fn flush_target(&mut self, target: usize, now: Instant) -> bool {
-        match self.held[target].take() {
-            Some(w) => {
-                self.last_sent[target] = Some(now);
-                self.targets[target].messages(self.me, vec![Message::Watermark(w)])
-            }
-            None => true,
+        if self.held[target].is_empty() {
+            return true;
         }
+        let held = std::mem::take(&mut self.held[target]);
+        self.held_rows[target] = 0;
+        self.last_sent[target] = Some(now);
+        self.targets[target].messages(self.me, held)
     }
 
     /// Tell every instance this sender is idle; `false` once a target has gone. Its next
@@ -519,7 +545,8 @@ mod tests {
     #[test]
     fn watermarks_alone_go_to_an_instance_at_most_once_in_a_while_and_in_order() {
         use datafusion_common::arrow::record_batch::RecordBatch;
-        let (links, inboxes): (Vec<_>, Vec<_>) = (0..2).map(|_| channel(1, 8192)).unzip();
+        // (batches of 4 rows: a packet of 2 rows is not small)
+        let (links, inboxes): (Vec<_>, Vec<_>) = (0..2).map(|_| channel(1, 4)).unzip();
         let mut router = Router::forward(links, 0, 1);
         let rows = || {
             let a: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
@@ -564,6 +591,50 @@ mod tests {
         let expect = [vec!["6"], vec!["barrier 7"], vec!["8"], vec!["idle"], vec!["9"], vec!["10", "other"]];
         assert_eq!(watermarks(&inboxes[0]), expect);
         assert_eq!(watermarks(&inboxes[1]), expect);
+        assert_eq!(router.due(), None);
+    }
+
+    #[test]
+    fn small_packets_wait_like_watermarks_and_go_together_in_order() {
+        use datafusion_common::arrow::record_batch::RecordBatch;
+        // batches of 40 rows: a packet of fewer than 10 is small
+        let (link, inbox) = channel(1, 40);
+        let mut router = Router::new(vec![link], 0, None);
+        let rows = |n: i64| {
+            let a: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n));
+            Message::Data(StreamBatch::new(RecordBatch::try_from_iter([("a", a)]).unwrap()))
+        };
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // the first goes at once, whatever its size
+        assert!(router.send_at(vec![rows(2), Message::Watermark(1)], t0).unwrap());
+        assert_eq!(watermarks(&inbox), [vec!["2 rows", "1"]]);
+        // small ones soon after wait, in order, the newest of consecutive watermarks standing for them
+        assert!(router.send_at(vec![rows(3), Message::Watermark(2)], at(1)).unwrap());
+        assert!(router.send_at(vec![Message::Watermark(3)], at(2)).unwrap());
+        assert!(router.send_at(vec![rows(4)], at(3)).unwrap());
+        assert!(watermarks(&inbox).is_empty(), "held back");
+        assert_eq!(router.due(), Some(t0 + WATERMARK_EVERY));
+        // until they would not be small together: then all go in one packet
+        assert!(router.send_at(vec![rows(3), Message::Watermark(4)], at(4)).unwrap());
+        assert_eq!(watermarks(&inbox), [vec!["3 rows", "3", "4 rows", "3 rows", "4"]]);
+        assert_eq!(router.due(), None);
+        // a packet that is not small takes what waits along at once
+        assert!(router.send_at(vec![rows(1)], at(5)).unwrap());
+        assert!(router.send_at(vec![rows(10)], at(6)).unwrap());
+        assert_eq!(watermarks(&inbox), [vec!["1 rows", "10 rows"]]);
+        // what waits goes when it is due, whether or not anything else is sent
+        assert!(router.send_at(vec![rows(1), Message::Watermark(5)], at(7)).unwrap());
+        let due = router.due().expect("held back");
+        assert_eq!(due, at(6) + WATERMARK_EVERY);
+        assert!(router.flush_due(due - Duration::from_millis(1)));
+        assert!(watermarks(&inbox).is_empty(), "not yet due");
+        assert!(router.flush_due(due));
+        assert_eq!(watermarks(&inbox), [vec!["1 rows", "5"]]);
+        // the end of the stream never waits, and takes what waits first
+        assert!(router.send_at(vec![rows(1)], due).unwrap());
+        assert!(router.send_at(vec![Message::EndOfStream], due).unwrap());
+        assert_eq!(watermarks(&inbox), [vec!["1 rows", "other"]]);
         assert_eq!(router.due(), None);
     }
 
@@ -618,7 +689,8 @@ mod tests {
         let to = owner(key_groups(&[Arc::clone(batch.column(0))], 3).unwrap()[0], n);
         let b = StreamBatch::new(batch);
         let column = Arc::clone(b.batch.column(0));
-        assert!(router.send(vec![Message::Data(b)]).unwrap());
+        // (a small packet soon after the first waits: see the test above)
+        assert!(router.send(vec![Message::Data(b)]).unwrap() && router.flush());
         let Ok((0, Packet::Messages(messages))) = inboxes[to].rx.try_recv() else { panic!("the owner got nothing") };
         assert!(matches!(&messages[..], [Message::Data(b)] if Arc::ptr_eq(b.batch.column(0), &column)), "not copied");
         assert!(inboxes.iter().enumerate().all(|(t, i)| t == to || i.rx.try_recv().is_err()));
