@@ -208,7 +208,7 @@ impl Connector for Feed {
             let opened = c.load(Ordering::SeqCst);
             (c, opened)
         });
-        Ok(Box::new(FeedSource { batches, schema, next: 0, crash, commits, waited: 0 }))
+        Ok(Box::new(FeedSource { batches, schema, next: 0, crash, commits, waiting: None }))
     }
 }
 
@@ -219,22 +219,22 @@ struct FeedSource {
     crash: Option<usize>,
     /// The sink's count of committed checkpoints, and its value when this source opened.
     commits: Option<(Arc<AtomicUsize>, usize)>,
-    /// Empty reads while the crash waits for a checkpoint.
-    waited: usize,
+    /// Since when the crash waits for a checkpoint.
+    waiting: Option<std::time::Instant>,
 }
 
-/// The most empty reads (a millisecond each) a crash waits for a checkpoint.
-const CRASH_WAIT: usize = 5_000;
+/// The longest a crash waits for a checkpoint.
+const CRASH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Source for FeedSource {
     fn next_batch(&mut self) -> weir_runtime::Result<Option<RecordBatch>> {
         match &mut self.crash {
             Some(0) => {
                 let committed = self.commits.as_ref().is_none_or(|(c, opened)| c.load(Ordering::SeqCst) > *opened);
-                if committed || self.waited >= CRASH_WAIT {
+                let since = *self.waiting.get_or_insert_with(std::time::Instant::now);
+                if committed || since.elapsed() >= CRASH_WAIT {
                     return Err(RuntimeError::Source("crash".into()));
                 }
-                self.waited += 1;
                 std::thread::sleep(std::time::Duration::from_millis(1));
                 return Ok(Some(RecordBatch::new_empty(Arc::clone(&self.schema))));
             }
