@@ -281,10 +281,9 @@ pub(crate) struct Router {
     /// The rows' targets (reused likewise).
     dests: Vec<u16>,
     /// Per target: when a packet last went to it, and what is held back since (see
-    /// [`WATERMARK_EVERY`]), in order, with the rows of its batches.
+    /// [`WATERMARK_EVERY`]), in order.
     last_sent: Vec<Option<Instant>>,
     held: Vec<Vec<Message>>,
-    held_rows: Vec<usize>,
     /// Packets of fewer rows than this wait like watermarks (see [`SMALL_PACKET`]).
     small: usize,
 }
@@ -345,7 +344,6 @@ impl Router {
             dests: Vec::new(),
             last_sent: vec![None; n],
             held: (0..n).map(|_| Vec::new()).collect(),
-            held_rows: vec![0; n],
             small,
         }
     }
@@ -415,24 +413,22 @@ impl Router {
         if recent {
             let rows = rows_of(&messages);
             let waits = messages.iter().all(|m| matches!(m, Message::Data(_) | Message::Watermark(_)));
-            if waits && (rows == 0 || self.held_rows[target] + rows < self.small) {
-                self.hold(target, messages, rows);
+            if waits && (rows == 0 || rows_of(&self.held[target]) + rows < self.small) {
+                self.hold(target, messages);
                 return true;
             }
         }
-        if !self.held[target].is_empty() {
-            let mut all = std::mem::take(&mut self.held[target]);
-            all.append(&mut messages);
-            messages = all;
-            self.held_rows[target] = 0;
+        let held = &mut self.held[target];
+        if !held.is_empty() {
+            held.append(&mut messages);
+            messages = std::mem::take(held);
         }
-        self.last_sent[target] = Some(now);
-        self.targets[target].messages(self.me, messages)
+        self.send_now(target, messages, now)
     }
 
-    /// Keep `messages` (of `rows` rows) for `target`, after what it holds: a watermark after a
-    /// watermark stands for it.
-    fn hold(&mut self, target: usize, messages: Vec<Message>, rows: usize) {
+    /// Keep `messages` for `target`, after what it holds: a watermark after a watermark stands
+    /// for it.
+    fn hold(&mut self, target: usize, messages: Vec<Message>) {
         let held = &mut self.held[target];
         for m in messages {
             match (held.last_mut(), m) {
@@ -440,7 +436,12 @@ impl Router {
                 (_, m) => held.push(m),
             }
         }
-        self.held_rows[target] += rows;
+    }
+
+    /// Send `messages` to `target` now; `false` once the target has gone.
+    fn send_now(&mut self, target: usize, messages: Vec<Message>, now: Instant) -> bool {
+        self.last_sent[target] = Some(now);
+        self.targets[target].messages(self.me, messages)
     }
 
     /// When what is held back for `target` is due (`None`: nothing is held back).
@@ -469,13 +470,10 @@ impl Router {
     }
 
     fn flush_target(&mut self, target: usize, now: Instant) -> bool {
-        if self.held[target].is_empty() {
-            return true;
+        match std::mem::take(&mut self.held[target]) {
+            held if held.is_empty() => true,
+            held => self.send_now(target, held, now),
         }
-        let held = std::mem::take(&mut self.held[target]);
-        self.held_rows[target] = 0;
-        self.last_sent[target] = Some(now);
-        self.targets[target].messages(self.me, held)
     }
 
     /// Tell every instance this sender is idle; `false` once a target has gone. Its next
